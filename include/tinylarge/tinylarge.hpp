@@ -7,6 +7,8 @@
 
 #include "core/config.hpp"
 #include "core/error.hpp"
+#include "core/arch.hpp"
+#include "core/rng.hpp"
 #include "kernels/backend.hpp"
 #include "kernels/dense.hpp"
 #include "precision/concepts.hpp"
