@@ -1,0 +1,22 @@
+/// @file freestanding.hpp
+/// @brief Umbrella header of the freestanding (microcontroller) profile.
+///
+/// Includes only what builds with no heap, no exceptions, no RTTI and no
+/// iostream, and never xtensor or xsimd. Proven by the Cortex-M programs in
+/// tests/mcu/, built with arm-none-eabi-g++ and run under qemu-system-arm,
+/// whose link fails if anything references malloc or _sbrk.
+#pragma once
+
+#ifndef TINYLARGE_FREESTANDING
+#define TINYLARGE_FREESTANDING 1
+#endif
+
+#include "core/arch.hpp"
+#include "core/config.hpp"
+#include "core/error.hpp"
+#include "core/rng.hpp"
+#include "kernels/backend.hpp"
+#include "kernels/dense.hpp"
+#include "precision/concepts.hpp"
+#include "precision/fp16.hpp"
+#include "precision/requantize.hpp"
