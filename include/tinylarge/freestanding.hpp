@@ -17,6 +17,7 @@
 #include "core/rng.hpp"
 #include "kernels/backend.hpp"
 #include "kernels/dense.hpp"
+#include "kernels/cortex_m.hpp"
 #include "precision/concepts.hpp"
 #include "precision/fp16.hpp"
 #include "precision/requantize.hpp"

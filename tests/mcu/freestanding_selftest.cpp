@@ -74,42 +74,43 @@ int main() {
   check("quantize_multiplier(0.0037).shift", qm.shift, -8);
   check("mbqm(100000, 0.0037)", tl::multiply_by_quantized_multiplier(100000, qm), 370);
 
-  // int8 dense on the best back end this target has; checksum of outputs.
-  tl::rng gen(2024);
-  for (auto& w : weights) w = static_cast<std::int8_t>(static_cast<int>(gen.uniform_int(255)) - 127);
-  for (auto& x : inputs) x = static_cast<std::int8_t>(static_cast<int>(gen.uniform_int(256)) - 128);
-  for (std::size_t o = 0; o < out_features; ++o) {
-    bias[o] = static_cast<std::int32_t>(gen.uniform_int(2001)) - 1000;
-    const tl::quantized_multiplier m = tl::quantize_multiplier(0.0005 + 0.0001 * static_cast<double>(o));
-    multipliers[o] = m.multiplier;
-    shifts[o] = m.shift;
-  }
-  tl::kernels::dense_s8_params p;
-  p.input_zero_point = -3;
-  p.output_zero_point = 5;
-  p.multipliers = multipliers;
-  p.shifts = shifts;
-  p.per_channel = true;
-  p.bias = bias;
-  p.act_min = 5;  // fused relu
-  tl::kernels::dense_s8(tl::kernels::default_backend{}, batch, out_features, in_features, inputs,
-                        weights, p, outputs);
+  // int8 dense on the best back end this target has, against the scalar
+  // reference on the same target, for shapes with and without tails.
+  out::puts("int8 dense backend: ");
+  out::puts(tl::kernels::default_backend::name());
+  out::puts("\n");
   // FNV-1a over the output bytes: identical on 32- and 64-bit targets.
   auto fnv1a = [](const std::int8_t* v, std::size_t n) {
     std::uint32_t h = 2166136261u;
     for (std::size_t i = 0; i < n; ++i) h = (h ^ static_cast<std::uint8_t>(v[i])) * 16777619u;
     return static_cast<long>(h & 0x7FFFFFFFu);
   };
-  const long checksum = fnv1a(outputs, batch * out_features);
-  out::puts("int8 dense backend: ");
-  out::puts(tl::kernels::default_backend::name());
-  out::puts("\n");
-  // Reference computed with the scalar back end on the same target.
-  std::int8_t reference[batch * out_features];
-  tl::kernels::dense_s8(tl::arch::scalar{}, batch, out_features, in_features, inputs, weights, p,
-                        reference);
-  const long ref_checksum = fnv1a(reference, batch * out_features);
-  check("int8 dense checksum", checksum, ref_checksum);
+  tl::rng gen(2024);
+  struct shape { std::size_t m, n, k; std::int32_t zx; };
+  const shape shapes[] = {{3, 12, 40, -3}, {2, 5, 37, 7}, {1, 1, 3, -128}, {3, 11, 39, 127}};
+  for (const shape& s : shapes) {
+    for (auto& w : weights) w = static_cast<std::int8_t>(static_cast<int>(gen.uniform_int(255)) - 127);
+    for (auto& x : inputs) x = static_cast<std::int8_t>(static_cast<int>(gen.uniform_int(256)) - 128);
+    for (std::size_t o = 0; o < out_features; ++o) {
+      bias[o] = static_cast<std::int32_t>(gen.uniform_int(2001)) - 1000;
+      const tl::quantized_multiplier m = tl::quantize_multiplier(0.0005 + 0.0001 * static_cast<double>(o));
+      multipliers[o] = m.multiplier;
+      shifts[o] = m.shift;
+    }
+    tl::kernels::dense_s8_params p;
+    p.input_zero_point = s.zx;
+    p.output_zero_point = 5;
+    p.multipliers = multipliers;
+    p.shifts = shifts;
+    p.per_channel = true;
+    p.bias = bias;
+    p.act_min = 5;  // fused relu
+    std::int8_t reference[batch * out_features];
+    tl::kernels::dense_s8(tl::kernels::default_backend{}, s.m, s.n, s.k, inputs, weights, p, outputs);
+    tl::kernels::dense_s8(tl::arch::scalar{}, s.m, s.n, s.k, inputs, weights, p, reference);
+    const long got = fnv1a(outputs, s.m * s.n);
+    check("int8 dense checksum", got, fnv1a(reference, s.m * s.n));
+  }
 
   out::puts(failures == 0 ? "selftest: all checks passed\n" : "selftest: FAILED\n");
   return failures == 0 ? 0 : 1;
