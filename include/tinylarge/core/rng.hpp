@@ -65,7 +65,15 @@ class rng {
   constexpr float uniform() noexcept { return static_cast<float>(next_u32() >> 8) * 0x1.0p-24f; }
 
   /// Uniform float in [lo, hi).
-  constexpr float uniform(float lo, float hi) noexcept { return lo + (hi - lo) * uniform(); }
+  ///
+  /// Computed in double, where the product of two floats is exact, so that a
+  /// compiler contracting `lo + w·u` into a fused multiply-add (as it may with
+  /// `-march=native`) cannot change the result: the same seed gives the same
+  /// floats in every build.
+  constexpr float uniform(float lo, float hi) noexcept {
+    return static_cast<float>(static_cast<double>(lo) +
+                              static_cast<double>(hi - lo) * static_cast<double>(uniform()));
+  }
 
   /// Standard normal sample (Box–Muller, cached pair).
   float normal() noexcept {
@@ -83,8 +91,12 @@ class rng {
     return static_cast<float>(r * std::cos(t));
   }
 
-  /// Normal sample with the given mean and standard deviation.
-  float normal(float mean, float stddev) noexcept { return mean + stddev * normal(); }
+  /// Normal sample with the given mean and standard deviation (computed in
+  /// double for the same reason as `uniform(lo, hi)`).
+  float normal(float mean, float stddev) noexcept {
+    return static_cast<float>(static_cast<double>(mean) +
+                              static_cast<double>(stddev) * static_cast<double>(normal()));
+  }
 
   /// Fisher–Yates shuffle of [first, first + n).
   template <class T>

@@ -64,6 +64,10 @@ constexpr std::int32_t rounding_divide_by_pot(std::int32_t x, int exponent) noex
 
 /// acc · M with M given by (multiplier, shift): TFLite's
 /// MultiplyByQuantizedMultiplier.
+///
+/// For M ≥ 1 (shift > 0) the pre-shifted accumulator saturates at ±2^31, so
+/// results with |acc·M| ≳ 2^30 come out near ±2^30 rather than exact; int8 and
+/// int16 outputs clamp far below that, so their results are unaffected.
 constexpr std::int32_t multiply_by_quantized_multiplier(std::int32_t acc, std::int32_t multiplier,
                                                         int shift) noexcept {
   const int left = shift > 0 ? shift : 0;

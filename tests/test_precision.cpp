@@ -1,0 +1,576 @@
+// Tests of the precision axis: fp32 / fp16 / bf16 storage, bulk conversions on
+// every back end compiled in, int8 quantization (TFLite int8 spec) and the
+// integer-only requantization it relies on.
+//
+// References are independent of the code under test: rounding is checked
+// against a nearest-value search over the exact (double) values of every
+// 16-bit code, int8 arithmetic against double arithmetic and libm's
+// std::round, and the int8 dense pipeline against fp32 on the de-quantized
+// operands.
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "tinylarge/core/rng.hpp"
+#include "tinylarge/kernels/dense.hpp"
+#include "tinylarge/precision/bf16.hpp"
+#include "tinylarge/precision/concepts.hpp"
+#include "tinylarge/precision/convert.hpp"
+#include "tinylarge/precision/fp16.hpp"
+#include "tinylarge/precision/int8.hpp"
+#include "tinylarge/precision/requantize.hpp"
+
+namespace {
+
+// ---------------------------------------------------------------------------
+// Independent rounding references for the 16-bit formats
+// ---------------------------------------------------------------------------
+
+// Exact value of a binary16 magnitude code (sign excluded), computed from the
+// definition; code 0x7C00 (inf) stands for 2^16, the value an unbounded
+// exponent would give, which is what IEEE overflow rounding compares against.
+double half_magnitude_value(std::uint16_t code) {
+  const int e = (code >> 10) & 0x1F;
+  const int m = code & 0x3FF;
+  if (e == 0) return std::ldexp(static_cast<double>(m), -24);
+  return std::ldexp(1.0 + m / 1024.0, e - 15);
+}
+
+// Nearest binary16 by search over the 0x7C01 ordered magnitudes, ties to the
+// even code. Knows nothing of the bit tricks in fp16.hpp.
+std::uint16_t reference_float_to_half(float f) {
+  const double a = std::fabs(static_cast<double>(f));
+  const std::uint16_t sign = std::signbit(f) ? 0x8000 : 0;
+  std::uint16_t lo = 0, hi = 0x7C00;  // invariant: value(lo) <= a (or lo = 0), a < value(hi) unless a >= 2^16
+  if (a >= half_magnitude_value(0x7C00)) return static_cast<std::uint16_t>(sign | 0x7C00);
+  while (hi - lo > 1) {
+    const auto mid = static_cast<std::uint16_t>((lo + hi) / 2);
+    if (half_magnitude_value(mid) <= a) lo = mid;
+    else hi = mid;
+  }
+  const double dlo = a - half_magnitude_value(lo);
+  const double dhi = half_magnitude_value(hi) - a;
+  std::uint16_t r;
+  if (dlo < dhi) r = lo;
+  else if (dhi < dlo) r = hi;
+  else r = (lo & 1) ? hi : lo;
+  return static_cast<std::uint16_t>(sign | r);
+}
+
+// Nearest bfloat16: the two candidates are the truncation and the next code;
+// code 0x7F80 (inf) stands for 2^128.
+std::uint16_t reference_float_to_bfloat16(float f) {
+  const std::uint32_t bits = std::bit_cast<std::uint32_t>(f);
+  const auto sign = static_cast<std::uint16_t>(bits >> 16 & 0x8000);
+  const auto lo = static_cast<std::uint16_t>((bits & 0x7FFFFFFF) >> 16);
+  if (lo >= 0x7F80) return static_cast<std::uint16_t>(sign | lo);  // inf (NaN is tested separately)
+  const auto hi = static_cast<std::uint16_t>(lo + 1);
+  auto value = [](std::uint16_t c) {
+    return c == 0x7F80 ? std::ldexp(1.0, 128)
+                       : static_cast<double>(std::bit_cast<float>(static_cast<std::uint32_t>(c) << 16));
+  };
+  const double a = std::fabs(static_cast<double>(f));
+  const double dlo = a - value(lo), dhi = value(hi) - a;
+  std::uint16_t r;
+  if (dlo < dhi) r = lo;
+  else if (dhi < dlo) r = hi;
+  else r = (lo & 1) ? hi : lo;
+  return static_cast<std::uint16_t>(sign | r);
+}
+
+// Float inputs that exercise rounding: a strided sweep over all 2^32 bit
+// patterns (finite ones only) plus, for every 16-bit code, the exact midpoint
+// to its successor and the floats one ulp either side of it.
+std::vector<float> rounding_probe_inputs(bool for_half) {
+  std::vector<float> v;
+  for (std::uint64_t b = 0; b < (1ULL << 32); b += 4099) {
+    const float f = std::bit_cast<float>(static_cast<std::uint32_t>(b));
+    if (std::isfinite(f)) v.push_back(f);
+  }
+  const std::uint32_t last = for_half ? 0x7C00u : 0x7F80u;  // the inf code: its "value" is 2^16 / 2^128
+  for (std::uint32_t c = 0; c < last; ++c) {
+    double lo, hi;
+    if (for_half) {
+      lo = half_magnitude_value(static_cast<std::uint16_t>(c));
+      hi = half_magnitude_value(static_cast<std::uint16_t>(c + 1));
+    } else {
+      lo = static_cast<double>(std::bit_cast<float>(c << 16));
+      hi = c + 1 == last ? std::ldexp(1.0, 128) : static_cast<double>(std::bit_cast<float>((c + 1) << 16));
+    }
+    const auto mid = static_cast<float>((lo + hi) / 2);  // exact: fits in 24 bits
+    for (const float f : {mid, std::nextafter(mid, 0.0f), std::nextafter(mid, 1e30f)}) {
+      v.push_back(f);
+      v.push_back(-f);
+    }
+  }
+  return v;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// The float-like precisions, all through one typed test
+// ---------------------------------------------------------------------------
+
+template <class P>
+struct tolerances;
+template <>
+struct tolerances<tl::fp32> {
+  static constexpr double relative = 0.0;
+  static constexpr float min_normal = 0x1.0p-126f;
+  static constexpr float max_finite = std::numeric_limits<float>::max();
+};
+template <>
+struct tolerances<tl::fp16> {
+  static constexpr double relative = 0x1.0p-11;  // half an ulp of an 11-bit significand
+  static constexpr float min_normal = 0x1.0p-14f;
+  static constexpr float max_finite = 65504.0f;
+};
+template <>
+struct tolerances<tl::bf16> {
+  static constexpr double relative = 0x1.0p-8;  // half an ulp of an 8-bit significand
+  static constexpr float min_normal = 0x1.0p-126f;
+  static constexpr float max_finite = 0x1.FEp127f;
+};
+
+TEMPLATE_TEST_CASE("float precisions round-trip within half an ulp and are monotone", "[precision]",
+                   tl::fp32, tl::fp16, tl::bf16) {
+  using P = TestType;
+  STATIC_REQUIRE(tl::float_precision<P>);
+  STATIC_REQUIRE(sizeof(typename P::storage_type) * 8 == P::storage_bits);
+
+  tl::rng gen(42);
+  float prev_out = -std::numeric_limits<float>::infinity();
+  std::vector<float> xs;
+  for (int i = 0; i < 20000; ++i) {
+    // log-uniform magnitudes across the whole normal range of the format
+    const float lg = gen.uniform(std::log2(tolerances<P>::min_normal), std::log2(tolerances<P>::max_finite) - 0.01f);
+    xs.push_back((gen.next_u32() & 1 ? -1.0f : 1.0f) * std::exp2(lg));
+  }
+  std::sort(xs.begin(), xs.end());
+  for (const float x : xs) {
+    const float y = P::decode(P::encode(x));
+    INFO("x = " << x << ", decode(encode(x)) = " << y);
+    REQUIRE(std::fabs(static_cast<double>(y) - x) <= tolerances<P>::relative * std::fabs(x));
+    REQUIRE(y >= prev_out);  // rounding is monotone: xs is sorted
+    prev_out = y;
+  }
+  // Zero keeps its sign; infinities survive; NaN stays NaN.
+  CHECK(std::signbit(P::decode(P::encode(-0.0f))));
+  CHECK(P::decode(P::encode(std::numeric_limits<float>::infinity())) == std::numeric_limits<float>::infinity());
+  CHECK(std::isnan(P::decode(P::encode(std::numeric_limits<float>::quiet_NaN()))));
+}
+
+TEST_CASE("fp16 and bf16: decode is exact and encode(decode(c)) == c for every code", "[precision][fp16][bf16]") {
+  for (std::uint32_t c = 0; c < 0x10000u; ++c) {
+    const auto code = static_cast<std::uint16_t>(c);
+    const tl::half h{code};
+    const float f = tl::half_to_float(h);
+    const bool half_nan = (code & 0x7C00) == 0x7C00 && (code & 0x3FF) != 0;
+    INFO("code 0x" << std::hex << c);
+    if (half_nan) {
+      REQUIRE(std::isnan(f));
+      // quiet NaNs (bit 9 set) round-trip unchanged; signalling ones come back quiet
+      REQUIRE(tl::float_to_half(f).bits == (code | 0x0200));
+    } else {
+      const double expect = (code & 0x8000 ? -1.0 : 1.0) *
+                            ((code & 0x7FFF) == 0x7C00 ? INFINITY : half_magnitude_value(static_cast<std::uint16_t>(code & 0x7FFF)));
+      REQUIRE(static_cast<double>(f) == expect);
+      REQUIRE(tl::float_to_half(f).bits == code);
+    }
+
+    const tl::bfloat16 b{code};
+    const float g = tl::bfloat16_to_float(b);
+    REQUIRE(std::bit_cast<std::uint32_t>(g) == c << 16);
+    const bool bf_nan = (code & 0x7F80) == 0x7F80 && (code & 0x7F) != 0;
+    REQUIRE(tl::float_to_bfloat16(g).bits == (bf_nan ? (code | 0x0040) : code));
+  }
+}
+
+TEST_CASE("fp16 and bf16 encode round to nearest even, as a nearest-value search does", "[precision][fp16][bf16]") {
+  const std::vector<float> half_inputs = rounding_probe_inputs(true);
+  std::size_t mismatches = 0;
+  for (const float f : half_inputs) {
+    if (tl::float_to_half(f).bits != reference_float_to_half(f)) {
+      if (++mismatches <= 5) FAIL_CHECK("fp16 of " << f << " (0x" << std::hex << std::bit_cast<std::uint32_t>(f)
+                                                   << "): got 0x" << tl::float_to_half(f).bits << ", expected 0x"
+                                                   << reference_float_to_half(f));
+    }
+  }
+  CHECK(mismatches == 0);
+
+  const std::vector<float> bf_inputs = rounding_probe_inputs(false);
+  mismatches = 0;
+  for (const float f : bf_inputs) {
+    if (tl::float_to_bfloat16(f).bits != reference_float_to_bfloat16(f)) {
+      if (++mismatches <= 5) FAIL_CHECK("bf16 of " << f << ": got 0x" << std::hex << tl::float_to_bfloat16(f).bits
+                                                   << ", expected 0x" << reference_float_to_bfloat16(f));
+    }
+  }
+  CHECK(mismatches == 0);
+
+  // The overflow thresholds, from the definitions: 65520 = 65504 + half an ulp ties to inf.
+  CHECK(tl::float_to_half(65519.996f).bits == 0x7BFF);
+  CHECK(tl::float_to_half(65520.0f).bits == 0x7C00);
+  CHECK(tl::float_to_bfloat16(std::numeric_limits<float>::max()).bits == 0x7F80);
+  // NaN keeps its sign and its top payload bits, and is quiet.
+  const float snan = std::bit_cast<float>(0xFF812345u);  // signalling, payload 0x012345
+  CHECK(tl::float_to_half(snan).bits == (0xFC00 | 0x0200 | (0x012345 >> 13)));
+  CHECK(tl::float_to_bfloat16(snan).bits == 0xFFC1);
+}
+
+// ---------------------------------------------------------------------------
+// Bulk conversions: every back end compiled in gives the scalar bits
+// ---------------------------------------------------------------------------
+
+TEMPLATE_TEST_CASE("bulk conversions give the scalar reference bits", "[precision][convert][simd]", tl::arch::scalar,
+                   tl::arch::avx2, tl::arch::avx512) {
+  using B = TestType;
+  if constexpr (!B::supported()) {
+    WARN("back end " << B::name() << " is not compiled into this build; build with -march=native to test it");
+  } else {
+    tl::rng gen(7);
+    std::vector<float> src;
+    for (int i = 0; i < 4096; ++i) src.push_back(std::bit_cast<float>(gen.next_u32()));  // NaNs, subnormals, all
+    for (const float f : rounding_probe_inputs(true)) src.push_back(f);
+    src.push_back(std::bit_cast<float>(0x7F800001u));  // smallest signalling NaN payload
+    // Every length 0..40 exercises the vector body and the tails.
+    for (std::size_t len : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{8}, std::size_t{15},
+                            std::size_t{16}, std::size_t{17}, std::size_t{31}, std::size_t{33}, src.size()}) {
+      const std::span<const float> in(src.data(), len);
+      std::vector<tl::half> h(len, tl::half{0xDEAD});
+      std::vector<tl::bfloat16> b(len, tl::bfloat16{0xDEAD});
+      tl::convert(B{}, in, std::span<tl::half>(h));
+      tl::convert(B{}, in, std::span<tl::bfloat16>(b));
+      std::vector<float> fh(len), fb(len);
+      tl::convert(B{}, std::span<const tl::half>(h), std::span<float>(fh));
+      tl::convert(B{}, std::span<const tl::bfloat16>(b), std::span<float>(fb));
+      std::size_t bad = 0;
+      for (std::size_t i = 0; i < len; ++i) {
+        const bool ok = h[i] == tl::float_to_half(in[i]) && b[i] == tl::float_to_bfloat16(in[i]) &&
+                        std::bit_cast<std::uint32_t>(fh[i]) == std::bit_cast<std::uint32_t>(tl::half_to_float(h[i])) &&
+                        std::bit_cast<std::uint32_t>(fb[i]) == std::bit_cast<std::uint32_t>(tl::bfloat16_to_float(b[i]));
+        if (!ok && ++bad <= 3)
+          FAIL_CHECK(B::name() << ": input 0x" << std::hex << std::bit_cast<std::uint32_t>(in[i]) << " half 0x"
+                               << h[i].bits << " vs 0x" << tl::float_to_half(in[i]).bits << ", bf16 0x" << b[i].bits
+                               << " vs 0x" << tl::float_to_bfloat16(in[i]).bits);
+      }
+      INFO("length " << len);
+      CHECK(bad == 0);
+    }
+  }
+}
+
+TEST_CASE("bulk conversions with the build's best back end check sizes", "[precision][convert]") {
+  const std::vector<float> src{1.0f, -2.5f, 65504.0f, 1e-7f};
+  std::vector<tl::half> h(src.size());
+  tl::convert(src, h);
+  std::vector<float> back(src.size());
+  tl::convert(h, back);
+  for (std::size_t i = 0; i < src.size(); ++i) CHECK(back[i] == tl::half_to_float(tl::float_to_half(src[i])));
+#if TINYLARGE_HAS_EXCEPTIONS
+  std::vector<tl::bfloat16> too_short(3);
+  CHECK_THROWS_AS(tl::convert(src, too_short), tl::shape_error);
+#endif
+}
+
+// ---------------------------------------------------------------------------
+// int8 quantization
+// ---------------------------------------------------------------------------
+
+TEST_CASE("round_half_away agrees with std::round everywhere", "[precision][int8]") {
+  for (const float v : {0.49999997f, 0.5f, 1.5f, 2.5f, -2.5f, -0.5f, 8388607.5f, -8388607.5f, 8388608.0f, 1e30f,
+                        -0.0f, 0.0f, 4194303.5f}) {
+    INFO(v);
+    CHECK(tl::detail::round_half_away(v) == std::round(v));
+  }
+  tl::rng gen(3);
+  for (int i = 0; i < 200000; ++i) {
+    const float v = std::bit_cast<float>(gen.next_u32());
+    if (!std::isfinite(v)) continue;
+    REQUIRE(tl::detail::round_half_away(v) == std::round(v));
+    const double d = static_cast<double>(v) * 1.000000119;
+    REQUIRE(tl::detail::round_half_away(d) == std::round(d));
+  }
+}
+
+TEST_CASE("quantize matches the TFLite formula and keeps the error under half a step", "[precision][int8]") {
+  STATIC_REQUIRE(tl::quantize(1.0f, tl::quant_params{0.5f, 3}) == 5);  // usable in constant expressions
+  tl::rng gen(11);
+  for (int trial = 0; trial < 200; ++trial) {
+    const float lo = -gen.uniform(0.0f, 10.0f), hi = gen.uniform(0.01f, 10.0f);
+    const tl::quant_params p = tl::choose_quant_params<tl::asymmetric>(lo, hi);
+    REQUIRE(p.scale > 0.0f);
+    REQUIRE(p.zero_point >= -128);
+    REQUIRE(p.zero_point <= 127);
+    REQUIRE(tl::dequantize(static_cast<std::int8_t>(p.zero_point), p) == 0.0f);  // 0 is exact
+    for (int i = 0; i < 200; ++i) {
+      const float x = gen.uniform(lo * 1.2f, hi * 1.2f);
+      const std::int8_t q = tl::quantize(x, p);
+      const float expect = std::clamp(std::round(x / p.scale) + static_cast<float>(p.zero_point), -128.0f, 127.0f);
+      REQUIRE(static_cast<float>(q) == expect);
+      const float lo_rep = p.scale * static_cast<float>(-128 - p.zero_point);
+      const float hi_rep = p.scale * static_cast<float>(127 - p.zero_point);
+      if (x >= lo_rep && x <= hi_rep) {
+        REQUIRE(std::fabs(tl::dequantize(q, p) - x) <= 0.5f * p.scale * (1.0f + 1e-5f));
+        REQUIRE(tl::fake_quantize_passes_gradient(x, p));
+      } else {
+        REQUIRE(!tl::fake_quantize_passes_gradient(x, p));
+      }
+    }
+    // The observed range is representable to within one step (the zero point is nudged to an integer).
+    REQUIRE(std::fabs(tl::fake_quantize(lo, p) - lo) <= p.scale);
+    REQUIRE(std::fabs(tl::fake_quantize(hi, p) - hi) <= p.scale);
+  }
+  const tl::quant_params p{0.1f, -5};
+  CHECK(tl::quantize(std::numeric_limits<float>::quiet_NaN(), p) == -5);
+  CHECK(tl::quantize(std::numeric_limits<float>::infinity(), p) == 127);
+  CHECK(tl::quantize(-std::numeric_limits<float>::infinity(), p) == -128);
+  CHECK(tl::quantize(1e30f, p) == 127);
+}
+
+TEST_CASE("choose_quant_params: hand-derived cases from the TFLite rules", "[precision][int8]") {
+  // ReLU6 output [0, 6]: s = 6/255, the zero point sits at q_min.
+  tl::quant_params p = tl::choose_quant_params<tl::asymmetric>(0.0f, 6.0f);
+  CHECK(p.scale == Approx(6.0 / 255.0).epsilon(1e-7));
+  CHECK(p.zero_point == -128);
+  // A range that excludes 0 is widened to include it: [2, 5] → [0, 5].
+  p = tl::choose_quant_params<tl::asymmetric>(2.0f, 5.0f);
+  CHECK(p.scale == Approx(5.0 / 255.0).epsilon(1e-7));
+  CHECK(p.zero_point == -128);
+  // [-3, 1]: z_from_min = -128 + 3/s = 63.25 → 63.
+  p = tl::choose_quant_params<tl::asymmetric>(-3.0f, 1.0f);
+  CHECK(p.scale == Approx(4.0 / 255.0).epsilon(1e-7));
+  CHECK(p.zero_point == 63);
+  // Symmetric: s = max|r| / 127, z = 0.
+  p = tl::choose_quant_params<tl::symmetric>(-0.5f, 2.54f, tl::int8_weight_range);
+  CHECK(p.scale == Approx(0.02).epsilon(1e-7));
+  CHECK(p.zero_point == 0);
+  CHECK(tl::quantize(2.54f, p, tl::int8_weight_range) == 127);
+  CHECK(tl::quantize(-100.0f, p, tl::int8_weight_range) == -127);  // never -128 for weights
+  // Degenerate ranges.
+  CHECK(tl::choose_quant_params<tl::asymmetric>(0.0f, 0.0f) == tl::quant_params{1.0f, 0});
+  CHECK(tl::choose_quant_params<tl::symmetric>(1e-45f, 1e-45f).scale == tl::min_quant_scale);
+#if TINYLARGE_HAS_EXCEPTIONS
+  CHECK_THROWS_AS(tl::choose_quant_params<tl::asymmetric>(0.0f, std::numeric_limits<float>::quiet_NaN()),
+                  tl::numeric_error);
+  CHECK_THROWS_AS(tl::choose_quant_params<tl::asymmetric>(1.0f, -1.0f), tl::invalid_argument);
+#endif
+}
+
+TEST_CASE("observers track ranges and count non-finite values", "[precision][int8]") {
+  tl::minmax_observer mm;
+  CHECK(mm.params<tl::asymmetric>() == tl::quant_params{});
+  const std::array<float, 5> a{1.0f, -2.0f, NAN, 3.0f, INFINITY};
+  mm.observe(a);
+  CHECK(mm.lo == -2.0f);
+  CHECK(mm.hi == 3.0f);
+  CHECK(mm.count == 3);
+  CHECK(mm.non_finite == 2);
+
+  tl::moving_average_minmax_observer ema{0.5f};
+  const std::array<float, 2> b1{0.0f, 2.0f}, b2{-2.0f, 4.0f};
+  ema.observe(b1);
+  ema.observe(b2);
+  CHECK(ema.lo == -1.0f);  // 0 + 0.5·(−2 − 0)
+  CHECK(ema.hi == 3.0f);   // 2 + 0.5·(4 − 2)
+  CHECK(ema.batches == 2);
+}
+
+TEST_CASE("weight quantization: per-channel beats per-tensor when channel ranges differ", "[precision][int8]") {
+  constexpr std::size_t n = 6, k = 64;
+  tl::rng gen(5);
+  std::vector<float> w(n * k);
+  for (std::size_t o = 0; o < n; ++o) {
+    const float range = o == 3 ? 0.0f : std::pow(10.0f, -static_cast<float>(o) / 2.0f);  // row 3 is all zero
+    for (std::size_t i = 0; i < k; ++i) w[o * k + i] = range * gen.uniform(-1.0f, 1.0f);
+  }
+  std::vector<std::int8_t> qt(n * k), qc(n * k);
+  std::array<float, 1> st{};
+  std::array<float, n> sc{};
+  tl::int8_per_tensor::quantize_weights(w, n, qt, st);
+  tl::int8_per_channel::quantize_weights(w, n, qc, sc);
+
+  std::vector<float> wt(n * k), wc(n * k);
+  tl::dequantize_weights(qt, n, st, wt);
+  tl::dequantize_weights(qc, n, sc, wc);
+  for (std::size_t o = 0; o < n; ++o) {
+    int max_code = 0;
+    double err_t = 0, err_c = 0;
+    for (std::size_t i = 0; i < k; ++i) {
+      const std::size_t j = o * k + i;
+      REQUIRE(qc[j] >= -127);
+      REQUIRE(qt[j] >= -127);
+      REQUIRE(std::fabs(wc[j] - w[j]) <= 0.5f * sc[o] * (1.0f + 1e-5f));
+      REQUIRE(std::fabs(wt[j] - w[j]) <= 0.5f * st[0] * (1.0f + 1e-5f));
+      err_t += (wt[j] - w[j]) * (wt[j] - w[j]);
+      err_c += (wc[j] - w[j]) * (wc[j] - w[j]);
+      max_code = std::max(max_code, std::abs(static_cast<int>(qc[j])));
+    }
+    INFO("row " << o << ": squared error per tensor " << err_t << ", per channel " << err_c);
+    if (o == 0) {
+      CHECK(sc[0] == st[0]);  // the widest row sets the per-tensor scale
+      CHECK(err_c == err_t);
+    } else if (o == 3) {
+      CHECK(sc[o] == 1.0f);
+      CHECK(max_code == 0);
+      CHECK(err_c == 0.0);
+    } else {
+      CHECK(max_code == 127);        // each channel uses its full code range
+      CHECK(err_c < 0.25 * err_t);   // ~ (range_o / range_0)^2 of the per-tensor error
+    }
+  }
+#if TINYLARGE_HAS_EXCEPTIONS
+  std::array<float, 2> wrong{};
+  CHECK_THROWS_AS(tl::int8_per_channel::quantize_weights(w, n, qc, wrong), tl::shape_error);
+  w[7] = NAN;
+  CHECK_THROWS_AS(tl::int8_per_channel::quantize_weights(w, n, qc, sc), tl::numeric_error);
+#endif
+}
+
+TEST_CASE("requantize: integer multiplier within one step of the real product", "[precision][int8][requantize]") {
+  tl::rng gen(9);
+  for (int i = 0; i < 100000; ++i) {
+    const double m = std::exp2(gen.uniform(-24.0f, 6.0f));
+    const tl::quantized_multiplier qm = tl::quantize_multiplier(m);
+    REQUIRE(qm.multiplier >= (1 << 30));
+    REQUIRE(std::fabs(std::ldexp(static_cast<double>(qm.multiplier), qm.shift - 31) - m) <= m * 0x1.0p-30);
+    const std::uint32_t magnitude_shift = 1 + gen.next_u32() % 31;
+    const std::int32_t sign = (gen.next_u32() & 1) ? 1 : -1;
+    const std::int32_t acc = static_cast<std::int32_t>(gen.next_u32() >> magnitude_shift) * sign;
+    const double real = static_cast<double>(acc) * m;
+    // Beyond 2^30, acc · 2^shift may saturate before the mantissa multiply
+    // (see the saturation check below); int8 outputs clamp long before that.
+    if (std::fabs(real) >= 1.0e9) continue;
+    const std::int32_t y = tl::multiply_by_quantized_multiplier(acc, qm);
+    INFO("acc " << acc << " M " << m << " real " << real << " got " << y);
+    REQUIRE(std::fabs(static_cast<double>(y) - real) <= 1.0);
+  }
+  // 0.5 is 2^30 · 2^(0−31); ties round away from zero in RoundingDivideByPOT.
+  const tl::quantized_multiplier half_m = tl::quantize_multiplier(0.5);
+  CHECK(half_m.multiplier == (1 << 30));
+  CHECK(half_m.shift == 0);
+  CHECK(tl::multiply_by_quantized_multiplier(1000, tl::quantize_multiplier(0.25)) == 250);
+  CHECK(tl::multiply_by_quantized_multiplier(-7, tl::quantize_multiplier(0.25)) == -2);  // −1.75 → −2
+  // Overflowing products saturate in the right direction, far outside any int8/int16 output range.
+  CHECK(tl::multiply_by_quantized_multiplier(std::numeric_limits<std::int32_t>::max(), tl::quantize_multiplier(4.0)) >=
+        (1 << 30));
+  CHECK(tl::multiply_by_quantized_multiplier(std::numeric_limits<std::int32_t>::min(), tl::quantize_multiplier(4.0)) <=
+        -(1 << 30));
+}
+
+TEST_CASE("quantized bias and fused activation ranges", "[precision][int8]") {
+  const std::array<float, 3> bias{0.37f, -1.0f, 1e12f};
+  const std::array<float, 3> ws{0.01f, 0.02f, 0.01f};
+  std::array<std::int32_t, 3> qb{};
+  tl::quantize_bias(bias, 0.05f, ws, qb);
+  CHECK(qb[0] == 740);   // 0.37 / (0.05·0.01)
+  CHECK(qb[1] == -1000);  // −1 / (0.05·0.02)
+  CHECK(qb[2] == std::numeric_limits<std::int32_t>::max());  // saturated
+
+  const tl::quant_params out{6.0f / 255.0f, -128};
+  const tl::quant_range relu = tl::fused_activation_range(tl::fused_activation::relu, out);
+  CHECK(relu.min == -128);
+  CHECK(relu.max == 127);
+  const tl::quant_params out2{0.1f, 10};
+  const tl::quant_range relu6 = tl::fused_activation_range(tl::fused_activation::relu6, out2);
+  CHECK(relu6.min == 10);
+  CHECK(relu6.max == 70);  // 10 + 6/0.1
+  CHECK(tl::fused_activation_range(tl::fused_activation::none, out2) == tl::int8_activation_range);
+}
+
+TEMPLATE_TEST_CASE("int8 dense pipeline: integer result equals fp32 on the de-quantized operands to one step",
+                   "[precision][int8][pipeline]", tl::int8_per_tensor, tl::int8_per_channel,
+                   (tl::int8<tl::per_channel, tl::symmetric>)) {
+  using P = TestType;
+  STATIC_REQUIRE(tl::int8_precision<P>);
+  constexpr std::size_t m = 8, n = 12, k = 40;
+  tl::rng gen(21);
+  std::vector<float> x(m * k), w(n * k), b(n);
+  for (auto& v : x) v = gen.uniform(-0.5f, 2.0f);  // asymmetric input range
+  for (std::size_t o = 0; o < n; ++o) {
+    const float r = 0.05f * static_cast<float>(o + 1);
+    for (std::size_t i = 0; i < k; ++i) w[o * k + i] = gen.normal(0.0f, r);
+    b[o] = gen.uniform(-0.2f, 0.2f);
+  }
+  std::vector<float> y(m * n);
+  tl::kernels::dense_f32(tl::kernels::scalar{}, m, n, k, x.data(), w.data(), b.data(), y.data());
+
+  // Calibrate the input and quantize the operands.
+  tl::minmax_observer ox;
+  ox.observe(x);
+  const tl::quant_params px = P::activation_params(ox.lo, ox.hi);
+  std::vector<std::int8_t> xq(m * k), wq(n * k), yq(m * n);
+  std::vector<float> ws(P::weight_scale_count(n));
+  tl::quantize(x, px, xq, P::activation_range);
+  P::quantize_weights(w, n, wq, ws);
+  std::vector<std::int32_t> bq(n);
+  tl::quantize_bias(b, px.scale, ws, bq);
+
+  // fp32 on exactly the operands the integer kernel will see.
+  std::vector<float> xd(m * k), wd(n * k), bd(n), yd(m * n);
+  tl::dequantize(xq, px, xd);
+  tl::dequantize_weights(wq, n, ws, wd);
+  for (std::size_t o = 0; o < n; ++o)
+    bd[o] = static_cast<float>(static_cast<double>(bq[o]) * px.scale * ws[P::is_per_channel ? o : 0]);
+  tl::kernels::dense_f32(tl::kernels::scalar{}, m, n, k, xd.data(), wd.data(), bd.data(), yd.data());
+
+  // Output parameters from the calibration outputs (both, so neither is clamped).
+  tl::minmax_observer oy;
+  oy.observe(y);
+  oy.observe(yd);
+  const tl::quant_params py = P::activation_params(oy.lo, oy.hi);
+  std::vector<std::int32_t> mult(ws.size());
+  std::vector<int> shift(ws.size());
+  tl::requantization_multipliers(px.scale, ws, py.scale, mult, shift);
+
+  // Integer-only inference.
+  tl::kernels::dense_s8_params kp;
+  kp.input_zero_point = px.zero_point;
+  kp.output_zero_point = py.zero_point;
+  kp.multipliers = mult.data();
+  kp.shifts = shift.data();
+  kp.per_channel = P::is_per_channel;
+  kp.bias = bq.data();
+  kp.act_min = static_cast<std::int8_t>(P::activation_range.min);
+  kp.act_max = static_cast<std::int8_t>(P::activation_range.max);
+  tl::kernels::dense_s8(tl::kernels::scalar{}, m, n, k, xq.data(), wq.data(), kp, yq.data());
+  // The build's best int8 back end must give the same codes on a real quantized layer.
+  std::vector<std::int8_t> yq_best(m * n);
+  tl::kernels::dense_s8(tl::kernels::default_backend{}, m, n, k, xq.data(), wq.data(), kp, yq_best.data());
+  INFO("int8 back end " << tl::kernels::default_backend::name());
+  CHECK(yq_best == yq);
+
+  double max_err_steps = 0, max_err_true = 0;
+  for (std::size_t j = 0; j < m * n; ++j) {
+    const float got = tl::dequantize(yq[j], py);
+    max_err_steps = std::max(max_err_steps, std::fabs(static_cast<double>(got) - yd[j]) / py.scale);
+    max_err_true = std::max(max_err_true, std::fabs(static_cast<double>(got) - y[j]));
+  }
+  INFO(P::name() << ": max error vs fp32 on de-quantized operands " << max_err_steps << " steps; vs true fp32 "
+                 << max_err_true << " (output range " << oy.hi - oy.lo << ")");
+  CHECK(max_err_steps <= 0.51);  // integer pipeline == real arithmetic, up to the final rounding
+  CHECK(max_err_true <= 0.01 * (oy.hi - oy.lo));  // and int8 stays within 1% of the range of fp32
+}
+
+TEST_CASE("precision policies: names and concepts", "[precision]") {
+  STATIC_REQUIRE(tl::precision_policy<tl::int8_per_channel>);
+  STATIC_REQUIRE(tl::quantized_precision<tl::int8_per_tensor>);
+  STATIC_REQUIRE(!tl::int8_precision<tl::fp16>);
+  STATIC_REQUIRE(!tl::float_precision<tl::int8_per_tensor>);
+  STATIC_REQUIRE(tl::quantization_granularity<tl::per_channel>);
+  STATIC_REQUIRE(!tl::quantization_granularity<tl::symmetric>);
+  STATIC_REQUIRE(tl::int8<tl::per_tensor, tl::symmetric>::activation_range == tl::quant_range{-127, 127});
+  CHECK(std::string_view(tl::int8_per_channel::name()) == "int8_per_channel");
+  CHECK(std::string_view(tl::int8<tl::per_tensor, tl::symmetric>::name()) == "int8_per_tensor_symmetric");
+  CHECK(std::string_view(tl::bf16::name()) == "bf16");
+}
