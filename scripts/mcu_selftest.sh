@@ -14,9 +14,15 @@ run_qemu() {  # board elf
     -chardev stdio,id=sh0 -semihosting-config enable=on,target=native,chardev=sh0 -kernel "$2"
 }
 
-# Host build of the same source: the reference output.
-c++ -std=c++20 -O2 -I"$root/include" "$root/tests/mcu/freestanding_selftest.cpp" -o "$out/selftest-host"
-"$out/selftest-host" > "$out/selftest-host.txt"
+# Programs whose output must equal the same source built for the host, and
+# programs that only run on the device (they check themselves).
+compared="freestanding_selftest precision_selftest"
+device_only="compress_selftest"
+
+for prog in $compared; do
+  c++ -std=c++20 -O2 -I"$root/include" "$root/tests/mcu/$prog.cpp" -o "$out/$prog-host"
+  "$out/$prog-host" > "$out/$prog-host.txt"
+done
 
 status=0
 for target in "cortex-m4 mps2-an386" "cortex-m3 mps2-an385"; do
@@ -25,18 +31,22 @@ for target in "cortex-m4 mps2-an386" "cortex-m3 mps2-an385"; do
   cmake -S "$root/tests/mcu" -B "$out/$cpu" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/arm-none-eabi.cmake" -DTINYLARGE_MCU_CPU="$cpu" > /dev/null
   cmake --build "$out/$cpu" -j2 > "$out/$cpu.build.log" 2>&1 || { cat "$out/$cpu.build.log"; exit 1; }
-  elf="$out/$cpu/freestanding_selftest.elf"
-  if run_qemu "$board" "$elf" > "$out/selftest-$cpu.txt"; then
-    echo "mcu: $cpu on $board: exit 0"
-  else
-    echo "mcu: $cpu on $board: FAILED"; cat "$out/selftest-$cpu.txt"; status=1
-  fi
-  # Same values as the host, apart from the line naming the back end.
-  if diff <(grep -v 'backend:' "$out/selftest-host.txt") <(grep -v 'backend:' "$out/selftest-$cpu.txt") > "$out/$cpu.diff"; then
-    echo "mcu: $cpu output identical to host ($(grep 'backend:' "$out/selftest-$cpu.txt"))"
-  else
-    echo "mcu: $cpu output differs from host:"; cat "$out/$cpu.diff"; status=1
-  fi
-  arm-none-eabi-size "$elf" | sed "s|$out/||"
+  for prog in $compared $device_only; do
+    elf="$out/$cpu/$prog.elf"
+    if run_qemu "$board" "$elf" > "$out/$prog-$cpu.txt"; then
+      echo "mcu: $prog on $cpu ($board): exit 0"
+    else
+      echo "mcu: $prog on $cpu ($board): FAILED"; cat "$out/$prog-$cpu.txt"; status=1
+    fi
+    case " $compared " in *" $prog "*)
+      # Same values as the host, apart from lines naming the back end.
+      if diff <(grep -v 'backend:' "$out/$prog-host.txt") <(grep -v 'backend:' "$out/$prog-$cpu.txt") > "$out/$prog-$cpu.diff"; then
+        echo "mcu: $prog on $cpu: output identical to the host build"
+      else
+        echo "mcu: $prog on $cpu: output differs from the host build:"; cat "$out/$prog-$cpu.diff"; status=1
+      fi;;
+    esac
+  done
+  arm-none-eabi-size "$out/$cpu"/*.elf | sed "s|$out/||"
 done
 exit $status

@@ -1,0 +1,559 @@
+/// @file compress/huffman.hpp
+/// @brief Canonical, length-limited Huffman coding of byte-symbol streams (codebook
+///        indices, CSR column gaps): code construction, encoder, table decoder and the
+///        `huffman` policy (Deep Compression stage 3).
+///
+/// **Code construction.** Optimal code lengths under the limit L = 16 by the
+/// package-merge algorithm (Larmore & Hirschberg 1990, "A fast algorithm for optimal
+/// length-limited Huffman codes"): starting from the leaves sorted by count, L − 1 times
+/// pair adjacent items into packages and merge them with the leaves; the first 2n − 2 items
+/// of the last list determine the lengths (each leaf is counted once per list in which it is
+/// selected). Because merging is stable and lists are sorted, the selected leaves of every
+/// list are a prefix of the sorted leaves and the selected packages a prefix of the
+/// packages, so only a leaf/package flag per list position is stored: 16 × 511 bits and two
+/// 511-entry weight arrays, no heap. The result is optimal among codes with lengths ≤ L
+/// (no heuristic). Codes are canonical (deflate's rule, RFC 1951 §3.2.2): shorter codes
+/// first, equal lengths in symbol order, so only the lengths need to be stored.
+///
+/// **Stream format** (little-endian fields; all sizes are checked when decoding):
+///
+///     u16  alphabet size A ∈ [1, 256]
+///     u8   b ∈ [1, 5], bits per code length
+///     ⌈A·b/8⌉ bytes: A code lengths (0 = symbol absent), b bits each, bit-packed
+///          (compress/bitpack.hpp layout)
+///     u32  number of symbols N
+///     u32  payload bytes P = ⌈(Σ code lengths of the N symbols)/8⌉
+///     P bytes: the codes, most significant bit first, zero padded
+///
+/// The header ("table bytes") is 11 + ⌈A·b/8⌉ bytes: 31 bytes for a 5-bit index alphabet.
+///
+/// **Decoding** (freestanding: no heap, no exceptions, fixed-size tables): a 2^TableBits
+/// lookup table resolves codes of ≤ TableBits bits in one step; longer codes (≤ 16) are
+/// resolved with the canonical first-code/count arrays. Every failure — over-subscribed
+/// code lengths, a bit pattern that is no code, a stream that ends early, trailing bytes,
+/// non-zero padding, N above the output capacity — returns an error `status`; the decoder
+/// never reads outside [in, in + size).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "../core/config.hpp"
+#include "../core/error.hpp"
+#include "bitpack.hpp"
+#include "concepts.hpp"
+
+#if !TINYLARGE_FREESTANDING
+#include <cmath>
+#include <vector>
+#endif
+
+namespace tinylarge::compress {
+
+/// Longest code the coder produces and the decoder accepts.
+inline constexpr unsigned huffman_max_length = 16;
+/// Largest alphabet (symbols are bytes).
+inline constexpr std::size_t huffman_max_symbols = 256;
+
+/// A canonical Huffman code over an alphabet of ≤ 256 byte symbols.
+struct huffman_code {
+  std::uint16_t alphabet = 0;                    ///< number of symbols, 1..256
+  std::uint8_t length[huffman_max_symbols] = {};  ///< code length per symbol, 0 = absent
+  std::uint16_t code[huffman_max_symbols] = {};   ///< canonical code, right-aligned, MSB first
+};
+
+// ---------------------------------------------------------------------------
+// Code construction
+// ---------------------------------------------------------------------------
+
+/// Optimal code lengths with every length ≤ `max_length` (package-merge, see the file
+/// comment). Symbols with count 0 get length 0; a single used symbol gets length 1.
+/// Fails when `alphabet` ∉ [1, 256] or `max_length` ∉ [1, 16] or 2^max_length is below the
+/// number of used symbols.
+[[nodiscard]] inline status huffman_code_lengths(const std::uint64_t* counts, std::size_t alphabet,
+                                                 unsigned max_length, std::uint8_t* lengths) noexcept {
+  TINYLARGE_CHECK(alphabet >= 1 && alphabet <= huffman_max_symbols, errc::invalid_argument,
+                  "huffman: alphabet size must be in [1, 256]");
+  TINYLARGE_CHECK(max_length >= 1 && max_length <= huffman_max_length, errc::invalid_argument,
+                  "huffman: maximum code length must be in [1, 16]");
+  // Used symbols sorted by (count, symbol): insertion sort, n ≤ 256.
+  std::uint16_t sym[huffman_max_symbols];
+  std::size_t n = 0;
+  for (std::size_t s = 0; s < alphabet; ++s) {
+    lengths[s] = 0;
+    if (counts[s] == 0) continue;
+    std::size_t j = n++;
+    while (j > 0 && (counts[sym[j - 1]] > counts[s])) {
+      sym[j] = sym[j - 1];
+      --j;
+    }
+    sym[j] = static_cast<std::uint16_t>(s);
+  }
+  if (n == 0) return status::success();
+  if (n == 1) {
+    lengths[sym[0]] = 1;
+    return status::success();
+  }
+  TINYLARGE_CHECK(n <= (std::size_t{1} << max_length), errc::invalid_argument,
+                  "huffman: too many symbols for the maximum code length");
+
+  constexpr std::size_t cap = 2 * huffman_max_symbols;  // a list has ≤ 2n − 1 items
+  std::uint64_t cur[cap], nxt[cap];
+  std::uint64_t leaf_flag[huffman_max_length][cap / 64] = {};  // bit set: item is a leaf
+  std::size_t list_len[huffman_max_length] = {};
+  // Level index t = 0 is the deepest list (leaves only); t = max_length − 1 is the top.
+  for (std::size_t i = 0; i < n; ++i) {
+    cur[i] = counts[sym[i]];
+    leaf_flag[0][i / 64] |= std::uint64_t{1} << (i % 64);
+  }
+  list_len[0] = n;
+  for (unsigned t = 1; t < max_length; ++t) {
+    const std::size_t npk = list_len[t - 1] / 2;
+    std::size_t a = 0, b = 0, o = 0;  // a: leaves, b: packages
+    while (a < n || b < npk) {
+      const bool take_leaf = b >= npk || (a < n && counts[sym[a]] <= cur[2 * b] + cur[2 * b + 1]);
+      if (take_leaf) {
+        nxt[o] = counts[sym[a++]];
+        leaf_flag[t][o / 64] |= std::uint64_t{1} << (o % 64);
+      } else {
+        nxt[o] = cur[2 * b] + cur[2 * b + 1];
+        ++b;
+      }
+      ++o;
+    }
+    list_len[t] = o;
+    for (std::size_t i = 0; i < o; ++i) cur[i] = nxt[i];
+  }
+  // Select the first 2n − 2 items of the top list and descend.
+  std::size_t select = 2 * n - 2;
+  for (unsigned t = max_length; t-- > 0;) {
+    if (select > list_len[t]) return {errc::invalid_argument, "huffman: package-merge selection overflow"};
+    std::size_t leaves = 0;
+    for (std::size_t i = 0; i < select; ++i) leaves += (leaf_flag[t][i / 64] >> (i % 64)) & 1u;
+    for (std::size_t i = 0; i < leaves; ++i) ++lengths[sym[i]];
+    select = 2 * (select - leaves);
+  }
+  return status::success();
+}
+
+/// Assigns canonical codes from `code.length` (deflate's rule). Fails with `corrupt` when
+/// a length exceeds 16 or the lengths are over-subscribed (Kraft sum Σ 2^−len > 1).
+[[nodiscard]] inline status huffman_assign_codes(huffman_code& code) noexcept {
+  TINYLARGE_CHECK(code.alphabet >= 1 && code.alphabet <= huffman_max_symbols, errc::invalid_argument,
+                  "huffman: alphabet size must be in [1, 256]");
+  std::uint32_t bl_count[huffman_max_length + 1] = {};
+  std::uint32_t kraft = 0;  // Σ 2^(16 − len), ≤ 2^16 for a prefix code
+  for (std::size_t s = 0; s < code.alphabet; ++s) {
+    const unsigned len = code.length[s];
+    TINYLARGE_CHECK(len <= huffman_max_length, errc::corrupt, "huffman: code length above 16");
+    if (len == 0) continue;
+    ++bl_count[len];
+    kraft += std::uint32_t{1} << (huffman_max_length - len);
+    TINYLARGE_CHECK(kraft <= (std::uint32_t{1} << huffman_max_length), errc::corrupt,
+                    "huffman: over-subscribed code lengths (Kraft sum above 1)");
+  }
+  std::uint32_t next[huffman_max_length + 2] = {};
+  std::uint32_t c = 0;
+  for (unsigned len = 1; len <= huffman_max_length; ++len) {
+    c = (c + bl_count[len - 1]) << 1;
+    next[len] = c;
+  }
+  // One pass per length with a scalar counter. (Not `code[s] = next[length[s]]++` over s:
+  // clang 14 with AVX-512 vectorizes that conditional histogram with masked gather/scatter
+  // and gives every symbol of a vector the same code.)
+  for (unsigned len = 1; len <= huffman_max_length; ++len) {
+    if (bl_count[len] == 0) continue;
+    std::uint32_t c_len = next[len];
+    for (std::size_t s = 0; s < code.alphabet; ++s)
+      if (code.length[s] == len) code.code[s] = static_cast<std::uint16_t>(c_len++);
+  }
+  return status::success();
+}
+
+/// Optimal canonical code with lengths ≤ `max_length` for the symbol counts.
+[[nodiscard]] inline status huffman_build(const std::uint64_t* counts, std::size_t alphabet, huffman_code& code,
+                                          unsigned max_length = huffman_max_length) noexcept {
+  TINYLARGE_TRY(huffman_code_lengths(counts, alphabet, max_length, code.length));
+  code.alphabet = static_cast<std::uint16_t>(alphabet);
+  for (std::size_t s = alphabet; s < huffman_max_symbols; ++s) code.length[s] = 0;
+  return huffman_assign_codes(code);
+}
+
+// ---------------------------------------------------------------------------
+// Encoder
+// ---------------------------------------------------------------------------
+
+/// Bits per code-length field: the smallest b ∈ [1, 5] with max length < 2^b.
+constexpr unsigned huffman_length_field_bits(unsigned max_len) noexcept {
+  unsigned b = 1;
+  while ((1u << b) <= max_len) ++b;
+  return b;
+}
+
+/// Header bytes ("table bytes") of a stream over `alphabet` symbols with longest code `max_len`.
+constexpr std::size_t huffman_header_size(std::size_t alphabet, unsigned max_len) noexcept {
+  return 2 + 1 + packed_size(alphabet, huffman_length_field_bits(max_len)) + 4 + 4;
+}
+
+/// An upper bound of the encoded size of `n` symbols over `alphabet` symbols.
+constexpr std::size_t huffman_max_encoded_size(std::size_t n, std::size_t alphabet) noexcept {
+  return huffman_header_size(alphabet, huffman_max_length) + (n * huffman_max_length + 7) / 8;
+}
+
+namespace detail {
+TINYLARGE_ALWAYS_INLINE void store_le16(std::uint8_t* p, std::uint32_t v) noexcept {
+  p[0] = static_cast<std::uint8_t>(v);
+  p[1] = static_cast<std::uint8_t>(v >> 8);
+}
+TINYLARGE_ALWAYS_INLINE void store_le32(std::uint8_t* p, std::uint32_t v) noexcept {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
+}
+TINYLARGE_ALWAYS_INLINE std::uint32_t load_le32(const std::uint8_t* p) noexcept {
+  return static_cast<std::uint32_t>(p[0]) | (static_cast<std::uint32_t>(p[1]) << 8) |
+         (static_cast<std::uint32_t>(p[2]) << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
+}
+}  // namespace detail
+
+/// Encodes `n` symbols (each < `code.alphabet`, each with a code) with `code` into `out`
+/// (capacity `capacity`), writing the stream format of the file comment.
+/// `*written` receives the size. Fails with `capacity_exceeded` or `invalid_argument`.
+[[nodiscard]] inline status huffman_encode_with(const huffman_code& code, const std::uint8_t* symbols, std::size_t n,
+                                                std::uint8_t* out, std::size_t capacity,
+                                                std::size_t* written) noexcept {
+  TINYLARGE_CHECK(n <= 0xFFFFFFFFu, errc::too_large, "huffman: more than 2^32 - 1 symbols");
+  unsigned max_len = 0;
+  for (std::size_t s = 0; s < code.alphabet; ++s) max_len = code.length[s] > max_len ? code.length[s] : max_len;
+  const unsigned b = huffman_length_field_bits(max_len);
+  const std::size_t header = huffman_header_size(code.alphabet, max_len);
+  TINYLARGE_CHECK(capacity >= header, errc::capacity_exceeded, "huffman: output buffer too small");
+  std::uint64_t total_bits = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    TINYLARGE_CHECK(symbols[i] < code.alphabet && code.length[symbols[i]] != 0, errc::invalid_argument,
+                    "huffman: a symbol has no code");
+    total_bits += code.length[symbols[i]];
+  }
+  const std::uint64_t payload = (total_bits + 7) / 8;
+  TINYLARGE_CHECK(payload <= 0xFFFFFFFFu, errc::too_large, "huffman: payload above 4 GiB");
+  TINYLARGE_CHECK(capacity - header >= payload, errc::capacity_exceeded, "huffman: output buffer too small");
+  std::uint8_t* p = out;
+  detail::store_le16(p, code.alphabet);
+  p[2] = static_cast<std::uint8_t>(b);
+  p += 3;
+  const std::size_t table = packed_size(code.alphabet, b);
+  TINYLARGE_TRY(pack_bits(code.length, code.alphabet, b, p, table));
+  p += table;
+  detail::store_le32(p, static_cast<std::uint32_t>(n));
+  detail::store_le32(p + 4, static_cast<std::uint32_t>(payload));
+  p += 8;
+  // MSB-first bit writer.
+  std::uint64_t acc = 0;
+  unsigned nacc = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const unsigned len = code.length[symbols[i]];
+    acc = (acc << len) | code.code[symbols[i]];
+    nacc += len;
+    while (nacc >= 8) {
+      nacc -= 8;
+      *p++ = static_cast<std::uint8_t>(acc >> nacc);
+    }
+  }
+  if (nacc > 0) *p++ = static_cast<std::uint8_t>(acc << (8 - nacc));
+  *written = static_cast<std::size_t>(p - out);
+  return status::success();
+}
+
+/// Counts the symbols, builds the optimal code with lengths ≤ 16 and encodes (see
+/// `huffman_encode_with`). `alphabet` ∈ [1, 256]: every symbol must be below it.
+/// No heap; ~12 KiB of stack (the package-merge lists), so encode on the host.
+[[nodiscard]] inline status huffman_encode(const std::uint8_t* symbols, std::size_t n, std::size_t alphabet,
+                                           std::uint8_t* out, std::size_t capacity, std::size_t* written) noexcept {
+  TINYLARGE_CHECK(alphabet >= 1 && alphabet <= huffman_max_symbols, errc::invalid_argument,
+                  "huffman: alphabet size must be in [1, 256]");
+  std::uint64_t counts[huffman_max_symbols] = {};
+  for (std::size_t i = 0; i < n; ++i) {
+    TINYLARGE_CHECK(symbols[i] < alphabet, errc::invalid_argument, "huffman: symbol outside the alphabet");
+    ++counts[symbols[i]];
+  }
+  huffman_code code;
+  TINYLARGE_TRY(huffman_build(counts, alphabet, code));
+  return huffman_encode_with(code, symbols, n, out, capacity, written);
+}
+
+// ---------------------------------------------------------------------------
+// Decoder
+// ---------------------------------------------------------------------------
+
+/// Table-driven canonical Huffman decoder; fixed-size storage, no heap.
+/// Size: 4·2^TableBits + ~120 bytes (TableBits = 10: 4.1 KiB). An entry of the lookup table
+/// holds one code or, when two codes fit in TableBits bits, two (about 2 symbols per lookup
+/// for 5-bit index streams).
+/// @tparam TableBits bits resolved by one table lookup, 4..12; codes up to 16 bits are
+///         resolved by the canonical arrays
+template <unsigned TableBits = 10>
+class huffman_decoder {
+  static_assert(TableBits >= 4 && TableBits <= 12, "huffman_decoder<TableBits>: TableBits must be in [4, 12]");
+
+ public:
+  /// Builds the tables from code lengths (`alphabet` ∈ [1, 256], lengths ≤ 16). Fails with
+  /// `corrupt` on over-subscribed lengths or when no symbol has a code.
+  [[nodiscard]] status init(const std::uint8_t* lengths, std::size_t alphabet) noexcept {
+    TINYLARGE_CHECK(alphabet >= 1 && alphabet <= huffman_max_symbols, errc::corrupt,
+                    "huffman: alphabet size must be in [1, 256]");
+    huffman_code code;
+    code.alphabet = static_cast<std::uint16_t>(alphabet);
+    std::size_t used = 0;
+    for (std::size_t s = 0; s < alphabet; ++s) {
+      code.length[s] = lengths[s];
+      used += lengths[s] != 0;
+    }
+    TINYLARGE_CHECK(used > 0, errc::corrupt, "huffman: no symbol has a code");
+    TINYLARGE_TRY(huffman_assign_codes(code));
+    for (auto& e : fast_) e = 0;
+    for (unsigned len = 0; len <= huffman_max_length; ++len) count_[len] = first_[len] = offset_[len] = 0;
+    for (std::size_t s = 0; s < alphabet; ++s) ++count_[code.length[s]];
+    count_[0] = 0;
+    std::uint16_t idx = 0;
+    for (unsigned len = 1; len <= huffman_max_length; ++len) {
+      offset_[len] = idx;
+      idx = static_cast<std::uint16_t>(idx + count_[len]);
+    }
+    // Per length, symbols in ascending order (so the first has the smallest code); one
+    // scalar counter per pass (see huffman_assign_codes for why not a histogram loop).
+    for (unsigned len = 1; len <= huffman_max_length; ++len) {
+      if (count_[len] == 0) continue;
+      std::uint16_t fill = offset_[len];
+      for (std::size_t s = 0; s < alphabet; ++s) {
+        if (code.length[s] != len) continue;
+        if (fill == offset_[len]) first_[len] = code.code[s];
+        sorted_[fill++] = static_cast<std::uint8_t>(s);
+        if (len <= TableBits) {
+          const std::uint32_t lo = static_cast<std::uint32_t>(code.code[s]) << (TableBits - len);
+          const std::uint32_t hi = lo + (1u << (TableBits - len));
+          for (std::uint32_t k = lo; k < hi; ++k)
+            fast_[k] = static_cast<std::uint32_t>((len << 24) | (s << 8) | (1u << 5) | len);
+        }
+      }
+    }
+    // Second symbol: when the first code leaves room for a whole second code in the same
+    // TableBits bits, store it too. Entry: len1 << 24 | sym2 << 16 | sym1 << 8 | nsym << 5 |
+    // total length, where len1 is the first code's length (entries already rewritten in
+    // this loop are read through their len1 and sym1 only).
+    constexpr std::uint32_t mask = (1u << TableBits) - 1u;
+    for (std::uint32_t k = 0; k <= mask; ++k) {
+      const std::uint32_t e1 = fast_[k];
+      if (e1 == 0) continue;
+      const unsigned len1 = (e1 >> 24) & 31u;
+      if (len1 >= TableBits) continue;
+      const std::uint32_t e2 = fast_[(k << len1) & mask];
+      const unsigned len2 = (e2 >> 24) & 31u;
+      if (e2 == 0 || len1 + len2 > TableBits) continue;
+      fast_[k] = (len1 << 24) | (((e2 >> 8) & 0xFFu) << 16) | (e1 & 0xFF00u) | (2u << 5) | (len1 + len2);
+    }
+    return status::success();
+  }
+
+  /// Decodes exactly `count` symbols from `payload` (`bytes` bytes) into `out`. Fails with
+  /// `corrupt` on a bit pattern that is no code, on non-zero padding or trailing bytes, and
+  /// with `truncated` when the payload ends before `count` symbols.
+  [[nodiscard]] status decode(const std::uint8_t* payload, std::size_t bytes, std::size_t count,
+                              std::uint8_t* out) const noexcept {
+    std::uint64_t acc = 0;  // next bits, MSB-aligned
+    unsigned nacc = 0;      // valid bits in acc
+    std::size_t pos = 0;    // next byte to load
+    std::uint64_t consumed = 0;
+    const std::uint64_t limit = static_cast<std::uint64_t>(bytes) * 8;
+    std::size_t i = 0;
+    while (i < count) {
+      // Refill to ≥ 56 valid bits while 8 bytes remain (the bits loaded beyond the counted
+      // ones are the stream's next bits, so loading them again later is harmless), else
+      // byte by byte; past the end the buffer holds zeros and `consumed` catches it.
+      if (bytes - pos >= 8) {
+        std::uint64_t v = 0;
+        for (int k = 0; k < 8; ++k) v = (v << 8) | payload[pos + static_cast<std::size_t>(k)];
+        acc |= v >> nacc;
+        const unsigned take = (63 - nacc) >> 3;
+        pos += take;
+        nacc += take * 8;
+      } else {
+        while (nacc <= 56 && pos < bytes) {
+          acc |= static_cast<std::uint64_t>(payload[pos++]) << (56 - nacc);
+          nacc += 8;
+        }
+        if (nacc < huffman_max_length) nacc = huffman_max_length;  // zero bits past the end
+      }
+      // Codes are ≤ 16 bits: 3 symbols fit in ≥ 48 bits without another refill.
+      // (a two-symbol entry counts as one step: ≤ TableBits ≤ 12 bits).
+      const std::size_t group = nacc >= 3 * huffman_max_length ? 3 : 1;
+      for (std::size_t g = 0; g < group && i < count; ++g) {
+        const std::uint32_t e = fast_[acc >> (64 - TableBits)];
+        unsigned len;
+        std::uint8_t sym;
+        if (TINYLARGE_LIKELY(e != 0)) {
+          if (TINYLARGE_LIKELY(count - i >= 2)) {  // branch-free: one or two symbols
+            out[i] = static_cast<std::uint8_t>(e >> 8);
+            out[i + 1] = static_cast<std::uint8_t>(e >> 16);  // overwritten next when one
+            i += (e >> 5) & 3u;
+            len = e & 31u;
+            acc <<= len;
+            nacc -= len;
+            consumed += len;
+            continue;
+          }
+          sym = static_cast<std::uint8_t>(e >> 8);  // the last symbol: first code only
+          len = (e >> 24) & 31u;
+        } else {
+          len = 0;
+          sym = 0;
+          for (unsigned l = TableBits + 1; l <= huffman_max_length; ++l) {
+            const std::uint32_t code = static_cast<std::uint32_t>(acc >> (64 - l));
+            const std::uint32_t d = code - first_[l];
+            if (count_[l] != 0 && code >= first_[l] && d < count_[l]) {
+              len = l;
+              sym = sorted_[offset_[l] + d];
+              break;
+            }
+          }
+          if (len == 0) return {errc::corrupt, "huffman: bit pattern is not a code"};
+        }
+        acc <<= len;
+        nacc -= len;
+        out[i++] = sym;
+        consumed += len;
+      }
+      if (TINYLARGE_UNLIKELY(consumed > limit)) return {errc::truncated, "huffman: payload ends early"};
+    }
+    TINYLARGE_CHECK((consumed + 7) / 8 == bytes, errc::corrupt, "huffman: trailing bytes after the last code");
+    if (consumed % 8 != 0) {
+      const unsigned pad = static_cast<unsigned>(8 - consumed % 8);
+      TINYLARGE_CHECK((payload[bytes - 1] & ((1u << pad) - 1u)) == 0, errc::corrupt,
+                      "huffman: padding bits are not zero");
+    }
+    return status::success();
+  }
+
+ private:
+  /// len1 << 24 | sym2 << 16 | sym1 << 8 | symbols (1 or 2) << 5 | total length;
+  /// 0 = a code longer than TableBits.
+  std::uint32_t fast_[std::size_t{1} << TableBits] = {};
+  std::uint16_t first_[huffman_max_length + 1] = {};      ///< first canonical code per length
+  std::uint16_t count_[huffman_max_length + 1] = {};      ///< codes per length
+  std::uint16_t offset_[huffman_max_length + 1] = {};     ///< index of the first symbol per length
+  std::uint8_t sorted_[huffman_max_symbols] = {};         ///< symbols by (length, symbol)
+};
+
+/// Header of a Huffman stream, parsed and checked.
+struct huffman_stream_info {
+  std::size_t alphabet = 0;
+  std::uint8_t lengths[huffman_max_symbols] = {};
+  std::size_t count = 0;          ///< symbols N
+  const std::uint8_t* payload = nullptr;
+  std::size_t payload_bytes = 0;
+  std::size_t header_bytes = 0;
+};
+
+/// Parses and checks the header of a stream (`size` bytes at `in`); the stream must end
+/// exactly at the end of the payload.
+[[nodiscard]] inline status huffman_parse_header(const std::uint8_t* in, std::size_t size,
+                                                 huffman_stream_info& info) noexcept {
+  TINYLARGE_CHECK(size >= 3, errc::truncated, "huffman: stream shorter than its header");
+  const std::size_t alphabet = static_cast<std::size_t>(in[0]) | (static_cast<std::size_t>(in[1]) << 8);
+  const unsigned b = in[2];
+  TINYLARGE_CHECK(alphabet >= 1 && alphabet <= huffman_max_symbols, errc::corrupt,
+                  "huffman: alphabet size must be in [1, 256]");
+  TINYLARGE_CHECK(b >= 1 && b <= 5, errc::corrupt, "huffman: bits per code length must be in [1, 5]");
+  const std::size_t table = packed_size(alphabet, b);
+  TINYLARGE_CHECK(size - 3 >= table + 8, errc::truncated, "huffman: stream shorter than its header");
+  TINYLARGE_TRY(unpack_bits(in + 3, table, alphabet, b, info.lengths));
+  for (std::size_t s = 0; s < alphabet; ++s)
+    TINYLARGE_CHECK(info.lengths[s] <= huffman_max_length, errc::corrupt, "huffman: code length above 16");
+  const std::uint8_t* p = in + 3 + table;
+  info.alphabet = alphabet;
+  info.count = detail::load_le32(p);
+  info.payload_bytes = detail::load_le32(p + 4);
+  info.header_bytes = 3 + table + 8;
+  TINYLARGE_CHECK(size - info.header_bytes >= info.payload_bytes, errc::truncated, "huffman: payload is truncated");
+  TINYLARGE_CHECK(size - info.header_bytes == info.payload_bytes, errc::corrupt, "huffman: bytes after the payload");
+  info.payload = p + 8;
+  return status::success();
+}
+
+/// Decodes a whole stream into `out` (capacity `capacity` symbols); `*count` receives N.
+/// Fails (never crashes) on any malformed input; see `huffman_decoder::decode`.
+/// Stack: the decoder (4·2^TableBits + ~120 bytes: 4.2 KiB for TableBits = 10, 1.2 KiB for
+/// 8) plus ~300 bytes of header; on a small microcontroller use TableBits = 8 or keep a
+/// `huffman_decoder` in static storage and call `huffman_parse_header` + `decode` yourself.
+template <unsigned TableBits = 10>
+[[nodiscard]] status huffman_decode(const std::uint8_t* in, std::size_t size, std::uint8_t* out, std::size_t capacity,
+                                    std::size_t* count) noexcept {
+  huffman_stream_info info;
+  TINYLARGE_TRY(huffman_parse_header(in, size, info));
+  TINYLARGE_CHECK(info.count <= capacity, errc::capacity_exceeded, "huffman: output buffer too small");
+  // N symbols need ≥ N bits when N > 0: reject absurd counts before decoding.
+  TINYLARGE_CHECK(info.count <= info.payload_bytes * 8, errc::corrupt, "huffman: symbol count exceeds the payload");
+  huffman_decoder<TableBits> dec;
+  if (info.count > 0) {
+    TINYLARGE_TRY(dec.init(info.lengths, info.alphabet));
+    TINYLARGE_TRY(dec.decode(info.payload, info.payload_bytes, info.count, out));
+  } else {
+    TINYLARGE_CHECK(info.payload_bytes == 0, errc::corrupt, "huffman: bytes after the payload");
+  }
+  *count = info.count;
+  return status::success();
+}
+
+#if !TINYLARGE_FREESTANDING
+/// Empirical (order-0) entropy of a symbol stream in bits: Σ_s −c_s·log2(c_s/N).
+inline double empirical_entropy_bits(const std::uint64_t* counts, std::size_t alphabet) {
+  double total = 0.0;
+  for (std::size_t s = 0; s < alphabet; ++s) total += static_cast<double>(counts[s]);
+  double h = 0.0;
+  for (std::size_t s = 0; s < alphabet; ++s)
+    if (counts[s] != 0) {
+      const double c = static_cast<double>(counts[s]);
+      h -= c * std::log2(c / total);
+    }
+  return h;
+}
+
+/// Host convenience: the encoded stream as a vector (throws on failure).
+inline std::vector<std::uint8_t> huffman_encode(const std::vector<std::uint8_t>& symbols, std::size_t alphabet) {
+  std::vector<std::uint8_t> out(huffman_max_encoded_size(symbols.size(), alphabet));
+  std::size_t written = 0;
+  raise_if_error(huffman_encode(symbols.data(), symbols.size(), alphabet, out.data(), out.size(), &written));
+  out.resize(written);
+  return out;
+}
+
+/// Host convenience: decodes a stream, returning the status and filling `out`.
+[[nodiscard]] inline status huffman_decode(const std::vector<std::uint8_t>& in, std::vector<std::uint8_t>& out) {
+  huffman_stream_info info;
+  TINYLARGE_TRY(huffman_parse_header(in.data(), in.size(), info));
+  TINYLARGE_CHECK(info.count <= info.payload_bytes * 8, errc::corrupt, "huffman: symbol count exceeds the payload");
+  out.resize(info.count);
+  std::size_t n = 0;
+  TINYLARGE_TRY(huffman_decode(in.data(), in.size(), out.data(), out.size(), &n));
+  return status::success();
+}
+#endif
+
+/// Huffman coding of the symbol streams a previous stage emits (codebook indices, CSR
+/// gaps). Lossless: `apply` leaves the fp32 weights unchanged; the coding happens when the
+/// layer is serialised (compressed model file).
+struct huffman {
+  static constexpr const char* name() noexcept { return "huffman"; }
+  static constexpr stage_kind kind = stage_kind::entropy_coding;
+  static constexpr representation produces = representation::entropy_coded;
+  static constexpr bool lossless = true;
+  static constexpr bool needs_mask = false;
+  static constexpr bool emits_symbols = false;
+
+  template <class T>
+  struct state {};
+
+  template <class T>
+  constexpr void apply(state<T>&, matrix_ref<T>) const noexcept {}
+};
+
+static_assert(compression_policy<huffman>);
+
+}  // namespace tinylarge::compress
