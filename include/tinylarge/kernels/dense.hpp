@@ -11,7 +11,31 @@
 /// …)`. The scalar overloads here use no heap and no exceptions and build in
 /// the freestanding profile; SIMD back ends add overloads for their own tags
 /// in `kernels/simd/`, and a call with a derived tag falls back to the
-/// nearest base that has an overload.
+/// nearest base that has an overload:
+///
+/// | tag            | gemm_f32 / dense_f32 / dense_f16       | dense_s8 / dense_s8_s32            |
+/// |----------------|----------------------------------------|------------------------------------|
+/// | `scalar`       | reference loops (this file)            | reference loops (this file)        |
+/// | `avx2`         | packed GEMM, 5×16 FMA micro-kernel     | 16-bit `vpmaddwd`, exact           |
+/// | `avx512`       | packed GEMM, 14×32 FMA micro-kernel    | (falls back to `avx2`)             |
+/// | `avx512_vnni`  | (falls back to `avx512`)               | packed GEMM, 14×32 `vpdpbusd`      |
+///
+/// The overloads without a tag use `kernels::default_backend` (`arch::best`,
+/// the most capable back end the translation unit is compiled for). There is
+/// no run-time dispatch: an x86 build without `-mavx2 -mfma -mf16c` (or
+/// `-march=…`) gets the scalar loops. The SIMD back ends pack operands into
+/// per-thread scratch buffers that are allocated once and reused
+/// (`simd/scratch.hpp`); they are safe to call from several threads at once.
+///
+/// Numerical contract of the SIMD back ends: fp32 results differ from the
+/// exact value only by rounding in a different summation order (blocked,
+/// vectorised, fused multiply-add), within the classical bound
+/// |Δ| ≤ γ_k·(|alpha|·Σ_p |op(A)_ip|·|op(B)_pj| + |beta·C_ij|), γ_k ≈ k·2⁻²⁴;
+/// the tests check every back end against a double-precision reference with
+/// 2(k + 4)·2⁻²⁴ times that sum. int8 results are bit-exact with the scalar
+/// back end (see `dense_s8_max_k` for the overflow bound). With alpha = 0 the
+/// SIMD GEMMs do not read A and B (BLAS semantics), so NaN in A or B does not
+/// reach C, whereas the scalar loop computes 0·NaN.
 #pragma once
 
 #include <algorithm>
@@ -117,8 +141,36 @@ inline void dense_f16(scalar, std::size_t m, std::size_t n, std::size_t k, const
   }
 }
 
-/// int8 dense: int32 accumulation of (x − zx)·w, + bias, fused requantize and
-/// clamp. Bit-exact reference for every back end.
+/// Largest k for which the int8 kernels are exact for every input: with
+/// x, w ∈ [−128, 127] and input_zero_point ∈ [−128, 127], |x − zx| ≤ 255 and
+/// |w| ≤ 128, so |Σ_q (x − zx)·w| ≤ k·32640; for k ≤ 2¹⁶ that is
+/// ≤ 2 139 095 040 = 2³¹ − 2²³, which leaves room for any |bias| < 2²³. Within this bound the accumulator never overflows int32 on
+/// any back end (the SIMD back ends wrap modulo 2³² internally, which is exact
+/// whenever the final value fits).
+inline constexpr std::size_t dense_s8_max_k = std::size_t{1} << 16;
+
+/// int8 dense without requantization: the int32 accumulators
+/// acc[i][o] = bias[o] + Σ_q (x[i][q] − input_zero_point)·w[o][q]
+/// (only `input_zero_point` and `bias` of `p` are used). Row-major, acc is m×n.
+/// Exact while k ≤ `dense_s8_max_k` and |bias| < 2²³.
+inline void dense_s8_s32(scalar, std::size_t m, std::size_t n, std::size_t k, const std::int8_t* x,
+                         const std::int8_t* w, const dense_s8_params& p, std::int32_t* acc) noexcept {
+  for (std::size_t i = 0; i < m; ++i) {
+    const std::int8_t* xr = x + i * k;
+    for (std::size_t o = 0; o < n; ++o) {
+      const std::int8_t* wr = w + o * k;
+      std::int32_t a = p.bias ? p.bias[o] : 0;
+      for (std::size_t q = 0; q < k; ++q)
+        a += (static_cast<std::int32_t>(xr[q]) - p.input_zero_point) * static_cast<std::int32_t>(wr[q]);
+      acc[i * n + o] = a;
+    }
+  }
+}
+
+/// int8 dense: y[i][o] = clamp(zy + M[o]·(bias[o] + Σ_q (x[i][q] − zx)·w[o][q]),
+/// act_min, act_max), int32 accumulation, fused requantize (`requantize_s8`)
+/// and clamp. Bit-exact reference for every back end; exact (no int32
+/// overflow) while k ≤ `dense_s8_max_k` and |bias| < 2²³.
 inline void dense_s8(scalar, std::size_t m, std::size_t n, std::size_t k, const std::int8_t* x,
                      const std::int8_t* w, const dense_s8_params& p, std::int8_t* y) noexcept {
   for (std::size_t i = 0; i < m; ++i) {
@@ -131,6 +183,60 @@ inline void dense_s8(scalar, std::size_t m, std::size_t n, std::size_t k, const 
       y[i * n + o] = requantize_s8(acc, o, p);
     }
   }
+}
+
+}  // namespace tinylarge::kernels
+
+// ---------------------------------------------------------------------------
+// SIMD back ends (host profile only; each section is guarded by the feature
+// macros of its instruction set, so this compiles on any target).
+// ---------------------------------------------------------------------------
+#define TINYLARGE_KERNELS_DENSE_SCALAR_DECLARED 1
+#if !TINYLARGE_FREESTANDING && (defined(__x86_64__) || defined(_M_X64) || defined(__i386__))
+#include "simd/x86_f32.hpp"
+#include "simd/x86_s8.hpp"
+#endif
+
+namespace tinylarge::kernels {
+
+// ---------------------------------------------------------------------------
+// Convenience overloads: the back end is `kernels::default_backend`.
+//
+// They are templates on the back end (defaulted) so that translation units
+// compiled with different target flags (hence different `default_backend`s)
+// instantiate differently named functions instead of violating the ODR.
+// ---------------------------------------------------------------------------
+
+/// `gemm_f32(Backend{}, …)`, by default on `default_backend`.
+template <class Backend = default_backend>
+inline void gemm_f32(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
+                     const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
+                     std::size_t ldc) noexcept {
+  gemm_f32(Backend{}, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+/// `dense_f32(Backend{}, …)`, by default on `default_backend`.
+template <class Backend = default_backend>
+inline void dense_f32(std::size_t m, std::size_t n, std::size_t k, const float* x, const float* w,
+                      const float* bias, float* y) noexcept {
+  dense_f32(Backend{}, m, n, k, x, w, bias, y);
+}
+/// `dense_f16(Backend{}, …)`, by default on `default_backend`.
+template <class Backend = default_backend>
+inline void dense_f16(std::size_t m, std::size_t n, std::size_t k, const float* x, const half* w,
+                      const float* bias, float* y) noexcept {
+  dense_f16(Backend{}, m, n, k, x, w, bias, y);
+}
+/// `dense_s8(Backend{}, …)`, by default on `default_backend`.
+template <class Backend = default_backend>
+inline void dense_s8(std::size_t m, std::size_t n, std::size_t k, const std::int8_t* x, const std::int8_t* w,
+                     const dense_s8_params& p, std::int8_t* y) noexcept {
+  dense_s8(Backend{}, m, n, k, x, w, p, y);
+}
+/// `dense_s8_s32(Backend{}, …)`, by default on `default_backend`.
+template <class Backend = default_backend>
+inline void dense_s8_s32(std::size_t m, std::size_t n, std::size_t k, const std::int8_t* x, const std::int8_t* w,
+                         const dense_s8_params& p, std::int32_t* acc) noexcept {
+  dense_s8_s32(Backend{}, m, n, k, x, w, p, acc);
 }
 
 }  // namespace tinylarge::kernels

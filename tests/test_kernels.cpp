@@ -1,0 +1,348 @@
+// Tests of the dense / GEMM kernels: every back end the target supports
+// against independent references (double-precision loops for fp32, 64-bit
+// integer loops for int8) and, for int8, bit-exactly against the scalar back
+// end. Built once without -march (scalar only) and once with -march=native.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "tinylarge/core/rng.hpp"
+#include "tinylarge/kernels/dense.hpp"
+#include "tinylarge/precision/requantize.hpp"
+
+namespace {
+
+namespace k = tinylarge::kernels;
+namespace arch = tinylarge::arch;
+using tinylarge::half;
+using k::transpose;
+
+using all_backends = std::tuple<arch::scalar, arch::avx2, arch::avx512, arch::avx512_vnni, arch::neon,
+                                arch::neon_dotprod, arch::cortex_m_dsp>;
+
+/// Calls f(Tag{}) for every back end tag the translation unit supports.
+template <class F>
+void for_each_backend(F&& f) {
+  std::apply([&](auto... tags) { ((decltype(tags)::supported() ? f(tags) : void()), ...); }, all_backends{});
+}
+
+std::string supported_backends() {
+  std::string s;
+  for_each_backend([&](auto tag) { s += std::string(s.empty() ? "" : " ") + tag.name(); });
+  return s;
+}
+
+// Print once, before any test runs, which back ends this binary exercises.
+const bool printed_backends = [] {
+  std::printf("test_kernels: exercising back ends: %s (default_backend = %s)\n", supported_backends().c_str(),
+              k::default_backend::name());
+  return true;
+}();
+
+std::vector<float> random_floats(tinylarge::rng& g, std::size_t n, float lo = -1.0f, float hi = 1.0f) {
+  std::vector<float> v(n);
+  for (auto& x : v) x = g.uniform(lo, hi);
+  return v;
+}
+
+std::vector<std::int8_t> random_s8(tinylarge::rng& g, std::size_t n, int lo = -128, int hi = 127) {
+  std::vector<std::int8_t> v(n);
+  for (auto& x : v) x = static_cast<std::int8_t>(lo + static_cast<int>(g.uniform_int(static_cast<std::uint32_t>(hi - lo + 1))));
+  return v;
+}
+
+/// Tolerance of an fp32 sum of `k` products relative to Σ|terms| (γ_{k+4} with
+/// unit roundoff 2⁻²⁴, doubled): blocked and vectorised summation orders stay
+/// well inside; an indexing error does not.
+double fp32_tol(std::size_t kk) { return 2.0 * static_cast<double>(kk + 4) * 0x1.0p-24; }
+
+struct gemm_case {
+  std::size_t m, n, kk;
+};
+
+}  // namespace
+
+TEST_CASE("kernels: the back ends exercised by this build", "[kernels]") {
+  CHECK(printed_backends);
+  const std::string s = supported_backends();
+  INFO("back ends: " << s);
+  CHECK(s.rfind("scalar", 0) == 0);
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+  CHECK(s.find("avx2") != std::string::npos);
+#endif
+}
+
+TEST_CASE("gemm_f32: every back end, transpose case and beta against a double reference", "[kernels][gemm]") {
+  // Shapes cover: m = 1 (GEMV path when op(B) = Bᵀ), row tails of the 5- and
+  // 14-row micro-kernels, column tails of the 16/32-column panels, k beyond
+  // one k block (KC = 256), m beyond one A block (MC = 80 / 140), n beyond
+  // one B block (NC = 4096), and k = 0.
+  const gemm_case cases[] = {{1, 1, 1},    {1, 17, 255},  {1, 1000, 3},  {3, 17, 255},  {17, 3, 1000},
+                             {17, 255, 17}, {255, 17, 3}, {255, 255, 255}, {1000, 17, 17}, {3, 1000, 17},
+                             {17, 33, 1000}, {3, 4100, 5}, {3, 5, 0},     {1, 3, 1000}};
+  const float betas[] = {0.0f, 1.0f, 0.5f};
+  tinylarge::rng g(42);
+  std::size_t idx = 0;
+  for (const auto& cs : cases) {
+    for (int t = 0; t < 4; ++t, ++idx) {
+      const auto ta = (t & 1) ? transpose::yes : transpose::no;
+      const auto tb = (t & 2) ? transpose::yes : transpose::no;
+      const float beta = betas[idx % 3];
+      const float alpha = (idx % 2) ? 1.0f : -0.75f;
+      const std::size_t m = cs.m, n = cs.n, kk = cs.kk;
+      // Stored shapes and padded leading dimensions (+3) exercise the strides.
+      const std::size_t arows = ta == transpose::no ? m : kk, acols = ta == transpose::no ? kk : m;
+      const std::size_t brows = tb == transpose::no ? kk : n, bcols = tb == transpose::no ? n : kk;
+      const std::size_t lda = acols + 3, ldb = bcols + 3, ldc = n + 3;
+      // +1: every operand starts one float past a 64-byte boundary of the vector.
+      const auto abuf = random_floats(g, arows * lda + 1), bbuf = random_floats(g, brows * ldb + 1);
+      const auto c0 = random_floats(g, m * ldc + 1);
+      const float* a = abuf.data() + 1;
+      const float* b = bbuf.data() + 1;
+      auto opa = [&](std::size_t i, std::size_t p) { return ta == transpose::no ? a[i * lda + p] : a[p * lda + i]; };
+      auto opb = [&](std::size_t p, std::size_t j) { return tb == transpose::no ? b[p * ldb + j] : b[j * ldb + p]; };
+      std::vector<double> ref(m * n), mag(m * n);
+      for (std::size_t i = 0; i < m; ++i)
+        for (std::size_t j = 0; j < n; ++j) {
+          double s = 0.0, sa = 0.0;
+          for (std::size_t p = 0; p < kk; ++p) {
+            s += static_cast<double>(opa(i, p)) * opb(p, j);
+            sa += std::fabs(static_cast<double>(opa(i, p)) * opb(p, j));
+          }
+          const double cij = beta == 0.0f ? 0.0 : static_cast<double>(c0[1 + i * ldc + j]);
+          ref[i * n + j] = alpha * s + beta * cij;
+          mag[i * n + j] = std::fabs(alpha) * sa + std::fabs(beta * cij);
+        }
+      for_each_backend([&](auto tag) {
+        auto cbuf = c0;
+        float* c = cbuf.data() + 1;
+        if (beta == 0.0f)  // beta = 0 must not read C
+          for (std::size_t i = 0; i < m * ldc; ++i) c[i] = std::numeric_limits<float>::quiet_NaN();
+        k::gemm_f32(tag, ta, tb, m, n, kk, alpha, a, lda, b, ldb, beta, c, ldc);
+        std::size_t bad = 0;
+        double worst = 0.0;
+        for (std::size_t i = 0; i < m; ++i)
+          for (std::size_t j = 0; j < n; ++j) {
+            const double err = std::fabs(c[i * ldc + j] - ref[i * n + j]);
+            const double lim = fp32_tol(kk) * mag[i * n + j] + 1e-30;
+            if (!(err <= lim)) ++bad;
+            if (err / lim > worst) worst = err / lim;
+          }
+        // The padding between rows of C is never written.
+        std::size_t pad_touched = 0;
+        for (std::size_t i = 0; i < m; ++i)
+          for (std::size_t j = n; j < ldc && i * ldc + j < m * ldc; ++j)
+            if (std::isnan(c[i * ldc + j]) != (beta == 0.0f) ||
+                (beta != 0.0f && c[i * ldc + j] != c0[1 + i * ldc + j]))
+              ++pad_touched;
+        INFO(tag.name() << " m=" << m << " n=" << n << " k=" << kk << " ta=" << (t & 1) << " tb=" << (t >> 1)
+                        << " alpha=" << alpha << " beta=" << beta << " worst err/tol=" << worst);
+        CHECK(bad == 0);
+        CHECK(pad_touched == 0);
+      });
+    }
+  }
+}
+
+TEST_CASE("dense_f32 and dense_f16: every back end against a double reference", "[kernels][dense]") {
+  const gemm_case cases[] = {{1, 256, 784}, {1, 17, 1000}, {1, 3, 255}, {1, 1, 1},    {1, 13, 5},
+                             {3, 17, 255},  {17, 3, 1000}, {64, 33, 17}, {255, 17, 3}, {17, 1000, 17},
+                             {1, 5, 0},     {3, 5, 0}};
+  tinylarge::rng g(7);
+  int variant = 0;
+  for (const auto& cs : cases) {
+    for (const bool with_bias : {true, false}) {
+      ++variant;
+      const std::size_t m = cs.m, n = cs.n, kk = cs.kk;
+      const auto xbuf = random_floats(g, m * kk + 1), wbuf = random_floats(g, n * kk + 1);
+      const auto bbuf = random_floats(g, n + 1);
+      std::vector<half> hbuf(n * kk + 1);
+      for (std::size_t i = 0; i < hbuf.size(); ++i) hbuf[i] = tinylarge::float_to_half(wbuf[i]);
+      const float* x = xbuf.data() + 1;
+      const float* w = wbuf.data() + 1;
+      const half* wh = hbuf.data() + 1;
+      const float* bias = with_bias ? bbuf.data() + 1 : nullptr;
+      std::vector<double> ref32(m * n), ref16(m * n), mag32(m * n), mag16(m * n);
+      for (std::size_t i = 0; i < m; ++i)
+        for (std::size_t o = 0; o < n; ++o) {
+          double s32 = bias ? bias[o] : 0.0, s16 = s32, a32 = std::fabs(s32), a16 = a32;
+          for (std::size_t p = 0; p < kk; ++p) {
+            const double xv = x[i * kk + p];
+            const double w16 = tinylarge::half_to_float(wh[o * kk + p]);
+            s32 += xv * w[o * kk + p];
+            a32 += std::fabs(xv * w[o * kk + p]);
+            s16 += xv * w16;
+            a16 += std::fabs(xv * w16);
+          }
+          ref32[i * n + o] = s32;
+          ref16[i * n + o] = s16;
+          mag32[i * n + o] = a32;
+          mag16[i * n + o] = a16;
+        }
+      for_each_backend([&](auto tag) {
+        std::vector<float> y32(m * n + 1, std::numeric_limits<float>::quiet_NaN()), y16 = y32;
+        k::dense_f32(tag, m, n, kk, x, w, bias, y32.data() + 1);
+        k::dense_f16(tag, m, n, kk, x, wh, bias, y16.data() + 1);
+        std::size_t bad32 = 0, bad16 = 0;
+        for (std::size_t e = 0; e < m * n; ++e) {
+          if (!(std::fabs(y32[e + 1] - ref32[e]) <= fp32_tol(kk) * mag32[e] + 1e-30)) ++bad32;
+          if (!(std::fabs(y16[e + 1] - ref16[e]) <= fp32_tol(kk) * mag16[e] + 1e-30)) ++bad16;
+        }
+        INFO(tag.name() << " m=" << m << " n=" << n << " k=" << kk << " bias=" << with_bias);
+        CHECK(bad32 == 0);
+        CHECK(bad16 == 0);
+        CHECK(std::isnan(y32[0]));  // nothing written before Y
+      });
+    }
+  }
+  CHECK(variant == 24);
+}
+
+TEST_CASE("kernels: the overloads without a tag use default_backend", "[kernels]") {
+  tinylarge::rng g(3);
+  const std::size_t m = 5, n = 37, kk = 129;
+  const auto x = random_floats(g, m * kk), w = random_floats(g, n * kk), b = random_floats(g, n);
+  std::vector<float> y1(m * n), y2(m * n);
+  k::dense_f32(m, n, kk, x.data(), w.data(), b.data(), y1.data());
+  k::dense_f32(k::default_backend{}, m, n, kk, x.data(), w.data(), b.data(), y2.data());
+  CHECK(y1 == y2);
+  k::gemm_f32(transpose::no, transpose::yes, m, n, kk, 1.0f, x.data(), kk, w.data(), kk, 0.0f, y1.data(), n);
+  k::gemm_f32(k::default_backend{}, transpose::no, transpose::yes, m, n, kk, 1.0f, x.data(), kk, w.data(), kk,
+              0.0f, y2.data(), n);
+  CHECK(y1 == y2);
+}
+
+namespace {
+
+struct s8_setup {
+  std::int32_t zx, zy;
+  bool per_channel, with_bias, with_row_sums;
+  std::int8_t act_min, act_max;
+};
+
+/// Runs dense_s8_s32 and dense_s8 on every back end: accumulators must equal
+/// an int64 reference exactly, outputs must equal the scalar back end bit for
+/// bit and the reference requantization of the int64 accumulators.
+void check_s8(std::size_t m, std::size_t n, std::size_t kk, const std::int8_t* x, const std::int8_t* w,
+              const std::vector<std::int32_t>& bias, const s8_setup& s, tinylarge::rng& g) {
+  std::vector<std::int32_t> mult(n), sums(n);
+  std::vector<int> shift(n);
+  for (std::size_t o = 0; o < n; ++o) {
+    // Real multipliers mostly in [2⁻²¹, 1) (right shifts); one in four in
+    // [1, 2⁸) so that the saturating left shift of requantization is covered.
+    const int e = g.uniform_int(4) == 0 ? static_cast<int>(g.uniform_int(8)) : -1 - static_cast<int>(g.uniform_int(20));
+    const auto q = tinylarge::quantize_multiplier(std::ldexp(0.5 + 0.5 * g.uniform(), e + 1));
+    mult[o] = q.multiplier;
+    shift[o] = q.shift;
+    std::int64_t sw = 0;
+    for (std::size_t p = 0; p < kk; ++p) sw += w[o * kk + p];
+    sums[o] = static_cast<std::int32_t>(sw);
+  }
+  k::dense_s8_params p;
+  p.input_zero_point = s.zx;
+  p.output_zero_point = s.zy;
+  p.multipliers = mult.data();
+  p.shifts = shift.data();
+  p.per_channel = s.per_channel;
+  p.bias = s.with_bias ? bias.data() : nullptr;
+  p.weight_row_sums = s.with_row_sums ? sums.data() : nullptr;
+  p.act_min = s.act_min;
+  p.act_max = s.act_max;
+
+  std::vector<std::int64_t> ref(m * n);
+  std::vector<std::int8_t> yref(m * n);
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t o = 0; o < n; ++o) {
+      std::int64_t acc = s.with_bias ? bias[o] : 0;
+      for (std::size_t q = 0; q < kk; ++q)
+        acc += (static_cast<std::int64_t>(x[i * kk + q]) - s.zx) * w[o * kk + q];
+      REQUIRE(acc >= std::numeric_limits<std::int32_t>::min());
+      REQUIRE(acc <= std::numeric_limits<std::int32_t>::max());
+      ref[i * n + o] = acc;
+      const std::size_t c = s.per_channel ? o : 0;
+      std::int64_t v = tinylarge::multiply_by_quantized_multiplier(static_cast<std::int32_t>(acc), mult[c], shift[c]);
+      v = std::min<std::int64_t>(std::max<std::int64_t>(v + s.zy, s.act_min), s.act_max);
+      yref[i * n + o] = static_cast<std::int8_t>(v);
+    }
+  std::vector<std::int8_t> yscalar(m * n);
+  k::dense_s8(arch::scalar{}, m, n, kk, x, w, p, yscalar.data());
+  for_each_backend([&](auto tag) {
+    std::vector<std::int32_t> acc(m * n + 2, 0x5a5a5a5a);
+    std::vector<std::int8_t> y(m * n + 2, 0x5a);
+    k::dense_s8_s32(tag, m, n, kk, x, w, p, acc.data() + 1);
+    k::dense_s8(tag, m, n, kk, x, w, p, y.data() + 1);
+    std::size_t bad_acc = 0, bad_y = 0, bad_scalar = 0;
+    for (std::size_t e = 0; e < m * n; ++e) {
+      if (acc[e + 1] != ref[e]) ++bad_acc;
+      if (y[e + 1] != yref[e]) ++bad_y;
+      if (y[e + 1] != yscalar[e]) ++bad_scalar;
+    }
+    INFO(tag.name() << " m=" << m << " n=" << n << " k=" << kk << " zx=" << s.zx << " zy=" << s.zy
+                    << " per_channel=" << s.per_channel << " bias=" << s.with_bias
+                    << " row_sums=" << s.with_row_sums << " clamp=[" << int(s.act_min) << "," << int(s.act_max) << "]");
+    CHECK(bad_acc == 0);
+    CHECK(bad_y == 0);
+    CHECK(bad_scalar == 0);
+    CHECK(acc.front() == 0x5a5a5a5a);  // no writes outside the output
+    CHECK(acc.back() == 0x5a5a5a5a);
+    CHECK(y.front() == 0x5a);
+    CHECK(y.back() == 0x5a);
+  });
+}
+
+}  // namespace
+
+TEST_CASE("dense_s8: every back end bit-exact, zero points, per-channel, clamps", "[kernels][int8]") {
+  // k ∈ {1, 3, 17, 255, 1000} covers the 4-byte groups of VNNI, the 16- and
+  // 64-byte chunks and one 1024-byte k block; m = 1 is the GEMV path, m ≥ 2
+  // the packed GEMM with its 14-row and 32-column tails.
+  const gemm_case cases[] = {{1, 1, 1},     {1, 3, 17},     {1, 17, 255},  {1, 256, 784}, {1, 5, 1000},
+                             {3, 17, 255},  {17, 3, 1000},  {17, 255, 17}, {255, 17, 3},  {64, 256, 784},
+                             {3, 1000, 17}, {30, 33, 1030}, {2, 7, 4100}, {1, 5, 0},     {4, 5, 0}};
+  const s8_setup setups[] = {
+      {0, 0, false, true, false, -128, 127},  {-5, 3, true, true, false, -128, 127},
+      {17, -20, true, false, true, -20, 127}, {-128, 127, false, true, true, -100, 50},
+      {127, -128, true, true, false, 0, 0},
+  };
+  tinylarge::rng g(99);
+  std::size_t idx = 0;
+  for (const auto& cs : cases) {
+    for (int rep = 0; rep < 2; ++rep, ++idx) {
+      const s8_setup& s = setups[idx % 5];
+      const auto xbuf = random_s8(g, cs.m * cs.kk + 1), wbuf = random_s8(g, cs.n * cs.kk + 1);
+      std::vector<std::int32_t> bias(cs.n);
+      for (auto& b : bias) b = static_cast<std::int32_t>(g.uniform_int(1u << 20)) - (1 << 19);
+      // +1 byte: unaligned x and W.
+      check_s8(cs.m, cs.n, cs.kk, xbuf.data() + 1, wbuf.data() + 1, bias, s, g);
+    }
+  }
+}
+
+TEST_CASE("dense_s8: extreme values at the documented k bound do not overflow", "[kernels][int8]") {
+  // (x − zx)·w = (−128 − 127)·(−128) = 32640 per product; k = 2¹⁶ gives
+  // 2 139 095 040, and a bias of 2²³ − 1 brings it to 2³¹ − 1 exactly.
+  const std::size_t kk = k::dense_s8_max_k;
+  tinylarge::rng g(5);
+  for (const std::size_t m : {std::size_t{1}, std::size_t{2}}) {
+    const std::size_t n = 3;
+    std::vector<std::int8_t> x(m * kk, -128), w(n * kk, -128);
+    // Row 1 of W is all +127 (most negative sum), row 2 alternates.
+    for (std::size_t q = 0; q < kk; ++q) {
+      w[1 * kk + q] = 127;
+      w[2 * kk + q] = (q % 2) ? 127 : -128;
+    }
+    const std::vector<std::int32_t> bias = {(1 << 23) - 1, -(1 << 23) + 1, 12345};
+    check_s8(m, n, kk, x.data(), w.data(), bias, {127, 0, true, true, false, -128, 127}, g);
+    check_s8(m, n, kk, x.data(), w.data(), bias, {127, 0, true, true, true, -128, 127}, g);
+  }
+  // And the most negative product: x = 127, zx = −128 → 255·(−128).
+  std::vector<std::int8_t> x(2 * kk, 127), w(2 * kk, -128);
+  const std::vector<std::int32_t> bias = {-(1 << 23) + 1, 0};
+  check_s8(2, 2, kk, x.data(), w.data(), bias, {-128, 5, false, true, false, -128, 127}, g);
+}
