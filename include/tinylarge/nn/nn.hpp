@@ -1,0 +1,39 @@
+/// @file nn/nn.hpp
+/// @brief Umbrella header of the models-and-training layer (host profile).
+///
+/// The layer descriptors, `input` and `sequential` are also available directly
+/// in `tl::` (as in `tl::sequential<tl::dense<784, 300>, tl::relu, …>`).
+/// For the freestanding profile include only `nn/quantized_network.hpp` (and
+/// `nn/sequential.hpp`): they use no heap, no exceptions and no iostream.
+#pragma once
+
+#include "checkpoint.hpp"
+#include "init.hpp"
+#include "layers.hpp"
+#include "loss.hpp"
+#include "network.hpp"
+#include "npz.hpp"
+#include "optimizer.hpp"
+#include "quantize.hpp"
+#include "quantized_network.hpp"
+#include "sequential.hpp"
+#include "shape.hpp"
+#include "storage.hpp"
+#include "train.hpp"
+
+namespace tinylarge {
+using nn::avg_pool2d;
+using nn::conv2d;
+using nn::dense;
+using nn::depthwise_conv2d;
+using nn::dropout;
+using nn::flatten;
+using nn::input;
+using nn::max_pool2d;
+using nn::relu;
+using nn::relu6;
+using nn::sequential;
+using nn::sigmoid;
+using nn::softmax;
+using nn::tanh_act;
+}  // namespace tinylarge

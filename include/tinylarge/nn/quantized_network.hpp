@@ -1,0 +1,302 @@
+/// @file nn/quantized_network.hpp
+/// @brief `quantized_network<Model, P, Storage>`: integer-only int8 inference
+///        of a `sequential` model (TFLite int8 arithmetic), no heap, no
+///        exceptions — builds in the freestanding profile.
+///
+/// Produced from a trained fp32 `network` by post-training quantization or
+/// after quantization-aware training (`nn/quantize.hpp`). Every activation is
+/// int8 with one scale and zero point per tensor; weights are symmetric int8
+/// (per channel or per tensor, from the precision policy `P`), biases int32
+/// with scale s_x·s_w[o], and each dense / conv output is rescaled by the
+/// integer multiplier M[o] = s_x·s_w[o]/s_y (`kernels::dense_s8`). A relu or
+/// relu6 after a dense / conv layer is fused into the output clamp.
+///
+/// Per layer in int8:
+///  - dense: `kernels::dense_s8`; conv2d: per output pixel, the receptive
+///    field is gathered into the arena's scratch (padding with the input zero
+///    point, which stands for 0.0) and multiplied with `kernels::dense_s8`;
+///    depthwise: direct int32 loops with the same requantization;
+///  - max pool, flatten, dropout, standalone relu: on the input's grid;
+///    avg pool: rounded integer mean on the input's grid;
+///  - sigmoid, tanh: a 256-entry table; softmax: a 256-entry e^{−d·s} table in
+///    Q16 and an integer division; outputs on TFLite's fixed grids
+///    (1/256, −128) and (1/128, 0).
+///
+/// Memory: parameters in `Storage` buffers sized by constexprs of the model,
+/// plus one activation arena of exactly `Model::arena_bytes<P>` bytes holding
+/// two ping-pong buffers at its two ends and conv scratch between them.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+#include "../core/config.hpp"
+#include "../kernels/backend.hpp"
+#include "../kernels/dense.hpp"
+#include "../precision/int8.hpp"
+#include "sequential.hpp"
+#include "storage.hpp"
+
+namespace tinylarge::nn {
+
+namespace detail {
+/// Per-layer offsets into the flat int8 weight / int32 bias arrays and the tables.
+template <class Model>
+struct qlayout {
+  std::array<std::size_t, Model::size + 1> weight{}, bias{}, lut{};
+  constexpr qlayout() {
+    Model::for_each_layer([&]<std::size_t I>() {
+      using L = typename Model::template layer<I>;
+      weight[I + 1] = weight[I] + L::weight_count;
+      bias[I + 1] = bias[I] + L::bias_count;
+      constexpr bool table = L::kind == layer_kind::sigmoid || L::kind == layer_kind::tanh || L::kind == layer_kind::softmax;
+      lut[I + 1] = lut[I] + (table ? 256 : 0);
+    });
+  }
+};
+}  // namespace detail
+
+/// The int8 inference form of a `sequential` model.
+/// @tparam Model a `sequential<...>` type (the same one the fp32 `network` uses)
+/// @tparam P an int8 precision policy: `tl::int8_per_channel` (default) or
+///         `tl::int8_per_tensor`
+/// @tparam Storage `static_storage` (default: no heap; give the object static
+///         storage duration on a microcontroller) or `heap_storage`
+/// @tparam Backend kernel back end tag (`kernels::default_backend`)
+template <sequential_model Model, int8_precision P = int8_per_channel, storage_policy Storage = static_storage,
+          class Backend = kernels::default_backend>
+class quantized_network {
+ public:
+  using model = Model;
+  using precision = P;
+  static constexpr std::size_t tensor_count = Model::size + 1;
+  static constexpr std::size_t arena_bytes = Model::template arena_bytes<P>;
+  static constexpr auto layout = detail::qlayout<Model>{};
+  static constexpr std::size_t lut_count = layout.lut[Model::size];
+  /// Bytes of the parameters: int8 weights, int32 biases, per output channel
+  /// one Q31 multiplier and one shift, and the int32 tables of sigmoid / tanh
+  /// / softmax layers (what a firmware image holds).
+  static constexpr std::size_t parameter_bytes =
+      Model::weight_count + 4 * Model::bias_count + 8 * Model::bias_count + 4 * lut_count;
+
+  /// Scale and zero point of tensor t (0 = input, I + 1 = output of layer I).
+  quant_params tensor_params(std::size_t t) const noexcept { return tq_[t]; }
+  quant_params input_params() const noexcept { return tq_[0]; }
+  quant_params output_params() const noexcept { return tq_[Model::size]; }
+
+  /// The first Model::input_size bytes of the arena: write a quantized input
+  /// here and call `forward()` to avoid a copy.
+  std::int8_t* input_buffer() noexcept { return arena_.data(); }
+
+  /// Run the network on the int8 input already in `input_buffer()`.
+  /// @return the int8 output (Model::output_size values, on `output_params()`),
+  ///         valid until the next call
+  const std::int8_t* forward() noexcept {
+    std::int8_t* const a = arena_.data();
+    std::int8_t* cur = a;
+    bool at_front = true;
+    Model::for_each_layer([&]<std::size_t I>() {
+      using L = typename Model::template layer<I>;
+      constexpr layer_kind k = L::kind;
+      static_assert(Model::template fused_into_previous<I> || detail::runs_in_place(k) ||
+                    L::in_shape::size + L::out_shape::size + L::inference_scratch <= arena_bytes,
+                    "tinylarge: internal error: arena too small for a layer");
+      if constexpr (Model::template fused_into_previous<I> || k == layer_kind::flatten || k == layer_kind::dropout) {
+        // no work: fused into the clamp of the previous layer, or a no-op in NHWC
+      } else if constexpr (k == layer_kind::relu || k == layer_kind::relu6) {
+        const quant_range r = fused_activation_range(
+            k == layer_kind::relu ? fused_activation::relu : fused_activation::relu6, tq_[I], P::activation_range);
+        for (std::size_t i = 0; i < L::in_shape::size; ++i) {
+          const std::int32_t v = cur[i];
+          cur[i] = static_cast<std::int8_t>(v < r.min ? r.min : (v > r.max ? r.max : v));
+        }
+      } else if constexpr (k == layer_kind::sigmoid || k == layer_kind::tanh) {
+        const std::int32_t* t = lut_.data() + layout.lut[I];
+        for (std::size_t i = 0; i < L::in_shape::size; ++i) cur[i] = static_cast<std::int8_t>(t[cur[i] + 128]);
+      } else if constexpr (k == layer_kind::softmax) {
+        softmax_s8<I, L>(cur);
+      } else {
+        constexpr std::size_t in_n = L::in_shape::size, out_n = L::out_shape::size;
+        std::int8_t* out = at_front ? a + arena_bytes - out_n : a;
+        std::int8_t* scratch = at_front ? a + in_n : a + out_n;
+        run_layer<I, L>(cur, out, scratch);
+        cur = out;
+        at_front = !at_front;
+      }
+    });
+    out_ = cur;
+    return cur;
+  }
+
+  /// Copy `input` (Model::input_size int8 values) into the arena and run.
+  const std::int8_t* forward(const std::int8_t* input) noexcept {
+    for (std::size_t i = 0; i < Model::input_size; ++i) arena_[i] = input[i];
+    return forward();
+  }
+
+  /// Quantize an fp32 input with `input_params()`, run, and return the argmax
+  /// of the int8 output (the predicted class).
+  std::size_t classify(const float* x) noexcept {
+    std::int8_t* in = input_buffer();
+    for (std::size_t i = 0; i < Model::input_size; ++i) in[i] = quantize(x[i], tq_[0], P::activation_range);
+    const std::int8_t* y = forward();
+    std::size_t best = 0;
+    for (std::size_t i = 1; i < Model::output_size; ++i) best = y[i] > y[best] ? i : best;
+    return best;
+  }
+
+  /// Quantize `x`, run, and write the dequantized output to `y`.
+  void predict(const float* x, float* y) noexcept {
+    (void)classify(x);
+    const std::int8_t* out = out_;
+    for (std::size_t i = 0; i < Model::output_size; ++i) y[i] = dequantize(out[i], tq_[Model::size]);
+  }
+
+  // ---- raw access, for converters, serializers and tests -------------------
+  std::int8_t* weights() noexcept { return weights_.data(); }
+  const std::int8_t* weights() const noexcept { return weights_.data(); }
+  std::int32_t* biases() noexcept { return bias_.data(); }
+  const std::int32_t* biases() const noexcept { return bias_.data(); }
+  std::int32_t* multipliers() noexcept { return mult_.data(); }
+  int* shifts() noexcept { return shift_.data(); }
+  std::int32_t* tables() noexcept { return lut_.data(); }
+  std::array<quant_params, tensor_count>& tensor_quantization() noexcept { return tq_; }
+  const std::array<quant_params, tensor_count>& tensor_quantization() const noexcept { return tq_; }
+  /// Real weight scales per output channel of each weighted layer (for
+  /// inspection; inference uses only the integer multipliers).
+  float* weight_scales() noexcept { return wscale_.data(); }
+
+ private:
+  template <std::size_t I>
+  kernels::dense_s8_params layer_params() const noexcept {
+    using L = typename Model::template layer<I>;
+    kernels::dense_s8_params p;
+    const quant_params in = tq_[I], out = tq_[I + 1];
+    p.input_zero_point = in.zero_point;
+    p.output_zero_point = out.zero_point;
+    p.multipliers = mult_.data() + layout.bias[I];
+    p.shifts = shift_.data() + layout.bias[I];
+    p.per_channel = true;  // per-tensor policies store the one multiplier replicated
+    p.bias = bias_.data() + layout.bias[I];
+    quant_range r = P::activation_range;
+    if constexpr (I + 1 < Model::size) {
+      if constexpr (Model::template fused_into_previous<I + 1>)
+        r = fused_activation_range(Model::template layer<I + 1>::kind == layer_kind::relu ? fused_activation::relu
+                                                                                         : fused_activation::relu6,
+                                   out, P::activation_range);
+    }
+    p.act_min = static_cast<std::int8_t>(r.min);
+    p.act_max = static_cast<std::int8_t>(r.max);
+    (void)sizeof(L);
+    return p;
+  }
+
+  template <std::size_t I, class L>
+  void run_layer(const std::int8_t* x, std::int8_t* y, std::int8_t* scratch) noexcept {
+    constexpr layer_kind k = L::kind;
+    using In = typename L::in_shape;
+    if constexpr (k == layer_kind::dense) {
+      const kernels::dense_s8_params p = layer_params<I>();
+      kernels::dense_s8(Backend{}, 1, L::out_channels, In::size, x, weights_.data() + layout.weight[I], p, y);
+    } else if constexpr (k == layer_kind::conv2d) {
+      const kernels::dense_s8_params p = layer_params<I>();
+      const auto pad_code = static_cast<std::int8_t>(p.input_zero_point);
+      for (std::size_t oy = 0; oy < L::ho; ++oy)
+        for (std::size_t ox = 0; ox < L::wo; ++ox) {
+          for (std::size_t ky = 0; ky < L::kernel; ++ky) {
+            const std::size_t iy = oy * L::stride + ky;
+            for (std::size_t kx = 0; kx < L::kernel; ++kx) {
+              const std::size_t ix = ox * L::stride + kx;
+              std::int8_t* dst = scratch + (ky * L::kernel + kx) * In::c;
+              const bool inside = iy >= L::pad && iy < In::h + L::pad && ix >= L::pad && ix < In::w + L::pad;
+              if (inside) {
+                const std::int8_t* src = x + ((iy - L::pad) * In::w + (ix - L::pad)) * In::c;
+                for (std::size_t c = 0; c < In::c; ++c) dst[c] = src[c];
+              } else {
+                for (std::size_t c = 0; c < In::c; ++c) dst[c] = pad_code;
+              }
+            }
+          }
+          kernels::dense_s8(Backend{}, 1, L::out_channels, L::patch, scratch, weights_.data() + layout.weight[I], p,
+                            y + (oy * L::wo + ox) * L::out_channels);
+        }
+    } else if constexpr (k == layer_kind::depthwise_conv2d) {
+      const kernels::dense_s8_params p = layer_params<I>();
+      const std::int8_t* w = weights_.data() + layout.weight[I];
+      constexpr std::size_t KK = L::kernel * L::kernel;
+      for (std::size_t pix = 0; pix < L::ho * L::wo; ++pix) {
+        const std::size_t oy = pix / L::wo, ox = pix % L::wo;
+        for (std::size_t o = 0; o < L::oc; ++o) {
+          const std::size_t c = o / L::multiplier;
+          std::int32_t acc = p.bias[o];
+          for (std::size_t ky = 0; ky < L::kernel; ++ky) {
+            const std::size_t iy = oy * L::stride + ky;
+            if (iy < L::pad || iy >= In::h + L::pad) continue;
+            for (std::size_t kx = 0; kx < L::kernel; ++kx) {
+              const std::size_t ix = ox * L::stride + kx;
+              if (ix < L::pad || ix >= In::w + L::pad) continue;
+              const std::int32_t xv = x[((iy - L::pad) * In::w + (ix - L::pad)) * In::c + c];
+              acc += (xv - p.input_zero_point) * static_cast<std::int32_t>(w[o * KK + ky * L::kernel + kx]);
+            }
+          }
+          y[pix * L::oc + o] = kernels::requantize_s8(acc, o, p);
+        }
+      }
+    } else if constexpr (k == layer_kind::max_pool2d || k == layer_kind::avg_pool2d) {
+      constexpr std::int32_t area = static_cast<std::int32_t>(L::kernel * L::kernel);
+      for (std::size_t oy = 0; oy < L::ho; ++oy)
+        for (std::size_t ox = 0; ox < L::wo; ++ox)
+          for (std::size_t c = 0; c < In::c; ++c) {
+            std::int32_t m = -128, s = 0;
+            for (std::size_t ky = 0; ky < L::kernel; ++ky)
+              for (std::size_t kx = 0; kx < L::kernel; ++kx) {
+                const std::int32_t v = x[L::at(oy, ox, ky, kx) + c];
+                m = v > m ? v : m;
+                s += v;
+              }
+            // Rounded mean, ties away from zero (TFLite's AveragePool rounding).
+            const std::int32_t avg = s >= 0 ? (s + area / 2) / area : -((-s + area / 2) / area);
+            y[(oy * L::wo + ox) * In::c + c] = static_cast<std::int8_t>(k == layer_kind::max_pool2d ? m : avg);
+          }
+    } else {
+      static_assert(k == layer_kind::dense, "tinylarge: quantized_network has no int8 implementation of this layer");
+    }
+  }
+
+  /// Integer softmax over the channel axis: e_i = T[max − x_i] with
+  /// T[d] = round(2^16 · e^{−d·s_x}); y_i = round(256·e_i / Σe) − 128 on the
+  /// grid (1/256, −128).
+  template <std::size_t I, class L>
+  void softmax_s8(std::int8_t* x) const noexcept {
+    using In = typename L::in_shape;
+    const std::int32_t* t = lut_.data() + layout.lut[I];
+    for (std::size_t r = 0; r < In::h * In::w; ++r) {
+      std::int8_t* row = x + r * In::c;
+      std::int32_t m = -128;
+      for (std::size_t i = 0; i < In::c; ++i) m = row[i] > m ? row[i] : m;
+      // Σ e ≤ 2^16 · C and 256 · e ≤ 2^24: int32 suffices (no 64-bit division on Cortex-M).
+      static_assert(In::c <= 32767, "tinylarge: int8 softmax supports at most 32767 channels");
+      std::int32_t sum = 0;
+      for (std::size_t i = 0; i < In::c; ++i) sum += t[m - row[i]];
+      for (std::size_t i = 0; i < In::c; ++i) {
+        const std::int32_t e = t[m - row[i]];
+        std::int32_t q = (e * 256 + sum / 2) / sum - 128;
+        q = q > 127 ? 127 : q;
+        row[i] = static_cast<std::int8_t>(q);
+      }
+    }
+  }
+
+  typename Storage::template buffer<std::int8_t, Model::weight_count> weights_{};
+  typename Storage::template buffer<std::int32_t, Model::bias_count> bias_{};
+  typename Storage::template buffer<std::int32_t, Model::bias_count> mult_{};
+  typename Storage::template buffer<int, Model::bias_count> shift_{};
+  typename Storage::template buffer<float, Model::bias_count> wscale_{};
+  typename Storage::template buffer<std::int32_t, lut_count> lut_{};
+  typename Storage::template buffer<std::int8_t, arena_bytes> arena_{};
+  std::array<quant_params, tensor_count> tq_{};
+  const std::int8_t* out_ = nullptr;
+};
+
+}  // namespace tinylarge::nn

@@ -1,0 +1,91 @@
+/// @file nn/storage.hpp
+/// @brief Storage policies: where a network's fixed-size buffers live.
+///
+/// Available policies:
+///  - `static_storage` — `std::array` members: no heap, the size of the object
+///    is the size of its parameters. The trivial member and the template for
+///    your own; the only choice in the freestanding profile. Give large
+///    networks static storage duration (a global), not the stack.
+///  - `heap_storage` — one allocation per buffer at construction, never
+///    resized (host profile only). Keeps a 1 MB model off the stack.
+///
+/// A storage policy has a nested `buffer<T, N>` with `data()`, `size()` and
+/// `operator[]`; N is a compile-time constant either way.
+#pragma once
+
+#include <array>
+#include <concepts>
+#include <cstddef>
+
+#include "../core/config.hpp"
+
+#if !TINYLARGE_FREESTANDING
+#include <memory>
+#endif
+
+namespace tinylarge::nn {
+
+/// Buffers as `std::array` members: no heap.
+struct static_storage {
+  static constexpr bool uses_heap = false;
+  static constexpr const char* name() noexcept { return "static_storage"; }
+  template <class T, std::size_t N>
+  struct buffer {
+    std::array<T, (N > 0 ? N : 1)> values{};
+    constexpr T* data() noexcept { return values.data(); }
+    constexpr const T* data() const noexcept { return values.data(); }
+    static constexpr std::size_t size() noexcept { return N; }
+    constexpr T& operator[](std::size_t i) noexcept { return values[i]; }
+    constexpr const T& operator[](std::size_t i) const noexcept { return values[i]; }
+  };
+};
+
+#if !TINYLARGE_FREESTANDING
+/// Buffers allocated once on the heap at construction (value-initialised).
+struct heap_storage {
+  static constexpr bool uses_heap = true;
+  static constexpr const char* name() noexcept { return "heap_storage"; }
+  template <class T, std::size_t N>
+  class buffer {
+   public:
+    buffer() : p_(std::make_unique<T[]>(N > 0 ? N : 1)) {}
+    buffer(const buffer& o) : buffer() {
+      for (std::size_t i = 0; i < N; ++i) p_[i] = o.p_[i];
+    }
+    buffer& operator=(const buffer& o) {
+      if (this != &o)
+        for (std::size_t i = 0; i < N; ++i) p_[i] = o.p_[i];
+      return *this;
+    }
+    buffer(buffer&&) noexcept = default;
+    buffer& operator=(buffer&&) noexcept = default;
+    T* data() noexcept { return p_.get(); }
+    const T* data() const noexcept { return p_.get(); }
+    static constexpr std::size_t size() noexcept { return N; }
+    T& operator[](std::size_t i) noexcept { return p_[i]; }
+    const T& operator[](std::size_t i) const noexcept { return p_[i]; }
+
+   private:
+    std::unique_ptr<T[]> p_;
+  };
+};
+#endif
+
+/// Requirements of a storage policy.
+template <class S>
+concept storage_policy = requires(typename S::template buffer<float, 4>& b,
+                                  const typename S::template buffer<float, 4>& cb, std::size_t i) {
+  { S::uses_heap } -> std::convertible_to<bool>;
+  { S::name() } -> std::convertible_to<const char*>;
+  { b.data() } -> std::same_as<float*>;
+  { cb.data() } -> std::same_as<const float*>;
+  { S::template buffer<float, 4>::size() } -> std::same_as<std::size_t>;
+  { b[i] } -> std::same_as<float&>;
+};
+
+static_assert(storage_policy<static_storage>);
+#if !TINYLARGE_FREESTANDING
+static_assert(storage_policy<heap_storage>);
+#endif
+
+}  // namespace tinylarge::nn

@@ -1,0 +1,554 @@
+// Tests of include/tinylarge/nn: compile-time shapes and sizes, gradients of
+// every layer against central finite differences, losses, optimizers,
+// learning, reproducibility, checkpoints, and int8 PTQ / QAT against fp32.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <type_traits>
+#include <vector>
+
+#include "tinylarge/nn/nn.hpp"
+
+namespace nn = tl::nn;
+
+namespace {
+
+using lenet_300_100 = tl::sequential<tl::dense<784, 300>, tl::relu, tl::dense<300, 100>, tl::relu, tl::dense<100, 10>>;
+using lenet5 = tl::sequential<tl::input<28, 28, 1>, tl::conv2d<6, 5, 1, 2>, tl::relu, tl::max_pool2d<2>,
+                              tl::conv2d<16, 5>, tl::relu, tl::max_pool2d<2>, tl::flatten, tl::dense<400, 120>,
+                              tl::relu, tl::dense<120, 84>, tl::relu, tl::dense<84, 10>>;
+
+// ---------------------------------------------------------------------------
+// Gradient check: f(θ, x) = Σ r ⊙ forward(x), analytic ∂f/∂θ and ∂f/∂x from
+// backward(r) against (f(v + ε) − f(v − ε)) / 2ε for every parameter and
+// every input element. The loss is summed in double; ε is chosen per layer
+// so that no kink (relu, max) lies within ±ε of the random points.
+// ---------------------------------------------------------------------------
+struct grad_errors {
+  double params = 0.0;
+  double inputs = 0.0;
+  std::size_t checked = 0;
+  std::size_t kinks = 0;  ///< coordinates skipped because ±ε straddles a kink
+};
+
+template <class Model>
+grad_errors gradient_check(std::uint64_t seed, std::size_t batch, float eps, float input_scale, double kink_slope) {
+  nn::network<Model> net(seed);
+  tl::rng g(seed + 101);
+  for (float& p : net.parameters()) p += 0.1f * g.normal();  // non-zero biases too
+  std::vector<float> x(batch * Model::input_size), r(batch * Model::output_size), dx(x.size());
+  for (float& v : x) v = input_scale * g.normal();
+  for (float& v : r) v = g.normal();
+  const tl::rng dropout_state = net.generator();
+  auto f = [&] {
+    net.generator() = dropout_state;  // the same dropout mask on every evaluation
+    const float* y = net.forward(x.data(), batch, /*training=*/true);
+    double s = 0.0;
+    for (std::size_t i = 0; i < r.size(); ++i) s += static_cast<double>(r[i]) * static_cast<double>(y[i]);
+    return s;
+  };
+  const double f0 = f();
+  net.zero_gradients();
+  net.backward(r.data(), dx.data());
+  const std::vector<float> analytic(net.gradients().begin(), net.gradients().end());
+  grad_errors e;
+  auto check = [&](float& v, double a, double& worst) {
+    const float old = v;
+    v = old + eps;
+    const double fp = f();
+    v = old - eps;
+    const double fm = f();
+    v = old;
+    ++e.checked;
+    // Piecewise-linear models (relu, max pool) have kinks. Away from them the
+    // one-sided slopes (f(v+ε) − f(v))/ε and (f(v) − f(v−ε))/ε agree up to
+    // rounding; where [v − ε, v + ε] straddles a kink they differ, and the
+    // central difference is off by at most half that gap. Coordinates whose
+    // gap exceeds `kink_slope` are counted, not compared (0 = compare all).
+    const double scale = std::max({1.0, std::abs(a)});
+    if (kink_slope > 0.0 && std::abs(fp - 2.0 * f0 + fm) / static_cast<double>(eps) > kink_slope * scale) {
+      ++e.kinks;
+      return;
+    }
+    const double numeric = (fp - fm) / (2.0 * static_cast<double>(eps));
+    const double err = std::abs(numeric - a) / std::max({1.0, std::abs(numeric), std::abs(a)});
+    worst = std::max(worst, err);
+  };
+  for (std::size_t i = 0; i < Model::param_count; ++i) check(net.parameters()[i], analytic[i], e.params);
+  for (std::size_t i = 0; i < x.size(); ++i) check(x[i], dx[i], e.inputs);
+  return e;
+}
+
+/// Smooth models: every coordinate is compared.
+template <class Model>
+void require_gradients(std::uint64_t seed, std::size_t batch, float eps, double tol, float input_scale = 1.0f) {
+  const grad_errors e = gradient_check<Model>(seed, batch, eps, input_scale, 0.0);
+  INFO("worst relative error: parameters " << e.params << ", inputs " << e.inputs);
+  REQUIRE(e.checked == Model::param_count + batch * Model::input_size);
+  REQUIRE(e.kinks == 0);
+  CHECK(e.params < tol);
+  CHECK(e.inputs < tol);
+}
+
+/// Piecewise-linear models: coordinates whose ±ε straddles a kink are skipped.
+/// Kink detection uses only function values, never the analytic gradient, so
+/// skipping cannot hide a backward bug; it only shrinks the sample, which must
+/// stay at ≥ 75 % of all coordinates.
+template <class Model>
+void require_gradients_piecewise(std::uint64_t seed, std::size_t batch, float eps, double tol, float input_scale = 1.0f) {
+  const grad_errors e = gradient_check<Model>(seed, batch, eps, input_scale, 2.0 * tol);
+  INFO("worst relative error: parameters " << e.params << ", inputs " << e.inputs << "; " << e.kinks << " of "
+                                           << e.checked << " coordinates straddle a kink");
+  REQUIRE(e.checked == Model::param_count + batch * Model::input_size);
+  CHECK(e.kinks * 4 <= e.checked);  // at most 25 % skipped
+  CHECK(e.params < tol);
+  CHECK(e.inputs < tol);
+}
+
+/// Two Gaussian blobs per class in 2-D arranged as XOR: not linearly separable.
+struct xor_data {
+  std::vector<float> x;
+  std::vector<std::uint8_t> y;
+  std::vector<float> y_float;
+  explicit xor_data(std::size_t n, std::uint64_t seed) : x(2 * n), y(n), y_float(n) {
+    tl::rng g(seed);
+    for (std::size_t i = 0; i < n; ++i) {
+      const bool a = g.uniform() < 0.5f, b = g.uniform() < 0.5f;
+      x[2 * i] = (a ? 1.0f : -1.0f) + 0.25f * g.normal();
+      x[2 * i + 1] = (b ? 1.0f : -1.0f) + 0.25f * g.normal();
+      y[i] = static_cast<std::uint8_t>(a != b);
+      y_float[i] = a != b ? 1.0f : 0.0f;
+    }
+  }
+};
+
+/// A separable synthetic image set: class c has a bright c-th horizontal band
+/// plus noise, so a small CNN or MLP learns it within an epoch or two.
+struct band_images {
+  static constexpr std::size_t h = 8, w = 8, classes = 4;
+  std::vector<float> x;
+  std::vector<std::uint8_t> y;
+  band_images(std::size_t n, std::uint64_t seed) : x(n * h * w), y(n) {
+    tl::rng g(seed);
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto c = static_cast<std::uint8_t>(g.uniform_int(classes));
+      y[i] = c;
+      for (std::size_t py = 0; py < h; ++py)
+        for (std::size_t px = 0; px < w; ++px)
+          x[i * h * w + py * w + px] = 0.3f * g.uniform() + (py / 2 == c ? 0.7f : 0.0f);
+    }
+  }
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+TEST_CASE("sequential: shapes, sizes and offsets are compile-time constants", "[nn][shape]") {
+  static_assert(lenet_300_100::size == 5);
+  static_assert(lenet_300_100::param_count == 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10);
+  static_assert(lenet_300_100::macs == 784 * 300 + 300 * 100 + 100 * 10);
+  static_assert(lenet_300_100::max_activation == 784);
+  static_assert(lenet_300_100::param_offset<2> == 784 * 300 + 300);
+  // arena at batch 1: the widest non-in-place layer, dense<784,300>: 784 + 300
+  static_assert(lenet_300_100::arena_elements == 1084);
+  static_assert(lenet_300_100::arena_bytes<tl::int8_per_channel> == 1084);
+  static_assert(lenet_300_100::arena_bytes<tl::fp32> == 4 * 1084);
+  static_assert(lenet_300_100::fused_into_previous<1> && lenet_300_100::fused_into_previous<3>);
+  static_assert(!lenet_300_100::fused_into_previous<2>);
+
+  // LeNet-5: 28×28×1 →conv5 pad2→ 28×28×6 →pool→ 14×14×6 →conv5→ 10×10×16 →pool→ 5×5×16 → 400
+  static_assert(std::is_same_v<lenet5::layer<0>::out_shape, nn::shape<28, 28, 6>>);
+  static_assert(std::is_same_v<lenet5::layer<2>::out_shape, nn::shape<14, 14, 6>>);
+  static_assert(std::is_same_v<lenet5::layer<3>::out_shape, nn::shape<10, 10, 16>>);
+  static_assert(std::is_same_v<lenet5::layer<6>::out_shape, nn::shape<1, 1, 400>>);
+  static_assert(lenet5::param_count == (6 * 25 + 6) + (16 * 150 + 16) + (400 * 120 + 120) + (120 * 84 + 84) + (84 * 10 + 10));
+  static_assert(lenet5::layer<0>::macs == 28 * 28 * 6 * 25);
+  static_assert(lenet5::layer<3>::macs == 10 * 10 * 16 * 150);
+  // widest step: max pool 28×28×6 → 14×14×6 needs 4704 + 1176
+  static_assert(lenet5::arena_elements == 4704 + 1176);
+  static_assert(lenet5::max_activation == 4704);
+
+  // stride and padding arithmetic: ⌊(7 + 2 − 3)/2⌋ + 1 = 4
+  using strided = tl::sequential<tl::input<7, 7, 3>, tl::conv2d<5, 3, 2, 1>, tl::depthwise_conv2d<3, 1, 1, 2>,
+                                 tl::avg_pool2d<2, 1>>;
+  static_assert(std::is_same_v<strided::layer<0>::out_shape, nn::shape<4, 4, 5>>);
+  static_assert(std::is_same_v<strided::layer<1>::out_shape, nn::shape<4, 4, 10>>);
+  static_assert(std::is_same_v<strided::layer<2>::out_shape, nn::shape<3, 3, 10>>);
+  static_assert(strided::layer<1>::param_count == 10 * 9 + 10);
+
+  // input<N> and a leading dense<In, …> give the same model
+  static_assert(std::is_same_v<tl::sequential<tl::input<784>, tl::dense<784, 10>>::layer_list,
+                               tl::sequential<tl::dense<784, 10>>::layer_list>);
+  static_assert(nn::sequential_model<lenet5> && !nn::sequential_model<int>);
+
+  // the int8 network's footprint follows from the same constants
+  using q = nn::quantized_network<lenet_300_100, tl::int8_per_channel, nn::static_storage>;
+  static_assert(q::arena_bytes == 1084);
+  static_assert(q::parameter_bytes == 266'200 + 12 * 410);
+  STATIC_REQUIRE(noexcept(std::declval<q&>().forward()));
+  SUCCEED();
+}
+
+TEST_CASE("gradients of every layer agree with central finite differences", "[nn][gradient]") {
+  SECTION("dense") { require_gradients<tl::sequential<tl::dense<5, 4>>>(1, 3, 1e-2f, 1e-3); }
+  SECTION("conv2d, stride 2, padding 1") {
+    require_gradients<tl::sequential<tl::input<6, 5, 2>, tl::conv2d<3, 3, 2, 1>>>(2, 2, 1e-2f, 1e-3);
+  }
+  SECTION("conv2d, no padding") { require_gradients<tl::sequential<tl::input<5, 5, 3>, tl::conv2d<2, 2>>>(12, 2, 1e-2f, 1e-3); }
+  SECTION("depthwise_conv2d, multiplier 2") {
+    require_gradients<tl::sequential<tl::input<6, 5, 2>, tl::depthwise_conv2d<3, 1, 1, 2>>>(3, 2, 1e-2f, 1e-3);
+  }
+  SECTION("max_pool2d") { require_gradients_piecewise<tl::sequential<tl::input<6, 6, 2>, tl::max_pool2d<2>>>(4, 2, 1e-2f, 1e-3); }
+  SECTION("avg_pool2d, overlapping") { require_gradients<tl::sequential<tl::input<6, 6, 2>, tl::avg_pool2d<3, 2>>>(4, 2, 1e-2f, 1e-3); }
+  SECTION("flatten") { require_gradients<tl::sequential<tl::input<2, 3, 4>, tl::flatten, tl::dense<24, 3>>>(5, 3, 1e-2f, 1e-3); }
+  SECTION("relu") { require_gradients_piecewise<tl::sequential<tl::input<7>, tl::relu>>(5, 3, 1e-2f, 1e-3); }
+  SECTION("relu6") {
+    // inputs ~ N(0, 5²): both the 0 and the 6 kink are exercised
+    require_gradients_piecewise<tl::sequential<tl::input<9>, tl::relu6>>(6, 4, 1e-2f, 1e-3, 5.0f);
+  }
+  SECTION("sigmoid") { require_gradients<tl::sequential<tl::input<7>, tl::sigmoid>>(5, 3, 1e-2f, 1e-3); }
+  SECTION("tanh") { require_gradients<tl::sequential<tl::input<7>, tl::tanh_act>>(5, 3, 1e-2f, 1e-3); }
+  SECTION("softmax over channels of every pixel") {
+    require_gradients<tl::sequential<tl::input<2, 1, 4>, tl::softmax>>(5, 3, 1e-2f, 1e-3);
+  }
+  SECTION("dropout (same mask in every evaluation)") {
+    require_gradients<tl::sequential<tl::input<20>, tl::dropout<30>, tl::dense<20, 3>>>(5, 3, 1e-2f, 1e-3);
+  }
+  SECTION("a whole piecewise-linear CNN: conv, relu, max pool, flatten, dense") {
+    require_gradients_piecewise<tl::sequential<tl::input<8, 8, 1>, tl::conv2d<3, 3, 1, 1>, tl::relu, tl::max_pool2d<2>,
+                                               tl::flatten, tl::dense<48, 5>, tl::relu, tl::dense<5, 3>>>(7, 2, 1e-2f, 2e-3);
+  }
+  SECTION("a whole smooth CNN: conv, tanh, avg pool, depthwise, sigmoid, dense, softmax") {
+    require_gradients<tl::sequential<tl::input<8, 8, 2>, tl::conv2d<3, 3, 1, 1>, tl::tanh_act, tl::avg_pool2d<2>,
+                                     tl::depthwise_conv2d<3, 1, 1, 2>, tl::sigmoid, tl::flatten, tl::dense<96, 5>,
+                                     tl::softmax>>(8, 2, 1e-2f, 2e-3);
+  }
+}
+
+TEST_CASE("losses: values and gradients", "[nn][loss]") {
+  tl::rng g(11);
+  constexpr std::size_t b = 3, n = 5;
+  std::vector<float> z(b * n), grad(b * n), t(b * n);
+  for (float& v : z) v = 3.0f * g.normal();
+  for (float& v : t) v = g.normal();
+  const std::uint8_t labels[b] = {0, 4, 2};
+
+  SECTION("cross-entropy equals −log softmax of the label, gradient by finite differences") {
+    const double l = nn::softmax_cross_entropy::evaluate(z.data(), labels, b, n, grad.data());
+    double expect = 0.0;
+    for (std::size_t i = 0; i < b; ++i) {
+      double s = 0.0;
+      for (std::size_t j = 0; j < n; ++j) s += std::exp(static_cast<double>(z[i * n + j]));
+      expect += -std::log(std::exp(static_cast<double>(z[i * n + labels[i]])) / s);
+    }
+    CHECK(l == Approx(expect / b).epsilon(1e-6));
+    for (std::size_t k = 0; k < z.size(); ++k) {
+      std::vector<float> zp = z, zm = z;
+      zp[k] += 1e-2f;
+      zm[k] -= 1e-2f;
+      const double num = (nn::softmax_cross_entropy::evaluate(zp.data(), labels, b, n, nullptr) -
+                          nn::softmax_cross_entropy::evaluate(zm.data(), labels, b, n, nullptr)) / 2e-2;
+      CHECK(grad[k] == Approx(num).margin(1e-4));
+    }
+  }
+  SECTION("cross-entropy is stable for huge logits") {
+    std::vector<float> big = {1000.0f, -1000.0f, 0.0f};
+    const std::uint8_t lab[1] = {0};
+    const double l = nn::softmax_cross_entropy::evaluate(big.data(), lab, 1, 3, grad.data());
+    CHECK(std::isfinite(l));
+    CHECK(l == Approx(0.0).margin(1e-12));
+  }
+  SECTION("mse") {
+    const double l = nn::mse::evaluate(z.data(), t.data(), b, n, grad.data());
+    double expect = 0.0;
+    for (std::size_t k = 0; k < z.size(); ++k) expect += std::pow(static_cast<double>(z[k] - t[k]), 2.0);
+    CHECK(l == Approx(expect / (b * n)).epsilon(1e-6));
+    for (std::size_t k = 0; k < z.size(); ++k) CHECK(grad[k] == Approx(2.0 * (z[k] - t[k]) / (b * n)).epsilon(1e-5));
+  }
+}
+
+TEST_CASE("optimizers follow their update rules", "[nn][optimizer]") {
+  const float g0[3] = {0.5f, -1.0f, 2.0f};
+  SECTION("plain SGD with weight decay: w ← w − η(g + λw)") {
+    float w[3] = {1.0f, 2.0f, -3.0f};
+    nn::sgd::state<float> s(nn::sgd{.learning_rate = 0.1f, .weight_decay = 0.01f}, 3);
+    s.step(w, g0);
+    CHECK(w[0] == Approx(1.0 - 0.1 * (0.5 + 0.01 * 1.0)));
+    CHECK(w[2] == Approx(-3.0 - 0.1 * (2.0 - 0.03)));
+  }
+  SECTION("heavy-ball and Nesterov momentum over two steps") {
+    float wh[3] = {0, 0, 0}, wn[3] = {0, 0, 0};
+    nn::sgd::state<float> h(nn::sgd{.learning_rate = 0.1f, .momentum = 0.9f}, 3);
+    nn::sgd::state<float> n(nn::sgd{.learning_rate = 0.1f, .momentum = 0.9f, .nesterov = true}, 3);
+    h.step(wh, g0);
+    h.step(wh, g0);
+    n.step(wn, g0);
+    n.step(wn, g0);
+    // heavy ball: v1 = g, v2 = 1.9g → w = −0.1·2.9g; Nesterov: steps g + 0.9v → −0.1·(1.9g + 2.71g)
+    CHECK(wh[1] == Approx(0.1 * 2.9));
+    CHECK(wn[1] == Approx(0.1 * (1.9 + 2.71)));
+  }
+  SECTION("Adam: the first step has magnitude η in every coordinate") {
+    float w[3] = {0, 0, 0};
+    nn::adam::state<float> s(nn::adam{.learning_rate = 0.01f}, 3);
+    s.step(w, g0);
+    for (int i = 0; i < 3; ++i) CHECK(std::abs(w[i]) == Approx(0.01).epsilon(1e-4));
+    CHECK(w[1] > 0.0f);  // against the gradient's sign
+  }
+}
+
+TEST_CASE("initializers have the variance they promise", "[nn][init]") {
+  tl::rng g(5);
+  double s2 = 0.0, u2 = 0.0;
+  constexpr int n = 200000;
+  for (int i = 0; i < n; ++i) {
+    const double a = nn::he_normal::sample(g, 50, 10), b = nn::glorot_uniform::sample(g, 50, 10);
+    s2 += a * a;
+    u2 += b * b;
+  }
+  CHECK(s2 / n == Approx(2.0 / 50).epsilon(0.02));
+  CHECK(u2 / n == Approx(2.0 / 60).epsilon(0.02));  // U(−a, a): a²/3 = 2/(fan_in + fan_out)
+}
+
+TEST_CASE("a small network learns XOR (cross-entropy and MSE)", "[nn][train]") {
+  const xor_data d(512, 21);
+  SECTION("tanh hidden layer, softmax cross-entropy, SGD with momentum") {
+    using model = tl::sequential<tl::dense<2, 16>, tl::tanh_act, tl::dense<16, 2>>;
+    nn::network<model> net;
+    net.initialize<nn::glorot_uniform>(3);
+    const nn::labelled_view<std::uint8_t> data{d.x.data(), d.y.data(), 512, 2};
+    const double before = nn::evaluate(net, nn::softmax_cross_entropy{}, data).loss;
+    const auto hist = nn::fit(net, nn::sgd{.learning_rate = 0.1f, .momentum = 0.9f}, nn::softmax_cross_entropy{}, data,
+                              {.epochs = 30, .batch_size = 16});
+    REQUIRE(hist.size() == 30);
+    const auto e = nn::evaluate(net, nn::softmax_cross_entropy{}, data);
+    CHECK(e.accuracy > 0.98);
+    CHECK(e.loss < 0.2 * before);
+  }
+  SECTION("relu hidden layer, sigmoid output, MSE, Adam") {
+    using model = tl::sequential<tl::dense<2, 16>, tl::relu, tl::dense<16, 1>, tl::sigmoid>;
+    nn::network<model> net(4);
+    const nn::labelled_view<float> data{d.x.data(), d.y_float.data(), 512, 2, 1};
+    nn::fit(net, nn::adam{.learning_rate = 0.02f}, nn::mse{}, data, {.epochs = 40, .batch_size = 32});
+    CHECK(nn::evaluate(net, nn::mse{}, data).accuracy > 0.98);
+  }
+}
+
+TEST_CASE("training is reproducible bit for bit from the seed", "[nn][train][reproducibility]") {
+  using model = tl::sequential<tl::input<8, 8, 1>, tl::conv2d<4, 3, 1, 1>, tl::relu, tl::max_pool2d<2>, tl::flatten,
+                               tl::dropout<20>, tl::dense<64, 4>>;
+  const band_images d(256, 8);
+  const nn::labelled_view<std::uint8_t> data{d.x.data(), d.y.data(), 256, 64};
+  auto train = [&](std::uint64_t seed) {
+    auto net = std::make_unique<nn::network<model>>(seed);
+    nn::fit(*net, nn::sgd{.learning_rate = 0.05f, .momentum = 0.9f, .nesterov = true}, nn::softmax_cross_entropy{}, data,
+            {.epochs = 2, .batch_size = 32, .seed = seed});
+    return std::vector<float>(net->parameters().begin(), net->parameters().end());
+  };
+  const auto a = train(42), b = train(42), c = train(43);
+  REQUIRE(a.size() == model::param_count);
+  CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+  CHECK(std::memcmp(a.data(), c.data(), a.size() * sizeof(float)) != 0);
+}
+
+TEST_CASE("callbacks: early stopping stops and restores the best parameters", "[nn][train]") {
+  const xor_data d(64, 2);
+  using model = tl::sequential<tl::dense<2, 4>, tl::relu, tl::dense<4, 2>>;
+  nn::network<model> net(1);
+  const nn::labelled_view<std::uint8_t> data{d.x.data(), d.y.data(), 64, 2};
+  // learning rate 0: the loss never improves after the first epoch
+  nn::early_stopping stop{.patience = 2};
+  const auto hist = nn::fit(net, nn::sgd{.learning_rate = 0.0f}, nn::softmax_cross_entropy{}, data, {.epochs = 10}, &data, stop);
+  CHECK(hist.size() == 3);
+  CHECK(stop.best_epoch == 1);
+  CHECK(hist[0].samples_per_second > 0.0);
+  CHECK(hist[0].val_accuracy == Approx(nn::evaluate(net, nn::softmax_cross_entropy{}, data).accuracy));
+}
+
+TEST_CASE("checkpoints round-trip and reject damaged or foreign files", "[nn][checkpoint]") {
+  using model = tl::sequential<tl::dense<6, 5>, tl::relu, tl::dense<5, 3>>;
+  nn::network<model> a(7), b(8);
+  std::vector<std::uint8_t> bytes = nn::encode_checkpoint(a);
+  REQUIRE(bytes.size() == 20 + model::size + 4 * model::param_count + 4);
+  REQUIRE(nn::decode_checkpoint(bytes, b).ok());
+  CHECK(std::memcmp(a.parameters().data(), b.parameters().data(), 4 * model::param_count) == 0);
+
+  nn::network<model> c(9);
+  const std::vector<float> before(c.parameters().begin(), c.parameters().end());
+  auto flipped = bytes;
+  flipped[40] ^= 0x10;
+  CHECK(nn::decode_checkpoint(flipped, c).code == tl::errc::checksum_mismatch);
+  auto truncated = bytes;
+  truncated.resize(bytes.size() - 9);
+  CHECK(nn::decode_checkpoint(truncated, c).code == tl::errc::truncated);
+  auto version = bytes;
+  version[4] = 9;
+  CHECK(nn::decode_checkpoint(version, c).code == tl::errc::unsupported_version);
+  CHECK(nn::decode_checkpoint(std::span<const std::uint8_t>(bytes.data(), 3), c).code == tl::errc::truncated);
+  nn::network<tl::sequential<tl::dense<6, 5>, tl::sigmoid, tl::dense<5, 3>>> other(1);
+  CHECK(nn::decode_checkpoint(bytes, other).code == tl::errc::shape_mismatch);
+  CHECK(std::memcmp(before.data(), c.parameters().data(), 4 * model::param_count) == 0);  // untouched
+
+  const std::string path = "test_nn_checkpoint.bin";
+  nn::save_checkpoint(path, a);
+  nn::network<model> d(10);
+  nn::load_checkpoint(path, d);
+  CHECK(std::memcmp(a.parameters().data(), d.parameters().data(), 4 * model::param_count) == 0);
+  std::remove(path.c_str());
+#if TINYLARGE_HAS_EXCEPTIONS
+  CHECK_THROWS_AS(nn::load_checkpoint("does/not/exist.bin", d), tl::io_error);
+#endif
+}
+
+TEST_CASE("state dicts in PyTorch layout round-trip, with NHWC/NCHW permutations", "[nn][npz]") {
+  using model = tl::sequential<tl::input<4, 3, 2>, tl::conv2d<3, 2>, tl::relu, tl::flatten, tl::dense<18, 4>,
+                               tl::dense<4, 2>>;
+  nn::network<model> a(3), b(4);
+  const auto sd = nn::to_state_dict(a);
+  REQUIRE(sd.size() == 6);
+  CHECK(sd.at("0.weight").shape == std::vector<std::size_t>{3, 2, 2, 2});  // [OutC][C][K][K]
+  CHECK(sd.at("3.weight").shape == std::vector<std::size_t>{4, 18});
+  // conv: ours [o][ky][kx][c] → torch [o][c][ky][kx]
+  const auto cw = a.weights<0>();
+  CHECK(sd.at("0.weight").data[((2 * 2 + 1) * 2 + 0) * 2 + 1] == cw[((2 * 2 + 0) * 2 + 1) * 2 + 1]);  // o2 c1 ky0 kx1
+  // dense after flatten of 3×2×3 (NHWC): our column (h, w, c) is torch column (c, h, w)
+  const auto dw = a.weights<3>();
+  const std::size_t h = 2, w = 1, c = 2, o = 3;
+  CHECK(sd.at("3.weight").data[o * 18 + c * 6 + h * 2 + w] == dw[o * 18 + (h * 2 + w) * 3 + c]);
+  // the last dense is not after a flatten of an image: no permutation
+  CHECK(sd.at("4.weight").data[5] == a.weights<4>()[5]);
+  nn::from_state_dict(sd, b);
+  CHECK(std::memcmp(a.parameters().data(), b.parameters().data(), 4 * model::param_count) == 0);
+#if TINYLARGE_HAS_EXCEPTIONS
+  auto bad = sd;
+  bad.at("3.weight").shape = {18, 4};
+  CHECK_THROWS_WITH(nn::from_state_dict(bad, b), Catch::Contains("'3.weight' has the wrong shape"));
+  bad = sd;
+  bad.erase("4.bias");
+  CHECK_THROWS_WITH(nn::from_state_dict(bad, b), Catch::Contains("no '4.bias'"));
+#endif
+}
+
+namespace {
+/// Fraction of samples where int8 and fp32 agree on the argmax, and the
+/// largest |int8 − fp32| output relative to the largest |fp32| output.
+template <class Model, class Q>
+std::pair<double, double> int8_vs_fp32(nn::network<Model>& net, Q& q, const float* x, std::size_t n) {
+  std::size_t agree = 0;
+  double err = 0.0, mag = 0.0;
+  std::vector<float> yq(Model::output_size);
+  for (std::size_t i = 0; i < n; ++i) {
+    const float* y = net.forward(x + i * Model::input_size, 1);
+    q.predict(x + i * Model::input_size, yq.data());
+    std::size_t a = 0, b = 0;
+    for (std::size_t j = 0; j < Model::output_size; ++j) {
+      err = std::max(err, static_cast<double>(std::abs(y[j] - yq[j])));
+      mag = std::max(mag, static_cast<double>(std::abs(y[j])));
+      a = y[j] > y[a] ? j : a;
+      b = yq[j] > yq[b] ? j : b;
+    }
+    agree += a == b ? 1 : 0;
+  }
+  return {static_cast<double>(agree) / static_cast<double>(n), err / mag};
+}
+}  // namespace
+
+TEST_CASE("int8 post-training quantization agrees with fp32", "[nn][int8][ptq]") {
+  const band_images d(600, 31);
+  const nn::labelled_view<std::uint8_t> data{d.x.data(), d.y.data(), 600, 64};
+
+  SECTION("CNN with conv, depthwise, relu6, both poolings, tanh") {
+    using model = tl::sequential<tl::input<8, 8, 1>, tl::conv2d<4, 3, 1, 1>, tl::relu, tl::max_pool2d<2>,
+                                 tl::depthwise_conv2d<3, 1, 1, 2>, tl::relu6, tl::avg_pool2d<2>, tl::flatten,
+                                 tl::dense<32, 8>, tl::tanh_act, tl::dense<8, 4>>;
+    nn::network<model> net(3);
+    nn::fit(net, nn::adam{.learning_rate = 3e-3f}, nn::softmax_cross_entropy{}, data, {.epochs = 4, .batch_size = 32});
+    const double fp32_acc = nn::evaluate(net, nn::softmax_cross_entropy{}, data).accuracy;
+    REQUIRE(fp32_acc > 0.95);
+    nn::quantized_network<model, tl::int8_per_channel, nn::static_storage> q;
+    nn::quantize_post_training(net, d.x.data(), 200, q);
+    const auto [agree, rel_err] = int8_vs_fp32(net, q, d.x.data(), 600);
+    INFO("argmax agreement " << agree << ", max logit error / max |logit| " << rel_err);
+    CHECK(agree >= 0.98);
+    CHECK(rel_err < 0.1);
+  }
+  SECTION("MLP, per-tensor weights, sigmoid and a final softmax (integer tables)") {
+    using model = tl::sequential<tl::dense<64, 16>, tl::sigmoid, tl::dense<16, 4>, tl::softmax>;
+    nn::network<model> net(5);
+    // train the logits with cross-entropy on a copy without the softmax, then copy the weights
+    using logits = tl::sequential<tl::dense<64, 16>, tl::sigmoid, tl::dense<16, 4>>;
+    nn::network<logits> lnet(5);
+    nn::fit(lnet, nn::adam{.learning_rate = 1e-2f}, nn::softmax_cross_entropy{}, data, {.epochs = 4, .batch_size = 32});
+    std::copy(lnet.parameters().begin(), lnet.parameters().end(), net.parameters().begin());
+    nn::quantized_network<model, tl::int8_per_tensor, nn::heap_storage> q;
+    nn::quantize_post_training(net, d.x.data(), 200, q);
+    const auto [agree, abs_err] = int8_vs_fp32(net, q, d.x.data(), 600);
+    INFO("argmax agreement " << agree << ", max probability error (relative) " << abs_err);
+    CHECK(agree >= 0.97);
+    CHECK(abs_err < 0.05);
+    CHECK(q.output_params().scale == 1.0f / 256.0f);
+  }
+}
+
+TEST_CASE("quantization-aware training: the int8 network computes what fake quantization simulated",
+          "[nn][int8][qat]") {
+  const band_images d(600, 41);
+  const nn::labelled_view<std::uint8_t> data{d.x.data(), d.y.data(), 600, 64};
+  using model = tl::sequential<tl::input<8, 8, 1>, tl::conv2d<4, 3, 1, 1>, tl::relu, tl::max_pool2d<2>, tl::flatten,
+                               tl::dense<64, 16>, tl::relu, tl::dense<16, 4>>;
+  nn::network<model> net(13);
+  nn::fit(net, nn::adam{.learning_rate = 3e-3f}, nn::softmax_cross_entropy{}, data, {.epochs = 2, .batch_size = 32});
+  net.enable_fake_quant(true);
+  nn::fit(net, nn::adam{.learning_rate = 1e-3f}, nn::softmax_cross_entropy{}, data, {.epochs = 2, .batch_size = 32});
+  // The tracked ranges cover the observed tensors; the fused pre-activations have none.
+  CHECK(net.tracked_ranges()[0].seen);
+  CHECK(!net.tracked_ranges()[1].seen);
+  CHECK(net.tracked_ranges()[2].seen);
+  CHECK(net.tracked_ranges()[2].lo >= 0.0f);  // post-relu
+
+  auto q = std::make_unique<nn::quantized_network<model>>();
+  nn::convert(net, net.tracked_ranges(), *q);
+  // With fake quantization on, the fp32 forward sees the int8 grid: int8 outputs
+  // must match it to within a few output quantization steps.
+  const float step = q->output_params().scale;
+  double worst = 0.0;
+  std::size_t agree = 0;
+  std::vector<float> yq(4);
+  for (std::size_t i = 0; i < 600; ++i) {
+    const float* y = net.forward(d.x.data() + i * 64, 1, false);
+    q->predict(d.x.data() + i * 64, yq.data());
+    std::size_t a = 0, b = 0;
+    for (std::size_t j = 0; j < 4; ++j) {
+      worst = std::max(worst, static_cast<double>(std::abs(y[j] - yq[j]) / step));
+      a = y[j] > y[a] ? j : a;
+      b = yq[j] > yq[b] ? j : b;
+    }
+    agree += a == b ? 1 : 0;
+  }
+  INFO("worst |int8 − fake-quant fp32| in output steps: " << worst);
+  CHECK(worst <= 4.0);
+  CHECK(agree >= 594);  // ≥ 99%
+  net.enable_fake_quant(false);
+  CHECK(nn::evaluate(net, nn::softmax_cross_entropy{}, data).accuracy > 0.95);
+}
+
+#if TINYLARGE_HAS_EXCEPTIONS
+TEST_CASE("errors name what is wrong", "[nn][errors]") {
+  using model = tl::sequential<tl::dense<4, 2>>;
+  nn::network<model> net(1);
+  std::vector<float> x(8);
+  const std::uint8_t y[2] = {0, 1};
+  CHECK_THROWS_AS(net.forward(x.data(), 0), tl::invalid_argument);
+  const nn::labelled_view<std::uint8_t> wrong{x.data(), y, 2, 3};
+  CHECK_THROWS_WITH(nn::fit(net, nn::sgd{}, nn::softmax_cross_entropy{}, wrong),
+                    Catch::Contains("feature count differs"));
+  auto q = std::make_unique<nn::quantized_network<model>>();
+  std::array<nn::tensor_range, model::size + 1> none{};
+  CHECK_THROWS_WITH(nn::convert(net, none, *q), Catch::Contains("no observed range"));
+}
+#endif
