@@ -17,7 +17,7 @@ run_qemu() {  # board elf
 # Programs whose output must equal the same source built for the host, and
 # programs that only run on the device (they check themselves).
 compared="freestanding_selftest precision_selftest"
-device_only="compress_selftest"
+device_only="compress_selftest model_file_selftest"
 
 for prog in $compared; do
   c++ -std=c++20 -O2 -I"$root/include" "$root/tests/mcu/$prog.cpp" -o "$out/$prog-host"

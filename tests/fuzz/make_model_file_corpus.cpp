@@ -1,0 +1,44 @@
+// Writes the seed corpus of the model-file fuzz target: valid files of every weight format
+// and symbol encoding (one multi-layer file, a small three-layer file, and one file per
+// layer), each also with its CRCs intact. Usage: make_model_file_corpus <directory>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "model_file_samples.hpp"
+#include "tinylarge/io/file.hpp"
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s <corpus directory>\n", argv[0]);
+    return 2;
+  }
+  const std::string dir = argv[1];
+  namespace S = model_file_samples;
+  namespace c = tinylarge::compress;
+  tinylarge::io::write_file(dir + "/every_format.tlmf", S::every_format().bytes);
+  tinylarge::io::write_file(dir + "/small.tlmf", S::small());
+  // One single-layer file per layer of every_format (small inputs mutate faster).
+  const auto all = S::every_format().bytes;
+  c::model_file m = c::model_file::from_bytes(all);
+  std::size_t at = 32;
+  for (std::size_t i = 0; i < m.layer_count(); ++i) {
+    const std::size_t len = static_cast<std::size_t>(all[at + 4]) | static_cast<std::size_t>(all[at + 5]) << 8 |
+                            static_cast<std::size_t>(all[at + 6]) << 16 | static_cast<std::size_t>(all[at + 7]) << 24;
+    std::vector<std::uint8_t> one(all.begin(), all.begin() + 32);
+    one.insert(one.end(), all.begin() + static_cast<std::ptrdiff_t>(at), all.begin() + static_cast<std::ptrdiff_t>(at + len));
+    const std::uint8_t end[8] = {'T', 'E', 'N', 'D', 1, 0, 0, 0};
+    one.insert(one.end(), end, end + 8);
+    const std::size_t total = one.size();
+    for (int k = 0; k < 8; ++k) one[16 + static_cast<std::size_t>(k)] = static_cast<std::uint8_t>(static_cast<std::uint64_t>(total) >> (8 * k));
+    one[12] = 1;
+    one[13] = one[14] = one[15] = 0;
+    const std::uint32_t crc = tinylarge::crc32(one.data(), 28);
+    for (int k = 0; k < 4; ++k) one[28 + static_cast<std::size_t>(k)] = static_cast<std::uint8_t>(crc >> (8 * k));
+    (void)c::model_file::from_bytes(one);  // throws if the seed is not valid
+    tinylarge::io::write_file(dir + "/layer" + std::to_string(i) + ".tlmf", one);
+    at += len;
+  }
+  std::printf("wrote %zu seeds to %s\n", m.layer_count() + 2, dir.c_str());
+  return 0;
+}

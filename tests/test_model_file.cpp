@@ -1,0 +1,774 @@
+// Tests of the compressed model file (compress/model_file.hpp) and the C-header exporter
+// (compress/c_export.hpp).
+//
+// Round trips run the compressed kernels on the views the reader returns and compare them
+// with the scalar dense kernel on the original matrices (exactly where the kernels promise
+// bit-exactness). Robustness: every truncation and every single-bit flip of a small
+// three-layer file is rejected; with the CRCs bypassed (or recomputed after a mutation)
+// structural validation rejects bad fields by name, and every mutant that is accepted yields
+// views the kernels can run on (this file runs under ASan/UBSan in scripts/test.sh).
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "fuzz/model_file_samples.hpp"
+#include "tinylarge/compress/c_export.hpp"
+#include "tinylarge/compress/kernels.hpp"
+#include "tinylarge/compress/model_file.hpp"
+#include "tinylarge/core/crc32.hpp"
+#include "tinylarge/kernels/dense.hpp"
+
+namespace c = tinylarge::compress;
+namespace S = model_file_samples;
+using tinylarge::errc;
+using tinylarge::status;
+
+namespace {
+
+/// An 8-byte aligned copy of a file (the reader requires the alignment views need).
+struct aligned_bytes {
+  std::vector<std::uint64_t> storage;
+  std::size_t size = 0;
+  explicit aligned_bytes(const std::vector<std::uint8_t>& b, std::size_t n = SIZE_MAX)
+      : storage((std::min(n, b.size()) + 8) / 8), size(std::min(n, b.size())) {
+    if (size) std::memcpy(storage.data(), b.data(), size);
+  }
+  const std::uint8_t* data() const { return reinterpret_cast<const std::uint8_t*>(storage.data()); }
+};
+
+std::uint32_t le32(const std::vector<std::uint8_t>& b, std::size_t at) {
+  return static_cast<std::uint32_t>(b[at]) | static_cast<std::uint32_t>(b[at + 1]) << 8 |
+         static_cast<std::uint32_t>(b[at + 2]) << 16 | static_cast<std::uint32_t>(b[at + 3]) << 24;
+}
+void put32(std::vector<std::uint8_t>& b, std::size_t at, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) b[at + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(v >> (8 * i));
+}
+
+/// File offsets of the sections (walking the length fields of a valid file).
+std::vector<std::size_t> section_offsets(const std::vector<std::uint8_t>& b) {
+  std::vector<std::size_t> off;
+  std::size_t at = le32(b, 24);
+  for (std::uint32_t i = 0; i < le32(b, 12); ++i) {
+    off.push_back(at);
+    at += le32(b, at + 4);
+  }
+  return off;
+}
+
+/// Recomputes the header CRC and every section CRC (using the length fields as they are),
+/// so that a mutation reaches the structural checks behind the CRCs.
+void recrc(std::vector<std::uint8_t>& b) {
+  const std::size_t hsize = le32(b, 24);
+  if (b.size() < 32 || hsize < 32 || hsize > b.size()) return;
+  std::uint32_t h = tinylarge::crc32(b.data(), 28);
+  h = tinylarge::crc32(b.data() + 32, hsize - 32, h);
+  put32(b, 28, h);
+  std::size_t at = hsize;
+  for (std::uint32_t i = 0; i < le32(b, 12) && at + 12 <= b.size(); ++i) {
+    const std::size_t len = le32(b, at + 4);
+    if (len < 12 || len > b.size() - at) return;
+    std::uint32_t s = tinylarge::crc32(b.data() + at, 8);
+    s = tinylarge::crc32(b.data() + at + 12, len - 12, s);
+    put32(b, at + 8, s);
+    at += len;
+  }
+}
+
+/// Offset of the descriptor of array `role` in the section at `sec`.
+std::size_t array_entry(const std::vector<std::uint8_t>& b, std::size_t sec, c::array_role role) {
+  const std::size_t n = b[sec + 15];
+  for (std::size_t a = 0; a < n; ++a) {
+    const std::size_t e = sec + 48 + 16 * a;
+    if (b[e] == static_cast<std::uint8_t>(role)) return e;
+  }
+  FAIL("array role not found");
+  return 0;
+}
+
+/// Runs the layer's kernel on `x` (one sample) with the view's compressed form; fp32 formats.
+std::vector<float> run(const c::layer_view& v, const std::vector<float>& x) {
+  using tinylarge::arch::scalar;
+  std::vector<float> y(v.rows), scratch(v.factored.rank + 1);
+  switch (v.format) {
+    case c::weight_format::dense_f32:
+      tinylarge::kernels::dense_f32(scalar{}, 1, v.rows, v.cols, x.data(), v.dense, v.bias, y.data());
+      break;
+    case c::weight_format::dense_f16:
+      tinylarge::kernels::dense_f16(scalar{}, 1, v.rows, v.cols, x.data(), v.dense_half, v.bias, y.data());
+      break;
+    case c::weight_format::csr_f32: c::sparse_dense_f32(scalar{}, 1, v.csr, x.data(), v.bias, y.data()); break;
+    case c::weight_format::csr_codebook:
+      c::sparse_dense_f32(scalar{}, 1, v.csr_codebook, x.data(), v.bias, y.data());
+      break;
+    case c::weight_format::codebook: c::codebook_dense_f32(scalar{}, 1, v.codebook, x.data(), v.bias, y.data()); break;
+    case c::weight_format::factored:
+      c::factored_dense_f32(scalar{}, 1, v.factored, x.data(), v.bias, scratch.data(), y.data());
+      break;
+    case c::weight_format::int8: FAIL("int8 layer in run()"); break;
+  }
+  return y;
+}
+
+/// Touches every array of a view through the kernels (ASan finds any out-of-bounds view).
+void exercise(const c::layer_view& v) {
+  if (v.format == c::weight_format::int8) {
+    std::vector<std::int8_t> x(v.cols, 1), y(v.rows);
+    tinylarge::kernels::dense_s8(tinylarge::arch::scalar{}, 1, v.rows, v.cols, x.data(), v.int8.weights,
+                                 v.s8_params(), y.data());
+    return;
+  }
+  (void)run(v, std::vector<float>(v.cols, 0.5f));
+}
+
+std::string read_text(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Round trips
+// ---------------------------------------------------------------------------
+
+TEST_CASE("model file: every weight format round-trips and runs on the compressed views", "[model_file]") {
+  const S::sample s = S::every_format();
+  const c::model_file m = c::model_file::from_bytes(s.bytes);
+  REQUIRE(m.layer_count() == 13);
+  REQUIRE(m.info().major == 1);
+  REQUIRE(m.info().minor == 0);
+  const auto x = S::gaussian(40, 1234);
+  for (std::size_t i = 0; i < m.layer_count(); ++i) {
+    INFO("layer " << i);
+    const c::layer_view& v = m.layer(i);
+    REQUIRE(v.in_place());  // model_file decoded the coded layers
+    if (v.format == c::weight_format::int8) {
+      // Same int8 kernel and parameters as computed from the quantized matrix here.
+      const S::int8_matrix& q = s.int8;
+      std::vector<std::int32_t> mult(v.rows);
+      std::vector<int> shift(v.rows);
+      for (std::size_t o = 0; o < v.rows; ++o) {
+        const auto qm = tinylarge::quantize_multiplier(static_cast<double>(q.input.scale) * q.scales[o] /
+                                                       static_cast<double>(q.output.scale));
+        mult[o] = qm.multiplier;
+        shift[o] = qm.shift;
+      }
+      tinylarge::kernels::dense_s8_params p;
+      p.input_zero_point = q.input.zero_point;
+      p.output_zero_point = q.output.zero_point;
+      p.multipliers = mult.data();
+      p.shifts = shift.data();
+      p.per_channel = true;
+      p.bias = q.bias.data();
+      p.act_min = static_cast<std::int8_t>(q.output.zero_point);  // relu6 lower end
+      p.act_max = static_cast<std::int8_t>(q.output.zero_point + 60);  // 6 / 0.1
+      std::vector<std::int8_t> xq(v.cols), y_ref(v.rows), y(v.rows);
+      for (std::size_t k = 0; k < v.cols; ++k) xq[k] = tinylarge::quantize(x[k], q.input);
+      tinylarge::kernels::dense_s8(tinylarge::arch::scalar{}, 1, v.rows, v.cols, xq.data(), q.q.data(), p,
+                                   y_ref.data());
+      tinylarge::kernels::dense_s8(tinylarge::arch::scalar{}, 1, v.rows, v.cols, xq.data(), v.int8.weights,
+                                   v.s8_params(), y.data());
+      CHECK(y == y_ref);
+      CHECK(v.int8.act_min == p.act_min);
+      CHECK(v.int8.act_max == p.act_max);
+      CHECK(v.activation == c::activation_kind::relu6);
+      continue;
+    }
+    const std::vector<float>& w = s.dense[i];
+    REQUIRE(w.size() == v.rows * v.cols);
+    std::vector<float> xi(x.begin(), x.begin() + static_cast<std::ptrdiff_t>(v.cols)), y_ref(v.rows);
+    const float* bias = s.bias[i].empty() ? nullptr : s.bias[i].data();
+    CHECK((v.bias == nullptr) == (bias == nullptr));
+    tinylarge::kernels::dense_f32(tinylarge::arch::scalar{}, 1, v.rows, v.cols, xi.data(), w.data(), bias,
+                                  y_ref.data());
+    const std::vector<float> y = run(v, xi);
+    if (v.format == c::weight_format::factored) {
+      for (std::size_t o = 0; o < v.rows; ++o) CHECK(y[o] == Approx(y_ref[o]).margin(1e-4));
+    } else {
+      CHECK(y == y_ref);  // bit-exact: same products, same order (compress/kernels.hpp)
+    }
+  }
+  CHECK(m.layer(0).activation == c::activation_kind::relu);
+  CHECK(m.layer(10).kind == c::layer_kind::conv2d);
+  CHECK(m.layer(10).conv.kernel_h == 3);
+  CHECK(m.layer(10).conv.in_channels == 2);
+  CHECK(m.layer(7).codebook.bits == 3);  // in place: packed in the file
+  CHECK(m.layer(8).codebook.bits == 8);  // decoded: one byte per index
+}
+
+TEST_CASE("model file: the freestanding reader gives views into the span and decodes coded layers", "[model_file]") {
+  const S::sample s = S::every_format();
+  c::model_file_reader r;
+  aligned_bytes keep(s.bytes);
+  REQUIRE(r.open(keep.data(), keep.size).ok());
+  REQUIRE(r.layer_count() == 13);
+  const std::uint8_t* lo = keep.data();
+  const std::uint8_t* hi = lo + keep.size;
+  const auto inside = [&](const void* p) {
+    const auto* b = static_cast<const std::uint8_t*>(p);
+    return b >= lo && b < hi && reinterpret_cast<std::uintptr_t>(b) % 4 == 0;
+  };
+  c::layer_view v;
+  REQUIRE(r.layer(0, v).ok());
+  CHECK(inside(v.dense));
+  CHECK(inside(v.bias));
+  REQUIRE(r.layer(3, v).ok());
+  CHECK(v.in_place());
+  CHECK(inside(v.csr.row_ptr));
+  CHECK(inside(v.csr.values.values));
+  // Coded layers: decode_bytes says how much buffer; too small a buffer is refused.
+  REQUIRE(r.layer(5, v).ok());
+  CHECK_FALSE(v.in_place());
+  CHECK(v.csr_codebook.gaps == nullptr);
+  std::vector<std::uint8_t> buf(v.decode_bytes);
+  CHECK(r.decode_layer(5, buf.data(), buf.size() - 1, v).code == errc::capacity_exceeded);
+  REQUIRE(r.decode_layer(5, buf.data(), buf.size(), v).ok());
+  CHECK(v.in_place());
+  CHECK(v.csr_codebook.gaps == buf.data());
+  CHECK(inside(v.csr_codebook.row_ptr));
+  CHECK(inside(v.csr_codebook.values.centroids));
+  // Gaps in place, indices Huffman-coded: only the indices go to the buffer.
+  REQUIRE(r.layer(12, v).ok());
+  CHECK(v.decode_bytes == v.csr_codebook.row_ptr[v.rows]);
+  std::vector<std::uint8_t> buf12(v.decode_bytes);
+  REQUIRE(r.decode_layer(12, buf12.data(), buf12.size(), v).ok());
+  CHECK(inside(v.csr_codebook.gaps));  // in the file
+  CHECK(v.csr_codebook.values.indices == buf12.data());
+  // An in-place layer through decode_layer is just the view.
+  c::layer_view w;
+  REQUIRE(r.decode_layer(0, nullptr, 0, w).ok());
+  CHECK(w.dense != nullptr);
+  CHECK(r.layer(13, v).code == errc::invalid_argument);
+  // Unaligned buffer: refused (views would be misaligned).
+  std::vector<std::uint8_t> shifted(s.bytes.size() + 8);
+  std::uint8_t* base = shifted.data();
+  while (reinterpret_cast<std::uintptr_t>(base) % 8 != 1) ++base;
+  std::memcpy(base, s.bytes.data(), s.bytes.size());
+  CHECK(r.open(base, s.bytes.size()).code == errc::invalid_argument);
+  CHECK_FALSE(r.is_open());
+}
+
+TEST_CASE("model file: the writer is byte-for-byte deterministic and the layout is as documented", "[model_file]") {
+  const auto a = S::every_format().bytes;
+  const auto b = S::every_format().bytes;
+  CHECK(a == b);
+  REQUIRE(a.size() % 8 == 0);
+  CHECK(std::memcmp(a.data(), "TLMF", 4) == 0);
+  CHECK(le32(a, 4) == 1);           // major 1, minor 0
+  CHECK(le32(a, 12) == 13);         // layers
+  CHECK(le32(a, 16) == a.size());   // total size (low word)
+  CHECK(le32(a, 24) == 32);         // header size
+  CHECK(le32(a, 28) == tinylarge::crc32(a.data(), 28));
+  CHECK(std::memcmp(a.data() + a.size() - 8, "TEND", 4) == 0);
+  for (std::size_t off : section_offsets(a)) {
+    CHECK(off % 8 == 0);
+    CHECK(std::memcmp(a.data() + off, "TLLY", 4) == 0);
+    const std::size_t n = a[off + 15];
+    for (std::size_t k = 0; k < n; ++k) CHECK(le32(a, off + 48 + 16 * k + 4) % 8 == 0);
+  }
+}
+
+TEST_CASE("model file: atomic write and load from a path; I/O errors name the file", "[model_file]") {
+  const auto dir = std::filesystem::temp_directory_path() / "tinylarge_test_model_file";
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "m.tlmf").string();
+  c::model_file_builder b;
+  const auto w = S::gaussian(6, 3);
+  b.add_dense_f32(2, 3, w);
+  b.write(path);
+  CHECK_FALSE(std::filesystem::exists(path + ".tmp"));
+  const c::model_file m = c::load_model_file(path);
+  REQUIRE(m.layer_count() == 1);
+  CHECK(m.layer(0).dense[5] == w[5]);
+#if TINYLARGE_HAS_EXCEPTIONS
+  try {
+    (void)c::load_model_file((dir / "missing.tlmf").string());
+    FAIL("no exception");
+  } catch (const tinylarge::io_error& e) {
+    CHECK(std::string(e.what()).find("missing.tlmf") != std::string::npos);
+  }
+  // Oversized file: refused by the size limit before it is read whole.
+  c::model_file_options small;
+  small.limits.max_file_bytes = 64;
+  REQUIRE_THROWS_AS(c::load_model_file(path, small), tinylarge::format_error);
+  // Corrupt file on disk: format_error naming the file and the layer.
+  auto bytes = b.bytes();
+  bytes[section_offsets(bytes)[0] + 60] ^= 1;
+  {
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  }
+  try {
+    (void)c::load_model_file(path);
+    FAIL("no exception");
+  } catch (const tinylarge::format_error& e) {
+    const std::string what = e.what();
+    CHECK(e.code() == errc::checksum_mismatch);
+    CHECK(what.find("m.tlmf") != std::string::npos);
+    CHECK(what.find("layer 0") != std::string::npos);
+    CHECK(what.find("CRC") != std::string::npos);
+  }
+#endif
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("model file: the builder refuses what the reader would refuse", "[model_file]") {
+#if TINYLARGE_HAS_EXCEPTIONS
+  c::model_file_builder b;
+  std::vector<float> w(6, 1.0f);
+  w[4] = std::nanf("");
+  REQUIRE_THROWS_AS(b.add_dense_f32(2, 3, w), tinylarge::numeric_error);
+  REQUIRE_THROWS_AS(b.add_dense_f32(2, 4, std::vector<float>(6)), tinylarge::shape_error);
+  c::layer_options conv;
+  conv.kind = c::layer_kind::conv2d;
+  conv.conv = {2, 3, 3, 1, 1, 0, 0, 1};
+  REQUIRE_THROWS(b.add_dense_f32(2, 17, std::vector<float>(34), {}, conv));
+  const std::vector<std::int8_t> q = {1, -128, 3, 4};
+  REQUIRE_THROWS(b.add_int8(2, 2, q, std::vector<float>{0.1f, 0.2f}, {0.1f, 0}, {0.1f, 0}));
+  CHECK(b.layer_count() == 0);
+#endif
+}
+
+// ---------------------------------------------------------------------------
+// Robustness
+// ---------------------------------------------------------------------------
+
+TEST_CASE("model file: every truncation of a small multi-layer file is an error", "[model_file][robustness]") {
+  const auto file = S::small();
+  REQUIRE(file.size() < 1024);
+  c::model_file_reader r;
+  {
+    aligned_bytes full(file);
+    REQUIRE(r.open(full.data(), full.size).ok());
+  }
+  for (std::size_t n = 0; n < file.size(); ++n) {
+    aligned_bytes cut(file, n);
+    const status s = r.open(cut.data(), cut.size);
+    INFO("length " << n);
+    REQUIRE_FALSE(s.ok());
+    CHECK((s.code == errc::truncated || n < 4));  // "shorter than its declared total size"
+  }
+  // The same cuts with the total size patched to the cut length (and CRCs recomputed):
+  // the structural checks of the sections and the end marker still reject every one.
+  c::model_file_options nocrc;
+  nocrc.verify_crc = false;
+  for (std::size_t n = 32; n < file.size(); n += 1) {
+    std::vector<std::uint8_t> cut(file.begin(), file.begin() + static_cast<std::ptrdiff_t>(n));
+    put32(cut, 16, static_cast<std::uint32_t>(n));
+    aligned_bytes a(cut);
+    INFO("patched length " << n);
+    REQUIRE_FALSE(r.open(a.data(), a.size, nocrc).ok());
+  }
+}
+
+TEST_CASE("model file: every single-bit flip is detected", "[model_file][robustness]") {
+  const auto file = S::small();
+  c::model_file_reader r;
+  std::size_t by_crc = 0;
+  for (std::size_t bit = 0; bit < file.size() * 8; ++bit) {
+    auto m = file;
+    m[bit / 8] ^= static_cast<std::uint8_t>(1u << (bit % 8));
+    aligned_bytes a(m);
+    const status s = r.open(a.data(), a.size);
+    INFO("bit " << bit << ": " << s.message);
+    REQUIRE_FALSE(s.ok());
+    by_crc += s.code == errc::checksum_mismatch;
+  }
+  // Most flips are caught by a CRC; the rest by a field check (magic, version, size...).
+  CHECK(by_crc > file.size() * 8 * 3 / 4);
+}
+
+TEST_CASE("model file: with CRCs bypassed, bit flips never crash and accepted mutants run", "[model_file][robustness]") {
+  c::model_file_options nocrc;
+  nocrc.verify_crc = false;
+  for (const auto& file : {S::small(), S::every_format().bytes}) {
+    std::size_t rejected = 0, accepted = 0;
+    for (std::size_t bit = 0; bit < file.size() * 8; ++bit) {
+      auto m = file;
+      m[bit / 8] ^= static_cast<std::uint8_t>(1u << (bit % 8));
+      aligned_bytes a(m);
+      c::model_file_reader r;
+      const status s = r.open(a.data(), a.size, nocrc);
+      if (!s) {
+        CHECK(std::strlen(s.message) > 10);
+        ++rejected;
+        continue;
+      }
+      bool all_ok = true;
+      for (std::size_t i = 0; i < r.layer_count(); ++i) {
+        c::layer_view v;
+        REQUIRE(r.layer(i, v).ok());
+        std::vector<std::uint8_t> buf(v.decode_bytes);
+        if (!r.decode_layer(i, buf.data(), buf.size(), v)) {
+          all_ok = false;
+          continue;
+        }
+        exercise(v);  // ASan: views stay inside the buffers
+      }
+      ++accepted;
+      (void)all_ok;
+    }
+    INFO("rejected " << rejected << ", accepted " << accepted);
+    // Values (weights, bias, scales) are unchecked numbers: flips there are accepted. The
+    // header, descriptors and structure are not.
+    CHECK(rejected > 0);
+    CHECK(accepted > 0);
+  }
+}
+
+namespace {
+/// Applies `mutate` to a copy of the every-format file, recomputes the CRCs, and returns
+/// the reader's status (decoding layer `decode` when the open succeeds).
+status mutated(const std::function<void(std::vector<std::uint8_t>&, const std::vector<std::size_t>&)>& mutate,
+               std::size_t decode = SIZE_MAX, c::model_file_options opt = {}) {
+  auto b = S::every_format().bytes;
+  mutate(b, section_offsets(b));
+  recrc(b);
+  aligned_bytes a(b);
+  c::model_file_reader r;
+  status s = r.open(a.data(), a.size, opt);
+  if (s && decode != SIZE_MAX) {
+    c::layer_view v;
+    s = r.layer(decode, v);
+    std::vector<std::uint8_t> buf(v.decode_bytes + 1);
+    if (s) s = r.decode_layer(decode, buf.data(), buf.size(), v);
+  }
+  return s;
+}
+bool says(const status& s, const char* part) { return std::string(s.message).find(part) != std::string::npos; }
+}  // namespace
+
+TEST_CASE("model file: structural validation behind the CRCs names each bad field", "[model_file][robustness]") {
+  using R = c::array_role;
+  // Sanity: recomputing the CRCs of an unmodified file changes nothing.
+  REQUIRE(mutated([](auto&, const auto&) {}).ok());
+
+  SECTION("enums") {
+    auto s = mutated([](auto& b, const auto& o) { b[o[0] + 14] = 9; });
+    CHECK(s.code == errc::corrupt);
+    CHECK(says(s, "unknown weight format"));
+    s = mutated([](auto& b, const auto& o) { b[o[0] + 13] = 6; });
+    CHECK(says(s, "unknown activation"));
+    s = mutated([](auto& b, const auto& o) { b[o[0] + 12] = 3; });
+    CHECK(says(s, "unknown layer kind"));
+    s = mutated([](auto& b, const auto& o) { b[array_entry(b, o[0], R::weights) + 1] = 7; });
+    CHECK(says(s, "unknown array element type"));
+    s = mutated([](auto& b, const auto& o) { b[array_entry(b, o[0], R::weights)] = 15; });
+    CHECK(says(s, "unknown array role"));
+    s = mutated([](auto& b, const auto& o) { b[array_entry(b, o[5], R::gaps) + 2] = 3; });
+    CHECK(says(s, "unknown symbol encoding"));
+  }
+  SECTION("sizes, offsets, alignment") {
+    auto s = mutated([](auto& b, const auto& o) { put32(b, array_entry(b, o[0], R::weights) + 4, 4 + le32(b, array_entry(b, o[0], R::weights) + 4)); });
+    CHECK(says(s, "not 8-byte aligned"));
+    s = mutated([](auto& b, const auto& o) { put32(b, array_entry(b, o[0], R::weights) + 8, 0xFFFFFF00u); });
+    CHECK(says(s, "runs past its section"));
+    s = mutated([](auto& b, const auto& o) { put32(b, array_entry(b, o[0], R::weights) + 12, 479); });
+    CHECK(says(s, "count·element size"));
+    s = mutated([](auto& b, const auto& o) { put32(b, o[0] + 16, 13); });  // rows 12 → 13
+    CHECK(s.code == errc::corrupt);
+    CHECK(says(s, "a bias must be f32, one per row"));  // the first array checked
+    s = mutated([](auto& b, const auto& o) { put32(b, o[1] + 20, 41); });  // fp16 layer, no bias: cols 40 → 41
+    CHECK(says(s, "dense fp16 weights must be f16, rows·cols"));
+    s = mutated([](auto& b, const auto& o) { put32(b, o[0] + 4, le32(b, o[0] + 4) + 8); });
+    CHECK_FALSE(s.ok());
+    s = mutated([](auto& b, const auto& o) { put32(b, o[0] + 20, 0); });
+    CHECK(says(s, "zero rows or columns"));
+    s = mutated([](auto& b, const auto& o) { b[o[0] + 15] = 17; });
+    CHECK(says(s, "more than 16 arrays"));
+    // Overlap: the bias descriptor points back into the weights.
+    s = mutated([](auto& b, const auto& o) {
+      put32(b, array_entry(b, o[0], R::bias) + 4, le32(b, array_entry(b, o[0], R::weights) + 4) + 8);
+    });
+    CHECK(says(s, "overlap"));
+  }
+  SECTION("CSR row offsets and gaps") {
+    // Layer 3 (CSR fp32, gaps in place): make row_ptr[1] larger than row_ptr[2].
+    auto s = mutated([](auto& b, const auto& o) {
+      const std::size_t rp = o[3] + le32(b, array_entry(b, o[3], R::row_ptr) + 4);
+      put32(b, rp + 4, le32(b, rp + 8) + 1);
+    });
+    CHECK(s.code == errc::corrupt);
+    CHECK(says(s, "row offsets decrease"));
+    s = mutated([](auto& b, const auto& o) {
+      const std::size_t rp = o[3] + le32(b, array_entry(b, o[3], R::row_ptr) + 4);
+      put32(b, rp, 1);
+    });
+    CHECK(says(s, "first CSR row offset"));
+    // A gap that walks past the row width (all gaps at their maximum, 7).
+    s = mutated([](auto& b, const auto& o) {
+      const std::size_t e = array_entry(b, o[3], R::gaps);
+      for (std::size_t k = 0; k < le32(b, e + 8); ++k) b[o[3] + le32(b, e + 4) + k] = 7;
+    });
+    CHECK(says(s, "column index is out of range"));
+    s = mutated([](auto& b, const auto& o) {
+      const std::size_t e = array_entry(b, o[3], R::gaps);
+      b[o[3] + le32(b, e + 4)] = 8;  // above 2^3 − 1
+    });
+    CHECK(says(s, "gap does not fit"));
+    // Layer 5 (Huffman gaps): over-subscribed code lengths.
+    s = mutated([](auto& b, const auto& o) {
+      const std::size_t e = array_entry(b, o[5], R::gaps);
+      std::uint8_t* stream = b.data() + o[5] + le32(b, e + 4);
+      for (std::size_t k = 3; k < 3 + 4; ++k) stream[k] = 0x11;  // many codes of length 1
+    });
+    CHECK(s.code == errc::corrupt);
+    // Huffman symbol count differing from the descriptor.
+    s = mutated([](auto& b, const auto& o) { put32(b, array_entry(b, o[5], R::gaps) + 12, le32(b, array_entry(b, o[5], R::gaps) + 12) + 1); });
+    CHECK_FALSE(s.ok());
+  }
+  SECTION("codebook indices below k") {
+    // Layer 6: CSR codebook in place, k = 16 with 4-bit indices: declare k = 5.
+    auto s = mutated([](auto& b, const auto& o) { put32(b, o[6] + 24, 5); });
+    CHECK_FALSE(s.ok());
+    // Layer 7: packed codebook, 3 bits, k = 8: set k = 2 (indices up to 7 exist).
+    s = mutated([](auto& b, const auto& o) { put32(b, o[7] + 24, 2); });
+    CHECK_FALSE(s.ok());
+    s = mutated([](auto& b, const auto& o) { put32(b, o[7] + 24, 9); });
+    CHECK(says(s, "k must be in [1, 2^bits]"));
+    // Layer 8 (Huffman-coded): only the decoded symbols show it, at decode time.
+    s = mutated([](auto& b, const auto& o) { put32(b, o[8] + 24, 2); }, 8);
+    CHECK_FALSE(s.ok());
+  }
+  SECTION("values: NaN, scales, int8 ranges") {
+    auto s = mutated([](auto& b, const auto& o) { put32(b, o[0] + le32(b, array_entry(b, o[0], R::weights) + 4), 0x7FC00000u); });
+    CHECK(s.code == errc::non_finite);
+    c::model_file_options lax;
+    lax.require_finite = false;
+    s = mutated([](auto& b, const auto& o) { put32(b, o[0] + le32(b, array_entry(b, o[0], R::weights) + 4), 0x7FC00000u); },
+                SIZE_MAX, lax);
+    CHECK(s.ok());
+    s = mutated([](auto& b, const auto& o) { put32(b, o[2] + le32(b, array_entry(b, o[2], R::weight_scales) + 4), 0xBF800000u); });
+    CHECK(says(s, "weight scales must be positive"));
+    s = mutated([](auto& b, const auto& o) { b[o[2] + le32(b, array_entry(b, o[2], R::weights) + 4)] = 0x80; });
+    CHECK(says(s, "-128"));
+    s = mutated([](auto& b, const auto& o) { put32(b, o[2] + le32(b, array_entry(b, o[2], R::multipliers) + 4), 5); });
+    CHECK(says(s, "multiplier"));
+    s = mutated([](auto& b, const auto& o) { put32(b, o[2] + le32(b, array_entry(b, o[2], R::shifts) + 4), 40); });
+    CHECK(says(s, "shift"));
+    s = mutated([](auto& b, const auto& o) { put32(b, o[2] + le32(b, array_entry(b, o[2], R::zero_points) + 4), 300); });
+    CHECK(says(s, "zero points"));
+  }
+  SECTION("shape: conv2d geometry, factored rank, format-foreign arrays") {
+    auto s = mutated([](auto& b, const auto& o) { b[o[10] + 34] = 4; });  // kernel_h 3 → 4
+    CHECK(s.code == errc::corrupt);
+    CHECK(says(s, "conv2d cols differ"));
+    s = mutated([](auto& b, const auto& o) { b[o[0] + 32] = 1; });  // dense with geometry
+    CHECK(says(s, "dense layer has conv2d geometry"));
+    s = mutated([](auto& b, const auto& o) { put32(b, o[9] + 24, 13); });
+    CHECK(says(s, "rank"));
+    s = mutated([](auto& b, const auto& o) { b[array_entry(b, o[0], R::bias)] = static_cast<std::uint8_t>(R::left); });
+    CHECK(says(s, "does not use"));
+    s = mutated([](auto& b, const auto& o) { b[o[0] + 28] = 3; });  // bits on a dense layer
+    CHECK(says(s, "index bits set"));
+  }
+  SECTION("padding and end marker") {
+    auto s = mutated([](auto& b, const auto&) { b[b.size() - 8] = 'X'; });
+    CHECK(says(s, "end marker"));
+    s = mutated([](auto& b, const auto&) { put32(b, b.size() - 4, 11); });
+    CHECK(says(s, "end marker's layer count"));
+    // Layer 3's row offsets are 13·4 = 52 bytes: 4 bytes of padding follow them.
+    s = mutated([](auto& b, const auto& o) { b[o[3] + le32(b, array_entry(b, o[3], c::array_role::row_ptr) + 4) + 52] = 1; });
+    CHECK(says(s, "non-zero padding"));
+  }
+}
+
+TEST_CASE("model file: version policy", "[model_file][version]") {
+  SECTION("a newer major version is refused, naming both versions") {
+    auto b = S::small();
+    b[4] = 2;  // major 2
+    recrc(b);
+    aligned_bytes a(b);
+    c::model_file_reader r;
+    const status s = r.open(a.data(), a.size);
+    CHECK(s.code == errc::unsupported_version);
+    CHECK(r.info().major == 2);
+    CHECK(says(s, "newer"));
+#if TINYLARGE_HAS_EXCEPTIONS
+    try {
+      (void)c::model_file::from_bytes(b, {}, "net.tlmf");
+      FAIL("no exception");
+    } catch (const tinylarge::format_error& e) {
+      CHECK(e.code() == errc::unsupported_version);
+      CHECK(std::string(e.what()) ==
+            "tinylarge: model file 'net.tlmf': format version 2.0 is not supported by this reader (format version 1.0)");
+    }
+#endif
+    b[4] = 0;  // major 0
+    recrc(b);
+    aligned_bytes z(b);
+    CHECK(r.open(z.data(), z.size).code == errc::unsupported_version);
+  }
+  SECTION("a newer minor version may extend the header and add flags and arrays") {
+    auto b = S::small();
+    b[6] = 1;  // minor 1
+    put32(b, 8, 0x10);  // a flag this reader does not know
+    // Extend the header by 8 bytes of optional fields: insert after byte 32.
+    b.insert(b.begin() + 32, 8, std::uint8_t{0xAB});
+    put32(b, 24, 40);
+    put32(b, 16, static_cast<std::uint32_t>(b.size()));
+    recrc(b);
+    aligned_bytes a(b);
+    c::model_file_reader r;
+    REQUIRE(r.open(a.data(), a.size).ok());
+    CHECK(r.info().minor == 1);
+    CHECK(r.layer_count() == 3);
+    // The same things in a 1.0 file are corrupt.
+    b[6] = 0;
+    recrc(b);
+    aligned_bytes z(b);
+    CHECK(r.open(z.data(), z.size).code == errc::corrupt);
+  }
+  SECTION("unknown array roles: skipped in a newer minor version, corrupt otherwise") {
+    auto b = S::every_format().bytes;
+    const auto o = section_offsets(b);
+    b[array_entry(b, o[0], c::array_role::bias)] = 200;  // unknown role: layer 0 loses its bias
+    recrc(b);
+    aligned_bytes z(b);
+    c::model_file_reader r;
+    CHECK(r.open(z.data(), z.size).code == errc::corrupt);
+    b[6] = 1;
+    recrc(b);
+    aligned_bytes a(b);
+    REQUIRE(r.open(a.data(), a.size).ok());
+    c::layer_view v;
+    REQUIRE(r.layer(0, v).ok());
+    CHECK(v.bias == nullptr);
+  }
+}
+
+TEST_CASE("model file: oversized declared lengths fail before anything is allocated", "[model_file][limits]") {
+  auto b = S::small();
+  // Total size 2^40: too_large, from the header alone (an 8-byte aligned 32-byte prefix).
+  put32(b, 16, 0);
+  put32(b, 20, 0x100);
+  recrc(b);
+  aligned_bytes a(b, 32);
+  c::model_file_reader r;
+  CHECK(r.open(a.data(), a.size).code == errc::too_large);
+  // Layer count above the limit.
+  auto l = S::small();
+  put32(l, 12, 0xFFFFFFFFu);
+  recrc(l);
+  aligned_bytes la(l);
+  CHECK(r.open(la.data(), la.size).code == errc::too_large);
+  // A layer dimension above max_dim, and rows·cols above max_elements.
+  c::model_file_options tight;
+  tight.limits.max_dim = 8;
+  aligned_bytes sa(S::small());
+  CHECK(r.open(sa.data(), sa.size, tight).code == errc::too_large);
+  tight.limits.max_dim = 1 << 20;
+  tight.limits.max_elements = 29;
+  CHECK(r.open(sa.data(), sa.size, tight).code == errc::too_large);
+  tight.limits.max_elements = 30;
+  CHECK(r.open(sa.data(), sa.size, tight).ok());
+  // rows = cols = 2^32 − 1: overflow-checked product.
+  auto big = mutated([](auto& bb, const auto& o) {
+    put32(bb, o[0] + 16, 0xFFFFFFFFu);
+    put32(bb, o[0] + 20, 0xFFFFFFFFu);
+  });
+  CHECK(big.code == errc::too_large);
+  // A Huffman stream declaring 2^32 − 1 symbols in a few bytes.
+  auto h = mutated([](auto& bb, const auto& o) {
+    const std::size_t e = array_entry(bb, o[5], c::array_role::gaps);
+    put32(bb, e + 12, 0xFFFFFFFFu);
+  });
+  CHECK_FALSE(h.ok());
+#if TINYLARGE_HAS_EXCEPTIONS
+  c::model_file_options lim;
+  lim.limits.max_file_bytes = 100;
+  REQUIRE_THROWS_AS(c::model_file::from_bytes(S::small(), lim), tinylarge::format_error);
+#endif
+}
+
+// ---------------------------------------------------------------------------
+// C header export
+// ---------------------------------------------------------------------------
+
+TEST_CASE("c_export: bytes, floats and int8 as aligned const arrays", "[model_file][c_export]") {
+  const std::vector<std::uint8_t> bytes = {0x54, 0x4c, 0x00, 0xff};
+  const std::string h = c::to_c_header(bytes, "model");
+  CHECK(h.find("TINYLARGE_C_ALIGNAS(8) static const unsigned char model[4] = {\n  0x54, 0x4c, 0x00, 0xff,\n};") !=
+        std::string::npos);
+  CHECK(h.find("static const size_t model_size = 4u;") != std::string::npos);
+  CHECK(h.find("#pragma once") != std::string::npos);
+  c::c_header_writer w("test");
+  const std::vector<float> f = {0.1f, -2.5f};
+  w.add_floats("expected", f).add_int8("q", std::vector<std::int8_t>{-3, 4});
+  const std::string t = w.str();
+  CHECK(t.find("0.100000001f, -2.5f,") != std::string::npos);
+  // Every float survives the decimal round trip, including 0, -0, denormals and extremes.
+  for (const float v : {0.0f, -0.0f, 1.0f, 1e-45f, 3.4028235e38f, -1.17549435e-38f, 0.3f}) {
+    c::c_header_writer one;
+    one.add_floats("v", std::vector<float>{v});
+    const std::string text = one.str();
+    const std::size_t at = text.find("= {\n  ") + 6;
+    const float back = std::strtof(text.c_str() + at, nullptr);
+    CHECK(std::memcmp(&back, &v, 4) == 0);
+  }
+  CHECK(t.find("static const signed char q[2] = {\n  -3, 4,\n};") != std::string::npos);
+#if TINYLARGE_HAS_EXCEPTIONS
+  REQUIRE_THROWS(w.add_bytes("q", bytes));          // duplicate
+  REQUIRE_THROWS(w.add_bytes("2bad", bytes));       // not an identifier
+  REQUIRE_THROWS(w.add_bytes("e", std::vector<std::uint8_t>{}));  // empty C array
+#endif
+}
+
+namespace {
+/// The Cortex-M self-test's data (tests/mcu/model_file_selftest_data.h): a three-layer model
+/// and the outputs the host computes for a fixed input, run on the device with the
+/// freestanding reader (layer 0 decoded at boot from Huffman streams, layers 1 and 2 in
+/// place from flash).
+std::string mcu_header() {
+  const std::size_t R = 16, C = 48;
+  c::model_file_builder b;
+  const auto sh = S::share(S::sparse(R, C, 0.2, 21), R, C, 4);
+  const auto csr = c::to_relative_csr({sh.w.data(), R, C}, sh.labels, sh.centroids, 4);
+  c::layer_options huff;
+  huff.gaps = c::symbol_encoding::huffman;
+  huff.indices = c::symbol_encoding::huffman;
+  const auto bias = S::gaussian(R, 22, 0.1f);
+  b.add_csr(csr, 4, bias, huff);
+  const auto sh2 = S::share(S::gaussian(R * C, 23), R, C, 4);
+  b.add_codebook(c::to_codebook_matrix(R, C, sh2.labels, sh2.centroids, 4), bias, {});
+  const auto q = S::quantize_rows(S::gaussian(R * C, 24), R, C, 24);
+  b.add_int8(R, C, q.q, q.scales, q.input, {0.25f, -4}, q.bias, {});
+  const auto file = b.bytes();
+
+  const c::model_file m = c::model_file::from_bytes(file);
+  const auto x = S::gaussian(C, 25);
+  std::vector<std::int8_t> xq(C), y2(R);
+  for (std::size_t k = 0; k < C; ++k) xq[k] = tinylarge::quantize(x[k], q.input);
+  std::vector<float> y0 = run(m.layer(0), x), y1 = run(m.layer(1), x);
+  tinylarge::kernels::dense_s8(tinylarge::arch::scalar{}, 1, R, C, xq.data(), m.layer(2).int8.weights,
+                               m.layer(2).s8_params(), y2.data());
+  c::c_header_writer w("by tests/test_model_file.cpp (\"mcu golden header\"); TINYLARGE_UPDATE_GOLDEN=1 rewrites it");
+  w.add_bytes("model", file).add_floats("input", x).add_int8("input_q", xq);
+  w.add_floats("expected_csr", y0).add_floats("expected_codebook", y1).add_int8("expected_int8", y2);
+  return w.str();
+}
+}  // namespace
+
+TEST_CASE("c_export: the Cortex-M self-test's header is what the exporter writes today", "[model_file][c_export]") {
+  const auto path = std::filesystem::path(__FILE__).parent_path() / "mcu" / "model_file_selftest_data.h";
+  const std::string now = mcu_header();
+  if (std::getenv("TINYLARGE_UPDATE_GOLDEN") != nullptr) {
+    tinylarge::io::write_file(path.string(), std::span<const std::uint8_t>(
+                                                 reinterpret_cast<const std::uint8_t*>(now.data()), now.size()));
+  }
+  INFO("golden header " << path.string() << "; regenerate with: TINYLARGE_UPDATE_GOLDEN=1 ./test_model_file '[c_export]'");
+  REQUIRE(std::filesystem::exists(path));  // __FILE__ must be an absolute path (as in the CMake build)
+  CHECK(read_text(path) == now);
+}
