@@ -947,6 +947,20 @@ TEST_CASE("validate rejects malformed compressed views", "[compress][kernels]") 
     bad.row_ptr[2] = 4;
     REQUIRE(c::validate(bad.view()).code == errc::corrupt);
   }
+  {
+    // Row 0 claims far more entries than the arrays hold, row 1 goes back:
+    // every offset is checked before any entry is read (ASan would catch a walk).
+    auto bad = csr;
+    const std::size_t stored = bad.gaps.size();
+    bad.row_ptr[1] = 1000;
+    bad.row_ptr[2] = static_cast<std::uint32_t>(stored);
+    REQUIRE(c::validate(bad.view(), stored).code == errc::corrupt);
+    // Monotone offsets that end past the stored entries.
+    bad.row_ptr[1] = static_cast<std::uint32_t>(stored);
+    bad.row_ptr[2] = static_cast<std::uint32_t>(stored + 4);
+    REQUIRE(c::validate(bad.view(), stored).code == errc::corrupt);
+    REQUIRE(c::validate(csr.view(), stored).ok());
+  }
   std::vector<std::uint8_t> lab(12, 1);
   const float cen[] = {0.0f, 0.5f};
   auto cc = c::to_relative_csr({w.data(), 2, 6}, lab, cen, 3);

@@ -8,7 +8,8 @@
 /// Every kernel takes the back end tag first (`arch::scalar{}`); the scalar versions are the
 /// bit-exact references, `sparse_dense_f32` has a reassociated host version for `arch::avx2`
 /// and its descendants, and any other tag (cortex_m_dsp, neon) resolves to scalar. A view that comes from untrusted bytes must
-/// pass its `validate` once; the kernels then trust it and never read out of bounds.
+/// pass `validate(view, stored_entries)` once; the kernels then trust it and never read
+/// out of bounds.
 ///
 /// ## Relative-index CSR (Deep Compression §2, Fig. 2)
 /// Row o holds entries row_ptr[o] ≤ j < row_ptr[o+1]. Each entry has a *gap*: the number
@@ -95,16 +96,22 @@ struct factored_view {
 // Validation (run once on views built from untrusted bytes)
 // ---------------------------------------------------------------------------
 
-/// Checks a relative-index CSR view: row offsets start at 0 and never decrease, every
+/// Checks a relative-index CSR view: row offsets start at 0, never decrease and end
+/// at most at `stored_entries` (the number of gaps/values the arrays really hold); every
 /// gap fits in `gap_bits`, every column stays below `cols`, codebook indices are in range.
+/// All row offsets are checked before any entry is read, so a view built from untrusted
+/// bytes is never walked past the end of its arrays.
 template <class Values>
-[[nodiscard]] status validate(const relative_csr_view<Values>& w) noexcept {
+[[nodiscard]] status validate(const relative_csr_view<Values>& w, std::size_t stored_entries) noexcept {
   TINYLARGE_CHECK(w.gap_bits >= 1 && w.gap_bits <= 8, errc::corrupt, "sparse: gap bits must be in [1, 8]");
   TINYLARGE_CHECK(w.row_ptr != nullptr, errc::invalid_argument, "sparse: no row offsets");
   TINYLARGE_CHECK(w.row_ptr[0] == 0, errc::corrupt, "sparse: first row offset must be 0");
+  for (std::size_t o = 0; o < w.rows; ++o)
+    TINYLARGE_CHECK(w.row_ptr[o + 1] >= w.row_ptr[o], errc::corrupt, "sparse: row offsets decrease");
+  TINYLARGE_CHECK(w.entries() <= stored_entries, errc::corrupt,
+                  "sparse: row offsets point past the stored entries");
   const unsigned max_gap = (1u << w.gap_bits) - 1u;
   for (std::size_t o = 0; o < w.rows; ++o) {
-    TINYLARGE_CHECK(w.row_ptr[o + 1] >= w.row_ptr[o], errc::corrupt, "sparse: row offsets decrease");
     std::size_t next = 0;  // col + 1 of the previous entry
     for (std::size_t j = w.row_ptr[o]; j < w.row_ptr[o + 1]; ++j) {
       TINYLARGE_CHECK(w.gaps[j] <= max_gap, errc::corrupt, "sparse: a gap does not fit in gap_bits");
@@ -117,6 +124,14 @@ template <class Values>
     }
   }
   return status::success();
+}
+
+/// As above, for a view whose arrays are known to hold `w.entries()` entries
+/// (built by this library, not parsed from untrusted bytes).
+template <class Values>
+[[nodiscard]] status validate(const relative_csr_view<Values>& w) noexcept {
+  TINYLARGE_CHECK(w.row_ptr != nullptr, errc::invalid_argument, "sparse: no row offsets");
+  return validate(w, w.rows == 0 ? 0 : w.row_ptr[w.rows]);
 }
 
 /// Checks a codebook view: sizes agree and every index is below `codebook_size`.
