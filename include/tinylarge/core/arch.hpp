@@ -16,6 +16,8 @@
 /// dispatch: build for the target you run on.
 #pragma once
 
+#include "config.hpp"
+
 namespace tinylarge::arch {
 
 /// Portable C++; the reference every other back end is tested against.

@@ -10,6 +10,8 @@
 /// purpose: their output differs between implementations.
 #pragma once
 
+#include "config.hpp"
+
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
