@@ -18,7 +18,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s torch_weights.npz inputs.npz outputs.npz exported.npz\n", argv[0]);
     return 2;
   }
+#if TINYLARGE_HAS_EXCEPTIONS
   try {
+#endif
     tl::nn::network<model> net(1);
     tl::nn::load_npz(argv[1], net);
     const auto in = tl::io::load_npz(argv[2]).at("x");
@@ -31,9 +33,12 @@ int main(int argc, char** argv) {
     tl::io::npy_array out{{n, model::output_size}, std::vector<float>(y, y + n * model::output_size)};
     tl::io::save_npz(argv[3], std::map<std::string, tl::io::npy_array>{{"y", out}});
     tl::nn::save_npz(argv[4], net);
+#if TINYLARGE_HAS_EXCEPTIONS
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }
+#endif
+  // Without exceptions a failure traps inside the library (non-zero exit).
   return 0;
 }
