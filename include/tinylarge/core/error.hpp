@@ -40,6 +40,7 @@ enum class errc : std::uint8_t {
   non_finite,           ///< NaN or Inf where finite values are required
   io_error,             ///< the operating system reported an I/O failure
   capacity_exceeded,    ///< a fixed-size buffer is too small
+  timed_out,            ///< a wait (transport receive, send) reached its deadline
 };
 
 /// Human-readable name of an error code.
@@ -56,6 +57,7 @@ constexpr const char* to_string(errc c) noexcept {
     case errc::non_finite: return "non-finite value";
     case errc::io_error: return "I/O error";
     case errc::capacity_exceeded: return "capacity exceeded";
+    case errc::timed_out: return "timed out";
   }
   return "unknown error";
 }
@@ -104,7 +106,8 @@ namespace detail {
     case errc::unsupported_version:
     case errc::too_large: throw format_error(c, what);
     case errc::non_finite: throw numeric_error(c, what);
-    case errc::io_error: throw io_error(c, what);
+    case errc::io_error:
+    case errc::timed_out: throw io_error(c, what);
     default: throw invalid_argument(c, what);
   }
 }

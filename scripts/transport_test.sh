@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# scripts/transport_test.sh — end-to-end tests of the transport layer (issue 8):
+#
+#   bash scripts/transport_test.sh [BUILD_DIR]      (default: ${TINYLARGE_BUILD_ROOT:-<repo>/build-test}/transport)
+#
+# Steps (each prints PASS/FAIL; the exit status is non-zero if any failed):
+#   build        configure with -DTINYLARGE_WITH_MPI=ON -DTINYLARGE_WITH_MQTT=ON, build the
+#                transport programs and test_transport, run test_transport
+#   fuzz         libFuzzer on the wire decoder and the checkpoint parser (clang++-14
+#                -fsanitize=fuzzer,address,undefined), seeded by transport_wire_corpus,
+#                bounded by TL_FUZZ_RUNS (default 2 000 000) executions
+#   mpi          FedAvg, 1 server + 4 clients under `mpirun -np 5 --oversubscribe`:
+#                final vector bit-identical (cmp) to the in-process run with the same seeds
+#   mqtt         the same over a Mosquitto broker started here on 127.0.0.1:<free port>
+#   mqtt-client-killed   client 3 SIGKILLs itself at the model of round 2: the rounds
+#                complete from the other 3 (min_clients 3, round deadline), and the result
+#                equals the in-process run in which client 3 leaves at round 2
+#   mpi-robustness / mqtt-robustness   a peer sends an oversized message, a frame with a
+#                forged sender, random bytes, a frame with a flipped payload bit, then a good
+#                frame: only the good one is received, each other is counted under its reason
+#   mqtt-server-killed   FedAvgM (momentum 0.9) with a checkpoint per round; the server
+#                SIGKILLs itself in round 3 after 2 updates, is restarted, resumes from the
+#                checkpoint of round 2: final vector equals the uninterrupted in-process run
+#
+# Needs: scripts/deps.sh net (libopenmpi-dev openmpi-bin mosquitto libmosquitto-dev),
+# clang-14 + libclang-rt-14-dev for the fuzzer. The broker is never started as a
+# service: each MQTT step starts its own on a free loopback port and stops it.
+# Environment: TINYLARGE_JOBS (default 2), TL_FUZZ_RUNS, TL_CXX_FLAGS (default
+# sanitizers), CXX (default g++).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=${1:-${TINYLARGE_BUILD_ROOT:-$ROOT/build-test}/transport}
+JOBS=${TINYLARGE_JOBS:-2}
+FUZZ_RUNS=${TL_FUZZ_RUNS:-2000000}
+CXX_FLAGS=${TL_CXX_FLAGS:--O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer}
+WORK=$BUILD/transport-e2e
+NODE=$BUILD/tests/transport/transport_fedavg_node
+mkdir -p "$WORK"
+
+# mpirun as root (containers) and on 2 cores.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_btl_vader_single_copy_mechanism=none  # no CMA in containers
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# OpenMPI leaks at MPI_Finalize by design; processes killed with SIGKILL never report.
+ASAN_DEFAULT=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
+
+PASSED=0
+FAILED=0
+RESULTS=()
+step() {  # step NAME FUNCTION
+  local name=$1; shift
+  echo "==== [transport:$name] $(date -u +%H:%M:%S)"
+  local start=$SECONDS
+  if "$@"; then
+    PASSED=$((PASSED + 1)); RESULTS+=("$(printf '%-22s PASS %4ds' "$name" $((SECONDS - start)))")
+  else
+    FAILED=$((FAILED + 1)); RESULTS+=("$(printf '%-22s FAIL %4ds' "$name" $((SECONDS - start)))")
+  fi
+}
+
+common=(--dim 1000 --seed 3 --rounds 5)
+
+step_build() {
+  local gen=()
+  command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
+  # A cache made with another compiler would be wiped by CMake together with our -D options: start over.
+  if [[ -f "$BUILD/CMakeCache.txt" ]]; then
+    local cached
+    cached=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$BUILD/CMakeCache.txt")
+    [[ "$cached" == "$(command -v "${CXX:-g++}")" ]] || rm -f "$BUILD/CMakeCache.txt"
+  fi
+  cmake -S "$ROOT" -B "$BUILD" "${gen[@]}" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER="${CXX:-g++}" \
+    -DCMAKE_CXX_FLAGS="$CXX_FLAGS" -DTINYLARGE_WITH_MPI=ON -DTINYLARGE_WITH_MQTT=ON \
+    -DTINYLARGE_BUILD_EXAMPLES=OFF >"$WORK/configure.log" 2>&1 || { cat "$WORK/configure.log"; return 1; }
+  cmake --build "$BUILD" -j "$JOBS" --target test_transport transport_fedavg_node transport_wire_corpus transport_robustness \
+    >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log"; return 1; }
+  ASAN_OPTIONS=$ASAN_DEFAULT "$BUILD/tests/test_transport" || return 1
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NODE" inproc --clients 4 "${common[@]}" --out "$WORK/inproc.bin" || return 1
+}
+
+step_fuzz() {
+  local clangxx=${TINYLARGE_CLANGXX:-clang++-14}
+  command -v "$clangxx" >/dev/null || { echo "no $clangxx"; return 1; }
+  "$clangxx" -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+    -I"$ROOT/include" "$ROOT/tests/transport/fuzz_wire.cpp" -o "$WORK/fuzz_wire" || return 1
+  rm -rf "$WORK/corpus" && mkdir -p "$WORK/corpus"
+  "$BUILD/tests/transport/transport_wire_corpus" "$WORK/corpus" || return 1
+  # -max_len: frames up to 4 KiB; the limits inside keep valid giants out of RSS.
+  ASAN_OPTIONS=detect_leaks=1 "$WORK/fuzz_wire" -runs="$FUZZ_RUNS" -max_len=4096 -rss_limit_mb=1024 \
+    -print_final_stats=1 "$WORK/corpus" >"$WORK/fuzz.log" 2>&1
+  local rc=$?
+  grep -E "stat::number_of_executed_units|Done [0-9]+ runs" "$WORK/fuzz.log" | tail -2
+  [[ $rc -eq 0 ]] || { tail -40 "$WORK/fuzz.log"; return 1; }
+}
+
+step_mpi() {
+  rm -f "$WORK/mpi.bin"
+  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 timeout 300 mpirun --oversubscribe -np 5 \
+    "$NODE" mpi "${common[@]}" --out "$WORK/mpi.bin" || return 1
+  cmp "$WORK/inproc.bin" "$WORK/mpi.bin" && echo "mpi: final vector bit-identical to in_process"
+}
+
+# --- Mosquitto on a free loopback port -------------------------------------
+BROKER_PID=
+start_broker() {
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 10000\n' \
+    "$port" >"$WORK/mosquitto.conf"
+  mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
+  BROKER_PID=$!
+  for _ in $(seq 50); do
+    if python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; then
+      BROKER_PORT=$port
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "mosquitto did not start:"; cat "$WORK/mosquitto.log"; return 1
+}
+stop_broker() {
+  [[ -n "$BROKER_PID" ]] && kill "$BROKER_PID" 2>/dev/null && wait "$BROKER_PID" 2>/dev/null
+  BROKER_PID=
+}
+trap stop_broker EXIT
+
+# run_mqtt NAME SERVER_ARGS... -- per-client extra args in CLIENT_EXTRA[k]
+declare -A CLIENT_EXTRA=()
+start_clients() {  # start_clients RUN ARGS...
+  local run=$1; shift
+  CLIENT_PIDS=()
+  for k in 1 2 3 4; do
+    # shellcheck disable=SC2086
+    ASAN_OPTIONS=$ASAN_DEFAULT "$NODE" mqtt-client --port "$BROKER_PORT" --run "$run" --clients 4 --id "$k" \
+      "$@" ${CLIENT_EXTRA[$k]:-} >"$WORK/$run-client-$k.log" 2>&1 &
+    CLIENT_PIDS+=($!)
+  done
+}
+stop_clients() {  # after a failure: end the clients this step started (by PID)
+  for pid in "${CLIENT_PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+  wait "${CLIENT_PIDS[@]}" 2>/dev/null
+}
+wait_clients() {  # every client must exit 0, or be one that was told to die
+  local rc=0 k=1
+  for pid in "${CLIENT_PIDS[@]}"; do
+    wait "$pid"; local c=$?
+    if [[ $c -ne 0 && -z "${CLIENT_EXTRA[$k]:-}" ]]; then echo "client $k exited $c:"; cat "$WORK/$1-client-$k.log"; rc=1; fi
+    k=$((k + 1))
+  done
+  return $rc
+}
+
+step_mpi_robustness() {
+  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 timeout 120 mpirun --oversubscribe -np 3 \
+    "$BUILD/tests/transport/transport_robustness" mpi
+}
+
+step_mqtt_robustness() {
+  start_broker || return 1
+  ASAN_OPTIONS=$ASAN_DEFAULT timeout 60 "$BUILD/tests/transport/transport_robustness" mqtt --port "$BROKER_PORT"
+  local rc=$?
+  stop_broker
+  return $rc
+}
+
+step_mqtt() {
+  start_broker || return 1
+  rm -f "$WORK/mqtt.bin"
+  CLIENT_EXTRA=()
+  start_clients plain "${common[@]}"
+  ASAN_OPTIONS=$ASAN_DEFAULT timeout 120 "$NODE" mqtt-server --port "$BROKER_PORT" --run plain --clients 4 \
+    "${common[@]}" --out "$WORK/mqtt.bin"
+  local rc=$?
+  wait_clients plain || rc=1
+  stop_broker
+  [[ $rc -eq 0 ]] || return 1
+  cmp "$WORK/inproc.bin" "$WORK/mqtt.bin" && echo "mqtt: final vector bit-identical to in_process"
+}
+
+step_mqtt_client_killed() {
+  local fault=(--min-clients 3 --round-timeout-ms 5000)
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NODE" inproc --clients 4 "${common[@]}" "${fault[@]}" --drop-client 3 --drop-round 2 \
+    --out "$WORK/inproc-drop.bin" || return 1
+  start_broker || return 1
+  rm -f "$WORK/mqtt-drop.bin"
+  CLIENT_EXTRA=([3]="--die-round 2")
+  start_clients drop "${common[@]}" "${fault[@]}"
+  ASAN_OPTIONS=$ASAN_DEFAULT timeout 120 "$NODE" mqtt-server --port "$BROKER_PORT" --run drop --clients 4 \
+    "${common[@]}" "${fault[@]}" --out "$WORK/mqtt-drop.bin" | tee "$WORK/drop-server.log"
+  local rc=${PIPESTATUS[0]}
+  wait_clients drop || rc=1
+  CLIENT_EXTRA=()
+  stop_broker
+  [[ $rc -eq 0 ]] || return 1
+  grep -q "SIGKILL" "$WORK/drop-client-3.log" || { echo "client 3 did not die"; return 1; }
+  grep -q "updates per round \[ 4 3 3 3 3 \]" "$WORK/drop-server.log" || { echo "unexpected round sizes"; return 1; }
+  cmp "$WORK/inproc-drop.bin" "$WORK/mqtt-drop.bin" && echo "mqtt: client killed in round 2, rounds completed from the other 3, result equals in_process"
+}
+
+step_mqtt_server_killed() {
+  local pol=(--policy fedavgm --min-clients 4)
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NODE" inproc --clients 4 "${common[@]}" "${pol[@]}" --out "$WORK/inproc-fedavgm.bin" || return 1
+  start_broker || return 1
+  rm -f "$WORK/server.ckpt" "$WORK/mqtt-resume.bin"
+  CLIENT_EXTRA=()
+  start_clients resume "${common[@]}" "${pol[@]}"
+  ASAN_OPTIONS=$ASAN_DEFAULT timeout 120 "$NODE" mqtt-server --port "$BROKER_PORT" --run resume --clients 4 \
+    "${common[@]}" "${pol[@]}" --checkpoint "$WORK/server.ckpt" --crash-round 3 --crash-after 2 \
+    --out "$WORK/mqtt-resume.bin" >"$WORK/resume-server-1.log" 2>&1
+  local first=$?
+  cat "$WORK/resume-server-1.log"
+  [[ $first -eq 137 ]] || { echo "the first server should have died of SIGKILL (137), got $first"; stop_clients; stop_broker; return 1; }
+  [[ ! -e "$WORK/mqtt-resume.bin" ]] || { echo "the killed server wrote a result"; stop_clients; stop_broker; return 1; }
+  ASAN_OPTIONS=$ASAN_DEFAULT timeout 120 "$NODE" mqtt-server --port "$BROKER_PORT" --run resume --clients 4 \
+    "${common[@]}" "${pol[@]}" --checkpoint "$WORK/server.ckpt" --out "$WORK/mqtt-resume.bin" | tee "$WORK/resume-server-2.log"
+  local rc=${PIPESTATUS[0]}
+  wait_clients resume || rc=1
+  stop_broker
+  [[ $rc -eq 0 ]] || return 1
+  grep -q "rounds 3\.\.5" "$WORK/resume-server-2.log" || { echo "the restarted server did not resume at round 3"; return 1; }
+  cmp "$WORK/inproc-fedavgm.bin" "$WORK/mqtt-resume.bin" && echo "mqtt: server SIGKILLed in round 3, resumed from its checkpoint; result equals the uninterrupted run"
+}
+
+step build step_build
+if [[ $FAILED -eq 0 ]]; then
+  step fuzz step_fuzz
+  step mpi step_mpi
+  step mpi-robustness step_mpi_robustness
+  step mqtt step_mqtt
+  step mqtt-robustness step_mqtt_robustness
+  step mqtt-client-killed step_mqtt_client_killed
+  step mqtt-server-killed step_mqtt_server_killed
+else
+  echo "build failed: the end-to-end steps are skipped (counted as failed)"
+  FAILED=$((FAILED + 7))
+fi
+
+echo "==== transport summary"
+printf '%s\n' "${RESULTS[@]}"
+echo "$PASSED passed, $FAILED failed"
+[[ $FAILED -eq 0 ]]

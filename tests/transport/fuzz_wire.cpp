@@ -1,0 +1,45 @@
+// libFuzzer target of the wire format (transport/wire.hpp) and the server
+// checkpoint parser (transport/checkpoint.hpp): every input must be either
+// accepted — and then re-encode to the same bytes — or rejected with a status
+// and a counted reason; never crash, leak, read out of bounds or allocate
+// from a declared size. Built and run by scripts/transport_test.sh:
+//
+//   clang++-14 -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude \
+//     tests/transport/fuzz_wire.cpp -o fuzz_wire
+//   ./fuzz_wire -runs=200000 corpus/      (seeded by transport_wire_corpus)
+//
+// The first byte selects the parser: even → wire::decode, odd → checkpoint.
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <span>
+#include <vector>
+
+#include "tinylarge/transport/checkpoint.hpp"
+#include "tinylarge/transport/wire.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  if (size < 1) return 0;
+  namespace wire = tl::wire;
+  const std::span<const std::uint8_t> in(data + 1, size - 1);
+  wire::wire_limits limits;
+  limits.max_payload_bytes = 1u << 20;
+  if ((data[0] & 1u) == 0) {
+    wire::wire_stats st;
+    wire::message_view m;
+    const tl::status s = wire::decode(in, m, limits, &st);
+    if (s.ok() != (st.accepted == 1) || s.ok() == (st.total_rejected() == 1)) std::abort();  // exactly one outcome counted
+    if (s.ok()) {
+      // Accepted frames re-encode to the same bytes (the format is canonical).
+      std::vector<std::uint8_t> again(wire::frame_size(m.payload.size()));
+      std::size_t written = 0;
+      if (!wire::encode(m.header, m.payload, again, written, limits).ok()) std::abort();
+      if (written != in.size() || !std::equal(again.begin(), again.end(), in.begin())) std::abort();
+    }
+  } else {
+    tl::server_checkpoint c;
+    (void)tl::decode_server_checkpoint(in, c, limits);
+  }
+  return 0;
+}
