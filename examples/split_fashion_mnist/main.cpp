@@ -1,0 +1,295 @@
+// The flagship: every split-learning workflow on Fashion-MNIST.
+//
+// LeNet-300-100 cut after its first hidden layer (dense 784→300 + relu on the
+// device, the rest on the server); 10 clients with McMahan's shard non-IID
+// split (sorted by label, 2 shards per client); the device segment trains with
+// int8 fake quantization (it deploys as an int8 network) and sends int8
+// smashed data (one scale per batch); the server runs fp32. Prints one table
+// — final test accuracy, rounds, bytes up/down per client, server MACs,
+// sequential hops, estimated time from the link model — and the two checks of
+// issue 5: the centralised baseline for the same passes over the data, and
+// int8 against fp32 smashed data (uplink bytes, accuracy).
+//
+//   split_fashion_mnist [--full] [--rounds N] [--train N] [--test N] [--batch B]
+//                       [--phi F] [--seed S] [--sync-every I] [--only NAME] [--json FILE]
+//
+// Default (a few minutes on 2 cores): 12 000 training images (1 200 per client),
+// 2 000 test images, 5 rounds (= 5 passes over the training data). --full: all
+// 60 000 / 10 000 images, 10 rounds. PSL, EPSL and EdgeSplit average the
+// client segments every --sync-every iterations (default 5; 0 = end of round).
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tinylarge/data/batch.hpp"
+#include "tinylarge/data/idx.hpp"
+#include "tinylarge/data/partition.hpp"
+#include "tinylarge/nn/nn.hpp"
+#include "tinylarge/workflow/split.hpp"
+
+namespace {
+
+using lenet_300_100 = tl::sequential<tl::dense<784, 300>, tl::relu, tl::dense<300, 100>, tl::relu, tl::dense<100, 10>>;
+
+/// The deployment: int8 device segment and smashed data, fp32 server.
+struct wearable_fleet {
+  using model = lenet_300_100;
+  using partition = tl::cut<2>;                      // device: dense<784,300> + relu
+  using device = tl::side<tl::int8_per_channel>;     // QAT: deploys as int8
+  using server = tl::side<tl::fp32>;
+  using uplink_codec = tl::codec::int8;              // smashed data, one scale per batch
+  using downlink_codec = tl::codec::fp32;            // their gradients
+  using aggregation = tl::fedavg;
+  using optimizer = tl::nn::adam;
+};
+/// The same with fp32 smashed data (for the int8-vs-fp32 comparison).
+struct wearable_fleet_fp32_smashed : wearable_fleet {
+  using uplink_codec = tl::codec::fp32;
+};
+/// Multi-hop: device → edge (dense<300,100> + relu) → cloud (dense<100,10>).
+struct wearable_fleet_multihop : wearable_fleet {
+  using partition = tl::cut<2, 4>;
+};
+
+struct options {
+  std::size_t rounds = 5, train = 12000, test = 2000, batch = 16, clients = 10;
+  float phi = 0.5f;
+  std::uint64_t seed = 1;
+  std::size_t sync_every = 5;
+  std::string json, only;
+  bool full = false;
+};
+
+struct row {
+  std::string name;
+  double accuracy = 0;
+  std::size_t rounds = 0;
+  double up_per_client = 0, down_per_client = 0;  // bytes, mean over clients
+  double smashed_up_per_client = 0;                // up minus the device-segment uploads
+  double server_macs = 0, client_macs = 0;
+  std::uint64_t hops = 0, messages = 0;
+  double estimated_seconds = 0, wall_seconds = 0;
+};
+
+/// --only PREFIX: run only the workflows whose name starts with PREFIX.
+std::string only_prefix;  // NOLINT: set once in main
+bool selected(const std::string& name) { return only_prefix.empty() || name.rfind(only_prefix, 0) == 0; }
+
+row summarise(const std::string& name, const tl::workflow::report& r, std::size_t clients, std::size_t steps,
+              double wall) {
+  using tl::workflow::role_cost;
+  row x;
+  x.name = name;
+  x.accuracy = r.final_accuracy();
+  x.rounds = r.rounds.size();
+  const auto n = static_cast<double>(clients);
+  x.up_per_client = static_cast<double>(r.total([](const role_cost& p) { return p.net.bytes_up; }, "client")) / n;
+  // Every client message up is either one iteration's smashed data + labels or
+  // a device-segment upload (4 bytes per parameter).
+  const double uploads =
+      static_cast<double>(r.total([](const role_cost& p) { return p.net.messages_up; }, "client")) / n -
+      static_cast<double>(steps * r.rounds.size());
+  x.smashed_up_per_client =
+      x.up_per_client - uploads * 4.0 * static_cast<double>(tl::cut<2>::segment<lenet_300_100, 0>::param_count);
+  x.down_per_client = static_cast<double>(r.total([](const role_cost& p) { return p.net.bytes_down; }, "client")) / n;
+  x.server_macs = static_cast<double>(r.total([](const role_cost& p) { return p.macs; }, "server") +
+                                      r.total([](const role_cost& p) { return p.macs; }, "edge"));
+  x.client_macs = static_cast<double>(r.total([](const role_cost& p) { return p.macs; }, "client")) / n;
+  for (const auto& rr : r.rounds) {
+    x.hops += rr.sequential_hops;
+    x.messages += rr.messages;
+  }
+  x.estimated_seconds = r.total_seconds();
+  x.wall_seconds = wall;
+  return x;
+}
+
+template <class Run>
+row run_one(const char* name, const typename Run::options& o, const tl::nn::labelled_view<std::uint8_t>& train,
+            const tl::data::partition_t& parts, const tl::nn::labelled_view<std::uint8_t>& test) {
+  if (!selected(name)) {
+    row skipped;
+    skipped.name = name;
+    skipped.accuracy = std::nan("");
+    return skipped;
+  }
+  std::printf("  %-22s ...", name);
+  std::fflush(stdout);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto run = std::make_unique<Run>(o);
+  const tl::workflow::report r = run->train(train, parts, &test);
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf(" %.2f%% (%.1f s)\n", 100 * r.final_accuracy(), wall);
+  // SplitFedV2 and VSL: every client's iterations run once per round too.
+  return summarise(name, r, parts.size(), run->steps_per_round(), wall);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options opt;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "%s needs a value\n", a.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--full") {
+      opt.full = true;
+      opt.rounds = 10;
+      opt.train = 60000;
+      opt.test = 10000;
+    } else if (a == "--rounds") opt.rounds = std::stoul(next());
+    else if (a == "--train") opt.train = std::stoul(next());
+    else if (a == "--test") opt.test = std::stoul(next());
+    else if (a == "--batch") opt.batch = std::stoul(next());
+    else if (a == "--phi") opt.phi = std::stof(next());
+    else if (a == "--seed") opt.seed = std::stoull(next());
+    else if (a == "--json") opt.json = next();
+    else if (a == "--only") opt.only = next();
+    else if (a == "--sync-every") opt.sync_every = std::stoul(next());
+    else {
+      std::fprintf(stderr,
+                   "usage: %s [--full] [--rounds N] [--train N] [--test N] [--batch B] [--phi F] [--seed S] "
+                   "[--sync-every I] [--only NAME] [--json FILE]\n",
+                   argv[0]);
+      return 2;
+    }
+  }
+  only_prefix = opt.only;
+  try {
+    const auto train_set = tl::data::load_fashion_mnist(tl::data::split::train);
+    const auto test_set = tl::data::load_fashion_mnist(tl::data::split::test);
+    // A seeded IID subsample of the training set, then the shard split over it.
+    tl::rng g(opt.seed, 0xf1a9ULL);
+    std::vector<std::size_t> pick(train_set.count);
+    for (std::size_t i = 0; i < pick.size(); ++i) pick[i] = i;
+    g.shuffle(pick.data(), pick.size());
+    opt.train = std::min(opt.train, train_set.count);
+    pick.resize(opt.train);
+    const tl::data::dataset sub = tl::data::subset(train_set, pick);
+    const tl::nn::labelled_view<std::uint8_t> train{sub.images.data(), sub.labels.data(), sub.count, 784};
+    const tl::nn::labelled_view<std::uint8_t> test{test_set.images.data(), test_set.labels.data(),
+                                                   std::min(opt.test, test_set.count), 784};
+    const tl::data::partition_t parts = tl::data::partition_shards(sub.labels, opt.clients, 2, g);
+
+    std::printf("split learning on Fashion-MNIST: LeNet-300-100 cut after the first hidden layer\n");
+    std::printf("  %zu clients (shard non-IID, 2 shards each), %zu training / %zu test images, %zu rounds, batch %zu\n",
+                opt.clients, train.count, test.count, opt.rounds, opt.batch);
+    std::printf("  device: int8 QAT segment (%zu params, %zu MACs/sample), int8 smashed data (%zu values/sample); "
+                "server: fp32 (%zu params)\n\n",
+                tl::cut<2>::segment<lenet_300_100, 0>::param_count, tl::cut<2>::segment<lenet_300_100, 0>::macs,
+                tl::cut<2>::cut_size<lenet_300_100, 0>, tl::cut<2>::segment<lenet_300_100, 1>::param_count);
+
+    using opts = tl::split_options<tl::nn::adam, tl::fedavg>;
+    opts o{.rounds = opt.rounds, .batch_size = opt.batch, .phi = opt.phi, .clusters = 2, .sync_every = opt.sync_every, .seed = opt.seed,
+           .evaluate_every = opt.rounds};
+    std::vector<row> rows;
+    rows.push_back(run_one<tl::vanilla_split<wearable_fleet>>("vsl", o, train, parts, test));
+    rows.push_back(run_one<tl::psl<wearable_fleet>>("psl", o, train, parts, test));
+    rows.push_back(run_one<tl::epsl<wearable_fleet>>("epsl", o, train, parts, test));
+    rows.push_back(run_one<tl::edge_split<wearable_fleet>>("edge_split (2 clusters)", o, train, parts, test));
+    rows.push_back(run_one<tl::splitfed_v1<wearable_fleet>>("splitfed_v1", o, train, parts, test));
+    rows.push_back(run_one<tl::splitfed_v2<wearable_fleet>>("splitfed_v2", o, train, parts, test));
+    rows.push_back(run_one<tl::psl<wearable_fleet_multihop>>("psl multi-hop (K=2)", o, train, parts, test));
+    rows.push_back(run_one<tl::psl<wearable_fleet_fp32_smashed>>("psl, fp32 smashed", o, train, parts, test));
+
+    // Centralised baselines: the same model, optimizer and initialisation, the
+    // same number of passes over the same images, one party — with the
+    // per-client batch b, and with the batch a PSL iteration sees (N·b, the
+    // arithmetic PSL reproduces exactly with SGD).
+    auto centralised = [&](std::size_t batch, double& wall) {
+      wall = 0;
+      if (!selected("centralised")) return std::nan("");
+      std::printf("  %-22s ...", ("centralised, batch " + std::to_string(batch)).c_str());
+      std::fflush(stdout);
+      const auto t0 = std::chrono::steady_clock::now();
+      tl::nn::network<lenet_300_100> net(opt.seed);
+      tl::nn::fit(net, tl::nn::adam{}, tl::nn::softmax_cross_entropy{}, train,
+                  tl::nn::fit_options{.epochs = opt.rounds, .batch_size = batch, .seed = opt.seed});
+      const double acc = tl::nn::evaluate(net, tl::nn::softmax_cross_entropy{}, test).accuracy;
+      wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::printf(" %.2f%% (%.1f s)\n", 100 * acc, wall);
+      return acc;
+    };
+    double wall_b = 0, wall_nb = 0;
+    const double central = centralised(opt.batch, wall_b);
+    const double central_nb = centralised(opt.batch * opt.clients, wall_nb);
+    const double central_wall = wall_b + wall_nb;
+    std::printf("\n");
+
+    std::printf("| %-23s | %8s | %6s | %12s | %12s | %11s | %8s | %12s |\n", "workflow", "test acc", "rounds",
+                "up/client", "down/client", "server MACs", "hops", "est. time");
+    std::printf("|-------------------------|----------|--------|--------------|--------------|-------------|----------|--------------|\n");
+    for (const row& r : rows)
+      std::printf("| %-23s | %7.2f%% | %6zu | %9.2f MB | %9.2f MB | %9.2f G | %8llu | %10.1f s |\n", r.name.c_str(),
+                  100 * r.accuracy, r.rounds, r.up_per_client / 1e6, r.down_per_client / 1e6, r.server_macs / 1e9,
+                  static_cast<unsigned long long>(r.hops), r.estimated_seconds);
+    std::printf("| %-23s | %7.2f%% | %6zu | %12s | %12s | %11s | %8s | %12s |\n", "centralised, batch b",
+                100 * central, opt.rounds, "-", "-", "-", "-", "-");
+    std::printf("| %-23s | %7.2f%% | %6zu | %12s | %12s | %11s | %8s | %12s |\n", "centralised, batch N*b",
+                100 * central_nb, opt.rounds, "-", "-", "-", "-", "-");
+
+    const row& psl = rows[1];
+    const row& sfv1 = rows[4];
+    const row& psl32 = rows[7];
+    const double smashed_ratio = psl32.up_per_client / psl.up_per_client;
+    const double smashed_only_ratio = psl32.smashed_up_per_client / psl.smashed_up_per_client;
+    std::printf("\nchecks (issue 5):\n");
+    std::printf("  PSL vs centralised:         %+.2f pp (batch b), %+.2f pp (batch N*b) (target: within 1.5 pp)\n",
+                100 * (psl.accuracy - central), 100 * (psl.accuracy - central_nb));
+    std::printf("  SplitFedV1 vs centralised:  %+.2f pp (batch b), %+.2f pp (batch N*b) (target: within 1.5 pp)\n",
+                100 * (sfv1.accuracy - central), 100 * (sfv1.accuracy - central_nb));
+    std::printf("  int8 vs fp32 smashed data:  smashed-data uplink %.2fx fewer bytes (%.2fx with the model uploads), "
+                "accuracy %+.2f pp (targets: >= 3.9x, loss <= 0.5 pp)\n",
+                smashed_only_ratio, smashed_ratio, 100 * (psl.accuracy - psl32.accuracy));
+    std::printf("  wall time of the workflows: %.1f s\n", [&] {
+      double s = central_wall;
+      for (const row& r : rows) s += r.wall_seconds;
+      return s;
+    }());
+
+    if (!opt.json.empty()) {
+      std::FILE* f = std::fopen(opt.json.c_str(), "w");
+      if (f == nullptr) {
+        std::fprintf(stderr, "cannot write %s\n", opt.json.c_str());
+        return 1;
+      }
+      std::fprintf(f, "{\n  \"dataset\": \"fashion-mnist\", \"model\": \"lenet_300_100\", \"cut\": 2,\n");
+      std::fprintf(f, "  \"clients\": %zu, \"partition\": \"shards\", \"train_images\": %zu, \"test_images\": %zu,\n",
+                   opt.clients, train.count, test.count);
+      std::fprintf(f, "  \"rounds\": %zu, \"batch_size\": %zu, \"phi\": %.3f, \"seed\": %llu,\n", opt.rounds, opt.batch,
+                   static_cast<double>(opt.phi), static_cast<unsigned long long>(opt.seed));
+      std::fprintf(f, "  \"centralised_accuracy\": %.4f, \"centralised_accuracy_batch_nb\": %.4f,\n"
+                      "  \"int8_vs_fp32_smashed\": {\"uplink_ratio_smashed\": %.4f, "
+                      "\"uplink_ratio_total\": %.4f, \"accuracy_delta\": %.4f},\n",
+                   central, central_nb, smashed_only_ratio, smashed_ratio, psl.accuracy - psl32.accuracy);
+      std::fprintf(f, "  \"workflows\": [\n");
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+        const row& r = rows[i];
+        std::fprintf(f,
+                     "    {\"workflow\": \"%s\", \"test_accuracy\": %.4f, \"rounds\": %zu, \"bytes_up_per_client\": %.0f, "
+                     "\"bytes_down_per_client\": %.0f, \"server_macs\": %.0f, \"client_macs\": %.0f, "
+                     "\"sequential_hops\": %llu, \"messages\": %llu, \"estimated_seconds\": %.3f, "
+                     "\"wall_seconds\": %.2f}%s\n",
+                     r.name.c_str(), r.accuracy, r.rounds, r.up_per_client, r.down_per_client, r.server_macs,
+                     r.client_macs, static_cast<unsigned long long>(r.hops),
+                     static_cast<unsigned long long>(r.messages), r.estimated_seconds, r.wall_seconds,
+                     i + 1 < rows.size() ? "," : "");
+      }
+      std::fprintf(f, "  ]\n}\n");
+      std::fclose(f);
+    }
+  } catch (const tl::error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
