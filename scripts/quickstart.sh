@@ -12,9 +12,9 @@
 #              TINYLARGE_SKIP_DEPS=1 (do not install anything).
 set -euo pipefail
 
-# The main example. Later issues replace it with the flagship end-to-end example:
-# change these two lines (the CMake target, and the deps.sh groups it needs).
-EXAMPLE_TARGET=quickstart
+# The main example: the flagship end-to-end split-learning run (examples/split_fashion_mnist).
+# To run another example, change these two lines (the CMake target and its deps.sh groups).
+EXAMPLE_TARGET=split_fashion_mnist
 EXAMPLE_DEPS=(build data)
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

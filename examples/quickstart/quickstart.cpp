@@ -65,7 +65,8 @@ int main() {
   std::vector<float> y16(y_ref.size());
   tl::kernels::dense_f16(backend{}, batch, out_features, in_features, x.data(), w16.data(), b.data(),
                          y16.data());
-  print_row("fp16 weights", w16.size() * sizeof(tl::half) + b.size() * sizeof(float), compare(y16, y_ref));
+  const error_stats e16 = compare(y16, y_ref);
+  print_row("fp16 weights", w16.size() * sizeof(tl::half) + b.size() * sizeof(float), e16);
 
   // bf16 weight storage; there is no bf16 kernel yet, so the weights are
   // widened back to fp32 for the product (exact: every bf16 is a float).
@@ -104,9 +105,18 @@ int main() {
   tl::kernels::dense_s8(backend{}, batch, out_features, in_features, x8.data(), w8.data(), p, y8.data());
   std::vector<float> y8f(y8.size());
   tl::dequantize(std::span<const std::int8_t>(y8), yq, std::span<float>(y8f));
+  const error_stats e8 = compare(y8f, y_ref);
   print_row("int8 per-channel", w8.size() + w_scales.size() * sizeof(float) + b32.size() * sizeof(std::int32_t),
-            compare(y8f, y_ref));
+            e8);
   std::printf("\nint8 output step (scale) = %.3e: errors are in units of that step.\n",
               static_cast<double>(yq.scale));
+
+  // Sanity bounds, so that running the example is also a check: fp16 storage
+  // keeps 11 significant bits (relative error 2^-11 per weight), int8 stays
+  // within two output steps (rounding of inputs, weights and the output).
+  if (e16.max_abs > 1e-2 || e8.max_abs > 2.0 * static_cast<double>(yq.scale)) {
+    std::printf("quickstart: error larger than expected\n");
+    return 1;
+  }
   return 0;
 }
