@@ -1,0 +1,682 @@
+/// @file workflow/federated.hpp
+/// @brief Federated learning workflows: FedAvg with client sampling (C, E, B)
+///        and FedSGD as its E = 1, B = ∞ special case, with simulated client
+///        dropout and Byzantine clients, over one traits struct.
+///
+/// @code
+///   struct phone_fleet {
+///     using model       = tl::sequential<tl::dense<784, 200>, tl::relu, tl::dense<200, 10>>;
+///     using aggregation = tl::fedavg;           // or tl::krum, tl::dp_fixed_clipping<>, …
+///     using optimizer   = tl::nn::sgd;           // the clients' local optimizer
+///     using update      = tl::fp16_update;       // what a client uploads (fp32 / fp16 / int8)
+///     using transport   = tl::workflow::in_memory;
+///   };
+///   tl::workflow::federated_averaging<phone_fleet> fl(
+///       {.rounds = 50, .client_fraction = 0.1, .local_epochs = 5, .batch_size = 10},
+///       tl::fedavg{}, tl::nn::sgd{.learning_rate = 0.05f});
+///   fl.initialize(42);
+///   tl::workflow::report r = fl.run(fed.clients, test);   // fed = make_federated_dataset(train, partition)
+/// @endcode
+///
+/// **Algorithm** (McMahan et al., "Communication-Efficient Learning of Deep
+/// Networks from Decentralized Data", AISTATS 2017, Algorithm 1). With K
+/// clients, n_k examples on client k and n = Σ n_k, each round t:
+///
+///     m  = max(⌈C · K⌉, 1);   S_t = m clients sampled without replacement
+///     for k ∈ S_t (in parallel):  w_k ← ClientUpdate(k, w_t)
+///         — E epochs of minibatch SGD with batch B over the local data,
+///           w ← w − η ∇ℓ(w; b)   (B = ∞: the whole local set is one batch)
+///     w_{t+1} ← Aggregate({(w_k, n_k)})     — FedAvg: Σ_k n_k w_k / Σ_k n_k
+///
+/// FedSGD is E = 1, B = ∞ (`federated_options::fedsgd`): every client takes
+/// one full-batch gradient step, so the example-weighted average of the new
+/// weights is one step of (large-batch) SGD with the average gradient — the
+/// baseline of McMahan et al.'s Table 2. `Aggregate` is any
+/// `aggregation_policy` (aggregate/): robust rules and DP wrappers work
+/// unchanged. With `tl::fedprox` the clients add the proximal gradient
+/// μ(w − w_t) in every local step (Li et al. 2020).
+///
+/// **Untrusted updates.** Every client result goes through
+/// `tl::aggregator::round`: wrong-length, NaN/Inf, invalid int8 metadata and
+/// duplicate updates are rejected with a reason (kept in `log()`), never
+/// aggregated; the round completes from the rest, or fails — leaving the
+/// global model unchanged — when fewer than the policy's `min_clients()`
+/// remain.
+///
+/// **Faults** (simulation, workflow/attacks.hpp): each selected client drops
+/// out mid-round (after downloading the model, before uploading) with
+/// probability `dropout_probability`; `dropout_policy::proceed` aggregates the
+/// rest, `dropout_policy::retry` samples replacements among the clients not
+/// yet asked (up to `max_retries` waves, each costing another round trip).
+/// Byzantine clients are configured with `federated_options::attack`.
+///
+/// **Accounting** (workflow/report.hpp): per round, each selected client has
+/// down = the fp32 global model (4·P bytes), up = its encoded update (4·P fp32,
+/// 2·P fp16, P + 4·⌈P / chunk⌉ int8), MACs = 3 · MACs(forward) per training
+/// sample processed (forward + backward ≈ 3× forward); the server role holds
+/// the sums of its traffic and n·P MACs for the weighted sum. The critical
+/// path is 2 sequential hops per wave (model down, update up); estimated time
+/// = Σ_waves (2 · latency + 4P / downlink + max_k local MACs / device rate +
+/// max_k up bytes / uplink) + server MACs / server rate.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <span>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "../aggregate/aggregator.hpp"
+#include "../aggregate/client.hpp"
+#include "../aggregate/policy.hpp"
+#include "../aggregate/update.hpp"
+#include "../core/config.hpp"
+#include "../core/error.hpp"
+#include "../core/rng.hpp"
+#include "../data/idx.hpp"
+#include "../data/partition.hpp"
+#include "../nn/loss.hpp"
+#include "../nn/network.hpp"
+#include "../nn/optimizer.hpp"
+#include "../nn/train.hpp"
+#include "../precision/convert.hpp"
+#include "attacks.hpp"
+#include "report.hpp"
+
+namespace tinylarge::workflow {
+
+// ---------------------------------------------------------------------------
+// Traits
+// ---------------------------------------------------------------------------
+
+/// The trivial transport of the workflows: updates are handed over in memory
+/// (zero-copy spans); only the bytes the chosen encoding *would* put on the
+/// wire are counted in the report. The transport layer (transport/) runs the
+/// same protocol over MPI or MQTT (transport/federated.hpp).
+struct in_memory {
+  static constexpr const char* name() noexcept { return "in_memory"; }
+};
+
+/// What a federated traits struct must provide: `model`, a `sequential<...>`.
+/// Optional members (with defaults): `aggregation` (`tl::fedavg`), `optimizer`
+/// (the clients' local optimizer, `tl::nn::sgd`), `update` (the upload
+/// encoding: `tl::fp32_update`, `tl::fp16_update` or `tl::int8_update`;
+/// `fp32_update` by default), `transport` (`in_memory`).
+template <class T>
+concept federated_traits = requires { typename T::model; } && nn::sequential_model<typename T::model>;
+
+namespace detail {
+template <class T> struct aggregation_of { using type = fedavg; };
+template <class T> requires requires { typename T::aggregation; }
+struct aggregation_of<T> { using type = typename T::aggregation; };
+template <class T> struct optimizer_of { using type = nn::sgd; };
+template <class T> requires requires { typename T::optimizer; }
+struct optimizer_of<T> { using type = typename T::optimizer; };
+template <class T> struct update_of { using type = fp32_update; };
+template <class T> requires requires { typename T::update; }
+struct update_of<T> { using type = typename T::update; };
+template <class T> struct transport_of { using type = in_memory; };
+template <class T> requires requires { typename T::transport; }
+struct transport_of<T> { using type = typename T::transport; };
+}  // namespace detail
+
+// ---------------------------------------------------------------------------
+// Client data
+// ---------------------------------------------------------------------------
+
+/// The clients' local data sets, stored contiguously client after client (one
+/// copy of the training images, reordered), with a `labelled_view` per client.
+struct federated_dataset {
+  std::vector<float> images;
+  std::vector<std::uint8_t> labels;
+  std::vector<nn::labelled_view<std::uint8_t>> clients;  ///< views into images / labels
+  std::size_t features = 0;
+
+  federated_dataset() = default;
+  federated_dataset(const federated_dataset&) = delete;  // the views point into this object
+  federated_dataset& operator=(const federated_dataset&) = delete;
+  federated_dataset(federated_dataset&&) noexcept = default;  // vector moves keep the buffers
+  federated_dataset& operator=(federated_dataset&&) noexcept = default;
+};
+
+/// Builds the clients' data sets from a labelled data set and a partition
+/// (data/partition.hpp: `partition_iid`, `partition_shards`, …).
+/// @throws tl::invalid_argument when an index is out of range or a client is empty.
+inline federated_dataset make_federated_dataset(const float* x, const std::uint8_t* y, std::size_t count,
+                                                std::size_t features, const data::partition_t& parts) {
+  federated_dataset fd;
+  fd.features = features;
+  std::size_t total = 0;
+  for (const auto& p : parts) {
+    TINYLARGE_REQUIRE(!p.empty(), errc::invalid_argument, "make_federated_dataset: a client has no samples");
+    total += p.size();
+  }
+  fd.images.resize(total * features);
+  fd.labels.resize(total);
+  std::size_t row = 0;
+  for (const auto& p : parts) {
+    for (const std::size_t i : p) {
+      TINYLARGE_REQUIRE(i < count, errc::invalid_argument, "make_federated_dataset: sample index out of range");
+      std::copy_n(x + i * features, features, fd.images.data() + row * features);
+      fd.labels[row] = y[i];
+      ++row;
+    }
+  }
+  row = 0;
+  for (const auto& p : parts) {
+    fd.clients.push_back({fd.images.data() + row * features, fd.labels.data() + row, p.size(), features, 1});
+    row += p.size();
+  }
+  return fd;
+}
+
+/// Overload for a loaded IDX data set (`tl::data::load_fashion_mnist`).
+inline federated_dataset make_federated_dataset(const data::dataset& ds, const data::partition_t& parts) {
+  return make_federated_dataset(ds.images.data(), ds.labels.data(), ds.count, ds.rows * ds.cols, parts);
+}
+
+// ---------------------------------------------------------------------------
+// Local training (ClientUpdate)
+// ---------------------------------------------------------------------------
+
+/// What one client's local training did.
+struct local_training_result {
+  double mean_loss = 0.0;        ///< mean training loss over all steps (weighted by batch size)
+  std::size_t steps = 0;         ///< optimizer steps
+  std::uint64_t samples = 0;     ///< samples processed (forward + backward)
+};
+
+/// ClientUpdate of McMahan et al. (Algorithm 1): `epochs` passes of minibatch
+/// training over `data` in a seeded random order, starting from the weights
+/// already in `net`. `batch_size` 0 means B = ∞ (one batch per epoch).
+/// With `proximal_mu` > 0 the FedProx gradient μ(w − anchor) is added in every
+/// step (`anchor` = the round's global weights, same size as the parameters).
+/// The first `frozen_prefix` parameters (a frozen backbone: leading layers'
+/// weights and biases, see `frozen_parameter_count`) are restored after every
+/// step, so they do not change at all.
+///
+/// @tparam Net  an `nn::network<Model>`
+/// @tparam Opt  an `nn::optimizer_policy` (its state is fresh each call, as a
+///              client that keeps no optimizer state between rounds)
+/// @tparam Loss an `nn::loss_policy` (softmax cross-entropy by default)
+/// @throws tl::non_finite when the loss becomes NaN or Inf (diverged client).
+template <class Net, nn::optimizer_policy Opt, nn::loss_policy Loss = nn::softmax_cross_entropy>
+local_training_result train_locally(Net& net, const Opt& opt, const nn::labelled_view<typename Loss::target_type>& data,
+                                    std::size_t epochs, std::size_t batch_size, rng& shuffle_rng,
+                                    std::span<const float> anchor = {}, float proximal_mu = 0.0f,
+                                    std::size_t frozen_prefix = 0) {
+  using Model = typename Net::model;
+  using Target = typename Loss::target_type;
+  TINYLARGE_REQUIRE(data.features == Model::input_size, errc::shape_mismatch,
+                    "train_locally: the client's feature count differs from the model's input size");
+  TINYLARGE_REQUIRE(data.count > 0, errc::invalid_argument, "train_locally: the client has no samples");
+  TINYLARGE_REQUIRE(proximal_mu == 0.0f || anchor.size() == Net::param_count, errc::shape_mismatch,
+                    "train_locally: the proximal anchor must have the model's parameter count");
+  const std::size_t bs = batch_size == 0 ? data.count : std::min(batch_size, data.count);
+  typename Opt::template state<float> state(opt, Net::param_count);
+  std::vector<std::uint32_t> order(data.count);
+  for (std::size_t i = 0; i < data.count; ++i) order[i] = static_cast<std::uint32_t>(i);
+  std::vector<float> xb(bs * Model::input_size), grad(bs * Model::output_size);
+  std::vector<Target> yb(bs * data.target_size);
+  TINYLARGE_REQUIRE(frozen_prefix <= Net::param_count, errc::invalid_argument,
+                    "train_locally: frozen_prefix exceeds the parameter count");
+  std::vector<float> frozen(net.parameters().begin(),
+                            net.parameters().begin() + static_cast<std::ptrdiff_t>(frozen_prefix));
+  local_training_result res;
+  double loss_sum = 0.0;
+  for (std::size_t e = 0; e < epochs; ++e) {
+    shuffle_rng.shuffle(order.data(), order.size());
+    for (std::size_t s = 0; s < data.count; s += bs) {
+      const std::size_t b = std::min(bs, data.count - s);
+      for (std::size_t i = 0; i < b; ++i) {
+        const std::size_t r = order[s + i];
+        std::copy_n(data.x + r * Model::input_size, Model::input_size, xb.data() + i * Model::input_size);
+        std::copy_n(data.y + r * data.target_size, data.target_size, yb.data() + i * data.target_size);
+      }
+      const float* out = net.forward(xb.data(), b, true);
+      const double l = Loss::evaluate(out, yb.data(), b, Model::output_size, grad.data());
+      TINYLARGE_REQUIRE(std::isfinite(l), errc::non_finite,
+                        "train_locally: the client's loss became NaN or Inf (learning rate too high?)");
+      loss_sum += l * static_cast<double>(b);
+      net.zero_gradients();
+      net.backward(grad.data());
+      if (proximal_mu > 0.0f) add_proximal_gradient(net.gradients(), net.parameters(), anchor, proximal_mu);
+      state.step(net.parameters().data(), net.gradients().data());
+      if (frozen_prefix > 0) std::copy(frozen.begin(), frozen.end(), net.parameters().begin());
+      ++res.steps;
+      res.samples += b;
+    }
+  }
+  res.mean_loss = res.samples > 0 ? loss_sum / static_cast<double>(res.samples) : 0.0;
+  return res;
+}
+
+/// Parameters of the first `layers` layers of `Model` (weights and biases):
+/// the `frozen_prefix` that freezes them in `train_locally`.
+/// @throws tl::invalid_argument when `layers` > Model::size.
+template <nn::sequential_model Model>
+std::size_t frozen_parameter_count(std::size_t layers) {
+  TINYLARGE_REQUIRE(layers <= Model::size, errc::invalid_argument,
+                    "frozen_parameter_count: more layers than the model has");
+  std::size_t n = 0;
+  Model::for_each_layer([&]<std::size_t I>() {
+    if (I < layers) n += Model::template layer<I>::param_count;
+  });
+  return n;
+}
+
+// ---------------------------------------------------------------------------
+// Options and logs
+// ---------------------------------------------------------------------------
+
+/// What a round does when selected clients drop out mid-round.
+enum class dropout_policy : std::uint8_t {
+  proceed,  ///< aggregate the updates that arrived (fail the round below min_clients)
+  retry,    ///< ask replacement clients, up to `max_retries` more waves
+};
+
+/// Run-time settings of a federated run (McMahan et al.'s C, E, B and the
+/// simulation knobs). Designated initialisers make call sites self-describing.
+struct federated_options {
+  std::size_t rounds = 100;             ///< communication rounds T
+  double client_fraction = 0.1;         ///< C ∈ (0, 1]: m = max(⌈C·K⌉, 1) clients per round
+  std::size_t local_epochs = 5;         ///< E
+  std::size_t batch_size = 10;          ///< B; 0 = ∞ (the whole local set is one batch)
+  std::uint64_t seed = 1;               ///< client sampling, local shuffling, faults
+  std::size_t eval_every = 1;           ///< evaluate every n rounds (and after the last); 0 = only the last
+  double target_accuracy = 0.0;         ///< > 0: stop after the first evaluated round that reaches it
+  float client_lr_decay = 1.0f;         ///< client learning rate × this after every round
+  double dropout_probability = 0.0;     ///< per selected client and wave
+  dropout_policy on_dropout = dropout_policy::proceed;
+  std::size_t max_retries = 2;          ///< extra waves with `dropout_policy::retry`
+  byzantine attack{};                   ///< simulated Byzantine / faulty clients
+  std::size_t int8_chunk = 256;         ///< values per scale of int8 updates
+  link_model link{};                    ///< for the estimated round time
+  std::string name{};                   ///< report's workflow name; empty: "fedavg", or "fedsgd" for E = 1, B = ∞
+
+  /// McMahan et al.'s FedSGD baseline: E = 1, B = ∞.
+  static federated_options fedsgd(std::size_t rounds, double client_fraction = 0.1, std::uint64_t seed = 1) {
+    federated_options o;
+    o.rounds = rounds;
+    o.client_fraction = client_fraction;
+    o.local_epochs = 1;
+    o.batch_size = 0;
+    o.seed = seed;
+    return o;
+  }
+};
+
+/// What happened to the clients of one round (beyond the report's costs).
+struct round_log {
+  std::size_t round = 0;
+  std::vector<std::uint64_t> selected;   ///< clients asked, every wave, in order
+  std::vector<std::uint64_t> dropped;    ///< clients that dropped out mid-round
+  std::vector<std::uint64_t> byzantine;  ///< clients whose update was replaced by an attack
+  std::size_t waves = 1;                 ///< 1 + retries used
+  round_report aggregation;              ///< accepted ids, rejected ids with reasons, outcome
+};
+
+// ---------------------------------------------------------------------------
+// Update encodings on the client side
+// ---------------------------------------------------------------------------
+
+namespace detail {
+
+/// One client's upload buffer, encoded as U.
+template <update_encoding U>
+struct upload;
+
+template <>
+struct upload<fp32_update> {
+  std::vector<float> values;
+  std::size_t length = 0;
+  bool corrupt_scale = false;
+  void encode(std::span<const float> w, std::size_t /*chunk*/) { values.assign(w.begin(), w.end()); length = w.size(); }
+  fp32_update view() const { return {std::span<const float>(values.data(), length)}; }
+  std::uint64_t bytes() const noexcept { return length * sizeof(float); }
+};
+
+template <>
+struct upload<fp16_update> {
+  std::vector<half> values;
+  std::size_t length = 0;
+  bool corrupt_scale = false;
+  void encode(std::span<const float> w, std::size_t /*chunk*/) {
+    values.resize(w.size());
+    convert(arch::best{}, w, std::span<half>(values));
+    length = w.size();
+  }
+  fp16_update view() const { return {std::span<const half>(values.data(), length)}; }
+  std::uint64_t bytes() const noexcept { return length * sizeof(half); }
+};
+
+template <>
+struct upload<int8_update> {
+  std::vector<std::int8_t> values;
+  std::vector<float> scales;
+  std::size_t length = 0;
+  std::size_t chunk = 0;
+  bool corrupt_scale = false;  ///< a non-finite attack on an int8 update: a NaN scale
+  void encode(std::span<const float> w, std::size_t chunk_size) {
+    chunk = chunk_size == 0 || chunk_size > w.size() ? std::max<std::size_t>(w.size(), 1) : chunk_size;
+    values.resize(w.size());
+    scales.resize((w.size() + chunk - 1) / chunk);
+    // Non-finite values cannot be int8-encoded; encode the finite ones and corrupt a scale.
+    std::vector<float> finite;
+    std::span<const float> src = w;
+    if (std::any_of(w.begin(), w.end(), [](float v) { return !std::isfinite(v); })) {
+      finite.assign(w.begin(), w.end());
+      for (float& v : finite) v = std::isfinite(v) ? v : 0.0f;
+      src = finite;
+      corrupt_scale = true;
+    }
+    encode_int8_update(src, chunk, values, scales);
+    if (corrupt_scale && !scales.empty()) scales[0] = std::numeric_limits<float>::quiet_NaN();
+    length = w.size();
+  }
+  int8_update view() const {
+    return {std::span<const std::int8_t>(values.data(), length), std::span<const float>(scales), {}, chunk};
+  }
+  std::uint64_t bytes() const noexcept { return length + scales.size() * sizeof(float); }
+};
+
+/// m = max(⌈C·K⌉, 1), at most K.
+inline std::size_t clients_per_round(double fraction, std::size_t k) {
+  TINYLARGE_REQUIRE(fraction > 0.0 && fraction <= 1.0, errc::invalid_argument,
+                    "federated: client_fraction C must be in (0, 1]");
+  const auto m = static_cast<std::size_t>(std::ceil(fraction * static_cast<double>(k) - 1e-9));
+  return std::clamp<std::size_t>(m, 1, k);
+}
+
+/// Learning rate member of a client optimizer (all nn optimizers have one).
+template <class Opt>
+void scale_learning_rate(Opt& opt, float factor) {
+  if constexpr (requires { opt.learning_rate; }) opt.learning_rate *= factor;
+}
+
+template <class P>
+float proximal_mu_of(const P& p) {
+  if constexpr (requires { p.proximal_mu; }) return p.proximal_mu;
+  else return 0.0f;
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------
+// The workflow
+// ---------------------------------------------------------------------------
+
+/// FedAvg-style federated learning over a traits struct (see the file comment).
+///
+/// @tparam Traits a `federated_traits` struct: `model` (required),
+///         `aggregation` (an `aggregation_policy`, default `tl::fedavg`),
+///         `optimizer` (the clients' `nn::optimizer_policy`, default
+///         `tl::nn::sgd`), `update` (the upload `update_encoding`, default
+///         `tl::fp32_update`), `transport` (default `in_memory`).
+template <federated_traits Traits>
+class federated_averaging {
+ public:
+  using traits = Traits;
+  using model = typename Traits::model;
+  using aggregation = typename detail::aggregation_of<Traits>::type;
+  using optimizer = typename detail::optimizer_of<Traits>::type;
+  using update = typename detail::update_of<Traits>::type;
+  using transport = typename detail::transport_of<Traits>::type;
+  using network_type = nn::network<model>;
+  static constexpr std::size_t param_count = model::param_count;
+
+  static_assert(aggregation_policy<aggregation>,
+                "federated_averaging: Traits::aggregation must satisfy tl::aggregation_policy");
+  static_assert(nn::optimizer_policy<optimizer>,
+                "federated_averaging: Traits::optimizer must satisfy tl::nn::optimizer_policy");
+  static_assert(update_encoding<update>, "federated_averaging: Traits::update must satisfy tl::update_encoding");
+
+  /// @param options run settings (C, E, B, rounds, faults, …)
+  /// @param policy  the server's aggregation rule with its hyperparameters
+  /// @param client_optimizer the clients' local optimizer (learning rate, …)
+  explicit federated_averaging(const federated_options& options, const aggregation& policy = {},
+                               const optimizer& client_optimizer = {})
+      : options_(options), optimizer_(client_optimizer), aggregator_(policy, param_count),
+        global_(param_count, 0.0f), rng_(options.seed, 0xfeda'0001ULL) {
+    TINYLARGE_REQUIRE(options.rounds > 0, errc::invalid_argument, "federated_averaging: rounds must be > 0");
+    TINYLARGE_REQUIRE(options.local_epochs > 0, errc::invalid_argument,
+                      "federated_averaging: local_epochs E must be > 0");
+    TINYLARGE_REQUIRE(options.dropout_probability >= 0.0 && options.dropout_probability < 1.0,
+                      errc::invalid_argument, "federated_averaging: dropout_probability must be in [0, 1)");
+    TINYLARGE_REQUIRE(options.attack.fraction >= 0.0 && options.attack.fraction <= 1.0, errc::invalid_argument,
+                      "federated_averaging: the Byzantine fraction must be in [0, 1]");
+    TINYLARGE_REQUIRE(options.client_fraction > 0.0 && options.client_fraction <= 1.0, errc::invalid_argument,
+                      "federated_averaging: client_fraction C must be in (0, 1]");
+  }
+
+  /// Random initial global model (He-normal, seeded).
+  void initialize(std::uint64_t seed) {
+    net_.initialize(seed);
+    std::copy(net_.parameters().begin(), net_.parameters().end(), global_.begin());
+  }
+  /// Starts from given weights (e.g. a server pre-trained model: federated
+  /// transfer learning).
+  /// @throws tl::shape_mismatch when `w` does not have `param_count` values.
+  void set_global(std::span<const float> w) {
+    TINYLARGE_REQUIRE(w.size() == param_count, errc::shape_mismatch,
+                      "federated_averaging::set_global: wrong number of parameters");
+    std::copy(w.begin(), w.end(), global_.begin());
+  }
+  /// The global model w_t.
+  std::span<const float> global() const noexcept { return global_; }
+  /// A network holding the global weights (for evaluation or deployment).
+  network_type& global_network() {
+    std::copy(global_.begin(), global_.end(), net_.parameters().begin());
+    return net_;
+  }
+  const federated_options& options() const noexcept { return options_; }
+  tinylarge::aggregator<aggregation>& server() noexcept { return aggregator_; }
+  /// One entry per completed round: who was asked, dropped, attacked, rejected.
+  const std::vector<round_log>& log() const noexcept { return log_; }
+  /// The first evaluated round whose test accuracy reached `target`.
+  std::optional<std::size_t> rounds_to_target(double target) const {
+    for (const auto& r : report_.rounds)
+      if (!std::isnan(r.test_accuracy) && r.test_accuracy >= target) return r.round;
+    return std::nullopt;
+  }
+  const report& result() const noexcept { return report_; }
+
+  /// Test accuracy of the global model.
+  double evaluate(const nn::labelled_view<std::uint8_t>& test) {
+    return nn::evaluate(global_network(), nn::softmax_cross_entropy{}, test).accuracy;
+  }
+
+  /// Runs `options().rounds` rounds (or until `target_accuracy`).
+  /// @param clients one labelled data set per client (K = clients.size())
+  /// @param test    evaluated every `eval_every` rounds (may have count 0: no evaluation)
+  report run(std::span<const nn::labelled_view<std::uint8_t>> clients, const nn::labelled_view<std::uint8_t>& test) {
+    for (std::size_t t = 0; t < options_.rounds; ++t) {
+      const round_record& rec = run_round(clients, test, t + 1 == options_.rounds);
+      if (options_.target_accuracy > 0.0 && !std::isnan(rec.test_accuracy) &&
+          rec.test_accuracy >= options_.target_accuracy)
+        break;
+    }
+    return report_;
+  }
+  report run(const std::vector<nn::labelled_view<std::uint8_t>>& clients, const nn::labelled_view<std::uint8_t>& test) {
+    return run(std::span<const nn::labelled_view<std::uint8_t>>(clients), test);
+  }
+
+  /// One communication round. Evaluates on `test` when the round number is a
+  /// multiple of `eval_every`, or when `force_eval`.
+  const round_record& run_round(std::span<const nn::labelled_view<std::uint8_t>> clients,
+                                const nn::labelled_view<std::uint8_t>& test, bool force_eval = false) {
+    const std::size_t k_total = clients.size();
+    TINYLARGE_REQUIRE(k_total > 0, errc::invalid_argument, "federated_averaging: no clients");
+    for (const auto& c : clients)
+      TINYLARGE_REQUIRE(c.features == model::input_size, errc::shape_mismatch,
+                        "federated_averaging: a client's feature count differs from the model's input size");
+    if (options_.attack.active() && options_.attack.who == byzantine::selection::fixed_clients &&
+        fixed_attackers_.size() != k_total) {
+      rng pick(options_.seed, 0xbad0'c1ea'0001ULL);
+      fixed_attackers_ = choose_attackers(k_total, options_.attack.fraction, pick);
+    }
+    const std::size_t round = report_.rounds.size() + 1;
+    const std::size_t m = detail::clients_per_round(options_.client_fraction, k_total);
+
+    round_log lg;
+    lg.round = round;
+    round_record rec;
+    rec.round = round;
+
+    // Sample m clients without replacement (partial Fisher–Yates over all K).
+    std::vector<std::uint32_t> pool(k_total);
+    for (std::size_t i = 0; i < k_total; ++i) pool[i] = static_cast<std::uint32_t>(i);
+    std::size_t next = 0;
+    auto draw = [&](std::size_t count) {
+      std::vector<std::uint32_t> out;
+      for (std::size_t i = 0; i < count && next < k_total; ++i, ++next) {
+        const std::size_t j = next + rng_.uniform_int(static_cast<std::uint32_t>(k_total - next));
+        std::swap(pool[next], pool[j]);
+        out.push_back(pool[next]);
+      }
+      std::sort(out.begin(), out.end());
+      return out;
+    };
+
+    const float mu = detail::proximal_mu_of(aggregator_.policy());
+    uploads_.clear();
+    std::vector<std::uint64_t> ids;
+    std::vector<std::int64_t> counts;
+    std::vector<role_cost> client_costs;
+    double loss_sum = 0.0;
+    std::uint64_t loss_samples = 0;
+    double seconds = 0.0;
+    std::uint64_t server_down = 0, server_up = 0, msgs_down = 0, msgs_up = 0;
+
+    std::vector<std::uint32_t> wave = draw(m);
+    std::size_t waves = 0;
+    while (!wave.empty()) {
+      ++waves;
+      lg.selected.insert(lg.selected.end(), wave.begin(), wave.end());
+      // Who drops out of this wave, who attacks.
+      std::vector<std::uint32_t> alive;
+      for (const std::uint32_t c : wave) {
+        const bool drop = options_.dropout_probability > 0.0 &&
+                          static_cast<double>(rng_.uniform()) < options_.dropout_probability;
+        if (drop) lg.dropped.push_back(c);
+        else alive.push_back(c);
+      }
+      std::vector<bool> attacks(alive.size(), false);
+      if (options_.attack.active()) {
+        if (options_.attack.who == byzantine::selection::per_round) {
+          attacks = choose_attackers(alive.size(), options_.attack.fraction, rng_);
+        } else {
+          for (std::size_t i = 0; i < alive.size(); ++i) attacks[i] = fixed_attackers_[alive[i]];
+        }
+      }
+      double wave_compute = 0.0;
+      std::uint64_t wave_up = 0;
+      for (const std::uint32_t c : wave) {
+        role_cost rc;
+        rc.role = "client";
+        rc.id = c;
+        rc.net.bytes_down = param_count * sizeof(float);
+        rc.net.messages_down = 1;
+        server_down += rc.net.bytes_down;
+        ++msgs_down;
+        const auto it = std::find(alive.begin(), alive.end(), c);
+        if (it != alive.end()) {
+          const std::size_t ai = static_cast<std::size_t>(it - alive.begin());
+          // ClientUpdate(k, w_t).
+          std::copy(global_.begin(), global_.end(), net_.parameters().begin());
+          rng local(options_.seed ^ (0x9e3779b97f4a7c15ULL * round), c + 1);
+          const local_training_result lr =
+              train_locally(net_, optimizer_, clients[c], options_.local_epochs, options_.batch_size, local,
+                            std::span<const float>(global_), mu);
+          loss_sum += lr.mean_loss * static_cast<double>(lr.samples);
+          loss_samples += lr.samples;
+          rc.macs = 3ull * model::macs * lr.samples;
+          wave_compute = std::max(wave_compute, static_cast<double>(rc.macs) / options_.link.device_macs_per_s);
+          std::span<float> w = net_.parameters();
+          std::size_t length = param_count;
+          if (attacks[ai]) {
+            lg.byzantine.push_back(c);
+            length = apply_attack(options_.attack, w, global_, rng_);
+          }
+          uploads_.emplace_back();
+          uploads_.back().encode(std::span<const float>(w.data(), length), options_.int8_chunk);
+          rc.net.bytes_up = uploads_.back().bytes();
+          rc.net.messages_up = 1;
+          server_up += rc.net.bytes_up;
+          ++msgs_up;
+          wave_up = std::max(wave_up, rc.net.bytes_up);
+          ids.push_back(c);
+          counts.push_back(static_cast<std::int64_t>(clients[c].count));
+        }
+        client_costs.push_back(std::move(rc));
+      }
+      seconds += 2.0 * options_.link.latency_s +
+                 static_cast<double>(param_count * sizeof(float)) / options_.link.downlink_bytes_per_s + wave_compute +
+                 static_cast<double>(wave_up) / options_.link.uplink_bytes_per_s;
+      rec.sequential_hops += 2;
+      // Retry: replace the dropped clients of this wave with fresh ones.
+      const std::size_t missing = wave.size() - alive.size();
+      wave.clear();
+      if (missing > 0 && options_.on_dropout == dropout_policy::retry && waves <= options_.max_retries)
+        wave = draw(missing);
+    }
+    lg.waves = waves;
+
+    // Aggregate (validation + policy) on the server.
+    std::vector<client_result<update>> results;
+    results.reserve(uploads_.size());
+    for (std::size_t i = 0; i < uploads_.size(); ++i) results.push_back({ids[i], uploads_[i].view(), counts[i]});
+    lg.aggregation = aggregator_.round(std::span<float>(global_), std::span<const client_result<update>>(results));
+
+    role_cost server;
+    server.role = "server";
+    server.id = 0;
+    server.net.bytes_down = server_down;  // what it sent (down the tree)
+    server.net.bytes_up = server_up;      // what it received
+    server.net.messages_down = msgs_down;
+    server.net.messages_up = msgs_up;
+    server.macs = static_cast<std::uint64_t>(results.size()) * param_count;
+    seconds += static_cast<double>(server.macs) / options_.link.server_macs_per_s;
+    rec.parties = std::move(client_costs);
+    rec.parties.push_back(server);
+    rec.messages = msgs_down + msgs_up;
+    rec.estimated_seconds = seconds;
+    rec.train_loss = loss_samples > 0 ? loss_sum / static_cast<double>(loss_samples) : 0.0;
+    const bool eval = test.count > 0 && (force_eval || (options_.eval_every > 0 && round % options_.eval_every == 0));
+    rec.test_accuracy = eval ? evaluate(test) : std::numeric_limits<double>::quiet_NaN();
+    detail::scale_learning_rate(optimizer_, options_.client_lr_decay);
+
+    if (report_.workflow.empty())
+      report_.workflow = !options_.name.empty() ? options_.name
+                         : options_.batch_size == 0 && options_.local_epochs == 1 ? "fedsgd"
+                                                                                  : "fedavg";
+    report_.rounds.push_back(std::move(rec));
+    log_.push_back(std::move(lg));
+    return report_.rounds.back();
+  }
+  const round_record& run_round(const std::vector<nn::labelled_view<std::uint8_t>>& clients,
+                                const nn::labelled_view<std::uint8_t>& test, bool force_eval = false) {
+    return run_round(std::span<const nn::labelled_view<std::uint8_t>>(clients), test, force_eval);
+  }
+
+ private:
+  federated_options options_;
+  optimizer optimizer_;
+  tinylarge::aggregator<aggregation> aggregator_;
+  std::vector<float> global_;
+  network_type net_;
+  rng rng_;
+  std::vector<detail::upload<update>> uploads_;
+  std::vector<bool> fixed_attackers_;
+  std::vector<round_log> log_;
+  report report_;
+};
+
+}  // namespace tinylarge::workflow

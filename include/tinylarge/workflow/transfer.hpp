@@ -1,0 +1,156 @@
+/// @file workflow/transfer.hpp
+/// @brief Federated transfer learning: the server pre-trains on its own data,
+///        federated learning continues from that start, and each client
+///        personalises the result with a frozen backbone.
+///
+/// Three phases (the survey's FTL pipeline; Yang et al., "Federated Machine
+/// Learning: Concept and Applications", ACM TIST 2019, §2.3, and the
+/// fine-tuning personalisation of Wang et al. 2019, "Federated Evaluation of
+/// On-device Personalization"):
+///
+///  1. **pre-train** on the server's (proxy) data: `pretrain_epochs` of
+///     minibatch training, cost on the "server" role;
+///  2. **federate**: `federated_averaging<Traits>` from the pre-trained
+///     weights (the model is downloaded by every selected client as usual);
+///  3. **personalise**: every client fine-tunes its own copy of the global
+///     model on the first (1 − holdout) of its data for `personalize_epochs`,
+///     with the first `frozen_layers` layers frozen (their parameters do not
+///     change), and is evaluated on the remaining holdout part of its data.
+///     The personal models never leave the device.
+///
+/// `transfer_result` reports the accuracy after each phase, the mean
+/// per-client holdout accuracy of the global model before and after
+/// personalisation, and the costs of all three phases in one report (round
+/// 0 = pre-training, 1 … R = federated rounds, R + 1 = personalisation).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "../core/error.hpp"
+#include "../core/rng.hpp"
+#include "../nn/train.hpp"
+#include "federated.hpp"
+
+namespace tinylarge::workflow {
+
+/// Settings of the pre-training and personalisation phases.
+struct transfer_options {
+  std::size_t pretrain_epochs = 3;
+  std::size_t pretrain_batch = 32;
+  std::size_t personalize_epochs = 2;
+  std::size_t personalize_batch = 10;
+  std::size_t frozen_layers = 0;    ///< leading layers frozen during personalisation (0: none)
+  double holdout_fraction = 0.25;   ///< of each client's data, for the personalised evaluation
+  std::uint64_t seed = 1;
+};
+
+/// What a federated transfer run measured.
+struct transfer_result {
+  double pretrained_accuracy = 0.0;    ///< server model on the test set after phase 1
+  double federated_accuracy = 0.0;     ///< global model on the test set after phase 2
+  double global_on_clients = 0.0;      ///< mean over clients of the global model's holdout accuracy
+  double personalized_on_clients = 0.0;  ///< mean over clients of the personal models' holdout accuracy
+  report costs;
+};
+
+/// Federated transfer learning over a traits struct (see federated.hpp for
+/// the members).
+/// @tparam Traits a `federated_traits` struct.
+template <federated_traits Traits>
+class federated_transfer {
+ public:
+  using fl_type = federated_averaging<Traits>;
+  using model = typename fl_type::model;
+  using optimizer = typename fl_type::optimizer;
+  using aggregation = typename fl_type::aggregation;
+
+  federated_transfer(const transfer_options& t, const federated_options& f, const aggregation& policy = {},
+                     const optimizer& opt = {})
+      : topt_(t), fl_(f, policy, opt), opt_(opt) {
+    TINYLARGE_REQUIRE(t.holdout_fraction > 0.0 && t.holdout_fraction < 1.0, errc::invalid_argument,
+                      "federated_transfer: holdout_fraction must be in (0, 1)");
+    TINYLARGE_REQUIRE(t.frozen_layers < model::size, errc::invalid_argument,
+                      "federated_transfer: frozen_layers must leave at least one layer trainable");
+  }
+
+  fl_type& federated() noexcept { return fl_; }
+
+  /// @param server_data the server's own labelled data (pre-training)
+  /// @param clients     each client's data; the last `holdout_fraction` of it
+  ///                    is kept out of federated training and personalisation
+  /// @param test        global test set
+  transfer_result run(const nn::labelled_view<std::uint8_t>& server_data,
+                      const std::vector<nn::labelled_view<std::uint8_t>>& clients,
+                      const nn::labelled_view<std::uint8_t>& test) {
+    transfer_result res;
+    // 1. Pre-train on the server.
+    nn::network<model> net;
+    net.initialize(topt_.seed);
+    rng r(topt_.seed, 0x7a45'f001ULL);
+    const local_training_result pre =
+        train_locally(net, opt_, server_data, topt_.pretrain_epochs, topt_.pretrain_batch, r);
+    res.pretrained_accuracy = test.count ? nn::evaluate(net, nn::softmax_cross_entropy{}, test).accuracy : 0.0;
+    round_record r0;
+    r0.round = 0;
+    r0.train_loss = pre.mean_loss;
+    r0.test_accuracy = res.pretrained_accuracy;
+    r0.parties.push_back({"server", 0, {}, 3ull * model::macs * pre.samples});
+    r0.estimated_seconds = static_cast<double>(r0.parties.back().macs) / fl_.options().link.server_macs_per_s;
+
+    // Split every client into a training part and a holdout part.
+    std::vector<nn::labelled_view<std::uint8_t>> train_part, holdout;
+    for (const auto& c : clients) {
+      const auto keep = static_cast<std::size_t>(std::floor(static_cast<double>(c.count) * (1.0 - topt_.holdout_fraction)));
+      TINYLARGE_REQUIRE(keep > 0 && keep < c.count, errc::invalid_argument,
+                        "federated_transfer: a client has too few samples for the holdout split");
+      train_part.push_back({c.x, c.y, keep, c.features, c.target_size});
+      holdout.push_back({c.x + keep * c.features, c.y + keep * c.target_size, c.count - keep, c.features,
+                         c.target_size});
+    }
+
+    // 2. Federated learning from the pre-trained start.
+    fl_.set_global(net.parameters());
+    report fed = fl_.run(train_part, test);
+    res.federated_accuracy = test.count ? fl_.evaluate(test) : 0.0;
+
+    // 3. Personalisation: each client fine-tunes its own copy.
+    const std::size_t frozen = frozen_parameter_count<model>(topt_.frozen_layers);
+    round_record rp;
+    rp.round = fed.rounds.size() + 1;
+    double before = 0.0, after = 0.0, worst = 0.0;
+    for (std::size_t k = 0; k < clients.size(); ++k) {
+      std::copy(fl_.global().begin(), fl_.global().end(), net.parameters().begin());
+      before += nn::evaluate(net, nn::softmax_cross_entropy{}, holdout[k]).accuracy;
+      rng rk(topt_.seed ^ 0x9e3779b97f4a7c15ULL, k + 1);
+      const local_training_result lr = train_locally(net, opt_, train_part[k], topt_.personalize_epochs,
+                                                     topt_.personalize_batch, rk, {}, 0.0f, frozen);
+      after += nn::evaluate(net, nn::softmax_cross_entropy{}, holdout[k]).accuracy;
+      role_cost c{"client", k, {}, 3ull * model::macs * lr.samples};
+      worst = std::max(worst, static_cast<double>(c.macs) / fl_.options().link.device_macs_per_s);
+      rp.parties.push_back(std::move(c));
+    }
+    const auto kc = static_cast<double>(clients.size());
+    res.global_on_clients = before / kc;
+    res.personalized_on_clients = after / kc;
+    rp.test_accuracy = std::numeric_limits<double>::quiet_NaN();
+    rp.estimated_seconds = worst;
+
+    res.costs.workflow = "federated_transfer";
+    res.costs.rounds.push_back(std::move(r0));
+    for (auto& rr : fed.rounds) res.costs.rounds.push_back(std::move(rr));
+    res.costs.rounds.push_back(std::move(rp));
+    return res;
+  }
+
+ private:
+  transfer_options topt_;
+  fl_type fl_;
+  optimizer opt_;
+};
+
+}  // namespace tinylarge::workflow

@@ -1,0 +1,568 @@
+// Tests of the federated workflows (workflow/federated.hpp) and of the fault /
+// attack simulation (workflow/attacks.hpp), on small synthetic data: Gaussian
+// blobs in 8 dimensions, 4 classes, split among clients by label (non-IID).
+//
+// References are independent of the workflow: FedSGD with C = 1 is checked
+// against one full-batch gradient step computed here directly from the
+// network's forward/backward; byte counts against the formulas of the
+// encodings; rejection against the ids this test made misbehave.
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <numeric>
+#include <span>
+#include <vector>
+
+#include "tinylarge/aggregate/policy.hpp"
+#include "tinylarge/aggregate/privacy.hpp"
+#include "tinylarge/aggregate/robust.hpp"
+#include "tinylarge/core/rng.hpp"
+#include "tinylarge/nn/nn.hpp"
+#include "tinylarge/workflow/attacks.hpp"
+#include "tinylarge/workflow/distill.hpp"
+#include "tinylarge/workflow/federated.hpp"
+#include "tinylarge/workflow/lora.hpp"
+#include "tinylarge/workflow/reptile.hpp"
+#include "tinylarge/workflow/transfer.hpp"
+
+namespace wf = tl::workflow;
+namespace nn = tl::nn;
+
+namespace {
+
+using small_model = tl::sequential<tl::dense<8, 16>, tl::relu, tl::dense<16, 4>>;
+constexpr std::size_t P = small_model::param_count;  // 8*16+16 + 16*4+4 = 212
+static_assert(P == 212);
+
+template <class Aggregation = tl::fedavg, class Update = tl::fp32_update>
+struct fleet {
+  using model = small_model;
+  using aggregation = Aggregation;
+  using optimizer = nn::sgd;
+  using update = Update;
+};
+
+// Four Gaussian blobs (centres ±2 on two axes), n samples per class.
+struct blobs {
+  std::vector<float> x;
+  std::vector<std::uint8_t> y;
+  std::size_t count = 0;
+  blobs(std::size_t per_class, std::uint64_t seed) {
+    tl::rng g(seed);
+    for (std::uint8_t c = 0; c < 4; ++c) {
+      for (std::size_t i = 0; i < per_class; ++i) {
+        for (std::size_t j = 0; j < 8; ++j) {
+          float centre = 0.0f;
+          if (j == 0) centre = (c & 1) ? 2.0f : -2.0f;
+          if (j == 1) centre = (c & 2) ? 2.0f : -2.0f;
+          x.push_back(centre + 0.7f * g.normal());
+        }
+        y.push_back(c);
+      }
+    }
+    count = y.size();
+  }
+  nn::labelled_view<std::uint8_t> view() const { return {x.data(), y.data(), count, 8, 1}; }
+};
+
+// `clients` clients holding 2 labels each (label shards, as McMahan et al.).
+wf::federated_dataset make_clients(const blobs& b, std::size_t clients, std::uint64_t seed) {
+  tl::rng r(seed);
+  const auto parts = tl::data::partition_shards(std::span<const std::uint8_t>(b.y), clients, 2, r);
+  return wf::make_federated_dataset(b.x.data(), b.y.data(), b.count, 8, parts);
+}
+
+const blobs& train_set() {
+  static const blobs b(100, 11);  // 400 samples
+  return b;
+}
+const blobs& test_set() {
+  static const blobs b(50, 12);  // 200 samples
+  return b;
+}
+
+bool all_finite(std::span<const float> w) {
+  return std::all_of(w.begin(), w.end(), [](float v) { return std::isfinite(v); });
+}
+
+}  // namespace
+
+TEST_CASE("FedAvg learns a non-IID problem and counts its traffic", "[federated]") {
+  const auto fed = make_clients(train_set(), 20, 3);
+  wf::federated_averaging<fleet<>> fl({.rounds = 15, .client_fraction = 0.25, .local_epochs = 2, .batch_size = 5, .seed = 7},
+                                      tl::fedavg{}, nn::sgd{.learning_rate = 0.05f});
+  fl.initialize(5);
+  const double before = fl.evaluate(test_set().view());
+  const wf::report rep = fl.run(fed.clients, test_set().view());
+  REQUIRE(rep.workflow == "fedavg");
+  REQUIRE(rep.rounds.size() == 15);
+  CHECK(before < 0.6);
+  CHECK(rep.final_accuracy() > 0.9);
+  // m = ceil(0.25 * 20) = 5 clients per round; each downloads and uploads P fp32 values.
+  const auto& r1 = rep.rounds[0];
+  REQUIRE(r1.parties.size() == 6);  // 5 clients + server
+  std::size_t clients_seen = 0;
+  for (const auto& p : r1.parties) {
+    if (p.role != "client") continue;
+    ++clients_seen;
+    CHECK(p.net.bytes_down == P * 4);
+    CHECK(p.net.bytes_up == P * 4);
+    CHECK(p.net.messages_up == 1);
+    // 2 epochs over the client's samples, 3 x forward MACs per sample.
+    CHECK(p.macs == 3ull * small_model::macs * 2 * fed.clients[p.id].count);
+  }
+  CHECK(clients_seen == 5);
+  CHECK(r1.parties.back().role == "server");
+  CHECK(r1.parties.back().net.bytes_up == 5 * P * 4);
+  CHECK(r1.sequential_hops == 2);
+  CHECK(r1.messages == 10);
+  CHECK(r1.estimated_seconds > 0.0);
+  CHECK(rep.total([](const wf::role_cost& p) { return p.net.bytes_up; }, "client") == 15 * 5 * P * 4);
+  // The sampled clients of a round are distinct.
+  for (const auto& lg : fl.log()) {
+    auto s = lg.selected;
+    std::sort(s.begin(), s.end());
+    CHECK(std::adjacent_find(s.begin(), s.end()) == s.end());
+    CHECK(lg.aggregation.accepted.size() == 5);
+  }
+}
+
+TEST_CASE("FedSGD with C = 1 is one full-batch gradient step", "[federated]") {
+  const auto fed = make_clients(train_set(), 8, 4);
+  const float lr = 0.3f;
+  wf::federated_averaging<fleet<>> fl(wf::federated_options::fedsgd(1, 1.0, 9), tl::fedavg{},
+                                      nn::sgd{.learning_rate = lr});
+  fl.initialize(21);
+  std::vector<float> w0(fl.global().begin(), fl.global().end());
+  const nn::labelled_view<std::uint8_t> none{};
+  fl.run(fed.clients, none);
+  REQUIRE(fl.result().workflow == "fedsgd");
+
+  // Reference: gradient of the mean loss over the union of the clients' data,
+  // Σ_k (n_k / n) ∇L_k = ∇ (1/n) Σ_i ℓ_i, computed in one batch.
+  nn::network<small_model> ref;
+  std::copy(w0.begin(), w0.end(), ref.parameters().begin());
+  const auto& data = fed;  // contiguous: all clients' samples
+  const std::size_t n = data.labels.size();
+  const float* out = ref.forward(data.images.data(), n, true);
+  std::vector<float> g(n * 4);
+  (void)nn::softmax_cross_entropy::evaluate(out, data.labels.data(), n, 4, g.data());
+  ref.zero_gradients();
+  ref.backward(g.data());
+  double max_err = 0.0, max_step = 0.0;
+  for (std::size_t j = 0; j < P; ++j) {
+    const double expect = static_cast<double>(w0[j]) - static_cast<double>(lr) * static_cast<double>(ref.gradients()[j]);
+    max_err = std::max(max_err, std::fabs(expect - static_cast<double>(fl.global()[j])));
+    max_step = std::max(max_step, std::fabs(static_cast<double>(lr * ref.gradients()[j])));
+  }
+  CHECK(max_step > 1e-3);  // the step is not trivially small
+  CHECK(max_err < 1e-5);
+  // FedSGD clients process their data once: MACs = 3 · macs · n in total.
+  CHECK(fl.result().total([](const wf::role_cost& p) { return p.macs; }, "client") == 3ull * small_model::macs * n);
+}
+
+TEST_CASE("Runs repeat bit for bit with the same seed and differ with another", "[federated]") {
+  const auto fed = make_clients(train_set(), 10, 5);
+  auto run = [&](std::uint64_t seed) {
+    wf::federated_averaging<fleet<>> fl({.rounds = 3, .client_fraction = 0.3, .local_epochs = 1, .batch_size = 8,
+                                         .seed = seed, .dropout_probability = 0.2},
+                                        tl::fedavg{}, nn::sgd{.learning_rate = 0.05f});
+    fl.initialize(1);
+    fl.run(fed.clients, test_set().view());
+    return std::vector<float>(fl.global().begin(), fl.global().end());
+  };
+  const auto a = run(3), b = run(3), c = run(4);
+  CHECK(a == b);
+  CHECK(a != c);
+}
+
+TEST_CASE("NaN and wrong-length updates are rejected with a reason and never aggregated", "[federated][attacks]") {
+  const auto fed = make_clients(train_set(), 10, 6);
+  for (const auto kind : {wf::attack_kind::non_finite, wf::attack_kind::wrong_length}) {
+    DYNAMIC_SECTION("attack " << wf::to_string(kind)) {
+      wf::federated_options o{.rounds = 4, .client_fraction = 1.0, .local_epochs = 1, .batch_size = 10, .seed = 2};
+      o.attack = {.kind = kind, .fraction = 0.3};
+      wf::federated_averaging<fleet<>> fl(o, tl::fedavg{}, nn::sgd{.learning_rate = 0.05f});
+      fl.initialize(2);
+      fl.run(fed.clients, test_set().view());
+      CHECK(all_finite(fl.global()));
+      const auto expected = kind == wf::attack_kind::non_finite ? tl::rejection_reason::non_finite
+                                                                 : tl::rejection_reason::wrong_length;
+      for (const auto& lg : fl.log()) {
+        REQUIRE(lg.byzantine.size() == 3);  // exactly 30% of 10
+        REQUIRE(lg.aggregation.rejected.size() == 3);
+        CHECK(lg.aggregation.updated());
+        CHECK(lg.aggregation.accepted.size() == 7);
+        for (const auto& rej : lg.aggregation.rejected) {
+          CHECK(rej.reason == expected);
+          CHECK(std::find(lg.byzantine.begin(), lg.byzantine.end(), rej.client_id) != lg.byzantine.end());
+        }
+      }
+      CHECK(fl.result().final_accuracy() > 0.6);
+    }
+  }
+}
+
+TEST_CASE("A NaN int8 update is caught by its scale", "[federated][attacks]") {
+  const auto fed = make_clients(train_set(), 10, 6);
+  wf::federated_options o{.rounds = 2, .client_fraction = 1.0, .local_epochs = 1, .batch_size = 10, .seed = 2,
+                          .int8_chunk = 64};
+  o.attack = {.kind = wf::attack_kind::non_finite, .fraction = 0.2};
+  wf::federated_averaging<fleet<tl::fedavg, tl::int8_update>> fl(o, tl::fedavg{}, nn::sgd{.learning_rate = 0.05f});
+  fl.initialize(2);
+  fl.run(fed.clients, test_set().view());
+  CHECK(all_finite(fl.global()));
+  for (const auto& lg : fl.log()) {
+    REQUIRE(lg.aggregation.rejected.size() == 2);
+    for (const auto& rej : lg.aggregation.rejected) CHECK(rej.reason == tl::rejection_reason::bad_encoding);
+  }
+}
+
+TEST_CASE("fp16 and int8 uploads: bytes per encoding, accuracy close to fp32", "[federated]") {
+  const auto fed = make_clients(train_set(), 10, 7);
+  const wf::federated_options o{.rounds = 8, .client_fraction = 0.5, .local_epochs = 2, .batch_size = 5, .seed = 3,
+                                .int8_chunk = 64};
+  const nn::sgd opt{.learning_rate = 0.05f};
+  wf::federated_averaging<fleet<tl::fedavg, tl::fp32_update>> f32(o, {}, opt);
+  wf::federated_averaging<fleet<tl::fedavg, tl::fp16_update>> f16(o, {}, opt);
+  wf::federated_averaging<fleet<tl::fedavg, tl::int8_update>> i8(o, {}, opt);
+  f32.initialize(4);
+  f16.initialize(4);
+  i8.initialize(4);
+  f32.run(fed.clients, test_set().view());
+  f16.run(fed.clients, test_set().view());
+  i8.run(fed.clients, test_set().view());
+  auto up = [](const wf::report& r) { return r.total([](const wf::role_cost& p) { return p.net.bytes_up; }, "client"); };
+  CHECK(up(f32.result()) == 8 * 5 * P * 4);
+  CHECK(up(f16.result()) == 8 * 5 * P * 2);
+  CHECK(up(i8.result()) == 8 * 5 * (P + 4 * ((P + 63) / 64)));
+  // Different encodings give different (but close) models.
+  double d16 = 0.0, d8 = 0.0;
+  for (std::size_t j = 0; j < P; ++j) {
+    d16 = std::max(d16, static_cast<double>(std::fabs(f16.global()[j] - f32.global()[j])));
+    d8 = std::max(d8, static_cast<double>(std::fabs(i8.global()[j] - f32.global()[j])));
+  }
+  CHECK(d16 > 0.0);
+  CHECK(d8 > d16);
+  CHECK(d8 < 0.2);
+  CHECK(i8.result().final_accuracy() > f32.result().final_accuracy() - 0.05);
+}
+
+TEST_CASE("Client dropout: proceed aggregates the rest, retry asks replacements", "[federated][faults]") {
+  const auto fed = make_clients(train_set(), 20, 8);
+  wf::federated_options o{.rounds = 6, .client_fraction = 0.25, .local_epochs = 1, .batch_size = 10, .seed = 4,
+                          .dropout_probability = 0.4};
+  wf::federated_averaging<fleet<>> proceed(o, {}, nn::sgd{.learning_rate = 0.05f});
+  proceed.initialize(3);
+  proceed.run(fed.clients, test_set().view());
+  std::size_t dropped = 0;
+  for (const auto& lg : proceed.log()) {
+    dropped += lg.dropped.size();
+    CHECK(lg.waves == 1);
+    CHECK(lg.selected.size() == 5);
+    CHECK(lg.aggregation.accepted.size() + lg.dropped.size() == 5);
+  }
+  CHECK(dropped > 0);
+  // A dropped client downloaded the model but sent nothing.
+  const auto& rec = proceed.result().rounds[0];
+  const auto& lg0 = proceed.log()[0];
+  for (const auto& p : rec.parties) {
+    if (p.role != "client") continue;
+    const bool was_dropped = std::find(lg0.dropped.begin(), lg0.dropped.end(), p.id) != lg0.dropped.end();
+    CHECK(p.net.bytes_down == P * 4);
+    CHECK(p.net.bytes_up == (was_dropped ? 0u : P * 4));
+    CHECK((p.macs == 0) == was_dropped);
+  }
+
+  o.on_dropout = wf::dropout_policy::retry;
+  o.max_retries = 10;
+  wf::federated_averaging<fleet<>> retry(o, {}, nn::sgd{.learning_rate = 0.05f});
+  retry.initialize(3);
+  retry.run(fed.clients, test_set().view());
+  bool some_retry = false;
+  for (std::size_t i = 0; i < retry.log().size(); ++i) {
+    const auto& lg = retry.log()[i];
+    CHECK(lg.aggregation.accepted.size() == 5);  // replacements fill the round
+    some_retry = some_retry || lg.waves > 1;
+    CHECK(retry.result().rounds[i].sequential_hops == 2 * lg.waves);
+    auto s = lg.selected;
+    std::sort(s.begin(), s.end());
+    CHECK(std::adjacent_find(s.begin(), s.end()) == s.end());  // nobody asked twice
+  }
+  CHECK(some_retry);
+}
+
+TEST_CASE("A round below the policy's min_clients fails and leaves the model unchanged", "[federated][faults]") {
+  const auto fed = make_clients(train_set(), 10, 9);
+  // Krum with f = 2 needs 7 updates; 5 clients per round cannot make it.
+  wf::federated_averaging<fleet<tl::krum>> fl({.rounds = 1, .client_fraction = 0.5, .local_epochs = 1, .seed = 1},
+                                              tl::krum{.num_malicious = 2}, nn::sgd{.learning_rate = 0.05f});
+  fl.initialize(8);
+  const std::vector<float> w0(fl.global().begin(), fl.global().end());
+  fl.run(fed.clients, test_set().view());
+  REQUIRE(fl.log().size() == 1);
+  CHECK_FALSE(fl.log()[0].aggregation.updated());
+  CHECK(fl.log()[0].aggregation.outcome.code == tl::errc::invalid_argument);
+  CHECK(std::vector<float>(fl.global().begin(), fl.global().end()) == w0);
+}
+
+TEST_CASE("Sign-flip and scaling attackers: FedAvg suffers, median and trimmed mean hold", "[federated][attacks]") {
+  // IID-ish split (8 labels among 10 clients would be too skewed for the robust rules on 400 samples).
+  const auto& tr = train_set();
+  tl::rng r(10);
+  const auto parts = tl::data::partition_iid(tr.count, 10, r);
+  const auto fed = wf::make_federated_dataset(tr.x.data(), tr.y.data(), tr.count, 8, parts);
+  wf::federated_options clean{.rounds = 8, .client_fraction = 1.0, .local_epochs = 1, .batch_size = 10, .seed = 5};
+  wf::federated_options attacked = clean;
+  attacked.attack = {.kind = wf::attack_kind::scaling, .fraction = 0.3, .magnitude = -10.0f};  // flipped and boosted
+  const nn::sgd opt{.learning_rate = 0.05f};
+  auto acc = [&](auto& fl) {
+    fl.initialize(6);
+    fl.run(fed.clients, test_set().view());
+    return fl.result().final_accuracy();
+  };
+  wf::federated_averaging<fleet<>> ref(clean, {}, opt);
+  wf::federated_averaging<fleet<>> avg(attacked, {}, opt);
+  wf::federated_averaging<fleet<tl::coordinate_median>> med(attacked, {}, opt);
+  wf::federated_averaging<fleet<tl::trimmed_mean>> trim(attacked, tl::trimmed_mean{.beta = 0.3}, opt);
+  wf::federated_averaging<fleet<tl::krum>> kr(attacked, tl::krum{.num_malicious = 3}, opt);
+  const double a_ref = acc(ref), a_avg = acc(avg), a_med = acc(med), a_trim = acc(trim), a_krum = acc(kr);
+  INFO("clean " << a_ref << " fedavg " << a_avg << " median " << a_med << " trimmed " << a_trim << " krum " << a_krum);
+  CHECK(a_ref > 0.9);
+  CHECK(a_avg < a_ref - 0.2);
+  CHECK(a_med > a_ref - 0.05);
+  CHECK(a_trim > a_ref - 0.05);
+  CHECK(a_krum > a_ref - 0.1);
+  for (const auto& lg : avg.log()) CHECK(lg.byzantine.size() == 3);
+}
+
+TEST_CASE("apply_attack formulas", "[attacks]") {
+  std::vector<float> g{1.0f, 2.0f, -1.0f}, w{1.5f, 1.0f, -1.0f};
+  tl::rng r(1);
+  auto a = w;
+  CHECK(wf::apply_attack({.kind = wf::attack_kind::sign_flip, .fraction = 1.0}, a, g, r) == 3);
+  CHECK(a == std::vector<float>{0.5f, 3.0f, -1.0f});
+  a = w;
+  (void)wf::apply_attack({.kind = wf::attack_kind::scaling, .fraction = 1.0, .magnitude = 10.0f}, a, g, r);
+  CHECK(a == std::vector<float>{6.0f, -8.0f, -1.0f});
+  a = w;
+  CHECK(wf::apply_attack({.kind = wf::attack_kind::wrong_length, .fraction = 1.0}, a, g, r) == 2);
+  a = w;
+  (void)wf::apply_attack({.kind = wf::attack_kind::gaussian_noise, .fraction = 1.0, .noise_stddev = 0.5f}, a, g, r);
+  CHECK(a != w);
+  const auto bad = wf::choose_attackers(10, 0.2, r);
+  CHECK(std::count(bad.begin(), bad.end(), true) == 2);
+}
+
+TEST_CASE("FedProx clients are pulled towards the global model", "[federated]") {
+  const auto fed = make_clients(train_set(), 10, 12);
+  auto drift = [&](float mu) {
+    wf::federated_averaging<fleet<tl::fedprox>> fl({.rounds = 1, .client_fraction = 1.0, .local_epochs = 5, .batch_size = 5,
+                                                    .seed = 3},
+                                                   tl::fedprox{.proximal_mu = mu}, nn::sgd{.learning_rate = 0.05f});
+    fl.initialize(3);
+    const std::vector<float> w0(fl.global().begin(), fl.global().end());
+    fl.run(fed.clients, nn::labelled_view<std::uint8_t>{});
+    double d = 0.0;
+    for (std::size_t j = 0; j < P; ++j) d += std::pow(static_cast<double>(fl.global()[j] - w0[j]), 2);
+    return std::sqrt(d);
+  };
+  const double free = drift(0.0f), prox = drift(2.0f);
+  CHECK(prox < 0.8 * free);
+}
+
+TEST_CASE("DP-FedAvg runs through the workflow and adds noise", "[federated][dp]") {
+  const auto fed = make_clients(train_set(), 10, 13);
+  using dp = tl::dp_fixed_clipping<tl::fedavg>;
+  const wf::federated_options o{.rounds = 3, .client_fraction = 1.0, .local_epochs = 1, .batch_size = 10, .seed = 3};
+  wf::federated_averaging<fleet<dp>> noisy(o, dp{.noise_multiplier = 1.0f, .clipping_norm = 0.5f},
+                                           nn::sgd{.learning_rate = 0.05f});
+  wf::federated_averaging<fleet<dp>> quiet(o, dp{.noise_multiplier = 0.0f, .clipping_norm = 1e6f},
+                                           nn::sgd{.learning_rate = 0.05f});
+  wf::federated_averaging<fleet<>> plain(o, {}, nn::sgd{.learning_rate = 0.05f});
+  noisy.initialize(1);
+  quiet.initialize(1);
+  plain.initialize(1);
+  noisy.run(fed.clients, test_set().view());
+  quiet.run(fed.clients, test_set().view());
+  plain.run(fed.clients, test_set().view());
+  double dq = 0.0, dn = 0.0;
+  for (std::size_t j = 0; j < P; ++j) {
+    dq = std::max(dq, static_cast<double>(std::fabs(quiet.global()[j] - plain.global()[j])));
+    dn = std::max(dn, static_cast<double>(std::fabs(noisy.global()[j] - plain.global()[j])));
+  }
+  CHECK(dq < 1e-4);  // no clipping, no noise: FedAvg
+  CHECK(dn > 1e-3);
+  CHECK(noisy.server().state().noise_stddev == Approx(1.0 * 0.5 / 10));
+}
+
+TEST_CASE("train_locally keeps a frozen prefix bit-exact", "[federated][transfer]") {
+  nn::network<small_model> net;
+  net.initialize(3);
+  const std::vector<float> w0(net.parameters().begin(), net.parameters().end());
+  const std::size_t frozen = wf::frozen_parameter_count<small_model>(2);  // dense + relu
+  CHECK(frozen == 8 * 16 + 16);
+  tl::rng r(1);
+  const auto res = wf::train_locally(net, nn::sgd{.learning_rate = 0.1f}, train_set().view(), 1, 10, r, {}, 0.0f, frozen);
+  CHECK(res.steps == 40);
+  CHECK(res.samples == 400);
+  CHECK(std::equal(w0.begin(), w0.begin() + static_cast<std::ptrdiff_t>(frozen), net.parameters().begin()));
+  CHECK_FALSE(std::equal(w0.begin() + static_cast<std::ptrdiff_t>(frozen), w0.end(),
+                         net.parameters().begin() + static_cast<std::ptrdiff_t>(frozen)));
+}
+
+TEST_CASE("Federated transfer: pre-training helps, personalisation helps each client", "[federated][transfer]") {
+  const auto fed = make_clients(train_set(), 10, 14);
+  const blobs server(15, 99);  // 60 proxy samples on the server
+  wf::federated_transfer<fleet<>> ftl({.pretrain_epochs = 5, .pretrain_batch = 10, .personalize_epochs = 3,
+                                       .personalize_batch = 5, .frozen_layers = 2, .holdout_fraction = 0.25, .seed = 2},
+                                      {.rounds = 3, .client_fraction = 0.5, .local_epochs = 1, .batch_size = 10, .seed = 2},
+                                      tl::fedavg{}, nn::sgd{.learning_rate = 0.05f});
+  const auto res = ftl.run(server.view(), fed.clients, test_set().view());
+  INFO("pre " << res.pretrained_accuracy << " fed " << res.federated_accuracy << " global-on-clients "
+              << res.global_on_clients << " personal " << res.personalized_on_clients);
+  CHECK(res.pretrained_accuracy > 0.6);
+  CHECK(res.federated_accuracy > 0.8);
+  CHECK(res.personalized_on_clients >= res.global_on_clients);
+  CHECK(res.personalized_on_clients > 0.9);
+  REQUIRE(res.costs.rounds.size() == 5);  // pre-train, 3 rounds, personalisation
+  CHECK(res.costs.rounds.front().parties.front().role == "server");
+  CHECK(res.costs.rounds.back().parties.size() == 10);
+  CHECK(res.costs.workflow == "federated_transfer");
+}
+
+TEST_CASE("Reptile: the server step, the federated run and few-shot adaptation", "[federated][reptile]") {
+  // ε = 0.5: the global weights move half way to the clients' mean.
+  tl::aggregator<wf::reptile_step> agg(wf::reptile_step{.epsilon = 0.5f}, 3);
+  std::vector<float> g{0.0f, 2.0f, -4.0f};
+  const std::vector<float> a{2.0f, 2.0f, 0.0f}, b{4.0f, 6.0f, 0.0f};
+  std::vector<tl::client_result<tl::fp32_update>> res{{1, {a}, 1}, {2, {b}, 1}};
+  REQUIRE(agg.round(std::span<float>(g), res).updated());
+  CHECK(g == std::vector<float>{1.5f, 3.0f, -2.0f});
+
+  const auto fed = make_clients(train_set(), 10, 15);
+  wf::federated_reptile<fleet<>> meta({.rounds = 10, .client_fraction = 0.5, .local_epochs = 2, .batch_size = 5, .seed = 3,
+                                       .name = "reptile"},
+                                      wf::reptile_step{.epsilon = 0.5f}, nn::sgd{.learning_rate = 0.05f});
+  meta.initialize(4);
+  const auto rep = meta.run(fed.clients, test_set().view());
+  CHECK(rep.workflow == "reptile");
+  CHECK(rep.final_accuracy() > 0.7);
+  // Few-shot: adapting on a task's support set helps on its query set (the client's 2 labels).
+  const auto& task = fed.clients[0];
+  const nn::labelled_view<std::uint8_t> support{task.x, task.y, task.count / 2, 8, 1};
+  const nn::labelled_view<std::uint8_t> query{task.x + (task.count / 2) * 8, task.y + task.count / 2,
+                                              task.count - task.count / 2, 8, 1};
+  const double zero = wf::adapted_accuracy<small_model>(meta.global(), support, query, nn::sgd{.learning_rate = 0.05f}, 0, 5, 1);
+  const double few = wf::adapted_accuracy<small_model>(meta.global(), support, query, nn::sgd{.learning_rate = 0.05f}, 3, 5, 1);
+  INFO("zero-shot " << zero << " adapted " << few);
+  CHECK(few >= zero);
+  CHECK(few > 0.9);
+}
+
+TEST_CASE("Distillation: loss gradient, fp32 teacher to int8 student", "[distill]") {
+  // Gradient of Hinton et al.'s loss against central differences.
+  const std::vector<float> zs{0.3f, -1.2f, 0.8f, 0.1f, 1.0f, 0.2f, -0.5f, 0.0f}, zt{2.0f, -1.0f, 0.5f, 0.0f, -0.3f, 1.5f, 0.2f, 0.1f};
+  const std::vector<std::uint8_t> y{0, 1};
+  std::vector<float> g(8);
+  (void)wf::distillation_loss(zs.data(), zt.data(), y.data(), 2, 4, 3.0f, 0.7f, g.data());
+  for (std::size_t j = 0; j < 8; ++j) {
+    auto p = zs, m = zs;
+    p[j] += 1e-3f;
+    m[j] -= 1e-3f;
+    const double num = (wf::distillation_loss(p.data(), zt.data(), y.data(), 2, 4, 3.0f, 0.7f, nullptr) -
+                        wf::distillation_loss(m.data(), zt.data(), y.data(), 2, 4, 3.0f, 0.7f, nullptr)) / 2e-3;
+    CHECK(static_cast<double>(g[j]) == Approx(num).margin(2e-3));
+  }
+
+  struct kd_traits {
+    using teacher = tl::sequential<tl::dense<8, 64>, tl::relu, tl::dense<64, 4>>;
+    using student = tl::sequential<tl::dense<8, 6>, tl::relu, tl::dense<6, 4>>;
+    using device = tl::int8_per_channel;
+    using optimizer = nn::adam;
+  };
+  nn::network<kd_traits::teacher> teacher;
+  teacher.initialize(1);
+  tl::rng r(2);
+  (void)wf::train_locally(teacher, nn::adam{.learning_rate = 1e-2f}, train_set().view(), 10, 20, r);
+  wf::knowledge_distillation<kd_traits> kd({.temperature = 3.0f, .alpha = 0.8f, .epochs = 15, .batch_size = 20, .seed = 3,
+                                            .calibration_samples = 200},
+                                           nn::adam{.learning_rate = 1e-2f});
+  const auto res = kd.run(teacher, train_set().view(), test_set().view());
+  INFO("teacher " << res.teacher_accuracy << " student " << res.student_fp32_accuracy << " int8 " << res.student_int8_accuracy);
+  CHECK(res.teacher_accuracy > 0.9);
+  CHECK(res.student_fp32_accuracy > 0.85);
+  CHECK(res.student_int8_accuracy > res.student_fp32_accuracy - 0.05);
+  CHECK(res.student_int8_parameter_bytes < res.teacher_parameter_bytes / 10);
+  CHECK(res.costs.rounds.back().parties.front().net.bytes_down == res.student_int8_parameter_bytes);
+}
+
+TEST_CASE("FedLoRA with heterogeneous ranks fine-tunes a frozen base", "[federated][lora]") {
+  // Base model: trained on classes 0 and 1 only, so it fails on 2 and 3.
+  const blobs& tr = train_set();
+  std::vector<std::size_t> two;
+  for (std::size_t i = 0; i < tr.count; ++i)
+    if (tr.y[i] < 2) two.push_back(i);
+  std::vector<float> x2;
+  std::vector<std::uint8_t> y2;
+  for (const std::size_t i : two) {
+    x2.insert(x2.end(), tr.x.begin() + static_cast<std::ptrdiff_t>(i * 8), tr.x.begin() + static_cast<std::ptrdiff_t>(i * 8 + 8));
+    y2.push_back(tr.y[i]);
+  }
+  nn::network<small_model> base;
+  base.initialize(7);
+  tl::rng r(3);
+  (void)wf::train_locally(base, nn::sgd{.learning_rate = 0.05f}, {x2.data(), y2.data(), y2.size(), 8, 1}, 5, 10, r);
+  const std::vector<float> w0(base.parameters().begin(), base.parameters().end());
+
+  const auto fed = make_clients(tr, 6, 16);
+  wf::lora_options lo{.max_rank = 4, .alpha = 4.0f, .learning_rate = 0.1f, .client_ranks = {1, 2, 4, 1, 2, 4},
+                      .rounds = 20, .client_fraction = 1.0, .local_epochs = 2, .batch_size = 10, .seed = 5};
+  wf::federated_lora<fleet<>> fl(lo);
+  fl.set_base(w0);
+  const double before = fl.evaluate(test_set().view());  // B = 0: the base model
+  CHECK(before == Approx(nn::evaluate(base, nn::softmax_cross_entropy{}, test_set().view()).accuracy));
+  const auto rep = fl.run(fed.clients, test_set().view());
+  INFO("before " << before << " after " << rep.final_accuracy());
+  CHECK(before < 0.6);
+  CHECK(rep.final_accuracy() > before + 0.25);
+  CHECK(rep.workflow == "fedlora");
+  // Upload of a rank-r client: r · Σ (In + Out) adapter values.
+  CHECK(fl.adapter_count(1) == (8 + 16) + (16 + 4));
+  for (const auto& p : rep.rounds[0].parties)
+    if (p.role == "client") CHECK(p.net.bytes_up == fl.adapter_count(lo.client_ranks[p.id]) * 4);
+  CHECK(fl.rejected_updates() == 0);
+
+  // Only rank-1 clients: components beyond rank 1 are never touched (B's columns stay 0).
+  wf::lora_options lo1 = lo;
+  lo1.client_ranks.assign(6, 1);
+  lo1.rounds = 2;
+  wf::federated_lora<fleet<>> f1(lo1);
+  f1.set_base(w0);
+  f1.run(fed.clients, test_set().view());
+  bool untouched = true;
+  for (const auto& l : f1.layers())
+    for (std::size_t o = 0; o < l.out; ++o)
+      for (std::size_t k = 1; k < 4; ++k) untouched = untouched && f1.adapters()[l.b_offset + o * 4 + k] == 0.0f;
+  CHECK(untouched);
+}
+
+#if TINYLARGE_HAS_EXCEPTIONS
+TEST_CASE("Bad options and data raise clear errors", "[federated]") {
+  using fl_t = wf::federated_averaging<fleet<>>;
+  CHECK_THROWS_AS(fl_t({.client_fraction = 0.0}), tl::invalid_argument);
+  CHECK_THROWS_AS(fl_t({.local_epochs = 0}), tl::invalid_argument);
+  CHECK_THROWS_AS(fl_t({.dropout_probability = 1.0}), tl::invalid_argument);
+  fl_t fl({.rounds = 1});
+  const std::vector<float> wrong(P + 1, 0.0f);
+  CHECK_THROWS_WITH(fl.set_global(wrong), Catch::Contains("wrong number of parameters"));
+  std::vector<float> x(16, 0.0f);
+  std::vector<std::uint8_t> y(2, 0);
+  const std::vector<nn::labelled_view<std::uint8_t>> bad{{x.data(), y.data(), 2, 7, 1}};
+  CHECK_THROWS_WITH(fl.run(bad, nn::labelled_view<std::uint8_t>{}), Catch::Contains("feature count"));
+}
+#endif
