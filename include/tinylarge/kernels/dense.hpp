@@ -196,6 +196,9 @@ inline void dense_s8(scalar, std::size_t m, std::size_t n, std::size_t k, const 
 #include "simd/x86_f32.hpp"
 #include "simd/x86_s8.hpp"
 #endif
+#if !TINYLARGE_FREESTANDING && (defined(__ARM_NEON) || defined(__ARM_NEON__))
+#include "simd/neon.hpp"
+#endif
 
 namespace tinylarge::kernels {
 
