@@ -191,8 +191,10 @@ void register_all() {
         {"fp32_tn", {transpose::yes, transpose::no}}};
     for (const auto& [prec, t] : cases) {
       if (impl == 2 && std::string(prec) != "fp32") continue;
+      // clang 14 cannot capture structured bindings: copy them first.
+      const transpose ta = t.first, tb = t.second;
       reg(std::string("gemm/") + cube.name + "/" + prec + "/" + impl_name[impl],
-          [=](benchmark::State& st) { bench_gemm(st, cube, t.first, t.second, impl); })
+          [=](benchmark::State& st) { bench_gemm(st, cube, ta, tb, impl); })
           ->Unit(benchmark::kMicrosecond);
     }
   }
