@@ -17,6 +17,7 @@
 #   arm    ARM Linux cross compilers (aarch64, armhf) and qemu-user (scripts/arm_linux_test.sh)
 #   net    MPI and MQTT for the optional transports (scripts/transport_test.sh); the
 #          mosquitto broker is never started as a service: the tests start their own
+#   docs   Doxygen (API reference, built warning-free by the `docs` step) and matplotlib (scripts/plots.py)
 set -euo pipefail
 
 declare -A TL_GROUPS=(
@@ -26,8 +27,9 @@ declare -A TL_GROUPS=(
   [mcu]="gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm"
   [arm]="g++-aarch64-linux-gnu g++-arm-linux-gnueabihf qemu-user"
   [net]="libmosquitto-dev libopenmpi-dev mosquitto openmpi-bin"
+  [docs]="doxygen python3-matplotlib"
 )
-TL_ALL_GROUPS="build bench data mcu arm net"
+TL_ALL_GROUPS="build bench data mcu arm net docs"
 
 list_only=0
 if [[ "${1:-}" == "--list" ]]; then list_only=1; shift; fi
