@@ -1,0 +1,272 @@
+#!/usr/bin/python3
+"""Plots from the JSON the examples and benchmarks write (Debian python3-matplotlib).
+
+    scripts/plots.py [--out DIR] [--split FILE] [--federated FILE]
+                     [--compress FILE ...] [--bench FILE ...] [--require NAME ...]
+
+Figures (PNG, in --out, default build/plots):
+
+  accuracy_per_round.png   test accuracy per round, one line per workflow run:
+                           every run of examples/federated_fashion_mnist --json
+                           (its "accuracy_per_round"), and the workflows of
+                           examples/split_fashion_mnist --json (a line when a
+                           workflow has "accuracy_per_round", otherwise one marker
+                           at its final round: that example reports the final
+                           accuracy only).
+  compression_stages.png   model bytes (log scale) against test accuracy, one point
+                           per stage (fp32 → pruned → shared → Huffman), one line per
+                           operating point, from examples/compress_fashion_mnist
+                           --json (default: benchmarks/results/compress_fashion_mnist/*.json).
+  benchmark_ratios.png     ours / peer per comparison (1 = parity), from the
+                           "comparisons" of scripts/run_benchmarks.py's JSON
+                           (default: benchmarks/results/kernels.json).
+
+A figure whose inputs are missing is skipped with a message naming the file and
+the command that produces it. Exit status: 2 for a file given explicitly that
+does not exist or does not parse, 1 when a figure named by --require (accuracy,
+compression, benchmarks) could not be drawn or no figure at all was drawn, 0
+otherwise.
+
+The examples print `nan` for accuracies they did not measure (not valid JSON);
+it is read as NaN and such points are left out.
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import re
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_COMPRESS = os.path.join(ROOT, "benchmarks", "results", "compress_fashion_mnist", "*.json")
+DEFAULT_BENCH = os.path.join(ROOT, "benchmarks", "results", "kernels.json")
+NAN_TOKEN = re.compile(r"(?<=[:\[,\s])(-?)nan(?=\s*[,\]\}])")
+
+
+class InputError(Exception):
+    pass
+
+
+def load(path):
+    """Parse an example's JSON; bare nan/-nan tokens become NaN."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror}") from e
+    try:
+        return json.loads(NAN_TOKEN.sub(lambda m: "-NaN" if m.group(1) else "NaN", text))
+    except json.JSONDecodeError as e:
+        raise InputError(f"{path} is not JSON: {e}") from e
+
+
+def finite(x):
+    return isinstance(x, (int, float)) and not math.isnan(x) and not math.isinf(x)
+
+
+def plot_accuracy(plt, split_doc, fed_doc, out):
+    """Accuracy per round per workflow. Returns the number of series drawn."""
+    from matplotlib.ticker import MaxNLocator
+    fig, ax = plt.subplots(figsize=(8, 5))
+    series = 0
+    if fed_doc is not None:
+        runs = list(fed_doc.get("rounds_to_target", []))
+        runs += list(fed_doc.get("robustness", {}).get("runs", []))
+        runs += list(fed_doc.get("dp", []))
+        for run in runs:
+            curve = [a for a in run.get("accuracy_per_round", [])]
+            pts = [(i + 1, a) for i, a in enumerate(curve) if finite(a)]
+            if not pts:
+                continue
+            ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], label=f"federated: {run.get('name', '?')}")
+            series += 1
+    if split_doc is not None:
+        for wf in split_doc.get("workflows", []):
+            name = f"split: {wf.get('workflow', '?')}"
+            curve = wf.get("accuracy_per_round")
+            if curve:
+                pts = [(i + 1, a) for i, a in enumerate(curve) if finite(a)]
+                if pts:
+                    ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], linestyle="--", label=name)
+                    series += 1
+            elif finite(wf.get("test_accuracy")) and wf.get("rounds", 0) > 0:
+                ax.plot([wf["rounds"]], [100 * wf["test_accuracy"]], marker="o", linestyle="none", label=name)
+                series += 1
+        central = split_doc.get("centralised_accuracy")
+        if finite(central):
+            ax.axhline(100 * central, color="grey", linewidth=0.8, linestyle=":", label="centralised (split example)")
+    if series == 0:
+        plt.close(fig)
+        return 0
+    ax.set_xlabel("round")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Accuracy per round per workflow (Fashion-MNIST)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return series
+
+
+def plot_compression(plt, docs, out):
+    """Bytes vs accuracy per compression stage. Returns the number of points drawn."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    n = 0
+    for path, doc in docs:
+        for point in doc.get("points", []):
+            stages = [s for s in point.get("stages", []) if finite(s.get("bytes")) and finite(s.get("test_accuracy"))]
+            if not stages:
+                continue
+            label = f"{os.path.basename(path)}: point {point.get('name', '?')}"
+            xs = [s["bytes"] for s in stages]
+            ys = [100 * s["test_accuracy"] for s in stages]
+            ax.plot(xs, ys, marker="o", label=label)
+            if n == 0:  # the stages are the same in every file: name them once
+                for s, x, y in zip(stages, xs, ys):
+                    ax.annotate(s.get("stage", "").split(" (")[0], (x, y), fontsize=6, xytext=(3, 3),
+                                textcoords="offset points")
+            n += len(stages)
+    if n == 0:
+        plt.close(fig)
+        return 0
+    ax.set_xscale("log")
+    ax.set_xlabel("model bytes (every byte counted, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title("Size vs accuracy per compression stage (LeNet-300-100)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return n
+
+
+def plot_benchmarks(plt, docs, out):
+    """Ours / peer bars. Returns the number of bars drawn."""
+    labels, ratios = [], []
+    for path, doc in docs:
+        prefix = "" if len(docs) == 1 else os.path.splitext(os.path.basename(path))[0] + ": "
+        for c in doc.get("comparisons", []):
+            r = c.get("ratio")
+            if finite(r):
+                labels.append(prefix + c.get("label", "?"))
+                ratios.append(r)
+    if not ratios:
+        return 0
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(ratios) + 1.5))
+    ypos = list(range(len(ratios)))
+    colors = ["tab:green" if r >= 1.0 else "tab:orange" for r in ratios]
+    ax.barh(ypos, ratios, color=colors)
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_yticks(ypos)
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.invert_yaxis()
+    for y, r in zip(ypos, ratios):
+        ax.text(r, y, f" {r:.2f}×", va="center", fontsize=7)
+    ax.set_xlabel("ours / peer (throughput; > 1: ours faster)")
+    ax.set_title("Benchmarks: tinylarge vs peer, same run")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return len(ratios)
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default=os.path.join(ROOT, "build", "plots"))
+    ap.add_argument("--split", help="JSON of examples/split_fashion_mnist --json")
+    ap.add_argument("--federated", help="JSON of examples/federated_fashion_mnist --json")
+    ap.add_argument("--compress", nargs="*", help="JSON of examples/compress_fashion_mnist --json")
+    ap.add_argument("--bench", nargs="*", help="JSON of scripts/run_benchmarks.py (with \"comparisons\")")
+    ap.add_argument("--require", nargs="*", default=[], choices=["accuracy", "compression", "benchmarks"])
+    args = ap.parse_args(argv)
+
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("plots.py: matplotlib is missing: apt-get install python3-matplotlib "
+              "(bash scripts/deps.sh docs), and run this script with /usr/bin/python3", file=sys.stderr)
+        return 1
+
+    def explicit(paths):
+        docs = []
+        for p in paths:
+            if not os.path.isfile(p):
+                raise InputError(f"no such file: {p}")
+            docs.append((p, load(p)))
+        return docs
+
+    try:
+        split_doc = explicit([args.split])[0][1] if args.split else None
+        fed_doc = explicit([args.federated])[0][1] if args.federated else None
+        compress_paths = args.compress if args.compress is not None else sorted(glob.glob(DEFAULT_COMPRESS))
+        compress = explicit(compress_paths)
+        bench_paths = args.bench if args.bench is not None else ([DEFAULT_BENCH] if os.path.isfile(DEFAULT_BENCH) else [])
+        bench = explicit(bench_paths)
+    except InputError as e:
+        print(f"plots.py: {e}", file=sys.stderr)
+        return 2
+
+    os.makedirs(args.out, exist_ok=True)
+    drawn, missing = [], []
+
+    if split_doc is None and fed_doc is None:
+        print("plots.py: accuracy_per_round.png skipped: no workflow JSON; produce it with "
+              "`split_fashion_mnist --json FILE` and/or `federated_fashion_mnist --json FILE` "
+              "(build/examples/...), then pass --split FILE / --federated FILE")
+        missing.append("accuracy")
+    else:
+        out = os.path.join(args.out, "accuracy_per_round.png")
+        n = plot_accuracy(plt, split_doc, fed_doc, out)
+        if n:
+            print(f"plots.py: wrote {out} ({n} series)")
+            drawn.append("accuracy")
+        else:
+            print("plots.py: accuracy_per_round.png skipped: the workflow JSON holds no finite accuracy")
+            missing.append("accuracy")
+
+    if not compress:
+        print(f"plots.py: compression_stages.png skipped: no compression JSON (looked for {DEFAULT_COMPRESS}); "
+              "produce it with `compress_fashion_mnist --json FILE`, then pass --compress FILE")
+        missing.append("compression")
+    else:
+        out = os.path.join(args.out, "compression_stages.png")
+        n = plot_compression(plt, compress, out)
+        if n:
+            print(f"plots.py: wrote {out} ({n} stages from {len(compress)} file(s))")
+            drawn.append("compression")
+        else:
+            print("plots.py: compression_stages.png skipped: no stage with bytes and accuracy in the JSON")
+            missing.append("compression")
+
+    if not bench:
+        print(f"plots.py: benchmark_ratios.png skipped: no benchmark JSON (looked for {DEFAULT_BENCH}); "
+              "produce it with `scripts/run_benchmarks.py`, then pass --bench FILE")
+        missing.append("benchmarks")
+    else:
+        out = os.path.join(args.out, "benchmark_ratios.png")
+        n = plot_benchmarks(plt, bench, out)
+        if n:
+            print(f"plots.py: wrote {out} ({n} comparisons)")
+            drawn.append("benchmarks")
+        else:
+            print("plots.py: benchmark_ratios.png skipped: no \"comparisons\" with a ratio in the JSON")
+            missing.append("benchmarks")
+
+    unmet = [r for r in args.require if r not in drawn]
+    if unmet:
+        print(f"plots.py: required figure(s) not drawn: {', '.join(unmet)}", file=sys.stderr)
+        return 1
+    if not drawn:
+        print("plots.py: no figure drawn", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
