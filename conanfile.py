@@ -24,10 +24,7 @@ class TinylargeConan(ConanFile):
     version = "0.1.0"
     description = ("Header-only C++20 library joining TinyML and LargeML through compile-time policies "
                    "(precision, compression, partition, aggregation)")
-    # The repository has no LICENSE file yet, so no license is granted: set this to the
-    # SPDX identifier (and ports/tinylarge/vcpkg.json's "license") when one is added.
-    # scripts/packaging_test.sh keeps the two recipes and the LICENSE file consistent.
-    license = None
+    license = "Apache-2.0"
     url = "https://github.com/conan-io/conan-center-index"
     topics = ("machine-learning", "tinyml", "quantization", "federated-learning", "split-learning",
               "header-only")
