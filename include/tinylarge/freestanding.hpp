@@ -29,4 +29,6 @@
 #include "compress/huffman.hpp"
 #include "compress/kernels.hpp"
 #include "compress/model_file.hpp"
+#include "compress/sparse_s8.hpp"
+#include "nn/device_finetune.hpp"
 #include "transport/wire.hpp"
