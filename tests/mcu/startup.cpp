@@ -17,7 +17,9 @@ int main();
 /// Fill value for stack painting: tl_stack_high_water() counts untouched words.
 constexpr std::uint32_t stack_paint = 0xDEADBEEFu;
 
-extern "C" [[noreturn]] void tl_reset_handler() {
+// The .data copy and .bss clear stay plain loops: GCC would otherwise turn them into calls
+// to newlib's memcpy and memset, ~470 bytes of flash that a minimal firmware does not need.
+extern "C" [[noreturn]] __attribute__((optimize("no-tree-loop-distribute-patterns"))) void tl_reset_handler() {
 #if defined(__ARM_FP)
   // Enable CP10/CP11 (the FPU) before any floating-point instruction.
   volatile std::uint32_t* cpacr = reinterpret_cast<volatile std::uint32_t*>(0xE000ED88u);
