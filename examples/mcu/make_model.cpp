@@ -1,0 +1,423 @@
+// Generator of the firmware example's data (examples/mcu, docs/mcu.md), run on the host at
+// build time by scripts/mcu_example.sh:
+//
+//   make_model --out DIR [--train N] [--epochs E] [--prune-epochs P] [--share-epochs S] [--seed S]
+//
+// 1. Trains LeNet-300-100 on the first N Fashion-MNIST training images (fixed seed) and
+//    compresses it with Deep Compression (compress/network.hpp: gradual pruning to
+//    6 % / 7 % / 25 % of the weights, 5-bit k-means weight sharing with centroid fine-tuning,
+//    Huffman coding), as examples/compress_fashion_mnist does, in a small budget.
+// 2. Writes the model file (compress/model_file.hpp, gap and index streams Huffman-coded)
+//    and calibrates the int8 activation scales on 2 000 training images.
+// 3. Runs the firmware's own inference code (compressed_lenet.hpp) on the whole test set and
+//    reports its accuracy, and the expected int8 logits of the embedded test images.
+// 4. Quantizes the same weights to plain dense int8 (per channel) for the minimal firmware
+//    lenet_int8_min (the "runtime ≤ 4 KiB" target) and writes its expected output, computed
+//    with the host's kernels::dense_s8.
+//
+// DIR receives: model_data.h (model file + activation quantization), images.h (test images,
+// expected logits, fine-tuning samples), dense_int8.h (dense int8 weights), min_expected.txt.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tinylarge/compress/c_export.hpp"
+#include "tinylarge/compress/model_file.hpp"
+#include "tinylarge/compress/network.hpp"
+#include "tinylarge/data/idx.hpp"
+#include "tinylarge/nn/device_finetune.hpp"
+#include "tinylarge/nn/nn.hpp"
+
+#include "compressed_lenet.hpp"
+#include "finetune_setting.hpp"
+
+namespace nn = tl::nn;
+namespace cz = tl::compress;
+using mcu_example::lenet_300_100;
+
+namespace {
+
+constexpr std::size_t n_test_images = 16;
+
+std::vector<std::uint8_t> to_pixels(const float* x, std::size_t n) {
+  std::vector<std::uint8_t> p(n);
+  for (std::size_t i = 0; i < n; ++i) p[i] = static_cast<std::uint8_t>(std::lround(std::clamp(x[i], 0.0f, 1.0f) * 255.0f));
+  return p;
+}
+
+/// `static const <type> name[n]` (int32_t or int) in the style of compress/c_export.hpp.
+std::string int_array(const char* type, const std::string& name, const std::vector<std::int32_t>& v) {
+  std::string s = "\nTINYLARGE_C_ALIGNAS(8) static const " + std::string(type) + " " + name + "[" + std::to_string(v.size()) + "] = {";
+  for (std::size_t i = 0; i < v.size(); ++i) s += (i % 12 == 0 ? "\n  " : " ") + std::to_string(v[i]) + ",";
+  return s + "\n};\n";
+}
+
+/// Host unit tests of the two freestanding headers the firmware adds (run on every
+/// generation): compress/sparse_s8.hpp against the dense int8 kernel on the expanded matrix,
+/// and nn/device_finetune.hpp's exponential and SGD. Returns the number of failures.
+int unit_tests(const mcu_example::compressed_lenet& dev, const std::vector<std::uint8_t>& pixels, std::size_t images) {
+  int failures = 0;
+  auto check = [&](bool ok, const char* what) {
+    if (!ok) {
+      std::fprintf(stderr, "make_model: unit test FAILED: %s\n", what);
+      ++failures;
+    }
+  };
+  // sparse_dense_s8 == kernels::dense_s8 on the same int8 weights expanded to a dense matrix.
+  {
+    const auto& l = dev.layer(0);
+    std::vector<std::int8_t> dense(l.w.rows * l.w.cols, 0);
+    for (std::size_t o = 0; o < l.w.rows; ++o) {
+      std::size_t col = 0;
+      for (std::size_t j = l.w.row_ptr[o]; j < l.w.row_ptr[o + 1]; ++j) {
+        col += l.w.gaps[j];
+        dense[o * l.w.cols + col] = l.w.centroids[l.w.indices[j]];
+        ++col;
+      }
+    }
+    std::vector<std::int8_t> x(images * 784), a(images * l.w.rows), b(images * l.w.rows);
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<std::int8_t>(pixels[i] - 128);
+    const tl::kernels::dense_s8_params p = l.params();
+    cz::sparse_dense_s8(tl::arch::scalar{}, images, l.w, x.data(), p, a.data());
+    tl::kernels::dense_s8(tl::arch::scalar{}, images, l.w.rows, l.w.cols, x.data(), dense.data(), p, b.data());
+    check(a == b, "sparse_dense_s8 differs from dense_s8 on the expanded matrix");
+    std::size_t nonzero = 0;
+    for (std::int8_t v : a) nonzero += v != l.output.zero_point;
+    check(nonzero > 0, "layer 0 output is all zero points");
+  }
+  // finetune_exp: relative error against std::exp.
+  {
+    double worst = 0.0;
+    for (float x = -80.0f; x <= 0.0f; x += 0.013f) {
+      const double e = std::exp(static_cast<double>(x));
+      worst = std::max(worst, std::fabs(static_cast<double>(tl::nn::finetune_exp(x)) - e) / e);
+    }
+    check(worst < 2e-6, "finetune_exp: relative error above 2e-6");
+    check(tl::nn::finetune_exp(-100.0f) == 0.0f && tl::nn::finetune_exp(0.0f) == 1.0f, "finetune_exp: ends");
+  }
+  // SGD on a separable 3-class toy problem: accuracy reaches 100 %, and the true-label
+  // probability grows.
+  {
+    static tl::nn::last_layer_finetuner<4, 3> h;
+    const float f[6 * 4] = {1, 0, 0, 0.5f, 0.9f, 0.1f, 0, 0.4f, 0, 1, 0, 0.5f, 0.1f, 0.9f, 0, 0.3f, 0, 0, 1, 0.5f, 0, 0.1f, 0.9f, 0.6f};
+    const std::uint8_t y[6] = {0, 0, 1, 1, 2, 2};
+    const float zero[12] = {};
+    h.load(zero, nullptr);
+    check(h.correct(f, y, 6) < 6, "toy problem already solved at the start");
+    const float p0 = h.train(f, y, 6, 1, 0.5f);
+    const float p1 = h.train(f, y, 6, 50, 0.5f);
+    check(h.correct(f, y, 6) == 6 && p1 > p0 && p1 > 0.8f, "SGD does not fit a separable toy problem");
+  }
+  return failures;
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  tl::io::write_file(path, std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string out;
+  std::size_t train_n = 10000, epochs = 2, prune_epochs = 2, share_epochs = 1;
+  std::uint64_t seed = 7;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "%s needs a value\n", a.c_str());
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--out") out = next();
+    else if (a == "--train") train_n = std::stoul(next());
+    else if (a == "--epochs") epochs = std::stoul(next());
+    else if (a == "--prune-epochs") prune_epochs = std::stoul(next());
+    else if (a == "--share-epochs") share_epochs = std::stoul(next());
+    else if (a == "--seed") seed = std::stoull(next());
+    else {
+      std::fprintf(stderr, "usage: %s --out DIR [--train N] [--epochs E] [--prune-epochs P] [--share-epochs S] [--seed S]\n",
+                   argv[0]);
+      return 2;
+    }
+  }
+  if (out.empty()) {
+    std::fprintf(stderr, "make_model: --out DIR is required\n");
+    return 2;
+  }
+  try {
+    std::filesystem::create_directories(out);
+    const auto train_set = tl::data::load_fashion_mnist(tl::data::split::train);
+    const auto test_set = tl::data::load_fashion_mnist(tl::data::split::test);
+    train_n = std::min(train_n, train_set.count);
+    nn::labelled_view<std::uint8_t> train{train_set.images.data(), train_set.labels.data(), train_n, 784};
+    nn::labelled_view<std::uint8_t> test{test_set.images.data(), test_set.labels.data(), test_set.count, 784};
+    nn::labelled_view<std::uint8_t> val{test_set.images.data(), test_set.labels.data(), 2000, 784};
+
+    // --- 1. train and compress (Deep Compression, small budget)
+    auto net = std::make_unique<nn::network<lenet_300_100>>();
+    net->initialize<nn::he_normal>(seed);
+    nn::fit(*net, nn::adam{.learning_rate = 1e-3f}, nn::softmax_cross_entropy{}, train,
+            {.epochs = epochs, .batch_size = 64, .seed = seed, .shuffle = true, .lr_decay = 0.85f}, &val,
+            nn::progress_printer{.prefix = "  fp32 "});
+    const double acc_fp32 = nn::evaluate(*net, nn::softmax_cross_entropy{}, test).accuracy;
+
+    using P = cz::deep_compression<cz::polynomial_decay, 5>;
+    cz::network_compressor<lenet_300_100, P, P, P> c;
+    const double keep[3] = {0.06, 0.07, 0.25};
+    const std::size_t batch = 64;
+    const auto steps = static_cast<std::int64_t>((train.count + batch - 1) / batch);
+    const std::int64_t end = std::max<std::int64_t>(1, steps * static_cast<std::int64_t>(prune_epochs) * 2 / 3);
+    auto set = [&](auto& schedule, double k) {
+      schedule.initial_sparsity = 0.0;
+      schedule.final_sparsity = 1.0 - k;
+      schedule.begin_step = 0;
+      schedule.end_step = end;
+      schedule.power = 3.0;
+      schedule.frequency = std::max<std::int64_t>(1, steps / 10);
+    };
+    set(std::get<0>(c.policy<0>().stages).schedule, keep[0]);
+    set(std::get<0>(c.policy<1>().stages).schedule, keep[1]);
+    set(std::get<0>(c.policy<2>().stages).schedule, keep[2]);
+    c.begin_gradual_pruning();
+    nn::fit(*net, cz::fine_tuning(nn::adam{.learning_rate = 5e-4f}, c), nn::softmax_cross_entropy{}, train,
+            {.epochs = prune_epochs, .batch_size = batch, .seed = seed + 10, .shuffle = true, .lr_decay = 0.8f}, &val,
+            nn::progress_printer{.prefix = "  prune "});
+    c.gradual_pruning = false;
+    c.apply(*net, cz::stage_kind::quantization);
+    nn::fit(*net, cz::fine_tuning(nn::adam{.learning_rate = 1e-4f}, c), nn::softmax_cross_entropy{}, train,
+            {.epochs = share_epochs, .batch_size = batch, .seed = seed + 20, .shuffle = true, .lr_decay = 0.7f}, &val,
+            nn::progress_printer{.prefix = "  share "});
+    const cz::encoded_network enc = c.encode(*net);
+    cz::compressed_network<lenet_300_100> inf(enc);
+
+    // --- 2. the model file, as the firmware embeds it
+    cz::model_file_builder b;
+    for (std::size_t j = 0; j < 3; ++j) {
+      TINYLARGE_REQUIRE(inf.form(j) == cz::layer_form::sparse_codebook && inf.rows(j) == mcu_example::widths[j + 1] &&
+                            inf.cols(j) == mcu_example::widths[j],
+                        tl::errc::invalid_argument, "make_model: expected full-shape CSR-codebook layers");
+      cz::layer_options lo;
+      lo.activation = j < 2 ? cz::activation_kind::relu : cz::activation_kind::none;
+      lo.gaps = cz::symbol_encoding::huffman;
+      lo.indices = cz::symbol_encoding::huffman;
+      b.add_csr(inf.csr_codebook(j), enc.layers[j].index_bits, inf.bias(j), lo);
+    }
+    const std::vector<std::uint8_t> file = b.bytes();
+    const cz::model_file mf = cz::model_file::from_bytes(file);  // validates and decodes, like the device
+    std::size_t decode_total = 0, entries = 0;
+    {
+      cz::model_file_reader r;
+      std::vector<std::uint64_t> aligned((file.size() + 7) / 8);
+      std::memcpy(aligned.data(), file.data(), file.size());
+      raise_if_error(r.open(reinterpret_cast<const std::uint8_t*>(aligned.data()), file.size()));
+      for (std::size_t j = 0; j < 3; ++j) {
+        cz::layer_view v;
+        raise_if_error(r.layer(j, v));
+        decode_total += v.decode_bytes;
+        entries += mf.layer(j).csr_codebook.entries();
+      }
+    }
+
+    // Activation ranges of the fp32 compressed model on 2 000 training images.
+    float max1 = 0.0f, max2 = 0.0f, lo3 = 0.0f, hi3 = 0.0f;
+    {
+      std::vector<float> h1(300), h2(100), y(10);
+      for (std::size_t s = 0; s < 2000; ++s) {
+        const float* x = train_set.images.data() + s * 784;
+        cz::sparse_dense_f32(tl::arch::scalar{}, 1, mf.layer(0).csr_codebook, x, mf.layer(0).bias, h1.data());
+        for (float& v : h1) max1 = std::max(max1, v = std::max(v, 0.0f));
+        cz::sparse_dense_f32(tl::arch::scalar{}, 1, mf.layer(1).csr_codebook, h1.data(), mf.layer(1).bias, h2.data());
+        for (float& v : h2) max2 = std::max(max2, v = std::max(v, 0.0f));
+        cz::sparse_dense_f32(tl::arch::scalar{}, 1, mf.layer(2).csr_codebook, h2.data(), mf.layer(2).bias, y.data());
+        for (float v : y) lo3 = std::min(lo3, v), hi3 = std::max(hi3, v);
+      }
+    }
+    const tl::quant_params q[4] = {{1.0f / 255.0f, -128},
+                                   tl::choose_quant_params<tl::asymmetric>(0.0f, max1),
+                                   tl::choose_quant_params<tl::asymmetric>(0.0f, max2),
+                                   tl::choose_quant_params<tl::asymmetric>(lo3, hi3)};
+    const float scales[4] = {q[0].scale, q[1].scale, q[2].scale, q[3].scale};
+    const std::int32_t zeros[4] = {q[0].zero_point, q[1].zero_point, q[2].zero_point, q[3].zero_point};
+
+    // --- 3. the firmware's inference code on the host: accuracy on the whole test set
+    auto dev = std::make_unique<mcu_example::compressed_lenet>();
+    std::vector<std::uint64_t> flash((file.size() + 7) / 8);
+    std::memcpy(flash.data(), file.data(), file.size());
+    std::vector<std::uint8_t> decode(decode_total);
+    raise_if_error(dev->load(reinterpret_cast<const std::uint8_t*>(flash.data()), file.size(), scales, zeros,
+                             decode.data(), decode.size()));
+    std::size_t hits_int8 = 0, hits_f32 = 0;
+    std::vector<std::int8_t> expected(n_test_images * 10);
+    std::vector<std::uint8_t> test_pixels, test_labels;
+    for (std::size_t s = 0; s < test.count; ++s) {
+      const std::vector<std::uint8_t> px = to_pixels(test.x + s * 784, 784);
+      const std::int8_t* y = dev->forward(px.data());
+      std::size_t a = 0;
+      for (std::size_t j = 1; j < 10; ++j) a = y[j] > y[a] ? j : a;
+      hits_int8 += a == test.y[s];
+      if (s < n_test_images) {
+        std::copy(y, y + 10, expected.begin() + static_cast<std::ptrdiff_t>(s * 10));
+        test_pixels.insert(test_pixels.end(), px.begin(), px.end());
+        test_labels.push_back(test.y[s]);
+      }
+    }
+    for (std::size_t s = 0; s < test.count; s += 500) {
+      const float* y = inf.forward(test.x + s * 784, 500);
+      for (std::size_t i = 0; i < 500; ++i) {
+        std::size_t a = 0;
+        for (std::size_t j = 1; j < 10; ++j) a = y[i * 10 + j] > y[i * 10 + a] ? j : a;
+        hits_f32 += a == test.y[s + i];
+      }
+    }
+
+    if (unit_tests(*dev, test_pixels, n_test_images) != 0) return 1;
+    std::printf("make_model: unit tests of compress/sparse_s8.hpp and nn/device_finetune.hpp passed\n");
+
+    // Fine-tuning samples (finetune_setting.hpp): training images the model never saw, and
+    // held-out test images after the first 1 000, of the chosen classes, with the shift applied.
+    std::vector<std::uint8_t> ft_pixels, ft_labels, ho_pixels, ho_labels;
+    for (std::size_t s = train_n; s < train_set.count && ft_labels.size() < mcu_example::ft_train_count; ++s)
+      if (mcu_example::ft_class_used(train_set.labels[s])) {
+        std::vector<std::uint8_t> px = to_pixels(train_set.images.data() + s * 784, 784);
+        mcu_example::ft_shift(px.data());
+        ft_pixels.insert(ft_pixels.end(), px.begin(), px.end());
+        ft_labels.push_back(train_set.labels[s]);
+      }
+    for (std::size_t s = 1000; s < test.count && ho_labels.size() < mcu_example::ft_heldout_count; ++s)
+      if (mcu_example::ft_class_used(test.y[s])) {
+        std::vector<std::uint8_t> px = to_pixels(test.x + s * 784, 784);
+        mcu_example::ft_shift(px.data());
+        ho_pixels.insert(ho_pixels.end(), px.begin(), px.end());
+        ho_labels.push_back(test.y[s]);
+      }
+
+    // --- 4. plain dense int8 (per channel) of the same weights, for lenet_int8_min
+    std::string dense_h;
+    std::string min_expected = "lenet_int8_min: " + std::to_string(n_test_images) + " images\n";
+    std::vector<std::vector<std::int8_t>> wq(3);
+    std::vector<std::vector<std::int32_t>> bq(3), mult(3), shift(3);
+    for (std::size_t j = 0; j < 3; ++j) {
+      const auto& v = mf.layer(j).csr_codebook;
+      const std::size_t rows = v.rows, cols = v.cols;
+      std::vector<float> w(rows * cols, 0.0f);
+      for (std::size_t o = 0; o < rows; ++o) {
+        std::size_t col = 0;
+        for (std::size_t e = v.row_ptr[o]; e < v.row_ptr[o + 1]; ++e) {
+          col += v.gaps[e];
+          w[o * cols + col] = v.values(e);
+          ++col;
+        }
+      }
+      wq[j].resize(rows * cols);
+      bq[j].resize(rows);
+      mult[j].resize(rows);
+      shift[j].resize(rows);
+      for (std::size_t o = 0; o < rows; ++o) {
+        float m = 0.0f;
+        for (std::size_t i = 0; i < cols; ++i) m = std::max(m, std::fabs(w[o * cols + i]));
+        const float sw = m > 0.0f ? m / 127.0f : 1.0f;
+        for (std::size_t i = 0; i < cols; ++i) wq[j][o * cols + i] = tl::quantize(w[o * cols + i], {sw, 0}, tl::int8_weight_range);
+        const double bs = static_cast<double>(q[j].scale) * sw;
+        bq[j][o] = static_cast<std::int32_t>(std::lround(static_cast<double>(mf.layer(j).bias[o]) / bs));
+        const tl::quantized_multiplier qm = tl::quantize_multiplier(bs / static_cast<double>(q[j + 1].scale));
+        mult[j][o] = qm.multiplier;
+        shift[j][o] = qm.shift;
+      }
+    }
+    std::size_t hits_dense = 0;
+    {
+      std::vector<std::int8_t> a(mcu_example::arena_bytes);
+      std::vector<int> sh[3];
+      for (std::size_t j = 0; j < 3; ++j) sh[j].assign(shift[j].begin(), shift[j].end());
+      for (std::size_t s = 0; s < test.count; ++s) {
+        const std::vector<std::uint8_t> px = to_pixels(test.x + s * 784, 784);
+        for (std::size_t i = 0; i < 784; ++i) a[i] = static_cast<std::int8_t>(px[i] - 128);
+        std::int8_t* io[4] = {a.data(), a.data() + a.size() - 300, a.data(), a.data() + a.size() - 10};
+        for (std::size_t j = 0; j < 3; ++j) {
+          tl::kernels::dense_s8_params p;
+          p.input_zero_point = zeros[j];
+          p.output_zero_point = zeros[j + 1];
+          p.multipliers = mult[j].data();
+          p.shifts = sh[j].data();
+          p.per_channel = true;
+          p.bias = bq[j].data();
+          p.act_min = static_cast<std::int8_t>(j < 2 ? zeros[j + 1] : -128);
+          tl::kernels::dense_s8(tl::kernels::default_backend{}, 1, mcu_example::widths[j + 1], mcu_example::widths[j],
+                                io[j], wq[j].data(), p, io[j + 1]);
+        }
+        const std::int8_t* y = io[3];
+        std::size_t best = 0;
+        for (std::size_t k = 1; k < 10; ++k) best = y[k] > y[best] ? k : best;
+        hits_dense += best == test.y[s];
+        if (s < n_test_images) {
+          min_expected += std::to_string(s) + " " + std::to_string(best) + ":";
+          for (std::size_t k = 0; k < 10; ++k) min_expected += " " + std::to_string(y[k]);
+          min_expected += "\n";
+        }
+      }
+    }
+
+    // --- headers
+    const std::string gen = "Generated by examples/mcu/make_model (seed " + std::to_string(seed) + ", " +
+                            std::to_string(train_n) + " training images).";
+    {
+      cz::c_header_writer h(gen);
+      h.add_bytes("tl_model", file);
+      h.add_floats("tl_act_scale", std::span<const float>(scales, 4));
+      const std::int8_t z8[4] = {static_cast<std::int8_t>(zeros[0]), static_cast<std::int8_t>(zeros[1]),
+                                 static_cast<std::int8_t>(zeros[2]), static_cast<std::int8_t>(zeros[3])};
+      h.add_int8("tl_act_zero", std::span<const std::int8_t>(z8, 4));
+      write_text(out + "/model_data.h", h.str() + "\n#define TL_MODEL_DECODE_BYTES " + std::to_string(decode_total) + "u\n");
+    }
+    {
+      cz::c_header_writer h(gen);
+      h.add_bytes("tl_test_images", test_pixels, 4);
+      h.add_bytes("tl_test_labels", test_labels, 4);
+      h.add_int8("tl_expected_logits", expected, 4);
+      h.add_bytes("tl_ft_images", ft_pixels, 4);
+      h.add_bytes("tl_ft_labels", ft_labels, 4);
+      h.add_bytes("tl_heldout_images", ho_pixels, 4);
+      h.add_bytes("tl_heldout_labels", ho_labels, 4);
+      write_text(out + "/images.h", h.str());
+    }
+    {
+      cz::c_header_writer h(gen);
+      h.add_int8("tl_w0", wq[0]).add_int8("tl_w1", wq[1]).add_int8("tl_w2", wq[2]);
+      std::string s = h.str() + "#include <stdint.h>\n";
+      for (std::size_t j = 0; j < 3; ++j) {
+        s += int_array("int32_t", "tl_b" + std::to_string(j), bq[j]);
+        s += int_array("int32_t", "tl_m" + std::to_string(j), mult[j]);
+        s += int_array("int", "tl_s" + std::to_string(j), shift[j]);
+      }
+      s += "#define TL_ZP0 " + std::to_string(zeros[0]) + "\n#define TL_ZP1 " + std::to_string(zeros[1]) +
+           "\n#define TL_ZP2 " + std::to_string(zeros[2]) + "\n#define TL_ZP3 " + std::to_string(zeros[3]) + "\n";
+      write_text(out + "/dense_int8.h", s);
+    }
+    write_text(out + "/min_expected.txt", min_expected);
+
+    const double n = static_cast<double>(test.count);
+    std::printf("make_model: model file %zu bytes (%zu CSR entries, %zu bytes to decode at boot)\n", file.size(), entries,
+                decode_total);
+    std::printf("make_model: activation scales %.6g/%d %.6g/%d %.6g/%d %.6g/%d\n", static_cast<double>(scales[0]), zeros[0],
+                static_cast<double>(scales[1]), zeros[1], static_cast<double>(scales[2]), zeros[2],
+                static_cast<double>(scales[3]), zeros[3]);
+    std::printf("make_model: test accuracy (%zu images): fp32 before compression %.2f%%, fp32 compressed %.2f%%, "
+                "int8 compressed (firmware code) %.2f%%, dense int8 per channel (lenet_int8_min) %.2f%%\n",
+                test.count, 100 * acc_fp32, 100 * static_cast<double>(hits_f32) / n,
+                100 * static_cast<double>(hits_int8) / n, 100 * static_cast<double>(hits_dense) / n);
+    std::printf("make_model: fine-tuning samples %zu, held-out %zu; wrote %s/{model_data.h,images.h,dense_int8.h,min_expected.txt}\n",
+                ft_labels.size(), ho_labels.size(), out.c_str());
+    if (ft_labels.size() != mcu_example::ft_train_count || ho_labels.size() != mcu_example::ft_heldout_count) return 1;
+  } catch (const tl::error& e) {
+    std::fprintf(stderr, "make_model: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

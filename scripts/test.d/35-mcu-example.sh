@@ -1,0 +1,4 @@
+# Sourced by scripts/test.sh: the firmware example of examples/mcu on Cortex-M4F and
+# Cortex-M3 under QEMU — model generated at test time, predictions and int8 logits equal
+# to the host's, size report and the ≤ 4 KiB runtime target (scripts/mcu_example.sh).
+register_step mcu-example bash "$ROOT/scripts/mcu_example.sh" "$BUILD_ROOT/mcu-example"
