@@ -846,6 +846,255 @@ TEST_CASE("Huffman size is within 1% of the empirical entropy on shared-weight i
   CHECK(gratio < 1.01);
 }
 
+// ---------------------------------------------------------------------------
+// The table decoder's fast path (8-byte refills, multi-symbol entries) and its
+// boundaries, against a one-code-at-a-time bit-serial reference decoder.
+// ---------------------------------------------------------------------------
+
+namespace {
+
+// Specification decoder: reads one bit at a time and matches (length, code) pairs of the
+// canonical code; fails when the bits run out, when 16 bits match no code, on trailing
+// bytes and on non-zero padding. Shares only the header parser and the canonical code
+// assignment with the code under test.
+bool reference_decode(const std::vector<std::uint8_t>& enc, std::vector<std::uint8_t>& out) {
+  c::huffman_stream_info info;
+  if (!c::huffman_parse_header(enc.data(), enc.size(), info).ok()) return false;
+  c::huffman_code code;
+  code.alphabet = static_cast<std::uint16_t>(info.alphabet);
+  for (std::size_t s = 0; s < info.alphabet; ++s) code.length[s] = info.lengths[s];
+  if (!c::huffman_assign_codes(code).ok()) return false;
+  if (info.count > 0 && std::all_of(code.length, code.length + info.alphabet, [](std::uint8_t l) { return l == 0; }))
+    return false;
+  const std::uint64_t limit = static_cast<std::uint64_t>(info.payload_bytes) * 8;
+  std::uint64_t bit = 0;
+  out.assign(info.count, 0);
+  for (std::size_t i = 0; i < info.count; ++i) {
+    std::uint32_t v = 0;
+    bool found = false;
+    for (unsigned len = 1; len <= 16 && !found; ++len) {
+      if (bit >= limit) return false;
+      v = (v << 1) | ((info.payload[bit / 8] >> (7 - bit % 8)) & 1u);
+      ++bit;
+      for (std::size_t s = 0; s < info.alphabet; ++s)
+        if (code.length[s] == len && code.code[s] == v) {
+          out[i] = static_cast<std::uint8_t>(s);
+          found = true;
+          break;
+        }
+    }
+    if (!found) return false;
+  }
+  if ((bit + 7) / 8 != info.payload_bytes) return false;
+  for (; bit < limit; ++bit)
+    if ((info.payload[bit / 8] >> (7 - bit % 8)) & 1u) return false;
+  return true;
+}
+
+// Decodes with the table decoder into a buffer of exactly N symbols followed by guard
+// bytes, checks the guard, and compares verdict and symbols with the reference decoder.
+template <unsigned TableBits>
+void check_against_reference(const std::vector<std::uint8_t>& enc, std::size_t capacity_hint) {
+  std::vector<std::uint8_t> ref;
+  const bool ref_ok = reference_decode(enc, ref);
+  // Capacity: exactly the declared count when it parses (so that a write past the count
+  // hits the guard bytes), else the hint.
+  c::huffman_stream_info info;
+  const bool parsed = c::huffman_parse_header(enc.data(), enc.size(), info).ok();
+  const std::size_t cap = ref_ok ? ref.size() : parsed && info.count <= capacity_hint ? info.count : capacity_hint;
+  std::vector<std::uint8_t> out(cap + 16, 0xA5);
+  std::size_t n = 0;
+  const auto st = c::huffman_decode<TableBits>(enc.data(), enc.size(), out.data(), cap, &n);
+  INFO("TableBits " << TableBits << ", stream " << enc.size() << " bytes, reference " << (ref_ok ? "ok" : "fails")
+                    << ", decoder: " << (st.ok() ? "ok" : st.message));
+  REQUIRE(st.ok() == ref_ok);
+  for (std::size_t k = cap; k < out.size(); ++k) REQUIRE(out[k] == 0xA5);  // no write past the capacity
+  if (ref_ok) {
+    REQUIRE(n == ref.size());
+    REQUIRE(std::equal(ref.begin(), ref.end(), out.begin()));
+  }
+}
+
+void check_all_tables(const std::vector<std::uint8_t>& enc, std::size_t capacity_hint) {
+  check_against_reference<4>(enc, capacity_hint);
+  check_against_reference<8>(enc, capacity_hint);
+  check_against_reference<10>(enc, capacity_hint);
+  check_against_reference<11>(enc, capacity_hint);
+  check_against_reference<12>(enc, capacity_hint);
+}
+
+std::vector<std::uint8_t> encode_with(const c::huffman_code& code, const std::vector<std::uint8_t>& sym) {
+  std::vector<std::uint8_t> out(c::huffman_max_encoded_size(sym.size(), code.alphabet));
+  std::size_t w = 0;
+  REQUIRE(c::huffman_encode_with(code, sym.data(), sym.size(), out.data(), out.size(), &w).ok());
+  out.resize(w);
+  return out;
+}
+
+// Byte offset of the payload in a stream.
+std::size_t payload_offset(const std::vector<std::uint8_t>& enc) {
+  c::huffman_stream_info info;
+  REQUIRE(c::huffman_parse_header(enc.data(), enc.size(), info).ok());
+  return info.header_bytes;
+}
+
+// A canonical code with code lengths 1..16 and two symbols of length 16 (Kraft sum 1).
+c::huffman_code staircase_code() {
+  c::huffman_code code;
+  code.alphabet = 17;
+  for (unsigned s = 0; s < 16; ++s) code.length[s] = static_cast<std::uint8_t>(s + 1);
+  code.length[16] = 16;
+  REQUIRE(c::huffman_assign_codes(code).ok());
+  return code;
+}
+
+}  // namespace
+
+TEST_CASE("Huffman fast path: every payload size from 0 to 140 bytes, codes of 1 to 16 bits, equals the reference",
+          "[compress][huffman]") {
+  tinylarge::rng g(71);
+  std::vector<bool> sizes_seen(200, false);
+  // Code shapes: two 1-bit codes (8 symbols per byte: payloads end exactly on byte and
+  // refill boundaries), skewed 5-bit indices (multi-symbol entries), the staircase code
+  // (1..16 bits; long codes inside the hot loop), uniform 8-bit.
+  for (int shape = 0; shape < 4; ++shape) {
+    c::huffman_code code;
+    if (shape == 3) {
+      code = staircase_code();
+    } else {
+      const std::size_t alphabet = shape == 0 ? 2 : shape == 1 ? 32 : 256;
+      std::vector<std::uint64_t> counts(alphabet);
+      for (std::size_t s = 0; s < alphabet; ++s)
+        counts[s] = shape == 1 ? 1 + 4000 / ((s + 1) * (s + 1)) : 1 + g.uniform_int(3);
+      REQUIRE(c::huffman_build(counts.data(), alphabet, code).ok());
+    }
+    for (std::size_t n = 0; n <= 280; n += (n < 80 ? 1 : 7)) {
+      std::vector<std::uint8_t> sym(n);
+      for (auto& s : sym) {
+        if (shape == 3) {  // mostly long codes, some short ones
+          const auto r = g.uniform_int(4);
+          s = static_cast<std::uint8_t>(r == 0 ? g.uniform_int(10) : 10 + g.uniform_int(7));
+        } else {
+          do s = static_cast<std::uint8_t>(g.uniform_int(code.alphabet));
+          while (code.length[s] == 0);
+        }
+      }
+      const auto enc = encode_with(code, sym);
+      const std::size_t payload = enc.size() - payload_offset(enc);
+      if (payload < sizes_seen.size()) sizes_seen[payload] = true;
+      check_all_tables(enc, n);
+      std::vector<std::uint8_t> back;
+      REQUIRE(c::huffman_decode(enc, back).ok());
+      REQUIRE(back == sym);
+    }
+  }
+  for (std::size_t p : {0u, 1u, 2u, 7u, 8u, 9u, 15u, 16u, 17u, 63u, 64u, 65u}) {
+    INFO("payload size " << p);
+    CHECK(sizes_seen[p]);
+  }
+}
+
+TEST_CASE("Huffman fast path: all-16-bit codes, a long code last, streams ending at a refill boundary",
+          "[compress][huffman]") {
+  const auto code = staircase_code();
+  for (std::size_t n = 0; n <= 40; ++n) {
+    // Only 16-bit codes: 2 bytes per symbol, the payload always ends on a byte boundary.
+    std::vector<std::uint8_t> sym(n);
+    for (std::size_t k = 0; k < n; ++k) sym[k] = static_cast<std::uint8_t>(15 + k % 2);
+    check_all_tables(encode_with(code, sym), n);
+    // Short codes, then one 16-bit code last.
+    std::vector<std::uint8_t> tail(n, 0);
+    tail.push_back(16);
+    check_all_tables(encode_with(code, tail), tail.size());
+  }
+  // 1-bit codes: n = 8·P symbols fill P bytes exactly; P = 8, 16, …, 64 end where a refill
+  // of the hot loop would load the next 8 bytes.
+  c::huffman_code bits;
+  bits.alphabet = 2;
+  bits.length[0] = bits.length[1] = 1;
+  REQUIRE(c::huffman_assign_codes(bits).ok());
+  tinylarge::rng g(72);
+  for (std::size_t p = 1; p <= 64; ++p) {
+    std::vector<std::uint8_t> sym(8 * p);
+    for (auto& s : sym) s = static_cast<std::uint8_t>(g.uniform_int(2));
+    const auto enc = encode_with(bits, sym);
+    REQUIRE(enc.size() - payload_offset(enc) == p);
+    check_all_tables(enc, sym.size());
+  }
+}
+
+TEST_CASE("Huffman fast path: corruption near the end of the stream is caught as the reference catches it",
+          "[compress][huffman]") {
+  tinylarge::rng g(73);
+  // An incomplete code (lengths 1, 2, 3, 4, 4 minus one 4-bit code: "1111" is no code), so
+  // that flipped bits can form invalid patterns, and a complete skewed code.
+  c::huffman_code incomplete;
+  incomplete.alphabet = 4;
+  incomplete.length[0] = 1;
+  incomplete.length[1] = 2;
+  incomplete.length[2] = 3;
+  incomplete.length[3] = 4;
+  REQUIRE(c::huffman_assign_codes(incomplete).ok());
+  c::huffman_code skewed;
+  std::vector<std::uint64_t> counts(32);
+  for (std::size_t s = 0; s < 32; ++s) counts[s] = 1 + 4000 / ((s + 1) * (s + 1));
+  REQUIRE(c::huffman_build(counts.data(), 32, skewed).ok());
+  std::size_t rejected = 0, cases = 0;
+  c::huffman_code bits;  // two 1-bit codes: 3 symbols per table entry, 64 per refill
+  bits.alphabet = 2;
+  bits.length[0] = bits.length[1] = 1;
+  REQUIRE(c::huffman_assign_codes(bits).ok());
+  const std::vector<c::huffman_code> codes{incomplete, skewed, staircase_code(), bits};
+  for (const auto& cd : codes) {
+    for (std::size_t n : {1u, 9u, 13u, 40u, 100u, 300u}) {
+      std::vector<std::uint8_t> sym(n);
+      for (auto& s : sym) {
+        do s = static_cast<std::uint8_t>(g.uniform_int(cd.alphabet));
+        while (cd.length[s] == 0);
+      }
+      const auto enc = encode_with(cd, sym);
+      const std::size_t off = payload_offset(enc);
+      // Every bit of the last 10 payload bytes.
+      const std::size_t from = enc.size() > off + 10 ? enc.size() - 10 : off;
+      for (std::size_t i = from; i < enc.size(); ++i)
+        for (unsigned b = 0; b < 8; ++b) {
+          auto f = enc;
+          f[i] = static_cast<std::uint8_t>(f[i] ^ (1u << b));
+          std::vector<std::uint8_t> ref;
+          rejected += !reference_decode(f, ref);
+          ++cases;
+          check_all_tables(f, n + 8);
+        }
+      // The symbol count one above and 1–24 below (header field): usually an error (the
+      // stream ends early, or trailing bits), valid when zero padding happens to be a code
+      // (or the last code is zeros); either way the verdicts must agree, and no symbol may
+      // be written past the declared count. And a dropped last byte with the payload size
+      // adjusted: always an error.
+      for (int delta : {-24, -13, -12, -11, -10, -9, -4, -3, -2, -1, 1}) {
+        if (delta < 0 && static_cast<std::size_t>(-delta) > n) continue;
+        auto f = enc;
+        const std::uint32_t cnt = static_cast<std::uint32_t>(static_cast<std::int64_t>(n) + delta);
+        for (int k = 0; k < 4; ++k) f[off - 8 + static_cast<std::size_t>(k)] = static_cast<std::uint8_t>(cnt >> (8 * k));
+        check_all_tables(f, n + 1);
+        std::vector<std::uint8_t> ref;
+        rejected += !reference_decode(f, ref);
+        ++cases;
+      }
+      if (enc.size() > off) {
+        auto f = enc;
+        f.pop_back();
+        const std::uint32_t p = static_cast<std::uint32_t>(f.size() - off);
+        for (int k = 0; k < 4; ++k) f[off - 4 + static_cast<std::size_t>(k)] = static_cast<std::uint8_t>(p >> (8 * k));
+        check_all_tables(f, n);
+        std::vector<std::uint8_t> ref;
+        CHECK_FALSE(reference_decode(f, ref));
+      }
+    }
+  }
+  // Many of the flips must be errors (invalid patterns, padding, a count that no longer fits).
+  CHECK(rejected > cases / 4);
+}
+
 // ===========================================================================
 // Compressed kernels
 // ===========================================================================

@@ -28,8 +28,9 @@
 /// The header ("table bytes") is 11 + ⌈A·b/8⌉ bytes: 31 bytes for a 5-bit index alphabet.
 ///
 /// **Decoding** (freestanding: no heap, no exceptions, fixed-size tables): a 2^TableBits
-/// lookup table resolves codes of ≤ TableBits bits in one step; longer codes (≤ 16) are
-/// resolved with the canonical first-code/count arrays. Every failure — over-subscribed
+/// lookup table resolves up to three codes that fit in TableBits bits in one step, from a
+/// 64-bit bit buffer refilled by unaligned 8-byte loads (see `huffman_decoder`); longer
+/// codes (≤ 16) are resolved with the canonical first-code/count arrays. Every failure — over-subscribed
 /// code lengths, a bit pattern that is no code, a stream that ends early, trailing bytes,
 /// non-zero padding, N above the output capacity — returns an error `status`; the decoder
 /// never reads outside [in, in + size).
@@ -283,10 +284,46 @@ TINYLARGE_ALWAYS_INLINE std::uint32_t load_le32(const std::uint8_t* p) noexcept 
 // Decoder
 // ---------------------------------------------------------------------------
 
-/// Table-driven canonical Huffman decoder; fixed-size storage, no heap.
-/// Size: 4·2^TableBits + ~120 bytes (TableBits = 10: 4.1 KiB). An entry of the lookup table
-/// holds one code or, when two codes fit in TableBits bits, two (about 2 symbols per lookup
-/// for 5-bit index streams).
+namespace detail {
+/// The 8 bytes at `p` (any alignment) as a big-endian integer: the first byte is the most
+/// significant, so the stream's next bit is bit 63.
+TINYLARGE_ALWAYS_INLINE std::uint64_t load_be64(const std::uint8_t* p) noexcept {
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  std::uint64_t v;
+  __builtin_memcpy(&v, p, 8);
+  return __builtin_bswap64(v);
+#elif (defined(__GNUC__) || defined(__clang__)) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  std::uint64_t v;
+  __builtin_memcpy(&v, p, 8);
+  return v;
+#else
+  std::uint64_t v = 0;
+  for (int k = 0; k < 8; ++k) v = (v << 8) | p[k];
+  return v;
+#endif
+}
+}  // namespace detail
+
+/// Table-driven canonical Huffman decoder; fixed-size storage, no heap, no exceptions.
+///
+/// Size: 4·2^TableBits + ~120 bytes (TableBits = 8: 1.1 KiB, 10: 4.1 KiB, 12: 16.1 KiB).
+///
+/// **Lookup table.** Entry k of the 2^TableBits table describes the codes that the bit
+/// pattern k begins with: as many whole codes (up to three) as fit in TableBits bits, greedily
+/// from the first; so one lookup yields 1–3 symbols (5-bit index streams, whose codes are
+/// 2–9 bits long, average ~2.5 symbols per lookup with TableBits = 12). An entry that is 0
+/// means that no code of ≤ TableBits bits starts there: the code is longer (≤ 16 bits, found
+/// with the canonical first-code/count arrays) or the pattern is no code (`corrupt`).
+///
+/// **Bit buffer.** A 64-bit MSB-aligned buffer refilled branch-free by one unaligned 8-byte
+/// big-endian load: after a refill it holds ≥ 56 valid bits, so the hot loop decodes
+/// ⌊40 / TableBits⌋ + 1 table entries per refill (4 for TableBits = 12: up to 12 symbols),
+/// refilling again right after a (rare) long code. The hot loop runs only while ≥ 8 payload
+/// bytes remain at the load position and enough symbols remain to be written, so it never
+/// reads or writes out of bounds and never runs past the end of the payload; the last
+/// bytes and symbols go through a checked path that loads byte by byte and counts every
+/// consumed bit against the payload size. The decoded symbols are the same as a one-code-
+/// at-a-time decoder's (tests/test_compress.cpp checks both paths and their boundaries).
 /// @tparam TableBits bits resolved by one table lookup, 4..12; codes up to 16 bits are
 ///         resolved by the canonical arrays
 template <unsigned TableBits = 10>
@@ -319,6 +356,7 @@ class huffman_decoder {
     }
     // Per length, symbols in ascending order (so the first has the smallest code); one
     // scalar counter per pass (see huffman_assign_codes for why not a histogram loop).
+    // First the one-symbol entries.
     for (unsigned len = 1; len <= huffman_max_length; ++len) {
       if (count_[len] == 0) continue;
       std::uint16_t fill = offset_[len];
@@ -329,97 +367,100 @@ class huffman_decoder {
         if (len <= TableBits) {
           const std::uint32_t lo = static_cast<std::uint32_t>(code.code[s]) << (TableBits - len);
           const std::uint32_t hi = lo + (1u << (TableBits - len));
-          for (std::uint32_t k = lo; k < hi; ++k)
-            fast_[k] = static_cast<std::uint32_t>((len << 24) | (s << 8) | (1u << 5) | len);
+          for (std::uint32_t k = lo; k < hi; ++k) fast_[k] = entry(static_cast<std::uint32_t>(s), 1, len);
         }
       }
     }
-    // Second symbol: when the first code leaves room for a whole second code in the same
-    // TableBits bits, store it too. Entry: len1 << 24 | sym2 << 16 | sym1 << 8 | nsym << 5 |
-    // total length, where len1 is the first code's length (entries already rewritten in
-    // this loop are read through their len1 and sym1 only).
-    constexpr std::uint32_t mask = (1u << TableBits) - 1u;
+    // Then append the second and third codes where they fit. Rewriting entry k keeps its
+    // first symbol, and the first symbol of entry j is all that is read of it here, so the
+    // pass can rewrite in place in any order.
     for (std::uint32_t k = 0; k <= mask; ++k) {
       const std::uint32_t e1 = fast_[k];
       if (e1 == 0) continue;
-      const unsigned len1 = (e1 >> 24) & 31u;
-      if (len1 >= TableBits) continue;
-      const std::uint32_t e2 = fast_[(k << len1) & mask];
-      const unsigned len2 = (e2 >> 24) & 31u;
-      if (e2 == 0 || len1 + len2 > TableBits) continue;
-      fast_[k] = (len1 << 24) | (((e2 >> 8) & 0xFFu) << 16) | (e1 & 0xFF00u) | (2u << 5) | (len1 + len2);
+      std::uint32_t syms = (e1 >> 8) & 0xFFu;
+      unsigned total = code.length[syms];
+      unsigned n = 1;
+      while (n < 3 && total < TableBits) {
+        const std::uint32_t e = fast_[(k << total) & mask];  // the bits after the codes so far
+        if (e == 0) break;
+        const std::uint32_t s = (e >> 8) & 0xFFu;
+        if (total + code.length[s] > TableBits) break;  // the next code is not wholly in k
+        syms |= s << (8 * n);
+        total += code.length[s];
+        ++n;
+      }
+      fast_[k] = entry(syms, n, total);
     }
     return status::success();
   }
 
   /// Decodes exactly `count` symbols from `payload` (`bytes` bytes) into `out`. Fails with
   /// `corrupt` on a bit pattern that is no code, on non-zero padding or trailing bytes, and
-  /// with `truncated` when the payload ends before `count` symbols.
+  /// with `truncated` when the payload ends before `count` symbols. Reads only
+  /// [payload, payload + bytes) and writes only [out, out + count).
   [[nodiscard]] status decode(const std::uint8_t* payload, std::size_t bytes, std::size_t count,
                               std::uint8_t* out) const noexcept {
-    std::uint64_t acc = 0;  // next bits, MSB-aligned
-    unsigned nacc = 0;      // valid bits in acc
+    std::uint64_t acc = 0;  // next bits, MSB-aligned; the bits below the valid ones are
+                            // either zero or the stream's next bits (loaded again, harmlessly)
+    unsigned nacc = 0;      // valid bits in acc, ≤ 63
     std::size_t pos = 0;    // next byte to load
-    std::uint64_t consumed = 0;
-    const std::uint64_t limit = static_cast<std::uint64_t>(bytes) * 8;
-    std::size_t i = 0;
-    while (i < count) {
-      // Refill to ≥ 56 valid bits while 8 bytes remain (the bits loaded beyond the counted
-      // ones are the stream's next bits, so loading them again later is harmless), else
-      // byte by byte; past the end the buffer holds zeros and `consumed` catches it.
-      if (bytes - pos >= 8) {
-        std::uint64_t v = 0;
-        for (int k = 0; k < 8; ++k) v = (v << 8) | payload[pos + static_cast<std::size_t>(k)];
-        acc |= v >> nacc;
-        const unsigned take = (63 - nacc) >> 3;
-        pos += take;
-        nacc += take * 8;
-      } else {
-        while (nacc <= 56 && pos < bytes) {
-          acc |= static_cast<std::uint64_t>(payload[pos++]) << (56 - nacc);
-          nacc += 8;
-        }
-        if (nacc < huffman_max_length) nacc = huffman_max_length;  // zero bits past the end
-      }
-      // Codes are ≤ 16 bits: 3 symbols fit in ≥ 48 bits without another refill.
-      // (a two-symbol entry counts as one step: ≤ TableBits ≤ 12 bits).
-      const std::size_t group = nacc >= 3 * huffman_max_length ? 3 : 1;
-      for (std::size_t g = 0; g < group && i < count; ++g) {
+    std::size_t i = 0;      // symbols written
+    // Hot loop: ≥ 8 bytes readable at pos and ≥ 3·lookups + 1 symbols to go (`lookups`
+    // entries of ≤ 3 symbols, and the last 4-byte store). After a refill ≥ 56 bits are
+    // valid; a table entry consumes ≤ TableBits bits and a long code ≤ 16, after which the
+    // buffer is refilled at once (or the checked tail takes over when fewer than 8 bytes
+    // remain). So with `lookups` = ⌊40 / TableBits⌋ + 1 ((lookups − 1)·TableBits + 16 ≤ 56)
+    // no lookup reads past the valid bits and no bound check is needed.
+    constexpr unsigned lookups = 40 / TableBits + 1;
+    static_assert((lookups - 1) * TableBits + huffman_max_length <= 56);
+    while (bytes - pos >= 8 && count - i >= 3 * lookups + 1) {
+      acc |= detail::load_be64(payload + pos) >> nacc;
+      pos += (63 - nacc) >> 3;
+      nacc |= 56;  // = nacc + 8·((63 − nacc) >> 3) for nacc ≤ 63
+      for (unsigned g = 0; g < lookups; ++g) {
         const std::uint32_t e = fast_[acc >> (64 - TableBits)];
-        unsigned len;
-        std::uint8_t sym;
         if (TINYLARGE_LIKELY(e != 0)) {
-          if (TINYLARGE_LIKELY(count - i >= 2)) {  // branch-free: one or two symbols
-            out[i] = static_cast<std::uint8_t>(e >> 8);
-            out[i + 1] = static_cast<std::uint8_t>(e >> 16);  // overwritten next when one
-            i += (e >> 5) & 3u;
-            len = e & 31u;
-            acc <<= len;
-            nacc -= len;
-            consumed += len;
-            continue;
-          }
-          sym = static_cast<std::uint8_t>(e >> 8);  // the last symbol: first code only
-          len = (e >> 24) & 31u;
+          store_symbols(out + i, e);  // 4 bytes, the first nsym of them kept
+          i += (e >> 6) & 3u;
+          acc <<= (e & 63u);  // bit 5 is 0: e & 63 is the length, and x86 shifts mask by 63
+          nacc -= e & 31u;
         } else {
-          len = 0;
-          sym = 0;
-          for (unsigned l = TableBits + 1; l <= huffman_max_length; ++l) {
-            const std::uint32_t code = static_cast<std::uint32_t>(acc >> (64 - l));
-            const std::uint32_t d = code - first_[l];
-            if (count_[l] != 0 && code >= first_[l] && d < count_[l]) {
-              len = l;
-              sym = sorted_[offset_[l] + d];
-              break;
-            }
-          }
-          if (len == 0) return {errc::corrupt, "huffman: bit pattern is not a code"};
+          unsigned len;
+          if (!long_code(acc, out[i], len)) return {errc::corrupt, "huffman: bit pattern is not a code"};
+          ++i;
+          acc <<= len;
+          nacc -= len;
+          if (bytes - pos < 8) goto checked_tail;
+          acc |= detail::load_be64(payload + pos) >> nacc;
+          pos += (63 - nacc) >> 3;
+          nacc |= 56;
         }
-        acc <<= len;
-        nacc -= len;
-        out[i++] = sym;
-        consumed += len;
       }
+    }
+  checked_tail:
+    // Checked tail: loads byte by byte, zeros past the end, counts consumed bits.
+    std::uint64_t consumed = static_cast<std::uint64_t>(pos) * 8 - nacc;
+    const std::uint64_t limit = static_cast<std::uint64_t>(bytes) * 8;
+    while (i < count) {
+      while (nacc <= 56 && pos < bytes) {
+        acc |= static_cast<std::uint64_t>(payload[pos++]) << (56 - nacc);
+        nacc += 8;
+      }
+      if (nacc < huffman_max_length) nacc = huffman_max_length;  // zero bits past the end
+      const std::uint32_t e = fast_[acc >> (64 - TableBits)];
+      const unsigned nsym = (e >> 6) & 3u;
+      unsigned len;
+      if (e != 0 && nsym <= count - i) {
+        for (unsigned k = 0; k < nsym; ++k) out[i + k] = static_cast<std::uint8_t>(e >> (8 + 8 * k));
+        i += nsym;
+        len = e & 31u;
+      } else {  // the last symbol(s), or a long code: one code
+        if (!any_code(acc, out[i], len)) return {errc::corrupt, "huffman: bit pattern is not a code"};
+        ++i;
+      }
+      acc <<= len;
+      nacc -= len;
+      consumed += len;
       if (TINYLARGE_UNLIKELY(consumed > limit)) return {errc::truncated, "huffman: payload ends early"};
     }
     TINYLARGE_CHECK((consumed + 7) / 8 == bytes, errc::corrupt, "huffman: trailing bytes after the last code");
@@ -432,9 +473,49 @@ class huffman_decoder {
   }
 
  private:
-  /// len1 << 24 | sym2 << 16 | sym1 << 8 | symbols (1 or 2) << 5 | total length;
-  /// 0 = a code longer than TableBits.
-  std::uint32_t fast_[std::size_t{1} << TableBits] = {};
+  static constexpr std::uint32_t mask = (1u << TableBits) - 1u;
+
+  /// sym3 << 24 | sym2 << 16 | sym1 << 8 | symbols (1..3) << 6 | total length (bits 0–4, bit 5 = 0).
+  static constexpr std::uint32_t entry(std::uint32_t syms, unsigned n, unsigned total) noexcept {
+    return (syms << 8) | (n << 6) | total;
+  }
+
+  /// Writes the entry's three symbol bytes and one more byte (overwritten later) at `p`.
+  static TINYLARGE_ALWAYS_INLINE void store_symbols(std::uint8_t* p, std::uint32_t e) noexcept {
+#if (defined(__GNUC__) || defined(__clang__)) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const std::uint32_t v = e >> 8;
+    __builtin_memcpy(p, &v, 4);
+#else
+    p[0] = static_cast<std::uint8_t>(e >> 8);
+    p[1] = static_cast<std::uint8_t>(e >> 16);
+    p[2] = static_cast<std::uint8_t>(e >> 24);
+    p[3] = 0;
+#endif
+  }
+
+  /// The code of length `from`..16 at the top of `acc` (canonical first-code/count search).
+  TINYLARGE_ALWAYS_INLINE bool find_code(std::uint64_t acc, unsigned from, std::uint8_t& sym,
+                                         unsigned& len) const noexcept {
+    for (unsigned l = from; l <= huffman_max_length; ++l) {
+      const std::uint32_t code = static_cast<std::uint32_t>(acc >> (64 - l));
+      if (count_[l] != 0 && code >= first_[l] && code - first_[l] < count_[l]) {
+        sym = sorted_[offset_[l] + (code - first_[l])];
+        len = l;
+        return true;
+      }
+    }
+    return false;
+  }
+  /// A code longer than TableBits (the table entry is 0).
+  TINYLARGE_NOINLINE bool long_code(std::uint64_t acc, std::uint8_t& sym, unsigned& len) const noexcept {
+    return find_code(acc, TableBits + 1, sym, len);
+  }
+  /// Any code.
+  bool any_code(std::uint64_t acc, std::uint8_t& sym, unsigned& len) const noexcept {
+    return find_code(acc, 1, sym, len);
+  }
+
+  std::uint32_t fast_[std::size_t{1} << TableBits] = {};  ///< see `entry`; 0 = a code longer than TableBits
   std::uint16_t first_[huffman_max_length + 1] = {};      ///< first canonical code per length
   std::uint16_t count_[huffman_max_length + 1] = {};      ///< codes per length
   std::uint16_t offset_[huffman_max_length + 1] = {};     ///< index of the first symbol per length
