@@ -10,13 +10,21 @@
 #   aarch64    Release cross build of the whole test suite + examples; ctest under
 #              qemu-aarch64 (back ends: scalar, neon)
 #   aarch64-dotprod  -march=armv8.2-a+dotprod: test_core, test_kernels, test_arm_linux, int8_parity
-#              (back ends: scalar, neon, neon_dotprod — the SDOT kernels)
+#              (back ends: scalar, neon, neon_dotprod — the SDOT kernels); builds fmnist_int8_parity
 #   armhf      -mfpu=neon: test_core, test_precision, test_kernels, test_arm_linux, int8_parity
-#              under qemu-arm
-#   host       native build of int8_parity (-march=native) for the comparison
+#              under qemu-arm; builds fmnist_int8_parity
+#   host       native build of int8_parity and fmnist_int8_parity (-march=native) for the comparison
 #   parity     int8_parity's output (hashes of int8 outputs) on x86-64 == aarch64 ==
 #              aarch64+dotprod == armhf, byte for byte; each ARM build's default back end
 #              is its NEON one (neon / neon_dotprod); the quickstart runs under QEMU
+#   fmnist     the trained Fashion-MNIST model: LeNet-300-100 trained and PTQ-quantized once
+#              on x86-64 (fp32 training is not bit-reproducible across architectures) and
+#              written as an int8 model file; its int8 inference of all 10 000 test images
+#              (CRC-32s of the int8 inputs, logits and predicted labels, and the accuracy,
+#              which must be >= 80 %) on x86-64 == aarch64 == aarch64+dotprod == armhf, byte
+#              for byte; and, so that the comparison is known to be able to fail, the host
+#              run with one int8 weight negated must differ. Needs dataset-fashion-mnist
+#              (TINYLARGE_FMNIST_DIR, default /usr/share/datasets/fashion-mnist).
 #
 # Excluded from the aarch64 ctest run: nn_torch_interop (a Python/PyTorch
 # script that executes the test binary directly; without binfmt_misc the host
@@ -31,7 +39,8 @@
 # statically. Needs apt (or an existing BUILD_ROOT/zlib-<arch>).
 #
 # Environment: TINYLARGE_JOBS (default 2), TINYLARGE_SKIP_DEPS=1 (no deps.sh, no apt),
-#   TINYLARGE_ARM_STEPS="deps armhf host parity" (a subset of the steps, in that order).
+#   TINYLARGE_ARM_STEPS="deps armhf host parity fmnist" (a subset of the steps, in that order),
+#   TINYLARGE_FMNIST_DIR (the Fashion-MNIST directory).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -163,13 +172,13 @@ step_aarch64_dotprod() {
   cross_config aarch64-dotprod aarch64-linux-gnu.cmake arm64 aarch64-linux-gnu "-march=armv8.2-a+dotprod" \
     -DTINYLARGE_BUILD_EXAMPLES=OFF || return 1
   cross_build_test aarch64-dotprod "-R ^(test_core|test_kernels|test_arm_linux|int8_parity)$" \
-    test_core test_kernels test_arm_linux int8_parity
+    test_core test_kernels test_arm_linux int8_parity fmnist_int8_parity
 }
 
 step_armhf() {
   cross_config armhf arm-linux-gnueabihf.cmake armhf arm-linux-gnueabihf "" -DTINYLARGE_BUILD_EXAMPLES=OFF || return 1
   cross_build_test armhf "-R ^(test_core|test_precision|test_kernels|test_arm_linux|int8_parity)$" \
-    test_core test_precision test_kernels test_arm_linux int8_parity
+    test_core test_precision test_kernels test_arm_linux int8_parity fmnist_int8_parity
 }
 
 step_host() {
@@ -178,7 +187,7 @@ step_host() {
   logged "$LOGS/host.log" cmake -S "$ROOT" -B "$dir" "${GEN[@]}" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_CXX_FLAGS="-march=native" -DTINYLARGE_BUILD_TESTS=ON -DTINYLARGE_BUILD_EXAMPLES=OFF \
     -DTINYLARGE_BUILD_BENCHMARKS=OFF -DTINYLARGE_INSTALL=OFF || return 1
-  logged "$LOGS/host.log" cmake --build "$dir" -j "$JOBS" --target int8_parity
+  logged "$LOGS/host.log" cmake --build "$dir" -j "$JOBS" --target int8_parity fmnist_int8_parity
 }
 
 step_parity() {
@@ -212,7 +221,51 @@ step_parity() {
   return $rc
 }
 
-STEPS=${TINYLARGE_ARM_STEPS:-deps aarch64 aarch64-dotprod armhf host parity}
+# The trained model's int8 inference, x86-64 vs the ARM builds (see the header).
+step_fmnist() {
+  local rc=0 data=${TINYLARGE_FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
+  local model=$BUILD_ROOT/fmnist-lenet-300-100.tlmf ref=$BUILD_ROOT/fmnist-x86_64.txt
+  local host=$BUILD_ROOT/host/tests/fmnist_int8_parity t0
+  rm -f "$model" "$BUILD_ROOT"/fmnist-*.txt
+  t0=$(date +%s)
+  if ! "$host" train "$model" --data "$data" 2>&1 | tee "$LOGS/fmnist-train.log" | sed 's/^/  /'; then
+    echo "!! fmnist_int8_parity train failed"; return 1
+  fi
+  [[ -s "$model" ]] || { echo "!! fmnist_int8_parity train wrote no model file"; return 1; }
+  echo "train + quantize + round-trip check on x86-64: $(( $(date +%s) - t0 )) s"
+  "$host" infer "$model" --data "$data" >"$ref" 2>"$ref.log" || { cat "$ref.log"; rc=1; }
+  echo "x86-64 (host, -march=native, $(sed -n 's/.*default_backend = //p' "$ref.log")):"; cat "$ref"
+  # The comparison must be able to fail: one negated weight changes the output.
+  "$host" infer "$model" --data "$data" --flip-weight effective >"$BUILD_ROOT/fmnist-flipped.txt" \
+    2>"$BUILD_ROOT/fmnist-flipped.txt.log"
+  if [[ -s "$ref" ]] && ! cmp -s "$ref" "$BUILD_ROOT/fmnist-flipped.txt"; then
+    echo "x86-64 with one output-layer weight negated ($(sed -n 's/^infer: //p' "$BUILD_ROOT/fmnist-flipped.txt.log")): int8 outputs differ, as they must"
+  else
+    echo "!! a negated weight did not change the printed int8 outputs: the comparison cannot fail"; rc=1
+  fi
+  local t emu want
+  for t in aarch64 aarch64-dotprod armhf; do
+    if [[ $t == armhf ]]; then emu=(qemu-arm -L /usr/arm-linux-gnueabihf); else emu=(qemu-aarch64 -L /usr/aarch64-linux-gnu); fi
+    local out=$BUILD_ROOT/fmnist-$t.txt
+    t0=$(date +%s)
+    if ! "${emu[@]}" "$BUILD_ROOT/$t/tests/fmnist_int8_parity" infer "$model" --data "$data" >"$out" 2>"$out.log"; then
+      echo "!! $t: fmnist_int8_parity infer failed:"; cat "$out.log"; rc=1
+    fi
+    want=neon
+    [[ $t == aarch64-dotprod ]] && want=neon_dotprod
+    if ! grep -qx "fmnist_int8_parity: default_backend = $want" "$out.log"; then
+      echo "!! $t: expected default back end $want, got: $(cat "$out.log")"; rc=1
+    fi
+    if [[ -s "$ref" ]] && cmp -s "$ref" "$out"; then
+      echo "$t ($want, $(( $(date +%s) - t0 )) s under QEMU): int8 inference of the trained model identical to x86-64"
+    else
+      echo "!! $t: int8 inference of the trained model differs from x86-64:"; diff "$ref" "$out"; rc=1
+    fi
+  done
+  return $rc
+}
+
+STEPS=${TINYLARGE_ARM_STEPS:-deps aarch64 aarch64-dotprod armhf host parity fmnist}
 for s in $STEPS; do
   case $s in
     deps) step deps step_deps ;;
@@ -221,6 +274,7 @@ for s in $STEPS; do
     armhf) step armhf step_armhf ;;
     host) step host step_host ;;
     parity) step parity step_parity ;;
+    fmnist) step fmnist step_fmnist ;;
     *) echo "unknown step '$s'"; FAILED=1 ;;
   esac
 done
