@@ -4,6 +4,7 @@
 // end. Built once without -march (scalar only) and once with -march=native.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -66,6 +67,13 @@ struct gemm_case {
   std::size_t m, n, kk;
 };
 
+/// The first 64-byte aligned address at or after p (buffers have 64 bytes of slack).
+template <class T>
+T* aligned64(T* p) {
+  const auto a = reinterpret_cast<std::uintptr_t>(p);
+  return reinterpret_cast<T*>(a + (64 - a % 64) % 64);
+}
+
 }  // namespace
 
 TEST_CASE("kernels: the back ends exercised by this build", "[kernels]") {
@@ -75,6 +83,11 @@ TEST_CASE("kernels: the back ends exercised by this build", "[kernels]") {
   CHECK(s.rfind("scalar", 0) == 0);
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
   CHECK(s.find("avx2") != std::string::npos);
+  // the x86 back ends have the pre-packed batch-1 layouts that the tests below exercise
+  CHECK(k::dense_f32_packed_floats(k::default_backend{}, 300, 784) > 0);
+#endif
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
+  CHECK(k::dense_s8_packed_bytes(k::default_backend{}, 300, 784) > 0);
 #endif
 }
 
@@ -293,6 +306,27 @@ void check_s8(std::size_t m, std::size_t n, std::size_t kk, const std::int8_t* x
     CHECK(acc.back() == 0x5a5a5a5a);
     CHECK(y.front() == 0x5a);
     CHECK(y.back() == 0x5a);
+    // The pre-packed batch-1 form (quantized_network's fast path), where the
+    // back end has one: bit-exact with the scalar back end too. (Unqualified
+    // calls: clang rejects a qualified call whose only visible overload is
+    // the deleted scalar one, even in a discarded branch.)
+    using k::dense_s8_packed;
+    using k::pack_dense_s8;
+    if constexpr (requires { pack_dense_s8(tag, n, kk, w, p, static_cast<std::int8_t*>(nullptr)); }) {
+      const std::size_t bytes = k::dense_s8_packed_bytes(tag, n, kk);
+      if (m == 1 && bytes > 0) {
+        std::vector<std::int8_t> buf(bytes + 64);
+        std::int8_t* packed = aligned64(buf.data());
+        pack_dense_s8(tag, n, kk, w, p, packed);
+        std::vector<std::int8_t> yp(n + 2, 0x5a);
+        dense_s8_packed(tag, n, kk, x, packed, p, yp.data() + 1);
+        std::size_t bad_packed = 0;
+        for (std::size_t o = 0; o < n; ++o) bad_packed += yp[o + 1] != yscalar[o] ? 1 : 0;
+        CHECK(bad_packed == 0);
+        CHECK(yp.front() == 0x5a);
+        CHECK(yp.back() == 0x5a);
+      }
+    }
   });
 }
 
@@ -345,4 +379,92 @@ TEST_CASE("dense_s8: extreme values at the documented k bound do not overflow", 
   std::vector<std::int8_t> x(2 * kk, 127), w(2 * kk, -128);
   const std::vector<std::int32_t> bias = {-(1 << 23) + 1, 0};
   check_s8(2, 2, kk, x.data(), w.data(), bias, {-128, 5, false, true, false, -128, 127}, g);
+}
+
+TEST_CASE("dense_f32_packed: the batch-1 packed layout against a double reference", "[kernels][dense][packed]") {
+  // Inputs with runs of zeros (skipped by the kernel), fused relu / relu6,
+  // chunk sizes 1..16 blocks, k tails; every back end with a packed layout.
+  const gemm_case cases[] = {{1, 1, 1},    {1, 10, 100}, {1, 17, 3},   {1, 100, 300}, {1, 300, 784},
+                             {1, 257, 17}, {1, 400, 33}, {1, 13, 1000}, {1, 5, 0}};
+  tinylarge::rng g(11);
+  std::size_t exercised = 0;
+  for (const auto& cs : cases) {
+    for (int variant = 0; variant < 3; ++variant) {
+      const std::size_t n = cs.n, kk = cs.kk;
+      auto x = random_floats(g, kk + 1);
+      for (std::size_t p = 0; p < kk; ++p)
+        if ((p / 7) % 2 == 0 || g.uniform() < 0.3f) x[p] = variant == 1 ? -0.0f : 0.0f;
+      const auto w = random_floats(g, n * kk + 1), bias = random_floats(g, n + 1);
+      const auto act = static_cast<tinylarge::fused_activation>(variant);
+      std::vector<double> ref(n), mag(n);
+      for (std::size_t o = 0; o < n; ++o) {
+        double acc = bias[o], a = std::fabs(acc);
+        for (std::size_t p = 0; p < kk; ++p) {
+          acc += static_cast<double>(x[p]) * w[o * kk + p];
+          a += std::fabs(static_cast<double>(x[p]) * w[o * kk + p]);
+        }
+        if (act != tinylarge::fused_activation::none) acc = std::max(acc, 0.0);
+        if (act == tinylarge::fused_activation::relu6) acc = std::min(acc, 6.0);
+        ref[o] = acc;
+        mag[o] = a;
+      }
+      for_each_backend([&](auto tag) {
+        using k::dense_f32_packed;  // unqualified calls: see check_s8
+        using k::pack_dense_f32;
+        if constexpr (requires { pack_dense_f32(tag, n, kk, w.data(), bias.data(), static_cast<float*>(nullptr)); }) {
+          const std::size_t floats = k::dense_f32_packed_floats(tag, n, kk);
+          REQUIRE(floats > 0);
+          std::vector<float> buf(floats + 16);
+          float* packed = aligned64(buf.data());
+          pack_dense_f32(tag, n, kk, w.data(), bias.data(), packed);
+          std::vector<float> y(n + 2, std::numeric_limits<float>::quiet_NaN());
+          dense_f32_packed(tag, n, kk, x.data(), packed, act, y.data() + 1);
+          std::size_t bad = 0;
+          for (std::size_t o = 0; o < n; ++o)
+            if (!(std::fabs(y[o + 1] - ref[o]) <= fp32_tol(kk) * mag[o] + 1e-30)) ++bad;
+          INFO(tag.name() << " n=" << n << " k=" << kk << " activation=" << variant);
+          CHECK(bad == 0);
+          CHECK(std::isnan(y.front()));  // nothing written outside y
+          CHECK(std::isnan(y.back()));
+          ++exercised;
+        } else {
+          CHECK(k::dense_f32_packed_floats(tag, n, kk) == 0);  // no packed form: callers use dense_f32
+        }
+      });
+    }
+  }
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+  CHECK(exercised > 0);
+#endif
+}
+
+TEST_CASE("quantize_s8: every back end bit-exact with tl::quantize", "[kernels][int8]") {
+  tinylarge::rng g(3);
+  const tinylarge::quant_params qps[] = {{0.0123f, -7}, {1.0f / 255.0f, -128}, {0.5f, 0}, {3.0f, 100}};
+  const tinylarge::quant_range ranges[] = {{-128, 127}, {-128, 127}, {-127, 127}, {-20, 50}};
+  for (std::size_t c = 0; c < 4; ++c) {
+    const auto qp = qps[c];
+    std::vector<float> x(1003);
+    for (auto& v : x) v = g.uniform(-300.0f, 300.0f) * qp.scale;
+    // exact ties (±0.5, ±1.5 steps), values just below a tie, ±0, specials, huge
+    for (std::size_t i = 0; i < 200; ++i) x[i] = (static_cast<float>(i) - 100.0f + 0.5f) * qp.scale;
+    x[200] = std::nextafter(0.5f * qp.scale, 0.0f);
+    x[201] = -0.0f;
+    x[202] = std::numeric_limits<float>::quiet_NaN();
+    x[203] = std::numeric_limits<float>::infinity();
+    x[204] = -std::numeric_limits<float>::infinity();
+    x[205] = 3e38f;
+    x[206] = -3e38f;
+    x[207] = std::numeric_limits<float>::denorm_min();
+    for (const std::size_t n : {std::size_t{1003}, std::size_t{16}, std::size_t{7}, std::size_t{0}}) {
+      std::vector<std::int8_t> ref(n + 1, 0x5a);
+      for (std::size_t i = 0; i < n; ++i) ref[i] = tinylarge::quantize(x[i], qp, ranges[c]);
+      for_each_backend([&](auto tag) {
+        std::vector<std::int8_t> q(n + 1, 0x5a);
+        k::quantize_s8(tag, x.data(), n, qp, ranges[c], q.data());
+        INFO(tag.name() << " case " << c << " n=" << n);
+        CHECK(q == ref);  // includes the untouched guard byte
+      });
+    }
+  }
 }

@@ -20,6 +20,11 @@
 /// | `avx512`       | packed GEMM, 14×32 FMA micro-kernel    | (falls back to `avx2`)             |
 /// | `avx512_vnni`  | (falls back to `avx512`)               | packed GEMM, 14×32 `vpdpbusd`      |
 ///
+/// Batch-1 inference has pre-packed forms on the x86 back ends (see
+/// `pack_dense_f32` / `pack_dense_s8` below): fp32 on `avx2` and `avx512`,
+/// int8 on `avx512_vnni`; elsewhere `dense_f32_packed_floats` /
+/// `dense_s8_packed_bytes` are 0 and callers use the functions above.
+///
 /// The overloads without a tag use `kernels::default_backend` (`arch::best`,
 /// the most capable back end the translation unit is compiled for). There is
 /// no run-time dispatch: an x86 build without `-mavx2 -mfma -mf16c` (or
@@ -44,6 +49,7 @@
 
 #include "../core/config.hpp"
 #include "../precision/fp16.hpp"
+#include "../precision/int8.hpp"
 #include "../precision/requantize.hpp"
 #include "backend.hpp"
 
@@ -184,6 +190,46 @@ inline void dense_s8(scalar, std::size_t m, std::size_t n, std::size_t k, const 
     }
   }
 }
+
+/// q[i] = tl::quantize(x[i], p, range) for i < n: the quantization of an fp32
+/// input vector (round half away from zero, NaN → zero point, saturating).
+/// SIMD back ends overload it bit-exactly (same IEEE division, same rounding).
+inline void quantize_s8(scalar, const float* x, std::size_t n, quant_params p, quant_range range,
+                        std::int8_t* q) noexcept {
+  for (std::size_t i = 0; i < n; ++i) q[i] = quantize(x[i], p, range);
+}
+
+// ---------------------------------------------------------------------------
+// Pre-packed batch-1 int8 dense (the inference GEMV)
+//
+// A back end that has a faster batch-1 layout for W overloads three functions:
+//  - `dense_s8_packed_bytes(B{}, n, k)`: constexpr bytes of the packed form
+//    (the scalar overload below returns 0: "no packed form, call dense_s8");
+//  - `pack_dense_s8(B{}, n, k, w, p, dst)`: lay out W (n×k) once, with what
+//    the kernel needs of `p` (input zero point, bias, shifts) folded in;
+//  - `dense_s8_packed(B{}, n, k, x, packed, p, y)`: y = dense_s8(1, n, k, x,
+//    W, p), bit-exact, reading only `packed` for W, bias and zero point.
+// `dst` / `packed` must be 64-byte aligned. Callers (quantized_network)
+// re-pack whenever W, the bias, the input zero point or the shifts change.
+// ---------------------------------------------------------------------------
+
+/// Bytes of the packed batch-1 form of an n×k int8 weight matrix; 0 when the
+/// back end has none (the scalar back end, hence Cortex-M and NEON).
+constexpr std::size_t dense_s8_packed_bytes(scalar, std::size_t, std::size_t) noexcept { return 0; }
+/// Deleted for back ends without a packed layout (so that `requires` tests
+/// and a wrong call both see "no packed form" instead of a missing name).
+void pack_dense_s8(scalar, std::size_t, std::size_t, const std::int8_t*, const dense_s8_params&,
+                   std::int8_t*) noexcept = delete;
+void dense_s8_packed(scalar, std::size_t, std::size_t, const std::int8_t*, const std::int8_t*,
+                     const dense_s8_params&, std::int8_t*) noexcept = delete;
+
+/// Floats of the packed batch-1 form of an n×k fp32 weight matrix with its
+/// bias (`pack_dense_f32` / `dense_f32_packed`, same scheme as the int8
+/// functions above); 0 when the back end has none (call `dense_f32`).
+constexpr std::size_t dense_f32_packed_floats(scalar, std::size_t, std::size_t) noexcept { return 0; }
+void pack_dense_f32(scalar, std::size_t, std::size_t, const float*, const float*, float*) noexcept = delete;
+void dense_f32_packed(scalar, std::size_t, std::size_t, const float*, const float*, fused_activation,
+                      float*) noexcept = delete;
 
 }  // namespace tinylarge::kernels
 

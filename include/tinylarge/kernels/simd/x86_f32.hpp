@@ -27,6 +27,12 @@
 /// of W: 8 rows per pass with one vector accumulator each, the x chunk loaded
 /// once per 8 rows, and an 8-way horizontal reduction at the end.
 ///
+/// **Pre-packed batch-1 dense** (`pack_dense_f32` / `dense_f32_packed`, what
+/// `nn::inference_network` runs): W is laid out once as Wᵀ in column panels
+/// of L outputs with the bias in front (`detail::f32_gemv_layout`), and the
+/// kernel broadcasts each nonzero x[p] against one contiguous row of the
+/// panel: no horizontal sums, bias and relu / relu6 fused, zero inputs skipped.
+///
 /// **fp16 weights**: the GEMV converts W with `vcvtph2ps` (F16C / AVX-512F) in
 /// its inner loop; the GEMM converts while packing B, so the micro-kernel is
 /// the fp32 one. Accumulation is fp32 throughout.
@@ -145,6 +151,9 @@ struct f32_avx2 {
   static TINYLARGE_ALWAYS_INLINE reg bcast(const float* p) noexcept { return _mm256_broadcast_ss(p); }
   static TINYLARGE_ALWAYS_INLINE reg fmadd(reg a, reg b, reg c) noexcept { return _mm256_fmadd_ps(a, b, c); }
   static TINYLARGE_ALWAYS_INLINE reg mul(reg a, reg b) noexcept { return _mm256_mul_ps(a, b); }
+  static TINYLARGE_ALWAYS_INLINE reg add(reg a, reg b) noexcept { return _mm256_add_ps(a, b); }
+  static TINYLARGE_ALWAYS_INLINE reg max(reg a, reg b) noexcept { return _mm256_max_ps(a, b); }
+  static TINYLARGE_ALWAYS_INLINE reg min(reg a, reg b) noexcept { return _mm256_min_ps(a, b); }
   static TINYLARGE_ALWAYS_INLINE void storeu(float* p, reg v) noexcept { _mm256_storeu_ps(p, v); }
   static TINYLARGE_ALWAYS_INLINE reg loadu_n(const float* p, std::size_t n) noexcept {
     return _mm256_maskload_ps(p, avx2_lane_mask(n));
@@ -186,6 +195,9 @@ struct f32_avx512 {
   static TINYLARGE_ALWAYS_INLINE reg bcast(const float* p) noexcept { return _mm512_set1_ps(*p); }
   static TINYLARGE_ALWAYS_INLINE reg fmadd(reg a, reg b, reg c) noexcept { return _mm512_fmadd_ps(a, b, c); }
   static TINYLARGE_ALWAYS_INLINE reg mul(reg a, reg b) noexcept { return _mm512_mul_ps(a, b); }
+  static TINYLARGE_ALWAYS_INLINE reg add(reg a, reg b) noexcept { return _mm512_add_ps(a, b); }
+  static TINYLARGE_ALWAYS_INLINE reg max(reg a, reg b) noexcept { return _mm512_maskz_max_ps(0xFFFF, a, b); }
+  static TINYLARGE_ALWAYS_INLINE reg min(reg a, reg b) noexcept { return _mm512_maskz_min_ps(0xFFFF, a, b); }
   static TINYLARGE_ALWAYS_INLINE void storeu(float* p, reg v) noexcept { _mm512_storeu_ps(p, v); }
   static TINYLARGE_ALWAYS_INLINE reg loadu_n(const float* p, std::size_t n) noexcept {
     return _mm512_maskz_loadu_ps(mask(n), p);
@@ -558,6 +570,169 @@ void dense_impl(std::size_t m, std::size_t n, std::size_t k, const float* x, con
   gemm_blocked<V>(m, n, k, 1.0f, pack_a_f32<V::mr>{x, k, false}, pack_w, beta, y, n);
 }
 
+// ---------------------------------------------------------------------------
+// Pre-packed batch-1 dense (inference GEMV)
+// ---------------------------------------------------------------------------
+
+/// Layout of the packed batch-1 form of W (n×k) and its bias for vector
+/// traits V (L = V::lanes):
+///
+///     [bias: nb·L floats, 0 for o ≥ n]
+///     [weights: chunk after chunk; chunk c (B blocks) is k rows of B·L
+///      floats: row p holds W[o][p] for the chunk's outputs o]
+///
+/// with nb = ⌈n/L⌉ blocks of L outputs and at most `max_blocks` blocks (16
+/// zmm / 12 ymm accumulators) per chunk, spread evenly. This is Wᵀ in
+/// column panels: the kernel broadcasts x[p] and issues B FMAs on one
+/// contiguous row, so there is no horizontal sum, the bias is the initial
+/// accumulator and the activation clamps whole registers. Rows whose x[p] is
+/// zero are skipped (their FMAs cannot change a sum when W is finite):
+/// images with a blank background and the outputs of a relu have many.
+template <class V>
+struct f32_gemv_layout {
+  static constexpr std::size_t lanes = V::lanes;
+  static constexpr std::size_t max_blocks = V::lanes == 16 ? 16 : 12;
+  static constexpr std::size_t blocks(std::size_t n) noexcept { return (n + lanes - 1) / lanes; }
+  static constexpr std::size_t chunks(std::size_t n) noexcept { return (blocks(n) + max_blocks - 1) / max_blocks; }
+  static constexpr std::size_t chunk_first(std::size_t n, std::size_t c) noexcept {
+    const std::size_t nb = blocks(n), ch = chunks(n), base = nb / ch, extra = nb % ch;
+    return c * base + (c < extra ? c : extra);
+  }
+  static constexpr std::size_t chunk_blocks(std::size_t n, std::size_t c) noexcept {
+    const std::size_t nb = blocks(n), ch = chunks(n);
+    return nb / ch + (c < nb % ch ? 1 : 0);
+  }
+  static constexpr std::size_t floats(std::size_t n, std::size_t k) noexcept {
+    return n == 0 ? 0 : blocks(n) * lanes * (k + 1);
+  }
+};
+
+/// idx[0..count) = the positions p < k with x[p] != 0 (in order); returns
+/// count. idx must have room for k + 16 entries.
+template <class V>
+TINYLARGE_ALWAYS_INLINE std::size_t nonzero_positions(const float* x, std::size_t k, std::uint32_t* idx) noexcept {
+  std::size_t count = 0;
+#if defined(TINYLARGE_KERNELS_X86_AVX512)
+  if constexpr (V::lanes == 16) {
+    const __m512i step = _mm512_set1_epi32(16);
+    __m512i pos = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (std::size_t p = 0; p < k; p += 16) {
+      const auto valid = static_cast<__mmask16>(k - p >= 16 ? 0xFFFFu : (1u << (k - p)) - 1u);
+      const __mmask16 nz = _mm512_mask_cmp_ps_mask(valid, _mm512_maskz_loadu_ps(valid, x + p), _mm512_setzero_ps(),
+                                                   _CMP_NEQ_UQ);
+      // Register compress + full store (idx has 16 slack entries): the
+      // memory form of vpcompressd is microcoded and slow on Zen 4.
+      _mm512_storeu_si512(idx + count, _mm512_maskz_compress_epi32(nz, pos));
+      count += static_cast<std::size_t>(__builtin_popcount(nz));
+      pos = _mm512_add_epi32(pos, step);
+    }
+    return count;
+  }
+#endif
+  for (std::size_t p = 0; p < k; ++p) {  // branch-free
+    idx[count] = static_cast<std::uint32_t>(p);
+    count += x[p] != 0.0f ? 1 : 0;
+  }
+  return count;
+}
+
+/// One chunk of B blocks: y[o] = act(bias[o] + Σ_{i<nnz} x[idx[i]]·W[o][idx[i]])
+/// for the B·L outputs from o0 (stored only below n). act: 0 none, 1 relu, 2 relu6.
+template <class V, std::size_t B>
+TINYLARGE_NOINLINE void f32_gemv_chunk(std::size_t nnz, const std::uint32_t* idx, const float* x,
+                                       const float* TINYLARGE_RESTRICT pw, const float* bias, int act,
+                                       std::size_t o0, std::size_t n, float* y) noexcept {
+  using reg = typename V::reg;
+  constexpr std::size_t L = V::lanes, row = B * L;
+  // Fewer than 4 blocks cannot hide the FMA latency: S accumulator sets
+  // (consecutive nonzero positions rotate over them), added at the end.
+  constexpr std::size_t S = B == 1 ? 4 : (B < 4 ? 2 : 1);
+  reg acc[S][B];
+#pragma GCC unroll 16
+  for (std::size_t b = 0; b < B; ++b) {
+    acc[0][b] = V::load(bias + o0 + b * L);
+#pragma GCC unroll 4
+    for (std::size_t s = 1; s < S; ++s) acc[s][b] = V::zero();
+  }
+  std::size_t i = 0;
+  for (; i + S <= nnz; i += S) {
+#pragma GCC unroll 4
+    for (std::size_t s = 0; s < S; ++s) {
+      const std::size_t p = idx[i + s];
+      const reg xv = V::bcast(x + p);
+      const float* wr = pw + p * row;
+#pragma GCC unroll 16
+      for (std::size_t b = 0; b < B; ++b) acc[s][b] = V::fmadd(xv, V::load(wr + b * L), acc[s][b]);
+    }
+  }
+  for (; i < nnz; ++i) {
+    const std::size_t p = idx[i];
+    const reg xv = V::bcast(x + p);
+#pragma GCC unroll 16
+    for (std::size_t b = 0; b < B; ++b) acc[0][b] = V::fmadd(xv, V::load(pw + p * row + b * L), acc[0][b]);
+  }
+  const reg zero = V::zero(), six = V::set1(6.0f);
+#pragma GCC unroll 16
+  for (std::size_t b = 0; b < B; ++b) {
+    reg v = acc[0][b];
+#pragma GCC unroll 4
+    for (std::size_t s = 1; s < S; ++s) v = V::add(v, acc[s][b]);
+    if (act != 0) v = V::max(v, zero);  // max(NaN, 0) = 0, as the scalar relu
+    if (act == 2) v = V::min(v, six);
+    const std::size_t o = o0 + b * L;
+    if (n - o >= L) {
+      V::storeu(y + o, v);
+    } else {
+      V::storeu_n(y + o, v, n - o);
+    }
+  }
+}
+
+template <class V>
+using f32_gemv_chunk_fn = void (*)(std::size_t, const std::uint32_t*, const float*, const float*, const float*, int,
+                                   std::size_t, std::size_t, float*) noexcept;
+template <class V, std::size_t... I>
+constexpr auto make_f32_gemv_table(std::index_sequence<I...>) noexcept {
+  struct table {
+    f32_gemv_chunk_fn<V> fn[sizeof...(I)];
+  };
+  return table{{&f32_gemv_chunk<V, I + 1>...}};
+}
+
+template <class V>
+void pack_dense_f32_impl(std::size_t n, std::size_t k, const float* w, const float* bias, float* dst) noexcept {
+  using Lay = f32_gemv_layout<V>;
+  constexpr std::size_t L = V::lanes;
+  if (n == 0) return;
+  const std::size_t nb = Lay::blocks(n);
+  for (std::size_t o = 0; o < nb * L; ++o) dst[o] = o < n && bias != nullptr ? bias[o] : 0.0f;
+  float* pw = dst + nb * L;
+  for (std::size_t c = 0; c < Lay::chunks(n); ++c) {
+    const std::size_t o0 = Lay::chunk_first(n, c) * L, width = Lay::chunk_blocks(n, c) * L;
+    for (std::size_t p = 0; p < k; ++p)
+      for (std::size_t j = 0; j < width; ++j) *pw++ = o0 + j < n ? w[(o0 + j) * k + p] : 0.0f;
+  }
+}
+
+template <class V>
+void dense_f32_packed_impl(std::size_t n, std::size_t k, const float* x, const float* packed, fused_activation act,
+                           float* y) noexcept {
+  using Lay = f32_gemv_layout<V>;
+  constexpr std::size_t L = V::lanes;
+  if (n == 0) return;
+  static constexpr auto table = make_f32_gemv_table<V>(std::make_index_sequence<Lay::max_blocks>{});
+  auto* idx = thread_scratch<scratch_slot::column>().get<std::uint32_t>(k + 16);
+  const std::size_t nnz = nonzero_positions<V>(x, k, idx);
+  const std::size_t nb = Lay::blocks(n);
+  const float* pw = packed + nb * L;
+  const int a = act == fused_activation::relu ? 1 : act == fused_activation::relu6 ? 2 : 0;
+  for (std::size_t c = 0; c < Lay::chunks(n); ++c) {
+    const std::size_t b0 = Lay::chunk_first(n, c), cb = Lay::chunk_blocks(n, c);
+    table.fn[cb - 1](nnz, idx, x, pw, packed, a, b0 * L, n, y);
+    pw += cb * L * k;
+  }
+}
+
 }  // namespace tinylarge::kernels::detail
 
 namespace tinylarge::kernels {
@@ -584,6 +759,23 @@ inline void dense_f16(arch::avx2, std::size_t m, std::size_t n, std::size_t k, c
   detail::dense_impl<V>(m, n, k, x, w, bias, y, detail::pack_b_f16_transposed<V::nr>{w, k});
 }
 
+/// Floats of the packed batch-1 form of an n×k W and bias (`detail::f32_gemv_layout`).
+constexpr std::size_t dense_f32_packed_floats(arch::avx2, std::size_t n, std::size_t k) noexcept {
+  return detail::f32_gemv_layout<detail::f32_avx2>::floats(n, k);
+}
+/// Lay out W (n×k, row-major) and bias (may be null) for `dense_f32_packed`;
+/// `dst`: 32-byte aligned (64 for AVX-512), `dense_f32_packed_floats` floats.
+inline void pack_dense_f32(arch::avx2, std::size_t n, std::size_t k, const float* w, const float* bias,
+                           float* dst) noexcept {
+  detail::pack_dense_f32_impl<detail::f32_avx2>(n, k, w, bias, dst);
+}
+/// y = act(W·x + bias) for one sample from the packed W, skipping zero x[p];
+/// equal to `dense_f32` + activation up to the summation order (for finite W).
+inline void dense_f32_packed(arch::avx2, std::size_t n, std::size_t k, const float* x, const float* packed,
+                             fused_activation act, float* y) noexcept {
+  detail::dense_f32_packed_impl<detail::f32_avx2>(n, k, x, packed, act, y);
+}
+
 #if defined(TINYLARGE_KERNELS_X86_AVX512)
 /// C = alpha·op(A)·op(B) + beta·C, AVX-512 back end (14×32 packed GEMM).
 inline void gemm_f32(arch::avx512, transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k,
@@ -607,6 +799,19 @@ inline void dense_f16(arch::avx512, std::size_t m, std::size_t n, std::size_t k,
   // Batch 1 uses the 256-bit GEMV: 512-bit vcvtph2ps has half the throughput
   // on Zen 4, and 1×784→256 measured 4.6 µs with ymm against 7.0 µs with zmm.
   detail::dense_impl<V, detail::f32_avx2>(m, n, k, x, w, bias, y, detail::pack_b_f16_transposed<V::nr>{w, k});
+}
+
+/// Floats of the packed batch-1 form, AVX-512 (16-output blocks).
+constexpr std::size_t dense_f32_packed_floats(arch::avx512, std::size_t n, std::size_t k) noexcept {
+  return detail::f32_gemv_layout<detail::f32_avx512>::floats(n, k);
+}
+inline void pack_dense_f32(arch::avx512, std::size_t n, std::size_t k, const float* w, const float* bias,
+                           float* dst) noexcept {
+  detail::pack_dense_f32_impl<detail::f32_avx512>(n, k, w, bias, dst);
+}
+inline void dense_f32_packed(arch::avx512, std::size_t n, std::size_t k, const float* x, const float* packed,
+                             fused_activation act, float* y) noexcept {
+  detail::dense_f32_packed_impl<detail::f32_avx512>(n, k, x, packed, act, y);
 }
 #endif  // TINYLARGE_KERNELS_X86_AVX512
 

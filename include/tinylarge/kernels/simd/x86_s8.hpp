@@ -35,6 +35,14 @@
 /// packed as [k/4][32 columns][4 bytes] so one aligned zmm load feeds 16
 /// columns × 4 k, and A as [k/4][14 rows][4 bytes] for 32-bit broadcasts.
 /// For m = 1 it is a GEMV (4 rows per pass, 64 bytes of k per instruction).
+/// The pre-packed batch-1 form (`pack_dense_s8` / `dense_s8_packed`, what
+/// `nn::quantized_network` runs) stores W as [k/4][16 outputs][4 bytes]
+/// panels with the correction term precomputed (`detail::s8_gemv_layout`):
+/// one broadcast of 4 input bytes feeds 16 outputs per `vpdpbusd`, and the
+/// requantization works on whole registers.
+///
+/// `quantize_s8` (AVX2 / AVX-512) is `tl::quantize` on 8 / 16 floats at a
+/// time, bit-exact (the same IEEE division and rounding steps).
 #pragma once
 
 #if !defined(TINYLARGE_KERNELS_DENSE_SCALAR_DECLARED)
@@ -160,6 +168,56 @@ inline void dense_s8(arch::avx2, std::size_t m, std::size_t n, std::size_t k, co
   detail::s8_dense_avx2(m, n, k, x, w, p,
                         [&](std::size_t i, std::size_t o, std::int32_t v) { y[i * n + o] = requantize_s8(v, o, p); });
 }
+
+/// q[i] = tl::quantize(x[i], p, range), 8 lanes at a time; bit-exact with
+/// the scalar function (IEEE division, truncation, exact fraction test).
+inline void quantize_s8(arch::avx2, const float* x, std::size_t n, quant_params p, quant_range range,
+                        std::int8_t* q) noexcept {
+  const __m256 scale = _mm256_set1_ps(p.scale), half = _mm256_set1_ps(0.5f), mhalf = _mm256_set1_ps(-0.5f);
+  const __m256 lim = _mm256_set1_ps(1073741824.0f), mlim = _mm256_set1_ps(-1073741824.0f);
+  const __m256i zp = _mm256_set1_epi32(p.zero_point), lo = _mm256_set1_epi32(range.min),
+                hi = _mm256_set1_epi32(range.max);
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_div_ps(_mm256_loadu_ps(x + i), scale);
+    v = _mm256_and_ps(v, _mm256_cmp_ps(v, v, _CMP_ORD_Q));  // NaN → +0
+    v = _mm256_min_ps(_mm256_max_ps(v, mlim), lim);
+    const __m256i t = _mm256_cvttps_epi32(v);
+    const __m256 frac = _mm256_sub_ps(v, _mm256_cvtepi32_ps(t));
+    // compare masks are −1 where true: r = t − (frac ≥ ½) + (frac ≤ −½)
+    __m256i r = _mm256_sub_epi32(t, _mm256_castps_si256(_mm256_cmp_ps(frac, half, _CMP_GE_OQ)));
+    r = _mm256_add_epi32(r, _mm256_castps_si256(_mm256_cmp_ps(frac, mhalf, _CMP_LE_OQ)));
+    r = _mm256_min_epi32(_mm256_max_epi32(_mm256_add_epi32(r, zp), lo), hi);
+    alignas(32) std::int32_t out[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(out), r);
+    for (std::size_t j = 0; j < 8; ++j) q[i + j] = static_cast<std::int8_t>(out[j]);
+  }
+  for (; i < n; ++i) q[i] = quantize(x[i], p, range);
+}
+
+#if defined(TINYLARGE_KERNELS_X86_AVX512)
+/// q[i] = tl::quantize(x[i], p, range), 16 lanes at a time; bit-exact.
+inline void quantize_s8(arch::avx512, const float* x, std::size_t n, quant_params p, quant_range range,
+                        std::int8_t* q) noexcept {
+  const __m512 scale = _mm512_set1_ps(p.scale), half = _mm512_set1_ps(0.5f), mhalf = _mm512_set1_ps(-0.5f);
+  const __m512 lim = _mm512_set1_ps(1073741824.0f), mlim = _mm512_set1_ps(-1073741824.0f);
+  const __m512i zp = _mm512_set1_epi32(p.zero_point), lo = _mm512_set1_epi32(range.min),
+                hi = _mm512_set1_epi32(range.max), one = _mm512_set1_epi32(1);
+  for (std::size_t i = 0; i < n; i += 16) {
+    const auto mk = static_cast<__mmask16>(n - i >= 16 ? 0xFFFFu : (1u << (n - i)) - 1u);
+    // (zero-masked forms with a full mask: GCC 12's -Wmaybe-uninitialized, see above)
+    __m512 v = _mm512_maskz_div_ps(0xFFFF, _mm512_maskz_loadu_ps(mk, x + i), scale);
+    v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v);  // NaN → 0
+    v = _mm512_maskz_min_ps(0xFFFF, _mm512_maskz_max_ps(0xFFFF, v, mlim), lim);
+    const __m512i t = _mm512_maskz_cvttps_epi32(0xFFFF, v);
+    const __m512 frac = _mm512_sub_ps(v, _mm512_maskz_cvtepi32_ps(0xFFFF, t));
+    __m512i r = _mm512_mask_add_epi32(t, _mm512_cmp_ps_mask(frac, half, _CMP_GE_OQ), t, one);
+    r = _mm512_mask_sub_epi32(r, _mm512_cmp_ps_mask(frac, mhalf, _CMP_LE_OQ), r, one);
+    r = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(r, zp), lo), hi);
+    _mm512_mask_cvtepi32_storeu_epi8(q + i, mk, r);
+  }
+}
+#endif
 
 }  // namespace tinylarge::kernels
 
@@ -539,6 +597,104 @@ inline void s8_dense_vnni(std::size_t m, std::size_t n, std::size_t k, const std
   s8_vnni_gemm(m, n, k, x, w, corr, acc, n);
 }
 
+// ---------------------------------------------------------------------------
+// Pre-packed batch-1 GEMV (AVX-512 VNNI)
+// ---------------------------------------------------------------------------
+
+/// Layout of the packed batch-1 form of W (n×k int8) for `vpdpbusd`:
+///
+///     [64-byte header: int32 "some shift > 0"]
+///     [corr: nb·16 int32, corr[o] = bias[o] − (128 + zx)·Σ_q w[o][q], 0 for o ≥ n]
+///     [weights: chunk after chunk; chunk c (blocks b0..b0+B) is kq steps of
+///      B·64 bytes: for each block, 16 outputs × 4 consecutive k-bytes]
+///
+/// with nb = ⌈n/16⌉ blocks of 16 outputs, kq = ⌈k/4⌉ and zeros past n and k.
+/// One chunk holds at most 8 blocks (128 outputs, 8 zmm accumulators) and the
+/// blocks are spread evenly over the chunks. The kernel then reads one
+/// contiguous stream per chunk, broadcasts 4 bytes of u = x ^ 0x80 per step
+/// and issues B `vpdpbusd`: no horizontal sums, and 16 outputs per register
+/// go straight into the vector requantization.
+struct s8_gemv_layout {
+  static constexpr std::size_t max_blocks = 8;
+  static constexpr std::size_t header = 64;
+  static constexpr std::size_t blocks(std::size_t n) noexcept { return (n + 15) / 16; }
+  static constexpr std::size_t quads(std::size_t k) noexcept { return (k + 3) / 4; }
+  static constexpr std::size_t chunks(std::size_t n) noexcept { return (blocks(n) + max_blocks - 1) / max_blocks; }
+  /// First block and block count of chunk c.
+  static constexpr std::size_t chunk_first(std::size_t n, std::size_t c) noexcept {
+    const std::size_t nb = blocks(n), ch = chunks(n), base = nb / ch, extra = nb % ch;
+    return c * base + (c < extra ? c : extra);
+  }
+  static constexpr std::size_t chunk_blocks(std::size_t n, std::size_t c) noexcept {
+    const std::size_t nb = blocks(n), ch = chunks(n);
+    return nb / ch + (c < nb % ch ? 1 : 0);
+  }
+  static constexpr std::size_t weights_offset(std::size_t n) noexcept { return header + blocks(n) * 64; }
+  static constexpr std::size_t bytes(std::size_t n, std::size_t k) noexcept {
+    return n == 0 || k == 0 ? 0 : weights_offset(n) + blocks(n) * 64 * quads(k);
+  }
+};
+
+/// One chunk of B blocks: y[o] = requantize(corr[o] + Σ_q u_q·w[o][q]) for the
+/// 16·B outputs starting at o0 (stored only below n).
+template <std::size_t B, bool AnyLeft>
+TINYLARGE_NOINLINE void s8_gemv_chunk(std::size_t k, const std::int8_t* x, const std::int8_t* TINYLARGE_RESTRICT pw,
+                                      const std::int32_t* corr, std::size_t o0, std::size_t n,
+                                      const dense_s8_params& p, std::int8_t* y) noexcept {
+  // Fewer than 4 blocks cannot hide the vpdpbusd latency: two accumulator sets
+  // (even and odd k steps), added at the end (sums mod 2³², order-free).
+  constexpr std::size_t S = B < 4 ? 2 : 1;
+  __m512i acc[S][B];
+#pragma GCC unroll 16
+  for (std::size_t b = 0; b < B; ++b)
+    for (std::size_t s = 0; s < S; ++s) acc[s][b] = _mm512_setzero_si512();
+  const std::size_t kfull = k / 4;
+  std::size_t q = 0;
+  for (; q + S <= kfull; q += S) {
+#pragma GCC unroll 2
+    for (std::size_t s = 0; s < S; ++s) {
+      const __m512i u = _mm512_set1_epi32(static_cast<int>(load_word(x + 4 * (q + s)) ^ 0x80808080u));
+#pragma GCC unroll 16
+      for (std::size_t b = 0; b < B; ++b)
+        acc[s][b] = _mm512_dpbusd_epi32(acc[s][b], u, _mm512_load_si512(pw + ((q + s) * B + b) * 64));
+    }
+  }
+  for (; q < (k + 3) / 4; ++q) {  // odd last full quad and / or the partial quad past k
+    const std::size_t nb = k - 4 * q < 4 ? k - 4 * q : 4;
+    const std::uint32_t valid = 0xFFFFFFFFu >> (32 - 8 * nb);
+    const std::uint32_t word = (nb == 4 ? load_word(x + 4 * q) : load_word_partial(x + 4 * q, nb)) ^ 0x80808080u;
+    const __m512i u = _mm512_set1_epi32(static_cast<int>(word & valid));
+#pragma GCC unroll 16
+    for (std::size_t b = 0; b < B; ++b)
+      acc[0][b] = _mm512_dpbusd_epi32(acc[0][b], u, _mm512_load_si512(pw + (q * B + b) * 64));
+  }
+  const __m512i zy = _mm512_set1_epi32(p.output_zero_point);
+  const __m512i lo = _mm512_set1_epi32(p.act_min), hi = _mm512_set1_epi32(p.act_max);
+#pragma GCC unroll 16
+  for (std::size_t b = 0; b < B; ++b) {
+    const std::size_t o = o0 + 16 * b;
+    if (o >= n) break;
+    __m512i a = acc[0][b];
+    if constexpr (S == 2) a = _mm512_add_epi32(a, acc[1][b]);
+    a = _mm512_add_epi32(a, _mm512_load_si512(corr + o));
+    const auto mk = static_cast<__mmask16>(n - o >= 16 ? 0xFFFFu : (1u << (n - o)) - 1u);
+    const __m512i mult =
+        p.per_channel ? _mm512_maskz_loadu_epi32(mk, p.multipliers + o) : _mm512_set1_epi32(p.multipliers[0]);
+    const __m512i shift = p.per_channel ? _mm512_maskz_loadu_epi32(mk, p.shifts + o) : _mm512_set1_epi32(p.shifts[0]);
+    _mm512_mask_cvtepi32_storeu_epi8(y + o, mk, requantize_avx512::apply<AnyLeft>(a, mult, shift, zy, lo, hi));
+  }
+}
+
+using s8_gemv_chunk_fn = void (*)(std::size_t, const std::int8_t*, const std::int8_t*, const std::int32_t*,
+                                  std::size_t, std::size_t, const dense_s8_params&, std::int8_t*) noexcept;
+template <bool AnyLeft, std::size_t... I>
+constexpr auto make_s8_gemv_table(std::index_sequence<I...>) noexcept {
+  struct table {
+    s8_gemv_chunk_fn fn[sizeof...(I)];
+  };
+  return table{{&s8_gemv_chunk<I + 1, AnyLeft>...}};
+}
+
 }  // namespace tinylarge::kernels::detail
 
 namespace tinylarge::kernels {
@@ -561,6 +717,64 @@ inline void dense_s8(arch::avx512_vnni, std::size_t m, std::size_t n, std::size_
   detail::requantize_avx512::rows(acc, m, n, p, y);
 }
 
+
+/// Bytes of the packed batch-1 form of an n×k int8 W (`detail::s8_gemv_layout`).
+constexpr std::size_t dense_s8_packed_bytes(arch::avx512_vnni, std::size_t n, std::size_t k) noexcept {
+  return detail::s8_gemv_layout::bytes(n, k);
+}
+
+/// Lay out W (n×k, row-major) for `dense_s8_packed`, folding in the input zero
+/// point and bias of `p` (corr[o] = bias[o] − (128 + zx)·Σ_q w[o][q]) and
+/// whether any shift is positive. `dst`: 64-byte aligned,
+/// `dense_s8_packed_bytes(…, n, k)` bytes.
+inline void pack_dense_s8(arch::avx512_vnni, std::size_t n, std::size_t k, const std::int8_t* w,
+                          const dense_s8_params& p, std::int8_t* dst) noexcept {
+  using L = detail::s8_gemv_layout;
+  if (n == 0 || k == 0) return;
+  const std::size_t nb = L::blocks(n), kq = L::quads(k);
+  const std::int32_t any_left = detail::requantize_avx512::any_left_shift(n, p) ? 1 : 0;
+  std::memcpy(dst, &any_left, sizeof any_left);
+  auto* corr = reinterpret_cast<std::int32_t*>(dst + L::header);
+  detail::s8_vnni_correction(n, k, w, p, corr);
+  for (std::size_t o = n; o < nb * 16; ++o) corr[o] = 0;
+  std::int8_t* pw = dst + L::weights_offset(n);
+  for (std::size_t c = 0; c < L::chunks(n); ++c) {
+    const std::size_t b0 = L::chunk_first(n, c), cb = L::chunk_blocks(n, c);
+    for (std::size_t q = 0; q < kq; ++q)
+      for (std::size_t b = 0; b < cb; ++b)
+        for (std::size_t lane = 0; lane < 16; ++lane)
+          for (std::size_t j = 0; j < 4; ++j) {
+            const std::size_t o = (b0 + b) * 16 + lane, at = 4 * q + j;
+            *pw++ = o < n && at < k ? w[o * k + at] : std::int8_t{0};
+          }
+  }
+}
+
+/// y = dense_s8(1, n, k, x, W, p, y) from the packed W of `pack_dense_s8`
+/// (same p, apart from multipliers, output zero point and clamp, which are
+/// read here): bit-exact with the scalar back end.
+inline void dense_s8_packed(arch::avx512_vnni, std::size_t n, std::size_t k, const std::int8_t* x,
+                            const std::int8_t* packed, const dense_s8_params& p, std::int8_t* y) noexcept {
+  using L = detail::s8_gemv_layout;
+  if (n == 0) return;
+  if (k == 0) {  // y = requantize(bias)
+    for (std::size_t o = 0; o < n; ++o) y[o] = requantize_s8(p.bias ? p.bias[o] : 0, o, p);
+    return;
+  }
+  static constexpr auto left = detail::make_s8_gemv_table<true>(std::make_index_sequence<L::max_blocks>{});
+  static constexpr auto right = detail::make_s8_gemv_table<false>(std::make_index_sequence<L::max_blocks>{});
+  std::int32_t any_left = 0;
+  std::memcpy(&any_left, packed, sizeof any_left);
+  const detail::s8_gemv_chunk_fn* table = any_left != 0 ? left.fn : right.fn;
+  const auto* corr = reinterpret_cast<const std::int32_t*>(packed + L::header);
+  const std::int8_t* pw = packed + L::weights_offset(n);
+  const std::size_t kq = L::quads(k);
+  for (std::size_t c = 0; c < L::chunks(n); ++c) {
+    const std::size_t b0 = L::chunk_first(n, c), cb = L::chunk_blocks(n, c);
+    table[cb - 1](k, x, pw, corr, 16 * b0, n, p, y);
+    pw += cb * 64 * kq;
+  }
+}
 }  // namespace tinylarge::kernels
 
 #endif  // AVX-512 VNNI
