@@ -552,3 +552,102 @@ TEST_CASE("errors name what is wrong", "[nn][errors]") {
   CHECK_THROWS_WITH(nn::convert(net, none, *q), Catch::Contains("no observed range"));
 }
 #endif
+
+TEST_CASE("inference_network: the packed batch-1 fp32 path computes what network::forward does", "[nn][inference]") {
+  tl::rng g(21);
+  SECTION("LeNet-300-100, inputs with blank pixels, fused relu") {
+    nn::network<lenet_300_100> net(4);
+    for (float& b : net.parameters()) b += 0.01f * g.normal();  // non-zero biases too
+    auto fast = std::make_unique<nn::inference_network<lenet_300_100>>(net);
+    std::vector<float> x(784);
+    double worst = 0.0;
+    for (int s = 0; s < 20; ++s) {
+      for (std::size_t i = 0; i < 784; ++i) x[i] = (i % 28 < 6 || g.uniform() < 0.3f) ? 0.0f : g.uniform();
+      const float* ref = net.forward(x.data(), 1);
+      std::vector<float> r(ref, ref + 10);
+      const float* y = fast->forward(x.data());
+      for (std::size_t j = 0; j < 10; ++j)
+        worst = std::max(worst, static_cast<double>(std::abs(y[j] - r[j])) / (1.0 + std::abs(r[j])));
+      CHECK(fast->classify(x.data()) == static_cast<std::size_t>(std::max_element(r.begin(), r.end()) - r.begin()));
+    }
+    INFO("worst relative difference " << worst);
+    CHECK(worst < 1e-5);
+    // A snapshot: training the network further does not change it until load().
+    const std::vector<float> before(fast->forward(x.data()), fast->forward(x.data()) + 10);
+    net.biases<4>()[0] += 1.0f;
+    CHECK(std::vector<float>(fast->forward(x.data()), fast->forward(x.data()) + 10) == before);
+    fast->load(net);
+    const float* after = fast->forward(x.data());
+    CHECK(after[0] == Approx(before[0] + 1.0f).epsilon(1e-5));
+    // Copies re-pack for their own buffers and give the same outputs.
+    const nn::inference_network<lenet_300_100> copy(*fast);
+    auto copy2 = std::make_unique<nn::inference_network<lenet_300_100>>(copy);
+    const std::vector<float> a(fast->forward(x.data()), fast->forward(x.data()) + 10);
+    CHECK(std::vector<float>(copy2->forward(x.data()), copy2->forward(x.data()) + 10) == a);
+  }
+  SECTION("a CNN: conv, pools, relu6, flatten, dropout (identity at inference), static storage") {
+    using model = tl::sequential<tl::input<8, 8, 2>, tl::conv2d<4, 3, 1, 1>, tl::relu6, tl::max_pool2d<2>, tl::flatten,
+                                 tl::dense<64, 20>, tl::relu, tl::dropout<30>, tl::dense<20, 7>, tl::relu6,
+                                 tl::dense<7, 3>>;
+    nn::network<model> net(9);
+    static nn::inference_network<model, nn::static_storage> fast;  // static: no heap
+    fast.load(net);
+    std::vector<float> x(128);
+    for (int s = 0; s < 20; ++s) {
+      for (float& v : x) v = g.uniform() < 0.4f ? 0.0f : g.normal();
+      const float* ref = net.forward(x.data(), 1);
+      const std::vector<float> r(ref, ref + 3);
+      const float* y = fast.forward(x.data());
+      for (std::size_t j = 0; j < 3; ++j) CHECK(y[j] == Approx(r[j]).epsilon(1e-5).margin(1e-5));
+    }
+  }
+}
+
+TEST_CASE("quantized_network: the packed batch-1 path is bit-exact with the scalar back end", "[nn][int8][packed]") {
+  using model = tl::sequential<tl::dense<100, 40>, tl::relu, tl::dense<40, 33>, tl::dense<33, 17>, tl::relu6,
+                               tl::dense<17, 5>>;
+  nn::network<model> net(17);
+  tl::rng g(5);
+  std::vector<float> calib(100 * 64);
+  for (std::size_t i = 0; i < calib.size(); ++i) calib[i] = (i % 100 < 30) ? 0.0f : g.uniform();
+  auto fast = std::make_unique<nn::quantized_network<model, tl::int8_per_channel, nn::heap_storage>>();
+  using scalar_net = nn::quantized_network<model, tl::int8_per_channel, nn::heap_storage, tl::kernels::scalar>;
+  auto ref = std::make_unique<scalar_net>();
+  nn::quantize_post_training(net, calib.data(), 64, *fast);
+  nn::quantize_post_training(net, calib.data(), 64, *ref);
+  INFO("packed bytes on this back end: " << fast->packed_bytes);
+  auto same_outputs = [&](auto& a, auto& b) {
+    std::size_t differ = 0;
+    std::vector<std::int8_t> x(100);
+    tl::rng r(77);
+    for (int s = 0; s < 50; ++s) {
+      for (auto& v : x) v = static_cast<std::int8_t>(static_cast<int>(r.uniform_int(256)) - 128);
+      const std::int8_t* ya = a.forward(x.data());
+      const std::vector<std::int8_t> va(ya, ya + 5);
+      const std::int8_t* yb = b.forward(x.data());
+      differ += std::equal(va.begin(), va.end(), yb) ? 0 : 1;
+      differ += a.classify(calib.data() + 100 * (s % 64)) == b.classify(calib.data() + 100 * (s % 64)) ? 0 : 1;
+    }
+    return differ;
+  };
+  CHECK(same_outputs(*fast, *ref) == 0);
+  // Writing parameters through the raw accessors re-packs before the next run.
+  fast->weights()[7] = static_cast<std::int8_t>(-fast->weights()[7] - 1);
+  ref->weights()[7] = static_cast<std::int8_t>(-ref->weights()[7] - 1);
+  fast->biases()[3] += 1000;
+  ref->biases()[3] += 1000;
+  fast->tensor_quantization()[0].zero_point = 5;
+  ref->tensor_quantization()[0].zero_point = 5;
+  CHECK(same_outputs(*fast, *ref) == 0);
+  // A raw pointer kept across forward(): parameters_changed() declares the write.
+  std::int32_t* bias = fast->biases();
+  std::int32_t* rbias = ref->biases();
+  (void)same_outputs(*fast, *ref);
+  bias[0] -= 5000;
+  rbias[0] -= 5000;
+  fast->parameters_changed();
+  CHECK(same_outputs(*fast, *ref) == 0);
+  // Copies (new buffers, new alignment) re-pack.
+  auto copy = std::make_unique<nn::quantized_network<model, tl::int8_per_channel, nn::heap_storage>>(*fast);
+  CHECK(same_outputs(*copy, *ref) == 0);
+}

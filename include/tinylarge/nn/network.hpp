@@ -25,6 +25,10 @@
 /// estimator (Bengio et al. 2013: gradients flow as if quantization were the
 /// identity) and updates the fp32 "shadow" weights.
 /// `quantize.hpp` turns the result into an int8 `quantized_network`.
+///
+/// For serving one sample at a time, `inference_network<Model>` (below) is the
+/// fp32 deployment form: a snapshot of the parameters with each dense layer
+/// pre-packed for a batch-1 GEMV (docs/precision.md, "Batch-1 inference").
 #pragma once
 
 #include <array>
@@ -352,6 +356,158 @@ class network {
   tinylarge::rng rng_{};
   bool fake_quant_ = false, fq_per_channel_ = true;
   float ema_ = 0.01f;
+};
+
+/// The fp32 batch-1 inference form of a trained `network`: a snapshot of its
+/// parameters with every dense layer re-laid-out for the back end's packed
+/// GEMV (`kernels::pack_dense_f32`), the bias as the accumulators' initial
+/// value and a following relu / relu6 fused into the store; two ping-pong
+/// activation buffers and the conv scratch are sized from the model's
+/// constexprs at construction, so `forward` never allocates. Zero inputs of a
+/// dense layer are skipped (blank pixels, relu zeros). What `network::forward`
+/// is to training, this is to serving one request at a time; the same idea as
+/// `quantized_network`, in fp32.
+///
+/// A snapshot: after the network trains further, call `load(net)` again.
+/// Outputs equal `network::forward(x, 1)` up to the summation order of fp32
+/// (the tests check the bound of kernels/dense.hpp), for finite weights.
+/// @tparam Model a `sequential<...>` type
+/// @tparam Storage where parameters and buffers live (`heap_storage` default)
+/// @tparam Backend kernel back end (`kernels::default_backend`); one without a
+///         packed layout (scalar, NEON) runs `kernels::dense_f32` on the
+///         snapshot instead
+template <sequential_model Model, storage_policy Storage = heap_storage, class Backend = kernels::default_backend>
+class inference_network {
+ public:
+  using model = Model;
+  static constexpr std::size_t param_count = Model::param_count;
+
+  inference_network() = default;
+  /// Snapshot and pack the parameters of `net`.
+  template <class S>
+  explicit inference_network(const network<Model, S>& net) {
+    load(net);
+  }
+
+  // Copies re-pack: the packed data sits at an alignment offset that depends
+  // on the buffer's address.
+  inference_network(const inference_network& o) : params_(o.params_) { pack(); }
+  inference_network& operator=(const inference_network& o) {
+    if (this != &o) {
+      params_ = o.params_;
+      pack();
+    }
+    return *this;
+  }
+
+  /// Snapshot and pack the parameters of `net` (call again after it changed).
+  template <class S>
+  void load(const network<Model, S>& net) noexcept {
+    const auto src = net.parameters();
+    for (std::size_t i = 0; i < param_count; ++i) params_[i] = src[i];
+    pack();
+  }
+
+  /// Run one sample (Model::input_size floats).
+  /// @return Model::output_size floats, valid until the next call
+  const float* forward(const float* x) noexcept {
+    const float* cur = x;
+    std::size_t slot = 0;
+    Model::for_each_layer([&]<std::size_t I>() {
+      using L = typename Model::template layer<I>;
+      if constexpr (fused_into_packed<I>()) {
+        // applied by the packed dense layer before it
+      } else {
+        float* out = buffer_[slot].data();
+        if constexpr (is_packed(I)) {
+          // Unqualified (with a using-declaration): clang rejects a qualified
+          // call whose only visible overload is deleted (the scalar one) even
+          // in a discarded branch; this one is resolved when instantiated.
+          using kernels::dense_f32_packed;
+          dense_f32_packed(Backend{}, L::out_channels, L::in_shape::size, cur, packed_base() + packed_off[I],
+                           fused_after<I>(), out);
+        } else {
+          context ctx{workspace_.data(), nullptr, nullptr, false};
+          L::forward(params_.data() + Model::template param_offset<I>, cur, out, 1, ctx);
+        }
+        cur = out;
+        slot ^= 1;
+      }
+    });
+    return cur;
+  }
+
+  /// Argmax of the output (the predicted class).
+  std::size_t classify(const float* x) noexcept {
+    const float* y = forward(x);
+    std::size_t best = 0;
+    for (std::size_t i = 1; i < Model::output_size; ++i) best = y[i] > y[best] ? i : best;
+    return best;
+  }
+
+  /// The parameter snapshot (layout of `network::parameters()`).
+  std::span<const float, param_count> parameters() const noexcept {
+    return std::span<const float, param_count>(params_.data(), param_count);
+  }
+
+ private:
+  /// Float offsets of each dense layer's packed form (multiples of 16 floats).
+  static constexpr auto packed_off = [] {
+    std::array<std::size_t, Model::size + 1> off{};
+    Model::for_each_layer([&]<std::size_t I>() {
+      using L = typename Model::template layer<I>;
+      std::size_t f = 0;
+      if constexpr (L::kind == layer_kind::dense)
+        f = kernels::dense_f32_packed_floats(Backend{}, L::out_channels, L::in_shape::size);
+      off[I + 1] = off[I] + (f + 15) / 16 * 16;
+    });
+    return off;
+  }();
+  static constexpr std::size_t packed_floats = packed_off[Model::size];
+  static constexpr bool is_packed(std::size_t i) noexcept { return packed_off[i + 1] > packed_off[i]; }
+  /// Layer I is a relu / relu6 that the packed dense layer before it applies.
+  template <std::size_t I>
+  static constexpr bool fused_into_packed() noexcept {
+    if constexpr (I == 0) {
+      return false;
+    } else {
+      return Model::template fused_into_previous<I> && is_packed(I - 1);
+    }
+  }
+
+  void pack() noexcept {
+    float* packed = packed_base();
+    Model::for_each_layer([&]<std::size_t I>() {
+      using L = typename Model::template layer<I>;
+      if constexpr (is_packed(I)) {
+        const float* p = params_.data() + Model::template param_offset<I>;
+        using kernels::pack_dense_f32;  // unqualified: see forward()
+        pack_dense_f32(Backend{}, L::out_channels, L::in_shape::size, p, p + L::weight_count, packed + packed_off[I]);
+      }
+    });
+  }
+
+  /// The activation fused into packed dense layer I (the relu / relu6 after it).
+  template <std::size_t I>
+  static constexpr fused_activation fused_after() noexcept {
+    if constexpr (I + 1 < Model::size) {
+      if constexpr (Model::template fused_into_previous<I + 1>)
+        return Model::template layer<I + 1>::kind == layer_kind::relu ? fused_activation::relu
+                                                                      : fused_activation::relu6;
+    }
+    return fused_activation::none;
+  }
+
+  /// 64-byte aligned start of the packed weights (the buffer has 16 floats of slack).
+  float* packed_base() noexcept {
+    const auto addr = reinterpret_cast<std::uintptr_t>(packed_.data());
+    return packed_.data() + ((64 - addr % 64) % 64) / sizeof(float);
+  }
+
+  typename Storage::template buffer<float, param_count> params_{};
+  typename Storage::template buffer<float, (packed_floats > 0 ? packed_floats + 16 : 0)> packed_{};
+  std::array<typename Storage::template buffer<float, Model::max_activation>, 2> buffer_{};
+  typename Storage::template buffer<float, Model::max_workspace_per_sample> workspace_{};
 };
 
 }  // namespace tinylarge::nn

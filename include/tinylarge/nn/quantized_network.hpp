@@ -25,6 +25,17 @@
 /// Memory: parameters in `Storage` buffers sized by constexprs of the model,
 /// plus one activation arena of exactly `Model::arena_bytes<P>` bytes holding
 /// two ping-pong buffers at its two ends and conv scratch between them.
+///
+/// Batch-1 fast path: when the back end has a packed GEMV layout
+/// (`kernels::dense_s8_packed_bytes(Backend{}, n, k) > 0`: AVX-512 VNNI), every
+/// dense layer's weights are also kept in that layout, with the bias and input
+/// zero point folded in (`packed_bytes` more bytes, in `Storage` too: still no
+/// heap with `static_storage`). The packed copy is built by the first
+/// `forward()` after the parameters were handed out for writing (any non-const
+/// raw accessor marks it stale), so converters need no extra call; a caller
+/// that keeps a raw pointer and writes through it after a `forward()` must call
+/// `parameters_changed()`. Outputs are bit-identical either way. Other back
+/// ends (scalar, Cortex-M, NEON) have `packed_bytes == 0` and no extra memory.
 #pragma once
 
 #include <array>
@@ -55,6 +66,22 @@ struct qlayout {
     });
   }
 };
+
+/// Offsets of each dense layer's packed batch-1 weights (64-byte multiples;
+/// all 0 when the back end has no packed layout).
+template <class Model, class Backend>
+struct packed_layout {
+  std::array<std::size_t, Model::size + 1> offset{};
+  constexpr packed_layout() {
+    Model::for_each_layer([&]<std::size_t I>() {
+      using L = typename Model::template layer<I>;
+      std::size_t b = 0;
+      if constexpr (L::kind == layer_kind::dense)
+        b = kernels::dense_s8_packed_bytes(Backend{}, L::out_channels, L::in_shape::size);
+      offset[I + 1] = offset[I] + (b + 63) / 64 * 64;
+    });
+  }
+};
 }  // namespace detail
 
 /// The int8 inference form of a `sequential` model.
@@ -79,6 +106,9 @@ class quantized_network {
   /// / softmax layers (what a firmware image holds).
   static constexpr std::size_t parameter_bytes =
       Model::weight_count + 4 * Model::bias_count + 8 * Model::bias_count + 4 * lut_count;
+  /// Bytes of the packed batch-1 weights (0 when `Backend` has no packed
+  /// layout); the buffer has 64 more for alignment.
+  static constexpr std::size_t packed_bytes = detail::packed_layout<Model, Backend>{}.offset[Model::size];
 
   /// Scale and zero point of tensor t (0 = input, I + 1 = output of layer I).
   quant_params tensor_params(std::size_t t) const noexcept { return tq_[t]; }
@@ -93,6 +123,9 @@ class quantized_network {
   /// @return the int8 output (Model::output_size values, on `output_params()`),
   ///         valid until the next call
   const std::int8_t* forward() noexcept {
+    if constexpr (packed_bytes > 0) {
+      if (packed_for_ != packed_base()) pack();
+    }
     std::int8_t* const a = arena_.data();
     std::int8_t* cur = a;
     bool at_front = true;
@@ -138,8 +171,7 @@ class quantized_network {
   /// Quantize an fp32 input with `input_params()`, run, and return the argmax
   /// of the int8 output (the predicted class).
   std::size_t classify(const float* x) noexcept {
-    std::int8_t* in = input_buffer();
-    for (std::size_t i = 0; i < Model::input_size; ++i) in[i] = quantize(x[i], tq_[0], P::activation_range);
+    kernels::quantize_s8(Backend{}, x, Model::input_size, tq_[0], P::activation_range, arena_.data());
     const std::int8_t* y = forward();
     std::size_t best = 0;
     for (std::size_t i = 1; i < Model::output_size; ++i) best = y[i] > y[best] ? i : best;
@@ -154,15 +186,35 @@ class quantized_network {
   }
 
   // ---- raw access, for converters, serializers and tests -------------------
-  std::int8_t* weights() noexcept { return weights_.data(); }
+  // The non-const accessors mark the packed batch-1 weights stale (rebuilt by
+  // the next forward()).
+  std::int8_t* weights() noexcept {
+    parameters_changed();
+    return weights_.data();
+  }
   const std::int8_t* weights() const noexcept { return weights_.data(); }
-  std::int32_t* biases() noexcept { return bias_.data(); }
+  std::int32_t* biases() noexcept {
+    parameters_changed();
+    return bias_.data();
+  }
   const std::int32_t* biases() const noexcept { return bias_.data(); }
-  std::int32_t* multipliers() noexcept { return mult_.data(); }
-  int* shifts() noexcept { return shift_.data(); }
+  std::int32_t* multipliers() noexcept {
+    parameters_changed();
+    return mult_.data();
+  }
+  int* shifts() noexcept {
+    parameters_changed();
+    return shift_.data();
+  }
   std::int32_t* tables() noexcept { return lut_.data(); }
-  std::array<quant_params, tensor_count>& tensor_quantization() noexcept { return tq_; }
+  std::array<quant_params, tensor_count>& tensor_quantization() noexcept {
+    parameters_changed();
+    return tq_;
+  }
   const std::array<quant_params, tensor_count>& tensor_quantization() const noexcept { return tq_; }
+  /// Declare that parameters were written through a raw pointer obtained
+  /// before the last forward(): the packed batch-1 weights are rebuilt.
+  void parameters_changed() noexcept { packed_for_ = nullptr; }
   /// Real weight scales per output channel of each weighted layer (for
   /// inspection; inference uses only the integer multipliers).
   float* weight_scales() noexcept { return wscale_.data(); }
@@ -192,11 +244,40 @@ class quantized_network {
     return p;
   }
 
+  static constexpr auto packed_layout_ = detail::packed_layout<Model, Backend>{};
+
+  /// The 64-byte aligned start of the packed weights inside `packed_`.
+  std::int8_t* packed_base() noexcept {
+    const auto addr = reinterpret_cast<std::uintptr_t>(packed_.data());
+    return packed_.data() + ((64 - addr % 64) % 64);
+  }
+
+  /// Lay out every dense layer for the back end's batch-1 kernel.
+  void pack() noexcept {
+    std::int8_t* base = packed_base();
+    Model::for_each_layer([&]<std::size_t I>() {
+      using L = typename Model::template layer<I>;
+      if constexpr (packed_layout_.offset[I + 1] > packed_layout_.offset[I]) {
+        // Unqualified (with a using-declaration): clang rejects a qualified
+        // call whose only visible overload is deleted (the scalar one) even in
+        // a discarded branch; this one is resolved when instantiated.
+        using kernels::pack_dense_s8;
+        pack_dense_s8(Backend{}, L::out_channels, L::in_shape::size, weights_.data() + layout.weight[I],
+                      layer_params<I>(), base + packed_layout_.offset[I]);
+      }
+    });
+    packed_for_ = base;
+  }
+
   template <std::size_t I, class L>
   void run_layer(const std::int8_t* x, std::int8_t* y, std::int8_t* scratch) noexcept {
     constexpr layer_kind k = L::kind;
     using In = typename L::in_shape;
-    if constexpr (k == layer_kind::dense) {
+    if constexpr (k == layer_kind::dense && packed_layout_.offset[I + 1] > packed_layout_.offset[I]) {
+      using kernels::dense_s8_packed;  // unqualified: see pack()
+      dense_s8_packed(Backend{}, L::out_channels, In::size, x, packed_for_ + packed_layout_.offset[I],
+                      layer_params<I>(), y);
+    } else if constexpr (k == layer_kind::dense) {
       const kernels::dense_s8_params p = layer_params<I>();
       kernels::dense_s8(Backend{}, 1, L::out_channels, In::size, x, weights_.data() + layout.weight[I], p, y);
     } else if constexpr (k == layer_kind::conv2d) {
@@ -295,8 +376,10 @@ class quantized_network {
   typename Storage::template buffer<float, Model::bias_count> wscale_{};
   typename Storage::template buffer<std::int32_t, lut_count> lut_{};
   typename Storage::template buffer<std::int8_t, arena_bytes> arena_{};
+  typename Storage::template buffer<std::int8_t, (packed_bytes > 0 ? packed_bytes + 64 : 0)> packed_{};
   std::array<quant_params, tensor_count> tq_{};
   const std::int8_t* out_ = nullptr;
+  const std::int8_t* packed_for_ = nullptr;  ///< packed_base() when the packed weights are current
 };
 
 }  // namespace tinylarge::nn
