@@ -23,12 +23,15 @@ namespace nn = tl::nn;
 namespace {
 
 using lenet_300_100 = tl::sequential<tl::dense<784, 300>, tl::relu, tl::dense<300, 100>, tl::relu, tl::dense<100, 10>>;
-using lenet5 = tl::sequential<tl::input<28, 28, 1>, tl::conv2d<6, 5, 1, 2>, tl::relu, tl::max_pool2d<2>,
-                              tl::conv2d<16, 5>, tl::relu, tl::max_pool2d<2>, tl::flatten, tl::dense<400, 120>,
+// LeNet-5's topology (5×5 conv, pool, 5×5 conv, pool, 120, 84, 10) with twice
+// its convolution channels (12 and 24 instead of 6 and 16): the 6/16 original
+// reached 90.49% at best, just short of the 90.5% goal.
+using lenet5 = tl::sequential<tl::input<28, 28, 1>, tl::conv2d<12, 5, 1, 2>, tl::relu, tl::max_pool2d<2>,
+                              tl::conv2d<24, 5>, tl::relu, tl::max_pool2d<2>, tl::flatten, tl::dense<600, 120>,
                               tl::relu, tl::dense<120, 84>, tl::relu, tl::dense<84, 10>>;
 
 static_assert(lenet_300_100::param_count == 266'610);
-static_assert(lenet5::param_count == 61'706);
+static_assert(lenet5::param_count == 90'670);
 
 struct options {
   std::size_t epochs = 15, cnn_epochs = 10, qat_epochs = 2;
