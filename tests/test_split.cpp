@@ -284,6 +284,13 @@ TEST_CASE("split: hop, message and byte counts equal the formulas", "[split][acc
     REQUIRE(train_small(v1, N, 50).rounds.at(0).sequential_hops == 2 * I + 2);
     REQUIRE(train_small(v2, N, 50).rounds.at(0).sequential_hops == 2 * N * I + 2);
     REQUIRE(train_small(es, N, 50).rounds.at(0).sequential_hops == 2 * (2 * I + 2));
+    // SplitFedV1 synchronising every iteration: broadcast, (I − 1) × (collect + broadcast), collect
+    // = I·(2K + 2) hops like PSL; every client uploads and downloads its segment I times.
+    tl::splitfed_v1<fp32_traits> v1s{{.batch_size = b, .steps_per_round = I, .sync_every = 1}};
+    const auto rs = train_small(v1s, N, 50).rounds.at(0);
+    REQUIRE(rs.sequential_hops == I * (2 * 1 + 2));
+    REQUIRE(sum_role(rs, "client", &tl::workflow::traffic::bytes_up) == N * I * (4 * b * S0 + b + 4 * P));
+    REQUIRE(sum_role(rs, "client", &tl::workflow::traffic::bytes_down) == N * I * (4 * b * S0 + 4 * P));
   }
   SECTION("int8 uplink: U(n) = n + 8 bytes, ≥ 3.9× fewer smashed-data bytes than fp32") {
     tl::psl<int8_traits> q{{.batch_size = b, .steps_per_round = I}};
@@ -356,6 +363,70 @@ TEST_CASE("split: one PSL step with SGD equals centralised SGD on the union of t
   }
   REQUIRE(max_step > 1e-3);      // the step is not trivially zero
   REQUIRE(max_err < 1e-5);       // summation order differs, nothing else
+}
+
+TEST_CASE("split: with SGD + momentum and per-iteration sync, PSL and SplitFedV1 are centralised training on the union "
+          "batches, also on non-IID clients", "[split][splitfed]") {
+  // Each client holds exactly b samples of ONE class (non-IID), so an
+  // iteration uses each of its samples once and the union batch is the whole
+  // data set: T iterations are T full-batch steps. Heavy-ball momentum is
+  // linear, so averaging the clients' (and server copies') parameters every
+  // iteration equals one optimizer on the mean gradient.
+  constexpr std::size_t N = 4, b = 10, steps = 3, rounds = 2;
+  blobs raw = make_blobs(200, 11);
+  blobs d;  // b samples of class c for client c
+  for (std::size_t c = 0; c < N; ++c) {
+    std::size_t taken = 0;
+    for (std::size_t i = 0; i < raw.y.size() && taken < b; ++i)
+      if (raw.y[i] == c) {
+        d.x.insert(d.x.end(), raw.x.begin() + static_cast<std::ptrdiff_t>(i * 16),
+                   raw.x.begin() + static_cast<std::ptrdiff_t>((i + 1) * 16));
+        d.y.push_back(static_cast<std::uint8_t>(c));
+        ++taken;
+      }
+    REQUIRE(taken == b);
+  }
+  const tl::nn::sgd sgd{.learning_rate = 0.05f, .momentum = 0.9f};
+  const tl::split_options<tl::nn::sgd, tl::fedavg> o{
+      .rounds = rounds, .batch_size = b, .steps_per_round = steps, .sync_every = 1, .seed = 5, .optimizer = sgd};
+  tl::psl<sgd_traits> p{o};
+  tl::splitfed_v1<sgd_traits> v1{o};
+  (void)p.train(d.view(), parts_of(d, N, b));
+  (void)v1.train(d.view(), parts_of(d, N, b));
+
+  tl::nn::network<small_mlp> ref(5);
+  tl::nn::sgd::state<float> st(sgd, small_mlp::param_count);
+  const std::vector<float> w0(ref.parameters().begin(), ref.parameters().end());
+  std::vector<float> dy(N * b * 4);
+  for (std::size_t t = 0; t < steps * rounds; ++t) {
+    const float* out = ref.forward(d.x.data(), N * b, true);
+    (void)tl::nn::softmax_cross_entropy::evaluate(out, d.y.data(), N * b, 4, dy.data());
+    ref.zero_gradients();
+    ref.backward(dy.data());
+    st.step(ref.parameters().data(), ref.gradients().data());
+  }
+  const auto wp = p.global_parameters(), wv = v1.global_parameters();
+  double moved = 0, err_p = 0, err_v = 0;
+  for (std::size_t i = 0; i < wp.size(); ++i) {
+    moved = std::max(moved, static_cast<double>(std::fabs(ref.parameters()[i] - w0[i])));
+    err_p = std::max(err_p, static_cast<double>(std::fabs(wp[i] - ref.parameters()[i])));
+    err_v = std::max(err_v, static_cast<double>(std::fabs(wv[i] - ref.parameters()[i])));
+  }
+  INFO("moved " << moved << ", PSL error " << err_p << ", SplitFedV1 error " << err_v);
+  REQUIRE(moved > 1e-2);   // training really moved the weights
+  REQUIRE(err_p < 1e-4);   // float summation order differs, nothing else
+  REQUIRE(err_v < 1e-4);   // before the fix, V1 ignored sync_every and drifted per copy for a whole round
+
+  // With synchronisation only at the round's end, the server copies drift
+  // apart on one-class clients: no longer the centralised result.
+  tl::splitfed_v1<sgd_traits> drift{{.rounds = rounds, .batch_size = b, .steps_per_round = steps, .sync_every = 0,
+                                     .seed = 5, .optimizer = sgd}};
+  (void)drift.train(d.view(), parts_of(d, N, b));
+  const auto wd = drift.global_parameters();
+  double err_d = 0;
+  for (std::size_t i = 0; i < wd.size(); ++i)
+    err_d = std::max(err_d, static_cast<double>(std::fabs(wd[i] - ref.parameters()[i])));
+  REQUIRE(err_d > 1e-3);
 }
 
 TEST_CASE("split: every workflow learns, runs repeat bit for bit, one client makes them agree", "[split]") {

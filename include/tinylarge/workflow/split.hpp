@@ -13,9 +13,11 @@
 ///     using uplink_codec   = tl::codec::int8;              // smashed data
 ///     using downlink_codec = tl::codec::fp32;              // their gradients
 ///     using aggregation = tl::fedavg;                      // client segments (and SplitFedV1's server copies)
-///     using optimizer   = tl::nn::adam;                    // every party's local optimizer
+///     using optimizer   = tl::nn::sgd;                     // every party's local optimizer (linear:
+///                                                          // averaging commutes with it, see sync_every)
 ///   };
-///   tl::splitfed_v1<wearable_fleet> run{{.rounds = 5, .batch_size = 16}};
+///   tl::splitfed_v1<wearable_fleet> run{{.rounds = 5, .batch_size = 16, .sync_every = 1,
+///                                         .optimizer = {.learning_rate = 0.05f, .momentum = 0.9f}}};
 ///   tl::workflow::report r = run.train(train, parts, &test);
 /// @endcode
 ///
@@ -46,7 +48,7 @@
 /// | `parallel` | all clients each iteration, one concatenated batch | one | FedAvg every `sync_every` iterations (0: end of round) | Jeon & Kim 2020 |
 /// | `epsl` | as `parallel`, with last-layer gradient aggregation over a fraction φ of each batch | one | as `parallel` | Lin et al. 2023 |
 /// | `edge_split` | clusters one after another; the clients of a cluster in parallel | one | FedAvg within the cluster, handed to the next | Wu et al. 2023 (CPSL) |
-/// | `splitfed_v1` | all clients in parallel, each with its own server copy | one copy per client, FedAvg at round end | FedAvg at round end | Thapa et al. 2022 |
+/// | `splitfed_v1` | all clients in parallel, each with its own server copy | one copy per client; the main server averages them (FedAvg) and redistributes the mean to every copy every `sync_every` iterations (0: at round end) | FedAvg at the same points | Thapa et al. 2022 |
 /// | `splitfed_v2` | one client after another on one server segment | one, updated client by client | FedAvg at round end | Thapa et al. 2022 |
 ///
 /// Multi-hop split learning is any of these with `cut<K1, K2, …>`: K = cuts
@@ -73,10 +75,13 @@
 /// segment's parameter count:
 ///  - client bytes up per iteration: U(b·s₀) + b (labels); down: D(b·s₀);
 ///  - a synchronisation of client segments: P·4 bytes up and down per client,
-///    2 sequential hops (upload to the fed server, broadcast);
+///    2 sequential hops (upload to the fed server, broadcast); SplitFedV1's
+///    server copies live on the main server, so averaging them costs no hop;
 ///  - sequential hops per iteration: 2K for a parallel step (all clients at
 ///    once), so VSL = 2·N·K per inner iteration (each of N clients in turn),
-///    parallel schemes 2K (+2 when `sync_every` = 1: 2K + 2, independent of N);
+///    parallel schemes 2K (+2 when `sync_every` = 1: 2K + 2, independent of N;
+///    SplitFedV1 likewise: its round starts with a broadcast and ends with a
+///    collection, so it is I·(2K + 2) hops with `sync_every` = 1, 2K·I + 2 with 0);
 ///  - MACs: device forward b·M_dev, backward b·M_dev (weight gradients only:
 ///    the device needs no ∂/∂input); server forward rows·M_s, backward
 ///    2·rows·M_s (weights and input) — rows as described for EPSL;
@@ -184,10 +189,15 @@ struct split_options {
   std::size_t steps_per_round = 0;    ///< I; 0 = one pass over the mean local data set, ⌈n̄/b⌉
   float phi = 0.0f;                   ///< EPSL aggregation ratio φ ∈ [0, 1]
   std::size_t clusters = 2;           ///< EdgeSplit: clusters (contiguous client ranges)
-  /// PSL / EPSL / EdgeSplit (within a cluster): iterations between FedAvg
-  /// synchronisations of the client segments; 0 = once, at the end of the round
-  /// (or of the cluster's turn). Under non-IID data, frequent synchronisation
-  /// keeps the device segments from drifting apart (see docs/split-learning.md).
+  /// PSL / EPSL / EdgeSplit (within a cluster) / SplitFedV1: iterations between
+  /// FedAvg synchronisations of the client segments (SplitFedV1: and of the
+  /// per-client server copies, at the same points); 0 = once, at the end of the
+  /// round (or of the cluster's turn). Under non-IID data, frequent
+  /// synchronisation keeps the segments from drifting apart. With a linear
+  /// optimizer (SGD, with or without heavy-ball momentum) and `sync_every` = 1,
+  /// PSL and SplitFedV1 compute centralised training on the union of the
+  /// clients' batches (tested); Adam's per-party normalisation does not
+  /// commute with the average (see docs/split-learning.md).
   std::size_t sync_every = 0;
   std::uint64_t seed = 1;             ///< initialisation and local shuffling
   std::size_t evaluate_every = 1;     ///< evaluate on the test set every this many rounds (and after the last)
@@ -456,14 +466,25 @@ class split_learning {
       for (std::size_t c = 0; c < n; ++c) copy_chain_parameters(*global_chain_, *server_copies_[c]);
       // Clients run in parallel, each against its own server copy: an
       // iteration costs the slowest client's path plus the server's total work.
-      std::vector<double> client_path(steps_, 0.0), server_work(steps_, 0.0);
-      for (std::size_t c = 0; c < n; ++c)
-        for (std::size_t t = 0; t < steps_; ++t) {
+      // Every `sync_every` iterations (0: at the end of the round) the main
+      // server averages the copies and redistributes the result to every copy,
+      // and the fed server averages the client segments — both at the same
+      // points, so clients and server copies never drift apart for longer.
+      for (std::size_t t = 0; t < steps_; ++t) {
+        double client_path = 0.0, server_work = 0.0;
+        for (std::size_t c = 0; c < n; ++c) {
           const step_time st = step({&c, 1}, *server_copies_[c], /*count_hops=*/c == 0);
-          client_path[t] = std::max(client_path[t], st.seconds - st.server_seconds);
-          server_work[t] += st.server_seconds;
+          client_path = std::max(client_path, st.seconds - st.server_seconds);
+          server_work += st.server_seconds;
         }
-      for (std::size_t t = 0; t < steps_; ++t) round_.estimated_seconds += client_path[t] + server_work[t];
+        round_.estimated_seconds += client_path + server_work;
+        if (opt_.sync_every != 0 && (t + 1) % opt_.sync_every == 0 && t + 1 < steps_) {
+          collect(all);
+          average_server_copies(n);
+          broadcast(all);
+          for (std::size_t c = 0; c < n; ++c) copy_chain_parameters(*global_chain_, *server_copies_[c]);
+        }
+      }
       collect(all);
       average_server_copies(n);
     } else {  // splitfed_v2
