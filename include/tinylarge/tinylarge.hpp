@@ -53,6 +53,7 @@
 #include "transport/in_process.hpp"
 #include "transport/checkpoint.hpp"
 #include "transport/federated.hpp"
+#include "transport/split.hpp"
 #include "partition/cut.hpp"
 #include "partition/codec.hpp"
 #include "workflow/report.hpp"

@@ -1,0 +1,413 @@
+/// @file transport/split.hpp
+/// @brief SplitFedV1 (Thapa et al. 2022) over any `transport_policy`: the
+///        main server (one copy of the server segment per client), the fed
+///        server (averages the client segments) and the client loop, written
+///        once for in_process, MPI and MQTT.
+///
+/// One cut (`cut<K>`: device segment + server segment). Endpoint 0 plays both
+/// server roles of the paper — the *main server* (forward/backward of the
+/// server segment) and the *fed server* (FedAvg of the client segments) —
+/// because both run at the same synchronisation point; clients are 1..N.
+///
+/// ## Message sequence of round r (S = `steps_per_round`, b ≤ `max_batch`, s = cut size)
+///  1. server → all: `model` {round r, aux = S, fp32 payload = the global
+///     device segment}. The server sets copy k of the server segment to the
+///     global server segment (each copy keeps its own optimizer state, as
+///     each client keeps its own).
+///  2. for t = 0 … S−1, client k:
+///     - runs its segment forward on its batch t and sends `smashed`
+///       {round r, aux = t, fp32 payload = b·s activations followed by the b
+///       labels as fp32 integers} (**labels travel with the smashed data**:
+///       the label-sharing variant of SplitFed, one frame per step);
+///     - the server checks the frame (round, t = the next step of client k,
+///       count = b·(s+1), 1 ≤ b ≤ max_batch, finite activations, integer
+///       labels in [0, classes)), runs copy k forward, the softmax
+///       cross-entropy, backward and its optimizer step, and sends
+///       `gradient` {round r, aux = t, fp32 payload = ∂loss/∂activations,
+///       b·s values} to client k;
+///     - client k back-propagates the gradient through its segment and steps
+///       its optimizer.
+///  3. client k → server: `update` {round r, aux = local examples, fp32
+///     payload = its device segment}.
+///  4. when every live client has sent its update (or `round_timeout`
+///     expired): the fed server averages the device segments, the main server
+///     the server copies, **of the same clients** (those whose update arrived
+///     and was accepted by the aggregation — not NaN/Inf: a client that died
+///     mid-round contributes neither its half-trained copy nor its segment),
+///     weighted by their example counts (1 … 2³¹−1, else the update is
+///     dropped), in client-id order (arrival order cannot change a bit).
+///     Fewer than `min_clients` such clients: the server stops with
+///     `errc::timed_out`. A gradient that cannot be sent before
+///     `send_timeout` excludes its client from the round.
+///  5. after the last round: `control`/`stop` to all.
+///
+/// Frames that do not fit (stale round, duplicate step from a QoS 1
+/// redelivery, wrong size) are dropped and counted; a smashed frame with
+/// non-finite values or invalid labels excludes its client from the round
+/// (counted in `rejected_frames`; the client then times out on its gradient).
+/// Every wait has a deadline. Deadline policy for dead clients: as
+/// transport/federated.hpp — a client that missed a round's deadline is not
+/// waited for in the next rounds unless it answers in time.
+///
+/// Zero-copy note (`in_process`): every payload stays unchanged until its
+/// receiver has used it — the server keeps one gradient buffer per client,
+/// a client changes its smashed buffer only after the gradient came back,
+/// and the model buffer only changes after every update of the round is in.
+///
+/// Not here: checkpoints/crash-resume of the split server (the federated
+/// round has them), multi-hop chains (`cut<K1, K2>`), non-fp32 codecs at the
+/// cut (the in-process `workflow/split.hpp` has int8/fp16 codecs).
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "../aggregate/aggregator.hpp"
+#include "../aggregate/policy.hpp"
+#include "../core/config.hpp"
+#include "../core/error.hpp"
+#include "../nn/loss.hpp"
+#include "../nn/network.hpp"
+#include "../nn/optimizer.hpp"
+#include "../partition/cut.hpp"
+#include "policy.hpp"
+#include "wire.hpp"
+
+namespace tinylarge {
+
+/// Settings of `splitfed_server::run`.
+struct splitfed_server_options {
+  std::uint32_t rounds = 5;
+  std::uint32_t steps_per_round = 10;                ///< S: iterations every client runs per round
+  std::uint32_t max_batch = 256;                     ///< largest b accepted in a smashed frame
+  std::size_t min_clients = 1;                       ///< fewest complete clients that make a round
+  std::chrono::milliseconds round_timeout{30000};    ///< deadline for a whole round (all its steps)
+  std::chrono::milliseconds send_timeout{10000};
+};
+
+/// What a split server run did.
+struct splitfed_server_report {
+  std::uint32_t rounds_completed = 0;
+  std::vector<std::size_t> clients_per_round;   ///< clients averaged, per round
+  std::vector<double> train_loss;               ///< mean server-side loss per round
+  std::uint64_t steps_served = 0;               ///< smashed frames answered
+  std::uint64_t dropped_frames = 0;             ///< stale, duplicate or unexpected frames
+  std::uint64_t rejected_frames = 0;            ///< smashed frames with bad values (client excluded)
+  std::vector<rejection> rejected;              ///< updates the aggregators refused
+};
+
+/// Settings of `splitfed_client::run`.
+struct splitfed_client_options {
+  std::chrono::milliseconds idle_timeout{30000};  ///< longest wait for a model, a gradient or stop
+  std::chrono::milliseconds send_timeout{10000};
+  /// Called when the model of a new round arrives; false = leave the run
+  /// (a simulated device failure; tests SIGKILL the process here).
+  std::function<bool(std::uint32_t round)> on_model;
+  /// Called before step t of round r is sent; false = leave the run mid-round.
+  std::function<bool(std::uint32_t round, std::uint32_t step)> on_step;
+};
+
+/// The SplitFedV1 protocol for one model, cut and optimizer (see the file comment).
+/// @tparam Model     a `sequential` model
+/// @tparam Partition `cut<K>`: one cut
+/// @tparam Optimizer every party's local optimizer (`nn::sgd`, `nn::adam`)
+/// @tparam Aggregation the fed server's and main server's rule (`fedavg`, …)
+template <class Model, class Partition, nn::optimizer_policy Optimizer, aggregation_policy Aggregation = fedavg>
+struct splitfed_v1_protocol {
+  static_assert(Partition::cuts == 1, "tinylarge: transport splitfed: exactly one cut (device + server segment)");
+  using device_model = typename Partition::template segment<Model, 0>;
+  using server_model = typename Partition::template segment<Model, 1>;
+  static constexpr std::size_t cut = Partition::template cut_size<Model, 0>;
+  static constexpr std::size_t classes = Model::output_size;
+  using loss = nn::softmax_cross_entropy;
+  using optimizer_state = typename Optimizer::template state<float>;
+
+  /// Main server + fed server (endpoint 0).
+  class server {
+   public:
+    /// @param device_init, server_init the initial global segments
+    server(const Optimizer& opt, const Aggregation& agg, std::span<const float> device_init,
+           std::span<const float> server_init)
+        : opt_(opt), device_agg_(agg, device_model::param_count), server_agg_(agg, server_model::param_count) {
+      TINYLARGE_REQUIRE(device_init.size() == device_model::param_count && server_init.size() == server_model::param_count,
+                        errc::shape_mismatch, "splitfed server: initial segments of the wrong size");
+      global_device_.assign(device_init.begin(), device_init.end());
+      std::copy(server_init.begin(), server_init.end(), global_server_.parameters().begin());
+    }
+
+    std::span<const float> device_parameters() const noexcept { return global_device_; }
+    std::span<const float> server_parameters() const noexcept { return global_server_.parameters(); }
+    nn::network<server_model>& server_network() noexcept { return global_server_; }
+
+    template <transport_policy Transport>
+    status run(Transport& net, const splitfed_server_options& o, splitfed_server_report* report = nullptr) {
+      using clock = std::chrono::steady_clock;
+      splitfed_server_report local;
+      splitfed_server_report& rep = report != nullptr ? *report : local;
+      TINYLARGE_CHECK(net.id() == server_endpoint, errc::invalid_argument, "splitfed server: endpoint is not 0");
+      TINYLARGE_CHECK(o.steps_per_round > 0 && o.max_batch > 0, errc::invalid_argument,
+                      "splitfed server: steps_per_round and max_batch must be positive");
+      const std::size_t n = net.endpoints() - 1;
+      while (copies_.size() < n) copies_.push_back(std::make_unique<copy>(opt_));
+      std::vector<bool> live(n + 1, true), have(n + 1, false), excluded(n + 1, false);
+      std::vector<std::uint32_t> next_step(n + 1, 0);
+      std::vector<std::vector<float>> updates(n + 1), grads(n + 1);
+      std::vector<std::int64_t> examples(n + 1, 0);
+      std::vector<float> x, dy;
+      std::vector<std::uint8_t> y;
+      for (std::uint32_t r = 1; r <= o.rounds; ++r) {
+        for (std::size_t k = 1; k <= n; ++k) {
+          const auto src = global_server_.parameters();
+          std::copy(src.begin(), src.end(), copies_[k - 1]->net.parameters().begin());
+        }
+        wire::message_header h;
+        h.type = wire::message_type::model;
+        h.dtype = wire::wire_dtype::fp32;
+        h.round = r;
+        h.count = static_cast<std::uint32_t>(global_device_.size());
+        h.aux = o.steps_per_round;
+        TINYLARGE_TRY(net.broadcast(h, as_bytes_le(std::span<const float>(global_device_)), o.send_timeout));
+        std::fill(have.begin(), have.end(), false);
+        std::fill(excluded.begin(), excluded.end(), false);
+        std::fill(next_step.begin(), next_step.end(), 0u);
+        double loss_sum = 0.0;
+        std::size_t loss_rows = 0, got = 0, live_answered = 0;
+        const std::size_t live_count = static_cast<std::size_t>(std::count(live.begin() + 1, live.end(), true));
+        const auto deadline = clock::now() + o.round_timeout;
+        while (live_answered < live_count) {
+          const auto now = clock::now();
+          if (now >= deadline) break;
+          wire::message_view m;
+          const status s = net.recv(m, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now) +
+                                           std::chrono::milliseconds{1});
+          if (s.code == errc::timed_out) break;
+          TINYLARGE_TRY(s);
+          const auto k = m.header.sender;
+          if (k == 0 || k > n || m.header.round != r || have[k] || excluded[k] ||
+              m.header.dtype != wire::wire_dtype::fp32) {
+            ++rep.dropped_frames;
+            continue;
+          }
+          if (m.header.type == wire::message_type::smashed) {
+            if (m.header.aux != next_step[k] || next_step[k] >= o.steps_per_round) {
+              ++rep.dropped_frames;  // a duplicate (QoS 1) or out-of-order step
+              continue;
+            }
+            const std::size_t count = m.header.count;
+            const std::size_t b = count / (cut + 1);
+            if (count % (cut + 1) != 0 || b == 0 || b > o.max_batch) {
+              ++rep.dropped_frames;
+              continue;
+            }
+            x.resize(count);
+            TINYLARGE_TRY(wire::read_fp32(m, x));
+            if (!valid_smashed(x, b, y)) {
+              ++rep.rejected_frames;  // NaN/Inf activations or bad labels: this client sits the round out
+              excluded[k] = true;
+              if (live[k]) ++live_answered;
+              continue;
+            }
+            auto& c = *copies_[k - 1];
+            const float* out = c.net.forward(x.data(), b, true);
+            dy.resize(b * classes);
+            loss_sum += loss::evaluate(out, y.data(), b, classes, dy.data()) * static_cast<double>(b);
+            loss_rows += b;
+            c.net.zero_gradients();
+            grads[k].resize(b * cut);
+            c.net.backward(dy.data(), grads[k].data());
+            c.opt.step(c.net.parameters().data(), c.net.gradients().data());
+            wire::message_header g;
+            g.type = wire::message_type::gradient;
+            g.dtype = wire::wire_dtype::fp32;
+            g.round = r;
+            g.aux = next_step[k];
+            g.count = static_cast<std::uint32_t>(b * cut);
+            if (!net.send(k, g, as_bytes_le(std::span<const float>(grads[k])), o.send_timeout).ok()) {
+              excluded[k] = true;  // cannot reach the client: it sits the round out, the server goes on
+              if (live[k]) ++live_answered;
+              continue;
+            }
+            ++next_step[k];
+            ++rep.steps_served;
+          } else if (m.header.type == wire::message_type::update && next_step[k] == o.steps_per_round &&
+                     m.header.count == device_model::param_count && m.header.aux >= 1 &&
+                     m.header.aux <= 0x7FFFFFFFu) {
+            updates[k].resize(device_model::param_count);
+            TINYLARGE_TRY(wire::read_fp32(m, updates[k]));
+            examples[k] = static_cast<std::int64_t>(m.header.aux);
+            have[k] = true;
+            ++got;
+            if (live[k]) ++live_answered;
+            live[k] = true;
+          } else {
+            ++rep.dropped_frames;
+          }
+        }
+        for (std::size_t k = 1; k <= n; ++k)
+          if (!have[k] && !excluded[k]) live[k] = false;  // missed the deadline: do not wait for it again
+        if (got < o.min_clients || got == 0)
+          return {errc::timed_out, "splitfed round: fewer clients completed the round before the deadline than min_clients"};
+        // Fed server: the device segments; main server: the copies of the same clients.
+        // The server copies are averaged over the clients whose segment the fed
+        // server accepted (a NaN update drops the client's copy as well).
+        std::vector<client_result<fp32_update>> dev, srv;
+        for (std::size_t k = 1; k <= n; ++k)
+          if (have[k]) dev.push_back({k, fp32_update{updates[k]}, examples[k]});
+        const round_report rd = device_agg_.round(std::span<float>(global_device_), dev);
+        for (const auto& rj : rd.rejected) rep.rejected.push_back(rj);
+        TINYLARGE_TRY(rd.outcome);
+        for (const std::uint64_t k : rd.accepted)  // in client-id order, as `dev`
+          srv.push_back({k, fp32_update{copies_[k - 1]->net.parameters()}, examples[k]});
+        const round_report rs = server_agg_.round(std::span<float>(global_server_.parameters()), srv);
+        for (const auto& rj : rs.rejected) rep.rejected.push_back(rj);
+        TINYLARGE_TRY(rs.outcome);
+        rep.clients_per_round.push_back(rd.accepted.size());
+        rep.train_loss.push_back(loss_rows > 0 ? loss_sum / static_cast<double>(loss_rows) : 0.0);
+        rep.rounds_completed = r;
+      }
+      wire::message_header stop;
+      stop.type = wire::message_type::control;
+      stop.aux = static_cast<std::uint64_t>(wire::control_command::stop);
+      stop.round = o.rounds;
+      return net.broadcast(stop, {}, o.send_timeout);
+    }
+
+   private:
+    struct copy {
+      nn::network<server_model> net;
+      optimizer_state opt;
+      explicit copy(const Optimizer& o) : opt(o, server_model::param_count) {}
+    };
+
+    /// Finite activations and integer labels in [0, classes); the labels go to `y`.
+    static bool valid_smashed(std::span<const float> x, std::size_t b, std::vector<std::uint8_t>& y) {
+      for (std::size_t i = 0; i < b * cut; ++i)
+        if (!std::isfinite(x[i])) return false;
+      y.resize(b);
+      for (std::size_t i = 0; i < b; ++i) {
+        const float l = x[b * cut + i];
+        if (!(l >= 0.0f && l < static_cast<float>(classes)) || l != std::floor(l)) return false;
+        y[i] = static_cast<std::uint8_t>(l);
+      }
+      return true;
+    }
+
+    Optimizer opt_;
+    std::vector<float> global_device_;
+    nn::network<server_model> global_server_;
+    aggregator<Aggregation> device_agg_, server_agg_;
+    std::vector<std::unique_ptr<copy>> copies_;
+  };
+
+  /// Fills batch `step` of `round` — b inputs (b · Model::input_size floats)
+  /// and b labels — and returns b (1 ≤ b ≤ the capacity given to the client).
+  using batch_fn = std::function<std::size_t(std::uint32_t round, std::uint32_t step, float* x, std::uint8_t* y)>;
+
+  /// A client (endpoints 1..N): its device segment and optimizer state
+  /// persist across rounds.
+  class client {
+   public:
+    /// @param examples  the local example count (the aggregation weight)
+    /// @param max_batch capacity of a batch (≤ the server's max_batch)
+    client(const Optimizer& opt, std::int64_t examples, std::size_t max_batch)
+        : opt_(opt, device_model::param_count), examples_(examples), max_batch_(max_batch) {
+      TINYLARGE_REQUIRE(examples > 0 && max_batch > 0, errc::invalid_argument,
+                        "splitfed client: examples and max_batch must be positive");
+    }
+    nn::network<device_model>& network() noexcept { return net_; }
+
+    /// Run until the server says stop. @return success on stop, `timed_out`
+    /// when the server went silent, `corrupt` on a malformed model or gradient.
+    template <transport_policy Transport>
+    status run(Transport& net, const batch_fn& next_batch, const splitfed_client_options& o = {}) {
+      std::uint32_t last_round = 0;
+      std::vector<float> x(max_batch_ * Model::input_size), up, grad;
+      std::vector<std::uint8_t> y(max_batch_);
+      wire::message_view m;
+      bool pending = false;  // m holds a model frame that arrived while waiting for a gradient
+      for (;;) {
+        if (!pending) TINYLARGE_TRY(net.recv(m, o.idle_timeout));
+        pending = false;
+        if (m.header.sender != server_endpoint) continue;
+        if (is_stop(m)) return status::success();
+        if (m.header.type != wire::message_type::model || m.header.round <= last_round) continue;
+        TINYLARGE_CHECK(m.header.dtype == wire::wire_dtype::fp32 && m.header.count == device_model::param_count,
+                        errc::corrupt, "splitfed client: the model frame does not hold this device segment");
+        const std::uint32_t r = m.header.round;
+        const std::uint64_t steps = m.header.aux;
+        TINYLARGE_CHECK(steps <= 0xFFFFFFFFu, errc::corrupt, "splitfed client: implausible step count");
+        if (o.on_model && !o.on_model(r)) return status::success();
+        last_round = r;
+        TINYLARGE_TRY(wire::read_fp32(m, net_.parameters()));
+        bool abandoned = false;
+        for (std::uint32_t t = 0; t < steps && !abandoned; ++t) {
+          if (o.on_step && !o.on_step(r, t)) return status::success();
+          const std::size_t b = next_batch(r, t, x.data(), y.data());
+          TINYLARGE_CHECK(b >= 1 && b <= max_batch_, errc::invalid_argument,
+                          "splitfed client: the batch function returned a size outside [1, max_batch]");
+          const float* act = net_.forward(x.data(), b, true);
+          up.resize(b * (cut + 1));
+          std::copy_n(act, b * cut, up.data());
+          for (std::size_t i = 0; i < b; ++i) up[b * cut + i] = static_cast<float>(y[i]);
+          wire::message_header h;
+          h.type = wire::message_type::smashed;
+          h.dtype = wire::wire_dtype::fp32;
+          h.round = r;
+          h.aux = t;
+          h.count = static_cast<std::uint32_t>(up.size());
+          TINYLARGE_TRY(net.send(server_endpoint, h, as_bytes_le(std::span<const float>(up)), o.send_timeout));
+          // Wait for the gradient of this step; a newer model means the server moved on without us.
+          for (;;) {
+            TINYLARGE_TRY(net.recv(m, o.idle_timeout));
+            if (m.header.sender != server_endpoint) continue;
+            if (is_stop(m)) return status::success();
+            if (m.header.type == wire::message_type::model && m.header.round > r) {
+              pending = true;
+              abandoned = true;
+              break;
+            }
+            if (m.header.type != wire::message_type::gradient || m.header.round != r || m.header.aux != t) continue;
+            TINYLARGE_CHECK(m.header.dtype == wire::wire_dtype::fp32 && m.header.count == b * cut, errc::corrupt,
+                            "splitfed client: the gradient frame does not match the smashed batch");
+            grad.resize(b * cut);
+            TINYLARGE_TRY(wire::read_fp32(m, grad));
+            for (const float g : grad)
+              TINYLARGE_CHECK(std::isfinite(g), errc::non_finite, "splitfed client: non-finite gradient from the server");
+            net_.zero_gradients();
+            net_.backward(grad.data(), nullptr);
+            opt_.step(net_.parameters().data(), net_.gradients().data());
+            break;
+          }
+        }
+        if (abandoned) continue;
+        wire::message_header u;
+        u.type = wire::message_type::update;
+        u.dtype = wire::wire_dtype::fp32;
+        u.round = r;
+        u.aux = static_cast<std::uint64_t>(examples_);
+        u.count = static_cast<std::uint32_t>(device_model::param_count);
+        TINYLARGE_TRY(net.send(server_endpoint, u, as_bytes_le(std::span<const float>(net_.parameters())),
+                               o.send_timeout));
+      }
+    }
+
+   private:
+    static bool is_stop(const wire::message_view& m) noexcept {
+      return m.header.type == wire::message_type::control &&
+             m.header.aux == static_cast<std::uint64_t>(wire::control_command::stop);
+    }
+    nn::network<device_model> net_;
+    optimizer_state opt_;
+    std::int64_t examples_;
+    std::size_t max_batch_;
+  };
+};
+
+}  // namespace tinylarge
