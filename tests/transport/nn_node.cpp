@@ -1,0 +1,702 @@
+// FedAvg and SplitFedV1 of a real model (784-64-10 MLP) on a seeded
+// Fashion-MNIST subset, over every transport. One program, so that every run
+// executes the same machine code and the final models can be compared bit for
+// bit. scripts/transport_test.sh drives it.
+//
+//   transport_nn_node prepare --data-dir D --dir W [--train N --test M --seed S]
+//       writes a seeded subset (raw IDX) to W: the other modes read it
+//   transport_nn_node WF inproc      --dir W [common] [--drop-client K --drop-round R --drop-step T]
+//   mpirun -np N+1 transport_nn_node WF mpi --dir W [common]
+//   transport_nn_node WF mqtt-server --dir W --port P --run NAME [common]
+//   transport_nn_node WF mqtt-client --dir W --port P --run NAME --id K [common] [--die-round R --die-step T]
+//   transport_nn_node splitfed workflow --dir W [common]   (workflow/split.hpp's in-process SplitFedV1)
+//   transport_nn_node splitfed hostile --dir W [common]    (malformed split traffic both ways: see split_hostile)
+//
+// WF: fedavg | splitfed.
+// common: --clients N --rounds R --seed S --batch B --out FILE --min-clients M --round-timeout-ms T
+//         [--dirichlet ALPHA]  (Dirichlet label skew, unequal client sizes, instead of 4 shards per client)
+//
+// Data: the training subset is split over the clients non-IID (partition_shards,
+// 4 shards of sorted labels per client, so each client sees about 4 classes).
+// FedAvg: one local epoch of SGD (momentum 0.9, fresh every round) from the
+// global model, shuffled by the round's task seed. SplitFedV1: cut after the
+// first dense + relu (64 activations cross the cut), Adam on every party,
+// one pass over the mean local data per round, batches drawn exactly as
+// workflow/split.hpp draws them (see split_batches), so that the `workflow`
+// mode must give the same bits.
+//
+// The server writes the final parameters (raw little-endian fp32; SplitFed:
+// device segment then server segment) to --out and prints one line with the
+// test accuracy and the CRC-32 of the parameters. --die-* / --drop-* make a
+// client leave at step T of round R (SIGKILL over MQTT, a thread that returns
+// in process).
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <cmath>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <unistd.h>
+
+#include "tinylarge/aggregate/aggregator.hpp"
+#include "tinylarge/aggregate/policy.hpp"
+#include "tinylarge/core/crc32.hpp"
+#include "tinylarge/data/idx.hpp"
+#include "tinylarge/data/partition.hpp"
+#include "tinylarge/io/file.hpp"
+#include "tinylarge/nn/nn.hpp"
+#include "tinylarge/nn/train.hpp"
+#include "tinylarge/partition/cut.hpp"
+#include "tinylarge/transport/federated.hpp"
+#include "tinylarge/transport/in_process.hpp"
+#include "tinylarge/transport/split.hpp"
+#include "tinylarge/workflow/split.hpp"
+#if defined(TINYLARGE_WITH_MPI)
+#include "tinylarge/transport/mpi.hpp"
+#endif
+#if defined(TINYLARGE_WITH_MQTT)
+#include "tinylarge/transport/mqtt.hpp"
+#endif
+
+namespace {
+
+using model = tl::sequential<tl::dense<784, 64>, tl::relu, tl::dense<64, 10>>;
+using partition = tl::cut<2>;
+using protocol = tl::splitfed_v1_protocol<model, partition, tl::nn::adam, tl::fedavg>;
+
+struct args {
+  std::string workflow, mode, dir, data_dir = "/usr/share/datasets/fashion-mnist", out, run = "nn";
+  std::uint32_t clients = 4, rounds = 3, id = 0, batch = 32;
+  std::size_t train = 2000, test = 1000, min_clients = 1;
+  std::uint64_t seed = 1;
+  int port = 1883;
+  std::uint32_t die_round = 0, die_step = 0, drop_client = 0;
+  long round_timeout_ms = 30000;
+  double dirichlet = 0.0;  ///< > 0: Dirichlet(α) label skew (unequal client sizes) instead of shards
+};
+
+[[noreturn]] void usage(const char* msg) {
+  std::fprintf(stderr, "transport_nn_node: %s (see the comment at the top of nn_node.cpp)\n", msg);
+  std::exit(2);
+}
+
+args parse(int argc, char** argv) {
+  args a;
+  int i = 1;
+  if (argc < 2) usage("missing workflow");
+  a.workflow = argv[i++];
+  if (a.workflow != "prepare") {
+    if (argc < 3) usage("missing mode");
+    a.mode = argv[i++];
+  }
+  for (; i < argc; ++i) {
+    const std::string k = argv[i];
+    if (i + 1 >= argc) usage(("missing value after " + k).c_str());
+    const std::string v = argv[++i];
+    const auto u = [&] { return static_cast<std::uint32_t>(std::stoul(v)); };
+    if (k == "--clients") a.clients = u();
+    else if (k == "--rounds") a.rounds = u();
+    else if (k == "--id") a.id = u();
+    else if (k == "--batch") a.batch = u();
+    else if (k == "--train") a.train = std::stoul(v);
+    else if (k == "--test") a.test = std::stoul(v);
+    else if (k == "--min-clients") a.min_clients = std::stoul(v);
+    else if (k == "--seed") a.seed = std::stoull(v);
+    else if (k == "--dir") a.dir = v;
+    else if (k == "--data-dir") a.data_dir = v;
+    else if (k == "--out") a.out = v;
+    else if (k == "--run") a.run = v;
+    else if (k == "--port") a.port = std::stoi(v);
+    else if (k == "--die-round" || k == "--drop-round") a.die_round = u();
+    else if (k == "--die-step" || k == "--drop-step") a.die_step = u();
+    else if (k == "--drop-client") a.drop_client = u();
+    else if (k == "--round-timeout-ms") a.round_timeout_ms = std::stol(v);
+    else if (k == "--dirichlet") a.dirichlet = std::stod(v);
+    else usage(("unknown option " + k).c_str());
+  }
+  if (a.workflow != "prepare" && a.workflow != "fedavg" && a.workflow != "splitfed") usage("workflow must be fedavg or splitfed");
+  if (a.dir.empty()) usage("--dir is required");
+  if (a.clients == 0 || a.batch == 0 || a.rounds == 0) usage("--clients, --batch and --rounds must be positive");
+  return a;
+}
+
+// ---- data --------------------------------------------------------------------
+
+void put_be32(std::vector<std::uint8_t>& b, std::uint32_t v) {
+  for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<std::uint8_t>(v >> s));
+}
+
+/// Write `idx` rows of `ds` as a raw IDX image file and label file.
+void write_subset(const tl::data::dataset& ds, const std::vector<std::size_t>& idx, const std::string& prefix) {
+  std::vector<std::uint8_t> img, lab;
+  put_be32(img, 0x00000803u);
+  put_be32(img, static_cast<std::uint32_t>(idx.size()));
+  put_be32(img, 28);
+  put_be32(img, 28);
+  put_be32(lab, 0x00000801u);
+  put_be32(lab, static_cast<std::uint32_t>(idx.size()));
+  for (const std::size_t i : idx) {
+    const float* p = ds.image(i);
+    for (std::size_t j = 0; j < ds.features(); ++j) img.push_back(static_cast<std::uint8_t>(std::lround(p[j] * 255.0f)));
+    lab.push_back(ds.labels[i]);
+  }
+  tl::io::write_file(prefix + "-images-idx3-ubyte", img);
+  tl::io::write_file(prefix + "-labels-idx1-ubyte", lab);
+}
+
+int prepare(const args& a) {
+  for (const auto s : {tl::data::split::train, tl::data::split::test}) {
+    const auto ds = tl::data::load_fashion_mnist(s, a.data_dir);
+    const std::size_t want = s == tl::data::split::train ? a.train : a.test;
+    if (want > ds.count) usage("--train/--test larger than the data set");
+    std::vector<std::size_t> idx(ds.count);
+    for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+    tl::rng g(a.seed, s == tl::data::split::train ? 0x7a1 : 0x7e57);
+    g.shuffle(idx.data(), idx.size());
+    idx.resize(want);
+    write_subset(ds, idx, a.dir + (s == tl::data::split::train ? "/train" : "/t10k"));
+  }
+  std::printf("prepare: %zu training and %zu test images of Fashion-MNIST (seed %llu) in %s\n", a.train, a.test,
+              static_cast<unsigned long long>(a.seed), a.dir.c_str());
+  return 0;
+}
+
+struct task_data {
+  tl::data::dataset train, test;
+  tl::data::partition_t parts;
+  tl::nn::labelled_view<std::uint8_t> train_view() const { return {train.images.data(), train.labels.data(), train.count, 784}; }
+  tl::nn::labelled_view<std::uint8_t> test_view() const { return {test.images.data(), test.labels.data(), test.count, 784}; }
+};
+
+task_data load(const args& a) {
+  task_data d;
+  d.train = tl::data::load_idx(a.dir + "/train-images-idx3-ubyte", a.dir + "/train-labels-idx1-ubyte");
+  d.test = tl::data::load_idx(a.dir + "/t10k-images-idx3-ubyte", a.dir + "/t10k-labels-idx1-ubyte");
+  tl::rng g(a.seed, 0x5a4d);
+  if (a.dirichlet > 0.0)
+    d.parts = tl::data::partition_dirichlet(d.train.labels, a.clients, a.dirichlet, g, 50);
+  else
+    d.parts = tl::data::partition_shards(d.train.labels, a.clients, 4, g);
+  return d;
+}
+
+std::uint32_t crc_of(std::span<const float> w) { return tl::crc32(w.data(), w.size() * sizeof(float)); }
+
+void write_out(const args& a, const std::vector<float>& w) {
+  if (!a.out.empty())
+    tl::io::write_file(a.out, {reinterpret_cast<const std::uint8_t*>(w.data()), w.size() * sizeof(float)});
+}
+
+/// A client that leaves: SIGKILL for a process (MPI/MQTT), a plain return for a thread.
+[[noreturn]] void die(std::uint32_t k, std::uint32_t r, std::uint32_t t) {
+  std::printf("client %u: SIGKILL to myself at round %u step %u\n", k, r, t);
+  std::fflush(stdout);
+  ::kill(::getpid(), SIGKILL);
+  std::abort();
+}
+
+// ---- FedAvg ------------------------------------------------------------------
+
+struct fedavg_client_task {
+  std::vector<float> x;
+  std::vector<std::uint8_t> y;
+  std::uint32_t k = 0;
+  fedavg_client_task(const task_data& d, std::uint32_t client) : k(client) {
+    for (const std::size_t i : d.parts[client - 1]) {
+      x.insert(x.end(), d.train.image(i), d.train.image(i) + 784);
+      y.push_back(d.train.labels[i]);
+    }
+  }
+  /// One local epoch of SGD from `global`: a pure function of (round seed, global).
+  std::int64_t operator()(std::uint64_t task_seed, std::size_t batch, std::span<const float> global, std::span<float> out) const {
+    tl::nn::network<model> net;
+    std::copy(global.begin(), global.end(), net.parameters().begin());
+    tl::nn::labelled_view<std::uint8_t> v{x.data(), y.data(), y.size(), 784};
+    tl::nn::fit(net, tl::nn::sgd{0.05f, 0.9f}, tl::nn::softmax_cross_entropy{}, v,
+                {.epochs = 1, .batch_size = batch, .seed = task_seed ^ (std::uint64_t{k} << 32)});
+    std::copy(net.parameters().begin(), net.parameters().end(), out.begin());
+    return static_cast<std::int64_t>(y.size());
+  }
+};
+
+template <class Transport>
+int fedavg_serve(Transport& net, const args& a, const task_data& d) {
+  tl::nn::network<model> init;
+  init.initialize(a.seed);
+  std::vector<float> global(init.parameters().begin(), init.parameters().end());
+  tl::aggregator<tl::fedavg> agg(tl::fedavg{}, global.size());
+  tl::rng gen(a.seed, 21);
+  tl::federated_server_options opt;
+  opt.rounds = a.rounds;
+  opt.min_clients = a.min_clients;
+  opt.round_timeout = std::chrono::milliseconds{a.round_timeout_ms};
+  tl::federated_server_report rep;
+  const tl::status s = tl::run_federated_server(net, agg, global, gen, opt, &rep);
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s fedavg server: %s (%s)\n", Transport::name(), s.message, tl::to_string(s.code));
+    return 1;
+  }
+  tl::nn::network<model> final_net;
+  std::copy(global.begin(), global.end(), final_net.parameters().begin());
+  const auto e = tl::nn::evaluate(final_net, tl::nn::softmax_cross_entropy{}, d.test_view());
+  const auto e0 = tl::nn::evaluate(init, tl::nn::softmax_cross_entropy{}, d.test_view());
+  write_out(a, global);
+  std::string per_round;
+  for (const auto n : rep.updates_per_round) per_round += std::to_string(n) + " ";
+  std::printf("%s fedavg server: %u rounds, updates per round [ %s], test accuracy %.2f%% (initial %.2f%%, %zu test "
+              "images), crc32(final) = %08x\n",
+              Transport::name(), rep.rounds_completed, per_round.c_str(), 100.0 * e.accuracy, 100.0 * e0.accuracy,
+              d.test.count, crc_of(global));
+  return 0;
+}
+
+template <class Transport>
+int fedavg_client(Transport& net, const args& a, const task_data& d) {
+  const tl::endpoint_id k = net.id();
+  const fedavg_client_task task(d, k);
+  tl::federated_client_options opt;
+  opt.idle_timeout = std::chrono::milliseconds{std::max<long>(30000, 3 * a.round_timeout_ms)};
+  if (a.die_round != 0 && (a.drop_client == 0 || a.drop_client == k))
+    opt.on_model = [&](std::uint32_t r) {
+      if (r == a.die_round) die(k, r, 0);
+      return true;
+    };
+  const tl::status s = tl::run_federated_client(
+      net,
+      [&](std::uint32_t, std::uint64_t seed, std::span<const float> g, std::span<float> o) {
+        return task(seed, a.batch, g, o);
+      },
+      opt);
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s fedavg client %u: %s\n", Transport::name(), k, s.message);
+    return 1;
+  }
+  return 0;
+}
+
+// ---- SplitFedV1 ----------------------------------------------------------------
+
+/// workflow/split.hpp's SplitFedV1 iterations per round: ⌈(n_total / clients) / b⌉.
+std::uint32_t split_steps(const args& a, const task_data& d) {
+  std::size_t total = 0;
+  for (const auto& p : d.parts) total += p.size();
+  return static_cast<std::uint32_t>(std::max<std::size_t>(1, (total / d.parts.size() + a.batch - 1) / a.batch));
+}
+
+/// The batches of client c (0-based), drawn as workflow/split.hpp's SplitFedV1
+/// draws them: the client's samples shuffled by rng(seed, 0x5a17 + c); when a
+/// client runs out, it reshuffles with rng(seed + 1 + j, 0x5a17 + c), where j
+/// counts the reshuffles of *all* clients in the simulation's order (rounds,
+/// then steps, then clients: workflow/split.hpp runs step t of every client
+/// before step t + 1). Every process computes j for its client from the
+/// (seeded, shared) partition sizes, so a distributed client draws the same
+/// batches as the simulated one.
+class split_batches {
+ public:
+  split_batches(const args& a, const task_data& d, std::size_t c, std::uint32_t steps) : d_(&d), c_(c) {
+    const std::size_t n = d.parts.size();
+    std::vector<std::size_t> cur(n, 0);
+    std::uint64_t counter = 0;
+    for (std::uint32_t r = 0; r < a.rounds; ++r)
+      for (std::uint32_t t = 0; t < steps; ++t)
+        for (std::size_t cc = 0; cc < n; ++cc)
+          for (std::size_t i = 0; i < a.batch; ++i) {
+            if (cur[cc] == d.parts[cc].size()) {
+              cur[cc] = 0;
+              if (cc == c) reshuffle_ids_.push_back(counter);
+              ++counter;
+            }
+            ++cur[cc];
+          }
+    seed_ = a.seed;
+    batch_ = a.batch;
+    order_ = d.parts[c];
+    tl::rng g(a.seed, 0x5a17ULL + c);
+    g.shuffle(order_.data(), order_.size());
+  }
+  std::size_t operator()(std::uint32_t, std::uint32_t, float* x, std::uint8_t* y) {
+    for (std::size_t i = 0; i < batch_; ++i) {
+      if (cursor_ == order_.size()) {
+        cursor_ = 0;
+        TINYLARGE_REQUIRE(next_ < reshuffle_ids_.size(), tl::errc::invalid_argument,
+                          "split_batches: more batches than the schedule was computed for");
+        tl::rng g(seed_ + 1 + reshuffle_ids_[next_++], 0x5a17ULL + c_);
+        g.shuffle(order_.data(), order_.size());
+      }
+      const std::size_t r = order_[cursor_++];
+      std::copy_n(d_->train.image(r), 784, x + i * 784);
+      y[i] = d_->train.labels[r];
+    }
+    return batch_;
+  }
+
+ private:
+  const task_data* d_;
+  std::size_t c_;
+  std::uint64_t seed_ = 0;
+  std::size_t batch_ = 0, cursor_ = 0, next_ = 0;
+  std::vector<std::size_t> order_;
+  std::vector<std::uint64_t> reshuffle_ids_;
+};
+
+/// The whole model initialised from the seed, cut into its two segments.
+void split_init(const args& a, std::vector<float>& dev, std::vector<float>& srv) {
+  tl::nn::network<model> full;
+  full.initialize(a.seed);
+  const auto w = full.parameters();
+  constexpr std::size_t nd = protocol::device_model::param_count;
+  dev.assign(w.begin(), w.begin() + nd);
+  srv.assign(w.begin() + nd, w.end());
+}
+
+/// Accuracy of device ∘ server on the test set, and the printout.
+int split_report(const args& a, const task_data& d, const char* transport, std::span<const float> dev,
+                 std::span<const float> srv, const std::string& extra) {
+  tl::nn::network<protocol::device_model> dn;
+  tl::nn::network<protocol::server_model> sn;
+  std::copy(dev.begin(), dev.end(), dn.parameters().begin());
+  std::copy(srv.begin(), srv.end(), sn.parameters().begin());
+  std::size_t hits = 0;
+  for (std::size_t s = 0; s < d.test.count; s += 256) {
+    const std::size_t b = std::min<std::size_t>(256, d.test.count - s);
+    const float* h = dn.forward(d.test.image(s), b, false);
+    const float* o = sn.forward(h, b, false);
+    for (std::size_t i = 0; i < b; ++i) {
+      std::size_t best = 0;
+      for (std::size_t j = 1; j < 10; ++j) best = o[i * 10 + j] > o[i * 10 + best] ? j : best;
+      hits += best == d.test.labels[s + i] ? 1 : 0;
+    }
+  }
+  std::vector<float> all(dev.begin(), dev.end());
+  all.insert(all.end(), srv.begin(), srv.end());
+  write_out(a, all);
+  std::printf("%s splitfed: %s test accuracy %.2f%% (%zu test images), crc32(device) = %08x, crc32(server) = %08x, "
+              "crc32(final) = %08x\n",
+              transport, extra.c_str(), 100.0 * static_cast<double>(hits) / static_cast<double>(d.test.count),
+              d.test.count, crc_of(dev), crc_of(srv), crc_of(all));
+  return 0;
+}
+
+template <class Transport>
+int split_serve(Transport& net, const args& a, const task_data& d) {
+  std::vector<float> dev, srv;
+  split_init(a, dev, srv);
+  protocol::server server(tl::nn::adam{}, tl::fedavg{}, dev, srv);
+  tl::splitfed_server_options o;
+  o.rounds = a.rounds;
+  o.steps_per_round = split_steps(a, d);
+  o.max_batch = a.batch;
+  o.min_clients = a.min_clients;
+  o.round_timeout = std::chrono::milliseconds{a.round_timeout_ms};
+  tl::splitfed_server_report rep;
+  const tl::status s = server.run(net, o, &rep);
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s splitfed server: %s (%s)\n", Transport::name(), s.message, tl::to_string(s.code));
+    return 1;
+  }
+  std::string per_round, loss;
+  for (const auto n : rep.clients_per_round) per_round += std::to_string(n) + " ";
+  for (const double l : rep.train_loss) loss += std::to_string(l).substr(0, 6) + " ";
+  return split_report(a, d, Transport::name(), server.device_parameters(), server.server_parameters(),
+                      std::to_string(rep.rounds_completed) + " rounds of " + std::to_string(o.steps_per_round) +
+                          " steps, clients per round [ " + per_round + "], server loss per round [ " + loss +
+                          "], steps served " + std::to_string(rep.steps_served) + ",");
+}
+
+template <class Transport>
+int split_client(Transport& net, const args& a, const task_data& d, bool thread_mode = false) {
+  const tl::endpoint_id k = net.id();
+  const std::uint32_t steps = split_steps(a, d);
+  protocol::client c(tl::nn::adam{}, static_cast<std::int64_t>(d.parts[k - 1].size()), a.batch);
+  split_batches batches(a, d, k - 1, steps);
+  tl::splitfed_client_options o;
+  o.idle_timeout = std::chrono::milliseconds{std::max<long>(30000, 3 * a.round_timeout_ms)};
+  const bool dies = a.die_round != 0 && (a.drop_client == 0 || a.drop_client == k);
+  if (dies)
+    o.on_step = [&](std::uint32_t r, std::uint32_t t) {
+      if (r == a.die_round && t == a.die_step) {
+        if (thread_mode) return false;  // in process: the thread leaves, sends nothing more
+        die(k, r, t);
+      }
+      return true;
+    };
+  const tl::status s =
+      c.run(net, [&](std::uint32_t r, std::uint32_t t, float* x, std::uint8_t* y) { return batches(r, t, x, y); }, o);
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s splitfed client %u: %s\n", Transport::name(), k, s.message);
+    return 1;
+  }
+  return 0;
+}
+
+/// workflow/split.hpp's in-process SplitFedV1 with the same model, data, seeds.
+int split_workflow(const args& a, const task_data& d) {
+  struct traits {
+    using model = ::model;
+    using partition = ::partition;
+    using optimizer = tl::nn::adam;
+    using aggregation = tl::fedavg;
+  };
+  tl::splitfed_v1<traits> run{{.rounds = a.rounds, .batch_size = a.batch, .seed = a.seed, .evaluate_every = 0}};
+  const auto train = d.train_view();
+  const auto test = d.test_view();
+  const auto rep = run.train(train, d.parts, &test);
+  std::string sizes;
+  for (const auto& p : d.parts) sizes += std::to_string(p.size()) + " ";
+  std::printf("workflow/split.hpp: client sizes [ %s]\n", sizes.c_str());
+  const auto w = run.global_parameters();
+  constexpr std::size_t nd = protocol::device_model::param_count;
+  return split_report(a, d, "workflow/split.hpp", std::span<const float>(w).first(nd),
+                      std::span<const float>(w).subspan(nd),
+                      std::to_string(rep.rounds.size()) + " rounds of " + std::to_string(run.steps_per_round()) +
+                          " steps,");
+}
+
+// ---- hostile peers (in process) ------------------------------------------------
+
+int failures = 0;
+void expect(bool ok, const char* what) {
+  std::printf("  %s: %s\n", ok ? "ok  " : "FAIL", what);
+  if (!ok) ++failures;
+}
+
+/// Malformed split traffic in both directions, in process:
+///  (1) endpoint 4 is hostile: every round it sends a smashed frame of a
+///      wrong size, one for a step out of order, an update before its steps,
+///      then a frame with a bad value (round 1: label 10, round 2: a NaN
+///      activation, round 3: label 2.5): the server drops the first three,
+///      rejects the last and excludes endpoint 4 from the round; in round 4
+///      it runs every step correctly and then sends a NaN update, which the
+///      aggregation refuses (its server copy is left out too); the rounds
+///      complete from clients 1..3 and the model stays finite;
+///  (2) a fake server answers a real client with a gradient of the wrong size
+///      and then with a NaN gradient: the client stops with `corrupt` and
+///      `non_finite` and a message that says why.
+int split_hostile(const args& a, const task_data& d) {
+  constexpr std::size_t s = protocol::cut;
+  std::printf("splitfed hostile peers:\n");
+  {
+    tl::in_process::hub net(5);
+    std::vector<std::thread> threads;
+    args b = a;
+    b.die_round = 0;
+    b.rounds = 4;  // the server below runs 4 rounds
+    for (std::uint32_t k = 1; k <= 3; ++k)
+      threads.emplace_back([&, k] {
+        tl::in_process ep(net, k);
+        (void)split_client(ep, b, d, true);
+      });
+    threads.emplace_back([&] {
+      tl::in_process ep(net, 4);
+      std::vector<std::vector<float>> bufs;  // zero-copy: keep every payload alive
+      bufs.reserve(64);
+      auto send = [&](tl::wire::message_type t, std::uint32_t r, std::uint64_t aux, std::vector<float> v) {
+        bufs.push_back(std::move(v));
+        tl::wire::message_header h;
+        h.type = t;
+        h.dtype = tl::wire::wire_dtype::fp32;
+        h.round = r;
+        h.aux = aux;
+        h.count = static_cast<std::uint32_t>(bufs.back().size());
+        (void)ep.send(0, h, tl::as_bytes_le(std::span<const float>(bufs.back())));
+      };
+      for (;;) {
+        tl::wire::message_view m;
+        if (!ep.recv(m, std::chrono::milliseconds{20000}).ok()) return;
+        if (m.header.type == tl::wire::message_type::control) return;
+        if (m.header.type != tl::wire::message_type::model) continue;
+        const std::uint32_t r = m.header.round;
+        const auto steps = static_cast<std::uint32_t>(m.header.aux);
+        std::vector<float> good(2 * (s + 1), 0.5f);
+        good[2 * s] = 1.0f;
+        good[2 * s + 1] = 3.0f;
+        if (r == 4) {  // every step by the book, then a NaN update
+          for (std::uint32_t t = 0; t < steps; ++t) {
+            send(tl::wire::message_type::smashed, r, t, good);
+            tl::wire::message_view g;
+            if (!ep.recv(g, std::chrono::milliseconds{20000}).ok() || g.header.type != tl::wire::message_type::gradient)
+              return;
+          }
+          send(tl::wire::message_type::update, r, 10,
+               std::vector<float>(protocol::device_model::param_count, std::nanf("")));
+          continue;
+        }
+        send(tl::wire::message_type::smashed, r, 0, std::vector<float>(2 * (s + 1) + 1, 0.5f));  // size
+        send(tl::wire::message_type::smashed, r, 1, good);                                          // step 1 first
+        send(tl::wire::message_type::update, r, 10, std::vector<float>(protocol::device_model::param_count, 0.0f));
+        std::vector<float> bad = good;
+        if (r == 1) bad[2 * s] = 10.0f;                 // label out of range
+        else if (r == 2) bad[7] = std::nanf("");        // NaN activation
+        else bad[2 * s + 1] = 2.5f;                     // label not an integer
+        send(tl::wire::message_type::smashed, r, 0, bad);
+      }
+    });
+    std::vector<float> dev, srv;
+    split_init(a, dev, srv);
+    protocol::server server(tl::nn::adam{}, tl::fedavg{}, dev, srv);
+    tl::splitfed_server_options o;
+    o.rounds = 4;
+    o.steps_per_round = split_steps(a, d);
+    o.max_batch = a.batch;
+    o.min_clients = 3;
+    o.round_timeout = std::chrono::milliseconds{20000};
+    tl::splitfed_server_report rep;
+    tl::in_process ep0(net, 0);
+    const auto t0 = std::chrono::steady_clock::now();
+    const tl::status st = server.run(ep0, o, &rep);
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    for (auto& t : threads) t.join();
+    expect(st.ok(), "the server completes 4 rounds next to a hostile client");
+    expect(rep.clients_per_round == std::vector<std::size_t>{3, 3, 3, 3}, "each round averages clients 1..3 only");
+    expect(rep.rejected_frames == 3, "rounds 1-3: a bad label, a NaN activation, a fractional label: 3 frames rejected");
+    expect(rep.dropped_frames == 9, "rounds 1-3: wrong size, out-of-order step, early update: 3 frames dropped per round");
+    expect(rep.rejected.size() == 1 && rep.rejected[0].client_id == 4,
+           "round 4: all steps served, then the NaN update is refused by the aggregation");
+    expect(rep.steps_served == 4 * (3 * o.steps_per_round) + o.steps_per_round,
+           "every honest step and the hostile client's round-4 steps were served");
+    expect(secs < 15.0, "the excluded client is not waited for (no round runs into its deadline)");
+    bool finite = true;
+    for (const float v : server.device_parameters()) finite = finite && std::isfinite(v);
+    for (const float v : server.server_parameters()) finite = finite && std::isfinite(v);
+    expect(finite, "the global segments stay finite");
+  }
+  for (int variant = 0; variant < 2; ++variant) {
+    tl::in_process::hub net(2);
+    tl::status client_status;
+    std::thread th([&] {
+      tl::in_process ep(net, 1);
+      protocol::client c(tl::nn::adam{}, 100, a.batch);
+      split_batches batches(a, d, 0, split_steps(a, d));
+      tl::splitfed_client_options o;
+      o.idle_timeout = std::chrono::milliseconds{10000};
+      client_status = c.run(ep, [&](std::uint32_t r, std::uint32_t t, float* x, std::uint8_t* y) { return batches(r, t, x, y); }, o);
+    });
+    tl::in_process fake(net, 0);
+    std::vector<float> dev, srv;
+    split_init(a, dev, srv);
+    tl::wire::message_header h;
+    h.type = tl::wire::message_type::model;
+    h.dtype = tl::wire::wire_dtype::fp32;
+    h.round = 1;
+    h.aux = 2;
+    h.count = static_cast<std::uint32_t>(dev.size());
+    (void)fake.send(1, h, tl::as_bytes_le(std::span<const float>(dev)));
+    tl::wire::message_view m;
+    const bool got = fake.recv(m, std::chrono::milliseconds{10000}).ok() && m.header.type == tl::wire::message_type::smashed;
+    const std::size_t bsz = got ? m.header.count / (s + 1) : 1;
+    std::vector<float> g(variant == 0 ? bsz * s + 1 : bsz * s, 0.0f);
+    if (variant == 1) g[3] = std::numeric_limits<float>::infinity();
+    tl::wire::message_header gh;
+    gh.type = tl::wire::message_type::gradient;
+    gh.dtype = tl::wire::wire_dtype::fp32;
+    gh.round = 1;
+    gh.aux = 0;
+    gh.count = static_cast<std::uint32_t>(g.size());
+    (void)fake.send(1, gh, tl::as_bytes_le(std::span<const float>(g)));
+    th.join();
+    const tl::errc want = variant == 0 ? tl::errc::corrupt : tl::errc::non_finite;
+    std::printf("  client's verdict on a %s gradient: %s\n", variant == 0 ? "wrong-size" : "non-finite",
+                client_status.message);
+    expect(got && client_status.code == want,
+           variant == 0 ? "a gradient of the wrong size stops the client with errc::corrupt"
+                        : "a non-finite gradient stops the client with errc::non_finite");
+  }
+  std::printf("splitfed hostile peers: %s\n", failures == 0 ? "all checks passed" : "FAILED");
+  return failures == 0 ? 0 : 1;
+}
+
+// ---- drivers -------------------------------------------------------------------
+
+template <class Transport>
+int serve(Transport& net, const args& a, const task_data& d) {
+  return a.workflow == "fedavg" ? fedavg_serve(net, a, d) : split_serve(net, a, d);
+}
+template <class Transport>
+int client(Transport& net, const args& a, const task_data& d, bool thread_mode = false) {
+  return a.workflow == "fedavg" ? fedavg_client(net, a, d) : split_client(net, a, d, thread_mode);
+}
+
+int run_inproc(const args& a, const task_data& d) {
+  tl::in_process::hub net(a.clients + 1);
+  std::vector<std::thread> threads;
+  for (std::uint32_t k = 1; k <= a.clients; ++k) {
+    threads.emplace_back([&, k] {
+      tl::in_process ep(net, k);
+      if (a.workflow == "fedavg" && a.die_round != 0 && a.drop_client == k) {
+        // FedAvg: the dropped client leaves at the model of die_round, as a killed process would.
+        tl::federated_client_options opt;
+        opt.on_model = [&](std::uint32_t r) { return r < a.die_round; };
+        const fedavg_client_task task(d, k);
+        (void)tl::run_federated_client(
+            ep,
+            [&](std::uint32_t, std::uint64_t seed, std::span<const float> g, std::span<float> o) {
+              return task(seed, a.batch, g, o);
+            },
+            opt);
+        return;
+      }
+      if (a.die_round != 0 && a.drop_client != k) {
+        args b = a;
+        b.die_round = 0;
+        (void)client(ep, b, d, true);
+      } else {
+        (void)client(ep, a, d, true);
+      }
+    });
+  }
+  tl::in_process server(net, 0);
+  const int rc = serve(server, a, d);
+  for (auto& t : threads) t.join();
+  return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const args a = parse(argc, argv);
+  if (a.workflow == "prepare") return prepare(a);
+  const task_data d = load(a);
+  if (a.mode == "inproc") return run_inproc(a, d);
+  if (a.mode == "workflow" || a.mode == "hostile") {
+    if (a.workflow != "splitfed") usage("modes 'workflow' and 'hostile' are for splitfed");
+    return a.mode == "workflow" ? split_workflow(a, d) : split_hostile(a, d);
+  }
+#if defined(TINYLARGE_WITH_MPI)
+  if (a.mode == "mpi") {
+    MPI_Init(&argc, &argv);
+    int rc = 0;
+    {
+      tl::mpi_transport net;
+      if (net.endpoints() != a.clients + 1) usage("mpirun -np must be --clients + 1");
+      rc = net.id() == 0 ? serve(net, a, d) : client(net, a, d);
+    }
+    MPI_Finalize();
+    return rc;
+  }
+#endif
+#if defined(TINYLARGE_WITH_MQTT)
+  if (a.mode == "mqtt-server" || a.mode == "mqtt-client") {
+    tl::mqtt_options o;
+    o.port = a.port;
+    o.run = a.run;
+    const tl::endpoint_id id = a.mode == "mqtt-server" ? 0 : a.id;
+    if (id > a.clients || (a.mode == "mqtt-client" && id == 0)) usage("--id must be in 1..clients");
+    tl::mqtt_transport net(id, a.clients + 1, o);
+    const tl::status s = net.connect();
+    if (!s.ok()) {
+      std::fprintf(stderr, "mqtt endpoint %u: %s\n", id, s.message);
+      return 1;
+    }
+    return id == 0 ? serve(net, a, d) : client(net, a, d);
+  }
+#endif
+  usage(("mode '" + a.mode + "' is not built in (inproc, workflow; mpi with TINYLARGE_WITH_MPI; mqtt-* with TINYLARGE_WITH_MQTT)").c_str());
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "transport_nn_node: %s\n", e.what());
+  return 1;
+}
