@@ -21,7 +21,20 @@
 #   mqtt-server-killed   FedAvgM (momentum 0.9) with a checkpoint per round; the server
 #                SIGKILLs itself in round 3 after 2 updates, is restarted, resumes from the
 #                checkpoint of round 2: final vector equals the uninterrupted in-process run
+#   nn-fedavg    FedAvg of a 784-64-10 MLP on a seeded Fashion-MNIST subset (2000 train /
+#                1000 test images, 4 non-IID shards per client, 1 local epoch per round,
+#                4 rounds), in process, under `mpirun -np 5` and over MQTT: the three final
+#                models cmp-identical; the test accuracy is printed
+#   nn-splitfed  SplitFedV1 (transport/split.hpp) of the same model cut after dense+relu:
+#                in process, under `mpirun -np 5` and over MQTT, cmp-identical to each other
+#                AND to workflow/split.hpp's in-process SplitFedV1 with the same seeds (also with
+#                Dirichlet(0.5) clients of unequal size, in process); then hostile peers
+#   nn-split-client-killed   over MQTT, client 3 SIGKILLs itself at step 5 of round 2:
+#                rounds of 4, 3, 3, 3 clients; identical to the in-process run in which
+#                client 3 leaves at the same step
 #
+# Step selection: TL_TRANSPORT_STEPS='nn-* mpi' runs only the steps whose names match one of
+# the globs (the build step always runs; steps that are not selected are not counted).
 # Needs: scripts/deps.sh net (libopenmpi-dev openmpi-bin mosquitto libmosquitto-dev),
 # clang-14 + libclang-rt-14-dev for the fuzzer. The broker is never started as a
 # service: each MQTT step starts its own on a free loopback port and stops it.
@@ -36,6 +49,9 @@ FUZZ_RUNS=${TL_FUZZ_RUNS:-2000000}
 CXX_FLAGS=${TL_CXX_FLAGS:--O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer}
 WORK=$BUILD/transport-e2e
 NODE=$BUILD/tests/transport/transport_fedavg_node
+NN=$BUILD/tests/transport/transport_nn_node
+FMNIST_DIR=${TL_FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
+SELECT=${TL_TRANSPORT_STEPS:-*}
 mkdir -p "$WORK"
 
 # mpirun as root (containers) and on 2 cores.
@@ -50,6 +66,13 @@ FAILED=0
 RESULTS=()
 step() {  # step NAME FUNCTION
   local name=$1; shift
+  local glob globs selected=0
+  read -r -a globs <<<"$SELECT"  # no pathname expansion of the globs
+  for glob in "${globs[@]}"; do
+    # shellcheck disable=SC2053
+    [[ $name == $glob || $name == build ]] && selected=1
+  done
+  [[ $selected -eq 1 ]] || return 0
   echo "==== [transport:$name] $(date -u +%H:%M:%S)"
   local start=$SECONDS
   if "$@"; then
@@ -73,7 +96,7 @@ step_build() {
   cmake -S "$ROOT" -B "$BUILD" "${gen[@]}" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER="${CXX:-g++}" \
     -DCMAKE_CXX_FLAGS="$CXX_FLAGS" -DTINYLARGE_WITH_MPI=ON -DTINYLARGE_WITH_MQTT=ON \
     -DTINYLARGE_BUILD_EXAMPLES=OFF >"$WORK/configure.log" 2>&1 || { cat "$WORK/configure.log"; return 1; }
-  cmake --build "$BUILD" -j "$JOBS" --target test_transport transport_fedavg_node transport_wire_corpus transport_robustness \
+  cmake --build "$BUILD" -j "$JOBS" --target test_transport transport_fedavg_node transport_wire_corpus transport_robustness transport_nn_node \
     >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log"; return 1; }
   ASAN_OPTIONS=$ASAN_DEFAULT "$BUILD/tests/test_transport" || return 1
   ASAN_OPTIONS=$ASAN_DEFAULT "$NODE" inproc --clients 4 "${common[@]}" --out "$WORK/inproc.bin" || return 1
@@ -222,6 +245,93 @@ step_mqtt_server_killed() {
   cmp "$WORK/inproc-fedavgm.bin" "$WORK/mqtt-resume.bin" && echo "mqtt: server SIGKILLed in round 3, resumed from its checkpoint; result equals the uninterrupted run"
 }
 
+# --- FedAvg and SplitFedV1 of a real model (tests/transport/nn_node.cpp) ---------
+nn_common=(--clients 4 --seed 5 --rounds 4)
+NN_DATA_READY=0
+nn_data() {  # the seeded Fashion-MNIST subset every process reads (made once per run of this script)
+  [[ $NN_DATA_READY -eq 1 ]] && return 0
+  rm -rf "$WORK/fmnist" && mkdir -p "$WORK/fmnist"
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" prepare --data-dir "$FMNIST_DIR" --dir "$WORK/fmnist" --train 2000 --test 1000 --seed 5 \
+    && NN_DATA_READY=1
+}
+nn_mpi() {  # nn_mpi WORKFLOW OUT
+  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 timeout 300 mpirun --oversubscribe -np 5 \
+    "$NN" "$1" mpi --dir "$WORK/fmnist" "${nn_common[@]}" --out "$2"
+}
+nn_mqtt() {  # nn_mqtt WORKFLOW RUN OUT [ARGS...] — per-client extras in CLIENT_EXTRA[k]
+  local wf=$1 run=$2 out=$3; shift 3
+  start_broker || return 1
+  CLIENT_PIDS=()
+  for k in 1 2 3 4; do
+    # shellcheck disable=SC2086
+    ASAN_OPTIONS=$ASAN_DEFAULT "$NN" "$wf" mqtt-client --dir "$WORK/fmnist" --port "$BROKER_PORT" --run "$run" \
+      --id "$k" "${nn_common[@]}" "$@" ${CLIENT_EXTRA[$k]:-} >"$WORK/$run-client-$k.log" 2>&1 &
+    CLIENT_PIDS+=($!)
+  done
+  ASAN_OPTIONS=$ASAN_DEFAULT timeout 120 "$NN" "$wf" mqtt-server --dir "$WORK/fmnist" --port "$BROKER_PORT" \
+    --run "$run" "${nn_common[@]}" "$@" --out "$out" | tee "$WORK/$run-server.log"
+  local rc=${PIPESTATUS[0]}
+  [[ $rc -eq 0 ]] || stop_clients
+  wait_clients "$run" || rc=1
+  stop_broker
+  return $rc
+}
+same() {  # same A B LABEL
+  cmp "$1" "$2" && echo "$3: bit-identical (crc32 $(python3 -c "import zlib,sys; print('%08x' % zlib.crc32(open(sys.argv[1],'rb').read()))" "$1"))"
+}
+
+step_nn_fedavg() {
+  nn_data || return 1
+  rm -f "$WORK"/nn-fedavg-*.bin
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" fedavg inproc --dir "$WORK/fmnist" "${nn_common[@]}" --out "$WORK/nn-fedavg-inproc.bin" || return 1
+  nn_mpi fedavg "$WORK/nn-fedavg-mpi.bin" || return 1
+  same "$WORK/nn-fedavg-inproc.bin" "$WORK/nn-fedavg-mpi.bin" "nn fedavg: mpi vs in_process" || return 1
+  CLIENT_EXTRA=()
+  nn_mqtt fedavg nnfedavg "$WORK/nn-fedavg-mqtt.bin" || return 1
+  same "$WORK/nn-fedavg-inproc.bin" "$WORK/nn-fedavg-mqtt.bin" "nn fedavg: mqtt vs in_process"
+}
+
+step_nn_splitfed() {
+  nn_data || return 1
+  rm -f "$WORK"/nn-splitfed-*.bin
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" --out "$WORK/nn-splitfed-inproc.bin" || return 1
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" --out "$WORK/nn-splitfed-workflow.bin" || return 1
+  same "$WORK/nn-splitfed-workflow.bin" "$WORK/nn-splitfed-inproc.bin" "nn splitfed: transport/split.hpp in_process vs workflow/split.hpp" || return 1
+  # Unequal client sizes (Dirichlet 0.5): clients run out of data at different steps, so the
+  # batch order depends on workflow/split.hpp's shared reshuffle counter — replicated or not.
+  local dir=(--dirichlet 0.5)
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "${dir[@]}" --out "$WORK/nn-splitfed-dir-inproc.bin" || return 1
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" "${dir[@]}" --out "$WORK/nn-splitfed-dir-workflow.bin" || return 1
+  same "$WORK/nn-splitfed-dir-workflow.bin" "$WORK/nn-splitfed-dir-inproc.bin" \
+    "nn splitfed, Dirichlet(0.5) clients of unequal size: transport/split.hpp in_process vs workflow/split.hpp" || return 1
+  nn_mpi splitfed "$WORK/nn-splitfed-mpi.bin" || return 1
+  same "$WORK/nn-splitfed-inproc.bin" "$WORK/nn-splitfed-mpi.bin" "nn splitfed: mpi vs in_process" || return 1
+  CLIENT_EXTRA=()
+  nn_mqtt splitfed nnsplit "$WORK/nn-splitfed-mqtt.bin" || return 1
+  same "$WORK/nn-splitfed-inproc.bin" "$WORK/nn-splitfed-mqtt.bin" "nn splitfed: mqtt vs in_process" || return 1
+  ASAN_OPTIONS=$ASAN_DEFAULT timeout 120 "$NN" splitfed hostile --dir "$WORK/fmnist" "${nn_common[@]}"
+}
+
+step_nn_splitfed_client_killed() {
+  nn_data || return 1
+  local fault=(--min-clients 3 --round-timeout-ms 4000)
+  rm -f "$WORK"/nn-splitdrop-*.bin
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "${fault[@]}" \
+    --drop-client 3 --drop-round 2 --drop-step 5 --out "$WORK/nn-splitdrop-inproc.bin" | tee "$WORK/nnsplitdrop-inproc.log"
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || return 1
+  CLIENT_EXTRA=([3]="--die-round 2 --die-step 5")
+  nn_mqtt splitfed nnsplitdrop "$WORK/nn-splitdrop-mqtt.bin" "${fault[@]}"
+  local rc=$?
+  CLIENT_EXTRA=()
+  [[ $rc -eq 0 ]] || return 1
+  grep -q "SIGKILL" "$WORK/nnsplitdrop-client-3.log" || { echo "client 3 did not die"; return 1; }
+  for f in "$WORK/nnsplitdrop-inproc.log" "$WORK/nnsplitdrop-server.log"; do
+    grep -q "clients per round \[ 4 3 3 3 \]" "$f" || { echo "unexpected round sizes in $f"; return 1; }
+  done
+  same "$WORK/nn-splitdrop-inproc.bin" "$WORK/nn-splitdrop-mqtt.bin" \
+    "nn splitfed: client 3 killed at step 5 of round 2, rounds completed from the other 3; mqtt vs in_process"
+}
+
 step build step_build
 if [[ $FAILED -eq 0 ]]; then
   step fuzz step_fuzz
@@ -231,9 +341,12 @@ if [[ $FAILED -eq 0 ]]; then
   step mqtt-robustness step_mqtt_robustness
   step mqtt-client-killed step_mqtt_client_killed
   step mqtt-server-killed step_mqtt_server_killed
+  step nn-fedavg step_nn_fedavg
+  step nn-splitfed step_nn_splitfed
+  step nn-split-client-killed step_nn_splitfed_client_killed
 else
   echo "build failed: the end-to-end steps are skipped (counted as failed)"
-  FAILED=$((FAILED + 7))
+  FAILED=$((FAILED + 10))
 fi
 
 echo "==== transport summary"
