@@ -541,6 +541,96 @@ void check_encodings(const Policy& pol, const std::vector<vecf>& w, const std::v
 }
 }  // namespace
 
+TEST_CASE("bucketing: random buckets of s, plain means, then the inner rule", "[aggregate][bucketing]") {
+  const std::size_t d = 1500;
+  SECTION("buckets partition the clients; result = median of the bucket means") {
+    for (std::size_t n : {std::size_t{7}, std::size_t{10}}) {
+      for (std::size_t s : {std::size_t{2}, std::size_t{3}}) {
+        auto w = random_clients(n, d, 900 + n * 10 + s);
+        std::vector<std::int64_t> ex(n);
+        for (std::size_t i = 0; i < n; ++i) ex[i] = static_cast<std::int64_t>(1 + 13 * i);
+        vecf g(d);
+        tl::aggregator<tl::bucketing<tl::coordinate_median>> agg(tl::bucketing<tl::coordinate_median>{.bucket_size = s}, d);
+        for (int round = 0; round < 2; ++round) {  // a fresh shuffle every round
+          REQUIRE(agg.round(std::span<float>(g), as_results(w, ex)).updated());
+          const auto& buckets = agg.state().buckets;
+          REQUIRE(buckets.size() == (n + s - 1) / s);
+          std::vector<int> seen(n, 0);
+          for (std::size_t b = 0; b < buckets.size(); ++b) {
+            CHECK(buckets[b].size() == (b + 1 < buckets.size() ? s : n - s * (buckets.size() - 1)));
+            for (const std::size_t i : buckets[b]) ++seen[i];
+          }
+          for (const int c : seen) REQUIRE(c == 1);
+          std::vector<vecf> means;
+          for (const auto& bk : buckets) {
+            vecf m(d, 0.0f);
+            for (std::size_t j = 0; j < d; ++j) {
+              double acc = 0;
+              for (const std::size_t i : bk) acc += w[i][j];
+              m[j] = static_cast<float>(acc / static_cast<double>(bk.size()));  // unweighted
+            }
+            means.push_back(std::move(m));
+          }
+          vecd want(d);
+          for (std::size_t j = 0; j < d; ++j) want[j] = ref_median(column(means, j));
+          require_close(g, want, 1e-5, 1e-6);
+        }
+      }
+    }
+  }
+  SECTION("s = 1 is the inner rule itself") {
+    const std::size_t n = 9;
+    auto w = random_clients(n, d, 4242);
+    vecf g1(d), g2(d);
+    tl::aggregator<tl::bucketing<tl::trimmed_mean>> b1(tl::bucketing<tl::trimmed_mean>{.inner = {.beta = 0.2}, .bucket_size = 1}, d);
+    tl::aggregator<tl::trimmed_mean> t(tl::trimmed_mean{.beta = 0.2}, d);
+    REQUIRE(b1.round(std::span<float>(g1), as_results(w, ones(n))).updated());
+    REQUIRE(t.round(std::span<float>(g2), as_results(w, ones(n))).updated());
+    require_close(g1, g2, 1e-6, 1e-7);
+  }
+  SECTION("too few buckets for Krum's 2f + 3: round fails, weights untouched") {
+    tl::bucketing<tl::krum> pol{.inner = {.num_malicious = 2}, .bucket_size = 2};
+    CHECK(pol.min_clients() == 13);  // ⌈13 / 2⌉ = 7 = 2f + 3
+    auto w = random_clients(12, d, 5);
+    vecf g(d, 0.5f);
+    tl::aggregator<tl::bucketing<tl::krum>> agg(pol, d);
+    CHECK_FALSE(agg.round(std::span<float>(g), as_results(w, ones(12))).updated());
+    for (const float x : g) REQUIRE(x == 0.5f);
+    auto w13 = random_clients(13, d, 6);
+    CHECK(agg.round(std::span<float>(g), as_results(w13, ones(13))).updated());
+  }
+  SECTION("heterogeneous honest clients: bucketing narrows the spread the rule sees") {
+    // Two honest groups far apart (+1 / −1, as 2-class clients pulling different ways), interleaved:
+    // the plain median lands on one group's edge, the bucketed median near their centre.
+    const std::size_t n = 10;
+    std::vector<vecf> w(n, vecf(d));
+    tl::rng r(99);
+    for (std::size_t i = 0; i < n; ++i)
+      for (auto& x : w[i]) x = (i % 2 ? 1.0f : -1.0f) + 0.05f * r.normal();
+    w[0].assign(d, 0.6f);  // move one −1 client to +0.6: the honest groups are now 6 vs 4
+    vecf plain(d), bucketed(d);
+    tl::aggregator<tl::coordinate_median> m(tl::coordinate_median{}, d);
+    tl::aggregator<tl::bucketing<tl::coordinate_median>> bm(tl::bucketing<tl::coordinate_median>{.bucket_size = 2}, d);
+    REQUIRE(m.round(std::span<float>(plain), as_results(w, ones(n))).updated());
+    double mean_plain = 0, centre = 0;
+    for (std::size_t j = 0; j < d; ++j) {
+      mean_plain += plain[j] / static_cast<double>(d);
+      for (std::size_t i = 0; i < n; ++i) centre += w[i][j] / static_cast<double>(d * n);
+    }
+    // Averaged over 40 rounds (40 random bucketings): one unlucky bucketing can be as far as the plain median.
+    double err_bucketed = 0;
+    for (int round = 0; round < 40; ++round) {
+      REQUIRE(bm.round(std::span<float>(bucketed), as_results(w, ones(n))).updated());
+      double mb = 0;
+      for (std::size_t j = 0; j < d; ++j) mb += bucketed[j] / static_cast<double>(d);
+      err_bucketed += std::fabs(mb - centre) / 40;
+    }
+    INFO("plain median " << mean_plain << ", bucketed error " << err_bucketed << ", mean " << centre);
+    CHECK(std::fabs(mean_plain - 0.8) < 0.05);  // the 5th and 6th values: 0.6 and +1
+    CHECK(err_bucketed < 0.75 * std::fabs(mean_plain - centre));
+  }
+}
+
 TEST_CASE("fp16 and int8 updates aggregate like fp32 of their decoded values", "[aggregate][encoding]") {
   const std::size_t n = 11, d = 3001;  // not a multiple of the 4 KiB decode chunk nor of the int8 chunk
   auto w = random_clients(n, d, 2024, 0.5f);
@@ -788,7 +878,8 @@ TEST_CASE("rdp accountant", "[aggregate][dp][accountant]") {
         const double delta = 1e-5, L = std::log(1 / delta);
         // min over real α > 1 of Rα/(2z²) + L/(α−1) is R/(2z²) + √(2RL)/z at α* = 1 + z√(2L/R).
         const double best = static_cast<double>(R) / (2 * z * z) + std::sqrt(2 * static_cast<double>(R) * L) / z;
-        const double eps = acc.epsilon(delta);
+        const double eps = acc.epsilon(delta, tl::rdp_conversion::mironov2017);
+        CHECK(acc.epsilon(delta) <= eps);  // the Balle et al. conversion is never looser
         const double a_star = 1 + z * std::sqrt(2 * L / static_cast<double>(R));
         INFO("z " << z << " R " << R << " eps " << eps << " bound " << best << " alpha* " << a_star);
         CHECK(eps >= best * (1 - 1e-12));
@@ -798,7 +889,38 @@ TEST_CASE("rdp accountant", "[aggregate][dp][accountant]") {
     // A worked value: z = 1, one round, δ = 1e−5: 0.5 + √(2 ln 1e5) = 5.2985.
     tl::rdp_accountant one;
     one.compose(1.0);
-    CHECK(one.epsilon(1e-5) == Approx(0.5 + std::sqrt(2 * std::log(1e5))).epsilon(0.01));
+    CHECK(one.epsilon(1e-5, tl::rdp_conversion::mironov2017) == Approx(0.5 + std::sqrt(2 * std::log(1e5))).epsilon(0.01));
+  }
+  SECTION("published reference values (Google dp_accounting's RDP accountant tests)") {
+    // q = 0.01, z = 2.5, 50 steps: total RDP at orders 5, 50, 100 (rdp_privacy_accountant_test.py,
+    // test_compute_rdp_poisson_sampled_gaussian, rtol 1e-4 there).
+    const std::pair<std::size_t, double> want[] = {{5, 2.18075656e-03}, {50, 2.38460375e-02}, {100, 1.67416308e02}};
+    for (const auto& [a, v] : want)
+      CHECK(50 * tl::rdp_accountant::sampled_gaussian_rdp(0.01, 2.5, a) == Approx(v).epsilon(1e-4));
+    // The conversion: a constant RDP of 1.1 at orders 2 … 32, δ = 1e−5 → ε = 1.32783806176 at order 32
+    // (test_compute_epsilon_delta_pure_dp).
+    std::vector<double> orders, rdp;
+    for (int a = 2; a <= 32; ++a) {
+      orders.push_back(a);
+      rdp.push_back(1.1);
+    }
+    const auto [eps, order] = tl::rdp_accountant::epsilon_from_rdp(orders, rdp, 1e-5);
+    CHECK(eps == Approx(1.32783806176).epsilon(1e-9));
+    CHECK(order == 32.0);
+  }
+  SECTION("end-to-end epsilon against an independent computation") {
+    // ε at δ = 1e−5 on this accountant's order grid (fractional orders rounded up), with RDP from
+    // scipy numerical integration of E_mu0[(mu/mu0)^alpha] (not the binomial series used here):
+    // {q, z, rounds, ε balle2020, ε mironov2017}.
+    struct ref { double q, z; std::size_t rounds; double balle, mironov; };
+    for (const ref& r : {ref{0.01, 1.1, 10000, 5.654308000, 6.279811030}, ref{0.1, 1.0, 200, 11.144151541, 12.098922793},
+                         ref{0.1, 2.0, 100, 2.586652178, 3.017246648}}) {
+      tl::rdp_accountant acc;
+      acc.compose(r.z, r.q, r.rounds);
+      INFO("q " << r.q << " z " << r.z << " rounds " << r.rounds);
+      CHECK(acc.epsilon(1e-5) == Approx(r.balle).epsilon(1e-6));
+      CHECK(acc.epsilon(1e-5, tl::rdp_conversion::mironov2017) == Approx(r.mironov).epsilon(1e-6));
+    }
   }
   SECTION("sampled Gaussian: q = 1 reduces to alpha / (2 z^2); alpha = 2 closed form") {
     CHECK(tl::rdp_accountant::sampled_gaussian_rdp(1.0, 1.7, 7) == Approx(7 / (2 * 1.7 * 1.7)));
