@@ -310,6 +310,61 @@ TEST_CASE("A round below the policy's min_clients fails and leaves the model unc
   CHECK(std::vector<float>(fl.global().begin(), fl.global().end()) == w0);
 }
 
+TEST_CASE("Poisson client sampling: each client independently with probability C", "[federated][dp]") {
+  const auto fed = make_clients(train_set(), 40, 21);
+  wf::federated_options o{.rounds = 60, .client_fraction = 0.25, .local_epochs = 1, .batch_size = 10, .seed = 9};
+  o.poisson_sampling = true;
+  wf::federated_averaging<fleet<>> fl(o, {}, nn::sgd{.learning_rate = 0.05f});
+  fl.initialize(2);
+  fl.run(fed.clients, nn::labelled_view<std::uint8_t>{});
+  std::vector<std::size_t> per_client(40, 0);
+  std::size_t total = 0, min_m = 1000, max_m = 0;
+  for (const auto& lg : fl.log()) {
+    auto sel = lg.selected;
+    std::sort(sel.begin(), sel.end());
+    CHECK(std::adjacent_find(sel.begin(), sel.end()) == sel.end());
+    CHECK(lg.aggregation.accepted.size() == sel.size());
+    for (const auto c : sel) ++per_client[c];
+    total += sel.size();
+    min_m = std::min(min_m, sel.size());
+    max_m = std::max(max_m, sel.size());
+  }
+  // 60 rounds x 40 clients x 0.25 = 600 expected participations, sd = sqrt(2400 * 0.25 * 0.75) ≈ 21.
+  INFO("participations " << total << ", clients per round in [" << min_m << ", " << max_m << "]");
+  CHECK(total > 600 - 5 * 21);
+  CHECK(total < 600 + 5 * 21);
+  CHECK(min_m < 10);  // the count varies (binomial(40, 0.25): sd ≈ 2.7) …
+  CHECK(max_m > 10);  // … unlike the fixed m = 10
+  CHECK(*std::min_element(per_client.begin(), per_client.end()) > 0);
+}
+
+TEST_CASE("Sign flip under the robust rules and bucketing through the workflow", "[federated][attacks]") {
+  // Non-IID (2 labels per client) with 30% sign flippers (w_t − Δ): every rule must still learn.
+  const auto fed = make_clients(train_set(), 10, 31);
+  wf::federated_options attacked{.rounds = 12, .client_fraction = 1.0, .local_epochs = 1, .batch_size = 10, .seed = 4};
+  attacked.attack = {.kind = wf::attack_kind::sign_flip, .fraction = 0.3};
+  const nn::sgd opt{.learning_rate = 0.05f};
+  auto acc = [&](auto& fl) {
+    fl.initialize(8);
+    fl.run(fed.clients, test_set().view());
+    for (const auto& lg : fl.log()) CHECK(lg.byzantine.size() == 3);
+    return fl.result().final_accuracy();
+  };
+  wf::federated_averaging<fleet<tl::bucketing<tl::coordinate_median>>> bmed(
+      attacked, tl::bucketing<tl::coordinate_median>{.bucket_size = 2}, opt);
+  wf::federated_averaging<fleet<tl::bucketing<tl::trimmed_mean>>> btrim(
+      attacked, tl::bucketing<tl::trimmed_mean>{.inner = {.beta = 0.2}, .bucket_size = 2}, opt);
+  wf::federated_averaging<fleet<tl::coordinate_median>> med(attacked, {}, opt);
+  wf::federated_averaging<fleet<tl::trimmed_mean>> trim(attacked, tl::trimmed_mean{.beta = 0.2}, opt);
+  const double a_bmed = acc(bmed), a_btrim = acc(btrim), a_med = acc(med), a_trim = acc(trim);
+  INFO("bucketed median " << a_bmed << ", bucketed trimmed mean " << a_btrim << ", median " << a_med
+                          << ", trimmed mean " << a_trim);
+  CHECK(a_bmed > 0.6);  // chance is 0.25
+  CHECK(a_btrim > 0.6);
+  CHECK(a_bmed > a_med);  // on 2-label clients the plain median discards honest information
+  CHECK(bmed.server().state().buckets.size() == 5);
+}
+
 TEST_CASE("Sign-flip and scaling attackers: FedAvg suffers, median and trimmed mean hold", "[federated][attacks]") {
   // IID-ish split (8 labels among 10 clients would be too skewed for the robust rules on 400 samples).
   const auto& tr = train_set();

@@ -286,6 +286,12 @@ enum class dropout_policy : std::uint8_t {
 struct federated_options {
   std::size_t rounds = 100;             ///< communication rounds T
   double client_fraction = 0.1;         ///< C ∈ (0, 1]: m = max(⌈C·K⌉, 1) clients per round
+  /// Poisson sampling: each client takes part independently with probability
+  /// C (a random number of clients per round, possibly none: the round then
+  /// fails, model unchanged), the sampling the client-level DP accountant
+  /// assumes (aggregate/privacy.hpp). false: exactly m clients. Dropout
+  /// retries are not used with Poisson sampling.
+  bool poisson_sampling = false;
   std::size_t local_epochs = 5;         ///< E
   std::size_t batch_size = 10;          ///< B; 0 = ∞ (the whole local set is one batch)
   std::uint64_t seed = 1;               ///< client sampling, local shuffling, faults
@@ -555,7 +561,14 @@ class federated_averaging {
     double seconds = 0.0;
     std::uint64_t server_down = 0, server_up = 0, msgs_down = 0, msgs_up = 0;
 
-    std::vector<std::uint32_t> wave = draw(m);
+    std::vector<std::uint32_t> wave;
+    if (options_.poisson_sampling) {
+      for (std::size_t c = 0; c < k_total; ++c)
+        if (static_cast<double>(rng_.uniform()) < options_.client_fraction) wave.push_back(static_cast<std::uint32_t>(c));
+      next = k_total;  // no retries
+    } else {
+      wave = draw(m);
+    }
     std::size_t waves = 0;
     while (!wave.empty()) {
       ++waves;
