@@ -2,28 +2,40 @@
 // setting: 100 clients, 200 label-sorted shards of 300 images, 2 shards per
 // client, C = 0.1, E = 5, B = 10.
 //
-//   federated_fashion_mnist [--full] [--rounds N] [--fedsgd-rounds N] [--robust-rounds N]
-//                           [--target ACC] [--lr X] [--fedsgd-lr X] [--skip-robust] [--skip-dp]
-//                           [--partition shards|iid] [--flip-magnitude L] [--json FILE] [--seed S]
+//   federated_fashion_mnist [--full] [--rounds N] [--fedsgd-rounds N] [--target ACC] [--lr X] [--lr-decay X]
+//                           [--fedsgd-lr X] [--skip-fedsgd] [--skip-fedavg] [--server-momentum B --server-lr E]
+//                           [--robust-rounds N] [--robust-lr X] [--robust-rules LIST] [--robust-attacked-only]
+//                           [--flip-magnitude L] [--dp-rounds N] [--dp-clip C] [--dp-noise LIST]
+//                           [--skip-robust] [--skip-dp] [--partition shards|iid] [--json FILE] [--seed S]
 //
 // Prints
 //  1. rounds to reach the target test accuracy for FedSGD (E = 1, B = ∞) and
-//     FedAvg (E = 5, B = 10) — McMahan et al. 2017, Table 2;
-//  2. a robustness table: 20% of each round's clients send sign-flipped
-//     updates (w_t − Δ); FedAvg, coordinate median, trimmed mean (β = 0.2),
-//     Krum, Multi-Krum and Bulyan (f = 20% of the clients per round) against
-//     the clean FedAvg run. C = 0.2 here (20 clients per round, 4 attackers):
-//     Bulyan needs n ≥ 4f + 3;
-//  3. a DP row: DP-FedAvg with fixed clipping (McMahan et al. 2018), the ε of
-//     the RDP accountant at δ = 1e-5 for the rounds run, and the accuracy.
+//     FedAvg (E = 5, B = 10) — McMahan et al. 2017, Table 2 — evaluated on
+//     the global model after every round; with --server-momentum B also
+//     FedAvgM (Hsu et al. 2019) on the same clients;
+//  2. a robustness table: 20% of each round's clients (exactly 4 of the 20
+//     sampled, C = 0.2) send sign-flipped updates w_t − λΔ; FedAvg,
+//     coordinate median, trimmed mean (β = 0.2, cuts 4 per tail), Krum,
+//     Multi-Krum (m = n − f = 16) and Bulyan (f = 4; needs n ≥ 4f + 3), and
+//     bucketing (s = 2, Karimireddy et al. 2022) in front of median, trimmed
+//     mean and Multi-Krum — each attacked and, unless --robust-attacked-only,
+//     also clean (the rule's own cost on 2-class clients);
+//  3. client-level DP-FedAvg (McMahan et al. 2018): Poisson client sampling
+//     q = 0.1, fixed denominator m = qK = 10, clip C, noise σ = zC/m, for each
+//     z of --dp-noise, with ε at δ = 1e-5 from the RDP accountant over the
+//     rounds run.
 //
-// The default is sized to finish in a few minutes on 2 cores: a 784-100-10
-// MLP (79 510 parameters). `--full` uses McMahan et al.'s 2NN
-// (784-200-200-10, 199 210 parameters) and more rounds.
+// The default is sized for ~10 CPU minutes: a 784-100-10 MLP (79 510
+// parameters). `--full` uses McMahan et al.'s 2NN (784-200-200-10, 199 210
+// parameters), 560 FedAvg rounds, client lr 0.1 × 0.995 per round.
+// `--robust-rules` and `--dp-noise` take comma-separated lists (rule names as
+// printed in the table).
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -57,9 +69,21 @@ struct options {
   bool full = false;
   std::size_t rounds = 0, fedsgd_rounds = 0, robust_rounds = 0;
   double target = 0.0;
-  float lr = 0.05f, fedsgd_lr = 0.5f;
+  float lr = 0.0f, fedsgd_lr = 0.5f;  // lr 0: 0.05, or 0.1 with --full
+  float lr_decay = 0.0f;   // client learning rate × this after every round (FedAvg runs); 0: 1, or 0.995 with --full
+  bool fedsgd = true, fedavg = true;
+  float server_momentum = 0.0f, server_lr = 1.0f;  // > 0: also a FedAvgM run
   float magnitude = 1.0f;  // λ of the sign flip: attackers send w_t − λΔ
   bool robust = true, dp = true;
+  bool robust_clean = true;         // also run every robust rule without attackers
+  float robust_lr = 0.05f;
+  std::vector<std::string> rules;   // robust rules to run (empty: all)
+  std::size_t dp_rounds = 0;
+  float dp_clip = 1.0f;
+  std::vector<float> dp_noise{0.1f, 0.5f, 1.0f};
+  bool wants(const std::string& rule) const {
+    return rules.empty() || std::find(rules.begin(), rules.end(), rule) != rules.end();
+  }
   std::string json, partition = "shards";
   std::uint64_t seed = 1;
 };
@@ -75,6 +99,10 @@ struct run_result {
   unsigned long long bytes_up = 0, bytes_down = 0, client_macs = 0;
   double seconds_model = 0.0, wall = 0.0;
   double epsilon = -1.0;
+  float noise_multiplier = 0.0f;
+  double unclipped_fraction = -1.0;  // DP runs: share of updates with norm <= C
+  double mean_update_norm = 0.0;     // DP runs: mean ||w_i - w_t|| before clipping
+  bool attacked = false;
   std::vector<double> curve;
 };
 
@@ -88,8 +116,17 @@ run_result run(const char* name, const wf::federated_options& fo, const typename
   run_result r;
   r.name = name;
   std::size_t printed = 0;
+  std::size_t unclipped = 0, updates = 0;
+  double norm_sum = 0.0;
   for (std::size_t t = 0; t < fo.rounds; ++t) {
     const auto& rec = fl.run_round(clients, test, t + 1 == fo.rounds);
+    if constexpr (requires { fl.server().state().unclipped; }) {
+      if (fl.log().back().aggregation.updated()) {
+        unclipped += fl.server().state().unclipped;
+        updates += fl.server().state().norms.size();
+        for (const double nrm : fl.server().state().norms) norm_sum += nrm;
+      }
+    }
     if (!std::isnan(rec.test_accuracy)) {
       r.curve.push_back(rec.test_accuracy);
       if (rec.round % 10 == 0 || t + 1 == fo.rounds) {
@@ -117,6 +154,10 @@ run_result run(const char* name, const wf::federated_options& fo, const typename
   r.bytes_down = rep.total([](const wf::role_cost& p) { return p.net.bytes_down; }, "client");
   r.client_macs = rep.total([](const wf::role_cost& p) { return p.macs; }, "client");
   r.seconds_model = rep.total_seconds();
+  if (updates > 0) {
+    r.unclipped_fraction = static_cast<double>(unclipped) / static_cast<double>(updates);
+    r.mean_update_norm = norm_sum / static_cast<double>(updates);
+  }
   (void)printed;
   return r;
 }
@@ -129,7 +170,15 @@ void print_json_run(std::FILE* f, const run_result& r, bool last) {
                "\"estimated_seconds\": %.1f, \"wall_seconds\": %.1f",
                r.name.c_str(), r.rounds, r.final_accuracy, r.last5_accuracy, r.best_accuracy, r.rounds_to_target,
                r.rejected, r.failed_rounds, r.bytes_up, r.bytes_down, r.client_macs, r.seconds_model, r.wall);
-  if (r.epsilon >= 0.0) std::fprintf(f, ", \"epsilon\": %.3f", r.epsilon);
+  std::fprintf(f, ", \"attacked\": %s", r.attacked ? "true" : "false");
+  if (r.epsilon >= 0.0) {
+    if (std::isfinite(r.epsilon)) std::fprintf(f, ", \"epsilon\": %.4f, \"delta\": 1e-5", r.epsilon);
+    else std::fprintf(f, ", \"epsilon\": null");
+    std::fprintf(f, ", \"noise_multiplier\": %.3f", static_cast<double>(r.noise_multiplier));
+  }
+  if (r.unclipped_fraction >= 0.0)
+    std::fprintf(f, ", \"unclipped_fraction\": %.4f, \"mean_update_norm\": %.4f", r.unclipped_fraction,
+                 r.mean_update_norm);
   std::fprintf(f, ", \"accuracy_per_round\": [");
   for (std::size_t i = 0; i < r.curve.size(); ++i) std::fprintf(f, "%s%.4f", i ? ", " : "", r.curve[i]);
   std::fprintf(f, "]}%s\n", last ? "" : ",");
@@ -144,11 +193,17 @@ int experiment(const options& opt, const std::vector<nn::labelled_view<std::uint
   // 1. FedSGD vs FedAvg, rounds to target.
   wf::federated_options sgd_o = wf::federated_options::fedsgd(opt.fedsgd_rounds, 0.1, opt.seed);
   wf::federated_options avg_o{.rounds = opt.rounds, .client_fraction = 0.1, .local_epochs = 5, .batch_size = 10,
-                              .seed = opt.seed};
+                              .seed = opt.seed, .client_lr_decay = opt.lr_decay};
   std::printf("\n== 1. FedSGD (E = 1, B = inf, lr %.2f) vs FedAvg (E = 5, B = 10, lr %.3f), C = 0.1, target %.1f%%\n",
               static_cast<double>(opt.fedsgd_lr), static_cast<double>(opt.lr), 100 * opt.target);
-  speed.push_back(run<fleet<Model, tl::fedavg>>("FedSGD", sgd_o, {}, opt.fedsgd_lr, clients, test, opt.target, opt.seed));
-  speed.push_back(run<fleet<Model, tl::fedavg>>("FedAvg", avg_o, {}, opt.lr, clients, test, opt.target, opt.seed));
+  if (opt.fedsgd) speed.push_back(run<fleet<Model, tl::fedavg>>("FedSGD", sgd_o, {}, opt.fedsgd_lr, clients, test, opt.target, opt.seed));
+  if (opt.fedavg) speed.push_back(run<fleet<Model, tl::fedavg>>("FedAvg", avg_o, {}, opt.lr, clients, test, opt.target, opt.seed));
+  // FedAvgM (Hsu et al. 2019): the same clients, server momentum beta with server lr eta; with
+  // eta = 1 - beta the steady-state step equals FedAvg's, averaged over ~1/(1 - beta) rounds.
+  if (opt.server_momentum > 0.0f)
+    speed.push_back(run<fleet<Model, tl::fedavgm>>(
+        "FedAvgM", avg_o, tl::fedavgm{.server_learning_rate = opt.server_lr, .server_momentum = opt.server_momentum},
+        opt.lr, clients, test, opt.target, opt.seed));
   std::printf("\n  %-8s %8s %16s %12s %14s\n", "", "rounds", "rounds-to-target", "final acc", "best acc");
   for (const auto& r : speed) {
     char rt[32];
@@ -157,7 +212,8 @@ int experiment(const options& opt, const std::vector<nn::labelled_view<std::uint
     std::printf("  %-8s %8zu %16s %11.2f%% %13.2f%%\n", r.name.c_str(), r.rounds, rt, 100 * r.final_accuracy,
                 100 * r.best_accuracy);
   }
-  if (speed[0].rounds_to_target > 0 && speed[1].rounds_to_target > 0)
+  if (!opt.fedsgd || !opt.fedavg) {
+  } else if (speed[0].rounds_to_target > 0 && speed[1].rounds_to_target > 0)
     std::printf("  FedAvg needs %.1fx fewer rounds than FedSGD\n",
                 static_cast<double>(speed[0].rounds_to_target) / static_cast<double>(speed[1].rounds_to_target));
   else if (speed[1].rounds_to_target > 0)
@@ -167,45 +223,80 @@ int experiment(const options& opt, const std::vector<nn::labelled_view<std::uint
   // 2. Robustness: 20% sign-flip attackers per round, C = 0.2 (20 clients, f = 4).
   if (opt.robust) {
     std::printf("\n== 2. Robustness: 20%% sign-flip attackers (w_t - %.0f x delta) per round (C = 0.2: 20 clients, f = 4), "
-                "%zu rounds\n", static_cast<double>(opt.magnitude), opt.robust_rounds);
+                "%zu rounds, lr %.3f x %.4f per round\n",
+                static_cast<double>(opt.magnitude), opt.robust_rounds, static_cast<double>(opt.robust_lr),
+                static_cast<double>(opt.lr_decay));
     wf::federated_options clean{.rounds = opt.robust_rounds, .client_fraction = 0.2, .local_epochs = 5,
-                                .batch_size = 10, .seed = opt.seed};
+                                .batch_size = 10, .seed = opt.seed, .client_lr_decay = opt.lr_decay};
     wf::federated_options attacked = clean;
     attacked.attack = wf::byzantine{.kind = wf::attack_kind::sign_flip, .fraction = 0.2, .magnitude = opt.magnitude};
-    const std::size_t f = 4;
-    robust.push_back(run<fleet<Model, tl::fedavg>>("clean FedAvg", clean, {}, opt.lr, clients, test, 0, opt.seed));
-    robust.push_back(run<fleet<Model, tl::fedavg>>("FedAvg", attacked, {}, opt.lr, clients, test, 0, opt.seed));
-    robust.push_back(run<fleet<Model, tl::coordinate_median>>("median", attacked, {}, opt.lr, clients, test, 0, opt.seed));
-    robust.push_back(run<fleet<Model, tl::trimmed_mean>>("trimmed mean", attacked, tl::trimmed_mean{.beta = 0.2}, opt.lr,
-                                                         clients, test, 0, opt.seed));
-    robust.push_back(run<fleet<Model, tl::krum>>("Krum", attacked, tl::krum{.num_malicious = f}, opt.lr, clients, test,
-                                                 0, opt.seed));
-    robust.push_back(run<fleet<Model, tl::krum>>("Multi-Krum", attacked, tl::krum{.num_malicious = f, .num_to_keep = 20 - f},
-                                                 opt.lr, clients, test, 0, opt.seed));
-    robust.push_back(run<fleet<Model, tl::bulyan>>("Bulyan", attacked, tl::bulyan{.num_malicious = f}, opt.lr, clients,
-                                                   test, 0, opt.seed));
-    const double ref = robust[0].last5_accuracy;
-    std::printf("\n  %-14s %12s %14s %12s\n", "rule", "final acc", "last-5 mean", "vs clean");
+    const std::size_t f = 4, n = 20;
+    const float lr = opt.robust_lr;
+    // Each rule attacked and (with --robust-clean) also without attackers: the rule's own cost on
+    // 2-class clients, apart from the attack's.
+    auto both = [&]<class Policy>(const char* name, const Policy& policy) {
+      if (!opt.wants(name)) return;
+      robust.push_back(run<fleet<Model, Policy>>(name, attacked, policy, lr, clients, test, 0, opt.seed));
+      robust.back().attacked = true;
+      if (opt.robust_clean || std::string(name) == "FedAvg") {
+        robust.push_back(run<fleet<Model, Policy>>(name, clean, policy, lr, clients, test, 0, opt.seed));
+        robust.back().attacked = false;
+      }
+    };
+    both("FedAvg", tl::fedavg{});
+    both("median", tl::coordinate_median{});
+    both("trimmed mean", tl::trimmed_mean{.beta = 0.2});
+    both("Krum", tl::krum{.num_malicious = f});
+    both("Multi-Krum", tl::krum{.num_malicious = f, .num_to_keep = n - f});
+    both("Bulyan", tl::bulyan{.num_malicious = f});
+    // Bucketing (Karimireddy et al. 2022), s = 2: 10 bucket means, of which at most 4 hold an attacker.
+    both("bucketed median", tl::bucketing<tl::coordinate_median>{.bucket_size = 2});
+    both("bucketed trimmed mean", tl::bucketing<tl::trimmed_mean>{.inner = {.beta = 0.2}, .bucket_size = 2});
+    both("bucketed Multi-Krum", tl::bucketing<tl::krum>{.inner = {.num_malicious = 3, .num_to_keep = 6}, .bucket_size = 2});
+    double ref = -1.0;
     for (const auto& r : robust)
-      std::printf("  %-14s %11.2f%% %13.2f%% %+10.2f pp\n", r.name.c_str(), 100 * r.final_accuracy,
-                  100 * r.last5_accuracy, 100 * (r.last5_accuracy - ref));
+      if (r.name == "FedAvg" && !r.attacked) ref = r.last5_accuracy;
+    std::printf("\n  %-22s %10s %12s %14s %14s\n", "rule", "attacked", "final acc", "last-5 mean", "vs clean FedAvg");
+    for (const auto& r : robust) {
+      char vs[32] = "(no clean FedAvg)";
+      if (ref >= 0) std::snprintf(vs, sizeof vs, "%+.2f pp", 100 * (r.last5_accuracy - ref));
+      std::printf("  %-22s %10s %11.2f%% %13.2f%% %15s\n", r.name.c_str(), r.attacked ? "yes" : "no",
+                  100 * r.final_accuracy, 100 * r.last5_accuracy, vs);
+    }
   }
 
-  // 3. DP-FedAvg with fixed clipping.
+  // 3. Client-level DP-FedAvg (McMahan et al. 2018): Poisson sampling with q = 0.1, fixed denominator
+  //    m = qK = 10, fixed clipping, noise sigma = z C / m on the mean; epsilon from the RDP accountant.
   if (opt.dp) {
-    const float z = 0.1f, clip = 2.0f;
-    std::printf("\n== 3. DP-FedAvg, fixed clipping C = %.1f, noise multiplier z = %.2f, C = 0.1, %zu rounds\n",
-                static_cast<double>(clip), static_cast<double>(z), opt.rounds);
-    using dp = tl::dp_fixed_clipping<tl::fedavg>;
     wf::federated_options o = avg_o;
-    privacy.push_back(run<fleet<Model, dp>>("DP-FedAvg", o, dp{.noise_multiplier = z, .clipping_norm = clip}, opt.lr,
-                                            clients, test, 0, opt.seed));
-    tl::rdp_accountant acc;
-    acc.compose(z, 0.1, privacy.back().rounds);
-    privacy.back().epsilon = acc.epsilon(1e-5);
-    std::printf("  DP-FedAvg: epsilon %.3g at delta 1e-5 after %zu rounds (q = 0.1), accuracy %.2f%% (last-5 %.2f%%)\n",
-                privacy.back().epsilon, privacy.back().rounds, 100 * privacy.back().final_accuracy,
-                100 * privacy.back().last5_accuracy);
+    o.rounds = opt.dp_rounds;
+    o.poisson_sampling = true;
+    const double q = o.client_fraction, delta = 1e-5;
+    using dp = tl::dp_fixed_clipping<tl::fedavg>;
+    std::printf("\n== 3. DP-FedAvg (client-level): Poisson sampling q = %.2f, m = qK = 10, clip C = %.2f, %zu rounds, "
+                "delta = %.0e\n", q, static_cast<double>(opt.dp_clip), opt.dp_rounds, delta);
+    for (const float z : opt.dp_noise) {
+      char name[64];
+      std::snprintf(name, sizeof name, "DP-FedAvg z=%.2f", static_cast<double>(z));
+      privacy.push_back(run<fleet<Model, dp>>(
+          name, o, dp{.noise_multiplier = z, .clipping_norm = opt.dp_clip, .num_sampled_clients = 10}, opt.lr, clients,
+          test, 0, opt.seed));
+      run_result& r = privacy.back();
+      r.noise_multiplier = z;
+      if (z > 0.0f) {
+        tl::rdp_accountant acc;
+        acc.compose(z, q, r.rounds);  // every round is one release, also one that failed for lack of clients
+        r.epsilon = acc.epsilon(delta);
+      } else {
+        r.epsilon = std::numeric_limits<double>::infinity();
+      }
+    }
+    std::printf("\n  %-18s %8s %14s %12s %14s %12s %12s\n", "run", "z", "eps (d=1e-5)", "final acc", "last-5 mean",
+                "unclipped", "mean |delta|");
+    for (const auto& r : privacy)
+      std::printf("  %-18s %8.2f %14.3g %11.2f%% %13.2f%% %11.0f%% %12.2f\n", r.name.c_str(),
+                  static_cast<double>(r.noise_multiplier), r.epsilon, 100 * r.final_accuracy, 100 * r.last5_accuracy,
+                  100 * r.unclipped_fraction, r.mean_update_norm);
   }
 
   if (!opt.json.empty()) {
@@ -216,9 +307,9 @@ int experiment(const options& opt, const std::vector<nn::labelled_view<std::uint
     }
     std::fprintf(f,
                  "{\n  \"setting\": {\"clients\": 100, \"partition\": \"%s\", \"shards_per_client\": 2, \"shard_size\": 300, \"C\": 0.1, "
-                 "\"E\": 5, \"B\": 10, \"parameters\": %zu, \"target\": %.4f, \"lr\": %.4f, \"fedsgd_lr\": %.4f, "
+                 "\"E\": 5, \"B\": 10, \"parameters\": %zu, \"target\": %.4f, \"lr\": %.4f, \"lr_decay\": %.4f, \"fedsgd_lr\": %.4f, "
                  "\"seed\": %llu, \"full\": %s},\n",
-                 opt.partition.c_str(), Model::param_count, opt.target, static_cast<double>(opt.lr), static_cast<double>(opt.fedsgd_lr),
+                 opt.partition.c_str(), Model::param_count, opt.target, static_cast<double>(opt.lr), static_cast<double>(opt.lr_decay), static_cast<double>(opt.fedsgd_lr),
                  static_cast<unsigned long long>(opt.seed), opt.full ? "true" : "false");
     std::fprintf(f, "  \"rounds_to_target\": [\n");
     for (std::size_t i = 0; i < speed.size(); ++i) print_json_run(f, speed[i], i + 1 == speed.size());
@@ -232,6 +323,19 @@ int experiment(const options& opt, const std::vector<nn::labelled_view<std::uint
     std::printf("\nwrote %s\n", opt.json.c_str());
   }
   return 0;
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= s.size()) {
+    const std::size_t comma = s.find(',', start);
+    const std::size_t end = comma == std::string::npos ? s.size() : comma;
+    if (end > start) out.push_back(s.substr(start, end - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
 }
 
 }  // namespace
@@ -254,7 +358,21 @@ int main(int argc, char** argv) {
     else if (a == "--target") opt.target = std::stod(next());
     else if (a == "--lr") opt.lr = std::stof(next());
     else if (a == "--fedsgd-lr") opt.fedsgd_lr = std::stof(next());
+    else if (a == "--lr-decay") opt.lr_decay = std::stof(next());
+    else if (a == "--skip-fedsgd") opt.fedsgd = false;
+    else if (a == "--skip-fedavg") opt.fedavg = false;
+    else if (a == "--server-momentum") opt.server_momentum = std::stof(next());
+    else if (a == "--server-lr") opt.server_lr = std::stof(next());
     else if (a == "--skip-robust") opt.robust = false;
+    else if (a == "--robust-attacked-only") opt.robust_clean = false;
+    else if (a == "--robust-lr") opt.robust_lr = std::stof(next());
+    else if (a == "--robust-rules") opt.rules = split_list(next());
+    else if (a == "--dp-rounds") opt.dp_rounds = std::stoul(next());
+    else if (a == "--dp-clip") opt.dp_clip = std::stof(next());
+    else if (a == "--dp-noise") {
+      opt.dp_noise.clear();
+      for (const auto& v : split_list(next())) opt.dp_noise.push_back(std::stof(v));
+    }
     else if (a == "--skip-dp") opt.dp = false;
     else if (a == "--partition") opt.partition = next();
     else if (a == "--flip-magnitude") opt.magnitude = std::stof(next());
@@ -262,15 +380,21 @@ int main(int argc, char** argv) {
     else if (a == "--seed") opt.seed = std::stoull(next());
     else {
       std::fprintf(stderr,
-                   "usage: %s [--full] [--rounds N] [--fedsgd-rounds N] [--robust-rounds N] [--target ACC] [--lr X] "
-                   "[--fedsgd-lr X] [--skip-robust] [--skip-dp] [--partition shards|iid] [--flip-magnitude L] [--json FILE] [--seed S]\n",
+                   "usage: %s [--full] [--rounds N] [--fedsgd-rounds N] [--target ACC] [--lr X] [--lr-decay X] "
+                   "[--fedsgd-lr X] [--skip-fedsgd] [--skip-fedavg] [--server-momentum B --server-lr E] "
+                   "[--robust-rounds N] [--robust-lr X] [--robust-rules LIST] [--robust-attacked-only] "
+                   "[--flip-magnitude L] [--dp-rounds N] [--dp-clip C] [--dp-noise LIST] [--skip-robust] [--skip-dp] "
+                   "[--partition shards|iid] [--json FILE] [--seed S]\n",
                    argv[0]);
       return 2;
     }
   }
-  if (opt.rounds == 0) opt.rounds = opt.full ? 200 : 30;
+  if (opt.rounds == 0) opt.rounds = opt.full ? 560 : 30;
+  if (opt.lr == 0.0f) opt.lr = opt.full ? 0.1f : 0.05f;
+  if (opt.lr_decay == 0.0f) opt.lr_decay = opt.full ? 0.995f : 1.0f;
   if (opt.fedsgd_rounds == 0) opt.fedsgd_rounds = opt.full ? 1000 : 300;
-  if (opt.robust_rounds == 0) opt.robust_rounds = opt.full ? 100 : 20;
+  if (opt.robust_rounds == 0) opt.robust_rounds = opt.full ? 100 : 50;
+  if (opt.dp_rounds == 0) opt.dp_rounds = opt.full ? 100 : 50;
   if (opt.target == 0.0) opt.target = opt.full ? 0.85 : 0.70;
   try {
     const auto train = tl::data::load_fashion_mnist(tl::data::split::train);
