@@ -6,20 +6,33 @@ Usage: bench_training_torch.py [path/to/bench_training] [--repeats N]
 Measures in PyTorch (torch.set_num_threads(1)) exactly what bench_training
 measures: one epoch of plain SGD (lr 0.01, batch 64, shuffled) in samples/s,
 and batch-1 inference latency over the 10 000 test images (torch.no_grad(),
-one 1x784 tensor per call; best of N passes, wall clock and process CPU time:
-PyTorch runs a second native thread during training (~0.45 s of CPU per
-epoch here), so the process is the unit; the main thread alone is printed too);
+one 1x784 tensor per call; best of N passes, wall clock and process CPU time).
+One thread really means one: torch.set_num_threads(1) does not limit the BLAS
+that Debian's PyTorch calls (OpenBLAS), which otherwise runs a second thread
+during training (~0.45 s of CPU per epoch, ~35% more samples/s on an idle
+2-core machine); OPENBLAS_NUM_THREADS=1 and OMP_NUM_THREADS=1 are set before
+torch is imported. --torch-blas-threads N lets you see the other figure;
 runs bench_training when its path is given and prints both with the ratios
 (PyTorch's latency / ours: > 1 means we are faster).
 """
 import gzip
 import json
+import os
 import subprocess
 import sys
 import time
 
-import numpy as np
-import torch
+# Before torch (and its OpenBLAS) is loaded: see the docstring.
+_blas_threads = "1"
+if "--torch-blas-threads" in sys.argv:
+    _i = sys.argv.index("--torch-blas-threads")
+    _blas_threads = sys.argv[_i + 1]
+    del sys.argv[_i:_i + 2]
+os.environ["OPENBLAS_NUM_THREADS"] = _blas_threads
+os.environ["OMP_NUM_THREADS"] = _blas_threads
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 DIR = "/usr/share/datasets/fashion-mnist"
 
