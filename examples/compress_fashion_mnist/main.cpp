@@ -40,6 +40,7 @@
 #include "tinylarge/compress/network.hpp"
 #include "tinylarge/data/idx.hpp"
 #include "tinylarge/nn/nn.hpp"
+#include "../common/cli.hpp"
 
 namespace nn = tl::nn;
 namespace cz = tl::compress;
@@ -306,38 +307,25 @@ int main(int argc, char** argv) {
   options opt;
   bool full = false;
   long epochs = -1, prune_epochs = -1, share_epochs = -1;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (a == "--epochs") epochs = std::stol(next());
-    else if (a == "--prune-epochs") prune_epochs = std::stol(next());
-    else if (a == "--share-epochs") share_epochs = std::stol(next());
-    else if (a == "--point") opt.point = next();
-    else if (a == "--json") opt.json = next();
-    else if (a == "--save") opt.save = next();
-    else if (a == "--keep") {
-      const std::string v = next();
-      if (std::sscanf(v.c_str(), "%lf,%lf,%lf", &opt.keep[0], &opt.keep[1], &opt.keep[2]) != 3) {
-        std::fprintf(stderr, "--keep needs three fractions, e.g. 0.08,0.09,0.26\n");
-        return 2;
-      }
+  examples::cli args(argc, argv,
+                     "[--full] [--quick] [--epochs N] [--prune-epochs N] [--share-epochs N] [--point A|B|both] "
+                     "[--keep F1,F2,F3] [--json FILE] [--save PREFIX] [--seed S]");
+  while (args.next()) {
+    if (args.is("--epochs")) epochs = args.count<long>();
+    else if (args.is("--prune-epochs")) prune_epochs = args.count<long>();
+    else if (args.is("--share-epochs")) share_epochs = args.count<long>();
+    else if (args.is("--point")) opt.point = args.text();
+    else if (args.is("--json")) opt.json = args.text();
+    else if (args.is("--save")) opt.save = args.text();
+    else if (args.is("--keep")) {
+      const std::string v = args.text();
+      if (std::sscanf(v.c_str(), "%lf,%lf,%lf", &opt.keep[0], &opt.keep[1], &opt.keep[2]) != 3)
+        args.error("needs three fractions, e.g. 0.08,0.09,0.26");
     }
-    else if (a == "--seed") opt.seed = std::stoull(next());
-    else if (a == "--quick") opt.quick = true;
-    else if (a == "--full") full = true;
-    else {
-      std::fprintf(stderr,
-                   "usage: %s [--full] [--quick] [--epochs N] [--prune-epochs N] [--share-epochs N] "
-                   "[--point A|B|both] [--keep F1,F2,F3] [--json FILE] [--save PREFIX] [--seed S]\n",
-                   argv[0]);
-      return 2;
-    }
+    else if (args.is("--seed")) opt.seed = args.count<std::uint64_t>();
+    else if (args.is("--quick")) opt.quick = true;
+    else if (args.is("--full")) full = true;
+    else args.unknown();
   }
   if (full) {
     opt.epochs = 15;

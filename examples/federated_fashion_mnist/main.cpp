@@ -47,6 +47,7 @@
 #include "tinylarge/data/partition.hpp"
 #include "tinylarge/nn/nn.hpp"
 #include "tinylarge/workflow/federated.hpp"
+#include "../common/cli.hpp"
 
 namespace wf = tl::workflow;
 namespace nn = tl::nn;
@@ -342,52 +343,38 @@ std::vector<std::string> split_list(const std::string& s) {
 
 int main(int argc, char** argv) {
   options opt;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (a == "--full") opt.full = true;
-    else if (a == "--rounds") opt.rounds = std::stoul(next());
-    else if (a == "--fedsgd-rounds") opt.fedsgd_rounds = std::stoul(next());
-    else if (a == "--robust-rounds") opt.robust_rounds = std::stoul(next());
-    else if (a == "--target") opt.target = std::stod(next());
-    else if (a == "--lr") opt.lr = std::stof(next());
-    else if (a == "--fedsgd-lr") opt.fedsgd_lr = std::stof(next());
-    else if (a == "--lr-decay") opt.lr_decay = std::stof(next());
-    else if (a == "--skip-fedsgd") opt.fedsgd = false;
-    else if (a == "--skip-fedavg") opt.fedavg = false;
-    else if (a == "--server-momentum") opt.server_momentum = std::stof(next());
-    else if (a == "--server-lr") opt.server_lr = std::stof(next());
-    else if (a == "--skip-robust") opt.robust = false;
-    else if (a == "--robust-attacked-only") opt.robust_clean = false;
-    else if (a == "--robust-lr") opt.robust_lr = std::stof(next());
-    else if (a == "--robust-rules") opt.rules = split_list(next());
-    else if (a == "--dp-rounds") opt.dp_rounds = std::stoul(next());
-    else if (a == "--dp-clip") opt.dp_clip = std::stof(next());
-    else if (a == "--dp-noise") {
-      opt.dp_noise.clear();
-      for (const auto& v : split_list(next())) opt.dp_noise.push_back(std::stof(v));
-    }
-    else if (a == "--skip-dp") opt.dp = false;
-    else if (a == "--partition") opt.partition = next();
-    else if (a == "--flip-magnitude") opt.magnitude = std::stof(next());
-    else if (a == "--json") opt.json = next();
-    else if (a == "--seed") opt.seed = std::stoull(next());
-    else {
-      std::fprintf(stderr,
-                   "usage: %s [--full] [--rounds N] [--fedsgd-rounds N] [--target ACC] [--lr X] [--lr-decay X] "
-                   "[--fedsgd-lr X] [--skip-fedsgd] [--skip-fedavg] [--server-momentum B --server-lr E] "
-                   "[--robust-rounds N] [--robust-lr X] [--robust-rules LIST] [--robust-attacked-only] "
-                   "[--flip-magnitude L] [--dp-rounds N] [--dp-clip C] [--dp-noise LIST] [--skip-robust] [--skip-dp] "
-                   "[--partition shards|iid] [--json FILE] [--seed S]\n",
-                   argv[0]);
-      return 2;
-    }
+  examples::cli args(argc, argv,
+                     "[--full] [--rounds N] [--fedsgd-rounds N] [--target ACC] [--lr X] [--lr-decay X] "
+                     "[--fedsgd-lr X] [--skip-fedsgd] [--skip-fedavg] [--server-momentum B --server-lr E] "
+                     "[--robust-rounds N] [--robust-lr X] [--robust-rules LIST] [--robust-attacked-only] "
+                     "[--flip-magnitude L] [--dp-rounds N] [--dp-clip C] [--dp-noise LIST] [--skip-robust] "
+                     "[--skip-dp] [--partition shards|iid] [--json FILE] [--seed S]");
+  while (args.next()) {
+    if (args.is("--full")) opt.full = true;
+    else if (args.is("--rounds")) opt.rounds = args.count();
+    else if (args.is("--fedsgd-rounds")) opt.fedsgd_rounds = args.count();
+    else if (args.is("--robust-rounds")) opt.robust_rounds = args.count();
+    else if (args.is("--target")) opt.target = args.real();
+    else if (args.is("--lr")) opt.lr = args.real<float>();
+    else if (args.is("--fedsgd-lr")) opt.fedsgd_lr = args.real<float>();
+    else if (args.is("--lr-decay")) opt.lr_decay = args.real<float>();
+    else if (args.is("--skip-fedsgd")) opt.fedsgd = false;
+    else if (args.is("--skip-fedavg")) opt.fedavg = false;
+    else if (args.is("--server-momentum")) opt.server_momentum = args.real<float>();
+    else if (args.is("--server-lr")) opt.server_lr = args.real<float>();
+    else if (args.is("--skip-robust")) opt.robust = false;
+    else if (args.is("--robust-attacked-only")) opt.robust_clean = false;
+    else if (args.is("--robust-lr")) opt.robust_lr = args.real<float>();
+    else if (args.is("--robust-rules")) opt.rules = split_list(args.text());
+    else if (args.is("--dp-rounds")) opt.dp_rounds = args.count();
+    else if (args.is("--dp-clip")) opt.dp_clip = args.real<float>();
+    else if (args.is("--dp-noise")) opt.dp_noise = args.reals<float>();
+    else if (args.is("--skip-dp")) opt.dp = false;
+    else if (args.is("--partition")) opt.partition = args.text();
+    else if (args.is("--flip-magnitude")) opt.magnitude = args.real<float>();
+    else if (args.is("--json")) opt.json = args.text();
+    else if (args.is("--seed")) opt.seed = args.count<std::uint64_t>();
+    else args.unknown();
   }
   if (opt.rounds == 0) opt.rounds = opt.full ? 560 : 30;
   if (opt.lr == 0.0f) opt.lr = opt.full ? 0.1f : 0.05f;

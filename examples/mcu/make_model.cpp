@@ -35,6 +35,7 @@
 
 #include "compressed_lenet.hpp"
 #include "finetune_setting.hpp"
+#include "../common/cli.hpp"
 
 namespace nn = tl::nn;
 namespace cz = tl::compress;
@@ -126,26 +127,15 @@ int main(int argc, char** argv) {
   std::string out;
   std::size_t train_n = 10000, epochs = 2, prune_epochs = 2, share_epochs = 1;
   std::uint64_t seed = 7;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (a == "--out") out = next();
-    else if (a == "--train") train_n = std::stoul(next());
-    else if (a == "--epochs") epochs = std::stoul(next());
-    else if (a == "--prune-epochs") prune_epochs = std::stoul(next());
-    else if (a == "--share-epochs") share_epochs = std::stoul(next());
-    else if (a == "--seed") seed = std::stoull(next());
-    else {
-      std::fprintf(stderr, "usage: %s --out DIR [--train N] [--epochs E] [--prune-epochs P] [--share-epochs S] [--seed S]\n",
-                   argv[0]);
-      return 2;
-    }
+  examples::cli args(argc, argv, "--out DIR [--train N] [--epochs E] [--prune-epochs P] [--share-epochs S] [--seed S]");
+  while (args.next()) {
+    if (args.is("--out")) out = args.text();
+    else if (args.is("--train")) train_n = args.count();
+    else if (args.is("--epochs")) epochs = args.count();
+    else if (args.is("--prune-epochs")) prune_epochs = args.count();
+    else if (args.is("--share-epochs")) share_epochs = args.count();
+    else if (args.is("--seed")) seed = args.count<std::uint64_t>();
+    else args.unknown();
   }
   if (out.empty()) {
     std::fprintf(stderr, "make_model: --out DIR is required\n");

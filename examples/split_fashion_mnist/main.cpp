@@ -42,6 +42,7 @@
 #include "tinylarge/data/partition.hpp"
 #include "tinylarge/nn/nn.hpp"
 #include "tinylarge/workflow/split.hpp"
+#include "../common/cli.hpp"
 
 namespace {
 
@@ -202,38 +203,27 @@ void run_all(const options& opt, const Opt& o_opt, const tl::nn::labelled_view<s
 
 int main(int argc, char** argv) {
   options opt;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (a == "--full") {
+  examples::cli args(argc, argv,
+                     "[--full] [--rounds N] [--train N] [--test N] [--batch B] [--phi F] [--seed S] "
+                     "[--sync-every I] [--adam] [--lr LR] [--only NAME] [--json FILE]");
+  while (args.next()) {
+    if (args.is("--full")) {
       opt.full = true;
       opt.rounds = 10;
       opt.train = 60000;
       opt.test = 10000;
-    } else if (a == "--rounds") opt.rounds = std::stoul(next());
-    else if (a == "--train") opt.train = std::stoul(next());
-    else if (a == "--test") opt.test = std::stoul(next());
-    else if (a == "--batch") opt.batch = std::stoul(next());
-    else if (a == "--phi") opt.phi = std::stof(next());
-    else if (a == "--seed") opt.seed = std::stoull(next());
-    else if (a == "--json") opt.json = next();
-    else if (a == "--only") opt.only = next();
-    else if (a == "--sync-every") opt.sync_every = std::stoul(next());
-    else if (a == "--adam") opt.adam = true;
-    else if (a == "--lr") { opt.lr = std::stof(next()); opt.lr_given = true; }
-    else {
-      std::fprintf(stderr,
-                   "usage: %s [--full] [--rounds N] [--train N] [--test N] [--batch B] [--phi F] [--seed S] "
-                   "[--sync-every I] [--adam] [--lr LR] [--only NAME] [--json FILE]\n",
-                   argv[0]);
-      return 2;
-    }
+    } else if (args.is("--rounds")) opt.rounds = args.count();
+    else if (args.is("--train")) opt.train = args.count();
+    else if (args.is("--test")) opt.test = args.count();
+    else if (args.is("--batch")) opt.batch = args.count();
+    else if (args.is("--phi")) opt.phi = args.real<float>();
+    else if (args.is("--seed")) opt.seed = args.count<std::uint64_t>();
+    else if (args.is("--json")) opt.json = args.text();
+    else if (args.is("--only")) opt.only = args.text();
+    else if (args.is("--sync-every")) opt.sync_every = args.count();
+    else if (args.is("--adam")) opt.adam = true;
+    else if (args.is("--lr")) { opt.lr = args.real<float>(); opt.lr_given = true; }
+    else args.unknown();
   }
   only_prefix = opt.only;
   if (opt.adam && !opt.lr_given) opt.lr = 1e-3f;

@@ -17,6 +17,7 @@
 
 #include "tinylarge/data/idx.hpp"
 #include "tinylarge/nn/nn.hpp"
+#include "../common/cli.hpp"
 
 namespace nn = tl::nn;
 
@@ -104,29 +105,18 @@ result run(const char* name, std::size_t epochs, const options& opt, const nn::l
 
 int main(int argc, char** argv) {
   options opt;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "%s needs a value\n", a.c_str());
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (a == "--epochs") opt.epochs = std::stoul(next());
-    else if (a == "--cnn-epochs") opt.cnn_epochs = std::stoul(next());
-    else if (a == "--qat-epochs") opt.qat_epochs = std::stoul(next());
-    else if (a == "--model") opt.model = next();
-    else if (a == "--json") opt.json = next();
-    else if (a == "--seed") opt.seed = std::stoull(next());
-    else if (a == "--quick") opt.quick = true;
-    else {
-      std::fprintf(stderr,
-                   "usage: %s [--epochs N] [--cnn-epochs N] [--qat-epochs N] [--model mlp|cnn|both] [--quick] "
-                   "[--json FILE] [--seed S]\n",
-                   argv[0]);
-      return 2;
-    }
+  examples::cli args(argc, argv,
+                     "[--epochs N] [--cnn-epochs N] [--qat-epochs N] [--model mlp|cnn|both] [--quick] "
+                     "[--json FILE] [--seed S]");
+  while (args.next()) {
+    if (args.is("--epochs")) opt.epochs = args.count();
+    else if (args.is("--cnn-epochs")) opt.cnn_epochs = args.count();
+    else if (args.is("--qat-epochs")) opt.qat_epochs = args.count();
+    else if (args.is("--model")) opt.model = args.text();
+    else if (args.is("--json")) opt.json = args.text();
+    else if (args.is("--seed")) opt.seed = args.count<std::uint64_t>();
+    else if (args.is("--quick")) opt.quick = true;
+    else args.unknown();
   }
   if (opt.quick) {
     opt.epochs = std::min<std::size_t>(opt.epochs, 2);
