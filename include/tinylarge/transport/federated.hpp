@@ -127,11 +127,8 @@ status run_federated_server(Transport& net, aggregator<Policy>& agg, std::vector
     const std::size_t live_count = static_cast<std::size_t>(std::count(live.begin() + 1, live.end(), true));
     const auto deadline = clock::now() + opt.round_timeout;
     while (live_answered < live_count) {
-      const auto now = clock::now();
-      if (now >= deadline) break;
       wire::message_view m;
-      const status s = net.recv(m, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now) +
-                                       std::chrono::milliseconds{1});
+      const status s = recv_before(net, m, deadline);
       if (s.code == errc::timed_out) break;
       TINYLARGE_TRY(s);
       const auto k = m.header.sender;

@@ -73,6 +73,16 @@ concept transport_policy =
       { ct.stats() } -> std::convertible_to<const transport_stats&>;
     };
 
+/// Waits on `net` for the next message until `deadline`: `errc::timed_out` once
+/// it has passed (the servers' one way to wait for a round's answers).
+template <transport_policy T>
+status recv_before(T& net, wire::message_view& m, std::chrono::steady_clock::time_point deadline) {
+  const auto now = std::chrono::steady_clock::now();
+  if (now >= deadline) return {errc::timed_out, "recv_before: the deadline has passed"};
+  return net.recv(m, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now) +
+                        std::chrono::milliseconds{1});
+}
+
 /// The bytes of a float span (the payload of an fp32 message on a
 /// little-endian host; `in_process` hands them over as they are).
 inline std::span<const std::uint8_t> as_bytes_le(std::span<const float> v) noexcept {
