@@ -356,6 +356,114 @@ TEST_CASE("training is reproducible bit for bit from the seed", "[nn][train][rep
   CHECK(std::memcmp(a.data(), c.data(), a.size() * sizeof(float)) != 0);
 }
 
+// Zero skipping (kernels::zero_skip): the SIMD fp32 back ends skip the exact
+// zeros of a sparse input in the dense forward pass and the weight gradient.
+// That must give the same bits as the packed GEMM, so training LeNet-300-100
+// with the skipping path and with it disabled must end with identical
+// parameters. The inputs are ~60 % zeros (as Fashion-MNIST), with all-zero
+// rows, −0 entries and a few negative values; batch 50 and a last batch of 30
+// are not multiples of the micro-tile (14 or 5 rows) or of the k blocks.
+TEST_CASE("zero skipping trains LeNet-300-100 to bit-identical parameters", "[nn][train][zero_skip]") {
+  constexpr std::size_t count = 230;
+  std::vector<float> x(count * 784);
+  std::vector<std::uint8_t> y(count);
+  tl::rng g(2026);
+  for (std::size_t i = 0; i < count; ++i) {
+    y[i] = static_cast<std::uint8_t>(g.uniform() * 10.0f) % 10;
+    if (i % 17 == 3) continue;  // blank image
+    for (std::size_t p = 0; p < 784; ++p) {
+      const float u = g.uniform();
+      float v = u < 0.6f ? 0.0f : (u - 0.6f) * 2.5f;
+      if (u < 0.02f) v = -0.0f;
+      if (u > 0.995f) v = -v;
+      x[i * 784 + p] = v;
+    }
+  }
+  std::size_t zeros = 0;
+  for (float v : x) zeros += v == 0.0f ? 1 : 0;
+  REQUIRE(zeros * 2 >= x.size());
+  const nn::labelled_view<std::uint8_t> data{x.data(), y.data(), count, 784};
+  auto train = [&](tl::kernels::zero_skip mode) {
+    const tl::kernels::zero_skip saved = tl::kernels::zero_skip_mode;
+    tl::kernels::zero_skip_mode = mode;
+    auto net = std::make_unique<nn::network<lenet_300_100>>(7);
+    nn::fit(*net, nn::sgd{.learning_rate = 0.05f}, nn::softmax_cross_entropy{}, data,
+            {.epochs = 2, .batch_size = 50, .seed = 3});
+    tl::kernels::zero_skip_mode = saved;
+    return std::vector<float>(net->parameters().begin(), net->parameters().end());
+  };
+  const auto dense = train(tl::kernels::zero_skip::never);
+  const auto skipping = train(tl::kernels::zero_skip::always);
+  const auto automatic = train(tl::kernels::zero_skip::automatic);
+  REQUIRE(dense.size() == lenet_300_100::param_count);
+  CHECK(std::memcmp(dense.data(), skipping.data(), dense.size() * sizeof(float)) == 0);
+  CHECK(std::memcmp(dense.data(), automatic.data(), dense.size() * sizeof(float)) == 0);
+  std::size_t differ = 0;
+  for (std::size_t i = 0; i < dense.size(); ++i) differ += std::memcmp(&dense[i], &skipping[i], sizeof(float)) != 0;
+  CHECK(differ == 0);
+}
+
+// The layer-level products on edge cases: −0 in the bias and in the gradient
+// accumulator (where only the sign of a zero term could tell the paths
+// apart), exact zeros and negative weights, all-zero rows and columns,
+// several k blocks (k = 600 > 256) and a batch that exceeds the packing
+// block; and a check that the skipping path is really the one taken.
+TEST_CASE("zero skipping: dense forward and weight gradient are bit-identical", "[nn][zero_skip]") {
+  namespace k = tl::kernels;
+  constexpr std::size_t m = 150, n = 37, kk = 600;
+  tl::rng g(11);
+  std::vector<float> x(m * kk), w(n * kk), bias(n), dy(m * n);
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t p = 0; p < kk; ++p) {
+      const float u = g.uniform();
+      x[i * kk + p] = (i % 9 == 4 || p % 50 == 7) ? 0.0f : u < 0.55f ? (u < 0.1f ? -0.0f : 0.0f) : u - 0.7f;
+      // Columns whose only nonzeros are the smallest subnormal in the
+      // otherwise blank rows: those products round to ±0, so a tile can be
+      // −0 with the zeros skipped and +0 without them.
+      if (p % 50 == 21) x[i * kk + p] = i % 9 == 4 ? 0x1p-149f : 0.0f;
+    }
+  for (std::size_t j = 0; j < n * kk; ++j) w[j] = g.uniform() < 0.3f ? (g.uniform() < 0.5f ? 0.0f : -0.0f) : g.uniform() - 0.5f;
+  for (std::size_t j = 0; j < n; ++j) bias[j] = j % 3 == 0 ? -0.0f : j % 3 == 1 ? 0.0f : g.uniform();
+  for (float& v : dy) v = g.uniform() - 0.5f;  // |dy| < 0.5: dy·2⁻¹⁴⁹ rounds to ±0
+  const k::zero_skip saved = k::zero_skip_mode;
+  auto run = [&](k::zero_skip mode, std::vector<float>& out, std::vector<float>& dw) {
+    k::zero_skip_mode = mode;
+    out.assign(m * n, 1.0f);
+    k::dense_f32(k::default_backend{}, m, n, kk, x.data(), w.data(), bias.data(), out.data());
+    dw.assign(n * kk, 0.0f);
+    for (std::size_t j = 0; j < dw.size(); j += 3) dw[j] = -0.0f;
+    for (std::size_t j = 1; j < dw.size(); j += 7) dw[j] = 0.25f;
+    k::gemm_f32(k::default_backend{}, k::transpose::yes, k::transpose::no, n, kk, m, 1.0f, dy.data(), n, x.data(),
+                kk, 1.0f, dw.data(), kk);
+    k::zero_skip_mode = saved;
+  };
+  std::vector<float> y0, dw0, y1, dw1;
+  run(k::zero_skip::never, y0, dw0);
+  run(k::zero_skip::always, y1, dw1);
+  CHECK(std::memcmp(y0.data(), y1.data(), y0.size() * sizeof(float)) == 0);
+  CHECK(std::memcmp(dw0.data(), dw1.data(), dw0.size() * sizeof(float)) == 0);
+  std::size_t sign_cases = 0;  // −0 + (±0): where only the sign of a zero tile decides
+  for (std::size_t j = 0; j < dw0.size(); j += 3) sign_cases += dw0[j] == 0.0f ? 1 : 0;
+  for (std::size_t i = 0; i < m; ++i)
+    for (std::size_t j = 0; j < n; j += 3) sign_cases += y0[i * n + j] == 0.0f ? 1 : 0;
+  CHECK(sign_cases > 0);
+
+#if defined(TINYLARGE_KERNELS_X86_AVX2)
+  // Path check: an infinite weight meeting only zero inputs gives NaN (0·∞)
+  // in the GEMM and is skipped by the zero-skipping kernels.
+  auto w_inf = w;
+  w_inf[5 * kk + 7] = INFINITY;  // x[i][7] = 0 for every i
+  std::vector<float> ya(m * n), yb(m * n);
+  k::zero_skip_mode = k::zero_skip::never;
+  k::dense_f32(k::default_backend{}, m, n, kk, x.data(), w_inf.data(), bias.data(), ya.data());
+  k::zero_skip_mode = k::zero_skip::automatic;
+  k::dense_f32(k::default_backend{}, m, n, kk, x.data(), w_inf.data(), bias.data(), yb.data());
+  k::zero_skip_mode = saved;
+  CHECK(std::isnan(ya[5]));
+  CHECK(std::isfinite(yb[5]));
+#endif
+}
+
 TEST_CASE("callbacks: early stopping stops and restores the best parameters", "[nn][train]") {
   const xor_data d(64, 2);
   using model = tl::sequential<tl::dense<2, 4>, tl::relu, tl::dense<4, 2>>;

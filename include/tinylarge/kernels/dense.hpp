@@ -58,6 +58,19 @@ namespace tinylarge::kernels {
 /// Whether a GEMM operand is read transposed.
 enum class transpose : bool { no = false, yes = true };
 
+#if !TINYLARGE_FREESTANDING
+/// Zero skipping in the fp32 SIMD back ends (`avx2`, `avx512`): a dense
+/// forward pass (batch ≥ 2, with bias) whose X, or a weight-gradient product
+/// dW += dYᵀ·X (`gemm_f32` with op(A) = Aᵀ, alpha = beta = 1) whose X, is at
+/// least 30 % exact zeros skips the zero terms; the result is bit-identical
+/// to the packed GEMM for finite W and dY (same nonzero terms, same order,
+/// same FMAs and k blocks; see `simd/x86_f32.hpp`). `never` / `always` force
+/// one path on the calling thread (tests, benchmarks); other back ends
+/// ignore it.
+enum class zero_skip : unsigned char { automatic, never, always };
+inline thread_local zero_skip zero_skip_mode = zero_skip::automatic;
+#endif
+
 /// Parameters of the int8 dense kernel (TFLite int8 spec).
 ///
 /// real(x) = x_scale·(x − input_zero_point), real(w) = w_scale[o]·w (symmetric),
