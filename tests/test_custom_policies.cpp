@@ -25,6 +25,8 @@
 
 #include "tinylarge/tinylarge.hpp"
 
+#include "blobs.hpp"
+
 namespace {
 
 // ============================================================================
@@ -297,24 +299,8 @@ struct wearable_bf16 {
 // [custom-workflow]
 
 // Four Gaussian blobs in 16-D (the synthetic task of tests/test_split.cpp).
-struct blobs {
-  std::vector<float> x;
-  std::vector<std::uint8_t> y;
-  tl::nn::labelled_view<std::uint8_t> view() const { return {x.data(), y.data(), y.size(), 16}; }
-};
-blobs make_blobs(std::size_t n, std::uint64_t seed) {
-  tl::rng g(seed);
-  blobs b;
-  b.x.resize(n * 16);
-  b.y.resize(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto c = static_cast<std::uint8_t>(g.uniform_int(4));
-    b.y[i] = c;
-    for (std::size_t f = 0; f < 16; ++f)
-      b.x[i * 16 + f] = g.uniform(-0.5f, 0.5f) + ((f % 4) == c ? 1.0f : 0.0f) + (f / 4 == c ? 0.5f : 0.0f);
-  }
-  return b;
-}
+using tl_test::blobs;
+using tl_test::make_blobs;
 
 }  // namespace
 

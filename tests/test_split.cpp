@@ -14,6 +14,8 @@
 
 #include "tinylarge/workflow/split.hpp"
 
+#include "blobs.hpp"
+
 namespace {
 
 using small_mlp = tl::sequential<tl::dense<16, 12>, tl::relu, tl::dense<12, 8>, tl::relu, tl::dense<8, 4>>;
@@ -33,24 +35,8 @@ static_assert(!tl::partition_policy_for<tl::cut<5>, small_mlp>);  // cut point p
 static_assert(!tl::smashed_codec<int>);
 
 // ---- synthetic data: 4 Gaussian blobs in 16-D ----------------------------------
-struct blobs {
-  std::vector<float> x;
-  std::vector<std::uint8_t> y;
-  tl::nn::labelled_view<std::uint8_t> view() const { return {x.data(), y.data(), y.size(), 16}; }
-};
-blobs make_blobs(std::size_t n, std::uint64_t seed) {
-  tl::rng g(seed);
-  blobs b;
-  b.x.resize(n * 16);
-  b.y.resize(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto c = static_cast<std::uint8_t>(g.uniform_int(4));
-    b.y[i] = c;
-    for (std::size_t f = 0; f < 16; ++f)
-      b.x[i * 16 + f] = g.uniform(-0.5f, 0.5f) + ((f % 4) == c ? 1.0f : 0.0f) + (f / 4 == c ? 0.5f : 0.0f);
-  }
-  return b;
-}
+using tl_test::blobs;
+using tl_test::make_blobs;
 /// Contiguous equal parts (sorted by label first when `non_iid`).
 tl::data::partition_t parts_of(const blobs& d, std::size_t clients, std::size_t per_client) {
   tl::data::partition_t p(clients);
