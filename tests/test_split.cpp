@@ -4,8 +4,10 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <functional>
+#include <span>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -451,6 +453,253 @@ TEST_CASE("split: every workflow learns, runs repeat bit for bit, one client mak
     REQUIRE(c[i] == Approx(b2[i]).margin(2e-5));
   }
 }
+
+// ---- per-side compression -------------------------------------------------------
+namespace {
+using prune_policy = tl::compress::magnitude_prune<tl::compress::constant_sparsity>;
+struct pruned_traits {
+  using model = small_mlp;
+  using partition = one_cut;
+  using device = tl::side<tl::int8_per_channel, prune_policy>;
+  using uplink_codec = tl::codec::int8;
+  using optimizer = tl::nn::sgd;
+};
+struct shared_traits {
+  using model = small_mlp;
+  using partition = one_cut;
+  using device = tl::side<tl::fp32, tl::compress::weight_sharing<3>>;
+  using optimizer = tl::nn::sgd;
+};
+struct deep_traits {
+  using model = small_mlp;
+  using partition = one_cut;
+  using device = tl::side<tl::int8_per_channel, tl::compress::deep_compression<tl::compress::constant_sparsity, 3>>;
+  using server = tl::side<tl::fp32, prune_policy>;
+  using optimizer = tl::nn::sgd;
+};
+struct nm_traits {
+  using model = small_mlp;
+  using partition = one_cut;
+  using device = tl::side<tl::fp32, tl::compress::nm_prune<1, 3>>;  // dense<16, 12>: 16 inputs, not a multiple of 3
+};
+struct low_rank_traits {
+  using model = small_mlp;
+  using partition = one_cut;
+  using device = tl::side<tl::fp32, tl::compress::low_rank>;
+};
+// low_rank (alone or in a pipeline) is rejected at compile time: split_learning<low_rank_traits, …>
+// static_asserts "a side's compression must satisfy split_compression_policy".
+static_assert(!tl::split_compression_policy<tl::compress::low_rank>);
+static_assert(!tl::split_compression_policy<tl::compress::pipeline<tl::compress::structured_prune<>, tl::compress::low_rank>>);
+static_assert(tl::split_compression_policy<tl::compress::deep_compression<>> && tl::split_compression_policy<tl::compress::none>);
+static_assert(!tl::psl<fp32_traits>::device_compressed && tl::psl<pruned_traits>::device_compressed);
+
+/// Encoded bytes of a magnitude-pruned dense layer, from the documented layout
+/// (compress/network.hpp), written out here independently of `encode`: a
+/// 16-byte descriptor, fp32 biases, row lengths bit-packed at the width of the
+/// longest row, one gap per entry (gaps longer than 2^g − 1 need filler
+/// entries), fp32 values; the gap width g ∈ 1…8 that minimises the total.
+std::uint64_t sparse_layer_bytes(const float* w, std::size_t rows, std::size_t cols) {
+  std::uint64_t best = ~std::uint64_t{0};
+  for (unsigned g = 1; g <= 8; ++g) {
+    const std::size_t max_gap = (std::size_t{1} << g) - 1;
+    std::size_t entries = 0, longest = 0;
+    for (std::size_t r = 0; r < rows; ++r) {
+      std::size_t len = 0, next = 0;
+      for (std::size_t c = 0; c < cols; ++c) {
+        if (w[r * cols + c] == 0.0f) continue;
+        len += 1 + (c - next) / (max_gap + 1);
+        next = c + 1;
+      }
+      entries += len;
+      longest = std::max(longest, len);
+    }
+    const unsigned len_bits = std::max(1u, static_cast<unsigned>(std::bit_width(longest)));
+    const std::uint64_t bytes = 16 + 4 * rows + (rows * len_bits + 7) / 8 + (entries * g + 7) / 8 + 4 * entries;
+    best = std::min(best, bytes);
+  }
+  return best;
+}
+
+std::size_t zeros_in(std::span<const float> w, std::size_t n) {
+  std::size_t z = 0;
+  for (std::size_t i = 0; i < n; ++i) z += w[i] == 0.0f;
+  return z;
+}
+}  // namespace
+
+TEST_CASE("split: a pruned device side trains under its mask, shared by every client, and ships the encoded size",
+          "[split][compress]") {
+  constexpr std::size_t N = 4, b = 10, I = 10, rounds = 4;
+  constexpr std::size_t W = 16 * 12;  // device weights (dense<16, 12>), then 12 biases
+  constexpr std::uint64_t P = W + 12, S0 = 12;
+  const blobs test = make_blobs(200, 99);
+  prune_policy prune;
+  prune.schedule.target_sparsity = 0.75;
+  using opts = tl::psl<pruned_traits>::options;
+  const tl::nn::sgd sgd{.learning_rate = 0.05f, .momentum = 0.9f};
+
+  SECTION("PSL, compressed from the start, synchronised every iteration") {
+    tl::psl<pruned_traits> run{opts{.rounds = rounds, .batch_size = b, .steps_per_round = I, .sync_every = 1,
+                                    .optimizer = sgd, .device_compression = prune}};
+    const auto rep = train_small(run, N, 100);
+    // exactly round(0.75·192) = 144 pruned weights, at the same positions in every copy
+    const auto canon = run.device_parameters();
+    REQUIRE(zeros_in(canon, W) == 144);
+    for (std::size_t c = 0; c < N; ++c) {
+      const auto w = run.client_parameters(c);
+      for (std::size_t i = 0; i < W; ++i) REQUIRE((w[i] == 0.0f) == (canon[i] == 0.0f));
+    }
+    REQUIRE(run.device_compressor().layer(0).sparsity() == 0.75);
+    // bytes per transfer: the encoded size, = the layout formula, < 4·P
+    const std::uint64_t E = sparse_layer_bytes(canon.data(), 12, 16);
+    REQUIRE(run.device_segment_bytes() == E);
+    REQUIRE(run.encode_device().bytes() == E);
+    REQUIRE(E < 4 * P);
+    for (std::size_t c = 0; c < N; ++c) REQUIRE(sparse_layer_bytes(run.client_parameters(c).data(), 12, 16) == E);
+    // round 1: the compressed segment is broadcast once (1 hop), then I × (collect + broadcast)
+    const auto& r1 = rep.rounds.at(0);
+    REQUIRE(r1.sequential_hops == I * (2 * 1 + 2) + 1);
+    REQUIRE(sum_role(r1, "client", &tl::workflow::traffic::bytes_up) == N * I * (b * S0 + 8 + b + E));
+    REQUIRE(sum_role(r1, "client", &tl::workflow::traffic::bytes_down) == N * (I * 4 * b * S0 + (I + 1) * E));
+    const auto& r2 = rep.rounds.at(1);
+    REQUIRE(sum_role(r2, "client", &tl::workflow::traffic::bytes_down) == N * I * (4 * b * S0 + E));
+    REQUIRE(sum_role(r2, "fed_server", &tl::workflow::traffic::bytes_up) == N * I * E);
+    const double acc = run.accuracy(test.view());
+    INFO("accuracy " << acc);
+    REQUIRE(acc > 0.9);
+  }
+
+  SECTION("warm-up: compressed after 2 rounds; every scheme keeps the mask shared") {
+    const auto check = [&](auto& run) {
+      const auto rep = train_small(run, N, 100);
+      INFO(rep.workflow);
+      // uncompressed rounds ship 4·P per transfer, compressed ones E
+      const std::uint64_t E = run.device_segment_bytes();
+      REQUIRE(E < 4 * P);
+      const auto up = [&](std::size_t r) { return sum_role(rep.rounds.at(r), "fed_server", &tl::workflow::traffic::bytes_up); };
+      REQUIRE(up(0) % (4 * P) == 0);
+      REQUIRE(up(3) % E == 0);
+      REQUIRE(up(3) / E == up(0) / (4 * P));  // same number of uploads, each smaller
+      const auto canon = run.device_parameters();
+      REQUIRE(zeros_in(canon, W) == 144);
+      for (std::size_t c = 0; c < N; ++c) {
+        const auto w = run.client_parameters(c);
+        // VSL / SplitFedV2 clients hold the copy of their last turn: same mask
+        for (std::size_t i = 0; i < W; ++i) REQUIRE((w[i] == 0.0f) == (canon[i] == 0.0f));
+      }
+      REQUIRE(run.accuracy(test.view()) > 0.9);
+    };
+    const opts o{.rounds = rounds, .batch_size = b, .steps_per_round = I, .optimizer = sgd, .compress_after = 2,
+                 .device_compression = prune};
+    opts o_seq = o;
+    o_seq.optimizer.learning_rate /= 4;
+    { tl::vanilla_split<pruned_traits> r{o_seq}; check(r); }
+    { tl::psl<pruned_traits> r{o}; check(r); }
+    { tl::epsl<pruned_traits> r{o}; check(r); }
+    { tl::edge_split<pruned_traits> r{o}; check(r); }
+    { tl::splitfed_v1<pruned_traits> r{o}; check(r); }
+    { tl::splitfed_v2<pruned_traits> r{o_seq}; check(r); }
+  }
+}
+
+TEST_CASE("split: a weight-shared device side keeps at most 2^bits values per layer and ships its codebook form",
+          "[split][compress]") {
+  // Shared after one warm-up round: sharing the random initial weights into 2^3 values
+  // (compress_after = 0) trains poorly on this task (labels fixed at random).
+  constexpr std::size_t N = 4, W = 16 * 12;
+  constexpr std::uint64_t P = W + 12;
+  const blobs test = make_blobs(200, 99);
+  tl::splitfed_v1<shared_traits> run{{.rounds = 4, .batch_size = 10, .steps_per_round = 10, .sync_every = 2,
+                                      .optimizer = {.learning_rate = 0.05f, .momentum = 0.9f}, .compress_after = 1}};
+  (void)train_small(run, N, 100);
+  const auto distinct = [](std::span<const float> w) {
+    std::vector<float> v(w.begin(), w.begin() + static_cast<std::ptrdiff_t>(W));
+    std::sort(v.begin(), v.end());
+    return static_cast<std::size_t>(std::unique(v.begin(), v.end()) - v.begin());
+  };
+  const auto canon = run.device_parameters();
+  REQUIRE(distinct(canon) <= 8);
+  REQUIRE(distinct(canon) >= 4);  // the codebook is used (centroid 0, reserved, may not be)
+  const auto& layer = run.device_compressor().layer(0);
+  for (std::size_t i = 0; i < W; ++i) REQUIRE(canon[i] == layer.centroids[layer.labels[i]]);
+  for (std::size_t c = 0; c < N; ++c) {
+    REQUIRE(distinct(run.client_parameters(c)) <= 8);
+    // labels are shared: equal canonical weights stay equal in every client's copy
+    const auto w = run.client_parameters(c);
+    for (std::size_t i = 1; i < W; ++i)
+      if (layer.labels[i] == layer.labels[0]) REQUIRE(w[i] == w[0]);
+  }
+  // codebook form: descriptor + 3-bit indices + 8 fp32 centroids + fp32 biases
+  REQUIRE(run.device_segment_bytes() == 16 + W * 3 / 8 + 4 * 8 + 4 * 12);
+  REQUIRE(run.device_segment_bytes() < 4 * P);
+  REQUIRE(run.accuracy(test.view()) > 0.9);
+}
+
+TEST_CASE("split: Deep Compression on the device, pruning on the server; compress::none changes nothing",
+          "[split][compress]") {
+  const blobs test = make_blobs(200, 99);
+  tl::compress::deep_compression<tl::compress::constant_sparsity, 3> dc;
+  std::get<0>(dc.stages).schedule.target_sparsity = 0.5;
+  prune_policy server_prune;
+  server_prune.schedule.target_sparsity = 0.5;
+  tl::psl<deep_traits> run{{.rounds = 4, .batch_size = 10, .steps_per_round = 10, .sync_every = 1,
+                            .optimizer = {.learning_rate = 0.05f, .momentum = 0.9f}, .compress_after = 1,
+                            .device_compression = dc, .server_compression = server_prune}};
+  (void)train_small(run, 4, 100);
+  const auto canon = run.device_parameters();
+  REQUIRE(zeros_in(canon, 16 * 12) == 96);
+  std::vector<float> v(canon.begin(), canon.begin() + 16 * 12);
+  std::sort(v.begin(), v.end());
+  REQUIRE(std::unique(v.begin(), v.end()) - v.begin() <= 8);  // 3-bit codebook, 0 reserved
+  const tl::compress::encoded_network e = run.encode_device();
+  REQUIRE(e.layers.at(0).form == tl::compress::layer_form::sparse_codebook);
+  REQUIRE(e.layers.at(0).huffman);
+  REQUIRE(run.device_segment_bytes() == e.bytes());
+  // server weights: dense<12, 8> and dense<8, 4>, each pruned to half
+  const auto g = run.global_parameters();
+  constexpr std::size_t s0 = 16 * 12 + 12;
+  REQUIRE(zeros_in(std::span<const float>(g).subspan(s0), 12 * 8) == 48);
+  REQUIRE(zeros_in(std::span<const float>(g).subspan(s0 + 12 * 8 + 8), 8 * 4) == 16);
+  REQUIRE(run.accuracy(test.view()) > 0.9);
+
+  // SplitFedV1: the per-client server copies take the masks with the next copy of the
+  // global server segments, and their average keeps the same zeros.
+  tl::splitfed_v1<deep_traits> v1{{.rounds = 4, .batch_size = 10, .steps_per_round = 10, .sync_every = 2,
+                                   .optimizer = {.learning_rate = 0.05f, .momentum = 0.9f}, .compress_after = 1,
+                                   .device_compression = dc, .server_compression = server_prune}};
+  (void)train_small(v1, 4, 100);
+  const auto g1 = v1.global_parameters();
+  REQUIRE(zeros_in(g1, 16 * 12) == 96);
+  REQUIRE(zeros_in(std::span<const float>(g1).subspan(s0), 12 * 8) == 48);
+  REQUIRE(zeros_in(std::span<const float>(g1).subspan(s0 + 12 * 8 + 8), 8 * 4) == 16);
+  REQUIRE(v1.accuracy(test.view()) > 0.9);
+
+  // A side<…, compress::none> is the uncompressed workflow, bit for bit.
+  struct explicit_none : fp32_traits {
+    using device = tl::side<tl::fp32, tl::compress::none>;
+    using server = tl::side<tl::fp32, tl::compress::none>;
+  };
+  tl::psl<fp32_traits> a{{.rounds = 2, .batch_size = 10, .steps_per_round = 3, .compress_after = 0}};
+  tl::psl<explicit_none> b2{{.rounds = 2, .batch_size = 10, .steps_per_round = 3, .compress_after = 0}};
+  const auto ra = train_small(a, 4, 100), rb = train_small(b2, 4, 100);
+  const auto wa = a.global_parameters(), wb = b2.global_parameters();
+  REQUIRE(bit_equal(wa.data(), wb.data(), wa.size()));
+  REQUIRE(a.device_segment_bytes() == 4 * (16 * 12 + 12));
+  REQUIRE(sum_role(ra.rounds.at(0), "client", &tl::workflow::traffic::bytes_up) ==
+          sum_role(rb.rounds.at(0), "client", &tl::workflow::traffic::bytes_up));
+}
+
+#if TINYLARGE_HAS_EXCEPTIONS
+TEST_CASE("split: a compression policy that does not fit the segment's shape fails with a message", "[split][compress]") {
+  tl::psl<nm_traits> run{{.rounds = 1, .batch_size = 10, .steps_per_round = 2}};
+  REQUIRE_THROWS_WITH(train_small(run, 2, 100), Catch::Contains("must be a multiple of M"));
+  tl::psl<pruned_traits> early{{.rounds = 1, .batch_size = 10, .steps_per_round = 2, .compress_after = 1}};
+  (void)train_small(early, 2, 100);  // compress_after ≥ rounds: never compressed
+  REQUIRE(early.device_segment_bytes() == 4 * (16 * 12 + 12));
+  REQUIRE_THROWS_WITH(early.encode_device(), Catch::Contains("not compressed yet"));
+}
+#endif
 
 #if TINYLARGE_HAS_EXCEPTIONS
 TEST_CASE("split: invalid options and data fail with a message", "[split]") {

@@ -164,8 +164,27 @@ static_assert(partition_policy<cut<>> && partition_policy<cut<2>> && partition_p
 /// A device side with an int8 precision trains its segment with fake
 /// quantization (quantization-aware training, the straight-through estimator)
 /// so that it deploys as an int8 `quantized_network`; a float side trains in fp32.
+///
+/// A compression policy other than `compress::none` is applied to every
+/// weighted layer of the segment (the split workflows, workflow/split.hpp):
+/// after `split_options::compress_after` warm-up rounds the canonical segment
+/// is compressed once — its masks and codebooks computed on it and shared by
+/// every copy — and from then on every copy trains under that constraint
+/// (pruned weights exactly 0 after every step, shared weights on their
+/// codebook), the averaged segment is projected back onto it, and every
+/// transfer of the segment is counted at the size of its compressed encoding
+/// (`compress::network_compressor::encode`). Its hyperparameters (sparsity,
+/// …) are the policy object `split_options::device_compression` /
+/// `server_compression`. `compress::none` changes nothing.
+///
+/// @code
+///   using prune90 = tl::compress::magnitude_prune<tl::compress::constant_sparsity>;
+///   using device  = tl::side<tl::int8_per_channel, prune90>;   // or deep_compression<…>, weight_sharing<5>
+///   prune90 p;  p.schedule.target_sparsity = 0.9;               // → options.device_compression = p
+/// @endcode
 /// @tparam Precision   a `precision_policy` (`tl::fp32`, `tl::int8_per_channel`, …)
-/// @tparam Compression a `compression_policy` (`tl::compress::none` by default)
+/// @tparam Compression a `compression_policy` (`tl::compress::none` by default); the split
+///         workflows take a `split_compression_policy` (every policy but `low_rank`)
 template <precision_policy Precision, compress::compression_policy Compression = compress::none>
 struct side {
   using precision = Precision;

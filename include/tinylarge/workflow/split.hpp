@@ -74,7 +74,8 @@
 /// U(n)/D(n) the uplink/downlink codec bytes for n values, P the device
 /// segment's parameter count:
 ///  - client bytes up per iteration: U(b·s₀) + b (labels); down: D(b·s₀);
-///  - a synchronisation of client segments: P·4 bytes up and down per client,
+///  - a synchronisation of client segments: P·4 bytes up and down per client
+///    (E, the compressed encoding, once a compressed device side is compressed),
 ///    2 sequential hops (upload to the fed server, broadcast); SplitFedV1's
 ///    server copies live on the main server, so averaging them costs no hop;
 ///  - sequential hops per iteration: 2K for a parallel step (all clients at
@@ -91,6 +92,44 @@
 /// Roles: "client" (id = client), "edge" (K > 1: servers 0 … K−2), "server"
 /// (the last), "fed_server" (aggregation of client segments). For a server,
 /// `bytes_up` counts what it received from below, `bytes_down` what it sent below.
+///
+/// ## Per-side compression (`side<Precision, Compression>`)
+/// A side whose compression is not `compress::none` trains under it:
+///  - **when**: at the start of round `compress_after` + 1 (option; 0 = the
+///    initial weights) the *canonical* segment — the fed server's global device
+///    segment, the global server segments — is compressed once with the policy
+///    object `split_options::device_compression` (`server_compression`) on every
+///    weighted layer, all stages at once (`network_compressor::apply_all`); a
+///    warm-up of W rounds is Deep Compression's "train, then prune and
+///    fine-tune". Gradual pruning schedules are not followed: the schedule's
+///    target is applied at that point.
+///  - **who computes the mask / codebook**: only the canonical segment. Every
+///    copy (client device segments, SplitFedV1's server copies) receives the
+///    masks and labels with the next transfer of the segment — the round's
+///    broadcast, VSL's hand-over, EdgeSplit's cluster download; PSL and EPSL,
+///    whose rounds start without one, get one extra broadcast (1 hop, counted)
+///    — so all copies prune the same positions and share the same labels.
+///  - **training**: each copy steps as `compress::fine_tuning` does (masked
+///    gradients, masks re-applied after each step, centroids stepped and the
+///    weights re-snapped; a centroid's gradient is the mean of its weights',
+///    see `split_detail::party`); its fp32 weights are at all times what the
+///    compressed form decodes to. After every aggregation the canonical segment
+///    is projected back onto the constraint (masks; each centroid = the mean of
+///    its weights, which for FedAvg of copies with shared labels is the
+///    average centroid exactly) — a no-op for FedAvg, a correction for robust
+///    or noisy aggregates.
+///  - **bytes**: every transfer of a device segment (broadcast, collection,
+///    hand-over) counts `device_segment_bytes()` = the size of the segment's
+///    compressed encoding (`network_compressor::encode`: per weighted layer a
+///    16-byte descriptor, fp32 biases, CSR / codebook / Huffman streams), 4·P
+///    before compression; it is computed once on the canonical segment (the
+///    masks and labels fix it). `encode_device()` is that encoding (the
+///    deployment). Server segments never travel: their compression changes
+///    their training, not the bytes.
+///  - **limits**: `low_rank` is rejected at compile time (`split_compression_policy`:
+///    a dense step does not keep the factors); encoding needs dense weighted
+///    layers (a static_assert in `encode` says so for convolutions). The
+///    transport version of SplitFedV1 (transport/split.hpp) is fp32-only.
 #pragma once
 
 #include <algorithm>
@@ -109,6 +148,7 @@
 
 #include "../aggregate/aggregator.hpp"
 #include "../aggregate/policy.hpp"
+#include "../compress/network.hpp"
 #include "../core/error.hpp"
 #include "../core/rng.hpp"
 #include "../data/partition.hpp"
@@ -172,17 +212,162 @@ std::size_t transmit(std::span<const float> x, std::span<float> y, std::vector<s
   return n;
 }
 
-/// One party's segment and its optimizer state.
-template <class Seg, class Opt>
+/// `network_compressor<Seg, C, C, …>`: the policy C on every weighted layer of a segment.
+template <class Seg, class C, class Seq = std::make_index_sequence<compress::detail::weighted_layer_count<Seg>()>>
+struct segment_compressor;
+template <class Seg, class C, std::size_t... I>
+struct segment_compressor<Seg, C, std::index_sequence<I...>> {
+  template <std::size_t>
+  using same = C;
+  using type = compress::network_compressor<Seg, same<I>...>;
+  static type make(const C& c) { return type(((void)I, c)...); }
+};
+
+/// One party's segment and its optimizer state (no compression: the optimizer alone).
+template <class Seg, class Opt, class Compression = compress::none>
 struct party {
   nn::network<Seg> net;
   typename Opt::template state<float> opt;
-  explicit party(const Opt& o) : opt(o, Seg::param_count) {}
+  explicit party(const Opt& o, const Compression& = {}) : opt(o, Seg::param_count) {}
+  static constexpr bool compressed = false;
+  bool constrained() const noexcept { return false; }
+  void step() { opt.step(net.parameters().data(), net.gradients().data()); }
 };
+
+/// A party whose segment is trained under a compression policy. Until
+/// `constrain` is called it trains like the uncompressed party (warm-up);
+/// afterwards each step is the step of `compress::fine_tuning` — masked
+/// gradients, the inner optimizer, the masks re-applied, for shared layers
+/// the centroids stepped (one inner-optimizer state per codebook) and the
+/// weights re-snapped — with one difference: a centroid's gradient is the
+/// MEAN of its n_k weights' gradients, not their sum (Deep Compression's
+/// ∂L/∂c_k). The step is then the dense step projected onto the codebook
+/// (labels fixed: a centroid moves by the mean of its weights' steps), the
+/// same projection the fed server applies after averaging; with SGD the sum
+/// is an n_k× larger step (n_k ≈ 760 in the flagship's device segment),
+/// which diverged there (9.70% test accuracy), while Adam is nearly
+/// invariant to the scale. Masks and labels never change once set: they are
+/// the canonical segment's, shared by every copy.
+template <class Seg, class Opt, class Compression>
+  requires(!std::is_same_v<Compression, compress::none>)
+struct party<Seg, Opt, Compression> {
+  using compressor = typename segment_compressor<Seg, Compression>::type;
+  nn::network<Seg> net;
+  typename Opt::template state<float> opt;
+  compressor comp;
+  Opt settings;
+  bool active = false;  ///< the compression constraint holds (after `constrain`)
+  std::vector<typename Opt::template state<float>> centroid_opt;
+  std::vector<std::size_t> centroid_of;  ///< weighted layer → its centroid optimizer (npos: not shared)
+  std::vector<std::vector<float>> members;  ///< per weighted layer and centroid: 1 / (weights with that label)
+  std::vector<float> g, cg_mean;
+
+  explicit party(const Opt& o, const Compression& c)
+      : opt(o, Seg::param_count), comp(segment_compressor<Seg, Compression>::make(c)), settings(o) {}
+  static constexpr bool compressed = true;
+  bool constrained() const noexcept { return active; }
+
+  /// From now on, train under the constraints recorded in `comp` (masks, codebooks).
+  void constrain() {
+    active = true;
+    centroid_opt.clear();
+    centroid_of.assign(compressor::layer_count, std::numeric_limits<std::size_t>::max());
+    members.assign(compressor::layer_count, {});
+    for (std::size_t j = 0; j < compressor::layer_count; ++j) {
+      const compress::layer_state& r = comp.layer(j);
+      if (!r.shared()) continue;
+      centroid_of[j] = centroid_opt.size();
+      centroid_opt.emplace_back(settings, r.centroids.size());
+      std::vector<std::size_t> n(r.centroids.size(), 0);
+      for (std::uint8_t l : r.labels) ++n[l];
+      members[j].resize(n.size());
+      for (std::size_t k = 0; k < n.size(); ++k) members[j][k] = n[k] > 0 ? 1.0f / static_cast<float>(n[k]) : 0.0f;
+    }
+  }
+
+  void step() {
+    float* w = net.parameters().data();
+    if (!active) {
+      opt.step(w, net.gradients().data());
+      return;
+    }
+    const auto grads = net.gradients();
+    g.assign(grads.begin(), grads.end());
+    comp.mask_gradients(g.data());
+    opt.step(w, g.data());
+    comp.after_step(w, g.data(), [&](std::size_t j, std::span<float> centroids, std::span<const float> cg) {
+      cg_mean.resize(cg.size());
+      for (std::size_t k = 0; k < cg.size(); ++k) cg_mean[k] = cg[k] * members[j][k];
+      centroid_opt[centroid_of[j]].step(centroids.data(), cg_mean.data());
+    });
+  }
+
+  /// Projects the parameters back onto the recorded constraints after they
+  /// were replaced by an aggregate: pruned weights (and removed neurons'
+  /// biases) set to 0; for a shared layer every centroid becomes the mean of
+  /// the weights that carry its label (computed in double, so a layer whose
+  /// weights already equal their centroids is left bit for bit unchanged),
+  /// centroid 0 stays 0 when it is reserved, and the weights are re-snapped.
+  void project() {
+    float* params = net.parameters().data();
+    for (std::size_t j = 0; j < compressor::layer_count; ++j) {
+      compress::layer_state& r = comp.layer(j);
+      const std::span<float> w(params + r.offset, r.rows * r.cols);
+      if (r.pruned()) compress::apply_mask(w, r.mask);
+      if (!r.kept_rows.empty() && r.biases == r.rows) {
+        std::vector<std::uint8_t> keep(r.rows, 0);
+        for (std::size_t k : r.kept_rows) keep[k] = 1;
+        for (std::size_t o = 0; o < r.rows; ++o)
+          if (keep[o] == 0) params[r.offset + r.rows * r.cols + o] = 0.0f;
+      }
+      if (r.shared()) {
+        std::vector<double> sum(r.centroids.size(), 0.0);
+        std::vector<std::size_t> count(r.centroids.size(), 0);
+        for (std::size_t i = 0; i < w.size(); ++i) {
+          sum[r.labels[i]] += static_cast<double>(w[i]);
+          ++count[r.labels[i]];
+        }
+        for (std::size_t k = 0; k < r.centroids.size(); ++k)
+          if (count[k] > 0) r.centroids[k] = static_cast<float>(sum[k] / static_cast<double>(count[k]));
+        if (r.fixed_zero) r.centroids[0] = 0.0f;
+        compress::snap_to_centroids(r.labels, r.centroids, w);
+      }
+    }
+  }
+};
+
+/// Copies a party's parameters (and, when compressed, its masks and codebook)
+/// into another; the receiver starts training under the constraint if the
+/// sender does. Optimizer states stay the receiver's own.
+template <class P>
+void copy_segment(const P& from, P& to) {
+  const auto src = from.net.parameters();
+  std::copy(src.begin(), src.end(), to.net.parameters().begin());
+  if constexpr (P::compressed) {
+    if (from.constrained()) {
+      to.comp = from.comp;
+      if (!to.constrained()) to.constrain();
+    }
+  }
+}
 }  // namespace split_detail
 
+/// Compression policies a split workflow can train under: every
+/// `compression_policy` whose result fine-tuning can keep — masks (pruning),
+/// codebooks (weight sharing) and entropy coding — but not `low_rank`, whose
+/// factors a dense fine-tuning step would not keep (factorize the model
+/// instead, compress/network.hpp).
+template <class C>
+concept split_compression_policy =
+    compress::compression_policy<C> && !compress::detail::has_stage_kind<C>(compress::stage_kind::low_rank);
+
 /// Options of a split-learning run (hyperparameters of the schemes).
-template <class Optimizer, class Aggregation>
+/// @tparam Optimizer every party's `optimizer_policy`
+/// @tparam Aggregation the `aggregation_policy` of the client segments
+/// @tparam DeviceCompression the device side's compression policy type (`side::compression`)
+/// @tparam ServerCompression the server sides' compression policy type
+template <class Optimizer, class Aggregation, class DeviceCompression = compress::none,
+          class ServerCompression = compress::none>
 struct split_options {
   std::size_t rounds = 1;             ///< communication rounds
   std::size_t batch_size = 32;        ///< b, per client and iteration
@@ -204,12 +389,23 @@ struct split_options {
   workflow::link_model link{};        ///< for the time estimate
   Optimizer optimizer{};              ///< every party's local optimizer
   Aggregation aggregation{};          ///< client-segment (and SplitFedV1 server-copy) aggregation
+  /// Rounds of uncompressed training (warm-up) before a side with a
+  /// compression policy is compressed: at the start of round
+  /// `compress_after` + 1 the canonical (global) segment is compressed once —
+  /// masks and codebooks computed on it — and every copy trains under that
+  /// constraint from then on. 0 = from the start (the initial weights are
+  /// compressed); ≥ `rounds` = never. Deep Compression prunes a trained model
+  /// and fine-tunes: a warm-up of one or more rounds is that.
+  std::size_t compress_after = 0;
+  DeviceCompression device_compression{};  ///< the device side's policy object (its hyperparameters)
+  ServerCompression server_compression{};  ///< the server sides' policy object (every server segment)
 };
 
 /// A split-learning workflow over a traits struct (see the file comment).
 /// @tparam Traits a struct with `model` (a `sequential`) and `partition`
 ///         (`cut<K...>` with at least one cut), and optionally `device`,
-///         `server` (`side<…>`), `codec` or `uplink_codec`/`downlink_codec`
+///         `server` (`side<Precision, Compression>`, see "Per-side compression"
+///         in the file comment), `codec` or `uplink_codec`/`downlink_codec`
 ///         (`smashed_codec`s), `aggregation` (an `aggregation_policy`) and
 ///         `optimizer` (an `optimizer_policy`)
 /// @tparam Scheme which workflow (`split_scheme`)
@@ -238,6 +434,17 @@ class split_learning {
                 "tinylarge: split_learning: Traits::optimizer must satisfy optimizer_policy");
   static_assert(float_precision<typename server_side::precision>,
                 "tinylarge: split_learning trains the server segments in a float precision (side<fp32>)");
+  using device_compression = typename device_side::compression;
+  using server_compression = typename server_side::compression;
+  static_assert(split_compression_policy<device_compression> && split_compression_policy<server_compression>,
+                "tinylarge: split_learning: a side's compression must satisfy split_compression_policy — low_rank "
+                "(alone or in a pipeline) is not kept by fine-tuning; factorize the model type instead");
+  /// True when the device (server) side has a compression policy other than `compress::none`.
+  static constexpr bool device_compressed = !std::is_same_v<device_compression, compress::none>;
+  static constexpr bool server_compressed = !std::is_same_v<server_compression, compress::none>;
+  static_assert(!device_compressed || compress::detail::weighted_layer_count<typename partition::template segment<model, 0>>() > 0,
+                "tinylarge: split_learning: the device side has a compression policy but its segment has no "
+                "weighted layer to compress");
 
   static constexpr split_scheme scheme = Scheme;
   /// Cuts on the path = servers in the chain (1: device + server).
@@ -250,16 +457,16 @@ class split_learning {
   static constexpr std::size_t cut_size = partition::template cut_size<model, C>;
   static constexpr bool device_fake_quant = !float_precision<typename device_side::precision>;
 
-  using options = split_options<optimizer, aggregation>;
+  using options = split_options<optimizer, aggregation, device_compression, server_compression>;
   using loss = nn::softmax_cross_entropy;
 
  private:
-  using device_party = split_detail::party<device_model, optimizer>;
+  using device_party = split_detail::party<device_model, optimizer, device_compression>;
   template <class Seq>
   struct chain_of;
   template <std::size_t... S>
   struct chain_of<std::index_sequence<S...>> {
-    using type = std::tuple<split_detail::party<server_model<S>, optimizer>...>;
+    using type = std::tuple<split_detail::party<server_model<S>, optimizer, server_compression>...>;
   };
   using chain = typename chain_of<std::make_index_sequence<K>>::type;
 
@@ -300,6 +507,7 @@ class split_learning {
     rep.workflow = to_string(Scheme);
     for (std::size_t r = 1; r <= opt_.rounds; ++r) {
       begin_round(r, n);
+      if (r == opt_.compress_after + 1) compress_segments(n);
       run_round(n);
       round_.round = r;
       round_.train_loss = loss_count_ > 0 ? loss_sum_ / static_cast<double>(loss_count_) : 0.0;
@@ -357,6 +565,48 @@ class split_learning {
   /// Iterations per round of the last `train` call.
   std::size_t steps_per_round() const noexcept { return steps_; }
 
+  /// Bytes of one device segment uncompressed: 4·P.
+  static constexpr std::uint64_t dense_segment_bytes = std::uint64_t{4} * device_model::param_count;
+  /// Bytes of one transfer of the device segment as the workflow counts it
+  /// now: the size of its compressed encoding (`compress::network_compressor::
+  /// encode`: per weighted layer a 16-byte descriptor, fp32 biases and the
+  /// weights in CSR / codebook / Huffman form) once the device side has been
+  /// compressed, `dense_segment_bytes` before and without compression. With
+  /// the masks and labels fixed, the size no longer changes.
+  std::uint64_t device_segment_bytes() const noexcept { return segment_bytes(); }
+
+  /// The canonical (global) device segment's parameters.
+  std::span<const float> device_parameters() const {
+    TINYLARGE_REQUIRE(global_device_ != nullptr, errc::invalid_argument,
+                      "split_learning::device_parameters: no model yet (call train first)");
+    return global_device_->net.parameters();
+  }
+  /// Client c's copy of the device segment (as it was left by the last round).
+  std::span<const float> client_parameters(std::size_t c) const {
+    TINYLARGE_REQUIRE(c < devices_.size(), errc::invalid_argument,
+                      "split_learning::client_parameters: no such client (call train first)");
+    return devices_[c]->net.parameters();
+  }
+
+  /// The deployment of the canonical device segment in its compressed form
+  /// (what the byte counts charge per transfer; `compressed_network` runs it).
+  compress::encoded_network encode_device() const
+    requires device_compressed
+  {
+    TINYLARGE_REQUIRE(device_constrained(), errc::invalid_argument,
+                      "split_learning::encode_device: the device segment is not compressed yet (train for more than "
+                      "compress_after rounds)");
+    return global_device_->comp.encode(global_device_->net);
+  }
+  /// The canonical device segment's compressor (masks, codebooks), once compressed.
+  const auto& device_compressor() const
+    requires device_compressed
+  {
+    TINYLARGE_REQUIRE(device_constrained(), errc::invalid_argument,
+                      "split_learning::device_compressor: the device segment is not compressed yet");
+    return global_device_->comp;
+  }
+
  private:
   // ---- set-up ---------------------------------------------------------------
 
@@ -366,7 +616,7 @@ class split_learning {
     nn::network<model> full;
     full.initialize(opt_.seed);
     const auto w = full.parameters();
-    global_device_ = std::make_unique<device_party>(opt_.optimizer);
+    global_device_ = std::make_unique<device_party>(opt_.optimizer, opt_.device_compression);
     std::copy_n(w.data(), device_model::param_count, global_device_->net.parameters().data());
     global_chain_ = std::make_unique<chain>(make_chain());
     [&]<std::size_t... S>(std::index_sequence<S...>) {
@@ -402,7 +652,8 @@ class split_learning {
 
   chain make_chain() const {
     return [&]<std::size_t... S>(std::index_sequence<S...>) {
-      return chain{split_detail::party<server_model<S>, optimizer>(opt_.optimizer)...};
+      return chain{split_detail::party<server_model<S>, optimizer, server_compression>(opt_.optimizer,
+                                                                                      opt_.server_compression)...};
     }(std::make_index_sequence<K>{});
   }
 
@@ -598,7 +849,7 @@ class split_learning {
       auto& dev = *devices_[c];
       dev.net.zero_gradients();
       dev.net.backward(grad_.data(), nullptr);
-      dev.opt.step(dev.net.parameters().data(), dev.net.gradients().data());
+      dev.step();
       clients_[c].macs += static_cast<std::uint64_t>(b) * device_model::macs;
     }
     if (count_hops) round_.sequential_hops += 2 * K;
@@ -673,7 +924,7 @@ class split_learning {
     std::apply([](auto&... p) { (p.net.zero_gradients(), ...); }, ch);
   }
   static void chain_step(chain& ch) {
-    std::apply([](auto&... p) { (p.opt.step(p.net.parameters().data(), p.net.gradients().data()), ...); }, ch);
+    std::apply([](auto&... p) { (p.step(), ...); }, ch);
   }
 
   // ---- data -----------------------------------------------------------------
@@ -694,10 +945,40 @@ class split_learning {
 
   // ---- client-segment synchronisation ----------------------------------------
 
-  static constexpr std::uint64_t device_bytes = std::uint64_t{4} * device_model::param_count;
+  /// Bytes of one transfer of a device segment: its compressed encoding once
+  /// the device side is compressed, 4·P before (and without compression).
+  std::uint64_t segment_bytes() const noexcept { return device_constrained() ? encoded_bytes_ : dense_segment_bytes; }
+  bool device_constrained() const noexcept { return global_device_ != nullptr && global_device_->constrained(); }
+
+  /// Compresses the canonical segments once (masks, codebooks computed on
+  /// them) and makes every copy train under that constraint. The device
+  /// copies receive it with the next transfer of the segment; PSL and EPSL,
+  /// whose rounds do not begin with one, get a broadcast here (counted).
+  void compress_segments(std::size_t n) {
+    if constexpr (device_compressed) {
+      global_device_->comp.apply_all(global_device_->net);
+      global_device_->constrain();
+      encoded_bytes_ = global_device_->comp.encode(global_device_->net).bytes();
+      if constexpr (Scheme == split_scheme::parallel || Scheme == split_scheme::epsl) {
+        std::vector<std::size_t> all(n);
+        for (std::size_t c = 0; c < n; ++c) all[c] = c;
+        broadcast(all);
+      }
+    }
+    if constexpr (server_compressed) {
+      std::apply(
+          [](auto&... p) {
+            ((p.comp.apply_all(p.net), p.constrain()), ...);
+          },
+          *global_chain_);
+      // SplitFedV1's copies receive the constraint with the next copy of the global segments.
+    }
+    (void)n;
+  }
 
   /// Every client in `group` downloads the global device segment.
   void broadcast(std::span<const std::size_t> group) {
+    const std::uint64_t device_bytes = segment_bytes();
     for (std::size_t c : group) {
       copy_device(*global_device_, *devices_[c]);
       clients_[c].net.bytes_down += device_bytes;
@@ -712,6 +993,7 @@ class split_learning {
   /// Every client in `group` uploads its device segment; the fed server
   /// aggregates them (weighted by local sample counts) into the global one.
   void collect(std::span<const std::size_t> group) {
+    const std::uint64_t device_bytes = segment_bytes();
     std::vector<client_result<fp32_update>> results;
     for (std::size_t c : group) {
       clients_[c].net.bytes_up += device_bytes;
@@ -727,6 +1009,11 @@ class split_learning {
     const round_report rr = agg.round(global_device_->net.parameters(), results);
     TINYLARGE_REQUIRE(rr.updated(), errc::non_finite,
                       "split_learning: the aggregation of the client segments failed (all updates rejected)");
+    // The canonical segment stays compressed: the clients share its masks and
+    // labels, so their mean already is (FedAvg); a robust or noisy aggregate
+    // is projected back (masks, label-wise centroid means, re-snap).
+    if constexpr (device_compressed)
+      if (global_device_->constrained()) global_device_->project();
     if constexpr (device_fake_quant) {
       // The int8 deployment's activation ranges: the mean of the clients' tracked ranges.
       auto& gr = global_device_->net.tracked_ranges();
@@ -753,6 +1040,7 @@ class split_learning {
 
   void handover_download(std::size_t c) { broadcast({&c, 1}); }
   void handover_upload(std::size_t c) {
+    const std::uint64_t device_bytes = segment_bytes();
     clients_[c].net.bytes_up += device_bytes;
     clients_[c].net.messages_up += 1;
     fed_.net.bytes_up += device_bytes;
@@ -763,8 +1051,7 @@ class split_learning {
   }
 
   static void copy_device(const device_party& from, device_party& to) {
-    const auto src = from.net.parameters();
-    std::copy(src.begin(), src.end(), to.net.parameters().begin());
+    split_detail::copy_segment(from, to);
     if constexpr (device_fake_quant) {
       if (!to.net.fake_quant_enabled()) to.net.enable_fake_quant(true, per_channel_device());
       to.net.tracked_ranges() = from.net.tracked_ranges();
@@ -773,9 +1060,7 @@ class split_learning {
 
   static void copy_chain_parameters(const chain& from, chain& to) {
     [&]<std::size_t... S>(std::index_sequence<S...>) {
-      ((std::copy(std::get<S>(from).net.parameters().begin(), std::get<S>(from).net.parameters().end(),
-                  std::get<S>(to).net.parameters().begin())),
-       ...);
+      (split_detail::copy_segment(std::get<S>(from), std::get<S>(to)), ...);
     }(std::make_index_sequence<K>{});
   }
 
@@ -790,6 +1075,8 @@ class split_learning {
          const round_report rr = agg.round(std::get<S>(*global_chain_).net.parameters(), results);
          TINYLARGE_REQUIRE(rr.updated(), errc::non_finite,
                            "splitfed_v1: the aggregation of the server copies failed (all updates rejected)");
+         if constexpr (server_compressed)
+           if (std::get<S>(*global_chain_).constrained()) std::get<S>(*global_chain_).project();
        }()),
        ...);
     }(std::make_index_sequence<K>{});
@@ -816,6 +1103,7 @@ class split_learning {
   std::vector<std::uint8_t> yb_;
   std::array<std::vector<float>, K> hop_, tmp_;
   std::vector<std::byte> wire_;
+  std::uint64_t encoded_bytes_ = 0;  ///< the compressed device segment's encoded size (constant once compressed)
 };
 
 /// Vanilla split learning (Vepakomma et al. 2018): clients in round robin.
