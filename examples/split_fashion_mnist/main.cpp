@@ -8,11 +8,17 @@
 // — final test accuracy, rounds, bytes up/down per client, server MACs,
 // sequential hops, estimated time from the link model — and the two checks of
 // issue 5: the centralised baseline for the same passes over the data, and
-// int8 against fp32 smashed data (uplink bytes, accuracy).
+// int8 against fp32 smashed data (uplink bytes, accuracy). One more row,
+// "psl, int8 + deep compr.", compresses the device segment as well: after a
+// warm-up of --compress-after rounds (default: half of the rounds, rounded
+// down) the canonical device segment is pruned to 90% sparsity and its weights
+// shared in a 5-bit codebook (Deep Compression's fc setting, Huffman-coded),
+// and PSL fine-tunes under that constraint; every transfer of the segment
+// then costs its compressed encoding instead of 4·P bytes.
 //
 //   split_fashion_mnist [--full] [--rounds N] [--train N] [--test N] [--batch B]
 //                       [--phi F] [--seed S] [--sync-every I] [--adam] [--lr LR]
-//                       [--only NAME] [--json FILE]
+//                       [--compress-after R] [--only NAME] [--json FILE]
 //
 // Default (a few minutes on 2 cores): 12 000 training images (1 200 per client),
 // 2 000 test images, 5 rounds (= 5 passes over the training data). --full: all
@@ -67,6 +73,12 @@ template <class Opt>
 struct wearable_fleet_fp32_smashed : wearable_fleet<Opt> {
   using uplink_codec = tl::codec::fp32;
 };
+/// The device segment compressed as well: prune → share (5 bits) → Huffman.
+using device_compression = tl::compress::deep_compression<tl::compress::constant_sparsity, 5>;
+template <class Opt>
+struct wearable_fleet_compressed : wearable_fleet<Opt> {
+  using device = tl::side<tl::int8_per_channel, device_compression>;
+};
 /// Multi-hop: device → edge (dense<300,100> + relu) → cloud (dense<100,10>).
 template <class Opt>
 struct wearable_fleet_multihop : wearable_fleet<Opt> {
@@ -78,6 +90,9 @@ struct options {
   float phi = 0.5f;
   std::uint64_t seed = 1;
   std::size_t sync_every = 1;
+  std::size_t compress_after = 0;
+  bool compress_after_given = false;
+  double sparsity = 0.9;  // of the compressed device segment (Deep Compression keeps 8% of LeNet-300-100's first layer)
   float lr = 0.05f, momentum = 0.9f;  // SGD; --adam sets lr 1e-3 unless --lr is given
   bool adam = false, lr_given = false;
   std::string json, only;
@@ -93,6 +108,7 @@ struct row {
   double server_macs = 0, client_macs = 0;
   std::uint64_t hops = 0, messages = 0;
   double estimated_seconds = 0, wall_seconds = 0;
+  double device_segment_bytes = 0;  // one transfer of the device segment at the end of training
 };
 
 /// --only PREFIX: run only the workflows whose name starts with PREFIX.
@@ -130,7 +146,8 @@ row summarise(const std::string& name, const tl::workflow::report& r, std::size_
 
 template <class Run>
 row run_one(const char* name, const typename Run::options& o, const tl::nn::labelled_view<std::uint8_t>& train,
-            const tl::data::partition_t& parts, const tl::nn::labelled_view<std::uint8_t>& test) {
+            const tl::data::partition_t& parts, const tl::nn::labelled_view<std::uint8_t>& test,
+            double* sparsity = nullptr) {
   if (!selected(name)) {
     row skipped;
     skipped.name = name;
@@ -145,14 +162,23 @@ row run_one(const char* name, const typename Run::options& o, const tl::nn::labe
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf(" %.2f%% (%.1f s)\n", 100 * r.final_accuracy(), wall);
   // SplitFedV2 and VSL: every client's iterations run once per round too.
-  return summarise(name, r, parts.size(), run->steps_per_round(), wall);
+  row x = summarise(name, r, parts.size(), run->steps_per_round(), wall);
+  x.device_segment_bytes = static_cast<double>(run->device_segment_bytes());
+  if constexpr (Run::device_compressed) {
+    // Uploads of the device segment were 4·P during the warm-up and the encoded size after.
+    x.smashed_up_per_client = std::nan("");
+    if (sparsity != nullptr) *sparsity = run->device_segment_bytes() < Run::dense_segment_bytes
+                                             ? run->device_compressor().sparsity()
+                                             : 0.0;
+  }
+  return x;
 }
 
 /// Every workflow, then the two centralised baselines, all with optimizer `o`.
 template <class Opt>
 void run_all(const options& opt, const Opt& o_opt, const tl::nn::labelled_view<std::uint8_t>& train,
              const tl::data::partition_t& parts, const tl::nn::labelled_view<std::uint8_t>& test, std::vector<row>& rows,
-             double& central, double& central_nb, double& central_wall) {
+             double& central, double& central_nb, double& central_wall, double& compressed_sparsity) {
   using opts = tl::split_options<Opt, tl::fedavg>;
   const opts o{.rounds = opt.rounds, .batch_size = opt.batch, .phi = opt.phi, .clusters = 2, .sync_every = opt.sync_every,
                .seed = opt.seed, .evaluate_every = opt.rounds, .optimizer = o_opt};
@@ -171,6 +197,17 @@ void run_all(const options& opt, const Opt& o_opt, const tl::nn::labelled_view<s
   rows.push_back(run_one<tl::splitfed_v2<F>>("splitfed_v2", o_seq, train, parts, test));
   rows.push_back(run_one<tl::psl<wearable_fleet_multihop<Opt>>>("psl multi-hop (K=2)", o, train, parts, test));
   rows.push_back(run_one<tl::psl<wearable_fleet_fp32_smashed<Opt>>>("psl, fp32 smashed", o, train, parts, test));
+  {
+    // PSL with the device segment compressed after a warm-up (see the file comment).
+    using FC = wearable_fleet_compressed<Opt>;
+    device_compression dc;
+    std::get<0>(dc.stages).schedule.target_sparsity = opt.sparsity;
+    const typename tl::psl<FC>::options oc{.rounds = opt.rounds, .batch_size = opt.batch, .phi = opt.phi, .clusters = 2,
+                                           .sync_every = opt.sync_every, .seed = opt.seed,
+                                           .evaluate_every = opt.rounds, .optimizer = o_opt,
+                                           .compress_after = opt.compress_after, .device_compression = dc};
+    rows.push_back(run_one<tl::psl<FC>>("psl, int8 + deep compr.", oc, train, parts, test, &compressed_sparsity));
+  }
 
   // Centralised baselines: the same model, optimizer and initialisation, the
   // same number of passes over the same images, one party — with the batch a
@@ -221,11 +258,13 @@ int main(int argc, char** argv) {
     else if (args.is("--json")) opt.json = args.text();
     else if (args.is("--only")) opt.only = args.text();
     else if (args.is("--sync-every")) opt.sync_every = args.count();
+    else if (args.is("--compress-after")) { opt.compress_after = args.count(); opt.compress_after_given = true; }
     else if (args.is("--adam")) opt.adam = true;
     else if (args.is("--lr")) { opt.lr = args.real<float>(); opt.lr_given = true; }
     else args.unknown();
   }
   only_prefix = opt.only;
+  if (!opt.compress_after_given) opt.compress_after = opt.rounds / 2;
   if (opt.adam && !opt.lr_given) opt.lr = 1e-3f;
   try {
     const auto train_set = tl::data::load_fashion_mnist(tl::data::split::train);
@@ -261,12 +300,13 @@ int main(int argc, char** argv) {
                 tl::cut<2>::cut_size<lenet_300_100, 0>, tl::cut<2>::segment<lenet_300_100, 1>::param_count);
 
     std::vector<row> rows;
-    double central = 0, central_nb = 0, central_wall = 0;
+    double central = 0, central_nb = 0, central_wall = 0, compressed_sparsity = 0;
     if (opt.adam)
-      run_all(opt, tl::nn::adam{.learning_rate = opt.lr}, train, parts, test, rows, central, central_nb, central_wall);
+      run_all(opt, tl::nn::adam{.learning_rate = opt.lr}, train, parts, test, rows, central, central_nb, central_wall,
+              compressed_sparsity);
     else
       run_all(opt, tl::nn::sgd{.learning_rate = opt.lr, .momentum = opt.momentum}, train, parts, test, rows, central,
-              central_nb, central_wall);
+              central_nb, central_wall, compressed_sparsity);
 
     std::printf("| %-23s | %8s | %6s | %12s | %12s | %11s | %8s | %12s |\n", "workflow", "test acc", "rounds",
                 "up/client", "down/client", "server MACs", "hops", "est. time");
@@ -283,6 +323,8 @@ int main(int argc, char** argv) {
     const row& psl = rows[1];
     const row& sfv1 = rows[4];
     const row& psl32 = rows[7];
+    const row& pslc = rows[8];
+    constexpr double dense_segment = 4.0 * tl::cut<2>::segment<lenet_300_100, 0>::param_count;
     const double smashed_ratio = psl32.up_per_client / psl.up_per_client;
     const double smashed_only_ratio = psl32.smashed_up_per_client / psl.smashed_up_per_client;
     std::printf("\nchecks (issue 5):\n");
@@ -293,6 +335,13 @@ int main(int argc, char** argv) {
     std::printf("  int8 vs fp32 smashed data:  smashed-data uplink %.2fx fewer bytes (%.2fx with the model uploads), "
                 "accuracy %+.2f pp (targets: >= 3.9x, loss <= 0.5 pp)\n",
                 smashed_only_ratio, smashed_ratio, 100 * (psl.accuracy - psl32.accuracy));
+    std::printf("  compressed device segment:  %.0f B -> %.0f B per transfer (%.1fx; %.1f%% of the weights pruned, "
+                "5-bit codebook, Huffman; compressed after %zu of %zu rounds), accuracy %+.2f pp against PSL, "
+                "client up+down %.1fx fewer bytes\n",
+                dense_segment, pslc.device_segment_bytes, dense_segment / pslc.device_segment_bytes,
+                100 * compressed_sparsity, std::min(opt.compress_after, opt.rounds), opt.rounds,
+                100 * (pslc.accuracy - psl.accuracy),
+                (psl.up_per_client + psl.down_per_client) / (pslc.up_per_client + pslc.down_per_client));
     std::printf("  wall time of the workflows: %.1f s\n", [&] {
       double s = central_wall;
       for (const row& r : rows) s += r.wall_seconds;
@@ -305,7 +354,18 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "cannot write %s\n", opt.json.c_str());
         return 1;
       }
-      std::fprintf(f, "{\n  \"dataset\": \"fashion-mnist\", \"model\": \"lenet_300_100\", \"cut\": 2,\n");
+      std::string command = "split_fashion_mnist";
+      for (int i = 1; i < argc; ++i) {
+        const bool quote = std::string(argv[i]).find(' ') != std::string::npos;
+        command += quote ? " '" : " ";
+        for (const char* c = argv[i]; *c != '\0'; ++c) {
+          if (*c == '"' || *c == '\\') command += '\\';
+          command += *c;
+        }
+        if (quote) command += '\'';
+      }
+      std::fprintf(f, "{\n  \"command\": \"%s\",\n", command.c_str());
+      std::fprintf(f, "  \"dataset\": \"fashion-mnist\", \"model\": \"lenet_300_100\", \"cut\": 2,\n");
       std::fprintf(f, "  \"clients\": %zu, \"partition\": \"shards\", \"train_images\": %zu, \"test_images\": %zu,\n",
                    opt.clients, train.count, test.count);
       std::fprintf(f, "  \"rounds\": %zu, \"batch_size\": %zu, \"phi\": %.3f, \"seed\": %llu,\n", opt.rounds, opt.batch,
@@ -328,6 +388,12 @@ int main(int argc, char** argv) {
                       "\"uplink_ratio_total\": %s, \"accuracy_delta\": %s},\n",
                    num(central).c_str(), num(central_nb).c_str(), num(smashed_only_ratio).c_str(),
                    num(smashed_ratio).c_str(), num(psl.accuracy - psl32.accuracy).c_str());
+      std::fprintf(f,
+                   "  \"compressed_device\": {\"policy\": \"deep_compression<constant_sparsity, 5>\", "
+                   "\"target_sparsity\": %.3f, \"sparsity\": %s, \"compress_after\": %zu, "
+                   "\"segment_bytes_dense\": %.0f, \"segment_bytes_compressed\": %s, \"accuracy_delta_vs_psl\": %s},\n",
+                   opt.sparsity, num(compressed_sparsity).c_str(), opt.compress_after, dense_segment,
+                   num(pslc.device_segment_bytes).c_str(), num(pslc.accuracy - psl.accuracy).c_str());
       std::fprintf(f, "  \"workflows\": [\n");
       for (std::size_t i = 0; i < rows.size(); ++i) {
         const row& r = rows[i];
@@ -335,11 +401,11 @@ int main(int argc, char** argv) {
                      "    {\"workflow\": \"%s\", \"test_accuracy\": %s, \"rounds\": %zu, \"bytes_up_per_client\": %.0f, "
                      "\"bytes_down_per_client\": %.0f, \"server_macs\": %.0f, \"client_macs\": %.0f, "
                      "\"sequential_hops\": %llu, \"messages\": %llu, \"estimated_seconds\": %.3f, "
-                     "\"wall_seconds\": %.2f}%s\n",
+                     "\"wall_seconds\": %.2f, \"device_segment_bytes\": %.0f}%s\n",
                      r.name.c_str(), num(r.accuracy).c_str(), r.rounds, r.up_per_client, r.down_per_client, r.server_macs,
                      r.client_macs, static_cast<unsigned long long>(r.hops),
                      static_cast<unsigned long long>(r.messages), r.estimated_seconds, r.wall_seconds,
-                     i + 1 < rows.size() ? "," : "");
+                     r.device_segment_bytes, i + 1 < rows.size() ? "," : "");
       }
       std::fprintf(f, "  ]\n}\n");
       std::fclose(f);
