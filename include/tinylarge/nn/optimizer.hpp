@@ -81,6 +81,14 @@ class sgd::state {
     }
   }
   void set_learning_rate(float lr) noexcept { opt_.learning_rate = lr; }
+  /// For checkpoints (transport/split.hpp): the momentum buffer (empty when μ = 0) …
+  const std::vector<T>& velocity() const noexcept { return velocity_; }
+  /// … and its restore; false (state unchanged) when the size differs.
+  bool restore(const std::vector<T>& v) {
+    if (v.size() != velocity_.size()) return false;
+    velocity_ = v;
+    return true;
+  }
 
  private:
   sgd opt_;
@@ -108,6 +116,18 @@ class adam::state {
     }
   }
   void set_learning_rate(float lr) noexcept { opt_.learning_rate = lr; }
+  /// For checkpoints (transport/split.hpp): the moments m, v and the step count t …
+  const std::vector<T>& first_moment() const noexcept { return m_; }
+  const std::vector<T>& second_moment() const noexcept { return v_; }
+  unsigned long long steps() const noexcept { return t_; }
+  /// … and their restore; false (state unchanged) when a size differs.
+  bool restore(const std::vector<T>& m, const std::vector<T>& v, unsigned long long t) {
+    if (m.size() != m_.size() || v.size() != v_.size()) return false;
+    m_ = m;
+    v_ = v;
+    t_ = t;
+    return true;
+  }
 
  private:
   adam opt_;
