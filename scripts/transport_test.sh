@@ -32,6 +32,11 @@
 #   nn-split-client-killed   over MQTT, client 3 SIGKILLs itself at step 5 of round 2:
 #                rounds of 4, 3, 3, 3 clients; identical to the in-process run in which
 #                client 3 leaves at the same step
+#   nn-split-server-killed   SplitFedV1 with a checkpoint per round; the split server dies in
+#                round 3 after serving 20 steps (in process: the server object stops and a new
+#                one resumes; over MQTT: SIGKILL, then a restarted process), resumes from the
+#                checkpoint of round 2 with restart epoch 1, every client redoes round 3 from
+#                step 0: both final models equal the uninterrupted run's (cmp)
 #
 # Step selection: TL_TRANSPORT_STEPS='nn-* mpi' runs only the steps whose names match one of
 # the globs (the build step always runs; steps that are not selected are not counted).
@@ -332,6 +337,55 @@ step_nn_splitfed_client_killed() {
     "nn splitfed: client 3 killed at step 5 of round 2, rounds completed from the other 3; mqtt vs in_process"
 }
 
+step_nn_split_server_killed() {
+  nn_data || return 1
+  local ck="$WORK/nn-split.ckpt" crash=(--crash-round 3 --crash-after 20)
+  rm -f "$WORK"/nn-splitresume-*.bin "$ck" "$ck.tmp"
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" \
+    --out "$WORK/nn-splitresume-straight.bin" || return 1
+  # In process: the first server object stops in round 3, a new one resumes with the same clients.
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" --checkpoint "$ck" \
+    "${crash[@]}" --out "$WORK/nn-splitresume-inproc.bin" | tee "$WORK/nnsplitresume-inproc.log"
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || return 1
+  grep -q "resumed at round 3 (restart epoch 1;" "$WORK/nnsplitresume-inproc.log" \
+    || { echo "the in-process server did not resume at round 3"; return 1; }
+  same "$WORK/nn-splitresume-straight.bin" "$WORK/nn-splitresume-inproc.bin" \
+    "nn splitfed: server stopped in round 3 and resumed from its checkpoint, in process, vs uninterrupted" || return 1
+  # MQTT: the server process SIGKILLs itself, a new process resumes; the clients live on.
+  rm -f "$ck" "$ck.tmp"
+  start_broker || return 1
+  CLIENT_EXTRA=()
+  CLIENT_PIDS=()
+  for k in 1 2 3 4; do
+    ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed mqtt-client --dir "$WORK/fmnist" --port "$BROKER_PORT" --run nnsplitresume \
+      --id "$k" "${nn_common[@]}" >"$WORK/nnsplitresume-client-$k.log" 2>&1 &
+    CLIENT_PIDS+=($!)
+  done
+  ASAN_OPTIONS=$ASAN_DEFAULT timeout 120 "$NN" splitfed mqtt-server --dir "$WORK/fmnist" --port "$BROKER_PORT" \
+    --run nnsplitresume "${nn_common[@]}" --checkpoint "$ck" "${crash[@]}" --out "$WORK/nn-splitresume-mqtt.bin" \
+    >"$WORK/nnsplitresume-server-1.log" 2>&1
+  local first=$?
+  cat "$WORK/nnsplitresume-server-1.log"
+  [[ $first -eq 137 ]] || { echo "the first server should have died of SIGKILL (137), got $first"; stop_clients; stop_broker; return 1; }
+  [[ ! -e "$WORK/nn-splitresume-mqtt.bin" ]] || { echo "the killed server wrote a result"; stop_clients; stop_broker; return 1; }
+  ASAN_OPTIONS=$ASAN_DEFAULT timeout 120 "$NN" splitfed mqtt-server --dir "$WORK/fmnist" --port "$BROKER_PORT" \
+    --run nnsplitresume "${nn_common[@]}" --checkpoint "$ck" --out "$WORK/nn-splitresume-mqtt.bin" \
+    | tee "$WORK/nnsplitresume-server-2.log"
+  local rc=${PIPESTATUS[0]}
+  [[ $rc -eq 0 ]] || stop_clients
+  wait_clients nnsplitresume || rc=1
+  stop_broker
+  [[ $rc -eq 0 ]] || return 1
+  grep -q "resumed at round 3 (restart epoch 1;" "$WORK/nnsplitresume-server-2.log" \
+    || { echo "the restarted server did not resume at round 3"; return 1; }
+  for k in 1 2 3 4; do
+    grep -q "redoing round 3 from step 0" "$WORK/nnsplitresume-client-$k.log" \
+      || { echo "client $k did not redo round 3:"; cat "$WORK/nnsplitresume-client-$k.log"; return 1; }
+  done
+  same "$WORK/nn-splitresume-straight.bin" "$WORK/nn-splitresume-mqtt.bin" \
+    "nn splitfed: server SIGKILLed in round 3, restarted from its checkpoint over MQTT, vs uninterrupted"
+}
+
 step build step_build
 if [[ $FAILED -eq 0 ]]; then
   step fuzz step_fuzz
@@ -344,9 +398,10 @@ if [[ $FAILED -eq 0 ]]; then
   step nn-fedavg step_nn_fedavg
   step nn-splitfed step_nn_splitfed
   step nn-split-client-killed step_nn_splitfed_client_killed
+  step nn-split-server-killed step_nn_split_server_killed
 else
   echo "build failed: the end-to-end steps are skipped (counted as failed)"
-  FAILED=$((FAILED + 10))
+  FAILED=$((FAILED + 11))
 fi
 
 echo "==== transport summary"

@@ -1,8 +1,9 @@
 // Tests of the transport layer: the wire format (round trips, every
 // truncation and every single-bit flip rejected, each rejection reason
 // reachable and counted, size limits checked before any allocation), the
-// `transport_policy` concept, `in_process`, server checkpoints, and the
-// federated round over in_process threads against an independent reference.
+// `transport_policy` concept, `in_process`, server checkpoints (FedAvg and
+// split server), and the federated round over in_process threads against an
+// independent reference.
 //
 // MPI and MQTT runs are end-to-end programs (tests/transport/), driven by
 // scripts/transport_test.sh.
@@ -25,10 +26,12 @@
 #include "tinylarge/aggregate/policy.hpp"
 #include "tinylarge/core/crc32.hpp"
 #include "tinylarge/core/rng.hpp"
+#include "tinylarge/nn/nn.hpp"
 #include "tinylarge/transport/checkpoint.hpp"
 #include "tinylarge/transport/federated.hpp"
 #include "tinylarge/transport/in_process.hpp"
 #include "tinylarge/transport/policy.hpp"
+#include "tinylarge/transport/split.hpp"
 #include "tinylarge/transport/wire.hpp"
 #include "transport/synthetic_task.hpp"
 
@@ -542,4 +545,282 @@ TEST_CASE("server checkpoints: round trip, corruption detected, resume is bit-id
     std::remove(path.c_str());
   }
 #endif
+}
+
+namespace {
+/// A small split checkpoint: two segments, a momentum vector per policy, two copies with Adam state.
+tl::split_checkpoint sample_split_checkpoint() {
+  tl::split_checkpoint c;
+  c.rounds_completed = 2;
+  c.restarts = 1;
+  c.device = {1.0f, -2.0f, 0.5f, 4.0f, -0.25f};
+  c.server = {3.0f, 0.125f, -7.0f};
+  c.device_state = {{0.1f, 0.2f, 0.3f, 0.4f, 0.5f}};
+  c.server_state = {{-0.1f, -0.2f, -0.3f}};
+  c.device_state_steps = 2;
+  c.server_state_steps = 2;
+  c.copies = {{{{0.5f, 0.25f, 0.0f}, {1.0f, 2.0f, 3.0f}}, 32}, {{{-0.5f, 0.75f, 1.0f}, {4.0f, 5.0f, 6.0f}}, 31}};
+  return c;
+}
+/// `payload` wrapped in a checkpoint frame with valid CRCs (the payload checks are what is tested).
+bytes split_frame(const bytes& payload, std::uint64_t aux = tl::split_checkpoint_tag) {
+  wire::message_header h;
+  h.type = wire::message_type::checkpoint;
+  h.dtype = wire::wire_dtype::bytes;
+  h.round = 2;
+  h.aux = aux;
+  h.count = static_cast<std::uint32_t>(payload.size());
+  bytes f(wire::frame_size(payload.size()));
+  std::size_t written = 0;
+  REQUIRE(wire::encode(h, payload, f, written).ok());
+  return f;
+}
+}  // namespace
+
+TEST_CASE("split checkpoints: round trip, every truncation, bit flip and bad size refused", "[transport][checkpoint][split]") {
+  const tl::split_checkpoint c = sample_split_checkpoint();
+  const bytes f = tl::encode_split_checkpoint(c);
+  tl::split_checkpoint d;
+  REQUIRE(tl::decode_split_checkpoint(f, d).ok());
+  CHECK(d.rounds_completed == 2);
+  CHECK(d.restarts == 1);
+  CHECK(d.device == c.device);
+  CHECK(d.server == c.server);
+  CHECK(d.device_state == c.device_state);
+  CHECK(d.server_state == c.server_state);
+  CHECK(d.device_state_steps == 2);
+  CHECK(d.server_state_steps == 2);
+  REQUIRE(d.copies.size() == 2);
+  CHECK(d.copies[0].vectors == c.copies[0].vectors);
+  CHECK(d.copies[1].vectors == c.copies[1].vectors);
+  CHECK(d.copies[0].steps == 32);
+  CHECK(d.copies[1].steps == 31);
+  CHECK(tl::encode_split_checkpoint(d) == f);  // canonical
+  // Every truncation and every single-bit flip is refused.
+  std::size_t refused = 0, tried = 0;
+  for (std::size_t n = 0; n < f.size(); ++n, ++tried)
+    refused += tl::decode_split_checkpoint(std::span<const std::uint8_t>(f).first(n), d).ok() ? 0 : 1;
+  for (std::size_t i = 0; i < f.size(); ++i)
+    for (int bit = 0; bit < 8; ++bit, ++tried) {
+      bytes bad = f;
+      bad[i] ^= static_cast<std::uint8_t>(1u << bit);
+      refused += tl::decode_split_checkpoint(bad, d).ok() ? 0 : 1;
+    }
+  CHECK(refused == tried);
+
+  // Behind valid CRCs: each size and field of the payload is checked.
+  const bytes p(f.begin() + wire::wire_header_bytes, f.end() - wire::wire_trailer_bytes);
+  REQUIRE(tl::decode_split_checkpoint(split_frame(p), d).ok());
+  auto with = [&](std::size_t off, std::uint32_t v) {
+    bytes q = p;
+    wire::detail::wire_put32(q.data() + off, v);
+    return split_frame(q);
+  };
+  const std::size_t first_array = 48 + 8 * 2;  // after the preamble and the two copies' step counters
+  struct bad_case {
+    bytes frame;
+    tl::errc code;
+    const char* what;
+  };
+  const bad_case cases[] = {
+      {with(0, 0x12345678u), tl::errc::corrupt, "magic"},
+      {with(4, 2), tl::errc::unsupported_version, "layout version"},
+      {with(12, 0xFFFFFFFFu), tl::errc::corrupt, "copy count beyond the payload"},
+      {with(12, 3), tl::errc::corrupt, "one copy too many"},
+      {with(16, 17), tl::errc::corrupt, "17 device-policy state vectors"},
+      {with(24, 3), tl::errc::truncated, "three optimizer vectors per copy (the payload ends first)"},
+      {with(28, 1), tl::errc::corrupt, "reserved field"},
+      {with(first_array, 0x40000000u), tl::errc::corrupt, "an array longer than the payload"},
+      {with(first_array, 6), tl::errc::corrupt, "an array one element longer"},
+      {with(first_array, 4), tl::errc::corrupt, "an array one element shorter"},
+      {split_frame(bytes(p.begin(), p.end() - 4)), tl::errc::corrupt, "the last 4 bytes cut (the last array runs past the end)"},
+      {split_frame([&] { bytes q = p; q.push_back(0); return q; }()), tl::errc::corrupt, "one trailing byte"},
+      {split_frame(bytes(p.begin(), p.begin() + 40)), tl::errc::truncated, "a payload shorter than the preamble"},
+      {split_frame(p, 7), tl::errc::corrupt, "another checkpoint kind"},
+  };
+  for (const auto& bc : cases) {
+    INFO(bc.what);
+    const tl::status st = tl::decode_split_checkpoint(bc.frame, d);
+    INFO(st.message);
+    CHECK(st.code == bc.code);
+  }
+
+  // FedAvg and split checkpoints are told apart, both ways.
+  tl::server_checkpoint fc;
+  fc.global = {1.0f, 2.0f};
+  const tl::status as_split = tl::decode_split_checkpoint(tl::encode_server_checkpoint(fc), d);
+  CHECK(as_split.code == tl::errc::corrupt);
+  CHECK(std::string(as_split.message).find("FedAvg") != std::string::npos);
+  CHECK_FALSE(tl::decode_server_checkpoint(f, fc).ok());
+}
+
+TEST_CASE("split server refuses a checkpoint of another model, client count, or a damaged one", "[transport][checkpoint][split]") {
+  using model = tl::sequential<tl::dense<8, 6>, tl::relu, tl::dense<6, 3>>;
+  using protocol = tl::splitfed_v1_protocol<model, tl::cut<2>, tl::nn::adam, tl::fedavg>;
+  constexpr std::size_t nd = protocol::device_model::param_count, ns = protocol::server_model::param_count;
+  const std::vector<float> dev(nd, 0.5f), srv(ns, -0.5f);
+  const std::string path = "test_transport_split_checkpoint.bin";
+  // One client: the checkpoint a server of this model writes on start (round 0) …
+  auto run_with = [&](std::size_t clients, std::uint32_t rounds) {
+    tl::in_process::hub net(clients + 1);
+    tl::in_process ep(net, 0);
+    protocol::server server(tl::nn::adam{}, tl::fedavg{}, dev, srv);
+    tl::splitfed_server_options o;
+    o.rounds = rounds;
+    o.checkpoint_path = path;
+    o.send_timeout = 100ms;
+    tl::splitfed_server_report rep;
+    const tl::status st = server.run(ep, o, &rep);
+    return std::pair{st, rep};
+  };
+  std::remove(path.c_str());
+  auto [fresh, fresh_rep] = run_with(1, 0);  // 0 rounds: writes the round-0 checkpoint and stops
+  REQUIRE(fresh.ok());
+  CHECK(fresh_rep.first_round == 1);
+  CHECK(fresh_rep.restarts == 0);
+  const bytes good = tl::io::read_file(path);
+  tl::split_checkpoint c;
+  REQUIRE(tl::decode_split_checkpoint(good, c).ok());
+  CHECK(c.rounds_completed == 0);
+  CHECK(c.device == dev);
+  CHECK(c.server == std::vector<float>(srv));
+  REQUIRE(c.copies.size() == 1);
+  CHECK(c.copies[0].vectors.size() == 2);  // Adam: m and v of the server copy
+  // … is resumed with the next restart epoch, which is saved at once.
+  auto [again, again_rep] = run_with(1, 0);
+  REQUIRE(again.ok());
+  CHECK(again_rep.restarts == 1);
+  REQUIRE(tl::decode_split_checkpoint(tl::io::read_file(path), c).ok());
+  CHECK(c.restarts == 1);
+  // Another number of clients.
+  auto [clients, clients_rep] = run_with(2, 0);
+  CHECK(clients.code == tl::errc::shape_mismatch);
+  // Another model (segment sizes).
+  {
+    tl::split_checkpoint other = c;
+    other.device.push_back(1.0f);
+    tl::io::write_file(path, tl::encode_split_checkpoint(other));
+    auto [st, r] = run_with(1, 0);
+    CHECK(st.code == tl::errc::shape_mismatch);
+    CHECK(std::string(st.message).find("another model") != std::string::npos);
+  }
+  // Another optimizer state shape (sgd-like: one vector).
+  {
+    tl::split_checkpoint other = c;
+    other.copies[0].vectors.pop_back();
+    tl::io::write_file(path, tl::encode_split_checkpoint(other));
+    CHECK(run_with(1, 0).first.code == tl::errc::corrupt);
+  }
+  // A bit flip, a truncation: refused, and the file is left as it was (not overwritten).
+  {
+    bytes bad = good;
+    bad[bad.size() / 2] ^= 0x10;
+    tl::io::write_file(path, bad);
+    CHECK(run_with(1, 0).first.code == tl::errc::checksum_mismatch);
+    CHECK(tl::io::read_file(path) == bad);
+    tl::io::write_file(path, std::span<const std::uint8_t>(good).first(good.size() - 9));
+    CHECK(run_with(1, 0).first.code == tl::errc::truncated);
+  }
+  std::remove(path.c_str());
+  std::remove((path + ".tmp").c_str());
+}
+
+TEST_CASE("split client: a duplicate model is ignored, a restarted server's model redoes the round", "[transport][split]") {
+  using model = tl::sequential<tl::dense<8, 6>, tl::relu, tl::dense<6, 3>>;
+  using protocol = tl::splitfed_v1_protocol<model, tl::cut<2>, tl::nn::adam, tl::fedavg>;
+  constexpr std::size_t nd = protocol::device_model::param_count, s = protocol::cut, b = 2;
+  std::vector<float> dev(nd);
+  for (std::size_t i = 0; i < nd; ++i) dev[i] = 0.05f * static_cast<float>(static_cast<int>(i % 11) - 5);
+  std::vector<float> grad(b * s);
+  for (std::size_t i = 0; i < grad.size(); ++i) grad[i] = 0.1f * static_cast<float>(static_cast<int>(i % 7) - 3);
+  // One client, two steps per round; `restart`: the fake server sends a duplicate of the
+  // model after step 0's smashed frame, then (after step 0's gradient) the model again with epoch 1.
+  struct outcome {
+    std::vector<std::uint64_t> smashed_aux;  // aux of every smashed frame, in order
+    std::vector<float> first_smashed, redone_smashed, update;
+    std::uint64_t update_aux = 0;
+    int restarts = 0;
+    tl::status client;
+  };
+  auto scenario = [&](bool restart) {
+    outcome out;
+    tl::in_process::hub net(2);
+    std::thread th([&] {
+      tl::in_process ep(net, 1);
+      protocol::client c(tl::nn::adam{}, 10, b);
+      tl::splitfed_client_options o;
+      o.idle_timeout = 5s;
+      o.on_restart = [&](std::uint32_t) { ++out.restarts; };
+      out.client = c.run(
+          ep,
+          [](std::uint32_t r, std::uint32_t t, float* x, std::uint8_t* y) {
+            constexpr std::size_t rows = 2;  // = b
+            for (std::size_t i = 0; i < rows * 8; ++i) x[i] = 0.01f * static_cast<float>((i * 7 + t * 3 + r) % 13);
+            y[0] = static_cast<std::uint8_t>(t % 3);
+            y[1] = 2;
+            return rows;
+          },
+          o);
+    });
+    tl::in_process ep(net, 0);
+    auto send = [&](wire::message_type type, std::uint64_t aux, const std::vector<float>& v) {
+      wire::message_header h;
+      h.type = type;
+      h.dtype = wire::wire_dtype::fp32;
+      h.round = 1;
+      h.aux = aux;
+      h.count = static_cast<std::uint32_t>(v.size());
+      (void)ep.send(1, h, tl::as_bytes_le(std::span<const float>(v)));
+    };
+    auto next = [&](std::vector<float>* keep) {  // the next frame from the client: its aux (0 on timeout)
+      wire::message_view m;
+      if (!ep.recv(m, 5s).ok()) return std::uint64_t{0xDEAD};
+      if (m.header.type == wire::message_type::smashed) out.smashed_aux.push_back(m.header.aux);
+      if (keep != nullptr) {
+        keep->resize(m.header.count);
+        (void)wire::read_fp32(m, *keep);
+      }
+      if (m.header.type == wire::message_type::update) out.update_aux = m.header.aux;
+      return m.header.aux;
+    };
+    constexpr std::uint64_t e1 = std::uint64_t{1} << 32;
+    send(wire::message_type::model, 2, dev);  // round 1, S = 2, epoch 0
+    next(&out.first_smashed);                 // smashed step 0
+    std::uint64_t tag = 0;
+    if (restart) {
+      send(wire::message_type::model, 2, dev);  // a QoS 1 duplicate: must not restart the round
+      send(wire::message_type::gradient, 0, grad);
+      next(nullptr);                            // smashed step 1 (epoch 0)
+      send(wire::message_type::model, 2 | e1, dev);  // the server restarted: epoch 1
+      next(&out.redone_smashed);                // smashed step 0 again, epoch 1
+      send(wire::message_type::gradient, 1, grad);   // a gradient of the dead epoch: ignored
+      tag = e1;
+    }
+    send(wire::message_type::gradient, 0 | tag, grad);
+    next(nullptr);  // smashed step 1
+    send(wire::message_type::gradient, 1 | tag, grad);
+    next(&out.update);  // the update
+    wire::message_header stop;
+    stop.type = wire::message_type::control;
+    stop.aux = static_cast<std::uint64_t>(wire::control_command::stop);
+    (void)ep.send(1, stop, {});
+    th.join();
+    return out;
+  };
+  const outcome straight = scenario(false);
+  REQUIRE(straight.client.ok());
+  CHECK(straight.smashed_aux == std::vector<std::uint64_t>{0, 1});
+  CHECK(straight.update_aux == 10);
+  const outcome redone = scenario(true);
+  REQUIRE(redone.client.ok());
+  constexpr std::uint64_t e1 = std::uint64_t{1} << 32;
+  // Step 0, step 1 (the duplicate model did not restart the round), then the redo in epoch 1.
+  CHECK(redone.smashed_aux == std::vector<std::uint64_t>{0, 1, 0 | e1, 1 | e1});
+  CHECK(redone.restarts == 1);
+  CHECK(redone.redone_smashed == redone.first_smashed);  // the same model and batch: the same activations
+  CHECK(redone.update_aux == (10 | e1));
+  // The optimizer was rolled back to the round's start: the redone round ends with the same bits.
+  REQUIRE(redone.update.size() == nd);
+  CHECK(redone.update == straight.update);
+  CHECK(straight.update != dev);  // the steps did move the segment
 }

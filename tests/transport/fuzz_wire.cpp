@@ -1,5 +1,5 @@
-// libFuzzer target of the wire format (transport/wire.hpp) and the server
-// checkpoint parser (transport/checkpoint.hpp): every input must be either
+// libFuzzer target of the wire format (transport/wire.hpp) and the two server
+// checkpoint parsers (transport/checkpoint.hpp): every input must be either
 // accepted — and then re-encode to the same bytes — or rejected with a status
 // and a counted reason; never crash, leak, read out of bounds or allocate
 // from a declared size. Built and run by scripts/transport_test.sh:
@@ -8,7 +8,9 @@
 //     tests/transport/fuzz_wire.cpp -o fuzz_wire
 //   ./fuzz_wire -runs=200000 corpus/      (seeded by transport_wire_corpus)
 //
-// The first byte selects the parser: even → wire::decode, odd → checkpoint.
+// The first byte selects the parser: even → wire::decode; odd → a checkpoint
+// parser, bit 1 clear → the FedAvg one, set → the split server's (accepted
+// split checkpoints must re-encode to the same bytes: the layout is canonical).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -37,9 +39,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (!wire::encode(m.header, m.payload, again, written, limits).ok()) std::abort();
       if (written != in.size() || !std::equal(again.begin(), again.end(), in.begin())) std::abort();
     }
-  } else {
+  } else if ((data[0] & 2u) == 0) {
     tl::server_checkpoint c;
     (void)tl::decode_server_checkpoint(in, c, limits);
+  } else {
+    tl::split_checkpoint c;
+    if (tl::decode_split_checkpoint(in, c, limits).ok()) {
+      const std::vector<std::uint8_t> again = tl::encode_split_checkpoint(c);
+      if (again.size() != in.size() || !std::equal(again.begin(), again.end(), in.begin())) std::abort();
+    }
   }
   return 0;
 }

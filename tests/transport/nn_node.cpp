@@ -11,6 +11,7 @@
 //   transport_nn_node WF mqtt-client --dir W --port P --run NAME --id K [common] [--die-round R --die-step T]
 //   transport_nn_node splitfed workflow --dir W [common]   (workflow/split.hpp's in-process SplitFedV1)
 //   transport_nn_node splitfed hostile --dir W [common]    (malformed split traffic both ways: see split_hostile)
+//   splitfed server (inproc, mqtt-server): [--checkpoint FILE [--crash-round R --crash-after N]]
 //
 // WF: fedavg | splitfed.
 // common: --clients N --rounds R --seed S --batch B --out FILE --min-clients M --round-timeout-ms T
@@ -29,7 +30,12 @@
 // device segment then server segment) to --out and prints one line with the
 // test accuracy and the CRC-32 of the parameters. --die-* / --drop-* make a
 // client leave at step T of round R (SIGKILL over MQTT, a thread that returns
-// in process).
+// in process). SplitFed --checkpoint: the server checkpoints every round and
+// resumes from FILE if it exists; --crash-round/--crash-after make it die in
+// round R after serving N steps of that round: SIGKILL over MQTT (the test
+// restarts it); in process the first server object stops (an exception out of
+// its on_step hook, kept alive for the payloads the clients still hold) and a
+// new one resumes from FILE with the same clients.
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -37,7 +43,9 @@
 #include <cstring>
 #include <limits>
 #include <cmath>
+#include <memory>
 #include <string>
+#include <type_traits>
 #include <thread>
 #include <vector>
 
@@ -70,12 +78,12 @@ using partition = tl::cut<2>;
 using protocol = tl::splitfed_v1_protocol<model, partition, tl::nn::adam, tl::fedavg>;
 
 struct args {
-  std::string workflow, mode, dir, data_dir = "/usr/share/datasets/fashion-mnist", out, run = "nn";
+  std::string workflow, mode, dir, data_dir = "/usr/share/datasets/fashion-mnist", out, run = "nn", checkpoint;
   std::uint32_t clients = 4, rounds = 3, id = 0, batch = 32;
   std::size_t train = 2000, test = 1000, min_clients = 1;
   std::uint64_t seed = 1;
   int port = 1883;
-  std::uint32_t die_round = 0, die_step = 0, drop_client = 0;
+  std::uint32_t die_round = 0, die_step = 0, drop_client = 0, crash_round = 0, crash_after = 0;
   long round_timeout_ms = 30000;
   double dirichlet = 0.0;  ///< > 0: Dirichlet(α) label skew (unequal client sizes) instead of shards
 };
@@ -117,11 +125,17 @@ args parse(int argc, char** argv) {
     else if (k == "--drop-client") a.drop_client = u();
     else if (k == "--round-timeout-ms") a.round_timeout_ms = std::stol(v);
     else if (k == "--dirichlet") a.dirichlet = std::stod(v);
+    else if (k == "--checkpoint") a.checkpoint = v;
+    else if (k == "--crash-round") a.crash_round = u();
+    else if (k == "--crash-after") a.crash_after = u();
     else usage(("unknown option " + k).c_str());
   }
   if (a.workflow != "prepare" && a.workflow != "fedavg" && a.workflow != "splitfed") usage("workflow must be fedavg or splitfed");
   if (a.dir.empty()) usage("--dir is required");
   if (a.clients == 0 || a.batch == 0 || a.rounds == 0) usage("--clients, --batch and --rounds must be positive");
+  if ((!a.checkpoint.empty() || a.crash_round != 0) && a.workflow != "splitfed")
+    usage("--checkpoint and --crash-* are options of the splitfed server (fedavg_node has FedAvg's)");
+  if (a.crash_round != 0 && a.checkpoint.empty()) usage("--crash-round needs --checkpoint");
   return a;
 }
 
@@ -296,6 +310,11 @@ std::uint32_t split_steps(const args& a, const task_data& d) {
 /// before step t + 1). Every process computes j for its client from the
 /// (seeded, shared) partition sizes, so a distributed client draws the same
 /// batches as the simulated one.
+///
+/// Replayable: the first call for step 0 of a round records the position; a
+/// second call for step 0 of the same round (the client redoes the round
+/// after a server restart) rewinds to it, so the same (round, step) gives the
+/// same batch. Calls out of that order raise.
 class split_batches {
  public:
   split_batches(const args& a, const task_data& d, std::size_t c, std::uint32_t steps) : d_(&d), c_(c) {
@@ -319,7 +338,24 @@ class split_batches {
     tl::rng g(a.seed, 0x5a17ULL + c);
     g.shuffle(order_.data(), order_.size());
   }
-  std::size_t operator()(std::uint32_t, std::uint32_t, float* x, std::uint8_t* y) {
+  std::size_t operator()(std::uint32_t round, std::uint32_t step, float* x, std::uint8_t* y) {
+    if (step == 0 && started_ && round == round_) {  // the round again, from its start
+      cursor_ = start_cursor_;
+      next_ = start_next_;
+      order_ = start_order_;
+      ++rewinds_;
+    } else if (step == 0) {
+      TINYLARGE_REQUIRE(!started_ || round > round_, tl::errc::invalid_argument, "split_batches: a round went backwards");
+      round_ = round;
+      start_cursor_ = cursor_;
+      start_next_ = next_;
+      start_order_ = order_;
+      started_ = true;
+    } else {
+      TINYLARGE_REQUIRE(started_ && round == round_ && step == step_ + 1, tl::errc::invalid_argument,
+                        "split_batches: batch requested out of order");
+    }
+    step_ = step;
     for (std::size_t i = 0; i < batch_; ++i) {
       if (cursor_ == order_.size()) {
         cursor_ = 0;
@@ -334,6 +370,8 @@ class split_batches {
     }
     return batch_;
   }
+  /// How often a round was replayed from its start.
+  std::uint32_t rewinds() const noexcept { return rewinds_; }
 
  private:
   const task_data* d_;
@@ -342,6 +380,10 @@ class split_batches {
   std::size_t batch_ = 0, cursor_ = 0, next_ = 0;
   std::vector<std::size_t> order_;
   std::vector<std::uint64_t> reshuffle_ids_;
+  bool started_ = false;
+  std::uint32_t round_ = 0, step_ = 0, rewinds_ = 0;
+  std::size_t start_cursor_ = 0, start_next_ = 0;
+  std::vector<std::size_t> start_order_;
 };
 
 /// The whole model initialised from the seed, cut into its two segments.
@@ -382,17 +424,45 @@ int split_report(const args& a, const task_data& d, const char* transport, std::
   return 0;
 }
 
+/// The in-process stand-in for a SIGKILL of the split server (see --crash-round).
+struct simulated_crash {};
+
 template <class Transport>
 int split_serve(Transport& net, const args& a, const task_data& d) {
   std::vector<float> dev, srv;
   split_init(a, dev, srv);
-  protocol::server server(tl::nn::adam{}, tl::fedavg{}, dev, srv);
   tl::splitfed_server_options o;
   o.rounds = a.rounds;
   o.steps_per_round = split_steps(a, d);
   o.max_batch = a.batch;
   o.min_clients = a.min_clients;
   o.round_timeout = std::chrono::milliseconds{a.round_timeout_ms};
+  o.checkpoint_path = a.checkpoint;
+  constexpr bool in_process = std::is_same_v<Transport, tl::in_process>;
+  std::unique_ptr<protocol::server> crashed;  // in process: kept alive, the clients may still hold its payloads
+  if (a.crash_round != 0) {
+    o.on_step = [&](std::uint32_t r, std::uint64_t n) {
+      if (r != a.crash_round || n < a.crash_after) return;
+      std::printf("%s splitfed server: %s in round %u after %llu steps\n", Transport::name(),
+                  in_process ? "simulated crash" : "SIGKILL to myself", r, static_cast<unsigned long long>(n));
+      std::fflush(stdout);
+      if constexpr (in_process) throw simulated_crash{};
+      ::kill(::getpid(), SIGKILL);
+      std::abort();
+    };
+    if constexpr (in_process) {
+      crashed = std::make_unique<protocol::server>(tl::nn::adam{}, tl::fedavg{}, dev, srv);
+      try {
+        const tl::status s = crashed->run(net, o);
+        std::fprintf(stderr, "splitfed server: did not reach the crash point (%s)\n", s.message);
+        return 1;
+      } catch (const simulated_crash&) {
+      }
+      o.on_step = nullptr;  // the restarted server runs to the end
+    }
+  }
+  // A restarted server starts from the initial segments: the checkpoint replaces them.
+  protocol::server server(tl::nn::adam{}, tl::fedavg{}, dev, srv);
   tl::splitfed_server_report rep;
   const tl::status s = server.run(net, o, &rep);
   if (!s.ok()) {
@@ -402,8 +472,13 @@ int split_serve(Transport& net, const args& a, const task_data& d) {
   std::string per_round, loss;
   for (const auto n : rep.clients_per_round) per_round += std::to_string(n) + " ";
   for (const double l : rep.train_loss) loss += std::to_string(l).substr(0, 6) + " ";
+  const std::string resumed = rep.first_round > 1 || rep.restarts > 0
+                                  ? "resumed at round " + std::to_string(rep.first_round) + " (restart epoch " +
+                                        std::to_string(rep.restarts) + "; frames dropped " +
+                                        std::to_string(rep.dropped_frames) + "), "
+                                  : "";
   return split_report(a, d, Transport::name(), server.device_parameters(), server.server_parameters(),
-                      std::to_string(rep.rounds_completed) + " rounds of " + std::to_string(o.steps_per_round) +
+                      resumed + std::to_string(rep.rounds_completed) + " rounds of " + std::to_string(o.steps_per_round) +
                           " steps, clients per round [ " + per_round + "], server loss per round [ " + loss +
                           "], steps served " + std::to_string(rep.steps_served) + ",");
 }
@@ -425,6 +500,10 @@ int split_client(Transport& net, const args& a, const task_data& d, bool thread_
       }
       return true;
     };
+  o.on_restart = [&](std::uint32_t r) {
+    std::printf("%s splitfed client %u: the server restarted, redoing round %u from step 0\n", Transport::name(), k, r);
+    std::fflush(stdout);
+  };
   const tl::status s =
       c.run(net, [&](std::uint32_t r, std::uint32_t t, float* x, std::uint8_t* y) { return batches(r, t, x, y); }, o);
   if (!s.ok()) {

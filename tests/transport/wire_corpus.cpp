@@ -1,5 +1,6 @@
 // Writes the seed corpus of the wire-format fuzzer (tests/transport/fuzz_wire.cpp):
-// one valid frame of every message type and dtype, plus a server checkpoint.
+// one valid frame of every message type and dtype, plus a FedAvg server
+// checkpoint and two split-server checkpoints.
 //
 //   transport_wire_corpus DIR
 #include <cstdio>
@@ -18,7 +19,7 @@ int main(int argc, char** argv) {
   namespace wire = tl::wire;
   const std::string dir = argv[1];
   int n = 0;
-  // The fuzzer's first byte selects the decoder (even: frame, odd: checkpoint).
+  // The fuzzer's first byte selects the decoder (even: frame; 1: FedAvg checkpoint, 3: split checkpoint).
   auto put = [&](std::uint8_t selector, const std::vector<std::uint8_t>& frame) {
     std::vector<std::uint8_t> file;
     file.push_back(selector);
@@ -55,6 +56,17 @@ int main(int argc, char** argv) {
   c.global = {1.0f, 2.0f, 3.0f};
   c.state = {{0.5f, 0.25f, 0.125f}};
   put(1, tl::encode_server_checkpoint(c));
+  tl::split_checkpoint sc;
+  sc.rounds_completed = 2;
+  sc.restarts = 1;
+  sc.device = {1.0f, 2.0f, 3.0f};
+  sc.server = {4.0f, 5.0f};
+  put(3, tl::encode_split_checkpoint(sc));  // stateless policies, no copies
+  sc.device_state = {{0.5f, 0.25f, 0.125f}};
+  sc.server_state = {{-1.0f, 1.0f}};
+  sc.device_state_steps = sc.server_state_steps = 2;
+  sc.copies = {{{{0.1f, 0.2f}, {0.3f, 0.4f}}, 7}, {{{0.5f, 0.6f}, {0.7f, 0.8f}}, 9}};
+  put(3, tl::encode_split_checkpoint(sc));  // momentum states, two Adam copies
   std::printf("wrote %d seed files to %s\n", n, dir.c_str());
   return 0;
 }

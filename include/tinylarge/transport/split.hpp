@@ -10,6 +10,8 @@
 /// because both run at the same synchronisation point; clients are 1..N.
 ///
 /// ## Message sequence of round r (S = `steps_per_round`, b ≤ `max_batch`, s = cut size)
+/// (every `aux` below also carries the restart epoch e in its upper 32 bits:
+/// see "Crash recovery"; e = 0 in a run whose server never restarted)
 ///  1. server → all: `model` {round r, aux = S, fp32 payload = the global
 ///     device segment}. The server sets copy k of the server segment to the
 ///     global server segment (each copy keeps its own optimizer state, as
@@ -54,9 +56,46 @@
 /// a client changes its smashed buffer only after the gradient came back,
 /// and the model buffer only changes after every update of the round is in.
 ///
-/// Not here: checkpoints/crash-resume of the split server (the federated
-/// round has them), multi-hop chains (`cut<K1, K2>`), non-fp32 codecs at the
-/// cut (the in-process `workflow/split.hpp` has int8/fp16 codecs).
+/// ## Crash recovery (`checkpoint_path`)
+/// With `checkpoint_path` set the server writes a `split_checkpoint`
+/// (transport/checkpoint.hpp; atomic, CRC-checked) when it starts and after
+/// every round: both global segments, both aggregators' policy states, the
+/// optimizer state of every server copy (a copy's Adam moments carry over
+/// from round to round, as each client's do) and the round number. A server
+/// started on an existing checkpoint resumes at the round after it
+/// (`report.first_round`); a checkpoint of another model, cut or number of
+/// clients is refused (`shape_mismatch`), a damaged one too (`corrupt`,
+/// `checksum_mismatch`, `truncated`): never silently ignored.
+///
+/// **Restart epoch.** Each resume increments the checkpoint's `restarts`
+/// count and saves it at once (two crashes in one round: two epochs). The
+/// epoch e rides in the upper 32 bits of every `aux` of the round — model
+/// S | e≪32, smashed and gradient t | e≪32, update examples | e≪32 — so a
+/// run that never restarted sends the same frames as without checkpoints.
+/// The server drops frames of another epoch (e.g. the smashed frames the dead
+/// server's MQTT session kept), the client gradients of another epoch.
+///
+/// **Client rule.** A client acts on a model frame only if its (round, epoch)
+/// is lexicographically greater than the (round, epoch) it is in:
+///  - a later round starts that round; the client first keeps a copy of its
+///    optimizer state (the state at the start of the round);
+///  - the same round with a greater epoch means the server restarted: the
+///    client drops what it was doing (waiting for a gradient, or for the next
+///    model after its update), restores the optimizer copy of the round's
+///    start, loads the model (the same bits as before: the checkpoint's) and
+///    redoes the round from step 0 (`on_restart` is called);
+///  - anything else is ignored: a QoS 1 duplicate of the model it works on
+///    (same round, same epoch) never restarts a round, an older one neither.
+/// The redo asks `next_batch` again for steps 0, 1, …: it must return the
+/// same batch for the same (round, step). Then the redone round computes the
+/// bits the interrupted one would have, and the run ends with the same model
+/// as an uninterrupted one (scripts/transport_test.sh nn-split-server-killed).
+/// In process, the gradient buffers belong to the server object, so a
+/// simulated crash (an exception thrown by `on_step`) leaves every payload a
+/// client may still hold valid while that object lives.
+///
+/// Not here: multi-hop chains (`cut<K1, K2>`), non-fp32 codecs at the cut
+/// (the in-process `workflow/split.hpp` has int8/fp16 codecs).
 #pragma once
 
 #include <algorithm>
@@ -67,6 +106,8 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "../aggregate/aggregator.hpp"
@@ -77,6 +118,7 @@
 #include "../nn/network.hpp"
 #include "../nn/optimizer.hpp"
 #include "../partition/cut.hpp"
+#include "checkpoint.hpp"
 #include "policy.hpp"
 #include "wire.hpp"
 
@@ -90,13 +132,19 @@ struct splitfed_server_options {
   std::size_t min_clients = 1;                       ///< fewest complete clients that make a round
   std::chrono::milliseconds round_timeout{30000};    ///< deadline for a whole round (all its steps)
   std::chrono::milliseconds send_timeout{10000};
+  std::string checkpoint_path;                       ///< empty: no checkpoints (see "Crash recovery")
+  /// Called after each served step with (round, steps served in this round):
+  /// a hook for tests (e.g. to kill the server mid-round) and progress logs.
+  std::function<void(std::uint32_t round, std::uint64_t steps)> on_step;
 };
 
 /// What a split server run did.
 struct splitfed_server_report {
+  std::uint32_t first_round = 1;                ///< 1, or the round after the checkpoint resumed from
+  std::uint32_t restarts = 0;                   ///< the restart epoch this run used (0: not resumed)
   std::uint32_t rounds_completed = 0;
-  std::vector<std::size_t> clients_per_round;   ///< clients averaged, per round
-  std::vector<double> train_loss;               ///< mean server-side loss per round
+  std::vector<std::size_t> clients_per_round;   ///< clients averaged, per round run
+  std::vector<double> train_loss;               ///< mean server-side loss per round run
   std::uint64_t steps_served = 0;               ///< smashed frames answered
   std::uint64_t dropped_frames = 0;             ///< stale, duplicate or unexpected frames
   std::uint64_t rejected_frames = 0;            ///< smashed frames with bad values (client excluded)
@@ -112,6 +160,9 @@ struct splitfed_client_options {
   std::function<bool(std::uint32_t round)> on_model;
   /// Called before step t of round r is sent; false = leave the run mid-round.
   std::function<bool(std::uint32_t round, std::uint32_t step)> on_step;
+  /// Called when the server restarted and the client redoes `round` from
+  /// step 0 (after rolling its optimizer back to the round's start).
+  std::function<void(std::uint32_t round)> on_restart;
 };
 
 /// The SplitFedV1 protocol for one model, cut and optimizer (see the file comment).
@@ -128,6 +179,8 @@ struct splitfed_v1_protocol {
   static constexpr std::size_t classes = Model::output_size;
   using loss = nn::softmax_cross_entropy;
   using optimizer_state = typename Optimizer::template state<float>;
+  static_assert(std::is_copy_assignable_v<optimizer_state>,
+                "tinylarge: transport splitfed: the client keeps a copy of its optimizer state (server restarts)");
 
   /// Main server + fed server (endpoint 0).
   class server {
@@ -156,13 +209,22 @@ struct splitfed_v1_protocol {
                       "splitfed server: steps_per_round and max_batch must be positive");
       const std::size_t n = net.endpoints() - 1;
       while (copies_.size() < n) copies_.push_back(std::make_unique<copy>(opt_));
+      std::uint32_t done = 0;
+      epoch_ = 0;
+      if (!o.checkpoint_path.empty()) TINYLARGE_TRY(resume(o.checkpoint_path, n, done));
+      rep.first_round = done + 1;
+      rep.restarts = epoch_;
+      rep.rounds_completed = done;
+      const std::uint64_t tag = std::uint64_t{epoch_} << 32;  // the epoch in every aux of this run
       std::vector<bool> live(n + 1, true), have(n + 1, false), excluded(n + 1, false);
       std::vector<std::uint32_t> next_step(n + 1, 0);
-      std::vector<std::vector<float>> updates(n + 1), grads(n + 1);
+      std::vector<std::vector<float>> updates(n + 1);
+      if (grads_.size() < n + 1) grads_.resize(n + 1);
+      auto& grads = grads_;
       std::vector<std::int64_t> examples(n + 1, 0);
       std::vector<float> x, dy;
       std::vector<std::uint8_t> y;
-      for (std::uint32_t r = 1; r <= o.rounds; ++r) {
+      for (std::uint32_t r = done + 1; r <= o.rounds; ++r) {
         for (std::size_t k = 1; k <= n; ++k) {
           const auto src = global_server_.parameters();
           std::copy(src.begin(), src.end(), copies_[k - 1]->net.parameters().begin());
@@ -172,13 +234,14 @@ struct splitfed_v1_protocol {
         h.dtype = wire::wire_dtype::fp32;
         h.round = r;
         h.count = static_cast<std::uint32_t>(global_device_.size());
-        h.aux = o.steps_per_round;
+        h.aux = o.steps_per_round | tag;
         TINYLARGE_TRY(net.broadcast(h, as_bytes_le(std::span<const float>(global_device_)), o.send_timeout));
         std::fill(have.begin(), have.end(), false);
         std::fill(excluded.begin(), excluded.end(), false);
         std::fill(next_step.begin(), next_step.end(), 0u);
         double loss_sum = 0.0;
         std::size_t loss_rows = 0, got = 0, live_answered = 0;
+        std::uint64_t served = 0;
         const std::size_t live_count = static_cast<std::size_t>(std::count(live.begin() + 1, live.end(), true));
         const auto deadline = clock::now() + o.round_timeout;
         while (live_answered < live_count) {
@@ -193,8 +256,8 @@ struct splitfed_v1_protocol {
             continue;
           }
           if (m.header.type == wire::message_type::smashed) {
-            if (m.header.aux != next_step[k] || next_step[k] >= o.steps_per_round) {
-              ++rep.dropped_frames;  // a duplicate (QoS 1) or out-of-order step
+            if (m.header.aux != (next_step[k] | tag) || next_step[k] >= o.steps_per_round) {
+              ++rep.dropped_frames;  // a duplicate (QoS 1), an out-of-order step, another epoch's
               continue;
             }
             const std::size_t count = m.header.count;
@@ -224,7 +287,7 @@ struct splitfed_v1_protocol {
             g.type = wire::message_type::gradient;
             g.dtype = wire::wire_dtype::fp32;
             g.round = r;
-            g.aux = next_step[k];
+            g.aux = next_step[k] | tag;
             g.count = static_cast<std::uint32_t>(b * cut);
             if (!net.send(k, g, as_bytes_le(std::span<const float>(grads[k])), o.send_timeout).ok()) {
               excluded[k] = true;  // cannot reach the client: it sits the round out, the server goes on
@@ -233,12 +296,13 @@ struct splitfed_v1_protocol {
             }
             ++next_step[k];
             ++rep.steps_served;
+            if (o.on_step) o.on_step(r, ++served);
           } else if (m.header.type == wire::message_type::update && next_step[k] == o.steps_per_round &&
-                     m.header.count == device_model::param_count && m.header.aux >= 1 &&
-                     m.header.aux <= 0x7FFFFFFFu) {
+                     m.header.count == device_model::param_count && (m.header.aux >> 32) == epoch_ &&
+                     (m.header.aux & 0xFFFFFFFFu) >= 1 && (m.header.aux & 0xFFFFFFFFu) <= 0x7FFFFFFFu) {
             updates[k].resize(device_model::param_count);
             TINYLARGE_TRY(wire::read_fp32(m, updates[k]));
-            examples[k] = static_cast<std::int64_t>(m.header.aux);
+            examples[k] = static_cast<std::int64_t>(m.header.aux & 0xFFFFFFFFu);
             have[k] = true;
             ++got;
             if (live[k]) ++live_answered;
@@ -268,6 +332,7 @@ struct splitfed_v1_protocol {
         rep.clients_per_round.push_back(rd.accepted.size());
         rep.train_loss.push_back(loss_rows > 0 ? loss_sum / static_cast<double>(loss_rows) : 0.0);
         rep.rounds_completed = r;
+        if (!o.checkpoint_path.empty()) save(o.checkpoint_path, r, n);
       }
       wire::message_header stop;
       stop.type = wire::message_type::control;
@@ -282,6 +347,73 @@ struct splitfed_v1_protocol {
       optimizer_state opt;
       explicit copy(const Optimizer& o) : opt(o, server_model::param_count) {}
     };
+
+    /// Load the checkpoint at `path` if there is one (all or nothing: the
+    /// state changes only when every part fits), take the next restart epoch,
+    /// and save it at once (a fresh run: round 0, epoch 0).
+    status resume(const std::string& path, std::size_t n, std::uint32_t& done) {
+      if constexpr (!optimizer_checkpointable<optimizer_state>) {
+        (void)path;
+        (void)n;
+        (void)done;
+        return {errc::invalid_argument,
+                "splitfed server: checkpoints need an optimizer whose state can be saved (nn::sgd, nn::adam)"};
+      } else {
+        split_checkpoint c;
+        bool found = false;
+        TINYLARGE_TRY(read_split_checkpoint(path, c, found));
+        if (found) {
+          TINYLARGE_CHECK(c.device.size() == device_model::param_count && c.server.size() == server_model::param_count,
+                          errc::shape_mismatch,
+                          "splitfed server: the checkpoint holds segments of other sizes (another model or cut)");
+          TINYLARGE_CHECK(c.copies.size() == n, errc::shape_mismatch,
+                          "splitfed server: the checkpoint was written for another number of clients");
+          TINYLARGE_CHECK(c.restarts < 0xFFFFFFFFu, errc::corrupt, "splitfed server: the checkpoint's restart count is exhausted");
+          auto dev_state = device_agg_.state();
+          auto srv_state = server_agg_.state();
+          TINYLARGE_TRY(restore_state(dev_state, c.device_state, c.device_state_steps));
+          TINYLARGE_TRY(restore_state(srv_state, c.server_state, c.server_state_steps));
+          std::vector<optimizer_state> opts;
+          opts.reserve(n);
+          for (std::size_t k = 0; k < n; ++k) {
+            opts.push_back(copies_[k]->opt);
+            TINYLARGE_TRY(restore_optimizer(opts.back(), c.copies[k].vectors, c.copies[k].steps));
+          }
+          // Everything fits: commit.
+          global_device_ = c.device;
+          std::copy(c.server.begin(), c.server.end(), global_server_.parameters().begin());
+          device_agg_.state() = std::move(dev_state);
+          server_agg_.state() = std::move(srv_state);
+          for (std::size_t k = 0; k < n; ++k) copies_[k]->opt = opts[k];
+          epoch_ = c.restarts + 1;
+          done = c.rounds_completed;
+        }
+        save(path, done, n);
+        return status::success();
+      }
+    }
+
+    /// Write the checkpoint of `rounds` completed rounds (atomically).
+    void save(const std::string& path, std::uint32_t rounds, std::size_t n) {
+      if constexpr (optimizer_checkpointable<optimizer_state>) {
+        split_checkpoint c;
+        c.rounds_completed = rounds;
+        c.restarts = epoch_;
+        c.device = global_device_;
+        const auto srv = global_server_.parameters();
+        c.server.assign(srv.begin(), srv.end());
+        checkpoint_state(device_agg_.state(), c.device_state, c.device_state_steps);
+        checkpoint_state(server_agg_.state(), c.server_state, c.server_state_steps);
+        c.copies.resize(n);
+        for (std::size_t k = 0; k < n; ++k)
+          checkpoint_optimizer(copies_[k]->opt, c.copies[k].vectors, c.copies[k].steps);
+        save_split_checkpoint(path, c);
+      } else {
+        (void)path;
+        (void)rounds;
+        (void)n;
+      }
+    }
 
     /// Finite activations and integer labels in [0, classes); the labels go to `y`.
     static bool valid_smashed(std::span<const float> x, std::size_t b, std::vector<std::uint8_t>& y) {
@@ -301,10 +433,14 @@ struct splitfed_v1_protocol {
     nn::network<server_model> global_server_;
     aggregator<Aggregation> device_agg_, server_agg_;
     std::vector<std::unique_ptr<copy>> copies_;
+    std::vector<std::vector<float>> grads_;  ///< one gradient buffer per client (zero-copy: outlives `run`)
+    std::uint32_t epoch_ = 0;                ///< restart epoch of the current run
   };
 
   /// Fills batch `step` of `round` — b inputs (b · Model::input_size floats)
   /// and b labels — and returns b (1 ≤ b ≤ the capacity given to the client).
+  /// After a server restart the client asks again for the round's batches
+  /// from step 0: the same (round, step) must give the same batch.
   using batch_fn = std::function<std::size_t(std::uint32_t round, std::uint32_t step, float* x, std::uint8_t* y)>;
 
   /// A client (endpoints 1..N): its device segment and optimizer state
@@ -315,18 +451,27 @@ struct splitfed_v1_protocol {
     /// @param max_batch capacity of a batch (≤ the server's max_batch)
     client(const Optimizer& opt, std::int64_t examples, std::size_t max_batch)
         : opt_(opt, device_model::param_count), examples_(examples), max_batch_(max_batch) {
-      TINYLARGE_REQUIRE(examples > 0 && max_batch > 0, errc::invalid_argument,
-                        "splitfed client: examples and max_batch must be positive");
+      TINYLARGE_REQUIRE(examples > 0 && examples <= 0x7FFFFFFF && max_batch > 0, errc::invalid_argument,
+                        "splitfed client: examples must be in [1, 2^31 - 1] and max_batch positive");
     }
     nn::network<device_model>& network() noexcept { return net_; }
 
     /// Run until the server says stop. @return success on stop, `timed_out`
     /// when the server went silent, `corrupt` on a malformed model or gradient.
+    /// A server restart (a model frame of the current round with a greater
+    /// epoch) makes the client redo the round: see "Crash recovery".
     template <transport_policy Transport>
     status run(Transport& net, const batch_fn& next_batch, const splitfed_client_options& o = {}) {
-      std::uint32_t last_round = 0;
+      std::uint32_t round = 0, epoch = 0;  // the (round, epoch) the client is in; round 0: none yet
       std::vector<float> x(max_batch_ * Model::input_size), up, grad;
       std::vector<std::uint8_t> y(max_batch_);
+      optimizer_state round_start = opt_;  // the optimizer state when `round` began
+      // A model frame the client acts on: a later round, or the same round from a restarted server.
+      const auto newer = [&](const wire::message_view& f) {
+        const auto e = static_cast<std::uint32_t>(f.header.aux >> 32);
+        return f.header.type == wire::message_type::model &&
+               (f.header.round > round || (f.header.round == round && round != 0 && e > epoch));
+      };
       wire::message_view m;
       bool pending = false;  // m holds a model frame that arrived while waiting for a gradient
       for (;;) {
@@ -334,14 +479,22 @@ struct splitfed_v1_protocol {
         pending = false;
         if (m.header.sender != server_endpoint) continue;
         if (is_stop(m)) return status::success();
-        if (m.header.type != wire::message_type::model || m.header.round <= last_round) continue;
+        if (!newer(m)) continue;  // a duplicate (QoS 1) of the current model, an older one, not a model
         TINYLARGE_CHECK(m.header.dtype == wire::wire_dtype::fp32 && m.header.count == device_model::param_count,
                         errc::corrupt, "splitfed client: the model frame does not hold this device segment");
         const std::uint32_t r = m.header.round;
-        const std::uint64_t steps = m.header.aux;
-        TINYLARGE_CHECK(steps <= 0xFFFFFFFFu, errc::corrupt, "splitfed client: implausible step count");
-        if (o.on_model && !o.on_model(r)) return status::success();
-        last_round = r;
+        const auto e = static_cast<std::uint32_t>(m.header.aux >> 32);
+        const std::uint64_t steps = m.header.aux & 0xFFFFFFFFu;
+        const std::uint64_t tag = std::uint64_t{e} << 32;
+        if (r == round) {  // the server restarted: back to the optimizer state of the round's start
+          opt_ = round_start;
+          if (o.on_restart) o.on_restart(r);
+        } else {
+          if (o.on_model && !o.on_model(r)) return status::success();
+          round_start = opt_;
+        }
+        round = r;
+        epoch = e;
         TINYLARGE_TRY(wire::read_fp32(m, net_.parameters()));
         bool abandoned = false;
         for (std::uint32_t t = 0; t < steps && !abandoned; ++t) {
@@ -357,20 +510,22 @@ struct splitfed_v1_protocol {
           h.type = wire::message_type::smashed;
           h.dtype = wire::wire_dtype::fp32;
           h.round = r;
-          h.aux = t;
+          h.aux = t | tag;
           h.count = static_cast<std::uint32_t>(up.size());
           TINYLARGE_TRY(net.send(server_endpoint, h, as_bytes_le(std::span<const float>(up)), o.send_timeout));
-          // Wait for the gradient of this step; a newer model means the server moved on without us.
+          // Wait for the gradient of this step; a newer model means the server moved on without
+          // us, or restarted.
           for (;;) {
             TINYLARGE_TRY(net.recv(m, o.idle_timeout));
             if (m.header.sender != server_endpoint) continue;
             if (is_stop(m)) return status::success();
-            if (m.header.type == wire::message_type::model && m.header.round > r) {
+            if (newer(m)) {
               pending = true;
               abandoned = true;
               break;
             }
-            if (m.header.type != wire::message_type::gradient || m.header.round != r || m.header.aux != t) continue;
+            if (m.header.type != wire::message_type::gradient || m.header.round != r || m.header.aux != (t | tag))
+              continue;
             TINYLARGE_CHECK(m.header.dtype == wire::wire_dtype::fp32 && m.header.count == b * cut, errc::corrupt,
                             "splitfed client: the gradient frame does not match the smashed batch");
             grad.resize(b * cut);
@@ -388,7 +543,7 @@ struct splitfed_v1_protocol {
         u.type = wire::message_type::update;
         u.dtype = wire::wire_dtype::fp32;
         u.round = r;
-        u.aux = static_cast<std::uint64_t>(examples_);
+        u.aux = static_cast<std::uint64_t>(examples_) | tag;
         u.count = static_cast<std::uint32_t>(device_model::param_count);
         TINYLARGE_TRY(net.send(server_endpoint, u, as_bytes_le(std::span<const float>(net_.parameters())),
                                o.send_timeout));
