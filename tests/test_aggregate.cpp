@@ -15,6 +15,7 @@
 #include <limits>
 #include <numeric>
 #include <span>
+#include <tuple>
 #include <vector>
 
 #include "tinylarge/aggregate/aggregator.hpp"
@@ -631,6 +632,216 @@ TEST_CASE("bucketing: random buckets of s, plain means, then the inner rule", "[
   }
 }
 
+namespace {
+// Reference NNM (Allouah et al. 2023), written out plainly: distances in double, a full sort of the
+// others by (distance, position), N_i = {i} + the n − f − 1 nearest others, y_i = their mean.
+struct ref_nnm_result {
+  std::vector<std::vector<std::size_t>> neighbours;
+  std::vector<vecf> mixed;
+};
+ref_nnm_result ref_nnm(const std::vector<vecf>& w, std::size_t f) {
+  const std::size_t n = w.size(), d = w[0].size(), k = n - f;
+  ref_nnm_result r;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::vector<std::pair<double, std::size_t>> others;
+    for (std::size_t j = 0; j < n; ++j)
+      if (j != i) others.push_back({sqdist(w[i], w[j]), j});
+    std::sort(others.begin(), others.end());
+    std::vector<std::size_t> nb{i};
+    for (std::size_t q = 0; q + 1 < k; ++q) nb.push_back(others[q].second);
+    vecf y(d);
+    for (std::size_t j = 0; j < d; ++j) {
+      double acc = 0;
+      for (const std::size_t c : nb) acc += w[c][j];
+      y[j] = static_cast<float>(acc / static_cast<double>(k));
+    }
+    r.neighbours.push_back(std::move(nb));
+    r.mixed.push_back(std::move(y));
+  }
+  return r;
+}
+// Heterogeneous clients at random points of a random plane (x_i = a_i·u + b_i·v + small noise): points in
+// general position, so clients have different nearest neighbours, and the mixed vectors (means of different
+// subsets) are well apart — no near-ties for Krum's argmin.
+std::vector<vecf> spread_clients(std::size_t n, std::size_t d, std::uint64_t seed) {
+  tl::rng g(seed);
+  vecf u(d), v(d);
+  for (auto& x : u) x = g.normal();
+  for (auto& x : v) x = g.normal();
+  std::vector<vecf> w(n, vecf(d));
+  for (std::size_t i = 0; i < n; ++i) {
+    const float a = 2.0f * g.normal(), b = 2.0f * g.normal();
+    for (std::size_t j = 0; j < d; ++j) w[i][j] = a * u[j] + b * v[j] + 0.05f * g.normal();
+  }
+  return w;
+}
+}  // namespace
+
+TEST_CASE("nearest-neighbor mixing: means of the n - f nearest, then the inner rule", "[aggregate][nnm]") {
+  const std::size_t d = 1500;
+  SECTION("matches a reference implementation, fp32 updates (median, trimmed mean, Krum, Bulyan)") {
+    const std::size_t n = 11, f = 2;
+    auto w = spread_clients(n, d, 1234);
+    std::vector<std::int64_t> ex(n);
+    for (std::size_t i = 0; i < n; ++i) ex[i] = static_cast<std::int64_t>(2 + 7 * i);
+    const ref_nnm_result ref = ref_nnm(w, f);
+    // The neighbourhoods really differ between clients (otherwise the test would not see a wrong N_i).
+    std::size_t distinct = 0;
+    for (std::size_t i = 1; i < n; ++i) {
+      auto a = ref.neighbours[i], b = ref.neighbours[0];
+      std::sort(a.begin(), a.end()), std::sort(b.begin(), b.end());
+      distinct += a != b ? 1 : 0;
+    }
+    REQUIRE(distinct >= n / 2);
+
+    using nnm_median = tl::nearest_neighbor_mixing<tl::coordinate_median>;
+    tl::aggregator<nnm_median> agg(nnm_median{.num_malicious = f}, d);
+    vecf g(d);
+    REQUIRE(agg.round(std::span<float>(g), as_results(w, ex)).updated());
+    REQUIRE(agg.state().neighbours == ref.neighbours);
+    REQUIRE(agg.state().mixed.size() == n);
+    for (std::size_t i = 0; i < n; ++i) require_close(agg.state().mixed[i], ref.mixed[i], 1e-5, 1e-6);
+    vecd want(d);
+    for (std::size_t j = 0; j < d; ++j) want[j] = ref_median(column(ref.mixed, j));
+    require_close(g, want, 1e-5, 1e-6);
+
+    // Other inner rules: the mixed vectors match the reference, and NNM ∘ rule is exactly the rule applied to
+    // them (with the clients' example counts, in client order). Not against the reference mixed vectors
+    // themselves: clients whose N_i are the same set have mixed vectors equal up to rounding, and Krum's /
+    // Bulyan's argmin among such near-duplicates depends on that rounding.
+    auto same_as_inner = [&]<class Inner>(const Inner& inner) {
+      using P = tl::nearest_neighbor_mixing<Inner>;
+      tl::aggregator<P> a(P{.inner = inner, .num_malicious = f}, d);
+      tl::aggregator<Inner> b(inner, d);
+      vecf g1(d), g2(d);
+      REQUIRE(a.round(std::span<float>(g1), as_results(w, ex)).updated());
+      INFO("inner rule " << Inner::name());
+      REQUIRE(a.state().neighbours == ref.neighbours);
+      for (std::size_t i = 0; i < n; ++i) require_close(a.state().mixed[i], ref.mixed[i], 1e-5, 1e-6);
+      REQUIRE(b.round(std::span<float>(g2), as_results(a.state().mixed, ex)).updated());
+      require_close(g1, g2, 0.0, 0.0);
+    };
+    same_as_inner(tl::trimmed_mean{.beta = 0.2});
+    same_as_inner(tl::krum{.num_malicious = f});
+    same_as_inner(tl::krum{.num_malicious = f, .num_to_keep = 5});  // Multi-Krum: example-weighted
+    same_as_inner(tl::bulyan{.num_malicious = f});                  // n = 11 = 4f + 3
+  }
+  SECTION("int8 and fp16 updates: the reference on the decoded values") {
+    const std::size_t n = 9, f = 3, dd = 3001, chunk = 300;
+    auto w = spread_clients(n, dd, 77);
+    auto e = encode_fleet(w, chunk);
+    std::vector<tl::client_result<tl::int8_update>> rq;
+    std::vector<tl::client_result<tl::fp16_update>> rh;
+    for (std::size_t i = 0; i < n; ++i) {
+      rq.push_back({i, tl::int8_update{e.q[i], e.scales[i], {}, chunk}, 1});
+      rh.push_back({i, tl::fp16_update{e.h[i]}, 1});
+    }
+    using P = tl::nearest_neighbor_mixing<tl::trimmed_mean>;
+    const P pol{.inner = {.beta = 0.2}, .num_malicious = f};
+    tl::aggregator<P> aq(pol, dd), ah(pol, dd);
+    vecf gq(dd), gh(dd);
+    REQUIRE(aq.round(std::span<float>(gq), rq).updated());
+    REQUIRE(ah.round(std::span<float>(gh), rh).updated());
+    for (const auto& [agg, dec, got] : {std::tuple{&aq, &e.q_dec, &gq}, std::tuple{&ah, &e.h_dec, &gh}}) {
+      const ref_nnm_result ref = ref_nnm(*dec, f);
+      REQUIRE(agg->state().neighbours == ref.neighbours);
+      for (std::size_t i = 0; i < n; ++i) require_close(agg->state().mixed[i], ref.mixed[i], 1e-5, 1e-6);
+      vecd want(dd);
+      for (std::size_t j = 0; j < dd; ++j) want[j] = ref_trimmed(column(ref.mixed, j), 1);  // ⌊0.2 · 9⌋ = 1
+      require_close(*got, want, 1e-5, 1e-6);
+    }
+  }
+  SECTION("f = 0: every mixed vector is the plain mean, so NNM o median = the mean") {
+    const std::size_t n = 8;
+    auto w = spread_clients(n, d, 555);
+    const vecd mean = ref_fedavg(w, ones(n));
+    using P = tl::nearest_neighbor_mixing<tl::coordinate_median>;
+    tl::aggregator<P> agg(P{}, d);
+    vecf g(d);
+    REQUIRE(agg.round(std::span<float>(g), as_results(w, ones(n))).updated());
+    for (std::size_t i = 0; i < n; ++i) {
+      REQUIRE(agg.state().neighbours[i].size() == n);
+      require_close(agg.state().mixed[i], mean, 1e-5, 1e-6);
+    }
+    require_close(g, mean, 1e-5, 1e-6);
+  }
+  SECTION("far outliers never enter an honest neighbourhood; the result is the honest mean") {
+    const std::size_t n = 10, f = 2;
+    auto w = spread_clients(n, d, 31337);  // heterogeneous honest clients
+    w[3].assign(d, 1000.0f);                     // two attackers far away, on opposite sides
+    w[8].assign(d, -400.0f);
+    std::vector<vecf> honest;
+    for (std::size_t i = 0; i < n; ++i)
+      if (i != 3 && i != 8) honest.push_back(w[i]);
+    const vecd honest_mean = ref_fedavg(honest, ones(honest.size()));
+    using P = tl::nearest_neighbor_mixing<tl::coordinate_median>;
+    tl::aggregator<P> agg(P{.num_malicious = f}, d);
+    vecf g(d);
+    REQUIRE(agg.round(std::span<float>(g), as_results(w, ones(n))).updated());
+    for (std::size_t i = 0; i < n; ++i) {
+      if (i == 3 || i == 8) continue;
+      const auto& nb = agg.state().neighbours[i];
+      REQUIRE(nb.size() == n - f);
+      CHECK(nb[0] == i);
+      CHECK(std::find(nb.begin(), nb.end(), std::size_t{3}) == nb.end());
+      CHECK(std::find(nb.begin(), nb.end(), std::size_t{8}) == nb.end());
+      require_close(agg.state().mixed[i], honest_mean, 1e-5, 1e-6);  // N_i = the 8 honest clients
+    }
+    // 8 of the 10 mixed vectors are the honest mean, so the median is too; the plain median is not.
+    require_close(g, honest_mean, 1e-5, 1e-5);
+    tl::aggregator<tl::coordinate_median> plain(tl::coordinate_median{}, d);
+    vecf gp(d);
+    REQUIRE(plain.round(std::span<float>(gp), as_results(w, ones(n))).updated());
+    double err = 0;
+    for (std::size_t j = 0; j < d; ++j) err = std::max(err, std::fabs(gp[j] - honest_mean[j]));
+    CHECK(err > 0.1);
+  }
+  SECTION("deterministic tie-break: x_i first, then equal distances by position") {
+    const std::size_t n = 6;
+    std::vector<vecf> w(n, vecf(d, 0.25f));  // all identical: every distance is 0
+    using P = tl::nearest_neighbor_mixing<tl::coordinate_median>;
+    tl::aggregator<P> agg(P{.num_malicious = 2}, d);
+    vecf g(d);
+    REQUIRE(agg.round(std::span<float>(g), as_results(w, ones(n))).updated());
+    using nbv = std::vector<std::size_t>;
+    CHECK(agg.state().neighbours[0] == nbv{0, 1, 2, 3});
+    CHECK(agg.state().neighbours[2] == nbv{2, 0, 1, 3});
+    CHECK(agg.state().neighbours[5] == nbv{5, 0, 1, 2});
+    for (const float x : g) REQUIRE(x == 0.25f);
+  }
+  SECTION("errors: f >= n, or fewer updates than the inner rule needs") {
+    using PK = tl::nearest_neighbor_mixing<tl::krum>;
+    const PK pk{.inner = {.num_malicious = 2}, .num_malicious = 2};
+    CHECK(pk.min_clients() == 7);  // Krum's 2f + 3
+    using PM = tl::nearest_neighbor_mixing<tl::coordinate_median>;
+    CHECK(PM{.num_malicious = 5}.min_clients() == 6);  // f < n
+    auto w6 = random_clients(6, d, 8);
+    auto r6 = as_results(w6, ones(6));
+    // Through the aggregator: the round fails, the weights are untouched.
+    vecf g(d, 0.5f);
+    tl::aggregator<PK> ak(pk, d);
+    CHECK_FALSE(ak.round(std::span<float>(g), r6).updated());
+    tl::aggregator<PM> am(PM{.num_malicious = 6}, d);
+    CHECK_FALSE(am.round(std::span<float>(g), r6).updated());
+    for (const float x : g) REQUIRE(x == 0.5f);
+    // Called directly (past the aggregator's min_clients check): a clear error status, no crash.
+    std::vector<const tl::client_result<tl::fp32_update>*> ptrs;
+    for (const auto& r : r6) ptrs.push_back(&r);
+    const tl::update_set<tl::fp32_update> set(std::span<const tl::client_result<tl::fp32_update>* const>(ptrs), d);
+    PK::state<float> sk(pk, d);
+    const tl::status s1 = pk.aggregate(sk, std::span<float>(g), set);
+    CHECK(s1.code == tl::errc::invalid_argument);
+    const PM pm6{.num_malicious = 6}, pm9{.num_malicious = 9};
+    PM::state<float> sm(pm6, d);
+    CHECK(pm6.aggregate(sm, std::span<float>(g), set).code == tl::errc::invalid_argument);
+    CHECK(pm9.aggregate(sm, std::span<float>(g), set).code == tl::errc::invalid_argument);
+    for (const float x : g) REQUIRE(x == 0.5f);
+    // n = 7 is enough for Krum with f = 2.
+    auto w7 = random_clients(7, d, 9);
+    CHECK(ak.round(std::span<float>(g), as_results(w7, ones(7))).updated());
+  }
+}
+
 TEST_CASE("fp16 and int8 updates aggregate like fp32 of their decoded values", "[aggregate][encoding]") {
   const std::size_t n = 11, d = 3001;  // not a multiple of the 4 KiB decode chunk nor of the int8 chunk
   auto w = random_clients(n, d, 2024, 0.5f);
@@ -641,6 +852,7 @@ TEST_CASE("fp16 and int8 updates aggregate like fp32 of their decoded values", "
   SECTION("trimmed mean") { check_encodings(tl::trimmed_mean{0.2}, w, ex, 1e-6); }
   SECTION("krum") { check_encodings(tl::krum{2, 0}, w, ex, 0); }
   SECTION("bulyan") { check_encodings(tl::bulyan{2}, w, ex, 1e-6); }
+  SECTION("nnm median") { check_encodings(tl::nearest_neighbor_mixing<tl::coordinate_median>{.num_malicious = 3}, w, ex, 1e-6); }
   SECTION("dp fixed clipping, z = 0 (weighted sum against a reference)") {
     tl::dp_fixed_clipping<> p;
     p.noise_multiplier = 0.0f;

@@ -15,6 +15,7 @@
 /// | `coordinate_median`, `trimmed_mean` | coordinate-wise robust statistics | robust.hpp |
 /// | `krum` (and Multi-Krum), `bulyan` | Byzantine-robust selection | robust.hpp |
 /// | `bucketing<Rule>` | means of random buckets of s updates, then a robust rule (non-IID clients) | robust.hpp |
+/// | `nearest_neighbor_mixing<Rule>` | each update → mean of its n − f nearest, then a robust rule (non-IID clients) | robust.hpp |
 /// | `dp_fixed_clipping<P>`, `dp_adaptive_clipping<P>` | central DP wrappers | privacy.hpp |
 ///
 /// When to use which: `fedavg` for honest IID-ish fleets; `fedavgm` /
