@@ -6,7 +6,8 @@
 //                           [--fedsgd-lr X] [--skip-fedsgd] [--skip-fedavg] [--server-momentum B --server-lr E]
 //                           [--robust-rounds N] [--robust-lr X] [--robust-rules LIST] [--robust-attacked-only]
 //                           [--flip-magnitude L] [--dp-rounds N] [--dp-clip C] [--dp-noise LIST]
-//                           [--skip-robust] [--skip-dp] [--partition shards|iid] [--json FILE] [--seed S]
+//                           [--skip-robust] [--skip-dp] [--partition shards|iid] [--model small|2nn|cnn]
+//                           [--json FILE] [--seed S]
 //
 // Prints
 //  1. rounds to reach the target test accuracy for FedSGD (E = 1, B = ∞) and
@@ -18,16 +19,27 @@
 //     coordinate median, trimmed mean (β = 0.2, cuts 4 per tail), Krum,
 //     Multi-Krum (m = n − f = 16) and Bulyan (f = 4; needs n ≥ 4f + 3), and
 //     bucketing (s = 2, Karimireddy et al. 2022) in front of median, trimmed
-//     mean and Multi-Krum — each attacked and, unless --robust-attacked-only,
-//     also clean (the rule's own cost on 2-class clients);
+//     mean and Multi-Krum, nearest-neighbor mixing (f = 4, Allouah et al.
+//     2023) in front of median, trimmed mean, Krum and Bulyan ("NNM median",
+//     "NNM trimmed mean", "NNM Krum", "NNM Bulyan"), and the two NNM variations
+//     of docs/federated.md ("bucketed NNM median", "bucketed NNM trimmed mean",
+//     "NNM f_mix=2 median", "NNM f_mix=2 Krum"; these four only when named in
+//     --robust-rules) — each attacked and, unless
+//     --robust-attacked-only, also clean (the rule's own cost on 2-class clients);
 //  3. client-level DP-FedAvg (McMahan et al. 2018): Poisson client sampling
 //     q = 0.1, fixed denominator m = qK = 10, clip C, noise σ = zC/m, for each
 //     z of --dp-noise, with ε at δ = 1e-5 from the RDP accountant over the
 //     rounds run.
 //
-// The default is sized for ~10 CPU minutes: a 784-100-10 MLP (79 510
-// parameters). `--full` uses McMahan et al.'s 2NN (784-200-200-10, 199 210
+// The default model is a 784-100-10 MLP (79 510 parameters): sections 1 and 3
+// take a few CPU minutes, section 2 runs 13 rules attacked and clean for 50
+// rounds each (about 1.5 CPU hours on a 2020s x86 core) — pick rules with
+// --robust-rules or leave it out with --skip-robust. `--full` uses McMahan et al.'s 2NN (784-200-200-10, 199 210
 // parameters), 560 FedAvg rounds, client lr 0.1 × 0.995 per round.
+// `--model small|2nn|cnn` picks the model apart from the schedule (the default
+// is 2nn with --full, small otherwise); cnn is the LeNet-5-like CNN of
+// examples/train_fashion_mnist (conv 12@5×5 pad 2, pool, conv 24@5×5, pool,
+// 600-120-84-10; 90 670 parameters).
 // `--robust-rules` and `--dp-noise` take comma-separated lists (rule names as
 // printed in the table).
 #include <algorithm>
@@ -56,6 +68,11 @@ namespace {
 
 using mlp_small = tl::sequential<tl::dense<784, 100>, tl::relu, tl::dense<100, 10>>;
 using mlp_2nn = tl::sequential<tl::dense<784, 200>, tl::relu, tl::dense<200, 200>, tl::relu, tl::dense<200, 10>>;
+// The LeNet-5-like CNN of examples/train_fashion_mnist (91.0% centralised; 90 670 parameters).
+using cnn_lenet5 = tl::sequential<tl::input<28, 28, 1>, tl::conv2d<12, 5, 1, 2>, tl::relu, tl::max_pool2d<2>,
+                                  tl::conv2d<24, 5>, tl::relu, tl::max_pool2d<2>, tl::flatten, tl::dense<600, 120>,
+                                  tl::relu, tl::dense<120, 84>, tl::relu, tl::dense<84, 10>>;
+static_assert(cnn_lenet5::param_count == 90'670);
 
 template <class Model, class Aggregation>
 struct fleet {
@@ -86,6 +103,7 @@ struct options {
     return rules.empty() || std::find(rules.begin(), rules.end(), rule) != rules.end();
   }
   std::string json, partition = "shards";
+  std::string model;  // small | 2nn | cnn; empty: 2nn with --full, small otherwise
   std::uint64_t seed = 1;
 };
 
@@ -235,8 +253,9 @@ int experiment(const options& opt, const std::vector<nn::labelled_view<std::uint
     const float lr = opt.robust_lr;
     // Each rule attacked and (with --robust-clean) also without attackers: the rule's own cost on
     // 2-class clients, apart from the attack's.
-    auto both = [&]<class Policy>(const char* name, const Policy& policy) {
-      if (!opt.wants(name)) return;
+    // Rows with by_default = false run only when named in --robust-rules.
+    auto both = [&]<class Policy>(const char* name, const Policy& policy, bool by_default = true) {
+      if (opt.rules.empty() ? !by_default : !opt.wants(name)) return;
       robust.push_back(run<fleet<Model, Policy>>(name, attacked, policy, lr, clients, test, 0, opt.seed));
       robust.back().attacked = true;
       if (opt.robust_clean || std::string(name) == "FedAvg") {
@@ -254,15 +273,35 @@ int experiment(const options& opt, const std::vector<nn::labelled_view<std::uint
     both("bucketed median", tl::bucketing<tl::coordinate_median>{.bucket_size = 2});
     both("bucketed trimmed mean", tl::bucketing<tl::trimmed_mean>{.inner = {.beta = 0.2}, .bucket_size = 2});
     both("bucketed Multi-Krum", tl::bucketing<tl::krum>{.inner = {.num_malicious = 3, .num_to_keep = 6}, .bucket_size = 2});
+    // Nearest-neighbor mixing (Allouah et al. 2023): each update -> mean of its n - f = 16 nearest, then the rule.
+    both("NNM median", tl::nearest_neighbor_mixing<tl::coordinate_median>{.num_malicious = f});
+    both("NNM trimmed mean", tl::nearest_neighbor_mixing<tl::trimmed_mean>{.inner = {.beta = 0.2}, .num_malicious = f});
+    both("NNM Krum", tl::nearest_neighbor_mixing<tl::krum>{.inner = {.num_malicious = f}, .num_malicious = f});
+    both("NNM Bulyan", tl::nearest_neighbor_mixing<tl::bulyan>{.inner = {.num_malicious = f}, .num_malicious = f});
+    // The two variations tried (docs/federated.md): NNM after bucketing (s = 2: 10 bucket means, at most 4 of
+    // them contaminated, each mixed with its 6 nearest), and a mixing f = 2 below the real 4 (18 neighbours).
+    both("bucketed NNM median",
+         tl::bucketing<tl::nearest_neighbor_mixing<tl::coordinate_median>>{.inner = {.num_malicious = f}, .bucket_size = 2},
+         false);
+    both("bucketed NNM trimmed mean",
+         tl::bucketing<tl::nearest_neighbor_mixing<tl::trimmed_mean>>{.inner = {.inner = {.beta = 0.2}, .num_malicious = f},
+                                                                      .bucket_size = 2},
+         false);
+    both("NNM f_mix=2 median", tl::nearest_neighbor_mixing<tl::coordinate_median>{.num_malicious = 2}, false);
+    both("NNM f_mix=2 Krum", tl::nearest_neighbor_mixing<tl::krum>{.inner = {.num_malicious = f}, .num_malicious = 2}, false);
     double ref = -1.0;
     for (const auto& r : robust)
       if (r.name == "FedAvg" && !r.attacked) ref = r.last5_accuracy;
-    std::printf("\n  %-22s %10s %12s %14s %14s\n", "rule", "attacked", "final acc", "last-5 mean", "vs clean FedAvg");
+    std::printf("\n  %-26s %8s %10s %12s %16s %14s\n", "rule", "attacked", "final acc", "last-5 mean", "vs clean FedAvg",
+                "vs own clean");
     for (const auto& r : robust) {
-      char vs[32] = "(no clean FedAvg)";
+      char vs[32] = "(no clean FedAvg)", own[32] = "";
       if (ref >= 0) std::snprintf(vs, sizeof vs, "%+.2f pp", 100 * (r.last5_accuracy - ref));
-      std::printf("  %-22s %10s %11.2f%% %13.2f%% %15s\n", r.name.c_str(), r.attacked ? "yes" : "no",
-                  100 * r.final_accuracy, 100 * r.last5_accuracy, vs);
+      for (const auto& c : robust)  // the cost of the attack: attacked − the same rule's clean run
+        if (r.attacked && !c.attacked && c.name == r.name)
+          std::snprintf(own, sizeof own, "%+.2f pp", 100 * (r.last5_accuracy - c.last5_accuracy));
+      std::printf("  %-26s %8s %9.2f%% %11.2f%% %16s %14s\n", r.name.c_str(), r.attacked ? "yes" : "no",
+                  100 * r.final_accuracy, 100 * r.last5_accuracy, vs, own);
     }
   }
 
@@ -309,9 +348,9 @@ int experiment(const options& opt, const std::vector<nn::labelled_view<std::uint
     std::fprintf(f,
                  "{\n  \"setting\": {\"clients\": 100, \"partition\": \"%s\", \"shards_per_client\": 2, \"shard_size\": 300, \"C\": 0.1, "
                  "\"E\": 5, \"B\": 10, \"parameters\": %zu, \"target\": %.4f, \"lr\": %.4f, \"lr_decay\": %.4f, \"fedsgd_lr\": %.4f, "
-                 "\"seed\": %llu, \"full\": %s},\n",
+                 "\"seed\": %llu, \"full\": %s, \"model\": \"%s\"},\n",
                  opt.partition.c_str(), Model::param_count, opt.target, static_cast<double>(opt.lr), static_cast<double>(opt.lr_decay), static_cast<double>(opt.fedsgd_lr),
-                 static_cast<unsigned long long>(opt.seed), opt.full ? "true" : "false");
+                 static_cast<unsigned long long>(opt.seed), opt.full ? "true" : "false", opt.model.c_str());
     std::fprintf(f, "  \"rounds_to_target\": [\n");
     for (std::size_t i = 0; i < speed.size(); ++i) print_json_run(f, speed[i], i + 1 == speed.size());
     std::fprintf(f, "  ],\n  \"robustness\": {\"attack\": \"sign_flip\", \"magnitude\": %.2f, \"fraction\": 0.2, \"C\": 0.2, \"runs\": [\n",
@@ -348,7 +387,7 @@ int main(int argc, char** argv) {
                      "[--fedsgd-lr X] [--skip-fedsgd] [--skip-fedavg] [--server-momentum B --server-lr E] "
                      "[--robust-rounds N] [--robust-lr X] [--robust-rules LIST] [--robust-attacked-only] "
                      "[--flip-magnitude L] [--dp-rounds N] [--dp-clip C] [--dp-noise LIST] [--skip-robust] "
-                     "[--skip-dp] [--partition shards|iid] [--json FILE] [--seed S]");
+                     "[--skip-dp] [--partition shards|iid] [--model small|2nn|cnn] [--json FILE] [--seed S]");
   while (args.next()) {
     if (args.is("--full")) opt.full = true;
     else if (args.is("--rounds")) opt.rounds = args.count();
@@ -374,6 +413,7 @@ int main(int argc, char** argv) {
     else if (args.is("--flip-magnitude")) opt.magnitude = args.real<float>();
     else if (args.is("--json")) opt.json = args.text();
     else if (args.is("--seed")) opt.seed = args.count<std::uint64_t>();
+    else if (args.is("--model")) opt.model = args.text();
     else args.unknown();
   }
   if (opt.rounds == 0) opt.rounds = opt.full ? 560 : 30;
@@ -383,6 +423,11 @@ int main(int argc, char** argv) {
   if (opt.robust_rounds == 0) opt.robust_rounds = opt.full ? 100 : 50;
   if (opt.dp_rounds == 0) opt.dp_rounds = opt.full ? 100 : 50;
   if (opt.target == 0.0) opt.target = opt.full ? 0.85 : 0.70;
+  if (opt.model.empty()) opt.model = opt.full ? "2nn" : "small";
+  if (opt.model != "small" && opt.model != "2nn" && opt.model != "cnn") {
+    std::fprintf(stderr, "--model must be small, 2nn or cnn\n");
+    return 2;
+  }
   try {
     const auto train = tl::data::load_fashion_mnist(tl::data::split::train);
     const auto test_set = tl::data::load_fashion_mnist(tl::data::split::test);
@@ -398,7 +443,8 @@ int main(int argc, char** argv) {
     const nn::labelled_view<std::uint8_t> test{test_set.images.data(), test_set.labels.data(), test_set.count, 784};
     std::printf("Fashion-MNIST: %zu clients (%s), %zu test images\n", fed.clients.size(),
                 opt.partition == "iid" ? "IID, 600 each" : "shard non-IID, 2 x 300", test.count);
-    return opt.full ? experiment<mlp_2nn>(opt, fed.clients, test) : experiment<mlp_small>(opt, fed.clients, test);
+    if (opt.model == "cnn") return experiment<cnn_lenet5>(opt, fed.clients, test);
+    return opt.model == "2nn" ? experiment<mlp_2nn>(opt, fed.clients, test) : experiment<mlp_small>(opt, fed.clients, test);
   } catch (const tl::error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
