@@ -130,6 +130,26 @@ template <class State>
   return status::success();
 }
 
+namespace detail {
+/// One wire frame of type `checkpoint`, dtype `bytes`, holding `payload`
+/// (at most 4 GiB, checked by the callers), `round` = rounds completed.
+inline std::vector<std::uint8_t> checkpoint_frame(std::uint32_t rounds_completed, std::uint64_t aux,
+                                                  std::span<const std::uint8_t> payload) {
+  wire::message_header h;
+  h.type = wire::message_type::checkpoint;
+  h.dtype = wire::wire_dtype::bytes;
+  h.round = rounds_completed;
+  h.aux = aux;
+  h.count = static_cast<std::uint32_t>(payload.size());
+  std::vector<std::uint8_t> frame(wire::frame_size(payload.size()));
+  std::size_t written = 0;
+  wire::wire_limits lim;
+  lim.max_payload_bytes = 0xFFFFFFFFu;
+  raise_if_error(wire::encode(h, payload, frame, written, lim));
+  return frame;
+}
+}  // namespace detail
+
 /// Serialise `c` into one wire frame.
 inline std::vector<std::uint8_t> encode_server_checkpoint(const server_checkpoint& c) {
   const std::size_t d = c.global.size();
@@ -152,18 +172,8 @@ inline std::vector<std::uint8_t> encode_server_checkpoint(const server_checkpoin
   };
   put(c.global);
   for (const auto& v : c.state) put(v);
-  wire::message_header h;
-  h.type = wire::message_type::checkpoint;
-  h.dtype = wire::wire_dtype::bytes;
-  h.round = c.rounds_completed;
   TINYLARGE_REQUIRE(payload <= 0xFFFFFFFFu, errc::too_large, "encode_server_checkpoint: checkpoint above 4 GiB");
-  h.count = static_cast<std::uint32_t>(payload);
-  std::vector<std::uint8_t> frame(wire::frame_size(payload));
-  std::size_t written = 0;
-  wire::wire_limits lim;
-  lim.max_payload_bytes = 0xFFFFFFFFu;
-  raise_if_error(wire::encode(h, p, frame, written, lim));
-  return frame;
+  return detail::checkpoint_frame(c.rounds_completed, 0, p);
 }
 
 /// Parse a checkpoint frame (untrusted bytes: every size checked).
@@ -325,18 +335,7 @@ inline std::vector<std::uint8_t> encode_split_checkpoint(const split_checkpoint&
   for (const auto& v : c.server_state) put(v);
   for (const auto& o : c.copies)
     for (const auto& v : o.vectors) put(v);
-  wire::message_header h;
-  h.type = wire::message_type::checkpoint;
-  h.dtype = wire::wire_dtype::bytes;
-  h.round = c.rounds_completed;
-  h.aux = split_checkpoint_tag;
-  h.count = static_cast<std::uint32_t>(payload);
-  std::vector<std::uint8_t> frame(wire::frame_size(p.size()));
-  std::size_t written = 0;
-  wire::wire_limits lim;
-  lim.max_payload_bytes = 0xFFFFFFFFu;
-  raise_if_error(wire::encode(h, p, frame, written, lim));
-  return frame;
+  return detail::checkpoint_frame(c.rounds_completed, split_checkpoint_tag, p);
 }
 
 /// Parse a split checkpoint frame (untrusted bytes: every count and length is
