@@ -22,11 +22,11 @@ set -euo pipefail
 
 declare -A TL_GROUPS=(
   [build]="catch2 clang-14 cmake g++ git libclang-rt-14-dev libxsimd-dev libxtensor-dev make ninja-build pkg-config python3 xtl-dev zlib1g-dev"
-  [bench]="libbenchmark-dev libopenblas-dev"
+  [bench]="libbenchmark-dev libdnnl-dev libopenblas-dev"
   [data]="dataset-fashion-mnist python3-numpy python3-torch"
   [mcu]="gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm"
   [arm]="g++-aarch64-linux-gnu g++-arm-linux-gnueabihf qemu-user"
-  [net]="libmosquitto-dev libopenmpi-dev mosquitto openmpi-bin"
+  [net]="libmosquitto-dev libopenmpi-dev libsodium-dev mosquitto openmpi-bin"
   [docs]="doxygen python3-matplotlib"
 )
 TL_ALL_GROUPS="build bench data mcu arm net docs"
