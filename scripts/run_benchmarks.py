@@ -14,8 +14,17 @@ table is written as JSON to benchmarks/results/kernels.json, together with the
 raw per-benchmark medians and the machine context.
 
 Peers: fp32 -> OpenBLAS (cblas_sgemm / cblas_sgemv); fp16 storage -> OpenBLAS
-fp32 at the same shape (there is no fp16-storage OpenBLAS); int8 -> our own
-fp32 kernel at the same shape (the goal is int8 >= 3x our fp32 in MAC/s).
+fp32 at the same shape (there is no fp16-storage OpenBLAS); int8 -> oneDNN's
+int8 matmul (`bench_int8_onednn`, built when Debian's libdnnl-dev is found:
+pre-packed weights on both sides, int32 and requantized int8 outputs) and our
+own fp32 kernel at the same shape (the goal is int8 >= 3x our fp32 in MAC/s).
+
+Fairness (scripts/bench_env.py): the benchmark binaries run without
+OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE (they would pin OpenBLAS to its AVX2
+kernels); the OpenBLAS core, the oneDNN ISA and implementation, the CPU model
+and the load are printed, and a ratio against a peer that ran a fallback
+kernel (a core narrower than the CPU's vectors, a `ref` oneDNN primitive) is
+printed as "refused" and recorded as null.
 For batch 1 there is also `read_w`, a loop that only reads the 784x256 fp32
 weight matrix once (800 KB): the memory floor of any fp32 batch-1 kernel.
 "loop" rows are the scalar reference back end compiled with -O3 -march=native.
@@ -31,6 +40,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import bench_env  # noqa: E402
 
 # (row label, ours benchmark, peer benchmark, goal description, goal ratio)
 COMPARISONS = [
@@ -56,21 +67,38 @@ COMPARISONS = [
     ("dense 1x784x256 fp16 (batch 1)", "dense/1x784x256/fp16/ours", "dense/1x784x256/fp32/openblas", None, None),
     ("dense 1x784x256 int8 (batch 1) vs our fp32", "dense/1x784x256/int8/ours", "dense/1x784x256/fp32/ours", None,
      None),
+    # bench_int8_onednn: pre-packed weights on both sides, same shapes (M x K x N).
+    ("int8 512x512x512 int32 out vs oneDNN", "int8/512x512x512/s32/ours", "int8/512x512x512/s32/onednn",
+     ">= 1.0x oneDNN", 1.0),
+    ("int8 512x512x512 int8 out vs oneDNN", "int8/512x512x512/s8/ours", "int8/512x512x512/s8/onednn",
+     ">= 0.95x oneDNN", 0.95),
+    ("int8 64x784x256 int32 out vs oneDNN", "int8/64x784x256/s32/ours", "int8/64x784x256/s32/onednn",
+     ">= 1.0x oneDNN", 1.0),
+    ("int8 64x784x256 int8 out vs oneDNN", "int8/64x784x256/s8/ours", "int8/64x784x256/s8/onednn",
+     ">= 0.95x oneDNN", 0.95),
+    ("int8 1x784x256 int8 out vs oneDNN", "int8/1x784x256/s8/ours", "int8/1x784x256/s8/onednn", None, None),
 ]
 
 
-def build(build_dir: Path) -> Path:
-    exe = build_dir / "benchmarks" / "bench_kernels"
+BINARIES = ("bench_kernels", "bench_int8_onednn")
+
+
+def build(build_dir: Path) -> None:
     if not (build_dir / "CMakeCache.txt").exists():
         subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release",
                         "-DTINYLARGE_BUILD_BENCHMARKS=ON", "-DTINYLARGE_BUILD_TESTS=OFF",
                         "-DTINYLARGE_BUILD_EXAMPLES=OFF", "-DTINYLARGE_INSTALL=OFF"], check=True)
     subprocess.run(["cmake", "--build", str(build_dir), "--target", "bench_kernels", "-j2"], check=True)
-    return exe
+    # bench_int8_onednn exists only when CMake found oneDNN (libdnnl-dev).
+    targets = subprocess.run(["cmake", "--build", str(build_dir), "--target", "help"], stdout=subprocess.PIPE,
+                             text=True).stdout
+    if "bench_int8_onednn" in targets:
+        subprocess.run(["cmake", "--build", str(build_dir), "--target", "bench_int8_onednn", "-j2"], check=True)
 
 
 def run(exe: Path, repetitions: int, min_time: float, filt: str) -> dict:
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    # The peers (OpenBLAS, oneDNN) run in these processes: their environment is the peer's.
+    env = bench_env.peer_env()
     args = [str(exe), "--benchmark_format=json", f"--benchmark_repetitions={repetitions}",
             f"--benchmark_min_time={min_time}", "--benchmark_report_aggregates_only=false"]
     if filt:
@@ -105,13 +133,36 @@ def main() -> int:
     a = ap.parse_args()
 
     build_dir = Path(a.build_dir).resolve()
-    exe = build_dir / "benchmarks" / "bench_kernels" if a.no_build else build(build_dir)
-    report = run(exe, a.repetitions, a.min_time, a.filter)
-    med = medians(report)
+    if not a.no_build:
+        build(build_dir)
+    peer = bench_env.probe(bench_env.peer_env())
+    print(bench_env.describe(peer))
+    reasons = bench_env.fallback_reasons(peer)
+    report, med, labels = None, {}, {}
+    for name in BINARIES:
+        exe = build_dir / "benchmarks" / name
+        if not exe.exists():
+            print(f"({exe} not built: its rows are skipped)")
+            continue
+        r = run(exe, a.repetitions, a.min_time, a.filter)
+        report = report or r
+        report["context"].update({f"{name}:{k}": v for k, v in r["context"].items()})
+        med.update(medians(r))
+        labels.update({b["run_name"]: b["label"] for b in r["benchmarks"] if b.get("label")})
+    if report is None:
+        print("no benchmark binary found")
+        return 1
+    # A oneDNN primitive whose implementation is a reference loop is a fallback.
+    for n, lab in labels.items():
+        if n.endswith("/onednn") and lab.startswith("ref"):
+            reasons.append(f"{n} ran oneDNN's reference implementation ({lab})")
+            print(f"PEER FALLBACK: {n} ran {lab} -- ratios refused")
+    for n, lab in sorted(labels.items()):
+        if n.endswith("/onednn"):
+            print(f"oneDNN implementation of {n}: {lab}")
 
     rows = []
-    print(f"back end: {report['context'].get('tinylarge_backend', '?')}; peer: "
-          f"{report['context'].get('openblas_config', '?')}; load average at start: "
+    print(f"back end: {report['context'].get('tinylarge_backend', '?')}; load average at start: "
           f"{report['context'].get('load_avg', '?')}")
     print("throughput = median GFLOP/s from CPU time (2 ops per MAC; int8 too); time = median CPU / wall us")
     hdr = f"{'shape / precision':44} {'ours':>9} {'peer':>9} {'ratio':>7} {'ours us cpu/wall':>18}  goal"
@@ -121,9 +172,13 @@ def main() -> int:
         if ours not in med or peer not in med:
             continue
         o, p = med[ours], med[peer]
-        ratio = o["gflops"] / p["gflops"]
+        # Ratios against ourselves (int8 vs our fp32) never refer to a peer's kernel.
+        peer_is_ours = peer.endswith("/ours") or peer.endswith("/read_w")
+        ratio = bench_env.ratio(o["gflops"], p["gflops"], [] if peer_is_ours else reasons)
         met = None
-        if goal_ratio is not None:
+        if ratio is None:
+            met = None
+        elif goal_ratio is not None:
             met = ratio >= goal_ratio
         elif goal == "<= 6 us":
             met = o["cpu_us"] <= 6.0
@@ -132,12 +187,13 @@ def main() -> int:
                      "ours_real_us": o["real_us"], "peer_cpu_us": p["cpu_us"], "peer_real_us": p["real_us"],
                      "goal": goal, "goal_met": met})
         mark = "" if met is None else (" met" if met else " NOT met")
-        print(f"{label:44} {o['gflops']:9.1f} {p['gflops']:9.1f} {ratio:7.2f} "
+        print(f"{label:44} {o['gflops']:9.1f} {p['gflops']:9.1f} {bench_env.fmt_ratio(ratio)} "
               f"{o['cpu_us']:8.1f}/{o['real_us']:<9.1f} {goal or ''}{mark}")
 
     out = Path(a.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"context": report["context"], "comparisons": rows, "benchmarks": med},
+    out.write_text(json.dumps({"context": report["context"], "peer": peer, "peer_fallbacks": reasons,
+                               "comparisons": rows, "benchmarks": med, "implementations": labels},
                               indent=2, sort_keys=False) + "\n")
     print(f"wrote {out}")
     return 0

@@ -327,6 +327,33 @@ void check_s8(std::size_t m, std::size_t n, std::size_t kk, const std::int8_t* x
         CHECK(yp.back() == 0x5a);
       }
     }
+    // The pre-packed GEMM form (any m), where the back end has one: int32 and
+    // requantized outputs, bit-exact, nothing written outside them.
+    using k::dense_s8_gemm_packed;
+    using k::dense_s8_s32_gemm_packed;
+    using k::pack_dense_s8_gemm;
+    if constexpr (requires { pack_dense_s8_gemm(tag, n, kk, w, p, static_cast<std::int8_t*>(nullptr)); }) {
+      const std::size_t bytes = k::dense_s8_gemm_packed_bytes(tag, n, kk);
+      REQUIRE(bytes > 0);
+      std::vector<std::int8_t> buf(bytes + 64);
+      std::int8_t* packed = aligned64(buf.data());
+      pack_dense_s8_gemm(tag, n, kk, w, p, packed);
+      std::vector<std::int32_t> accp(m * n + 2, 0x5a5a5a5a);
+      std::vector<std::int8_t> yp(m * n + 2, 0x5a);
+      dense_s8_s32_gemm_packed(tag, m, n, kk, x, packed, accp.data() + 1);
+      dense_s8_gemm_packed(tag, m, n, kk, x, packed, p, yp.data() + 1);
+      std::size_t bad_accp = 0, bad_yp = 0;
+      for (std::size_t e = 0; e < m * n; ++e) {
+        bad_accp += accp[e + 1] != ref[e] ? 1 : 0;
+        bad_yp += yp[e + 1] != yscalar[e] ? 1 : 0;
+      }
+      CHECK(bad_accp == 0);
+      CHECK(bad_yp == 0);
+      CHECK(accp.front() == 0x5a5a5a5a);
+      CHECK(accp.back() == 0x5a5a5a5a);
+      CHECK(yp.front() == 0x5a);
+      CHECK(yp.back() == 0x5a);
+    }
   });
 }
 

@@ -18,7 +18,7 @@
 /// | `scalar`       | reference loops (this file)            | reference loops (this file)        |
 /// | `avx2`         | packed GEMM, 5×16 FMA micro-kernel     | 16-bit `vpmaddwd`, exact           |
 /// | `avx512`       | packed GEMM, 14×32 FMA micro-kernel    | (falls back to `avx2`)             |
-/// | `avx512_vnni`  | (falls back to `avx512`)               | packed GEMM, 14×32 `vpdpbusd`      |
+/// | `avx512_vnni`  | (falls back to `avx512`)               | packed GEMM, 6×64 `vpdpbusd`       |
 ///
 /// Batch-1 inference has pre-packed forms on the x86 back ends (see
 /// `pack_dense_f32` / `pack_dense_s8` below): fp32 on `avx2` and `avx512`,
@@ -235,6 +235,18 @@ void pack_dense_s8(scalar, std::size_t, std::size_t, const std::int8_t*, const d
                    std::int8_t*) noexcept = delete;
 void dense_s8_packed(scalar, std::size_t, std::size_t, const std::int8_t*, const std::int8_t*,
                      const dense_s8_params&, std::int8_t*) noexcept = delete;
+
+/// Pre-packed int8 GEMM (any batch size), same scheme: `dense_s8_gemm_packed_bytes`
+/// (0: none, call `dense_s8` / `dense_s8_s32`), `pack_dense_s8_gemm` (W, bias and
+/// input zero point, once), then `dense_s8_gemm_packed` (requantized int8 out)
+/// or `dense_s8_s32_gemm_packed` (int32 out); on `avx512_vnni`.
+constexpr std::size_t dense_s8_gemm_packed_bytes(scalar, std::size_t, std::size_t) noexcept { return 0; }
+void pack_dense_s8_gemm(scalar, std::size_t, std::size_t, const std::int8_t*, const dense_s8_params&,
+                        std::int8_t*) noexcept = delete;
+void dense_s8_gemm_packed(scalar, std::size_t, std::size_t, std::size_t, const std::int8_t*, const std::int8_t*,
+                          const dense_s8_params&, std::int8_t*) noexcept = delete;
+void dense_s8_s32_gemm_packed(scalar, std::size_t, std::size_t, std::size_t, const std::int8_t*,
+                              const std::int8_t*, std::int32_t*) noexcept = delete;
 
 /// Floats of the packed batch-1 form of an n×k fp32 weight matrix with its
 /// bias (`pack_dense_f32` / `dense_f32_packed`, same scheme as the int8

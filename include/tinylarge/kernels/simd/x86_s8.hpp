@@ -58,10 +58,11 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <utility>
 
 #include "scratch.hpp"
-#include "x86_f32.hpp"  // transpose8x8
+#include "x86_f32.hpp"  // TINYLARGE_KERNELS_X86_AVX512
 
 // GCC 12's AVX-512 intrinsics pass `_mm512_undefined_epi32()` (a
 // self-initialised variable) as the pass-through operand, which -Wall reports
@@ -226,15 +227,6 @@ inline void quantize_s8(arch::avx512, const float* x, std::size_t n, quant_param
 
 namespace tinylarge::kernels::detail {
 
-/// Blocking of the VNNI int8 GEMM (k counted in groups of four bytes).
-struct s8_vnni_blocking {
-  static constexpr std::size_t mr = 14;    ///< register tile rows
-  static constexpr std::size_t nr = 32;    ///< register tile columns (2 zmm of int32)
-  static constexpr std::size_t kcq = 256;  ///< k block: 1024 bytes of k
-  static constexpr std::size_t mc = 10 * mr;
-  static constexpr std::size_t nc = 4096;
-};
-
 /// 4 bytes at p as a 32-bit word (unaligned, no aliasing issues).
 TINYLARGE_ALWAYS_INLINE std::uint32_t load_word(const std::int8_t* p) noexcept {
   std::uint32_t v;
@@ -248,62 +240,6 @@ TINYLARGE_ALWAYS_INLINE std::uint32_t load_word_partial(const std::int8_t* p, st
   return v;
 }
 
-/// One register tile: C[0:R, 0:ncols] = Σ_kq dpbusd(Ã, B̃) + (init ? init[col] : C).
-template <std::size_t R>
-TINYLARGE_NOINLINE void s8_vnni_micro_kernel(std::size_t kcq, const std::uint32_t* TINYLARGE_RESTRICT pa,
-                                             const std::int32_t* TINYLARGE_RESTRICT pb, std::int32_t* c,
-                                             std::size_t ldc, std::size_t ncols, const std::int32_t* init) noexcept {
-  __m512i c0[R], c1[R];
-#pragma GCC unroll 16
-  for (std::size_t r = 0; r < R; ++r) {
-    c0[r] = _mm512_setzero_si512();
-    c1[r] = _mm512_setzero_si512();
-  }
-  for (std::size_t q = 0; q < kcq; ++q) {
-    const __m512i b0 = _mm512_load_si512(pb), b1 = _mm512_load_si512(pb + 16);
-#pragma GCC unroll 16
-    for (std::size_t r = 0; r < R; ++r) {
-      const __m512i a = _mm512_set1_epi32(static_cast<int>(pa[r]));
-      c0[r] = _mm512_dpbusd_epi32(c0[r], a, b0);
-      c1[r] = _mm512_dpbusd_epi32(c1[r], a, b1);
-    }
-    pa += R;
-    pb += 32;
-  }
-  // The tile goes through an aligned local buffer with plain stores: using
-  // the accumulators directly in masked int32 intrinsics makes GCC 12 keep
-  // the whole accumulator array in memory inside the k loop (5× slower).
-  alignas(64) std::int32_t tile[R][32];
-#pragma GCC unroll 16
-  for (std::size_t r = 0; r < R; ++r) {
-    _mm512_store_si512(tile[r], c0[r]);
-    _mm512_store_si512(tile[r] + 16, c1[r]);
-  }
-  const std::size_t n0 = ncols < 16 ? ncols : 16, n1 = ncols - n0;
-  const auto m0 = static_cast<__mmask16>((1u << n0) - 1u), m1 = static_cast<__mmask16>((1u << n1) - 1u);
-  // The addend is the per-column init row (stride 0) on the first k block and
-  // C itself afterwards.
-  const std::int32_t* add = init != nullptr ? init : c;
-  const std::size_t add_ld = init != nullptr ? 0 : ldc;
-  for (std::size_t r = 0; r < R; ++r) {
-    std::int32_t* cr = c + r * ldc;
-    const std::int32_t* ar = add + r * add_ld;
-    _mm512_mask_storeu_epi32(cr, m0, _mm512_add_epi32(_mm512_load_si512(tile[r]), _mm512_maskz_loadu_epi32(m0, ar)));
-    _mm512_mask_storeu_epi32(cr + 16, m1,
-                             _mm512_add_epi32(_mm512_load_si512(tile[r] + 16), _mm512_maskz_loadu_epi32(m1, ar + 16)));
-  }
-}
-
-using s8_micro_kernel_fn = void (*)(std::size_t, const std::uint32_t*, const std::int32_t*, std::int32_t*,
-                                    std::size_t, std::size_t, const std::int32_t*) noexcept;
-template <std::size_t... I>
-constexpr auto make_s8_kernel_table(std::index_sequence<I...>) noexcept {
-  struct table {
-    s8_micro_kernel_fn fn[sizeof...(I)];
-  };
-  return table{{&s8_vnni_micro_kernel<I + 1>...}};
-}
-
 /// Σ of the 16 int32 lanes (mod 2³²); zero-masked extracts avoid GCC 12's
 /// false -Wmaybe-uninitialized in `_mm512_reduce_add_epi32`.
 TINYLARGE_ALWAYS_INLINE std::int32_t reduce_add_s32(__m512i v) noexcept {
@@ -313,69 +249,6 @@ TINYLARGE_ALWAYS_INLINE std::int32_t reduce_add_s32(__m512i v) noexcept {
   s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
   s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
   return _mm_cvtsi128_si32(s4);
-}
-
-/// Packs MR-row panels of u = x ^ 0x80 as words of 4 k-bytes: panel at
-/// dst + ir·kcq holds kcq steps of R words; bytes past k are zero.
-inline void s8_pack_a(std::uint32_t* TINYLARGE_RESTRICT dst, const std::int8_t* x, std::size_t k, std::size_t i0,
-                      std::size_t mc, std::size_t q0, std::size_t kcq) noexcept {
-  constexpr std::size_t MR = s8_vnni_blocking::mr;
-  const std::size_t full = std::min(kcq, k / 4 > q0 ? k / 4 - q0 : 0);  // quads entirely inside k
-  for (std::size_t ir = 0; ir < mc; ir += MR) {
-    const std::size_t rows = std::min(MR, mc - ir);
-    std::uint32_t* d = dst + ir * kcq;
-    for (std::size_t r = 0; r < rows; ++r) {
-      const std::int8_t* src = x + (i0 + ir + r) * k + 4 * q0;
-      for (std::size_t q = 0; q < full; ++q) d[q * rows + r] = load_word(src + 4 * q) ^ 0x80808080u;
-      for (std::size_t q = full; q < kcq; ++q) {
-        const std::size_t at = 4 * (q0 + q);
-        const std::size_t nb = at < k ? k - at : 0;  // < 4 here
-        const std::uint32_t valid = nb == 0 ? 0u : (0xFFFFFFFFu >> (32 - 8 * nb));
-        d[q * rows + r] = (load_word_partial(src + 4 * q, nb) ^ 0x80808080u) & valid;
-      }
-    }
-  }
-}
-
-/// Packs NR-column panels of W (n×k int8, row stride k) as [kq][NR] words of
-/// four consecutive k-bytes of one row; columns ≥ n and bytes past k are zero.
-inline void s8_pack_b(std::int32_t* TINYLARGE_RESTRICT dst, const std::int8_t* w, std::size_t k, std::size_t j0,
-                      std::size_t nc, std::size_t q0, std::size_t kcq) noexcept {
-  constexpr std::size_t NR = s8_vnni_blocking::nr;
-  const std::size_t full = std::min(kcq, k / 4 > q0 ? k / 4 - q0 : 0);
-  for (std::size_t jr = 0; jr < nc; jr += NR) {
-    const std::size_t cols = std::min(NR, nc - jr);
-    float* d = reinterpret_cast<float*>(dst + jr * kcq);  // bit patterns only: 8×8 word transposes
-    std::size_t jj = 0;
-    for (; jj + 8 <= cols; jj += 8) {
-      const std::int8_t* src = w + (j0 + jr + jj) * k + 4 * q0;
-      std::size_t q = 0;
-      for (; q + 8 <= full; q += 8) {
-        __m256 r[8];
-        for (std::size_t t = 0; t < 8; ++t)
-          r[t] = _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + t * k + 4 * q)));
-        transpose8x8(r);
-        for (std::size_t t = 0; t < 8; ++t) _mm256_storeu_ps(d + (q + t) * NR + jj, r[t]);
-      }
-      for (; q < full; ++q)
-        for (std::size_t t = 0; t < 8; ++t)
-          dst[jr * kcq + q * NR + jj + t] = static_cast<std::int32_t>(load_word(src + t * k + 4 * q));
-    }
-    for (; jj < cols; ++jj) {
-      const std::int8_t* src = w + (j0 + jr + jj) * k + 4 * q0;
-      for (std::size_t q = 0; q < full; ++q)
-        dst[jr * kcq + q * NR + jj] = static_cast<std::int32_t>(load_word(src + 4 * q));
-    }
-    for (std::size_t q = full; q < kcq; ++q) {  // partial quad at the end of k
-      const std::size_t at = 4 * (q0 + q);
-      const std::size_t nb = at < k ? k - at : 0;
-      for (std::size_t t = 0; t < cols; ++t)
-        dst[jr * kcq + q * NR + t] =
-            static_cast<std::int32_t>(load_word_partial(w + (j0 + jr + t) * k + at, nb));
-    }
-    for (std::size_t t = cols; t < NR; ++t)
-      for (std::size_t q = 0; q < kcq; ++q) dst[jr * kcq + q * NR + t] = 0;
-  }
 }
 
 /// corr[o] = bias[o] − (128 + zx)·Σ_q w[o][q] (mod 2³²).
@@ -390,41 +263,6 @@ inline void s8_vnni_correction(std::size_t n, std::size_t k, const std::int8_t* 
   for (std::size_t o = 0; o < n; ++o) {
     const std::uint32_t b = p.bias ? static_cast<std::uint32_t>(p.bias[o]) : 0u;
     corr[o] = static_cast<std::int32_t>(b - offset * static_cast<std::uint32_t>(sums[o]));
-  }
-}
-
-/// Packed VNNI GEMM: acc (m×n, row stride ldc) = corr[o] + Σ_q u[i][q]·w[o][q].
-inline void s8_vnni_gemm(std::size_t m, std::size_t n, std::size_t k, const std::int8_t* x, const std::int8_t* w,
-                         const std::int32_t* corr, std::int32_t* acc, std::size_t ldc) noexcept {
-  using B = s8_vnni_blocking;
-  constexpr std::size_t MR = B::mr, NR = B::nr, KCQ = B::kcq, MC = B::mc, NC = B::nc;
-  static constexpr auto kernels = make_s8_kernel_table(std::make_index_sequence<MR>{});
-  const std::size_t kq = (k + 3) / 4;
-  const std::size_t kblocks = kq == 0 ? 1 : (kq + KCQ - 1) / KCQ;
-  const std::size_t kcb = kq == 0 ? 1 : (kq + kblocks - 1) / kblocks;
-  const std::size_t ncb = std::min(NC, (n + NR - 1) / NR * NR);
-  const std::size_t mcb = std::min(MC, (m + MR - 1) / MR * MR);
-  auto* bbuf = thread_scratch<scratch_slot::pack_b>().get<std::int32_t>(kcb * ncb);
-  auto* abuf = thread_scratch<scratch_slot::pack_a>().get<std::uint32_t>(kcb * mcb);
-  for (std::size_t jc = 0; jc < n; jc += NC) {
-    const std::size_t nc = std::min(NC, n - jc);
-    for (std::size_t pc = 0; pc < std::max<std::size_t>(kq, 1); pc += kcb) {
-      const std::size_t kc = kq == 0 ? 0 : std::min(kcb, kq - pc);
-      s8_pack_b(bbuf, w, k, jc, nc, pc, kc);
-      for (std::size_t ic = 0; ic < m; ic += MC) {
-        const std::size_t mc = std::min(MC, m - ic);
-        s8_pack_a(abuf, x, k, ic, mc, pc, kc);
-        for (std::size_t jr = 0; jr < nc; jr += NR) {
-          const std::size_t ncols = std::min(NR, nc - jr);
-          const std::int32_t* init = pc == 0 ? corr + jc + jr : nullptr;
-          for (std::size_t ir = 0; ir < mc; ir += MR) {
-            const std::size_t rows = std::min(MR, mc - ir);
-            kernels.fn[rows - 1](kc, abuf + ir * kc, bbuf + jr * kc, acc + (ic + ir) * ldc + jc + jr, ldc, ncols,
-                                 init);
-          }
-        }
-      }
-    }
   }
 }
 
@@ -574,17 +412,268 @@ struct requantize_avx512 {
 };
 static_assert(sizeof(int) == sizeof(std::int32_t), "shifts are loaded as int32 lanes");
 
-/// VNNI driver: acc (m×n) = bias + Σ (x − zx)·w; GEMV for m = 1, packed GEMM
-/// otherwise.
-inline void s8_dense_vnni(std::size_t m, std::size_t n, std::size_t k, const std::int8_t* x, const std::int8_t* w,
-                          const dense_s8_params& p, std::int32_t* acc) noexcept {
+// ---------------------------------------------------------------------------
+// Packed GEMM (AVX-512 VNNI), W pre-packed once
+// ---------------------------------------------------------------------------
+
+/// Layout of the packed GEMM form of W (n×k int8, row-major) for `vpdpbusd`
+/// with W as the unsigned operand and X, unpacked, as the signed one:
+///
+///     [colcorr: np·64 int32, colcorr[o] = bias[o] − zx·Σ_q w[o][q], 0 for o ≥ n]
+///     [panels: np panels of 64 outputs; panel j is kq steps of
+///      64 outputs × 4 consecutive k-bytes of w ^ 0x80 (= w + 128 as u8),
+///      zero bytes for o ≥ n and past k]
+///
+/// with np = ⌈n/64⌉ and kq = ⌈k/4⌉. Then
+///
+///     Σ_q (x − zx)·w = Σ_q (w + 128)·x − 128·Σ_q x − zx·Σ_q w,
+///
+/// where the first sum is what `vpdpbusd(acc, w + 128, x)` accumulates (each
+/// |(w + 128)·x| ≤ 255·128, so a lane cannot wrap for k ≤ 2¹⁶, as in the
+/// GEMV), the second is a per-row term computed once per call (one
+/// `vpdpbusd` against ones per 64 bytes of X) and the third is folded into
+/// colcorr at pack time. X needs no packing at all: the micro-kernel
+/// broadcasts 4 bytes of a row of X straight from memory.
+struct s8_gemm_layout {
+  static constexpr std::size_t nr = 64;    ///< outputs per panel (4 zmm of int32)
+  static constexpr std::size_t mr_max = 6;  ///< rows per register tile (24 accumulators)
+  static constexpr std::size_t panels(std::size_t n) noexcept { return (n + nr - 1) / nr; }
+  static constexpr std::size_t quads(std::size_t k) noexcept { return (k + 3) / 4; }
+  static constexpr std::size_t weights_offset(std::size_t n) noexcept { return panels(n) * nr * 4; }
+  static constexpr std::size_t panel_bytes(std::size_t k) noexcept { return quads(k) * nr * 4; }
+  static constexpr std::size_t bytes(std::size_t n, std::size_t k) noexcept {
+    return n == 0 ? 0 : weights_offset(n) + panels(n) * panel_bytes(k);
+  }
+};
+
+/// Packs W (n×k) into `dst` (`s8_gemm_layout`, 64-byte aligned) with the
+/// column corrections of `p` (bias, input zero point, optional row sums).
+inline void s8_gemm_pack(std::size_t n, std::size_t k, const std::int8_t* w, const dense_s8_params& p,
+                         std::int8_t* dst) noexcept {
+  using L = s8_gemm_layout;
+  if (n == 0) return;
+  auto* colcorr = reinterpret_cast<std::int32_t*>(dst);
+  const auto zx = static_cast<std::uint32_t>(p.input_zero_point);
+  for (std::size_t o = 0; o < L::panels(n) * L::nr; ++o) {
+    std::uint32_t c = 0;
+    if (o < n) {
+      std::uint32_t sw = 0;
+      if (p.weight_row_sums != nullptr) {
+        sw = static_cast<std::uint32_t>(p.weight_row_sums[o]);
+      } else {
+        for (std::size_t q = 0; q < k; ++q) sw += static_cast<std::uint32_t>(static_cast<std::int32_t>(w[o * k + q]));
+      }
+      c = (p.bias ? static_cast<std::uint32_t>(p.bias[o]) : 0u) - zx * sw;
+    }
+    colcorr[o] = static_cast<std::int32_t>(c);
+  }
+  const std::size_t kq = L::quads(k), kfull = k / 4;
+  const __m512i flip = _mm512_set1_epi32(static_cast<int>(0x80808080u));
+  // Row offsets of 16 consecutive outputs, for one gather of their words.
+  const __m512i rows = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm512_set1_epi32(static_cast<int>(k)));
+  std::int8_t* pw = dst + L::weights_offset(n);
+  for (std::size_t jp = 0; jp < L::panels(n); ++jp) {
+    for (std::size_t v = 0; v < L::nr / 16; ++v) {
+      const std::size_t o0 = jp * L::nr + 16 * v;
+      const std::size_t cols = o0 >= n ? 0 : std::min<std::size_t>(16, n - o0);
+      const auto mk = static_cast<__mmask16>(cols >= 16 ? 0xFFFFu : (1u << cols) - 1u);
+      std::int8_t* d = pw + 64 * v;
+      for (std::size_t q = 0; q < kfull; ++q) {
+        __m512i g = _mm512_setzero_si512();
+        if (cols != 0) g = _mm512_mask_i32gather_epi32(g, mk, rows, w + o0 * k + 4 * q, 1);
+        _mm512_store_si512(d + q * L::nr * 4, _mm512_maskz_xor_epi32(mk, g, flip));
+      }
+      for (std::size_t q = kfull; q < kq; ++q) {  // the partial quad past k: zero bytes beyond it
+        alignas(64) std::uint32_t words[16] = {};
+        for (std::size_t c = 0; c < cols; ++c)
+          words[c] = (load_word_partial(w + (o0 + c) * k + 4 * q, k - 4 * q) ^ 0x80808080u) &
+                     (0xFFFFFFFFu >> (32 - 8 * (k - 4 * q)));
+        std::memcpy(d + q * L::nr * 4, words, 64);
+      }
+    }
+    pw += L::panel_bytes(k);
+  }
+}
+
+/// rowcorr[i] = −128·Σ_q x[i][q] (mod 2³²) for i < m.
+inline void s8_gemm_row_corrections(std::size_t m, std::size_t k, const std::int8_t* x,
+                                    std::int32_t* rowcorr) noexcept {
+  const __m512i ones = _mm512_set1_epi8(1);
+  const std::size_t kfull = k / 64 * 64;
+  const __mmask64 tail = k == kfull ? 0 : (~0ULL >> (64 - (k - kfull)));
+  for (std::size_t i = 0; i < m; ++i) {
+    const std::int8_t* xr = x + i * k;
+    __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
+    std::size_t q = 0;
+    for (; q + 128 <= kfull; q += 128) {
+      s0 = _mm512_dpbusd_epi32(s0, ones, _mm512_loadu_si512(xr + q));
+      s1 = _mm512_dpbusd_epi32(s1, ones, _mm512_loadu_si512(xr + q + 64));
+    }
+    if (q < kfull) s0 = _mm512_dpbusd_epi32(s0, ones, _mm512_loadu_si512(xr + q));
+    if (tail != 0) s1 = _mm512_dpbusd_epi32(s1, ones, _mm512_maskz_loadu_epi8(tail, xr + kfull));
+    const auto sum = static_cast<std::uint32_t>(reduce_add_s32(_mm512_add_epi32(s0, s1)));
+    rowcorr[i] = static_cast<std::int32_t>(0u - 128u * sum);
+  }
+}
+
+/// acc += Σ of 4 products u8(u)·s8(s) per int32 lane (`vpdpbusd`). GCC 12
+/// compiles the intrinsic with a copy of the accumulator in and out of
+/// another register (and spills a register tile of 24 accumulators to the
+/// stack on every step); the asm statement ties the accumulator in place.
+TINYLARGE_ALWAYS_INLINE void dpbusd_acc(__m512i& acc, __m512i u, __m512i s) noexcept {
+#if defined(__GNUC__) && !defined(__clang__)
+  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
+#else
+  acc = _mm512_dpbusd_epi32(acc, u, s);
+#endif
+}
+
+/// One k step of a register tile: acc_j[r] += (w + 128)·word(x row r) for
+/// the NB vectors b of one step of a panel. The accumulators are four
+/// separate arrays, not one 2-D array: GCC 12 keeps a 2-D array of 24 zmm in
+/// memory (a store and a copy per `vpdpbusd`), the 1-D arrays in registers.
+#define TINYLARGE_S8_GEMM_STEP(WORD)                                                         \
+  do {                                                                                       \
+    const __m512i b0 = _mm512_load_si512(wq);                                                \
+    const __m512i b1 = NB > 1 ? _mm512_load_si512(wq + 64) : b0;                             \
+    const __m512i b2 = NB > 2 ? _mm512_load_si512(wq + 128) : b0;                            \
+    const __m512i b3 = NB > 3 ? _mm512_load_si512(wq + 192) : b0;                            \
+    _Pragma("GCC unroll 16") for (std::size_t r = 0; r < R; ++r) {                           \
+      const __m512i a = _mm512_set1_epi32(static_cast<int>(WORD));                           \
+      dpbusd_acc(acc0[r], b0, a);                                         \
+      if constexpr (NB > 1) dpbusd_acc(acc1[r], b1, a);                   \
+      if constexpr (NB > 2) dpbusd_acc(acc2[r], b2, a);                   \
+      if constexpr (NB > 3) dpbusd_acc(acc3[r], b3, a);                   \
+    }                                                                                        \
+  } while (false)
+
+/// One register tile: tile[r][c] = Σ_q (w[c] + 128)·x[r][q] for R rows of X
+/// (row stride ldx) and 16·NB outputs of one panel (`pw` at the first of
+/// them; one k step is 256 bytes). Written to an aligned local buffer, so
+/// that the accumulators stay in registers (GCC 12 keeps them in memory
+/// when they also feed masked stores).
+template <std::size_t R, std::size_t NB>
+TINYLARGE_NOINLINE void s8_gemm_tile(std::size_t k, const std::int8_t* TINYLARGE_RESTRICT x, std::size_t ldx,
+                                     const std::int8_t* TINYLARGE_RESTRICT pw,
+                                     std::int32_t* TINYLARGE_RESTRICT tile) noexcept {
+  static_assert(NB >= 1 && NB <= 4, "a panel is 4 vectors wide");
+  constexpr std::size_t step = s8_gemm_layout::nr * 4;
+  __m512i acc0[R], acc1[R], acc2[R], acc3[R];
+#pragma GCC unroll 16
+  for (std::size_t r = 0; r < R; ++r) acc0[r] = acc1[r] = acc2[r] = acc3[r] = _mm512_setzero_si512();
+  const std::size_t kfull = k / 4;
+  const std::int8_t* wq = pw;
+  for (std::size_t q = 0; q < kfull; ++q, wq += step) TINYLARGE_S8_GEMM_STEP(load_word(x + r * ldx + 4 * q));
+  if (k != 4 * kfull)  // the partial quad: x bytes past k read as zero
+    TINYLARGE_S8_GEMM_STEP(load_word_partial(x + r * ldx + 4 * kfull, k - 4 * kfull));
+#pragma GCC unroll 16
+  for (std::size_t r = 0; r < R; ++r) {
+    std::int32_t* t = tile + r * s8_gemm_layout::nr;
+    _mm512_store_si512(t, acc0[r]);
+    if constexpr (NB > 1) _mm512_store_si512(t + 16, acc1[r]);
+    if constexpr (NB > 2) _mm512_store_si512(t + 32, acc2[r]);
+    if constexpr (NB > 3) _mm512_store_si512(t + 48, acc3[r]);
+  }
+}
+#undef TINYLARGE_S8_GEMM_STEP
+
+using s8_gemm_tile_fn = void (*)(std::size_t, const std::int8_t*, std::size_t, const std::int8_t*,
+                                 std::int32_t*) noexcept;
+template <std::size_t NB, std::size_t... R>
+constexpr auto make_s8_gemm_row(std::index_sequence<R...>) noexcept {
+  struct row {
+    s8_gemm_tile_fn fn[sizeof...(R)];
+  };
+  return row{{&s8_gemm_tile<R + 1, NB>...}};
+}
+
+/// Epilogue of one tile: v = tile + colcorr[o] + rowcorr[i], stored as int32
+/// (`S8` false) or requantized to int8 (`S8` true) for `rows` × `cols`
+/// outputs at out (row stride ldo).
+template <bool S8, bool AnyLeft, class Out>
+TINYLARGE_ALWAYS_INLINE void s8_gemm_epilogue(std::size_t rows, std::size_t cols, std::size_t o0,
+                                              const std::int32_t* tile, const std::int32_t* colcorr,
+                                              const std::int32_t* rowcorr, const dense_s8_params* p, Out* out,
+                                              std::size_t ldo) noexcept {
+  for (std::size_t j = 0; j * 16 < cols; ++j) {
+    const std::size_t o = o0 + 16 * j;
+    const auto mk = static_cast<__mmask16>(cols - 16 * j >= 16 ? 0xFFFFu : (1u << (cols - 16 * j)) - 1u);
+    const __m512i cc = _mm512_load_si512(colcorr + 16 * j);
+    if constexpr (S8) {
+      const __m512i zy = _mm512_set1_epi32(p->output_zero_point);
+      const __m512i lo = _mm512_set1_epi32(p->act_min), hi = _mm512_set1_epi32(p->act_max);
+      const __m512i mult =
+          p->per_channel ? _mm512_maskz_loadu_epi32(mk, p->multipliers + o) : _mm512_set1_epi32(p->multipliers[0]);
+      const __m512i shift =
+          p->per_channel ? _mm512_maskz_loadu_epi32(mk, p->shifts + o) : _mm512_set1_epi32(p->shifts[0]);
+      for (std::size_t r = 0; r < rows; ++r) {
+        const __m512i a = _mm512_add_epi32(_mm512_add_epi32(_mm512_load_si512(tile + r * s8_gemm_layout::nr + 16 * j), cc),
+                                           _mm512_set1_epi32(rowcorr[r]));
+        _mm512_mask_cvtepi32_storeu_epi8(out + r * ldo + o, mk,
+                                         requantize_avx512::apply<AnyLeft>(a, mult, shift, zy, lo, hi));
+      }
+    } else {
+      for (std::size_t r = 0; r < rows; ++r) {
+        const __m512i a = _mm512_add_epi32(_mm512_add_epi32(_mm512_load_si512(tile + r * s8_gemm_layout::nr + 16 * j), cc),
+                                           _mm512_set1_epi32(rowcorr[r]));
+        _mm512_mask_storeu_epi32(out + r * ldo + o, mk, a);
+      }
+    }
+  }
+}
+
+/// out (m×n) = X·W from the packed W: int32 accumulators (Out = int32) or
+/// requantized int8 (Out = int8). Panels outer (one panel of W, ≤ 64·k bytes,
+/// stays in L1/L2 while every row block of X streams past it), row blocks
+/// inner, split evenly into blocks of at most `mr_max` rows.
+template <bool AnyLeft, class Out>
+void s8_gemm_packed(std::size_t m, std::size_t n, std::size_t k, const std::int8_t* x, const std::int8_t* packed,
+                    const dense_s8_params* p, Out* out) noexcept {
+  using L = s8_gemm_layout;
+  constexpr bool s8 = std::is_same_v<Out, std::int8_t>;
+  if (m == 0 || n == 0) return;
+  static constexpr auto nb1 = make_s8_gemm_row<1>(std::make_index_sequence<L::mr_max>{});
+  static constexpr auto nb2 = make_s8_gemm_row<2>(std::make_index_sequence<L::mr_max>{});
+  static constexpr auto nb3 = make_s8_gemm_row<3>(std::make_index_sequence<L::mr_max>{});
+  static constexpr auto nb4 = make_s8_gemm_row<4>(std::make_index_sequence<L::mr_max>{});
+  static constexpr const s8_gemm_tile_fn* table[4] = {nb1.fn, nb2.fn, nb3.fn, nb4.fn};
+  auto* rowcorr = thread_scratch<scratch_slot::pack_a>().get<std::int32_t>(m);
+  s8_gemm_row_corrections(m, k, x, rowcorr);
+  const auto* colcorr = reinterpret_cast<const std::int32_t*>(packed);
+  const std::int8_t* pw = packed + L::weights_offset(n);
+  const std::size_t blocks = (m + L::mr_max - 1) / L::mr_max, base = m / blocks, extra = m % blocks;
+  alignas(64) std::int32_t tile[L::mr_max * L::nr];
+  for (std::size_t jp = 0; jp < L::panels(n); ++jp, pw += L::panel_bytes(k)) {
+    const std::size_t o0 = jp * L::nr, cols = std::min(L::nr, n - o0), nb = (cols + 15) / 16;
+    std::size_t i = 0;
+    for (std::size_t blk = 0; blk < blocks; ++blk) {
+      const std::size_t rows = base + (blk < extra ? 1 : 0);
+      table[nb - 1][rows - 1](k, x + i * k, k, pw, tile);
+      s8_gemm_epilogue<s8, AnyLeft>(rows, cols, o0, tile, colcorr + o0, rowcorr + i, p, out + i * n, n);
+      i += rows;
+    }
+  }
+}
+/// VNNI driver: out (m×n) = bias + Σ (x − zx)·w as int32, or requantized
+/// to int8 (`p` then also gives the requantization); GEMV for m = 1, the
+/// packed GEMM (W packed into per-thread scratch) otherwise.
+template <class Out>
+void s8_dense_vnni(std::size_t m, std::size_t n, std::size_t k, const std::int8_t* x, const std::int8_t* w,
+                   const dense_s8_params& p, Out* out) noexcept {
   if (m == 0 || n == 0) return;
   if (m == 1) {
     const std::size_t kpad = (k + 63) / 64 * 64;
     auto* u = thread_scratch<scratch_slot::vector>().get<std::uint8_t>(kpad == 0 ? 64 : kpad);
     for (std::size_t q = 0; q < k; ++q) u[q] = static_cast<std::uint8_t>(static_cast<std::uint8_t>(x[q]) ^ 0x80u);
     for (std::size_t q = k; q < kpad; ++q) u[q] = 0;
-    auto st = [acc](std::size_t o, std::int32_t v) { acc[o] = v; };
+    auto st = [out, &p](std::size_t o, std::int32_t v) {
+      if constexpr (std::is_same_v<Out, std::int8_t>) {
+        out[o] = requantize_s8(v, o, p);
+      } else {
+        out[o] = v;
+      }
+    };
     if (p.weight_row_sums != nullptr) {
       s8_vnni_gemv<true>(n, k, u, w, p, st);
     } else {
@@ -592,9 +681,17 @@ inline void s8_dense_vnni(std::size_t m, std::size_t n, std::size_t k, const std
     }
     return;
   }
-  auto* corr = thread_scratch<scratch_slot::column>().get<std::int32_t>(n);
-  s8_vnni_correction(n, k, w, p, corr);
-  s8_vnni_gemm(m, n, k, x, w, corr, acc, n);
+  auto* packed = thread_scratch<scratch_slot::pack_b>().get<std::int8_t>(s8_gemm_layout::bytes(n, k));
+  s8_gemm_pack(n, k, w, p, packed);
+  if constexpr (std::is_same_v<Out, std::int8_t>) {
+    if (requantize_avx512::any_left_shift(n, p)) {
+      s8_gemm_packed<true>(m, n, k, x, packed, &p, out);
+    } else {
+      s8_gemm_packed<false>(m, n, k, x, packed, &p, out);
+    }
+  } else {
+    s8_gemm_packed<false>(m, n, k, x, packed, nullptr, out);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -707,16 +804,46 @@ inline void dense_s8_s32(arch::avx512_vnni, std::size_t m, std::size_t n, std::s
 }
 
 /// int8 dense with fused requantize and clamp, AVX-512 VNNI back end;
-/// bit-exact with the scalar back end (requantization in AVX-512, see
-/// `detail::requantize_avx512`).
+/// bit-exact with the scalar back end (requantization in AVX-512 in the GEMM
+/// epilogue, see `detail::requantize_avx512`).
 inline void dense_s8(arch::avx512_vnni, std::size_t m, std::size_t n, std::size_t k, const std::int8_t* x,
                      const std::int8_t* w, const dense_s8_params& p, std::int8_t* y) noexcept {
-  if (m == 0 || n == 0) return;
-  auto* acc = detail::thread_scratch<detail::scratch_slot::accum>().get<std::int32_t>(m * n);
-  dense_s8_s32(arch::avx512_vnni{}, m, n, k, x, w, p, acc);
-  detail::requantize_avx512::rows(acc, m, n, p, y);
+  detail::s8_dense_vnni(m, n, k, x, w, p, y);
 }
 
+/// Bytes of the packed GEMM form of an n×k int8 W (`detail::s8_gemm_layout`).
+constexpr std::size_t dense_s8_gemm_packed_bytes(arch::avx512_vnni, std::size_t n, std::size_t k) noexcept {
+  return detail::s8_gemm_layout::bytes(n, k);
+}
+
+/// Lay out W (n×k, row-major) once for `dense_s8_gemm_packed` /
+/// `dense_s8_s32_gemm_packed` (any batch size), folding in the bias and the
+/// input zero point of `p` (and its `weight_row_sums` when given). `dst`:
+/// 64-byte aligned, `dense_s8_gemm_packed_bytes(…, n, k)` bytes.
+inline void pack_dense_s8_gemm(arch::avx512_vnni, std::size_t n, std::size_t k, const std::int8_t* w,
+                               const dense_s8_params& p, std::int8_t* dst) noexcept {
+  detail::s8_gemm_pack(n, k, w, p, dst);
+}
+
+/// y (m×n) = dense_s8(m, n, k, x, W, p) from the packed W of
+/// `pack_dense_s8_gemm` (same bias and input zero point; the requantization
+/// and clamp are read from `p` here): bit-exact with the scalar back end.
+inline void dense_s8_gemm_packed(arch::avx512_vnni, std::size_t m, std::size_t n, std::size_t k,
+                                 const std::int8_t* x, const std::int8_t* packed, const dense_s8_params& p,
+                                 std::int8_t* y) noexcept {
+  if (detail::requantize_avx512::any_left_shift(n, p)) {
+    detail::s8_gemm_packed<true>(m, n, k, x, packed, &p, y);
+  } else {
+    detail::s8_gemm_packed<false>(m, n, k, x, packed, &p, y);
+  }
+}
+
+/// acc (m×n) = dense_s8_s32(m, n, k, x, W, p) from the packed W of
+/// `pack_dense_s8_gemm` (bias and input zero point were folded in there).
+inline void dense_s8_s32_gemm_packed(arch::avx512_vnni, std::size_t m, std::size_t n, std::size_t k,
+                                     const std::int8_t* x, const std::int8_t* packed, std::int32_t* acc) noexcept {
+  detail::s8_gemm_packed<false>(m, n, k, x, packed, nullptr, acc);
+}
 
 /// Bytes of the packed batch-1 form of an n×k int8 W (`detail::s8_gemv_layout`).
 constexpr std::size_t dense_s8_packed_bytes(arch::avx512_vnni, std::size_t n, std::size_t k) noexcept {
