@@ -495,3 +495,63 @@ TEST_CASE("quantize_s8: every back end bit-exact with tl::quantize", "[kernels][
     }
   }
 }
+
+TEST_CASE("dense_s8: requantization bit-exact at rounding ties, every shift, saturating cases", "[kernels][int8]") {
+  // k = 0 makes acc = bias exactly, so each column tests one (acc, multiplier,
+  // shift) triple of the vector requantization against the scalar function.
+  // The accumulators are aimed at results in the int8 range (where the
+  // output shows them): acc ≈ t·2^(31−shift)/M for targets t and small
+  // offsets around them, which crosses both roundings' ties for every shift.
+  tinylarge::rng g(2024);
+  std::vector<std::int32_t> acc, mult;
+  std::vector<int> shift;
+  auto add = [&](std::int64_t a, std::int32_t m, int s) {
+    if (a < std::numeric_limits<std::int32_t>::min() || a > std::numeric_limits<std::int32_t>::max()) return;
+    acc.push_back(static_cast<std::int32_t>(a));
+    mult.push_back(m);
+    shift.push_back(s);
+  };
+  for (int s = -31; s <= 30; ++s) {
+    for (int rep = 0; rep < 3; ++rep) {
+      const auto m = rep == 0 ? std::int32_t{1} << 30 : static_cast<std::int32_t>((1u << 30) + g.uniform_int(1u << 30));
+      for (int t = -140; t <= 140; t += (rep == 0 ? 1 : 7)) {
+        const double center = std::ldexp(static_cast<double>(t), 31 - s) / m;
+        for (int d = -3; d <= 3; ++d) add(static_cast<std::int64_t>(std::floor(center)) + d, m, s);
+      }
+    }
+    // Extremes: saturating left shifts, a = m = INT_MIN, negative and zero multipliers.
+    for (const std::int32_t a : {std::numeric_limits<std::int32_t>::min(), std::numeric_limits<std::int32_t>::max(),
+                                 std::int32_t{0}, std::int32_t{-1}, std::int32_t{1}})
+      for (const std::int32_t m : {std::numeric_limits<std::int32_t>::min(), std::numeric_limits<std::int32_t>::max(),
+                                   std::int32_t{-5}, std::int32_t{0}, std::int32_t{1} << 30})
+        add(a, m, s);
+  }
+  const std::size_t n = acc.size();
+  for (const std::int32_t zy : {0, -3}) {
+    k::dense_s8_params p;
+    p.output_zero_point = zy;
+    p.multipliers = mult.data();
+    p.shifts = shift.data();
+    p.per_channel = true;
+    p.bias = acc.data();
+    std::vector<std::int8_t> ref(2 * n);
+    std::vector<bool> defined(n, true);
+    for (std::size_t o = 0; o < n; ++o) {
+      std::int64_t v = tinylarge::multiply_by_quantized_multiplier(acc[o], mult[o], shift[o]);
+      // v + zy overflows int32 for v near INT_MIN / INT_MAX (undefined in the
+      // scalar function): those columns are compared only with zy = 0.
+      defined[o] = v + zy >= std::numeric_limits<std::int32_t>::min() && v + zy <= std::numeric_limits<std::int32_t>::max();
+      v = std::min<std::int64_t>(std::max<std::int64_t>(v + zy, -128), 127);
+      ref[o] = ref[n + o] = static_cast<std::int8_t>(v);
+    }
+    const std::int8_t x[1] = {0};
+    for_each_backend([&](auto tag) {
+      std::vector<std::int8_t> y(2 * n, 0x5a);
+      k::dense_s8(tag, 2, n, 0, x, x, p, y.data());  // m = 2: the GEMM path and its epilogue
+      std::size_t bad = 0;
+      for (std::size_t e = 0; e < 2 * n; ++e) bad += defined[e % n] && y[e] != ref[e] ? 1 : 0;
+      INFO(tag.name() << " zy=" << zy << " columns=" << n);
+      CHECK(bad == 0);
+    });
+  }
+}

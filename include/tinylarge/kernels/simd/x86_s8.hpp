@@ -317,53 +317,57 @@ TINYLARGE_ALWAYS_INLINE void s8_vnni_gemv(std::size_t n, std::size_t k, const st
 }
 
 /// Requantization of 16 int32 accumulators, lane for lane identical to
-/// `multiply_by_quantized_multiplier` + zero point + clamp (requantize.hpp):
-/// saturating left shift, SaturatingRoundingDoublingHighMul with 64-bit
-/// products of the even and odd lanes (`vpmuldq`) and truncating division by
-/// 2³¹, RoundingDivideByPOT with per-lane shifts. Shifts must be in [−31, 30]
-/// (what `quantize_multiplier` produces), as for the scalar function.
+/// `multiply_by_quantized_multiplier` + zero point + clamp (requantize.hpp).
+///
+/// The two roundings of the reference fold into one arithmetic shift of a
+/// 64-bit product. With p = a·m (`vpmuldq`, even and odd lanes) and the right
+/// shift e = max(−shift, 0):
+///  - SaturatingRoundingDoublingHighMul truncates (p + nudge)/2³¹ toward zero
+///    with nudge = ±2³⁰; for every p that is x = ⌊(p + 2³⁰)/2³¹⌋;
+///  - RoundingDivideByPOT(x, e) rounds x/2ᵉ half away from zero, which is
+///    ⌊(x + 2ᵉ⁻¹)/2ᵉ⌋ for x ≥ 0 and ⌊(x + 2ᵉ⁻¹ − 1)/2ᵉ⌋ for x < 0 (e ≥ 1);
+///  - ⌊(⌊y/A⌋ + c)/B⌋ = ⌊(y + c·A)/(A·B)⌋ for integers c and A, B > 0, and
+///    x < 0 exactly when y = p + 2³⁰ < 0, so the result is
+///        (y + [e ≥ 1]·(2³⁰⁺ᵉ − [y < 0]·2³¹)) >> (31 + e).
+/// The one saturating case of the reference, a = m = −2³¹ (p = 2⁶²), differs
+/// only for e = 0, where the shift gives 2³¹ and the reference 2³¹ − 1: the
+/// 64-bit result is capped at 2³¹ − 1. The left shift (shift > 0) saturates
+/// to int32 first, as in the reference. Shifts in [−31, 30] (what
+/// `quantize_multiplier` produces), as for the scalar function.
 struct requantize_avx512 {
-  /// (p + nudge) / 2³¹ truncated toward zero, for the 64-bit products p.
-  static TINYLARGE_ALWAYS_INLINE __m512i high_half(__m512i p) noexcept {
+  /// ⌊(p + 2³⁰ + c)/2³¹⁺ᵉ⌋ (see above), capped at 2³¹ − 1, for the products of
+  /// the even int32 lanes of a and m; e in 64-bit lanes.
+  static TINYLARGE_ALWAYS_INLINE __m512i product_shift(__m512i a, __m512i m, __m512i e) noexcept {
     const __m512i zero = _mm512_setzero_si512();
-    const __mmask8 neg = _mm512_cmplt_epi64_mask(p, zero);
-    __m512i x = _mm512_add_epi64(p, _mm512_mask_blend_epi64(neg, _mm512_set1_epi64(1LL << 30),
-                                                            _mm512_set1_epi64(1 - (1LL << 30))));
-    const __mmask8 xneg = _mm512_cmplt_epi64_mask(x, zero);
-    x = _mm512_mask_add_epi64(x, xneg, x, _mm512_set1_epi64((1LL << 31) - 1));
-    return _mm512_srai_epi64(x, 31);
+    const __m512i y = _mm512_add_epi64(_mm512_mul_epi32(a, m), _mm512_set1_epi64(1LL << 30));
+    const __mmask8 has_e = _mm512_cmpgt_epi64_mask(e, zero);
+    const __m512i c = _mm512_maskz_sllv_epi64(has_e, _mm512_set1_epi64(1), _mm512_add_epi64(e, _mm512_set1_epi64(30)));
+    const __m512i c2 =
+        _mm512_mask_sub_epi64(c, has_e & _mm512_cmplt_epi64_mask(y, zero), c, _mm512_set1_epi64(1LL << 31));
+    const __m512i r = _mm512_srav_epi64(_mm512_add_epi64(y, c2), _mm512_add_epi64(e, _mm512_set1_epi64(31)));
+    return _mm512_min_epi64(r, _mm512_set1_epi64(std::numeric_limits<std::int32_t>::max()));
   }
 
   /// clamp(zy + MultiplyByQuantizedMultiplier(acc, mult, shift), lo, hi).
-  /// `any_left`: some lane may have shift > 0.
+  /// `AnyLeft`: some lane may have shift > 0.
   template <bool AnyLeft>
   static TINYLARGE_ALWAYS_INLINE __m512i apply(__m512i acc, __m512i mult, __m512i shift, __m512i zy, __m512i lo,
                                                __m512i hi) noexcept {
-    const __m512i zero = _mm512_setzero_si512(), one = _mm512_set1_epi32(1);
-    const __m512i int_min = _mm512_set1_epi32(std::numeric_limits<std::int32_t>::min());
-    const __m512i int_max = _mm512_set1_epi32(std::numeric_limits<std::int32_t>::max());
+    const __m512i zero = _mm512_setzero_si512();
     __m512i a = acc;
     if constexpr (AnyLeft) {  // acc·2^left, saturated to int32
+      const __m512i int_max = _mm512_set1_epi32(std::numeric_limits<std::int32_t>::max());
       const __m512i left = _mm512_max_epi32(shift, zero);
       const __m512i shifted = _mm512_sllv_epi32(acc, left);
       const __mmask16 overflow = _mm512_cmpneq_epi32_mask(_mm512_srav_epi32(shifted, left), acc);
       const __m512i saturated = _mm512_xor_si512(_mm512_srai_epi32(acc, 31), int_max);  // acc < 0 ? MIN : MAX
       a = _mm512_mask_mov_epi32(shifted, overflow, saturated);
     }
-    const __m512i right = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
-    // SaturatingRoundingDoublingHighMul(a, mult): even lanes, then odd lanes.
-    const __m512i even = high_half(_mm512_mul_epi32(a, mult));
-    const __m512i odd = high_half(_mm512_mul_epi32(_mm512_srli_epi64(a, 32), _mm512_srli_epi64(mult, 32)));
-    __m512i x = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
-    const __mmask16 both_min = _mm512_cmpeq_epi32_mask(a, int_min) & _mm512_cmpeq_epi32_mask(mult, int_min);
-    x = _mm512_mask_mov_epi32(x, both_min, int_max);
-    // RoundingDivideByPOT(x, right).
-    const __m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
-    const __m512i remainder = _mm512_and_si512(x, mask);
-    const __m512i threshold = _mm512_add_epi32(_mm512_srai_epi32(mask, 1), _mm512_srli_epi32(x, 31));
-    __m512i v = _mm512_srav_epi32(x, right);
-    v = _mm512_mask_add_epi32(v, _mm512_cmpgt_epi32_mask(remainder, threshold), v, one);
-    v = _mm512_add_epi32(v, zy);
+    const __m512i e = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
+    const __m512i even = product_shift(a, mult, _mm512_and_si512(e, _mm512_set1_epi64(0xFFFFFFFFLL)));
+    const __m512i odd =
+        product_shift(_mm512_srli_epi64(a, 32), _mm512_srli_epi64(mult, 32), _mm512_srli_epi64(e, 32));
+    const __m512i v = _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32)), zy);
     return _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
   }
 
