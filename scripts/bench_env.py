@@ -110,8 +110,10 @@ def peer_env(base=None, threads=1):
     return env
 
 
-def probe(env, torch=False):
-    """What the peer libraries select in `env` (run in a child process)."""
+def probe(env, torch=False, caller_env=None):
+    """What the peer libraries select in `env` (run in a child process);
+    `caller_env`: the environment the variables were removed from (default:
+    this process's)."""
     args = [PYTHON, "-c", _PROBE] + (["torch"] if torch else [])
     r = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     info = json.loads(r.stdout) if r.returncode == 0 and r.stdout.strip() else {"probe_error": r.stderr[-500:]}
@@ -119,7 +121,8 @@ def probe(env, torch=False):
         info["onednn_isa"] = DNNL_ISA.get(info["onednn_isa_value"], hex(info["onednn_isa_value"]))
     info["cpu"] = cpu_model()
     info["load"] = load()
-    info["stripped_from_peer_env"] = {k: os.environ[k] for k in STRIPPED if k in os.environ}
+    caller = os.environ if caller_env is None else caller_env
+    info["stripped_from_peer_env"] = {k: caller[k] for k in STRIPPED if k in caller}
     return info
 
 
