@@ -335,65 +335,61 @@ TINYLARGE_ALWAYS_INLINE void s8_vnni_gemv(std::size_t n, std::size_t k, const st
 /// to int32 first, as in the reference. Shifts in [−31, 30] (what
 /// `quantize_multiplier` produces), as for the scalar function.
 struct requantize_avx512 {
-  /// ⌊(p + 2³⁰ + c)/2³¹⁺ᵉ⌋ (see above), capped at 2³¹ − 1, for the products of
-  /// the even int32 lanes of a and m; e in 64-bit lanes.
-  static TINYLARGE_ALWAYS_INLINE __m512i product_shift(__m512i a, __m512i m, __m512i e) noexcept {
+  /// Per-lane constants of one half (even or odd int32 lanes, as 64-bit lanes):
+  /// the multiplier, K = 2³⁰ + [e ≥ 1]·2³⁰⁺ᵉ, the shift 31 + e and e ≥ 1.
+  struct half_lanes {
+    __m512i m, k, sh;
+    __mmask8 has_e;
+    TINYLARGE_ALWAYS_INLINE half_lanes(__m512i m64, __m512i e64) noexcept : m(m64) {
+      has_e = _mm512_cmpgt_epi64_mask(e64, _mm512_setzero_si512());
+      k = _mm512_add_epi64(_mm512_maskz_sllv_epi64(has_e, _mm512_set1_epi64(1),
+                                                   _mm512_add_epi64(e64, _mm512_set1_epi64(30))),
+                           _mm512_set1_epi64(1LL << 30));
+      sh = _mm512_add_epi64(e64, _mm512_set1_epi64(31));
+    }
+    /// (p + K − [e ≥ 1 ∧ p + 2³⁰ < 0]·2³¹) >> (31 + e), capped at 2³¹ − 1,
+    /// for the products p of the even int32 lanes of a with m.
+    TINYLARGE_ALWAYS_INLINE __m512i operator()(__m512i a) const noexcept {
+      const __m512i p = _mm512_mul_epi32(a, m);
+      const __mmask8 neg = _mm512_mask_cmplt_epi64_mask(has_e, p, _mm512_set1_epi64(-(1LL << 30)));
+      __m512i t = _mm512_add_epi64(p, k);
+      t = _mm512_mask_sub_epi64(t, neg, t, _mm512_set1_epi64(1LL << 31));
+      return _mm512_min_epi64(_mm512_srav_epi64(t, sh), _mm512_set1_epi64(std::numeric_limits<std::int32_t>::max()));
+    }
+  };
+
+  __m512i shift, zy, lo, hi;
+  half_lanes even, odd;
+
+  /// The constants of 16 output channels (multipliers, shifts) and of the
+  /// output (zero point, clamp); built once per column block.
+  TINYLARGE_ALWAYS_INLINE requantize_avx512(__m512i mult, __m512i shift_, __m512i zy_, __m512i lo_,
+                                            __m512i hi_) noexcept
+      : shift(shift_), zy(zy_), lo(lo_), hi(hi_),
+        even(mult, _mm512_and_si512(right(shift_), _mm512_set1_epi64(0xFFFFFFFFLL))),
+        odd(_mm512_srli_epi64(mult, 32), _mm512_srli_epi64(right(shift_), 32)) {}
+
+  static TINYLARGE_ALWAYS_INLINE __m512i right(__m512i shift) noexcept {
     const __m512i zero = _mm512_setzero_si512();
-    const __m512i y = _mm512_add_epi64(_mm512_mul_epi32(a, m), _mm512_set1_epi64(1LL << 30));
-    const __mmask8 has_e = _mm512_cmpgt_epi64_mask(e, zero);
-    const __m512i c = _mm512_maskz_sllv_epi64(has_e, _mm512_set1_epi64(1), _mm512_add_epi64(e, _mm512_set1_epi64(30)));
-    const __m512i c2 =
-        _mm512_mask_sub_epi64(c, has_e & _mm512_cmplt_epi64_mask(y, zero), c, _mm512_set1_epi64(1LL << 31));
-    const __m512i r = _mm512_srav_epi64(_mm512_add_epi64(y, c2), _mm512_add_epi64(e, _mm512_set1_epi64(31)));
-    return _mm512_min_epi64(r, _mm512_set1_epi64(std::numeric_limits<std::int32_t>::max()));
+    return _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
   }
 
   /// clamp(zy + MultiplyByQuantizedMultiplier(acc, mult, shift), lo, hi).
   /// `AnyLeft`: some lane may have shift > 0.
   template <bool AnyLeft>
-  static TINYLARGE_ALWAYS_INLINE __m512i apply(__m512i acc, __m512i mult, __m512i shift, __m512i zy, __m512i lo,
-                                               __m512i hi) noexcept {
-    const __m512i zero = _mm512_setzero_si512();
+  TINYLARGE_ALWAYS_INLINE __m512i apply(__m512i acc) const noexcept {
     __m512i a = acc;
     if constexpr (AnyLeft) {  // acc·2^left, saturated to int32
       const __m512i int_max = _mm512_set1_epi32(std::numeric_limits<std::int32_t>::max());
-      const __m512i left = _mm512_max_epi32(shift, zero);
+      const __m512i left = _mm512_max_epi32(shift, _mm512_setzero_si512());
       const __m512i shifted = _mm512_sllv_epi32(acc, left);
       const __mmask16 overflow = _mm512_cmpneq_epi32_mask(_mm512_srav_epi32(shifted, left), acc);
       const __m512i saturated = _mm512_xor_si512(_mm512_srai_epi32(acc, 31), int_max);  // acc < 0 ? MIN : MAX
       a = _mm512_mask_mov_epi32(shifted, overflow, saturated);
     }
-    const __m512i e = _mm512_max_epi32(_mm512_sub_epi32(zero, shift), zero);
-    const __m512i even = product_shift(a, mult, _mm512_and_si512(e, _mm512_set1_epi64(0xFFFFFFFFLL)));
-    const __m512i odd =
-        product_shift(_mm512_srli_epi64(a, 32), _mm512_srli_epi64(mult, 32), _mm512_srli_epi64(e, 32));
-    const __m512i v = _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32)), zy);
+    const __m512i v =
+        _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, even(a), _mm512_slli_epi64(odd(_mm512_srli_epi64(a, 32)), 32)), zy);
     return _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
-  }
-
-  template <bool AnyLeft>
-  static void row_impl(const std::int32_t* acc, std::size_t n, const dense_s8_params& p, std::int8_t* y) noexcept {
-    const __m512i zy = _mm512_set1_epi32(p.output_zero_point);
-    const __m512i lo = _mm512_set1_epi32(p.act_min), hi = _mm512_set1_epi32(p.act_max);
-    __m512i mult = _mm512_set1_epi32(p.multipliers[0]), shift = _mm512_set1_epi32(p.shifts[0]);
-    std::size_t o = 0;
-    for (; o + 16 <= n; o += 16) {
-      if (p.per_channel) {
-        mult = _mm512_loadu_si512(p.multipliers + o);
-        shift = _mm512_loadu_si512(p.shifts + o);
-      }
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(y + o),
-                       _mm512_cvtepi32_epi8(apply<AnyLeft>(_mm512_loadu_si512(acc + o), mult, shift, zy, lo, hi)));
-    }
-    if (o < n) {
-      const auto mk = static_cast<__mmask16>((1u << (n - o)) - 1u);
-      if (p.per_channel) {
-        mult = _mm512_maskz_loadu_epi32(mk, p.multipliers + o);
-        shift = _mm512_maskz_loadu_epi32(mk, p.shifts + o);
-      }
-      _mm512_mask_cvtepi32_storeu_epi8(y + o, mk,
-                                       apply<AnyLeft>(_mm512_maskz_loadu_epi32(mk, acc + o), mult, shift, zy, lo, hi));
-    }
   }
 
   /// True when some channel has a left shift (real multiplier ≥ 1).
@@ -402,16 +398,6 @@ struct requantize_avx512 {
     for (std::size_t c = 0; c < count; ++c)
       if (p.shifts[c] > 0) return true;
     return false;
-  }
-
-  /// y[i][o] = requantize_s8(acc[i][o], o, p) for an m×n block.
-  static void rows(const std::int32_t* acc, std::size_t m, std::size_t n, const dense_s8_params& p,
-                   std::int8_t* y) noexcept {
-    if (any_left_shift(n, p)) {
-      for (std::size_t i = 0; i < m; ++i) row_impl<true>(acc + i * n, n, p, y + i * n);
-    } else {
-      for (std::size_t i = 0; i < m; ++i) row_impl<false>(acc + i * n, n, p, y + i * n);
-    }
   }
 };
 static_assert(sizeof(int) == sizeof(std::int32_t), "shifts are loaded as int32 lanes");
@@ -605,17 +591,14 @@ TINYLARGE_ALWAYS_INLINE void s8_gemm_epilogue(std::size_t rows, std::size_t cols
     const auto mk = static_cast<__mmask16>(cols - 16 * j >= 16 ? 0xFFFFu : (1u << (cols - 16 * j)) - 1u);
     const __m512i cc = _mm512_load_si512(colcorr + 16 * j);
     if constexpr (S8) {
-      const __m512i zy = _mm512_set1_epi32(p->output_zero_point);
-      const __m512i lo = _mm512_set1_epi32(p->act_min), hi = _mm512_set1_epi32(p->act_max);
-      const __m512i mult =
-          p->per_channel ? _mm512_maskz_loadu_epi32(mk, p->multipliers + o) : _mm512_set1_epi32(p->multipliers[0]);
-      const __m512i shift =
-          p->per_channel ? _mm512_maskz_loadu_epi32(mk, p->shifts + o) : _mm512_set1_epi32(p->shifts[0]);
+      const requantize_avx512 rq(
+          p->per_channel ? _mm512_maskz_loadu_epi32(mk, p->multipliers + o) : _mm512_set1_epi32(p->multipliers[0]),
+          p->per_channel ? _mm512_maskz_loadu_epi32(mk, p->shifts + o) : _mm512_set1_epi32(p->shifts[0]),
+          _mm512_set1_epi32(p->output_zero_point), _mm512_set1_epi32(p->act_min), _mm512_set1_epi32(p->act_max));
       for (std::size_t r = 0; r < rows; ++r) {
         const __m512i a = _mm512_add_epi32(_mm512_add_epi32(_mm512_load_si512(tile + r * s8_gemm_layout::nr + 16 * j), cc),
                                            _mm512_set1_epi32(rowcorr[r]));
-        _mm512_mask_cvtepi32_storeu_epi8(out + r * ldo + o, mk,
-                                         requantize_avx512::apply<AnyLeft>(a, mult, shift, zy, lo, hi));
+        _mm512_mask_cvtepi32_storeu_epi8(out + r * ldo + o, mk, rq.apply<AnyLeft>(a));
       }
     } else {
       for (std::size_t r = 0; r < rows; ++r) {
@@ -782,7 +765,7 @@ TINYLARGE_NOINLINE void s8_gemv_chunk(std::size_t k, const std::int8_t* x, const
     const __m512i mult =
         p.per_channel ? _mm512_maskz_loadu_epi32(mk, p.multipliers + o) : _mm512_set1_epi32(p.multipliers[0]);
     const __m512i shift = p.per_channel ? _mm512_maskz_loadu_epi32(mk, p.shifts + o) : _mm512_set1_epi32(p.shifts[0]);
-    _mm512_mask_cvtepi32_storeu_epi8(y + o, mk, requantize_avx512::apply<AnyLeft>(a, mult, shift, zy, lo, hi));
+    _mm512_mask_cvtepi32_storeu_epi8(y + o, mk, requantize_avx512(mult, shift, zy, lo, hi).apply<AnyLeft>(a));
   }
 }
 
