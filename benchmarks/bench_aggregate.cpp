@@ -8,12 +8,18 @@
 //                             vector, the numpy way)
 //   fedavg/fp16|int8/aggregator  the same round on encoded updates
 //   triad                    a[i] = b[i] + s·c[i], |a| = |b| = |c| = total/3
+//   read_only                every client's update read once (the same bytes
+//                             as fedavg/fp32) into 8 vector sums, nothing
+//                             written: the bound of a read-dominated reduction
 //
 // Throughput counter `GBps` = bytes of updates read (triad: bytes read +
 // written, STREAM convention) / CPU time. Run scripts/bench_aggregate.py for
 // the table with numpy in the same run.
 
 #include <benchmark/benchmark.h>
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include <cstddef>
 #include <cstdint>
@@ -133,6 +139,34 @@ void BM_triad(benchmark::State& st) {
   set_bytes(st, static_cast<double>(3 * n * sizeof(float)));
 }
 
+// Read-only streaming loop over the same 100 × 1M fp32 updates FedAvg reads.
+void BM_read_only(benchmark::State& st) {
+  auto& f = fp32_fleet();
+  for (auto _ : st) {
+#if defined(__AVX512F__)
+    __m512 acc[8];
+    for (auto& a : acc) a = _mm512_setzero_ps();
+    for (const auto& w : f.w)
+      for (std::size_t i = 0; i + 128 <= w.size(); i += 128)
+        for (std::size_t j = 0; j < 8; ++j) acc[j] = _mm512_add_ps(acc[j], _mm512_loadu_ps(w.data() + i + 16 * j));
+#elif defined(__AVX2__)
+    __m256 acc[8];
+    for (auto& a : acc) a = _mm256_setzero_ps();
+    for (const auto& w : f.w)
+      for (std::size_t i = 0; i + 64 <= w.size(); i += 64)
+        for (std::size_t j = 0; j < 8; ++j) acc[j] = _mm256_add_ps(acc[j], _mm256_loadu_ps(w.data() + i + 8 * j));
+#else
+    float acc[16] = {};
+    for (const auto& w : f.w)
+      for (std::size_t i = 0; i + 16 <= w.size(); i += 16)
+        for (std::size_t j = 0; j < 16; ++j) acc[j] += w[i + j];
+#endif
+    benchmark::DoNotOptimize(acc);
+    benchmark::ClobberMemory();
+  }
+  set_bytes(st, static_cast<double>(kClients * kParams * sizeof(float)));
+}
+
 }  // namespace
 
 BENCHMARK(BM_fedavg_fp32_aggregator)->Name("fedavg/fp32/aggregator")->Unit(benchmark::kMillisecond);
@@ -147,5 +181,6 @@ BENCHMARK(BM_fedavg_fp32_block)
 BENCHMARK(BM_fedavg_fp16_aggregator)->Name("fedavg/fp16/aggregator")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_fedavg_int8_aggregator)->Name("fedavg/int8/aggregator")->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_triad)->Name("triad")->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_read_only)->Name("read_only")->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

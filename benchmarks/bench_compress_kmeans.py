@@ -9,13 +9,28 @@ Prints the best of N runs and the inertia, to compare with
 (the data are drawn from the same distribution, not bit-identical: tinylarge uses its own
 PCG32 generator).
 
-    OMP_NUM_THREADS=1 /usr/bin/python3 benchmarks/bench_compress_kmeans.py [--runs 5]
+    /usr/bin/python3 benchmarks/bench_compress_kmeans.py [--runs 5] [--ours build/benchmarks/bench_compress]
+
+Peer fairness (scripts/bench_env.py): the script re-executes itself in the peer's environment
+(OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed, one OpenMP / BLAS thread), prints the OpenBLAS
+core numpy selected, the CPU model and the load; with --ours it runs bench_compress's k-means
+benchmark (in the caller's environment) and prints the ratio, unless the peer ran a fallback core.
 """
 import argparse
+import json
 import os
+import subprocess
+import sys
 import time
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+import bench_env  # noqa: E402
+
+if "TINYLARGE_CALLER_ENV" not in os.environ:
+    _env = bench_env.peer_env()
+    _env["TINYLARGE_CALLER_ENV"] = json.dumps(dict(os.environ))
+    os.execve(bench_env.PYTHON, [bench_env.PYTHON, os.path.abspath(__file__)] + sys.argv[1:], _env)
+CALLER_ENV = json.loads(os.environ["TINYLARGE_CALLER_ENV"])
 
 import numpy as np  # noqa: E402
 from sklearn.cluster import KMeans  # noqa: E402
@@ -26,7 +41,12 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--k", type=int, default=16)
+    ap.add_argument("--ours", default=None, help="path of bench_compress: print ours / scikit-learn")
     args = ap.parse_args()
+    peer = bench_env.probe(dict(os.environ), caller_env=CALLER_ENV)
+    print(bench_env.describe(peer))
+    reasons = bench_env.fallback_reasons(peer)
+    default_cpu = None
     rng = np.random.default_rng(3)
     x = rng.normal(0.0, 0.05, size=args.n).astype(np.float32).reshape(-1, 1)
     lo, hi = float(x.min()), float(x.max())
@@ -41,6 +61,7 @@ def main():
             best_cpu = min(best_cpu, time.process_time() - c)
         print(f"sklearn KMeans 1-D n={args.n} k={args.k} {name}: best wall {best:.4f} s, cpu {best_cpu:.4f} s, "
               f"iterations {km.n_iter_}, inertia {km.inertia_:.4f}")
+        default_cpu = best_cpu if default_cpu is None else default_cpu
     # k-means++ (sklearn's default init) for reference
     best, best_cpu = float("inf"), float("inf")
     for _ in range(max(1, args.runs // 2)):
@@ -50,6 +71,15 @@ def main():
         best_cpu = min(best_cpu, time.process_time() - c)
     print(f"sklearn KMeans 1-D n={args.n} k={args.k} k-means++ init, tol 1e-4: best wall {best:.4f} s, "
           f"cpu {best_cpu:.4f} s, iterations {km.n_iter_}, inertia {km.inertia_:.4f}")
+    if args.ours:
+        out = subprocess.run([args.ours, "--benchmark_filter=kmeans", "--benchmark_format=json"], env=CALLER_ENV,
+                             check=True, stdout=subprocess.PIPE, text=True).stdout
+        b = [x for x in json.loads(out)["benchmarks"] if x.get("run_type", "iteration") == "iteration"][0]
+        scale = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}[b["time_unit"]]
+        ours_cpu = b["cpu_time"] * scale
+        r = bench_env.ratio(default_cpu, ours_cpu, reasons)
+        print(f"ours ({b['name']}): cpu {ours_cpu:.4f} s; speed-up over scikit-learn (linear init, tol 1e-4, "
+              f"cpu time): {bench_env.fmt_ratio(r, 0, 1)}x")
 
 
 if __name__ == "__main__":

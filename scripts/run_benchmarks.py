@@ -100,7 +100,9 @@ def run(exe: Path, repetitions: int, min_time: float, filt: str) -> dict:
     # The peers (OpenBLAS, oneDNN) run in these processes: their environment is the peer's.
     env = bench_env.peer_env()
     args = [str(exe), "--benchmark_format=json", f"--benchmark_repetitions={repetitions}",
-            f"--benchmark_min_time={min_time}", "--benchmark_report_aggregates_only=false"]
+            f"--benchmark_min_time={min_time}", "--benchmark_report_aggregates_only=false",
+            # repetitions of ours and the peer interleaved: a load change hits both alike
+            "--benchmark_enable_random_interleaving=true"]
     if filt:
         args.append(f"--benchmark_filter={filt}")
     out = subprocess.run(args, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout

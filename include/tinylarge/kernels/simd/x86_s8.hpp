@@ -347,14 +347,18 @@ struct requantize_avx512 {
                            _mm512_set1_epi64(1LL << 30));
       sh = _mm512_add_epi64(e64, _mm512_set1_epi64(31));
     }
-    /// (p + K − [e ≥ 1 ∧ p + 2³⁰ < 0]·2³¹) >> (31 + e), capped at 2³¹ − 1,
-    /// for the products p of the even int32 lanes of a with m.
-    TINYLARGE_ALWAYS_INLINE __m512i operator()(__m512i a) const noexcept {
+    /// (p + K − [e ≥ 1 ∧ p + 2³⁰ < 0]·2³¹) >> (31 + e), capped at 2³¹ − 1
+    /// when `Cap` (only a multiplier of −2³¹ needs it), for the products p of
+    /// the even int32 lanes of a with m.
+    template <bool Cap>
+    TINYLARGE_ALWAYS_INLINE __m512i apply(__m512i a) const noexcept {
       const __m512i p = _mm512_mul_epi32(a, m);
       const __mmask8 neg = _mm512_mask_cmplt_epi64_mask(has_e, p, _mm512_set1_epi64(-(1LL << 30)));
       __m512i t = _mm512_add_epi64(p, k);
       t = _mm512_mask_sub_epi64(t, neg, t, _mm512_set1_epi64(1LL << 31));
-      return _mm512_min_epi64(_mm512_srav_epi64(t, sh), _mm512_set1_epi64(std::numeric_limits<std::int32_t>::max()));
+      const __m512i r = _mm512_srav_epi64(t, sh);
+      if constexpr (Cap) return _mm512_min_epi64(r, _mm512_set1_epi64(std::numeric_limits<std::int32_t>::max()));
+      return r;
     }
   };
 
@@ -375,8 +379,9 @@ struct requantize_avx512 {
   }
 
   /// clamp(zy + MultiplyByQuantizedMultiplier(acc, mult, shift), lo, hi).
-  /// `AnyLeft`: some lane may have shift > 0.
-  template <bool AnyLeft>
+  /// `AnyLeft`: some lane may have shift > 0; `Cap`: some multiplier may be
+  /// −2³¹ (see `any_min_multiplier`).
+  template <bool AnyLeft, bool Cap = true>
   TINYLARGE_ALWAYS_INLINE __m512i apply(__m512i acc) const noexcept {
     __m512i a = acc;
     if constexpr (AnyLeft) {  // acc·2^left, saturated to int32
@@ -388,8 +393,18 @@ struct requantize_avx512 {
       a = _mm512_mask_mov_epi32(shifted, overflow, saturated);
     }
     const __m512i v =
-        _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, even(a), _mm512_slli_epi64(odd(_mm512_srli_epi64(a, 32)), 32)), zy);
+        _mm512_add_epi32(_mm512_mask_blend_epi32(0xAAAA, even.apply<Cap>(a),
+                                                 _mm512_slli_epi64(odd.apply<Cap>(_mm512_srli_epi64(a, 32)), 32)),
+                         zy);
     return _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+  }
+
+  /// True when some channel's multiplier is −2³¹ (never from `quantize_multiplier`).
+  static bool any_min_multiplier(std::size_t n, const dense_s8_params& p) noexcept {
+    const std::size_t count = p.per_channel ? n : 1;
+    for (std::size_t c = 0; c < count; ++c)
+      if (p.multipliers[c] == std::numeric_limits<std::int32_t>::min()) return true;
+    return false;
   }
 
   /// True when some channel has a left shift (real multiplier ≥ 1).
@@ -581,7 +596,7 @@ constexpr auto make_s8_gemm_row(std::index_sequence<R...>) noexcept {
 /// Epilogue of one tile: v = tile + colcorr[o] + rowcorr[i], stored as int32
 /// (`S8` false) or requantized to int8 (`S8` true) for `rows` × `cols`
 /// outputs at out (row stride ldo).
-template <bool S8, bool AnyLeft, class Out>
+template <bool S8, bool AnyLeft, bool Cap, class Out>
 TINYLARGE_ALWAYS_INLINE void s8_gemm_epilogue(std::size_t rows, std::size_t cols, std::size_t o0,
                                               const std::int32_t* tile, const std::int32_t* colcorr,
                                               const std::int32_t* rowcorr, const dense_s8_params* p, Out* out,
@@ -598,7 +613,7 @@ TINYLARGE_ALWAYS_INLINE void s8_gemm_epilogue(std::size_t rows, std::size_t cols
       for (std::size_t r = 0; r < rows; ++r) {
         const __m512i a = _mm512_add_epi32(_mm512_add_epi32(_mm512_load_si512(tile + r * s8_gemm_layout::nr + 16 * j), cc),
                                            _mm512_set1_epi32(rowcorr[r]));
-        _mm512_mask_cvtepi32_storeu_epi8(out + r * ldo + o, mk, rq.apply<AnyLeft>(a));
+        _mm_mask_storeu_epi8(out + r * ldo + o, mk, _mm512_cvtepi32_epi8(rq.apply<AnyLeft, Cap>(a)));
       }
     } else {
       for (std::size_t r = 0; r < rows; ++r) {
@@ -614,7 +629,7 @@ TINYLARGE_ALWAYS_INLINE void s8_gemm_epilogue(std::size_t rows, std::size_t cols
 /// requantized int8 (Out = int8). Panels outer (one panel of W, ≤ 64·k bytes,
 /// stays in L1/L2 while every row block of X streams past it), row blocks
 /// inner, split evenly into blocks of at most `mr_max` rows.
-template <bool AnyLeft, class Out>
+template <bool AnyLeft, bool Cap, class Out>
 void s8_gemm_packed(std::size_t m, std::size_t n, std::size_t k, const std::int8_t* x, const std::int8_t* packed,
                     const dense_s8_params* p, Out* out) noexcept {
   using L = s8_gemm_layout;
@@ -637,11 +652,29 @@ void s8_gemm_packed(std::size_t m, std::size_t n, std::size_t k, const std::int8
     for (std::size_t blk = 0; blk < blocks; ++blk) {
       const std::size_t rows = base + (blk < extra ? 1 : 0);
       table[nb - 1][rows - 1](k, x + i * k, k, pw, tile);
-      s8_gemm_epilogue<s8, AnyLeft>(rows, cols, o0, tile, colcorr + o0, rowcorr + i, p, out + i * n, n);
+      s8_gemm_epilogue<s8, AnyLeft, Cap>(rows, cols, o0, tile, colcorr + o0, rowcorr + i, p, out + i * n, n);
       i += rows;
     }
   }
 }
+/// `s8_gemm_packed` with the requantization variant `p` needs (int8 out) or
+/// none (int32 out, p may be null).
+template <class Out>
+void s8_gemm_packed_dispatch(std::size_t m, std::size_t n, std::size_t k, const std::int8_t* x,
+                             const std::int8_t* packed, const dense_s8_params* p, Out* out) noexcept {
+  if constexpr (std::is_same_v<Out, std::int8_t>) {
+    const bool left = requantize_avx512::any_left_shift(n, *p), cap = requantize_avx512::any_min_multiplier(n, *p);
+    if (left) {
+      cap ? s8_gemm_packed<true, true>(m, n, k, x, packed, p, out) : s8_gemm_packed<true, false>(m, n, k, x, packed, p, out);
+    } else {
+      cap ? s8_gemm_packed<false, true>(m, n, k, x, packed, p, out)
+          : s8_gemm_packed<false, false>(m, n, k, x, packed, p, out);
+    }
+  } else {
+    s8_gemm_packed<false, false>(m, n, k, x, packed, p, out);
+  }
+}
+
 /// VNNI driver: out (m×n) = bias + Σ (x − zx)·w as int32, or requantized
 /// to int8 (`p` then also gives the requantization); GEMV for m = 1, the
 /// packed GEMM (W packed into per-thread scratch) otherwise.
@@ -670,15 +703,7 @@ void s8_dense_vnni(std::size_t m, std::size_t n, std::size_t k, const std::int8_
   }
   auto* packed = thread_scratch<scratch_slot::pack_b>().get<std::int8_t>(s8_gemm_layout::bytes(n, k));
   s8_gemm_pack(n, k, w, p, packed);
-  if constexpr (std::is_same_v<Out, std::int8_t>) {
-    if (requantize_avx512::any_left_shift(n, p)) {
-      s8_gemm_packed<true>(m, n, k, x, packed, &p, out);
-    } else {
-      s8_gemm_packed<false>(m, n, k, x, packed, &p, out);
-    }
-  } else {
-    s8_gemm_packed<false>(m, n, k, x, packed, nullptr, out);
-  }
+  s8_gemm_packed_dispatch(m, n, k, x, packed, &p, out);
 }
 
 // ---------------------------------------------------------------------------
@@ -818,18 +843,14 @@ inline void pack_dense_s8_gemm(arch::avx512_vnni, std::size_t n, std::size_t k, 
 inline void dense_s8_gemm_packed(arch::avx512_vnni, std::size_t m, std::size_t n, std::size_t k,
                                  const std::int8_t* x, const std::int8_t* packed, const dense_s8_params& p,
                                  std::int8_t* y) noexcept {
-  if (detail::requantize_avx512::any_left_shift(n, p)) {
-    detail::s8_gemm_packed<true>(m, n, k, x, packed, &p, y);
-  } else {
-    detail::s8_gemm_packed<false>(m, n, k, x, packed, &p, y);
-  }
+  detail::s8_gemm_packed_dispatch(m, n, k, x, packed, &p, y);
 }
 
 /// acc (m×n) = dense_s8_s32(m, n, k, x, W, p) from the packed W of
 /// `pack_dense_s8_gemm` (bias and input zero point were folded in there).
 inline void dense_s8_s32_gemm_packed(arch::avx512_vnni, std::size_t m, std::size_t n, std::size_t k,
                                      const std::int8_t* x, const std::int8_t* packed, std::int32_t* acc) noexcept {
-  detail::s8_gemm_packed<false>(m, n, k, x, packed, nullptr, acc);
+  detail::s8_gemm_packed_dispatch(m, n, k, x, packed, static_cast<const dense_s8_params*>(nullptr), acc);
 }
 
 /// Bytes of the packed batch-1 form of an n×k int8 W (`detail::s8_gemv_layout`).
