@@ -362,10 +362,13 @@ void check_s8(std::size_t m, std::size_t n, std::size_t kk, const std::int8_t* x
 TEST_CASE("dense_s8: every back end bit-exact, zero points, per-channel, clamps", "[kernels][int8]") {
   // k ∈ {1, 3, 17, 255, 1000} covers the 4-byte groups of VNNI, the 16- and
   // 64-byte chunks and one 1024-byte k block; m = 1 is the GEMV path, m ≥ 2
-  // the packed GEMM with its 14-row and 32-column tails.
+  // the packed GEMM: row blocks of 1..6 rows (m = 4, 7, 11, 17, 255 …) and
+  // 64-output panels with 1..4 vectors and partial ones (n = 3, 17, 33, 70,
+  // 129, 255, 1000).
   const gemm_case cases[] = {{1, 1, 1},     {1, 3, 17},     {1, 17, 255},  {1, 256, 784}, {1, 5, 1000},
                              {3, 17, 255},  {17, 3, 1000},  {17, 255, 17}, {255, 17, 3},  {64, 256, 784},
-                             {3, 1000, 17}, {30, 33, 1030}, {2, 7, 4100}, {1, 5, 0},     {4, 5, 0}};
+                             {3, 1000, 17}, {30, 33, 1030}, {2, 7, 4100}, {1, 5, 0},     {4, 5, 0},
+                             {4, 70, 33},   {7, 129, 5},    {11, 64, 1}};
   const s8_setup setups[] = {
       {0, 0, false, true, false, -128, 127},  {-5, 3, true, true, false, -128, 127},
       {17, -20, true, false, true, -20, 127}, {-128, 127, false, true, true, -100, 50},

@@ -30,10 +30,12 @@
 /// computed otherwise. Each |u·w| ≤ 255·128 and the sum over k ≤ 2¹⁶ stays
 /// below 2³¹, so the lanes never wrap within the documented bound
 /// (`dense_s8_max_k`); all further adds are modulo 2³², exact whenever the
-/// final value fits in int32. For m ≥ 2 this is a packed GEMM with the
-/// structure of the fp32 one (14×32 int32 register tile, 28 accumulators): B is
-/// packed as [k/4][32 columns][4 bytes] so one aligned zmm load feeds 16
-/// columns × 4 k, and A as [k/4][14 rows][4 bytes] for 32-bit broadcasts.
+/// final value fits in int32. For m ≥ 2 the roles swap: W, packed once
+/// (`pack_dense_s8_gemm`, or into scratch per call), is the unsigned operand
+/// w + 128 and X the signed one, read unpacked by a 6×64 register tile
+/// (`detail::s8_gemm_layout`, `detail::s8_gemm_tile`), with the
+/// corrections −128·Σ_q x per row and bias − zx·Σ_q w per output and the
+/// requantization fused in the epilogue (`detail::s8_gemm_epilogue`).
 /// For m = 1 it is a GEMV (4 rows per pass, 64 bytes of k per instruction).
 /// The pre-packed batch-1 form (`pack_dense_s8` / `dense_s8_packed`, what
 /// `nn::quantized_network` runs) stores W as [k/4][16 outputs][4 bytes]
