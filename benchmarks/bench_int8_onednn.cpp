@@ -183,6 +183,9 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("onednn_version", std::to_string(dnnl::version()->major) + "." +
                                                     std::to_string(dnnl::version()->minor) + "." +
                                                     std::to_string(dnnl::version()->patch));
+#if defined(TINYLARGE_KERNELS_X86_AVX512) && defined(__AVX512VNNI__)
+  benchmark::AddCustomContext("tinylarge_backend", backend::name());
+#endif
   benchmark::AddCustomContext("onednn_isa", std::to_string(static_cast<int>(dnnl::get_effective_cpu_isa())));
   for (const auto& pp : problems) {
     const problem* pr = pp.get();
