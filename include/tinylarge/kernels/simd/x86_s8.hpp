@@ -536,10 +536,10 @@ TINYLARGE_ALWAYS_INLINE void dpbusd_acc(__m512i& acc, __m512i u, __m512i s) noex
 #endif
 }
 
-/// One k step of a register tile: acc_j[r] += (w + 128)·word(x row r) for
-/// the NB vectors b of one step of a panel. The accumulators are four
-/// separate arrays, not one 2-D array: GCC 12 keeps a 2-D array of 24 zmm in
-/// memory (a store and a copy per `vpdpbusd`), the 1-D arrays in registers.
+// One k step of a register tile: acc_j[r] += (w + 128)·word(x row r) for
+// the NB vectors b of one step of a panel (internal macro, undefined below).
+// The accumulators are four separate 1-D arrays rather than one 2-D array,
+// which GCC 12 is less inclined to keep in memory.
 #define TINYLARGE_S8_GEMM_STEP(WORD)                                                         \
   do {                                                                                       \
     const __m512i b0 = _mm512_load_si512(wq);                                                \
