@@ -18,6 +18,7 @@
 //         --claim-count N    client K (of --hostile) reports N examples in its real update
 //         --flt-max          client K (of --hostile) sends FLT_MAX in every coordinate of its real update
 //         --slow-ms T        every client sleeps T ms in its local step (keeps a run going while it is attacked)
+// mqtt-*: --user U --password P --ca FILE   broker login and TLS (the CA of the broker's certificate)
 //
 // MPI and MQTT endpoints authenticate their frames when TL_RUN_KEY or
 // TL_RUN_KEY_FILE is set (transport/auth.hpp), and print whether they do.
@@ -73,6 +74,7 @@ struct args {
   std::uint64_t claim_count = 0;
   bool flt_max = false;
   long slow_ms = 0;
+  std::string user, password, ca;
 };
 
 [[noreturn]] void usage(const char* msg) {
@@ -115,6 +117,9 @@ args parse(int argc, char** argv) {
     else if (k == "--hostile") a.hostile = u();
     else if (k == "--claim-count") a.claim_count = std::stoull(v);
     else if (k == "--slow-ms") a.slow_ms = std::stol(v);
+    else if (k == "--user") a.user = v;
+    else if (k == "--password") a.password = v;
+    else if (k == "--ca") a.ca = v;
     else usage(("unknown option " + k).c_str());
   }
   if (a.policy != "fedavg" && a.policy != "fedavgm") usage("--policy must be fedavg or fedavgm");
@@ -343,6 +348,9 @@ int main(int argc, char** argv) {
     o.port = a.port;
     o.run = a.run;
     o.key = tl::frame_key::from_environment();
+    o.username = a.user;
+    o.password = a.password;
+    o.tls_ca_file = a.ca;
     // Frames of this demo are at most 4·dim bytes of payload: nothing larger is copied.
     o.limits.max_payload_bytes = static_cast<std::uint32_t>(4 * a.dim);
     const tl::endpoint_id id = a.mode == "mqtt-server" ? 0 : a.id;

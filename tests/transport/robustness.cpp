@@ -9,7 +9,7 @@
 //
 // And an outsider on the broker during a FedAvg run (transport_fedavg_node):
 //
-//   transport_robustness mqtt-attack --port P --run R --clients N --dim D
+//   transport_robustness mqtt-attack --port P --run R --clients N --dim D [--user U --password W --ca CA]
 //
 // waits for the model of round 2 and then publishes, without the run key:
 // a retained model of round 2^32-1 (no MAC), a model of round 3 with a MAC
@@ -86,10 +86,13 @@ struct attack_state {
   bool seen = false;
 };
 
-int mqtt_attack(int port, const std::string& run, std::uint32_t clients, std::size_t dim) {
+int mqtt_attack(int port, const std::string& run, std::uint32_t clients, std::size_t dim, const std::string& user,
+                const std::string& password, const std::string& ca) {
   attack_state st;
   struct mosquitto* raw = mosquitto_new(("tl-" + run + "-attacker").c_str(), true, &st);
   if (raw == nullptr) return 1;
+  if (!user.empty()) mosquitto_username_pw_set(raw, user.c_str(), password.c_str());  // stolen client credentials
+  if (!ca.empty()) mosquitto_tls_set(raw, ca.c_str(), nullptr, nullptr, nullptr, nullptr);
   mosquitto_message_callback_set(raw, [](struct mosquitto*, void* p, const struct mosquitto_message* msg) {
     auto* s = static_cast<attack_state*>(p);
     wire::message_header h;
@@ -233,14 +236,18 @@ int main(int argc, char** argv) {
     std::string run = "demo";
     std::uint32_t clients = 4;
     std::size_t dim = 1000;
+    std::string user, password, ca;
     for (int i = 2; i + 1 < argc; i += 2) {
       const std::string k = argv[i], v = argv[i + 1];
       if (k == "--port") port = std::stoi(v);
       else if (k == "--run") run = v;
       else if (k == "--clients") clients = static_cast<std::uint32_t>(std::stoul(v));
       else if (k == "--dim") dim = std::stoul(v);
+      else if (k == "--user") user = v;
+      else if (k == "--password") password = v;
+      else if (k == "--ca") ca = v;
     }
-    return mqtt_attack(port, run, clients, dim);
+    return mqtt_attack(port, run, clients, dim, user, password, ca);
   }
   if (mode == "mqtt") {
     tl::mqtt_options o;

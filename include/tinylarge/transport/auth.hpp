@@ -39,7 +39,7 @@
 #pragma once
 
 #if !__has_include(<sodium.h>)
-#error "tinylarge/transport/auth.hpp needs libsodium's <sodium.h> (Debian: libsodium-dev; linked by tinylarge::mpi / tinylarge::mqtt)"
+#error "tinylarge/transport/auth.hpp is an optional dependency header: it needs libsodium's <sodium.h> (Debian: libsodium-dev; linked by tinylarge::mpi / tinylarge::mqtt)"
 #endif
 
 #include <sodium.h>

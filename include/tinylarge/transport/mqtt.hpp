@@ -85,6 +85,12 @@ struct mqtt_options {
   wire::wire_limits limits{};
   std::size_t max_queued_frames = 4096;  ///< frames beyond this are dropped (counted in `overflow`)
   std::size_t max_queued_bytes = std::size_t{256} << 20;  ///< and bytes beyond this (a frame larger than it still fits alone)
+  /// Broker login (bound to topics by the broker's ACLs); empty: anonymous.
+  std::string username, password;
+  /// TLS: the CA certificate file that signed the broker's certificate;
+  /// empty: plain TCP. Optionally this endpoint's certificate and key
+  /// (brokers with `require_certificate true`).
+  std::string tls_ca_file, tls_cert_file, tls_key_file;
   /// The run key (transport/auth.hpp), e.g. `frame_key::from_environment()`;
   /// `std::nullopt`: frames are not authenticated (tests on a private broker only).
   std::optional<frame_key> key;
@@ -126,6 +132,15 @@ class mqtt_transport {
   /// Connect to the broker, subscribe, and wait for the SUBACK (at most
   /// `connect_timeout`).
   status connect() {
+    if (!opt_.username.empty() &&
+        mosquitto_username_pw_set(mosq_, opt_.username.c_str(), opt_.password.empty() ? nullptr : opt_.password.c_str()) !=
+            MOSQ_ERR_SUCCESS)
+      return {errc::invalid_argument, "mqtt_transport: username or password refused by libmosquitto"};
+    if (!opt_.tls_ca_file.empty() &&
+        mosquitto_tls_set(mosq_, opt_.tls_ca_file.c_str(), nullptr,
+                          opt_.tls_cert_file.empty() ? nullptr : opt_.tls_cert_file.c_str(),
+                          opt_.tls_key_file.empty() ? nullptr : opt_.tls_key_file.c_str(), nullptr) != MOSQ_ERR_SUCCESS)
+      return {errc::invalid_argument, "mqtt_transport: TLS set-up failed (CA / certificate / key file?)"};
     // MQTT 5 CONNECT properties: the largest packet this endpoint accepts (the
     // broker drops larger publications for it), and for the server's persistent
     // session an expiry, so that the broker keeps its queued updates while it is down.
