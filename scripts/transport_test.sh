@@ -344,10 +344,12 @@ step_mqtt_acl_tls() {
     printf 'subjectAltName=IP:127.0.0.1\n' >"$d/san.ext" &&
     openssl x509 -req -in "$d/broker.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 2 \
       -extfile "$d/san.ext" -out "$d/broker.crt" >/dev/null 2>&1 || { echo "openssl failed"; return 1; }
+  chmod a+r "$d"/*  # a broker started as root drops to the user 'mosquitto' (test-only key)
   # Logins and ACLs as in docs/transport.md ("Deploying over MQTT").
   : >"$d/passwd"
   mosquitto_passwd -b "$d/passwd" server server-secret || return 1
   for k in 1 2 3 4; do mosquitto_passwd -b "$d/passwd" "client$k" "secret-$k" || return 1; done
+  chmod a+r "$d/passwd"
   {
     printf 'user server\ntopic write tl/%s/model\ntopic write tl/%s/control\ntopic write tl/%s/to/+\n' $run $run $run
     printf 'topic read tl/%s/update/+\ntopic read tl/%s/smashed/+\ntopic read tl/%s/gradient/+\ntopic read tl/%s/control/+\n' $run $run $run $run
@@ -356,6 +358,7 @@ step_mqtt_acl_tls() {
       for t in update smashed gradient control; do printf 'topic write tl/%s/%s/%s\n' $run $t $k; done
     done
   } >"$d/acl"
+  chmod a+r "$d/acl"
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   printf '%s\n' "per_listener_settings false" "allow_anonymous false" "password_file $d/passwd" "acl_file $d/acl" \
     "persistence false" "max_queued_messages 10000" "max_packet_size 65536" "log_type all" "listener $port 127.0.0.1" \
@@ -367,6 +370,7 @@ step_mqtt_acl_tls() {
     sleep 0.1
   done
   BROKER_PORT=$port
+  kill -0 "$BROKER_PID" 2>/dev/null || { echo "mosquitto did not start:"; cat "$WORK/mosquitto.log"; return 1; }
   # Plain TCP, and TLS without a login, are refused.
   ASAN_OPTIONS=$ASAN_DEFAULT timeout 20 "$NODE" mqtt-client --port "$port" --run $run --clients 4 --id 1 "${common[@]}" \
     --user client1 --password secret-1 >"$d/plain.log" 2>&1 && { echo "a plain-TCP client was accepted"; rc=1; }
