@@ -1121,3 +1121,48 @@ TEST_CASE("checkpoint decoders accept only canonical frames (sender, sequence, f
     }
   }
 }
+
+TEST_CASE("federated client: rounds move forward within a bound, the model keeps its size", "[transport][federated][hostile]") {
+  tl::in_process::hub net(2);
+  std::vector<std::uint32_t> answered;
+  tl::status client_status;
+  std::thread th([&] {
+    tl::in_process ep(net, 1);
+    tl::federated_client_options o;
+    o.idle_timeout = 10s;
+    o.max_round_skip = 10;
+    o.max_round = 100;
+    client_status = tl::run_federated_client(
+        ep,
+        [&](std::uint32_t r, std::uint64_t, std::span<const float> g, std::span<float> out) {
+          answered.push_back(r);
+          std::copy(g.begin(), g.end(), out.begin());
+          return std::int64_t{1};
+        },
+        o);
+  });
+  tl::in_process server(net, 0);
+  std::vector<float> w(6, 1.0f), w_big(7, 1.0f);
+  auto model = [&](std::uint32_t round, const std::vector<float>& v) {
+    wire::message_header h;
+    h.type = wire::message_type::model;
+    h.dtype = wire::wire_dtype::fp32;
+    h.round = round;
+    h.count = static_cast<std::uint32_t>(v.size());
+    REQUIRE(server.send(1, h, tl::as_bytes_le(std::span<const float>(v))).ok());
+    wire::message_view m;
+    return server.recv(m, 300ms).ok() && m.header.round == round;  // did the client answer?
+  };
+  CHECK(model(1, w));
+  CHECK_FALSE(model(1u + 11u, w));  // more than max_round_skip ahead
+  CHECK_FALSE(model(0xFFFFFFFFu, w));  // beyond max_round
+  CHECK_FALSE(model(2, w_big));     // another model size
+  CHECK(model(11, w));              // within the bound
+  wire::message_header stop;
+  stop.type = wire::message_type::control;
+  stop.aux = static_cast<std::uint64_t>(wire::control_command::stop);
+  REQUIRE(server.send(1, stop, {}).ok());
+  th.join();
+  CHECK(client_status.ok());
+  CHECK(answered == std::vector<std::uint32_t>{1, 11});
+}

@@ -158,25 +158,25 @@ namespace detail {
                   errc::corrupt, "checkpoint frame: dtype, sender, sequence or flags differ from what the writer puts there");
   return status::success();
 }
-/// Read a checkpoint file without letting an exception out: `found` = false
-/// when it cannot be opened, else its bytes or an error status (a directory,
-/// a read error, a file above the size limit).
-[[nodiscard]] inline status read_checkpoint_file(const std::string& path, std::vector<std::uint8_t>& bytes,
-                                                 bool& found) noexcept {
+/// Read and decode a checkpoint file without letting an exception out:
+/// `found` = false (and success) when it cannot be opened, else the verdict
+/// of `decode(bytes)`, or an error status for a directory, a read error, a
+/// file above the size limit or an allocation failure.
+template <class Decode>
+[[nodiscard]] status read_checkpoint_file(const std::string& path, bool& found, Decode&& decode) noexcept {
   found = io::file_readable(path);
   if (!found) return status::success();
 #if TINYLARGE_HAS_EXCEPTIONS
   try {
-    bytes = io::read_file(path);
+    return decode(io::read_file(path));
   } catch (const error& e) {
     return {e.code(), "cannot read the checkpoint file (a directory? unreadable? larger than 4 GiB?)"};
   } catch (const std::exception&) {
     return {errc::io_error, "cannot read the checkpoint file (a directory? out of memory?)"};
   }
 #else
-  bytes = io::read_file(path);  // without exceptions, errors end in on_fatal_error
+  return decode(io::read_file(path));  // without exceptions, errors end in on_fatal_error
 #endif
-  return status::success();
 }
 /// Runs a checkpoint write (which throws on a full disk, a missing
 /// directory, …) and turns an exception into a status, for the servers'
@@ -271,18 +271,8 @@ inline void save_server_checkpoint(const std::string& path, const server_checkpo
 /// it does not exist; a file that exists but cannot be read or fails
 /// validation is an error status — never skipped.
 [[nodiscard]] inline status read_server_checkpoint(const std::string& path, server_checkpoint& c, bool& found) noexcept {
-  std::vector<std::uint8_t> bytes;
-  TINYLARGE_TRY(detail::read_checkpoint_file(path, bytes, found));
-  if (!found) return status::success();
-#if TINYLARGE_HAS_EXCEPTIONS
-  try {
-    return decode_server_checkpoint(bytes, c);
-  } catch (const std::exception&) {  // bad_alloc of a (validated) large checkpoint
-    return {errc::io_error, "cannot decode the checkpoint file (out of memory?)"};
-  }
-#else
-  return decode_server_checkpoint(bytes, c);
-#endif
+  return detail::read_checkpoint_file(
+      path, found, [&](const std::vector<std::uint8_t>& bytes) { return decode_server_checkpoint(bytes, c); });
 }
 
 /// Load `path`; `false` when it does not exist. A file that exists but fails
@@ -479,18 +469,8 @@ inline void save_split_checkpoint(const std::string& path, const split_checkpoin
 /// exist; a file that exists but fails validation is an error status — a
 /// corrupt checkpoint is refused, never skipped.
 [[nodiscard]] inline status read_split_checkpoint(const std::string& path, split_checkpoint& c, bool& found) noexcept {
-  std::vector<std::uint8_t> bytes;
-  TINYLARGE_TRY(detail::read_checkpoint_file(path, bytes, found));
-  if (!found) return status::success();
-#if TINYLARGE_HAS_EXCEPTIONS
-  try {
-    return decode_split_checkpoint(bytes, c);
-  } catch (const std::exception&) {
-    return {errc::io_error, "cannot decode the split checkpoint file (out of memory?)"};
-  }
-#else
-  return decode_split_checkpoint(bytes, c);
-#endif
+  return detail::read_checkpoint_file(
+      path, found, [&](const std::vector<std::uint8_t>& bytes) { return decode_split_checkpoint(bytes, c); });
 }
 
 }  // namespace tinylarge
