@@ -6,9 +6,9 @@
 # Steps (each prints PASS/FAIL; the exit status is non-zero if any failed):
 #   build        configure with -DTINYLARGE_WITH_MPI=ON -DTINYLARGE_WITH_MQTT=ON, build the
 #                transport programs and test_transport, run test_transport
-#   fuzz         libFuzzer on the wire decoder and the checkpoint parser (clang++-14
+#   fuzz         libFuzzer on the wire decoder and the checkpoint parsers (clang++-14
 #                -fsanitize=fuzzer,address,undefined), seeded by transport_wire_corpus,
-#                bounded by TL_FUZZ_RUNS (default 2 000 000) executions
+#                bounded by TL_FUZZ_SECONDS (default 60) of wall time
 #   mpi          FedAvg, 1 server + 4 clients under `mpirun -np 5 --oversubscribe`:
 #                final vector bit-identical (cmp) to the in-process run with the same seeds
 #   mqtt         the same over a Mosquitto broker started here on 127.0.0.1:<free port>
@@ -32,6 +32,20 @@
 #   nn-split-client-killed   over MQTT, client 3 SIGKILLs itself at step 5 of round 2:
 #                rounds of 4, 3, 3, 3 clients; identical to the in-process run in which
 #                client 3 leaves at the same step
+#   mpi-attacks  (issue 25) a run key; client 4 is hostile: NaN / Inf / count-2^63 updates before
+#                its real one, its real one with count 2^32 (server cap 48), and over raw MPI a stop
+#                and a model of round r+1 stamped sender 0 to rank 1, an update without MAC to rank 0:
+#                all refused, the result cmp-identical to the clean in-process run
+#   mqtt-attacks (issue 25) the same hostile client over MQTT, plus an outsider on the broker
+#                (transport_robustness mqtt-attack: retained model of round 2^32-1, forged model of
+#                round r+1, NaN/Inf/huge-count updates on every client topic, a forged stop, 20 x 32
+#                MiB of junk): with the run key the result is cmp-identical to the clean run; without
+#                it the same attack must break the run (the test has teeth)
+#   mqtt-acl-tls (issue 25) the deployment configuration of docs/transport.md: Mosquitto with TLS
+#                (self-signed CA made with openssl), a password file and per-client ACLs on
+#                127.0.0.1; the run over TLS with logins equals the clean run; an attacker with
+#                client 1's stolen login cannot publish on the control or other clients' topics,
+#                and a plain-TCP / anonymous connection is refused
 #   nn-split-server-killed   SplitFedV1 with a checkpoint per round; the split server dies in
 #                round 3 after serving 20 steps (in process: the server object stops and a new
 #                one resumes; over MQTT: SIGKILL, then a restarted process), resumes from the
@@ -43,14 +57,17 @@
 # Needs: scripts/deps.sh net (libopenmpi-dev openmpi-bin mosquitto libmosquitto-dev),
 # clang-14 + libclang-rt-14-dev for the fuzzer. The broker is never started as a
 # service: each MQTT step starts its own on a free loopback port and stops it.
-# Environment: TINYLARGE_JOBS (default 2), TL_FUZZ_RUNS, TL_CXX_FLAGS (default
-# sanitizers), CXX (default g++).
+# Environment: TINYLARGE_JOBS (default 2), TL_FUZZ_SECONDS (TL_FUZZ_RUNS: also stop after that many
+# inputs), TL_CXX_FLAGS (default sanitizers), CXX (default g++).
+# Every MPI and MQTT run of this script authenticates its frames with a fresh run key
+# (TL_RUN_KEY_FILE, transport/auth.hpp), as a deployment should.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=${1:-${TINYLARGE_BUILD_ROOT:-$ROOT/build-test}/transport}
 JOBS=${TINYLARGE_JOBS:-2}
-FUZZ_RUNS=${TL_FUZZ_RUNS:-2000000}
+FUZZ_RUNS=${TL_FUZZ_RUNS:--1}
+FUZZ_SECONDS=${TL_FUZZ_SECONDS:-60}
 CXX_FLAGS=${TL_CXX_FLAGS:--O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer}
 WORK=$BUILD/transport-e2e
 NODE=$BUILD/tests/transport/transport_fedavg_node
@@ -58,6 +75,9 @@ NN=$BUILD/tests/transport/transport_nn_node
 FMNIST_DIR=${TL_FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
 SELECT=${TL_TRANSPORT_STEPS:-*}
 mkdir -p "$WORK"
+# A fresh run key for every MPI / MQTT endpoint started here (transport/auth.hpp).
+python3 -c 'import secrets; print(secrets.token_hex(32))' >"$WORK/run.key"
+export TL_RUN_KEY_FILE=$WORK/run.key
 
 # mpirun as root (containers) and on 2 cores.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -115,7 +135,7 @@ step_fuzz() {
   rm -rf "$WORK/corpus" && mkdir -p "$WORK/corpus"
   "$BUILD/tests/transport/transport_wire_corpus" "$WORK/corpus" || return 1
   # -max_len: frames up to 4 KiB; the limits inside keep valid giants out of RSS.
-  ASAN_OPTIONS=detect_leaks=1 "$WORK/fuzz_wire" -runs="$FUZZ_RUNS" -max_len=4096 -rss_limit_mb=1024 \
+  ASAN_OPTIONS=detect_leaks=1 "$WORK/fuzz_wire" -runs="$FUZZ_RUNS" -max_total_time="$FUZZ_SECONDS" -max_len=4096 -rss_limit_mb=1024 \
     -print_final_stats=1 "$WORK/corpus" >"$WORK/fuzz.log" 2>&1
   local rc=$?
   grep -E "stat::number_of_executed_units|Done [0-9]+ runs" "$WORK/fuzz.log" | tail -2
@@ -134,8 +154,8 @@ BROKER_PID=
 start_broker() {
   local port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 10000\n' \
-    "$port" >"$WORK/mosquitto.conf"
+  printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 10000\n%s' \
+    "$port" "${BROKER_EXTRA:-}" >"$WORK/mosquitto.conf"
   mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
   BROKER_PID=$!
   for _ in $(seq 50); do
@@ -248,6 +268,143 @@ step_mqtt_server_killed() {
   [[ $rc -eq 0 ]] || return 1
   grep -q "rounds 3\.\.5" "$WORK/resume-server-2.log" || { echo "the restarted server did not resume at round 3"; return 1; }
   cmp "$WORK/inproc-fedavgm.bin" "$WORK/mqtt-resume.bin" && echo "mqtt: server SIGKILLed in round 3, resumed from its checkpoint; result equals the uninterrupted run"
+}
+
+# --- Hostile networks (issue 25) ------------------------------------------------
+hostile=(--hostile 4 --claim-count 4294967296 --max-examples 48)
+
+step_mpi_attacks() {
+  rm -f "$WORK/mpi-attacks.bin"
+  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 timeout 300 mpirun --oversubscribe -np 5 \
+    "$NODE" mpi "${common[@]}" "${hostile[@]}" --out "$WORK/mpi-attacks.bin" | tee "$WORK/mpi-attacks.log"
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || return 1
+  grep -q "mpi: frames authenticated" "$WORK/mpi-attacks.log" || { echo "the run was not authenticated"; return 1; }
+  grep -q "rejected frames 15, clipped counts 5, .* unauthenticated 5," "$WORK/mpi-attacks.log" \
+    || { echo "the server did not refuse 15 bad updates and 5 unauthenticated ones, clip 5 counts"; return 1; }
+  grep -q "mpi client 1: stopped by the server; spoofed 10," "$WORK/mpi-attacks.log" \
+    || { echo "client 1 did not refuse 10 frames stamped sender 0 from rank 4"; return 1; }
+  cmp "$WORK/inproc.bin" "$WORK/mpi-attacks.bin" && echo "mpi attacks: all refused, result bit-identical to the clean run"
+}
+
+# mqtt_attacked RUN OUT [node args...]: clients 1-4 (4 hostile), the server, and an outsider on the
+# broker (ATTACKER: its extra arguments).
+ATTACKER=()
+mqtt_attacked() {
+  local run=$1 out=$2; shift 2
+  CLIENT_EXTRA=()
+  start_clients "$run" "${common[@]}" "${hostile[@]}" --slow-ms 300 "$@"
+  ASAN_OPTIONS=$ASAN_DEFAULT timeout 60 "$BUILD/tests/transport/transport_robustness" mqtt-attack --port "$BROKER_PORT" \
+    --run "$run" --clients 4 --dim 1000 "${ATTACKER[@]}" >"$WORK/$run-attacker.log" 2>&1 &
+  local apid=$!
+  ASAN_OPTIONS=$ASAN_DEFAULT timeout 120 "$NODE" mqtt-server --port "$BROKER_PORT" --run "$run" --clients 4 \
+    "${common[@]}" "${hostile[@]}" "$@" --out "$out" >"$WORK/$run-server.log" 2>&1
+  local rc=$?
+  cat "$WORK/$run-server.log"
+  [[ $rc -eq 0 ]] || stop_clients
+  wait_clients "$run" || rc=1
+  wait "$apid" || { echo "the attacker failed:"; rc=1; }
+  cat "$WORK/$run-attacker.log"
+  return $rc
+}
+
+step_mqtt_attacks() {
+  BROKER_EXTRA=$'max_packet_size 65536\n'  # docs/transport.md: the broker drops what no endpoint accepts
+  start_broker || return 1
+  rm -f "$WORK/mqtt-attacks.bin" "$WORK/mqtt-attacks-nokey.bin"
+  local rc=0
+  mqtt_attacked attacks "$WORK/mqtt-attacks.bin" --round-timeout-ms 10000 || rc=1
+  grep -q "rejected frames 15, clipped counts 5, .* unauthenticated 16," "$WORK/attacks-server.log" \
+    || { echo "the server did not refuse 15 bad updates and 16 forged ones, clip 5 counts"; rc=1; }
+  for k in 1 2 3 4; do
+    grep -q "stopped by the server; spoofed 0, unauthenticated 3," "$WORK/attacks-client-$k.log" \
+      || { echo "client $k did not refuse the retained model, the forged model and the forged stop:"; cat "$WORK/attacks-client-$k.log"; rc=1; }
+  done
+  grep -q "disconnected due to oversize packet" "$WORK/mosquitto.log" || { echo "the broker did not cut the junk off"; rc=1; }
+  cmp "$WORK/inproc.bin" "$WORK/mqtt-attacks.bin" || rc=1
+  [[ $rc -eq 0 ]] && echo "mqtt attacks with a run key: all refused, result bit-identical to the clean run"
+  # Teeth: the same attack on a run without a key must break it (the clients obey the forged stop).
+  local teeth=0
+  TL_RUN_KEY_FILE='' mqtt_attacked nokey "$WORK/mqtt-attacks-nokey.bin" --round-timeout-ms 3000 || teeth=1
+  stop_broker
+  BROKER_EXTRA=
+  if [[ $teeth -eq 0 ]] && cmp -s "$WORK/inproc.bin" "$WORK/mqtt-attacks-nokey.bin"; then
+    echo "the attack did not change a run without a key: the test cannot fail"; return 1
+  fi
+  echo "without a run key the same attack breaks the run (as it should: the check has teeth)"
+  return $rc
+}
+
+step_mqtt_acl_tls() {
+  command -v openssl >/dev/null && command -v mosquitto_passwd >/dev/null || { echo "needs openssl and mosquitto_passwd"; return 1; }
+  local d="$WORK/acl-tls" run=acl port rc=0
+  rm -rf "$d" && mkdir -p "$d"
+  # A self-signed CA and a broker certificate for 127.0.0.1.
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=tinylarge test CA" -keyout "$d/ca.key" -out "$d/ca.crt" >/dev/null 2>&1 &&
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$d/broker.key" -out "$d/broker.csr" >/dev/null 2>&1 &&
+    printf 'subjectAltName=IP:127.0.0.1\n' >"$d/san.ext" &&
+    openssl x509 -req -in "$d/broker.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial -days 2 \
+      -extfile "$d/san.ext" -out "$d/broker.crt" >/dev/null 2>&1 || { echo "openssl failed"; return 1; }
+  chmod a+r "$d"/*  # a broker started as root drops to the user 'mosquitto' (test-only key)
+  # Logins and ACLs as in docs/transport.md ("Deploying over MQTT").
+  : >"$d/passwd"
+  mosquitto_passwd -b "$d/passwd" server server-secret || return 1
+  for k in 1 2 3 4; do mosquitto_passwd -b "$d/passwd" "client$k" "secret-$k" || return 1; done
+  chmod a+r "$d/passwd"
+  {
+    printf 'user server\ntopic write tl/%s/model\ntopic write tl/%s/control\ntopic write tl/%s/to/+\n' $run $run $run
+    printf 'topic read tl/%s/update/+\ntopic read tl/%s/smashed/+\ntopic read tl/%s/gradient/+\ntopic read tl/%s/control/+\n' $run $run $run $run
+    for k in 1 2 3 4; do
+      printf '\nuser client%s\ntopic read tl/%s/model\ntopic read tl/%s/control\ntopic read tl/%s/to/%s\n' $k $run $run $run $k
+      for t in update smashed gradient control; do printf 'topic write tl/%s/%s/%s\n' $run $t $k; done
+    done
+  } >"$d/acl"
+  chmod a+r "$d/acl"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  printf '%s\n' "per_listener_settings false" "allow_anonymous false" "password_file $d/passwd" "acl_file $d/acl" \
+    "persistence false" "max_queued_messages 10000" "max_packet_size 65536" "log_type all" "listener $port 127.0.0.1" \
+    "cafile $d/ca.crt" "certfile $d/broker.crt" "keyfile $d/broker.key" "tls_version tlsv1.2" >"$WORK/mosquitto.conf"
+  mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
+  BROKER_PID=$!
+  for _ in $(seq 50); do
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null && break
+    sleep 0.1
+  done
+  BROKER_PORT=$port
+  kill -0 "$BROKER_PID" 2>/dev/null || { echo "mosquitto did not start:"; cat "$WORK/mosquitto.log"; return 1; }
+  # Plain TCP, and TLS without a login, are refused.
+  ASAN_OPTIONS=$ASAN_DEFAULT timeout 20 "$NODE" mqtt-client --port "$port" --run $run --clients 4 --id 1 "${common[@]}" \
+    --user client1 --password secret-1 >"$d/plain.log" 2>&1 && { echo "a plain-TCP client was accepted"; rc=1; }
+  ASAN_OPTIONS=$ASAN_DEFAULT timeout 20 "$NODE" mqtt-client --port "$port" --run $run --clients 4 --id 1 "${common[@]}" \
+    --ca "$d/ca.crt" >"$d/anon.log" 2>&1 && { echo "an anonymous TLS client was accepted"; rc=1; }
+  # The run: TLS + logins + run key; client 4 hostile as before; an attacker with client 1's stolen login.
+  CLIENT_EXTRA=()
+  CLIENT_PIDS=()
+  local k
+  for k in 1 2 3 4; do
+    local extra=()
+    [[ $k -eq 4 ]] && extra=("${hostile[@]}")
+    ASAN_OPTIONS=$ASAN_DEFAULT "$NODE" mqtt-client --port "$port" --run $run --clients 4 --id "$k" "${common[@]}" \
+      "${extra[@]}" --slow-ms 300 --ca "$d/ca.crt" --user "client$k" --password "secret-$k" >"$WORK/$run-client-$k.log" 2>&1 &
+    CLIENT_PIDS+=($!)
+  done
+  ASAN_OPTIONS=$ASAN_DEFAULT timeout 60 "$BUILD/tests/transport/transport_robustness" mqtt-attack --port "$port" \
+    --run $run --clients 4 --dim 1000 --user client1 --password secret-1 --ca "$d/ca.crt" >"$WORK/$run-attacker.log" 2>&1 &
+  local apid=$!
+  ASAN_OPTIONS=$ASAN_DEFAULT timeout 120 "$NODE" mqtt-server --port "$port" --run $run --clients 4 "${common[@]}" \
+    "${hostile[@]}" --ca "$d/ca.crt" --user server --password server-secret --out "$WORK/mqtt-acl.bin" | tee "$WORK/$run-server.log"
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || { stop_clients; rc=1; }
+  wait_clients $run || rc=1
+  wait "$apid"
+  cat "$WORK/$run-attacker.log"
+  stop_broker
+  grep -q "Denied PUBLISH from tl-$run-attacker .*tl/$run/control" "$WORK/mosquitto.log" \
+    || { echo "the broker did not deny the stolen login's stop"; rc=1; }
+  grep -q "Denied PUBLISH from tl-$run-attacker .*tl/$run/update/2" "$WORK/mosquitto.log" \
+    || { echo "the broker did not deny the stolen login's frames on client 2's topic"; rc=1; }
+  # What the ACL lets through (client 1's own topic) the run key refuses.
+  grep -q "unauthenticated 4," "$WORK/$run-server.log" || { echo "the server did not refuse the 4 forged frames on client 1's topic"; rc=1; }
+  [[ $rc -eq 0 ]] || return 1
+  cmp "$WORK/inproc.bin" "$WORK/mqtt-acl.bin" && echo "mqtt over TLS with logins and ACLs: attacks refused, result bit-identical to the clean run"
 }
 
 # --- FedAvg and SplitFedV1 of a real model (tests/transport/nn_node.cpp) ---------
@@ -395,13 +552,16 @@ if [[ $FAILED -eq 0 ]]; then
   step mqtt-robustness step_mqtt_robustness
   step mqtt-client-killed step_mqtt_client_killed
   step mqtt-server-killed step_mqtt_server_killed
+  step mpi-attacks step_mpi_attacks
+  step mqtt-attacks step_mqtt_attacks
+  step mqtt-acl-tls step_mqtt_acl_tls
   step nn-fedavg step_nn_fedavg
   step nn-splitfed step_nn_splitfed
   step nn-split-client-killed step_nn_splitfed_client_killed
   step nn-split-server-killed step_nn_split_server_killed
 else
   echo "build failed: the end-to-end steps are skipped (counted as failed)"
-  FAILED=$((FAILED + 11))
+  FAILED=$((FAILED + 14))
 fi
 
 echo "==== transport summary"

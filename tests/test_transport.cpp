@@ -16,7 +16,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <new>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -26,6 +28,7 @@
 #include "tinylarge/aggregate/policy.hpp"
 #include "tinylarge/core/crc32.hpp"
 #include "tinylarge/core/rng.hpp"
+#include "tinylarge/io/file.hpp"
 #include "tinylarge/nn/nn.hpp"
 #include "tinylarge/transport/checkpoint.hpp"
 #include "tinylarge/transport/federated.hpp"
@@ -34,6 +37,9 @@
 #include "tinylarge/transport/split.hpp"
 #include "tinylarge/transport/wire.hpp"
 #include "transport/synthetic_task.hpp"
+#if TINYLARGE_TEST_SODIUM
+#include "tinylarge/transport/auth.hpp"
+#endif
 
 // Allocation counter: proves the decoder never allocates (it must not: it is
 // the freestanding code path), also not for a frame that declares 4 GiB.
@@ -268,14 +274,14 @@ TEST_CASE("wire: each rejection reason is reachable and counted", "[transport][w
   bytes b = raw_header(5, 0, 0, 0, 0);
   b[0] = 'X';
   CHECK(reason(b) == wire::wire_reject::bad_magic);
-  CHECK(reason(raw_header(5, 0, 0, 0, 0, 0, 0, 2)) == wire::wire_reject::bad_version);
+  CHECK(reason(raw_header(5, 0, 0, 0, 0, 0, 0, 1)) == wire::wire_reject::bad_version);  // version 1: no MAC flag yet
   b = raw_header(5, 0, 0, 0, 0);
   b[44] ^= 1;
   CHECK(reason(b) == wire::wire_reject::header_crc);
   CHECK(reason(raw_header(0, 0, 0, 0, 0)) == wire::wire_reject::bad_type);
   CHECK(reason(raw_header(7, 0, 0, 0, 0)) == wire::wire_reject::bad_type);
   CHECK(reason(raw_header(1, 4, 0, 0, 0)) == wire::wire_reject::bad_dtype);
-  CHECK(reason(raw_header(1, 1, 1, 0, 0)) == wire::wire_reject::bad_flags);
+  CHECK(reason(raw_header(1, 1, 2, 0, 0)) == wire::wire_reject::bad_flags);  // bit 0 is wire_flag_mac, bit 1 unknown
   CHECK(reason(raw_header(1, 3, 0, 4, 4, 0 /*scale 0*/)) == wire::wire_reject::bad_quantization);
   CHECK(reason(raw_header(1, 3, 0, 4, 4, 0x7FC00000u /*NaN*/)) == wire::wire_reject::bad_quantization);
   CHECK(reason(raw_header(1, 3, 0, 4, 4, 0x3F800000u, 128)) == wire::wire_reject::bad_quantization);
@@ -823,4 +829,340 @@ TEST_CASE("split client: a duplicate model is ignored, a restarted server's mode
   REQUIRE(redone.update.size() == nd);
   CHECK(redone.update == straight.update);
   CHECK(straight.update != dev);  // the steps did move the segment
+}
+
+// ---- hostile networks (issue 25): MAC framing, bounded reports, canonical checkpoints, no throws ----------
+
+TEST_CASE("wire v2: the MAC trailer is framed and covered", "[transport][wire][auth]") {
+  const float v[3] = {1.0f, 2.0f, 3.0f};
+  wire::message_header h;
+  h.type = wire::message_type::update;
+  h.flags = wire::wire_flag_mac;
+  h.round = 7;
+  bytes f(wire::frame_size(12, wire::wire_flag_mac));
+  CHECK(f.size() == wire::wire_overhead_bytes + 12 + wire::wire_mac_bytes);
+  std::size_t n = 0;
+  REQUIRE(wire::encode_fp32(h, v, f, n).ok());
+  REQUIRE(n == f.size());
+  wire::message_view m;
+  REQUIRE(wire::decode(f, m).ok());
+  CHECK(m.header.flags == wire::wire_flag_mac);
+  CHECK(m.payload.size() == 12);
+  CHECK(m.authenticated.size() == wire::frame_size(12));
+  CHECK(m.mac.size() == wire::wire_mac_bytes);
+  CHECK(m.mac.data() == f.data() + wire::frame_size(12));
+  // A frame without the flag has no MAC spans; a truncated MAC is a truncated frame.
+  bytes g(wire::frame_size(12));
+  h.flags = 0;
+  REQUIRE(wire::encode_fp32(h, v, g, n).ok());
+  REQUIRE(wire::decode(g, m).ok());
+  CHECK((m.mac.empty() && m.authenticated.empty()));
+  CHECK(wire::decode(std::span<const std::uint8_t>(f.data(), f.size() - 1), m).code == tl::errc::truncated);
+  h.flags = 0x80;
+  CHECK(wire::encode_fp32(h, v, g, n).code == tl::errc::invalid_argument);
+}
+
+#if TINYLARGE_TEST_SODIUM
+TEST_CASE("auth: only frames with the run key's MAC are authentic", "[transport][auth]") {
+  const auto key = tl::frame_key::from_hex("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n");
+  const auto other = tl::frame_key::from_hex(std::string(64, 'a'));
+  const std::optional<tl::frame_key> k(key), none;
+  std::vector<float> v(100, 0.25f);
+  wire::message_header h;
+  h.type = wire::message_type::model;
+  h.dtype = wire::wire_dtype::fp32;
+  h.count = 100;
+  h.round = 3;
+  bytes f;
+  std::size_t n = 0;
+  REQUIRE(tl::seal(k, h, tl::as_bytes_le(std::span<const float>(v)), f, n, {}).ok());
+  REQUIRE(n == f.size());
+  wire::message_view m;
+  REQUIRE(wire::decode(f, m).ok());
+  CHECK(tl::authentic(k, m));
+  CHECK_FALSE(tl::authentic(std::optional<tl::frame_key>(other), m));
+  CHECK_FALSE(tl::authentic(none, m));  // a receiver without the key cannot check it: refused
+  // What an outsider can do: rewrite a field and fix both CRCs. The MAC then fails.
+  for (const std::size_t off : {std::size_t{12} /*round*/, std::size_t{8} /*sender*/, std::size_t{24} /*aux*/,
+                                wire::wire_header_bytes + 40 /*payload*/}) {
+    bytes g = f;
+    g[off] ^= 0x01;
+    wire::detail::wire_put32(g.data() + 44, wire::detail::wire_crc32(g.data(), 44));
+    wire::detail::wire_put32(g.data() + wire::wire_header_bytes + 400,
+                             wire::detail::wire_crc32(g.data() + wire::wire_header_bytes, 400));
+    REQUIRE(wire::decode(g, m).ok());
+    CHECK_FALSE(tl::authentic(k, m));
+  }
+  bytes g = f;
+  g.back() ^= 0x80;  // the MAC itself
+  REQUIRE(wire::decode(g, m).ok());
+  CHECK_FALSE(tl::authentic(k, m));
+  // A keyless frame is refused by a keyed receiver, accepted by a keyless one.
+  REQUIRE(tl::seal(none, h, tl::as_bytes_le(std::span<const float>(v)), g, n, {}).ok());
+  REQUIRE(wire::decode(g, m).ok());
+  CHECK_FALSE(tl::authentic(k, m));
+  CHECK(tl::authentic(none, m));
+  // Keys: 64 hex characters or 32 raw bytes; anything else is an error.
+  CHECK_THROWS_AS(tl::frame_key::from_hex("abcd"), tl::error);
+  CHECK_THROWS_AS(tl::frame_key::from_hex(std::string(64, 'z')), tl::error);
+  const std::string raw = "tl_test_run.key";
+  bytes kb(32);
+  for (std::size_t i = 0; i < 32; ++i) kb[i] = static_cast<std::uint8_t>(i);
+  tl::io::write_file(raw, kb);
+  const tl::frame_key from_file = tl::frame_key::from_file(raw);
+  std::remove(raw.c_str());
+  REQUIRE(tl::seal(std::optional<tl::frame_key>(from_file), h, tl::as_bytes_le(std::span<const float>(v)), g, n, {}).ok());
+  CHECK(g == f);  // the same key from a raw file gives the same MAC
+}
+#endif
+
+TEST_CASE("report bounds: a count of 2^32 and an update of FLT_MAX cannot replace the global model",
+          "[transport][aggregate][bounds]") {
+  // 3 honest clients near w_t, one attacker; FedAvg.
+  const std::size_t d = 256;
+  std::vector<float> w(d, 0.0f);
+  tl::rng g(11);
+  for (float& x : w) x = g.uniform(-1.0f, 1.0f);
+  std::vector<std::vector<float>> honest(3, w);
+  const std::int64_t honest_n[3] = {100, 120, 140};
+  for (auto& u : honest)
+    for (float& x : u) x += 0.01f * g.uniform(-1.0f, 1.0f);
+  auto run_round = [&](const std::vector<float>& attack, std::int64_t attack_n, const tl::report_bounds& b,
+                       std::vector<float>& out, bool with_attacker) {
+    out = w;
+    std::vector<std::vector<float>> ups = honest;
+    if (with_attacker) ups.push_back(attack);
+    std::vector<tl::client_result<tl::fp32_update>> rs;
+    for (std::size_t i = 0; i < ups.size(); ++i) {
+      const std::int64_t n = i < 3 ? honest_n[i] : attack_n;
+      const auto br = tl::bound_report(b, std::span<float>(ups[i]), std::span<const float>(w), n);
+      rs.push_back({i + 1, tl::fp32_update{ups[i]}, br.examples});
+    }
+    tl::aggregator<tl::fedavg> agg(tl::fedavg{}, d);
+    return agg.round(std::span<float>(out), rs).outcome;
+  };
+  auto dist = [](const std::vector<float>& a, const std::vector<float>& b) {
+    double s2 = 0.0;
+    for (std::size_t j = 0; j < a.size(); ++j) s2 += (double(a[j]) - b[j]) * (double(a[j]) - b[j]);
+    return std::sqrt(s2);
+  };
+  std::vector<float> clean, attacked;
+  REQUIRE(run_round({}, 0, {}, clean, false).ok());
+  std::vector<float> target(d, 5.0f);  // what the attacker wants the model to be
+  const double to_target = dist(w, target);
+
+  // Unbounded (count cap at the int32 limit only, no norm bound): count 2^32 is clipped to 2^31-1,
+  // which still makes the attacker's model the global one.
+  REQUIRE(run_round(target, std::int64_t{1} << 32, {}, attacked, true).ok());
+  const double unbounded = dist(attacked, target);
+  CHECK(unbounded < 1e-3 * to_target);
+  // An update of FLT_MAX values without a norm bound: the round fails (the mean overflows) or the model explodes.
+  std::vector<float> huge(d, std::numeric_limits<float>::max());
+  const tl::status flt = run_round(huge, 140, {}, attacked, true);
+  bool exploded = !flt.ok();
+  for (const float x : attacked) exploded = exploded || !(std::fabs(x) < 1e30f);
+  CHECK(exploded);
+
+  // Bounded: counts capped at the largest honest count, update norms clipped to C.
+  tl::report_bounds b;
+  b.max_examples = 140;
+  b.max_update_norm = 1.0;
+  const double s = 140.0 / (140.0 + 100.0 + 120.0 + 140.0);  // the attacker's largest weight share
+  for (const auto& attack : {target, huge}) {
+    REQUIRE(run_round(attack, std::int64_t{1} << 32, b, attacked, true).ok());
+    const double moved = dist(attacked, w), off = dist(attacked, clean);
+    std::printf("report bounds (C = 1, cap 140): attacker %s -> |w' - w| = %.4f (bound C = 1), "
+                "|w' - w_clean| = %.4f (bound 2sC = %.4f)\n",
+                attack[0] == 5.0f ? "target model, count 2^32" : "FLT_MAX, count 2^32", moved, off, 2 * s);
+    CHECK(moved <= 1.0 + 1e-5);
+    CHECK(off <= 2 * s * 1.0 + 1e-5);
+    for (const float x : attacked) CHECK(std::isfinite(x));
+  }
+  // Within the bounds nothing changes, bit for bit.
+  std::vector<float> same;
+  b.max_update_norm = 1e3;
+  REQUIRE(run_round({}, 0, b, same, false).ok());
+  CHECK(same == clean);
+  const auto r = tl::bound_report(b, std::span<float>(honest[0]), std::span<const float>(w), 100);
+  CHECK((!r.count_clipped && !r.norm_clipped && r.examples == 100));
+}
+
+TEST_CASE("federated server: bad frames on a client's topic do not cost it its round", "[transport][federated][hostile]") {
+  // Endpoint 1 is honest; a spoofer holds a second endpoint with id 1 on the same hub (what an
+  // unauthenticated network allows) and sends, before each real update, updates with a NaN, an Inf,
+  // a count of 2^63, a count of 0 — all refused, the real update still counted: the run is bit-identical.
+  tl_test::least_squares_task task;
+  task.dimension = 24;
+  auto run = [&](bool attack) {
+    tl::in_process::hub net(4);
+    std::vector<float> nan(24, 0.5f), inf(24, 0.5f), fine(24, 0.5f);
+    nan[3] = std::numeric_limits<float>::quiet_NaN();
+    inf[5] = std::numeric_limits<float>::infinity();
+    std::vector<std::thread> th;
+    for (std::uint32_t k = 1; k <= 3; ++k) {
+      th.emplace_back([&, k] {
+        tl::in_process ep(net, k), spoofer(net, k);
+        tl::federated_client_options o;
+        o.idle_timeout = 10s;
+        (void)tl::run_federated_client(
+            ep,
+            [&](std::uint32_t r, std::uint64_t seed, std::span<const float> g, std::span<float> out) {
+              if (attack && k == 1) {
+                wire::message_header h;
+                h.type = wire::message_type::update;
+                h.dtype = wire::wire_dtype::fp32;
+                h.round = r;
+                h.count = 24;
+                h.aux = 30;
+                (void)spoofer.send(0, h, tl::as_bytes_le(std::span<const float>(nan)));
+                (void)spoofer.send(0, h, tl::as_bytes_le(std::span<const float>(inf)));
+                h.aux = std::uint64_t{1} << 63;
+                (void)spoofer.send(0, h, tl::as_bytes_le(std::span<const float>(fine)));
+                h.aux = 0;
+                (void)spoofer.send(0, h, tl::as_bytes_le(std::span<const float>(fine)));
+              }
+              return task(k, seed, g, out);
+            },
+            o);
+      });
+    }
+    tl::in_process server(net, 0);
+    std::vector<float> global = tl_test::initial_global(24, 5);
+    tl::aggregator<tl::fedavg> agg(tl::fedavg{}, 24);
+    tl::rng gen(31);
+    tl::federated_server_options opt;
+    opt.rounds = 3;
+    opt.min_clients = 3;
+    opt.round_timeout = 10s;
+    tl::federated_server_report rep;
+    const tl::status st = tl::run_federated_server(server, agg, global, gen, opt, &rep);
+    for (auto& t : th) t.join();
+    CHECK(st.ok());
+    CHECK(rep.updates_per_round == std::vector<std::size_t>{3, 3, 3});
+    CHECK(rep.rejected_frames == (attack ? 12u : 0u));
+    return global;
+  };
+  CHECK(run(true) == run(false));
+}
+
+TEST_CASE("servers return a status, never throw, on bad checkpoint files", "[transport][checkpoint][hostile]") {
+  tl_test::least_squares_task task;
+  task.dimension = 8;
+  auto serve = [&](const std::string& path) {
+    tl::in_process::hub net(2);
+    tl::in_process server(net, 0);
+    std::vector<float> global(8, 0.0f);
+    tl::aggregator<tl::fedavg> agg(tl::fedavg{}, 8);
+    tl::rng gen(1);
+    tl::federated_server_options opt;
+    opt.rounds = 1;
+    opt.round_timeout = 100ms;
+    opt.checkpoint_path = path;
+    return tl::run_federated_server(server, agg, global, gen, opt);
+  };
+  const std::string dir = "tl_test_ckpt_dir";
+  std::remove(dir.c_str());
+  REQUIRE(std::system(("mkdir -p " + dir).c_str()) == 0);
+  tl::status s;
+  CHECK_NOTHROW(s = serve(dir));  // a directory
+  CHECK_FALSE(s.ok());
+  tl::split_checkpoint sc;
+  bool found = false;
+  CHECK_NOTHROW(s = tl::read_split_checkpoint(dir, sc, found));
+  CHECK_FALSE(s.ok());
+  // Corrupt files: random bytes, a truncated checkpoint, a bit flip.
+  tl::server_checkpoint c;
+  c.rounds_completed = 1;
+  c.global.assign(8, 0.5f);
+  const bytes good = tl::encode_server_checkpoint(c);
+  const std::string file = "tl_test_ckpt.bin";
+  for (int variant = 0; variant < 3; ++variant) {
+    bytes b = good;
+    if (variant == 0) b.assign(100, 0x17);
+    if (variant == 1) b.resize(b.size() / 2);
+    if (variant == 2) b[wire::wire_header_bytes + 3] ^= 0x04;
+    tl::io::write_file(file, b);
+    CHECK_NOTHROW(s = serve(file));
+    CHECK_FALSE(s.ok());
+  }
+  std::remove(file.c_str());
+  // A checkpoint that cannot be written (its directory does not exist) is a status too.
+  CHECK_NOTHROW(s = serve(dir + "/missing/ckpt.bin"));
+  CHECK_FALSE(s.ok());
+  std::remove(dir.c_str());
+}
+
+TEST_CASE("checkpoint decoders accept only canonical frames (sender, sequence, flags = 0)", "[transport][checkpoint]") {
+  tl::server_checkpoint c;
+  c.rounds_completed = 2;
+  c.global = {1.0f, 2.0f};
+  tl::split_checkpoint sc;
+  sc.device = {1.0f};
+  sc.server = {2.0f};
+  for (const bytes& good : {tl::encode_server_checkpoint(c), tl::encode_split_checkpoint(sc)}) {
+    wire::message_view m;
+    REQUIRE(wire::decode(good, m).ok());
+    for (int field = 0; field < 3; ++field) {
+      wire::message_header h = m.header;
+      if (field == 0) h.sender = 1;
+      if (field == 1) h.sequence = 5;
+      if (field == 2) h.flags = wire::wire_flag_mac;
+      bytes f(wire::frame_size(m.payload.size(), h.flags));
+      std::size_t n = 0;
+      wire::wire_limits lim;
+      lim.max_payload_bytes = 0xFFFFFFFFu;
+      REQUIRE(wire::encode(h, m.payload, f, n, lim).ok());
+      tl::server_checkpoint c2;
+      tl::split_checkpoint s2;
+      const tl::status st = good.size() == tl::encode_server_checkpoint(c).size() && good == tl::encode_server_checkpoint(c)
+                                ? tl::decode_server_checkpoint(f, c2)
+                                : tl::decode_split_checkpoint(f, s2);
+      CHECK(st.code == tl::errc::corrupt);
+    }
+  }
+}
+
+TEST_CASE("federated client: rounds move forward within a bound, the model keeps its size", "[transport][federated][hostile]") {
+  tl::in_process::hub net(2);
+  std::vector<std::uint32_t> answered;
+  tl::status client_status;
+  std::thread th([&] {
+    tl::in_process ep(net, 1);
+    tl::federated_client_options o;
+    o.idle_timeout = 10s;
+    o.max_round_skip = 10;
+    o.max_round = 100;
+    client_status = tl::run_federated_client(
+        ep,
+        [&](std::uint32_t r, std::uint64_t, std::span<const float> g, std::span<float> out) {
+          answered.push_back(r);
+          std::copy(g.begin(), g.end(), out.begin());
+          return std::int64_t{1};
+        },
+        o);
+  });
+  tl::in_process server(net, 0);
+  std::vector<float> w(6, 1.0f), w_big(7, 1.0f);
+  auto model = [&](std::uint32_t round, const std::vector<float>& v) {
+    wire::message_header h;
+    h.type = wire::message_type::model;
+    h.dtype = wire::wire_dtype::fp32;
+    h.round = round;
+    h.count = static_cast<std::uint32_t>(v.size());
+    REQUIRE(server.send(1, h, tl::as_bytes_le(std::span<const float>(v))).ok());
+    wire::message_view m;
+    return server.recv(m, 300ms).ok() && m.header.round == round;  // did the client answer?
+  };
+  CHECK(model(1, w));
+  CHECK_FALSE(model(1u + 11u, w));  // more than max_round_skip ahead
+  CHECK_FALSE(model(0xFFFFFFFFu, w));  // beyond max_round
+  CHECK_FALSE(model(2, w_big));     // another model size
+  CHECK(model(11, w));              // within the bound
+  wire::message_header stop;
+  stop.type = wire::message_type::control;
+  stop.aux = static_cast<std::uint64_t>(wire::control_command::stop);
+  REQUIRE(server.send(1, stop, {}).ok());
+  th.join();
+  CHECK(client_status.ok());
+  CHECK(answered == std::vector<std::uint32_t>{1, 11});
 }

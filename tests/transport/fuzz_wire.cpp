@@ -9,8 +9,10 @@
 //   ./fuzz_wire -runs=200000 corpus/      (seeded by transport_wire_corpus)
 //
 // The first byte selects the parser: even → wire::decode; odd → a checkpoint
-// parser, bit 1 clear → the FedAvg one, set → the split server's (accepted
-// split checkpoints must re-encode to the same bytes: the layout is canonical).
+// parser, bit 1 clear → the FedAvg one, set → the split server's. Accepted
+// frames and checkpoints of both kinds must re-encode to the same bytes (the
+// layouts are canonical; a frame's MAC trailer, which the wire layer only
+// frames, is copied over: transport/auth.hpp computes and checks it).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -34,14 +36,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (s.ok() != (st.accepted == 1) || s.ok() == (st.total_rejected() == 1)) std::abort();  // exactly one outcome counted
     if (s.ok()) {
       // Accepted frames re-encode to the same bytes (the format is canonical).
-      std::vector<std::uint8_t> again(wire::frame_size(m.payload.size()));
+      std::vector<std::uint8_t> again(wire::frame_size(m.payload.size(), m.header.flags));
       std::size_t written = 0;
       if (!wire::encode(m.header, m.payload, again, written, limits).ok()) std::abort();
-      if (written != in.size() || !std::equal(again.begin(), again.end(), in.begin())) std::abort();
+      if (written != in.size()) std::abort();
+      if (m.mac.size() != ((m.header.flags & wire::wire_flag_mac) != 0 ? wire::wire_mac_bytes : 0)) std::abort();
+      std::copy(m.mac.begin(), m.mac.end(), again.end() - static_cast<std::ptrdiff_t>(m.mac.size()));
+      if (!std::equal(again.begin(), again.end(), in.begin())) std::abort();
     }
   } else if ((data[0] & 2u) == 0) {
     tl::server_checkpoint c;
-    (void)tl::decode_server_checkpoint(in, c, limits);
+    if (tl::decode_server_checkpoint(in, c, limits).ok()) {
+      const std::vector<std::uint8_t> again = tl::encode_server_checkpoint(c);
+      if (again.size() != in.size() || !std::equal(again.begin(), again.end(), in.begin())) std::abort();
+    }
   } else {
     tl::split_checkpoint c;
     if (tl::decode_split_checkpoint(in, c, limits).ok()) {

@@ -750,7 +750,7 @@ int main(int argc, char** argv) try {
     MPI_Init(&argc, &argv);
     int rc = 0;
     {
-      tl::mpi_transport net;
+      tl::mpi_transport net(MPI_COMM_WORLD, {}, tl::frame_key::from_environment());  // TL_RUN_KEY(_FILE): authenticated
       if (net.endpoints() != a.clients + 1) usage("mpirun -np must be --clients + 1");
       rc = net.id() == 0 ? serve(net, a, d) : client(net, a, d);
     }
@@ -763,6 +763,7 @@ int main(int argc, char** argv) try {
     tl::mqtt_options o;
     o.port = a.port;
     o.run = a.run;
+    o.key = tl::frame_key::from_environment();  // TL_RUN_KEY(_FILE): authenticated frames
     const tl::endpoint_id id = a.mode == "mqtt-server" ? 0 : a.id;
     if (id > a.clients || (a.mode == "mqtt-client" && id == 0)) usage("--id must be in 1..clients");
     tl::mqtt_transport net(id, a.clients + 1, o);

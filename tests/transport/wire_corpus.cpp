@@ -31,7 +31,9 @@ int main(int argc, char** argv) {
   for (std::uint8_t t = 1; t <= wire::message_type_max; ++t) {
     for (const auto d : dtypes) {
       for (std::uint32_t count : {0u, 3u, 17u}) {
+       for (const std::uint8_t flags : {std::uint8_t{0}, wire::wire_flag_mac}) {  // with and without a MAC trailer
         wire::message_header h;
+        h.flags = flags;
         h.type = static_cast<wire::message_type>(t);
         h.dtype = d;
         h.sender = t;
@@ -44,10 +46,11 @@ int main(int argc, char** argv) {
         }
         std::vector<std::uint8_t> payload(count * wire::wire_itemsize(d));
         for (std::size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<std::uint8_t>(i * 37 + t);
-        std::vector<std::uint8_t> frame(wire::frame_size(payload.size()));
+        std::vector<std::uint8_t> frame(wire::frame_size(payload.size(), flags));
         std::size_t written = 0;
         tl::raise_if_error(wire::encode(h, payload, frame, written));
         put(0, frame);
+       }
       }
     }
   }

@@ -53,6 +53,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <vector>
 
@@ -350,6 +351,76 @@ struct fedadagrad {
     ++st.rounds;
   }
 };
+
+// ---------------------------------------------------------------------------
+// Bounded trust in client reports
+// ---------------------------------------------------------------------------
+
+/// How much a server believes of what one client reports, applied to each
+/// update before it is weighted (transport/federated.hpp, transport/split.hpp):
+///
+///  - **example count** n_i: clipped to `max_examples` (a count is the
+///    client's own claim; set the cap to the largest honest local data set,
+///    which the server usually knows, so that a client claiming 2³² weighs
+///    no more than the largest honest one);
+///  - **update norm** (norm bounding, Sun et al., "Can You Really Backdoor
+///    Federated Learning?", 2019): with Δ_i = w_i − w_t,
+///
+///        w_i ← w_t + Δ_i · min(1, C / ‖Δ_i‖₂),     C = `max_update_norm`,
+///
+///    computed in double (an update of FLT_MAX values has ‖Δ‖ ≈ 1.8e38·√d,
+///    finite in double, and is scaled back onto the ball).
+///
+/// Guarantee for the linear policies (FedAvg and its server optimisers see
+/// the weighted mean): every bounded update lies in the ball B(w_t, C), so
+/// the mean does too — ‖avg_t − w_t‖ ≤ C whatever the clients send — and a
+/// client with count share s = n_max / (n_max + Σ honest n_i) moves the mean
+/// at most 2·s·C away from the mean of the honest clients alone. The defaults
+/// (count 2³¹−1, C = +∞) bound nothing but the count's type: set both for a
+/// deployment. An update within the bounds is left bit for bit as it came.
+struct report_bounds {
+  std::int64_t max_examples = 0x7FFFFFFF;                            ///< counts above are clipped to it
+  double max_update_norm = std::numeric_limits<double>::infinity();  ///< C; +∞: no norm bound
+};
+
+/// What `bound_report` did to one client's report.
+struct bounded_report {
+  std::int64_t examples = 0;   ///< the count to weight with (≤ max_examples)
+  double norm = 0.0;           ///< ‖Δ_i‖₂ as received (NaN/∞ for non-finite updates, which are left alone)
+  bool count_clipped = false;
+  bool norm_clipped = false;
+};
+
+/// Applies `b` to one update (in place) and its count; `global` is w_t.
+/// Non-finite updates are returned untouched (the aggregator rejects them).
+template <std::floating_point T>
+bounded_report bound_report(const report_bounds& b, std::span<T> update, std::span<const T> global,
+                            std::int64_t examples) {
+  TINYLARGE_REQUIRE(update.size() == global.size(), errc::shape_mismatch, "bound_report: update and model differ in size");
+  TINYLARGE_REQUIRE(b.max_examples >= 1 && b.max_update_norm > 0.0, errc::invalid_argument,
+                    "report_bounds: max_examples must be ≥ 1 and max_update_norm > 0");
+  bounded_report r;
+  r.examples = examples;
+  if (examples > b.max_examples) {
+    r.examples = b.max_examples;
+    r.count_clipped = true;
+  }
+  if (b.max_update_norm == std::numeric_limits<double>::infinity()) return r;
+  double sq = 0.0;
+  for (std::size_t j = 0; j < update.size(); ++j) {
+    const double d = static_cast<double>(update[j]) - static_cast<double>(global[j]);
+    sq += d * d;
+  }
+  r.norm = std::sqrt(sq);
+  if (!(r.norm > b.max_update_norm) || !std::isfinite(r.norm)) return r;  // within the ball, or non-finite
+  const double scale = b.max_update_norm / r.norm;
+  for (std::size_t j = 0; j < update.size(); ++j) {
+    const double w = static_cast<double>(global[j]);
+    update[j] = static_cast<T>(w + (static_cast<double>(update[j]) - w) * scale);
+  }
+  r.norm_clipped = true;
+  return r;
+}
 
 static_assert(aggregation_policy<fedavg> && aggregation_policy<fedavgm> && aggregation_policy<fedprox>);
 static_assert(aggregation_policy<fedadam> && aggregation_policy<fedyogi> && aggregation_policy<fedadagrad>);

@@ -150,6 +150,54 @@ inline std::vector<std::uint8_t> checkpoint_frame(std::uint32_t rounds_completed
 }
 }  // namespace detail
 
+namespace detail {
+/// The header fields `checkpoint_frame` always writes as they are: a decoder
+/// refuses any other value, so that an accepted file re-encodes to itself.
+[[nodiscard]] inline status check_checkpoint_header(const wire::message_header& h) noexcept {
+  TINYLARGE_CHECK(h.dtype == wire::wire_dtype::bytes && h.sender == 0 && h.sequence == 0 && h.flags == 0,
+                  errc::corrupt, "checkpoint frame: dtype, sender, sequence or flags differ from what the writer puts there");
+  return status::success();
+}
+/// Read and decode a checkpoint file without letting an exception out:
+/// `found` = false (and success) when it cannot be opened, else the verdict
+/// of `decode(bytes)`, or an error status for a directory, a read error, a
+/// file above the size limit or an allocation failure.
+template <class Decode>
+[[nodiscard]] status read_checkpoint_file(const std::string& path, bool& found, Decode&& decode) noexcept {
+  found = io::file_readable(path);
+  if (!found) return status::success();
+#if TINYLARGE_HAS_EXCEPTIONS
+  try {
+    return decode(io::read_file(path));
+  } catch (const error& e) {
+    return {e.code(), "cannot read the checkpoint file (a directory? unreadable? larger than 4 GiB?)"};
+  } catch (const std::exception&) {
+    return {errc::io_error, "cannot read the checkpoint file (a directory? out of memory?)"};
+  }
+#else
+  return decode(io::read_file(path));  // without exceptions, errors end in on_fatal_error
+#endif
+}
+/// Runs a checkpoint write (which throws on a full disk, a missing
+/// directory, …) and turns an exception into a status, for the servers'
+/// `status`-returning loops.
+template <class Write>
+[[nodiscard]] status save_checkpoint_status(Write&& write) noexcept {
+#if TINYLARGE_HAS_EXCEPTIONS
+  try {
+    write();
+  } catch (const error& e) {
+    return {e.code(), "cannot write the checkpoint file (directory missing? disk full?)"};
+  } catch (const std::exception&) {
+    return {errc::io_error, "cannot write the checkpoint file (out of memory?)"};
+  }
+#else
+  write();
+#endif
+  return status::success();
+}
+}  // namespace detail
+
 /// Serialise `c` into one wire frame.
 inline std::vector<std::uint8_t> encode_server_checkpoint(const server_checkpoint& c) {
   const std::size_t d = c.global.size();
@@ -183,6 +231,9 @@ inline std::vector<std::uint8_t> encode_server_checkpoint(const server_checkpoin
   TINYLARGE_TRY(wire::decode(bytes, m, limits));
   TINYLARGE_CHECK(m.header.type == wire::message_type::checkpoint, errc::corrupt,
                   "checkpoint file holds a wire frame that is not a checkpoint");
+  TINYLARGE_TRY(detail::check_checkpoint_header(m.header));
+  TINYLARGE_CHECK(m.header.aux == 0, errc::corrupt,
+                  "this is not a FedAvg server checkpoint (aux is not 0: a split-server checkpoint?)");
   const auto p = m.payload;
   TINYLARGE_CHECK(p.size() >= 20, errc::truncated, "checkpoint payload shorter than its 20-byte preamble");
   const std::uint64_t d = wire::detail::wire_get32(p.data());
@@ -216,15 +267,22 @@ inline void save_server_checkpoint(const std::string& path, const server_checkpo
   io::write_file(path, encode_server_checkpoint(c));
 }
 
+/// Load `path` into `c` without throwing: `found` = false (and success) when
+/// it does not exist; a file that exists but cannot be read or fails
+/// validation is an error status — never skipped.
+[[nodiscard]] inline status read_server_checkpoint(const std::string& path, server_checkpoint& c, bool& found) noexcept {
+  return detail::read_checkpoint_file(
+      path, found, [&](const std::vector<std::uint8_t>& bytes) { return decode_server_checkpoint(bytes, c); });
+}
+
 /// Load `path`; `false` when it does not exist. A file that exists but fails
 /// validation raises (tl::format_error): resuming from a corrupt checkpoint
 /// silently would lose work.
 inline bool load_server_checkpoint(const std::string& path, server_checkpoint& c) {
-  if (!io::file_readable(path)) return false;
-  const auto bytes = io::read_file(path);
-  const status s = decode_server_checkpoint(bytes, c);
+  bool found = false;
+  const status s = read_server_checkpoint(path, c, found);
   if (!s.ok()) TINYLARGE_RAISE(s.code, std::string("cannot resume from '") + path + "': " + s.message);
-  return true;
+  return found;
 }
 
 // ---- split-server checkpoints (layout in the file comment) ---------------------
@@ -348,6 +406,7 @@ inline std::vector<std::uint8_t> encode_split_checkpoint(const split_checkpoint&
   TINYLARGE_TRY(wire::decode(bytes, m, limits));
   TINYLARGE_CHECK(m.header.type == wire::message_type::checkpoint, errc::corrupt,
                   "split checkpoint file holds a wire frame that is not a checkpoint");
+  TINYLARGE_TRY(detail::check_checkpoint_header(m.header));
   TINYLARGE_CHECK(m.header.aux != 0, errc::corrupt,
                   "this is a FedAvg server checkpoint (transport/federated.hpp), not a split-server one");
   TINYLARGE_CHECK(m.header.aux == split_checkpoint_tag, errc::corrupt, "checkpoint of an unknown kind (aux tag)");
@@ -409,10 +468,9 @@ inline void save_split_checkpoint(const std::string& path, const split_checkpoin
 /// Load `path` into `c`: `found` = false (and success) when it does not
 /// exist; a file that exists but fails validation is an error status — a
 /// corrupt checkpoint is refused, never skipped.
-[[nodiscard]] inline status read_split_checkpoint(const std::string& path, split_checkpoint& c, bool& found) {
-  found = io::file_readable(path);
-  if (!found) return status::success();
-  return decode_split_checkpoint(io::read_file(path), c);
+[[nodiscard]] inline status read_split_checkpoint(const std::string& path, split_checkpoint& c, bool& found) noexcept {
+  return detail::read_checkpoint_file(
+      path, found, [&](const std::vector<std::uint8_t>& bytes) { return decode_split_checkpoint(bytes, c); });
 }
 
 }  // namespace tinylarge

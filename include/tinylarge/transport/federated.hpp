@@ -14,15 +14,26 @@
 ///     {round r, aux = num_examples, payload = w_k}; a repeated model frame
 ///     (QoS 1 redelivery, a restarted server) is answered again, with the
 ///     same bytes, since the local step is a pure function of its inputs;
-///  3. server: accept the first update of round r from each client (others —
-///     stale rounds, duplicates, wrong sizes — are counted and dropped) until
+///  3. server: accept the first *valid* update of round r from each client
+///     (others — stale rounds, duplicates, wrong sizes — are counted and
+///     dropped; an update with a NaN/Inf value or an example count outside
+///     1 … 2⁶³−1 is counted in `rejected_frames` and dropped **without**
+///     costing the client its round: its real update may still come) until
 ///     every live client has answered or `round_timeout` expires; clients
 ///     that missed the deadline are marked absent and no longer waited for
 ///     (they rejoin when an update of theirs arrives in time). With at least
 ///     `min_clients` updates the round is aggregated — in client-id order, so
 ///     that the result does not depend on arrival order — and a checkpoint is
-///     written; with fewer the server stops with `errc::timed_out`;
+///     written; with fewer the server stops with `errc::timed_out`. Before
+///     weighting, each update is bounded by `federated_server_options::bounds`
+///     (aggregate/policy.hpp `report_bounds`: count cap, update-norm clip);
 ///  4. after the last round the server broadcasts `control`/`stop`.
+///
+/// Hostile networks: over MPI and MQTT give the transports a run key
+/// (transport/auth.hpp) so that only the run's parties can produce frames;
+/// the client also refuses models that jump more than `max_round_skip` rounds
+/// ahead or change the model's size. No exception escapes the two functions
+/// for a bad checkpoint file or a failed checkpoint write: they return a status.
 ///
 /// Zero-copy caveat (`in_process`): the model frame is a view of `global`,
 /// which changes after the round; a simulated client that misses the deadline
@@ -35,7 +46,9 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -62,6 +75,7 @@ struct federated_server_options {
   std::chrono::milliseconds round_timeout{10000};             ///< deadline for collecting one round
   std::chrono::milliseconds send_timeout{10000};              ///< deadline for each send
   std::string checkpoint_path;                                ///< empty: no checkpoints
+  report_bounds bounds{};                                     ///< trust in client counts and update norms
   /// Called after each accepted update (round, updates so far): a hook for
   /// tests (e.g. to kill the server mid-round) and progress logs.
   std::function<void(std::uint32_t, std::size_t)> on_update;
@@ -73,8 +87,23 @@ struct federated_server_report {
   std::uint32_t rounds_completed = 0;
   std::vector<std::size_t> updates_per_round;  ///< accepted updates, per round run
   std::uint64_t dropped_frames = 0;            ///< stale, duplicate, malformed or unexpected frames
+  std::uint64_t rejected_frames = 0;           ///< updates with NaN/Inf or a count outside 1 … 2⁶³−1 (client not excluded)
+  std::uint64_t clipped_counts = 0;            ///< example counts clipped to `bounds.max_examples`
+  std::uint64_t clipped_norms = 0;             ///< updates scaled back to `bounds.max_update_norm`
   std::vector<rejection> rejected;             ///< updates the aggregator refused
 };
+
+namespace detail {
+/// Whether every value of an fp32 frame is finite (read without copying).
+inline bool fp32_payload_finite(const wire::message_view& m) noexcept {
+  bool ok = true;
+  for (std::size_t i = 0; i + 4 <= m.payload.size(); i += 4) {
+    const float v = std::bit_cast<float>(wire::detail::wire_get32(m.payload.data() + i));
+    ok = ok && std::isfinite(v);
+  }
+  return ok;
+}
+}  // namespace detail
 
 /// Run the server side of the protocol over `net` until `opt.rounds` rounds
 /// are complete.
@@ -97,7 +126,9 @@ status run_federated_server(Transport& net, aggregator<Policy>& agg, std::vector
   std::uint32_t done = 0;
   if (!opt.checkpoint_path.empty()) {
     server_checkpoint c;
-    if (load_server_checkpoint(opt.checkpoint_path, c)) {
+    bool found = false;
+    TINYLARGE_TRY(read_server_checkpoint(opt.checkpoint_path, c, found));
+    if (found) {
       TINYLARGE_CHECK(c.global.size() == global.size(), errc::shape_mismatch,
                       "run_federated_server: the checkpoint holds parameters of another size");
       TINYLARGE_TRY(restore_state(agg.state(), c.state, c.state_steps));
@@ -137,9 +168,20 @@ status run_federated_server(Transport& net, aggregator<Policy>& agg, std::vector
         ++rep.dropped_frames;  // stale round, duplicate (QoS 1), or not an update of this model
         continue;
       }
+      // Checked before any state of client k changes: a bad frame (forged on an
+      // unauthenticated network, or a client's bug) is dropped, the client's real
+      // update of this round is still taken.
+      if (m.header.aux == 0 || m.header.aux > 0x7FFFFFFFFFFFFFFFull || !detail::fp32_payload_finite(m)) {
+        ++rep.rejected_frames;
+        continue;
+      }
       received[k].resize(global.size());
       TINYLARGE_TRY(wire::read_fp32(m, received[k]));
-      examples[k] = static_cast<std::int64_t>(m.header.aux);
+      const bounded_report b = bound_report(opt.bounds, std::span<float>(received[k]), std::span<const float>(global),
+                                            static_cast<std::int64_t>(m.header.aux));
+      rep.clipped_counts += b.count_clipped ? 1 : 0;
+      rep.clipped_norms += b.norm_clipped ? 1 : 0;
+      examples[k] = b.examples;
       have[k] = true;
       ++got;
       if (live[k]) ++live_answered;
@@ -165,7 +207,7 @@ status run_federated_server(Transport& net, aggregator<Policy>& agg, std::vector
       c.global = global;
       checkpoint_state(agg.state(), c.state, c.state_steps);
       c.generator = generator;
-      save_server_checkpoint(opt.checkpoint_path, c);
+      TINYLARGE_TRY(detail::save_checkpoint_status([&] { save_server_checkpoint(opt.checkpoint_path, c); }));
     }
   }
   wire::message_header stop;
@@ -185,6 +227,13 @@ using local_update_fn =
 struct federated_client_options {
   std::chrono::milliseconds idle_timeout{30000};  ///< longest wait for the next model or stop
   std::chrono::milliseconds send_timeout{10000};
+  /// Rounds may only move forward within a bound: once in round r the client
+  /// ignores models of rounds above r + `max_round_skip` (a client absent for
+  /// longer must restart), and models whose size differs from the first.
+  std::uint32_t max_round_skip = 1024;
+  /// The last round of the run, if the client knows it: models of later
+  /// rounds are ignored (also by a client that just joined).
+  std::uint32_t max_round = 0xFFFFFFFFu;
   /// Called when a model of a new round arrives, before the local step;
   /// returning false makes the client leave the run without answering (a
   /// simulated device failure; tests also kill the process here).
@@ -205,7 +254,8 @@ status run_federated_client(Transport& net, const local_update_fn& local, const 
         m.header.aux == static_cast<std::uint64_t>(wire::control_command::stop))
       return status::success();
     if (m.header.type != wire::message_type::model || m.header.round < last_round ||
-        m.header.dtype != wire::wire_dtype::fp32)
+        m.header.dtype != wire::wire_dtype::fp32 || m.header.round > opt.max_round ||
+        (last_round != 0 && (m.header.round - last_round > opt.max_round_skip || m.header.count != global.size())))
       continue;
     if (m.header.round > last_round && opt.on_model && !opt.on_model(m.header.round)) return status::success();
     last_round = m.header.round;

@@ -83,6 +83,7 @@ class in_process {
     wire::message_header hh = h;
     hh.sender = id_;
     hh.sequence = sequence_++;
+    hh.flags = 0;  // nothing is serialised, so there is no MAC (transport/auth.hpp is for MPI and MQTT)
     TINYLARGE_TRY(wire::check_header(hh, limits_));
     TINYLARGE_CHECK(payload.size() == std::size_t{hh.count} * wire::wire_itemsize(hh.dtype), errc::invalid_argument,
                     "in_process::send: payload size differs from count · itemsize(dtype)");

@@ -27,7 +27,13 @@
 /// A frame whose `sender` differs from the MPI source rank is dropped and
 /// counted in `stats().spoofed`.
 ///
-/// Optional dependency: link `tinylarge::mpi` (CMake `-DTINYLARGE_WITH_MPI=ON`).
+/// Authentication (transport/auth.hpp): constructed with a run key, every
+/// frame sent carries a MAC and every frame received must carry a valid one
+/// (else it is dropped and counted in `stats().unauthenticated`); without a
+/// key, frames carry no MAC and frames with one are refused.
+///
+/// Optional dependency: link `tinylarge::mpi` (CMake `-DTINYLARGE_WITH_MPI=ON`;
+/// it links MPI and libsodium).
 #pragma once
 
 #if !__has_include(<mpi.h>)
@@ -47,12 +53,14 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <thread>
 #include <vector>
 
 #include "../core/config.hpp"
 #include "../core/error.hpp"
+#include "auth.hpp"
 #include "policy.hpp"
 #include "wire.hpp"
 
@@ -66,7 +74,11 @@ class mpi_transport {
   static constexpr int frame_tag = 0x544C;
 
   /// Duplicates `comm` (collective: every rank of `comm` constructs one).
-  explicit mpi_transport(MPI_Comm comm = MPI_COMM_WORLD, const wire::wire_limits& limits = {}) : limits_(limits) {
+  /// @param key the run key (transport/auth.hpp); `std::nullopt`: frames are
+  ///            not authenticated (a trusted cluster only)
+  explicit mpi_transport(MPI_Comm comm = MPI_COMM_WORLD, const wire::wire_limits& limits = {},
+                         std::optional<frame_key> key = std::nullopt)
+      : limits_(limits), key_(std::move(key)) {
     TINYLARGE_REQUIRE(MPI_Comm_dup(comm, &comm_) == MPI_SUCCESS, errc::io_error, "mpi_transport: MPI_Comm_dup failed");
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
     int rank = 0, size = 0;
@@ -88,6 +100,8 @@ class mpi_transport {
   std::size_t endpoints() const noexcept { return size_; }
   const transport_stats& stats() const noexcept { return stats_; }
   MPI_Comm communicator() const noexcept { return comm_; }
+  /// Whether frames are authenticated (a run key was given).
+  bool authenticated() const noexcept { return key_.has_value(); }
 
   /// Encode and send one frame to rank `to`; waits for local completion
   /// (the buffer is reusable) at most `timeout`.
@@ -125,7 +139,7 @@ class mpi_transport {
         int count = 0;
         MPI_Get_count(&st, MPI_BYTE, &count);
         const auto n = static_cast<std::size_t>(count < 0 ? 0 : count);
-        if (n > wire::frame_size(limits_.max_payload_bytes)) {
+        if (n > wire::frame_size(limits_.max_payload_bytes, wire::wire_flag_mac)) {
           // MPI cannot discard a message without a buffer of its size (and a
           // truncating receive is not safe: OpenMPI 4.1 over shared memory
           // writes past the buffer). So the message stays unreceived and its
@@ -141,6 +155,10 @@ class mpi_transport {
           return {errc::io_error, "mpi_transport::recv: MPI_Recv failed"};
         stats_.bytes_received += n;
         if (!wire::decode(buffer_, m, limits_, &stats_.wire).ok()) continue;  // counted by reason
+        if (!authentic(key_, m)) {
+          ++stats_.unauthenticated;
+          continue;
+        }
         if (m.header.sender != static_cast<endpoint_id>(st.MPI_SOURCE)) {
           ++stats_.spoofed;
           continue;
@@ -194,9 +212,8 @@ class mpi_transport {
     wire::message_header hh = h;
     hh.sender = rank_;
     hh.sequence = sequence_++;
-    out_.resize(wire::frame_size(payload.size()));
     std::size_t written = 0;
-    TINYLARGE_TRY(wire::encode(hh, payload, out_, written, limits_));
+    TINYLARGE_TRY(seal(key_, hh, payload, out_, written, limits_));
     TINYLARGE_CHECK(written <= 0x7FFFFFFFu, errc::too_large, "mpi_transport: frame above INT_MAX bytes");
     std::vector<MPI_Request> reqs(peers.size(), MPI_REQUEST_NULL);
     for (std::size_t i = 0; i < peers.size(); ++i) {
@@ -232,6 +249,7 @@ class mpi_transport {
   std::size_t size_ = 0;
   std::uint32_t sequence_ = 0;
   wire::wire_limits limits_;
+  std::optional<frame_key> key_;
   std::vector<std::uint8_t> out_;
   std::vector<std::uint8_t> buffer_;
   std::vector<bool> cut_off_;

@@ -19,16 +19,26 @@
 /// `tl-<run>-server`): when it is killed and restarted, the broker hands it
 /// the QoS 1 updates that arrived while it was down.
 ///
-/// Authenticity: a frame's `sender` must match the client id in its topic
-/// (and be 0 on server topics), otherwise it is dropped and counted in
-/// `stats().spoofed`; the broker's ACLs are what bind a topic to a device.
-/// Size: the broker's `message_size_limit` should be set to
-/// `frame_size(wire_limits::max_payload_bytes)`; frames above the limit that
-/// still arrive are refused before they are copied.
+/// Authenticity: with `mqtt_options::key` (a per-run key, transport/auth.hpp)
+/// every frame carries a MAC and a frame without a valid one is dropped
+/// (`stats().unauthenticated`): nobody without the key can stop the clients,
+/// push them a model, or fill a client's topic. A frame's `sender` must match
+/// the client id in its topic (and be 0 on server topics), otherwise it is
+/// dropped and counted in `stats().spoofed`; the broker's ACLs are what bind
+/// a topic to a device (docs/transport.md, "Deploying over MQTT").
+/// Size: the endpoint connects with MQTT 5 and announces a *Maximum Packet
+/// Size* of one largest frame (`frame_size(max_payload_bytes, wire_flag_mac)`
+/// plus the publication's header): the broker discards larger publications
+/// instead of sending them, so junk never reaches the endpoint's socket, its
+/// memory or its deadlines. Set the broker's `message_size_limit` to the same
+/// so that the broker does not store them either; frames above the limit
+/// that still arrive are refused before they are copied.
 ///
-/// Threads: libmosquitto's network thread (`mosquitto_loop_start`) queues
-/// raw frames; `recv` decodes them on the caller's thread, so `stats()` is
-/// only touched by the caller.
+/// Threads: libmosquitto's network thread (`mosquitto_loop_start`) checks
+/// every publication as it arrives — size, frame, MAC, sender ↔ topic — and
+/// queues only the frames that pass (bounded by `max_queued_frames` and
+/// `max_queued_bytes`), so junk never occupies the queue or the caller's
+/// deadline. Its counts reach `stats()` at the caller's next `recv`.
 ///
 /// Optional dependency: link `tinylarge::mqtt` (CMake `-DTINYLARGE_WITH_MQTT=ON`).
 #pragma once
@@ -38,7 +48,9 @@
 #endif
 
 #include <mosquitto.h>
+#include <mqtt_protocol.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -46,6 +58,7 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <span>
 #include <string>
@@ -53,10 +66,14 @@
 
 #include "../core/config.hpp"
 #include "../core/error.hpp"
+#include "auth.hpp"
 #include "policy.hpp"
 #include "wire.hpp"
 
 namespace tinylarge {
+
+/// MQTT 5 packet bytes beyond the frame: fixed header, topic, packet id, properties.
+inline constexpr std::size_t mqtt_packet_overhead = 1024;
 
 /// Connection settings of an `mqtt_transport`.
 struct mqtt_options {
@@ -67,6 +84,16 @@ struct mqtt_options {
   std::chrono::milliseconds connect_timeout{5000};
   wire::wire_limits limits{};
   std::size_t max_queued_frames = 4096;  ///< frames beyond this are dropped (counted in `overflow`)
+  std::size_t max_queued_bytes = std::size_t{256} << 20;  ///< and bytes beyond this (a frame larger than it still fits alone)
+  /// Broker login (bound to topics by the broker's ACLs); empty: anonymous.
+  std::string username, password;
+  /// TLS: the CA certificate file that signed the broker's certificate;
+  /// empty: plain TCP. Optionally this endpoint's certificate and key
+  /// (brokers with `require_certificate true`).
+  std::string tls_ca_file, tls_cert_file, tls_key_file;
+  /// The run key (transport/auth.hpp), e.g. `frame_key::from_environment()`;
+  /// `std::nullopt`: frames are not authenticated (tests on a private broker only).
+  std::optional<frame_key> key;
 };
 
 /// One MQTT client as a transport endpoint (see the file comment).
@@ -86,6 +113,7 @@ class mqtt_transport {
     const bool clean_session = id_ != server_endpoint;
     mosq_ = mosquitto_new(client_id.c_str(), clean_session, this);
     TINYLARGE_REQUIRE(mosq_ != nullptr, errc::io_error, "mqtt_transport: mosquitto_new failed (out of memory?)");
+    mosquitto_int_option(mosq_, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
     mosquitto_connect_callback_set(mosq_, &on_connect);
     mosquitto_subscribe_callback_set(mosq_, &on_subscribe);
     mosquitto_message_callback_set(mosq_, &on_message);
@@ -104,7 +132,26 @@ class mqtt_transport {
   /// Connect to the broker, subscribe, and wait for the SUBACK (at most
   /// `connect_timeout`).
   status connect() {
-    const int rc = mosquitto_connect(mosq_, opt_.host.c_str(), opt_.port, opt_.keepalive_seconds);
+    if (!opt_.username.empty() &&
+        mosquitto_username_pw_set(mosq_, opt_.username.c_str(), opt_.password.empty() ? nullptr : opt_.password.c_str()) !=
+            MOSQ_ERR_SUCCESS)
+      return {errc::invalid_argument, "mqtt_transport: username or password refused by libmosquitto"};
+    if (!opt_.tls_ca_file.empty() &&
+        mosquitto_tls_set(mosq_, opt_.tls_ca_file.c_str(), nullptr,
+                          opt_.tls_cert_file.empty() ? nullptr : opt_.tls_cert_file.c_str(),
+                          opt_.tls_key_file.empty() ? nullptr : opt_.tls_key_file.c_str(), nullptr) != MOSQ_ERR_SUCCESS)
+      return {errc::invalid_argument, "mqtt_transport: TLS set-up failed (CA / certificate / key file?)"};
+    // MQTT 5 CONNECT properties: the largest packet this endpoint accepts (the
+    // broker drops larger publications for it), and for the server's persistent
+    // session an expiry, so that the broker keeps its queued updates while it is down.
+    mosquitto_property* props = nullptr;
+    const std::uint64_t max_packet =
+        wire::frame_size(opt_.limits.max_payload_bytes, wire::wire_flag_mac) + mqtt_packet_overhead;
+    mosquitto_property_add_int32(&props, MQTT_PROP_MAXIMUM_PACKET_SIZE,
+                                 static_cast<std::uint32_t>(std::min<std::uint64_t>(max_packet, 268435455u)));
+    if (id_ == server_endpoint) mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 0xFFFFFFFFu);
+    const int rc = mosquitto_connect_bind_v5(mosq_, opt_.host.c_str(), opt_.port, opt_.keepalive_seconds, nullptr, props);
+    mosquitto_property_free_all(&props);
     if (rc != MOSQ_ERR_SUCCESS) return {errc::io_error, "mqtt_transport: cannot connect to the broker (host, port?)"};
     TINYLARGE_CHECK(mosquitto_loop_start(mosq_) == MOSQ_ERR_SUCCESS, errc::io_error,
                     "mqtt_transport: mosquitto_loop_start failed (libmosquitto without threads?)");
@@ -120,7 +167,12 @@ class mqtt_transport {
   std::size_t endpoints() const noexcept { return endpoints_; }
   const transport_stats& stats() const noexcept { return stats_; }
   /// Frames dropped because the receive queue was full.
-  std::uint64_t overflow() const noexcept { return overflow_; }
+  std::uint64_t overflow() const noexcept {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return overflow_;
+  }
+  /// Whether frames are authenticated (a run key was given).
+  bool authenticated() const noexcept { return opt_.key.has_value(); }
 
   /// The topic on which this endpoint publishes a frame of type `t` for `to`.
   std::string topic_for(endpoint_id to, wire::message_type t) const {
@@ -153,44 +205,39 @@ class mqtt_transport {
   /// The next valid frame, or `timed_out`.
   status recv(wire::message_view& m, std::chrono::milliseconds timeout) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        if (!ready_.wait_until(lock, deadline, [&] { return !queue_.empty(); }))
-          return {errc::timed_out, "mqtt_transport::recv: no message before the deadline"};
-        current_ = std::move(queue_.front());
-        queue_.pop_front();
-      }
-      if (current_.oversized) {
-        stats_.wire.count(wire::wire_reject::too_large);
-        continue;
-      }
-      stats_.bytes_received += current_.bytes.size();
-      if (!wire::decode(current_.bytes, m, opt_.limits, &stats_.wire).ok()) continue;
-      if (m.header.sender != current_.topic_sender) {
-        ++stats_.spoofed;
-        continue;
-      }
-      ++stats_.frames_received;
-      return status::success();
-    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    const bool got = ready_.wait_until(lock, deadline, [&] { return !queue_.empty(); });
+    merge_pending();
+    if (!got) return {errc::timed_out, "mqtt_transport::recv: no message before the deadline"};
+    current_ = std::move(queue_.front());
+    queue_.pop_front();
+    queued_bytes_ -= current_.size();
+    lock.unlock();
+    // Checked in full by the network thread; decoded again here for the view (CRC only, no MAC).
+    TINYLARGE_TRY(wire::decode(current_, m, opt_.limits));
+    stats_.bytes_received += current_.size();
+    ++stats_.frames_received;
+    ++stats_.wire.accepted;
+    return status::success();
   }
 
  private:
-  struct frame {
-    std::vector<std::uint8_t> bytes;
-    endpoint_id topic_sender = 0;
-    bool oversized = false;
-  };
+  /// Counts of the network thread, moved into `stats_` by `recv` (mutex held).
+  void merge_pending() {
+    stats_.bytes_received += pending_.bytes_received;
+    stats_.spoofed += pending_.spoofed;
+    stats_.unauthenticated += pending_.unauthenticated;
+    for (std::size_t r = 0; r < wire::wire_reject_count; ++r) stats_.wire.rejected[r] += pending_.wire.rejected[r];
+    pending_ = transport_stats{};
+  }
 
   status publish(const std::string& topic, const wire::message_header& h, std::span<const std::uint8_t> payload,
                  bool retain, std::chrono::milliseconds timeout) {
     wire::message_header hh = h;
     hh.sender = id_;
     hh.sequence = sequence_++;
-    out_.resize(wire::frame_size(payload.size()));
     std::size_t written = 0;
-    TINYLARGE_TRY(wire::encode(hh, payload, out_, written, opt_.limits));
+    TINYLARGE_TRY(seal(opt_.key, hh, payload, out_, written, opt_.limits));
     int mid = 0;
     const int rc = mosquitto_publish(mosq_, &mid, topic.c_str(), static_cast<int>(written), out_.data(), 1, retain);
     TINYLARGE_CHECK(rc == MOSQ_ERR_SUCCESS, errc::io_error, "mqtt_transport: mosquitto_publish failed (disconnected?)");
@@ -253,24 +300,39 @@ class mqtt_transport {
     self->ready_.notify_all();
   }
 
+  /// The network thread: every check happens here, before anything is
+  /// copied or queued (size, frame, MAC, sender ↔ topic).
   static void on_message(struct mosquitto*, void* self_ptr, const struct mosquitto_message* msg) {
     auto* self = static_cast<mqtt_transport*>(self_ptr);
     const long sender = self->sender_of(msg->topic);
     if (sender < 0 || msg->payloadlen < 0) return;  // not one of ours
-    frame f;
-    f.topic_sender = static_cast<endpoint_id>(sender);
     const auto n = static_cast<std::size_t>(msg->payloadlen);
-    if (n > wire::frame_size(self->opt_.limits.max_payload_bytes)) {
-      f.oversized = true;  // refused before copying
-    } else {
-      f.bytes.resize(n);
-      if (n != 0) std::memcpy(f.bytes.data(), msg->payload, n);
+    const std::span<const std::uint8_t> bytes(static_cast<const std::uint8_t*>(msg->payload), n);
+    wire::wire_stats ws;
+    wire::message_view m;
+    bool accepted = false;
+    enum { ok, unauthenticated, spoofed, rejected } verdict = rejected;
+    if (n > wire::frame_size(self->opt_.limits.max_payload_bytes, wire::wire_flag_mac)) {
+      ws.count(wire::wire_reject::too_large);  // refused before copying
+    } else if (wire::decode(bytes, m, self->opt_.limits, &ws).ok()) {
+      if (!authentic(self->opt_.key, m)) verdict = unauthenticated;
+      else if (m.header.sender != static_cast<endpoint_id>(sender)) verdict = spoofed;
+      else verdict = ok;
+      accepted = verdict == ok;
     }
+    std::vector<std::uint8_t> f;
+    if (accepted) f.assign(bytes.begin(), bytes.end());
     std::lock_guard<std::mutex> lock(self->mutex_);
-    if (self->queue_.size() >= self->opt_.max_queued_frames) {
+    for (std::size_t r = 0; r < wire::wire_reject_count; ++r) self->pending_.wire.rejected[r] += ws.rejected[r];
+    if (verdict == unauthenticated) ++self->pending_.unauthenticated;
+    if (verdict == spoofed) ++self->pending_.spoofed;
+    if (!accepted) return;
+    if (self->queue_.size() >= self->opt_.max_queued_frames ||
+        (!self->queue_.empty() && self->queued_bytes_ + f.size() > self->opt_.max_queued_bytes)) {
       ++self->overflow_;
       return;
     }
+    self->queued_bytes_ += f.size();
     self->queue_.push_back(std::move(f));
     self->ready_.notify_all();
   }
@@ -282,12 +344,14 @@ class mqtt_transport {
   bool started_ = false;
   std::uint32_t sequence_ = 0;
   std::vector<std::uint8_t> out_;
-  frame current_;
+  std::vector<std::uint8_t> current_;
   transport_stats stats_{};
 
-  std::mutex mutex_;  // guards everything below (shared with the network thread)
+  mutable std::mutex mutex_;  // guards everything below (shared with the network thread)
   std::condition_variable ready_;
-  std::deque<frame> queue_;
+  std::deque<std::vector<std::uint8_t>> queue_;
+  std::size_t queued_bytes_ = 0;
+  transport_stats pending_{};  // the network thread's counts, not yet in stats_
   std::set<int> acked_;
   int sub_mid_ = -1;
   bool subscribed_ = false;

@@ -56,6 +56,7 @@ struct transport_stats {
   std::uint64_t frames_received = 0;  ///< accepted frames
   std::uint64_t bytes_received = 0;
   std::uint64_t spoofed = 0;          ///< valid frames whose `sender` disagrees with where they came from
+  std::uint64_t unauthenticated = 0;  ///< well-formed frames whose MAC is missing or wrong (transport/auth.hpp)
   wire::wire_stats wire;              ///< frames rejected by the decoder, by reason
 };
 

@@ -133,6 +133,9 @@ struct splitfed_server_options {
   std::chrono::milliseconds round_timeout{30000};    ///< deadline for a whole round (all its steps)
   std::chrono::milliseconds send_timeout{10000};
   std::string checkpoint_path;                       ///< empty: no checkpoints (see "Crash recovery")
+  /// Trust in the clients' example counts and device-segment updates
+  /// (aggregate/policy.hpp `report_bounds`), applied before weighting.
+  report_bounds bounds{};
   /// Called after each served step with (round, steps served in this round):
   /// a hook for tests (e.g. to kill the server mid-round) and progress logs.
   std::function<void(std::uint32_t round, std::uint64_t steps)> on_step;
@@ -302,7 +305,9 @@ struct splitfed_v1_protocol {
                      (m.header.aux & 0xFFFFFFFFu) >= 1 && (m.header.aux & 0xFFFFFFFFu) <= 0x7FFFFFFFu) {
             updates[k].resize(device_model::param_count);
             TINYLARGE_TRY(wire::read_fp32(m, updates[k]));
-            examples[k] = static_cast<std::int64_t>(m.header.aux & 0xFFFFFFFFu);
+            examples[k] = bound_report(o.bounds, std::span<float>(updates[k]), std::span<const float>(global_device_),
+                                       static_cast<std::int64_t>(m.header.aux & 0xFFFFFFFFu))
+                              .examples;
             have[k] = true;
             ++got;
             if (live[k]) ++live_answered;
@@ -332,7 +337,7 @@ struct splitfed_v1_protocol {
         rep.clients_per_round.push_back(rd.accepted.size());
         rep.train_loss.push_back(loss_rows > 0 ? loss_sum / static_cast<double>(loss_rows) : 0.0);
         rep.rounds_completed = r;
-        if (!o.checkpoint_path.empty()) save(o.checkpoint_path, r, n);
+        if (!o.checkpoint_path.empty()) TINYLARGE_TRY(save(o.checkpoint_path, r, n));
       }
       wire::message_header stop;
       stop.type = wire::message_type::control;
@@ -388,13 +393,13 @@ struct splitfed_v1_protocol {
           epoch_ = c.restarts + 1;
           done = c.rounds_completed;
         }
-        save(path, done, n);
-        return status::success();
+        return save(path, done, n);
       }
     }
 
-    /// Write the checkpoint of `rounds` completed rounds (atomically).
-    void save(const std::string& path, std::uint32_t rounds, std::size_t n) {
+    /// Write the checkpoint of `rounds` completed rounds (atomically); a
+    /// failed write is a status, not an exception.
+    status save(const std::string& path, std::uint32_t rounds, std::size_t n) {
       if constexpr (optimizer_checkpointable<optimizer_state>) {
         split_checkpoint c;
         c.rounds_completed = rounds;
@@ -407,11 +412,12 @@ struct splitfed_v1_protocol {
         c.copies.resize(n);
         for (std::size_t k = 0; k < n; ++k)
           checkpoint_optimizer(copies_[k]->opt, c.copies[k].vectors, c.copies[k].steps);
-        save_split_checkpoint(path, c);
+        return detail::save_checkpoint_status([&] { save_split_checkpoint(path, c); });
       } else {
         (void)path;
         (void)rounds;
         (void)n;
+        return status::success();
       }
     }
 

@@ -12,10 +12,10 @@
 ///
 ///     offset size field
 ///      0     4   magic        "TLWM" (0x54 0x4C 0x57 0x4D)
-///      4     1   version      wire_version (1)
+///      4     1   version      wire_version (2)
 ///      5     1   type         message_type
 ///      6     1   dtype        wire_dtype
-///      7     1   flags        0 (reserved; nonzero is rejected)
+///      7     1   flags        bit 0 `wire_flag_mac`: a 32-byte MAC follows; other bits reserved (rejected)
 ///      8     4   sender       endpoint id (0 = server)
 ///     12     4   round        training round
 ///     16     4   sequence     per-sender message counter
@@ -27,6 +27,8 @@
 ///     44     4   header_crc   CRC-32 of bytes [0, 44)
 ///     48     L   payload      count elements, little-endian
 ///     48+L   4   payload_crc  CRC-32 of the payload
+///     52+L   32  mac          only with `wire_flag_mac`: keyed BLAKE2b-256 of bytes [0, 52+L)
+///                             (computed and checked by transport/auth.hpp, not here)
 ///
 /// Every check happens before the payload is touched, and the declared
 /// payload length is compared with `wire_limits` before any caller allocates a
@@ -46,16 +48,24 @@
 
 namespace tinylarge::wire {
 
-/// The frame version this build writes and the only one it reads.
-inline constexpr std::uint8_t wire_version = 1;
+/// The frame version this build writes and the only one it reads (2: the
+/// `flags` byte may announce a MAC trailer; version 1 had no trailer).
+inline constexpr std::uint8_t wire_version = 2;
 /// "TLWM" as a little-endian u32.
 inline constexpr std::uint32_t wire_magic = 0x4D574C54u;
 /// Bytes before the payload.
 inline constexpr std::size_t wire_header_bytes = 48;
 /// Bytes after the payload (its CRC-32).
 inline constexpr std::size_t wire_trailer_bytes = 4;
-/// Bytes a frame adds to its payload.
+/// Bytes a frame adds to its payload (without a MAC).
 inline constexpr std::size_t wire_overhead_bytes = wire_header_bytes + wire_trailer_bytes;
+/// `flags` bit 0: the frame ends with a `wire_mac_bytes` message authentication
+/// code over everything before it (transport/auth.hpp).
+inline constexpr std::uint8_t wire_flag_mac = 0x01;
+/// The flag bits this build knows; any other bit is rejected.
+inline constexpr std::uint8_t wire_known_flags = wire_flag_mac;
+/// Bytes of the MAC trailer of an authenticated frame.
+inline constexpr std::size_t wire_mac_bytes = 32;
 
 /// What a frame carries.
 enum class message_type : std::uint8_t {
@@ -118,6 +128,7 @@ struct message_header {
   std::uint64_t aux = 0;      ///< type-specific (see message_type)
   float scale = 0.0f;         ///< int8 only
   std::int32_t zero_point = 0;  ///< int8 only
+  std::uint8_t flags = 0;     ///< `wire_flag_mac` or 0 (stamped by the transport, like sender and sequence)
 };
 
 /// Limits applied to a frame before anything is allocated or read.
@@ -134,7 +145,7 @@ enum class wire_reject : std::uint8_t {
   header_crc,       ///< header CRC-32 mismatch
   bad_type,         ///< unknown message type
   bad_dtype,        ///< unknown dtype
-  bad_flags,        ///< reserved flag bits set
+  bad_flags,        ///< unknown flag bits set
   bad_quantization, ///< int8 scale not finite and > 0, zero point out of range, or nonzero on other dtypes
   length_mismatch,  ///< payload_len ≠ count · itemsize(dtype)
   too_large,        ///< payload_len above wire_limits::max_payload_bytes
@@ -151,7 +162,7 @@ constexpr const char* to_string(wire_reject r) noexcept {
     case wire_reject::header_crc: return "header CRC mismatch";
     case wire_reject::bad_type: return "unknown message type";
     case wire_reject::bad_dtype: return "unknown dtype";
-    case wire_reject::bad_flags: return "reserved flags set";
+    case wire_reject::bad_flags: return "unknown flags set";
     case wire_reject::bad_quantization: return "invalid scale or zero point";
     case wire_reject::length_mismatch: return "payload length does not match count and dtype";
     case wire_reject::too_large: return "payload above the size limit";
@@ -183,6 +194,10 @@ struct wire_stats {
 struct message_view {
   message_header header{};
   std::span<const std::uint8_t> payload{};
+  /// With `wire_flag_mac`: the bytes the MAC covers (header, payload, payload
+  /// CRC) and the MAC itself; empty otherwise.
+  std::span<const std::uint8_t> authenticated{};
+  std::span<const std::uint8_t> mac{};
 };
 
 namespace detail {
@@ -255,9 +270,10 @@ constexpr status wire_reject_status(wire_stats* stats, wire_reject r, errc code,
 }
 }  // namespace detail
 
-/// Size of the frame that carries `payload_bytes` bytes.
-constexpr std::size_t frame_size(std::size_t payload_bytes) noexcept {
-  return wire_overhead_bytes + payload_bytes;
+/// Size of the frame that carries `payload_bytes` bytes (with the MAC
+/// trailer when `flags` has `wire_flag_mac`).
+constexpr std::size_t frame_size(std::size_t payload_bytes, std::uint8_t flags = 0) noexcept {
+  return wire_overhead_bytes + payload_bytes + ((flags & wire_flag_mac) != 0 ? wire_mac_bytes : 0);
 }
 
 /// Check the sender's header before encoding (the same rules the decoder applies).
@@ -266,6 +282,7 @@ constexpr std::size_t frame_size(std::size_t payload_bytes) noexcept {
   const auto d = static_cast<std::uint8_t>(h.dtype);
   TINYLARGE_CHECK(t >= 1 && t <= message_type_max, errc::invalid_argument, "wire encode: unknown message type");
   TINYLARGE_CHECK(d <= wire_dtype_max, errc::invalid_argument, "wire encode: unknown dtype");
+  TINYLARGE_CHECK((h.flags & ~wire_known_flags) == 0, errc::invalid_argument, "wire encode: unknown flag bits");
   if (h.dtype == wire_dtype::int8) {
     TINYLARGE_CHECK(detail::wire_scale_ok(h.scale) && h.zero_point >= -128 && h.zero_point <= 127,
                     errc::invalid_argument, "wire encode: int8 scale must be finite and > 0, zero point in [-128, 127]");
@@ -292,7 +309,7 @@ constexpr std::size_t frame_size(std::size_t payload_bytes) noexcept {
   p[4] = wire_version;
   p[5] = static_cast<std::uint8_t>(h.type);
   p[6] = static_cast<std::uint8_t>(h.dtype);
-  p[7] = 0;
+  p[7] = h.flags;
   detail::wire_put32(p + 8, h.sender);
   detail::wire_put32(p + 12, h.round);
   detail::wire_put32(p + 16, h.sequence);
@@ -306,7 +323,9 @@ constexpr std::size_t frame_size(std::size_t payload_bytes) noexcept {
 }
 
 /// Encode one frame: header, `payload` (already little-endian bytes, exactly
-/// `count · itemsize(dtype)` of them) and its CRC into `out`.
+/// `count · itemsize(dtype)` of them) and its CRC into `out`. With
+/// `wire_flag_mac` in `h.flags` the frame ends with `wire_mac_bytes` zero
+/// bytes, for the sender's MAC (transport/auth.hpp `frame_key::sign`).
 ///
 /// @param written set to the frame size on success
 /// @return `invalid_argument` for an inconsistent header, `too_large` above
@@ -316,12 +335,14 @@ constexpr std::size_t frame_size(std::size_t payload_bytes) noexcept {
                                       const wire_limits& limits = {}) noexcept {
   written = 0;
   TINYLARGE_TRY(encode_header(h, payload.size(), out, limits));
-  TINYLARGE_CHECK(out.size() >= frame_size(payload.size()), errc::capacity_exceeded,
+  TINYLARGE_CHECK(out.size() >= frame_size(payload.size(), h.flags), errc::capacity_exceeded,
                   "wire encode: output buffer smaller than frame_size(payload)");
   std::uint8_t* p = out.data() + wire_header_bytes;
   for (std::size_t i = 0; i < payload.size(); ++i) p[i] = payload[i];
   detail::wire_put32(p + payload.size(), detail::wire_crc32(payload.data(), payload.size()));
-  written = frame_size(payload.size());
+  if ((h.flags & wire_flag_mac) != 0)
+    for (std::size_t i = 0; i < wire_mac_bytes; ++i) p[payload.size() + wire_trailer_bytes + i] = 0;
+  written = frame_size(payload.size(), h.flags);
   return status::success();
 }
 
@@ -335,7 +356,7 @@ constexpr std::size_t frame_size(std::size_t payload_bytes) noexcept {
   h.count = static_cast<std::uint32_t>(values.size());
   const std::size_t n = values.size() * 4;
   TINYLARGE_TRY(encode_header(h, n, out, limits));
-  TINYLARGE_CHECK(out.size() >= frame_size(n), errc::capacity_exceeded,
+  TINYLARGE_CHECK(out.size() >= frame_size(n, h.flags), errc::capacity_exceeded,
                   "wire encode: output buffer smaller than frame_size(payload)");
   std::uint8_t* p = out.data() + wire_header_bytes;
   if constexpr (std::endian::native == std::endian::little) {
@@ -344,7 +365,9 @@ constexpr std::size_t frame_size(std::size_t payload_bytes) noexcept {
     for (std::size_t i = 0; i < values.size(); ++i) detail::wire_put32(p + 4 * i, std::bit_cast<std::uint32_t>(values[i]));
   }
   detail::wire_put32(p + n, detail::wire_crc32(p, n));
-  written = frame_size(n);
+  if ((h.flags & wire_flag_mac) != 0)
+    for (std::size_t i = 0; i < wire_mac_bytes; ++i) p[n + wire_trailer_bytes + i] = 0;
+  written = frame_size(n, h.flags);
   return status::success();
 }
 
@@ -365,7 +388,7 @@ constexpr std::size_t frame_size(std::size_t payload_bytes) noexcept {
     return wire_reject_status(stats, wire_reject::bad_magic, errc::corrupt, "not a tinylarge wire frame: magic 'TLWM' missing");
   if (p[4] != wire_version)
     return wire_reject_status(stats, wire_reject::bad_version, errc::unsupported_version,
-                              "wire frame version is not 1, the only version this build reads");
+                              "wire frame version is not 2, the only version this build reads");
   if (detail::wire_get32(p + 44) != detail::wire_crc32(p, 44))
     return wire_reject_status(stats, wire_reject::header_crc, errc::checksum_mismatch,
                               "wire frame header CRC-32 mismatch: the header is corrupt");
@@ -373,11 +396,12 @@ constexpr std::size_t frame_size(std::size_t payload_bytes) noexcept {
     return wire_reject_status(stats, wire_reject::bad_type, errc::corrupt, "wire frame: unknown message type");
   if (p[6] > wire_dtype_max)
     return wire_reject_status(stats, wire_reject::bad_dtype, errc::corrupt, "wire frame: unknown dtype");
-  if (p[7] != 0)
+  if ((p[7] & ~wire_known_flags) != 0)
     return wire_reject_status(stats, wire_reject::bad_flags, errc::corrupt,
-                              "wire frame: reserved flag bits are set (a newer writer?)");
+                              "wire frame: unknown flag bits are set (a newer writer?)");
   h.type = static_cast<message_type>(p[5]);
   h.dtype = static_cast<wire_dtype>(p[6]);
+  h.flags = p[7];
   h.sender = detail::wire_get32(p + 8);
   h.round = detail::wire_get32(p + 12);
   h.sequence = detail::wire_get32(p + 16);
@@ -400,7 +424,7 @@ constexpr std::size_t frame_size(std::size_t payload_bytes) noexcept {
   if (len > limits.max_payload_bytes)
     return wire_reject_status(stats, wire_reject::too_large, errc::too_large,
                               "wire frame: payload larger than wire_limits::max_payload_bytes");
-  frame_bytes = frame_size(len);
+  frame_bytes = frame_size(len, h.flags);
   return status::success();
 }
 
@@ -423,13 +447,18 @@ constexpr std::size_t frame_size(std::size_t payload_bytes) noexcept {
   if (bytes.size() > total)
     return wire_reject_status(stats, wire_reject::trailing_bytes, errc::corrupt,
                               "wire frame has trailing bytes after its payload CRC");
-  const std::size_t len = total - wire_overhead_bytes;
+  const std::size_t mac = (h.flags & wire_flag_mac) != 0 ? wire_mac_bytes : 0;
+  const std::size_t len = total - wire_overhead_bytes - mac;
   const std::uint8_t* payload = bytes.data() + wire_header_bytes;
   if (detail::wire_get32(payload + len) != detail::wire_crc32(payload, len))
     return wire_reject_status(stats, wire_reject::payload_crc, errc::checksum_mismatch,
                               "wire frame payload CRC-32 mismatch: the payload is corrupt");
   out.header = h;
   out.payload = bytes.subspan(wire_header_bytes, len);
+  if (mac != 0) {
+    out.authenticated = bytes.first(total - mac);
+    out.mac = bytes.subspan(total - mac, mac);
+  }
   if (stats != nullptr) ++stats->accepted;
   return status::success();
 }
