@@ -8,10 +8,12 @@
 #pragma once
 
 #include <cstddef>
+#include <span>
 #include <type_traits>
 #include <vector>
 
 #include "../precision/bf16.hpp"
+#include "../precision/convert.hpp"
 #include "../precision/fp16.hpp"
 #include "backend.hpp"
 #include "dense.hpp"
@@ -19,10 +21,6 @@
 namespace tinylarge::kernels {
 
 namespace lowp_fallback_detail {
-inline float widen(float x) noexcept { return x; }
-inline float widen(half h) noexcept { return half_to_float(h); }
-inline float widen(bfloat16 b) noexcept { return bfloat16_to_float(b); }
-
 /// The first `n` elements of `p` as fp32 (p itself when T is float).
 template <class T>
 const float* as_f32(const T* p, std::size_t n, std::vector<float>& buf) {
@@ -32,7 +30,7 @@ const float* as_f32(const T* p, std::size_t n, std::vector<float>& buf) {
     return p;
   } else {
     buf.resize(n);
-    for (std::size_t i = 0; i < n; ++i) buf[i] = widen(p[i]);
+    convert(std::span<const T>(p, n), std::span<float>(buf.data(), n));  // bulk (F16C / AVX2 when built for it)
     return buf.data();
   }
 }

@@ -611,6 +611,14 @@ class split_learning {
                       "split_learning::device_parameters: no model yet (call train first)");
     return global_device_->net.parameters();
   }
+  /// The canonical device segment's network (`nn::network<device_model,
+  /// heap_storage, device_precision>`: fp32 master weights, computing in the
+  /// device side's precision).
+  const auto& device_network() const {
+    TINYLARGE_REQUIRE(global_device_ != nullptr, errc::invalid_argument,
+                      "split_learning::device_network: no model yet (call train first)");
+    return global_device_->net;
+  }
   /// Client c's copy of the device segment (as it was left by the last round).
   std::span<const float> client_parameters(std::size_t c) const {
     TINYLARGE_REQUIRE(c < devices_.size(), errc::invalid_argument,
