@@ -95,6 +95,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 
 #include "scratch.hpp"
@@ -696,6 +697,50 @@ inline void dense_f32(arch::neon, std::size_t m, std::size_t n, std::size_t k, c
 inline void dense_f16(arch::neon, std::size_t m, std::size_t n, std::size_t k, const float* x, const half* w,
                       const float* bias, float* y) noexcept {
   detail::neon_dense(m, n, k, x, w, bias, y, detail::neon_pack_b_f16{w, k});
+}
+
+/// gemm<T>, NEON back end: a half / bfloat16 A and B are widened to fp32
+/// (exact) into scratch, then the fp32 GEMM runs.
+template <class T>
+void gemm(arch::neon, transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
+          const T* a, std::size_t lda, const T* b, std::size_t ldb, float beta, float* c, std::size_t ldc) noexcept {
+  static_assert(kernel_float<T>, "kernels::gemm<T>: T must be float, tinylarge::half or tinylarge::bfloat16");
+  if constexpr (std::is_same_v<T, float>) {
+    gemm_f32(arch::neon{}, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  } else {
+    const std::size_t ar = ta == transpose::no ? m : k, br = tb == transpose::no ? k : n;
+    float* af = detail::thread_scratch<detail::scratch_slot::widen_a>().get<float>(ar * lda);
+    float* bf = detail::thread_scratch<detail::scratch_slot::widen_b>().get<float>(br * ldb);
+    for (std::size_t e = 0; e < ar * lda; ++e) af[e] = to_float(a[e]);
+    for (std::size_t e = 0; e < br * ldb; ++e) bf[e] = to_float(b[e]);
+    gemm_f32(arch::neon{}, ta, tb, m, n, k, alpha, af, lda, bf, ldb, beta, c, ldc);
+  }
+}
+
+/// dense<TX, T>, NEON back end (half W: `dense_f16`; otherwise the operands
+/// stored in 16 bits are widened to fp32 into scratch first).
+template <class TX, class T>
+void dense(arch::neon, std::size_t m, std::size_t n, std::size_t k, const TX* x, const T* w, const float* bias,
+           float* y) noexcept {
+  static_assert(kernel_float<TX> && kernel_float<T>, "kernels::dense<TX, T>: TX and T must be float, "
+                                                     "tinylarge::half or tinylarge::bfloat16");
+  const float* xf = nullptr;
+  if constexpr (std::is_same_v<TX, float>) {
+    xf = x;
+  } else {
+    float* t = detail::thread_scratch<detail::scratch_slot::widen_a>().get<float>(m * k);
+    for (std::size_t e = 0; e < m * k; ++e) t[e] = to_float(x[e]);
+    xf = t;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    dense_f32(arch::neon{}, m, n, k, xf, w, bias, y);
+  } else if constexpr (std::is_same_v<T, half>) {
+    dense_f16(arch::neon{}, m, n, k, xf, w, bias, y);
+  } else {
+    float* t = detail::thread_scratch<detail::scratch_slot::widen_b>().get<float>(n * k);
+    for (std::size_t e = 0; e < n * k; ++e) t[e] = to_float(w[e]);
+    dense_f32(arch::neon{}, m, n, k, xf, t, bias, y);
+  }
 }
 
 /// int32 accumulators bias[o] + Σ_q (x[i][q] − zx)·w[o][q], NEON back end

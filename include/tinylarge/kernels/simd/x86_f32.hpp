@@ -68,6 +68,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 
 #include "scratch.hpp"
@@ -116,8 +117,13 @@ TINYLARGE_ALWAYS_INLINE __m256 load8_as_f32(const float* p) noexcept { return _m
 TINYLARGE_ALWAYS_INLINE __m256 load8_as_f32(const half* p) noexcept {
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
 }
+TINYLARGE_ALWAYS_INLINE __m256 load8_as_f32(const bfloat16* p) noexcept {
+  return _mm256_castsi256_ps(
+      _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+}
 TINYLARGE_ALWAYS_INLINE float to_f32(float v) noexcept { return v; }
 TINYLARGE_ALWAYS_INLINE float to_f32(half v) noexcept { return _cvtsh_ss(v.bits); }
+TINYLARGE_ALWAYS_INLINE float to_f32(bfloat16 v) noexcept { return bfloat16_to_float(v); }
 
 /// The first `n` (< 8) elements of a row as fp32, the rest zero; never reads
 /// past element n − 1.
@@ -214,8 +220,16 @@ struct f32_avx512 {
   static TINYLARGE_ALWAYS_INLINE reg load_w(const half* p) noexcept {
     return _mm512_maskz_cvtph_ps(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
   }
+  static TINYLARGE_ALWAYS_INLINE reg load_w(const bfloat16* p) noexcept {
+    return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(
+        0xFFFF, _mm512_maskz_cvtepu16_epi32(0xFFFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+  }
   static TINYLARGE_ALWAYS_INLINE reg load_w_n(const float* p, std::size_t n) noexcept {
     return _mm512_maskz_loadu_ps(mask(n), p);
+  }
+  static TINYLARGE_ALWAYS_INLINE reg load_w_n(const bfloat16* p, std::size_t n) noexcept {
+    return _mm512_castsi512_ps(
+        _mm512_maskz_slli_epi32(0xFFFF, _mm512_maskz_cvtepu16_epi32(0xFFFF, _mm256_maskz_loadu_epi16(mask(n), p)), 16));
   }
   static TINYLARGE_ALWAYS_INLINE reg load_w_n(const half* p, std::size_t n) noexcept {
     return _mm512_maskz_cvtph_ps(0xFFFF, _mm256_maskz_loadu_epi16(mask(n), p));
@@ -317,11 +331,11 @@ inline void scale_c(std::size_t m, std::size_t n, float beta, float* c, std::siz
   }
 }
 
-/// Packs MR-row panels of op(A) (fp32): panel at dst + ir·kc holds kc steps of
-/// R = min(MR, mc − ir) consecutive row values.
-template <std::size_t MR>
+/// Packs MR-row panels of op(A) (stored as T, packed as fp32): panel at
+/// dst + ir·kc holds kc steps of R = min(MR, mc − ir) consecutive row values.
+template <std::size_t MR, class T = float>
 struct pack_a_f32 {
-  const float* a;
+  const T* a;
   std::size_t lda;
   bool trans;
 
@@ -338,22 +352,22 @@ struct pack_a_f32 {
           for (; p + 8 <= kc; p += 8) {
             for (std::size_t r0 = 0; r0 < rows; r0 += 8) {
               const std::size_t rs = r0 + 8 <= rows ? r0 : rows - 8;
-              const float* src = a + (i0 + ir + rs) * lda + p0 + p;
+              const T* src = a + (i0 + ir + rs) * lda + p0 + p;
               __m256 v[8];
-              for (std::size_t q = 0; q < 8; ++q) v[q] = _mm256_loadu_ps(src + q * lda);
+              for (std::size_t q = 0; q < 8; ++q) v[q] = load8_as_f32(src + q * lda);
               transpose8x8(v);
               for (std::size_t q = 0; q < 8; ++q) _mm256_storeu_ps(d + (p + q) * rows + rs, v[q]);
             }
           }
         }
         for (std::size_t r = 0; r < rows; ++r) {
-          const float* src = a + (i0 + ir + r) * lda + p0;
-          for (std::size_t pp = p; pp < kc; ++pp) d[pp * rows + r] = src[pp];
+          const T* src = a + (i0 + ir + r) * lda + p0;
+          for (std::size_t pp = p; pp < kc; ++pp) d[pp * rows + r] = to_f32(src[pp]);
         }
       } else {  // op(A)[i][p] = a[p·lda + i]
         for (std::size_t p = 0; p < kc; ++p) {
-          const float* src = a + (p0 + p) * lda + i0 + ir;
-          for (std::size_t r = 0; r < rows; ++r) d[p * rows + r] = src[r];
+          const T* src = a + (p0 + p) * lda + i0 + ir;
+          for (std::size_t r = 0; r < rows; ++r) d[p * rows + r] = to_f32(src[r]);
         }
       }
     }
@@ -392,10 +406,11 @@ TINYLARGE_ALWAYS_INLINE void pack_b_transposed(float* TINYLARGE_RESTRICT dst, co
   }
 }
 
-/// Packs NR-column panels of op(B) (fp32, either orientation).
-template <std::size_t NR>
+/// Packs NR-column panels of op(B) (stored as T, packed as fp32; either
+/// orientation).
+template <std::size_t NR, class T = float>
 struct pack_b_f32 {
-  const float* b;
+  const T* b;
   std::size_t ldb;
   bool trans;
 
@@ -409,13 +424,13 @@ struct pack_b_f32 {
       const std::size_t cols = std::min(NR, nc - jr);
       float* d = dst + jr * kc;
       for (std::size_t p = 0; p < kc; ++p) {
-        const float* src = b + (p0 + p) * ldb + j0 + jr;
+        const T* src = b + (p0 + p) * ldb + j0 + jr;
         float* dp = d + p * NR;
         if (cols == NR) {
-          for (std::size_t j = 0; j < NR; j += 8) _mm256_store_ps(dp + j, _mm256_loadu_ps(src + j));
+          for (std::size_t j = 0; j < NR; j += 8) _mm256_store_ps(dp + j, load8_as_f32(src + j));
         } else {
           std::size_t j = 0;
-          for (; j < cols; ++j) dp[j] = src[j];
+          for (; j < cols; ++j) dp[j] = to_f32(src[j]);
           for (; j < NR; ++j) dp[j] = 0.0f;
         }
       }
@@ -533,19 +548,20 @@ template <class V>
 bool gemm_tn_sparse_b(std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda, const float* b,
                       std::size_t ldb, float* c, std::size_t ldc) noexcept;
 
-/// gemm_f32 for vector traits V.
-template <class V>
+/// gemm<T> for vector traits V (A and B stored as T, packed as fp32).
+template <class V, class T>
 void gemm_f32_impl(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
-                   const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
+                   const T* a, std::size_t lda, const T* b, std::size_t ldb, float beta, float* c,
                    std::size_t ldc) noexcept {
   if (m == 1 && tb == transpose::yes && k != 0 && alpha != 0.0f) {
     // c[j] = alpha·Σ_p a[p·sa]·b[j·ldb + p] + beta·c[j]: a GEMV over the rows of B.
     // op(A) is one row; with ta = yes its elements are lda apart.
-    const float* xrow = a;
-    float* tmp = nullptr;
-    if (ta == transpose::yes && lda != 1) {
-      tmp = thread_scratch<scratch_slot::vector>().get<float>(k);
-      for (std::size_t p = 0; p < k; ++p) tmp[p] = a[p * lda];
+    const float* xrow = nullptr;
+    if constexpr (std::is_same_v<T, float>) xrow = a;
+    if (!std::is_same_v<T, float> || (ta == transpose::yes && lda != 1)) {
+      const std::size_t sa = ta == transpose::yes ? lda : 1;
+      float* tmp = thread_scratch<scratch_slot::vector>().get<float>(k);
+      for (std::size_t p = 0; p < k; ++p) tmp[p] = to_f32(a[p * sa]);
       xrow = tmp;
     }
     if (beta == 0.0f) {
@@ -556,19 +572,30 @@ void gemm_f32_impl(transpose ta, transpose tb, std::size_t m, std::size_t n, std
     return;
   }
   // dW += dYᵀ·X of a dense layer whose input X (= B) is mostly zeros.
-  if (ta == transpose::yes && tb == transpose::no && alpha == 1.0f && beta == 1.0f &&
-      gemm_tn_sparse_b<V>(m, n, k, a, lda, b, ldb, c, ldc))
-    return;
-  gemm_blocked<V>(m, n, k, alpha, pack_a_f32<V::mr>{a, lda, ta == transpose::yes},
-                  pack_b_f32<V::nr>{b, ldb, tb == transpose::yes}, beta, c, ldc);
+  if constexpr (std::is_same_v<T, float>) {
+    if (ta == transpose::yes && tb == transpose::no && alpha == 1.0f && beta == 1.0f &&
+        gemm_tn_sparse_b<V>(m, n, k, a, lda, b, ldb, c, ldc))
+      return;
+  }
+  gemm_blocked<V>(m, n, k, alpha, pack_a_f32<V::mr, T>{a, lda, ta == transpose::yes},
+                  pack_b_f32<V::nr, T>{b, ldb, tb == transpose::yes}, beta, c, ldc);
 }
 
-/// Y = X·Wᵀ + bias for vector traits V (GEMM) and VG (batch-1 GEMV), weight
-/// type T (float or half).
-template <class V, class VG = V, class T, class PackW>
-void dense_impl(std::size_t m, std::size_t n, std::size_t k, const float* x, const T* w, const float* bias,
+/// Y = X·Wᵀ + bias for vector traits V (GEMM) and VG (batch-1 GEMV), X stored
+/// as TX, weight type T (float, half or bfloat16). A low-precision X is
+/// widened to fp32 once (exact), then the fp32 kernels run.
+template <class V, class VG = V, class TX, class T, class PackW>
+void dense_impl(std::size_t m, std::size_t n, std::size_t k, const TX* xs, const T* w, const float* bias,
                 float* y, const PackW& pack_w) noexcept {
   if (m == 0 || n == 0) return;
+  const float* x = nullptr;
+  if constexpr (std::is_same_v<TX, float>) {
+    x = xs;
+  } else {
+    float* tmp = thread_scratch<scratch_slot::vector>().get<float>(m * k);
+    for (std::size_t e = 0; e < m * k; ++e) tmp[e] = to_f32(xs[e]);
+    x = tmp;
+  }
   if (m == 1) {
     if (bias != nullptr) {
       gemv_rows<VG>(n, k, x, w, k, [&](std::size_t j, float s) { y[j] = s + bias[j]; });
@@ -1038,6 +1065,29 @@ bool gemm_tn_sparse_b(std::size_t m, std::size_t n, std::size_t k, const float* 
 
 namespace tinylarge::kernels {
 
+/// gemm<T> (A, B stored as float / half / bfloat16; fp32 products and sums),
+/// AVX2 back end: the operands are widened to fp32 while packing, then the
+/// fp32 micro-kernel runs.
+template <class T>
+void gemm(arch::avx2, transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
+          const T* a, std::size_t lda, const T* b, std::size_t ldb, float beta, float* c, std::size_t ldc) noexcept {
+  static_assert(kernel_float<T>, "kernels::gemm<T>: T must be float, tinylarge::half or tinylarge::bfloat16");
+  detail::gemm_f32_impl<detail::f32_avx2>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+/// dense<TX, T>, AVX2 back end (W widened while packing / in the GEMV loop).
+template <class TX, class T>
+void dense(arch::avx2, std::size_t m, std::size_t n, std::size_t k, const TX* x, const T* w, const float* bias,
+           float* y) noexcept {
+  static_assert(kernel_float<TX> && kernel_float<T>, "kernels::dense<TX, T>: TX and T must be float, "
+                                                     "tinylarge::half or tinylarge::bfloat16");
+  using V = detail::f32_avx2;
+  if constexpr (std::is_same_v<T, float>) {
+    detail::dense_impl<V>(m, n, k, x, w, bias, y, detail::pack_b_f32<V::nr>{w, k, true});
+  } else {
+    detail::dense_impl<V>(m, n, k, x, w, bias, y, detail::pack_b_f32<V::nr, T>{w, k, true});
+  }
+}
+
 /// C = alpha·op(A)·op(B) + beta·C, AVX2 + FMA back end (5×16 packed GEMM).
 /// Same contract as the scalar overload; beta == 0 never reads C.
 inline void gemm_f32(arch::avx2, transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k,
@@ -1078,6 +1128,27 @@ inline void dense_f32_packed(arch::avx2, std::size_t n, std::size_t k, const flo
 }
 
 #if defined(TINYLARGE_KERNELS_X86_AVX512)
+/// gemm<T>, AVX-512 back end (operands widened to fp32 while packing).
+template <class T>
+void gemm(arch::avx512, transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
+          const T* a, std::size_t lda, const T* b, std::size_t ldb, float beta, float* c, std::size_t ldc) noexcept {
+  static_assert(kernel_float<T>, "kernels::gemm<T>: T must be float, tinylarge::half or tinylarge::bfloat16");
+  detail::gemm_f32_impl<detail::f32_avx512>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+/// dense<TX, T>, AVX-512 back end (batch 1 with 16-bit W: the 256-bit GEMV).
+template <class TX, class T>
+void dense(arch::avx512, std::size_t m, std::size_t n, std::size_t k, const TX* x, const T* w, const float* bias,
+           float* y) noexcept {
+  static_assert(kernel_float<TX> && kernel_float<T>, "kernels::dense<TX, T>: TX and T must be float, "
+                                                     "tinylarge::half or tinylarge::bfloat16");
+  using V = detail::f32_avx512;
+  if constexpr (std::is_same_v<T, float>) {
+    detail::dense_impl<V>(m, n, k, x, w, bias, y, detail::pack_b_f32<V::nr>{w, k, true});
+  } else {
+    detail::dense_impl<V, detail::f32_avx2>(m, n, k, x, w, bias, y, detail::pack_b_f32<V::nr, T>{w, k, true});
+  }
+}
+
 /// C = alpha·op(A)·op(B) + beta·C, AVX-512 back end (14×32 packed GEMM).
 inline void gemm_f32(arch::avx512, transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k,
                      float alpha, const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta,
