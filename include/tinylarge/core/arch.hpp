@@ -6,14 +6,16 @@
 /// tags they specialise; a call with a derived tag resolves to the nearest
 /// base that has an overload, ending at `scalar`:
 ///
-///     scalar ← avx2 ← avx512 ← avx512_vnni        x86-64 (host)
+///     scalar ← sse2 ← avx2 ← avx512 ← avx512_vnni  x86-64 (host)
 ///     scalar ← neon ← neon_dotprod                 ARM Linux (host)
 ///     scalar ← cortex_m_dsp                        Cortex-M4/M7 (freestanding)
 ///
 /// `supported()` is true when the translation unit is compiled for a target
 /// that has the instructions (`-mavx2 -mfma -mf16c`, `-march=native`, …).
-/// `tl::arch::best` is the most capable supported tag. There is no run-time
-/// dispatch: build for the target you run on.
+/// `tl::arch::best` is the most capable supported tag. The fp32 kernels of
+/// `sse2`, `avx2`, `avx512` and `neon` are one source over
+/// `xsimd::batch<float, A>` (kernels/simd/f32.hpp); each tag names its xsimd
+/// architecture there (`sse2`, `fma3<avx2>`, `avx512bw`, `neon64` / `neon`).
 #pragma once
 
 #include "config.hpp"
@@ -26,8 +28,20 @@ struct scalar {
   static constexpr bool supported() noexcept { return true; }
 };
 
+/// x86-64 baseline (SSE2): every x86-64 CPU.
+struct sse2 : scalar {
+  static constexpr const char* name() noexcept { return "sse2"; }
+  static constexpr bool supported() noexcept {
+#if defined(__SSE2__) && (defined(__x86_64__) || defined(_M_X64))
+    return true;
+#else
+    return false;
+#endif
+  }
+};
+
 /// x86-64 with AVX2, FMA and F16C (Haswell and later, Zen and later).
-struct avx2 : scalar {
+struct avx2 : sse2 {
   static constexpr const char* name() noexcept { return "avx2"; }
   static constexpr bool supported() noexcept {
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -116,7 +130,7 @@ struct first_supported<Last> {
 }  // namespace detail
 
 /// The most capable architecture this translation unit is compiled for.
-using best = typename detail::first_supported<avx512_vnni, avx512, avx2, neon_dotprod, neon,
+using best = typename detail::first_supported<avx512_vnni, avx512, avx2, sse2, neon_dotprod, neon,
                                               cortex_m_dsp, scalar>::type;
 
 }  // namespace tinylarge::arch

@@ -282,12 +282,14 @@ void dense_f32_packed(scalar, std::size_t, std::size_t, const float*, const floa
 // macros of its instruction set, so this compiles on any target).
 // ---------------------------------------------------------------------------
 #define TINYLARGE_KERNELS_DENSE_SCALAR_DECLARED 1
-#if !TINYLARGE_FREESTANDING && (defined(__x86_64__) || defined(_M_X64) || defined(__i386__))
-#include "simd/x86_f32.hpp"
+#if TINYLARGE_USE_XSIMD
+#include "simd/f32.hpp"
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
 #include "simd/x86_s8.hpp"
 #endif
-#if !TINYLARGE_FREESTANDING && (defined(__ARM_NEON) || defined(__ARM_NEON__))
-#include "simd/neon.hpp"
+#if defined(__ARM_NEON) || defined(__ARM_NEON__)
+#include "simd/neon_s8.hpp"
+#endif
 #endif
 
 namespace tinylarge::kernels {
