@@ -83,12 +83,23 @@ TEST_CASE("kernels: the back ends exercised by this build", "[kernels]") {
   const std::string s = supported_backends();
   INFO("back ends: " << s);
   CHECK(s.rfind("scalar", 0) == 0);
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#if !TINYLARGE_USE_XSIMD
+  // TINYLARGE_USE_XSIMD=OFF: the portable back end only, whatever the target has.
+  CHECK(std::string(k::default_backend::name()) == "scalar");
+  CHECK(k::dense_f32_packed_floats(k::default_backend{}, 300, 784) == 0);
+#else
+#if defined(__x86_64__)
+  CHECK(s.find("sse2") != std::string::npos);
+  CHECK(k::dense_f32_packed_floats(k::default_backend{}, 300, 784) > 0);  // every xsimd back end has one
+#endif
+#endif
+#if TINYLARGE_USE_XSIMD && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
   CHECK(s.find("avx2") != std::string::npos);
   // the x86 back ends have the pre-packed batch-1 layouts that the tests below exercise
   CHECK(k::dense_f32_packed_floats(k::default_backend{}, 300, 784) > 0);
 #endif
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
+#if TINYLARGE_USE_XSIMD && defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && \
+    defined(__AVX512VL__)
   CHECK(k::dense_s8_packed_bytes(k::default_backend{}, 300, 784) > 0);
 #endif
 }
@@ -547,8 +558,8 @@ TEST_CASE("dense_f32_packed: the batch-1 packed layout against a double referenc
       });
     }
   }
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-  CHECK(exercised > 0);
+#if TINYLARGE_USE_XSIMD && (defined(__x86_64__) || defined(__ARM_NEON))
+  CHECK(exercised > 0);  // every xsimd back end (sse2, avx2, avx512, neon) has the packed form
 #endif
 }
 

@@ -130,7 +130,13 @@ struct first_supported<Last> {
 }  // namespace detail
 
 /// The most capable architecture this translation unit is compiled for.
+/// Without xsimd (`TINYLARGE_USE_XSIMD=0`, always so when freestanding) the
+/// host back ends are off: `scalar` (or `cortex_m_dsp` on a Cortex-M DSP).
+#if TINYLARGE_USE_XSIMD
 using best = typename detail::first_supported<avx512_vnni, avx512, avx2, sse2, neon_dotprod, neon,
                                               cortex_m_dsp, scalar>::type;
+#else
+using best = typename detail::first_supported<cortex_m_dsp, scalar>::type;
+#endif
 
 }  // namespace tinylarge::arch

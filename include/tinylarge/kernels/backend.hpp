@@ -13,14 +13,9 @@ namespace tinylarge::kernels {
 
 using arch::scalar;
 
-/// The back end a kernel call uses when none is named: `arch::best`, or
-/// `scalar` when the host kernels are built without xsimd
-/// (`TINYLARGE_USE_XSIMD=0`).
-#if TINYLARGE_USE_XSIMD
+/// The back end a kernel call uses when none is named: `arch::best` (the
+/// portable `scalar` one when built with `TINYLARGE_USE_XSIMD=0`).
 using default_backend = arch::best;
-#else
-using default_backend = scalar;
-#endif
 
 /// True for a type usable as a kernel back end tag on this target.
 template <class B>
