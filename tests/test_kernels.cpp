@@ -26,7 +26,7 @@ namespace arch = tinylarge::arch;
 using tinylarge::half;
 using k::transpose;
 
-using all_backends = std::tuple<arch::scalar, arch::sse2, arch::avx2, arch::avx512, arch::avx512_vnni, arch::neon,
+using all_backends = std::tuple<arch::scalar, arch::sse2, arch::dispatch, arch::avx2, arch::avx512, arch::avx512_vnni, arch::neon,
                                 arch::neon_dotprod, arch::cortex_m_dsp>;
 
 /// Calls f(Tag{}) for every back end tag the translation unit supports.
@@ -45,6 +45,9 @@ std::string supported_backends() {
 const bool printed_backends = [] {
   std::printf("test_kernels: exercising back ends: %s (default_backend = %s)\n", supported_backends().c_str(),
               k::default_backend::name());
+#if defined(TINYLARGE_DISPATCH) && TINYLARGE_USE_XSIMD && defined(__x86_64__)
+  std::printf("test_kernels: arch::dispatch runs %s on this CPU\n", k::dispatched_backend_name());
+#endif
   return true;
 }();
 

@@ -7,6 +7,7 @@
 /// base that has an overload, ending at `scalar`:
 ///
 ///     scalar ← sse2 ← avx2 ← avx512 ← avx512_vnni  x86-64 (host)
+///                sse2 ← dispatch                    x86-64, chosen at run time
 ///     scalar ← neon ← neon_dotprod                 ARM Linux (host)
 ///     scalar ← cortex_m_dsp                        Cortex-M4/M7 (freestanding)
 ///
@@ -34,6 +35,22 @@ struct sse2 : scalar {
   static constexpr bool supported() noexcept {
 #if defined(__SSE2__) && (defined(__x86_64__) || defined(_M_X64))
     return true;
+#else
+    return false;
+#endif
+  }
+};
+
+/// Run-time dispatch on x86-64 (kernels/dispatch.hpp): the kernels of the
+/// best of `avx512_vnni`, `avx512`, `avx2` the CPU has, else `sse2`. Supported
+/// in programs built with `TINYLARGE_DISPATCH` (the CMake option of that name
+/// links the per-ISA translation units); chosen by `best` only when the
+/// translation unit itself targets less than AVX2.
+struct dispatch : sse2 {
+  static constexpr const char* name() noexcept { return "dispatch"; }
+  static constexpr bool supported() noexcept {
+#if defined(TINYLARGE_DISPATCH) && TINYLARGE_USE_XSIMD && (defined(__x86_64__) || defined(_M_X64))
+    return TINYLARGE_DISPATCH != 0;
 #else
     return false;
 #endif
@@ -133,7 +150,7 @@ struct first_supported<Last> {
 /// Without xsimd (`TINYLARGE_USE_XSIMD=0`, always so when freestanding) the
 /// host back ends are off: `scalar` (or `cortex_m_dsp` on a Cortex-M DSP).
 #if TINYLARGE_USE_XSIMD
-using best = typename detail::first_supported<avx512_vnni, avx512, avx2, sse2, neon_dotprod, neon,
+using best = typename detail::first_supported<avx512_vnni, avx512, avx2, dispatch, sse2, neon_dotprod, neon,
                                               cortex_m_dsp, scalar>::type;
 #else
 using best = typename detail::first_supported<cortex_m_dsp, scalar>::type;

@@ -291,6 +291,9 @@ void dense_f32_packed(scalar, std::size_t, std::size_t, const float*, const floa
 #include "simd/neon_s8.hpp"
 #endif
 #endif
+#if TINYLARGE_USE_XSIMD && defined(TINYLARGE_DISPATCH) && (defined(__x86_64__) || defined(_M_X64))
+#include "dispatch.hpp"
+#endif
 
 namespace tinylarge::kernels {
 
