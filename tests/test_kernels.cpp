@@ -26,7 +26,7 @@ namespace arch = tinylarge::arch;
 using tinylarge::half;
 using k::transpose;
 
-using all_backends = std::tuple<arch::scalar, arch::sse2, arch::dispatch, arch::avx2, arch::avx512, arch::avx512_vnni, arch::neon,
+using all_backends = std::tuple<arch::scalar, arch::sse2, arch::dispatch, arch::avx2, arch::avx512, arch::avx512_vnni, arch::avx512_bf16, arch::neon,
                                 arch::neon_dotprod, arch::cortex_m_dsp>;
 
 /// Calls f(Tag{}) for every back end tag the translation unit supports.

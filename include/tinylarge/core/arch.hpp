@@ -6,7 +6,7 @@
 /// tags they specialise; a call with a derived tag resolves to the nearest
 /// base that has an overload, ending at `scalar`:
 ///
-///     scalar ← sse2 ← avx2 ← avx512 ← avx512_vnni  x86-64 (host)
+///     scalar ← sse2 ← avx2 ← avx512 ← avx512_vnni ← avx512_bf16   x86-64 (host)
 ///                sse2 ← dispatch                    x86-64, chosen at run time
 ///     scalar ← neon ← neon_dotprod                 ARM Linux (host)
 ///     scalar ← cortex_m_dsp                        Cortex-M4/M7 (freestanding)
@@ -94,6 +94,19 @@ struct avx512_vnni : avx512 {
   }
 };
 
+/// AVX-512 VNNI plus the bfloat16 dot product VDPBF16PS (AVX512-BF16:
+/// Cooper Lake, Sapphire Rapids, Zen 4).
+struct avx512_bf16 : avx512_vnni {
+  static constexpr const char* name() noexcept { return "avx512_bf16"; }
+  static constexpr bool supported() noexcept {
+#if defined(__AVX512BF16__)
+    return avx512_vnni::supported();
+#else
+    return false;
+#endif
+  }
+};
+
 /// ARMv7-A / AArch64 Advanced SIMD.
 struct neon : scalar {
   static constexpr const char* name() noexcept { return "neon"; }
@@ -150,7 +163,7 @@ struct first_supported<Last> {
 /// Without xsimd (`TINYLARGE_USE_XSIMD=0`, always so when freestanding) the
 /// host back ends are off: `scalar` (or `cortex_m_dsp` on a Cortex-M DSP).
 #if TINYLARGE_USE_XSIMD
-using best = typename detail::first_supported<avx512_vnni, avx512, avx2, dispatch, sse2, neon_dotprod, neon,
+using best = typename detail::first_supported<avx512_bf16, avx512_vnni, avx512, avx2, dispatch, sse2, neon_dotprod, neon,
                                               cortex_m_dsp, scalar>::type;
 #else
 using best = typename detail::first_supported<cortex_m_dsp, scalar>::type;

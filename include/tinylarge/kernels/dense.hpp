@@ -284,6 +284,7 @@ void dense_f32_packed(scalar, std::size_t, std::size_t, const float*, const floa
 #define TINYLARGE_KERNELS_DENSE_SCALAR_DECLARED 1
 #if TINYLARGE_USE_XSIMD
 #include "simd/f32.hpp"
+#include "simd/avx512_bf16.hpp"
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
 #include "simd/x86_s8.hpp"
 #endif

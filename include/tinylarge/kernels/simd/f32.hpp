@@ -389,32 +389,13 @@ struct f32_ops {
 // Micro-kernel and blocked driver
 // ---------------------------------------------------------------------------
 
-/// C[0:R, 0:ncols] = alpha·(Ã·B̃) + beta·C for one register tile, where Ã is an
-/// R-row packed micro-panel (kc steps of R floats) and B̃ an NR-column packed
-/// micro-panel (kc steps of NR floats, 64-byte aligned). beta == 0: C not read.
+/// C[0:R, 0:ncols] = alpha·tile + beta·C for one R×2L register tile held in
+/// c0 / c1 (beta == 0: C not read); columns beyond ncols are not written.
 template <class V, std::size_t R>
-TINYLARGE_NOINLINE void gemm_micro_kernel(std::size_t kc, const float* TINYLARGE_RESTRICT pa,
-                                          const float* TINYLARGE_RESTRICT pb, float* c, std::size_t ldc,
-                                          std::size_t ncols, float alpha, float beta) noexcept {
+TINYLARGE_ALWAYS_INLINE void store_tile(const typename V::reg (&c0)[R], const typename V::reg (&c1)[R], float* c,
+                                        std::size_t ldc, std::size_t ncols, float alpha, float beta) noexcept {
   using reg = typename V::reg;
   constexpr std::size_t L = V::lanes;
-  reg c0[R], c1[R];
-#pragma GCC unroll 16
-  for (std::size_t r = 0; r < R; ++r) {
-    c0[r] = V::zero();
-    c1[r] = V::zero();
-  }
-  for (std::size_t p = 0; p < kc; ++p) {
-    const reg b0 = V::load(pb), b1 = V::load(pb + L);
-#pragma GCC unroll 16
-    for (std::size_t r = 0; r < R; ++r) {
-      const reg a = V::bcast(pa + r);
-      c0[r] = V::fmadd(a, b0, c0[r]);
-      c1[r] = V::fmadd(a, b1, c1[r]);
-    }
-    pa += R;
-    pb += 2 * L;
-  }
   // The tile leaves the registers through plain aligned stores to a local
   // buffer: using the accumulators directly in the (masked) epilogue makes
   // GCC 12 keep them in memory inside the k loop (2× slower on AVX2).
@@ -451,18 +432,54 @@ TINYLARGE_NOINLINE void gemm_micro_kernel(std::size_t kc, const float* TINYLARGE
   }
 }
 
-template <class V>
-using gemm_micro_kernel_fn = void (*)(std::size_t, const float*, const float*, float*, std::size_t, std::size_t,
+/// C[0:R, 0:ncols] = alpha·(Ã·B̃) + beta·C for one register tile, where Ã is an
+/// R-row packed micro-panel (kc steps of R floats) and B̃ an NR-column packed
+/// micro-panel (kc steps of NR floats, 64-byte aligned). beta == 0: C not read.
+template <class V, std::size_t R>
+TINYLARGE_NOINLINE void gemm_micro_kernel(std::size_t kc, const float* TINYLARGE_RESTRICT pa,
+                                          const float* TINYLARGE_RESTRICT pb, float* c, std::size_t ldc,
+                                          std::size_t ncols, float alpha, float beta) noexcept {
+  using reg = typename V::reg;
+  constexpr std::size_t L = V::lanes;
+  reg c0[R], c1[R];
+#pragma GCC unroll 16
+  for (std::size_t r = 0; r < R; ++r) {
+    c0[r] = V::zero();
+    c1[r] = V::zero();
+  }
+  for (std::size_t p = 0; p < kc; ++p) {
+    const reg b0 = V::load(pb), b1 = V::load(pb + L);
+#pragma GCC unroll 16
+    for (std::size_t r = 0; r < R; ++r) {
+      const reg a = V::bcast(pa + r);
+      c0[r] = V::fmadd(a, b0, c0[r]);
+      c1[r] = V::fmadd(a, b1, c1[r]);
+    }
+    pa += R;
+    pb += 2 * L;
+  }
+  store_tile<V, R>(c0, c1, c, ldc, ncols, alpha, beta);
+}
+
+template <class Elem>
+using gemm_micro_kernel_fn = void (*)(std::size_t, const Elem*, const Elem*, float*, std::size_t, std::size_t,
                                       float, float) noexcept;
 
-/// Micro-kernels for 1..MR rows, indexed by rows − 1.
-template <class V, std::size_t... I>
-constexpr auto make_micro_kernel_table(std::index_sequence<I...>) noexcept {
-  struct table {
-    gemm_micro_kernel_fn<V> fn[sizeof...(I)];
-  };
-  return table{{&gemm_micro_kernel<V, I + 1>...}};
-}
+/// The fp32 micro-kernel as the driver sees it: packed elements are floats,
+/// one k step per element, micro-kernels for 1..MR rows (fn[rows − 1]).
+template <class V>
+struct f32_micro_kernels {
+  using elem = float;
+  static constexpr std::size_t kstep = 1;
+  template <std::size_t... I>
+  static constexpr auto make(std::index_sequence<I...>) noexcept {
+    struct table {
+      gemm_micro_kernel_fn<float> fn[sizeof...(I)];
+    };
+    return table{{&gemm_micro_kernel<V, I + 1>...}};
+  }
+  static constexpr auto table = make(std::make_index_sequence<V::mr>{});
+};
 
 /// C = beta·C on an m×n block (beta == 0 writes zeros without reading C).
 inline void scale_c(std::size_t m, std::size_t n, float beta, float* c, std::size_t ldc) noexcept {
@@ -578,22 +595,26 @@ struct pack_b_f32 {
 
 /// The blocked GEMM driver: C = alpha·Ã·B̃ + beta·C with the packing functors
 /// defining Ã = op(A) (m×k) and B̃ = op(B) (k×n).
-template <class V, class PackA, class PackB>
+///
+/// MK: the micro-kernels and their packed element type (`f32_micro_kernels`;
+/// the AVX512-BF16 ones pack k pairs, kstep = 2). The pack functors write
+/// ⌈kc/kstep⌉ steps per panel.
+template <class V, class PackA, class PackB, class MK = f32_micro_kernels<V>>
 void gemm_blocked(std::size_t m, std::size_t n, std::size_t k, float alpha, const PackA& pack_a,
                   const PackB& pack_b, float beta, float* c, std::size_t ldc) noexcept {
-  constexpr std::size_t MR = V::mr, NR = V::nr, KC = V::kc, MC = V::mc, NC = V::nc;
+  constexpr std::size_t MR = V::mr, NR = V::nr, KC = V::kc, MC = V::mc, NC = V::nc, KS = MK::kstep;
+  using elem = typename MK::elem;
   if (m == 0 || n == 0) return;
   if (k == 0 || alpha == 0.0f) {
     scale_c(m, n, beta, c, ldc);
     return;
   }
-  static constexpr auto kernels = make_micro_kernel_table<V>(std::make_index_sequence<MR>{});
   const std::size_t kblocks = (k + KC - 1) / KC;
-  const std::size_t kcb = (k + kblocks - 1) / kblocks;  // balanced k blocks, ≤ KC
+  const std::size_t kcb = ((k + kblocks - 1) / kblocks + KS - 1) / KS * KS;  // balanced k blocks, ≤ KC
   const std::size_t ncb = std::min(NC, (n + NR - 1) / NR * NR);
   const std::size_t mcb = std::min(MC, (m + MR - 1) / MR * MR);
-  float* bbuf = thread_scratch<scratch_slot::pack_b>().get<float>(kcb * ncb);
-  float* abuf = thread_scratch<scratch_slot::pack_a>().get<float>(kcb * mcb);
+  elem* bbuf = thread_scratch<scratch_slot::pack_b>().get<elem>(kcb / KS * ncb);
+  elem* abuf = thread_scratch<scratch_slot::pack_a>().get<elem>(kcb / KS * mcb);
 
   for (std::size_t jc = 0; jc < n; jc += NC) {
     const std::size_t nc = std::min(NC, n - jc);
@@ -601,16 +622,17 @@ void gemm_blocked(std::size_t m, std::size_t n, std::size_t k, float alpha, cons
       const std::size_t kc = std::min(kcb, k - pc);
       const float beta_block = pc == 0 ? beta : 1.0f;
       pack_b(bbuf, jc, nc, pc, kc);
+      const std::size_t ks = (kc + KS - 1) / KS;  // packed steps
       for (std::size_t ic = 0; ic < m; ic += MC) {
         const std::size_t mc = std::min(MC, m - ic);
         pack_a(abuf, ic, mc, pc, kc);
         for (std::size_t jr = 0; jr < nc; jr += NR) {
           const std::size_t ncols = std::min(NR, nc - jr);
-          const float* pb = bbuf + jr * kc;
+          const elem* pb = bbuf + jr * ks;
           for (std::size_t ir = 0; ir < mc; ir += MR) {
             const std::size_t rows = std::min(MR, mc - ir);
-            kernels.fn[rows - 1](kc, abuf + ir * kc, pb, c + (ic + ir) * ldc + jc + jr, ldc, ncols, alpha,
-                                 beta_block);
+            MK::table.fn[rows - 1](ks, abuf + ir * ks, pb, c + (ic + ir) * ldc + jc + jr, ldc, ncols, alpha,
+                                   beta_block);
           }
         }
       }
