@@ -23,7 +23,6 @@
 #include <vector>
 
 #include "../kernels/dense.hpp"
-#include "../kernels/lowp_fallback.hpp"
 #include "../precision/bf16.hpp"
 #include "../precision/concepts.hpp"
 #include "../precision/convert.hpp"
@@ -124,10 +123,6 @@ constexpr bool check_layer_precisions() {
   }(std::make_index_sequence<Model::size>{});
 }
 
-/// A storage type the kernels take directly (the others are widened to fp32).
-template <class T>
-inline constexpr bool kernel_type = std::is_same_v<T, float> || std::is_same_v<T, half> || std::is_same_v<T, bfloat16>;
-
 /// Storage-type operands of one layer, kept from the forward to the backward pass.
 template <class T>
 struct layer_buffers {
@@ -172,7 +167,7 @@ void gemm(kernels::transpose ta, kernels::transpose tb, std::size_t m, std::size
           const std::vector<typename P::storage_type>& b, std::size_t ldb, float beta, float* c, std::size_t ldc,
           layer_buffers<typename P::storage_type>& buf) {
   using T = typename P::storage_type;
-  if constexpr (kernel_type<T>) {
+  if constexpr (kernels::kernel_float<T>) {
     (void)buf;
     kernels::gemm(ta, tb, m, n, k, 1.0f, a.data(), lda, b.data(), ldb, beta, c, ldc);
   } else {
@@ -213,7 +208,7 @@ struct layer_ops {
     }
     encode<P>(xin, rows * k, buf.x);
     const float* bias = p + L::weight_count;
-    if constexpr (kernel_type<T>) {
+    if constexpr (kernels::kernel_float<T>) {
       kernels::dense(rows, out, k, buf.x.data(), buf.w.data(), bias, y);
     } else {
       kernels::dense(rows, out, k, widen<P>(buf.x, buf.wa), widen<P>(buf.w, buf.wb), bias, y);

@@ -169,7 +169,7 @@ class mixed_inference_network {
               out[r * n + o] = static_cast<float>(st.acc[r * n + o]) * (st.x_params.scale * st.w_scales[P::is_per_channel ? o : 0]) +
                                st.bias[o];
           converted_ += rows * k + rows * n;
-        } else if constexpr (lowp::kernel_type<typename P::storage_type>) {
+        } else if constexpr (kernels::kernel_float<typename P::storage_type>) {
           kernels::dense(rows, n, k, xin, st.w.data(), st.bias.data(), out);
         } else {
           st.widened.resize(st.w.size());
