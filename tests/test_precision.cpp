@@ -583,6 +583,7 @@ TEST_CASE("precision policies: names and concepts", "[precision]") {
 
 #include "blobs.hpp"
 #include "tinylarge/nn/nn.hpp"
+#include "tinylarge/workflow/federated.hpp"
 #include "tinylarge/workflow/split.hpp"
 
 namespace {
@@ -895,4 +896,27 @@ TEST_CASE("split learning: an fp16 device side and a bf16 server side train in t
   (void)ref.train(d.view(), parts, &test_view);
   const auto a = run.global_parameters(), b = ref.global_parameters();
   CHECK_FALSE(std::equal(a.begin(), a.end(), b.begin()));
+}
+
+namespace {
+struct bf16_clients {
+  using model = tl::sequential<tl::nn::dense<16, 32>, tl::nn::relu, tl::nn::dense<32, 4>>;
+  using precision = tl::bf16;      // the clients train in bf16 mixed precision
+  using update = tl::fp16_update;  // and upload fp16
+};
+}  // namespace
+
+TEST_CASE("federated averaging: clients train in Traits::precision", "[precision][federated]") {
+  namespace wf = tl::workflow;
+  using run_t = wf::federated_averaging<bf16_clients>;
+  STATIC_REQUIRE(std::is_same_v<run_t::network_type::precision, tl::bf16>);
+  const tl_test::blobs d = tl_test::make_blobs(400, 2), test = tl_test::make_blobs(200, 3);
+  std::vector<tl::nn::labelled_view<std::uint8_t>> clients;
+  for (std::size_t c = 0; c < 4; ++c) clients.push_back({d.x.data() + c * 100 * 16, d.y.data() + c * 100, 100, 16});
+  run_t fl({.rounds = 5, .client_fraction = 1.0, .local_epochs = 1, .batch_size = 10, .seed = 3}, tl::fedavg{},
+           tl::nn::sgd{.learning_rate = 0.05f});
+  fl.initialize(5);
+  const wf::report rep = fl.run(clients, test.view());
+  INFO("accuracy " << rep.final_accuracy());
+  CHECK(rep.final_accuracy() > 0.9);
 }

@@ -12,6 +12,8 @@
 ///  - `flatten`: anything; H×W×C → 1×1×(H·W·C) (NHWC makes this a no-op in memory).
 ///  - `relu`, `relu6`, `sigmoid`, `tanh_act` (alias `tanh`), `softmax` (over
 ///    the channel axis), `dropout<Percent>` (inverted dropout): any shape.
+///  - `with_precision<Layer, P>`: `Layer` computing in precision P whatever the
+///    network's (per-layer mixed precision, see nn/lowp.hpp).
 ///
 /// Every bound layer has static `forward` and `backward` functions on fp32
 /// batches (row-major `batch × in_shape::size`); `backward` *accumulates* the

@@ -1,6 +1,8 @@
 /// @file nn/network.hpp
-/// @brief `network<Model, Storage>`: the fp32 parameters of a `sequential`
-///        model, with batched forward and backward passes (host profile).
+/// @brief `network<Model, Storage, Precision>`: the parameters of a
+///        `sequential` model (fp32 master weights), with batched forward and
+///        backward passes in fp32 or, for `fp16` / `bf16` / a user's float
+///        precision and per-layer `with_precision`, mixed precision (host profile).
 ///
 /// @code
 ///   using model = tl::sequential<tl::dense<784, 300>, tl::relu, tl::dense<300, 10>>;
@@ -444,23 +446,26 @@ class network {
       if constexpr (Model::template layer<T - 1>::kind != layer_kind::avg_pool2d) return;
       qp = current_params(source_tensor<T>());
     } else {
-      tensor_range& r = ranges_[T];
-      if (training) {
-        minmax_observer batch_obs;
-        batch_obs.observe(std::span<const float>(x, n));
-        if (!batch_obs.empty()) {
-          if (!r.seen) {
-            r = {batch_obs.lo, batch_obs.hi, true};
-          } else {
-            r.lo += ema_ * (batch_obs.lo - r.lo);
-            r.hi += ema_ * (batch_obs.hi - r.hi);
-          }
-        }
-      }
+      const tensor_range& r = ranges_[T];
+      if (training) track_range(ranges_[T], x, n);
       if (!r.seen) return;
       qp = current_params(T);
     }
     for (std::size_t i = 0; i < n; ++i) x[i] = fake_quantize(x[i], qp);
+  }
+
+  /// The EMA range update of QAT: the first batch sets [lo, hi], later ones
+  /// move it by ema·(batch − current).
+  void track_range(tensor_range& r, const float* x, std::size_t n) const {
+    minmax_observer batch_obs;
+    batch_obs.observe(std::span<const float>(x, n));
+    if (batch_obs.empty()) return;
+    if (!r.seen) {
+      r = {batch_obs.lo, batch_obs.hi, true};
+    } else {
+      r.lo += ema_ * (batch_obs.lo - r.lo);
+      r.hi += ema_ * (batch_obs.hi - r.hi);
+    }
   }
 
   /// Per-layer int8 (`with_precision<L, int8<…>>`): fake-quantize layer I's
@@ -470,19 +475,8 @@ class network {
   void fake_quantize_input(bool training) {
     float* x = act(I);
     const std::size_t n = batch_ * (tensor_off[I + 1] - tensor_off[I]);
-    tensor_range& r = ranges_[I];
-    if (training) {
-      minmax_observer batch_obs;
-      batch_obs.observe(std::span<const float>(x, n));
-      if (!batch_obs.empty()) {
-        if (!r.seen) {
-          r = {batch_obs.lo, batch_obs.hi, true};
-        } else {
-          r.lo += ema_ * (batch_obs.lo - r.lo);
-          r.hi += ema_ * (batch_obs.hi - r.hi);
-        }
-      }
-    }
+    const tensor_range& r = ranges_[I];
+    if (training) track_range(ranges_[I], x, n);
     if (!r.seen) return;
     const quant_params qp = current_params(I);
     for (std::size_t i = 0; i < n; ++i) x[i] = fake_quantize(x[i], qp);

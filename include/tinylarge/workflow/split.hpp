@@ -9,7 +9,7 @@
 ///     using model       = tl::sequential<tl::dense<784, 300>, tl::relu, tl::dense<300, 100>, tl::relu, tl::dense<100, 10>>;
 ///     using partition   = tl::cut<2>;                      // device: dense + relu; server: the rest
 ///     using device      = tl::side<tl::int8_per_channel>;  // trained with fake quantization (QAT)
-///     using server      = tl::side<tl::fp32>;
+///     using server      = tl::side<tl::fp32>;              // or side<tl::bf16>: trained on bf16 operands
 ///     using uplink_codec   = tl::codec::int8;              // smashed data
 ///     using downlink_codec = tl::codec::fp32;              // their gradients
 ///     using aggregation = tl::fedavg;                      // client segments (and SplitFedV1's server copies)
@@ -92,6 +92,21 @@
 /// Roles: "client" (id = client), "edge" (K > 1: servers 0 … K−2), "server"
 /// (the last), "fed_server" (aggregation of client segments). For a server,
 /// `bytes_up` counts what it received from below, `bytes_down` what it sent below.
+///
+/// ## Per-side precision (`side<Precision, …>`)
+/// The device segments compute in `device_side::precision`, the server
+/// segments in `server_side::precision` (`device_precision` / `server_precision`):
+/// a float precision other than fp32 is mixed-precision training
+/// (`nn::network<Seg, heap_storage, P>`: fp32 master weights — what is
+/// averaged, handed over and counted at 4·P bytes —, GEMM operands rounded to
+/// P, fp32 accumulation; dynamic loss scaling for fp16). An int8 device side
+/// trains its fp32 segment with fake quantization. When a server's
+/// loss-scaled gradients overflow, every server segment and every client of
+/// that iteration skips its step (the scales adapt); a client whose own
+/// backward pass overflows skips its step. Cannot run, and fail to compile
+/// naming the member: an int8 (or any non-float) `Traits::server`, a quantized
+/// `Traits::device` that is not int8, a compressed fp16 / bf16 side, an int8
+/// device segment with `with_precision` layers.
 ///
 /// ## Per-side compression (`side<Precision, Compression>`)
 /// A side whose compression is not `compress::none` trains under it:
