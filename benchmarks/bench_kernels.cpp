@@ -74,6 +74,25 @@ void bench_gemm(benchmark::State& st, shape s, transpose ta, transpose tb, int i
   set_flops(st, s);
 }
 
+/// gemm<T> with A and B stored as T (half / bfloat16), fp32 products and C:
+/// 512³ NN and NT on default_backend (AVX512-BF16: vdpbf16ps for bfloat16).
+template <class T, class Encode>
+void bench_gemm_lowp(benchmark::State& st, shape s, transpose tb, Encode encode) {
+  const auto af = random_floats(s.m * s.kk, 1), bf = random_floats(s.kk * s.n, 2);
+  std::vector<T> a(af.size()), b(bf.size());
+  for (std::size_t i = 0; i < af.size(); ++i) a[i] = encode(af[i]);
+  for (std::size_t i = 0; i < bf.size(); ++i) b[i] = encode(bf[i]);
+  std::vector<float> c(s.m * s.n);
+  const std::size_t ldb = tb == transpose::no ? s.n : s.kk;
+  for (auto _ : st) {
+    k::gemm(k::default_backend{}, transpose::no, tb, s.m, s.n, s.kk, 1.0f, a.data(), s.kk, b.data(), ldb, 0.0f,
+            c.data(), s.n);
+    benchmark::DoNotOptimize(c.data());
+    benchmark::ClobberMemory();
+  }
+  set_flops(st, s);
+}
+
 // ---- dense Y = X·Wᵀ + b (fp32, fp16 storage, int8) ---------------------------
 
 void bench_dense_f32(benchmark::State& st, shape s, int impl) {
@@ -197,6 +216,15 @@ void register_all() {
           [=](benchmark::State& st) { bench_gemm(st, cube, ta, tb, impl); })
           ->Unit(benchmark::kMicrosecond);
     }
+  }
+  for (const auto tb : {transpose::no, transpose::yes}) {
+    const std::string suffix = tb == transpose::no ? "" : "_nt";
+    reg(std::string("gemm/") + cube.name + "/bf16" + suffix + "/ours", [=](benchmark::State& st) {
+      bench_gemm_lowp<tinylarge::bfloat16>(st, cube, tb, [](float v) { return tinylarge::float_to_bfloat16(v); });
+    })->Unit(benchmark::kMicrosecond);
+    reg(std::string("gemm/") + cube.name + "/fp16" + suffix + "/ours", [=](benchmark::State& st) {
+      bench_gemm_lowp<tinylarge::half>(st, cube, tb, [](float v) { return tinylarge::float_to_half(v); });
+    })->Unit(benchmark::kMicrosecond);
   }
   for (const shape& s : {cube, mnist, batch1}) {
     for (int impl = 0; impl < 3; ++impl)

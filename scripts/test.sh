@@ -198,6 +198,12 @@ for cc in gcc clang; do
   register_step "$cc-no-exceptions"    cmake_config "$cc-no-exceptions"    "$cxx" RelWithDebInfo "-fno-exceptions"  "${NOEXC[@]}"
 done
 
+# TINYLARGE_USE_XSIMD=OFF: the portable scalar back end (no SIMD kernel header, no xsimd), the
+# whole ctest suite; Release without sanitizers to keep it cheap. -march=native shows that OFF wins
+# over the instruction sets the compiler could use.
+register_step gcc-scalar cmake_config gcc-scalar "$GXX" Release "-march=native" \
+  -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" -DTINYLARGE_USE_XSIMD=OFF -DTINYLARGE_BUILD_EXAMPLES=OFF
+
 # README's first command, minus the package installation (deps ran above), on a
 # reduced data set so that the suite stays short: every workflow of the flagship
 # still runs end to end on real Fashion-MNIST images.

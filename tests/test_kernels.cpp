@@ -11,10 +11,12 @@
 #include <limits>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "tinylarge/core/rng.hpp"
 #include "tinylarge/kernels/dense.hpp"
+#include "tinylarge/precision/bf16.hpp"
 #include "tinylarge/precision/requantize.hpp"
 
 namespace {
@@ -24,7 +26,7 @@ namespace arch = tinylarge::arch;
 using tinylarge::half;
 using k::transpose;
 
-using all_backends = std::tuple<arch::scalar, arch::avx2, arch::avx512, arch::avx512_vnni, arch::neon,
+using all_backends = std::tuple<arch::scalar, arch::sse2, arch::dispatch, arch::avx2, arch::avx512, arch::avx512_vnni, arch::avx512_bf16, arch::neon,
                                 arch::neon_dotprod, arch::cortex_m_dsp>;
 
 /// Calls f(Tag{}) for every back end tag the translation unit supports.
@@ -43,6 +45,9 @@ std::string supported_backends() {
 const bool printed_backends = [] {
   std::printf("test_kernels: exercising back ends: %s (default_backend = %s)\n", supported_backends().c_str(),
               k::default_backend::name());
+#if defined(TINYLARGE_DISPATCH) && TINYLARGE_USE_XSIMD && defined(__x86_64__)
+  std::printf("test_kernels: arch::dispatch runs %s on this CPU\n", k::dispatched_backend_name());
+#endif
   return true;
 }();
 
@@ -81,12 +86,23 @@ TEST_CASE("kernels: the back ends exercised by this build", "[kernels]") {
   const std::string s = supported_backends();
   INFO("back ends: " << s);
   CHECK(s.rfind("scalar", 0) == 0);
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#if !TINYLARGE_USE_XSIMD
+  // TINYLARGE_USE_XSIMD=OFF: the portable back end only, whatever the target has.
+  CHECK(std::string(k::default_backend::name()) == "scalar");
+  CHECK(k::dense_f32_packed_floats(k::default_backend{}, 300, 784) == 0);
+#else
+#if defined(__x86_64__)
+  CHECK(s.find("sse2") != std::string::npos);
+  CHECK(k::dense_f32_packed_floats(k::default_backend{}, 300, 784) > 0);  // every xsimd back end has one
+#endif
+#endif
+#if TINYLARGE_USE_XSIMD && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
   CHECK(s.find("avx2") != std::string::npos);
   // the x86 back ends have the pre-packed batch-1 layouts that the tests below exercise
   CHECK(k::dense_f32_packed_floats(k::default_backend{}, 300, 784) > 0);
 #endif
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
+#if TINYLARGE_USE_XSIMD && defined(__AVX512VNNI__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && \
+    defined(__AVX512VL__)
   CHECK(k::dense_s8_packed_bytes(k::default_backend{}, 300, 784) > 0);
 #endif
 }
@@ -215,6 +231,118 @@ TEST_CASE("dense_f32 and dense_f16: every back end against a double reference", 
     }
   }
   CHECK(variant == 24);
+}
+
+namespace {
+/// The value of `v` rounded to the storage type T and widened back (exact).
+template <class T>
+float stored(float v) {
+  if constexpr (std::is_same_v<T, half>) return tinylarge::half_to_float(tinylarge::float_to_half(v));
+  else if constexpr (std::is_same_v<T, tinylarge::bfloat16>) return tinylarge::bfloat16_to_float(tinylarge::float_to_bfloat16(v));
+  else return v;
+}
+template <class T>
+T encode(float v) {
+  if constexpr (std::is_same_v<T, half>) return tinylarge::float_to_half(v);
+  else if constexpr (std::is_same_v<T, tinylarge::bfloat16>) return tinylarge::float_to_bfloat16(v);
+  else return v;
+}
+}  // namespace
+
+// Error bound of the low-precision kernels: the stored values are widened
+// exactly and every product of two binary16 / bfloat16 values is exact in
+// fp32, so the only error is the fp32 summation, checked with the same bound
+// as the fp32 kernels, 2(k + 4)·2⁻²⁴·Σ|terms|, plus 2⁻¹²⁰·k absolute for back
+// ends that flush subnormal products (AVX512-BF16 VDPBF16PS).
+TEMPLATE_TEST_CASE("gemm<T> and dense<TX, T>: half and bfloat16 against a double reference", "[kernels][lowp]",
+                   float, tinylarge::half, tinylarge::bfloat16) {
+  using T = TestType;
+  const gemm_case cases[] = {{1, 256, 784}, {1, 17, 255}, {3, 17, 255}, {17, 33, 1000}, {64, 256, 784},
+                             {255, 17, 3},  {5, 40, 33},  {3, 5, 0},    {33, 65, 31}};
+  tinylarge::rng g(11);
+  std::size_t idx = 0;
+  for (const auto& cs : cases) {
+    for (int t = 0; t < 4; ++t, ++idx) {
+      const auto ta = (t & 1) ? transpose::yes : transpose::no;
+      const auto tb = (t & 2) ? transpose::yes : transpose::no;
+      const float beta = idx % 3 == 0 ? 0.0f : 0.5f, alpha = idx % 2 ? 1.0f : -0.75f;
+      const std::size_t m = cs.m, n = cs.n, kk = cs.kk;
+      const std::size_t arows = ta == transpose::no ? m : kk, acols = ta == transpose::no ? kk : m;
+      const std::size_t brows = tb == transpose::no ? kk : n, bcols = tb == transpose::no ? n : kk;
+      const std::size_t lda = acols + 1, ldb = bcols + 2, ldc = n + 3;
+      const auto af = random_floats(g, arows * lda), bf = random_floats(g, brows * ldb), c0 = random_floats(g, m * ldc);
+      std::vector<T> a(af.size()), b(bf.size());
+      for (std::size_t e = 0; e < af.size(); ++e) a[e] = encode<T>(af[e]);
+      for (std::size_t e = 0; e < bf.size(); ++e) b[e] = encode<T>(bf[e]);
+      auto opa = [&](std::size_t i, std::size_t p) {
+        return static_cast<double>(stored<T>(ta == transpose::no ? af[i * lda + p] : af[p * lda + i]));
+      };
+      auto opb = [&](std::size_t p, std::size_t j) {
+        return static_cast<double>(stored<T>(tb == transpose::no ? bf[p * ldb + j] : bf[j * ldb + p]));
+      };
+      std::vector<double> ref(m * n), mag(m * n);
+      for (std::size_t i = 0; i < m; ++i)
+        for (std::size_t j = 0; j < n; ++j) {
+          double s = 0.0, sa = 0.0;
+          for (std::size_t p = 0; p < kk; ++p) {
+            s += opa(i, p) * opb(p, j);
+            sa += std::fabs(opa(i, p) * opb(p, j));
+          }
+          const double cij = beta == 0.0f ? 0.0 : static_cast<double>(c0[i * ldc + j]);
+          ref[i * n + j] = alpha * s + beta * cij;
+          mag[i * n + j] = std::fabs(alpha) * sa + std::fabs(beta * cij);
+        }
+      auto check = [&](const char* name, const std::vector<float>& c) {
+        std::size_t bad = 0;
+        for (std::size_t i = 0; i < m; ++i)
+          for (std::size_t j = 0; j < n; ++j) {
+            const double err = std::fabs(c[i * ldc + j] - ref[i * n + j]);
+            if (!(err <= fp32_tol(kk) * mag[i * n + j] + 0x1.0p-120 * static_cast<double>(kk) + 1e-30)) ++bad;
+          }
+        INFO(name << " m=" << m << " n=" << n << " k=" << kk << " ta=" << (t & 1) << " tb=" << (t >> 1));
+        CHECK(bad == 0);
+      };
+      for_each_backend([&](auto tag) {
+        auto c = c0;
+        if (beta == 0.0f) std::fill(c.begin(), c.end(), std::numeric_limits<float>::quiet_NaN());
+        k::gemm(tag, ta, tb, m, n, kk, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+        check(tag.name(), c);
+      });
+      auto c = c0;
+      k::gemm(ta, tb, m, n, kk, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);  // default_backend
+      check("default", c);
+    }
+    // dense<float, T> and dense<T, T>: Y = X·Wᵀ + bias.
+    const std::size_t m = cs.m, n = cs.n, kk = cs.kk;
+    const auto xf = random_floats(g, m * kk), wf = random_floats(g, n * kk), bias = random_floats(g, n);
+    std::vector<T> xt(xf.size()), wt(wf.size());
+    for (std::size_t e = 0; e < xf.size(); ++e) xt[e] = encode<T>(xf[e]);
+    for (std::size_t e = 0; e < wf.size(); ++e) wt[e] = encode<T>(wf[e]);
+    for (const bool low_x : {false, true}) {
+      std::vector<double> ref(m * n), mag(m * n);
+      for (std::size_t i = 0; i < m; ++i)
+        for (std::size_t o = 0; o < n; ++o) {
+          double s = bias[o], sa = std::fabs(bias[o]);
+          for (std::size_t p = 0; p < kk; ++p) {
+            const double xv = low_x ? stored<T>(xf[i * kk + p]) : xf[i * kk + p];
+            s += xv * stored<T>(wf[o * kk + p]);
+            sa += std::fabs(xv * stored<T>(wf[o * kk + p]));
+          }
+          ref[i * n + o] = s;
+          mag[i * n + o] = sa;
+        }
+      for_each_backend([&](auto tag) {
+        std::vector<float> y(m * n, std::numeric_limits<float>::quiet_NaN());
+        if (low_x) k::dense(tag, m, n, kk, xt.data(), wt.data(), bias.data(), y.data());
+        else k::dense(tag, m, n, kk, xf.data(), wt.data(), bias.data(), y.data());
+        std::size_t bad = 0;
+        for (std::size_t e = 0; e < m * n; ++e)
+          if (!(std::fabs(y[e] - ref[e]) <= fp32_tol(kk) * mag[e] + 0x1.0p-120 * static_cast<double>(kk) + 1e-30)) ++bad;
+        INFO(tag.name() << " dense m=" << m << " n=" << n << " k=" << kk << " low_x=" << low_x);
+        CHECK(bad == 0);
+      });
+    }
+  }
 }
 
 TEST_CASE("kernels: the overloads without a tag use default_backend", "[kernels]") {
@@ -463,8 +591,8 @@ TEST_CASE("dense_f32_packed: the batch-1 packed layout against a double referenc
       });
     }
   }
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-  CHECK(exercised > 0);
+#if TINYLARGE_USE_XSIMD && (defined(__x86_64__) || defined(__ARM_NEON))
+  CHECK(exercised > 0);  // every xsimd back end (sse2, avx2, avx512, neon) has the packed form
 #endif
 }
 

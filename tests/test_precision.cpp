@@ -574,3 +574,349 @@ TEST_CASE("precision policies: names and concepts", "[precision]") {
   CHECK(std::string_view(tl::int8<tl::per_tensor, tl::symmetric>::name()) == "int8_per_tensor_symmetric");
   CHECK(std::string_view(tl::bf16::name()) == "bf16");
 }
+
+// ===========================================================================
+// Precision as an axis of networks and workflows: mixed-precision training in
+// fp16 / bf16 / a user-defined precision, per-layer precision, deployment in
+// the storage type, split sides in their precision.
+// ===========================================================================
+
+#include "blobs.hpp"
+#include "tinylarge/nn/nn.hpp"
+#include "tinylarge/workflow/federated.hpp"
+#include "tinylarge/workflow/split.hpp"
+
+namespace {
+
+// A precision defined outside the library: OCP fp8 E4M3 storage (1 sign, 4
+// exponent bits with bias 7, 3 fraction bits; no infinities, 0x7F/0xFF are
+// NaN, largest finite 448), encoded round-to-nearest-even, overflow to NaN
+// (the "non-saturating" mode, so that loss scaling sees an overflow).
+struct e4m3 {
+  std::uint8_t bits = 0;
+};
+struct fp8_e4m3 {
+  using storage_type = e4m3;
+  using accumulator_type = float;
+  static constexpr bool quantized = false;
+  static constexpr unsigned storage_bits = 8;
+  static constexpr bool loss_scaling = true;  // 2^-9 is its smallest subnormal
+  static constexpr const char* name() noexcept { return "fp8_e4m3"; }
+  static e4m3 encode(float x) noexcept {
+    const std::uint8_t sign = std::signbit(x) ? 0x80 : 0;
+    if (std::isnan(x)) return {static_cast<std::uint8_t>(sign | 0x7F)};
+    const double a = std::fabs(static_cast<double>(x));
+    int e = 0;
+    (void)std::frexp(a, &e);                     // a = f·2^e, f in [0.5, 1)
+    const int exp = std::max(e - 1, -6);         // unbiased exponent, subnormals share -6
+    const double quantum = std::ldexp(1.0, exp - 3);
+    const double r = std::nearbyint(a / quantum) * quantum;  // ties to even (default rounding mode)
+    if (r > 448.0) return {static_cast<std::uint8_t>(sign | 0x7F)};
+    if (r < std::ldexp(1.0, -6)) return {static_cast<std::uint8_t>(sign | static_cast<std::uint8_t>(r / std::ldexp(1.0, -9)))};
+    (void)std::frexp(r, &e);
+    const int be = e - 1 + 7;
+    const auto mant = static_cast<int>(std::ldexp(r, -(e - 1)) * 8.0) - 8;
+    return {static_cast<std::uint8_t>(sign | (be << 3) | mant)};
+  }
+  static float decode(e4m3 v) noexcept {
+    const int be = (v.bits >> 3) & 0xF, mant = v.bits & 7;
+    const double s = (v.bits & 0x80) ? -1.0 : 1.0;
+    if (be == 15 && mant == 7) return std::numeric_limits<float>::quiet_NaN();
+    if (be == 0) return static_cast<float>(s * std::ldexp(mant, -9));
+    return static_cast<float>(s * std::ldexp(1.0 + mant / 8.0, be - 7));
+  }
+};
+static_assert(tl::float_precision<fp8_e4m3> && tl::uses_loss_scaling<fp8_e4m3>);
+
+using blob_mlp = tl::sequential<tl::nn::dense<16, 32>, tl::nn::relu, tl::nn::dense<32, 4>>;
+using blob_cnn = tl::sequential<tl::input<4, 4, 1>, tl::nn::conv2d<6, 3, 1, 1>, tl::nn::relu, tl::nn::flatten,
+                                tl::nn::dense<96, 4>>;
+
+/// Loss of the first and last epoch and test accuracy of a network trained on the blobs.
+template <class Net>
+std::array<double, 3> train_blobs(Net& net, std::size_t epochs = 8) {
+  const tl_test::blobs train = tl_test::make_blobs(512, 5), test = tl_test::make_blobs(256, 6);
+  const auto h = tl::nn::fit(net, tl::nn::sgd{0.05f, 0.9f}, tl::nn::softmax_cross_entropy{}, train.view(),
+                             {.epochs = epochs, .batch_size = 32, .seed = 3});
+  const auto e = tl::nn::evaluate(net, tl::nn::softmax_cross_entropy{}, test.view());
+  return {h.front().train_loss, h.back().train_loss, e.accuracy};
+}
+
+/// y = round_P(x)·round_P(W)ᵀ + b in double, for the first dense layer.
+template <class P>
+double max_dense_error(const float* w, const float* b, const float* x, const float* y, std::size_t n, std::size_t k,
+                       std::size_t batch, double* scale) {
+  double err = 0.0;
+  *scale = 0.0;
+  for (std::size_t i = 0; i < batch; ++i)
+    for (std::size_t o = 0; o < n; ++o) {
+      double acc = b[o], mag = std::fabs(b[o]);
+      for (std::size_t p = 0; p < k; ++p) {
+        const double t = static_cast<double>(P::decode(P::encode(x[i * k + p]))) * P::decode(P::encode(w[o * k + p]));
+        acc += t;
+        mag += std::fabs(t);
+      }
+      err = std::max(err, std::fabs(acc - y[i * n + o]));
+      *scale = std::max(*scale, mag);
+    }
+  return err;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("mixed-precision training: fp32 master weights, GEMMs on storage-type operands", "[precision][nn]",
+                   tl::fp32, tl::fp16, tl::bf16, fp8_e4m3) {
+  using P = TestType;
+  using net_t = tl::nn::network<blob_mlp, tl::nn::heap_storage, P>;
+  STATIC_REQUIRE(net_t::template lowp_layer<0> == !std::is_same_v<P, tl::fp32>);
+  STATIC_REQUIRE(net_t::loss_scaled == tl::uses_loss_scaling<P>);
+  net_t net(11);
+  // The forward pass equals the GEMM on operands rounded to the storage type.
+  const tl_test::blobs probe = tl_test::make_blobs(8, 9);
+  net.forward(probe.x.data(), 8, false);
+  double scale = 0.0;
+  const double err = max_dense_error<P>(net.template weights<0>().data(), net.template biases<0>().data(),
+                                        probe.x.data(), net.activation(1), 32, 16, 8, &scale);
+  CHECK(err <= 20 * 0x1p-24 * scale);  // fp32 summation of exact products: k·u·Σ|t| with margin
+  if constexpr (!std::is_same_v<P, tl::fp32>) {
+    // … and not the fp32 one: rounding the operands changed the result.
+    tl::nn::network<blob_mlp> ref;
+    std::copy(net.parameters().begin(), net.parameters().end(), ref.parameters().begin());
+    ref.forward(probe.x.data(), 8, false);
+    double diff = 0.0;
+    for (std::size_t i = 0; i < 8 * 32; ++i) diff = std::max(diff, static_cast<double>(std::fabs(ref.activation(1)[i] - net.activation(1)[i])));
+    CHECK(diff > 0.0);
+  }
+  const auto [first, last, acc] = train_blobs(net);
+  INFO(P::name() << ": loss " << first << " -> " << last << ", test accuracy " << acc);
+  CHECK(last < 0.5 * first);
+  CHECK(acc > 0.9);
+}
+
+TEMPLATE_TEST_CASE("mixed-precision training of a CNN (conv2d through im2col on storage-type operands)",
+                   "[precision][nn]", tl::fp16, tl::bf16, fp8_e4m3) {
+  tl::nn::network<blob_cnn, tl::nn::heap_storage, TestType> net(4);
+  STATIC_REQUIRE(decltype(net)::template lowp_layer<0>);
+  // The input gradient of a low-precision conv (untrained) agrees with a finite difference of the loss.
+  const tl_test::blobs probe = tl_test::make_blobs(4, 12);
+  std::vector<std::uint8_t> y = probe.y;
+  std::vector<float> x = probe.x, dy(4 * 4), dx(4 * 16);
+  const float* out = net.forward(x.data(), 4, false);
+  tl::nn::softmax_cross_entropy::evaluate(out, y.data(), 4, 4, dy.data());
+  // Dynamic loss scaling finds a scale at which the backward pass does not
+  // overflow (fp8's largest value is 448: the default 2^16 overflows at first).
+  int tries = 0;
+  for (; tries < 40; ++tries) {
+    net.zero_gradients();
+    net.backward(dy.data(), dx.data());
+    if (net.accept_gradients()) break;
+  }
+  CHECK(tries < 40);
+  if constexpr (!tl::uses_loss_scaling<TestType>) CHECK(tries == 0);
+  double dot = 0.0, norm = 0.0;
+  for (float v : dx) norm += static_cast<double>(v) * v;
+  // Directional derivative along dx with a step large enough to survive the input rounding.
+  const float h = 0.05f / static_cast<float>(std::sqrt(norm));
+  auto loss_at = [&](float t) {
+    std::vector<float> xt(x);
+    for (std::size_t i = 0; i < xt.size(); ++i) xt[i] += t * dx[i];
+    return tl::nn::softmax_cross_entropy::evaluate(net.forward(xt.data(), 4, false), y.data(), 4, 4, nullptr);
+  };
+  dot = (loss_at(h) - loss_at(-h)) / (2.0 * h);
+  INFO("finite difference " << dot << " vs |dx|^2 " << norm);
+  CHECK(norm > 0.0);
+  CHECK(std::isfinite(norm));
+  // With 3 fraction bits (fp8) the forward pass is too coarse a function of x
+  // for a finite difference; the 16-bit formats are checked.
+  if constexpr (TestType::storage_bits >= 16) CHECK(dot == Approx(norm).epsilon(0.25));
+  // Then it trains.
+  const auto [first, last, acc] = train_blobs(net);
+  INFO(TestType::name() << ": loss " << first << " -> " << last << ", test accuracy " << acc);
+  CHECK(last < 0.5 * first);
+  CHECK(acc > 0.9);
+}
+
+TEST_CASE("fp16 dynamic loss scaling: overflow skips the step and halves the scale; good steps double it",
+          "[precision][nn]") {
+  using net_t = tl::nn::network<blob_mlp, tl::nn::heap_storage, tl::fp16>;
+  STATIC_REQUIRE(net_t::loss_scaled);
+  STATIC_REQUIRE(!tl::nn::network<blob_mlp, tl::nn::heap_storage, tl::bf16>::loss_scaled);
+  net_t net(3);
+  const tl_test::blobs d = tl_test::make_blobs(32, 4);
+  std::vector<float> dy(32 * 4), dx(32 * 16);
+  auto pass = [&] {
+    const float* out = net.forward(d.x.data(), 32, true);
+    tl::nn::softmax_cross_entropy::evaluate(out, d.y.data(), 32, 4, dy.data());
+    net.zero_gradients();
+    net.backward(dy.data(), dx.data());
+  };
+  // A scale far beyond fp16's 65504: the scaled gradients overflow.
+  net.loss_scale().scale = 0x1p40f;
+  pass();
+  const std::vector<float> g0(net.gradients().begin(), net.gradients().end());
+  CHECK(std::all_of(g0.begin(), g0.end(), [](float v) { return v == 0.0f; }));  // left unchanged (zeroed)
+  CHECK(std::all_of(dx.begin(), dx.end(), [](float v) { return v == 0.0f; }));
+  CHECK_FALSE(net.accept_gradients());
+  CHECK(net.loss_scale().scale == 0x1p39f);
+  CHECK(net.loss_scale().skipped == 1);
+  // fit skips such steps, halving until the gradients fit (2^40 → below 2^16 takes > 20 halvings).
+  const std::vector<float> before(net.parameters().begin(), net.parameters().end());
+  net.loss_scale().scale = 0x1p40f;
+  const auto h = tl::nn::fit(net, tl::nn::sgd{0.05f}, tl::nn::softmax_cross_entropy{}, d.view(),
+                             {.epochs = 1, .batch_size = 1, .seed = 1});
+  CHECK(h[0].skipped_steps >= 20);
+  CHECK(h[0].skipped_steps < 32);
+  CHECK(net.loss_scale().scale <= 65536.0f);
+  CHECK_FALSE(std::equal(before.begin(), before.end(), net.parameters().begin()));  // later steps were taken
+  // Growth: after growth_interval accepted steps the scale doubles.
+  net.loss_scale() = {.scale = 256.0f, .growth_interval = 3};
+  for (int i = 0; i < 3; ++i) {
+    pass();
+    REQUIRE(net.accept_gradients());
+  }
+  CHECK(net.loss_scale().scale == 512.0f);
+  // Unscaled gradients equal those at scale 1 (powers of two are exact unless a value under- or overflows fp16).
+  pass();
+  const std::vector<float> g512(net.gradients().begin(), net.gradients().end());
+  net.loss_scale().scale = 1.0f;
+  pass();
+  double worst = 0.0, mag = 0.0;
+  for (std::size_t i = 0; i < g512.size(); ++i) {
+    worst = std::max(worst, static_cast<double>(std::fabs(g512[i] - net.gradients()[i])));
+    mag = std::max(mag, static_cast<double>(std::fabs(g512[i])));
+  }
+  CHECK(worst <= 1e-2 * mag);  // scale 1 loses the gradients below fp16's subnormals; 512 keeps them
+}
+
+TEST_CASE("per-layer precision: int8 | fp16 | int8 trains, counts its boundaries and deploys in its storage",
+          "[precision][nn][mixed]") {
+  namespace nn = tl::nn;
+  using model = tl::sequential<nn::with_precision<nn::dense<16, 32>, tl::int8_per_channel>, nn::relu, nn::dense<32, 16>,
+                               nn::relu, nn::with_precision<nn::dense<16, 4>, tl::int8_per_channel>>;
+  using net_t = nn::network<model, nn::heap_storage, tl::fp16>;
+  STATIC_REQUIRE(net_t::int8_layer<0> && net_t::lowp_layer<2> && net_t::int8_layer<4>);
+  STATIC_REQUIRE(std::is_same_v<net_t::layer_precision<2>, tl::fp16>);
+  STATIC_REQUIRE(net_t::precision_boundaries == 4);  // fp32 → int8 → fp16 → int8 → fp32
+  STATIC_REQUIRE(nn::network<blob_mlp>::precision_boundaries == 0);
+  STATIC_REQUIRE(nn::network<blob_mlp, nn::heap_storage, tl::bf16>::precision_boundaries == 2);
+  net_t net(8);
+  const auto [first, last, acc] = train_blobs(net);
+  INFO("loss " << first << " -> " << last << ", accuracy " << acc);
+  CHECK(last < 0.5 * first);
+  CHECK(acc > 0.9);
+  // Deployment: int8 weights (1 byte), fp16 weights (2 bytes).
+  using deploy_t = nn::mixed_inference_network<model, tl::fp16>;
+  STATIC_REQUIRE(deploy_t::weight_bytes() == 16 * 32 + 2 * 32 * 16 + 16 * 4);
+  STATIC_REQUIRE(deploy_t::other_parameter_bytes() == 4 * (32 + 16 + 4) + 4 * (32 + 4));
+  deploy_t deploy(net);
+  const tl_test::blobs test = tl_test::make_blobs(256, 6);
+  const float* y = deploy.forward(test.x.data(), 256);
+  std::vector<float> yd(y, y + 256 * 4);
+  CHECK(deploy.converted_elements() == 256 * (16 + 32) + 256 * (16 + 4));  // quantize in, dequantize out, twice
+  const float* yt = net.forward(test.x.data(), 256, false);
+  double worst = 0.0, range = 0.0;
+  std::size_t agree = 0;
+  for (std::size_t i = 0; i < 256; ++i) {
+    std::size_t a = 0, b = 0;
+    for (std::size_t j = 0; j < 4; ++j) {
+      worst = std::max(worst, static_cast<double>(std::fabs(yd[i * 4 + j] - yt[i * 4 + j])));
+      range = std::max(range, static_cast<double>(std::fabs(yt[i * 4 + j])));
+      a = yd[i * 4 + j] > yd[i * 4 + a] ? j : a;
+      b = yt[i * 4 + j] > yt[i * 4 + b] ? j : b;
+    }
+    agree += a == b ? 1 : 0;
+  }
+  INFO("deployed vs training network: max |Δ| " << worst << " of " << range << ", argmax agreement " << agree);
+  CHECK(worst < 0.05 * range);  // the deployment reads fp32 inputs where training rounded them to fp16
+  CHECK(agree >= 250);
+  // The int8 layer's range must have been observed.
+  nn::network<model, nn::heap_storage, tl::fp16> untrained(1);
+  CHECK_THROWS_AS(deploy_t(untrained), tl::invalid_argument);
+}
+
+TEMPLATE_TEST_CASE("low-precision deployment holds its weights in the storage type", "[precision][nn]", tl::fp16,
+                   tl::bf16, fp8_e4m3) {
+  using P = TestType;
+  using deploy_t = tl::nn::mixed_inference_network<blob_cnn, P>;
+  STATIC_REQUIRE(deploy_t::weight_bytes() == blob_cnn::weight_count * sizeof(typename P::storage_type));
+  STATIC_REQUIRE(deploy_t::other_parameter_bytes() == blob_cnn::bias_count * 4);
+  tl::nn::network<blob_cnn, tl::nn::heap_storage, P> net(5);
+  train_blobs(net, 3);
+  deploy_t deploy(net);
+  const tl_test::blobs test = tl_test::make_blobs(64, 7);
+  const float* yd = deploy.forward(test.x.data(), 64);
+  std::vector<float> a(yd, yd + 64 * 4);
+  // Reference: the fp32 network on weights rounded to P (the deployment keeps inputs in fp32).
+  tl::nn::network<blob_cnn> ref;
+  std::copy(net.parameters().begin(), net.parameters().end(), ref.parameters().begin());
+  blob_cnn::for_each_layer([&]<std::size_t I>() {
+    for (float& w : ref.template weights<I>()) w = P::decode(P::encode(w));
+  });
+  const float* yr = ref.forward(test.x.data(), 64, false);
+  for (std::size_t i = 0; i < 64 * 4; ++i) CHECK(a[i] == Approx(yr[i]).margin(1e-4).epsilon(1e-4));
+  CHECK(deploy.converted_elements() == 0);
+}
+
+namespace {
+struct fp16_device_traits {
+  using model = tl::sequential<tl::nn::dense<16, 32>, tl::nn::relu, tl::nn::dense<32, 16>, tl::nn::relu, tl::nn::dense<16, 4>>;
+  using partition = tl::cut<2>;
+  using device = tl::side<tl::fp16>;
+  using server = tl::side<tl::bf16>;
+  using uplink_codec = tl::codec::fp16;
+  using optimizer = tl::nn::sgd;
+};
+struct fp32_device_traits {
+  using model = fp16_device_traits::model;
+  using partition = tl::cut<2>;
+  using uplink_codec = tl::codec::fp16;
+  using optimizer = tl::nn::sgd;
+};
+}  // namespace
+
+TEST_CASE("split learning: an fp16 device side and a bf16 server side train in their precisions", "[precision][split]") {
+  using run_t = tl::psl<fp16_device_traits>;
+  STATIC_REQUIRE(std::is_same_v<run_t::device_precision, tl::fp16>);
+  STATIC_REQUIRE(std::is_same_v<run_t::server_precision, tl::bf16>);
+  const tl::split_options<tl::nn::sgd, tl::fedavg> o{.rounds = 3, .batch_size = 16, .sync_every = 1,
+                                                      .optimizer = {.learning_rate = 0.05f, .momentum = 0.9f}};
+  const tl_test::blobs d = tl_test::make_blobs(400, 2), test = tl_test::make_blobs(200, 3);
+  tl::data::partition_t parts(2);
+  for (std::size_t i = 0; i < 400; ++i) parts[i % 2].push_back(i);
+  const auto test_view = test.view();
+  run_t run{o};
+  const tl::workflow::report r = run.train(d.view(), parts, &test_view);
+  INFO("accuracy " << r.final_accuracy());
+  CHECK(r.final_accuracy() > 0.9);
+  // The device network is the fp16 one, and computes on fp16 operands.
+  const auto& dev = run.device_network();
+  STATIC_REQUIRE(std::is_same_v<typename std::remove_cvref_t<decltype(dev)>::precision, tl::fp16>);
+  // Same run with fp32 sides: the weights differ (the precision is not ignored).
+  tl::psl<fp32_device_traits> ref{o};
+  (void)ref.train(d.view(), parts, &test_view);
+  const auto a = run.global_parameters(), b = ref.global_parameters();
+  CHECK_FALSE(std::equal(a.begin(), a.end(), b.begin()));
+}
+
+namespace {
+struct bf16_clients {
+  using model = tl::sequential<tl::nn::dense<16, 32>, tl::nn::relu, tl::nn::dense<32, 4>>;
+  using precision = tl::bf16;      // the clients train in bf16 mixed precision
+  using update = tl::fp16_update;  // and upload fp16
+};
+}  // namespace
+
+TEST_CASE("federated averaging: clients train in Traits::precision", "[precision][federated]") {
+  namespace wf = tl::workflow;
+  using run_t = wf::federated_averaging<bf16_clients>;
+  STATIC_REQUIRE(std::is_same_v<run_t::network_type::precision, tl::bf16>);
+  const tl_test::blobs d = tl_test::make_blobs(400, 2), test = tl_test::make_blobs(200, 3);
+  std::vector<tl::nn::labelled_view<std::uint8_t>> clients;
+  for (std::size_t c = 0; c < 4; ++c) clients.push_back({d.x.data() + c * 100 * 16, d.y.data() + c * 100, 100, 16});
+  run_t fl({.rounds = 5, .client_fraction = 1.0, .local_epochs = 1, .batch_size = 10, .seed = 3}, tl::fedavg{},
+           tl::nn::sgd{.learning_rate = 0.05f});
+  fl.initialize(5);
+  const wf::report rep = fl.run(clients, test.view());
+  INFO("accuracy " << rep.final_accuracy());
+  CHECK(rep.final_accuracy() > 0.9);
+}

@@ -14,7 +14,11 @@
 // down) the canonical device segment is pruned to 90% sparsity and its weights
 // shared in a 5-bit codebook (Deep Compression's fc setting, Huffman-coded),
 // and PSL fine-tunes under that constraint; every transfer of the segment
-// then costs its compressed encoding instead of 4·P bytes.
+// then costs its compressed encoding instead of 4·P bytes. Two precision rows
+// (issue 16): "psl, fp16 device" trains the device segment in fp16 mixed
+// precision (fp32 master weights, fp16 GEMM operands, dynamic loss scaling)
+// with fp16 smashed data, and "psl, int8 dev + bf16 srv" keeps the int8 device
+// and trains the server segment on bf16 operands.
 //
 //   split_fashion_mnist [--full] [--rounds N] [--train N] [--test N] [--batch B]
 //                       [--phi F] [--seed S] [--sync-every I] [--adam] [--lr LR]
@@ -78,6 +82,18 @@ using device_compression = tl::compress::deep_compression<tl::compress::constant
 template <class Opt>
 struct wearable_fleet_compressed : wearable_fleet<Opt> {
   using device = tl::side<tl::int8_per_channel, device_compression>;
+};
+/// Precision rows: an fp16 device (mixed-precision training: fp32 master
+/// weights, fp16 GEMM operands, dynamic loss scaling) sending fp16 smashed data.
+template <class Opt>
+struct wearable_fleet_fp16_device : wearable_fleet<Opt> {
+  using device = tl::side<tl::fp16>;
+  using uplink_codec = tl::codec::fp16;
+};
+/// int8 device (QAT) and a bf16 server segment (bf16 GEMM operands, no loss scaling).
+template <class Opt>
+struct wearable_fleet_bf16_server : wearable_fleet<Opt> {
+  using server = tl::side<tl::bf16>;
 };
 /// Multi-hop: device → edge (dense<300,100> + relu) → cloud (dense<100,10>).
 template <class Opt>
@@ -208,6 +224,8 @@ void run_all(const options& opt, const Opt& o_opt, const tl::nn::labelled_view<s
                                            .compress_after = opt.compress_after, .device_compression = dc};
     rows.push_back(run_one<tl::psl<FC>>("psl, int8 + deep compr.", oc, train, parts, test, &compressed_sparsity));
   }
+  rows.push_back(run_one<tl::psl<wearable_fleet_fp16_device<Opt>>>("psl, fp16 device", o, train, parts, test));
+  rows.push_back(run_one<tl::psl<wearable_fleet_bf16_server<Opt>>>("psl, int8 dev + bf16 srv", o, train, parts, test));
 
   // Centralised baselines: the same model, optimizer and initialisation, the
   // same number of passes over the same images, one party — with the batch a
@@ -342,6 +360,22 @@ int main(int argc, char** argv) {
                 100 * compressed_sparsity, std::min(opt.compress_after, opt.rounds), opt.rounds,
                 100 * (pslc.accuracy - psl.accuracy),
                 (psl.up_per_client + psl.down_per_client) / (pslc.up_per_client + pslc.down_per_client));
+    {
+      // Precision rows (issue 16): the device segment deployed in its storage precision.
+      using dev_seg = tl::cut<2>::segment<lenet_300_100, 0>;
+      using fp16_dev = tl::nn::mixed_inference_network<dev_seg, tl::fp16>;
+      constexpr double int8_weights = dev_seg::weight_count;                       // 1 byte per weight
+      constexpr double int8_other = 8.0 * dev_seg::bias_count;  // int32 bias and an fp32 scale per output channel
+      const row& p16 = rows[9];
+      const row& pbf = rows[10];
+      std::printf("  fp16 device:                accuracy %+.2f pp against PSL (int8 device), deployed device weights "
+                  "%zu B (+%zu B fp32 bias) vs %.0f B fp32; smashed-data uplink %.2f MB/client (fp16) vs %.2f MB (int8)\n",
+                  100 * (p16.accuracy - psl.accuracy), fp16_dev::weight_bytes(), fp16_dev::other_parameter_bytes(),
+                  4.0 * dev_seg::weight_count, p16.smashed_up_per_client / 1e6, psl.smashed_up_per_client / 1e6);
+      std::printf("  int8 device + bf16 server:  accuracy %+.2f pp against PSL (fp32 server); device weights %.0f B "
+                  "(+%.0f B bias and scales), server GEMMs on bf16 operands\n",
+                  100 * (pbf.accuracy - psl.accuracy), int8_weights, int8_other);
+    }
     std::printf("  wall time of the workflows: %.1f s\n", [&] {
       double s = central_wall;
       for (const row& r : rows) s += r.wall_seconds;

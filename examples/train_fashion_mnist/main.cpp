@@ -5,6 +5,14 @@
 //
 //   train_fashion_mnist [--epochs N] [--cnn-epochs N] [--qat-epochs N]
 //                       [--model mlp|cnn|both] [--quick] [--json FILE] [--seed S]
+//                       [--precisions]
+//
+// --precisions instead trains each model three times from the same seed for
+// the same epochs — fp32, fp16 mixed precision (fp32 master weights, fp16
+// GEMM operands, dynamic loss scaling) and bf16 mixed precision — and reports
+// the test accuracy of each, its deployment in its storage precision
+// (`mixed_inference_network`: weight bytes and accuracy), the optimizer steps
+// skipped by loss scaling and the training throughput (docs/precision.md).
 //
 // --quick trains on 6 000 images and tests on 2 000 for a couple of epochs
 // (a smoke test that takes seconds); the default is the full 60 000 / 10 000.
@@ -37,7 +45,7 @@ static_assert(lenet5::param_count == 90'670);
 struct options {
   std::size_t epochs = 15, cnn_epochs = 10, qat_epochs = 2;
   std::string model = "both", json;
-  bool quick = false;
+  bool quick = false, precisions = false;
   std::uint64_t seed = 1;
 };
 
@@ -101,13 +109,57 @@ result run(const char* name, std::size_t epochs, const options& opt, const nn::l
   return r;
 }
 
+/// Trains `Model` in precision P (same seed, epochs and optimizer as fp32)
+/// and deploys it in P's storage type; prints one table row.
+template <class Model, class P>
+void run_precision(const char* name, std::size_t epochs, const options& opt, const nn::labelled_view<std::uint8_t>& train,
+                   const nn::labelled_view<std::uint8_t>& test) {
+  auto net = std::make_unique<nn::network<Model, nn::heap_storage, P>>();
+  net->template initialize<nn::he_normal>(opt.seed);
+  const nn::adam optimizer{.learning_rate = 1e-3f};
+  nn::fit_options fo{.epochs = epochs, .batch_size = 64, .seed = opt.seed, .shuffle = true, .lr_decay = 0.85f};
+  const auto history = nn::fit(*net, optimizer, nn::softmax_cross_entropy{}, train, fo);
+  double secs = 0;
+  std::size_t skipped = 0;
+  for (const auto& h : history) {
+    secs += h.seconds;
+    skipped += h.skipped_steps;
+  }
+  const double acc = nn::evaluate(*net, nn::softmax_cross_entropy{}, test).accuracy;
+  using deploy_t = nn::mixed_inference_network<Model, P>;
+  auto deploy = std::make_unique<deploy_t>(*net);
+  std::size_t hits = 0;
+  for (std::size_t s = 0; s < test.count; s += 256) {
+    const std::size_t b = std::min<std::size_t>(256, test.count - s);
+    const float* y = deploy->forward(test.x + s * test.features, b);
+    for (std::size_t i = 0; i < b; ++i) {
+      std::size_t a = 0;
+      for (std::size_t j = 1; j < Model::output_size; ++j) a = y[i * Model::output_size + j] > y[i * Model::output_size + a] ? j : a;
+      hits += a == test.y[s + i] ? 1 : 0;
+    }
+  }
+  const double deploy_acc = static_cast<double>(hits) / static_cast<double>(test.count);
+  std::printf("| %s | %s | %zu | %.2f%% | %.2f%% | %zu | %zu | %zu | %.0f |\n", name, P::name(), epochs, 100 * acc,
+              100 * deploy_acc, deploy_t::weight_bytes(), deploy_t::other_parameter_bytes(), skipped,
+              static_cast<double>(train.count * history.size()) / secs);
+  std::fflush(stdout);
+}
+
+template <class Model>
+void run_precisions(const char* name, std::size_t epochs, const options& opt, const nn::labelled_view<std::uint8_t>& train,
+                    const nn::labelled_view<std::uint8_t>& test) {
+  run_precision<Model, tl::fp32>(name, epochs, opt, train, test);
+  run_precision<Model, tl::fp16>(name, epochs, opt, train, test);
+  run_precision<Model, tl::bf16>(name, epochs, opt, train, test);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   options opt;
   examples::cli args(argc, argv,
                      "[--epochs N] [--cnn-epochs N] [--qat-epochs N] [--model mlp|cnn|both] [--quick] "
-                     "[--json FILE] [--seed S]");
+                     "[--json FILE] [--seed S] [--precisions]");
   while (args.next()) {
     if (args.is("--epochs")) opt.epochs = args.count();
     else if (args.is("--cnn-epochs")) opt.cnn_epochs = args.count();
@@ -116,6 +168,7 @@ int main(int argc, char** argv) {
     else if (args.is("--json")) opt.json = args.text();
     else if (args.is("--seed")) opt.seed = args.count<std::uint64_t>();
     else if (args.is("--quick")) opt.quick = true;
+    else if (args.is("--precisions")) opt.precisions = true;
     else args.unknown();
   }
   if (opt.quick) {
@@ -133,6 +186,13 @@ int main(int argc, char** argv) {
       test.count = 2000;
     }
     std::printf("Fashion-MNIST: %zu training, %zu test images\n", train.count, test.count);
+    if (opt.precisions) {
+      std::printf("| model | precision | epochs | test accuracy (training network) | test accuracy (deployed in its "
+                  "storage) | weight bytes | bias bytes | skipped steps | train samples/s |\n|---|---|---|---|---|---|---|---|---|\n");
+      if (opt.model == "mlp" || opt.model == "both") run_precisions<lenet_300_100>("lenet_300_100", opt.epochs, opt, train, test);
+      if (opt.model == "cnn" || opt.model == "both") run_precisions<lenet5>("lenet5_cnn", opt.cnn_epochs, opt, train, test);
+      return 0;
+    }
     std::vector<result> results;
     if (opt.model == "mlp" || opt.model == "both")
       results.push_back(run<lenet_300_100>("lenet_300_100", opt.epochs, opt, train, test));

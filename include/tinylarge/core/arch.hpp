@@ -6,14 +6,17 @@
 /// tags they specialise; a call with a derived tag resolves to the nearest
 /// base that has an overload, ending at `scalar`:
 ///
-///     scalar ← avx2 ← avx512 ← avx512_vnni        x86-64 (host)
+///     scalar ← sse2 ← avx2 ← avx512 ← avx512_vnni ← avx512_bf16   x86-64 (host)
+///                sse2 ← dispatch                    x86-64, chosen at run time
 ///     scalar ← neon ← neon_dotprod                 ARM Linux (host)
 ///     scalar ← cortex_m_dsp                        Cortex-M4/M7 (freestanding)
 ///
 /// `supported()` is true when the translation unit is compiled for a target
 /// that has the instructions (`-mavx2 -mfma -mf16c`, `-march=native`, …).
-/// `tl::arch::best` is the most capable supported tag. There is no run-time
-/// dispatch: build for the target you run on.
+/// `tl::arch::best` is the most capable supported tag. The fp32 kernels of
+/// `sse2`, `avx2`, `avx512` and `neon` are one source over
+/// `xsimd::batch<float, A>` (kernels/simd/f32.hpp); each tag names its xsimd
+/// architecture there (`sse2`, `fma3<avx2>`, `avx512bw`, `neon64` / `neon`).
 #pragma once
 
 #include "config.hpp"
@@ -26,8 +29,36 @@ struct scalar {
   static constexpr bool supported() noexcept { return true; }
 };
 
+/// x86-64 baseline (SSE2): every x86-64 CPU.
+struct sse2 : scalar {
+  static constexpr const char* name() noexcept { return "sse2"; }
+  static constexpr bool supported() noexcept {
+#if defined(__SSE2__) && (defined(__x86_64__) || defined(_M_X64))
+    return true;
+#else
+    return false;
+#endif
+  }
+};
+
+/// Run-time dispatch on x86-64 (kernels/dispatch.hpp): the kernels of the
+/// best of `avx512_vnni`, `avx512`, `avx2` the CPU has, else `sse2`. Supported
+/// in programs built with `TINYLARGE_DISPATCH` (the CMake option of that name
+/// links the per-ISA translation units); chosen by `best` only when the
+/// translation unit itself targets less than AVX2.
+struct dispatch : sse2 {
+  static constexpr const char* name() noexcept { return "dispatch"; }
+  static constexpr bool supported() noexcept {
+#if defined(TINYLARGE_DISPATCH) && TINYLARGE_USE_XSIMD && (defined(__x86_64__) || defined(_M_X64))
+    return TINYLARGE_DISPATCH != 0;
+#else
+    return false;
+#endif
+  }
+};
+
 /// x86-64 with AVX2, FMA and F16C (Haswell and later, Zen and later).
-struct avx2 : scalar {
+struct avx2 : sse2 {
   static constexpr const char* name() noexcept { return "avx2"; }
   static constexpr bool supported() noexcept {
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
@@ -57,6 +88,19 @@ struct avx512_vnni : avx512 {
   static constexpr bool supported() noexcept {
 #if defined(__AVX512VNNI__)
     return avx512::supported();
+#else
+    return false;
+#endif
+  }
+};
+
+/// AVX-512 VNNI plus the bfloat16 dot product VDPBF16PS (AVX512-BF16:
+/// Cooper Lake, Sapphire Rapids, Zen 4).
+struct avx512_bf16 : avx512_vnni {
+  static constexpr const char* name() noexcept { return "avx512_bf16"; }
+  static constexpr bool supported() noexcept {
+#if defined(__AVX512BF16__)
+    return avx512_vnni::supported();
 #else
     return false;
 #endif
@@ -116,7 +160,13 @@ struct first_supported<Last> {
 }  // namespace detail
 
 /// The most capable architecture this translation unit is compiled for.
-using best = typename detail::first_supported<avx512_vnni, avx512, avx2, neon_dotprod, neon,
+/// Without xsimd (`TINYLARGE_USE_XSIMD=0`, always so when freestanding) the
+/// host back ends are off: `scalar` (or `cortex_m_dsp` on a Cortex-M DSP).
+#if TINYLARGE_USE_XSIMD
+using best = typename detail::first_supported<avx512_bf16, avx512_vnni, avx512, avx2, dispatch, sse2, neon_dotprod, neon,
                                               cortex_m_dsp, scalar>::type;
+#else
+using best = typename detail::first_supported<cortex_m_dsp, scalar>::type;
+#endif
 
 }  // namespace tinylarge::arch

@@ -18,6 +18,24 @@
 #define TINYLARGE_FREESTANDING 0
 #endif
 
+// TINYLARGE_USE_XSIMD: 1 = the host kernels use xsimd (the CMake option
+// TINYLARGE_USE_XSIMD=ON defines it to 1), 0 = the portable scalar back end
+// only (OFF defines 0). Left undefined, it is 1 when <xsimd/xsimd.hpp> is
+// found on the include path of a host build. Always 0 when freestanding.
+#if TINYLARGE_FREESTANDING
+#undef TINYLARGE_USE_XSIMD
+#define TINYLARGE_USE_XSIMD 0
+#elif !defined(TINYLARGE_USE_XSIMD)
+#if defined(__has_include)
+#if __has_include(<xsimd/xsimd.hpp>)
+#define TINYLARGE_USE_XSIMD 1
+#endif
+#endif
+#if !defined(TINYLARGE_USE_XSIMD)
+#define TINYLARGE_USE_XSIMD 0
+#endif
+#endif
+
 #if defined(__cpp_exceptions) || defined(__EXCEPTIONS)
 #define TINYLARGE_HAS_EXCEPTIONS 1
 #else
@@ -41,6 +59,8 @@
 namespace tinylarge {
 /// True when compiled for the freestanding (microcontroller) profile.
 inline constexpr bool freestanding = TINYLARGE_FREESTANDING != 0;
+/// True when the host kernels use xsimd (`TINYLARGE_USE_XSIMD`).
+inline constexpr bool use_xsimd = TINYLARGE_USE_XSIMD != 0;
 /// True when the translation unit is compiled with exceptions enabled.
 inline constexpr bool has_exceptions = TINYLARGE_HAS_EXCEPTIONS != 0;
 } // namespace tinylarge

@@ -13,7 +13,8 @@ namespace tinylarge::kernels {
 
 using arch::scalar;
 
-/// The back end a kernel call uses when none is named.
+/// The back end a kernel call uses when none is named: `arch::best` (the
+/// portable `scalar` one when built with `TINYLARGE_USE_XSIMD=0`).
 using default_backend = arch::best;
 
 /// True for a type usable as a kernel back end tag on this target.

@@ -48,6 +48,9 @@
 #include <cstdint>
 
 #include "../core/config.hpp"
+#include <type_traits>
+
+#include "../precision/bf16.hpp"
 #include "../precision/fp16.hpp"
 #include "../precision/int8.hpp"
 #include "../precision/requantize.hpp"
@@ -108,11 +111,26 @@ TINYLARGE_ALWAYS_INLINE std::int8_t requantize_s8(std::int32_t acc, std::size_t 
 // Scalar back end
 // ---------------------------------------------------------------------------
 
-/// C = alpha·op(A)·op(B) + beta·C, row-major; op(A) is m×k, op(B) is k×n.
-/// When beta == 0, C is not read (it may hold NaN).
-inline void gemm_f32(scalar, transpose ta, transpose tb, std::size_t m, std::size_t n,
-                     std::size_t k, float alpha, const float* a, std::size_t lda, const float* b,
-                     std::size_t ldb, float beta, float* c, std::size_t ldc) noexcept {
+/// Element types the float kernels read: `float`, `tinylarge::half` (IEEE
+/// binary16) and `tinylarge::bfloat16`. Products are always formed and summed
+/// in fp32 (every binary16 / bfloat16 value is exactly representable).
+template <class T>
+inline constexpr bool kernel_float =
+    std::is_same_v<T, float> || std::is_same_v<T, half> || std::is_same_v<T, bfloat16>;
+
+/// Exact widening of a kernel element to fp32.
+TINYLARGE_ALWAYS_INLINE constexpr float to_float(float v) noexcept { return v; }
+TINYLARGE_ALWAYS_INLINE constexpr float to_float(half v) noexcept { return half_to_float(v); }
+TINYLARGE_ALWAYS_INLINE constexpr float to_float(bfloat16 v) noexcept { return bfloat16_to_float(v); }
+
+/// C = alpha·op(A)·op(B) + beta·C, row-major; op(A) is m×k, op(B) is k×n, A
+/// and B stored as T (`kernel_float`), products summed in fp32, C fp32.
+/// When beta == 0, C is not read (it may hold NaN). The scalar reference.
+template <class T>
+void gemm(scalar, transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
+          const T* a, std::size_t lda, const T* b, std::size_t ldb, float beta, float* c, std::size_t ldc) noexcept {
+  static_assert(kernel_float<T>, "kernels::gemm<T>: T (the element type of A and B) must be float, "
+                                 "tinylarge::half or tinylarge::bfloat16");
   for (std::size_t i = 0; i < m; ++i) {
     float* crow = c + i * ldc;
     if (beta == 0.0f) {
@@ -121,43 +139,56 @@ inline void gemm_f32(scalar, transpose ta, transpose tb, std::size_t m, std::siz
       for (std::size_t j = 0; j < n; ++j) crow[j] *= beta;
     }
     for (std::size_t p = 0; p < k; ++p) {
-      const float aip = alpha * (ta == transpose::no ? a[i * lda + p] : a[p * lda + i]);
+      const float aip = alpha * to_float(ta == transpose::no ? a[i * lda + p] : a[p * lda + i]);
       if (tb == transpose::no) {
-        const float* brow = b + p * ldb;
-        for (std::size_t j = 0; j < n; ++j) crow[j] += aip * brow[j];
+        const T* brow = b + p * ldb;
+        for (std::size_t j = 0; j < n; ++j) crow[j] += aip * to_float(brow[j]);
       } else {
-        for (std::size_t j = 0; j < n; ++j) crow[j] += aip * b[j * ldb + p];
+        for (std::size_t j = 0; j < n; ++j) crow[j] += aip * to_float(b[j * ldb + p]);
       }
     }
   }
 }
 
-/// Y = X·Wᵀ + bias (bias may be null).
-inline void dense_f32(scalar, std::size_t m, std::size_t n, std::size_t k, const float* x,
-                      const float* w, const float* bias, float* y) noexcept {
+/// Y (m×n, fp32) = X·Wᵀ + bias (bias may be null); X is m×k stored as TX,
+/// W is n×k stored as T (both `kernel_float`), fp32 accumulation. The scalar
+/// reference.
+template <class TX, class T>
+void dense(scalar, std::size_t m, std::size_t n, std::size_t k, const TX* x, const T* w, const float* bias,
+           float* y) noexcept {
+  static_assert(kernel_float<TX>, "kernels::dense<TX, T>: TX (the element type of X) must be float, "
+                                  "tinylarge::half or tinylarge::bfloat16");
+  static_assert(kernel_float<T>, "kernels::dense<TX, T>: T (the element type of W) must be float, "
+                                 "tinylarge::half or tinylarge::bfloat16");
   for (std::size_t i = 0; i < m; ++i) {
-    const float* xr = x + i * k;
+    const TX* xr = x + i * k;
     for (std::size_t o = 0; o < n; ++o) {
-      const float* wr = w + o * k;
+      const T* wr = w + o * k;
       float acc = 0.0f;
-      for (std::size_t p = 0; p < k; ++p) acc += xr[p] * wr[p];
+      for (std::size_t p = 0; p < k; ++p) acc += to_float(xr[p]) * to_float(wr[p]);
       y[i * n + o] = acc + (bias ? bias[o] : 0.0f);
     }
   }
 }
 
-/// Y = X·Wᵀ + bias with W stored as IEEE binary16, accumulated in fp32.
-inline void dense_f16(scalar, std::size_t m, std::size_t n, std::size_t k, const float* x,
-                      const half* w, const float* bias, float* y) noexcept {
-  for (std::size_t i = 0; i < m; ++i) {
-    const float* xr = x + i * k;
-    for (std::size_t o = 0; o < n; ++o) {
-      const half* wr = w + o * k;
-      float acc = 0.0f;
-      for (std::size_t p = 0; p < k; ++p) acc += xr[p] * half_to_float(wr[p]);
-      y[i * n + o] = acc + (bias ? bias[o] : 0.0f);
-    }
-  }
+/// `gemm<float>` (scalar back end).
+inline void gemm_f32(scalar, transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k,
+                     float alpha, const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta,
+                     float* c, std::size_t ldc) noexcept {
+  gemm(scalar{}, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+/// Y = X·Wᵀ + bias (bias may be null): `dense<float, float>` (scalar back end).
+inline void dense_f32(scalar, std::size_t m, std::size_t n, std::size_t k, const float* x, const float* w,
+                      const float* bias, float* y) noexcept {
+  dense(scalar{}, m, n, k, x, w, bias, y);
+}
+
+/// Y = X·Wᵀ + bias with W stored as IEEE binary16, accumulated in fp32:
+/// `dense<float, half>` (scalar back end).
+inline void dense_f16(scalar, std::size_t m, std::size_t n, std::size_t k, const float* x, const half* w,
+                      const float* bias, float* y) noexcept {
+  dense(scalar{}, m, n, k, x, w, bias, y);
 }
 
 /// Largest k for which the int8 kernels are exact for every input: with
@@ -263,12 +294,18 @@ void dense_f32_packed(scalar, std::size_t, std::size_t, const float*, const floa
 // macros of its instruction set, so this compiles on any target).
 // ---------------------------------------------------------------------------
 #define TINYLARGE_KERNELS_DENSE_SCALAR_DECLARED 1
-#if !TINYLARGE_FREESTANDING && (defined(__x86_64__) || defined(_M_X64) || defined(__i386__))
-#include "simd/x86_f32.hpp"
+#if TINYLARGE_USE_XSIMD
+#include "simd/f32.hpp"
+#include "simd/avx512_bf16.hpp"
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
 #include "simd/x86_s8.hpp"
 #endif
-#if !TINYLARGE_FREESTANDING && (defined(__ARM_NEON) || defined(__ARM_NEON__))
-#include "simd/neon.hpp"
+#if defined(__ARM_NEON) || defined(__ARM_NEON__)
+#include "simd/neon_s8.hpp"
+#endif
+#endif
+#if TINYLARGE_USE_XSIMD && defined(TINYLARGE_DISPATCH) && (defined(__x86_64__) || defined(_M_X64))
+#include "dispatch.hpp"
 #endif
 
 namespace tinylarge::kernels {
@@ -299,6 +336,28 @@ template <class Backend = default_backend>
 inline void dense_f16(std::size_t m, std::size_t n, std::size_t k, const float* x, const half* w,
                       const float* bias, float* y) noexcept {
   dense_f16(Backend{}, m, n, k, x, w, bias, y);
+}
+/// C = alpha·op(A)·op(B) + beta·C, row-major, A and B stored as T (float,
+/// `half` or `bfloat16`), products summed in fp32, C fp32; by default on
+/// `default_backend`. Any other T is a compile error naming T.
+template <class Backend = default_backend, class T>
+inline void gemm(transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const T* a,
+                 std::size_t lda, const T* b, std::size_t ldb, float beta, float* c, std::size_t ldc) noexcept {
+  static_assert(kernel_float<T>, "kernels::gemm<T>: T (the element type of A and B) must be float, "
+                                 "tinylarge::half or tinylarge::bfloat16");
+  if constexpr (kernel_float<T>) gemm(Backend{}, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+/// Y (m×n, fp32) = X·Wᵀ + bias; X is m×k stored as TX (float or T), W is n×k
+/// stored as T (float, `half` or `bfloat16`), fp32 accumulation; by default
+/// on `default_backend`. Any other TX / T is a compile error naming it.
+template <class Backend = default_backend, class TX, class T>
+inline void dense(std::size_t m, std::size_t n, std::size_t k, const TX* x, const T* w, const float* bias,
+                  float* y) noexcept {
+  static_assert(kernel_float<TX>, "kernels::dense<TX, T>: TX (the element type of X) must be float, "
+                                  "tinylarge::half or tinylarge::bfloat16");
+  static_assert(kernel_float<T>, "kernels::dense<TX, T>: T (the element type of W) must be float, "
+                                 "tinylarge::half or tinylarge::bfloat16");
+  if constexpr (kernel_float<TX> && kernel_float<T>) dense(Backend{}, m, n, k, x, w, bias, y);
 }
 /// `dense_s8(Backend{}, …)`, by default on `default_backend`.
 template <class Backend = default_backend>

@@ -12,6 +12,8 @@
 ///  - `flatten`: anything; H×W×C → 1×1×(H·W·C) (NHWC makes this a no-op in memory).
 ///  - `relu`, `relu6`, `sigmoid`, `tanh_act` (alias `tanh`), `softmax` (over
 ///    the channel axis), `dropout<Percent>` (inverted dropout): any shape.
+///  - `with_precision<Layer, P>`: `Layer` computing in precision P whatever the
+///    network's (per-layer mixed precision, see nn/lowp.hpp).
 ///
 /// Every bound layer has static `forward` and `backward` functions on fp32
 /// batches (row-major `batch × in_shape::size`); `backward` *accumulates* the
@@ -33,6 +35,7 @@
 #include "../core/rng.hpp"
 #include "../kernels/backend.hpp"
 #include "../kernels/dense.hpp"
+#include "../precision/concepts.hpp"
 #include "shape.hpp"
 
 namespace tinylarge::nn {
@@ -615,5 +618,62 @@ struct softmax {
     }
   };
 };
+
+// ---------------------------------------------------------------------------
+// per-layer precision
+// ---------------------------------------------------------------------------
+
+namespace detail {
+template <class Layer>
+struct implied_input_of {};
+template <class Layer>
+  requires requires { typename Layer::implied_input; }
+struct implied_input_of<Layer> {
+  using implied_input = typename Layer::implied_input;
+};
+}  // namespace detail
+
+/// Runs `Layer` in precision `P`, whatever the precision of the rest of the
+/// network: `sequential<with_precision<dense<784, 300>, int8_per_channel>, relu,
+/// dense<300, 100>, relu, with_precision<dense<100, 10>, int8_per_channel>>`
+/// in an `nn::network<…, fp16>` has int8 first and last layers around an fp16
+/// middle layer. The bound layer is `Layer`'s, with `precision = P` added;
+/// shapes, parameter counts and layouts do not change, and a cut
+/// (`partition::cut`) keeps the wrapper in its segment. Only weighted layers
+/// (dense, conv2d) have a precision of their own; on other layers the wrapper
+/// is accepted and changes nothing. See docs/precision.md, "Per-layer precision".
+/// @tparam Layer a layer descriptor
+/// @tparam P a `precision_policy`
+template <class Layer, precision_policy P>
+struct with_precision : detail::implied_input_of<Layer> {
+  static_assert(layer_descriptor<Layer>, "tinylarge: with_precision<Layer, P>: Layer must be a layer descriptor");
+  using layer_type = Layer;
+  using precision = P;
+  static constexpr const char* name() noexcept { return Layer::name(); }
+  template <class S>
+  static constexpr bool accepts = Layer::template accepts<S>;
+  template <class S>
+  struct bind : Layer::template bind<S> {
+    using descriptor = with_precision;
+    using precision = P;
+  };
+};
+
+namespace detail {
+template <class L, class Default>
+struct precision_of {
+  using type = Default;
+};
+template <class L, class Default>
+  requires requires { typename L::precision; }
+struct precision_of<L, Default> {
+  using type = typename L::precision;
+};
+}  // namespace detail
+
+/// The precision bound layer `L` runs in: its `with_precision` if it has one,
+/// else `Default` (the network's precision).
+template <class L, class Default>
+using layer_precision_t = typename detail::precision_of<L, Default>::type;
 
 }  // namespace tinylarge::nn

@@ -1,6 +1,8 @@
 /// @file nn/network.hpp
-/// @brief `network<Model, Storage>`: the fp32 parameters of a `sequential`
-///        model, with batched forward and backward passes (host profile).
+/// @brief `network<Model, Storage, Precision>`: the parameters of a
+///        `sequential` model (fp32 master weights), with batched forward and
+///        backward passes in fp32 or, for `fp16` / `bf16` / a user's float
+///        precision and per-layer `with_precision`, mixed precision (host profile).
 ///
 /// @code
 ///   using model = tl::sequential<tl::dense<784, 300>, tl::relu, tl::dense<300, 10>>;
@@ -32,14 +34,19 @@
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <tuple>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../core/error.hpp"
 #include "../core/rng.hpp"
 #include "../precision/int8.hpp"
+#include "lowp.hpp"
 #include "init.hpp"
 #include "layers.hpp"
 #include "sequential.hpp"
@@ -124,17 +131,63 @@ constexpr std::array<std::size_t, Model::size + 1> tensor_sizes() noexcept {
 }
 }  // namespace detail
 
-/// The fp32, trainable instance of a `sequential` model.
+/// The trainable instance of a `sequential` model, in a float precision.
+///
+/// The parameters are fp32 *master* weights whatever the precision (what
+/// optimizers, checkpoints, averaging and export see); `Precision` (and a
+/// layer's `with_precision<…, P>`) says in what the weighted layers compute.
+/// For `fp32` nothing changes. For another float precision P (`fp16`, `bf16`,
+/// your own) this is mixed-precision training as Micikevicius et al. (ICLR
+/// 2018) do it: every forward pass rounds a dense / conv layer's weights and
+/// its input to `P::storage_type` and runs the GEMM on those operands with
+/// fp32 accumulation (`kernels::dense` / `kernels::gemm` for float, half and
+/// bfloat16; other storage types are widened to fp32 for the GEMM, which is
+/// exact for the products); the backward pass rounds ∂L/∂y to P and runs the
+/// dW and dX GEMMs on P operands, accumulating into the fp32 gradients. When
+/// `uses_loss_scaling<P>` (fp16), the loss gradient is multiplied by a dynamic
+/// scale S before the backward pass and the gradients divided by S after it;
+/// a non-finite gradient skips the step (`accept_gradients()` returns false)
+/// and halves S, and S doubles after `loss_scale_state::growth_interval`
+/// accepted steps. bf16 needs no scaling. Activations between layers stay
+/// fp32 (the accumulator type). A layer `with_precision<L, int8<…>>` trains
+/// with fake quantization of its weights and of its input (QAT, the
+/// straight-through estimator) and deploys in int8 (`mixed_inference_network`).
 /// @tparam Model a `sequential<...>` type
 /// @tparam Storage where the parameter and gradient arrays live
 ///         (`heap_storage` by default; `static_storage` for no heap)
-template <sequential_model Model, storage_policy Storage = heap_storage>
+/// @tparam Precision a `float_precision` (default `fp32`): the precision of the
+///         weighted layers without a `with_precision` of their own
+template <sequential_model Model, storage_policy Storage = heap_storage, precision_policy Precision = fp32>
 class network {
+  static_assert(float_precision<Precision>,
+                "tinylarge: nn::network<Model, Storage, Precision>: Precision must be a float_precision (fp32, fp16, "
+                "bf16 or your own with encode/decode); for an int8 network train in fp32 with enable_fake_quant and "
+                "convert (nn/quantize.hpp), or mark single layers with with_precision<Layer, int8_...>");
+
  public:
   using model = Model;
   using storage = Storage;
+  using precision = Precision;
   static constexpr std::size_t param_count = Model::param_count;
   static constexpr std::size_t tensor_count = Model::size + 1;  ///< input + one per layer
+  /// The precision layer I computes in.
+  template <std::size_t I>
+  using layer_precision = layer_precision_t<typename Model::template layer<I>, Precision>;
+  /// Layer I is a weighted layer computing in a float precision other than fp32.
+  template <std::size_t I>
+  static constexpr bool lowp_layer = lowp::is_lowp_layer<typename Model::template layer<I>, Precision>;
+  /// Layer I is a weighted layer trained with int8 fake quantization (`with_precision<L, int8<…>>`).
+  template <std::size_t I>
+  static constexpr bool int8_layer = lowp::is_int8_layer<typename Model::template layer<I>, Precision>;
+  /// Some weighted layer does not compute in fp32.
+  static constexpr bool mixed = lowp::model_is_mixed<Model, Precision>;
+  /// Some layer's precision uses dynamic loss scaling.
+  static constexpr bool loss_scaled = lowp::model_uses_loss_scaling<Model, Precision>;
+  static constexpr bool has_int8_layers = lowp::model_has_int8_layers<Model, Precision>;
+  /// Places where the activations change precision along the chain (fp32 in,
+  /// fp32 out; see docs/precision.md, "Per-layer precision").
+  static constexpr std::size_t precision_boundaries = lowp::precision_boundaries<Model, Precision>();
+  static_assert(lowp::check_layer_precisions<Model, Precision>());
 
   network() = default;
   /// Initialise with `he_normal` weights from `seed`.
@@ -199,15 +252,24 @@ class network {
     batch_ = batch;
     detail::copy(x, act(0), batch * Model::input_size);
     const float* p = params_.data();
+    if (fake_quant_ || has_int8_layers) refresh_fake_quant_weights();
     if (fake_quant_) {
-      refresh_fake_quant_weights();
       p = fq_params_.data();
       fake_quantize_tensor<0>(training);
     }
+    converted_ = 0;
     Model::for_each_layer([&]<std::size_t I>() {
       using L = typename Model::template layer<I>;
       context ctx{workspace_.data(), saved_.data() + saved_off[I] * batch, &rng_, training};
-      L::forward(p + Model::template param_offset<I>, act(I), act(I + 1), batch, ctx);
+      if constexpr (int8_layer<I>) {
+        if (!fake_quant_) fake_quantize_input<I>(training);
+        L::forward(fq_params_.data() + Model::template param_offset<I>, act(I), act(I + 1), batch, ctx);
+      } else if constexpr (lowp_layer<I>) {
+        converted_ += lowp::layer_ops<L, layer_precision<I>>::forward(
+            params_.data() + Model::template param_offset<I>, act(I), act(I + 1), batch, ctx, std::get<I>(lowp_));
+      } else {
+        L::forward(p + Model::template param_offset<I>, act(I), act(I + 1), batch, ctx);
+      }
       if (fake_quant_) fake_quantize_tensor<I + 1>(training);
     });
     return act(Model::size);
@@ -217,21 +279,88 @@ class network {
   /// output_size). Adds ∂loss/∂parameters to `gradients()`. With fake
   /// quantization on, this is the straight-through estimator: the gradient
   /// is computed at the fake-quantized weights and applied to the fp32 ones.
+  /// With loss scaling (`loss_scaled`), the pass runs on S·dy; if a scaled
+  /// gradient is not finite, `gradients()` is left unchanged, `dx` is zeroed
+  /// and the next `accept_gradients()` returns false (the step must be skipped).
   /// @param dx optional: receives ∂loss/∂input (batch × input_size)
   void backward(const float* dy, float* dx = nullptr) {
     TINYLARGE_REQUIRE(batch_ > 0, errc::invalid_argument, "network::backward called before forward");
     const std::size_t batch = batch_;
     const float* p = fake_quant_ ? fq_params_.data() : params_.data();
     const float* g = dy;
+    float* acc = grads_.data();
+    [[maybe_unused]] float scale = 1.0f;
+    if constexpr (loss_scaled) {
+      scale = loss_scale_.scale;
+      const std::size_t n = batch * Model::output_size;
+      scaled_dy_.resize(n);
+      for (std::size_t i = 0; i < n; ++i) scaled_dy_[i] = dy[i] * scale;
+      g = scaled_dy_.data();
+      scaled_grads_.assign(param_count, 0.0f);
+      acc = scaled_grads_.data();
+    }
     Model::for_each_layer_reverse([&]<std::size_t I>() {
       using L = typename Model::template layer<I>;
       context ctx{workspace_.data(), saved_.data() + saved_off[I] * batch, &rng_, true};
       float* out = I == 0 ? dx : grad_buf_[I % 2].data();
-      L::backward(p + Model::template param_offset<I>, act(I), act(I + 1), g, out, grads_.data() + Model::template param_offset<I>,
-                  batch, ctx);
+      float* dp = acc + Model::template param_offset<I>;
+      if constexpr (int8_layer<I>) {
+        L::backward(fq_params_.data() + Model::template param_offset<I>, act(I), act(I + 1), g, out, dp, batch, ctx);
+      } else if constexpr (lowp_layer<I>) {
+        lowp::layer_ops<L, layer_precision<I>>::backward(params_.data() + Model::template param_offset<I>, g, out, dp,
+                                                         batch, ctx, std::get<I>(lowp_));
+      } else {
+        L::backward(p + Model::template param_offset<I>, act(I), act(I + 1), g, out, dp, batch, ctx);
+      }
       g = out;
     });
+    if constexpr (loss_scaled) {
+      const std::size_t nx = dx != nullptr ? batch * Model::input_size : 0;
+      bool finite = true;
+      for (std::size_t i = 0; i < param_count && finite; ++i) finite = std::isfinite(scaled_grads_[i]);
+      for (std::size_t i = 0; i < nx && finite; ++i) finite = std::isfinite(dx[i]);
+      if (finite) {
+        const float inv = 1.0f / scale;  // a power of two: exact
+        for (std::size_t i = 0; i < param_count; ++i) grads_[i] += scaled_grads_[i] * inv;
+        for (std::size_t i = 0; i < nx; ++i) dx[i] *= inv;
+      } else {
+        overflow_ = true;
+        for (std::size_t i = 0; i < nx; ++i) dx[i] = 0.0f;
+      }
+    }
   }
+
+  // ---- mixed precision -------------------------------------------------------
+
+  /// Call after `backward` and before the optimizer step: true when the step
+  /// should be taken. Always true without loss scaling. With it, false after
+  /// a backward pass whose scaled gradients overflowed (the scale is halved,
+  /// down to 1); otherwise true, and the scale doubles after
+  /// `growth_interval` consecutive accepted steps (PyTorch's `GradScaler`
+  /// defaults: 2^16, ×2 every 2000, ÷2 on overflow).
+  bool accept_gradients() noexcept {
+    if constexpr (!loss_scaled) {
+      return true;
+    } else {
+      if (overflow_) {
+        overflow_ = false;
+        loss_scale_.scale = loss_scale_.scale > 1.0f ? loss_scale_.scale * 0.5f : 1.0f;
+        loss_scale_.good_steps = 0;
+        ++loss_scale_.skipped;
+        return false;
+      }
+      if (++loss_scale_.good_steps >= loss_scale_.growth_interval) {
+        loss_scale_.good_steps = 0;
+        if (loss_scale_.scale < loss_scale_.max_scale) loss_scale_.scale *= 2.0f;
+      }
+      return true;
+    }
+  }
+  /// The dynamic loss scale (meaningful when `loss_scaled`).
+  lowp::loss_scale_state& loss_scale() noexcept { return loss_scale_; }
+  const lowp::loss_scale_state& loss_scale() const noexcept { return loss_scale_; }
+  /// Elements converted to a storage type (activations, im2col rows) by the last forward pass.
+  std::size_t converted_elements() const noexcept { return converted_; }
 
   /// Activation tensor t of the last forward (0 = input, I+1 = output of layer I).
   const float* activation(std::size_t t) const noexcept { return acts_.data() + tensor_off[t] * batch_; }
@@ -243,7 +372,9 @@ class network {
   /// from the next training forward pass; `ema` is the averaging constant c
   /// of lo ← lo + c·(min − lo). `per_channel` picks the weight granularity the
   /// int8 network will use.
-  void enable_fake_quant(bool on, bool per_channel = true, float ema = 0.01f) {
+  void enable_fake_quant(bool on, bool per_channel = true, float ema = 0.01f)
+    requires(!mixed)
+  {
     fake_quant_ = on;
     fq_per_channel_ = per_channel;
     ema_ = ema;
@@ -273,20 +404,24 @@ class network {
   }
 
   void refresh_fake_quant_weights() {
+    if (fq_params_.size() != param_count) fq_params_.assign(param_count, 0.0f);
     for (std::size_t i = 0; i < param_count; ++i) fq_params_[i] = params_[i];
     Model::for_each_layer([&]<std::size_t I>() {
       using L = typename Model::template layer<I>;
       if constexpr (has_weights(L::kind)) {
+        if (!fake_quant_ && !int8_layer<I>) return;
+        bool per_channel = fq_per_channel_;
+        if constexpr (int8_layer<I>) per_channel = layer_precision<I>::is_per_channel;
         constexpr std::size_t channels = L::out_channels;
         std::array<float, channels> scales{};
         std::vector<std::int8_t> q(L::weight_count);
         const std::span<const float> w(params_.data() + Model::template param_offset<I>, L::weight_count);
         const std::span<float> out(fq_params_.data() + Model::template param_offset<I>, L::weight_count);
-        if (fq_per_channel_) {
-          quantize_weights<per_channel>(w, channels, q, scales);
+        if (per_channel) {
+          quantize_weights<tinylarge::per_channel>(w, channels, q, scales);
           dequantize_weights(q, channels, scales, out);
         } else {
-          quantize_weights<per_tensor>(w, channels, q, std::span<float>(scales.data(), 1));
+          quantize_weights<tinylarge::per_tensor>(w, channels, q, std::span<float>(scales.data(), 1));
           dequantize_weights(q, channels, std::span<const float>(scales.data(), 1), out);
         }
       }
@@ -311,23 +446,41 @@ class network {
       if constexpr (Model::template layer<T - 1>::kind != layer_kind::avg_pool2d) return;
       qp = current_params(source_tensor<T>());
     } else {
-      tensor_range& r = ranges_[T];
-      if (training) {
-        minmax_observer batch_obs;
-        batch_obs.observe(std::span<const float>(x, n));
-        if (!batch_obs.empty()) {
-          if (!r.seen) {
-            r = {batch_obs.lo, batch_obs.hi, true};
-          } else {
-            r.lo += ema_ * (batch_obs.lo - r.lo);
-            r.hi += ema_ * (batch_obs.hi - r.hi);
-          }
-        }
-      }
+      const tensor_range& r = ranges_[T];
+      if (training) track_range(ranges_[T], x, n);
       if (!r.seen) return;
       qp = current_params(T);
     }
     for (std::size_t i = 0; i < n; ++i) x[i] = fake_quantize(x[i], qp);
+  }
+
+  /// The EMA range update of QAT: the first batch sets [lo, hi], later ones
+  /// move it by ema·(batch − current).
+  void track_range(tensor_range& r, const float* x, std::size_t n) const {
+    minmax_observer batch_obs;
+    batch_obs.observe(std::span<const float>(x, n));
+    if (batch_obs.empty()) return;
+    if (!r.seen) {
+      r = {batch_obs.lo, batch_obs.hi, true};
+    } else {
+      r.lo += ema_ * (batch_obs.lo - r.lo);
+      r.hi += ema_ * (batch_obs.hi - r.hi);
+    }
+  }
+
+  /// Per-layer int8 (`with_precision<L, int8<…>>`): fake-quantize layer I's
+  /// input on the grid of its EMA-tracked range (asymmetric int8), as the
+  /// int8 deployment quantizes it.
+  template <std::size_t I>
+  void fake_quantize_input(bool training) {
+    float* x = act(I);
+    const std::size_t n = batch_ * (tensor_off[I + 1] - tensor_off[I]);
+    const tensor_range& r = ranges_[I];
+    if (training) track_range(ranges_[I], x, n);
+    if (!r.seen) return;
+    const quant_params qp = current_params(I);
+    for (std::size_t i = 0; i < n; ++i) x[i] = fake_quantize(x[i], qp);
+    converted_ += n;
   }
 
   /// The tensor whose grid tensor T shares (walks back through same-grid layers).
@@ -356,6 +509,12 @@ class network {
   tinylarge::rng rng_{};
   bool fake_quant_ = false, fq_per_channel_ = true;
   float ema_ = 0.01f;
+  // mixed precision: per-layer storage-type operands, the loss scale
+  typename lowp::layer_buffers_of<Model, Precision>::type lowp_{};
+  std::vector<float> scaled_dy_, scaled_grads_;
+  lowp::loss_scale_state loss_scale_{};
+  bool overflow_ = false;
+  std::size_t converted_ = 0;
 };
 
 /// The fp32 batch-1 inference form of a trained `network`: a snapshot of its

@@ -11,6 +11,8 @@
 #include "init.hpp"
 #include "layers.hpp"
 #include "loss.hpp"
+#include "lowp.hpp"
+#include "mixed_network.hpp"
 #include "network.hpp"
 #include "npz.hpp"
 #include "optimizer.hpp"

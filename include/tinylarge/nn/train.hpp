@@ -71,6 +71,9 @@ struct epoch_report {
   double seconds = 0.0;             ///< wall time of the training part of the epoch
   double samples_per_second = 0.0;  ///< training samples / seconds
   float learning_rate = 0.0f;
+  /// Optimizer steps skipped because the loss-scaled gradients overflowed
+  /// (fp16 mixed precision, `network::accept_gradients`); 0 otherwise.
+  std::size_t skipped_steps = 0;
 };
 
 /// Loss and accuracy of a whole data set.
@@ -78,6 +81,19 @@ struct evaluation {
   double loss = 0.0;
   double accuracy = 0.0;
 };
+
+/// After `net.backward`: whether the optimizer step should be taken. A
+/// network with dynamic loss scaling (`network<…, fp16>`) says no after an
+/// overflow (and adjusts its scale); every other network says yes. Every
+/// training loop calls this between `backward` and the optimizer step.
+template <class Net>
+bool accept_gradients(Net& net) {
+  if constexpr (requires { { net.accept_gradients() } -> std::convertible_to<bool>; }) {
+    return net.accept_gradients();
+  } else {
+    return true;
+  }
+}
 
 namespace detail {
 template <class Target>
@@ -145,7 +161,7 @@ std::vector<epoch_report> fit(Net& net, const Opt& opt, Loss loss, const labelle
     if (options.shuffle) shuffler.shuffle(order.data(), order.size());
     const auto t0 = std::chrono::steady_clock::now();
     double loss_sum = 0.0;
-    std::size_t hits = 0;
+    std::size_t hits = 0, skipped = 0;
     for (std::size_t s = 0; s < train.count; s += bs) {
       const std::size_t b = std::min(bs, train.count - s);
       for (std::size_t i = 0; i < b; ++i) {
@@ -162,7 +178,11 @@ std::vector<epoch_report> fit(Net& net, const Opt& opt, Loss loss, const labelle
       loss_sum += l * static_cast<double>(b);
       net.zero_gradients();
       net.backward(grad.data());
-      state.step(net.parameters().data(), net.gradients().data());
+      if (accept_gradients(net)) {
+        state.step(net.parameters().data(), net.gradients().data());
+      } else {
+        ++skipped;
+      }
     }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     epoch_report rep;
@@ -172,6 +192,7 @@ std::vector<epoch_report> fit(Net& net, const Opt& opt, Loss loss, const labelle
     rep.seconds = secs;
     rep.samples_per_second = secs > 0.0 ? static_cast<double>(train.count) / secs : 0.0;
     rep.learning_rate = lr;
+    rep.skipped_steps = skipped;
     if (val != nullptr) {
       const evaluation e = evaluate(net, loss, *val);
       rep.val_loss = e.loss;

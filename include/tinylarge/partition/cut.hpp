@@ -163,7 +163,14 @@ static_assert(partition_policy<cut<>> && partition_policy<cut<2>> && partition_p
 ///
 /// A device side with an int8 precision trains its segment with fake
 /// quantization (quantization-aware training, the straight-through estimator)
-/// so that it deploys as an int8 `quantized_network`; a float side trains in fp32.
+/// so that it deploys as an int8 `quantized_network`; a float side (`fp32`,
+/// `fp16`, `bf16`, a user's `float_precision`) trains in its precision —
+/// mixed-precision training with fp32 master weights and GEMMs on operands in
+/// the storage type, with dynamic loss scaling for fp16 (`nn::network<Seg,
+/// Storage, Precision>`). A combination the workflow cannot run (an int8
+/// server, a compressed fp16 / bf16 side, a quantized precision that is not
+/// int8) fails to compile with a static_assert naming `Traits::device` or
+/// `Traits::server`.
 ///
 /// A compression policy other than `compress::none` is applied to every
 /// weighted layer of the segment (the split workflows, workflow/split.hpp):

@@ -62,4 +62,20 @@ struct fp32 {
 
 static_assert(float_precision<fp32>);
 
+/// Whether low-precision training in `P` uses dynamic loss scaling
+/// (Micikevicius et al., "Mixed Precision Training", ICLR 2018): the optional
+/// member `static constexpr bool loss_scaling` of a float precision; false
+/// when absent. `fp16` sets it (its smallest subnormal is 2^-24, where small
+/// gradients vanish); `bf16` does not (it has fp32's exponent range).
+template <class P>
+inline constexpr bool uses_loss_scaling = [] {
+  if constexpr (requires { P::loss_scaling; }) {
+    return static_cast<bool>(P::loss_scaling);
+  } else {
+    return false;
+  }
+}();
+
+static_assert(!uses_loss_scaling<fp32>);
+
 }  // namespace tinylarge

@@ -85,10 +85,12 @@ struct fp16 {
   using accumulator_type = float;
   static constexpr bool quantized = false;
   static constexpr unsigned storage_bits = 16;
+  /// Mixed-precision training scales the loss (see `uses_loss_scaling`).
+  static constexpr bool loss_scaling = true;
   static constexpr const char* name() noexcept { return "fp16"; }
   static constexpr half encode(float x) noexcept { return float_to_half(x); }
   static constexpr float decode(half h) noexcept { return half_to_float(h); }
 };
-static_assert(float_precision<fp16>);
+static_assert(float_precision<fp16> && uses_loss_scaling<fp16>);
 
 }  // namespace tinylarge

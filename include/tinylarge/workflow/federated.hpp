@@ -9,6 +9,7 @@
 ///     using aggregation = tl::fedavg;           // or tl::krum, tl::dp_fixed_clipping<>, …
 ///     using optimizer   = tl::nn::sgd;           // the clients' local optimizer
 ///     using update      = tl::fp16_update;       // what a client uploads (fp32 / fp16 / int8)
+///     using precision   = tl::bf16;              // what clients train in (optional, default fp32)
 ///     using transport   = tl::workflow::in_memory;
 ///   };
 ///   tl::workflow::federated_averaging<phone_fleet> fl(
@@ -121,6 +122,9 @@ struct optimizer_of<T> { using type = typename T::optimizer; };
 template <class T> struct update_of { using type = fp32_update; };
 template <class T> requires requires { typename T::update; }
 struct update_of<T> { using type = typename T::update; };
+template <class T> struct precision_of { using type = fp32; };
+template <class T> requires requires { typename T::precision; }
+struct precision_of<T> { using type = typename T::precision; };
 template <class T> struct transport_of { using type = in_memory; };
 template <class T> requires requires { typename T::transport; }
 struct transport_of<T> { using type = typename T::transport; };
@@ -246,8 +250,10 @@ local_training_result train_locally(Net& net, const Opt& opt, const nn::labelled
       loss_sum += l * static_cast<double>(b);
       net.zero_gradients();
       net.backward(grad.data());
-      if (proximal_mu > 0.0f) add_proximal_gradient(net.gradients(), net.parameters(), anchor, proximal_mu);
-      state.step(net.parameters().data(), net.gradients().data());
+      if (nn::accept_gradients(net)) {  // false: fp16 loss-scale overflow, the step is skipped
+        if (proximal_mu > 0.0f) add_proximal_gradient(net.gradients(), net.parameters(), anchor, proximal_mu);
+        state.step(net.parameters().data(), net.gradients().data());
+      }
       if (frozen_prefix > 0) std::copy(frozen.begin(), frozen.end(), net.parameters().begin());
       ++res.steps;
       res.samples += b;
@@ -434,7 +440,13 @@ class federated_averaging {
   using optimizer = typename detail::optimizer_of<Traits>::type;
   using update = typename detail::update_of<Traits>::type;
   using transport = typename detail::transport_of<Traits>::type;
-  using network_type = nn::network<model>;
+  /// The precision the clients train in (`Traits::precision`, default fp32):
+  /// fp16 / bf16 are mixed-precision training (nn/network.hpp).
+  using precision = typename detail::precision_of<Traits>::type;
+  static_assert(float_precision<precision>,
+                "federated_averaging: Traits::precision must be a float_precision (fp32, fp16, bf16 or your own); the "
+                "upload's precision is Traits::update");
+  using network_type = nn::network<model, nn::heap_storage, precision>;
   static constexpr std::size_t param_count = model::param_count;
 
   static_assert(aggregation_policy<aggregation>,

@@ -9,7 +9,7 @@
 ///     using model       = tl::sequential<tl::dense<784, 300>, tl::relu, tl::dense<300, 100>, tl::relu, tl::dense<100, 10>>;
 ///     using partition   = tl::cut<2>;                      // device: dense + relu; server: the rest
 ///     using device      = tl::side<tl::int8_per_channel>;  // trained with fake quantization (QAT)
-///     using server      = tl::side<tl::fp32>;
+///     using server      = tl::side<tl::fp32>;              // or side<tl::bf16>: trained on bf16 operands
 ///     using uplink_codec   = tl::codec::int8;              // smashed data
 ///     using downlink_codec = tl::codec::fp32;              // their gradients
 ///     using aggregation = tl::fedavg;                      // client segments (and SplitFedV1's server copies)
@@ -92,6 +92,21 @@
 /// Roles: "client" (id = client), "edge" (K > 1: servers 0 … K−2), "server"
 /// (the last), "fed_server" (aggregation of client segments). For a server,
 /// `bytes_up` counts what it received from below, `bytes_down` what it sent below.
+///
+/// ## Per-side precision (`side<Precision, …>`)
+/// The device segments compute in `device_side::precision`, the server
+/// segments in `server_side::precision` (`device_precision` / `server_precision`):
+/// a float precision other than fp32 is mixed-precision training
+/// (`nn::network<Seg, heap_storage, P>`: fp32 master weights — what is
+/// averaged, handed over and counted at 4·P bytes —, GEMM operands rounded to
+/// P, fp32 accumulation; dynamic loss scaling for fp16). An int8 device side
+/// trains its fp32 segment with fake quantization. When a server's
+/// loss-scaled gradients overflow, every server segment and every client of
+/// that iteration skips its step (the scales adapt); a client whose own
+/// backward pass overflows skips its step. Cannot run, and fail to compile
+/// naming the member: an int8 (or any non-float) `Traits::server`, a quantized
+/// `Traits::device` that is not int8, a compressed fp16 / bf16 side, an int8
+/// device segment with `with_precision` layers.
 ///
 /// ## Per-side compression (`side<Precision, Compression>`)
 /// A side whose compression is not `compress::none` trains under it:
@@ -223,14 +238,24 @@ struct segment_compressor<Seg, C, std::index_sequence<I...>> {
   static type make(const C& c) { return type(((void)I, c)...); }
 };
 
+/// The precision a side's segment network computes in: the side's float
+/// precision, or fp32 for an int8 side (which trains with fake quantization).
+template <class Side>
+using network_precision_of =
+    std::conditional_t<float_precision<typename Side::precision>, typename Side::precision, fp32>;
+
 /// One party's segment and its optimizer state (no compression: the optimizer alone).
-template <class Seg, class Opt, class Compression = compress::none>
+/// @tparam Precision the `float_precision` the segment computes in (mixed-precision
+///         training for fp16 / bf16: fp32 master weights, see `nn::network`)
+template <class Seg, class Opt, class Compression = compress::none, class Precision = fp32>
 struct party {
-  nn::network<Seg> net;
+  nn::network<Seg, nn::heap_storage, Precision> net;
   typename Opt::template state<float> opt;
   explicit party(const Opt& o, const Compression& = {}) : opt(o, Seg::param_count) {}
   static constexpr bool compressed = false;
   bool constrained() const noexcept { return false; }
+  /// After backward: false when the step must be skipped (fp16 loss-scale overflow).
+  bool accept() { return nn::accept_gradients(net); }
   void step() { opt.step(net.parameters().data(), net.gradients().data()); }
 };
 
@@ -250,7 +275,7 @@ struct party {
 /// the canonical segment's, shared by every copy.
 template <class Seg, class Opt, class Compression>
   requires(!std::is_same_v<Compression, compress::none>)
-struct party<Seg, Opt, Compression> {
+struct party<Seg, Opt, Compression, fp32> {
   using compressor = typename segment_compressor<Seg, Compression>::type;
   nn::network<Seg> net;
   typename Opt::template state<float> opt;
@@ -266,6 +291,7 @@ struct party<Seg, Opt, Compression> {
       : opt(o, Seg::param_count), comp(segment_compressor<Seg, Compression>::make(c)), settings(o) {}
   static constexpr bool compressed = true;
   bool constrained() const noexcept { return active; }
+  bool accept() { return true; }  // fp32: nothing to check
 
   /// From now on, train under the constraints recorded in `comp` (masks, codebooks).
   void constrain() {
@@ -433,9 +459,21 @@ class split_learning {
   static_assert(nn::optimizer_policy<optimizer>,
                 "tinylarge: split_learning: Traits::optimizer must satisfy optimizer_policy");
   static_assert(float_precision<typename server_side::precision>,
-                "tinylarge: split_learning trains the server segments in a float precision (side<fp32>)");
+                "tinylarge: split_learning: Traits::server must have a float precision (side<fp32>, side<fp16>, "
+                "side<bf16> or your own float_precision): the server segments train without fake quantization");
+  static_assert(float_precision<typename device_side::precision> || int8_precision<typename device_side::precision>,
+                "tinylarge: split_learning: Traits::device must have a float precision (trained in it) or an int8 "
+                "precision (trained with fake quantization)");
   using device_compression = typename device_side::compression;
   using server_compression = typename server_side::compression;
+  static_assert(std::is_same_v<device_compression, compress::none> ||
+                    std::is_same_v<split_detail::network_precision_of<device_side>, fp32>,
+                "tinylarge: split_learning: Traits::device: a compressed side trains in fp32 or int8 only "
+                "(side<fp16|bf16, Compression> is not supported: the compressors work on fp32 networks)");
+  static_assert(std::is_same_v<server_compression, compress::none> ||
+                    std::is_same_v<split_detail::network_precision_of<server_side>, fp32>,
+                "tinylarge: split_learning: Traits::server: a compressed side trains in fp32 only "
+                "(side<fp16|bf16, Compression> is not supported: the compressors work on fp32 networks)");
   static_assert(split_compression_policy<device_compression> && split_compression_policy<server_compression>,
                 "tinylarge: split_learning: a side's compression must satisfy split_compression_policy — low_rank "
                 "(alone or in a pipeline) is not kept by fine-tuning; factorize the model type instead");
@@ -456,17 +494,24 @@ class split_learning {
   template <std::size_t C>
   static constexpr std::size_t cut_size = partition::template cut_size<model, C>;
   static constexpr bool device_fake_quant = !float_precision<typename device_side::precision>;
+  static_assert(!device_fake_quant ||
+                    !nn::lowp::model_is_mixed<device_model, split_detail::network_precision_of<device_side>>,
+                "tinylarge: split_learning: Traits::device: an int8 side trains the whole device segment with fake "
+                "quantization; its layers cannot carry with_precision<...> of their own");
+  /// The precision the device (server) segments compute in.
+  using device_precision = split_detail::network_precision_of<device_side>;
+  using server_precision = split_detail::network_precision_of<server_side>;
 
   using options = split_options<optimizer, aggregation, device_compression, server_compression>;
   using loss = nn::softmax_cross_entropy;
 
  private:
-  using device_party = split_detail::party<device_model, optimizer, device_compression>;
+  using device_party = split_detail::party<device_model, optimizer, device_compression, device_precision>;
   template <class Seq>
   struct chain_of;
   template <std::size_t... S>
   struct chain_of<std::index_sequence<S...>> {
-    using type = std::tuple<split_detail::party<server_model<S>, optimizer, server_compression>...>;
+    using type = std::tuple<split_detail::party<server_model<S>, optimizer, server_compression, server_precision>...>;
   };
   using chain = typename chain_of<std::make_index_sequence<K>>::type;
 
@@ -581,6 +626,14 @@ class split_learning {
                       "split_learning::device_parameters: no model yet (call train first)");
     return global_device_->net.parameters();
   }
+  /// The canonical device segment's network (`nn::network<device_model,
+  /// heap_storage, device_precision>`: fp32 master weights, computing in the
+  /// device side's precision).
+  const auto& device_network() const {
+    TINYLARGE_REQUIRE(global_device_ != nullptr, errc::invalid_argument,
+                      "split_learning::device_network: no model yet (call train first)");
+    return global_device_->net;
+  }
   /// Client c's copy of the device segment (as it was left by the last round).
   std::span<const float> client_parameters(std::size_t c) const {
     TINYLARGE_REQUIRE(c < devices_.size(), errc::invalid_argument,
@@ -652,8 +705,8 @@ class split_learning {
 
   chain make_chain() const {
     return [&]<std::size_t... S>(std::index_sequence<S...>) {
-      return chain{split_detail::party<server_model<S>, optimizer, server_compression>(opt_.optimizer,
-                                                                                      opt_.server_compression)...};
+      return chain{split_detail::party<server_model<S>, optimizer, server_compression, server_precision>(
+          opt_.optimizer, opt_.server_compression)...};
     }(std::make_index_sequence<K>{});
   }
 
@@ -784,13 +837,14 @@ class split_learning {
     dy_.resize(rows * model::output_size);
     dsmashed_.resize(rows * S0);
     std::uint64_t server_macs = 0;
+    bool server_ok = true;  // false: a server's loss-scaled gradients overflowed, the iteration is skipped
     if (m == 0) {
       const float* out = chain_forward<0>(ch, smashed_.data(), rows, true, &server_macs);
       loss_sum_ += loss::evaluate(out, yb_.data(), rows, model::output_size, dy_.data()) * static_cast<double>(rows);
       loss_count_ += rows;
       chain_zero(ch);
       chain_backward<K - 1>(ch, dy_.data(), dsmashed_.data(), rows, &server_macs);
-      chain_step(ch);
+      server_ok = chain_step(ch);
       // each client's gradient of its own mean loss
       const auto scale = static_cast<float>(g);
       if (g != 1)
@@ -820,7 +874,7 @@ class split_learning {
       chain_zero(ch);
       dxred_.resize(red * S0);
       chain_backward<K - 1>(ch, dyred_.data(), dxred_.data(), red, &server_macs);
-      chain_step(ch);
+      server_ok = chain_step(ch);
       const auto scale = static_cast<float>(g);
       for (std::size_t i = 0; i < g; ++i) {
         for (std::size_t j = 0; j < b; ++j) {
@@ -849,7 +903,7 @@ class split_learning {
       auto& dev = *devices_[c];
       dev.net.zero_gradients();
       dev.net.backward(grad_.data(), nullptr);
-      dev.step();
+      if (dev.accept() && server_ok) dev.step();
       clients_[c].macs += static_cast<std::uint64_t>(b) * device_model::macs;
     }
     if (count_hops) round_.sequential_hops += 2 * K;
@@ -923,8 +977,13 @@ class split_learning {
   static void chain_zero(chain& ch) {
     std::apply([](auto&... p) { (p.net.zero_gradients(), ...); }, ch);
   }
-  static void chain_step(chain& ch) {
-    std::apply([](auto&... p) { (p.step(), ...); }, ch);
+  /// Steps every server segment, or none when one of them must skip the
+  /// step (fp16 loss-scale overflow); every party's loss scale is updated.
+  static bool chain_step(chain& ch) {
+    bool ok = true;
+    std::apply([&](auto&... p) { ((ok = p.accept() && ok), ...); }, ch);
+    if (ok) std::apply([](auto&... p) { (p.step(), ...); }, ch);
+    return ok;
   }
 
   // ---- data -----------------------------------------------------------------

@@ -53,7 +53,7 @@ class aligned_scratch {
 };
 
 /// Scratch slots used by the kernels (one buffer per slot and thread).
-enum class scratch_slot : int { pack_a = 0, pack_b = 1, vector = 2, accum = 3, column = 4 };
+enum class scratch_slot : int { pack_a = 0, pack_b = 1, vector = 2, accum = 3, column = 4, widen_a = 5, widen_b = 6 };
 
 /// The calling thread's buffer for `Slot`.
 template <scratch_slot Slot>

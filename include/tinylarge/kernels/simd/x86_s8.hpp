@@ -64,7 +64,7 @@
 #include <utility>
 
 #include "scratch.hpp"
-#include "x86_f32.hpp"  // TINYLARGE_KERNELS_X86_AVX512
+#include "x86_common.hpp"  // transpose8x8, TINYLARGE_KERNELS_X86_AVX512
 
 // GCC 12's AVX-512 intrinsics pass `_mm512_undefined_epi32()` (a
 // self-initialised variable) as the pass-through operand, which -Wall reports

@@ -1,0 +1,241 @@
+/// @file nn/lowp.hpp
+/// @brief The low-precision pieces of `nn::network` (host profile): which
+///        layers compute in which precision, the dense / conv passes on
+///        storage-type operands with fp32 accumulation, and the dynamic loss
+///        scale of fp16 training. Users normally only name `loss_scale_state`.
+///
+/// A weighted layer in a float precision P other than fp32 runs its GEMMs on
+/// operands rounded to `P::storage_type`:
+///  - forward:  Y = round_P(X)·round_P(W)ᵀ + b (conv: X is the im2col matrix);
+///  - backward: dW += round_P(dY)ᵀ·round_P(X), dX = round_P(dY)·round_P(W),
+///    db += Σ dY (fp32).
+/// The products accumulate in fp32 (`kernels::gemm` / `kernels::dense` for
+/// float, `half` and `bfloat16`; any other storage type, e.g. a user's fp8, is
+/// widened to fp32 first — exact for the products of two narrow values).
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "../kernels/dense.hpp"
+#include "../precision/bf16.hpp"
+#include "../precision/concepts.hpp"
+#include "../precision/convert.hpp"
+#include "../precision/fp16.hpp"
+#include "../precision/int8.hpp"
+#include "layers.hpp"
+
+namespace tinylarge::nn::lowp {
+
+/// State of dynamic loss scaling (Micikevicius et al. 2018; PyTorch's
+/// `GradScaler` defaults): the loss gradient is multiplied by `scale` before
+/// the backward pass; an overflow halves it and skips the step, and
+/// `growth_interval` accepted steps in a row double it (up to `max_scale`).
+struct loss_scale_state {
+  float scale = 65536.0f;
+  std::size_t growth_interval = 2000;
+  float max_scale = 16777216.0f;  ///< 2^24
+  std::size_t good_steps = 0;     ///< accepted steps since the last change
+  std::size_t skipped = 0;        ///< steps skipped because of an overflow, in total
+};
+
+/// Layer L is weighted and computes in a float precision other than fp32.
+template <class L, class Default>
+inline constexpr bool is_lowp_layer = [] {
+  using P = layer_precision_t<L, Default>;
+  if constexpr (has_weights(L::kind) && float_precision<P>) {
+    return !std::is_same_v<P, fp32>;
+  } else {
+    return false;
+  }
+}();
+
+/// Layer L is weighted and trained with int8 fake quantization.
+template <class L, class Default>
+inline constexpr bool is_int8_layer = has_weights(L::kind) && int8_precision<layer_precision_t<L, Default>>;
+
+namespace detail {
+template <class Model, class F>
+constexpr bool any_layer(F f) {
+  return [&]<std::size_t... I>(std::index_sequence<I...>) {
+    return (f.template operator()<typename Model::template layer<I>>() || ...);
+  }(std::make_index_sequence<Model::size>{});
+}
+}  // namespace detail
+
+template <class Model, class Default>
+inline constexpr bool model_is_mixed = detail::any_layer<Model>([]<class L>() {
+  return is_lowp_layer<L, Default> || is_int8_layer<L, Default>;
+});
+template <class Model, class Default>
+inline constexpr bool model_has_int8_layers = detail::any_layer<Model>([]<class L>() { return is_int8_layer<L, Default>; });
+template <class Model, class Default>
+inline constexpr bool model_uses_loss_scaling = detail::any_layer<Model>([]<class L>() {
+  if constexpr (is_lowp_layer<L, Default>) {
+    return uses_loss_scaling<layer_precision_t<L, Default>>;
+  } else {
+    return false;
+  }
+});
+
+/// Number of places where the precision of the data a weighted layer
+/// computes on changes along the chain, starting and ending in fp32: each is
+/// a conversion the model type inserts (e.g. int8 | fp16 | int8 between fp32
+/// input and output: 4).
+template <class Model, class Default>
+constexpr std::size_t precision_boundaries() {
+  std::size_t n = 0;
+  const char* current = fp32::name();
+  Model::for_each_layer([&]<std::size_t I>() {
+    using L = typename Model::template layer<I>;
+    if constexpr (has_weights(L::kind)) {
+      using P = layer_precision_t<L, Default>;
+      const char* name = is_lowp_layer<L, Default> || is_int8_layer<L, Default> ? P::name() : fp32::name();
+      if (std::string_view(name) != std::string_view(current)) ++n;
+      current = name;
+    }
+  });
+  if (std::string_view(current) != std::string_view(fp32::name())) ++n;
+  return n;
+}
+
+/// Compile-time check of one layer's precision (the message names the layer kind).
+template <class L, class Default>
+struct layer_precision_check {
+  using P = layer_precision_t<L, Default>;
+  static_assert(float_precision<P> || int8_precision<P>,
+                "tinylarge: nn::network: a layer's precision (with_precision<Layer, P> or the network's) must be a "
+                "float_precision (fp32, fp16, bf16, your own with encode/decode) or an int8<Granularity, Scheme>");
+  static_assert(L::kind != layer_kind::depthwise_conv2d || std::is_same_v<P, fp32> || int8_precision<P>,
+                "tinylarge: nn::network: depthwise_conv2d has no fp16/bf16 path (it is not a GEMM); wrap it as "
+                "with_precision<depthwise_conv2d<...>, fp32>");
+  static constexpr bool value = true;
+};
+template <class Model, class Default>
+constexpr bool check_layer_precisions() {
+  return [&]<std::size_t... I>(std::index_sequence<I...>) {
+    return (layer_precision_check<typename Model::template layer<I>, Default>::value && ...);
+  }(std::make_index_sequence<Model::size>{});
+}
+
+/// Storage-type operands of one layer, kept from the forward to the backward pass.
+template <class T>
+struct layer_buffers {
+  std::vector<T> w, x, dy;
+  std::vector<float> wa, wb;  ///< widened operands for storage types without a kernel
+};
+
+template <class Model, class Default, class Seq = std::make_index_sequence<Model::size>>
+struct layer_buffers_of;
+template <class Model, class Default, std::size_t... I>
+struct layer_buffers_of<Model, Default, std::index_sequence<I...>> {
+  template <std::size_t J>
+  using storage_of = std::conditional_t<is_lowp_layer<typename Model::template layer<J>, Default>,
+                                        typename layer_precision_t<typename Model::template layer<J>, Default>::storage_type,
+                                        float>;
+  using type = std::tuple<layer_buffers<storage_of<I>>...>;
+};
+
+/// dst[i] = P::encode(src[i]) for n values (the bulk SIMD conversions for fp16 and bf16).
+template <float_precision P>
+void encode(const float* src, std::size_t n, std::vector<typename P::storage_type>& dst) {
+  using T = typename P::storage_type;
+  dst.resize(n);
+  if constexpr (std::is_same_v<T, half> || std::is_same_v<T, bfloat16>) {
+    convert(std::span<const float>(src, n), std::span<T>(dst.data(), n));
+  } else {
+    for (std::size_t i = 0; i < n; ++i) dst[i] = P::encode(src[i]);
+  }
+}
+
+template <float_precision P>
+const float* widen(const std::vector<typename P::storage_type>& v, std::vector<float>& out) {
+  out.resize(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) out[i] = P::decode(v[i]);
+  return out.data();
+}
+
+/// C = alpha·op(A)·op(B) + beta·C on storage-type operands, fp32 accumulation.
+template <float_precision P>
+void gemm(kernels::transpose ta, kernels::transpose tb, std::size_t m, std::size_t n, std::size_t k,
+          const std::vector<typename P::storage_type>& a, std::size_t lda,
+          const std::vector<typename P::storage_type>& b, std::size_t ldb, float beta, float* c, std::size_t ldc,
+          layer_buffers<typename P::storage_type>& buf) {
+  using T = typename P::storage_type;
+  if constexpr (kernels::kernel_float<T>) {
+    (void)buf;
+    kernels::gemm(ta, tb, m, n, k, 1.0f, a.data(), lda, b.data(), ldb, beta, c, ldc);
+  } else {
+    const float* fa = widen<P>(a, buf.wa);
+    const float* fb = widen<P>(b, buf.wb);
+    kernels::gemm(ta, tb, m, n, k, 1.0f, fa, lda, fb, ldb, beta, c, ldc);
+  }
+}
+
+/// Forward and backward passes of a weighted layer L in float precision P.
+template <class L, float_precision P>
+struct layer_ops {
+  static_assert(L::kind == layer_kind::dense || L::kind == layer_kind::conv2d,
+                "tinylarge: nn::network: only dense and conv2d layers have a low-precision path");
+  using T = typename P::storage_type;
+  static constexpr bool conv = L::kind == layer_kind::conv2d;
+  static constexpr std::size_t out = L::out_channels;
+  /// GEMM rows per sample and columns (im2col for conv).
+  static constexpr std::size_t rows_per_sample = [] {
+    if constexpr (conv) return L::ho * L::wo;
+    else return std::size_t{1};
+  }();
+  static constexpr std::size_t k = [] {
+    if constexpr (conv) return L::patch;
+    else return L::in_shape::size;
+  }();
+
+  /// y = round(X)·round(W)ᵀ + b; keeps round(W), round(X) in `buf`.
+  /// @return the number of elements converted (weights excluded)
+  static std::size_t forward(const float* p, const float* x, float* y, std::size_t batch, context& ctx,
+                             layer_buffers<T>& buf) {
+    const std::size_t rows = batch * rows_per_sample;
+    encode<P>(p, L::weight_count, buf.w);
+    const float* xin = x;
+    if constexpr (conv) {
+      L::im2col(x, ctx.workspace, batch);
+      xin = ctx.workspace;
+    }
+    encode<P>(xin, rows * k, buf.x);
+    const float* bias = p + L::weight_count;
+    if constexpr (kernels::kernel_float<T>) {
+      kernels::dense(rows, out, k, buf.x.data(), buf.w.data(), bias, y);
+    } else {
+      kernels::dense(rows, out, k, widen<P>(buf.x, buf.wa), widen<P>(buf.w, buf.wb), bias, y);
+    }
+    return rows * k;
+  }
+
+  /// dW += round(dY)ᵀ·round(X), db += Σ dY, dX = round(dY)·round(W) (when dx is not null).
+  static void backward(const float* p, const float* dy, float* dx, float* dp, std::size_t batch, context& ctx,
+                       layer_buffers<T>& buf) {
+    (void)p;
+    using kernels::transpose;
+    const std::size_t rows = batch * rows_per_sample;
+    encode<P>(dy, rows * out, buf.dy);
+    gemm<P>(transpose::yes, transpose::no, out, k, rows, buf.dy, out, buf.x, k, 1.0f, dp, k, buf);
+    float* db = dp + L::weight_count;
+    for (std::size_t r = 0; r < rows; ++r)
+      for (std::size_t o = 0; o < out; ++o) db[o] += dy[r * out + o];
+    if (dx == nullptr) return;
+    if constexpr (conv) {
+      float* dcols = ctx.workspace + rows * k;
+      gemm<P>(transpose::no, transpose::no, rows, k, out, buf.dy, out, buf.w, k, 0.0f, dcols, k, buf);
+      L::col2im(dcols, dx, batch);
+    } else {
+      gemm<P>(transpose::no, transpose::no, rows, k, out, buf.dy, out, buf.w, k, 0.0f, dx, k, buf);
+    }
+  }
+};
+
+}  // namespace tinylarge::nn::lowp

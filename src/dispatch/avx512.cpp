@@ -1,0 +1,14 @@
+// The kernel table of arch::avx512 for run-time dispatch (kernels/dispatch.hpp).
+// Built by the CMake target tinylarge::dispatch with the flags of avx512; see
+// cmake/tinylargeDispatch.cmake. Not compiled into any other target.
+#include "tinylarge/kernels/dense.hpp"
+
+namespace tinylarge::kernels::detail {
+
+const kernel_table& kernel_table_avx512() noexcept {
+  static_assert(arch::avx512::supported(), "src/dispatch/avx512.cpp must be compiled with the flags of avx512");
+  static constexpr kernel_table table = make_kernel_table<arch::avx512>();
+  return table;
+}
+
+}  // namespace tinylarge::kernels::detail
