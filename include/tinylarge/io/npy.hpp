@@ -228,7 +228,11 @@ void save_npy(const std::string& path, const basic_npy_array<T>& a) {
 ///         message names the file.
 template <npy_element T = float>
 basic_npy_array<T> load_npy(const std::string& path, const npy_limits& limits = {}) {
-  const std::vector<std::uint8_t> bytes = read_file(path);
+  // Preamble (at most 12 bytes), header and data: a larger file (or an
+  // endless one, such as /dev/zero) is refused before it fills memory.
+  const std::size_t meta = 12 + limits.max_header_bytes;
+  const std::vector<std::uint8_t> bytes =
+      read_file(path, limits.max_bytes > SIZE_MAX - meta ? SIZE_MAX : limits.max_bytes + meta);
   basic_npy_array<T> a;
   const status s = decode_npy(std::span<const std::uint8_t>(bytes), a, limits);
   if (!s.ok())
