@@ -234,7 +234,8 @@ inline void save_server_checkpoint(const std::string& path, const server_checkpo
 /// silently would lose work.
 inline bool load_server_checkpoint(const std::string& path, server_checkpoint& c) {
   if (!io::file_readable(path)) return false;
-  const auto bytes = io::read_file(path);
+  // No larger than the largest frame the decoder accepts: /dev/zero stops there.
+  const auto bytes = io::read_file(path, wire::frame_size(wire::wire_limits{}.max_payload_bytes));
   status s = decode_server_checkpoint(bytes, c);
   if (s.ok()) s = checkpoint_finite(c);
   if (!s.ok()) TINYLARGE_RAISE(s.code, std::string("cannot resume from '") + path + "': " + s.message);
@@ -441,7 +442,7 @@ inline void save_split_checkpoint(const std::string& path, const split_checkpoin
 [[nodiscard]] inline status read_split_checkpoint(const std::string& path, split_checkpoint& c, bool& found) {
   found = io::file_readable(path);
   if (!found) return status::success();
-  TINYLARGE_TRY(decode_split_checkpoint(io::read_file(path), c));
+  TINYLARGE_TRY(decode_split_checkpoint(io::read_file(path, wire::frame_size(wire::wire_limits{}.max_payload_bytes)), c));
   return checkpoint_finite(c);
 }
 
