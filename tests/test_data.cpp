@@ -1205,6 +1205,8 @@ TEST_CASE("Parsers survive seeded random mutations of valid inputs", "[data][io]
 // (issue 25). Each bomb is opened in a forked child whose peak RSS is measured.
 // ===========================================================================
 
+#if TINYLARGE_HAS_EXCEPTIONS
+
 namespace {
 
 constexpr std::size_t mib = std::size_t{1} << 20;
@@ -1492,3 +1494,4 @@ TEST_CASE("Hostile files: write_file replaces atomically and syncs", "[io][hosti
   CHECK_FALSE(fs::exists(dir + ".tmp"));
   CHECK(fs::is_directory(dir));
 }
+#endif  // TINYLARGE_HAS_EXCEPTIONS

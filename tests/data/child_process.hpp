@@ -12,8 +12,10 @@
 #include <cstring>
 #include <string>
 
+#include "tinylarge/core/config.hpp"
 #include "tinylarge/core/error.hpp"
 
+#if TINYLARGE_HAS_EXCEPTIONS
 namespace test_child {
 
 /// True when a sanitizer's shadow memory and quarantine inflate RSS figures.
@@ -100,3 +102,4 @@ outcome run(F&& f) {
 }
 
 }  // namespace test_child
+#endif  // TINYLARGE_HAS_EXCEPTIONS
