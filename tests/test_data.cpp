@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <numeric>
 #include <set>
 #include <string>
@@ -24,6 +25,7 @@
 #include "tinylarge/data/partition.hpp"
 #include "tinylarge/io/npy.hpp"
 #include "tinylarge/io/npz.hpp"
+#include "tinylarge/transport/checkpoint.hpp"
 #include "data/child_process.hpp"
 
 namespace {
@@ -1253,7 +1255,10 @@ bytes deflate_zeros(const bytes& prefix, std::size_t zeros_mib, int window_bits,
 
 /// A gzip file (RFC 1952) around a raw DEFLATE stream.
 bytes gzip_wrap(const bytes& deflated, std::uint32_t crc, std::uint64_t size) {
-  bytes g = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};
+  bytes g;
+  g.reserve(deflated.size() + 18);
+  static constexpr std::uint8_t head[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};  // gzip, deflate, Unix
+  for (const std::uint8_t h : head) g.push_back(h);
   g.insert(g.end(), deflated.begin(), deflated.end());
   for (int i = 0; i < 4; ++i) g.push_back(static_cast<std::uint8_t>(crc >> (8 * i)));
   for (int i = 0; i < 4; ++i) g.push_back(static_cast<std::uint8_t>(size >> (8 * i)));
@@ -1493,5 +1498,52 @@ TEST_CASE("Hostile files: write_file replaces atomically and syncs", "[io][hosti
   CHECK_THROWS_AS(tl::io::write_file(dir, bytes{1}), tl::io_error);  // rename over a directory
   CHECK_FALSE(fs::exists(dir + ".tmp"));
   CHECK(fs::is_directory(dir));
+}
+
+TEST_CASE("Hostile files: FedAvg and split-server checkpoints holding NaN / Inf are not resumed from",
+          "[io][checkpoint][hostile]") {
+  const float nan = std::nanf(""), inf = std::numeric_limits<float>::infinity();
+  const std::string path = scratch("server.ck");
+  tl::server_checkpoint c;
+  c.rounds_completed = 3;
+  c.global = {1.0f, 2.0f, 3.0f};
+  c.state = {{0.5f, 0.5f, 0.5f}};
+  tl::save_server_checkpoint(path, c);
+  tl::server_checkpoint back;
+  REQUIRE(tl::load_server_checkpoint(path, back));
+  CHECK(back.global == c.global);
+  for (int where = 0; where < 2; ++where) {
+    tl::server_checkpoint bad = c;
+    (where == 0 ? bad.global[1] : bad.state[0][2]) = where == 0 ? nan : -inf;
+    tl::save_server_checkpoint(path, bad);  // CRC-valid
+    CHECK_THROWS_AS(tl::load_server_checkpoint(path, back), tl::numeric_error);
+  }
+  tl::split_checkpoint s;
+  s.device = {1.0f, 2.0f};
+  s.server = {3.0f};
+  s.copies.resize(1);
+  s.copies[0].vectors = {{0.25f}};
+  s.copies[0].steps = 2;
+  const std::string spath = scratch("split.ck");
+  tl::save_split_checkpoint(spath, s);
+  tl::split_checkpoint sb;
+  bool found = false;
+  REQUIRE(tl::read_split_checkpoint(spath, sb, found).ok());
+  CHECK((found && sb.device == s.device));
+  for (int where = 0; where < 3; ++where) {
+    tl::split_checkpoint bad = s;
+    (where == 0 ? bad.device[0] : where == 1 ? bad.server[0] : bad.copies[0].vectors[0][0]) = where == 1 ? inf : nan;
+    tl::save_split_checkpoint(spath, bad);
+    CHECK(tl::read_split_checkpoint(spath, sb, found).code == tl::errc::non_finite);
+  }
+  // An endless file stops at the largest frame the decoder accepts (64 MiB).
+  if (tl::io::file_readable("/dev/zero")) {
+    try {
+      (void)tl::load_server_checkpoint("/dev/zero", back);
+      FAIL("/dev/zero was read as a checkpoint");
+    } catch (const tl::format_error& e) {
+      CHECK(e.code() == tl::errc::too_large);
+    }
+  }
 }
 #endif  // TINYLARGE_HAS_EXCEPTIONS
