@@ -97,7 +97,10 @@ constexpr bool in_bounds(std::uint64_t off, std::uint64_t len, std::uint64_t siz
 ///
 /// Fills `out` with one entry per member, each validated: its local header
 /// exists and agrees with the central record, and its data lies inside the
-/// archive before the central directory.
+/// archive before the central directory. The members' declared sizes
+/// together may not exceed `limits.max_bytes` nor the ratio budget
+/// (`decompression_budget` of the archive's size; `too_large`), and no two
+/// members may overlap or share bytes (`corrupt`).
 [[nodiscard]] inline status parse_zip_directory(std::span<const std::uint8_t> zip,
                                                 std::vector<zip_entry>& out,
                                                 const npy_limits& limits = {}) {
