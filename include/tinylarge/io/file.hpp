@@ -198,7 +198,7 @@ inline std::vector<std::uint8_t> read_file(const std::string& path,
 ///         renamed (the temporary file is removed).
 inline void write_file(const std::string& path, std::span<const std::uint8_t> bytes) {
   const std::string tmp = path + ".tmp";
-  const auto fail = [&](const std::string& what, int err) {
+  const auto fail = [&]([[maybe_unused]] const std::string& what, [[maybe_unused]] int err) {
     std::remove(tmp.c_str());
     TINYLARGE_RAISE(errc::io_error, "tinylarge: " + what + ": " + detail::os_reason(err));
   };

@@ -116,7 +116,7 @@ template <class Model, class S>
 void from_state_dict(const std::map<std::string, io::npy_array>& arrays, network<Model, S>& net,
                      non_finite_policy policy = non_finite_policy::reject) {
   const auto find = [&]<std::size_t I>(const std::string& name, std::vector<std::size_t> want) -> const io::npy_array& {
-    using L = typename Model::template layer<I>;
+    using L [[maybe_unused]] = typename Model::template layer<I>;  // for the messages
     const auto it = arrays.find(name);
     TINYLARGE_REQUIRE(it != arrays.end(), errc::invalid_argument,
                       "tinylarge: state dict has no '" + name + "' for layer " + std::to_string(I) + " (" +
