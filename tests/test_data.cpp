@@ -1,6 +1,7 @@
 // Tests of the data and I/O layer: IDX reader (Fashion-MNIST and malformed
 // buffers), batching, non-IID partitioners, CRC-32, .npy/.npz (with a NumPy
 // round trip).
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -12,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <numeric>
 #include <set>
 #include <string>
@@ -23,6 +25,8 @@
 #include "tinylarge/data/partition.hpp"
 #include "tinylarge/io/npy.hpp"
 #include "tinylarge/io/npz.hpp"
+#include "tinylarge/transport/checkpoint.hpp"
+#include "data/child_process.hpp"
 
 namespace {
 
@@ -440,7 +444,10 @@ TEST_CASE("npy: every element type round-trips bit for bit", "[io][npy]") {
   std::vector<std::size_t> many_dims(32, 3);
   many_dims[7] = 0;
   check_npy_round_trip(ramp<float>(many_dims, 0, 0));
-  const std::vector<std::size_t> huge{1u << 31, 1u << 31, 1u << 31, 0};
+  // Built by push_back: g++ 12.2 at -O2 -march=native (AVX-512) miscompiles the braced
+  // list {1u << 31, 1u << 31, 1u << 31, 0} into four times 2^31 (seen 2026-12-04).
+  std::vector<std::size_t> huge(3, std::size_t{1} << 31);
+  huge.push_back(0);
   CHECK(tl::io::encode_npy<float>(huge, {}).size() == 128);
 }
 
@@ -1197,3 +1204,353 @@ TEST_CASE("Parsers survive seeded random mutations of valid inputs", "[data][io]
   INFO("rejected " << rejected << " of " << total);
   CHECK(rejected > total / 2);
 }
+
+// ===========================================================================
+// Hostile files: decompression and overlap bombs, endless inputs, directories
+// (issue 25). Each bomb is opened in a forked child whose peak RSS is measured.
+// ===========================================================================
+
+#if TINYLARGE_HAS_EXCEPTIONS
+
+namespace {
+
+constexpr std::size_t mib = std::size_t{1} << 20;
+
+/// A raw DEFLATE stream of `prefix` followed by `zeros_mib` MiB of zeros, built
+/// cheaply: one 1 MiB block sequence of zeros, byte-aligned by Z_SYNC_FLUSH, is
+/// repeated (its back-references reach only into the zeros before it). Returns the
+/// stream; `crc` and `size` receive the CRC-32 and the length of the plain data.
+bytes deflate_zeros(const bytes& prefix, std::size_t zeros_mib, int window_bits, std::uint32_t& crc,
+                    std::uint64_t& size) {
+  REQUIRE(zeros_mib >= 2);
+  z_stream z{};
+  REQUIRE(deflateInit2(&z, 9, Z_DEFLATED, window_bits, 9, Z_DEFAULT_STRATEGY) == Z_OK);
+  const bytes zeros(mib, 0);
+  bytes out;
+  auto pump = [&](const std::uint8_t* in, std::size_t n, int flush) {
+    bytes got;
+    std::uint8_t buf[1 << 16];
+    z.next_in = const_cast<Bytef*>(in);
+    z.avail_in = static_cast<uInt>(n);
+    do {
+      z.next_out = buf;
+      z.avail_out = sizeof buf;
+      const int rc = deflate(&z, flush);
+      REQUIRE((rc == Z_OK || rc == Z_STREAM_END || rc == Z_BUF_ERROR));
+      got.insert(got.end(), buf, buf + (sizeof buf - z.avail_out));
+    } while (z.avail_out == 0 || z.avail_in != 0);
+    return got;
+  };
+  out = pump(prefix.data(), prefix.size(), Z_NO_FLUSH);
+  const bytes first = pump(zeros.data(), mib, Z_SYNC_FLUSH);  // prefix + 1 MiB, byte-aligned
+  out.insert(out.end(), first.begin(), first.end());
+  const bytes again = pump(zeros.data(), mib, Z_SYNC_FLUSH);  // 1 MiB of zeros after zeros
+  for (std::size_t i = 1; i < zeros_mib; ++i) out.insert(out.end(), again.begin(), again.end());
+  const bytes last = pump(nullptr, 0, Z_FINISH);
+  out.insert(out.end(), last.begin(), last.end());
+  deflateEnd(&z);
+  crc = static_cast<std::uint32_t>(::crc32(0L, prefix.data(), static_cast<uInt>(prefix.size())));
+  const uLong crc_mib = ::crc32(0L, zeros.data(), static_cast<uInt>(mib));
+  for (std::size_t i = 0; i < zeros_mib; ++i) crc = static_cast<std::uint32_t>(crc32_combine(crc, crc_mib, mib));
+  size = prefix.size() + std::uint64_t{zeros_mib} * mib;
+  return out;
+}
+
+/// A gzip file (RFC 1952) around a raw DEFLATE stream.
+bytes gzip_wrap(const bytes& deflated, std::uint32_t crc, std::uint64_t size) {
+  bytes g;
+  g.reserve(deflated.size() + 18);
+  static constexpr std::uint8_t head[10] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};  // gzip, deflate, Unix
+  for (const std::uint8_t h : head) g.push_back(h);
+  g.insert(g.end(), deflated.begin(), deflated.end());
+  for (int i = 0; i < 4; ++i) g.push_back(static_cast<std::uint8_t>(crc >> (8 * i)));
+  for (int i = 0; i < 4; ++i) g.push_back(static_cast<std::uint8_t>(size >> (8 * i)));
+  return g;
+}
+
+void put_le(bytes& b, std::uint64_t v, int n) {
+  for (int i = 0; i < n; ++i) b.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+}
+
+/// The issue's aliased-member bomb: `members` local headers, one after the other,
+/// whose extra fields stretch so that every member's data starts at the same offset:
+/// one shared DEFLATE stream of a .npy of `zeros_mib` MiB of zeros (valid CRC), which
+/// every member claims as its own under a different name.
+bytes aliased_npz_bomb(std::size_t members, std::size_t zeros_mib) {
+  const bytes npy = npy_with_header(
+      "{'descr': '|u1', 'fortran_order': False, 'shape': (" + std::to_string(zeros_mib * mib) + ",), }", {});
+  std::uint32_t crc = 0;
+  std::uint64_t size = 0;
+  const bytes stream = deflate_zeros(npy, zeros_mib, -15, crc, size);
+  const std::size_t lh = 30 + 5;  // local header with a 5-byte name "a.npy"
+  const std::size_t data_at = lh * members;
+  bytes z, cd;
+  for (std::size_t k = 0; k < members; ++k) {
+    const std::string name = std::string(1, static_cast<char>('a' + k)) + ".npy";
+    for (bytes* b : {&z, &cd}) {
+      put_le(*b, b == &z ? 0x04034b50u : 0x02014b50u, 4);
+      if (b == &cd) put_le(*b, 20, 2);
+      put_le(*b, 20, 2);
+      put_le(*b, 0, 2);
+      put_le(*b, 8, 2);  // DEFLATED
+      put_le(*b, 0, 2);
+      put_le(*b, 0x21, 2);
+      put_le(*b, crc, 4);
+      put_le(*b, stream.size(), 4);
+      put_le(*b, size, 4);
+      put_le(*b, name.size(), 2);
+      // The local extra field covers the following local headers.
+      put_le(*b, b == &z ? data_at - lh * (k + 1) : 0, 2);
+      if (b == &cd) {
+        put_le(*b, 0, 2);
+        put_le(*b, 0, 2);
+        put_le(*b, 0, 2);
+        put_le(*b, 0, 4);
+        put_le(*b, lh * k, 4);
+      }
+      b->insert(b->end(), name.begin(), name.end());
+    }
+  }
+  REQUIRE(z.size() == data_at);
+  z.insert(z.end(), stream.begin(), stream.end());
+  const std::size_t cd_offset = z.size();
+  z.insert(z.end(), cd.begin(), cd.end());
+  put_le(z, 0x06054b50u, 4);
+  put_le(z, 0, 2);
+  put_le(z, 0, 2);
+  put_le(z, members, 2);
+  put_le(z, members, 2);
+  put_le(z, cd.size(), 4);
+  put_le(z, cd_offset, 4);
+  put_le(z, 0, 2);
+  return z;
+}
+
+/// Run `f` in a child; expect a tinylarge error with `code` and a peak RSS within
+/// `budget_mib` of this process's RSS before the fork. Prints the figures.
+template <class F>
+void expect_bounded_failure(const char* what, tl::errc code, double budget_mib, F&& f) {
+  const double base = test_child::current_rss_mib();
+  const test_child::outcome o = test_child::run(std::forward<F>(f));
+  std::printf("  %-58s -> %-20s peak RSS %7.1f MiB (process before: %6.1f MiB, bound %6.1f MiB)\n", what,
+              o.how == test_child::outcome::tinylarge_error ? tl::to_string(o.code) : "NOT a tinylarge error",
+              o.peak_rss_mib, base, base + budget_mib);
+  INFO(what << ": " << o.what);
+  REQUIRE(o.how == test_child::outcome::tinylarge_error);
+  CHECK(o.code == code);
+  if (test_child::rss_meaningful) CHECK(o.peak_rss_mib <= base + budget_mib);
+}
+
+}  // namespace
+
+TEST_CASE("Hostile files: a 4 MB gzip'd IDX holding 4 GiB ends in too_large, in bounded memory",
+          "[data][idx][hostile]") {
+  // Valid IDX header: 4096 images of 1024 x 1024 = exactly 4 GiB declared.
+  bytes header = {0, 0, 8, 3};
+  put_be32(header, 4096);
+  put_be32(header, 1024);
+  put_be32(header, 1024);
+  std::uint32_t crc = 0;
+  std::uint64_t size = 0;
+  const bytes stream = deflate_zeros(header, 4096, -15, crc, size);  // sets crc and size
+  const bytes bomb = gzip_wrap(stream, crc, size);
+  std::printf("gzip IDX bomb: %.2f MB holding %.2f GiB\n", static_cast<double>(bomb.size()) / 1e6,
+              static_cast<double>(size) / double(1 << 30));
+  const std::string path = scratch("bomb-idx3-ubyte.gz"), labels = scratch("bomb-labels");
+  write_bytes(path, bomb);
+  write_bytes(labels, make_idx_labels(4096));
+
+  expect_bounded_failure("load_idx, default limits (cap 4 GiB, ratio 256)", tl::errc::too_large, 64.0,
+                         [&] { (void)tl::data::load_idx(path, labels); });
+  tl::data::idx_limits capped;
+  capped.max_bytes = 256 * mib;
+  capped.max_ratio = 0;  // the cap alone
+  expect_bounded_failure("load_idx, cap 256 MiB, no ratio", tl::errc::too_large, 256.0 + 64.0,
+                         [&] { (void)tl::data::load_idx(path, labels, capped); });
+  tl::data::idx_limits no_ratio;
+  no_ratio.max_ratio = 0;
+  no_ratio.max_bytes = std::size_t{1} << 31;  // 2 GiB: below the 4 GiB the header declares
+  expect_bounded_failure("load_idx, cap 2 GiB, no ratio", tl::errc::too_large, 64.0,
+                         [&] { (void)tl::data::load_idx(path, labels, no_ratio); });
+}
+
+TEST_CASE("Hostile files: gunzip holds no slack; the limit is exact", "[io][gzip][hostile]") {
+  std::uint32_t crc = 0;
+  std::uint64_t size = 0;
+  const bytes stream = deflate_zeros({1, 2, 3}, 200, -15, crc, size);  // sets crc and size
+  const bytes g = gzip_wrap(stream, crc, size);
+  // Exactly the size: accepted; one byte less: too_large.
+  {
+    bytes out;
+    const tl::status st = tl::io::gunzip(g, out, size);
+    INFO(st.message);
+    REQUIRE(st.ok());
+    CHECK(out.size() == size);
+    CHECK(out[0] == 1);
+    CHECK(out.back() == 0);
+    CHECK(out.capacity() == size);  // allocated once, at the final size
+    CHECK(tl::io::gunzip(g, out, size - 1).code == tl::errc::too_large);
+  }
+  // Valid 200 MiB stream: peak = the output (+ the input), not 1.5-2x by doubling.
+  const double base = test_child::current_rss_mib();
+  const auto o = test_child::run([&] {
+    bytes out;
+    tl::raise_if_error(tl::io::gunzip(g, out, std::size_t{1} << 32));
+  });
+  std::printf("  gunzip of a valid 200 MiB stream: peak RSS %.1f MiB (process before %.1f MiB)\n", o.peak_rss_mib, base);
+  REQUIRE(o.how == test_child::outcome::returned);
+  if (test_child::rss_meaningful) CHECK(o.peak_rss_mib <= base + 200.0 + 16.0);
+  // Ratio budget: at most max_ratio x input, but never below the floor; the cap wins.
+  CHECK(tl::io::decompression_budget(1000, 1 << 30, 256, 1 << 26) == std::size_t{1} << 26);
+  CHECK(tl::io::decompression_budget(std::size_t{1} << 20, std::size_t{1} << 30, 256, 1 << 26) == std::size_t{1} << 28);
+  CHECK(tl::io::decompression_budget(std::size_t{1} << 30, 1000, 256, 1 << 26) == 1000);
+  CHECK(tl::io::decompression_budget(SIZE_MAX / 2, SIZE_MAX, 256, 0) == SIZE_MAX);
+  CHECK(tl::io::decompression_budget(5, 77, 0, 0) == 77);
+}
+
+TEST_CASE("Hostile files: aliased npz members sharing one 1 GiB stream end in too_large",
+          "[io][npz][hostile]") {
+  const bytes bomb = aliased_npz_bomb(15, 1024);
+  std::printf("aliased npz bomb: %.2f MB, 15 members each claiming the same 1 GiB\n",
+              static_cast<double>(bomb.size()) / 1e6);
+  const std::string path = scratch("aliased.npz");
+  write_bytes(path, bomb);
+  expect_bounded_failure("npz_archive::load, default limits (cap 16 GiB, ratio 256)", tl::errc::too_large, 64.0,
+                         [&] { (void)tl::io::npz_archive::load(path); });
+  tl::io::npy_limits capped;
+  capped.max_bytes = 512 * mib;
+  capped.max_ratio = 0;
+  expect_bounded_failure("npz_archive::load, cap 512 MiB, no ratio", tl::errc::too_large, 512.0 + 64.0,
+                         [&] { (void)tl::io::npz_archive::load(path, capped); });
+  // With both limits lifted, the aliasing itself is refused, before any inflation.
+  tl::io::npy_limits lifted;
+  lifted.max_ratio = 0;
+  lifted.max_bytes = SIZE_MAX;
+  expect_bounded_failure("npz_archive::load, no cap, no ratio: overlap check", tl::errc::corrupt, 64.0,
+                         [&] { (void)tl::io::npz_archive::load(path, lifted); });
+  std::vector<tl::io::zip_entry> entries;
+  const tl::status s = tl::io::parse_zip_directory(bomb, entries, lifted);
+  CHECK(s.code == tl::errc::corrupt);
+  CHECK(std::string(s.message).find("overlap") != std::string::npos);
+  // One member alone is a legitimate (if zero-filled) archive: 1 GiB from 1 MB is over
+  // the ratio by default and accepted when the user lifts it.
+  const bytes one = aliased_npz_bomb(1, 60);
+  CHECK(tl::io::parse_zip_directory(one, entries).ok());  // 60 MiB: within the ratio floor
+  const bytes big = aliased_npz_bomb(1, 1024);
+  CHECK(tl::io::parse_zip_directory(big, entries).code == tl::errc::too_large);
+  CHECK(tl::io::parse_zip_directory(big, entries, lifted).ok());
+}
+
+TEST_CASE("Hostile files: endless inputs stop at the cap; directories are io_errors",
+          "[data][io][hostile]") {
+  if (!tl::io::file_readable("/dev/zero")) {
+    WARN("no /dev/zero: endless-input checks skipped");
+    return;
+  }
+  tl::data::idx_limits il;
+  il.max_bytes = 128 * mib;
+  expect_bounded_failure("load_idx(/dev/zero), cap 128 MiB", tl::errc::too_large, 128.0 + 64.0,
+                         [&] { (void)tl::data::load_idx("/dev/zero", "/dev/zero", il); });
+  tl::io::npy_limits nl;
+  nl.max_bytes = 128 * mib;
+  expect_bounded_failure("load_npy(/dev/zero), cap 128 MiB", tl::errc::too_large, 128.0 + 64.0,
+                         [&] { (void)tl::io::load_npy("/dev/zero", nl); });
+  expect_bounded_failure("npz_archive::load(/dev/zero), cap 128 MiB", tl::errc::too_large, 128.0 + 64.0,
+                         [&] { (void)tl::io::npz_archive::load("/dev/zero", nl); });
+  expect_bounded_failure("read_file(/dev/zero, 100 MiB)", tl::errc::too_large, 100.0 + 64.0,
+                         [&] { (void)tl::io::read_file("/dev/zero", 100 * mib); });
+  // A pipe (size unknown) is read in chunks and joined once: its bytes come back intact.
+  {
+    const std::string fifo = scratch("fifo");
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    const pid_t writer = ::fork();
+    if (writer == 0) {
+      std::FILE* f = std::fopen(fifo.c_str(), "wb");
+      for (std::size_t i = 0; i < 3 * mib + 5; ++i) std::fputc(static_cast<int>(i % 251), f);
+      std::fclose(f);
+      ::_exit(0);
+    }
+    const bytes got = tl::io::read_file(fifo);
+    ::waitpid(writer, nullptr, 0);
+    REQUIRE(got.size() == 3 * mib + 5);
+    bool same = true;
+    for (std::size_t i = 0; i < got.size(); ++i) same = same && got[i] == i % 251;
+    CHECK(same);
+  }
+  const std::string dir = scratch("a_directory");
+  fs::create_directories(dir);
+  for (auto* load : {+[](const std::string& p) { (void)tl::io::read_file(p); },
+                     +[](const std::string& p) { (void)tl::io::load_npy(p); },
+                     +[](const std::string& p) { (void)tl::io::npz_archive::load(p); },
+                     +[](const std::string& p) { (void)tl::data::load_idx(p, p); }}) {
+    try {
+      load(dir);
+      FAIL("a directory was read");
+    } catch (const tl::io_error& e) {
+      CHECK(std::string(e.what()).find("directory") != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("Hostile files: write_file replaces atomically and syncs", "[io][hostile]") {
+  const std::string path = scratch("atomic.bin");
+  tl::io::write_file(path, bytes{1, 2, 3});
+  tl::io::write_file(path, bytes(5000, 9));
+  CHECK(tl::io::read_file(path) == bytes(5000, 9));
+  CHECK_FALSE(fs::exists(path + ".tmp"));
+  // Cannot create the temporary file: io_error, and the old file is untouched.
+  CHECK_THROWS_AS(tl::io::write_file(scratch("no/such/dir/x.bin"), bytes{1}), tl::io_error);
+  const std::string dir = scratch("is_a_dir");
+  fs::create_directories(dir);
+  CHECK_THROWS_AS(tl::io::write_file(dir, bytes{1}), tl::io_error);  // rename over a directory
+  CHECK_FALSE(fs::exists(dir + ".tmp"));
+  CHECK(fs::is_directory(dir));
+}
+
+TEST_CASE("Hostile files: FedAvg and split-server checkpoints holding NaN / Inf are not resumed from",
+          "[io][checkpoint][hostile]") {
+  const float nan = std::nanf(""), inf = std::numeric_limits<float>::infinity();
+  const std::string path = scratch("server.ck");
+  tl::server_checkpoint c;
+  c.rounds_completed = 3;
+  c.global = {1.0f, 2.0f, 3.0f};
+  c.state = {{0.5f, 0.5f, 0.5f}};
+  tl::save_server_checkpoint(path, c);
+  tl::server_checkpoint back;
+  REQUIRE(tl::load_server_checkpoint(path, back));
+  CHECK(back.global == c.global);
+  for (int where = 0; where < 2; ++where) {
+    tl::server_checkpoint bad = c;
+    (where == 0 ? bad.global[1] : bad.state[0][2]) = where == 0 ? nan : -inf;
+    tl::save_server_checkpoint(path, bad);  // CRC-valid
+    CHECK_THROWS_AS(tl::load_server_checkpoint(path, back), tl::numeric_error);
+  }
+  tl::split_checkpoint s;
+  s.device = {1.0f, 2.0f};
+  s.server = {3.0f};
+  s.copies.resize(1);
+  s.copies[0].vectors = {{0.25f}};
+  s.copies[0].steps = 2;
+  const std::string spath = scratch("split.ck");
+  tl::save_split_checkpoint(spath, s);
+  tl::split_checkpoint sb;
+  bool found = false;
+  REQUIRE(tl::read_split_checkpoint(spath, sb, found).ok());
+  CHECK((found && sb.device == s.device));
+  for (int where = 0; where < 3; ++where) {
+    tl::split_checkpoint bad = s;
+    (where == 0 ? bad.device[0] : where == 1 ? bad.server[0] : bad.copies[0].vectors[0][0]) = where == 1 ? inf : nan;
+    tl::save_split_checkpoint(spath, bad);
+    CHECK(tl::read_split_checkpoint(spath, sb, found).code == tl::errc::non_finite);
+  }
+  // An endless file stops at the largest frame the decoder accepts (64 MiB).
+  if (tl::io::file_readable("/dev/zero")) {
+    try {
+      (void)tl::load_server_checkpoint("/dev/zero", back);
+      FAIL("/dev/zero was read as a checkpoint");
+    } catch (const tl::format_error& e) {
+      CHECK(e.code() == tl::errc::too_large);
+    }
+  }
+}
+#endif  // TINYLARGE_HAS_EXCEPTIONS

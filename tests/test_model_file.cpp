@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "data/child_process.hpp"
 #include "fuzz/model_file_samples.hpp"
 #include "tinylarge/compress/c_export.hpp"
 #include "tinylarge/compress/kernels.hpp"
@@ -692,6 +693,37 @@ TEST_CASE("model file: oversized declared lengths fail before anything is alloca
   REQUIRE_THROWS_AS(c::model_file::from_bytes(S::small(), lim), tinylarge::format_error);
 #endif
 }
+
+#if TINYLARGE_HAS_EXCEPTIONS
+TEST_CASE("model file: endless inputs stop at max_file_bytes; directories are io_errors", "[model_file][hostile]") {
+  const auto dir = std::filesystem::temp_directory_path() / ("tinylarge_test_mf_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  // The file reader: a directory is an io_error naming it, not a stream exception.
+  try {
+    (void)c::load_model_file(dir.string());
+    FAIL("a directory was read as a model file");
+  } catch (const tinylarge::io_error& e) {
+    CHECK(std::string(e.what()).find("directory") != std::string::npos);
+  }
+  // Written atomically and read back.
+  const std::string path = (dir / "m.tlmf").string();
+  tinylarge::io::write_file(path, S::small());
+  CHECK(c::load_model_file(path).layer_count() == c::model_file::from_bytes(S::small()).layer_count());
+  CHECK_FALSE(std::filesystem::exists(path + ".tmp"));
+  std::filesystem::remove_all(dir);
+  if (!tinylarge::io::file_readable("/dev/zero")) return;
+  c::model_file_options opt;
+  opt.limits.max_file_bytes = std::size_t{96} << 20;
+  const double base = test_child::current_rss_mib();
+  const auto o = test_child::run([&] { (void)c::load_model_file("/dev/zero", opt); });
+  std::printf("  load_model_file(/dev/zero), cap 96 MiB -> %s, peak RSS %.1f MiB (process before %.1f MiB)\n",
+              tinylarge::to_string(o.code), o.peak_rss_mib, base);
+  INFO(o.what);
+  REQUIRE(o.how == test_child::outcome::tinylarge_error);
+  CHECK(o.code == errc::too_large);
+  if (test_child::rss_meaningful) CHECK(o.peak_rss_mib <= base + 96.0 + 64.0);
+}
+#endif
 
 // ---------------------------------------------------------------------------
 // C header export

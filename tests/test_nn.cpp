@@ -1,14 +1,23 @@
 // Tests of include/tinylarge/nn: compile-time shapes and sizes, gradients of
 // every layer against central finite differences, losses, optimizers,
 // learning, reproducibility, checkpoints, and int8 PTQ / QAT against fp32.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <map>
 #include <memory>
+#include <random>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -512,6 +521,159 @@ TEST_CASE("checkpoints round-trip and reject damaged or foreign files", "[nn][ch
   CHECK_THROWS_AS(nn::load_checkpoint("does/not/exist.bin", d), tl::io_error);
 #endif
 }
+
+#if TINYLARGE_HAS_EXCEPTIONS
+namespace {
+/// A scratch directory unique to this process.
+std::string nn_scratch(const std::string& name) {
+  const auto dir = std::filesystem::temp_directory_path() / ("tinylarge_test_nn_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  return (dir / name).string();
+}
+}  // namespace
+
+TEST_CASE("checkpoints: NaN / Inf refused unless allowed; directories and endless files are library errors",
+          "[nn][checkpoint][hostile]") {
+  using model = tl::sequential<tl::dense<6, 5>, tl::relu, tl::dense<5, 3>>;
+  nn::network<model> bad(7);
+  for (const float poison : {std::nanf(""), std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()}) {
+    bad.parameters()[11] = poison;
+    const auto bytes = nn::encode_checkpoint(bad);  // CRC-valid
+    nn::network<model> c(9);
+    const std::vector<float> before(c.parameters().begin(), c.parameters().end());
+    CHECK(nn::decode_checkpoint(bytes, c).code == tl::errc::non_finite);
+    CHECK(std::memcmp(before.data(), c.parameters().data(), 4 * model::param_count) == 0);  // untouched
+    REQUIRE(nn::decode_checkpoint(bytes, c, tl::non_finite_policy::allow).ok());
+    CHECK(std::memcmp(&c.parameters()[11], &poison, 4) == 0);
+    const std::string path = nn_scratch("poisoned.ck");
+    nn::save_checkpoint(path, bad);
+    CHECK_THROWS_AS(nn::load_checkpoint(path, c), tl::numeric_error);
+    CHECK_NOTHROW(nn::load_checkpoint(path, c, tl::non_finite_policy::allow));
+  }
+  nn::network<model> d(1);
+  const std::string dir = nn_scratch("a_directory");
+  std::filesystem::create_directories(dir);
+  try {
+    nn::load_checkpoint(dir, d);
+    FAIL("a directory loaded as a checkpoint");
+  } catch (const tl::io_error& e) {
+    CHECK(std::string(e.what()).find("directory") != std::string::npos);
+  }
+  CHECK_THROWS_AS(nn::load_npz(dir, d), tl::io_error);
+  if (tl::io::file_readable("/dev/zero")) {
+    try {
+      nn::load_checkpoint("/dev/zero", d);  // refused after one byte more than a checkpoint
+      FAIL("/dev/zero loaded as a checkpoint");
+    } catch (const tl::format_error& e) {
+      CHECK(e.code() == tl::errc::too_large);
+    }
+  }
+}
+
+TEST_CASE("load_npz refuses NaN, Inf and float64 values beyond float, unless allowed", "[nn][npz][hostile]") {
+  using model = tl::sequential<tl::dense<4, 3>, tl::relu, tl::dense<3, 2>>;
+  nn::network<model> a(3);
+  const auto sd = nn::to_state_dict(a);
+  const std::string path = nn_scratch("poisoned.npz");
+  auto check_refused = [&](const char* what) {
+    INFO(what);
+    nn::network<model> b(4);
+    const std::vector<float> before(b.parameters().begin(), b.parameters().end());
+    try {
+      nn::load_npz(path, b);
+      FAIL("non-finite parameters were loaded");
+    } catch (const tl::numeric_error& e) {
+      CHECK(e.code() == tl::errc::non_finite);
+      CHECK(std::string(e.what()).find("'2.bias'") != std::string::npos);
+    }
+    CHECK(std::memcmp(before.data(), b.parameters().data(), 4 * model::param_count) == 0);  // untouched
+    CHECK_NOTHROW(nn::load_npz(path, b, tl::non_finite_policy::allow));
+    CHECK_FALSE(std::isfinite(b.biases<2>()[1]));
+  };
+  for (const float poison : {std::nanf(""), std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity()}) {
+    auto p = sd;
+    p.at("2.bias").data[1] = poison;
+    tl::io::save_npz(path, p);
+    check_refused("float32 NaN / Inf");
+  }
+  // float64 1e300 converts to +Inf in float: refused as well.
+  std::map<std::string, tl::io::basic_npy_array<double>> d;
+  for (const auto& [name, arr] : sd) d[name] = {arr.shape, std::vector<double>(arr.data.begin(), arr.data.end())};
+  d.at("2.bias").data[1] = 1e300;
+  tl::io::save_npz(path, d);
+  check_refused("float64 1e300");
+  // The clean file still loads.
+  tl::io::save_npz(path, sd);
+  nn::network<model> c(5);
+  nn::load_npz(path, c);
+  CHECK(std::memcmp(a.parameters().data(), c.parameters().data(), 4 * model::param_count) == 0);
+}
+
+TEST_CASE("kill -9 during save_checkpoint never loses the previous checkpoint (20 trials)",
+          "[nn][checkpoint][hostile]") {
+  using model = lenet_300_100;  // 266 610 parameters: a 1 MB file
+  const std::string path = nn_scratch("killed.ck");
+  auto fill = [](nn::network<model>& n, float v) { std::fill(n.parameters().begin(), n.parameters().end(), v); };
+  // Time one save, so that the kills fall over several saves (encode, write, fsync,
+  // rename, directory fsync) whatever the disk's speed.
+  long save_us = 0;
+  {
+    auto first = std::make_unique<nn::network<model>>(1);
+    fill(*first, -1.0f);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < 3; ++i) nn::save_checkpoint(path, *first);
+    save_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count() / 3;
+  }
+  std::mt19937 gen(20261204);
+  std::uniform_int_distribution<long> delay_us(0, 4 * save_us + 1000);
+  float previous = -1.0f;
+  int stale_tmp = 0, advanced = 0;
+  long saves = 0;
+  for (int trial = 0; trial < 20; ++trial) {
+    const float base = static_cast<float>(trial * 100000);
+    int ready[2];
+    REQUIRE(::pipe(ready) == 0);
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {  // saves value base + 1, base + 2, ... until killed
+      auto c = std::make_unique<nn::network<model>>(1);
+      [[maybe_unused]] const auto n = ::write(ready[1], "r", 1);
+      for (int i = 1;; ++i) {
+        fill(*c, base + static_cast<float>(i));
+        nn::save_checkpoint(path, *c);
+      }
+    }
+    char r = 0;
+    ::close(ready[1]);
+    REQUIRE(::read(ready[0], &r, 1) == 1);  // the child is about to save
+    ::close(ready[0]);
+    ::usleep(static_cast<useconds_t>(delay_us(gen)));
+    ::kill(pid, SIGKILL);
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    REQUIRE(WIFSIGNALED(st));
+    if (std::filesystem::exists(path + ".tmp")) ++stale_tmp;  // killed during a write
+    auto back = std::make_unique<nn::network<model>>(2);
+    INFO("trial " << trial);
+    REQUIRE_NOTHROW(nn::load_checkpoint(path, *back));  // a complete, CRC-valid checkpoint
+    const float v = back->parameters()[0];
+    bool uniform = true;
+    for (const float x : back->parameters()) uniform = uniform && x == v;
+    CHECK(uniform);  // one save's values, not a mix
+    // Either the previous trial's last checkpoint or one written in this trial.
+    CHECK((v == previous || (v > base && v < base + 100000.0f)));
+    if (v != previous) {
+      ++advanced;
+      saves += static_cast<long>(v - base);
+    }
+    previous = v;
+  }
+  std::printf("kill -9 during save_checkpoint (one save: %ld us): 20/20 trials left a valid checkpoint; "
+              "%d killed mid-write (stale .tmp), %d advanced, %ld saves completed in all\n",
+              save_us, stale_tmp, advanced, saves);
+  std::filesystem::remove_all(std::filesystem::path(path).parent_path());
+}
+#endif
 
 TEST_CASE("state dicts in PyTorch layout round-trip, with NHWC/NCHW permutations", "[nn][npz]") {
   using model = tl::sequential<tl::input<4, 3, 2>, tl::conv2d<3, 2>, tl::relu, tl::flatten, tl::dense<18, 4>,

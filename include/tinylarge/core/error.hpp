@@ -16,7 +16,9 @@
 /// API turns a failed status into an exception with `raise_if_error`.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "config.hpp"
 
@@ -73,6 +75,23 @@ struct [[nodiscard]] status {
   constexpr bool ok() const noexcept { return code == errc::ok; }
   constexpr explicit operator bool() const noexcept { return ok(); }
 };
+
+/// What a parameter or checkpoint loader does with NaN / ±Inf values it
+/// reads: `reject` (the default everywhere) fails with `errc::non_finite`
+/// before anything is overwritten; `allow` loads them as they are (an
+/// explicit opt-in, e.g. to inspect a diverged run).
+enum class non_finite_policy : std::uint8_t { reject, allow };
+
+/// Index of the first NaN or ±Inf among `n` floats at `p`, or `n` when all
+/// are finite. Tests the exponent bits, so it holds under -ffast-math too.
+inline std::size_t first_non_finite(const float* p, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint32_t bits;
+    std::memcpy(&bits, p + i, sizeof bits);
+    if ((bits & 0x7F800000u) == 0x7F800000u) return i;
+  }
+  return n;
+}
 
 #if TINYLARGE_HAS_EXCEPTIONS
 /// Base of every exception thrown by tinylarge.

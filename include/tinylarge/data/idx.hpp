@@ -13,7 +13,9 @@
 /// Loading goes in three steps, each with its own error:
 ///  1. read the file (`tl::io_error` naming the file and the OS reason);
 ///  2. gunzip when the file starts with the gzip magic (`tl::format_error`:
-///     truncated, corrupt, too large);
+///     truncated, corrupt, too large — the output is bounded by
+///     `idx_limits::max_bytes` and by `idx_limits::max_ratio` × the file
+///     size, and a bomb is refused before anything is allocated);
 ///  3. parse and validate the IDX header with the non-throwing
 ///     `parse_idx_images` / `parse_idx_labels` of `idx_format.hpp`, check that
 ///     image and label counts agree, and only then allocate and convert.
@@ -111,18 +113,32 @@ inline std::vector<std::size_t> label_histogram(std::span<const std::uint8_t> la
 
 namespace detail {
 
-/// Read a file and gunzip it when it starts with the gzip magic.
-/// @throws tl::io_error (unreadable), tl::format_error (bad gzip).
+/// Read a file and gunzip it when it starts with the gzip magic. The
+/// decompressed size is bounded by `limits.max_bytes` plus the IDX header
+/// of `ndim` dimensions, and by `limits.max_ratio` × the file size
+/// (`io::decompression_budget`); the file read itself by the largest
+/// compressed file that can hold that much (`io::compressed_file_limit`).
+/// @throws tl::io_error (unreadable), tl::format_error (bad gzip, too large).
 inline std::vector<std::uint8_t> read_maybe_gzip(const std::string& path,
-                                                 const idx_limits& limits) {
-  std::vector<std::uint8_t> raw = io::read_file(path);
+                                                 const idx_limits& limits,
+                                                 std::size_t ndim = 3) {
+  const std::size_t header = 4 + 4 * ndim;
+  const std::size_t max_plain =
+      limits.max_bytes > SIZE_MAX - header ? SIZE_MAX : limits.max_bytes + header;
+  std::vector<std::uint8_t> raw = io::read_file(path, io::compressed_file_limit(max_plain));
   if (!io::is_gzip(raw)) return raw;
+  const std::size_t budget =
+      io::decompression_budget(raw.size(), max_plain, limits.max_ratio, limits.ratio_floor);
   std::vector<std::uint8_t> plain;
-  const status s =
-      io::gunzip(raw, plain, limits.max_bytes > SIZE_MAX - 64 ? SIZE_MAX : limits.max_bytes + 64);
-  if (!s.ok())
-    TINYLARGE_RAISE(s.code,
-                    "tinylarge: cannot decompress " + io::detail::quoted(path) + ": " + s.message);
+  const status s = io::gunzip(raw, plain, budget);
+  if (!s.ok()) {
+    std::string m = "tinylarge: cannot decompress " + io::detail::quoted(path) + ": " + s.message;
+    if (s.code == errc::too_large)
+      m += " (limit " + std::to_string(budget) + " bytes for a " + std::to_string(raw.size()) +
+           "-byte file: idx_limits::max_bytes " + std::to_string(limits.max_bytes) +
+           ", max_ratio " + std::to_string(limits.max_ratio) + ")";
+    TINYLARGE_RAISE(s.code, m);
+  }
   return plain;
 }
 
@@ -167,7 +183,7 @@ inline std::string idx_error_text(const std::string& path, const char* kind, sta
 inline dataset load_idx(const std::string& images_path, const std::string& labels_path,
                         const idx_limits& limits = {}) {
   const std::vector<std::uint8_t> ib = detail::read_maybe_gzip(images_path, limits);
-  const std::vector<std::uint8_t> lb = detail::read_maybe_gzip(labels_path, limits);
+  const std::vector<std::uint8_t> lb = detail::read_maybe_gzip(labels_path, limits, 1);
   dataset ds;
   idx_view iv, lv;
   const status s = decode_idx(ib, lb, ds, limits, &iv, &lv);

@@ -39,9 +39,15 @@ struct idx_limits {
   std::size_t max_count = 100'000'000;  ///< samples per file
   std::size_t max_rows = 4096;          ///< image height
   std::size_t max_cols = 4096;          ///< image width
-  /// Largest payload (count·rows·cols bytes), and the largest decompressed
-  /// size accepted from a gzip file.
+  /// Largest payload (count·rows·cols bytes). A gzip file may decompress to
+  /// at most this plus the IDX header (8 or 16 bytes); a raw file is refused
+  /// when it is larger than that, before it is read.
   std::size_t max_bytes = sizeof(std::size_t) > 4 ? std::size_t(std::uint64_t{1} << 32) : SIZE_MAX;
+  /// A gzip file may decompress to at most `max_ratio` times its own size
+  /// (0: no ratio limit) ...
+  std::size_t max_ratio = 256;
+  /// ... unless the output is at most `ratio_floor` bytes (64 MiB).
+  std::size_t ratio_floor = std::size_t{1} << 26;
 };
 
 /// IDX magic number of an image file (unsigned bytes, 3 dimensions).

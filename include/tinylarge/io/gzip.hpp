@@ -5,7 +5,8 @@
 /// `std::bad_alloc` from the output vector): compressed input is untrusted, so
 /// every failure — truncated stream, corrupt data, wrong CRC, trailing
 /// garbage, output larger than the caller's limit (a "zip bomb") — is an error
-/// code with a static message.
+/// code with a static message. `decompression_budget` computes the limit the
+/// readers use: a size cap and a ratio to the compressed size.
 ///
 /// Host profile only (links zlib, uses `std::vector`).
 #pragma once
@@ -60,54 +61,70 @@ inline uInt clamp_uint(std::size_t n) noexcept {
 
 }  // namespace detail
 
-/// Decompress a gzip stream (RFC 1952), including several concatenated
-/// members as `gzip -c a b` produces.
-///
-/// @param in         the compressed bytes (untrusted)
-/// @param out        receives the decompressed bytes (replaced)
-/// @param max_output refuse output larger than this many bytes
-/// @return `corrupt` (not gzip, bad deflate data, CRC-32 or length trailer
-///         mismatch, trailing garbage), `truncated` (stream ends early),
-///         `too_large` (output exceeds `max_output`) or success.
-[[nodiscard]] inline status gunzip(std::span<const std::uint8_t> in, std::vector<std::uint8_t>& out,
-                                   std::size_t max_output) {
-  out.clear();
-  TINYLARGE_CHECK(is_gzip(in), errc::corrupt, "not a gzip stream (missing magic number 1f 8b)");
-  // The trailer's ISIZE (size mod 2^32) is only a hint for the first
-  // allocation; it is untrusted and bounded by max_output.
-  if (in.size() >= 18) {
-    const std::size_t n = in.size();
-    const std::uint32_t isize =
-        static_cast<std::uint32_t>(in[n - 4]) | static_cast<std::uint32_t>(in[n - 3]) << 8 |
-        static_cast<std::uint32_t>(in[n - 2]) << 16 | static_cast<std::uint32_t>(in[n - 1]) << 24;
-    // DEFLATE expands at most ~1032:1, so a larger claim is not believed.
-    const std::size_t plausible = in.size() > SIZE_MAX / 1032 ? SIZE_MAX : in.size() * 1032;
-    out.reserve(std::min({std::size_t{isize}, max_output, plausible}));
-  }
-  detail::inflater inf(15 + 16);
+/// Default of the `max_ratio` limits (`idx_limits`, `npy_limits`): at most
+/// 256 bytes of output per compressed input byte. Real data sets and weights
+/// compress 1.1–10:1; DEFLATE's ceiling is 1032:1, reached only by runs of
+/// one byte value, as decompression bombs are built.
+inline constexpr std::size_t default_max_ratio = 256;
+/// Default of the `ratio_floor` limits: outputs up to 64 MiB are exempt from
+/// the ratio (a small file of zeros is harmless).
+inline constexpr std::size_t default_ratio_floor = std::size_t{1} << 26;
+
+/// The most bytes a decompressor may produce from `compressed` input bytes:
+/// at most `max_bytes`, and at most `max_ratio` × `compressed` unless that is
+/// below `ratio_floor` (then `ratio_floor`). `max_ratio` = 0 disables the
+/// ratio. Saturates instead of overflowing.
+constexpr std::size_t decompression_budget(std::size_t compressed, std::size_t max_bytes,
+                                           std::size_t max_ratio,
+                                           std::size_t ratio_floor) noexcept {
+  if (max_ratio == 0) return max_bytes;
+  const std::size_t by_ratio =
+      compressed > SIZE_MAX / max_ratio ? SIZE_MAX : compressed * max_ratio;
+  return std::min(max_bytes, std::max(by_ratio, ratio_floor));
+}
+
+/// Largest compressed file worth reading for at most `max_output` bytes of
+/// decompressed content: DEFLATE's worst-case expansion of incompressible
+/// data (5 bytes per 64 KiB block) plus 16 MiB for container headers (gzip
+/// name and extra fields, ZIP local headers and central directory).
+constexpr std::size_t compressed_file_limit(std::size_t max_output) noexcept {
+  const std::size_t slack = max_output / 1024 + (std::size_t{1} << 24);
+  return max_output > SIZE_MAX - slack ? SIZE_MAX : max_output + slack;
+}
+
+namespace detail {
+
+/// One inflation of a (possibly multi-member) gzip stream. With `dst` null
+/// the output is counted, not kept (into a small scratch buffer); otherwise
+/// it is written to `dst`, which has room for `limit` bytes. More than
+/// `limit` bytes of output is `too_large`.
+[[nodiscard]] inline status gunzip_pass(std::span<const std::uint8_t> in, std::uint8_t* dst,
+                                        std::size_t limit, std::size_t& produced) {
+  produced = 0;
+  inflater inf(15 + 16);
   TINYLARGE_CHECK(inf.ok(), errc::io_error, "zlib inflateInit2 failed (out of memory?)");
   z_stream& z = inf.stream();
   std::size_t consumed = 0;  // input bytes consumed so far
-  std::size_t produced = 0;  // output bytes produced so far
+  std::uint8_t scratch[std::size_t{1} << 14];
   std::uint8_t spare = 0;    // one byte of room past the limit detects overflow
   for (;;) {
-    if (produced == out.size() && out.size() < max_output) {
-      const std::size_t grow = std::max<std::size_t>(out.size(), std::size_t{1} << 16);
-      out.resize(out.size() + std::min(max_output - out.size(), grow));
-    }
     // At the limit, inflate into the spare byte: the stream may still end
     // (its trailer needs no output space); any further output is too much.
-    const bool at_limit = produced == out.size();
+    const std::size_t room = limit - produced;
+    const bool at_limit = room == 0;
+    std::uint8_t* out = at_limit ? &spare : dst != nullptr ? dst + produced : scratch;
+    const std::size_t avail = at_limit ? 1 : dst != nullptr ? room : std::min(room, sizeof scratch);
     z.next_in = const_cast<Bytef*>(in.data() + consumed);
-    z.avail_in = detail::clamp_uint(in.size() - consumed);
-    z.next_out = at_limit ? &spare : out.data() + produced;
-    z.avail_out = at_limit ? 1u : detail::clamp_uint(out.size() - produced);
+    z.avail_in = clamp_uint(in.size() - consumed);
+    z.next_out = out;
+    z.avail_out = clamp_uint(avail);
     const uInt avail_in = z.avail_in, avail_out = z.avail_out;
     const int rc = inflate(&z, Z_NO_FLUSH);
     consumed += avail_in - z.avail_in;
     const std::size_t step = avail_out - z.avail_out;
     TINYLARGE_CHECK(!(at_limit && step > 0), errc::too_large,
-                    "gzip stream decompresses to more bytes than the configured limit");
+                    "gzip stream decompresses to more bytes than the configured limit "
+                    "(the size cap, or the ratio to the compressed size)");
     produced += step;
     if (rc == Z_STREAM_END) {
       if (consumed == in.size()) break;
@@ -129,7 +146,38 @@ inline uInt clamp_uint(std::size_t n) noexcept {
     TINYLARGE_CHECK(avail_in != z.avail_in || step > 0, errc::corrupt,
                     "zlib inflate made no progress");
   }
-  out.resize(produced);
+  return status::success();
+}
+
+}  // namespace detail
+
+/// Decompress a gzip stream (RFC 1952), including several concatenated
+/// members as `gzip -c a b` produces.
+///
+/// Memory: the stream is inflated twice — first only counting its output
+/// (stopping with `too_large` as soon as it passes `max_output`, having
+/// allocated nothing), then into a buffer allocated once at the exact size.
+/// A decompression bomb therefore costs CPU time up to `max_output` bytes of
+/// inflation but no memory, and a valid stream holds no slack: the peak is
+/// the input plus the output. (Callers bound `max_output` by a cap and a
+/// ratio to the input size with `decompression_budget`.)
+///
+/// @param in         the compressed bytes (untrusted)
+/// @param out        receives the decompressed bytes (replaced)
+/// @param max_output refuse output larger than this many bytes
+/// @return `corrupt` (not gzip, bad deflate data, CRC-32 or length trailer
+///         mismatch, trailing garbage), `truncated` (stream ends early),
+///         `too_large` (output exceeds `max_output`) or success.
+[[nodiscard]] inline status gunzip(std::span<const std::uint8_t> in, std::vector<std::uint8_t>& out,
+                                   std::size_t max_output) {
+  out.clear();
+  TINYLARGE_CHECK(is_gzip(in), errc::corrupt, "not a gzip stream (missing magic number 1f 8b)");
+  std::size_t size = 0;
+  TINYLARGE_TRY(detail::gunzip_pass(in, nullptr, max_output, size));
+  out.resize(size);
+  std::size_t again = 0;
+  TINYLARGE_TRY(detail::gunzip_pass(in, out.data(), size, again));
+  TINYLARGE_CHECK(again == size, errc::corrupt, "gzip stream inflated to two different sizes");
   return status::success();
 }
 

@@ -179,19 +179,15 @@ std::vector<std::uint8_t> encode_npy(std::span<const std::size_t> shape, std::sp
   constexpr std::size_t preamble = 10;
   std::size_t hlen = dict.size() + 1;
   hlen += (64 - (preamble + hlen) % 64) % 64;
-  std::vector<std::uint8_t> out;
   const std::size_t size = sizeof(T);
-  out.reserve(preamble + hlen + count * size);
-  const std::uint8_t magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
-  out.insert(out.end(), magic, magic + 6);
-  out.push_back(1);  // version 1.0
-  out.push_back(0);
-  out.push_back(static_cast<std::uint8_t>(hlen));
-  out.push_back(static_cast<std::uint8_t>(hlen >> 8));
-  out.insert(out.end(), dict.begin(), dict.end());
-  out.resize(preamble + hlen - 1, ' ');
-  out.push_back('\n');
-  out.resize(preamble + hlen + count * size);
+  // One allocation at the final size; the header dict is padded with spaces.
+  std::vector<std::uint8_t> out(preamble + hlen + count * size, ' ');
+  const std::uint8_t preamble_bytes[preamble] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,  // magic, version 1.0
+                                                 static_cast<std::uint8_t>(hlen),
+                                                 static_cast<std::uint8_t>(hlen >> 8)};
+  std::memcpy(out.data(), preamble_bytes, preamble);
+  std::memcpy(out.data() + preamble, dict.data(), dict.size());
+  out[preamble + hlen - 1] = '\n';
   std::uint8_t* p = out.data() + preamble + hlen;
   using U = typename detail::npy_uint_of_size<sizeof(T)>::type;
   for (std::size_t i = 0; i < count; ++i) {
@@ -228,7 +224,11 @@ void save_npy(const std::string& path, const basic_npy_array<T>& a) {
 ///         message names the file.
 template <npy_element T = float>
 basic_npy_array<T> load_npy(const std::string& path, const npy_limits& limits = {}) {
-  const std::vector<std::uint8_t> bytes = read_file(path);
+  // Preamble (at most 12 bytes), header and data: a larger file (or an
+  // endless one, such as /dev/zero) is refused before it fills memory.
+  const std::size_t meta = 12 + limits.max_header_bytes;
+  const std::vector<std::uint8_t> bytes =
+      read_file(path, limits.max_bytes > SIZE_MAX - meta ? SIZE_MAX : limits.max_bytes + meta);
   basic_npy_array<T> a;
   const status s = decode_npy(std::span<const std::uint8_t>(bytes), a, limits);
   if (!s.ok())

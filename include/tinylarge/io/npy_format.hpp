@@ -140,6 +140,11 @@ struct npy_limits {
   std::size_t max_bytes = sizeof(std::size_t) > 4 ? std::size_t(std::uint64_t{1} << 34) : SIZE_MAX;
   /// Most members of an .npz archive.
   std::size_t max_members = 65535;
+  /// The members of an .npz may hold at most `max_ratio` times the archive's
+  /// size in total (0: no ratio limit) ...
+  std::size_t max_ratio = 256;
+  /// ... unless they hold at most `ratio_floor` bytes (64 MiB).
+  std::size_t ratio_floor = std::size_t{1} << 26;
 };
 
 /// A parsed `.npy` header and a view of the data that follows it.

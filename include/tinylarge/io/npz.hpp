@@ -22,11 +22,14 @@
 /// `force_zip64`), and data descriptors; it rejects encryption, other
 /// compression methods, multi-disk archives, members that are not `.npy`,
 /// duplicate names, out-of-range offsets and sizes, and CRC-32
-/// mismatches. Every size is checked against the file and `npy_limits` before
-/// anything is allocated; a DEFLATED member may not declare more than DEFLATE's
-/// maximum ratio (1032:1) allows.
+/// mismatches, and members that overlap or share data (zip bombs). Every size
+/// is checked against the file and `npy_limits` before anything is
+/// allocated: the members' total against `max_bytes` and against
+/// `max_ratio` × the archive's size, and a DEFLATED member may not declare
+/// more than DEFLATE's maximum ratio (1032:1) allows.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -53,6 +56,7 @@ struct zip_entry {
   std::uint64_t compressed = 0;   ///< compressed size in bytes
   std::uint64_t size = 0;         ///< uncompressed size in bytes
   std::uint64_t data_offset = 0;  ///< offset of the member's data in the archive
+  std::uint64_t local_offset = 0; ///< offset of the member's local header
 };
 
 namespace detail {
@@ -93,7 +97,10 @@ constexpr bool in_bounds(std::uint64_t off, std::uint64_t len, std::uint64_t siz
 ///
 /// Fills `out` with one entry per member, each validated: its local header
 /// exists and agrees with the central record, and its data lies inside the
-/// archive before the central directory.
+/// archive before the central directory. The members' declared sizes
+/// together may not exceed `limits.max_bytes` nor the ratio budget
+/// (`decompression_budget` of the archive's size; `too_large`), and no two
+/// members may overlap or share bytes (`corrupt`).
 [[nodiscard]] inline status parse_zip_directory(std::span<const std::uint8_t> zip,
                                                 std::vector<zip_entry>& out,
                                                 const npy_limits& limits = {}) {
@@ -141,6 +148,8 @@ constexpr bool in_bounds(std::uint64_t off, std::uint64_t len, std::uint64_t siz
   TINYLARGE_CHECK(cd_size >= entries * 46, errc::corrupt,
                   "ZIP central directory is too small for its entry count");
   out.reserve(static_cast<std::size_t>(entries));
+  const std::size_t budget =
+      decompression_budget(n, limits.max_bytes, limits.max_ratio, limits.ratio_floor);
   std::uint64_t p = cd_offset;
   const std::uint64_t cd_end = cd_offset + cd_size;
   std::uint64_t total = 0;
@@ -195,6 +204,9 @@ constexpr bool in_bounds(std::uint64_t off, std::uint64_t len, std::uint64_t siz
     TINYLARGE_CHECK(z.size <= limits.max_bytes && total <= limits.max_bytes - z.size,
                     errc::too_large,
                     "ZIP members are larger than the configured limit (npy_limits::max_bytes)");
+    TINYLARGE_CHECK(total + z.size <= budget, errc::too_large,
+                    "ZIP members decompress to more than npy_limits::max_ratio times the "
+                    "archive's size (a decompression bomb?)");
     total += z.size;
     // The local header repeats the name and may carry its own extra field.
     TINYLARGE_CHECK(in_bounds(local, 30, cd_offset), errc::corrupt,
@@ -208,12 +220,23 @@ constexpr bool in_bounds(std::uint64_t off, std::uint64_t len, std::uint64_t siz
                     errc::corrupt, "ZIP local header and central directory disagree on the name");
     TINYLARGE_CHECK(le16(lh + 8) == z.method, errc::corrupt,
                     "ZIP local header and central directory disagree on the method");
+    z.local_offset = local;
     z.data_offset = local + 30 + lname + lextra;
     TINYLARGE_CHECK(in_bounds(z.data_offset, z.compressed, cd_offset), errc::truncated,
                     "ZIP member's data extends past the start of the central directory");
     out.push_back(std::move(z));
     p += 46 + name_len + extra_len + comment_len;
   }
+  // Each member (local header through the end of its data) must occupy its
+  // own bytes: overlapping or aliased members are how small archives claim
+  // huge contents (several headers sharing one deflate stream).
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> spans;  // [local header, end of data)
+  spans.reserve(out.size());
+  for (const zip_entry& e : out) spans.emplace_back(e.local_offset, e.data_offset + e.compressed);
+  std::sort(spans.begin(), spans.end());
+  for (std::size_t i = 1; i < spans.size(); ++i)
+    TINYLARGE_CHECK(spans[i].first >= spans[i - 1].second, errc::corrupt,
+                    "ZIP members overlap or share their data (a zip-bomb construction)");
   return status::success();
 }
 
@@ -269,7 +292,7 @@ class npz_archive {
   /// @throws tl::io_error, tl::format_error (the message names the file and
   ///         the member at fault).
   static npz_archive load(const std::string& path, const npy_limits& limits = {}) {
-    const std::vector<std::uint8_t> bytes = read_file(path);
+    const std::vector<std::uint8_t> bytes = read_file(path, compressed_file_limit(limits.max_bytes));
     npz_archive a;
     std::string member;
     const status s = decode(bytes, a, limits, &member);

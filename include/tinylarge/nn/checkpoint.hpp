@@ -23,14 +23,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <fstream>
-#include <iterator>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "../core/crc32.hpp"
 #include "../core/error.hpp"
+#include "../io/file.hpp"
 #include "network.hpp"
 
 namespace tinylarge::nn {
@@ -72,8 +71,12 @@ std::vector<std::uint8_t> encode_checkpoint(const network<Model, S>& net) {
 }
 
 /// Parse a checkpoint into `net`; `net` is untouched unless the result is ok.
+/// A parameter that is NaN or ±Inf is `errc::non_finite` unless `policy` is
+/// `non_finite_policy::allow` (a CRC protects against damage, not against a
+/// diverged run saved faithfully).
 template <class Model, class S>
-status decode_checkpoint(std::span<const std::uint8_t> in, network<Model, S>& net) noexcept {
+status decode_checkpoint(std::span<const std::uint8_t> in, network<Model, S>& net,
+                         non_finite_policy policy = non_finite_policy::reject) noexcept {
   constexpr std::size_t header = 20 + Model::size;
   constexpr std::size_t expected = header + 4 * Model::param_count + 4;
   TINYLARGE_CHECK(in.size() >= 8, errc::truncated, "checkpoint: shorter than its header");
@@ -92,6 +95,14 @@ status decode_checkpoint(std::span<const std::uint8_t> in, network<Model, S>& ne
   TINYLARGE_CHECK(in.size() == expected, errc::corrupt, "checkpoint: trailing bytes after the checksum");
   TINYLARGE_CHECK(tinylarge::crc32(in.data(), expected - 4) == detail::get_le(in.data() + expected - 4, 4),
                   errc::checksum_mismatch, "checkpoint: CRC-32 mismatch (file damaged)");
+  if (policy == non_finite_policy::reject) {
+    for (std::size_t i = 0; i < Model::param_count; ++i) {
+      const auto bits = static_cast<std::uint32_t>(detail::get_le(in.data() + header + 4 * i, 4));
+      TINYLARGE_CHECK((bits & 0x7F800000u) != 0x7F800000u, errc::non_finite,
+                      "checkpoint: a parameter is NaN or infinite (load with non_finite_policy::allow "
+                      "to inspect it)");
+    }
+  }
   float* p = net.parameters().data();
   for (std::size_t i = 0; i < Model::param_count; ++i) {
     const auto bits = static_cast<std::uint32_t>(detail::get_le(in.data() + header + 4 * i, 4));
@@ -100,24 +111,29 @@ status decode_checkpoint(std::span<const std::uint8_t> in, network<Model, S>& ne
   return status::success();
 }
 
-/// Write a checkpoint file. @throws tl::io_error naming the file
+/// Write a checkpoint file atomically and durably (`io::write_file`: a
+/// temporary file in the same directory, fsync, rename, fsync of the
+/// directory), so that a crash or `kill -9` at any moment leaves the previous
+/// checkpoint or the new one at `path`, never a partial file.
+/// @throws tl::io_error naming the file
 template <class Model, class S>
 void save_checkpoint(const std::string& path, const network<Model, S>& net) {
-  const std::vector<std::uint8_t> bytes = encode_checkpoint(net);
-  std::ofstream f(path, std::ios::binary);
-  if (f) f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  if (!f) TINYLARGE_RAISE(errc::io_error, "tinylarge: cannot write checkpoint '" + path + "'");
+  io::write_file(path, encode_checkpoint(net));
 }
 
-/// Read a checkpoint file into `net`.
-/// @throws tl::io_error when unreadable, tl::format_error / tl::shape_error
-///         when malformed or from another model (the message names the file)
+/// Read a checkpoint file into `net` (`net` is untouched unless it succeeds).
+/// @param policy  NaN / ±Inf parameters are refused unless `allow`
+/// @throws tl::io_error when unreadable (also: a directory),
+///         tl::format_error / tl::shape_error when malformed or from another
+///         model, tl::numeric_error on non-finite parameters (the message
+///         names the file)
 template <class Model, class S>
-void load_checkpoint(const std::string& path, network<Model, S>& net) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) TINYLARGE_RAISE(errc::io_error, "tinylarge: cannot open checkpoint '" + path + "'");
-  const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  const status s = decode_checkpoint(bytes, net);
+void load_checkpoint(const std::string& path, network<Model, S>& net,
+                     non_finite_policy policy = non_finite_policy::reject) {
+  // One byte more than a valid checkpoint: a longer file is refused unread.
+  constexpr std::size_t expected = 20 + Model::size + 4 * Model::param_count + 4;
+  const std::vector<std::uint8_t> bytes = io::read_file(path, expected + 1);
+  const status s = decode_checkpoint(bytes, net, policy);
   if (!s.ok()) TINYLARGE_RAISE(s.code, "tinylarge: '" + path + "': " + s.message);
 }
 

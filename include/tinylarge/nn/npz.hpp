@@ -105,28 +105,51 @@ std::map<std::string, io::npy_array> to_state_dict(const network<Model, S>& net)
   return out;
 }
 
-/// Load named arrays in PyTorch's layout into `net`.
+/// Load named arrays in PyTorch's layout into `net`. Every array is checked
+/// (present, shape, finite values) before any parameter is written, so `net`
+/// is untouched when this throws.
+/// @param policy  NaN / ±Inf values are refused unless `non_finite_policy::allow`
 /// @throws tl::invalid_argument when an array is missing, tl::shape_error
-///         when a shape differs (the message names the array)
+///         when a shape differs, tl::numeric_error when a value is NaN or
+///         ±Inf (the message names the array and the index)
 template <class Model, class S>
-void from_state_dict(const std::map<std::string, io::npy_array>& arrays, network<Model, S>& net) {
+void from_state_dict(const std::map<std::string, io::npy_array>& arrays, network<Model, S>& net,
+                     non_finite_policy policy = non_finite_policy::reject) {
+  const auto find = [&]<std::size_t I>(const std::string& name, std::vector<std::size_t> want) -> const io::npy_array& {
+    using L [[maybe_unused]] = typename Model::template layer<I>;  // for the messages
+    const auto it = arrays.find(name);
+    TINYLARGE_REQUIRE(it != arrays.end(), errc::invalid_argument,
+                      "tinylarge: state dict has no '" + name + "' for layer " + std::to_string(I) + " (" +
+                          L::name() + ")");
+    TINYLARGE_REQUIRE(it->second.shape == want, errc::shape_mismatch,
+                      "tinylarge: array '" + name + "' has the wrong shape for layer " + std::to_string(I) + " (" +
+                          L::name() + ")");
+    const std::size_t bad = first_non_finite(it->second.data.data(), it->second.data.size());
+    TINYLARGE_REQUIRE(policy == non_finite_policy::allow || bad == it->second.data.size(), errc::non_finite,
+                      "tinylarge: array '" + name + "' holds a NaN or infinite value at flat index " +
+                          std::to_string(bad) +
+                          " (a float64 beyond the float range becomes infinite); refused — pass "
+                          "non_finite_policy::allow to load it anyway");
+    return it->second;
+  };
+  // Validate every array first, then write.
   Model::for_each_layer([&]<std::size_t I>() {
     using L = typename Model::template layer<I>;
     if constexpr (has_weights(L::kind)) {
-      const std::string wn = std::to_string(I) + ".weight", bn = std::to_string(I) + ".bias";
-      const auto w = arrays.find(wn), b = arrays.find(bn);
-      TINYLARGE_REQUIRE(w != arrays.end() && b != arrays.end(), errc::invalid_argument,
-                        "tinylarge: state dict has no '" + (w == arrays.end() ? wn : bn) + "' for layer " +
-                            std::to_string(I) + " (" + L::name() + ")");
-      TINYLARGE_REQUIRE((w->second.shape == detail::torch_weight_shape<Model, I>()), errc::shape_mismatch,
-                        "tinylarge: array '" + wn + "' has the wrong shape for layer " + std::to_string(I) + " (" +
-                            L::name() + ")");
-      TINYLARGE_REQUIRE(b->second.shape == std::vector<std::size_t>{L::bias_count}, errc::shape_mismatch,
-                        "tinylarge: array '" + bn + "' has the wrong shape for layer " + std::to_string(I));
+      (void)find.template operator()<I>(std::to_string(I) + ".weight", detail::torch_weight_shape<Model, I>());
+      (void)find.template operator()<I>(std::to_string(I) + ".bias", {L::bias_count});
+    }
+  });
+  Model::for_each_layer([&]<std::size_t I>() {
+    using L = typename Model::template layer<I>;
+    if constexpr (has_weights(L::kind)) {
+      const io::npy_array& w =
+          find.template operator()<I>(std::to_string(I) + ".weight", detail::torch_weight_shape<Model, I>());
+      const io::npy_array& b = find.template operator()<I>(std::to_string(I) + ".bias", {L::bias_count});
       auto dst = net.template weights<I>();
-      for (std::size_t i = 0; i < L::weight_count; ++i) dst[i] = w->second.data[detail::to_torch_index<Model, I>(i)];
+      for (std::size_t i = 0; i < L::weight_count; ++i) dst[i] = w.data[detail::to_torch_index<Model, I>(i)];
       auto db = net.template biases<I>();
-      for (std::size_t i = 0; i < L::bias_count; ++i) db[i] = b->second.data[i];
+      for (std::size_t i = 0; i < L::bias_count; ++i) db[i] = b.data[i];
     }
   });
 }
@@ -138,10 +161,15 @@ void save_npz(const std::string& path, const network<Model, S>& net) {
 }
 
 /// Read parameters from a `.npz` file written by `save_npz` or by NumPy from a
-/// PyTorch `state_dict`.
+/// PyTorch `state_dict`. The file is read under `limits` (size cap, ratio,
+/// members: see `io::npy_limits`); NaN / ±Inf values (float64 values beyond
+/// the float range included) are refused unless `policy` is `allow`, and
+/// `net` is untouched when this throws.
+/// @throws as `io::load_npz` and `from_state_dict`
 template <class Model, class S>
-void load_npz(const std::string& path, network<Model, S>& net) {
-  from_state_dict(io::load_npz(path), net);
+void load_npz(const std::string& path, network<Model, S>& net,
+              non_finite_policy policy = non_finite_policy::reject, const io::npy_limits& limits = {}) {
+  from_state_dict(io::load_npz(path, limits), net, policy);
 }
 
 }  // namespace tinylarge::nn

@@ -17,8 +17,10 @@
 ///     20+r    4·d       global parameters (fp32)
 ///     …       4·d·k     the policy's state vectors, in declaration order
 ///
-/// Written with `io::write_file` (temporary file + rename), so a crash during
-/// the write leaves the previous checkpoint intact.
+/// Written with `io::write_file` (temporary file, fsync, rename, fsync of the
+/// directory), so a crash or power loss during the write leaves the previous
+/// checkpoint intact. Loading refuses NaN / ±Inf parameters and states
+/// (`checkpoint_finite`).
 ///
 /// Supported aggregation states: stateless policies (fedavg, fedprox, the
 /// robust rules), `fedavgm` (momentum, rounds) and the FedOpt family (m, v,
@@ -168,14 +170,15 @@ template <class Decode>
   if (!found) return status::success();
 #if TINYLARGE_HAS_EXCEPTIONS
   try {
-    return decode(io::read_file(path));
+    // No larger than the largest frame the decoder accepts: /dev/zero stops there.
+    return decode(io::read_file(path, wire::frame_size(wire::wire_limits{}.max_payload_bytes)));
   } catch (const error& e) {
     return {e.code(), "cannot read the checkpoint file (a directory? unreadable? larger than 4 GiB?)"};
   } catch (const std::exception&) {
     return {errc::io_error, "cannot read the checkpoint file (a directory? out of memory?)"};
   }
 #else
-  return decode(io::read_file(path));  // without exceptions, errors end in on_fatal_error
+  return decode(io::read_file(path, wire::frame_size(wire::wire_limits{}.max_payload_bytes)));  // without exceptions, errors end in on_fatal_error
 #endif
 }
 /// Runs a checkpoint write (which throws on a full disk, a missing
@@ -262,7 +265,18 @@ inline std::vector<std::uint8_t> encode_server_checkpoint(const server_checkpoin
   return status::success();
 }
 
-/// Write `c` to `path` atomically (temporary file + rename).
+/// `non_finite` when the parameters or the policy state of `c` hold a NaN or
+/// ±Inf: a CRC-valid checkpoint of a diverged run is not resumed from.
+[[nodiscard]] inline status checkpoint_finite(const server_checkpoint& c) noexcept {
+  TINYLARGE_CHECK(first_non_finite(c.global.data(), c.global.size()) == c.global.size(), errc::non_finite,
+                  "checkpoint: the global parameters hold a NaN or infinite value");
+  for (const auto& v : c.state)
+    TINYLARGE_CHECK(first_non_finite(v.data(), v.size()) == v.size(), errc::non_finite,
+                    "checkpoint: the policy state holds a NaN or infinite value");
+  return status::success();
+}
+
+/// Write `c` to `path` atomically and durably (`io::write_file`).
 inline void save_server_checkpoint(const std::string& path, const server_checkpoint& c) {
   io::write_file(path, encode_server_checkpoint(c));
 }
@@ -272,7 +286,10 @@ inline void save_server_checkpoint(const std::string& path, const server_checkpo
 /// validation is an error status — never skipped.
 [[nodiscard]] inline status read_server_checkpoint(const std::string& path, server_checkpoint& c, bool& found) noexcept {
   return detail::read_checkpoint_file(
-      path, found, [&](const std::vector<std::uint8_t>& bytes) { return decode_server_checkpoint(bytes, c); });
+      path, found, [&](const std::vector<std::uint8_t>& bytes) {
+        const status s = decode_server_checkpoint(bytes, c);
+        return s.ok() ? checkpoint_finite(c) : s;
+      });
 }
 
 /// Load `path`; `false` when it does not exist. A file that exists but fails
@@ -460,7 +477,22 @@ inline std::vector<std::uint8_t> encode_split_checkpoint(const split_checkpoint&
   return status::success();
 }
 
-/// Write `c` to `path` atomically (temporary file + rename).
+/// `non_finite` when a segment, a policy state or an optimizer state of `c`
+/// holds a NaN or ±Inf.
+[[nodiscard]] inline status checkpoint_finite(const split_checkpoint& c) noexcept {
+  auto ok = [](const std::vector<float>& v) { return first_non_finite(v.data(), v.size()) == v.size(); };
+  TINYLARGE_CHECK(ok(c.device) && ok(c.server), errc::non_finite,
+                  "split checkpoint: a global segment holds a NaN or infinite value");
+  for (const auto* states : {&c.device_state, &c.server_state})
+    for (const auto& v : *states)
+      TINYLARGE_CHECK(ok(v), errc::non_finite, "split checkpoint: a policy state holds a NaN or infinite value");
+  for (const auto& o : c.copies)
+    for (const auto& v : o.vectors)
+      TINYLARGE_CHECK(ok(v), errc::non_finite, "split checkpoint: an optimizer state holds a NaN or infinite value");
+  return status::success();
+}
+
+/// Write `c` to `path` atomically and durably (`io::write_file`).
 inline void save_split_checkpoint(const std::string& path, const split_checkpoint& c) {
   io::write_file(path, encode_split_checkpoint(c));
 }
@@ -470,7 +502,10 @@ inline void save_split_checkpoint(const std::string& path, const split_checkpoin
 /// corrupt checkpoint is refused, never skipped.
 [[nodiscard]] inline status read_split_checkpoint(const std::string& path, split_checkpoint& c, bool& found) noexcept {
   return detail::read_checkpoint_file(
-      path, found, [&](const std::vector<std::uint8_t>& bytes) { return decode_split_checkpoint(bytes, c); });
+      path, found, [&](const std::vector<std::uint8_t>& bytes) {
+        const status s = decode_split_checkpoint(bytes, c);
+        return s.ok() ? checkpoint_finite(c) : s;
+      });
 }
 
 }  // namespace tinylarge
