@@ -353,6 +353,7 @@ TEST_CASE("xtensor workflows: client data, updates, aggregated models, smashed d
   }
 
   SECTION("aggregation: client updates in xtensors in, the aggregated model out; bad updates rejected") {
+    // [xt-doc-aggregate]
     constexpr std::size_t P = 10;
     tl::aggregator<tl::fedavg> agg(tl::fedavg{}, P);
     const xt::xtensor<float, 1> g = xt::zeros<float>({P});
@@ -363,6 +364,7 @@ TEST_CASE("xtensor workflows: client data, updates, aggregated models, smashed d
     const tl::workflow::aggregated_model m = tl::workflow::aggregate(agg, g, ups);
     CHECK(m.report.accepted.size() == 2);
     CHECK(xt::allclose(m.weights, xt::arange<float>(0.0f, 10.0f) * 3.25f));  // (1·1 + 3·4) / 4
+    // [xt-doc-aggregate]
     ups.push_back({3, xt::xtensor<float, 1>(xt::arange<float>(0.0f, 10.0f)), 1});
     ups.back().weights(4) = std::nanf("");
     const auto m2 = tl::workflow::aggregate(agg, g, ups);
@@ -380,7 +382,8 @@ TEST_CASE("xtensor workflows: client data, updates, aggregated models, smashed d
   }
 
   SECTION("split: start from given weights; segments, smashed data and server outputs as xtensor") {
-    tl::nn::network<mlp> pre(31);
+    // [xt-doc-split]
+    tl::nn::network<mlp> pre(31);  // trained elsewhere, or tl::nn::load_npz("model.npz", pre)
     tl::psl<split_traits> run({.rounds = 0, .batch_size = 8});
     tl::workflow::start_from(run, pre);
     tl::rng r(4);
@@ -398,6 +401,7 @@ TEST_CASE("xtensor workflows: client data, updates, aggregated models, smashed d
     const xt::xtensor<float, 2> s = tl::workflow::smashed_data(run, batch);
     REQUIRE(s.shape() == std::array<std::size_t, 2>{16, 12});
     const xt::xtensor<float, 2> logits = tl::workflow::server_forward(run, s);
+    // [xt-doc-split]
     CHECK(xt::allclose(logits, tl::nn::forward(pre, batch), 1e-5, 1e-6));
     // xtensor weights in: the run starts from whatever expression is given
     tl::workflow::set_initial_parameters(run, tl::nn::parameters(pre) * 0.0f);
