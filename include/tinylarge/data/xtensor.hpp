@@ -18,6 +18,7 @@
 /// `load_idx` gives them; `to_features` does the same for raw `uint8` images.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>

@@ -34,11 +34,13 @@
 /// storage.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <type_traits>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -161,42 +163,46 @@ auto gradients(Net& net) {
   return detail::adapt_view(g.data(), g.size(), std::array<std::size_t, 1>{g.size()});
 }
 
+namespace detail {
+/// Layer I's weights within a flat array laid out as Model's parameters.
+template <std::size_t I, class Net, class P>
+auto weight_view(P* flat) {
+  require_weighted<std::remove_const_t<Net>, I>();
+  using Model = typename std::remove_const_t<Net>::model;
+  using L = typename Model::template layer<I>;
+  return adapt_view(flat + Model::template param_offset<I>, L::weight_count, weight_shape<L>());
+}
+/// Layer I's biases within such an array.
+template <std::size_t I, class Net, class P>
+auto bias_view(P* flat) {
+  require_weighted<std::remove_const_t<Net>, I>();
+  using Model = typename std::remove_const_t<Net>::model;
+  using L = typename Model::template layer<I>;
+  return adapt_view(flat + Model::template param_offset<I> + L::weight_count, L::bias_count,
+                    std::array<std::size_t, 1>{L::bias_count});
+}
+}  // namespace detail
+
 /// Layer I's weights as a view of `net`'s storage, shaped as the layer stores
 /// them (see the file comment). Writing through it changes the network.
 template <std::size_t I, class Net>
 auto weights(Net& net) {
-  detail::require_weighted<std::remove_const_t<Net>, I>();
-  using Model = typename std::remove_const_t<Net>::model;
-  using L = typename Model::template layer<I>;
-  return detail::adapt_view(net.parameters().data() + Model::template param_offset<I>, L::weight_count,
-                            detail::weight_shape<L>());
+  return detail::weight_view<I, Net>(net.parameters().data());
 }
 /// Layer I's biases as a 1-D view of `net`'s storage.
 template <std::size_t I, class Net>
 auto biases(Net& net) {
-  detail::require_weighted<std::remove_const_t<Net>, I>();
-  using Model = typename std::remove_const_t<Net>::model;
-  using L = typename Model::template layer<I>;
-  return detail::adapt_view(net.parameters().data() + Model::template param_offset<I> + L::weight_count,
-                            L::bias_count, std::array<std::size_t, 1>{L::bias_count});
+  return detail::bias_view<I, Net>(net.parameters().data());
 }
 /// ∂loss/∂(layer I's weights), as accumulated by `backward`; shape of `weights<I>`.
 template <std::size_t I, class Net>
 auto weight_gradients(Net& net) {
-  detail::require_weighted<std::remove_const_t<Net>, I>();
-  using Model = typename std::remove_const_t<Net>::model;
-  using L = typename Model::template layer<I>;
-  return detail::adapt_view(net.gradients().data() + Model::template param_offset<I>, L::weight_count,
-                            detail::weight_shape<L>());
+  return detail::weight_view<I, Net>(net.gradients().data());
 }
 /// ∂loss/∂(layer I's biases), 1-D.
 template <std::size_t I, class Net>
 auto bias_gradients(Net& net) {
-  detail::require_weighted<std::remove_const_t<Net>, I>();
-  using Model = typename std::remove_const_t<Net>::model;
-  using L = typename Model::template layer<I>;
-  return detail::adapt_view(net.gradients().data() + Model::template param_offset<I> + L::weight_count,
-                            L::bias_count, std::array<std::size_t, 1>{L::bias_count});
+  return detail::bias_view<I, Net>(net.gradients().data());
 }
 
 /// Copy `values` (any xexpression of `param_count` values, in the layout of
