@@ -162,6 +162,9 @@ TEST_CASE("xtensor data: IDX loaders give xtensor containers; labelled_set; part
     tl::rng r5(3);
     const auto shards = tl::data::split_shards(s, 2, 2, r5);
     CHECK(shards[0].size() + shards[1].size() == 12);
+    tl::rng r6(8), r7(8);
+    CHECK(tl::data::partition_dirichlet(xt::view(s.y, xt::all()), 2, 1.0, r6, 2) ==
+          tl::data::partition_dirichlet(std::span<const std::uint8_t>(yv), 2, 1.0, r7, 2));
 #if TINYLARGE_HAS_EXCEPTIONS
     const std::size_t bad[] = {12};
     CHECK_THROWS_AS(tl::data::subset(s, bad), tl::invalid_argument);
@@ -234,6 +237,13 @@ TEST_CASE("xtensor nn: forward / predict / evaluate / fit on xexpressions; param
     REQUIRE(p.size() == mlp::param_count);
     xt::view(p, xt::range(mlp::param_offset<4> + 32, mlp::param_offset<4> + 36)) *= 2.0f;
     CHECK(net.biases<4>()[3] == 1.0f);
+    // weights in from any expression
+    tl::nn::network<mlp> other(99);
+    tl::nn::set_parameters(other, tl::nn::parameters(net) * 1.0f);
+    CHECK((tl::nn::forward(other, d.x) == tl::nn::forward(net, d.x)));
+#if TINYLARGE_HAS_EXCEPTIONS
+    CHECK_THROWS_AS(tl::nn::set_parameters(other, xt::zeros<float>({std::size_t{5}})), tl::shape_error);
+#endif
     // const network: read-only views of the same storage
     const auto& cnet = net;
     CHECK(tl::nn::weights<0>(cnet).data() == net.weights<0>().data());
@@ -467,3 +477,7 @@ TEST_CASE("xtensor npy/npz: xexpressions written with xt::dump_npy, read back th
     CHECK((tl::nn::parameters(other) == expect));
   }
 }
+
+// data/xtensor.hpp adds functions to tl::data; the enum tl::data::split stays usable as a type.
+static_assert(std::is_enum_v<tl::data::split>);
+[[maybe_unused]] static const tl::data::split kept_split_type = tl::data::split::test;

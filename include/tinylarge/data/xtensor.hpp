@@ -50,7 +50,8 @@ struct labelled_set {
 
   labelled_set() = default;
   /// From any two xexpressions: `x` N × F (or N × H × W, flattened, with
-  /// rows = H, cols = W), `y` N labels.
+  /// rows = H, cols = W), `y` N labels. Values are converted to float as they
+  /// are (`to_features` scales uint8 pixels to [0, 1]).
   /// @throws tl::shape_error when `x` is not 2-D or 3-D, `y` is not 1-D, or
   ///         they hold different numbers of samples.
   template <class EX, class EY>
@@ -209,26 +210,26 @@ inline labelled_set subset(const labelled_set& s, std::span<const std::size_t> i
 }
 
 /// One `labelled_set` per client of a partition (client c gets samples `parts[c]`).
-inline std::vector<labelled_set> split(const labelled_set& s, const partition_t& parts) {
+inline std::vector<labelled_set> client_sets(const labelled_set& s, const partition_t& parts) {
   std::vector<labelled_set> out;
   out.reserve(parts.size());
   for (const auto& p : parts) out.push_back(subset(s, p));
   return out;
 }
 
-/// IID split of `s` among `clients` (`partition_iid` + `split`).
+/// IID split of `s` among `clients` (`partition_iid` + `client_sets`).
 inline std::vector<labelled_set> split_iid(const labelled_set& s, std::size_t clients, rng& r) {
-  return split(s, partition_iid(s.size(), clients, r));
+  return client_sets(s, partition_iid(s.size(), clients, r));
 }
-/// Label-shard split of `s` (`partition_shards` + `split`).
+/// Label-shard split of `s` (`partition_shards` + `client_sets`).
 inline std::vector<labelled_set> split_shards(const labelled_set& s, std::size_t clients,
                                               std::size_t shards_per_client, rng& r) {
-  return split(s, partition_shards(s.y, clients, shards_per_client, r));
+  return client_sets(s, partition_shards(s.y, clients, shards_per_client, r));
 }
-/// Dirichlet label-skew split of `s` (`partition_dirichlet` + `split`).
+/// Dirichlet label-skew split of `s` (`partition_dirichlet` + `client_sets`).
 inline std::vector<labelled_set> split_dirichlet(const labelled_set& s, std::size_t clients, double alpha, rng& r,
                                                  std::size_t min_size = 10) {
-  return split(s, partition_dirichlet(s.y, clients, alpha, r, min_size));
+  return client_sets(s, partition_dirichlet(s.y, clients, alpha, r, min_size));
 }
 
 }  // namespace tinylarge::data
