@@ -64,6 +64,11 @@
 #include "workflow/reptile.hpp"
 #include "workflow/lora.hpp"
 #include "workflow/distill.hpp"
+// The xtensor API of the host profile (its own headers: nothing below includes xtensor).
+#include "io/xnpy.hpp"
+#include "data/xtensor.hpp"
+#include "nn/xtensor.hpp"
+#include "workflow/xtensor.hpp"
 #if defined(TINYLARGE_WITH_MPI)  // link tinylarge::mpi (CMake option TINYLARGE_WITH_MPI)
 #include "transport/mpi.hpp"
 #endif

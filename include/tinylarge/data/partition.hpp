@@ -21,6 +21,8 @@
 /// procedure of Li et al. 2022 (NIID-Bench) |
 ///
 /// Host profile (uses `std::vector`); errors are `tl::invalid_argument`.
+/// Overloads on xtensor labels, and splits of a `labelled_set` into one set per
+/// client (`split_iid`, `split_shards`, `split_dirichlet`), are in `data/xtensor.hpp`.
 #pragma once
 
 #include <algorithm>

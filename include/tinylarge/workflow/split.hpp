@@ -641,6 +641,34 @@ class split_learning {
     return devices_[c]->net.parameters();
   }
 
+  /// Start the next `train` from these whole-model parameters (the layout of
+  /// `nn::network<model>::parameters()`: a network trained elsewhere, weights
+  /// loaded from .npz) instead of the seeded initialisation; empty: seeded again.
+  /// @throws tl::shape_mismatch when `w` is neither empty nor `model::param_count` long.
+  void set_initial_parameters(std::span<const float> w) {
+    TINYLARGE_REQUIRE(w.empty() || w.size() == model::param_count, errc::shape_mismatch,
+                      "split_learning::set_initial_parameters: wrong number of parameters");
+    initial_.assign(w.begin(), w.end());
+  }
+
+  /// Smashed data of `count` samples `x` (count × input_size) as the first
+  /// server receives it: the canonical device segment (inference mode), then
+  /// the uplink codec. `out` holds count × cut_size<0> values.
+  void smashed_data(const float* x, std::size_t count, std::span<float> out) {
+    TINYLARGE_REQUIRE(global_device_ != nullptr && count > 0 && out.size() == count * cut_size<0>,
+                      errc::shape_mismatch, "split_learning::smashed_data: no model yet, or wrong sizes");
+    const float* d = global_device_->net.forward(x, count, false);
+    split_detail::transmit<uplink_codec>({d, count * cut_size<0>}, out, wire_);
+  }
+  /// Outputs of the server chain (inference mode; inter-server cuts through
+  /// the uplink codec) for `count` rows of smashed data; `out`: count × output_size.
+  void server_forward(const float* smashed, std::size_t count, std::span<float> out) {
+    TINYLARGE_REQUIRE(global_chain_ != nullptr && count > 0 && out.size() == count * model::output_size,
+                      errc::shape_mismatch, "split_learning::server_forward: no model yet, or wrong sizes");
+    const float* y = chain_forward<0>(*global_chain_, smashed, count, false, nullptr);
+    std::copy_n(y, out.size(), out.data());
+  }
+
   /// The deployment of the canonical device segment in its compressed form
   /// (what the byte counts charge per transfer; `compressed_network` runs it).
   compress::encoded_network encode_device() const
@@ -667,7 +695,10 @@ class split_learning {
     // One initialisation of the whole model, cut into segments: the split
     // model starts from exactly the parameters the unsplit model would.
     nn::network<model> full;
-    full.initialize(opt_.seed);
+    if (initial_.empty())
+      full.initialize(opt_.seed);
+    else
+      std::copy(initial_.begin(), initial_.end(), full.parameters().begin());
     const auto w = full.parameters();
     global_device_ = std::make_unique<device_party>(opt_.optimizer, opt_.device_compression);
     std::copy_n(w.data(), device_model::param_count, global_device_->net.parameters().data());
@@ -1162,6 +1193,7 @@ class split_learning {
   std::vector<std::uint8_t> yb_;
   std::array<std::vector<float>, K> hop_, tmp_;
   std::vector<std::byte> wire_;
+  std::vector<float> initial_;  ///< set_initial_parameters (empty: seeded initialisation)
   std::uint64_t encoded_bytes_ = 0;  ///< the compressed device segment's encoded size (constant once compressed)
 };
 
