@@ -173,7 +173,7 @@ template <class Decode>
     // No larger than the largest frame the decoder accepts: /dev/zero stops there.
     return decode(io::read_file(path, wire::frame_size(wire::wire_limits{}.max_payload_bytes)));
   } catch (const error& e) {
-    return {e.code(), "cannot read the checkpoint file (a directory? unreadable? larger than 4 GiB?)"};
+    return {e.code(), "cannot read the checkpoint file (a directory? unreadable? larger than the largest checkpoint frame?)"};
   } catch (const std::exception&) {
     return {errc::io_error, "cannot read the checkpoint file (a directory? out of memory?)"};
   }
