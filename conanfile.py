@@ -3,8 +3,12 @@
 Build and test the package from a checkout (needs network access for the
 dependencies, see docs/packaging.md):
 
-    conan create . --build=missing
-    conan create . --build=missing -o "tinylarge/*:with_xsimd=False"
+    conan create . --build=missing -s compiler.cppstd=20
+    conan create . --build=missing -s compiler.cppstd=20 -o "tinylarge/*:with_xsimd=False"
+
+`-s compiler.cppstd=20`: tinylarge needs C++20 (validate() checks it), and the
+default profile of gcc 12 says gnu17, which Conan would reject; any C++20 or
+later standard (20, gnu20, 23, gnu23) works.
 
 The version must equal `project(tinylarge VERSION ...)` in CMakeLists.txt;
 scripts/packaging_test.sh checks it.
@@ -31,7 +35,8 @@ class TinylargeConan(ConanFile):
     package_type = "header-library"
     settings = "os", "arch", "compiler", "build_type"
     options = {
-        # CMake option TINYLARGE_USE_XSIMD: links xsimd and defines TINYLARGE_USE_XSIMD=1.
+        # CMake option TINYLARGE_USE_XSIMD: True links xsimd and defines TINYLARGE_USE_XSIMD=1 (the
+        # host kernels on xsimd); False defines TINYLARGE_USE_XSIMD=0 (the scalar back end, no xsimd).
         "with_xsimd": [True, False],
     }
     default_options = {
@@ -77,3 +82,9 @@ class TinylargeConan(ConanFile):
         if self.options.with_xsimd:
             self.cpp_info.requires.append("xsimd::xsimd")
             self.cpp_info.defines.append("TINYLARGE_USE_XSIMD=1")
+        else:
+            self.cpp_info.defines.append("TINYLARGE_USE_XSIMD=0")
+        # The variables of the CMake-generated tinylarge.pc (cmake/tinylarge.pc.in), so that
+        # `pkg-config --variable=cxx_std tinylarge` / `--variable=use_xsimd` answer the same.
+        self.cpp_info.set_property("pkg_config_custom_content",
+                                   "cxx_std=20\nuse_xsimd=%d" % (1 if self.options.with_xsimd else 0))

@@ -140,6 +140,22 @@ void bench_read_w(benchmark::State& st, shape s) {
   set_flops(st, s);  // as if it were the layer, for comparison
 }
 
+/// Batch-1 / batched dense with X and W stored as bfloat16 (AVX512-BF16:
+/// the vdpbf16ps GEMV / GEMM), fp32 bias and Y.
+void bench_dense_bf16(benchmark::State& st, shape s) {
+  const auto xf = random_floats(s.m * s.kk, 3), wf = random_floats(s.n * s.kk, 4), bias = random_floats(s.n, 5);
+  std::vector<tinylarge::bfloat16> x(xf.size()), w(wf.size());
+  for (std::size_t i = 0; i < xf.size(); ++i) x[i] = tinylarge::float_to_bfloat16(xf[i]);
+  for (std::size_t i = 0; i < wf.size(); ++i) w[i] = tinylarge::float_to_bfloat16(wf[i]);
+  std::vector<float> y(s.m * s.n);
+  for (auto _ : st) {
+    k::dense(k::default_backend{}, s.m, s.n, s.kk, x.data(), w.data(), bias.data(), y.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  set_flops(st, s);
+}
+
 void bench_dense_f16(benchmark::State& st, shape s, int impl) {
   const auto x = random_floats(s.m * s.kk, 3), wf = random_floats(s.n * s.kk, 4), bias = random_floats(s.n, 5);
   std::vector<tinylarge::half> w(wf.size());
@@ -238,6 +254,8 @@ void register_all() {
       reg(std::string("dense/") + s.name + "/fp16/" + impl_name[impl],
           [=](benchmark::State& st) { bench_dense_f16(st, s, impl); })
           ->Unit(benchmark::kMicrosecond);
+    reg(std::string("dense/") + s.name + "/bf16/ours", [=](benchmark::State& st) { bench_dense_bf16(st, s); })
+        ->Unit(benchmark::kMicrosecond);
     reg(std::string("dense/") + s.name + "/int8/ours", [=](benchmark::State& st) { bench_dense_s8(st, s, 0); })
         ->Unit(benchmark::kMicrosecond);
     reg(std::string("dense/") + s.name + "/int8_s32/ours", [=](benchmark::State& st) { bench_dense_s8(st, s, 1); })

@@ -7,7 +7,7 @@
 #      find_package against that prefix, with g++ and clang++-14, and run it;
 #   3. compile test_package.cpp with `pkg-config --cflags --libs tinylarge` only, run it,
 #      and again after moving the prefix elsewhere (the .pc file is relocatable);
-#   4. the .pc file of a TINYLARGE_USE_XSIMD=OFF configuration drops xsimd;
+#   4. the .pc file of a TINYLARGE_USE_XSIMD=OFF configuration drops xsimd and defines TINYLARGE_USE_XSIMD=0;
 #   5. conanfile.py and test_package/conanfile.py compile (python -m py_compile);
 #      ports/tinylarge/vcpkg.json parses and has the required fields; versions, options,
 #      features and license agree across CMakeLists.txt, conanfile.py, vcpkg.json and
@@ -94,14 +94,15 @@ mv "$PREFIX" "$OUT/moved-prefix"
 check_pkg_config "$OUT/moved-prefix" moved
 mv "$OUT/moved-prefix" "$PREFIX"
 
-# 4. Without xsimd, neither the Requires nor the define are there.
+# 4. Without xsimd, no xsimd in Requires, and the define says 0 (the headers would otherwise use an
+#    xsimd found on the include path).
 step "tinylarge.pc with TINYLARGE_USE_XSIMD=OFF"
 cmake -S "$ROOT" -B "$OUT/cfg-noxsimd" "${generator[@]}" -DCMAKE_CXX_COMPILER="$GXX" -DTINYLARGE_USE_XSIMD=OFF \
   -DTINYLARGE_BUILD_TESTS=OFF -DTINYLARGE_BUILD_EXAMPLES=OFF -DTINYLARGE_INSTALL=ON >"$OUT/cfg-noxsimd.log" 2>&1 \
   || { cat "$OUT/cfg-noxsimd.log"; fail "configure without xsimd"; }
 pc=$OUT/cfg-noxsimd/tinylarge.pc
 grep -q '^Requires: xtl xtensor zlib$' "$pc" || fail "no-xsimd .pc Requires: $(grep '^Requires' "$pc")"
-grep -q '^Cflags: -I${includedir}$' "$pc" || fail "no-xsimd .pc Cflags: $(grep '^Cflags' "$pc")"
+grep -q '^Cflags: -I${includedir} -DTINYLARGE_USE_XSIMD=0$' "$pc" || fail "no-xsimd .pc Cflags: $(grep '^Cflags' "$pc")"
 grep -q '^use_xsimd=0$' "$pc" || fail "no-xsimd .pc use_xsimd is not 0"
 
 # 5. The recipes.
@@ -152,6 +153,9 @@ check("check_min_cppstd(self, 20)" in conan_src, "conanfile.py: validate must ch
 for dep in ("xtensor/", "xtl/", "xsimd/", "zlib/"):
     check(f'"{dep}' in conan_src, f"conanfile.py: does not require {dep[:-1]}")
 check('"TINYLARGE_USE_XSIMD=1"' in conan_src, "conanfile.py: with_xsimd must define TINYLARGE_USE_XSIMD=1")
+check('"TINYLARGE_USE_XSIMD=0"' in conan_src, "conanfile.py: with_xsimd=False must define TINYLARGE_USE_XSIMD=0")
+check('"pkg_config_custom_content"' in conan_src and "cxx_std=20" in conan_src and "use_xsimd=" in conan_src,
+      "conanfile.py: the generated tinylarge.pc must carry cxx_std and use_xsimd (docs/packaging.md)")
 check('"cmake_target_name", "tinylarge::tinylarge"' in conan_src, "conanfile.py: cmake_target_name")
 
 # vcpkg.json: required fields, features used by portfile.cmake.

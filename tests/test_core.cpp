@@ -330,13 +330,20 @@ TEST_CASE("arch: support is consistent and best is supported", "[core][arch]") {
   STATIC_REQUIRE(support_implies_base<avx2, scalar>());
   STATIC_REQUIRE(support_implies_base<avx512, avx2>());
   STATIC_REQUIRE(support_implies_base<avx512_vnni, avx512>());
+  STATIC_REQUIRE(support_implies_base<avx512_bf16, avx512_vnni>());
+  STATIC_REQUIRE(support_implies_base<avx2, sse2>());
   STATIC_REQUIRE(support_implies_base<neon_dotprod, neon>());
 
   // best is the most derived supported tag for this compilation target.
 #if defined(__x86_64__) || defined(__i386__)
   STATIC_REQUIRE_FALSE(neon::supported());
   STATIC_REQUIRE_FALSE(cortex_m_dsp::supported());
-#if defined(__AVX512VNNI__) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && \
+#if !TINYLARGE_USE_XSIMD
+  STATIC_REQUIRE(std::is_same_v<best, scalar>);  // TINYLARGE_USE_XSIMD=OFF: the host back ends are off
+#elif defined(__AVX512BF16__) && defined(__AVX512VNNI__) && defined(__AVX512F__) && defined(__AVX512BW__) && \
+    defined(__AVX512DQ__) && defined(__AVX512VL__) && defined(__FMA__) && defined(__F16C__)
+  STATIC_REQUIRE(std::is_same_v<best, avx512_bf16>);
+#elif defined(__AVX512VNNI__) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && \
     defined(__AVX512VL__) && defined(__FMA__) && defined(__F16C__)
   STATIC_REQUIRE(std::is_same_v<best, avx512_vnni>);
 #elif defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__) && \
@@ -344,6 +351,10 @@ TEST_CASE("arch: support is consistent and best is supported", "[core][arch]") {
   STATIC_REQUIRE(std::is_same_v<best, avx512>);
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
   STATIC_REQUIRE(std::is_same_v<best, avx2>);
+#elif defined(TINYLARGE_DISPATCH) && defined(__x86_64__)
+  STATIC_REQUIRE(std::is_same_v<best, dispatch>);  // baseline build with run-time dispatch
+#elif defined(__x86_64__)
+  STATIC_REQUIRE(std::is_same_v<best, sse2>);  // baseline x86-64: xsimd's SSE2 kernels
 #else
   STATIC_REQUIRE(std::is_same_v<best, scalar>);
 #endif
@@ -353,10 +364,11 @@ TEST_CASE("arch: support is consistent and best is supported", "[core][arch]") {
   STATIC_REQUIRE(std::is_same_v<best, neon>);
 #endif
 
-  const std::set<std::string_view> names{scalar::name(), avx2::name(),  avx512::name(),
-                                         avx512_vnni::name(), neon::name(), neon_dotprod::name(),
+  const std::set<std::string_view> names{scalar::name(),      sse2::name(),        dispatch::name(),
+                                         avx2::name(),        avx512::name(),      avx512_vnni::name(),
+                                         avx512_bf16::name(), neon::name(),        neon_dotprod::name(),
                                          cortex_m_dsp::name()};
-  CHECK(names.size() == 7);
+  CHECK(names.size() == 10);
 }
 
 // =============================================================================

@@ -1,6 +1,6 @@
 // The kernel table of arch::avx2 for run-time dispatch (kernels/dispatch.hpp).
-// Built by the CMake target tinylarge::dispatch with the flags of avx2; see
-// cmake/tinylargeDispatch.cmake. Not compiled into any other target.
+// Built into the static library tinylarge_dispatch with the flags of avx2 (CMake
+// option TINYLARGE_DISPATCH, CMakeLists.txt). Not compiled into any other target.
 #include "tinylarge/kernels/dense.hpp"
 
 namespace tinylarge::kernels::detail {

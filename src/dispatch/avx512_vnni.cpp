@@ -1,6 +1,6 @@
 // The kernel table of arch::avx512_vnni for run-time dispatch (kernels/dispatch.hpp).
-// Built by the CMake target tinylarge::dispatch with the flags of avx512_vnni; see
-// cmake/tinylargeDispatch.cmake. Not compiled into any other target.
+// Built into the static library tinylarge_dispatch with the flags of avx512_vnni (CMake
+// option TINYLARGE_DISPATCH, CMakeLists.txt). Not compiled into any other target.
 #include "tinylarge/kernels/dense.hpp"
 
 namespace tinylarge::kernels::detail {

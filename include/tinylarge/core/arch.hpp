@@ -42,7 +42,7 @@ struct sse2 : scalar {
 };
 
 /// Run-time dispatch on x86-64 (kernels/dispatch.hpp): the kernels of the
-/// best of `avx512_vnni`, `avx512`, `avx2` the CPU has, else `sse2`. Supported
+/// best of `avx512_bf16`, `avx512_vnni`, `avx512`, `avx2` the CPU has, else `sse2`. Supported
 /// in programs built with `TINYLARGE_DISPATCH` (the CMake option of that name
 /// links the per-ISA translation units); chosen by `best` only when the
 /// translation unit itself targets less than AVX2.

@@ -13,24 +13,33 @@
 /// in `kernels/simd/`, and a call with a derived tag falls back to the
 /// nearest base that has an overload:
 ///
-/// | tag            | gemm_f32 / dense_f32 / dense_f16       | dense_s8 / dense_s8_s32            |
-/// |----------------|----------------------------------------|------------------------------------|
-/// | `scalar`       | reference loops (this file)            | reference loops (this file)        |
-/// | `avx2`         | packed GEMM, 5×16 FMA micro-kernel     | 16-bit `vpmaddwd`, exact           |
-/// | `avx512`       | packed GEMM, 14×32 FMA micro-kernel    | (falls back to `avx2`)             |
-/// | `avx512_vnni`  | (falls back to `avx512`)               | packed GEMM, 6×64 `vpdpbusd`       |
+/// | tag            | gemm / gemm_f32 / dense / dense_f32 / dense_f16        | dense_s8 / dense_s8_s32        |
+/// |----------------|--------------------------------------------------------|--------------------------------|
+/// | `scalar`       | reference loops (this file)                            | reference loops (this file)    |
+/// | `sse2`, `avx2`, `avx512`, `neon` | one xsimd source (`simd/f32.hpp`): packed GEMM, GEMV, pre-packed GEMV, zero skipping | `avx2`: 16-bit `vpmaddwd`; `neon`: `vmull_s8` (exact) |
+/// | `avx512_vnni`  | (falls back to `avx512`)                               | packed GEMM, 6×64 `vpdpbusd`   |
+/// | `avx512_bf16`  | `gemm<bfloat16>`, `dense<bfloat16, bfloat16>`: `vdpbf16ps` micro-kernel | (falls back to `avx512_vnni`) |
+/// | `neon_dotprod` | (falls back to `neon`)                                 | SDOT                           |
+/// | `dispatch`     | the tables of the CPU's best ISA (`dispatch.hpp`)      | the same                       |
 ///
-/// Batch-1 inference has pre-packed forms on the x86 back ends (see
-/// `pack_dense_f32` / `pack_dense_s8` below): fp32 on `avx2` and `avx512`,
-/// int8 on `avx512_vnni`; elsewhere `dense_f32_packed_floats` /
+/// Low precision: `gemm<T>` / `dense<TX, T>` take A, B, X, W stored as
+/// `float`, `half` or `bfloat16` (any other type is a static_assert naming
+/// it), form every product and sum in fp32 and write fp32; 16-bit operands
+/// are widened exactly while packing (F16C, NEON `vcvt`, a shift for
+/// bfloat16), or multiplied by `vdpbf16ps` on `avx512_bf16`.
+///
+/// Batch-1 inference has pre-packed forms (see `pack_dense_f32` /
+/// `pack_dense_s8` below): fp32 on every xsimd back end, int8 on
+/// `avx512_vnni`; elsewhere `dense_f32_packed_floats` /
 /// `dense_s8_packed_bytes` are 0 and callers use the functions above.
 ///
 /// The overloads without a tag use `kernels::default_backend` (`arch::best`,
-/// the most capable back end the translation unit is compiled for). There is
-/// no run-time dispatch: an x86 build without `-mavx2 -mfma -mf16c` (or
-/// `-march=…`) gets the scalar loops. The SIMD back ends pack operands into
-/// per-thread scratch buffers that are allocated once and reused
-/// (`simd/scratch.hpp`); they are safe to call from several threads at once.
+/// the most capable back end the translation unit is compiled for; `scalar`
+/// with `TINYLARGE_USE_XSIMD=0`; `dispatch`, chosen at run time, for a
+/// baseline x86-64 build with `TINYLARGE_DISPATCH`). The SIMD back ends pack
+/// operands into per-thread scratch buffers that are allocated once and
+/// reused (`simd/scratch.hpp`); they are safe to call from several threads
+/// at once.
 ///
 /// Numerical contract of the SIMD back ends: fp32 results differ from the
 /// exact value only by rounding in a different summation order (blocked,
@@ -62,12 +71,12 @@ namespace tinylarge::kernels {
 enum class transpose : bool { no = false, yes = true };
 
 #if !TINYLARGE_FREESTANDING
-/// Zero skipping in the fp32 SIMD back ends (`avx2`, `avx512`): a dense
+/// Zero skipping in the fp32 SIMD back ends (every xsimd one): a dense
 /// forward pass (batch ≥ 2, with bias) whose X, or a weight-gradient product
 /// dW += dYᵀ·X (`gemm_f32` with op(A) = Aᵀ, alpha = beta = 1) whose X, is at
 /// least 30 % exact zeros skips the zero terms; the result is bit-identical
 /// to the packed GEMM for finite W and dY (same nonzero terms, same order,
-/// same FMAs and k blocks; see `simd/x86_f32.hpp`). `never` / `always` force
+/// same FMAs and k blocks; see `simd/f32.hpp`). `never` / `always` force
 /// one path on the calling thread (tests, benchmarks); other back ends
 /// ignore it.
 enum class zero_skip : unsigned char { automatic, never, always };
@@ -290,8 +299,8 @@ void dense_f32_packed(scalar, std::size_t, std::size_t, const float*, const floa
 }  // namespace tinylarge::kernels
 
 // ---------------------------------------------------------------------------
-// SIMD back ends (host profile only; each section is guarded by the feature
-// macros of its instruction set, so this compiles on any target).
+// SIMD back ends (host profile with xsimd only; each section is guarded by
+// the feature macros of its instruction set, so this compiles on any target).
 // ---------------------------------------------------------------------------
 #define TINYLARGE_KERNELS_DENSE_SCALAR_DECLARED 1
 #if TINYLARGE_USE_XSIMD

@@ -8,9 +8,10 @@
 /// unit compiled for them (`XSIMD_WITH_AVX2` follows `__AVX2__`, which neither
 /// GCC 12 nor Clang 14 defines inside `#pragma GCC target` / target
 /// attributes), so, as with `xsimd::dispatch`, each instruction set is compiled
-/// in its own translation unit: `src/dispatch/{avx2,avx512,avx512_vnni}.cpp`,
-/// built with their `-m…` flags by the CMake target `tinylarge::dispatch`
-/// (`tinylarge_enable_dispatch(<target>)` for an installed tinylarge). Each
+/// in its own translation unit: `src/dispatch/{avx2,avx512,avx512_vnni,avx512_bf16}.cpp`,
+/// built with their `-m…` flags into the static library `tinylarge_dispatch`
+/// (CMake option `TINYLARGE_DISPATCH=ON`, which `tinylarge::tinylarge` then
+/// links and which an install exports with it). Each
 /// defines one table of function pointers to its instantiations of the
 /// kernels (`make_kernel_table<Tag>`); the program picks one table on first
 /// use with `__builtin_cpu_supports` (AVX2 implies FMA and F16C on every CPU
@@ -113,10 +114,11 @@ constexpr kernel_table make_kernel_table() noexcept {
   return t;
 }
 
-/// Defined in src/dispatch/<isa>.cpp (the CMake target `tinylarge::dispatch`).
+/// Defined in src/dispatch/<isa>.cpp (the static library `tinylarge_dispatch`).
 const kernel_table& kernel_table_avx2() noexcept;
 const kernel_table& kernel_table_avx512() noexcept;
 const kernel_table& kernel_table_avx512_vnni() noexcept;
+const kernel_table& kernel_table_avx512_bf16() noexcept;
 
 /// The table for the CPU this process runs on (chosen once).
 inline const kernel_table& dispatched_kernels() noexcept {
@@ -125,7 +127,9 @@ inline const kernel_table& dispatched_kernels() noexcept {
     const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-    if (avx512 && __builtin_cpu_supports("avx512vnni")) return kernel_table_avx512_vnni();
+    const bool vnni = avx512 && __builtin_cpu_supports("avx512vnni");
+    if (vnni && __builtin_cpu_supports("avx512bf16")) return kernel_table_avx512_bf16();
+    if (vnni) return kernel_table_avx512_vnni();
     if (avx512) return kernel_table_avx512();
     if (avx2) return kernel_table_avx2();
     static constexpr kernel_table baseline = make_kernel_table<arch::sse2>();

@@ -10,16 +10,18 @@
 /// `store_tile`) with operands packed as k pairs: a panel step of A is MR
 /// 32-bit words {A[i][2p], A[i][2p+1]} (broadcast per row), a step of B is
 /// NR words {B[2p][j], B[2p+1][j]} (two zmm loads). An odd k is padded with a
-/// zero pair half.
+/// zero pair half. The GEMV (m = 1 with op(B) = Bᵀ, and batch-1
+/// `dense<bfloat16, bfloat16>`) runs `vdpbf16ps` on 32 k-elements of 8 rows of
+/// W at a time against one chunk of x (`bf16_gemv_rows`).
 ///
 /// Numerics: each bfloat16 product is exact in fp32 and is added with one
 /// round-to-nearest-even step, so the error is the fp32 summation bound of
 /// the other back ends; but `vdpbf16ps` treats subnormal inputs and results
 /// as zero (DAZ/FTZ), an extra absolute error of at most 2⁻¹²⁶ per addition,
 /// k·2⁻¹²⁶ per output (tests/test_kernels.cpp checks 2(k+4)·2⁻²⁴·Σ|terms| +
-/// k·2⁻¹²⁰). `gemm<bfloat16>` with m = 1 and the `dense<float, bfloat16>`
-/// forms (an fp32 X is not rounded to bfloat16) keep the widening kernels of
-/// `arch::avx512`.
+/// k·2⁻¹²⁰). The `dense<float, bfloat16>` forms (an fp32 X is not rounded to
+/// bfloat16) and `gemm<bfloat16>` with m = 1 and op(B) = B keep the widening
+/// kernels of `arch::avx512`.
 #pragma once
 
 #if !defined(TINYLARGE_KERNELS_DENSE_SCALAR_DECLARED)
@@ -156,16 +158,70 @@ struct pack_b_bf16 {
   }
 };
 
+/// GEMV over the rows of W with `vdpbf16ps`: store(j, Σ_p x[p]·W[j][p]) for
+/// j < n, W row j at w + j·ldw; 8 rows per pass share each 32-element chunk
+/// of x; the k tail is a zero-masked load (zero pairs add nothing).
+template <class Store>
+void bf16_gemv_rows(std::size_t n, std::size_t k, const bfloat16* x, const bfloat16* w, std::size_t ldw,
+                    Store&& store) noexcept {
+  const std::size_t kfull = k / 32 * 32, ktail = k - kfull;
+  const __mmask32 tail = static_cast<__mmask32>((std::uint64_t{1} << ktail) - 1u);
+  auto chunk = [](const bfloat16* p) noexcept { return (__m512bh)_mm512_loadu_si512(p); };
+  auto chunk_n = [tail](const bfloat16* p) noexcept { return (__m512bh)_mm512_maskz_loadu_epi16(tail, p); };
+  std::size_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    __m512 acc[8];
+#pragma GCC unroll 8
+    for (std::size_t r = 0; r < 8; ++r) acc[r] = _mm512_setzero_ps();
+    for (std::size_t p = 0; p < kfull; p += 32) {
+      const __m512bh xv = chunk(x + p);
+#pragma GCC unroll 8
+      for (std::size_t r = 0; r < 8; ++r) acc[r] = _mm512_dpbf16_ps(acc[r], chunk(w + (j + r) * ldw + p), xv);
+    }
+    if (ktail != 0) {
+      const __m512bh xv = chunk_n(x + kfull);
+#pragma GCC unroll 8
+      for (std::size_t r = 0; r < 8; ++r) acc[r] = _mm512_dpbf16_ps(acc[r], chunk_n(w + (j + r) * ldw + kfull), xv);
+    }
+    fbatch<xsimd::avx512bw> accb[8];
+    for (std::size_t r = 0; r < 8; ++r) accb[r] = acc[r];
+    alignas(64) float sums[8];
+    hsum8<xsimd::avx512bw>(accb, sums, xsimd::avx512bw{});
+    for (std::size_t r = 0; r < 8; ++r) store(j + r, sums[r]);
+  }
+  for (; j < n; ++j) {
+    __m512 acc = _mm512_setzero_ps();
+    for (std::size_t p = 0; p < kfull; p += 32) acc = _mm512_dpbf16_ps(acc, chunk(w + j * ldw + p), chunk(x + p));
+    if (ktail != 0) acc = _mm512_dpbf16_ps(acc, chunk_n(w + j * ldw + kfull), chunk_n(x + kfull));
+    store(j, xsimd::hadd(fbatch<xsimd::avx512bw>(acc)));
+  }
+}
+
 }  // namespace tinylarge::kernels::detail
 
 namespace tinylarge::kernels {
 
-/// gemm<bfloat16> on AVX512-BF16: `vdpbf16ps` micro-kernel (m ≥ 2); m = 1
-/// is the widening GEMV of `arch::avx512`.
+/// gemm<bfloat16> on AVX512-BF16: `vdpbf16ps` micro-kernel (m ≥ 2) and GEMV
+/// (m = 1, op(B) = Bᵀ); m = 1 with op(B) = B widens as `arch::avx512`.
 inline void gemm(arch::avx512_bf16, transpose ta, transpose tb, std::size_t m, std::size_t n, std::size_t k,
                  float alpha, const bfloat16* a, std::size_t lda, const bfloat16* b, std::size_t ldb, float beta,
                  float* c, std::size_t ldc) noexcept {
   using V = detail::bf16_ops;
+  if (m == 1 && tb == transpose::yes && k != 0 && alpha != 0.0f) {
+    // c[j] = alpha·Σ_p op(A)[0][p]·b[j·ldb + p] + beta·c[j]: the vdpbf16ps GEMV.
+    const bfloat16* xrow = a;
+    if (ta == transpose::yes && lda != 1) {
+      auto* t = detail::thread_scratch<detail::scratch_slot::widen_a>().get<bfloat16>(k);
+      for (std::size_t p = 0; p < k; ++p) t[p] = a[p * lda];
+      xrow = t;
+    }
+    if (beta == 0.0f) {
+      detail::bf16_gemv_rows(n, k, xrow, b, ldb, [&](std::size_t j, float s) { c[j] = alpha * s; });
+    } else {
+      detail::bf16_gemv_rows(n, k, xrow, b, ldb, [&](std::size_t j, float s) { c[j] = alpha * s + beta * c[j]; });
+    }
+    return;
+  }
   if (m == 1) {
     gemm(arch::avx512{}, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     return;
@@ -176,11 +232,19 @@ inline void gemm(arch::avx512_bf16, transpose ta, transpose tb, std::size_t m, s
 }
 
 /// dense<bfloat16, bfloat16> on AVX512-BF16: Y = bias + X·Wᵀ with the
-/// `vdpbf16ps` GEMM (m ≥ 2); other forms as `arch::avx512`.
+/// `vdpbf16ps` GEMV (m = 1) or GEMM (m ≥ 2); other forms as `arch::avx512`.
 template <class TX, class T>
 void dense(arch::avx512_bf16, std::size_t m, std::size_t n, std::size_t k, const TX* x, const T* w,
            const float* bias, float* y) noexcept {
   if constexpr (std::is_same_v<TX, bfloat16> && std::is_same_v<T, bfloat16>) {
+    if (m == 1 && n != 0) {
+      if (bias != nullptr) {
+        detail::bf16_gemv_rows(n, k, x, w, k, [&](std::size_t j, float s) { y[j] = s + bias[j]; });
+      } else {
+        detail::bf16_gemv_rows(n, k, x, w, k, [&](std::size_t j, float s) { y[j] = s; });
+      }
+      return;
+    }
     if (m >= 2 && n != 0) {
       float beta = 0.0f;
       if (bias != nullptr) {
