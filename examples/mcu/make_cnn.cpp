@@ -1,0 +1,226 @@
+// Host generator of the convolutional firmware examples (docs/mcu.md, scripts/mcu_example.sh):
+// trains the two models of cnn_models.hpp — the LeNet-5-like CNN on Fashion-MNIST and the
+// DS-CNN on synthetic spectrograms from a seeded generator — quantizes them to int8 after
+// training (per-channel weights, calibration on training samples), writes each as an int8
+// model file (compress/int8_model.hpp) and emits C headers for the firmware:
+//
+//   <name>_model.h  the model file (`tl_model`)                → flash, section .tl_weights
+//   <name>_data.h   int8 test inputs and the logits the host computes with the very code the
+//                   firmware runs (a flash_storage network bound to the same bytes)
+//   other_model.h   a model file of another shape (`tl_other_model`): must be rejected
+//
+// Checks on the host (exit status 1 on failure): the bound network's logits equal the owning
+// network's (the file round-trips exactly) and the scalar back end's (the SIMD kernels are
+// bit-exact); a file of another shape and a file with one flipped bit are rejected.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tinylarge/compress/c_export.hpp"
+#include "tinylarge/compress/int8_model.hpp"
+#include "tinylarge/compress/model_file.hpp"
+#include "tinylarge/data/idx.hpp"
+#include "tinylarge/nn/nn.hpp"
+
+#include "../common/cli.hpp"
+#include "cnn_models.hpp"
+
+namespace tl = tinylarge;
+namespace nn = tinylarge::nn;
+namespace cz = tinylarge::compress;
+
+namespace {
+
+constexpr std::size_t embedded_inputs = 8;  // per model, in the firmware
+
+/// 8-byte aligned copy of a model file (the reader's requirement; flash arrays are aligned).
+struct aligned_bytes {
+  std::vector<std::uint64_t> words;
+  std::size_t size = 0;
+  explicit aligned_bytes(const std::vector<std::uint8_t>& b) : words((b.size() + 7) / 8), size(b.size()) {
+    std::memcpy(words.data(), b.data(), b.size());
+  }
+  const std::uint8_t* data() const { return reinterpret_cast<const std::uint8_t*>(words.data()); }
+  std::uint8_t* data() { return reinterpret_cast<std::uint8_t*>(words.data()); }
+};
+
+/// Synthetic keyword-spotting spectrograms: 12 classes = 4 frequency bands × 3 sweeps
+/// (falling, flat, rising) of a Gaussian ridge over 49 frames × 10 bins, with a random onset,
+/// length, amplitude and Gaussian noise. Seeded: the same data on every run.
+void make_spectrograms(std::uint64_t seed, std::size_t count, std::vector<float>& x, std::vector<std::uint8_t>& y) {
+  tl::rng g(seed, 0x5bec);
+  x.assign(count * 490, 0.0f);
+  y.resize(count);
+  for (std::size_t s = 0; s < count; ++s) {
+    const auto c = static_cast<std::uint8_t>(g.uniform_int(12));
+    y[s] = c;
+    const float band = 1.5f + 2.0f * static_cast<float>(c % 4);
+    const float slope = (static_cast<float>(c / 4) - 1.0f) * 0.12f;  // bins per frame
+    const float onset = 4.0f + 12.0f * g.uniform(), length = 18.0f + 14.0f * g.uniform();
+    const float amp = 0.7f + 0.6f * g.uniform();
+    for (std::size_t t = 0; t < 49; ++t)
+      for (std::size_t f = 0; f < 10; ++f) {
+        const float tt = static_cast<float>(t) - onset;
+        float v = 0.25f * g.normal();
+        if (tt >= 0.0f && tt <= length) {
+          const float centre = band + slope * (tt - 0.5f * length);
+          const float d = static_cast<float>(f) - centre;
+          v += amp * std::exp(-0.5f * d * d);
+        }
+        x[s * 490 + t * 10 + f] = v;
+      }
+  }
+}
+
+template <class Model>
+using owning_net = nn::quantized_network<Model, tl::int8_per_channel, nn::heap_storage>;
+template <class Model, class B = tl::kernels::default_backend>
+using bound_net = nn::quantized_network<Model, tl::int8_per_channel, nn::flash_storage, B>;
+
+int failures = 0;
+void check(bool ok, const std::string& what) {
+  if (!ok) {
+    std::fprintf(stderr, "make_cnn: check FAILED: %s\n", what.c_str());
+    ++failures;
+  }
+}
+
+/// Trains, quantizes and exports one model; returns the model file.
+template <class Model>
+std::vector<std::uint8_t> build(const std::string& name, const std::string& out, const nn::labelled_view<std::uint8_t>& train,
+                                const nn::labelled_view<std::uint8_t>& test, std::size_t epochs, std::uint64_t seed) {
+  auto net = std::make_unique<nn::network<Model>>();
+  net->template initialize<nn::he_normal>(seed);
+  nn::fit(*net, nn::adam{.learning_rate = 2e-3f}, nn::softmax_cross_entropy{}, train,
+          {.epochs = epochs, .batch_size = 32, .seed = seed, .shuffle = true, .lr_decay = 0.7f});
+  const double acc_fp32 = nn::evaluate(*net, nn::softmax_cross_entropy{}, test).accuracy;
+
+  auto q = std::make_unique<owning_net<Model>>();
+  nn::quantize_post_training(*net, train.x, std::min<std::size_t>(train.count, 500), *q);
+  cz::model_file_builder b;
+  cz::add_int8_layers(b, *q);
+  const std::vector<std::uint8_t> file = b.bytes();
+
+  // The firmware's code on the host: a flash_storage network bound to the file's bytes.
+  aligned_bytes flash(file);
+  cz::model_file_reader r;
+  raise_if_error(r.open(flash.data(), flash.size));
+  static bound_net<Model> dev;  // static: like the firmware's
+  static bound_net<Model, tl::arch::scalar> ref;
+  raise_if_error(cz::bind_model_file(r, dev));
+  raise_if_error(cz::bind_model_file(r, ref));
+
+  std::vector<std::int8_t> xq(Model::input_size), inputs, expected;
+  std::size_t hits = 0, same_owning = 0, same_scalar = 0;
+  for (std::size_t s = 0; s < test.count; ++s) {
+    tl::kernels::quantize_s8(tl::arch::scalar{}, test.x + s * Model::input_size, Model::input_size, dev.input_params(),
+                             tl::int8_per_channel::activation_range, xq.data());
+    const std::int8_t* y = dev.forward(xq.data());
+    const std::vector<std::int8_t> yd(y, y + Model::output_size);
+    const std::int8_t* yo = q->forward(xq.data());
+    const std::int8_t* ys = ref.forward(xq.data());
+    same_owning += std::equal(yd.begin(), yd.end(), yo);
+    same_scalar += std::equal(yd.begin(), yd.end(), ys);
+    hits += static_cast<std::size_t>(std::max_element(yd.begin(), yd.end()) - yd.begin()) == test.y[s];
+    if (s < embedded_inputs) {
+      inputs.insert(inputs.end(), xq.begin(), xq.end());
+      expected.insert(expected.end(), yd.begin(), yd.end());
+    }
+  }
+  check(same_owning == test.count, name + ": the bound network's logits differ from the owning network's");
+  check(same_scalar == test.count, name + ": the default back end's logits differ from the scalar back end's");
+
+  // A flipped bit must be rejected by the reader (CRC-32).
+  {
+    aligned_bytes bad(file);
+    bad.data()[file.size() / 2] ^= 0x10;
+    cz::model_file_reader rb;
+    check(rb.open(bad.data(), bad.size).code == tl::errc::checksum_mismatch, name + ": a flipped bit was not rejected");
+  }
+
+  std::printf("make_cnn: %s: %zu parameters, %zu MACs, model file %zu bytes, arena %zu bytes; accuracy on %zu test "
+              "samples: fp32 %.2f %%, int8 %.2f %%; bound = owning on %zu / %zu, = scalar on %zu / %zu\n",
+              name.c_str(), static_cast<std::size_t>(Model::param_count), static_cast<std::size_t>(Model::macs),
+              file.size(), bound_net<Model>::arena_bytes, test.count, 100.0 * acc_fp32,
+              100.0 * static_cast<double>(hits) / static_cast<double>(test.count), same_owning, test.count, same_scalar,
+              test.count);
+
+  cz::write_c_header(out + "/" + name + "_model.h", file, "tl_model");
+  cz::c_header_writer data("make_cnn: int8 inputs and the host's int8 logits of " + name);
+  data.add_int8("tl_inputs", inputs).add_int8("tl_expected", expected);
+  data.write(out + "/" + name + "_data.h");
+  return file;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string out;
+  std::size_t train_n = 6000, epochs = 2, kws_n = 1500;
+  std::uint64_t seed = 11;
+  examples::cli args(argc, argv, "--out DIR [--train N] [--kws N] [--epochs E] [--seed S]");
+  while (args.next()) {
+    if (args.is("--out")) out = args.text();
+    else if (args.is("--train")) train_n = args.count();
+    else if (args.is("--kws")) kws_n = args.count();
+    else if (args.is("--epochs")) epochs = args.count();
+    else if (args.is("--seed")) seed = args.count<std::uint64_t>();
+    else args.unknown();
+  }
+  if (out.empty()) {
+    std::fprintf(stderr, "make_cnn: --out DIR is required\n");
+    return 2;
+  }
+  try {
+    std::filesystem::create_directories(out);
+    // LeNet-5 on Fashion-MNIST.
+    const auto train_set = tl::data::load_fashion_mnist(tl::data::split::train);
+    const auto test_set = tl::data::load_fashion_mnist(tl::data::split::test);
+    train_n = std::min(train_n, train_set.count);
+    nn::labelled_view<std::uint8_t> train{train_set.images.data(), train_set.labels.data(), train_n, 784};
+    nn::labelled_view<std::uint8_t> test{test_set.images.data(), test_set.labels.data(), 1000, 784};
+    const auto lenet_file = build<mcu_cnn::lenet5>("lenet5", out, train, test, epochs, seed);
+
+    // DS-CNN on synthetic spectrograms (training and test sets from different seeds).
+    std::vector<float> kx, tx;
+    std::vector<std::uint8_t> ky, ty;
+    make_spectrograms(seed + 100, kws_n, kx, ky);
+    make_spectrograms(seed + 200, 400, tx, ty);
+    nn::labelled_view<std::uint8_t> ktrain{kx.data(), ky.data(), kws_n, 490};
+    nn::labelled_view<std::uint8_t> ktest{tx.data(), ty.data(), 400, 490};
+    const auto ds_file = build<mcu_cnn::ds_cnn>("ds_cnn", out, ktrain, ktest, epochs, seed + 1);
+
+    // A model of another shape: its file is rejected by both compiled types.
+    {
+      nn::network<mcu_cnn::other> other(seed + 2);
+      auto q = std::make_unique<owning_net<mcu_cnn::other>>();
+      nn::quantize_post_training(other, train.x, 64, *q);
+      cz::model_file_builder b;
+      cz::add_int8_layers(b, *q);
+      const std::vector<std::uint8_t> file = b.bytes();
+      aligned_bytes flash(file);
+      cz::model_file_reader r;
+      raise_if_error(r.open(flash.data(), flash.size));
+      static bound_net<mcu_cnn::lenet5> a;
+      static bound_net<mcu_cnn::ds_cnn> d;
+      check(cz::bind_model_file(r, a).code == tl::errc::shape_mismatch, "lenet5 accepted a file of another shape");
+      check(cz::bind_model_file(r, d).code == tl::errc::shape_mismatch, "ds_cnn accepted a file of another shape");
+      aligned_bytes lf(lenet_file);
+      raise_if_error(r.open(lf.data(), lf.size));
+      check(cz::bind_model_file(r, d).code == tl::errc::shape_mismatch, "ds_cnn accepted the lenet5 file");
+      cz::write_c_header(out + "/other_model.h", file, "tl_other_model");
+      (void)ds_file;
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "make_cnn: %s\n", e.what());
+    return 1;
+  }
+  if (failures != 0) return 1;
+  std::printf("make_cnn: all host checks passed\n");
+  return 0;
+}
