@@ -11,7 +11,8 @@
 ///   of the convolution per core. Scratch: `conv2d_s8_scratch_bytes(patch)`.
 /// - `depthwise_conv2d_s8` runs channel by channel with the channel's K×K
 ///   weights held in registers and the interior pixels (no padding) on a
-///   branch-free path; padded taps contribute (zx − zx)·w = 0 and are skipped.
+///   branch-free path (3×3 stride 1: a sliding window in registers); padded
+///   taps contribute (zx − zx)·w = 0 and are skipped.
 ///
 /// Outputs are bit-identical to the scalar reference on every back end (exact
 /// int32 accumulation while the patch is at most `dense_s8_max_k`, then the
@@ -99,16 +100,23 @@ inline void conv2d_s8(Backend, const conv_s8_shape& s, const std::int8_t* x, con
 /// int8 depthwise convolution with depth multiplier `mult`: output channel
 /// o = c·mult + m filters input channel c with weights w[o][K][K];
 /// `s.out_c` = `s.c`·mult. No scratch.
+///
+/// Channel by channel: Σ (x − zx)·w = Σ x·w − zx·Σ w with Σ w folded into the
+/// bias once per channel. Interior pixels (the window inside the image) of a
+/// 3×3, stride-1 layer slide a window of 3×3 inputs in registers along the
+/// row: each output loads one new column (3 bytes) and does 9 multiply-adds.
+/// Other geometries and the border pixels (padded taps skipped: they would
+/// contribute (zx − zx)·w = 0) take the general loop.
 template <class Backend>
 inline void depthwise_conv2d_s8(Backend, const conv_s8_shape& s, std::size_t mult, const std::int8_t* x,
                                 const std::int8_t* w, const dense_s8_params& p, std::int8_t* y) noexcept {
-  const std::size_t K = s.kernel, KK = K * K, oc = s.out_c;
+  const std::size_t K = s.kernel, KK = K * K, oc = s.out_c, C = s.c, row = s.w * s.c;
   const std::int32_t zx = p.input_zero_point;
-  // Output rows / columns whose whole window lies inside the image.
-  const std::size_t y_lo = (s.pad + s.stride - 1) / s.stride;
-  const std::size_t x_lo = y_lo;
-  const std::size_t y_hi = s.h + s.pad >= K ? (s.h + s.pad - K) / s.stride + 1 : 0;  // exclusive
+  // Output rows / columns whose whole window lies inside the image: [lo, hi).
+  const std::size_t lo = (s.pad + s.stride - 1) / s.stride;
+  const std::size_t y_hi = s.h + s.pad >= K ? (s.h + s.pad - K) / s.stride + 1 : 0;
   const std::size_t x_hi = s.w + s.pad >= K ? (s.w + s.pad - K) / s.stride + 1 : 0;
+  const bool slide3 = K == 3 && s.stride == 1;
   for (std::size_t o = 0; o < oc; ++o) {
     const std::size_t c = o / mult;
     const std::int8_t* wo = w + o * KK;
@@ -117,32 +125,55 @@ inline void depthwise_conv2d_s8(Backend, const conv_s8_shape& s, std::size_t mul
     for (std::size_t t = 0; t < KK; ++t) wsum += wo[t];
     const std::int32_t inner_base = bias - zx * wsum;  // Σ (x − zx)·w = Σ x·w − zx·Σw
     const std::int8_t* xc = x + c;
-    for (std::size_t oy = 0; oy < s.ho; ++oy) {
-      const bool row_inside = oy >= y_lo && oy < y_hi;
-      for (std::size_t ox = 0; ox < s.wo; ++ox) {
-        std::int32_t acc;
-        if (row_inside && ox >= x_lo && ox < x_hi) {
-          acc = inner_base;
-          const std::int8_t* xp = xc + ((oy * s.stride - s.pad) * s.w + (ox * s.stride - s.pad)) * s.c;
-          const std::int8_t* wp = wo;
-          for (std::size_t ky = 0; ky < K; ++ky, xp += s.w * s.c, wp += K)
-            for (std::size_t kx = 0; kx < K; ++kx)
-              acc += static_cast<std::int32_t>(xp[kx * s.c]) * static_cast<std::int32_t>(wp[kx]);
-        } else {
-          acc = bias;
-          for (std::size_t ky = 0; ky < K; ++ky) {
-            const std::size_t iy = oy * s.stride + ky;
-            if (iy < s.pad || iy >= s.h + s.pad) continue;
-            for (std::size_t kx = 0; kx < K; ++kx) {
-              const std::size_t ix = ox * s.stride + kx;
-              if (ix < s.pad || ix >= s.w + s.pad) continue;
-              const std::int32_t xv = xc[((iy - s.pad) * s.w + (ix - s.pad)) * s.c];
-              acc += (xv - zx) * static_cast<std::int32_t>(wo[ky * K + kx]);
-            }
-          }
+    // Any pixel: taps outside the image skipped.
+    auto general = [&](std::size_t oy, std::size_t ox) noexcept {
+      std::int32_t acc = bias;
+      for (std::size_t ky = 0; ky < K; ++ky) {
+        const std::size_t iy = oy * s.stride + ky;
+        if (iy < s.pad || iy >= s.h + s.pad) continue;
+        for (std::size_t kx = 0; kx < K; ++kx) {
+          const std::size_t ix = ox * s.stride + kx;
+          if (ix < s.pad || ix >= s.w + s.pad) continue;
+          const std::int32_t xv = xc[(iy - s.pad) * row + (ix - s.pad) * C];
+          acc += (xv - zx) * static_cast<std::int32_t>(wo[ky * K + kx]);
         }
-        y[(oy * s.wo + ox) * oc + o] = requantize_s8(acc, o, p);
       }
+      y[(oy * s.wo + ox) * oc + o] = requantize_s8(acc, o, p);
+    };
+    for (std::size_t oy = 0; oy < s.ho; ++oy) {
+      if (oy < lo || oy >= y_hi || x_hi <= lo) {
+        for (std::size_t ox = 0; ox < s.wo; ++ox) general(oy, ox);
+        continue;
+      }
+      for (std::size_t ox = 0; ox < lo; ++ox) general(oy, ox);
+      const std::int8_t* r0 = xc + (oy * s.stride - s.pad) * row + (lo * s.stride - s.pad) * C;
+      std::int8_t* yp = y + (oy * s.wo + lo) * oc + o;
+      if (slide3) {
+        const std::int32_t w0 = wo[0], w1 = wo[1], w2 = wo[2], w3 = wo[3], w4 = wo[4], w5 = wo[5], w6 = wo[6],
+                           w7 = wo[7], w8 = wo[8];
+        const std::int8_t* r1 = r0 + row;
+        const std::int8_t* r2 = r1 + row;
+        std::int32_t a0 = r0[0], a1 = r1[0], a2 = r2[0], b0 = r0[C], b1 = r1[C], b2 = r2[C];
+        r0 += 2 * C, r1 += 2 * C, r2 += 2 * C;
+        for (std::size_t ox = lo; ox < x_hi; ++ox, r0 += C, r1 += C, r2 += C, yp += oc) {
+          const std::int32_t c0 = *r0, c1 = *r1, c2 = *r2;
+          const std::int32_t acc = inner_base + w0 * a0 + w1 * b0 + w2 * c0 + w3 * a1 + w4 * b1 + w5 * c1 + w6 * a2 +
+                                   w7 * b2 + w8 * c2;
+          *yp = requantize_s8(acc, o, p);
+          a0 = b0, b0 = c0, a1 = b1, b1 = c1, a2 = b2, b2 = c2;
+        }
+      } else {
+        for (std::size_t ox = lo; ox < x_hi; ++ox, r0 += s.stride * C, yp += oc) {
+          std::int32_t acc = inner_base;
+          const std::int8_t* xp = r0;
+          const std::int8_t* wp = wo;
+          for (std::size_t ky = 0; ky < K; ++ky, xp += row, wp += K)
+            for (std::size_t kx = 0; kx < K; ++kx)
+              acc += static_cast<std::int32_t>(xp[kx * C]) * static_cast<std::int32_t>(wp[kx]);
+          *yp = requantize_s8(acc, o, p);
+        }
+      }
+      for (std::size_t ox = x_hi; ox < s.wo; ++ox) general(oy, ox);
     }
   }
 }
