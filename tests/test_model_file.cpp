@@ -813,6 +813,34 @@ struct conv_case {
 };
 }  // namespace
 
+TEST_CASE("requantize_s8_32 equals requantize_s8 (TFLite's MultiplyByQuantizedMultiplier)", "[int8_model][kernels]") {
+  tinylarge::rng g(17);
+  const std::int32_t edges[] = {0, 1, -1, 2, -2, 127, -128, 1 << 20, -(1 << 20), INT32_MAX, INT32_MIN, INT32_MAX - 1,
+                                INT32_MIN + 1, 1 << 30, -(1 << 30)};
+  std::size_t n = 0, differ = 0;
+  for (int shift = -31; shift <= 30; ++shift)
+    for (int trial = 0; trial < 400; ++trial) {
+      std::int32_t m = trial == 0 ? 0 : trial == 1 ? INT32_MAX : trial == 2 ? (1 << 30) :
+                       static_cast<std::int32_t>((1u << 30) + (g.next_u32() >> 2));
+      std::int32_t mult[1] = {m};
+      int sh[1] = {shift};
+      tk::dense_s8_params p;
+      p.multipliers = mult;
+      p.shifts = sh;
+      p.output_zero_point = static_cast<std::int32_t>(g.uniform_int(256)) - 128;
+      p.act_min = trial % 3 == 0 ? static_cast<std::int8_t>(p.output_zero_point) : -128;
+      p.act_max = trial % 5 == 0 ? 100 : 127;
+      for (int k = 0; k < 8; ++k) {
+        const std::int32_t acc = k < 4 ? edges[(trial + k * 4) % 15]
+                                       : static_cast<std::int32_t>(g.next_u32()) >> (g.uniform_int(31));
+        ++n;
+        differ += tk::requantize_s8_32(acc, 0, p) != tk::requantize_s8(acc, 0, p);
+      }
+    }
+  CHECK(n == 62 * 400 * 8);
+  CHECK(differ == 0);
+}
+
 TEST_CASE("int8 conv2d and depthwise kernels equal the definition on every geometry", "[int8_model][kernels]") {
   const conv_case cases[] = {
       {16, 16, 16, 3, 1, 1, 16, false}, {7, 5, 3, 3, 2, 1, 5, false}, {9, 9, 1, 5, 1, 2, 6, false},

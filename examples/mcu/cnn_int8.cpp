@@ -21,6 +21,7 @@
 // firmware's, apart from the lines starting with "device:".
 #include <cstddef>
 #include <cstdint>
+#include <new>
 
 #if defined(__arm__) && !defined(__linux__) && !defined(TINYLARGE_FREESTANDING)
 #define TINYLARGE_FREESTANDING 1  // the device build is the freestanding profile
@@ -75,7 +76,11 @@ extern "C" __attribute__((noinline)) void tl_layer_boundary(unsigned layer, bool
 
 namespace {
 
-network net;  // static storage: the arena and the per-tensor quantization, nothing else
+// Static storage: the arena, the per-tensor quantization and the weight views, nothing else.
+// Constructed into a zero-initialised buffer (.bss) at start-up: a plain static `network` would
+// land in .data (its scales default to 1.0f), costing its whole size again in flash.
+alignas(network) unsigned char net_storage[sizeof(network)];
+network& net = *new (net_storage) network;
 
 void put_line(const char* a, long v, const char* b = "\n") {
   out::puts(a);

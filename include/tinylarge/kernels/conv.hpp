@@ -24,6 +24,7 @@
 
 #include "../core/config.hpp"
 #include "dense.hpp"
+#include "requantize_s8.hpp"
 // The back ends' dense_s8 overloads must be declared before the templates below.
 #include "cortex_m.hpp"
 #include "mve.hpp"
@@ -124,6 +125,7 @@ inline void depthwise_conv2d_s8(Backend, const conv_s8_shape& s, std::size_t mul
     std::int32_t wsum = 0;
     for (std::size_t t = 0; t < KK; ++t) wsum += wo[t];
     const std::int32_t inner_base = bias - zx * wsum;  // Σ (x − zx)·w = Σ x·w − zx·Σw
+    const requant_channel rq = requant_channel_of(o, p);
     const std::int8_t* xc = x + c;
     // Any pixel: taps outside the image skipped.
     auto general = [&](std::size_t oy, std::size_t ox) noexcept {
@@ -138,7 +140,7 @@ inline void depthwise_conv2d_s8(Backend, const conv_s8_shape& s, std::size_t mul
           acc += (xv - zx) * static_cast<std::int32_t>(wo[ky * K + kx]);
         }
       }
-      y[(oy * s.wo + ox) * oc + o] = requantize_s8(acc, o, p);
+      y[(oy * s.wo + ox) * oc + o] = requantize_s8_32(acc, rq);
     };
     for (std::size_t oy = 0; oy < s.ho; ++oy) {
       if (oy < lo || oy >= y_hi || x_hi <= lo) {
@@ -159,7 +161,7 @@ inline void depthwise_conv2d_s8(Backend, const conv_s8_shape& s, std::size_t mul
           const std::int32_t c0 = *r0, c1 = *r1, c2 = *r2;
           const std::int32_t acc = inner_base + w0 * a0 + w1 * b0 + w2 * c0 + w3 * a1 + w4 * b1 + w5 * c1 + w6 * a2 +
                                    w7 * b2 + w8 * c2;
-          *yp = requantize_s8(acc, o, p);
+          *yp = requantize_s8_32(acc, rq);
           a0 = b0, b0 = c0, a1 = b1, b1 = c1, a2 = b2, b2 = c2;
         }
       } else {
@@ -170,7 +172,7 @@ inline void depthwise_conv2d_s8(Backend, const conv_s8_shape& s, std::size_t mul
           for (std::size_t ky = 0; ky < K; ++ky, xp += row, wp += K)
             for (std::size_t kx = 0; kx < K; ++kx)
               acc += static_cast<std::int32_t>(xp[kx * C]) * static_cast<std::int32_t>(wp[kx]);
-          *yp = requantize_s8(acc, o, p);
+          *yp = requantize_s8_32(acc, rq);
         }
       }
       for (std::size_t ox = x_hi; ox < s.wo; ++ox) general(oy, ox);

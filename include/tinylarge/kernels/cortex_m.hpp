@@ -22,6 +22,7 @@
 #include <cstring>
 
 #include "dense.hpp"
+#include "requantize_s8.hpp"
 
 #if defined(__ARM_FEATURE_DSP) && !defined(__ARM_NEON)
 #include <arm_acle.h>
@@ -126,10 +127,10 @@ inline void dense_s8(arch::cortex_m_dsp, std::size_t m, std::size_t n, std::size
         a10 += v * w0[q];
         a11 += v * w1[q];
       }
-      y0[o] = requantize_s8(a00, o, p);
-      y0[o + 1] = requantize_s8(a01, o + 1, p);
-      y1[o] = requantize_s8(a10, o, p);
-      y1[o + 1] = requantize_s8(a11, o + 1, p);
+      y0[o] = requantize_s8_32(a00, o, p);
+      y0[o + 1] = requantize_s8_32(a01, o + 1, p);
+      y1[o] = requantize_s8_32(a10, o, p);
+      y1[o + 1] = requantize_s8_32(a11, o + 1, p);
     }
     for (; o < n; ++o) {  // odd last weight row: one row at a time
       const std::int8_t* w0 = w + o * k;
@@ -138,8 +139,8 @@ inline void dense_s8(arch::cortex_m_dsp, std::size_t m, std::size_t n, std::size
         c0 += (static_cast<std::int32_t>(xr0[q]) - zx) * w0[q];
         c1 += (static_cast<std::int32_t>(xr1[q]) - zx) * w0[q];
       }
-      y0[o] = requantize_s8(c0, o, p);
-      y1[o] = requantize_s8(c1, o, p);
+      y0[o] = requantize_s8_32(c0, o, p);
+      y1[o] = requantize_s8_32(c1, o, p);
     }
   }
   for (; i < m; ++i) {
@@ -156,14 +157,14 @@ inline void dense_s8(arch::cortex_m_dsp, std::size_t m, std::size_t n, std::size
         acc0 += xq * w0[q];
         acc1 += xq * w1[q];
       }
-      y[i * n + o] = requantize_s8(acc0, o, p);
-      y[i * n + o + 1] = requantize_s8(acc1, o + 1, p);
+      y[i * n + o] = requantize_s8_32(acc0, o, p);
+      y[i * n + o + 1] = requantize_s8_32(acc1, o + 1, p);
     }
     for (; o < n; ++o) {
       const std::int8_t* w0 = w + o * k;
       std::int32_t acc0 = p.bias ? p.bias[o] : 0;
       for (std::size_t q = 0; q < k; ++q) acc0 += (static_cast<std::int32_t>(xr[q]) - zx) * w0[q];
-      y[i * n + o] = requantize_s8(acc0, o, p);
+      y[i * n + o] = requantize_s8_32(acc0, o, p);
     }
   }
 }

@@ -10,7 +10,7 @@
 /// predicated iteration (VCTP8, zeroing loads), never a scalar loop. int32
 /// arithmetic wraps modulo 2³² inside the sums, which is exact whenever the
 /// final value fits (k ≤ `dense_s8_max_k`), so outputs are bit-identical to
-/// `arch::scalar`; the requantization is the scalar `requantize_s8` (MVE's
+/// `arch::scalar`; the requantization is `requantize_s8_32`, one output at a time (MVE's
 /// VQRDMULH rounds negative ties differently from TFLite's reference).
 ///
 /// No heap, no exceptions. Only compiled when integer MVE is available;
@@ -21,6 +21,7 @@
 #include <cstdint>
 
 #include "dense.hpp"
+#include "requantize_s8.hpp"
 
 #if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
 #include <arm_mve.h>
@@ -66,12 +67,12 @@ inline void dense_s8(arch::cortex_m_mve, std::size_t m, std::size_t n, std::size
         s1 = vaddvaq_s8(s1, b);
       }
       const std::int32_t b0 = p.bias ? p.bias[o] : 0;
-      y[i * n + o] = requantize_s8(b0 + d00 - zx * s0, o, p);
-      if (two) y[(i + 1) * n + o] = requantize_s8(b0 + d10 - zx * s0, o, p);
+      y[i * n + o] = requantize_s8_32(b0 + d00 - zx * s0, o, p);
+      if (two) y[(i + 1) * n + o] = requantize_s8_32(b0 + d10 - zx * s0, o, p);
       if (pair) {
         const std::int32_t b1 = p.bias ? p.bias[o + 1] : 0;
-        y[i * n + o + 1] = requantize_s8(b1 + d01 - zx * s1, o + 1, p);
-        if (two) y[(i + 1) * n + o + 1] = requantize_s8(b1 + d11 - zx * s1, o + 1, p);
+        y[i * n + o + 1] = requantize_s8_32(b1 + d01 - zx * s1, o + 1, p);
+        if (two) y[(i + 1) * n + o + 1] = requantize_s8_32(b1 + d11 - zx * s1, o + 1, p);
       }
     }
   }
