@@ -103,11 +103,12 @@ inline void conv2d_s8(Backend, const conv_s8_shape& s, const std::int8_t* x, con
 /// `s.out_c` = `s.c`·mult. No scratch.
 ///
 /// Channel by channel: Σ (x − zx)·w = Σ x·w − zx·Σ w with Σ w folded into the
-/// bias once per channel. Interior pixels (the window inside the image) of a
-/// 3×3, stride-1 layer slide a window of 3×3 inputs in registers along the
-/// row: each output loads one new column (3 bytes) and does 9 multiply-adds.
-/// Other geometries and the border pixels (padded taps skipped: they would
-/// contribute (zx − zx)·w = 0) take the general loop.
+/// bias once per channel. A 3×3, stride-1 layer with padding 0 or 1 slides a
+/// window of 3×3 inputs in registers along each row — border pixels included:
+/// a padded row gets zero weights, a padded column reads zx — so each output
+/// loads one new column (3 bytes) and does 9 multiply-adds. Other geometries
+/// run interior pixels branch-free and border pixels with the padded taps
+/// skipped (they would contribute (zx − zx)·w = 0).
 template <class Backend>
 inline void depthwise_conv2d_s8(Backend, const conv_s8_shape& s, std::size_t mult, const std::int8_t* x,
                                 const std::int8_t* w, const dense_s8_params& p, std::int8_t* y) noexcept {
@@ -117,7 +118,8 @@ inline void depthwise_conv2d_s8(Backend, const conv_s8_shape& s, std::size_t mul
   const std::size_t lo = (s.pad + s.stride - 1) / s.stride;
   const std::size_t y_hi = s.h + s.pad >= K ? (s.h + s.pad - K) / s.stride + 1 : 0;
   const std::size_t x_hi = s.w + s.pad >= K ? (s.w + s.pad - K) / s.stride + 1 : 0;
-  const bool slide3 = K == 3 && s.stride == 1;
+  // 3×3, stride 1, padding 0 or 1 (MobileNet, DS-CNN): a sliding window in registers.
+  const bool slide3 = K == 3 && s.stride == 1 && s.pad <= 1;
   for (std::size_t o = 0; o < oc; ++o) {
     const std::size_t c = o / mult;
     const std::int8_t* wo = w + o * KK;
@@ -142,6 +144,56 @@ inline void depthwise_conv2d_s8(Backend, const conv_s8_shape& s, std::size_t mul
       }
       y[(oy * s.wo + ox) * oc + o] = requantize_s8_32(acc, rq);
     };
+    if (slide3) {
+      // Every pixel on one path: a padded row gets zero weights (and leaves Σ w), a padded
+      // column reads zx, whose product zx·w the −zx·Σ w of the base cancels.
+      for (std::size_t oy = 0; oy < s.ho; ++oy) {
+        std::int32_t wr[9];
+        const std::int8_t* rp[3];
+        std::int32_t used = 0;
+        for (std::size_t r = 0; r < 3; ++r) {
+          const std::size_t iy = oy + r;  // offset by pad
+          const bool inside = iy >= s.pad && iy < s.h + s.pad;
+          rp[r] = inside ? xc + (iy - s.pad) * row : xc;
+          for (std::size_t k = 0; k < 3; ++k) {
+            wr[3 * r + k] = inside ? wo[3 * r + k] : 0;
+            used += wr[3 * r + k];
+          }
+        }
+        const std::int32_t base = bias - zx * used;
+        const std::int32_t w0 = wr[0], w1 = wr[1], w2 = wr[2], w3 = wr[3], w4 = wr[4], w5 = wr[5], w6 = wr[6],
+                           w7 = wr[7], w8 = wr[8];
+        const std::int8_t *r0 = rp[0], *r1 = rp[1], *r2 = rp[2];
+        // Column ix of the window (ix offset by pad): zx outside the image.
+        auto col = [&](std::size_t ix, std::int32_t& c0, std::int32_t& c1, std::int32_t& c2) noexcept {
+          if (ix >= s.pad && ix < s.w + s.pad) {
+            const std::size_t at = (ix - s.pad) * C;
+            c0 = r0[at], c1 = r1[at], c2 = r2[at];
+          } else {
+            c0 = c1 = c2 = zx;
+          }
+        };
+        std::int32_t a0, a1, a2, b0, b1, b2, c0, c1, c2;
+        col(0, a0, a1, a2);
+        col(1, b0, b1, b2);
+        std::int8_t* yp = y + oy * s.wo * oc + o;
+        // Interior columns load without a check; the last column may be padding.
+        const std::size_t last = s.wo - 1;
+        const std::int8_t *p0 = r0 + (2 - s.pad) * C, *p1 = r1 + (2 - s.pad) * C, *p2 = r2 + (2 - s.pad) * C;
+        for (std::size_t ox = 0; ox < last; ++ox, p0 += C, p1 += C, p2 += C, yp += oc) {
+          c0 = *p0, c1 = *p1, c2 = *p2;
+          const std::int32_t acc =
+              base + w0 * a0 + w1 * b0 + w2 * c0 + w3 * a1 + w4 * b1 + w5 * c1 + w6 * a2 + w7 * b2 + w8 * c2;
+          *yp = requantize_s8_32(acc, rq);
+          a0 = b0, b0 = c0, a1 = b1, b1 = c1, a2 = b2, b2 = c2;
+        }
+        col(last + 2, c0, c1, c2);
+        *yp = requantize_s8_32(base + w0 * a0 + w1 * b0 + w2 * c0 + w3 * a1 + w4 * b1 + w5 * c1 + w6 * a2 + w7 * b2 +
+                                   w8 * c2,
+                               rq);
+      }
+      continue;
+    }
     for (std::size_t oy = 0; oy < s.ho; ++oy) {
       if (oy < lo || oy >= y_hi || x_hi <= lo) {
         for (std::size_t ox = 0; ox < s.wo; ++ox) general(oy, ox);
@@ -150,30 +202,14 @@ inline void depthwise_conv2d_s8(Backend, const conv_s8_shape& s, std::size_t mul
       for (std::size_t ox = 0; ox < lo; ++ox) general(oy, ox);
       const std::int8_t* r0 = xc + (oy * s.stride - s.pad) * row + (lo * s.stride - s.pad) * C;
       std::int8_t* yp = y + (oy * s.wo + lo) * oc + o;
-      if (slide3) {
-        const std::int32_t w0 = wo[0], w1 = wo[1], w2 = wo[2], w3 = wo[3], w4 = wo[4], w5 = wo[5], w6 = wo[6],
-                           w7 = wo[7], w8 = wo[8];
-        const std::int8_t* r1 = r0 + row;
-        const std::int8_t* r2 = r1 + row;
-        std::int32_t a0 = r0[0], a1 = r1[0], a2 = r2[0], b0 = r0[C], b1 = r1[C], b2 = r2[C];
-        r0 += 2 * C, r1 += 2 * C, r2 += 2 * C;
-        for (std::size_t ox = lo; ox < x_hi; ++ox, r0 += C, r1 += C, r2 += C, yp += oc) {
-          const std::int32_t c0 = *r0, c1 = *r1, c2 = *r2;
-          const std::int32_t acc = inner_base + w0 * a0 + w1 * b0 + w2 * c0 + w3 * a1 + w4 * b1 + w5 * c1 + w6 * a2 +
-                                   w7 * b2 + w8 * c2;
-          *yp = requantize_s8_32(acc, rq);
-          a0 = b0, b0 = c0, a1 = b1, b1 = c1, a2 = b2, b2 = c2;
-        }
-      } else {
-        for (std::size_t ox = lo; ox < x_hi; ++ox, r0 += s.stride * C, yp += oc) {
-          std::int32_t acc = inner_base;
-          const std::int8_t* xp = r0;
-          const std::int8_t* wp = wo;
-          for (std::size_t ky = 0; ky < K; ++ky, xp += row, wp += K)
-            for (std::size_t kx = 0; kx < K; ++kx)
-              acc += static_cast<std::int32_t>(xp[kx * C]) * static_cast<std::int32_t>(wp[kx]);
-          *yp = requantize_s8_32(acc, rq);
-        }
+      for (std::size_t ox = lo; ox < x_hi; ++ox, r0 += s.stride * C, yp += oc) {
+        std::int32_t acc = inner_base;
+        const std::int8_t* xp = r0;
+        const std::int8_t* wp = wo;
+        for (std::size_t ky = 0; ky < K; ++ky, xp += row, wp += K)
+          for (std::size_t kx = 0; kx < K; ++kx)
+            acc += static_cast<std::int32_t>(xp[kx * C]) * static_cast<std::int32_t>(wp[kx]);
+        *yp = requantize_s8_32(acc, rq);
       }
       for (std::size_t ox = x_hi; ox < s.wo; ++ox) general(oy, ox);
     }
