@@ -129,6 +129,12 @@ int main() {
   put_line("model file: ", static_cast<long>(tl_model_size), " bytes, validated and bound in place\n");
 
 #if defined(TL_PROFILE)
+  model::for_each_layer([&]<std::size_t I>() {
+    using L = typename model::template layer<I>;
+    put_line("profile: layer ", static_cast<long>(I), " ");
+    out::puts(L::name());
+    put_line(" ", static_cast<long>(L::macs));
+  });
   net.forward_observed([](std::size_t layer, bool begin) { tl_layer_boundary(static_cast<unsigned>(layer), begin); });
   (void)count;
   return 0;
