@@ -14,7 +14,7 @@ namespace nn = tinylarge::nn;
 /// Small, with every kind bind_model_file checks: conv (padded, fused relu), pooling,
 /// depthwise with multiplier 2 (fused relu6), flatten, dense.
 using model = nn::sequential<nn::input<6, 6, 2>, nn::conv2d<3, 3, 1, 1>, nn::relu, nn::max_pool2d<2>,
-                             nn::depthwise_conv2d<3, 1, 1, 2>, nn::relu6, nn::flatten, nn::dense<36, 4>>;
+                             nn::depthwise_conv2d<3, 1, 1, 2>, nn::relu6, nn::flatten, nn::dense<54, 4>>;
 using bound = nn::quantized_network<model, tinylarge::int8_per_channel, nn::flash_storage, tinylarge::arch::scalar>;
 }  // namespace int8_model_sample
 
