@@ -36,18 +36,16 @@ inline void put_int(long v) { std::printf("%ld", v); }
 #include TL_STR(TL_DATA_HEADER)
 #include TL_STR(TL_COMPILED_HEADER)
 
+#include "cnn_run.hpp"
+
 namespace tl = tinylarge;
+using mcu_cnn::put_line;
 using model = mcu_cnn::TL_MODEL;
 using network = tl::nn::quantized_network<model, tl::int8_per_channel, tl::nn::flash_storage>;
 
 namespace {
 alignas(network) unsigned char net_storage[sizeof(network)];  // .bss (see cnn_int8.cpp)
 
-void put_line(const char* a, long v, const char* b = "\n") {
-  out::puts(a);
-  out::put_int(v);
-  out::puts(b);
-}
 }  // namespace
 
 int main() {
@@ -68,22 +66,8 @@ int main() {
   auto& tq = net.tensor_quantization();
   for (std::size_t t = 0; t <= model::size; ++t) tq[t] = {tl_compiled::tensor_scale[t], tl_compiled::tensor_zero_point[t]};
 
-  constexpr std::size_t in_n = model::input_size, out_n = model::output_size;
-  constexpr std::size_t count = sizeof(tl_inputs) / in_n;
-  std::size_t differ = 0;
-  for (std::size_t i = 0; i < count; ++i) {
-    const std::int8_t* y = net.forward(tl_inputs + i * in_n);
-    std::size_t best = 0;
-    for (std::size_t j = 1; j < out_n; ++j) best = y[j] > y[best] ? j : best;
-    put_line("input ", static_cast<long>(i), "");
-    put_line(": class ", static_cast<long>(best), ", logits");
-    for (std::size_t j = 0; j < out_n; ++j) {
-      put_line(" ", y[j], "");
-      differ += y[j] != tl_expected[i * out_n + j];
-    }
-    out::puts("\n");
-  }
-  put_line("logits differing from the host's: ", static_cast<long>(differ));
+  constexpr std::size_t count = sizeof(tl_inputs) / model::input_size;
+  const std::size_t differ = mcu_cnn::run_inputs<model>(net, tl_inputs, tl_expected, count);
 #if defined(__arm__) && !defined(__linux__)
   put_line("device: stack high-water mark ", static_cast<long>(tl_stack_high_water()), " bytes\n");
 #endif

@@ -65,7 +65,10 @@ inline void put_int(long v) { std::printf("%ld", v); }
 #include "other_model.h"
 #endif
 
+#include "cnn_run.hpp"
+
 namespace tl = tinylarge;
+using mcu_cnn::put_line;
 using model = mcu_cnn::TL_MODEL;
 using network = tl::nn::quantized_network<model, tl::int8_per_channel, tl::nn::flash_storage>;
 
@@ -82,11 +85,6 @@ namespace {
 alignas(network) unsigned char net_storage[sizeof(network)];
 network& net = *new (net_storage) network;
 
-void put_line(const char* a, long v, const char* b = "\n") {
-  out::puts(a);
-  out::put_int(v);
-  out::puts(b);
-}
 
 bool open_and_bind(const unsigned char* bytes, std::size_t size, tl::status& s) {
   static tl::compress::model_file_reader reader;  // static: reused, and off the stack
@@ -140,20 +138,7 @@ int main() {
   return 0;
 #else
   // 3. inference on the embedded inputs
-  std::size_t differ = 0;
-  for (std::size_t i = 0; i < count; ++i) {
-    const std::int8_t* y = net.forward(tl_inputs + i * in_n);
-    std::size_t best = 0;
-    for (std::size_t j = 1; j < out_n; ++j) best = y[j] > y[best] ? j : best;
-    put_line("input ", static_cast<long>(i), "");
-    put_line(": class ", static_cast<long>(best), ", logits");
-    for (std::size_t j = 0; j < out_n; ++j) {
-      put_line(" ", y[j], "");
-      differ += y[j] != tl_expected[i * out_n + j];
-    }
-    out::puts("\n");
-  }
-  put_line("logits differing from the host's: ", static_cast<long>(differ));
+  const std::size_t differ = mcu_cnn::run_inputs<model>(net, tl_inputs, tl_expected, count);
 #if TL_ON_DEVICE
   put_line("device: static RAM (.data + .bss) ",
            static_cast<long>(reinterpret_cast<std::uintptr_t>(&_bss_end) - reinterpret_cast<std::uintptr_t>(&_data_start)),
