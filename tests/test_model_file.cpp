@@ -833,11 +833,16 @@ TEST_CASE("requantize_s8_32 equals requantize_s8 (TFLite's MultiplyByQuantizedMu
       for (int k = 0; k < 8; ++k) {
         const std::int32_t acc = k < 4 ? edges[(trial + k * 4) % 15]
                                        : static_cast<std::int32_t>(g.next_u32()) >> (g.uniform_int(31));
+        // The reference adds the zero point in int32: skip the few inputs where that overflows
+        // (undefined there), which only a real multiplier ≥ 1 on a saturated accumulator reaches.
+        const std::int64_t v = static_cast<std::int64_t>(tinylarge::multiply_by_quantized_multiplier(acc, m, shift)) +
+                               p.output_zero_point;
+        if (v > INT32_MAX || v < INT32_MIN) continue;
         ++n;
         differ += tk::requantize_s8_32(acc, 0, p) != tk::requantize_s8(acc, 0, p);
       }
     }
-  CHECK(n == 62 * 400 * 8);
+  CHECK(n > 62 * 400 * 8 * 99 / 100);
   CHECK(differ == 0);
 }
 

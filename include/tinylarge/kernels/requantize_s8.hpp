@@ -58,7 +58,9 @@ TINYLARGE_ALWAYS_INLINE std::int8_t requantize_s8_32(std::int32_t acc, const req
   const std::int32_t remainder = x & mask;
   const std::int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
   x = (x >> q.right) + (remainder > threshold ? 1 : 0);
-  x += q.zero_point;
+  // Added modulo 2^32 (no undefined behaviour; the reference's int32 sum is undefined only
+  // where this wraps: a real multiplier ≥ 1 on a saturated accumulator).
+  x = static_cast<std::int32_t>(static_cast<std::uint32_t>(x) + static_cast<std::uint32_t>(q.zero_point));
   x = x < q.lo ? q.lo : x;
   x = x > q.hi ? q.hi : x;
   return static_cast<std::int8_t>(x);
