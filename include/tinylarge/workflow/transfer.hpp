@@ -69,6 +69,10 @@ struct transfer_result {
 /// @tparam Traits a `federated_traits` struct.
 template <federated_traits Traits>
 class federated_transfer {
+  static_assert(float_precision<typename detail::precision_of<Traits>::type>,
+                "federated_transfer: Traits::precision must be a float_precision (fp32, fp16, bf16 or your own): "
+                "pre-training, federation and personalisation all train in it");
+
  public:
   using fl_type = federated_averaging<Traits>;
   using model = typename fl_type::model;
