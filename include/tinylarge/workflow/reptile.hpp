@@ -62,7 +62,9 @@ struct reptile_traits : Traits {
 }  // namespace detail
 
 /// Federated Reptile over a traits struct (its `aggregation` is replaced by
-/// `reptile_step`; `model`, `optimizer`, `update`, `transport` are kept).
+/// `reptile_step`; `model`, `optimizer`, `update`, `transport` and
+/// `precision` are kept: the inner loop trains in `Traits::precision`,
+/// default fp32, and a precision that cannot train does not compile).
 /// Local training is `federated_options::local_epochs` × batches of
 /// `batch_size` (k = E · ⌈n_k / B⌉ inner steps).
 ///
@@ -73,14 +75,20 @@ using federated_reptile = federated_averaging<detail::reptile_traits<Traits>>;
 /// Few-shot accuracy of a meta-model: copy `weights` into a network, train it
 /// for `epochs` passes over `support` (batch `batch_size`, 0 = full batch)
 /// with `opt`, and return the accuracy on `query`.
+/// @tparam Precision the precision the adaptation trains in (default fp32;
+///         pass `federated_reptile<Traits>::precision` to adapt as the
+///         clients trained)
 /// @throws tl::shape_mismatch when `weights` has the wrong size.
-template <nn::sequential_model Model, nn::optimizer_policy Opt>
+template <nn::sequential_model Model, class Precision = fp32, nn::optimizer_policy Opt>
 double adapted_accuracy(std::span<const float> weights, const nn::labelled_view<std::uint8_t>& support,
                         const nn::labelled_view<std::uint8_t>& query, const Opt& opt, std::size_t epochs,
                         std::size_t batch_size, std::uint64_t seed) {
   TINYLARGE_REQUIRE(weights.size() == Model::param_count, errc::shape_mismatch,
                     "adapted_accuracy: the weights do not match the model's parameter count");
-  nn::network<Model> net;
+  static_assert(float_precision<Precision>,
+                "adapted_accuracy: Precision must be a float_precision (fp32, fp16, bf16 or your own): the adaptation "
+                "trains");
+  nn::network<Model, nn::heap_storage, Precision> net;
   std::copy(weights.begin(), weights.end(), net.parameters().begin());
   rng r(seed, 0xada'97ULL);
   if (epochs > 0) (void)train_locally(net, opt, support, epochs, batch_size, r);
