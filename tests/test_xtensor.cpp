@@ -563,6 +563,7 @@ TEST_CASE("xtensor workflows: transfer, Reptile, FedLoRA and distillation start 
   }
 
   SECTION("FedLoRA: base from a trained network; adapters and merged model out") {
+    // [xt-doc-lora]
     tl::workflow::federated_lora<fl_traits> lora({.max_rank = 2, .alpha = 2.0f, .learning_rate = 0.1f, .rounds = 2,
                                                   .client_fraction = 1.0, .batch_size = 10, .seed = 3});
     tl::workflow::start_from(lora, pre);
@@ -574,9 +575,11 @@ TEST_CASE("xtensor workflows: transfer, Reptile, FedLoRA and distillation start 
     CHECK(xt::all(xt::equal(b0, 0.0f)));
     (void)lora.run(tl::workflow::client_views(clients), tl::workflow::as_view(test));
     CHECK(!xt::all(xt::equal(b0, 0.0f)));  // the views alias the run's adapters
+    const xt::xtensor<float, 1> w = tl::workflow::merged_parameters(lora);  // W0 + s · B A
+    // [xt-doc-lora]
     // merged = W0 + s · B A, per layer, biases frozen
     tl::nn::network<mlp> merged;
-    tl::nn::set_parameters(merged, tl::workflow::merged_parameters(lora));
+    tl::nn::set_parameters(merged, w);
     const auto [a2, b2] = tl::workflow::lora_factors(lora, 2);
     xt::xtensor<float, 2> expect = tl::nn::weights<4>(pre);
     for (std::size_t o = 0; o < 4; ++o)
@@ -601,11 +604,13 @@ TEST_CASE("xtensor workflows: transfer, Reptile, FedLoRA and distillation start 
   }
 
   SECTION("distillation: the student starts from given weights; student weights out") {
+    // [xt-doc-distill]
     tl::nn::network<small_student> given(77);
     tl::workflow::knowledge_distillation<kd_xtraits> kd0({.epochs = 0, .batch_size = 20, .calibration_samples = 50});
     tl::workflow::start_from(kd0, given);
     (void)kd0.run(pre, tl::workflow::as_view(train), tl::workflow::as_view(test));
     CHECK((tl::workflow::student_parameters(kd0) == tl::nn::parameters(given)));  // round trip, 0 epochs
+    // [xt-doc-distill]
     // the same distillation from the given start and from the seed differ
     tl::workflow::knowledge_distillation<kd_xtraits> from_given({.epochs = 2, .batch_size = 20,
                                                                  .calibration_samples = 50});
