@@ -395,6 +395,11 @@ namespace {
 struct fl_traits {
   using model = mlp;
 };
+/// The training and test blobs of the workflow cases, as arrays and as labelled sets.
+struct workflow_data {
+  xblobs d = make_xblobs(120, 5), t = make_xblobs(200, 6);
+  tl::data::labelled_set train{d.x, d.y}, test{t.x, t.y};
+};
 struct split_traits {
   using model = mlp;
   using partition = tl::cut<2>;
@@ -404,10 +409,8 @@ struct split_traits {
 
 TEST_CASE("xtensor workflows: client data, updates, aggregated models, smashed data and segments as xtensor",
           "[xt-workflow]") {
-  const xblobs d = make_xblobs(120, 5);
-  const tl::data::labelled_set train(d.x, d.y);
-  const xblobs t = make_xblobs(200, 6);
-  const tl::data::labelled_set test(t.x, t.y);
+  const workflow_data wd;
+  const auto& [d, t, train, test] = wd;
 
   SECTION("federated: start from a network trained elsewhere; clients as labelled_sets; global model out") {
     tl::nn::network<mlp> pre(21);
@@ -500,10 +503,8 @@ struct kd_xtraits {
 
 TEST_CASE("xtensor workflows: transfer, Reptile, FedLoRA and distillation start from given weights, results out",
           "[xt-workflow][xt-workflow-more]") {
-  const xblobs d = make_xblobs(120, 5);
-  const tl::data::labelled_set train(d.x, d.y);
-  const xblobs t = make_xblobs(200, 6);
-  const tl::data::labelled_set test(t.x, t.y);
+  const workflow_data wd;
+  const auto& [d, t, train, test] = wd;
   tl::nn::network<mlp> pre(21);
   (void)tl::nn::fit(pre, tl::nn::sgd{0.05f, 0.9f}, tl::nn::softmax_cross_entropy{}, d.x, d.y, {.epochs = 3});
   const double pre_acc = tl::nn::evaluate(pre, tl::nn::softmax_cross_entropy{}, t.x, t.y).accuracy;

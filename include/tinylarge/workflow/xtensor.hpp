@@ -287,6 +287,19 @@ template <class P>
 auto read_only_view(std::span<P> p) {
   return xt::adapt(p.data(), p.size(), xt::no_ownership(), std::array<std::size_t, 1>{p.size()});
 }
+/// `f(span)` over `w` flattened to contiguous floats (a copy while `f` runs).
+template <class E, class F>
+void with_flat(const xt::xexpression<E>& w, F&& f) {
+  const xt::xtensor<float, 1> flat = flat_copy(w);
+  f(std::span<const float>(flat.data(), flat.size()));
+}
+/// A trained network's parameters, checked at compile time to be of `Model`.
+template <class Model, class Net>
+std::span<const float> parameters_of(const Net& net) {
+  static_assert(std::is_same_v<typename Net::model, Model>,
+                "tinylarge: start_from: the network's model differs from the workflow's");
+  return {net.parameters().data(), net.parameters().size()};
+}
 }  // namespace detail
 
 /// Pre-train a transfer run from the weights in `w` (any xexpression of
@@ -294,17 +307,14 @@ auto read_only_view(std::span<P> p) {
 /// @throws tl::shape_error when the count differs.
 template <class Traits, class E>
 void set_initial_parameters(federated_transfer<Traits>& ft, const xt::xexpression<E>& w) {
-  const xt::xtensor<float, 1> flat = detail::flat_copy(w);
-  ft.set_initial_parameters(std::span<const float>(flat.data(), flat.size()));
+  detail::with_flat(w, [&](std::span<const float> f) { ft.set_initial_parameters(f); });
 }
 
 /// Start a transfer run from a network trained elsewhere (same model type).
 template <class Traits, class Net>
   requires requires(const Net& n) { n.parameters(); }
 void start_from(federated_transfer<Traits>& ft, const Net& net) {
-  static_assert(std::is_same_v<typename Net::model, typename Traits::model>,
-                "tinylarge: start_from: the network's model differs from the workflow's");
-  ft.set_initial_parameters(std::span<const float>(net.parameters().data(), net.parameters().size()));
+  ft.set_initial_parameters(detail::parameters_of<typename Traits::model>(net));
 }
 
 /// The server's model after pre-training (phase 1), a copy; empty before `run`.
@@ -330,10 +340,9 @@ xt::xtensor<float, 1> global_tensor(const federated_transfer<Traits>& ft) {
 template <nn::sequential_model Model, nn::optimizer_policy Opt, class E>
 xt::xtensor<float, 1> adapt_parameters(const xt::xexpression<E>& w, const data::labelled_set& support, const Opt& opt,
                                        std::size_t epochs, std::size_t batch_size, std::uint64_t seed) {
-  const xt::xtensor<float, 1> flat = detail::flat_copy(w);
   nn::network<Model> net;
-  adapt_to_task(net, std::span<const float>(flat.data(), flat.size()), as_view(support), opt, epochs, batch_size,
-                seed);
+  detail::with_flat(
+      w, [&](std::span<const float> f) { adapt_to_task(net, f, as_view(support), opt, epochs, batch_size, seed); });
   return detail::to_tensor(std::span<const float>(net.parameters().data(), net.parameters().size()));
 }
 
@@ -343,9 +352,11 @@ template <nn::sequential_model Model, nn::optimizer_policy Opt, class E>
 double adapted_accuracy(const xt::xexpression<E>& w, const data::labelled_set& support,
                         const data::labelled_set& query, const Opt& opt, std::size_t epochs, std::size_t batch_size,
                         std::uint64_t seed) {
-  const xt::xtensor<float, 1> flat = detail::flat_copy(w);
-  return adapted_accuracy<Model>(std::span<const float>(flat.data(), flat.size()), as_view(support), as_view(query),
-                                 opt, epochs, batch_size, seed);
+  double acc = 0.0;
+  detail::with_flat(w, [&](std::span<const float> f) {
+    acc = adapted_accuracy<Model>(f, as_view(support), as_view(query), opt, epochs, batch_size, seed);
+  });
+  return acc;
 }
 
 // ---------------------------------------------------------------------------
@@ -356,17 +367,14 @@ double adapted_accuracy(const xt::xexpression<E>& w, const data::labelled_set& s
 /// @throws tl::shape_error when the count differs.
 template <class Traits, class E>
 void set_base(federated_lora<Traits>& run, const xt::xexpression<E>& w) {
-  const xt::xtensor<float, 1> flat = detail::flat_copy(w);
-  run.set_base(std::span<const float>(flat.data(), flat.size()));
+  detail::with_flat(w, [&](std::span<const float> f) { run.set_base(f); });
 }
 
 /// A LoRA run's base model from a network trained elsewhere (same model type).
 template <class Traits, class Net>
   requires requires(const Net& n) { n.parameters(); }
 void start_from(federated_lora<Traits>& run, const Net& net) {
-  static_assert(std::is_same_v<typename Net::model, typename Traits::model>,
-                "tinylarge: start_from: the network's model differs from the workflow's");
-  run.set_base(std::span<const float>(net.parameters().data(), net.parameters().size()));
+  run.set_base(detail::parameters_of<typename Traits::model>(net));
 }
 
 /// All adapters (every adapted layer's A then B, at r_max), a read-only
@@ -414,17 +422,14 @@ xt::xtensor<float, 1> merged_parameters(const federated_lora<Traits>& run, std::
 /// @throws tl::shape_error when the count differs.
 template <class Traits, class E>
 void set_initial_student(knowledge_distillation<Traits>& kd, const xt::xexpression<E>& w) {
-  const xt::xtensor<float, 1> flat = detail::flat_copy(w);
-  kd.set_initial_student(std::span<const float>(flat.data(), flat.size()));
+  detail::with_flat(w, [&](std::span<const float> f) { kd.set_initial_student(f); });
 }
 
 /// Start a distillation's student from a network trained elsewhere (the student's model type).
 template <class Traits, class Net>
   requires requires(const Net& n) { n.parameters(); }
 void start_from(knowledge_distillation<Traits>& kd, const Net& student) {
-  static_assert(std::is_same_v<typename Net::model, typename knowledge_distillation<Traits>::student>,
-                "tinylarge: start_from: the network's model differs from the distillation's student");
-  kd.set_initial_student(std::span<const float>(student.parameters().data(), student.parameters().size()));
+  kd.set_initial_student(detail::parameters_of<typename knowledge_distillation<Traits>::student>(student));
 }
 
 /// The distilled fp32 student's parameters, a 1-D view of its storage.
