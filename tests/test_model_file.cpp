@@ -24,10 +24,13 @@
 #include "data/child_process.hpp"
 #include "fuzz/model_file_samples.hpp"
 #include "tinylarge/compress/c_export.hpp"
+#include "tinylarge/compress/int8_model.hpp"
 #include "tinylarge/compress/kernels.hpp"
 #include "tinylarge/compress/model_file.hpp"
 #include "tinylarge/core/crc32.hpp"
+#include "tinylarge/kernels/conv.hpp"
 #include "tinylarge/kernels/dense.hpp"
+#include "tinylarge/nn/nn.hpp"
 
 namespace c = tinylarge::compress;
 namespace S = model_file_samples;
@@ -803,4 +806,241 @@ TEST_CASE("c_export: the Cortex-M self-test's header is what the exporter writes
   INFO("golden header " << path.string() << "; regenerate with: TINYLARGE_UPDATE_GOLDEN=1 ./test_model_file '[c_export]'");
   REQUIRE(std::filesystem::exists(path));  // __FILE__ must be an absolute path (as in the CMake build)
   CHECK(read_text(path) == now);
+}
+
+// ---------------------------------------------------------------------------
+// int8 models bound to model files (compress/int8_model.hpp) and the int8
+// convolution kernels they run (kernels/conv.hpp)
+// ---------------------------------------------------------------------------
+
+namespace {
+namespace tk = tinylarge::kernels;
+
+/// Naive int8 convolution (groups = 1) or depthwise (groups = C, mult), straight from the
+/// definition: the reference the kernels are compared with.
+void reference_conv_s8(const tk::conv_s8_shape& s, std::size_t groups, const std::int8_t* x, const std::int8_t* w,
+                       const tk::dense_s8_params& p, std::int8_t* y) {
+  const std::size_t cin_g = s.c / groups, cout_g = s.out_c / groups, K = s.kernel;
+  for (std::size_t oy = 0; oy < s.ho; ++oy)
+    for (std::size_t ox = 0; ox < s.wo; ++ox)
+      for (std::size_t o = 0; o < s.out_c; ++o) {
+        const std::size_t g = o / cout_g;
+        std::int64_t acc = p.bias ? p.bias[o] : 0;
+        for (std::size_t ky = 0; ky < K; ++ky)
+          for (std::size_t kx = 0; kx < K; ++kx)
+            for (std::size_t ci = 0; ci < cin_g; ++ci) {
+              const long iy = static_cast<long>(oy * s.stride + ky) - static_cast<long>(s.pad);
+              const long ix = static_cast<long>(ox * s.stride + kx) - static_cast<long>(s.pad);
+              if (iy < 0 || ix < 0 || iy >= static_cast<long>(s.h) || ix >= static_cast<long>(s.w)) continue;
+              const std::int32_t xv = x[(static_cast<std::size_t>(iy) * s.w + static_cast<std::size_t>(ix)) * s.c + g * cin_g + ci];
+              acc += (xv - p.input_zero_point) * w[((o * K + ky) * K + kx) * cin_g + ci];
+            }
+        y[(oy * s.wo + ox) * s.out_c + o] = tk::requantize_s8(static_cast<std::int32_t>(acc), o, p);
+      }
+}
+
+struct conv_case {
+  std::size_t h, w, c, k, stride, pad, out_c_or_mult;
+  bool depthwise;
+};
+}  // namespace
+
+TEST_CASE("requantize_s8_32 equals requantize_s8 (TFLite's MultiplyByQuantizedMultiplier)", "[int8_model][kernels]") {
+  tinylarge::rng g(17);
+  const std::int32_t edges[] = {0, 1, -1, 2, -2, 127, -128, 1 << 20, -(1 << 20), INT32_MAX, INT32_MIN, INT32_MAX - 1,
+                                INT32_MIN + 1, 1 << 30, -(1 << 30)};
+  std::size_t n = 0, differ = 0;
+  for (int shift = -31; shift <= 30; ++shift)
+    for (int trial = 0; trial < 400; ++trial) {
+      std::int32_t m = trial == 0 ? 0 : trial == 1 ? INT32_MAX : trial == 2 ? (1 << 30) :
+                       static_cast<std::int32_t>((1u << 30) + (g.next_u32() >> 2));
+      std::int32_t mult[1] = {m};
+      int sh[1] = {shift};
+      tk::dense_s8_params p;
+      p.multipliers = mult;
+      p.shifts = sh;
+      p.output_zero_point = static_cast<std::int32_t>(g.uniform_int(256)) - 128;
+      p.act_min = trial % 3 == 0 ? static_cast<std::int8_t>(p.output_zero_point) : -128;
+      p.act_max = trial % 5 == 0 ? 100 : 127;
+      for (int k = 0; k < 8; ++k) {
+        const std::int32_t acc = k < 4 ? edges[(trial + k * 4) % 15]
+                                       : static_cast<std::int32_t>(g.next_u32()) >> (g.uniform_int(31));
+        // The reference adds the zero point in int32: skip the few inputs where that overflows
+        // (undefined there), which only a real multiplier ≥ 1 on a saturated accumulator reaches.
+        const std::int64_t v = static_cast<std::int64_t>(tinylarge::multiply_by_quantized_multiplier(acc, m, shift)) +
+                               p.output_zero_point;
+        if (v > INT32_MAX || v < INT32_MIN) continue;
+        ++n;
+        differ += tk::requantize_s8_32(acc, 0, p) != tk::requantize_s8(acc, 0, p);
+      }
+    }
+  CHECK(n > 62 * 400 * 8 * 99 / 100);
+  CHECK(differ == 0);
+}
+
+TEST_CASE("int8 conv2d and depthwise kernels equal the definition on every geometry", "[int8_model][kernels]") {
+  const conv_case cases[] = {
+      {16, 16, 16, 3, 1, 1, 16, false}, {7, 5, 3, 3, 2, 1, 5, false}, {9, 9, 1, 5, 1, 2, 6, false},
+      {6, 6, 4, 1, 1, 0, 7, false},     {5, 7, 2, 2, 1, 0, 3, false}, {16, 16, 32, 3, 1, 1, 1, true},
+      {7, 6, 3, 3, 2, 1, 2, true},      {6, 5, 4, 3, 1, 0, 1, true},  {8, 8, 2, 5, 1, 2, 1, true},
+      {3, 3, 5, 3, 1, 1, 3, true},      {24, 5, 8, 3, 1, 1, 1, true},
+  };
+  tinylarge::rng g(5);
+  for (const conv_case& cc : cases) {
+    tk::conv_s8_shape s;
+    s.h = cc.h, s.w = cc.w, s.c = cc.c, s.kernel = cc.k, s.stride = cc.stride, s.pad = cc.pad;
+    s.ho = (cc.h + 2 * cc.pad - cc.k) / cc.stride + 1;
+    s.wo = (cc.w + 2 * cc.pad - cc.k) / cc.stride + 1;
+    s.out_c = cc.depthwise ? cc.c * cc.out_c_or_mult : cc.out_c_or_mult;
+    const std::size_t fan_in = cc.depthwise ? cc.k * cc.k : cc.k * cc.k * cc.c;
+    std::vector<std::int8_t> x(s.h * s.w * s.c), w(s.out_c * fan_in), scratch(tk::conv2d_s8_scratch_bytes(s.patch()));
+    for (auto& v : x) v = static_cast<std::int8_t>(static_cast<int>(g.uniform_int(256)) - 128);
+    for (auto& v : w) v = static_cast<std::int8_t>(static_cast<int>(g.uniform_int(255)) - 127);
+    std::vector<std::int32_t> bias(s.out_c), mult(s.out_c);
+    std::vector<int> shift(s.out_c);
+    for (std::size_t o = 0; o < s.out_c; ++o) {
+      bias[o] = static_cast<std::int32_t>(g.uniform_int(4001)) - 2000;
+      const auto m = tinylarge::quantize_multiplier(0.0004 + 0.0001 * static_cast<double>(o % 7));
+      mult[o] = m.multiplier;
+      shift[o] = m.shift;
+    }
+    tk::dense_s8_params p;
+    p.input_zero_point = -7;
+    p.output_zero_point = 4;
+    p.multipliers = mult.data();
+    p.shifts = shift.data();
+    p.per_channel = true;
+    p.bias = bias.data();
+    p.act_min = -100;
+    std::vector<std::int8_t> ref(s.ho * s.wo * s.out_c), got(ref.size()), got_best(ref.size());
+    reference_conv_s8(s, cc.depthwise ? cc.c : 1, x.data(), w.data(), p, ref.data());
+    if (cc.depthwise) {
+      tk::depthwise_conv2d_s8(tk::scalar{}, s, cc.out_c_or_mult, x.data(), w.data(), p, got.data());
+      tk::depthwise_conv2d_s8(tk::default_backend{}, s, cc.out_c_or_mult, x.data(), w.data(), p, got_best.data());
+    } else {
+      tk::conv2d_s8(tk::scalar{}, s, x.data(), w.data(), p, got.data(), scratch.data());
+      tk::conv2d_s8(tk::default_backend{}, s, x.data(), w.data(), p, got_best.data(), scratch.data());
+    }
+    INFO("h " << cc.h << " w " << cc.w << " c " << cc.c << " k " << cc.k << " stride " << cc.stride << " pad "
+              << cc.pad << (cc.depthwise ? " depthwise" : " conv"));
+    CHECK(got == ref);
+    CHECK(got_best == ref);
+    std::size_t distinct = 0;
+    for (std::size_t i = 1; i < ref.size(); ++i) distinct += ref[i] != ref[0];
+    CHECK(distinct > 0);  // the outputs are not all clamped to one value
+  }
+}
+
+namespace {
+namespace tnn = tinylarge::nn;
+using small_cnn = tnn::sequential<tnn::input<8, 8, 2>, tnn::conv2d<4, 3, 1, 1>, tnn::relu, tnn::max_pool2d<2>,
+                                  tnn::depthwise_conv2d<3, 1, 1, 2>, tnn::relu6, tnn::flatten, tnn::dense<128, 5>>;
+template <class Model>
+using owning_q = tnn::quantized_network<Model, tinylarge::int8_per_channel, tnn::heap_storage>;
+template <class Model>
+using flash_q = tnn::quantized_network<Model, tinylarge::int8_per_channel, tnn::flash_storage>;
+
+/// A PTQ-quantized `Model` (random weights, calibrated on `n` random inputs) and its model file.
+template <class Model>
+std::vector<std::uint8_t> int8_model_file(owning_q<Model>& q, std::uint64_t seed, std::vector<float>& xs, std::size_t n = 16) {
+  tnn::network<Model> net(seed);
+  tinylarge::rng g(seed + 1);
+  xs.resize(n * Model::input_size);
+  for (auto& v : xs) v = g.uniform(-1.0f, 1.0f);
+  tnn::quantize_post_training(net, xs.data(), n, q);
+  c::model_file_builder b;
+  c::add_int8_layers(b, q);
+  return b.bytes();
+}
+}  // namespace
+
+TEST_CASE("int8 model file: a bound flash_storage network computes the owning network's bits", "[int8_model]") {
+  auto q = std::make_unique<owning_q<small_cnn>>();
+  std::vector<float> xs;
+  const std::vector<std::uint8_t> file = int8_model_file(*q, 3, xs);
+  aligned_bytes a(file);
+  c::model_file_reader r;
+  REQUIRE(r.open(a.data(), a.size).ok());
+  REQUIRE(r.layer_count() == c::weighted_layer_count<small_cnn>);
+  static flash_q<small_cnn> dev;
+  REQUIRE(c::bind_model_file(r, dev).ok());
+  static_assert(flash_q<small_cnn>::arena_bytes >= small_cnn::arena_bytes<tinylarge::int8_per_channel>);
+  // Views and the arena (plus, on back ends with a packed batch-1 layout, the packed copy).
+  static_assert(sizeof(flash_q<small_cnn>) <
+                    flash_q<small_cnn>::arena_bytes + flash_q<small_cnn>::packed_bytes + 64 + 512,
+                "the bound network holds views and the arena, not the weights");
+  for (std::size_t s = 0; s < 16; ++s) {
+    std::vector<std::int8_t> xq(small_cnn::input_size);
+    for (std::size_t i = 0; i < xq.size(); ++i) xq[i] = tinylarge::quantize(xs[s * small_cnn::input_size + i], q->input_params());
+    const std::int8_t* yo = q->forward(xq.data());
+    const std::vector<std::int8_t> owning(yo, yo + small_cnn::output_size);
+    const std::int8_t* yd = dev.forward(xq.data());
+    CHECK(std::equal(owning.begin(), owning.end(), yd));
+  }
+}
+
+TEST_CASE("int8 model file: bind_model_file rejects a file of another shape with an error code", "[int8_model]") {
+  std::vector<float> xs;
+  auto q = std::make_unique<owning_q<small_cnn>>();
+  const std::vector<std::uint8_t> good = int8_model_file(*q, 3, xs);
+  auto expect_mismatch = [](const std::vector<std::uint8_t>& bytes, auto& net, const char* what) {
+    aligned_bytes a(bytes);
+    c::model_file_reader r;
+    REQUIRE(r.open(a.data(), a.size).ok());
+    const status st = c::bind_model_file(r, net);
+    INFO(what << ": " << (st.message ? st.message : ""));
+    CHECK(st.code == errc::shape_mismatch);
+  };
+  SECTION("another number of filters") {
+    using m = tnn::sequential<tnn::input<8, 8, 2>, tnn::conv2d<5, 3, 1, 1>, tnn::relu, tnn::max_pool2d<2>,
+                              tnn::depthwise_conv2d<3, 1, 1, 2>, tnn::relu6, tnn::flatten, tnn::dense<160, 5>>;
+    auto o = std::make_unique<owning_q<m>>();
+    static flash_q<small_cnn> dev;
+    expect_mismatch(int8_model_file(*o, 4, xs), dev, "filters");
+  }
+  SECTION("another padding (same shapes of weights)") {
+    using m = tnn::sequential<tnn::input<8, 8, 2>, tnn::conv2d<4, 3, 1, 0>, tnn::relu, tnn::max_pool2d<2>,
+                              tnn::depthwise_conv2d<3, 1, 1, 2>, tnn::relu6, tnn::flatten, tnn::dense<72, 5>>;
+    auto o = std::make_unique<owning_q<m>>();
+    static flash_q<small_cnn> dev;
+    expect_mismatch(int8_model_file(*o, 4, xs), dev, "padding");
+  }
+  SECTION("another fused activation") {
+    using m = tnn::sequential<tnn::input<8, 8, 2>, tnn::conv2d<4, 3, 1, 1>, tnn::relu6, tnn::max_pool2d<2>,
+                              tnn::depthwise_conv2d<3, 1, 1, 2>, tnn::relu6, tnn::flatten, tnn::dense<128, 5>>;
+    auto o = std::make_unique<owning_q<m>>();
+    static flash_q<small_cnn> dev;
+    expect_mismatch(int8_model_file(*o, 4, xs), dev, "activation");
+  }
+  SECTION("a dense model with as many weighted layers") {
+    using m = tnn::sequential<tnn::dense<128, 16>, tnn::relu, tnn::dense<16, 16>, tnn::relu, tnn::dense<16, 5>>;
+    using small_mlp_like = tnn::sequential<tnn::input<128>, tnn::dense<128, 16>, tnn::relu, tnn::dense<16, 8>,
+                                           tnn::relu, tnn::dense<8, 5>>;
+    auto o = std::make_unique<owning_q<m>>();
+    static flash_q<small_cnn> dev;
+    static flash_q<small_mlp_like> mlp;
+    const auto file = int8_model_file(*o, 4, xs);
+    expect_mismatch(file, dev, "dense file into a CNN");
+    expect_mismatch(file, mlp, "16 -> 16 into 16 -> 8");
+  }
+  SECTION("a zero point that does not chain (CRCs redone: only the binder can notice)") {
+    std::vector<std::uint8_t> bad(good);
+    const std::size_t sec = section_offsets(bad)[1];
+    const std::size_t zp_at = sec + le32(bad, array_entry(bad, sec, c::array_role::zero_points) + 4);
+    const auto zx = static_cast<std::int32_t>(le32(bad, zp_at));  // the second record's input zero point
+    put32(bad, zp_at, static_cast<std::uint32_t>(zx == 127 ? 126 : zx + 1));  // still a valid int8 zero point
+    recrc(bad);
+    aligned_bytes b(bad);
+    c::model_file_reader rb;
+    REQUIRE(rb.open(b.data(), b.size).ok());
+    static flash_q<small_cnn> dev;
+    const status st = c::bind_model_file(rb, dev);
+    CHECK(st.code == errc::shape_mismatch);
+    CHECK(std::string(st.message).find("zero point") != std::string::npos);
+  }
+  SECTION("a closed reader") {
+    c::model_file_reader r;
+    static flash_q<small_cnn> dev;
+    CHECK(c::bind_model_file(r, dev).code == errc::invalid_argument);
+  }
 }

@@ -583,8 +583,12 @@ TEST_CASE("precision policies: names and concepts", "[precision]") {
 
 #include "blobs.hpp"
 #include "tinylarge/nn/nn.hpp"
+#include "tinylarge/workflow/distill.hpp"
 #include "tinylarge/workflow/federated.hpp"
+#include "tinylarge/workflow/lora.hpp"
+#include "tinylarge/workflow/reptile.hpp"
 #include "tinylarge/workflow/split.hpp"
+#include "tinylarge/workflow/transfer.hpp"
 
 namespace {
 
@@ -919,4 +923,174 @@ TEST_CASE("federated averaging: clients train in Traits::precision", "[precision
   const wf::report rep = fl.run(clients, test.view());
   INFO("accuracy " << rep.final_accuracy());
   CHECK(rep.final_accuracy() > 0.9);
+}
+
+// ---------------------------------------------------------------------------
+// Transfer, Reptile, FedLoRA and distillation train in Traits::precision
+// ---------------------------------------------------------------------------
+
+namespace {
+template <class P>
+struct clients_in {
+  using model = tl::sequential<tl::nn::dense<16, 32>, tl::nn::relu, tl::nn::dense<32, 4>>;
+  using precision = P;
+  using optimizer = tl::nn::sgd;
+};
+
+/// Four clients of 100 blobs each (the first 400 of `d`).
+std::vector<tl::nn::labelled_view<std::uint8_t>> four_clients(const tl_test::blobs& d) {
+  std::vector<tl::nn::labelled_view<std::uint8_t>> clients;
+  for (std::size_t c = 0; c < 4; ++c) clients.push_back({d.x.data() + c * 100 * 16, d.y.data() + c * 100, 100, 16});
+  return clients;
+}
+
+/// The low-precision run's weights `a` differ from the fp32 run's `b` (the
+/// precision was not ignored) but by less than `bound` (it is the same training).
+template <class V>
+void check_changed_by_precision(const V& a, const V& b, double bound) {
+  REQUIRE(a.size() == b.size());
+  double m = 0.0;
+  for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::fabs(static_cast<double>(a[i]) - b[i]));
+  INFO("max |w_P - w_fp32| = " << m);
+  CHECK(m > 0.0);
+  CHECK(m < bound);
+}
+}  // namespace
+
+TEST_CASE("federated transfer: pre-training, federation and personalisation train in Traits::precision",
+          "[precision][transfer]") {
+  namespace wf = tl::workflow;
+  using run16 = wf::federated_transfer<clients_in<tl::fp16>>;
+  using run32 = wf::federated_transfer<clients_in<tl::fp32>>;
+  STATIC_REQUIRE(std::is_same_v<run16::network_type::precision, tl::fp16>);
+  STATIC_REQUIRE(run16::network_type::loss_scaled);
+  STATIC_REQUIRE(std::is_same_v<run16::fl_type::network_type, run16::network_type>);
+  STATIC_REQUIRE(std::is_same_v<run32::network_type::precision, tl::fp32>);
+  const tl_test::blobs server = tl_test::make_blobs(300, 7), d = tl_test::make_blobs(400, 2),
+                       test = tl_test::make_blobs(200, 3);
+  const auto clients = four_clients(d);
+  const wf::transfer_options t{.pretrain_epochs = 2, .pretrain_batch = 16, .personalize_epochs = 1,
+                               .personalize_batch = 10, .frozen_layers = 1, .seed = 4};
+  const wf::federated_options f{.rounds = 3, .client_fraction = 1.0, .local_epochs = 1, .batch_size = 10, .seed = 3};
+  const tl::nn::sgd opt{.learning_rate = 0.05f};
+  run16 a(t, f, tl::fedavg{}, opt);
+  run32 b(t, f, tl::fedavg{}, opt);
+  const wf::transfer_result ra = a.run(server.view(), clients, test.view());
+  const wf::transfer_result rb = b.run(server.view(), clients, test.view());
+  INFO("fp16: pre " << ra.pretrained_accuracy << " fed " << ra.federated_accuracy << " personal "
+                    << ra.personalized_on_clients << "; fp32: pre " << rb.pretrained_accuracy << " fed "
+                    << rb.federated_accuracy << " personal " << rb.personalized_on_clients);
+  CHECK(ra.pretrained_accuracy > 0.85);
+  CHECK(ra.federated_accuracy > 0.9);
+  CHECK(ra.personalized_on_clients > 0.85);
+  CHECK(std::fabs(ra.federated_accuracy - rb.federated_accuracy) < 0.05);
+  // The fp16 run is not an fp32 run: rounding the operands changes the weights.
+  check_changed_by_precision(a.federated().global(), b.federated().global(), 0.1);
+}
+
+TEST_CASE("federated Reptile: the inner loop and the adaptation train in Traits::precision", "[precision][reptile]") {
+  namespace wf = tl::workflow;
+  using run_bf = wf::federated_reptile<clients_in<tl::bf16>>;
+  using run_32 = wf::federated_reptile<clients_in<tl::fp32>>;
+  using model = clients_in<tl::bf16>::model;
+  STATIC_REQUIRE(std::is_same_v<run_bf::precision, tl::bf16>);
+  STATIC_REQUIRE(std::is_same_v<run_bf::network_type::precision, tl::bf16>);
+  STATIC_REQUIRE(std::is_same_v<run_bf::aggregation, wf::reptile_step>);
+  const tl_test::blobs d = tl_test::make_blobs(400, 2), test = tl_test::make_blobs(200, 3),
+                       task = tl_test::make_blobs(60, 11);
+  const auto clients = four_clients(d);
+  const wf::federated_options f{.rounds = 4, .client_fraction = 1.0, .local_epochs = 1, .batch_size = 10, .seed = 3};
+  const tl::nn::sgd opt{.learning_rate = 0.05f};
+  run_bf a(f, wf::reptile_step{.epsilon = 0.5f}, opt);
+  run_32 b(f, wf::reptile_step{.epsilon = 0.5f}, opt);
+  a.initialize(5);
+  b.initialize(5);
+  const wf::report ra = a.run(clients, test.view());
+  const wf::report rb = b.run(clients, test.view());
+  INFO("bf16 " << ra.final_accuracy() << " fp32 " << rb.final_accuracy());
+  CHECK(ra.rounds.back().train_loss < ra.rounds.front().train_loss);
+  CHECK(ra.final_accuracy() > 0.85);
+  CHECK(std::fabs(ra.final_accuracy() - rb.final_accuracy()) < 0.05);
+  const auto ga = a.global();
+  check_changed_by_precision(ga, b.global(), 0.2);
+  // Few-shot adaptation in bf16: support = first 20 of the task, query = the other 40.
+  const tl::nn::labelled_view<std::uint8_t> support{task.x.data(), task.y.data(), 20, 16},
+      query{task.x.data() + 20 * 16, task.y.data() + 20, 40, 16};
+  const double adapted_bf = wf::adapted_accuracy<model, run_bf::precision>(ga, support, query, opt, 2, 5, 1);
+  const double adapted_32 = wf::adapted_accuracy<model>(ga, support, query, opt, 2, 5, 1);
+  INFO("adapted bf16 " << adapted_bf << " fp32 " << adapted_32);
+  CHECK(adapted_bf > 0.85);
+  CHECK(std::fabs(adapted_bf - adapted_32) < 0.1);
+}
+
+TEST_CASE("federated LoRA: clients train the adapters through an fp16 merged model with loss scaling",
+          "[precision][lora]") {
+  namespace wf = tl::workflow;
+  using run16 = wf::federated_lora<clients_in<tl::fp16>>;
+  using run32 = wf::federated_lora<clients_in<tl::fp32>>;
+  STATIC_REQUIRE(std::is_same_v<run16::precision, tl::fp16>);
+  STATIC_REQUIRE(std::is_same_v<run16::network_type::precision, tl::fp16>);
+  STATIC_REQUIRE(run16::network_type::loss_scaled);
+  STATIC_REQUIRE(std::is_same_v<run32::network_type::precision, tl::fp32>);
+  const tl_test::blobs d = tl_test::make_blobs(400, 2), test = tl_test::make_blobs(200, 3);
+  const auto clients = four_clients(d);
+  // The frozen base: a randomly initialised network (near chance), so that all learning is in the adapters.
+  tl::nn::network<clients_in<tl::fp32>::model> base(9);
+  const double base_acc = tl::nn::evaluate(base, tl::nn::softmax_cross_entropy{}, test.view()).accuracy;
+  const wf::lora_options o{.max_rank = 4, .alpha = 4.0f, .init_stddev = 0.1f, .learning_rate = 0.1f,
+                           .client_ranks = {4, 2, 4, 1}, .rounds = 6, .client_fraction = 1.0, .local_epochs = 1,
+                           .batch_size = 10, .seed = 2};
+  run16 a(o);
+  run32 b(o);
+  a.set_base(base.parameters());
+  b.set_base(base.parameters());
+  const wf::report ra = a.run(clients, test.view());
+  const wf::report rb = b.run(clients, test.view());
+  INFO("base " << base_acc << " fp16 " << ra.final_accuracy() << " fp32 " << rb.final_accuracy() << "; fp16 loss "
+               << ra.rounds.front().train_loss << " -> " << ra.rounds.back().train_loss);
+  CHECK(ra.rounds.back().train_loss < ra.rounds.front().train_loss);
+  CHECK(ra.final_accuracy() > base_acc + 0.3);
+  CHECK(std::fabs(ra.final_accuracy() - rb.final_accuracy()) < 0.05);
+  CHECK(a.rejected_updates() == 0);
+  check_changed_by_precision(a.adapters(), b.adapters(), 0.1);
+}
+
+namespace {
+template <class P>
+struct kd_in {
+  using teacher = tl::sequential<tl::nn::dense<16, 32>, tl::nn::relu, tl::nn::dense<32, 4>>;
+  using student = tl::sequential<tl::nn::dense<16, 8>, tl::nn::relu, tl::nn::dense<8, 4>>;
+  using optimizer = tl::nn::sgd;
+  using precision = P;
+};
+}  // namespace
+
+TEST_CASE("knowledge distillation: the student trains in Traits::precision and deploys in int8",
+          "[precision][distill]") {
+  namespace wf = tl::workflow;
+  using kd_bf = wf::knowledge_distillation<kd_in<tl::bf16>>;
+  using kd_32 = wf::knowledge_distillation<kd_in<tl::fp32>>;
+  STATIC_REQUIRE(std::is_same_v<kd_bf::student_network_type::precision, tl::bf16>);
+  STATIC_REQUIRE(std::is_same_v<std::remove_cvref_t<decltype(std::declval<kd_bf&>().student_network())>,
+                                kd_bf::student_network_type>);
+  STATIC_REQUIRE(std::is_same_v<kd_32::student_network_type::precision, tl::fp32>);
+  const tl_test::blobs train = tl_test::make_blobs(512, 5), test = tl_test::make_blobs(256, 6);
+  tl::nn::network<kd_in<tl::fp32>::teacher> teacher(3);
+  (void)tl::nn::fit(teacher, tl::nn::sgd{0.05f, 0.9f}, tl::nn::softmax_cross_entropy{}, train.view(),
+                    {.epochs = 4, .batch_size = 32, .seed = 3});
+  const wf::distillation_options o{.temperature = 2.0f, .alpha = 0.7f, .epochs = 5, .batch_size = 32, .seed = 4,
+                                   .calibration_samples = 256};
+  const tl::nn::sgd opt{.learning_rate = 0.05f, .momentum = 0.9f};
+  kd_bf a(o, opt);
+  kd_32 b(o, opt);
+  const wf::distillation_result ra = a.run(teacher, train.view(), test.view());
+  const wf::distillation_result rb = b.run(teacher, train.view(), test.view());
+  INFO("teacher " << ra.teacher_accuracy << "; bf16 student " << ra.student_fp32_accuracy << " int8 "
+                  << ra.student_int8_accuracy << "; fp32 student " << rb.student_fp32_accuracy << " int8 "
+                  << rb.student_int8_accuracy);
+  CHECK(ra.costs.rounds[o.epochs - 1].train_loss < ra.costs.rounds[0].train_loss);
+  CHECK(ra.student_fp32_accuracy > 0.9);
+  CHECK(ra.student_int8_accuracy > 0.9);
+  CHECK(std::fabs(ra.student_fp32_accuracy - rb.student_fp32_accuracy) < 0.05);
+  check_changed_by_precision(a.student_network().parameters(), b.student_network().parameters(), 0.2);
 }

@@ -1,6 +1,6 @@
 # Toolchain for the freestanding profile on Cortex-M (Debian gcc-arm-none-eabi).
 #   cmake -S tests/mcu -B build-m4 -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/arm-none-eabi.cmake -DTINYLARGE_MCU_CPU=cortex-m4
-# TINYLARGE_MCU_CPU: cortex-m4 (hard float, DSP) | cortex-m3 | cortex-m7 | cortex-m0plus
+# TINYLARGE_MCU_CPU: cortex-m4 (hard float, DSP) | cortex-m3 | cortex-m7 | cortex-m55 (Helium, hard float) | cortex-m0plus
 set(CMAKE_SYSTEM_NAME Generic)
 set(CMAKE_SYSTEM_PROCESSOR arm)
 set(CMAKE_C_COMPILER arm-none-eabi-gcc)
@@ -11,6 +11,9 @@ set(CMAKE_TRY_COMPILE_TARGET_TYPE STATIC_LIBRARY)
 set(TINYLARGE_MCU_CPU "cortex-m4" CACHE STRING "Cortex-M core to build for")
 if(TINYLARGE_MCU_CPU STREQUAL "cortex-m4")
   set(_tl_cpu_flags "-mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16")
+elseif(TINYLARGE_MCU_CPU STREQUAL "cortex-m55")
+  # MVE (Helium) needs the FP/vector register file: hard-float ABI.
+  set(_tl_cpu_flags "-mcpu=cortex-m55 -mthumb -mfloat-abi=hard")
 elseif(TINYLARGE_MCU_CPU STREQUAL "cortex-m7")
   set(_tl_cpu_flags "-mcpu=cortex-m7 -mthumb -mfloat-abi=hard -mfpu=fpv5-sp-d16")
 else()

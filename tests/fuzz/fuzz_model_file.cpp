@@ -4,6 +4,8 @@
 // so that mutations reach the structural validation behind the checksums. Every accepted
 // file has each layer decoded (bit-packed and Huffman streams into a buffer) and run
 // through its compressed kernel, so AddressSanitizer sees any view that leaves its bytes.
+// Every accepted file is also handed to the on-device binder (`compress::bind_model_file`)
+// of a small int8 CNN type (int8_model_sample.hpp); a file it accepts runs one inference.
 // Built by scripts/fuzz_model_file.sh with -fsanitize=fuzzer,address,undefined.
 #include <cstddef>
 #include <cstdint>
@@ -13,6 +15,7 @@
 #include "tinylarge/compress/kernels.hpp"
 #include "tinylarge/compress/model_file.hpp"
 #include "tinylarge/kernels/dense.hpp"
+#include "fuzz/int8_model_sample.hpp"
 
 namespace c = tinylarge::compress;
 using tinylarge::arch::scalar;
@@ -59,6 +62,11 @@ void parse(const std::uint8_t* data, std::size_t size, bool verify_crc) {
     std::vector<std::uint8_t> buf(v.decode_bytes);
     if (!r.decode_layer(i, buf.data(), buf.size(), v)) continue;
     run_layer(v);
+  }
+  static int8_model_sample::bound net;
+  if (tinylarge::compress::bind_model_file(r, net).ok()) {
+    std::vector<std::int8_t> x(int8_model_sample::model::input_size, 5);
+    (void)net.forward(x.data());
   }
 }
 

@@ -6,6 +6,8 @@
 #include <vector>
 
 #include "model_file_samples.hpp"
+#define TINYLARGE_INT8_MODEL_SAMPLE_WRITER 1
+#include "int8_model_sample.hpp"
 #include "tinylarge/io/file.hpp"
 
 int main(int argc, char** argv) {
@@ -18,6 +20,7 @@ int main(int argc, char** argv) {
   namespace c = tinylarge::compress;
   tinylarge::io::write_file(dir + "/every_format.tlmf", S::every_format().bytes);
   tinylarge::io::write_file(dir + "/small.tlmf", S::small());
+  tinylarge::io::write_file(dir + "/int8_cnn.tlmf", int8_model_sample::file());
   // One single-layer file per layer of every_format (small inputs mutate faster).
   const auto all = S::every_format().bytes;
   c::model_file m = c::model_file::from_bytes(all);

@@ -9,7 +9,7 @@
 ///     scalar ← sse2 ← avx2 ← avx512 ← avx512_vnni ← avx512_bf16   x86-64 (host)
 ///                sse2 ← dispatch                    x86-64, chosen at run time
 ///     scalar ← neon ← neon_dotprod                 ARM Linux (host)
-///     scalar ← cortex_m_dsp                        Cortex-M4/M7 (freestanding)
+///     scalar ← cortex_m_dsp ← cortex_m_mve         Cortex-M4/M7, M55 (freestanding)
 ///
 /// `supported()` is true when the translation unit is compiled for a target
 /// that has the instructions (`-mavx2 -mfma -mf16c`, `-march=native`, …).
@@ -143,6 +143,20 @@ struct cortex_m_dsp : scalar {
   }
 };
 
+/// Cortex-M55 / M85 integer Helium (M-profile Vector Extension, `arm_mve.h`):
+/// 128-bit vectors, VMLADAVA int8 dot products. These cores also have the DSP
+/// extension, so kernels without an MVE overload fall back to `cortex_m_dsp`.
+struct cortex_m_mve : cortex_m_dsp {
+  static constexpr const char* name() noexcept { return "cortex_m_mve"; }
+  static constexpr bool supported() noexcept {
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1) && defined(__ARM_FEATURE_DSP)
+    return true;
+#else
+    return false;
+#endif
+  }
+};
+
 namespace detail {
 template <class First, class... Rest>
 struct first_supported {
@@ -161,12 +175,12 @@ struct first_supported<Last> {
 
 /// The most capable architecture this translation unit is compiled for.
 /// Without xsimd (`TINYLARGE_USE_XSIMD=0`, always so when freestanding) the
-/// host back ends are off: `scalar` (or `cortex_m_dsp` on a Cortex-M DSP).
+/// host back ends are off: `scalar` (or `cortex_m_mve` / `cortex_m_dsp` on a Cortex-M with Helium / DSP).
 #if TINYLARGE_USE_XSIMD
 using best = typename detail::first_supported<avx512_bf16, avx512_vnni, avx512, avx2, dispatch, sse2, neon_dotprod, neon,
-                                              cortex_m_dsp, scalar>::type;
+                                              cortex_m_mve, cortex_m_dsp, scalar>::type;
 #else
-using best = typename detail::first_supported<cortex_m_dsp, scalar>::type;
+using best = typename detail::first_supported<cortex_m_mve, cortex_m_dsp, scalar>::type;
 #endif
 
 }  // namespace tinylarge::arch

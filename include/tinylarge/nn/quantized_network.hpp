@@ -12,19 +12,27 @@
 /// relu6 after a dense / conv layer is fused into the output clamp.
 ///
 /// Per layer in int8:
-///  - dense: `kernels::dense_s8`; conv2d: per output pixel, the receptive
-///    field is gathered into the arena's scratch (padding with the input zero
-///    point, which stands for 0.0) and multiplied with `kernels::dense_s8`;
-///    depthwise: direct int32 loops with the same requantization;
+///  - dense: `kernels::dense_s8`; conv2d: `kernels::conv2d_s8` (im2col of two
+///    output pixels at a time into the arena's scratch, padding with the input
+///    zero point, which stands for 0.0, then the back end's `dense_s8`);
+///    depthwise: `kernels::depthwise_conv2d_s8`; all with the same
+///    requantization (`kernels::requantize_s8`);
 ///  - max pool, flatten, dropout, standalone relu: on the input's grid;
 ///    avg pool: rounded integer mean on the input's grid;
 ///  - sigmoid, tanh: a 256-entry table; softmax: a 256-entry e^{−d·s} table in
 ///    Q16 and an integer division; outputs on TFLite's fixed grids
 ///    (1/256, −128) and (1/128, 0).
 ///
-/// Memory: parameters in `Storage` buffers sized by constexprs of the model,
-/// plus one activation arena of exactly `Model::arena_bytes<P>` bytes holding
-/// two ping-pong buffers at its two ends and conv scratch between them.
+/// Memory: parameters in `Storage` buffers sized by constexprs of the model —
+/// or, with `flash_storage`, views of const data in flash (a model file bound
+/// by `compress::bind_model_file`: the same inference code, no copy) — plus
+/// one activation arena of exactly `arena_bytes` bytes, planned at compile
+/// time (`detail::int8_arena_bytes`): two ping-pong buffers at its two ends
+/// and the conv im2col scratch between them.
+///
+/// The back end (`Backend`, default `kernels::default_backend`) selects the
+/// kernels' inner loops at compile time: scalar, `cortex_m_dsp` (SMLAD),
+/// `cortex_m_mve` (Helium), or the host SIMD back ends.
 ///
 /// Batch-1 fast path: when the back end has a packed GEMV layout
 /// (`kernels::dense_s8_packed_bytes(Backend{}, n, k) > 0`: AVX-512 VNNI), every
@@ -44,6 +52,7 @@
 
 #include "../core/config.hpp"
 #include "../kernels/backend.hpp"
+#include "../kernels/conv.hpp"
 #include "../kernels/dense.hpp"
 #include "../precision/int8.hpp"
 #include "sequential.hpp"
@@ -67,6 +76,37 @@ struct qlayout {
   }
 };
 
+/// Bytes of int8 scratch layer L needs between its input and output in the
+/// arena: two im2col rows for conv2d (`kernels::conv2d_s8_scratch_bytes`),
+/// none for the other layers.
+template <class L>
+constexpr std::size_t int8_scratch_bytes() noexcept {
+  if constexpr (L::kind == layer_kind::conv2d)
+    return kernels::conv2d_s8_scratch_bytes(L::patch);
+  else
+    return 0;
+}
+
+/// The int8 activation arena, planned at compile time: two ping-pong buffers
+/// at the two ends of one array (a layer reads the one its predecessor wrote
+/// and writes the other end), the layer's scratch between them. Layers that
+/// run in place (activations, flatten, dropout, relu fused into the clamp)
+/// need only their input. Liveness of a chain: only a layer's input and output
+/// are alive while it runs, so the arena is max over layers of in + scratch +
+/// out bytes.
+template <class Model>
+constexpr std::size_t int8_arena_bytes() noexcept {
+  std::size_t m = Model::input_size;
+  Model::for_each_layer([&]<std::size_t I>() {
+    using L = typename Model::template layer<I>;
+    std::size_t need = L::in_shape::size;
+    if constexpr (!Model::template fused_into_previous<I> && !runs_in_place(L::kind))
+      need = L::in_shape::size + int8_scratch_bytes<L>() + L::out_shape::size;
+    m = need > m ? need : m;
+  });
+  return m;
+}
+
 /// Offsets of each dense layer's packed batch-1 weights (64-byte multiples;
 /// all 0 when the back end has no packed layout).
 template <class Model, class Backend>
@@ -84,6 +124,40 @@ struct packed_layout {
 };
 }  // namespace detail
 
+/// Storage policy of a `quantized_network` whose parameters stay where they
+/// are: const int8 weights, int32 biases and requantization multipliers in
+/// flash (a model file, `compress::bind_model_file`), views set per layer by
+/// `bind_layer`. Only the activation arena and the per-tensor quantization
+/// parameters take RAM. Freestanding: no heap.
+struct flash_storage {
+  static constexpr bool uses_heap = false;
+  /// Parameters are views of external const data, not buffers of the network.
+  static constexpr bool parameters_are_views = true;
+  static constexpr const char* name() noexcept { return "flash_storage"; }
+  template <class T, std::size_t N>
+  using buffer = static_storage::buffer<T, N>;
+};
+static_assert(storage_policy<flash_storage>);
+
+/// The parameters of one weighted layer as views (see `flash_storage`).
+struct int8_layer_binding {
+  const std::int8_t* weights = nullptr;       ///< out_channels × fan-in, row-major
+  const std::int32_t* bias = nullptr;         ///< out_channels, may be null
+  const std::int32_t* multipliers = nullptr;  ///< out_channels (per channel) or 1
+  const int* shifts = nullptr;                ///< as `multipliers`
+  bool per_channel = true;
+};
+
+namespace detail {
+template <class S>
+constexpr bool parameters_are_views() noexcept {
+  if constexpr (requires { S::parameters_are_views; })
+    return S::parameters_are_views;
+  else
+    return false;
+}
+}  // namespace detail
+
 /// The int8 inference form of a `sequential` model.
 /// @tparam Model a `sequential<...>` type (the same one the fp32 `network` uses)
 /// @tparam P an int8 precision policy: `tl::int8_per_channel` (default) or
@@ -98,7 +172,11 @@ class quantized_network {
   using model = Model;
   using precision = P;
   static constexpr std::size_t tensor_count = Model::size + 1;
-  static constexpr std::size_t arena_bytes = Model::template arena_bytes<P>;
+  /// True with `flash_storage`: parameters are views set by `bind_layer`.
+  static constexpr bool binds_parameters = detail::parameters_are_views<Storage>();
+  /// Bytes of the activation arena (`detail::int8_arena_bytes`): the model's
+  /// `arena_bytes<P>` plus the kernels' im2col scratch for conv layers.
+  static constexpr std::size_t arena_bytes = detail::int8_arena_bytes<Model>();
   static constexpr auto layout = detail::qlayout<Model>{};
   static constexpr std::size_t lut_count = layout.lut[Model::size];
   /// Bytes of the parameters: int8 weights, int32 biases, per output channel
@@ -123,6 +201,14 @@ class quantized_network {
   /// @return the int8 output (Model::output_size values, on `output_params()`),
   ///         valid until the next call
   const std::int8_t* forward() noexcept {
+    return forward_observed([](std::size_t, bool) noexcept {});
+  }
+
+  /// `forward()` calling `on_layer(I, true)` before and `on_layer(I, false)`
+  /// after each layer I (profiling: the Cortex-M examples count the
+  /// instructions of each layer between the two calls, callees included).
+  template <class Observer>
+  const std::int8_t* forward_observed(Observer&& on_layer) noexcept {
     if constexpr (packed_bytes > 0) {
       if (packed_for_ != packed_base()) pack();
     }
@@ -132,8 +218,9 @@ class quantized_network {
     Model::for_each_layer([&]<std::size_t I>() {
       using L = typename Model::template layer<I>;
       constexpr layer_kind k = L::kind;
+      on_layer(I, true);
       static_assert(Model::template fused_into_previous<I> || detail::runs_in_place(k) ||
-                    L::in_shape::size + L::out_shape::size + L::inference_scratch <= arena_bytes,
+                    L::in_shape::size + L::out_shape::size + detail::int8_scratch_bytes<L>() <= arena_bytes,
                     "tinylarge: internal error: arena too small for a layer");
       if constexpr (Model::template fused_into_previous<I> || k == layer_kind::flatten || k == layer_kind::dropout) {
         // no work: fused into the clamp of the previous layer, or a no-op in NHWC
@@ -157,6 +244,7 @@ class quantized_network {
         cur = out;
         at_front = !at_front;
       }
+      on_layer(I, false);
     });
     out_ = cur;
     return cur;
@@ -188,21 +276,33 @@ class quantized_network {
   // ---- raw access, for converters, serializers and tests -------------------
   // The non-const accessors mark the packed batch-1 weights stale (rebuilt by
   // the next forward()).
-  std::int8_t* weights() noexcept {
+  std::int8_t* weights() noexcept
+    requires(!binds_parameters)
+  {
     parameters_changed();
     return weights_.data();
   }
-  const std::int8_t* weights() const noexcept { return weights_.data(); }
-  std::int32_t* biases() noexcept {
+  const std::int8_t* weights() const noexcept
+    requires(!binds_parameters)
+  { return weights_.data(); }
+  std::int32_t* biases() noexcept
+    requires(!binds_parameters)
+  {
     parameters_changed();
     return bias_.data();
   }
-  const std::int32_t* biases() const noexcept { return bias_.data(); }
-  std::int32_t* multipliers() noexcept {
+  const std::int32_t* biases() const noexcept
+    requires(!binds_parameters)
+  { return bias_.data(); }
+  std::int32_t* multipliers() noexcept
+    requires(!binds_parameters)
+  {
     parameters_changed();
     return mult_.data();
   }
-  int* shifts() noexcept {
+  int* shifts() noexcept
+    requires(!binds_parameters)
+  {
     parameters_changed();
     return shift_.data();
   }
@@ -218,6 +318,26 @@ class quantized_network {
   /// Real weight scales per output channel of each weighted layer (for
   /// inspection; inference uses only the integer multipliers).
   float* weight_scales() noexcept { return wscale_.data(); }
+  const float* weight_scales() const noexcept { return wscale_.data(); }
+
+  /// With `flash_storage`: point layer I's parameters at external const data
+  /// (validated by the caller, e.g. `compress::bind_model_file`).
+  template <std::size_t I>
+  void bind_layer(const int8_layer_binding& b) noexcept
+    requires binds_parameters
+  {
+    static_assert(has_weights(Model::template layer<I>::kind), "tinylarge: bind_layer: layer I has no parameters");
+    bound_[I] = b;
+    parameters_changed();
+  }
+  /// Layer I's int8 weights (out_channels × fan-in, row-major).
+  template <std::size_t I>
+  const std::int8_t* layer_weights() const noexcept {
+    if constexpr (binds_parameters)
+      return bound_[I].weights;
+    else
+      return weights_.data() + layout.weight[I];
+  }
 
  private:
   template <std::size_t I>
@@ -227,10 +347,17 @@ class quantized_network {
     const quant_params in = tq_[I], out = tq_[I + 1];
     p.input_zero_point = in.zero_point;
     p.output_zero_point = out.zero_point;
-    p.multipliers = mult_.data() + layout.bias[I];
-    p.shifts = shift_.data() + layout.bias[I];
-    p.per_channel = true;  // per-tensor policies store the one multiplier replicated
-    p.bias = bias_.data() + layout.bias[I];
+    if constexpr (binds_parameters) {
+      p.multipliers = bound_[I].multipliers;
+      p.shifts = bound_[I].shifts;
+      p.per_channel = bound_[I].per_channel;
+      p.bias = bound_[I].bias;
+    } else {
+      p.multipliers = mult_.data() + layout.bias[I];
+      p.shifts = shift_.data() + layout.bias[I];
+      p.per_channel = true;  // per-tensor policies store the one multiplier replicated
+      p.bias = bias_.data() + layout.bias[I];
+    }
     quant_range r = P::activation_range;
     if constexpr (I + 1 < Model::size) {
       if constexpr (Model::template fused_into_previous<I + 1>)
@@ -262,7 +389,7 @@ class quantized_network {
         // call whose only visible overload is deleted (the scalar one) even in
         // a discarded branch; this one is resolved when instantiated.
         using kernels::pack_dense_s8;
-        pack_dense_s8(Backend{}, L::out_channels, L::in_shape::size, weights_.data() + layout.weight[I],
+        pack_dense_s8(Backend{}, L::out_channels, L::in_shape::size, layer_weights<I>(),
                       layer_params<I>(), base + packed_layout_.offset[I]);
       }
     });
@@ -278,52 +405,14 @@ class quantized_network {
       dense_s8_packed(Backend{}, L::out_channels, In::size, x, packed_for_ + packed_layout_.offset[I],
                       layer_params<I>(), y);
     } else if constexpr (k == layer_kind::dense) {
-      const kernels::dense_s8_params p = layer_params<I>();
-      kernels::dense_s8(Backend{}, 1, L::out_channels, In::size, x, weights_.data() + layout.weight[I], p, y);
-    } else if constexpr (k == layer_kind::conv2d) {
-      const kernels::dense_s8_params p = layer_params<I>();
-      const auto pad_code = static_cast<std::int8_t>(p.input_zero_point);
-      for (std::size_t oy = 0; oy < L::ho; ++oy)
-        for (std::size_t ox = 0; ox < L::wo; ++ox) {
-          for (std::size_t ky = 0; ky < L::kernel; ++ky) {
-            const std::size_t iy = oy * L::stride + ky;
-            for (std::size_t kx = 0; kx < L::kernel; ++kx) {
-              const std::size_t ix = ox * L::stride + kx;
-              std::int8_t* dst = scratch + (ky * L::kernel + kx) * In::c;
-              const bool inside = iy >= L::pad && iy < In::h + L::pad && ix >= L::pad && ix < In::w + L::pad;
-              if (inside) {
-                const std::int8_t* src = x + ((iy - L::pad) * In::w + (ix - L::pad)) * In::c;
-                for (std::size_t c = 0; c < In::c; ++c) dst[c] = src[c];
-              } else {
-                for (std::size_t c = 0; c < In::c; ++c) dst[c] = pad_code;
-              }
-            }
-          }
-          kernels::dense_s8(Backend{}, 1, L::out_channels, L::patch, scratch, weights_.data() + layout.weight[I], p,
-                            y + (oy * L::wo + ox) * L::out_channels);
-        }
-    } else if constexpr (k == layer_kind::depthwise_conv2d) {
-      const kernels::dense_s8_params p = layer_params<I>();
-      const std::int8_t* w = weights_.data() + layout.weight[I];
-      constexpr std::size_t KK = L::kernel * L::kernel;
-      for (std::size_t pix = 0; pix < L::ho * L::wo; ++pix) {
-        const std::size_t oy = pix / L::wo, ox = pix % L::wo;
-        for (std::size_t o = 0; o < L::oc; ++o) {
-          const std::size_t c = o / L::multiplier;
-          std::int32_t acc = p.bias[o];
-          for (std::size_t ky = 0; ky < L::kernel; ++ky) {
-            const std::size_t iy = oy * L::stride + ky;
-            if (iy < L::pad || iy >= In::h + L::pad) continue;
-            for (std::size_t kx = 0; kx < L::kernel; ++kx) {
-              const std::size_t ix = ox * L::stride + kx;
-              if (ix < L::pad || ix >= In::w + L::pad) continue;
-              const std::int32_t xv = x[((iy - L::pad) * In::w + (ix - L::pad)) * In::c + c];
-              acc += (xv - p.input_zero_point) * static_cast<std::int32_t>(w[o * KK + ky * L::kernel + kx]);
-            }
-          }
-          y[pix * L::oc + o] = kernels::requantize_s8(acc, o, p);
-        }
-      }
+      kernels::dense_s8(Backend{}, 1, L::out_channels, In::size, x, layer_weights<I>(), layer_params<I>(), y);
+    } else if constexpr (k == layer_kind::conv2d || k == layer_kind::depthwise_conv2d) {
+      static_assert(L::fan_in <= kernels::dense_s8_max_k, "tinylarge: conv receptive field too large for int32 accumulation");
+      constexpr kernels::conv_s8_shape shape{In::h, In::w, In::c, L::kernel, L::stride, L::pad, L::ho, L::wo, L::out_channels};
+      if constexpr (k == layer_kind::conv2d)
+        kernels::conv2d_s8(Backend{}, shape, x, layer_weights<I>(), layer_params<I>(), y, scratch);
+      else
+        kernels::depthwise_conv2d_s8(Backend{}, shape, L::multiplier, x, layer_weights<I>(), layer_params<I>(), y);
     } else if constexpr (k == layer_kind::max_pool2d || k == layer_kind::avg_pool2d) {
       constexpr std::int32_t area = static_cast<std::int32_t>(L::kernel * L::kernel);
       for (std::size_t oy = 0; oy < L::ho; ++oy)
@@ -369,11 +458,15 @@ class quantized_network {
     }
   }
 
-  typename Storage::template buffer<std::int8_t, Model::weight_count> weights_{};
-  typename Storage::template buffer<std::int32_t, Model::bias_count> bias_{};
-  typename Storage::template buffer<std::int32_t, Model::bias_count> mult_{};
-  typename Storage::template buffer<int, Model::bias_count> shift_{};
-  typename Storage::template buffer<float, Model::bias_count> wscale_{};
+  // With flash_storage the parameter buffers are empty (size 0) and bound_ holds views.
+  static constexpr std::size_t owned_weights = binds_parameters ? 0 : Model::weight_count;
+  static constexpr std::size_t owned_channels = binds_parameters ? 0 : Model::bias_count;
+  typename Storage::template buffer<std::int8_t, owned_weights> weights_{};
+  typename Storage::template buffer<std::int32_t, owned_channels> bias_{};
+  typename Storage::template buffer<std::int32_t, owned_channels> mult_{};
+  typename Storage::template buffer<int, owned_channels> shift_{};
+  typename Storage::template buffer<float, owned_channels> wscale_{};
+  std::array<int8_layer_binding, binds_parameters ? Model::size : 0> bound_{};
   typename Storage::template buffer<std::int32_t, lut_count> lut_{};
   typename Storage::template buffer<std::int8_t, arena_bytes> arena_{};
   typename Storage::template buffer<std::int8_t, (packed_bytes > 0 ? packed_bytes + 64 : 0)> packed_{};

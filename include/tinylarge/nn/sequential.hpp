@@ -189,7 +189,9 @@ struct sequential {
   /// that run in place (activations, flatten, dropout) count only their input.
   static constexpr std::size_t arena_elements = facts::arena_elements;
   /// Bytes of the batch-1 inference arena for a precision policy (int8: one
-  /// byte per element). `quantized_network` uses exactly this much.
+  /// byte per element). `quantized_network` uses this much for a model of
+  /// dense layers and activations; with conv layers it adds the int8 kernels'
+  /// im2col scratch (`quantized_network::arena_bytes`).
   /// @tparam P a precision policy (`tl::fp32`, `tl::int8_per_channel`, …)
   template <class P>
   static constexpr std::size_t arena_bytes = arena_elements * (P::storage_bits / 8);

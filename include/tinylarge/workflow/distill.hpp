@@ -8,6 +8,7 @@
 ///     using student   = tl::sequential<tl::dense<784, 32>, tl::relu, tl::dense<32, 10>>;
 ///     using device    = tl::int8_per_channel;      // the student's deployed precision
 ///     using optimizer = tl::nn::adam;              // the student's optimizer
+///     using precision = tl::bf16;                  // what the student trains in (optional, default fp32)
 ///   };
 ///   tl::workflow::knowledge_distillation<kd_traits> kd({.temperature = 4, .alpha = 0.9f, .epochs = 5});
 ///   auto res = kd.run(trained_teacher, train, test);  // res.student_int8_accuracy, res.costs (report)
@@ -26,6 +27,13 @@
 /// the server too and is then quantized by post-training calibration
 /// (nn/quantize.hpp) and shipped to the device: down = the int8 student's
 /// parameter bytes.
+///
+/// The student trains in `Traits::precision` (default fp32; fp16 / bf16 are
+/// mixed-precision training with fp32 master weights, fp16 with dynamic loss
+/// scaling — a step whose scaled gradients overflowed is skipped). The int8
+/// deployment is calibrated and converted from the fp32 master weights. A
+/// precision that cannot train (e.g. int8: that is `Traits::device`) does not
+/// compile.
 #pragma once
 
 #include <algorithm>
@@ -36,6 +44,7 @@
 #include <memory>
 #include <numeric>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "../core/error.hpp"
@@ -99,7 +108,7 @@ inline double distillation_loss(const float* student, const float* teacher, cons
 /// What a distillation run measured.
 struct distillation_result {
   double teacher_accuracy = 0.0;        ///< fp32 teacher on the test set
-  double student_fp32_accuracy = 0.0;   ///< the distilled student before quantization
+  double student_fp32_accuracy = 0.0;   ///< the distilled student before quantization, in `Traits::precision`
   double student_int8_accuracy = 0.0;   ///< the deployed int8 student
   std::size_t teacher_parameter_bytes = 0;
   std::size_t student_int8_parameter_bytes = 0;
@@ -108,8 +117,9 @@ struct distillation_result {
 
 /// Knowledge distillation over a traits struct with `teacher` and `student`
 /// (`sequential<...>` models with the same input and output sizes), `device`
-/// (the student's `int8_precision`, default `int8_per_channel`) and
-/// `optimizer` (default `nn::adam`).
+/// (the student's `int8_precision`, default `int8_per_channel`),
+/// `optimizer` (default `nn::adam`) and `precision` (what the student trains
+/// in, default `fp32`).
 ///
 /// @tparam Traits the traits struct described above.
 template <class Traits>
@@ -120,12 +130,22 @@ class knowledge_distillation {
   template <class T> struct optimizer_of { using type = nn::adam; };
   template <class T> requires requires { typename T::optimizer; }
   struct optimizer_of<T> { using type = typename T::optimizer; };
+  template <class T> struct precision_of { using type = fp32; };
+  template <class T> requires requires { typename T::precision; }
+  struct precision_of<T> { using type = typename T::precision; };
 
  public:
   using teacher = typename Traits::teacher;
   using student = typename Traits::student;
   using device = typename device_of<Traits>::type;
   using optimizer = typename optimizer_of<Traits>::type;
+  /// The precision the student trains in (`Traits::precision`, default fp32).
+  using precision = typename precision_of<Traits>::type;
+  static_assert(float_precision<precision>,
+                "knowledge_distillation: Traits::precision must be a float_precision (fp32, fp16, bf16 or your own): "
+                "the student trains in it; its int8 deployment is Traits::device");
+  /// The network the student trains in.
+  using student_network_type = nn::network<student, nn::heap_storage, precision>;
   using student_int8 = nn::quantized_network<student, device, nn::heap_storage>;
   static_assert(nn::sequential_model<teacher> && nn::sequential_model<student>,
                 "knowledge_distillation: Traits::teacher and Traits::student must be sequential<...> models");
@@ -138,8 +158,8 @@ class knowledge_distillation {
                       errc::invalid_argument, "knowledge_distillation: need T > 0, alpha in [0, 1], batch_size > 0");
   }
 
-  nn::network<student>& student_network() noexcept { return student_; }
-  const nn::network<student>& student_network() const noexcept { return student_; }
+  student_network_type& student_network() noexcept { return student_; }
+  const student_network_type& student_network() const noexcept { return student_; }
 
   /// Start the student from `w` (e.g. a small model trained elsewhere)
   /// instead of the seeded initialisation, in every following `run`.
@@ -197,7 +217,8 @@ class knowledge_distillation {
         loss += l * static_cast<double>(b);
         student_.zero_gradients();
         student_.backward(grad.data());
-        st.step(student_.parameters().data(), student_.gradients().data());
+        if (nn::accept_gradients(student_))  // false: fp16 loss-scale overflow, the step is skipped
+          st.step(student_.parameters().data(), student_.gradients().data());
       }
       round_record rec;
       rec.round = e;
@@ -210,7 +231,13 @@ class knowledge_distillation {
       res.costs.rounds.push_back(std::move(rec));
     }
     res.student_fp32_accuracy = nn::evaluate(student_, nn::softmax_cross_entropy{}, test).accuracy;
-    nn::quantize_post_training(student_, train.x, std::min(options_.calibration_samples, train.count), *int8_);
+    if constexpr (std::is_same_v<precision, fp32>) {
+      nn::quantize_post_training(student_, train.x, std::min(options_.calibration_samples, train.count), *int8_);
+    } else {  // calibrate and convert from the fp32 master weights
+      nn::network<student> master;
+      std::copy(student_.parameters().begin(), student_.parameters().end(), master.parameters().begin());
+      nn::quantize_post_training(master, train.x, std::min(options_.calibration_samples, train.count), *int8_);
+    }
     std::size_t hits = 0;
     for (std::size_t i = 0; i < test.count; ++i)
       hits += int8_->classify(test.x + i * test.features) == test.y[i] ? 1 : 0;
@@ -236,7 +263,7 @@ class knowledge_distillation {
  private:
   distillation_options options_;
   optimizer opt_;
-  nn::network<student> student_;
+  student_network_type student_;
   std::unique_ptr<student_int8> int8_;
   std::vector<float> start_;  // given initial student weights (empty: seeded)
 };

@@ -26,6 +26,14 @@
 /// zero-padding).
 ///
 /// Biases and non-dense layers stay frozen at the base model's values.
+///
+/// Precision: the clients' forward and backward passes through the merged
+/// model W₀ + s·B A run in `Traits::precision` (default fp32; fp16 / bf16
+/// are mixed precision, nn/network.hpp: the merged weights are rounded to P
+/// in every forward pass, and fp16 uses dynamic loss scaling — a step whose
+/// scaled gradients overflowed is skipped). The adapters A, B and their
+/// update stay fp32 (the master weights). A precision that cannot train
+/// (e.g. int8) does not compile.
 #pragma once
 
 #include <algorithm>
@@ -65,12 +73,20 @@ struct lora_options {
 };
 
 /// Federated LoRA fine-tuning of a pre-trained `Traits::model`.
-/// @tparam Traits a `federated_traits` struct (only `model` is used: the
-///         server step is the zero-padded FedAvg described above).
+/// @tparam Traits a `federated_traits` struct (only `model` and the optional
+///         `precision` are used: the server step is the zero-padded FedAvg
+///         described above).
 template <federated_traits Traits>
 class federated_lora {
  public:
   using model = typename Traits::model;
+  /// The precision the clients train in (`Traits::precision`, default fp32).
+  using precision = typename detail::precision_of<Traits>::type;
+  static_assert(float_precision<precision>,
+                "federated_lora: Traits::precision must be a float_precision (fp32, fp16, bf16 or your own): the "
+                "clients train through the merged model");
+  /// The network the merged model runs in.
+  using network_type = nn::network<model, nn::heap_storage, precision>;
   static constexpr std::size_t param_count = model::param_count;
 
   /// One adapted dense layer: where its weights are, its shape, where its
@@ -120,7 +136,7 @@ class federated_lora {
   }
 
   /// W₀ + s · B A (with the adapters truncated to rank r) into `net`.
-  void merge(nn::network<model>& net, std::span<const float> ad, std::size_t r) const {
+  void merge(network_type& net, std::span<const float> ad, std::size_t r) const {
     std::copy(base_.begin(), base_.end(), net.parameters().begin());
     const auto s = static_cast<float>(scale());
     for (const auto& l : layers_) {
@@ -261,6 +277,9 @@ class federated_lora {
         loss += l * static_cast<double>(b);
         net_.zero_gradients();
         net_.backward(grad.data());
+        ++res.steps;
+        res.samples += b;
+        if (!nn::accept_gradients(net_)) continue;  // fp16 loss-scale overflow: the step is skipped
         for (const auto& ly : layers_) {
           const float* g = net_.gradients().data() + ly.weight_offset;  // Out × In
           const float* a = ad.data() + ly.a_offset;
@@ -284,8 +303,6 @@ class federated_lora {
         }
         const float lr = opt_.learning_rate;
         for_each_active(r, [&](std::size_t j) { ad[j] -= lr * ga[j]; });
-        ++res.steps;
-        res.samples += b;
       }
     }
     res.mean_loss = res.samples ? loss / static_cast<double>(res.samples) : 0.0;
@@ -297,7 +314,7 @@ class federated_lora {
   std::vector<adapted_layer> layers_;
   std::vector<float> adapters_;
   std::vector<float> base_;
-  nn::network<model> net_;
+  network_type net_;
   std::size_t rejected_ = 0;
 };
 

@@ -62,7 +62,9 @@ struct reptile_traits : Traits {
 }  // namespace detail
 
 /// Federated Reptile over a traits struct (its `aggregation` is replaced by
-/// `reptile_step`; `model`, `optimizer`, `update`, `transport` are kept).
+/// `reptile_step`; `model`, `optimizer`, `update`, `transport` and
+/// `precision` are kept: the inner loop trains in `Traits::precision`,
+/// default fp32, and a precision that cannot train does not compile).
 /// Local training is `federated_options::local_epochs` × batches of
 /// `batch_size` (k = E · ⌈n_k / B⌉ inner steps).
 ///
@@ -72,11 +74,12 @@ using federated_reptile = federated_averaging<detail::reptile_traits<Traits>>;
 
 /// Adapt a meta-model to a task: copy `weights` into `net` and train it for
 /// `epochs` passes over `support` (batch `batch_size`, 0 = full batch) with
-/// `opt`. `net` then holds the adapted weights.
+/// `opt`, in the network's precision. `net` then holds the adapted weights.
 /// @throws tl::shape_mismatch when `weights` has the wrong size.
-template <nn::sequential_model Model, nn::optimizer_policy Opt>
-void adapt_to_task(nn::network<Model>& net, std::span<const float> weights,
-                   const nn::labelled_view<std::uint8_t>& support, const Opt& opt, std::size_t epochs, std::size_t batch_size, std::uint64_t seed) {
+template <nn::sequential_model Model, class Storage, class Precision, nn::optimizer_policy Opt>
+void adapt_to_task(nn::network<Model, Storage, Precision>& net, std::span<const float> weights,
+                   const nn::labelled_view<std::uint8_t>& support, const Opt& opt, std::size_t epochs,
+                   std::size_t batch_size, std::uint64_t seed) {
   TINYLARGE_REQUIRE(weights.size() == Model::param_count, errc::shape_mismatch,
                     "adapt_to_task: the weights do not match the model's parameter count");
   std::copy(weights.begin(), weights.end(), net.parameters().begin());
@@ -86,12 +89,20 @@ void adapt_to_task(nn::network<Model>& net, std::span<const float> weights,
 
 /// Few-shot accuracy of a meta-model: `adapt_to_task` a copy of `weights` on
 /// `support` and return the accuracy on `query`.
+/// @tparam Precision the precision the adaptation trains in (default fp32;
+///         pass `federated_reptile<Traits>::precision` to adapt as the
+///         clients trained)
 /// @throws tl::shape_mismatch when `weights` has the wrong size.
-template <nn::sequential_model Model, nn::optimizer_policy Opt>
+template <nn::sequential_model Model, class Precision = fp32, nn::optimizer_policy Opt>
 double adapted_accuracy(std::span<const float> weights, const nn::labelled_view<std::uint8_t>& support,
                         const nn::labelled_view<std::uint8_t>& query, const Opt& opt, std::size_t epochs,
                         std::size_t batch_size, std::uint64_t seed) {
-  nn::network<Model> net;
+  TINYLARGE_REQUIRE(weights.size() == Model::param_count, errc::shape_mismatch,
+                    "adapted_accuracy: the weights do not match the model's parameter count");
+  static_assert(float_precision<Precision>,
+                "adapted_accuracy: Precision must be a float_precision (fp32, fp16, bf16 or your own): the adaptation "
+                "trains");
+  nn::network<Model, nn::heap_storage, Precision> net;
   adapt_to_task(net, weights, support, opt, epochs, batch_size, seed);
   return nn::evaluate(net, nn::softmax_cross_entropy{}, query).accuracy;
 }

@@ -18,6 +18,12 @@
 ///     change), and is evaluated on the remaining holdout part of its data.
 ///     The personal models never leave the device.
 ///
+/// All three phases train in `Traits::precision` (default fp32; fp16 / bf16
+/// are mixed-precision training with fp32 master weights, fp16 with dynamic
+/// loss scaling, nn/network.hpp): the server's pre-training network, the
+/// federated clients (federated_averaging) and the personal models are all
+/// `network_type`. A precision that cannot train (e.g. int8) does not compile.
+///
 /// `transfer_result` reports the accuracy after each phase, the mean
 /// per-client holdout accuracy of the global model before and after
 /// personalisation, and the costs of all three phases in one report (round
@@ -64,11 +70,19 @@ struct transfer_result {
 /// @tparam Traits a `federated_traits` struct.
 template <federated_traits Traits>
 class federated_transfer {
+  static_assert(float_precision<typename detail::precision_of<Traits>::type>,
+                "federated_transfer: Traits::precision must be a float_precision (fp32, fp16, bf16 or your own): "
+                "pre-training, federation and personalisation all train in it");
+
  public:
   using fl_type = federated_averaging<Traits>;
   using model = typename fl_type::model;
   using optimizer = typename fl_type::optimizer;
   using aggregation = typename fl_type::aggregation;
+  /// The precision every phase trains in (`Traits::precision`, default fp32).
+  using precision = typename fl_type::precision;
+  /// The network the server pre-trains and each client personalises.
+  using network_type = typename fl_type::network_type;
 
   federated_transfer(const transfer_options& t, const federated_options& f, const aggregation& policy = {},
                      const optimizer& opt = {})
@@ -102,7 +116,7 @@ class federated_transfer {
                       const nn::labelled_view<std::uint8_t>& test) {
     transfer_result res;
     // 1. Pre-train on the server.
-    nn::network<model> net;
+    network_type net;
     if (start_.empty())
       net.initialize(topt_.seed);
     else

@@ -337,10 +337,14 @@ xt::xtensor<float, 1> global_tensor(const federated_transfer<Traits>& ft) {
 /// A meta-model `w` (any xexpression of `Model::param_count` values) adapted
 /// to a task: `adapt_to_task` on `support`, the adapted weights out.
 /// @throws tl::shape_error when `w` has the wrong size.
-template <nn::sequential_model Model, nn::optimizer_policy Opt, class E>
+/// @tparam Precision the precision the adaptation trains in (default fp32).
+template <nn::sequential_model Model, class Precision = fp32, nn::optimizer_policy Opt, class E>
 xt::xtensor<float, 1> adapt_parameters(const xt::xexpression<E>& w, const data::labelled_set& support, const Opt& opt,
                                        std::size_t epochs, std::size_t batch_size, std::uint64_t seed) {
-  nn::network<Model> net;
+  static_assert(float_precision<Precision>,
+                "adapt_parameters: Precision must be a float_precision (fp32, fp16, bf16 or your own): the adaptation "
+                "trains");
+  nn::network<Model, nn::heap_storage, Precision> net;
   detail::with_flat(
       w, [&](std::span<const float> f) { adapt_to_task(net, f, as_view(support), opt, epochs, batch_size, seed); });
   return detail::to_tensor(std::span<const float>(net.parameters().data(), net.parameters().size()));
@@ -348,13 +352,13 @@ xt::xtensor<float, 1> adapt_parameters(const xt::xexpression<E>& w, const data::
 
 /// `adapted_accuracy` of a meta-model held in an xexpression, on labelled sets.
 /// @throws tl::shape_error when `w` has the wrong size.
-template <nn::sequential_model Model, nn::optimizer_policy Opt, class E>
+template <nn::sequential_model Model, class Precision = fp32, nn::optimizer_policy Opt, class E>
 double adapted_accuracy(const xt::xexpression<E>& w, const data::labelled_set& support,
                         const data::labelled_set& query, const Opt& opt, std::size_t epochs, std::size_t batch_size,
                         std::uint64_t seed) {
   double acc = 0.0;
   detail::with_flat(w, [&](std::span<const float> f) {
-    acc = adapted_accuracy<Model>(f, as_view(support), as_view(query), opt, epochs, batch_size, seed);
+    acc = adapted_accuracy<Model, Precision>(f, as_view(support), as_view(query), opt, epochs, batch_size, seed);
   });
   return acc;
 }

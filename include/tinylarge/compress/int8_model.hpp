@@ -1,0 +1,197 @@
+/// @file compress/int8_model.hpp
+/// @brief A model file as the parameters of a compiled int8 `sequential`:
+///        `bind_model_file` (device and host) runs any int8 model file whose
+///        shape matches the compiled model type, from flash, after checking
+///        it; `add_int8_layers` (host) writes a `quantized_network` as one.
+///
+/// @code
+///   using model = tl::nn::sequential<tl::nn::input<28, 28, 1>, tl::nn::conv2d<6, 5, 1, 2>, tl::nn::relu, …>;
+///   static tl::nn::quantized_network<model, tl::int8_per_channel, tl::nn::flash_storage> net;  // arena only
+///   tl::compress::model_file_reader file;
+///   if (!file.open(model_bytes, model_size)) fail();        // CRC-32s, structure, value ranges
+///   if (!tl::compress::bind_model_file(file, net)) fail();  // shapes, geometry, activations, zero points
+///   const std::int8_t* logits = net.forward(input);          // weights read in place, in flash
+/// @endcode
+///
+/// One record per weighted layer (dense, conv2d, depthwise conv2d = conv2d
+/// with groups = channels), in order, each in the int8 weight format of the
+/// [model file](../../../docs/model-file-format.md). What the compiled type
+/// adds (pooling, flatten, fused relu, dropout) is not stored: the binder
+/// checks that the file's records agree with it — layer count, kind, rows,
+/// cols, conv geometry, fused activation, and that each layer's input scale
+/// and zero point equal the previous weighted layer's output ones — and
+/// returns `errc::shape_mismatch` (or the reader's code) otherwise, before
+/// any view is handed to the network. Freestanding: no heap, no exceptions.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "../core/error.hpp"
+#include "../nn/quantized_network.hpp"
+#include "../nn/sequential.hpp"
+#include "model_file.hpp"
+
+namespace tinylarge::compress {
+
+namespace detail {
+/// The activation a model file records for weighted layer I of Model (the
+/// relu / relu6 fused into its clamp).
+template <class Model, std::size_t I>
+constexpr activation_kind fused_activation_of() noexcept {
+  if constexpr (I + 1 < Model::size) {
+    if constexpr (Model::template fused_into_previous<I + 1>)
+      return Model::template layer<I + 1>::kind == nn::layer_kind::relu ? activation_kind::relu
+                                                                        : activation_kind::relu6;
+  }
+  return activation_kind::none;
+}
+
+/// Rows, cols and conv geometry that layer L of the compiled model expects.
+template <class L>
+constexpr conv2d_geometry expected_geometry() noexcept {
+  conv2d_geometry g{};
+  if constexpr (L::kind == nn::layer_kind::conv2d || L::kind == nn::layer_kind::depthwise_conv2d) {
+    g.in_channels = static_cast<std::uint16_t>(L::in_shape::c);
+    g.kernel_h = g.kernel_w = static_cast<std::uint16_t>(L::kernel);
+    g.stride_h = g.stride_w = static_cast<std::uint16_t>(L::stride);
+    g.pad_h = g.pad_w = static_cast<std::uint16_t>(L::pad);
+    g.groups = static_cast<std::uint16_t>(L::kind == nn::layer_kind::conv2d ? 1 : L::in_shape::c);
+  }
+  return g;
+}
+
+inline bool same_geometry(const conv2d_geometry& a, const conv2d_geometry& b) noexcept {
+  return a.in_channels == b.in_channels && a.kernel_h == b.kernel_h && a.kernel_w == b.kernel_w &&
+         a.stride_h == b.stride_h && a.stride_w == b.stride_w && a.pad_h == b.pad_h && a.pad_w == b.pad_w &&
+         a.groups == b.groups;
+}
+
+inline bool same_params(quant_params a, quant_params b) noexcept {
+  return a.zero_point == b.zero_point && std::memcmp(&a.scale, &b.scale, sizeof(float)) == 0;
+}
+}  // namespace detail
+
+/// Number of weighted layers (dense, conv2d, depthwise) of a model: the
+/// records its model file has.
+template <class Model>
+inline constexpr std::size_t weighted_layer_count = [] {
+  std::size_t n = 0;
+  Model::for_each_layer([&]<std::size_t I>() { n += nn::has_weights(Model::template layer<I>::kind) ? 1 : 0; });
+  return n;
+}();
+
+/// Binds the records of an opened, validated model file to `net`: afterwards
+/// `net.forward()` reads weights, biases and multipliers in place (in flash).
+/// Returns `errc::shape_mismatch` when the file describes another model
+/// (layer count, kind, rows, cols, geometry, fused activation, or
+/// quantization parameters that do not chain), `errc::invalid_argument` when
+/// `file` is not open or a record is not in place int8; `net` is then left
+/// unusable (its views are cleared).
+template <class Model, class P, class B>
+[[nodiscard]] status bind_model_file(const model_file_reader& file,
+                                     nn::quantized_network<Model, P, nn::flash_storage, B>& net) noexcept {
+  using net_type = nn::quantized_network<Model, P, nn::flash_storage, B>;
+  Model::for_each_layer([&]<std::size_t I>() {
+    using L = typename Model::template layer<I>;
+    static_assert(L::kind != nn::layer_kind::sigmoid && L::kind != nn::layer_kind::tanh &&
+                      L::kind != nn::layer_kind::softmax,
+                  "tinylarge: bind_model_file: sigmoid / tanh / softmax layers need int8 tables that model file "
+                  "format 1.0 does not store; end the model in logits");
+  });
+  TINYLARGE_CHECK(file.is_open(), errc::invalid_argument, "bind_model_file: the model file is not open");
+  TINYLARGE_CHECK(file.layer_count() == weighted_layer_count<Model>, errc::shape_mismatch,
+                  "bind_model_file: the file's layer count differs from the compiled model's weighted layers");
+  auto& tq = net.tensor_quantization();
+  status result = status::success();
+  std::size_t record = 0;
+  Model::for_each_layer([&]<std::size_t I>() {
+    using L = typename Model::template layer<I>;
+    if (!result.ok()) return;
+    if constexpr (!nn::has_weights(L::kind)) {
+      tq[I + 1] = tq[I];  // pooling, flatten, dropout, relu: the input's grid
+    } else {
+      result = [&]() -> status {
+        layer_view v;
+        TINYLARGE_TRY(file.layer(record, v));
+        TINYLARGE_CHECK(v.format == weight_format::int8 && v.in_place(), errc::invalid_argument,
+                        "bind_model_file: a record is not in the int8 weight format");
+        constexpr bool is_dense = L::kind == nn::layer_kind::dense;
+        constexpr std::size_t cols = is_dense ? L::in_shape::size : L::fan_in;
+        constexpr layer_kind expected_kind = is_dense ? layer_kind::dense : layer_kind::conv2d;
+        TINYLARGE_CHECK(v.kind == expected_kind, errc::shape_mismatch,
+                        "bind_model_file: a record's layer kind differs from the compiled model's");
+        TINYLARGE_CHECK(v.rows == L::out_channels && v.cols == cols, errc::shape_mismatch,
+                        "bind_model_file: a record's rows or cols differ from the compiled model's");
+        TINYLARGE_CHECK(detail::same_geometry(v.conv, detail::expected_geometry<L>()), errc::shape_mismatch,
+                        "bind_model_file: a record's convolution geometry differs from the compiled model's");
+        constexpr activation_kind expected_act = detail::fused_activation_of<Model, I>();
+        TINYLARGE_CHECK(v.activation == expected_act, errc::shape_mismatch,
+                        "bind_model_file: a record's activation differs from the compiled model's fused relu");
+        TINYLARGE_CHECK(v.int8.scale_count == 1 || v.int8.scale_count == v.rows, errc::shape_mismatch,
+                        "bind_model_file: a record has neither one nor one-per-channel multipliers");
+        const quant_params in{v.int8.input_scale, v.int8.input_zero_point};
+        const quant_params out{v.int8.output_scale, v.int8.output_zero_point};
+        if (record == 0)
+          tq[I] = in;
+        else
+          TINYLARGE_CHECK(detail::same_params(tq[I], in), errc::shape_mismatch,
+                          "bind_model_file: a record's input scale or zero point differs from the previous "
+                          "layer's output");
+        tq[I + 1] = out;
+        nn::int8_layer_binding b;
+        b.weights = v.int8.weights;
+        b.bias = v.bias_s32;
+        b.multipliers = v.int8.multipliers;
+        b.shifts = v.int8.shifts;
+        b.per_channel = v.int8.scale_count > 1;
+        net.template bind_layer<I>(b);
+        ++record;
+        return status::success();
+      }();
+    }
+  });
+  if (!result.ok()) {
+    Model::for_each_layer([&]<std::size_t I>() {
+      if constexpr (nn::has_weights(Model::template layer<I>::kind)) net.template bind_layer<I>({});
+    });
+  }
+  (void)sizeof(net_type);
+  return result;
+}
+
+#if !TINYLARGE_FREESTANDING
+/// Appends every weighted layer of an owning `quantized_network` to `b` as an
+/// int8 record (conv2d / depthwise with their geometry, the fused relu as the
+/// activation): the file that `bind_model_file` binds to the same model type.
+/// The requantization multipliers are recomputed by the builder from the same
+/// scales with the same formula, so the bound network computes the same bits.
+template <class Model, class P, class S, class B>
+void add_int8_layers(model_file_builder& builder, nn::quantized_network<Model, P, S, B>& q) {
+  static_assert(!nn::quantized_network<Model, P, S, B>::binds_parameters,
+                "tinylarge: add_int8_layers needs a network that owns its parameters");
+  constexpr auto& lay = nn::quantized_network<Model, P, S, B>::layout;
+  const auto& tq = q.tensor_quantization();
+  Model::for_each_layer([&]<std::size_t I>() {
+    using L = typename Model::template layer<I>;
+    if constexpr (nn::has_weights(L::kind)) {
+      constexpr bool is_dense = L::kind == nn::layer_kind::dense;
+      constexpr std::size_t rows = L::out_channels, cols = is_dense ? L::in_shape::size : L::fan_in;
+      layer_options o;
+      o.activation = detail::fused_activation_of<Model, I>();
+      if constexpr (!is_dense) {
+        o.kind = layer_kind::conv2d;
+        o.conv = detail::expected_geometry<L>();
+      }
+      const float* scales = q.weight_scales() + lay.bias[I];
+      const std::size_t ns = P::weight_scale_count(rows);
+      builder.add_int8(rows, cols, std::span<const std::int8_t>(q.weights() + lay.weight[I], rows * cols),
+                       std::span<const float>(scales, ns), tq[I], tq[I + 1],
+                       std::span<const std::int32_t>(q.biases() + lay.bias[I], rows), o);
+    }
+  });
+}
+#endif
+
+}  // namespace tinylarge::compress

@@ -1,0 +1,82 @@
+/// @file kernels/mve.hpp
+/// @brief int8 kernels for Cortex-M55 / M85 Helium (`arch::cortex_m_mve`,
+///        integer M-profile Vector Extension).
+///
+/// `dense_s8` takes 16 bytes of k per vector: VMLADAVA accumulates the 16
+/// products x·w of one row into a scalar int32, and VADDVA sums the 16
+/// weights, so that Σ (x − zx)·w = Σ x·w − zx·Σ w needs no widening of x.
+/// Two input rows (the im2col rows of `conv2d_s8`) × two weight rows share
+/// every loaded vector (4 VMLADAVA per 4 loads). The k tail is one
+/// predicated iteration (VCTP8, zeroing loads), never a scalar loop. int32
+/// arithmetic wraps modulo 2³² inside the sums, which is exact whenever the
+/// final value fits (k ≤ `dense_s8_max_k`), so outputs are bit-identical to
+/// `arch::scalar`; the requantization is `requantize_s8_32`, one output at a time (MVE's
+/// VQRDMULH rounds negative ties differently from TFLite's reference).
+///
+/// No heap, no exceptions. Only compiled when integer MVE is available;
+/// elsewhere the tag falls back to `cortex_m_dsp` / `scalar`.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "dense.hpp"
+#include "requantize_s8.hpp"
+
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+#include <arm_mve.h>
+
+namespace tinylarge::kernels {
+
+/// int8 dense with Helium VMLADAVA; bit-exact with the scalar back end.
+inline void dense_s8(arch::cortex_m_mve, std::size_t m, std::size_t n, std::size_t k, const std::int8_t* x,
+                     const std::int8_t* w, const dense_s8_params& p, std::int8_t* y) noexcept {
+  const std::int32_t zx = p.input_zero_point;
+  const std::size_t k16 = k & ~static_cast<std::size_t>(15);
+  const std::size_t tail = k - k16;
+  const mve_pred16_t tail_pred = vctp8q(static_cast<std::uint32_t>(tail));
+  for (std::size_t i = 0; i < m; i += 2) {
+    const bool two = i + 1 < m;
+    const std::int8_t* x0 = x + i * k;
+    const std::int8_t* x1 = two ? x0 + k : x0;  // a single last row is computed twice, stored once
+    std::size_t o = 0;
+    for (; o < n; o += 2) {
+      const bool pair = o + 1 < n;
+      const std::int8_t* w0 = w + o * k;
+      const std::int8_t* w1 = pair ? w0 + k : w0;
+      std::int32_t d00 = 0, d01 = 0, d10 = 0, d11 = 0, s0 = 0, s1 = 0;
+      std::size_t q = 0;
+      for (; q < k16; q += 16) {
+        const int8x16_t u = vld1q_s8(x0 + q), v = vld1q_s8(x1 + q);
+        const int8x16_t a = vld1q_s8(w0 + q), b = vld1q_s8(w1 + q);
+        d00 = vmladavaq_s8(d00, u, a);
+        d10 = vmladavaq_s8(d10, v, a);
+        d01 = vmladavaq_s8(d01, u, b);
+        d11 = vmladavaq_s8(d11, v, b);
+        s0 = vaddvaq_s8(s0, a);
+        s1 = vaddvaq_s8(s1, b);
+      }
+      if (tail != 0) {
+        const int8x16_t u = vld1q_z_s8(x0 + q, tail_pred), v = vld1q_z_s8(x1 + q, tail_pred);
+        const int8x16_t a = vld1q_z_s8(w0 + q, tail_pred), b = vld1q_z_s8(w1 + q, tail_pred);
+        d00 = vmladavaq_s8(d00, u, a);
+        d10 = vmladavaq_s8(d10, v, a);
+        d01 = vmladavaq_s8(d01, u, b);
+        d11 = vmladavaq_s8(d11, v, b);
+        s0 = vaddvaq_s8(s0, a);
+        s1 = vaddvaq_s8(s1, b);
+      }
+      const std::int32_t b0 = p.bias ? p.bias[o] : 0;
+      y[i * n + o] = requantize_s8_32(b0 + d00 - zx * s0, o, p);
+      if (two) y[(i + 1) * n + o] = requantize_s8_32(b0 + d10 - zx * s0, o, p);
+      if (pair) {
+        const std::int32_t b1 = p.bias ? p.bias[o + 1] : 0;
+        y[i * n + o + 1] = requantize_s8_32(b1 + d01 - zx * s1, o + 1, p);
+        if (two) y[(i + 1) * n + o + 1] = requantize_s8_32(b1 + d11 - zx * s1, o + 1, p);
+      }
+    }
+  }
+}
+
+}  // namespace tinylarge::kernels
+#endif

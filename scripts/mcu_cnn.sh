@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# The convolutional firmware examples (docs/mcu.md), end to end:
+#  1. make_cnn (host) trains the LeNet-5-like CNN on Fashion-MNIST and the DS-CNN on synthetic
+#     spectrograms (seeded), quantizes both to int8 and writes their model files, test inputs
+#     and the host's logits as C headers; it checks on the host that the bound (flash) network
+#     equals the owning one and the scalar back end, and that files of another shape or with a
+#     flipped bit are rejected;
+#  2. the firmware source cnn_int8.cpp is built for the host with c++ and clang++-14 for both
+#     models: its output is the reference and the two compilers must agree;
+#  3. the firmware is cross-built for Cortex-M3 (mps2-an385), Cortex-M4F (mps2-an386) and
+#     Cortex-M55 with Helium (mps3-an547) and run under QEMU: exit status 0 (the firmware also
+#     compares its logits with the host's and rejects a model file of another shape) and output
+#     identical to the host's, apart from lines starting with "device:";
+#  4. the minimal firmware cnn_compiled.cpp (the same network, parameters compiled in as const
+#     arrays instead of a model file) on the three cores: exit 0, logits equal to the host's;
+#  5. size report (runtime code vs weights) and the target: runtime code of the LeNet-5 CNN on
+#     Cortex-M4F ≤ 8 KiB of flash (cnn_lenet5_compiled; the model-file firmware adds the
+#     validating reader and its messages, reported too).
+# Usage: scripts/mcu_cnn.sh [build-root]   (needs scripts/deps.sh build data mcu)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:-$root/build-mcu-cnn}
+cxx=${CXX:-c++}
+clangxx=${TINYLARGE_CLANGXX:-clang++-14}
+runtime_limit=8192
+models="lenet5 ds_cnn"
+mkdir -p "$out/gen"
+
+run_qemu() {  # board elf
+  timeout 300 qemu-system-arm -M "$1" -display none -monitor none -serial none \
+    -chardev stdio,id=sh0 -semihosting-config enable=on,target=native,chardev=sh0 -kernel "$2"
+}
+same() { diff <(grep -v '^device:' "$1") <(grep -v '^device:' "$2"); }
+
+# 1. Generator (host profile).
+"$cxx" -std=c++20 -O2 -I"$root/include" -I"$root/examples/mcu" "$root/examples/mcu/make_cnn.cpp" \
+  -o "$out/make_cnn" -lz 2> "$out/make_cnn.build.log" || { cat "$out/make_cnn.build.log"; exit 1; }
+"$out/make_cnn" --out "$out/gen" > "$out/make_cnn.log" 2>&1 || { cat "$out/make_cnn.log"; exit 1; }
+grep '^make_cnn:' "$out/make_cnn.log"
+
+# 2. Host reference, from both compilers.
+status=0
+for m in $models; do
+  for compiler in "$cxx" "$clangxx"; do
+    command -v "$compiler" > /dev/null 2>&1 || continue
+    tag=$(basename "$compiler")
+    "$compiler" -std=c++20 -O2 -ffp-contract=off -Wall -Wextra -I"$root/include" -I"$root/examples/mcu" -I"$out/gen" \
+      -DTL_MODEL=$m -DTL_MODEL_HEADER=${m}_model.h -DTL_DATA_HEADER=${m}_data.h \
+      "$root/examples/mcu/cnn_int8.cpp" -o "$out/cnn_$m-host-$tag"
+    "$out/cnn_$m-host-$tag" > "$out/cnn_$m-host-$tag.txt" || { echo "mcu-cnn: $m host build ($tag) FAILED"; status=1; }
+  done
+  cp "$out/cnn_$m-host-$(basename "$cxx").txt" "$out/cnn_$m-host.txt"
+  if command -v "$clangxx" > /dev/null 2>&1; then
+    if same "$out/cnn_$m-host.txt" "$out/cnn_$m-host-$(basename "$clangxx").txt" > /dev/null; then
+      echo "mcu-cnn: $m: host reference identical from $cxx and $clangxx"
+    else
+      echo "mcu-cnn: $m: host reference differs between $cxx and $clangxx"; status=1
+    fi
+  fi
+done
+# The comparison must be able to fail: one logit changed is noticed.
+sed '0,/^input 0: /s/\(^input 0: class [0-9]*, logits\) \(-\?[0-9]*\)/\1 999/' "$out/cnn_lenet5-host.txt" > "$out/altered.txt"
+if same "$out/cnn_lenet5-host.txt" "$out/altered.txt" > /dev/null; then
+  echo "mcu-cnn: the output comparison cannot fail"; status=1
+fi
+
+# 3. Cortex-M3, M4F, M55 under QEMU.
+for target in "cortex-m3 mps2-an385" "cortex-m4 mps2-an386" "cortex-m55 mps3-an547"; do
+  set -- $target
+  cpu=$1 board=$2 dir=$out/$1
+  cmake -S "$root/examples/mcu" -B "$dir" -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/arm-none-eabi.cmake" -DTINYLARGE_MCU_CPU="$cpu" \
+    -DTINYLARGE_MCU_GENERATED="$out/gen" > /dev/null
+  cmake --build "$dir" -j2 --target cnn_lenet5 cnn_ds_cnn cnn_lenet5_compiled cnn_ds_cnn_compiled > "$dir.build.log" 2>&1 ||
+    { cat "$dir.build.log"; exit 1; }
+  for m in $models; do
+    txt=$out/cnn_$m-$cpu.txt
+    if run_qemu "$board" "$dir/cnn_$m.elf" > "$txt"; then
+      echo "mcu-cnn: $m on $cpu ($board): exit 0, $(grep '^device: back end' "$txt" | sed 's/device: //')"
+    else
+      echo "mcu-cnn: $m on $cpu ($board): FAILED"; cat "$txt"; status=1
+    fi
+    if same "$out/cnn_$m-host.txt" "$txt" > "$txt.diff"; then
+      echo "mcu-cnn: $m on $cpu: int8 logits identical to the host's; a model file of another shape rejected"
+    else
+      echo "mcu-cnn: $m on $cpu: output differs from the host's:"; cat "$txt.diff"; status=1
+    fi
+    ctxt=$out/cnn_${m}_compiled-$cpu.txt
+    if run_qemu "$board" "$dir/cnn_${m}_compiled.elf" > "$ctxt" &&
+       diff <(grep '^input ' "$out/cnn_$m-host.txt") <(grep '^input ' "$ctxt") > /dev/null; then
+      echo "mcu-cnn: ${m}_compiled on $cpu: exit 0, int8 logits identical to the host's"
+    else
+      echo "mcu-cnn: ${m}_compiled on $cpu: FAILED"; cat "$ctxt"; status=1
+    fi
+  done
+done
+
+# 4. Size report: runtime code = vector table + .text (code, constants, strings, libgcc/libc
+# pieces) + .init_array + .data initialisers; weights = .tl_weights (the model files: the
+# model and the one of another shape); embedded inputs and expected logits = .tl_data.
+echo "size: program (core) | runtime code | weights (model files) | inputs | static RAM | arena | stack high-water"
+for cpu in cortex-m3 cortex-m4 cortex-m55; do
+  for m in $models ${models// /_compiled }_compiled; do
+    elf=$out/$cpu/cnn_$m.elf txt=$out/cnn_$m-$cpu.txt
+    [[ -f $txt ]] || txt=$out/cnn_${m%_compiled}-$cpu.txt
+    arena=$(sed -n 's/^device: activation arena \([0-9]*\).*/\1/p' "$txt")
+    stack=$(sed -n 's/^device: stack high-water mark \([0-9]*\).*/\1/p' "$txt")
+    arm-none-eabi-size -A "$elf" | awk -v label="cnn_$m ($cpu)" -v arena="$arena" -v stack="$stack" '
+      $1 == ".isr_vector" || $1 == ".text" || $1 == ".ARM.exidx" || $1 == ".init_array" { code += $2 }
+      $1 == ".data" { data = $2 } $1 == ".bss" { bss = $2 }
+      $1 == ".tl_weights" { w = $2 } $1 == ".tl_data" { d = $2 }
+      END { printf "size: %-24s | %6d B | %6d B | %5d B | %6d B | %6d B | %5d B\n", label, code + data, w, d, data + bss, arena, stack
+            print code + data > "/dev/stderr" }' 2> "$out/cnn_$m-$cpu.runtime"
+  done
+done
+runtime=$(cat "$out/cnn_lenet5_compiled-cortex-m4.runtime")
+if (( runtime <= runtime_limit )); then
+  echo "mcu-cnn: runtime code of the int8 LeNet-5 CNN on Cortex-M4F (cnn_lenet5_compiled): $runtime B <= $runtime_limit B (target met)"
+else
+  echo "mcu-cnn: runtime code of the int8 LeNet-5 CNN on Cortex-M4F (cnn_lenet5_compiled): $runtime B > $runtime_limit B (target MISSED)"; status=1
+fi
+exit $status

@@ -1,0 +1,42 @@
+// The int8 CNN that the model-file fuzzer binds accepted files to (compress/int8_model.hpp),
+// and a valid model file of it for the seed corpus.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "tinylarge/compress/int8_model.hpp"
+#include "tinylarge/nn/layers.hpp"
+#include "tinylarge/nn/sequential.hpp"
+
+namespace int8_model_sample {
+namespace nn = tinylarge::nn;
+/// Small, with every kind bind_model_file checks: conv (padded, fused relu), pooling,
+/// depthwise with multiplier 2 (fused relu6), flatten, dense.
+using model = nn::sequential<nn::input<6, 6, 2>, nn::conv2d<3, 3, 1, 1>, nn::relu, nn::max_pool2d<2>,
+                             nn::depthwise_conv2d<3, 1, 1, 2>, nn::relu6, nn::flatten, nn::dense<54, 4>>;
+using bound = nn::quantized_network<model, tinylarge::int8_per_channel, nn::flash_storage, tinylarge::arch::scalar>;
+}  // namespace int8_model_sample
+
+#if !TINYLARGE_FREESTANDING && defined(TINYLARGE_INT8_MODEL_SAMPLE_WRITER)
+#include <memory>
+
+#include "tinylarge/core/rng.hpp"
+#include "tinylarge/nn/network.hpp"
+#include "tinylarge/nn/quantize.hpp"
+
+namespace int8_model_sample {
+/// A valid model file of `model` (random weights, calibrated on random inputs).
+inline std::vector<std::uint8_t> file(std::uint64_t seed = 1) {
+  nn::network<model> net(seed);
+  tinylarge::rng g(seed + 1);
+  std::vector<float> xs(8 * model::input_size);
+  for (auto& v : xs) v = g.uniform(-1.0f, 1.0f);
+  auto q = std::make_unique<nn::quantized_network<model, tinylarge::int8_per_channel, nn::heap_storage>>();
+  nn::quantize_post_training(net, xs.data(), 8, *q);
+  tinylarge::compress::model_file_builder b;
+  tinylarge::compress::add_int8_layers(b, *q);
+  return b.bytes();
+}
+}  // namespace int8_model_sample
+#endif
