@@ -3,6 +3,7 @@
 // .npy / .npz ([xt-npy]) take xtensor arrays in and give xtensor arrays out.
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -185,6 +187,74 @@ TEST_CASE("xtensor data: IDX loaders give xtensor containers; labelled_set; part
   }
 }
 
+TEST_CASE("xtensor batches: a labelled_set in seeded minibatches of xtensor views", "[xt-data][xt-batch]") {
+  const xblobs d = make_xblobs(23, 9);
+  const tl::data::labelled_set s(d.x, d.y);
+  tl::data::labelled_batcher batches(s, {.batch_size = 5, .seed = 3});
+  REQUIRE(batches.batches_per_epoch() == 5);
+  std::vector<std::vector<std::size_t>> orders;
+  for (std::size_t epoch = 0; epoch < 3; ++epoch) {
+    batches.start_epoch(epoch);
+    std::vector<std::size_t> seen;
+    std::size_t count = 0;
+    while (const auto b = batches.next()) {
+      ++count;
+      CHECK(b.size() == (count < 5 ? 5u : 3u));
+      const auto x = b.x();
+      const auto y = b.y();
+      REQUIRE(x.shape() == std::array<std::size_t, 2>{b.size(), 16});
+      for (std::size_t k = 0; k < b.size(); ++k) {
+        const std::size_t i = b.indices()[k];
+        CHECK(y(k) == s.y(i));
+        CHECK((xt::view(x, k, xt::all()) == xt::view(s.x, i, xt::all())));
+        CHECK(&x(k, 0) == &s.x(i, 0));  // a view of the set's storage, not a copy
+        seen.push_back(i);
+      }
+    }
+    CHECK(count == 5);
+    orders.push_back(seen);
+    std::sort(seen.begin(), seen.end());
+    std::vector<std::size_t> all(23);
+    std::iota(all.begin(), all.end(), std::size_t{0});
+    CHECK(seen == all);  // every sample exactly once per epoch
+  }
+  CHECK(orders[0] != orders[1]);  // reshuffled every epoch
+  // the same order as the span batcher of batch.hpp for (seed, epoch)
+  tl::data::batcher ref(23, {.batch_size = 5, .seed = 3});
+  ref.start_epoch(1);
+  CHECK(std::vector<std::size_t>(ref.order().begin(), ref.order().end()) == orders[1]);
+#if TINYLARGE_HAS_EXCEPTIONS
+  std::vector<float> buf(5 * 16);
+  CHECK_THROWS_AS(ref.next(buf.data(), nullptr), tl::invalid_argument);  // index-only: nothing to gather
+  batches.start_epoch(0);
+  const auto shuffled = batches.next();
+  if (!shuffled.contiguous()) CHECK_THROWS_AS(shuffled.x_rows(), tl::invalid_argument);
+  CHECK_THROWS_AS(tl::data::labelled_batcher(s, {.batch_size = 0}), tl::invalid_argument);
+#endif
+
+  // unshuffled over a client's indices, drop_last: consecutive batches are dense range views
+  const std::size_t part[] = {4, 5, 6, 7, 8, 9, 10};
+  tl::data::labelled_batcher inorder(s, {.batch_size = 3, .shuffle = false, .drop_last = true}, part);
+  CHECK(inorder.batches_per_epoch() == 2);
+  std::size_t first = 4, n = 0;
+  while (const auto b = inorder.next()) {
+    REQUIRE(b.contiguous());
+    const auto xr = b.x_rows();
+    CHECK(&xr(0, 0) == &s.x(first, 0));
+    CHECK((xr == b.x()));
+    CHECK((b.y_rows() == b.y()));
+    first += 3;
+    ++n;
+  }
+  CHECK(n == 2);
+  // a batch feeds the network API directly
+  tl::nn::network<mlp> net(5);
+  batches.start_epoch(0);
+  const auto b = batches.next();
+  const xt::xtensor<float, 2> gathered = b.x();
+  CHECK((tl::nn::forward(net, b.x()) == tl::nn::forward(net, gathered)));
+}
+
 // ---------------------------------------------------------------------------
 // Networks
 // ---------------------------------------------------------------------------
@@ -325,6 +395,11 @@ namespace {
 struct fl_traits {
   using model = mlp;
 };
+/// The training and test blobs of the workflow cases, as arrays and as labelled sets.
+struct workflow_data {
+  xblobs d = make_xblobs(120, 5), t = make_xblobs(200, 6);
+  tl::data::labelled_set train{d.x, d.y}, test{t.x, t.y};
+};
 struct split_traits {
   using model = mlp;
   using partition = tl::cut<2>;
@@ -334,10 +409,8 @@ struct split_traits {
 
 TEST_CASE("xtensor workflows: client data, updates, aggregated models, smashed data and segments as xtensor",
           "[xt-workflow]") {
-  const xblobs d = make_xblobs(120, 5);
-  const tl::data::labelled_set train(d.x, d.y);
-  const xblobs t = make_xblobs(200, 6);
-  const tl::data::labelled_set test(t.x, t.y);
+  const workflow_data wd;
+  const auto& [d, t, train, test] = wd;
 
   SECTION("federated: start from a network trained elsewhere; clients as labelled_sets; global model out") {
     tl::nn::network<mlp> pre(21);
@@ -417,6 +490,148 @@ TEST_CASE("xtensor workflows: client data, updates, aggregated models, smashed d
     tl::workflow::set_initial_parameters(run, tl::nn::parameters(pre) * 0.0f);
     (void)run.train(tl::workflow::as_view(train), tl::data::partition_iid(train.size(), 2, r));
     CHECK(xt::all(xt::equal(tl::workflow::global_parameters(run), 0.0f)));
+  }
+}
+
+namespace {
+using small_student = tl::sequential<tl::dense<16, 6>, tl::relu, tl::dense<6, 4>>;
+struct kd_xtraits {
+  using teacher = mlp;
+  using student = small_student;
+};
+}  // namespace
+
+TEST_CASE("xtensor workflows: transfer, Reptile, FedLoRA and distillation start from given weights, results out",
+          "[xt-workflow][xt-workflow-more]") {
+  const workflow_data wd;
+  const auto& [d, t, train, test] = wd;
+  tl::nn::network<mlp> pre(21);
+  (void)tl::nn::fit(pre, tl::nn::sgd{0.05f, 0.9f}, tl::nn::softmax_cross_entropy{}, d.x, d.y, {.epochs = 3});
+  const double pre_acc = tl::nn::evaluate(pre, tl::nn::softmax_cross_entropy{}, t.x, t.y).accuracy;
+  tl::rng r(2);
+  const auto clients = tl::data::split_iid(train, 3, r);
+
+  SECTION("transfer: pre-training starts from the given network; pre-trained and global models out") {
+    const tl::workflow::transfer_options to{.pretrain_epochs = 0, .personalize_epochs = 1, .seed = 4};
+    const tl::workflow::federated_options fo{.rounds = 1, .client_fraction = 1.0, .batch_size = 10};
+    tl::workflow::federated_transfer<fl_traits> ft(to, fo);
+    tl::workflow::start_from(ft, pre);
+    const auto res = ft.run(tl::workflow::as_view(train), tl::workflow::client_views(clients),
+                            tl::workflow::as_view(test));
+    CHECK((tl::workflow::pretrained_tensor(ft) == tl::nn::parameters(pre)));  // round trip, not the seed
+    CHECK(res.pretrained_accuracy == pre_acc);
+    CHECK(tl::workflow::global_tensor(ft).size() == mlp::param_count);
+    CHECK(!(tl::workflow::global_tensor(ft) == tl::nn::parameters(pre)));  // phase 2 trained from there
+    // from the seed instead: a different pre-trained model
+    tl::workflow::federated_transfer<fl_traits> seeded(to, fo);
+    (void)seeded.run(tl::workflow::as_view(train), tl::workflow::client_views(clients), tl::workflow::as_view(test));
+    CHECK(!(tl::workflow::pretrained_tensor(seeded) == tl::nn::parameters(pre)));
+    // any expression in; pre-training from it: zero weights stay zero with 0 epochs
+    tl::workflow::set_initial_parameters(seeded, xt::zeros<float>({mlp::param_count}));
+    (void)seeded.run(tl::workflow::as_view(train), tl::workflow::client_views(clients), tl::workflow::as_view(test));
+    CHECK(xt::all(xt::equal(tl::workflow::pretrained_tensor(seeded), 0.0f)));
+#if TINYLARGE_HAS_EXCEPTIONS
+    CHECK_THROWS_AS(tl::workflow::set_initial_parameters(ft, xt::zeros<float>({std::size_t{5}})), tl::shape_error);
+#endif
+  }
+
+  SECTION("Reptile: meta-model from a trained network; adapted parameters out") {
+    tl::workflow::federated_reptile<fl_traits> meta({.rounds = 1, .client_fraction = 1.0, .batch_size = 10},
+                                                    tl::workflow::reptile_step{0.5f},
+                                                    tl::nn::sgd{.learning_rate = 0.0f});
+    tl::workflow::start_from(meta, pre);
+    (void)meta.run(tl::workflow::client_views(clients), tl::workflow::as_view(test));
+    // learning rate 0: the clients' weights are the meta-model, so the Reptile step keeps it
+    const xt::xtensor<float, 1> phi = tl::workflow::global_tensor(meta);
+    CHECK(xt::allclose(phi, tl::nn::parameters(pre), 1e-6, 1e-7));
+    const tl::nn::sgd inner{.learning_rate = 0.05f};
+    // 0 adaptation epochs: the weights come back unchanged
+    CHECK((tl::workflow::adapt_parameters<mlp>(phi, clients[0], inner, 0, 5, 1) == phi));
+    const xt::xtensor<float, 1> adapted = tl::workflow::adapt_parameters<mlp>(phi, clients[0], inner, 2, 5, 1);
+    CHECK(!xt::allclose(adapted, phi));
+    // the adapted weights are the ones adapted_accuracy scores (same adaptation, span API)
+    tl::nn::network<mlp> check;
+    tl::nn::set_parameters(check, adapted);
+    const double acc = tl::nn::evaluate(check, tl::nn::softmax_cross_entropy{}, clients[1].x, clients[1].y).accuracy;
+    CHECK(tl::workflow::adapted_accuracy<mlp>(phi, clients[0], clients[1], inner, 2, 5, 1) == acc);
+    CHECK(tl::workflow::adapted_accuracy<mlp>(std::span<const float>(phi.data(), phi.size()),
+                                              tl::workflow::as_view(clients[0]), tl::workflow::as_view(clients[1]),
+                                              inner, 2, 5, 1) == acc);
+#if TINYLARGE_HAS_EXCEPTIONS
+    CHECK_THROWS_AS(tl::workflow::adapt_parameters<mlp>(xt::zeros<float>({std::size_t{3}}), clients[0], inner, 1, 5, 1),
+                    tl::shape_error);
+#endif
+  }
+
+  SECTION("FedLoRA: base from a trained network; adapters and merged model out") {
+    // [xt-doc-lora]
+    tl::workflow::federated_lora<fl_traits> lora({.max_rank = 2, .alpha = 2.0f, .learning_rate = 0.1f, .rounds = 2,
+                                                  .client_fraction = 1.0, .batch_size = 10, .seed = 3});
+    tl::workflow::start_from(lora, pre);
+    CHECK((tl::workflow::merged_parameters(lora) == tl::nn::parameters(pre)));  // B = 0: the base itself
+    CHECK(tl::workflow::adapters_tensor(lora).size() == lora.adapter_count(2));
+    const auto [a0, b0] = tl::workflow::lora_factors(lora, 0);
+    REQUIRE(a0.shape() == std::array<std::size_t, 2>{2, 16});
+    REQUIRE(b0.shape() == std::array<std::size_t, 2>{12, 2});
+    CHECK(xt::all(xt::equal(b0, 0.0f)));
+    (void)lora.run(tl::workflow::client_views(clients), tl::workflow::as_view(test));
+    CHECK(!xt::all(xt::equal(b0, 0.0f)));  // the views alias the run's adapters
+    const xt::xtensor<float, 1> w = tl::workflow::merged_parameters(lora);  // W0 + s · B A
+    // [xt-doc-lora]
+    // merged = W0 + s · B A, per layer, biases frozen
+    tl::nn::network<mlp> merged;
+    tl::nn::set_parameters(merged, w);
+    const auto [a2, b2] = tl::workflow::lora_factors(lora, 2);
+    xt::xtensor<float, 2> expect = tl::nn::weights<4>(pre);
+    for (std::size_t o = 0; o < 4; ++o)
+      for (std::size_t i = 0; i < 8; ++i)
+        for (std::size_t k = 0; k < 2; ++k) expect(o, i) += static_cast<float>(lora.scale()) * b2(o, k) * a2(k, i);
+    CHECK(xt::allclose(tl::nn::weights<4>(merged), expect, 1e-5, 1e-6));
+    CHECK((tl::nn::biases<0>(merged) == tl::nn::biases<0>(pre)));
+    CHECK(!(tl::nn::weights<0>(merged) == tl::nn::weights<0>(pre)));
+    // the merged model is the one the run evaluates
+    CHECK(tl::nn::evaluate(merged, tl::nn::softmax_cross_entropy{}, t.x, t.y).accuracy ==
+          lora.evaluate(tl::workflow::as_view(test)));
+    // a base from any expression: zero base, so the merged model is s · B A alone
+    tl::workflow::set_base(lora, xt::zeros<float>({mlp::param_count}));
+    tl::nn::network<mlp> z;
+    tl::nn::set_parameters(z, tl::workflow::merged_parameters(lora));
+    CHECK(xt::all(xt::equal(tl::nn::biases<0>(z), 0.0f)));
+    CHECK(xt::allclose(tl::nn::weights<4>(z), expect - tl::nn::weights<4>(pre), 1e-5, 1e-6));
+#if TINYLARGE_HAS_EXCEPTIONS
+    CHECK_THROWS_AS(tl::workflow::lora_factors(lora, 3), tl::invalid_argument);
+    CHECK_THROWS_AS(tl::workflow::set_base(lora, xt::zeros<float>({std::size_t{7}})), tl::shape_error);
+#endif
+  }
+
+  SECTION("distillation: the student starts from given weights; student weights out") {
+    // [xt-doc-distill]
+    tl::nn::network<small_student> given(77);
+    tl::workflow::knowledge_distillation<kd_xtraits> kd0({.epochs = 0, .batch_size = 20, .calibration_samples = 50});
+    tl::workflow::start_from(kd0, given);
+    (void)kd0.run(pre, tl::workflow::as_view(train), tl::workflow::as_view(test));
+    CHECK((tl::workflow::student_parameters(kd0) == tl::nn::parameters(given)));  // round trip, 0 epochs
+    // [xt-doc-distill]
+    // the same distillation from the given start and from the seed differ
+    tl::workflow::knowledge_distillation<kd_xtraits> from_given({.epochs = 2, .batch_size = 20,
+                                                                 .calibration_samples = 50});
+    tl::workflow::set_initial_student(from_given, tl::nn::parameters(given));
+    tl::workflow::knowledge_distillation<kd_xtraits> from_seed({.epochs = 2, .batch_size = 20,
+                                                                .calibration_samples = 50});
+    const auto rg = from_given.run(pre, tl::workflow::as_view(train), tl::workflow::as_view(test));
+    (void)from_seed.run(pre, tl::workflow::as_view(train), tl::workflow::as_view(test));
+    const xt::xtensor<float, 1> wg = tl::workflow::student_parameters(from_given);
+    CHECK(!(wg == tl::workflow::student_parameters(from_seed)));
+    CHECK(!(wg == tl::nn::parameters(given)));  // trained from there
+    CHECK(rg.student_fp32_accuracy ==
+          tl::nn::evaluate(from_given.student_network(), tl::nn::softmax_cross_entropy{}, t.x, t.y).accuracy);
+    // the view aliases the student network
+    auto sv = tl::workflow::student_parameters(from_given);
+    sv(0) = 42.0f;
+    CHECK(from_given.student_network().parameters()[0] == 42.0f);
+#if TINYLARGE_HAS_EXCEPTIONS
+    CHECK_THROWS_AS(tl::workflow::set_initial_student(kd0, xt::zeros<float>({std::size_t{2}})), tl::shape_error);
+#endif
   }
 }
 

@@ -120,12 +120,19 @@ class batcher {
   /// @throws tl::invalid_argument when `opt.batch_size` is 0 or an index is
   ///         out of range.
   batcher(const dataset& ds, batch_options opt, std::span<const std::size_t> indices)
-      : ds_(&ds), opt_(opt), base_(indices.begin(), indices.end()) {
-    TINYLARGE_REQUIRE(opt_.batch_size > 0, errc::invalid_argument,
-                      "tinylarge: batcher: batch_size must be at least 1");
-    detail::check_indices(base_, ds.count, "batcher");
-    start_epoch(0);
-  }
+      : batcher(&ds, ds.count, opt, indices) {}
+
+  /// Index-only: batches over samples 0 … count−1 of a data set held
+  /// elsewhere (e.g. a `labelled_set`, see data/xtensor.hpp). Callers gather
+  /// themselves with `next_indices`; `next` throws.
+  /// @throws tl::invalid_argument when `opt.batch_size` is 0.
+  batcher(std::size_t count, batch_options opt) : batcher(nullptr, count, opt, all_indices(count)) {}
+
+  /// Index-only over samples `indices` of a data set of `count` samples.
+  /// @throws tl::invalid_argument when `opt.batch_size` is 0 or an index is
+  ///         out of range.
+  batcher(std::size_t count, batch_options opt, std::span<const std::size_t> indices)
+      : batcher(nullptr, count, opt, indices) {}
 
   /// Restart at the first batch of epoch `epoch`, in the order that depends
   /// only on `(seed, epoch)`.
@@ -142,7 +149,10 @@ class batcher {
   /// Gather the next batch into `images` (room for batch_size × features
   /// floats; not null) and `labels` (batch_size bytes; may be null).
   /// @return the number of samples in the batch; 0 when the epoch is over.
+  /// @throws tl::invalid_argument on an index-only batcher (no dataset to gather from).
   std::size_t next(float* images, std::uint8_t* labels) {
+    TINYLARGE_REQUIRE(ds_ != nullptr, errc::invalid_argument,
+                      "tinylarge: batcher::next: an index-only batcher has no dataset to gather from; use next_indices");
     const std::span<const std::size_t> idx = next_indices();
     gather(*ds_, idx, images, labels);
     return idx.size();
@@ -174,13 +184,21 @@ class batcher {
   const batch_options& options() const noexcept { return opt_; }
 
  private:
+  batcher(const dataset* ds, std::size_t count, batch_options opt, std::span<const std::size_t> indices)
+      : ds_(ds), opt_(opt), base_(indices.begin(), indices.end()) {
+    TINYLARGE_REQUIRE(opt_.batch_size > 0, errc::invalid_argument,
+                      "tinylarge: batcher: batch_size must be at least 1");
+    detail::check_indices(base_, count, "batcher");
+    start_epoch(0);
+  }
+
   static std::vector<std::size_t> all_indices(std::size_t n) {
     std::vector<std::size_t> v(n);
     std::iota(v.begin(), v.end(), std::size_t{0});
     return v;
   }
 
-  const dataset* ds_;
+  const dataset* ds_;  // null: index-only
   batch_options opt_;
   std::vector<std::size_t> base_;   // the samples, in index order
   std::vector<std::size_t> order_;  // this epoch's permutation of base_

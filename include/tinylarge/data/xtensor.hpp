@@ -9,6 +9,11 @@
 ///   tl::rng r(7);
 ///   std::vector<tl::data::labelled_set> clients = tl::data::split_shards(train, 100, 2, r);
 ///   auto first = xt::view(clients[0].x, 0, xt::all());                        // 784 floats
+///   tl::data::labelled_batcher batches(train, {.batch_size = 64, .seed = 42});
+///   for (std::size_t epoch = 0; epoch < 3; ++epoch) {
+///     batches.start_epoch(epoch);
+///     while (const auto b = batches.next()) { auto x = b.x(); auto y = b.y(); /* views, no copy */ }
+///   }
 /// @endcode
 ///
 /// Every loader is a thin wrapper over the validating readers of `idx.hpp` /
@@ -32,6 +37,7 @@
 
 #include "../core/error.hpp"
 #include "../core/rng.hpp"
+#include "batch.hpp"
 #include "idx.hpp"
 #include "idx_format.hpp"
 #include "partition.hpp"
@@ -231,5 +237,98 @@ inline std::vector<labelled_set> split_dirichlet(const labelled_set& s, std::siz
                                                  std::size_t min_size = 10) {
   return client_sets(s, partition_dirichlet(s.y, clients, alpha, r, min_size));
 }
+
+// ---------------------------------------------------------------------------
+// Minibatches of a labelled set
+// ---------------------------------------------------------------------------
+
+/// One minibatch of a `labelled_set`: its sample indices and xtensor views of
+/// the set's storage (no sample is copied). Valid until the batcher's next
+/// `next` / `start_epoch` and while the set lives. Converts to false when the
+/// epoch is over.
+class labelled_batch {
+ public:
+  labelled_batch() = default;
+  labelled_batch(const labelled_set* s, std::span<const std::size_t> idx) : set_(s), idx_(idx) {}
+
+  explicit operator bool() const noexcept { return !idx_.empty(); }
+  /// Samples in the batch.
+  std::size_t size() const noexcept { return idx_.size(); }
+  /// The batch's sample indices into the set, in batch order.
+  std::span<const std::size_t> indices() const noexcept { return idx_; }
+
+  /// size() × features view of the samples (`xt::keep` over the rows of `x`):
+  /// lazy, reads the set's storage; assign to an `xt::xtensor` to gather.
+  auto x() const { return xt::view(set_->x, xt::keep(keep()), xt::all()); }
+  /// size() labels, a view of the set's labels.
+  auto y() const { return xt::view(set_->y, xt::keep(keep())); }
+
+  /// True when the indices are consecutive (unshuffled batches): then
+  /// `x_rows` / `y_rows` are strided range views, dense row-major slices.
+  bool contiguous() const noexcept {
+    for (std::size_t i = 1; i < idx_.size(); ++i)
+      if (idx_[i] != idx_[i - 1] + 1) return false;
+    return true;
+  }
+  /// The batch as `xt::range` views of the set (requires `contiguous()`).
+  /// @throws tl::invalid_argument when the batch is not contiguous.
+  auto x_rows() const {
+    const std::size_t f = first_row();
+    return xt::view(set_->x, xt::range(f, f + idx_.size()), xt::all());
+  }
+  /// Labels as an `xt::range` view (requires `contiguous()`).
+  auto y_rows() const {
+    const std::size_t f = first_row();
+    return xt::view(set_->y, xt::range(f, f + idx_.size()));
+  }
+
+ private:
+  std::vector<std::size_t> keep() const { return {idx_.begin(), idx_.end()}; }
+  std::size_t first_row() const {
+    TINYLARGE_REQUIRE(contiguous(), errc::invalid_argument,
+                      "tinylarge: labelled_batch: x_rows / y_rows need consecutive indices (shuffle = false); "
+                      "use x() / y()");
+    return idx_.empty() ? 0 : idx_.front();
+  }
+
+  const labelled_set* set_ = nullptr;
+  std::span<const std::size_t> idx_;
+};
+
+/// The `batcher` of batch.hpp over a `labelled_set`: the same seeded
+/// per-epoch order (a function of `(seed, epoch)` alone), each batch given as
+/// xtensor views instead of gathered into buffers. The set is referenced and
+/// must outlive the batcher.
+///
+/// @code
+///   tl::data::labelled_batcher batches(train, {.batch_size = 32, .seed = 7});
+///   batches.start_epoch(epoch);
+///   while (const auto b = batches.next()) tl::nn::forward(net, b.x());
+/// @endcode
+class labelled_batcher {
+ public:
+  /// Batches over every sample of `s`.
+  /// @throws tl::invalid_argument when `opt.batch_size` is 0.
+  labelled_batcher(const labelled_set& s, batch_options opt) : set_(&s), order_(s.size(), opt) {}
+  /// Batches over samples `indices` of `s` (e.g. a client's partition).
+  /// @throws tl::invalid_argument when `opt.batch_size` is 0 or an index is out of range.
+  labelled_batcher(const labelled_set& s, batch_options opt, std::span<const std::size_t> indices)
+      : set_(&s), order_(s.size(), opt, indices) {}
+
+  /// Restart at the first batch of epoch `epoch`.
+  void start_epoch(std::size_t epoch) { order_.start_epoch(epoch); }
+  /// The next batch (false when the epoch is over).
+  labelled_batch next() { return {set_, order_.next_indices()}; }
+
+  std::size_t batches_per_epoch() const noexcept { return order_.batches_per_epoch(); }
+  std::size_t size() const noexcept { return order_.size(); }
+  std::size_t epoch() const noexcept { return order_.epoch(); }
+  /// The current epoch's order (indices into the set).
+  std::span<const std::size_t> order() const noexcept { return order_.order(); }
+
+ private:
+  const labelled_set* set_;
+  batcher order_;  // index-only: the one shuffling / batching implementation
+};
 
 }  // namespace tinylarge::data

@@ -43,6 +43,7 @@
 #include <cstdint>
 #include <memory>
 #include <numeric>
+#include <span>
 #include <type_traits>
 #include <vector>
 
@@ -158,6 +159,16 @@ class knowledge_distillation {
   }
 
   student_network_type& student_network() noexcept { return student_; }
+  const student_network_type& student_network() const noexcept { return student_; }
+
+  /// Start the student from `w` (e.g. a small model trained elsewhere)
+  /// instead of the seeded initialisation, in every following `run`.
+  /// @throws tl::shape_mismatch when `w` does not hold `student::param_count` values.
+  void set_initial_student(std::span<const float> w) {
+    TINYLARGE_REQUIRE(w.size() == student::param_count, errc::shape_mismatch,
+                      "knowledge_distillation::set_initial_student: wrong number of parameters");
+    start_.assign(w.begin(), w.end());
+  }
   student_int8& deployed() noexcept { return *int8_; }
 
   /// Distils `trained_teacher` into the student on `train`, quantizes it and
@@ -177,7 +188,10 @@ class knowledge_distillation {
       const float* out = trained_teacher.forward(train.x + s * train.features, b, false);
       std::copy_n(out, b * n_out, soft.data() + s * n_out);
     }
-    student_.initialize(options_.seed);
+    if (start_.empty())
+      student_.initialize(options_.seed);
+    else
+      std::copy(start_.begin(), start_.end(), student_.parameters().begin());
     typename optimizer::template state<float> st(opt_, student::param_count);
     rng shuffler(options_.seed, 0xd157'111ULL);
     std::vector<std::uint32_t> order(train.count);
@@ -251,6 +265,7 @@ class knowledge_distillation {
   optimizer opt_;
   student_network_type student_;
   std::unique_ptr<student_int8> int8_;
+  std::vector<float> start_;  // given initial student weights (empty: seeded)
 };
 
 }  // namespace tinylarge::workflow

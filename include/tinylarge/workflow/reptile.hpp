@@ -72,9 +72,23 @@ struct reptile_traits : Traits {
 template <federated_traits Traits>
 using federated_reptile = federated_averaging<detail::reptile_traits<Traits>>;
 
-/// Few-shot accuracy of a meta-model: copy `weights` into a network, train it
-/// for `epochs` passes over `support` (batch `batch_size`, 0 = full batch)
-/// with `opt`, and return the accuracy on `query`.
+/// Adapt a meta-model to a task: copy `weights` into `net` and train it for
+/// `epochs` passes over `support` (batch `batch_size`, 0 = full batch) with
+/// `opt`, in the network's precision. `net` then holds the adapted weights.
+/// @throws tl::shape_mismatch when `weights` has the wrong size.
+template <nn::sequential_model Model, class Storage, class Precision, nn::optimizer_policy Opt>
+void adapt_to_task(nn::network<Model, Storage, Precision>& net, std::span<const float> weights,
+                   const nn::labelled_view<std::uint8_t>& support, const Opt& opt, std::size_t epochs,
+                   std::size_t batch_size, std::uint64_t seed) {
+  TINYLARGE_REQUIRE(weights.size() == Model::param_count, errc::shape_mismatch,
+                    "adapt_to_task: the weights do not match the model's parameter count");
+  std::copy(weights.begin(), weights.end(), net.parameters().begin());
+  rng r(seed, 0xada'97ULL);
+  if (epochs > 0) (void)train_locally(net, opt, support, epochs, batch_size, r);
+}
+
+/// Few-shot accuracy of a meta-model: `adapt_to_task` a copy of `weights` on
+/// `support` and return the accuracy on `query`.
 /// @tparam Precision the precision the adaptation trains in (default fp32;
 ///         pass `federated_reptile<Traits>::precision` to adapt as the
 ///         clients trained)
@@ -89,9 +103,7 @@ double adapted_accuracy(std::span<const float> weights, const nn::labelled_view<
                 "adapted_accuracy: Precision must be a float_precision (fp32, fp16, bf16 or your own): the adaptation "
                 "trains");
   nn::network<Model, nn::heap_storage, Precision> net;
-  std::copy(weights.begin(), weights.end(), net.parameters().begin());
-  rng r(seed, 0xada'97ULL);
-  if (epochs > 0) (void)train_locally(net, opt, support, epochs, batch_size, r);
+  adapt_to_task(net, weights, support, opt, epochs, batch_size, seed);
   return nn::evaluate(net, nn::softmax_cross_entropy{}, query).accuracy;
 }
 

@@ -35,6 +35,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <span>
 #include <vector>
 
 #include "../core/error.hpp"
@@ -93,6 +94,18 @@ class federated_transfer {
   }
 
   fl_type& federated() noexcept { return fl_; }
+  const fl_type& federated() const noexcept { return fl_; }
+
+  /// Start pre-training from `w` (a model trained elsewhere) instead of the
+  /// seeded initialisation; `pretrain_epochs = 0` then uses `w` as it is.
+  /// @throws tl::shape_mismatch when `w` does not hold `model::param_count` values.
+  void set_initial_parameters(std::span<const float> w) {
+    TINYLARGE_REQUIRE(w.size() == model::param_count, errc::shape_mismatch,
+                      "federated_transfer::set_initial_parameters: wrong number of parameters");
+    start_.assign(w.begin(), w.end());
+  }
+  /// The server's model after pre-training (empty before `run`).
+  std::span<const float> pretrained() const noexcept { return pretrained_; }
 
   /// @param server_data the server's own labelled data (pre-training)
   /// @param clients     each client's data; the last `holdout_fraction` of it
@@ -104,10 +117,14 @@ class federated_transfer {
     transfer_result res;
     // 1. Pre-train on the server.
     network_type net;
-    net.initialize(topt_.seed);
+    if (start_.empty())
+      net.initialize(topt_.seed);
+    else
+      std::copy(start_.begin(), start_.end(), net.parameters().begin());
     rng r(topt_.seed, 0x7a45'f001ULL);
     const local_training_result pre =
         train_locally(net, opt_, server_data, topt_.pretrain_epochs, topt_.pretrain_batch, r);
+    pretrained_.assign(net.parameters().begin(), net.parameters().end());
     res.pretrained_accuracy = test.count ? nn::evaluate(net, nn::softmax_cross_entropy{}, test).accuracy : 0.0;
     round_record r0;
     r0.round = 0;
@@ -165,6 +182,8 @@ class federated_transfer {
   transfer_options topt_;
   fl_type fl_;
   optimizer opt_;
+  std::vector<float> start_;       // given initial weights (empty: seeded)
+  std::vector<float> pretrained_;  // after phase 1
 };
 
 }  // namespace tinylarge::workflow

@@ -20,6 +20,11 @@
 ///   xt::xtensor<float, 2> logits = tl::workflow::server_forward(run, s);
 /// @endcode
 ///
+/// Transfer learning, Reptile, FedLoRA and distillation: `start_from` /
+/// `set_initial_parameters` / `set_base` / `set_initial_student` take the
+/// starting weights as xtensor (or a trained network); pre-trained models,
+/// adapted parameters, LoRA adapters and student weights come out as xtensor.
+///
 /// These are adaptors: the workflows run exactly as with spans (the same
 /// classes, the same `aggregator::round`); views returned here alias the
 /// workflow's storage where it has one (`global_tensor` copies, since the
@@ -50,8 +55,12 @@
 #include "../nn/train.hpp"
 #include "../nn/xtensor.hpp"
 #include "../partition/cut.hpp"
+#include "distill.hpp"
 #include "federated.hpp"
+#include "lora.hpp"
+#include "reptile.hpp"
 #include "split.hpp"
+#include "transfer.hpp"
 
 namespace tinylarge::workflow {
 
@@ -260,6 +269,177 @@ std::vector<xt::xtensor<float, 1>> split_parameters(const xt::xexpression<E>& w)
      ...);
   }(std::make_index_sequence<Partition::segments>{});
   return out;
+}
+
+// ---------------------------------------------------------------------------
+// Federated transfer learning
+// ---------------------------------------------------------------------------
+
+namespace detail {
+template <class E>
+xt::xtensor<float, 1> flat_copy(const xt::xexpression<E>& w) {
+  return xt::flatten(xt::eval(w.derived_cast()));
+}
+inline xt::xtensor<float, 1> to_tensor(std::span<const float> p) {
+  return xt::adapt(p.data(), p.size(), xt::no_ownership(), std::array<std::size_t, 1>{p.size()});
+}
+template <class P>
+auto read_only_view(std::span<P> p) {
+  return xt::adapt(p.data(), p.size(), xt::no_ownership(), std::array<std::size_t, 1>{p.size()});
+}
+/// `f(span)` over `w` flattened to contiguous floats (a copy while `f` runs).
+template <class E, class F>
+void with_flat(const xt::xexpression<E>& w, F&& f) {
+  const xt::xtensor<float, 1> flat = flat_copy(w);
+  f(std::span<const float>(flat.data(), flat.size()));
+}
+/// A trained network's parameters, checked at compile time to be of `Model`.
+template <class Model, class Net>
+std::span<const float> parameters_of(const Net& net) {
+  static_assert(std::is_same_v<typename Net::model, Model>,
+                "tinylarge: start_from: the network's model differs from the workflow's");
+  return {net.parameters().data(), net.parameters().size()};
+}
+}  // namespace detail
+
+/// Pre-train a transfer run from the weights in `w` (any xexpression of
+/// `param_count` values) instead of its seed.
+/// @throws tl::shape_error when the count differs.
+template <class Traits, class E>
+void set_initial_parameters(federated_transfer<Traits>& ft, const xt::xexpression<E>& w) {
+  detail::with_flat(w, [&](std::span<const float> f) { ft.set_initial_parameters(f); });
+}
+
+/// Start a transfer run from a network trained elsewhere (same model type).
+template <class Traits, class Net>
+  requires requires(const Net& n) { n.parameters(); }
+void start_from(federated_transfer<Traits>& ft, const Net& net) {
+  ft.set_initial_parameters(detail::parameters_of<typename Traits::model>(net));
+}
+
+/// The server's model after pre-training (phase 1), a copy; empty before `run`.
+template <class Traits>
+xt::xtensor<float, 1> pretrained_tensor(const federated_transfer<Traits>& ft) {
+  return detail::to_tensor(ft.pretrained());
+}
+
+/// The global model after federated training (phase 2), a copy.
+template <class Traits>
+xt::xtensor<float, 1> global_tensor(const federated_transfer<Traits>& ft) {
+  return global_tensor(ft.federated());
+}
+
+// ---------------------------------------------------------------------------
+// Reptile (federated_reptile is a federated_averaging: start_from,
+// set_global and global_tensor above apply to it)
+// ---------------------------------------------------------------------------
+
+/// A meta-model `w` (any xexpression of `Model::param_count` values) adapted
+/// to a task: `adapt_to_task` on `support`, the adapted weights out.
+/// @throws tl::shape_error when `w` has the wrong size.
+/// @tparam Precision the precision the adaptation trains in (default fp32).
+template <nn::sequential_model Model, class Precision = fp32, nn::optimizer_policy Opt, class E>
+xt::xtensor<float, 1> adapt_parameters(const xt::xexpression<E>& w, const data::labelled_set& support, const Opt& opt,
+                                       std::size_t epochs, std::size_t batch_size, std::uint64_t seed) {
+  static_assert(float_precision<Precision>,
+                "adapt_parameters: Precision must be a float_precision (fp32, fp16, bf16 or your own): the adaptation "
+                "trains");
+  nn::network<Model, nn::heap_storage, Precision> net;
+  detail::with_flat(
+      w, [&](std::span<const float> f) { adapt_to_task(net, f, as_view(support), opt, epochs, batch_size, seed); });
+  return detail::to_tensor(std::span<const float>(net.parameters().data(), net.parameters().size()));
+}
+
+/// `adapted_accuracy` of a meta-model held in an xexpression, on labelled sets.
+/// @throws tl::shape_error when `w` has the wrong size.
+template <nn::sequential_model Model, class Precision = fp32, nn::optimizer_policy Opt, class E>
+double adapted_accuracy(const xt::xexpression<E>& w, const data::labelled_set& support,
+                        const data::labelled_set& query, const Opt& opt, std::size_t epochs, std::size_t batch_size,
+                        std::uint64_t seed) {
+  double acc = 0.0;
+  detail::with_flat(w, [&](std::span<const float> f) {
+    acc = adapted_accuracy<Model, Precision>(f, as_view(support), as_view(query), opt, epochs, batch_size, seed);
+  });
+  return acc;
+}
+
+// ---------------------------------------------------------------------------
+// Federated LoRA
+// ---------------------------------------------------------------------------
+
+/// The frozen base model W₀ of a LoRA run from any xexpression of `param_count` values.
+/// @throws tl::shape_error when the count differs.
+template <class Traits, class E>
+void set_base(federated_lora<Traits>& run, const xt::xexpression<E>& w) {
+  detail::with_flat(w, [&](std::span<const float> f) { run.set_base(f); });
+}
+
+/// A LoRA run's base model from a network trained elsewhere (same model type).
+template <class Traits, class Net>
+  requires requires(const Net& n) { n.parameters(); }
+void start_from(federated_lora<Traits>& run, const Net& net) {
+  run.set_base(detail::parameters_of<typename Traits::model>(net));
+}
+
+/// All adapters (every adapted layer's A then B, at r_max), a read-only
+/// 1-D view of the run's storage.
+template <class Traits>
+auto adapters_tensor(const federated_lora<Traits>& run) {
+  return detail::read_only_view(run.adapters());
+}
+
+/// Adapted dense layer `k`'s factors as read-only views of the run's
+/// storage: A (r_max × In) and B (Out × r_max), W = W₀ + s · B A.
+/// @throws tl::invalid_argument when `k` is not an adapted layer.
+template <class Traits>
+auto lora_factors(const federated_lora<Traits>& run, std::size_t k) {
+  TINYLARGE_REQUIRE(k < run.layers().size(), errc::invalid_argument,
+                    "tinylarge: lora_factors: layer " + std::to_string(k) + " of " +
+                        std::to_string(run.layers().size()) + " adapted layers");
+  const auto& l = run.layers()[k];
+  const std::size_t r = (l.b_offset - l.a_offset) / l.in;
+  const float* base = run.adapters().data();
+  auto a = xt::adapt(base + l.a_offset, r * l.in, xt::no_ownership(), std::array<std::size_t, 2>{r, l.in});
+  auto b = xt::adapt(base + l.b_offset, l.out * r, xt::no_ownership(), std::array<std::size_t, 2>{l.out, r});
+  return std::make_pair(a, b);
+}
+
+/// The merged model W₀ + s · B A (adapters truncated to `rank`; 0: r_max),
+/// in the layout of `network<model>::parameters()`, a copy. Needs the base.
+template <class Traits>
+xt::xtensor<float, 1> merged_parameters(const federated_lora<Traits>& run, std::size_t rank = 0) {
+  using model = typename federated_lora<Traits>::model;
+  const auto& l = run.layers().front();
+  const std::size_t r_max = (l.b_offset - l.a_offset) / l.in;
+  TINYLARGE_REQUIRE(rank <= r_max, errc::invalid_argument, "tinylarge: merged_parameters: rank above max_rank");
+  nn::network<model> net;
+  run.merge(net, run.adapters(), rank == 0 ? r_max : rank);
+  return detail::to_tensor(std::span<const float>(net.parameters().data(), net.parameters().size()));
+}
+
+// ---------------------------------------------------------------------------
+// Knowledge distillation
+// ---------------------------------------------------------------------------
+
+/// Start a distillation's student from the weights in `w` (any xexpression
+/// of `student::param_count` values) instead of its seed.
+/// @throws tl::shape_error when the count differs.
+template <class Traits, class E>
+void set_initial_student(knowledge_distillation<Traits>& kd, const xt::xexpression<E>& w) {
+  detail::with_flat(w, [&](std::span<const float> f) { kd.set_initial_student(f); });
+}
+
+/// Start a distillation's student from a network trained elsewhere (the student's model type).
+template <class Traits, class Net>
+  requires requires(const Net& n) { n.parameters(); }
+void start_from(knowledge_distillation<Traits>& kd, const Net& student) {
+  kd.set_initial_student(detail::parameters_of<typename knowledge_distillation<Traits>::student>(student));
+}
+
+/// The distilled fp32 student's parameters, a 1-D view of its storage.
+template <class Traits>
+auto student_parameters(knowledge_distillation<Traits>& kd) {
+  return nn::parameters(kd.student_network());
 }
 
 }  // namespace tinylarge::workflow
