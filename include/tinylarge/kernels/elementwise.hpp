@@ -214,6 +214,7 @@ void adam_step(scalar, std::size_t n, const adam_params<T>& p, T* TINYLARGE_REST
 
 }  // namespace tinylarge::kernels
 
+#define TINYLARGE_KERNELS_ELEMENTWISE_SCALAR_DECLARED 1
 #if TINYLARGE_USE_XSIMD
 #include "simd/elementwise.hpp"
 #endif

@@ -12,7 +12,7 @@
 /// only difference from the scalar result (see kernels/elementwise.hpp).
 #pragma once
 
-#if !defined(TINYLARGE_KERNELS_DENSE_SCALAR_DECLARED)
+#if !defined(TINYLARGE_KERNELS_ELEMENTWISE_SCALAR_DECLARED)
 #error "internal header: include <tinylarge/kernels/elementwise.hpp> instead"
 #endif
 
