@@ -16,9 +16,12 @@
 ///
 /// Numerics. The elementwise kernels (everything except the reductions)
 /// evaluate each element with the same operations in the same order as the
-/// scalar loop, with separate multiply and add (no FMA contraction in the
-/// vector code), so a vector back end gives the scalar result bit for bit
-/// whenever the scalar loop itself is not contracted by the compiler.
+/// scalar loop, with separate multiply and add in the vector code. So a
+/// vector back end gives the scalar result bit for bit when the compiler does
+/// not contract the scalar loop into FMAs (g++ in ISO C++ mode does not;
+/// clang++ 14 does by default, `-ffp-contract=on`), else they differ by one
+/// rounding per contracted multiply-add. Kernels with no multiply-add (ReLU,
+/// ReLU6 and their gradients, `scale`) are always bit-exact (tested).
 /// The reductions (`dot`, `squared_norm`, `squared_distance`) sum in fp32
 /// lanes and then across lanes, so they differ from the sequential sum by
 /// reassociation only: at most about (n + lanes)·2⁻²⁴ times Σ|terms|
