@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <tuple>
@@ -16,6 +17,7 @@
 
 #include "tinylarge/core/rng.hpp"
 #include "tinylarge/kernels/dense.hpp"
+#include "tinylarge/kernels/elementwise.hpp"
 #include "tinylarge/precision/bf16.hpp"
 #include "tinylarge/precision/requantize.hpp"
 
@@ -691,4 +693,178 @@ TEST_CASE("dense_s8: requantization bit-exact at rounding ties, every shift, sat
       CHECK(bad == 0);
     });
   }
+}
+
+TEST_CASE("elementwise kernels: every back end against double references, odd lengths", "[kernels][elementwise]") {
+  tinylarge::rng g(7);
+  const std::size_t lengths[] = {0, 1, 3, 5, 7, 9, 15, 17, 31, 33, 63, 65, 101, 1031};
+  // Relative tolerance of one fp32 operation chain; the reductions get (n + 16)·2⁻²⁴ of Σ|terms|.
+  const auto near = [](double got, double want, double scale) {
+    return std::fabs(got - want) <= 4e-7 * (std::fabs(want) + scale) + 1e-30;
+  };
+  for_each_backend([&](auto tag) {
+    INFO("back end " << tag.name());
+    for (const std::size_t n : lengths) {
+      INFO("n = " << n);
+      const auto x = random_floats(g, n, -3.0f, 3.0f);
+      const auto y0 = random_floats(g, n, -3.0f, 3.0f);
+      const auto r = random_floats(g, n);
+      std::vector<float> x4[4];
+      for (auto& v : x4) v = random_floats(g, n);
+      const float c[4] = {0.25f, -1.5f, 0.125f, 3.0f};
+
+      std::vector<float> y = y0;
+      k::axpy(tag, n, 0.75f, x.data(), y.data());
+      for (std::size_t i = 0; i < n; ++i) CHECK(near(y[i], double(y0[i]) + 0.75 * double(x[i]), 1.0));
+
+      y = y0;
+      k::scale(tag, n, -1.25f, y.data());
+      for (std::size_t i = 0; i < n; ++i) CHECK(near(y[i], -1.25 * double(y0[i]), 0.0));
+
+      const float* xp[4] = {x4[0].data(), x4[1].data(), x4[2].data(), x4[3].data()};
+      for (int with_ref = 0; with_ref < 2; ++with_ref) {
+        std::vector<float> a = y0, a1 = y0;
+        if (with_ref != 0) {
+          k::weighted_accumulate<4, false, true>(tag, n, xp, c, r.data(), a.data());
+          k::weighted_accumulate<1, true, true>(tag, n, xp + 1, c + 1, r.data(), a1.data());
+        } else {
+          k::weighted_accumulate<4, false, false>(tag, n, xp, c, static_cast<const float*>(nullptr), a.data());
+          k::weighted_accumulate<1, true, false>(tag, n, xp + 1, c + 1, static_cast<const float*>(nullptr),
+                                                 a1.data());
+        }
+        for (std::size_t i = 0; i < n; ++i) {
+          const double rr = with_ref != 0 ? double(r[i]) : 0.0;
+          double s = 0.0, mag = std::fabs(double(y0[i]));
+          for (int q = 0; q < 4; ++q) {
+            s += double(c[q]) * (double(x4[q][i]) - rr);
+            mag += std::fabs(double(c[q]) * (double(x4[q][i]) - rr));
+          }
+          CHECK(near(a[i], double(y0[i]) + s, 4.0 * mag));
+          CHECK(near(a1[i], double(c[1]) * (double(x4[1][i]) - rr), 0.0));
+        }
+      }
+
+      double d = 0.0, sq = 0.0, dist = 0.0, mag_d = 0.0;
+      for (std::size_t i = 0; i < n; ++i) {
+        d += double(x[i]) * double(y0[i]);
+        mag_d += std::fabs(double(x[i]) * double(y0[i]));
+        sq += double(x[i]) * double(x[i]);
+        dist += (double(x[i]) - double(r[i])) * (double(x[i]) - double(r[i]));
+      }
+      const double red_tol = (double(n) + 16.0) * 0x1p-24;
+      CHECK(std::fabs(k::dot(tag, n, x.data(), y0.data()) - d) <= red_tol * mag_d + 1e-30);
+      CHECK(std::fabs(k::squared_norm(tag, n, x.data()) - sq) <= red_tol * sq + 1e-30);
+      // The difference x − r is rounded once more in fp32.
+      CHECK(std::fabs(k::squared_distance(tag, n, x.data(), r.data()) - dist) <= (red_tol + 0x1p-22) * dist + 1e-30);
+
+      CHECK_FALSE(k::any_non_finite(tag, n, x.data()));
+      if (n > 0) {
+        for (const std::size_t pos : {std::size_t{0}, n / 2, n - 1}) {
+          for (const float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                                  -std::numeric_limits<float>::infinity()}) {
+            auto xb = x;
+            xb[pos] = bad;
+            CHECK(k::any_non_finite(tag, n, xb.data()));
+          }
+        }
+      }
+
+      // Activations: inputs include 0, −0, 6, NaN and values beyond 6.
+      auto xa = random_floats(g, n, -8.0f, 8.0f);
+      for (std::size_t i = 0; i < n; i += 5) xa[i] = (i % 4 == 0) ? 0.0f : (i % 4 == 1 ? -0.0f : (i % 4 == 2 ? 6.0f : std::numeric_limits<float>::quiet_NaN()));
+      std::vector<float> out(n), grad(n);
+      k::relu(tag, n, xa.data(), out.data());
+      for (std::size_t i = 0; i < n; ++i) CHECK(out[i] == (xa[i] > 0.0f ? xa[i] : 0.0f));
+      k::relu_backward(tag, n, out.data(), y0.data(), grad.data());
+      for (std::size_t i = 0; i < n; ++i) CHECK(grad[i] == (out[i] > 0.0f ? y0[i] : 0.0f * y0[i]));
+      k::relu6(tag, n, xa.data(), out.data());
+      for (std::size_t i = 0; i < n; ++i) CHECK(out[i] == (xa[i] > 0.0f ? std::min(xa[i], 6.0f) : 0.0f));
+      k::relu6_backward(tag, n, out.data(), y0.data(), grad.data());
+      for (std::size_t i = 0; i < n; ++i)
+        CHECK(grad[i] == ((out[i] > 0.0f && out[i] < 6.0f) ? y0[i] : 0.0f * y0[i]));
+      const auto sig = random_floats(g, n, 0.0f, 1.0f);
+      k::sigmoid_backward(tag, n, sig.data(), y0.data(), grad.data());
+      for (std::size_t i = 0; i < n; ++i)
+        CHECK(near(grad[i], double(y0[i]) * double(sig[i]) * (1.0 - double(sig[i])), 0.0));
+      k::tanh_backward(tag, n, r.data(), y0.data(), grad.data());
+      for (std::size_t i = 0; i < n; ++i)
+        CHECK(near(grad[i], double(y0[i]) * (1.0 - double(r[i]) * double(r[i])),
+                   std::fabs(double(y0[i])) * double(r[i]) * double(r[i])));  // y² rounded before 1 − y²
+
+      // Optimizer steps, two steps each so that the state is read back.
+      for (int variant = 0; variant < 3; ++variant) {
+        const k::sgd_params<float> p{0.1f, 0.9f, 0.01f, variant == 2};
+        std::vector<float> w = y0, v(n, 0.0f);
+        std::vector<double> wr(y0.begin(), y0.end()), vr(n, 0.0);
+        for (int step = 0; step < 2; ++step) {
+          k::sgd_step(tag, n, p, w.data(), x.data(), variant == 0 ? nullptr : v.data());
+          for (std::size_t i = 0; i < n; ++i) {
+            double gg = double(x[i]) + 0.01 * wr[i];
+            if (variant != 0) {
+              vr[i] = 0.9 * vr[i] + gg;
+              gg = variant == 2 ? gg + 0.9 * vr[i] : vr[i];
+            }
+            wr[i] -= 0.1 * gg;
+          }
+        }
+        for (std::size_t i = 0; i < n; ++i) {
+          CHECK(near(w[i], wr[i], 1.0));
+          if (variant != 0) CHECK(near(v[i], vr[i], 8.0));
+        }
+      }
+      {
+        const k::adam_params<float> p{1e-3f, 1e-8f, 0.9f, 0.999f, 0.01f};
+        std::vector<float> w = y0, m(n, 0.0f), v(n, 0.0f);
+        std::vector<double> wr(y0.begin(), y0.end()), mr(n, 0.0), vr(n, 0.0);
+        for (int step = 0; step < 2; ++step) {
+          k::adam_step(tag, n, p, w.data(), x.data(), m.data(), v.data());
+          for (std::size_t i = 0; i < n; ++i) {
+            const double gg = double(x[i]) + double(p.weight_decay) * wr[i];
+            mr[i] = double(p.beta1) * mr[i] + (1.0 - double(p.beta1)) * gg;
+            vr[i] = double(p.beta2) * vr[i] + (1.0 - double(p.beta2)) * gg * gg;
+            wr[i] -= double(p.step_size) * mr[i] / (std::sqrt(vr[i]) + double(p.epsilon));
+          }
+        }
+        for (std::size_t i = 0; i < n; ++i) {
+          CHECK(near(m[i], mr[i], 1.0));
+          CHECK(near(v[i], vr[i], 1.0));
+          CHECK(near(w[i], wr[i], 1.0));
+        }
+      }
+    }
+  });
+}
+
+TEST_CASE("elementwise kernels: vector back ends equal the scalar overloads bit for bit", "[kernels][elementwise]") {
+  // Kernels whose elements involve no multiply-add (nothing a compiler could contract into an FMA)
+  // give the scalar result exactly on every back end, NaN and signed zeros included.
+  tinylarge::rng g(11);
+  const std::size_t n = 1037;
+  auto x = random_floats(g, n, -8.0f, 8.0f);
+  const auto y0 = random_floats(g, n, -3.0f, 3.0f);
+  for (std::size_t i = 0; i < n; i += 7) x[i] = (i % 3 == 0) ? -0.0f : std::numeric_limits<float>::quiet_NaN();
+  const auto run = [&](auto tag) {
+    std::vector<float> out, w(n);
+    const auto keep = [&] { out.insert(out.end(), w.begin(), w.end()); };
+    k::relu(tag, n, x.data(), w.data());
+    keep();
+    k::relu_backward(tag, n, x.data(), y0.data(), w.data());
+    keep();
+    k::relu6(tag, n, x.data(), w.data());
+    keep();
+    k::relu6_backward(tag, n, x.data(), y0.data(), w.data());
+    keep();
+    w = y0;
+    k::scale(tag, n, 0.3f, w.data());
+    keep();
+    return out;
+  };
+  const auto ref = run(arch::scalar{});
+  for_each_backend([&](auto tag) {
+    INFO("back end " << tag.name());
+    const auto got = run(tag);
+    std::size_t differ = 0;
+    for (std::size_t i = 0; i < got.size(); ++i) differ += std::memcmp(&got[i], &ref[i], sizeof(float)) != 0 ? 1 : 0;
+    CHECK(differ == 0);
+  });
 }

@@ -37,6 +37,7 @@
 #include "../core/arch.hpp"
 #include "../core/config.hpp"
 #include "../core/error.hpp"
+#include "../kernels/elementwise.hpp"
 #include "update.hpp"
 
 // Back end of the fused fp16 weighted sum (`arch::avx512`): chosen at compile
@@ -133,16 +134,8 @@ class update_set {
     for (std::size_t off = 0; off < dimension_; off += chunk) {
       const std::size_t len = std::min(chunk, dimension_ - off);
       const T* x = block(i, off, len, buf);
-      T part = T(0);
-      if (ref.empty()) {
-        for (std::size_t j = 0; j < len; ++j) part += x[j] * x[j];
-      } else {
-        const T* r = ref.data() + off;
-        for (std::size_t j = 0; j < len; ++j) {
-          const T d = x[j] - r[j];
-          part += d * d;
-        }
-      }
+      const T part = ref.empty() ? kernels::squared_norm(kernels::default_backend{}, len, x)
+                                 : kernels::squared_distance(kernels::default_backend{}, len, x, ref.data() + off);
       total += static_cast<double>(part);
     }
     return total;
@@ -159,9 +152,7 @@ class update_set {
       for (std::size_t off = 0; off < dimension_; off += decode_chunk<float>) {
         const std::size_t len = std::min(decode_chunk<float>, dimension_ - off);
         const float* x = block(i, off, len, buf);
-        unsigned bad = 0;  // integer OR reduction: vectorises without -ffast-math
-        for (std::size_t j = 0; j < len; ++j) bad |= (std::fabs(x[j]) <= std::numeric_limits<float>::max()) ? 0u : 1u;
-        if (bad != 0) return true;
+        if (kernels::any_non_finite(kernels::default_backend{}, len, x)) return true;
       }
       return false;
     }
@@ -183,13 +174,7 @@ class update_set {
       for (std::size_t i = 0; i < n; ++i) rows[i] = block(i, off, len, buf.data() + i * chunk);
       for (std::size_t i = 0; i < n; ++i) {
         for (std::size_t k = i + 1; k < n; ++k) {
-          const float* a = rows[i];
-          const float* b = rows[k];
-          float part = 0.0f;
-          for (std::size_t j = 0; j < len; ++j) {
-            const float d = a[j] - b[j];
-            part += d * d;
-          }
+          const float part = kernels::squared_distance(kernels::default_backend{}, len, rows[i], rows[k]);
           dist[i * n + k] += static_cast<double>(part);
         }
       }
@@ -217,48 +202,11 @@ class update_set {
   /// traffic of one-client-at-a-time.
   static constexpr std::size_t sum_group = 4;
 
-  /// a[j] (=|+=) Σ_g c[g] · (x_g[j] − r[j]) for G clients; written out per G
-  /// so that the pointers are distinct restrict locals and the loop vectorises.
+  /// a[j] (=|+=) Σ_g c[g] · (x_g[j] − r[j]) for G clients (`kernels::weighted_accumulate`).
   template <std::size_t G, bool First, bool WithRef, class T>
   static void accumulate(T* TINYLARGE_RESTRICT a, const T* const* x, const T* c, const T* TINYLARGE_RESTRICT r,
                          std::size_t n) noexcept {
-    static_assert(G == 1 || G == 4);
-    if constexpr (G == 4) {
-      const T* TINYLARGE_RESTRICT x0 = x[0];
-      const T* TINYLARGE_RESTRICT x1 = x[1];
-      const T* TINYLARGE_RESTRICT x2 = x[2];
-      const T* TINYLARGE_RESTRICT x3 = x[3];
-      const T c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3];
-      for (std::size_t j = 0; j < n; ++j) {
-        T s;
-        if constexpr (WithRef) {
-          s = c0 * (x0[j] - r[j]) + c1 * (x1[j] - r[j]) + c2 * (x2[j] - r[j]) + c3 * (x3[j] - r[j]);
-        } else {
-          s = c0 * x0[j] + c1 * x1[j] + c2 * x2[j] + c3 * x3[j];
-        }
-        if constexpr (First) {
-          a[j] = s;
-        } else {
-          a[j] += s;
-        }
-      }
-    } else {
-      const T* TINYLARGE_RESTRICT x0 = x[0];
-      const T c0 = c[0];
-      for (std::size_t j = 0; j < n; ++j) {
-        T s;
-        if constexpr (WithRef) {
-          s = c0 * (x0[j] - r[j]);
-        } else {
-          s = c0 * x0[j];
-        }
-        if constexpr (First) {
-          a[j] = s;
-        } else {
-          a[j] += s;
-        }
-      }
-    }
+    kernels::weighted_accumulate<G, First, WithRef>(kernels::default_backend{}, n, x, c, r, a);
   }
 
 #if TINYLARGE_AGGREGATE_FUSED_HALF

@@ -35,6 +35,7 @@
 #include "../core/rng.hpp"
 #include "../kernels/backend.hpp"
 #include "../kernels/dense.hpp"
+#include "../kernels/elementwise.hpp"
 #include "../precision/concepts.hpp"
 #include "shape.hpp"
 
@@ -74,17 +75,18 @@ inline void copy(const float* x, float* y, std::size_t n) noexcept {
   for (std::size_t i = 0; i < n; ++i) y[i] = x[i];
 }
 
-/// Elementwise activation defined by y = f(x) and dy/dx = f'(y) (expressed in
-/// the output, so the backward pass needs no copy of the input).
+/// Elementwise activation F: `F::forward(n, x, y)` computes y = f(x) and
+/// `F::backward(n, y, dy, dx)` dx = dy · f'(x) expressed in the output y, so
+/// the backward pass needs no copy of the input.
 template <class Descriptor, class In, layer_kind Kind, class F>
 struct elementwise_layer : layer_base<Descriptor, In, In, Kind> {
   static void forward(const float*, const float* x, float* y, std::size_t batch, context&) noexcept {
-    for (std::size_t i = 0; i < batch * In::size; ++i) y[i] = F::value(x[i]);
+    F::forward(batch * In::size, x, y);
   }
   static void backward(const float*, const float*, const float* y, const float* dy, float* dx, float*,
                        std::size_t batch, context&) noexcept {
     if (dx == nullptr) return;
-    for (std::size_t i = 0; i < batch * In::size; ++i) dx[i] = dy[i] * F::derivative_from_output(y[i]);
+    F::backward(batch * In::size, y, dy, dx);
   }
 };
 
@@ -517,13 +519,22 @@ struct dropout {
 // ---------------------------------------------------------------------------
 
 namespace detail {
+// The streaming kernels of kernels/elementwise.hpp on the default back end.
 struct relu_fn {
-  static float value(float x) noexcept { return x > 0.0f ? x : 0.0f; }
-  static float derivative_from_output(float y) noexcept { return y > 0.0f ? 1.0f : 0.0f; }
+  static void forward(std::size_t n, const float* x, float* y) noexcept {
+    kernels::relu(kernels::default_backend{}, n, x, y);
+  }
+  static void backward(std::size_t n, const float* y, const float* dy, float* dx) noexcept {
+    kernels::relu_backward(kernels::default_backend{}, n, y, dy, dx);
+  }
 };
 struct relu6_fn {
-  static float value(float x) noexcept { return x > 0.0f ? (x < 6.0f ? x : 6.0f) : 0.0f; }
-  static float derivative_from_output(float y) noexcept { return (y > 0.0f && y < 6.0f) ? 1.0f : 0.0f; }
+  static void forward(std::size_t n, const float* x, float* y) noexcept {
+    kernels::relu6(kernels::default_backend{}, n, x, y);
+  }
+  static void backward(std::size_t n, const float* y, const float* dy, float* dx) noexcept {
+    kernels::relu6_backward(kernels::default_backend{}, n, y, dy, dx);
+  }
 };
 struct sigmoid_fn {
   /// σ(x) = 1 / (1 + e^{−x}), evaluated without overflow for large |x|.
@@ -532,11 +543,22 @@ struct sigmoid_fn {
     const float e = std::exp(x);
     return e / (1.0f + e);
   }
-  static float derivative_from_output(float y) noexcept { return y * (1.0f - y); }  // σ' = σ(1 − σ)
+  static void forward(std::size_t n, const float* x, float* y) noexcept {
+    for (std::size_t i = 0; i < n; ++i) y[i] = value(x[i]);
+  }
+  /// σ' = σ(1 − σ)
+  static void backward(std::size_t n, const float* y, const float* dy, float* dx) noexcept {
+    kernels::sigmoid_backward(kernels::default_backend{}, n, y, dy, dx);
+  }
 };
 struct tanh_fn {
-  static float value(float x) noexcept { return std::tanh(x); }
-  static float derivative_from_output(float y) noexcept { return 1.0f - y * y; }  // tanh' = 1 − tanh²
+  static void forward(std::size_t n, const float* x, float* y) noexcept {
+    for (std::size_t i = 0; i < n; ++i) y[i] = std::tanh(x[i]);
+  }
+  /// tanh' = 1 − tanh²
+  static void backward(std::size_t n, const float* y, const float* dy, float* dx) noexcept {
+    kernels::tanh_backward(kernels::default_backend{}, n, y, dy, dx);
+  }
 };
 }  // namespace detail
 

@@ -20,6 +20,8 @@
 #include <cstddef>
 #include <vector>
 
+#include "../kernels/elementwise.hpp"
+
 namespace tinylarge::nn {
 
 /// Requirements of an optimizer policy.
@@ -69,16 +71,9 @@ class sgd::state {
  public:
   state(const sgd& o, std::size_t n) : opt_(o), velocity_(o.momentum != 0.0f ? n : 0, T(0)), n_(n) {}
   void step(T* w, const T* grad) noexcept {
-    const T lr = static_cast<T>(opt_.learning_rate), mu = static_cast<T>(opt_.momentum),
-            wd = static_cast<T>(opt_.weight_decay);
-    for (std::size_t i = 0; i < n_; ++i) {
-      T g = grad[i] + wd * w[i];
-      if (!velocity_.empty()) {
-        velocity_[i] = mu * velocity_[i] + g;
-        g = opt_.nesterov ? g + mu * velocity_[i] : velocity_[i];
-      }
-      w[i] -= lr * g;
-    }
+    const kernels::sgd_params<T> p{static_cast<T>(opt_.learning_rate), static_cast<T>(opt_.momentum),
+                                   static_cast<T>(opt_.weight_decay), opt_.nesterov};
+    kernels::sgd_step(kernels::default_backend{}, n_, p, w, grad, velocity_.empty() ? nullptr : velocity_.data());
   }
   void set_learning_rate(float lr) noexcept { opt_.learning_rate = lr; }
   /// For checkpoints (transport/split.hpp): the momentum buffer (empty when μ = 0) …
@@ -107,13 +102,9 @@ class adam::state {
     // Fold the bias corrections into the step size (Kingma & Ba, §2, last paragraph).
     const auto lr_t = static_cast<T>(static_cast<double>(opt_.learning_rate) * std::sqrt(b2t) / b1t);
     const auto eps_t = static_cast<T>(static_cast<double>(opt_.epsilon) * std::sqrt(b2t));
-    const T b1 = static_cast<T>(opt_.beta1), b2 = static_cast<T>(opt_.beta2), wd = static_cast<T>(opt_.weight_decay);
-    for (std::size_t i = 0; i < m_.size(); ++i) {
-      const T g = grad[i] + wd * w[i];
-      m_[i] = b1 * m_[i] + (T(1) - b1) * g;
-      v_[i] = b2 * v_[i] + (T(1) - b2) * g * g;
-      w[i] -= lr_t * m_[i] / (std::sqrt(v_[i]) + eps_t);
-    }
+    const kernels::adam_params<T> p{lr_t, eps_t, static_cast<T>(opt_.beta1), static_cast<T>(opt_.beta2),
+                                    static_cast<T>(opt_.weight_decay)};
+    kernels::adam_step(kernels::default_backend{}, m_.size(), p, w, grad, m_.data(), v_.data());
   }
   void set_learning_rate(float lr) noexcept { opt_.learning_rate = lr; }
   /// For checkpoints (transport/split.hpp): the moments m, v and the step count t …

@@ -1,0 +1,223 @@
+/// @file kernels/elementwise.hpp
+/// @brief Streaming elementwise kernels: axpy, scale, the weighted
+///        accumulation of the aggregation rules, dot products and squared
+///        norms, ReLU-family activations and their gradients, and the SGD /
+///        Adam parameter updates.
+///
+/// Every function takes the back end tag first, like `kernels::dense_f32`.
+/// The overloads in this file are the `scalar` back end: templated on the
+/// floating-point type, no heap, no exceptions, so they serve the
+/// freestanding profile too. With `TINYLARGE_USE_XSIMD` the fp32 overloads of
+/// every xsimd back end (`simd/elementwise.hpp`) are written once over
+/// `xsimd::batch<float, A>`; a tag that has none (`cortex_m_dsp`) falls back
+/// to `scalar` by inheritance. `arch::dispatch` runs the `sse2` overloads:
+/// these loops are bound by memory bandwidth, not by vector width, so they
+/// are not worth an indirect call.
+///
+/// Numerics. The elementwise kernels (everything except the reductions)
+/// evaluate each element with the same operations in the same order as the
+/// scalar loop, with separate multiply and add in the vector code. So a
+/// vector back end gives the scalar result bit for bit when the compiler does
+/// not contract the scalar loop into FMAs (g++ in ISO C++ mode does not;
+/// clang++ 14 does by default, `-ffp-contract=on`), else they differ by one
+/// rounding per contracted multiply-add. Kernels with no multiply-add (ReLU,
+/// ReLU6 and their gradients, `scale`) are always bit-exact (tested).
+/// The reductions (`dot`, `squared_norm`, `squared_distance`) sum in fp32
+/// lanes and then across lanes, so they differ from the sequential sum by
+/// reassociation only: at most about (n + lanes)·2⁻²⁴ times Σ|terms|
+/// (Higham, "Accuracy and Stability of Numerical Algorithms", §4.2). Callers
+/// that need more keep n small (the aggregation sums ≤ 4 KiB chunks) and add
+/// the chunk results in double.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <limits>
+
+#include "../core/config.hpp"
+#include "dense.hpp"
+
+namespace tinylarge::kernels {
+
+/// y[i] += a · x[i].
+template <class T>
+void axpy(scalar, std::size_t n, T a, const T* TINYLARGE_RESTRICT x, T* TINYLARGE_RESTRICT y) noexcept {
+  for (std::size_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+/// x[i] *= a.
+template <class T>
+void scale(scalar, std::size_t n, T a, T* x) noexcept {
+  for (std::size_t i = 0; i < n; ++i) x[i] *= a;
+}
+
+/// The weighted accumulation of G inputs (G = 1 or 4), the inner loop of
+/// FedAvg and every linear aggregation rule:
+///   s = c[0]·(x[0][j] − r[j]) + … + c[G−1]·(x[G−1][j] − r[j])  (left to right),
+///   a[j] = s (First) or a[j] += s.
+/// Without `WithRef` the subtraction is skipped (r may be null).
+/// a must not alias an input.
+template <std::size_t G, bool First, bool WithRef, class T>
+void weighted_accumulate(scalar, std::size_t n, const T* const* x, const T* c, const T* TINYLARGE_RESTRICT r,
+                         T* TINYLARGE_RESTRICT a) noexcept {
+  static_assert(G == 1 || G == 4, "kernels::weighted_accumulate: G must be 1 or 4");
+  // Written out per G so that the pointers are distinct restrict locals and the loop vectorises.
+  if constexpr (G == 4) {
+    const T* TINYLARGE_RESTRICT x0 = x[0];
+    const T* TINYLARGE_RESTRICT x1 = x[1];
+    const T* TINYLARGE_RESTRICT x2 = x[2];
+    const T* TINYLARGE_RESTRICT x3 = x[3];
+    const T c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3];
+    for (std::size_t j = 0; j < n; ++j) {
+      T s;
+      if constexpr (WithRef) {
+        s = c0 * (x0[j] - r[j]) + c1 * (x1[j] - r[j]) + c2 * (x2[j] - r[j]) + c3 * (x3[j] - r[j]);
+      } else {
+        s = c0 * x0[j] + c1 * x1[j] + c2 * x2[j] + c3 * x3[j];
+      }
+      if constexpr (First) {
+        a[j] = s;
+      } else {
+        a[j] += s;
+      }
+    }
+  } else {
+    const T* TINYLARGE_RESTRICT x0 = x[0];
+    const T c0 = c[0];
+    for (std::size_t j = 0; j < n; ++j) {
+      T s;
+      if constexpr (WithRef) {
+        s = c0 * (x0[j] - r[j]);
+      } else {
+        s = c0 * x0[j];
+      }
+      if constexpr (First) {
+        a[j] = s;
+      } else {
+        a[j] += s;
+      }
+    }
+  }
+}
+
+/// Σ x[i]·y[i], summed in T.
+template <class T>
+T dot(scalar, std::size_t n, const T* x, const T* y) noexcept {
+  T s = T(0);
+  for (std::size_t i = 0; i < n; ++i) s += x[i] * y[i];
+  return s;
+}
+
+/// Σ x[i]², summed in T.
+template <class T>
+T squared_norm(scalar, std::size_t n, const T* x) noexcept {
+  T s = T(0);
+  for (std::size_t i = 0; i < n; ++i) s += x[i] * x[i];
+  return s;
+}
+
+/// Σ (x[i] − r[i])², summed in T.
+template <class T>
+T squared_distance(scalar, std::size_t n, const T* x, const T* r) noexcept {
+  T s = T(0);
+  for (std::size_t i = 0; i < n; ++i) {
+    const T d = x[i] - r[i];
+    s += d * d;
+  }
+  return s;
+}
+
+/// Whether any x[i] is NaN or ±Inf.
+template <class T>
+bool any_non_finite(scalar, std::size_t n, const T* x) noexcept {
+  unsigned bad = 0;  // integer OR reduction: vectorises without -ffast-math
+  for (std::size_t i = 0; i < n; ++i) bad |= (std::fabs(x[i]) <= std::numeric_limits<T>::max()) ? 0u : 1u;
+  return bad != 0;
+}
+
+/// y[i] = max(x[i], 0) (NaN → 0; x and y may be the same array).
+template <class T>
+void relu(scalar, std::size_t n, const T* x, T* y) noexcept {
+  for (std::size_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
+}
+/// dx[i] = dy[i] · (y[i] > 0 ? 1 : 0), y the ReLU output.
+template <class T>
+void relu_backward(scalar, std::size_t n, const T* y, const T* dy, T* dx) noexcept {
+  for (std::size_t i = 0; i < n; ++i) dx[i] = dy[i] * (y[i] > T(0) ? T(1) : T(0));
+}
+/// y[i] = min(max(x[i], 0), 6) (NaN → 0).
+template <class T>
+void relu6(scalar, std::size_t n, const T* x, T* y) noexcept {
+  for (std::size_t i = 0; i < n; ++i) y[i] = x[i] > T(0) ? (x[i] < T(6) ? x[i] : T(6)) : T(0);
+}
+/// dx[i] = dy[i] · (0 < y[i] < 6 ? 1 : 0), y the ReLU6 output.
+template <class T>
+void relu6_backward(scalar, std::size_t n, const T* y, const T* dy, T* dx) noexcept {
+  for (std::size_t i = 0; i < n; ++i) dx[i] = dy[i] * ((y[i] > T(0) && y[i] < T(6)) ? T(1) : T(0));
+}
+/// dx[i] = dy[i] · (y[i]·(1 − y[i])), y the sigmoid output.
+template <class T>
+void sigmoid_backward(scalar, std::size_t n, const T* y, const T* dy, T* dx) noexcept {
+  for (std::size_t i = 0; i < n; ++i) dx[i] = dy[i] * (y[i] * (T(1) - y[i]));
+}
+/// dx[i] = dy[i] · (1 − y[i]²), y the tanh output.
+template <class T>
+void tanh_backward(scalar, std::size_t n, const T* y, const T* dy, T* dx) noexcept {
+  for (std::size_t i = 0; i < n; ++i) dx[i] = dy[i] * (T(1) - y[i] * y[i]);
+}
+
+/// Hyperparameters of one SGD step (`sgd_step`).
+template <class T>
+struct sgd_params {
+  T learning_rate;  ///< η
+  T momentum;       ///< μ (ignored when there is no velocity buffer)
+  T weight_decay;   ///< λ
+  bool nesterov;
+};
+
+/// One SGD step, PyTorch's formulation: g = ∇ + λ·w; with a velocity buffer
+/// v (may be null: plain SGD) v ← μ·v + g and g ← g + μ·v (Nesterov) or v;
+/// then w ← w − η·g.
+template <class T>
+void sgd_step(scalar, std::size_t n, const sgd_params<T>& p, T* TINYLARGE_RESTRICT w,
+              const T* TINYLARGE_RESTRICT grad, T* TINYLARGE_RESTRICT v) noexcept {
+  for (std::size_t i = 0; i < n; ++i) {
+    T g = grad[i] + p.weight_decay * w[i];
+    if (v != nullptr) {
+      v[i] = p.momentum * v[i] + g;
+      g = p.nesterov ? g + p.momentum * v[i] : v[i];
+    }
+    w[i] -= p.learning_rate * g;
+  }
+}
+
+/// Hyperparameters of one Adam step (`adam_step`), the bias corrections
+/// folded in by the caller (Kingma & Ba, §2, last paragraph).
+template <class T>
+struct adam_params {
+  T step_size;     ///< η·√(1 − β₂ᵗ)/(1 − β₁ᵗ)
+  T epsilon;       ///< ε·√(1 − β₂ᵗ)
+  T beta1;         ///< β₁
+  T beta2;         ///< β₂
+  T weight_decay;  ///< λ
+};
+
+/// One Adam step: g = ∇ + λ·w, m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g²,
+/// w ← w − step_size·m / (√v + epsilon).
+template <class T>
+void adam_step(scalar, std::size_t n, const adam_params<T>& p, T* TINYLARGE_RESTRICT w,
+               const T* TINYLARGE_RESTRICT grad, T* TINYLARGE_RESTRICT m, T* TINYLARGE_RESTRICT v) noexcept {
+  for (std::size_t i = 0; i < n; ++i) {
+    const T g = grad[i] + p.weight_decay * w[i];
+    m[i] = p.beta1 * m[i] + (T(1) - p.beta1) * g;
+    v[i] = p.beta2 * v[i] + (T(1) - p.beta2) * g * g;
+    w[i] -= p.step_size * m[i] / (std::sqrt(v[i]) + p.epsilon);
+  }
+}
+
+}  // namespace tinylarge::kernels
+
+#define TINYLARGE_KERNELS_ELEMENTWISE_SCALAR_DECLARED 1
+#if TINYLARGE_USE_XSIMD
+#include "simd/elementwise.hpp"
+#endif
