@@ -84,6 +84,9 @@
 #if XSIMD_WITH_AVX2
 #include "x86_common.hpp"
 #endif
+#if XSIMD_WITH_SSE2 && defined(__FMA__)
+#include <immintrin.h>
+#endif
 #if XSIMD_WITH_NEON
 #include <arm_neon.h>
 #endif
@@ -151,6 +154,17 @@ TINYLARGE_ALWAYS_INLINE void hsum8(const fbatch<A>* acc, float* out, xsimd::gene
     for (std::size_t r = 0; r < 8; ++r) out[r] = xsimd::hadd(acc[r]);
   }
 }
+/// a·b + c lane by lane: one rounding (a fused multiply-add) wherever the
+/// translation unit's target has FMA instructions, two (multiply, then add)
+/// only where it has none. xsimd 8.1's `fma` is fused for `fma3<…>` and NEON
+/// with FMA but is a plain `x * y + z` for `sse2`…`avx` and `avx512f`, which
+/// GCC contracts into FMAs where it can (-ffp-contract=fast) and Clang does
+/// not: the overloads below make the operation the same in every kernel and
+/// with every compiler (the zero-skipping kernels rely on it).
+template <class A>
+TINYLARGE_ALWAYS_INLINE fbatch<A> fmadd(fbatch<A> a, fbatch<A> b, fbatch<A> c, xsimd::generic) noexcept {
+  return xsimd::fma(a, b, c);
+}
 /// Whether any of the first n (≤ 8) floats at p is nonzero (NaN counts).
 template <class A>
 TINYLARGE_ALWAYS_INLINE bool any_nonzero_n(const float* p, std::size_t n, xsimd::generic) noexcept {
@@ -173,6 +187,20 @@ TINYLARGE_ALWAYS_INLINE std::size_t nonzero_positions_impl(const float* x, std::
   }
   return count;
 }
+
+#if XSIMD_WITH_SSE2 && defined(__FMA__)
+// The SSE tags (and `avx`, which derives from them) in a translation unit
+// built with FMA (-mfma, -march=haswell…): the fused instruction.
+template <class A>
+TINYLARGE_ALWAYS_INLINE fbatch<A> fmadd(fbatch<A> a, fbatch<A> b, fbatch<A> c, xsimd::sse2) noexcept {
+  if constexpr (fbatch<A>::size == 4) {
+    return _mm_fmadd_ps(a, b, c);
+  } else {
+    static_assert(fbatch<A>::size == 8, "fmadd: unexpected x86 register width");
+    return _mm256_fmadd_ps(a, b, c);
+  }
+}
+#endif  // XSIMD_WITH_SSE2 && __FMA__
 
 #if XSIMD_WITH_AVX2
 template <class A>
@@ -219,6 +247,10 @@ TINYLARGE_ALWAYS_INLINE bool any_nonzero_n(const float* p, std::size_t n, xsimd:
 #endif  // XSIMD_WITH_AVX2
 
 #if XSIMD_WITH_AVX512BW
+template <class A>
+TINYLARGE_ALWAYS_INLINE fbatch<A> fmadd(fbatch<A> a, fbatch<A> b, fbatch<A> c, xsimd::avx512f) noexcept {
+  return _mm512_fmadd_ps(a, b, c);
+}
 template <class A>
 TINYLARGE_ALWAYS_INLINE fbatch<A> widen_n(const float* p, std::size_t n, xsimd::avx512f) noexcept {
   return _mm512_maskz_loadu_ps(first_lanes16(n), p);
@@ -366,7 +398,14 @@ struct f32_ops {
   static TINYLARGE_ALWAYS_INLINE reg loadu(const float* p) noexcept { return reg::load_unaligned(p); }
   static TINYLARGE_ALWAYS_INLINE void storeu(float* p, reg v) noexcept { v.store_unaligned(p); }
   static TINYLARGE_ALWAYS_INLINE reg bcast(const float* p) noexcept { return reg(*p); }
-  static TINYLARGE_ALWAYS_INLINE reg fmadd(reg a, reg b, reg c) noexcept { return xsimd::fma(a, b, c); }
+  /// a·b + c: fused where the target has FMA, multiply then add otherwise
+  /// (the `fmadd` overloads above); the same operation in every kernel.
+  static TINYLARGE_ALWAYS_INLINE reg fmadd(reg a, reg b, reg c) noexcept { return detail::fmadd<A>(a, b, c, A{}); }
+  /// `fmadd` on one float (lane 0 of the vector operation: the same rounding
+  /// and, on 32-bit ARM, the same flushing of subnormals).
+  static TINYLARGE_ALWAYS_INLINE float fmadd1(float a, float b, float c) noexcept {
+    return fmadd(reg(a), reg(b), reg(c)).get(0);
+  }
   static TINYLARGE_ALWAYS_INLINE reg mul(reg a, reg b) noexcept { return a * b; }
   static TINYLARGE_ALWAYS_INLINE reg add(reg a, reg b) noexcept { return a + b; }
   /// max(NaN, 0) = 0 (the second operand when unordered, as the scalar relu).
@@ -1077,7 +1116,7 @@ bool dense_sparse_x(std::size_t m, std::size_t n, std::size_t k, const float* x,
       for (std::size_t u = 0; u < nneg; ++u) {  // C was −0: every term, in order (see above)
         const std::size_t r = negs[u] / n, j = negs[u] % n;
         float acc = 0.0f;
-        for (std::size_t p = 0; p < kc; ++p) acc = std::fma(xr[r * k + p], to_f32(w[j * k + pc + p]), acc);
+        for (std::size_t p = 0; p < kc; ++p) acc = V::fmadd1(xr[r * k + p], to_f32(w[j * k + pc + p]), acc);
         cr[r * n + j] = -0.0f + acc;
       }
     }
@@ -1110,7 +1149,7 @@ bool gemm_tn_sparse_b(std::size_t m, std::size_t n, std::size_t k, const float* 
     }
     auto dense_term = [&](std::size_t o, std::size_t p) noexcept {  // every term, in order
       float acc = 0.0f;
-      for (std::size_t i = 0; i < kc; ++i) acc = std::fma(ap[i * mpad + o], bb[i * ldb + p], acc);
+      for (std::size_t i = 0; i < kc; ++i) acc = V::fmadd1(ap[i * mpad + o], bb[i * ldb + p], acc);
       return acc;
     };
     for (std::size_t p0 = 0; p0 < n; p0 += G) {
