@@ -583,11 +583,14 @@ TINYLARGE_ALWAYS_INLINE void pack_b_transposed(float* TINYLARGE_RESTRICT dst, co
     const std::size_t cols = std::min(NR, nc - jr);
     float* d = dst + jr * kc;
     std::size_t jj = 0;
+    // k8: the transposed part as a bound of its own; a `p + 8 <= kc` loop
+    // followed by `p < kc` made GCC 12 warn (-Waggressive-loop-optimizations)
+    // about an impossible 2⁶² iteration after inlining a constant kc.
+    const std::size_t k8 = kc / 8 * 8;
     for (; jj + 8 <= cols; jj += 8) {  // 8 rows of B at a time, 8×8 transposes
       const T* src = b + (j0 + jr + jj) * ldb + p0;
-      std::size_t p = 0;
-      for (; p + 8 <= kc; p += 8) transpose8_block<Arch>(src + p, ldb, d + p * NR + jj, NR, Arch{});
-      for (; p < kc; ++p)
+      for (std::size_t p = 0; p < k8; p += 8) transpose8_block<Arch>(src + p, ldb, d + p * NR + jj, NR, Arch{});
+      for (std::size_t p = k8; p < kc; ++p)
         for (std::size_t q = 0; q < 8; ++q) d[p * NR + jj + q] = to_f32(src[q * ldb + p]);
     }
     for (; jj < cols; ++jj) {
