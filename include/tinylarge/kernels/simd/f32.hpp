@@ -943,9 +943,12 @@ void dense_f32_packed_impl(std::size_t n, std::size_t k, const float* x, const f
 // background): bit-identical to the packed GEMM above.
 //
 // The GEMM computes every C element as: for each k block (the balanced blocks
-// of `gemm_blocked`, in order) tile = +0, tile = fma(a_p, b_p, tile) for p in
-// the block in increasing order, then C = fma(beta, C, alpha·tile), i.e. with
-// alpha = beta = 1, C = C + tile. A term whose factor is an exact zero adds
+// of `gemm_blocked`, in order) tile = +0, tile = V::fmadd(a_p, b_p, tile) for
+// p in the block in increasing order, then C = V::fmadd(beta, C, alpha·tile),
+// i.e. with alpha = beta = 1, C = C + tile. V::fmadd is one operation per
+// architecture (fused where the target has FMA, multiply then add where it
+// has none; see `fmadd`), used by every kernel here, so the argument holds
+// for both roundings. A term whose factor is an exact zero adds
 // ±0 (the other factor finite): it leaves a nonzero accumulator unchanged and
 // can only change the sign of a zero one. So the kernels below visit the
 // nonzero terms of each block in the same order with the same FMA (plus the
@@ -953,8 +956,9 @@ void dense_f32_packed_impl(std::size_t n, std::size_t k, const float* x, const f
 // which are harmless for the same reason), and the
 // tiles they add equal the GEMM's up to the sign of a zero; C + tile then
 // differs only when C is −0 and the tile is zero. C is checked for −0 before
-// each add and such elements are computed with every term (scalar fma, same
-// order). Hence the results are the same bits for finite W / dY.
+// each add and such elements are computed with every term, in the same
+// order, with `V::fmadd1` (lane 0 of V::fmadd: std::fma would round once
+// where the vector kernels round twice). Hence the results are the same bits for finite W / dY.
 // ---------------------------------------------------------------------------
 
 TINYLARGE_ALWAYS_INLINE bool is_negative_zero(float v) noexcept { return std::bit_cast<std::uint32_t>(v) == 0x80000000u; }
