@@ -435,41 +435,65 @@ TEST_CASE("zero skipping: dense forward and weight gradient are bit-identical", 
   for (std::size_t j = 0; j < n; ++j) bias[j] = j % 3 == 0 ? -0.0f : j % 3 == 1 ? 0.0f : g.uniform();
   for (float& v : dy) v = g.uniform() - 0.5f;  // |dy| < 0.5: dy·2⁻¹⁴⁹ rounds to ±0
   const k::zero_skip saved = k::zero_skip_mode;
-  auto run = [&](k::zero_skip mode, std::vector<float>& out, std::vector<float>& dw) {
-    k::zero_skip_mode = mode;
-    out.assign(m * n, 1.0f);
-    k::dense_f32(k::default_backend{}, m, n, kk, x.data(), w.data(), bias.data(), out.data());
-    dw.assign(n * kk, 0.0f);
-    for (std::size_t j = 0; j < dw.size(); j += 3) dw[j] = -0.0f;
-    for (std::size_t j = 1; j < dw.size(); j += 7) dw[j] = 0.25f;
-    k::gemm_f32(k::default_backend{}, k::transpose::yes, k::transpose::no, n, kk, m, 1.0f, dy.data(), n, x.data(),
-                kk, 1.0f, dw.data(), kk);
+  // One back end: never vs always skipping, bit for bit.
+  auto check = [&](auto tag) {
+    using tag_t = decltype(tag);
+    INFO("back end " << tag_t::name());
+    auto run = [&](k::zero_skip mode, std::vector<float>& out, std::vector<float>& dw) {
+      k::zero_skip_mode = mode;
+      out.assign(m * n, 1.0f);
+      k::dense_f32(tag, m, n, kk, x.data(), w.data(), bias.data(), out.data());
+      dw.assign(n * kk, 0.0f);
+      for (std::size_t j = 0; j < dw.size(); j += 3) dw[j] = -0.0f;
+      for (std::size_t j = 1; j < dw.size(); j += 7) dw[j] = 0.25f;
+      k::gemm_f32(tag, k::transpose::yes, k::transpose::no, n, kk, m, 1.0f, dy.data(), n, x.data(), kk, 1.0f,
+                  dw.data(), kk);
+      k::zero_skip_mode = saved;
+    };
+    std::vector<float> y0, dw0, y1, dw1;
+    run(k::zero_skip::never, y0, dw0);
+    run(k::zero_skip::always, y1, dw1);
+    std::size_t y_differ = 0, dw_differ = 0;
+    for (std::size_t e = 0; e < y0.size(); ++e) y_differ += std::memcmp(&y0[e], &y1[e], sizeof(float)) != 0;
+    for (std::size_t e = 0; e < dw0.size(); ++e) dw_differ += std::memcmp(&dw0[e], &dw1[e], sizeof(float)) != 0;
+    CHECK(y_differ == 0);
+    CHECK(dw_differ == 0);
+    std::size_t sign_cases = 0;  // −0 + (±0): where only the sign of a zero tile decides
+    for (std::size_t j = 0; j < dw0.size(); j += 3) sign_cases += dw0[j] == 0.0f ? 1 : 0;
+    for (std::size_t i = 0; i < m; ++i)
+      for (std::size_t j = 0; j < n; j += 3) sign_cases += y0[i * n + j] == 0.0f ? 1 : 0;
+    CHECK(sign_cases > 0);
+#if TINYLARGE_USE_XSIMD
+    // Path check: an infinite weight meeting only zero inputs gives NaN (0·∞)
+    // in the GEMM and is skipped by the zero-skipping kernels.
+    auto w_inf = w;
+    w_inf[5 * kk + 7] = INFINITY;  // x[i][7] = 0 for every i
+    std::vector<float> ya(m * n), yb(m * n);
+    k::zero_skip_mode = k::zero_skip::never;
+    k::dense_f32(tag, m, n, kk, x.data(), w_inf.data(), bias.data(), ya.data());
+    k::zero_skip_mode = k::zero_skip::always;
+    k::dense_f32(tag, m, n, kk, x.data(), w_inf.data(), bias.data(), yb.data());
     k::zero_skip_mode = saved;
+    CHECK(std::isnan(ya[5]));
+    CHECK(std::isfinite(yb[5]));
+#endif
   };
-  std::vector<float> y0, dw0, y1, dw1;
-  run(k::zero_skip::never, y0, dw0);
-  run(k::zero_skip::always, y1, dw1);
-  CHECK(std::memcmp(y0.data(), y1.data(), y0.size() * sizeof(float)) == 0);
-  CHECK(std::memcmp(dw0.data(), dw1.data(), dw0.size() * sizeof(float)) == 0);
-  std::size_t sign_cases = 0;  // −0 + (±0): where only the sign of a zero tile decides
-  for (std::size_t j = 0; j < dw0.size(); j += 3) sign_cases += dw0[j] == 0.0f ? 1 : 0;
-  for (std::size_t i = 0; i < m; ++i)
-    for (std::size_t j = 0; j < n; j += 3) sign_cases += y0[i * n + j] == 0.0f ? 1 : 0;
-  CHECK(sign_cases > 0);
-
-#if defined(TINYLARGE_KERNELS_X86_AVX2)
-  // Path check: an infinite weight meeting only zero inputs gives NaN (0·∞)
-  // in the GEMM and is skipped by the zero-skipping kernels.
-  auto w_inf = w;
-  w_inf[5 * kk + 7] = INFINITY;  // x[i][7] = 0 for every i
-  std::vector<float> ya(m * n), yb(m * n);
-  k::zero_skip_mode = k::zero_skip::never;
-  k::dense_f32(k::default_backend{}, m, n, kk, x.data(), w_inf.data(), bias.data(), ya.data());
-  k::zero_skip_mode = k::zero_skip::automatic;
-  k::dense_f32(k::default_backend{}, m, n, kk, x.data(), w_inf.data(), bias.data(), yb.data());
-  k::zero_skip_mode = saved;
-  CHECK(std::isnan(ya[5]));
-  CHECK(std::isfinite(yb[5]));
+  check(k::default_backend{});
+#if TINYLARGE_USE_XSIMD
+  // Every SIMD back end the build supports: the fp32 kernels are one source
+  // over xsimd, but the vector operations (and so the roundings) differ per
+  // architecture, and each must agree with its own zero-skipping kernels.
+  auto each = [&](auto tag) {
+    if constexpr (decltype(tag)::supported()) check(tag);
+  };
+  each(tl::arch::sse2{});
+  each(tl::arch::dispatch{});
+  each(tl::arch::avx2{});
+  each(tl::arch::avx512{});
+  each(tl::arch::avx512_vnni{});
+  each(tl::arch::avx512_bf16{});
+  each(tl::arch::neon{});
+  each(tl::arch::neon_dotprod{});
 #endif
 }
 

@@ -84,6 +84,9 @@
 #if XSIMD_WITH_AVX2
 #include "x86_common.hpp"
 #endif
+#if XSIMD_WITH_SSE2 && defined(__FMA__)
+#include <immintrin.h>
+#endif
 #if XSIMD_WITH_NEON
 #include <arm_neon.h>
 #endif
@@ -151,6 +154,17 @@ TINYLARGE_ALWAYS_INLINE void hsum8(const fbatch<A>* acc, float* out, xsimd::gene
     for (std::size_t r = 0; r < 8; ++r) out[r] = xsimd::hadd(acc[r]);
   }
 }
+/// a·b + c lane by lane: one rounding (a fused multiply-add) wherever the
+/// translation unit's target has FMA instructions, two (multiply, then add)
+/// only where it has none. xsimd 8.1's `fma` is fused for `fma3<…>` and NEON
+/// with FMA but is a plain `x * y + z` for `sse2`…`avx` and `avx512f`, which
+/// GCC contracts into FMAs where it can (-ffp-contract=fast) and Clang does
+/// not: the overloads below make the operation the same in every kernel and
+/// with every compiler (the zero-skipping kernels rely on it).
+template <class A>
+TINYLARGE_ALWAYS_INLINE fbatch<A> fmadd(fbatch<A> a, fbatch<A> b, fbatch<A> c, xsimd::generic) noexcept {
+  return xsimd::fma(a, b, c);
+}
 /// Whether any of the first n (≤ 8) floats at p is nonzero (NaN counts).
 template <class A>
 TINYLARGE_ALWAYS_INLINE bool any_nonzero_n(const float* p, std::size_t n, xsimd::generic) noexcept {
@@ -173,6 +187,20 @@ TINYLARGE_ALWAYS_INLINE std::size_t nonzero_positions_impl(const float* x, std::
   }
   return count;
 }
+
+#if XSIMD_WITH_SSE2 && defined(__FMA__)
+// The SSE tags (and `avx`, which derives from them) in a translation unit
+// built with FMA (-mfma, -march=haswell…): the fused instruction.
+template <class A>
+TINYLARGE_ALWAYS_INLINE fbatch<A> fmadd(fbatch<A> a, fbatch<A> b, fbatch<A> c, xsimd::sse2) noexcept {
+  if constexpr (fbatch<A>::size == 4) {
+    return _mm_fmadd_ps(a, b, c);
+  } else {
+    static_assert(fbatch<A>::size == 8, "fmadd: unexpected x86 register width");
+    return _mm256_fmadd_ps(a, b, c);
+  }
+}
+#endif  // XSIMD_WITH_SSE2 && __FMA__
 
 #if XSIMD_WITH_AVX2
 template <class A>
@@ -219,6 +247,10 @@ TINYLARGE_ALWAYS_INLINE bool any_nonzero_n(const float* p, std::size_t n, xsimd:
 #endif  // XSIMD_WITH_AVX2
 
 #if XSIMD_WITH_AVX512BW
+template <class A>
+TINYLARGE_ALWAYS_INLINE fbatch<A> fmadd(fbatch<A> a, fbatch<A> b, fbatch<A> c, xsimd::avx512f) noexcept {
+  return _mm512_fmadd_ps(a, b, c);
+}
 template <class A>
 TINYLARGE_ALWAYS_INLINE fbatch<A> widen_n(const float* p, std::size_t n, xsimd::avx512f) noexcept {
   return _mm512_maskz_loadu_ps(first_lanes16(n), p);
@@ -366,7 +398,14 @@ struct f32_ops {
   static TINYLARGE_ALWAYS_INLINE reg loadu(const float* p) noexcept { return reg::load_unaligned(p); }
   static TINYLARGE_ALWAYS_INLINE void storeu(float* p, reg v) noexcept { v.store_unaligned(p); }
   static TINYLARGE_ALWAYS_INLINE reg bcast(const float* p) noexcept { return reg(*p); }
-  static TINYLARGE_ALWAYS_INLINE reg fmadd(reg a, reg b, reg c) noexcept { return xsimd::fma(a, b, c); }
+  /// a·b + c: fused where the target has FMA, multiply then add otherwise
+  /// (the `fmadd` overloads above); the same operation in every kernel.
+  static TINYLARGE_ALWAYS_INLINE reg fmadd(reg a, reg b, reg c) noexcept { return detail::fmadd<A>(a, b, c, A{}); }
+  /// `fmadd` on one float (lane 0 of the vector operation: the same rounding
+  /// and, on 32-bit ARM, the same flushing of subnormals).
+  static TINYLARGE_ALWAYS_INLINE float fmadd1(float a, float b, float c) noexcept {
+    return fmadd(reg(a), reg(b), reg(c)).get(0);
+  }
   static TINYLARGE_ALWAYS_INLINE reg mul(reg a, reg b) noexcept { return a * b; }
   static TINYLARGE_ALWAYS_INLINE reg add(reg a, reg b) noexcept { return a + b; }
   /// max(NaN, 0) = 0 (the second operand when unordered, as the scalar relu).
@@ -544,11 +583,14 @@ TINYLARGE_ALWAYS_INLINE void pack_b_transposed(float* TINYLARGE_RESTRICT dst, co
     const std::size_t cols = std::min(NR, nc - jr);
     float* d = dst + jr * kc;
     std::size_t jj = 0;
+    // k8: the transposed part as a bound of its own; a `p + 8 <= kc` loop
+    // followed by `p < kc` made GCC 12 warn (-Waggressive-loop-optimizations)
+    // about an impossible 2⁶² iteration after inlining a constant kc.
+    const std::size_t k8 = kc / 8 * 8;
     for (; jj + 8 <= cols; jj += 8) {  // 8 rows of B at a time, 8×8 transposes
       const T* src = b + (j0 + jr + jj) * ldb + p0;
-      std::size_t p = 0;
-      for (; p + 8 <= kc; p += 8) transpose8_block<Arch>(src + p, ldb, d + p * NR + jj, NR, Arch{});
-      for (; p < kc; ++p)
+      for (std::size_t p = 0; p < k8; p += 8) transpose8_block<Arch>(src + p, ldb, d + p * NR + jj, NR, Arch{});
+      for (std::size_t p = k8; p < kc; ++p)
         for (std::size_t q = 0; q < 8; ++q) d[p * NR + jj + q] = to_f32(src[q * ldb + p]);
     }
     for (; jj < cols; ++jj) {
@@ -901,9 +943,12 @@ void dense_f32_packed_impl(std::size_t n, std::size_t k, const float* x, const f
 // background): bit-identical to the packed GEMM above.
 //
 // The GEMM computes every C element as: for each k block (the balanced blocks
-// of `gemm_blocked`, in order) tile = +0, tile = fma(a_p, b_p, tile) for p in
-// the block in increasing order, then C = fma(beta, C, alpha·tile), i.e. with
-// alpha = beta = 1, C = C + tile. A term whose factor is an exact zero adds
+// of `gemm_blocked`, in order) tile = +0, tile = V::fmadd(a_p, b_p, tile) for
+// p in the block in increasing order, then C = V::fmadd(beta, C, alpha·tile),
+// i.e. with alpha = beta = 1, C = C + tile. V::fmadd is one operation per
+// architecture (fused where the target has FMA, multiply then add where it
+// has none; see `fmadd`), used by every kernel here, so the argument holds
+// for both roundings. A term whose factor is an exact zero adds
 // ±0 (the other factor finite): it leaves a nonzero accumulator unchanged and
 // can only change the sign of a zero one. So the kernels below visit the
 // nonzero terms of each block in the same order with the same FMA (plus the
@@ -911,8 +956,9 @@ void dense_f32_packed_impl(std::size_t n, std::size_t k, const float* x, const f
 // which are harmless for the same reason), and the
 // tiles they add equal the GEMM's up to the sign of a zero; C + tile then
 // differs only when C is −0 and the tile is zero. C is checked for −0 before
-// each add and such elements are computed with every term (scalar fma, same
-// order). Hence the results are the same bits for finite W / dY.
+// each add and such elements are computed with every term, in the same
+// order, with `V::fmadd1` (lane 0 of V::fmadd: std::fma would round once
+// where the vector kernels round twice). Hence the results are the same bits for finite W / dY.
 // ---------------------------------------------------------------------------
 
 TINYLARGE_ALWAYS_INLINE bool is_negative_zero(float v) noexcept { return std::bit_cast<std::uint32_t>(v) == 0x80000000u; }
@@ -1077,7 +1123,7 @@ bool dense_sparse_x(std::size_t m, std::size_t n, std::size_t k, const float* x,
       for (std::size_t u = 0; u < nneg; ++u) {  // C was −0: every term, in order (see above)
         const std::size_t r = negs[u] / n, j = negs[u] % n;
         float acc = 0.0f;
-        for (std::size_t p = 0; p < kc; ++p) acc = std::fma(xr[r * k + p], to_f32(w[j * k + pc + p]), acc);
+        for (std::size_t p = 0; p < kc; ++p) acc = V::fmadd1(xr[r * k + p], to_f32(w[j * k + pc + p]), acc);
         cr[r * n + j] = -0.0f + acc;
       }
     }
@@ -1110,7 +1156,7 @@ bool gemm_tn_sparse_b(std::size_t m, std::size_t n, std::size_t k, const float* 
     }
     auto dense_term = [&](std::size_t o, std::size_t p) noexcept {  // every term, in order
       float acc = 0.0f;
-      for (std::size_t i = 0; i < kc; ++i) acc = std::fma(ap[i * mpad + o], bb[i * ldb + p], acc);
+      for (std::size_t i = 0; i < kc; ++i) acc = V::fmadd1(ap[i * mpad + o], bb[i * ldb + p], acc);
       return acc;
     };
     for (std::size_t p0 = 0; p0 < n; p0 += G) {
