@@ -1122,7 +1122,14 @@ TEST_CASE("sparse relative-CSR kernel equals the dense kernel on the decoded mat
       const auto ref = dense_reference(m, rows, cols, xm, w, b.data());
       std::vector<float> y(m * rows);
       c::sparse_dense_f32(tl_arch::scalar{}, m, v, xm.data(), b.data(), y.data());
+#if defined(__aarch64__) || defined(__arm__)
+      // Same summation order, but GCC for ARM contracts a·b + c into an FMA (-ffp-contract=fast
+      // by default) in each loop as its inlining allows, so the two loops may round differently:
+      // equal within a few ulps of the sum (measured: 1 ulp on 2 of 150 outputs, aarch64).
+      for (std::size_t e = 0; e < y.size(); ++e) CHECK(std::abs(y[e] - ref[e]) <= 1e-5f * (1.0f + std::abs(ref[e])));
+#else
       REQUIRE(y == ref);  // same summation order: bit-exact
+#endif
       // The host back end reassociates: equal up to rounding (γ·Σ|x||w| bound).
       std::vector<float> y4(m * rows);
       c::sparse_dense_f32(tl_arch::avx2{}, m, v, xm.data(), b.data(), y4.data());
