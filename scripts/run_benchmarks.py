@@ -2,7 +2,7 @@
 """Build (if needed) and run the kernel benchmarks; print ours vs. the peer.
 
     scripts/run_benchmarks.py [--build-dir build-bench] [--repetitions 5]
-                              [--min-time 0.3] [--filter REGEX] [--no-build]
+                              [--min-time 0.3] [--filter REGEX] [--no-build] [--dispatch]
 
 Runs `bench_kernels` (Google Benchmark, single-threaded; OpenBLAS forced to
 one thread) and prints, per shape and precision, our throughput, the peer's,
@@ -96,13 +96,44 @@ COMPARISONS = [
 
 BINARIES = ("bench_kernels", "bench_int8_onednn")
 
+# --dispatch: bench_kernels built for plain x86-64 with TINYLARGE_DISPATCH=ON (kernels picked at run
+# time) against the -march=native build, on these rows; goal: within 5 % (time ratio <= 1.05).
+DISPATCH_ROWS = ("gemm/512x512x512/fp32/ours", "dense/64x784x256/fp32/ours", "dense/1x784x256/fp32/ours",
+                 "dense/1x784x256/fp16/ours", "dense/1x784x256/int8/ours", "dense/512x512x512/int8/ours")
 
-def build(build_dir: Path) -> None:
+
+def compare_dispatch(native: Path, dispatched: Path, rounds: int, min_time: float) -> list:
+    """Alternate the two binaries `rounds` times (one repetition each) so that a load change hits both;
+    return per row the median CPU time of each and their ratio dispatch / native."""
+    filt = "^(" + "|".join(re.escape(r) for r in DISPATCH_ROWS) + ")$"
+    times = {"native": {}, "dispatch": {}}
+    for _ in range(rounds):
+        for kind, exe in (("native", native), ("dispatch", dispatched)):
+            for name, m in medians(run(exe, 1, min_time, filt)).items():
+                times[kind].setdefault(name, []).append(m["cpu_us"])
+    rows = []
+    print(f"\nrun-time dispatch (plain x86-64 + TINYLARGE_DISPATCH) vs -march=native, median CPU us over "
+          f"{rounds} alternating runs")
+    print(f"{'benchmark':32} {'native':>9} {'dispatch':>9} {'time ratio':>10}  goal <= 1.05")
+    for name in DISPATCH_ROWS:
+        if name not in times["native"] or name not in times["dispatch"]:
+            continue
+        n, d = statistics.median(times["native"][name]), statistics.median(times["dispatch"][name])
+        ratio = d / n
+        rows.append({"benchmark": name, "native_cpu_us": n, "dispatch_cpu_us": d, "time_ratio": ratio,
+                     "goal": "<= 1.05", "goal_met": ratio <= 1.05})
+        print(f"{name:32} {n:9.1f} {d:9.1f} {ratio:10.3f}  {'met' if ratio <= 1.05 else 'NOT met'}")
+    return rows
+
+
+def build(build_dir: Path, extra=(), only_kernels=False) -> None:
     if not (build_dir / "CMakeCache.txt").exists():
         subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release",
                         "-DTINYLARGE_BUILD_BENCHMARKS=ON", "-DTINYLARGE_BUILD_TESTS=OFF",
-                        "-DTINYLARGE_BUILD_EXAMPLES=OFF", "-DTINYLARGE_INSTALL=OFF"], check=True)
+                        "-DTINYLARGE_BUILD_EXAMPLES=OFF", "-DTINYLARGE_INSTALL=OFF", *extra], check=True)
     subprocess.run(["cmake", "--build", str(build_dir), "--target", "bench_kernels", "-j2"], check=True)
+    if only_kernels:
+        return
     # bench_int8_onednn exists only when CMake found oneDNN (libdnnl-dev).
     targets = subprocess.run(["cmake", "--build", str(build_dir), "--target", "help"], stdout=subprocess.PIPE,
                              text=True).stdout
@@ -146,11 +177,17 @@ def main() -> int:
     ap.add_argument("--filter", default="", help="benchmark name regex (default: all)")
     ap.add_argument("--no-build", action="store_true", help="use an existing bench_kernels")
     ap.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "kernels.json"))
+    ap.add_argument("--dispatch", action="store_true",
+                    help="also build bench_kernels for plain x86-64 with run-time dispatch (<build-dir>-dispatch) "
+                         "and compare it with the -march=native build")
     a = ap.parse_args()
 
     build_dir = Path(a.build_dir).resolve()
+    dispatch_dir = build_dir.parent / (build_dir.name + "-dispatch")
     if not a.no_build:
         build(build_dir)
+        if a.dispatch:
+            build(dispatch_dir, ["-DTINYLARGE_DISPATCH=ON"], only_kernels=True)
     peer = bench_env.probe(bench_env.peer_env())
     print(bench_env.describe(peer))
     reasons = bench_env.fallback_reasons(peer)
@@ -209,10 +246,16 @@ def main() -> int:
         print(f"{label:44} {o['gflops']:9.1f} {p['gflops']:9.1f} {bench_env.fmt_ratio(ratio)} "
               f"{o['cpu_us']:8.1f}/{o['real_us']:<9.1f} {goal or ''}{mark}")
 
+    dispatch_rows = None
+    if a.dispatch:
+        dispatch_rows = compare_dispatch(build_dir / "benchmarks" / "bench_kernels",
+                                         dispatch_dir / "benchmarks" / "bench_kernels", a.repetitions, a.min_time)
+
     out = Path(a.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"context": report["context"], "peer": peer, "peer_fallbacks": reasons,
-                               "comparisons": rows, "benchmarks": med, "implementations": labels},
+                               "comparisons": rows, "dispatch_vs_native": dispatch_rows, "benchmarks": med,
+                               "implementations": labels},
                               indent=2, sort_keys=False) + "\n")
     print(f"wrote {out}")
     return 0
