@@ -759,10 +759,11 @@ class split_learning {
       clients_[c].net.messages_down += 1;
       servers_[0].net.bytes_down += bytes;
       servers_[0].net.messages_down += 1;
+      // The device's half of the step: the library's one backward-and-update
+      // (nn::backward_step), with the party's update (its optimizer, or
+      // compress::fine_tuning's masked step); skipped when the servers skipped.
       auto& dev = *devices_[c];
-      dev.net.zero_gradients();
-      dev.net.backward(grad_.data(), nullptr);
-      if (dev.accept() && server_ok) dev.step();
+      nn::backward_step(dev.net, grad_.data(), [&dev](auto&) { dev.step(); }, nn::no_hooks{}, server_ok);
       clients_[c].macs += static_cast<std::uint64_t>(b) * device_model::macs;
     }
     if (count_hops) round_.sequential_hops += 2 * K;
