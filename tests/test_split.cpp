@@ -7,7 +7,6 @@
 #include <bit>
 #include <cmath>
 #include <functional>
-#include <stdexcept>
 #include <span>
 #include <cstddef>
 #include <cstdint>
@@ -333,7 +332,7 @@ struct grouped_then_averaged {
   }
   template <class Options>
   void validate(const Options&) const {
-    if (group == 0) throw std::invalid_argument("grouped_then_averaged: group must be positive");
+    TINYLARGE_REQUIRE(group > 0, tl::errc::invalid_argument, "grouped_then_averaged: group must be positive");
   }
   template <class Round>
   void run_round(Round& r) const {
