@@ -313,6 +313,105 @@ TEST_CASE("split: hop, message and byte counts equal the formulas", "[split][acc
   }
 }
 
+// ---- a scheme written outside the library -----------------------------------------
+namespace {
+// [split-scheme]
+/// Clients in groups of `group` consecutive clients; the groups take turns, each
+/// starting from the global device segment (broadcast to the group), the clients
+/// of a group in parallel on the shared server segments; the fed server averages
+/// ALL client segments once, at the end of the round. Unlike EdgeSplit, a group
+/// does not hand its average to the next one.
+struct grouped_then_averaged {
+  std::size_t group = 2;  ///< the scheme's own hyperparameter
+  static constexpr const char* name() noexcept { return "grouped_then_averaged"; }
+  static constexpr bool server_copies = false;
+  static constexpr bool downloads_each_round = true;
+  template <class Options>
+  std::size_t aggregated_rows(const Options&, std::size_t, std::size_t) const noexcept {
+    return 0;
+  }
+  template <class Options>
+  void validate(const Options&) const {
+    TINYLARGE_REQUIRE(group > 0, tl::errc::invalid_argument, "grouped_then_averaged: group must be positive");
+  }
+  template <class Round>
+  void run_round(Round& r) const {
+    for (std::size_t first = 0; first < r.clients(); first += group) {
+      const auto members = r.all().subspan(first, std::min(group, r.clients() - first));
+      r.broadcast(members);
+      for (std::size_t t = 0; t < r.steps(); ++t) r.step(members);
+    }
+    r.collect(r.all());
+  }
+};
+static_assert(tl::split_scheme_policy<grouped_then_averaged>);
+// [split-scheme]
+/// PSL rewritten outside the library with the same round interface.
+struct my_psl {
+  static constexpr const char* name() noexcept { return "my_psl"; }
+  static constexpr bool server_copies = false;
+  static constexpr bool downloads_each_round = false;
+  template <class Options>
+  std::size_t aggregated_rows(const Options&, std::size_t, std::size_t) const noexcept {
+    return 0;
+  }
+  template <class Options>
+  void validate(const Options&) const noexcept {}
+  template <class Round>
+  void run_round(Round& r) const {
+    for (std::size_t t = 0; t < r.steps(); ++t) r.step(r.all());
+    r.synchronise(r.all());
+  }
+};
+static_assert(!tl::split_scheme_policy<int> && !tl::split_scheme_policy<tl::nn::sgd>);
+}  // namespace
+
+TEST_CASE("split: a scheme defined outside the library runs, and counts and aggregates as it says", "[split][scheme]") {
+  constexpr std::size_t N = 5, b = 8, I = 3, G = 2;  // groups {0,1}, {2,3}, {4}
+  constexpr std::size_t groups = (N + G - 1) / G;
+  constexpr std::uint64_t P = 16 * 12 + 12, S0 = 12;
+  using run_t = tl::split_learning<fp32_chain_traits, grouped_then_averaged>;
+  run_t run{{.rounds = 2, .batch_size = b, .steps_per_round = I}, grouped_then_averaged{.group = G}};
+  const auto rep = train_small(run, N, 40);
+  REQUIRE(rep.workflow == "grouped_then_averaged");
+  REQUIRE(rep.rounds.size() == 2);
+  for (const auto& r : rep.rounds) {
+    // per group: one broadcast hop, I iterations of 2K hops (K = 2 servers); one collection hop at the end
+    REQUIRE(r.sequential_hops == groups * (1 + 2 * 2 * I) + 1);
+    // each client: I smashed uplinks (fp32 + labels) and one segment upload; I gradient downlinks and one download
+    REQUIRE(sum_role(r, "client", &tl::workflow::traffic::bytes_up) == N * (I * (4 * b * S0 + b) + 4 * P));
+    REQUIRE(sum_role(r, "client", &tl::workflow::traffic::bytes_down) == N * (I * 4 * b * S0 + 4 * P));
+    REQUIRE(sum_role(r, "fed_server", &tl::workflow::traffic::bytes_up) == N * 4 * P);
+    // the cloud server receives one message from the edge per parallel iteration: I per group
+    REQUIRE(sum_role(r, "server", &tl::workflow::traffic::messages_up) == groups * I);
+  }
+  // The global device segment is the FedAvg (equal sample counts: the plain mean) of the
+  // N client segments, computed here independently in double.
+  const auto global = run.device_parameters();
+  for (std::size_t i = 0; i < global.size(); ++i) {
+    double mean = 0.0;
+    for (std::size_t c = 0; c < N; ++c) mean += run.client_parameters(c)[i];
+    REQUIRE(global[i] == Approx(mean / N).margin(1e-6));
+  }
+  // Clients of different groups trained apart: their segments differ.
+  REQUIRE_FALSE(bit_equal(run.client_parameters(0).data(), run.client_parameters(2).data(), P));
+  // group = N: one group, every client in parallel, averaged at the end: PSL with sync_every = 0, bit for bit;
+  // and PSL written outside the library equals the library's.
+  tl::split_learning<fp32_traits, grouped_then_averaged> one_group{{.rounds = 2, .batch_size = b, .steps_per_round = I},
+                                                                   {.group = N}};
+  tl::split_learning<fp32_traits, my_psl> mine{{.rounds = 2, .batch_size = b, .steps_per_round = I}};
+  tl::psl<fp32_traits> psl{{.rounds = 2, .batch_size = b, .steps_per_round = I}};
+  (void)train_small(one_group, N, 40);
+  (void)train_small(mine, N, 40);
+  (void)train_small(psl, N, 40);
+  const auto wg = one_group.global_parameters(), wm = mine.global_parameters(), wp = psl.global_parameters();
+  REQUIRE(bit_equal(wm.data(), wp.data(), wp.size()));
+  REQUIRE(bit_equal(wg.data(), wp.data(), wp.size()));
+#if TINYLARGE_HAS_EXCEPTIONS
+  REQUIRE_THROWS_WITH((run_t{{}, grouped_then_averaged{.group = 0}}), Catch::Contains("group must be positive"));
+#endif
+}
+
 TEST_CASE("split: EPSL with phi = 0 is PSL, bit for bit; phi > 0 differs", "[split][epsl]") {
   tl::psl<int8_traits> p{{.rounds = 2, .batch_size = 8, .steps_per_round = 4}};
   tl::epsl<int8_traits> e0{{.rounds = 2, .batch_size = 8, .steps_per_round = 4, .phi = 0.0f}};

@@ -1,6 +1,8 @@
 /// @file nn/train.hpp
-/// @brief The training loop: seeded mini-batch SGD over a labelled set, with
-///        evaluation and callbacks (host profile).
+/// @brief The training loop: the library's one minibatch step
+///        (`train_step` / `train_epoch`, with hooks) and `fit`, seeded
+///        mini-batch training over a labelled set with evaluation and
+///        callbacks (host profile).
 ///
 /// @code
 ///   tl::nn::labelled_view<std::uint8_t> train{x.data(), y.data(), n, 784};
@@ -16,6 +18,13 @@
 ///
 /// A callback is any object with `bool on_epoch_end(const epoch_report&, Net&)`;
 /// returning false stops training after that epoch.
+///
+/// One training step: every minibatch loop of the library — `fit`, the
+/// federated clients (`workflow::train_locally`: FedProx's proximal term and
+/// frozen layers as hooks), FedLoRA's clients (adapter merge and update),
+/// distillation (its loss) and the split devices (`backward_step` with the
+/// server's gradient) — runs `train_step` / `train_epoch` /
+/// `backward_step` below, with its hooks.
 #pragma once
 
 #include <algorithm>
@@ -27,6 +36,8 @@
 #include <cstdio>
 #include <limits>
 #include <numeric>
+#include <span>
+#include <type_traits>
 #include <vector>
 
 #include "../core/error.hpp"
@@ -131,6 +142,130 @@ evaluation evaluate(Net& net, Loss, const labelled_view<typename Loss::target_ty
   return {loss / n, static_cast<double>(hits) / n};
 }
 
+// ---------------------------------------------------------------------------
+// The local training step — the one minibatch loop of the library
+// ---------------------------------------------------------------------------
+
+/// Hooks of `train_step` / `train_epoch` (every member optional; a hooks
+/// object is any struct with the ones it needs, `no_hooks` has none):
+///  - `void before_forward(Net&)`: before the forward pass (FedLoRA merges
+///    its adapters into the weights);
+///  - `void adjust_gradients(Net&)`: after an accepted backward pass, before
+///    the update — a proximal term (FedProx), gradient masks, extra loss
+///    terms' gradients, gradient taps;
+///  - `void after_step(Net&)`: after every step, taken or skipped — frozen
+///    layers restored, masks re-applied.
+struct no_hooks {};
+
+/// The update of an accepted step: the optimizer state's step on the whole
+/// parameter vector (a caller with its own update — FedLoRA's adapters, a
+/// compressed segment's masked step — passes that instead).
+template <class State>
+struct optimizer_update {
+  State& state;
+  template <class Net>
+  void operator()(Net& net) {
+    state.step(net.parameters().data(), net.gradients().data());
+  }
+};
+
+/// The backward half of a step: zero the gradients, back-propagate `dy`,
+/// and — when the network accepts its gradients (no fp16 loss-scale
+/// overflow, `accept_gradients`) and `others_ok` (a split step: the servers
+/// stepped too) — adjust them (hooks) and `update(net)`; then `after_step`.
+/// Split learning's device segments call this with the gradient the server sent.
+/// @return whether the update ran
+template <class Net, class Update, class Hooks = no_hooks>
+bool backward_step(Net& net, const float* dy, Update&& update, Hooks&& hooks = {}, bool others_ok = true) {
+  net.zero_gradients();
+  net.backward(dy);
+  const bool stepped = accept_gradients(net) && others_ok;
+  if (stepped) {
+    if constexpr (requires { hooks.adjust_gradients(net); }) hooks.adjust_gradients(net);
+    update(net);
+  }
+  if constexpr (requires { hooks.after_step(net); }) hooks.after_step(net);
+  return stepped;
+}
+
+/// What `train_step` did: the batch loss and whether the update ran.
+struct step_outcome {
+  double loss = 0.0;
+  bool stepped = false;
+};
+
+/// One minibatch step on `rows` samples `x`: `before_forward`, forward
+/// (training mode), the batch loss `loss(out, grad)` (its mean over the
+/// rows; it writes ∂/∂out into `grad`), then `backward_step`.
+/// @param non_finite the error message when the loss is NaN or Inf
+/// @throws tl::non_finite when the loss is NaN or Inf
+template <class Net, class LossFn, class Update, class Hooks = no_hooks>
+step_outcome train_step(Net& net, const float* x, std::size_t rows, LossFn&& loss, float* grad, Update&& update,
+                        Hooks&& hooks = {}, const char* non_finite = "train_step: the loss became NaN or Inf") {
+  if constexpr (requires { hooks.before_forward(net); }) hooks.before_forward(net);
+  const float* out = net.forward(x, rows, true);
+  const double l = loss(out, grad);
+  TINYLARGE_REQUIRE(std::isfinite(l), errc::non_finite, non_finite);
+  const bool stepped = backward_step(net, grad, update, hooks);
+  return {l, stepped};
+}
+
+/// What `train_epoch` did.
+struct epoch_totals {
+  double loss_sum = 0.0;    ///< Σ over batches of the batch loss × its rows
+  std::size_t samples = 0;  ///< rows trained on
+  std::size_t steps = 0;    ///< minibatches (stepped or skipped)
+  std::size_t skipped = 0;  ///< minibatches whose update did not run (fp16 loss-scale overflow)
+};
+
+/// The buffers of one minibatch, reused from epoch to epoch.
+template <class Target>
+struct batch_buffers {
+  std::vector<float> x, grad;
+  std::vector<Target> y;
+};
+
+/// One pass over `data` in the order `order` (its row indices; shuffled by
+/// the caller) in minibatches of `batch_size` rows (the last one smaller):
+/// each batch is gathered into `buf` and trained with `train_step`. The
+/// loss is `loss(out, y, rows, b, grad)` with `y` the batch's targets
+/// (`target_size` per row) and `rows` its indices into `data` (for per-row
+/// data of the caller's, e.g. a teacher's soft targets). The figures are
+/// added to `totals` (a caller summing over several epochs passes the same
+/// object: the sums run in one order, batch after batch).
+/// @return `totals`
+/// @throws tl::invalid_argument for a zero batch size; tl::non_finite (`non_finite`) for a NaN / Inf loss
+template <class Net, class Target, class LossFn, class Update, class Hooks = no_hooks>
+epoch_totals& train_epoch(Net& net, const labelled_view<Target>& data, std::span<const std::uint32_t> order,
+                          std::size_t batch_size, batch_buffers<Target>& buf, epoch_totals& totals, LossFn&& loss,
+                          Update&& update, Hooks&& hooks = {},
+                          const char* non_finite = "train_epoch: the loss became NaN or Inf") {
+  using Model = typename std::remove_cvref_t<Net>::model;
+  TINYLARGE_REQUIRE(batch_size > 0, errc::invalid_argument, "train_epoch: the batch size must be positive");
+  const std::size_t ts = data.target_size;
+  buf.x.resize(batch_size * Model::input_size);
+  buf.grad.resize(batch_size * Model::output_size);
+  buf.y.resize(batch_size * ts);
+  epoch_totals& t = totals;
+  for (std::size_t s = 0; s < order.size(); s += batch_size) {
+    const std::size_t b = std::min(batch_size, order.size() - s);
+    const std::span<const std::uint32_t> rows = order.subspan(s, b);
+    for (std::size_t i = 0; i < b; ++i) {
+      const std::size_t r = rows[i];
+      std::copy_n(data.x + r * Model::input_size, Model::input_size, buf.x.data() + i * Model::input_size);
+      std::copy_n(data.y + r * ts, ts, buf.y.data() + i * ts);
+    }
+    const step_outcome o = train_step(
+        net, buf.x.data(), b, [&](const float* out, float* grad) { return loss(out, buf.y.data(), rows, b, grad); },
+        buf.grad.data(), update, hooks, non_finite);
+    t.loss_sum += o.loss * static_cast<double>(b);
+    t.samples += b;
+    ++t.steps;
+    if (!o.stepped) ++t.skipped;
+  }
+  return totals;
+}
+
 /// Train `net` with optimizer policy `opt` and loss `Loss` on `train`.
 /// @param val optional validation set, evaluated after every epoch
 /// @param callbacks objects with `bool on_epoch_end(const epoch_report&, Net&)`
@@ -152,38 +287,24 @@ std::vector<epoch_report> fit(Net& net, const Opt& opt, Loss loss, const labelle
   tinylarge::rng shuffler(options.seed, 0x5e9017ULL);
   std::vector<std::uint32_t> order(train.count);
   std::iota(order.begin(), order.end(), 0u);
-  const std::size_t bs = options.batch_size;
-  std::vector<float> xb(bs * Model::input_size), grad(bs * Model::output_size);
-  std::vector<Target> yb(bs * train.target_size);
+  batch_buffers<Target> buf;
   std::vector<epoch_report> history;
   float lr = opt.learning_rate;
   for (std::size_t epoch = 1; epoch <= options.epochs; ++epoch) {
     if (options.shuffle) shuffler.shuffle(order.data(), order.size());
     const auto t0 = std::chrono::steady_clock::now();
-    double loss_sum = 0.0;
-    std::size_t hits = 0, skipped = 0;
-    for (std::size_t s = 0; s < train.count; s += bs) {
-      const std::size_t b = std::min(bs, train.count - s);
-      for (std::size_t i = 0; i < b; ++i) {
-        const std::size_t r = order[s + i];
-        std::copy_n(train.x + r * Model::input_size, Model::input_size, xb.data() + i * Model::input_size);
-        std::copy_n(train.y + r * train.target_size, train.target_size, yb.data() + i * train.target_size);
-      }
-      const float* out = net.forward(xb.data(), b, true);
-      for (std::size_t i = 0; i < b; ++i)
-        hits += detail::correct(out + i * Model::output_size, yb.data() + i * train.target_size, Model::output_size);
-      const double l = Loss::evaluate(out, yb.data(), b, Model::output_size, grad.data());
-      TINYLARGE_REQUIRE(std::isfinite(l), errc::non_finite,
-                        "fit: the loss became NaN or Inf (learning rate too high?)");
-      loss_sum += l * static_cast<double>(b);
-      net.zero_gradients();
-      net.backward(grad.data());
-      if (accept_gradients(net)) {
-        state.step(net.parameters().data(), net.gradients().data());
-      } else {
-        ++skipped;
-      }
-    }
+    std::size_t hits = 0;
+    epoch_totals totals;
+    train_epoch(
+        net, train, order, options.batch_size, buf, totals,
+        [&](const float* out, const Target* y, std::span<const std::uint32_t>, std::size_t b, float* grad) {
+          for (std::size_t i = 0; i < b; ++i)
+            hits += detail::correct(out + i * Model::output_size, y + i * train.target_size, Model::output_size);
+          return Loss::evaluate(out, y, b, Model::output_size, grad);
+        },
+        optimizer_update<decltype(state)>{state}, no_hooks{}, "fit: the loss became NaN or Inf (learning rate too high?)");
+    const double loss_sum = totals.loss_sum;
+    const std::size_t skipped = totals.skipped;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     epoch_report rep;
     rep.epoch = epoch;

@@ -177,6 +177,8 @@ class knowledge_distillation {
                           const nn::labelled_view<std::uint8_t>& test) {
     TINYLARGE_REQUIRE(train.features == student::input_size && train.count > 0, errc::shape_mismatch,
                       "knowledge_distillation: the training data do not match the models' input size");
+    TINYLARGE_REQUIRE(train.target_size == 1, errc::shape_mismatch,
+                      "knowledge_distillation: the training data must hold one class label per sample");
     constexpr std::size_t n_out = student::output_size;
     distillation_result res;
     res.costs.workflow = "distillation";
@@ -197,29 +199,21 @@ class knowledge_distillation {
     std::vector<std::uint32_t> order(train.count);
     std::iota(order.begin(), order.end(), 0u);
     const std::size_t bs = std::min(options_.batch_size, train.count);
-    std::vector<float> xb(bs * student::input_size), tb(bs * n_out), grad(bs * n_out);
-    std::vector<std::uint8_t> yb(bs);
+    nn::batch_buffers<std::uint8_t> buf;
+    std::vector<float> tb(bs * n_out);
     for (std::size_t e = 1; e <= options_.epochs; ++e) {
       shuffler.shuffle(order.data(), order.size());
-      double loss = 0.0;
-      for (std::size_t s = 0; s < train.count; s += bs) {
-        const std::size_t b = std::min(bs, train.count - s);
-        for (std::size_t i = 0; i < b; ++i) {
-          const std::size_t r = order[s + i];
-          std::copy_n(train.x + r * student::input_size, student::input_size, xb.data() + i * student::input_size);
-          std::copy_n(soft.data() + r * n_out, n_out, tb.data() + i * n_out);
-          yb[i] = train.y[r];
-        }
-        const float* z = student_.forward(xb.data(), b, true);
-        const double l = distillation_loss(z, tb.data(), yb.data(), b, n_out, options_.temperature, options_.alpha,
-                                           grad.data());
-        TINYLARGE_REQUIRE(std::isfinite(l), errc::non_finite, "knowledge_distillation: the loss became NaN or Inf");
-        loss += l * static_cast<double>(b);
-        student_.zero_gradients();
-        student_.backward(grad.data());
-        if (nn::accept_gradients(student_))  // false: fp16 loss-scale overflow, the step is skipped
-          st.step(student_.parameters().data(), student_.gradients().data());
-      }
+      nn::epoch_totals totals;
+      // The one training step with the distillation loss: the teacher's
+      // soft targets of the batch's rows, gathered here.
+      nn::train_epoch(
+          student_, train, order, bs, buf, totals,
+          [&](const float* z, const std::uint8_t* y, std::span<const std::uint32_t> rows, std::size_t b, float* grad) {
+            for (std::size_t i = 0; i < b; ++i) std::copy_n(soft.data() + rows[i] * n_out, n_out, tb.data() + i * n_out);
+            return distillation_loss(z, tb.data(), y, b, n_out, options_.temperature, options_.alpha, grad);
+          },
+          nn::optimizer_update<decltype(st)>{st}, nn::no_hooks{}, "knowledge_distillation: the loss became NaN or Inf");
+      const double loss = totals.loss_sum;
       round_record rec;
       rec.round = e;
       rec.train_loss = loss / static_cast<double>(train.count);

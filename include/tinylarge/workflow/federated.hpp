@@ -226,40 +226,37 @@ local_training_result train_locally(Net& net, const Opt& opt, const nn::labelled
   typename Opt::template state<float> state(opt, Net::param_count);
   std::vector<std::uint32_t> order(data.count);
   for (std::size_t i = 0; i < data.count; ++i) order[i] = static_cast<std::uint32_t>(i);
-  std::vector<float> xb(bs * Model::input_size), grad(bs * Model::output_size);
-  std::vector<Target> yb(bs * data.target_size);
   TINYLARGE_REQUIRE(frozen_prefix <= Net::param_count, errc::invalid_argument,
                     "train_locally: frozen_prefix exceeds the parameter count");
-  std::vector<float> frozen(net.parameters().begin(),
-                            net.parameters().begin() + static_cast<std::ptrdiff_t>(frozen_prefix));
-  local_training_result res;
-  double loss_sum = 0.0;
+  // FedProx's proximal term and the frozen prefix: hooks of the one training step (nn::train_epoch).
+  struct client_hooks {
+    std::span<const float> anchor;
+    float mu;
+    std::vector<float> frozen;
+    void adjust_gradients(Net& n) const {
+      if (mu > 0.0f) add_proximal_gradient(n.gradients(), n.parameters(), anchor, mu);
+    }
+    void after_step(Net& n) const {
+      if (!frozen.empty()) std::copy(frozen.begin(), frozen.end(), n.parameters().begin());
+    }
+  } hooks{anchor, proximal_mu,
+          std::vector<float>(net.parameters().begin(), net.parameters().begin() + static_cast<std::ptrdiff_t>(frozen_prefix))};
+  nn::batch_buffers<Target> buf;
+  nn::epoch_totals totals;
   for (std::size_t e = 0; e < epochs; ++e) {
     shuffle_rng.shuffle(order.data(), order.size());
-    for (std::size_t s = 0; s < data.count; s += bs) {
-      const std::size_t b = std::min(bs, data.count - s);
-      for (std::size_t i = 0; i < b; ++i) {
-        const std::size_t r = order[s + i];
-        std::copy_n(data.x + r * Model::input_size, Model::input_size, xb.data() + i * Model::input_size);
-        std::copy_n(data.y + r * data.target_size, data.target_size, yb.data() + i * data.target_size);
-      }
-      const float* out = net.forward(xb.data(), b, true);
-      const double l = Loss::evaluate(out, yb.data(), b, Model::output_size, grad.data());
-      TINYLARGE_REQUIRE(std::isfinite(l), errc::non_finite,
-                        "train_locally: the client's loss became NaN or Inf (learning rate too high?)");
-      loss_sum += l * static_cast<double>(b);
-      net.zero_gradients();
-      net.backward(grad.data());
-      if (nn::accept_gradients(net)) {  // false: fp16 loss-scale overflow, the step is skipped
-        if (proximal_mu > 0.0f) add_proximal_gradient(net.gradients(), net.parameters(), anchor, proximal_mu);
-        state.step(net.parameters().data(), net.gradients().data());
-      }
-      if (frozen_prefix > 0) std::copy(frozen.begin(), frozen.end(), net.parameters().begin());
-      ++res.steps;
-      res.samples += b;
-    }
+    nn::train_epoch(
+        net, data, order, bs, buf, totals,
+        [](const float* out, const Target* y, std::span<const std::uint32_t>, std::size_t b, float* grad) {
+          return Loss::evaluate(out, y, b, Model::output_size, grad);
+        },
+        nn::optimizer_update<decltype(state)>{state}, hooks,
+        "train_locally: the client's loss became NaN or Inf (learning rate too high?)");
   }
-  res.mean_loss = res.samples > 0 ? loss_sum / static_cast<double>(res.samples) : 0.0;
+  local_training_result res;
+  res.steps = totals.steps;
+  res.samples = totals.samples;
+  res.mean_loss = res.samples > 0 ? totals.loss_sum / static_cast<double>(res.samples) : 0.0;
   return res;
 }
 

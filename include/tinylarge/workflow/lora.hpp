@@ -251,61 +251,64 @@ class federated_lora {
   local_training_result train_client(std::vector<float>& ad, std::size_t r, const nn::labelled_view<std::uint8_t>& data,
                                      std::size_t round, std::size_t client) {
     using Loss = nn::softmax_cross_entropy;
+    TINYLARGE_REQUIRE(data.target_size == 1, errc::shape_mismatch,
+                      "federated_lora: a client's data must hold one class label per sample");
     const std::size_t bs = opt_.batch_size == 0 ? data.count : std::min(opt_.batch_size, data.count);
     rng shuffle(opt_.seed ^ (0x9e3779b97f4a7c15ULL * round), client + 1);
     std::vector<std::uint32_t> order(data.count);
     std::iota(order.begin(), order.end(), 0u);
-    std::vector<float> xb(bs * model::input_size), grad(bs * model::output_size);
-    std::vector<std::uint8_t> yb(bs);
     std::vector<float> ga(ad.size());
     const auto s = static_cast<float>(scale());
     const std::size_t R = opt_.max_rank;
-    local_training_result res;
-    double loss = 0.0;
-    for (std::size_t e = 0; e < opt_.local_epochs; ++e) {
-      shuffle.shuffle(order.data(), order.size());
-      for (std::size_t st = 0; st < data.count; st += bs) {
-        const std::size_t b = std::min(bs, data.count - st);
-        for (std::size_t i = 0; i < b; ++i) {
-          std::copy_n(data.x + order[st + i] * model::input_size, model::input_size, xb.data() + i * model::input_size);
-          yb[i] = data.y[order[st + i]];
-        }
-        merge(net_, ad, r);
-        const float* out = net_.forward(xb.data(), b, true);
-        const double l = Loss::evaluate(out, yb.data(), b, model::output_size, grad.data());
-        TINYLARGE_REQUIRE(std::isfinite(l), errc::non_finite, "federated_lora: a client's loss became NaN or Inf");
-        loss += l * static_cast<double>(b);
-        net_.zero_gradients();
-        net_.backward(grad.data());
-        ++res.steps;
-        res.samples += b;
-        if (!nn::accept_gradients(net_)) continue;  // fp16 loss-scale overflow: the step is skipped
-        for (const auto& ly : layers_) {
-          const float* g = net_.gradients().data() + ly.weight_offset;  // Out × In
-          const float* a = ad.data() + ly.a_offset;
-          const float* bm = ad.data() + ly.b_offset;
-          // dB[o][k] = s Σ_i G[o][i] A[k][i];  dA[k][i] = s Σ_o B[o][k] G[o][i]
-          for (std::size_t o = 0; o < ly.out; ++o)
-            for (std::size_t k = 0; k < r; ++k) {
-              float acc = 0.0f;
-              for (std::size_t i = 0; i < ly.in; ++i) acc += g[o * ly.in + i] * a[k * ly.in + i];
-              ga[ly.b_offset + o * R + k] = s * acc;
-            }
+    // The base stays frozen: every step merges the adapters into it (hook
+    // before the forward pass) and, instead of an optimizer step on the
+    // weights, steps the adapters with the chain rule through W = W0 + s·B·A.
+    struct merge_adapters {
+      const federated_lora& self;
+      const std::vector<float>& ad;
+      std::size_t r;
+      void before_forward(network_type& n) const { self.merge(n, ad, r); }
+    } hooks{*this, ad, r};
+    auto update_adapters = [&](network_type& n) {
+      for (const auto& ly : layers_) {
+        const float* g = n.gradients().data() + ly.weight_offset;  // Out × In
+        const float* a = ad.data() + ly.a_offset;
+        const float* bm = ad.data() + ly.b_offset;
+        // dB[o][k] = s Σ_i G[o][i] A[k][i];  dA[k][i] = s Σ_o B[o][k] G[o][i]
+        for (std::size_t o = 0; o < ly.out; ++o)
           for (std::size_t k = 0; k < r; ++k) {
-            float* da = ga.data() + ly.a_offset + k * ly.in;
-            std::fill(da, da + ly.in, 0.0f);
-            for (std::size_t o = 0; o < ly.out; ++o) {
-              const float bok = s * bm[o * R + k];
-              if (bok == 0.0f) continue;
-              for (std::size_t i = 0; i < ly.in; ++i) da[i] += bok * g[o * ly.in + i];
-            }
+            float acc = 0.0f;
+            for (std::size_t i = 0; i < ly.in; ++i) acc += g[o * ly.in + i] * a[k * ly.in + i];
+            ga[ly.b_offset + o * R + k] = s * acc;
+          }
+        for (std::size_t k = 0; k < r; ++k) {
+          float* da = ga.data() + ly.a_offset + k * ly.in;
+          std::fill(da, da + ly.in, 0.0f);
+          for (std::size_t o = 0; o < ly.out; ++o) {
+            const float bok = s * bm[o * R + k];
+            if (bok == 0.0f) continue;
+            for (std::size_t i = 0; i < ly.in; ++i) da[i] += bok * g[o * ly.in + i];
           }
         }
-        const float lr = opt_.learning_rate;
-        for_each_active(r, [&](std::size_t j) { ad[j] -= lr * ga[j]; });
       }
+      const float lr = opt_.learning_rate;
+      for_each_active(r, [&](std::size_t j) { ad[j] -= lr * ga[j]; });
+    };
+    nn::batch_buffers<std::uint8_t> buf;
+    nn::epoch_totals totals;  // an fp16 loss-scale overflow skips the adapter step (counted as a step, as before)
+    for (std::size_t e = 0; e < opt_.local_epochs; ++e) {
+      shuffle.shuffle(order.data(), order.size());
+      nn::train_epoch(
+          net_, data, order, bs, buf, totals,
+          [](const float* out, const std::uint8_t* y, std::span<const std::uint32_t>, std::size_t b, float* grad) {
+            return Loss::evaluate(out, y, b, model::output_size, grad);
+          },
+          update_adapters, hooks, "federated_lora: a client's loss became NaN or Inf");
     }
-    res.mean_loss = res.samples ? loss / static_cast<double>(res.samples) : 0.0;
+    local_training_result res;
+    res.steps = totals.steps;
+    res.samples = totals.samples;
+    res.mean_loss = res.samples ? totals.loss_sum / static_cast<double>(res.samples) : 0.0;
     return res;
   }
 

@@ -193,14 +193,14 @@ aggregated_model aggregate(aggregator<Policy>& agg, const xt::xexpression<E>& gl
 /// Start a split-learning run from whole-model weights `w` (any xexpression
 /// of `model::param_count` values; e.g. `tl::nn::parameters(net)` of a
 /// network trained elsewhere, or weights loaded from .npz into one).
-template <class Traits, split_scheme S, class E>
+template <class Traits, class S, class E>
 void set_initial_parameters(split_learning<Traits, S>& run, const xt::xexpression<E>& w) {
   const xt::xtensor<float, 1> flat = xt::flatten(xt::eval(w.derived_cast()));
   run.set_initial_parameters(std::span<const float>(flat.data(), flat.size()));
 }
 
 /// Start a split-learning run from a network trained elsewhere (same model type).
-template <class Traits, split_scheme S, class Net>
+template <class Traits, class S, class Net>
   requires requires(const Net& n) { n.parameters(); }
 void start_from(split_learning<Traits, S>& run, const Net& net) {
   static_assert(std::is_same_v<typename Net::model, typename Traits::model>,
@@ -209,21 +209,21 @@ void start_from(split_learning<Traits, S>& run, const Net& net) {
 }
 
 /// The whole model's parameters after training (device segment, then the servers).
-template <class Traits, split_scheme S>
+template <class Traits, class S>
 xt::xtensor<float, 1> global_parameters(const split_learning<Traits, S>& run) {
   const std::vector<float> w = run.global_parameters();
   return xt::adapt(w.data(), w.size(), xt::no_ownership(), std::array<std::size_t, 1>{w.size()});
 }
 
 /// The canonical device segment's parameters, a read-only view of the run's storage.
-template <class Traits, split_scheme S>
+template <class Traits, class S>
 auto device_parameters(const split_learning<Traits, S>& run) {
   const std::span<const float> p = run.device_parameters();
   return xt::adapt(p.data(), p.size(), xt::no_ownership(), std::array<std::size_t, 1>{p.size()});
 }
 
 /// Client c's device segment, a read-only view of the run's storage.
-template <class Traits, split_scheme S>
+template <class Traits, class S>
 auto client_parameters(const split_learning<Traits, S>& run, std::size_t c) {
   const std::span<const float> p = run.client_parameters(c);
   return xt::adapt(p.data(), p.size(), xt::no_ownership(), std::array<std::size_t, 1>{p.size()});
@@ -231,7 +231,7 @@ auto client_parameters(const split_learning<Traits, S>& run, std::size_t c) {
 
 /// Smashed data of a batch `x` (N × input_size, any xexpression) as the
 /// first server receives it: N × cut_size<0>.
-template <class Traits, split_scheme S, class E>
+template <class Traits, class S, class E>
 xt::xtensor<float, 2> smashed_data(split_learning<Traits, S>& run, const xt::xexpression<E>& x) {
   using Run = split_learning<Traits, S>;
   const auto b = nn::detail::as_rows<float>(x, Run::model::input_size, "smashed_data");
@@ -242,7 +242,7 @@ xt::xtensor<float, 2> smashed_data(split_learning<Traits, S>& run, const xt::xex
 }
 
 /// Outputs of the server chain for smashed data (N × cut_size<0>): N × output_size.
-template <class Traits, split_scheme S, class E>
+template <class Traits, class S, class E>
 xt::xtensor<float, 2> server_forward(split_learning<Traits, S>& run, const xt::xexpression<E>& smashed) {
   using Run = split_learning<Traits, S>;
   const auto b = nn::detail::as_rows<float>(smashed, Run::template cut_size<0>, "server_forward");
