@@ -28,6 +28,9 @@
 #                the same roles under `mpirun -np 5` and over MQTT — final models cmp-identical, for
 #                FedAvg (4 rounds), FedAdam, coordinate median, DP-FedAvg (fixed clipping) and
 #                int8 updates from 2 of 4 clients per round (2 rounds each); accuracy is printed
+#   nn-fedavg-client-killed   FedAdam through the roles; over MQTT client 3 SIGKILLs itself at the
+#                model of round 2: rounds of 4, 3, 3 updates (deadline 4 s); identical to the
+#                deployment drivers over in_process threads in which client 3 leaves at round 2
 #   nn-splitfed  SplitFedV1 (transport/split.hpp) of the same model cut after dense+relu:
 #                in process, under `mpirun -np 5` and over MQTT, cmp-identical to each other
 #                AND to workflow/split.hpp's in-process SplitFedV1 with the same seeds (also with
@@ -466,6 +469,26 @@ step_nn_fedavg() {  # the FedAvg family's roles: federated_averaging in process 
   done
 }
 
+step_nn_fedavg_client_killed() {  # the roles' deadline: in-process threads dropping client 3 vs MQTT killing it
+  nn_data || return 1
+  local fault=(--rounds 3 --min-clients 3 --round-timeout-ms 4000 --policy fedadam)
+  rm -f "$WORK"/nn-feddrop-*.bin
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" fedavg threads --dir "$WORK/fmnist" "${nn_common[@]}" "${fault[@]}" \
+    --drop-client 3 --drop-round 2 --out "$WORK/nn-feddrop-inproc.bin" | tee "$WORK/nnfeddrop-inproc.log"
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || return 1
+  CLIENT_EXTRA=([3]="--die-round 2")
+  nn_mqtt fedavg nnfeddrop "$WORK/nn-feddrop-mqtt.bin" "${fault[@]}"
+  local rc=$?
+  CLIENT_EXTRA=()
+  [[ $rc -eq 0 ]] || return 1
+  grep -q "SIGKILL" "$WORK/nnfeddrop-client-3.log" || { echo "client 3 did not die"; return 1; }
+  for f in "$WORK/nnfeddrop-inproc.log" "$WORK/nnfeddrop-server.log"; do
+    grep -q "updates per round \[ 4 3 3 \]" "$f" || { echo "unexpected round sizes in $f"; return 1; }
+  done
+  same "$WORK/nn-feddrop-inproc.bin" "$WORK/nn-feddrop-mqtt.bin" \
+    "nn fedavg (FedAdam): client 3 killed at the model of round 2, rounds closed at the deadline; mqtt vs in-process threads"
+}
+
 step_nn_splitfed() {
   nn_data || return 1
   rm -f "$WORK"/nn-splitfed-*.bin
@@ -569,12 +592,13 @@ if [[ $FAILED -eq 0 ]]; then
   step mqtt-attacks step_mqtt_attacks
   step mqtt-acl-tls step_mqtt_acl_tls
   step nn-fedavg step_nn_fedavg
+  step nn-fedavg-client-killed step_nn_fedavg_client_killed
   step nn-splitfed step_nn_splitfed
   step nn-split-client-killed step_nn_splitfed_client_killed
   step nn-split-server-killed step_nn_split_server_killed
 else
   echo "build failed: the end-to-end steps are skipped (counted as failed)"
-  FAILED=$((FAILED + 14))
+  FAILED=$((FAILED + 15))
 fi
 
 echo "==== transport summary"

@@ -39,6 +39,7 @@
 #include "tinylarge/aggregate/privacy.hpp"
 #include "tinylarge/aggregate/robust.hpp"
 #include "tinylarge/workflow/federated.hpp"
+#include "tinylarge/workflow/reptile.hpp"
 #include "tinylarge/workflow/federated_deploy.hpp"
 #include "transport/synthetic_task.hpp"
 #if TINYLARGE_TEST_SODIUM
@@ -608,6 +609,8 @@ TEST_CASE("FedAvg-family roles: simulation and deployment drivers give the same 
   CHECK(same(tl::fedprox{.proximal_mu = 0.5f}, tl::fp32_update{}, 1.0) != avg);
   CHECK(same(tl::fedavg{}, tl::fp16_update{}, 1.0) != avg);  // fp16 and int8 updates on the wire
   CHECK(same(tl::fedavg{}, tl::int8_update{}, 0.5) != avg);  // and 2 of 4 clients per round, drawn by the server
+  // Federated Reptile is federated_averaging with the reptile_step server rule: the same roles.
+  CHECK(same(wf::reptile_step{.epsilon = 0.5f}, tl::fp32_update{}, 1.0) != avg);
 }
 
 TEST_CASE("FedAvg-family roles: a client that leaves is waited for once, then the rounds go on", "[transport][federated][roles]") {

@@ -18,8 +18,8 @@
 // WF: fedavg | splitfed.
 // common: --clients N --rounds R --seed S --batch B --out FILE --min-clients M --round-timeout-ms T
 //         [--dirichlet ALPHA]  (Dirichlet label skew, unequal client sizes, instead of 4 shards per client)
-// fedavg: --policy fedavg|fedavgm|fedprox|fedadam|median|dp   (the server's aggregation rule)
-//         --update fp32|fp16|int8                           (what a client uploads)
+// fedavg: --policy fedavg|fedavgm|fedprox|fedadam|median|dp|reptile   (the server's aggregation rule)
+//         --update fp32|fp16|int8                           (what a client uploads; fp16 / int8 with fedavg)
 //         --fraction C                                      (clients per round: ⌈C·N⌉, drawn by the server)
 //
 // Data: the training subset is split over the clients non-IID (partition_shards,
@@ -74,6 +74,7 @@
 #include "tinylarge/transport/split.hpp"
 #include "tinylarge/workflow/federated.hpp"
 #include "tinylarge/workflow/federated_deploy.hpp"
+#include "tinylarge/workflow/reptile.hpp"
 #include "tinylarge/workflow/split.hpp"
 #if defined(TINYLARGE_WITH_MPI)
 #include "tinylarge/transport/mpi.hpp"
@@ -257,19 +258,24 @@ const tl::nn::sgd client_sgd{0.05f, 0.9f};
 /// Calls f(policy, update encoding) for --policy and --update.
 template <class F>
 int with_fed_policy(const args& a, F&& f) {
+  // fp16 / int8 uploads with FedAvg only (each combination is compiled into this program).
   auto with_update = [&](auto policy) {
-    if (a.update == "fp16") return f(policy, tl::fp16_update{});
-    if (a.update == "int8") return f(policy, tl::int8_update{});
-    if (a.update != "fp32") usage("--update must be fp32, fp16 or int8");
+    if (a.update != "fp32") usage("--update fp16 and int8 go with --policy fedavg");
     return f(policy, tl::fp32_update{});
   };
-  if (a.policy == "fedavg") return with_update(tl::fedavg{});
+  if (a.policy == "fedavg") {
+    if (a.update == "fp16") return f(tl::fedavg{}, tl::fp16_update{});
+    if (a.update == "int8") return f(tl::fedavg{}, tl::int8_update{});
+    if (a.update != "fp32") usage("--update must be fp32, fp16 or int8");
+    return f(tl::fedavg{}, tl::fp32_update{});
+  }
   if (a.policy == "fedavgm") return with_update(tl::fedavgm{1.0f, 0.9f});
   if (a.policy == "fedprox") return with_update(tl::fedprox{.proximal_mu = 0.1f});
   if (a.policy == "fedadam") return with_update(tl::fedadam{.eta = 0.01f});
   if (a.policy == "median") return with_update(tl::coordinate_median{});
   if (a.policy == "dp") return with_update(tl::dp_fixed_clipping<tl::fedavg>{.noise_multiplier = 0.1f, .clipping_norm = 5.0f});
-  usage("--policy must be fedavg, fedavgm, fedprox, fedadam, median or dp");
+  if (a.policy == "reptile") return with_update(wf::reptile_step{.epsilon = 0.5f});  // federated_reptile's server step
+  usage("--policy must be fedavg, fedavgm, fedprox, fedadam, median, dp or reptile");
 }
 
 void fed_summary(const char* who, const args& a, const task_data& d, std::span<const float> global,
