@@ -9,8 +9,9 @@
 #   fuzz         libFuzzer on the wire decoder and the checkpoint parsers (clang++-14
 #                -fsanitize=fuzzer,address,undefined), seeded by transport_wire_corpus,
 #                bounded by TL_FUZZ_SECONDS (default 60) of wall time
-#   mpi          FedAvg, 1 server + 4 clients under `mpirun -np 5 --oversubscribe`:
-#                final vector bit-identical (cmp) to the in-process run with the same seeds
+#   mpi          FedAvg (the FedAvg family's server / client roles run by workflow/federated_deploy.hpp,
+#                a synthetic least-squares client step), 1 server + 4 clients under
+#                `mpirun -np 5 --oversubscribe`: final vector bit-identical (cmp) to the in-process run
 #   mqtt         the same over a Mosquitto broker started here on 127.0.0.1:<free port>
 #   mqtt-client-killed   client 3 SIGKILLs itself at the model of round 2: the rounds
 #                complete from the other 3 (min_clients 3, round deadline), and the result
@@ -21,10 +22,15 @@
 #   mqtt-server-killed   FedAvgM (momentum 0.9) with a checkpoint per round; the server
 #                SIGKILLs itself in round 3 after 2 updates, is restarted, resumes from the
 #                checkpoint of round 2: final vector equals the uninterrupted in-process run
-#   nn-fedavg    FedAvg of a 784-64-10 MLP on a seeded Fashion-MNIST subset (2000 train /
-#                1000 test images, 4 non-IID shards per client, 1 local epoch per round,
-#                4 rounds), in process, under `mpirun -np 5` and over MQTT: the three final
-#                models cmp-identical; the test accuracy is printed
+#   nn-fedavg    the FedAvg family's roles (workflow/federated_roles.hpp) on a 784-64-10 MLP, a
+#                seeded Fashion-MNIST subset (2000 train / 1000 test images, 4 non-IID shards per
+#                client, 1 local epoch per round): federated_averaging in process (the simulation),
+#                the same roles under `mpirun -np 5` and over MQTT — final models cmp-identical, for
+#                FedAvg (4 rounds), FedAdam, coordinate median, DP-FedAvg (fixed clipping) and
+#                int8 updates from 2 of 4 clients per round (2 rounds each); accuracy is printed
+#   nn-fedavg-client-killed   FedAdam through the roles; over MQTT client 3 SIGKILLs itself at the
+#                model of round 2: rounds of 4, 3, 3 updates (deadline 4 s); identical to the
+#                deployment drivers over in_process threads in which client 3 leaves at round 2
 #   nn-splitfed  SplitFedV1 (transport/split.hpp) of the same model cut after dense+relu:
 #                in process, under `mpirun -np 5` and over MQTT, cmp-identical to each other
 #                AND to workflow/split.hpp's in-process SplitFedV1 with the same seeds (also with
@@ -442,15 +448,45 @@ same() {  # same A B LABEL
   cmp "$1" "$2" && echo "$3: bit-identical (crc32 $(python3 -c "import zlib,sys; print('%08x' % zlib.crc32(open(sys.argv[1],'rb').read()))" "$1"))"
 }
 
-step_nn_fedavg() {
+step_nn_fedavg() {  # the FedAvg family's roles: federated_averaging in process vs the same roles over MPI and MQTT
   nn_data || return 1
   rm -f "$WORK"/nn-fedavg-*.bin
-  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" fedavg inproc --dir "$WORK/fmnist" "${nn_common[@]}" --out "$WORK/nn-fedavg-inproc.bin" || return 1
-  nn_mpi fedavg "$WORK/nn-fedavg-mpi.bin" || return 1
-  same "$WORK/nn-fedavg-inproc.bin" "$WORK/nn-fedavg-mpi.bin" "nn fedavg: mpi vs in_process" || return 1
+  local spec pol extra name
+  # policy[:extra args] — FedAvg (4 rounds), a server optimizer, a robust rule, a DP wrapper (2 rounds each),
+  # and int8 updates from 2 of 4 clients per round (the model sent to the selected clients only).
+  for spec in "fedavg:" "fedadam:--rounds 2" "median:--rounds 2" "dp:--rounds 2" "fedavg:--rounds 2 --update int8 --fraction 0.5"; do
+    pol=${spec%%:*}
+    read -r -a extra <<<"${spec#*:}"
+    name=$pol${extra[*]:+-$(echo "${extra[*]}" | tr -d ' -' )}
+    ASAN_OPTIONS=$ASAN_DEFAULT "$NN" fedavg inproc --dir "$WORK/fmnist" "${nn_common[@]}" --policy "$pol" "${extra[@]}" \
+      --out "$WORK/nn-fedavg-$name-inproc.bin" || return 1
+    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 timeout 300 mpirun --oversubscribe -np 5 \
+      "$NN" fedavg mpi --dir "$WORK/fmnist" "${nn_common[@]}" --policy "$pol" "${extra[@]}" --out "$WORK/nn-fedavg-$name-mpi.bin" || return 1
+    same "$WORK/nn-fedavg-$name-inproc.bin" "$WORK/nn-fedavg-$name-mpi.bin" "nn fedavg --policy $pol ${extra[*]}: mpi vs in_process" || return 1
+    CLIENT_EXTRA=()
+    nn_mqtt fedavg "nnfed$pol" "$WORK/nn-fedavg-$name-mqtt.bin" --policy "$pol" "${extra[@]}" || return 1
+    same "$WORK/nn-fedavg-$name-inproc.bin" "$WORK/nn-fedavg-$name-mqtt.bin" "nn fedavg --policy $pol ${extra[*]}: mqtt vs in_process" || return 1
+  done
+}
+
+step_nn_fedavg_client_killed() {  # the roles' deadline: in-process threads dropping client 3 vs MQTT killing it
+  nn_data || return 1
+  local fault=(--rounds 3 --min-clients 3 --round-timeout-ms 4000 --policy fedadam)
+  rm -f "$WORK"/nn-feddrop-*.bin
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" fedavg threads --dir "$WORK/fmnist" "${nn_common[@]}" "${fault[@]}" \
+    --drop-client 3 --drop-round 2 --out "$WORK/nn-feddrop-inproc.bin" | tee "$WORK/nnfeddrop-inproc.log"
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || return 1
+  CLIENT_EXTRA=([3]="--die-round 2")
+  nn_mqtt fedavg nnfeddrop "$WORK/nn-feddrop-mqtt.bin" "${fault[@]}"
+  local rc=$?
   CLIENT_EXTRA=()
-  nn_mqtt fedavg nnfedavg "$WORK/nn-fedavg-mqtt.bin" || return 1
-  same "$WORK/nn-fedavg-inproc.bin" "$WORK/nn-fedavg-mqtt.bin" "nn fedavg: mqtt vs in_process"
+  [[ $rc -eq 0 ]] || return 1
+  grep -q "SIGKILL" "$WORK/nnfeddrop-client-3.log" || { echo "client 3 did not die"; return 1; }
+  for f in "$WORK/nnfeddrop-inproc.log" "$WORK/nnfeddrop-server.log"; do
+    grep -q "updates per round \[ 4 3 3 \]" "$f" || { echo "unexpected round sizes in $f"; return 1; }
+  done
+  same "$WORK/nn-feddrop-inproc.bin" "$WORK/nn-feddrop-mqtt.bin" \
+    "nn fedavg (FedAdam): client 3 killed at the model of round 2, rounds closed at the deadline; mqtt vs in-process threads"
 }
 
 step_nn_splitfed() {
@@ -556,12 +592,13 @@ if [[ $FAILED -eq 0 ]]; then
   step mqtt-attacks step_mqtt_attacks
   step mqtt-acl-tls step_mqtt_acl_tls
   step nn-fedavg step_nn_fedavg
+  step nn-fedavg-client-killed step_nn_fedavg_client_killed
   step nn-splitfed step_nn_splitfed
   step nn-split-client-killed step_nn_splitfed_client_killed
   step nn-split-server-killed step_nn_split_server_killed
 else
   echo "build failed: the end-to-end steps are skipped (counted as failed)"
-  FAILED=$((FAILED + 14))
+  FAILED=$((FAILED + 15))
 fi
 
 echo "==== transport summary"

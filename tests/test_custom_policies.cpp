@@ -415,35 +415,40 @@ TEST_CASE("custom aggregation: EMA of FedAvg through tl::aggregator", "[custom][
 TEST_CASE("custom transport: FedAvg over the serialising loopback", "[custom][transport]") {
   // [custom-transport-use]
   constexpr std::uint32_t clients = 2, rounds = 3;
+  // client k (endpoint k + 1): w_k = global + (k + 1), from k + 1 examples
+  struct shift_computation {
+    std::vector<float> out;
+    tl::workflow::client_output compute(std::uint64_t k, const tl::workflow::model_message& m) {
+      out.resize(m.global.size());
+      for (std::size_t i = 0; i < out.size(); ++i) out[i] = m.global[i] + static_cast<float>(k + 1);
+      return {std::span<float>(out), static_cast<std::int64_t>(k + 1), {}};
+    }
+  };
   loopback::hub net(clients + 1);
   std::vector<std::thread> threads;
   for (std::uint32_t k = 1; k <= clients; ++k) {
     threads.emplace_back([&net, k] {
       loopback ep(net, k);
-      // client k: w_k = global + k, from k examples
-      (void)tl::run_federated_client(ep, [k](std::uint32_t, std::uint64_t, std::span<const float> g, std::span<float> o) {
-        for (std::size_t i = 0; i < g.size(); ++i) o[i] = g[i] + static_cast<float>(k);
-        return static_cast<std::int64_t>(k);
-      });
+      shift_computation c;
+      tl::workflow::fedavg_client<shift_computation> role(c);
+      (void)tl::workflow::run_federated_client(ep, role);
     });
   }
   loopback server(net, tl::server_endpoint);
-  std::vector<float> global(5, 0.0f);
-  tl::aggregator<tl::fedavg> agg(tl::fedavg{}, global.size());
-  tl::rng gen(1);
-  tl::federated_server_options opt;
+  tl::workflow::fedavg_server<tl::fedavg> role(tl::fedavg{}, 5, /*seed*/ 1);  // w_0 = 0
+  tl::workflow::federated_server_options opt;
   opt.rounds = rounds;
   opt.min_clients = clients;
-  tl::federated_server_report rep;
-  const tl::status s = tl::run_federated_server(server, agg, global, gen, opt, &rep);
+  tl::workflow::federated_server_report rep;
+  const tl::status s = tl::workflow::run_federated_server(server, role, opt, &rep);
   for (auto& t : threads) t.join();
 
   REQUIRE(s.ok());
   REQUIRE(rep.rounds_completed == rounds);
-  for (float v : global) REQUIRE(v == Approx(rounds * (1.0 * 1 + 2.0 * 2) / 3.0));  // + 5/3 per round
+  for (float v : role.global()) REQUIRE(v == Approx(rounds * (1.0 * 1 + 2.0 * 2) / 3.0));  // + 5/3 per round
   // every model, update and stop frame went through encode → decode
   REQUIRE(server.stats().frames_received == clients * rounds);
-  REQUIRE(server.stats().bytes_received == clients * rounds * tl::wire::frame_size(4 * global.size()));
+  REQUIRE(server.stats().bytes_received == clients * rounds * tl::wire::frame_size(4 * role.global().size()));
   REQUIRE(server.stats().wire.total_rejected() == 0);
   // [custom-transport-use]
 }

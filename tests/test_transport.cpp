@@ -22,6 +22,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "tinylarge/aggregate/aggregator.hpp"
@@ -31,11 +32,15 @@
 #include "tinylarge/io/file.hpp"
 #include "tinylarge/nn/nn.hpp"
 #include "tinylarge/transport/checkpoint.hpp"
-#include "tinylarge/transport/federated.hpp"
 #include "tinylarge/transport/in_process.hpp"
 #include "tinylarge/transport/policy.hpp"
 #include "tinylarge/transport/split.hpp"
 #include "tinylarge/transport/wire.hpp"
+#include "tinylarge/aggregate/privacy.hpp"
+#include "tinylarge/aggregate/robust.hpp"
+#include "tinylarge/workflow/federated.hpp"
+#include "tinylarge/workflow/reptile.hpp"
+#include "tinylarge/workflow/federated_deploy.hpp"
 #include "transport/synthetic_task.hpp"
 #if TINYLARGE_TEST_SODIUM
 #include "tinylarge/transport/auth.hpp"
@@ -84,6 +89,7 @@ namespace {
 
 using namespace std::chrono_literals;
 namespace wire = tl::wire;
+namespace wf = tl::workflow;
 using bytes = std::vector<std::uint8_t>;
 
 bytes make_frame(const wire::message_header& h, std::span<const std::uint8_t> payload) {
@@ -383,10 +389,9 @@ namespace {
 std::vector<double> reference_fedavg(const tl_test::least_squares_task& task, std::vector<float> w, std::uint32_t rounds,
                                      std::uint32_t clients, std::uint64_t server_seed, std::uint32_t drop_client = 0,
                                      std::uint32_t drop_round = 0) {
-  tl::rng gen(server_seed);
   std::vector<double> out(w.size());
   for (std::uint32_t r = 1; r <= rounds; ++r) {
-    const std::uint32_t seed = gen.next_u32();
+    const std::uint64_t seed = wf::round_task_seed(server_seed, r);  // what the server role sends with round r
     std::vector<double> acc(w.size(), 0.0);
     double total = 0.0;
     std::vector<float> local(w.size());
@@ -406,7 +411,7 @@ std::vector<double> reference_fedavg(const tl_test::least_squares_task& task, st
 
 struct inproc_run {
   std::vector<float> global;
-  tl::federated_server_report report;
+  wf::federated_server_report report;
   tl::status outcome;
 };
 
@@ -420,14 +425,17 @@ inproc_run run_inproc(const tl_test::least_squares_task& task, std::uint32_t rou
     threads.emplace_back([&, k] {
       tl::in_process ep(net, k);
       if (k != drop_client) {
-        tl::federated_client_options copt;
+        wf::federated_client_options copt;
         copt.idle_timeout = 5s;
-        (void)tl::run_federated_client(
-            ep, [&](std::uint32_t, std::uint64_t s, std::span<const float> g, std::span<float> o) { return task(k, s, g, o); },
+        (void)tl_test::run_client(
+            ep,
+            [&](std::uint32_t kk, std::uint32_t, std::uint64_t s, std::span<const float> g, std::span<float> o) {
+              return task(kk, s, g, o);
+            },
             copt);
         return;
       }
-      // The dropped client answers like run_federated_client until drop_round, then stays silent.
+      // The dropped client answers like the client role until drop_round, then stays silent.
       std::vector<float> g, o;
       for (;;) {
         wire::message_view m;
@@ -447,16 +455,16 @@ inproc_run run_inproc(const tl_test::least_squares_task& task, std::uint32_t rou
     });
   }
   inproc_run run;
-  run.global = tl_test::initial_global(task.dimension, 5);
   tl::in_process server(net, 0);
-  tl::aggregator<Policy> agg(policy, task.dimension);
-  tl::rng gen(seed);
-  tl::federated_server_options opt;
+  wf::fedavg_server<Policy> role(policy, task.dimension, seed);
+  role.set_global(tl_test::initial_global(task.dimension, 5));
+  wf::federated_server_options opt;
   opt.rounds = rounds;
   opt.min_clients = 2;
   opt.round_timeout = drop_client != 0 ? 2s : 20s;  // only the dropped client's round waits it out
   opt.checkpoint_path = checkpoint;
-  run.outcome = tl::run_federated_server(server, agg, run.global, gen, opt, &run.report);
+  run.outcome = wf::run_federated_server(server, role, opt, &run.report);
+  run.global.assign(role.global().begin(), role.global().end());
   if (!run.outcome.ok()) {  // release the clients
     wire::message_header stop;
     stop.type = wire::message_type::control;
@@ -498,6 +506,118 @@ TEST_CASE("federated round completes without a client that stops answering", "[t
   CHECK(run.report.updates_per_round == std::vector<std::size_t>{4, 3, 3, 3});
   const auto ref = reference_fedavg(task, tl_test::initial_global(16, 5), 4, 4, 77, 3, 2);
   for (std::size_t j = 0; j < ref.size(); ++j) CHECK(std::fabs(ref[j] - run.global[j]) < 1e-5);
+}
+
+namespace {
+// The FedAvg family's roles run by the simulation (federated_averaging) and by
+// the deployment drivers over in_process endpoints on threads: same bits.
+using roles_model = tl::sequential<tl::dense<12, 8>, tl::relu, tl::dense<8, 3>>;
+template <class Policy, class U>
+struct roles_traits {
+  using model = roles_model;
+  using aggregation = Policy;
+  using update = U;
+};
+struct roles_data {
+  std::vector<float> x;
+  std::vector<std::uint8_t> y;
+  wf::federated_dataset fd;
+  explicit roles_data(std::size_t clients) {
+    tl::rng r(17, 3);
+    const std::size_t n = 40 * clients;
+    x.resize(n * 12);
+    y.resize(n);
+    tl::data::partition_t parts(clients);
+    for (std::size_t i = 0; i < n; ++i) {
+      y[i] = static_cast<std::uint8_t>(r.uniform_int(3));
+      for (std::size_t j = 0; j < 12; ++j) x[i * 12 + j] = r.uniform(-1.0f, 1.0f) + (j % 3 == y[i] ? 1.0f : 0.0f);
+      parts[(i * 7 + i / 5) % clients].push_back(i);  // unequal client sizes
+    }
+    fd = wf::make_federated_dataset(x.data(), y.data(), n, 12, parts);
+  }
+};
+
+/// Final global model of `rounds` rounds, simulated (threads = false) or
+/// deployed over in_process endpoints (threads = true); client `drop` (1-based
+/// endpoint, 0 = none) leaves at round `drop_round` in the deployed run.
+template <class Policy, class U>
+std::vector<float> roles_run(const Policy& policy, bool threads, double fraction, std::uint32_t drop = 0,
+                             std::uint32_t drop_round = 0) {
+  constexpr std::size_t clients = 4;
+  const roles_data data(clients);
+  wf::federated_options o;
+  o.rounds = 3;
+  o.client_fraction = fraction;
+  o.local_epochs = 2;
+  o.batch_size = 8;
+  o.seed = 23;
+  o.eval_every = 0;
+  o.client_lr_decay = 0.9f;
+  o.int8_chunk = 16;
+  const tl::nn::sgd sgd{.learning_rate = 0.1f};
+  using fl_type = wf::federated_averaging<roles_traits<Policy, U>>;
+  if (!threads) {
+    fl_type fl(o, policy, sgd);
+    fl.initialize(4);
+    (void)fl.run(data.fd.clients, tl::nn::labelled_view<std::uint8_t>{nullptr, nullptr, 0, 12});
+    return {fl.global().begin(), fl.global().end()};
+  }
+  tl::in_process::hub net(clients + 1);
+  std::vector<std::thread> th;
+  for (std::uint32_t k = 1; k <= clients; ++k) {
+    th.emplace_back([&, k] {
+      tl::in_process ep(net, k);
+      typename fl_type::computation training(o, sgd, wf::detail::proximal_mu_of(policy), data.fd.clients);
+      typename fl_type::client_role role(training, o.int8_chunk);
+      wf::federated_client_options co;
+      co.idle_timeout = 20s;
+      if (k == drop) co.on_model = [&](std::uint32_t r) { return r < drop_round; };
+      (void)wf::run_federated_client(ep, role, co);
+    });
+  }
+  tl::in_process ep(net, 0);
+  typename fl_type::network_type init;
+  init.initialize(4);
+  typename fl_type::server_role server(policy, fl_type::param_count, o.seed);
+  server.set_global(init.parameters());
+  wf::federated_server_options so;
+  so.rounds = 3;
+  so.client_fraction = fraction;
+  so.round_timeout = drop != 0 ? 1500ms : 20s;
+  wf::federated_server_report rep;
+  const tl::status s = wf::run_federated_server(ep, server, so, &rep);
+  for (auto& t : th) t.join();
+  REQUIRE(s.ok());
+  return {server.global().begin(), server.global().end()};
+}
+}  // namespace
+
+TEST_CASE("FedAvg-family roles: simulation and deployment drivers give the same bits", "[transport][federated][roles]") {
+  const auto same = [](const auto& policy, auto update, double fraction) {
+    using P = std::decay_t<decltype(policy)>;
+    using U = decltype(update);
+    const auto sim = roles_run<P, U>(policy, false, fraction);
+    const auto dep = roles_run<P, U>(policy, true, fraction);
+    CHECK(sim == dep);
+    return sim;
+  };
+  const auto avg = same(tl::fedavg{}, tl::fp32_update{}, 1.0);
+  CHECK(same(tl::fedadam{.eta = 0.02f}, tl::fp32_update{}, 1.0) != avg);
+  CHECK(same(tl::coordinate_median{}, tl::fp32_update{}, 1.0) != avg);
+  CHECK(same(tl::dp_fixed_clipping<tl::fedavg>{.noise_multiplier = 0.2f, .clipping_norm = 2.0f}, tl::fp32_update{}, 1.0) !=
+        avg);
+  CHECK(same(tl::fedprox{.proximal_mu = 0.5f}, tl::fp32_update{}, 1.0) != avg);
+  CHECK(same(tl::fedavg{}, tl::fp16_update{}, 1.0) != avg);  // fp16 and int8 updates on the wire
+  CHECK(same(tl::fedavg{}, tl::int8_update{}, 0.5) != avg);  // and 2 of 4 clients per round, drawn by the server
+  // Federated Reptile is federated_averaging with the reptile_step server rule: the same roles.
+  CHECK(same(wf::reptile_step{.epsilon = 0.5f}, tl::fp32_update{}, 1.0) != avg);
+}
+
+TEST_CASE("FedAvg-family roles: a client that leaves is waited for once, then the rounds go on", "[transport][federated][roles]") {
+  // Client endpoint 2 leaves at the model of round 2: round 2 closes at the deadline with 3 updates.
+  const auto left = roles_run<tl::fedavg, tl::fp32_update>(tl::fedavg{}, true, 1.0, 2, 2);
+  CHECK(left != roles_run<tl::fedavg, tl::fp32_update>(tl::fedavg{}, false, 1.0));
+  CHECK(left == roles_run<tl::fedavg, tl::fp32_update>(tl::fedavg{}, true, 1.0, 2, 2));  // and deterministically so
 }
 
 TEST_CASE("server checkpoints: round trip, corruption detected, resume is bit-identical", "[transport][checkpoint]") {
@@ -1004,11 +1124,11 @@ TEST_CASE("federated server: bad frames on a client's topic do not cost it its r
     for (std::uint32_t k = 1; k <= 3; ++k) {
       th.emplace_back([&, k] {
         tl::in_process ep(net, k), spoofer(net, k);
-        tl::federated_client_options o;
+        wf::federated_client_options o;
         o.idle_timeout = 10s;
-        (void)tl::run_federated_client(
+        (void)tl_test::run_client(
             ep,
-            [&](std::uint32_t r, std::uint64_t seed, std::span<const float> g, std::span<float> out) {
+            [&](std::uint32_t, std::uint32_t r, std::uint64_t seed, std::span<const float> g, std::span<float> out) {
               if (attack && k == 1) {
                 wire::message_header h;
                 h.type = wire::message_type::update;
@@ -1029,20 +1149,19 @@ TEST_CASE("federated server: bad frames on a client's topic do not cost it its r
       });
     }
     tl::in_process server(net, 0);
-    std::vector<float> global = tl_test::initial_global(24, 5);
-    tl::aggregator<tl::fedavg> agg(tl::fedavg{}, 24);
-    tl::rng gen(31);
-    tl::federated_server_options opt;
+    wf::fedavg_server<tl::fedavg> role(tl::fedavg{}, 24, 31);
+    role.set_global(tl_test::initial_global(24, 5));
+    wf::federated_server_options opt;
     opt.rounds = 3;
     opt.min_clients = 3;
     opt.round_timeout = 10s;
-    tl::federated_server_report rep;
-    const tl::status st = tl::run_federated_server(server, agg, global, gen, opt, &rep);
+    wf::federated_server_report rep;
+    const tl::status st = wf::run_federated_server(server, role, opt, &rep);
     for (auto& t : th) t.join();
     CHECK(st.ok());
     CHECK(rep.updates_per_round == std::vector<std::size_t>{3, 3, 3});
     CHECK(rep.rejected_frames == (attack ? 12u : 0u));
-    return global;
+    return std::vector<float>(role.global().begin(), role.global().end());
   };
   CHECK(run(true) == run(false));
 }
@@ -1056,14 +1175,12 @@ TEST_CASE("servers return a status, never throw, on bad checkpoint files", "[tra
   auto serve = [&](const std::string& path) {
     tl::in_process::hub net(2);
     tl::in_process server(net, 0);
-    std::vector<float> global(8, 0.0f);
-    tl::aggregator<tl::fedavg> agg(tl::fedavg{}, 8);
-    tl::rng gen(1);
-    tl::federated_server_options opt;
+    wf::fedavg_server<tl::fedavg> role(tl::fedavg{}, 8, 1);
+    wf::federated_server_options opt;
     opt.rounds = 1;
     opt.round_timeout = 100ms;
     opt.checkpoint_path = path;
-    return tl::run_federated_server(server, agg, global, gen, opt);
+    return wf::run_federated_server(server, role, opt);
   };
   const std::string dir = "tl_test_ckpt_dir";
   std::remove(dir.c_str());
@@ -1134,13 +1251,13 @@ TEST_CASE("federated client: rounds move forward within a bound, the model keeps
   tl::status client_status;
   std::thread th([&] {
     tl::in_process ep(net, 1);
-    tl::federated_client_options o;
+    wf::federated_client_options o;
     o.idle_timeout = 10s;
     o.max_round_skip = 10;
     o.max_round = 100;
-    client_status = tl::run_federated_client(
+    client_status = tl_test::run_client(
         ep,
-        [&](std::uint32_t r, std::uint64_t, std::span<const float> g, std::span<float> out) {
+        [&](std::uint32_t, std::uint32_t r, std::uint64_t, std::span<const float> g, std::span<float> out) {
           answered.push_back(r);
           std::copy(g.begin(), g.end(), out.begin());
           return std::int64_t{1};

@@ -1,6 +1,9 @@
 // The federated-averaging demo over flat vectors, one program for every
 // transport (so every run executes the same machine code and the results can
-// be compared bit for bit). scripts/transport_test.sh drives it.
+// be compared bit for bit). scripts/transport_test.sh drives it. The server and
+// client are the FedAvg family's roles (workflow/federated_roles.hpp) run by
+// their deployment drivers (workflow/federated_deploy.hpp); the client's
+// computation is a synthetic least-squares step (synthetic_task.hpp).
 //
 //   transport_fedavg_node inproc      --clients N [common] [--drop-client K --drop-round R]
 //   mpirun -np N+1 transport_fedavg_node mpi [common]
@@ -44,8 +47,8 @@
 #include "tinylarge/aggregate/aggregator.hpp"
 #include "tinylarge/aggregate/policy.hpp"
 #include "tinylarge/io/file.hpp"
-#include "tinylarge/transport/federated.hpp"
 #include "tinylarge/transport/in_process.hpp"
+#include "tinylarge/workflow/federated_deploy.hpp"
 #if defined(TINYLARGE_WITH_MPI) || defined(TINYLARGE_WITH_MQTT)
 #include "tinylarge/transport/auth.hpp"
 #endif
@@ -58,6 +61,8 @@
 #include "synthetic_task.hpp"
 
 namespace {
+
+namespace wf = tl::workflow;
 
 struct args {
   std::string mode;
@@ -133,7 +138,7 @@ tl_test::least_squares_task task_of(const args& a) {
   return t;
 }
 
-void write_result(const args& a, const std::vector<float>& w, const tl::federated_server_report& rep,
+void write_result(const args& a, const std::vector<float>& w, const wf::federated_server_report& rep,
                   const tl::transport_stats& st, const char* transport) {
   if (!a.out.empty())
     tl::io::write_file(a.out, {reinterpret_cast<const std::uint8_t*>(w.data()), w.size() * sizeof(float)});
@@ -216,10 +221,9 @@ struct hostile_frames {
 
 template <class Transport, class Policy>
 int serve(Transport& net, const args& a, const Policy& policy) {
-  std::vector<float> global = tl_test::initial_global(a.dim, a.seed);
-  tl::aggregator<Policy> agg(policy, a.dim);
-  tl::rng gen(a.seed, 21);
-  tl::federated_server_options opt;
+  wf::fedavg_server<Policy> server(policy, a.dim, a.seed);
+  server.set_global(tl_test::initial_global(a.dim, a.seed));
+  wf::federated_server_options opt;
   opt.rounds = a.rounds;
   opt.min_clients = a.min_clients;
   opt.round_timeout = std::chrono::milliseconds{a.round_timeout_ms};
@@ -235,12 +239,13 @@ int serve(Transport& net, const args& a, const Policy& policy) {
       }
     };
   }
-  tl::federated_server_report rep;
-  const tl::status s = tl::run_federated_server(net, agg, global, gen, opt, &rep);
+  wf::federated_server_report rep;
+  const tl::status s = wf::run_federated_server(net, server, opt, &rep);
   if (!s.ok()) {
     std::fprintf(stderr, "%s server: %s (%s)\n", Transport::name(), s.message, tl::to_string(s.code));
     return 1;
   }
+  const std::vector<float> global(server.global().begin(), server.global().end());
   write_result(a, global, rep, net.stats(), Transport::name());
   return 0;
 }
@@ -251,28 +256,37 @@ int serve_with_policy(Transport& net, const args& a) {
   return serve(net, a, tl::fedavg{});
 }
 
-/// The local step of client k; a hostile client (--hostile k) first sends its
-/// bad frames, and may claim a huge count or send FLT_MAX values.
+/// The client computation of this demo: the least-squares step of client
+/// endpoint k = id + 1; a hostile client (--hostile k) first sends its bad
+/// frames, and may claim a huge count or send FLT_MAX values.
 template <class Transport>
-std::int64_t local_step(Transport& net, const args& a, const tl_test::least_squares_task& task, hostile_frames& bad,
-                        tl::endpoint_id k, std::uint32_t r, std::uint64_t seed, std::span<const float> g,
-                        std::span<float> o) {
-  std::int64_t n = task(k, seed, g, o);
-  if (a.slow_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds{a.slow_ms});
-  if (k != a.hostile) return n;
-  bad.before_update(net, r, o);
-  spoof_server(net, r, o.size());
-  if (a.flt_max)
-    for (float& v : o) v = std::numeric_limits<float>::max();
-  if (a.claim_count != 0) n = static_cast<std::int64_t>(a.claim_count);
-  return n;
-}
+struct demo_computation {
+  Transport* net;
+  const args* a;
+  tl_test::least_squares_task task;
+  hostile_frames bad;
+  std::vector<float> out;
+
+  wf::client_output compute(std::uint64_t id, const wf::model_message& m) {
+    const auto k = static_cast<tl::endpoint_id>(id + 1);
+    out.resize(m.global.size());
+    std::int64_t n = task(k, m.task_seed, m.global, out);
+    if (a->slow_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds{a->slow_ms});
+    if (k == a->hostile) {
+      bad.before_update(*net, m.round, out);
+      spoof_server(*net, m.round, out.size());
+      if (a->flt_max)
+        for (float& v : out) v = std::numeric_limits<float>::max();
+      if (a->claim_count != 0) n = static_cast<std::int64_t>(a->claim_count);
+    }
+    return {std::span<float>(out), n, {}};
+  }
+};
 
 template <class Transport>
 int client(Transport& net, const args& a) {
-  const auto task = task_of(a);
   const tl::endpoint_id k = net.id();
-  tl::federated_client_options opt;
+  wf::federated_client_options opt;
   opt.idle_timeout = std::chrono::milliseconds{std::max<long>(30000, 3 * a.round_timeout_ms)};
   if (a.die_round != 0) {
     opt.on_model = [&](std::uint32_t r) {
@@ -284,13 +298,9 @@ int client(Transport& net, const args& a) {
       return true;
     };
   }
-  hostile_frames bad;
-  const tl::status s = tl::run_federated_client(
-      net,
-      [&](std::uint32_t r, std::uint64_t seed, std::span<const float> g, std::span<float> o) {
-        return local_step(net, a, task, bad, k, r, seed, g, o);
-      },
-      opt);
+  demo_computation<Transport> comp{&net, &a, task_of(a), {}, {}};
+  wf::fedavg_client<demo_computation<Transport>> role(comp);
+  const tl::status s = wf::run_federated_client(net, role, opt);
   std::printf("%s client %u: %s; spoofed %llu, unauthenticated %llu, wire rejects %llu\n", Transport::name(), k,
               s.ok() ? "stopped by the server" : s.message, static_cast<unsigned long long>(net.stats().spoofed),
               static_cast<unsigned long long>(net.stats().unauthenticated),
@@ -300,22 +310,17 @@ int client(Transport& net, const args& a) {
 
 int run_inproc(const args& a) {
   tl::in_process::hub net(a.clients + 1);
-  const auto task = task_of(a);
   std::vector<std::thread> threads;
   for (std::uint32_t k = 1; k <= a.clients; ++k) {
     threads.emplace_back([&, k] {
       tl::in_process ep(net, k);
-      tl::federated_client_options opt;
+      wf::federated_client_options opt;
       opt.idle_timeout = std::chrono::milliseconds{30000};
       // A dropped client leaves the run at the model of drop_round, as a killed process would.
       if (k == a.drop_client) opt.on_model = [&](std::uint32_t r) { return r < a.drop_round; };
-      hostile_frames bad;
-      (void)tl::run_federated_client(
-          ep,
-          [&](std::uint32_t r, std::uint64_t seed, std::span<const float> g, std::span<float> o) {
-            return local_step(ep, a, task, bad, k, r, seed, g, o);
-          },
-          opt);
+      demo_computation<tl::in_process> comp{&ep, &a, task_of(a), {}, {}};
+      wf::fedavg_client<demo_computation<tl::in_process>> role(comp);
+      (void)wf::run_federated_client(ep, role, opt);
     });
   }
   tl::in_process server(net, 0);

@@ -6,6 +6,8 @@
 //   transport_nn_node prepare --data-dir D --dir W [--train N --test M --seed S]
 //       writes a seeded subset (raw IDX) to W: the other modes read it
 //   transport_nn_node WF inproc      --dir W [common] [--drop-client K --drop-round R --drop-step T]
+//   transport_nn_node fedavg threads --dir W [common] [--drop-client K --drop-round R]
+//       (the deployment drivers over in_process endpoints on threads; inproc is federated_averaging)
 //   mpirun -np N+1 transport_nn_node WF mpi --dir W [common]
 //   transport_nn_node WF mqtt-server --dir W --port P --run NAME [common]
 //   transport_nn_node WF mqtt-client --dir W --port P --run NAME --id K [common] [--die-round R --die-step T]
@@ -16,11 +18,17 @@
 // WF: fedavg | splitfed.
 // common: --clients N --rounds R --seed S --batch B --out FILE --min-clients M --round-timeout-ms T
 //         [--dirichlet ALPHA]  (Dirichlet label skew, unequal client sizes, instead of 4 shards per client)
+// fedavg: --policy fedavg|fedavgm|fedprox|fedadam|median|dp|reptile   (the server's aggregation rule)
+//         --update fp32|fp16|int8                           (what a client uploads; fp16 / int8 with fedavg)
+//         --fraction C                                      (clients per round: ⌈C·N⌉, drawn by the server)
 //
 // Data: the training subset is split over the clients non-IID (partition_shards,
 // 4 shards of sorted labels per client, so each client sees about 4 classes).
-// FedAvg: one local epoch of SGD (momentum 0.9, fresh every round) from the
-// global model, shuffled by the round's task seed. SplitFedV1: cut after the
+// FedAvg: the FedAvg family's roles (workflow/federated_roles.hpp): one local
+// epoch of SGD (momentum 0.9, fresh every round) from the global model, in
+// `fedavg_training` (train_locally), shuffled by the round's task seed; mode
+// inproc is `federated_averaging` (the simulation), mpi / mqtt-* / threads run
+// the same roles with the deployment drivers (workflow/federated_deploy.hpp). SplitFedV1: cut after the
 // first dense + relu (64 activations cross the cut), Adam on every party,
 // one pass over the mean local data per round, batches drawn exactly as
 // workflow/split.hpp draws them (see split_batches), so that the `workflow`
@@ -60,9 +68,13 @@
 #include "tinylarge/nn/nn.hpp"
 #include "tinylarge/nn/train.hpp"
 #include "tinylarge/partition/cut.hpp"
-#include "tinylarge/transport/federated.hpp"
+#include "tinylarge/aggregate/privacy.hpp"
+#include "tinylarge/aggregate/robust.hpp"
 #include "tinylarge/transport/in_process.hpp"
 #include "tinylarge/transport/split.hpp"
+#include "tinylarge/workflow/federated.hpp"
+#include "tinylarge/workflow/federated_deploy.hpp"
+#include "tinylarge/workflow/reptile.hpp"
 #include "tinylarge/workflow/split.hpp"
 #if defined(TINYLARGE_WITH_MPI)
 #include "tinylarge/transport/mpi.hpp"
@@ -72,6 +84,8 @@
 #endif
 
 namespace {
+
+namespace wf = tl::workflow;
 
 using model = tl::sequential<tl::dense<784, 64>, tl::relu, tl::dense<64, 10>>;
 using partition = tl::cut<2>;
@@ -86,6 +100,8 @@ struct args {
   std::uint32_t die_round = 0, die_step = 0, drop_client = 0, crash_round = 0, crash_after = 0;
   long round_timeout_ms = 30000;
   double dirichlet = 0.0;  ///< > 0: Dirichlet(α) label skew (unequal client sizes) instead of shards
+  std::string policy = "fedavg", update = "fp32";
+  double fraction = 1.0;
 };
 
 [[noreturn]] void usage(const char* msg) {
@@ -128,6 +144,9 @@ args parse(int argc, char** argv) {
     else if (k == "--checkpoint") a.checkpoint = v;
     else if (k == "--crash-round") a.crash_round = u();
     else if (k == "--crash-after") a.crash_after = u();
+    else if (k == "--policy") a.policy = v;
+    else if (k == "--update") a.update = v;
+    else if (k == "--fraction") a.fraction = std::stod(v);
     else usage(("unknown option " + k).c_str());
   }
   if (a.workflow != "prepare" && a.workflow != "fedavg" && a.workflow != "splitfed") usage("workflow must be fedavg or splitfed");
@@ -214,83 +233,126 @@ void write_out(const args& a, const std::vector<float>& w) {
   std::abort();
 }
 
-// ---- FedAvg ------------------------------------------------------------------
+// ---- FedAvg family (workflow/federated_roles.hpp) ----------------------------
 
-struct fedavg_client_task {
-  std::vector<float> x;
-  std::vector<std::uint8_t> y;
-  std::uint32_t k = 0;
-  fedavg_client_task(const task_data& d, std::uint32_t client) : k(client) {
-    for (const std::size_t i : d.parts[client - 1]) {
-      x.insert(x.end(), d.train.image(i), d.train.image(i) + 784);
-      y.push_back(d.train.labels[i]);
-    }
-  }
-  /// One local epoch of SGD from `global`: a pure function of (round seed, global).
-  std::int64_t operator()(std::uint64_t task_seed, std::size_t batch, std::span<const float> global, std::span<float> out) const {
-    tl::nn::network<model> net;
-    std::copy(global.begin(), global.end(), net.parameters().begin());
-    tl::nn::labelled_view<std::uint8_t> v{x.data(), y.data(), y.size(), 784};
-    tl::nn::fit(net, tl::nn::sgd{0.05f, 0.9f}, tl::nn::softmax_cross_entropy{}, v,
-                {.epochs = 1, .batch_size = batch, .seed = task_seed ^ (std::uint64_t{k} << 32)});
-    std::copy(net.parameters().begin(), net.parameters().end(), out.begin());
-    return static_cast<std::int64_t>(y.size());
-  }
+template <class Policy, class U>
+struct fed_traits {
+  using model = ::model;
+  using aggregation = Policy;
+  using optimizer = tl::nn::sgd;
+  using update = U;
 };
+
+wf::federated_options fed_options(const args& a) {
+  wf::federated_options o;
+  o.rounds = a.rounds;
+  o.client_fraction = a.fraction;
+  o.local_epochs = 1;
+  o.batch_size = a.batch;
+  o.seed = a.seed;
+  o.eval_every = 0;
+  return o;
+}
+const tl::nn::sgd client_sgd{0.05f, 0.9f};
+
+/// Calls f(policy, update encoding) for --policy and --update.
+template <class F>
+int with_fed_policy(const args& a, F&& f) {
+  // fp16 / int8 uploads with FedAvg only (each combination is compiled into this program).
+  auto with_update = [&](auto policy) {
+    if (a.update != "fp32") usage("--update fp16 and int8 go with --policy fedavg");
+    return f(policy, tl::fp32_update{});
+  };
+  if (a.policy == "fedavg") {
+    if (a.update == "fp16") return f(tl::fedavg{}, tl::fp16_update{});
+    if (a.update == "int8") return f(tl::fedavg{}, tl::int8_update{});
+    if (a.update != "fp32") usage("--update must be fp32, fp16 or int8");
+    return f(tl::fedavg{}, tl::fp32_update{});
+  }
+  if (a.policy == "fedavgm") return with_update(tl::fedavgm{1.0f, 0.9f});
+  if (a.policy == "fedprox") return with_update(tl::fedprox{.proximal_mu = 0.1f});
+  if (a.policy == "fedadam") return with_update(tl::fedadam{.eta = 0.01f});
+  if (a.policy == "median") return with_update(tl::coordinate_median{});
+  if (a.policy == "dp") return with_update(tl::dp_fixed_clipping<tl::fedavg>{.noise_multiplier = 0.1f, .clipping_norm = 5.0f});
+  if (a.policy == "reptile") return with_update(wf::reptile_step{.epsilon = 0.5f});  // federated_reptile's server step
+  usage("--policy must be fedavg, fedavgm, fedprox, fedadam, median, dp or reptile");
+}
+
+void fed_summary(const char* who, const args& a, const task_data& d, std::span<const float> global,
+                 const std::vector<std::size_t>& per_round) {
+  std::vector<float> w(global.begin(), global.end());
+  tl::nn::network<model> net;
+  std::copy(w.begin(), w.end(), net.parameters().begin());
+  const auto e = tl::nn::evaluate(net, tl::nn::softmax_cross_entropy{}, d.test_view());
+  write_out(a, w);
+  std::string rounds;
+  for (const auto n : per_round) rounds += std::to_string(n) + " ";
+  std::printf("%s fedavg (%s, %s updates) server: %zu rounds, updates per round [ %s], test accuracy %.2f%% (%zu test "
+              "images), crc32(final) = %08x\n",
+              who, a.policy.c_str(), a.update.c_str(), per_round.size(), rounds.c_str(), 100.0 * e.accuracy,
+              d.test.count, crc_of(w));
+}
+
+/// The in-process simulation: federated_averaging, every role in this thread.
+int fedavg_simulate(const args& a, const task_data& d) {
+  return with_fed_policy(a, [&]<class Policy, class U>(const Policy& policy, U) {
+    const wf::federated_dataset fd = wf::make_federated_dataset(d.train, d.parts);
+    wf::federated_averaging<fed_traits<Policy, U>> fl(fed_options(a), policy, client_sgd);
+    fl.initialize(a.seed);
+    (void)fl.run(fd.clients, tl::nn::labelled_view<std::uint8_t>{nullptr, nullptr, 0, 784});
+    std::vector<std::size_t> per_round;
+    for (const auto& l : fl.log()) per_round.push_back(l.aggregation.updated() ? l.aggregation.accepted.size() : 0);
+    fed_summary("in_process (federated_averaging)", a, d, fl.global(), per_round);
+    return 0;
+  });
+}
 
 template <class Transport>
 int fedavg_serve(Transport& net, const args& a, const task_data& d) {
-  tl::nn::network<model> init;
-  init.initialize(a.seed);
-  std::vector<float> global(init.parameters().begin(), init.parameters().end());
-  tl::aggregator<tl::fedavg> agg(tl::fedavg{}, global.size());
-  tl::rng gen(a.seed, 21);
-  tl::federated_server_options opt;
-  opt.rounds = a.rounds;
-  opt.min_clients = a.min_clients;
-  opt.round_timeout = std::chrono::milliseconds{a.round_timeout_ms};
-  tl::federated_server_report rep;
-  const tl::status s = tl::run_federated_server(net, agg, global, gen, opt, &rep);
-  if (!s.ok()) {
-    std::fprintf(stderr, "%s fedavg server: %s (%s)\n", Transport::name(), s.message, tl::to_string(s.code));
-    return 1;
-  }
-  tl::nn::network<model> final_net;
-  std::copy(global.begin(), global.end(), final_net.parameters().begin());
-  const auto e = tl::nn::evaluate(final_net, tl::nn::softmax_cross_entropy{}, d.test_view());
-  const auto e0 = tl::nn::evaluate(init, tl::nn::softmax_cross_entropy{}, d.test_view());
-  write_out(a, global);
-  std::string per_round;
-  for (const auto n : rep.updates_per_round) per_round += std::to_string(n) + " ";
-  std::printf("%s fedavg server: %u rounds, updates per round [ %s], test accuracy %.2f%% (initial %.2f%%, %zu test "
-              "images), crc32(final) = %08x\n",
-              Transport::name(), rep.rounds_completed, per_round.c_str(), 100.0 * e.accuracy, 100.0 * e0.accuracy,
-              d.test.count, crc_of(global));
-  return 0;
+  return with_fed_policy(a, [&]<class Policy, class U>(const Policy& policy, U) {
+    using fl_type = wf::federated_averaging<fed_traits<Policy, U>>;
+    typename fl_type::network_type init;
+    init.initialize(a.seed);
+    wf::fedavg_server<Policy, U> server(policy, fl_type::param_count, a.seed);
+    server.set_global(init.parameters());
+    wf::federated_server_options opt;
+    opt.rounds = a.rounds;
+    opt.client_fraction = a.fraction;
+    opt.min_clients = a.min_clients;
+    opt.round_timeout = std::chrono::milliseconds{a.round_timeout_ms};
+    wf::federated_server_report rep;
+    const tl::status s = wf::run_federated_server(net, server, opt, &rep);
+    if (!s.ok()) {
+      std::fprintf(stderr, "%s fedavg server: %s (%s)\n", Transport::name(), s.message, tl::to_string(s.code));
+      return 1;
+    }
+    fed_summary(Transport::name(), a, d, server.global(), rep.updates_per_round);
+    return 0;
+  });
 }
 
 template <class Transport>
 int fedavg_client(Transport& net, const args& a, const task_data& d) {
   const tl::endpoint_id k = net.id();
-  const fedavg_client_task task(d, k);
-  tl::federated_client_options opt;
+  wf::federated_client_options opt;
   opt.idle_timeout = std::chrono::milliseconds{std::max<long>(30000, 3 * a.round_timeout_ms)};
   if (a.die_round != 0 && (a.drop_client == 0 || a.drop_client == k))
     opt.on_model = [&](std::uint32_t r) {
       if (r == a.die_round) die(k, r, 0);
       return true;
     };
-  const tl::status s = tl::run_federated_client(
-      net,
-      [&](std::uint32_t, std::uint64_t seed, std::span<const float> g, std::span<float> o) {
-        return task(seed, a.batch, g, o);
-      },
-      opt);
-  if (!s.ok()) {
-    std::fprintf(stderr, "%s fedavg client %u: %s\n", Transport::name(), k, s.message);
-    return 1;
-  }
-  return 0;
+  return with_fed_policy(a, [&]<class Policy, class U>(const Policy& policy, U) {
+    const wf::federated_dataset fd = wf::make_federated_dataset(d.train, d.parts);
+    wf::fedavg_training<fed_traits<Policy, U>> training(fed_options(a), client_sgd, wf::detail::proximal_mu_of(policy),
+                                                        fd.clients);
+    wf::fedavg_client<wf::fedavg_training<fed_traits<Policy, U>>, U> role(training, fed_options(a).int8_chunk);
+    const tl::status s = wf::run_federated_client(net, role, opt);
+    if (!s.ok()) {
+      std::fprintf(stderr, "%s fedavg client %u: %s\n", Transport::name(), k, s.message);
+      return 1;
+    }
+    return 0;
+  });
 }
 
 // ---- SplitFedV1 ----------------------------------------------------------------
@@ -708,15 +770,19 @@ int run_inproc(const args& a, const task_data& d) {
       tl::in_process ep(net, k);
       if (a.workflow == "fedavg" && a.die_round != 0 && a.drop_client == k) {
         // FedAvg: the dropped client leaves at the model of die_round, as a killed process would.
-        tl::federated_client_options opt;
+        args b = a;
+        b.die_round = 0;
+        b.drop_client = 0;
+        wf::federated_client_options opt;
         opt.on_model = [&](std::uint32_t r) { return r < a.die_round; };
-        const fedavg_client_task task(d, k);
-        (void)tl::run_federated_client(
-            ep,
-            [&](std::uint32_t, std::uint64_t seed, std::span<const float> g, std::span<float> o) {
-              return task(seed, a.batch, g, o);
-            },
-            opt);
+        (void)with_fed_policy(b, [&]<class Policy, class U>(const Policy& policy, U) {
+          const wf::federated_dataset fd = wf::make_federated_dataset(d.train, d.parts);
+          wf::fedavg_training<fed_traits<Policy, U>> training(fed_options(b), client_sgd,
+                                                              wf::detail::proximal_mu_of(policy), fd.clients);
+          wf::fedavg_client<wf::fedavg_training<fed_traits<Policy, U>>, U> role(training, fed_options(b).int8_chunk);
+          (void)wf::run_federated_client(ep, role, opt);
+          return 0;
+        });
         return;
       }
       if (a.die_round != 0 && a.drop_client != k) {
@@ -740,7 +806,11 @@ int main(int argc, char** argv) try {
   const args a = parse(argc, argv);
   if (a.workflow == "prepare") return prepare(a);
   const task_data d = load(a);
-  if (a.mode == "inproc") return run_inproc(a, d);
+  if (a.mode == "inproc") return a.workflow == "fedavg" ? fedavg_simulate(a, d) : run_inproc(a, d);
+  if (a.mode == "threads") {
+    if (a.workflow != "fedavg") usage("mode 'threads' is for fedavg");
+    return run_inproc(a, d);
+  }
   if (a.mode == "workflow" || a.mode == "hostile") {
     if (a.workflow != "splitfed") usage("modes 'workflow' and 'hostile' are for splitfed");
     return a.mode == "workflow" ? split_workflow(a, d) : split_hostile(a, d);

@@ -8,9 +8,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "tinylarge/core/rng.hpp"
+#include "tinylarge/workflow/federated_deploy.hpp"
 
 namespace tl_test {
 
@@ -51,6 +53,29 @@ struct least_squares_task {
     return static_cast<std::int64_t>(m);
   }
 };
+
+/// A client computation (workflow/federated_roles.hpp) from a function
+/// f(endpoint k, round, task seed, global, out) → examples: what the transport
+/// tests run as the FedAvg client role's local step.
+template <class F>
+struct function_computation {
+  F f;
+  std::vector<float> out{};
+  tl::workflow::client_output compute(std::uint64_t id, const tl::workflow::model_message& m) {
+    out.resize(m.global.size());
+    const std::int64_t n = f(static_cast<std::uint32_t>(id + 1), m.round, m.task_seed, m.global, std::span<float>(out));
+    return {std::span<float>(out), n, {}};
+  }
+};
+
+/// Runs the FedAvg client role on `net` with the computation `f` (see
+/// `function_computation`).
+template <class Transport, class F>
+tl::status run_client(Transport& net, F f, const tl::workflow::federated_client_options& opt = {}) {
+  function_computation<F> c{std::move(f)};
+  tl::workflow::fedavg_client<function_computation<F>> role(c);
+  return tl::workflow::run_federated_client(net, role, opt);
+}
 
 /// The initial global vector w_0.
 inline std::vector<float> initial_global(std::size_t d, std::uint64_t seed) {

@@ -425,7 +425,7 @@ inline std::vector<std::uint8_t> encode_split_checkpoint(const split_checkpoint&
                   "split checkpoint file holds a wire frame that is not a checkpoint");
   TINYLARGE_TRY(detail::check_checkpoint_header(m.header));
   TINYLARGE_CHECK(m.header.aux != 0, errc::corrupt,
-                  "this is a FedAvg server checkpoint (transport/federated.hpp), not a split-server one");
+                  "this is a FedAvg server checkpoint (workflow/federated_deploy.hpp), not a split-server one");
   TINYLARGE_CHECK(m.header.aux == split_checkpoint_tag, errc::corrupt, "checkpoint of an unknown kind (aux tag)");
   const auto p = m.payload;
   const std::uint64_t size = p.size();

@@ -13,7 +13,7 @@
 /// | `tl/<run>/<type>/<k>` | client k → server | no | `update`, `smashed`, `gradient` or `control` frames of client k |
 ///
 /// Every publication is QoS 1 (at least once): receivers must tolerate
-/// duplicates (the federated protocol does: transport/federated.hpp). Each
+/// duplicates (the federated protocol does: workflow/federated_deploy.hpp). Each
 /// `send` waits for the broker's PUBACK, at most its timeout. The server
 /// connects with a persistent session (`clean_session = false`, client id
 /// `tl-<run>-server`): when it is killed and restarted, the broker hands it

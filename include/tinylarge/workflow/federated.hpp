@@ -51,6 +51,13 @@
 /// yet asked (up to `max_retries` waves, each costing another round trip).
 /// Byzantine clients are configured with `federated_options::attack`.
 ///
+/// **Roles.** The round is written once as the programs of its two roles,
+/// `fedavg_server` and `fedavg_client` (federated_roles.hpp);
+/// `federated_averaging` is their in-process driver (zero copy: the server
+/// aggregates views of the clients' upload buffers), and
+/// `run_federated_server` / `run_federated_client` (federated_deploy.hpp) run
+/// the same roles over MPI, MQTT or `in_process` threads with the same bits.
+///
 /// **Accounting** (workflow/report.hpp): per round, each selected client has
 /// down = the fp32 global model (4·P bytes), up = its encoded update (4·P fp32,
 /// 2·P fp16, P + 4·⌈P / chunk⌉ int8), MACs = 3 · MACs(forward) per training
@@ -88,6 +95,7 @@
 #include "../nn/train.hpp"
 #include "../precision/convert.hpp"
 #include "attacks.hpp"
+#include "federated_roles.hpp"
 #include "report.hpp"
 
 namespace tinylarge::workflow {
@@ -98,8 +106,9 @@ namespace tinylarge::workflow {
 
 /// The trivial transport of the workflows: updates are handed over in memory
 /// (zero-copy spans); only the bytes the chosen encoding *would* put on the
-/// wire are counted in the report. The transport layer (transport/) runs the
-/// same protocol over MPI or MQTT (transport/federated.hpp).
+/// wire are counted in the report. The same server and client roles
+/// (federated_roles.hpp) run over MPI or MQTT through the drivers of
+/// federated_deploy.hpp; the driver one calls is the transport choice.
 struct in_memory {
   static constexpr const char* name() noexcept { return "in_memory"; }
 };
@@ -188,13 +197,6 @@ inline federated_dataset make_federated_dataset(const data::dataset& ds, const d
 // ---------------------------------------------------------------------------
 // Local training (ClientUpdate)
 // ---------------------------------------------------------------------------
-
-/// What one client's local training did.
-struct local_training_result {
-  double mean_loss = 0.0;        ///< mean training loss over all steps (weighted by batch size)
-  std::size_t steps = 0;         ///< optimizer steps
-  std::uint64_t samples = 0;     ///< samples processed (forward + backward)
-};
 
 /// ClientUpdate of McMahan et al. (Algorithm 1): `epochs` passes of minibatch
 /// training over `data` in a seeded random order, starting from the weights
@@ -331,77 +333,7 @@ struct round_log {
   round_report aggregation;              ///< accepted ids, rejected ids with reasons, outcome
 };
 
-// ---------------------------------------------------------------------------
-// Update encodings on the client side
-// ---------------------------------------------------------------------------
-
 namespace detail {
-
-/// One client's upload buffer, encoded as U.
-template <update_encoding U>
-struct upload;
-
-template <>
-struct upload<fp32_update> {
-  std::vector<float> values;
-  std::size_t length = 0;
-  bool corrupt_scale = false;
-  void encode(std::span<const float> w, std::size_t /*chunk*/) { values.assign(w.begin(), w.end()); length = w.size(); }
-  fp32_update view() const { return {std::span<const float>(values.data(), length)}; }
-  std::uint64_t bytes() const noexcept { return length * sizeof(float); }
-};
-
-template <>
-struct upload<fp16_update> {
-  std::vector<half> values;
-  std::size_t length = 0;
-  bool corrupt_scale = false;
-  void encode(std::span<const float> w, std::size_t /*chunk*/) {
-    values.resize(w.size());
-    convert(arch::best{}, w, std::span<half>(values));
-    length = w.size();
-  }
-  fp16_update view() const { return {std::span<const half>(values.data(), length)}; }
-  std::uint64_t bytes() const noexcept { return length * sizeof(half); }
-};
-
-template <>
-struct upload<int8_update> {
-  std::vector<std::int8_t> values;
-  std::vector<float> scales;
-  std::size_t length = 0;
-  std::size_t chunk = 0;
-  bool corrupt_scale = false;  ///< a non-finite attack on an int8 update: a NaN scale
-  void encode(std::span<const float> w, std::size_t chunk_size) {
-    chunk = chunk_size == 0 || chunk_size > w.size() ? std::max<std::size_t>(w.size(), 1) : chunk_size;
-    values.resize(w.size());
-    scales.resize((w.size() + chunk - 1) / chunk);
-    // Non-finite values cannot be int8-encoded; encode the finite ones and corrupt a scale.
-    std::vector<float> finite;
-    std::span<const float> src = w;
-    if (std::any_of(w.begin(), w.end(), [](float v) { return !std::isfinite(v); })) {
-      finite.assign(w.begin(), w.end());
-      for (float& v : finite) v = std::isfinite(v) ? v : 0.0f;
-      src = finite;
-      corrupt_scale = true;
-    }
-    encode_int8_update(src, chunk, values, scales);
-    if (corrupt_scale && !scales.empty()) scales[0] = std::numeric_limits<float>::quiet_NaN();
-    length = w.size();
-  }
-  int8_update view() const {
-    return {std::span<const std::int8_t>(values.data(), length), std::span<const float>(scales), {}, chunk};
-  }
-  std::uint64_t bytes() const noexcept { return length + scales.size() * sizeof(float); }
-};
-
-/// m = max(⌈C·K⌉, 1), at most K.
-inline std::size_t clients_per_round(double fraction, std::size_t k) {
-  TINYLARGE_REQUIRE(fraction > 0.0 && fraction <= 1.0, errc::invalid_argument,
-                    "federated: client_fraction C must be in (0, 1]");
-  const auto m = static_cast<std::size_t>(std::ceil(fraction * static_cast<double>(k) - 1e-9));
-  return std::clamp<std::size_t>(m, 1, k);
-}
 
 /// Learning rate member of a client optimizer (all nn optimizers have one).
 template <class Opt>
@@ -418,16 +350,90 @@ float proximal_mu_of(const P& p) {
 }  // namespace detail
 
 // ---------------------------------------------------------------------------
-// The workflow
+// The client computation of the FedAvg family
 // ---------------------------------------------------------------------------
 
-/// FedAvg-style federated learning over a traits struct (see the file comment).
+/// ClientUpdate of the FedAvg family (McMahan et al., Algorithm 1) as a
+/// `client_computation`: client k copies w_t into its network, trains E
+/// epochs of minibatch steps over its own data with `train_locally` (local
+/// RNG `rng(task_seed, k + 1)`, learning rate lr₀ · decay^(r−1), FedProx's
+/// μ(w − w_t) when μ > 0) and returns its new weights. A pure function of
+/// (k, r, task seed, w_t): every transport gets the same bits.
+///
+/// @tparam Traits a `federated_traits` struct (model, optimizer, precision)
+template <federated_traits Traits>
+class fedavg_training {
+ public:
+  using model = typename Traits::model;
+  using optimizer = typename detail::optimizer_of<Traits>::type;
+  using precision = typename detail::precision_of<Traits>::type;
+  using network_type = nn::network<model, nn::heap_storage, precision>;
+  static constexpr std::size_t param_count = model::param_count;
+
+  /// @param clients one labelled data set per client id (a deployed client
+  ///        may pass only its own, at its index, and empty views elsewhere)
+  fedavg_training(const federated_options& options, const optimizer& client_optimizer, float proximal_mu,
+                  std::span<const nn::labelled_view<std::uint8_t>> clients = {})
+      : epochs_(options.local_epochs), batch_(options.batch_size), decay_(options.client_lr_decay),
+        mu_(proximal_mu), optimizer_(client_optimizer), clients_(clients) {}
+
+  void set_clients(std::span<const nn::labelled_view<std::uint8_t>> clients) noexcept { clients_ = clients; }
+  std::span<const nn::labelled_view<std::uint8_t>> clients() const noexcept { return clients_; }
+  network_type& network() noexcept { return net_; }
+
+  /// The client optimizer of round r (lr₀ · decay^(r−1), one multiplication per round).
+  optimizer optimizer_of_round(std::uint32_t round) const {
+    optimizer o = optimizer_;
+    for (std::uint32_t r = 1; r < round; ++r) detail::scale_learning_rate(o, decay_);
+    return o;
+  }
+
+  /// @throws tl::invalid_argument for an unknown client, tl::shape_mismatch
+  ///         for a model of another size, tl::non_finite when training diverges.
+  client_output compute(std::uint64_t client, const model_message& m) {
+    TINYLARGE_REQUIRE(client < clients_.size(), errc::invalid_argument, "fedavg_training: no data for this client id");
+    TINYLARGE_REQUIRE(m.global.size() == param_count, errc::shape_mismatch,
+                      "fedavg_training: the model has another number of parameters");
+    std::copy(m.global.begin(), m.global.end(), net_.parameters().begin());
+    rng local(m.task_seed, client + 1);
+    const nn::labelled_view<std::uint8_t>& data = clients_[static_cast<std::size_t>(client)];
+    client_output out;
+    out.training = train_locally(net_, optimizer_of_round(m.round), data, epochs_, batch_, local, m.global, mu_);
+    out.weights = net_.parameters();
+    out.examples = static_cast<std::int64_t>(data.count);
+    return out;
+  }
+
+ private:
+  std::size_t epochs_;
+  std::size_t batch_;
+  float decay_;
+  float mu_;
+  optimizer optimizer_;
+  std::span<const nn::labelled_view<std::uint8_t>> clients_;
+  network_type net_;
+};
+
+// ---------------------------------------------------------------------------
+// The workflow: the in-process driver of the two roles
+// ---------------------------------------------------------------------------
+
+/// FedAvg-style federated learning over a traits struct (see the file
+/// comment): the in-process driver of `fedavg_server` and `fedavg_client`
+/// (workflow/federated_roles.hpp). All clients run in this process, one
+/// after the other, on one network; updates reach the server as views of
+/// the clients' upload buffers (zero copy). The same roles run over MPI and
+/// MQTT with `run_federated_server` / `run_federated_client`
+/// (workflow/federated_deploy.hpp) and give the same bits.
+///
+/// Simulation-only faults (`dropout_probability`, retry waves, `attack`) are
+/// drawn from the server role's RNG here, between the roles' steps.
 ///
 /// @tparam Traits a `federated_traits` struct: `model` (required),
 ///         `aggregation` (an `aggregation_policy`, default `tl::fedavg`),
 ///         `optimizer` (the clients' `nn::optimizer_policy`, default
 ///         `tl::nn::sgd`), `update` (the upload `update_encoding`, default
-///         `tl::fp32_update`), `transport` (default `in_memory`).
+///         `tl::fp32_update`), `transport` (default `in_memory`: this driver).
 template <federated_traits Traits>
 class federated_averaging {
  public:
@@ -452,13 +458,18 @@ class federated_averaging {
                 "federated_averaging: Traits::optimizer must satisfy tl::nn::optimizer_policy");
   static_assert(update_encoding<update>, "federated_averaging: Traits::update must satisfy tl::update_encoding");
 
+  /// The two roles this driver runs.
+  using server_role = fedavg_server<aggregation, update>;
+  using computation = fedavg_training<Traits>;
+  using client_role = fedavg_client<computation, update>;
+
   /// @param options run settings (C, E, B, rounds, faults, …)
   /// @param policy  the server's aggregation rule with its hyperparameters
   /// @param client_optimizer the clients' local optimizer (learning rate, …)
   explicit federated_averaging(const federated_options& options, const aggregation& policy = {},
                                const optimizer& client_optimizer = {})
-      : options_(options), optimizer_(client_optimizer), aggregator_(policy, param_count),
-        global_(param_count, 0.0f), rng_(options.seed, 0xfeda'0001ULL) {
+      : options_(options), server_(policy, param_count, options.seed),
+        training_(options, client_optimizer, detail::proximal_mu_of(policy)) {
     TINYLARGE_REQUIRE(options.rounds > 0, errc::invalid_argument, "federated_averaging: rounds must be > 0");
     TINYLARGE_REQUIRE(options.local_epochs > 0, errc::invalid_argument,
                       "federated_averaging: local_epochs E must be > 0");
@@ -472,8 +483,9 @@ class federated_averaging {
 
   /// Random initial global model (He-normal, seeded).
   void initialize(std::uint64_t seed) {
-    net_.initialize(seed);
-    std::copy(net_.parameters().begin(), net_.parameters().end(), global_.begin());
+    network_type& net = training_.network();
+    net.initialize(seed);
+    server_.set_global(net.parameters());
   }
   /// Starts from given weights (e.g. a server pre-trained model: federated
   /// transfer learning).
@@ -481,17 +493,20 @@ class federated_averaging {
   void set_global(std::span<const float> w) {
     TINYLARGE_REQUIRE(w.size() == param_count, errc::shape_mismatch,
                       "federated_averaging::set_global: wrong number of parameters");
-    std::copy(w.begin(), w.end(), global_.begin());
+    server_.set_global(w);
   }
   /// The global model w_t.
-  std::span<const float> global() const noexcept { return global_; }
+  std::span<const float> global() const noexcept { return server_.global(); }
   /// A network holding the global weights (for evaluation or deployment).
   network_type& global_network() {
-    std::copy(global_.begin(), global_.end(), net_.parameters().begin());
-    return net_;
+    network_type& net = training_.network();
+    std::copy(server_.global().begin(), server_.global().end(), net.parameters().begin());
+    return net;
   }
   const federated_options& options() const noexcept { return options_; }
-  tinylarge::aggregator<aggregation>& server() noexcept { return aggregator_; }
+  tinylarge::aggregator<aggregation>& server() noexcept { return server_.aggregation(); }
+  /// The server role (its global model, policy state and client RNG).
+  server_role& server_program() noexcept { return server_; }
   /// One entry per completed round: who was asked, dropped, attacked, rejected.
   const std::vector<round_log>& log() const noexcept { return log_; }
   /// The first evaluated round whose test accuracy reached `target`.
@@ -532,68 +547,51 @@ class federated_averaging {
     for (const auto& c : clients)
       TINYLARGE_REQUIRE(c.features == model::input_size, errc::shape_mismatch,
                         "federated_averaging: a client's feature count differs from the model's input size");
+    rng& faults = server_.generator();  // simulation faults draw from the server's stream, as they always did
     if (options_.attack.active() && options_.attack.who == byzantine::selection::fixed_clients &&
         fixed_attackers_.size() != k_total) {
       rng pick(options_.seed, 0xbad0'c1ea'0001ULL);
       fixed_attackers_ = choose_attackers(k_total, options_.attack.fraction, pick);
     }
-    const std::size_t round = report_.rounds.size() + 1;
     const std::size_t m = detail::clients_per_round(options_.client_fraction, k_total);
+
+    // Server: open the round (model message w_t, round task seed).
+    const model_message msg = server_.begin_round(k_total);
+    const std::size_t round = msg.round;
+    training_.set_clients(clients);
+    client_role client(training_, options_.int8_chunk);
 
     round_log lg;
     lg.round = round;
     round_record rec;
     rec.round = round;
 
-    // Sample m clients without replacement (partial Fisher–Yates over all K).
-    std::vector<std::uint32_t> pool(k_total);
-    for (std::size_t i = 0; i < k_total; ++i) pool[i] = static_cast<std::uint32_t>(i);
-    std::size_t next = 0;
-    auto draw = [&](std::size_t count) {
-      std::vector<std::uint32_t> out;
-      for (std::size_t i = 0; i < count && next < k_total; ++i, ++next) {
-        const std::size_t j = next + rng_.uniform_int(static_cast<std::uint32_t>(k_total - next));
-        std::swap(pool[next], pool[j]);
-        out.push_back(pool[next]);
-      }
-      std::sort(out.begin(), out.end());
-      return out;
-    };
-
-    const float mu = detail::proximal_mu_of(aggregator_.policy());
     uploads_.clear();
-    std::vector<std::uint64_t> ids;
-    std::vector<std::int64_t> counts;
     std::vector<role_cost> client_costs;
     double loss_sum = 0.0;
     std::uint64_t loss_samples = 0;
     double seconds = 0.0;
     std::uint64_t server_down = 0, server_up = 0, msgs_down = 0, msgs_up = 0;
 
-    std::vector<std::uint32_t> wave;
-    if (options_.poisson_sampling) {
-      for (std::size_t c = 0; c < k_total; ++c)
-        if (static_cast<double>(rng_.uniform()) < options_.client_fraction) wave.push_back(static_cast<std::uint32_t>(c));
-      next = k_total;  // no retries
-    } else {
-      wave = draw(m);
-    }
+    // Server: select the round's clients.
+    std::vector<std::uint32_t> wave = options_.poisson_sampling ? server_.select_poisson(options_.client_fraction)
+                                                                : server_.select(m);
     std::size_t waves = 0;
     while (!wave.empty()) {
       ++waves;
       lg.selected.insert(lg.selected.end(), wave.begin(), wave.end());
-      // Who drops out of this wave, who attacks.
+      // Simulation: who drops out of this wave, who attacks.
       std::vector<std::uint32_t> alive;
       for (const std::uint32_t c : wave) {
         const bool drop = options_.dropout_probability > 0.0 &&
-                          static_cast<double>(rng_.uniform()) < options_.dropout_probability;
+                          static_cast<double>(faults.uniform()) < options_.dropout_probability;
         if (drop) lg.dropped.push_back(c);
         else alive.push_back(c);
       }
       std::vector<bool> attacks(alive.size(), false);
       if (options_.attack.active()) {
         if (options_.attack.who == byzantine::selection::per_round) {
-          attacks = choose_attackers(alive.size(), options_.attack.fraction, rng_);
+          attacks = choose_attackers(alive.size(), options_.attack.fraction, faults);
         } else {
           for (std::size_t i = 0; i < alive.size(); ++i) attacks[i] = fixed_attackers_[alive[i]];
         }
@@ -611,31 +609,26 @@ class federated_averaging {
         const auto it = std::find(alive.begin(), alive.end(), c);
         if (it != alive.end()) {
           const std::size_t ai = static_cast<std::size_t>(it - alive.begin());
-          // ClientUpdate(k, w_t).
-          std::copy(global_.begin(), global_.end(), net_.parameters().begin());
-          rng local(options_.seed ^ (0x9e3779b97f4a7c15ULL * round), c + 1);
-          const local_training_result lr =
-              train_locally(net_, optimizer_, clients[c], options_.local_epochs, options_.batch_size, local,
-                            std::span<const float>(global_), mu);
-          loss_sum += lr.mean_loss * static_cast<double>(lr.samples);
-          loss_samples += lr.samples;
-          rc.macs = 3ull * model::macs * lr.samples;
+          // Client: ClientUpdate(k, w_t).
+          const client_output out = client.train(c, msg);
+          loss_sum += out.training.mean_loss * static_cast<double>(out.training.samples);
+          loss_samples += out.training.samples;
+          rc.macs = 3ull * model::macs * out.training.samples;
           wave_compute = std::max(wave_compute, static_cast<double>(rc.macs) / options_.link.device_macs_per_s);
-          std::span<float> w = net_.parameters();
           std::size_t length = param_count;
           if (attacks[ai]) {
             lg.byzantine.push_back(c);
-            length = apply_attack(options_.attack, w, global_, rng_);
+            length = apply_attack(options_.attack, out.weights, server_.global(), faults);
           }
+          // Client: encode the update; server: accept it (a view of the client's buffer).
           uploads_.emplace_back();
-          uploads_.back().encode(std::span<const float>(w.data(), length), options_.int8_chunk);
+          client.encode(std::span<const float>(out.weights.data(), length), uploads_.back());
+          server_.accept(c, uploads_.back().view(), out.examples);
           rc.net.bytes_up = uploads_.back().bytes();
           rc.net.messages_up = 1;
           server_up += rc.net.bytes_up;
           ++msgs_up;
           wave_up = std::max(wave_up, rc.net.bytes_up);
-          ids.push_back(c);
-          counts.push_back(static_cast<std::int64_t>(clients[c].count));
         }
         client_costs.push_back(std::move(rc));
       }
@@ -647,15 +640,13 @@ class federated_averaging {
       const std::size_t missing = wave.size() - alive.size();
       wave.clear();
       if (missing > 0 && options_.on_dropout == dropout_policy::retry && waves <= options_.max_retries)
-        wave = draw(missing);
+        wave = server_.select(missing);
     }
     lg.waves = waves;
 
-    // Aggregate (validation + policy) on the server.
-    std::vector<client_result<update>> results;
-    results.reserve(uploads_.size());
-    for (std::size_t i = 0; i < uploads_.size(); ++i) results.push_back({ids[i], uploads_[i].view(), counts[i]});
-    lg.aggregation = aggregator_.round(std::span<float>(global_), std::span<const client_result<update>>(results));
+    // Server: close the round (validation + policy).
+    const std::size_t received = server_.accepted();
+    lg.aggregation = server_.close_round();
 
     role_cost server;
     server.role = "server";
@@ -664,7 +655,7 @@ class federated_averaging {
     server.net.bytes_up = server_up;      // what it received
     server.net.messages_down = msgs_down;
     server.net.messages_up = msgs_up;
-    server.macs = static_cast<std::uint64_t>(results.size()) * param_count;
+    server.macs = static_cast<std::uint64_t>(received) * param_count;
     seconds += static_cast<double>(server.macs) / options_.link.server_macs_per_s;
     rec.parties = std::move(client_costs);
     rec.parties.push_back(server);
@@ -673,7 +664,6 @@ class federated_averaging {
     rec.train_loss = loss_samples > 0 ? loss_sum / static_cast<double>(loss_samples) : 0.0;
     const bool eval = test.count > 0 && (force_eval || (options_.eval_every > 0 && round % options_.eval_every == 0));
     rec.test_accuracy = eval ? evaluate(test) : std::numeric_limits<double>::quiet_NaN();
-    detail::scale_learning_rate(optimizer_, options_.client_lr_decay);
 
     if (report_.workflow.empty())
       report_.workflow = !options_.name.empty() ? options_.name
@@ -690,12 +680,9 @@ class federated_averaging {
 
  private:
   federated_options options_;
-  optimizer optimizer_;
-  tinylarge::aggregator<aggregation> aggregator_;
-  std::vector<float> global_;
-  network_type net_;
-  rng rng_;
-  std::vector<detail::upload<update>> uploads_;
+  server_role server_;
+  computation training_;
+  std::vector<update_buffer<update>> uploads_;
   std::vector<bool> fixed_attackers_;
   std::vector<round_log> log_;
   report report_;
