@@ -26,8 +26,17 @@
 ///     P bytes: the codes, most significant bit first, zero padded
 ///
 /// The header ("table bytes") is 11 + ⌈A·b/8⌉ bytes: 31 bytes for a 5-bit index alphabet.
+/// That is **format 1** (one bit stream). **Format 2** (four bit streams, decoded together by
+/// `huffman_interleaved_decoder` on a host) sets bit 15 of the u16 alphabet field, and after
+/// P holds three u32: the byte sizes of streams 0, 1 and 2 (stream 3 has the rest of P).
+/// Stream k holds the codes of the k-th quarter of the symbols (`huffman_segment`: ⌈N/4⌉ each,
+/// the last ones fewer), MSB first, each zero padded to a byte; so format 2 costs 12 header
+/// bytes and ≤ 3 padding bytes more. Readers that know only format 1 reject format 2 as
+/// corrupt (alphabet above 256). The model file (compress/model_file.hpp, format version 1)
+/// stores format-1 streams.
 ///
-/// **Decoding** (freestanding: no heap, no exceptions, fixed-size tables): a 2^TableBits
+/// **Decoding** (freestanding: no heap, no exceptions, fixed-size tables; see also
+/// `huffman_interleaved_decoder` for format 2 on a host): a 2^TableBits
 /// lookup table resolves up to three codes that fit in TableBits bits in one step, from a
 /// 64-bit bit buffer refilled by unaligned 8-byte loads (see `huffman_decoder`); longer
 /// codes (≤ 16) are resolved with the canonical first-code/count arrays. Every failure — over-subscribed
@@ -411,6 +420,7 @@ class huffman_decoder {
       used += lengths[s] != 0;
     }
     TINYLARGE_CHECK(used > 0, errc::corrupt, "huffman: no symbol has a code");
+    ready_ = false;
     TINYLARGE_TRY(huffman_assign_codes(code));
     for (auto& e : fast_) e = 0;
     for (unsigned len = 0; len <= huffman_max_length; ++len) count_[len] = first_[len] = offset_[len] = 0;
@@ -461,6 +471,7 @@ class huffman_decoder {
       }
       fast_[k] = entry(syms, n, total);
     }
+    ready_ = true;
     return status::success();
   }
 
@@ -470,6 +481,7 @@ class huffman_decoder {
   /// [payload, payload + bytes) and writes only [out, out + count).
   [[nodiscard]] status decode(const std::uint8_t* payload, std::size_t bytes, std::size_t count,
                               std::uint8_t* out) const noexcept {
+    TINYLARGE_CHECK(ready_, errc::invalid_argument, "huffman: decoder used before a successful init");
     return decode_from(payload, bytes, count, out, 0, 0);
   }
 
@@ -605,12 +617,14 @@ class huffman_decoder {
     return find_code(acc, 1, sym, len);
   }
 
-  std::uint32_t fast_[std::size_t{1} << TableBits] = {};  ///< see `entry`; 0 = a code longer than TableBits
+  // Written wholly by `init` (not zeroed at construction: a decode builds one per call).
+  std::uint32_t fast_[std::size_t{1} << TableBits];  ///< see `entry`; 0 = a code longer than TableBits
   std::uint16_t first_[huffman_max_length + 1] = {};      ///< first canonical code per length
   std::uint16_t count_[huffman_max_length + 1] = {};      ///< codes per length
   std::uint16_t offset_[huffman_max_length + 1] = {};     ///< index of the first symbol per length
   std::uint8_t sorted_[huffman_max_symbols] = {};         ///< symbols by (length, symbol)
   unsigned max_length_ = 0;                               ///< longest code
+  bool ready_ = false;                                    ///< `init` succeeded
 
   template <unsigned>
   friend class huffman_interleaved_decoder;
@@ -666,6 +680,7 @@ class huffman_interleaved_decoder {
   [[nodiscard]] status decode_interleaved(const std::uint8_t* payload, const std::size_t* stream_bytes,
                                           std::size_t count, std::uint8_t* out) const noexcept {
     static_assert(huffman_interleaved_streams == 4, "decode_interleaved: one lane variable per stream");
+    TINYLARGE_CHECK(single_.ready_, errc::invalid_argument, "huffman: decoder used before a successful init");
     lane l[4];
     bounds b[4];
     std::size_t off = 0;
@@ -786,7 +801,7 @@ class huffman_interleaved_decoder {
   }
 
   huffman_decoder<TableBits> single_;
-  entry table_[std::size_t{1} << TableBits] = {};
+  entry table_[std::size_t{1} << TableBits];  ///< written wholly by `init`
 };
 
 /// Header of a Huffman stream, parsed and checked.
