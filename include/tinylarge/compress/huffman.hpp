@@ -738,6 +738,7 @@ class huffman_interleaved_decoder {
     constexpr std::size_t bytes_per_iter = (7 + 56) / 8;  // reload positions advance by ≤ 7
     // Separate variables (not an array) so that the compiler keeps all four in registers.
     lane l0 = l[0], l1 = l[1], l2 = l[2], l3 = l[3];
+    const entry* const table = table_;  // a base register: [table + 8·index] addressing
     bool ok = true;
     for (;;) {
       std::size_t iters = ~std::size_t{0};
@@ -765,10 +766,10 @@ class huffman_interleaved_decoder {
 #pragma unroll
 #endif
         for (unsigned g = 0; g < L; ++g) {
-          step(l0, ok);
-          step(l1, ok);
-          step(l2, ok);
-          step(l3, ok);
+          step(table, l0, ok);
+          step(table, l1, ok);
+          step(table, l2, ok);
+          step(table, l3, ok);
         }
       }
     }
@@ -786,8 +787,8 @@ class huffman_interleaved_decoder {
   }
   /// One table entry (1–3 symbols) or one long code. A pattern that is no code clears `ok`
   /// (the lane then consumes 16 bits and writes a 0; the caller fails).
-  TINYLARGE_ALWAYS_INLINE void step(lane& x, bool& ok) const noexcept {
-    const entry& e = table_[x.acc >> (64 - TableBits)];
+  TINYLARGE_ALWAYS_INLINE void step(const entry* table, lane& x, bool& ok) const noexcept {
+    const entry& e = table[x.acc >> (64 - TableBits)];
     if (TINYLARGE_LIKELY(e.symbols != 0)) {
       __builtin_memcpy(x.op, e.sym, 4);
       x.op += e.symbols;
