@@ -1140,6 +1140,47 @@ TEST_CASE("Huffman fast path: corruption near the end of the stream is caught as
   CHECK(rejected > cases / 4);
 }
 
+TEST_CASE("Huffman format 2: flips anywhere in the four streams are caught as the reference catches them",
+          "[compress][huffman]") {
+  // Long streams, so that the flipped bits land inside the interleaved loop (not only in the
+  // single-stream tails): an incomplete code (a flip may form a pattern that is no code; the
+  // fuzz target found an out-of-range shift after one), 16-bit codes (L = 3 lookups per
+  // reload) and 1-bit codes (L = 5).
+  tinylarge::rng g(74);
+  c::huffman_code incomplete;
+  incomplete.alphabet = 4;
+  incomplete.length[0] = 1;
+  incomplete.length[1] = 2;
+  incomplete.length[2] = 3;
+  incomplete.length[3] = 4;
+  REQUIRE(c::huffman_assign_codes(incomplete).ok());
+  c::huffman_code bits;
+  bits.alphabet = 2;
+  bits.length[0] = bits.length[1] = 1;
+  REQUIRE(c::huffman_assign_codes(bits).ok());
+  std::size_t rejected = 0, cases = 0;
+  for (const auto& cd : {incomplete, staircase_code(), bits}) {
+    std::vector<std::uint8_t> sym(1500);
+    for (auto& s : sym) {
+      do s = static_cast<std::uint8_t>(g.uniform_int(cd.alphabet));
+      while (cd.length[s] == 0);
+    }
+    const auto enc = encode_with(cd, sym, c::huffman_format::interleaved);
+    for (std::size_t i = payload_offset(enc); i < enc.size(); i += 1 + g.uniform_int(23)) {
+      auto f = enc;
+      f[i] = static_cast<std::uint8_t>(f[i] ^ (1u << g.uniform_int(8)));
+      std::vector<std::uint8_t> ref;
+      rejected += !reference_decode(f, ref);
+      ++cases;
+      check_against_reference<8>(f, sym.size());
+      check_against_reference<11, c::huffman_decode_mode::interleaved>(f, sym.size());
+      check_against_reference<4, c::huffman_decode_mode::interleaved>(f, sym.size());
+    }
+  }
+  CHECK(rejected > 0);
+  CHECK(cases > 100);
+}
+
 // ===========================================================================
 // Compressed kernels
 // ===========================================================================

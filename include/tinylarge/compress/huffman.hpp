@@ -454,22 +454,24 @@ class huffman_decoder {
     // Then append the second and third codes where they fit. Rewriting entry k keeps its
     // first symbol, and the first symbol of entry j is all that is read of it here, so the
     // pass can rewrite in place in any order.
+    // Branch-free (selects instead of a data-dependent loop, whose mispredictions made this
+    // pass most of the decoder's set-up time): a missing code counts as 64 bits long.
     for (std::uint32_t k = 0; k <= mask; ++k) {
       const std::uint32_t e1 = fast_[k];
-      if (e1 == 0) continue;
-      std::uint32_t syms = (e1 >> 8) & 0xFFu;
-      unsigned total = code.length[syms];
-      unsigned n = 1;
-      while (n < 3 && total < TableBits) {
-        const std::uint32_t e = fast_[(k << total) & mask];  // the bits after the codes so far
-        if (e == 0) break;
-        const std::uint32_t s = (e >> 8) & 0xFFu;
-        if (total + code.length[s] > TableBits) break;  // the next code is not wholly in k
-        syms |= s << (8 * n);
-        total += code.length[s];
-        ++n;
-      }
-      fast_[k] = entry(syms, n, total);
+      const std::uint32_t s1 = (e1 >> 8) & 0xFFu;
+      const unsigned l1 = e1 != 0 ? code.length[s1] : 0u;
+      const std::uint32_t e2 = fast_[(k << l1) & mask];  // the bits after the first code
+      const std::uint32_t s2 = (e2 >> 8) & 0xFFu;
+      const unsigned l2 = e2 != 0 ? code.length[s2] : 64u;
+      const bool two = e1 != 0 && l1 + l2 <= TableBits;  // the second code is wholly in k
+      const unsigned t2 = l1 + (two ? l2 : 0u);
+      const std::uint32_t e3 = fast_[(k << t2) & mask];
+      const std::uint32_t s3 = (e3 >> 8) & 0xFFu;
+      const unsigned l3 = e3 != 0 ? code.length[s3] : 64u;
+      const bool three = two && t2 + l3 <= TableBits;
+      const std::uint32_t syms = s1 | (two ? s2 << 8 : 0u) | (three ? s3 << 16 : 0u);
+      const unsigned n = 1u + two + three;
+      fast_[k] = e1 != 0 ? entry(syms, n, t2 + (three ? l3 : 0u)) : 0u;
     }
     ready_ = true;
     return status::success();
@@ -786,7 +788,7 @@ class huffman_interleaved_decoder {
     x.acc = (detail::load_be64(x.ip) | 1u) << (used & 7u);
   }
   /// One table entry (1–3 symbols) or one long code. A pattern that is no code clears `ok`
-  /// (the lane then consumes 16 bits and writes a 0; the caller fails).
+  /// (the lane then writes a 0 and consumes no bits; the caller fails after the chunk).
   TINYLARGE_ALWAYS_INLINE void step(const entry* table, lane& x, bool& ok) const noexcept {
     const entry& e = table[x.acc >> (64 - TableBits)];
     if (TINYLARGE_LIKELY(e.symbols != 0)) {
@@ -794,10 +796,11 @@ class huffman_interleaved_decoder {
       x.op += e.symbols;
       x.acc <<= (e.bits & 63u);
     } else {
+      // lc = 0 (no code) consumes nothing: the lane stays within its L·M bits per reload.
       const std::uint32_t lc = single_.long_entry(x.acc);
       ok &= lc != 0;
       *x.op++ = static_cast<std::uint8_t>(lc >> 8);
-      x.acc <<= lc != 0 ? (lc & 31u) : huffman_max_length;
+      x.acc <<= (lc & 31u);
     }
   }
 
