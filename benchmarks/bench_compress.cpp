@@ -90,14 +90,17 @@ void set_decode_counters(benchmark::State& state, const stream& s, std::size_t c
   state.counters["vs_entropy"] = static_cast<double>(coded_bytes) / s.entropy_bytes;
 }
 
-template <unsigned TableBits>
+// Format 1 (one bit stream, the on-device decoder's loop) and format 2 (four bit streams,
+// decoded together by the host's interleaved loop).
+template <unsigned TableBits, c::huffman_format Format>
 void BM_huffman_decode(benchmark::State& state) {
   const stream& s = get_stream(static_cast<int>(state.range(0)));
-  const auto enc = c::huffman_encode(s.symbols, s.alphabet);
+  const auto enc = c::huffman_encode(s.symbols, s.alphabet, Format);
   std::vector<std::uint8_t> out(s.symbols.size());
   for (auto _ : state) {
     std::size_t n = 0;
-    const auto st = c::huffman_decode<TableBits>(enc.data(), enc.size(), out.data(), out.size(), &n);
+    const auto st = c::huffman_decode<TableBits, c::huffman_decode_mode::interleaved>(enc.data(), enc.size(),
+                                                                                     out.data(), out.size(), &n);
     if (!st.ok()) state.SkipWithError(st.message);
     benchmark::DoNotOptimize(out.data());
   }
@@ -105,9 +108,20 @@ void BM_huffman_decode(benchmark::State& state) {
   state.SetLabel(stream_name(static_cast<int>(state.range(0))));
   set_decode_counters(state, s, enc.size());
 }
+template <unsigned TableBits>
+void BM_huffman_decode(benchmark::State& state) {
+  BM_huffman_decode<TableBits, c::huffman_format::single>(state);
+}
+template <unsigned TableBits>
+void BM_huffman4_decode(benchmark::State& state) {
+  BM_huffman_decode<TableBits, c::huffman_format::interleaved>(state);
+}
 BENCHMARK_TEMPLATE(BM_huffman_decode, 8)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK_TEMPLATE(BM_huffman_decode, 10)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
 BENCHMARK_TEMPLATE(BM_huffman_decode, 12)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(BM_huffman4_decode, 10)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(BM_huffman4_decode, 11)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(BM_huffman4_decode, 12)->Arg(0)->Arg(1)->Unit(benchmark::kMicrosecond);
 
 void BM_huffman_encode(benchmark::State& state) {
   const stream& s = get_stream(static_cast<int>(state.range(0)));
@@ -260,6 +274,8 @@ class summary_reporter : public benchmark::ConsoleReporter {
       std::string coder;
       if (name.rfind("BM_huffman_decode<", 0) == 0)
         coder = "huffman<" + name.substr(18, name.find('>') - 18) + ">";
+      else if (name.rfind("BM_huffman4_decode<", 0) == 0)
+        coder = "huffman4<" + name.substr(19, name.find('>') - 19) + ">";
       else if (name.rfind("BM_zstd_decode", 0) == 0)
         coder = "zstd -" + r.report_label.substr(r.report_label.rfind(' ') + 1);
       else

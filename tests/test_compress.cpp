@@ -669,8 +669,10 @@ std::uint64_t cost_of(const c::huffman_code& code, const std::vector<std::uint64
   return k;
 }
 
-void round_trip(const std::vector<std::uint8_t>& sym, std::size_t alphabet) {
-  const auto enc = c::huffman_encode(sym, alphabet);
+void round_trip(const std::vector<std::uint8_t>& sym, std::size_t alphabet,
+                c::huffman_format format = c::huffman_format::single) {
+  if (format == c::huffman_format::single) round_trip(sym, alphabet, c::huffman_format::interleaved);
+  const auto enc = c::huffman_encode(sym, alphabet, format);
   std::vector<std::uint8_t> dec;
   REQUIRE(c::huffman_decode(enc, dec).ok());
   REQUIRE(dec == sym);
@@ -765,7 +767,8 @@ TEST_CASE("Huffman decoder rejects corrupt streams and never reads out of bounds
   tinylarge::rng g(10);
   std::vector<std::uint8_t> sym(300);
   for (auto& s : sym) s = static_cast<std::uint8_t>(std::min(g.uniform_int(8), g.uniform_int(8)));
-  const auto enc = c::huffman_encode(sym, 8);
+  const auto format = GENERATE(c::huffman_format::single, c::huffman_format::interleaved);
+  const auto enc = c::huffman_encode(sym, 8, format);
   std::vector<std::uint8_t> out(sym.size());
   std::size_t n = 0;
   // Every truncation is detected (the declared payload size no longer matches).
@@ -831,6 +834,10 @@ TEST_CASE("Huffman size is within 1% of the empirical entropy on shared-weight i
   INFO("coded " << enc.size() << " bytes, entropy " << entropy_bytes << " bytes, ratio " << ratio);
   CHECK(ratio >= 1.0);
   CHECK(ratio < 1.01);
+  // Format 2 (four streams): 12 header bytes and ≤ 3 padding bytes more.
+  const auto enc4 = c::huffman_encode(r.labels, 32, c::huffman_format::interleaved);
+  CHECK(enc4.size() <= enc.size() + 15);
+  CHECK(static_cast<double>(enc4.size()) / entropy_bytes < 1.01);
   // Column gaps of a 90 %-sparse matrix (5-bit gaps with fillers).
   auto m = gaussian(300 * 784, 56);
   std::vector<std::uint8_t> mask(m.size());
@@ -866,34 +873,42 @@ bool reference_decode(const std::vector<std::uint8_t>& enc, std::vector<std::uin
   if (!c::huffman_assign_codes(code).ok()) return false;
   if (info.count > 0 && std::all_of(code.length, code.length + info.alphabet, [](std::uint8_t l) { return l == 0; }))
     return false;
-  const std::uint64_t limit = static_cast<std::uint64_t>(info.payload_bytes) * 8;
-  std::uint64_t bit = 0;
   out.assign(info.count, 0);
-  for (std::size_t i = 0; i < info.count; ++i) {
-    std::uint32_t v = 0;
-    bool found = false;
-    for (unsigned len = 1; len <= 16 && !found; ++len) {
-      if (bit >= limit) return false;
-      v = (v << 1) | ((info.payload[bit / 8] >> (7 - bit % 8)) & 1u);
-      ++bit;
-      for (std::size_t s = 0; s < info.alphabet; ++s)
-        if (code.length[s] == len && code.code[s] == v) {
-          out[i] = static_cast<std::uint8_t>(s);
-          found = true;
-          break;
-        }
+  // Format 1: one bit stream of N symbols; format 2: four, over the quarters of the symbols.
+  const std::uint8_t* payload = info.payload;
+  for (unsigned k = 0; k < info.streams(); ++k) {
+    std::size_t first = 0;
+    const std::size_t cnt = info.streams() == 1 ? info.count : c::huffman_segment(info.count, k, &first);
+    const std::size_t bytes = info.stream_bytes[k];
+    const std::uint64_t limit = static_cast<std::uint64_t>(bytes) * 8;
+    std::uint64_t bit = 0;
+    for (std::size_t i = first; i < first + cnt; ++i) {
+      std::uint32_t v = 0;
+      bool found = false;
+      for (unsigned len = 1; len <= 16 && !found; ++len) {
+        if (bit >= limit) return false;
+        v = (v << 1) | ((payload[bit / 8] >> (7 - bit % 8)) & 1u);
+        ++bit;
+        for (std::size_t s = 0; s < info.alphabet; ++s)
+          if (code.length[s] == len && code.code[s] == v) {
+            out[i] = static_cast<std::uint8_t>(s);
+            found = true;
+            break;
+          }
+      }
+      if (!found) return false;
     }
-    if (!found) return false;
+    if ((bit + 7) / 8 != bytes) return false;
+    for (; bit < limit; ++bit)
+      if ((payload[bit / 8] >> (7 - bit % 8)) & 1u) return false;
+    payload += bytes;
   }
-  if ((bit + 7) / 8 != info.payload_bytes) return false;
-  for (; bit < limit; ++bit)
-    if ((info.payload[bit / 8] >> (7 - bit % 8)) & 1u) return false;
   return true;
 }
 
 // Decodes with the table decoder into a buffer of exactly N symbols followed by guard
 // bytes, checks the guard, and compares verdict and symbols with the reference decoder.
-template <unsigned TableBits>
+template <unsigned TableBits, c::huffman_decode_mode Mode = c::huffman_decode_mode::sequential>
 void check_against_reference(const std::vector<std::uint8_t>& enc, std::size_t capacity_hint) {
   std::vector<std::uint8_t> ref;
   const bool ref_ok = reference_decode(enc, ref);
@@ -904,8 +919,9 @@ void check_against_reference(const std::vector<std::uint8_t>& enc, std::size_t c
   const std::size_t cap = ref_ok ? ref.size() : parsed && info.count <= capacity_hint ? info.count : capacity_hint;
   std::vector<std::uint8_t> out(cap + 16, 0xA5);
   std::size_t n = 0;
-  const auto st = c::huffman_decode<TableBits>(enc.data(), enc.size(), out.data(), cap, &n);
-  INFO("TableBits " << TableBits << ", stream " << enc.size() << " bytes, reference " << (ref_ok ? "ok" : "fails")
+  const auto st = c::huffman_decode<TableBits, Mode>(enc.data(), enc.size(), out.data(), cap, &n);
+  INFO("TableBits " << TableBits << (Mode == c::huffman_decode_mode::interleaved ? " interleaved" : " sequential")
+                    << ", stream " << enc.size() << " bytes, reference " << (ref_ok ? "ok" : "fails")
                     << ", decoder: " << (st.ok() ? "ok" : st.message));
   REQUIRE(st.ok() == ref_ok);
   for (std::size_t k = cap; k < out.size(); ++k) REQUIRE(out[k] == 0xA5);  // no write past the capacity
@@ -915,18 +931,27 @@ void check_against_reference(const std::vector<std::uint8_t>& enc, std::size_t c
   }
 }
 
+// Both decoders: the on-device one (`huffman_decoder`, streams one after the other) and the
+// host's interleaved one (`huffman_interleaved_decoder`; format-1 streams go to the former).
 void check_all_tables(const std::vector<std::uint8_t>& enc, std::size_t capacity_hint) {
+  using M = c::huffman_decode_mode;
   check_against_reference<4>(enc, capacity_hint);
   check_against_reference<8>(enc, capacity_hint);
   check_against_reference<10>(enc, capacity_hint);
   check_against_reference<11>(enc, capacity_hint);
   check_against_reference<12>(enc, capacity_hint);
+  check_against_reference<4, M::interleaved>(enc, capacity_hint);
+  check_against_reference<8, M::interleaved>(enc, capacity_hint);
+  check_against_reference<10, M::interleaved>(enc, capacity_hint);
+  check_against_reference<11, M::interleaved>(enc, capacity_hint);
+  check_against_reference<12, M::interleaved>(enc, capacity_hint);
 }
 
-std::vector<std::uint8_t> encode_with(const c::huffman_code& code, const std::vector<std::uint8_t>& sym) {
+std::vector<std::uint8_t> encode_with(const c::huffman_code& code, const std::vector<std::uint8_t>& sym,
+                                      c::huffman_format format = c::huffman_format::single) {
   std::vector<std::uint8_t> out(c::huffman_max_encoded_size(sym.size(), code.alphabet));
   std::size_t w = 0;
-  REQUIRE(c::huffman_encode_with(code, sym.data(), sym.size(), out.data(), out.size(), &w).ok());
+  REQUIRE(c::huffman_encode_with(code, sym.data(), sym.size(), out.data(), out.size(), &w, format).ok());
   out.resize(w);
   return out;
 }
@@ -937,6 +962,15 @@ std::size_t payload_offset(const std::vector<std::uint8_t>& enc) {
   REQUIRE(c::huffman_parse_header(enc.data(), enc.size(), info).ok());
   return info.header_bytes;
 }
+
+// Byte offset of the u32 symbol count N (the payload size P follows it).
+std::size_t count_offset(const std::vector<std::uint8_t>& enc) {
+  c::huffman_stream_info info;
+  REQUIRE(c::huffman_parse_header(enc.data(), enc.size(), info).ok());
+  return info.header_bytes - 8 - 4 * (info.streams() - 1);
+}
+
+constexpr c::huffman_format both_formats[] = {c::huffman_format::single, c::huffman_format::interleaved};
 
 // A canonical code with code lengths 1..16 and two symbols of length 16 (Kraft sum 1).
 c::huffman_code staircase_code() {
@@ -979,13 +1013,15 @@ TEST_CASE("Huffman fast path: every payload size from 0 to 140 bytes, codes of 1
           while (code.length[s] == 0);
         }
       }
-      const auto enc = encode_with(code, sym);
-      const std::size_t payload = enc.size() - payload_offset(enc);
-      if (payload < sizes_seen.size()) sizes_seen[payload] = true;
-      check_all_tables(enc, n);
-      std::vector<std::uint8_t> back;
-      REQUIRE(c::huffman_decode(enc, back).ok());
-      REQUIRE(back == sym);
+      for (const auto format : both_formats) {
+        const auto enc = encode_with(code, sym, format);
+        const std::size_t payload = enc.size() - payload_offset(enc);
+        if (format == c::huffman_format::single && payload < sizes_seen.size()) sizes_seen[payload] = true;
+        check_all_tables(enc, n);
+        std::vector<std::uint8_t> back;
+        REQUIRE(c::huffman_decode(enc, back).ok());
+        REQUIRE(back == sym);
+      }
     }
   }
   for (std::size_t p : {0u, 1u, 2u, 7u, 8u, 9u, 15u, 16u, 17u, 63u, 64u, 65u}) {
@@ -1001,11 +1037,13 @@ TEST_CASE("Huffman fast path: all-16-bit codes, a long code last, streams ending
     // Only 16-bit codes: 2 bytes per symbol, the payload always ends on a byte boundary.
     std::vector<std::uint8_t> sym(n);
     for (std::size_t k = 0; k < n; ++k) sym[k] = static_cast<std::uint8_t>(15 + k % 2);
-    check_all_tables(encode_with(code, sym), n);
     // Short codes, then one 16-bit code last.
     std::vector<std::uint8_t> tail(n, 0);
     tail.push_back(16);
-    check_all_tables(encode_with(code, tail), tail.size());
+    for (const auto format : both_formats) {
+      check_all_tables(encode_with(code, sym, format), n);
+      check_all_tables(encode_with(code, tail, format), tail.size());
+    }
   }
   // 1-bit codes: n = 8·P symbols fill P bytes exactly; P = 8, 16, …, 64 end where a refill
   // of the hot loop would load the next 8 bytes.
@@ -1020,6 +1058,12 @@ TEST_CASE("Huffman fast path: all-16-bit codes, a long code last, streams ending
     const auto enc = encode_with(bits, sym);
     REQUIRE(enc.size() - payload_offset(enc) == p);
     check_all_tables(enc, sym.size());
+    // Format 2 with 32·P symbols: four streams of P bytes each.
+    std::vector<std::uint8_t> sym4(32 * p);
+    for (auto& s : sym4) s = static_cast<std::uint8_t>(g.uniform_int(2));
+    const auto enc4 = encode_with(bits, sym4, c::huffman_format::interleaved);
+    REQUIRE(enc4.size() - payload_offset(enc4) == 4 * p);
+    check_all_tables(enc4, sym4.size());
   }
 }
 
@@ -1045,15 +1089,17 @@ TEST_CASE("Huffman fast path: corruption near the end of the stream is caught as
   bits.length[0] = bits.length[1] = 1;
   REQUIRE(c::huffman_assign_codes(bits).ok());
   const std::vector<c::huffman_code> codes{incomplete, skewed, staircase_code(), bits};
-  for (const auto& cd : codes) {
+  for (const auto& cd : codes)
+    for (const auto format : both_formats)
     for (std::size_t n : {1u, 9u, 13u, 40u, 100u, 300u}) {
       std::vector<std::uint8_t> sym(n);
       for (auto& s : sym) {
         do s = static_cast<std::uint8_t>(g.uniform_int(cd.alphabet));
         while (cd.length[s] == 0);
       }
-      const auto enc = encode_with(cd, sym);
+      const auto enc = encode_with(cd, sym, format);
       const std::size_t off = payload_offset(enc);
+      const std::size_t cnt_at = count_offset(enc);
       // Every bit of the last 10 payload bytes.
       const std::size_t from = enc.size() > off + 10 ? enc.size() - 10 : off;
       for (std::size_t i = from; i < enc.size(); ++i)
@@ -1074,7 +1120,7 @@ TEST_CASE("Huffman fast path: corruption near the end of the stream is caught as
         if (delta < 0 && static_cast<std::size_t>(-delta) > n) continue;
         auto f = enc;
         const std::uint32_t cnt = static_cast<std::uint32_t>(static_cast<std::int64_t>(n) + delta);
-        for (int k = 0; k < 4; ++k) f[off - 8 + static_cast<std::size_t>(k)] = static_cast<std::uint8_t>(cnt >> (8 * k));
+        for (int k = 0; k < 4; ++k) f[cnt_at + static_cast<std::size_t>(k)] = static_cast<std::uint8_t>(cnt >> (8 * k));
         check_all_tables(f, n + 1);
         std::vector<std::uint8_t> ref;
         rejected += !reference_decode(f, ref);
@@ -1084,15 +1130,55 @@ TEST_CASE("Huffman fast path: corruption near the end of the stream is caught as
         auto f = enc;
         f.pop_back();
         const std::uint32_t p = static_cast<std::uint32_t>(f.size() - off);
-        for (int k = 0; k < 4; ++k) f[off - 4 + static_cast<std::size_t>(k)] = static_cast<std::uint8_t>(p >> (8 * k));
+        for (int k = 0; k < 4; ++k) f[cnt_at + 4 + static_cast<std::size_t>(k)] = static_cast<std::uint8_t>(p >> (8 * k));
         check_all_tables(f, n);
         std::vector<std::uint8_t> ref;
         CHECK_FALSE(reference_decode(f, ref));
       }
     }
-  }
   // Many of the flips must be errors (invalid patterns, padding, a count that no longer fits).
   CHECK(rejected > cases / 4);
+}
+
+TEST_CASE("Huffman format 2: flips anywhere in the four streams are caught as the reference catches them",
+          "[compress][huffman]") {
+  // Long streams, so that the flipped bits land inside the interleaved loop (not only in the
+  // single-stream tails): an incomplete code (a flip may form a pattern that is no code; the
+  // fuzz target found an out-of-range shift after one), 16-bit codes (L = 3 lookups per
+  // reload) and 1-bit codes (L = 5).
+  tinylarge::rng g(74);
+  c::huffman_code incomplete;
+  incomplete.alphabet = 4;
+  incomplete.length[0] = 1;
+  incomplete.length[1] = 2;
+  incomplete.length[2] = 3;
+  incomplete.length[3] = 4;
+  REQUIRE(c::huffman_assign_codes(incomplete).ok());
+  c::huffman_code bits;
+  bits.alphabet = 2;
+  bits.length[0] = bits.length[1] = 1;
+  REQUIRE(c::huffman_assign_codes(bits).ok());
+  std::size_t rejected = 0, cases = 0;
+  for (const auto& cd : {incomplete, staircase_code(), bits}) {
+    std::vector<std::uint8_t> sym(1500);
+    for (auto& s : sym) {
+      do s = static_cast<std::uint8_t>(g.uniform_int(cd.alphabet));
+      while (cd.length[s] == 0);
+    }
+    const auto enc = encode_with(cd, sym, c::huffman_format::interleaved);
+    for (std::size_t i = payload_offset(enc); i < enc.size(); i += 1 + g.uniform_int(23)) {
+      auto f = enc;
+      f[i] = static_cast<std::uint8_t>(f[i] ^ (1u << g.uniform_int(8)));
+      std::vector<std::uint8_t> ref;
+      rejected += !reference_decode(f, ref);
+      ++cases;
+      check_against_reference<8>(f, sym.size());
+      check_against_reference<11, c::huffman_decode_mode::interleaved>(f, sym.size());
+      check_against_reference<4, c::huffman_decode_mode::interleaved>(f, sym.size());
+    }
+  }
+  CHECK(rejected > 0);
+  CHECK(cases > 100);
 }
 
 // ===========================================================================

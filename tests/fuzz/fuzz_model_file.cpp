@@ -6,12 +6,15 @@
 // through its compressed kernel, so AddressSanitizer sees any view that leaves its bytes.
 // Every accepted file is also handed to the on-device binder (`compress::bind_model_file`)
 // of a small int8 CNN type (int8_model_sample.hpp); a file it accepts runs one inference.
+// Every input is also decoded as a bare Huffman stream by both Huffman decoders, which must
+// agree (`huffman_differential`); the seed corpus holds format-1 and format-2 streams.
 // Built by scripts/fuzz_model_file.sh with -fsanitize=fuzzer,address,undefined.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <vector>
 
+#include "tinylarge/compress/huffman.hpp"
 #include "tinylarge/compress/kernels.hpp"
 #include "tinylarge/compress/model_file.hpp"
 #include "tinylarge/kernels/dense.hpp"
@@ -70,6 +73,28 @@ void parse(const std::uint8_t* data, std::size_t size, bool verify_crc) {
   }
 }
 
+// The input as a Huffman stream (compress/huffman.hpp, format 1 or 2): the on-device
+// decoder (`huffman_decoder`, streams one after the other) and the host's interleaved one
+// must agree on the verdict and, when both accept, on every symbol; neither may write past
+// the declared count (guard bytes) or read outside the input (ASan).
+template <unsigned SeqBits, unsigned HostBits>
+void huffman_differential(const std::uint8_t* data, std::size_t size) {
+  c::huffman_stream_info info;
+  if (!c::huffman_parse_header(data, size, info).ok() || info.count > (1u << 20)) return;
+  constexpr std::uint8_t guard = 0xA5;
+  std::vector<std::uint8_t> a(info.count + 16, guard), b(info.count + 16, guard);
+  std::size_t na = 0, nb = 0;
+  const bool ok_a =
+      c::huffman_decode<SeqBits, c::huffman_decode_mode::sequential>(data, size, a.data(), info.count, &na).ok();
+  const bool ok_b =
+      c::huffman_decode<HostBits, c::huffman_decode_mode::interleaved>(data, size, b.data(), info.count, &nb).ok();
+  if (ok_a != ok_b) __builtin_trap();
+  for (std::size_t k = info.count; k < a.size(); ++k)
+    if (a[k] != guard || b[k] != guard) __builtin_trap();
+  if (ok_a && (na != info.count || nb != info.count || std::memcmp(a.data(), b.data(), info.count) != 0))
+    __builtin_trap();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -80,5 +105,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto* p = reinterpret_cast<const std::uint8_t*>(aligned.data());
   parse(p, size, true);
   parse(p, size, false);
+  huffman_differential<8, 11>(p, size);
+  huffman_differential<12, 4>(p, size);
   return 0;
 }

@@ -42,6 +42,28 @@ int main(int argc, char** argv) {
     tinylarge::io::write_file(dir + "/layer" + std::to_string(i) + ".tlmf", one);
     at += len;
   }
-  std::printf("wrote %zu seeds to %s\n", m.layer_count() + 2, dir.c_str());
+  // Bare Huffman streams (the decoders' differential check): skewed 5-bit symbols, and
+  // codes up to 16 bits, in formats 1 and 2.
+  std::vector<std::uint8_t> sym(300), longs(120);
+  for (std::size_t k = 0; k < sym.size(); ++k) sym[k] = static_cast<std::uint8_t>((k * k * 7 + k) % 37 % 32 / 4);
+  for (std::size_t k = 0; k < longs.size(); ++k) longs[k] = static_cast<std::uint8_t>(k % 3 == 0 ? k % 20 : 0);
+  std::size_t seeds = m.layer_count() + 3;
+  for (const auto f : {c::huffman_format::single, c::huffman_format::interleaved}) {
+    const std::string tag = f == c::huffman_format::single ? "1" : "2";
+    tinylarge::io::write_file(dir + "/huffman_skewed_format" + tag + ".bin", c::huffman_encode(sym, 32, f));
+    // Fibonacci-like counts give long codes.
+    std::vector<std::uint64_t> counts(20);
+    counts[0] = counts[1] = 1;
+    for (std::size_t k = 2; k < counts.size(); ++k) counts[k] = counts[k - 1] + counts[k - 2];
+    c::huffman_code code;
+    if (!c::huffman_build(counts.data(), counts.size(), code).ok()) return 1;
+    std::vector<std::uint8_t> enc(c::huffman_max_encoded_size(longs.size(), 20));
+    std::size_t w = 0;
+    if (!c::huffman_encode_with(code, longs.data(), longs.size(), enc.data(), enc.size(), &w, f).ok()) return 1;
+    enc.resize(w);
+    tinylarge::io::write_file(dir + "/huffman_long_codes_format" + tag + ".bin", enc);
+    seeds += 2;
+  }
+  std::printf("wrote %zu seeds to %s\n", seeds, dir.c_str());
   return 0;
 }

@@ -26,8 +26,17 @@
 ///     P bytes: the codes, most significant bit first, zero padded
 ///
 /// The header ("table bytes") is 11 + ⌈A·b/8⌉ bytes: 31 bytes for a 5-bit index alphabet.
+/// That is **format 1** (one bit stream). **Format 2** (four bit streams, decoded together by
+/// `huffman_interleaved_decoder` on a host) sets bit 15 of the u16 alphabet field, and after
+/// P holds three u32: the byte sizes of streams 0, 1 and 2 (stream 3 has the rest of P).
+/// Stream k holds the codes of the k-th quarter of the symbols (`huffman_segment`: ⌈N/4⌉ each,
+/// the last ones fewer), MSB first, each zero padded to a byte; so format 2 costs 12 header
+/// bytes and ≤ 3 padding bytes more. Readers that know only format 1 reject format 2 as
+/// corrupt (alphabet above 256). The model file (compress/model_file.hpp, format version 1)
+/// stores format-1 streams.
 ///
-/// **Decoding** (freestanding: no heap, no exceptions, fixed-size tables): a 2^TableBits
+/// **Decoding** (freestanding: no heap, no exceptions, fixed-size tables; see also
+/// `huffman_interleaved_decoder` for format 2 on a host): a 2^TableBits
 /// lookup table resolves up to three codes that fit in TableBits bits in one step, from a
 /// 64-bit bit buffer refilled by unaligned 8-byte loads (see `huffman_decoder`); longer
 /// codes (≤ 16) are resolved with the canonical first-code/count arrays. Every failure — over-subscribed
@@ -38,6 +47,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "../core/config.hpp"
 #include "../core/error.hpp"
@@ -55,6 +65,25 @@ namespace tinylarge::compress {
 inline constexpr unsigned huffman_max_length = 16;
 /// Largest alphabet (symbols are bytes).
 inline constexpr std::size_t huffman_max_symbols = 256;
+
+/// Layout of a Huffman stream's payload (see the file comment).
+enum class huffman_format : std::uint8_t {
+  single = 1,       ///< format 1: one bit stream (what every reader since the first decodes)
+  interleaved = 2,  ///< format 2: four bit streams over consecutive quarters of the symbols
+};
+/// Bit streams of a format-2 stream.
+inline constexpr unsigned huffman_interleaved_streams = 4;
+/// Flag in the u16 alphabet field that marks a format-2 stream.
+inline constexpr std::uint32_t huffman_interleaved_flag = 0x8000u;
+
+/// Symbols [*first, *first + return) of `n` go to stream `k` of a format-2 stream: stream k
+/// holds quarter k, ⌈n/4⌉ symbols each (the last ones may hold fewer, or none).
+constexpr std::size_t huffman_segment(std::size_t n, unsigned k, std::size_t* first) noexcept {
+  const std::size_t per = n / huffman_interleaved_streams + (n % huffman_interleaved_streams != 0);
+  const std::size_t f = k * per < n ? k * per : n;
+  *first = f;
+  return n - f < per ? n - f : per;
+}
 
 /// A canonical Huffman code over an alphabet of ≤ 256 byte symbols.
 struct huffman_code {
@@ -191,14 +220,18 @@ constexpr unsigned huffman_length_field_bits(unsigned max_len) noexcept {
   return b;
 }
 
-/// Header bytes ("table bytes") of a stream over `alphabet` symbols with longest code `max_len`.
-constexpr std::size_t huffman_header_size(std::size_t alphabet, unsigned max_len) noexcept {
-  return 2 + 1 + packed_size(alphabet, huffman_length_field_bits(max_len)) + 4 + 4;
+/// Header bytes ("table bytes") of a stream over `alphabet` symbols with longest code `max_len`
+/// (format 2: 12 more, the sizes of streams 0–2).
+constexpr std::size_t huffman_header_size(std::size_t alphabet, unsigned max_len,
+                                          huffman_format format = huffman_format::single) noexcept {
+  return 2 + 1 + packed_size(alphabet, huffman_length_field_bits(max_len)) + 4 + 4 +
+         (format == huffman_format::interleaved ? 4 * (huffman_interleaved_streams - 1) : 0);
 }
 
-/// An upper bound of the encoded size of `n` symbols over `alphabet` symbols.
+/// An upper bound of the encoded size of `n` symbols over `alphabet` symbols, either format.
 constexpr std::size_t huffman_max_encoded_size(std::size_t n, std::size_t alphabet) noexcept {
-  return huffman_header_size(alphabet, huffman_max_length) + (n * huffman_max_length + 7) / 8;
+  return huffman_header_size(alphabet, huffman_max_length, huffman_format::interleaved) +
+         (n * huffman_max_length + 7) / 8 + huffman_interleaved_streams;
 }
 
 namespace detail {
@@ -215,38 +248,10 @@ TINYLARGE_ALWAYS_INLINE std::uint32_t load_le32(const std::uint8_t* p) noexcept 
 }
 }  // namespace detail
 
-/// Encodes `n` symbols (each < `code.alphabet`, each with a code) with `code` into `out`
-/// (capacity `capacity`), writing the stream format of the file comment.
-/// `*written` receives the size. Fails with `capacity_exceeded` or `invalid_argument`.
-[[nodiscard]] inline status huffman_encode_with(const huffman_code& code, const std::uint8_t* symbols, std::size_t n,
-                                                std::uint8_t* out, std::size_t capacity,
-                                                std::size_t* written) noexcept {
-  TINYLARGE_CHECK(n <= 0xFFFFFFFFu, errc::too_large, "huffman: more than 2^32 - 1 symbols");
-  unsigned max_len = 0;
-  for (std::size_t s = 0; s < code.alphabet; ++s) max_len = code.length[s] > max_len ? code.length[s] : max_len;
-  const unsigned b = huffman_length_field_bits(max_len);
-  const std::size_t header = huffman_header_size(code.alphabet, max_len);
-  TINYLARGE_CHECK(capacity >= header, errc::capacity_exceeded, "huffman: output buffer too small");
-  std::uint64_t total_bits = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    TINYLARGE_CHECK(symbols[i] < code.alphabet && code.length[symbols[i]] != 0, errc::invalid_argument,
-                    "huffman: a symbol has no code");
-    total_bits += code.length[symbols[i]];
-  }
-  const std::uint64_t payload = (total_bits + 7) / 8;
-  TINYLARGE_CHECK(payload <= 0xFFFFFFFFu, errc::too_large, "huffman: payload above 4 GiB");
-  TINYLARGE_CHECK(capacity - header >= payload, errc::capacity_exceeded, "huffman: output buffer too small");
-  std::uint8_t* p = out;
-  detail::store_le16(p, code.alphabet);
-  p[2] = static_cast<std::uint8_t>(b);
-  p += 3;
-  const std::size_t table = packed_size(code.alphabet, b);
-  TINYLARGE_TRY(pack_bits(code.length, code.alphabet, b, p, table));
-  p += table;
-  detail::store_le32(p, static_cast<std::uint32_t>(n));
-  detail::store_le32(p + 4, static_cast<std::uint32_t>(payload));
-  p += 8;
-  // MSB-first bit writer.
+namespace detail {
+/// Writes the codes of `n` symbols MSB first from `p`, zero padded to a byte; returns the end.
+inline std::uint8_t* huffman_write_codes(const huffman_code& code, const std::uint8_t* symbols, std::size_t n,
+                                         std::uint8_t* p) noexcept {
   std::uint64_t acc = 0;
   unsigned nacc = 0;
   for (std::size_t i = 0; i < n; ++i) {
@@ -259,6 +264,63 @@ TINYLARGE_ALWAYS_INLINE std::uint32_t load_le32(const std::uint8_t* p) noexcept 
     }
   }
   if (nacc > 0) *p++ = static_cast<std::uint8_t>(acc << (8 - nacc));
+  return p;
+}
+}  // namespace detail
+
+/// Encodes `n` symbols (each < `code.alphabet`, each with a code) with `code` into `out`
+/// (capacity `capacity`), writing the stream format of the file comment: `single` (format 1,
+/// one bit stream: what every reader decodes, the default) or `interleaved` (format 2, four
+/// bit streams that a host decodes at once, 12 header bytes and ≤ 3 padding bytes more).
+/// `*written` receives the size. Fails with `capacity_exceeded` or `invalid_argument`.
+[[nodiscard]] inline status huffman_encode_with(const huffman_code& code, const std::uint8_t* symbols, std::size_t n,
+                                                std::uint8_t* out, std::size_t capacity, std::size_t* written,
+                                                huffman_format format = huffman_format::single) noexcept {
+  TINYLARGE_CHECK(n <= 0xFFFFFFFFu, errc::too_large, "huffman: more than 2^32 - 1 symbols");
+  TINYLARGE_CHECK(format == huffman_format::single || format == huffman_format::interleaved, errc::invalid_argument,
+                  "huffman: unknown stream format");
+  unsigned max_len = 0;
+  for (std::size_t s = 0; s < code.alphabet; ++s) max_len = code.length[s] > max_len ? code.length[s] : max_len;
+  const unsigned b = huffman_length_field_bits(max_len);
+  const std::size_t header = huffman_header_size(code.alphabet, max_len, format);
+  TINYLARGE_CHECK(capacity >= header, errc::capacity_exceeded, "huffman: output buffer too small");
+  const unsigned streams = format == huffman_format::interleaved ? huffman_interleaved_streams : 1;
+  std::uint64_t stream_bytes[huffman_interleaved_streams] = {};
+  std::uint64_t payload = 0;
+  for (unsigned k = 0; k < streams; ++k) {
+    std::size_t first = 0;
+    const std::size_t cnt = streams == 1 ? n : huffman_segment(n, k, &first);
+    std::uint64_t bits = 0;
+    for (std::size_t i = first; i < first + cnt; ++i) {
+      TINYLARGE_CHECK(symbols[i] < code.alphabet && code.length[symbols[i]] != 0, errc::invalid_argument,
+                      "huffman: a symbol has no code");
+      bits += code.length[symbols[i]];
+    }
+    stream_bytes[k] = (bits + 7) / 8;
+    payload += stream_bytes[k];
+  }
+  TINYLARGE_CHECK(payload <= 0xFFFFFFFFu, errc::too_large, "huffman: payload above 4 GiB");
+  TINYLARGE_CHECK(capacity - header >= payload, errc::capacity_exceeded, "huffman: output buffer too small");
+  std::uint8_t* p = out;
+  detail::store_le16(p, code.alphabet | (streams == 1 ? 0u : huffman_interleaved_flag));
+  p[2] = static_cast<std::uint8_t>(b);
+  p += 3;
+  const std::size_t table = packed_size(code.alphabet, b);
+  TINYLARGE_TRY(pack_bits(code.length, code.alphabet, b, p, table));
+  p += table;
+  detail::store_le32(p, static_cast<std::uint32_t>(n));
+  detail::store_le32(p + 4, static_cast<std::uint32_t>(payload));
+  p += 8;
+  if (streams == 1) {
+    p = detail::huffman_write_codes(code, symbols, n, p);
+  } else {
+    for (unsigned k = 0; k + 1 < streams; ++k, p += 4) detail::store_le32(p, static_cast<std::uint32_t>(stream_bytes[k]));
+    for (unsigned k = 0; k < streams; ++k) {
+      std::size_t first = 0;
+      const std::size_t cnt = huffman_segment(n, k, &first);
+      p = detail::huffman_write_codes(code, symbols + first, cnt, p);
+    }
+  }
   *written = static_cast<std::size_t>(p - out);
   return status::success();
 }
@@ -267,7 +329,8 @@ TINYLARGE_ALWAYS_INLINE std::uint32_t load_le32(const std::uint8_t* p) noexcept 
 /// `huffman_encode_with`). `alphabet` ∈ [1, 256]: every symbol must be below it.
 /// No heap; ~12 KiB of stack (the package-merge lists), so encode on the host.
 [[nodiscard]] inline status huffman_encode(const std::uint8_t* symbols, std::size_t n, std::size_t alphabet,
-                                           std::uint8_t* out, std::size_t capacity, std::size_t* written) noexcept {
+                                           std::uint8_t* out, std::size_t capacity, std::size_t* written,
+                                           huffman_format format = huffman_format::single) noexcept {
   TINYLARGE_CHECK(alphabet >= 1 && alphabet <= huffman_max_symbols, errc::invalid_argument,
                   "huffman: alphabet size must be in [1, 256]");
   std::uint64_t counts[huffman_max_symbols] = {};
@@ -277,7 +340,7 @@ TINYLARGE_ALWAYS_INLINE std::uint32_t load_le32(const std::uint8_t* p) noexcept 
   }
   huffman_code code;
   TINYLARGE_TRY(huffman_build(counts, alphabet, code));
-  return huffman_encode_with(code, symbols, n, out, capacity, written);
+  return huffman_encode_with(code, symbols, n, out, capacity, written, format);
 }
 
 // ---------------------------------------------------------------------------
@@ -300,6 +363,19 @@ TINYLARGE_ALWAYS_INLINE std::uint64_t load_be64(const std::uint8_t* p) noexcept 
   std::uint64_t v = 0;
   for (int k = 0; k < 8; ++k) v = (v << 8) | p[k];
   return v;
+#endif
+}
+/// Trailing zero bits of `v` ≠ 0.
+TINYLARGE_ALWAYS_INLINE unsigned ctz64(std::uint64_t v) noexcept {
+#if defined(__GNUC__) || defined(__clang__)
+  return static_cast<unsigned>(__builtin_ctzll(v));
+#else
+  unsigned n = 0;
+  while ((v & 1u) == 0) {
+    v >>= 1;
+    ++n;
+  }
+  return n;
 #endif
 }
 }  // namespace detail
@@ -344,11 +420,15 @@ class huffman_decoder {
       used += lengths[s] != 0;
     }
     TINYLARGE_CHECK(used > 0, errc::corrupt, "huffman: no symbol has a code");
+    ready_ = false;
     TINYLARGE_TRY(huffman_assign_codes(code));
     for (auto& e : fast_) e = 0;
     for (unsigned len = 0; len <= huffman_max_length; ++len) count_[len] = first_[len] = offset_[len] = 0;
     for (std::size_t s = 0; s < alphabet; ++s) ++count_[code.length[s]];
     count_[0] = 0;
+    max_length_ = 0;
+    for (unsigned len = 1; len <= huffman_max_length; ++len)
+      if (count_[len] != 0) max_length_ = len;
     std::uint16_t idx = 0;
     for (unsigned len = 1; len <= huffman_max_length; ++len) {
       offset_[len] = idx;
@@ -374,23 +454,26 @@ class huffman_decoder {
     // Then append the second and third codes where they fit. Rewriting entry k keeps its
     // first symbol, and the first symbol of entry j is all that is read of it here, so the
     // pass can rewrite in place in any order.
+    // Branch-free (selects instead of a data-dependent loop, whose mispredictions made this
+    // pass most of the decoder's set-up time): a missing code counts as 64 bits long.
     for (std::uint32_t k = 0; k <= mask; ++k) {
       const std::uint32_t e1 = fast_[k];
-      if (e1 == 0) continue;
-      std::uint32_t syms = (e1 >> 8) & 0xFFu;
-      unsigned total = code.length[syms];
-      unsigned n = 1;
-      while (n < 3 && total < TableBits) {
-        const std::uint32_t e = fast_[(k << total) & mask];  // the bits after the codes so far
-        if (e == 0) break;
-        const std::uint32_t s = (e >> 8) & 0xFFu;
-        if (total + code.length[s] > TableBits) break;  // the next code is not wholly in k
-        syms |= s << (8 * n);
-        total += code.length[s];
-        ++n;
-      }
-      fast_[k] = entry(syms, n, total);
+      const std::uint32_t s1 = (e1 >> 8) & 0xFFu;
+      const unsigned l1 = e1 != 0 ? code.length[s1] : 0u;
+      const std::uint32_t e2 = fast_[(k << l1) & mask];  // the bits after the first code
+      const std::uint32_t s2 = (e2 >> 8) & 0xFFu;
+      const unsigned l2 = e2 != 0 ? code.length[s2] : 64u;
+      const bool two = e1 != 0 && l1 + l2 <= TableBits;  // the second code is wholly in k
+      const unsigned t2 = l1 + (two ? l2 : 0u);
+      const std::uint32_t e3 = fast_[(k << t2) & mask];
+      const std::uint32_t s3 = (e3 >> 8) & 0xFFu;
+      const unsigned l3 = e3 != 0 ? code.length[s3] : 64u;
+      const bool three = two && t2 + l3 <= TableBits;
+      const std::uint32_t syms = s1 | (two ? s2 << 8 : 0u) | (three ? s3 << 16 : 0u);
+      const unsigned n = 1u + two + three;
+      fast_[k] = e1 != 0 ? entry(syms, n, t2 + (three ? l3 : 0u)) : 0u;
     }
+    ready_ = true;
     return status::success();
   }
 
@@ -400,11 +483,23 @@ class huffman_decoder {
   /// [payload, payload + bytes) and writes only [out, out + count).
   [[nodiscard]] status decode(const std::uint8_t* payload, std::size_t bytes, std::size_t count,
                               std::uint8_t* out) const noexcept {
+    TINYLARGE_CHECK(ready_, errc::invalid_argument, "huffman: decoder used before a successful init");
+    return decode_from(payload, bytes, count, out, 0, 0);
+  }
+
+  /// `decode` from bit `bit` of the payload with `done` symbols already written (the
+  /// first `done` symbols of `out` are kept).
+  [[nodiscard]] status decode_from(const std::uint8_t* payload, std::size_t bytes, std::size_t count,
+                                   std::uint8_t* out, std::uint64_t bit, std::size_t done) const noexcept {
     std::uint64_t acc = 0;  // next bits, MSB-aligned; the bits below the valid ones are
                             // either zero or the stream's next bits (loaded again, harmlessly)
     unsigned nacc = 0;      // valid bits in acc, ≤ 63
-    std::size_t pos = 0;    // next byte to load
-    std::size_t i = 0;      // symbols written
+    std::size_t pos = static_cast<std::size_t>(bit >> 3);  // next byte to load
+    std::size_t i = done;   // symbols written
+    if ((bit & 7u) != 0) {  // bit < 8·bytes: the rest of byte pos
+      acc = static_cast<std::uint64_t>(payload[pos++]) << (56 + (bit & 7u));
+      nacc = static_cast<unsigned>(8 - (bit & 7u));
+    }
     // Hot loop: ≥ 8 bytes readable at pos and ≥ 3·lookups + 1 symbols to go (`lookups`
     // entries of ≤ 3 symbols, and the last 4-byte store). After a refill ≥ 56 bits are
     // valid; a table entry consumes ≤ TableBits bits and a long code ≤ 16, after which the
@@ -475,6 +570,15 @@ class huffman_decoder {
  private:
   static constexpr std::uint32_t mask = (1u << TableBits) - 1u;
 
+  /// A code longer than TableBits at the top of `acc` as a one-symbol entry, 0 if none.
+  TINYLARGE_ALWAYS_INLINE std::uint32_t long_entry(std::uint64_t acc) const noexcept {
+    for (unsigned len = TableBits + 1; len <= huffman_max_length; ++len) {
+      const std::uint32_t code = static_cast<std::uint32_t>(acc >> (64 - len));
+      if (code - first_[len] < count_[len]) return entry(sorted_[offset_[len] + (code - first_[len])], 1, len);
+    }
+    return 0;
+  }
+
   /// sym3 << 24 | sym2 << 16 | sym1 << 8 | symbols (1..3) << 6 | total length (bits 0–4, bit 5 = 0).
   static constexpr std::uint32_t entry(std::uint32_t syms, unsigned n, unsigned total) noexcept {
     return (syms << 8) | (n << 6) | total;
@@ -515,21 +619,211 @@ class huffman_decoder {
     return find_code(acc, 1, sym, len);
   }
 
-  std::uint32_t fast_[std::size_t{1} << TableBits] = {};  ///< see `entry`; 0 = a code longer than TableBits
+  // Written wholly by `init` (not zeroed at construction: a decode builds one per call).
+  std::uint32_t fast_[std::size_t{1} << TableBits];  ///< see `entry`; 0 = a code longer than TableBits
   std::uint16_t first_[huffman_max_length + 1] = {};      ///< first canonical code per length
   std::uint16_t count_[huffman_max_length + 1] = {};      ///< codes per length
   std::uint16_t offset_[huffman_max_length + 1] = {};     ///< index of the first symbol per length
   std::uint8_t sorted_[huffman_max_symbols] = {};         ///< symbols by (length, symbol)
+  unsigned max_length_ = 0;                               ///< longest code
+  bool ready_ = false;                                    ///< `init` succeeded
+
+  template <unsigned>
+  friend class huffman_interleaved_decoder;
+};
+
+/// Host decoder of format-2 (four-stream) Huffman streams: decodes the four bit streams in
+/// one loop, so that their table lookups overlap (what zstd's HUF_decompress4X does), with
+/// the same results, errors and bounds as `huffman_decoder::decode` on each stream in turn.
+/// Format-1 streams and the last bytes of each stream go through the `huffman_decoder` it
+/// holds.
+///
+/// **Table.** The `huffman_decoder` table's entries unpacked into 8 bytes {bits, symbols,
+/// 4 symbol bytes, 2 zero bytes}, so that a lookup is plain loads and one 4-byte store (fewer
+/// instructions than unpacking a 4-byte entry); 0 symbols marks a code longer than
+/// TableBits (or no code).
+///
+/// **Loop.** Each stream's bits sit in a 64-bit buffer with a marker bit below the valid
+/// ones (zstd's fast loop): the consumed bit count is the marker's position (count trailing
+/// zeros), so a stream's state is three registers (buffer, input and output pointers). An
+/// iteration reloads each buffer with one 8-byte load at the byte of its next bit (≥ 56 valid
+/// bits) and makes L lookups per stream, L = ⌊56 / max(TableBits, longest code)⌋ ∈ {3, 4, 5}
+/// so that even L long codes fit. The number of iterations that keep every reload inside its
+/// stream's bytes and every 4-byte store inside its output quarter is computed up front, so
+/// the loop body has no bound checks; each stream then finishes in `huffman_decoder`'s loop
+/// and checked tail.
+///
+/// Size: 8·2^TableBits + ~400 bytes (32 KiB for TableBits = 12): a host decoder.
+/// @tparam TableBits bits resolved by one table lookup, 4..12
+template <unsigned TableBits = 11>
+class huffman_interleaved_decoder {
+ public:
+  /// Builds the tables from code lengths (see `huffman_decoder::init`).
+  [[nodiscard]] status init(const std::uint8_t* lengths, std::size_t alphabet) noexcept {
+    TINYLARGE_TRY(single_.init(lengths, alphabet));
+    for (std::uint32_t k = 0; k <= huffman_decoder<TableBits>::mask; ++k) {
+      const std::uint32_t e = single_.fast_[k];
+      table_[k] = {static_cast<std::uint8_t>(e & 31u), static_cast<std::uint8_t>(e == 0 ? 0 : (e >> 6) & 3u),
+                   {static_cast<std::uint8_t>(e >> 8), static_cast<std::uint8_t>(e >> 16),
+                    static_cast<std::uint8_t>(e >> 24), 0},
+                   {0, 0}};
+    }
+    return status::success();
+  }
+
+  /// Decodes one bit stream (format 1): `huffman_decoder::decode`.
+  [[nodiscard]] status decode(const std::uint8_t* payload, std::size_t bytes, std::size_t count,
+                              std::uint8_t* out) const noexcept {
+    return single_.decode(payload, bytes, count, out);
+  }
+
+  /// Decodes the four bit streams of a format-2 stream (`payload`, streams of
+  /// `stream_bytes[0..3]` bytes back to back, `count` symbols in all) into `out`.
+  [[nodiscard]] status decode_interleaved(const std::uint8_t* payload, const std::size_t* stream_bytes,
+                                          std::size_t count, std::uint8_t* out) const noexcept {
+    static_assert(huffman_interleaved_streams == 4, "decode_interleaved: one lane variable per stream");
+    TINYLARGE_CHECK(single_.ready_, errc::invalid_argument, "huffman: decoder used before a successful init");
+    lane l[4];
+    bounds b[4];
+    std::size_t off = 0;
+    for (unsigned k = 0; k < 4; ++k) {
+      std::size_t first = 0;
+      const std::size_t cnt = huffman_segment(count, k, &first);
+      b[k].start = l[k].ip = payload + off;
+      b[k].end = payload + off + stream_bytes[k];
+      off += stream_bytes[k];
+      l[k].op = out + first;
+      b[k].oend = l[k].op + cnt;
+      l[k].acc = 1;  // the marker alone: 0 bits consumed at ip
+    }
+    const unsigned m = single_.max_length_ > TableBits ? single_.max_length_ : TableBits;
+    bool ok;
+    if (m * 5 <= 56) ok = loop<5>(l, b);
+    else if (m * 4 <= 56) ok = loop<4>(l, b);
+    else ok = loop<3>(l, b);
+    if (!ok) return {errc::corrupt, "huffman: bit pattern is not a code"};
+    for (unsigned k = 0; k < 4; ++k) {
+      std::size_t first = 0;
+      const std::size_t cnt = huffman_segment(count, k, &first);
+      const std::uint64_t bit = static_cast<std::uint64_t>(l[k].ip - b[k].start) * 8 + detail::ctz64(l[k].acc);
+      TINYLARGE_TRY(single_.decode_from(b[k].start, stream_bytes[k], cnt, out + first, bit,
+                                        static_cast<std::size_t>(l[k].op - (out + first))));
+    }
+    return status::success();
+  }
+
+ private:
+  struct entry {
+    std::uint8_t bits;     ///< bits of the codes
+    std::uint8_t symbols;  ///< 1–3; 0: a longer code (or no code)
+    std::uint8_t sym[4];   ///< the symbols, then zeros (stored as 4 bytes)
+    std::uint8_t pad[2];
+  };
+  /// One bit stream in the loop: `acc` holds the next bits MSB-aligned with a marker bit
+  /// below them (its position = bits consumed since the load at `ip`).
+  struct lane {
+    std::uint64_t acc;
+    const std::uint8_t* ip;
+    std::uint8_t* op;
+  };
+  struct bounds {
+    const std::uint8_t* start;
+    const std::uint8_t* end;
+    std::uint8_t* oend;
+  };
+
+  /// The loop with `L` lookups per reload (L·max(TableBits, longest code) ≤ 56); false on a
+  /// pattern that is no code.
+  template <unsigned L>
+  bool loop(lane* l, const bounds* b) const noexcept {
+    constexpr std::size_t syms_per_iter = 3 * L;
+    constexpr std::size_t bytes_per_iter = (7 + 56) / 8;  // reload positions advance by ≤ 7
+    // Separate variables (not an array) so that the compiler keeps all four in registers.
+    lane l0 = l[0], l1 = l[1], l2 = l[2], l3 = l[3];
+    const entry* const table = table_;  // a base register: [table + 8·index] addressing
+    bool ok = true;
+    for (;;) {
+      std::size_t iters = ~std::size_t{0};
+      const lane* ls[4] = {&l0, &l1, &l2, &l3};
+      for (unsigned k = 0; k < 4; ++k) {
+        const lane& x = *ls[k];
+        const std::uint8_t* next = x.ip + (detail::ctz64(x.acc) >> 3);  // the first reload position
+        const std::size_t in_left = static_cast<std::size_t>(b[k].end - next);
+        const std::size_t out_left = static_cast<std::size_t>(b[k].oend - x.op);
+        // The last store of an iteration writes 4 bytes at ≤ op + syms_per_iter − 3.
+        const std::size_t by_in = in_left >= 8 ? (in_left - 8) / bytes_per_iter + 1 : 0;
+        const std::size_t by_out = out_left >= 1 ? (out_left - 1) / syms_per_iter : 0;
+        iters = by_in < iters ? by_in : iters;
+        iters = by_out < iters ? by_out : iters;
+      }
+      if (iters == 0 || !ok) break;
+      for (std::size_t it = 0; it < iters; ++it) {
+        reload(l0);
+        reload(l1);
+        reload(l2);
+        reload(l3);
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC unroll 8
+#elif defined(__clang__)
+#pragma unroll
+#endif
+        for (unsigned g = 0; g < L; ++g) {
+          step(table, l0, ok);
+          step(table, l1, ok);
+          step(table, l2, ok);
+          step(table, l3, ok);
+        }
+      }
+    }
+    l[0] = l0;
+    l[1] = l1;
+    l[2] = l2;
+    l[3] = l3;
+    return ok;
+  }
+  /// Loads 8 bytes at the byte of the next bit: ≥ 56 valid bits.
+  static TINYLARGE_ALWAYS_INLINE void reload(lane& x) noexcept {
+    const unsigned used = detail::ctz64(x.acc);
+    x.ip += used >> 3;
+    x.acc = (detail::load_be64(x.ip) | 1u) << (used & 7u);
+  }
+  /// One table entry (1–3 symbols) or one long code. A pattern that is no code clears `ok`
+  /// (the lane then writes a 0 and consumes no bits; the caller fails after the chunk).
+  TINYLARGE_ALWAYS_INLINE void step(const entry* table, lane& x, bool& ok) const noexcept {
+    const entry& e = table[x.acc >> (64 - TableBits)];
+    if (TINYLARGE_LIKELY(e.symbols != 0)) {
+      __builtin_memcpy(x.op, e.sym, 4);
+      x.op += e.symbols;
+      x.acc <<= (e.bits & 63u);
+    } else {
+      // lc = 0 (no code) consumes nothing: the lane stays within its L·M bits per reload.
+      const std::uint32_t lc = single_.long_entry(x.acc);
+      ok &= lc != 0;
+      *x.op++ = static_cast<std::uint8_t>(lc >> 8);
+      x.acc <<= lc != 0 ? (lc & 31u) : 0u;  // (the select, not lc & 31: g++ 12 allocates registers
+                                              // better around it; TableBits 11 was 1.5× slower)
+    }
+  }
+
+  huffman_decoder<TableBits> single_;
+  entry table_[std::size_t{1} << TableBits];  ///< written wholly by `init`
 };
 
 /// Header of a Huffman stream, parsed and checked.
 struct huffman_stream_info {
+  huffman_format format = huffman_format::single;
   std::size_t alphabet = 0;
   std::uint8_t lengths[huffman_max_symbols] = {};
   std::size_t count = 0;          ///< symbols N
   const std::uint8_t* payload = nullptr;
-  std::size_t payload_bytes = 0;
+  std::size_t payload_bytes = 0;  ///< all bit streams
   std::size_t header_bytes = 0;
+  /// Bytes of each bit stream, back to back from `payload` (format 1: one, the payload).
+  std::size_t stream_bytes[huffman_interleaved_streams] = {};
+  /// Bit streams: 1 (format 1) or 4 (format 2).
+  constexpr unsigned streams() const noexcept {
+    return format == huffman_format::interleaved ? huffman_interleaved_streams : 1;
+  }
 };
 
 /// Parses and checks the header of a stream (`size` bytes at `in`); the stream must end
@@ -537,7 +831,12 @@ struct huffman_stream_info {
 [[nodiscard]] inline status huffman_parse_header(const std::uint8_t* in, std::size_t size,
                                                  huffman_stream_info& info) noexcept {
   TINYLARGE_CHECK(size >= 3, errc::truncated, "huffman: stream shorter than its header");
-  const std::size_t alphabet = static_cast<std::size_t>(in[0]) | (static_cast<std::size_t>(in[1]) << 8);
+  std::size_t alphabet = static_cast<std::size_t>(in[0]) | (static_cast<std::size_t>(in[1]) << 8);
+  info.format = huffman_format::single;
+  if (alphabet & huffman_interleaved_flag) {
+    info.format = huffman_format::interleaved;
+    alphabet &= ~static_cast<std::size_t>(huffman_interleaved_flag);
+  }
   const unsigned b = in[2];
   TINYLARGE_CHECK(alphabet >= 1 && alphabet <= huffman_max_symbols, errc::corrupt,
                   "huffman: alphabet size must be in [1, 256]");
@@ -552,18 +851,41 @@ struct huffman_stream_info {
   info.count = detail::load_le32(p);
   info.payload_bytes = detail::load_le32(p + 4);
   info.header_bytes = 3 + table + 8;
+  for (auto& sb : info.stream_bytes) sb = 0;
+  info.stream_bytes[0] = info.payload_bytes;
+  if (info.format == huffman_format::interleaved) {
+    constexpr std::size_t jump = 4 * (huffman_interleaved_streams - 1);
+    TINYLARGE_CHECK(size - info.header_bytes >= jump, errc::truncated, "huffman: stream shorter than its header");
+    std::size_t rest = info.payload_bytes;
+    for (unsigned k = 0; k + 1 < huffman_interleaved_streams; ++k) {
+      info.stream_bytes[k] = detail::load_le32(p + 8 + 4 * k);
+      TINYLARGE_CHECK(info.stream_bytes[k] <= rest, errc::corrupt, "huffman: stream sizes exceed the payload");
+      rest -= info.stream_bytes[k];
+    }
+    info.stream_bytes[huffman_interleaved_streams - 1] = rest;
+    info.header_bytes += jump;
+  }
   TINYLARGE_CHECK(size - info.header_bytes >= info.payload_bytes, errc::truncated, "huffman: payload is truncated");
   TINYLARGE_CHECK(size - info.header_bytes == info.payload_bytes, errc::corrupt, "huffman: bytes after the payload");
-  info.payload = p + 8;
+  info.payload = in + info.header_bytes;
   return status::success();
 }
+
+/// How `huffman_decode` decodes the four bit streams of a format-2 stream.
+enum class huffman_decode_mode : std::uint8_t {
+  sequential,   ///< one after the other with `huffman_decoder::decode` (small code: microcontrollers)
+  interleaved,  ///< all four in one loop, `huffman_decoder::decode_interleaved` (host speed)
+};
+/// `sequential` in the freestanding profile, `interleaved` on the host.
+inline constexpr huffman_decode_mode huffman_default_decode_mode =
+    TINYLARGE_FREESTANDING ? huffman_decode_mode::sequential : huffman_decode_mode::interleaved;
 
 /// Decodes a whole stream into `out` (capacity `capacity` symbols); `*count` receives N.
 /// Fails (never crashes) on any malformed input; see `huffman_decoder::decode`.
 /// Stack: the decoder (4·2^TableBits + ~120 bytes: 4.2 KiB for TableBits = 10, 1.2 KiB for
 /// 8) plus ~300 bytes of header; on a small microcontroller use TableBits = 8 or keep a
 /// `huffman_decoder` in static storage and call `huffman_parse_header` + `decode` yourself.
-template <unsigned TableBits = 10>
+template <unsigned TableBits = 10, huffman_decode_mode Mode = huffman_default_decode_mode>
 [[nodiscard]] status huffman_decode(const std::uint8_t* in, std::size_t size, std::uint8_t* out, std::size_t capacity,
                                     std::size_t* count) noexcept {
   huffman_stream_info info;
@@ -571,10 +893,24 @@ template <unsigned TableBits = 10>
   TINYLARGE_CHECK(info.count <= capacity, errc::capacity_exceeded, "huffman: output buffer too small");
   // N symbols need ≥ N bits when N > 0: reject absurd counts before decoding.
   TINYLARGE_CHECK(info.count <= info.payload_bytes * 8, errc::corrupt, "huffman: symbol count exceeds the payload");
-  huffman_decoder<TableBits> dec;
+  using decoder = std::conditional_t<Mode == huffman_decode_mode::interleaved, huffman_interleaved_decoder<TableBits>,
+                                     huffman_decoder<TableBits>>;
+  decoder dec;
   if (info.count > 0) {
     TINYLARGE_TRY(dec.init(info.lengths, info.alphabet));
-    TINYLARGE_TRY(dec.decode(info.payload, info.payload_bytes, info.count, out));
+    if (info.format == huffman_format::single) {
+      TINYLARGE_TRY(dec.decode(info.payload, info.payload_bytes, info.count, out));
+    } else if constexpr (Mode == huffman_decode_mode::interleaved) {
+      TINYLARGE_TRY(dec.decode_interleaved(info.payload, info.stream_bytes, info.count, out));
+    } else {
+      const std::uint8_t* p = info.payload;
+      for (unsigned k = 0; k < huffman_interleaved_streams; ++k) {
+        std::size_t first = 0;
+        const std::size_t cnt = huffman_segment(info.count, k, &first);
+        TINYLARGE_TRY(dec.decode(p, info.stream_bytes[k], cnt, out + first));
+        p += info.stream_bytes[k];
+      }
+    }
   } else {
     TINYLARGE_CHECK(info.payload_bytes == 0, errc::corrupt, "huffman: bytes after the payload");
   }
@@ -597,10 +933,11 @@ inline double empirical_entropy_bits(const std::uint64_t* counts, std::size_t al
 }
 
 /// Host convenience: the encoded stream as a vector (throws on failure).
-inline std::vector<std::uint8_t> huffman_encode(const std::vector<std::uint8_t>& symbols, std::size_t alphabet) {
+inline std::vector<std::uint8_t> huffman_encode(const std::vector<std::uint8_t>& symbols, std::size_t alphabet,
+                                                huffman_format format = huffman_format::single) {
   std::vector<std::uint8_t> out(huffman_max_encoded_size(symbols.size(), alphabet));
   std::size_t written = 0;
-  raise_if_error(huffman_encode(symbols.data(), symbols.size(), alphabet, out.data(), out.size(), &written));
+  raise_if_error(huffman_encode(symbols.data(), symbols.size(), alphabet, out.data(), out.size(), &written, format));
   out.resize(written);
   return out;
 }

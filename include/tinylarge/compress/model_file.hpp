@@ -442,9 +442,19 @@ class model_file_reader {
         result = dst;
         return status::success();
       case symbol_encoding::huffman: {
-        std::size_t n = 0;
-        TINYLARGE_TRY(huffman_decode<TableBits>(a.data, a.bytes, dst, a.count, &n));
-        TINYLARGE_CHECK(n == a.count, errc::corrupt, "model file: a Huffman stream holds the wrong number of symbols");
+        // Format 1 only (checked by `open`): the single-stream decoder, nothing of format 2
+        // linked into the firmware.
+        huffman_stream_info info;
+        TINYLARGE_TRY(huffman_parse_header(a.data, a.bytes, info));
+        TINYLARGE_CHECK(info.format == huffman_format::single && info.count == a.count, errc::corrupt,
+                        "model file: a Huffman stream holds the wrong number of symbols");
+        if (info.count > 0) {
+          huffman_decoder<TableBits> dec;
+          TINYLARGE_TRY(dec.init(info.lengths, info.alphabet));
+          TINYLARGE_TRY(dec.decode(info.payload, info.payload_bytes, info.count, dst));
+        } else {
+          TINYLARGE_CHECK(info.payload_bytes == 0, errc::corrupt, "huffman: bytes after the payload");
+        }
         result = dst;
         return status::success();
       }
@@ -644,6 +654,9 @@ class model_file_reader {
           TINYLARGE_CHECK(width == 0, errc::corrupt, "model file: a Huffman stream declares a bit width");
           huffman_stream_info hi;
           TINYLARGE_TRY(huffman_parse_header(arr.data, abytes, hi));
+          TINYLARGE_CHECK(hi.format == huffman_format::single, errc::corrupt,
+                          "model file: a Huffman array holds a four-stream (format 2) stream; "
+                          "format version 1 stores single-stream (format 1) Huffman arrays");
           TINYLARGE_CHECK(hi.count == acount, errc::corrupt,
                           "model file: a Huffman stream's symbol count differs from its array count");
           TINYLARGE_CHECK(acount <= hi.payload_bytes * 8, errc::corrupt,
