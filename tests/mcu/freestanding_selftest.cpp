@@ -86,8 +86,11 @@ int main() {
     return static_cast<long>(h & 0x7FFFFFFFu);
   };
   tl::rng gen(2024);
-  struct shape { std::size_t m, n, k; std::int32_t zx; };
-  const shape shapes[] = {{3, 12, 40, -3}, {2, 5, 37, 7}, {1, 1, 3, -128}, {3, 11, 39, 127}};
+  // m = 1 and m = 3 end in the GEMV path (three weight rows per block: n % 3 = 0, 1, 2 all occur);
+  // the last two run per-tensor, without bias.
+  struct shape { std::size_t m, n, k; std::int32_t zx; bool per_channel = true, bias = true; };
+  const shape shapes[] = {{3, 12, 40, -3}, {2, 5, 37, 7},           {1, 1, 3, -128},
+                          {3, 11, 39, 127}, {1, 7, 22, 4, false, false}, {2, 10, 40, -1, false, false}};
   for (const shape& s : shapes) {
     for (auto& w : weights) w = static_cast<std::int8_t>(static_cast<int>(gen.uniform_int(255)) - 127);
     for (auto& x : inputs) x = static_cast<std::int8_t>(static_cast<int>(gen.uniform_int(256)) - 128);
@@ -102,8 +105,8 @@ int main() {
     p.output_zero_point = 5;
     p.multipliers = multipliers;
     p.shifts = shifts;
-    p.per_channel = true;
-    p.bias = bias;
+    p.per_channel = s.per_channel;
+    p.bias = s.bias ? bias : nullptr;
     p.act_min = 5;  // fused relu
     std::int8_t reference[batch * out_features];
     tl::kernels::dense_s8(tl::kernels::default_backend{}, s.m, s.n, s.k, inputs, weights, p, outputs);

@@ -12,7 +12,9 @@
 /// - `depthwise_conv2d_s8` runs channel by channel with the channel's K×K
 ///   weights held in registers and the interior pixels (no padding) on a
 ///   branch-free path (3×3 stride 1: a sliding window in registers); padded
-///   taps contribute (zx − zx)·w = 0 and are skipped.
+///   taps contribute (zx − zx)·w = 0 and are skipped. Cortex-M55 Helium has
+///   its own overload (end of this file): four channels per vector, with the
+///   requantization vectorised bit-exactly.
 ///
 /// Outputs are bit-identical to the scalar reference on every back end (exact
 /// int32 accumulation while the patch is at most `dense_s8_max_k`, then the
@@ -215,5 +217,133 @@ inline void depthwise_conv2d_s8(Backend, const conv_s8_shape& s, std::size_t mul
     }
   }
 }
+
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+/// int8 depthwise convolution with Helium (`arch::cortex_m_mve`), depth
+/// multiplier 1: four channels per vector, int32 lanes. Per tap one widening
+/// load of four input bytes (VLDRB.S32), one gather of the four channels'
+/// weights (stride K·K, VLDRB.S32 with offsets), VMUL and VADD (MVE's VMLA
+/// takes a scalar operand only); padded taps add zx·w (VMLA by the scalar zx), which the base bias − zx·Σw cancels, as in the
+/// portable kernel. The requantization is vectorised exactly: VQSHL (the
+/// saturating left shift of a multiplier ≥ 1), VQRDMULH (which equals
+/// TFLite's SaturatingRoundingDoublingHighMul: ⌊(a·m + 2^30)/2^31⌋ either
+/// way), then the rounding right shift with ties away from zero as gemmlowp's
+/// vector RoundingDivideByPOT does it (x − 1 for negative x when the shift is
+/// non-zero, VQADD, then VRSHL), the zero point (wrapping add) and the clamp —
+/// bit-identical to `requantize_s8_32`. A channel count that is not a multiple
+/// of 4 runs its last block tail-predicated (VCTP32). Depth multipliers other
+/// than 1 take the portable kernel.
+inline void depthwise_conv2d_s8(arch::cortex_m_mve, const conv_s8_shape& s, std::size_t mult,
+                                const std::int8_t* x_in, const std::int8_t* w, const dense_s8_params& p_in,
+                                std::int8_t* y_in) noexcept {
+  if (mult != 1) {
+    depthwise_conv2d_s8(arch::cortex_m_dsp{}, s, mult, x_in, w, p_in, y_in);
+    return;
+  }
+  const dense_s8_params p = p_in;
+  const int32x4_t zy = vdupq_n_s32(p.output_zero_point), lo_v = vdupq_n_s32(p.act_min), hi_v = vdupq_n_s32(p.act_max);
+  // Output rows / columns whose whole window lies inside the image: [lo, hi).
+  const std::size_t lo_ = (s.pad + s.stride - 1) / s.stride;
+  const std::size_t y_hi_ = s.h + s.pad >= s.kernel ? (s.h + s.pad - s.kernel) / s.stride + 1 : 0;
+  const std::size_t x_hi_ = s.w + s.pad >= s.kernel ? (s.w + s.pad - s.kernel) / s.stride + 1 : 0;
+  // One block of four channels; Pred: the last, partial block (tail-predicated loads and
+  // stores); KT: the kernel size as a constant (3) or 0 (s.kernel at run time).
+  auto block = [&]<bool Pred, std::size_t KT>(std::size_t c) noexcept {
+    // Locals, not captures: the int8 stores may alias anything reached through the closure.
+    const std::size_t K = KT != 0 ? KT : s.kernel, KK = K * K, C = s.c, row = s.w * C, stride = s.stride;
+    const std::ptrdiff_t H = static_cast<std::ptrdiff_t>(s.h), W = static_cast<std::ptrdiff_t>(s.w);
+    const std::size_t pad = s.pad, ho = s.ho, wo = s.wo, lo = lo_, x_hi = x_hi_, y_hi = y_hi_;
+    const std::int32_t zx = p.input_zero_point;
+    const std::int8_t* const x = x_in;
+    std::int8_t* const y = y_in;
+    const mve_pred16_t pr = vctp32q(static_cast<std::uint32_t>(C - c));
+    const uint32x4_t woff = vmulq_n_u32(vidupq_n_u32(0u, 1), static_cast<std::uint32_t>(KK));  // {0, KK, 2KK, 3KK}
+    auto load_x = [&](const std::int8_t* q) noexcept {
+      if constexpr (Pred)
+        return vldrbq_z_s32(q, pr);
+      else
+        return vldrbq_s32(q);
+    };
+    auto load_w = [&](const std::int8_t* q) noexcept {
+      if constexpr (Pred)
+        return vldrbq_gather_offset_z_s32(q, woff, pr);
+      else
+        return vldrbq_gather_offset_s32(q, woff);
+    };
+    const std::int8_t* wc = w + c * KK;
+    int32x4_t wsum = vdupq_n_s32(0);
+    for (std::size_t t = 0; t < KK; ++t) wsum = vaddq_s32(wsum, load_w(wc + t));
+    int32x4_t base = vdupq_n_s32(0);
+    if (p.bias) base = Pred ? vldrwq_z_s32(p.bias + c, pr) : vldrwq_s32(p.bias + c);
+    base = vsubq_s32(base, vmulq_n_s32(wsum, zx));  // Σ (x − zx)·w = Σ x·w − zx·Σw
+    // Requantization constants of the four channels (lanes past C are never stored).
+    std::int32_t m4[4], sh4[4];
+    for (std::size_t j = 0; j < 4; ++j) {
+      const std::size_t ch = p.per_channel ? (c + j < C ? c + j : c) : 0;
+      m4[j] = p.multipliers[ch];
+      sh4[j] = p.shifts[ch];
+    }
+    const int32x4_t mv = vldrwq_s32(m4), shv = vldrwq_s32(sh4);
+    const int32x4_t left = vmaxq_s32(shv, vdupq_n_s32(0)), neg_right = vminq_s32(shv, vdupq_n_s32(0));
+    for (std::size_t oy = 0; oy < ho; ++oy) {
+      const bool rows_inside = oy >= lo && oy < y_hi;
+      const std::ptrdiff_t iy0 = static_cast<std::ptrdiff_t>(oy * stride) - static_cast<std::ptrdiff_t>(pad);
+      std::int8_t* out = y + oy * wo * C + c;
+      for (std::size_t ox = 0; ox < wo; ++ox, out += C) {
+        const std::ptrdiff_t ix0 = static_cast<std::ptrdiff_t>(ox * stride) - static_cast<std::ptrdiff_t>(pad);
+        int32x4_t acc = base;
+        if (rows_inside && ox >= lo && ox < x_hi) {  // the window lies inside the image
+          const std::int8_t* xp = x + static_cast<std::size_t>(iy0) * row + static_cast<std::size_t>(ix0) * C + c;
+          const std::int8_t* wt = wc;
+          if constexpr (KT == 3) {  // the 9 taps unrolled (GCC -O2 keeps the loops)
+            for (std::size_t ky = 0; ky < 3; ++ky, xp += row, wt += 3) {
+              const std::int8_t *x1 = xp + C, *x2 = x1 + C;
+              acc = vaddq_s32(acc, vmulq_s32(load_x(xp), load_w(wt)));
+              acc = vaddq_s32(acc, vmulq_s32(load_x(x1), load_w(wt + 1)));
+              acc = vaddq_s32(acc, vmulq_s32(load_x(x2), load_w(wt + 2)));
+            }
+          } else {
+            for (std::size_t ky = 0; ky < K; ++ky, xp += row, wt += K)
+              for (std::size_t kx = 0; kx < K; ++kx)
+                acc = vaddq_s32(acc, vmulq_s32(load_x(xp + kx * C), load_w(wt + kx)));
+          }
+        } else {  // padded taps add zx·w (VMLA by the scalar zx), which the base cancels
+          for (std::size_t ky = 0; ky < K; ++ky) {
+            const std::ptrdiff_t iy = iy0 + static_cast<std::ptrdiff_t>(ky);
+            const bool row_ok = iy >= 0 && iy < H;
+            for (std::size_t kx = 0; kx < K; ++kx) {
+              const std::ptrdiff_t ix = ix0 + static_cast<std::ptrdiff_t>(kx);
+              const int32x4_t wv = load_w(wc + ky * K + kx);
+              if (row_ok && ix >= 0 && ix < W)
+                acc = vaddq_s32(acc, vmulq_s32(load_x(x + static_cast<std::size_t>(iy) * row +
+                                                      static_cast<std::size_t>(ix) * C + c),
+                                               wv));
+              else
+                acc = vmlaq_n_s32(acc, wv, zx);
+            }
+          }
+        }
+        // requantize_s8_32, four lanes at a time.
+        int32x4_t v = vqrdmulhq_s32(vqshlq_s32(acc, left), mv);
+        v = vqaddq_s32(v, vshrq_n_s32(vandq_s32(v, neg_right), 31));
+        v = vrshlq_s32(v, neg_right);
+        v = vminq_s32(vmaxq_s32(vaddq_s32(v, zy), lo_v), hi_v);
+        if constexpr (Pred)
+          vstrbq_p_s32(out, v, pr);
+        else
+          vstrbq_s32(out, v);
+      }
+    }
+  };
+  std::size_t c = 0;
+  if (s.kernel == 3) {
+    for (; c + 4 <= s.c; c += 4) block.template operator()<false, 3>(c);
+    if (c < s.c) block.template operator()<true, 3>(c);
+  } else {
+    for (; c + 4 <= s.c; c += 4) block.template operator()<false, 0>(c);
+    if (c < s.c) block.template operator()<true, 0>(c);
+  }
+}
+#endif
 
 }  // namespace tinylarge::kernels

@@ -6,7 +6,7 @@
 /// halfwords with SXTB16 (bytes 0,2) and SXTB16 of the word rotated by 8
 /// (bytes 1,3); the inputs are split the same way with SXTAB16, which also adds
 /// the negated input zero point, so `(x − zx)` is formed in 16-bit lanes (it
-/// lies in [−255, 255]). Two output rows share each loaded input word. The
+/// lies in [−255, 255]). Two or three output rows share each loaded input word. The
 /// products are exact and summed in int32 in the same order-independent way as
 /// the scalar kernel, so outputs are bit-identical to `arch::scalar`.
 ///
@@ -50,25 +50,64 @@ TINYLARGE_ALWAYS_INLINE std::int32_t sxtab16_ror8(std::int32_t a, std::int32_t v
   __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(v));
   return r;
 }
-/// Σ over q < k4 of (x[q] − zx)·w[q] added to `acc` for two weight rows, four
-/// bytes per step: 2 loads of weights, 1 of x, 6 extensions, 4 SMLAD.
-TINYLARGE_ALWAYS_INLINE void dot_1x2_dsp(const std::int8_t* xp, const std::int8_t* xe, const std::int8_t* w0,
-                                         const std::int8_t* w1, std::int32_t offset2, std::int32_t& acc0,
-                                         std::int32_t& acc1) noexcept {
-  std::int32_t a0 = acc0, a1 = acc1;
-  for (; xp != xe; xp += 4, w0 += 4, w1 += 4) {
+/// Σ over [xp, xe) of (x[q] − zx)·w[q] added to `acc` for three weight rows
+/// (xe − xp a multiple of 4): per 4 bytes one load of x, split into two pairs
+/// of halfwords with the offset added (SXTAB16, SXTAB16 ror 8) and shared by
+/// the three rows, one load per weight row split by SXTB16 / SXTB16 ror 8,
+/// six SMLAD — 20 instructions for 12 MACs with the loop's compare and branch.
+TINYLARGE_ALWAYS_INLINE void dot_1x3_dsp(const std::int8_t* xp, const std::int8_t* xe, const std::int8_t* w0,
+                                         const std::int8_t* w1, const std::int8_t* w2, std::int32_t offset2,
+                                         std::int32_t& acc0, std::int32_t& acc1, std::int32_t& acc2) noexcept {
+  std::int32_t a0 = acc0, a1 = acc1, a2 = acc2;
+  for (; xp != xe; xp += 4, w0 += 4, w1 += 4, w2 += 4) {
     const std::int32_t xv = load4(xp);
     const std::int32_t x02 = __sxtab16(offset2, xv);
     const std::int32_t x13 = sxtab16_ror8(offset2, xv);
-    const std::int32_t a = load4(w0);
-    const std::int32_t b = load4(w1);
-    a0 = __smlad(__sxtb16(a), x02, a0);
-    a0 = __smlad(sxtb16_ror8(a), x13, a0);
-    a1 = __smlad(__sxtb16(b), x02, a1);
-    a1 = __smlad(sxtb16_ror8(b), x13, a1);
+    std::int32_t t = load4(w0);
+    a0 = __smlad(__sxtb16(t), x02, a0);
+    a0 = __smlad(sxtb16_ror8(t), x13, a0);
+    t = load4(w1);
+    a1 = __smlad(__sxtb16(t), x02, a1);
+    a1 = __smlad(sxtb16_ror8(t), x13, a1);
+    t = load4(w2);
+    a2 = __smlad(__sxtb16(t), x02, a2);
+    a2 = __smlad(sxtb16_ror8(t), x13, a2);
   }
   acc0 = a0;
   acc1 = a1;
+  acc2 = a2;
+}
+
+/// One input row (the batch-1 GEMV) against all weight rows, three weight
+/// rows per loaded input word (`dot_1x3_dsp`); a last block of one or two
+/// rows repeats its last row (computed again, stored once). The parameters
+/// are copied into locals first: the int8 stores to `y` may alias anything,
+/// and reading `p` through the reference would reload every field after each
+/// output.
+TINYLARGE_ALWAYS_INLINE void gemv_s8_dsp(std::size_t n, std::size_t k, const std::int8_t* x, const std::int8_t* w,
+                                         const dense_s8_params& p_in, std::int8_t* y) noexcept {
+  const dense_s8_params p = p_in;
+  const auto neg_zx = static_cast<std::uint32_t>(static_cast<std::uint16_t>(-p.input_zero_point));
+  const auto offset2 = static_cast<std::int32_t>(neg_zx | (neg_zx << 16));
+  const std::int32_t zx = p.input_zero_point;
+  const std::size_t k4 = k & ~static_cast<std::size_t>(3);
+  const std::int8_t* const x_end = x + k4;
+  for (std::size_t o = 0; o < n; o += 3) {
+    const std::size_t o1 = o + 1 < n ? o + 1 : o, o2 = o + 2 < n ? o + 2 : o1;
+    const std::int8_t *w0 = w + o * k, *w1 = w + o1 * k, *w2 = w + o2 * k;
+    std::int32_t acc0 = 0, acc1 = 0, acc2 = 0;
+    if (p.bias) acc0 = p.bias[o], acc1 = p.bias[o1], acc2 = p.bias[o2];
+    dot_1x3_dsp(x, x_end, w0, w1, w2, offset2, acc0, acc1, acc2);
+    for (std::size_t q = k4; q < k; ++q) {
+      const std::int32_t xq = static_cast<std::int32_t>(x[q]) - zx;
+      acc0 += xq * w0[q];
+      acc1 += xq * w1[q];
+      acc2 += xq * w2[q];
+    }
+    y[o] = requantize_s8_32(acc0, o, p);
+    y[o1] = requantize_s8_32(acc1, o1, p);
+    y[o2] = requantize_s8_32(acc2, o2, p);
+  }
 }
 }  // namespace detail
 
@@ -77,9 +116,10 @@ TINYLARGE_ALWAYS_INLINE void dot_1x2_dsp(const std::int8_t* xp, const std::int8_
 /// Rows of X are taken two at a time when m ≥ 2 (the two im2col rows of
 /// `conv2d_s8`): a 2×2 block of (x row, weight row) shares every loaded word
 /// twice (4 accumulators, 8 SMLAD per 4 bytes of k). A single row (the
-/// batch-1 GEMV) runs two weight rows per input word.
+/// batch-1 GEMV) runs three weight rows per input word (`detail::gemv_s8_dsp`).
 inline void dense_s8(arch::cortex_m_dsp, std::size_t m, std::size_t n, std::size_t k, const std::int8_t* x,
-                     const std::int8_t* w, const dense_s8_params& p, std::int8_t* y) noexcept {
+                     const std::int8_t* w, const dense_s8_params& p_in, std::int8_t* y) noexcept {
+  const dense_s8_params p = p_in;  // locals: the int8 stores to y would force reloads through a reference
   // −zx replicated in both halfword lanes, added by SXTAB16.
   const auto neg_zx = static_cast<std::uint32_t>(static_cast<std::uint16_t>(-p.input_zero_point));
   const auto offset2 = static_cast<std::int32_t>(neg_zx | (neg_zx << 16));
@@ -143,30 +183,7 @@ inline void dense_s8(arch::cortex_m_dsp, std::size_t m, std::size_t n, std::size
       y1[o] = requantize_s8_32(c1, o, p);
     }
   }
-  for (; i < m; ++i) {
-    const std::int8_t* xr = x + i * k;
-    std::size_t o = 0;
-    for (; o + 2 <= n; o += 2) {
-      const std::int8_t* w0 = w + o * k;
-      const std::int8_t* w1 = w0 + k;
-      std::int32_t acc0 = p.bias ? p.bias[o] : 0;
-      std::int32_t acc1 = p.bias ? p.bias[o + 1] : 0;
-      detail::dot_1x2_dsp(xr, xr + k4, w0, w1, offset2, acc0, acc1);
-      for (std::size_t q = k4; q < k; ++q) {
-        const std::int32_t xq = static_cast<std::int32_t>(xr[q]) - zx;
-        acc0 += xq * w0[q];
-        acc1 += xq * w1[q];
-      }
-      y[i * n + o] = requantize_s8_32(acc0, o, p);
-      y[i * n + o + 1] = requantize_s8_32(acc1, o + 1, p);
-    }
-    for (; o < n; ++o) {
-      const std::int8_t* w0 = w + o * k;
-      std::int32_t acc0 = p.bias ? p.bias[o] : 0;
-      for (std::size_t q = 0; q < k; ++q) acc0 += (static_cast<std::int32_t>(xr[q]) - zx) * w0[q];
-      y[i * n + o] = requantize_s8_32(acc0, o, p);
-    }
-  }
+  for (; i < m; ++i) detail::gemv_s8_dsp(n, k, x + i * k, w, p, y + i * n);
 }
 
 }  // namespace tinylarge::kernels

@@ -1,0 +1,69 @@
+// Depthwise geometries that the benchmark shape of mac_count.cpp does not reach — channel tails,
+// stride 2, 5×5, no padding, depth multiplier 2, per-tensor, real multipliers ≥ 1 and = 1, relu —
+// on every back end the core has, each compared with the scalar back end. A separate translation
+// unit, so that these calls do not change how GCC compiles the measured calls in mac_count.cpp.
+#include <tinylarge/freestanding.hpp>
+
+#include <cstdint>
+
+#include "startup.hpp"
+
+namespace k = tl::kernels;
+
+namespace {
+std::uint32_t fnv(const std::int8_t* p, std::size_t n) {
+  std::uint32_t h = 2166136261u;
+  for (std::size_t i = 0; i < n; ++i) h = (h ^ static_cast<std::uint8_t>(p[i])) * 16777619u;
+  return h;
+}
+std::int8_t ref[9 * 9 * 12], got[9 * 9 * 12];
+std::int32_t bias[16], mult[16];
+int shift[16];
+}  // namespace
+
+int depthwise_edge_cases(const std::int8_t* x, const std::int8_t* w) {
+  struct dw_case { k::conv_s8_shape s; std::size_t mult; bool per_channel; double scale; std::int8_t act_min; };
+  const dw_case cases[] = {
+      {{9, 7, 7, 3, 2, 1, 5, 4, 7}, 1, false, 0.002, -128},  // 7 channels: a predicated tail; stride 2
+      {{8, 9, 11, 5, 1, 2, 8, 9, 11}, 1, true, 1.7, 3},      // 5×5, multipliers ≥ 1 (left shift), relu
+      {{6, 6, 4, 3, 1, 0, 4, 4, 4}, 1, true, 1.0, -128},     // no padding, multiplier 1 (shift 1)
+      {{7, 5, 5, 3, 1, 1, 7, 5, 10}, 2, true, 0.01, -20},    // depth multiplier 2
+  };
+  int failures = 0;
+  for (const dw_case& dc : cases) {
+    for (std::size_t o = 0; o < 16; ++o) {
+      const auto m = tl::quantize_multiplier(dc.scale * (1.0 + 0.37 * static_cast<double>(o % 5)));
+      mult[o] = m.multiplier;
+      shift[o] = m.shift;
+      bias[o] = static_cast<std::int32_t>(o * 977 % 2001) - 1000;
+    }
+    k::dense_s8_params q;
+    q.input_zero_point = 17;
+    q.output_zero_point = -3;
+    q.multipliers = mult;
+    q.shifts = shift;
+    q.per_channel = dc.per_channel;
+    q.bias = bias;
+    q.act_min = dc.act_min;
+    const std::size_t n = dc.s.ho * dc.s.wo * dc.s.out_c;
+    k::depthwise_conv2d_s8(tl::arch::scalar{}, dc.s, dc.mult, x, w, q, ref);
+    auto check = [&](auto backend) {
+      k::depthwise_conv2d_s8(backend, dc.s, dc.mult, x, w, q, got);
+      if (fnv(ref, n) != fnv(got, n)) {
+        tl_mcu::puts("mac_count: a depthwise edge case differs from the scalar back end on ");
+        tl_mcu::puts(decltype(backend)::name());
+        tl_mcu::puts("\n");
+        ++failures;
+      }
+    };
+    (void)check;
+#if defined(__ARM_FEATURE_DSP)
+    check(tl::arch::cortex_m_dsp{});
+#endif
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+    check(tl::arch::cortex_m_mve{});
+#endif
+  }
+  if (failures == 0) tl_mcu::puts("mac_count: depthwise edge cases identical on every back end\n");
+  return failures;
+}
