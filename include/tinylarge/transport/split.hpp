@@ -48,7 +48,7 @@
 /// non-finite values or invalid labels excludes its client from the round
 /// (counted in `rejected_frames`; the client then times out on its gradient).
 /// Every wait has a deadline. Deadline policy for dead clients: as
-/// transport/federated.hpp — a client that missed a round's deadline is not
+/// the FedAvg deployment server (workflow/federated_deploy.hpp) — a client that missed a round's deadline is not
 /// waited for in the next rounds unless it answers in time.
 ///
 /// Zero-copy note (`in_process`): every payload stays unchanged until its
