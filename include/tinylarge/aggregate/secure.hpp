@@ -206,12 +206,7 @@ inline std::vector<revealed_seed> reveal_seeds(std::uint32_t self, std::span<con
 // no authentication or consistency check (an actively malicious server can
 // still ask different clients different questions).
 
-#if !defined(__SIZEOF_INT128__)
-#error "aggregate/secure.hpp needs unsigned __int128 (a 64-bit GCC or Clang target)"
-#endif
-
 namespace detail {
-__extension__ typedef unsigned __int128 u128;
 /// Arithmetic modulo the Mersenne prime p = 2^61 − 1.
 inline constexpr std::uint64_t field_p = (std::uint64_t{1} << 61) - 1;
 constexpr std::uint64_t fadd(std::uint64_t a, std::uint64_t b) noexcept {
@@ -219,11 +214,26 @@ constexpr std::uint64_t fadd(std::uint64_t a, std::uint64_t b) noexcept {
   return s >= field_p ? s - field_p : s;
 }
 constexpr std::uint64_t fsub(std::uint64_t a, std::uint64_t b) noexcept { return a >= b ? a - b : a + field_p - b; }
+/// a·b mod p for a, b < p. The 122-bit product is split at bit 61 and folded,
+/// since 2^61 ≡ 1 (mod p). 64-bit targets use the compiler's 128-bit type;
+/// 32-bit ones (armhf) build the product from 32-bit halves.
 constexpr std::uint64_t fmul(std::uint64_t a, std::uint64_t b) noexcept {
+#if defined(__SIZEOF_INT128__)
+  __extension__ typedef unsigned __int128 u128;
   const u128 z = static_cast<u128>(a) * b;
   const std::uint64_t lo = static_cast<std::uint64_t>(z) & field_p;
   const std::uint64_t hi = static_cast<std::uint64_t>(z >> 61);
-  return fadd(lo, hi);  // 2^61 ≡ 1 (mod p)
+#else
+  const std::uint64_t a0 = a & 0xffffffffu, a1 = a >> 32, b0 = b & 0xffffffffu, b1 = b >> 32;
+  const std::uint64_t p00 = a0 * b0, p01 = a0 * b1, p10 = a1 * b0, p11 = a1 * b1;
+  // a1, b1 < 2^29, so mid = p01 + p10 + (p00 >> 32) < 2^62 + 2^32: no overflow.
+  const std::uint64_t mid = p01 + p10 + (p00 >> 32);
+  const std::uint64_t z_lo = (mid << 32) | (p00 & 0xffffffffu);
+  const std::uint64_t z_hi = p11 + (mid >> 32);
+  const std::uint64_t lo = z_lo & field_p;
+  const std::uint64_t hi = (z_hi << 3) | (z_lo >> 61);
+#endif
+  return fadd(lo, hi);
 }
 constexpr std::uint64_t fpow(std::uint64_t b, std::uint64_t e) noexcept {
   std::uint64_t r = 1;
