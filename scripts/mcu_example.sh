@@ -5,10 +5,12 @@
 #  2. the firmware source is built for the host (c++ and clang++-14) and run: its output is the
 #     reference (both compilers must agree), and a model with one flipped bit must be rejected
 #     (exit status 2);
-#  3. both firmware programs are cross-built for Cortex-M4F and Cortex-M3 and run under
+#  3. the firmware programs are cross-built for Cortex-M4F and Cortex-M3 and run under
 #     qemu-system-arm (mps2-an386, mps2-an385): exit status 0, and output identical to the
 #     host's (lenet_compressed: every line but "device:" ones; lenet_int8_min: the host's
-#     kernels::dense_s8 results written by make_model);
+#     kernels::dense_s8 results written by make_model; lenet_mixed, the int8 | fp32 | int8
+#     network: predictions and the fp32 logits' bit patterns of the host's
+#     mixed_inference_network, mixed_expected.txt — the same source built for the host too);
 #  4. size report (text/data/bss split into runtime code, weights and embedded data) and
 #     the target: runtime code of lenet_int8_min on Cortex-M4 ≤ 4 KiB of flash.
 # Usage: scripts/mcu_example.sh [build-root]   (needs scripts/deps.sh first)
@@ -27,7 +29,7 @@ run_qemu() {  # board elf
 same() { diff <(grep -v '^device:' "$1") <(grep -v '^device:' "$2"); }
 
 # 1. Generator (host profile, full library).
-"$cxx" -std=c++20 -O2 -I"$root/include" -I"$root/examples/mcu" "$root/examples/mcu/make_model.cpp" \
+"$cxx" -std=c++20 -O2 -ffp-contract=off -I"$root/include" -I"$root/examples/mcu" "$root/examples/mcu/make_model.cpp" \
   -o "$out/make_model" -lz 2> "$out/make_model.build.log" || { cat "$out/make_model.build.log"; exit 1; }
 "$out/make_model" --out "$out/gen" > "$out/make_model.log" || { cat "$out/make_model.log"; exit 1; }
 grep '^make_model:' "$out/make_model.log"
@@ -57,6 +59,17 @@ if [[ $rc -eq 2 ]] && grep -q 'CRC-32 mismatch' "$out/corrupt.txt"; then
 else
   echo "mcu-example: a corrupted model was NOT rejected (exit $rc)"; cat "$out/corrupt.txt"; status=1
 fi
+# The mixed-precision firmware source on the host (c++ and clang++): the host class's logits, bit for bit.
+for hostcxx in "$cxx" "$clangxx"; do
+  command -v "$hostcxx" > /dev/null 2>&1 || continue
+  "$hostcxx" -std=c++20 -O2 -ffp-contract=off -I"$root/include" -I"$root/examples/mcu" -I"$out/gen" \
+    "$root/examples/mcu/lenet_mixed.cpp" -o "$out/lenet_mixed-host"
+  if "$out/lenet_mixed-host" > "$out/lenet_mixed-host.txt" && same "$out/gen/mixed_expected.txt" "$out/lenet_mixed-host.txt"; then
+    echo "mcu-example: lenet_mixed source on the host ($hostcxx): predictions and fp32 logit bits identical to mixed_inference_network's"
+  else
+    echo "mcu-example: lenet_mixed source on the host ($hostcxx) differs from mixed_inference_network"; status=1
+  fi
+done
 # The comparison itself must be able to fail: one logit changed must be noticed.
 sed '0,/^image 0: /s/\(^image 0: .* logits\) \(-\?[0-9]*\)/\1 999/' "$out/lenet_compressed-host.txt" > "$out/altered.txt"
 if same "$out/lenet_compressed-host.txt" "$out/altered.txt" > /dev/null; then
@@ -71,7 +84,7 @@ for target in "cortex-m4 mps2-an386" "cortex-m3 mps2-an385"; do
     -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/arm-none-eabi.cmake" -DTINYLARGE_MCU_CPU="$cpu" \
     -DTINYLARGE_MCU_GENERATED="$out/gen" > /dev/null
   cmake --build "$dir" -j2 > "$dir.build.log" 2>&1 || { cat "$dir.build.log"; exit 1; }
-  for prog in lenet_compressed lenet_int8_min; do
+  for prog in lenet_compressed lenet_int8_min lenet_mixed; do
     txt=$out/$prog-$cpu.txt
     if run_qemu "$board" "$dir/$prog.elf" > "$txt"; then
       echo "mcu-example: $prog on $cpu ($board): exit 0"
@@ -80,8 +93,11 @@ for target in "cortex-m4 mps2-an386" "cortex-m3 mps2-an385"; do
     fi
     ref=$out/lenet_compressed-host.txt
     [[ $prog == lenet_int8_min ]] && ref=$out/gen/min_expected.txt
+    [[ $prog == lenet_mixed ]] && ref=$out/gen/mixed_expected.txt
+    what="int8 logits"
+    [[ $prog == lenet_mixed ]] && what="fp32 logits (bit patterns)"
     if same "$ref" "$txt" > "$txt.diff"; then
-      echo "mcu-example: $prog on $cpu: predictions and int8 logits identical to the host's"
+      echo "mcu-example: $prog on $cpu: predictions and $what identical to the host's"
     else
       echo "mcu-example: $prog on $cpu: output differs from the host's:"; cat "$txt.diff"; status=1
     fi
@@ -89,6 +105,7 @@ for target in "cortex-m4 mps2-an386" "cortex-m3 mps2-an385"; do
 done
 grep -E '^(accuracy|fine-tuning: held|RAM|device: (static|stack))' "$out/lenet_compressed-cortex-m4.txt" | sed 's/^/  M4F: /'
 grep '^device: stack' "$out/lenet_int8_min-cortex-m4.txt" | sed 's/^/  M4F lenet_int8_min: /'
+grep -E '^(correct|device: (RAM|stack))' "$out/lenet_mixed-cortex-m4.txt" | sed 's/^/  M4F lenet_mixed: /'
 
 # 4. Size report: runtime code = vector table + .text (code, constants, strings, libgcc/libc
 # pieces) + .data initialisers; weights = .tl_weights; embedded test data = .tl_data.
@@ -102,7 +119,7 @@ size_report() {  # elf label
           print code + data > "/dev/stderr" }'
 }
 for cpu in cortex-m4 cortex-m3; do
-  for prog in lenet_int8_min lenet_compressed; do
+  for prog in lenet_int8_min lenet_compressed lenet_mixed; do
     size_report "$out/$cpu/$prog.elf" "$prog ($cpu)" 2> "$out/$prog-$cpu.runtime"
   done
 done

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -840,6 +841,87 @@ TEST_CASE("per-layer precision: int8 | fp16 | int8 trains, counts its boundaries
 #endif
 }
 
+namespace {
+/// Bit-exact comparison of a heap, a static and a flash-bound deployment of `net` (int8 layers 0 and 4, layer 2 in
+/// the network's precision), in batches of 4 (the non-heap ones are sized for 4).
+template <class Model, class P, class Net>
+void check_storages_agree(const Net& net, const tl_test::blobs& test) {
+  namespace nn = tl::nn;
+  using backend = tl::kernels::default_backend;
+  using heap_t = nn::mixed_inference_network<Model, P>;
+  using static_t = nn::mixed_inference_network<Model, P, nn::static_storage, backend, 4>;
+  using flash_t = nn::mixed_inference_network<Model, P, nn::flash_storage, backend, 4>;
+  STATIC_REQUIRE(static_t::max_batch == 4 && heap_t::max_batch == 0);
+  // Two fp32 buffers of the widest output (32), the int8 layers' quantized input (16 B) and accumulators (32).
+  STATIC_REQUIRE(static_t::activation_bytes == 4 * (2 * 32 * 4 + 16 + 32 * 4));
+  STATIC_REQUIRE(flash_t::activation_bytes == static_t::activation_bytes);
+  STATIC_REQUIRE(static_t::weight_bytes() == heap_t::weight_bytes());
+  // flash_storage keeps views and activations only: no parameter buffers.
+  STATIC_REQUIRE(sizeof(flash_t) < static_t::activation_bytes + 256);
+  STATIC_REQUIRE(sizeof(static_t) >= static_t::activation_bytes + static_t::weight_bytes());
+  heap_t heap(net);
+  auto st = std::make_unique<static_t>(net);
+  flash_t flash;
+  flash.template bind_layer<0>(heap.template layer_parameters<0>());
+  flash.template bind_layer<2>(heap.template layer_parameters<2>());
+  flash.template bind_layer<4>(heap.template layer_parameters<4>());
+  const std::size_t n = test.y.size();
+  std::size_t same_static = 0, same_flash = 0;
+  for (std::size_t s = 0; s < n; s += 4) {
+    const float* x = test.x.data() + s * 16;
+    const float* yp = heap.forward(x, 4);
+    const std::vector<float> yh(yp, yp + 16);
+    const float* ys = st->forward(x, 4);
+    for (std::size_t i = 0; i < 16; ++i) same_static += std::bit_cast<std::uint32_t>(ys[i]) == std::bit_cast<std::uint32_t>(yh[i]);
+    const float* yf = flash.forward(x, 4);
+    for (std::size_t i = 0; i < 16; ++i) same_flash += std::bit_cast<std::uint32_t>(yf[i]) == std::bit_cast<std::uint32_t>(yh[i]);
+  }
+  CHECK(same_static == n * 4);
+  CHECK(same_flash == n * 4);
+  CHECK(st->converted_elements() == heap.converted_elements());
+  // One sample, and the same again through forward(x).
+  const float y1 = heap.forward(test.x.data(), 1)[3];
+  CHECK(std::bit_cast<std::uint32_t>(st->forward(test.x.data())[3]) == std::bit_cast<std::uint32_t>(y1));
+  // The static buffers hold 4 samples: a larger batch is an error, not an overflow.
+#if TINYLARGE_HAS_EXCEPTIONS
+  CHECK_THROWS_AS(st->forward(test.x.data(), 5), tl::invalid_argument);
+  CHECK_THROWS_AS(flash.forward(test.x.data(), 0), tl::invalid_argument);
+#endif
+  // The comparison can fail: a changed weight scale changes the output.
+  auto p0 = heap.template layer_parameters<0>();
+  std::vector<float> scales(p0.weight_scales, p0.weight_scales + 32);
+  scales[0] *= 2.0f;
+  p0.weight_scales = scales.data();
+  flash.template bind_layer<0>(p0);
+  const float* yp = heap.forward(test.x.data(), 4);
+  const std::vector<float> yh(yp, yp + 16);
+  const float* yf = flash.forward(test.x.data(), 4);
+  CHECK_FALSE(std::equal(yh.begin(), yh.end(), yf));
+}
+}  // namespace
+
+TEST_CASE("per-layer precision: the static and flash deployments (the Cortex-M form) compute the host's outputs",
+          "[precision][nn][mixed]") {
+  namespace nn = tl::nn;
+  using model = tl::sequential<nn::with_precision<nn::dense<16, 32>, tl::int8_per_channel>, nn::relu, nn::dense<32, 16>,
+                               nn::relu, nn::with_precision<nn::dense<16, 4>, tl::int8_per_tensor>>;
+  nn::network<model, nn::heap_storage, tl::fp16> net(3);
+  train_blobs(net, 4);
+  const tl_test::blobs test = tl_test::make_blobs(64, 8);
+  SECTION("int8 | fp16 | int8") { check_storages_agree<model, tl::fp16>(net, test); }
+  SECTION("int8 | fp32 | int8 (the Cortex-M example's precisions)") {
+    nn::network<model, nn::heap_storage, tl::fp32> net32(1);
+    std::copy(net.parameters().begin(), net.parameters().end(), net32.parameters().begin());
+    net32.tracked_ranges() = net.tracked_ranges();
+    check_storages_agree<model, tl::fp32>(net32, test);
+    // The fp32 layer binds its parameter block: weights then biases.
+    const auto p2 = nn::mixed_inference_network<model>(net32).layer_parameters<2>();
+    CHECK(p2.bias == nullptr);
+    STATIC_REQUIRE(std::is_same_v<nn::mixed_inference_network<model>::weight_type<0>, std::int8_t>);
+    STATIC_REQUIRE(std::is_same_v<nn::mixed_inference_network<model>::weight_type<2>, float>);
+  }
+}
+
 TEMPLATE_TEST_CASE("low-precision deployment holds its weights in the storage type", "[precision][nn]", tl::fp16,
                    tl::bf16, fp8_e4m3) {
   using P = TestType;
@@ -861,6 +943,14 @@ TEMPLATE_TEST_CASE("low-precision deployment holds its weights in the storage ty
   const float* yr = ref.forward(test.x.data(), 64, false);
   for (std::size_t i = 0; i < 64 * 4; ++i) CHECK(a[i] == Approx(yr[i]).margin(1e-4).epsilon(1e-4));
   CHECK(deploy.converted_elements() == 0);
+  // The same deployment with static storage (conv on im2col rows in its own workspace; fp8 widened per call):
+  // identical outputs.
+  using static_t = tl::nn::mixed_inference_network<blob_cnn, P, tl::nn::static_storage, tl::kernels::default_backend, 64>;
+  auto st = std::make_unique<static_t>(net);
+  const float* ys = st->forward(test.x.data(), 64);
+  std::size_t same = 0;
+  for (std::size_t i = 0; i < 64 * 4; ++i) same += std::bit_cast<std::uint32_t>(ys[i]) == std::bit_cast<std::uint32_t>(a[i]);
+  CHECK(same == 64 * 4);
 }
 
 namespace {

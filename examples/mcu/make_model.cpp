@@ -14,10 +14,17 @@
 // 4. Quantizes the same weights to plain dense int8 (per channel) for the minimal firmware
 //    lenet_int8_min (the "runtime ≤ 4 KiB" target) and writes its expected output, computed
 //    with the host's kernels::dense_s8.
+// 5. Per-layer mixed precision (firmware lenet_mixed, mixed_lenet.hpp): the fp32 weights of
+//    step 1 in `network<lenet_mixed>` (layers 0 and 4 int8), fine-tuned with quantization-aware
+//    training for one epoch on 4 000 images, deployed with the host's mixed_inference_network
+//    (heap storage) on the scalar back end (the fp32 kernel a Cortex-M runs); writes its
+//    parameters and the logits of the embedded test images (IEEE bit patterns).
 //
 // DIR receives: model_data.h (model file + activation quantization), images.h (test images,
-// expected logits, fine-tuning samples), dense_int8.h (dense int8 weights), min_expected.txt.
+// expected logits, fine-tuning samples), dense_int8.h (dense int8 weights), min_expected.txt,
+// mixed_model.h (mixed-precision parameters and expected logit bits), mixed_expected.txt.
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -35,6 +42,7 @@
 
 #include "compressed_lenet.hpp"
 #include "finetune_setting.hpp"
+#include "mixed_lenet.hpp"
 #include "../common/cli.hpp"
 
 namespace nn = tl::nn;
@@ -157,6 +165,7 @@ int main(int argc, char** argv) {
             {.epochs = epochs, .batch_size = 64, .seed = seed, .shuffle = true, .lr_decay = 0.85f}, &val,
             nn::progress_printer{.prefix = "  fp32 "});
     const double acc_fp32 = nn::evaluate(*net, nn::softmax_cross_entropy{}, test).accuracy;
+    const std::vector<float> fp32_params(net->parameters().begin(), net->parameters().end());  // for step 5
 
     using P = cz::deep_compression<cz::polynomial_decay, 5>;
     cz::network_compressor<lenet_300_100, P, P, P> c;
@@ -354,6 +363,61 @@ int main(int argc, char** argv) {
       }
     }
 
+    // --- 5. per-layer mixed precision: int8 | fp32 | int8
+    using mcu_example::lenet_mixed;
+    auto mnet = std::make_unique<nn::network<lenet_mixed>>();
+    std::copy(fp32_params.begin(), fp32_params.end(), mnet->parameters().begin());
+    const nn::labelled_view<std::uint8_t> qat{train.x, train.y, std::min<std::size_t>(train.count, 4000), 784};
+    nn::fit(*mnet, nn::adam{.learning_rate = 1e-4f}, nn::softmax_cross_entropy{}, qat,
+            {.epochs = 1, .batch_size = 64, .seed = seed + 30, .shuffle = true}, &val,
+            nn::progress_printer{.prefix = "  mixed QAT "});
+    // The reference: the host class on the scalar back end (the firmware's fp32 kernel); and the
+    // same class on this build's default (SIMD) back end, for accuracy and for the size of the
+    // difference a different fp32 summation order makes.
+    using mixed_ref_t = nn::mixed_inference_network<lenet_mixed, tl::fp32, nn::heap_storage, tl::arch::scalar>;
+    using mixed_simd_t = nn::mixed_inference_network<lenet_mixed>;
+    const auto mref = std::make_unique<mixed_ref_t>(*mnet);
+    const auto msimd = std::make_unique<mixed_simd_t>(*mnet);
+    std::size_t hits_mixed = 0;
+    for (std::size_t s = 0; s < test.count; s += 500) {
+      const float* y = msimd->forward(test.x + s * 784, 500);
+      for (std::size_t i = 0; i < 500; ++i) {
+        std::size_t a = 0;
+        for (std::size_t j = 1; j < 10; ++j) a = y[i * 10 + j] > y[i * 10 + a] ? j : a;
+        hits_mixed += a == test.y[s + i];
+      }
+    }
+    std::string mixed_expected = "lenet_mixed: " + std::to_string(mcu_example::mixed_images) + " images, int8 | fp32 | int8\n";
+    std::vector<std::int32_t> mixed_bits;
+    std::size_t mixed_correct = 0, simd_agree = 0;
+    double simd_worst = 0.0, logit_max = 0.0;
+    for (std::size_t s = 0; s < mcu_example::mixed_images; ++s) {
+      std::vector<float> x(784);
+      for (std::size_t i = 0; i < 784; ++i) x[i] = static_cast<float>(test_pixels[s * 784 + i]) / 255.0f;
+      const float* yp = mref->forward(x.data());
+      const std::vector<float> yr(yp, yp + 10);
+      const float* ys = msimd->forward(x.data());
+      std::size_t best = 0, best_simd = 0;
+      for (std::size_t j = 1; j < 10; ++j) {
+        best = yr[j] > yr[best] ? j : best;
+        best_simd = ys[j] > ys[best_simd] ? j : best_simd;
+      }
+      mixed_correct += best == test_labels[s];
+      simd_agree += best == best_simd;
+      mixed_expected += std::to_string(s) + " " + std::to_string(best) + ":";
+      for (std::size_t j = 0; j < 10; ++j) {
+        const auto bits = std::bit_cast<std::uint32_t>(yr[j]);
+        char hex[16];
+        std::snprintf(hex, sizeof hex, " 0x%08x", static_cast<unsigned>(bits));
+        mixed_expected += hex;
+        mixed_bits.push_back(static_cast<std::int32_t>(bits));
+        simd_worst = std::max(simd_worst, static_cast<double>(std::fabs(yr[j] - ys[j])));
+        logit_max = std::max(logit_max, static_cast<double>(std::fabs(yr[j])));
+      }
+      mixed_expected += "\n";
+    }
+    mixed_expected += "correct: " + std::to_string(mixed_correct) + " of " + std::to_string(mcu_example::mixed_images) + "\n";
+
     // --- headers
     const std::string gen = "Generated by examples/mcu/make_model (seed " + std::to_string(seed) + ", " +
                             std::to_string(train_n) + " training images).";
@@ -391,6 +455,22 @@ int main(int argc, char** argv) {
       write_text(out + "/dense_int8.h", s);
     }
     write_text(out + "/min_expected.txt", min_expected);
+    {
+      cz::c_header_writer h(gen + " Mixed-precision LeNet-300-100 (mixed_lenet.hpp): int8 | fp32 | int8.");
+      const auto p0 = mref->layer_parameters<0>();
+      const auto p2 = mref->layer_parameters<2>();
+      const auto p4 = mref->layer_parameters<4>();
+      h.add_int8("tl_mx_w0", {p0.weights, 784 * 300}).add_floats("tl_mx_b0", {p0.bias, 300}).add_floats("tl_mx_s0", {p0.weight_scales, 300});
+      h.add_floats("tl_mx_p2", {p2.weights, 300 * 100 + 100});
+      h.add_int8("tl_mx_w4", {p4.weights, 100 * 10}).add_floats("tl_mx_b4", {p4.bias, 10}).add_floats("tl_mx_s4", {p4.weight_scales, 10});
+      const float in_scale[2] = {p0.input.scale, p4.input.scale};
+      h.add_floats("tl_mx_in_scale", std::span<const float>(in_scale, 2));
+      std::string s = h.str() + "#include <stdint.h>\n" + int_array("int32_t", "tl_mx_expected_bits", mixed_bits);
+      s += "#define TL_MX_IN_ZP0 " + std::to_string(p0.input.zero_point) + "\n#define TL_MX_IN_ZP4 " +
+           std::to_string(p4.input.zero_point) + "\n";
+      write_text(out + "/mixed_model.h", s);
+    }
+    write_text(out + "/mixed_expected.txt", mixed_expected);
 
     const double n = static_cast<double>(test.count);
     std::printf("make_model: model file %zu bytes (%zu CSR entries, %zu bytes to decode at boot)\n", file.size(), entries,
@@ -402,7 +482,13 @@ int main(int argc, char** argv) {
                 "int8 compressed (firmware code) %.2f%%, dense int8 per channel (lenet_int8_min) %.2f%%\n",
                 test.count, 100 * acc_fp32, 100 * static_cast<double>(hits_f32) / n,
                 100 * static_cast<double>(hits_int8) / n, 100 * static_cast<double>(hits_dense) / n);
-    std::printf("make_model: fine-tuning samples %zu, held-out %zu; wrote %s/{model_data.h,images.h,dense_int8.h,min_expected.txt}\n",
+    std::printf("make_model: mixed int8 | fp32 | int8 (lenet_mixed): test accuracy %.2f%% (training network %.2f%%), "
+                "weights %zu B + %zu B biases and scales; on the %zu embedded images the scalar reference and this "
+                "build's SIMD back end agree on %zu predictions, logits max |diff| %.3g (largest |logit| %.3g)\n",
+                100 * static_cast<double>(hits_mixed) / n, 100 * nn::evaluate(*mnet, nn::softmax_cross_entropy{}, test).accuracy,
+                mixed_ref_t::weight_bytes(), mixed_ref_t::other_parameter_bytes(), mcu_example::mixed_images, simd_agree,
+                simd_worst, logit_max);
+    std::printf("make_model: fine-tuning samples %zu, held-out %zu; wrote %s/{model_data.h,images.h,dense_int8.h,min_expected.txt,mixed_model.h,mixed_expected.txt}\n",
                 ft_labels.size(), ho_labels.size(), out.c_str());
     if (ft_labels.size() != mcu_example::ft_train_count || ho_labels.size() != mcu_example::ft_heldout_count) return 1;
   } catch (const tl::error& e) {

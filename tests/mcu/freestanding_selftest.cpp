@@ -113,6 +113,12 @@ int main() {
     tl::kernels::dense_s8(tl::arch::scalar{}, s.m, s.n, s.k, inputs, weights, p, reference);
     const long got = fnv1a(outputs, s.m * s.n);
     check("int8 dense checksum", got, fnv1a(reference, s.m * s.n));
+    // The int32 sums without requantization (the int8 layers of mixed_inference_network).
+    std::int32_t sums[batch * out_features], sums_ref[batch * out_features];
+    tl::kernels::dense_s8_s32(tl::kernels::default_backend{}, s.m, s.n, s.k, inputs, weights, p, sums);
+    tl::kernels::dense_s8_s32(tl::arch::scalar{}, s.m, s.n, s.k, inputs, weights, p, sums_ref);
+    check("int32 dense checksum", fnv1a(reinterpret_cast<const std::int8_t*>(sums), 4 * s.m * s.n),
+          fnv1a(reinterpret_cast<const std::int8_t*>(sums_ref), 4 * s.m * s.n));
   }
 
   out::puts(failures == 0 ? "selftest: all checks passed\n" : "selftest: FAILED\n");

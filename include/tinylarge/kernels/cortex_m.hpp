@@ -11,7 +11,9 @@
 /// the scalar kernel, so outputs are bit-identical to `arch::scalar`.
 ///
 /// The convolution kernels (`kernels/conv.hpp`) reach this code through
-/// `dense_s8(B{}, 2, …)` on two im2col rows.
+/// `dense_s8(B{}, 2, …)` on two im2col rows. `dense_s8_s32` (the int32 sums
+/// without requantization, for the int8 layers of `mixed_inference_network`)
+/// shares the batch-1 inner loop (`detail::gemv_dsp`).
 ///
 /// No heap, no exceptions. Only compiled when `__ARM_FEATURE_DSP` is defined;
 /// elsewhere the tag falls back to the scalar kernels.
@@ -80,23 +82,23 @@ TINYLARGE_ALWAYS_INLINE void dot_1x3_dsp(const std::int8_t* xp, const std::int8_
 
 /// One input row (the batch-1 GEMV) against all weight rows, three weight
 /// rows per loaded input word (`dot_1x3_dsp`); a last block of one or two
-/// rows repeats its last row (computed again, stored once). The parameters
-/// are copied into locals first: the int8 stores to `y` may alias anything,
-/// and reading `p` through the reference would reload every field after each
-/// output.
-TINYLARGE_ALWAYS_INLINE void gemv_s8_dsp(std::size_t n, std::size_t k, const std::int8_t* x, const std::int8_t* w,
-                                         const dense_s8_params& p_in, std::int8_t* y) noexcept {
-  const dense_s8_params p = p_in;
-  const auto neg_zx = static_cast<std::uint32_t>(static_cast<std::uint16_t>(-p.input_zero_point));
+/// rows repeats its last row (computed again, stored once). `store(o, acc)`
+/// receives each row's int32 sum (bias included): requantized by `dense_s8`,
+/// kept by `dense_s8_s32`. The parameters are copied into locals first: the
+/// int8 stores to `y` may alias anything, and reading `p` through the
+/// reference would reload every field after each output.
+template <class Store>
+TINYLARGE_ALWAYS_INLINE void gemv_dsp(std::size_t n, std::size_t k, const std::int8_t* x, const std::int8_t* w,
+                                      std::int32_t zx, const std::int32_t* bias, Store&& store) noexcept {
+  const auto neg_zx = static_cast<std::uint32_t>(static_cast<std::uint16_t>(-zx));
   const auto offset2 = static_cast<std::int32_t>(neg_zx | (neg_zx << 16));
-  const std::int32_t zx = p.input_zero_point;
   const std::size_t k4 = k & ~static_cast<std::size_t>(3);
   const std::int8_t* const x_end = x + k4;
   for (std::size_t o = 0; o < n; o += 3) {
     const std::size_t o1 = o + 1 < n ? o + 1 : o, o2 = o + 2 < n ? o + 2 : o1;
     const std::int8_t *w0 = w + o * k, *w1 = w + o1 * k, *w2 = w + o2 * k;
     std::int32_t acc0 = 0, acc1 = 0, acc2 = 0;
-    if (p.bias) acc0 = p.bias[o], acc1 = p.bias[o1], acc2 = p.bias[o2];
+    if (bias) acc0 = bias[o], acc1 = bias[o1], acc2 = bias[o2];
     dot_1x3_dsp(x, x_end, w0, w1, w2, offset2, acc0, acc1, acc2);
     for (std::size_t q = k4; q < k; ++q) {
       const std::int32_t xq = static_cast<std::int32_t>(x[q]) - zx;
@@ -104,10 +106,18 @@ TINYLARGE_ALWAYS_INLINE void gemv_s8_dsp(std::size_t n, std::size_t k, const std
       acc1 += xq * w1[q];
       acc2 += xq * w2[q];
     }
-    y[o] = requantize_s8_32(acc0, o, p);
-    y[o1] = requantize_s8_32(acc1, o1, p);
-    y[o2] = requantize_s8_32(acc2, o2, p);
+    store(o, acc0);
+    store(o1, acc1);
+    store(o2, acc2);
   }
+}
+
+/// `gemv_dsp` with the requantization of `dense_s8`.
+TINYLARGE_ALWAYS_INLINE void gemv_s8_dsp(std::size_t n, std::size_t k, const std::int8_t* x, const std::int8_t* w,
+                                         const dense_s8_params& p_in, std::int8_t* y) noexcept {
+  const dense_s8_params p = p_in;
+  gemv_dsp(n, k, x, w, p.input_zero_point, p.bias,
+           [&](std::size_t o, std::int32_t acc) { y[o] = requantize_s8_32(acc, o, p); });
 }
 }  // namespace detail
 
@@ -184,6 +194,19 @@ inline void dense_s8(arch::cortex_m_dsp, std::size_t m, std::size_t n, std::size
     }
   }
   for (; i < m; ++i) detail::gemv_s8_dsp(n, k, x + i * k, w, p, y + i * n);
+}
+
+/// int8 dense without requantization (the int32 sums, bias included; see the
+/// scalar `dense_s8_s32`) with SMLAD, one row of X at a time (`detail::gemv_dsp`);
+/// bit-exact with the scalar back end.
+inline void dense_s8_s32(arch::cortex_m_dsp, std::size_t m, std::size_t n, std::size_t k, const std::int8_t* x,
+                         const std::int8_t* w, const dense_s8_params& p, std::int32_t* acc) noexcept {
+  const std::int32_t zx = p.input_zero_point;
+  const std::int32_t* const bias = p.bias;
+  for (std::size_t i = 0; i < m; ++i) {
+    std::int32_t* const row = acc + i * n;
+    detail::gemv_dsp(n, k, x + i * k, w, zx, bias, [row](std::size_t o, std::int32_t a) { row[o] = a; });
+  }
 }
 
 }  // namespace tinylarge::kernels

@@ -124,21 +124,6 @@ struct packed_layout {
 };
 }  // namespace detail
 
-/// Storage policy of a `quantized_network` whose parameters stay where they
-/// are: const int8 weights, int32 biases and requantization multipliers in
-/// flash (a model file, `compress::bind_model_file`), views set per layer by
-/// `bind_layer`. Only the activation arena and the per-tensor quantization
-/// parameters take RAM. Freestanding: no heap.
-struct flash_storage {
-  static constexpr bool uses_heap = false;
-  /// Parameters are views of external const data, not buffers of the network.
-  static constexpr bool parameters_are_views = true;
-  static constexpr const char* name() noexcept { return "flash_storage"; }
-  template <class T, std::size_t N>
-  using buffer = static_storage::buffer<T, N>;
-};
-static_assert(storage_policy<flash_storage>);
-
 /// The parameters of one weighted layer as views (see `flash_storage`).
 struct int8_layer_binding {
   const std::int8_t* weights = nullptr;       ///< out_channels × fan-in, row-major
@@ -147,16 +132,6 @@ struct int8_layer_binding {
   const int* shifts = nullptr;                ///< as `multipliers`
   bool per_channel = true;
 };
-
-namespace detail {
-template <class S>
-constexpr bool parameters_are_views() noexcept {
-  if constexpr (requires { S::parameters_are_views; })
-    return S::parameters_are_views;
-  else
-    return false;
-}
-}  // namespace detail
 
 /// The int8 inference form of a `sequential` model.
 /// @tparam Model a `sequential<...>` type (the same one the fp32 `network` uses)

@@ -4,10 +4,12 @@
 /// Available policies:
 ///  - `static_storage` — `std::array` members: no heap, the size of the object
 ///    is the size of its parameters. The trivial member and the template for
-///    your own; the only choice in the freestanding profile. Give large
+///    your own; the default in the freestanding profile. Give large
 ///    networks static storage duration (a global), not the stack.
 ///  - `heap_storage` — one allocation per buffer at construction, never
 ///    resized (host profile only). Keeps a 1 MB model off the stack.
+///  - `flash_storage` — parameters are views of const data (flash), bound
+///    per layer; everything else as `static_storage`. Freestanding-safe.
 ///
 /// A storage policy has a nested `buffer<T, N>` with `data()`, `size()` and
 /// `operator[]`; N is a compile-time constant either way.
@@ -71,6 +73,20 @@ struct heap_storage {
 };
 #endif
 
+/// Storage policy of a network whose parameters stay where they are: const
+/// data in flash, views set per layer by `bind_layer` — a model file for
+/// `quantized_network` (`compress::bind_model_file`: int8 weights, int32
+/// biases, requantization multipliers), compiled-in arrays for
+/// `mixed_inference_network`. Only the activations and the per-tensor
+/// quantization parameters take RAM. Freestanding: no heap.
+struct flash_storage {
+  static constexpr bool uses_heap = false;
+  /// Parameters are views of external const data, not buffers of the network.
+  static constexpr bool parameters_are_views = true;
+  static constexpr const char* name() noexcept { return "flash_storage"; }
+  template <class T, std::size_t N>
+  using buffer = static_storage::buffer<T, N>;
+};
 /// Requirements of a storage policy.
 template <class S>
 concept storage_policy = requires(typename S::template buffer<float, 4>& b,
@@ -87,5 +103,16 @@ static_assert(storage_policy<static_storage>);
 #if !TINYLARGE_FREESTANDING
 static_assert(storage_policy<heap_storage>);
 #endif
+static_assert(storage_policy<flash_storage>);
+
+namespace detail {
+template <class S>
+constexpr bool parameters_are_views() noexcept {
+  if constexpr (requires { S::parameters_are_views; })
+    return S::parameters_are_views;
+  else
+    return false;
+}
+}  // namespace detail
 
 }  // namespace tinylarge::nn
