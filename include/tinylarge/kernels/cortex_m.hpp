@@ -117,7 +117,7 @@ TINYLARGE_ALWAYS_INLINE void gemv_s8_dsp(std::size_t n, std::size_t k, const std
                                          const dense_s8_params& p_in, std::int8_t* y) noexcept {
   const dense_s8_params p = p_in;
   gemv_dsp(n, k, x, w, p.input_zero_point, p.bias,
-           [&](std::size_t o, std::int32_t acc) { y[o] = requantize_s8_32(acc, o, p); });
+           [&](std::size_t o, std::int32_t acc) __attribute__((always_inline)) { y[o] = requantize_s8_32(acc, o, p); });
 }
 }  // namespace detail
 
@@ -205,7 +205,8 @@ inline void dense_s8_s32(arch::cortex_m_dsp, std::size_t m, std::size_t n, std::
   const std::int32_t* const bias = p.bias;
   for (std::size_t i = 0; i < m; ++i) {
     std::int32_t* const row = acc + i * n;
-    detail::gemv_dsp(n, k, x + i * k, w, zx, bias, [row](std::size_t o, std::int32_t a) { row[o] = a; });
+    detail::gemv_dsp(n, k, x + i * k, w, zx, bias,
+                     [row](std::size_t o, std::int32_t a) __attribute__((always_inline)) { row[o] = a; });
   }
 }
 

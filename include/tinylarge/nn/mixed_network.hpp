@@ -125,6 +125,12 @@ struct layer_facts {
   }();
 };
 
+/// An int8 layer's input quantization before `load` / `bind_layer` sets it.
+/// All-zero (not `quant_params{}`, whose scale is 1) so that a network with
+/// `static_storage` / `flash_storage` is zero-initialized: a global goes to
+/// .bss instead of taking its size again in flash as .data.
+inline constexpr quant_params unset_input{0.0f, 0};
+
 /// The parameters of one layer: owned buffers of `Storage`…
 template <class L, class P, class Storage, bool Views = detail::parameters_are_views<Storage>()>
 struct layer_store : layer_facts<L, P> {
@@ -134,7 +140,7 @@ struct layer_store : layer_facts<L, P> {
   typename Storage::template buffer<float, F::bias_values> b{};
   typename Storage::template buffer<float, F::scale_values> s{};
   typename Storage::template buffer<float, F::widened_values> widened{};
-  quant_params x_params{};
+  quant_params x_params = unset_input;
   const weight_type* weights() const noexcept { return w.data(); }
   const float* bias() const noexcept {
     if constexpr (F::int8 || F::lowp) return b.data();
@@ -151,7 +157,7 @@ struct layer_store<L, P, Storage, true> : layer_facts<L, P> {
   const float* b = nullptr;
   const float* s = nullptr;
   typename Storage::template buffer<float, F::widened_values> widened{};
-  quant_params x_params{};
+  quant_params x_params = unset_input;
   const weight_type* weights() const noexcept { return w; }
   const float* bias() const noexcept {
     if constexpr (F::int8 || F::lowp) return b;
