@@ -8,7 +8,7 @@
 // fp32 logits as IEEE bit patterns; scripts/mcu_example.sh compares that with what the host's
 // `mixed_inference_network` (heap storage, the scalar fp32 kernel the Cortex-M uses) computed
 // in make_model (mixed_expected.txt). The firmware also compares the bits with the copy in
-// mixed_model.h itself: exit status 3 on any difference.
+// mixed_expected.h itself: exit status 3 on any difference.
 //
 // The same source builds for the host (the script runs it as a check of the comparison).
 #define TINYLARGE_FREESTANDING 1
@@ -31,6 +31,7 @@ namespace out = tl_mcu;
 #undef TINYLARGE_C_ALIGNAS
 #define TINYLARGE_C_ALIGNAS(n) __attribute__((section(".tl_data"), aligned(n)))
 #include "images.h"
+#include "mixed_expected.h"
 #undef TINYLARGE_C_ALIGNAS
 #else
 #define TL_ON_DEVICE 0
@@ -41,6 +42,7 @@ inline void put_int(long v) { std::printf("%ld", v); }
 }  // namespace out
 #include "mixed_model.h"
 #include "images.h"
+#include "mixed_expected.h"
 #endif
 
 namespace {
@@ -123,7 +125,7 @@ int main() {
   out::puts(" of ");
   out::put_int(static_cast<long>(n_images));
   out::puts("\n");
-  out::puts("device: logits differing from the host's (mixed_model.h): ");
+  out::puts("device: logits differing from the host's (mixed_expected.h): ");
   out::put_int(static_cast<long>(differ));
   out::puts("\ndevice: RAM of the network object ");
   out::put_int(static_cast<long>(sizeof(net)));

@@ -22,7 +22,7 @@
 //
 // DIR receives: model_data.h (model file + activation quantization), images.h (test images,
 // expected logits, fine-tuning samples), dense_int8.h (dense int8 weights), min_expected.txt,
-// mixed_model.h (mixed-precision parameters and expected logit bits), mixed_expected.txt.
+// mixed_model.h (mixed-precision parameters), mixed_expected.h and mixed_expected.txt (its logits).
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -465,10 +465,10 @@ int main(int argc, char** argv) {
       h.add_int8("tl_mx_w4", {p4.weights, 100 * 10}).add_floats("tl_mx_b4", {p4.bias, 10}).add_floats("tl_mx_s4", {p4.weight_scales, 10});
       const float in_scale[2] = {p0.input.scale, p4.input.scale};
       h.add_floats("tl_mx_in_scale", std::span<const float>(in_scale, 2));
-      std::string s = h.str() + "#include <stdint.h>\n" + int_array("int32_t", "tl_mx_expected_bits", mixed_bits);
-      s += "#define TL_MX_IN_ZP0 " + std::to_string(p0.input.zero_point) + "\n#define TL_MX_IN_ZP4 " +
-           std::to_string(p4.input.zero_point) + "\n";
-      write_text(out + "/mixed_model.h", s);
+      write_text(out + "/mixed_model.h", h.str() + "#define TL_MX_IN_ZP0 " + std::to_string(p0.input.zero_point) +
+                                             "\n#define TL_MX_IN_ZP4 " + std::to_string(p4.input.zero_point) + "\n");
+      cz::c_header_writer e(gen + " Logits of mixed_inference_network (IEEE bit patterns) on the embedded images.");
+      write_text(out + "/mixed_expected.h", e.str() + "#include <stdint.h>\n" + int_array("int32_t", "tl_mx_expected_bits", mixed_bits));
     }
     write_text(out + "/mixed_expected.txt", mixed_expected);
 
@@ -488,7 +488,7 @@ int main(int argc, char** argv) {
                 100 * static_cast<double>(hits_mixed) / n, 100 * nn::evaluate(*mnet, nn::softmax_cross_entropy{}, test).accuracy,
                 mixed_ref_t::weight_bytes(), mixed_ref_t::other_parameter_bytes(), mcu_example::mixed_images, simd_agree,
                 simd_worst, logit_max);
-    std::printf("make_model: fine-tuning samples %zu, held-out %zu; wrote %s/{model_data.h,images.h,dense_int8.h,min_expected.txt,mixed_model.h,mixed_expected.txt}\n",
+    std::printf("make_model: fine-tuning samples %zu, held-out %zu; wrote %s/{model_data.h,images.h,dense_int8.h,min_expected.txt,mixed_model.h,mixed_expected.{h,txt}}\n",
                 ft_labels.size(), ho_labels.size(), out.c_str());
     if (ft_labels.size() != mcu_example::ft_train_count || ho_labels.size() != mcu_example::ft_heldout_count) return 1;
   } catch (const tl::error& e) {
