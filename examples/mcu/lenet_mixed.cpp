@@ -4,10 +4,12 @@
 // the parameters are the const arrays make_model wrote (mixed_model.h, in flash), the
 // activations static buffers of `activation_bytes` bytes. No heap, no exceptions.
 //
-// It classifies the embedded test images and prints, per image, the prediction and the ten
-// fp32 logits as IEEE bit patterns; scripts/mcu_example.sh compares that with what the host's
-// `mixed_inference_network` (heap storage, the scalar fp32 kernel the Cortex-M uses) computed
-// in make_model (mixed_expected.txt). The firmware also compares the bits with the copy in
+// It classifies the embedded test images and prints, per image, the prediction, the ten
+// fp32 logits as IEEE bit patterns and an FNV-1a hash of the bits of the fp32 layer's 100
+// outputs (computed by a second network of layers 0-2 on the same flash arrays: the int8 last
+// layer re-quantizes them, which would hide a last-bit difference). scripts/mcu_example.sh
+// compares that with what the host's `mixed_inference_network` (heap storage, the scalar fp32
+// kernel the Cortex-M uses) computed in make_model (mixed_expected.txt). The firmware also compares the bits with the copy in
 // mixed_expected.h itself: exit status 3 on any difference.
 //
 // The same source builds for the host (the script runs it as a check of the comparison).
@@ -59,10 +61,13 @@ using backend = tinylarge::kernels::default_backend;
 using backend = tinylarge::arch::scalar;
 #endif
 using net_t = nn::mixed_inference_network<lenet_mixed, tinylarge::fp32, nn::flash_storage, backend>;
+// Layers 0–2 on the same flash arrays: the fp32 layer's own output, for the bit-for-bit check.
+using body_t = nn::mixed_inference_network<mcu_example::lenet_mixed_body, tinylarge::fp32, nn::flash_storage, backend>;
 
 // Static storage: the activations (two fp32 buffers of 300, 784 quantized input bytes, 300
 // int32 accumulators) and the parameter views.
 net_t net;
+body_t body;
 float input[784];
 
 void put_hex(std::uint32_t v) {
@@ -87,6 +92,8 @@ void bind() {
   l4.weight_scales = tl_mx_s4;
   l4.input = {tl_mx_in_scale[1], TL_MX_IN_ZP4};
   net.bind_layer<4>(l4);
+  body.bind_layer<0>(l0);
+  body.bind_layer<2>(l2);
 }
 
 }  // namespace
@@ -118,6 +125,8 @@ int main() {
       put_hex(bits);
       differ += bits != static_cast<std::uint32_t>(tl_mx_expected_bits[s * 10 + j]) ? 1 : 0;
     }
+    out::puts(" | fp32 layer ");
+    put_hex(mcu_example::fnv1a_bits(body.forward(input), 100));
     out::puts("\n");
   }
   out::puts("correct: ");
@@ -131,7 +140,9 @@ int main() {
   out::put_int(static_cast<long>(sizeof(net)));
   out::puts(" bytes (activations ");
   out::put_int(static_cast<long>(net_t::activation_bytes));
-  out::puts("), input buffer ");
+  out::puts("), of the layer 0-2 check network ");
+  out::put_int(static_cast<long>(sizeof(body)));
+  out::puts(" bytes, input buffer ");
   out::put_int(static_cast<long>(sizeof(input)));
   out::puts(" bytes\n");
 #if TL_ON_DEVICE

@@ -387,6 +387,15 @@ int main(int argc, char** argv) {
         hits_mixed += a == test.y[s + i];
       }
     }
+    // Layers 0–2 alone: the fp32 layer's output (checked on the device through a hash of its bits).
+    using body_ref_t = nn::mixed_inference_network<mcu_example::lenet_mixed_body, tl::fp32, nn::heap_storage, tl::arch::scalar>;
+    using body_simd_t = nn::mixed_inference_network<mcu_example::lenet_mixed_body>;
+    const tl::quant_params body_inputs[3] = {mref->layer_parameters<0>().input, {}, {}};
+    const auto body_ref = std::make_unique<body_ref_t>();
+    const auto body_simd = std::make_unique<body_simd_t>();
+    body_ref->load(mnet->parameters().data(), body_inputs);
+    body_simd->load(mnet->parameters().data(), body_inputs);
+    std::size_t hidden_differ = 0;
     std::string mixed_expected = "lenet_mixed: " + std::to_string(mcu_example::mixed_images) + " images, int8 | fp32 | int8\n";
     std::vector<std::int32_t> mixed_bits;
     std::size_t mixed_correct = 0, simd_agree = 0;
@@ -414,6 +423,12 @@ int main(int argc, char** argv) {
         simd_worst = std::max(simd_worst, static_cast<double>(std::fabs(yr[j] - ys[j])));
         logit_max = std::max(logit_max, static_cast<double>(std::fabs(yr[j])));
       }
+      const float* h = body_ref->forward(x.data());
+      const float* hs = body_simd->forward(x.data());
+      for (std::size_t j = 0; j < 100; ++j) hidden_differ += std::bit_cast<std::uint32_t>(h[j]) != std::bit_cast<std::uint32_t>(hs[j]);
+      char hash[32];
+      std::snprintf(hash, sizeof hash, " | fp32 layer 0x%08x", static_cast<unsigned>(mcu_example::fnv1a_bits(h, 100)));
+      mixed_expected += hash;
       mixed_expected += "\n";
     }
     mixed_expected += "correct: " + std::to_string(mixed_correct) + " of " + std::to_string(mcu_example::mixed_images) + "\n";
@@ -484,10 +499,11 @@ int main(int argc, char** argv) {
                 100 * static_cast<double>(hits_int8) / n, 100 * static_cast<double>(hits_dense) / n);
     std::printf("make_model: mixed int8 | fp32 | int8 (lenet_mixed): test accuracy %.2f%% (training network %.2f%%), "
                 "weights %zu B + %zu B biases and scales; on the %zu embedded images the scalar reference and this "
-                "build's SIMD back end agree on %zu predictions, logits max |diff| %.3g (largest |logit| %.3g)\n",
+                "build's SIMD back end agree on %zu predictions, logits max |diff| %.3g (largest |logit| %.3g); "
+                "fp32 layer outputs with other bits %zu of %zu\n",
                 100 * static_cast<double>(hits_mixed) / n, 100 * nn::evaluate(*mnet, nn::softmax_cross_entropy{}, test).accuracy,
                 mixed_ref_t::weight_bytes(), mixed_ref_t::other_parameter_bytes(), mcu_example::mixed_images, simd_agree,
-                simd_worst, logit_max);
+                simd_worst, logit_max, hidden_differ, 100 * mcu_example::mixed_images);
     std::printf("make_model: fine-tuning samples %zu, held-out %zu; wrote %s/{model_data.h,images.h,dense_int8.h,min_expected.txt,mixed_model.h,mixed_expected.{h,txt}}\n",
                 ft_labels.size(), ho_labels.size(), out.c_str());
     if (ft_labels.size() != mcu_example::ft_train_count || ho_labels.size() != mcu_example::ft_heldout_count) return 1;
