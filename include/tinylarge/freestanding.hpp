@@ -34,5 +34,6 @@
 #include "compress/sparse_s8.hpp"
 #include "compress/int8_model.hpp"
 #include "nn/device_finetune.hpp"
+#include "nn/mixed_network.hpp"
 #include "nn/quantized_network.hpp"
 #include "transport/wire.hpp"

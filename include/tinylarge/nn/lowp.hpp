@@ -1,8 +1,10 @@
 /// @file nn/lowp.hpp
-/// @brief The low-precision pieces of `nn::network` (host profile): which
-///        layers compute in which precision, the dense / conv passes on
-///        storage-type operands with fp32 accumulation, and the dynamic loss
-///        scale of fp16 training. Users normally only name `loss_scale_state`.
+/// @brief The low-precision pieces of `nn::network` (host profile): the
+///        dense / conv passes on storage-type operands with fp32
+///        accumulation and the dynamic loss scale of fp16 training (which
+///        layer computes in which precision: `layer_precision.hpp`, shared
+///        with the freestanding deployment). Users normally only name
+///        `loss_scale_state`.
 ///
 /// A weighted layer in a float precision P other than fp32 runs its GEMMs on
 /// operands rounded to `P::storage_type`:
