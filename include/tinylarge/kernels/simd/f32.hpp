@@ -39,10 +39,10 @@
 /// once per 8 rows, the k tail a masked load. A binary16 / bfloat16 W is
 /// widened in the loop at the full register width (16-lane `vcvtph2ps` on
 /// AVX-512, 8-lane F16C on AVX2). Measured on this project's Zen 5 EPYC
-/// (family 26, g++ 12, 1×784→256, loaded machine): fp16 W 4.4–4.7 µs with
-/// 16 lanes against 5.5–5.8 µs with 8, our fp32 8.0–8.8 µs. (An earlier note,
-/// CPU reported as Zen 4, had 4.6 µs with 8 lanes against 7.0 µs with 16; not
-/// reproduced here.)
+/// (family 26, g++ 12, 1×784→256, loaded machine): fp16 W in a median 0.57×
+/// the time of the fp32 GEMV with 16 lanes, 0.66× with 8 (docs/precision.md).
+/// (An earlier note, CPU reported as Zen 4, had 4.6 µs with 8 lanes against
+/// 7.0 µs with 16; not reproduced here.)
 /// **Pre-packed batch-1 dense** (`pack_dense_f32` /
 /// `dense_f32_packed`, what `nn::inference_network` runs): W is laid out once
 /// as Wᵀ in column panels with the bias in front (`detail::f32_gemv_layout`),
