@@ -36,7 +36,14 @@
 ///
 /// **Batch-1 dense** (and GEMM with m = 1, op(B) = Bᵀ) is a GEMV over the rows
 /// of W: 8 rows per pass with one vector accumulator each, the x chunk loaded
-/// once per 8 rows. **Pre-packed batch-1 dense** (`pack_dense_f32` /
+/// once per 8 rows, the k tail a masked load. A binary16 / bfloat16 W is
+/// widened in the loop at the full register width (16-lane `vcvtph2ps` on
+/// AVX-512, 8-lane F16C on AVX2). Measured on this project's Zen 5 EPYC
+/// (family 26, g++ 12, 1×784→256, loaded machine): fp16 W in a median 0.57×
+/// the time of the fp32 GEMV with 16 lanes, 0.66× with 8 (docs/precision.md).
+/// (An earlier note, CPU reported as Zen 4, had 4.6 µs with 8 lanes against
+/// 7.0 µs with 16; not reproduced here.)
+/// **Pre-packed batch-1 dense** (`pack_dense_f32` /
 /// `dense_f32_packed`, what `nn::inference_network` runs): W is laid out once
 /// as Wᵀ in column panels with the bias in front (`detail::f32_gemv_layout`),
 /// and the kernel broadcasts each nonzero x[p] against one contiguous row of
@@ -765,10 +772,10 @@ void gemm_f32_impl(transpose ta, transpose tb, std::size_t m, std::size_t n, std
                   pack_b_f32<Arch, V::nr, T>{b, ldb, tb == transpose::yes}, beta, c, ldc);
 }
 
-/// Y = X·Wᵀ + bias for vector traits V (GEMM) and VG (batch-1 GEMV), X stored
+/// Y = X·Wᵀ + bias for vector traits V (GEMM and batch-1 GEMV), X stored
 /// as TX, weight type T (float, half or bfloat16). A low-precision X is
 /// widened to fp32 once (exact), then the fp32 kernels run.
-template <class V, class VG = V, class TX, class T, class PackW>
+template <class V, class TX, class T, class PackW>
 void dense_impl(std::size_t m, std::size_t n, std::size_t k, const TX* xs, const T* w, const float* bias,
                 float* y, const PackW& pack_w) noexcept {
   if (m == 0 || n == 0) return;
@@ -782,9 +789,9 @@ void dense_impl(std::size_t m, std::size_t n, std::size_t k, const TX* xs, const
   }
   if (m == 1) {
     if (bias != nullptr) {
-      gemv_rows<VG>(n, k, x, w, k, [&](std::size_t j, float s) { y[j] = s + bias[j]; });
+      gemv_rows<V>(n, k, x, w, k, [&](std::size_t j, float s) { y[j] = s + bias[j]; });
     } else {
-      gemv_rows<VG>(n, k, x, w, k, [&](std::size_t j, float s) { y[j] = s; });
+      gemv_rows<V>(n, k, x, w, k, [&](std::size_t j, float s) { y[j] = s; });
     }
     return;
   }
@@ -1259,15 +1266,6 @@ void dense(B, std::size_t m, std::size_t n, std::size_t k, const TX* x, const T*
                                                      "tinylarge::half or tinylarge::bfloat16");
   using V = detail::f32_ops_of<B>;
   using Arch = typename V::arch;
-#if XSIMD_WITH_AVX512BW && XSIMD_WITH_FMA3_AVX2
-  // 16-bit W at batch 1 on AVX-512: the 256-bit GEMV; 512-bit vcvtph2ps has
-  // half the throughput on Zen 4 (1×784→256: 4.6 µs with ymm, 7.0 µs zmm).
-  if constexpr (!std::is_same_v<T, float> && std::is_same_v<Arch, xsimd::avx512bw>) {
-    detail::dense_impl<V, detail::f32_ops<xsimd::fma3<xsimd::avx2>>>(m, n, k, x, w, bias, y,
-                                                                      detail::pack_b_f32<Arch, V::nr, T>{w, k, true});
-    return;
-  }
-#endif
   detail::dense_impl<V>(m, n, k, x, w, bias, y, detail::pack_b_f32<Arch, V::nr, T>{w, k, true});
 }
 
