@@ -253,6 +253,18 @@ TINYLARGE_ALWAYS_INLINE std::int32_t reduce_add_s32(__m512i v) noexcept {
   return _mm_cvtsi128_si32(s4);
 }
 
+/// acc += Σ of 4 products u8(u)·s8(s) per int32 lane (`vpdpbusd`). GCC 12
+/// compiles the intrinsic with a copy of the accumulator in and out of
+/// another register (and spills a register tile of 24 accumulators to the
+/// stack on every step); the asm statement ties the accumulator in place.
+TINYLARGE_ALWAYS_INLINE void dpbusd_acc(__m512i& acc, __m512i u, __m512i s) noexcept {
+#if defined(__GNUC__) && !defined(__clang__)
+  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
+#else
+  acc = _mm512_dpbusd_epi32(acc, u, s);
+#endif
+}
+
 /// corr[o] = bias[o] − (128 + zx)·Σ_q w[o][q] (mod 2³²).
 inline void s8_vnni_correction(std::size_t n, std::size_t k, const std::int8_t* w, const dense_s8_params& p,
                                std::int32_t* corr) noexcept {
@@ -283,28 +295,36 @@ TINYLARGE_ALWAYS_INLINE void s8_vnni_gemv(std::size_t n, std::size_t k, const st
     store(o, static_cast<std::int32_t>(b + static_cast<std::uint32_t>(dot) - offset * s));
   };
   std::size_t o = 0;
+  // Four rows per pass in named accumulators, each updated in place by
+  // `dpbusd_acc` (with arrays and the intrinsic, GCC 12 copied every
+  // accumulator in and out of another register on each step).
   for (; o + 4 <= n; o += 4) {
-    __m512i acc[4], sw[4];
-    for (std::size_t r = 0; r < 4; ++r) acc[r] = sw[r] = _mm512_setzero_si512();
-    for (std::size_t q = 0; q < kfull; q += 64) {
-      const __m512i uv = _mm512_load_si512(u + q);
-#pragma GCC unroll 4
-      for (std::size_t r = 0; r < 4; ++r) {
-        const __m512i wv = _mm512_loadu_si512(w + (o + r) * k + q);
-        acc[r] = _mm512_dpbusd_epi32(acc[r], uv, wv);
-        if constexpr (!HaveRowSums) sw[r] = _mm512_dpbusd_epi32(sw[r], ones, wv);
+    const std::int8_t* w0 = w + o * k;
+    const std::int8_t *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k;
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, s0 = a0, s1 = a0, s2 = a0, s3 = a0;
+    auto step = [&](__m512i uv, __m512i v0, __m512i v1, __m512i v2, __m512i v3) {
+      dpbusd_acc(a0, uv, v0);
+      dpbusd_acc(a1, uv, v1);
+      dpbusd_acc(a2, uv, v2);
+      dpbusd_acc(a3, uv, v3);
+      if constexpr (!HaveRowSums) {
+        dpbusd_acc(s0, ones, v0);
+        dpbusd_acc(s1, ones, v1);
+        dpbusd_acc(s2, ones, v2);
+        dpbusd_acc(s3, ones, v3);
       }
-    }
-    if (ktail != 0) {
-      const __m512i uv = _mm512_load_si512(u + kfull);
-      for (std::size_t r = 0; r < 4; ++r) {
-        const __m512i wv = _mm512_maskz_loadu_epi8(tail_mask, w + (o + r) * k + kfull);
-        acc[r] = _mm512_dpbusd_epi32(acc[r], uv, wv);
-        if constexpr (!HaveRowSums) sw[r] = _mm512_dpbusd_epi32(sw[r], ones, wv);
-      }
-    }
-    for (std::size_t r = 0; r < 4; ++r)
-      finish(o + r, reduce_add_s32(acc[r]), HaveRowSums ? 0 : reduce_add_s32(sw[r]));
+    };
+    for (std::size_t q = 0; q < kfull; q += 64)
+      step(_mm512_load_si512(u + q), _mm512_loadu_si512(w0 + q), _mm512_loadu_si512(w1 + q),
+           _mm512_loadu_si512(w2 + q), _mm512_loadu_si512(w3 + q));
+    if (ktail != 0)
+      step(_mm512_load_si512(u + kfull), _mm512_maskz_loadu_epi8(tail_mask, w0 + kfull),
+           _mm512_maskz_loadu_epi8(tail_mask, w1 + kfull), _mm512_maskz_loadu_epi8(tail_mask, w2 + kfull),
+           _mm512_maskz_loadu_epi8(tail_mask, w3 + kfull));
+    finish(o, reduce_add_s32(a0), HaveRowSums ? 0 : reduce_add_s32(s0));
+    finish(o + 1, reduce_add_s32(a1), HaveRowSums ? 0 : reduce_add_s32(s1));
+    finish(o + 2, reduce_add_s32(a2), HaveRowSums ? 0 : reduce_add_s32(s2));
+    finish(o + 3, reduce_add_s32(a3), HaveRowSums ? 0 : reduce_add_s32(s3));
   }
   for (; o < n; ++o) {
     __m512i acc = _mm512_setzero_si512(), s = _mm512_setzero_si512();
@@ -524,17 +544,6 @@ inline void s8_gemm_row_corrections(std::size_t m, std::size_t k, const std::int
   }
 }
 
-/// acc += Σ of 4 products u8(u)·s8(s) per int32 lane (`vpdpbusd`). GCC 12
-/// compiles the intrinsic with a copy of the accumulator in and out of
-/// another register (and spills a register tile of 24 accumulators to the
-/// stack on every step); the asm statement ties the accumulator in place.
-TINYLARGE_ALWAYS_INLINE void dpbusd_acc(__m512i& acc, __m512i u, __m512i s) noexcept {
-#if defined(__GNUC__) && !defined(__clang__)
-  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
-#else
-  acc = _mm512_dpbusd_epi32(acc, u, s);
-#endif
-}
 
 // One k step of a register tile: acc_j[r] += (w + 128)·word(x row r) for
 // the NB vectors b of one step of a panel (internal macro, undefined below).
