@@ -75,7 +75,7 @@
 #define TINYLARGE_KERNELS_S8_POP_DIAGNOSTIC 1
 #endif
 
-namespace tinylarge::kernels::detail {
+namespace tinylarge::kernels::detail::inline TINYLARGE_KERNELS_ISA {
 
 /// a + b modulo 2³² (no signed-overflow UB).
 TINYLARGE_ALWAYS_INLINE std::int32_t wrap_add(std::int32_t a, std::int32_t b) noexcept {
@@ -152,9 +152,9 @@ void s8_dense_avx2(std::size_t m, std::size_t n, std::size_t k, const std::int8_
   }
 }
 
-}  // namespace tinylarge::kernels::detail
+}  // namespace tinylarge::kernels::detail::TINYLARGE_KERNELS_ISA
 
-namespace tinylarge::kernels {
+namespace tinylarge::kernels::inline TINYLARGE_KERNELS_ISA {
 
 /// int32 accumulators bias[o] + Σ_q (x[i][q] − zx)·w[o][q], AVX2 back end
 /// (exact; see `dense_s8_max_k`).
@@ -222,12 +222,12 @@ inline void quantize_s8(arch::avx512, const float* x, std::size_t n, quant_param
 }
 #endif
 
-}  // namespace tinylarge::kernels
+}  // namespace tinylarge::kernels::TINYLARGE_KERNELS_ISA
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__) && \
     defined(__AVX512VNNI__)
 
-namespace tinylarge::kernels::detail {
+namespace tinylarge::kernels::detail::inline TINYLARGE_KERNELS_ISA {
 
 /// 4 bytes at p as a 32-bit word (unaligned, no aliasing issues).
 TINYLARGE_ALWAYS_INLINE std::uint32_t load_word(const std::int8_t* p) noexcept {
@@ -842,9 +842,9 @@ constexpr auto make_s8_gemv_table(std::index_sequence<I...>) noexcept {
   return table{{&s8_gemv_chunk<I + 1, AnyLeft>...}};
 }
 
-}  // namespace tinylarge::kernels::detail
+}  // namespace tinylarge::kernels::detail::TINYLARGE_KERNELS_ISA
 
-namespace tinylarge::kernels {
+namespace tinylarge::kernels::inline TINYLARGE_KERNELS_ISA {
 
 /// int32 accumulators bias[o] + Σ_q (x[i][q] − zx)·w[o][q], AVX-512 VNNI back
 /// end (exact; see `dense_s8_max_k`).
@@ -948,7 +948,7 @@ inline void dense_s8_packed(arch::avx512_vnni, std::size_t n, std::size_t k, con
     pw += cb * 64 * kq;
   }
 }
-}  // namespace tinylarge::kernels
+}  // namespace tinylarge::kernels::TINYLARGE_KERNELS_ISA
 
 #endif  // AVX-512 VNNI
 
