@@ -36,7 +36,8 @@
 /// (`detail::s8_gemm_layout`, `detail::s8_gemm_tile`), with the
 /// corrections −128·Σ_q x per row and bias − zx·Σ_q w per output and the
 /// requantization fused in the epilogue (`detail::s8_gemm_epilogue`).
-/// For m = 1 it is a GEMV (4 rows per pass, 64 bytes of k per instruction).
+/// For m = 1 it is a GEMV (4 rows per pass, 64 bytes of k per instruction)
+/// whose int32 results are requantized 16 at a time (`s8_requantize_avx512`).
 /// The pre-packed batch-1 form (`pack_dense_s8` / `dense_s8_packed`, what
 /// `nn::quantized_network` runs) stores W as [k/4][16 outputs][4 bytes]
 /// panels with the correction term precomputed (`detail::s8_gemv_layout`):
