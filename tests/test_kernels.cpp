@@ -630,7 +630,7 @@ TEST_CASE("quantize_s8: every back end bit-exact with tl::quantize", "[kernels][
 }
 
 TEST_CASE("dense_s8: requantization bit-exact at rounding ties, every shift, saturating cases", "[kernels][int8]") {
-  // k = 0 makes acc = bias exactly, so each column tests one (acc, multiplier,
+  // Batch 2 (GEMM epilogue) and batch 1 (GEMV). k = 0 makes acc = bias exactly, so each column tests one (acc, multiplier,
   // shift) triple of the vector requantization against the scalar function.
   // The accumulators are aimed at results in the int8 range (where the
   // output shows them): acc ≈ t·2^(31−shift)/M for targets t and small
@@ -691,6 +691,13 @@ TEST_CASE("dense_s8: requantization bit-exact at rounding ties, every shift, sat
       for (std::size_t e = 0; e < 2 * n; ++e) bad += y[e] != ref[e] ? 1 : 0;
       INFO(tag.name() << " zy=" << zy << " columns=" << n);
       CHECK(bad == 0);
+      // m = 1: the batch-1 GEMV and its requantization (16 lanes at a time on VNNI).
+      std::vector<std::int8_t> y1(n + 1, 0x5a);
+      k::dense_s8(tag, 1, n, 0, x, x, p, y1.data());
+      std::size_t bad1 = 0;
+      for (std::size_t e = 0; e < n; ++e) bad1 += y1[e] != ref[e] ? 1 : 0;
+      CHECK(bad1 == 0);
+      CHECK(y1[n] == 0x5a);  // nothing written past n
     });
   }
 }

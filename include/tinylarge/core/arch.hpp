@@ -184,3 +184,36 @@ using best = typename detail::first_supported<cortex_m_mve, cortex_m_dsp, scalar
 #endif
 
 }  // namespace tinylarge::arch
+
+/// The inline namespace that holds the SIMD kernels (kernels/simd/*.hpp) of a
+/// translation unit, named after the instruction-set tier it is compiled for
+/// (the tag `arch::best` would pick, dispatch aside). Translation units built
+/// with different `-m…` flags, such as the per-ISA units of run-time dispatch
+/// (src/dispatch/*.cpp) and the baseline program, therefore never share the
+/// mangled name of a kernel function: the linker cannot keep one unit's copy
+/// of an inline function or template instantiation for another unit's
+/// callers (it used to merge them, so one table ran another tier's copy).
+/// Within one tier the name is the same, and the source-level names do not
+/// change (`kernels::dense_s8`, `kernels::detail::…`).
+#if defined(__AVX512BF16__) && defined(__AVX512VNNI__) && defined(__AVX512F__) && defined(__AVX512BW__) && \
+    defined(__AVX512DQ__) && defined(__AVX512VL__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define TINYLARGE_KERNELS_ISA isa_avx512_bf16
+#elif defined(__AVX512VNNI__) && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && \
+    defined(__AVX512VL__) && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define TINYLARGE_KERNELS_ISA isa_avx512_vnni
+#elif defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__) && \
+    defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define TINYLARGE_KERNELS_ISA isa_avx512
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define TINYLARGE_KERNELS_ISA isa_avx2
+#elif defined(__AVX__) || defined(__FMA__) || defined(__F16C__)
+#define TINYLARGE_KERNELS_ISA isa_avx  // some AVX, less than the avx2 tier: its own code, its own names
+#elif defined(__SSE2__) || defined(_M_X64)
+#define TINYLARGE_KERNELS_ISA isa_sse2
+#elif defined(__ARM_FEATURE_DOTPROD)
+#define TINYLARGE_KERNELS_ISA isa_neon_dotprod
+#elif defined(__ARM_NEON) || defined(__ARM_NEON__)
+#define TINYLARGE_KERNELS_ISA isa_neon
+#else
+#define TINYLARGE_KERNELS_ISA isa_generic
+#endif

@@ -29,10 +29,21 @@
 /// depends on the instruction set), so `quantized_network` runs the
 /// dispatched `dense_s8` at batch 1.
 ///
-/// One-definition caveat of per-ISA translation units: inline functions that
-/// both a baseline and a per-ISA unit emit (e.g. scalar helpers) are merged by
-/// the linker; the per-ISA units are a static library linked after the
-/// program's objects, so the linker keeps the program's baseline copies.
+/// Names: the SIMD kernels live in an inline namespace named after the
+/// instruction-set tier of the translation unit (`TINYLARGE_KERNELS_ISA`,
+/// core/arch.hpp: `isa_avx2`, `isa_avx512`, …, `isa_sse2` for the program),
+/// so each per-ISA unit's inline functions and template instantiations have
+/// their own mangled names. Before, e.g. `detail::s8_dense_avx2<…>` was the
+/// same symbol in avx2.cpp and avx512.cpp (the `avx512` table reuses the
+/// `avx2` int8 kernel) and the linker kept whichever copy came first: the
+/// `avx512` table ran the AVX2-compiled copy, and with the other order the
+/// `avx2` table would have run AVX-512 instructions on an AVX2-only CPU.
+/// What the units still share: the per-thread scratch buffers
+/// (`thread_scratch`) and `zero_skip_mode` (deliberately), and the scalar
+/// functions outside kernels/simd (precision/*.hpp, the scalar back end of
+/// dense.hpp; small, inlined at -O2): when one is emitted out of line
+/// (-O0), the linker keeps the program's baseline copy if the program has
+/// one, else the first per-ISA unit's (avx2.cpp comes first in the archive).
 #pragma once
 
 #if !defined(TINYLARGE_KERNELS_DENSE_SCALAR_DECLARED)

@@ -37,7 +37,7 @@
 #include <cstring>
 #include <utility>
 
-namespace tinylarge::kernels::detail {
+namespace tinylarge::kernels::detail::inline TINYLARGE_KERNELS_ISA {
 
 using bf16_ops = f32_ops<xsimd::avx512bw>;
 
@@ -197,9 +197,9 @@ void bf16_gemv_rows(std::size_t n, std::size_t k, const bfloat16* x, const bfloa
   }
 }
 
-}  // namespace tinylarge::kernels::detail
+}  // namespace tinylarge::kernels::detail::TINYLARGE_KERNELS_ISA
 
-namespace tinylarge::kernels {
+namespace tinylarge::kernels::inline TINYLARGE_KERNELS_ISA {
 
 /// gemm<bfloat16> on AVX512-BF16: `vdpbf16ps` micro-kernel (m ≥ 2) and GEMV
 /// (m = 1, op(B) = Bᵀ); m = 1 with op(B) = B widens as `arch::avx512`.
@@ -258,6 +258,6 @@ void dense(arch::avx512_bf16, std::size_t m, std::size_t n, std::size_t k, const
   dense(arch::avx512{}, m, n, k, x, w, bias, y);
 }
 
-}  // namespace tinylarge::kernels
+}  // namespace tinylarge::kernels::TINYLARGE_KERNELS_ISA
 
 #endif  // AVX512-BF16

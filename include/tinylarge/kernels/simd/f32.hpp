@@ -107,7 +107,7 @@
 #define TINYLARGE_KERNELS_NEON_F16_CONVERT 0
 #endif
 
-namespace tinylarge::kernels::detail {
+namespace tinylarge::kernels::detail::inline TINYLARGE_KERNELS_ISA {
 
 template <class A>
 using fbatch = xsimd::batch<float, A>;
@@ -1213,11 +1213,9 @@ bool gemm_tn_sparse_b(std::size_t m, std::size_t n, std::size_t k, const float* 
   return true;
 }
 
-}  // namespace tinylarge::kernels::detail
+}  // namespace tinylarge::kernels::detail::TINYLARGE_KERNELS_ISA
 
-namespace tinylarge::kernels {
-
-namespace detail {
+namespace tinylarge::kernels::detail::inline TINYLARGE_KERNELS_ISA {
 /// The xsimd architecture that implements back end tag B, by overload on the
 /// tag (the nearest base with an overload wins); `void` for none (`scalar`,
 /// `cortex_m_dsp`).
@@ -1241,7 +1239,9 @@ using xsimd_arch_t = decltype(xsimd_arch_of(B{}));
 /// The vector operations of back end B.
 template <class B>
 using f32_ops_of = f32_ops<xsimd_arch_t<B>>;
-}  // namespace detail
+}  // namespace tinylarge::kernels::detail::TINYLARGE_KERNELS_ISA
+
+namespace tinylarge::kernels::inline TINYLARGE_KERNELS_ISA {
 
 /// A back end tag whose fp32 kernels are the xsimd ones of this file.
 template <class B>
@@ -1308,6 +1308,6 @@ void dense_f32_packed(B, std::size_t n, std::size_t k, const float* x, const flo
   detail::dense_f32_packed_impl<detail::f32_ops_of<B>>(n, k, x, packed, act, y);
 }
 
-}  // namespace tinylarge::kernels
+}  // namespace tinylarge::kernels::TINYLARGE_KERNELS_ISA
 
 #undef TINYLARGE_KERNELS_NEON_F16_CONVERT

@@ -21,7 +21,7 @@
 #define TINYLARGE_KERNELS_X86_AVX512 1
 #endif
 
-namespace tinylarge::kernels::detail {
+namespace tinylarge::kernels::detail::inline TINYLARGE_KERNELS_ISA {
 
 /// Whether binary16 ↔ fp32 conversions (F16C) are available to this translation unit.
 #if defined(__F16C__)
@@ -86,4 +86,4 @@ TINYLARGE_ALWAYS_INLINE __mmask16 first_lanes16(std::size_t n) noexcept {
 }
 #endif
 
-}  // namespace tinylarge::kernels::detail
+}  // namespace tinylarge::kernels::detail::TINYLARGE_KERNELS_ISA

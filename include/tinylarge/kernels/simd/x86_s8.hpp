@@ -36,7 +36,8 @@
 /// (`detail::s8_gemm_layout`, `detail::s8_gemm_tile`), with the
 /// corrections −128·Σ_q x per row and bias − zx·Σ_q w per output and the
 /// requantization fused in the epilogue (`detail::s8_gemm_epilogue`).
-/// For m = 1 it is a GEMV (4 rows per pass, 64 bytes of k per instruction).
+/// For m = 1 it is a GEMV (4 rows per pass, 64 bytes of k per instruction)
+/// whose int32 results are requantized 16 at a time (`s8_requantize_avx512`).
 /// The pre-packed batch-1 form (`pack_dense_s8` / `dense_s8_packed`, what
 /// `nn::quantized_network` runs) stores W as [k/4][16 outputs][4 bytes]
 /// panels with the correction term precomputed (`detail::s8_gemv_layout`):
@@ -75,7 +76,7 @@
 #define TINYLARGE_KERNELS_S8_POP_DIAGNOSTIC 1
 #endif
 
-namespace tinylarge::kernels::detail {
+namespace tinylarge::kernels::detail::inline TINYLARGE_KERNELS_ISA {
 
 /// a + b modulo 2³² (no signed-overflow UB).
 TINYLARGE_ALWAYS_INLINE std::int32_t wrap_add(std::int32_t a, std::int32_t b) noexcept {
@@ -152,9 +153,9 @@ void s8_dense_avx2(std::size_t m, std::size_t n, std::size_t k, const std::int8_
   }
 }
 
-}  // namespace tinylarge::kernels::detail
+}  // namespace tinylarge::kernels::detail::TINYLARGE_KERNELS_ISA
 
-namespace tinylarge::kernels {
+namespace tinylarge::kernels::inline TINYLARGE_KERNELS_ISA {
 
 /// int32 accumulators bias[o] + Σ_q (x[i][q] − zx)·w[o][q], AVX2 back end
 /// (exact; see `dense_s8_max_k`).
@@ -222,12 +223,12 @@ inline void quantize_s8(arch::avx512, const float* x, std::size_t n, quant_param
 }
 #endif
 
-}  // namespace tinylarge::kernels
+}  // namespace tinylarge::kernels::TINYLARGE_KERNELS_ISA
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__) && \
     defined(__AVX512VNNI__)
 
-namespace tinylarge::kernels::detail {
+namespace tinylarge::kernels::detail::inline TINYLARGE_KERNELS_ISA {
 
 /// 4 bytes at p as a 32-bit word (unaligned, no aliasing issues).
 TINYLARGE_ALWAYS_INLINE std::uint32_t load_word(const std::int8_t* p) noexcept {
@@ -251,6 +252,18 @@ TINYLARGE_ALWAYS_INLINE std::int32_t reduce_add_s32(__m512i v) noexcept {
   s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(1, 0, 3, 2)));
   s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, _MM_SHUFFLE(2, 3, 0, 1)));
   return _mm_cvtsi128_si32(s4);
+}
+
+/// acc += Σ of 4 products u8(u)·s8(s) per int32 lane (`vpdpbusd`). GCC 12
+/// compiles the intrinsic with a copy of the accumulator in and out of
+/// another register (and spills a register tile of 24 accumulators to the
+/// stack on every step); the asm statement ties the accumulator in place.
+TINYLARGE_ALWAYS_INLINE void dpbusd_acc(__m512i& acc, __m512i u, __m512i s) noexcept {
+#if defined(__GNUC__) && !defined(__clang__)
+  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
+#else
+  acc = _mm512_dpbusd_epi32(acc, u, s);
+#endif
 }
 
 /// corr[o] = bias[o] − (128 + zx)·Σ_q w[o][q] (mod 2³²).
@@ -283,28 +296,36 @@ TINYLARGE_ALWAYS_INLINE void s8_vnni_gemv(std::size_t n, std::size_t k, const st
     store(o, static_cast<std::int32_t>(b + static_cast<std::uint32_t>(dot) - offset * s));
   };
   std::size_t o = 0;
+  // Four rows per pass in named accumulators, each updated in place by
+  // `dpbusd_acc` (with arrays and the intrinsic, GCC 12 copied every
+  // accumulator in and out of another register on each step).
   for (; o + 4 <= n; o += 4) {
-    __m512i acc[4], sw[4];
-    for (std::size_t r = 0; r < 4; ++r) acc[r] = sw[r] = _mm512_setzero_si512();
-    for (std::size_t q = 0; q < kfull; q += 64) {
-      const __m512i uv = _mm512_load_si512(u + q);
-#pragma GCC unroll 4
-      for (std::size_t r = 0; r < 4; ++r) {
-        const __m512i wv = _mm512_loadu_si512(w + (o + r) * k + q);
-        acc[r] = _mm512_dpbusd_epi32(acc[r], uv, wv);
-        if constexpr (!HaveRowSums) sw[r] = _mm512_dpbusd_epi32(sw[r], ones, wv);
+    const std::int8_t* w0 = w + o * k;
+    const std::int8_t *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k;
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, s0 = a0, s1 = a0, s2 = a0, s3 = a0;
+    auto step = [&](__m512i uv, __m512i v0, __m512i v1, __m512i v2, __m512i v3) {
+      dpbusd_acc(a0, uv, v0);
+      dpbusd_acc(a1, uv, v1);
+      dpbusd_acc(a2, uv, v2);
+      dpbusd_acc(a3, uv, v3);
+      if constexpr (!HaveRowSums) {
+        dpbusd_acc(s0, ones, v0);
+        dpbusd_acc(s1, ones, v1);
+        dpbusd_acc(s2, ones, v2);
+        dpbusd_acc(s3, ones, v3);
       }
-    }
-    if (ktail != 0) {
-      const __m512i uv = _mm512_load_si512(u + kfull);
-      for (std::size_t r = 0; r < 4; ++r) {
-        const __m512i wv = _mm512_maskz_loadu_epi8(tail_mask, w + (o + r) * k + kfull);
-        acc[r] = _mm512_dpbusd_epi32(acc[r], uv, wv);
-        if constexpr (!HaveRowSums) sw[r] = _mm512_dpbusd_epi32(sw[r], ones, wv);
-      }
-    }
-    for (std::size_t r = 0; r < 4; ++r)
-      finish(o + r, reduce_add_s32(acc[r]), HaveRowSums ? 0 : reduce_add_s32(sw[r]));
+    };
+    for (std::size_t q = 0; q < kfull; q += 64)
+      step(_mm512_load_si512(u + q), _mm512_loadu_si512(w0 + q), _mm512_loadu_si512(w1 + q),
+           _mm512_loadu_si512(w2 + q), _mm512_loadu_si512(w3 + q));
+    if (ktail != 0)
+      step(_mm512_load_si512(u + kfull), _mm512_maskz_loadu_epi8(tail_mask, w0 + kfull),
+           _mm512_maskz_loadu_epi8(tail_mask, w1 + kfull), _mm512_maskz_loadu_epi8(tail_mask, w2 + kfull),
+           _mm512_maskz_loadu_epi8(tail_mask, w3 + kfull));
+    finish(o, reduce_add_s32(a0), HaveRowSums ? 0 : reduce_add_s32(s0));
+    finish(o + 1, reduce_add_s32(a1), HaveRowSums ? 0 : reduce_add_s32(s1));
+    finish(o + 2, reduce_add_s32(a2), HaveRowSums ? 0 : reduce_add_s32(s2));
+    finish(o + 3, reduce_add_s32(a3), HaveRowSums ? 0 : reduce_add_s32(s3));
   }
   for (; o < n; ++o) {
     __m512i acc = _mm512_setzero_si512(), s = _mm512_setzero_si512();
@@ -524,17 +545,6 @@ inline void s8_gemm_row_corrections(std::size_t m, std::size_t k, const std::int
   }
 }
 
-/// acc += Σ of 4 products u8(u)·s8(s) per int32 lane (`vpdpbusd`). GCC 12
-/// compiles the intrinsic with a copy of the accumulator in and out of
-/// another register (and spills a register tile of 24 accumulators to the
-/// stack on every step); the asm statement ties the accumulator in place.
-TINYLARGE_ALWAYS_INLINE void dpbusd_acc(__m512i& acc, __m512i u, __m512i s) noexcept {
-#if defined(__GNUC__) && !defined(__clang__)
-  __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u), "v"(s));
-#else
-  acc = _mm512_dpbusd_epi32(acc, u, s);
-#endif
-}
 
 // One k step of a register tile: acc_j[r] += (w + 128)·word(x row r) for
 // the NB vectors b of one step of a panel (internal macro, undefined below).
@@ -677,6 +687,34 @@ void s8_gemm_packed_dispatch(std::size_t m, std::size_t n, std::size_t k, const 
   }
 }
 
+/// y[o] = requantize_s8(acc[o], o, p) for o < n, 16 outputs per step with
+/// `requantize_avx512` (bit-exact with the scalar function; the general
+/// variant: left shifts and a multiplier of −2³¹ allowed in any lane).
+inline void s8_requantize_avx512(std::size_t n, const std::int32_t* acc, const dense_s8_params& p,
+                                 std::int8_t* y) noexcept {
+  const __m512i zy = _mm512_set1_epi32(p.output_zero_point);
+  const __m512i lo = _mm512_set1_epi32(p.act_min), hi = _mm512_set1_epi32(p.act_max);
+  for (std::size_t o = 0; o < n; o += 16) {
+    const auto mk = static_cast<__mmask16>(n - o >= 16 ? 0xFFFFu : (1u << (n - o)) - 1u);
+    const __m512i mult =
+        p.per_channel ? _mm512_maskz_loadu_epi32(mk, p.multipliers + o) : _mm512_set1_epi32(p.multipliers[0]);
+    const __m512i shift = p.per_channel ? _mm512_maskz_loadu_epi32(mk, p.shifts + o) : _mm512_set1_epi32(p.shifts[0]);
+    _mm512_mask_cvtepi32_storeu_epi8(
+        y + o, mk, requantize_avx512(mult, shift, zy, lo, hi).apply<true>(_mm512_maskz_loadu_epi32(mk, acc + o)));
+  }
+}
+
+/// Where the batch-1 GEMV writes its int32 accumulators: straight into `out`
+/// for int32 output, into per-thread scratch (then requantized) for int8.
+template <class Out>
+TINYLARGE_ALWAYS_INLINE std::int32_t* out_acc(Out* out, std::size_t n) noexcept {
+  if constexpr (std::is_same_v<Out, std::int8_t>) {
+    return thread_scratch<scratch_slot::accum>().get<std::int32_t>(n);
+  } else {
+    return out;
+  }
+}
+
 /// VNNI driver: out (m×n) = bias + Σ (x − zx)·w as int32, or requantized
 /// to int8 (`p` then also gives the requantization); GEMV for m = 1, the
 /// packed GEMM (W packed into per-thread scratch) otherwise.
@@ -689,18 +727,17 @@ void s8_dense_vnni(std::size_t m, std::size_t n, std::size_t k, const std::int8_
     auto* u = thread_scratch<scratch_slot::vector>().get<std::uint8_t>(kpad == 0 ? 64 : kpad);
     for (std::size_t q = 0; q < k; ++q) u[q] = static_cast<std::uint8_t>(static_cast<std::uint8_t>(x[q]) ^ 0x80u);
     for (std::size_t q = k; q < kpad; ++q) u[q] = 0;
-    auto st = [out, &p](std::size_t o, std::int32_t v) {
-      if constexpr (std::is_same_v<Out, std::int8_t>) {
-        out[o] = requantize_s8(v, o, p);
-      } else {
-        out[o] = v;
-      }
-    };
+    // int8 out: the accumulators go to scratch and are requantized 16 at a
+    // time (`s8_requantize_avx512`), not one by one with the scalar
+    // `requantize_s8` (which was half of the batch-1 time at 784×256).
+    std::int32_t* acc = out_acc<Out>(out, n);
+    auto st = [acc](std::size_t o, std::int32_t v) { acc[o] = v; };
     if (p.weight_row_sums != nullptr) {
       s8_vnni_gemv<true>(n, k, u, w, p, st);
     } else {
       s8_vnni_gemv<false>(n, k, u, w, p, st);
     }
+    if constexpr (std::is_same_v<Out, std::int8_t>) s8_requantize_avx512(n, acc, p, out);
     return;
   }
   auto* packed = thread_scratch<scratch_slot::pack_b>().get<std::int8_t>(s8_gemm_layout::bytes(n, k));
@@ -806,9 +843,9 @@ constexpr auto make_s8_gemv_table(std::index_sequence<I...>) noexcept {
   return table{{&s8_gemv_chunk<I + 1, AnyLeft>...}};
 }
 
-}  // namespace tinylarge::kernels::detail
+}  // namespace tinylarge::kernels::detail::TINYLARGE_KERNELS_ISA
 
-namespace tinylarge::kernels {
+namespace tinylarge::kernels::inline TINYLARGE_KERNELS_ISA {
 
 /// int32 accumulators bias[o] + Σ_q (x[i][q] − zx)·w[o][q], AVX-512 VNNI back
 /// end (exact; see `dense_s8_max_k`).
@@ -912,7 +949,7 @@ inline void dense_s8_packed(arch::avx512_vnni, std::size_t n, std::size_t k, con
     pw += cb * 64 * kq;
   }
 }
-}  // namespace tinylarge::kernels
+}  // namespace tinylarge::kernels::TINYLARGE_KERNELS_ISA
 
 #endif  // AVX-512 VNNI
 
