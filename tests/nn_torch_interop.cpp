@@ -2,9 +2,15 @@
 //   nn_torch_interop <torch_weights.npz> <inputs.npz> <outputs.npz> <exported.npz>
 // loads a state dict written from PyTorch, runs the same model on the inputs
 // (NHWC), writes the outputs, and exports the weights back in PyTorch layout.
+//   nn_torch_interop --transformer <in.npz> <out.npz>
+// runs the transformer model below on in.npz's "params" (our flat layout,
+// which the script builds from PyTorch's modules), "x" and "dy"; writes the
+// forward output "y", and from backward(dy) the input gradient "dx" and the
+// parameter gradients "grads" (flat, our layout).
 #include <cstdio>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "tinylarge/io/npz.hpp"
 #include "tinylarge/nn/nn.hpp"
@@ -13,9 +19,57 @@ using model = tl::sequential<tl::input<8, 8, 1>, tl::conv2d<4, 3, 1, 1>, tl::rel
                              tl::depthwise_conv2d<3, 1, 1, 2>, tl::relu6, tl::avg_pool2d<2>, tl::flatten,
                              tl::dense<32, 5>, tl::tanh_act, tl::dense<5, 3>>;
 
+// Pre-norm blocks: causal attention with 2 heads, a GELU MLP on 1×1
+// convolutions (position-wise linear layers), then non-causal attention with
+// 4 heads and a final layer norm; 5 tokens of width 8.
+using transformer_model =
+    tl::sequential<tl::input<1, 5, 8>, tl::residual<tl::layer_norm<8>, tl::multi_head_attention<8, 2, true>>,
+                   tl::residual<tl::layer_norm<8>, tl::conv2d<16, 1>, tl::gelu, tl::conv2d<8, 1>>,
+                   tl::multi_head_attention<8, 4>, tl::layer_norm<8>>;
+
+int run_transformer(const char* in_path, const char* out_path) {
+  using M = transformer_model;
+  tl::nn::network<M> net(1);
+  const auto in = tl::io::load_npz(in_path);
+  const auto& params = in.at("params");
+  const auto& x = in.at("x");
+  const auto& dy = in.at("dy");
+  const std::size_t n = x.shape.at(0);
+  if (params.size() != M::param_count || x.size() != n * M::input_size || dy.size() != n * M::output_size) {
+    std::fprintf(stderr, "in.npz: params must hold %zu values, x and dy n x 5 x 8\n", M::param_count);
+    return 1;
+  }
+  auto p = net.parameters();
+  for (std::size_t i = 0; i < M::param_count; ++i) p[i] = params.data[i];
+  const float* y = net.forward(x.data.data(), n, /*training=*/true);
+  std::vector<float> yv(y, y + n * M::output_size), dx(n * M::input_size);
+  net.zero_gradients();
+  net.backward(dy.data.data(), dx.data());
+  const auto g = net.gradients();
+  std::map<std::string, tl::io::npy_array> out;
+  out.emplace("y", tl::io::npy_array{{n, M::output_size}, yv});
+  out.emplace("dx", tl::io::npy_array{{n, M::input_size}, dx});
+  out.emplace("grads", tl::io::npy_array{{M::param_count}, std::vector<float>(g.begin(), g.end())});
+  tl::io::save_npz(out_path, out);
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc == 4 && std::string(argv[1]) == "--transformer") {
+#if TINYLARGE_HAS_EXCEPTIONS
+    try {
+#endif
+      return run_transformer(argv[2], argv[3]);
+#if TINYLARGE_HAS_EXCEPTIONS
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "error: %s\n", e.what());
+      return 1;
+    }
+#endif
+  }
   if (argc != 5) {
-    std::fprintf(stderr, "usage: %s torch_weights.npz inputs.npz outputs.npz exported.npz\n", argv[0]);
+    std::fprintf(stderr, "usage: %s torch_weights.npz inputs.npz outputs.npz exported.npz\n"
+                 "       %s --transformer in.npz out.npz\n", argv[0], argv[0]);
     return 2;
   }
 #if TINYLARGE_HAS_EXCEPTIONS

@@ -2,6 +2,7 @@
 """Weights trained in PyTorch load into tinylarge, and ours load into PyTorch.
 
 Usage: nn_torch_interop.py <path to the nn_torch_interop helper>
+       nn_torch_interop.py --transformer <path to the helper>
 
 1. builds a torch.nn.Sequential with the same layers as the helper's model
    (conv, relu, max pool, depthwise conv, relu6, avg pool, flatten, linear,
@@ -10,6 +11,13 @@ Usage: nn_torch_interop.py <path to the nn_torch_interop helper>
 3. runs the helper, which loads the weights, runs forward and exports them;
 4. checks that the outputs agree with PyTorch's (NCHW) and that the exported
    state dict equals the original one.
+
+With --transformer: builds the helper's transformer model from torch.nn
+modules (LayerNorm, MultiheadAttention with and without a causal mask,
+Linear, GELU, residual additions), passes its parameters in tinylarge's flat
+layout with random inputs and output gradients, and checks the helper's
+output, input gradient and parameter gradients against autograd's (relative
+to each tensor's largest magnitude, < 1e-5).
 """
 import os
 import subprocess
@@ -21,6 +29,62 @@ import torch
 
 torch.manual_seed(0)
 torch.set_num_threads(1)
+
+
+def transformer_check(helper):
+    torch.manual_seed(1)
+    T, D = 5, 8
+    ln1, ln2, ln3 = (torch.nn.LayerNorm(D) for _ in range(3))
+    att1 = torch.nn.MultiheadAttention(D, 2, batch_first=True)
+    fc1, fc2 = torch.nn.Linear(D, 2 * D), torch.nn.Linear(2 * D, D)
+    att2 = torch.nn.MultiheadAttention(D, 4, batch_first=True)
+    with torch.no_grad():  # non-trivial gains and biases everywhere
+        for m in (ln1, ln2, ln3, att1, fc1, fc2, att2):
+            for p in m.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+    causal = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+
+    def forward(x):
+        h = ln1(x)
+        x = x + att1(h, h, h, attn_mask=causal, need_weights=False)[0]
+        x = x + fc2(torch.nn.functional.gelu(fc1(ln2(x))))
+        x = att2(x, x, x, need_weights=False)[0]
+        return ln3(x)
+
+    def ours(m):  # tinylarge's flat order of one module's parameters
+        if isinstance(m, torch.nn.MultiheadAttention):
+            return [m.in_proj_weight, m.out_proj.weight, m.in_proj_bias, m.out_proj.bias]
+        return [m.weight, m.bias]
+    order = [p for m in (ln1, att1, ln2, fc1, fc2, att2, ln3) for p in ours(m)]
+    flat = lambda ts: torch.cat([t.reshape(-1) for t in ts]).detach().numpy()
+
+    x = torch.randn(3, T, D, requires_grad=True)
+    dy = torch.randn(3, T, D)
+    y = forward(x)
+    y.backward(dy)
+    with tempfile.TemporaryDirectory() as d:
+        fin, fout = os.path.join(d, "in.npz"), os.path.join(d, "out.npz")
+        np.savez(fin, params=flat(order), x=x.detach().numpy().reshape(3, 1, T, D), dy=dy.numpy().reshape(3, 1, T, D))
+        r = subprocess.run([helper, "--transformer", fin, fout], capture_output=True, text=True)
+        if r.returncode != 0:
+            print(r.stdout, r.stderr)
+            sys.exit(f"helper failed with {r.returncode}")
+        got = np.load(fout)
+        worst = 0.0
+        for name, expect in (("y", y.detach().numpy()), ("dx", x.grad.numpy()), ("grads", flat([p.grad for p in order]))):
+            g = got[name].reshape(-1)
+            e = expect.reshape(-1)
+            assert g.shape == e.shape, (name, g.shape, e.shape)
+            rel = float(np.abs(g - e).max() / np.abs(e).max())
+            print(f"{name}: max |tinylarge - torch| / max |torch| = {rel:.3g}")
+            worst = max(worst, rel)
+        assert worst < 1e-5, worst
+    print("ok: transformer layers agree with PyTorch (forward, input and parameter gradients)")
+
+
+if len(sys.argv) == 3 and sys.argv[1] == "--transformer":
+    transformer_check(sys.argv[2])
+    sys.exit(0)
 
 
 def make_model():

@@ -239,6 +239,122 @@ TEST_CASE("gradients of every layer agree with central finite differences", "[nn
   }
 }
 
+// ---------------------------------------------------------------------------
+// nn/transformer.hpp
+// ---------------------------------------------------------------------------
+TEST_CASE("transformer layers: gradients agree with central finite differences", "[nn][gradient][transformer]") {
+  SECTION("layer_norm") { require_gradients<tl::sequential<tl::input<1, 3, 6>, tl::layer_norm<6>>>(21, 2, 1e-2f, 1e-3); }
+  SECTION("gelu") { require_gradients<tl::sequential<tl::input<9>, tl::gelu>>(22, 3, 1e-2f, 1e-3, 2.0f); }
+  SECTION("multi_head_attention, 2 heads") {
+    require_gradients<tl::sequential<tl::input<1, 4, 6>, tl::multi_head_attention<6, 2>>>(23, 2, 1e-2f, 1e-3);
+  }
+  SECTION("multi_head_attention, causal, over a 2×2 grid of tokens") {
+    require_gradients<tl::sequential<tl::input<2, 2, 4>, tl::multi_head_attention<4, 2, true>>>(24, 2, 1e-2f, 1e-3);
+  }
+  SECTION("a pre-norm transformer block: residual attention and residual GELU MLP, then flatten and dense") {
+    // Two layer norms of 4 features make this function strongly curved: the
+    // central difference's truncation error (∝ ε²) measured 7e-3 at ε = 1e-2
+    // and 8e-4 at ε = 3e-3, where fp32 rounding does not dominate yet.
+    require_gradients<tl::sequential<tl::input<1, 3, 4>,
+                                     tl::residual<tl::layer_norm<4>, tl::multi_head_attention<4, 2, true>>,
+                                     tl::residual<tl::layer_norm<4>, tl::conv2d<8, 1>, tl::gelu, tl::conv2d<4, 1>>,
+                                     tl::flatten, tl::dense<12, 3>>>(25, 2, 3e-3f, 2e-3);
+  }
+}
+
+TEST_CASE("transformer layers: forward passes equal hand-computed values", "[nn][transformer]") {
+  SECTION("layer_norm: (x − mean)/sqrt(var + 1e-5), times the gain, plus the bias; initialize sets gain 1") {
+    using model = tl::sequential<tl::input<1, 2, 4>, tl::layer_norm<4>>;
+    nn::network<model> net(3);
+    const auto p = net.parameters();
+    for (std::size_t i = 0; i < 4; ++i) {
+      CHECK(p[i] == 1.0f);
+      CHECK(p[4 + i] == 0.0f);
+    }
+    const float gain[4] = {1.0f, 2.0f, -1.0f, 0.5f}, bias[4] = {0.0f, 1.0f, 0.5f, -2.0f};
+    for (std::size_t i = 0; i < 4; ++i) {
+      p[i] = gain[i];
+      p[4 + i] = bias[i];
+    }
+    const float x[8] = {1, 2, 3, 4, 5, 5, 5, 5};  // second token: zero variance
+    const float* y = net.forward(x, 1);
+    const double rstd = 1.0 / std::sqrt(1.25 + 1e-5);  // mean 2.5, variance (2.25 + 0.25 + 0.25 + 2.25)/4
+    for (std::size_t i = 0; i < 4; ++i) {
+      CHECK(y[i] == Approx(gain[i] * (x[i] - 2.5) * rstd + bias[i]).margin(1e-6));
+      CHECK(y[4 + i] == Approx(bias[i]).margin(1e-6));
+    }
+  }
+  SECTION("gelu: x·Φ(x)") {
+    using model = tl::sequential<tl::input<4>, tl::gelu>;
+    nn::network<model> net(1);
+    const float x[4] = {-1.0f, 0.0f, 1.0f, 2.0f};
+    const float* y = net.forward(x, 1);
+    const double expect[4] = {-0.15865525393145707, 0.0, 0.8413447460685429, 1.9544997361036416};  // x·Φ(x)
+    for (std::size_t i = 0; i < 4; ++i) CHECK(y[i] == Approx(expect[i]).margin(1e-6));
+  }
+  SECTION("multi_head_attention: two tokens, identity projections, PyTorch's Q/K/V row order") {
+    // in_proj_weight rows: Q = I, K = I, V = 2·I; out_proj = I with bias (0.5, −0.5).
+    // Tokens e0, e1: scores QKᵀ/√2 = I/√2, so each token attends to itself with
+    // p = e^{1/√2}/(1 + e^{1/√2}) and to the other with 1 − p; with the causal
+    // mask token 0 sees only itself.
+    const auto run = [](auto tag) {
+      using model = tl::sequential<tl::input<1, 2, 2>, tl::multi_head_attention<2, 1, decltype(tag)::value>>;
+      nn::network<model> net(1);
+      const auto p = net.parameters();
+      REQUIRE(p.size() == 4 * 4 + 4 * 2);
+      for (float& v : p) v = 0.0f;
+      const float w_in[12] = {1, 0, 0, 1, 1, 0, 0, 1, 2, 0, 0, 2};
+      for (std::size_t i = 0; i < 12; ++i) p[i] = w_in[i];
+      p[12] = 1.0f;  // out_proj.weight = I
+      p[15] = 1.0f;
+      p[16 + 6] = 0.5f;  // out_proj.bias after in_proj_bias
+      p[16 + 7] = -0.5f;
+      const float x[4] = {1, 0, 0, 1};
+      const float* y = net.forward(x, 1);
+      return std::vector<float>(y, y + 4);
+    };
+    const double e = std::exp(1.0 / std::sqrt(2.0)), pself = e / (1.0 + e);
+    const auto full = run(std::false_type{});
+    CHECK(full[0] == Approx(2 * pself + 0.5).margin(1e-6));
+    CHECK(full[1] == Approx(2 * (1 - pself) - 0.5).margin(1e-6));
+    CHECK(full[2] == Approx(2 * (1 - pself) + 0.5).margin(1e-6));
+    CHECK(full[3] == Approx(2 * pself - 0.5).margin(1e-6));
+    const auto causal = run(std::true_type{});
+    CHECK(causal[0] == Approx(2.5).margin(1e-6));
+    CHECK(causal[1] == Approx(-0.5).margin(1e-6));
+    CHECK(causal[2] == Approx(full[2]).margin(1e-6));
+    CHECK(causal[3] == Approx(full[3]).margin(1e-6));
+  }
+  SECTION("residual: x + F(x); the batch-1 inference path computes what network::forward does") {
+    using block = tl::sequential<tl::input<1, 1, 3>, tl::residual<tl::gelu>>;
+    nn::network<block> b(1);
+    const float x[3] = {-1.0f, 1.0f, 2.0f};
+    const float* y = b.forward(x, 1);
+    CHECK(y[0] == Approx(-1.0 - 0.15865525393145707).margin(1e-6));
+    CHECK(y[1] == Approx(1.0 + 0.8413447460685429).margin(1e-6));
+    CHECK(y[2] == Approx(2.0 + 1.9544997361036416).margin(1e-6));
+
+    // [transformer-block]
+    // 4 tokens of width 8; a pre-norm block: causal self-attention with 2 heads,
+    // then a GELU MLP whose position-wise linear layers are 1×1 convolutions.
+    using model = tl::sequential<tl::input<1, 4, 8>,
+                                 tl::residual<tl::layer_norm<8>, tl::multi_head_attention<8, 2, true>>,
+                                 tl::residual<tl::layer_norm<8>, tl::conv2d<16, 1>, tl::gelu, tl::conv2d<8, 1>>,
+                                 tl::flatten, tl::dense<32, 3>>;
+    // [transformer-block]
+    static_assert(model::param_count == 2 * (2 * 8) + (4 * 64 + 4 * 8) + (16 * 8 + 16) + (8 * 16 + 8) + 32 * 3 + 3);
+    nn::network<model> net(7);
+    tl::rng g(8);
+    std::vector<float> in(model::input_size);
+    for (float& v : in) v = g.normal();
+    const float* ref = net.forward(in.data(), 1);
+    const std::vector<float> expect(ref, ref + model::output_size);
+    auto fast = std::make_unique<nn::inference_network<model>>(net);
+    const float* got = fast->forward(in.data());
+    for (std::size_t i = 0; i < model::output_size; ++i) CHECK(got[i] == Approx(expect[i]).margin(1e-5));
+  }
+}
+
 TEST_CASE("losses: values and gradients", "[nn][loss]") {
   tl::rng g(11);
   constexpr std::size_t b = 3, n = 5;

@@ -410,6 +410,12 @@ class network_compressor {
   static_assert(sizeof...(P) == layer_count,
                 "compress::network_compressor<Model, P...>: give exactly one compression policy per weighted "
                 "layer (dense / conv), in model order; use compress::none for a layer left dense");
+  static_assert([] {
+    bool any = false;
+    Model::for_each_layer([&]<std::size_t I>() { any = any || nn::fp32_only(Model::template layer<I>::kind); });
+    return !any;
+  }(), "compress::network_compressor<Model, P...>: layer_norm, gelu, multi_head_attention and residual "
+       "(nn/transformer.hpp) are not supported by the compression pipeline yet");
 
   network_compressor() { init_records(); }
   /// The policies, with their hyperparameters.

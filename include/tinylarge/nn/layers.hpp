@@ -92,6 +92,22 @@ struct elementwise_layer : layer_base<Descriptor, In, In, Kind> {
 
 }  // namespace detail
 
+namespace detail {
+/// Initialise one bound layer's parameters at `p`: its own
+/// `initialize<Init>(p, g)` when it has one (layer norm's unit gain, the inner
+/// layers of a residual block), else weights drawn from `Init` with the
+/// layer's fan-in and fan-out and zero biases.
+template <class L, class Init, class G>
+void initialize_layer(float* p, G& g) {
+  if constexpr (requires { L::template initialize<Init>(p, g); }) {
+    L::template initialize<Init>(p, g);
+  } else {
+    for (std::size_t i = 0; i < L::weight_count; ++i) p[i] = Init::sample(g, L::fan_in, L::fan_out);
+    for (std::size_t i = 0; i < L::bias_count; ++i) p[L::weight_count + i] = 0.0f;
+  }
+}
+}  // namespace detail
+
 // ---------------------------------------------------------------------------
 // dense
 // ---------------------------------------------------------------------------

@@ -188,22 +188,27 @@ class network {
   /// fp32 out; see docs/precision.md, "Per-layer precision").
   static constexpr std::size_t precision_boundaries = lowp::precision_boundaries<Model, Precision>();
   static_assert(lowp::check_layer_precisions<Model, Precision>());
+  /// Some layer is one of nn/transformer.hpp's, which compute in fp32 only.
+  static constexpr bool model_has_fp32_only_layers = [] {
+    bool any = false;
+    Model::for_each_layer([&]<std::size_t I>() { any = any || fp32_only(Model::template layer<I>::kind); });
+    return any;
+  }();
 
   network() = default;
   /// Initialise with `he_normal` weights from `seed`.
   explicit network(std::uint64_t seed) { initialize(seed); }
 
   /// Draw all weights from `Init` with a generator seeded by `seed`; biases
-  /// become 0. Also reseeds the generator that dropout uses.
+  /// become 0 (a layer with an `initialize` of its own uses it: layer_norm's
+  /// gain becomes 1). Also reseeds the generator that dropout uses.
   /// @tparam Init an `initializer` (`he_normal`, `glorot_uniform`, …)
   template <initializer Init = he_normal>
   void initialize(std::uint64_t seed) {
     tinylarge::rng g(seed);
     Model::for_each_layer([&]<std::size_t I>() {
-      using L = typename Model::template layer<I>;
-      float* p = params_.data() + Model::template param_offset<I>;
-      for (std::size_t i = 0; i < L::weight_count; ++i) p[i] = Init::sample(g, L::fan_in, L::fan_out);
-      for (std::size_t i = 0; i < L::bias_count; ++i) p[L::weight_count + i] = 0.0f;
+      detail::initialize_layer<typename Model::template layer<I>, Init>(params_.data() + Model::template param_offset<I>,
+                                                                        g);
     });
     rng_.seed_with(seed, 0x5eedd509ULL);
   }
@@ -218,24 +223,34 @@ class network {
   std::span<const float, param_count> gradients() const noexcept {
     return std::span<const float, param_count>(grads_.data(), param_count);
   }
-  /// Layer I's weights (row-major, one row per output channel).
+  /// Layer I's weights (row-major, one row per output channel). Not for a
+  /// `residual<...>` block, whose inner layers' weights and biases alternate
+  /// (locate them with `Model::layer<I>::param_offset<J>`).
   template <std::size_t I>
   std::span<float> weights() noexcept {
+    static_assert(Model::template layer<I>::kind != layer_kind::residual,
+                  "tinylarge: network::weights<I>: layer I is a residual<...>: use Model::layer<I>::param_offset<J>");
     return {params_.data() + Model::template param_offset<I>, Model::template layer<I>::weight_count};
   }
   template <std::size_t I>
   std::span<const float> weights() const noexcept {
+    static_assert(Model::template layer<I>::kind != layer_kind::residual,
+                  "tinylarge: network::weights<I>: layer I is a residual<...>: use Model::layer<I>::param_offset<J>");
     return {params_.data() + Model::template param_offset<I>, Model::template layer<I>::weight_count};
   }
   /// Layer I's biases.
   template <std::size_t I>
   std::span<float> biases() noexcept {
     using L = typename Model::template layer<I>;
+    static_assert(L::kind != layer_kind::residual,
+                  "tinylarge: network::biases<I>: layer I is a residual<...>: use Model::layer<I>::param_offset<J>");
     return {params_.data() + Model::template param_offset<I> + L::weight_count, L::bias_count};
   }
   template <std::size_t I>
   std::span<const float> biases() const noexcept {
     using L = typename Model::template layer<I>;
+    static_assert(L::kind != layer_kind::residual,
+                  "tinylarge: network::biases<I>: layer I is a residual<...>: use Model::layer<I>::param_offset<J>");
     return {params_.data() + Model::template param_offset<I> + L::weight_count, L::bias_count};
   }
 
@@ -375,6 +390,9 @@ class network {
   void enable_fake_quant(bool on, bool per_channel = true, float ema = 0.01f)
     requires(!mixed)
   {
+    static_assert(!model_has_fp32_only_layers,
+                  "tinylarge: network::enable_fake_quant: layer_norm, gelu, multi_head_attention and residual have no "
+                  "int8 path yet (nn/transformer.hpp computes in fp32 only)");
     fake_quant_ = on;
     fq_per_channel_ = per_channel;
     ema_ = ema;

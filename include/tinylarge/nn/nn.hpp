@@ -22,6 +22,7 @@
 #include "shape.hpp"
 #include "storage.hpp"
 #include "train.hpp"
+#include "transformer.hpp"
 
 namespace tinylarge {
 using nn::avg_pool2d;
@@ -30,10 +31,14 @@ using nn::dense;
 using nn::depthwise_conv2d;
 using nn::dropout;
 using nn::flatten;
+using nn::gelu;
 using nn::input;
+using nn::layer_norm;
 using nn::max_pool2d;
+using nn::multi_head_attention;
 using nn::relu;
 using nn::relu6;
+using nn::residual;
 using nn::sequential;
 using nn::sigmoid;
 using nn::softmax;

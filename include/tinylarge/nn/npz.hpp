@@ -93,6 +93,8 @@ std::map<std::string, io::npy_array> to_state_dict(const network<Model, S>& net)
   std::map<std::string, io::npy_array> out;
   Model::for_each_layer([&]<std::size_t I>() {
     using L = typename Model::template layer<I>;
+    static_assert(!fp32_only(L::kind), "tinylarge: to_state_dict / save_npz: the layers of nn/transformer.hpp have "
+                                       "no PyTorch state-dict mapping yet (copy network::parameters() instead)");
     if constexpr (has_weights(L::kind)) {
       io::npy_array w{detail::torch_weight_shape<Model, I>(), std::vector<float>(L::weight_count)};
       const auto src = net.template weights<I>();
@@ -135,6 +137,8 @@ void from_state_dict(const std::map<std::string, io::npy_array>& arrays, network
   // Validate every array first, then write.
   Model::for_each_layer([&]<std::size_t I>() {
     using L = typename Model::template layer<I>;
+    static_assert(!fp32_only(L::kind), "tinylarge: from_state_dict / load_npz: the layers of nn/transformer.hpp "
+                                       "have no PyTorch state-dict mapping yet (copy into network::parameters())");
     if constexpr (has_weights(L::kind)) {
       (void)find.template operator()<I>(std::to_string(I) + ".weight", detail::torch_weight_shape<Model, I>());
       (void)find.template operator()<I>(std::to_string(I) + ".bias", {L::bias_count});

@@ -31,11 +31,24 @@
 
 namespace tinylarge::nn {
 
+namespace detail {
+/// A descriptor may explain a rejection itself: `Next::diagnose<Shape>` is a
+/// class whose static_assert names the template parameter that does not fit
+/// (`accepts` must stay a plain bool: concepts probe it with any shape).
+template <class L, class S>
+constexpr bool diagnose_shape() noexcept {
+  if constexpr (requires { typename L::template diagnose<S>; }) (void)L::template diagnose<S>::value;
+  return true;
+}
+}  // namespace detail
+
 /// Checks that layer `Next` accepts `Shape`, the output shape of layer `Prev`.
 /// On failure the compiler's instantiation context prints
-/// `check_compatible<Prev, Next, Shape>`: the two layers and the shape.
+/// `check_compatible<Prev, Next, Shape>`: the two layers and the shape (and
+/// the layer's own message when it has a `diagnose<Shape>`).
 template <class Prev, class Next, class Shape>
 struct check_compatible {
+  static_assert(detail::diagnose_shape<Next, Shape>());
   static constexpr bool value = Next::template accepts<Shape>;
   static_assert(value,
                 "tinylarge: incompatible consecutive layers in sequential<...>: layer `Next` does not accept "

@@ -85,6 +85,11 @@ enum class layer_kind : unsigned char {
   tanh,
   softmax,
   dropout,
+  // nn/transformer.hpp (fp32 only: see `fp32_only`)
+  layer_norm,
+  gelu,
+  multi_head_attention,
+  residual,
 };
 
 /// Human-readable name of a layer kind.
@@ -102,6 +107,10 @@ constexpr const char* to_string(layer_kind k) noexcept {
     case layer_kind::tanh: return "tanh";
     case layer_kind::softmax: return "softmax";
     case layer_kind::dropout: return "dropout";
+    case layer_kind::layer_norm: return "layer_norm";
+    case layer_kind::gelu: return "gelu";
+    case layer_kind::multi_head_attention: return "multi_head_attention";
+    case layer_kind::residual: return "residual";
   }
   return "?";
 }
@@ -111,6 +120,13 @@ constexpr const char* to_string(layer_kind k) noexcept {
 /// relu / relu6 is fused).
 constexpr bool has_weights(layer_kind k) noexcept {
   return k == layer_kind::dense || k == layer_kind::conv2d || k == layer_kind::depthwise_conv2d;
+}
+
+/// True for the kinds of nn/transformer.hpp, which have only an fp32 path
+/// (no fp16/bf16 GEMM, fake quantization, int8 conversion or npz export yet).
+constexpr bool fp32_only(layer_kind k) noexcept {
+  return k == layer_kind::layer_norm || k == layer_kind::gelu || k == layer_kind::multi_head_attention ||
+         k == layer_kind::residual;
 }
 
 /// State shared by the fp32 forward and backward functions of one layer.
