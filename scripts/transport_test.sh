@@ -33,7 +33,7 @@
 #   nn-fedavg-client-killed   FedAdam through the roles; over MQTT client 3 SIGKILLs itself at the
 #                model of round 2: rounds of 4, 3, 3 updates (deadline 4 s); identical to the
 #                deployment drivers over in_process threads in which client 3 leaves at round 2
-#   nn-splitfed  SplitFedV1 (transport/split.hpp) of the same model cut after dense+relu:
+#   nn-splitfed  SplitFedV1 (workflow/split_deploy.hpp) of the same model cut after dense+relu:
 #                in process, under `mpirun -np 5` and over MQTT, cmp-identical to each other
 #                AND to workflow/split.hpp's in-process SplitFedV1 with the same seeds (also with
 #                Dirichlet(0.5) clients of unequal size, in process); then hostile peers
@@ -495,14 +495,14 @@ step_nn_splitfed() {
   rm -f "$WORK"/nn-splitfed-*.bin
   ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" --out "$WORK/nn-splitfed-inproc.bin" || return 1
   ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" --out "$WORK/nn-splitfed-workflow.bin" || return 1
-  same "$WORK/nn-splitfed-workflow.bin" "$WORK/nn-splitfed-inproc.bin" "nn splitfed: transport/split.hpp in_process vs workflow/split.hpp" || return 1
+  same "$WORK/nn-splitfed-workflow.bin" "$WORK/nn-splitfed-inproc.bin" "nn splitfed: workflow/split_deploy.hpp in_process vs workflow/split.hpp" || return 1
   # Unequal client sizes (Dirichlet 0.5): clients run out of data at different steps, so the
   # batch order depends on workflow/split.hpp's shared reshuffle counter — replicated or not.
   local dir=(--dirichlet 0.5)
   ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "${dir[@]}" --out "$WORK/nn-splitfed-dir-inproc.bin" || return 1
   ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" "${dir[@]}" --out "$WORK/nn-splitfed-dir-workflow.bin" || return 1
   same "$WORK/nn-splitfed-dir-workflow.bin" "$WORK/nn-splitfed-dir-inproc.bin" \
-    "nn splitfed, Dirichlet(0.5) clients of unequal size: transport/split.hpp in_process vs workflow/split.hpp" || return 1
+    "nn splitfed, Dirichlet(0.5) clients of unequal size: workflow/split_deploy.hpp in_process vs workflow/split.hpp" || return 1
   nn_mpi splitfed "$WORK/nn-splitfed-mpi.bin" || return 1
   same "$WORK/nn-splitfed-inproc.bin" "$WORK/nn-splitfed-mpi.bin" "nn splitfed: mpi vs in_process" || return 1
   CLIENT_EXTRA=()

@@ -34,13 +34,14 @@
 #include "tinylarge/transport/checkpoint.hpp"
 #include "tinylarge/transport/in_process.hpp"
 #include "tinylarge/transport/policy.hpp"
-#include "tinylarge/transport/split.hpp"
 #include "tinylarge/transport/wire.hpp"
 #include "tinylarge/aggregate/privacy.hpp"
 #include "tinylarge/aggregate/robust.hpp"
 #include "tinylarge/workflow/federated.hpp"
 #include "tinylarge/workflow/reptile.hpp"
 #include "tinylarge/workflow/federated_deploy.hpp"
+#include "tinylarge/workflow/split_deploy.hpp"
+#include "tinylarge/workflow/split_roles.hpp"
 #include "transport/synthetic_task.hpp"
 #if TINYLARGE_TEST_SODIUM
 #include "tinylarge/transport/auth.hpp"
@@ -782,7 +783,7 @@ TEST_CASE("split checkpoints: round trip, every truncation, bit flip and bad siz
 
 TEST_CASE("split server refuses a checkpoint of another model, client count, or a damaged one", "[transport][checkpoint][split]") {
   using model = tl::sequential<tl::dense<8, 6>, tl::relu, tl::dense<6, 3>>;
-  using protocol = tl::splitfed_v1_protocol<model, tl::cut<2>, tl::nn::adam, tl::fedavg>;
+  using protocol = tl::workflow::splitfed_v1_deployment<model, tl::cut<2>, tl::nn::adam, tl::fedavg>;
   constexpr std::size_t nd = protocol::device_model::param_count, ns = protocol::server_model::param_count;
   const std::vector<float> dev(nd, 0.5f), srv(ns, -0.5f);
   const std::string path = "test_transport_split_checkpoint.bin";
@@ -791,11 +792,11 @@ TEST_CASE("split server refuses a checkpoint of another model, client count, or 
     tl::in_process::hub net(clients + 1);
     tl::in_process ep(net, 0);
     protocol::server server(tl::nn::adam{}, tl::fedavg{}, dev, srv);
-    tl::splitfed_server_options o;
+    tl::workflow::splitfed_server_options o;
     o.rounds = rounds;
     o.checkpoint_path = path;
     o.send_timeout = 100ms;
-    tl::splitfed_server_report rep;
+    tl::workflow::splitfed_server_report rep;
     const tl::status st = server.run(ep, o, &rep);
     return std::pair{st, rep};
   };
@@ -851,9 +852,32 @@ TEST_CASE("split server refuses a checkpoint of another model, client count, or 
   std::remove((path + ".tmp").c_str());
 }
 
+TEST_CASE("split server role: check_smashed refuses wrong shapes, NaN activations and bad labels", "[transport][split]") {
+  // Frames of b rows, cut 2: b·2 activations, then b labels (classes 3).
+  std::size_t rows = 99;
+  std::vector<std::uint8_t> y;
+  const std::vector<float> good{0.5f, -1.0f, 2.0f, 0.0f, 2.0f, 0.0f};  // b = 2: labels 2, 0
+  REQUIRE(tl::workflow::check_smashed(good, 2, 3, 4, rows, y).ok());
+  CHECK(rows == 2);
+  CHECK(y == std::vector<std::uint8_t>{2, 0});
+  auto code = [&](std::vector<float> f, std::size_t max_rows = 4) {
+    return tl::workflow::check_smashed(f, 2, 3, max_rows, rows, y).code;
+  };
+  CHECK(code({0.5f, -1.0f, 2.0f, 0.0f, 2.0f}) == tl::errc::shape_mismatch);        // not b·(cut+1)
+  CHECK(code({}) == tl::errc::shape_mismatch);                                    // b = 0
+  CHECK(code(good, 1) == tl::errc::shape_mismatch);                               // b > max_batch
+  CHECK(code({0.5f, std::nanf(""), 2.0f, 0.0f, 2.0f, 0.0f}) == tl::errc::non_finite);
+  CHECK(code({0.5f, -1.0f, 2.0f, std::numeric_limits<float>::infinity(), 2.0f, 0.0f}) == tl::errc::non_finite);
+  CHECK(code({0.5f, -1.0f, 2.0f, 0.0f, 3.0f, 0.0f}) == tl::errc::invalid_argument);  // label = classes
+  CHECK(code({0.5f, -1.0f, 2.0f, 0.0f, 1.5f, 0.0f}) == tl::errc::invalid_argument);  // not an integer
+  CHECK(code({0.5f, -1.0f, 2.0f, 0.0f, 1.0f, -1.0f}) == tl::errc::invalid_argument);
+  CHECK(tl::workflow::check_gradient(std::vector<float>{1.0f, -2.0f}).ok());
+  CHECK(tl::workflow::check_gradient(std::vector<float>{1.0f, std::nanf("")}).code == tl::errc::non_finite);
+}
+
 TEST_CASE("split client: a duplicate model is ignored, a restarted server's model redoes the round", "[transport][split]") {
   using model = tl::sequential<tl::dense<8, 6>, tl::relu, tl::dense<6, 3>>;
-  using protocol = tl::splitfed_v1_protocol<model, tl::cut<2>, tl::nn::adam, tl::fedavg>;
+  using protocol = tl::workflow::splitfed_v1_deployment<model, tl::cut<2>, tl::nn::adam, tl::fedavg>;
   constexpr std::size_t nd = protocol::device_model::param_count, s = protocol::cut, b = 2;
   std::vector<float> dev(nd);
   for (std::size_t i = 0; i < nd; ++i) dev[i] = 0.05f * static_cast<float>(static_cast<int>(i % 11) - 5);
@@ -874,7 +898,7 @@ TEST_CASE("split client: a duplicate model is ignored, a restarted server's mode
     std::thread th([&] {
       tl::in_process ep(net, 1);
       protocol::client c(tl::nn::adam{}, 10, b);
-      tl::splitfed_client_options o;
+      tl::workflow::splitfed_client_options o;
       o.idle_timeout = 5s;
       o.on_restart = [&](std::uint32_t) { ++out.restarts; };
       out.client = c.run(

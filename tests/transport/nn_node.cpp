@@ -71,7 +71,7 @@
 #include "tinylarge/aggregate/privacy.hpp"
 #include "tinylarge/aggregate/robust.hpp"
 #include "tinylarge/transport/in_process.hpp"
-#include "tinylarge/transport/split.hpp"
+#include "tinylarge/workflow/split_deploy.hpp"
 #include "tinylarge/workflow/federated.hpp"
 #include "tinylarge/workflow/federated_deploy.hpp"
 #include "tinylarge/workflow/reptile.hpp"
@@ -89,7 +89,7 @@ namespace wf = tl::workflow;
 
 using model = tl::sequential<tl::dense<784, 64>, tl::relu, tl::dense<64, 10>>;
 using partition = tl::cut<2>;
-using protocol = tl::splitfed_v1_protocol<model, partition, tl::nn::adam, tl::fedavg>;
+using protocol = tl::workflow::splitfed_v1_deployment<model, partition, tl::nn::adam, tl::fedavg>;
 
 struct args {
   std::string workflow, mode, dir, data_dir = "/usr/share/datasets/fashion-mnist", out, run = "nn", checkpoint;
@@ -493,7 +493,7 @@ template <class Transport>
 int split_serve(Transport& net, const args& a, const task_data& d) {
   std::vector<float> dev, srv;
   split_init(a, dev, srv);
-  tl::splitfed_server_options o;
+  tl::workflow::splitfed_server_options o;
   o.rounds = a.rounds;
   o.steps_per_round = split_steps(a, d);
   o.max_batch = a.batch;
@@ -525,7 +525,7 @@ int split_serve(Transport& net, const args& a, const task_data& d) {
   }
   // A restarted server starts from the initial segments: the checkpoint replaces them.
   protocol::server server(tl::nn::adam{}, tl::fedavg{}, dev, srv);
-  tl::splitfed_server_report rep;
+  tl::workflow::splitfed_server_report rep;
   const tl::status s = server.run(net, o, &rep);
   if (!s.ok()) {
     std::fprintf(stderr, "%s splitfed server: %s (%s)\n", Transport::name(), s.message, tl::to_string(s.code));
@@ -551,7 +551,7 @@ int split_client(Transport& net, const args& a, const task_data& d, bool thread_
   const std::uint32_t steps = split_steps(a, d);
   protocol::client c(tl::nn::adam{}, static_cast<std::int64_t>(d.parts[k - 1].size()), a.batch);
   split_batches batches(a, d, k - 1, steps);
-  tl::splitfed_client_options o;
+  tl::workflow::splitfed_client_options o;
   o.idle_timeout = std::chrono::milliseconds{std::max<long>(30000, 3 * a.round_timeout_ms)};
   const bool dies = a.die_round != 0 && (a.drop_client == 0 || a.drop_client == k);
   if (dies)
@@ -680,13 +680,13 @@ int split_hostile(const args& a, const task_data& d) {
     std::vector<float> dev, srv;
     split_init(a, dev, srv);
     protocol::server server(tl::nn::adam{}, tl::fedavg{}, dev, srv);
-    tl::splitfed_server_options o;
+    tl::workflow::splitfed_server_options o;
     o.rounds = 4;
     o.steps_per_round = split_steps(a, d);
     o.max_batch = a.batch;
     o.min_clients = 3;
     o.round_timeout = std::chrono::milliseconds{20000};
-    tl::splitfed_server_report rep;
+    tl::workflow::splitfed_server_report rep;
     tl::in_process ep0(net, 0);
     const auto t0 = std::chrono::steady_clock::now();
     const tl::status st = server.run(ep0, o, &rep);
@@ -713,7 +713,7 @@ int split_hostile(const args& a, const task_data& d) {
       tl::in_process ep(net, 1);
       protocol::client c(tl::nn::adam{}, 100, a.batch);
       split_batches batches(a, d, 0, split_steps(a, d));
-      tl::splitfed_client_options o;
+      tl::workflow::splitfed_client_options o;
       o.idle_timeout = std::chrono::milliseconds{10000};
       client_status = c.run(ep, [&](std::uint32_t r, std::uint32_t t, float* x, std::uint8_t* y) { return batches(r, t, x, y); }, o);
     });

@@ -357,7 +357,7 @@ struct fedadagrad {
 // ---------------------------------------------------------------------------
 
 /// How much a server believes of what one client reports, applied to each
-/// update before it is weighted (workflow/federated_deploy.hpp, transport/split.hpp):
+/// update before it is weighted (workflow/federated_deploy.hpp, workflow/split_deploy.hpp):
 ///
 ///  - **example count** n_i: clipped to `max_examples` (a count is the
 ///    client's own claim; set the cap to the largest honest local data set,

@@ -76,7 +76,7 @@ class sgd::state {
     kernels::sgd_step(kernels::default_backend{}, n_, p, w, grad, velocity_.empty() ? nullptr : velocity_.data());
   }
   void set_learning_rate(float lr) noexcept { opt_.learning_rate = lr; }
-  /// For checkpoints (transport/split.hpp): the momentum buffer (empty when μ = 0) …
+  /// For checkpoints (workflow/split_deploy.hpp): the momentum buffer (empty when μ = 0) …
   const std::vector<T>& velocity() const noexcept { return velocity_; }
   /// … and its restore; false (state unchanged) when the size differs.
   bool restore(const std::vector<T>& v) {
@@ -107,7 +107,7 @@ class adam::state {
     kernels::adam_step(kernels::default_backend{}, m_.size(), p, w, grad, m_.data(), v_.data());
   }
   void set_learning_rate(float lr) noexcept { opt_.learning_rate = lr; }
-  /// For checkpoints (transport/split.hpp): the moments m, v and the step count t …
+  /// For checkpoints (workflow/split_deploy.hpp): the moments m, v and the step count t …
   const std::vector<T>& first_moment() const noexcept { return m_; }
   const std::vector<T>& second_moment() const noexcept { return v_; }
   unsigned long long steps() const noexcept { return t_; }

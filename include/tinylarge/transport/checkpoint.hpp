@@ -30,7 +30,7 @@
 /// stored as its object representation (`sizeof(tl::rng)` bytes): valid
 /// between builds with the same layout, rejected (size check) otherwise.
 ///
-/// ## Split-server checkpoints (`split_checkpoint`, transport/split.hpp)
+/// ## Split-server checkpoints (`split_checkpoint`, workflow/split_deploy.hpp)
 ///
 /// The SplitFedV1 server saves arrays of different lengths (two segments,
 /// two policy states, one optimizer state per server copy), so it has its
@@ -309,7 +309,7 @@ inline constexpr std::uint32_t split_checkpoint_tag = 0x43534C54u;
 /// The payload layout version this build writes and reads.
 inline constexpr std::uint32_t split_checkpoint_version = 1;
 
-/// Everything the SplitFedV1 server (transport/split.hpp) needs to resume.
+/// Everything the SplitFedV1 server (workflow/split_deploy.hpp) needs to resume.
 struct split_checkpoint {
   /// The optimizer state of one server copy (`checkpoint_optimizer`).
   struct optimizer {

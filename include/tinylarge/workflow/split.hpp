@@ -157,7 +157,7 @@
 ///  - **limits**: `low_rank` is rejected at compile time (`split_compression_policy`:
 ///    a dense step does not keep the factors); encoding needs dense weighted
 ///    layers (a static_assert in `encode` says so for convolutions). The
-///    transport version of SplitFedV1 (transport/split.hpp) is fp32-only.
+///    transport version of SplitFedV1 (workflow/split_deploy.hpp) is fp32-only.
 #pragma once
 
 #include "split_engine.hpp"

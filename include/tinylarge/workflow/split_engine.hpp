@@ -40,6 +40,7 @@
 #include "../partition/cut.hpp"
 #include "../precision/concepts.hpp"
 #include "report.hpp"
+#include "split_roles.hpp"
 #include "split_schemes.hpp"
 
 namespace tinylarge {
@@ -680,7 +681,7 @@ class split_learning {
     for (std::size_t i = 0; i < g; ++i) {
       const std::size_t c = group[i];
       next_batch(c, xb_.data(), yb_.data() + i * b);
-      const float* d = devices_[c]->net.forward(xb_.data(), b, true);
+      const float* d = workflow::device_forward(devices_[c]->net, xb_.data(), b);
       const std::size_t bytes = split_detail::transmit<uplink_codec>({d, b * S0}, {smashed_.data() + i * b * S0, b * S0}, wire_);
       up_bytes = bytes + b;
       clients_[c].net.bytes_up += bytes + b;
@@ -698,12 +699,13 @@ class split_learning {
     std::uint64_t server_macs = 0;
     bool server_ok = true;  // false: a server's loss-scaled gradients overflowed, the iteration is skipped
     if (m == 0) {
-      const float* out = chain_forward<0>(ch, smashed_.data(), rows, true, &server_macs);
-      loss_sum_ += loss::evaluate(out, yb_.data(), rows, model::output_size, dy_.data()) * static_cast<double>(rows);
+      // The server role's step (workflow/split_roles.hpp) on the concatenated rows.
+      chain_program prog{*this, ch, &server_macs};
+      const workflow::server_step_result sr =
+          workflow::server_step(prog, smashed_.data(), yb_.data(), rows, model::output_size, dy_.data(), dsmashed_.data());
+      loss_sum_ += sr.loss * static_cast<double>(rows);
       loss_count_ += rows;
-      chain_zero(ch);
-      chain_backward<K - 1>(ch, dy_.data(), dsmashed_.data(), rows, &server_macs);
-      server_ok = chain_step(ch);
+      server_ok = sr.stepped;
       // each client's gradient of its own mean loss
       const auto scale = static_cast<float>(g);
       if (g != 1)
@@ -759,11 +761,11 @@ class split_learning {
       clients_[c].net.messages_down += 1;
       servers_[0].net.bytes_down += bytes;
       servers_[0].net.messages_down += 1;
-      // The device's half of the step: the library's one backward-and-update
-      // (nn::backward_step), with the party's update (its optimizer, or
-      // compress::fine_tuning's masked step); skipped when the servers skipped.
+      // The device role's second half (workflow/split_roles.hpp), with the
+      // party's update (its optimizer, or compress::fine_tuning's masked
+      // step); skipped when the servers skipped.
       auto& dev = *devices_[c];
-      nn::backward_step(dev.net, grad_.data(), [&dev](auto&) { dev.step(); }, nn::no_hooks{}, server_ok);
+      workflow::device_backward(dev.net, grad_.data(), [&dev](auto&) { dev.step(); }, server_ok);
       clients_[c].macs += static_cast<std::uint64_t>(b) * device_model::macs;
     }
     if (count_hops) round_.sequential_hops += 2 * K;
@@ -780,6 +782,18 @@ class split_learning {
   }
 
   // ---- the server chain -----------------------------------------------------
+
+  /// The chain `ch` as the server role drives it (`workflow::split_server_chain`):
+  /// the hops' codecs and the accounting of MACs, bytes and time stay here.
+  struct chain_program {
+    split_learning& e;
+    chain& ch;
+    std::uint64_t* macs;
+    const float* forward(const float* x, std::size_t rows) { return e.template chain_forward<0>(ch, x, rows, true, macs); }
+    void zero_gradients() { chain_zero(ch); }
+    void backward(const float* dy, float* dx, std::size_t rows) { e.template chain_backward<K - 1>(ch, dy, dx, rows, macs); }
+    bool step() { return chain_step(ch); }
+  };
 
   static double rate_of(std::size_t s, const workflow::link_model& L) noexcept {
     return s + 1 < K ? L.edge_macs_per_s : L.server_macs_per_s;

@@ -1,8 +1,14 @@
-/// @file transport/split.hpp
-/// @brief SplitFedV1 (Thapa et al. 2022) over any `transport_policy`: the
-///        main server (one copy of the server segment per client), the fed
-///        server (averages the client segments) and the client loop, written
-///        once for in_process, MPI and MQTT.
+/// @file workflow/split_deploy.hpp
+/// @brief The deployment of SplitFedV1 (Thapa et al. 2022) over any
+///        `transport_policy`: `splitfed_v1_deployment<…>::server` (the main
+///        server — one copy of the server segment per client — and the fed
+///        server, which averages the client segments) and `::client`, the
+///        drivers that run split learning's two roles
+///        (workflow/split_roles.hpp: `device_forward` / `device_backward`,
+///        `check_smashed` / `server_step`) over wire frames — the same role
+///        functions the in-process engine (workflow/split_engine.hpp) runs,
+///        so the protocol's arithmetic exists once. Over MPI rank 0 is the
+///        server; over MQTT the server topics (docs/transport.md has the layout).
 ///
 /// One cut (`cut<K>`: device segment + server segment). Endpoint 0 plays both
 /// server roles of the paper — the *main server* (forward/backward of the
@@ -21,14 +27,15 @@
 ///       {round r, aux = t, fp32 payload = b·s activations followed by the b
 ///       labels as fp32 integers} (**labels travel with the smashed data**:
 ///       the label-sharing variant of SplitFed, one frame per step);
-///     - the server checks the frame (round, t = the next step of client k,
-///       count = b·(s+1), 1 ≤ b ≤ max_batch, finite activations, integer
-///       labels in [0, classes)), runs copy k forward, the softmax
-///       cross-entropy, backward and its optimizer step, and sends
+///     - the server checks the frame (round, t = the next step of client k;
+///       then `check_smashed`: count = b·(s+1), 1 ≤ b ≤ max_batch, finite
+///       activations, integer labels in [0, classes)), runs `server_step` on
+///       copy k (forward, the softmax cross-entropy, backward and its
+///       optimizer step), and sends
 ///       `gradient` {round r, aux = t, fp32 payload = ∂loss/∂activations,
 ///       b·s values} to client k;
-///     - client k back-propagates the gradient through its segment and steps
-///       its optimizer.
+///     - client k checks the gradient (`check_gradient`), back-propagates it
+///       through its segment and steps its optimizer (`device_backward`).
 ///  3. client k → server: `update` {round r, aux = local examples, fp32
 ///     payload = its device segment}.
 ///  4. when every live client has sent its update (or `round_timeout`
@@ -95,7 +102,8 @@
 /// client may still hold valid while that object lives.
 ///
 /// Not here: multi-hop chains (`cut<K1, K2>`), non-fp32 codecs at the cut
-/// (the in-process `workflow/split.hpp` has int8/fp16 codecs).
+/// (the in-process `workflow/split.hpp` has int8/fp16 codecs), the other
+/// split schemes (PSL, EPSL, …: in process only).
 #pragma once
 
 #include <algorithm>
@@ -118,13 +126,14 @@
 #include "../nn/network.hpp"
 #include "../nn/optimizer.hpp"
 #include "../partition/cut.hpp"
-#include "checkpoint.hpp"
-#include "policy.hpp"
-#include "wire.hpp"
+#include "../transport/checkpoint.hpp"
+#include "../transport/policy.hpp"
+#include "../transport/wire.hpp"
+#include "split_roles.hpp"
 
-namespace tinylarge {
+namespace tinylarge::workflow {
 
-/// Settings of `splitfed_server::run`.
+/// Settings of `splitfed_v1_deployment<…>::server::run`.
 struct splitfed_server_options {
   std::uint32_t rounds = 5;
   std::uint32_t steps_per_round = 10;                ///< S: iterations every client runs per round
@@ -141,7 +150,7 @@ struct splitfed_server_options {
   std::function<void(std::uint32_t round, std::uint64_t steps)> on_step;
 };
 
-/// What a split server run did.
+/// What a SplitFedV1 server run did.
 struct splitfed_server_report {
   std::uint32_t first_round = 1;                ///< 1, or the round after the checkpoint resumed from
   std::uint32_t restarts = 0;                   ///< the restart epoch this run used (0: not resumed)
@@ -154,7 +163,7 @@ struct splitfed_server_report {
   std::vector<rejection> rejected;              ///< updates the aggregators refused
 };
 
-/// Settings of `splitfed_client::run`.
+/// Settings of `splitfed_v1_deployment<…>::client::run`.
 struct splitfed_client_options {
   std::chrono::milliseconds idle_timeout{30000};  ///< longest wait for a model, a gradient or stop
   std::chrono::milliseconds send_timeout{10000};
@@ -168,14 +177,14 @@ struct splitfed_client_options {
   std::function<void(std::uint32_t round)> on_restart;
 };
 
-/// The SplitFedV1 protocol for one model, cut and optimizer (see the file comment).
+/// The SplitFedV1 deployment for one model, cut and optimizer (see the file comment).
 /// @tparam Model     a `sequential` model
 /// @tparam Partition `cut<K>`: one cut
 /// @tparam Optimizer every party's local optimizer (`nn::sgd`, `nn::adam`)
 /// @tparam Aggregation the fed server's and main server's rule (`fedavg`, …)
 template <class Model, class Partition, nn::optimizer_policy Optimizer, aggregation_policy Aggregation = fedavg>
-struct splitfed_v1_protocol {
-  static_assert(Partition::cuts == 1, "tinylarge: transport splitfed: exactly one cut (device + server segment)");
+struct splitfed_v1_deployment {
+  static_assert(Partition::cuts == 1, "tinylarge: splitfed_v1_deployment: exactly one cut (device + server segment)");
   using device_model = typename Partition::template segment<Model, 0>;
   using server_model = typename Partition::template segment<Model, 1>;
   static constexpr std::size_t cut = Partition::template cut_size<Model, 0>;
@@ -183,7 +192,7 @@ struct splitfed_v1_protocol {
   using loss = nn::softmax_cross_entropy;
   using optimizer_state = typename Optimizer::template state<float>;
   static_assert(std::is_copy_assignable_v<optimizer_state>,
-                "tinylarge: transport splitfed: the client keeps a copy of its optimizer state (server restarts)");
+                "tinylarge: splitfed_v1_deployment: the client keeps a copy of its optimizer state (server restarts)");
 
   /// Main server + fed server (endpoint 0).
   class server {
@@ -263,29 +272,27 @@ struct splitfed_v1_protocol {
               ++rep.dropped_frames;  // a duplicate (QoS 1), an out-of-order step, another epoch's
               continue;
             }
-            const std::size_t count = m.header.count;
-            const std::size_t b = count / (cut + 1);
-            if (count % (cut + 1) != 0 || b == 0 || b > o.max_batch) {
-              ++rep.dropped_frames;
+            x.resize(m.header.count);
+            TINYLARGE_TRY(wire::read_fp32(m, x));
+            std::size_t b = 0;
+            const status checked = check_smashed(x, cut, classes, o.max_batch, b, y);
+            if (checked.code == errc::shape_mismatch) {
+              ++rep.dropped_frames;  // the wrong size: not a step of this client
               continue;
             }
-            x.resize(count);
-            TINYLARGE_TRY(wire::read_fp32(m, x));
-            if (!valid_smashed(x, b, y)) {
+            if (!checked.ok()) {
               ++rep.rejected_frames;  // NaN/Inf activations or bad labels: this client sits the round out
               excluded[k] = true;
               if (live[k]) ++live_answered;
               continue;
             }
             auto& c = *copies_[k - 1];
-            const float* out = c.net.forward(x.data(), b, true);
             dy.resize(b * classes);
-            loss_sum += loss::evaluate(out, y.data(), b, classes, dy.data()) * static_cast<double>(b);
-            loss_rows += b;
-            c.net.zero_gradients();
             grads[k].resize(b * cut);
-            c.net.backward(dy.data(), grads[k].data());
-            c.opt.step(c.net.parameters().data(), c.net.gradients().data());
+            segment_chain<nn::network<server_model>, optimizer_state> chain{c.net, c.opt};
+            const server_step_result sr = server_step(chain, x.data(), y.data(), b, classes, dy.data(), grads[k].data());
+            loss_sum += sr.loss * static_cast<double>(b);
+            loss_rows += b;
             wire::message_header g;
             g.type = wire::message_type::gradient;
             g.dtype = wire::wire_dtype::fp32;
@@ -412,26 +419,13 @@ struct splitfed_v1_protocol {
         c.copies.resize(n);
         for (std::size_t k = 0; k < n; ++k)
           checkpoint_optimizer(copies_[k]->opt, c.copies[k].vectors, c.copies[k].steps);
-        return detail::save_checkpoint_status([&] { save_split_checkpoint(path, c); });
+        return tinylarge::detail::save_checkpoint_status([&] { save_split_checkpoint(path, c); });
       } else {
         (void)path;
         (void)rounds;
         (void)n;
         return status::success();
       }
-    }
-
-    /// Finite activations and integer labels in [0, classes); the labels go to `y`.
-    static bool valid_smashed(std::span<const float> x, std::size_t b, std::vector<std::uint8_t>& y) {
-      for (std::size_t i = 0; i < b * cut; ++i)
-        if (!std::isfinite(x[i])) return false;
-      y.resize(b);
-      for (std::size_t i = 0; i < b; ++i) {
-        const float l = x[b * cut + i];
-        if (!(l >= 0.0f && l < static_cast<float>(classes)) || l != std::floor(l)) return false;
-        y[i] = static_cast<std::uint8_t>(l);
-      }
-      return true;
     }
 
     Optimizer opt_;
@@ -508,7 +502,7 @@ struct splitfed_v1_protocol {
           const std::size_t b = next_batch(r, t, x.data(), y.data());
           TINYLARGE_CHECK(b >= 1 && b <= max_batch_, errc::invalid_argument,
                           "splitfed client: the batch function returned a size outside [1, max_batch]");
-          const float* act = net_.forward(x.data(), b, true);
+          const float* act = device_forward(net_, x.data(), b);
           up.resize(b * (cut + 1));
           std::copy_n(act, b * cut, up.data());
           for (std::size_t i = 0; i < b; ++i) up[b * cut + i] = static_cast<float>(y[i]);
@@ -536,11 +530,9 @@ struct splitfed_v1_protocol {
                             "splitfed client: the gradient frame does not match the smashed batch");
             grad.resize(b * cut);
             TINYLARGE_TRY(wire::read_fp32(m, grad));
-            for (const float g : grad)
-              TINYLARGE_CHECK(std::isfinite(g), errc::non_finite, "splitfed client: non-finite gradient from the server");
-            net_.zero_gradients();
-            net_.backward(grad.data(), nullptr);
-            opt_.step(net_.parameters().data(), net_.gradients().data());
+            TINYLARGE_TRY(check_gradient(grad));
+            device_backward(net_, grad.data(),
+                            [this](auto& n) { opt_.step(n.parameters().data(), n.gradients().data()); });
             break;
           }
         }
@@ -568,4 +560,4 @@ struct splitfed_v1_protocol {
   };
 };
 
-}  // namespace tinylarge
+}  // namespace tinylarge::workflow
