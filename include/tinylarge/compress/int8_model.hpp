@@ -242,24 +242,27 @@ void add_int8_csr_layers(model_file_builder& builder, nn::quantized_network<Mode
   detail::add_int8_records(builder, q, true, gap_bits);
 }
 
-/// Per-layer magnitude pruning of an owning int8 network in place: in each weighted layer
-/// the `prune_count(n, sparsity)` int8 weights of smallest |w| (ties: lower position first,
-/// `magnitude_mask`) become 0; biases and multipliers are kept (no fine-tuning).
+/// Per-layer magnitude pruning of an owning int8 network in place: in weighted layer r (the
+/// r-th dense / conv / depthwise layer) the `prune_count(n, sparsity[r])` int8 weights of
+/// smallest |w| (ties: lower position first, `magnitude_mask`) become 0; biases and
+/// multipliers are kept (no fine-tuning). `sparsity` has one entry per weighted layer.
 /// @return the number of zero weights in the weighted layers afterwards
 template <class Model, class P, class S, class B>
-std::size_t prune_int8_weights(nn::quantized_network<Model, P, S, B>& q, double sparsity) {
+std::size_t prune_int8_weights(nn::quantized_network<Model, P, S, B>& q, std::span<const double> sparsity) {
   static_assert(!nn::quantized_network<Model, P, S, B>::binds_parameters,
                 "tinylarge: prune_int8_weights needs a network that owns its parameters");
+  TINYLARGE_REQUIRE(sparsity.size() == weighted_layer_count<Model>, errc::shape_mismatch,
+                    "prune_int8_weights: one sparsity per weighted layer");
   constexpr auto& lay = nn::quantized_network<Model, P, S, B>::layout;
   std::int8_t* w = q.weights();
-  std::size_t zeros = 0;
+  std::size_t zeros = 0, r = 0;
   Model::for_each_layer([&]<std::size_t I>() {
     if constexpr (nn::has_weights(Model::template layer<I>::kind)) {
       const std::size_t n = lay.weight[I + 1] - lay.weight[I];
       std::int8_t* lw = w + lay.weight[I];
       const std::vector<float> wf(lw, lw + n);
       std::vector<std::uint8_t> mask(n);
-      (void)magnitude_mask(wf, sparsity, mask);
+      (void)magnitude_mask(wf, sparsity[r++], mask);
       for (std::size_t i = 0; i < n; ++i) {
         if (mask[i] == 0) lw[i] = 0;
         zeros += lw[i] == 0;
@@ -267,6 +270,13 @@ std::size_t prune_int8_weights(nn::quantized_network<Model, P, S, B>& q, double 
     }
   });
   return zeros;
+}
+
+/// `prune_int8_weights` with the same sparsity in every weighted layer.
+template <class Model, class P, class S, class B>
+std::size_t prune_int8_weights(nn::quantized_network<Model, P, S, B>& q, double sparsity) {
+  const std::vector<double> all(weighted_layer_count<Model>, sparsity);
+  return prune_int8_weights(q, std::span<const double>(all));
 }
 
 #endif
