@@ -149,7 +149,7 @@ void build_pruned(const std::string& name, const std::string& out, const nn::lab
   std::string per_layer;
   for (double v : sparsity) per_layer += (per_layer.empty() ? "" : ",") + std::to_string(v).substr(0, 4);
   cz::model_file_builder bs, bd;
-  cz::add_int8_csr_layers(bs, q);
+  cz::add_int8_csr_layers(bs, q, 8, cz::int8_csr_layers::when_smaller);  // a layer not smaller as CSR stays dense
   cz::add_int8_layers(bd, q);  // the same zeroed weights, dense: the reference
   const std::vector<std::uint8_t> file = bs.bytes(), dense_file = bd.bytes();
   aligned_bytes fs(file), fd(dense_file);

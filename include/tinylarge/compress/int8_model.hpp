@@ -190,10 +190,17 @@ template <class Model, class P, class S, class B>
 }
 
 #if !TINYLARGE_FREESTANDING
+/// Which weighted layers `add_int8_csr_layers` writes as int8 CSR records.
+enum class int8_csr_layers {
+  every_layer,   ///< all of them
+  when_smaller,  ///< those whose CSR arrays (2 bytes per entry + 4·(rows + 1)) are smaller than rows·cols
+                 ///< bytes; the others as dense int8 records (the same zeros, the dense kernels)
+};
+
 namespace detail {
 template <class Model, class P, class S, class B>
 void add_int8_records(model_file_builder& builder, nn::quantized_network<Model, P, S, B>& q, bool csr,
-                      unsigned gap_bits) {
+                      unsigned gap_bits, int8_csr_layers which = int8_csr_layers::every_layer) {
   static_assert(!nn::quantized_network<Model, P, S, B>::binds_parameters,
                 "tinylarge: add_int8_layers needs a network that owns its parameters");
   constexpr auto& lay = nn::quantized_network<Model, P, S, B>::layout;
@@ -213,7 +220,10 @@ void add_int8_records(model_file_builder& builder, nn::quantized_network<Model, 
       const std::size_t ns = P::weight_scale_count(rows);
       const std::span<const std::int8_t> w(q.weights() + lay.weight[I], rows * cols);
       const std::span<const std::int32_t> bias(q.biases() + lay.bias[I], rows);
-      if (csr)
+      std::size_t nonzeros = 0;
+      for (const std::int8_t v : w) nonzeros += v != 0;
+      const bool smaller = 2 * nonzeros + 4 * (rows + 1) < rows * cols;
+      if (csr && (which == int8_csr_layers::every_layer || smaller))
         builder.add_int8_csr(rows, cols, w, std::span<const float>(scales, ns), tq[I], tq[I + 1], bias, o, gap_bits);
       else
         builder.add_int8(rows, cols, w, std::span<const float>(scales, ns), tq[I], tq[I + 1], bias, o);
@@ -235,11 +245,13 @@ void add_int8_layers(model_file_builder& builder, nn::quantized_network<Model, P
 /// As `add_int8_layers`, every weighted layer as a pruned int8 CSR record (format 8,
 /// `int8_csr`: its non-zero weights, gaps of `gap_bits` bits): the file that
 /// `bind_model_file` binds to a `quantized_network<Model, P, nn::sparse_flash_storage>`,
-/// which then computes the bits of `q` (prune `q` first: `prune_int8_weights`).
+/// which then computes the bits of `q` (prune `q` first: `prune_int8_weights`). With
+/// `int8_csr_layers::when_smaller` a layer whose CSR form would not be smaller stays a dense
+/// int8 record with its zeros (a file with any CSR record binds to `sparse_flash_storage` only).
 template <class Model, class P, class S, class B>
 void add_int8_csr_layers(model_file_builder& builder, nn::quantized_network<Model, P, S, B>& q,
-                         unsigned gap_bits = 8) {
-  detail::add_int8_records(builder, q, true, gap_bits);
+                         unsigned gap_bits = 8, int8_csr_layers which = int8_csr_layers::every_layer) {
+  detail::add_int8_records(builder, q, true, gap_bits, which);
 }
 
 /// Per-layer magnitude pruning of an owning int8 network in place: in weighted layer r (the
