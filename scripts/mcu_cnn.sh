@@ -16,6 +16,10 @@
 #  5. size report (runtime code vs weights) and the target: runtime code of the LeNet-5 CNN on
 #     Cortex-M4F ≤ 8 KiB of flash (cnn_lenet5_compiled; the model-file firmware adds the
 #     validating reader and its messages, reported too).
+# The pruned LeNet-5 (make_cnn --lenet5-sparsity, here per weighted layer 0,0.6,0.7,0.6,0.3:
+# the first conv kept dense, the 400→120 layer pruned most; TL_LENET5_SPARSITY) runs as
+# a third program, lenet5_sparse: cnn_int8.cpp with TL_SPARSE (int8 CSR records run compressed
+# by a sparse_flash_storage network), through steps 2, 3 and 5 like the others.
 # Usage: scripts/mcu_cnn.sh [build-root]   (needs scripts/deps.sh build data mcu)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +28,8 @@ cxx=${CXX:-c++}
 clangxx=${TINYLARGE_CLANGXX:-clang++-14}
 runtime_limit=8192
 models="lenet5 ds_cnn"
+programs="$models lenet5_sparse"  # cnn_int8.cpp builds; lenet5_sparse: the pruned LeNet-5
+defs_of() { case $1 in lenet5_sparse) echo "-DTL_MODEL=lenet5 -DTL_SPARSE=1" ;; *) echo "-DTL_MODEL=$1" ;; esac; }
 mkdir -p "$out/gen"
 
 run_qemu() {  # board elf
@@ -35,17 +41,17 @@ same() { diff <(grep -v '^device:' "$1") <(grep -v '^device:' "$2"); }
 # 1. Generator (host profile).
 "$cxx" -std=c++20 -O2 -I"$root/include" -I"$root/examples/mcu" "$root/examples/mcu/make_cnn.cpp" \
   -o "$out/make_cnn" -lz 2> "$out/make_cnn.build.log" || { cat "$out/make_cnn.build.log"; exit 1; }
-"$out/make_cnn" --out "$out/gen" > "$out/make_cnn.log" 2>&1 || { cat "$out/make_cnn.log"; exit 1; }
+"$out/make_cnn" --out "$out/gen" --lenet5-sparsity "${TL_LENET5_SPARSITY:-0,0.6,0.7,0.6,0.3}" > "$out/make_cnn.log" 2>&1 || { cat "$out/make_cnn.log"; exit 1; }
 grep '^make_cnn:' "$out/make_cnn.log"
 
 # 2. Host reference, from both compilers.
 status=0
-for m in $models; do
+for m in $programs; do
   for compiler in "$cxx" "$clangxx"; do
     command -v "$compiler" > /dev/null 2>&1 || continue
     tag=$(basename "$compiler")
     "$compiler" -std=c++20 -O2 -ffp-contract=off -Wall -Wextra -I"$root/include" -I"$root/examples/mcu" -I"$out/gen" \
-      -DTL_MODEL=$m -DTL_MODEL_HEADER=${m}_model.h -DTL_DATA_HEADER=${m}_data.h \
+      $(defs_of "$m") -DTL_MODEL_HEADER=${m}_model.h -DTL_DATA_HEADER=${m}_data.h \
       "$root/examples/mcu/cnn_int8.cpp" -o "$out/cnn_$m-host-$tag"
     "$out/cnn_$m-host-$tag" > "$out/cnn_$m-host-$tag.txt" || { echo "mcu-cnn: $m host build ($tag) FAILED"; status=1; }
   done
@@ -71,9 +77,10 @@ for target in "cortex-m3 mps2-an385" "cortex-m4 mps2-an386" "cortex-m55 mps3-an5
   cmake -S "$root/examples/mcu" -B "$dir" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/arm-none-eabi.cmake" -DTINYLARGE_MCU_CPU="$cpu" \
     -DTINYLARGE_MCU_GENERATED="$out/gen" > /dev/null
-  cmake --build "$dir" -j2 --target cnn_lenet5 cnn_ds_cnn cnn_lenet5_compiled cnn_ds_cnn_compiled > "$dir.build.log" 2>&1 ||
+  cmake --build "$dir" -j"${TINYLARGE_JOBS:-2}" --target cnn_lenet5 cnn_ds_cnn cnn_lenet5_sparse cnn_lenet5_compiled cnn_ds_cnn_compiled \
+    > "$dir.build.log" 2>&1 ||
     { cat "$dir.build.log"; exit 1; }
-  for m in $models; do
+  for m in $programs; do
     txt=$out/cnn_$m-$cpu.txt
     if run_qemu "$board" "$dir/cnn_$m.elf" > "$txt"; then
       echo "mcu-cnn: $m on $cpu ($board): exit 0, $(grep '^device: back end' "$txt" | sed 's/device: //')"
@@ -85,6 +92,7 @@ for target in "cortex-m3 mps2-an385" "cortex-m4 mps2-an386" "cortex-m55 mps3-an5
     else
       echo "mcu-cnn: $m on $cpu: output differs from the host's:"; cat "$txt.diff"; status=1
     fi
+    [[ $m == lenet5_sparse ]] && continue  # no compiled-in variant
     ctxt=$out/cnn_${m}_compiled-$cpu.txt
     if run_qemu "$board" "$dir/cnn_${m}_compiled.elf" > "$ctxt" &&
        diff <(grep '^input ' "$out/cnn_$m-host.txt") <(grep '^input ' "$ctxt") > /dev/null; then
@@ -100,7 +108,7 @@ done
 # model and the one of another shape); embedded inputs and expected logits = .tl_data.
 echo "size: program (core) | runtime code | weights (model files) | inputs | static RAM | arena | stack high-water"
 for cpu in cortex-m3 cortex-m4 cortex-m55; do
-  for m in $models ${models// /_compiled }_compiled; do
+  for m in $programs ${models// /_compiled }_compiled; do
     elf=$out/$cpu/cnn_$m.elf txt=$out/cnn_$m-$cpu.txt
     [[ -f $txt ]] || txt=$out/cnn_${m%_compiled}-$cpu.txt
     arena=$(sed -n 's/^device: activation arena \([0-9]*\).*/\1/p' "$txt")

@@ -7,16 +7,21 @@
 # measurement, not a test step.
 # Usage: scripts/mcu_cnn_cost.sh [build-root] [cores...]   (after scripts/mcu_cnn.sh build-root)
 #   cores: cortex-m3 cortex-m4 cortex-m55 (default: all three)
+#   TL_COST_MODELS: the programs to trace (default "lenet5 ds_cnn"; lenet5_sparse: the pruned
+#   LeNet-5 on its int8 CSR records)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/build-mcu-cnn}
 shift || true
 cores=${*:-cortex-m3 cortex-m4 cortex-m55}
 declare -A board=([cortex-m3]=mps2-an385 [cortex-m4]=mps2-an386 [cortex-m55]=mps3-an547)
+models=${TL_COST_MODELS:-lenet5 ds_cnn}
+targets=""
+for m in $models; do targets="$targets cnn_${m}_profile"; done
 for cpu in $cores; do
-  cmake --build "$out/$cpu" -j2 --target cnn_lenet5_profile cnn_ds_cnn_profile > "$out/$cpu.profile.build.log" 2>&1 ||
+  cmake --build "$out/$cpu" -j"${TINYLARGE_JOBS:-2}" --target $targets > "$out/$cpu.profile.build.log" 2>&1 ||
     { cat "$out/$cpu.profile.build.log"; exit 1; }
-  for m in lenet5 ds_cnn; do
+  for m in $models; do
     "$root/scripts/mcu_trace_count.sh" "${board[$cpu]}" "$out/$cpu/cnn_${m}_profile.elf" "$out/profile-$m-$cpu.txt" \
       > "$out/profile-$m-$cpu.counts"
     awk -v cpu="$cpu" -v m="$m" '

@@ -118,7 +118,8 @@ std::vector<float> run(const c::layer_view& v, const std::vector<float>& x) {
     case c::weight_format::factored:
       c::factored_dense_f32(scalar{}, 1, v.factored, x.data(), v.bias, scratch.data(), y.data());
       break;
-    case c::weight_format::int8: FAIL("int8 layer in run()"); break;
+    case c::weight_format::int8:
+    case c::weight_format::int8_csr: FAIL("int8 layer in run()"); break;
   }
   return y;
 }
@@ -129,6 +130,12 @@ void exercise(const c::layer_view& v) {
     std::vector<std::int8_t> x(v.cols, 1), y(v.rows);
     tinylarge::kernels::dense_s8(tinylarge::arch::scalar{}, 1, v.rows, v.cols, x.data(), v.int8.weights,
                                  v.s8_params(), y.data());
+    return;
+  }
+  if (v.format == c::weight_format::int8_csr) {
+    std::vector<std::int8_t> x(v.cols, 1), y(v.rows);
+    const tinylarge::kernels::csr_s8_matrix w{v.rows, v.cols, v.csr_s8.row_ptr, v.csr_s8.gaps, v.csr_s8.values.values};
+    tinylarge::kernels::sparse_dense_s8(1, w, x.data(), v.s8_params(), y.data());
     return;
   }
   (void)run(v, std::vector<float>(v.cols, 0.5f));
@@ -607,7 +614,7 @@ TEST_CASE("model file: version policy", "[model_file][version]") {
     } catch (const tinylarge::format_error& e) {
       CHECK(e.code() == errc::unsupported_version);
       CHECK(std::string(e.what()) ==
-            "tinylarge: model file 'net.tlmf': format version 2.0 is not supported by this reader (format version 1.0)");
+            "tinylarge: model file 'net.tlmf': format version 2.0 is not supported by this reader (format version 1.1)");
     }
 #endif
     b[4] = 0;  // major 0
@@ -617,7 +624,7 @@ TEST_CASE("model file: version policy", "[model_file][version]") {
   }
   SECTION("a newer minor version may extend the header and add flags and arrays") {
     auto b = S::small();
-    b[6] = 1;  // minor 1
+    b[6] = static_cast<std::uint8_t>(c::model_file_layout::version_minor + 1);  // a minor version newer than the reader's
     put32(b, 8, 0x10);  // a flag this reader does not know
     // Extend the header by 8 bytes of optional fields: insert after byte 32.
     b.insert(b.begin() + 32, 8, std::uint8_t{0xAB});
@@ -627,7 +634,7 @@ TEST_CASE("model file: version policy", "[model_file][version]") {
     aligned_bytes a(b);
     c::model_file_reader r;
     REQUIRE(r.open(a.data(), a.size).ok());
-    CHECK(r.info().minor == 1);
+    CHECK(r.info().minor == c::model_file_layout::version_minor + 1);
     CHECK(r.layer_count() == 3);
     // The same things in a 1.0 file are corrupt.
     b[6] = 0;
@@ -643,7 +650,7 @@ TEST_CASE("model file: version policy", "[model_file][version]") {
     aligned_bytes z(b);
     c::model_file_reader r;
     CHECK(r.open(z.data(), z.size).code == errc::corrupt);
-    b[6] = 1;
+    b[6] = static_cast<std::uint8_t>(c::model_file_layout::version_minor + 1);
     recrc(b);
     aligned_bytes a(b);
     REQUIRE(r.open(a.data(), a.size).ok());
@@ -878,7 +885,7 @@ TEST_CASE("requantize_s8_32 equals requantize_s8 (TFLite's MultiplyByQuantizedMu
   CHECK(differ == 0);
 }
 
-TEST_CASE("int8 conv2d and depthwise kernels equal the definition on every geometry", "[int8_model][kernels]") {
+TEST_CASE("int8 conv2d and depthwise kernels, dense and pruned CSR, equal the definition on every geometry", "[int8_model][kernels]") {
   const conv_case cases[] = {
       {16, 16, 16, 3, 1, 1, 16, false}, {7, 5, 3, 3, 2, 1, 5, false}, {9, 9, 1, 5, 1, 2, 6, false},
       {6, 6, 4, 1, 1, 0, 7, false},     {5, 7, 2, 2, 1, 0, 3, false}, {16, 16, 32, 3, 1, 1, 1, true},
@@ -886,6 +893,7 @@ TEST_CASE("int8 conv2d and depthwise kernels equal the definition on every geome
       {3, 3, 5, 3, 1, 1, 3, true},      {24, 5, 8, 3, 1, 1, 1, true},
   };
   tinylarge::rng g(5);
+  std::size_t fillers = 0;
   for (const conv_case& cc : cases) {
     tk::conv_s8_shape s;
     s.h = cc.h, s.w = cc.w, s.c = cc.c, s.kernel = cc.k, s.stride = cc.stride, s.pad = cc.pad;
@@ -928,7 +936,24 @@ TEST_CASE("int8 conv2d and depthwise kernels equal the definition on every geome
     std::size_t distinct = 0;
     for (std::size_t i = 1; i < ref.size(); ++i) distinct += ref[i] != ref[0];
     CHECK(distinct > 0);  // the outputs are not all clamped to one value
+    // Pruned (about 60 % zeros) in relative-index CSR with 2-bit gaps (fillers bridge the
+    // longer runs of zeros): the sparse kernels equal the definition on the zeroed weights.
+    for (auto& v : w)
+      if (g.uniform_int(5) < 3) v = 0;
+    const std::vector<float> wf(w.begin(), w.end());
+    const auto m = c::detail::build_relative_csr<std::int8_t>(c::matrix_ref<const float>{wf.data(), s.out_c, fan_in}, 2,
+                                                              [&](std::size_t i) { return w[i]; });
+    fillers += m.fillers;
+    const tk::csr_s8_matrix sw{s.out_c, fan_in, m.row_ptr.data(), m.gaps.data(), m.values.data()};
+    reference_conv_s8(s, cc.depthwise ? cc.c : 1, x.data(), w.data(), p, ref.data());
+    std::fill(got.begin(), got.end(), std::int8_t{0});
+    if (cc.depthwise)
+      tk::sparse_depthwise_conv2d_s8(s, cc.out_c_or_mult, sw, x.data(), p, got.data());
+    else
+      tk::sparse_conv2d_s8(s, sw, x.data(), p, got.data(), scratch.data());
+    CHECK(got == ref);
   }
+  CHECK(fillers > 0);  // the filler path of the sparse kernels ran
 }
 
 namespace {
@@ -1042,5 +1067,161 @@ TEST_CASE("int8 model file: bind_model_file rejects a file of another shape with
     c::model_file_reader r;
     static flash_q<small_cnn> dev;
     CHECK(c::bind_model_file(r, dev).code == errc::invalid_argument);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Pruned int8 (weight format 8, int8_csr): run in the compressed form
+// ---------------------------------------------------------------------------
+
+namespace {
+template <class Model>
+using sparse_q = tnn::quantized_network<Model, tinylarge::int8_per_channel, tnn::sparse_flash_storage>;
+
+/// A PTQ-quantized `small_cnn` pruned to 60 % zeros per layer, as a CSR file (`csr`) and as a
+/// dense int8 file of the same zeroed weights (`dense`).
+struct pruned_files {
+  std::unique_ptr<owning_q<small_cnn>> q = std::make_unique<owning_q<small_cnn>>();
+  std::vector<float> xs;
+  std::vector<std::uint8_t> dense, csr;
+  std::size_t zeros = 0;
+  pruned_files() {
+    (void)int8_model_file(*q, 7, xs);
+    zeros = c::prune_int8_weights(*q, 0.6);
+    c::model_file_builder d, s;
+    c::add_int8_layers(d, *q);
+    c::add_int8_csr_layers(s, *q);
+    dense = d.bytes();
+    csr = s.bytes();
+  }
+};
+}  // namespace
+
+TEST_CASE("int8 CSR model file: a pruned sparse_flash_storage network computes the dense int8 bits", "[int8_model][int8_csr]") {
+  pruned_files f;
+  CHECK(f.zeros >= small_cnn::weight_count / 2);  // 60 % per layer, rounded per layer
+  CHECK(f.dense[6] == 0);  // a file without int8_csr records stays version 1.0
+  CHECK(f.csr[6] == 1);    // int8_csr needs 1.1
+  aligned_bytes ad(f.dense), as(f.csr);
+  c::model_file_reader rd, rs;
+  REQUIRE(rd.open(ad.data(), ad.size).ok());
+  REQUIRE(rs.open(as.data(), as.size).ok());
+  c::layer_view v;
+  REQUIRE(rs.layer(1, v).ok());  // the depthwise record
+  CHECK(v.format == c::weight_format::int8_csr);
+  CHECK(v.int8.weights == nullptr);
+  CHECK(v.csr_s8.entries() < v.rows * v.cols);
+  static flash_q<small_cnn> dense_dev;
+  static sparse_q<small_cnn> sparse_dev, mixed_dev;
+  REQUIRE(c::bind_model_file(rd, dense_dev).ok());
+  REQUIRE(c::bind_model_file(rs, sparse_dev).ok());
+  REQUIRE(c::bind_model_file(rd, mixed_dev).ok());  // dense int8 records bind to the sparse storage too
+  CHECK(sparse_dev.layer_is_sparse<0>());           // conv2d
+  CHECK(sparse_dev.layer_is_sparse<3>());           // depthwise
+  CHECK(sparse_dev.layer_is_sparse<6>());           // dense
+  CHECK_FALSE(mixed_dev.layer_is_sparse<0>());
+  std::size_t differ_from_zero = 0;
+  for (std::size_t s = 0; s < 16; ++s) {
+    std::vector<std::int8_t> xq(small_cnn::input_size);
+    for (std::size_t i = 0; i < xq.size(); ++i)
+      xq[i] = tinylarge::quantize(f.xs[s * small_cnn::input_size + i], f.q->input_params());
+    const std::int8_t* yo = f.q->forward(xq.data());
+    const std::vector<std::int8_t> owning(yo, yo + small_cnn::output_size);
+    const std::int8_t* yd = dense_dev.forward(xq.data());
+    CHECK(std::equal(owning.begin(), owning.end(), yd));
+    const std::int8_t* ys = sparse_dev.forward(xq.data());
+    CHECK(std::equal(owning.begin(), owning.end(), ys));
+    const std::int8_t* ym = mixed_dev.forward(xq.data());
+    CHECK(std::equal(owning.begin(), owning.end(), ym));
+    for (std::size_t i = 0; i < owning.size(); ++i) differ_from_zero += owning[i] != f.q->output_params().zero_point;
+  }
+  CHECK(differ_from_zero > 0);
+  // A flash_storage network cannot run CSR records: an error code that says what to use.
+  static flash_q<small_cnn> plain;
+  const status st = c::bind_model_file(rs, plain);
+  CHECK(st.code == errc::invalid_argument);
+  CHECK(std::string(st.message).find("sparse_flash_storage") != std::string::npos);
+}
+
+TEST_CASE("int8 CSR model file: corrupt CSR records are rejected with the right error code", "[int8_model][int8_csr]") {
+  pruned_files f;
+  const std::size_t sec = section_offsets(f.csr)[0];  // the conv2d record: 4 rows, 18 cols
+  const auto at = [&](std::vector<std::uint8_t>& b, c::array_role r) {
+    return sec + le32(b, array_entry(b, sec, r) + 4);
+  };
+  const auto open_code = [](const std::vector<std::uint8_t>& b, const char* what) {
+    aligned_bytes a(b);
+    c::model_file_reader r;
+    const status st = r.open(a.data(), a.size);
+    INFO(what << ": " << (st.message ? st.message : "accepted"));
+    return st;
+  };
+  REQUIRE(open_code(f.csr, "valid").ok());
+  SECTION("a bad row start") {
+    auto b = f.csr;
+    put32(b, at(b, c::array_role::row_ptr), 1);
+    CHECK(open_code(b, "row_ptr[0] = 1").code == errc::checksum_mismatch);  // the CRC catches it first
+    recrc(b);
+    const status st = open_code(b, "row_ptr[0] = 1, CRC redone");
+    CHECK(st.code == errc::corrupt);
+    CHECK(std::string(st.message).find("first CSR row offset") != std::string::npos);
+    b = f.csr;
+    const std::size_t rp = at(b, c::array_role::row_ptr);
+    REQUIRE(le32(b, rp + 8) > 0);
+    put32(b, rp + 4, le32(b, rp + 8) + 1);  // row 0 ends after row 1 ends
+    recrc(b);
+    const status st2 = open_code(b, "decreasing");
+    CHECK(st2.code == errc::corrupt);
+    CHECK(std::string(st2.message).find("CSR row") != std::string::npos);
+  }
+  SECTION("an out-of-range column") {
+    auto b = f.csr;
+    const std::size_t rp = at(b, c::array_role::row_ptr);
+    const std::uint32_t end0 = le32(b, rp + 4);
+    REQUIRE(end0 > 0);
+    b[at(b, c::array_role::gaps) + end0 - 1] = 200;  // the last entry of row 0 jumps past column 17
+    recrc(b);
+    const status st = open_code(b, "gap past the row");
+    CHECK(st.code == errc::corrupt);
+    CHECK(std::string(st.message).find("column index is out of range") != std::string::npos);
+  }
+  SECTION("entry counts that disagree with the arrays") {
+    auto b = f.csr;
+    const std::size_t rp = at(b, c::array_role::row_ptr);
+    const std::uint32_t last = le32(b, rp + 4 * 4);  // row_ptr[rows], rows = 4
+    REQUIRE(last > le32(b, rp + 3 * 4));             // row 3 is not empty: the offsets stay monotone
+    put32(b, rp + 4 * 4, last - 1);
+    recrc(b);
+    const status st = open_code(b, "row_ptr[rows] one short");
+    CHECK(st.code == errc::corrupt);
+    CHECK(std::string(st.message).find("one per entry") != std::string::npos);
+  }
+  SECTION("an int8 CSR value of -128") {
+    auto b = f.csr;
+    b[at(b, c::array_role::values)] = 0x80;
+    recrc(b);
+    CHECK(open_code(b, "-128").code == errc::corrupt);
+  }
+  SECTION("truncated") {
+    for (std::size_t n : {f.csr.size() - 8, sec + 100, std::size_t{40}}) {
+      auto b = f.csr;
+      b.resize(n);
+      put32(b, 16, static_cast<std::uint32_t>(n));  // a consistent declared size: the section is cut
+      recrc(b);
+      const status st = open_code(b, "truncated");
+      CHECK((st.code == errc::truncated || st.code == errc::corrupt));
+      CHECK_FALSE(st.ok());
+    }
+    auto b = f.csr;
+    b.resize(b.size() - 16);  // the declared size is now larger than the bytes
+    CHECK(open_code(b, "short").code == errc::truncated);
+  }
+  SECTION("int8_csr in a file that claims version 1.0") {
+    auto b = f.csr;
+    b[6] = 0;
+    recrc(b);
+    const status st = open_code(b, "1.0 with int8_csr");
+    CHECK(st.code == errc::corrupt);
+    CHECK(std::string(st.message).find("1.1") != std::string::npos);
   }
 }

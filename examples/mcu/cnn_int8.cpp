@@ -13,6 +13,10 @@
 // Exit status: 0 all good; 2 the model file was rejected; 3 a logit differs from the host's;
 // 5 the file of another shape was accepted.
 //
+// With TL_SPARSE defined, the network is `quantized_network<TL_MODEL, int8_per_channel,
+// sparse_flash_storage>` and the model file (make_cnn --lenet5-sparsity) holds pruned int8 CSR
+// records: each layer runs on its non-zero weights, in place in flash (kernels/sparse_s8.hpp).
+//
 // With TL_PROFILE defined, the program runs one inference and calls the noinline
 // `tl_layer_boundary` before and after every layer: scripts/mcu_cnn_cost.sh counts the
 // instructions executed between consecutive calls (callees included) in a QEMU trace.
@@ -70,7 +74,13 @@ inline void put_int(long v) { std::printf("%ld", v); }
 namespace tl = tinylarge;
 using mcu_cnn::put_line;
 using model = mcu_cnn::TL_MODEL;
+#if defined(TL_SPARSE)
+using network = tl::nn::quantized_network<model, tl::int8_per_channel, tl::nn::sparse_flash_storage>;
+#define TL_VARIANT " (pruned, int8 CSR records)"
+#else
 using network = tl::nn::quantized_network<model, tl::int8_per_channel, tl::nn::flash_storage>;
+#define TL_VARIANT ""
+#endif
 
 /// Profiling marker: a call the QEMU trace can see (not inlined, not removed).
 extern "C" __attribute__((noinline)) void tl_layer_boundary(unsigned layer, bool begin) {
@@ -99,7 +109,7 @@ int main() {
   constexpr std::size_t in_n = model::input_size, out_n = model::output_size;
   constexpr std::size_t count = sizeof(tl_inputs) / in_n;
   static_assert(sizeof(tl_expected) == count * out_n, "generated data does not match the model type");
-  out::puts("cnn_int8: model " TL_STR(TL_MODEL) "\n");
+  out::puts("cnn_int8: model " TL_STR(TL_MODEL) TL_VARIANT "\n");
   put_line("layers ", static_cast<long>(model::size), "");
   put_line(", weighted ", static_cast<long>(tl::compress::weighted_layer_count<model>), "");
   put_line(", MACs per inference ", static_cast<long>(model::macs));

@@ -9,6 +9,12 @@
 //                   firmware runs (a flash_storage network bound to the same bytes)
 //   other_model.h   a model file of another shape (`tl_other_model`): must be rejected
 //
+// With --lenet5-sparsity S (> 0; or S1,...,S5, one per weighted layer) the int8 LeNet-5 is also
+// pruned by magnitude to S zeros per weighted layer (no fine-tuning) and written with pruned int8 CSR records (weight format 8,
+// run compressed by a sparse_flash_storage network): lenet5_sparse_model.h, lenet5_sparse_data.h
+// (the same inputs, the pruned network's logits). Checked on the host: the CSR-bound network
+// equals, bit for bit, the dense int8 network with the same zeroed weights.
+//
 // Checks on the host (exit status 1 on failure): the bound network's logits equal the owning
 // network's (the file round-trips exactly) and the scalar back end's (the SIMD kernels are
 // bit-exact); a file of another shape and a file with one flipped bit are rejected.
@@ -81,6 +87,8 @@ template <class Model>
 using owning_net = nn::quantized_network<Model, tl::int8_per_channel, nn::heap_storage>;
 template <class Model, class B = tl::kernels::default_backend>
 using bound_net = nn::quantized_network<Model, tl::int8_per_channel, nn::flash_storage, B>;
+template <class Model>
+using sparse_net = nn::quantized_network<Model, tl::int8_per_channel, nn::sparse_flash_storage>;
 
 int failures = 0;
 void check(bool ok, const std::string& what) {
@@ -131,10 +139,63 @@ void write_compiled_header(const std::string& path, const std::string& name, own
   tl::io::write_file(path, std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(h.data()), h.size()));
 }
 
-/// Trains, quantizes and exports one model; returns the model file.
+/// Prunes the int8 network `q` (in place) to `sparsity` zeros per weighted layer and exports
+/// it with int8 CSR records as `<name>_sparse_model.h` / `<name>_sparse_data.h`.
+template <class Model>
+void build_pruned(const std::string& name, const std::string& out, const nn::labelled_view<std::uint8_t>& test,
+                  owning_net<Model>& q, std::size_t dense_file_bytes, double acc_int8, const std::vector<double>& sparsity) {
+  const std::size_t zeros_before = cz::prune_int8_weights(q, 0.0);
+  const std::size_t zeros = cz::prune_int8_weights(q, std::span<const double>(sparsity));
+  std::string per_layer;
+  for (double v : sparsity) per_layer += (per_layer.empty() ? "" : ",") + std::to_string(v).substr(0, 4);
+  cz::model_file_builder bs, bd;
+  cz::add_int8_csr_layers(bs, q, 8, cz::int8_csr_layers::when_smaller);  // a layer not smaller as CSR stays dense
+  cz::add_int8_layers(bd, q);  // the same zeroed weights, dense: the reference
+  const std::vector<std::uint8_t> file = bs.bytes(), dense_file = bd.bytes();
+  aligned_bytes fs(file), fd(dense_file);
+  cz::model_file_reader rs, rd;
+  raise_if_error(rs.open(fs.data(), fs.size));
+  raise_if_error(rd.open(fd.data(), fd.size));
+  static sparse_net<Model> dev;
+  static bound_net<Model> dense;
+  raise_if_error(cz::bind_model_file(rs, dev));
+  raise_if_error(cz::bind_model_file(rd, dense));
+  std::vector<std::int8_t> xq(Model::input_size), inputs, expected;
+  std::size_t hits = 0, same_dense = 0, same_owning = 0;
+  for (std::size_t s = 0; s < test.count; ++s) {
+    tl::kernels::quantize_s8(tl::arch::scalar{}, test.x + s * Model::input_size, Model::input_size, dev.input_params(),
+                             tl::int8_per_channel::activation_range, xq.data());
+    const std::int8_t* y = dev.forward(xq.data());
+    const std::vector<std::int8_t> ys(y, y + Model::output_size);
+    same_dense += std::equal(ys.begin(), ys.end(), dense.forward(xq.data()));
+    same_owning += std::equal(ys.begin(), ys.end(), q.forward(xq.data()));
+    hits += static_cast<std::size_t>(std::max_element(ys.begin(), ys.end()) - ys.begin()) == test.y[s];
+    if (s < embedded_inputs) {
+      inputs.insert(inputs.end(), xq.begin(), xq.end());
+      expected.insert(expected.end(), ys.begin(), ys.end());
+    }
+  }
+  check(same_dense == test.count, name + " pruned: the CSR network's logits differ from the dense int8 network's");
+  check(same_owning == test.count, name + " pruned: the CSR network's logits differ from the owning network's");
+  std::printf("make_cnn: %s pruned to %s per weighted layer: %zu of %zu weights zero (%.1f %%; %zu before pruning), no "
+              "fine-tuning; model file: int8 CSR %zu bytes, dense int8 %zu bytes; accuracy on %zu test samples: "
+              "int8 %.2f %% -> pruned %.2f %%; CSR = dense int8 with the same zeros on %zu / %zu\n",
+              name.c_str(), per_layer.c_str(), zeros, static_cast<std::size_t>(Model::weight_count),
+              100.0 * static_cast<double>(zeros) / static_cast<double>(Model::weight_count), zeros_before, file.size(),
+              dense_file_bytes, test.count, 100.0 * acc_int8,
+              100.0 * static_cast<double>(hits) / static_cast<double>(test.count), same_dense, test.count);
+  cz::write_c_header(out + "/" + name + "_sparse_model.h", file, "tl_model");
+  cz::c_header_writer data("make_cnn: int8 inputs and the host's int8 logits of " + name + " pruned (int8 CSR)");
+  data.add_int8("tl_inputs", inputs).add_int8("tl_expected", expected);
+  data.write(out + "/" + name + "_sparse_data.h");
+}
+
+/// Trains, quantizes and exports one model; returns the model file. `sparsity` > 0: also the
+/// pruned model (`build_pruned`).
 template <class Model>
 std::vector<std::uint8_t> build(const std::string& name, const std::string& out, const nn::labelled_view<std::uint8_t>& train,
-                                const nn::labelled_view<std::uint8_t>& test, std::size_t epochs, std::uint64_t seed) {
+                                const nn::labelled_view<std::uint8_t>& test, std::size_t epochs, std::uint64_t seed,
+                                const std::vector<double>& sparsity = {}) {
   auto net = std::make_unique<nn::network<Model>>();
   net->template initialize<nn::he_normal>(seed);
   nn::fit(*net, nn::adam{.learning_rate = 2e-3f}, nn::softmax_cross_entropy{}, train,
@@ -196,6 +257,9 @@ std::vector<std::uint8_t> build(const std::string& name, const std::string& out,
   cz::c_header_writer data("make_cnn: int8 inputs and the host's int8 logits of " + name);
   data.add_int8("tl_inputs", inputs).add_int8("tl_expected", expected);
   data.write(out + "/" + name + "_data.h");
+  if (!sparsity.empty())
+    build_pruned<Model>(name, out, test, *q, file.size(), static_cast<double>(hits) / static_cast<double>(test.count),
+                        sparsity);
   return file;
 }
 
@@ -205,13 +269,15 @@ int main(int argc, char** argv) {
   std::string out;
   std::size_t train_n = 6000, epochs = 2, kws_n = 1500;
   std::uint64_t seed = 11;
-  examples::cli args(argc, argv, "--out DIR [--train N] [--kws N] [--epochs E] [--seed S]");
+  std::vector<double> lenet5_sparsity;
+  examples::cli args(argc, argv, "--out DIR [--train N] [--kws N] [--epochs E] [--seed S] [--lenet5-sparsity S|S1,...,S5]");
   while (args.next()) {
     if (args.is("--out")) out = args.text();
     else if (args.is("--train")) train_n = args.count();
     else if (args.is("--kws")) kws_n = args.count();
     else if (args.is("--epochs")) epochs = args.count();
     else if (args.is("--seed")) seed = args.count<std::uint64_t>();
+    else if (args.is("--lenet5-sparsity")) lenet5_sparsity = args.reals();
     else args.unknown();
   }
   if (out.empty()) {
@@ -226,7 +292,16 @@ int main(int argc, char** argv) {
     train_n = std::min(train_n, train_set.count);
     nn::labelled_view<std::uint8_t> train{train_set.images.data(), train_set.labels.data(), train_n, 784};
     nn::labelled_view<std::uint8_t> test{test_set.images.data(), test_set.labels.data(), 1000, 784};
-    const auto lenet_file = build<mcu_cnn::lenet5>("lenet5", out, train, test, epochs, seed);
+    constexpr std::size_t lenet5_weighted = cz::weighted_layer_count<mcu_cnn::lenet5>;
+    if (lenet5_sparsity.size() == 1) lenet5_sparsity.assign(lenet5_weighted, lenet5_sparsity[0]);
+    const bool sparsity_ok = std::all_of(lenet5_sparsity.begin(), lenet5_sparsity.end(),
+                                         [](double v) { return v >= 0.0 && v < 1.0; });
+    if (!sparsity_ok || (!lenet5_sparsity.empty() && lenet5_sparsity.size() != lenet5_weighted)) {
+      std::fprintf(stderr, "make_cnn: --lenet5-sparsity takes one value in [0, 1) or one per weighted layer (%zu)\n",
+                   lenet5_weighted);
+      return 2;
+    }
+    const auto lenet_file = build<mcu_cnn::lenet5>("lenet5", out, train, test, epochs, seed, lenet5_sparsity);
 
     // DS-CNN on synthetic spectrograms (training and test sets from different seeds).
     std::vector<float> kx, tx;

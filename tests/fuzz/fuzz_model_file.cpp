@@ -5,7 +5,8 @@
 // file has each layer decoded (bit-packed and Huffman streams into a buffer) and run
 // through its compressed kernel, so AddressSanitizer sees any view that leaves its bytes.
 // Every accepted file is also handed to the on-device binder (`compress::bind_model_file`)
-// of a small int8 CNN type (int8_model_sample.hpp); a file it accepts runs one inference.
+// of a small int8 CNN type (int8_model_sample.hpp), with flash_storage and with
+// sparse_flash_storage (pruned int8_csr records); a file either accepts runs one inference.
 // Every input is also decoded as a bare Huffman stream by both Huffman decoders, which must
 // agree (`huffman_differential`); the seed corpus holds format-1 and format-2 streams.
 // Built by scripts/fuzz_model_file.sh with -fsanitize=fuzzer,address,undefined.
@@ -29,6 +30,12 @@ void run_layer(const c::layer_view& v) {
   if (v.format == c::weight_format::int8) {
     std::vector<std::int8_t> x(v.cols, 3), y(v.rows);
     tinylarge::kernels::dense_s8(scalar{}, 1, v.rows, v.cols, x.data(), v.int8.weights, v.s8_params(), y.data());
+    return;
+  }
+  if (v.format == c::weight_format::int8_csr) {
+    std::vector<std::int8_t> x(v.cols, 3), y(v.rows);
+    const tinylarge::kernels::csr_s8_matrix w{v.rows, v.cols, v.csr_s8.row_ptr, v.csr_s8.gaps, v.csr_s8.values.values};
+    tinylarge::kernels::sparse_dense_s8(1, w, x.data(), v.s8_params(), y.data());
     return;
   }
   std::vector<float> x(v.cols, 0.25f), y(v.rows), scratch(v.factored.rank + 1);
@@ -70,6 +77,11 @@ void parse(const std::uint8_t* data, std::size_t size, bool verify_crc) {
   if (tinylarge::compress::bind_model_file(r, net).ok()) {
     std::vector<std::int8_t> x(int8_model_sample::model::input_size, 5);
     (void)net.forward(x.data());
+  }
+  static int8_model_sample::bound_sparse sparse_net;  // also runs int8_csr records compressed
+  if (tinylarge::compress::bind_model_file(r, sparse_net).ok()) {
+    std::vector<std::int8_t> x(int8_model_sample::model::input_size, 5);
+    (void)sparse_net.forward(x.data());
   }
 }
 

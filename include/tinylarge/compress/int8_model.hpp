@@ -2,7 +2,9 @@
 /// @brief A model file as the parameters of a compiled int8 `sequential`:
 ///        `bind_model_file` (device and host) runs any int8 model file whose
 ///        shape matches the compiled model type, from flash, after checking
-///        it; `add_int8_layers` (host) writes a `quantized_network` as one.
+///        it; `add_int8_layers` (host) writes a `quantized_network` as one,
+///        `prune_int8_weights` + `add_int8_csr_layers` as a pruned one whose
+///        CSR records a `sparse_flash_storage` network runs compressed.
 ///
 /// @code
 ///   using model = tl::nn::sequential<tl::nn::input<28, 28, 1>, tl::nn::conv2d<6, 5, 1, 2>, tl::nn::relu, …>;
@@ -32,6 +34,13 @@
 #include "../nn/quantized_network.hpp"
 #include "../nn/sequential.hpp"
 #include "model_file.hpp"
+
+#if !TINYLARGE_FREESTANDING
+#include <span>
+#include <vector>
+
+#include "pruning.hpp"
+#endif
 
 namespace tinylarge::compress {
 
@@ -84,15 +93,20 @@ inline constexpr std::size_t weighted_layer_count = [] {
 
 /// Binds the records of an opened, validated model file to `net`: afterwards
 /// `net.forward()` reads weights, biases and multipliers in place (in flash).
+/// With `nn::flash_storage` every record must be int8 (format 3); with
+/// `nn::sparse_flash_storage` a record may also be pruned int8 CSR (format 8,
+/// `int8_csr`), which then runs on its non-zero weights (kernels/sparse_s8.hpp;
+/// the reader has checked its row offsets, entry counts and columns).
 /// Returns `errc::shape_mismatch` when the file describes another model
 /// (layer count, kind, rows, cols, geometry, fused activation, or
 /// quantization parameters that do not chain), `errc::invalid_argument` when
-/// `file` is not open or a record is not in place int8; `net` is then left
-/// unusable (its views are cleared).
-template <class Model, class P, class B>
-[[nodiscard]] status bind_model_file(const model_file_reader& file,
-                                     nn::quantized_network<Model, P, nn::flash_storage, B>& net) noexcept {
-  using net_type = nn::quantized_network<Model, P, nn::flash_storage, B>;
+/// `file` is not open or a record is in a format the storage cannot run;
+/// `net` is then left unusable (its views are cleared).
+template <class Model, class P, class S, class B>
+  requires(nn::quantized_network<Model, P, S, B>::binds_parameters)
+[[nodiscard]] status bind_model_file(const model_file_reader& file, nn::quantized_network<Model, P, S, B>& net) noexcept {
+  using net_type = nn::quantized_network<Model, P, S, B>;
+  constexpr bool sparse = net_type::binds_sparse;
   Model::for_each_layer([&]<std::size_t I>() {
     using L = typename Model::template layer<I>;
     static_assert(L::kind != nn::layer_kind::sigmoid && L::kind != nn::layer_kind::tanh &&
@@ -115,8 +129,11 @@ template <class Model, class P, class B>
       result = [&]() -> status {
         layer_view v;
         TINYLARGE_TRY(file.layer(record, v));
-        TINYLARGE_CHECK(v.format == weight_format::int8 && v.in_place(), errc::invalid_argument,
-                        "bind_model_file: a record is not in the int8 weight format");
+        TINYLARGE_CHECK(sparse || v.format != weight_format::int8_csr, errc::invalid_argument,
+                        "bind_model_file: a record is pruned int8 CSR (int8_csr): bind the file to a "
+                        "quantized_network with nn::sparse_flash_storage");
+        TINYLARGE_CHECK((v.format == weight_format::int8 || v.format == weight_format::int8_csr) && v.in_place(),
+                        errc::invalid_argument, "bind_model_file: a record is not in the int8 weight format");
         constexpr bool is_dense = L::kind == nn::layer_kind::dense;
         constexpr std::size_t cols = is_dense ? L::in_shape::size : L::fan_in;
         constexpr layer_kind expected_kind = is_dense ? layer_kind::dense : layer_kind::conv2d;
@@ -146,6 +163,17 @@ template <class Model, class P, class B>
         b.multipliers = v.int8.multipliers;
         b.shifts = v.int8.shifts;
         b.per_channel = v.int8.scale_count > 1;
+        if constexpr (sparse) {
+          if (v.format == weight_format::int8_csr) {
+            nn::int8_csr_binding csr;
+            csr.row_ptr = v.csr_s8.row_ptr;
+            csr.gaps = v.csr_s8.gaps;
+            csr.values = v.csr_s8.values.values;
+            net.template bind_layer<I>(b, csr);
+            ++record;
+            return status::success();
+          }
+        }
         net.template bind_layer<I>(b);
         ++record;
         return status::success();
@@ -162,13 +190,17 @@ template <class Model, class P, class B>
 }
 
 #if !TINYLARGE_FREESTANDING
-/// Appends every weighted layer of an owning `quantized_network` to `b` as an
-/// int8 record (conv2d / depthwise with their geometry, the fused relu as the
-/// activation): the file that `bind_model_file` binds to the same model type.
-/// The requantization multipliers are recomputed by the builder from the same
-/// scales with the same formula, so the bound network computes the same bits.
+/// Which weighted layers `add_int8_csr_layers` writes as int8 CSR records.
+enum class int8_csr_layers {
+  every_layer,   ///< all of them
+  when_smaller,  ///< those whose CSR arrays (2 bytes per entry + 4·(rows + 1)) are smaller than rows·cols
+                 ///< bytes; the others as dense int8 records (the same zeros, the dense kernels)
+};
+
+namespace detail {
 template <class Model, class P, class S, class B>
-void add_int8_layers(model_file_builder& builder, nn::quantized_network<Model, P, S, B>& q) {
+void add_int8_records(model_file_builder& builder, nn::quantized_network<Model, P, S, B>& q, bool csr,
+                      unsigned gap_bits, int8_csr_layers which = int8_csr_layers::every_layer) {
   static_assert(!nn::quantized_network<Model, P, S, B>::binds_parameters,
                 "tinylarge: add_int8_layers needs a network that owns its parameters");
   constexpr auto& lay = nn::quantized_network<Model, P, S, B>::layout;
@@ -186,12 +218,79 @@ void add_int8_layers(model_file_builder& builder, nn::quantized_network<Model, P
       }
       const float* scales = q.weight_scales() + lay.bias[I];
       const std::size_t ns = P::weight_scale_count(rows);
-      builder.add_int8(rows, cols, std::span<const std::int8_t>(q.weights() + lay.weight[I], rows * cols),
-                       std::span<const float>(scales, ns), tq[I], tq[I + 1],
-                       std::span<const std::int32_t>(q.biases() + lay.bias[I], rows), o);
+      const std::span<const std::int8_t> w(q.weights() + lay.weight[I], rows * cols);
+      const std::span<const std::int32_t> bias(q.biases() + lay.bias[I], rows);
+      std::size_t nonzeros = 0;
+      for (const std::int8_t v : w) nonzeros += v != 0;
+      const bool smaller = 2 * nonzeros + 4 * (rows + 1) < rows * cols;
+      if (csr && (which == int8_csr_layers::every_layer || smaller))
+        builder.add_int8_csr(rows, cols, w, std::span<const float>(scales, ns), tq[I], tq[I + 1], bias, o, gap_bits);
+      else
+        builder.add_int8(rows, cols, w, std::span<const float>(scales, ns), tq[I], tq[I + 1], bias, o);
     }
   });
 }
+}  // namespace detail
+
+/// Appends every weighted layer of an owning `quantized_network` to `b` as an
+/// int8 record (conv2d / depthwise with their geometry, the fused relu as the
+/// activation): the file that `bind_model_file` binds to the same model type.
+/// The requantization multipliers are recomputed by the builder from the same
+/// scales with the same formula, so the bound network computes the same bits.
+template <class Model, class P, class S, class B>
+void add_int8_layers(model_file_builder& builder, nn::quantized_network<Model, P, S, B>& q) {
+  detail::add_int8_records(builder, q, false, 8);
+}
+
+/// As `add_int8_layers`, every weighted layer as a pruned int8 CSR record (format 8,
+/// `int8_csr`: its non-zero weights, gaps of `gap_bits` bits): the file that
+/// `bind_model_file` binds to a `quantized_network<Model, P, nn::sparse_flash_storage>`,
+/// which then computes the bits of `q` (prune `q` first: `prune_int8_weights`). With
+/// `int8_csr_layers::when_smaller` a layer whose CSR form would not be smaller stays a dense
+/// int8 record with its zeros (a file with any CSR record binds to `sparse_flash_storage` only).
+template <class Model, class P, class S, class B>
+void add_int8_csr_layers(model_file_builder& builder, nn::quantized_network<Model, P, S, B>& q,
+                         unsigned gap_bits = 8, int8_csr_layers which = int8_csr_layers::every_layer) {
+  detail::add_int8_records(builder, q, true, gap_bits, which);
+}
+
+/// Per-layer magnitude pruning of an owning int8 network in place: in weighted layer r (the
+/// r-th dense / conv / depthwise layer) the `prune_count(n, sparsity[r])` int8 weights of
+/// smallest |w| (ties: lower position first, `magnitude_mask`) become 0; biases and
+/// multipliers are kept (no fine-tuning). `sparsity` has one entry per weighted layer.
+/// @return the number of zero weights in the weighted layers afterwards
+template <class Model, class P, class S, class B>
+std::size_t prune_int8_weights(nn::quantized_network<Model, P, S, B>& q, std::span<const double> sparsity) {
+  static_assert(!nn::quantized_network<Model, P, S, B>::binds_parameters,
+                "tinylarge: prune_int8_weights needs a network that owns its parameters");
+  TINYLARGE_REQUIRE(sparsity.size() == weighted_layer_count<Model>, errc::shape_mismatch,
+                    "prune_int8_weights: one sparsity per weighted layer");
+  constexpr auto& lay = nn::quantized_network<Model, P, S, B>::layout;
+  std::int8_t* w = q.weights();
+  std::size_t zeros = 0, r = 0;
+  Model::for_each_layer([&]<std::size_t I>() {
+    if constexpr (nn::has_weights(Model::template layer<I>::kind)) {
+      const std::size_t n = lay.weight[I + 1] - lay.weight[I];
+      std::int8_t* lw = w + lay.weight[I];
+      const std::vector<float> wf(lw, lw + n);
+      std::vector<std::uint8_t> mask(n);
+      (void)magnitude_mask(wf, sparsity[r++], mask);
+      for (std::size_t i = 0; i < n; ++i) {
+        if (mask[i] == 0) lw[i] = 0;
+        zeros += lw[i] == 0;
+      }
+    }
+  });
+  return zeros;
+}
+
+/// `prune_int8_weights` with the same sparsity in every weighted layer.
+template <class Model, class P, class S, class B>
+std::size_t prune_int8_weights(nn::quantized_network<Model, P, S, B>& q, double sparsity) {
+  const std::vector<double> all(weighted_layer_count<Model>, sparsity);
+  return prune_int8_weights(q, std::span<const double>(all));
+}
+
 #endif
 
 }  // namespace tinylarge::compress

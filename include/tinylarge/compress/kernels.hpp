@@ -59,8 +59,16 @@ struct csr_codebook_values {
   TINYLARGE_ALWAYS_INLINE float operator()(std::size_t j) const noexcept { return centroids[indices[j]]; }
 };
 
+/// int8 values of a relative-index CSR matrix (pruned int8 weights, one per entry; the
+/// int8 kernels are in kernels/sparse_s8.hpp, this view is what the model-file reader
+/// validates and hands out for `weight_format::int8_csr`).
+struct csr_s8_values {
+  const std::int8_t* values = nullptr;
+  TINYLARGE_ALWAYS_INLINE float operator()(std::size_t j) const noexcept { return static_cast<float>(values[j]); }
+};
+
 /// A rows×cols matrix in relative-index CSR form (see the file comment).
-/// @tparam Values `csr_f32_values` or `csr_codebook_values`
+/// @tparam Values `csr_f32_values`, `csr_codebook_values` or `csr_s8_values`
 template <class Values>
 struct relative_csr_view {
   std::size_t rows = 0;

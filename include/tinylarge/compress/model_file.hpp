@@ -80,7 +80,10 @@ static_assert(sizeof(float) == 4 && sizeof(int) == 4, "compress/model_file.hpp: 
 /// Layout constants of the model file (docs/model-file-format.md).
 namespace model_file_layout {
 inline constexpr std::uint16_t version_major = 1;  ///< this reader's and writer's major version
-inline constexpr std::uint16_t version_minor = 0;  ///< this reader's and writer's minor version
+inline constexpr std::uint16_t version_minor = 1;  ///< this reader's minor version (1.1: `int8_csr`)
+/// The first minor version with weight format `int8_csr`; the writer stamps a file with
+/// the lowest minor version its records need (1.0 without `int8_csr` records).
+inline constexpr std::uint16_t int8_csr_minor = 1;
 inline constexpr std::size_t header_size = 32;          ///< v1.0 file header
 inline constexpr std::size_t section_header_size = 48;  ///< v1.0 section header
 inline constexpr std::size_t array_entry_size = 16;     ///< one array descriptor
@@ -111,6 +114,7 @@ enum class weight_format : std::uint8_t {
   csr_codebook = 5,  ///< relative-index CSR, codebook-index values
   codebook = 6,      ///< every weight a codebook index, bit-packed
   factored = 7,      ///< low rank: left rows×rank · right rank×cols
+  int8_csr = 8,      ///< pruned int8: relative-index CSR over the int8 weights, int32 bias, multipliers as int8 (1.1)
 };
 
 /// Role of an array inside a section.
@@ -123,8 +127,8 @@ enum class array_role : std::uint8_t {
   multipliers = 6,    ///< int8: i32 Q31 requantization multipliers, as many as weight_scales
   shifts = 7,         ///< int8: i32 requantization exponents, as many as weight_scales
   row_ptr = 8,        ///< CSR: u32, rows + 1
-  gaps = 9,           ///< CSR: u8 symbols, one per entry
-  values = 10,        ///< CSR: f32 (csr_f32) or u8 codebook indices (csr_codebook), one per entry
+  gaps = 9,           ///< CSR: u8 symbols, one per entry (int8_csr: plain bytes)
+  values = 10,        ///< CSR: f32 (csr_f32), u8 codebook indices (csr_codebook) or i8 (int8_csr), one per entry
   centroids = 11,     ///< csr_codebook, codebook: f32, k
   indices = 12,       ///< codebook: u8 symbols, rows·cols
   left = 13,          ///< factored: f32 rows×rank
@@ -157,6 +161,7 @@ constexpr const char* to_string(weight_format f) noexcept {
     case weight_format::csr_codebook: return "CSR codebook";
     case weight_format::codebook: return "codebook";
     case weight_format::factored: return "factored";
+    case weight_format::int8_csr: return "int8 CSR";
   }
   return "unknown";
 }
@@ -167,7 +172,7 @@ constexpr const char* to_string(weight_format f) noexcept {
 
 /// The int8 (TFLite int8 spec) part of a layer: all pointers into the file.
 struct int8_layer_view {
-  const std::int8_t* weights = nullptr;       ///< rows×cols, values in [−127, 127]
+  const std::int8_t* weights = nullptr;       ///< rows×cols, values in [−127, 127] (null for int8_csr)
   const float* weight_scales = nullptr;       ///< `scale_count` entries
   const std::int32_t* multipliers = nullptr;  ///< `scale_count` entries, 0 or in [2^30, 2^31)
   const int* shifts = nullptr;                ///< `scale_count` entries, in [−31, 30]
@@ -189,7 +194,8 @@ struct layer_view {
   const std::int32_t* bias_s32 = nullptr;  ///< int8; may be null
   const float* dense = nullptr;           ///< dense_f32
   const half* dense_half = nullptr;       ///< dense_f16
-  int8_layer_view int8{};                 ///< int8
+  int8_layer_view int8{};                 ///< int8 and int8_csr (scales, zero points, multipliers)
+  relative_csr_view<csr_s8_values> csr_s8{};  ///< int8_csr: the pruned int8 weights
   relative_csr_view<csr_f32_values> csr{};                ///< csr_f32
   relative_csr_view<csr_codebook_values> csr_codebook{};  ///< csr_codebook
   codebook_matrix_view codebook{};        ///< codebook
@@ -557,7 +563,9 @@ class model_file_reader {
     const unsigned kind = h[12], act = h[13], fmt = h[14], narrays = h[15];
     TINYLARGE_CHECK(kind == 1 || kind == 2, errc::corrupt, "model file: unknown layer kind");
     TINYLARGE_CHECK(act <= 5, errc::corrupt, "model file: unknown activation");
-    TINYLARGE_CHECK(fmt >= 1 && fmt <= 7, errc::corrupt, "model file: unknown weight format");
+    TINYLARGE_CHECK(fmt >= 1 && fmt <= 8, errc::corrupt, "model file: unknown weight format");
+    TINYLARGE_CHECK(fmt != static_cast<unsigned>(weight_format::int8_csr) || info_.minor >= L::int8_csr_minor,
+                    errc::corrupt, "model file: weight format int8_csr (8) in a file of format version 1.0 (it needs 1.1)");
     v.kind = static_cast<layer_kind>(kind);
     v.activation = static_cast<activation_kind>(act);
     v.format = static_cast<weight_format>(fmt);
@@ -727,6 +735,10 @@ class model_file_reader {
         break;
       case weight_format::codebook: allowed = bit(R::indices) | bit(R::centroids) | bit(R::bias); break;
       case weight_format::factored: allowed = bit(R::left) | bit(R::right) | bit(R::bias); break;
+      case weight_format::int8_csr:
+        allowed = bit(R::row_ptr) | bit(R::gaps) | bit(R::values) | bit(R::bias) | bit(R::weight_scales) |
+                  bit(R::act_scales) | bit(R::zero_points) | bit(R::multipliers) | bit(R::shifts);
+        break;
     }
     for (unsigned r = 1; r < detail::mf_role_count; ++r)
       TINYLARGE_CHECK(!s.arrays[r].present || (allowed & (1u << r)) != 0, errc::corrupt,
@@ -734,7 +746,8 @@ class model_file_reader {
     const bool uses_rank_k = v.format == weight_format::csr_codebook || v.format == weight_format::codebook ||
                              v.format == weight_format::factored;
     const bool uses_bits = v.format == weight_format::csr_codebook || v.format == weight_format::codebook;
-    const bool uses_gaps = v.format == weight_format::csr_f32 || v.format == weight_format::csr_codebook;
+    const bool uses_gaps = v.format == weight_format::csr_f32 || v.format == weight_format::csr_codebook ||
+                           v.format == weight_format::int8_csr;
     TINYLARGE_CHECK(uses_rank_k || s.rank_or_k == 0, errc::corrupt, "model file: rank/k set for a format without one");
     TINYLARGE_CHECK(uses_bits || s.bits == 0, errc::corrupt, "model file: index bits set for a format without them");
     TINYLARGE_CHECK(uses_gaps || s.gap_bits == 0, errc::corrupt, "model file: gap bits set for a format without gaps");
@@ -742,7 +755,7 @@ class model_file_reader {
     // Bias: f32 for the fp32 formats, i32 for int8; optional.
     const detail::mf_array& b = arr(R::bias);
     if (b.present) {
-      if (v.format == weight_format::int8) {
+      if (v.format == weight_format::int8 || v.format == weight_format::int8_csr) {
         TINYLARGE_TRY(expect(b, T::i32, rows, false, "", "model file: an int8 bias must be i32, one per row"));
         v.bias_s32 = reinterpret_cast<const std::int32_t*>(b.data);
         if (deep)
@@ -776,7 +789,8 @@ class model_file_reader {
         v.dense_half = reinterpret_cast<const half*>(w.data);
         break;
       }
-      case weight_format::int8: TINYLARGE_TRY(bind_int8(s, deep)); break;
+      case weight_format::int8:
+      case weight_format::int8_csr: TINYLARGE_TRY(bind_int8(s, deep)); break;
       case weight_format::csr_f32:
       case weight_format::csr_codebook: TINYLARGE_TRY(bind_csr(s, deep)); break;
       case weight_format::codebook: {
@@ -849,9 +863,26 @@ class model_file_reader {
     const std::size_t rows = v.rows, cols = v.cols;
     TINYLARGE_CHECK(cols <= kernels::dense_s8_max_k, errc::too_large,
                     "model file: an int8 layer has more than 2^16 inputs (the exact range of the kernel)");
-    const auto& w = arr(R::weights);
-    TINYLARGE_TRY(expect(w, T::i8, rows * cols, false, "model file: an int8 layer has no weights",
-                         "model file: int8 weights must be i8, rows·cols"));
+    const bool csr = v.format == weight_format::int8_csr;
+    const auto& w = arr(csr ? R::values : R::weights);
+    std::size_t weight_count = rows * cols;
+    if (csr) {
+      // Pruned: relative-index CSR over the int8 weights, gaps plain (in place).
+      TINYLARGE_CHECK(s.gap_bits >= 1 && s.gap_bits <= 8, errc::corrupt, "model file: CSR gap bits must be in [1, 8]");
+      const std::uint32_t* row_ptr = nullptr;
+      TINYLARGE_TRY(check_row_ptr(arr(R::row_ptr), rows, cols, row_ptr));
+      weight_count = row_ptr[rows];
+      const auto& g = arr(R::gaps);
+      TINYLARGE_TRY(expect(g, T::u8, weight_count, false, "model file: an int8 CSR layer has no gaps",
+                           "model file: int8 CSR gaps must be plain u8, one per entry (row_ptr[rows])"));
+      TINYLARGE_TRY(expect(w, T::i8, weight_count, false, "model file: an int8 CSR layer has no values",
+                           "model file: int8 CSR values must be i8, one per entry (row_ptr[rows])"));
+      v.csr_s8 = {rows, cols, s.gap_bits, row_ptr, g.data, csr_s8_values{reinterpret_cast<const std::int8_t*>(w.data)}};
+      if (deep) TINYLARGE_TRY(check_csr(v.csr_s8));  // gaps within gap_bits, every column below cols
+    } else {
+      TINYLARGE_TRY(expect(w, T::i8, rows * cols, false, "model file: an int8 layer has no weights",
+                           "model file: int8 weights must be i8, rows·cols"));
+    }
     const auto& sc = arr(R::weight_scales);
     TINYLARGE_CHECK(sc.present, errc::corrupt, "model file: an int8 layer has no weight scales");
     const std::size_t ns = sc.count;
@@ -867,7 +898,7 @@ class model_file_reader {
     TINYLARGE_TRY(expect(arr(R::shifts), T::i32, ns, false, "model file: an int8 layer has no shifts",
                          "model file: int8 shifts must be i32, as many as the weight scales"));
     int8_layer_view& q = v.int8;
-    q.weights = reinterpret_cast<const std::int8_t*>(w.data);
+    q.weights = csr ? nullptr : reinterpret_cast<const std::int8_t*>(w.data);
     q.weight_scales = reinterpret_cast<const float*>(sc.data);
     q.multipliers = reinterpret_cast<const std::int32_t*>(arr(R::multipliers).data);
     q.shifts = reinterpret_cast<const int*>(arr(R::shifts).data);
@@ -891,10 +922,12 @@ class model_file_reader {
                       "model file: an int8 multiplier is neither 0 nor in [2^30, 2^31)");
       TINYLARGE_CHECK(sh >= -31 && sh <= 30, errc::corrupt, "model file: an int8 shift is outside [-31, 30]");
     }
-    if (deep)
-      for (std::size_t i = 0; i < rows * cols; ++i)
-        TINYLARGE_CHECK(q.weights[i] != -128, errc::corrupt,
+    if (deep) {
+      const auto* wq = reinterpret_cast<const std::int8_t*>(w.data);
+      for (std::size_t i = 0; i < weight_count; ++i)
+        TINYLARGE_CHECK(wq[i] != -128, errc::corrupt,
                         "model file: an int8 weight is -128 (the TFLite weight range is [-127, 127])");
+    }
     // Output clamp from the activation: relu → [zy, 127], relu6 → [zy, zy + round(6/sy)].
     std::int32_t lo = -128, hi = 127;
     if (v.activation == activation_kind::relu || v.activation == activation_kind::relu6) lo = q.output_zero_point;
@@ -908,6 +941,24 @@ class model_file_reader {
     return status::success();
   }
 
+  /// CSR row offsets: u32, rows + 1, start at 0, never decrease, and a row holds at most
+  /// `cols` entries (every entry advances the column by at least one). Checked before
+  /// anything reads an entry, so no later loop can run past the entry arrays.
+  static status check_row_ptr(const detail::mf_array& rp, std::size_t rows, std::size_t cols,
+                              const std::uint32_t*& row_ptr) noexcept {
+    TINYLARGE_CHECK(rows < static_cast<std::size_t>(-1), errc::too_large, "model file: too many CSR rows");
+    TINYLARGE_TRY(expect(rp, array_dtype::u32, rows + 1, false, "model file: a CSR layer has no row offsets",
+                         "model file: CSR row offsets must be u32, rows + 1"));
+    row_ptr = reinterpret_cast<const std::uint32_t*>(rp.data);
+    TINYLARGE_CHECK(row_ptr[0] == 0, errc::corrupt, "model file: the first CSR row offset is not 0");
+    for (std::size_t o = 0; o < rows; ++o) {
+      TINYLARGE_CHECK(row_ptr[o + 1] >= row_ptr[o], errc::corrupt, "model file: CSR row offsets decrease");
+      TINYLARGE_CHECK(row_ptr[o + 1] - row_ptr[o] <= cols, errc::corrupt,
+                      "model file: a CSR row has more entries than columns");
+    }
+    return status::success();
+  }
+
   [[nodiscard]] status bind_csr(detail::mf_section& s, bool deep) const noexcept {
     using R = array_role;
     using T = array_dtype;
@@ -916,20 +967,8 @@ class model_file_reader {
     const std::size_t rows = v.rows, cols = v.cols;
     const bool cb = v.format == weight_format::csr_codebook;
     TINYLARGE_CHECK(s.gap_bits >= 1 && s.gap_bits <= 8, errc::corrupt, "model file: CSR gap bits must be in [1, 8]");
-    TINYLARGE_CHECK(rows < static_cast<std::size_t>(-1), errc::too_large, "model file: too many CSR rows");
-    const auto& rp = arr(R::row_ptr);
-    TINYLARGE_TRY(expect(rp, T::u32, rows + 1, false, "model file: a CSR layer has no row offsets",
-                         "model file: CSR row offsets must be u32, rows + 1"));
-    const std::uint32_t* row_ptr = reinterpret_cast<const std::uint32_t*>(rp.data);
-    // Row offsets: start at 0, never decrease, and a row holds at most `cols` entries
-    // (every entry advances the column by at least one). Checked before anything reads
-    // an entry, so no later loop can run past the entry arrays.
-    TINYLARGE_CHECK(row_ptr[0] == 0, errc::corrupt, "model file: the first CSR row offset is not 0");
-    for (std::size_t o = 0; o < rows; ++o) {
-      TINYLARGE_CHECK(row_ptr[o + 1] >= row_ptr[o], errc::corrupt, "model file: CSR row offsets decrease");
-      TINYLARGE_CHECK(row_ptr[o + 1] - row_ptr[o] <= cols, errc::corrupt,
-                      "model file: a CSR row has more entries than columns");
-    }
+    const std::uint32_t* row_ptr = nullptr;
+    TINYLARGE_TRY(check_row_ptr(arr(R::row_ptr), rows, cols, row_ptr));
     const std::size_t entries = row_ptr[rows];
     const auto& g = arr(R::gaps);
     TINYLARGE_TRY(expect(g, T::u8, entries, true, "model file: a CSR layer has no gaps",
@@ -1042,23 +1081,35 @@ class model_file_builder {
                       "model_file_builder: one weight scale, or one per row");
     TINYLARGE_REQUIRE(bias.empty() || bias.size() == rows, errc::shape_mismatch,
                       "model_file_builder: the bias has one entry per row");
-    std::vector<std::int32_t> mult(weight_scales.size()), shift(weight_scales.size());
-    for (std::size_t c = 0; c < weight_scales.size(); ++c) {
-      const quantized_multiplier m = quantize_multiplier(static_cast<double>(input.scale) * weight_scales[c] /
-                                                         static_cast<double>(output.scale));
-      mult[c] = m.multiplier;
-      shift[c] = m.shift;
-    }
-    const float act[2] = {input.scale, output.scale};
-    const std::int32_t zp[2] = {input.zero_point, output.zero_point};
     section s = begin(weight_format::int8, rows, cols, o);
     s.add(array_role::weights, array_dtype::i8, w.data(), w.size());
-    if (!bias.empty()) s.add(array_role::bias, array_dtype::i32, bias.data(), bias.size());
-    s.add(array_role::weight_scales, array_dtype::f32, weight_scales.data(), weight_scales.size());
-    s.add(array_role::act_scales, array_dtype::f32, act, 2);
-    s.add(array_role::zero_points, array_dtype::i32, zp, 2);
-    s.add(array_role::multipliers, array_dtype::i32, mult.data(), mult.size());
-    s.add(array_role::shifts, array_dtype::i32, shift.data(), shift.size());
+    add_int8_quantization(s, weight_scales, input, output, bias);
+    return finish(std::move(s));
+  }
+
+  /// Pruned int8 weights (format `int8_csr`, file version 1.1): `w` is the rows×cols int8
+  /// matrix with its pruned weights zero; its non-zero entries are stored in relative-index
+  /// CSR (gaps of `gap_bits` bits, one byte each, fillers of value 0 bridging longer runs),
+  /// everything else as `add_int8`. A network bound to it computes the bits of the dense
+  /// int8 layer `add_int8(rows, cols, w, …)`.
+  model_file_builder& add_int8_csr(std::size_t rows, std::size_t cols, std::span<const std::int8_t> w,
+                                   std::span<const float> weight_scales, quant_params input, quant_params output,
+                                   std::span<const std::int32_t> bias = {}, const layer_options& o = {},
+                                   unsigned gap_bits = 8) {
+    TINYLARGE_REQUIRE(w.size() == rows * cols, errc::shape_mismatch, "model_file_builder: weights must be rows·cols");
+    TINYLARGE_REQUIRE(weight_scales.size() == 1 || weight_scales.size() == rows, errc::shape_mismatch,
+                      "model_file_builder: one weight scale, or one per row");
+    TINYLARGE_REQUIRE(bias.empty() || bias.size() == rows, errc::shape_mismatch,
+                      "model_file_builder: the bias has one entry per row");
+    std::vector<float> wf(w.begin(), w.end());  // exact; build_relative_csr keeps the non-zero columns
+    const relative_csr<std::int8_t> m = detail::build_relative_csr<std::int8_t>(
+        matrix_ref<const float>{wf.data(), rows, cols}, gap_bits, [&](std::size_t i) { return w[i]; });
+    section s = begin(weight_format::int8_csr, rows, cols, o);
+    s.gap_bits = static_cast<std::uint8_t>(gap_bits);
+    add_row_ptr(s, m.row_ptr, rows);
+    s.add(array_role::gaps, array_dtype::u8, m.gaps.data(), m.gaps.size());
+    s.add(array_role::values, array_dtype::i8, m.values.data(), m.values.size());
+    add_int8_quantization(s, weight_scales, input, output, bias);
     return finish(std::move(s));
   }
 
@@ -1138,7 +1189,7 @@ class model_file_builder {
     std::vector<std::uint8_t> out(L::header_size, 0);
     std::memcpy(out.data(), L::file_magic, 4);
     put16(out, 4, L::version_major);
-    put16(out, 6, L::version_minor);
+    put16(out, 6, minor_);
     put32(out, 8, 0);
     put32(out, 12, static_cast<std::uint32_t>(layers_));
     put32(out, 24, static_cast<std::uint32_t>(L::header_size));
@@ -1208,6 +1259,27 @@ class model_file_builder {
     s.cols = static_cast<std::uint32_t>(cols);
     s.conv = o.conv;
     return s;
+  }
+
+  /// The arrays int8 and int8_csr share: int32 bias, weight scales, activation scales, zero
+  /// points and the requantization multipliers M = s_x·s_w/s_y, computed here.
+  static void add_int8_quantization(section& s, std::span<const float> weight_scales, quant_params input,
+                                    quant_params output, std::span<const std::int32_t> bias) {
+    std::vector<std::int32_t> mult(weight_scales.size()), shift(weight_scales.size());
+    for (std::size_t c = 0; c < weight_scales.size(); ++c) {
+      const quantized_multiplier m = quantize_multiplier(static_cast<double>(input.scale) * weight_scales[c] /
+                                                         static_cast<double>(output.scale));
+      mult[c] = m.multiplier;
+      shift[c] = m.shift;
+    }
+    const float act[2] = {input.scale, output.scale};
+    const std::int32_t zp[2] = {input.zero_point, output.zero_point};
+    if (!bias.empty()) s.add(array_role::bias, array_dtype::i32, bias.data(), bias.size());
+    s.add(array_role::weight_scales, array_dtype::f32, weight_scales.data(), weight_scales.size());
+    s.add(array_role::act_scales, array_dtype::f32, act, 2);
+    s.add(array_role::zero_points, array_dtype::i32, zp, 2);
+    s.add(array_role::multipliers, array_dtype::i32, mult.data(), mult.size());
+    s.add(array_role::shifts, array_dtype::i32, shift.data(), shift.size());
   }
 
   static void add_bias(section& s, std::span<const float> bias, std::size_t rows) {
@@ -1290,16 +1362,19 @@ class model_file_builder {
     std::uint32_t c = crc32(b.data(), 8);
     c = crc32(b.data() + 12, b.size() - 12, c);
     put32(b, 8, c);
-    check_section(b);
+    const std::uint16_t minor = s.format == weight_format::int8_csr ? L::int8_csr_minor : std::uint16_t{0};
+    check_section(b, minor);
     body_.insert(body_.end(), b.begin(), b.end());
     ++layers_;
+    minor_ = minor > minor_ ? minor : minor_;
     return *this;
   }
 
-  static void check_section(const std::vector<std::uint8_t>& section_bytes) {
+  static void check_section(const std::vector<std::uint8_t>& section_bytes, std::uint16_t minor) {
     model_file_builder one;
     one.body_ = section_bytes;
     one.layers_ = 1;
+    one.minor_ = minor;
     const std::vector<std::uint8_t> file = one.bytes();
     std::vector<std::uint64_t> aligned((file.size() + 7) / 8);
     std::memcpy(aligned.data(), file.data(), file.size());
@@ -1324,6 +1399,8 @@ class model_file_builder {
 
   std::vector<std::uint8_t> body_;
   std::size_t layers_ = 0;
+  /// The file's minor version: the lowest that its records need (1.0 unless int8_csr).
+  std::uint16_t minor_ = 0;
 };
 
 /// A loaded, validated model file that owns its bytes and the decoded symbol streams (host).

@@ -29,6 +29,7 @@
 #include "../core/arch.hpp"
 #include "../core/error.hpp"
 #include "../kernels/dense.hpp"
+#include "../kernels/sparse_s8.hpp"
 #include "../precision/int8.hpp"
 #include "../precision/requantize.hpp"
 #include "kernels.hpp"
@@ -48,23 +49,19 @@ struct csr_codebook_s8_view {
 /// Y (m×rows, int8) = requantize(bias + (X − z_x)·Wᵀ), W given as int8 CSR codebook.
 /// `p` as for `kernels::dense_s8` (per-tensor or per-channel multipliers, optional bias,
 /// fused activation clamp). Every back end runs this scalar loop (the column indices are
-/// irregular; there is no dual-MAC pattern to exploit).
+/// irregular; there is no dual-MAC pattern to exploit): the row loop of kernels/sparse_s8.hpp
+/// with codebook values (pruned int8 weights without a codebook: `kernels::sparse_dense_s8`).
 template <class Backend>
   requires std::derived_from<Backend, arch::scalar>
 void sparse_dense_s8(Backend, std::size_t m, const csr_codebook_s8_view& w, const std::int8_t* x,
                      const kernels::dense_s8_params& p, std::int8_t* y) noexcept {
+  const auto value = [&](std::size_t j) noexcept { return w.centroids[w.indices[j]]; };
   for (std::size_t i = 0; i < m; ++i) {
     const std::int8_t* xr = x + i * w.cols;
     std::int8_t* yr = y + i * w.rows;
     for (std::size_t o = 0; o < w.rows; ++o) {
-      std::int32_t acc = p.bias ? p.bias[o] : 0;
-      std::size_t col = 0;
-      const std::size_t end = w.row_ptr[o + 1];
-      for (std::size_t j = w.row_ptr[o]; j < end; ++j) {
-        col += w.gaps[j];
-        acc += (static_cast<std::int32_t>(xr[col]) - p.input_zero_point) * w.centroids[w.indices[j]];
-        ++col;
-      }
+      const std::int32_t acc = kernels::detail::csr_row_dot_s8(p.bias ? p.bias[o] : 0, w.row_ptr[o], w.row_ptr[o + 1],
+                                                               w.gaps, value, xr, p.input_zero_point);
       yr[o] = kernels::requantize_s8(acc, o, p);
     }
   }

@@ -25,7 +25,9 @@
 ///
 /// Memory: parameters in `Storage` buffers sized by constexprs of the model —
 /// or, with `flash_storage`, views of const data in flash (a model file bound
-/// by `compress::bind_model_file`: the same inference code, no copy) — plus
+/// by `compress::bind_model_file`: the same inference code, no copy; with
+/// `sparse_flash_storage` also pruned int8 CSR records, run on their non-zero
+/// weights in place by kernels/sparse_s8.hpp with the same requantization) — plus
 /// one activation arena of exactly `arena_bytes` bytes, planned at compile
 /// time (`detail::int8_arena_bytes`): two ping-pong buffers at its two ends
 /// and the conv im2col scratch between them.
@@ -54,6 +56,7 @@
 #include "../kernels/backend.hpp"
 #include "../kernels/conv.hpp"
 #include "../kernels/dense.hpp"
+#include "../kernels/sparse_s8.hpp"
 #include "../precision/int8.hpp"
 #include "sequential.hpp"
 #include "storage.hpp"
@@ -108,15 +111,15 @@ constexpr std::size_t int8_arena_bytes() noexcept {
 }
 
 /// Offsets of each dense layer's packed batch-1 weights (64-byte multiples;
-/// all 0 when the back end has no packed layout).
-template <class Model, class Backend>
+/// all 0 when the back end has no packed layout, or when not `Enabled`).
+template <class Model, class Backend, bool Enabled = true>
 struct packed_layout {
   std::array<std::size_t, Model::size + 1> offset{};
   constexpr packed_layout() {
     Model::for_each_layer([&]<std::size_t I>() {
       using L = typename Model::template layer<I>;
       std::size_t b = 0;
-      if constexpr (L::kind == layer_kind::dense)
+      if constexpr (Enabled && L::kind == layer_kind::dense)
         b = kernels::dense_s8_packed_bytes(Backend{}, L::out_channels, L::in_shape::size);
       offset[I + 1] = offset[I] + (b + 63) / 64 * 64;
     });
@@ -133,6 +136,15 @@ struct int8_layer_binding {
   bool per_channel = true;
 };
 
+/// The pruned int8 weights of one layer as CSR views (`sparse_flash_storage`;
+/// kernels/sparse_s8.hpp): out_channels + 1 row offsets, one gap and one int8
+/// value per entry. The bias and multipliers stay in `int8_layer_binding`.
+struct int8_csr_binding {
+  const std::uint32_t* row_ptr = nullptr;
+  const std::uint8_t* gaps = nullptr;
+  const std::int8_t* values = nullptr;
+};
+
 /// The int8 inference form of a `sequential` model.
 /// @tparam Model a `sequential<...>` type (the same one the fp32 `network` uses)
 /// @tparam P an int8 precision policy: `tl::int8_per_channel` (default) or
@@ -147,8 +159,11 @@ class quantized_network {
   using model = Model;
   using precision = P;
   static constexpr std::size_t tensor_count = Model::size + 1;
-  /// True with `flash_storage`: parameters are views set by `bind_layer`.
+  /// True with `flash_storage` and `sparse_flash_storage`: parameters are views set by `bind_layer`.
   static constexpr bool binds_parameters = detail::parameters_are_views<Storage>();
+  /// True with `sparse_flash_storage`: a layer may be bound as pruned CSR views and then
+  /// runs the int8 CSR kernels (kernels/sparse_s8.hpp) on them.
+  static constexpr bool binds_sparse = detail::sparse_parameters<Storage>();
   /// Bytes of the activation arena (`detail::int8_arena_bytes`): the model's
   /// `arena_bytes<P>` plus the kernels' im2col scratch for conv layers.
   static constexpr std::size_t arena_bytes = detail::int8_arena_bytes<Model>();
@@ -161,7 +176,8 @@ class quantized_network {
       Model::weight_count + 4 * Model::bias_count + 8 * Model::bias_count + 4 * lut_count;
   /// Bytes of the packed batch-1 weights (0 when `Backend` has no packed
   /// layout); the buffer has 64 more for alignment.
-  static constexpr std::size_t packed_bytes = detail::packed_layout<Model, Backend>{}.offset[Model::size];
+  /// (also 0 with `sparse_flash_storage`).
+  static constexpr std::size_t packed_bytes = detail::packed_layout<Model, Backend, !binds_sparse>{}.offset[Model::size];
 
   /// Scale and zero point of tensor t (0 = input, I + 1 = output of layer I).
   quant_params tensor_params(std::size_t t) const noexcept { return tq_[t]; }
@@ -303,7 +319,29 @@ class quantized_network {
   {
     static_assert(has_weights(Model::template layer<I>::kind), "tinylarge: bind_layer: layer I has no parameters");
     bound_[I] = b;
+    if constexpr (binds_sparse) bound_csr_[I] = {};
     parameters_changed();
+  }
+  /// With `sparse_flash_storage`: point layer I at pruned CSR weights (`csr`) and the
+  /// bias and multipliers of `b` (whose `weights` is not read), validated by the caller
+  /// (row offsets, entry counts, columns: `compress::bind_model_file`).
+  template <std::size_t I>
+  void bind_layer(const int8_layer_binding& b, const int8_csr_binding& csr) noexcept
+    requires binds_sparse
+  {
+    static_assert(has_weights(Model::template layer<I>::kind), "tinylarge: bind_layer: layer I has no parameters");
+    bound_[I] = b;
+    bound_[I].weights = nullptr;
+    bound_csr_[I] = csr;
+    parameters_changed();
+  }
+  /// Whether layer I is bound as pruned CSR views (always false without `sparse_flash_storage`).
+  template <std::size_t I>
+  bool layer_is_sparse() const noexcept {
+    if constexpr (binds_sparse)
+      return bound_csr_[I].row_ptr != nullptr;
+    else
+      return false;
   }
   /// Layer I's int8 weights (out_channels × fan-in, row-major).
   template <std::size_t I>
@@ -346,7 +384,7 @@ class quantized_network {
     return p;
   }
 
-  static constexpr auto packed_layout_ = detail::packed_layout<Model, Backend>{};
+  static constexpr auto packed_layout_ = detail::packed_layout<Model, Backend, !binds_sparse>{};
 
   /// The 64-byte aligned start of the packed weights inside `packed_`.
   std::int8_t* packed_base() noexcept {
@@ -375,6 +413,12 @@ class quantized_network {
   void run_layer(const std::int8_t* x, std::int8_t* y, std::int8_t* scratch) noexcept {
     constexpr layer_kind k = L::kind;
     using In = typename L::in_shape;
+    if constexpr (binds_sparse && has_weights(k)) {
+      if (bound_csr_[I].row_ptr != nullptr) {
+        run_sparse_layer<I, L>(x, y, scratch);
+        return;
+      }
+    }
     if constexpr (k == layer_kind::dense && packed_layout_.offset[I + 1] > packed_layout_.offset[I]) {
       using kernels::dense_s8_packed;  // unqualified: see pack()
       dense_s8_packed(Backend{}, L::out_channels, In::size, x, packed_for_ + packed_layout_.offset[I],
@@ -406,6 +450,31 @@ class quantized_network {
           }
     } else {
       static_assert(k == layer_kind::dense, "tinylarge: quantized_network has no int8 implementation of this layer");
+    }
+  }
+
+  /// Layer I on its pruned CSR weights: the same requantization (`layer_params<I>()`).
+  template <std::size_t I, class L>
+  void run_sparse_layer(const std::int8_t* x, std::int8_t* y, std::int8_t* scratch) noexcept {
+    constexpr layer_kind k = L::kind;
+    using In = typename L::in_shape;
+    constexpr bool is_dense = k == layer_kind::dense;
+    const kernels::csr_s8_matrix w{L::out_channels, is_dense ? In::size : L::fan_in, bound_csr_[I].row_ptr,
+                                   bound_csr_[I].gaps, bound_csr_[I].values};
+    if constexpr (is_dense) {
+      kernels::sparse_dense_s8(1, w, x, layer_params<I>(), y);
+      (void)scratch;
+    } else {
+      static_assert(L::fan_in <= kernels::dense_s8_max_k, "tinylarge: conv receptive field too large for int32 accumulation");
+      constexpr kernels::conv_s8_shape shape{In::h, In::w, In::c, L::kernel, L::stride, L::pad, L::ho, L::wo, L::out_channels};
+      if constexpr (k == layer_kind::conv2d) {
+        static_assert(kernels::conv2d_s8_scratch_bytes(L::patch) >= L::patch,
+                      "tinylarge: internal error: the sparse conv needs one im2col row of scratch");
+        kernels::sparse_conv2d_s8(shape, w, x, layer_params<I>(), y, scratch);
+      } else {
+        kernels::sparse_depthwise_conv2d_s8(shape, L::multiplier, w, x, layer_params<I>(), y);
+        (void)scratch;
+      }
     }
   }
 
@@ -442,6 +511,7 @@ class quantized_network {
   typename Storage::template buffer<int, owned_channels> shift_{};
   typename Storage::template buffer<float, owned_channels> wscale_{};
   std::array<int8_layer_binding, binds_parameters ? Model::size : 0> bound_{};
+  std::array<int8_csr_binding, binds_sparse ? Model::size : 0> bound_csr_{};
   typename Storage::template buffer<std::int32_t, lut_count> lut_{};
   typename Storage::template buffer<std::int8_t, arena_bytes> arena_{};
   typename Storage::template buffer<std::int8_t, (packed_bytes > 0 ? packed_bytes + 64 : 0)> packed_{};

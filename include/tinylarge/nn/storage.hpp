@@ -10,6 +10,8 @@
 ///    resized (host profile only). Keeps a 1 MB model off the stack.
 ///  - `flash_storage` — parameters are views of const data (flash), bound
 ///    per layer; everything else as `static_storage`. Freestanding-safe.
+///  - `sparse_flash_storage` — `flash_storage` whose layers may also be bound
+///    as pruned int8 CSR views, run in that compressed form. Freestanding-safe.
 ///
 /// A storage policy has a nested `buffer<T, N>` with `data()`, `size()` and
 /// `operator[]`; N is a compile-time constant either way.
@@ -87,6 +89,22 @@ struct flash_storage {
   template <class T, std::size_t N>
   using buffer = static_storage::buffer<T, N>;
 };
+/// `flash_storage` that also runs pruned layers on their compressed form: a
+/// layer bound with CSR views (`compress::bind_model_file` on a model file
+/// with `int8_csr` records, docs/model-file-format.md) runs the int8 CSR
+/// kernels of kernels/sparse_s8.hpp on the non-zero weights in place; a
+/// layer bound with dense int8 views runs as with `flash_storage` (without
+/// the packed batch-1 copy of host back ends). Freestanding: no heap.
+struct sparse_flash_storage {
+  static constexpr bool uses_heap = false;
+  static constexpr bool parameters_are_views = true;
+  /// Layers may be bound as pruned CSR views.
+  static constexpr bool sparse_parameters = true;
+  static constexpr const char* name() noexcept { return "sparse_flash_storage"; }
+  template <class T, std::size_t N>
+  using buffer = static_storage::buffer<T, N>;
+};
+
 /// Requirements of a storage policy.
 template <class S>
 concept storage_policy = requires(typename S::template buffer<float, 4>& b,
@@ -104,12 +122,20 @@ static_assert(storage_policy<static_storage>);
 static_assert(storage_policy<heap_storage>);
 #endif
 static_assert(storage_policy<flash_storage>);
+static_assert(storage_policy<sparse_flash_storage>);
 
 namespace detail {
 template <class S>
 constexpr bool parameters_are_views() noexcept {
   if constexpr (requires { S::parameters_are_views; })
     return S::parameters_are_views;
+  else
+    return false;
+}
+template <class S>
+constexpr bool sparse_parameters() noexcept {
+  if constexpr (requires { S::sparse_parameters; })
+    return S::sparse_parameters && parameters_are_views<S>();
   else
     return false;
 }
