@@ -417,6 +417,7 @@ step_mqtt_acl_tls() {
 # --- FedAvg and SplitFedV1 of a real model (tests/transport/nn_node.cpp) ---------
 nn_common=(--clients 4 --seed 5 --rounds 4)
 NN_DATA_READY=0
+SPLITFED_INPROC_DONE=0  # nn-splitfed-inproc.bin made by this run
 nn_data() {  # the seeded Fashion-MNIST subset every process reads (made once per run of this script)
   [[ $NN_DATA_READY -eq 1 ]] && return 0
   rm -rf "$WORK/fmnist" && mkdir -p "$WORK/fmnist"
@@ -494,6 +495,7 @@ step_nn_splitfed() {
   nn_data || return 1
   rm -f "$WORK"/nn-splitfed-*.bin
   ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" --out "$WORK/nn-splitfed-inproc.bin" || return 1
+  SPLITFED_INPROC_DONE=1  # nn-split-server-killed compares with this run too
   ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" --out "$WORK/nn-splitfed-workflow.bin" || return 1
   same "$WORK/nn-splitfed-workflow.bin" "$WORK/nn-splitfed-inproc.bin" "nn splitfed: workflow/split_deploy.hpp in_process vs workflow/split.hpp" || return 1
   # Unequal client sizes (Dirichlet 0.5): clients run out of data at different steps, so the
@@ -535,8 +537,13 @@ step_nn_split_server_killed() {
   nn_data || return 1
   local ck="$WORK/nn-split.ckpt" crash=(--crash-round 3 --crash-after 20)
   rm -f "$WORK"/nn-splitresume-*.bin "$ck" "$ck.tmp"
-  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" \
-    --out "$WORK/nn-splitresume-straight.bin" || return 1
+  # The uninterrupted run: nn-splitfed's in-process run of this script has the same arguments.
+  if [[ $SPLITFED_INPROC_DONE -eq 1 ]]; then
+    cp "$WORK/nn-splitfed-inproc.bin" "$WORK/nn-splitresume-straight.bin" || return 1
+  else
+    ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" \
+      --out "$WORK/nn-splitresume-straight.bin" || return 1
+  fi
   # In process: the first server object stops in round 3, a new one resumes with the same clients.
   ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" --checkpoint "$ck" \
     "${crash[@]}" --out "$WORK/nn-splitresume-inproc.bin" | tee "$WORK/nnsplitresume-inproc.log"

@@ -110,12 +110,14 @@ TEST_CASE("kernels: the back ends exercised by this build", "[kernels]") {
 }
 
 TEST_CASE("gemm_f32: every back end, transpose case and beta against a double reference", "[kernels][gemm]") {
-  // Shapes cover: m = 1 (GEMV path when op(B) = Bᵀ), row tails of the 5- and
-  // 14-row micro-kernels, column tails of the 16/32-column panels, k beyond
-  // one k block (KC = 256), m beyond one A block (MC = 80 / 140), n beyond
-  // one B block (NC = 4096), and k = 0.
+  // Shapes cover: m = 1 (GEMV path when op(B) = Bᵀ), row tails of the 4-, 5-,
+  // 8- and 14-row micro-kernels, column tails of the 8/16/32-column panels, k
+  // beyond one k block (KC = 256), m beyond one A block (MC = 64 / 80 / 128 /
+  // 140), n beyond one B block (NC = 4096), and k = 0. 151×70×100: several A
+  // blocks × several panels, each back end's last A block ending in a row tail
+  // (151 = 140 + 11 = 80 + 71 = 2·64 + 23 = 128 + 23) and a 6-column tail.
   const gemm_case cases[] = {{1, 1, 1},    {1, 17, 255},  {1, 1000, 3},  {3, 17, 255},  {17, 3, 1000},
-                             {17, 255, 17}, {255, 17, 3}, {255, 255, 255}, {1000, 17, 17}, {3, 1000, 17},
+                             {17, 255, 17}, {255, 17, 3}, {151, 70, 100}, {1000, 17, 17}, {3, 1000, 17},
                              {17, 33, 1000}, {3, 4100, 5}, {3, 5, 0},     {1, 3, 1000}};
   const float betas[] = {0.0f, 1.0f, 0.5f};
   tinylarge::rng g(42);
@@ -136,15 +138,21 @@ TEST_CASE("gemm_f32: every back end, transpose case and beta against a double re
       const auto c0 = random_floats(g, m * ldc + 1);
       const float* a = abuf.data() + 1;
       const float* b = bbuf.data() + 1;
-      auto opa = [&](std::size_t i, std::size_t p) { return ta == transpose::no ? a[i * lda + p] : a[p * lda + i]; };
-      auto opb = [&](std::size_t p, std::size_t j) { return tb == transpose::no ? b[p * ldb + j] : b[j * ldb + p]; };
+      // op(A) by rows and op(B) by columns, widened to double once (opb[j·k + p] = op(B)[p][j]).
+      std::vector<double> opa(m * kk), opb(n * kk);
+      for (std::size_t i = 0; i < m; ++i)
+        for (std::size_t p = 0; p < kk; ++p) opa[i * kk + p] = ta == transpose::no ? a[i * lda + p] : a[p * lda + i];
+      for (std::size_t j = 0; j < n; ++j)
+        for (std::size_t p = 0; p < kk; ++p) opb[j * kk + p] = tb == transpose::no ? b[p * ldb + j] : b[j * ldb + p];
       std::vector<double> ref(m * n), mag(m * n);
       for (std::size_t i = 0; i < m; ++i)
         for (std::size_t j = 0; j < n; ++j) {
           double s = 0.0, sa = 0.0;
+          const double* ai = opa.data() + i * kk;
+          const double* bj = opb.data() + j * kk;
           for (std::size_t p = 0; p < kk; ++p) {
-            s += static_cast<double>(opa(i, p)) * opb(p, j);
-            sa += std::fabs(static_cast<double>(opa(i, p)) * opb(p, j));
+            s += ai[p] * bj[p];
+            sa += std::fabs(ai[p] * bj[p]);
           }
           const double cij = beta == 0.0f ? 0.0 : static_cast<double>(c0[1 + i * ldc + j]);
           ref[i * n + j] = alpha * s + beta * cij;
@@ -259,7 +267,11 @@ T encode(float v) {
 TEMPLATE_TEST_CASE("gemm<T> and dense<TX, T>: half and bfloat16 against a double reference", "[kernels][lowp]",
                    float, tinylarge::half, tinylarge::bfloat16) {
   using T = TestType;
-  const gemm_case cases[] = {{1, 256, 784}, {1, 17, 255}, {3, 17, 255}, {17, 33, 1000}, {64, 256, 784},
+  // 30×96×520: several full row tiles and a row tail (30 = 2·14 + 2 = 3·8 + 6 = 7·4 + 2;
+  // 6·5 without one), whole 32/16/8-column panels only, three balanced k blocks
+  // of an even k (bfloat16 pairs); {17, 33, 1000} has the column tails, {255, 17, 3}
+  // several A blocks.
+  const gemm_case cases[] = {{1, 256, 784}, {1, 17, 255}, {3, 17, 255}, {17, 33, 1000}, {30, 96, 520},
                              {255, 17, 3},  {5, 40, 33},  {3, 5, 0},    {33, 65, 31}};
   tinylarge::rng g(11);
   std::size_t idx = 0;
@@ -276,19 +288,24 @@ TEMPLATE_TEST_CASE("gemm<T> and dense<TX, T>: half and bfloat16 against a double
       std::vector<T> a(af.size()), b(bf.size());
       for (std::size_t e = 0; e < af.size(); ++e) a[e] = encode<T>(af[e]);
       for (std::size_t e = 0; e < bf.size(); ++e) b[e] = encode<T>(bf[e]);
-      auto opa = [&](std::size_t i, std::size_t p) {
-        return static_cast<double>(stored<T>(ta == transpose::no ? af[i * lda + p] : af[p * lda + i]));
-      };
-      auto opb = [&](std::size_t p, std::size_t j) {
-        return static_cast<double>(stored<T>(tb == transpose::no ? bf[p * ldb + j] : bf[j * ldb + p]));
-      };
+      // The reference reads op(A) row by row and op(B) column by column, as stored values
+      // widened to double once here (not in the loop: the conversions dominated the test's time).
+      std::vector<double> opa(m * kk), opb(n * kk);  // opa[i·k + p] = op(A)[i][p], opb[j·k + p] = op(B)[p][j]
+      for (std::size_t i = 0; i < m; ++i)
+        for (std::size_t p = 0; p < kk; ++p)
+          opa[i * kk + p] = stored<T>(ta == transpose::no ? af[i * lda + p] : af[p * lda + i]);
+      for (std::size_t j = 0; j < n; ++j)
+        for (std::size_t p = 0; p < kk; ++p)
+          opb[j * kk + p] = stored<T>(tb == transpose::no ? bf[p * ldb + j] : bf[j * ldb + p]);
       std::vector<double> ref(m * n), mag(m * n);
       for (std::size_t i = 0; i < m; ++i)
         for (std::size_t j = 0; j < n; ++j) {
           double s = 0.0, sa = 0.0;
+          const double* ai = opa.data() + i * kk;
+          const double* bj = opb.data() + j * kk;
           for (std::size_t p = 0; p < kk; ++p) {
-            s += opa(i, p) * opb(p, j);
-            sa += std::fabs(opa(i, p) * opb(p, j));
+            s += ai[p] * bj[p];
+            sa += std::fabs(ai[p] * bj[p]);
           }
           const double cij = beta == 0.0f ? 0.0 : static_cast<double>(c0[i * ldc + j]);
           ref[i * n + j] = alpha * s + beta * cij;
@@ -320,15 +337,18 @@ TEMPLATE_TEST_CASE("gemm<T> and dense<TX, T>: half and bfloat16 against a double
     std::vector<T> xt(xf.size()), wt(wf.size());
     for (std::size_t e = 0; e < xf.size(); ++e) xt[e] = encode<T>(xf[e]);
     for (std::size_t e = 0; e < wf.size(); ++e) wt[e] = encode<T>(wf[e]);
+    std::vector<double> xs(xf.size()), ws(wf.size());  // stored values, widened once
+    for (std::size_t e = 0; e < xf.size(); ++e) xs[e] = stored<T>(xf[e]);
+    for (std::size_t e = 0; e < wf.size(); ++e) ws[e] = stored<T>(wf[e]);
     for (const bool low_x : {false, true}) {
       std::vector<double> ref(m * n), mag(m * n);
       for (std::size_t i = 0; i < m; ++i)
         for (std::size_t o = 0; o < n; ++o) {
           double s = bias[o], sa = std::fabs(bias[o]);
           for (std::size_t p = 0; p < kk; ++p) {
-            const double xv = low_x ? stored<T>(xf[i * kk + p]) : xf[i * kk + p];
-            s += xv * stored<T>(wf[o * kk + p]);
-            sa += std::fabs(xv * stored<T>(wf[o * kk + p]));
+            const double xv = low_x ? xs[i * kk + p] : static_cast<double>(xf[i * kk + p]);
+            s += xv * ws[o * kk + p];
+            sa += std::fabs(xv * ws[o * kk + p]);
           }
           ref[i * n + o] = s;
           mag[i * n + o] = sa;
