@@ -2,7 +2,7 @@
 /// @brief The deployment of SplitFedV1 (Thapa et al. 2022) over any
 ///        `transport_policy`: `splitfed_v1_deployment<…>::server` (the main
 ///        server — one copy of the server segment per client — and the fed
-///        server, which averages the client segments) and `::client`, the
+///        server, which averages the client segments) and `splitfed_v1_deployment<…>::client`, the
 ///        drivers that run split learning's two roles
 ///        (workflow/split_roles.hpp: `device_forward` / `device_backward`,
 ///        `check_smashed` / `server_step`) over wire frames — the same role
