@@ -1343,7 +1343,7 @@ void expect_bounded_failure(const char* what, tl::errc code, double budget_mib, 
 
 }  // namespace
 
-TEST_CASE("Hostile files: a 4 MB gzip'd IDX holding 4 GiB ends in too_large, in bounded memory",
+TEST_CASE("Hostile files: a 4 MB gzip'd IDX holding 4 GiB ends in too_large, in bounded memory, from its header",
           "[data][idx][hostile]") {
   // Valid IDX header: 4096 images of 1024 x 1024 = exactly 4 GiB declared.
   bytes header = {0, 0, 8, 3};
@@ -1372,6 +1372,22 @@ TEST_CASE("Hostile files: a 4 MB gzip'd IDX holding 4 GiB ends in too_large, in 
   no_ratio.max_bytes = std::size_t{1} << 31;  // 2 GiB: below the 4 GiB the header declares
   expect_bounded_failure("load_idx, cap 2 GiB, no ratio", tl::errc::too_large, 64.0,
                          [&] { (void)tl::data::load_idx(path, labels, no_ratio); });
+  // The three refusals above come from the declared header alone (nothing
+  // inflated past it): the message says so.
+  require_throws_with<tl::format_error>([&] { (void)tl::data::load_idx(path, labels); },
+                                        {"its IDX header declares 4294967312 bytes, more than the limit"});
+  // A header that lies — 1 image of 1024 x 1024 declared, 4 GiB of zeros
+  // behind it — is stopped by the inflation limit, in bounded memory.
+  bytes small = {0, 0, 8, 3};
+  put_be32(small, 1);
+  put_be32(small, 1024);
+  put_be32(small, 1024);
+  const bytes liar_stream = deflate_zeros(small, 4096, -15, crc, size);
+  const std::string liar = scratch("liar-idx3-ubyte.gz"), one_label = scratch("liar-labels");
+  write_bytes(liar, gzip_wrap(liar_stream, crc, size));
+  write_bytes(one_label, make_idx_labels(1));
+  expect_bounded_failure("load_idx, header declares 1 MiB, stream holds 4 GiB, cap 256 MiB", tl::errc::too_large,
+                         256.0 + 64.0, [&] { (void)tl::data::load_idx(liar, one_label, capped); });
 }
 
 TEST_CASE("Hostile files: gunzip holds no slack; the limit is exact", "[io][gzip][hostile]") {

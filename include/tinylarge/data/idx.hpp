@@ -118,6 +118,8 @@ namespace detail {
 /// of `ndim` dimensions, and by `limits.max_ratio` × the file size
 /// (`io::decompression_budget`); the file read itself by the largest
 /// compressed file that can hold that much (`io::compressed_file_limit`).
+/// A gzip'd file whose IDX header already declares more than that budget is
+/// refused after inflating only the header.
 /// @throws tl::io_error (unreadable), tl::format_error (bad gzip, too large).
 inline std::vector<std::uint8_t> read_maybe_gzip(const std::string& path,
                                                  const idx_limits& limits,
@@ -129,6 +131,27 @@ inline std::vector<std::uint8_t> read_maybe_gzip(const std::string& path,
   if (!io::is_gzip(raw)) return raw;
   const std::size_t budget =
       io::decompression_budget(raw.size(), max_plain, limits.max_ratio, limits.ratio_floor);
+  // Fail fast on a header that already declares more than the budget: peek
+  // at the first 4 + 4·ndim decompressed bytes instead of inflating up to the
+  // limit first (a bomb then costs no CPU either). A header that lies (declares
+  // little, holds much) is still stopped by the inflation limit below.
+  std::uint8_t head[16] = {};
+  if (io::detail::gunzip_head(raw, std::span<std::uint8_t>(head, header)) == header &&
+      head[0] == 0 && head[1] == 0 && head[2] == 0x08 && head[3] == ndim) {
+    std::size_t payload = 1;  // saturating product of the dims
+    for (std::size_t d = 0; d < ndim; ++d) {
+      const std::size_t dim = std::size_t{head[4 + 4 * d]} << 24 | std::size_t{head[5 + 4 * d]} << 16 |
+                              std::size_t{head[6 + 4 * d]} << 8 | std::size_t{head[7 + 4 * d]};
+      payload = dim != 0 && payload > SIZE_MAX / dim ? SIZE_MAX : payload * dim;
+    }
+    const std::size_t declared = payload > SIZE_MAX - header ? SIZE_MAX : payload + header;
+    if (declared > budget)
+      TINYLARGE_RAISE(errc::too_large,
+                      "tinylarge: cannot decompress " + io::detail::quoted(path) + ": its IDX header declares " +
+                          std::to_string(declared) + " bytes, more than the limit of " + std::to_string(budget) +
+                          " bytes for a " + std::to_string(raw.size()) + "-byte file (idx_limits::max_bytes " +
+                          std::to_string(limits.max_bytes) + ", max_ratio " + std::to_string(limits.max_ratio) + ")");
+  }
   std::vector<std::uint8_t> plain;
   const status s = io::gunzip(raw, plain, budget);
   if (!s.ok()) {

@@ -149,6 +149,34 @@ namespace detail {
   return status::success();
 }
 
+/// Inflate only the first `dst.size()` bytes of a gzip stream's first
+/// member into `dst` (a header peek: nothing is checked past them, not the
+/// CRC-32 nor the trailer). Returns how many bytes were produced — fewer
+/// when the member is shorter, 0 when the stream is not valid gzip as far as
+/// it was read. Costs O(`dst.size()`) output work whatever the stream holds.
+inline std::size_t gunzip_head(std::span<const std::uint8_t> in,
+                               std::span<std::uint8_t> dst) noexcept {
+  if (!is_gzip(in) || dst.empty()) return 0;
+  inflater inf(15 + 16);
+  if (!inf.ok()) return 0;
+  z_stream& z = inf.stream();
+  std::size_t consumed = 0, produced = 0;
+  while (produced < dst.size()) {
+    z.next_in = const_cast<Bytef*>(in.data() + consumed);
+    z.avail_in = clamp_uint(in.size() - consumed);
+    z.next_out = dst.data() + produced;
+    z.avail_out = clamp_uint(dst.size() - produced);
+    const uInt avail_in = z.avail_in, avail_out = z.avail_out;
+    const int rc = inflate(&z, Z_NO_FLUSH);
+    consumed += avail_in - z.avail_in;
+    produced += avail_out - z.avail_out;
+    if (rc == Z_STREAM_END) break;
+    if (rc != Z_OK) return rc == Z_BUF_ERROR ? produced : 0;
+    if (avail_in == z.avail_in && avail_out == z.avail_out) break;  // no progress
+  }
+  return produced;
+}
+
 }  // namespace detail
 
 /// Decompress a gzip stream (RFC 1952), including several concatenated
