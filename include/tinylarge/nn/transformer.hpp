@@ -794,15 +794,16 @@ struct sinusoidal_positions {
 /// computes the layer's output for one new position from them, without
 /// recomputing the earlier ones.
 ///
-/// `append` on positions 0, 1, …, t−1 gives, for each, the same output row as
-/// the full-sequence forward pass on those t positions (causal: row t never
-/// sees later rows): the per-row attention is the same function
-/// (`attend_row`), so scores, softmax and P·V sum in the same order; the Q/K/V
-/// and output projections run through `kernels::dense_f32` on one row instead
-/// of T (tests/test_nn.cpp checks the difference, see docs/transformers.md).
+/// `append` on positions 0, 1, …, t−1 gives, for each, the output row of the
+/// full-sequence forward pass (causal: row t never sees later rows) up to
+/// fp32 rounding: the per-row attention is the same function (`attend_row`),
+/// so scores, softmax and P·V sum in the same order, but the Q/K/V and output
+/// projections run `kernels::dense_f32` on one row instead of T, and with the
+/// default back end the results are not bit-identical (tests/test_nn.cpp
+/// asserts a relative difference ≤ 1e-6; figures in docs/transformers.md).
 ///
 /// Capacity is the bound layer's sequence length (H·W of its input); the
-/// cache is a fixed-size member array (T·2·Dim + T + 4·Dim floats), never on
+/// cache holds fixed-size member arrays ((2T + 4)·Dim + T floats), never on
 /// the heap. `append` on a full cache raises `errc::capacity_exceeded`;
 /// `clear()` starts a new sequence.
 /// @tparam Bound a bound causal attention layer, e.g. `Model::layer<I>` (or
