@@ -3,10 +3,12 @@
 // loads a state dict written from PyTorch, runs the same model on the inputs
 // (NHWC), writes the outputs, and exports the weights back in PyTorch layout.
 //   nn_torch_interop --transformer <in.npz> <out.npz>
-// runs the transformer model below on in.npz's "params" (our flat layout,
-// which the script builds from PyTorch's modules), "x" and "dy"; writes the
-// forward output "y", and from backward(dy) the input gradient "dx" and the
-// parameter gradients "grads" (flat, our layout).
+//   nn_torch_interop --lm <in.npz> <out.npz>
+// runs the transformer model below (or, with --lm, the token model) on
+// in.npz's "params" (our flat layout, which the script builds from PyTorch's
+// modules), "x" (token ids as floats for --lm) and "dy"; writes the forward
+// output "y", and from backward(dy) the input gradient "dx" and the parameter
+// gradients "grads" (flat, our layout).
 #include <cstdio>
 #include <map>
 #include <string>
@@ -27,8 +29,18 @@ using transformer_model =
                    tl::residual<tl::layer_norm<8>, tl::conv2d<16, 1>, tl::gelu, tl::conv2d<8, 1>>,
                    tl::multi_head_attention<8, 4>, tl::layer_norm<8>>;
 
+// Token ids (vocabulary 11) through an embedding, learned and sinusoidal
+// positions, pre-RMSNorm blocks (causal attention with 2 heads, a SiLU MLP),
+// a final RMSNorm and a position-wise head giving 11 logits per position;
+// 6 positions of width 8.
+using token_model =
+    tl::sequential<tl::input<1, 6, 1>, tl::embedding<11, 8>, tl::learned_positions<6, 8>,
+                   tl::sinusoidal_positions<6, 8>, tl::residual<tl::rms_norm<8>, tl::multi_head_attention<8, 2, true>>,
+                   tl::residual<tl::rms_norm<8>, tl::conv2d<16, 1>, tl::silu, tl::conv2d<8, 1>>, tl::rms_norm<8>,
+                   tl::conv2d<11, 1>>;
+
+template <class M>
 int run_transformer(const char* in_path, const char* out_path) {
-  using M = transformer_model;
   tl::nn::network<M> net(1);
   const auto in = tl::io::load_npz(in_path);
   const auto& params = in.at("params");
@@ -36,7 +48,8 @@ int run_transformer(const char* in_path, const char* out_path) {
   const auto& dy = in.at("dy");
   const std::size_t n = x.shape.at(0);
   if (params.size() != M::param_count || x.size() != n * M::input_size || dy.size() != n * M::output_size) {
-    std::fprintf(stderr, "in.npz: params must hold %zu values, x and dy n x 5 x 8\n", M::param_count);
+    std::fprintf(stderr, "in.npz: params must hold %zu values, x n x %zu and dy n x %zu\n", M::param_count,
+                 M::input_size, M::output_size);
     return 1;
   }
   auto p = net.parameters();
@@ -55,11 +68,12 @@ int run_transformer(const char* in_path, const char* out_path) {
 }
 
 int main(int argc, char** argv) {
-  if (argc == 4 && std::string(argv[1]) == "--transformer") {
+  if (argc == 4 && (std::string(argv[1]) == "--transformer" || std::string(argv[1]) == "--lm")) {
 #if TINYLARGE_HAS_EXCEPTIONS
     try {
 #endif
-      return run_transformer(argv[2], argv[3]);
+      return std::string(argv[1]) == "--lm" ? run_transformer<token_model>(argv[2], argv[3])
+                                             : run_transformer<transformer_model>(argv[2], argv[3]);
 #if TINYLARGE_HAS_EXCEPTIONS
     } catch (const std::exception& e) {
       std::fprintf(stderr, "error: %s\n", e.what());
@@ -69,7 +83,7 @@ int main(int argc, char** argv) {
   }
   if (argc != 5) {
     std::fprintf(stderr, "usage: %s torch_weights.npz inputs.npz outputs.npz exported.npz\n"
-                 "       %s --transformer in.npz out.npz\n", argv[0], argv[0]);
+                 "       %s --transformer|--lm in.npz out.npz\n", argv[0], argv[0]);
     return 2;
   }
 #if TINYLARGE_HAS_EXCEPTIONS

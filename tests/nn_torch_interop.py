@@ -17,7 +17,11 @@ modules (LayerNorm, MultiheadAttention with and without a causal mask,
 Linear, GELU, residual additions), passes its parameters in tinylarge's flat
 layout with random inputs and output gradients, and checks the helper's
 output, input gradient and parameter gradients against autograd's (relative
-to each tensor's largest magnitude, < 1e-5).
+to each tensor's largest magnitude, < 1e-5). Then the same for a token
+model (helper's --lm): nn.Embedding, a learned position table, Vaswani's
+sinusoidal positions, RMSNorm (written out: torch 1.13 has no nn.RMSNorm),
+causal attention, a SiLU MLP and a position-wise head; the ids' gradient
+must be exactly zero.
 """
 import os
 import subprocess
@@ -82,8 +86,73 @@ def transformer_check(helper):
     print("ok: transformer layers agree with PyTorch (forward, input and parameter gradients)")
 
 
+def run_helper(helper, mode, params, x, dy):
+    with tempfile.TemporaryDirectory() as d:
+        fin, fout = os.path.join(d, "in.npz"), os.path.join(d, "out.npz")
+        np.savez(fin, params=params, x=x, dy=dy)
+        r = subprocess.run([helper, mode, fin, fout], capture_output=True, text=True)
+        if r.returncode != 0:
+            print(r.stdout, r.stderr)
+            sys.exit(f"helper failed with {r.returncode}")
+        return dict(np.load(fout))
+
+
+def token_model_check(helper):
+    torch.manual_seed(2)
+    V, T, D = 11, 6, 8
+    emb = torch.nn.Embedding(V, D)
+    pos = torch.nn.Parameter(torch.randn(T, D))
+    # Vaswani et al.: PE[t][2i] = sin(t / 10000^(2i/D)), PE[t][2i+1] = cos(...), in float64 then float32
+    t = torch.arange(T, dtype=torch.float64)[:, None]
+    j = torch.arange(D)
+    angle = t * torch.pow(10000.0, -(j - j % 2).double() / D)[None, :]
+    sinus = torch.where(j % 2 == 0, torch.sin(angle), torch.cos(angle)).float()
+    g1, g2, g3 = (torch.nn.Parameter(torch.ones(D)) for _ in range(3))
+    att = torch.nn.MultiheadAttention(D, 2, batch_first=True)
+    fc1, fc2, head = torch.nn.Linear(D, 2 * D), torch.nn.Linear(2 * D, D), torch.nn.Linear(D, V)
+    eps = torch.finfo(torch.float32).eps  # torch.nn.RMSNorm's default
+
+    def rms(x, g):  # torch.nn.RMSNorm(D) (torch >= 2.4), written out
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * g
+
+    with torch.no_grad():
+        for p in (g1, g2, g3, *att.parameters(), *fc1.parameters(), *fc2.parameters(), *head.parameters()):
+            p.add_(0.3 * torch.randn_like(p))
+    causal = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+
+    def forward(ids):
+        x = emb(ids) + pos + sinus
+        h = rms(x, g1)
+        x = x + att(h, h, h, attn_mask=causal, need_weights=False)[0]
+        x = x + fc2(torch.nn.functional.silu(fc1(rms(x, g2))))
+        return head(rms(x, g3))
+
+    order = [emb.weight, pos, g1, att.in_proj_weight, att.out_proj.weight, att.in_proj_bias, att.out_proj.bias, g2,
+             fc1.weight, fc1.bias, fc2.weight, fc2.bias, g3, head.weight, head.bias]
+    flat = lambda ts: torch.cat([t.reshape(-1) for t in ts]).detach().numpy()
+    ids = torch.randint(0, V, (3, T))
+    ids[0, :3] = 4  # a repeated id: its table row accumulates
+    dy = torch.randn(3, T, V)
+    y = forward(ids)
+    y.backward(dy)
+    got = run_helper(helper, "--lm", flat(order), ids.numpy().astype(np.float32).reshape(3, 1, T, 1),
+                     dy.numpy().reshape(3, 1, T, V))
+    worst = 0.0
+    for name, expect in (("y", y.detach().numpy()), ("grads", flat([p.grad for p in order]))):
+        g = got[name].reshape(-1)
+        e = expect.reshape(-1)
+        assert g.shape == e.shape, (name, g.shape, e.shape)
+        rel = float(np.abs(g - e).max() / np.abs(e).max())
+        print(f"token model {name}: max |tinylarge - torch| / max |torch| = {rel:.3g}")
+        worst = max(worst, rel)
+    assert worst < 1e-5, worst
+    assert not np.any(got["dx"]), "the gradient with respect to token ids must be zero"
+    print("ok: embedding, positions, RMSNorm and SiLU agree with PyTorch (forward and parameter gradients)")
+
+
 if len(sys.argv) == 3 and sys.argv[1] == "--transformer":
     transformer_check(sys.argv[2])
+    token_model_check(sys.argv[2])
     sys.exit(0)
 
 

@@ -45,13 +45,17 @@ struct grad_errors {
   std::size_t kinks = 0;  ///< coordinates skipped because ±ε straddles a kink
 };
 
+/// With `ids_below` > 0 the inputs are token ids (integers in [0, ids_below),
+/// for a model that starts with an embedding): they are not perturbed, and
+/// their gradient must be exactly zero.
 template <class Model>
-grad_errors gradient_check(std::uint64_t seed, std::size_t batch, float eps, float input_scale, double kink_slope) {
+grad_errors gradient_check(std::uint64_t seed, std::size_t batch, float eps, float input_scale, double kink_slope,
+                           std::uint32_t ids_below = 0) {
   nn::network<Model> net(seed);
   tl::rng g(seed + 101);
   for (float& p : net.parameters()) p += 0.1f * g.normal();  // non-zero biases too
   std::vector<float> x(batch * Model::input_size), r(batch * Model::output_size), dx(x.size());
-  for (float& v : x) v = input_scale * g.normal();
+  for (float& v : x) v = ids_below > 0 ? static_cast<float>(g.uniform_int(ids_below)) : input_scale * g.normal();
   for (float& v : r) v = g.normal();
   const tl::rng dropout_state = net.generator();
   auto f = [&] {
@@ -89,7 +93,12 @@ grad_errors gradient_check(std::uint64_t seed, std::size_t batch, float eps, flo
     worst = std::max(worst, err);
   };
   for (std::size_t i = 0; i < Model::param_count; ++i) check(net.parameters()[i], analytic[i], e.params);
-  for (std::size_t i = 0; i < x.size(); ++i) check(x[i], dx[i], e.inputs);
+  if (ids_below > 0) {
+    for (const float v : dx) e.inputs = std::max(e.inputs, static_cast<double>(std::abs(v)));
+    e.checked += x.size();
+  } else {
+    for (std::size_t i = 0; i < x.size(); ++i) check(x[i], dx[i], e.inputs);
+  }
   return e;
 }
 
@@ -102,6 +111,17 @@ void require_gradients(std::uint64_t seed, std::size_t batch, float eps, double 
   REQUIRE(e.kinks == 0);
   CHECK(e.params < tol);
   CHECK(e.inputs < tol);
+}
+
+/// A model that starts with an embedding: every parameter compared, the ids'
+/// gradient must be zero.
+template <class Model>
+void require_gradients_ids(std::uint64_t seed, std::size_t batch, std::uint32_t vocab, float eps, double tol) {
+  const grad_errors e = gradient_check<Model>(seed, batch, eps, 1.0f, 0.0, vocab);
+  INFO("worst relative error: parameters " << e.params << "; largest |d/d id| " << e.inputs);
+  REQUIRE(e.checked == Model::param_count + batch * Model::input_size);
+  CHECK(e.params < tol);
+  CHECK(e.inputs == 0.0);
 }
 
 /// Piecewise-linear models: coordinates whose ±ε straddles a kink are skipped.
@@ -260,6 +280,20 @@ TEST_CASE("transformer layers: gradients agree with central finite differences",
                                      tl::residual<tl::layer_norm<4>, tl::conv2d<8, 1>, tl::gelu, tl::conv2d<4, 1>>,
                                      tl::flatten, tl::dense<12, 3>>>(25, 2, 3e-3f, 2e-3);
   }
+  SECTION("rms_norm") { require_gradients<tl::sequential<tl::input<1, 3, 6>, tl::rms_norm<6>>>(26, 2, 1e-2f, 1e-3); }
+  SECTION("silu") { require_gradients<tl::sequential<tl::input<9>, tl::silu>>(27, 3, 1e-2f, 1e-3, 2.0f); }
+  SECTION("learned_positions, then rms_norm") {
+    require_gradients<tl::sequential<tl::input<1, 3, 4>, tl::learned_positions<3, 4>, tl::rms_norm<4>>>(28, 2, 1e-2f,
+                                                                                                       1e-3);
+  }
+  SECTION("sinusoidal_positions over a 2×2 grid, then silu (no parameters)") {
+    require_gradients<tl::sequential<tl::input<2, 2, 4>, tl::sinusoidal_positions<4, 4>, tl::silu>>(29, 2, 1e-2f,
+                                                                                                    1e-3);
+  }
+  SECTION("embedding (8 ids from a vocabulary of 5: repeats scatter-add), positions, rms_norm, dense head") {
+    require_gradients_ids<tl::sequential<tl::input<1, 4, 1>, tl::embedding<5, 3>, tl::learned_positions<4, 3>,
+                                         tl::rms_norm<3>, tl::flatten, tl::dense<12, 2>>>(30, 2, 5, 1e-2f, 1e-3);
+  }
 }
 
 TEST_CASE("transformer layers: forward passes equal hand-computed values", "[nn][transformer]") {
@@ -352,6 +386,132 @@ TEST_CASE("transformer layers: forward passes equal hand-computed values", "[nn]
     auto fast = std::make_unique<nn::inference_network<model>>(net);
     const float* got = fast->forward(in.data());
     for (std::size_t i = 0; i < model::output_size; ++i) CHECK(got[i] == Approx(expect[i]).margin(1e-5));
+  }
+  SECTION("rms_norm: x/sqrt(mean(x²) + 2⁻²³), times the gain; initialize sets gain 1") {
+    using model = tl::sequential<tl::input<1, 2, 4>, tl::rms_norm<4>>;
+    nn::network<model> net(3);
+    const auto p = net.parameters();
+    REQUIRE(p.size() == 4);
+    for (std::size_t i = 0; i < 4; ++i) CHECK(p[i] == 1.0f);
+    const float gain[4] = {1.0f, 2.0f, -1.0f, 0.5f};
+    for (std::size_t i = 0; i < 4; ++i) p[i] = gain[i];
+    const float x[8] = {1, 2, 3, 4, 0, 0, 0, 0};  // second token: all zero, ε keeps it finite
+    const float* y = net.forward(x, 1);
+    const double r = 1.0 / std::sqrt(7.5 + 1.1920928955078125e-7);  // mean of 1, 4, 9, 16
+    for (std::size_t i = 0; i < 4; ++i) {
+      CHECK(y[i] == Approx(gain[i] * x[i] * r).margin(1e-6));
+      CHECK(y[4 + i] == 0.0f);
+    }
+  }
+  SECTION("silu: x·σ(x)") {
+    using model = tl::sequential<tl::input<4>, tl::silu>;
+    nn::network<model> net(1);
+    const float x[4] = {-1.0f, 0.0f, 1.0f, 2.0f};
+    const float* y = net.forward(x, 1);
+    const double expect[4] = {-0.2689414213699951, 0.0, 0.7310585786300049, 1.7615941559557649};
+    for (std::size_t i = 0; i < 4; ++i) CHECK(y[i] == Approx(expect[i]).margin(1e-6));
+  }
+  SECTION("sinusoidal_positions: x + sin / cos of t / 10000^(2i/Dim)") {
+    using model = tl::sequential<tl::input<1, 3, 4>, tl::sinusoidal_positions<3, 4>>;
+    static_assert(model::param_count == 0);
+    nn::network<model> net(1);
+    std::vector<float> x(12, 1.0f);
+    const float* y = net.forward(x.data(), 1);
+    for (std::size_t t = 0; t < 3; ++t) {
+      const double a0 = static_cast<double>(t), a1 = static_cast<double>(t) / 100.0;  // 10000^(2/4) = 100
+      CHECK(y[t * 4 + 0] == Approx(1.0 + std::sin(a0)).margin(1e-6));
+      CHECK(y[t * 4 + 1] == Approx(1.0 + std::cos(a0)).margin(1e-6));
+      CHECK(y[t * 4 + 2] == Approx(1.0 + std::sin(a1)).margin(1e-6));
+      CHECK(y[t * 4 + 3] == Approx(1.0 + std::cos(a1)).margin(1e-6));
+    }
+  }
+  SECTION("embedding: ids pick table rows; a value that is not an id is an error, in training and inference") {
+    // [embedding]
+    // 3 token ids per sample, as exact integers in float, from a vocabulary of 4.
+    using model = tl::sequential<tl::input<1, 3, 1>, tl::embedding<4, 2>, tl::learned_positions<3, 2>>;
+    // [embedding]
+    static_assert(std::is_same_v<model::layer<0>::out_shape, nn::shape<1, 3, 2>>);
+    static_assert(model::param_count == 4 * 2 + 3 * 2);
+    nn::network<model> net(1);
+    const auto p = net.parameters();
+    for (std::size_t i = 0; i < 8; ++i) p[i] = static_cast<float>(10 * (i / 2) + i % 2);  // row v = (10v, 10v + 1)
+    for (std::size_t i = 0; i < 6; ++i) p[8 + i] = 0.5f * static_cast<float>(i);         // position table
+    const float ids[3] = {2, 0, 2};
+    const float* y = net.forward(ids, 1);
+    const float expect[6] = {20.0f, 21.5f, 1.0f, 2.5f, 22.0f, 23.5f};
+    for (std::size_t i = 0; i < 6; ++i) CHECK(y[i] == expect[i]);
+    // backward: the repeated id 2 receives the sum of its two rows of dy
+    const float dy[6] = {1, 2, 3, 4, 5, 6};
+    net.zero_gradients();
+    net.backward(dy, nullptr);
+    const auto gr = net.gradients();
+    const float expect_grad[8] = {3, 4, 0, 0, 1 + 5, 2 + 6, 0, 0};
+    for (std::size_t i = 0; i < 8; ++i) CHECK(gr[i] == expect_grad[i]);
+    for (std::size_t i = 0; i < 6; ++i) CHECK(gr[8 + i] == dy[i]);
+
+    nn::inference_network<model> fast(net);
+    static_assert(!noexcept(fast.forward(ids)));
+    static_assert(noexcept(std::declval<nn::inference_network<lenet_300_100>&>().forward(nullptr)));
+    const float* yf = fast.forward(ids);
+    for (std::size_t i = 0; i < 6; ++i) CHECK(yf[i] == expect[i]);
+#if TINYLARGE_HAS_EXCEPTIONS  // without exceptions a bad id calls the fatal-error hook (traps)
+    for (const float bad : {1.5f, -1.0f, 4.0f, 1e9f, std::nanf("")}) {
+      const float in[3] = {0, bad, 1};
+      INFO("id " << bad);
+      CHECK_THROWS_WITH(net.forward(in, 1), Catch::Contains("embedding<Vocab, Dim>: an input value is not a token id"));
+      CHECK_THROWS_AS(fast.forward(in), tl::invalid_argument);
+    }
+#endif
+  }
+}
+
+TEST_CASE("kv_cache: incremental causal decoding equals the full-sequence forward pass", "[nn][transformer]") {
+  constexpr std::size_t T = 7, D = 8;
+  using model = tl::sequential<tl::input<1, T, D>, tl::multi_head_attention<D, 2, true>>;
+  nn::network<model> net(11);
+  tl::rng g(12);
+  for (float& v : net.parameters()) v += 0.1f * g.normal();  // non-zero biases
+  std::vector<float> x(T * D);
+  for (float& v : x) v = g.normal();
+  const float* full = net.forward(x.data(), 1);
+  const std::vector<float> expect(full, full + T * D);
+
+  // [kv-cache]
+  nn::kv_cache<model::layer<0>> cache;  // capacity: the layer's T positions, K and V held in the object
+  const float* attention_params = net.parameters().data() + model::param_offset<0>;
+  float y[D];
+  // [kv-cache]
+  static_assert(decltype(cache)::capacity == T);
+  static_assert(sizeof(cache) >= T * 2 * D * sizeof(float));  // the cache holds K and V itself
+  double worst = 0.0;
+  for (int round = 0; round < 2; ++round) {  // the second round after clear()
+    cache.clear();
+    for (std::size_t t = 0; t < T; ++t) {
+      cache.append(attention_params, x.data() + t * D, y);  // position t's row in, its output row out
+      REQUIRE(cache.size() == t + 1);
+      for (std::size_t i = 0; i < D; ++i)
+        worst = std::max(worst, static_cast<double>(std::abs(y[i] - expect[t * D + i])) /
+                                    std::max(1.0, static_cast<double>(std::abs(expect[t * D + i]))));
+    }
+  }
+  INFO("worst difference from the full forward pass: " << worst);
+  CHECK(worst <= 1e-6);
+#if TINYLARGE_HAS_EXCEPTIONS
+  // A cache that is full refuses one more position.
+  try {
+    cache.append(net.parameters().data(), x.data(), y);
+    FAIL("append on a full cache did not raise");
+  } catch (const tl::error& e) {
+    CHECK(e.code() == tl::errc::capacity_exceeded);
+  }
+#endif
+  // The causal prefix: the first 3 outputs do not depend on later positions.
+  std::vector<float> x2 = x;
+  for (std::size_t i = 3 * D; i < T * D; ++i) x2[i] = 5.0f * g.normal();
+  cache.clear();
+  for (std::size_t t = 0; t < 3; ++t) {
+    cache.append(net.parameters().data(), x2.data() + t * D, y);
+    for (std::size_t i = 0; i < D; ++i) CHECK(y[i] == Approx(expect[t * D + i]).margin(1e-6));
   }
 }
 

@@ -414,8 +414,8 @@ class network_compressor {
     bool any = false;
     Model::for_each_layer([&]<std::size_t I>() { any = any || nn::fp32_only(Model::template layer<I>::kind); });
     return !any;
-  }(), "compress::network_compressor<Model, P...>: layer_norm, gelu, multi_head_attention and residual "
-       "(nn/transformer.hpp) are not supported by the compression pipeline yet");
+  }(), "compress::network_compressor<Model, P...>: the layers of nn/transformer.hpp "
+       "are not supported by the compression pipeline yet");
 
   network_compressor() { init_records(); }
   /// The policies, with their hyperparameters.

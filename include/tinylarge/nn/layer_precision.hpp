@@ -88,7 +88,8 @@ struct layer_precision_check {
                 "tinylarge: nn::network: depthwise_conv2d has no fp16/bf16 path (it is not a GEMM); wrap it as "
                 "with_precision<depthwise_conv2d<...>, fp32>");
   static_assert(!fp32_only(L::kind) || std::is_same_v<P, fp32>,
-                "tinylarge: nn::network: layer_norm, gelu, multi_head_attention and residual compute in fp32 only "
+                "tinylarge: nn::network: the layers of nn/transformer.hpp (layer_norm, rms_norm, gelu, silu, "
+                "multi_head_attention, residual, embedding, positions) compute in fp32 only "
                 "(no fp16/bf16/int8 path yet): use an fp32 network, or wrap them as with_precision<..., fp32>");
   static constexpr bool value = true;
 };

@@ -391,7 +391,7 @@ class network {
     requires(!mixed)
   {
     static_assert(!model_has_fp32_only_layers,
-                  "tinylarge: network::enable_fake_quant: layer_norm, gelu, multi_head_attention and residual have no "
+                  "tinylarge: network::enable_fake_quant: the layers of nn/transformer.hpp have no "
                   "int8 path yet (nn/transformer.hpp computes in fp32 only)");
     fake_quant_ = on;
     fq_per_channel_ = per_channel;
@@ -585,9 +585,20 @@ class inference_network {
     pack();
   }
 
+  /// True when a layer checks its input and may raise (`embedding`: a value
+  /// that is not a token id); `forward` and `classify` are noexcept otherwise.
+  static constexpr bool forward_may_raise = [] {
+    bool any = false;
+    Model::for_each_layer([&]<std::size_t I>() {
+      if constexpr (requires { Model::template layer<I>::validates_input; })
+        any = any || Model::template layer<I>::validates_input;
+    });
+    return any;
+  }();
+
   /// Run one sample (Model::input_size floats).
   /// @return Model::output_size floats, valid until the next call
-  const float* forward(const float* x) noexcept {
+  const float* forward(const float* x) noexcept(!forward_may_raise) {
     const float* cur = x;
     std::size_t slot = 0;
     Model::for_each_layer([&]<std::size_t I>() {
@@ -615,7 +626,7 @@ class inference_network {
   }
 
   /// Argmax of the output (the predicted class).
-  std::size_t classify(const float* x) noexcept {
+  std::size_t classify(const float* x) noexcept(!forward_may_raise) {
     const float* y = forward(x);
     std::size_t best = 0;
     for (std::size_t i = 1; i < Model::output_size; ++i) best = y[i] > y[best] ? i : best;

@@ -90,6 +90,11 @@ enum class layer_kind : unsigned char {
   gelu,
   multi_head_attention,
   residual,
+  rms_norm,
+  silu,
+  embedding,
+  learned_positions,
+  sinusoidal_positions,
 };
 
 /// Human-readable name of a layer kind.
@@ -111,6 +116,11 @@ constexpr const char* to_string(layer_kind k) noexcept {
     case layer_kind::gelu: return "gelu";
     case layer_kind::multi_head_attention: return "multi_head_attention";
     case layer_kind::residual: return "residual";
+    case layer_kind::rms_norm: return "rms_norm";
+    case layer_kind::silu: return "silu";
+    case layer_kind::embedding: return "embedding";
+    case layer_kind::learned_positions: return "learned_positions";
+    case layer_kind::sinusoidal_positions: return "sinusoidal_positions";
   }
   return "?";
 }
@@ -126,7 +136,8 @@ constexpr bool has_weights(layer_kind k) noexcept {
 /// (no fp16/bf16 GEMM, fake quantization, int8 conversion or npz export yet).
 constexpr bool fp32_only(layer_kind k) noexcept {
   return k == layer_kind::layer_norm || k == layer_kind::gelu || k == layer_kind::multi_head_attention ||
-         k == layer_kind::residual;
+         k == layer_kind::residual || k == layer_kind::rms_norm || k == layer_kind::silu ||
+         k == layer_kind::embedding || k == layer_kind::learned_positions || k == layer_kind::sinusoidal_positions;
 }
 
 /// State shared by the fp32 forward and backward functions of one layer.
