@@ -863,11 +863,6 @@ TEST_CASE("split roles at the cut: decode_smashed / decode_gradient refuse bad s
   const std::vector<float> act{0.5f, -1.0f, 2.0f, 0.0f};  // b = 2
   const std::uint8_t labels[2] = {2, 0};
   std::vector<std::byte> msg;
-  auto as_floats = [](const std::vector<std::byte>& m, std::size_t n) {  // the first n fp32 values of m
-    std::vector<float> v(n);
-    std::memcpy(v.data(), m.data(), 4 * n);
-    return v;
-  };
   auto with_floats = [](std::vector<std::byte> m, const std::vector<float>& v) {  // m with its first values replaced
     std::memcpy(m.data(), v.data(), 4 * v.size());
     return m;

@@ -513,9 +513,8 @@ std::size_t documented_bytes(const char* codec, std::size_t n) {
   usage("documented_bytes: a codec this test does not know");
 }
 
-template <class Protocol, class Transport>
+template <class P, class Transport>
 int split_serve(Transport& net, const args& a, const task_data& d) {
-  using protocol = Protocol;
   std::vector<float> dev, srv;
   split_init(a, dev, srv);
   tl::workflow::splitfed_server_options o;
@@ -526,7 +525,7 @@ int split_serve(Transport& net, const args& a, const task_data& d) {
   o.round_timeout = std::chrono::milliseconds{a.round_timeout_ms};
   o.checkpoint_path = a.checkpoint;
   constexpr bool in_process = std::is_same_v<Transport, tl::in_process>;
-  std::unique_ptr<typename protocol::server> crashed;  // in process: kept alive, the clients may still hold its payloads
+  std::unique_ptr<typename P::server> crashed;  // in process: kept alive, the clients may still hold its payloads
   if (a.crash_round != 0) {
     o.on_step = [&](std::uint32_t r, std::uint64_t n) {
       if (r != a.crash_round || n < a.crash_after) return;
@@ -538,7 +537,7 @@ int split_serve(Transport& net, const args& a, const task_data& d) {
       std::abort();
     };
     if constexpr (in_process) {
-      crashed = std::make_unique<typename protocol::server>(tl::nn::adam{}, tl::fedavg{}, dev, srv);
+      crashed = std::make_unique<typename P::server>(tl::nn::adam{}, tl::fedavg{}, dev, srv);
       try {
         const tl::status s = crashed->run(net, o);
         std::fprintf(stderr, "splitfed server: did not reach the crash point (%s)\n", s.message);
@@ -549,7 +548,7 @@ int split_serve(Transport& net, const args& a, const task_data& d) {
     }
   }
   // A restarted server starts from the initial segments: the checkpoint replaces them.
-  typename protocol::server server(tl::nn::adam{}, tl::fedavg{}, dev, srv);
+  typename P::server server(tl::nn::adam{}, tl::fedavg{}, dev, srv);
   tl::workflow::splitfed_server_report rep;
   const tl::status s = server.run(net, o, &rep);
   if (!s.ok()) {
@@ -557,12 +556,12 @@ int split_serve(Transport& net, const args& a, const task_data& d) {
     return 1;
   }
   // The wire bytes of a step: the codecs' documented sizes for b·cut values (+ b label bytes up).
-  const std::size_t n = a.batch * protocol::cut;
-  const std::size_t up = documented_bytes(protocol::uplink_codec::name(), n) + a.batch;
-  const std::size_t down = documented_bytes(protocol::downlink_codec::name(), n);
+  const std::size_t values = a.batch * P::cut;
+  const std::size_t up = documented_bytes(P::uplink_codec::name(), values) + a.batch;
+  const std::size_t down = documented_bytes(P::downlink_codec::name(), values);
   std::printf("%s splitfed wire bytes per step (batch %u, cut %zu): smashed %s %zu + 52 frame, gradient %s %zu + 52 frame\n",
-              Transport::name(), a.batch, protocol::cut, protocol::uplink_codec::name(), up,
-              protocol::downlink_codec::name(), down);
+              Transport::name(), a.batch, P::cut, P::uplink_codec::name(), up,
+              P::downlink_codec::name(), down);
   if (rep.steps_served == 0 || rep.smashed_bytes != rep.steps_served * up || rep.gradient_bytes != rep.steps_served * down) {
     std::fprintf(stderr, "splitfed server: payload bytes %llu up / %llu down over %llu steps differ from the codecs' sizes\n",
                  static_cast<unsigned long long>(rep.smashed_bytes), static_cast<unsigned long long>(rep.gradient_bytes),
@@ -583,12 +582,11 @@ int split_serve(Transport& net, const args& a, const task_data& d) {
                           "], steps served " + std::to_string(rep.steps_served) + ",");
 }
 
-template <class Protocol, class Transport>
+template <class P, class Transport>
 int split_client(Transport& net, const args& a, const task_data& d, bool thread_mode = false) {
-  using protocol = Protocol;
   const tl::endpoint_id k = net.id();
   const std::uint32_t steps = split_steps(a, d);
-  typename protocol::client c(tl::nn::adam{}, static_cast<std::int64_t>(d.parts[k - 1].size()), a.batch);
+  typename P::client c(tl::nn::adam{}, static_cast<std::int64_t>(d.parts[k - 1].size()), a.batch);
   split_batches batches(a, d, k - 1, steps);
   tl::workflow::splitfed_client_options o;
   o.idle_timeout = std::chrono::milliseconds{std::max<long>(30000, 3 * a.round_timeout_ms)};
