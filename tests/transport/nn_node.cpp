@@ -612,17 +612,21 @@ int split_client(Transport& net, const args& a, const task_data& d, bool thread_
   return 0;
 }
 
-/// workflow/split.hpp's in-process SplitFedV1 with the same model, data, seeds.
+/// The traits of workflow/split.hpp's in-process SplitFedV1 with the codecs of the deployment `Protocol`.
+template <class Protocol>
+struct split_traits {
+  using model = ::model;
+  using partition = ::partition;
+  using optimizer = tl::nn::adam;
+  using aggregation = tl::fedavg;
+  using uplink_codec = typename Protocol::uplink_codec;
+  using downlink_codec = typename Protocol::downlink_codec;
+};
+
+/// workflow/split.hpp's in-process SplitFedV1 with the same model, data, seeds and codecs.
 template <class Protocol>
 int split_workflow(const args& a, const task_data& d) {
-  struct traits {
-    using model = ::model;
-    using partition = ::partition;
-    using optimizer = tl::nn::adam;
-    using aggregation = tl::fedavg;
-    using uplink_codec = typename Protocol::uplink_codec;
-    using downlink_codec = typename Protocol::downlink_codec;
-  };
+  using traits = split_traits<Protocol>;
   tl::splitfed_v1<traits> run{{.rounds = a.rounds, .batch_size = a.batch, .seed = a.seed, .evaluate_every = 0}};
   const auto train = d.train_view();
   const auto test = d.test_view();
