@@ -36,7 +36,8 @@
 #   nn-splitfed  SplitFedV1 (workflow/split_deploy.hpp) of the same model cut after dense+relu:
 #                in process, under `mpirun -np 5` and over MQTT, cmp-identical to each other
 #                AND to workflow/split.hpp's in-process SplitFedV1 with the same seeds (also with
-#                Dirichlet(0.5) clients of unequal size, in process); then hostile peers
+#                Dirichlet(0.5) clients of unequal size, in process; and with int8 smashed data and
+#                fp16 gradients, in process and under mpirun); then hostile peers
 #   nn-split-client-killed   over MQTT, client 3 SIGKILLs itself at step 5 of round 2:
 #                rounds of 4, 3, 3, 3 clients; identical to the in-process run in which
 #                client 3 leaves at the same step
@@ -424,9 +425,9 @@ nn_data() {  # the seeded Fashion-MNIST subset every process reads (made once pe
   ASAN_OPTIONS=$ASAN_DEFAULT "$NN" prepare --data-dir "$FMNIST_DIR" --dir "$WORK/fmnist" --train 2000 --test 1000 --seed 5 \
     && NN_DATA_READY=1
 }
-nn_mpi() {  # nn_mpi WORKFLOW OUT
+nn_mpi() {  # nn_mpi WORKFLOW OUT [ARGS...]
   ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 timeout 300 mpirun --oversubscribe -np 5 \
-    "$NN" "$1" mpi --dir "$WORK/fmnist" "${nn_common[@]}" --out "$2"
+    "$NN" "$1" mpi --dir "$WORK/fmnist" "${nn_common[@]}" "${@:3}" --out "$2"
 }
 nn_mqtt() {  # nn_mqtt WORKFLOW RUN OUT [ARGS...] — per-client extras in CLIENT_EXTRA[k]
   local wf=$1 run=$2 out=$3; shift 3
@@ -510,6 +511,16 @@ step_nn_splitfed() {
   CLIENT_EXTRA=()
   nn_mqtt splitfed nnsplit "$WORK/nn-splitfed-mqtt.bin" || return 1
   same "$WORK/nn-splitfed-inproc.bin" "$WORK/nn-splitfed-mqtt.bin" "nn splitfed: mqtt vs in_process" || return 1
+  # int8 smashed data up, fp16 gradients down: workflow/split.hpp with the same codecs = the deployment
+  # in process = over MPI (the servers also check each step's payload bytes against the codecs' sizes).
+  local q=(--codecs int8-fp16)
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" "${q[@]}" --out "$WORK/nn-splitfed-q-workflow.bin" || return 1
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "${q[@]}" --out "$WORK/nn-splitfed-q-inproc.bin" || return 1
+  same "$WORK/nn-splitfed-q-workflow.bin" "$WORK/nn-splitfed-q-inproc.bin" \
+    "nn splitfed --codecs int8-fp16: workflow/split_deploy.hpp in_process vs workflow/split.hpp" || return 1
+  nn_mpi splitfed "$WORK/nn-splitfed-q-mpi.bin" "${q[@]}" || return 1
+  same "$WORK/nn-splitfed-q-inproc.bin" "$WORK/nn-splitfed-q-mpi.bin" "nn splitfed --codecs int8-fp16: mpi vs in_process" || return 1
+  cmp -s "$WORK/nn-splitfed-inproc.bin" "$WORK/nn-splitfed-q-inproc.bin" && { echo "the codecs changed nothing"; return 1; }
   ASAN_OPTIONS=$ASAN_DEFAULT timeout 120 "$NN" splitfed hostile --dir "$WORK/fmnist" "${nn_common[@]}"
 }
 

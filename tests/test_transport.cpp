@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <new>
 #include <optional>
@@ -852,27 +853,84 @@ TEST_CASE("split server refuses a checkpoint of another model, client count, or 
   std::remove((path + ".tmp").c_str());
 }
 
-TEST_CASE("split server role: check_smashed refuses wrong shapes, NaN activations and bad labels", "[transport][split]") {
-  // Frames of b rows, cut 2: b·2 activations, then b labels (classes 3).
+TEST_CASE("split roles at the cut: decode_smashed / decode_gradient refuse bad sizes, codec payloads, NaN and labels",
+          "[transport][split]") {
+  namespace wf = tl::workflow;
+  // Messages of b rows, cut 2: the codec's message of b·2 activations, then b label bytes (classes 3).
   std::size_t rows = 99;
+  std::vector<float> x;
   std::vector<std::uint8_t> y;
-  const std::vector<float> good{0.5f, -1.0f, 2.0f, 0.0f, 2.0f, 0.0f};  // b = 2: labels 2, 0
-  REQUIRE(tl::workflow::check_smashed(good, 2, 3, 4, rows, y).ok());
-  CHECK(rows == 2);
-  CHECK(y == std::vector<std::uint8_t>{2, 0});
-  auto code = [&](std::vector<float> f, std::size_t max_rows = 4) {
-    return tl::workflow::check_smashed(f, 2, 3, max_rows, rows, y).code;
+  const std::vector<float> act{0.5f, -1.0f, 2.0f, 0.0f};  // b = 2
+  const std::uint8_t labels[2] = {2, 0};
+  std::vector<std::byte> msg;
+  auto with_floats = [](std::vector<std::byte> m, const std::vector<float>& v) {  // m with its first values replaced
+    std::memcpy(m.data(), v.data(), 4 * v.size());
+    return m;
   };
-  CHECK(code({0.5f, -1.0f, 2.0f, 0.0f, 2.0f}) == tl::errc::shape_mismatch);        // not b·(cut+1)
-  CHECK(code({}) == tl::errc::shape_mismatch);                                    // b = 0
-  CHECK(code(good, 1) == tl::errc::shape_mismatch);                               // b > max_batch
-  CHECK(code({0.5f, std::nanf(""), 2.0f, 0.0f, 2.0f, 0.0f}) == tl::errc::non_finite);
-  CHECK(code({0.5f, -1.0f, 2.0f, std::numeric_limits<float>::infinity(), 2.0f, 0.0f}) == tl::errc::non_finite);
-  CHECK(code({0.5f, -1.0f, 2.0f, 0.0f, 3.0f, 0.0f}) == tl::errc::invalid_argument);  // label = classes
-  CHECK(code({0.5f, -1.0f, 2.0f, 0.0f, 1.5f, 0.0f}) == tl::errc::invalid_argument);  // not an integer
-  CHECK(code({0.5f, -1.0f, 2.0f, 0.0f, 1.0f, -1.0f}) == tl::errc::invalid_argument);
-  CHECK(tl::workflow::check_gradient(std::vector<float>{1.0f, -2.0f}).ok());
-  CHECK(tl::workflow::check_gradient(std::vector<float>{1.0f, std::nanf("")}).code == tl::errc::non_finite);
+  // fp32: 4n + b bytes, lossless.
+  REQUIRE(wf::encode_smashed<tl::codec::fp32>(act, labels, 2, msg) == 4 * 4 + 2);
+  CHECK(wf::smashed_message_bytes<tl::codec::fp32>(2, 2) == 18);
+  REQUIRE(wf::decode_smashed<tl::codec::fp32>(msg, 2, 3, 4, rows, x, y).ok());
+  CHECK(rows == 2);
+  CHECK(x == act);
+  CHECK(y == std::vector<std::uint8_t>{2, 0});
+  auto code32 = [&](const std::vector<std::byte>& m, std::size_t max_rows = 4) {
+    return wf::decode_smashed<tl::codec::fp32>(m, 2, 3, max_rows, rows, x, y).code;
+  };
+  CHECK(code32(std::vector<std::byte>(msg.begin(), msg.end() - 1)) == tl::errc::shape_mismatch);  // no b fits
+  CHECK(code32({}) == tl::errc::shape_mismatch);                                                  // b = 0
+  CHECK(code32(msg, 1) == tl::errc::shape_mismatch);                                              // b > max_batch
+  CHECK(code32(with_floats(msg, {0.5f, std::nanf("")})) == tl::errc::non_finite);
+  CHECK(code32(with_floats(msg, {0.5f, -1.0f, std::numeric_limits<float>::infinity()})) == tl::errc::non_finite);
+  std::vector<std::byte> bad_label = msg;
+  bad_label[17] = std::byte{3};  // label = classes
+  CHECK(code32(bad_label) == tl::errc::invalid_argument);
+  // int8: n + 8 + b bytes; a scale that is not a positive finite number is refused before any value is used.
+  REQUIRE(wf::encode_smashed<tl::codec::int8>(act, labels, 2, msg) == 4 + 8 + 2);
+  REQUIRE(wf::decode_smashed<tl::codec::int8>(msg, 2, 3, 4, rows, x, y).ok());
+  CHECK(rows == 2);
+  CHECK(std::abs(x[2] - 2.0f) < 0.01f);
+  for (const float scale : {0.0f, -1.0f, std::nanf(""), std::numeric_limits<float>::infinity()}) {
+    std::vector<std::byte> m = msg;
+    std::memcpy(m.data(), &scale, 4);
+    CHECK(wf::decode_smashed<tl::codec::int8>(m, 2, 3, 4, rows, x, y).code == tl::errc::corrupt);
+  }
+  CHECK(wf::decode_smashed<tl::codec::int8>(std::vector<std::byte>(msg.begin(), msg.end() - 1), 2, 3, 4, rows, x, y).code ==
+        tl::errc::shape_mismatch);
+  // fp16: 2n + b bytes; a NaN or Inf half is refused as a non-finite activation.
+  REQUIRE(wf::encode_smashed<tl::codec::fp16>(act, labels, 2, msg) == 2 * 4 + 2);
+  REQUIRE(wf::decode_smashed<tl::codec::fp16>(msg, 2, 3, 4, rows, x, y).ok());
+  CHECK(x == act);  // exact in binary16
+  for (const std::uint16_t h : {std::uint16_t{0x7E00}, std::uint16_t{0x7C00}}) {  // NaN, +Inf
+    std::vector<std::byte> m = msg;
+    std::memcpy(m.data() + 2, &h, 2);
+    CHECK(wf::decode_smashed<tl::codec::fp16>(m, 2, 3, 4, rows, x, y).code == tl::errc::non_finite);
+  }
+  // top_k<fp32, 500>: 4 + 4k + 4k + b bytes (k = 2 of 4); an index out of range or repeated is refused.
+  using topk = tl::codec::top_k<tl::codec::fp32, 500>;
+  REQUIRE(wf::encode_smashed<topk>(act, labels, 2, msg) == 4 + 8 + 8 + 2);
+  REQUIRE(wf::decode_smashed<topk>(msg, 2, 3, 4, rows, x, y).ok());
+  CHECK(x == std::vector<float>{0.0f, -1.0f, 2.0f, 0.0f});
+  for (const std::uint32_t second : {std::uint32_t{4}, std::uint32_t{1}}) {  // out of range; the same as the first
+    std::vector<std::byte> m = msg;
+    std::memcpy(m.data() + 8, &second, 4);
+    CHECK(wf::decode_smashed<topk>(m, 2, 3, 4, rows, x, y).code == tl::errc::corrupt);
+  }
+  // The gradient (device side): exactly the codec's size for the batch, a payload it accepts, finite values.
+  std::vector<float> g(4);
+  const std::vector<float> grad{1.0f, -2.0f, 0.25f, 0.0f};
+  REQUIRE(wf::encode_at_cut<tl::codec::fp16>(grad, msg) == 8);
+  REQUIRE(wf::decode_gradient<tl::codec::fp16>(msg, g).ok());
+  CHECK(g == grad);
+  CHECK(wf::decode_gradient<tl::codec::fp16>(std::span<const std::byte>(msg).first(6), g).code == tl::errc::corrupt);
+  const std::uint16_t nan16 = 0x7E00;
+  std::memcpy(msg.data(), &nan16, 2);
+  CHECK(wf::decode_gradient<tl::codec::fp16>(msg, g).code == tl::errc::non_finite);
+  REQUIRE(wf::encode_at_cut<tl::codec::int8>(grad, msg) == 12);
+  const float zero = 0.0f;
+  std::memcpy(msg.data(), &zero, 4);
+  CHECK(wf::decode_gradient<tl::codec::int8>(msg, g).code == tl::errc::corrupt);
+  CHECK(wf::check_gradient(std::vector<float>{1.0f, -2.0f}).ok());
 }
 
 TEST_CASE("split client: a duplicate model is ignored, a restarted server's model redoes the round", "[transport][split]") {
@@ -916,17 +974,22 @@ TEST_CASE("split client: a duplicate model is ignored, a restarted server's mode
     auto send = [&](wire::message_type type, std::uint64_t aux, const std::vector<float>& v) {
       wire::message_header h;
       h.type = type;
-      h.dtype = wire::wire_dtype::fp32;
+      // a model is fp32; a gradient is the fp32 codec's message (dtype bytes, 4 bytes a value)
+      h.dtype = type == wire::message_type::gradient ? wire::wire_dtype::bytes : wire::wire_dtype::fp32;
       h.round = 1;
       h.aux = aux;
-      h.count = static_cast<std::uint32_t>(v.size());
+      h.count = static_cast<std::uint32_t>(type == wire::message_type::gradient ? 4 * v.size() : v.size());
       (void)ep.send(1, h, tl::as_bytes_le(std::span<const float>(v)));
     };
     auto next = [&](std::vector<float>* keep) {  // the next frame from the client: its aux (0 on timeout)
       wire::message_view m;
       if (!ep.recv(m, 5s).ok()) return std::uint64_t{0xDEAD};
       if (m.header.type == wire::message_type::smashed) out.smashed_aux.push_back(m.header.aux);
-      if (keep != nullptr) {
+      if (keep != nullptr && m.header.type == wire::message_type::smashed) {
+        std::size_t rows = 0;
+        std::vector<std::uint8_t> labels;
+        (void)tl::workflow::decode_smashed<tl::codec::fp32>(std::as_bytes(m.payload), s, 3, b, rows, *keep, labels);
+      } else if (keep != nullptr) {
         keep->resize(m.header.count);
         (void)wire::read_fp32(m, *keep);
       }

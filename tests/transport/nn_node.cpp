@@ -18,6 +18,7 @@
 // WF: fedavg | splitfed.
 // common: --clients N --rounds R --seed S --batch B --out FILE --min-clients M --round-timeout-ms T
 //         [--dirichlet ALPHA]  (Dirichlet label skew, unequal client sizes, instead of 4 shards per client)
+// splitfed: --codecs fp32|int8-fp16                        (the cut's uplink-downlink codecs, partition/codec.hpp)
 // fedavg: --policy fedavg|fedavgm|fedprox|fedadam|median|dp|reptile   (the server's aggregation rule)
 //         --update fp32|fp16|int8                           (what a client uploads; fp16 / int8 with fedavg)
 //         --fraction C                                      (clients per round: ⌈C·N⌉, drawn by the server)
@@ -44,6 +45,7 @@
 // restarts it); in process the first server object stops (an exception out of
 // its on_step hook, kept alive for the payloads the clients still hold) and a
 // new one resumes from FILE with the same clients.
+#include <array>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -89,7 +91,9 @@ namespace wf = tl::workflow;
 
 using model = tl::sequential<tl::dense<784, 64>, tl::relu, tl::dense<64, 10>>;
 using partition = tl::cut<2>;
-using protocol = tl::workflow::splitfed_v1_deployment<model, partition, tl::nn::adam, tl::fedavg>;
+template <class Up, class Down>
+using split_protocol = tl::workflow::splitfed_v1_deployment<model, partition, tl::nn::adam, tl::fedavg, Up, Down>;
+using protocol = split_protocol<tl::codec::fp32, tl::codec::fp32>;
 
 struct args {
   std::string workflow, mode, dir, data_dir = "/usr/share/datasets/fashion-mnist", out, run = "nn", checkpoint;
@@ -100,7 +104,7 @@ struct args {
   std::uint32_t die_round = 0, die_step = 0, drop_client = 0, crash_round = 0, crash_after = 0;
   long round_timeout_ms = 30000;
   double dirichlet = 0.0;  ///< > 0: Dirichlet(α) label skew (unequal client sizes) instead of shards
-  std::string policy = "fedavg", update = "fp32";
+  std::string policy = "fedavg", update = "fp32", codecs = "fp32";
   double fraction = 1.0;
 };
 
@@ -147,6 +151,7 @@ args parse(int argc, char** argv) {
     else if (k == "--policy") a.policy = v;
     else if (k == "--update") a.update = v;
     else if (k == "--fraction") a.fraction = std::stod(v);
+    else if (k == "--codecs") a.codecs = v;
     else usage(("unknown option " + k).c_str());
   }
   if (a.workflow != "prepare" && a.workflow != "fedavg" && a.workflow != "splitfed") usage("workflow must be fedavg or splitfed");
@@ -155,6 +160,7 @@ args parse(int argc, char** argv) {
   if ((!a.checkpoint.empty() || a.crash_round != 0) && a.workflow != "splitfed")
     usage("--checkpoint and --crash-* are options of the splitfed server (fedavg_node has FedAvg's)");
   if (a.crash_round != 0 && a.checkpoint.empty()) usage("--crash-round needs --checkpoint");
+  if (a.codecs != "fp32" && a.codecs != "int8-fp16") usage("--codecs must be fp32 or int8-fp16");
   return a;
 }
 
@@ -489,7 +495,25 @@ int split_report(const args& a, const task_data& d, const char* transport, std::
 /// The in-process stand-in for a SIGKILL of the split server (see --crash-round).
 struct simulated_crash {};
 
-template <class Transport>
+/// Calls f.template operator()<P>() with the SplitFedV1 deployment P of the
+/// --codecs (uplink-downlink) choice.
+template <class F>
+int with_split_codecs(const args& a, F&& f) {
+  if (a.codecs == "int8-fp16") return f.template operator()<split_protocol<tl::codec::int8, tl::codec::fp16>>();
+  return f.template operator()<protocol>();
+}
+
+/// A codec's message size for n values as partition/codec.hpp documents it
+/// (written out here, not taken from the codec: the test of the wire bytes).
+std::size_t documented_bytes(const char* codec, std::size_t n) {
+  const std::string c = codec;
+  if (c == "fp32") return 4 * n;
+  if (c == "fp16") return 2 * n;
+  if (c == "int8") return n + 8;
+  usage("documented_bytes: a codec this test does not know");
+}
+
+template <class P, class Transport>
 int split_serve(Transport& net, const args& a, const task_data& d) {
   std::vector<float> dev, srv;
   split_init(a, dev, srv);
@@ -501,7 +525,7 @@ int split_serve(Transport& net, const args& a, const task_data& d) {
   o.round_timeout = std::chrono::milliseconds{a.round_timeout_ms};
   o.checkpoint_path = a.checkpoint;
   constexpr bool in_process = std::is_same_v<Transport, tl::in_process>;
-  std::unique_ptr<protocol::server> crashed;  // in process: kept alive, the clients may still hold its payloads
+  std::unique_ptr<typename P::server> crashed;  // in process: kept alive, the clients may still hold its payloads
   if (a.crash_round != 0) {
     o.on_step = [&](std::uint32_t r, std::uint64_t n) {
       if (r != a.crash_round || n < a.crash_after) return;
@@ -513,7 +537,7 @@ int split_serve(Transport& net, const args& a, const task_data& d) {
       std::abort();
     };
     if constexpr (in_process) {
-      crashed = std::make_unique<protocol::server>(tl::nn::adam{}, tl::fedavg{}, dev, srv);
+      crashed = std::make_unique<typename P::server>(tl::nn::adam{}, tl::fedavg{}, dev, srv);
       try {
         const tl::status s = crashed->run(net, o);
         std::fprintf(stderr, "splitfed server: did not reach the crash point (%s)\n", s.message);
@@ -524,11 +548,24 @@ int split_serve(Transport& net, const args& a, const task_data& d) {
     }
   }
   // A restarted server starts from the initial segments: the checkpoint replaces them.
-  protocol::server server(tl::nn::adam{}, tl::fedavg{}, dev, srv);
+  typename P::server server(tl::nn::adam{}, tl::fedavg{}, dev, srv);
   tl::workflow::splitfed_server_report rep;
   const tl::status s = server.run(net, o, &rep);
   if (!s.ok()) {
     std::fprintf(stderr, "%s splitfed server: %s (%s)\n", Transport::name(), s.message, tl::to_string(s.code));
+    return 1;
+  }
+  // The wire bytes of a step: the codecs' documented sizes for b·cut values (+ b label bytes up).
+  const std::size_t values = a.batch * P::cut;
+  const std::size_t up = documented_bytes(P::uplink_codec::name(), values) + a.batch;
+  const std::size_t down = documented_bytes(P::downlink_codec::name(), values);
+  std::printf("%s splitfed wire bytes per step (batch %u, cut %zu): smashed %s %zu + 52 frame, gradient %s %zu + 52 frame\n",
+              Transport::name(), a.batch, P::cut, P::uplink_codec::name(), up,
+              P::downlink_codec::name(), down);
+  if (rep.steps_served == 0 || rep.smashed_bytes != rep.steps_served * up || rep.gradient_bytes != rep.steps_served * down) {
+    std::fprintf(stderr, "splitfed server: payload bytes %llu up / %llu down over %llu steps differ from the codecs' sizes\n",
+                 static_cast<unsigned long long>(rep.smashed_bytes), static_cast<unsigned long long>(rep.gradient_bytes),
+                 static_cast<unsigned long long>(rep.steps_served));
     return 1;
   }
   std::string per_round, loss;
@@ -545,11 +582,11 @@ int split_serve(Transport& net, const args& a, const task_data& d) {
                           "], steps served " + std::to_string(rep.steps_served) + ",");
 }
 
-template <class Transport>
+template <class P, class Transport>
 int split_client(Transport& net, const args& a, const task_data& d, bool thread_mode = false) {
   const tl::endpoint_id k = net.id();
   const std::uint32_t steps = split_steps(a, d);
-  protocol::client c(tl::nn::adam{}, static_cast<std::int64_t>(d.parts[k - 1].size()), a.batch);
+  typename P::client c(tl::nn::adam{}, static_cast<std::int64_t>(d.parts[k - 1].size()), a.batch);
   split_batches batches(a, d, k - 1, steps);
   tl::workflow::splitfed_client_options o;
   o.idle_timeout = std::chrono::milliseconds{std::max<long>(30000, 3 * a.round_timeout_ms)};
@@ -575,14 +612,21 @@ int split_client(Transport& net, const args& a, const task_data& d, bool thread_
   return 0;
 }
 
-/// workflow/split.hpp's in-process SplitFedV1 with the same model, data, seeds.
+/// The traits of workflow/split.hpp's in-process SplitFedV1 with the codecs of the deployment `Protocol`.
+template <class Protocol>
+struct split_traits {
+  using model = ::model;
+  using partition = ::partition;
+  using optimizer = tl::nn::adam;
+  using aggregation = tl::fedavg;
+  using uplink_codec = typename Protocol::uplink_codec;
+  using downlink_codec = typename Protocol::downlink_codec;
+};
+
+/// workflow/split.hpp's in-process SplitFedV1 with the same model, data, seeds and codecs.
+template <class Protocol>
 int split_workflow(const args& a, const task_data& d) {
-  struct traits {
-    using model = ::model;
-    using partition = ::partition;
-    using optimizer = tl::nn::adam;
-    using aggregation = tl::fedavg;
-  };
+  using traits = split_traits<Protocol>;
   tl::splitfed_v1<traits> run{{.rounds = a.rounds, .batch_size = a.batch, .seed = a.seed, .evaluate_every = 0}};
   const auto train = d.train_view();
   const auto test = d.test_view();
@@ -630,12 +674,14 @@ int split_hostile(const args& a, const task_data& d) {
     for (std::uint32_t k = 1; k <= 3; ++k)
       threads.emplace_back([&, k] {
         tl::in_process ep(net, k);
-        (void)split_client(ep, b, d, true);
+        (void)split_client<protocol>(ep, b, d, true);
       });
     threads.emplace_back([&] {
       tl::in_process ep(net, 4);
       std::vector<std::vector<float>> bufs;  // zero-copy: keep every payload alive
+      std::vector<std::vector<std::byte>> msgs;
       bufs.reserve(64);
+      msgs.reserve(64);
       auto send = [&](tl::wire::message_type t, std::uint32_t r, std::uint64_t aux, std::vector<float> v) {
         bufs.push_back(std::move(v));
         tl::wire::message_header h;
@@ -646,6 +692,20 @@ int split_hostile(const args& a, const task_data& d) {
         h.count = static_cast<std::uint32_t>(bufs.back().size());
         (void)ep.send(0, h, tl::as_bytes_le(std::span<const float>(bufs.back())));
       };
+      // A smashed frame: the fp32 codec's message of 2 rows of activations, 2 label bytes, `extra` bytes more.
+      auto send_smashed = [&](std::uint32_t r, std::uint64_t aux, const std::vector<float>& act,
+                              std::array<std::uint8_t, 2> labels, std::size_t extra = 0) {
+        msgs.emplace_back();
+        tl::workflow::encode_smashed<tl::codec::fp32>(act, labels.data(), 2, msgs.back());
+        msgs.back().resize(msgs.back().size() + extra);
+        tl::wire::message_header h;
+        h.type = tl::wire::message_type::smashed;
+        h.dtype = tl::wire::wire_dtype::bytes;
+        h.round = r;
+        h.aux = aux;
+        h.count = static_cast<std::uint32_t>(msgs.back().size());
+        (void)ep.send(0, h, {reinterpret_cast<const std::uint8_t*>(msgs.back().data()), msgs.back().size()});
+      };
       for (;;) {
         tl::wire::message_view m;
         if (!ep.recv(m, std::chrono::milliseconds{20000}).ok()) return;
@@ -653,12 +713,11 @@ int split_hostile(const args& a, const task_data& d) {
         if (m.header.type != tl::wire::message_type::model) continue;
         const std::uint32_t r = m.header.round;
         const auto steps = static_cast<std::uint32_t>(m.header.aux);
-        std::vector<float> good(2 * (s + 1), 0.5f);
-        good[2 * s] = 1.0f;
-        good[2 * s + 1] = 3.0f;
+        const std::vector<float> good(2 * s, 0.5f);
+        const std::array<std::uint8_t, 2> labels{1, 3};
         if (r == 4) {  // every step by the book, then a NaN update
           for (std::uint32_t t = 0; t < steps; ++t) {
-            send(tl::wire::message_type::smashed, r, t, good);
+            send_smashed(r, t, good, labels);
             tl::wire::message_view g;
             if (!ep.recv(g, std::chrono::milliseconds{20000}).ok() || g.header.type != tl::wire::message_type::gradient)
               return;
@@ -667,14 +726,15 @@ int split_hostile(const args& a, const task_data& d) {
                std::vector<float>(protocol::device_model::param_count, std::nanf("")));
           continue;
         }
-        send(tl::wire::message_type::smashed, r, 0, std::vector<float>(2 * (s + 1) + 1, 0.5f));  // size
-        send(tl::wire::message_type::smashed, r, 1, good);                                          // step 1 first
+        send_smashed(r, 0, good, labels, 1);  // size: no row count fits
+        send_smashed(r, 1, good, labels);     // step 1 first
         send(tl::wire::message_type::update, r, 10, std::vector<float>(protocol::device_model::param_count, 0.0f));
         std::vector<float> bad = good;
-        if (r == 1) bad[2 * s] = 10.0f;                 // label out of range
-        else if (r == 2) bad[7] = std::nanf("");        // NaN activation
-        else bad[2 * s + 1] = 2.5f;                     // label not an integer
-        send(tl::wire::message_type::smashed, r, 0, bad);
+        std::array<std::uint8_t, 2> bad_labels = labels;
+        if (r == 1) bad_labels[0] = 10;                                   // label out of range
+        else if (r == 2) bad[7] = std::nanf("");                          // NaN activation
+        else bad[2 * s - 1] = -std::numeric_limits<float>::infinity();    // infinite activation
+        send_smashed(r, 0, bad, bad_labels);
       }
     });
     std::vector<float> dev, srv;
@@ -694,7 +754,7 @@ int split_hostile(const args& a, const task_data& d) {
     for (auto& t : threads) t.join();
     expect(st.ok(), "the server completes 4 rounds next to a hostile client");
     expect(rep.clients_per_round == std::vector<std::size_t>{3, 3, 3, 3}, "each round averages clients 1..3 only");
-    expect(rep.rejected_frames == 3, "rounds 1-3: a bad label, a NaN activation, a fractional label: 3 frames rejected");
+    expect(rep.rejected_frames == 3, "rounds 1-3: a bad label, a NaN activation, an infinite one: 3 frames rejected");
     expect(rep.dropped_frames == 9, "rounds 1-3: wrong size, out-of-order step, early update: 3 frames dropped per round");
     expect(rep.rejected.size() == 1 && rep.rejected[0].client_id == 4,
            "round 4: all steps served, then the NaN update is refused by the aggregation");
@@ -729,15 +789,15 @@ int split_hostile(const args& a, const task_data& d) {
     (void)fake.send(1, h, tl::as_bytes_le(std::span<const float>(dev)));
     tl::wire::message_view m;
     const bool got = fake.recv(m, std::chrono::milliseconds{10000}).ok() && m.header.type == tl::wire::message_type::smashed;
-    const std::size_t bsz = got ? m.header.count / (s + 1) : 1;
+    const std::size_t bsz = got ? m.header.count / (4 * s + 1) : 1;  // the fp32 codec: 4 bytes a value, 1 a label
     std::vector<float> g(variant == 0 ? bsz * s + 1 : bsz * s, 0.0f);
     if (variant == 1) g[3] = std::numeric_limits<float>::infinity();
     tl::wire::message_header gh;
     gh.type = tl::wire::message_type::gradient;
-    gh.dtype = tl::wire::wire_dtype::fp32;
+    gh.dtype = tl::wire::wire_dtype::bytes;  // the fp32 codec's message
     gh.round = 1;
     gh.aux = 0;
-    gh.count = static_cast<std::uint32_t>(g.size());
+    gh.count = static_cast<std::uint32_t>(4 * g.size());
     (void)fake.send(1, gh, tl::as_bytes_le(std::span<const float>(g)));
     th.join();
     const tl::errc want = variant == 0 ? tl::errc::corrupt : tl::errc::non_finite;
@@ -755,11 +815,13 @@ int split_hostile(const args& a, const task_data& d) {
 
 template <class Transport>
 int serve(Transport& net, const args& a, const task_data& d) {
-  return a.workflow == "fedavg" ? fedavg_serve(net, a, d) : split_serve(net, a, d);
+  return a.workflow == "fedavg" ? fedavg_serve(net, a, d)
+                                : with_split_codecs(a, [&]<class P>() { return split_serve<P>(net, a, d); });
 }
 template <class Transport>
 int client(Transport& net, const args& a, const task_data& d, bool thread_mode = false) {
-  return a.workflow == "fedavg" ? fedavg_client(net, a, d) : split_client(net, a, d, thread_mode);
+  return a.workflow == "fedavg" ? fedavg_client(net, a, d)
+                                : with_split_codecs(a, [&]<class P>() { return split_client<P>(net, a, d, thread_mode); });
 }
 
 int run_inproc(const args& a, const task_data& d) {
@@ -813,7 +875,9 @@ int main(int argc, char** argv) try {
   }
   if (a.mode == "workflow" || a.mode == "hostile") {
     if (a.workflow != "splitfed") usage("modes 'workflow' and 'hostile' are for splitfed");
-    return a.mode == "workflow" ? split_workflow(a, d) : split_hostile(a, d);
+    if (a.mode == "hostile" && a.codecs != "fp32") usage("mode 'hostile' sends fp32 frames: no --codecs");
+    return a.mode == "workflow" ? with_split_codecs(a, [&]<class P>() { return split_workflow<P>(a, d); })
+                                : split_hostile(a, d);
   }
 #if defined(TINYLARGE_WITH_MPI)
   if (a.mode == "mpi") {

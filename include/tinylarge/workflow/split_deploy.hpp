@@ -4,13 +4,20 @@
 ///        server — one copy of the server segment per client — and the fed
 ///        server, which averages the client segments) and `splitfed_v1_deployment<…>::client`, the
 ///        drivers that run split learning's two roles
-///        (workflow/split_roles.hpp: `device_forward` / `device_backward`,
-///        `check_smashed` / `server_step`) over wire frames — the same role
-///        functions the in-process engine (workflow/split_engine.hpp) runs,
-///        so the protocol's arithmetic exists once. Over MPI rank 0 is the
+///        (workflow/split_roles.hpp: `device_forward` / `encode_smashed` /
+///        `decode_gradient` / `device_backward`, `decode_smashed` /
+///        `server_step` / `encode_at_cut`) over wire frames — the same role
+///        and codec functions the in-process engine (workflow/split_engine.hpp)
+///        runs, so the protocol's arithmetic exists once. Over MPI rank 0 is the
 ///        server; over MQTT the server topics (docs/transport.md has the layout).
 ///
-/// One cut (`cut<K>`: device segment + server segment). Endpoint 0 plays both
+/// One cut (`cut<K>`: device segment + server segment). What crosses it is
+/// encoded by the `Uplink` codec (smashed data) and the `Downlink` codec
+/// (gradients) of partition/codec.hpp — fp32, fp16, int8, top_k — as in the
+/// in-process engine's `uplink_codec` / `downlink_codec`; Up(n) and Down(n)
+/// below are their message sizes for n values (4n, 2n, n + 8, …). The
+/// codecs must encode n values in exactly `max_encoded_bytes(n)` bytes (all
+/// of codec.hpp's do): the server finds b from the frame's length. Endpoint 0 plays both
 /// server roles of the paper — the *main server* (forward/backward of the
 /// server segment) and the *fed server* (FedAvg of the client segments) —
 /// because both run at the same synchronisation point; clients are 1..N.
@@ -24,18 +31,22 @@
 ///     each client keeps its own).
 ///  2. for t = 0 … S−1, client k:
 ///     - runs its segment forward on its batch t and sends `smashed`
-///       {round r, aux = t, fp32 payload = b·s activations followed by the b
-///       labels as fp32 integers} (**labels travel with the smashed data**:
-///       the label-sharing variant of SplitFed, one frame per step);
+///       {round r, aux = t, bytes payload = Up(b·s activations) followed by
+///       the b labels, one byte each: Up(b·s) + b bytes} (**labels travel
+///       with the smashed data**: the label-sharing variant of SplitFed, one
+///       frame per step);
 ///     - the server checks the frame (round, t = the next step of client k;
-///       then `check_smashed`: count = b·(s+1), 1 ≤ b ≤ max_batch, finite
-///       activations, integer labels in [0, classes)), runs `server_step` on
+///       then `decode_smashed`: the length is Up(b·s) + b for one
+///       1 ≤ b ≤ max_batch, the codec accepts the payload — int8 scale
+///       positive and finite, top_k indices in range and ascending —, finite
+///       activations, labels in [0, classes)), runs `server_step` on
 ///       copy k (forward, the softmax cross-entropy, backward and its
 ///       optimizer step), and sends
-///       `gradient` {round r, aux = t, fp32 payload = ∂loss/∂activations,
-///       b·s values} to client k;
-///     - client k checks the gradient (`check_gradient`), back-propagates it
-///       through its segment and steps its optimizer (`device_backward`).
+///       `gradient` {round r, aux = t, bytes payload = Down(∂loss/∂activations,
+///       b·s values)} to client k;
+///     - client k checks the gradient (`decode_gradient`: exactly Down(b·s)
+///       bytes, a payload the codec accepts, finite values), back-propagates
+///       it through its segment and steps its optimizer (`device_backward`).
 ///  3. client k → server: `update` {round r, aux = local examples, fp32
 ///     payload = its device segment}.
 ///  4. when every live client has sent its update (or `round_timeout`
@@ -52,7 +63,8 @@
 ///
 /// Frames that do not fit (stale round, duplicate step from a QoS 1
 /// redelivery, wrong size) are dropped and counted; a smashed frame with
-/// non-finite values or invalid labels excludes its client from the round
+/// a codec payload the codec refuses, non-finite values (also a NaN half of
+/// an fp16 payload) or invalid labels excludes its client from the round
 /// (counted in `rejected_frames`; the client then times out on its gradient).
 /// Every wait has a deadline. Deadline policy for dead clients: as
 /// the FedAvg deployment server (workflow/federated_deploy.hpp) — a client that missed a round's deadline is not
@@ -101,9 +113,10 @@
 /// simulated crash (an exception thrown by `on_step`) leaves every payload a
 /// client may still hold valid while that object lives.
 ///
-/// Not here: multi-hop chains (`cut<K1, K2>`), non-fp32 codecs at the cut
-/// (the in-process `workflow/split.hpp` has int8/fp16 codecs), the other
-/// split schemes (PSL, EPSL, …: in process only).
+/// Not here: multi-hop chains (`cut<K1, K2>`), codecs whose message size
+/// varies with the values (none in partition/codec.hpp), the precision and
+/// compression policies of the engine's sides (`device` / `server`: fp32
+/// segments here), the other split schemes (PSL, EPSL, …: in process only).
 #pragma once
 
 #include <algorithm>
@@ -125,6 +138,7 @@
 #include "../nn/loss.hpp"
 #include "../nn/network.hpp"
 #include "../nn/optimizer.hpp"
+#include "../partition/codec.hpp"
 #include "../partition/cut.hpp"
 #include "../transport/checkpoint.hpp"
 #include "../transport/policy.hpp"
@@ -160,6 +174,8 @@ struct splitfed_server_report {
   std::uint64_t steps_served = 0;               ///< smashed frames answered
   std::uint64_t dropped_frames = 0;             ///< stale, duplicate or unexpected frames
   std::uint64_t rejected_frames = 0;            ///< smashed frames with bad values (client excluded)
+  std::uint64_t smashed_bytes = 0;              ///< payload bytes of the smashed frames answered (codec + labels)
+  std::uint64_t gradient_bytes = 0;             ///< payload bytes of the gradient frames sent (codec)
   std::vector<rejection> rejected;              ///< updates the aggregators refused
 };
 
@@ -182,7 +198,10 @@ struct splitfed_client_options {
 /// @tparam Partition `cut<K>`: one cut
 /// @tparam Optimizer every party's local optimizer (`nn::sgd`, `nn::adam`)
 /// @tparam Aggregation the fed server's and main server's rule (`fedavg`, …)
-template <class Model, class Partition, nn::optimizer_policy Optimizer, aggregation_policy Aggregation = fedavg>
+/// @tparam Uplink   the `smashed_codec` of the smashed activations (partition/codec.hpp)
+/// @tparam Downlink the `smashed_codec` of their gradients
+template <class Model, class Partition, nn::optimizer_policy Optimizer, aggregation_policy Aggregation = fedavg,
+          smashed_codec Uplink = codec::fp32, smashed_codec Downlink = codec::fp32>
 struct splitfed_v1_deployment {
   static_assert(Partition::cuts == 1, "tinylarge: splitfed_v1_deployment: exactly one cut (device + server segment)");
   using device_model = typename Partition::template segment<Model, 0>;
@@ -190,6 +209,13 @@ struct splitfed_v1_deployment {
   static constexpr std::size_t cut = Partition::template cut_size<Model, 0>;
   static constexpr std::size_t classes = Model::output_size;
   using loss = nn::softmax_cross_entropy;
+  using uplink_codec = Uplink;
+  using downlink_codec = Downlink;
+  static_assert(classes <= 256, "tinylarge: splitfed_v1_deployment: labels travel as one byte each (at most 256 classes)");
+  /// Bytes of the smashed message of b rows (the frame's payload): the uplink codec's message of b·cut values + b labels.
+  static constexpr std::size_t smashed_bytes(std::size_t b) noexcept { return smashed_message_bytes<Uplink>(b, cut); }
+  /// Bytes of the gradient message of b rows: the downlink codec's message of b·cut values.
+  static constexpr std::size_t gradient_bytes(std::size_t b) noexcept { return Downlink::max_encoded_bytes(b * cut); }
   using optimizer_state = typename Optimizer::template state<float>;
   static_assert(std::is_copy_assignable_v<optimizer_state>,
                 "tinylarge: splitfed_v1_deployment: the client keeps a copy of its optimizer state (server restarts)");
@@ -236,6 +262,7 @@ struct splitfed_v1_deployment {
       std::vector<std::int64_t> examples(n + 1, 0);
       std::vector<float> x, dy;
       std::vector<std::uint8_t> y;
+      if (gwire_.size() < n + 1) gwire_.resize(n + 1);
       for (std::uint32_t r = done + 1; r <= o.rounds; ++r) {
         for (std::size_t k = 1; k <= n; ++k) {
           const auto src = global_server_.parameters();
@@ -262,8 +289,9 @@ struct splitfed_v1_deployment {
           if (s.code == errc::timed_out) break;
           TINYLARGE_TRY(s);
           const auto k = m.header.sender;
-          if (k == 0 || k > n || m.header.round != r || have[k] || excluded[k] ||
-              m.header.dtype != wire::wire_dtype::fp32) {
+          const wire::wire_dtype want = m.header.type == wire::message_type::smashed ? wire::wire_dtype::bytes
+                                                                                       : wire::wire_dtype::fp32;
+          if (k == 0 || k > n || m.header.round != r || have[k] || excluded[k] || m.header.dtype != want) {
             ++rep.dropped_frames;
             continue;
           }
@@ -272,16 +300,15 @@ struct splitfed_v1_deployment {
               ++rep.dropped_frames;  // a duplicate (QoS 1), an out-of-order step, another epoch's
               continue;
             }
-            x.resize(m.header.count);
-            TINYLARGE_TRY(wire::read_fp32(m, x));
             std::size_t b = 0;
-            const status checked = check_smashed(x, cut, classes, o.max_batch, b, y);
+            const status checked =
+                decode_smashed<Uplink>(std::as_bytes(m.payload), cut, classes, o.max_batch, b, x, y);
             if (checked.code == errc::shape_mismatch) {
               ++rep.dropped_frames;  // the wrong size: not a step of this client
               continue;
             }
             if (!checked.ok()) {
-              ++rep.rejected_frames;  // NaN/Inf activations or bad labels: this client sits the round out
+              ++rep.rejected_frames;  // a bad codec payload, NaN/Inf activations or bad labels: the client sits the round out
               excluded[k] = true;
               if (live[k]) ++live_answered;
               continue;
@@ -295,17 +322,20 @@ struct splitfed_v1_deployment {
             loss_rows += b;
             wire::message_header g;
             g.type = wire::message_type::gradient;
-            g.dtype = wire::wire_dtype::fp32;
+            g.dtype = wire::wire_dtype::bytes;
             g.round = r;
             g.aux = next_step[k] | tag;
-            g.count = static_cast<std::uint32_t>(b * cut);
-            if (!net.send(k, g, as_bytes_le(std::span<const float>(grads[k])), o.send_timeout).ok()) {
+            g.count = static_cast<std::uint32_t>(encode_at_cut<Downlink>(grads[k], gwire_[k]));
+            const std::span<const std::uint8_t> gp(reinterpret_cast<const std::uint8_t*>(gwire_[k].data()), g.count);
+            if (!net.send(k, g, gp, o.send_timeout).ok()) {
               excluded[k] = true;  // cannot reach the client: it sits the round out, the server goes on
               if (live[k]) ++live_answered;
               continue;
             }
             ++next_step[k];
             ++rep.steps_served;
+            rep.smashed_bytes += m.payload.size();
+            rep.gradient_bytes += g.count;
             if (o.on_step) o.on_step(r, ++served);
           } else if (m.header.type == wire::message_type::update && next_step[k] == o.steps_per_round &&
                      m.header.count == device_model::param_count && (m.header.aux >> 32) == epoch_ &&
@@ -433,7 +463,8 @@ struct splitfed_v1_deployment {
     nn::network<server_model> global_server_;
     aggregator<Aggregation> device_agg_, server_agg_;
     std::vector<std::unique_ptr<copy>> copies_;
-    std::vector<std::vector<float>> grads_;  ///< one gradient buffer per client (zero-copy: outlives `run`)
+    std::vector<std::vector<float>> grads_;       ///< one gradient buffer per client
+    std::vector<std::vector<std::byte>> gwire_;   ///< its encoded message (zero-copy: outlives `run`)
     std::uint32_t epoch_ = 0;                ///< restart epoch of the current run
   };
 
@@ -463,7 +494,7 @@ struct splitfed_v1_deployment {
     template <transport_policy Transport>
     status run(Transport& net, const batch_fn& next_batch, const splitfed_client_options& o = {}) {
       std::uint32_t round = 0, epoch = 0;  // the (round, epoch) the client is in; round 0: none yet
-      std::vector<float> x(max_batch_ * Model::input_size), up, grad;
+      std::vector<float> x(max_batch_ * Model::input_size), grad;
       std::vector<std::uint8_t> y(max_batch_);
       optimizer_state round_start = opt_;  // the optimizer state when `round` began
       // A model frame the client acts on: a later round, or the same round from a restarted server.
@@ -503,16 +534,14 @@ struct splitfed_v1_deployment {
           TINYLARGE_CHECK(b >= 1 && b <= max_batch_, errc::invalid_argument,
                           "splitfed client: the batch function returned a size outside [1, max_batch]");
           const float* act = device_forward(net_, x.data(), b);
-          up.resize(b * (cut + 1));
-          std::copy_n(act, b * cut, up.data());
-          for (std::size_t i = 0; i < b; ++i) up[b * cut + i] = static_cast<float>(y[i]);
           wire::message_header h;
           h.type = wire::message_type::smashed;
-          h.dtype = wire::wire_dtype::fp32;
+          h.dtype = wire::wire_dtype::bytes;
           h.round = r;
           h.aux = t | tag;
-          h.count = static_cast<std::uint32_t>(up.size());
-          TINYLARGE_TRY(net.send(server_endpoint, h, as_bytes_le(std::span<const float>(up)), o.send_timeout));
+          h.count = static_cast<std::uint32_t>(encode_smashed<Uplink>({act, b * cut}, y.data(), b, up_));
+          const std::span<const std::uint8_t> payload(reinterpret_cast<const std::uint8_t*>(up_.data()), h.count);
+          TINYLARGE_TRY(net.send(server_endpoint, h, payload, o.send_timeout));
           // Wait for the gradient of this step; a newer model means the server moved on without
           // us, or restarted.
           for (;;) {
@@ -526,11 +555,10 @@ struct splitfed_v1_deployment {
             }
             if (m.header.type != wire::message_type::gradient || m.header.round != r || m.header.aux != (t | tag))
               continue;
-            TINYLARGE_CHECK(m.header.dtype == wire::wire_dtype::fp32 && m.header.count == b * cut, errc::corrupt,
-                            "splitfed client: the gradient frame does not match the smashed batch");
+            TINYLARGE_CHECK(m.header.dtype == wire::wire_dtype::bytes, errc::corrupt,
+                            "splitfed client: the gradient frame does not hold a codec message (dtype bytes)");
             grad.resize(b * cut);
-            TINYLARGE_TRY(wire::read_fp32(m, grad));
-            TINYLARGE_TRY(check_gradient(grad));
+            TINYLARGE_TRY(decode_gradient<Downlink>(std::as_bytes(m.payload), grad));
             device_backward(net_, grad.data(),
                             [this](auto& n) { opt_.step(n.parameters().data(), n.gradients().data()); });
             break;
@@ -555,6 +583,7 @@ struct splitfed_v1_deployment {
     }
     nn::network<device_model> net_;
     optimizer_state opt_;
+    std::vector<std::byte> up_;  ///< the smashed message (zero-copy: unchanged until its gradient came back)
     std::int64_t examples_;
     std::size_t max_batch_;
   };

@@ -71,12 +71,13 @@ template <has_aggregation T> struct aggregation_of<T> { using type = typename T:
 template <class T> struct optimizer_of { using type = nn::adam; };
 template <has_optimizer T> struct optimizer_of<T> { using type = typename T::optimizer; };
 
-/// Sends x through codec C: encode into `wire`, decode into y. Returns the message bytes.
+/// Sends x through codec C: the sending side of the cut encodes into `wire`,
+/// the receiving side decodes into y (workflow/split_roles.hpp, the functions
+/// the deployment's frames carry). Returns the message bytes.
 template <smashed_codec C>
 std::size_t transmit(std::span<const float> x, std::span<float> y, std::vector<std::byte>& wire) {
-  wire.resize(C::max_encoded_bytes(x.size()));
-  const std::size_t n = C::encode(x, wire);
-  raise_if_error(C::decode(std::span<const std::byte>(wire.data(), n), y));
+  const std::size_t n = workflow::encode_at_cut<C>(x, wire);
+  raise_if_error(workflow::decode_at_cut<C>(std::span<const std::byte>(wire.data(), n), y));
   return n;
 }
 

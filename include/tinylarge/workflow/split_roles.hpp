@@ -13,16 +13,17 @@
 /// One step, as the roles see it (b rows, s activations at the cut):
 ///
 ///     device                                      server
-///     a = device_forward(net, x, b)  ── smashed {a ‖ labels} ──▶  check_smashed(frame, s, classes, max_b)
-///                                                               r = server_step(chain, a, y, b, …, g)
-///     check_gradient(g)              ◀── gradient {g = ∂L/∂a} ──
+///     a = device_forward(net, x, b)
+///     encode_smashed<Up>(a, y, b)    ── smashed {Up(a) ‖ labels} ──▶  decode_smashed<Up>(msg, s, classes, max_b)
+///                                                                   r = server_step(chain, a, y, b, …, g)
+///     decode_gradient<Down>(msg, g)  ◀── gradient {Down(g = ∂L/∂a)} ──  encode_at_cut<Down>(g)
 ///     device_backward(net, g, update, r.stepped)
 ///
 /// The roles are functions of their inputs only: they do not know where the
 /// smashed data came from or where the gradient goes. The in-process engine
-/// passes its own buffers (and runs the codecs, the per-party accounting and
-/// the schemes' grouping around them); the deployment reads and writes wire
-/// frames. So the same batches give the same bits in one process, over MPI
+/// passes its own buffers (and runs the codecs — `encode_at_cut` then
+/// `decode_at_cut` — the per-party accounting and the schemes' grouping
+/// around them); the deployment sends the codecs' messages in wire frames. So the same batches give the same bits in one process, over MPI
 /// and over MQTT (`transport_test.sh nn-splitfed` compares them with `cmp`).
 ///
 /// The server's segment chain is a `split_server_chain`: one segment and its
@@ -34,10 +35,12 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../partition/codec.hpp"
 #include "../nn/loss.hpp"
 #include "../nn/train.hpp"
 
@@ -108,30 +111,104 @@ struct segment_chain {
   }
 };
 
-/// The server's first act on a smashed message of the label-sharing variant:
-/// `frame` = b·cut activations followed by the b labels as fp32 integers.
-/// Checks the shape (b·(cut+1) values, 1 ≤ b ≤ max_rows: `shape_mismatch`),
-/// that every activation is finite (`non_finite`) and that every label is an
-/// integer in [0, classes) (`invalid_argument`); on success `rows` = b and
-/// `labels` holds the b labels. Nothing else is changed on failure of the
-/// shape; a server feeds a rejected frame to no model.
-inline status check_smashed(std::span<const float> frame, std::size_t cut, std::size_t classes, std::size_t max_rows,
-                            std::size_t& rows, std::vector<std::uint8_t>& labels) {
-  const std::size_t b = frame.size() / (cut + 1);
-  TINYLARGE_CHECK(frame.size() % (cut + 1) == 0 && b >= 1 && b <= max_rows, errc::shape_mismatch,
-                  "split server: the smashed frame does not hold 1 ... max_batch rows of activations and labels");
+// ---------------------------------------------------------------------------
+// The messages at the cut (both roles; the engine and the deployment)
+// ---------------------------------------------------------------------------
+
+/// The sending side of a cut: `x` through codec C (partition/codec.hpp) into
+/// `out`, resized to the message. Returns its size in bytes. The engine's
+/// hops (encode, then decode at once) and the deployment's frames both run
+/// this, so a split computes the same bits in one process and over a network.
+template <smashed_codec C>
+std::size_t encode_at_cut(std::span<const float> x, std::vector<std::byte>& out) {
+  out.resize(C::max_encoded_bytes(x.size()));
+  const std::size_t n = C::encode(x, out);
+  out.resize(n);
+  return n;
+}
+
+/// The receiving side: `in` (untrusted) decoded by C into `y` (the receiver
+/// knows how many values to expect). The codec checks every size, scale and
+/// index (`truncated`, `corrupt`); the values are not checked here.
+template <smashed_codec C>
+status decode_at_cut(std::span<const std::byte> in, std::span<float> y) {
+  return C::decode(in, y);
+}
+
+/// Bytes of a smashed message of the label-sharing variant for `rows` rows
+/// of `cut` activations: codec C's message of rows·cut values, then one
+/// byte per label. The deployment needs codecs whose message of n values is
+/// always `max_encoded_bytes(n)` bytes (all four of partition/codec.hpp): the
+/// receiver finds the row count from the length.
+template <smashed_codec C>
+constexpr std::size_t smashed_message_bytes(std::size_t rows, std::size_t cut) noexcept {
+  return C::max_encoded_bytes(rows * cut) + rows;
+}
+
+/// Device: the smashed message {C(activations) ‖ labels as uint8} of `rows`
+/// rows (`act`: rows·cut values) into `out`; returns its size
+/// (`smashed_message_bytes<C>(rows, cut)`).
+template <smashed_codec C>
+std::size_t encode_smashed(std::span<const float> act, const std::uint8_t* labels, std::size_t rows,
+                           std::vector<std::byte>& out) {
+  const std::size_t n = encode_at_cut<C>(act, out);
+  TINYLARGE_REQUIRE(n == C::max_encoded_bytes(act.size()), errc::invalid_argument,
+                    "split device: the codec's message is not max_encoded_bytes(n) long (the deployment needs fixed sizes)");
+  out.resize(n + rows);
+  if (rows != 0) std::memcpy(out.data() + n, labels, rows);
+  return n + rows;
+}
+
+/// The server's first act on a smashed message (`encode_smashed<C>`): finds
+/// b from the length (`smashed_message_bytes<C>(b, cut)` = msg.size() with
+/// 1 ≤ b ≤ max_rows, else `shape_mismatch` and nothing else is read), decodes
+/// the activations with C (a payload the codec refuses — int8 scale not a
+/// positive finite number, top_k indices out of range or not ascending —:
+/// `corrupt`), checks that every activation is finite (`non_finite`: also
+/// catches a NaN or Inf in an fp16 payload) and every label is in
+/// [0, classes) (`invalid_argument`). On success `rows` = b, `x` holds b·cut
+/// activations and `labels` the b labels. A server feeds a refused message to
+/// no model.
+template <smashed_codec C>
+status decode_smashed(std::span<const std::byte> msg, std::size_t cut, std::size_t classes, std::size_t max_rows,
+                      std::size_t& rows, std::vector<float>& x, std::vector<std::uint8_t>& labels) {
+  std::size_t b = 0;
+  for (std::size_t r = 1; r <= max_rows && b == 0; ++r) {  // both terms grow with r: at most one fits
+    const std::size_t need = smashed_message_bytes<C>(r, cut);
+    if (need == msg.size()) b = r;
+    if (need > msg.size()) break;
+  }
+  TINYLARGE_CHECK(b != 0, errc::shape_mismatch,
+                  "split server: the smashed message is not the codec's size for 1 ... max_batch rows and their labels");
+  x.resize(b * cut);
+  const std::size_t n = C::max_encoded_bytes(b * cut);
+  const status d = decode_at_cut<C>(msg.first(n), x);
+  TINYLARGE_CHECK(d.ok(), errc::corrupt, d.message);
   bool finite = true;
-  for (std::size_t i = 0; i < b * cut; ++i) finite = finite && std::isfinite(frame[i]);
+  for (const float v : x) finite = finite && std::isfinite(v);
   TINYLARGE_CHECK(finite, errc::non_finite, "split server: a NaN or infinite activation in the smashed data");
   labels.resize(b);
+  bool in_range = true;
   for (std::size_t i = 0; i < b; ++i) {
-    const float l = frame[b * cut + i];
-    TINYLARGE_CHECK(l >= 0.0f && l < static_cast<float>(classes) && l == std::floor(l), errc::invalid_argument,
-                    "split server: a label that is not an integer in [0, classes)");
-    labels[i] = static_cast<std::uint8_t>(l);
+    labels[i] = static_cast<std::uint8_t>(msg[n + i]);
+    in_range = in_range && labels[i] < classes;
   }
+  TINYLARGE_CHECK(in_range, errc::invalid_argument, "split server: a label outside [0, classes)");
   rows = b;
   return status::success();
+}
+
+/// Device, on receipt of the gradient message of its `g.size()` smashed
+/// values: exactly `C::max_encoded_bytes(g.size())` bytes (`corrupt`
+/// otherwise), a payload codec C accepts (`corrupt`), finite values
+/// (`check_gradient`: `non_finite`). `g` is written only when the size fits.
+template <smashed_codec C>
+status decode_gradient(std::span<const std::byte> msg, std::span<float> g) {
+  TINYLARGE_CHECK(msg.size() == C::max_encoded_bytes(g.size()), errc::corrupt,
+                  "split device: the gradient message does not match the smashed batch");
+  const status d = decode_at_cut<C>(msg, g);
+  TINYLARGE_CHECK(d.ok(), errc::corrupt, d.message);
+  return check_gradient(g);
 }
 
 /// What one server step did.
