@@ -926,7 +926,7 @@ TEST_CASE("int8 conv2d and depthwise kernels, dense, pruned CSR and codebook, eq
       {3, 3, 5, 3, 1, 1, 3, true},      {24, 5, 8, 3, 1, 1, 1, true},
   };
   tinylarge::rng g(5);
-  std::size_t fillers = 0;
+  std::size_t fillers = 0, case_index = 0;
   for (const conv_case& cc : cases) {
     tk::conv_s8_shape s;
     s.h = cc.h, s.w = cc.w, s.c = cc.c, s.kernel = cc.k, s.stride = cc.stride, s.pad = cc.pad;
@@ -985,11 +985,13 @@ TEST_CASE("int8 conv2d and depthwise kernels, dense, pruned CSR and codebook, eq
     else
       tk::sparse_conv2d_s8(s, sw, x.data(), p, got.data(), scratch.data());
     CHECK(got == ref);
-    // Weight-shared: every weight one of k int8 codebook values (k = 7: 3-bit indices that
-    // straddle bytes; k = 11: 4 bits), bit-packed; the codebook kernels equal the definition
-    // on the substituted weights.
-    static constexpr std::int8_t book[11] = {-127, -90, -41, -9, -1, 0, 3, 17, 55, 100, 127};
-    const std::size_t k = cc.depthwise ? 7 : 11;
+    // Weight-shared: every weight one of k int8 codebook values, bit-packed with every width
+    // 1..8 over the cases (3, 5, 6, 7 bits straddle bytes; 4 bits: two per byte when a row
+    // starts on a byte); the codebook kernels equal the definition on the substituted weights.
+    static constexpr std::size_t ks[] = {11, 16, 2, 7, 3, 33, 256, 20, 100, 16, 9};  // case 1: 4 bits, odd rows
+    std::vector<std::int8_t> book(256);
+    for (auto& v : book) v = static_cast<std::int8_t>(static_cast<int>(g.uniform_int(255)) - 127);
+    const std::size_t k = ks[case_index++ % std::size(ks)];
     const unsigned bits = c::model_file_builder::int8_codebook_bits(k);
     std::vector<std::uint8_t> idx(w.size());
     for (std::size_t i = 0; i < w.size(); ++i) {
@@ -998,7 +1000,7 @@ TEST_CASE("int8 conv2d and depthwise kernels, dense, pruned CSR and codebook, eq
     }
     std::vector<std::uint8_t> packed(c::packed_size(idx.size(), bits));
     REQUIRE(c::pack_bits(idx.data(), idx.size(), bits, packed.data(), packed.size()).ok());
-    const tk::codebook_s8_matrix cw{s.out_c, fan_in, bits, packed.data(), book};
+    const tk::codebook_s8_matrix cw{s.out_c, fan_in, bits, packed.data(), book.data()};
     reference_conv_s8(s, cc.depthwise ? cc.c : 1, x.data(), w.data(), p, ref.data());
     std::fill(got.begin(), got.end(), std::int8_t{0});
     if (cc.depthwise)

@@ -15,7 +15,8 @@
 /// The sum is exact in int32 (as the dense kernels', for fan-in ≤
 /// `dense_s8_max_k` and |bias| < 2²³), so the outputs are bit-identical to the
 /// dense int8 kernels on the matrix whose weights are the codebook values, on
-/// every back end (these loops are scalar: each weight is an index lookup).
+/// every back end (these loops are scalar: each weight is an index lookup; rows read the
+/// index stream sequentially, depthwise taps by position).
 ///
 /// - `codebook_dense_s8`: batch of m rows.
 /// - `codebook_conv2d_s8`: im2col of one output pixel into `scratch` (the same
@@ -51,13 +52,39 @@ struct codebook_s8_matrix {
 
 namespace detail {
 /// acc + Σ_{c < n} (x[c] − zx)·codebook[index(first + c)]: the one row loop of
-/// `codebook_dense_s8` and `codebook_conv2d_s8`.
+/// `codebook_dense_s8` and `codebook_conv2d_s8`. The indices are read as a stream (a bit
+/// buffer refilled a byte at a time, only with bytes that hold indices of the row); 4-bit
+/// indices starting on a byte take two per byte.
 TINYLARGE_ALWAYS_INLINE std::int32_t codebook_row_dot_s8(std::int32_t acc, const codebook_s8_matrix& w,
                                                          std::size_t first, std::size_t n, const std::int8_t* x,
                                                          std::int32_t zx) noexcept {
-  for (std::size_t c = 0; c < n; ++c)
-    acc += (static_cast<std::int32_t>(x[c]) - zx) *
-           static_cast<std::int32_t>(w.codebook[compress::packed_get(w.packed, first + c, w.bits)]);
+  if (n == 0) return acc;
+  const unsigned bits = w.bits;
+  const std::size_t pos = first * bits;
+  const std::uint8_t* p = w.packed + (pos >> 3);
+  const std::int8_t* cb = w.codebook;
+  if (bits == 4 && (pos & 7u) == 0) {
+    std::size_t c = 0;
+    for (; c + 2 <= n; c += 2) {
+      const unsigned b = p[c >> 1];
+      acc += (static_cast<std::int32_t>(x[c]) - zx) * static_cast<std::int32_t>(cb[b & 15u]) +
+             (static_cast<std::int32_t>(x[c + 1]) - zx) * static_cast<std::int32_t>(cb[b >> 4]);
+    }
+    if (c < n) acc += (static_cast<std::int32_t>(x[c]) - zx) * static_cast<std::int32_t>(cb[p[c >> 1] & 15u]);
+    return acc;
+  }
+  const std::uint32_t mask = (1u << bits) - 1u;
+  std::uint32_t buf = static_cast<std::uint32_t>(*p++) >> (pos & 7u);
+  unsigned have = 8u - static_cast<unsigned>(pos & 7u);  // valid bits in buf
+  for (std::size_t c = 0; c < n; ++c) {
+    if (have < bits) {
+      buf |= static_cast<std::uint32_t>(*p++) << have;
+      have += 8u;
+    }
+    acc += (static_cast<std::int32_t>(x[c]) - zx) * static_cast<std::int32_t>(cb[buf & mask]);
+    buf >>= bits;
+    have -= bits;
+  }
   return acc;
 }
 }  // namespace detail
