@@ -19,7 +19,9 @@
 # The pruned LeNet-5 (make_cnn --lenet5-sparsity, here per weighted layer 0,0.6,0.7,0.6,0.3:
 # the first conv kept dense, the 400→120 layer pruned most; TL_LENET5_SPARSITY) runs as
 # a third program, lenet5_sparse: cnn_int8.cpp with TL_SPARSE (int8 CSR records run compressed
-# by a sparse_flash_storage network), through steps 2, 3 and 5 like the others.
+# by a sparse_flash_storage network), through steps 2, 3 and 5 like the others; so does the
+# weight-shared LeNet-5 (make_cnn --lenet5-clusters, here 16 int8 values per weighted layer, 4-bit
+# indices; TL_LENET5_CLUSTERS), lenet5_shared: cnn_int8.cpp with TL_SHARED (int8 codebook records).
 # Usage: scripts/mcu_cnn.sh [build-root]   (needs scripts/deps.sh build data mcu)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,8 +30,14 @@ cxx=${CXX:-c++}
 clangxx=${TINYLARGE_CLANGXX:-clang++-14}
 runtime_limit=8192
 models="lenet5 ds_cnn"
-programs="$models lenet5_sparse"  # cnn_int8.cpp builds; lenet5_sparse: the pruned LeNet-5
-defs_of() { case $1 in lenet5_sparse) echo "-DTL_MODEL=lenet5 -DTL_SPARSE=1" ;; *) echo "-DTL_MODEL=$1" ;; esac; }
+programs="$models lenet5_sparse lenet5_shared"  # cnn_int8.cpp builds; the pruned and the weight-shared LeNet-5
+defs_of() {
+  case $1 in
+    lenet5_sparse) echo "-DTL_MODEL=lenet5 -DTL_SPARSE=1" ;;
+    lenet5_shared) echo "-DTL_MODEL=lenet5 -DTL_SHARED=1" ;;
+    *) echo "-DTL_MODEL=$1" ;;
+  esac
+}
 mkdir -p "$out/gen"
 
 run_qemu() {  # board elf
@@ -41,7 +49,8 @@ same() { diff <(grep -v '^device:' "$1") <(grep -v '^device:' "$2"); }
 # 1. Generator (host profile).
 "$cxx" -std=c++20 -O2 -I"$root/include" -I"$root/examples/mcu" "$root/examples/mcu/make_cnn.cpp" \
   -o "$out/make_cnn" -lz 2> "$out/make_cnn.build.log" || { cat "$out/make_cnn.build.log"; exit 1; }
-"$out/make_cnn" --out "$out/gen" --lenet5-sparsity "${TL_LENET5_SPARSITY:-0,0.6,0.7,0.6,0.3}" > "$out/make_cnn.log" 2>&1 || { cat "$out/make_cnn.log"; exit 1; }
+"$out/make_cnn" --out "$out/gen" --lenet5-sparsity "${TL_LENET5_SPARSITY:-0,0.6,0.7,0.6,0.3}" \
+  --lenet5-clusters "${TL_LENET5_CLUSTERS:-16}" > "$out/make_cnn.log" 2>&1 || { cat "$out/make_cnn.log"; exit 1; }
 grep '^make_cnn:' "$out/make_cnn.log"
 
 # 2. Host reference, from both compilers.
@@ -77,7 +86,7 @@ for target in "cortex-m3 mps2-an385" "cortex-m4 mps2-an386" "cortex-m55 mps3-an5
   cmake -S "$root/examples/mcu" -B "$dir" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/arm-none-eabi.cmake" -DTINYLARGE_MCU_CPU="$cpu" \
     -DTINYLARGE_MCU_GENERATED="$out/gen" > /dev/null
-  cmake --build "$dir" -j"${TINYLARGE_JOBS:-2}" --target cnn_lenet5 cnn_ds_cnn cnn_lenet5_sparse cnn_lenet5_compiled cnn_ds_cnn_compiled \
+  cmake --build "$dir" -j"${TINYLARGE_JOBS:-2}" --target cnn_lenet5 cnn_ds_cnn cnn_lenet5_sparse cnn_lenet5_shared cnn_lenet5_compiled cnn_ds_cnn_compiled \
     > "$dir.build.log" 2>&1 ||
     { cat "$dir.build.log"; exit 1; }
   for m in $programs; do
@@ -92,7 +101,7 @@ for target in "cortex-m3 mps2-an385" "cortex-m4 mps2-an386" "cortex-m55 mps3-an5
     else
       echo "mcu-cnn: $m on $cpu: output differs from the host's:"; cat "$txt.diff"; status=1
     fi
-    [[ $m == lenet5_sparse ]] && continue  # no compiled-in variant
+    [[ $m == lenet5_sparse || $m == lenet5_shared ]] && continue  # no compiled-in variant
     ctxt=$out/cnn_${m}_compiled-$cpu.txt
     if run_qemu "$board" "$dir/cnn_${m}_compiled.elf" > "$ctxt" &&
        diff <(grep '^input ' "$out/cnn_$m-host.txt") <(grep '^input ' "$ctxt") > /dev/null; then

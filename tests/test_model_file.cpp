@@ -142,7 +142,8 @@ std::vector<float> run(const c::layer_view& v, const std::vector<float>& x) {
       c::factored_dense_f32(scalar{}, 1, v.factored, x.data(), v.bias, scratch.data(), y.data());
       break;
     case c::weight_format::int8:
-    case c::weight_format::int8_csr: FAIL("int8 layer in run()"); break;
+    case c::weight_format::int8_csr:
+    case c::weight_format::int8_codebook: FAIL("int8 layer in run()"); break;
   }
   return y;
 }
@@ -159,6 +160,11 @@ void exercise(const c::layer_view& v) {
     std::vector<std::int8_t> x(v.cols, 1), y(v.rows);
     const tinylarge::kernels::csr_s8_matrix w{v.rows, v.cols, v.csr_s8.row_ptr, v.csr_s8.gaps, v.csr_s8.values.values};
     tinylarge::kernels::sparse_dense_s8(1, w, x.data(), v.s8_params(), y.data());
+    return;
+  }
+  if (v.format == c::weight_format::int8_codebook) {
+    std::vector<std::int8_t> x(v.cols, 1), y(v.rows);
+    tinylarge::kernels::codebook_dense_s8(1, v.codebook_s8, x.data(), v.s8_params(), y.data());
     return;
   }
   (void)run(v, std::vector<float>(v.cols, 0.5f));
@@ -494,7 +500,7 @@ TEST_CASE("model file: structural validation behind the CRCs names each bad fiel
   REQUIRE(mutated([](auto&, const auto&) {}).ok());
 
   SECTION("enums") {
-    auto s = mutated([](auto& b, const auto& o) { b[o[0] + 14] = 9; });
+    auto s = mutated([](auto& b, const auto& o) { b[o[0] + 14] = 10; });
     CHECK(s.code == errc::corrupt);
     CHECK(says(s, "unknown weight format"));
     s = mutated([](auto& b, const auto& o) { b[o[0] + 13] = 6; });
@@ -641,7 +647,7 @@ TEST_CASE("model file: version policy", "[model_file][version]") {
     } catch (const tinylarge::format_error& e) {
       CHECK(e.code() == errc::unsupported_version);
       CHECK(std::string(e.what()) ==
-            "tinylarge: model file 'net.tlmf': format version 2.0 is not supported by this reader (format version 1.1)");
+            "tinylarge: model file 'net.tlmf': format version 2.0 is not supported by this reader (format version 1.2)");
     }
 #endif
     b[4] = 0;  // major 0
@@ -912,7 +918,7 @@ TEST_CASE("requantize_s8_32 equals requantize_s8 (TFLite's MultiplyByQuantizedMu
   CHECK(differ == 0);
 }
 
-TEST_CASE("int8 conv2d and depthwise kernels, dense and pruned CSR, equal the definition on every geometry", "[int8_model][kernels]") {
+TEST_CASE("int8 conv2d and depthwise kernels, dense, pruned CSR and codebook, equal the definition on every geometry", "[int8_model][kernels]") {
   const conv_case cases[] = {
       {16, 16, 16, 3, 1, 1, 16, false}, {7, 5, 3, 3, 2, 1, 5, false}, {9, 9, 1, 5, 1, 2, 6, false},
       {6, 6, 4, 1, 1, 0, 7, false},     {5, 7, 2, 2, 1, 0, 3, false}, {16, 16, 32, 3, 1, 1, 1, true},
@@ -920,7 +926,7 @@ TEST_CASE("int8 conv2d and depthwise kernels, dense and pruned CSR, equal the de
       {3, 3, 5, 3, 1, 1, 3, true},      {24, 5, 8, 3, 1, 1, 1, true},
   };
   tinylarge::rng g(5);
-  std::size_t fillers = 0;
+  std::size_t fillers = 0, case_index = 0;
   for (const conv_case& cc : cases) {
     tk::conv_s8_shape s;
     s.h = cc.h, s.w = cc.w, s.c = cc.c, s.kernel = cc.k, s.stride = cc.stride, s.pad = cc.pad;
@@ -978,6 +984,29 @@ TEST_CASE("int8 conv2d and depthwise kernels, dense and pruned CSR, equal the de
       tk::sparse_depthwise_conv2d_s8(s, cc.out_c_or_mult, sw, x.data(), p, got.data());
     else
       tk::sparse_conv2d_s8(s, sw, x.data(), p, got.data(), scratch.data());
+    CHECK(got == ref);
+    // Weight-shared: every weight one of k int8 codebook values, bit-packed with every width
+    // 1..8 over the cases (3, 5, 6, 7 bits straddle bytes; 4 bits: two per byte when a row
+    // starts on a byte); the codebook kernels equal the definition on the substituted weights.
+    static constexpr std::size_t ks[] = {11, 16, 2, 7, 3, 33, 256, 20, 100, 16, 9};  // case 1: 4 bits, odd rows
+    std::vector<std::int8_t> book(256);
+    for (auto& v : book) v = static_cast<std::int8_t>(static_cast<int>(g.uniform_int(255)) - 127);
+    const std::size_t k = ks[case_index++ % std::size(ks)];
+    const unsigned bits = c::model_file_builder::int8_codebook_bits(k);
+    std::vector<std::uint8_t> idx(w.size());
+    for (std::size_t i = 0; i < w.size(); ++i) {
+      idx[i] = static_cast<std::uint8_t>(g.uniform_int(static_cast<std::uint32_t>(k)));
+      w[i] = book[idx[i]];
+    }
+    std::vector<std::uint8_t> packed(c::packed_size(idx.size(), bits));
+    REQUIRE(c::pack_bits(idx.data(), idx.size(), bits, packed.data(), packed.size()).ok());
+    const tk::codebook_s8_matrix cw{s.out_c, fan_in, bits, packed.data(), book.data()};
+    reference_conv_s8(s, cc.depthwise ? cc.c : 1, x.data(), w.data(), p, ref.data());
+    std::fill(got.begin(), got.end(), std::int8_t{0});
+    if (cc.depthwise)
+      tk::codebook_depthwise_conv2d_s8(s, cc.out_c_or_mult, cw, x.data(), p, got.data());
+    else
+      tk::codebook_conv2d_s8(s, cw, x.data(), p, got.data(), scratch.data());
     CHECK(got == ref);
   }
   CHECK(fillers > 0);  // the filler path of the sparse kernels ran
@@ -1250,5 +1279,217 @@ TEST_CASE("int8 CSR model file: corrupt CSR records are rejected with the right 
     const status st = open_code(b, "1.0 with int8_csr");
     CHECK(st.code == errc::corrupt);
     CHECK(std::string(st.message).find("1.1") != std::string::npos);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Weight-shared int8 (weight format 9, int8_codebook): run in the compressed form
+// ---------------------------------------------------------------------------
+
+namespace {
+/// A PTQ-quantized `small_cnn` whose int8 weights are clustered into 16 values per layer, as
+/// an int8 codebook file (`shared`, 4-bit indices) and as a dense int8 file of the same
+/// substituted weights (`dense`).
+struct shared_files {
+  std::unique_ptr<owning_q<small_cnn>> q = std::make_unique<owning_q<small_cnn>>();
+  std::vector<float> xs;
+  std::vector<std::uint8_t> dense, shared;
+  std::size_t widest = 0;
+  shared_files() {
+    (void)int8_model_file(*q, 7, xs);
+    widest = c::share_int8_weights(*q, 16);
+    c::model_file_builder d, s;
+    c::add_int8_layers(d, *q);
+    c::add_int8_codebook_layers(s, *q);
+    dense = d.bytes();
+    shared = s.bytes();
+  }
+};
+
+/// A one-layer int8 codebook file: 3×4 dense, k = 5 (3-bit indices).
+std::vector<std::uint8_t> tiny_codebook_file() {
+  const std::int8_t book[5] = {-5, 0, 2, 9, 127};
+  const std::uint8_t idx[12] = {0, 1, 2, 3, 4, 4, 3, 2, 1, 0, 2, 2};
+  const float scales[1] = {0.01f};
+  const std::int32_t bias[3] = {1, -2, 3};
+  c::model_file_builder b;
+  b.add_int8_codebook(3, 4, book, idx, scales, {0.1f, 0}, {0.2f, -3}, bias);
+  return b.bytes();
+}
+}  // namespace
+
+TEST_CASE("int8 codebook model file: a weight-shared sparse_flash_storage network computes the dense int8 bits",
+          "[int8_model][int8_codebook]") {
+  shared_files f;
+  CHECK(f.widest <= 16);
+  CHECK(f.widest > 8);      // 16 clusters of ~100 distinct values: more than 3 bits needed
+  CHECK(f.dense[6] == 0);   // a file without int8_codebook records stays version 1.0
+  CHECK(f.shared[6] == 2);  // int8_codebook needs 1.2
+  CHECK(f.shared.size() < f.dense.size());
+  shared_files again;  // the clustering is deterministic
+  CHECK(again.shared == f.shared);
+  aligned_bytes ad(f.dense), as(f.shared);
+  c::model_file_reader rd, rs;
+  REQUIRE(rd.open(ad.data(), ad.size).ok());
+  REQUIRE(rs.open(as.data(), as.size).ok());
+  for (std::size_t i = 0; i < 3; ++i) {
+    c::layer_view v;
+    REQUIRE(rs.layer(i, v).ok());
+    CHECK(v.format == c::weight_format::int8_codebook);
+    CHECK(v.int8.weights == nullptr);
+    CHECK(v.in_place());
+    CHECK(v.codebook_s8.bits == 4);
+  }
+  static flash_q<small_cnn> dense_dev;
+  static sparse_q<small_cnn> shared_dev;
+  REQUIRE(c::bind_model_file(rd, dense_dev).ok());
+  REQUIRE(c::bind_model_file(rs, shared_dev).ok());
+  CHECK(shared_dev.layer_is_shared<0>());  // conv2d
+  CHECK(shared_dev.layer_is_shared<3>());  // depthwise
+  CHECK(shared_dev.layer_is_shared<6>());  // dense
+  CHECK_FALSE(shared_dev.layer_is_sparse<0>());
+  std::size_t differ_from_zero = 0;
+  for (std::size_t s = 0; s < 16; ++s) {
+    std::vector<std::int8_t> xq(small_cnn::input_size);
+    for (std::size_t i = 0; i < xq.size(); ++i)
+      xq[i] = tinylarge::quantize(f.xs[s * small_cnn::input_size + i], f.q->input_params());
+    const std::int8_t* yo = f.q->forward(xq.data());
+    const std::vector<std::int8_t> owning(yo, yo + small_cnn::output_size);
+    CHECK(std::equal(owning.begin(), owning.end(), dense_dev.forward(xq.data())));
+    CHECK(std::equal(owning.begin(), owning.end(), shared_dev.forward(xq.data())));
+    for (std::size_t i = 0; i < owning.size(); ++i) differ_from_zero += owning[i] != f.q->output_params().zero_point;
+  }
+  CHECK(differ_from_zero > 0);
+  // A flash_storage network cannot run codebook records: an error code that says what to use.
+  static flash_q<small_cnn> plain;
+  const status st = c::bind_model_file(rs, plain);
+  CHECK(st.code == errc::invalid_argument);
+  CHECK(std::string(st.message).find("sparse_flash_storage") != std::string::npos);
+  // when_smaller: with 16 values every layer is smaller as a codebook record; unshared, the
+  // conv layer's ~70 distinct values (7-bit indices + codebook) are not smaller than its 72
+  // int8 weights, so that layer stays a dense int8 record.
+  c::model_file_builder mixed;
+  c::add_int8_codebook_layers(mixed, *f.q, c::int8_csr_layers::when_smaller);
+  CHECK(mixed.bytes() == f.shared);  // 16 values: every layer smaller
+  auto q2 = std::make_unique<owning_q<small_cnn>>();
+  std::vector<float> xs2;
+  (void)int8_model_file(*q2, 7, xs2);
+  c::model_file_builder m2;
+  c::add_int8_codebook_layers(m2, *q2, c::int8_csr_layers::when_smaller);
+  const auto b2 = m2.bytes();
+  aligned_bytes a2(b2);
+  c::model_file_reader r2;
+  REQUIRE(r2.open(a2.data(), a2.size).ok());
+  c::layer_view v0;
+  REQUIRE(r2.layer(0, v0).ok());
+  CHECK(v0.format == c::weight_format::int8);  // unshared conv: 4·18 weights, too many distinct values
+}
+
+TEST_CASE("int8 codebook model file: corrupt codebook records are rejected with the right error code",
+          "[int8_model][int8_codebook][robustness]") {
+  const std::vector<std::uint8_t> file = tiny_codebook_file();
+  const std::size_t sec = section_offsets(file)[0];
+  const auto at = [&](const std::vector<std::uint8_t>& b, c::array_role r) {
+    return sec + le32(b, array_entry(b, sec, r) + 4);
+  };
+  const auto open_code = [](const std::vector<std::uint8_t>& b, const char* what) {
+    aligned_bytes a(b);
+    c::model_file_reader r;
+    const status st = r.open(a.data(), a.size);
+    INFO(what << ": " << (st.message ? st.message : "accepted"));
+    return st;
+  };
+  REQUIRE(open_code(file, "valid").ok());
+  REQUIRE(file[6] == 2);
+  REQUIRE(file[sec + 28] == 3);           // index bits
+  REQUIRE(le32(file, sec + 24) == 5);     // k
+  const auto says_ = [](const status& st, const char* part) {
+    return st.message != nullptr && std::string(st.message).find(part) != std::string::npos;
+  };
+  SECTION("the CRC covers the indices") {
+    auto b = file;
+    b[at(b, c::array_role::indices)] ^= 0x01;
+    CHECK(open_code(b, "flipped index").code == errc::checksum_mismatch);
+  }
+  SECTION("an index not below k") {
+    auto b = file;
+    const std::size_t x = at(b, c::array_role::indices);
+    b[x] = static_cast<std::uint8_t>((b[x] & ~7u) | 7u);  // index 0 := 7, k = 5
+    recrc(b);
+    const status st = open_code(b, "index 7");
+    CHECK(st.code == errc::corrupt);
+    CHECK(says_(st, "not below the codebook size"));
+  }
+  SECTION("index bits and k") {
+    for (const std::uint8_t bits : {std::uint8_t{0}, std::uint8_t{2}, std::uint8_t{4}, std::uint8_t{9}}) {
+      auto b = file;
+      b[sec + 28] = bits;
+      recrc(b);
+      const status st = open_code(b, "bits");
+      CHECK(st.code == errc::corrupt);
+    }
+    for (const std::uint32_t k : {0u, 4u, 9u, 300u}) {
+      auto b = file;
+      put32(b, sec + 24, k);
+      recrc(b);
+      const status st = open_code(b, "k");
+      CHECK(st.code == errc::corrupt);
+    }
+    auto b = file;  // indices packed with another width than the layer's
+    b[array_entry(b, sec, c::array_role::indices) + 3] = 4;
+    recrc(b);
+    CHECK(open_code(b, "width 4").code == errc::corrupt);
+  }
+  SECTION("array sizes") {
+    auto b = file;
+    put32(b, array_entry(b, sec, c::array_role::centroids) + 12, 4);  // 4 codebook values, 5 bytes
+    recrc(b);
+    CHECK(open_code(b, "codebook count").code == errc::corrupt);
+    b = file;
+    put32(b, array_entry(b, sec, c::array_role::indices) + 12, 11);  // 11 indices for 3·4 weights
+    recrc(b);
+    CHECK(open_code(b, "index count").code == errc::corrupt);
+    b = file;
+    b[array_entry(b, sec, c::array_role::centroids) + 1] = static_cast<std::uint8_t>(c::array_dtype::u8);
+    recrc(b);
+    const status st = open_code(b, "u8 codebook");
+    CHECK(st.code == errc::corrupt);
+    CHECK(says_(st, "i8"));
+  }
+  SECTION("a codebook value of -128") {
+    auto b = file;
+    b[at(b, c::array_role::centroids)] = 0x80;
+    recrc(b);
+    CHECK(open_code(b, "-128").code == errc::corrupt);
+  }
+  SECTION("int8_codebook in a file that claims version 1.1") {
+    auto b = file;
+    b[6] = 1;
+    recrc(b);
+    const status st = open_code(b, "1.1 with int8_codebook");
+    CHECK(st.code == errc::corrupt);
+    CHECK(says_(st, "1.2"));
+  }
+  SECTION("with CRCs bypassed, bit flips never crash and accepted mutants run") {
+    c::model_file_options nocrc;
+    nocrc.verify_crc = false;
+    std::size_t rejected = 0, accepted = 0;
+    for (std::size_t bit = 0; bit < file.size() * 8; ++bit) {
+      auto m = file;
+      m[bit / 8] ^= static_cast<std::uint8_t>(1u << (bit % 8));
+      aligned_bytes a(m);
+      c::model_file_reader r;
+      if (!r.open(a.data(), a.size, nocrc)) {
+        ++rejected;
+        continue;
+      }
+      c::layer_view v;
+      REQUIRE(r.layer(0, v).ok());
+      exercise(v);  // ASan: the views stay inside the bytes
+      ++accepted;
+    }
+    INFO("rejected " << rejected << ", accepted " << accepted);
+    CHECK(rejected > 0);
+    CHECK(accepted > 0);
   }
 }

@@ -15,6 +15,13 @@
 // (the same inputs, the pruned network's logits). Checked on the host: the CSR-bound network
 // equals, bit for bit, the dense int8 network with the same zeroed weights.
 //
+// With --lenet5-clusters K (2..256) the int8 LeNet-5 is also weight-shared: each weighted
+// layer's int8 weights clustered into K values (share_int8_weights, no fine-tuning) and written
+// with int8 codebook records (weight format 9, ⌈log2 K⌉-bit indices, run compressed by a
+// sparse_flash_storage network): lenet5_shared_model.h, lenet5_shared_data.h. Checked on the
+// host: the codebook-bound network equals, bit for bit, the dense int8 network whose weights
+// are the codebook values.
+//
 // Checks on the host (exit status 1 on failure): the bound network's logits equal the owning
 // network's (the file round-trips exactly) and the scalar back end's (the SIMD kernels are
 // bit-exact); a file of another shape and a file with one flipped bit are rejected.
@@ -190,12 +197,69 @@ void build_pruned(const std::string& name, const std::string& out, const nn::lab
   data.write(out + "/" + name + "_sparse_data.h");
 }
 
+/// Clusters the int8 weights of `q` into `clusters` values per weighted layer and exports it
+/// with int8 codebook records as `<name>_shared_model.h` / `<name>_shared_data.h`; `q`'s
+/// weights are restored afterwards.
+template <class Model>
+void build_shared(const std::string& name, const std::string& out, const nn::labelled_view<std::uint8_t>& test,
+                  owning_net<Model>& q, std::size_t dense_file_bytes, double acc_int8, std::size_t clusters) {
+  const std::vector<std::int8_t> saved(q.weights(), q.weights() + Model::weight_count);
+  const std::size_t widest = cz::share_int8_weights(q, clusters);
+  cz::model_file_builder bs, bd;
+  cz::add_int8_codebook_layers(bs, q, cz::int8_csr_layers::when_smaller);  // a layer not smaller stays dense
+  cz::add_int8_layers(bd, q);  // the same substituted weights, dense: the reference
+  const std::vector<std::uint8_t> file = bs.bytes(), dense_file = bd.bytes();
+  aligned_bytes fs(file), fd(dense_file);
+  cz::model_file_reader rs, rd;
+  raise_if_error(rs.open(fs.data(), fs.size));
+  raise_if_error(rd.open(fd.data(), fd.size));
+  static sparse_net<Model> dev;
+  static bound_net<Model> dense;
+  raise_if_error(cz::bind_model_file(rs, dev));
+  raise_if_error(cz::bind_model_file(rd, dense));
+  std::size_t shared_layers = 0;
+  for (std::size_t i = 0; i < rs.layer_count(); ++i) {
+    cz::layer_view v;
+    raise_if_error(rs.layer(i, v));
+    shared_layers += v.format == cz::weight_format::int8_codebook;
+  }
+  std::vector<std::int8_t> xq(Model::input_size), inputs, expected;
+  std::size_t hits = 0, same_dense = 0, same_owning = 0;
+  for (std::size_t s = 0; s < test.count; ++s) {
+    tl::kernels::quantize_s8(tl::arch::scalar{}, test.x + s * Model::input_size, Model::input_size, dev.input_params(),
+                             tl::int8_per_channel::activation_range, xq.data());
+    const std::int8_t* y = dev.forward(xq.data());
+    const std::vector<std::int8_t> ys(y, y + Model::output_size);
+    same_dense += std::equal(ys.begin(), ys.end(), dense.forward(xq.data()));
+    same_owning += std::equal(ys.begin(), ys.end(), q.forward(xq.data()));
+    hits += static_cast<std::size_t>(std::max_element(ys.begin(), ys.end()) - ys.begin()) == test.y[s];
+    if (s < embedded_inputs) {
+      inputs.insert(inputs.end(), xq.begin(), xq.end());
+      expected.insert(expected.end(), ys.begin(), ys.end());
+    }
+  }
+  check(same_dense == test.count, name + " shared: the codebook network's logits differ from the dense int8 network's");
+  check(same_owning == test.count, name + " shared: the codebook network's logits differ from the owning network's");
+  std::printf("make_cnn: %s weight-shared to %zu int8 values per weighted layer (at most %zu used), no fine-tuning; "
+              "%zu of %zu records int8 codebook; model file: int8 codebook %zu bytes, dense int8 %zu bytes; accuracy "
+              "on %zu test samples: int8 %.2f %% -> shared %.2f %%; codebook = dense int8 with the codebook values on "
+              "%zu / %zu\n",
+              name.c_str(), clusters, widest, shared_layers, rs.layer_count(), file.size(), dense_file_bytes,
+              test.count, 100.0 * acc_int8, 100.0 * static_cast<double>(hits) / static_cast<double>(test.count),
+              same_dense, test.count);
+  cz::write_c_header(out + "/" + name + "_shared_model.h", file, "tl_model");
+  cz::c_header_writer data("make_cnn: int8 inputs and the host's int8 logits of " + name + " weight-shared (int8 codebook)");
+  data.add_int8("tl_inputs", inputs).add_int8("tl_expected", expected);
+  data.write(out + "/" + name + "_shared_data.h");
+  std::copy(saved.begin(), saved.end(), q.weights());
+}
+
 /// Trains, quantizes and exports one model; returns the model file. `sparsity` > 0: also the
 /// pruned model (`build_pruned`).
 template <class Model>
 std::vector<std::uint8_t> build(const std::string& name, const std::string& out, const nn::labelled_view<std::uint8_t>& train,
                                 const nn::labelled_view<std::uint8_t>& test, std::size_t epochs, std::uint64_t seed,
-                                const std::vector<double>& sparsity = {}) {
+                                const std::vector<double>& sparsity = {}, std::size_t clusters = 0) {
   auto net = std::make_unique<nn::network<Model>>();
   net->template initialize<nn::he_normal>(seed);
   nn::fit(*net, nn::adam{.learning_rate = 2e-3f}, nn::softmax_cross_entropy{}, train,
@@ -257,6 +321,9 @@ std::vector<std::uint8_t> build(const std::string& name, const std::string& out,
   cz::c_header_writer data("make_cnn: int8 inputs and the host's int8 logits of " + name);
   data.add_int8("tl_inputs", inputs).add_int8("tl_expected", expected);
   data.write(out + "/" + name + "_data.h");
+  if (clusters > 0)
+    build_shared<Model>(name, out, test, *q, file.size(), static_cast<double>(hits) / static_cast<double>(test.count),
+                        clusters);
   if (!sparsity.empty())
     build_pruned<Model>(name, out, test, *q, file.size(), static_cast<double>(hits) / static_cast<double>(test.count),
                         sparsity);
@@ -270,7 +337,8 @@ int main(int argc, char** argv) {
   std::size_t train_n = 6000, epochs = 2, kws_n = 1500;
   std::uint64_t seed = 11;
   std::vector<double> lenet5_sparsity;
-  examples::cli args(argc, argv, "--out DIR [--train N] [--kws N] [--epochs E] [--seed S] [--lenet5-sparsity S|S1,...,S5]");
+  std::size_t lenet5_clusters = 0;
+  examples::cli args(argc, argv, "--out DIR [--train N] [--kws N] [--epochs E] [--seed S] [--lenet5-sparsity S|S1,...,S5] [--lenet5-clusters K]");
   while (args.next()) {
     if (args.is("--out")) out = args.text();
     else if (args.is("--train")) train_n = args.count();
@@ -278,6 +346,7 @@ int main(int argc, char** argv) {
     else if (args.is("--epochs")) epochs = args.count();
     else if (args.is("--seed")) seed = args.count<std::uint64_t>();
     else if (args.is("--lenet5-sparsity")) lenet5_sparsity = args.reals();
+    else if (args.is("--lenet5-clusters")) lenet5_clusters = args.count();
     else args.unknown();
   }
   if (out.empty()) {
@@ -301,7 +370,12 @@ int main(int argc, char** argv) {
                    lenet5_weighted);
       return 2;
     }
-    const auto lenet_file = build<mcu_cnn::lenet5>("lenet5", out, train, test, epochs, seed, lenet5_sparsity);
+    if (lenet5_clusters == 1 || lenet5_clusters > 256) {
+      std::fprintf(stderr, "make_cnn: --lenet5-clusters takes a value in [2, 256]\n");
+      return 2;
+    }
+    const auto lenet_file =
+        build<mcu_cnn::lenet5>("lenet5", out, train, test, epochs, seed, lenet5_sparsity, lenet5_clusters);
 
     // DS-CNN on synthetic spectrograms (training and test sets from different seeds).
     std::vector<float> kx, tx;

@@ -6,7 +6,8 @@
 // through its compressed kernel, so AddressSanitizer sees any view that leaves its bytes.
 // Every accepted file is also handed to the on-device binder (`compress::bind_model_file`)
 // of a small int8 CNN type (int8_model_sample.hpp), with flash_storage and with
-// sparse_flash_storage (pruned int8_csr records); a file either accepts runs one inference.
+// sparse_flash_storage (pruned int8_csr and weight-shared int8_codebook records); a file either
+// accepts runs one inference.
 // Every input is also decoded as a bare Huffman stream by both Huffman decoders, which must
 // agree (`huffman_differential`); the seed corpus holds format-1 and format-2 streams.
 // Built by scripts/fuzz_model_file.sh with -fsanitize=fuzzer,address,undefined.
@@ -36,6 +37,11 @@ void run_layer(const c::layer_view& v) {
     std::vector<std::int8_t> x(v.cols, 3), y(v.rows);
     const tinylarge::kernels::csr_s8_matrix w{v.rows, v.cols, v.csr_s8.row_ptr, v.csr_s8.gaps, v.csr_s8.values.values};
     tinylarge::kernels::sparse_dense_s8(1, w, x.data(), v.s8_params(), y.data());
+    return;
+  }
+  if (v.format == c::weight_format::int8_codebook) {
+    std::vector<std::int8_t> x(v.cols, 3), y(v.rows);
+    tinylarge::kernels::codebook_dense_s8(1, v.codebook_s8, x.data(), v.s8_params(), y.data());
     return;
   }
   std::vector<float> x(v.cols, 0.25f), y(v.rows), scratch(v.factored.rank + 1);

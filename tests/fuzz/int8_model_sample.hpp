@@ -16,7 +16,8 @@ namespace nn = tinylarge::nn;
 using model = nn::sequential<nn::input<6, 6, 2>, nn::conv2d<3, 3, 1, 1>, nn::relu, nn::max_pool2d<2>,
                              nn::depthwise_conv2d<3, 1, 1, 2>, nn::relu6, nn::flatten, nn::dense<54, 4>>;
 using bound = nn::quantized_network<model, tinylarge::int8_per_channel, nn::flash_storage, tinylarge::arch::scalar>;
-/// The same type with pruned int8 CSR records allowed (int8_csr, run compressed).
+/// The same type with pruned int8 CSR and weight-shared int8 codebook records allowed (int8_csr,
+/// int8_codebook, run compressed).
 using bound_sparse =
     nn::quantized_network<model, tinylarge::int8_per_channel, nn::sparse_flash_storage, tinylarge::arch::scalar>;
 }  // namespace int8_model_sample
@@ -30,8 +31,10 @@ using bound_sparse =
 
 namespace int8_model_sample {
 /// A valid model file of `model` (random weights, calibrated on random inputs); with
-/// `sparsity` > 0 the weights are pruned to it and stored as int8 CSR records.
-inline std::vector<std::uint8_t> file(std::uint64_t seed = 1, double sparsity = 0.0) {
+/// `sparsity` > 0 the weights are pruned to it and stored as int8 CSR records; with
+/// `clusters` > 0 they are clustered into that many values per layer and stored as int8
+/// codebook records.
+inline std::vector<std::uint8_t> file(std::uint64_t seed = 1, double sparsity = 0.0, std::size_t clusters = 0) {
   nn::network<model> net(seed);
   tinylarge::rng g(seed + 1);
   std::vector<float> xs(8 * model::input_size);
@@ -39,7 +42,10 @@ inline std::vector<std::uint8_t> file(std::uint64_t seed = 1, double sparsity = 
   auto q = std::make_unique<nn::quantized_network<model, tinylarge::int8_per_channel, nn::heap_storage>>();
   nn::quantize_post_training(net, xs.data(), 8, *q);
   tinylarge::compress::model_file_builder b;
-  if (sparsity > 0.0) {
+  if (clusters > 0) {
+    (void)tinylarge::compress::share_int8_weights(*q, clusters);
+    tinylarge::compress::add_int8_codebook_layers(b, *q);
+  } else if (sparsity > 0.0) {
     (void)tinylarge::compress::prune_int8_weights(*q, sparsity);
     tinylarge::compress::add_int8_csr_layers(b, *q);
   } else {

@@ -4,7 +4,9 @@
 ///        shape matches the compiled model type, from flash, after checking
 ///        it; `add_int8_layers` (host) writes a `quantized_network` as one,
 ///        `prune_int8_weights` + `add_int8_csr_layers` as a pruned one whose
-///        CSR records a `sparse_flash_storage` network runs compressed.
+///        CSR records a `sparse_flash_storage` network runs compressed, and
+///        `share_int8_weights` + `add_int8_codebook_layers` as a weight-shared
+///        one whose codebook records it runs compressed too.
 ///
 /// @code
 ///   using model = tl::nn::sequential<tl::nn::input<28, 28, 1>, tl::nn::conv2d<6, 5, 1, 2>, tl::nn::relu, …>;
@@ -39,7 +41,11 @@
 #include <span>
 #include <vector>
 
+#include <algorithm>
+#include <cmath>
+
 #include "pruning.hpp"
+#include "weight_sharing.hpp"
 #endif
 
 namespace tinylarge::compress {
@@ -96,7 +102,10 @@ inline constexpr std::size_t weighted_layer_count = [] {
 /// With `nn::flash_storage` every record must be int8 (format 3); with
 /// `nn::sparse_flash_storage` a record may also be pruned int8 CSR (format 8,
 /// `int8_csr`), which then runs on its non-zero weights (kernels/sparse_s8.hpp;
-/// the reader has checked its row offsets, entry counts and columns).
+/// the reader has checked its row offsets, entry counts and columns), or
+/// weight-shared int8 (format 9, `int8_codebook`), which then runs on its
+/// bit-packed indices and int8 codebook (kernels/codebook_s8.hpp; the reader
+/// has checked the stream, the width and every index).
 /// Returns `errc::shape_mismatch` when the file describes another model
 /// (layer count, kind, rows, cols, geometry, fused activation, or
 /// quantization parameters that do not chain), `errc::invalid_argument` when
@@ -132,7 +141,12 @@ template <class Model, class P, class S, class B>
         TINYLARGE_CHECK(sparse || v.format != weight_format::int8_csr, errc::invalid_argument,
                         "bind_model_file: a record is pruned int8 CSR (int8_csr): bind the file to a "
                         "quantized_network with nn::sparse_flash_storage");
-        TINYLARGE_CHECK((v.format == weight_format::int8 || v.format == weight_format::int8_csr) && v.in_place(),
+        TINYLARGE_CHECK(sparse || v.format != weight_format::int8_codebook, errc::invalid_argument,
+                        "bind_model_file: a record is weight-shared int8 (int8_codebook): bind the file to a "
+                        "quantized_network with nn::sparse_flash_storage");
+        TINYLARGE_CHECK((v.format == weight_format::int8 || v.format == weight_format::int8_csr ||
+                         v.format == weight_format::int8_codebook) &&
+                            v.in_place(),
                         errc::invalid_argument, "bind_model_file: a record is not in the int8 weight format");
         constexpr bool is_dense = L::kind == nn::layer_kind::dense;
         constexpr std::size_t cols = is_dense ? L::in_shape::size : L::fan_in;
@@ -173,6 +187,15 @@ template <class Model, class P, class S, class B>
             ++record;
             return status::success();
           }
+          if (v.format == weight_format::int8_codebook) {
+            nn::int8_codebook_binding cb;
+            cb.packed = v.codebook_s8.packed;
+            cb.codebook = v.codebook_s8.codebook;
+            cb.bits = v.codebook_s8.bits;
+            net.template bind_layer<I>(b, cb);
+            ++record;
+            return status::success();
+          }
         }
         net.template bind_layer<I>(b);
         ++record;
@@ -190,16 +213,21 @@ template <class Model, class P, class S, class B>
 }
 
 #if !TINYLARGE_FREESTANDING
-/// Which weighted layers `add_int8_csr_layers` writes as int8 CSR records.
+/// Which weighted layers `add_int8_csr_layers` writes as int8 CSR records (and
+/// `add_int8_codebook_layers` as int8 codebook records).
 enum class int8_csr_layers {
   every_layer,   ///< all of them
-  when_smaller,  ///< those whose CSR arrays (2 bytes per entry + 4·(rows + 1)) are smaller than rows·cols
-                 ///< bytes; the others as dense int8 records (the same zeros, the dense kernels)
+  when_smaller,  ///< those whose CSR arrays (2 bytes per entry + 4·(rows + 1)) — codebook: k + ⌈rows·cols·bits/8⌉
+                 ///< bytes — are smaller than rows·cols bytes; the others as dense int8 records (the same
+                 ///< weights, the dense kernels)
 };
 
 namespace detail {
+/// The weight format `add_int8_records` writes compressed layers in.
+enum class int8_record_form { dense, csr, codebook };
+
 template <class Model, class P, class S, class B>
-void add_int8_records(model_file_builder& builder, nn::quantized_network<Model, P, S, B>& q, bool csr,
+void add_int8_records(model_file_builder& builder, nn::quantized_network<Model, P, S, B>& q, int8_record_form form,
                       unsigned gap_bits, int8_csr_layers which = int8_csr_layers::every_layer) {
   static_assert(!nn::quantized_network<Model, P, S, B>::binds_parameters,
                 "tinylarge: add_int8_layers needs a network that owns its parameters");
@@ -222,8 +250,26 @@ void add_int8_records(model_file_builder& builder, nn::quantized_network<Model, 
       const std::span<const std::int32_t> bias(q.biases() + lay.bias[I], rows);
       std::size_t nonzeros = 0;
       for (const std::int8_t v : w) nonzeros += v != 0;
-      const bool smaller = 2 * nonzeros + 4 * (rows + 1) < rows * cols;
-      if (csr && (which == int8_csr_layers::every_layer || smaller))
+      const bool csr_smaller = 2 * nonzeros + 4 * (rows + 1) < rows * cols;
+      if (form == int8_record_form::codebook) {
+        // The codebook: the layer's distinct values, ascending (at most 255: [-127, 127]).
+        std::vector<std::int8_t> codebook(w.begin(), w.end());
+        std::sort(codebook.begin(), codebook.end());
+        codebook.erase(std::unique(codebook.begin(), codebook.end()), codebook.end());
+        const std::size_t k = codebook.size();
+        const bool smaller =
+            k + packed_size(rows * cols, model_file_builder::int8_codebook_bits(k)) < rows * cols;
+        if (which == int8_csr_layers::every_layer || smaller) {
+          std::vector<std::uint8_t> idx(w.size());
+          for (std::size_t i = 0; i < w.size(); ++i)
+            idx[i] = static_cast<std::uint8_t>(std::lower_bound(codebook.begin(), codebook.end(), w[i]) -
+                                               codebook.begin());
+          builder.add_int8_codebook(rows, cols, codebook, idx, std::span<const float>(scales, ns), tq[I], tq[I + 1],
+                                    bias, o);
+          return;
+        }
+      }
+      if (form == int8_record_form::csr && (which == int8_csr_layers::every_layer || csr_smaller))
         builder.add_int8_csr(rows, cols, w, std::span<const float>(scales, ns), tq[I], tq[I + 1], bias, o, gap_bits);
       else
         builder.add_int8(rows, cols, w, std::span<const float>(scales, ns), tq[I], tq[I + 1], bias, o);
@@ -239,7 +285,7 @@ void add_int8_records(model_file_builder& builder, nn::quantized_network<Model, 
 /// scales with the same formula, so the bound network computes the same bits.
 template <class Model, class P, class S, class B>
 void add_int8_layers(model_file_builder& builder, nn::quantized_network<Model, P, S, B>& q) {
-  detail::add_int8_records(builder, q, false, 8);
+  detail::add_int8_records(builder, q, detail::int8_record_form::dense, 8);
 }
 
 /// As `add_int8_layers`, every weighted layer as a pruned int8 CSR record (format 8,
@@ -251,7 +297,77 @@ void add_int8_layers(model_file_builder& builder, nn::quantized_network<Model, P
 template <class Model, class P, class S, class B>
 void add_int8_csr_layers(model_file_builder& builder, nn::quantized_network<Model, P, S, B>& q,
                          unsigned gap_bits = 8, int8_csr_layers which = int8_csr_layers::every_layer) {
-  detail::add_int8_records(builder, q, true, gap_bits, which);
+  detail::add_int8_records(builder, q, detail::int8_record_form::csr, gap_bits, which);
+}
+
+/// As `add_int8_layers`, every weighted layer as a weight-shared int8 record (format 9,
+/// `int8_codebook`: the layer's distinct int8 values, ascending, as its codebook — k ≤ 255 —
+/// and every weight as an index of max(1, ⌈log2 k⌉) bits, bit-packed): the file that
+/// `bind_model_file` binds to a `quantized_network<Model, P, nn::sparse_flash_storage>`,
+/// which then computes the bits of `q` (share `q`'s weights first: `share_int8_weights`).
+/// With `int8_csr_layers::when_smaller` a layer whose codebook form would not be smaller than
+/// its rows·cols int8 weights stays a dense int8 record.
+template <class Model, class P, class S, class B>
+void add_int8_codebook_layers(model_file_builder& builder, nn::quantized_network<Model, P, S, B>& q,
+                              int8_csr_layers which = int8_csr_layers::every_layer) {
+  detail::add_int8_records(builder, q, detail::int8_record_form::codebook, 8, which);
+}
+
+/// Per-layer weight sharing (Deep Compression stage 2) of an owning int8 network in place:
+/// the int8 weights of weighted layer r are clustered into at most `clusters[r]` ∈ [1, 256]
+/// values by the exact 1-D k-means of compress/weight_sharing.hpp (`kmeans_1d`, linear
+/// initialisation: deterministic), the centroids rounded to int8 in [−127, 127] (equal ones
+/// merged), and every weight replaced by its nearest rounded centroid (ties: the lower).
+/// Biases and multipliers are kept (no fine-tuning). `clusters` has one entry per weighted
+/// layer; a layer with no more distinct values than its entry is left unchanged.
+/// @return the largest number of distinct weight values of a weighted layer afterwards
+template <class Model, class P, class S, class B>
+std::size_t share_int8_weights(nn::quantized_network<Model, P, S, B>& q, std::span<const std::size_t> clusters) {
+  static_assert(!nn::quantized_network<Model, P, S, B>::binds_parameters,
+                "tinylarge: share_int8_weights needs a network that owns its parameters");
+  TINYLARGE_REQUIRE(clusters.size() == weighted_layer_count<Model>, errc::shape_mismatch,
+                    "share_int8_weights: one cluster count per weighted layer");
+  for (const std::size_t k : clusters)
+    TINYLARGE_REQUIRE(k >= 1 && k <= 256, errc::invalid_argument, "share_int8_weights: cluster counts in [1, 256]");
+  constexpr auto& lay = nn::quantized_network<Model, P, S, B>::layout;
+  std::int8_t* w = q.weights();
+  std::size_t widest = 0, r = 0;
+  Model::for_each_layer([&]<std::size_t I>() {
+    if constexpr (nn::has_weights(Model::template layer<I>::kind)) {
+      const std::size_t n = lay.weight[I + 1] - lay.weight[I];
+      std::int8_t* lw = w + lay.weight[I];
+      const std::vector<float> wf(lw, lw + n);
+      std::vector<float> distinct(wf);
+      std::sort(distinct.begin(), distinct.end());
+      distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+      const std::size_t k = clusters[r++];
+      if (distinct.size() > k) {
+        kmeans_options opt;
+        opt.clusters = k;
+        const kmeans_result km = kmeans_1d(wf, opt);
+        std::vector<float> codebook;
+        for (const float c : km.centroids)
+          codebook.push_back(static_cast<float>(std::clamp(std::lround(c), -127L, 127L)));
+        std::sort(codebook.begin(), codebook.end());
+        codebook.erase(std::unique(codebook.begin(), codebook.end()), codebook.end());
+        std::vector<std::uint8_t> labels(n);
+        assign_to_centroids(wf, codebook, labels);
+        for (std::size_t i = 0; i < n; ++i) lw[i] = static_cast<std::int8_t>(codebook[labels[i]]);
+        distinct.assign(lw, lw + n);
+        std::sort(distinct.begin(), distinct.end());
+        distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+      }
+      widest = std::max(widest, distinct.size());
+    }
+  });
+  return widest;
+}
+
+/// `share_int8_weights` with the same cluster count in every weighted layer.
+template <class Model, class P, class S, class B>
+std::size_t share_int8_weights(nn::quantized_network<Model, P, S, B>& q, std::size_t clusters) {
+  const std::vector<std::size_t> all(weighted_layer_count<Model>, clusters);
+  return share_int8_weights(q, std::span<const std::size_t>(all));
 }
 
 /// Per-layer magnitude pruning of an owning int8 network in place: in weighted layer r (the

@@ -47,6 +47,7 @@
 #include "../core/config.hpp"
 #include "../core/crc32.hpp"
 #include "../core/error.hpp"
+#include "../kernels/codebook_s8.hpp"
 #include "../kernels/dense.hpp"
 #include "../precision/fp16.hpp"
 #include "bitpack.hpp"
@@ -80,10 +81,12 @@ static_assert(sizeof(float) == 4 && sizeof(int) == 4, "compress/model_file.hpp: 
 /// Layout constants of the model file (docs/model-file-format.md).
 namespace model_file_layout {
 inline constexpr std::uint16_t version_major = 1;  ///< this reader's and writer's major version
-inline constexpr std::uint16_t version_minor = 1;  ///< this reader's minor version (1.1: `int8_csr`)
+inline constexpr std::uint16_t version_minor = 2;  ///< this reader's minor version (1.1: `int8_csr`, 1.2: `int8_codebook`)
 /// The first minor version with weight format `int8_csr`; the writer stamps a file with
-/// the lowest minor version its records need (1.0 without `int8_csr` records).
+/// the lowest minor version its records need (1.0 without `int8_csr` / `int8_codebook` records).
 inline constexpr std::uint16_t int8_csr_minor = 1;
+/// The first minor version with weight format `int8_codebook`.
+inline constexpr std::uint16_t int8_codebook_minor = 2;
 inline constexpr std::size_t header_size = 32;          ///< v1.0 file header
 inline constexpr std::size_t section_header_size = 48;  ///< v1.0 section header
 inline constexpr std::size_t array_entry_size = 16;     ///< one array descriptor
@@ -115,6 +118,7 @@ enum class weight_format : std::uint8_t {
   codebook = 6,      ///< every weight a codebook index, bit-packed
   factored = 7,      ///< low rank: left rows×rank · right rank×cols
   int8_csr = 8,      ///< pruned int8: relative-index CSR over the int8 weights, int32 bias, multipliers as int8 (1.1)
+  int8_codebook = 9,  ///< weight-shared int8: k int8 codebook values, bit-packed indices, the rest as int8 (1.2)
 };
 
 /// Role of an array inside a section.
@@ -129,8 +133,8 @@ enum class array_role : std::uint8_t {
   row_ptr = 8,        ///< CSR: u32, rows + 1
   gaps = 9,           ///< CSR: u8 symbols, one per entry (int8_csr: plain bytes)
   values = 10,        ///< CSR: f32 (csr_f32), u8 codebook indices (csr_codebook) or i8 (int8_csr), one per entry
-  centroids = 11,     ///< csr_codebook, codebook: f32, k
-  indices = 12,       ///< codebook: u8 symbols, rows·cols
+  centroids = 11,     ///< csr_codebook, codebook: f32, k (int8_codebook: i8, k)
+  indices = 12,       ///< codebook, int8_codebook: u8 symbols, rows·cols
   left = 13,          ///< factored: f32 rows×rank
   right = 14,         ///< factored: f32 rank×cols
 };
@@ -162,6 +166,7 @@ constexpr const char* to_string(weight_format f) noexcept {
     case weight_format::codebook: return "codebook";
     case weight_format::factored: return "factored";
     case weight_format::int8_csr: return "int8 CSR";
+    case weight_format::int8_codebook: return "int8 codebook";
   }
   return "unknown";
 }
@@ -172,7 +177,7 @@ constexpr const char* to_string(weight_format f) noexcept {
 
 /// The int8 (TFLite int8 spec) part of a layer: all pointers into the file.
 struct int8_layer_view {
-  const std::int8_t* weights = nullptr;       ///< rows×cols, values in [−127, 127] (null for int8_csr)
+  const std::int8_t* weights = nullptr;       ///< rows×cols, values in [−127, 127] (null for int8_csr, int8_codebook)
   const float* weight_scales = nullptr;       ///< `scale_count` entries
   const std::int32_t* multipliers = nullptr;  ///< `scale_count` entries, 0 or in [2^30, 2^31)
   const int* shifts = nullptr;                ///< `scale_count` entries, in [−31, 30]
@@ -194,8 +199,9 @@ struct layer_view {
   const std::int32_t* bias_s32 = nullptr;  ///< int8; may be null
   const float* dense = nullptr;           ///< dense_f32
   const half* dense_half = nullptr;       ///< dense_f16
-  int8_layer_view int8{};                 ///< int8 and int8_csr (scales, zero points, multipliers)
+  int8_layer_view int8{};                 ///< int8, int8_csr, int8_codebook (scales, zero points, multipliers)
   relative_csr_view<csr_s8_values> csr_s8{};  ///< int8_csr: the pruned int8 weights
+  kernels::codebook_s8_matrix codebook_s8{};  ///< int8_codebook: the weight-shared int8 weights
   relative_csr_view<csr_f32_values> csr{};                ///< csr_f32
   relative_csr_view<csr_codebook_values> csr_codebook{};  ///< csr_codebook
   codebook_matrix_view codebook{};        ///< codebook
@@ -563,9 +569,13 @@ class model_file_reader {
     const unsigned kind = h[12], act = h[13], fmt = h[14], narrays = h[15];
     TINYLARGE_CHECK(kind == 1 || kind == 2, errc::corrupt, "model file: unknown layer kind");
     TINYLARGE_CHECK(act <= 5, errc::corrupt, "model file: unknown activation");
-    TINYLARGE_CHECK(fmt >= 1 && fmt <= 8, errc::corrupt, "model file: unknown weight format");
+    TINYLARGE_CHECK(fmt >= 1 && fmt <= 9, errc::corrupt, "model file: unknown weight format");
     TINYLARGE_CHECK(fmt != static_cast<unsigned>(weight_format::int8_csr) || info_.minor >= L::int8_csr_minor,
                     errc::corrupt, "model file: weight format int8_csr (8) in a file of format version 1.0 (it needs 1.1)");
+    TINYLARGE_CHECK(fmt != static_cast<unsigned>(weight_format::int8_codebook) ||
+                        info_.minor >= L::int8_codebook_minor,
+                    errc::corrupt,
+                    "model file: weight format int8_codebook (9) in a file of format version below 1.2 (it needs 1.2)");
     v.kind = static_cast<layer_kind>(kind);
     v.activation = static_cast<activation_kind>(act);
     v.format = static_cast<weight_format>(fmt);
@@ -739,13 +749,18 @@ class model_file_reader {
         allowed = bit(R::row_ptr) | bit(R::gaps) | bit(R::values) | bit(R::bias) | bit(R::weight_scales) |
                   bit(R::act_scales) | bit(R::zero_points) | bit(R::multipliers) | bit(R::shifts);
         break;
+      case weight_format::int8_codebook:
+        allowed = bit(R::indices) | bit(R::centroids) | bit(R::bias) | bit(R::weight_scales) | bit(R::act_scales) |
+                  bit(R::zero_points) | bit(R::multipliers) | bit(R::shifts);
+        break;
     }
     for (unsigned r = 1; r < detail::mf_role_count; ++r)
       TINYLARGE_CHECK(!s.arrays[r].present || (allowed & (1u << r)) != 0, errc::corrupt,
                       "model file: an array that the layer's weight format does not use");
     const bool uses_rank_k = v.format == weight_format::csr_codebook || v.format == weight_format::codebook ||
-                             v.format == weight_format::factored;
-    const bool uses_bits = v.format == weight_format::csr_codebook || v.format == weight_format::codebook;
+                             v.format == weight_format::factored || v.format == weight_format::int8_codebook;
+    const bool uses_bits = v.format == weight_format::csr_codebook || v.format == weight_format::codebook ||
+                           v.format == weight_format::int8_codebook;
     const bool uses_gaps = v.format == weight_format::csr_f32 || v.format == weight_format::csr_codebook ||
                            v.format == weight_format::int8_csr;
     TINYLARGE_CHECK(uses_rank_k || s.rank_or_k == 0, errc::corrupt, "model file: rank/k set for a format without one");
@@ -755,7 +770,8 @@ class model_file_reader {
     // Bias: f32 for the fp32 formats, i32 for int8; optional.
     const detail::mf_array& b = arr(R::bias);
     if (b.present) {
-      if (v.format == weight_format::int8 || v.format == weight_format::int8_csr) {
+      if (v.format == weight_format::int8 || v.format == weight_format::int8_csr ||
+          v.format == weight_format::int8_codebook) {
         TINYLARGE_TRY(expect(b, T::i32, rows, false, "", "model file: an int8 bias must be i32, one per row"));
         v.bias_s32 = reinterpret_cast<const std::int32_t*>(b.data);
         if (deep)
@@ -790,7 +806,8 @@ class model_file_reader {
         break;
       }
       case weight_format::int8:
-      case weight_format::int8_csr: TINYLARGE_TRY(bind_int8(s, deep)); break;
+      case weight_format::int8_csr:
+      case weight_format::int8_codebook: TINYLARGE_TRY(bind_int8(s, deep)); break;
       case weight_format::csr_f32:
       case weight_format::csr_codebook: TINYLARGE_TRY(bind_csr(s, deep)); break;
       case weight_format::codebook: {
@@ -864,9 +881,30 @@ class model_file_reader {
     TINYLARGE_CHECK(cols <= kernels::dense_s8_max_k, errc::too_large,
                     "model file: an int8 layer has more than 2^16 inputs (the exact range of the kernel)");
     const bool csr = v.format == weight_format::int8_csr;
-    const auto& w = arr(csr ? R::values : R::weights);
-    std::size_t weight_count = rows * cols;
-    if (csr) {
+    const bool shared = v.format == weight_format::int8_codebook;
+    const auto& w = arr(csr ? R::values : shared ? R::centroids : R::weights);
+    std::size_t weight_count = rows * cols;  // int8 values checked below (int8_codebook: the k codebook values)
+    if (shared) {
+      // Weight-shared: k int8 codebook values, rows·cols indices bit-packed with the minimal
+      // width max(1, ceil(log2 k)), every index below k; used in place.
+      const std::size_t k = s.rank_or_k;
+      TINYLARGE_CHECK(s.bits >= 1 && s.bits <= 8, errc::corrupt, "model file: int8 codebook index bits must be in [1, 8]");
+      TINYLARGE_CHECK(k >= 1 && k <= (std::size_t{1} << s.bits) && (s.bits == 1 || k > (std::size_t{1} << (s.bits - 1))),
+                      errc::corrupt, "model file: int8 codebook index bits must be max(1, ceil(log2 k)), k in [1, 256]");
+      TINYLARGE_TRY(expect(w, T::i8, k, false, "model file: an int8 codebook layer has no codebook (centroids)",
+                           "model file: an int8 codebook must be i8, k values"));
+      weight_count = k;
+      const auto& x = arr(R::indices);
+      TINYLARGE_TRY(expect(x, T::u8, rows * cols, true, "model file: an int8 codebook layer has no indices",
+                           "model file: int8 codebook indices must be u8 symbols, rows·cols of them"));
+      TINYLARGE_CHECK(x.encoding == symbol_encoding::packed && x.width == s.bits, errc::corrupt,
+                      "model file: int8 codebook indices must be bit-packed with the layer's index bits");
+      v.codebook_s8 = {rows, cols, s.bits, x.data, reinterpret_cast<const std::int8_t*>(w.data)};
+      if (deep)
+        for (std::size_t i = 0; i < rows * cols; ++i)
+          TINYLARGE_CHECK(packed_get(x.data, i, s.bits) < k, errc::corrupt,
+                          "model file: an int8 codebook index is not below the codebook size k");
+    } else if (csr) {
       // Pruned: relative-index CSR over the int8 weights, gaps plain (in place).
       TINYLARGE_CHECK(s.gap_bits >= 1 && s.gap_bits <= 8, errc::corrupt, "model file: CSR gap bits must be in [1, 8]");
       const std::uint32_t* row_ptr = nullptr;
@@ -898,7 +936,7 @@ class model_file_reader {
     TINYLARGE_TRY(expect(arr(R::shifts), T::i32, ns, false, "model file: an int8 layer has no shifts",
                          "model file: int8 shifts must be i32, as many as the weight scales"));
     int8_layer_view& q = v.int8;
-    q.weights = csr ? nullptr : reinterpret_cast<const std::int8_t*>(w.data);
+    q.weights = csr || shared ? nullptr : reinterpret_cast<const std::int8_t*>(w.data);
     q.weight_scales = reinterpret_cast<const float*>(sc.data);
     q.multipliers = reinterpret_cast<const std::int32_t*>(arr(R::multipliers).data);
     q.shifts = reinterpret_cast<const int*>(arr(R::shifts).data);
@@ -1111,6 +1149,43 @@ class model_file_builder {
     s.add(array_role::values, array_dtype::i8, m.values.data(), m.values.size());
     add_int8_quantization(s, weight_scales, input, output, bias);
     return finish(std::move(s));
+  }
+
+  /// Weight-shared int8 weights (format `int8_codebook`, file version 1.2): `codebook` holds
+  /// k ∈ [1, 256] int8 values in [−127, 127], `indices` rows·cols indices below k, stored
+  /// bit-packed with max(1, ⌈log2 k⌉) bits; everything else as `add_int8`. A network bound
+  /// to it computes the bits of the dense int8 layer whose weight i is codebook[indices[i]].
+  model_file_builder& add_int8_codebook(std::size_t rows, std::size_t cols, std::span<const std::int8_t> codebook,
+                                        std::span<const std::uint8_t> indices, std::span<const float> weight_scales,
+                                        quant_params input, quant_params output,
+                                        std::span<const std::int32_t> bias = {}, const layer_options& o = {}) {
+    TINYLARGE_REQUIRE(indices.size() == rows * cols, errc::shape_mismatch,
+                      "model_file_builder: one codebook index per weight (rows·cols)");
+    TINYLARGE_REQUIRE(!codebook.empty() && codebook.size() <= 256, errc::invalid_argument,
+                      "model_file_builder: an int8 codebook has 1 to 256 values");
+    TINYLARGE_REQUIRE(weight_scales.size() == 1 || weight_scales.size() == rows, errc::shape_mismatch,
+                      "model_file_builder: one weight scale, or one per row");
+    TINYLARGE_REQUIRE(bias.empty() || bias.size() == rows, errc::shape_mismatch,
+                      "model_file_builder: the bias has one entry per row");
+    for (const std::uint8_t i : indices)
+      TINYLARGE_REQUIRE(i < codebook.size(), errc::invalid_argument,
+                        "model_file_builder: a codebook index is not below the codebook size");
+    const unsigned bits = int8_codebook_bits(codebook.size());
+    section s = begin(weight_format::int8_codebook, rows, cols, o);
+    s.rank_or_k = static_cast<std::uint32_t>(codebook.size());
+    s.bits = static_cast<std::uint8_t>(bits);
+    add_symbols(s, array_role::indices, std::vector<std::uint8_t>(indices.begin(), indices.end()), bits,
+                codebook.size(), symbol_encoding::packed);
+    s.add(array_role::centroids, array_dtype::i8, codebook.data(), codebook.size());
+    add_int8_quantization(s, weight_scales, input, output, bias);
+    return finish(std::move(s));
+  }
+
+  /// Index width of an int8 codebook of k values: max(1, ⌈log2 k⌉).
+  static constexpr unsigned int8_codebook_bits(std::size_t k) noexcept {
+    unsigned b = 1;
+    while ((std::size_t{1} << b) < k) ++b;
+    return b;
   }
 
   /// Relative-index CSR with fp32 values (compress/sparse.hpp).
@@ -1362,7 +1437,9 @@ class model_file_builder {
     std::uint32_t c = crc32(b.data(), 8);
     c = crc32(b.data() + 12, b.size() - 12, c);
     put32(b, 8, c);
-    const std::uint16_t minor = s.format == weight_format::int8_csr ? L::int8_csr_minor : std::uint16_t{0};
+    const std::uint16_t minor = s.format == weight_format::int8_csr        ? L::int8_csr_minor
+                                : s.format == weight_format::int8_codebook ? L::int8_codebook_minor
+                                                                           : std::uint16_t{0};
     check_section(b, minor);
     body_.insert(body_.end(), b.begin(), b.end());
     ++layers_;

@@ -27,7 +27,9 @@
 /// or, with `flash_storage`, views of const data in flash (a model file bound
 /// by `compress::bind_model_file`: the same inference code, no copy; with
 /// `sparse_flash_storage` also pruned int8 CSR records, run on their non-zero
-/// weights in place by kernels/sparse_s8.hpp with the same requantization) — plus
+/// weights in place by kernels/sparse_s8.hpp, and weight-shared int8 codebook
+/// records, run on their bit-packed indices in place by kernels/codebook_s8.hpp,
+/// both with the same requantization) — plus
 /// one activation arena of exactly `arena_bytes` bytes, planned at compile
 /// time (`detail::int8_arena_bytes`): two ping-pong buffers at its two ends
 /// and the conv im2col scratch between them.
@@ -56,6 +58,7 @@
 #include "../kernels/backend.hpp"
 #include "../kernels/conv.hpp"
 #include "../kernels/dense.hpp"
+#include "../kernels/codebook_s8.hpp"
 #include "../kernels/sparse_s8.hpp"
 #include "../precision/int8.hpp"
 #include "sequential.hpp"
@@ -145,6 +148,16 @@ struct int8_csr_binding {
   const std::int8_t* values = nullptr;
 };
 
+/// The weight-shared int8 weights of one layer (`sparse_flash_storage`;
+/// kernels/codebook_s8.hpp): out_channels·fan-in indices of `bits` bits,
+/// bit-packed, each below the size of the int8 `codebook`. The bias and
+/// multipliers stay in `int8_layer_binding`.
+struct int8_codebook_binding {
+  const std::uint8_t* packed = nullptr;
+  const std::int8_t* codebook = nullptr;
+  unsigned bits = 0;
+};
+
 /// The int8 inference form of a `sequential` model.
 /// @tparam Model a `sequential<...>` type (the same one the fp32 `network` uses)
 /// @tparam P an int8 precision policy: `tl::int8_per_channel` (default) or
@@ -161,8 +174,9 @@ class quantized_network {
   static constexpr std::size_t tensor_count = Model::size + 1;
   /// True with `flash_storage` and `sparse_flash_storage`: parameters are views set by `bind_layer`.
   static constexpr bool binds_parameters = detail::parameters_are_views<Storage>();
-  /// True with `sparse_flash_storage`: a layer may be bound as pruned CSR views and then
-  /// runs the int8 CSR kernels (kernels/sparse_s8.hpp) on them.
+  /// True with `sparse_flash_storage`: a layer may be bound as pruned CSR views or as
+  /// weight-shared codebook views and then runs the int8 CSR kernels (kernels/sparse_s8.hpp)
+  /// or the int8 codebook kernels (kernels/codebook_s8.hpp) on them.
   static constexpr bool binds_sparse = detail::sparse_parameters<Storage>();
   /// Bytes of the activation arena (`detail::int8_arena_bytes`): the model's
   /// `arena_bytes<P>` plus the kernels' im2col scratch for conv layers.
@@ -319,7 +333,10 @@ class quantized_network {
   {
     static_assert(has_weights(Model::template layer<I>::kind), "tinylarge: bind_layer: layer I has no parameters");
     bound_[I] = b;
-    if constexpr (binds_sparse) bound_csr_[I] = {};
+    if constexpr (binds_sparse) {
+      bound_csr_[I] = {};
+      bound_codebook_[I] = {};
+    }
     parameters_changed();
   }
   /// With `sparse_flash_storage`: point layer I at pruned CSR weights (`csr`) and the
@@ -333,7 +350,32 @@ class quantized_network {
     bound_[I] = b;
     bound_[I].weights = nullptr;
     bound_csr_[I] = csr;
+    bound_codebook_[I] = {};
     parameters_changed();
+  }
+  /// With `sparse_flash_storage`: point layer I at weight-shared int8 weights (`cb`: packed
+  /// indices and codebook) and the bias and multipliers of `b` (whose `weights` is not read),
+  /// validated by the caller (stream length, width, every index below k:
+  /// `compress::bind_model_file`).
+  template <std::size_t I>
+  void bind_layer(const int8_layer_binding& b, const int8_codebook_binding& cb) noexcept
+    requires binds_sparse
+  {
+    static_assert(has_weights(Model::template layer<I>::kind), "tinylarge: bind_layer: layer I has no parameters");
+    bound_[I] = b;
+    bound_[I].weights = nullptr;
+    bound_csr_[I] = {};
+    bound_codebook_[I] = cb;
+    parameters_changed();
+  }
+  /// Whether layer I is bound as weight-shared codebook views (always false without
+  /// `sparse_flash_storage`).
+  template <std::size_t I>
+  bool layer_is_shared() const noexcept {
+    if constexpr (binds_sparse)
+      return bound_codebook_[I].packed != nullptr;
+    else
+      return false;
   }
   /// Whether layer I is bound as pruned CSR views (always false without `sparse_flash_storage`).
   template <std::size_t I>
@@ -414,7 +456,7 @@ class quantized_network {
     constexpr layer_kind k = L::kind;
     using In = typename L::in_shape;
     if constexpr (binds_sparse && has_weights(k)) {
-      if (bound_csr_[I].row_ptr != nullptr) {
+      if (bound_csr_[I].row_ptr != nullptr || bound_codebook_[I].packed != nullptr) {
         run_sparse_layer<I, L>(x, y, scratch);
         return;
       }
@@ -453,16 +495,24 @@ class quantized_network {
     }
   }
 
-  /// Layer I on its pruned CSR weights: the same requantization (`layer_params<I>()`).
+  /// Layer I on its pruned CSR weights or its weight-shared codebook weights: the same
+  /// requantization (`layer_params<I>()`).
   template <std::size_t I, class L>
   void run_sparse_layer(const std::int8_t* x, std::int8_t* y, std::int8_t* scratch) noexcept {
     constexpr layer_kind k = L::kind;
     using In = typename L::in_shape;
     constexpr bool is_dense = k == layer_kind::dense;
-    const kernels::csr_s8_matrix w{L::out_channels, is_dense ? In::size : L::fan_in, bound_csr_[I].row_ptr,
-                                   bound_csr_[I].gaps, bound_csr_[I].values};
+    constexpr std::size_t cols = is_dense ? In::size : L::fan_in;
+    const bool shared = bound_codebook_[I].packed != nullptr;
+    const kernels::csr_s8_matrix w{L::out_channels, cols, bound_csr_[I].row_ptr, bound_csr_[I].gaps,
+                                   bound_csr_[I].values};
+    const kernels::codebook_s8_matrix wc{L::out_channels, cols, bound_codebook_[I].bits, bound_codebook_[I].packed,
+                                         bound_codebook_[I].codebook};
     if constexpr (is_dense) {
-      kernels::sparse_dense_s8(1, w, x, layer_params<I>(), y);
+      if (shared)
+        kernels::codebook_dense_s8(1, wc, x, layer_params<I>(), y);
+      else
+        kernels::sparse_dense_s8(1, w, x, layer_params<I>(), y);
       (void)scratch;
     } else {
       static_assert(L::fan_in <= kernels::dense_s8_max_k, "tinylarge: conv receptive field too large for int32 accumulation");
@@ -470,9 +520,15 @@ class quantized_network {
       if constexpr (k == layer_kind::conv2d) {
         static_assert(kernels::conv2d_s8_scratch_bytes(L::patch) >= L::patch,
                       "tinylarge: internal error: the sparse conv needs one im2col row of scratch");
-        kernels::sparse_conv2d_s8(shape, w, x, layer_params<I>(), y, scratch);
+        if (shared)
+          kernels::codebook_conv2d_s8(shape, wc, x, layer_params<I>(), y, scratch);
+        else
+          kernels::sparse_conv2d_s8(shape, w, x, layer_params<I>(), y, scratch);
       } else {
-        kernels::sparse_depthwise_conv2d_s8(shape, L::multiplier, w, x, layer_params<I>(), y);
+        if (shared)
+          kernels::codebook_depthwise_conv2d_s8(shape, L::multiplier, wc, x, layer_params<I>(), y);
+        else
+          kernels::sparse_depthwise_conv2d_s8(shape, L::multiplier, w, x, layer_params<I>(), y);
         (void)scratch;
       }
     }
@@ -512,6 +568,7 @@ class quantized_network {
   typename Storage::template buffer<float, owned_channels> wscale_{};
   std::array<int8_layer_binding, binds_parameters ? Model::size : 0> bound_{};
   std::array<int8_csr_binding, binds_sparse ? Model::size : 0> bound_csr_{};
+  std::array<int8_codebook_binding, binds_sparse ? Model::size : 0> bound_codebook_{};
   typename Storage::template buffer<std::int32_t, lut_count> lut_{};
   typename Storage::template buffer<std::int8_t, arena_bytes> arena_{};
   typename Storage::template buffer<std::int8_t, (packed_bytes > 0 ? packed_bytes + 64 : 0)> packed_{};

@@ -11,7 +11,8 @@
 ///  - `flash_storage` — parameters are views of const data (flash), bound
 ///    per layer; everything else as `static_storage`. Freestanding-safe.
 ///  - `sparse_flash_storage` — `flash_storage` whose layers may also be bound
-///    as pruned int8 CSR views, run in that compressed form. Freestanding-safe.
+///    as pruned int8 CSR views or as weight-shared int8 codebook views, run in
+///    that compressed form. Freestanding-safe.
 ///
 /// A storage policy has a nested `buffer<T, N>` with `data()`, `size()` and
 /// `operator[]`; N is a compile-time constant either way.
@@ -92,13 +93,16 @@ struct flash_storage {
 /// `flash_storage` that also runs pruned layers on their compressed form: a
 /// layer bound with CSR views (`compress::bind_model_file` on a model file
 /// with `int8_csr` records, docs/model-file-format.md) runs the int8 CSR
-/// kernels of kernels/sparse_s8.hpp on the non-zero weights in place; a
+/// kernels of kernels/sparse_s8.hpp on the non-zero weights in place; a layer
+/// bound with codebook views (`int8_codebook` records, weight sharing) runs
+/// the int8 codebook kernels of kernels/codebook_s8.hpp on its bit-packed
+/// indices and int8 codebook in place (no unpacked copy); a
 /// layer bound with dense int8 views runs as with `flash_storage` (without
 /// the packed batch-1 copy of host back ends). Freestanding: no heap.
 struct sparse_flash_storage {
   static constexpr bool uses_heap = false;
   static constexpr bool parameters_are_views = true;
-  /// Layers may be bound as pruned CSR views.
+  /// Layers may be bound as pruned CSR views or weight-shared codebook views.
   static constexpr bool sparse_parameters = true;
   static constexpr const char* name() noexcept { return "sparse_flash_storage"; }
   template <class T, std::size_t N>
