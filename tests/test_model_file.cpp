@@ -1133,6 +1133,10 @@ TEST_CASE("int8 model file: bind_model_file rejects a file of another shape with
 namespace {
 template <class Model>
 using sparse_q = tnn::quantized_network<Model, tinylarge::int8_per_channel, tnn::sparse_flash_storage>;
+template <class Model>
+using shared_q = tnn::quantized_network<Model, tinylarge::int8_per_channel, tnn::shared_flash_storage>;
+template <class Model>
+using either_q = tnn::quantized_network<Model, tinylarge::int8_per_channel, tnn::pruned_or_shared_flash_storage>;
 
 /// A PTQ-quantized `small_cnn` pruned to 60 % zeros per layer, as a CSR file (`csr`) and as a
 /// dense int8 file of the same zeroed weights (`dense`).
@@ -1197,6 +1201,11 @@ TEST_CASE("int8 CSR model file: a pruned sparse_flash_storage network computes t
   const status st = c::bind_model_file(rs, plain);
   CHECK(st.code == errc::invalid_argument);
   CHECK(std::string(st.message).find("sparse_flash_storage") != std::string::npos);
+  // Nor can a network that accepts only weight-shared layers (no CSR kernel linked).
+  static shared_q<small_cnn> shared_only;
+  const status ss = c::bind_model_file(rs, shared_only);
+  CHECK(ss.code == errc::invalid_argument);
+  CHECK(std::string(ss.message).find("sparse_flash_storage") != std::string::npos);
 }
 
 TEST_CASE("int8 CSR model file: corrupt CSR records are rejected with the right error code", "[int8_model][int8_csr]") {
@@ -1318,7 +1327,7 @@ std::vector<std::uint8_t> tiny_codebook_file() {
 }
 }  // namespace
 
-TEST_CASE("int8 codebook model file: a weight-shared sparse_flash_storage network computes the dense int8 bits",
+TEST_CASE("int8 codebook model file: a weight-shared shared_flash_storage network computes the dense int8 bits",
           "[int8_model][int8_codebook]") {
   shared_files f;
   CHECK(f.widest <= 16);
@@ -1341,9 +1350,12 @@ TEST_CASE("int8 codebook model file: a weight-shared sparse_flash_storage networ
     CHECK(v.codebook_s8.bits == 4);
   }
   static flash_q<small_cnn> dense_dev;
-  static sparse_q<small_cnn> shared_dev;
+  static shared_q<small_cnn> shared_dev;
+  static either_q<small_cnn> either_dev;  // accepts both compressed forms
   REQUIRE(c::bind_model_file(rd, dense_dev).ok());
   REQUIRE(c::bind_model_file(rs, shared_dev).ok());
+  REQUIRE(c::bind_model_file(rs, either_dev).ok());
+  CHECK(either_dev.layer_is_shared<0>());
   CHECK(shared_dev.layer_is_shared<0>());  // conv2d
   CHECK(shared_dev.layer_is_shared<3>());  // depthwise
   CHECK(shared_dev.layer_is_shared<6>());  // dense
@@ -1357,14 +1369,20 @@ TEST_CASE("int8 codebook model file: a weight-shared sparse_flash_storage networ
     const std::vector<std::int8_t> owning(yo, yo + small_cnn::output_size);
     CHECK(std::equal(owning.begin(), owning.end(), dense_dev.forward(xq.data())));
     CHECK(std::equal(owning.begin(), owning.end(), shared_dev.forward(xq.data())));
+    CHECK(std::equal(owning.begin(), owning.end(), either_dev.forward(xq.data())));
     for (std::size_t i = 0; i < owning.size(); ++i) differ_from_zero += owning[i] != f.q->output_params().zero_point;
   }
   CHECK(differ_from_zero > 0);
-  // A flash_storage network cannot run codebook records: an error code that says what to use.
+  // A flash_storage network, or one that accepts only pruned layers (so links no codebook
+  // kernel), cannot run codebook records: an error code that says what to use.
   static flash_q<small_cnn> plain;
   const status st = c::bind_model_file(rs, plain);
   CHECK(st.code == errc::invalid_argument);
-  CHECK(std::string(st.message).find("sparse_flash_storage") != std::string::npos);
+  CHECK(std::string(st.message).find("shared_flash_storage") != std::string::npos);
+  static sparse_q<small_cnn> pruned_only;
+  const status sp = c::bind_model_file(rs, pruned_only);
+  CHECK(sp.code == errc::invalid_argument);
+  CHECK(std::string(sp.message).find("shared_flash_storage") != std::string::npos);
   // when_smaller: with 16 values every layer is smaller as a codebook record; unshared, the
   // conv layer's ~70 distinct values (7-bit indices + codebook) are not smaller than its 72
   // int8 weights, so that layer stays a dense int8 record.

@@ -17,7 +17,7 @@
 // sparse_flash_storage>` and the model file (make_cnn --lenet5-sparsity) holds pruned int8 CSR
 // records: each layer runs on its non-zero weights, in place in flash (kernels/sparse_s8.hpp).
 //
-// With TL_SHARED defined, the network is the same `sparse_flash_storage` type and the model file
+// With TL_SHARED defined, the network's storage is `shared_flash_storage` and the model file
 // (make_cnn --lenet5-clusters) holds weight-shared int8 codebook records: each layer reads its
 // bit-packed indices and int8 codebook in place in flash (kernels/codebook_s8.hpp).
 //
@@ -82,7 +82,7 @@ using model = mcu_cnn::TL_MODEL;
 using network = tl::nn::quantized_network<model, tl::int8_per_channel, tl::nn::sparse_flash_storage>;
 #define TL_VARIANT " (pruned, int8 CSR records)"
 #elif defined(TL_SHARED)
-using network = tl::nn::quantized_network<model, tl::int8_per_channel, tl::nn::sparse_flash_storage>;
+using network = tl::nn::quantized_network<model, tl::int8_per_channel, tl::nn::shared_flash_storage>;
 #define TL_VARIANT " (weight-shared, int8 codebook records)"
 #else
 using network = tl::nn::quantized_network<model, tl::int8_per_channel, tl::nn::flash_storage>;

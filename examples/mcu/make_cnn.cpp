@@ -18,7 +18,7 @@
 // With --lenet5-clusters K (2..256) the int8 LeNet-5 is also weight-shared: each weighted
 // layer's int8 weights clustered into K values (share_int8_weights, no fine-tuning) and written
 // with int8 codebook records (weight format 9, ⌈log2 K⌉-bit indices, run compressed by a
-// sparse_flash_storage network): lenet5_shared_model.h, lenet5_shared_data.h. Checked on the
+// shared_flash_storage network): lenet5_shared_model.h, lenet5_shared_data.h. Checked on the
 // host: the codebook-bound network equals, bit for bit, the dense int8 network whose weights
 // are the codebook values.
 //
@@ -96,6 +96,8 @@ template <class Model, class B = tl::kernels::default_backend>
 using bound_net = nn::quantized_network<Model, tl::int8_per_channel, nn::flash_storage, B>;
 template <class Model>
 using sparse_net = nn::quantized_network<Model, tl::int8_per_channel, nn::sparse_flash_storage>;
+template <class Model>
+using shared_net = nn::quantized_network<Model, tl::int8_per_channel, nn::shared_flash_storage>;
 
 int failures = 0;
 void check(bool ok, const std::string& what) {
@@ -213,7 +215,7 @@ void build_shared(const std::string& name, const std::string& out, const nn::lab
   cz::model_file_reader rs, rd;
   raise_if_error(rs.open(fs.data(), fs.size));
   raise_if_error(rd.open(fd.data(), fd.size));
-  static sparse_net<Model> dev;
+  static shared_net<Model> dev;
   static bound_net<Model> dense;
   raise_if_error(cz::bind_model_file(rs, dev));
   raise_if_error(cz::bind_model_file(rd, dense));

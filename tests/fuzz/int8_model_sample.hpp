@@ -19,7 +19,7 @@ using bound = nn::quantized_network<model, tinylarge::int8_per_channel, nn::flas
 /// The same type with pruned int8 CSR and weight-shared int8 codebook records allowed (int8_csr,
 /// int8_codebook, run compressed).
 using bound_sparse =
-    nn::quantized_network<model, tinylarge::int8_per_channel, nn::sparse_flash_storage, tinylarge::arch::scalar>;
+    nn::quantized_network<model, tinylarge::int8_per_channel, nn::pruned_or_shared_flash_storage, tinylarge::arch::scalar>;
 }  // namespace int8_model_sample
 
 #if !TINYLARGE_FREESTANDING && defined(TINYLARGE_INT8_MODEL_SAMPLE_WRITER)

@@ -102,8 +102,9 @@ inline constexpr std::size_t weighted_layer_count = [] {
 /// With `nn::flash_storage` every record must be int8 (format 3); with
 /// `nn::sparse_flash_storage` a record may also be pruned int8 CSR (format 8,
 /// `int8_csr`), which then runs on its non-zero weights (kernels/sparse_s8.hpp;
-/// the reader has checked its row offsets, entry counts and columns), or
-/// weight-shared int8 (format 9, `int8_codebook`), which then runs on its
+/// the reader has checked its row offsets, entry counts and columns); with
+/// `nn::shared_flash_storage` weight-shared int8 (format 9, `int8_codebook`),
+/// which then runs on its
 /// bit-packed indices and int8 codebook (kernels/codebook_s8.hpp; the reader
 /// has checked the stream, the width and every index).
 /// Returns `errc::shape_mismatch` when the file describes another model
@@ -115,7 +116,7 @@ template <class Model, class P, class S, class B>
   requires(nn::quantized_network<Model, P, S, B>::binds_parameters)
 [[nodiscard]] status bind_model_file(const model_file_reader& file, nn::quantized_network<Model, P, S, B>& net) noexcept {
   using net_type = nn::quantized_network<Model, P, S, B>;
-  constexpr bool sparse = net_type::binds_sparse;
+  constexpr bool pruned = net_type::binds_pruned, shared = net_type::binds_shared;
   Model::for_each_layer([&]<std::size_t I>() {
     using L = typename Model::template layer<I>;
     static_assert(L::kind != nn::layer_kind::sigmoid && L::kind != nn::layer_kind::tanh &&
@@ -138,12 +139,12 @@ template <class Model, class P, class S, class B>
       result = [&]() -> status {
         layer_view v;
         TINYLARGE_TRY(file.layer(record, v));
-        TINYLARGE_CHECK(sparse || v.format != weight_format::int8_csr, errc::invalid_argument,
+        TINYLARGE_CHECK(pruned || v.format != weight_format::int8_csr, errc::invalid_argument,
                         "bind_model_file: a record is pruned int8 CSR (int8_csr): bind the file to a "
-                        "quantized_network with nn::sparse_flash_storage");
-        TINYLARGE_CHECK(sparse || v.format != weight_format::int8_codebook, errc::invalid_argument,
+                        "quantized_network with nn::sparse_flash_storage (or pruned_or_shared_flash_storage)");
+        TINYLARGE_CHECK(shared || v.format != weight_format::int8_codebook, errc::invalid_argument,
                         "bind_model_file: a record is weight-shared int8 (int8_codebook): bind the file to a "
-                        "quantized_network with nn::sparse_flash_storage");
+                        "quantized_network with nn::shared_flash_storage (or pruned_or_shared_flash_storage)");
         TINYLARGE_CHECK((v.format == weight_format::int8 || v.format == weight_format::int8_csr ||
                          v.format == weight_format::int8_codebook) &&
                             v.in_place(),
@@ -177,7 +178,7 @@ template <class Model, class P, class S, class B>
         b.multipliers = v.int8.multipliers;
         b.shifts = v.int8.shifts;
         b.per_channel = v.int8.scale_count > 1;
-        if constexpr (sparse) {
+        if constexpr (pruned) {
           if (v.format == weight_format::int8_csr) {
             nn::int8_csr_binding csr;
             csr.row_ptr = v.csr_s8.row_ptr;
@@ -187,6 +188,8 @@ template <class Model, class P, class S, class B>
             ++record;
             return status::success();
           }
+        }
+        if constexpr (shared) {
           if (v.format == weight_format::int8_codebook) {
             nn::int8_codebook_binding cb;
             cb.packed = v.codebook_s8.packed;
@@ -293,7 +296,8 @@ void add_int8_layers(model_file_builder& builder, nn::quantized_network<Model, P
 /// `bind_model_file` binds to a `quantized_network<Model, P, nn::sparse_flash_storage>`,
 /// which then computes the bits of `q` (prune `q` first: `prune_int8_weights`). With
 /// `int8_csr_layers::when_smaller` a layer whose CSR form would not be smaller stays a dense
-/// int8 record with its zeros (a file with any CSR record binds to `sparse_flash_storage` only).
+/// int8 record with its zeros (a file with any CSR record binds to `sparse_flash_storage` or
+/// `pruned_or_shared_flash_storage` only).
 template <class Model, class P, class S, class B>
 void add_int8_csr_layers(model_file_builder& builder, nn::quantized_network<Model, P, S, B>& q,
                          unsigned gap_bits = 8, int8_csr_layers which = int8_csr_layers::every_layer) {
@@ -303,8 +307,8 @@ void add_int8_csr_layers(model_file_builder& builder, nn::quantized_network<Mode
 /// As `add_int8_layers`, every weighted layer as a weight-shared int8 record (format 9,
 /// `int8_codebook`: the layer's distinct int8 values, ascending, as its codebook — k ≤ 255 —
 /// and every weight as an index of max(1, ⌈log2 k⌉) bits, bit-packed): the file that
-/// `bind_model_file` binds to a `quantized_network<Model, P, nn::sparse_flash_storage>`,
-/// which then computes the bits of `q` (share `q`'s weights first: `share_int8_weights`).
+/// `bind_model_file` binds to a `quantized_network<Model, P, nn::shared_flash_storage>` (or
+/// `pruned_or_shared_flash_storage`), which then computes the bits of `q` (share `q`'s weights first: `share_int8_weights`).
 /// With `int8_csr_layers::when_smaller` a layer whose codebook form would not be smaller than
 /// its rows·cols int8 weights stays a dense int8 record.
 template <class Model, class P, class S, class B>

@@ -148,7 +148,7 @@ struct int8_csr_binding {
   const std::int8_t* values = nullptr;
 };
 
-/// The weight-shared int8 weights of one layer (`sparse_flash_storage`;
+/// The weight-shared int8 weights of one layer (`shared_flash_storage`;
 /// kernels/codebook_s8.hpp): out_channels·fan-in indices of `bits` bits,
 /// bit-packed, each below the size of the int8 `codebook`. The bias and
 /// multipliers stay in `int8_layer_binding`.
@@ -172,12 +172,16 @@ class quantized_network {
   using model = Model;
   using precision = P;
   static constexpr std::size_t tensor_count = Model::size + 1;
-  /// True with `flash_storage` and `sparse_flash_storage`: parameters are views set by `bind_layer`.
+  /// True with `flash_storage` and `compressed_flash_storage`: parameters are views set by `bind_layer`.
   static constexpr bool binds_parameters = detail::parameters_are_views<Storage>();
-  /// True with `sparse_flash_storage`: a layer may be bound as pruned CSR views or as
-  /// weight-shared codebook views and then runs the int8 CSR kernels (kernels/sparse_s8.hpp)
+  /// True with `compressed_flash_storage`: a layer may be bound as pruned CSR views or as
+  /// weight-shared codebook views (as the storage accepts) and then runs the int8 CSR kernels (kernels/sparse_s8.hpp)
   /// or the int8 codebook kernels (kernels/codebook_s8.hpp) on them.
-  static constexpr bool binds_sparse = detail::sparse_parameters<Storage>();
+  static constexpr bool binds_sparse = detail::pruned_parameters<Storage>() || detail::shared_parameters<Storage>();
+  /// True when the storage accepts pruned int8 CSR layers (`sparse_flash_storage`).
+  static constexpr bool binds_pruned = detail::pruned_parameters<Storage>();
+  /// True when the storage accepts weight-shared int8 codebook layers (`shared_flash_storage`).
+  static constexpr bool binds_shared = detail::shared_parameters<Storage>();
   /// Bytes of the activation arena (`detail::int8_arena_bytes`): the model's
   /// `arena_bytes<P>` plus the kernels' im2col scratch for conv layers.
   static constexpr std::size_t arena_bytes = detail::int8_arena_bytes<Model>();
@@ -190,7 +194,7 @@ class quantized_network {
       Model::weight_count + 4 * Model::bias_count + 8 * Model::bias_count + 4 * lut_count;
   /// Bytes of the packed batch-1 weights (0 when `Backend` has no packed
   /// layout); the buffer has 64 more for alignment.
-  /// (also 0 with `sparse_flash_storage`).
+  /// (also 0 with `compressed_flash_storage`).
   static constexpr std::size_t packed_bytes = detail::packed_layout<Model, Backend, !binds_sparse>{}.offset[Model::size];
 
   /// Scale and zero point of tensor t (0 = input, I + 1 = output of layer I).
@@ -333,10 +337,8 @@ class quantized_network {
   {
     static_assert(has_weights(Model::template layer<I>::kind), "tinylarge: bind_layer: layer I has no parameters");
     bound_[I] = b;
-    if constexpr (binds_sparse) {
-      bound_csr_[I] = {};
-      bound_codebook_[I] = {};
-    }
+    if constexpr (binds_pruned) bound_csr_[I] = {};
+    if constexpr (binds_shared) bound_codebook_[I] = {};
     parameters_changed();
   }
   /// With `sparse_flash_storage`: point layer I at pruned CSR weights (`csr`) and the
@@ -344,43 +346,44 @@ class quantized_network {
   /// (row offsets, entry counts, columns: `compress::bind_model_file`).
   template <std::size_t I>
   void bind_layer(const int8_layer_binding& b, const int8_csr_binding& csr) noexcept
-    requires binds_sparse
+    requires binds_pruned
   {
     static_assert(has_weights(Model::template layer<I>::kind), "tinylarge: bind_layer: layer I has no parameters");
     bound_[I] = b;
     bound_[I].weights = nullptr;
     bound_csr_[I] = csr;
-    bound_codebook_[I] = {};
+    if constexpr (binds_shared) bound_codebook_[I] = {};
     parameters_changed();
   }
-  /// With `sparse_flash_storage`: point layer I at weight-shared int8 weights (`cb`: packed
+  /// With `shared_flash_storage`: point layer I at weight-shared int8 weights (`cb`: packed
   /// indices and codebook) and the bias and multipliers of `b` (whose `weights` is not read),
   /// validated by the caller (stream length, width, every index below k:
   /// `compress::bind_model_file`).
   template <std::size_t I>
   void bind_layer(const int8_layer_binding& b, const int8_codebook_binding& cb) noexcept
-    requires binds_sparse
+    requires binds_shared
   {
     static_assert(has_weights(Model::template layer<I>::kind), "tinylarge: bind_layer: layer I has no parameters");
     bound_[I] = b;
     bound_[I].weights = nullptr;
-    bound_csr_[I] = {};
+    if constexpr (binds_pruned) bound_csr_[I] = {};
     bound_codebook_[I] = cb;
     parameters_changed();
   }
   /// Whether layer I is bound as weight-shared codebook views (always false without
-  /// `sparse_flash_storage`).
+  /// `shared_flash_storage` / `pruned_or_shared_flash_storage`).
   template <std::size_t I>
   bool layer_is_shared() const noexcept {
-    if constexpr (binds_sparse)
+    if constexpr (binds_shared)
       return bound_codebook_[I].packed != nullptr;
     else
       return false;
   }
-  /// Whether layer I is bound as pruned CSR views (always false without `sparse_flash_storage`).
+  /// Whether layer I is bound as pruned CSR views (always false without `sparse_flash_storage` /
+  /// `pruned_or_shared_flash_storage`).
   template <std::size_t I>
   bool layer_is_sparse() const noexcept {
-    if constexpr (binds_sparse)
+    if constexpr (binds_pruned)
       return bound_csr_[I].row_ptr != nullptr;
     else
       return false;
@@ -456,7 +459,7 @@ class quantized_network {
     constexpr layer_kind k = L::kind;
     using In = typename L::in_shape;
     if constexpr (binds_sparse && has_weights(k)) {
-      if (bound_csr_[I].row_ptr != nullptr || bound_codebook_[I].packed != nullptr) {
+      if (layer_is_sparse<I>() || layer_is_shared<I>()) {
         run_sparse_layer<I, L>(x, y, scratch);
         return;
       }
@@ -499,18 +502,34 @@ class quantized_network {
   /// requantization (`layer_params<I>()`).
   template <std::size_t I, class L>
   void run_sparse_layer(const std::int8_t* x, std::int8_t* y, std::int8_t* scratch) noexcept {
+    constexpr std::size_t cols = L::kind == layer_kind::dense ? L::in_shape::size : L::fan_in;
+    // Only the kernels of the forms the storage accepts are instantiated (and linked).
+    if constexpr (binds_shared) {
+      if (layer_is_shared<I>()) {
+        const kernels::codebook_s8_matrix w{L::out_channels, cols, bound_codebook_[I].bits,
+                                            bound_codebook_[I].packed, bound_codebook_[I].codebook};
+        run_compressed<I, L>(w, x, y, scratch);
+        return;
+      }
+    }
+    if constexpr (binds_pruned) {
+      const kernels::csr_s8_matrix w{L::out_channels, cols, bound_csr_[I].row_ptr, bound_csr_[I].gaps,
+                                     bound_csr_[I].values};
+      run_compressed<I, L>(w, x, y, scratch);
+    }
+  }
+
+  /// One compressed layer: the dense, conv2d or depthwise kernel of the weight
+  /// form `W` (kernels/sparse_s8.hpp for `csr_s8_matrix`, kernels/codebook_s8.hpp
+  /// for `codebook_s8_matrix`).
+  template <std::size_t I, class L, class W>
+  void run_compressed(const W& w, const std::int8_t* x, std::int8_t* y, std::int8_t* scratch) noexcept {
     constexpr layer_kind k = L::kind;
     using In = typename L::in_shape;
-    constexpr bool is_dense = k == layer_kind::dense;
-    constexpr std::size_t cols = is_dense ? In::size : L::fan_in;
-    const bool shared = bound_codebook_[I].packed != nullptr;
-    const kernels::csr_s8_matrix w{L::out_channels, cols, bound_csr_[I].row_ptr, bound_csr_[I].gaps,
-                                   bound_csr_[I].values};
-    const kernels::codebook_s8_matrix wc{L::out_channels, cols, bound_codebook_[I].bits, bound_codebook_[I].packed,
-                                         bound_codebook_[I].codebook};
-    if constexpr (is_dense) {
-      if (shared)
-        kernels::codebook_dense_s8(1, wc, x, layer_params<I>(), y);
+    constexpr bool shared = std::is_same_v<W, kernels::codebook_s8_matrix>;
+    if constexpr (k == layer_kind::dense) {
+      if constexpr (shared)
+        kernels::codebook_dense_s8(1, w, x, layer_params<I>(), y);
       else
         kernels::sparse_dense_s8(1, w, x, layer_params<I>(), y);
       (void)scratch;
@@ -520,13 +539,13 @@ class quantized_network {
       if constexpr (k == layer_kind::conv2d) {
         static_assert(kernels::conv2d_s8_scratch_bytes(L::patch) >= L::patch,
                       "tinylarge: internal error: the sparse conv needs one im2col row of scratch");
-        if (shared)
-          kernels::codebook_conv2d_s8(shape, wc, x, layer_params<I>(), y, scratch);
+        if constexpr (shared)
+          kernels::codebook_conv2d_s8(shape, w, x, layer_params<I>(), y, scratch);
         else
           kernels::sparse_conv2d_s8(shape, w, x, layer_params<I>(), y, scratch);
       } else {
-        if (shared)
-          kernels::codebook_depthwise_conv2d_s8(shape, L::multiplier, wc, x, layer_params<I>(), y);
+        if constexpr (shared)
+          kernels::codebook_depthwise_conv2d_s8(shape, L::multiplier, w, x, layer_params<I>(), y);
         else
           kernels::sparse_depthwise_conv2d_s8(shape, L::multiplier, w, x, layer_params<I>(), y);
         (void)scratch;
@@ -567,8 +586,8 @@ class quantized_network {
   typename Storage::template buffer<int, owned_channels> shift_{};
   typename Storage::template buffer<float, owned_channels> wscale_{};
   std::array<int8_layer_binding, binds_parameters ? Model::size : 0> bound_{};
-  std::array<int8_csr_binding, binds_sparse ? Model::size : 0> bound_csr_{};
-  std::array<int8_codebook_binding, binds_sparse ? Model::size : 0> bound_codebook_{};
+  std::array<int8_csr_binding, binds_pruned ? Model::size : 0> bound_csr_{};
+  std::array<int8_codebook_binding, binds_shared ? Model::size : 0> bound_codebook_{};
   typename Storage::template buffer<std::int32_t, lut_count> lut_{};
   typename Storage::template buffer<std::int8_t, arena_bytes> arena_{};
   typename Storage::template buffer<std::int8_t, (packed_bytes > 0 ? packed_bytes + 64 : 0)> packed_{};

@@ -10,9 +10,12 @@
 ///    resized (host profile only). Keeps a 1 MB model off the stack.
 ///  - `flash_storage` — parameters are views of const data (flash), bound
 ///    per layer; everything else as `static_storage`. Freestanding-safe.
-///  - `sparse_flash_storage` — `flash_storage` whose layers may also be bound
-///    as pruned int8 CSR views or as weight-shared int8 codebook views, run in
-///    that compressed form. Freestanding-safe.
+///  - `compressed_flash_storage<Pruned, Shared>` — `flash_storage` whose
+///    layers may also be bound as pruned int8 CSR views (`sparse_flash_storage`
+///    = `<true, false>`), as weight-shared int8 codebook views
+///    (`shared_flash_storage` = `<false, true>`) or either
+///    (`pruned_or_shared_flash_storage`), run in that compressed form; only
+///    the kernels of the accepted forms are linked. Freestanding-safe.
 ///
 /// A storage policy has a nested `buffer<T, N>` with `data()`, `size()` and
 /// `operator[]`; N is a compile-time constant either way.
@@ -90,24 +93,46 @@ struct flash_storage {
   template <class T, std::size_t N>
   using buffer = static_storage::buffer<T, N>;
 };
-/// `flash_storage` that also runs pruned layers on their compressed form: a
-/// layer bound with CSR views (`compress::bind_model_file` on a model file
-/// with `int8_csr` records, docs/model-file-format.md) runs the int8 CSR
-/// kernels of kernels/sparse_s8.hpp on the non-zero weights in place; a layer
-/// bound with codebook views (`int8_codebook` records, weight sharing) runs
-/// the int8 codebook kernels of kernels/codebook_s8.hpp on its bit-packed
-/// indices and int8 codebook in place (no unpacked copy); a
-/// layer bound with dense int8 views runs as with `flash_storage` (without
-/// the packed batch-1 copy of host back ends). Freestanding: no heap.
-struct sparse_flash_storage {
+/// `flash_storage` whose layers may also be bound, and then run, in a
+/// compressed form in place: with `Pruned`, as pruned int8 CSR views
+/// (`int8_csr` records, docs/model-file-format.md), run by the int8 CSR
+/// kernels of kernels/sparse_s8.hpp on the non-zero weights; with `Shared`,
+/// as weight-shared views (`int8_codebook` records), run by the int8
+/// codebook kernels of kernels/codebook_s8.hpp on the bit-packed indices and
+/// the int8 codebook (no unpacked copy). A layer bound with dense int8 views
+/// runs as with `flash_storage` (without the packed batch-1 copy of host back
+/// ends). Only the kernels of the allowed forms are compiled in, so a
+/// firmware pays flash for the forms it can run and no other: the form of a
+/// record is known only when the file is bound, so the type says which forms
+/// the firmware accepts (`compress::bind_model_file` refuses the others with
+/// `errc::invalid_argument`). Freestanding: no heap.
+/// @tparam Pruned accept pruned int8 CSR layers
+/// @tparam Shared accept weight-shared int8 codebook layers
+template <bool Pruned, bool Shared>
+struct compressed_flash_storage {
+  static_assert(Pruned || Shared,
+                "tinylarge: compressed_flash_storage<false, false> accepts no compressed form: use flash_storage");
   static constexpr bool uses_heap = false;
   static constexpr bool parameters_are_views = true;
-  /// Layers may be bound as pruned CSR views or weight-shared codebook views.
-  static constexpr bool sparse_parameters = true;
-  static constexpr const char* name() noexcept { return "sparse_flash_storage"; }
+  /// Layers may be bound as pruned CSR views.
+  static constexpr bool pruned_parameters = Pruned;
+  /// Layers may be bound as weight-shared codebook views.
+  static constexpr bool shared_parameters = Shared;
+  static constexpr const char* name() noexcept {
+    return Pruned && Shared ? "compressed_flash_storage<true, true>"
+           : Pruned         ? "sparse_flash_storage"
+                            : "shared_flash_storage";
+  }
   template <class T, std::size_t N>
   using buffer = static_storage::buffer<T, N>;
 };
+
+/// Pruned int8 CSR layers (and dense int8 ones) from flash.
+using sparse_flash_storage = compressed_flash_storage<true, false>;
+/// Weight-shared int8 codebook layers (and dense int8 ones) from flash.
+using shared_flash_storage = compressed_flash_storage<false, true>;
+/// Both compressed forms, layer by layer as the file has them (both kernel sets linked).
+using pruned_or_shared_flash_storage = compressed_flash_storage<true, true>;
 
 /// Requirements of a storage policy.
 template <class S>
@@ -127,6 +152,8 @@ static_assert(storage_policy<heap_storage>);
 #endif
 static_assert(storage_policy<flash_storage>);
 static_assert(storage_policy<sparse_flash_storage>);
+static_assert(storage_policy<shared_flash_storage>);
+static_assert(storage_policy<pruned_or_shared_flash_storage>);
 
 namespace detail {
 template <class S>
@@ -137,9 +164,16 @@ constexpr bool parameters_are_views() noexcept {
     return false;
 }
 template <class S>
-constexpr bool sparse_parameters() noexcept {
-  if constexpr (requires { S::sparse_parameters; })
-    return S::sparse_parameters && parameters_are_views<S>();
+constexpr bool pruned_parameters() noexcept {
+  if constexpr (requires { S::pruned_parameters; })
+    return S::pruned_parameters && parameters_are_views<S>();
+  else
+    return false;
+}
+template <class S>
+constexpr bool shared_parameters() noexcept {
+  if constexpr (requires { S::shared_parameters; })
+    return S::shared_parameters && parameters_are_views<S>();
   else
     return false;
 }
