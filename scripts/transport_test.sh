@@ -29,7 +29,9 @@
 #                client, 1 local epoch per round): federated_averaging in process (the simulation),
 #                the same roles under `mpirun -np 5` and over MQTT — final models cmp-identical, for
 #                FedAvg (4 rounds), FedAdam, coordinate median, DP-FedAvg (fixed clipping) and
-#                int8 updates from 2 of 4 clients per round (2 rounds each); accuracy is printed
+#                int8 updates from 2 of 4 clients per round (2 rounds each; over MQTT the clients start
+#                5 s after the server: the model sent to a client before it subscribed is retained);
+#                accuracy is printed
 #   nn-fedavg-client-killed   FedAdam through the roles; over MQTT client 3 SIGKILLs itself at the
 #                model of round 2: rounds of 4, 3, 3 updates (deadline 4 s); identical to the
 #                deployment drivers over in_process threads in which client 3 leaves at round 2
@@ -430,18 +432,33 @@ nn_mpi() {  # nn_mpi WORKFLOW OUT [ARGS...]
     "$NN" "$1" mpi --dir "$WORK/fmnist" "${nn_common[@]}" "${@:3}" --out "$2"
 }
 nn_mqtt() {  # nn_mqtt WORKFLOW RUN OUT [ARGS...] — per-client extras in CLIENT_EXTRA[k]
+  # NN_CLIENTS_LATE=S: start the server first and the clients S seconds later (after the server
+  # has published round 1), as a fleet whose devices come up after the server does.
   local wf=$1 run=$2 out=$3; shift 3
   start_broker || return 1
   CLIENT_PIDS=()
+  local server_pid=
+  if [[ ${NN_CLIENTS_LATE:-0} != 0 ]]; then
+    ASAN_OPTIONS=$ASAN_DEFAULT timeout 120 "$NN" "$wf" mqtt-server --dir "$WORK/fmnist" --port "$BROKER_PORT" \
+      --run "$run" "${nn_common[@]}" "$@" --out "$out" >"$WORK/$run-server.log" 2>&1 &
+    server_pid=$!
+    sleep "$NN_CLIENTS_LATE"
+  fi
   for k in 1 2 3 4; do
     # shellcheck disable=SC2086
     ASAN_OPTIONS=$ASAN_DEFAULT "$NN" "$wf" mqtt-client --dir "$WORK/fmnist" --port "$BROKER_PORT" --run "$run" \
       --id "$k" "${nn_common[@]}" "$@" ${CLIENT_EXTRA[$k]:-} >"$WORK/$run-client-$k.log" 2>&1 &
     CLIENT_PIDS+=($!)
   done
-  ASAN_OPTIONS=$ASAN_DEFAULT timeout 120 "$NN" "$wf" mqtt-server --dir "$WORK/fmnist" --port "$BROKER_PORT" \
-    --run "$run" "${nn_common[@]}" "$@" --out "$out" | tee "$WORK/$run-server.log"
-  local rc=${PIPESTATUS[0]}
+  local rc
+  if [[ -n $server_pid ]]; then
+    wait "$server_pid"; rc=$?
+    cat "$WORK/$run-server.log"
+  else
+    ASAN_OPTIONS=$ASAN_DEFAULT timeout 120 "$NN" "$wf" mqtt-server --dir "$WORK/fmnist" --port "$BROKER_PORT" \
+      --run "$run" "${nn_common[@]}" "$@" --out "$out" | tee "$WORK/$run-server.log"
+    rc=${PIPESTATUS[0]}
+  fi
   [[ $rc -eq 0 ]] || stop_clients
   wait_clients "$run" || rc=1
   stop_broker
@@ -467,7 +484,11 @@ step_nn_fedavg() {  # the FedAvg family's roles: federated_averaging in process 
       "$NN" fedavg mpi --dir "$WORK/fmnist" "${nn_common[@]}" --policy "$pol" "${extra[@]}" --out "$WORK/nn-fedavg-$name-mpi.bin" || return 1
     same "$WORK/nn-fedavg-$name-inproc.bin" "$WORK/nn-fedavg-$name-mpi.bin" "nn fedavg --policy $pol ${extra[*]}: mpi vs in_process" || return 1
     CLIENT_EXTRA=()
-    nn_mqtt fedavg "nnfed$pol" "$WORK/nn-fedavg-$name-mqtt.bin" --policy "$pol" "${extra[@]}" || return 1
+    # With --fraction the server sends round 1's model to the selected clients only (tl/<run>/to/<k>,
+    # retained): here the clients come up 5 s after the server, when it has sent it.
+    local late=0
+    [[ ${extra[*]} == *--fraction* ]] && late=5
+    NN_CLIENTS_LATE=$late nn_mqtt fedavg "nnfed$name" "$WORK/nn-fedavg-$name-mqtt.bin" --policy "$pol" "${extra[@]}" || return 1
     same "$WORK/nn-fedavg-$name-inproc.bin" "$WORK/nn-fedavg-$name-mqtt.bin" "nn fedavg --policy $pol ${extra[*]}: mqtt vs in_process" || return 1
   done
 }

@@ -9,7 +9,7 @@
 /// |---|---|---|---|
 /// | `tl/<run>/model` | server → all clients | yes | the latest `model` frame: a client that (re)connects gets it at once |
 /// | `tl/<run>/control` | server → all clients | no | `control` frames (stop, …) and other server broadcasts |
-/// | `tl/<run>/to/<k>` | server → client k | no | any frame for one client (e.g. split-learning gradients) |
+/// | `tl/<run>/to/<k>` | server → client k | `model` frames | any frame for one client: the model of a round that selects k (retained: a client that subscribes after it was sent gets it at once), split-learning gradients |
 /// | `tl/<run>/<type>/<k>` | client k → server | no | `update`, `smashed`, `gradient` or `control` frames of client k |
 ///
 /// Every publication is QoS 1 (at least once): receivers must tolerate
@@ -182,7 +182,12 @@ class mqtt_transport {
   }
 
   /// Publish one frame for `to` (server → client k, or client → server) and
-  /// wait for the broker's PUBACK.
+  /// wait for the broker's PUBACK. A `model` frame for client k is published
+  /// retained, as the broadcast model is: a device that comes up (or
+  /// reconnects) after the server sent it still receives the round's model —
+  /// without it, a round that selects clients which are not yet subscribed
+  /// waits out its whole deadline. A stale retained model (of an earlier
+  /// round) leads to an update of that round, which the server drops.
   status send(endpoint_id to, const wire::message_header& h, std::span<const std::uint8_t> payload,
               std::chrono::milliseconds timeout) {
     TINYLARGE_CHECK(to < endpoints_ && to != id_, errc::invalid_argument, "mqtt_transport::send: no such endpoint");
@@ -190,7 +195,8 @@ class mqtt_transport {
                     "mqtt_transport::send: clients talk to the server only");
     TINYLARGE_CHECK(id_ == server_endpoint || h.type != wire::message_type::model, errc::invalid_argument,
                     "mqtt_transport::send: a client cannot publish a model frame");
-    return publish(topic_for(to, h.type), h, payload, false, timeout);
+    const bool retain = id_ == server_endpoint && h.type == wire::message_type::model;
+    return publish(topic_for(to, h.type), h, payload, retain, timeout);
   }
 
   /// Server: a `model` frame is published retained on `tl/<run>/model`,
