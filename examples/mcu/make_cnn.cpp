@@ -148,24 +148,23 @@ void write_compiled_header(const std::string& path, const std::string& name, own
   tl::io::write_file(path, std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(h.data()), h.size()));
 }
 
-/// Prunes the int8 network `q` (in place) to `sparsity` zeros per weighted layer and exports
-/// it with int8 CSR records as `<name>_sparse_model.h` / `<name>_sparse_data.h`.
-template <class Model>
-void build_pruned(const std::string& name, const std::string& out, const nn::labelled_view<std::uint8_t>& test,
-                  owning_net<Model>& q, std::size_t dense_file_bytes, double acc_int8, const std::vector<double>& sparsity) {
-  const std::size_t zeros_before = cz::prune_int8_weights(q, 0.0);
-  const std::size_t zeros = cz::prune_int8_weights(q, std::span<const double>(sparsity));
-  std::string per_layer;
-  for (double v : sparsity) per_layer += (per_layer.empty() ? "" : ",") + std::to_string(v).substr(0, 4);
-  cz::model_file_builder bs, bd;
-  cz::add_int8_csr_layers(bs, q, 8, cz::int8_csr_layers::when_smaller);  // a layer not smaller as CSR stays dense
-  cz::add_int8_layers(bd, q);  // the same zeroed weights, dense: the reference
-  const std::vector<std::uint8_t> file = bs.bytes(), dense_file = bd.bytes();
+/// Binds `file` (compressed records) to a `Net` and `dense_file` (the same weights as dense
+/// int8 records) to a `flash_storage` network, checks on every test sample that the compressed
+/// network's logits equal the dense network's and the owning `q`'s, and writes the firmware
+/// headers `<name>_<suffix>_model.h` / `<name>_<suffix>_data.h`.
+struct compressed_check {
+  std::size_t hits = 0;        ///< test samples classified right by the compressed network
+  std::size_t same_dense = 0;  ///< test samples whose logits equal the dense int8 network's
+};
+template <class Net, class Model>
+compressed_check check_and_export(const std::string& name, const std::string& out, const std::string& suffix,
+                             const std::string& what, const nn::labelled_view<std::uint8_t>& test, owning_net<Model>& q,
+                             const std::vector<std::uint8_t>& file, const std::vector<std::uint8_t>& dense_file) {
   aligned_bytes fs(file), fd(dense_file);
   cz::model_file_reader rs, rd;
   raise_if_error(rs.open(fs.data(), fs.size));
   raise_if_error(rd.open(fd.data(), fd.size));
-  static sparse_net<Model> dev;
+  static Net dev;
   static bound_net<Model> dense;
   raise_if_error(cz::bind_model_file(rs, dev));
   raise_if_error(cz::bind_model_file(rd, dense));
@@ -184,19 +183,37 @@ void build_pruned(const std::string& name, const std::string& out, const nn::lab
       expected.insert(expected.end(), ys.begin(), ys.end());
     }
   }
-  check(same_dense == test.count, name + " pruned: the CSR network's logits differ from the dense int8 network's");
-  check(same_owning == test.count, name + " pruned: the CSR network's logits differ from the owning network's");
+  check(same_dense == test.count, name + " " + what + ": the compressed network's logits differ from the dense int8 network's");
+  check(same_owning == test.count, name + " " + what + ": the compressed network's logits differ from the owning network's");
+  cz::write_c_header(out + "/" + name + "_" + suffix + "_model.h", file, "tl_model");
+  cz::c_header_writer data("make_cnn: int8 inputs and the host's int8 logits of " + name + " " + what);
+  data.add_int8("tl_inputs", inputs).add_int8("tl_expected", expected);
+  data.write(out + "/" + name + "_" + suffix + "_data.h");
+  return {hits, same_dense};
+}
+
+/// Prunes the int8 network `q` (in place) to `sparsity` zeros per weighted layer and exports
+/// it with int8 CSR records as `<name>_sparse_model.h` / `<name>_sparse_data.h`.
+template <class Model>
+void build_pruned(const std::string& name, const std::string& out, const nn::labelled_view<std::uint8_t>& test,
+                  owning_net<Model>& q, std::size_t dense_file_bytes, double acc_int8, const std::vector<double>& sparsity) {
+  const std::size_t zeros_before = cz::prune_int8_weights(q, 0.0);
+  const std::size_t zeros = cz::prune_int8_weights(q, std::span<const double>(sparsity));
+  std::string per_layer;
+  for (double v : sparsity) per_layer += (per_layer.empty() ? "" : ",") + std::to_string(v).substr(0, 4);
+  cz::model_file_builder bs, bd;
+  cz::add_int8_csr_layers(bs, q, 8, cz::int8_csr_layers::when_smaller);  // a layer not smaller as CSR stays dense
+  cz::add_int8_layers(bd, q);  // the same zeroed weights, dense: the reference
+  const std::vector<std::uint8_t> file = bs.bytes();
+  const compressed_check r =
+      check_and_export<sparse_net<Model>>(name, out, "sparse", "pruned (int8 CSR)", test, q, file, bd.bytes());
   std::printf("make_cnn: %s pruned to %s per weighted layer: %zu of %zu weights zero (%.1f %%; %zu before pruning), no "
               "fine-tuning; model file: int8 CSR %zu bytes, dense int8 %zu bytes; accuracy on %zu test samples: "
               "int8 %.2f %% -> pruned %.2f %%; CSR = dense int8 with the same zeros on %zu / %zu\n",
               name.c_str(), per_layer.c_str(), zeros, static_cast<std::size_t>(Model::weight_count),
               100.0 * static_cast<double>(zeros) / static_cast<double>(Model::weight_count), zeros_before, file.size(),
               dense_file_bytes, test.count, 100.0 * acc_int8,
-              100.0 * static_cast<double>(hits) / static_cast<double>(test.count), same_dense, test.count);
-  cz::write_c_header(out + "/" + name + "_sparse_model.h", file, "tl_model");
-  cz::c_header_writer data("make_cnn: int8 inputs and the host's int8 logits of " + name + " pruned (int8 CSR)");
-  data.add_int8("tl_inputs", inputs).add_int8("tl_expected", expected);
-  data.write(out + "/" + name + "_sparse_data.h");
+              100.0 * static_cast<double>(r.hits) / static_cast<double>(test.count), r.same_dense, test.count);
 }
 
 /// Clusters the int8 weights of `q` into `clusters` values per weighted layer and exports it
@@ -210,49 +227,25 @@ void build_shared(const std::string& name, const std::string& out, const nn::lab
   cz::model_file_builder bs, bd;
   cz::add_int8_codebook_layers(bs, q, cz::int8_csr_layers::when_smaller);  // a layer not smaller stays dense
   cz::add_int8_layers(bd, q);  // the same substituted weights, dense: the reference
-  const std::vector<std::uint8_t> file = bs.bytes(), dense_file = bd.bytes();
-  aligned_bytes fs(file), fd(dense_file);
-  cz::model_file_reader rs, rd;
+  const std::vector<std::uint8_t> file = bs.bytes();
+  const compressed_check r = check_and_export<shared_net<Model>>(name, out, "shared", "weight-shared (int8 codebook)",
+                                                               test, q, file, bd.bytes());
+  aligned_bytes fs(file);
+  cz::model_file_reader rs;
   raise_if_error(rs.open(fs.data(), fs.size));
-  raise_if_error(rd.open(fd.data(), fd.size));
-  static shared_net<Model> dev;
-  static bound_net<Model> dense;
-  raise_if_error(cz::bind_model_file(rs, dev));
-  raise_if_error(cz::bind_model_file(rd, dense));
   std::size_t shared_layers = 0;
   for (std::size_t i = 0; i < rs.layer_count(); ++i) {
     cz::layer_view v;
     raise_if_error(rs.layer(i, v));
     shared_layers += v.format == cz::weight_format::int8_codebook;
   }
-  std::vector<std::int8_t> xq(Model::input_size), inputs, expected;
-  std::size_t hits = 0, same_dense = 0, same_owning = 0;
-  for (std::size_t s = 0; s < test.count; ++s) {
-    tl::kernels::quantize_s8(tl::arch::scalar{}, test.x + s * Model::input_size, Model::input_size, dev.input_params(),
-                             tl::int8_per_channel::activation_range, xq.data());
-    const std::int8_t* y = dev.forward(xq.data());
-    const std::vector<std::int8_t> ys(y, y + Model::output_size);
-    same_dense += std::equal(ys.begin(), ys.end(), dense.forward(xq.data()));
-    same_owning += std::equal(ys.begin(), ys.end(), q.forward(xq.data()));
-    hits += static_cast<std::size_t>(std::max_element(ys.begin(), ys.end()) - ys.begin()) == test.y[s];
-    if (s < embedded_inputs) {
-      inputs.insert(inputs.end(), xq.begin(), xq.end());
-      expected.insert(expected.end(), ys.begin(), ys.end());
-    }
-  }
-  check(same_dense == test.count, name + " shared: the codebook network's logits differ from the dense int8 network's");
-  check(same_owning == test.count, name + " shared: the codebook network's logits differ from the owning network's");
   std::printf("make_cnn: %s weight-shared to %zu int8 values per weighted layer (at most %zu used), no fine-tuning; "
               "%zu of %zu records int8 codebook; model file: int8 codebook %zu bytes, dense int8 %zu bytes; accuracy "
               "on %zu test samples: int8 %.2f %% -> shared %.2f %%; codebook = dense int8 with the codebook values on "
               "%zu / %zu\n",
               name.c_str(), clusters, widest, shared_layers, rs.layer_count(), file.size(), dense_file_bytes,
-              test.count, 100.0 * acc_int8, 100.0 * static_cast<double>(hits) / static_cast<double>(test.count),
-              same_dense, test.count);
-  cz::write_c_header(out + "/" + name + "_shared_model.h", file, "tl_model");
-  cz::c_header_writer data("make_cnn: int8 inputs and the host's int8 logits of " + name + " weight-shared (int8 codebook)");
-  data.add_int8("tl_inputs", inputs).add_int8("tl_expected", expected);
-  data.write(out + "/" + name + "_shared_data.h");
+              test.count, 100.0 * acc_int8, 100.0 * static_cast<double>(r.hits) / static_cast<double>(test.count),
+              r.same_dense, test.count);
   std::copy(saved.begin(), saved.end(), q.weights());
 }
 
