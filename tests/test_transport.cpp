@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <new>
 #include <optional>
@@ -25,6 +26,9 @@
 #include <thread>
 #include <type_traits>
 #include <vector>
+
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "tinylarge/aggregate/aggregator.hpp"
 #include "tinylarge/aggregate/policy.hpp"
@@ -35,6 +39,7 @@
 #include "tinylarge/transport/checkpoint.hpp"
 #include "tinylarge/transport/in_process.hpp"
 #include "tinylarge/transport/policy.hpp"
+#include "tinylarge/transport/serial.hpp"
 #include "tinylarge/transport/wire.hpp"
 #include "tinylarge/aggregate/privacy.hpp"
 #include "tinylarge/aggregate/robust.hpp"
@@ -1375,4 +1380,379 @@ TEST_CASE("federated client: rounds move forward within a bound, the model keeps
   th.join();
   CHECK(client_status.ok());
   CHECK(answered == std::vector<std::uint32_t>{1, 11});
+}
+
+// ---------------------------------------------------------------------------
+// Serial link (transport/serial.hpp): COBS framing, the resynchronising decoder,
+// stop-and-wait with retransmission and duplicate suppression. Two links in one
+// thread over in-memory byte queues: a read that finds its queue empty lets the
+// peer link process its own input (so a blocking send is answered) and advances
+// a fake clock by 1 ms, so every run is deterministic. Faults are injected by
+// the queues' writer: byte number k of one direction dropped, flipped or
+// followed by garbage.
+namespace serial_test {
+namespace ser = tl::serial;
+
+struct fake_clock {
+  std::uint32_t t = 0;
+  std::uint32_t now_ms() const noexcept { return t; }
+};
+
+struct fault {
+  enum kind_t { none, drop, flip, garbage } kind = none;
+  std::size_t at = 0;        ///< index of the byte in its direction's stream
+  std::uint8_t mask = 0x01;  ///< flip: XOR mask
+};
+
+struct endpoint;
+struct wire_pair;
+
+/// The port of one end: reads from `in`, writes (with the fault) to the peer's queue.
+struct mem_port {
+  wire_pair* pair = nullptr;
+  int side = 0;  // 0 = a, 1 = b
+  tl::status write(std::span<const std::uint8_t> out);
+  tl::status read(std::span<std::uint8_t> in, std::size_t& got);
+};
+static_assert(ser::byte_port<mem_port>);
+static_assert(ser::ms_clock<fake_clock>);
+
+constexpr std::size_t max_frame = 256;
+using link_t = ser::link<mem_port, fake_clock, max_frame>;
+
+struct wire_pair {
+  fake_clock clock;
+  std::vector<std::uint8_t> queue[2];  // queue[s]: bytes waiting for side s
+  std::size_t read_pos[2] = {0, 0};
+  std::size_t written[2] = {0, 0};     // bytes written by side s so far
+  fault faults[2];                     // faults[s]: on the bytes side s writes
+  std::function<void()> pump[2];       // run side s's link once (set by the test)
+  bool in_pump = false;
+  bool peer_alive[2] = {true, true};
+};
+
+tl::status mem_port::write(std::span<const std::uint8_t> out) {
+  auto& q = pair->queue[1 - side];
+  for (const std::uint8_t b : out) {
+    const std::size_t k = pair->written[side]++;
+    const fault& f = pair->faults[side];
+    if (f.kind != fault::none && f.at == k) {
+      if (f.kind == fault::drop) continue;
+      if (f.kind == fault::flip) {
+        q.push_back(static_cast<std::uint8_t>(b ^ f.mask));
+        continue;
+      }
+      q.push_back(b);
+      for (const int g : {0x17, 0x00, 0x42, 0x99, 0x01}) q.push_back(static_cast<std::uint8_t>(g));
+      continue;
+    }
+    q.push_back(b);
+  }
+  return tl::status::success();
+}
+
+tl::status mem_port::read(std::span<std::uint8_t> in, std::size_t& got) {
+  got = 0;
+  auto& q = pair->queue[side];
+  auto& pos = pair->read_pos[side];
+  if (pos == q.size() && !pair->in_pump && pair->pump[1 - side] && pair->peer_alive[1 - side]) {
+    pair->in_pump = true;  // the peer answers; it does not call back into us
+    pair->pump[1 - side]();
+    pair->in_pump = false;
+  }
+  while (got < in.size() && pos < q.size()) in[got++] = q[pos++];
+  if (got == 0) ++pair->clock.t;
+  return tl::status::success();
+}
+
+struct duo {
+  wire_pair pair;
+  mem_port pa{&pair, 0}, pb{&pair, 1};
+  link_t a{pa, pair.clock}, b{pb, pair.clock};
+  duo() {
+    pair.pump[0] = [this] { REQUIRE(a.pump().ok()); };
+    pair.pump[1] = [this] { REQUIRE(b.pump().ok()); };
+  }
+};
+
+/// A wire frame with `n` bytes of payload derived from `seed` (zeros included).
+std::vector<std::uint8_t> make_frame(std::uint32_t seed, std::size_t n, std::uint32_t seq = 0) {
+  std::vector<std::uint8_t> payload(n);
+  tl::rng g(seed);
+  for (auto& v : payload) v = static_cast<std::uint8_t>(g.uniform_int(4) == 0 ? 0 : g.next_u32());
+  wire::message_header h;
+  h.type = wire::message_type::model;
+  h.round = seed;
+  h.sequence = seq;
+  h.count = static_cast<std::uint32_t>(n);
+  std::vector<std::uint8_t> f(wire::frame_size(n));
+  std::size_t w = 0;
+  REQUIRE(wire::encode(h, payload, f, w).ok());
+  return f;
+}
+
+/// Bytes of the frame `m` came from (header, payload, CRC).
+std::vector<std::uint8_t> frame_of(const wire::message_view& m) {
+  const std::uint8_t* start = m.payload.data() - wire::wire_header_bytes;
+  return {start, m.payload.data() + m.payload.size() + wire::wire_trailer_bytes};
+}
+}  // namespace serial_test
+
+TEST_CASE("serial: COBS round trip, no zero inside, bounded overhead", "[transport][serial]") {
+  namespace ser = tl::serial;
+  tl::rng g(5);
+  for (const std::size_t n : {0u, 1u, 2u, 253u, 254u, 255u, 256u, 507u, 508u, 509u, 1000u}) {
+    for (int pattern = 0; pattern < 4; ++pattern) {
+      std::vector<std::uint8_t> in(n);
+      for (std::size_t i = 0; i < n; ++i)
+        in[i] = pattern == 0 ? 0 : pattern == 1 ? 0xFF : static_cast<std::uint8_t>(pattern == 2 ? g.next_u32() : (i % 255 == 7 ? 0 : i + 1));
+      std::vector<std::uint8_t> enc(ser::cobs_max_encoded(n));
+      std::size_t w = 0;
+      REQUIRE(ser::cobs_encode(in, enc, w).ok());
+      REQUIRE(w <= ser::cobs_max_encoded(n));
+      for (std::size_t i = 0; i < w; ++i) REQUIRE(enc[i] != 0);
+      std::vector<std::uint8_t> buf(n + 1);
+      ser::cobs_decoder d(buf);
+      for (std::size_t i = 0; i < w; ++i) REQUIRE(d.feed(enc[i]) == ser::cobs_decoder::event::none);
+      REQUIRE(d.feed(0) == ser::cobs_decoder::event::frame);
+      CHECK(std::vector<std::uint8_t>(d.frame().begin(), d.frame().end()) == in);
+      if (w > 0) {  // an output buffer one byte short is refused
+        std::vector<std::uint8_t> small(w - 1);
+        CHECK(ser::cobs_encode(in, small, w).code == tl::errc::capacity_exceeded);
+        CHECK(w == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("serial: the decoder reports overflow and corrupt groups, then resynchronises", "[transport][serial]") {
+  namespace ser = tl::serial;
+  using ev = ser::cobs_decoder::event;
+  std::uint8_t buf[8];
+  ser::cobs_decoder d(buf);
+  // 12 non-zero bytes do not fit in 8: overflow once, the rest skipped up to the 0x00.
+  const std::vector<std::uint8_t> big(12, 0x33);
+  std::vector<std::uint8_t> enc(ser::cobs_max_encoded(big.size()));
+  std::size_t w = 0;
+  REQUIRE(ser::cobs_encode(big, enc, w).ok());
+  int overflows = 0;
+  for (std::size_t i = 0; i < w; ++i) overflows += d.feed(enc[i]) == ev::overflow;
+  CHECK(overflows == 1);
+  CHECK(d.feed(0) == ev::none);
+  // A group cut short by a 0x00 (bytes lost) is corrupt.
+  CHECK(d.feed(0x05) == ev::none);
+  CHECK(d.feed(0x11) == ev::none);
+  CHECK(d.feed(0) == ev::corrupt);
+  // Empty frames (delimiter runs) are nothing; the next frame decodes.
+  CHECK(d.feed(0) == ev::none);
+  const std::uint8_t ok[] = {0x03, 0x41, 0x42, 0x02, 0x43};  // 41 42 00 43
+  for (const std::uint8_t b : ok) CHECK(d.feed(b) == ev::none);
+  REQUIRE(d.feed(0) == ev::frame);
+  CHECK(std::vector<std::uint8_t>(d.frame().begin(), d.frame().end()) == std::vector<std::uint8_t>{0x41, 0x42, 0, 0x43});
+}
+
+TEST_CASE("serial: link round trip both ways, counters", "[transport][serial]") {
+  using namespace serial_test;
+  duo d;
+  const auto f1 = make_frame(1, 100), f2 = make_frame(2, 37);
+  REQUIRE(d.a.send(f1, 5000).ok());
+  wire::message_view m;
+  REQUIRE(d.b.recv(m, 5000).ok());
+  CHECK(frame_of(m) == f1);
+  CHECK(m.header.round == 1);
+  REQUIRE(d.b.send(f2, 5000).ok());
+  REQUIRE(d.a.recv(m, 5000).ok());
+  CHECK(frame_of(m) == f2);
+  CHECK(d.a.stats().frames_sent == 1);
+  CHECK(d.a.stats().retransmissions == 0);
+  CHECK(d.b.stats().delivered == 1);
+  CHECK(d.b.stats().acks_sent == 1);
+  CHECK(d.a.stats().bytes_sent == d.b.stats().bytes_received + d.pair.queue[1].size() - d.pair.read_pos[1]);
+  // Nothing more arrives: recv times out on the fake clock, with a message.
+  const tl::status s = d.a.recv(m, 50);
+  CHECK(s.code == tl::errc::timed_out);
+  CHECK(std::string(s.message).find("serial recv") != std::string::npos);
+}
+
+TEST_CASE("serial: every byte of a frame or its ACK dropped, flipped or followed by garbage: delivered exactly once",
+          "[transport][serial][faults]") {
+  using namespace serial_test;
+  const auto f1 = make_frame(7, 40), f2 = make_frame(8, 3);
+  // Bytes on the line of the first transmission (a → b) and of one ACK (b → a).
+  std::size_t data_line = 0, ack_line = 0;
+  {
+    duo d;
+    REQUIRE(d.a.send(f1, 5000).ok());
+    data_line = d.a.stats().bytes_sent;
+    ack_line = d.b.stats().bytes_sent;
+    REQUIRE(data_line > f1.size() + tl::serial::link_overhead_bytes);
+    REQUIRE(ack_line >= 8);
+  }
+  std::size_t cases = 0, recovered_by_retransmission = 0, duplicates_seen = 0;
+  for (const int side : {0, 1}) {
+    const std::size_t line = side == 0 ? data_line : ack_line;
+    for (const auto kind : {fault::drop, fault::flip, fault::garbage}) {
+      for (std::size_t k = 0; k < line; ++k) {
+        for (const std::uint8_t mask : {std::uint8_t{0x01}, std::uint8_t{0x80}}) {
+          if (kind != fault::flip && mask != 0x01) continue;
+          INFO("side " << side << " fault " << int(kind) << " at byte " << k << " mask " << int(mask));
+          duo d;
+          d.pair.faults[side] = fault{kind, k, mask};
+          REQUIRE(d.a.send(f1, 10000).ok());
+          wire::message_view m;
+          REQUIRE(d.b.recv(m, 10000).ok());
+          CHECK(frame_of(m) == f1);
+          // The reply crosses the same damaged pair; then nothing else may arrive.
+          REQUIRE(d.b.send(f2, 10000).ok());
+          REQUIRE(d.a.recv(m, 10000).ok());
+          CHECK(frame_of(m) == f2);
+          CHECK(d.b.recv(m, 500).code == tl::errc::timed_out);
+          CHECK(d.a.recv(m, 500).code == tl::errc::timed_out);
+          CHECK(d.b.stats().delivered == 1);
+          CHECK(d.a.stats().delivered == 1);
+          // The one duplicate a lost ACK causes is ACKed again, not delivered.
+          CHECK(d.b.stats().duplicates <= d.a.stats().retransmissions);
+          ++cases;
+          recovered_by_retransmission += d.a.stats().retransmissions > 0;
+          duplicates_seen += d.b.stats().duplicates;
+        }
+      }
+    }
+  }
+  // The faults did bite: most needed a retransmission, and lost ACKs produced duplicates.
+  CHECK(recovered_by_retransmission > cases / 2);
+  CHECK(duplicates_seen > 0);
+}
+
+TEST_CASE("serial: 600 frames with 1% of bytes damaged both ways arrive in order, each once",
+          "[transport][serial][faults]") {
+  using namespace serial_test;
+  duo d;
+  tl::rng g(99);
+  // Random faults: re-armed after each one fires.
+  const auto arm = [&](int side) {
+    d.pair.faults[side] = fault{static_cast<fault::kind_t>(1 + g.uniform_int(3)), d.pair.written[side] + 1 + g.uniform_int(200),
+                                static_cast<std::uint8_t>(1u << g.uniform_int(8))};
+  };
+  arm(0);
+  arm(1);
+  for (std::uint32_t i = 0; i < 600; ++i) {
+    const auto f = make_frame(1000 + i, i % 120, i);
+    link_t& tx = i % 3 == 0 ? d.b : d.a;
+    link_t& rx = i % 3 == 0 ? d.a : d.b;
+    REQUIRE(tx.send(f, 20000).ok());
+    wire::message_view m;
+    REQUIRE(rx.recv(m, 20000).ok());
+    REQUIRE(frame_of(m) == f);
+    for (const int s : {0, 1})
+      if (d.pair.written[s] > d.pair.faults[s].at) arm(s);
+  }
+  wire::message_view m;
+  CHECK(d.a.recv(m, 500).code == tl::errc::timed_out);
+  CHECK(d.b.recv(m, 500).code == tl::errc::timed_out);
+  CHECK(d.a.stats().delivered + d.b.stats().delivered == 600);
+  CHECK(d.a.stats().retransmissions + d.b.stats().retransmissions > 10);
+  CHECK(d.a.stats().corrupt + d.b.stats().corrupt > 10);
+}
+
+TEST_CASE("serial: buffer bounds and a silent peer give clear errors; the link recovers", "[transport][serial][faults]") {
+  using namespace serial_test;
+  // A frame above MaxWireFrame is refused before anything is written.
+  {
+    duo d;
+    const auto big = make_frame(3, serial_test::max_frame);  // 52 bytes too long
+    const tl::status s = d.a.send(big, 1000);
+    CHECK(s.code == tl::errc::capacity_exceeded);
+    CHECK(d.a.stats().bytes_sent == 0);
+  }
+  // A receiver with a smaller buffer skips the long frame (no ACK): the sender times
+  // out with a message; the next, short frame goes through.
+  {
+    wire_pair pair;
+    mem_port pa{&pair, 0}, pb{&pair, 1};
+    tl::serial::link<mem_port, fake_clock, 256> a{pa, pair.clock, {50}};
+    tl::serial::link<mem_port, fake_clock, 64> b{pb, pair.clock, {50}};
+    pair.pump[0] = [&] { REQUIRE(a.pump().ok()); };
+    pair.pump[1] = [&] { REQUIRE(b.pump().ok()); };
+    const tl::status s = a.send(make_frame(4, 100), 1000);
+    CHECK(s.code == tl::errc::timed_out);
+    CHECK(std::string(s.message).find("no ACK") != std::string::npos);
+    CHECK(b.stats().oversized >= 2);  // the first transmission and the retransmissions
+    CHECK(a.stats().retransmissions >= 10);
+    CHECK(a.stats().send_failures == 1);
+    const auto small = make_frame(5, 8);
+    REQUIRE(a.send(small, 1000).ok());
+    wire::message_view m;
+    REQUIRE(b.recv(m, 1000).ok());
+    CHECK(frame_of(m) == small);
+    CHECK(b.stats().delivered == 1);
+  }
+  // A data frame intact on the link but not a valid wire frame is ACKed (resending would
+  // not help), counted, and not delivered; the reason is in the wire counters.
+  {
+    duo d;
+    auto f = make_frame(6, 20);
+    f[wire::wire_header_bytes + 3] ^= 0x10;  // payload CRC now wrong
+    REQUIRE(d.a.send(f, 1000).ok());
+    wire::message_view m;
+    CHECK(d.b.recv(m, 200).code == tl::errc::timed_out);
+    CHECK(d.b.stats().wire_rejected == 1);
+    CHECK(d.b.stats().wire[wire::wire_reject::payload_crc] == 1);
+    CHECK(d.b.stats().delivered == 0);
+    const auto good = make_frame(7, 20);
+    REQUIRE(d.a.send(good, 1000).ok());
+    REQUIRE(d.b.recv(m, 1000).ok());
+    CHECK(frame_of(m) == good);
+  }
+  // The receiver holds the frame `recv` returned and one delivered frame waiting for
+  // `recv`; a third is not ACKed (counted busy) and neither stored frame is overwritten.
+  // Its sender is told (timed_out); the next send has a new sequence number and is
+  // delivered once.
+  {
+    duo d;
+    const auto f1 = make_frame(8, 10), f2 = make_frame(9, 10), f3 = make_frame(10, 10), f4 = make_frame(11, 10);
+    REQUIRE(d.a.send(f1, 1000).ok());
+    wire::message_view m1;
+    REQUIRE(d.b.recv(m1, 1000).ok());
+    REQUIRE(d.a.send(f2, 1000).ok());  // ACKed, waits in b
+    CHECK(d.a.send(f3, 1000).code == tl::errc::timed_out);
+    CHECK(d.b.stats().busy >= 2);
+    CHECK(frame_of(m1) == f1);
+    wire::message_view m;
+    REQUIRE(d.b.recv(m, 200).ok());
+    CHECK(frame_of(m) == f2);
+    CHECK(d.b.recv(m, 200).code == tl::errc::timed_out);
+    REQUIRE(d.a.send(f4, 1000).ok());
+    REQUIRE(d.b.recv(m, 1000).ok());
+    CHECK(frame_of(m) == f4);
+    CHECK(d.b.stats().delivered == 3);
+  }
+}
+
+TEST_CASE("serial: fd_port carries the link over a socket pair", "[transport][serial]") {
+  namespace ser = tl::serial;
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  ser::steady_clock_ms clock;
+  ser::fd_port pa(sv[0]), pb(sv[1]);
+  ser::link<ser::fd_port, ser::steady_clock_ms, 512> a(pa, clock, {100});
+  const auto f = serial_test::make_frame(12, 300);
+  const auto reply = serial_test::make_frame(13, 60);
+  std::thread peer([&] {
+    ser::link<ser::fd_port, ser::steady_clock_ms, 512> b(pb, clock, {100});
+    wire::message_view m;
+    if (!b.recv(m, 5000).ok() || serial_test::frame_of(m) != f) return;
+    (void)b.send(reply, 5000);
+  });
+  REQUIRE(a.send(f, 5000).ok());
+  wire::message_view m;
+  REQUIRE(a.recv(m, 5000).ok());
+  CHECK(serial_test::frame_of(m) == reply);
+  peer.join();
+  ::close(sv[1]);
+  // The peer closed: reading reports it.
+  const tl::status s = a.recv(m, 1000);
+  CHECK(s.code == tl::errc::io_error);
+  CHECK(std::string(s.message).find("closed") != std::string::npos);
+  ::close(sv[0]);
 }
