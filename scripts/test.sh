@@ -224,6 +224,9 @@ register_step quickstart step_quickstart
 if [[ -f "$ROOT/scripts/mcu_selftest.sh" ]]; then
   register_step mcu-cortex-m  bash "$ROOT/scripts/mcu_selftest.sh" "$BUILD_ROOT/mcu"
 fi
+# The serial link (transport/serial.hpp): a Cortex-M4F firmware under QEMU and a host program over
+# the emulated UART, with bytes dropped / flipped on the way (scripts/mcu_serial.sh, < 1 min).
+register_step mcu-serial timeout 110 bash "$ROOT/scripts/mcu_serial.sh" "$BUILD_ROOT/mcu-serial"
 
 # Drop-in steps from later issues.
 if compgen -G "$ROOT/scripts/test.d/*.sh" >/dev/null; then

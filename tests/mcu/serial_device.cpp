@@ -1,0 +1,159 @@
+// Cortex-M4F (mps2-an386) end of the serial-link test (scripts/mcu_serial.sh): a
+// federated client over transport/serial.hpp on the board's CMSDK UART0, which QEMU
+// connects to the host program tests/transport/serial_host.cpp by TCP
+// (`-serial tcp:127.0.0.1:PORT`). Per round it receives a model frame, checks it,
+// runs the local round of serial_task.hpp and sends the update frame back; a stop
+// frame ends the run. The link's time source is SysTick. Logs and the exit code go
+// through semihosting. No heap: the link's buffers and the workspace are static.
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "tinylarge/freestanding.hpp"
+#include "serial_task.hpp"
+#include "startup.hpp"
+#include "tinylarge/transport/serial.hpp"
+#include "tinylarge/transport/wire.hpp"
+
+extern "C" std::uint32_t tl_stack_high_water();
+
+namespace {
+
+namespace tl = tinylarge;
+
+/// CMSDK APB UART0 of the MPS2 boards, polled.
+struct uart_port {
+  static constexpr std::uintptr_t base = 0x40004000u;
+  static volatile std::uint32_t& reg(std::uintptr_t off) {
+    return *reinterpret_cast<volatile std::uint32_t*>(base + off);
+  }
+  static constexpr std::uint32_t data = 0x00, state = 0x04, ctrl = 0x08, bauddiv = 0x10;
+  static constexpr std::uint32_t tx_full = 1u, rx_full = 2u;
+
+  void init() {
+    reg(bauddiv) = 16;   // the smallest legal divider
+    reg(ctrl) = 0x3u;    // TX and RX enabled, no interrupts
+  }
+  tl::status write(std::span<const std::uint8_t> out) {
+    for (const std::uint8_t b : out) {
+      while ((reg(state) & tx_full) != 0) {
+      }
+      reg(data) = b;
+    }
+    return tl::status::success();
+  }
+  tl::status read(std::span<std::uint8_t> in, std::size_t& got) {
+    got = 0;
+    while (got < in.size() && (reg(state) & rx_full) != 0) in[got++] = static_cast<std::uint8_t>(reg(data));
+    return tl::status::success();
+  }
+};
+
+/// Milliseconds from SysTick, free-running on the 25 MHz processor clock of the MPS2
+/// boards: the 24-bit counter is read often (every loop of the link), so its wraps
+/// (every 0.67 s) are accumulated.
+struct systick_clock {
+  static volatile std::uint32_t& reg(std::uintptr_t a) { return *reinterpret_cast<volatile std::uint32_t*>(a); }
+  static constexpr std::uintptr_t csr = 0xE000E010u, rvr = 0xE000E014u, cvr = 0xE000E018u;
+  static constexpr std::uint32_t ticks_per_ms = 25000;
+  std::uint32_t last = 0;
+  std::uint64_t ticks = 0;
+
+  void init() {
+    reg(rvr) = 0xFFFFFFu;
+    reg(cvr) = 0;
+    reg(csr) = 0x5u;  // enabled, processor clock, no interrupt
+    last = reg(cvr);
+  }
+  std::uint32_t now_ms() {
+    const std::uint32_t cur = reg(cvr) & 0xFFFFFFu;
+    ticks += (last - cur) & 0xFFFFFFu;  // a down counter
+    last = cur;
+    return static_cast<std::uint32_t>(ticks / ticks_per_ms);
+  }
+};
+
+constexpr std::size_t max_frame = tl::wire::frame_size(serial_task::params * 4);
+using link_t = tl::serial::link<uart_port, systick_clock, max_frame>;
+
+uart_port uart;
+systick_clock clock_ms;
+link_t serial_link{uart, clock_ms, {100}};
+serial_task::workspace work;
+float model[serial_task::params];
+float update[serial_task::params];
+std::uint8_t tx[max_frame];
+
+[[noreturn]] void fail(const char* what, const tl::status& s) {
+  tl_mcu::puts("serial_device: ");
+  tl_mcu::puts(what);
+  tl_mcu::puts(": ");
+  tl_mcu::puts(s.message);
+  tl_mcu::puts("\n");
+  tl_mcu::exit(2);
+}
+
+void put_stat(const char* name, std::uint64_t v) {
+  tl_mcu::puts(" ");
+  tl_mcu::puts(name);
+  tl_mcu::puts(" ");
+  tl_mcu::put_int(static_cast<long>(v));
+}
+
+}  // namespace
+
+int main() {
+  uart.init();
+  clock_ms.init();
+  std::uint32_t rounds = 0, sequence = 0;
+  for (;;) {
+    tl::wire::message_view m;
+    tl::status s = serial_link.recv(m, 30000);
+    if (!s.ok()) fail("waiting for a model", s);
+    if (m.header.type == tl::wire::message_type::control &&
+        m.header.aux == static_cast<std::uint64_t>(tl::wire::control_command::stop))
+      break;
+    if (m.header.type != tl::wire::message_type::model || m.header.round != rounds)
+      fail("unexpected frame", {tl::errc::corrupt, "not the model of the next round"});
+    s = tl::wire::read_fp32(m, std::span<float>(model));
+    if (!s.ok()) fail("model frame", s);
+    if (tl::first_non_finite(model, serial_task::params) != serial_task::params)
+      fail("model frame", {tl::errc::non_finite, "NaN or Inf in the model"});
+    const float p = serial_task::local_round(model, m.header.aux, work, update);
+    tl::wire::message_header h;
+    h.type = tl::wire::message_type::update;
+    h.sender = 1;
+    h.round = rounds;
+    h.sequence = ++sequence;
+    h.aux = serial_task::samples;
+    std::size_t written = 0;
+    s = tl::wire::encode_fp32(h, std::span<const float>(update), std::span<std::uint8_t>(tx), written);
+    if (!s.ok()) fail("encoding the update", s);
+    s = serial_link.send(std::span<const std::uint8_t>(tx, written), 30000);
+    if (!s.ok()) fail("sending the update", s);
+    tl_mcu::puts("serial_device: round ");
+    tl_mcu::put_int(static_cast<long>(rounds));
+    tl_mcu::puts(" mean p(label) x1000 ");
+    tl_mcu::put_int(static_cast<long>(p * 1000.0f));
+    tl_mcu::puts("\n");
+    ++rounds;
+  }
+  // Stay on the line for a while, so that a lost ACK of the stop frame is given again.
+  tl::wire::message_view extra;
+  const tl::status linger = serial_link.recv(extra, 1000);
+  const auto& st = serial_link.stats();
+  tl_mcu::puts("serial_device: rounds ");
+  tl_mcu::put_int(static_cast<long>(rounds));
+  put_stat("delivered", st.delivered);
+  put_stat("sent", st.frames_sent);
+  put_stat("retransmissions", st.retransmissions);
+  put_stat("duplicates", st.duplicates);
+  put_stat("corrupt", st.corrupt);
+  put_stat("oversized", st.oversized);
+  put_stat("stale_acks", st.stale_acks);
+  tl_mcu::puts("\nserial_device: stack bytes ");
+  tl_mcu::put_int(static_cast<long>(tl_stack_high_water()));
+  tl_mcu::puts("\n");
+  // Nothing but retransmissions may follow the stop frame.
+  return linger.code == tl::errc::timed_out ? 0 : 3;
+}
