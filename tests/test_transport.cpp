@@ -544,13 +544,38 @@ struct roles_data {
   }
 };
 
-/// Final global model of `rounds` rounds, simulated (threads = false) or
-/// deployed over in_process endpoints (threads = true); client `drop` (1-based
-/// endpoint, 0 = none) leaves at round `drop_round` in the deployed run.
+/// A serial line (transport/serial.hpp) over a socket, damaging `per_10000` / 10000 of the
+/// bytes it writes (dropped or one bit flipped; a seeded generator per end).
+struct damaging_fd_port {
+  tl::serial::fd_port fd;
+  tl::rng g;
+  std::uint32_t per_10000;
+  std::uint64_t damaged = 0;
+  tl::status write(std::span<const std::uint8_t> out) {
+    std::vector<std::uint8_t> d;
+    for (const std::uint8_t b : out) {
+      if (g.uniform_int(10000) >= per_10000) {
+        d.push_back(b);
+        continue;
+      }
+      ++damaged;
+      if (g.uniform_int(2) == 0) d.push_back(static_cast<std::uint8_t>(b ^ (1u << g.uniform_int(8))));
+    }
+    return fd.write(d);
+  }
+  tl::status read(std::span<std::uint8_t> in, std::size_t& got) { return fd.read(in, got); }
+};
+using serial_roles_transport = tl::serial::serial_transport<damaging_fd_port, tl::serial::steady_clock_ms, 1024>;
+static_assert(tl::transport_policy<serial_roles_transport>);
+
+/// Final global model of `rounds` rounds, simulated (threads = false) or deployed over
+/// in_process endpoints (threads = true), or, with `over_serial`, over one serial link on
+/// a socket pair with 0.2 % of the bytes damaged each way (one client: with frames of
+/// ~600 bytes, ~70 % of the transmissions are damaged and repeated); client `drop`
+/// (1-based endpoint, 0 = none) leaves at round `drop_round` in the in_process run.
 template <class Policy, class U>
 std::vector<float> roles_run(const Policy& policy, bool threads, double fraction, std::uint32_t drop = 0,
-                             std::uint32_t drop_round = 0) {
-  constexpr std::size_t clients = 4;
+                             std::uint32_t drop_round = 0, std::size_t clients = 4, bool over_serial = false) {
   const roles_data data(clients);
   wf::federated_options o;
   o.rounds = 3;
@@ -568,6 +593,50 @@ std::vector<float> roles_run(const Policy& policy, bool threads, double fraction
     fl.initialize(4);
     (void)fl.run(data.fd.clients, tl::nn::labelled_view<std::uint8_t>{nullptr, nullptr, 0, 12});
     return {fl.global().begin(), fl.global().end()};
+  }
+  if (over_serial) {
+    REQUIRE(clients == 1);
+    int sv[2];
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    tl::serial::steady_clock_ms clock;
+    damaging_fd_port server_port{tl::serial::fd_port(sv[0]), tl::rng(1), 20}, client_port{tl::serial::fd_port(sv[1]), tl::rng(2), 20};
+    tl::status client_status;
+    std::uint64_t client_retransmissions = 0;
+    std::thread client([&] {
+      serial_roles_transport ep(client_port, clock, 1, {50});
+      typename fl_type::computation training(o, sgd, wf::detail::proximal_mu_of(policy), data.fd.clients);
+      typename fl_type::client_role role(training, o.int8_chunk);
+      wf::federated_client_options co;
+      co.idle_timeout = 20s;
+      client_status = wf::run_federated_client(ep, role, co);
+      // Stay on the line for 6 ACK timeouts: if the ACK of the stop frame was lost, the
+      // server's retransmission is ACKed again (and not delivered: recv times out).
+      wire::message_view extra;
+      if (client_status.ok() && ep.recv(extra, 300ms).code != tl::errc::timed_out)
+        client_status = {tl::errc::corrupt, "a frame after stop"};
+      client_retransmissions = ep.link_counters().retransmissions;
+    });
+    serial_roles_transport ep(server_port, clock, 0, {50});
+    typename fl_type::network_type init;
+    init.initialize(4);
+    typename fl_type::server_role server(policy, fl_type::param_count, o.seed);
+    server.set_global(init.parameters());
+    wf::federated_server_options so;
+    so.rounds = 3;
+    so.client_fraction = fraction;
+    so.round_timeout = 20s;
+    const tl::status s = wf::run_federated_server(ep, server, so);
+    client.join();
+    ::close(sv[0]);
+    ::close(sv[1]);
+    REQUIRE(s.ok());
+    REQUIRE(client_status.ok());
+    CHECK(server_port.damaged + client_port.damaged > 0);
+    CHECK(ep.link_counters().retransmissions + client_retransmissions > 0);
+    CHECK(ep.link_counters().delivered == 3);  // one update per round, each once
+    CHECK(ep.stats().frames_received == 3);
+    CHECK(ep.stats().frames_sent == 4);  // three models and the stop
+    return {server.global().begin(), server.global().end()};
   }
   tl::in_process::hub net(clients + 1);
   std::vector<std::thread> th;
@@ -618,6 +687,16 @@ TEST_CASE("FedAvg-family roles: simulation and deployment drivers give the same 
   CHECK(same(tl::fedavg{}, tl::int8_update{}, 0.5) != avg);  // and 2 of 4 clients per round, drawn by the server
   // Federated Reptile is federated_averaging with the reptile_step server rule: the same roles.
   CHECK(same(wf::reptile_step{.epsilon = 0.5f}, tl::fp32_update{}, 1.0) != avg);
+}
+
+TEST_CASE("FedAvg-family roles over a damaged serial link (one device): the simulation's bits",
+          "[transport][federated][roles][serial]") {
+  const auto sim = roles_run<tl::fedavg, tl::fp32_update>(tl::fedavg{}, false, 1.0, 0, 0, 1);
+  const auto ser = roles_run<tl::fedavg, tl::fp32_update>(tl::fedavg{}, true, 1.0, 0, 0, 1, true);
+  CHECK(sim == ser);
+  const auto sim8 = roles_run<tl::fedavg, tl::int8_update>(tl::fedavg{}, false, 1.0, 0, 0, 1);
+  CHECK(sim8 == roles_run<tl::fedavg, tl::int8_update>(tl::fedavg{}, true, 1.0, 0, 0, 1, true));
+  CHECK(sim8 != sim);
 }
 
 TEST_CASE("FedAvg-family roles: a client that leaves is waited for once, then the rounds go on", "[transport][federated][roles]") {

@@ -45,7 +45,10 @@
 /// Limits: one link joins two ends that start together (both with no frame
 /// delivered yet); a restarted end must be met by a restarted peer. A failed
 /// `send` (timed out) may or may not have been delivered; the next `send`
-/// uses a new sequence number, so the link stays usable.
+/// uses a new sequence number, so the link stays usable. There is no closing
+/// handshake: the ACK of the last frame of a run can be lost, so its receiver
+/// stays on the line (`recv` for a few `ack_timeout_ms`) before it leaves, to
+/// ACK the retransmission (tests/mcu/serial_device.cpp does).
 #pragma once
 
 #include <concepts>
@@ -459,6 +462,9 @@ class link {
 
 #include <cerrno>
 #include <chrono>
+#include <memory>
+
+#include "policy.hpp"
 
 namespace tinylarge::serial {
 
@@ -517,6 +523,101 @@ struct steady_clock_ms {
                                           std::chrono::steady_clock::now().time_since_epoch())
                                           .count());
   }
+};
+
+/// A `transport_policy` endpoint over one serial link: the two ends of a
+/// point-to-point line, the server (endpoint 0) and one device (endpoint 1),
+/// so `endpoints()` is 2 — the server roles of workflow/ run over it
+/// unchanged, with one client. (Several devices on one server need a gateway
+/// that multiplexes links: not in this version.) Host profile only (the
+/// concept's timeouts are `std::chrono`); a device uses `link` directly.
+///
+/// `send` stamps `sender` (this end's id) and `sequence` (a per-endpoint
+/// counter), encodes the frame (the buffers live on the heap: one object per
+/// link) and sends it with `link::send`. `recv` returns the next frame whose
+/// `sender` is the peer; others are dropped and counted `spoofed`. Frames
+/// carrying a MAC are refused (`unauthenticated`): this transport does not
+/// authenticate (a point-to-point wire; transport/auth.hpp is for networks).
+template <byte_port Port, ms_clock Clock, std::size_t MaxWireFrame>
+class serial_transport {
+ public:
+  static const char* name() { return "serial"; }
+
+  /// @param self 0 (the server end) or 1 (the device end)
+  serial_transport(Port& port, Clock& clock, endpoint_id self, link_config config = {})
+      : self_(self), link_(std::make_unique<link_type>(port, clock, config)), clock_(clock) {
+    TINYLARGE_REQUIRE(self <= 1, errc::invalid_argument, "serial_transport: the endpoint id must be 0 or 1");
+  }
+
+  endpoint_id id() const { return self_; }
+  std::size_t endpoints() const { return 2; }
+
+  status send(endpoint_id to, const wire::message_header& h, std::span<const std::uint8_t> payload,
+              std::chrono::milliseconds timeout) {
+    TINYLARGE_CHECK(to == 1 - self_, errc::invalid_argument, "serial_transport: the only peer is endpoint 1 - id()");
+    wire::message_header stamped = h;
+    stamped.sender = self_;
+    stamped.sequence = ++sequence_;
+    stamped.flags = 0;
+    std::size_t written = 0;
+    TINYLARGE_TRY(wire::encode(stamped, payload, std::span<std::uint8_t>(tx_.get(), MaxWireFrame), written, limits()));
+    TINYLARGE_TRY(link_->send(std::span<const std::uint8_t>(tx_.get(), written), to_ms(timeout)));
+    refresh();
+    return status::success();
+  }
+
+  status broadcast(const wire::message_header& h, std::span<const std::uint8_t> payload,
+                   std::chrono::milliseconds timeout) {
+    return send(1 - self_, h, payload, timeout);
+  }
+
+  status recv(wire::message_view& m, std::chrono::milliseconds timeout) {
+    const std::uint32_t start = clock_.now_ms(), total = to_ms(timeout);
+    for (;;) {
+      const std::uint32_t spent = clock_.now_ms() - start;
+      if (spent >= total) return {errc::timed_out, "serial_transport recv: nothing from the peer before the timeout"};
+      const status s = link_->recv(m, total - spent);
+      refresh();
+      TINYLARGE_TRY(s);
+      if ((m.header.flags & wire::wire_flag_mac) != 0) {
+        ++stats_.unauthenticated;
+        continue;
+      }
+      if (m.header.sender != 1 - self_) {
+        ++stats_.spoofed;
+        continue;
+      }
+      ++stats_.frames_received;
+      stats_.bytes_received += m.payload.size() + wire::wire_overhead_bytes;
+      return status::success();
+    }
+  }
+
+  const transport_stats& stats() const { return stats_; }
+  /// The link's own counters (retransmissions, duplicates, corrupt frames, …).
+  const link_stats& link_counters() const { return link_->stats(); }
+
+ private:
+  using link_type = link<Port, Clock, MaxWireFrame>;
+  static constexpr wire::wire_limits limits() noexcept {
+    return wire::wire_limits{static_cast<std::uint32_t>(MaxWireFrame - wire::wire_overhead_bytes)};
+  }
+  static std::uint32_t to_ms(std::chrono::milliseconds t) noexcept {
+    return t.count() <= 0 ? 0u : t.count() >= 0x7FFFFFFF ? 0x7FFFFFFFu : static_cast<std::uint32_t>(t.count());
+  }
+  void refresh() {
+    const link_stats& l = link_->stats();
+    stats_.frames_sent = l.frames_sent;
+    stats_.bytes_sent = l.bytes_sent;
+    stats_.wire = l.wire;
+  }
+
+  endpoint_id self_;
+  std::unique_ptr<link_type> link_;
+  Clock& clock_;
+  std::unique_ptr<std::uint8_t[]> tx_ = std::make_unique<std::uint8_t[]>(MaxWireFrame);
+  std::uint32_t sequence_ = 0;
+  transport_stats stats_{};
 };
 
 }  // namespace tinylarge::serial
