@@ -25,6 +25,7 @@
 #include <string>
 #include <thread>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <sys/socket.h>
@@ -594,6 +595,26 @@ std::vector<float> roles_run(const Policy& policy, bool threads, double fraction
     (void)fl.run(data.fd.clients, tl::nn::labelled_view<std::uint8_t>{nullptr, nullptr, 0, 12});
     return {fl.global().begin(), fl.global().end()};
   }
+  // The two roles of the deployment, over any transport endpoint.
+  const auto client_run = [&](auto& ep, const wf::federated_client_options& co) {
+    typename fl_type::computation training(o, sgd, wf::detail::proximal_mu_of(policy), data.fd.clients);
+    typename fl_type::client_role role(training, o.int8_chunk);
+    return wf::run_federated_client(ep, role, co);
+  };
+  const auto server_run = [&](auto& ep, std::chrono::milliseconds round_timeout) {
+    typename fl_type::network_type init;
+    init.initialize(4);
+    typename fl_type::server_role server(policy, fl_type::param_count, o.seed);
+    server.set_global(init.parameters());
+    wf::federated_server_options so;
+    so.rounds = 3;
+    so.client_fraction = fraction;
+    so.round_timeout = round_timeout;
+    const tl::status st = wf::run_federated_server(ep, server, so);
+    return std::make_pair(st, std::vector<float>(server.global().begin(), server.global().end()));
+  };
+  wf::federated_client_options co;
+  co.idle_timeout = 20s;
   if (over_serial) {
     REQUIRE(clients == 1);
     int sv[2];
@@ -604,11 +625,7 @@ std::vector<float> roles_run(const Policy& policy, bool threads, double fraction
     std::uint64_t client_retransmissions = 0;
     std::thread client([&] {
       serial_roles_transport ep(client_port, clock, 1, {50});
-      typename fl_type::computation training(o, sgd, wf::detail::proximal_mu_of(policy), data.fd.clients);
-      typename fl_type::client_role role(training, o.int8_chunk);
-      wf::federated_client_options co;
-      co.idle_timeout = 20s;
-      client_status = wf::run_federated_client(ep, role, co);
+      client_status = client_run(ep, co);
       // Stay on the line for 6 ACK timeouts: if the ACK of the stop frame was lost, the
       // server's retransmission is ACKed again (and not delivered: recv times out).
       wire::message_view extra;
@@ -617,54 +634,34 @@ std::vector<float> roles_run(const Policy& policy, bool threads, double fraction
       client_retransmissions = ep.link_counters().retransmissions;
     });
     serial_roles_transport ep(server_port, clock, 0, {50});
-    typename fl_type::network_type init;
-    init.initialize(4);
-    typename fl_type::server_role server(policy, fl_type::param_count, o.seed);
-    server.set_global(init.parameters());
-    wf::federated_server_options so;
-    so.rounds = 3;
-    so.client_fraction = fraction;
-    so.round_timeout = 20s;
-    const tl::status s = wf::run_federated_server(ep, server, so);
+    const auto [st, global] = server_run(ep, 20s);
     client.join();
     ::close(sv[0]);
     ::close(sv[1]);
-    REQUIRE(s.ok());
+    REQUIRE(st.ok());
     REQUIRE(client_status.ok());
     CHECK(server_port.damaged + client_port.damaged > 0);
     CHECK(ep.link_counters().retransmissions + client_retransmissions > 0);
     CHECK(ep.link_counters().delivered == 3);  // one update per round, each once
     CHECK(ep.stats().frames_received == 3);
     CHECK(ep.stats().frames_sent == 4);  // three models and the stop
-    return {server.global().begin(), server.global().end()};
+    return global;
   }
   tl::in_process::hub net(clients + 1);
   std::vector<std::thread> th;
   for (std::uint32_t k = 1; k <= clients; ++k) {
     th.emplace_back([&, k] {
       tl::in_process ep(net, k);
-      typename fl_type::computation training(o, sgd, wf::detail::proximal_mu_of(policy), data.fd.clients);
-      typename fl_type::client_role role(training, o.int8_chunk);
-      wf::federated_client_options co;
-      co.idle_timeout = 20s;
-      if (k == drop) co.on_model = [&](std::uint32_t r) { return r < drop_round; };
-      (void)wf::run_federated_client(ep, role, co);
+      wf::federated_client_options ko = co;
+      if (k == drop) ko.on_model = [&](std::uint32_t r) { return r < drop_round; };
+      (void)client_run(ep, ko);
     });
   }
   tl::in_process ep(net, 0);
-  typename fl_type::network_type init;
-  init.initialize(4);
-  typename fl_type::server_role server(policy, fl_type::param_count, o.seed);
-  server.set_global(init.parameters());
-  wf::federated_server_options so;
-  so.rounds = 3;
-  so.client_fraction = fraction;
-  so.round_timeout = drop != 0 ? 1500ms : 20s;
-  wf::federated_server_report rep;
-  const tl::status s = wf::run_federated_server(ep, server, so, &rep);
+  const auto [st, global] = server_run(ep, drop != 0 ? 1500ms : 20s);
   for (auto& t : th) t.join();
-  REQUIRE(s.ok());
-  return {server.global().begin(), server.global().end()};
+  REQUIRE(st.ok());
+  return global;
 }
 }  // namespace
 
