@@ -1830,5 +1830,20 @@ TEST_CASE("serial: fd_port carries the link over a socket pair", "[transport][se
   const tl::status s = a.recv(m, 1000);
   CHECK(s.code == tl::errc::io_error);
   CHECK(std::string(s.message).find("closed") != std::string::npos);
+  // Writing to it is an io_error, not a SIGPIPE that kills the process.
+  CHECK(a.send(f, 1000).code == tl::errc::io_error);
   ::close(sv[0]);
+  // A pipe is not a socket: fd_port falls back to write(2).
+  int pp[2];
+  REQUIRE(::pipe(pp) == 0);
+  ser::fd_port w(pp[1]), r(pp[0]);
+  const std::uint8_t msg[] = {1, 0, 2, 3};
+  REQUIRE(w.write(msg).ok());
+  std::uint8_t back[8];
+  std::size_t got = 0;
+  REQUIRE(r.read(back, got).ok());
+  CHECK(got == 4);
+  CHECK(std::memcmp(back, msg, 4) == 0);
+  ::close(pp[0]);
+  ::close(pp[1]);
 }

@@ -300,6 +300,7 @@ class link {
     held_ = false;  // the frame returned last time may be overwritten from now on
     const std::uint32_t start = clock_.now_ms();
     for (;;) {
+      if (!pending_) TINYLARGE_TRY(pump());  // at least once, also with a timeout of 0
       if (pending_) {
         pending_ = false;
         held_ = true;
@@ -309,7 +310,6 @@ class link {
       }
       if (clock_.now_ms() - start >= timeout_ms)
         return {errc::timed_out, "serial recv: no frame from the peer before the timeout"};
-      TINYLARGE_TRY(pump());
     }
   }
 
@@ -458,6 +458,7 @@ class link {
 
 #if !TINYLARGE_FREESTANDING && __has_include(<poll.h>) && __has_include(<unistd.h>)
 #include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -476,11 +477,16 @@ class fd_port {
   ///        loops from spinning; 0 polls)
   explicit fd_port(int fd, int wait_ms = 1) noexcept : fd_(fd), wait_ms_(wait_ms) {}
 
-  /// Write every byte (retrying short writes and EINTR).
+  /// Write every byte (retrying short writes and EINTR). On a socket whose peer
+  /// has gone this is an `io_error`, not a SIGPIPE (`MSG_NOSIGNAL`).
   [[nodiscard]] status write(std::span<const std::uint8_t> out) {
     std::size_t done = 0;
     while (done < out.size()) {
-      const ::ssize_t k = ::write(fd_, out.data() + done, out.size() - done);
+      ::ssize_t k = socket_ ? ::send(fd_, out.data() + done, out.size() - done, MSG_NOSIGNAL) : -1;
+      if (k < 0 && (!socket_ || errno == ENOTSOCK)) {
+        socket_ = false;  // a pipe, pty or tty
+        k = ::write(fd_, out.data() + done, out.size() - done);
+      }
       if (k < 0 && errno == EINTR) continue;
       if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         ::pollfd p{fd_, POLLOUT, 0};
@@ -514,6 +520,7 @@ class fd_port {
  private:
   int fd_;
   int wait_ms_;
+  bool socket_ = true;  ///< until `send` says otherwise
 };
 
 /// An `ms_clock` reading `std::chrono::steady_clock`.
