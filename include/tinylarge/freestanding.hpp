@@ -37,3 +37,4 @@
 #include "nn/mixed_network.hpp"
 #include "nn/quantized_network.hpp"
 #include "transport/wire.hpp"
+#include "transport/serial.hpp"

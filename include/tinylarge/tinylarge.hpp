@@ -52,6 +52,7 @@
 #include "transport/policy.hpp"
 #include "transport/in_process.hpp"
 #include "transport/checkpoint.hpp"
+#include "transport/serial.hpp"
 #include "partition/cut.hpp"
 #include "partition/codec.hpp"
 #include "workflow/report.hpp"

@@ -9,6 +9,7 @@
 /// | `in_process` | nothing: spans are handed over, zero-copy (the trivial member) | simulation, tests, one machine | in_process.hpp |
 /// | `mpi_transport` | framed messages over MPI point-to-point (ranks: server 0, clients 1..N) | clusters, `mpirun` | mpi.hpp (option TINYLARGE_WITH_MPI) |
 /// | `mqtt_transport` | framed messages over an MQTT broker, QoS 1, the model retained | device fleets, gateways | mqtt.hpp (option TINYLARGE_WITH_MQTT) |
+/// | `serial::serial_transport` | COBS-framed messages over one byte stream (UART, pipe, TCP socket), ACK and retransmission; two endpoints: server 0 and one device 1 | a microcontroller on a serial line | serial.hpp (POSIX `fd_port` on the host; a device supplies its UART port) |
 ///
 /// **The interface** (read `in_process` as its documentation). An endpoint
 ///  - `static const char* name()`;
