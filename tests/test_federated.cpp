@@ -795,3 +795,72 @@ TEST_CASE("Path loss, link budget, rates, outage, time and energy of a round", "
   CHECK_THROWS_WITH(w::cost_of_round(bad, l, 1, 1, 1), Catch::Contains("macs_per_s"));
 #endif
 }
+
+TEST_CASE("FedAvg over a wireless fleet: per-client time and energy, straggler, outage", "[federated][channel]") {
+  namespace w = tl::workflow;
+  const auto fed = make_clients(train_set(), 8, 3);
+  wf::federated_options o{.rounds = 4, .client_fraction = 0.5, .local_epochs = 1, .batch_size = 5, .seed = 7};
+  o.wireless.devices.assign(8, w::device_profile{});
+  for (auto& d : o.wireless.devices) d.channel = w::fading::none();  // rates exactly from the link budget
+  o.wireless.devices[5].distance_m = 1000;                          // 30 dB more path loss: the slowest link
+  o.wireless.devices[6].macs_per_s = 1e3;                           // a very slow processor
+  // Client 7 is out of range: 20 km; with a 1 Mbit/s floor it is always in outage.
+  o.wireless.devices[7].distance_m = 20'000;
+  o.wireless.access_point.min_rate_bps = 1e6;
+  wf::federated_averaging<fleet<>> fl(o, tl::fedavg{}, nn::sgd{.learning_rate = 0.05f});
+  fl.initialize(5);
+  const wf::report rep = fl.run(fed.clients, test_set().view());
+  REQUIRE(rep.rounds.size() == 4);
+  std::size_t outages = 0, seen7 = 0;
+  for (std::size_t t = 0; t < 4; ++t) {
+    const wf::round_record& rec = rep.rounds[t];
+    const wf::round_log& lg = fl.log()[t];
+    double slowest = 0, energy = 0;
+    long long straggler = -1;
+    for (const wf::role_cost& p : rec.parties) {
+      if (p.role != "client") continue;
+      if (p.id == 7) {
+        ++seen7;
+        CHECK(p.seconds == 0.0);  // not reached: no time, no energy, nothing sent
+        CHECK(p.joules == 0.0);
+        CHECK(p.net.bytes_down == 0);
+        CHECK(std::find(lg.outage.begin(), lg.outage.end(), 7u) != lg.outage.end());
+        continue;
+      }
+      // Recompute the client's cost from its link (one share of 1/4 of the band, no fading).
+      w::link_state l;
+      const w::mean_snr m = w::mean_snr_of(o.wireless.access_point, o.wireless.devices[p.id], 0.25);
+      l.rate_up_bps = 0.25 * 10e6 * std::log2(1 + m.up);
+      l.rate_down_bps = 0.25 * 10e6 * std::log2(1 + m.down);
+      const w::client_cost k = w::cost_of_round(o.wireless.devices[p.id], l, p.macs, p.net.bytes_up, p.net.bytes_down);
+      CHECK(p.seconds == Approx(k.seconds).epsilon(1e-12));
+      CHECK(p.joules == Approx(k.joules).epsilon(1e-12));
+      CHECK(p.seconds > 0.0);
+      energy += p.joules;
+      if (p.seconds > slowest) {
+        slowest = p.seconds;
+        straggler = static_cast<long long>(p.id);
+      }
+    }
+    outages += rec.outages;
+    CHECK(rec.outages == lg.outage.size());
+    CHECK(rec.straggler == straggler);
+    CHECK(rec.energy_joules == Approx(energy).epsilon(1e-12));
+    // One wave: 2 latencies + the straggler, then the server's aggregation.
+    const double server_s = static_cast<double>(rec.parties.back().macs) / o.link.server_macs_per_s;
+    CHECK(rec.estimated_seconds == Approx(2 * o.link.latency_s + slowest + server_s).epsilon(1e-12));
+    // Client 6 (1 kMAC/s) is the straggler whenever it takes part.
+    if (std::find(lg.selected.begin(), lg.selected.end(), 6u) != lg.selected.end()) CHECK(rec.straggler == 6);
+    // The accepted updates exclude the client in outage.
+    for (const auto id : lg.aggregation.accepted) CHECK(id != 7u);
+  }
+  CHECK(outages == seen7);
+  CHECK(outages > 0);  // client 7 was selected in at least one of the 4 rounds (seed 7)
+#if TINYLARGE_HAS_EXCEPTIONS
+  wf::federated_options bad = o;
+  bad.wireless.devices.resize(3);
+  wf::federated_averaging<fleet<>> fb(bad, tl::fedavg{}, nn::sgd{.learning_rate = 0.05f});
+  fb.initialize(5);
+  CHECK_THROWS_WITH(fb.run(fed.clients, test_set().view()), Catch::Contains("3 devices for 8 clients"));
+#endif
+}

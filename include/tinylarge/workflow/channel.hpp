@@ -330,4 +330,15 @@ inline round_cost critical_path(std::span<const client_cost> clients) noexcept {
   return r;
 }
 
+/// A fleet of devices in one cell, one `device_profile` per client (index =
+/// client id), for a workflow's per-client time and energy
+/// (`federated_options::wireless`). Empty `devices`: not modelled.
+struct wireless_fleet {
+  cell access_point{};
+  std::vector<device_profile> devices;
+
+  /// Whether the fleet is modelled (`devices` is not empty).
+  bool enabled() const noexcept { return !devices.empty(); }
+};
+
 }  // namespace tinylarge::workflow
