@@ -133,6 +133,37 @@ inline void require_clients(std::size_t n, std::size_t clients, [[maybe_unused]]
                         " clients but only " + std::to_string(n) +
                         " samples; every client needs at least one");
 }
+/// The argument checks of the two Dirichlet partitioners (`param` names the concentration).
+inline void require_dirichlet_args(std::size_t n, std::size_t clients, double concentration,
+                                   std::size_t min_size, std::size_t max_attempts,
+                                   [[maybe_unused]] const std::string& who,
+                                   [[maybe_unused]] const char* param) {
+  require_clients(n, clients, who.c_str());
+  TINYLARGE_REQUIRE(concentration > 0.0 && std::isfinite(concentration), errc::invalid_argument,
+                    "tinylarge: " + who + ": " + param + " must be positive and finite, got " +
+                        std::to_string(concentration));
+  TINYLARGE_REQUIRE(min_size <= n / clients, errc::invalid_argument,
+                    "tinylarge: " + who + ": min_size " + std::to_string(min_size) + " x " +
+                        std::to_string(clients) + " clients exceeds the " + std::to_string(n) +
+                        " samples");
+  TINYLARGE_REQUIRE(max_attempts > 0, errc::invalid_argument,
+                    "tinylarge: " + who + ": max_attempts must be at least 1");
+}
+/// The error when every draw left a client below `min_size`.
+[[noreturn]] inline void raise_too_small([[maybe_unused]] const std::string& who,
+                                         [[maybe_unused]] const char* param,
+                                         [[maybe_unused]] double concentration,
+                                         [[maybe_unused]] std::size_t clients,
+                                         [[maybe_unused]] std::size_t min_size,
+                                         [[maybe_unused]] std::size_t max_attempts,
+                                         [[maybe_unused]] std::size_t best_min) {
+  TINYLARGE_RAISE(errc::invalid_argument,
+                  "tinylarge: " + who + ": after " + std::to_string(max_attempts) + " draws with " + param +
+                      " " + std::to_string(concentration) + " some client of " + std::to_string(clients) +
+                      " still had fewer than min_size " + std::to_string(min_size) +
+                      " samples (best draw: " + std::to_string(best_min) + "); increase " + param +
+                      ", lower min_size, use fewer clients or allow more attempts");
+}
 /// Start of part `i` when `n` items are cut into `parts` near-equal parts.
 constexpr std::size_t part_begin(std::size_t n, std::size_t parts, std::size_t i) noexcept {
   return i * (n / parts) + std::min(i, n % parts);
@@ -227,16 +258,7 @@ inline partition_t partition_dirichlet(std::span<const std::uint8_t> labels, std
                                        double alpha, rng& r, std::size_t min_size = 10,
                                        std::size_t max_attempts = 1000) {
   const std::size_t n = labels.size();
-  detail::require_clients(n, clients, "partition_dirichlet");
-  TINYLARGE_REQUIRE(alpha > 0.0 && std::isfinite(alpha), errc::invalid_argument,
-                    "tinylarge: partition_dirichlet: alpha must be positive and finite, got " +
-                        std::to_string(alpha));
-  TINYLARGE_REQUIRE(min_size <= n / clients, errc::invalid_argument,
-                    "tinylarge: partition_dirichlet: min_size " + std::to_string(min_size) + " x " +
-                        std::to_string(clients) + " clients exceeds the " + std::to_string(n) +
-                        " samples");
-  TINYLARGE_REQUIRE(max_attempts > 0, errc::invalid_argument,
-                    "tinylarge: partition_dirichlet: max_attempts must be at least 1");
+  detail::require_dirichlet_args(n, clients, alpha, min_size, max_attempts, "partition_dirichlet", "alpha");
   // Samples of each class, in index order.
   std::vector<std::vector<std::size_t>> by_class(256);
   for (std::size_t i = 0; i < n; ++i) by_class[labels[i]].push_back(i);
@@ -286,14 +308,7 @@ inline partition_t partition_dirichlet(std::span<const std::uint8_t> labels, std
       return parts;
     }
   }
-  TINYLARGE_RAISE(errc::invalid_argument,
-                  "tinylarge: partition_dirichlet: after " + std::to_string(max_attempts) +
-                      " draws with alpha " + std::to_string(alpha) + " some client of " +
-                      std::to_string(clients) + " still had fewer than min_size " +
-                      std::to_string(min_size) +
-                      " samples (best draw: " + std::to_string(best_min) +
-                      "); increase alpha, lower min_size, use fewer clients or allow more "
-                      "attempts");
+  detail::raise_too_small("partition_dirichlet", "alpha", alpha, clients, min_size, max_attempts, best_min);
 }
 
 /// Quantity skew (NIID-Bench, Li et al. 2022, §4.3): the labels stay IID but
@@ -316,16 +331,7 @@ inline partition_t partition_dirichlet(std::span<const std::uint8_t> labels, std
 ///         `max_attempts` draws all left some client below `min_size`.
 inline partition_t partition_quantity(std::size_t n, std::size_t clients, double beta, rng& r,
                                       std::size_t min_size = 10, std::size_t max_attempts = 1000) {
-  detail::require_clients(n, clients, "partition_quantity");
-  TINYLARGE_REQUIRE(beta > 0.0 && std::isfinite(beta), errc::invalid_argument,
-                    "tinylarge: partition_quantity: beta must be positive and finite, got " +
-                        std::to_string(beta));
-  TINYLARGE_REQUIRE(min_size <= n / clients, errc::invalid_argument,
-                    "tinylarge: partition_quantity: min_size " + std::to_string(min_size) + " x " +
-                        std::to_string(clients) + " clients exceeds the " + std::to_string(n) +
-                        " samples");
-  TINYLARGE_REQUIRE(max_attempts > 0, errc::invalid_argument,
-                    "tinylarge: partition_quantity: max_attempts must be at least 1");
+  detail::require_dirichlet_args(n, clients, beta, min_size, max_attempts, "partition_quantity", "beta");
   std::vector<std::size_t> perm(n);
   std::iota(perm.begin(), perm.end(), std::size_t{0});
   r.shuffle(perm.data(), perm.size());
@@ -354,12 +360,7 @@ inline partition_t partition_quantity(std::size_t n, std::size_t clients, double
     }
     return parts;
   }
-  TINYLARGE_RAISE(errc::invalid_argument,
-                  "tinylarge: partition_quantity: after " + std::to_string(max_attempts) +
-                      " draws with beta " + std::to_string(beta) + " some client of " +
-                      std::to_string(clients) + " still had fewer than min_size " +
-                      std::to_string(min_size) + " samples (best draw: " + std::to_string(best_min) +
-                      "); increase beta, lower min_size, use fewer clients or allow more attempts");
+  detail::raise_too_small("partition_quantity", "beta", beta, clients, min_size, max_attempts, best_min);
 }
 
 /// Samples of each class held by each client: `counts[c][k]`.
