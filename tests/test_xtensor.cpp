@@ -173,7 +173,7 @@ TEST_CASE("xtensor data: IDX loaders give xtensor containers; labelled_set; part
     tl::rng r8(4), r9(4), r10(4), r11(4);
     const tl::data::partition_t q = tl::data::partition(spec, xt::view(s.y, xt::all()), 3, r8);
     CHECK(q == spec(std::span<const std::uint8_t>(yv), 3, r9));
-    const auto by_spec = tl::data::split(s, spec, 3, r10);
+    const auto by_spec = tl::data::split_by(s, spec, 3, r10);
     const auto by_name = tl::data::split_quantity(s, 3, 1.0, r11, 2);
     REQUIRE(by_spec.size() == 3);
     REQUIRE(by_name.size() == 3);

@@ -8,7 +8,7 @@
 ///   xt::xtensor<std::uint8_t, 3> raw = tl::data::load_idx_images("t10k-images-idx3-ubyte.gz");  // N × 28 × 28
 ///   tl::rng r(7);
 ///   std::vector<tl::data::labelled_set> clients = tl::data::split_shards(train, 100, 2, r);
-///   auto skewed = tl::data::split(train, tl::data::parse_partition_spec("dirichlet:0.5"), 100, r);
+///   auto skewed = tl::data::split_by(train, tl::data::parse_partition_spec("dirichlet:0.5"), 100, r);
 ///   auto first = xt::view(clients[0].x, 0, xt::all());                        // 784 floats
 ///   tl::data::labelled_batcher batches(train, {.batch_size = 64, .seed = 42});
 ///   for (std::size_t epoch = 0; epoch < 3; ++epoch) {
@@ -252,7 +252,7 @@ inline std::vector<labelled_set> split_quantity(const labelled_set& s, std::size
   return client_sets(s, partition_quantity(s.size(), clients, beta, r, min_size));
 }
 /// Split of `s` by a `partition_spec` (`iid`, `shards:K`, `dirichlet:A`, `quantity:B`).
-inline std::vector<labelled_set> split(const labelled_set& s, const partition_spec& spec, std::size_t clients,
+inline std::vector<labelled_set> split_by(const labelled_set& s, const partition_spec& spec, std::size_t clients,
                                        rng& r) {
   return client_sets(s, partition(spec, s.y, clients, r));
 }
