@@ -1117,6 +1117,121 @@ TEST_CASE("partition_dirichlet: skew grows as alpha shrinks; seeded; min_size",
 #endif
 }
 
+TEST_CASE("partition_quantity: IID samples, sizes as unequal as beta says; seeded; min_size",
+          "[data][partition]") {
+  // Within one draw the client sizes average n/K exactly, so the mean over
+  // clients of (size/(n/K) - 1)^2 estimates K^2 Var(q_j) = (K-1)/(K*beta+1)
+  // (q ~ Dir(beta), before the min_size redraws): 1.5 at beta = 0.5, 0.176
+  // at 5, 0.009 at 100 for K = 10. Averaged over 40 draws each.
+  const std::size_t n = 10000, k = 10;
+  const auto cv2 = [&](double beta) {
+    tl::rng r(77);
+    double sum = 0;
+    for (int d = 0; d < 40; ++d) {
+      const auto parts = tl::data::partition_quantity(n, k, beta, r, 10);
+      double v = 0;
+      for (const auto& p : parts) {
+        CHECK(p.size() >= 10);
+        const double x = static_cast<double>(p.size()) * static_cast<double>(k) / static_cast<double>(n) - 1.0;
+        v += x * x / static_cast<double>(k);
+      }
+      sum += v / 40;
+    }
+    return sum;
+  };
+  const double skewed = cv2(0.5), mid = cv2(5.0), flat = cv2(100.0);
+  INFO("mean squared CV of client sizes: beta 0.5 -> " << skewed << ", 5 -> " << mid << ", 100 -> " << flat);
+  CHECK(skewed > 0.7);   // (K-1)/(K beta+1) = 1.5; the min_size redraws cut the smallest shares
+  CHECK(skewed < 2.5);
+  CHECK(mid > 0.08);     // 0.176
+  CHECK(mid < 0.35);
+  CHECK(flat < 0.02);    // 0.009
+  CHECK(skewed > mid);
+  CHECK(mid > flat);
+
+  tl::rng r1(3), r2(3), r3(4);
+  const auto a = tl::data::partition_quantity(n, k, 0.5, r1, 10);
+  check_is_partition(a, n);
+  CHECK(a == tl::data::partition_quantity(n, k, 0.5, r2, 10));
+  CHECK(a != tl::data::partition_quantity(n, k, 0.5, r3, 10));
+  // The labels stay IID: a client of 1000+ samples sees every class of a balanced set.
+  const auto labels = fmnist_labels_or_synthetic();
+  tl::rng r4(5);
+  const auto q = tl::data::partition_quantity(labels.size(), 20, 0.5, r4);
+  check_is_partition(q, labels.size());
+  const auto counts = tl::data::partition_label_counts(q, labels);
+  for (std::size_t c = 0; c < q.size(); ++c)
+    if (q[c].size() >= 1000) CHECK(labels_seen(counts[c]) == 10);
+#if TINYLARGE_HAS_EXCEPTIONS
+  tl::rng r(1);
+  require_throws_with<tl::invalid_argument>([&] { (void)tl::data::partition_quantity(n, k, 0.0, r); },
+                                            {"partition_quantity", "beta"});
+  require_throws_with<tl::invalid_argument>([&] { (void)tl::data::partition_quantity(n, k, 1.0, r, 1001); },
+                                            {"min_size 1001"});
+  require_throws_with<tl::invalid_argument>(
+      [&] { (void)tl::data::partition_quantity(n, 100, 0.01, r, 90, 5); },
+      {"after 5 draws", "increase beta"});
+  require_throws_with<tl::invalid_argument>([&] { (void)tl::data::partition_quantity(5, 6, 1.0, r); },
+                                            {"6 clients", "5 samples"});
+#endif
+}
+
+TEST_CASE("partition_spec: parse, canonical text, the partitioner it names, bad specs refused",
+          "[data][partition]") {
+  using scheme = tl::data::partition_spec::scheme;
+  const auto labels = fmnist_labels_or_synthetic();
+  const std::span<const std::uint8_t> y(labels);
+  struct good {
+    const char* text;
+    scheme kind;
+    const char* canonical;
+  };
+  for (const good& g : {good{"iid", scheme::iid, "iid"}, good{"shards:2", scheme::shards, "shards:2"},
+                        good{"shards:005", scheme::shards, "shards:5"},
+                        good{"dirichlet:0.5", scheme::dirichlet, "dirichlet:0.5"},
+                        good{"dirichlet:1e-1", scheme::dirichlet, "dirichlet:0.1"},
+                        good{"quantity:0.25", scheme::quantity, "quantity:0.25"}}) {
+    INFO(g.text);
+    const tl::data::partition_spec s = tl::data::parse_partition_spec(g.text);
+    CHECK(s.kind == g.kind);
+    CHECK(s.text() == g.canonical);
+    CHECK(tl::data::parse_partition_spec(s.text()) == s);
+    CHECK_FALSE(s.description().empty());
+    tl::rng r1(11), r2(11);
+    const tl::data::partition_t parts = s(y, 20, r1);
+    check_is_partition(parts, labels.size());
+    // The spec runs the named partitioner with its parameter and nothing else.
+    tl::data::partition_t direct;
+    switch (g.kind) {
+      case scheme::iid: direct = tl::data::partition_iid(labels.size(), 20, r2); break;
+      case scheme::shards: direct = tl::data::partition_shards(y, 20, s.shards_per_client, r2); break;
+      case scheme::dirichlet: direct = tl::data::partition_dirichlet(y, 20, s.concentration, r2, 10); break;
+      case scheme::quantity: direct = tl::data::partition_quantity(labels.size(), 20, s.concentration, r2, 10); break;
+    }
+    CHECK(parts == direct);
+  }
+  CHECK(tl::data::parse_partition_spec("shards:3").shards_per_client == 3);
+  CHECK(tl::data::parse_partition_spec("dirichlet:0.5").concentration == 0.5);
+  CHECK(tl::data::parse_partition_spec("quantity:2").concentration == 2.0);
+  CHECK(tl::data::parse_partition_spec("dirichlet:0.5").description().find("0.5") != std::string::npos);
+#if TINYLARGE_HAS_EXCEPTIONS
+  for (const char* bad : {"", "IID", "iid:1", "iid:", "shards", "shards:", "shards:0", "shards:-1", "shards:+2",
+                          "shards:2x", "shards:1.5", "shards: 2", "dirichlet", "dirichlet:", "dirichlet:0",
+                          "dirichlet:-0.5", "dirichlet:nan", "dirichlet:inf", "dirichlet:1e999", "dirichlet:0.5 ",
+                          "dirichlet:0.5:1", "Dirichlet:0.5", "quantity", "quantity:abc", "zipf:1", ":0.5"}) {
+    INFO("spec '" << bad << "'");
+    require_throws_with<tl::invalid_argument>([&] { (void)tl::data::parse_partition_spec(bad); },
+                                              {"partition spec '" + std::string(bad) + "'", "expected iid"});
+  }
+  require_throws_with<tl::invalid_argument>([&] { (void)tl::data::parse_partition_spec("zipf:1"); },
+                                            {"unknown scheme 'zipf'"});
+  require_throws_with<tl::invalid_argument>([&] { (void)tl::data::parse_partition_spec("dirichlet:0"); },
+                                            {"positive finite"});
+  require_throws_with<tl::invalid_argument>([&] { (void)tl::data::parse_partition_spec("shards:0"); },
+                                            {">= 1"});
+#endif
+}
+
 // ===========================================================================
 // Seeded mutation fuzzing of every parser (run under ASan/UBSan in CI)
 // ===========================================================================

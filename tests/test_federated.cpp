@@ -23,6 +23,7 @@
 #include "tinylarge/core/rng.hpp"
 #include "tinylarge/nn/nn.hpp"
 #include "tinylarge/workflow/attacks.hpp"
+#include "tinylarge/workflow/channel.hpp"
 #include "tinylarge/workflow/distill.hpp"
 #include "tinylarge/workflow/federated.hpp"
 #include "tinylarge/workflow/lora.hpp"
@@ -621,3 +622,245 @@ TEST_CASE("Bad options and data raise clear errors", "[federated]") {
   CHECK_THROWS_WITH(fl.run(bad, nn::labelled_view<std::uint8_t>{}), Catch::Contains("feature count"));
 }
 #endif
+
+// ===========================================================================
+// Wireless channel, devices and energy (workflow/channel.hpp)
+// ===========================================================================
+// Monte-Carlo checks use N = 200 000 seeded draws and a tolerance of 5 standard
+// errors of the estimate (sample std / sqrt(N), or sqrt(p(1 - p) / N) for a
+// probability): a correct sampler fails such a check with probability < 1e-6
+// for a random seed, and the seeds are fixed.
+
+TEST_CASE("Exponential integral E1 against 17-digit values", "[federated][channel]") {
+  struct ref {
+    double x, e1;
+  };
+  // mpmath.e1 at 17 significant digits.
+  for (const ref& v : {ref{0.001, 6.331539364136149}, ref{0.01, 4.0379295765381142}, ref{0.1, 1.8229239584193906},
+                       ref{0.5, 0.55977359477616084}, ref{1.0, 0.21938393439552029},
+                       ref{2.0, 0.048900510708061118}, ref{5.0, 0.0011482955912753257},
+                       ref{10.0, 4.1569689296853246e-6}, ref{50.0, 3.7832640295504591e-24}}) {
+    INFO("x = " << v.x);
+    CHECK(std::abs(tl::workflow::exponential_integral_e1(v.x) - v.e1) <= 1e-14 * v.e1);
+  }
+  // e^x E1(x) stays finite where e^x overflows: the asymptotic series 1/x (1 - 1/x + 2/x^2 - 6/x^3 ...).
+  const double x = 1e4;
+  CHECK(std::abs(tl::workflow::exp_e1(x) - (1 - 1 / x + 2 / (x * x) - 6 / (x * x * x)) / x) < 1e-13 / x);  // the next term, 24/x^4, is 2.4e-15 relative
+  CHECK(tl::workflow::exp_e1(800.0) > 0.0);
+  CHECK(std::isfinite(tl::workflow::exp_e1(800.0)));
+#if TINYLARGE_HAS_EXCEPTIONS
+  CHECK_THROWS_AS(tl::workflow::exp_e1(0.0), tl::invalid_argument);
+  CHECK_THROWS_AS(tl::workflow::exp_e1(std::nan("")), tl::invalid_argument);
+#endif
+}
+
+TEST_CASE("Rayleigh fading: ergodic capacity and outage match the closed forms", "[federated][channel]") {
+  namespace w = tl::workflow;
+  const int n = 200'000;
+  tl::rng r(2026);
+  const w::fading ray = w::fading::rayleigh();
+  for (const double mean_snr : {1.0, 10.0, 100.0}) {
+    const double th = 1.0;  // γ_th = 0 dB
+    double sum = 0, sum2 = 0;
+    int below = 0;
+    for (int i = 0; i < n; ++i) {
+      const double g = mean_snr * ray.power_gain(r);
+      const double c = std::log2(1.0 + g);
+      sum += c;
+      sum2 += c * c;
+      below += g < th;
+    }
+    const double mean = sum / n, sd = std::sqrt(sum2 / n - mean * mean);
+    const double closed = w::rayleigh_ergodic_capacity(mean_snr);
+    INFO("mean SNR " << mean_snr << ": Monte Carlo " << mean << " +- " << sd / std::sqrt(n) << ", closed form "
+                     << closed);
+    CHECK(std::abs(mean - closed) < 5 * sd / std::sqrt(static_cast<double>(n)));
+    CHECK(closed < std::log2(1.0 + mean_snr));  // Jensen: fading costs capacity
+    const double p = w::rayleigh_outage_probability(mean_snr, th);
+    CHECK(p == Approx(1 - std::exp(-th / mean_snr)).epsilon(1e-12));  // expm1 vs 1 - exp: cancellation at small p
+    CHECK(std::abs(static_cast<double>(below) / n - p) < 5 * std::sqrt(p * (1 - p) / n));
+  }
+  // A textbook figure: 10 dB mean SNR, log2(e) e^0.1 E1(0.1) = 2.9066 bit/s/Hz (vs 3.4594 without fading).
+  CHECK(w::rayleigh_ergodic_capacity(10.0) == Approx(2.9066).margin(1e-4));
+}
+
+TEST_CASE("Rician fading: mean power 1 and variance (1 + 2K) / (K + 1)^2", "[federated][channel]") {
+  namespace w = tl::workflow;
+  const int n = 200'000;
+  tl::rng r(7);
+  for (const double k : {0.0, 1.0, 10.0}) {
+    const w::fading f = w::fading::rician(k);
+    double sum = 0, sum2 = 0;
+    for (int i = 0; i < n; ++i) {
+      const double g = f.power_gain(r);
+      sum += g;
+      sum2 += g * g;
+    }
+    const double mean = sum / n, var = sum2 / n - mean * mean;
+    const double var_closed = (1 + 2 * k) / ((k + 1) * (k + 1));
+    INFO("K = " << k << ": mean " << mean << ", variance " << var << " (closed form " << var_closed << ")");
+    CHECK(std::abs(mean - 1.0) < 5 * std::sqrt(var_closed / n));
+    // Standard error of a sample variance: sqrt((mu4 - sigma^4) / N); at K = 0 (Exp(1): mu4 = 9) it is
+    // sqrt(8 / N), the largest over K >= 0.
+    CHECK(std::abs(var - var_closed) < 5 * std::sqrt(8.0 / n));
+  }
+  tl::rng r2(1);
+  CHECK(w::fading::none().power_gain(r2) == 1.0);
+#if TINYLARGE_HAS_EXCEPTIONS
+  CHECK_THROWS_WITH(w::fading::rician(-1.0).power_gain(r2), Catch::Contains("K factor"));
+#endif
+}
+
+TEST_CASE("Path loss, link budget, rates, outage, time and energy of a round", "[federated][channel]") {
+  namespace w = tl::workflow;
+  const w::path_loss pl{};  // 2.4 GHz, n = 3, d0 = 1 m
+  CHECK(pl.db(1.0) == Approx(40.0520).margin(1e-4));  // 20 log10(4 pi 2.4e9 / 299792458)
+  CHECK(pl.db(10.0) - pl.db(1.0) == Approx(30.0).epsilon(1e-12));
+  CHECK(pl.db(100.0) - pl.db(10.0) == Approx(30.0).epsilon(1e-12));
+  // Link budget at 100 m: up 23 - 100.052 - (-174 + 70 + 7) = 19.948 dB on the whole band;
+  // on a tenth of the band the noise is 10 dB lower (uplink +10 dB), the AP's power a tenth (downlink +0 dB).
+  w::cell c{};
+  const w::device_profile dev{};
+  const w::mean_snr full = w::mean_snr_of(c, dev, 1.0), tenth = w::mean_snr_of(c, dev, 0.1);
+  CHECK(w::to_db(full.up) == Approx(19.9480).margin(1e-4));
+  CHECK(w::to_db(full.down) == Approx(26.9480).margin(1e-4));
+  CHECK(w::to_db(tenth.up) == Approx(29.9480).margin(1e-4));
+  CHECK(w::to_db(tenth.down) == Approx(26.9480).margin(1e-4));
+
+  // No fading: the Shannon rate exactly, then time and energy by hand.
+  w::device_profile fixed = dev;
+  fixed.channel = w::fading::none();
+  tl::rng r(3);
+  const w::link_state l = w::draw_link(c, fixed, 0.1, r);
+  CHECK(l.rate_up_bps == Approx(1e6 * std::log2(1 + tenth.up)).epsilon(1e-12));
+  CHECK(l.rate_down_bps == Approx(1e6 * std::log2(1 + tenth.down)).epsilon(1e-12));
+  CHECK_FALSE(l.outage);
+  const w::client_cost k = w::cost_of_round(fixed, l, 5'000'000, 100'000, 200'000);
+  CHECK(k.compute_s == Approx(0.1));  // 5e6 MACs at 50e6 MAC/s
+  CHECK(k.up_s == Approx(8e5 / l.rate_up_bps));
+  CHECK(k.down_s == Approx(1.6e6 / l.rate_down_bps));
+  CHECK(k.seconds == Approx(k.down_s + k.compute_s + k.up_s));
+  CHECK(k.compute_j == Approx(5e-3));                       // 5e6 x 1 nJ
+  CHECK(k.tx_j == Approx(0.19952623 * k.up_s).epsilon(1e-6));  // 23 dBm = 199.5 mW
+  CHECK(k.tx_j / 8e5 == Approx(0.19952623 / l.rate_up_bps).epsilon(1e-6));  // per bit: P_tx / R
+  CHECK(k.rx_j == Approx(0.1 * k.down_s));
+  CHECK(k.joules == Approx(k.compute_j + k.tx_j + k.rx_j));
+
+  // Outage through draw_link: Rayleigh both ways, R_min = s B log2(1 + g_th) in each direction independently:
+  // P(outage) = 1 - (1 - p_up)(1 - p_down), p = 1 - exp(-g_th / mean SNR).
+  c.min_rate_bps = 0.1 * 10e6 * std::log2(1.0 + 100.0);  // g_th = 100 (20 dB)
+  const double p_up = w::rayleigh_outage_probability(tenth.up, 100.0);
+  const double p_down = w::rayleigh_outage_probability(tenth.down, 100.0);
+  const double p = 1 - (1 - p_up) * (1 - p_down);
+  const int n = 200'000;
+  int out = 0;
+  tl::rng r2(11);
+  for (int i = 0; i < n; ++i) out += w::draw_link(c, dev, 0.1, r2).outage;
+  INFO("outage: " << static_cast<double>(out) / n << " vs " << p);
+  CHECK(std::abs(static_cast<double>(out) / n - p) < 5 * std::sqrt(p * (1 - p) / n));
+
+  // A round: equal shares, seeded, the straggler is the far device; a client in outage costs nothing.
+  c.min_rate_bps = 0;
+  std::vector<w::device_profile> fleet(4, fixed);
+  fleet[2].distance_m = 400;  // 18 dB more path loss: lowest rates
+  fleet[1].macs_per_s = 100e6;
+  tl::rng ra(5), rb(5);
+  const std::vector<w::link_state> links = w::draw_links(c, fleet, ra);
+  CHECK(links.size() == 4);
+  CHECK(links[0].rate_up_bps == Approx(links[3].rate_up_bps));
+  CHECK(links[2].rate_up_bps < links[0].rate_up_bps);
+  CHECK(w::draw_links(c, fleet, rb)[2].snr_down == links[2].snr_down);
+  std::vector<w::client_cost> costs;
+  for (std::size_t i = 0; i < 4; ++i) costs.push_back(w::cost_of_round(fleet[i], links[i], 5'000'000, 400'000, 400'000));
+  w::link_state dropped = links[3];
+  dropped.outage = true;
+  costs[3] = w::cost_of_round(fleet[3], dropped, 5'000'000, 400'000, 400'000);
+  CHECK(costs[3].seconds == 0.0);
+  CHECK(costs[3].joules == 0.0);
+  const w::round_cost rc = w::critical_path(costs);
+  CHECK(rc.straggler == 2);
+  CHECK(rc.seconds == costs[2].seconds);
+  CHECK(rc.outages == 1);
+  CHECK(rc.joules == Approx(costs[0].joules + costs[1].joules + costs[2].joules));
+  CHECK(costs[1].compute_s == Approx(costs[0].compute_s / 2));
+  std::vector<w::client_cost> none(2);
+  none[0].outage = none[1].outage = true;
+  CHECK(w::critical_path(none).straggler == 2);
+#if TINYLARGE_HAS_EXCEPTIONS
+  CHECK_THROWS_WITH(pl.db(0.5), Catch::Contains("inside the reference distance"));
+  CHECK_THROWS_WITH(w::mean_snr_of(c, dev, 0.0), Catch::Contains("share"));
+  CHECK_THROWS_WITH(w::mean_snr_of(c, dev, 1.5), Catch::Contains("share"));
+  w::device_profile bad = dev;
+  bad.macs_per_s = 0;
+  CHECK_THROWS_WITH(w::cost_of_round(bad, l, 1, 1, 1), Catch::Contains("macs_per_s"));
+#endif
+}
+
+TEST_CASE("FedAvg over a wireless fleet: per-client time and energy, straggler, outage", "[federated][channel]") {
+  namespace w = tl::workflow;
+  const auto fed = make_clients(train_set(), 8, 3);
+  wf::federated_options o{.rounds = 4, .client_fraction = 0.5, .local_epochs = 1, .batch_size = 5, .seed = 7};
+  o.wireless.devices.assign(8, w::device_profile{});
+  for (auto& d : o.wireless.devices) d.channel = w::fading::none();  // rates exactly from the link budget
+  o.wireless.devices[5].distance_m = 1000;                          // 30 dB more path loss: the slowest link
+  o.wireless.devices[6].macs_per_s = 1e3;                           // a very slow processor
+  // Client 7 is out of range: 20 km; with a 1 Mbit/s floor it is always in outage.
+  o.wireless.devices[7].distance_m = 20'000;
+  o.wireless.access_point.min_rate_bps = 1e6;
+  wf::federated_averaging<fleet<>> fl(o, tl::fedavg{}, nn::sgd{.learning_rate = 0.05f});
+  fl.initialize(5);
+  const wf::report rep = fl.run(fed.clients, test_set().view());
+  REQUIRE(rep.rounds.size() == 4);
+  std::size_t outages = 0, seen7 = 0;
+  for (std::size_t t = 0; t < 4; ++t) {
+    const wf::round_record& rec = rep.rounds[t];
+    const wf::round_log& lg = fl.log()[t];
+    double slowest = 0, energy = 0;
+    long long straggler = -1;
+    for (const wf::role_cost& p : rec.parties) {
+      if (p.role != "client") continue;
+      if (p.id == 7) {
+        ++seen7;
+        CHECK(p.seconds == 0.0);  // not reached: no time, no energy, nothing sent
+        CHECK(p.joules == 0.0);
+        CHECK(p.net.bytes_down == 0);
+        CHECK(std::find(lg.outage.begin(), lg.outage.end(), 7u) != lg.outage.end());
+        continue;
+      }
+      // Recompute the client's cost from its link (one share of 1/4 of the band, no fading).
+      w::link_state l;
+      const w::mean_snr m = w::mean_snr_of(o.wireless.access_point, o.wireless.devices[p.id], 0.25);
+      l.rate_up_bps = 0.25 * 10e6 * std::log2(1 + m.up);
+      l.rate_down_bps = 0.25 * 10e6 * std::log2(1 + m.down);
+      const w::client_cost k = w::cost_of_round(o.wireless.devices[p.id], l, p.macs, p.net.bytes_up, p.net.bytes_down);
+      CHECK(p.seconds == Approx(k.seconds).epsilon(1e-12));
+      CHECK(p.joules == Approx(k.joules).epsilon(1e-12));
+      CHECK(p.seconds > 0.0);
+      energy += p.joules;
+      if (p.seconds > slowest) {
+        slowest = p.seconds;
+        straggler = static_cast<long long>(p.id);
+      }
+    }
+    outages += rec.outages;
+    CHECK(rec.outages == lg.outage.size());
+    CHECK(rec.straggler == straggler);
+    CHECK(rec.energy_joules == Approx(energy).epsilon(1e-12));
+    // One wave: 2 latencies + the straggler, then the server's aggregation.
+    const double server_s = static_cast<double>(rec.parties.back().macs) / o.link.server_macs_per_s;
+    CHECK(rec.estimated_seconds == Approx(2 * o.link.latency_s + slowest + server_s).epsilon(1e-12));
+    // Client 6 (1 kMAC/s) is the straggler whenever it takes part.
+    if (std::find(lg.selected.begin(), lg.selected.end(), 6u) != lg.selected.end()) CHECK(rec.straggler == 6);
+    // The accepted updates exclude the client in outage.
+    for (const auto id : lg.aggregation.accepted) CHECK(id != 7u);
+  }
+  CHECK(outages == seen7);
+  CHECK(outages > 0);  // client 7 was selected in at least one of the 4 rounds (seed 7)
+#if TINYLARGE_HAS_EXCEPTIONS
+  wf::federated_options bad = o;
+  bad.wireless.devices.resize(3);
+  wf::federated_averaging<fleet<>> fb(bad, tl::fedavg{}, nn::sgd{.learning_rate = 0.05f});
+  fb.initialize(5);
+  CHECK_THROWS_WITH(fb.run(fed.clients, test_set().view()), Catch::Contains("3 devices for 8 clients"));
+#endif
+}

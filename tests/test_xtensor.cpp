@@ -167,6 +167,21 @@ TEST_CASE("xtensor data: IDX loaders give xtensor containers; labelled_set; part
     tl::rng r6(8), r7(8);
     CHECK(tl::data::partition_dirichlet(xt::view(s.y, xt::all()), 2, 1.0, r6, 2) ==
           tl::data::partition_dirichlet(std::span<const std::uint8_t>(yv), 2, 1.0, r7, 2));
+    // A partition_spec over xtensor labels, and split by spec / split_quantity.
+    tl::data::partition_spec spec = tl::data::parse_partition_spec("quantity:1");
+    spec.min_size = 2;
+    tl::rng r8(4), r9(4), r10(4), r11(4);
+    const tl::data::partition_t q = tl::data::partition(spec, xt::view(s.y, xt::all()), 3, r8);
+    CHECK(q == spec(std::span<const std::uint8_t>(yv), 3, r9));
+    const auto by_spec = tl::data::split_by(s, spec, 3, r10);
+    const auto by_name = tl::data::split_quantity(s, 3, 1.0, r11, 2);
+    REQUIRE(by_spec.size() == 3);
+    REQUIRE(by_name.size() == 3);
+    for (std::size_t c = 0; c < 3; ++c) {
+      CHECK(by_spec[c].size() == q[c].size());
+      CHECK(by_name[c].y == by_spec[c].y);
+      CHECK(by_name[c].x == by_spec[c].x);
+    }
 #if TINYLARGE_HAS_EXCEPTIONS
     const std::size_t bad[] = {12};
     CHECK_THROWS_AS(tl::data::subset(s, bad), tl::invalid_argument);

@@ -1,12 +1,14 @@
 // Federated learning on Fashion-MNIST in McMahan et al.'s pathological non-IID
 // setting: 100 clients, 200 label-sorted shards of 300 images, 2 shards per
-// client, C = 0.1, E = 5, B = 10.
+// client, C = 0.1, E = 5, B = 10. `--partition SPEC` picks another split of the
+// 60 000 images among the 100 clients: iid, shards:K, dirichlet:ALPHA (label
+// skew) or quantity:BETA (size skew), seeded by --seed (data/partition.hpp).
 //
 //   federated_fashion_mnist [--full] [--rounds N] [--fedsgd-rounds N] [--target ACC] [--lr X] [--lr-decay X]
 //                           [--fedsgd-lr X] [--skip-fedsgd] [--skip-fedavg] [--server-momentum B --server-lr E]
 //                           [--robust-rounds N] [--robust-lr X] [--robust-rules LIST] [--robust-attacked-only]
 //                           [--flip-magnitude L] [--dp-rounds N] [--dp-clip C] [--dp-noise LIST]
-//                           [--skip-robust] [--skip-dp] [--partition shards|iid] [--model small|2nn|cnn]
+//                           [--skip-robust] [--skip-dp] [--partition SPEC] [--model small|2nn|cnn]
 //                           [--json FILE] [--seed S]
 //
 // Prints
@@ -102,7 +104,8 @@ struct options {
   bool wants(const std::string& rule) const {
     return rules.empty() || std::find(rules.begin(), rules.end(), rule) != rules.end();
   }
-  std::string json, partition = "shards";
+  std::string json;
+  tl::data::partition_spec partition = tl::data::parse_partition_spec("shards:2");
   std::string model;  // small | 2nn | cnn; empty: 2nn with --full, small otherwise
   std::uint64_t seed = 1;
 };
@@ -346,10 +349,10 @@ int experiment(const options& opt, const std::vector<nn::labelled_view<std::uint
       return 1;
     }
     std::fprintf(f,
-                 "{\n  \"setting\": {\"clients\": 100, \"partition\": \"%s\", \"shards_per_client\": 2, \"shard_size\": 300, \"C\": 0.1, "
+                 "{\n  \"setting\": {\"clients\": 100, \"partition\": \"%s\", \"C\": 0.1, "
                  "\"E\": 5, \"B\": 10, \"parameters\": %zu, \"target\": %.4f, \"lr\": %.4f, \"lr_decay\": %.4f, \"fedsgd_lr\": %.4f, "
                  "\"seed\": %llu, \"full\": %s, \"model\": \"%s\"},\n",
-                 opt.partition.c_str(), Model::param_count, opt.target, static_cast<double>(opt.lr), static_cast<double>(opt.lr_decay), static_cast<double>(opt.fedsgd_lr),
+                 opt.partition.text().c_str(), Model::param_count, opt.target, static_cast<double>(opt.lr), static_cast<double>(opt.lr_decay), static_cast<double>(opt.fedsgd_lr),
                  static_cast<unsigned long long>(opt.seed), opt.full ? "true" : "false", opt.model.c_str());
     std::fprintf(f, "  \"rounds_to_target\": [\n");
     for (std::size_t i = 0; i < speed.size(); ++i) print_json_run(f, speed[i], i + 1 == speed.size());
@@ -387,7 +390,8 @@ int main(int argc, char** argv) {
                      "[--fedsgd-lr X] [--skip-fedsgd] [--skip-fedavg] [--server-momentum B --server-lr E] "
                      "[--robust-rounds N] [--robust-lr X] [--robust-rules LIST] [--robust-attacked-only] "
                      "[--flip-magnitude L] [--dp-rounds N] [--dp-clip C] [--dp-noise LIST] [--skip-robust] "
-                     "[--skip-dp] [--partition shards|iid] [--model small|2nn|cnn] [--json FILE] [--seed S]");
+                     "[--skip-dp] [--partition iid|shards:K|dirichlet:A|quantity:B] [--model small|2nn|cnn] [--json FILE] "
+                     "[--seed S]");
   while (args.next()) {
     if (args.is("--full")) opt.full = true;
     else if (args.is("--rounds")) opt.rounds = args.count();
@@ -409,7 +413,13 @@ int main(int argc, char** argv) {
     else if (args.is("--dp-clip")) opt.dp_clip = args.real<float>();
     else if (args.is("--dp-noise")) opt.dp_noise = args.reals<float>();
     else if (args.is("--skip-dp")) opt.dp = false;
-    else if (args.is("--partition")) opt.partition = args.text();
+    else if (args.is("--partition")) {
+      try {
+        opt.partition = tl::data::parse_partition_spec(args.text());
+      } catch (const tl::invalid_argument& e) {
+        args.error(e.what());
+      }
+    }
     else if (args.is("--flip-magnitude")) opt.magnitude = args.real<float>();
     else if (args.is("--json")) opt.json = args.text();
     else if (args.is("--seed")) opt.seed = args.count<std::uint64_t>();
@@ -432,17 +442,17 @@ int main(int argc, char** argv) {
     const auto train = tl::data::load_fashion_mnist(tl::data::split::train);
     const auto test_set = tl::data::load_fashion_mnist(tl::data::split::test);
     tl::rng part_rng(opt.seed, 0x5a4d'0001ULL);
-    // McMahan et al.: sort by label, 200 shards of 300, 2 shards per client.
-    if (opt.partition != "shards" && opt.partition != "iid") {
-      std::fprintf(stderr, "--partition must be shards or iid\n");
-      return 2;
-    }
-    const auto parts = opt.partition == "iid" ? tl::data::partition_iid(train.count, 100, part_rng)
-                                              : tl::data::partition_shards(train.labels, 100, 2, part_rng);
+    // Default, McMahan et al.: sort by label, 200 shards of 300, 2 shards per client.
+    const tl::data::partition_t parts = opt.partition(train.labels, 100, part_rng);
     const wf::federated_dataset fed = wf::make_federated_dataset(train, parts);
     const nn::labelled_view<std::uint8_t> test{test_set.images.data(), test_set.labels.data(), test_set.count, 784};
-    std::printf("Fashion-MNIST: %zu clients (%s), %zu test images\n", fed.clients.size(),
-                opt.partition == "iid" ? "IID, 600 each" : "shard non-IID, 2 x 300", test.count);
+    std::size_t smallest = train.count, largest = 0;
+    for (const auto& p : parts) {
+      smallest = std::min(smallest, p.size());
+      largest = std::max(largest, p.size());
+    }
+    std::printf("Fashion-MNIST: %zu clients (%s: %s; %zu to %zu images each), %zu test images\n", fed.clients.size(),
+                opt.partition.text().c_str(), opt.partition.description().c_str(), smallest, largest, test.count);
     if (opt.model == "cnn") return experiment<cnn_lenet5>(opt, fed.clients, test);
     return opt.model == "2nn" ? experiment<mlp_2nn>(opt, fed.clients, test) : experiment<mlp_small>(opt, fed.clients, test);
   } catch (const tl::error& e) {

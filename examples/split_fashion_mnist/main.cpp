@@ -2,7 +2,8 @@
 //
 // LeNet-300-100 cut after its first hidden layer (dense 784→300 + relu on the
 // device, the rest on the server); 10 clients with McMahan's shard non-IID
-// split (sorted by label, 2 shards per client); the device segment trains with
+// split (sorted by label, 2 shards per client; --partition iid, dirichlet:ALPHA,
+// quantity:BETA or shards:K picks another, data/partition.hpp); the device segment trains with
 // int8 fake quantization (it deploys as an int8 network) and sends int8
 // smashed data (one scale per batch); the server runs fp32. Prints one table
 // — final test accuracy, rounds, bytes up/down per client, server MACs,
@@ -22,7 +23,7 @@
 //
 //   split_fashion_mnist [--full] [--rounds N] [--train N] [--test N] [--batch B]
 //                       [--phi F] [--seed S] [--sync-every I] [--adam] [--lr LR]
-//                       [--compress-after R] [--only NAME] [--json FILE]
+//                       [--compress-after R] [--only NAME] [--partition SPEC] [--json FILE]
 //
 // Default (a few minutes on 2 cores): 12 000 training images (1 200 per client),
 // 2 000 test images, 5 rounds (= 5 passes over the training data). --full: all
@@ -38,6 +39,7 @@
 // the average, which does not commute with averaging: on shard non-IID data,
 // at the default size, it costs PSL about 6 pp and SplitFedV1 about 10 pp
 // against centralised Adam (docs/split-learning.md).
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -113,6 +115,7 @@ struct options {
   bool adam = false, lr_given = false;
   std::string json, only;
   bool full = false;
+  tl::data::partition_spec partition = tl::data::parse_partition_spec("shards:2");
 };
 
 struct row {
@@ -260,7 +263,8 @@ int main(int argc, char** argv) {
   options opt;
   examples::cli args(argc, argv,
                      "[--full] [--rounds N] [--train N] [--test N] [--batch B] [--phi F] [--seed S] "
-                     "[--sync-every I] [--adam] [--lr LR] [--only NAME] [--json FILE]");
+                     "[--sync-every I] [--adam] [--lr LR] [--compress-after R] [--only NAME] "
+                     "[--partition iid|shards:K|dirichlet:A|quantity:B] [--json FILE]");
   while (args.next()) {
     if (args.is("--full")) {
       opt.full = true;
@@ -279,6 +283,13 @@ int main(int argc, char** argv) {
     else if (args.is("--compress-after")) { opt.compress_after = args.count(); opt.compress_after_given = true; }
     else if (args.is("--adam")) opt.adam = true;
     else if (args.is("--lr")) { opt.lr = args.real<float>(); opt.lr_given = true; }
+    else if (args.is("--partition")) {
+      try {
+        opt.partition = tl::data::parse_partition_spec(args.text());
+      } catch (const tl::invalid_argument& e) {
+        args.error(e.what());
+      }
+    }
     else args.unknown();
   }
   only_prefix = opt.only;
@@ -287,7 +298,7 @@ int main(int argc, char** argv) {
   try {
     const auto train_set = tl::data::load_fashion_mnist(tl::data::split::train);
     const auto test_set = tl::data::load_fashion_mnist(tl::data::split::test);
-    // A seeded IID subsample of the training set, then the shard split over it.
+    // A seeded IID subsample of the training set, then the --partition split over it (default: shards:2).
     tl::rng g(opt.seed, 0xf1a9ULL);
     std::vector<std::size_t> pick(train_set.count);
     for (std::size_t i = 0; i < pick.size(); ++i) pick[i] = i;
@@ -298,11 +309,17 @@ int main(int argc, char** argv) {
     const tl::nn::labelled_view<std::uint8_t> train{sub.images.data(), sub.labels.data(), sub.count, 784};
     const tl::nn::labelled_view<std::uint8_t> test{test_set.images.data(), test_set.labels.data(),
                                                    std::min(opt.test, test_set.count), 784};
-    const tl::data::partition_t parts = tl::data::partition_shards(sub.labels, opt.clients, 2, g);
+    const tl::data::partition_t parts = opt.partition(sub.labels, opt.clients, g);
+    std::size_t smallest = sub.count, largest = 0;
+    for (const auto& p : parts) {
+      smallest = std::min(smallest, p.size());
+      largest = std::max(largest, p.size());
+    }
 
     std::printf("split learning on Fashion-MNIST: LeNet-300-100 cut after the first hidden layer\n");
-    std::printf("  %zu clients (shard non-IID, 2 shards each), %zu training / %zu test images, %zu rounds, batch %zu\n",
-                opt.clients, train.count, test.count, opt.rounds, opt.batch);
+    std::printf("  %zu clients (%s: %s; %zu to %zu images each), %zu training / %zu test images, %zu rounds, batch %zu\n",
+                opt.clients, opt.partition.text().c_str(), opt.partition.description().c_str(), smallest, largest,
+                train.count, test.count, opt.rounds, opt.batch);
     if (opt.adam)
       std::printf("  optimizer: Adam (lr %g) for every party; client segments", static_cast<double>(opt.lr));
     else
@@ -400,8 +417,8 @@ int main(int argc, char** argv) {
       }
       std::fprintf(f, "{\n  \"command\": \"%s\",\n", command.c_str());
       std::fprintf(f, "  \"dataset\": \"fashion-mnist\", \"model\": \"lenet_300_100\", \"cut\": 2,\n");
-      std::fprintf(f, "  \"clients\": %zu, \"partition\": \"shards\", \"train_images\": %zu, \"test_images\": %zu,\n",
-                   opt.clients, train.count, test.count);
+      std::fprintf(f, "  \"clients\": %zu, \"partition\": \"%s\", \"train_images\": %zu, \"test_images\": %zu,\n",
+                   opt.clients, opt.partition.text().c_str(), train.count, test.count);
       std::fprintf(f, "  \"rounds\": %zu, \"batch_size\": %zu, \"phi\": %.3f, \"seed\": %llu,\n", opt.rounds, opt.batch,
                    static_cast<double>(opt.phi), static_cast<unsigned long long>(opt.seed));
       std::fprintf(f,

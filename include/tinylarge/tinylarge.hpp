@@ -56,6 +56,7 @@
 #include "partition/cut.hpp"
 #include "partition/codec.hpp"
 #include "workflow/report.hpp"
+#include "workflow/channel.hpp"
 #include "workflow/split_roles.hpp"
 #include "workflow/split.hpp"
 #include "workflow/split_deploy.hpp"

@@ -8,6 +8,7 @@
 ///   xt::xtensor<std::uint8_t, 3> raw = tl::data::load_idx_images("t10k-images-idx3-ubyte.gz");  // N × 28 × 28
 ///   tl::rng r(7);
 ///   std::vector<tl::data::labelled_set> clients = tl::data::split_shards(train, 100, 2, r);
+///   auto skewed = tl::data::split_by(train, tl::data::parse_partition_spec("dirichlet:0.5"), 100, r);
 ///   auto first = xt::view(clients[0].x, 0, xt::all());                        // 784 floats
 ///   tl::data::labelled_batcher batches(train, {.batch_size = 64, .seed = 42});
 ///   for (std::size_t epoch = 0; epoch < 3; ++epoch) {
@@ -194,6 +195,13 @@ partition_t partition_dirichlet(const xt::xexpression<E>& labels, std::size_t cl
   return partition_dirichlet(std::span<const std::uint8_t>(y), clients, alpha, r, min_size, max_attempts);
 }
 
+/// Partition xtensor `labels` with a `partition_spec` (see partition.hpp).
+template <class E>
+partition_t partition(const partition_spec& spec, const xt::xexpression<E>& labels, std::size_t clients, rng& r) {
+  const std::vector<std::uint8_t> y = detail::label_vector(labels, "partition");
+  return spec(std::span<const std::uint8_t>(y), clients, r);
+}
+
 /// Samples `idx` of `s`, in that order (copies, via `xt::view` with `xt::keep`).
 /// @throws tl::invalid_argument when an index is out of range.
 inline labelled_set subset(const labelled_set& s, std::span<const std::size_t> idx) {
@@ -236,6 +244,17 @@ inline std::vector<labelled_set> split_shards(const labelled_set& s, std::size_t
 inline std::vector<labelled_set> split_dirichlet(const labelled_set& s, std::size_t clients, double alpha, rng& r,
                                                  std::size_t min_size = 10) {
   return client_sets(s, partition_dirichlet(s.y, clients, alpha, r, min_size));
+}
+
+/// Quantity-skew split of `s` (`partition_quantity` + `client_sets`).
+inline std::vector<labelled_set> split_quantity(const labelled_set& s, std::size_t clients, double beta, rng& r,
+                                                std::size_t min_size = 10) {
+  return client_sets(s, partition_quantity(s.size(), clients, beta, r, min_size));
+}
+/// Split of `s` by a `partition_spec` (`iid`, `shards:K`, `dirichlet:A`, `quantity:B`).
+inline std::vector<labelled_set> split_by(const labelled_set& s, const partition_spec& spec, std::size_t clients,
+                                       rng& r) {
+  return client_sets(s, partition(spec, s.y, clients, r));
 }
 
 // ---------------------------------------------------------------------------

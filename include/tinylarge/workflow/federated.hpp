@@ -95,6 +95,7 @@
 #include "../nn/train.hpp"
 #include "../precision/convert.hpp"
 #include "attacks.hpp"
+#include "channel.hpp"
 #include "federated_roles.hpp"
 #include "report.hpp"
 
@@ -309,6 +310,14 @@ struct federated_options {
   byzantine attack{};                   ///< simulated Byzantine / faulty clients
   std::size_t int8_chunk = 256;         ///< values per scale of int8 updates
   link_model link{};                    ///< for the estimated round time
+  /// Per-client wireless links and devices (workflow/channel.hpp). When it has
+  /// devices (one per client), each wave's clients share the band equally,
+  /// their links are drawn afresh every round (seeded by `seed`), a client in
+  /// outage misses the round (not sent the model, like a dropout without the
+  /// download), and a wave lasts 2·latency + its slowest client's download +
+  /// compute + upload, in place of the `link` figures for clients; the record
+  /// gives each client's seconds and joules, the straggler and the outages.
+  wireless_fleet wireless{};
   std::string name{};                   ///< report's workflow name; empty: "fedavg", or "fedsgd" for E = 1, B = ∞
 
   /// McMahan et al.'s FedSGD baseline: E = 1, B = ∞.
@@ -328,6 +337,7 @@ struct round_log {
   std::size_t round = 0;
   std::vector<std::uint64_t> selected;   ///< clients asked, every wave, in order
   std::vector<std::uint64_t> dropped;    ///< clients that dropped out mid-round
+  std::vector<std::uint64_t> outage;     ///< clients whose link rate was below the threshold (wireless fleet)
   std::vector<std::uint64_t> byzantine;  ///< clients whose update was replaced by an attack
   std::size_t waves = 1;                 ///< 1 + retries used
   round_report aggregation;              ///< accepted ids, rejected ids with reasons, outcome
@@ -469,7 +479,8 @@ class federated_averaging {
   explicit federated_averaging(const federated_options& options, const aggregation& policy = {},
                                const optimizer& client_optimizer = {})
       : options_(options), server_(policy, param_count, options.seed),
-        training_(options, client_optimizer, detail::proximal_mu_of(policy)) {
+        training_(options, client_optimizer, detail::proximal_mu_of(policy)),
+        channel_rng_(options.seed, 0xc4a7'7e11'0001ULL) {
     TINYLARGE_REQUIRE(options.rounds > 0, errc::invalid_argument, "federated_averaging: rounds must be > 0");
     TINYLARGE_REQUIRE(options.local_epochs > 0, errc::invalid_argument,
                       "federated_averaging: local_epochs E must be > 0");
@@ -554,6 +565,10 @@ class federated_averaging {
       fixed_attackers_ = choose_attackers(k_total, options_.attack.fraction, pick);
     }
     const std::size_t m = detail::clients_per_round(options_.client_fraction, k_total);
+    const wireless_fleet& air = options_.wireless;
+    TINYLARGE_REQUIRE(!air.enabled() || air.devices.size() == k_total, errc::invalid_argument,
+                      "federated_averaging: the wireless fleet has " + std::to_string(air.devices.size()) +
+                          " devices for " + std::to_string(k_total) + " clients; give one per client");
 
     // Server: open the round (model message w_t, round task seed).
     const model_message msg = server_.begin_round(k_total);
@@ -570,7 +585,7 @@ class federated_averaging {
     std::vector<role_cost> client_costs;
     double loss_sum = 0.0;
     std::uint64_t loss_samples = 0;
-    double seconds = 0.0;
+    double seconds = 0.0, longest_wave = 0.0;
     std::uint64_t server_down = 0, server_up = 0, msgs_down = 0, msgs_up = 0;
 
     // Server: select the round's clients.
@@ -580,9 +595,20 @@ class federated_averaging {
     while (!wave.empty()) {
       ++waves;
       lg.selected.insert(lg.selected.end(), wave.begin(), wave.end());
+      // Wireless fleet: this wave's links on equal shares of the band; outage: misses the round.
+      std::vector<link_state> links;
+      if (air.enabled())
+        for (const std::uint32_t c : wave)
+          links.push_back(draw_link(air.access_point, air.devices[c], 1.0 / static_cast<double>(wave.size()),
+                                    channel_rng_));
       // Simulation: who drops out of this wave, who attacks.
       std::vector<std::uint32_t> alive;
-      for (const std::uint32_t c : wave) {
+      for (std::size_t wi = 0; wi < wave.size(); ++wi) {
+        const std::uint32_t c = wave[wi];
+        if (air.enabled() && links[wi].outage) {
+          lg.outage.push_back(c);
+          continue;
+        }
         const bool drop = options_.dropout_probability > 0.0 &&
                           static_cast<double>(faults.uniform()) < options_.dropout_probability;
         if (drop) lg.dropped.push_back(c);
@@ -596,12 +622,19 @@ class federated_averaging {
           for (std::size_t i = 0; i < alive.size(); ++i) attacks[i] = fixed_attackers_[alive[i]];
         }
       }
-      double wave_compute = 0.0;
+      double wave_compute = 0.0, wave_client_seconds = 0.0;
+      long long wave_straggler = -1;
       std::uint64_t wave_up = 0;
-      for (const std::uint32_t c : wave) {
+      for (std::size_t wi = 0; wi < wave.size(); ++wi) {
+        const std::uint32_t c = wave[wi];
         role_cost rc;
         rc.role = "client";
         rc.id = c;
+        if (air.enabled() && links[wi].outage) {  // not reached: nothing sent, no time, no energy
+          ++rec.outages;
+          client_costs.push_back(std::move(rc));
+          continue;
+        }
         rc.net.bytes_down = param_count * sizeof(float);
         rc.net.messages_down = 1;
         server_down += rc.net.bytes_down;
@@ -630,11 +663,29 @@ class federated_averaging {
           ++msgs_up;
           wave_up = std::max(wave_up, rc.net.bytes_up);
         }
+        if (air.enabled()) {  // a dropout downloaded, then left: its download only
+          const client_cost k = cost_of_round(air.devices[c], links[wi], rc.macs, rc.net.bytes_up, rc.net.bytes_down);
+          rc.seconds = k.seconds;
+          rc.joules = k.joules;
+          rec.energy_joules += k.joules;
+          if (wave_straggler < 0 || k.seconds > wave_client_seconds) {
+            wave_client_seconds = k.seconds;
+            wave_straggler = static_cast<long long>(c);
+          }
+        }
         client_costs.push_back(std::move(rc));
       }
-      seconds += 2.0 * options_.link.latency_s +
-                 static_cast<double>(param_count * sizeof(float)) / options_.link.downlink_bytes_per_s + wave_compute +
-                 static_cast<double>(wave_up) / options_.link.uplink_bytes_per_s;
+      if (air.enabled()) {
+        seconds += 2.0 * options_.link.latency_s + wave_client_seconds;
+        if (wave_straggler >= 0 && (rec.straggler < 0 || wave_client_seconds > longest_wave)) {
+          longest_wave = wave_client_seconds;
+          rec.straggler = wave_straggler;
+        }
+      } else {
+        seconds += 2.0 * options_.link.latency_s +
+                   static_cast<double>(param_count * sizeof(float)) / options_.link.downlink_bytes_per_s +
+                   wave_compute + static_cast<double>(wave_up) / options_.link.uplink_bytes_per_s;
+      }
       rec.sequential_hops += 2;
       // Retry: replace the dropped clients of this wave with fresh ones.
       const std::size_t missing = wave.size() - alive.size();
@@ -686,6 +737,7 @@ class federated_averaging {
   std::vector<bool> fixed_attackers_;
   std::vector<round_log> log_;
   report report_;
+  rng channel_rng_;  ///< the wireless fleet's fading draws (its own stream: the other draws are unchanged)
 };
 
 }  // namespace tinylarge::workflow

@@ -45,6 +45,8 @@ struct role_cost {
   std::size_t id = 0;     ///< client or server index
   traffic net;            ///< what it sent (up) and received (down)
   std::uint64_t macs = 0; ///< multiply-accumulates it executed (forward + backward)
+  double seconds = 0.0;   ///< its download + compute + upload time (wireless fleet model, channel.hpp; else 0)
+  double joules = 0.0;    ///< its energy (wireless fleet model; else 0)
 };
 
 /// Link and compute model used to estimate wall time (all rates > 0).
@@ -66,6 +68,10 @@ struct round_record {
   std::uint64_t sequential_hops = 0;  ///< transfers on the critical path
   std::uint64_t messages = 0;         ///< all transfers
   double estimated_seconds = 0.0;     ///< wall time from the link model
+  // With a wireless fleet model (federated_options::wireless):
+  long long straggler = -1;           ///< client on the critical path (the slowest of the longest wave); -1: none
+  std::size_t outages = 0;            ///< clients that missed the round for a rate below the threshold
+  double energy_joules = 0.0;         ///< all clients' energy
 };
 
 /// The result of running a workflow.
