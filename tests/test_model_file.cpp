@@ -1629,10 +1629,12 @@ TEST_CASE("int8 Huffman codebook model file: corrupt row offsets and streams are
   const auto at = [&](const std::vector<std::uint8_t>& b, c::array_role r) {
     return sec + le32(b, array_entry(b, sec, r) + 4);
   };
+  // open() checks the structure; verify_huffman_rows decodes every row (bind_model_file calls it).
   const auto open_code = [](const std::vector<std::uint8_t>& b, const char* what) {
     aligned_bytes a(b);
     c::model_file_reader r;
-    const status st = r.open(a.data(), a.size);
+    status st = r.open(a.data(), a.size);
+    if (st) st = r.verify_huffman_rows(0);
     INFO(what << ": " << (st.message ? st.message : "accepted"));
     return st;
   };
@@ -1684,6 +1686,13 @@ TEST_CASE("int8 Huffman codebook model file: corrupt row offsets and streams are
       recrc(b);
       const status st = open_code(b, "moved boundary");
       CHECK(st.code == errc::corrupt);
+      // open() alone accepts it (the lengths stay plausible); binding decodes the rows and refuses it.
+      aligned_bytes a(b);
+      c::model_file_reader r;
+      REQUIRE(r.open(a.data(), a.size).ok());
+      CHECK(c::model_file_reader{}.verify_huffman_rows(0).code == errc::invalid_argument);  // not open
+      const status vs = r.verify_huffman_rows(0);
+      CHECK(vs.code == errc::corrupt);
     }
   }
   SECTION("decreasing offsets, a row shorter than one bit per index, a last offset that is not the end") {

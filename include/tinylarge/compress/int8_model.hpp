@@ -109,7 +109,8 @@ inline constexpr std::size_t weighted_layer_count = [] {
 /// has checked the stream, the width and every index); with
 /// `nn::huffman_shared_flash_storage` Huffman-coded weight-shared int8 (format 10,
 /// `int8_huffman_codebook`), which then runs one output channel's decoded weights at a time
-/// (kernels/huffman_s8.hpp; the reader has decoded every row once).
+/// (kernels/huffman_s8.hpp; every row is decoded once here by
+/// `model_file_reader::verify_huffman_rows`, `errc::corrupt` if one does not decode exactly).
 /// Returns `errc::shape_mismatch` when the file describes another model
 /// (layer count, kind, rows, cols, geometry, fused activation, or
 /// quantization parameters that do not chain), `errc::invalid_argument` when
@@ -197,6 +198,7 @@ template <class Model, class P, class S, class B>
         }
         if constexpr (huffman) {
           if (v.format == weight_format::int8_huffman_codebook) {
+            TINYLARGE_TRY(file.verify_huffman_rows(record));  // every row decodes exactly
             nn::int8_huffman_binding hb;
             hb.stream = v.huffman_s8.stream;
             hb.stream_bytes = v.huffman_s8.stream_bytes;

@@ -465,6 +465,38 @@ class model_file_reader {
     return status::success();
   }
 
+  /// Decodes every row of the `int8_huffman_codebook` record `i` once and checks that each
+  /// holds exactly `cols` codes ending at the next row's bit offset (every decoded index is
+  /// below the alphabet, so below k); `open` has checked everything else of the record. A
+  /// separate call, so that only firmware that runs such records links the decoder: called
+  /// by `bind_model_file` for `nn::huffman_shared_flash_storage`, by `model_file::from_bytes`
+  /// and by the builder; fails with `invalid_argument` for a record of another format. Stack:
+  /// the decoder (`kernels::huffman_s8_decoder`, 1.1 KiB) and 64 bytes; no row buffer (a
+  /// row is decoded in pieces of 64 symbols).
+  [[nodiscard]] status verify_huffman_rows(std::size_t i) const noexcept {
+    layer_view v;
+    TINYLARGE_TRY(layer(i, v));
+    TINYLARGE_CHECK(v.format == weight_format::int8_huffman_codebook, errc::invalid_argument,
+                    "model file: verify_huffman_rows: the record is not int8_huffman_codebook");
+    const int8_huffman_codebook_view& h = v.huffman_s8;
+    kernels::huffman_s8_decoder dec;
+    kernels::huffman_codebook_s8_matrix m;
+    const status ps = kernels::huffman_s8_prepare(h.stream, h.stream_bytes, dec, m);
+    TINYLARGE_CHECK(ps.ok(), errc::corrupt, "model file: invalid Huffman code lengths");
+    std::uint8_t piece[64];
+    for (std::size_t o = 0; o < h.rows; ++o) {
+      std::uint64_t bit = h.row_bits[o];
+      for (std::size_t left = h.cols; left > 0;) {
+        const std::size_t n = left < sizeof piece ? left : sizeof piece;
+        TINYLARGE_TRY(dec.decode_at(m.payload, m.payload_bytes, bit, n, piece, &bit));
+        left -= n;
+      }
+      TINYLARGE_CHECK(bit == h.row_bits[o + 1], errc::corrupt,
+                      "model file: a row of Huffman-coded indices does not end at the next row's bit offset");
+    }
+    return status::success();
+  }
+
  private:
   template <unsigned TableBits>
   static status decode_symbols(const detail::mf_array& a, std::uint8_t* dst, const std::uint8_t*& result) noexcept {
@@ -931,7 +963,7 @@ class model_file_reader {
       TINYLARGE_TRY(expect(x, T::u8, rows * cols, true, "model file: an int8 codebook layer has no indices",
                            "model file: int8 codebook indices must be u8 symbols, rows·cols of them"));
       if (huffman) {
-        TINYLARGE_TRY(bind_huffman_rows(s, deep));
+        TINYLARGE_TRY(bind_huffman_rows(s));
       } else {
       TINYLARGE_CHECK(x.encoding == symbol_encoding::packed && x.width == s.bits, errc::corrupt,
                       "model file: int8 codebook indices must be bit-packed with the layer's index bits");
@@ -1020,9 +1052,8 @@ class model_file_reader {
   /// k, the index bits, the codebook and the indices' type and count): a format-1 stream with
   /// alphabet ≤ k and valid code lengths; row offsets u32, rows + 1, starting at 0, each row
   /// at least `cols` and at most 16·`cols` bits long, the last one the payload's bit length
-  /// (then zero padding to the byte); with `deep`, every row decoded: exactly `cols` symbols
-  /// ending at the next row's offset.
-  [[nodiscard]] status bind_huffman_rows(detail::mf_section& s, bool deep) const noexcept {
+  /// (then zero padding to the byte). The rows' codes are decoded by `verify_huffman_rows`.
+  [[nodiscard]] status bind_huffman_rows(detail::mf_section& s) const noexcept {
     using R = array_role;
     layer_view& v = s.view;
     const detail::mf_array& x = s.arrays[static_cast<std::size_t>(R::indices)];
@@ -1036,7 +1067,7 @@ class model_file_reader {
     TINYLARGE_TRY(expect(rb, array_dtype::u32, rows + 1, false, "model file: an int8 Huffman codebook layer has no row bit offsets",
                          "model file: int8 Huffman codebook row bit offsets must be u32, rows + 1"));
     huffman_stream_info info;
-    TINYLARGE_TRY(huffman_parse_header(x.data, x.bytes, info));  // format 1 and count checked at parse time
+    TINYLARGE_TRY(huffman_parse_header(x.data, x.bytes, info));  // format 1, count, code lengths checked at parse time
     const auto* row_bits = reinterpret_cast<const std::uint32_t*>(rb.data);
     const std::uint64_t max_row = std::uint64_t{huffman_max_length} * cols;
     TINYLARGE_CHECK(row_bits[0] == 0, errc::corrupt, "model file: the first row bit offset is not 0");
@@ -1053,25 +1084,6 @@ class model_file_reader {
                       "model file: padding bits of a Huffman payload are not zero");
     v.huffman_s8 = {rows, cols, k, x.data, x.bytes, row_bits,
                     reinterpret_cast<const std::int8_t*>(s.arrays[static_cast<std::size_t>(R::centroids)].data)};
-    if (deep) {
-      // Every row decodes to exactly `cols` symbols (each below the alphabet, so below k) that
-      // end at the next row's offset; in pieces of 64 symbols (no row buffer).
-      kernels::huffman_s8_decoder dec;
-      kernels::huffman_codebook_s8_matrix m;
-      const status ps = kernels::huffman_s8_prepare(x.data, x.bytes, dec, m);
-      TINYLARGE_CHECK(ps.ok(), errc::corrupt, "model file: invalid Huffman code lengths");
-      std::uint8_t piece[64];
-      for (std::size_t o = 0; o < rows; ++o) {
-        std::uint64_t bit = row_bits[o];
-        for (std::size_t left = cols; left > 0;) {
-          const std::size_t n = left < sizeof piece ? left : sizeof piece;
-          TINYLARGE_TRY(dec.decode_at(m.payload, m.payload_bytes, bit, n, piece, &bit));
-          left -= n;
-        }
-        TINYLARGE_CHECK(bit == row_bits[o + 1], errc::corrupt,
-                        "model file: a row of Huffman-coded indices does not end at the next row's bit offset");
-      }
-    }
     return status::success();
   }
 
@@ -1585,6 +1597,7 @@ class model_file_builder {
         std::vector<std::uint8_t> buf(v.decode_bytes);
         st = r.decode_layer<10>(0, buf.data(), buf.size(), v);
       }
+      if (st && v.format == weight_format::int8_huffman_codebook) st = r.verify_huffman_rows(0);
     }
     if (!st)
       TINYLARGE_RAISE(st.code == errc::non_finite ? errc::non_finite : errc::invalid_argument,
@@ -1625,6 +1638,7 @@ class model_file {
         m.decoded_[i].resize(v.decode_bytes);
         ls = m.reader_.decode_layer<10>(i, m.decoded_[i].data(), m.decoded_[i].size(), v);
       }
+      if (ls && v.format == weight_format::int8_huffman_codebook) ls = m.reader_.verify_huffman_rows(i);
       if (!ls) {
         model_file_info info = m.reader_.info();
         info.failed_layer = i;
