@@ -342,6 +342,8 @@ struct mf_array {
   const std::uint8_t* data = nullptr;
   std::size_t bytes = 0;
   std::size_t count = 0;  ///< elements (symbols, after decoding)
+  std::size_t huffman_payload = 0;  ///< Huffman: offset of the codes in `data` (the header's length)
+  std::size_t huffman_payload_bytes = 0;  ///< Huffman: bytes of the codes
 };
 
 inline constexpr std::size_t mf_role_count = 16;  // roles 1..15
@@ -750,6 +752,8 @@ class model_file_reader {
             TINYLARGE_CHECK(cs.ok(), errc::corrupt, "model file: invalid Huffman code lengths");
           }
           arr.width = static_cast<unsigned>(hi.alphabet);  // alphabet, checked per role below
+          arr.huffman_payload = hi.header_bytes;
+          arr.huffman_payload_bytes = hi.payload_bytes;
         }
       }
     }
@@ -1066,8 +1070,9 @@ class model_file_reader {
     TINYLARGE_CHECK(rows < static_cast<std::size_t>(-1), errc::too_large, "model file: too many rows");
     TINYLARGE_TRY(expect(rb, array_dtype::u32, rows + 1, false, "model file: an int8 Huffman codebook layer has no row bit offsets",
                          "model file: int8 Huffman codebook row bit offsets must be u32, rows + 1"));
-    huffman_stream_info info;
-    TINYLARGE_TRY(huffman_parse_header(x.data, x.bytes, info));  // format 1, count, code lengths checked at parse time
+    // The stream's header (format 1, count, code lengths) was parsed and checked with the array.
+    const std::uint8_t* const payload = x.data + x.huffman_payload;
+    const std::size_t payload_bytes = x.huffman_payload_bytes;
     const auto* row_bits = reinterpret_cast<const std::uint32_t*>(rb.data);
     const std::uint64_t max_row = std::uint64_t{huffman_max_length} * cols;
     TINYLARGE_CHECK(row_bits[0] == 0, errc::corrupt, "model file: the first row bit offset is not 0");
@@ -1077,10 +1082,10 @@ class model_file_reader {
                       errc::corrupt,
                       "model file: row bit offsets decrease, or a row has fewer than 1 or more than 16 bits per index");
     const std::uint64_t total = row_bits[rows];
-    TINYLARGE_CHECK((total + 7) / 8 == info.payload_bytes, errc::corrupt,
+    TINYLARGE_CHECK((total + 7) / 8 == payload_bytes, errc::corrupt,
                     "model file: the last row bit offset is not the end of the Huffman payload");
     if (total % 8 != 0)
-      TINYLARGE_CHECK((info.payload[info.payload_bytes - 1] & ((1u << (8 - total % 8)) - 1u)) == 0, errc::corrupt,
+      TINYLARGE_CHECK((payload[payload_bytes - 1] & ((1u << (8 - total % 8)) - 1u)) == 0, errc::corrupt,
                       "model file: padding bits of a Huffman payload are not zero");
     v.huffman_s8 = {rows, cols, k, x.data, x.bytes, row_bits,
                     reinterpret_cast<const std::int8_t*>(s.arrays[static_cast<std::size_t>(R::centroids)].data)};
