@@ -1325,6 +1325,23 @@ struct shared_files {
   }
 };
 
+/// On 16 samples, each of `nets` computes the logits of the owning network `q` (inputs `xs`),
+/// and those are not all the output zero point.
+template <class Owning, class... Nets>
+void check_same_logits(Owning& q, const std::vector<float>& xs, Nets&... nets) {
+  std::size_t differ_from_zero = 0;
+  for (std::size_t s = 0; s < 16; ++s) {
+    std::vector<std::int8_t> xq(small_cnn::input_size);
+    for (std::size_t i = 0; i < xq.size(); ++i)
+      xq[i] = tinylarge::quantize(xs[s * small_cnn::input_size + i], q.input_params());
+    const std::int8_t* yo = q.forward(xq.data());
+    const std::vector<std::int8_t> owning(yo, yo + small_cnn::output_size);
+    (CHECK(std::equal(owning.begin(), owning.end(), nets.forward(xq.data()))), ...);
+    for (std::size_t i = 0; i < owning.size(); ++i) differ_from_zero += owning[i] != q.output_params().zero_point;
+  }
+  CHECK(differ_from_zero > 0);
+}
+
 /// Every single-bit mutant of a one-layer `file`, with the CRCs bypassed: never a crash; some
 /// rejected, and every accepted one runs through its kernel (ASan: the views stay inside the bytes).
 void flip_every_bit_and_run(const std::vector<std::uint8_t>& file) {
@@ -1395,19 +1412,7 @@ TEST_CASE("int8 codebook model file: a weight-shared shared_flash_storage networ
   CHECK(shared_dev.layer_is_shared<3>());  // depthwise
   CHECK(shared_dev.layer_is_shared<6>());  // dense
   CHECK_FALSE(shared_dev.layer_is_sparse<0>());
-  std::size_t differ_from_zero = 0;
-  for (std::size_t s = 0; s < 16; ++s) {
-    std::vector<std::int8_t> xq(small_cnn::input_size);
-    for (std::size_t i = 0; i < xq.size(); ++i)
-      xq[i] = tinylarge::quantize(f.xs[s * small_cnn::input_size + i], f.q->input_params());
-    const std::int8_t* yo = f.q->forward(xq.data());
-    const std::vector<std::int8_t> owning(yo, yo + small_cnn::output_size);
-    CHECK(std::equal(owning.begin(), owning.end(), dense_dev.forward(xq.data())));
-    CHECK(std::equal(owning.begin(), owning.end(), shared_dev.forward(xq.data())));
-    CHECK(std::equal(owning.begin(), owning.end(), either_dev.forward(xq.data())));
-    for (std::size_t i = 0; i < owning.size(); ++i) differ_from_zero += owning[i] != f.q->output_params().zero_point;
-  }
-  CHECK(differ_from_zero > 0);
+  check_same_logits(*f.q, f.xs, dense_dev, shared_dev, either_dev);
   // A flash_storage network, or one that accepts only pruned layers (so links no codebook
   // kernel), cannot run codebook records: an error code that says what to use.
   static flash_q<small_cnn> plain;
@@ -1598,18 +1603,7 @@ TEST_CASE("int8 Huffman codebook model file: huffman_shared_flash_storage decode
   CHECK(huff_dev.layer_is_huffman<6>());  // dense
   // The arena holds the decoded row too: conv 3·patch of scratch instead of 2·patch.
   CHECK(huffman_q<small_cnn>::arena_bytes >= flash_q<small_cnn>::arena_bytes);
-  std::size_t differ_from_zero = 0;
-  for (std::size_t s = 0; s < 16; ++s) {
-    std::vector<std::int8_t> xq(small_cnn::input_size);
-    for (std::size_t i = 0; i < xq.size(); ++i)
-      xq[i] = tinylarge::quantize(f.xs[s * small_cnn::input_size + i], f.q->input_params());
-    const std::int8_t* yo = f.q->forward(xq.data());
-    const std::vector<std::int8_t> owning(yo, yo + small_cnn::output_size);
-    CHECK(std::equal(owning.begin(), owning.end(), dense_dev.forward(xq.data())));
-    CHECK(std::equal(owning.begin(), owning.end(), huff_dev.forward(xq.data())));
-    for (std::size_t i = 0; i < owning.size(); ++i) differ_from_zero += owning[i] != f.q->output_params().zero_point;
-  }
-  CHECK(differ_from_zero > 0);
+  check_same_logits(*f.q, f.xs, dense_dev, huff_dev);
   // Each storage refuses the other's records, naming the storage to use.
   static shared_q<small_cnn> shared_only;
   const status st = c::bind_model_file(rh, shared_only);
