@@ -1336,7 +1336,8 @@ void check_same_logits(Owning& q, const std::vector<float>& xs, Nets&... nets) {
       xq[i] = tinylarge::quantize(xs[s * small_cnn::input_size + i], q.input_params());
     const std::int8_t* yo = q.forward(xq.data());
     const std::vector<std::int8_t> owning(yo, yo + small_cnn::output_size);
-    (CHECK(std::equal(owning.begin(), owning.end(), nets.forward(xq.data()))), ...);
+    const auto same = [&](auto& net) { CHECK(std::equal(owning.begin(), owning.end(), net.forward(xq.data()))); };
+    (same(nets), ...);
     for (std::size_t i = 0; i < owning.size(); ++i) differ_from_zero += owning[i] != q.output_params().zero_point;
   }
   CHECK(differ_from_zero > 0);
