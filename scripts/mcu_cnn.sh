@@ -21,7 +21,9 @@
 # a third program, lenet5_sparse: cnn_int8.cpp with TL_SPARSE (int8 CSR records run compressed
 # by a sparse_flash_storage network), through steps 2, 3 and 5 like the others; so does the
 # weight-shared LeNet-5 (make_cnn --lenet5-clusters, here 16 int8 values per weighted layer, 4-bit
-# indices; TL_LENET5_CLUSTERS), lenet5_shared: cnn_int8.cpp with TL_SHARED (int8 codebook records).
+# indices; TL_LENET5_CLUSTERS), lenet5_shared: cnn_int8.cpp with TL_SHARED (int8 codebook records),
+# and the same weights with Huffman-coded indices, lenet5_huffman: cnn_int8.cpp with TL_HUFFMAN
+# (int8 Huffman codebook records, decoded one output channel at a time).
 # Usage: scripts/mcu_cnn.sh [build-root]   (needs scripts/deps.sh build data mcu)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,11 +32,12 @@ cxx=${CXX:-c++}
 clangxx=${TINYLARGE_CLANGXX:-clang++-14}
 runtime_limit=8192
 models="lenet5 ds_cnn"
-programs="$models lenet5_sparse lenet5_shared"  # cnn_int8.cpp builds; the pruned and the weight-shared LeNet-5
+programs="$models lenet5_sparse lenet5_shared lenet5_huffman"  # cnn_int8.cpp builds; the compressed LeNet-5s
 defs_of() {
   case $1 in
     lenet5_sparse) echo "-DTL_MODEL=lenet5 -DTL_SPARSE=1" ;;
     lenet5_shared) echo "-DTL_MODEL=lenet5 -DTL_SHARED=1" ;;
+    lenet5_huffman) echo "-DTL_MODEL=lenet5 -DTL_HUFFMAN=1" ;;
     *) echo "-DTL_MODEL=$1" ;;
   esac
 }
@@ -86,7 +89,7 @@ for target in "cortex-m3 mps2-an385" "cortex-m4 mps2-an386" "cortex-m55 mps3-an5
   cmake -S "$root/examples/mcu" -B "$dir" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/arm-none-eabi.cmake" -DTINYLARGE_MCU_CPU="$cpu" \
     -DTINYLARGE_MCU_GENERATED="$out/gen" > /dev/null
-  cmake --build "$dir" -j"${TINYLARGE_JOBS:-2}" --target cnn_lenet5 cnn_ds_cnn cnn_lenet5_sparse cnn_lenet5_shared cnn_lenet5_compiled cnn_ds_cnn_compiled \
+  cmake --build "$dir" -j"${TINYLARGE_JOBS:-2}" --target cnn_lenet5 cnn_ds_cnn cnn_lenet5_sparse cnn_lenet5_shared cnn_lenet5_huffman cnn_lenet5_compiled cnn_ds_cnn_compiled \
     > "$dir.build.log" 2>&1 ||
     { cat "$dir.build.log"; exit 1; }
   for m in $programs; do
@@ -101,7 +104,7 @@ for target in "cortex-m3 mps2-an385" "cortex-m4 mps2-an386" "cortex-m55 mps3-an5
     else
       echo "mcu-cnn: $m on $cpu: output differs from the host's:"; cat "$txt.diff"; status=1
     fi
-    [[ $m == lenet5_sparse || $m == lenet5_shared ]] && continue  # no compiled-in variant
+    [[ $m == lenet5_sparse || $m == lenet5_shared || $m == lenet5_huffman ]] && continue  # no compiled-in variant
     ctxt=$out/cnn_${m}_compiled-$cpu.txt
     if run_qemu "$board" "$dir/cnn_${m}_compiled.elf" > "$ctxt" &&
        diff <(grep '^input ' "$out/cnn_$m-host.txt") <(grep '^input ' "$ctxt") > /dev/null; then

@@ -143,7 +143,8 @@ std::vector<float> run(const c::layer_view& v, const std::vector<float>& x) {
       break;
     case c::weight_format::int8:
     case c::weight_format::int8_csr:
-    case c::weight_format::int8_codebook: FAIL("int8 layer in run()"); break;
+    case c::weight_format::int8_codebook:
+    case c::weight_format::int8_huffman_codebook: FAIL("int8 layer in run()"); break;
   }
   return y;
 }
@@ -165,6 +166,15 @@ void exercise(const c::layer_view& v) {
   if (v.format == c::weight_format::int8_codebook) {
     std::vector<std::int8_t> x(v.cols, 1), y(v.rows);
     tinylarge::kernels::codebook_dense_s8(1, v.codebook_s8, x.data(), v.s8_params(), y.data());
+    return;
+  }
+  if (v.format == c::weight_format::int8_huffman_codebook) {
+    std::vector<std::int8_t> x(v.cols, 1), y(v.rows), row(v.cols);
+    static tinylarge::kernels::huffman_s8_decoder dec;
+    tinylarge::kernels::huffman_codebook_s8_matrix w{v.rows, v.cols, nullptr, 0, v.huffman_s8.row_bits,
+                                                     v.huffman_s8.codebook, nullptr};
+    REQUIRE(tinylarge::kernels::huffman_s8_prepare(v.huffman_s8.stream, v.huffman_s8.stream_bytes, dec, w).ok());
+    tinylarge::kernels::huffman_dense_s8(tinylarge::arch::scalar{}, w, x.data(), v.s8_params(), y.data(), row.data());
     return;
   }
   (void)run(v, std::vector<float>(v.cols, 0.5f));
@@ -500,7 +510,7 @@ TEST_CASE("model file: structural validation behind the CRCs names each bad fiel
   REQUIRE(mutated([](auto&, const auto&) {}).ok());
 
   SECTION("enums") {
-    auto s = mutated([](auto& b, const auto& o) { b[o[0] + 14] = 10; });
+    auto s = mutated([](auto& b, const auto& o) { b[o[0] + 14] = 11; });
     CHECK(s.code == errc::corrupt);
     CHECK(says(s, "unknown weight format"));
     s = mutated([](auto& b, const auto& o) { b[o[0] + 13] = 6; });
@@ -509,7 +519,7 @@ TEST_CASE("model file: structural validation behind the CRCs names each bad fiel
     CHECK(says(s, "unknown layer kind"));
     s = mutated([](auto& b, const auto& o) { b[array_entry(b, o[0], R::weights) + 1] = 7; });
     CHECK(says(s, "unknown array element type"));
-    s = mutated([](auto& b, const auto& o) { b[array_entry(b, o[0], R::weights)] = 15; });
+    s = mutated([](auto& b, const auto& o) { b[array_entry(b, o[0], R::weights)] = 16; });
     CHECK(says(s, "unknown array role"));
     s = mutated([](auto& b, const auto& o) { b[array_entry(b, o[5], R::gaps) + 2] = 3; });
     CHECK(says(s, "unknown symbol encoding"));
@@ -647,7 +657,7 @@ TEST_CASE("model file: version policy", "[model_file][version]") {
     } catch (const tinylarge::format_error& e) {
       CHECK(e.code() == errc::unsupported_version);
       CHECK(std::string(e.what()) ==
-            "tinylarge: model file 'net.tlmf': format version 2.0 is not supported by this reader (format version 1.2)");
+            "tinylarge: model file 'net.tlmf': format version 2.0 is not supported by this reader (format version 1.3)");
     }
 #endif
     b[4] = 0;  // major 0
@@ -1315,6 +1325,49 @@ struct shared_files {
   }
 };
 
+/// On 16 samples, each of `nets` computes the logits of the owning network `q` (inputs `xs`),
+/// and those are not all the output zero point.
+template <class Owning, class... Nets>
+void check_same_logits(Owning& q, const std::vector<float>& xs, Nets&... nets) {
+  std::size_t differ_from_zero = 0;
+  for (std::size_t s = 0; s < 16; ++s) {
+    std::vector<std::int8_t> xq(small_cnn::input_size);
+    for (std::size_t i = 0; i < xq.size(); ++i)
+      xq[i] = tinylarge::quantize(xs[s * small_cnn::input_size + i], q.input_params());
+    const std::int8_t* yo = q.forward(xq.data());
+    const std::vector<std::int8_t> owning(yo, yo + small_cnn::output_size);
+    const auto same = [&](auto& net) { CHECK(std::equal(owning.begin(), owning.end(), net.forward(xq.data()))); };
+    (same(nets), ...);
+    for (std::size_t i = 0; i < owning.size(); ++i) differ_from_zero += owning[i] != q.output_params().zero_point;
+  }
+  CHECK(differ_from_zero > 0);
+}
+
+/// Every single-bit mutant of a one-layer `file`, with the CRCs bypassed: never a crash; some
+/// rejected, and every accepted one runs through its kernel (ASan: the views stay inside the bytes).
+void flip_every_bit_and_run(const std::vector<std::uint8_t>& file) {
+  c::model_file_options nocrc;
+  nocrc.verify_crc = false;
+  std::size_t rejected = 0, accepted = 0;
+  for (std::size_t bit = 0; bit < file.size() * 8; ++bit) {
+    auto m = file;
+    m[bit / 8] ^= static_cast<std::uint8_t>(1u << (bit % 8));
+    aligned_bytes a(m);
+    c::model_file_reader r;
+    if (!r.open(a.data(), a.size, nocrc)) {
+      ++rejected;
+      continue;
+    }
+    c::layer_view v;
+    REQUIRE(r.layer(0, v).ok());
+    exercise(v);  // ASan: the views stay inside the bytes
+    ++accepted;
+  }
+  INFO("rejected " << rejected << ", accepted " << accepted);
+  CHECK(rejected > 0);
+  CHECK(accepted > 0);
+}
+
 /// A one-layer int8 codebook file: 3×4 dense, k = 5 (3-bit indices).
 std::vector<std::uint8_t> tiny_codebook_file() {
   const std::int8_t book[5] = {-5, 0, 2, 9, 127};
@@ -1360,19 +1413,7 @@ TEST_CASE("int8 codebook model file: a weight-shared shared_flash_storage networ
   CHECK(shared_dev.layer_is_shared<3>());  // depthwise
   CHECK(shared_dev.layer_is_shared<6>());  // dense
   CHECK_FALSE(shared_dev.layer_is_sparse<0>());
-  std::size_t differ_from_zero = 0;
-  for (std::size_t s = 0; s < 16; ++s) {
-    std::vector<std::int8_t> xq(small_cnn::input_size);
-    for (std::size_t i = 0; i < xq.size(); ++i)
-      xq[i] = tinylarge::quantize(f.xs[s * small_cnn::input_size + i], f.q->input_params());
-    const std::int8_t* yo = f.q->forward(xq.data());
-    const std::vector<std::int8_t> owning(yo, yo + small_cnn::output_size);
-    CHECK(std::equal(owning.begin(), owning.end(), dense_dev.forward(xq.data())));
-    CHECK(std::equal(owning.begin(), owning.end(), shared_dev.forward(xq.data())));
-    CHECK(std::equal(owning.begin(), owning.end(), either_dev.forward(xq.data())));
-    for (std::size_t i = 0; i < owning.size(); ++i) differ_from_zero += owning[i] != f.q->output_params().zero_point;
-  }
-  CHECK(differ_from_zero > 0);
+  check_same_logits(*f.q, f.xs, dense_dev, shared_dev, either_dev);
   // A flash_storage network, or one that accepts only pruned layers (so links no codebook
   // kernel), cannot run codebook records: an error code that says what to use.
   static flash_q<small_cnn> plain;
@@ -1489,25 +1530,216 @@ TEST_CASE("int8 codebook model file: corrupt codebook records are rejected with 
     CHECK(says_(st, "1.2"));
   }
   SECTION("with CRCs bypassed, bit flips never crash and accepted mutants run") {
-    c::model_file_options nocrc;
-    nocrc.verify_crc = false;
-    std::size_t rejected = 0, accepted = 0;
-    for (std::size_t bit = 0; bit < file.size() * 8; ++bit) {
-      auto m = file;
-      m[bit / 8] ^= static_cast<std::uint8_t>(1u << (bit % 8));
-      aligned_bytes a(m);
-      c::model_file_reader r;
-      if (!r.open(a.data(), a.size, nocrc)) {
-        ++rejected;
-        continue;
-      }
-      c::layer_view v;
-      REQUIRE(r.layer(0, v).ok());
-      exercise(v);  // ASan: the views stay inside the bytes
-      ++accepted;
+    flip_every_bit_and_run(file);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Huffman-coded weight-shared int8 (weight format 10, int8_huffman_codebook): decoded one
+// output channel at a time by the kernels
+// ---------------------------------------------------------------------------
+
+namespace {
+template <class Model>
+using huffman_q = tnn::quantized_network<Model, tinylarge::int8_per_channel, tnn::huffman_shared_flash_storage>;
+
+/// A one-layer int8 Huffman codebook file: 3×4 dense, k = 5, skewed index histogram.
+std::vector<std::uint8_t> tiny_huffman_file() {
+  const std::int8_t book[5] = {-5, 0, 2, 9, 127};
+  const std::uint8_t idx[12] = {1, 1, 2, 1, 4, 1, 3, 1, 1, 0, 1, 2};
+  const float scales[1] = {0.01f};
+  const std::int32_t bias[3] = {1, -2, 3};
+  c::layer_options o;
+  o.indices = c::symbol_encoding::huffman;
+  c::model_file_builder b;
+  b.add_int8_codebook(3, 4, book, idx, scales, {0.1f, 0}, {0.2f, -3}, bias, o);
+  return b.bytes();
+}
+}  // namespace
+
+TEST_CASE("int8 Huffman codebook model file: huffman_shared_flash_storage decodes a row at a time and computes the "
+          "dense int8 bits",
+          "[int8_model][int8_huffman_codebook]") {
+  shared_files f;
+  c::model_file_builder hb;
+  c::add_int8_huffman_codebook_layers(hb, *f.q);
+  const std::vector<std::uint8_t> huff = hb.bytes();
+  CHECK(huff[6] == 3);  // int8_huffman_codebook needs 1.3
+  aligned_bytes ad(f.dense), ah(huff), as(f.shared);
+  c::model_file_reader rd, rh, rs;
+  REQUIRE(rd.open(ad.data(), ad.size).ok());
+  REQUIRE(rh.open(ah.data(), ah.size).ok());
+  REQUIRE(rs.open(as.data(), as.size).ok());
+  for (std::size_t i = 0; i < 3; ++i) {
+    c::layer_view v, vs;
+    REQUIRE(rh.layer(i, v).ok());
+    REQUIRE(rs.layer(i, vs).ok());
+    CHECK(v.format == c::weight_format::int8_huffman_codebook);
+    CHECK(v.in_place());
+    CHECK(v.int8.weights == nullptr);
+    REQUIRE(v.huffman_s8.row_bits != nullptr);
+    CHECK(v.huffman_s8.row_bits[0] == 0);
+    CHECK(v.huffman_s8.k == le32(f.shared, section_offsets(f.shared)[i] + 24));
+    // The decoded indices are the packed ones, row by row (decode_range on each row).
+    tinylarge::kernels::huffman_s8_decoder dec;
+    tinylarge::kernels::huffman_codebook_s8_matrix m{v.rows, v.cols, nullptr, 0, v.huffman_s8.row_bits,
+                                                     v.huffman_s8.codebook, nullptr};
+    REQUIRE(tinylarge::kernels::huffman_s8_prepare(v.huffman_s8.stream, v.huffman_s8.stream_bytes, dec, m).ok());
+    std::vector<std::uint8_t> row(v.cols);
+    for (std::size_t o = 0; o < v.rows; ++o) {
+      REQUIRE(dec.decode_range(m.payload, m.payload_bytes, m.row_bits[o], m.row_bits[o + 1], v.cols, row.data()).ok());
+      for (std::size_t cix = 0; cix < v.cols; ++cix)
+        CHECK(row[cix] == c::packed_get(vs.codebook_s8.packed, o * v.cols + cix, vs.codebook_s8.bits));
+      // One bit short or long: the row's codes do not end at its end.
+      CHECK_FALSE(dec.decode_range(m.payload, m.payload_bytes, m.row_bits[o], m.row_bits[o + 1] - 1, v.cols,
+                                   row.data()).ok());
     }
-    INFO("rejected " << rejected << ", accepted " << accepted);
-    CHECK(rejected > 0);
-    CHECK(accepted > 0);
+  }
+  static flash_q<small_cnn> dense_dev;
+  static huffman_q<small_cnn> huff_dev;
+  REQUIRE(c::bind_model_file(rd, dense_dev).ok());
+  REQUIRE(c::bind_model_file(rh, huff_dev).ok());
+  CHECK(huff_dev.layer_is_huffman<0>());  // conv2d
+  CHECK(huff_dev.layer_is_huffman<3>());  // depthwise (multiplier 2)
+  CHECK(huff_dev.layer_is_huffman<6>());  // dense
+  // The arena holds the decoded row too: conv 3·patch of scratch instead of 2·patch.
+  CHECK(huffman_q<small_cnn>::arena_bytes >= flash_q<small_cnn>::arena_bytes);
+  check_same_logits(*f.q, f.xs, dense_dev, huff_dev);
+  // Each storage refuses the other's records, naming the storage to use.
+  static shared_q<small_cnn> shared_only;
+  const status st = c::bind_model_file(rh, shared_only);
+  CHECK(st.code == errc::invalid_argument);
+  CHECK(std::string(st.message).find("huffman_shared_flash_storage") != std::string::npos);
+  static flash_q<small_cnn> plain;
+  CHECK(c::bind_model_file(rh, plain).code == errc::invalid_argument);
+  static huffman_q<small_cnn> huff_only;
+  const status sh = c::bind_model_file(rs, huff_only);
+  CHECK(sh.code == errc::invalid_argument);
+  CHECK(std::string(sh.message).find("nn::shared_flash_storage") != std::string::npos);
+  REQUIRE(c::bind_model_file(rd, huff_only).ok());  // dense int8 records run as with flash_storage
+  CHECK_FALSE(huff_only.layer_is_huffman<0>());
+  // The host loader reads the record in place too.
+  const c::model_file mf = c::model_file::from_bytes(huff);
+  CHECK(mf.layer(2).format == c::weight_format::int8_huffman_codebook);
+}
+
+TEST_CASE("int8 Huffman codebook model file: corrupt row offsets and streams are rejected with the right error code",
+          "[int8_model][int8_huffman_codebook][robustness]") {
+  const std::vector<std::uint8_t> file = tiny_huffman_file();
+  const std::size_t sec = section_offsets(file)[0];
+  const auto at = [&](const std::vector<std::uint8_t>& b, c::array_role r) {
+    return sec + le32(b, array_entry(b, sec, r) + 4);
+  };
+  // open() checks the structure; verify_huffman_rows decodes every row (bind_model_file calls it).
+  const auto open_code = [](const std::vector<std::uint8_t>& b, const char* what) {
+    aligned_bytes a(b);
+    c::model_file_reader r;
+    status st = r.open(a.data(), a.size);
+    if (st) st = r.verify_huffman_rows(0);
+    INFO(what << ": " << (st.message ? st.message : "accepted"));
+    return st;
+  };
+  const auto says_ = [](const status& st, const char* part) {
+    return st.message != nullptr && std::string(st.message).find(part) != std::string::npos;
+  };
+  REQUIRE(open_code(file, "valid").ok());
+  REQUIRE(file[6] == 3);
+  REQUIRE(file[sec + 14] == 10);
+  const std::size_t rb = at(file, c::array_role::row_bits);
+  REQUIRE(le32(file, rb) == 0);
+  {  // the tiny file runs: the dense int8 reference with the codebook values
+    aligned_bytes a(file);
+    c::model_file_reader r;
+    REQUIRE(r.open(a.data(), a.size).ok());
+    c::layer_view v;
+    REQUIRE(r.layer(0, v).ok());
+    const std::int8_t book[5] = {-5, 0, 2, 9, 127};
+    const std::uint8_t idx[12] = {1, 1, 2, 1, 4, 1, 3, 1, 1, 0, 1, 2};
+    std::int8_t wd[12];
+    for (int i = 0; i < 12; ++i) wd[i] = book[idx[i]];
+    const std::int8_t x[4] = {3, -7, 100, -128};
+    std::int8_t y[3], yref[3], row[4];
+    tinylarge::kernels::huffman_s8_decoder dec;
+    tinylarge::kernels::huffman_codebook_s8_matrix w{3, 4, nullptr, 0, v.huffman_s8.row_bits, v.huffman_s8.codebook,
+                                                     nullptr};
+    REQUIRE(tinylarge::kernels::huffman_s8_prepare(v.huffman_s8.stream, v.huffman_s8.stream_bytes, dec, w).ok());
+    tinylarge::kernels::huffman_dense_s8(tinylarge::arch::scalar{}, w, x, v.s8_params(), y, row);
+    tinylarge::kernels::dense_s8(tinylarge::arch::scalar{}, 1, 3, 4, x, wd, v.s8_params(), yref);
+    CHECK(std::equal(y, y + 3, yref));
+  }
+  SECTION("the CRC covers the offsets") {
+    auto b = file;
+    b[rb + 4] ^= 0x01;
+    CHECK(open_code(b, "flipped offset").code == errc::checksum_mismatch);
+  }
+  SECTION("a first offset other than 0") {
+    auto b = file;
+    put32(b, rb, 1);
+    recrc(b);
+    const status st = open_code(b, "first 1");
+    CHECK(st.code == errc::corrupt);
+    CHECK(says_(st, "first row bit offset"));
+  }
+  SECTION("a row boundary moved by one bit") {
+    for (const int d : {-1, 1}) {
+      auto b = file;
+      put32(b, rb + 4, static_cast<std::uint32_t>(static_cast<int>(le32(b, rb + 4)) + d));
+      recrc(b);
+      const status st = open_code(b, "moved boundary");
+      CHECK(st.code == errc::corrupt);
+      // open() alone accepts it (the lengths stay plausible); binding decodes the rows and refuses it.
+      aligned_bytes a(b);
+      c::model_file_reader r;
+      REQUIRE(r.open(a.data(), a.size).ok());
+      CHECK(c::model_file_reader{}.verify_huffman_rows(0).code == errc::invalid_argument);  // not open
+      const status vs = r.verify_huffman_rows(0);
+      CHECK(vs.code == errc::corrupt);
+    }
+  }
+  SECTION("decreasing offsets, a row shorter than one bit per index, a last offset that is not the end") {
+    auto b = file;
+    put32(b, rb + 8, le32(b, rb + 4) - 1);
+    recrc(b);
+    CHECK(open_code(b, "decreasing").code == errc::corrupt);
+    b = file;
+    put32(b, rb + 4, 3);  // row 0: 3 bits for 4 indices
+    recrc(b);
+    CHECK(says_(open_code(b, "short row"), "bits per index"));
+    b = file;
+    put32(b, rb + 12, le32(b, rb + 12) + 8);
+    recrc(b);
+    CHECK(says_(open_code(b, "past the end"), "end of the Huffman payload"));
+  }
+  SECTION("missing or mistyped offsets") {
+    auto b = file;
+    put32(b, array_entry(b, sec, c::array_role::row_bits) + 12, 3);  // 3 offsets for 3 rows
+    recrc(b);
+    CHECK(open_code(b, "3 offsets").code == errc::corrupt);
+    b = file;
+    b[array_entry(b, sec, c::array_role::row_bits)] = static_cast<std::uint8_t>(c::array_role::left);
+    recrc(b);
+    CHECK(open_code(b, "no row_bits").code == errc::corrupt);
+  }
+  SECTION("an alphabet larger than k") {
+    auto b = file;
+    const std::size_t x = at(b, c::array_role::indices);
+    REQUIRE(b[x] == 5);  // u16 alphabet = k
+    REQUIRE(b[x + 2] <= 3);  // ≤ 3 bits per code length: 6 lengths pack into as many bytes as 5
+    b[x] = 6;               // a sixth symbol (length 0, from the zero padding): alphabet 6 > k = 5
+    recrc(b);
+    const status st = open_code(b, "alphabet 6, k 5");
+    CHECK(st.code == errc::corrupt);
+    CHECK(says_(st, "alphabet is larger"));
+  }
+  SECTION("int8_huffman_codebook in a file that claims version 1.2") {
+    auto b = file;
+    b[6] = 2;
+    recrc(b);
+    const status st = open_code(b, "1.2 with int8_huffman_codebook");
+    CHECK(st.code == errc::corrupt);
+    CHECK(says_(st, "1.3"));
+  }
+  SECTION("with CRCs bypassed, bit flips never crash and accepted mutants run") {
+    flip_every_bit_and_run(file);
   }
 }

@@ -21,6 +21,11 @@
 // (make_cnn --lenet5-clusters) holds weight-shared int8 codebook records: each layer reads its
 // bit-packed indices and int8 codebook in place in flash (kernels/codebook_s8.hpp).
 //
+// With TL_HUFFMAN defined, the storage is `huffman_shared_flash_storage` and the model file
+// holds the same weight-shared records with Huffman-coded indices (int8_huffman_codebook): each
+// layer decodes one output channel's indices at a time into the arena's scratch and runs the
+// dense int8 back end on that row (kernels/huffman_s8.hpp).
+//
 // With TL_PROFILE defined, the program runs one inference and calls the noinline
 // `tl_layer_boundary` before and after every layer: scripts/mcu_cnn_cost.sh counts the
 // instructions executed between consecutive calls (callees included) in a QEMU trace.
@@ -84,6 +89,9 @@ using network = tl::nn::quantized_network<model, tl::int8_per_channel, tl::nn::s
 #elif defined(TL_SHARED)
 using network = tl::nn::quantized_network<model, tl::int8_per_channel, tl::nn::shared_flash_storage>;
 #define TL_VARIANT " (weight-shared, int8 codebook records)"
+#elif defined(TL_HUFFMAN)
+using network = tl::nn::quantized_network<model, tl::int8_per_channel, tl::nn::huffman_shared_flash_storage>;
+#define TL_VARIANT " (weight-shared, Huffman-coded int8 codebook records)"
 #else
 using network = tl::nn::quantized_network<model, tl::int8_per_channel, tl::nn::flash_storage>;
 #define TL_VARIANT ""

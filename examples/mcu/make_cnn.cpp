@@ -20,7 +20,12 @@
 // with int8 codebook records (weight format 9, ⌈log2 K⌉-bit indices, run compressed by a
 // shared_flash_storage network): lenet5_shared_model.h, lenet5_shared_data.h. Checked on the
 // host: the codebook-bound network equals, bit for bit, the dense int8 network whose weights
-// are the codebook values.
+// are the codebook values. The same weight-shared network is also written with Huffman-coded
+// indices (weight format 10, int8_huffman_codebook: one Huffman stream per layer with the bit
+// offset of each output channel's codes; run by a huffman_shared_flash_storage network that
+// decodes one output channel at a time): lenet5_huffman_model.h, lenet5_huffman_data.h, checked
+// the same way; the log gives per layer the index bits, packed and Huffman-coded, and the
+// entropy of the index histogram.
 //
 // Checks on the host (exit status 1 on failure): the bound network's logits equal the owning
 // network's (the file round-trips exactly) and the scalar back end's (the SIMD kernels are
@@ -98,6 +103,8 @@ template <class Model>
 using sparse_net = nn::quantized_network<Model, tl::int8_per_channel, nn::sparse_flash_storage>;
 template <class Model>
 using shared_net = nn::quantized_network<Model, tl::int8_per_channel, nn::shared_flash_storage>;
+template <class Model>
+using huffman_net = nn::quantized_network<Model, tl::int8_per_channel, nn::huffman_shared_flash_storage>;
 
 int failures = 0;
 void check(bool ok, const std::string& what) {
@@ -246,6 +253,43 @@ void build_shared(const std::string& name, const std::string& out, const nn::lab
               name.c_str(), clusters, widest, shared_layers, rs.layer_count(), file.size(), dense_file_bytes,
               test.count, 100.0 * acc_int8, 100.0 * static_cast<double>(r.hits) / static_cast<double>(test.count),
               r.same_dense, test.count);
+
+  // The same weights with Huffman-coded indices, decoded one output channel at a time.
+  cz::model_file_builder bh;
+  cz::add_int8_huffman_codebook_layers(bh, q, cz::int8_csr_layers::when_smaller);
+  const std::vector<std::uint8_t> hfile = bh.bytes();
+  const compressed_check rh = check_and_export<huffman_net<Model>>(
+      name, out, "huffman", "weight-shared, Huffman-coded indices (int8 Huffman codebook)", test, q, hfile, bd.bytes());
+  aligned_bytes fh(hfile);
+  cz::model_file_reader rhr;
+  raise_if_error(rhr.open(fh.data(), fh.size));
+  std::size_t packed_total = 0, huffman_total = 0;
+  for (std::size_t i = 0; i < rs.layer_count() && i < rhr.layer_count(); ++i) {
+    cz::layer_view v, h;
+    raise_if_error(rs.layer(i, v));
+    raise_if_error(rhr.layer(i, h));
+    if (v.format != cz::weight_format::int8_codebook || h.format != cz::weight_format::int8_huffman_codebook) continue;
+    const std::size_t n = v.rows * v.cols, packed = cz::packed_size(n, v.codebook_s8.bits);
+    std::vector<std::uint64_t> counts(256, 0);
+    for (std::size_t j = 0; j < n; ++j) ++counts[cz::packed_get(v.codebook_s8.packed, j, v.codebook_s8.bits)];
+    const double entropy = cz::empirical_entropy_bits(counts.data(), 256);
+    cz::huffman_stream_info info;
+    raise_if_error(cz::huffman_parse_header(h.huffman_s8.stream, h.huffman_s8.stream_bytes, info));
+    const std::size_t offsets = 4 * (h.rows + 1);
+    packed_total += packed;
+    huffman_total += h.huffman_s8.stream_bytes + offsets;
+    std::printf("make_cnn: %s record %zu (%zux%zu, k %zu): indices packed %zu B (%u bits each); Huffman payload %zu B "
+                "(%.3f bits each) + header %zu B + row offsets %zu B = %zu B; entropy of the index histogram %.3f "
+                "bits each (%.0f B)\n",
+                name.c_str(), i, v.rows, v.cols, h.huffman_s8.k, packed, v.codebook_s8.bits, info.payload_bytes,
+                static_cast<double>(h.huffman_s8.row_bits[h.rows]) / static_cast<double>(n), info.header_bytes, offsets,
+                h.huffman_s8.stream_bytes + offsets, entropy / static_cast<double>(n), entropy / 8.0);
+  }
+  std::printf("make_cnn: %s weight-shared with Huffman-coded indices: model file %zu bytes (packed codebook %zu bytes); "
+              "indices %zu B Huffman-coded with row offsets against %zu B packed; accuracy %.2f %%; Huffman = dense int8 "
+              "with the codebook values on %zu / %zu\n",
+              name.c_str(), hfile.size(), file.size(), huffman_total, packed_total,
+              100.0 * static_cast<double>(rh.hits) / static_cast<double>(test.count), rh.same_dense, test.count);
   std::copy(saved.begin(), saved.end(), q.weights());
 }
 

@@ -6,8 +6,9 @@
 // through its compressed kernel, so AddressSanitizer sees any view that leaves its bytes.
 // Every accepted file is also handed to the on-device binder (`compress::bind_model_file`)
 // of a small int8 CNN type (int8_model_sample.hpp), with flash_storage and with
-// sparse_flash_storage (pruned int8_csr and weight-shared int8_codebook records); a file either
-// accepts runs one inference.
+// pruned_or_shared_flash_storage (pruned int8_csr and weight-shared int8_codebook records) and
+// with huffman_shared_flash_storage (int8_huffman_codebook records, decoded a row at a time); a
+// file any of them accepts runs one inference.
 // Every input is also decoded as a bare Huffman stream by both Huffman decoders, which must
 // agree (`huffman_differential`); the seed corpus holds format-1 and format-2 streams.
 // Built by scripts/fuzz_model_file.sh with -fsanitize=fuzzer,address,undefined.
@@ -44,6 +45,19 @@ void run_layer(const c::layer_view& v) {
     tinylarge::kernels::codebook_dense_s8(1, v.codebook_s8, x.data(), v.s8_params(), y.data());
     return;
   }
+  if (v.format == c::weight_format::int8_huffman_codebook) {
+    std::vector<std::int8_t> x(v.cols, 3), y(v.rows), row(v.cols);
+    static tinylarge::kernels::huffman_s8_decoder dec;
+    tinylarge::kernels::huffman_codebook_s8_matrix w{v.rows, v.cols, nullptr, 0, v.huffman_s8.row_bits,
+                                                     v.huffman_s8.codebook, nullptr};
+    // open() checked the stream header and code lengths: setting up the decoder cannot fail.
+    // The kernel runs whether or not verify_huffman_rows accepted the rows (a row that does not
+    // decode must stay inside its bytes: ASan).
+    if (!tinylarge::kernels::huffman_s8_prepare(v.huffman_s8.stream, v.huffman_s8.stream_bytes, dec, w).ok())
+      __builtin_trap();
+    tinylarge::kernels::huffman_dense_s8(scalar{}, w, x.data(), v.s8_params(), y.data(), row.data());
+    return;
+  }
   std::vector<float> x(v.cols, 0.25f), y(v.rows), scratch(v.factored.rank + 1);
   switch (v.format) {
     case c::weight_format::dense_f32:
@@ -77,6 +91,7 @@ void parse(const std::uint8_t* data, std::size_t size, bool verify_crc) {
     if (!r.layer(i, v)) __builtin_trap();  // open() validated every layer
     std::vector<std::uint8_t> buf(v.decode_bytes);
     if (!r.decode_layer(i, buf.data(), buf.size(), v)) continue;
+    if (v.format == c::weight_format::int8_huffman_codebook) (void)r.verify_huffman_rows(i);
     run_layer(v);
   }
   static int8_model_sample::bound net;
@@ -88,6 +103,11 @@ void parse(const std::uint8_t* data, std::size_t size, bool verify_crc) {
   if (tinylarge::compress::bind_model_file(r, sparse_net).ok()) {
     std::vector<std::int8_t> x(int8_model_sample::model::input_size, 5);
     (void)sparse_net.forward(x.data());
+  }
+  static int8_model_sample::bound_huffman huffman_net;  // runs int8_huffman_codebook records a row at a time
+  if (tinylarge::compress::bind_model_file(r, huffman_net).ok()) {
+    std::vector<std::int8_t> x(int8_model_sample::model::input_size, 5);
+    (void)huffman_net.forward(x.data());
   }
 }
 

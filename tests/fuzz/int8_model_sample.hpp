@@ -20,6 +20,10 @@ using bound = nn::quantized_network<model, tinylarge::int8_per_channel, nn::flas
 /// int8_codebook, run compressed).
 using bound_sparse =
     nn::quantized_network<model, tinylarge::int8_per_channel, nn::pruned_or_shared_flash_storage, tinylarge::arch::scalar>;
+/// The same type with Huffman-coded weight-shared records allowed (int8_huffman_codebook, decoded
+/// one output channel at a time).
+using bound_huffman =
+    nn::quantized_network<model, tinylarge::int8_per_channel, nn::huffman_shared_flash_storage, tinylarge::arch::scalar>;
 }  // namespace int8_model_sample
 
 #if !TINYLARGE_FREESTANDING && defined(TINYLARGE_INT8_MODEL_SAMPLE_WRITER)
@@ -33,8 +37,9 @@ namespace int8_model_sample {
 /// A valid model file of `model` (random weights, calibrated on random inputs); with
 /// `sparsity` > 0 the weights are pruned to it and stored as int8 CSR records; with
 /// `clusters` > 0 they are clustered into that many values per layer and stored as int8
-/// codebook records.
-inline std::vector<std::uint8_t> file(std::uint64_t seed = 1, double sparsity = 0.0, std::size_t clusters = 0) {
+/// codebook records (with `huffman`, as int8 Huffman codebook records).
+inline std::vector<std::uint8_t> file(std::uint64_t seed = 1, double sparsity = 0.0, std::size_t clusters = 0,
+                                      bool huffman = false) {
   nn::network<model> net(seed);
   tinylarge::rng g(seed + 1);
   std::vector<float> xs(8 * model::input_size);
@@ -44,7 +49,10 @@ inline std::vector<std::uint8_t> file(std::uint64_t seed = 1, double sparsity = 
   tinylarge::compress::model_file_builder b;
   if (clusters > 0) {
     (void)tinylarge::compress::share_int8_weights(*q, clusters);
-    tinylarge::compress::add_int8_codebook_layers(b, *q);
+    if (huffman)
+      tinylarge::compress::add_int8_huffman_codebook_layers(b, *q);
+    else
+      tinylarge::compress::add_int8_codebook_layers(b, *q);
   } else if (sparsity > 0.0) {
     (void)tinylarge::compress::prune_int8_weights(*q, sparsity);
     tinylarge::compress::add_int8_csr_layers(b, *q);

@@ -23,6 +23,8 @@ int main(int argc, char** argv) {
   tinylarge::io::write_file(dir + "/int8_cnn.tlmf", int8_model_sample::file());
   tinylarge::io::write_file(dir + "/int8_cnn_csr.tlmf", int8_model_sample::file(1, 0.5));  // pruned, int8_csr
   tinylarge::io::write_file(dir + "/int8_cnn_codebook.tlmf", int8_model_sample::file(1, 0.0, 5));  // int8_codebook, 3 bits
+  // int8_huffman_codebook: 5 values, Huffman-coded indices with per-row bit offsets
+  tinylarge::io::write_file(dir + "/int8_cnn_huffman_codebook.tlmf", int8_model_sample::file(1, 0.0, 5, true));
   // One single-layer file per layer of every_format (small inputs mutate faster).
   const auto all = S::every_format().bytes;
   c::model_file m = c::model_file::from_bytes(all);

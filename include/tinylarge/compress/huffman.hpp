@@ -491,6 +491,59 @@ class huffman_decoder {
   /// first `done` symbols of `out` are kept).
   [[nodiscard]] status decode_from(const std::uint8_t* payload, std::size_t bytes, std::size_t count,
                                    std::uint8_t* out, std::uint64_t bit, std::size_t done) const noexcept {
+    std::uint64_t consumed = 0;
+    TINYLARGE_TRY(decode_bits(payload, bytes, count, out, bit, done, consumed));
+    TINYLARGE_CHECK((consumed + 7) / 8 == bytes, errc::corrupt, "huffman: trailing bytes after the last code");
+    if (consumed % 8 != 0) {
+      const unsigned pad = static_cast<unsigned>(8 - consumed % 8);
+      TINYLARGE_CHECK((payload[bytes - 1] & ((1u << pad) - 1u)) == 0, errc::corrupt,
+                      "huffman: padding bits are not zero");
+    }
+    return status::success();
+  }
+
+  /// Decodes exactly `count` symbols whose codes occupy bits [`first_bit`, `end_bit`) of a
+  /// payload of `bytes` bytes (one row of a row-indexed stream, e.g. the per-output-channel
+  /// rows of an `int8_huffman_codebook` record) into `out`. Fails with `corrupt` when the
+  /// codes of the `count` symbols do not end exactly at `end_bit` or a pattern is no code,
+  /// with `truncated` when the payload ends first. Reads only [payload, payload + bytes) and
+  /// writes only [out, out + count); `first_bit` < 8·`bytes` unless `count` is 0.
+  [[nodiscard]] status decode_range(const std::uint8_t* payload, std::size_t bytes, std::uint64_t first_bit,
+                                    std::uint64_t end_bit, std::size_t count, std::uint8_t* out) const noexcept {
+    TINYLARGE_CHECK(ready_, errc::invalid_argument, "huffman: decoder used before a successful init");
+    TINYLARGE_CHECK(first_bit <= end_bit && end_bit <= static_cast<std::uint64_t>(bytes) * 8, errc::corrupt,
+                    "huffman: a bit range outside the payload");
+    if (count == 0) {
+      TINYLARGE_CHECK(first_bit == end_bit, errc::corrupt, "huffman: bits left over after the last code of a range");
+      return status::success();
+    }
+    TINYLARGE_CHECK(first_bit < end_bit, errc::corrupt, "huffman: an empty bit range holds no symbol");
+    std::uint64_t consumed = 0;
+    TINYLARGE_TRY(decode_bits(payload, bytes, count, out, first_bit, 0, consumed));
+    TINYLARGE_CHECK(consumed == end_bit, errc::corrupt,
+                    "huffman: a range's codes do not end at its end bit");
+    return status::success();
+  }
+
+  /// Decodes `count` symbols from bit `bit` (≤ 8·`bytes`) of a payload of `bytes` bytes into
+  /// `out`; `*end_bit` receives the bit after the last code (so a long range can be decoded,
+  /// or checked, in pieces). Fails as `decode_range`.
+  [[nodiscard]] status decode_at(const std::uint8_t* payload, std::size_t bytes, std::uint64_t bit, std::size_t count,
+                                 std::uint8_t* out, std::uint64_t* end_bit) const noexcept {
+    TINYLARGE_CHECK(ready_, errc::invalid_argument, "huffman: decoder used before a successful init");
+    TINYLARGE_CHECK(bit <= static_cast<std::uint64_t>(bytes) * 8, errc::corrupt, "huffman: a bit outside the payload");
+    std::uint64_t consumed = bit;
+    if (count > 0) TINYLARGE_TRY(decode_bits(payload, bytes, count, out, bit, 0, consumed));
+    *end_bit = consumed;
+    return status::success();
+  }
+
+ private:
+  /// The decoding loop of `decode_from` and `decode_range`: `count` − `done` symbols from bit
+  /// `bit`; `consumed` receives the bit position after the last code.
+  [[nodiscard]] status decode_bits(const std::uint8_t* payload, std::size_t bytes, std::size_t count,
+                                   std::uint8_t* out, std::uint64_t bit, std::size_t done,
+                                   std::uint64_t& consumed_bits) const noexcept {
     std::uint64_t acc = 0;  // next bits, MSB-aligned; the bits below the valid ones are
                             // either zero or the stream's next bits (loaded again, harmlessly)
     unsigned nacc = 0;      // valid bits in acc, ≤ 63
@@ -558,16 +611,10 @@ class huffman_decoder {
       consumed += len;
       if (TINYLARGE_UNLIKELY(consumed > limit)) return {errc::truncated, "huffman: payload ends early"};
     }
-    TINYLARGE_CHECK((consumed + 7) / 8 == bytes, errc::corrupt, "huffman: trailing bytes after the last code");
-    if (consumed % 8 != 0) {
-      const unsigned pad = static_cast<unsigned>(8 - consumed % 8);
-      TINYLARGE_CHECK((payload[bytes - 1] & ((1u << pad) - 1u)) == 0, errc::corrupt,
-                      "huffman: padding bits are not zero");
-    }
+    consumed_bits = consumed;
     return status::success();
   }
 
- private:
   static constexpr std::uint32_t mask = (1u << TableBits) - 1u;
 
   /// A code longer than TableBits at the top of `acc` as a one-symbol entry, 0 if none.

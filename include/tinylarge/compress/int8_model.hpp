@@ -106,7 +106,11 @@ inline constexpr std::size_t weighted_layer_count = [] {
 /// `nn::shared_flash_storage` weight-shared int8 (format 9, `int8_codebook`),
 /// which then runs on its
 /// bit-packed indices and int8 codebook (kernels/codebook_s8.hpp; the reader
-/// has checked the stream, the width and every index).
+/// has checked the stream, the width and every index); with
+/// `nn::huffman_shared_flash_storage` Huffman-coded weight-shared int8 (format 10,
+/// `int8_huffman_codebook`), which then runs one output channel's decoded weights at a time
+/// (kernels/huffman_s8.hpp; every row is decoded once here by
+/// `model_file_reader::verify_huffman_rows`, `errc::corrupt` if one does not decode exactly).
 /// Returns `errc::shape_mismatch` when the file describes another model
 /// (layer count, kind, rows, cols, geometry, fused activation, or
 /// quantization parameters that do not chain), `errc::invalid_argument` when
@@ -116,7 +120,7 @@ template <class Model, class P, class S, class B>
   requires(nn::quantized_network<Model, P, S, B>::binds_parameters)
 [[nodiscard]] status bind_model_file(const model_file_reader& file, nn::quantized_network<Model, P, S, B>& net) noexcept {
   using net_type = nn::quantized_network<Model, P, S, B>;
-  constexpr bool pruned = net_type::binds_pruned, shared = net_type::binds_shared;
+  constexpr bool pruned = net_type::binds_pruned, shared = net_type::binds_shared, huffman = net_type::binds_huffman;
   Model::for_each_layer([&]<std::size_t I>() {
     using L = typename Model::template layer<I>;
     static_assert(L::kind != nn::layer_kind::sigmoid && L::kind != nn::layer_kind::tanh &&
@@ -145,8 +149,11 @@ template <class Model, class P, class S, class B>
         TINYLARGE_CHECK(shared || v.format != weight_format::int8_codebook, errc::invalid_argument,
                         "bind_model_file: a record is weight-shared int8 (int8_codebook): bind the file to a "
                         "quantized_network with nn::shared_flash_storage (or pruned_or_shared_flash_storage)");
+        TINYLARGE_CHECK(huffman || v.format != weight_format::int8_huffman_codebook, errc::invalid_argument,
+                        "bind_model_file: a record is Huffman-coded weight-shared int8 (int8_huffman_codebook): bind "
+                        "the file to a quantized_network with nn::huffman_shared_flash_storage");
         TINYLARGE_CHECK((v.format == weight_format::int8 || v.format == weight_format::int8_csr ||
-                         v.format == weight_format::int8_codebook) &&
+                         v.format == weight_format::int8_codebook || v.format == weight_format::int8_huffman_codebook) &&
                             v.in_place(),
                         errc::invalid_argument, "bind_model_file: a record is not in the int8 weight format");
         constexpr bool is_dense = L::kind == nn::layer_kind::dense;
@@ -189,6 +196,19 @@ template <class Model, class P, class S, class B>
             return status::success();
           }
         }
+        if constexpr (huffman) {
+          if (v.format == weight_format::int8_huffman_codebook) {
+            TINYLARGE_TRY(file.verify_huffman_rows(record));  // every row decodes exactly
+            nn::int8_huffman_binding hb;
+            hb.stream = v.huffman_s8.stream;
+            hb.stream_bytes = v.huffman_s8.stream_bytes;
+            hb.row_bits = v.huffman_s8.row_bits;
+            hb.codebook = v.huffman_s8.codebook;
+            net.template bind_layer<I>(b, hb);
+            ++record;
+            return status::success();
+          }
+        }
         if constexpr (shared) {
           if (v.format == weight_format::int8_codebook) {
             nn::int8_codebook_binding cb;
@@ -227,7 +247,7 @@ enum class int8_csr_layers {
 
 namespace detail {
 /// The weight format `add_int8_records` writes compressed layers in.
-enum class int8_record_form { dense, csr, codebook };
+enum class int8_record_form { dense, csr, codebook, huffman_codebook };
 
 template <class Model, class P, class S, class B>
 void add_int8_records(model_file_builder& builder, nn::quantized_network<Model, P, S, B>& q, int8_record_form form,
@@ -254,19 +274,23 @@ void add_int8_records(model_file_builder& builder, nn::quantized_network<Model, 
       std::size_t nonzeros = 0;
       for (const std::int8_t v : w) nonzeros += v != 0;
       const bool csr_smaller = 2 * nonzeros + 4 * (rows + 1) < rows * cols;
-      if (form == int8_record_form::codebook) {
+      if (form == int8_record_form::codebook || form == int8_record_form::huffman_codebook) {
         // The codebook: the layer's distinct values, ascending (at most 255: [-127, 127]).
         std::vector<std::int8_t> codebook(w.begin(), w.end());
         std::sort(codebook.begin(), codebook.end());
         codebook.erase(std::unique(codebook.begin(), codebook.end()), codebook.end());
         const std::size_t k = codebook.size();
-        const bool smaller =
-            k + packed_size(rows * cols, model_file_builder::int8_codebook_bits(k)) < rows * cols;
+        std::vector<std::uint8_t> idx(w.size());
+        for (std::size_t i = 0; i < w.size(); ++i)
+          idx[i] = static_cast<std::uint8_t>(std::lower_bound(codebook.begin(), codebook.end(), w[i]) -
+                                             codebook.begin());
+        const bool huffman = form == int8_record_form::huffman_codebook;
+        // Huffman: the stream and the rows + 1 u32 bit offsets.
+        const std::size_t index_bytes = huffman ? huffman_encode(idx, k).size() + 4 * (rows + 1)
+                                                : packed_size(rows * cols, model_file_builder::int8_codebook_bits(k));
+        const bool smaller = k + index_bytes < rows * cols;
         if (which == int8_csr_layers::every_layer || smaller) {
-          std::vector<std::uint8_t> idx(w.size());
-          for (std::size_t i = 0; i < w.size(); ++i)
-            idx[i] = static_cast<std::uint8_t>(std::lower_bound(codebook.begin(), codebook.end(), w[i]) -
-                                               codebook.begin());
+          if (huffman) o.indices = symbol_encoding::huffman;
           builder.add_int8_codebook(rows, cols, codebook, idx, std::span<const float>(scales, ns), tq[I], tq[I + 1],
                                     bias, o);
           return;
@@ -315,6 +339,19 @@ template <class Model, class P, class S, class B>
 void add_int8_codebook_layers(model_file_builder& builder, nn::quantized_network<Model, P, S, B>& q,
                               int8_csr_layers which = int8_csr_layers::every_layer) {
   detail::add_int8_records(builder, q, detail::int8_record_form::codebook, 8, which);
+}
+
+/// As `add_int8_codebook_layers`, the indices of each weight-shared record Huffman-coded
+/// (format 10, `int8_huffman_codebook`: the optimal code of the layer's index histogram and
+/// the bit offset of every output channel's codes): the file that `bind_model_file` binds to
+/// a `quantized_network<Model, P, nn::huffman_shared_flash_storage>`, which decodes one output
+/// channel at a time and computes the bits of `q`. With `int8_csr_layers::when_smaller` a
+/// layer whose Huffman codebook form (k + stream + 4·(rows + 1) bytes) is not smaller than its
+/// rows·cols int8 weights stays a dense int8 record.
+template <class Model, class P, class S, class B>
+void add_int8_huffman_codebook_layers(model_file_builder& builder, nn::quantized_network<Model, P, S, B>& q,
+                                      int8_csr_layers which = int8_csr_layers::every_layer) {
+  detail::add_int8_records(builder, q, detail::int8_record_form::huffman_codebook, 8, which);
 }
 
 /// Per-layer weight sharing (Deep Compression stage 2) of an owning int8 network in place:

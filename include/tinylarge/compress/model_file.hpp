@@ -48,6 +48,7 @@
 #include "../core/crc32.hpp"
 #include "../core/error.hpp"
 #include "../kernels/codebook_s8.hpp"
+#include "../kernels/huffman_s8.hpp"
 #include "../kernels/dense.hpp"
 #include "../precision/fp16.hpp"
 #include "bitpack.hpp"
@@ -81,12 +82,14 @@ static_assert(sizeof(float) == 4 && sizeof(int) == 4, "compress/model_file.hpp: 
 /// Layout constants of the model file (docs/model-file-format.md).
 namespace model_file_layout {
 inline constexpr std::uint16_t version_major = 1;  ///< this reader's and writer's major version
-inline constexpr std::uint16_t version_minor = 2;  ///< this reader's minor version (1.1: `int8_csr`, 1.2: `int8_codebook`)
+inline constexpr std::uint16_t version_minor = 3;  ///< this reader's minor version (1.1: `int8_csr`, 1.2: `int8_codebook`, 1.3: `int8_huffman_codebook`)
 /// The first minor version with weight format `int8_csr`; the writer stamps a file with
 /// the lowest minor version its records need (1.0 without `int8_csr` / `int8_codebook` records).
 inline constexpr std::uint16_t int8_csr_minor = 1;
 /// The first minor version with weight format `int8_codebook`.
 inline constexpr std::uint16_t int8_codebook_minor = 2;
+/// The first minor version with weight format `int8_huffman_codebook` (and array role `row_bits`).
+inline constexpr std::uint16_t int8_huffman_codebook_minor = 3;
 inline constexpr std::size_t header_size = 32;          ///< v1.0 file header
 inline constexpr std::size_t section_header_size = 48;  ///< v1.0 section header
 inline constexpr std::size_t array_entry_size = 16;     ///< one array descriptor
@@ -119,6 +122,9 @@ enum class weight_format : std::uint8_t {
   factored = 7,      ///< low rank: left rows×rank · right rank×cols
   int8_csr = 8,      ///< pruned int8: relative-index CSR over the int8 weights, int32 bias, multipliers as int8 (1.1)
   int8_codebook = 9,  ///< weight-shared int8: k int8 codebook values, bit-packed indices, the rest as int8 (1.2)
+  /// weight-shared int8 as `int8_codebook`, the indices one Huffman stream with a bit offset per
+  /// row (output channel), decoded a row at a time by the kernels (1.3)
+  int8_huffman_codebook = 10,
 };
 
 /// Role of an array inside a section.
@@ -137,6 +143,7 @@ enum class array_role : std::uint8_t {
   indices = 12,       ///< codebook, int8_codebook: u8 symbols, rows·cols
   left = 13,          ///< factored: f32 rows×rank
   right = 14,         ///< factored: f32 rank×cols
+  row_bits = 15,      ///< int8_huffman_codebook: u32, rows + 1 bit offsets of the rows in the Huffman payload (1.3)
 };
 
 /// Element type of an array.
@@ -167,6 +174,7 @@ constexpr const char* to_string(weight_format f) noexcept {
     case weight_format::factored: return "factored";
     case weight_format::int8_csr: return "int8 CSR";
     case weight_format::int8_codebook: return "int8 codebook";
+    case weight_format::int8_huffman_codebook: return "int8 Huffman codebook";
   }
   return "unknown";
 }
@@ -187,6 +195,18 @@ struct int8_layer_view {
   std::int8_t act_min = -128, act_max = 127;  ///< output clamp, from the activation
 };
 
+/// The weights of an `int8_huffman_codebook` record: k int8 codebook values and a Huffman
+/// stream (compress/huffman.hpp, format 1, alphabet ≤ k) of the rows·cols indices, row o's
+/// codes at bits [row_bits[o], row_bits[o + 1]) of its payload (kernels/huffman_s8.hpp runs it).
+struct int8_huffman_codebook_view {
+  std::size_t rows = 0, cols = 0;
+  std::size_t k = 0;                      ///< codebook values
+  const std::uint8_t* stream = nullptr;   ///< the whole Huffman stream (header and payload)
+  std::size_t stream_bytes = 0;
+  const std::uint32_t* row_bits = nullptr;  ///< rows + 1
+  const std::int8_t* codebook = nullptr;    ///< k values
+};
+
 /// One layer record, validated. Only the member of `format` is set (and `bias_*`).
 struct layer_view {
   layer_kind kind = layer_kind::dense;
@@ -199,9 +219,10 @@ struct layer_view {
   const std::int32_t* bias_s32 = nullptr;  ///< int8; may be null
   const float* dense = nullptr;           ///< dense_f32
   const half* dense_half = nullptr;       ///< dense_f16
-  int8_layer_view int8{};                 ///< int8, int8_csr, int8_codebook (scales, zero points, multipliers)
+  int8_layer_view int8{};                 ///< int8, int8_csr, int8_codebook, int8_huffman_codebook (quantization)
   relative_csr_view<csr_s8_values> csr_s8{};  ///< int8_csr: the pruned int8 weights
   kernels::codebook_s8_matrix codebook_s8{};  ///< int8_codebook: the weight-shared int8 weights
+  int8_huffman_codebook_view huffman_s8{};    ///< int8_huffman_codebook: the Huffman-coded weight-shared weights
   relative_csr_view<csr_f32_values> csr{};                ///< csr_f32
   relative_csr_view<csr_codebook_values> csr_codebook{};  ///< csr_codebook
   codebook_matrix_view codebook{};        ///< codebook
@@ -321,9 +342,11 @@ struct mf_array {
   const std::uint8_t* data = nullptr;
   std::size_t bytes = 0;
   std::size_t count = 0;  ///< elements (symbols, after decoding)
+  std::size_t huffman_payload = 0;  ///< Huffman: offset of the codes in `data` (the header's length)
+  std::size_t huffman_payload_bytes = 0;  ///< Huffman: bytes of the codes
 };
 
-inline constexpr std::size_t mf_role_count = 15;  // roles 1..14
+inline constexpr std::size_t mf_role_count = 16;  // roles 1..15
 
 /// A parsed section: header fields and arrays by role.
 struct mf_section {
@@ -441,6 +464,38 @@ class model_file_reader {
     }
     v.decode_bytes = 0;
     out = v;
+    return status::success();
+  }
+
+  /// Decodes every row of the `int8_huffman_codebook` record `i` once and checks that each
+  /// holds exactly `cols` codes ending at the next row's bit offset (every decoded index is
+  /// below the alphabet, so below k); `open` has checked everything else of the record. A
+  /// separate call, so that only firmware that runs such records links the decoder: called
+  /// by `bind_model_file` for `nn::huffman_shared_flash_storage`, by `model_file::from_bytes`
+  /// and by the builder; fails with `invalid_argument` for a record of another format. Stack:
+  /// the decoder (`kernels::huffman_s8_decoder`, 1.1 KiB) and 64 bytes; no row buffer (a
+  /// row is decoded in pieces of 64 symbols).
+  [[nodiscard]] status verify_huffman_rows(std::size_t i) const noexcept {
+    layer_view v;
+    TINYLARGE_TRY(layer(i, v));
+    TINYLARGE_CHECK(v.format == weight_format::int8_huffman_codebook, errc::invalid_argument,
+                    "model file: verify_huffman_rows: the record is not int8_huffman_codebook");
+    const int8_huffman_codebook_view& h = v.huffman_s8;
+    kernels::huffman_s8_decoder dec;
+    kernels::huffman_codebook_s8_matrix m;
+    const status ps = kernels::huffman_s8_prepare(h.stream, h.stream_bytes, dec, m);
+    TINYLARGE_CHECK(ps.ok(), errc::corrupt, "model file: invalid Huffman code lengths");
+    std::uint8_t piece[64];
+    for (std::size_t o = 0; o < h.rows; ++o) {
+      std::uint64_t bit = h.row_bits[o];
+      for (std::size_t left = h.cols; left > 0;) {
+        const std::size_t n = left < sizeof piece ? left : sizeof piece;
+        TINYLARGE_TRY(dec.decode_at(m.payload, m.payload_bytes, bit, n, piece, &bit));
+        left -= n;
+      }
+      TINYLARGE_CHECK(bit == h.row_bits[o + 1], errc::corrupt,
+                      "model file: a row of Huffman-coded indices does not end at the next row's bit offset");
+    }
     return status::success();
   }
 
@@ -569,13 +624,18 @@ class model_file_reader {
     const unsigned kind = h[12], act = h[13], fmt = h[14], narrays = h[15];
     TINYLARGE_CHECK(kind == 1 || kind == 2, errc::corrupt, "model file: unknown layer kind");
     TINYLARGE_CHECK(act <= 5, errc::corrupt, "model file: unknown activation");
-    TINYLARGE_CHECK(fmt >= 1 && fmt <= 9, errc::corrupt, "model file: unknown weight format");
+    TINYLARGE_CHECK(fmt >= 1 && fmt <= 10, errc::corrupt, "model file: unknown weight format");
     TINYLARGE_CHECK(fmt != static_cast<unsigned>(weight_format::int8_csr) || info_.minor >= L::int8_csr_minor,
                     errc::corrupt, "model file: weight format int8_csr (8) in a file of format version 1.0 (it needs 1.1)");
     TINYLARGE_CHECK(fmt != static_cast<unsigned>(weight_format::int8_codebook) ||
                         info_.minor >= L::int8_codebook_minor,
                     errc::corrupt,
                     "model file: weight format int8_codebook (9) in a file of format version below 1.2 (it needs 1.2)");
+    TINYLARGE_CHECK(fmt != static_cast<unsigned>(weight_format::int8_huffman_codebook) ||
+                        info_.minor >= L::int8_huffman_codebook_minor,
+                    errc::corrupt,
+                    "model file: weight format int8_huffman_codebook (10) in a file of format version below 1.3 "
+                    "(it needs 1.3)");
     v.kind = static_cast<layer_kind>(kind);
     v.activation = static_cast<activation_kind>(act);
     v.format = static_cast<weight_format>(fmt);
@@ -692,6 +752,8 @@ class model_file_reader {
             TINYLARGE_CHECK(cs.ok(), errc::corrupt, "model file: invalid Huffman code lengths");
           }
           arr.width = static_cast<unsigned>(hi.alphabet);  // alphabet, checked per role below
+          arr.huffman_payload = hi.header_bytes;
+          arr.huffman_payload_bytes = hi.payload_bytes;
         }
       }
     }
@@ -753,14 +815,19 @@ class model_file_reader {
         allowed = bit(R::indices) | bit(R::centroids) | bit(R::bias) | bit(R::weight_scales) | bit(R::act_scales) |
                   bit(R::zero_points) | bit(R::multipliers) | bit(R::shifts);
         break;
+      case weight_format::int8_huffman_codebook:
+        allowed = bit(R::indices) | bit(R::row_bits) | bit(R::centroids) | bit(R::bias) | bit(R::weight_scales) |
+                  bit(R::act_scales) | bit(R::zero_points) | bit(R::multipliers) | bit(R::shifts);
+        break;
     }
     for (unsigned r = 1; r < detail::mf_role_count; ++r)
       TINYLARGE_CHECK(!s.arrays[r].present || (allowed & (1u << r)) != 0, errc::corrupt,
                       "model file: an array that the layer's weight format does not use");
     const bool uses_rank_k = v.format == weight_format::csr_codebook || v.format == weight_format::codebook ||
-                             v.format == weight_format::factored || v.format == weight_format::int8_codebook;
+                             v.format == weight_format::factored || v.format == weight_format::int8_codebook ||
+                             v.format == weight_format::int8_huffman_codebook;
     const bool uses_bits = v.format == weight_format::csr_codebook || v.format == weight_format::codebook ||
-                           v.format == weight_format::int8_codebook;
+                           v.format == weight_format::int8_codebook || v.format == weight_format::int8_huffman_codebook;
     const bool uses_gaps = v.format == weight_format::csr_f32 || v.format == weight_format::csr_codebook ||
                            v.format == weight_format::int8_csr;
     TINYLARGE_CHECK(uses_rank_k || s.rank_or_k == 0, errc::corrupt, "model file: rank/k set for a format without one");
@@ -771,7 +838,7 @@ class model_file_reader {
     const detail::mf_array& b = arr(R::bias);
     if (b.present) {
       if (v.format == weight_format::int8 || v.format == weight_format::int8_csr ||
-          v.format == weight_format::int8_codebook) {
+          v.format == weight_format::int8_codebook || v.format == weight_format::int8_huffman_codebook) {
         TINYLARGE_TRY(expect(b, T::i32, rows, false, "", "model file: an int8 bias must be i32, one per row"));
         v.bias_s32 = reinterpret_cast<const std::int32_t*>(b.data);
         if (deep)
@@ -807,7 +874,8 @@ class model_file_reader {
       }
       case weight_format::int8:
       case weight_format::int8_csr:
-      case weight_format::int8_codebook: TINYLARGE_TRY(bind_int8(s, deep)); break;
+      case weight_format::int8_codebook:
+      case weight_format::int8_huffman_codebook: TINYLARGE_TRY(bind_int8(s, deep)); break;
       case weight_format::csr_f32:
       case weight_format::csr_codebook: TINYLARGE_TRY(bind_csr(s, deep)); break;
       case weight_format::codebook: {
@@ -881,7 +949,8 @@ class model_file_reader {
     TINYLARGE_CHECK(cols <= kernels::dense_s8_max_k, errc::too_large,
                     "model file: an int8 layer has more than 2^16 inputs (the exact range of the kernel)");
     const bool csr = v.format == weight_format::int8_csr;
-    const bool shared = v.format == weight_format::int8_codebook;
+    const bool huffman = v.format == weight_format::int8_huffman_codebook;
+    const bool shared = v.format == weight_format::int8_codebook || huffman;
     const auto& w = arr(csr ? R::values : shared ? R::centroids : R::weights);
     std::size_t weight_count = rows * cols;  // int8 values checked below (int8_codebook: the k codebook values)
     if (shared) {
@@ -897,6 +966,9 @@ class model_file_reader {
       const auto& x = arr(R::indices);
       TINYLARGE_TRY(expect(x, T::u8, rows * cols, true, "model file: an int8 codebook layer has no indices",
                            "model file: int8 codebook indices must be u8 symbols, rows·cols of them"));
+      if (huffman) {
+        TINYLARGE_TRY(bind_huffman_rows(s));
+      } else {
       TINYLARGE_CHECK(x.encoding == symbol_encoding::packed && x.width == s.bits, errc::corrupt,
                       "model file: int8 codebook indices must be bit-packed with the layer's index bits");
       v.codebook_s8 = {rows, cols, s.bits, x.data, reinterpret_cast<const std::int8_t*>(w.data)};
@@ -904,6 +976,7 @@ class model_file_reader {
         for (std::size_t i = 0; i < rows * cols; ++i)
           TINYLARGE_CHECK(packed_get(x.data, i, s.bits) < k, errc::corrupt,
                           "model file: an int8 codebook index is not below the codebook size k");
+      }
     } else if (csr) {
       // Pruned: relative-index CSR over the int8 weights, gaps plain (in place).
       TINYLARGE_CHECK(s.gap_bits >= 1 && s.gap_bits <= 8, errc::corrupt, "model file: CSR gap bits must be in [1, 8]");
@@ -976,6 +1049,46 @@ class model_file_reader {
     }
     q.act_min = static_cast<std::int8_t>(lo);
     q.act_max = static_cast<std::int8_t>(hi);
+    return status::success();
+  }
+
+  /// The Huffman-coded indices of an `int8_huffman_codebook` record (`bind_int8` has checked
+  /// k, the index bits, the codebook and the indices' type and count): a format-1 stream with
+  /// alphabet ≤ k and valid code lengths; row offsets u32, rows + 1, starting at 0, each row
+  /// at least `cols` and at most 16·`cols` bits long, the last one the payload's bit length
+  /// (then zero padding to the byte). The rows' codes are decoded by `verify_huffman_rows`.
+  [[nodiscard]] status bind_huffman_rows(detail::mf_section& s) const noexcept {
+    using R = array_role;
+    layer_view& v = s.view;
+    const detail::mf_array& x = s.arrays[static_cast<std::size_t>(R::indices)];
+    const detail::mf_array& rb = s.arrays[static_cast<std::size_t>(R::row_bits)];
+    const std::size_t rows = v.rows, cols = v.cols, k = s.rank_or_k;
+    TINYLARGE_CHECK(x.encoding == symbol_encoding::huffman, errc::corrupt,
+                    "model file: int8 Huffman codebook indices must be a Huffman stream");
+    TINYLARGE_CHECK(x.width <= k, errc::corrupt,
+                    "model file: an int8 Huffman codebook's alphabet is larger than its codebook size k");
+    TINYLARGE_CHECK(rows < static_cast<std::size_t>(-1), errc::too_large, "model file: too many rows");
+    TINYLARGE_TRY(expect(rb, array_dtype::u32, rows + 1, false, "model file: an int8 Huffman codebook layer has no row bit offsets",
+                         "model file: int8 Huffman codebook row bit offsets must be u32, rows + 1"));
+    // The stream's header (format 1, count, code lengths) was parsed and checked with the array.
+    const std::uint8_t* const payload = x.data + x.huffman_payload;
+    const std::size_t payload_bytes = x.huffman_payload_bytes;
+    const auto* row_bits = reinterpret_cast<const std::uint32_t*>(rb.data);
+    const std::uint64_t max_row = std::uint64_t{huffman_max_length} * cols;
+    TINYLARGE_CHECK(row_bits[0] == 0, errc::corrupt, "model file: the first row bit offset is not 0");
+    for (std::size_t o = 0; o < rows; ++o)
+      TINYLARGE_CHECK(row_bits[o + 1] >= row_bits[o] && row_bits[o + 1] - row_bits[o] >= cols &&
+                          row_bits[o + 1] - row_bits[o] <= max_row,
+                      errc::corrupt,
+                      "model file: row bit offsets decrease, or a row has fewer than 1 or more than 16 bits per index");
+    const std::uint64_t total = row_bits[rows];
+    TINYLARGE_CHECK((total + 7) / 8 == payload_bytes, errc::corrupt,
+                    "model file: the last row bit offset is not the end of the Huffman payload");
+    if (total % 8 != 0)
+      TINYLARGE_CHECK((payload[payload_bytes - 1] & ((1u << (8 - total % 8)) - 1u)) == 0, errc::corrupt,
+                      "model file: padding bits of a Huffman payload are not zero");
+    v.huffman_s8 = {rows, cols, k, x.data, x.bytes, row_bits,
+                    reinterpret_cast<const std::int8_t*>(s.arrays[static_cast<std::size_t>(R::centroids)].data)};
     return status::success();
   }
 
@@ -1155,6 +1268,10 @@ class model_file_builder {
   /// k ∈ [1, 256] int8 values in [−127, 127], `indices` rows·cols indices below k, stored
   /// bit-packed with max(1, ⌈log2 k⌉) bits; everything else as `add_int8`. A network bound
   /// to it computes the bits of the dense int8 layer whose weight i is codebook[indices[i]].
+  /// With `o.indices == symbol_encoding::huffman` the record is `int8_huffman_codebook`
+  /// (format 10, file version 1.3): the indices one Huffman stream (the optimal code of the
+  /// layer's index histogram, alphabet k) and the bit offset of every row's first code, so
+  /// that the kernels decode one output channel at a time (kernels/huffman_s8.hpp).
   model_file_builder& add_int8_codebook(std::size_t rows, std::size_t cols, std::span<const std::int8_t> codebook,
                                         std::span<const std::uint8_t> indices, std::span<const float> weight_scales,
                                         quant_params input, quant_params output,
@@ -1171,11 +1288,27 @@ class model_file_builder {
       TINYLARGE_REQUIRE(i < codebook.size(), errc::invalid_argument,
                         "model_file_builder: a codebook index is not below the codebook size");
     const unsigned bits = int8_codebook_bits(codebook.size());
-    section s = begin(weight_format::int8_codebook, rows, cols, o);
+    const bool huffman = o.indices == symbol_encoding::huffman;
+    section s = begin(huffman ? weight_format::int8_huffman_codebook : weight_format::int8_codebook, rows, cols, o);
     s.rank_or_k = static_cast<std::uint32_t>(codebook.size());
     s.bits = static_cast<std::uint8_t>(bits);
-    add_symbols(s, array_role::indices, std::vector<std::uint8_t>(indices.begin(), indices.end()), bits,
-                codebook.size(), symbol_encoding::packed);
+    const std::vector<std::uint8_t> idx(indices.begin(), indices.end());
+    if (huffman) {
+      const std::vector<std::uint8_t> h = huffman_encode(idx, codebook.size());
+      huffman_stream_info info;
+      raise_if_error(huffman_parse_header(h.data(), h.size(), info));
+      std::vector<std::uint32_t> row_bits(rows + 1, 0);
+      for (std::size_t r = 0; r < rows; ++r) {
+        std::uint64_t b = row_bits[r];
+        for (std::size_t c = 0; c < cols; ++c) b += info.lengths[idx[r * cols + c]];
+        TINYLARGE_REQUIRE(b <= 0xFFFFFFFFu, errc::too_large, "model_file_builder: a Huffman payload above 2^32 bits");
+        row_bits[r + 1] = static_cast<std::uint32_t>(b);
+      }
+      s.add_raw(array_role::indices, array_dtype::u8, symbol_encoding::huffman, 0, h.data(), h.size(), idx.size());
+      s.add(array_role::row_bits, array_dtype::u32, row_bits.data(), row_bits.size());
+    } else {
+      add_symbols(s, array_role::indices, idx, bits, codebook.size(), symbol_encoding::packed);
+    }
     s.add(array_role::centroids, array_dtype::i8, codebook.data(), codebook.size());
     add_int8_quantization(s, weight_scales, input, output, bias);
     return finish(std::move(s));
@@ -1437,9 +1570,10 @@ class model_file_builder {
     std::uint32_t c = crc32(b.data(), 8);
     c = crc32(b.data() + 12, b.size() - 12, c);
     put32(b, 8, c);
-    const std::uint16_t minor = s.format == weight_format::int8_csr        ? L::int8_csr_minor
-                                : s.format == weight_format::int8_codebook ? L::int8_codebook_minor
-                                                                           : std::uint16_t{0};
+    const std::uint16_t minor = s.format == weight_format::int8_csr                ? L::int8_csr_minor
+                                : s.format == weight_format::int8_codebook         ? L::int8_codebook_minor
+                                : s.format == weight_format::int8_huffman_codebook ? L::int8_huffman_codebook_minor
+                                                                                   : std::uint16_t{0};
     check_section(b, minor);
     body_.insert(body_.end(), b.begin(), b.end());
     ++layers_;
@@ -1468,6 +1602,7 @@ class model_file_builder {
         std::vector<std::uint8_t> buf(v.decode_bytes);
         st = r.decode_layer<10>(0, buf.data(), buf.size(), v);
       }
+      if (st && v.format == weight_format::int8_huffman_codebook) st = r.verify_huffman_rows(0);
     }
     if (!st)
       TINYLARGE_RAISE(st.code == errc::non_finite ? errc::non_finite : errc::invalid_argument,
@@ -1508,6 +1643,7 @@ class model_file {
         m.decoded_[i].resize(v.decode_bytes);
         ls = m.reader_.decode_layer<10>(i, m.decoded_[i].data(), m.decoded_[i].size(), v);
       }
+      if (ls && v.format == weight_format::int8_huffman_codebook) ls = m.reader_.verify_huffman_rows(i);
       if (!ls) {
         model_file_info info = m.reader_.info();
         info.failed_layer = i;

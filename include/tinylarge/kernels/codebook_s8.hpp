@@ -120,33 +120,47 @@ inline void codebook_conv2d_s8(const conv_s8_shape& s, const codebook_s8_matrix&
   }
 }
 
+namespace detail {
+/// Output channel `o` of an int8 depthwise conv2d with depth multiplier `mult` (channel o
+/// filters input channel o / mult), its K·K weights given by `weight(tap)`, tap = ky·K + kx:
+/// the one tap loop of `codebook_depthwise_conv2d_s8` and `huffman_depthwise_conv2d_s8`
+/// (kernels/huffman_s8.hpp). Taps in the padding are skipped (they would add (z_x − z_x)·w = 0).
+template <class Weight>
+TINYLARGE_ALWAYS_INLINE void depthwise_channel_s8(const conv_s8_shape& s, std::size_t mult, std::size_t o,
+                                                  const std::int8_t* x, const dense_s8_params& p, std::int8_t* y,
+                                                  Weight&& weight) noexcept {
+  const std::size_t K = s.kernel, C = s.c, oc = s.out_c, row = s.w * s.c;
+  const std::int32_t zx = p.input_zero_point;
+  const std::int8_t* xc = x + o / mult;
+  const std::int32_t bias = p.bias ? p.bias[o] : 0;
+  for (std::size_t oy = 0; oy < s.ho; ++oy)
+    for (std::size_t ox = 0; ox < s.wo; ++ox) {
+      std::int32_t acc = bias;
+      for (std::size_t ky = 0; ky < K; ++ky) {
+        const std::size_t iy = oy * s.stride + ky;  // offset by pad
+        if (iy < s.pad || iy >= s.h + s.pad) continue;
+        for (std::size_t kx = 0; kx < K; ++kx) {
+          const std::size_t ix = ox * s.stride + kx;
+          if (ix < s.pad || ix >= s.w + s.pad) continue;
+          acc += (static_cast<std::int32_t>(xc[(iy - s.pad) * row + (ix - s.pad) * C]) - zx) *
+                 static_cast<std::int32_t>(weight(ky * K + kx));
+        }
+      }
+      y[(oy * s.wo + ox) * oc + o] = requantize_s8(acc, o, p);
+    }
+}
+}  // namespace detail
+
 /// int8 depthwise conv2d with depth multiplier `mult` (output channel o = c·mult + m
 /// filters input channel c, weights [o][K][K] as `depthwise_conv2d_s8`) on
 /// weight-shared weights (w.rows = s.out_c, w.cols = K·K). No scratch.
 inline void codebook_depthwise_conv2d_s8(const conv_s8_shape& s, std::size_t mult, const codebook_s8_matrix& w,
                                          const std::int8_t* x, const dense_s8_params& p, std::int8_t* y) noexcept {
-  const std::size_t K = s.kernel, KK = K * K, C = s.c, oc = s.out_c, row = s.w * s.c;
-  const std::int32_t zx = p.input_zero_point;
-  for (std::size_t o = 0; o < oc; ++o) {
-    const std::int8_t* xc = x + o / mult;
-    const std::int32_t bias = p.bias ? p.bias[o] : 0;
-    for (std::size_t oy = 0; oy < s.ho; ++oy)
-      for (std::size_t ox = 0; ox < s.wo; ++ox) {
-        std::int32_t acc = bias;
-        for (std::size_t ky = 0; ky < K; ++ky) {
-          const std::size_t iy = oy * s.stride + ky;  // offset by pad
-          if (iy < s.pad || iy >= s.h + s.pad) continue;
-          for (std::size_t kx = 0; kx < K; ++kx) {
-            const std::size_t ix = ox * s.stride + kx;
-            if (ix < s.pad || ix >= s.w + s.pad) continue;
-            const std::int8_t wv = w.codebook[compress::packed_get(w.packed, o * KK + ky * K + kx, w.bits)];
-            acc += (static_cast<std::int32_t>(xc[(iy - s.pad) * row + (ix - s.pad) * C]) - zx) *
-                   static_cast<std::int32_t>(wv);
-          }
-        }
-        y[(oy * s.wo + ox) * oc + o] = requantize_s8(acc, o, p);
-      }
-  }
+  const std::size_t KK = s.kernel * s.kernel;
+  for (std::size_t o = 0; o < s.out_c; ++o)
+    detail::depthwise_channel_s8(s, mult, o, x, p, y, [&](std::size_t tap) {
+      return w.codebook[compress::packed_get(w.packed, o * KK + tap, w.bits)];
+    });
 }
 
 }  // namespace tinylarge::kernels

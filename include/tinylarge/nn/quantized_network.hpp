@@ -59,6 +59,7 @@
 #include "../kernels/conv.hpp"
 #include "../kernels/dense.hpp"
 #include "../kernels/codebook_s8.hpp"
+#include "../kernels/huffman_s8.hpp"
 #include "../kernels/sparse_s8.hpp"
 #include "../precision/int8.hpp"
 #include "sequential.hpp"
@@ -84,11 +85,17 @@ struct qlayout {
 
 /// Bytes of int8 scratch layer L needs between its input and output in the
 /// arena: two im2col rows for conv2d (`kernels::conv2d_s8_scratch_bytes`),
-/// none for the other layers.
-template <class L>
+/// none for the other layers. With `Huffman` (a storage that accepts
+/// Huffman-coded weight-shared layers, kernels/huffman_s8.hpp) also the decoded
+/// weight row: fan-in bytes for dense and conv2d, K·K for depthwise.
+template <class L, bool Huffman = false>
 constexpr std::size_t int8_scratch_bytes() noexcept {
   if constexpr (L::kind == layer_kind::conv2d)
-    return kernels::conv2d_s8_scratch_bytes(L::patch);
+    return Huffman ? kernels::huffman_conv2d_s8_scratch_bytes(L::patch) : kernels::conv2d_s8_scratch_bytes(L::patch);
+  else if constexpr (Huffman && L::kind == layer_kind::dense)
+    return L::in_shape::size;
+  else if constexpr (Huffman && L::kind == layer_kind::depthwise_conv2d)
+    return L::kernel * L::kernel;
   else
     return 0;
 }
@@ -100,14 +107,14 @@ constexpr std::size_t int8_scratch_bytes() noexcept {
 /// need only their input. Liveness of a chain: only a layer's input and output
 /// are alive while it runs, so the arena is max over layers of in + scratch +
 /// out bytes.
-template <class Model>
+template <class Model, bool Huffman = false>
 constexpr std::size_t int8_arena_bytes() noexcept {
   std::size_t m = Model::input_size;
   Model::for_each_layer([&]<std::size_t I>() {
     using L = typename Model::template layer<I>;
     std::size_t need = L::in_shape::size;
     if constexpr (!Model::template fused_into_previous<I> && !runs_in_place(L::kind))
-      need = L::in_shape::size + int8_scratch_bytes<L>() + L::out_shape::size;
+      need = L::in_shape::size + int8_scratch_bytes<L, Huffman>() + L::out_shape::size;
     m = need > m ? need : m;
   });
   return m;
@@ -158,6 +165,18 @@ struct int8_codebook_binding {
   unsigned bits = 0;
 };
 
+/// The Huffman-coded weight-shared int8 weights of one layer
+/// (`huffman_shared_flash_storage`; kernels/huffman_s8.hpp): the Huffman stream of
+/// the out_channels·fan-in indices (header and payload), the bit offset of each
+/// output channel's codes (out_channels + 1) and the int8 `codebook`. The bias and
+/// multipliers stay in `int8_layer_binding`.
+struct int8_huffman_binding {
+  const std::uint8_t* stream = nullptr;
+  std::size_t stream_bytes = 0;
+  const std::uint32_t* row_bits = nullptr;
+  const std::int8_t* codebook = nullptr;
+};
+
 /// The int8 inference form of a `sequential` model.
 /// @tparam Model a `sequential<...>` type (the same one the fp32 `network` uses)
 /// @tparam P an int8 precision policy: `tl::int8_per_channel` (default) or
@@ -177,14 +196,19 @@ class quantized_network {
   /// True with `compressed_flash_storage`: a layer may be bound as pruned CSR views or as
   /// weight-shared codebook views (as the storage accepts) and then runs the int8 CSR kernels (kernels/sparse_s8.hpp)
   /// or the int8 codebook kernels (kernels/codebook_s8.hpp) on them.
-  static constexpr bool binds_sparse = detail::pruned_parameters<Storage>() || detail::shared_parameters<Storage>();
+  static constexpr bool binds_sparse = detail::pruned_parameters<Storage>() || detail::shared_parameters<Storage>() ||
+                                       detail::huffman_parameters<Storage>();
   /// True when the storage accepts pruned int8 CSR layers (`sparse_flash_storage`).
   static constexpr bool binds_pruned = detail::pruned_parameters<Storage>();
   /// True when the storage accepts weight-shared int8 codebook layers (`shared_flash_storage`).
   static constexpr bool binds_shared = detail::shared_parameters<Storage>();
+  /// True when the storage accepts Huffman-coded weight-shared int8 layers
+  /// (`huffman_shared_flash_storage`).
+  static constexpr bool binds_huffman = detail::huffman_parameters<Storage>();
   /// Bytes of the activation arena (`detail::int8_arena_bytes`): the model's
-  /// `arena_bytes<P>` plus the kernels' im2col scratch for conv layers.
-  static constexpr std::size_t arena_bytes = detail::int8_arena_bytes<Model>();
+  /// `arena_bytes<P>` plus the kernels' im2col scratch for conv layers (and, with
+  /// `binds_huffman`, the decoded weight row of each weighted layer).
+  static constexpr std::size_t arena_bytes = detail::int8_arena_bytes<Model, binds_huffman>();
   static constexpr auto layout = detail::qlayout<Model>{};
   static constexpr std::size_t lut_count = layout.lut[Model::size];
   /// Bytes of the parameters: int8 weights, int32 biases, per output channel
@@ -229,7 +253,7 @@ class quantized_network {
       constexpr layer_kind k = L::kind;
       on_layer(I, true);
       static_assert(Model::template fused_into_previous<I> || detail::runs_in_place(k) ||
-                    L::in_shape::size + L::out_shape::size + detail::int8_scratch_bytes<L>() <= arena_bytes,
+                    L::in_shape::size + L::out_shape::size + detail::int8_scratch_bytes<L, binds_huffman>() <= arena_bytes,
                     "tinylarge: internal error: arena too small for a layer");
       if constexpr (Model::template fused_into_previous<I> || k == layer_kind::flatten || k == layer_kind::dropout) {
         // no work: fused into the clamp of the previous layer, or a no-op in NHWC
@@ -339,6 +363,7 @@ class quantized_network {
     bound_[I] = b;
     if constexpr (binds_pruned) bound_csr_[I] = {};
     if constexpr (binds_shared) bound_codebook_[I] = {};
+    if constexpr (binds_huffman) bound_huffman_[I] = {};
     parameters_changed();
   }
   /// With `sparse_flash_storage`: point layer I at pruned CSR weights (`csr`) and the
@@ -353,6 +378,7 @@ class quantized_network {
     bound_[I].weights = nullptr;
     bound_csr_[I] = csr;
     if constexpr (binds_shared) bound_codebook_[I] = {};
+    if constexpr (binds_huffman) bound_huffman_[I] = {};
     parameters_changed();
   }
   /// With `shared_flash_storage`: point layer I at weight-shared int8 weights (`cb`: packed
@@ -368,7 +394,33 @@ class quantized_network {
     bound_[I].weights = nullptr;
     if constexpr (binds_pruned) bound_csr_[I] = {};
     bound_codebook_[I] = cb;
+    if constexpr (binds_huffman) bound_huffman_[I] = {};
     parameters_changed();
+  }
+  /// With `huffman_shared_flash_storage`: point layer I at Huffman-coded weight-shared int8
+  /// weights (`hb`: stream, row bit offsets, codebook) and the bias and multipliers of `b`
+  /// (whose `weights` is not read), validated by the caller (stream, code lengths, row
+  /// offsets, every row decoding to exactly fan-in indices below k: `compress::bind_model_file`).
+  template <std::size_t I>
+  void bind_layer(const int8_layer_binding& b, const int8_huffman_binding& hb) noexcept
+    requires binds_huffman
+  {
+    static_assert(has_weights(Model::template layer<I>::kind), "tinylarge: bind_layer: layer I has no parameters");
+    bound_[I] = b;
+    bound_[I].weights = nullptr;
+    if constexpr (binds_pruned) bound_csr_[I] = {};
+    if constexpr (binds_shared) bound_codebook_[I] = {};
+    bound_huffman_[I] = hb;
+    parameters_changed();
+  }
+  /// Whether layer I is bound as Huffman-coded weight-shared views (always false without
+  /// `huffman_shared_flash_storage`).
+  template <std::size_t I>
+  bool layer_is_huffman() const noexcept {
+    if constexpr (binds_huffman)
+      return bound_huffman_[I].stream != nullptr;
+    else
+      return false;
   }
   /// Whether layer I is bound as weight-shared codebook views (always false without
   /// `shared_flash_storage` / `pruned_or_shared_flash_storage`).
@@ -459,7 +511,7 @@ class quantized_network {
     constexpr layer_kind k = L::kind;
     using In = typename L::in_shape;
     if constexpr (binds_sparse && has_weights(k)) {
-      if (layer_is_sparse<I>() || layer_is_shared<I>()) {
+      if (layer_is_sparse<I>() || layer_is_shared<I>() || layer_is_huffman<I>()) {
         run_sparse_layer<I, L>(x, y, scratch);
         return;
       }
@@ -504,6 +556,12 @@ class quantized_network {
   void run_sparse_layer(const std::int8_t* x, std::int8_t* y, std::int8_t* scratch) noexcept {
     constexpr std::size_t cols = L::kind == layer_kind::dense ? L::in_shape::size : L::fan_in;
     // Only the kernels of the forms the storage accepts are instantiated (and linked).
+    if constexpr (binds_huffman) {
+      if (layer_is_huffman<I>()) {
+        run_huffman_layer<I, L>(x, y, scratch);
+        return;
+      }
+    }
     if constexpr (binds_shared) {
       if (layer_is_shared<I>()) {
         const kernels::codebook_s8_matrix w{L::out_channels, cols, bound_codebook_[I].bits,
@@ -516,6 +574,34 @@ class quantized_network {
       const kernels::csr_s8_matrix w{L::out_channels, cols, bound_csr_[I].row_ptr, bound_csr_[I].gaps,
                                      bound_csr_[I].values};
       run_compressed<I, L>(w, x, y, scratch);
+    }
+  }
+
+  /// Layer I on its Huffman-coded weight-shared weights: the decoder set up from the layer's
+  /// code lengths, then one output channel's weights decoded at a time into `scratch`
+  /// (kernels/huffman_s8.hpp), with the dense int8 back end's dot product and requantization.
+  template <std::size_t I, class L>
+  void run_huffman_layer(const std::int8_t* x, std::int8_t* y, std::int8_t* scratch) noexcept {
+    constexpr layer_kind k = L::kind;
+    using In = typename L::in_shape;
+    constexpr std::size_t cols = k == layer_kind::dense ? In::size : L::fan_in;
+    const int8_huffman_binding& hb = bound_huffman_[I];
+    kernels::huffman_codebook_s8_matrix w{L::out_channels, cols, nullptr, 0, hb.row_bits, hb.codebook, nullptr};
+    // The stream was validated when bound (compress::bind_model_file); a failure here cannot
+    // happen with such views, and would leave the output at the zero point, not crash.
+    if (!kernels::huffman_s8_prepare(hb.stream, hb.stream_bytes, huffman_decoder_, w).ok()) {
+      for (std::size_t i = 0; i < L::out_shape::size; ++i) y[i] = static_cast<std::int8_t>(tq_[I + 1].zero_point);
+      return;
+    }
+    static_assert(L::fan_in <= kernels::dense_s8_max_k, "tinylarge: receptive field too large for int32 accumulation");
+    if constexpr (k == layer_kind::dense) {
+      kernels::huffman_dense_s8(Backend{}, w, x, layer_params<I>(), y, scratch);
+    } else {
+      constexpr kernels::conv_s8_shape shape{In::h, In::w, In::c, L::kernel, L::stride, L::pad, L::ho, L::wo, L::out_channels};
+      if constexpr (k == layer_kind::conv2d)
+        kernels::huffman_conv2d_s8(Backend{}, shape, w, x, layer_params<I>(), y, scratch);
+      else
+        kernels::huffman_depthwise_conv2d_s8(shape, L::multiplier, w, x, layer_params<I>(), y, scratch);
     }
   }
 
@@ -588,6 +674,10 @@ class quantized_network {
   std::array<int8_layer_binding, binds_parameters ? Model::size : 0> bound_{};
   std::array<int8_csr_binding, binds_pruned ? Model::size : 0> bound_csr_{};
   std::array<int8_codebook_binding, binds_shared ? Model::size : 0> bound_codebook_{};
+  std::array<int8_huffman_binding, binds_huffman ? Model::size : 0> bound_huffman_{};
+  struct no_decoder {};
+  /// The one Huffman decoder of `huffman_shared_flash_storage` (set up per layer and inference).
+  [[no_unique_address]] std::conditional_t<binds_huffman, kernels::huffman_s8_decoder, no_decoder> huffman_decoder_{};
   typename Storage::template buffer<std::int32_t, lut_count> lut_{};
   typename Storage::template buffer<std::int8_t, arena_bytes> arena_{};
   typename Storage::template buffer<std::int8_t, (packed_bytes > 0 ? packed_bytes + 64 : 0)> packed_{};

@@ -15,7 +15,9 @@
 ///    = `<true, false>`), as weight-shared int8 codebook views
 ///    (`shared_flash_storage` = `<false, true>`) or either
 ///    (`pruned_or_shared_flash_storage`), run in that compressed form; only
-///    the kernels of the accepted forms are linked. Freestanding-safe.
+///    the kernels of the accepted forms are linked. `<false, false, true>` =
+///    `huffman_shared_flash_storage`: Huffman-coded weight-shared records,
+///    decoded one output channel at a time. Freestanding-safe.
 ///
 /// A storage policy has a nested `buffer<T, N>` with `data()`, `size()` and
 /// `operator[]`; N is a compile-time constant either way.
@@ -105,12 +107,17 @@ struct flash_storage {
 /// firmware pays flash for the forms it can run and no other: the form of a
 /// record is known only when the file is bound, so the type says which forms
 /// the firmware accepts (`compress::bind_model_file` refuses the others with
-/// `errc::invalid_argument`). Freestanding: no heap.
+/// `errc::invalid_argument`). With `Huffman`, as Huffman-coded weight-shared
+/// views (`int8_huffman_codebook` records), run by kernels/huffman_s8.hpp: one
+/// output channel's indices decoded at a time into the activation arena's
+/// scratch (a row of fan-in bytes), with one Huffman decoder (1.1 KiB) in the
+/// network object. Freestanding: no heap.
 /// @tparam Pruned accept pruned int8 CSR layers
 /// @tparam Shared accept weight-shared int8 codebook layers
-template <bool Pruned, bool Shared>
+/// @tparam Huffman accept Huffman-coded weight-shared int8 codebook layers
+template <bool Pruned, bool Shared, bool Huffman = false>
 struct compressed_flash_storage {
-  static_assert(Pruned || Shared,
+  static_assert(Pruned || Shared || Huffman,
                 "tinylarge: compressed_flash_storage<false, false> accepts no compressed form: use flash_storage");
   static constexpr bool uses_heap = false;
   static constexpr bool parameters_are_views = true;
@@ -118,10 +125,13 @@ struct compressed_flash_storage {
   static constexpr bool pruned_parameters = Pruned;
   /// Layers may be bound as weight-shared codebook views.
   static constexpr bool shared_parameters = Shared;
+  /// Layers may be bound as Huffman-coded weight-shared codebook views.
+  static constexpr bool huffman_parameters = Huffman;
   static constexpr const char* name() noexcept {
-    return Pruned && Shared ? "compressed_flash_storage<true, true>"
-           : Pruned         ? "sparse_flash_storage"
-                            : "shared_flash_storage";
+    return Huffman ? (Pruned || Shared ? "compressed_flash_storage<P, S, true>" : "huffman_shared_flash_storage")
+           : Pruned && Shared ? "compressed_flash_storage<true, true>"
+           : Pruned           ? "sparse_flash_storage"
+                              : "shared_flash_storage";
   }
   template <class T, std::size_t N>
   using buffer = static_storage::buffer<T, N>;
@@ -133,6 +143,8 @@ using sparse_flash_storage = compressed_flash_storage<true, false>;
 using shared_flash_storage = compressed_flash_storage<false, true>;
 /// Both compressed forms, layer by layer as the file has them (both kernel sets linked).
 using pruned_or_shared_flash_storage = compressed_flash_storage<true, true>;
+/// Huffman-coded weight-shared int8 layers (`int8_huffman_codebook`, and dense int8 ones) from flash.
+using huffman_shared_flash_storage = compressed_flash_storage<false, false, true>;
 
 /// Requirements of a storage policy.
 template <class S>
@@ -154,6 +166,7 @@ static_assert(storage_policy<flash_storage>);
 static_assert(storage_policy<sparse_flash_storage>);
 static_assert(storage_policy<shared_flash_storage>);
 static_assert(storage_policy<pruned_or_shared_flash_storage>);
+static_assert(storage_policy<huffman_shared_flash_storage>);
 
 namespace detail {
 template <class S>
@@ -174,6 +187,13 @@ template <class S>
 constexpr bool shared_parameters() noexcept {
   if constexpr (requires { S::shared_parameters; })
     return S::shared_parameters && parameters_are_views<S>();
+  else
+    return false;
+}
+template <class S>
+constexpr bool huffman_parameters() noexcept {
+  if constexpr (requires { S::huffman_parameters; })
+    return S::huffman_parameters && parameters_are_views<S>();
   else
     return false;
 }
