@@ -359,11 +359,7 @@ class quantized_network {
   void bind_layer(const int8_layer_binding& b) noexcept
     requires binds_parameters
   {
-    static_assert(has_weights(Model::template layer<I>::kind), "tinylarge: bind_layer: layer I has no parameters");
-    bound_[I] = b;
-    if constexpr (binds_pruned) bound_csr_[I] = {};
-    if constexpr (binds_shared) bound_codebook_[I] = {};
-    if constexpr (binds_huffman) bound_huffman_[I] = {};
+    bind_dense_part<I>(b, true);
     parameters_changed();
   }
   /// With `sparse_flash_storage`: point layer I at pruned CSR weights (`csr`) and the
@@ -373,12 +369,8 @@ class quantized_network {
   void bind_layer(const int8_layer_binding& b, const int8_csr_binding& csr) noexcept
     requires binds_pruned
   {
-    static_assert(has_weights(Model::template layer<I>::kind), "tinylarge: bind_layer: layer I has no parameters");
-    bound_[I] = b;
-    bound_[I].weights = nullptr;
+    bind_dense_part<I>(b, false);
     bound_csr_[I] = csr;
-    if constexpr (binds_shared) bound_codebook_[I] = {};
-    if constexpr (binds_huffman) bound_huffman_[I] = {};
     parameters_changed();
   }
   /// With `shared_flash_storage`: point layer I at weight-shared int8 weights (`cb`: packed
@@ -389,12 +381,8 @@ class quantized_network {
   void bind_layer(const int8_layer_binding& b, const int8_codebook_binding& cb) noexcept
     requires binds_shared
   {
-    static_assert(has_weights(Model::template layer<I>::kind), "tinylarge: bind_layer: layer I has no parameters");
-    bound_[I] = b;
-    bound_[I].weights = nullptr;
-    if constexpr (binds_pruned) bound_csr_[I] = {};
+    bind_dense_part<I>(b, false);
     bound_codebook_[I] = cb;
-    if constexpr (binds_huffman) bound_huffman_[I] = {};
     parameters_changed();
   }
   /// With `huffman_shared_flash_storage`: point layer I at Huffman-coded weight-shared int8
@@ -405,11 +393,7 @@ class quantized_network {
   void bind_layer(const int8_layer_binding& b, const int8_huffman_binding& hb) noexcept
     requires binds_huffman
   {
-    static_assert(has_weights(Model::template layer<I>::kind), "tinylarge: bind_layer: layer I has no parameters");
-    bound_[I] = b;
-    bound_[I].weights = nullptr;
-    if constexpr (binds_pruned) bound_csr_[I] = {};
-    if constexpr (binds_shared) bound_codebook_[I] = {};
+    bind_dense_part<I>(b, false);
     bound_huffman_[I] = hb;
     parameters_changed();
   }
@@ -450,6 +434,21 @@ class quantized_network {
   }
 
  private:
+  /// The part every `bind_layer` shares: layer I's bias and multipliers from `b`, its
+  /// dense weights only when `dense_weights` (a compressed form binds its own), and no
+  /// compressed form left bound from an earlier binding.
+  template <std::size_t I>
+  void bind_dense_part(const int8_layer_binding& b, bool dense_weights) noexcept
+    requires binds_parameters
+  {
+    static_assert(has_weights(Model::template layer<I>::kind), "tinylarge: bind_layer: layer I has no parameters");
+    bound_[I] = b;
+    if (!dense_weights) bound_[I].weights = nullptr;
+    if constexpr (binds_pruned) bound_csr_[I] = {};
+    if constexpr (binds_shared) bound_codebook_[I] = {};
+    if constexpr (binds_huffman) bound_huffman_[I] = {};
+  }
+
   template <std::size_t I>
   kernels::dense_s8_params layer_params() const noexcept {
     using L = typename Model::template layer<I>;
