@@ -125,9 +125,11 @@ def plot_compression(plt, docs, out):
             ys = [100 * s["test_accuracy"] for s in stages]
             ax.plot(xs, ys, marker="o", label=label)
             if n == 0:  # the stages are the same in every file: name them once
-                for s, x, y in zip(stages, xs, ys):
-                    ax.annotate(s.get("stage", "").split(" (")[0], (x, y), fontsize=6, xytext=(3, 3),
-                                textcoords="offset points")
+                for i, (s, x, y) in enumerate(zip(stages, xs, ys)):
+                    # Neighbouring stages can share an accuracy (Huffman coding is lossless):
+                    # alternate the labels above and below their points so they do not overlap.
+                    ax.annotate(s.get("stage", "").split(" (")[0], (x, y), fontsize=6,
+                                xytext=(3, 4 if i % 2 == 0 else -10), textcoords="offset points")
             n += len(stages)
     if n == 0:
         plt.close(fig)
