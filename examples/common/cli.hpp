@@ -15,6 +15,8 @@
 ///   }
 /// @endcode
 ///
+/// `--help` (or `-h`) prints the usage line and exits with status 0.
+///
 /// Numbers must be the whole argument (`--epochs 5x`, `--epochs -1` and `--lr abc`
 /// are refused, where `std::stoul` would throw or wrap around), and a missing value
 /// is reported with the option's name.
@@ -38,9 +40,14 @@ class cli {
   /// @param usage the options part of the usage line (printed after the program name)
   cli(int argc, char** argv, const char* usage) : argc_(argc), argv_(argv), usage_(usage) {}
 
-  /// Moves to the next option; false when none is left.
+  /// Moves to the next option; false when none is left. `--help` or `-h` prints the
+  /// usage line to standard output and exits with status 0.
   bool next() {
     opt_ = i_ = i_ + 1;
+    if (opt_ < argc_ && (std::strcmp(argv_[opt_], "--help") == 0 || std::strcmp(argv_[opt_], "-h") == 0)) {
+      std::printf("usage: %s %s\n", argv_[0], usage_);
+      std::exit(0);
+    }
     return opt_ < argc_;
   }
 
