@@ -456,11 +456,17 @@ int main(int argc, char** argv) {
                    "  \"compressed_device\": {\"policy\": \"deep_compression<constant_sparsity, 5>\", "
                    "\"target_sparsity\": %.3f, \"sparsity\": %s, \"compress_after\": %zu, "
                    "\"segment_bytes_dense\": %.0f, \"segment_bytes_compressed\": %s, \"accuracy_delta_vs_psl\": %s},\n",
-                   opt.sparsity, num(compressed_sparsity).c_str(), opt.compress_after, dense_segment,
-                   num(pslc.device_segment_bytes).c_str(), num(pslc.accuracy - psl.accuracy).c_str());
+                   opt.sparsity, num(measured(pslc.accuracy) ? compressed_sparsity : std::nan("")).c_str(),
+                   opt.compress_after, dense_segment,
+                   num(measured(pslc.accuracy) ? pslc.device_segment_bytes : std::nan("")).c_str(),
+                   num(pslc.accuracy - psl.accuracy).c_str());
+      // Only the workflows that ran (--only) are listed.
+      std::vector<const row*> ran;
+      for (const row& r : rows)
+        if (measured(r.accuracy)) ran.push_back(&r);
       std::fprintf(f, "  \"workflows\": [\n");
-      for (std::size_t i = 0; i < rows.size(); ++i) {
-        const row& r = rows[i];
+      for (std::size_t i = 0; i < ran.size(); ++i) {
+        const row& r = *ran[i];
         std::fprintf(f,
                      "    {\"workflow\": \"%s\", \"test_accuracy\": %s, \"rounds\": %zu, \"bytes_up_per_client\": %.0f, "
                      "\"bytes_down_per_client\": %.0f, \"server_macs\": %.0f, \"client_macs\": %.0f, "
@@ -469,7 +475,7 @@ int main(int argc, char** argv) {
                      r.name.c_str(), num(r.accuracy).c_str(), r.rounds, r.up_per_client, r.down_per_client, r.server_macs,
                      r.client_macs, static_cast<unsigned long long>(r.hops),
                      static_cast<unsigned long long>(r.messages), r.estimated_seconds, r.wall_seconds,
-                     r.device_segment_bytes, i + 1 < rows.size() ? "," : "");
+                     r.device_segment_bytes, i + 1 < ran.size() ? "," : "");
       }
       std::fprintf(f, "  ]\n}\n");
       std::fclose(f);
