@@ -144,7 +144,7 @@ struct residual_not_nested_check {
   static_assert(Inner::kind != layer_kind::residual,
                 "tinylarge: quantized_network: a residual<...> nested inside a residual<...> block has no int8 "
                 "implementation (the arena plan keeps one skip tensor live); write the blocks one after the other");
-  static constexpr bool value = true;
+  static constexpr bool value = Inner::kind != layer_kind::residual;
 };
 template <class First>
 struct residual_first_layer_check {
@@ -152,7 +152,7 @@ struct residual_first_layer_check {
                 "tinylarge: quantized_network: the first inner layer of a residual<Layers...> block must not run in "
                 "place (relu, relu6, sigmoid, tanh, softmax, flatten, dropout): it would overwrite the skip tensor x of "
                 "y = x + F(x); start the block with a dense / conv / pooling layer");
-  static constexpr bool value = true;
+  static constexpr bool value = !runs_in_place(First::kind);
 };
 
 /// Layer `L` (layer `I` of the model) as nodes of the int8 graph: itself, or
@@ -160,6 +160,7 @@ struct residual_first_layer_check {
 template <class L, std::size_t I>
 struct int8_flatten {
   using type = type_list<int8_node<L, I, not_inner, 0>>;
+  static constexpr bool supported = true;
 };
 template <class L, std::size_t I>
   requires(L::kind == layer_kind::residual)
@@ -168,10 +169,11 @@ struct int8_flatten<L, I> {
   static auto make(std::index_sequence<J...>)
       -> type_list<int8_node<typename L::template layer<J>, I, J, L::in_shape::size>...,
                    int8_node<residual_add<typename L::in_shape, L::size>, I, L::size, 0>>;
-  static_assert(residual_first_layer_check<typename L::template layer<0>>::value);
-  static_assert([]<std::size_t... J>(std::index_sequence<J...>) {
-    return (residual_not_nested_check<typename L::template layer<J>>::value && ...);
-  }(std::make_index_sequence<L::size>{}));
+  /// False (after the check's message) for a block that the int8 path cannot run.
+  static constexpr bool supported = residual_first_layer_check<typename L::template layer<0>>::value &&
+                                    []<std::size_t... J>(std::index_sequence<J...>) {
+                                      return (residual_not_nested_check<typename L::template layer<J>>::value && ...);
+                                    }(std::make_index_sequence<L::size>{});
   using type = decltype(make(std::make_index_sequence<L::size>{}));
 };
 
@@ -180,6 +182,7 @@ struct int8_nodes_of;
 template <class Model, std::size_t... I>
 struct int8_nodes_of<Model, std::index_sequence<I...>> {
   using type = typename concat_lists<typename int8_flatten<typename Model::template layer<I>, I>::type...>::type;
+  static constexpr bool supported = (int8_flatten<typename Model::template layer<I>, I>::supported && ...);
 };
 
 /// The int8 inference graph of a `sequential` model: its layers in order, each
@@ -190,6 +193,8 @@ struct int8_nodes_of<Model, std::index_sequence<I...>> {
 template <class Model>
 struct int8_graph {
   using nodes = typename int8_nodes_of<Model, std::make_index_sequence<Model::size>>::type;
+  /// False when a residual block cannot run in int8 (a check above said why).
+  static constexpr bool supported = int8_nodes_of<Model, std::make_index_sequence<Model::size>>::supported;
   template <std::size_t N>
   using node = typename type_at<N, nodes>::type;
   template <std::size_t N>
@@ -695,7 +700,7 @@ class quantized_network {
 
   static constexpr auto packed_layout_ = detail::packed_layout<graph, Backend, !binds_sparse>{};
   static constexpr auto plan_ = detail::int8_plan<graph, binds_huffman>{};
-  static_assert(plan_.consistent && plan_.bytes == arena_bytes,
+  static_assert(!graph::supported || (plan_.consistent && plan_.bytes == arena_bytes),
                 "tinylarge: internal error: the int8 arena plan is inconsistent (a live tensor overlaps another "
                 "or leaves the arena)");
 
