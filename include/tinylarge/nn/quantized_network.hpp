@@ -23,6 +23,14 @@
 ///    Q16 and an integer division; outputs on TFLite's fixed grids
 ///    (1/256, −128) and (1/128, 0).
 ///
+/// Residual blocks `residual<Layers...>`: the network runs the model's int8
+/// graph (`graph`, `detail::int8_graph`), each block as its inner layers (the
+/// same per-layer code) followed by an add node, y = x + F(x) by
+/// `kernels::add_s8` (TFLite's ADD arithmetic), with a relu / relu6 after the
+/// block fused into the add's clamp. Layer and tensor indices are node indices
+/// of that graph (the model's layer indices when it has no block). Nested
+/// blocks, and blocks whose first inner layer runs in place, fail to compile.
+///
 /// Memory: parameters in `Storage` buffers sized by constexprs of the model —
 /// or, with `flash_storage`, views of const data in flash (a model file bound
 /// by `compress::bind_model_file`: the same inference code, no copy; with
@@ -31,8 +39,9 @@
 /// records, run on their bit-packed indices in place by kernels/codebook_s8.hpp,
 /// both with the same requantization) — plus
 /// one activation arena of exactly `arena_bytes` bytes, planned at compile
-/// time (`detail::int8_arena_bytes`): two ping-pong buffers at its two ends
-/// and the conv im2col scratch between them.
+/// time (`detail::int8_plan`): two ping-pong buffers at its two ends and the
+/// conv im2col scratch between them, and while a residual block runs its skip
+/// tensor at one end (liveness-based; a static_assert checks the plan).
 ///
 /// The back end (`Backend`, default `kernels::default_backend`) selects the
 /// kernels' inner loops at compile time: scalar, `cortex_m_dsp` (SMLAD),
