@@ -18,6 +18,7 @@
 #include "tinylarge/core/rng.hpp"
 #include "tinylarge/kernels/dense.hpp"
 #include "tinylarge/kernels/elementwise.hpp"
+#include "tinylarge/nn/quantize.hpp"
 #include "tinylarge/precision/bf16.hpp"
 #include "tinylarge/precision/requantize.hpp"
 
@@ -913,7 +914,6 @@ std::int64_t reference_mbqm(std::int64_t x, std::int32_t m, int shift) {
 }  // namespace
 
 TEST_CASE("add_s8: bit-exact with a 64-bit reference on every input pair, random scales", "[kernels][int8][add]") {
-  // TFLite's ADD prepare: s = 2·max(s1, s2); inputs s_k/s (≤ ½), output s/(2^20·s_y).
   tinylarge::rng g(18);
   std::vector<std::int8_t> x1(65536), x2(65536), y(65536), y_alias(65536);
   for (int i = 0; i < 65536; ++i) {
@@ -925,31 +925,23 @@ TEST_CASE("add_s8: bit-exact with a 64-bit reference on every input pair, random
   for (int set = 0; set < 64; ++set) {
     // one draw per statement: the order of evaluation of function arguments is unspecified
     const auto draw_scale = [&g](int lowest, std::uint32_t octaves) {
-      const double mantissa = 1.0 + g.uniform();
+      const float mantissa = 1.0f + g.uniform();
       return std::ldexp(mantissa, lowest + static_cast<int>(g.uniform_int(octaves)));
     };
-    const double s1 = draw_scale(-8, 10);
-    const double s2 = draw_scale(-8, 10);
+    const float s1 = draw_scale(-8, 10);
+    const float s2 = draw_scale(-8, 10);
     // the output scale from ¼ to 8 times the larger input scale: some sums saturate, most do not
-    const double sy = std::max(s1, s2) * draw_scale(-2, 4);
+    const float sy = std::max(s1, s2) * draw_scale(-2, 4);
     const int z1 = static_cast<int>(g.uniform_int(256)) - 128;
     const int z2 = static_cast<int>(g.uniform_int(256)) - 128;
     const int zy = static_cast<int>(g.uniform_int(256)) - 128;
-    const double twice_max = 2.0 * std::max(s1, s2);
-    const auto m1 = tinylarge::quantize_multiplier(s1 / twice_max);
-    const auto m2 = tinylarge::quantize_multiplier(s2 / twice_max);
-    const auto my = tinylarge::quantize_multiplier(twice_max / (std::ldexp(1.0, 20) * sy));
-    k::add_s8_params p;
-    p.input1_offset = -z1;
-    p.input2_offset = -z2;
-    p.output_offset = zy;
-    p.input1_multiplier = m1.multiplier;
-    p.input1_shift = m1.shift;
-    p.input2_multiplier = m2.multiplier;
-    p.input2_shift = m2.shift;
-    p.output_multiplier = my.multiplier;
-    p.output_shift = my.shift;
-    if (set % 4 == 3) p.act_min = zy > -128 ? zy : -128;  // a fused relu: clamp at the code of 0.0
+    // every fourth set with a fused relu: clamp at the code of 0.0
+    const tinylarge::quant_range clamp{set % 4 == 3 ? zy : -128, 127};
+    // The constants as TFLite's ADD prepares them (s = 2·max(s1, s2); inputs s_k/s, output s/(2^20·s_y)).
+    const k::add_s8_params p = tinylarge::nn::residual_add_params({s1, z1}, {s2, z2}, {sy, zy}, clamp);
+    REQUIRE(p.input1_shift <= 0);
+    REQUIRE(p.input2_shift <= 0);
+    REQUIRE((p.input1_multiplier == (1 << 30) || p.input2_multiplier == (1 << 30)));  // the larger scale: exactly ½
     k::add_s8(k::scalar{}, 65536, x1.data(), x2.data(), p, y.data());
     // y may be an input: the residual add of quantized_network writes over the skip tensor.
     y_alias = x1;
@@ -966,8 +958,8 @@ TEST_CASE("add_s8: bit-exact with a 64-bit reference on every input pair, random
       if (raw != want) {
         ++saturated;
       } else {
-        const double real = s1 * (x1[i] - z1) + s2 * (x2[i] - z2);
-        worst_lsb = std::max(worst_lsb, std::fabs((y[i] - zy) - real / sy));
+        const double real = static_cast<double>(s1) * (x1[i] - z1) + static_cast<double>(s2) * (x2[i] - z2);
+        worst_lsb = std::max(worst_lsb, std::fabs((y[i] - zy) - real / static_cast<double>(sy)));
       }
     }
   }
