@@ -18,6 +18,7 @@
 #include "tinylarge/core/rng.hpp"
 #include "tinylarge/kernels/dense.hpp"
 #include "tinylarge/kernels/elementwise.hpp"
+#include "tinylarge/nn/quantize.hpp"
 #include "tinylarge/precision/bf16.hpp"
 #include "tinylarge/precision/requantize.hpp"
 
@@ -894,4 +895,81 @@ TEST_CASE("elementwise kernels: vector back ends equal the scalar overloads bit 
     for (std::size_t i = 0; i < got.size(); ++i) differ += std::memcmp(&got[i], &ref[i], sizeof(float)) != 0 ? 1 : 0;
     CHECK(differ == 0);
   });
+}
+
+namespace {
+/// floor(n / d) for d > 0 (int64, exact).
+std::int64_t floor_div(std::int64_t n, std::int64_t d) { return n >= 0 ? n / d : -((-n + d - 1) / d); }
+/// TFLite's MultiplyByQuantizedMultiplier written from its definition, independently of
+/// kernels::scale_s32: saturate x·2^left to int32, then ⌊x·M/2^31 + ½⌋ (the doubling high
+/// multiply: ties toward +∞), then x/2^right rounded half away from zero.
+std::int64_t reference_mbqm(std::int64_t x, std::int32_t m, int shift) {
+  if (shift > 0) x = std::clamp<std::int64_t>(x * (std::int64_t{1} << shift), INT32_MIN, INT32_MAX);
+  const std::int64_t h = floor_div(x * m + (std::int64_t{1} << 30), std::int64_t{1} << 31);
+  if (shift >= 0) return h;
+  const std::int64_t d = std::int64_t{1} << -shift;
+  const std::int64_t a = (h < 0 ? -h : h) + d / 2;
+  return h < 0 ? -(a / d) : a / d;
+}
+}  // namespace
+
+TEST_CASE("add_s8: bit-exact with a 64-bit reference on every input pair, random scales", "[kernels][int8][add]") {
+  tinylarge::rng g(18);
+  std::vector<std::int8_t> x1(65536), x2(65536), y(65536), y_alias(65536);
+  for (int i = 0; i < 65536; ++i) {
+    x1[i] = static_cast<std::int8_t>((i & 255) - 128);
+    x2[i] = static_cast<std::int8_t>((i >> 8) - 128);
+  }
+  std::size_t checked = 0, equal = 0, saturated = 0;
+  double worst_lsb = 0.0;  // |y − (x1 + x2)| in output steps, over the outputs that do not saturate
+  for (int set = 0; set < 64; ++set) {
+    // one draw per statement: the order of evaluation of function arguments is unspecified
+    const auto draw_scale = [&g](int lowest, std::uint32_t octaves) {
+      const float mantissa = 1.0f + g.uniform();
+      return std::ldexp(mantissa, lowest + static_cast<int>(g.uniform_int(octaves)));
+    };
+    const float s1 = draw_scale(-8, 10);
+    const float s2 = draw_scale(-8, 10);
+    // the output scale from ¼ to 8 times the larger input scale: some sums saturate, most do not
+    const float sy = std::max(s1, s2) * draw_scale(-2, 4);
+    const int z1 = static_cast<int>(g.uniform_int(256)) - 128;
+    const int z2 = static_cast<int>(g.uniform_int(256)) - 128;
+    const int zy = static_cast<int>(g.uniform_int(256)) - 128;
+    // every fourth set with a fused relu: clamp at the code of 0.0
+    const tinylarge::quant_range clamp{set % 4 == 3 ? zy : -128, 127};
+    // The constants as TFLite's ADD prepares them (s = 2·max(s1, s2); inputs s_k/s, output s/(2^20·s_y)).
+    const k::add_s8_params p = tinylarge::nn::residual_add_params({s1, z1}, {s2, z2}, {sy, zy}, clamp);
+    REQUIRE(p.input1_shift <= 0);
+    REQUIRE(p.input2_shift <= 0);
+    REQUIRE((p.input1_multiplier == (1 << 30) || p.input2_multiplier == (1 << 30)));  // the larger scale: exactly ½
+    k::add_s8(k::scalar{}, 65536, x1.data(), x2.data(), p, y.data());
+    // y may be an input: the residual add of quantized_network writes over the skip tensor.
+    y_alias = x1;
+    k::add_s8(k::scalar{}, 65536, y_alias.data(), x2.data(), p, y_alias.data());
+    for (int i = 0; i < 65536; ++i) {
+      const std::int64_t a = reference_mbqm((x1[i] + p.input1_offset) * (std::int64_t{1} << 20), p.input1_multiplier,
+                                            p.input1_shift);
+      const std::int64_t b = reference_mbqm((x2[i] + p.input2_offset) * (std::int64_t{1} << 20), p.input2_multiplier,
+                                            p.input2_shift);
+      const std::int64_t raw = reference_mbqm(a + b, p.output_multiplier, p.output_shift) + zy;
+      const std::int64_t want = std::clamp<std::int64_t>(raw, p.act_min, p.act_max);
+      ++checked;
+      equal += (y[i] == want && y_alias[i] == want) ? 1 : 0;
+      if (raw != want) {
+        ++saturated;
+      } else {
+        const double real = static_cast<double>(s1) * (x1[i] - z1) + static_cast<double>(s2) * (x2[i] - z2);
+        worst_lsb = std::max(worst_lsb, std::fabs((y[i] - zy) - real / static_cast<double>(sy)));
+      }
+    }
+  }
+  INFO("add_s8: " << equal << " of " << checked << " outputs bit-equal, " << saturated << " saturated, worst error "
+                  << worst_lsb << " output steps");
+  std::printf("add_s8: %zu of %zu outputs bit-equal to the 64-bit reference (%zu saturated); worst error %.4f steps\n",
+              equal, checked, saturated, worst_lsb);
+  CHECK(equal == checked);
+  CHECK(saturated > 0);
+  CHECK(saturated < checked);
+  // Rounding to the output grid costs ½ step; the Q31 multipliers and the 2^20 headroom add < 10⁻³.
+  CHECK(worst_lsb < 0.501);
 }

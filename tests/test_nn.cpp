@@ -218,6 +218,10 @@ TEST_CASE("sequential: shapes, sizes and offsets are compile-time constants", "[
   // the int8 network's footprint follows from the same constants
   using q = nn::quantized_network<lenet_300_100, tl::int8_per_channel, nn::static_storage>;
   static_assert(q::arena_bytes == 1084);
+  // LeNet-5 in int8: the widest step is conv<16, 5> on 14×14×6: 1176 in + 2·150 im2col + 1600 out, below
+  // max pool 28×28×6 → 14×14×6 (4704 + 1176); a chain has its own graph (no residual block)
+  static_assert(nn::quantized_network<lenet5, tl::int8_per_channel, nn::static_storage>::arena_bytes == 5880);
+  static_assert(std::is_same_v<q::graph::layer<2>, lenet_300_100::layer<2>> && q::graph::size == lenet_300_100::size);
   static_assert(q::parameter_bytes == 266'200 + 12 * 410);
   STATIC_REQUIRE(noexcept(std::declval<q&>().forward()));
   SUCCEED();
@@ -1064,6 +1068,43 @@ TEST_CASE("int8 post-training quantization agrees with fp32", "[nn][int8][ptq]")
     CHECK(agree >= 0.97);
     CHECK(abs_err < 0.05);
     CHECK(q.output_params().scale == 1.0f / 256.0f);
+  }
+}
+
+TEST_CASE("int8 residual blocks: a small ResNet-style CNN agrees with fp32, skip tensor kept live in the arena",
+          "[nn][int8][residual]") {
+  using block = tl::residual<tl::conv2d<8, 3, 1, 1>, tl::relu, tl::conv2d<8, 3, 1, 1>>;
+  using model = tl::sequential<tl::input<8, 8, 1>, tl::conv2d<8, 3, 1, 1>, tl::relu, block, tl::relu,
+                               tl::max_pool2d<2>, block, tl::relu, tl::flatten, tl::dense<128, 4>>;
+  using q_t = nn::quantized_network<model, tl::int8_per_channel, nn::static_storage>;
+  // The int8 graph: conv, relu, [conv, relu, conv, add], relu, pool, [conv, relu, conv, add], relu, flatten, dense.
+  static_assert(q_t::graph::size == 15 && q_t::residual_count == 2 && q_t::tensor_count == 16);
+  static_assert(q_t::graph::layer<5>::kind == nn::layer_kind::residual && q_t::graph::fused_into_previous<6>);
+  static_assert(q_t::graph::fused_into_previous<3> && !q_t::graph::fused_into_previous<8>);
+  // Arena by hand: the widest step is the second conv of the first block, while the skip tensor (8×8×8 = 512)
+  // stays live: 512 skip + 512 in + 2·72 im2col + 512 out = 1680 (a chain would need 1168).
+  static_assert(q_t::arena_bytes == 512 + 512 + 2 * 72 + 512);
+
+  const band_images d(600, 37);
+  const nn::labelled_view<std::uint8_t> data{d.x.data(), d.y.data(), 600, 64};
+  nn::network<model> net(9);
+  nn::fit(net, nn::adam{.learning_rate = 3e-3f}, nn::softmax_cross_entropy{}, data, {.epochs = 4, .batch_size = 32});
+  const double fp32_acc = nn::evaluate(net, nn::softmax_cross_entropy{}, data).accuracy;
+  REQUIRE(fp32_acc > 0.95);
+  static q_t q;
+  nn::quantize_post_training(net, d.x.data(), 200, q);
+  const auto [agree, rel_err] = int8_vs_fp32(net, q, d.x.data(), 600);
+  std::printf("int8 residual CNN: fp32 accuracy %.4f, argmax agreement %.4f over 600 images, max logit error / max "
+              "|logit| %.4f, arena %zu B\n",
+              fp32_acc, agree, rel_err, q_t::arena_bytes);
+  INFO("argmax agreement " << agree << ", max logit error / max |logit| " << rel_err);
+  CHECK(agree >= 0.98);
+  CHECK(rel_err < 0.1);
+  // The add's constants follow TFLite's ADD: inputs rescaled by at most ½ (shift ≤ 0), a fused relu's clamp.
+  for (std::size_t r = 0; r < q_t::residual_count; ++r) {
+    CHECK(q.residual_add(r).input1_shift <= 0);
+    CHECK(q.residual_add(r).input2_shift <= 0);
+    CHECK(q.residual_add(r).act_min == q.tensor_params(r == 0 ? 7 : 13).zero_point);
   }
 }
 

@@ -120,6 +120,9 @@ template <class Model, class P, class S, class B>
   requires(nn::quantized_network<Model, P, S, B>::binds_parameters)
 [[nodiscard]] status bind_model_file(const model_file_reader& file, nn::quantized_network<Model, P, S, B>& net) noexcept {
   using net_type = nn::quantized_network<Model, P, S, B>;
+  static_assert(net_type::residual_count == 0,
+                "tinylarge: bind_model_file: the model file format has no record for the add of a residual<...> "
+                "block yet (quantized_network runs such models from its own parameters, e.g. after convert)");
   constexpr bool pruned = net_type::binds_pruned, shared = net_type::binds_shared, huffman = net_type::binds_huffman;
   Model::for_each_layer([&]<std::size_t I>() {
     using L = typename Model::template layer<I>;
@@ -254,6 +257,9 @@ void add_int8_records(model_file_builder& builder, nn::quantized_network<Model, 
                       unsigned gap_bits, int8_csr_layers which = int8_csr_layers::every_layer) {
   static_assert(!nn::quantized_network<Model, P, S, B>::binds_parameters,
                 "tinylarge: add_int8_layers needs a network that owns its parameters");
+  static_assert(nn::quantized_network<Model, P, S, B>::residual_count == 0,
+                "tinylarge: add_int8_layers: the model file format has no record for the add of a residual<...> "
+                "block yet");
   constexpr auto& lay = nn::quantized_network<Model, P, S, B>::layout;
   const auto& tq = q.tensor_quantization();
   Model::for_each_layer([&]<std::size_t I>() {

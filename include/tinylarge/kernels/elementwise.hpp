@@ -2,7 +2,8 @@
 /// @brief Streaming elementwise kernels: axpy, scale, the weighted
 ///        accumulation of the aggregation rules, dot products and squared
 ///        norms, ReLU-family activations and their gradients, and the SGD /
-///        Adam parameter updates.
+///        Adam parameter updates; and `add_s8`, the int8 elementwise add of
+///        TFLite / CMSIS-NN (residual blocks of `quantized_network`).
 ///
 /// Every function takes the back end tag first, like `kernels::dense_f32`.
 /// The overloads in this file are the `scalar` back end: templated on the
@@ -32,10 +33,12 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 
 #include "../core/config.hpp"
 #include "dense.hpp"
+#include "requantize_s8.hpp"
 
 namespace tinylarge::kernels {
 
@@ -164,6 +167,47 @@ void sigmoid_backward(scalar, std::size_t n, const T* y, const T* dy, T* dx) noe
 template <class T>
 void tanh_backward(scalar, std::size_t n, const T* y, const T* dy, T* dx) noexcept {
   for (std::size_t i = 0; i < n; ++i) dx[i] = dy[i] * (T(1) - y[i] * y[i]);
+}
+
+/// The constants of one int8 elementwise add (TFLite's ADD, CMSIS-NN's
+/// `arm_elementwise_add_s8`): offsets (the negated zero points of the inputs,
+/// the zero point of the output), one (multiplier, shift) per input and one for
+/// the output, and the output clamp. Host code fills them from the three scales
+/// (`nn::residual_add_params`): with s = 2·max(s₁, s₂), input k gets sₖ/s (≤ ½,
+/// shift ≤ 0) and the output s/(2^20·s_y).
+struct add_s8_params {
+  static constexpr int left_shift = 20;  ///< TFLite's headroom for 8-bit inputs
+  std::int32_t input1_offset = 0, input2_offset = 0, output_offset = 0;
+  std::int32_t input1_multiplier = 0, input2_multiplier = 0, output_multiplier = 0;
+  int input1_shift = 0, input2_shift = 0, output_shift = 0;
+  std::int32_t act_min = -128, act_max = 127;
+};
+
+/// y[i] = clamp(zy + MBQM(MBQM((x1[i] + o1)·2^20, M1, e1) + MBQM((x2[i] + o2)·2^20, M2, e2), My, ey), lo, hi),
+/// MBQM being MultiplyByQuantizedMultiplier (`scale_s32`: doubling high multiply with
+/// rounding, then a rounding divide by a power of two). Integer only, no heap, no
+/// exceptions. y may be x1 or x2 (each output reads only its own inputs).
+inline void add_s8(scalar, std::size_t n, const std::int8_t* x1, const std::int8_t* x2, const add_s8_params& p,
+                   std::int8_t* y) noexcept {
+  const auto channel = [](std::int32_t m, int shift) noexcept {
+    requant_channel q;
+    q.multiplier = m;
+    q.left = shift > 0 ? shift : 0;
+    q.right = shift > 0 ? 0 : -shift;
+    return q;
+  };
+  const requant_channel q1 = channel(p.input1_multiplier, p.input1_shift);
+  const requant_channel q2 = channel(p.input2_multiplier, p.input2_shift);
+  requant_channel qy = channel(p.output_multiplier, p.output_shift);
+  qy.zero_point = p.output_offset;
+  qy.lo = p.act_min;
+  qy.hi = p.act_max;
+  for (std::size_t i = 0; i < n; ++i) {
+    // |x + offset| ≤ 255, so the shifted values stay below 2^28 and their scaled sum below 2^28.
+    const std::int32_t a = (static_cast<std::int32_t>(x1[i]) + p.input1_offset) * (1 << add_s8_params::left_shift);
+    const std::int32_t b = (static_cast<std::int32_t>(x2[i]) + p.input2_offset) * (1 << add_s8_params::left_shift);
+    y[i] = requantize_s8_32(scale_s32(a, q1) + scale_s32(b, q2), qy);
+  }
 }
 
 /// Hyperparameters of one SGD step (`sgd_step`).

@@ -36,8 +36,10 @@ TINYLARGE_ALWAYS_INLINE requant_channel requant_channel_of(std::size_t o, const 
   return {p.multipliers[c], shift > 0 ? shift : 0, shift > 0 ? 0 : -shift, p.output_zero_point, p.act_min, p.act_max};
 }
 
-/// y = clamp(zy + MultiplyByQuantizedMultiplier(acc, M, shift), lo, hi) with the constants of one channel.
-TINYLARGE_ALWAYS_INLINE std::int8_t requantize_s8_32(std::int32_t acc, const requant_channel& q) noexcept {
+/// MultiplyByQuantizedMultiplier(acc, M, shift) of TFLite with the constants of one channel
+/// (`multiplier`, `left`, `right`; the zero point and the clamp are not applied): saturating
+/// left shift, saturating rounding doubling high multiply, rounding divide by 2^right.
+TINYLARGE_ALWAYS_INLINE std::int32_t scale_s32(std::int32_t acc, const requant_channel& q) noexcept {
   if (TINYLARGE_UNLIKELY(q.left > 0)) {  // real multiplier ≥ 1: saturating left shift first
     const std::int64_t s = static_cast<std::int64_t>(acc) * (std::int64_t{1} << q.left);
     acc = s > INT32_MAX ? INT32_MAX : (s < INT32_MIN ? INT32_MIN : static_cast<std::int32_t>(s));
@@ -57,7 +59,12 @@ TINYLARGE_ALWAYS_INLINE std::int8_t requantize_s8_32(std::int32_t acc, const req
   const auto mask = static_cast<std::int32_t>((std::uint32_t{1} << q.right) - 1u);
   const std::int32_t remainder = x & mask;
   const std::int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-  x = (x >> q.right) + (remainder > threshold ? 1 : 0);
+  return (x >> q.right) + (remainder > threshold ? 1 : 0);
+}
+
+/// y = clamp(zy + MultiplyByQuantizedMultiplier(acc, M, shift), lo, hi) with the constants of one channel.
+TINYLARGE_ALWAYS_INLINE std::int8_t requantize_s8_32(std::int32_t acc, const requant_channel& q) noexcept {
+  std::int32_t x = scale_s32(acc, q);
   // Added modulo 2^32 (no undefined behaviour; the reference's int32 sum is undefined only
   // where this wraps: a real multiplier ≥ 1 on a saturated accumulator).
   x = static_cast<std::int32_t>(static_cast<std::uint32_t>(x) + static_cast<std::uint32_t>(q.zero_point));

@@ -82,7 +82,8 @@ constexpr auto saved_offsets() noexcept {
   return off;
 }
 
-/// How the int8 network represents tensor t (0 = input, I+1 = output of layer I).
+/// How the int8 network represents tensor t (0 = input, I+1 = output of layer I; `Model`
+/// may also be the int8 graph of a model with residual blocks, `int8_graph`).
 enum class tensor_quant : unsigned char {
   observed,      ///< own scale and zero point from an observed range
   same_as_input, ///< keeps the grid of its input (max pool, flatten, dropout, avg pool, standalone relu)
@@ -105,7 +106,8 @@ constexpr tensor_quant tensor_quant_of() noexcept {
     switch (k) {
       case layer_kind::dense:
       case layer_kind::conv2d:
-      case layer_kind::depthwise_conv2d: return tensor_quant::observed;
+      case layer_kind::depthwise_conv2d:
+      case layer_kind::residual: return tensor_quant::observed;  // the add of a residual block (int8 graph)
       case layer_kind::sigmoid:
       case layer_kind::softmax: return tensor_quant::fixed_sigmoid;
       case layer_kind::tanh: return tensor_quant::fixed_tanh;
@@ -379,6 +381,10 @@ class network {
 
   /// Activation tensor t of the last forward (0 = input, I+1 = output of layer I).
   const float* activation(std::size_t t) const noexcept { return acts_.data() + tensor_off[t] * batch_; }
+  /// Layer I's saved area of the last forward pass (batch × `saved_per_sample` values): a
+  /// `residual<...>` block keeps its inner activations there, inner output J at batch ×
+  /// (Σ out sizes of inner layers before J) (read by `calibrate`).
+  const float* saved_area(std::size_t I) const noexcept { return saved_.data() + saved_off[I] * batch_; }
   std::size_t last_batch() const noexcept { return batch_; }
 
   // ---- quantization-aware training -----------------------------------------

@@ -23,6 +23,14 @@
 ///    Q16 and an integer division; outputs on TFLite's fixed grids
 ///    (1/256, −128) and (1/128, 0).
 ///
+/// Residual blocks `residual<Layers...>`: the network runs the model's int8
+/// graph (`graph`, `detail::int8_graph`), each block as its inner layers (the
+/// same per-layer code) followed by an add node, y = x + F(x) by
+/// `kernels::add_s8` (TFLite's ADD arithmetic), with a relu / relu6 after the
+/// block fused into the add's clamp. Layer and tensor indices are node indices
+/// of that graph (the model's layer indices when it has no block). Nested
+/// blocks, and blocks whose first inner layer runs in place, fail to compile.
+///
 /// Memory: parameters in `Storage` buffers sized by constexprs of the model —
 /// or, with `flash_storage`, views of const data in flash (a model file bound
 /// by `compress::bind_model_file`: the same inference code, no copy; with
@@ -31,8 +39,9 @@
 /// records, run on their bit-packed indices in place by kernels/codebook_s8.hpp,
 /// both with the same requantization) — plus
 /// one activation arena of exactly `arena_bytes` bytes, planned at compile
-/// time (`detail::int8_arena_bytes`): two ping-pong buffers at its two ends
-/// and the conv im2col scratch between them.
+/// time (`detail::int8_plan`): two ping-pong buffers at its two ends and the
+/// conv im2col scratch between them, and while a residual block runs its skip
+/// tensor at one end (liveness-based; a static_assert checks the plan).
 ///
 /// The back end (`Backend`, default `kernels::default_backend`) selects the
 /// kernels' inner loops at compile time: scalar, `cortex_m_dsp` (SMLAD),
@@ -53,11 +62,14 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
+#include <utility>
 
 #include "../core/config.hpp"
 #include "../kernels/backend.hpp"
 #include "../kernels/conv.hpp"
 #include "../kernels/dense.hpp"
+#include "../kernels/elementwise.hpp"
 #include "../kernels/codebook_s8.hpp"
 #include "../kernels/huffman_s8.hpp"
 #include "../kernels/sparse_s8.hpp"
@@ -100,24 +112,234 @@ constexpr std::size_t int8_scratch_bytes() noexcept {
     return 0;
 }
 
-/// The int8 activation arena, planned at compile time: two ping-pong buffers
-/// at the two ends of one array (a layer reads the one its predecessor wrote
-/// and writes the other end), the layer's scratch between them. Layers that
-/// run in place (activations, flatten, dropout, relu fused into the clamp)
-/// need only their input. Liveness of a chain: only a layer's input and output
-/// are alive while it runs, so the arena is max over layers of in + scratch +
-/// out bytes.
+/// The add that closes a residual block in the int8 graph (`int8_graph`):
+/// y = x + F(x), x the block's input (the skip tensor, `inner_layers` nodes
+/// back) and F(x) the output of the block's last inner layer; run by
+/// `kernels::add_s8`, written over the skip tensor.
+template <class S, std::size_t Inner>
+struct residual_add : layer_base<residual_add<S, Inner>, S, S, layer_kind::residual> {
+  static constexpr std::size_t inner_layers = Inner;
+};
+
+inline constexpr std::size_t not_inner = static_cast<std::size_t>(-1);
+
+/// One node of the int8 graph: the bound layer `L`, from layer `Top` of the
+/// model; `Inner` = J for inner layer J of a residual block (`not_inner`
+/// otherwise; the block's add has J = the number of inner layers), and `Skip`
+/// the bytes of the skip tensor kept live while the node runs (inner layers
+/// only).
+template <class L, std::size_t Top, std::size_t Inner, std::size_t Skip>
+struct int8_node {
+  using layer = L;
+  static constexpr std::size_t top = Top;
+  static constexpr std::size_t inner = Inner;
+  static constexpr std::size_t skip_bytes = Skip;
+};
+
+template <class... Lists>
+struct concat_lists {
+  using type = type_list<>;
+};
+template <class... A>
+struct concat_lists<type_list<A...>> {
+  using type = type_list<A...>;
+};
+template <class... A, class... B, class... Rest>
+struct concat_lists<type_list<A...>, type_list<B...>, Rest...> : concat_lists<type_list<A..., B...>, Rest...> {};
+
+// One check per limitation, so that the message names it.
+template <class Inner>
+struct residual_not_nested_check {
+  static_assert(Inner::kind != layer_kind::residual,
+                "tinylarge: quantized_network: a residual<...> nested inside a residual<...> block has no int8 "
+                "implementation (the arena plan keeps one skip tensor live); write the blocks one after the other");
+  static constexpr bool value = Inner::kind != layer_kind::residual;
+};
+template <class First>
+struct residual_first_layer_check {
+  static_assert(!runs_in_place(First::kind),
+                "tinylarge: quantized_network: the first inner layer of a residual<Layers...> block must not run in "
+                "place (relu, relu6, sigmoid, tanh, softmax, flatten, dropout): it would overwrite the skip tensor x of "
+                "y = x + F(x); start the block with a dense / conv / pooling layer");
+  static constexpr bool value = !runs_in_place(First::kind);
+};
+
+/// Layer `L` (layer `I` of the model) as nodes of the int8 graph: itself, or
+/// for a residual block its inner layers followed by its add.
+template <class L, std::size_t I>
+struct int8_flatten {
+  using type = type_list<int8_node<L, I, not_inner, 0>>;
+  static constexpr bool supported = true;
+};
+template <class L, std::size_t I>
+  requires(L::kind == layer_kind::residual)
+struct int8_flatten<L, I> {
+  template <std::size_t... J>
+  static auto make(std::index_sequence<J...>)
+      -> type_list<int8_node<typename L::template layer<J>, I, J, L::in_shape::size>...,
+                   int8_node<residual_add<typename L::in_shape, L::size>, I, L::size, 0>>;
+  /// False (after the check's message) for a block that the int8 path cannot run.
+  static constexpr bool supported = residual_first_layer_check<typename L::template layer<0>>::value &&
+                                    []<std::size_t... J>(std::index_sequence<J...>) {
+                                      return (residual_not_nested_check<typename L::template layer<J>>::value && ...);
+                                    }(std::make_index_sequence<L::size>{});
+  using type = decltype(make(std::make_index_sequence<L::size>{}));
+};
+
+template <class Model, class Seq>
+struct int8_nodes_of;
+template <class Model, std::size_t... I>
+struct int8_nodes_of<Model, std::index_sequence<I...>> {
+  using type = typename concat_lists<typename int8_flatten<typename Model::template layer<I>, I>::type...>::type;
+  static constexpr bool supported = (int8_flatten<typename Model::template layer<I>, I>::supported && ...);
+};
+
+/// The int8 inference graph of a `sequential` model: its layers in order, each
+/// residual block replaced by its inner layers and a `residual_add` node. The
+/// same interface as `sequential` for what `quantized_network` reads (`size`,
+/// `layer<N>`, `fused_into_previous<N>`, `for_each_layer`, sizes); a model
+/// without residual blocks is its own graph, node N = layer N.
+template <class Model>
+struct int8_graph {
+  using nodes = typename int8_nodes_of<Model, std::make_index_sequence<Model::size>>::type;
+  /// False when a residual block cannot run in int8 (a check above said why).
+  static constexpr bool supported = int8_nodes_of<Model, std::make_index_sequence<Model::size>>::supported;
+  template <std::size_t N>
+  using node = typename type_at<N, nodes>::type;
+  template <std::size_t N>
+  using layer = typename node<N>::layer;
+  static constexpr std::size_t size = []<class... Nd>(type_list<Nd...>) { return sizeof...(Nd); }(nodes{});
+  static constexpr std::size_t input_size = Model::input_size;
+  static constexpr std::size_t output_size = Model::output_size;
+  static constexpr std::size_t weight_count = Model::weight_count;
+  static constexpr std::size_t bias_count = Model::bias_count;
+
+  template <class F>
+  static constexpr void for_each_layer(F&& f) {
+    [&]<std::size_t... N>(std::index_sequence<N...>) { (f.template operator()<N>(), ...); }(
+        std::make_index_sequence<size>{});
+  }
+  /// Residual adds before node N (node N's index among the adds when it is one).
+  template <std::size_t N>
+  static constexpr std::size_t add_index = [] {
+    std::size_t c = 0;
+    [&]<std::size_t... M>(std::index_sequence<M...>) {
+      ((c += layer<M>::kind == layer_kind::residual ? 1 : 0), ...);
+    }(std::make_index_sequence<N>{});
+    return c;
+  }();
+  static constexpr std::size_t residual_count = add_index<size>;
+  /// True when node N is a relu / relu6 fused into the clamp of the node before
+  /// it: a dense / conv layer or a residual add (not the first inner layer of a
+  /// block, whose input is the skip tensor).
+  template <std::size_t N>
+  static constexpr bool fused_into_previous = [] {
+    if constexpr (N == 0) {
+      return false;
+    } else {
+      constexpr layer_kind k = layer<N>::kind, p = layer<N - 1>::kind;
+      return (k == layer_kind::relu || k == layer_kind::relu6) && node<N>::inner != 0 &&
+             (has_weights(p) || p == layer_kind::residual);
+    }
+  }();
+};
+
+/// Where node N of the int8 plan reads, writes and keeps its scratch (byte
+/// offsets into the arena); `skip` is the skip tensor of the residual add.
+struct int8_step {
+  std::size_t in = 0, out = 0, scratch = 0, skip = 0;
+};
+
+/// The int8 activation arena, planned at compile time from the liveness of
+/// the tensors. A chain uses two ping-pong buffers at the two ends of one
+/// array (a layer reads the one its predecessor wrote and writes the other
+/// end), the layer's scratch between them; layers that run in place
+/// (activations, flatten, dropout, relu fused into the clamp) need only their
+/// input. So the arena of a chain is max over layers of in + scratch + out
+/// bytes. A residual block's input (the skip tensor) stays live until its add:
+/// it keeps its end of the arena, and the inner layers ping-pong in the rest
+/// (the first inner layer reads the skip tensor itself); the add is written
+/// over the skip tensor (`kernels::add_s8` allows it). `consistent` checks
+/// that no live tensor overlaps another or leaves the arena.
+template <class G, bool Huffman = false>
+struct int8_plan {
+  std::size_t bytes = G::input_size;
+  std::array<int8_step, G::size> step{};
+  bool consistent = true;
+
+  template <std::size_t N>
+  static constexpr bool in_place() noexcept {
+    return G::template fused_into_previous<N> || runs_in_place(G::template layer<N>::kind);
+  }
+  /// Arena bytes node N needs.
+  template <std::size_t N>
+  static constexpr std::size_t need() noexcept {
+    using Nd = typename G::template node<N>;
+    using L = typename Nd::layer;
+    constexpr std::size_t in = L::in_shape::size;
+    if constexpr (L::kind == layer_kind::residual)
+      return 2 * in;  // skip tensor and F(x); the sum overwrites the skip tensor
+    else if constexpr (in_place<N>())
+      return Nd::skip_bytes + in;
+    else
+      return (Nd::inner == 0 ? 0 : Nd::skip_bytes) + in + int8_scratch_bytes<L, Huffman>() + L::out_shape::size;
+  }
+  static constexpr bool overlap(std::size_t a, std::size_t na, std::size_t b, std::size_t nb) noexcept {
+    return na > 0 && nb > 0 && a < b + nb && b < a + na;
+  }
+
+  constexpr int8_plan() {
+    G::for_each_layer([&]<std::size_t N>() { bytes = need<N>() > bytes ? need<N>() : bytes; });
+    std::size_t lo = 0, hi = bytes, cur = 0, skip = 0, skip_n = 0;
+    bool front = true, skip_front = true;
+    const auto fits = [&](std::size_t off, std::size_t n) { return off <= bytes && n <= bytes - off; };
+    G::for_each_layer([&]<std::size_t N>() {
+      using Nd = typename G::template node<N>;
+      using L = typename Nd::layer;
+      constexpr std::size_t in_n = L::in_shape::size, out_n = L::out_shape::size;
+      int8_step& s = step[N];
+      s.in = cur;
+      if constexpr (Nd::inner == 0) {  // entering a block: the skip tensor keeps its end
+        skip = cur;
+        skip_n = in_n;
+        skip_front = front;
+        if (front)
+          lo = cur + in_n;
+        else
+          hi = cur;
+      }
+      if constexpr (L::kind == layer_kind::residual) {
+        s.skip = skip;
+        s.out = skip;
+        consistent = consistent && !overlap(skip, skip_n, cur, in_n) && fits(skip, skip_n);
+        cur = skip;
+        front = skip_front;
+        lo = 0;
+        hi = bytes;
+      } else if constexpr (in_place<N>()) {
+        s.out = cur;
+      } else {
+        constexpr std::size_t scratch_n = int8_scratch_bytes<L, Huffman>();
+        s.out = front ? hi - out_n : lo;
+        s.scratch = front ? cur + in_n : lo + out_n;
+        consistent = consistent && !overlap(s.in, in_n, s.out, out_n) && !overlap(s.in, in_n, s.scratch, scratch_n) &&
+                     !overlap(s.out, out_n, s.scratch, scratch_n) && fits(s.out, out_n) &&
+                     fits(s.scratch, scratch_n) && lo <= hi && out_n <= hi - lo;
+        if constexpr (Nd::inner != not_inner && Nd::inner > 0)
+          consistent = consistent && !overlap(skip, skip_n, s.in, in_n) && !overlap(skip, skip_n, s.out, out_n) &&
+                       !overlap(skip, skip_n, s.scratch, scratch_n);
+        cur = s.out;
+        front = !front;
+      }
+      consistent = consistent && fits(s.in, in_n);
+    });
+  }
+};
+
+/// Bytes of the int8 activation arena of `Model` (`int8_plan` of its `int8_graph`).
 template <class Model, bool Huffman = false>
 constexpr std::size_t int8_arena_bytes() noexcept {
-  std::size_t m = Model::input_size;
-  Model::for_each_layer([&]<std::size_t I>() {
-    using L = typename Model::template layer<I>;
-    std::size_t need = L::in_shape::size;
-    if constexpr (!Model::template fused_into_previous<I> && !runs_in_place(L::kind))
-      need = L::in_shape::size + int8_scratch_bytes<L, Huffman>() + L::out_shape::size;
-    m = need > m ? need : m;
-  });
-  return m;
+  return int8_plan<int8_graph<Model>, Huffman>{}.bytes;
 }
 
 /// Offsets of each dense layer's packed batch-1 weights (64-byte multiples;
@@ -189,8 +411,12 @@ template <sequential_model Model, int8_precision P = int8_per_channel, storage_p
 class quantized_network {
  public:
   using model = Model;
+  /// The int8 graph: the model's layers, each residual block as its inner layers and an add
+  /// (`detail::int8_graph`). Layer and tensor indices of this class are node indices of the
+  /// graph, which are the model's layer indices when it has no residual block.
+  using graph = detail::int8_graph<Model>;
   using precision = P;
-  static constexpr std::size_t tensor_count = Model::size + 1;
+  static constexpr std::size_t tensor_count = graph::size + 1;
   /// True with `flash_storage` and `compressed_flash_storage`: parameters are views set by `bind_layer`.
   static constexpr bool binds_parameters = detail::parameters_are_views<Storage>();
   /// True with `compressed_flash_storage`: a layer may be bound as pruned CSR views or as
@@ -209,22 +435,24 @@ class quantized_network {
   /// `arena_bytes<P>` plus the kernels' im2col scratch for conv layers (and, with
   /// `binds_huffman`, the decoded weight row of each weighted layer).
   static constexpr std::size_t arena_bytes = detail::int8_arena_bytes<Model, binds_huffman>();
-  static constexpr auto layout = detail::qlayout<Model>{};
-  static constexpr std::size_t lut_count = layout.lut[Model::size];
+  /// Residual blocks of the model (one int8 add each).
+  static constexpr std::size_t residual_count = graph::residual_count;
+  static constexpr auto layout = detail::qlayout<graph>{};
+  static constexpr std::size_t lut_count = layout.lut[graph::size];
   /// Bytes of the parameters: int8 weights, int32 biases, per output channel
   /// one Q31 multiplier and one shift, and the int32 tables of sigmoid / tanh
   /// / softmax layers (what a firmware image holds).
   static constexpr std::size_t parameter_bytes =
-      Model::weight_count + 4 * Model::bias_count + 8 * Model::bias_count + 4 * lut_count;
+      graph::weight_count + 4 * graph::bias_count + 8 * graph::bias_count + 4 * lut_count;
   /// Bytes of the packed batch-1 weights (0 when `Backend` has no packed
   /// layout); the buffer has 64 more for alignment.
   /// (also 0 with `compressed_flash_storage`).
-  static constexpr std::size_t packed_bytes = detail::packed_layout<Model, Backend, !binds_sparse>{}.offset[Model::size];
+  static constexpr std::size_t packed_bytes = detail::packed_layout<graph, Backend, !binds_sparse>{}.offset[graph::size];
 
   /// Scale and zero point of tensor t (0 = input, I + 1 = output of layer I).
   quant_params tensor_params(std::size_t t) const noexcept { return tq_[t]; }
   quant_params input_params() const noexcept { return tq_[0]; }
-  quant_params output_params() const noexcept { return tq_[Model::size]; }
+  quant_params output_params() const noexcept { return tq_[graph::size]; }
 
   /// The first Model::input_size bytes of the arena: write a quantized input
   /// here and call `forward()` to avoid a copy.
@@ -246,16 +474,13 @@ class quantized_network {
       if (packed_for_ != packed_base()) pack();
     }
     std::int8_t* const a = arena_.data();
-    std::int8_t* cur = a;
-    bool at_front = true;
-    Model::for_each_layer([&]<std::size_t I>() {
-      using L = typename Model::template layer<I>;
+    graph::for_each_layer([&]<std::size_t I>() {
+      using L = typename graph::template layer<I>;
       constexpr layer_kind k = L::kind;
+      constexpr detail::int8_step step = plan_.step[I];
+      std::int8_t* const cur = a + step.in;
       on_layer(I, true);
-      static_assert(Model::template fused_into_previous<I> || detail::runs_in_place(k) ||
-                    L::in_shape::size + L::out_shape::size + detail::int8_scratch_bytes<L, binds_huffman>() <= arena_bytes,
-                    "tinylarge: internal error: arena too small for a layer");
-      if constexpr (Model::template fused_into_previous<I> || k == layer_kind::flatten || k == layer_kind::dropout) {
+      if constexpr (graph::template fused_into_previous<I> || k == layer_kind::flatten || k == layer_kind::dropout) {
         // no work: fused into the clamp of the previous layer, or a no-op in NHWC
       } else if constexpr (k == layer_kind::relu || k == layer_kind::relu6) {
         const quant_range r = fused_activation_range(
@@ -269,33 +494,32 @@ class quantized_network {
         for (std::size_t i = 0; i < L::in_shape::size; ++i) cur[i] = static_cast<std::int8_t>(t[cur[i] + 128]);
       } else if constexpr (k == layer_kind::softmax) {
         softmax_s8<I, L>(cur);
+      } else if constexpr (k == layer_kind::residual) {
+        // y = x + F(x), written over the skip tensor x
+        kernels::add_s8(Backend{}, L::in_shape::size, a + step.skip, cur, add_[graph::template add_index<I>],
+                        a + step.out);
       } else {
-        constexpr std::size_t in_n = L::in_shape::size, out_n = L::out_shape::size;
-        std::int8_t* out = at_front ? a + arena_bytes - out_n : a;
-        std::int8_t* scratch = at_front ? a + in_n : a + out_n;
-        run_layer<I, L>(cur, out, scratch);
-        cur = out;
-        at_front = !at_front;
+        run_layer<I, L>(cur, a + step.out, a + step.scratch);
       }
       on_layer(I, false);
     });
-    out_ = cur;
-    return cur;
+    out_ = a + plan_.step[graph::size - 1].out;
+    return out_;
   }
 
   /// Copy `input` (Model::input_size int8 values) into the arena and run.
   const std::int8_t* forward(const std::int8_t* input) noexcept {
-    for (std::size_t i = 0; i < Model::input_size; ++i) arena_[i] = input[i];
+    for (std::size_t i = 0; i < graph::input_size; ++i) arena_[i] = input[i];
     return forward();
   }
 
   /// Quantize an fp32 input with `input_params()`, run, and return the argmax
   /// of the int8 output (the predicted class).
   std::size_t classify(const float* x) noexcept {
-    kernels::quantize_s8(Backend{}, x, Model::input_size, tq_[0], P::activation_range, arena_.data());
+    kernels::quantize_s8(Backend{}, x, graph::input_size, tq_[0], P::activation_range, arena_.data());
     const std::int8_t* y = forward();
     std::size_t best = 0;
-    for (std::size_t i = 1; i < Model::output_size; ++i) best = y[i] > y[best] ? i : best;
+    for (std::size_t i = 1; i < graph::output_size; ++i) best = y[i] > y[best] ? i : best;
     return best;
   }
 
@@ -303,7 +527,7 @@ class quantized_network {
   void predict(const float* x, float* y) noexcept {
     (void)classify(x);
     const std::int8_t* out = out_;
-    for (std::size_t i = 0; i < Model::output_size; ++i) y[i] = dequantize(out[i], tq_[Model::size]);
+    for (std::size_t i = 0; i < graph::output_size; ++i) y[i] = dequantize(out[i], tq_[graph::size]);
   }
 
   // ---- raw access, for converters, serializers and tests -------------------
@@ -345,6 +569,9 @@ class quantized_network {
     return tq_;
   }
   const std::array<quant_params, tensor_count>& tensor_quantization() const noexcept { return tq_; }
+  /// The constants of the int8 add of residual block r (in model order; set by `convert`).
+  kernels::add_s8_params& residual_add(std::size_t r) noexcept { return add_[r]; }
+  const kernels::add_s8_params& residual_add(std::size_t r) const noexcept { return add_[r]; }
   /// Declare that parameters were written through a raw pointer obtained
   /// before the last forward(): the packed batch-1 weights are rebuilt.
   void parameters_changed() noexcept { packed_for_ = nullptr; }
@@ -441,7 +668,7 @@ class quantized_network {
   void bind_dense_part(const int8_layer_binding& b, bool dense_weights) noexcept
     requires binds_parameters
   {
-    static_assert(has_weights(Model::template layer<I>::kind), "tinylarge: bind_layer: layer I has no parameters");
+    static_assert(has_weights(graph::template layer<I>::kind), "tinylarge: bind_layer: layer I has no parameters");
     bound_[I] = b;
     if (!dense_weights) bound_[I].weights = nullptr;
     if constexpr (binds_pruned) bound_csr_[I] = {};
@@ -451,7 +678,7 @@ class quantized_network {
 
   template <std::size_t I>
   kernels::dense_s8_params layer_params() const noexcept {
-    using L = typename Model::template layer<I>;
+    using L = typename graph::template layer<I>;
     kernels::dense_s8_params p;
     const quant_params in = tq_[I], out = tq_[I + 1];
     p.input_zero_point = in.zero_point;
@@ -468,9 +695,9 @@ class quantized_network {
       p.bias = bias_.data() + layout.bias[I];
     }
     quant_range r = P::activation_range;
-    if constexpr (I + 1 < Model::size) {
-      if constexpr (Model::template fused_into_previous<I + 1>)
-        r = fused_activation_range(Model::template layer<I + 1>::kind == layer_kind::relu ? fused_activation::relu
+    if constexpr (I + 1 < graph::size) {
+      if constexpr (graph::template fused_into_previous<I + 1>)
+        r = fused_activation_range(graph::template layer<I + 1>::kind == layer_kind::relu ? fused_activation::relu
                                                                                          : fused_activation::relu6,
                                    out, P::activation_range);
     }
@@ -480,7 +707,11 @@ class quantized_network {
     return p;
   }
 
-  static constexpr auto packed_layout_ = detail::packed_layout<Model, Backend, !binds_sparse>{};
+  static constexpr auto packed_layout_ = detail::packed_layout<graph, Backend, !binds_sparse>{};
+  static constexpr auto plan_ = detail::int8_plan<graph, binds_huffman>{};
+  static_assert(!graph::supported || (plan_.consistent && plan_.bytes == arena_bytes),
+                "tinylarge: internal error: the int8 arena plan is inconsistent (a live tensor overlaps another "
+                "or leaves the arena)");
 
   /// The 64-byte aligned start of the packed weights inside `packed_`.
   std::int8_t* packed_base() noexcept {
@@ -491,8 +722,8 @@ class quantized_network {
   /// Lay out every dense layer for the back end's batch-1 kernel.
   void pack() noexcept {
     std::int8_t* base = packed_base();
-    Model::for_each_layer([&]<std::size_t I>() {
-      using L = typename Model::template layer<I>;
+    graph::for_each_layer([&]<std::size_t I>() {
+      using L = typename graph::template layer<I>;
       if constexpr (packed_layout_.offset[I + 1] > packed_layout_.offset[I]) {
         // Unqualified (with a using-declaration): clang rejects a qualified
         // call whose only visible overload is deleted (the scalar one) even in
@@ -663,17 +894,17 @@ class quantized_network {
   }
 
   // With flash_storage the parameter buffers are empty (size 0) and bound_ holds views.
-  static constexpr std::size_t owned_weights = binds_parameters ? 0 : Model::weight_count;
-  static constexpr std::size_t owned_channels = binds_parameters ? 0 : Model::bias_count;
+  static constexpr std::size_t owned_weights = binds_parameters ? 0 : graph::weight_count;
+  static constexpr std::size_t owned_channels = binds_parameters ? 0 : graph::bias_count;
   typename Storage::template buffer<std::int8_t, owned_weights> weights_{};
   typename Storage::template buffer<std::int32_t, owned_channels> bias_{};
   typename Storage::template buffer<std::int32_t, owned_channels> mult_{};
   typename Storage::template buffer<int, owned_channels> shift_{};
   typename Storage::template buffer<float, owned_channels> wscale_{};
-  std::array<int8_layer_binding, binds_parameters ? Model::size : 0> bound_{};
-  std::array<int8_csr_binding, binds_pruned ? Model::size : 0> bound_csr_{};
-  std::array<int8_codebook_binding, binds_shared ? Model::size : 0> bound_codebook_{};
-  std::array<int8_huffman_binding, binds_huffman ? Model::size : 0> bound_huffman_{};
+  std::array<int8_layer_binding, binds_parameters ? graph::size : 0> bound_{};
+  std::array<int8_csr_binding, binds_pruned ? graph::size : 0> bound_csr_{};
+  std::array<int8_codebook_binding, binds_shared ? graph::size : 0> bound_codebook_{};
+  std::array<int8_huffman_binding, binds_huffman ? graph::size : 0> bound_huffman_{};
   struct no_decoder {};
   /// The one Huffman decoder of `huffman_shared_flash_storage` (set up per layer and inference).
   [[no_unique_address]] std::conditional_t<binds_huffman, kernels::huffman_s8_decoder, no_decoder> huffman_decoder_{};
@@ -681,6 +912,7 @@ class quantized_network {
   typename Storage::template buffer<std::int8_t, arena_bytes> arena_{};
   typename Storage::template buffer<std::int8_t, (packed_bytes > 0 ? packed_bytes + 64 : 0)> packed_{};
   std::array<quant_params, tensor_count> tq_{};
+  std::array<kernels::add_s8_params, residual_count> add_{};
   const std::int8_t* out_ = nullptr;
   const std::int8_t* packed_for_ = nullptr;  ///< packed_base() when the packed weights are current
 };

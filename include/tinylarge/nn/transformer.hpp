@@ -30,7 +30,9 @@
 ///
 /// These layers compute in fp32 only: a network with another precision, fake
 /// quantization, int8 conversion and the npz export refuse them at compile
-/// time. Nothing here allocates; only `embedding`'s forward pass (a value
+/// time — except `residual<...>` of int8 layers (dense, conv, pooling,
+/// activations), which `quantized_network` runs in int8 (one add per block,
+/// `kernels::add_s8`; see docs/mcu.md, "Residual blocks in int8"). Nothing here allocates; only `embedding`'s forward pass (a value
 /// that is not a token id) and `kv_cache::append` (a full cache) raise.
 #pragma once
 
