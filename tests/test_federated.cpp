@@ -15,6 +15,7 @@
 #include <limits>
 #include <numeric>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "tinylarge/aggregate/policy.hpp"
@@ -45,6 +46,12 @@ struct fleet {
   using aggregation = Aggregation;
   using optimizer = nn::sgd;
   using update = Update;
+};
+
+// The same with a client selection policy (workflow/selection.hpp).
+template <class Selection>
+struct selecting_fleet : fleet<> {
+  using selection = Selection;
 };
 
 // Four Gaussian blobs (centres ±2 on two axes), n samples per class.
@@ -869,9 +876,6 @@ TEST_CASE("Uniform selection draws the clients it drew before selection was a po
   // Selections recorded on main before the selection axis existed (K = 10, C = 0.3, seed 3):
   // the default policy and an explicit uniform_selection give them, and the same weights.
   const auto fed = make_clients(train_set(), 10, 5);
-  struct explicit_uniform : fleet<> {
-    using selection = wf::uniform_selection;
-  };
   auto run = [&]<class F>(F, bool retry) {
     wf::federated_options o{.rounds = 5, .client_fraction = 0.3, .local_epochs = 1, .batch_size = 8, .seed = 3};
     if (retry) {
@@ -886,7 +890,7 @@ TEST_CASE("Uniform selection draws the clients it drew before selection was a po
     return std::pair(sel, std::vector<float>(fl.global().begin(), fl.global().end()));
   };
   using ids = std::vector<std::vector<std::uint64_t>>;
-  const auto plain = run(fleet<>{}, false), expl = run(explicit_uniform{}, false);
+  const auto plain = run(fleet<>{}, false), expl = run(selecting_fleet<wf::uniform_selection>{}, false);
   CHECK(plain.first == ids{{0, 3, 4}, {0, 6, 9}, {3, 6, 7}, {4, 6, 8}, {0, 1, 6}});
   CHECK(expl.first == plain.first);
   CHECK(expl.second == plain.second);
@@ -916,26 +920,34 @@ double predicted_seconds(const wf::wireless_fleet& air, std::size_t k, std::size
   const wf::link_state l = wf::link_on_share(air.access_point, air.devices[k], share, 1.0, 1.0);
   return wf::cost_of_round(air.devices[k], l, 3ull * small_model::macs * samples, 4 * P, 4 * P).seconds;
 }
+
+// `rounds` rounds of FedAvg (C = 0.3, E = 1, B = 8) over `selection_fleet(f)` with `selection`: the report and the log.
+template <class Selection>
+std::pair<wf::report, std::vector<wf::round_log>> run_selected(const wf::federated_dataset& fed, std::size_t rounds,
+                                                               std::uint64_t seed, wf::fading f,
+                                                               const Selection& selection = {}) {
+  using traits = selecting_fleet<Selection>;
+  wf::federated_options o{.rounds = rounds, .client_fraction = 0.3, .local_epochs = 1, .batch_size = 8, .seed = seed};
+  o.wireless = selection_fleet(f);
+  wf::federated_averaging<traits> fl(o, tl::fedavg{}, nn::sgd{.learning_rate = 0.05f}, selection);
+  fl.initialize(1);
+  wf::report rep = fl.run(fed.clients, test_set().view());
+  return {std::move(rep), fl.log()};
+}
 }  // namespace
 
 TEST_CASE("Channel-aware selection picks the m clients with the shortest predicted round", "[federated][selection]") {
   const auto fed = make_clients(train_set(), 10, 5);
-  struct channel_fleet : fleet<> {
-    using selection = wf::channel_aware_selection;
-  };
-  wf::federated_options o{.rounds = 3, .client_fraction = 0.3, .local_epochs = 1, .batch_size = 8, .seed = 3};
-  o.wireless = selection_fleet(wf::fading::none());
-  wf::federated_averaging<channel_fleet> fl(o, tl::fedavg{}, nn::sgd{.learning_rate = 0.05f});
-  fl.initialize(1);
-  const wf::report rep = fl.run(fed.clients, test_set().view());
+  const auto [rep, log] = run_selected(fed, 3, 3, wf::fading::none(), wf::channel_aware_selection{});
   // Recompute every client's round from the link budget and rank them.
+  const wf::wireless_fleet air = selection_fleet(wf::fading::none());
   std::vector<std::pair<double, std::uint64_t>> ranked;
-  for (std::size_t k = 0; k < 10; ++k) ranked.emplace_back(predicted_seconds(o.wireless, k, 3, fed.clients[k].count), k);
+  for (std::size_t k = 0; k < 10; ++k) ranked.emplace_back(predicted_seconds(air, k, 3, fed.clients[k].count), k);
   std::sort(ranked.begin(), ranked.end());
   std::vector<std::uint64_t> expect{ranked[0].second, ranked[1].second, ranked[2].second};
   std::sort(expect.begin(), expect.end());
   for (std::size_t t = 0; t < 3; ++t) {
-    CHECK(fl.log()[t].selected == expect);
+    CHECK(log[t].selected == expect);
     // The round's straggler is the third fastest, at its predicted time.
     CHECK(rep.rounds[t].straggler == static_cast<long long>(ranked[2].second));
     double slowest = 0;
@@ -947,9 +959,6 @@ TEST_CASE("Channel-aware selection picks the m clients with the shortest predict
 
 TEST_CASE("Deadline-aware selection never picks a client over the deadline", "[federated][selection]") {
   const auto fed = make_clients(train_set(), 10, 5);
-  struct deadline_fleet : fleet<> {
-    using selection = wf::deadline_aware_selection;
-  };
   std::vector<double> t3;  // predicted on a share 1/3, no fading
   for (std::size_t k = 0; k < 10; ++k) t3.push_back(predicted_seconds(selection_fleet(wf::fading::none()), k, 3, fed.clients[k].count));
   std::vector<double> sorted = t3;
@@ -957,15 +966,10 @@ TEST_CASE("Deadline-aware selection never picks a client over the deadline", "[f
   SECTION("without fading: uniform among those that fit, fewer than m when not enough fit") {
     for (const std::size_t fit : {6u, 2u}) {
       const double deadline = 0.5 * (sorted[fit - 1] + sorted[fit]);
-      wf::federated_options o{.rounds = 6, .client_fraction = 0.3, .local_epochs = 1, .batch_size = 8, .seed = 3};
-      o.wireless = selection_fleet(wf::fading::none());
-      wf::federated_averaging<deadline_fleet> fl(o, tl::fedavg{}, nn::sgd{.learning_rate = 0.05f},
-                                                 wf::deadline_aware_selection{.deadline_s = deadline});
-      fl.initialize(1);
-      const wf::report rep = fl.run(fed.clients, test_set().view());
+      const auto [rep, log] = run_selected(fed, 6, 3, wf::fading::none(), wf::deadline_aware_selection{deadline});
       std::vector<bool> seen(10, false);
       for (std::size_t t = 0; t < 6; ++t) {
-        const auto& sel = fl.log()[t].selected;
+        const auto& sel = log[t].selected;
         CHECK(sel.size() == std::min<std::size_t>(fit, 3));
         for (const auto c : sel) {
           CHECK(t3[c] <= deadline);
@@ -979,16 +983,11 @@ TEST_CASE("Deadline-aware selection never picks a client over the deadline", "[f
   }
   SECTION("Rayleigh fading: every selected client finishes within the deadline") {
     const double deadline = sorted[4];
-    wf::federated_options o{.rounds = 20, .client_fraction = 0.3, .local_epochs = 1, .batch_size = 8, .seed = 4};
-    o.wireless = selection_fleet(wf::fading::rayleigh());
-    wf::federated_averaging<deadline_fleet> fl(o, tl::fedavg{}, nn::sgd{.learning_rate = 0.05f},
-                                               wf::deadline_aware_selection{.deadline_s = deadline});
-    fl.initialize(1);
-    const wf::report rep = fl.run(fed.clients, test_set().view());
+    const auto [rep, log] = run_selected(fed, 20, 4, wf::fading::rayleigh(), wf::deadline_aware_selection{deadline});
     std::size_t asked = 0;
     for (std::size_t t = 0; t < 20; ++t) {
-      CHECK(fl.log()[t].selected.size() <= 3);
-      asked += fl.log()[t].selected.size();
+      CHECK(log[t].selected.size() <= 3);
+      asked += log[t].selected.size();
       for (const auto& p : rep.rounds[t].parties)
         if (p.role == "client") CHECK(p.seconds <= deadline);
     }
@@ -998,10 +997,7 @@ TEST_CASE("Deadline-aware selection never picks a client over the deadline", "[f
 
 TEST_CASE("A link-aware selection without links or with Poisson sampling is refused, naming it", "[federated][selection]") {
 #if TINYLARGE_HAS_EXCEPTIONS
-  struct channel_fleet : fleet<> {
-    using selection = wf::channel_aware_selection;
-  };
-  using fl_t = wf::federated_averaging<channel_fleet>;
+  using fl_t = wf::federated_averaging<selecting_fleet<wf::channel_aware_selection>>;
   CHECK_THROWS_WITH(fl_t({.rounds = 1}), Catch::Contains("selection policy channel_aware needs the clients' links"));
   wf::federated_options o{.rounds = 1, .poisson_sampling = true};
   o.wireless = selection_fleet(wf::fading::none());
