@@ -43,7 +43,9 @@
 //     clients, no outage threshold (workflow/channel.hpp defaults otherwise).
 //     Reports the mean round time and energy, the clients never selected and
 //     the total-variation distance between the labels of the selected
-//     clients' examples (counted per selection) and those of the population.
+//     clients' examples (counted per selection) and those of the population,
+//     and the mean distance and compute rate of the selected clients against
+//     all clients'.
 //
 // The default model is a 784-100-10 MLP (79 510 parameters): sections 1 and 3
 // take a few CPU minutes, section 2 runs 13 rules attacked and clean for 50
@@ -172,6 +174,8 @@ struct run_result {
   double mean_round_seconds = 0.0, mean_round_joules = 0.0, mean_selected = 0.0;
   std::size_t never_selected = 0;
   double label_tv = 0.0;  // TV distance: labels of the selected clients' examples vs all clients' examples
+  // Mean distance (m) and compute rate (M MAC/s) of the selected clients (per selection) and of all clients.
+  double selected_distance = 0.0, population_distance = 0.0, selected_mmacs = 0.0, population_mmacs = 0.0;
 };
 
 template <class Fleet>
@@ -243,6 +247,17 @@ run_result run(const char* name, const wf::federated_options& fo, const typename
       r.mean_round_joules += rec.energy_joules / static_cast<double>(r.rounds);
     }
     for (const auto& lg : fl.log()) r.mean_selected += static_cast<double>(lg.selected.size()) / static_cast<double>(r.rounds);
+    const auto& devices = fo.wireless.devices;
+    double asked = 0.0;
+    for (std::size_t c = 0; c < devices.size(); ++c) {
+      const double n = static_cast<double>(times[c]), all = static_cast<double>(devices.size());
+      r.population_distance += devices[c].distance_m / all;
+      r.population_mmacs += devices[c].macs_per_s / 1e6 / all;
+      r.selected_distance += n * devices[c].distance_m;
+      r.selected_mmacs += n * devices[c].macs_per_s / 1e6;
+      asked += n;
+    }
+    if (asked > 0) r.selected_distance /= asked, r.selected_mmacs /= asked;
   }
   if (updates > 0) {
     r.unclipped_fraction = static_cast<double>(unclipped) / static_cast<double>(updates);
@@ -264,9 +279,11 @@ void print_json_run(std::FILE* f, const run_result& r, bool last) {
   if (!r.selection.empty())
     std::fprintf(f,
                  ", \"selection\": \"%s\", \"mean_round_seconds\": %.4f, \"mean_round_joules\": %.4f, "
-                 "\"mean_selected\": %.2f, \"never_selected\": %zu, \"selected_label_tv\": %.4f",
+                 "\"mean_selected\": %.2f, \"never_selected\": %zu, \"selected_label_tv\": %.4f, "
+                 "\"selected_mean_distance_m\": %.1f, \"population_mean_distance_m\": %.1f, "
+                 "\"selected_mean_mmacs_per_s\": %.1f, \"population_mean_mmacs_per_s\": %.1f",
                  r.selection.c_str(), r.mean_round_seconds, r.mean_round_joules, r.mean_selected, r.never_selected,
-                 r.label_tv);
+                 r.label_tv, r.selected_distance, r.population_distance, r.selected_mmacs, r.population_mmacs);
   if (r.epsilon >= 0.0) {
     if (std::isfinite(r.epsilon)) std::fprintf(f, ", \"epsilon\": %.4f, \"delta\": 1e-5", r.epsilon);
     else std::fprintf(f, ", \"epsilon\": null");
@@ -434,11 +451,13 @@ int experiment(const options& opt, const std::vector<nn::labelled_view<std::uint
             spec.c_str(), o, {}, opt.lr, clients, test, 0, opt.seed,
             wf::deadline_aware_selection{.deadline_s = deadline_of(spec)}));
     }
-    std::printf("\n  %-14s %12s %12s %10s %10s %15s %12s\n", "selection", "round time", "energy/round", "clients",
-                "final acc", "never selected", "label TV");
+    std::printf("\n  %-14s %12s %12s %10s %10s %15s %10s %16s %16s\n", "selection", "round time", "energy/round",
+                "clients", "final acc", "never selected", "label TV", "distance sel/all", "MMAC/s sel/all");
     for (const auto& r : selection)
-      std::printf("  %-14s %10.2f s %10.2f J %10.2f %9.2f%% %15zu %12.4f\n", r.name.c_str(), r.mean_round_seconds,
-                  r.mean_round_joules, r.mean_selected, 100 * r.final_accuracy, r.never_selected, r.label_tv);
+      std::printf("  %-14s %10.2f s %10.2f J %10.2f %9.2f%% %15zu %10.4f %8.0f / %3.0f m %10.0f / %3.0f\n",
+                  r.name.c_str(), r.mean_round_seconds, r.mean_round_joules, r.mean_selected, 100 * r.final_accuracy,
+                  r.never_selected, r.label_tv, r.selected_distance, r.population_distance, r.selected_mmacs,
+                  r.population_mmacs);
   }
 
   if (!opt.json.empty()) {
