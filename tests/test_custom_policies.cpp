@@ -162,6 +162,25 @@ static_assert(tl::aggregation_policy<ema_fedavg> && tl::linear_aggregation<ema_f
 // [custom-aggregation]
 
 // ============================================================================
+// Client selection
+// ============================================================================
+
+/// Energy-aware selection: the m clients whose predicted round costs the
+/// least energy (link-aware: it reads each candidate's predicted cost).
+struct least_energy_selection {
+  static constexpr const char* name() noexcept { return "least_energy"; }
+  static constexpr bool needs_links = true;
+  std::size_t choose(std::span<std::uint32_t> pool, std::size_t m,
+                     std::span<const tl::workflow::candidate_link> links, tl::rng& /*r*/) const {
+    const std::size_t n = std::min(m, pool.size());
+    std::partial_sort(pool.begin(), pool.begin() + static_cast<std::ptrdiff_t>(n), pool.end(),
+                      [&](std::uint32_t a, std::uint32_t b) { return links[a].cost.joules < links[b].cost.joules; });
+    return n;
+  }
+};
+static_assert(tl::workflow::selection_policy<least_energy_selection>);
+
+// ============================================================================
 // Transport
 // ============================================================================
 
@@ -451,6 +470,30 @@ TEST_CASE("custom transport: FedAvg over the serialising loopback", "[custom][tr
   REQUIRE(server.stats().bytes_received == clients * rounds * tl::wire::frame_size(4 * role.global().size()));
   REQUIRE(server.stats().wire.total_rejected() == 0);
   // [custom-transport-use]
+}
+
+TEST_CASE("custom selection: the least-energy clients of a wireless fleet", "[custom][selection]") {
+  namespace wf = tl::workflow;
+  struct fleet {
+    using model = tl::sequential<tl::dense<16, 8>, tl::relu, tl::dense<8, 4>>;
+    using selection = least_energy_selection;
+  };
+  const blobs train = make_blobs(400, 1), test = make_blobs(100, 2);
+  tl::rng pr(3);
+  const auto parts = tl::data::partition_iid(train.y.size(), 8, pr);
+  const wf::federated_dataset fed = wf::make_federated_dataset(train.x.data(), train.y.data(), train.y.size(), 16, parts);
+  wf::federated_options o{.rounds = 3, .client_fraction = 0.25, .local_epochs = 1, .batch_size = 10, .seed = 5};
+  o.wireless.devices.assign(8, wf::device_profile{});
+  for (std::size_t k = 0; k < 8; ++k) {
+    o.wireless.devices[k].channel = wf::fading::none();
+    o.wireless.devices[k].joules_per_mac = 1e-9 * static_cast<double>(8 - k);  // client 7 spends least per MAC
+  }
+  wf::federated_averaging<fleet> fl(o, tl::fedavg{}, tl::nn::sgd{.learning_rate = 0.1f});
+  fl.initialize(1);
+  const wf::report rep = fl.run(fed.clients, test.view());
+  REQUIRE(rep.rounds.size() == 3);
+  for (const auto& lg : fl.log()) REQUIRE(lg.selected == std::vector<std::uint64_t>{6, 7});
+  REQUIRE(rep.final_accuracy() > 0.5);
 }
 
 TEST_CASE("custom workflow: PSL with a bf16 codec and the EMA aggregation", "[custom][workflow]") {

@@ -15,6 +15,7 @@
 #include <limits>
 #include <numeric>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "tinylarge/aggregate/policy.hpp"
@@ -45,6 +46,12 @@ struct fleet {
   using aggregation = Aggregation;
   using optimizer = nn::sgd;
   using update = Update;
+};
+
+// The same with a client selection policy (workflow/selection.hpp).
+template <class Selection>
+struct selecting_fleet : fleet<> {
+  using selection = Selection;
 };
 
 // Four Gaussian blobs (centres ±2 on two axes), n samples per class.
@@ -862,5 +869,144 @@ TEST_CASE("FedAvg over a wireless fleet: per-client time and energy, straggler, 
   wf::federated_averaging<fleet<>> fb(bad, tl::fedavg{}, nn::sgd{.learning_rate = 0.05f});
   fb.initialize(5);
   CHECK_THROWS_WITH(fb.run(fed.clients, test_set().view()), Catch::Contains("3 devices for 8 clients"));
+#endif
+}
+
+TEST_CASE("Uniform selection draws the clients it drew before selection was a policy", "[federated][selection]") {
+  // Selections recorded on main before the selection axis existed (K = 10, C = 0.3, seed 3):
+  // the default policy and an explicit uniform_selection give them, and the same weights.
+  const auto fed = make_clients(train_set(), 10, 5);
+  auto run = [&]<class F>(F, bool retry) {
+    wf::federated_options o{.rounds = 5, .client_fraction = 0.3, .local_epochs = 1, .batch_size = 8, .seed = 3};
+    if (retry) {
+      o.dropout_probability = 0.3;
+      o.on_dropout = wf::dropout_policy::retry;
+    }
+    wf::federated_averaging<F> fl(o, tl::fedavg{}, nn::sgd{.learning_rate = 0.05f});
+    fl.initialize(1);
+    fl.run(fed.clients, test_set().view());
+    std::vector<std::vector<std::uint64_t>> sel;
+    for (const auto& lg : fl.log()) sel.push_back(lg.selected);
+    return std::pair(sel, std::vector<float>(fl.global().begin(), fl.global().end()));
+  };
+  using ids = std::vector<std::vector<std::uint64_t>>;
+  const auto plain = run(fleet<>{}, false), expl = run(selecting_fleet<wf::uniform_selection>{}, false);
+  CHECK(plain.first == ids{{0, 3, 4}, {0, 6, 9}, {3, 6, 7}, {4, 6, 8}, {0, 1, 6}});
+  CHECK(expl.first == plain.first);
+  CHECK(expl.second == plain.second);
+  const auto retry = run(fleet<>{}, true);  // replacement waves draw from the same stream as before
+  CHECK(retry.first == ids{{0, 3, 4, 7}, {1, 4, 6}, {4, 5, 7, 3, 6, 0}, {0, 4, 8, 3}, {3, 6, 8, 2}});
+}
+
+namespace {
+// A fleet of 10 clients without fading (rates exactly from the link budget): client k at 20 + 60k m,
+// compute 20 … 200 M MAC/s in a scrambled order, so that neither distance nor compute alone orders them.
+wf::wireless_fleet selection_fleet(tl::workflow::fading f) {
+  wf::wireless_fleet air;
+  air.access_point.uplink_hz = air.access_point.downlink_hz = 1e6;
+  for (std::size_t k = 0; k < 10; ++k) {
+    wf::device_profile d;
+    d.distance_m = 20.0 + 60.0 * static_cast<double>(k);
+    d.macs_per_s = 20e6 * static_cast<double>(1 + (k * 7) % 10);
+    d.channel = f;
+    air.devices.push_back(d);
+  }
+  return air;
+}
+
+// Client k's predicted round on a share 1/m of the band (no fading): fp32 model down, E = 1 pass, fp32 update up.
+double predicted_seconds(const wf::wireless_fleet& air, std::size_t k, std::size_t m, std::size_t samples) {
+  const double share = 1.0 / static_cast<double>(m);
+  const wf::link_state l = wf::link_on_share(air.access_point, air.devices[k], share, 1.0, 1.0);
+  return wf::cost_of_round(air.devices[k], l, 3ull * small_model::macs * samples, 4 * P, 4 * P).seconds;
+}
+
+// `rounds` rounds of FedAvg (C = 0.3, E = 1, B = 8) over `selection_fleet(f)` with `selection`: the report and the log.
+template <class Selection>
+std::pair<wf::report, std::vector<wf::round_log>> run_selected(const wf::federated_dataset& fed, std::size_t rounds,
+                                                               std::uint64_t seed, wf::fading f,
+                                                               const Selection& selection = {}) {
+  using traits = selecting_fleet<Selection>;
+  wf::federated_options o{.rounds = rounds, .client_fraction = 0.3, .local_epochs = 1, .batch_size = 8, .seed = seed};
+  o.wireless = selection_fleet(f);
+  wf::federated_averaging<traits> fl(o, tl::fedavg{}, nn::sgd{.learning_rate = 0.05f}, selection);
+  fl.initialize(1);
+  wf::report rep = fl.run(fed.clients, test_set().view());
+  return {std::move(rep), fl.log()};
+}
+}  // namespace
+
+TEST_CASE("Channel-aware selection picks the m clients with the shortest predicted round", "[federated][selection]") {
+  const auto fed = make_clients(train_set(), 10, 5);
+  const auto [rep, log] = run_selected(fed, 3, 3, wf::fading::none(), wf::channel_aware_selection{});
+  // Recompute every client's round from the link budget and rank them.
+  const wf::wireless_fleet air = selection_fleet(wf::fading::none());
+  std::vector<std::pair<double, std::uint64_t>> ranked;
+  for (std::size_t k = 0; k < 10; ++k) ranked.emplace_back(predicted_seconds(air, k, 3, fed.clients[k].count), k);
+  std::sort(ranked.begin(), ranked.end());
+  std::vector<std::uint64_t> expect{ranked[0].second, ranked[1].second, ranked[2].second};
+  std::sort(expect.begin(), expect.end());
+  for (std::size_t t = 0; t < 3; ++t) {
+    CHECK(log[t].selected == expect);
+    // The round's straggler is the third fastest, at its predicted time.
+    CHECK(rep.rounds[t].straggler == static_cast<long long>(ranked[2].second));
+    double slowest = 0;
+    for (const auto& p : rep.rounds[t].parties)
+      if (p.role == "client") slowest = std::max(slowest, p.seconds);
+    CHECK(slowest == Approx(ranked[2].first).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("Deadline-aware selection never picks a client over the deadline", "[federated][selection]") {
+  const auto fed = make_clients(train_set(), 10, 5);
+  std::vector<double> t3;  // predicted on a share 1/3, no fading
+  for (std::size_t k = 0; k < 10; ++k) t3.push_back(predicted_seconds(selection_fleet(wf::fading::none()), k, 3, fed.clients[k].count));
+  std::vector<double> sorted = t3;
+  std::sort(sorted.begin(), sorted.end());
+  SECTION("without fading: uniform among those that fit, fewer than m when not enough fit") {
+    for (const std::size_t fit : {6u, 2u}) {
+      const double deadline = 0.5 * (sorted[fit - 1] + sorted[fit]);
+      const auto [rep, log] = run_selected(fed, 6, 3, wf::fading::none(), wf::deadline_aware_selection{deadline});
+      std::vector<bool> seen(10, false);
+      for (std::size_t t = 0; t < 6; ++t) {
+        const auto& sel = log[t].selected;
+        CHECK(sel.size() == std::min<std::size_t>(fit, 3));
+        for (const auto c : sel) {
+          CHECK(t3[c] <= deadline);
+          seen[c] = true;
+        }
+        for (const auto& p : rep.rounds[t].parties)
+          if (p.role == "client") CHECK(p.seconds <= deadline);
+      }
+      if (fit == 6) CHECK(std::count(seen.begin(), seen.end(), true) > 3);  // not always the same three
+    }
+  }
+  SECTION("Rayleigh fading: every selected client finishes within the deadline") {
+    const double deadline = sorted[4];
+    const auto [rep, log] = run_selected(fed, 20, 4, wf::fading::rayleigh(), wf::deadline_aware_selection{deadline});
+    std::size_t asked = 0;
+    for (std::size_t t = 0; t < 20; ++t) {
+      CHECK(log[t].selected.size() <= 3);
+      asked += log[t].selected.size();
+      for (const auto& p : rep.rounds[t].parties)
+        if (p.role == "client") CHECK(p.seconds <= deadline);
+    }
+    CHECK(asked > 20);  // it does select
+  }
+}
+
+TEST_CASE("A link-aware selection without links or with Poisson sampling is refused, naming it", "[federated][selection]") {
+#if TINYLARGE_HAS_EXCEPTIONS
+  using fl_t = wf::federated_averaging<selecting_fleet<wf::channel_aware_selection>>;
+  CHECK_THROWS_WITH(fl_t({.rounds = 1}), Catch::Contains("selection policy channel_aware needs the clients' links"));
+  wf::federated_options o{.rounds = 1, .poisson_sampling = true};
+  o.wireless = selection_fleet(wf::fading::none());
+  CHECK_THROWS_WITH(fl_t(o), Catch::Contains("channel_aware picks clients by their links and cannot be combined with "
+                                             "Poisson sampling"));
+  // The server role alone: select without links, select_poisson.
+  wf::fedavg_server<tl::fedavg, tl::fp32_update, wf::deadline_aware_selection> server(tl::fedavg{}, 4, 1);
+  (void)server.begin_round(10);
+  CHECK_THROWS_WITH(server.select(3), Catch::Contains("selection policy deadline_aware needs every client's link"));
+  CHECK_THROWS_WITH(server.select_poisson(0.3), Catch::Contains("deadline_aware picks clients by their links"));
 #endif
 }

@@ -9,7 +9,7 @@
 //                           [--robust-rounds N] [--robust-lr X] [--robust-rules LIST] [--robust-attacked-only]
 //                           [--flip-magnitude L] [--dp-rounds N] [--dp-clip C] [--dp-noise LIST]
 //                           [--skip-robust] [--skip-dp] [--partition SPEC] [--model small|2nn|cnn]
-//                           [--json FILE] [--seed S]
+//                           [--local-epochs E] [--select uniform|channel|deadline:S[,...]] [--json FILE] [--seed S]
 //
 // Prints
 //  1. rounds to reach the target test accuracy for FedSGD (E = 1, B = ∞) and
@@ -31,7 +31,21 @@
 //  3. client-level DP-FedAvg (McMahan et al. 2018): Poisson client sampling
 //     q = 0.1, fixed denominator m = qK = 10, clip C, noise σ = zC/m, for each
 //     z of --dp-noise, with ε at δ = 1e-5 from the RDP accountant over the
-//     rounds run.
+//     rounds run;
+//  4. with --select, client selection over a wireless fleet (FedAvg, C = 0.1,
+//     E = --local-epochs, B = 10, --rounds rounds), one run per policy of the
+//     comma-separated list: uniform, channel (the m clients with the shortest
+//     predicted round this round) or deadline:S (uniform among the clients
+//     whose predicted round fits S seconds). The fleet, seeded by --seed:
+//     client k at a distance uniform in [10, 200] m, computing at a rate
+//     uniform in [20, 200] M MAC/s, 1 nJ/MAC, 23 dBm, Rayleigh block fading
+//     redrawn per round, 1 MHz up and 1 MHz down shared equally by a round's
+//     clients, no outage threshold (workflow/channel.hpp defaults otherwise).
+//     Reports the mean round time and energy, the clients never selected and
+//     the total-variation distance between the labels of the selected
+//     clients' examples (counted per selection) and those of the population,
+//     and the mean distance and compute rate of the selected clients against
+//     all clients'.
 //
 // The default model is a 784-100-10 MLP (79 510 parameters): sections 1 and 3
 // take a few CPU minutes, section 2 runs 13 rules attacked and clean for 50
@@ -61,6 +75,7 @@
 #include "tinylarge/data/partition.hpp"
 #include "tinylarge/nn/nn.hpp"
 #include "tinylarge/workflow/federated.hpp"
+#include "tinylarge/workflow/selection.hpp"
 #include "../common/cli.hpp"
 
 namespace wf = tl::workflow;
@@ -76,10 +91,11 @@ using cnn_lenet5 = tl::sequential<tl::input<28, 28, 1>, tl::conv2d<12, 5, 1, 2>,
                                   tl::relu, tl::dense<120, 84>, tl::relu, tl::dense<84, 10>>;
 static_assert(cnn_lenet5::param_count == 90'670);
 
-template <class Model, class Aggregation>
+template <class Model, class Aggregation, class Selection = wf::uniform_selection>
 struct fleet {
   using model = Model;
   using aggregation = Aggregation;
+  using selection = Selection;
   using optimizer = tl::nn::sgd;
   using update = tl::fp32_update;
   using transport = wf::in_memory;
@@ -107,8 +123,35 @@ struct options {
   std::string json;
   tl::data::partition_spec partition = tl::data::parse_partition_spec("shards:2");
   std::string model;  // small | 2nn | cnn; empty: 2nn with --full, small otherwise
+  std::size_t local_epochs = 5;      // E of the FedAvg runs
+  std::vector<std::string> select;   // section 4: uniform | channel | deadline:S
   std::uint64_t seed = 1;
 };
+
+/// The deadline of a `deadline:S` selection, or -1 when `spec` is not one.
+double deadline_of(const std::string& spec) {
+  if (spec.rfind("deadline:", 0) != 0) return -1.0;
+  char* end = nullptr;
+  const double s = std::strtod(spec.c_str() + 9, &end);
+  return spec.size() > 9 && *end == '\0' && std::isfinite(s) && s > 0.0 ? s : -1.0;
+}
+
+/// Section 4's wireless fleet (see the file comment), seeded.
+wf::wireless_fleet make_fleet(std::size_t clients, std::uint64_t seed) {
+  wf::wireless_fleet air;
+  air.access_point.uplink_hz = air.access_point.downlink_hz = 1e6;
+  tl::rng r(seed, 0xf1ee'7001ULL);
+  for (std::size_t k = 0; k < clients; ++k) {
+    wf::device_profile d;
+    d.distance_m = 10.0 + 190.0 * tl::data::uniform_open01(r);
+    d.macs_per_s = 20e6 + 180e6 * tl::data::uniform_open01(r);
+    d.joules_per_mac = 1e-9;
+    d.tx_power_dbm = 23.0;
+    d.channel = wf::fading::rayleigh();
+    air.devices.push_back(d);
+  }
+  return air;
+}
 
 struct run_result {
   std::string name;
@@ -126,13 +169,21 @@ struct run_result {
   double mean_update_norm = 0.0;     // DP runs: mean ||w_i - w_t|| before clipping
   bool attacked = false;
   std::vector<double> curve;
+  // Wireless fleet runs (section 4): per round means, and the selection's bias.
+  std::string selection;
+  double mean_round_seconds = 0.0, mean_round_joules = 0.0, mean_selected = 0.0;
+  std::size_t never_selected = 0;
+  double label_tv = 0.0;  // TV distance: labels of the selected clients' examples vs all clients' examples
+  // Mean distance (m) and compute rate (M MAC/s) of the selected clients (per selection) and of all clients.
+  double selected_distance = 0.0, population_distance = 0.0, selected_mmacs = 0.0, population_mmacs = 0.0;
 };
 
 template <class Fleet>
 run_result run(const char* name, const wf::federated_options& fo, const typename Fleet::aggregation& policy, float lr,
                const std::vector<nn::labelled_view<std::uint8_t>>& clients, const nn::labelled_view<std::uint8_t>& test,
-               double target, std::uint64_t seed) {
-  wf::federated_averaging<Fleet> fl(fo, policy, nn::sgd{.learning_rate = lr});
+               double target, std::uint64_t seed,
+               const typename wf::federated_averaging<Fleet>::selection& selection = {}) {
+  wf::federated_averaging<Fleet> fl(fo, policy, nn::sgd{.learning_rate = lr}, selection);
   fl.initialize(seed);
   const auto t0 = std::chrono::steady_clock::now();
   run_result r;
@@ -176,6 +227,38 @@ run_result run(const char* name, const wf::federated_options& fo, const typename
   r.bytes_down = rep.total([](const wf::role_cost& p) { return p.net.bytes_down; }, "client");
   r.client_macs = rep.total([](const wf::role_cost& p) { return p.macs; }, "client");
   r.seconds_model = rep.total_seconds();
+  if (fo.wireless.enabled()) {  // the selection's cost and bias
+    r.selection = Fleet::selection::name();
+    std::vector<std::size_t> times(clients.size(), 0);
+    std::vector<double> population(10, 0.0), chosen(10, 0.0);
+    for (const auto& c : clients)
+      for (std::size_t i = 0; i < c.count; ++i) population[c.y[i]] += 1.0;
+    for (const auto& lg : fl.log())
+      for (const auto c : lg.selected) {
+        ++times[c];
+        for (std::size_t i = 0; i < clients[c].count; ++i) chosen[clients[c].y[i]] += 1.0;
+      }
+    double np = 0.0, nc = 0.0;
+    for (std::size_t l = 0; l < 10; ++l) np += population[l], nc += chosen[l];
+    for (std::size_t l = 0; l < 10; ++l) r.label_tv += 0.5 * std::fabs(population[l] / np - (nc > 0 ? chosen[l] / nc : 0.0));
+    r.never_selected = static_cast<std::size_t>(std::count(times.begin(), times.end(), 0u));
+    for (const auto& rec : rep.rounds) {
+      r.mean_round_seconds += rec.estimated_seconds / static_cast<double>(r.rounds);
+      r.mean_round_joules += rec.energy_joules / static_cast<double>(r.rounds);
+    }
+    for (const auto& lg : fl.log()) r.mean_selected += static_cast<double>(lg.selected.size()) / static_cast<double>(r.rounds);
+    const auto& devices = fo.wireless.devices;
+    double asked = 0.0;
+    for (std::size_t c = 0; c < devices.size(); ++c) {
+      const double n = static_cast<double>(times[c]), all = static_cast<double>(devices.size());
+      r.population_distance += devices[c].distance_m / all;
+      r.population_mmacs += devices[c].macs_per_s / 1e6 / all;
+      r.selected_distance += n * devices[c].distance_m;
+      r.selected_mmacs += n * devices[c].macs_per_s / 1e6;
+      asked += n;
+    }
+    if (asked > 0) r.selected_distance /= asked, r.selected_mmacs /= asked;
+  }
   if (updates > 0) {
     r.unclipped_fraction = static_cast<double>(unclipped) / static_cast<double>(updates);
     r.mean_update_norm = norm_sum / static_cast<double>(updates);
@@ -193,6 +276,14 @@ void print_json_run(std::FILE* f, const run_result& r, bool last) {
                r.name.c_str(), r.rounds, r.final_accuracy, r.last5_accuracy, r.best_accuracy, r.rounds_to_target,
                r.rejected, r.failed_rounds, r.bytes_up, r.bytes_down, r.client_macs, r.seconds_model, r.wall);
   std::fprintf(f, ", \"attacked\": %s", r.attacked ? "true" : "false");
+  if (!r.selection.empty())
+    std::fprintf(f,
+                 ", \"selection\": \"%s\", \"mean_round_seconds\": %.4f, \"mean_round_joules\": %.4f, "
+                 "\"mean_selected\": %.2f, \"never_selected\": %zu, \"selected_label_tv\": %.4f, "
+                 "\"selected_mean_distance_m\": %.1f, \"population_mean_distance_m\": %.1f, "
+                 "\"selected_mean_mmacs_per_s\": %.1f, \"population_mean_mmacs_per_s\": %.1f",
+                 r.selection.c_str(), r.mean_round_seconds, r.mean_round_joules, r.mean_selected, r.never_selected,
+                 r.label_tv, r.selected_distance, r.population_distance, r.selected_mmacs, r.population_mmacs);
   if (r.epsilon >= 0.0) {
     if (std::isfinite(r.epsilon)) std::fprintf(f, ", \"epsilon\": %.4f, \"delta\": 1e-5", r.epsilon);
     else std::fprintf(f, ", \"epsilon\": null");
@@ -210,14 +301,14 @@ template <class Model>
 int experiment(const options& opt, const std::vector<nn::labelled_view<std::uint8_t>>& clients,
                const nn::labelled_view<std::uint8_t>& test) {
   std::printf("model: %zu parameters, %zu MACs per sample forward\n", Model::param_count, Model::macs);
-  std::vector<run_result> speed, robust, privacy;
+  std::vector<run_result> speed, robust, privacy, selection;
 
   // 1. FedSGD vs FedAvg, rounds to target.
   wf::federated_options sgd_o = wf::federated_options::fedsgd(opt.fedsgd_rounds, 0.1, opt.seed);
-  wf::federated_options avg_o{.rounds = opt.rounds, .client_fraction = 0.1, .local_epochs = 5, .batch_size = 10,
+  wf::federated_options avg_o{.rounds = opt.rounds, .client_fraction = 0.1, .local_epochs = opt.local_epochs, .batch_size = 10,
                               .seed = opt.seed, .client_lr_decay = opt.lr_decay};
-  std::printf("\n== 1. FedSGD (E = 1, B = inf, lr %.2f) vs FedAvg (E = 5, B = 10, lr %.3f), C = 0.1, target %.1f%%\n",
-              static_cast<double>(opt.fedsgd_lr), static_cast<double>(opt.lr), 100 * opt.target);
+  std::printf("\n== 1. FedSGD (E = 1, B = inf, lr %.2f) vs FedAvg (E = %zu, B = 10, lr %.3f), C = 0.1, target %.1f%%\n",
+              static_cast<double>(opt.fedsgd_lr), opt.local_epochs, static_cast<double>(opt.lr), 100 * opt.target);
   if (opt.fedsgd) speed.push_back(run<fleet<Model, tl::fedavg>>("FedSGD", sgd_o, {}, opt.fedsgd_lr, clients, test, opt.target, opt.seed));
   if (opt.fedavg) speed.push_back(run<fleet<Model, tl::fedavg>>("FedAvg", avg_o, {}, opt.lr, clients, test, opt.target, opt.seed));
   // FedAvgM (Hsu et al. 2019): the same clients, server momentum beta with server lr eta; with
@@ -342,6 +433,33 @@ int experiment(const options& opt, const std::vector<nn::labelled_view<std::uint
                   100 * r.unclipped_fraction, r.mean_update_norm);
   }
 
+  // 4. Client selection over a wireless fleet (see the file comment).
+  if (!opt.select.empty()) {
+    wf::federated_options o = avg_o;
+    o.wireless = make_fleet(clients.size(), opt.seed);
+    std::printf("\n== 4. Client selection over a wireless fleet: %zu clients at 10-200 m, 20-200 M MAC/s, 1 nJ/MAC, "
+                "23 dBm, Rayleigh, 1 MHz up / down; C = 0.1, E = %zu, B = 10, %zu rounds, lr %.3f\n",
+                clients.size(), opt.local_epochs, opt.rounds, static_cast<double>(opt.lr));
+    for (const std::string& spec : opt.select) {
+      if (spec == "uniform")
+        selection.push_back(run<fleet<Model, tl::fedavg>>("uniform", o, {}, opt.lr, clients, test, 0, opt.seed));
+      else if (spec == "channel")
+        selection.push_back(run<fleet<Model, tl::fedavg, wf::channel_aware_selection>>("channel", o, {}, opt.lr,
+                                                                                        clients, test, 0, opt.seed));
+      else
+        selection.push_back(run<fleet<Model, tl::fedavg, wf::deadline_aware_selection>>(
+            spec.c_str(), o, {}, opt.lr, clients, test, 0, opt.seed,
+            wf::deadline_aware_selection{.deadline_s = deadline_of(spec)}));
+    }
+    std::printf("\n  %-14s %12s %12s %10s %10s %15s %10s %16s %16s\n", "selection", "round time", "energy/round",
+                "clients", "final acc", "never selected", "label TV", "distance sel/all", "MMAC/s sel/all");
+    for (const auto& r : selection)
+      std::printf("  %-14s %10.2f s %10.2f J %10.2f %9.2f%% %15zu %10.4f %8.0f / %3.0f m %10.0f / %3.0f\n",
+                  r.name.c_str(), r.mean_round_seconds, r.mean_round_joules, r.mean_selected, 100 * r.final_accuracy,
+                  r.never_selected, r.label_tv, r.selected_distance, r.population_distance, r.selected_mmacs,
+                  r.population_mmacs);
+  }
+
   if (!opt.json.empty()) {
     std::FILE* f = std::fopen(opt.json.c_str(), "w");
     if (f == nullptr) {
@@ -350,9 +468,9 @@ int experiment(const options& opt, const std::vector<nn::labelled_view<std::uint
     }
     std::fprintf(f,
                  "{\n  \"setting\": {\"clients\": 100, \"partition\": \"%s\", \"C\": 0.1, "
-                 "\"E\": 5, \"B\": 10, \"parameters\": %zu, \"target\": %.4f, \"lr\": %.4f, \"lr_decay\": %.4f, \"fedsgd_lr\": %.4f, "
+                 "\"E\": %zu, \"B\": 10, \"parameters\": %zu, \"target\": %.4f, \"lr\": %.4f, \"lr_decay\": %.4f, \"fedsgd_lr\": %.4f, "
                  "\"seed\": %llu, \"full\": %s, \"model\": \"%s\"},\n",
-                 opt.partition.text().c_str(), Model::param_count, opt.target, static_cast<double>(opt.lr), static_cast<double>(opt.lr_decay), static_cast<double>(opt.fedsgd_lr),
+                 opt.partition.text().c_str(), opt.local_epochs, Model::param_count, opt.target, static_cast<double>(opt.lr), static_cast<double>(opt.lr_decay), static_cast<double>(opt.fedsgd_lr),
                  static_cast<unsigned long long>(opt.seed), opt.full ? "true" : "false", opt.model.c_str());
     std::fprintf(f, "  \"rounds_to_target\": [\n");
     for (std::size_t i = 0; i < speed.size(); ++i) print_json_run(f, speed[i], i + 1 == speed.size());
@@ -361,7 +479,11 @@ int experiment(const options& opt, const std::vector<nn::labelled_view<std::uint
     for (std::size_t i = 0; i < robust.size(); ++i) print_json_run(f, robust[i], i + 1 == robust.size());
     std::fprintf(f, "  ]},\n  \"dp\": [\n");
     for (std::size_t i = 0; i < privacy.size(); ++i) print_json_run(f, privacy[i], i + 1 == privacy.size());
-    std::fprintf(f, "  ]\n}\n");
+    std::fprintf(f, "  ],\n  \"selection\": {\"fleet\": {\"distance_m\": [10, 200], \"macs_per_s\": [20e6, 200e6], "
+                    "\"joules_per_mac\": 1e-9, \"tx_power_dbm\": 23, \"fading\": \"rayleigh\", \"uplink_hz\": 1e6, "
+                    "\"downlink_hz\": 1e6, \"min_rate_bps\": 0}, \"runs\": [\n");
+    for (std::size_t i = 0; i < selection.size(); ++i) print_json_run(f, selection[i], i + 1 == selection.size());
+    std::fprintf(f, "  ]}\n}\n");
     std::fclose(f);
     std::printf("\nwrote %s\n", opt.json.c_str());
   }
@@ -390,8 +512,8 @@ int main(int argc, char** argv) {
                      "[--fedsgd-lr X] [--skip-fedsgd] [--skip-fedavg] [--server-momentum B --server-lr E] "
                      "[--robust-rounds N] [--robust-lr X] [--robust-rules LIST] [--robust-attacked-only] "
                      "[--flip-magnitude L] [--dp-rounds N] [--dp-clip C] [--dp-noise LIST] [--skip-robust] "
-                     "[--skip-dp] [--partition iid|shards:K|dirichlet:A|quantity:B] [--model small|2nn|cnn] [--json FILE] "
-                     "[--seed S]");
+                     "[--skip-dp] [--partition iid|shards:K|dirichlet:A|quantity:B] [--model small|2nn|cnn] "
+                     "[--local-epochs E] [--select uniform|channel|deadline:S[,...]] [--json FILE] [--seed S]");
   while (args.next()) {
     if (args.is("--full")) opt.full = true;
     else if (args.is("--rounds")) opt.rounds = args.count();
@@ -424,6 +546,16 @@ int main(int argc, char** argv) {
     else if (args.is("--json")) opt.json = args.text();
     else if (args.is("--seed")) opt.seed = args.count<std::uint64_t>();
     else if (args.is("--model")) opt.model = args.text();
+    else if (args.is("--local-epochs")) {
+      opt.local_epochs = args.count();
+      if (opt.local_epochs == 0) args.error("E must be at least 1");
+    } else if (args.is("--select")) {
+      opt.select = split_list(args.text());
+      for (const std::string& s : opt.select)
+        if (s != "uniform" && s != "channel" && deadline_of(s) < 0.0)
+          args.error("each entry must be uniform, channel or deadline:S with S > 0 seconds");
+      if (opt.select.empty()) args.error("needs uniform, channel or deadline:S");
+    }
     else args.unknown();
   }
   if (opt.rounds == 0) opt.rounds = opt.full ? 560 : 30;

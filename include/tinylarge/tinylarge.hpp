@@ -57,6 +57,7 @@
 #include "partition/codec.hpp"
 #include "workflow/report.hpp"
 #include "workflow/channel.hpp"
+#include "workflow/selection.hpp"
 #include "workflow/split_roles.hpp"
 #include "workflow/split.hpp"
 #include "workflow/split_deploy.hpp"

@@ -237,20 +237,31 @@ struct link_state {
   bool outage = false;                    ///< a rate below `cell::min_rate_bps`: misses the round
 };
 
-/// Draw `dev`'s links for one round on a `share` of each band: uplink fading,
-/// then downlink fading, from `r`.
-/// @throws tl::invalid_argument as `mean_snr_of`, `fading::power_gain`.
-inline link_state draw_link(const cell& c, const device_profile& dev, double share, rng& r) {
+/// `dev`'s links on a `share` of each band for given fading power gains |h|²
+/// (up, down): the rates of a round whose fading was drawn already, e.g.
+/// once for client selection and again for the band share actually used.
+/// @throws tl::invalid_argument as `mean_snr_of`.
+inline link_state link_on_share(const cell& c, const device_profile& dev, double share, double gain_up,
+                                double gain_down) {
   const mean_snr m = mean_snr_of(c, dev, share);
   link_state s;
-  s.gain_up = dev.channel.power_gain(r);
-  s.gain_down = dev.channel.power_gain(r);
+  s.gain_up = gain_up;
+  s.gain_down = gain_down;
   s.snr_up = m.up * s.gain_up;
   s.snr_down = m.down * s.gain_down;
   s.rate_up_bps = share * c.uplink_hz * std::log2(1.0 + s.snr_up);
   s.rate_down_bps = share * c.downlink_hz * std::log2(1.0 + s.snr_down);
   s.outage = s.rate_up_bps < c.min_rate_bps || s.rate_down_bps < c.min_rate_bps;
   return s;
+}
+
+/// Draw `dev`'s links for one round on a `share` of each band: uplink fading,
+/// then downlink fading, from `r`.
+/// @throws tl::invalid_argument as `mean_snr_of`, `fading::power_gain`.
+inline link_state draw_link(const cell& c, const device_profile& dev, double share, rng& r) {
+  const double up = dev.channel.power_gain(r);
+  const double down = dev.channel.power_gain(r);
+  return link_on_share(c, dev, share, up, down);
 }
 
 /// The links of every device of a round, each on an equal share 1/k of the

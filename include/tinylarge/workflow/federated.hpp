@@ -98,6 +98,7 @@
 #include "channel.hpp"
 #include "federated_roles.hpp"
 #include "report.hpp"
+#include "selection.hpp"
 
 namespace tinylarge::workflow {
 
@@ -118,7 +119,8 @@ struct in_memory {
 /// Optional members (with defaults): `aggregation` (`tl::fedavg`), `optimizer`
 /// (the clients' local optimizer, `tl::nn::sgd`), `update` (the upload
 /// encoding: `tl::fp32_update`, `tl::fp16_update` or `tl::int8_update`;
-/// `fp32_update` by default), `transport` (`in_memory`).
+/// `fp32_update` by default), `selection` (the client selection policy,
+/// workflow/selection.hpp: `uniform_selection` by default), `transport` (`in_memory`).
 template <class T>
 concept federated_traits = requires { typename T::model; } && nn::sequential_model<typename T::model>;
 
@@ -135,6 +137,9 @@ struct update_of<T> { using type = typename T::update; };
 template <class T> struct precision_of { using type = fp32; };
 template <class T> requires requires { typename T::precision; }
 struct precision_of<T> { using type = typename T::precision; };
+template <class T> struct selection_of { using type = uniform_selection; };
+template <class T> requires requires { typename T::selection; }
+struct selection_of<T> { using type = typename T::selection; };
 template <class T> struct transport_of { using type = in_memory; };
 template <class T> requires requires { typename T::transport; }
 struct transport_of<T> { using type = typename T::transport; };
@@ -453,6 +458,8 @@ class federated_averaging {
   using optimizer = typename detail::optimizer_of<Traits>::type;
   using update = typename detail::update_of<Traits>::type;
   using transport = typename detail::transport_of<Traits>::type;
+  /// Who takes part in a round (`Traits::selection`, default `uniform_selection`).
+  using selection = typename detail::selection_of<Traits>::type;
   /// The precision the clients train in (`Traits::precision`, default fp32):
   /// fp16 / bf16 are mixed-precision training (nn/network.hpp).
   using precision = typename detail::precision_of<Traits>::type;
@@ -467,18 +474,23 @@ class federated_averaging {
   static_assert(nn::optimizer_policy<optimizer>,
                 "federated_averaging: Traits::optimizer must satisfy tl::nn::optimizer_policy");
   static_assert(update_encoding<update>, "federated_averaging: Traits::update must satisfy tl::update_encoding");
+  static_assert(selection_policy<selection>,
+                "federated_averaging: Traits::selection must satisfy tl::workflow::selection_policy");
 
   /// The two roles this driver runs.
-  using server_role = fedavg_server<aggregation, update>;
+  using server_role = fedavg_server<aggregation, update, selection>;
   using computation = fedavg_training<Traits>;
   using client_role = fedavg_client<computation, update>;
 
   /// @param options run settings (C, E, B, rounds, faults, …)
   /// @param policy  the server's aggregation rule with its hyperparameters
   /// @param client_optimizer the clients' local optimizer (learning rate, …)
+  /// @param select  the client selection policy with its hyperparameters (e.g. a deadline)
+  /// @throws tl::invalid_argument for options out of range, and for a
+  ///         link-aware `selection` without a wireless fleet or with Poisson sampling.
   explicit federated_averaging(const federated_options& options, const aggregation& policy = {},
-                               const optimizer& client_optimizer = {})
-      : options_(options), server_(policy, param_count, options.seed),
+                               const optimizer& client_optimizer = {}, const selection& select = {})
+      : options_(options), server_(policy, param_count, options.seed, select),
         training_(options, client_optimizer, detail::proximal_mu_of(policy)),
         channel_rng_(options.seed, 0xc4a7'7e11'0001ULL) {
     TINYLARGE_REQUIRE(options.rounds > 0, errc::invalid_argument, "federated_averaging: rounds must be > 0");
@@ -490,6 +502,14 @@ class federated_averaging {
                       "federated_averaging: the Byzantine fraction must be in [0, 1]");
     TINYLARGE_REQUIRE(options.client_fraction > 0.0 && options.client_fraction <= 1.0, errc::invalid_argument,
                       "federated_averaging: client_fraction C must be in (0, 1]");
+    if constexpr (selection::needs_links) {
+      TINYLARGE_REQUIRE(options.wireless.enabled(), errc::invalid_argument,
+                        std::string("federated_averaging: the selection policy ") + selection::name() +
+                            " needs the clients' links: configure a wireless fleet (federated_options::wireless)");
+      TINYLARGE_REQUIRE(!options.poisson_sampling, errc::invalid_argument,
+                        std::string("federated_averaging: the selection policy ") + selection::name() +
+                            " picks clients by their links and cannot be combined with Poisson sampling");
+    }
   }
 
   /// Random initial global model (He-normal, seeded).
@@ -588,9 +608,14 @@ class federated_averaging {
     double seconds = 0.0, longest_wave = 0.0;
     std::uint64_t server_down = 0, server_up = 0, msgs_down = 0, msgs_up = 0;
 
+    // A link-aware selection: every client's fading drawn once for the round, its predicted cost on a
+    // share 1/m of the band; the same draws give the links of the clients sent the model below.
+    std::vector<candidate_link> candidates;
+    if constexpr (selection::needs_links) candidates = predict_links(clients, m);
+
     // Server: select the round's clients.
     std::vector<std::uint32_t> wave = options_.poisson_sampling ? server_.select_poisson(options_.client_fraction)
-                                                                : server_.select(m);
+                                                                : server_.select(m, candidates);
     std::size_t waves = 0;
     while (!wave.empty()) {
       ++waves;
@@ -598,9 +623,14 @@ class federated_averaging {
       // Wireless fleet: this wave's links on equal shares of the band; outage: misses the round.
       std::vector<link_state> links;
       if (air.enabled())
-        for (const std::uint32_t c : wave)
-          links.push_back(draw_link(air.access_point, air.devices[c], 1.0 / static_cast<double>(wave.size()),
-                                    channel_rng_));
+        for (const std::uint32_t c : wave) {
+          const double share = 1.0 / static_cast<double>(wave.size());
+          if constexpr (selection::needs_links)
+            links.push_back(link_on_share(air.access_point, air.devices[c], share, candidates[c].link.gain_up,
+                                          candidates[c].link.gain_down));
+          else
+            links.push_back(draw_link(air.access_point, air.devices[c], share, channel_rng_));
+        }
       // Simulation: who drops out of this wave, who attacks.
       std::vector<std::uint32_t> alive;
       for (std::size_t wi = 0; wi < wave.size(); ++wi) {
@@ -691,7 +721,7 @@ class federated_averaging {
       const std::size_t missing = wave.size() - alive.size();
       wave.clear();
       if (missing > 0 && options_.on_dropout == dropout_policy::retry && waves <= options_.max_retries)
-        wave = server_.select(missing);
+        wave = server_.select(missing, candidates);
     }
     lg.waves = waves;
 
@@ -730,6 +760,26 @@ class federated_averaging {
   }
 
  private:
+  /// Every client's link this round (one fading draw per direction, in id
+  /// order from the fleet's stream) on an equal share 1/m of the band, and
+  /// its predicted cost: the fp32 model down, E passes over its data
+  /// (3 · MACs per sample), its encoded update up.
+  std::vector<candidate_link> predict_links(std::span<const nn::labelled_view<std::uint8_t>> clients, std::size_t m) {
+    const wireless_fleet& air = options_.wireless;  // one device per client: checked by run_round
+    const double share = 1.0 / static_cast<double>(m);
+    const std::uint64_t up = update_buffer<update>::encoded_bytes(param_count, options_.int8_chunk);
+    std::vector<candidate_link> out(clients.size());
+    for (std::size_t c = 0; c < clients.size(); ++c) {
+      const device_profile& dev = air.devices[c];
+      const double gain_up = dev.channel.power_gain(channel_rng_);
+      const double gain_down = dev.channel.power_gain(channel_rng_);
+      out[c].link = link_on_share(air.access_point, dev, share, gain_up, gain_down);
+      const std::uint64_t macs = 3ull * model::macs * options_.local_epochs * clients[c].count;
+      out[c].cost = cost_of_round(dev, out[c].link, macs, up, param_count * sizeof(float));
+    }
+    return out;
+  }
+
   federated_options options_;
   server_role server_;
   computation training_;

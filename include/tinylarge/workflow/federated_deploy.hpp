@@ -103,8 +103,8 @@ struct federated_server_report {
 };
 
 /// The server role's resumable state as a checkpoint.
-template <aggregation_policy Policy, update_encoding U>
-server_checkpoint checkpoint_of(const fedavg_server<Policy, U>& s) {
+template <aggregation_policy Policy, update_encoding U, selection_policy S>
+server_checkpoint checkpoint_of(const fedavg_server<Policy, U, S>& s) {
   server_checkpoint c;
   c.rounds_completed = s.round();
   c.global.assign(s.global().begin(), s.global().end());
@@ -114,8 +114,8 @@ server_checkpoint checkpoint_of(const fedavg_server<Policy, U>& s) {
 }
 
 /// Restores what `checkpoint_of` saved.
-template <aggregation_policy Policy, update_encoding U>
-[[nodiscard]] status restore(fedavg_server<Policy, U>& s, const server_checkpoint& c) {
+template <aggregation_policy Policy, update_encoding U, selection_policy S>
+[[nodiscard]] status restore(fedavg_server<Policy, U, S>& s, const server_checkpoint& c) {
   TINYLARGE_CHECK(c.global.size() == s.dimension(), errc::shape_mismatch,
                   "federated server: the checkpoint holds parameters of another size");
   TINYLARGE_TRY(restore_state(s.aggregation().state(), c.state, c.state_steps));
@@ -130,10 +130,15 @@ template <aggregation_policy Policy, update_encoding U>
 ///
 /// @tparam Transport a `transport_policy` endpoint with id 0
 /// @param server     the role: w_0 on entry (replaced by the checkpoint's when
-///                   resuming), w_R on success
-template <transport_policy Transport, aggregation_policy Policy, update_encoding U>
-status run_federated_server(Transport& net, fedavg_server<Policy, U>& server, const federated_server_options& opt,
-                            federated_server_report* report = nullptr) {
+///                   resuming), w_R on success. Its selection policy must not
+///                   need links (`Selection::needs_links`): a deployment has no
+///                   link model to predict a client's round from.
+template <transport_policy Transport, aggregation_policy Policy, update_encoding U, selection_policy Selection>
+status run_federated_server(Transport& net, fedavg_server<Policy, U, Selection>& server,
+                            const federated_server_options& opt, federated_server_report* report = nullptr) {
+  static_assert(!Selection::needs_links,
+                "run_federated_server: Selection::needs_links is true, but a deployment has no link model to "
+                "predict the clients' rounds from: use a selection policy without links (uniform_selection)");
   using clock = std::chrono::steady_clock;
   federated_server_report local_report;
   federated_server_report& rep = report != nullptr ? *report : local_report;

@@ -42,6 +42,7 @@
 #include <cstring>
 #include <limits>
 #include <span>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -55,6 +56,7 @@
 #include "../precision/convert.hpp"
 #include "../precision/fp16.hpp"
 #include "../transport/wire.hpp"
+#include "selection.hpp"
 
 namespace tinylarge::workflow {
 
@@ -114,7 +116,9 @@ struct update_buffer<fp32_update> {
   std::size_t length = 0;
   void encode(std::span<const float> w, std::size_t /*chunk*/) { values.assign(w.begin(), w.end()); length = w.size(); }
   fp32_update view() const { return {std::span<const float>(values.data(), length)}; }
-  std::uint64_t bytes() const noexcept { return length * sizeof(float); }
+  /// Bytes of an encoded update of P values (the upload the report counts).
+  static std::uint64_t encoded_bytes(std::size_t p, std::size_t /*chunk*/) noexcept { return p * sizeof(float); }
+  std::uint64_t bytes() const noexcept { return encoded_bytes(length, 0); }
   static constexpr wire::wire_dtype dtype = wire::wire_dtype::fp32;
   static std::size_t wire_count(std::size_t p, std::size_t /*chunk*/) noexcept { return p; }
   std::span<const std::uint8_t> payload() const noexcept {
@@ -146,7 +150,8 @@ struct update_buffer<fp16_update> {
     length = w.size();
   }
   fp16_update view() const { return {std::span<const half>(values.data(), length)}; }
-  std::uint64_t bytes() const noexcept { return length * sizeof(half); }
+  static std::uint64_t encoded_bytes(std::size_t p, std::size_t /*chunk*/) noexcept { return p * sizeof(half); }
+  std::uint64_t bytes() const noexcept { return encoded_bytes(length, 0); }
   static constexpr wire::wire_dtype dtype = wire::wire_dtype::fp16;
   static std::size_t wire_count(std::size_t p, std::size_t /*chunk*/) noexcept { return p; }
   std::span<const std::uint8_t> payload() const noexcept {
@@ -197,10 +202,14 @@ struct update_buffer<int8_update> {
     return {std::span<const std::int8_t>(values.data(), length), std::span<const float>(scales), {}, chunk};
   }
   std::uint64_t bytes() const noexcept { return length + scales.size() * sizeof(float); }
+  /// P int8 values and ⌈P/c⌉ fp32 scales (c = the chunk `encode` uses).
+  static std::uint64_t encoded_bytes(std::size_t p, std::size_t chunk_size) noexcept {
+    const std::size_t c = chunk_size == 0 || chunk_size > p ? std::max<std::size_t>(p, 1) : chunk_size;
+    return p + sizeof(float) * ((p + c - 1) / c);
+  }
   static constexpr wire::wire_dtype dtype = wire::wire_dtype::bytes;
   static std::size_t wire_count(std::size_t p, std::size_t chunk_size) noexcept {
-    const std::size_t c = chunk_size == 0 || chunk_size > p ? std::max<std::size_t>(p, 1) : chunk_size;
-    return 4 + 4 * ((p + c - 1) / c) + p;
+    return static_cast<std::size_t>(4 + encoded_bytes(p, chunk_size));
   }
   std::span<const std::uint8_t> payload() {
     wire_bytes.resize(4 + 4 * scales.size() + length);
@@ -245,21 +254,26 @@ inline std::size_t clients_per_round(double fraction, std::size_t k) {
 /// machine: `begin_round` → `select` (one or more waves) → `accept` per
 /// update → `close_round`. It owns the global model w_t, the aggregation
 /// policy with its state (`Policy`: FedAvg, FedAvgM, FedProx, FedAdam /
-/// Yogi / Adagrad, the robust rules, the DP wrappers, …) and the RNG that
+/// Yogi / Adagrad, the robust rules, the DP wrappers, …), the client
+/// selection policy (`Selection`, workflow/selection.hpp) and the RNG that
 /// draws the clients.
 ///
-/// @tparam Policy an `aggregation_policy`
-/// @tparam U      the update encoding clients send (`update_encoding`)
-template <aggregation_policy Policy, update_encoding U = fp32_update>
+/// @tparam Policy    an `aggregation_policy`
+/// @tparam U         the update encoding clients send (`update_encoding`)
+/// @tparam Selection a `selection_policy` (default `uniform_selection`)
+template <aggregation_policy Policy, update_encoding U = fp32_update, selection_policy Selection = uniform_selection>
 class fedavg_server {
  public:
   using policy_type = Policy;
   using update_type = U;
+  using selection_type = Selection;
 
   /// @param dimension parameters P of the model (w_t starts at zero: `set_global`)
   /// @param seed      the run seed: client draws (stream 0xfeda0001) and the round task seeds
-  fedavg_server(const Policy& policy, std::size_t dimension, std::uint64_t seed)
-      : agg_(policy, dimension), global_(dimension, 0.0f), rng_(seed, 0xfeda'0001ULL), seed_(seed) {}
+  /// @param selection the client selection policy with its hyperparameters
+  fedavg_server(const Policy& policy, std::size_t dimension, std::uint64_t seed, const Selection& selection = {})
+      : agg_(policy, dimension), global_(dimension, 0.0f), rng_(seed, 0xfeda'0001ULL), seed_(seed),
+        selection_(selection) {}
 
   std::span<float> global() noexcept { return global_; }
   std::span<const float> global() const noexcept { return global_; }
@@ -274,6 +288,7 @@ class fedavg_server {
   rng& generator() noexcept { return rng_; }
   const rng& generator() const noexcept { return rng_; }
   std::uint64_t seed() const noexcept { return seed_; }
+  const Selection& selection() const noexcept { return selection_; }
   std::size_t dimension() const noexcept { return global_.size(); }
   /// Rounds begun so far (the current round's number while one is open).
   std::uint32_t round() const noexcept { return round_; }
@@ -293,16 +308,27 @@ class fedavg_server {
     return {round_, round_task_seed(seed_, round_), std::span<const float>(global_)};
   }
 
-  /// Draws `count` clients not yet asked this round, without replacement
-  /// (partial Fisher–Yates over the K ids), in ascending id order: one wave.
-  std::vector<std::uint32_t> select(std::size_t count) {
-    std::vector<std::uint32_t> out;
-    const std::size_t k = pool_.size();
-    for (std::size_t i = 0; i < count && next_ < k; ++i, ++next_) {
-      const std::size_t j = next_ + rng_.uniform_int(static_cast<std::uint32_t>(k - next_));
-      std::swap(pool_[next_], pool_[j]);
-      out.push_back(pool_[next_]);
-    }
+  /// Up to `count` clients not yet asked this round, chosen by the
+  /// selection policy (`uniform_selection`: without replacement, a partial
+  /// Fisher–Yates over the K ids), in ascending id order: one wave.
+  /// @param links every client's link and predicted cost this round, indexed
+  ///        by id; required (K entries) when `Selection::needs_links`, else ignored
+  /// @throws tl::invalid_argument when a link-aware policy gets no links, or
+  ///         a policy picks more than it was asked for.
+  std::vector<std::uint32_t> select(std::size_t count, std::span<const candidate_link> links = {}) {
+    if constexpr (Selection::needs_links)
+      TINYLARGE_REQUIRE(links.size() == pool_.size(), errc::invalid_argument,
+                        std::string("fedavg_server::select: the selection policy ") + Selection::name() +
+                            " needs every client's link this round (a wireless fleet: federated_options::wireless), "
+                            "got " + std::to_string(links.size()) + " for " + std::to_string(pool_.size()) +
+                            " clients");
+    const std::span<std::uint32_t> rest(pool_.data() + next_, pool_.size() - next_);
+    const std::size_t n = selection_.choose(rest, count, links, rng_);
+    TINYLARGE_REQUIRE(n <= std::min(count, rest.size()), errc::invalid_argument,
+                      std::string("fedavg_server::select: the selection policy ") + Selection::name() +
+                          " chose more clients than asked for or available");
+    std::vector<std::uint32_t> out(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(n));
+    next_ += n;
     std::sort(out.begin(), out.end());
     ++waves_;
     return out;
@@ -310,7 +336,13 @@ class fedavg_server {
 
   /// Poisson sampling: each client independently with probability q (the
   /// sampling of client-level DP); no further waves this round.
+  /// @throws tl::invalid_argument with a link-aware selection policy (it
+  ///         chooses a fixed number of clients; Poisson sampling chooses none).
   std::vector<std::uint32_t> select_poisson(double q) {
+    if constexpr (Selection::needs_links)
+      TINYLARGE_RAISE(errc::invalid_argument,
+                      std::string("fedavg_server::select_poisson: the selection policy ") + Selection::name() +
+                          " picks clients by their links and cannot be combined with Poisson sampling");
     std::vector<std::uint32_t> out;
     for (std::size_t c = 0; c < pool_.size(); ++c)
       if (static_cast<double>(rng_.uniform()) < q) out.push_back(static_cast<std::uint32_t>(c));
@@ -352,6 +384,7 @@ class fedavg_server {
   std::vector<float> global_;
   rng rng_;
   std::uint64_t seed_ = 0;
+  Selection selection_;
   std::uint32_t round_ = 0;
   std::vector<std::uint32_t> pool_;
   std::size_t next_ = 0;
