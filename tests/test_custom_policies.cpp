@@ -165,6 +165,7 @@ static_assert(tl::aggregation_policy<ema_fedavg> && tl::linear_aggregation<ema_f
 // Client selection
 // ============================================================================
 
+// [custom-selection]
 /// Energy-aware selection: the m clients whose predicted round costs the
 /// least energy (link-aware: it reads each candidate's predicted cost).
 struct least_energy_selection {
@@ -179,6 +180,7 @@ struct least_energy_selection {
   }
 };
 static_assert(tl::workflow::selection_policy<least_energy_selection>);
+// [custom-selection]
 
 // ============================================================================
 // Transport

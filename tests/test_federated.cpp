@@ -1008,5 +1008,9 @@ TEST_CASE("A link-aware selection without links or with Poisson sampling is refu
   (void)server.begin_round(10);
   CHECK_THROWS_WITH(server.select(3), Catch::Contains("selection policy deadline_aware needs every client's link"));
   CHECK_THROWS_WITH(server.select_poisson(0.3), Catch::Contains("deadline_aware picks clients by their links"));
+  // A deadline that no client can meet by construction is an error, not a run of failed rounds.
+  const auto fed = make_clients(train_set(), 10, 5);
+  CHECK_THROWS_WITH(run_selected(fed, 1, 3, wf::fading::none(), wf::deadline_aware_selection{0.0}),
+                    Catch::Contains("deadline_s must be positive"));
 #endif
 }

@@ -176,6 +176,7 @@ struct run_result {
   double label_tv = 0.0;  // TV distance: labels of the selected clients' examples vs all clients' examples
   // Mean distance (m) and compute rate (M MAC/s) of the selected clients (per selection) and of all clients.
   double selected_distance = 0.0, population_distance = 0.0, selected_mmacs = 0.0, population_mmacs = 0.0;
+  std::vector<double> seconds_curve;  // each round's estimated seconds
 };
 
 template <class Fleet>
@@ -243,6 +244,7 @@ run_result run(const char* name, const wf::federated_options& fo, const typename
     for (std::size_t l = 0; l < 10; ++l) r.label_tv += 0.5 * std::fabs(population[l] / np - (nc > 0 ? chosen[l] / nc : 0.0));
     r.never_selected = static_cast<std::size_t>(std::count(times.begin(), times.end(), 0u));
     for (const auto& rec : rep.rounds) {
+      r.seconds_curve.push_back(rec.estimated_seconds);
       r.mean_round_seconds += rec.estimated_seconds / static_cast<double>(r.rounds);
       r.mean_round_joules += rec.energy_joules / static_cast<double>(r.rounds);
     }
@@ -292,6 +294,11 @@ void print_json_run(std::FILE* f, const run_result& r, bool last) {
   if (r.unclipped_fraction >= 0.0)
     std::fprintf(f, ", \"unclipped_fraction\": %.4f, \"mean_update_norm\": %.4f", r.unclipped_fraction,
                  r.mean_update_norm);
+  if (!r.seconds_curve.empty()) {
+    std::fprintf(f, ", \"seconds_per_round\": [");
+    for (std::size_t i = 0; i < r.seconds_curve.size(); ++i) std::fprintf(f, "%s%.4f", i ? ", " : "", r.seconds_curve[i]);
+    std::fprintf(f, "]");
+  }
   std::fprintf(f, ", \"accuracy_per_round\": [");
   for (std::size_t i = 0; i < r.curve.size(); ++i) std::fprintf(f, "%s%.4f", i ? ", " : "", r.curve[i]);
   std::fprintf(f, "]}%s\n", last ? "" : ",");

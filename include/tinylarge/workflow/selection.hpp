@@ -38,8 +38,10 @@
 #include <cstdint>
 #include <limits>
 #include <span>
+#include <string>
 #include <tuple>
 
+#include "../core/error.hpp"
 #include "../core/rng.hpp"
 #include "channel.hpp"
 
@@ -114,8 +116,11 @@ struct deadline_aware_selection {
   double deadline_s = 1.0;  ///< seconds a client has for download + compute + upload
   static constexpr const char* name() noexcept { return "deadline_aware"; }
   static constexpr bool needs_links = true;
+  /// @throws tl::invalid_argument when the deadline is not positive (NaN included).
   std::size_t choose(std::span<std::uint32_t> pool, std::size_t m, std::span<const candidate_link> links,
                      rng& r) const {
+    TINYLARGE_REQUIRE(deadline_s > 0.0, errc::invalid_argument,
+                      "deadline_aware_selection: deadline_s must be positive, got " + std::to_string(deadline_s));
     const auto fits = std::stable_partition(pool.begin(), pool.end(), [&](std::uint32_t c) {
       return detail::predicted_seconds(links[c]) <= deadline_s;
     });
