@@ -2,7 +2,8 @@
 """Plots from the JSON the examples and benchmarks write (Debian python3-matplotlib).
 
     scripts/plots.py [--out DIR] [--split FILE] [--federated FILE]
-                     [--compress FILE ...] [--bench FILE ...] [--require NAME ...]
+                     [--compress FILE ...] [--bench FILE ...] [--selection FILE ...]
+                     [--partitions FILE ...] [--require NAME ...]
 
 Figures (PNG, in --out, default build/plots):
 
@@ -20,11 +21,22 @@ Figures (PNG, in --out, default build/plots):
   benchmark_ratios.png     ours / peer per comparison (1 = parity), from the
                            "comparisons" of scripts/run_benchmarks.py's JSON
                            (default: benchmarks/results/kernels.json).
+  selection.png            client selection over a wireless fleet, one column per
+                           partition: test accuracy against simulated time (seed 1,
+                           one line per policy), and the mean time and energy per
+                           round per policy (mean over seeds, bars from the lowest to
+                           the highest seed), from federated_fashion_mnist --select
+                           --json (default: benchmarks/results/federated_fashion_mnist/
+                           selection_*.json).
+  split_partitions.png     final test accuracy per split-learning workflow and
+                           partition, from split_fashion_mnist --full --partition P
+                           --json (default: benchmarks/results/split_fashion_mnist/
+                           partition_*.json and full.json, the shards:2 run).
 
 A figure whose inputs are missing is skipped with a message naming the file and
 the command that produces it. Exit status: 2 for a file given explicitly that
 does not exist or does not parse, 1 when a figure named by --require (accuracy,
-compression, benchmarks) could not be drawn or no figure at all was drawn, 0
+compression, benchmarks, selection, partitions) could not be drawn or no figure at all was drawn, 0
 otherwise.
 
 The examples print `nan` for accuracies they did not measure (not valid JSON);
@@ -41,6 +53,9 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_COMPRESS = os.path.join(ROOT, "benchmarks", "results", "compress_fashion_mnist", "*.json")
 DEFAULT_BENCH = os.path.join(ROOT, "benchmarks", "results", "kernels.json")
+DEFAULT_SELECTION = os.path.join(ROOT, "benchmarks", "results", "federated_fashion_mnist", "selection_*.json")
+DEFAULT_PARTITIONS = [os.path.join(ROOT, "benchmarks", "results", "split_fashion_mnist", "partition_*.json"),
+                      os.path.join(ROOT, "benchmarks", "results", "split_fashion_mnist", "full.json")]
 NAN_TOKEN = re.compile(r"(?<=[:\[,\s])(-?)nan(?=\s*[,\]\}])")
 
 
@@ -176,6 +191,128 @@ def plot_benchmarks(plt, docs, out):
     return len(ratios)
 
 
+def plot_selection(plt, docs, out):
+    """Selection policies per partition: accuracy vs simulated time, time and energy per round.
+    Returns the number of runs read."""
+    # (partition, policy) -> list of (seed, run)
+    by = {}
+    for _, doc in docs:
+        setting = doc.get("setting", {})
+        for run in doc.get("selection", {}).get("runs", []):
+            key = (setting.get("partition", "?"), run.get("name", "?"))
+            by.setdefault(key, []).append((setting.get("seed", 0), run))
+    if not by:
+        return 0
+    partitions = sorted({k[0] for k in by}, key=lambda p: ["iid", "dirichlet:0.5", "shards:2"].index(p)
+                        if p in ["iid", "dirichlet:0.5", "shards:2"] else 99)
+    policies = []
+    for k in by:
+        if k[1] not in policies:
+            policies.append(k[1])
+    fig, axes = plt.subplots(2, len(partitions), figsize=(4.2 * len(partitions), 7), squeeze=False)
+    for col, part in enumerate(partitions):
+        ax = axes[0][col]
+        for pol in policies:
+            runs = sorted(by.get((part, pol), []), key=lambda sr: sr[0])
+            if not runs:
+                continue
+            run = runs[0][1]  # the lowest seed
+            secs, acc = run.get("seconds_per_round", []), run.get("accuracy_per_round", [])
+            t, pts = 0.0, []
+            for s_, a in zip(secs, acc):
+                t += s_ if finite(s_) else 0.0
+                if finite(a):
+                    pts.append((t, 100 * a))
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], label=pol)
+        ax.set_title(f"{part}: accuracy vs simulated time (seed {runs[0][0] if runs else '?'})", fontsize=8)
+        ax.set_xlabel("simulated seconds")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+        bx = axes[1][col]
+        width = 0.38
+        for j, (field, unit, color) in enumerate([("mean_round_seconds", "s", "tab:blue"),
+                                                   ("mean_round_joules", "J", "tab:orange")]):
+            means, lo, hi = [], [], []
+            for pol in policies:
+                vals = [r.get(field) for _, r in by.get((part, pol), []) if finite(r.get(field))]
+                m = sum(vals) / len(vals) if vals else float("nan")
+                means.append(m)
+                lo.append(m - min(vals) if vals else 0)
+                hi.append(max(vals) - m if vals else 0)
+            xs = [i + (j - 0.5) * width for i in range(len(policies))]
+            bx.bar(xs, means, width, yerr=[lo, hi], color=color, capsize=2,
+                   label=f"{'time' if unit == 's' else 'energy'} per round ({unit})")
+        bx.set_xticks(list(range(len(policies))))
+        bx.set_xticklabels(policies, fontsize=7)
+        bx.set_title(f"{part}: mean time and energy per round", fontsize=8)
+        bx.grid(True, axis="y", alpha=0.3)
+        bx.legend(fontsize=7)
+    fig.suptitle("Client selection, FedAvg over a wireless fleet (100 clients, C = 0.1, Fashion-MNIST)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return sum(len(v) for v in by.values())
+
+
+def plot_partitions(plt, docs, out):
+    """Final accuracy per split workflow and partition. Returns the number of bars drawn."""
+    acc = {}  # (workflow, partition) -> accuracy
+    central = {}
+    workflows, partitions = [], []
+    for _, doc in docs:
+        part = doc.get("partition", "shards:2")  # full.json predates the field: its run is shards:2
+        if part == "shards":
+            part = "shards:2"
+        for key, label in [("centralised_accuracy", "centralised, batch b"),
+                           ("centralised_accuracy_batch_nb", "centralised, batch N·b")]:
+            if finite(doc.get(key)):
+                central[label] = 100 * doc[key]  # one party, no partition: the same in every run
+        rows = [(wf.get("workflow", "?"), wf.get("test_accuracy")) for wf in doc.get("workflows", [])]
+        for name, a in rows:
+            if not finite(a):
+                continue
+            acc[(name, part)] = 100 * a
+            if name not in workflows:
+                workflows.append(name)
+            if part not in partitions:
+                partitions.append(part)
+    # Only the workflows measured under more than one partition are compared.
+    workflows = [w for w in workflows if sum((w, p) in acc for p in partitions) > 1]
+    if not workflows:
+        return 0
+    order = ["iid", "dirichlet:0.5", "shards:2"]
+    partitions.sort(key=lambda p: order.index(p) if p in order else 99)
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(workflows) * len(partitions) / 2 + 2))
+    h = 0.8 / len(partitions)
+    n = 0
+    for j, part in enumerate(partitions):
+        ys, xs = [], []
+        for i, w in enumerate(workflows):
+            if (w, part) in acc:
+                ys.append(i + (j - (len(partitions) - 1) / 2) * h)
+                xs.append(acc[(w, part)])
+        ax.barh(ys, xs, h, label=part)
+        for y, x in zip(ys, xs):
+            ax.text(x, y, f" {x:.1f}", va="center", fontsize=6)
+        n += len(xs)
+    ax.set_yticks(list(range(len(workflows))))
+    ax.set_yticklabels(workflows, fontsize=7)
+    ax.invert_yaxis()
+    for (label, x), style in zip(sorted(central.items()), [":", "--"]):
+        ax.axvline(x, color="grey", linewidth=0.8, linestyle=style, label=f"{label}: {x:.1f}")
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("final test accuracy (%)")
+    ax.set_title("Split learning on Fashion-MNIST (--full, 10 clients): workflow × partition", fontsize=9)
+    ax.grid(True, axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return n
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "plots"))
@@ -183,7 +320,10 @@ def main(argv):
     ap.add_argument("--federated", help="JSON of examples/federated_fashion_mnist --json")
     ap.add_argument("--compress", nargs="*", help="JSON of examples/compress_fashion_mnist --json")
     ap.add_argument("--bench", nargs="*", help="JSON of scripts/run_benchmarks.py (with \"comparisons\")")
-    ap.add_argument("--require", nargs="*", default=[], choices=["accuracy", "compression", "benchmarks"])
+    ap.add_argument("--selection", nargs="*", help="JSON of federated_fashion_mnist --select ... --json")
+    ap.add_argument("--partitions", nargs="*", help="JSON of split_fashion_mnist --full --partition P --json")
+    ap.add_argument("--require", nargs="*", default=[],
+                    choices=["accuracy", "compression", "benchmarks", "selection", "partitions"])
     args = ap.parse_args(argv)
 
     try:
@@ -210,6 +350,10 @@ def main(argv):
         compress = explicit(compress_paths)
         bench_paths = args.bench if args.bench is not None else ([DEFAULT_BENCH] if os.path.isfile(DEFAULT_BENCH) else [])
         bench = explicit(bench_paths)
+        selection = explicit(args.selection if args.selection is not None
+                             else sorted(glob.glob(DEFAULT_SELECTION)))
+        partitions = explicit(args.partitions if args.partitions is not None
+                              else [p for g in DEFAULT_PARTITIONS for p in sorted(glob.glob(g))])
     except InputError as e:
         print(f"plots.py: {e}", file=sys.stderr)
         return 2
@@ -232,33 +376,30 @@ def main(argv):
             print("plots.py: accuracy_per_round.png skipped: the workflow JSON holds no finite accuracy")
             missing.append("accuracy")
 
-    if not compress:
-        print(f"plots.py: compression_stages.png skipped: no compression JSON (looked for {DEFAULT_COMPRESS}); "
-              "produce it with `compress_fashion_mnist --json FILE`, then pass --compress FILE")
-        missing.append("compression")
-    else:
-        out = os.path.join(args.out, "compression_stages.png")
-        n = plot_compression(plt, compress, out)
+    def figure(name, file, docs, plot, looked_for, produce, unit):
+        """Draw one figure from `docs`, or say why it was skipped."""
+        if not docs:
+            print(f"plots.py: {file} skipped: no input JSON (looked for {looked_for}); produce it with {produce}")
+            missing.append(name)
+            return
+        out = os.path.join(args.out, file)
+        n = plot(plt, docs, out)
         if n:
-            print(f"plots.py: wrote {out} ({n} stages from {len(compress)} file(s))")
-            drawn.append("compression")
+            print(f"plots.py: wrote {out} ({n} {unit} from {len(docs)} file(s))")
+            drawn.append(name)
         else:
-            print("plots.py: compression_stages.png skipped: no stage with bytes and accuracy in the JSON")
-            missing.append("compression")
+            print(f"plots.py: {file} skipped: nothing to draw in the JSON given")
+            missing.append(name)
 
-    if not bench:
-        print(f"plots.py: benchmark_ratios.png skipped: no benchmark JSON (looked for {DEFAULT_BENCH}); "
-              "produce it with `scripts/run_benchmarks.py`, then pass --bench FILE")
-        missing.append("benchmarks")
-    else:
-        out = os.path.join(args.out, "benchmark_ratios.png")
-        n = plot_benchmarks(plt, bench, out)
-        if n:
-            print(f"plots.py: wrote {out} ({n} comparisons)")
-            drawn.append("benchmarks")
-        else:
-            print("plots.py: benchmark_ratios.png skipped: no \"comparisons\" with a ratio in the JSON")
-            missing.append("benchmarks")
+    figure("compression", "compression_stages.png", compress, plot_compression, DEFAULT_COMPRESS,
+           "`compress_fashion_mnist --json FILE`, then pass --compress FILE", "stages")
+    figure("benchmarks", "benchmark_ratios.png", bench, plot_benchmarks, DEFAULT_BENCH,
+           "`scripts/run_benchmarks.py`, then pass --bench FILE", "comparisons")
+    figure("selection", "selection.png", selection, plot_selection, DEFAULT_SELECTION,
+           "`federated_fashion_mnist --select uniform,channel,deadline:6 --json FILE`, then pass --selection FILE",
+           "runs")
+    figure("partitions", "split_partitions.png", partitions, plot_partitions, " and ".join(DEFAULT_PARTITIONS),
+           "`split_fashion_mnist --full --partition P --json FILE`, then pass --partitions FILE", "bars")
 
     unmet = [r for r in args.require if r not in drawn]
     if unmet:
