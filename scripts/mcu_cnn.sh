@@ -62,13 +62,15 @@ grep '^make_cnn:' "$out/make_cnn.log"
 
 # 2. Host reference, from both compilers.
 status=0
-for m in $programs; do
+# host_reference PROGRAM SOURCE DEFINES: SOURCE built for the host by both compilers and run;
+# its output cnn_PROGRAM-host.txt is the reference, and the two compilers must agree.
+host_reference() {
+  local m=$1 src=$2 defs=$3 compiler tag
   for compiler in "$cxx" "$clangxx"; do
     command -v "$compiler" > /dev/null 2>&1 || continue
     tag=$(basename "$compiler")
     "$compiler" -std=c++20 -O2 -ffp-contract=off -Wall -Wextra -I"$root/include" -I"$root/examples/mcu" -I"$out/gen" \
-      $(defs_of "$m") -DTL_MODEL_HEADER=${m}_model.h -DTL_DATA_HEADER=${m}_data.h \
-      "$root/examples/mcu/cnn_int8.cpp" -o "$out/cnn_$m-host-$tag"
+      $defs "$root/examples/mcu/$src" -o "$out/cnn_$m-host-$tag"
     "$out/cnn_$m-host-$tag" > "$out/cnn_$m-host-$tag.txt" || { echo "mcu-cnn: $m host build ($tag) FAILED"; status=1; }
   done
   cp "$out/cnn_$m-host-$(basename "$cxx").txt" "$out/cnn_$m-host.txt"
@@ -79,25 +81,14 @@ for m in $programs; do
       echo "mcu-cnn: $m: host reference differs between $cxx and $clangxx"; status=1
     fi
   fi
+}
+for m in $programs; do
+  host_reference "$m" cnn_int8.cpp "$(defs_of "$m") -DTL_MODEL_HEADER=${m}_model.h -DTL_DATA_HEADER=${m}_data.h"
 done
-# The residual CNN, compiled in (no model file): the host build's output is the reference.
-for compiler in "$cxx" "$clangxx"; do
-  command -v "$compiler" > /dev/null 2>&1 || continue
-  tag=$(basename "$compiler")
-  "$compiler" -std=c++20 -O2 -ffp-contract=off -Wall -Wextra -I"$root/include" -I"$root/examples/mcu" -I"$out/gen" \
-    -DTL_MODEL=resnet_kws -DTL_DATA_HEADER=resnet_kws_data.h -DTL_COMPILED_HEADER=resnet_kws_compiled.h \
-    "$root/examples/mcu/cnn_compiled.cpp" -o "$out/cnn_resnet_kws_compiled-host-$tag"
-  "$out/cnn_resnet_kws_compiled-host-$tag" > "$out/cnn_resnet_kws_compiled-host-$tag.txt" ||
-    { echo "mcu-cnn: resnet_kws_compiled host build ($tag) FAILED"; status=1; }
-done
-cp "$out/cnn_resnet_kws_compiled-host-$(basename "$cxx").txt" "$out/cnn_resnet_kws_compiled-host.txt"
-if command -v "$clangxx" > /dev/null 2>&1; then
-  if same "$out/cnn_resnet_kws_compiled-host.txt" "$out/cnn_resnet_kws_compiled-host-$(basename "$clangxx").txt" > /dev/null; then
-    echo "mcu-cnn: resnet_kws_compiled: host reference identical from $cxx and $clangxx, equal to the owning network's"
-  else
-    echo "mcu-cnn: resnet_kws_compiled: host reference differs between $cxx and $clangxx"; status=1
-  fi
-fi
+# The residual CNN, compiled in (no model file); the program itself exits 3 unless its logits
+# equal the host's owning network's.
+host_reference resnet_kws_compiled cnn_compiled.cpp \
+  "-DTL_MODEL=resnet_kws -DTL_DATA_HEADER=resnet_kws_data.h -DTL_COMPILED_HEADER=resnet_kws_compiled.h"
 # The comparison must be able to fail: one logit changed is noticed.
 sed '0,/^input 0: /s/\(^input 0: class [0-9]*, logits\) \(-\?[0-9]*\)/\1 999/' "$out/cnn_lenet5-host.txt" > "$out/altered.txt"
 if same "$out/cnn_lenet5-host.txt" "$out/altered.txt" > /dev/null; then

@@ -309,20 +309,30 @@ void build_shared(const std::string& name, const std::string& out, const nn::lab
   std::copy(saved.begin(), saved.end(), q.weights());
 }
 
+/// Trains `Model` (He-normal start, Adam, `epochs` epochs of batch 32) and quantizes it
+/// post-training on up to 500 training samples; `acc_fp32` receives the fp32 accuracy on `test`.
+template <class Model>
+std::unique_ptr<owning_net<Model>> train_and_quantize(const nn::labelled_view<std::uint8_t>& train,
+                                                      const nn::labelled_view<std::uint8_t>& test, std::size_t epochs,
+                                                      std::uint64_t seed, double& acc_fp32) {
+  auto net = std::make_unique<nn::network<Model>>();
+  net->template initialize<nn::he_normal>(seed);
+  nn::fit(*net, nn::adam{.learning_rate = 2e-3f}, nn::softmax_cross_entropy{}, train,
+          {.epochs = epochs, .batch_size = 32, .seed = seed, .shuffle = true, .lr_decay = 0.7f});
+  acc_fp32 = nn::evaluate(*net, nn::softmax_cross_entropy{}, test).accuracy;
+  auto q = std::make_unique<owning_net<Model>>();
+  nn::quantize_post_training(*net, train.x, std::min<std::size_t>(train.count, 500), *q);
+  return q;
+}
+
 /// Trains, quantizes and exports one model; returns the model file. `sparsity` > 0: also the
 /// pruned model (`build_pruned`).
 template <class Model>
 std::vector<std::uint8_t> build(const std::string& name, const std::string& out, const nn::labelled_view<std::uint8_t>& train,
                                 const nn::labelled_view<std::uint8_t>& test, std::size_t epochs, std::uint64_t seed,
                                 const std::vector<double>& sparsity = {}, std::size_t clusters = 0) {
-  auto net = std::make_unique<nn::network<Model>>();
-  net->template initialize<nn::he_normal>(seed);
-  nn::fit(*net, nn::adam{.learning_rate = 2e-3f}, nn::softmax_cross_entropy{}, train,
-          {.epochs = epochs, .batch_size = 32, .seed = seed, .shuffle = true, .lr_decay = 0.7f});
-  const double acc_fp32 = nn::evaluate(*net, nn::softmax_cross_entropy{}, test).accuracy;
-
-  auto q = std::make_unique<owning_net<Model>>();
-  nn::quantize_post_training(*net, train.x, std::min<std::size_t>(train.count, 500), *q);
+  double acc_fp32 = 0.0;
+  const auto q = train_and_quantize<Model>(train, test, epochs, seed, acc_fp32);
   cz::model_file_builder b;
   cz::add_int8_layers(b, *q);
   const std::vector<std::uint8_t> file = b.bytes();
@@ -390,13 +400,8 @@ std::vector<std::uint8_t> build(const std::string& name, const std::string& out,
 template <class Model>
 void build_compiled(const std::string& name, const std::string& out, const nn::labelled_view<std::uint8_t>& train,
                     const nn::labelled_view<std::uint8_t>& test, std::size_t epochs, std::uint64_t seed) {
-  auto net = std::make_unique<nn::network<Model>>();
-  net->template initialize<nn::he_normal>(seed);
-  nn::fit(*net, nn::adam{.learning_rate = 2e-3f}, nn::softmax_cross_entropy{}, train,
-          {.epochs = epochs, .batch_size = 32, .seed = seed, .shuffle = true, .lr_decay = 0.7f});
-  const double acc_fp32 = nn::evaluate(*net, nn::softmax_cross_entropy{}, test).accuracy;
-  auto q = std::make_unique<owning_net<Model>>();
-  nn::quantize_post_training(*net, train.x, std::min<std::size_t>(train.count, 500), *q);
+  double acc_fp32 = 0.0;
+  const auto q = train_and_quantize<Model>(train, test, epochs, seed, acc_fp32);
   std::vector<std::int8_t> xq(Model::input_size), inputs, expected;
   std::size_t hits = 0;
   for (std::size_t s = 0; s < test.count; ++s) {
