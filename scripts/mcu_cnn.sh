@@ -24,6 +24,10 @@
 # indices; TL_LENET5_CLUSTERS), lenet5_shared: cnn_int8.cpp with TL_SHARED (int8 codebook records),
 # and the same weights with Huffman-coded indices, lenet5_huffman: cnn_int8.cpp with TL_HUFFMAN
 # (int8 Huffman codebook records, decoded one output channel at a time).
+# The residual CNN (resnet_kws: two residual blocks, int8 adds) has no model-file form yet: it
+# runs only as cnn_resnet_kws_compiled (parameters compiled in), on the host from both compilers
+# and on the three cores, each run comparing its logits with the host's owning network (exit 3
+# otherwise) and the device's output equal to the host build's.
 # Usage: scripts/mcu_cnn.sh [build-root]   (needs scripts/deps.sh build data mcu)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -58,13 +62,15 @@ grep '^make_cnn:' "$out/make_cnn.log"
 
 # 2. Host reference, from both compilers.
 status=0
-for m in $programs; do
+# host_reference PROGRAM SOURCE DEFINES: SOURCE built for the host by both compilers and run;
+# its output cnn_PROGRAM-host.txt is the reference, and the two compilers must agree.
+host_reference() {
+  local m=$1 src=$2 defs=$3 compiler tag
   for compiler in "$cxx" "$clangxx"; do
     command -v "$compiler" > /dev/null 2>&1 || continue
     tag=$(basename "$compiler")
     "$compiler" -std=c++20 -O2 -ffp-contract=off -Wall -Wextra -I"$root/include" -I"$root/examples/mcu" -I"$out/gen" \
-      $(defs_of "$m") -DTL_MODEL_HEADER=${m}_model.h -DTL_DATA_HEADER=${m}_data.h \
-      "$root/examples/mcu/cnn_int8.cpp" -o "$out/cnn_$m-host-$tag"
+      $defs "$root/examples/mcu/$src" -o "$out/cnn_$m-host-$tag"
     "$out/cnn_$m-host-$tag" > "$out/cnn_$m-host-$tag.txt" || { echo "mcu-cnn: $m host build ($tag) FAILED"; status=1; }
   done
   cp "$out/cnn_$m-host-$(basename "$cxx").txt" "$out/cnn_$m-host.txt"
@@ -75,7 +81,14 @@ for m in $programs; do
       echo "mcu-cnn: $m: host reference differs between $cxx and $clangxx"; status=1
     fi
   fi
+}
+for m in $programs; do
+  host_reference "$m" cnn_int8.cpp "$(defs_of "$m") -DTL_MODEL_HEADER=${m}_model.h -DTL_DATA_HEADER=${m}_data.h"
 done
+# The residual CNN, compiled in (no model file); the program itself exits 3 unless its logits
+# equal the host's owning network's.
+host_reference resnet_kws_compiled cnn_compiled.cpp \
+  "-DTL_MODEL=resnet_kws -DTL_DATA_HEADER=resnet_kws_data.h -DTL_COMPILED_HEADER=resnet_kws_compiled.h"
 # The comparison must be able to fail: one logit changed is noticed.
 sed '0,/^input 0: /s/\(^input 0: class [0-9]*, logits\) \(-\?[0-9]*\)/\1 999/' "$out/cnn_lenet5-host.txt" > "$out/altered.txt"
 if same "$out/cnn_lenet5-host.txt" "$out/altered.txt" > /dev/null; then
@@ -89,7 +102,7 @@ for target in "cortex-m3 mps2-an385" "cortex-m4 mps2-an386" "cortex-m55 mps3-an5
   cmake -S "$root/examples/mcu" -B "$dir" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/arm-none-eabi.cmake" -DTINYLARGE_MCU_CPU="$cpu" \
     -DTINYLARGE_MCU_GENERATED="$out/gen" > /dev/null
-  cmake --build "$dir" -j"${TINYLARGE_JOBS:-2}" --target cnn_lenet5 cnn_ds_cnn cnn_lenet5_sparse cnn_lenet5_shared cnn_lenet5_huffman cnn_lenet5_compiled cnn_ds_cnn_compiled \
+  cmake --build "$dir" -j"${TINYLARGE_JOBS:-2}" --target cnn_lenet5 cnn_ds_cnn cnn_lenet5_sparse cnn_lenet5_shared cnn_lenet5_huffman cnn_lenet5_compiled cnn_ds_cnn_compiled cnn_resnet_kws_compiled \
     > "$dir.build.log" 2>&1 ||
     { cat "$dir.build.log"; exit 1; }
   for m in $programs; do
@@ -113,6 +126,13 @@ for target in "cortex-m3 mps2-an385" "cortex-m4 mps2-an386" "cortex-m55 mps3-an5
       echo "mcu-cnn: ${m}_compiled on $cpu: FAILED"; cat "$ctxt"; status=1
     fi
   done
+  rtxt=$out/cnn_resnet_kws_compiled-$cpu.txt
+  if run_qemu "$board" "$dir/cnn_resnet_kws_compiled.elf" > "$rtxt" &&
+     same "$out/cnn_resnet_kws_compiled-host.txt" "$rtxt" > /dev/null; then
+    echo "mcu-cnn: resnet_kws_compiled on $cpu: exit 0, int8 logits identical to the host's (2 residual blocks)"
+  else
+    echo "mcu-cnn: resnet_kws_compiled on $cpu: FAILED"; cat "$rtxt"; status=1
+  fi
 done
 
 # 4. Size report: runtime code = vector table + .text (code, constants, strings, libgcc/libc
@@ -120,7 +140,7 @@ done
 # model and the one of another shape); embedded inputs and expected logits = .tl_data.
 echo "size: program (core) | runtime code | weights (model files) | inputs | static RAM | arena | stack high-water"
 for cpu in cortex-m3 cortex-m4 cortex-m55; do
-  for m in $programs ${models// /_compiled }_compiled; do
+  for m in $programs ${models// /_compiled }_compiled resnet_kws_compiled; do
     elf=$out/$cpu/cnn_$m.elf txt=$out/cnn_$m-$cpu.txt
     [[ -f $txt ]] || txt=$out/cnn_${m%_compiled}-$cpu.txt
     arena=$(sed -n 's/^device: activation arena \([0-9]*\).*/\1/p' "$txt")

@@ -51,20 +51,27 @@ alignas(network) unsigned char net_storage[sizeof(network)];  // .bss (see cnn_i
 int main() {
   network& net = *new (net_storage) network;
   std::size_t r = 0;
-  model::for_each_layer([&]<std::size_t I>() {
-    using L = typename model::template layer<I>;
+  // The nodes of the int8 graph: the model's layers, a residual block as its inner layers and its add.
+  using graph = network::graph;
+  graph::for_each_layer([&]<std::size_t I>() {
+    using L = typename graph::template layer<I>;
     if constexpr (tl::nn::has_weights(L::kind)) net.template bind_layer<I>(tl_compiled::layers[r++]);
   });
-  static_assert(sizeof(tl_compiled::tensor_scale) / sizeof(float) == model::size + 1, "generated tensors do not match");
+  static_assert(sizeof(tl_compiled::tensor_scale) / sizeof(float) == graph::size + 1, "generated tensors do not match");
   static_assert(sizeof(tl_compiled::layers) / sizeof(tl_compiled::layers[0]) ==
                     [] {
                       std::size_t n = 0;
-                      model::for_each_layer([&]<std::size_t I>() { n += tl::nn::has_weights(model::template layer<I>::kind); });
+                      graph::for_each_layer([&]<std::size_t I>() { n += tl::nn::has_weights(graph::template layer<I>::kind); });
                       return n;
                     }(),
                 "generated layers do not match the model");
+  // (one unused entry when the model has no residual block)
+  static_assert(sizeof(tl_compiled::adds) / sizeof(tl_compiled::adds[0]) ==
+                    (network::residual_count > 0 ? network::residual_count : 1),
+                "generated residual adds do not match the model");
+  for (std::size_t a = 0, n = network::residual_count; a < n; ++a) net.residual_add(a) = tl_compiled::adds[a];
   auto& tq = net.tensor_quantization();
-  for (std::size_t t = 0; t <= model::size; ++t) tq[t] = {tl_compiled::tensor_scale[t], tl_compiled::tensor_zero_point[t]};
+  for (std::size_t t = 0; t <= graph::size; ++t) tq[t] = {tl_compiled::tensor_scale[t], tl_compiled::tensor_zero_point[t]};
 
   constexpr std::size_t count = sizeof(tl_inputs) / model::input_size;
   const std::size_t differ = mcu_cnn::run_inputs<model>(net, tl_inputs, tl_expected, count);

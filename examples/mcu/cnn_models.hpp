@@ -6,6 +6,7 @@
 
 #include <tinylarge/nn/layers.hpp>
 #include <tinylarge/nn/sequential.hpp>
+#include <tinylarge/nn/transformer.hpp>
 
 namespace mcu_cnn {
 namespace nn = tinylarge::nn;
@@ -27,6 +28,16 @@ using ds_cnn = nn::sequential<
     nn::depthwise_conv2d<3, 1, 1>, nn::relu, nn::conv2d<64, 1>, nn::relu,        //
     nn::depthwise_conv2d<3, 1, 1>, nn::relu, nn::conv2d<64, 1>, nn::relu,        //
     nn::avg_pool2d<5, 5>, nn::flatten, nn::dense<256, 12>>;
+
+/// A small residual CNN on the same spectrograms (ResNet-style basic blocks, y = relu(x + F(x))):
+/// conv 4×4 stride 2, 16 channels → block (conv 3×3, relu, conv 3×3) → block (depthwise 3×3,
+/// relu, pointwise 1×1) → average pool 5×5 → 12 classes. int8 on the device with parameters
+/// compiled in (the model file has no record for the residual add yet).
+using resnet_kws = nn::sequential<
+    nn::input<49, 10, 1>, nn::conv2d<16, 4, 2, 1>, nn::relu,                                       //
+    nn::residual<nn::conv2d<16, 3, 1, 1>, nn::relu, nn::conv2d<16, 3, 1, 1>>, nn::relu,            //
+    nn::residual<nn::depthwise_conv2d<3, 1, 1>, nn::relu, nn::conv2d<16, 1>>, nn::relu,            //
+    nn::avg_pool2d<5, 5>, nn::flatten, nn::dense<64, 12>>;
 
 /// A model of another shape with as many weighted layers as `lenet5` (first conv with 4
 /// filters): its file must be rejected by `bind_model_file` for either model above.
