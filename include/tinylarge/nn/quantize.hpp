@@ -176,14 +176,8 @@ void convert(const network<Model, S>& net, const std::array<tensor_range, detail
       }
     } else if constexpr (L::kind == layer_kind::residual) {
       // y = x + F(x): x is the input of the block's first inner layer, F(x) this node's input
-      quant_range r = P::activation_range;
-      if constexpr (I + 1 < G::size) {
-        if constexpr (G::template fused_into_previous<I + 1>)
-          r = fused_activation_range(G::template layer<I + 1>::kind == layer_kind::relu ? fused_activation::relu
-                                                                                       : fused_activation::relu6,
-                                     tq[I + 1], P::activation_range);
-      }
-      q.residual_add(G::template add_index<I>) = residual_add_params(tq[I - L::inner_layers], tq[I], tq[I + 1], r);
+      q.residual_add(G::template add_index<I>) = residual_add_params(
+          tq[I - L::inner_layers], tq[I], tq[I + 1], detail::output_clamp<G, I>(tq[I + 1], P::activation_range));
     } else if constexpr (L::kind == layer_kind::sigmoid || L::kind == layer_kind::tanh) {
       std::int32_t* t = q.tables() + lay.lut[I];
       for (int c = -128; c < 128; ++c) {

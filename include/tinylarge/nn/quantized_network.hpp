@@ -244,6 +244,20 @@ struct int8_graph {
   }();
 };
 
+/// The output clamp of node I of graph G: the range of the relu / relu6 fused
+/// into it (node I + 1, `fused_into_previous`) on its output's grid `out`,
+/// else `full` (the precision's activation range).
+template <class G, std::size_t I>
+constexpr quant_range output_clamp(quant_params out, quant_range full) noexcept {
+  if constexpr (I + 1 < G::size) {
+    if constexpr (G::template fused_into_previous<I + 1>)
+      return fused_activation_range(
+          G::template layer<I + 1>::kind == layer_kind::relu ? fused_activation::relu : fused_activation::relu6, out,
+          full);
+  }
+  return full;
+}
+
 /// Where node N of the int8 plan reads, writes and keeps its scratch (byte
 /// offsets into the arena); `skip` is the skip tensor of the residual add.
 struct int8_step {
@@ -694,13 +708,7 @@ class quantized_network {
       p.per_channel = true;  // per-tensor policies store the one multiplier replicated
       p.bias = bias_.data() + layout.bias[I];
     }
-    quant_range r = P::activation_range;
-    if constexpr (I + 1 < graph::size) {
-      if constexpr (graph::template fused_into_previous<I + 1>)
-        r = fused_activation_range(graph::template layer<I + 1>::kind == layer_kind::relu ? fused_activation::relu
-                                                                                         : fused_activation::relu6,
-                                   out, P::activation_range);
-    }
+    const quant_range r = detail::output_clamp<graph, I>(out, P::activation_range);
     p.act_min = static_cast<std::int8_t>(r.min);
     p.act_max = static_cast<std::int8_t>(r.max);
     (void)sizeof(L);

@@ -676,7 +676,7 @@ class federated_averaging {
           const client_output out = client.train(c, msg);
           loss_sum += out.training.mean_loss * static_cast<double>(out.training.samples);
           loss_samples += out.training.samples;
-          rc.macs = 3ull * model::macs * out.training.samples;
+          rc.macs = training_macs_per_sample * out.training.samples;
           wave_compute = std::max(wave_compute, static_cast<double>(rc.macs) / options_.link.device_macs_per_s);
           std::size_t length = param_count;
           if (attacks[ai]) {
@@ -760,6 +760,11 @@ class federated_averaging {
   }
 
  private:
+  /// MACs of one training sample on a client: forward, and backward for the
+  /// input and the weight gradients (2 × forward) — charged in the accounting
+  /// and predicted by `predict_links`.
+  static constexpr std::uint64_t training_macs_per_sample = 3ull * model::macs;
+
   /// Every client's link this round (one fading draw per direction, in id
   /// order from the fleet's stream) on an equal share 1/m of the band, and
   /// its predicted cost: the fp32 model down, E passes over its data
@@ -774,7 +779,7 @@ class federated_averaging {
       const double gain_up = dev.channel.power_gain(channel_rng_);
       const double gain_down = dev.channel.power_gain(channel_rng_);
       out[c].link = link_on_share(air.access_point, dev, share, gain_up, gain_down);
-      const std::uint64_t macs = 3ull * model::macs * options_.local_epochs * clients[c].count;
+      const std::uint64_t macs = training_macs_per_sample * options_.local_epochs * clients[c].count;
       out[c].cost = cost_of_round(dev, out[c].link, macs, up, param_count * sizeof(float));
     }
     return out;
