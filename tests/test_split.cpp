@@ -7,6 +7,7 @@
 #include <bit>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <span>
 #include <cstddef>
 #include <cstdint>
@@ -811,3 +812,175 @@ TEST_CASE("split: invalid options and data fail with a message", "[split]") {
   REQUIRE_THROWS_WITH(run.train(d.view(), empty_client), Catch::Contains("a client has no samples"));
 }
 #endif
+
+// ---- wireless fleet, capability clusters, per-device cut points ------------------
+namespace {
+namespace wf = tl::workflow;
+/// Devices at `distance` metres computing at `rate` MAC/s, no fading.
+wf::device_profile still_device(double distance, double rate, double memory = std::numeric_limits<double>::infinity()) {
+  wf::device_profile d;
+  d.distance_m = distance;
+  d.macs_per_s = rate;
+  d.channel = wf::fading::none();
+  d.memory_bytes = memory;
+  return d;
+}
+using sgd_options = tl::split_options<tl::nn::sgd, tl::fedavg>;
+}  // namespace
+
+TEST_CASE("split: with a wireless fleet, every client's seconds and joules follow its compute and its links",
+          "[split][wireless]") {
+  constexpr std::size_t N = 4, b = 10, I = 3;
+  sgd_options o{.batch_size = b, .steps_per_round = I, .sync_every = 0};
+  o.wireless.devices = {still_device(20, 50e6), still_device(200, 50e6), still_device(20, 5e6), still_device(20, 50e6)};
+  tl::splitfed_v1<sgd_traits> run{o};
+  const auto rec = train_small(run, N, 50).rounds.at(0);
+  using dev = one_cut::segment<small_mlp, 0>;
+  double joules = 0, busiest = 0;
+  long long straggler = -1;
+  std::vector<double> secs(N), compute_j(N);
+  for (const auto& p : rec.parties)
+    if (p.role == "client") {
+      secs[p.id] = p.seconds;
+      joules += p.joules;
+      if (p.seconds > busiest) busiest = p.seconds, straggler = static_cast<long long>(p.id);
+      compute_j[p.id] = static_cast<double>(p.macs) * o.wireless.devices[p.id].joules_per_mac;
+      REQUIRE(p.macs == I * b * 2 * dev::macs);
+      REQUIRE(p.joules > compute_j[p.id]);  // plus radio energy
+    }
+  REQUIRE(rec.energy_joules == Approx(joules).epsilon(1e-12));
+  REQUIRE(rec.straggler == straggler);
+  REQUIRE(rec.straggler == 2);   // ten times slower compute
+  REQUIRE(secs[1] > secs[0]);    // same compute, ten times farther: slower links
+  REQUIRE(secs[3] == Approx(secs[0]).epsilon(1e-12));  // the same device and link
+  // Client 2's compute alone: I iterations of forward + backward at 5 M MAC/s.
+  REQUIRE(secs[2] > static_cast<double>(I * 2 * b * dev::macs) / 5e6);
+  // Round time: at least the slowest client's per-iteration path, I times.
+  REQUIRE(rec.estimated_seconds > secs[2] * 0.99 - 1e-12);
+
+  // Without a fleet the records carry no seconds or joules; the fleet changes no arithmetic.
+  tl::splitfed_v1<sgd_traits> plain{{.batch_size = b, .steps_per_round = I, .sync_every = 0}};
+  const auto r0 = train_small(plain, N, 50).rounds.at(0);
+  REQUIRE(r0.energy_joules == 0.0);
+  REQUIRE(r0.straggler == -1);
+  const auto wa = run.global_parameters(), wb = plain.global_parameters();
+  REQUIRE(bit_equal(wa.data(), wb.data(), wa.size()));
+
+  sgd_options bad = o;
+  bad.wireless.devices.pop_back();
+  tl::splitfed_v1<sgd_traits> wrong{bad};
+  REQUIRE_THROWS_WITH(train_small(wrong, N, 50), Catch::Contains("3 devices for 4 clients"));
+  sgd_options outage = o;
+  outage.wireless.access_point.min_rate_bps = 1e3;
+  tl::splitfed_v1<sgd_traits> out{outage};
+  REQUIRE_THROWS_WITH(train_small(out, N, 50), Catch::Contains("min_rate_bps"));
+}
+
+TEST_CASE("split: EdgeSplit clusters by capability wait for stragglers of their own speed", "[split][wireless]") {
+  constexpr std::size_t N = 4, b = 10;
+  sgd_options o{.batch_size = b, .steps_per_round = 2, .clusters = 2};
+  // Slow, fast, slow, fast: by index the clusters {0,1} and {2,3} each wait for a slow one.
+  o.wireless.devices = {still_device(20, 2e4), still_device(20, 2e6), still_device(20, 2e4), still_device(20, 2e6)};
+  tl::edge_split<sgd_traits> by_index{o};
+  o.cluster_by_capability = true;
+  tl::edge_split<sgd_traits> by_speed{o};
+  const auto ri = train_small(by_index, N, 50).rounds.at(0);
+  const auto rs = train_small(by_speed, N, 50).rounds.at(0);
+  INFO("by index " << ri.estimated_seconds << " s, by capability " << rs.estimated_seconds << " s");
+  REQUIRE(rs.estimated_seconds < 0.8 * ri.estimated_seconds);
+}
+
+TEST_CASE("split: per-device cut points — one group is the plain workflow, two groups are centralised SGD, "
+          "cuts chosen by time within memory", "[split][cuts]") {
+  using two = tl::per_device_cuts<sgd_traits, tl::split_scheme::splitfed_v1, tl::cut<2>, tl::cut<4>>;
+  static_assert(two::device_params<0> == 16 * 12 + 12 && two::device_params<1> == 16 * 12 + 12 + 12 * 8 + 8);
+  static_assert(two::device_activations<0> == 12 + 12 && two::device_activations<1> == 12 + 12 + 8 + 8);
+  const blobs d = make_blobs(400, 2);
+  const auto parts = parts_of(d, 4, 50);
+  const tl::nn::sgd sgd{.learning_rate = 0.05f, .momentum = 0.9f};
+
+  SECTION("every client at one cut: the plain workflow, bit for bit") {
+    sgd_options o{.rounds = 2, .batch_size = 10, .sync_every = 0, .optimizer = sgd};
+    o.wireless.devices = {still_device(20, 50e6), still_device(150, 20e6), still_device(60, 80e6), still_device(90, 50e6)};
+    two run{o};
+    const std::vector<std::size_t> all_first(4, 0);
+    const auto r = run.train(d.view(), parts, all_first);
+    tl::splitfed_v1<sgd_traits> plain{o};
+    const auto p = plain.train(d.view(), parts);
+    const auto wr = run.global_parameters();
+    const auto wp = plain.global_parameters();
+    REQUIRE(bit_equal(wr.data(), wp.data(), wp.size()));
+    for (std::size_t k = 0; k < 2; ++k) {
+      REQUIRE(r.rounds[k].estimated_seconds == p.rounds[k].estimated_seconds);
+      REQUIRE(r.rounds[k].energy_joules == p.rounds[k].energy_joules);
+      REQUIRE(r.rounds[k].straggler == p.rounds[k].straggler);
+      REQUIRE(r.rounds[k].train_loss == p.rounds[k].train_loss);
+    }
+  }
+
+  SECTION("clients at two cuts, averaged every iteration: centralised SGD + momentum on the union batch") {
+    // One iteration per round: each group's SplitFedV1 round is one step of
+    // its clients, and the groups' sample-weighted average closes it.
+    constexpr std::size_t N = 4, b = 10, rounds = 5;
+    blobs raw = make_blobs(200, 11);
+    blobs one_class;
+    for (std::size_t c = 0; c < N; ++c) {
+      std::size_t taken = 0;
+      for (std::size_t i = 0; i < raw.y.size() && taken < b; ++i)
+        if (raw.y[i] == c) {
+          one_class.x.insert(one_class.x.end(), raw.x.begin() + static_cast<std::ptrdiff_t>(i * 16),
+                             raw.x.begin() + static_cast<std::ptrdiff_t>((i + 1) * 16));
+          one_class.y.push_back(static_cast<std::uint8_t>(c));
+          ++taken;
+        }
+    }
+    two run{{.rounds = rounds, .batch_size = b, .steps_per_round = 1, .sync_every = 1, .seed = 5, .optimizer = sgd}};
+    const std::vector<std::size_t> cut_of{0, 1, 1, 0};
+    (void)run.train(one_class.view(), parts_of(one_class, N, b), cut_of);
+    REQUIRE(run.group(0).size() == 2);
+    REQUIRE(run.group(1)[0] == 1);
+    tl::nn::network<small_mlp> ref(5);
+    tl::nn::sgd::state<float> st(sgd, small_mlp::param_count);
+    const std::vector<float> w0(ref.parameters().begin(), ref.parameters().end());
+    std::vector<float> dy(N * b * 4);
+    for (std::size_t t = 0; t < rounds; ++t) {
+      const float* out = ref.forward(one_class.x.data(), N * b, true);
+      (void)tl::nn::softmax_cross_entropy::evaluate(out, one_class.y.data(), N * b, 4, dy.data());
+      ref.zero_gradients();
+      ref.backward(dy.data());
+      st.step(ref.parameters().data(), ref.gradients().data());
+    }
+    const auto w = run.global_parameters();
+    double moved = 0, err = 0;
+    for (std::size_t i = 0; i < w.size(); ++i) {
+      moved = std::max(moved, static_cast<double>(std::fabs(ref.parameters()[i] - w0[i])));
+      err = std::max(err, static_cast<double>(std::fabs(w[i] - ref.parameters()[i])));
+    }
+    INFO("moved " << moved << ", error " << err);
+    REQUIRE(moved > 1e-2);
+    REQUIRE(err < 1e-4);
+  }
+
+  SECTION("choose_cuts: the least expected iteration time among the cuts that fit in memory") {
+    sgd_options o{.batch_size = 10};
+    const double fits_first_only = static_cast<double>(two::device_training_bytes<0>(10));
+    o.wireless.devices = {still_device(20, 1e5), still_device(400, 1e9), still_device(400, 1e9, fits_first_only)};
+    const auto cuts = two::choose_cuts(o);
+    using e0 = two::engine<0>;
+    using e1 = two::engine<1>;
+    for (std::size_t c = 0; c < 2; ++c) {
+      const double t0 = e0::expected_iteration_seconds(o.wireless.access_point, o.wireless.devices[c], 3, 10);
+      const double t1 = e1::expected_iteration_seconds(o.wireless.access_point, o.wireless.devices[c], 3, 10);
+      INFO("device " << c << ": " << t0 << " s at cut<2>, " << t1 << " s at cut<4>");
+      REQUIRE(cuts[c] == (t1 < t0 ? 1u : 0u));
+    }
+    REQUIRE(cuts[0] == 0);  // slow compute, near: fewer MACs win
+    REQUIRE(cuts[1] == 1);  // fast compute, far: fewer bytes win
+    REQUIRE(cuts[2] == 0);  // would prefer cut<4>, holds only cut<2>
+    o.wireless.devices[2].memory_bytes = fits_first_only - 1;
+    REQUIRE_THROWS_WITH(two::choose_cuts(o), Catch::Contains("device 2"));
+    two run{o};
+    const std::vector<std::size_t> bad{0, 2, 0};
+    REQUIRE_THROWS_WITH(run.train(d.view(), parts_of(d, 3, 50), bad), Catch::Contains("cut index 2"));
+  }
+}

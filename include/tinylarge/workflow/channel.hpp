@@ -189,6 +189,9 @@ struct device_profile {
   double tx_power_dbm = 23.0;    ///< uplink transmit power
   double rx_power_w = 0.1;       ///< power drawn while receiving
   fading channel = fading::rayleigh();
+  /// RAM available for training, bytes (what a split workflow's per-device
+  /// cut must fit, `per_device_cuts::choose_cuts`); infinity: unconstrained.
+  double memory_bytes = std::numeric_limits<double>::infinity();
 };
 
 /// The access point and its band, shared by the clients scheduled in a round.

@@ -160,6 +160,7 @@
 ///    transport version of SplitFedV1 (workflow/split_deploy.hpp) is fp32-only.
 #pragma once
 
+#include "split_cuts.hpp"
 #include "split_engine.hpp"
 #include "split_schemes.hpp"
 

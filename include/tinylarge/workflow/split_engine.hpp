@@ -367,6 +367,9 @@ class split_learning {
     std::size_t clients() const noexcept { return e_.all_.size(); }
     std::size_t steps() const noexcept { return e_.steps_; }
     std::span<const std::size_t> all() const noexcept { return e_.all_; }
+    /// The clients ordered by expected iteration time under the wireless
+    /// fleet (fastest first); 0 … N−1 without one.
+    std::span<const std::size_t> by_capability() const noexcept { return e_.by_capability_; }
     const options& settings() const noexcept { return e_.opt_; }
     /// One iteration of the clients of `group` in parallel on the global server segments.
     void step(std::span<const std::size_t> group) {
@@ -380,7 +383,7 @@ class split_learning {
       double client_path = 0.0, server_work = 0.0;
       bool first = true;
       for (std::size_t c : group) {
-        const step_time st = e_.step({&c, 1}, *e_.server_copies_[c], /*count_hops=*/first);
+        const step_time st = e_.step({&c, 1}, *e_.server_copies_[c], /*count_hops=*/first, group.size());
         first = false;
         client_path = std::max(client_path, st.seconds - st.server_seconds);
         server_work += st.server_seconds;
@@ -419,6 +422,19 @@ class split_learning {
   /// @return the report: one record per round
   workflow::report train(const nn::labelled_view<std::uint8_t>& train, const data::partition_t& parts,
                          const nn::labelled_view<std::uint8_t>* test = nullptr) {
+    begin(train, parts);
+    workflow::report rep;
+    rep.workflow = Scheme::name();
+    for (std::size_t r = 1; r <= opt_.rounds; ++r) rep.rounds.push_back(train_round(test));
+    return rep;
+  }
+
+  /// Round by round (what `train` does): `begin` sets the run up — checks,
+  /// the seeded (or `set_initial_parameters`) model, the clients' copies —
+  /// and each `train_round` runs the next round and returns its record
+  /// (evaluated on `test` as `train` would). `train` = `begin` + `rounds` ×
+  /// `train_round`. `train` and `parts` must outlive the rounds.
+  void begin(const nn::labelled_view<std::uint8_t>& train, const data::partition_t& parts) {
     TINYLARGE_REQUIRE(train.features == model::input_size, errc::shape_mismatch,
                       "split_learning::train: the data's feature count differs from the model's input size");
     TINYLARGE_REQUIRE(!parts.empty(), errc::invalid_argument, "split_learning::train: no clients in the partition");
@@ -430,25 +446,55 @@ class split_learning {
                           "split_learning::train: a partition index is outside the training set");
       total += p.size();
     }
+    const workflow::wireless_fleet& air = opt_.wireless;
+    TINYLARGE_REQUIRE(!air.enabled() || air.devices.size() == parts.size(), errc::invalid_argument,
+                      "split_learning::train: the wireless fleet has " + std::to_string(air.devices.size()) +
+                          " devices for " + std::to_string(parts.size()) + " clients; give one per client");
+    TINYLARGE_REQUIRE(!air.enabled() || air.access_point.min_rate_bps == 0.0, errc::invalid_argument,
+                      "split_learning::train: a split client cannot miss a round; set the cell's min_rate_bps to 0 "
+                      "(no outages) for a split workflow");
     data_ = &train;
     parts_ = &parts;
     const std::size_t n = parts.size();
     steps_ = opt_.steps_per_round != 0 ? opt_.steps_per_round
                                        : std::max<std::size_t>(1, (total / n + opt_.batch_size - 1) / opt_.batch_size);
     initialise(n);
-    workflow::report rep;
-    rep.workflow = Scheme::name();
-    for (std::size_t r = 1; r <= opt_.rounds; ++r) {
-      begin_round(r, n);
-      if (r == opt_.compress_after + 1) compress_segments(n);
-      run_round(n);
-      round_.round = r;
-      round_.train_loss = loss_count_ > 0 ? loss_sum_ / static_cast<double>(loss_count_) : 0.0;
-      const bool eval = test != nullptr && (r == opt_.rounds || (opt_.evaluate_every != 0 && r % opt_.evaluate_every == 0));
-      round_.test_accuracy = eval ? accuracy(*test) : std::numeric_limits<double>::quiet_NaN();
-      rep.rounds.push_back(std::move(round_));
-    }
-    return rep;
+    rank_by_capability(n);
+    round_number_ = 0;
+  }
+
+  /// The next round of the run `begin` set up (see `begin`).
+  workflow::round_record train_round(const nn::labelled_view<std::uint8_t>* test = nullptr) {
+    TINYLARGE_REQUIRE(global_device_ != nullptr && parts_ != nullptr, errc::invalid_argument,
+                      "split_learning::train_round: call begin (or train) first");
+    const std::size_t n = parts_->size(), r = ++round_number_;
+    begin_round(r, n);
+    if (r == opt_.compress_after + 1) compress_segments(n);
+    run_round(n);
+    round_.round = r;
+    round_.train_loss = loss_count_ > 0 ? loss_sum_ / static_cast<double>(loss_count_) : 0.0;
+    const bool eval = test != nullptr && (r == opt_.rounds || (opt_.evaluate_every != 0 && r % opt_.evaluate_every == 0));
+    round_.test_accuracy = eval ? accuracy(*test) : std::numeric_limits<double>::quiet_NaN();
+    return std::move(round_);
+  }
+
+  /// Replace the global model (the canonical device segment and the server
+  /// segments: parameters only, optimizer states stay) by whole-model
+  /// parameters `w` between rounds; the clients receive it with the next
+  /// download of the device segment, SplitFedV1's copies with the next reset.
+  /// @throws tl::invalid_argument before `begin`; tl::shape_mismatch when `w`
+  ///         is not `model::param_count` long
+  void set_global_parameters(std::span<const float> w) {
+    TINYLARGE_REQUIRE(global_device_ != nullptr, errc::invalid_argument,
+                      "split_learning::set_global_parameters: no model yet (call begin or train first)");
+    TINYLARGE_REQUIRE(w.size() == model::param_count, errc::shape_mismatch,
+                      "split_learning::set_global_parameters: wrong number of parameters");
+    std::copy_n(w.data(), device_model::param_count, global_device_->net.parameters().data());
+    [&]<std::size_t... S>(std::index_sequence<S...>) {
+      ((std::copy_n(w.data() + segment_param_begin<partition, model, S + 1>, server_model<S>::param_count,
+                    std::get<S>(*global_chain_).net.parameters().data())),
+       ...);
+    }(std::make_index_sequence<K>{});
   }
 
   /// Test accuracy of the current global model: the global device segment,
@@ -631,8 +677,19 @@ class split_learning {
     }(std::make_index_sequence<K>{});
   }
 
-  void begin_round(std::size_t, std::size_t n) {
+  void begin_round(std::size_t r, std::size_t n) {
     round_ = {};
+    if (opt_.wireless.enabled()) {
+      // This round's fading, one draw per direction per client, in id order
+      // from the round's own stream.
+      tinylarge::rng g(opt_.seed, 0xf1ee7ULL + r);
+      gain_up_.resize(n);
+      gain_down_.resize(n);
+      for (std::size_t c = 0; c < n; ++c) {
+        gain_up_[c] = opt_.wireless.devices[c].channel.power_gain(g);
+        gain_down_[c] = opt_.wireless.devices[c].channel.power_gain(g);
+      }
+    }
     loss_sum_ = 0.0;
     loss_count_ = 0;
     clients_.assign(n, {});
@@ -643,6 +700,18 @@ class split_learning {
   }
 
   void end_round_parties() {
+    if (opt_.wireless.enabled()) {
+      round_.energy_joules = 0.0;
+      round_.straggler = -1;
+      double busiest = -1.0;
+      for (const auto& p : clients_) {
+        round_.energy_joules += p.joules;
+        if (p.seconds > busiest) {
+          busiest = p.seconds;
+          round_.straggler = static_cast<long long>(p.id);
+        }
+      }
+    }
     for (auto& p : clients_) round_.parties.push_back(p);
     for (auto& p : servers_) round_.parties.push_back(p);
     if (fed_.net.messages_up + fed_.net.messages_down > 0) round_.parties.push_back(fed_);
@@ -669,9 +738,12 @@ class split_learning {
     double server_seconds = 0.0;
   };
 
-  /// One iteration of the clients in `group` against `ch`, in parallel.
-  step_time step(std::span<const std::size_t> group, chain& ch, bool count_hops = true) {
+  /// One iteration of the clients in `group` against `ch`, in parallel with
+  /// `concurrent` clients in all (they share the band; 0: the group).
+  step_time step(std::span<const std::size_t> group, chain& ch, bool count_hops = true, std::size_t concurrent = 0) {
     const std::size_t g = group.size(), b = opt_.batch_size;
+    if (concurrent == 0) concurrent = g;
+    client_up_.assign(g, 0);
     constexpr std::size_t S0 = cut_size<0>;
     const workflow::link_model& L = opt_.link;
     xb_.resize(b * model::input_size);
@@ -685,6 +757,7 @@ class split_learning {
       const float* d = workflow::device_forward(devices_[c]->net, xb_.data(), b);
       const std::size_t bytes = split_detail::transmit<uplink_codec>({d, b * S0}, {smashed_.data() + i * b * S0, b * S0}, wire_);
       up_bytes = bytes + b;
+      client_up_[i] = bytes + b;
       clients_[c].net.bytes_up += bytes + b;
       clients_[c].net.messages_up += 1;
       clients_[c].macs += static_cast<std::uint64_t>(b) * device_model::macs;
@@ -752,6 +825,7 @@ class split_learning {
     }
     // 3. gradients down, client backward
     std::uint64_t down_bytes = 0;
+    double client_path = 0.0;  // wireless fleet: the slowest client's compute and transfers
     for (std::size_t i = 0; i < g; ++i) {
       const std::size_t c = group[i];
       grad_.resize(b * S0);
@@ -768,15 +842,21 @@ class split_learning {
       auto& dev = *devices_[c];
       workflow::device_backward(dev.net, grad_.data(), [&dev](auto&) { dev.step(); }, server_ok);
       clients_[c].macs += static_cast<std::uint64_t>(b) * device_model::macs;
+      if (opt_.wireless.enabled())
+        client_path = std::max(client_path, charge(c, 2 * static_cast<std::uint64_t>(b) * device_model::macs,
+                                                   client_up_[i], bytes, concurrent));
     }
     if (count_hops) round_.sequential_hops += 2 * K;
     // time: device fwd, K hops up, server compute, K hops down, device bwd
     step_time t;
     const double dev = static_cast<double>(b * device_model::macs) / L.device_macs_per_s;
     t.server_seconds = last_server_seconds_;
-    t.seconds = 2.0 * dev + t.server_seconds + L.latency_s * static_cast<double>(2 * K) +
-                static_cast<double>(up_bytes) / L.uplink_bytes_per_s + static_cast<double>(down_bytes) / L.downlink_bytes_per_s +
-                inter_server_seconds_;
+    if (opt_.wireless.enabled())
+      t.seconds = client_path + t.server_seconds + L.latency_s * static_cast<double>(2 * K) + inter_server_seconds_;
+    else
+      t.seconds = 2.0 * dev + t.server_seconds + L.latency_s * static_cast<double>(2 * K) +
+                  static_cast<double>(up_bytes) / L.uplink_bytes_per_s +
+                  static_cast<double>(down_bytes) / L.downlink_bytes_per_s + inter_server_seconds_;
     last_server_seconds_ = 0.0;
     inter_server_seconds_ = 0.0;
     return t;
@@ -877,6 +957,64 @@ class split_learning {
     }
   }
 
+  // ---- the wireless fleet ----------------------------------------------------
+
+  /// Client c computes `macs` and moves `up` / `down` bytes on its links of
+  /// this round, on a 1/`concurrent` share of the band: its seconds and
+  /// joules are charged to it; returns the seconds.
+  double charge(std::size_t c, std::uint64_t macs, std::uint64_t up, std::uint64_t down, std::size_t concurrent) {
+    const workflow::device_profile& dev = opt_.wireless.devices[c];
+    const workflow::link_state link = workflow::link_on_share(
+        opt_.wireless.access_point, dev, 1.0 / static_cast<double>(concurrent), gain_up_[c], gain_down_[c]);
+    const workflow::client_cost k = workflow::cost_of_round(dev, link, macs, up, down);
+    clients_[c].seconds += k.seconds;
+    clients_[c].joules += k.joules;
+    return k.seconds;
+  }
+
+  /// Time of every client of `group` sending (`up`) or receiving `bytes` at
+  /// once: the slowest one's with a wireless fleet, else the `link` figure.
+  double segment_transfer_seconds(std::span<const std::size_t> group, std::uint64_t bytes, bool up) {
+    if (!opt_.wireless.enabled())
+      return static_cast<double>(bytes) / (up ? opt_.link.uplink_bytes_per_s : opt_.link.downlink_bytes_per_s);
+    double slowest = 0.0;
+    for (std::size_t c : group)
+      slowest = std::max(slowest, charge(c, 0, up ? bytes : 0, up ? 0 : bytes, group.size()));
+    return slowest;
+  }
+
+  /// `by_capability_`: the clients by expected iteration time (fastest
+  /// first, ties by id) — compute at their rate, the smashed data up and the
+  /// gradients down at their mean-SNR rates on an equal share of the band;
+  /// 0 … N−1 without a fleet.
+  void rank_by_capability(std::size_t n) {
+    by_capability_ = all_;
+    if (!opt_.wireless.enabled()) return;
+    std::vector<double> t(n);
+    for (std::size_t c = 0; c < n; ++c)
+      t[c] = expected_iteration_seconds(opt_.wireless.access_point, opt_.wireless.devices[c], n, opt_.batch_size);
+    std::stable_sort(by_capability_.begin(), by_capability_.end(),
+                     [&t](std::size_t a, std::size_t b) { return t[a] < t[b]; });
+  }
+
+ public:
+  /// A device's expected time for one iteration of this workflow (batch b)
+  /// on a 1/`concurrent` share of `cell`'s band at its mean SNR (no fading):
+  /// forward and backward through the device segment at its compute rate,
+  /// the smashed data up (the uplink codec's bound for b·s₀ values, and the
+  /// b labels) and their gradients down (the downlink codec's bound). What
+  /// `r.by_capability()` sorts by and what a per-device cut is chosen by.
+  static double expected_iteration_seconds(const workflow::cell& cell, const workflow::device_profile& dev,
+                                           std::size_t concurrent, std::size_t b) {
+    const workflow::link_state mean =
+        workflow::link_on_share(cell, dev, 1.0 / static_cast<double>(concurrent), 1.0, 1.0);
+    return workflow::cost_of_round(dev, mean, 2 * static_cast<std::uint64_t>(b) * device_model::macs,
+                                   uplink_codec::max_encoded_bytes(b * cut_size<0>) + b,
+                                   downlink_codec::max_encoded_bytes(b * cut_size<0>))
+        .seconds;
+  }
+
+ private:
   // ---- client-segment synchronisation ----------------------------------------
 
   /// Bytes of one transfer of a device segment: its compressed encoding once
@@ -921,7 +1059,7 @@ class split_learning {
       fed_.net.messages_down += 1;
     }
     round_.sequential_hops += 1;
-    round_.estimated_seconds += opt_.link.latency_s + static_cast<double>(device_bytes) / opt_.link.downlink_bytes_per_s;
+    round_.estimated_seconds += opt_.link.latency_s + segment_transfer_seconds(group, device_bytes, false);
   }
 
   /// Every client in `group` uploads its device segment; the fed server
@@ -938,7 +1076,7 @@ class split_learning {
                          static_cast<std::int64_t>((*parts_)[c].size())});
     }
     round_.sequential_hops += 1;
-    round_.estimated_seconds += opt_.link.latency_s + static_cast<double>(device_bytes) / opt_.link.uplink_bytes_per_s;
+    round_.estimated_seconds += opt_.link.latency_s + segment_transfer_seconds(group, device_bytes, true);
     aggregator<aggregation> agg(opt_.aggregation, device_model::param_count);
     const round_report rr = agg.round(global_device_->net.parameters(), results);
     TINYLARGE_REQUIRE(rr.updated(), errc::non_finite,
@@ -974,7 +1112,7 @@ class split_learning {
     fed_.net.bytes_up += device_bytes;
     fed_.net.messages_up += 1;
     round_.sequential_hops += 1;
-    round_.estimated_seconds += opt_.link.latency_s + static_cast<double>(device_bytes) / opt_.link.uplink_bytes_per_s;
+    round_.estimated_seconds += opt_.link.latency_s + segment_transfer_seconds({&c, 1}, device_bytes, true);
     copy_device(*devices_[c], *global_device_);
   }
 
@@ -1013,9 +1151,13 @@ class split_learning {
   options opt_;
   Scheme scheme_;
   std::vector<std::size_t> all_;  ///< 0 … N−1
+  std::vector<std::size_t> by_capability_;  ///< `round_context::by_capability`
+  std::vector<double> gain_up_, gain_down_;  ///< this round's fading power gains per client (wireless fleet)
+  std::vector<std::uint64_t> client_up_;     ///< bytes each client of a step sent up
   const nn::labelled_view<std::uint8_t>* data_ = nullptr;
   const data::partition_t* parts_ = nullptr;
   std::size_t steps_ = 0;
+  std::size_t round_number_ = 0;  ///< rounds run since `begin`
   std::unique_ptr<device_party> global_device_;
   std::unique_ptr<chain> global_chain_;
   std::vector<std::unique_ptr<device_party>> devices_;

@@ -48,7 +48,9 @@
 /// **The round interface** (what `run_round` may call; every call does the
 /// real training and counts its bytes, messages, hops, MACs and time):
 ///  - `r.clients()`, `r.steps()` (I, iterations per round), `r.all()` (the
-///    span 0 … N−1), `r.settings()` (the `split_options`);
+///    span 0 … N−1), `r.by_capability()` (the clients ordered by expected
+///    iteration time under `split_options::wireless`, fastest first: compute
+///    and mean channel; 0 … N−1 without a fleet), `r.settings()` (the `split_options`);
 ///  - `r.step(group)`: one iteration of the clients of `group` in parallel on
 ///    the global server segments (one concatenated batch);
 ///  - `r.step_each(group)` (only when `server_copies`): one iteration of each
@@ -79,6 +81,7 @@
 #include "../compress/concepts.hpp"
 #include "../core/error.hpp"
 #include "../nn/optimizer.hpp"
+#include "channel.hpp"
 #include "report.hpp"
 
 namespace tinylarge {
@@ -95,7 +98,12 @@ struct split_options {
   std::size_t batch_size = 32;        ///< b, per client and iteration
   std::size_t steps_per_round = 0;    ///< I; 0 = one pass over the mean local data set, ⌈n̄/b⌉
   float phi = 0.0f;                   ///< EPSL aggregation ratio φ ∈ [0, 1]
-  std::size_t clusters = 2;           ///< EdgeSplit: clusters (contiguous client ranges)
+  std::size_t clusters = 2;           ///< EdgeSplit: clusters (contiguous ranges of `r.by_capability()` or of client ids)
+  /// EdgeSplit: form the clusters from the clients ordered by their expected
+  /// iteration time under `wireless` (compute and channel, fastest first:
+  /// `r.by_capability()`), so that a cluster's clients wait for a straggler of
+  /// their own speed, instead of contiguous ranges of client ids (false).
+  bool cluster_by_capability = false;
   /// PSL / EPSL / EdgeSplit (within a cluster) / SplitFedV1: iterations between
   /// FedAvg synchronisations of the client segments (SplitFedV1: and of the
   /// per-client server copies, at the same points); 0 = once, at the end of the
@@ -109,6 +117,17 @@ struct split_options {
   std::uint64_t seed = 1;             ///< initialisation and local shuffling
   std::size_t evaluate_every = 1;     ///< evaluate on the test set every this many rounds (and after the last)
   workflow::link_model link{};        ///< for the time estimate
+  /// Per-client devices and wireless links (workflow/channel.hpp). When it has
+  /// devices (one per client), a client's compute runs at its own
+  /// `macs_per_s`, its transfers at the rates of its links — fading drawn
+  /// afresh every round (seeded by `seed`), the band shared equally by the
+  /// clients that transmit at the same time (a parallel step, a broadcast,
+  /// a collection; a lone client has it all) — in place of the `link` figures
+  /// for clients (`link` still gives the latency and the servers' rates); the
+  /// record gives every client's seconds and joules, the straggler (the client
+  /// with the most busy seconds) and the energy. A split client cannot miss a
+  /// round: a cell with `min_rate_bps` > 0 (outages) is refused.
+  workflow::wireless_fleet wireless{};
   Optimizer optimizer{};              ///< every party's local optimizer
   Aggregation aggregation{};          ///< client-segment (and SplitFedV1 server-copy) aggregation
   /// Rounds of uncompressed training (warm-up) before a side with a
@@ -130,6 +149,7 @@ struct round_archetype {
   std::size_t clients() const;
   std::size_t steps() const;
   std::span<const std::size_t> all() const;
+  std::span<const std::size_t> by_capability() const;
   const options& settings() const;
   void step(std::span<const std::size_t>);
   void step_each(std::span<const std::size_t>);
@@ -268,9 +288,10 @@ struct edge_split {
   void run_round(Round& r) const {
     const std::size_t n = r.clients(), clusters = std::min(r.settings().clusters, n), steps = r.steps();
     const std::size_t every = r.settings().sync_every;
+    const std::span<const std::size_t> order = r.settings().cluster_by_capability ? r.by_capability() : r.all();
     for (std::size_t k = 0; k < clusters; ++k) {
       std::vector<std::size_t> members;
-      for (std::size_t c = k * n / clusters; c < (k + 1) * n / clusters; ++c) members.push_back(c);
+      for (std::size_t i = k * n / clusters; i < (k + 1) * n / clusters; ++i) members.push_back(order[i]);
       r.broadcast(members);
       for (std::size_t t = 0; t < steps; ++t) {
         r.step(members);
