@@ -965,20 +965,37 @@ TEST_CASE("split: per-device cut points — one group is the plain workflow, two
     sgd_options o{.batch_size = 10};
     const double fits_first_only = static_cast<double>(two::device_training_bytes<0>(10));
     o.wireless.devices = {still_device(20, 1e5), still_device(400, 1e9), still_device(400, 1e9, fits_first_only)};
-    const auto cuts = two::choose_cuts(o);
+    o.wireless.devices[1].joules_per_mac = 1e-6;  // fast but costly compute: time and energy disagree
+    const auto cuts = two::choose_cuts(o, 5);
     using e0 = two::engine<0>;
     using e1 = two::engine<1>;
     for (std::size_t c = 0; c < 2; ++c) {
-      const double t0 = e0::expected_iteration_seconds(o.wireless.access_point, o.wireless.devices[c], 3, 10);
-      const double t1 = e1::expected_iteration_seconds(o.wireless.access_point, o.wireless.devices[c], 3, 10);
+      const double t0 = e0::expected_round_cost(o.wireless.access_point, o.wireless.devices[c], 3, 10, 5, 0).seconds;
+      const double t1 = e1::expected_round_cost(o.wireless.access_point, o.wireless.devices[c], 3, 10, 5, 0).seconds;
       INFO("device " << c << ": " << t0 << " s at cut<2>, " << t1 << " s at cut<4>");
       REQUIRE(cuts[c] == (t1 < t0 ? 1u : 0u));
     }
     REQUIRE(cuts[0] == 0);  // slow compute, near: fewer MACs win
     REQUIRE(cuts[1] == 1);  // fast compute, far: fewer bytes win
     REQUIRE(cuts[2] == 0);  // would prefer cut<4>, holds only cut<2>
+    // least_energy: no device's expected round beyond the fastest assignment's
+    // critical path, and no device spends more than with `fastest`.
+    const auto costs = two::expected_costs(o, 5);
+    const auto frugal = two::choose_cuts(o, 5, tl::cut_goal::least_energy);
+    double critical = 0;
+    for (std::size_t c = 0; c < 3; ++c) critical = std::max(critical, costs[c][cuts[c]].seconds);
+    bool changed = false;
+    for (std::size_t c = 0; c < 3; ++c) {
+      REQUIRE(costs[c][frugal[c]].seconds <= critical);
+      REQUIRE(costs[c][frugal[c]].joules <= costs[c][cuts[c]].joules);
+      for (std::size_t k = 0; k < 2; ++k)
+        if (costs[c][k].seconds <= critical) REQUIRE(costs[c][frugal[c]].joules <= costs[c][k].joules);
+      changed = changed || frugal[c] != cuts[c];
+    }
+    REQUIRE(changed);
+    REQUIRE(frugal[1] == 0);  // device 1 is not the straggler: it takes the cut with fewer (costly) MACs
     o.wireless.devices[2].memory_bytes = fits_first_only - 1;
-    REQUIRE_THROWS_WITH(two::choose_cuts(o), Catch::Contains("device 2"));
+    REQUIRE_THROWS_WITH(two::choose_cuts(o, 5), Catch::Contains("device 2"));
     two run{o};
     const std::vector<std::size_t> bad{0, 2, 0};
     REQUIRE_THROWS_WITH(run.train(d.view(), parts_of(d, 3, 50), bad), Catch::Contains("cut index 2"));

@@ -107,7 +107,8 @@ struct options {
   std::size_t rounds = 5, train = 12000, test = 2000, batch = 16, clients = 10;
   float phi = 0.5f;
   std::uint64_t seed = 1;
-  std::size_t sync_every = 1;
+  std::size_t sync_every = 1;  // --fleet: 0 unless given (a 0.94 MB segment each way per iteration would swamp a 1 MHz cell)
+  bool sync_every_given = false;
   std::size_t compress_after = 0;
   bool compress_after_given = false;
   double sparsity = 0.9;  // of the compressed device segment (Deep Compression keeps 8% of LeNet-300-100's first layer)
@@ -115,6 +116,8 @@ struct options {
   bool adam = false, lr_given = false;
   std::string json, only;
   bool full = false;
+  bool fleet = false;
+  double band_hz = 1e6;  // --band: the --fleet cell's uplink and downlink bandwidth  // --fleet: per-device cuts and capability clusters over a wireless fleet only
   tl::data::partition_spec partition = tl::data::parse_partition_spec("shards:2");
 };
 
@@ -257,6 +260,188 @@ void run_all(const options& opt, const Opt& o_opt, const tl::nn::labelled_view<s
   std::printf("\n");
 }
 
+// ---- --fleet: per-device cut points and capability clusters over a wireless fleet ----
+
+namespace wf = tl::workflow;
+
+/// The wireless scenario of --fleet (the federated example's section 4, plus
+/// memory): N devices at 10–200 m from one access point with a 1 MHz uplink
+/// and a 1 MHz downlink, Rayleigh fading redrawn every round, 20–200 M MAC/s,
+/// 1 nJ per MAC, 23 dBm, and 3.0–4.5 MB of RAM for training (uniform, seeded).
+wf::wireless_fleet make_fleet(std::size_t clients, std::uint64_t seed, double band_hz) {
+  wf::wireless_fleet air;
+  air.access_point.uplink_hz = air.access_point.downlink_hz = band_hz;
+  tl::rng r(seed, 0xf1ee'7001ULL);
+  for (std::size_t k = 0; k < clients; ++k) {
+    wf::device_profile d;
+    d.distance_m = 10.0 + 190.0 * tl::data::uniform_open01(r);
+    d.macs_per_s = 20e6 + 180e6 * tl::data::uniform_open01(r);
+    d.memory_bytes = 3.0e6 + 1.5e6 * tl::data::uniform_open01(r);
+    air.devices.push_back(d);
+  }
+  return air;
+}
+
+struct fleet_row {
+  std::string name;
+  double accuracy = 0, seconds_per_round = 0, joules_per_round = 0;
+  double busy_per_round = 0;  // mean over clients of their compute + transfer seconds per round
+  double up_per_client = 0, down_per_client = 0;
+  std::size_t at_second_cut = 0;  // clients at cut<4>
+  std::vector<std::size_t> straggler_rounds;  // per client: rounds it was the straggler
+  double wall = 0;
+};
+
+fleet_row fleet_summary(const std::string& name, const wf::report& r, std::size_t clients, double wall) {
+  fleet_row x;
+  x.name = name;
+  x.accuracy = r.final_accuracy();
+  const auto rounds = static_cast<double>(r.rounds.size());
+  x.seconds_per_round = r.total_seconds() / rounds;
+  for (const auto& rr : r.rounds) {
+    x.joules_per_round += rr.energy_joules / rounds;
+    for (const auto& p : rr.parties)
+      if (p.role == "client") x.busy_per_round += p.seconds / rounds / static_cast<double>(clients);
+    x.straggler_rounds.resize(clients);
+    if (rr.straggler >= 0) ++x.straggler_rounds[static_cast<std::size_t>(rr.straggler)];
+  }
+  const auto n = static_cast<double>(clients);
+  x.up_per_client = static_cast<double>(r.total([](const wf::role_cost& p) { return p.net.bytes_up; }, "client")) / n;
+  x.down_per_client = static_cast<double>(r.total([](const wf::role_cost& p) { return p.net.bytes_down; }, "client")) / n;
+  x.wall = wall;
+  return x;
+}
+
+/// SplitFedV1 with every device at cut<2>, every device at cut<4>, and each
+/// at the cut `choose_cuts` gives it; EdgeSplit with clusters by client id and
+/// by capability. Prints a table; writes JSON when --json is given.
+template <class Opt>
+int run_fleet(const options& opt, const Opt& o_opt, const tl::nn::labelled_view<std::uint8_t>& train,
+              const tl::data::partition_t& parts, const tl::nn::labelled_view<std::uint8_t>& test) {
+  using F = wearable_fleet<Opt>;
+  using cuts = tl::per_device_cuts<F, tl::split_scheme::splitfed_v1, tl::cut<2>, tl::cut<4>>;
+  typename cuts::options o{.rounds = opt.rounds, .batch_size = opt.batch, .clusters = 2, .sync_every = opt.sync_every,
+                           .seed = opt.seed, .evaluate_every = opt.rounds, .optimizer = o_opt};
+  o.wireless = make_fleet(opt.clients, opt.seed, opt.band_hz);
+  // Iterations per round as the workflow computes them: one pass over the mean local data set.
+  const std::size_t steps = (train.count / opt.clients + opt.batch - 1) / opt.batch;
+  const std::vector<std::size_t> chosen = cuts::choose_cuts(o, steps);
+  const std::vector<std::size_t> frugal = cuts::choose_cuts(o, steps, tl::cut_goal::least_energy);
+  const auto costs = cuts::expected_costs(o, steps);
+  std::printf("wireless fleet: %zu devices, %g MHz up / %g MHz down, Rayleigh fading per round\n", opt.clients,
+              opt.band_hz / 1e6, opt.band_hz / 1e6);
+  std::printf("  %-6s %10s %12s %10s %20s %20s %8s %8s\n", "client", "distance", "compute", "memory",
+              "round at cut<2>", "round at cut<4>", "fastest", "frugal");
+  std::size_t fits_first_only = 0;
+  for (std::size_t c = 0; c < opt.clients; ++c) {
+    const auto& d = o.wireless.devices[c];
+    const bool fits1 = std::isfinite(costs[c][1].seconds);
+    fits_first_only += fits1 ? 0 : 1;
+    char at4[32] = "   (needs more RAM)";
+    if (fits1) std::snprintf(at4, sizeof at4, "%7.2f s %7.2f J", costs[c][1].seconds, costs[c][1].joules);
+    std::printf("  %-6zu %8.0f m %7.0f MMAC/s %7.2f MB %9.2f s %7.2f J %20s %8s %8s\n", c, d.distance_m,
+                d.macs_per_s / 1e6, d.memory_bytes / 1e6, costs[c][0].seconds, costs[c][0].joules, at4,
+                chosen[c] == 0 ? "cut<2>" : "cut<4>", frugal[c] == 0 ? "cut<2>" : "cut<4>");
+  }
+  std::printf("  (cut<4> needs %.2f MB to train, cut<2> %.2f MB; expected round of %zu iterations and %s at the mean SNR on "
+              "1/%zu of the band)\n\n",
+              static_cast<double>(cuts::template device_training_bytes<1>(opt.batch)) / 1e6,
+              static_cast<double>(cuts::template device_training_bytes<0>(opt.batch)) / 1e6, steps,
+              o.sync_every == 0 ? "one segment download + upload" : "a segment download + upload per synchronisation",
+              opt.clients);
+
+  std::vector<fleet_row> rows;
+  auto run_cuts = [&](const char* name, const std::vector<std::size_t>& cut_of) {
+    std::printf("  %-32s ...", name);
+    std::fflush(stdout);
+    const auto t0 = std::chrono::steady_clock::now();
+    cuts run{o};
+    const wf::report r = run.train(train, parts, cut_of, &test);
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf(" %.2f%% (%.1f s)\n", 100 * r.final_accuracy(), wall);
+    fleet_row x = fleet_summary(name, r, opt.clients, wall);
+    x.at_second_cut = static_cast<std::size_t>(std::count(cut_of.begin(), cut_of.end(), std::size_t{1}));
+    rows.push_back(std::move(x));
+  };
+  auto run_edge = [&](const char* name, bool by_capability) {
+    std::printf("  %-32s ...", name);
+    std::fflush(stdout);
+    const auto t0 = std::chrono::steady_clock::now();
+    typename tl::edge_split<F>::options oe = o;
+    oe.cluster_by_capability = by_capability;
+    tl::edge_split<F> run{oe};
+    const wf::report r = run.train(train, parts, &test);
+    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf(" %.2f%% (%.1f s)\n", 100 * r.final_accuracy(), wall);
+    rows.push_back(fleet_summary(name, r, opt.clients, wall));
+  };
+  const std::string uniform4 = "splitfed_v1, every device cut<4>" + std::string(fits_first_only > 0 ? " (*)" : "");
+  if (selected("splitfed_v1")) {
+    run_cuts("splitfed_v1, every device cut<2>", std::vector<std::size_t>(opt.clients, 0));
+    run_cuts(uniform4.c_str(), std::vector<std::size_t>(opt.clients, 1));
+    run_cuts("splitfed_v1, per-device cuts", chosen);
+    run_cuts("splitfed_v1, per-device, frugal", frugal);
+  }
+  if (selected("edge_split")) {
+    run_edge("edge_split, clusters by id", false);
+    run_edge("edge_split, clusters by capability", true);
+  }
+  std::printf("\n| %-36s | %8s | %11s | %13s | %10s | %12s | %12s | %7s |\n", "workflow", "test acc", "s / round",
+              "busy s/client", "J / round", "up/client", "down/client", "cut<4>");
+  std::printf("|--------------------------------------|----------|-------------|---------------|------------|--------------|"
+              "--------------|---------|\n");
+  for (const fleet_row& r : rows)
+    std::printf("| %-36s | %7.2f%% | %9.2f s | %11.2f s | %8.2f J | %9.2f MB | %9.2f MB | %7zu |\n", r.name.c_str(),
+                100 * r.accuracy, r.seconds_per_round, r.busy_per_round, r.joules_per_round, r.up_per_client / 1e6,
+                r.down_per_client / 1e6, r.at_second_cut);
+  if (fits_first_only > 0)
+    std::printf("(*) %zu of the %zu devices lack the memory to train cut<4>: shown for comparison, not deployable\n",
+                fits_first_only, opt.clients);
+
+  if (!opt.json.empty()) {
+    std::FILE* f = std::fopen(opt.json.c_str(), "w");
+    if (f == nullptr) {
+      std::fprintf(stderr, "cannot write %s\n", opt.json.c_str());
+      return 1;
+    }
+    std::fprintf(f, "{\n  \"dataset\": \"fashion-mnist\", \"model\": \"lenet_300_100\", \"candidate_cuts\": [2, 4],\n");
+    std::fprintf(f, "  \"clients\": %zu, \"partition\": \"%s\", \"train_images\": %zu, \"test_images\": %zu, "
+                    "\"rounds\": %zu, \"batch_size\": %zu, \"sync_every\": %zu, \"seed\": %llu, "
+                    "\"optimizer\": \"%s\", \"learning_rate\": %g,\n",
+                 opt.clients, opt.partition.text().c_str(), train.count, test.count, opt.rounds, opt.batch,
+                 opt.sync_every, static_cast<unsigned long long>(opt.seed), opt.adam ? "adam" : "sgd",
+                 static_cast<double>(opt.lr));
+    std::fprintf(f, "  \"fleet\": {\"uplink_hz\": %g, \"downlink_hz\": %g, \"fading\": \"rayleigh\", "
+                    "\"devices\": [\n", opt.band_hz, opt.band_hz);
+    for (std::size_t c = 0; c < opt.clients; ++c) {
+      const auto& d = o.wireless.devices[c];
+      std::fprintf(f,
+                   "    {\"distance_m\": %.1f, \"macs_per_s\": %.4g, \"memory_bytes\": %.0f, \"fastest_cut\": %d, "
+                   "\"frugal_cut\": %d, \"expected_round_s\": [%.3f, %s], \"expected_round_j\": [%.3f, %s]}%s\n",
+                   d.distance_m, d.macs_per_s, d.memory_bytes, chosen[c] == 0 ? 2 : 4, frugal[c] == 0 ? 2 : 4,
+                   costs[c][0].seconds, std::isfinite(costs[c][1].seconds) ? std::to_string(costs[c][1].seconds).c_str() : "null",
+                   costs[c][0].joules, std::isfinite(costs[c][1].seconds) ? std::to_string(costs[c][1].joules).c_str() : "null",
+                   c + 1 < opt.clients ? "," : "");
+    }
+    std::fprintf(f, "  ]},\n  \"workflows\": [\n");
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const fleet_row& r = rows[i];
+      std::string st;
+      for (std::size_t c = 0; c < r.straggler_rounds.size(); ++c) st += (c ? ", " : "") + std::to_string(r.straggler_rounds[c]);
+      std::fprintf(f,
+                   "    {\"workflow\": \"%s\", \"test_accuracy\": %.4f, \"seconds_per_round\": %.4f, "
+                   "\"busy_seconds_per_client_round\": %.4f, \"joules_per_round\": %.4f, \"bytes_up_per_client\": %.0f, "
+                   "\"bytes_down_per_client\": %.0f, "
+                   "\"clients_at_cut4\": %zu, \"straggler_rounds\": [%s], \"wall_seconds\": %.1f}%s\n",
+                   r.name.c_str(), r.accuracy, r.seconds_per_round, r.busy_per_round, r.joules_per_round, r.up_per_client,
+                   r.down_per_client, r.at_second_cut, st.c_str(), r.wall, i + 1 < rows.size() ? "," : "");
+    }
+    std::fprintf(f, "  ]\n}\n");
+    std::fclose(f);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -264,7 +449,7 @@ int main(int argc, char** argv) {
   examples::cli args(argc, argv,
                      "[--full] [--rounds N] [--train N] [--test N] [--batch B] [--phi F] [--seed S] "
                      "[--sync-every I] [--adam] [--lr LR] [--compress-after R] [--only NAME] "
-                     "[--partition iid|shards:K|dirichlet:A|quantity:B] [--json FILE]");
+                     "[--partition iid|shards:K|dirichlet:A|quantity:B] [--fleet] [--band HZ] [--json FILE]");
   while (args.next()) {
     if (args.is("--full")) {
       opt.full = true;
@@ -279,9 +464,11 @@ int main(int argc, char** argv) {
     else if (args.is("--seed")) opt.seed = args.count<std::uint64_t>();
     else if (args.is("--json")) opt.json = args.text();
     else if (args.is("--only")) opt.only = args.text();
-    else if (args.is("--sync-every")) opt.sync_every = args.count();
+    else if (args.is("--sync-every")) { opt.sync_every = args.count(); opt.sync_every_given = true; }
     else if (args.is("--compress-after")) { opt.compress_after = args.count(); opt.compress_after_given = true; }
     else if (args.is("--adam")) opt.adam = true;
+    else if (args.is("--fleet")) opt.fleet = true;
+    else if (args.is("--band")) opt.band_hz = args.real<double>();
     else if (args.is("--lr")) { opt.lr = args.real<float>(); opt.lr_given = true; }
     else if (args.is("--partition")) {
       try {
@@ -293,6 +480,10 @@ int main(int argc, char** argv) {
     else args.unknown();
   }
   only_prefix = opt.only;
+  if (opt.fleet && !opt.sync_every_given) opt.sync_every = 0;
+  // Each copy steps on its own batch b between synchronisations: with SGD, lr / N (the linear scaling rule, as for
+  // VSL and SplitFedV2 below), unless --lr is given.
+  if (opt.fleet && opt.sync_every == 0 && !opt.adam && !opt.lr_given) opt.lr /= static_cast<float>(opt.clients);
   if (!opt.compress_after_given) opt.compress_after = opt.rounds / 2;
   if (opt.adam && !opt.lr_given) opt.lr = 1e-3f;
   try {
@@ -316,6 +507,14 @@ int main(int argc, char** argv) {
       largest = std::max(largest, p.size());
     }
 
+    if (opt.fleet) {
+      std::printf("split learning on Fashion-MNIST over a wireless fleet: LeNet-300-100, %zu clients (%s), %zu rounds, "
+                  "batch %zu, %s lr %g, segments averaged %s\n",
+                  opt.clients, opt.partition.text().c_str(), opt.rounds, opt.batch, opt.adam ? "Adam" : "SGD",
+                  static_cast<double>(opt.lr), opt.sync_every == 0 ? "once per round" : "every --sync-every iterations");
+      if (opt.adam) return run_fleet(opt, tl::nn::adam{.learning_rate = opt.lr}, train, parts, test);
+      return run_fleet(opt, tl::nn::sgd{.learning_rate = opt.lr, .momentum = opt.momentum}, train, parts, test);
+    }
     std::printf("split learning on Fashion-MNIST: LeNet-300-100 cut after the first hidden layer\n");
     std::printf("  %zu clients (%s: %s; %zu to %zu images each), %zu training / %zu test images, %zu rounds, batch %zu\n",
                 opt.clients, opt.partition.text().c_str(), opt.partition.description().c_str(), smallest, largest,

@@ -10,7 +10,8 @@
 ///   using run_t = tl::per_device_cuts<wearable_fleet, tl::split_scheme::splitfed_v1, tl::cut<2>, tl::cut<4>>;
 ///   run_t::options o{.rounds = 10, .batch_size = 16, .sync_every = 1};
 ///   o.wireless = fleet;                                   // one device_profile per client
-///   const std::vector<std::size_t> cuts = run_t::choose_cuts(o);   // index into <cut<2>, cut<4>> per client
+///   const std::vector<std::size_t> cuts = run_t::choose_cuts(o, steps);  // index into <cut<2>, cut<4>> per client
+///   // or run_t::choose_cuts(o, steps, tl::cut_goal::least_energy): no slower round, less energy
 ///   run_t run{o};
 ///   tl::workflow::report r = run.train(train, parts, cuts, &test);
 /// @endcode
@@ -51,10 +52,16 @@
 /// its `device_profile::memory_bytes` — 4·(3·P + b·A) bytes: weights,
 /// gradients and one optimizer state per parameter P of its segment, and
 /// the activations A per sample of the segment's layers kept for backward —
-/// the one with the least expected iteration time
-/// (`split_learning::expected_iteration_seconds`: compute at its rate, the
-/// smashed data up and their gradients down at its mean-SNR rates on 1/N of
-/// the band). A device that fits none gets an error naming it.
+/// the one with the least expected round time (`cut_goal::fastest`), or the
+/// least expected energy among those that finish within the round's
+/// expected critical path (`cut_goal::least_energy`), from
+/// `split_learning::expected_round_cost`: per iteration, compute at its
+/// rate, the smashed data up and their gradients down; per synchronisation,
+/// the device segment down and up; all at its mean-SNR rates on 1/N of the
+/// band (fading lowers the mean rate below that: Jensen). A device that fits
+/// none gets an error naming it. Each device's round time depends on its own
+/// cut only, so `fastest` also minimises the slowest device's expected round
+/// time over all assignments.
 ///
 /// Not supported (static_asserts): compressed sides (their masks and
 /// codebooks belong to one segment), multi-hop cuts (`cut<K1, K2>`), other
@@ -63,6 +70,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -82,6 +90,18 @@
 #include "split_engine.hpp"
 
 namespace tinylarge {
+
+/// What `per_device_cuts::choose_cuts` optimises.
+enum class cut_goal {
+  /// every device its least expected round time (which also minimises the
+  /// slowest device's: each device's time depends on its own cut only)
+  fastest,
+  /// every device its least expected energy among the cuts that finish within
+  /// the round's expected critical path — the slowest device's least time,
+  /// T* = max over devices of their fastest round — so the round takes no
+  /// longer than with `fastest`, and devices that would wait anyway spend less
+  least_energy,
+};
 
 namespace split_detail {
 /// Traits with the partition replaced by `Cut`.
@@ -142,36 +162,56 @@ class per_device_cuts {
 
   explicit per_device_cuts(options opt = {}, Scheme s = {}) : opt_(std::move(opt)), scheme_(std::move(s)) {}
 
-  /// Per client (the fleet's devices, in order) the index of its cut among
-  /// `Cuts...`: the least expected iteration time among the cuts whose
-  /// training footprint fits its memory.
-  /// @throws tl::invalid_argument without a fleet, or when a device fits no candidate
-  static std::vector<std::size_t> choose_cuts(const options& o) {
+  /// Expected round cost of every device (rows) at every candidate
+  /// (columns; `split_learning::expected_round_cost`), seconds = infinity
+  /// where the candidate's training footprint exceeds the device's memory.
+  static std::vector<std::array<workflow::client_cost, candidates>> expected_costs(const options& o, std::size_t steps) {
     const workflow::wireless_fleet& air = o.wireless;
     TINYLARGE_REQUIRE(air.enabled(), errc::invalid_argument,
-                      "per_device_cuts::choose_cuts: needs the devices (split_options::wireless)");
+                      "per_device_cuts: choosing cuts needs the devices (split_options::wireless)");
     const std::size_t n = air.devices.size(), b = o.batch_size;
-    std::vector<std::size_t> out(n);
+    std::vector<std::array<workflow::client_cost, candidates>> out(n);
     for (std::size_t c = 0; c < n; ++c) {
       const workflow::device_profile& dev = air.devices[c];
-      double best = std::numeric_limits<double>::infinity();
-      std::size_t pick = candidates;
       [&]<std::size_t... I>(std::index_sequence<I...>) {
-        (([&] {
-           if (static_cast<double>(device_training_bytes<I>(b)) > dev.memory_bytes) return;
-           const double t = engine<I>::expected_iteration_seconds(air.access_point, dev, n, b);
-           if (t < best) {
-             best = t;
-             pick = I;
-           }
-         }()),
+        ((out[c][I] = static_cast<double>(device_training_bytes<I>(b)) > dev.memory_bytes
+                          ? workflow::client_cost{.seconds = std::numeric_limits<double>::infinity()}
+                          : engine<I>::expected_round_cost(air.access_point, dev, n, b, steps, o.sync_every)),
          ...);
       }(std::make_index_sequence<candidates>{});
-      TINYLARGE_REQUIRE(pick < candidates, errc::invalid_argument,
-                        "per_device_cuts::choose_cuts: device " + std::to_string(c) + " (" +
-                            std::to_string(dev.memory_bytes) + " bytes) cannot hold any candidate segment for training");
-      out[c] = pick;
     }
+    return out;
+  }
+
+  /// Per client (the fleet's devices, in order) the index of its cut among
+  /// `Cuts...`, among the cuts whose training footprint fits its memory:
+  /// the least expected round time (`cut_goal::fastest`), or the least
+  /// expected energy within the round's expected critical path
+  /// (`cut_goal::least_energy`; see `cut_goal`).
+  /// @param steps iterations per round (`split_options::steps_per_round`, or
+  ///        ⌈mean local samples / batch⌉ as the workflow computes it)
+  /// @throws tl::invalid_argument without a fleet, or when a device fits no candidate
+  static std::vector<std::size_t> choose_cuts(const options& o, std::size_t steps, cut_goal goal = cut_goal::fastest) {
+    const auto costs = expected_costs(o, steps);
+    const std::size_t n = costs.size();
+    std::vector<std::size_t> fastest(n);
+    double critical = 0.0;  // T*: the slowest device's least time
+    for (std::size_t c = 0; c < n; ++c) {
+      std::size_t pick = 0;
+      for (std::size_t k = 1; k < candidates; ++k)
+        if (costs[c][k].seconds < costs[c][pick].seconds) pick = k;
+      TINYLARGE_REQUIRE(std::isfinite(costs[c][pick].seconds), errc::invalid_argument,
+                        "per_device_cuts::choose_cuts: device " + std::to_string(c) + " (" +
+                            std::to_string(o.wireless.devices[c].memory_bytes) +
+                            " bytes) cannot hold any candidate segment for training");
+      fastest[c] = pick;
+      critical = std::max(critical, costs[c][pick].seconds);
+    }
+    if (goal == cut_goal::fastest) return fastest;
+    std::vector<std::size_t> out = fastest;
+    for (std::size_t c = 0; c < n; ++c)
+      for (std::size_t k = 0; k < candidates; ++k)
+        if (costs[c][k].seconds <= critical && costs[c][k].joules < costs[c][out[c]].joules) out[c] = k;
     return out;
   }
 

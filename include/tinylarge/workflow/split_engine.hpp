@@ -1013,6 +1013,25 @@ class split_learning {
                                    downlink_codec::max_encoded_bytes(b * cut_size<0>))
         .seconds;
   }
+  /// A device's expected time and energy for one round of a scheme that
+  /// downloads the device segment at the start of the round
+  /// (`downloads_each_round`) and uploads it at the end: `steps` iterations
+  /// (as `expected_iteration_seconds`) and 1 + ⌊(steps − 1) / sync_every⌋ (1
+  /// when `sync_every` = 0) downloads and uploads of the uncompressed
+  /// segment, 4·P bytes each, on the same share of the band at the mean SNR.
+  /// What `per_device_cuts::choose_cuts` compares.
+  static workflow::client_cost expected_round_cost(const workflow::cell& cell, const workflow::device_profile& dev,
+                                                   std::size_t concurrent, std::size_t b, std::size_t steps,
+                                                   std::size_t sync_every) {
+    const workflow::link_state mean =
+        workflow::link_on_share(cell, dev, 1.0 / static_cast<double>(concurrent), 1.0, 1.0);
+    const std::uint64_t syncs = 1 + (sync_every == 0 || steps == 0 ? 0 : (steps - 1) / sync_every);
+    const std::uint64_t i = steps;
+    return workflow::cost_of_round(
+        dev, mean, i * 2 * static_cast<std::uint64_t>(b) * device_model::macs,
+        i * (uplink_codec::max_encoded_bytes(b * cut_size<0>) + b) + syncs * dense_segment_bytes,
+        i * downlink_codec::max_encoded_bytes(b * cut_size<0>) + syncs * dense_segment_bytes);
+  }
 
  private:
   // ---- client-segment synchronisation ----------------------------------------
