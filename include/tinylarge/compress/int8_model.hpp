@@ -19,11 +19,15 @@
 ///
 /// One record per weighted layer (dense, conv2d, depthwise conv2d = conv2d
 /// with groups = channels), in order, each in the int8 weight format of the
-/// [model file](../../../docs/model-file-format.md). What the compiled type
-/// adds (pooling, flatten, fused relu, dropout) is not stored: the binder
-/// checks that the file's records agree with it — layer count, kind, rows,
-/// cols, conv geometry, fused activation, and that each layer's input scale
-/// and zero point equal the previous weighted layer's output ones — and
+/// [model file](../../../docs/model-file-format.md); a `residual<...>` block
+/// is its weighted inner layers followed by an `add` record (layer kind 3,
+/// file version 1.4: scales, zero points and multipliers of y = x + F(x)),
+/// the order of the model's int8 graph. What the compiled type adds
+/// (pooling, flatten, fused relu, dropout) is not stored: the binder checks
+/// that the file's records agree with it — record count, kind, rows, cols,
+/// conv geometry, fused activation, that each layer's input scale and zero
+/// point equal the previous record's output ones, and that an add's two
+/// inputs are the block's input and its last inner layer's output — and
 /// returns `errc::shape_mismatch` (or the reader's code) otherwise, before
 /// any view is handed to the network. Freestanding: no heap, no exceptions.
 #pragma once
@@ -118,9 +122,13 @@ inline constexpr std::size_t model_file_record_count =
 /// `int8_huffman_codebook`), which then runs one output channel's decoded weights at a time
 /// (kernels/huffman_s8.hpp; every row is decoded once here by
 /// `model_file_reader::verify_huffman_rows`, `errc::corrupt` if one does not decode exactly).
+/// A model with `residual<...>` blocks takes an `add` record after each block's
+/// inner layers; its constants become the network's `residual_add(r)` (the clamp
+/// from the compiled type's fused relu / relu6).
 /// Returns `errc::shape_mismatch` when the file describes another model
-/// (layer count, kind, rows, cols, geometry, fused activation, or
-/// quantization parameters that do not chain), `errc::invalid_argument` when
+/// (record count, kind, rows, cols, geometry, fused activation, an add's
+/// element count, or quantization parameters that do not chain — an add's
+/// first input is the block's input, its second the last inner layer's output), `errc::invalid_argument` when
 /// `file` is not open or a record is in a format the storage cannot run;
 /// `net` is then left unusable (its views are cleared).
 template <class Model, class P, class S, class B>
@@ -354,7 +362,9 @@ void add_int8_records(model_file_builder& builder, nn::quantized_network<Model, 
 
 /// Appends every weighted layer of an owning `quantized_network` to `b` as an
 /// int8 record (conv2d / depthwise with their geometry, the fused relu as the
-/// activation): the file that `bind_model_file` binds to the same model type.
+/// activation), and every residual add as an `add` record (file version 1.4), in
+/// the order of the int8 graph: the file that `bind_model_file` binds to the same
+/// model type.
 /// The requantization multipliers are recomputed by the builder from the same
 /// scales with the same formula, so the bound network computes the same bits.
 template <class Model, class P, class S, class B>
