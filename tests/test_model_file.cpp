@@ -2000,6 +2000,7 @@ TEST_CASE("int8 residual model file: wrong add records, an old minor version and
     one.add_int8_add(10, {0.05f, -3}, {0.125f, 7}, {0.1f, -128}, c::activation_kind::relu);
     const std::vector<std::uint8_t> file = one.bytes();
     CHECK(file[6] == c::model_file_layout::add_minor);
+    CHECK(file.size() == 32 + 176 + 8);  // header, the 176-byte record (docs), end marker
     flip_every_bit_and_run(file);
   }
 }
