@@ -41,18 +41,25 @@ using bound_residual =
 #include "tinylarge/nn/quantize.hpp"
 
 namespace int8_model_sample {
+/// A PTQ-quantized `Model`: random weights, calibrated on 8 random inputs.
+template <class Model>
+auto quantized(std::uint64_t seed) {
+  nn::network<Model> net(seed);
+  tinylarge::rng g(seed + 1);
+  std::vector<float> xs(8 * Model::input_size);
+  for (auto& v : xs) v = g.uniform(-1.0f, 1.0f);
+  auto q = std::make_unique<nn::quantized_network<Model, tinylarge::int8_per_channel, nn::heap_storage>>();
+  nn::quantize_post_training(net, xs.data(), 8, *q);
+  return q;
+}
+
 /// A valid model file of `model` (random weights, calibrated on random inputs); with
 /// `sparsity` > 0 the weights are pruned to it and stored as int8 CSR records; with
 /// `clusters` > 0 they are clustered into that many values per layer and stored as int8
 /// codebook records (with `huffman`, as int8 Huffman codebook records).
 inline std::vector<std::uint8_t> file(std::uint64_t seed = 1, double sparsity = 0.0, std::size_t clusters = 0,
                                       bool huffman = false) {
-  nn::network<model> net(seed);
-  tinylarge::rng g(seed + 1);
-  std::vector<float> xs(8 * model::input_size);
-  for (auto& v : xs) v = g.uniform(-1.0f, 1.0f);
-  auto q = std::make_unique<nn::quantized_network<model, tinylarge::int8_per_channel, nn::heap_storage>>();
-  nn::quantize_post_training(net, xs.data(), 8, *q);
+  const auto q = quantized<model>(seed);
   tinylarge::compress::model_file_builder b;
   if (clusters > 0) {
     (void)tinylarge::compress::share_int8_weights(*q, clusters);
@@ -69,16 +76,11 @@ inline std::vector<std::uint8_t> file(std::uint64_t seed = 1, double sparsity = 
   return b.bytes();
 }
 
-/// A valid model file of `residual_model` (random weights, calibrated on random inputs).
+/// A valid model file of `residual_model` (random weights, calibrated on random inputs): int8
+/// records and one add record (file version 1.4).
 inline std::vector<std::uint8_t> residual_file(std::uint64_t seed = 1) {
-  nn::network<residual_model> net(seed);
-  tinylarge::rng g(seed + 1);
-  std::vector<float> xs(8 * residual_model::input_size);
-  for (auto& v : xs) v = g.uniform(-1.0f, 1.0f);
-  auto q = std::make_unique<nn::quantized_network<residual_model, tinylarge::int8_per_channel, nn::heap_storage>>();
-  nn::quantize_post_training(net, xs.data(), 8, *q);
   tinylarge::compress::model_file_builder b;
-  tinylarge::compress::add_int8_layers(b, *q);
+  tinylarge::compress::add_int8_layers(b, *quantized<residual_model>(seed));
   return b.bytes();
 }
 }  // namespace int8_model_sample

@@ -164,9 +164,7 @@ template <class Model, class P, class S, class B>
                         "bind_model_file: an add record's element count differs from the residual block's");
         TINYLARGE_CHECK(v.activation == (detail::fused_activation_of<G, I>()), errc::shape_mismatch,
                         "bind_model_file: an add record's activation differs from the compiled model's fused relu");
-        const quant_params x1{v.add.input1_scale, v.add.input1_zero_point};
-        const quant_params x2{v.add.input2_scale, v.add.input2_zero_point};
-        const quant_params y{v.add.output_scale, v.add.output_zero_point};
+        const quant_params x1 = v.add.input1, x2 = v.add.input2, y = v.add.output;
         if (record == 0)  // only layers without parameters before: all on the input's grid
           for (std::size_t t = 0; t <= I; ++t) tq[t] = x1;
         TINYLARGE_CHECK(detail::same_params(tq[I - L::inner_layers], x1), errc::shape_mismatch,

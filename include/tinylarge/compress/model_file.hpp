@@ -52,6 +52,7 @@
 #include "../kernels/dense.hpp"
 #include "../kernels/elementwise.hpp"
 #include "../precision/fp16.hpp"
+#include "../precision/int8.hpp"
 #include "bitpack.hpp"
 #include "huffman.hpp"
 #include "kernels.hpp"
@@ -64,7 +65,6 @@
 #include <vector>
 
 #include "../io/file.hpp"
-#include "../precision/int8.hpp"
 #include "../precision/requantize.hpp"
 #include "low_rank.hpp"
 #include "sparse.hpp"
@@ -210,8 +210,7 @@ struct int8_layer_view {
 /// clamp of the fused relu / relu6); the scales are there to check the chaining.
 struct int8_add_view {
   std::size_t size = 0;
-  float input1_scale = 1.0f, input2_scale = 1.0f, output_scale = 1.0f;
-  std::int32_t input1_zero_point = 0, input2_zero_point = 0, output_zero_point = 0;
+  quant_params input1{}, input2{}, output{};
   kernels::add_s8_params params{};
 };
 
@@ -1110,40 +1109,30 @@ class model_file_reader {
                          "model file: add multipliers must be i32 [input1, input2, output]"));
     TINYLARGE_TRY(expect(arr(R::shifts), T::i32, 3, false, "model file: an add record has no shifts",
                          "model file: add shifts must be i32 [input1, input2, output]"));
-    float scale[3];
-    std::int32_t zp[3], mult[3], shift[3];
-    for (std::size_t k = 0; k < 3; ++k) {
-      scale[k] = detail::f32_at(arr(R::act_scales).data, k);
-      zp[k] = static_cast<std::int32_t>(detail::mf_le32(arr(R::zero_points).data + 4 * k));
-      mult[k] = static_cast<std::int32_t>(detail::mf_le32(arr(R::multipliers).data + 4 * k));
-      shift[k] = static_cast<std::int32_t>(detail::mf_le32(arr(R::shifts).data + 4 * k));
-      TINYLARGE_CHECK(scale[k] > 0.0f && scale[k] <= std::numeric_limits<float>::max(), errc::corrupt,
-                      "model file: add scales must be positive and finite");
-      TINYLARGE_CHECK(zp[k] >= -128 && zp[k] <= 127, errc::corrupt, "model file: add zero points must be in [-128, 127]");
-      TINYLARGE_CHECK(mult[k] == 0 || mult[k] >= (1 << 30), errc::corrupt,
-                      "model file: an add multiplier is neither 0 nor in [2^30, 2^31)");
-      TINYLARGE_CHECK(shift[k] >= -31 && shift[k] <= (k < 2 ? 0 : 30), errc::corrupt,
-                      "model file: an add shift is outside [-31, 0] (inputs) or [-31, 30] (output)");
-    }
     int8_add_view& a = v.add;
     a.size = v.rows;
-    a.input1_scale = scale[0];
-    a.input2_scale = scale[1];
-    a.output_scale = scale[2];
-    a.input1_zero_point = zp[0];
-    a.input2_zero_point = zp[1];
-    a.output_zero_point = zp[2];
     kernels::add_s8_params& p = a.params;
-    p.input1_offset = -zp[0];
-    p.input2_offset = -zp[1];
-    p.output_offset = zp[2];
-    p.input1_multiplier = mult[0];
-    p.input2_multiplier = mult[1];
-    p.output_multiplier = mult[2];
-    p.input1_shift = shift[0];
-    p.input2_shift = shift[1];
-    p.output_shift = shift[2];
-    output_clamp(v.activation, scale[2], zp[2], p.act_min, p.act_max);
+    quant_params* const tensor[3] = {&a.input1, &a.input2, &a.output};
+    std::int32_t* const mult[3] = {&p.input1_multiplier, &p.input2_multiplier, &p.output_multiplier};
+    int* const shift[3] = {&p.input1_shift, &p.input2_shift, &p.output_shift};
+    for (std::size_t k = 0; k < 3; ++k) {
+      const float scale = detail::f32_at(arr(R::act_scales).data, k);
+      const auto zp = static_cast<std::int32_t>(detail::mf_le32(arr(R::zero_points).data + 4 * k));
+      *mult[k] = static_cast<std::int32_t>(detail::mf_le32(arr(R::multipliers).data + 4 * k));
+      *shift[k] = static_cast<std::int32_t>(detail::mf_le32(arr(R::shifts).data + 4 * k));
+      TINYLARGE_CHECK(scale > 0.0f && scale <= std::numeric_limits<float>::max(), errc::corrupt,
+                      "model file: add scales must be positive and finite");
+      TINYLARGE_CHECK(zp >= -128 && zp <= 127, errc::corrupt, "model file: add zero points must be in [-128, 127]");
+      TINYLARGE_CHECK(*mult[k] == 0 || *mult[k] >= (1 << 30), errc::corrupt,
+                      "model file: an add multiplier is neither 0 nor in [2^30, 2^31)");
+      TINYLARGE_CHECK(*shift[k] >= -31 && *shift[k] <= (k < 2 ? 0 : 30), errc::corrupt,
+                      "model file: an add shift is outside [-31, 0] (inputs) or [-31, 30] (output)");
+      *tensor[k] = {scale, zp};
+    }
+    p.input1_offset = -a.input1.zero_point;
+    p.input2_offset = -a.input2.zero_point;
+    p.output_offset = a.output.zero_point;
+    output_clamp(v.activation, a.output.scale, a.output.zero_point, p.act_min, p.act_max);
     return status::success();
   }
 
