@@ -156,7 +156,7 @@ void exercise(const c::layer_view& v) {
   if (v.kind == c::layer_kind::add) {
     REQUIRE(v.add.size == v.rows);
     std::vector<std::int8_t> x1(v.rows, 1), x2(v.rows, -3), y(v.rows);
-    tinylarge::kernels::add_s8(tinylarge::arch::scalar{}, v.rows, x1.data(), x2.data(), v.add.params, y.data());
+    tinylarge::kernels::add_s8(tinylarge::arch::scalar{}, v.rows, x1.data(), x2.data(), v.add.params(), y.data());
     return;
   }
   if (v.format == c::weight_format::int8) {
@@ -1825,17 +1825,17 @@ TEST_CASE("int8 residual model file: a bound network computes the owning residua
     CHECK(v.in_place());
     // The multipliers the writer computed are the owning network's.
     const tinylarge::kernels::add_s8_params& p = q->residual_add(k);
-    CHECK(v.add.params.input1_multiplier == p.input1_multiplier);
-    CHECK(v.add.params.input2_multiplier == p.input2_multiplier);
-    CHECK(v.add.params.output_multiplier == p.output_multiplier);
-    CHECK(v.add.params.input1_shift == p.input1_shift);
-    CHECK(v.add.params.input2_shift == p.input2_shift);
-    CHECK(v.add.params.output_shift == p.output_shift);
-    CHECK(v.add.params.input1_offset == p.input1_offset);
-    CHECK(v.add.params.input2_offset == p.input2_offset);
-    CHECK(v.add.params.output_offset == p.output_offset);
-    CHECK(v.add.params.act_min == p.act_min);
-    CHECK(v.add.params.act_max == p.act_max);
+    CHECK(v.add.params().input1_multiplier == p.input1_multiplier);
+    CHECK(v.add.params().input2_multiplier == p.input2_multiplier);
+    CHECK(v.add.params().output_multiplier == p.output_multiplier);
+    CHECK(v.add.params().input1_shift == p.input1_shift);
+    CHECK(v.add.params().input2_shift == p.input2_shift);
+    CHECK(v.add.params().output_shift == p.output_shift);
+    CHECK(v.add.params().input1_offset == p.input1_offset);
+    CHECK(v.add.params().input2_offset == p.input2_offset);
+    CHECK(v.add.params().output_offset == p.output_offset);
+    CHECK(v.add.params().act_min == p.act_min);
+    CHECK(v.add.params().act_max == p.act_max);
   }
   static flash_q<res_cnn> dev;
   REQUIRE(c::bind_model_file(r, dev).ok());

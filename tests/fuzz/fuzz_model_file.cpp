@@ -32,7 +32,7 @@ namespace {
 void run_layer(const c::layer_view& v) {
   if (v.kind == c::layer_kind::add) {
     std::vector<std::int8_t> x1(v.rows, 3), x2(v.rows, -7), y(v.rows);
-    tinylarge::kernels::add_s8(scalar{}, v.rows, x1.data(), x2.data(), v.add.params, y.data());
+    tinylarge::kernels::add_s8(scalar{}, v.rows, x1.data(), x2.data(), v.add.params(), y.data());
     return;
   }
   if (v.format == c::weight_format::int8) {

@@ -164,7 +164,7 @@ template <class Model, class P, class S, class B>
                         "bind_model_file: an add record's element count differs from the residual block's");
         TINYLARGE_CHECK(v.activation == (detail::fused_activation_of<G, I>()), errc::shape_mismatch,
                         "bind_model_file: an add record's activation differs from the compiled model's fused relu");
-        const quant_params x1 = v.add.input1, x2 = v.add.input2, y = v.add.output;
+        const quant_params x1 = v.add.tensor(0), x2 = v.add.tensor(1), y = v.add.tensor(2);
         if (record == 0)  // only layers without parameters before: all on the input's grid
           for (std::size_t t = 0; t <= I; ++t) tq[t] = x1;
         TINYLARGE_CHECK(detail::same_params(tq[I - L::inner_layers], x1), errc::shape_mismatch,
@@ -174,7 +174,7 @@ template <class Model, class P, class S, class B>
                         "bind_model_file: an add record's second input scale or zero point differs from the block's "
                         "last inner layer's output");
         tq[I + 1] = y;
-        kernels::add_s8_params p = v.add.params;
+        kernels::add_s8_params p = v.add.params();
         const quant_range clamp = nn::detail::output_clamp<G, I>(y, P::activation_range);
         p.act_min = clamp.min;
         p.act_max = clamp.max;

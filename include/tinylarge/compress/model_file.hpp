@@ -205,13 +205,34 @@ struct int8_layer_view {
 };
 
 /// An `add` record (1.4): y = x₁ + x₂ on `size` int8 elements, x₁ the input of a residual
-/// block (the skip tensor), x₂ the output of its last inner layer. `params` are the constants
-/// of `kernels::add_s8` (offsets from the zero points, the writer's multipliers and shifts, the
-/// clamp of the fused relu / relu6); the scales are there to check the chaining.
+/// block (the skip tensor), x₂ the output of its last inner layer. Pointers into the file,
+/// three entries each: [x₁, x₂, y].
 struct int8_add_view {
   std::size_t size = 0;
-  quant_params input1{}, input2{}, output{};
-  kernels::add_s8_params params{};
+  const float* scales = nullptr;              ///< positive, finite
+  const std::int32_t* zero_points = nullptr;  ///< in [−128, 127]
+  const std::int32_t* multipliers = nullptr;  ///< 0 or in [2^30, 2^31)
+  const int* shifts = nullptr;                ///< inputs in [−31, 0], output in [−31, 30]
+  std::int8_t act_min = -128, act_max = 127;  ///< output clamp, from the activation
+
+  /// Scale and zero point of tensor k (0: x₁, 1: x₂, 2: y).
+  quant_params tensor(std::size_t k) const noexcept { return {scales[k], zero_points[k]}; }
+  /// The constants of `kernels::add_s8`.
+  kernels::add_s8_params params() const noexcept {
+    kernels::add_s8_params p;
+    p.input1_offset = -zero_points[0];
+    p.input2_offset = -zero_points[1];
+    p.output_offset = zero_points[2];
+    p.input1_multiplier = multipliers[0];
+    p.input2_multiplier = multipliers[1];
+    p.output_multiplier = multipliers[2];
+    p.input1_shift = shifts[0];
+    p.input2_shift = shifts[1];
+    p.output_shift = shifts[2];
+    p.act_min = act_min;
+    p.act_max = act_max;
+    return p;
+  }
 };
 
 /// The weights of an `int8_huffman_codebook` record: k int8 codebook values and a Huffman
@@ -1101,38 +1122,31 @@ class model_file_reader {
     TINYLARGE_CHECK(v.activation == activation_kind::none || v.activation == activation_kind::relu ||
                         v.activation == activation_kind::relu6,
                     errc::corrupt, "model file: an add record's activation must be none, relu or relu6");
-    TINYLARGE_TRY(expect(arr(R::act_scales), T::f32, 3, false, "model file: an add record has no activation scales",
-                         "model file: add activation scales must be f32 [input1, input2, output]"));
-    TINYLARGE_TRY(expect(arr(R::zero_points), T::i32, 3, false, "model file: an add record has no zero points",
-                         "model file: add zero points must be i32 [input1, input2, output]"));
-    TINYLARGE_TRY(expect(arr(R::multipliers), T::i32, 3, false, "model file: an add record has no multipliers",
-                         "model file: add multipliers must be i32 [input1, input2, output]"));
-    TINYLARGE_TRY(expect(arr(R::shifts), T::i32, 3, false, "model file: an add record has no shifts",
-                         "model file: add shifts must be i32 [input1, input2, output]"));
+    // One message for the four arrays (firmware flash).
+    const char* const missing = "model file: an add record lacks act_scales, zero_points, multipliers or shifts";
+    const char* const wrong = "model file: an add record's arrays are 3 f32 scales, 3 i32 zero points, multipliers, shifts";
+    TINYLARGE_TRY(expect(arr(R::act_scales), T::f32, 3, false, missing, wrong));
+    TINYLARGE_TRY(expect(arr(R::zero_points), T::i32, 3, false, missing, wrong));
+    TINYLARGE_TRY(expect(arr(R::multipliers), T::i32, 3, false, missing, wrong));
+    TINYLARGE_TRY(expect(arr(R::shifts), T::i32, 3, false, missing, wrong));
     int8_add_view& a = v.add;
     a.size = v.rows;
-    kernels::add_s8_params& p = a.params;
-    quant_params* const tensor[3] = {&a.input1, &a.input2, &a.output};
-    std::int32_t* const mult[3] = {&p.input1_multiplier, &p.input2_multiplier, &p.output_multiplier};
-    int* const shift[3] = {&p.input1_shift, &p.input2_shift, &p.output_shift};
-    for (std::size_t k = 0; k < 3; ++k) {
-      const float scale = detail::f32_at(arr(R::act_scales).data, k);
-      const auto zp = static_cast<std::int32_t>(detail::mf_le32(arr(R::zero_points).data + 4 * k));
-      *mult[k] = static_cast<std::int32_t>(detail::mf_le32(arr(R::multipliers).data + 4 * k));
-      *shift[k] = static_cast<std::int32_t>(detail::mf_le32(arr(R::shifts).data + 4 * k));
-      TINYLARGE_CHECK(scale > 0.0f && scale <= std::numeric_limits<float>::max(), errc::corrupt,
-                      "model file: add scales must be positive and finite");
-      TINYLARGE_CHECK(zp >= -128 && zp <= 127, errc::corrupt, "model file: add zero points must be in [-128, 127]");
-      TINYLARGE_CHECK(*mult[k] == 0 || *mult[k] >= (1 << 30), errc::corrupt,
-                      "model file: an add multiplier is neither 0 nor in [2^30, 2^31)");
-      TINYLARGE_CHECK(*shift[k] >= -31 && *shift[k] <= (k < 2 ? 0 : 30), errc::corrupt,
-                      "model file: an add shift is outside [-31, 0] (inputs) or [-31, 30] (output)");
-      *tensor[k] = {scale, zp};
-    }
-    p.input1_offset = -a.input1.zero_point;
-    p.input2_offset = -a.input2.zero_point;
-    p.output_offset = a.output.zero_point;
-    output_clamp(v.activation, a.output.scale, a.output.zero_point, p.act_min, p.act_max);
+    a.scales = reinterpret_cast<const float*>(arr(R::act_scales).data);
+    a.zero_points = reinterpret_cast<const std::int32_t*>(arr(R::zero_points).data);
+    a.multipliers = reinterpret_cast<const std::int32_t*>(arr(R::multipliers).data);
+    a.shifts = reinterpret_cast<const int*>(arr(R::shifts).data);
+    for (std::size_t k = 0; k < 3; ++k)
+      TINYLARGE_CHECK(a.scales[k] > 0.0f && a.scales[k] <= std::numeric_limits<float>::max() &&
+                          a.zero_points[k] >= -128 && a.zero_points[k] <= 127 &&
+                          (a.multipliers[k] == 0 || a.multipliers[k] >= (1 << 30)) && a.shifts[k] >= -31 &&
+                          a.shifts[k] <= (k < 2 ? 0 : 30),
+                      errc::corrupt,
+                      "model file: an add record's scale, zero point, multiplier or shift is out of range "
+                      "(docs/model-file-format.md)");
+    std::int32_t lo = -128, hi = 127;
+    output_clamp(v.activation, a.scales[2], a.zero_points[2], lo, hi);
+    a.act_min = static_cast<std::int8_t>(lo);
+    a.act_max = static_cast<std::int8_t>(hi);
     return status::success();
   }
 
