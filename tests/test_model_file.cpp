@@ -1857,6 +1857,18 @@ TEST_CASE("int8 residual model file: a bound network computes the owning residua
   REQUIRE(c::bind_model_file(rs, shared_dev).ok());
   CHECK(shared_dev.layer_is_shared<2>());  // the first conv inside the first block
   check_same_residual_logits(*q, xs, shared_dev);
+  // And pruned int8 CSR records: the blocks' inner layers are pruned like the others.
+  const std::size_t zeros = c::prune_int8_weights(*q, 0.5);
+  CHECK(zeros >= c::prune_count(tnn::detail::int8_graph<res_cnn>::weight_count, 0.5) - 6);  // 6 layers, each rounded
+  c::model_file_builder pb;
+  c::add_int8_csr_layers(pb, *q);
+  aligned_bytes ap(pb.bytes());
+  c::model_file_reader rp;
+  REQUIRE(rp.open(ap.data(), ap.size).ok());
+  static sparse_q<res_cnn> sparse_dev;
+  REQUIRE(c::bind_model_file(rp, sparse_dev).ok());
+  CHECK(sparse_dev.layer_is_sparse<4>());  // the second conv inside the first block
+  check_same_residual_logits(*q, xs, sparse_dev);
   // The host loader reads it.
   const c::model_file mf = c::model_file::from_bytes(file);
   CHECK(mf.layer(3).kind == c::layer_kind::add);
