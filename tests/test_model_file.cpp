@@ -1844,31 +1844,30 @@ TEST_CASE("int8 residual model file: a bound network computes the owning residua
     CHECK(dev.tensor_params(t) == q->tensor_params(t));
   }
   check_same_residual_logits(*q, xs, dev);
-  // The other record forms bind with residual adds too: weight-shared int8 codebook records.
+  // The other record forms bind with residual adds too: `bytes` bound to `net` computes q's bits.
+  const auto bind_compressed = [&](const std::vector<std::uint8_t>& bytes, auto& net) {
+    CHECK(bytes[6] == c::model_file_layout::add_minor);
+    aligned_bytes ab(bytes);
+    c::model_file_reader rb;
+    REQUIRE(rb.open(ab.data(), ab.size).ok());
+    REQUIRE(c::bind_model_file(rb, net).ok());
+    check_same_residual_logits(*q, xs, net);
+  };
+  // Weight-shared int8 codebook records.
   (void)c::share_int8_weights(*q, 6);
   c::model_file_builder sb;
   c::add_int8_codebook_layers(sb, *q);
-  const std::vector<std::uint8_t> shared_file = sb.bytes();
-  CHECK(shared_file[6] == c::model_file_layout::add_minor);
-  aligned_bytes as(shared_file);
-  c::model_file_reader rs;
-  REQUIRE(rs.open(as.data(), as.size).ok());
   static shared_q<res_cnn> shared_dev;
-  REQUIRE(c::bind_model_file(rs, shared_dev).ok());
+  bind_compressed(sb.bytes(), shared_dev);
   CHECK(shared_dev.layer_is_shared<2>());  // the first conv inside the first block
-  check_same_residual_logits(*q, xs, shared_dev);
-  // And pruned int8 CSR records: the blocks' inner layers are pruned like the others.
+  // Pruned int8 CSR records: the blocks' inner layers are pruned like the others.
   const std::size_t zeros = c::prune_int8_weights(*q, 0.5);
   CHECK(zeros >= c::prune_count(tnn::detail::int8_graph<res_cnn>::weight_count, 0.5) - 6);  // 6 layers, each rounded
   c::model_file_builder pb;
   c::add_int8_csr_layers(pb, *q);
-  aligned_bytes ap(pb.bytes());
-  c::model_file_reader rp;
-  REQUIRE(rp.open(ap.data(), ap.size).ok());
   static sparse_q<res_cnn> sparse_dev;
-  REQUIRE(c::bind_model_file(rp, sparse_dev).ok());
+  bind_compressed(pb.bytes(), sparse_dev);
   CHECK(sparse_dev.layer_is_sparse<4>());  // the second conv inside the first block
-  check_same_residual_logits(*q, xs, sparse_dev);
   // The host loader reads it.
   const c::model_file mf = c::model_file::from_bytes(file);
   CHECK(mf.layer(3).kind == c::layer_kind::add);
