@@ -24,8 +24,9 @@
 # indices; TL_LENET5_CLUSTERS), lenet5_shared: cnn_int8.cpp with TL_SHARED (int8 codebook records),
 # and the same weights with Huffman-coded indices, lenet5_huffman: cnn_int8.cpp with TL_HUFFMAN
 # (int8 Huffman codebook records, decoded one output channel at a time).
-# The residual CNN (resnet_kws: two residual blocks, int8 adds) has no model-file form yet: it
-# runs only as cnn_resnet_kws_compiled (parameters compiled in), on the host from both compilers
+# The residual CNN (resnet_kws: two residual blocks, int8 adds) is not run from a model file here
+# (model file 1.4 can hold it, with an add record per block): it runs only as
+# cnn_resnet_kws_compiled (parameters compiled in), on the host from both compilers
 # and on the three cores, each run comparing its logits with the host's owning network (exit 3
 # otherwise) and the device's output equal to the host build's.
 # Usage: scripts/mcu_cnn.sh [build-root]   (needs scripts/deps.sh build data mcu)

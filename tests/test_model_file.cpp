@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -141,6 +142,7 @@ std::vector<float> run(const c::layer_view& v, const std::vector<float>& x) {
     case c::weight_format::factored:
       c::factored_dense_f32(scalar{}, 1, v.factored, x.data(), v.bias, scratch.data(), y.data());
       break;
+    case c::weight_format::none:
     case c::weight_format::int8:
     case c::weight_format::int8_csr:
     case c::weight_format::int8_codebook:
@@ -151,6 +153,12 @@ std::vector<float> run(const c::layer_view& v, const std::vector<float>& x) {
 
 /// Touches every array of a view through the kernels (ASan finds any out-of-bounds view).
 void exercise(const c::layer_view& v) {
+  if (v.kind == c::layer_kind::add) {
+    REQUIRE(v.add.size == v.rows);
+    std::vector<std::int8_t> x1(v.rows, 1), x2(v.rows, -3), y(v.rows);
+    tinylarge::kernels::add_s8(tinylarge::arch::scalar{}, v.rows, x1.data(), x2.data(), v.add.params(), y.data());
+    return;
+  }
   if (v.format == c::weight_format::int8) {
     std::vector<std::int8_t> x(v.cols, 1), y(v.rows);
     tinylarge::kernels::dense_s8(tinylarge::arch::scalar{}, 1, v.rows, v.cols, x.data(), v.int8.weights,
@@ -515,8 +523,11 @@ TEST_CASE("model file: structural validation behind the CRCs names each bad fiel
     CHECK(says(s, "unknown weight format"));
     s = mutated([](auto& b, const auto& o) { b[o[0] + 13] = 6; });
     CHECK(says(s, "unknown activation"));
-    s = mutated([](auto& b, const auto& o) { b[o[0] + 12] = 3; });
+    s = mutated([](auto& b, const auto& o) { b[o[0] + 12] = 4; });
     CHECK(says(s, "unknown layer kind"));
+    s = mutated([](auto& b, const auto& o) { b[o[0] + 12] = 3; });  // add (1.4) in a 1.0 file
+    CHECK(s.code == errc::corrupt);
+    CHECK(says(s, "it needs 1.4"));
     s = mutated([](auto& b, const auto& o) { b[array_entry(b, o[0], R::weights) + 1] = 7; });
     CHECK(says(s, "unknown array element type"));
     s = mutated([](auto& b, const auto& o) { b[array_entry(b, o[0], R::weights)] = 16; });
@@ -620,7 +631,7 @@ TEST_CASE("model file: structural validation behind the CRCs names each bad fiel
     CHECK(s.code == errc::corrupt);
     CHECK(says(s, "conv2d cols differ"));
     s = mutated([](auto& b, const auto& o) { b[o[0] + 32] = 1; });  // dense with geometry
-    CHECK(says(s, "dense layer has conv2d geometry"));
+    CHECK(says(s, "dense or add layer has conv2d geometry"));
     s = mutated([](auto& b, const auto& o) { put32(b, o[9] + 24, 13); });
     CHECK(says(s, "rank"));
     s = mutated([](auto& b, const auto& o) { b[array_entry(b, o[0], R::bias)] = static_cast<std::uint8_t>(R::left); });
@@ -657,7 +668,7 @@ TEST_CASE("model file: version policy", "[model_file][version]") {
     } catch (const tinylarge::format_error& e) {
       CHECK(e.code() == errc::unsupported_version);
       CHECK(std::string(e.what()) ==
-            "tinylarge: model file 'net.tlmf': format version 2.0 is not supported by this reader (format version 1.3)");
+            "tinylarge: model file 'net.tlmf': format version 2.0 is not supported by this reader (format version 1.4)");
     }
 #endif
     b[4] = 0;  // major 0
@@ -1740,6 +1751,243 @@ TEST_CASE("int8 Huffman codebook model file: corrupt row offsets and streams are
     CHECK(says_(st, "1.3"));
   }
   SECTION("with CRCs bypassed, bit flips never crash and accepted mutants run") {
+    flip_every_bit_and_run(file);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Residual blocks (layer kind add, file version 1.4)
+// ---------------------------------------------------------------------------
+
+namespace {
+/// Two residual blocks: conv + relu + conv closed by an add with a fused relu, and depthwise +
+/// relu6 + 1×1 conv closed by a plain add. The int8 graph: conv, relu, [conv, relu, conv, add],
+/// relu, pool, [depthwise, relu6, conv, add], flatten, dense — 8 records.
+using res_cnn = tnn::sequential<tnn::input<8, 8, 2>, tnn::conv2d<4, 3, 1, 1>, tnn::relu,
+                                tnn::residual<tnn::conv2d<4, 3, 1, 1>, tnn::relu, tnn::conv2d<4, 3, 1, 1>>, tnn::relu,
+                                tnn::max_pool2d<2>,
+                                tnn::residual<tnn::depthwise_conv2d<3, 1, 1>, tnn::relu6, tnn::conv2d<4, 1>>,
+                                tnn::flatten, tnn::dense<64, 5>>;
+static_assert(c::model_file_record_count<res_cnn> == 8 && c::weighted_layer_count<res_cnn> == 6);
+constexpr std::size_t res_add_records[2] = {3, 6};
+
+/// On 32 inputs (16 calibration samples and 16 fresh ones), `net` computes the logits of `q`
+/// bit for bit, and they are not all the output zero point.
+template <class Owning, class Net>
+void check_same_residual_logits(Owning& q, const std::vector<float>& xs, Net& net) {
+  tinylarge::rng g(77);
+  std::size_t differ_from_zero = 0;
+  for (std::size_t s = 0; s < 32; ++s) {
+    std::vector<std::int8_t> xq(res_cnn::input_size);
+    for (std::size_t i = 0; i < xq.size(); ++i)
+      xq[i] = tinylarge::quantize(s < 16 ? xs[s * res_cnn::input_size + i] : g.uniform(-1.2f, 1.2f), q.input_params());
+    const std::int8_t* yo = q.forward(xq.data());
+    const std::vector<std::int8_t> owning(yo, yo + res_cnn::output_size);
+    const std::int8_t* yd = net.forward(xq.data());
+    CHECK(std::equal(owning.begin(), owning.end(), yd));
+    for (std::size_t i = 0; i < owning.size(); ++i) differ_from_zero += owning[i] != q.output_params().zero_point;
+  }
+  CHECK(differ_from_zero > 0);
+}
+
+/// Offset of the first byte of array `role` of the section at `sec`.
+std::size_t array_data(const std::vector<std::uint8_t>& b, std::size_t sec, c::array_role role) {
+  return sec + le32(b, array_entry(b, sec, role) + 4);
+}
+}  // namespace
+
+TEST_CASE("int8 residual model file: a bound network computes the owning residual network's bits",
+          "[int8_model][residual]") {
+  auto q = std::make_unique<owning_q<res_cnn>>();
+  std::vector<float> xs;
+  const std::vector<std::uint8_t> file = int8_model_file(*q, 5, xs);
+  std::printf("int8 residual model file (2 blocks, 8 records): %zu bytes\n", file.size());
+  CHECK(file[6] == c::model_file_layout::add_minor);  // an add record needs 1.4
+  {  // a model without residual blocks is still written as 1.0
+    auto plain = std::make_unique<owning_q<small_cnn>>();
+    std::vector<float> unused;
+    CHECK(int8_model_file(*plain, 3, unused)[6] == 0);
+  }
+  aligned_bytes a(file);
+  c::model_file_reader r;
+  REQUIRE(r.open(a.data(), a.size).ok());
+  REQUIRE(r.layer_count() == c::model_file_record_count<res_cnn>);
+  const c::activation_kind add_act[2] = {c::activation_kind::relu, c::activation_kind::none};
+  for (std::size_t k = 0; k < 2; ++k) {
+    c::layer_view v;
+    REQUIRE(r.layer(res_add_records[k], v).ok());
+    CHECK(v.kind == c::layer_kind::add);
+    CHECK(v.format == c::weight_format::none);
+    CHECK(v.activation == add_act[k]);
+    CHECK(v.rows == (k == 0 ? 8 * 8 * 4 : 4 * 4 * 4));
+    CHECK(v.cols == 1);
+    CHECK(v.add.size == v.rows);
+    CHECK(v.in_place());
+    // The multipliers the writer computed are the owning network's.
+    const tinylarge::kernels::add_s8_params& p = q->residual_add(k);
+    CHECK(v.add.params().input1_multiplier == p.input1_multiplier);
+    CHECK(v.add.params().input2_multiplier == p.input2_multiplier);
+    CHECK(v.add.params().output_multiplier == p.output_multiplier);
+    CHECK(v.add.params().input1_shift == p.input1_shift);
+    CHECK(v.add.params().input2_shift == p.input2_shift);
+    CHECK(v.add.params().output_shift == p.output_shift);
+    CHECK(v.add.params().input1_offset == p.input1_offset);
+    CHECK(v.add.params().input2_offset == p.input2_offset);
+    CHECK(v.add.params().output_offset == p.output_offset);
+    CHECK(v.add.params().act_min == p.act_min);
+    CHECK(v.add.params().act_max == p.act_max);
+  }
+  static flash_q<res_cnn> dev;
+  REQUIRE(c::bind_model_file(r, dev).ok());
+  for (std::size_t t = 0; t < flash_q<res_cnn>::tensor_count; ++t) {
+    INFO("tensor " << t);
+    CHECK(dev.tensor_params(t) == q->tensor_params(t));
+  }
+  check_same_residual_logits(*q, xs, dev);
+  // The other record forms bind with residual adds too: `bytes` bound to `net` computes q's bits.
+  const auto bind_compressed = [&](const std::vector<std::uint8_t>& bytes, auto& net) {
+    CHECK(bytes[6] == c::model_file_layout::add_minor);
+    aligned_bytes ab(bytes);
+    c::model_file_reader rb;
+    REQUIRE(rb.open(ab.data(), ab.size).ok());
+    REQUIRE(c::bind_model_file(rb, net).ok());
+    check_same_residual_logits(*q, xs, net);
+  };
+  // Weight-shared int8 codebook records.
+  (void)c::share_int8_weights(*q, 6);
+  c::model_file_builder sb;
+  c::add_int8_codebook_layers(sb, *q);
+  static shared_q<res_cnn> shared_dev;
+  bind_compressed(sb.bytes(), shared_dev);
+  CHECK(shared_dev.layer_is_shared<2>());  // the first conv inside the first block
+  // Pruned int8 CSR records: the blocks' inner layers are pruned like the others.
+  const std::size_t zeros = c::prune_int8_weights(*q, 0.5);
+  CHECK(zeros >= c::prune_count(tnn::detail::int8_graph<res_cnn>::weight_count, 0.5) - 6);  // 6 layers, each rounded
+  c::model_file_builder pb;
+  c::add_int8_csr_layers(pb, *q);
+  static sparse_q<res_cnn> sparse_dev;
+  bind_compressed(pb.bytes(), sparse_dev);
+  CHECK(sparse_dev.layer_is_sparse<4>());  // the second conv inside the first block
+  // The host loader reads it.
+  const c::model_file mf = c::model_file::from_bytes(file);
+  CHECK(mf.layer(3).kind == c::layer_kind::add);
+}
+
+TEST_CASE("int8 residual model file: wrong add records, an old minor version and truncations are rejected",
+          "[int8_model][residual][robustness]") {
+  auto q = std::make_unique<owning_q<res_cnn>>();
+  std::vector<float> xs;
+  const std::vector<std::uint8_t> good = int8_model_file(*q, 5, xs);
+  const std::size_t add0 = section_offsets(good)[res_add_records[0]];
+  const auto at = [&](c::array_role role) { return array_data(good, add0, role); };
+  // `good` changed by `mutate`, CRCs recomputed, opened and (if the reader accepts it) bound.
+  const auto bind_mutant = [&](const std::function<void(std::vector<std::uint8_t>&)>& mutate, const char* what) {
+    auto b = good;
+    mutate(b);
+    recrc(b);
+    aligned_bytes a(b);
+    c::model_file_reader r;
+    status st = r.open(a.data(), a.size);
+    static flash_q<res_cnn> dev;
+    if (st) st = c::bind_model_file(r, dev);
+    INFO(what << ": " << (st.message ? st.message : "accepted"));
+    REQUIRE_FALSE(st.ok());
+    return st;
+  };
+  const auto shape_mismatch = [&](const std::function<void(std::vector<std::uint8_t>&)>& mutate, const char* what,
+                                  const char* message_part) {
+    const status st = bind_mutant(mutate, what);
+    CHECK(st.code == errc::shape_mismatch);
+    CHECK(says(st, message_part));
+  };
+  {
+    aligned_bytes a(good);
+    c::model_file_reader r;
+    REQUIRE(r.open(a.data(), a.size).ok());
+    static flash_q<res_cnn> dev;
+    REQUIRE(c::bind_model_file(r, dev).ok());
+  }
+  SECTION("valid records of another model: only the binder can notice") {
+    shape_mismatch([&](auto& b) { put32(b, add0 + 16, 8 * 8 * 4 - 1); }, "255 elements", "element count");
+    // the next float up: still positive and finite
+    shape_mismatch([&](auto& b) { put32(b, at(c::array_role::act_scales), le32(b, at(c::array_role::act_scales)) + 1); },
+                   "input1 scale", "first input");
+    shape_mismatch(
+        [&](auto& b) {
+          const auto z = static_cast<std::int32_t>(le32(b, at(c::array_role::zero_points) + 4));
+          put32(b, at(c::array_role::zero_points) + 4, static_cast<std::uint32_t>(z == 127 ? 126 : z + 1));
+        },
+        "input2 zero point", "second input");
+    shape_mismatch([&](auto& b) { b[add0 + 13] = static_cast<std::uint8_t>(c::activation_kind::relu6); }, "relu6",
+                   "fused relu");
+  }
+  SECTION("an add where the compiled model has a weighted layer") {
+    const auto o = section_offsets(good);
+    shape_mismatch(
+        [&](auto& b) {  // records 2 (the block's second conv) and 3 (its add) swapped
+          std::vector<std::uint8_t> swapped(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(o[2]));
+          swapped.insert(swapped.end(), good.begin() + static_cast<std::ptrdiff_t>(o[3]),
+                         good.begin() + static_cast<std::ptrdiff_t>(o[4]));
+          swapped.insert(swapped.end(), good.begin() + static_cast<std::ptrdiff_t>(o[2]),
+                         good.begin() + static_cast<std::ptrdiff_t>(o[3]));
+          swapped.insert(swapped.end(), good.begin() + static_cast<std::ptrdiff_t>(o[4]), good.end());
+          b = swapped;
+        },
+        "add before the block's second conv", "residual add where");
+  }
+  SECTION("a residual file bound to a model without the block, and a plain file bound to the residual model") {
+    aligned_bytes a(good);
+    c::model_file_reader r;
+    REQUIRE(r.open(a.data(), a.size).ok());
+    static flash_q<small_cnn> plain;
+    CHECK(c::bind_model_file(r, plain).code == errc::shape_mismatch);
+    auto o = std::make_unique<owning_q<small_cnn>>();
+    std::vector<float> unused;
+    const auto plain_file = int8_model_file(*o, 3, unused);
+    shape_mismatch([&](auto& b) { b = plain_file; }, "small_cnn into res_cnn", "layer count");
+  }
+  SECTION("the reader's checks of an add record") {
+    const auto corrupt = [&](const std::function<void(std::vector<std::uint8_t>&)>& mutate, const char* what) {
+      CHECK(bind_mutant(mutate, what).code == errc::corrupt);
+    };
+    corrupt([&](auto& b) { put32(b, at(c::array_role::shifts), 1); }, "input1 rescaled by more than 1");
+    corrupt([&](auto& b) { put32(b, add0 + 20, 2); }, "cols 2");
+    corrupt([&](auto& b) { b[add0 + 14] = static_cast<std::uint8_t>(c::weight_format::int8); }, "a weight format");
+    corrupt([&](auto& b) { b[add0 + 13] = static_cast<std::uint8_t>(c::activation_kind::tanh); }, "tanh");
+    corrupt([&](auto& b) { put32(b, at(c::array_role::zero_points) + 8, 128); }, "output zero point 128");
+  }
+  SECTION("an add record in a file stamped 1.3 (or older)") {
+    for (const int minor : {0, 1, 2, 3}) {
+      const status st = bind_mutant([&](auto& b) { b[6] = static_cast<std::uint8_t>(minor); }, "old minor");
+      CHECK(st.code == errc::corrupt);
+      CHECK(says(st, "it needs 1.4"));
+    }
+  }
+  SECTION("every truncation is an error, also with the declared size patched and the CRCs bypassed") {
+    c::model_file_reader r;
+    for (std::size_t n = 0; n < good.size(); ++n) {
+      aligned_bytes cut(good, n);
+      const status s = r.open(cut.data(), cut.size);
+      INFO("length " << n);
+      REQUIRE_FALSE(s.ok());
+      CHECK((s.code == errc::truncated || n < 4));
+    }
+    c::model_file_options nocrc;
+    nocrc.verify_crc = false;
+    for (std::size_t n = 32; n < good.size(); ++n) {
+      std::vector<std::uint8_t> cut(good.begin(), good.begin() + static_cast<std::ptrdiff_t>(n));
+      put32(cut, 16, static_cast<std::uint32_t>(n));
+      aligned_bytes a(cut);
+      INFO("patched length " << n);
+      REQUIRE_FALSE(r.open(a.data(), a.size, nocrc).ok());
+    }
+  }
+  SECTION("with CRCs bypassed, bit flips of a lone add record never crash and accepted mutants run") {
+    c::model_file_builder one;
+    one.add_int8_add(10, {0.05f, -3}, {0.125f, 7}, {0.1f, -128}, c::activation_kind::relu);
+    const std::vector<std::uint8_t> file = one.bytes();
+    CHECK(file[6] == c::model_file_layout::add_minor);
+    CHECK(file.size() == 32 + 176 + 8);  // header, the 176-byte record (docs), end marker
     flip_every_bit_and_run(file);
   }
 }

@@ -32,7 +32,8 @@ using ds_cnn = nn::sequential<
 /// A small residual CNN on the same spectrograms (ResNet-style basic blocks, y = relu(x + F(x))):
 /// conv 4×4 stride 2, 16 channels → block (conv 3×3, relu, conv 3×3) → block (depthwise 3×3,
 /// relu, pointwise 1×1) → average pool 5×5 → 12 classes. int8 on the device with parameters
-/// compiled in (the model file has no record for the residual add yet).
+/// compiled in (model file 1.4 can hold it, with an add record per block; this example does
+/// not use one).
 using resnet_kws = nn::sequential<
     nn::input<49, 10, 1>, nn::conv2d<16, 4, 2, 1>, nn::relu,                                       //
     nn::residual<nn::conv2d<16, 3, 1, 1>, nn::relu, nn::conv2d<16, 3, 1, 1>>, nn::relu,            //

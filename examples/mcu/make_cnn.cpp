@@ -395,8 +395,8 @@ std::vector<std::uint8_t> build(const std::string& name, const std::string& out,
   return file;
 }
 
-/// Trains, quantizes and exports a model that has no model-file form (residual blocks): the
-/// compiled-in header for cnn_compiled.cpp and the inputs with the host's int8 logits.
+/// Trains, quantizes and exports a model whose firmware has its parameters compiled in (the
+/// residual CNN): the header for cnn_compiled.cpp and the inputs with the host's int8 logits.
 template <class Model>
 void build_compiled(const std::string& name, const std::string& out, const nn::labelled_view<std::uint8_t>& train,
                     const nn::labelled_view<std::uint8_t>& test, std::size_t epochs, std::uint64_t seed) {

@@ -7,8 +7,9 @@
 // Every accepted file is also handed to the on-device binder (`compress::bind_model_file`)
 // of a small int8 CNN type (int8_model_sample.hpp), with flash_storage and with
 // pruned_or_shared_flash_storage (pruned int8_csr and weight-shared int8_codebook records) and
-// with huffman_shared_flash_storage (int8_huffman_codebook records, decoded a row at a time); a
-// file any of them accepts runs one inference.
+// with huffman_shared_flash_storage (int8_huffman_codebook records, decoded a row at a time), and
+// to a small residual CNN (add records, file version 1.4); a file any of them accepts runs one
+// inference.
 // Every input is also decoded as a bare Huffman stream by both Huffman decoders, which must
 // agree (`huffman_differential`); the seed corpus holds format-1 and format-2 streams.
 // Built by scripts/fuzz_model_file.sh with -fsanitize=fuzzer,address,undefined.
@@ -29,6 +30,11 @@ using tinylarge::arch::scalar;
 namespace {
 
 void run_layer(const c::layer_view& v) {
+  if (v.kind == c::layer_kind::add) {
+    std::vector<std::int8_t> x1(v.rows, 3), x2(v.rows, -7), y(v.rows);
+    tinylarge::kernels::add_s8(scalar{}, v.rows, x1.data(), x2.data(), v.add.params(), y.data());
+    return;
+  }
   if (v.format == c::weight_format::int8) {
     std::vector<std::int8_t> x(v.cols, 3), y(v.rows);
     tinylarge::kernels::dense_s8(scalar{}, 1, v.rows, v.cols, x.data(), v.int8.weights, v.s8_params(), y.data());
@@ -108,6 +114,11 @@ void parse(const std::uint8_t* data, std::size_t size, bool verify_crc) {
   if (tinylarge::compress::bind_model_file(r, huffman_net).ok()) {
     std::vector<std::int8_t> x(int8_model_sample::model::input_size, 5);
     (void)huffman_net.forward(x.data());
+  }
+  static int8_model_sample::bound_residual residual_net;  // int8 records and the add of a residual block
+  if (tinylarge::compress::bind_model_file(r, residual_net).ok()) {
+    std::vector<std::int8_t> x(int8_model_sample::residual_model::input_size, 5);
+    (void)residual_net.forward(x.data());
   }
 }
 

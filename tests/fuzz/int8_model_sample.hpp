@@ -8,6 +8,7 @@
 #include "tinylarge/compress/int8_model.hpp"
 #include "tinylarge/nn/layers.hpp"
 #include "tinylarge/nn/sequential.hpp"
+#include "tinylarge/nn/transformer.hpp"
 
 namespace int8_model_sample {
 namespace nn = tinylarge::nn;
@@ -24,6 +25,12 @@ using bound_sparse =
 /// one output channel at a time).
 using bound_huffman =
     nn::quantized_network<model, tinylarge::int8_per_channel, nn::huffman_shared_flash_storage, tinylarge::arch::scalar>;
+/// A residual CNN (file version 1.4: an add record closes the block, its relu fused).
+using residual_model = nn::sequential<nn::input<4, 4, 2>, nn::conv2d<3, 3, 1, 1>, nn::relu,
+                                      nn::residual<nn::conv2d<3, 3, 1, 1>, nn::relu, nn::conv2d<3, 3, 1, 1>>, nn::relu,
+                                      nn::flatten, nn::dense<48, 4>>;
+using bound_residual =
+    nn::quantized_network<residual_model, tinylarge::int8_per_channel, nn::flash_storage, tinylarge::arch::scalar>;
 }  // namespace int8_model_sample
 
 #if !TINYLARGE_FREESTANDING && defined(TINYLARGE_INT8_MODEL_SAMPLE_WRITER)
@@ -34,18 +41,25 @@ using bound_huffman =
 #include "tinylarge/nn/quantize.hpp"
 
 namespace int8_model_sample {
+/// A PTQ-quantized `Model`: random weights, calibrated on 8 random inputs.
+template <class Model>
+auto quantized(std::uint64_t seed) {
+  nn::network<Model> net(seed);
+  tinylarge::rng g(seed + 1);
+  std::vector<float> xs(8 * Model::input_size);
+  for (auto& v : xs) v = g.uniform(-1.0f, 1.0f);
+  auto q = std::make_unique<nn::quantized_network<Model, tinylarge::int8_per_channel, nn::heap_storage>>();
+  nn::quantize_post_training(net, xs.data(), 8, *q);
+  return q;
+}
+
 /// A valid model file of `model` (random weights, calibrated on random inputs); with
 /// `sparsity` > 0 the weights are pruned to it and stored as int8 CSR records; with
 /// `clusters` > 0 they are clustered into that many values per layer and stored as int8
 /// codebook records (with `huffman`, as int8 Huffman codebook records).
 inline std::vector<std::uint8_t> file(std::uint64_t seed = 1, double sparsity = 0.0, std::size_t clusters = 0,
                                       bool huffman = false) {
-  nn::network<model> net(seed);
-  tinylarge::rng g(seed + 1);
-  std::vector<float> xs(8 * model::input_size);
-  for (auto& v : xs) v = g.uniform(-1.0f, 1.0f);
-  auto q = std::make_unique<nn::quantized_network<model, tinylarge::int8_per_channel, nn::heap_storage>>();
-  nn::quantize_post_training(net, xs.data(), 8, *q);
+  const auto q = quantized<model>(seed);
   tinylarge::compress::model_file_builder b;
   if (clusters > 0) {
     (void)tinylarge::compress::share_int8_weights(*q, clusters);
@@ -59,6 +73,14 @@ inline std::vector<std::uint8_t> file(std::uint64_t seed = 1, double sparsity = 
   } else {
     tinylarge::compress::add_int8_layers(b, *q);
   }
+  return b.bytes();
+}
+
+/// A valid model file of `residual_model` (random weights, calibrated on random inputs): int8
+/// records and one add record (file version 1.4).
+inline std::vector<std::uint8_t> residual_file(std::uint64_t seed = 1) {
+  tinylarge::compress::model_file_builder b;
+  tinylarge::compress::add_int8_layers(b, *quantized<residual_model>(seed));
   return b.bytes();
 }
 }  // namespace int8_model_sample

@@ -25,6 +25,8 @@ int main(int argc, char** argv) {
   tinylarge::io::write_file(dir + "/int8_cnn_codebook.tlmf", int8_model_sample::file(1, 0.0, 5));  // int8_codebook, 3 bits
   // int8_huffman_codebook: 5 values, Huffman-coded indices with per-row bit offsets
   tinylarge::io::write_file(dir + "/int8_cnn_huffman_codebook.tlmf", int8_model_sample::file(1, 0.0, 5, true));
+  // a residual block: int8 records and an add record (file version 1.4)
+  tinylarge::io::write_file(dir + "/int8_residual_cnn.tlmf", int8_model_sample::residual_file());
   // One single-layer file per layer of every_format (small inputs mutate faster).
   const auto all = S::every_format().bytes;
   c::model_file m = c::model_file::from_bytes(all);
@@ -51,7 +53,7 @@ int main(int argc, char** argv) {
   std::vector<std::uint8_t> sym(300), longs(120);
   for (std::size_t k = 0; k < sym.size(); ++k) sym[k] = static_cast<std::uint8_t>((k * k * 7 + k) % 37 % 32 / 4);
   for (std::size_t k = 0; k < longs.size(); ++k) longs[k] = static_cast<std::uint8_t>(k % 3 == 0 ? k % 20 : 0);
-  std::size_t seeds = m.layer_count() + 5;
+  std::size_t seeds = m.layer_count() + 6;
   for (const auto f : {c::huffman_format::single, c::huffman_format::interleaved}) {
     const std::string tag = f == c::huffman_format::single ? "1" : "2";
     tinylarge::io::write_file(dir + "/huffman_skewed_format" + tag + ".bin", c::huffman_encode(sym, 32, f));

@@ -19,11 +19,15 @@
 ///
 /// One record per weighted layer (dense, conv2d, depthwise conv2d = conv2d
 /// with groups = channels), in order, each in the int8 weight format of the
-/// [model file](../../../docs/model-file-format.md). What the compiled type
-/// adds (pooling, flatten, fused relu, dropout) is not stored: the binder
-/// checks that the file's records agree with it — layer count, kind, rows,
-/// cols, conv geometry, fused activation, and that each layer's input scale
-/// and zero point equal the previous weighted layer's output ones — and
+/// [model file](../../../docs/model-file-format.md); a `residual<...>` block
+/// is its weighted inner layers followed by an `add` record (layer kind 3,
+/// file version 1.4: scales, zero points and multipliers of y = x + F(x)),
+/// the order of the model's int8 graph. What the compiled type adds
+/// (pooling, flatten, fused relu, dropout) is not stored: the binder checks
+/// that the file's records agree with it — record count, kind, rows, cols,
+/// conv geometry, fused activation, that each layer's input scale and zero
+/// point equal the previous record's output ones, and that an add's two
+/// inputs are the block's input and its last inner layer's output — and
 /// returns `errc::shape_mismatch` (or the reader's code) otherwise, before
 /// any view is handed to the network. Freestanding: no heap, no exceptions.
 #pragma once
@@ -51,8 +55,8 @@
 namespace tinylarge::compress {
 
 namespace detail {
-/// The activation a model file records for weighted layer I of Model (the
-/// relu / relu6 fused into its clamp).
+/// The activation a model file records for node I of the int8 graph `Model`
+/// (`nn::detail::int8_graph`): the relu / relu6 fused into its clamp.
 template <class Model, std::size_t I>
 constexpr activation_kind fused_activation_of() noexcept {
   if constexpr (I + 1 < Model::size) {
@@ -88,14 +92,21 @@ inline bool same_params(quant_params a, quant_params b) noexcept {
 }
 }  // namespace detail
 
-/// Number of weighted layers (dense, conv2d, depthwise) of a model: the
-/// records its model file has.
+/// Number of weighted layers (dense, conv2d, depthwise) of a model, those inside
+/// `residual<...>` blocks included: the nodes of its int8 graph with parameters.
 template <class Model>
 inline constexpr std::size_t weighted_layer_count = [] {
+  using G = nn::detail::int8_graph<Model>;
   std::size_t n = 0;
-  Model::for_each_layer([&]<std::size_t I>() { n += nn::has_weights(Model::template layer<I>::kind) ? 1 : 0; });
+  G::for_each_layer([&]<std::size_t I>() { n += nn::has_weights(G::template layer<I>::kind) ? 1 : 0; });
   return n;
 }();
+
+/// Number of records of a model's int8 model file: one per weighted layer and one per
+/// residual add, in the order of its int8 graph.
+template <class Model>
+inline constexpr std::size_t model_file_record_count =
+    weighted_layer_count<Model> + nn::detail::int8_graph<Model>::residual_count;
 
 /// Binds the records of an opened, validated model file to `net`: afterwards
 /// `net.forward()` reads weights, biases and multipliers in place (in flash).
@@ -111,41 +122,74 @@ inline constexpr std::size_t weighted_layer_count = [] {
 /// `int8_huffman_codebook`), which then runs one output channel's decoded weights at a time
 /// (kernels/huffman_s8.hpp; every row is decoded once here by
 /// `model_file_reader::verify_huffman_rows`, `errc::corrupt` if one does not decode exactly).
+/// A model with `residual<...>` blocks takes an `add` record after each block's
+/// inner layers; its constants become the network's `residual_add(r)` (the clamp
+/// from the compiled type's fused relu / relu6).
 /// Returns `errc::shape_mismatch` when the file describes another model
-/// (layer count, kind, rows, cols, geometry, fused activation, or
-/// quantization parameters that do not chain), `errc::invalid_argument` when
+/// (record count, kind, rows, cols, geometry, fused activation, an add's
+/// element count, or quantization parameters that do not chain — an add's
+/// first input is the block's input, its second the last inner layer's output), `errc::invalid_argument` when
 /// `file` is not open or a record is in a format the storage cannot run;
 /// `net` is then left unusable (its views are cleared).
 template <class Model, class P, class S, class B>
   requires(nn::quantized_network<Model, P, S, B>::binds_parameters)
 [[nodiscard]] status bind_model_file(const model_file_reader& file, nn::quantized_network<Model, P, S, B>& net) noexcept {
   using net_type = nn::quantized_network<Model, P, S, B>;
-  static_assert(net_type::residual_count == 0,
-                "tinylarge: bind_model_file: the model file format has no record for the add of a residual<...> "
-                "block yet (quantized_network runs such models from its own parameters, e.g. after convert)");
+  using G = typename net_type::graph;
   constexpr bool pruned = net_type::binds_pruned, shared = net_type::binds_shared, huffman = net_type::binds_huffman;
-  Model::for_each_layer([&]<std::size_t I>() {
-    using L = typename Model::template layer<I>;
+  G::for_each_layer([&]<std::size_t I>() {
+    using L = typename G::template layer<I>;
     static_assert(L::kind != nn::layer_kind::sigmoid && L::kind != nn::layer_kind::tanh &&
                       L::kind != nn::layer_kind::softmax,
                   "tinylarge: bind_model_file: sigmoid / tanh / softmax layers need int8 tables that model file "
                   "format 1.0 does not store; end the model in logits");
   });
   TINYLARGE_CHECK(file.is_open(), errc::invalid_argument, "bind_model_file: the model file is not open");
-  TINYLARGE_CHECK(file.layer_count() == weighted_layer_count<Model>, errc::shape_mismatch,
-                  "bind_model_file: the file's layer count differs from the compiled model's weighted layers");
+  TINYLARGE_CHECK(file.layer_count() == model_file_record_count<Model>, errc::shape_mismatch,
+                  "bind_model_file: the file's layer count differs from the compiled model's weighted layers and "
+                  "residual adds");
   auto& tq = net.tensor_quantization();
   status result = status::success();
   std::size_t record = 0;
-  Model::for_each_layer([&]<std::size_t I>() {
-    using L = typename Model::template layer<I>;
+  G::for_each_layer([&]<std::size_t I>() {
+    using L = typename G::template layer<I>;
     if (!result.ok()) return;
-    if constexpr (!nn::has_weights(L::kind)) {
+    if constexpr (L::kind == nn::layer_kind::residual) {
+      result = [&]() -> status {
+        layer_view v;
+        TINYLARGE_TRY(file.layer(record, v));
+        TINYLARGE_CHECK(v.kind == layer_kind::add, errc::shape_mismatch,
+                        "bind_model_file: a record's layer kind differs from the compiled model's (a residual add)");
+        TINYLARGE_CHECK(v.add.size == L::in_shape::size, errc::shape_mismatch,
+                        "bind_model_file: an add record's element count differs from the residual block's");
+        TINYLARGE_CHECK(v.activation == (detail::fused_activation_of<G, I>()), errc::shape_mismatch,
+                        "bind_model_file: an add record's activation differs from the compiled model's fused relu");
+        const quant_params x1 = v.add.tensor(0), x2 = v.add.tensor(1), y = v.add.tensor(2);
+        if (record == 0)  // only layers without parameters before: all on the input's grid
+          for (std::size_t t = 0; t <= I; ++t) tq[t] = x1;
+        TINYLARGE_CHECK(detail::same_params(tq[I - L::inner_layers], x1), errc::shape_mismatch,
+                        "bind_model_file: an add record's first input scale or zero point differs from the residual "
+                        "block's input");
+        TINYLARGE_CHECK(detail::same_params(tq[I], x2), errc::shape_mismatch,
+                        "bind_model_file: an add record's second input scale or zero point differs from the block's "
+                        "last inner layer's output");
+        tq[I + 1] = y;
+        kernels::add_s8_params p = v.add.params();
+        const quant_range clamp = nn::detail::output_clamp<G, I>(y, P::activation_range);
+        p.act_min = clamp.min;
+        p.act_max = clamp.max;
+        net.residual_add(G::template add_index<I>) = p;
+        ++record;
+        return status::success();
+      }();
+    } else if constexpr (!nn::has_weights(L::kind)) {
       tq[I + 1] = tq[I];  // pooling, flatten, dropout, relu: the input's grid
     } else {
       result = [&]() -> status {
         layer_view v;
         TINYLARGE_TRY(file.layer(record, v));
+        TINYLARGE_CHECK(v.kind != layer_kind::add, errc::shape_mismatch,
+                        "bind_model_file: a record is a residual add where the compiled model has a weighted layer");
         TINYLARGE_CHECK(pruned || v.format != weight_format::int8_csr, errc::invalid_argument,
                         "bind_model_file: a record is pruned int8 CSR (int8_csr): bind the file to a "
                         "quantized_network with nn::sparse_flash_storage (or pruned_or_shared_flash_storage)");
@@ -168,15 +212,15 @@ template <class Model, class P, class S, class B>
                         "bind_model_file: a record's rows or cols differ from the compiled model's");
         TINYLARGE_CHECK(detail::same_geometry(v.conv, detail::expected_geometry<L>()), errc::shape_mismatch,
                         "bind_model_file: a record's convolution geometry differs from the compiled model's");
-        constexpr activation_kind expected_act = detail::fused_activation_of<Model, I>();
+        constexpr activation_kind expected_act = detail::fused_activation_of<G, I>();
         TINYLARGE_CHECK(v.activation == expected_act, errc::shape_mismatch,
                         "bind_model_file: a record's activation differs from the compiled model's fused relu");
         TINYLARGE_CHECK(v.int8.scale_count == 1 || v.int8.scale_count == v.rows, errc::shape_mismatch,
                         "bind_model_file: a record has neither one nor one-per-channel multipliers");
         const quant_params in{v.int8.input_scale, v.int8.input_zero_point};
         const quant_params out{v.int8.output_scale, v.int8.output_zero_point};
-        if (record == 0)
-          tq[I] = in;
+        if (record == 0)  // only layers without parameters before: all on the input's grid
+          for (std::size_t t = 0; t <= I; ++t) tq[t] = in;
         else
           TINYLARGE_CHECK(detail::same_params(tq[I], in), errc::shape_mismatch,
                           "bind_model_file: a record's input scale or zero point differs from the previous "
@@ -230,9 +274,10 @@ template <class Model, class P, class S, class B>
     }
   });
   if (!result.ok()) {
-    Model::for_each_layer([&]<std::size_t I>() {
-      if constexpr (nn::has_weights(Model::template layer<I>::kind)) net.template bind_layer<I>({});
+    G::for_each_layer([&]<std::size_t I>() {
+      if constexpr (nn::has_weights(G::template layer<I>::kind)) net.template bind_layer<I>({});
     });
+    for (std::size_t r = 0; r < net_type::residual_count; ++r) net.residual_add(r) = {};
   }
   (void)sizeof(net_type);
   return result;
@@ -257,18 +302,20 @@ void add_int8_records(model_file_builder& builder, nn::quantized_network<Model, 
                       unsigned gap_bits, int8_csr_layers which = int8_csr_layers::every_layer) {
   static_assert(!nn::quantized_network<Model, P, S, B>::binds_parameters,
                 "tinylarge: add_int8_layers needs a network that owns its parameters");
-  static_assert(nn::quantized_network<Model, P, S, B>::residual_count == 0,
-                "tinylarge: add_int8_layers: the model file format has no record for the add of a residual<...> "
-                "block yet");
+  using G = typename nn::quantized_network<Model, P, S, B>::graph;
   constexpr auto& lay = nn::quantized_network<Model, P, S, B>::layout;
   const auto& tq = q.tensor_quantization();
-  Model::for_each_layer([&]<std::size_t I>() {
-    using L = typename Model::template layer<I>;
-    if constexpr (nn::has_weights(L::kind)) {
+  G::for_each_layer([&]<std::size_t I>() {
+    using L = typename G::template layer<I>;
+    if constexpr (L::kind == nn::layer_kind::residual) {
+      // y = x + F(x): x the block's input, F(x) its last inner layer's output
+      builder.add_int8_add(L::in_shape::size, tq[I - L::inner_layers], tq[I], tq[I + 1],
+                           detail::fused_activation_of<G, I>());
+    } else if constexpr (nn::has_weights(L::kind)) {
       constexpr bool is_dense = L::kind == nn::layer_kind::dense;
       constexpr std::size_t rows = L::out_channels, cols = is_dense ? L::in_shape::size : L::fan_in;
       layer_options o;
-      o.activation = detail::fused_activation_of<Model, I>();
+      o.activation = detail::fused_activation_of<G, I>();
       if constexpr (!is_dense) {
         o.kind = layer_kind::conv2d;
         o.conv = detail::expected_geometry<L>();
@@ -313,7 +360,9 @@ void add_int8_records(model_file_builder& builder, nn::quantized_network<Model, 
 
 /// Appends every weighted layer of an owning `quantized_network` to `b` as an
 /// int8 record (conv2d / depthwise with their geometry, the fused relu as the
-/// activation): the file that `bind_model_file` binds to the same model type.
+/// activation), and every residual add as an `add` record (file version 1.4), in
+/// the order of the int8 graph: the file that `bind_model_file` binds to the same
+/// model type.
 /// The requantization multipliers are recomputed by the builder from the same
 /// scales with the same formula, so the bound network computes the same bits.
 template <class Model, class P, class S, class B>
@@ -379,8 +428,9 @@ std::size_t share_int8_weights(nn::quantized_network<Model, P, S, B>& q, std::sp
   constexpr auto& lay = nn::quantized_network<Model, P, S, B>::layout;
   std::int8_t* w = q.weights();
   std::size_t widest = 0, r = 0;
-  Model::for_each_layer([&]<std::size_t I>() {
-    if constexpr (nn::has_weights(Model::template layer<I>::kind)) {
+  using G = nn::detail::int8_graph<Model>;  // inner layers of residual blocks included
+  G::for_each_layer([&]<std::size_t I>() {
+    if constexpr (nn::has_weights(G::template layer<I>::kind)) {
       const std::size_t n = lay.weight[I + 1] - lay.weight[I];
       std::int8_t* lw = w + lay.weight[I];
       const std::vector<float> wf(lw, lw + n);
@@ -431,8 +481,9 @@ std::size_t prune_int8_weights(nn::quantized_network<Model, P, S, B>& q, std::sp
   constexpr auto& lay = nn::quantized_network<Model, P, S, B>::layout;
   std::int8_t* w = q.weights();
   std::size_t zeros = 0, r = 0;
-  Model::for_each_layer([&]<std::size_t I>() {
-    if constexpr (nn::has_weights(Model::template layer<I>::kind)) {
+  using G = nn::detail::int8_graph<Model>;  // inner layers of residual blocks included
+  G::for_each_layer([&]<std::size_t I>() {
+    if constexpr (nn::has_weights(G::template layer<I>::kind)) {
       const std::size_t n = lay.weight[I + 1] - lay.weight[I];
       std::int8_t* lw = w + lay.weight[I];
       const std::vector<float> wf(lw, lw + n);

@@ -50,7 +50,9 @@
 #include "../kernels/codebook_s8.hpp"
 #include "../kernels/huffman_s8.hpp"
 #include "../kernels/dense.hpp"
+#include "../kernels/elementwise.hpp"
 #include "../precision/fp16.hpp"
+#include "../precision/int8.hpp"
 #include "bitpack.hpp"
 #include "huffman.hpp"
 #include "kernels.hpp"
@@ -63,7 +65,6 @@
 #include <vector>
 
 #include "../io/file.hpp"
-#include "../precision/int8.hpp"
 #include "../precision/requantize.hpp"
 #include "low_rank.hpp"
 #include "sparse.hpp"
@@ -82,7 +83,7 @@ static_assert(sizeof(float) == 4 && sizeof(int) == 4, "compress/model_file.hpp: 
 /// Layout constants of the model file (docs/model-file-format.md).
 namespace model_file_layout {
 inline constexpr std::uint16_t version_major = 1;  ///< this reader's and writer's major version
-inline constexpr std::uint16_t version_minor = 3;  ///< this reader's minor version (1.1: `int8_csr`, 1.2: `int8_codebook`, 1.3: `int8_huffman_codebook`)
+inline constexpr std::uint16_t version_minor = 4;  ///< this reader's minor version (1.1: `int8_csr`, 1.2: `int8_codebook`, 1.3: `int8_huffman_codebook`, 1.4: `add`)
 /// The first minor version with weight format `int8_csr`; the writer stamps a file with
 /// the lowest minor version its records need (1.0 without `int8_csr` / `int8_codebook` records).
 inline constexpr std::uint16_t int8_csr_minor = 1;
@@ -90,6 +91,8 @@ inline constexpr std::uint16_t int8_csr_minor = 1;
 inline constexpr std::uint16_t int8_codebook_minor = 2;
 /// The first minor version with weight format `int8_huffman_codebook` (and array role `row_bits`).
 inline constexpr std::uint16_t int8_huffman_codebook_minor = 3;
+/// The first minor version with layer kind `add` (the int8 add that closes a residual block).
+inline constexpr std::uint16_t add_minor = 4;
 inline constexpr std::size_t header_size = 32;          ///< v1.0 file header
 inline constexpr std::size_t section_header_size = 48;  ///< v1.0 section header
 inline constexpr std::size_t array_entry_size = 16;     ///< one array descriptor
@@ -105,6 +108,10 @@ inline constexpr std::size_t max_arrays = 16;  ///< array descriptors per sectio
 enum class layer_kind : std::uint8_t {
   dense = 1,   ///< y = x·Wᵀ + b, W rows×cols (out×in)
   conv2d = 2,  ///< W out_channels × (in_channels/groups·kernel_h·kernel_w), geometry in `conv2d_geometry`
+  /// y = x₁ + x₂ elementwise in int8 (`kernels::add_s8`), rows = the element count, cols = 1, no
+  /// weights (weight format `none`): x₁ the input of a residual block, x₂ its last inner layer's
+  /// output (1.4)
+  add = 3,
 };
 
 /// Activation applied after the layer (stored for the model; the kernels do not apply it,
@@ -113,6 +120,7 @@ enum class activation_kind : std::uint8_t { none = 0, relu = 1, relu6 = 2, tanh 
 
 /// How a layer's weights are represented.
 enum class weight_format : std::uint8_t {
+  none = 0,          ///< no weights: the format of an `add` record (1.4)
   dense_f32 = 1,     ///< rows×cols fp32
   dense_f16 = 2,     ///< rows×cols IEEE binary16
   int8 = 3,          ///< rows×cols int8, per-channel (or per-tensor) scales, int32 bias (TFLite int8)
@@ -132,10 +140,10 @@ enum class array_role : std::uint8_t {
   weights = 1,        ///< dense_f32 (f32), dense_f16 (f16), int8 (i8)
   bias = 2,           ///< f32 (rows), or i32 (rows) for int8
   weight_scales = 3,  ///< int8: f32, rows (per channel) or 1 (per tensor)
-  act_scales = 4,     ///< int8: f32 [input_scale, output_scale]
-  zero_points = 5,    ///< int8: i32 [input_zero_point, output_zero_point]
-  multipliers = 6,    ///< int8: i32 Q31 requantization multipliers, as many as weight_scales
-  shifts = 7,         ///< int8: i32 requantization exponents, as many as weight_scales
+  act_scales = 4,     ///< int8: f32 [input_scale, output_scale] (add: [input1, input2, output])
+  zero_points = 5,    ///< int8: i32 [input_zero_point, output_zero_point] (add: [input1, input2, output])
+  multipliers = 6,    ///< int8: i32 Q31 requantization multipliers, as many as weight_scales (add: 3)
+  shifts = 7,         ///< int8: i32 requantization exponents, as many as weight_scales (add: 3)
   row_ptr = 8,        ///< CSR: u32, rows + 1
   gaps = 9,           ///< CSR: u8 symbols, one per entry (int8_csr: plain bytes)
   values = 10,        ///< CSR: f32 (csr_f32), u8 codebook indices (csr_codebook) or i8 (int8_csr), one per entry
@@ -165,6 +173,7 @@ struct conv2d_geometry {
 /// Name of a weight format, for messages and reports.
 constexpr const char* to_string(weight_format f) noexcept {
   switch (f) {
+    case weight_format::none: return "none";
     case weight_format::dense_f32: return "dense fp32";
     case weight_format::dense_f16: return "dense fp16";
     case weight_format::int8: return "int8";
@@ -195,6 +204,37 @@ struct int8_layer_view {
   std::int8_t act_min = -128, act_max = 127;  ///< output clamp, from the activation
 };
 
+/// An `add` record (1.4): y = x₁ + x₂ on `size` int8 elements, x₁ the input of a residual
+/// block (the skip tensor), x₂ the output of its last inner layer. Pointers into the file,
+/// three entries each: [x₁, x₂, y].
+struct int8_add_view {
+  std::size_t size = 0;
+  const float* scales = nullptr;              ///< positive, finite
+  const std::int32_t* zero_points = nullptr;  ///< in [−128, 127]
+  const std::int32_t* multipliers = nullptr;  ///< 0 or in [2^30, 2^31)
+  const int* shifts = nullptr;                ///< inputs in [−31, 0], output in [−31, 30]
+  std::int8_t act_min = -128, act_max = 127;  ///< output clamp, from the activation
+
+  /// Scale and zero point of tensor k (0: x₁, 1: x₂, 2: y).
+  quant_params tensor(std::size_t k) const noexcept { return {scales[k], zero_points[k]}; }
+  /// The constants of `kernels::add_s8`.
+  kernels::add_s8_params params() const noexcept {
+    kernels::add_s8_params p;
+    p.input1_offset = -zero_points[0];
+    p.input2_offset = -zero_points[1];
+    p.output_offset = zero_points[2];
+    p.input1_multiplier = multipliers[0];
+    p.input2_multiplier = multipliers[1];
+    p.output_multiplier = multipliers[2];
+    p.input1_shift = shifts[0];
+    p.input2_shift = shifts[1];
+    p.output_shift = shifts[2];
+    p.act_min = act_min;
+    p.act_max = act_max;
+    return p;
+  }
+};
+
 /// The weights of an `int8_huffman_codebook` record: k int8 codebook values and a Huffman
 /// stream (compress/huffman.hpp, format 1, alphabet ≤ k) of the rows·cols indices, row o's
 /// codes at bits [row_bits[o], row_bits[o + 1]) of its payload (kernels/huffman_s8.hpp runs it).
@@ -223,6 +263,7 @@ struct layer_view {
   relative_csr_view<csr_s8_values> csr_s8{};  ///< int8_csr: the pruned int8 weights
   kernels::codebook_s8_matrix codebook_s8{};  ///< int8_codebook: the weight-shared int8 weights
   int8_huffman_codebook_view huffman_s8{};    ///< int8_huffman_codebook: the Huffman-coded weight-shared weights
+  int8_add_view add{};                        ///< kind `add`: the int8 add of a residual block
   relative_csr_view<csr_f32_values> csr{};                ///< csr_f32
   relative_csr_view<csr_codebook_values> csr_codebook{};  ///< csr_codebook
   codebook_matrix_view codebook{};        ///< codebook
@@ -622,9 +663,13 @@ class model_file_reader {
     s.length = len;
     layer_view& v = s.view;
     const unsigned kind = h[12], act = h[13], fmt = h[14], narrays = h[15];
-    TINYLARGE_CHECK(kind == 1 || kind == 2, errc::corrupt, "model file: unknown layer kind");
+    TINYLARGE_CHECK(kind >= 1 && kind <= 3, errc::corrupt, "model file: unknown layer kind");
+    TINYLARGE_CHECK(kind != static_cast<unsigned>(layer_kind::add) || info_.minor >= L::add_minor, errc::corrupt,
+                    "model file: layer kind add (3) in a file of format version below 1.4 (it needs 1.4)");
     TINYLARGE_CHECK(act <= 5, errc::corrupt, "model file: unknown activation");
-    TINYLARGE_CHECK(fmt >= 1 && fmt <= 10, errc::corrupt, "model file: unknown weight format");
+    TINYLARGE_CHECK(fmt <= 10, errc::corrupt, "model file: unknown weight format");
+    TINYLARGE_CHECK((kind == static_cast<unsigned>(layer_kind::add)) == (fmt == 0), errc::corrupt,
+                    "model file: an add record has weight format none (0), every other record a weight format 1-10");
     TINYLARGE_CHECK(fmt != static_cast<unsigned>(weight_format::int8_csr) || info_.minor >= L::int8_csr_minor,
                     errc::corrupt, "model file: weight format int8_csr (8) in a file of format version 1.0 (it needs 1.1)");
     TINYLARGE_CHECK(fmt != static_cast<unsigned>(weight_format::int8_codebook) ||
@@ -669,8 +714,8 @@ class model_file_reader {
       *gf[k] = mf_le16(h + 32 + 2 * k);
       geometry_zero = geometry_zero && *gf[k] == 0;
     }
-    if (v.kind == layer_kind::dense) {
-      TINYLARGE_CHECK(geometry_zero, errc::corrupt, "model file: a dense layer has conv2d geometry");
+    if (v.kind != layer_kind::conv2d) {
+      TINYLARGE_CHECK(geometry_zero, errc::corrupt, "model file: a dense or add layer has conv2d geometry");
     } else {
       TINYLARGE_CHECK(g.in_channels >= 1 && g.kernel_h >= 1 && g.kernel_w >= 1 && g.stride_h >= 1 &&
                           g.stride_w >= 1 && g.groups >= 1,
@@ -795,6 +840,9 @@ class model_file_reader {
     unsigned allowed = 0;
     const auto bit = [](R r) { return 1u << static_cast<unsigned>(r); };
     switch (v.format) {
+      case weight_format::none:
+        allowed = bit(R::act_scales) | bit(R::zero_points) | bit(R::multipliers) | bit(R::shifts);
+        break;
       case weight_format::dense_f32:
       case weight_format::dense_f16: allowed = bit(R::weights) | bit(R::bias); break;
       case weight_format::int8:
@@ -855,6 +903,7 @@ class model_file_reader {
     }
 
     switch (v.format) {
+      case weight_format::none: TINYLARGE_TRY(bind_add(s)); break;
       case weight_format::dense_f32: {
         const auto& w = arr(R::weights);
         TINYLARGE_TRY(expect(w, T::f32, n, false, "model file: a dense fp32 layer has no weights",
@@ -1039,16 +1088,65 @@ class model_file_reader {
         TINYLARGE_CHECK(wq[i] != -128, errc::corrupt,
                         "model file: an int8 weight is -128 (the TFLite weight range is [-127, 127])");
     }
-    // Output clamp from the activation: relu → [zy, 127], relu6 → [zy, zy + round(6/sy)].
     std::int32_t lo = -128, hi = 127;
-    if (v.activation == activation_kind::relu || v.activation == activation_kind::relu6) lo = q.output_zero_point;
-    if (v.activation == activation_kind::relu6) {
-      const float six = 6.0f / q.output_scale;
-      const std::int32_t top = six >= 255.0f ? 255 : static_cast<std::int32_t>(six + 0.5f);
-      hi = q.output_zero_point + top < 127 ? q.output_zero_point + top : 127;
-    }
+    output_clamp(v.activation, q.output_scale, q.output_zero_point, lo, hi);
     q.act_min = static_cast<std::int8_t>(lo);
     q.act_max = static_cast<std::int8_t>(hi);
+    return status::success();
+  }
+
+  /// Output clamp from the activation: relu → [zy, 127], relu6 → [zy, zy + round(6/sy)], else [−128, 127].
+  static void output_clamp(activation_kind a, float output_scale, std::int32_t output_zero_point, std::int32_t& lo,
+                           std::int32_t& hi) noexcept {
+    lo = -128;
+    hi = 127;
+    if (a == activation_kind::relu || a == activation_kind::relu6) lo = output_zero_point;
+    if (a == activation_kind::relu6) {
+      const float six = 6.0f / output_scale;
+      const std::int32_t top = six >= 255.0f ? 255 : static_cast<std::int32_t>(six + 0.5f);
+      hi = output_zero_point + top < 127 ? output_zero_point + top : 127;
+    }
+  }
+
+  /// An `add` record (1.4): rows = the element count, cols = 1, no rank / bits / geometry;
+  /// scales and zero points of [input1, input2, output] (positive finite scales, zero points in
+  /// [−128, 127]); multipliers 0 or in [2^30, 2^31); input shifts in [−31, 0] (the inputs are
+  /// rescaled by at most 1, so that the kernel's sum cannot overflow), the output shift in
+  /// [−31, 30]; activation none, relu or relu6 (fused into the clamp).
+  [[nodiscard]] status bind_add(detail::mf_section& s) const noexcept {
+    using R = array_role;
+    using T = array_dtype;
+    layer_view& v = s.view;
+    const auto arr = [&](R r) -> const detail::mf_array& { return s.arrays[static_cast<std::size_t>(r)]; };
+    TINYLARGE_CHECK(v.cols == 1, errc::corrupt, "model file: an add record has cols = 1 (rows is its element count)");
+    TINYLARGE_CHECK(v.activation == activation_kind::none || v.activation == activation_kind::relu ||
+                        v.activation == activation_kind::relu6,
+                    errc::corrupt, "model file: an add record's activation must be none, relu or relu6");
+    // One message for the four arrays (firmware flash).
+    const char* const missing = "model file: an add record lacks act_scales, zero_points, multipliers or shifts";
+    const char* const wrong = "model file: an add record's arrays are 3 f32 scales, 3 i32 zero points, multipliers, shifts";
+    TINYLARGE_TRY(expect(arr(R::act_scales), T::f32, 3, false, missing, wrong));
+    TINYLARGE_TRY(expect(arr(R::zero_points), T::i32, 3, false, missing, wrong));
+    TINYLARGE_TRY(expect(arr(R::multipliers), T::i32, 3, false, missing, wrong));
+    TINYLARGE_TRY(expect(arr(R::shifts), T::i32, 3, false, missing, wrong));
+    int8_add_view& a = v.add;
+    a.size = v.rows;
+    a.scales = reinterpret_cast<const float*>(arr(R::act_scales).data);
+    a.zero_points = reinterpret_cast<const std::int32_t*>(arr(R::zero_points).data);
+    a.multipliers = reinterpret_cast<const std::int32_t*>(arr(R::multipliers).data);
+    a.shifts = reinterpret_cast<const int*>(arr(R::shifts).data);
+    for (std::size_t k = 0; k < 3; ++k)
+      TINYLARGE_CHECK(a.scales[k] > 0.0f && a.scales[k] <= std::numeric_limits<float>::max() &&
+                          a.zero_points[k] >= -128 && a.zero_points[k] <= 127 &&
+                          (a.multipliers[k] == 0 || a.multipliers[k] >= (1 << 30)) && a.shifts[k] >= -31 &&
+                          a.shifts[k] <= (k < 2 ? 0 : 30),
+                      errc::corrupt,
+                      "model file: an add record's scale, zero point, multiplier or shift is out of range "
+                      "(docs/model-file-format.md)");
+    std::int32_t lo = -128, hi = 127;
+    output_clamp(v.activation, a.scales[2], a.zero_points[2], lo, hi);
+    a.act_min = static_cast<std::int8_t>(lo);
+    a.act_max = static_cast<std::int8_t>(hi);
     return status::success();
   }
 
@@ -1314,6 +1412,31 @@ class model_file_builder {
     return finish(std::move(s));
   }
 
+  /// The int8 add that closes a residual block (layer kind `add`, file version 1.4):
+  /// y = x₁ + x₂ on `n` elements, x₁ the block's input (`input1`: the skip tensor), x₂ its last
+  /// inner layer's output (`input2`), y on `output`; `activation` none, relu or relu6 (fused
+  /// into the clamp). The multipliers of `kernels::add_s8` are computed here
+  /// (`quantize_add_multipliers`, as `nn::residual_add_params` does), so the device needs no
+  /// floating point.
+  model_file_builder& add_int8_add(std::size_t n, quant_params input1, quant_params input2, quant_params output,
+                                   activation_kind activation = activation_kind::none) {
+    layer_options o;
+    o.kind = layer_kind::add;
+    o.activation = activation;
+    section s = begin(weight_format::none, n, 1, o);
+    const add_multipliers m = quantize_add_multipliers(input1.scale, input2.scale, output.scale,
+                                                       kernels::add_s8_params::left_shift);
+    const float act[3] = {input1.scale, input2.scale, output.scale};
+    const std::int32_t zp[3] = {input1.zero_point, input2.zero_point, output.zero_point};
+    const std::int32_t mult[3] = {m.input1.multiplier, m.input2.multiplier, m.output.multiplier};
+    const std::int32_t shift[3] = {m.input1.shift, m.input2.shift, m.output.shift};
+    s.add(array_role::act_scales, array_dtype::f32, act, 3);
+    s.add(array_role::zero_points, array_dtype::i32, zp, 3);
+    s.add(array_role::multipliers, array_dtype::i32, mult, 3);
+    s.add(array_role::shifts, array_dtype::i32, shift, 3);
+    return finish(std::move(s));
+  }
+
   /// Index width of an int8 codebook of k values: max(1, ⌈log2 k⌉).
   static constexpr unsigned int8_codebook_bits(std::size_t k) noexcept {
     unsigned b = 1;
@@ -1573,6 +1696,7 @@ class model_file_builder {
     const std::uint16_t minor = s.format == weight_format::int8_csr                ? L::int8_csr_minor
                                 : s.format == weight_format::int8_codebook         ? L::int8_codebook_minor
                                 : s.format == weight_format::int8_huffman_codebook ? L::int8_huffman_codebook_minor
+                                : s.kind == layer_kind::add                         ? L::add_minor
                                                                                    : std::uint16_t{0};
     check_section(b, minor);
     body_.insert(body_.end(), b.begin(), b.end());
@@ -1611,7 +1735,8 @@ class model_file_builder {
 
   std::vector<std::uint8_t> body_;
   std::size_t layers_ = 0;
-  /// The file's minor version: the lowest that its records need (1.0 unless int8_csr).
+  /// The file's minor version: the lowest that its records need (1.0 without int8_csr,
+  /// int8_codebook, int8_huffman_codebook or add records).
   std::uint16_t minor_ = 0;
 };
 

@@ -86,11 +86,8 @@ inline kernels::add_s8_params residual_add_params(quant_params x1, quant_params 
   TINYLARGE_REQUIRE(x1.scale > 0.0f && x2.scale > 0.0f && y.scale > 0.0f && std::isfinite(x1.scale) &&
                         std::isfinite(x2.scale) && std::isfinite(y.scale),
                     errc::invalid_argument, "residual_add_params: scales must be positive and finite");
-  const double twice_max = 2.0 * std::max(static_cast<double>(x1.scale), static_cast<double>(x2.scale));
-  const quantized_multiplier m1 = quantize_multiplier(x1.scale / twice_max);
-  const quantized_multiplier m2 = quantize_multiplier(x2.scale / twice_max);
-  const quantized_multiplier my =
-      quantize_multiplier(twice_max / (std::ldexp(1.0, kernels::add_s8_params::left_shift) * y.scale));
+  const add_multipliers m = quantize_add_multipliers(x1.scale, x2.scale, y.scale, kernels::add_s8_params::left_shift);
+  const quantized_multiplier m1 = m.input1, m2 = m.input2, my = m.output;
   kernels::add_s8_params p;
   p.input1_offset = -x1.zero_point;
   p.input2_offset = -x2.zero_point;

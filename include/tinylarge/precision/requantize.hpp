@@ -41,6 +41,18 @@ inline quantized_multiplier quantize_multiplier(double real) noexcept {
   return {static_cast<std::int32_t>(q_fixed), exponent};
 }
 
+/// The multipliers of TFLite's int8 ADD y = x₁ + x₂ (`kernels::add_s8`): with
+/// s = 2·max(s₁, s₂), input k is rescaled by sₖ/s (≤ ½, so shift ≤ 0) and the sum, whose
+/// inputs were shifted left by `left_shift` bits, by s/(2^left_shift·s_y).
+struct add_multipliers {
+  quantized_multiplier input1, input2, output;
+};
+inline add_multipliers quantize_add_multipliers(double s1, double s2, double sy, int left_shift) noexcept {
+  const double twice_max = 2.0 * (s1 > s2 ? s1 : s2);
+  return {quantize_multiplier(s1 / twice_max), quantize_multiplier(s2 / twice_max),
+          quantize_multiplier(twice_max / (std::ldexp(1.0, left_shift) * sy))};
+}
+
 /// (a · b · 2) / 2^32 rounded to nearest, saturating the single overflow case
 /// a = b = INT32_MIN. gemmlowp's SaturatingRoundingDoublingHighMul.
 constexpr std::int32_t saturating_rounding_doubling_high_mul(std::int32_t a,
