@@ -3,7 +3,7 @@
 
     scripts/plots.py [--out DIR] [--split FILE] [--federated FILE]
                      [--compress FILE ...] [--bench FILE ...] [--selection FILE ...]
-                     [--partitions FILE ...] [--require NAME ...]
+                     [--partitions FILE ...] [--fleet FILE ...] [--require NAME ...]
 
 Figures (PNG, in --out, default build/plots):
 
@@ -32,11 +32,18 @@ Figures (PNG, in --out, default build/plots):
                            partition, from split_fashion_mnist --full --partition P
                            --json (default: benchmarks/results/split_fashion_mnist/
                            partition_*.json and full.json, the shards:2 run).
+  split_fleet.png          split learning over a wireless fleet, one column per
+                           cell bandwidth: time per round, mean busy time per
+                           client and energy per round for uniform cuts,
+                           per-device cuts and EdgeSplit clusters by id /
+                           capability, with the final accuracy on each bar, from
+                           split_fashion_mnist --full --fleet --band HZ --json
+                           (default: benchmarks/results/split_fashion_mnist/fleet_*.json).
 
 A figure whose inputs are missing is skipped with a message naming the file and
 the command that produces it. Exit status: 2 for a file given explicitly that
 does not exist or does not parse, 1 when a figure named by --require (accuracy,
-compression, benchmarks, selection, partitions) could not be drawn or no figure at all was drawn, 0
+compression, benchmarks, selection, partitions, fleet) could not be drawn or no figure at all was drawn, 0
 otherwise.
 
 The examples print `nan` for accuracies they did not measure (not valid JSON);
@@ -56,6 +63,7 @@ DEFAULT_BENCH = os.path.join(ROOT, "benchmarks", "results", "kernels.json")
 DEFAULT_SELECTION = os.path.join(ROOT, "benchmarks", "results", "federated_fashion_mnist", "selection_*.json")
 DEFAULT_PARTITIONS = [os.path.join(ROOT, "benchmarks", "results", "split_fashion_mnist", "partition_*.json"),
                       os.path.join(ROOT, "benchmarks", "results", "split_fashion_mnist", "full.json")]
+DEFAULT_FLEET = os.path.join(ROOT, "benchmarks", "results", "split_fashion_mnist", "fleet_*.json")
 NAN_TOKEN = re.compile(r"(?<=[:\[,\s])(-?)nan(?=\s*[,\]\}])")
 
 
@@ -313,6 +321,49 @@ def plot_partitions(plt, docs, out):
     return n
 
 
+def plot_fleet(plt, docs, out):
+    """Split learning over a wireless fleet: per workflow, time and energy per round, one column per
+    cell bandwidth. Returns the number of workflows drawn."""
+    runs = []
+    for _, doc in docs:
+        band = doc.get("fleet", {}).get("uplink_hz")
+        rows = [w for w in doc.get("workflows", []) if finite(w.get("seconds_per_round"))]
+        if rows and finite(band):
+            runs.append((band, doc, rows))
+    if not runs:
+        return 0
+    runs.sort(key=lambda r: r[0])
+    fig, axes = plt.subplots(1, len(runs), figsize=(5.2 * len(runs), 4.6), squeeze=False)
+    n = 0
+    for col, (band, doc, rows) in enumerate(runs):
+        ax = axes[0][col]
+        names = [w.get("workflow", "?") for w in rows]
+        width = 0.27
+        for j, (field, label, color) in enumerate([("seconds_per_round", "round time (s)", "tab:blue"),
+                                                   ("busy_seconds_per_client_round", "busy time per client (s)", "tab:green"),
+                                                   ("joules_per_round", "energy, all clients (J)", "tab:orange")]):
+            xs = [i + (j - 1) * width for i in range(len(rows))]
+            ax.bar(xs, [w.get(field, float("nan")) for w in rows], width, color=color, label=label)
+        top = max(w.get("seconds_per_round", 0) for w in rows)
+        for i, w in enumerate(rows):
+            if finite(w.get("test_accuracy")):
+                ax.text(i, top * 1.02, f"{100 * w['test_accuracy']:.1f}%", ha="center", fontsize=6)
+        ax.set_xticks(list(range(len(rows))))
+        ax.set_xticklabels([nm.replace(", ", ",\n", 1) for nm in names], fontsize=6, rotation=30, ha="right")
+        ax.set_ylim(0, top * 1.12)
+        ax.set_title(f"{band / 1e6:g} MHz cell, {doc.get('clients', '?')} devices, {doc.get('partition', '?')}, "
+                     f"seed {doc.get('seed', '?')} (final accuracy above)", fontsize=8)
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+        n += len(rows)
+    fig.suptitle("Split learning over a wireless fleet (LeNet-300-100, Fashion-MNIST): uniform and per-device cuts, "
+                 "EdgeSplit clusters", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return n
+
+
 def main(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "plots"))
@@ -322,8 +373,9 @@ def main(argv):
     ap.add_argument("--bench", nargs="*", help="JSON of scripts/run_benchmarks.py (with \"comparisons\")")
     ap.add_argument("--selection", nargs="*", help="JSON of federated_fashion_mnist --select ... --json")
     ap.add_argument("--partitions", nargs="*", help="JSON of split_fashion_mnist --full --partition P --json")
+    ap.add_argument("--fleet", nargs="*", help="JSON of split_fashion_mnist --full --fleet --band HZ --json")
     ap.add_argument("--require", nargs="*", default=[],
-                    choices=["accuracy", "compression", "benchmarks", "selection", "partitions"])
+                    choices=["accuracy", "compression", "benchmarks", "selection", "partitions", "fleet"])
     args = ap.parse_args(argv)
 
     try:
@@ -354,6 +406,7 @@ def main(argv):
                              else sorted(glob.glob(DEFAULT_SELECTION)))
         partitions = explicit(args.partitions if args.partitions is not None
                               else [p for g in DEFAULT_PARTITIONS for p in sorted(glob.glob(g))])
+        fleet = explicit(args.fleet if args.fleet is not None else sorted(glob.glob(DEFAULT_FLEET)))
     except InputError as e:
         print(f"plots.py: {e}", file=sys.stderr)
         return 2
@@ -400,6 +453,9 @@ def main(argv):
            "runs")
     figure("partitions", "split_partitions.png", partitions, plot_partitions, " and ".join(DEFAULT_PARTITIONS),
            "`split_fashion_mnist --full --partition P --json FILE`, then pass --partitions FILE", "bars")
+
+    figure("fleet", "split_fleet.png", fleet, plot_fleet, DEFAULT_FLEET,
+           "`split_fashion_mnist --full --fleet --band HZ --json FILE`, then pass --fleet FILE", "workflows")
 
     unmet = [r for r in args.require if r not in drawn]
     if unmet:

@@ -21,9 +21,22 @@
 // with fp16 smashed data, and "psl, int8 dev + bf16 srv" keeps the int8 device
 // and trains the server segment on bf16 operands.
 //
+// --fleet runs a different section instead (issue 23): the same model over a
+// seeded wireless fleet (make_fleet: 10 devices at 10–200 m from one access
+// point, a --band HZ uplink and downlink, default 1 MHz, Rayleigh fading per
+// round, 20–200 M MAC/s, 3.0–4.5 MB of RAM, or no limit with --unlimited-ram) — SplitFedV1 with every device
+// at cut<2>, every device at cut<4> (marked when some devices lack the RAM to
+// train it), each device at the cut `per_device_cuts::choose_cuts` gives it
+// (fastest, and frugal = least energy within the round's critical path), and
+// EdgeSplit with clusters by client id and by capability; it prints each
+// device's expected round time and energy per cut, then time, busy time and
+// energy per round. Segments are averaged once per round there (--sync-every
+// 0 unless given; with SGD the lr is then divided by N, as for VSL).
+//
 //   split_fashion_mnist [--full] [--rounds N] [--train N] [--test N] [--batch B]
 //                       [--phi F] [--seed S] [--sync-every I] [--adam] [--lr LR]
-//                       [--compress-after R] [--only NAME] [--partition SPEC] [--json FILE]
+//                       [--compress-after R] [--only NAME] [--partition SPEC]
+//                       [--fleet] [--band HZ] [--unlimited-ram] [--json FILE]
 //
 // Default (a few minutes on 2 cores): 12 000 training images (1 200 per client),
 // 2 000 test images, 5 rounds (= 5 passes over the training data). --full: all
@@ -117,7 +130,8 @@ struct options {
   std::string json, only;
   bool full = false;
   bool fleet = false;
-  double band_hz = 1e6;  // --band: the --fleet cell's uplink and downlink bandwidth  // --fleet: per-device cuts and capability clusters over a wireless fleet only
+  double band_hz = 1e6;  // --band: the --fleet cell's uplink and downlink bandwidth
+  bool unlimited_ram = false;  // --unlimited-ram: the --fleet devices have no memory limit  // --fleet: per-device cuts and capability clusters over a wireless fleet only
   tl::data::partition_spec partition = tl::data::parse_partition_spec("shards:2");
 };
 
@@ -268,7 +282,7 @@ namespace wf = tl::workflow;
 /// memory): N devices at 10–200 m from one access point with a 1 MHz uplink
 /// and a 1 MHz downlink, Rayleigh fading redrawn every round, 20–200 M MAC/s,
 /// 1 nJ per MAC, 23 dBm, and 3.0–4.5 MB of RAM for training (uniform, seeded).
-wf::wireless_fleet make_fleet(std::size_t clients, std::uint64_t seed, double band_hz) {
+wf::wireless_fleet make_fleet(std::size_t clients, std::uint64_t seed, double band_hz, bool unlimited_ram) {
   wf::wireless_fleet air;
   air.access_point.uplink_hz = air.access_point.downlink_hz = band_hz;
   tl::rng r(seed, 0xf1ee'7001ULL);
@@ -277,9 +291,18 @@ wf::wireless_fleet make_fleet(std::size_t clients, std::uint64_t seed, double ba
     d.distance_m = 10.0 + 190.0 * tl::data::uniform_open01(r);
     d.macs_per_s = 20e6 + 180e6 * tl::data::uniform_open01(r);
     d.memory_bytes = 3.0e6 + 1.5e6 * tl::data::uniform_open01(r);
+    if (unlimited_ram) d.memory_bytes = std::numeric_limits<double>::infinity();  // the same draws otherwise
     air.devices.push_back(d);
   }
   return air;
+}
+
+/// A number as JSON: null when not finite (JSON has no infinity or NaN).
+std::string json_number(double v) {
+  if (!std::isfinite(v)) return "null";
+  char b[32];
+  std::snprintf(b, sizeof b, "%.6g", v);
+  return b;
 }
 
 struct fleet_row {
@@ -322,7 +345,7 @@ int run_fleet(const options& opt, const Opt& o_opt, const tl::nn::labelled_view<
   using cuts = tl::per_device_cuts<F, tl::split_scheme::splitfed_v1, tl::cut<2>, tl::cut<4>>;
   typename cuts::options o{.rounds = opt.rounds, .batch_size = opt.batch, .clusters = 2, .sync_every = opt.sync_every,
                            .seed = opt.seed, .evaluate_every = opt.rounds, .optimizer = o_opt};
-  o.wireless = make_fleet(opt.clients, opt.seed, opt.band_hz);
+  o.wireless = make_fleet(opt.clients, opt.seed, opt.band_hz, opt.unlimited_ram);
   // Iterations per round as the workflow computes them: one pass over the mean local data set.
   const std::size_t steps = (train.count / opt.clients + opt.batch - 1) / opt.batch;
   const std::vector<std::size_t> chosen = cuts::choose_cuts(o, steps);
@@ -412,15 +435,15 @@ int run_fleet(const options& opt, const Opt& o_opt, const tl::nn::labelled_view<
                  opt.sync_every, static_cast<unsigned long long>(opt.seed), opt.adam ? "adam" : "sgd",
                  static_cast<double>(opt.lr));
     std::fprintf(f, "  \"fleet\": {\"uplink_hz\": %g, \"downlink_hz\": %g, \"fading\": \"rayleigh\", "
-                    "\"devices\": [\n", opt.band_hz, opt.band_hz);
+                    "\"unlimited_ram\": %s, \"devices\": [\n", opt.band_hz, opt.band_hz, opt.unlimited_ram ? "true" : "false");
     for (std::size_t c = 0; c < opt.clients; ++c) {
       const auto& d = o.wireless.devices[c];
       std::fprintf(f,
-                   "    {\"distance_m\": %.1f, \"macs_per_s\": %.4g, \"memory_bytes\": %.0f, \"fastest_cut\": %d, "
+                   "    {\"distance_m\": %.1f, \"macs_per_s\": %.4g, \"memory_bytes\": %s, \"fastest_cut\": %d, "
                    "\"frugal_cut\": %d, \"expected_round_s\": [%.3f, %s], \"expected_round_j\": [%.3f, %s]}%s\n",
-                   d.distance_m, d.macs_per_s, d.memory_bytes, chosen[c] == 0 ? 2 : 4, frugal[c] == 0 ? 2 : 4,
-                   costs[c][0].seconds, std::isfinite(costs[c][1].seconds) ? std::to_string(costs[c][1].seconds).c_str() : "null",
-                   costs[c][0].joules, std::isfinite(costs[c][1].seconds) ? std::to_string(costs[c][1].joules).c_str() : "null",
+                   d.distance_m, d.macs_per_s, json_number(d.memory_bytes).c_str(), chosen[c] == 0 ? 2 : 4,
+                   frugal[c] == 0 ? 2 : 4, costs[c][0].seconds, json_number(costs[c][1].seconds).c_str(),
+                   costs[c][0].joules, json_number(std::isfinite(costs[c][1].seconds) ? costs[c][1].joules : costs[c][1].seconds).c_str(),
                    c + 1 < opt.clients ? "," : "");
     }
     std::fprintf(f, "  ]},\n  \"workflows\": [\n");
@@ -449,7 +472,7 @@ int main(int argc, char** argv) {
   examples::cli args(argc, argv,
                      "[--full] [--rounds N] [--train N] [--test N] [--batch B] [--phi F] [--seed S] "
                      "[--sync-every I] [--adam] [--lr LR] [--compress-after R] [--only NAME] "
-                     "[--partition iid|shards:K|dirichlet:A|quantity:B] [--fleet] [--band HZ] [--json FILE]");
+                     "[--partition iid|shards:K|dirichlet:A|quantity:B] [--fleet] [--band HZ] [--unlimited-ram] [--json FILE]");
   while (args.next()) {
     if (args.is("--full")) {
       opt.full = true;
@@ -469,6 +492,7 @@ int main(int argc, char** argv) {
     else if (args.is("--adam")) opt.adam = true;
     else if (args.is("--fleet")) opt.fleet = true;
     else if (args.is("--band")) opt.band_hz = args.real<double>();
+    else if (args.is("--unlimited-ram")) opt.unlimited_ram = true;
     else if (args.is("--lr")) { opt.lr = args.real<float>(); opt.lr_given = true; }
     else if (args.is("--partition")) {
       try {

@@ -49,8 +49,11 @@ step_docs() {
   fi
   run_logged "$log" "$split" --train 1000 --test 300 --rounds 2 --only psl --json "$out/split.json" || ok=1
   run_logged "$log" "$fed" --rounds 3 --fedsgd-rounds 3 --skip-robust --skip-dp --json "$out/federated.json" || ok=1
+  # The wireless-fleet mode (per-device cuts, capability clusters): runs, and writes JSON that parses.
+  run_logged "$log" "$split" --fleet --train 1000 --test 300 --rounds 1 --json "$out/fleet.json" || ok=1
+  run_logged "$log" /usr/bin/python3 -m json.tool "$out/fleet.json" || ok=1
   /usr/bin/python3 "$ROOT/scripts/plots.py" --out "$out/plots" --split "$out/split.json" \
-    --federated "$out/federated.json" --require accuracy compression benchmarks selection partitions || ok=1
+    --federated "$out/federated.json" --require accuracy compression benchmarks selection partitions fleet || ok=1
   return $ok
 }
 register_step docs step_docs
