@@ -350,11 +350,11 @@ def plot_fleet(plt, docs, out):
                 ax.text(i, top * 1.02, f"{100 * w['test_accuracy']:.1f}%", ha="center", fontsize=6)
         ax.set_xticks(list(range(len(rows))))
         ax.set_xticklabels([nm.replace(", ", ",\n", 1) for nm in names], fontsize=6, rotation=30, ha="right")
-        ax.set_ylim(0, top * 1.12)
+        ax.set_ylim(0, top * 1.3)
         ax.set_title(f"{band / 1e6:g} MHz cell, {doc.get('clients', '?')} devices, {doc.get('partition', '?')}, "
                      f"seed {doc.get('seed', '?')} (final accuracy above)", fontsize=8)
         ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=6, loc="upper center", ncol=3)
         n += len(rows)
     fig.suptitle("Split learning over a wireless fleet (LeNet-300-100, Fashion-MNIST): uniform and per-device cuts, "
                  "EdgeSplit clusters", fontsize=9)

@@ -373,6 +373,27 @@ int run_fleet(const options& opt, const Opt& o_opt, const tl::nn::labelled_view<
               o.sync_every == 0 ? "one segment download + upload" : "a segment download + upload per synchronisation",
               opt.clients);
 
+  // What the cost model expects of each assignment (mean SNR, no fading): the
+  // round's critical path (the slowest device) and all devices' energy.
+  struct expectation {
+    const char* name;
+    std::vector<std::size_t> cut_of;
+    double seconds = 0, joules = 0;
+  };
+  std::vector<expectation> expected = {{"every device cut<2>", std::vector<std::size_t>(opt.clients, 0)},
+                                       {"every device cut<4>", std::vector<std::size_t>(opt.clients, 1)},
+                                       {"per-device (fastest)", chosen},
+                                       {"per-device (frugal)", frugal}};
+  std::printf("  expected per round (cost model, mean SNR):");
+  for (auto& e : expected) {
+    for (std::size_t c = 0; c < opt.clients; ++c) {
+      e.seconds = std::max(e.seconds, costs[c][e.cut_of[c]].seconds);
+      e.joules += costs[c][e.cut_of[c]].joules;
+    }
+    std::printf("%s %s %.2f s, %.2f J", &e == expected.data() ? "" : ";", e.name, e.seconds, e.joules);
+  }
+  std::printf("%s\n\n", fits_first_only > 0 ? " (cut<4> everywhere: infinite = a device lacks the RAM)" : "");
+
   std::vector<fleet_row> rows;
   auto run_cuts = [&](const char* name, const std::vector<std::size_t>& cut_of) {
     std::printf("  %-32s ...", name);
@@ -446,7 +467,12 @@ int run_fleet(const options& opt, const Opt& o_opt, const tl::nn::labelled_view<
                    costs[c][0].joules, json_number(std::isfinite(costs[c][1].seconds) ? costs[c][1].joules : costs[c][1].seconds).c_str(),
                    c + 1 < opt.clients ? "," : "");
     }
-    std::fprintf(f, "  ]},\n  \"workflows\": [\n");
+    std::fprintf(f, "  ]},\n  \"expected\": [\n");
+    for (std::size_t i = 0; i < expected.size(); ++i)
+      std::fprintf(f, "    {\"assignment\": \"%s\", \"critical_path_s\": %s, \"joules\": %s}%s\n", expected[i].name,
+                   json_number(expected[i].seconds).c_str(), json_number(expected[i].joules).c_str(),
+                   i + 1 < expected.size() ? "," : "");
+    std::fprintf(f, "  ],\n  \"workflows\": [\n");
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const fleet_row& r = rows[i];
       std::string st;

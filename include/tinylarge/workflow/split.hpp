@@ -67,6 +67,13 @@
 /// Multi-hop split learning is any of these with `cut<K1, K2, …>`: K = cuts
 /// servers in a chain (edge … cloud).
 ///
+/// Over a wireless fleet (`split_options::wireless`, workflow/channel.hpp)
+/// every client computes and transmits at its own rates, with energy per
+/// client and round; EdgeSplit can form its clusters by capability
+/// (`split_options::cluster_by_capability`); and `tl::per_device_cuts<Traits,
+/// Scheme, Cuts...>` (workflow/split_cuts.hpp) runs each client at its own
+/// cut, chosen from its compute, links and memory (`choose_cuts`).
+///
 /// ## EPSL (φ ∈ [0, 1])
 /// With m = round(φ·b), the server forwards all g·b samples to obtain the
 /// logits and the per-sample last-layer gradients G. For the first m rows of

@@ -163,8 +163,8 @@ class per_device_cuts {
   explicit per_device_cuts(options opt = {}, Scheme s = {}) : opt_(std::move(opt)), scheme_(std::move(s)) {}
 
   /// Expected round cost of every device (rows) at every candidate
-  /// (columns; `split_learning::expected_round_cost`), seconds = infinity
-  /// where the candidate's training footprint exceeds the device's memory.
+  /// (columns; `split_learning::expected_round_cost`), seconds and joules =
+  /// infinity where the candidate's training footprint exceeds the device's memory.
   static std::vector<std::array<workflow::client_cost, candidates>> expected_costs(const options& o, std::size_t steps) {
     const workflow::wireless_fleet& air = o.wireless;
     TINYLARGE_REQUIRE(air.enabled(), errc::invalid_argument,
@@ -175,7 +175,8 @@ class per_device_cuts {
       const workflow::device_profile& dev = air.devices[c];
       [&]<std::size_t... I>(std::index_sequence<I...>) {
         ((out[c][I] = static_cast<double>(device_training_bytes<I>(b)) > dev.memory_bytes
-                          ? workflow::client_cost{.seconds = std::numeric_limits<double>::infinity()}
+                          ? workflow::client_cost{.seconds = std::numeric_limits<double>::infinity(),
+                                                  .joules = std::numeric_limits<double>::infinity()}
                           : engine<I>::expected_round_cost(air.access_point, dev, n, b, steps, o.sync_every)),
          ...);
       }(std::make_index_sequence<candidates>{});
