@@ -7,12 +7,14 @@
 #include <bit>
 #include <cmath>
 #include <functional>
+#include <initializer_list>
 #include <limits>
 #include <span>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "tinylarge/workflow/split.hpp"
@@ -453,17 +455,12 @@ TEST_CASE("split: one PSL step with SGD equals centralised SGD on the union of t
   REQUIRE(max_err < 1e-5);       // summation order differs, nothing else
 }
 
-TEST_CASE("split: with SGD + momentum and per-iteration sync, PSL and SplitFedV1 are centralised training on the union "
-          "batches, also on non-IID clients", "[split][splitfed]") {
-  // Each client holds exactly b samples of ONE class (non-IID), so an
-  // iteration uses each of its samples once and the union batch is the whole
-  // data set: T iterations are T full-batch steps. Heavy-ball momentum is
-  // linear, so averaging the clients' (and server copies') parameters every
-  // iteration equals one optimizer on the mean gradient.
-  constexpr std::size_t N = 4, b = 10, steps = 3, rounds = 2;
-  blobs raw = make_blobs(200, 11);
-  blobs d;  // b samples of class c for client c
-  for (std::size_t c = 0; c < N; ++c) {
+namespace {
+/// N clients holding b samples of ONE class each (client c: class c), in client order.
+blobs one_class_clients(std::size_t n, std::size_t b) {
+  const blobs raw = make_blobs(200, 11);
+  blobs d;
+  for (std::size_t c = 0; c < n; ++c) {
     std::size_t taken = 0;
     for (std::size_t i = 0; i < raw.y.size() && taken < b; ++i)
       if (raw.y[i] == c) {
@@ -474,6 +471,49 @@ TEST_CASE("split: with SGD + momentum and per-iteration sync, PSL and SplitFedV1
       }
     REQUIRE(taken == b);
   }
+  return d;
+}
+
+/// The unsplit model (seed 5) after `steps` full-batch steps of `sgd` on `d`;
+/// returns how far training moved the weights and the largest difference
+/// between each of `runs`' parameters and it.
+std::pair<double, std::vector<double>> centralised_gap(const blobs& d, const tl::nn::sgd& sgd, std::size_t steps,
+                                                      std::initializer_list<std::span<const float>> runs) {
+  const std::size_t rows = d.y.size();
+  tl::nn::network<small_mlp> ref(5);
+  tl::nn::sgd::state<float> st(sgd, small_mlp::param_count);
+  const std::vector<float> w0(ref.parameters().begin(), ref.parameters().end());
+  std::vector<float> dy(rows * 4);
+  for (std::size_t t = 0; t < steps; ++t) {
+    const float* out = ref.forward(d.x.data(), rows, true);
+    (void)tl::nn::softmax_cross_entropy::evaluate(out, d.y.data(), rows, 4, dy.data());
+    ref.zero_gradients();
+    ref.backward(dy.data());
+    st.step(ref.parameters().data(), ref.gradients().data());
+  }
+  double moved = 0;
+  std::vector<double> err;
+  for (std::size_t i = 0; i < w0.size(); ++i)
+    moved = std::max(moved, static_cast<double>(std::fabs(ref.parameters()[i] - w0[i])));
+  for (const auto& w : runs) {
+    REQUIRE(w.size() == w0.size());
+    double e = 0;
+    for (std::size_t i = 0; i < w.size(); ++i) e = std::max(e, static_cast<double>(std::fabs(w[i] - ref.parameters()[i])));
+    err.push_back(e);
+  }
+  return {moved, err};
+}
+}  // namespace
+
+TEST_CASE("split: with SGD + momentum and per-iteration sync, PSL and SplitFedV1 are centralised training on the union "
+          "batches, also on non-IID clients", "[split][splitfed]") {
+  // Each client holds exactly b samples of ONE class (non-IID), so an
+  // iteration uses each of its samples once and the union batch is the whole
+  // data set: T iterations are T full-batch steps. Heavy-ball momentum is
+  // linear, so averaging the clients' (and server copies') parameters every
+  // iteration equals one optimizer on the mean gradient.
+  constexpr std::size_t N = 4, b = 10, steps = 3, rounds = 2;
+  const blobs d = one_class_clients(N, b);  // b samples of class c for client c
   const tl::nn::sgd sgd{.learning_rate = 0.05f, .momentum = 0.9f};
   const tl::split_options<tl::nn::sgd, tl::fedavg> o{
       .rounds = rounds, .batch_size = b, .steps_per_round = steps, .sync_every = 1, .seed = 5, .optimizer = sgd};
@@ -482,24 +522,9 @@ TEST_CASE("split: with SGD + momentum and per-iteration sync, PSL and SplitFedV1
   (void)p.train(d.view(), parts_of(d, N, b));
   (void)v1.train(d.view(), parts_of(d, N, b));
 
-  tl::nn::network<small_mlp> ref(5);
-  tl::nn::sgd::state<float> st(sgd, small_mlp::param_count);
-  const std::vector<float> w0(ref.parameters().begin(), ref.parameters().end());
-  std::vector<float> dy(N * b * 4);
-  for (std::size_t t = 0; t < steps * rounds; ++t) {
-    const float* out = ref.forward(d.x.data(), N * b, true);
-    (void)tl::nn::softmax_cross_entropy::evaluate(out, d.y.data(), N * b, 4, dy.data());
-    ref.zero_gradients();
-    ref.backward(dy.data());
-    st.step(ref.parameters().data(), ref.gradients().data());
-  }
   const auto wp = p.global_parameters(), wv = v1.global_parameters();
-  double moved = 0, err_p = 0, err_v = 0;
-  for (std::size_t i = 0; i < wp.size(); ++i) {
-    moved = std::max(moved, static_cast<double>(std::fabs(ref.parameters()[i] - w0[i])));
-    err_p = std::max(err_p, static_cast<double>(std::fabs(wp[i] - ref.parameters()[i])));
-    err_v = std::max(err_v, static_cast<double>(std::fabs(wv[i] - ref.parameters()[i])));
-  }
+  const auto [moved, errs] = centralised_gap(d, sgd, steps * rounds, {wp, wv});
+  const double err_p = errs[0], err_v = errs[1];
   INFO("moved " << moved << ", PSL error " << err_p << ", SplitFedV1 error " << err_v);
   REQUIRE(moved > 1e-2);   // training really moved the weights
   REQUIRE(err_p < 1e-4);   // float summation order differs, nothing else
@@ -511,10 +536,7 @@ TEST_CASE("split: with SGD + momentum and per-iteration sync, PSL and SplitFedV1
                                      .seed = 5, .optimizer = sgd}};
   (void)drift.train(d.view(), parts_of(d, N, b));
   const auto wd = drift.global_parameters();
-  double err_d = 0;
-  for (std::size_t i = 0; i < wd.size(); ++i)
-    err_d = std::max(err_d, static_cast<double>(std::fabs(wd[i] - ref.parameters()[i])));
-  REQUIRE(err_d > 1e-3);
+  REQUIRE(centralised_gap(d, sgd, steps * rounds, {wd}).second[0] > 1e-3);
 }
 
 TEST_CASE("split: every workflow learns, runs repeat bit for bit, one client makes them agree", "[split]") {
@@ -922,40 +944,15 @@ TEST_CASE("split: per-device cut points — one group is the plain workflow, two
     // One iteration per round: each group's SplitFedV1 round is one step of
     // its clients, and the groups' sample-weighted average closes it.
     constexpr std::size_t N = 4, b = 10, rounds = 5;
-    blobs raw = make_blobs(200, 11);
-    blobs one_class;
-    for (std::size_t c = 0; c < N; ++c) {
-      std::size_t taken = 0;
-      for (std::size_t i = 0; i < raw.y.size() && taken < b; ++i)
-        if (raw.y[i] == c) {
-          one_class.x.insert(one_class.x.end(), raw.x.begin() + static_cast<std::ptrdiff_t>(i * 16),
-                             raw.x.begin() + static_cast<std::ptrdiff_t>((i + 1) * 16));
-          one_class.y.push_back(static_cast<std::uint8_t>(c));
-          ++taken;
-        }
-    }
+    const blobs one_class = one_class_clients(N, b);
     two run{{.rounds = rounds, .batch_size = b, .steps_per_round = 1, .sync_every = 1, .seed = 5, .optimizer = sgd}};
     const std::vector<std::size_t> cut_of{0, 1, 1, 0};
     (void)run.train(one_class.view(), parts_of(one_class, N, b), cut_of);
     REQUIRE(run.group(0).size() == 2);
     REQUIRE(run.group(1)[0] == 1);
-    tl::nn::network<small_mlp> ref(5);
-    tl::nn::sgd::state<float> st(sgd, small_mlp::param_count);
-    const std::vector<float> w0(ref.parameters().begin(), ref.parameters().end());
-    std::vector<float> dy(N * b * 4);
-    for (std::size_t t = 0; t < rounds; ++t) {
-      const float* out = ref.forward(one_class.x.data(), N * b, true);
-      (void)tl::nn::softmax_cross_entropy::evaluate(out, one_class.y.data(), N * b, 4, dy.data());
-      ref.zero_gradients();
-      ref.backward(dy.data());
-      st.step(ref.parameters().data(), ref.gradients().data());
-    }
     const auto w = run.global_parameters();
-    double moved = 0, err = 0;
-    for (std::size_t i = 0; i < w.size(); ++i) {
-      moved = std::max(moved, static_cast<double>(std::fabs(ref.parameters()[i] - w0[i])));
-      err = std::max(err, static_cast<double>(std::fabs(w[i] - ref.parameters()[i])));
-    }
+    const auto [moved, errs] = centralised_gap(one_class, sgd, rounds, {w});
+    const double err = errs[0];
     INFO("moved " << moved << ", error " << err);
     REQUIRE(moved > 1e-2);
     REQUIRE(err < 1e-4);
