@@ -25,6 +25,11 @@
 # indices; TL_LENET5_CLUSTERS), lenet5_shared: cnn_int8.cpp with TL_SHARED (int8 codebook records),
 # and the same weights with Huffman-coded indices, lenet5_huffman: cnn_int8.cpp with TL_HUFFMAN
 # (int8 Huffman codebook records, decoded one output channel at a time).
+# The residual CNN runs like LeNet-5 and the DS-CNN: cnn_resnet_kws binds its model file (8 952 B,
+# an add record per block) in place, cnn_resnet_kws_compiled has the same parameters compiled in
+# (7 136 B of const arrays). Measured 2026-12-06, runtime code without weights / stack high-water:
+# model file M3 39 248 / 2 368 B, M4F 39 472 / 2 312 B, M55 41 584 / 2 416 B; compiled in
+# M3 7 332 / 712 B, M4F 8 112 / 784 B, M55 9 152 / 628 B (docs/mcu.md, "Residual blocks in int8").
 # Usage: scripts/mcu_cnn.sh [build-root]   (needs scripts/deps.sh build data mcu)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
