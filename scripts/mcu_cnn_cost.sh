@@ -9,7 +9,8 @@
 #   cores: cortex-m3 cortex-m4 cortex-m55 (default: all three)
 #   TL_COST_MODELS: the programs to trace (default "lenet5 ds_cnn"; lenet5_sparse: the pruned
 #   LeNet-5 on its int8 CSR records; lenet5_shared: the weight-shared LeNet-5 on its int8
-#   codebook records; lenet5_huffman: the same on its Huffman-coded int8 codebook records)
+#   codebook records; lenet5_huffman: the same on its Huffman-coded int8 codebook records;
+#   resnet_kws: the residual CNN, each block's add counted as a node named "residual")
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/build-mcu-cnn}

@@ -1,12 +1,13 @@
 // Firmware example (docs/mcu.md): a convolutional model of cnn_models.hpp — the type named by
-// TL_MODEL (lenet5 or ds_cnn) — compiled for Cortex-M3 / M4F / M55 into its int8 inference
+// TL_MODEL (lenet5, ds_cnn or resnet_kws) — compiled for Cortex-M3 / M4F / M55 into its int8 inference
 // program, `quantized_network<TL_MODEL, int8_per_channel, flash_storage>`: the weights stay in
 // the model file in flash, RAM holds the compile-time planned activation arena.
 //
 //  1. A model file of another shape (other_model.h) must be rejected by bind_model_file with
 //     errc::shape_mismatch, never run.
 //  2. The model file (<name>_model.h) is validated (CRC-32s, structure, value ranges) and bound
-//     (layer count, kinds, shapes, conv geometry, fused activations, chained zero points).
+//     (layer count, kinds, shapes, conv geometry, fused activations, chained zero points; for
+//     resnet_kws also the add record that closes each residual block and its constants).
 //  3. The embedded int8 inputs run through the network; the logits are printed and compared
 //     with the ones the host computed with the same code (make_cnn).
 //
@@ -27,8 +28,9 @@
 // dense int8 back end on that row (kernels/huffman_s8.hpp).
 //
 // With TL_PROFILE defined, the program runs one inference and calls the noinline
-// `tl_layer_boundary` before and after every layer: scripts/mcu_cnn_cost.sh counts the
-// instructions executed between consecutive calls (callees included) in a QEMU trace.
+// `tl_layer_boundary` before and after every layer (node of the int8 graph):
+// scripts/mcu_cnn_cost.sh counts the instructions executed between consecutive calls (callees
+// included) in a QEMU trace.
 //
 // The same source builds for the host (scripts/mcu_example.sh): its output must equal the
 // firmware's, apart from the lines starting with "device:".
@@ -46,7 +48,7 @@
 #define TL_STR2(x) #x
 #define TL_STR(x) TL_STR2(x)
 #ifndef TL_MODEL
-#error "define TL_MODEL as lenet5 or ds_cnn"
+#error "define TL_MODEL as lenet5, ds_cnn or resnet_kws"
 #endif
 
 #if defined(__arm__) && !defined(__linux__)
@@ -152,8 +154,11 @@ int main() {
   put_line("model file: ", static_cast<long>(tl_model_size), " bytes, validated and bound in place\n");
 
 #if defined(TL_PROFILE)
-  model::for_each_layer([&]<std::size_t I>() {
-    using L = typename model::template layer<I>;
+  // The nodes of the int8 graph (forward_observed's indices): a residual block is its inner
+  // layers and its add; a model without blocks is its own graph.
+  using graph = network::graph;
+  graph::for_each_layer([&]<std::size_t I>() {
+    using L = typename graph::template layer<I>;
     put_line("profile: layer ", static_cast<long>(I), " ");
     out::puts(L::name());
     put_line(" ", static_cast<long>(L::macs));

@@ -1,4 +1,4 @@
-// The two convolutional models of the firmware examples (docs/mcu.md), shared by the host
+// The three convolutional models of the firmware examples (docs/mcu.md), shared by the host
 // generator (make_cnn.cpp: trains, quantizes, writes the model files) and the firmware
 // (cnn_int8.cpp: binds a model file to the same type and runs it). The type is the model:
 // the firmware compiles the very `sequential<...>` that the host trains.
@@ -31,9 +31,9 @@ using ds_cnn = nn::sequential<
 
 /// A small residual CNN on the same spectrograms (ResNet-style basic blocks, y = relu(x + F(x))):
 /// conv 4×4 stride 2, 16 channels → block (conv 3×3, relu, conv 3×3) → block (depthwise 3×3,
-/// relu, pointwise 1×1) → average pool 5×5 → 12 classes. int8 on the device with parameters
-/// compiled in (model file 1.4 can hold it, with an add record per block; this example does
-/// not use one).
+/// relu, pointwise 1×1) → average pool 5×5 → 12 classes. int8 on the device from a model file
+/// (format 1.4: an add record closes each block; cnn_int8.cpp) and with parameters compiled in
+/// (cnn_compiled.cpp).
 using resnet_kws = nn::sequential<
     nn::input<49, 10, 1>, nn::conv2d<16, 4, 2, 1>, nn::relu,                                       //
     nn::residual<nn::conv2d<16, 3, 1, 1>, nn::relu, nn::conv2d<16, 3, 1, 1>>, nn::relu,            //
@@ -41,7 +41,7 @@ using resnet_kws = nn::sequential<
     nn::avg_pool2d<5, 5>, nn::flatten, nn::dense<64, 12>>;
 
 /// A model of another shape with as many weighted layers as `lenet5` (first conv with 4
-/// filters): its file must be rejected by `bind_model_file` for either model above.
+/// filters): its file must be rejected by `bind_model_file` for each model above.
 using other = nn::sequential<nn::input<28, 28, 1>, nn::conv2d<4, 5, 1, 2>, nn::relu, nn::max_pool2d<4>,
                              nn::conv2d<4, 3, 1, 1>, nn::relu, nn::flatten, nn::dense<196, 16>, nn::relu,
                              nn::dense<16, 16>, nn::relu, nn::dense<16, 10>>;

@@ -1,13 +1,15 @@
 // Host generator of the convolutional firmware examples (docs/mcu.md, scripts/mcu_example.sh):
-// trains the two models of cnn_models.hpp — the LeNet-5-like CNN on Fashion-MNIST and the
-// DS-CNN on synthetic spectrograms from a seeded generator — quantizes them to int8 after
-// training (per-channel weights, calibration on training samples), writes each as an int8
-// model file (compress/int8_model.hpp) and emits C headers for the firmware:
+// trains the three models of cnn_models.hpp — the LeNet-5-like CNN on Fashion-MNIST, the
+// DS-CNN and the residual CNN resnet_kws on synthetic spectrograms from a seeded generator —
+// quantizes them to int8 after training (per-channel weights, calibration on training samples),
+// writes each as an int8 model file (compress/int8_model.hpp; resnet_kws with an add record per
+// residual block, format 1.4) and emits C headers for the firmware:
 //
-//   <name>_model.h  the model file (`tl_model`)                → flash, section .tl_weights
-//   <name>_data.h   int8 test inputs and the logits the host computes with the very code the
-//                   firmware runs (a flash_storage network bound to the same bytes)
-//   other_model.h   a model file of another shape (`tl_other_model`): must be rejected
+//   <name>_model.h     the model file (`tl_model`)             → flash, section .tl_weights
+//   <name>_data.h      int8 test inputs and the logits the host computes with the very code the
+//                      firmware runs (a flash_storage network bound to the same bytes)
+//   <name>_compiled.h  the same int8 parameters as const arrays (cnn_compiled.cpp)
+//   other_model.h      a model file of another shape (`tl_other_model`): must be rejected
 //
 // With --lenet5-sparsity S (> 0; or S1,...,S5, one per weighted layer) the int8 LeNet-5 is also
 // pruned by magnitude to S zeros per weighted layer (no fine-tuning) and written with pruned int8 CSR records (weight format 8,
@@ -374,9 +376,11 @@ std::vector<std::uint8_t> build(const std::string& name, const std::string& out,
     check(rb.open(bad.data(), bad.size).code == tl::errc::checksum_mismatch, name + ": a flipped bit was not rejected");
   }
 
-  std::printf("make_cnn: %s: %zu parameters, %zu MACs, model file %zu bytes, arena %zu bytes; accuracy on %zu test "
+  constexpr std::size_t blocks = owning_net<Model>::residual_count;
+  std::printf("make_cnn: %s: %zu parameters, %zu MACs%s, model file %zu bytes, arena %zu bytes; accuracy on %zu test "
               "samples: fp32 %.2f %%, int8 %.2f %%; bound = owning on %zu / %zu, = scalar on %zu / %zu\n",
               name.c_str(), static_cast<std::size_t>(Model::param_count), static_cast<std::size_t>(Model::macs),
+              blocks > 0 ? (", " + std::to_string(blocks) + " residual blocks (an add record each)").c_str() : "",
               file.size(), bound_net<Model>::arena_bytes, test.count, 100.0 * acc_fp32,
               100.0 * static_cast<double>(hits) / static_cast<double>(test.count), same_owning, test.count, same_scalar,
               test.count);
@@ -393,36 +397,6 @@ std::vector<std::uint8_t> build(const std::string& name, const std::string& out,
     build_pruned<Model>(name, out, test, *q, file.size(), static_cast<double>(hits) / static_cast<double>(test.count),
                         sparsity);
   return file;
-}
-
-/// Trains, quantizes and exports a model whose firmware has its parameters compiled in (the
-/// residual CNN): the header for cnn_compiled.cpp and the inputs with the host's int8 logits.
-template <class Model>
-void build_compiled(const std::string& name, const std::string& out, const nn::labelled_view<std::uint8_t>& train,
-                    const nn::labelled_view<std::uint8_t>& test, std::size_t epochs, std::uint64_t seed) {
-  double acc_fp32 = 0.0;
-  const auto q = train_and_quantize<Model>(train, test, epochs, seed, acc_fp32);
-  std::vector<std::int8_t> xq(Model::input_size), inputs, expected;
-  std::size_t hits = 0;
-  for (std::size_t s = 0; s < test.count; ++s) {
-    tl::kernels::quantize_s8(tl::arch::scalar{}, test.x + s * Model::input_size, Model::input_size, q->input_params(),
-                             tl::int8_per_channel::activation_range, xq.data());
-    const std::int8_t* y = q->forward(xq.data());
-    hits += static_cast<std::size_t>(std::max_element(y, y + Model::output_size) - y) == test.y[s];
-    if (s < embedded_inputs) {
-      inputs.insert(inputs.end(), xq.begin(), xq.end());
-      expected.insert(expected.end(), y, y + Model::output_size);
-    }
-  }
-  std::printf("make_cnn: %s: %zu parameters, %zu MACs, %zu residual blocks, arena %zu bytes; accuracy on %zu test "
-              "samples: fp32 %.2f %%, int8 %.2f %%\n",
-              name.c_str(), static_cast<std::size_t>(Model::param_count), static_cast<std::size_t>(Model::macs),
-              owning_net<Model>::residual_count, owning_net<Model>::arena_bytes, test.count, 100.0 * acc_fp32,
-              100.0 * static_cast<double>(hits) / static_cast<double>(test.count));
-  write_compiled_header(out + "/" + name + "_compiled.h", name, *q);
-  cz::c_header_writer data("make_cnn: int8 inputs and the host's int8 logits of " + name);
-  data.add_int8("tl_inputs", inputs).add_int8("tl_expected", expected);
-  data.write(out + "/" + name + "_data.h");
 }
 
 }  // namespace
@@ -480,9 +454,11 @@ int main(int argc, char** argv) {
     nn::labelled_view<std::uint8_t> ktrain{kx.data(), ky.data(), kws_n, 490};
     nn::labelled_view<std::uint8_t> ktest{tx.data(), ty.data(), 400, 490};
     const auto ds_file = build<mcu_cnn::ds_cnn>("ds_cnn", out, ktrain, ktest, epochs, seed + 1);
-    build_compiled<mcu_cnn::resnet_kws>("resnet_kws", out, ktrain, ktest, epochs, seed + 3);
+    // The residual CNN on the same spectrograms: a model file with an add record per block.
+    const auto kws_file = build<mcu_cnn::resnet_kws>("resnet_kws", out, ktrain, ktest, epochs, seed + 3);
 
-    // A model of another shape: its file is rejected by both compiled types.
+    // A model of another shape: its file is rejected by every compiled type; the two spectrogram
+    // models (same input, one with add records) reject each other's files.
     {
       nn::network<mcu_cnn::other> other(seed + 2);
       auto q = std::make_unique<owning_net<mcu_cnn::other>>();
@@ -495,13 +471,18 @@ int main(int argc, char** argv) {
       raise_if_error(r.open(flash.data(), flash.size));
       static bound_net<mcu_cnn::lenet5> a;
       static bound_net<mcu_cnn::ds_cnn> d;
+      static bound_net<mcu_cnn::resnet_kws> k;
       check(cz::bind_model_file(r, a).code == tl::errc::shape_mismatch, "lenet5 accepted a file of another shape");
       check(cz::bind_model_file(r, d).code == tl::errc::shape_mismatch, "ds_cnn accepted a file of another shape");
-      aligned_bytes lf(lenet_file);
+      check(cz::bind_model_file(r, k).code == tl::errc::shape_mismatch, "resnet_kws accepted a file of another shape");
+      aligned_bytes lf(lenet_file), df(ds_file), kf(kws_file);
       raise_if_error(r.open(lf.data(), lf.size));
       check(cz::bind_model_file(r, d).code == tl::errc::shape_mismatch, "ds_cnn accepted the lenet5 file");
+      raise_if_error(r.open(df.data(), df.size));
+      check(cz::bind_model_file(r, k).code == tl::errc::shape_mismatch, "resnet_kws accepted the ds_cnn file");
+      raise_if_error(r.open(kf.data(), kf.size));
+      check(cz::bind_model_file(r, d).code == tl::errc::shape_mismatch, "ds_cnn accepted the resnet_kws file");
       cz::write_c_header(out + "/other_model.h", file, "tl_other_model");
-      (void)ds_file;
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "make_cnn: %s\n", e.what());
