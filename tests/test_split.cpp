@@ -888,6 +888,7 @@ TEST_CASE("split: with a wireless fleet, every client's seconds and joules follo
   const auto wa = run.global_parameters(), wb = plain.global_parameters();
   REQUIRE(bit_equal(wa.data(), wb.data(), wa.size()));
 
+#if TINYLARGE_HAS_EXCEPTIONS
   sgd_options bad = o;
   bad.wireless.devices.pop_back();
   tl::splitfed_v1<sgd_traits> wrong{bad};
@@ -896,6 +897,7 @@ TEST_CASE("split: with a wireless fleet, every client's seconds and joules follo
   outage.wireless.access_point.min_rate_bps = 1e3;
   tl::splitfed_v1<sgd_traits> out{outage};
   REQUIRE_THROWS_WITH(train_small(out, N, 50), Catch::Contains("min_rate_bps"));
+#endif
 }
 
 TEST_CASE("split: EdgeSplit clusters by capability wait for stragglers of their own speed", "[split][wireless]") {
@@ -991,10 +993,12 @@ TEST_CASE("split: per-device cut points — one group is the plain workflow, two
     }
     REQUIRE(changed);
     REQUIRE(frugal[1] == 0);  // device 1 is not the straggler: it takes the cut with fewer (costly) MACs
+#if TINYLARGE_HAS_EXCEPTIONS
     o.wireless.devices[2].memory_bytes = fits_first_only - 1;
     REQUIRE_THROWS_WITH(two::choose_cuts(o, 5), Catch::Contains("device 2"));
     two run{o};
     const std::vector<std::size_t> bad{0, 2, 0};
     REQUIRE_THROWS_WITH(run.train(d.view(), parts_of(d, 3, 50), bad), Catch::Contains("cut index 2"));
+#endif
   }
 }
