@@ -25,12 +25,15 @@
 /// end of the round the server averages the groups' whole models (device
 /// segment + server segments, the layout of `nn::network<model>::parameters()`),
 /// weighted by the groups' sample counts, and every group continues from that
-/// average. With `Traits::aggregation` = `fedavg` (required: the groups'
-/// means are sample-weighted means, so their weighted mean is FedAvg over
-/// every client) and a scheme that averages inside the round (SplitFedV1,
-/// SplitFedV2, EdgeSplit), a round is the scheme's round over all clients
-/// with each client's forward and backward pass split at its own cut; a
-/// single group is the plain workflow, bit for bit (tested). The average
+/// average. `Traits::aggregation` must be `fedavg`: a group's aggregate is
+/// then a sample-weighted mean, and the weighted mean of those is FedAvg over
+/// the groups' clients. With SplitFedV1 (every client on its own server copy,
+/// everything averaged at the end of the round) a round is SplitFedV1's round
+/// over all clients with each client's passes split at its own cut; with a
+/// sequential scheme (VSL, SplitFedV2, EdgeSplit) each group runs its own
+/// sequence and the groups' results are averaged — a hybrid of the scheme
+/// and FedAvg, not the scheme over all clients. A single group is the plain
+/// workflow, bit for bit (tested). The average
 /// reaches the clients with the download that starts every round, so the
 /// scheme must have one (`downloads_each_round`: not PSL / EPSL, whose
 /// clients keep their segments between rounds — a static_assert says so).
