@@ -233,6 +233,9 @@ class per_device_cuts {
     TINYLARGE_REQUIRE(!opt_.wireless.enabled() || opt_.wireless.devices.size() == n, errc::invalid_argument,
                       "per_device_cuts::train: the wireless fleet has " + std::to_string(opt_.wireless.devices.size()) +
                           " devices for " + std::to_string(n) + " clients; give one per client");
+    TINYLARGE_REQUIRE(opt_.fleet_ids.empty() || opt_.fleet_ids.size() == n, errc::invalid_argument,
+                      "per_device_cuts::train: fleet_ids has " + std::to_string(opt_.fleet_ids.size()) + " ids for " +
+                          std::to_string(n) + " clients; give one per client or none");
     for (std::size_t c = 0; c < n; ++c)
       TINYLARGE_REQUIRE(cut_of[c] < candidates, errc::invalid_argument,
                         "per_device_cuts::train: client " + std::to_string(c) + " has cut index " +
@@ -307,10 +310,13 @@ class per_device_cuts {
   }
 
  private:
-  /// Group i's options: its devices, and a cell whose band and downlink
-  /// power are the group's share (its client count over n) of the cell's.
+  /// Group i's options: its devices and their fleet ids (a client's fading
+  /// is the same in whichever group it runs), and a cell whose band and
+  /// downlink power are the group's share (its client count over n) of the cell's.
   options group_options(std::size_t i, std::size_t n) const {
     options o = opt_;
+    o.fleet_ids.clear();
+    for (std::size_t c : members_[i]) o.fleet_ids.push_back(opt_.fleet_ids.empty() ? c : opt_.fleet_ids[c]);
     if (opt_.wireless.enabled()) {
       o.wireless.devices.clear();
       for (std::size_t c : members_[i]) o.wireless.devices.push_back(opt_.wireless.devices[c]);

@@ -450,6 +450,9 @@ class split_learning {
     TINYLARGE_REQUIRE(!air.enabled() || air.devices.size() == parts.size(), errc::invalid_argument,
                       "split_learning::train: the wireless fleet has " + std::to_string(air.devices.size()) +
                           " devices for " + std::to_string(parts.size()) + " clients; give one per client");
+    TINYLARGE_REQUIRE(opt_.fleet_ids.empty() || opt_.fleet_ids.size() == parts.size(), errc::invalid_argument,
+                      "split_learning::train: fleet_ids has " + std::to_string(opt_.fleet_ids.size()) + " ids for " +
+                          std::to_string(parts.size()) + " clients; give one per client or none");
     TINYLARGE_REQUIRE(!air.enabled() || air.access_point.min_rate_bps == 0.0, errc::invalid_argument,
                       "split_learning::train: a split client cannot miss a round; set the cell's min_rate_bps to 0 "
                       "(no outages) for a split workflow");
@@ -680,12 +683,13 @@ class split_learning {
   void begin_round(std::size_t r, std::size_t n) {
     round_ = {};
     if (opt_.wireless.enabled()) {
-      // This round's fading, one draw per direction per client, in id order
-      // from the round's own stream.
-      tinylarge::rng g(opt_.seed, 0xf1ee7ULL + r);
+      // This round's fading, one draw per direction per client, each client
+      // from a stream of its own keyed by its fleet id and the round.
       gain_up_.resize(n);
       gain_down_.resize(n);
       for (std::size_t c = 0; c < n; ++c) {
+        const std::uint64_t id = opt_.fleet_ids.empty() ? c : opt_.fleet_ids[c];
+        tinylarge::rng g(opt_.seed, (std::uint64_t{r} << 32) ^ (0xf1ee7ULL << 20) ^ id);
         gain_up_[c] = opt_.wireless.devices[c].channel.power_gain(g);
         gain_down_[c] = opt_.wireless.devices[c].channel.power_gain(g);
       }

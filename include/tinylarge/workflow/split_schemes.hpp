@@ -128,6 +128,11 @@ struct split_options {
   /// with the most busy seconds) and the energy. A split client cannot miss a
   /// round: a cell with `min_rate_bps` > 0 (outages) is refused.
   workflow::wireless_fleet wireless{};
+  /// With `wireless`: each client's id in the whole fleet, which keys its
+  /// fading draws (one stream per client and round), so that a client's
+  /// channel does not depend on which workflow or group it runs in;
+  /// empty: 0 … N−1. `per_device_cuts` sets it for its groups.
+  std::vector<std::size_t> fleet_ids{};
   Optimizer optimizer{};              ///< every party's local optimizer
   Aggregation aggregation{};          ///< client-segment (and SplitFedV1 server-copy) aggregation
   /// Rounds of uncompressed training (warm-up) before a side with a
