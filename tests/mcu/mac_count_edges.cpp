@@ -17,6 +17,32 @@ std::uint32_t fnv(const std::int8_t* p, std::size_t n) {
   return h;
 }
 std::int8_t ref[9 * 9 * 12], got[9 * 9 * 12];
+
+/// Runs `compute(backend)` (which writes n outputs to `out`) on every back end the core has
+/// besides scalar and counts those whose output hash differs from `want`.
+template <class Compute>
+int differing_backends(const char* what, std::uint32_t want, const std::int8_t* out, std::size_t n, Compute compute) {
+  int failures = 0;
+  auto check = [&](auto backend) {
+    compute(backend);
+    if (fnv(out, n) != want) {
+      tl_mcu::puts("mac_count: ");
+      tl_mcu::puts(what);
+      tl_mcu::puts(" differs from the scalar back end on ");
+      tl_mcu::puts(decltype(backend)::name());
+      tl_mcu::puts("\n");
+      ++failures;
+    }
+  };
+  (void)check;
+#if defined(__ARM_FEATURE_DSP)
+  check(tl::arch::cortex_m_dsp{});
+#endif
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+  check(tl::arch::cortex_m_mve{});
+#endif
+  return failures;
+}
 std::int32_t bias[16], mult[16];
 int shift[16];
 }  // namespace
@@ -47,23 +73,49 @@ int depthwise_edge_cases(const std::int8_t* x, const std::int8_t* w) {
     q.act_min = dc.act_min;
     const std::size_t n = dc.s.ho * dc.s.wo * dc.s.out_c;
     k::depthwise_conv2d_s8(tl::arch::scalar{}, dc.s, dc.mult, x, w, q, ref);
-    auto check = [&](auto backend) {
+    failures += differing_backends("a depthwise edge case", fnv(ref, n), got, n, [&](auto backend) {
       k::depthwise_conv2d_s8(backend, dc.s, dc.mult, x, w, q, got);
-      if (fnv(ref, n) != fnv(got, n)) {
-        tl_mcu::puts("mac_count: a depthwise edge case differs from the scalar back end on ");
-        tl_mcu::puts(decltype(backend)::name());
-        tl_mcu::puts("\n");
-        ++failures;
-      }
-    };
-    (void)check;
-#if defined(__ARM_FEATURE_DSP)
-    check(tl::arch::cortex_m_dsp{});
-#endif
-#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
-    check(tl::arch::cortex_m_mve{});
-#endif
+    });
   }
   if (failures == 0) tl_mcu::puts("mac_count: depthwise edge cases identical on every back end\n");
+  return failures;
+}
+
+// The int8 residual add (`add_s8`): lengths with and without a tail of n mod 4, input scales in
+// both orders, an output multiplier ≥ 1 (a left shift), a relu clamp and an output written over
+// its first input; each back end against the scalar one.
+int add_edge_cases(const std::int8_t* x1, const std::int8_t* x2) {
+  struct add_case { std::size_t n; double s1, s2, sy; std::int32_t z1, z2, zy, act_min; bool in_place; };
+  const add_case cases[] = {
+      {600, 0.02, 0.05, 0.04, 3, -7, 5, -128, false},  // a multiple of 4
+      {37, 0.1, 0.01, 0.08, -128, 127, -20, -20, false},  // a tail of 1; relu (act_min = zy)
+      {3, 0.03, 0.03, 0.05, 0, 0, 0, -128, false},        // shorter than one vector
+      {258, 0.04, 0.02, 2e-9, 11, -3, -1, -128, false},   // output multiplier ≥ 1: left shift, saturation
+      {101, 0.07, 0.09, 0.11, -5, 9, 2, -128, true},      // y = x1
+  };
+  static std::int8_t a[600];
+  int failures = 0;
+  for (const add_case& ac : cases) {
+    const auto m = tl::quantize_add_multipliers(ac.s1, ac.s2, ac.sy, k::add_s8_params::left_shift);
+    k::add_s8_params p;
+    p.input1_offset = -ac.z1;
+    p.input2_offset = -ac.z2;
+    p.output_offset = ac.zy;
+    p.input1_multiplier = m.input1.multiplier;
+    p.input1_shift = m.input1.shift;
+    p.input2_multiplier = m.input2.multiplier;
+    p.input2_shift = m.input2.shift;
+    p.output_multiplier = m.output.multiplier;
+    p.output_shift = m.output.shift;
+    p.act_min = ac.act_min;
+    for (std::size_t i = 0; i < ac.n; ++i) a[i] = x1[i];
+    std::int8_t* const out = ac.in_place ? a : got;
+    k::add_s8(tl::arch::scalar{}, ac.n, a, x2, p, ac.in_place ? a : ref);
+    failures += differing_backends("an add edge case", fnv(ac.in_place ? a : ref, ac.n), out, ac.n, [&](auto backend) {
+      for (std::size_t i = 0; i < ac.n; ++i) a[i] = x1[i];
+      k::add_s8(backend, ac.n, a, x2, p, out);
+    });
+  }
+  if (failures == 0) tl_mcu::puts("mac_count: add edge cases identical on every back end\n");
   return failures;
 }

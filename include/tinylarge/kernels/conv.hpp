@@ -224,13 +224,9 @@ inline void depthwise_conv2d_s8(Backend, const conv_s8_shape& s, std::size_t mul
 /// load of four input bytes (VLDRB.S32), one gather of the four channels'
 /// weights (stride K·K, VLDRB.S32 with offsets), VMUL and VADD (MVE's VMLA
 /// takes a scalar operand only); padded taps add zx·w (VMLA by the scalar zx), which the base bias − zx·Σw cancels, as in the
-/// portable kernel. The requantization is vectorised exactly: VQSHL (the
-/// saturating left shift of a multiplier ≥ 1), VQRDMULH (which equals
-/// TFLite's SaturatingRoundingDoublingHighMul: ⌊(a·m + 2^30)/2^31⌋ either
-/// way), then the rounding right shift with ties away from zero as gemmlowp's
-/// vector RoundingDivideByPOT does it (x − 1 for negative x when the shift is
-/// non-zero, VQADD, then VRSHL), the zero point (wrapping add) and the clamp —
-/// bit-identical to `requantize_s8_32`. A channel count that is not a multiple
+/// portable kernel. The requantization is vectorised exactly: `scale_s32x4`
+/// (mve.hpp), the zero point (wrapping add) and the clamp — bit-identical to
+/// `requantize_s8_32`. A channel count that is not a multiple
 /// of 4 runs its last block tail-predicated (VCTP32). Depth multipliers other
 /// than 1 take the portable kernel.
 inline void depthwise_conv2d_s8(arch::cortex_m_mve, const conv_s8_shape& s, std::size_t mult,
@@ -324,10 +320,7 @@ inline void depthwise_conv2d_s8(arch::cortex_m_mve, const conv_s8_shape& s, std:
           }
         }
         // requantize_s8_32, four lanes at a time.
-        int32x4_t v = vqrdmulhq_s32(vqshlq_s32(acc, left), mv);
-        v = vqaddq_s32(v, vshrq_n_s32(vandq_s32(v, neg_right), 31));
-        v = vrshlq_s32(v, neg_right);
-        v = vminq_s32(vmaxq_s32(vaddq_s32(v, zy), lo_v), hi_v);
+        const int32x4_t v = vminq_s32(vmaxq_s32(vaddq_s32(scale_s32x4(acc, left, mv, neg_right), zy), lo_v), hi_v);
         if constexpr (Pred)
           vstrbq_p_s32(out, v, pr);
         else

@@ -11,7 +11,8 @@
 /// freestanding profile too. With `TINYLARGE_USE_XSIMD` the fp32 overloads of
 /// every xsimd back end (`simd/elementwise.hpp`) are written once over
 /// `xsimd::batch<float, A>`; a tag that has none (`cortex_m_dsp`) falls back
-/// to `scalar` by inheritance. `arch::dispatch` runs the `sse2` overloads:
+/// to `scalar` by inheritance (except `add_s8`, which has overloads for
+/// `cortex_m_dsp` and `cortex_m_mve`). `arch::dispatch` runs the `sse2` overloads:
 /// these loops are bound by memory bandwidth, not by vector width, so they
 /// are not worth an indirect call.
 ///
@@ -38,6 +39,7 @@
 
 #include "../core/config.hpp"
 #include "dense.hpp"
+#include "mve.hpp"
 #include "requantize_s8.hpp"
 
 namespace tinylarge::kernels {
@@ -209,6 +211,81 @@ inline void add_s8(scalar, std::size_t n, const std::int8_t* x1, const std::int8
     y[i] = requantize_s8_32(scale_s32(a, q1) + scale_s32(b, q2), qy);
   }
 }
+
+#if defined(__ARM_FEATURE_DSP) && !defined(__ARM_NEON)
+/// int8 add on the Cortex-M4 / M7 DSP extension (`arch::cortex_m_dsp`): the same function as
+/// the scalar kernel with one SMMULR per rescale instead of a 64-bit multiply and a 64-bit
+/// rounding. Exact because every value rescaled here is below 2^28 in magnitude (the inputs
+/// plus offsets, shifted by 20; their rescaled sum): for |a| < 2^28, TFLite's
+/// SaturatingRoundingDoublingHighMul(a, m) = ⌊(a·m + 2^30)/2^31⌋ = ⌊(2a·m + 2^31)/2^32⌋ =
+/// SMMULR(2a, m), with no saturation case; the rounding right shift (ties away from zero) is
+/// (x + 2^(r−1) − [x < 0]) >> r for r > 0. A multiplier ≥ 1 (a left shift, which could leave
+/// that range) sends the whole call to the scalar kernel. Bit-identical to `add_s8(scalar, …)`
+/// (tests/mcu/mac_count_edges.cpp on the device); y may be x1 or x2.
+inline void add_s8(arch::cortex_m_dsp, std::size_t n, const std::int8_t* x1, const std::int8_t* x2,
+                   const add_s8_params& p, std::int8_t* y) noexcept {
+  if (p.input1_shift > 0 || p.input2_shift > 0 || p.output_shift > 0) {
+    add_s8(arch::scalar{}, n, x1, x2, p, y);
+    return;
+  }
+  struct rescale {
+    std::int32_t m, half, negative;  // multiplier; 2^(r−1) or 0; −1 when r > 0 (the −[x < 0] term)
+    int r;
+    TINYLARGE_ALWAYS_INLINE std::int32_t operator()(std::int32_t twice) const noexcept {
+      std::int32_t h;
+      __asm__("smmulr %0, %1, %2" : "=r"(h) : "r"(twice), "r"(m));
+      return (h + half + ((h >> 31) & negative)) >> r;
+    }
+  };
+  const auto make = [](std::int32_t m, int shift) noexcept {
+    const int r = -shift;
+    return rescale{m, r > 0 ? std::int32_t{1} << (r - 1) : 0, r > 0 ? -1 : 0, r};
+  };
+  // Locals, not reads through `p`: the int8 stores may alias anything.
+  const rescale s1 = make(p.input1_multiplier, p.input1_shift), s2 = make(p.input2_multiplier, p.input2_shift);
+  const rescale sy = make(p.output_multiplier, p.output_shift);
+  const std::int32_t o1 = p.input1_offset, o2 = p.input2_offset, zy = p.output_offset, lo = p.act_min, hi = p.act_max;
+  constexpr int doubled = add_s8_params::left_shift + 1;  // (x + o)·2^20, doubled for SMMULR
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::int32_t a = (static_cast<std::int32_t>(x1[i]) + o1) * (1 << doubled);
+    const std::int32_t b = (static_cast<std::int32_t>(x2[i]) + o2) * (1 << doubled);
+    std::int32_t v = sy((s1(a) + s2(b)) * 2) + zy;
+    v = v < lo ? lo : v;
+    y[i] = static_cast<std::int8_t>(v > hi ? hi : v);
+  }
+}
+#endif
+
+#if defined(__ARM_FEATURE_MVE) && (__ARM_FEATURE_MVE & 1)
+/// int8 add with Helium (`arch::cortex_m_mve`): four elements per vector in int32 lanes
+/// (VLDRB.S32), the offsets and the 2^20 headroom as in the scalar kernel, each input and the
+/// sum scaled by `scale_s32x4` (mve.hpp), the zero point and the clamp; the last n mod 4
+/// elements tail-predicated (VCTP32). Bit-identical to `add_s8(scalar, …)`; y may be x1 or x2.
+inline void add_s8(arch::cortex_m_mve, std::size_t n, const std::int8_t* x1, const std::int8_t* x2,
+                   const add_s8_params& p, std::int8_t* y) noexcept {
+  const int32x4_t zero = vdupq_n_s32(0);
+  const auto left = [&](int shift) noexcept { return vmaxq_s32(vdupq_n_s32(shift), zero); };
+  const auto neg_right = [&](int shift) noexcept { return vminq_s32(vdupq_n_s32(shift), zero); };
+  const int32x4_t o1 = vdupq_n_s32(p.input1_offset), o2 = vdupq_n_s32(p.input2_offset);
+  const int32x4_t m1 = vdupq_n_s32(p.input1_multiplier), l1 = left(p.input1_shift), r1 = neg_right(p.input1_shift);
+  const int32x4_t m2 = vdupq_n_s32(p.input2_multiplier), l2 = left(p.input2_shift), r2 = neg_right(p.input2_shift);
+  const int32x4_t my = vdupq_n_s32(p.output_multiplier), ly = left(p.output_shift), ry = neg_right(p.output_shift);
+  const int32x4_t zy = vdupq_n_s32(p.output_offset), lo = vdupq_n_s32(p.act_min), hi = vdupq_n_s32(p.act_max);
+  const auto four = [&](int32x4_t a, int32x4_t b) noexcept {
+    // |x + offset| ≤ 255: the shifted values stay below 2^28, as in the scalar kernel.
+    a = vshlq_n_s32(vaddq_s32(a, o1), add_s8_params::left_shift);
+    b = vshlq_n_s32(vaddq_s32(b, o2), add_s8_params::left_shift);
+    const int32x4_t sum = vaddq_s32(scale_s32x4(a, l1, m1, r1), scale_s32x4(b, l2, m2, r2));
+    return vminq_s32(vmaxq_s32(vaddq_s32(scale_s32x4(sum, ly, my, ry), zy), lo), hi);
+  };
+  std::size_t i = 0;
+  for (; i + 4 <= n; i += 4) vstrbq_s32(y + i, four(vldrbq_s32(x1 + i), vldrbq_s32(x2 + i)));
+  if (i < n) {
+    const mve_pred16_t pr = vctp32q(static_cast<std::uint32_t>(n - i));
+    vstrbq_p_s32(y + i, four(vldrbq_z_s32(x1 + i, pr), vldrbq_z_s32(x2 + i, pr)), pr);
+  }
+}
+#endif
 
 /// Hyperparameters of one SGD step (`sgd_step`).
 template <class T>

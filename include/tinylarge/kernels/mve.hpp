@@ -10,8 +10,15 @@
 /// predicated iteration (VCTP8, zeroing loads), never a scalar loop. int32
 /// arithmetic wraps modulo 2³² inside the sums, which is exact whenever the
 /// final value fits (k ≤ `dense_s8_max_k`), so outputs are bit-identical to
-/// `arch::scalar`; the requantization is `requantize_s8_32`, one output at a time (MVE's
-/// VQRDMULH rounds negative ties differently from TFLite's reference).
+/// `arch::scalar`; the requantization is `requantize_s8_32`, one output at a time (each
+/// output's scalar accumulator is already in a core register).
+///
+/// `scale_s32x4` is `scale_s32` (TFLite's MultiplyByQuantizedMultiplier) on four int32 lanes,
+/// bit-identical: VQSHL (the saturating left shift of a multiplier ≥ 1), VQRDMULH (which
+/// equals TFLite's SaturatingRoundingDoublingHighMul: ⌊(a·m + 2^30)/2^31⌋ either way), then
+/// the rounding right shift with ties away from zero as gemmlowp's vector RoundingDivideByPOT
+/// does it (x − 1 for negative x when the shift is non-zero, VQADD, then VRSHL). The Helium
+/// depthwise convolution (conv.hpp) and int8 add (elementwise.hpp) requantize with it.
 ///
 /// No heap, no exceptions. Only compiled when integer MVE is available;
 /// elsewhere the tag falls back to `cortex_m_dsp` / `scalar`.
@@ -27,6 +34,15 @@
 #include <arm_mve.h>
 
 namespace tinylarge::kernels {
+
+/// `scale_s32` on four lanes: `left` = max(shift, 0), `neg_right` = min(shift, 0) per lane,
+/// `m` the multipliers (see the file comment).
+TINYLARGE_ALWAYS_INLINE int32x4_t scale_s32x4(int32x4_t acc, int32x4_t left, int32x4_t m,
+                                              int32x4_t neg_right) noexcept {
+  int32x4_t v = vqrdmulhq_s32(vqshlq_s32(acc, left), m);
+  v = vqaddq_s32(v, vshrq_n_s32(vandq_s32(v, neg_right), 31));
+  return vrshlq_s32(v, neg_right);
+}
 
 /// int8 dense with Helium VMLADAVA; bit-exact with the scalar back end.
 inline void dense_s8(arch::cortex_m_mve, std::size_t m, std::size_t n, std::size_t k, const std::int8_t* x,
