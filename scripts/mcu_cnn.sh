@@ -24,12 +24,16 @@
 # weight-shared LeNet-5 (make_cnn --lenet5-clusters, here 16 int8 values per weighted layer, 4-bit
 # indices; TL_LENET5_CLUSTERS), lenet5_shared: cnn_int8.cpp with TL_SHARED (int8 codebook records),
 # and the same weights with Huffman-coded indices, lenet5_huffman: cnn_int8.cpp with TL_HUFFMAN
-# (int8 Huffman codebook records, decoded one output channel at a time).
+# (int8 Huffman codebook records, decoded one output channel at a time). The residual CNN is
+# compressed the same three ways (make_cnn --resnet-sparsity, here 0,0.6,0,0,0,0.6 per
+# weighted layer, TL_RESNET_SPARSITY; --resnet-clusters 16, TL_RESNET_CLUSTERS): the programs
+# resnet_kws_sparse / _shared / _huffman run compressed records inside the residual blocks,
+# between the add records.
 # The residual CNN runs like LeNet-5 and the DS-CNN: cnn_resnet_kws binds its model file (8 952 B,
 # an add record per block) in place, cnn_resnet_kws_compiled has the same parameters compiled in
-# (7 136 B of const arrays). Measured 2026-12-06, runtime code without weights / stack high-water:
-# model file M3 39 248 / 2 368 B, M4F 39 472 / 2 312 B, M55 41 584 / 2 416 B; compiled in
-# M3 7 332 / 712 B, M4F 8 112 / 784 B, M55 9 152 / 628 B (docs/mcu.md, "Residual blocks in int8").
+# (7 136 B of const arrays). Measured 2026-12-07, runtime code without weights / stack high-water:
+# model file M3 39 248 / 2 368 B, M4F 40 004 / 2 312 B, M55 41 040 / 2 416 B; compiled in
+# M3 7 332 / 712 B, M4F 8 320 / 784 B, M55 9 096 / 688 B (docs/mcu.md, "Residual blocks in int8").
 # Usage: scripts/mcu_cnn.sh [build-root]   (needs scripts/deps.sh build data mcu)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,12 +42,13 @@ cxx=${CXX:-c++}
 clangxx=${TINYLARGE_CLANGXX:-clang++-14}
 runtime_limit=8192
 models="lenet5 ds_cnn resnet_kws"
-programs="$models lenet5_sparse lenet5_shared lenet5_huffman"  # cnn_int8.cpp builds; the compressed LeNet-5s
-defs_of() {
+compressed="lenet5_sparse lenet5_shared lenet5_huffman resnet_kws_sparse resnet_kws_shared resnet_kws_huffman"
+programs="$models $compressed"  # cnn_int8.cpp builds: the models, then the compressed LeNet-5s and resnet_kws
+defs_of() {  # the model and the storage of program $1 (<model>[_sparse|_shared|_huffman])
   case $1 in
-    lenet5_sparse) echo "-DTL_MODEL=lenet5 -DTL_SPARSE=1" ;;
-    lenet5_shared) echo "-DTL_MODEL=lenet5 -DTL_SHARED=1" ;;
-    lenet5_huffman) echo "-DTL_MODEL=lenet5 -DTL_HUFFMAN=1" ;;
+    *_sparse) echo "-DTL_MODEL=${1%_sparse} -DTL_SPARSE=1" ;;
+    *_shared) echo "-DTL_MODEL=${1%_shared} -DTL_SHARED=1" ;;
+    *_huffman) echo "-DTL_MODEL=${1%_huffman} -DTL_HUFFMAN=1" ;;
     *) echo "-DTL_MODEL=$1" ;;
   esac
 }
@@ -59,7 +64,8 @@ same() { diff <(grep -v '^device:' "$1") <(grep -v '^device:' "$2"); }
 "$cxx" -std=c++20 -O2 -I"$root/include" -I"$root/examples/mcu" "$root/examples/mcu/make_cnn.cpp" \
   -o "$out/make_cnn" -lz 2> "$out/make_cnn.build.log" || { cat "$out/make_cnn.build.log"; exit 1; }
 "$out/make_cnn" --out "$out/gen" --lenet5-sparsity "${TL_LENET5_SPARSITY:-0,0.6,0.7,0.6,0.3}" \
-  --lenet5-clusters "${TL_LENET5_CLUSTERS:-16}" > "$out/make_cnn.log" 2>&1 || { cat "$out/make_cnn.log"; exit 1; }
+  --lenet5-clusters "${TL_LENET5_CLUSTERS:-16}" --resnet-sparsity "${TL_RESNET_SPARSITY:-0,0.6,0,0,0,0.6}" \
+  --resnet-clusters "${TL_RESNET_CLUSTERS:-16}" > "$out/make_cnn.log" 2>&1 || { cat "$out/make_cnn.log"; exit 1; }
 grep '^make_cnn:' "$out/make_cnn.log"
 
 # 2. Host reference, from both compilers.
@@ -100,7 +106,8 @@ for target in "cortex-m3 mps2-an385" "cortex-m4 mps2-an386" "cortex-m55 mps3-an5
   cmake -S "$root/examples/mcu" -B "$dir" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_TOOLCHAIN_FILE="$root/cmake/toolchains/arm-none-eabi.cmake" -DTINYLARGE_MCU_CPU="$cpu" \
     -DTINYLARGE_MCU_GENERATED="$out/gen" > /dev/null
-  cmake --build "$dir" -j"${TINYLARGE_JOBS:-2}" --target cnn_lenet5 cnn_ds_cnn cnn_resnet_kws cnn_lenet5_sparse cnn_lenet5_shared cnn_lenet5_huffman cnn_lenet5_compiled cnn_ds_cnn_compiled cnn_resnet_kws_compiled \
+  cmake --build "$dir" -j"${TINYLARGE_JOBS:-2}" --target $(printf 'cnn_%s ' $programs) \
+    $(printf 'cnn_%s_compiled ' $models) \
     > "$dir.build.log" 2>&1 ||
     { cat "$dir.build.log"; exit 1; }
   for m in $programs; do
@@ -115,7 +122,7 @@ for target in "cortex-m3 mps2-an385" "cortex-m4 mps2-an386" "cortex-m55 mps3-an5
     else
       echo "mcu-cnn: $m on $cpu: output differs from the host's:"; cat "$txt.diff"; status=1
     fi
-    [[ $m == lenet5_sparse || $m == lenet5_shared || $m == lenet5_huffman ]] && continue  # no compiled-in variant
+    [[ " $compressed " == *" $m "* ]] && continue  # no compiled-in variant
     ctxt=$out/cnn_${m}_compiled-$cpu.txt
     if run_qemu "$board" "$dir/cnn_${m}_compiled.elf" > "$ctxt" &&
        diff <(grep '^input ' "$out/cnn_$m-host.txt") <(grep '^input ' "$ctxt") > /dev/null; then

@@ -15,7 +15,7 @@
 // 5 the file of another shape was accepted.
 //
 // With TL_SPARSE defined, the network is `quantized_network<TL_MODEL, int8_per_channel,
-// sparse_flash_storage>` and the model file (make_cnn --lenet5-sparsity) holds pruned int8 CSR
+// sparse_flash_storage>` and the model file (make_cnn --lenet5-sparsity / --resnet-sparsity) holds pruned int8 CSR
 // records: each layer runs on its non-zero weights, in place in flash (kernels/sparse_s8.hpp).
 //
 // With TL_SHARED defined, the network's storage is `shared_flash_storage` and the model file

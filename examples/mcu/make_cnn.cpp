@@ -29,6 +29,10 @@
 // the same way; the log gives per layer the index bits, packed and Huffman-coded, and the
 // entropy of the index histogram.
 //
+// --resnet-sparsity S|S1,...,S6 and --resnet-clusters K do the same for the residual CNN
+// resnet_kws (resnet_kws_{sparse,shared,huffman}_{model,data}.h): compressed records inside its
+// residual blocks, between the add records.
+//
 // Checks on the host (exit status 1 on failure): the bound network's logits equal the owning
 // network's (the file round-trips exactly) and the scalar back end's (the SIMD kernels are
 // bit-exact); a file of another shape and a file with one flipped bit are rejected.
@@ -399,15 +403,34 @@ std::vector<std::uint8_t> build(const std::string& name, const std::string& out,
   return file;
 }
 
+/// Checks a --*-sparsity value list: one value in [0, 1) (expanded to every weighted layer)
+/// or one per weighted layer; prints what is wrong and returns false otherwise.
+bool valid_sparsity(const char* option, std::vector<double>& sparsity, std::size_t weighted) {
+  if (sparsity.size() == 1) sparsity.assign(weighted, sparsity[0]);
+  const bool in_range = std::all_of(sparsity.begin(), sparsity.end(), [](double v) { return v >= 0.0 && v < 1.0; });
+  if (in_range && (sparsity.empty() || sparsity.size() == weighted)) return true;
+  std::fprintf(stderr, "make_cnn: %s takes one value in [0, 1) or one per weighted layer (%zu)\n", option, weighted);
+  return false;
+}
+
+/// Checks a --*-clusters value: 0 (no weight-shared file) or a value in [2, 256].
+bool valid_clusters(const char* option, std::size_t clusters) {
+  if (clusters != 1 && clusters <= 256) return true;
+  std::fprintf(stderr, "make_cnn: %s takes a value in [2, 256]\n", option);
+  return false;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string out;
   std::size_t train_n = 6000, epochs = 2, kws_n = 1500;
   std::uint64_t seed = 11;
-  std::vector<double> lenet5_sparsity;
-  std::size_t lenet5_clusters = 0;
-  examples::cli args(argc, argv, "--out DIR [--train N] [--kws N] [--epochs E] [--seed S] [--lenet5-sparsity S|S1,...,S5] [--lenet5-clusters K]");
+  std::vector<double> lenet5_sparsity, resnet_sparsity;
+  std::size_t lenet5_clusters = 0, resnet_clusters = 0;
+  examples::cli args(argc, argv,
+                     "--out DIR [--train N] [--kws N] [--epochs E] [--seed S] [--lenet5-sparsity S|S1,...,S5] "
+                     "[--lenet5-clusters K] [--resnet-sparsity S|S1,...,S6] [--resnet-clusters K]");
   while (args.next()) {
     if (args.is("--out")) out = args.text();
     else if (args.is("--train")) train_n = args.count();
@@ -416,6 +439,8 @@ int main(int argc, char** argv) {
     else if (args.is("--seed")) seed = args.count<std::uint64_t>();
     else if (args.is("--lenet5-sparsity")) lenet5_sparsity = args.reals();
     else if (args.is("--lenet5-clusters")) lenet5_clusters = args.count();
+    else if (args.is("--resnet-sparsity")) resnet_sparsity = args.reals();
+    else if (args.is("--resnet-clusters")) resnet_clusters = args.count();
     else args.unknown();
   }
   if (out.empty()) {
@@ -431,18 +456,11 @@ int main(int argc, char** argv) {
     nn::labelled_view<std::uint8_t> train{train_set.images.data(), train_set.labels.data(), train_n, 784};
     nn::labelled_view<std::uint8_t> test{test_set.images.data(), test_set.labels.data(), 1000, 784};
     constexpr std::size_t lenet5_weighted = cz::weighted_layer_count<mcu_cnn::lenet5>;
-    if (lenet5_sparsity.size() == 1) lenet5_sparsity.assign(lenet5_weighted, lenet5_sparsity[0]);
-    const bool sparsity_ok = std::all_of(lenet5_sparsity.begin(), lenet5_sparsity.end(),
-                                         [](double v) { return v >= 0.0 && v < 1.0; });
-    if (!sparsity_ok || (!lenet5_sparsity.empty() && lenet5_sparsity.size() != lenet5_weighted)) {
-      std::fprintf(stderr, "make_cnn: --lenet5-sparsity takes one value in [0, 1) or one per weighted layer (%zu)\n",
-                   lenet5_weighted);
+    constexpr std::size_t resnet_weighted = cz::weighted_layer_count<mcu_cnn::resnet_kws>;
+    if (!valid_sparsity("--lenet5-sparsity", lenet5_sparsity, lenet5_weighted) ||
+        !valid_sparsity("--resnet-sparsity", resnet_sparsity, resnet_weighted) ||
+        !valid_clusters("--lenet5-clusters", lenet5_clusters) || !valid_clusters("--resnet-clusters", resnet_clusters))
       return 2;
-    }
-    if (lenet5_clusters == 1 || lenet5_clusters > 256) {
-      std::fprintf(stderr, "make_cnn: --lenet5-clusters takes a value in [2, 256]\n");
-      return 2;
-    }
     const auto lenet_file =
         build<mcu_cnn::lenet5>("lenet5", out, train, test, epochs, seed, lenet5_sparsity, lenet5_clusters);
 
@@ -455,7 +473,8 @@ int main(int argc, char** argv) {
     nn::labelled_view<std::uint8_t> ktest{tx.data(), ty.data(), 400, 490};
     const auto ds_file = build<mcu_cnn::ds_cnn>("ds_cnn", out, ktrain, ktest, epochs, seed + 1);
     // The residual CNN on the same spectrograms: a model file with an add record per block.
-    const auto kws_file = build<mcu_cnn::resnet_kws>("resnet_kws", out, ktrain, ktest, epochs, seed + 3);
+    const auto kws_file = build<mcu_cnn::resnet_kws>("resnet_kws", out, ktrain, ktest, epochs, seed + 3, resnet_sparsity,
+                                                    resnet_clusters);
 
     // A model of another shape: its file is rejected by every compiled type; the two spectrogram
     // models (same input, one with add records) reject each other's files.

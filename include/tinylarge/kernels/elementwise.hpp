@@ -219,36 +219,42 @@ inline void add_s8(scalar, std::size_t n, const std::int8_t* x1, const std::int8
 /// plus offsets, shifted by 20; their rescaled sum): for |a| < 2^28, TFLite's
 /// SaturatingRoundingDoublingHighMul(a, m) = ⌊(a·m + 2^30)/2^31⌋ = ⌊(2a·m + 2^31)/2^32⌋ =
 /// SMMULR(2a, m), with no saturation case; the rounding right shift (ties away from zero) is
-/// (x + 2^(r−1) − [x < 0]) >> r for r > 0. A multiplier ≥ 1 (a left shift, which could leave
-/// that range) sends the whole call to the scalar kernel. Bit-identical to `add_s8(scalar, …)`
+/// (x + 2^(r−1) − [x < 0]) >> r for r > 0, computed on 2x for every r ≥ 0. A multiplier ≥ 1
+/// (a left shift, which could leave that range) or a right shift above 30 sends the whole call
+/// to the scalar kernel. Bit-identical to `add_s8(scalar, …)`
 /// (tests/mcu/mac_count_edges.cpp on the device); y may be x1 or x2.
 inline void add_s8(arch::cortex_m_dsp, std::size_t n, const std::int8_t* x1, const std::int8_t* x2,
                    const add_s8_params& p, std::int8_t* y) noexcept {
-  if (p.input1_shift > 0 || p.input2_shift > 0 || p.output_shift > 0) {
+  const auto in_range = [](int shift) noexcept { return shift <= 0 && shift >= -30; };
+  if (!in_range(p.input1_shift) || !in_range(p.input2_shift) || !in_range(p.output_shift)) {
     add_s8(arch::scalar{}, n, x1, x2, p, y);
     return;
   }
+  // Rounding right shift by r with ties away from zero, h < 2^28 in magnitude, computed on 2h:
+  // (2h + 2^r + [h < 0 ? −1 : 0]) >> (r + 1) — equal to (h + 2^(r−1) − [h < 0]) >> r for r > 0
+  // and to h for r = 0, so one form serves both (three instructions on the M4).
   struct rescale {
-    std::int32_t m, half, negative;  // multiplier; 2^(r−1) or 0; −1 when r > 0 (the −[x < 0] term)
-    int r;
+    std::int32_t m, half;  // multiplier; 2^r
+    int r1;                // r + 1
     TINYLARGE_ALWAYS_INLINE std::int32_t operator()(std::int32_t twice) const noexcept {
       std::int32_t h;
       __asm__("smmulr %0, %1, %2" : "=r"(h) : "r"(twice), "r"(m));
-      return (h + half + ((h >> 31) & negative)) >> r;
+      return (h * 2 + half + (h >> 31)) >> r1;
     }
   };
   const auto make = [](std::int32_t m, int shift) noexcept {
-    const int r = -shift;
-    return rescale{m, r > 0 ? std::int32_t{1} << (r - 1) : 0, r > 0 ? -1 : 0, r};
+    return rescale{m, std::int32_t{1} << -shift, 1 - shift};
   };
   // Locals, not reads through `p`: the int8 stores may alias anything.
   const rescale s1 = make(p.input1_multiplier, p.input1_shift), s2 = make(p.input2_multiplier, p.input2_shift);
   const rescale sy = make(p.output_multiplier, p.output_shift);
-  const std::int32_t o1 = p.input1_offset, o2 = p.input2_offset, zy = p.output_offset, lo = p.act_min, hi = p.act_max;
-  constexpr int doubled = add_s8_params::left_shift + 1;  // (x + o)·2^20, doubled for SMMULR
+  constexpr std::int32_t doubled = std::int32_t{1} << (add_s8_params::left_shift + 1);  // (x + o)·2^20, doubled
+  std::int32_t o1 = p.input1_offset * doubled, o2 = p.input2_offset * doubled;  // for SMMULR
+  __asm__("" : "+r"(o1), "+r"(o2));  // opaque: else GCC refactors x·2^21 + o·2^21 into (x + o)·2^21
+  const std::int32_t zy = p.output_offset, lo = p.act_min, hi = p.act_max;
   for (std::size_t i = 0; i < n; ++i) {
-    const std::int32_t a = (static_cast<std::int32_t>(x1[i]) + o1) * (1 << doubled);
-    const std::int32_t b = (static_cast<std::int32_t>(x2[i]) + o2) * (1 << doubled);
+    const std::int32_t a = static_cast<std::int32_t>(x1[i]) * doubled + o1;  // one ADD with a shifted operand
+    const std::int32_t b = static_cast<std::int32_t>(x2[i]) * doubled + o2;
     std::int32_t v = sy((s1(a) + s2(b)) * 2) + zy;
     v = v < lo ? lo : v;
     y[i] = static_cast<std::int8_t>(v > hi ? hi : v);
