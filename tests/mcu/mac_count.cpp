@@ -17,9 +17,11 @@
 
 namespace k = tl::kernels;
 
-/// tests/mcu/mac_count_edges.cpp: number of depthwise geometries (add cases) on which a back end differs from scalar.
+/// tests/mcu/mac_count_edges.cpp: number of depthwise geometries (add, dense cases) on which a back end differs
+/// from scalar.
 int depthwise_edge_cases(const std::int8_t* x, const std::int8_t* w);
 int add_edge_cases(const std::int8_t* x1, const std::int8_t* x2);
+int dense_edge_cases(const std::int8_t* x, const std::int8_t* w);
 
 extern "C" __attribute__((noinline)) void tl_layer_boundary(unsigned id, bool begin) {
   __asm__ volatile("" : : "r"(id), "r"(begin) : "memory");
@@ -123,6 +125,7 @@ int main() {
   // they do not change how GCC compiles the measured calls above (tests/mcu/mac_count_edges.cpp).
   failures += depthwise_edge_cases(dw_x, dw_w);
   failures += add_edge_cases(dw_x, dw_x + 4096);
+  failures += dense_edge_cases(dw_x, dw_x + 2048);
   (void)slot;
   (void)compare;
   if (failures == 0) tl_mcu::puts("mac_count: outputs identical on every back end\n");

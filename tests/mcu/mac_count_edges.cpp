@@ -119,3 +119,40 @@ int add_edge_cases(const std::int8_t* x1, const std::int8_t* x2) {
   if (failures == 0) tl_mcu::puts("mac_count: add edge cases identical on every back end\n");
   return failures;
 }
+
+// int8 dense (the GEMM under conv2d's im2col) on shapes the benchmark's do not reach: an odd
+// number of rows and of outputs (a 2×2 block missing a row, a column or both), a k tail, per
+// tensor and per channel, multipliers ≥ 1, a relu clamp; each back end against the scalar one.
+int dense_edge_cases(const std::int8_t* x, const std::int8_t* w) {
+  struct dense_case { std::size_t m, n, k; bool per_channel; double scale; std::int8_t act_min; };
+  const dense_case cases[] = {
+      {3, 7, 37, true, 0.004, -128},  // odd rows and outputs, a k tail of 5
+      {1, 5, 16, false, 0.01, -128},  // one row, per tensor, k = one vector
+      {5, 3, 70, true, 1.6, 0},       // multipliers ≥ 1 (left shift), relu
+      {2, 1, 9, true, 0.02, -40},     // a single output, k below one vector
+  };
+  int failures = 0;
+  for (const dense_case& dc : cases) {
+    for (std::size_t o = 0; o < 16; ++o) {
+      const auto m = tl::quantize_multiplier(dc.scale * (1.0 + 0.29 * static_cast<double>(o % 4)));
+      mult[o] = m.multiplier;
+      shift[o] = m.shift;
+      bias[o] = static_cast<std::int32_t>(o * 613 % 1501) - 750;
+    }
+    k::dense_s8_params q;
+    q.input_zero_point = -9;
+    q.output_zero_point = 4;
+    q.multipliers = mult;
+    q.shifts = shift;
+    q.per_channel = dc.per_channel;
+    q.bias = bias;
+    q.act_min = dc.act_min;
+    const std::size_t n = dc.m * dc.n;
+    k::dense_s8(tl::arch::scalar{}, dc.m, dc.n, dc.k, x, w, q, ref);
+    failures += differing_backends("a dense edge case", fnv(ref, n), got, n, [&](auto backend) {
+      k::dense_s8(backend, dc.m, dc.n, dc.k, x, w, q, got);
+    });
+  }
+  if (failures == 0) tl_mcu::puts("mac_count: dense edge cases identical on every back end\n");
+  return failures;
+}

@@ -10,8 +10,8 @@
 /// predicated iteration (VCTP8, zeroing loads), never a scalar loop. int32
 /// arithmetic wraps modulo 2³² inside the sums, which is exact whenever the
 /// final value fits (k ≤ `dense_s8_max_k`), so outputs are bit-identical to
-/// `arch::scalar`; the requantization is `requantize_s8_32`, one output at a time (each
-/// output's scalar accumulator is already in a core register).
+/// `arch::scalar`; the four outputs of each 2×2 block are requantized together by
+/// `scale_s32x4`, bit-identical to `requantize_s8_32`.
 ///
 /// `scale_s32x4` is `scale_s32` (TFLite's MultiplyByQuantizedMultiplier) on four int32 lanes,
 /// bit-identical: VQSHL (the saturating left shift of a multiplier ≥ 1), VQRDMULH (which
@@ -48,6 +48,8 @@ TINYLARGE_ALWAYS_INLINE int32x4_t scale_s32x4(int32x4_t acc, int32x4_t left, int
 inline void dense_s8(arch::cortex_m_mve, std::size_t m, std::size_t n, std::size_t k, const std::int8_t* x,
                      const std::int8_t* w, const dense_s8_params& p, std::int8_t* y) noexcept {
   const std::int32_t zx = p.input_zero_point;
+  const int32x4_t zero = vdupq_n_s32(0), zy = vdupq_n_s32(p.output_zero_point);
+  const int32x4_t lo = vdupq_n_s32(p.act_min), hi = vdupq_n_s32(p.act_max);
   const std::size_t k16 = k & ~static_cast<std::size_t>(15);
   const std::size_t tail = k - k16;
   const mve_pred16_t tail_pred = vctp8q(static_cast<std::uint32_t>(tail));
@@ -82,13 +84,25 @@ inline void dense_s8(arch::cortex_m_mve, std::size_t m, std::size_t n, std::size
         s0 = vaddvaq_s8(s0, a);
         s1 = vaddvaq_s8(s1, b);
       }
-      const std::int32_t b0 = p.bias ? p.bias[o] : 0;
-      y[i * n + o] = requantize_s8_32(b0 + d00 - zx * s0, o, p);
-      if (two) y[(i + 1) * n + o] = requantize_s8_32(b0 + d10 - zx * s0, o, p);
-      if (pair) {
-        const std::int32_t b1 = p.bias ? p.bias[o + 1] : 0;
-        y[i * n + o + 1] = requantize_s8_32(b1 + d01 - zx * s1, o + 1, p);
-        if (two) y[(i + 1) * n + o + 1] = requantize_s8_32(b1 + d11 - zx * s1, o + 1, p);
+      // The 2×2 block requantized as one vector, lanes {(i, o), (i, o + 1), (i + 1, o), (i + 1, o + 1)}
+      // (a missing row or column repeats its neighbour and is not stored).
+      const std::size_t o1 = pair ? o + 1 : o;
+      const std::int32_t b0 = (p.bias ? p.bias[o] : 0) - zx * s0, b1 = (p.bias ? p.bias[o1] : 0) - zx * s1;
+      const std::size_t c0 = p.per_channel ? o : 0, c1 = p.per_channel ? o1 : 0;
+      int32x4_t acc = vdupq_n_s32(b0 + d00), mv = vdupq_n_s32(p.multipliers[c0]), sh = vdupq_n_s32(p.shifts[c0]);
+      acc = vsetq_lane_s32(b1 + d01, acc, 1);
+      acc = vsetq_lane_s32(b0 + d10, acc, 2);
+      acc = vsetq_lane_s32(b1 + d11, acc, 3);
+      mv = vsetq_lane_s32(p.multipliers[c1], vsetq_lane_s32(p.multipliers[c1], mv, 1), 3);
+      sh = vsetq_lane_s32(p.shifts[c1], vsetq_lane_s32(p.shifts[c1], sh, 1), 3);
+      const int32x4_t r = vminq_s32(
+          vmaxq_s32(vaddq_s32(scale_s32x4(acc, vmaxq_s32(sh, zero), mv, vminq_s32(sh, zero)), zy), lo), hi);
+      std::int8_t* const y0 = y + i * n + o;
+      y0[0] = static_cast<std::int8_t>(vgetq_lane_s32(r, 0));
+      if (pair) y0[1] = static_cast<std::int8_t>(vgetq_lane_s32(r, 1));
+      if (two) {
+        y0[n] = static_cast<std::int8_t>(vgetq_lane_s32(r, 2));
+        if (pair) y0[n + 1] = static_cast<std::int8_t>(vgetq_lane_s32(r, 3));
       }
     }
   }
