@@ -685,10 +685,12 @@ class huffman_decoder {
 /// Format-1 streams and the last bytes of each stream go through the `huffman_decoder` it
 /// holds.
 ///
-/// **Table.** The `huffman_decoder` table's entries unpacked into 8 bytes {bits, symbols,
-/// 4 symbol bytes, 2 zero bytes}, so that a lookup is plain loads and one 4-byte store (fewer
-/// instructions than unpacking a 4-byte entry); 0 symbols marks a code longer than
-/// TableBits (or no code).
+/// **Table.** The `huffman_decoder` table's entries unpacked into 8 bytes {1–3 symbols and
+/// zeros (4 bytes), bits, symbols, 2 zero bytes}, read by three plain loads: a lookup is a
+/// shift for the index, a 4-byte copy of the symbols to the output (the bytes after them are
+/// overwritten by the next copy), `buffer <<= bits` and `op += symbols` — eight instructions
+/// for 1–3 symbols, the same as zstd's HUF_decompress4X2 loop for ≤ 2. 0 symbols marks a
+/// code longer than TableBits (or no code).
 ///
 /// **Loop.** Each stream's bits sit in a 64-bit buffer with a marker bit below the valid
 /// ones (zstd's fast loop): the consumed bit count is the marker's position (count trailing
@@ -698,9 +700,11 @@ class huffman_decoder {
 /// so that even L long codes fit. The number of iterations that keep every reload inside its
 /// stream's bytes and every 4-byte store inside its output quarter is computed up front, so
 /// the loop body has no bound checks; each stream then finishes in `huffman_decoder`'s loop
-/// and checked tail.
+/// and checked tail. When no table entry is 0 — a complete code whose codes all fit in
+/// TableBits bits, e.g. the 5-bit index and gap streams (codes ≤ 9 bits) at TableBits ≥ 9 —
+/// every bit pattern starts with a short code, and the loop has no branch per lookup.
 ///
-/// Size: 8·2^TableBits + ~400 bytes (32 KiB for TableBits = 12): a host decoder.
+/// Size: 12·2^TableBits + ~150 bytes (48 KiB for TableBits = 12, 24 KiB for 11): a host decoder.
 /// @tparam TableBits bits resolved by one table lookup, 4..12
 template <unsigned TableBits = 11>
 class huffman_interleaved_decoder {
@@ -708,12 +712,22 @@ class huffman_interleaved_decoder {
   /// Builds the tables from code lengths (see `huffman_decoder::init`).
   [[nodiscard]] status init(const std::uint8_t* lengths, std::size_t alphabet) noexcept {
     TINYLARGE_TRY(single_.init(lengths, alphabet));
+    // Kraft sum Σ count·2^(16 − len) = 2^16 (a complete code) and no code above TableBits:
+    // every TableBits-bit pattern starts with a code, so no table entry is 0.
+    std::uint32_t kraft = 0;
+    for (unsigned len = 1; len <= TableBits; ++len)
+      kraft += static_cast<std::uint32_t>(single_.count_[len]) << (huffman_max_length - len);
+    checked_ = !(single_.max_length_ <= TableBits && kraft == (std::uint32_t{1} << huffman_max_length));
     for (std::uint32_t k = 0; k <= huffman_decoder<TableBits>::mask; ++k) {
       const std::uint32_t e = single_.fast_[k];
-      table_[k] = {static_cast<std::uint8_t>(e & 31u), static_cast<std::uint8_t>(e == 0 ? 0 : (e >> 6) & 3u),
-                   {static_cast<std::uint8_t>(e >> 8), static_cast<std::uint8_t>(e >> 16),
-                    static_cast<std::uint8_t>(e >> 24), 0},
-                   {0, 0}};
+      std::uint8_t* t = table_ + 8 * k;
+      t[0] = static_cast<std::uint8_t>(e >> 8);
+      t[1] = static_cast<std::uint8_t>(e >> 16);
+      t[2] = static_cast<std::uint8_t>(e >> 24);
+      t[3] = 0;
+      t[4] = static_cast<std::uint8_t>(e & 31u);
+      t[5] = static_cast<std::uint8_t>((e >> 6) & 3u);
+      t[6] = t[7] = 0;
     }
     return status::success();
   }
@@ -745,9 +759,10 @@ class huffman_interleaved_decoder {
     }
     const unsigned m = single_.max_length_ > TableBits ? single_.max_length_ : TableBits;
     bool ok;
-    if (m * 5 <= 56) ok = loop<5>(l, b);
-    else if (m * 4 <= 56) ok = loop<4>(l, b);
-    else ok = loop<3>(l, b);
+    if (!checked_) ok = loop<(56 / TableBits < 5 ? 56 / TableBits : 5), false>(l, b);  // m = TableBits
+    else if (m * 5 <= 56) ok = loop<5, true>(l, b);
+    else if (m * 4 <= 56) ok = loop<4, true>(l, b);
+    else ok = loop<3, true>(l, b);
     if (!ok) return {errc::corrupt, "huffman: bit pattern is not a code"};
     for (unsigned k = 0; k < 4; ++k) {
       std::size_t first = 0;
@@ -760,12 +775,6 @@ class huffman_interleaved_decoder {
   }
 
  private:
-  struct entry {
-    std::uint8_t bits;     ///< bits of the codes
-    std::uint8_t symbols;  ///< 1–3; 0: a longer code (or no code)
-    std::uint8_t sym[4];   ///< the symbols, then zeros (stored as 4 bytes)
-    std::uint8_t pad[2];
-  };
   /// One bit stream in the loop: `acc` holds the next bits MSB-aligned with a marker bit
   /// below them (its position = bits consumed since the load at `ip`).
   struct lane {
@@ -780,14 +789,19 @@ class huffman_interleaved_decoder {
   };
 
   /// The loop with `L` lookups per reload (L·max(TableBits, longest code) ≤ 56); false on a
-  /// pattern that is no code.
-  template <unsigned L>
+  /// pattern that is no code. `Checked` = false: no entry is 0 (see the class comment).
+  template <unsigned L, bool Checked>
   bool loop(lane* l, const bounds* b) const noexcept {
+    static_assert(Checked || L * TableBits <= 56, "loop: L lookups must fit in the 56 bits of a reload");
     constexpr std::size_t syms_per_iter = 3 * L;
     constexpr std::size_t bytes_per_iter = (7 + 56) / 8;  // reload positions advance by ≤ 7
     // Separate variables (not an array) so that the compiler keeps all four in registers.
     lane l0 = l[0], l1 = l[1], l2 = l[2], l3 = l[3];
-    const entry* const table = table_;  // a base register: [table + 8·index] addressing
+    const std::uint8_t* const table = table_;  // a base register
+    unsigned shift = 64 - TableBits;
+#if defined(__GNUC__) || defined(__clang__)
+    __asm__("" : "+r"(shift));  // the count in a register: one BMI2 shrx per index, not mov + shr
+#endif
     bool ok = true;
     for (;;) {
       std::size_t iters = ~std::size_t{0};
@@ -815,10 +829,10 @@ class huffman_interleaved_decoder {
 #pragma unroll
 #endif
         for (unsigned g = 0; g < L; ++g) {
-          step(table, l0, ok);
-          step(table, l1, ok);
-          step(table, l2, ok);
-          step(table, l3, ok);
+          step<Checked>(table, shift, l0, ok);
+          step<Checked>(table, shift, l1, ok);
+          step<Checked>(table, shift, l2, ok);
+          step<Checked>(table, shift, l3, ok);
         }
       }
     }
@@ -834,14 +848,17 @@ class huffman_interleaved_decoder {
     x.ip += used >> 3;
     x.acc = (detail::load_be64(x.ip) | 1u) << (used & 7u);
   }
-  /// One table entry (1–3 symbols) or one long code. A pattern that is no code clears `ok`
-  /// (the lane then writes a 0 and consumes no bits; the caller fails after the chunk).
-  TINYLARGE_ALWAYS_INLINE void step(const entry* table, lane& x, bool& ok) const noexcept {
-    const entry& e = table[x.acc >> (64 - TableBits)];
-    if (TINYLARGE_LIKELY(e.symbols != 0)) {
-      __builtin_memcpy(x.op, e.sym, 4);
-      x.op += e.symbols;
-      x.acc <<= (e.bits & 63u);
+  /// One table entry (1–3 symbols) or, when `Checked`, one long code. A pattern that is no
+  /// code clears `ok` (the lane then writes a 0 and consumes no bits; the caller fails after
+  /// the chunk).
+  template <bool Checked>
+  TINYLARGE_ALWAYS_INLINE void step(const std::uint8_t* table, unsigned shift, lane& x, bool& ok) const noexcept {
+    const std::uint8_t* e = table + 8 * (x.acc >> shift);
+    const unsigned n = e[5];
+    if (!Checked || TINYLARGE_LIKELY(n != 0)) {
+      __builtin_memcpy(x.op, e, 4);
+      x.acc <<= e[4];
+      x.op += n;
     } else {
       // lc = 0 (no code) consumes nothing: the lane stays within its L·M bits per reload.
       const std::uint32_t lc = single_.long_entry(x.acc);
@@ -853,7 +870,8 @@ class huffman_interleaved_decoder {
   }
 
   huffman_decoder<TableBits> single_;
-  entry table_[std::size_t{1} << TableBits];  ///< written wholly by `init`
+  alignas(64) std::uint8_t table_[std::size_t{8} << TableBits];  ///< see the class comment; written wholly by `init`
+  bool checked_ = true;  ///< some entry is 0: the loop checks every lookup
 };
 
 /// Header of a Huffman stream, parsed and checked.
