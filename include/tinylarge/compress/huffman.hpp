@@ -422,7 +422,6 @@ class huffman_decoder {
     TINYLARGE_CHECK(used > 0, errc::corrupt, "huffman: no symbol has a code");
     ready_ = false;
     TINYLARGE_TRY(huffman_assign_codes(code));
-    for (auto& e : fast_) e = 0;
     for (unsigned len = 0; len <= huffman_max_length; ++len) count_[len] = first_[len] = offset_[len] = 0;
     for (std::size_t s = 0; s < alphabet; ++s) ++count_[code.length[s]];
     count_[0] = 0;
@@ -436,7 +435,7 @@ class huffman_decoder {
     }
     // Per length, symbols in ascending order (so the first has the smallest code); one
     // scalar counter per pass (see huffman_assign_codes for why not a histogram loop).
-    // First the one-symbol entries.
+    // That is canonical order: index i has the code first_[len] + (i − offset_[len]).
     for (unsigned len = 1; len <= huffman_max_length; ++len) {
       if (count_[len] == 0) continue;
       std::uint16_t fill = offset_[len];
@@ -444,35 +443,9 @@ class huffman_decoder {
         if (code.length[s] != len) continue;
         if (fill == offset_[len]) first_[len] = code.code[s];
         sorted_[fill++] = static_cast<std::uint8_t>(s);
-        if (len <= TableBits) {
-          const std::uint32_t lo = static_cast<std::uint32_t>(code.code[s]) << (TableBits - len);
-          const std::uint32_t hi = lo + (1u << (TableBits - len));
-          for (std::uint32_t k = lo; k < hi; ++k) fast_[k] = entry(static_cast<std::uint32_t>(s), 1, len);
-        }
       }
     }
-    // Then append the second and third codes where they fit. Rewriting entry k keeps its
-    // first symbol, and the first symbol of entry j is all that is read of it here, so the
-    // pass can rewrite in place in any order.
-    // Branch-free (selects instead of a data-dependent loop, whose mispredictions made this
-    // pass most of the decoder's set-up time): a missing code counts as 64 bits long.
-    for (std::uint32_t k = 0; k <= mask; ++k) {
-      const std::uint32_t e1 = fast_[k];
-      const std::uint32_t s1 = (e1 >> 8) & 0xFFu;
-      const unsigned l1 = e1 != 0 ? code.length[s1] : 0u;
-      const std::uint32_t e2 = fast_[(k << l1) & mask];  // the bits after the first code
-      const std::uint32_t s2 = (e2 >> 8) & 0xFFu;
-      const unsigned l2 = e2 != 0 ? code.length[s2] : 64u;
-      const bool two = e1 != 0 && l1 + l2 <= TableBits;  // the second code is wholly in k
-      const unsigned t2 = l1 + (two ? l2 : 0u);
-      const std::uint32_t e3 = fast_[(k << t2) & mask];
-      const std::uint32_t s3 = (e3 >> 8) & 0xFFu;
-      const unsigned l3 = e3 != 0 ? code.length[s3] : 64u;
-      const bool three = two && t2 + l3 <= TableBits;
-      const std::uint32_t syms = s1 | (two ? s2 << 8 : 0u) | (three ? s3 << 16 : 0u);
-      const unsigned n = 1u + two + three;
-      fast_[k] = e1 != 0 ? entry(syms, n, t2 + (three ? l3 : 0u)) : 0u;
-    }
+    fill_table(code);
     ready_ = true;
     return status::success();
   }
@@ -617,6 +590,51 @@ class huffman_decoder {
 
   static constexpr std::uint32_t mask = (1u << TableBits) - 1u;
 
+  /// Writes every table entry once. Codes are canonical, so the codes of length ≤ r,
+  /// left-aligned to r bits, tile [0, covered[r]) in canonical order, covered[r] =
+  /// Σ_{len ≤ r} count·2^(r − len). So the entries that start with the code of symbol s1
+  /// (length l1, r1 = TableBits − l1 bits left) are the range [c1·2^r1, (c1 + 1)·2^r1); its
+  /// first covered[r1] entries continue with a second code of ≤ r1 bits (tiled the same way,
+  /// and likewise for a third), the rest hold s1 alone. Entries past covered[TableBits]
+  /// start with a longer code or none: 0. (The same entries as a greedy decode of each
+  /// pattern; a fill per code prefix instead of three dependent lookups per entry.)
+  void fill_table(const huffman_code& code) noexcept {
+    std::uint32_t codes_upto[TableBits + 1];  // codes of length ≤ r
+    std::uint32_t covered[TableBits + 1];
+    codes_upto[0] = covered[0] = 0;
+    for (unsigned r = 1; r <= TableBits; ++r) {
+      codes_upto[r] = codes_upto[r - 1] + count_[r];
+      covered[r] = 2 * covered[r - 1] + count_[r];
+    }
+    std::uint16_t cc[huffman_max_symbols];  // canonical code by canonical index (≤ TableBits bits)
+    std::uint8_t cl[huffman_max_symbols];   // its length
+    for (std::uint32_t i = 0; i < codes_upto[TableBits]; ++i) {
+      cl[i] = code.length[sorted_[i]];
+      cc[i] = code.code[sorted_[i]];
+    }
+    const auto fill = [this](std::uint32_t lo, std::uint32_t hi, std::uint32_t e) {
+      for (std::uint32_t k = lo; k < hi; ++k) fast_[k] = e;
+    };
+    for (std::uint32_t i1 = 0; i1 < codes_upto[TableBits]; ++i1) {
+      const unsigned r1 = TableBits - cl[i1];
+      const std::uint32_t base1 = static_cast<std::uint32_t>(cc[i1]) << r1;
+      const std::uint32_t s1 = sorted_[i1];
+      for (std::uint32_t i2 = 0; i2 < codes_upto[r1]; ++i2) {
+        const unsigned r2 = r1 - cl[i2];
+        const std::uint32_t base2 = base1 + (static_cast<std::uint32_t>(cc[i2]) << r2);
+        const std::uint32_t s12 = s1 | static_cast<std::uint32_t>(sorted_[i2]) << 8;
+        for (std::uint32_t i3 = 0; i3 < codes_upto[r2]; ++i3) {
+          const unsigned r3 = r2 - cl[i3];
+          const std::uint32_t base3 = base2 + (static_cast<std::uint32_t>(cc[i3]) << r3);
+          fill(base3, base3 + (1u << r3), entry(s12 | static_cast<std::uint32_t>(sorted_[i3]) << 16, 3, TableBits - r3));
+        }
+        fill(base2 + covered[r2], base2 + (1u << r2), entry(s12, 2, TableBits - r2));
+      }
+      fill(base1 + covered[r1], base1 + (1u << r1), entry(s1, 1, TableBits - r1));
+    }
+    fill(covered[TableBits], mask + 1, 0);
+  }
+
   /// A code longer than TableBits at the top of `acc` as a one-symbol entry, 0 if none.
   TINYLARGE_ALWAYS_INLINE std::uint32_t long_entry(std::uint64_t acc) const noexcept {
     for (unsigned len = TableBits + 1; len <= huffman_max_length; ++len) {
@@ -720,14 +738,15 @@ class huffman_interleaved_decoder {
     checked_ = !(single_.max_length_ <= TableBits && kraft == (std::uint32_t{1} << huffman_max_length));
     for (std::uint32_t k = 0; k <= huffman_decoder<TableBits>::mask; ++k) {
       const std::uint32_t e = single_.fast_[k];
-      std::uint8_t* t = table_ + 8 * k;
-      t[0] = static_cast<std::uint8_t>(e >> 8);
-      t[1] = static_cast<std::uint8_t>(e >> 16);
-      t[2] = static_cast<std::uint8_t>(e >> 24);
-      t[3] = 0;
-      t[4] = static_cast<std::uint8_t>(e & 31u);
-      t[5] = static_cast<std::uint8_t>((e >> 6) & 3u);
-      t[6] = t[7] = 0;
+      // Bytes {symbols (3), 0, bits, symbols}, then 0, 0: one 8-byte store where it is the
+      // little-endian integer below (byte stores made this pass cost half of `init`).
+      const std::uint64_t v = (e >> 8) | (static_cast<std::uint64_t>(e & 31u) << 32) |
+                              (static_cast<std::uint64_t>((e >> 6) & 3u) << 40);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+      __builtin_memcpy(table_ + 8 * k, &v, 8);
+#else
+      for (unsigned i = 0; i < 8; ++i) table_[8 * k + i] = static_cast<std::uint8_t>(v >> (8 * i));
+#endif
     }
     return status::success();
   }
