@@ -852,6 +852,13 @@ class huffman_interleaved_decoder {
           step<Checked>(table, shift, l1, ok);
           step<Checked>(table, shift, l2, ok);
           step<Checked>(table, shift, l3, ok);
+#if defined(__GNUC__) || defined(__clang__)
+          // One round of lookups at a time in program order (the out-of-order core overlaps
+          // the rounds anyway): clang 14 otherwise hoists later rounds' loads,
+          // delays the pointer updates and spills.
+          __asm__("" : "+r"(l0.acc), "+r"(l1.acc), "+r"(l2.acc), "+r"(l3.acc), "+r"(l0.op), "+r"(l1.op), "+r"(l2.op),
+                  "+r"(l3.op));
+#endif
         }
       }
     }
