@@ -706,8 +706,8 @@ class huffman_decoder {
 /// **Table.** The `huffman_decoder` table's entries unpacked into 8 bytes {1–3 symbols and
 /// zeros (4 bytes), bits, symbols, 2 zero bytes}, read by three plain loads: a lookup is a
 /// shift for the index, a 4-byte copy of the symbols to the output (the bytes after them are
-/// overwritten by the next copy), `buffer <<= bits` and `op += symbols` — eight instructions
-/// for 1–3 symbols, the same as zstd's HUF_decompress4X2 loop for ≤ 2. 0 symbols marks a
+/// overwritten by the next copy), `buffer <<= bits` and `op += symbols` — seven instructions
+/// for 1–3 symbols (zstd's HUF_decompress4X2 assembly loop: eight for ≤ 2). 0 symbols marks a
 /// code longer than TableBits (or no code).
 ///
 /// **Loop.** Each stream's bits sit in a 64-bit buffer with a marker bit below the valid
