@@ -7,7 +7,9 @@
 //    `bytes_per_second` is the same quantity in binary units, MiB/s / GiB/s); `in_GBps` is
 //    the coded input read per second. Each Huffman decode includes parsing the header and
 //    building the tables. After the run a summary prints, per stream, each decoder's
-//    out_GBps and its ratio to zstd -3 and -19 measured in the same run;
+//    out_GBps and its ratio to zstd -3 and -19 measured in the same run. On a shared machine
+//    add --benchmark_enable_random_interleaving=true (repetitions of all benchmarks in random
+//    order), so that a change of load falls on every decoder alike rather than on one;
 //  - 1-D k-means of 1M weights into 16 clusters (benchmarks/bench_compress_kmeans.py runs
 //    scikit-learn on data of the same distribution);
 //  - batch-1 inference of a pruned layer: relative-index CSR (fp32 and 4-bit codebook

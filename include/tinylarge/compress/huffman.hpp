@@ -422,7 +422,6 @@ class huffman_decoder {
     TINYLARGE_CHECK(used > 0, errc::corrupt, "huffman: no symbol has a code");
     ready_ = false;
     TINYLARGE_TRY(huffman_assign_codes(code));
-    for (auto& e : fast_) e = 0;
     for (unsigned len = 0; len <= huffman_max_length; ++len) count_[len] = first_[len] = offset_[len] = 0;
     for (std::size_t s = 0; s < alphabet; ++s) ++count_[code.length[s]];
     count_[0] = 0;
@@ -436,7 +435,7 @@ class huffman_decoder {
     }
     // Per length, symbols in ascending order (so the first has the smallest code); one
     // scalar counter per pass (see huffman_assign_codes for why not a histogram loop).
-    // First the one-symbol entries.
+    // That is canonical order: index i has the code first_[len] + (i − offset_[len]).
     for (unsigned len = 1; len <= huffman_max_length; ++len) {
       if (count_[len] == 0) continue;
       std::uint16_t fill = offset_[len];
@@ -444,35 +443,9 @@ class huffman_decoder {
         if (code.length[s] != len) continue;
         if (fill == offset_[len]) first_[len] = code.code[s];
         sorted_[fill++] = static_cast<std::uint8_t>(s);
-        if (len <= TableBits) {
-          const std::uint32_t lo = static_cast<std::uint32_t>(code.code[s]) << (TableBits - len);
-          const std::uint32_t hi = lo + (1u << (TableBits - len));
-          for (std::uint32_t k = lo; k < hi; ++k) fast_[k] = entry(static_cast<std::uint32_t>(s), 1, len);
-        }
       }
     }
-    // Then append the second and third codes where they fit. Rewriting entry k keeps its
-    // first symbol, and the first symbol of entry j is all that is read of it here, so the
-    // pass can rewrite in place in any order.
-    // Branch-free (selects instead of a data-dependent loop, whose mispredictions made this
-    // pass most of the decoder's set-up time): a missing code counts as 64 bits long.
-    for (std::uint32_t k = 0; k <= mask; ++k) {
-      const std::uint32_t e1 = fast_[k];
-      const std::uint32_t s1 = (e1 >> 8) & 0xFFu;
-      const unsigned l1 = e1 != 0 ? code.length[s1] : 0u;
-      const std::uint32_t e2 = fast_[(k << l1) & mask];  // the bits after the first code
-      const std::uint32_t s2 = (e2 >> 8) & 0xFFu;
-      const unsigned l2 = e2 != 0 ? code.length[s2] : 64u;
-      const bool two = e1 != 0 && l1 + l2 <= TableBits;  // the second code is wholly in k
-      const unsigned t2 = l1 + (two ? l2 : 0u);
-      const std::uint32_t e3 = fast_[(k << t2) & mask];
-      const std::uint32_t s3 = (e3 >> 8) & 0xFFu;
-      const unsigned l3 = e3 != 0 ? code.length[s3] : 64u;
-      const bool three = two && t2 + l3 <= TableBits;
-      const std::uint32_t syms = s1 | (two ? s2 << 8 : 0u) | (three ? s3 << 16 : 0u);
-      const unsigned n = 1u + two + three;
-      fast_[k] = e1 != 0 ? entry(syms, n, t2 + (three ? l3 : 0u)) : 0u;
-    }
+    fill_table(code);
     ready_ = true;
     return status::success();
   }
@@ -617,6 +590,51 @@ class huffman_decoder {
 
   static constexpr std::uint32_t mask = (1u << TableBits) - 1u;
 
+  /// Writes every table entry once. Codes are canonical, so the codes of length ≤ r,
+  /// left-aligned to r bits, tile [0, covered[r]) in canonical order, covered[r] =
+  /// Σ_{len ≤ r} count·2^(r − len). So the entries that start with the code of symbol s1
+  /// (length l1, r1 = TableBits − l1 bits left) are the range [c1·2^r1, (c1 + 1)·2^r1); its
+  /// first covered[r1] entries continue with a second code of ≤ r1 bits (tiled the same way,
+  /// and likewise for a third), the rest hold s1 alone. Entries past covered[TableBits]
+  /// start with a longer code or none: 0. (The same entries as a greedy decode of each
+  /// pattern; a fill per code prefix instead of three dependent lookups per entry.)
+  void fill_table(const huffman_code& code) noexcept {
+    std::uint32_t codes_upto[TableBits + 1];  // codes of length ≤ r
+    std::uint32_t covered[TableBits + 1];
+    codes_upto[0] = covered[0] = 0;
+    for (unsigned r = 1; r <= TableBits; ++r) {
+      codes_upto[r] = codes_upto[r - 1] + count_[r];
+      covered[r] = 2 * covered[r - 1] + count_[r];
+    }
+    std::uint16_t cc[huffman_max_symbols];  // canonical code by canonical index (≤ TableBits bits)
+    std::uint8_t cl[huffman_max_symbols];   // its length
+    for (std::uint32_t i = 0; i < codes_upto[TableBits]; ++i) {
+      cl[i] = code.length[sorted_[i]];
+      cc[i] = code.code[sorted_[i]];
+    }
+    const auto fill = [this](std::uint32_t lo, std::uint32_t hi, std::uint32_t e) {
+      for (std::uint32_t k = lo; k < hi; ++k) fast_[k] = e;
+    };
+    for (std::uint32_t i1 = 0; i1 < codes_upto[TableBits]; ++i1) {
+      const unsigned r1 = TableBits - cl[i1];
+      const std::uint32_t base1 = static_cast<std::uint32_t>(cc[i1]) << r1;
+      const std::uint32_t s1 = sorted_[i1];
+      for (std::uint32_t i2 = 0; i2 < codes_upto[r1]; ++i2) {
+        const unsigned r2 = r1 - cl[i2];
+        const std::uint32_t base2 = base1 + (static_cast<std::uint32_t>(cc[i2]) << r2);
+        const std::uint32_t s12 = s1 | static_cast<std::uint32_t>(sorted_[i2]) << 8;
+        for (std::uint32_t i3 = 0; i3 < codes_upto[r2]; ++i3) {
+          const unsigned r3 = r2 - cl[i3];
+          const std::uint32_t base3 = base2 + (static_cast<std::uint32_t>(cc[i3]) << r3);
+          fill(base3, base3 + (1u << r3), entry(s12 | static_cast<std::uint32_t>(sorted_[i3]) << 16, 3, TableBits - r3));
+        }
+        fill(base2 + covered[r2], base2 + (1u << r2), entry(s12, 2, TableBits - r2));
+      }
+      fill(base1 + covered[r1], base1 + (1u << r1), entry(s1, 1, TableBits - r1));
+    }
+    fill(covered[TableBits], mask + 1, 0);
+  }
+
   /// A code longer than TableBits at the top of `acc` as a one-symbol entry, 0 if none.
   TINYLARGE_ALWAYS_INLINE std::uint32_t long_entry(std::uint64_t acc) const noexcept {
     for (unsigned len = TableBits + 1; len <= huffman_max_length; ++len) {
@@ -685,10 +703,12 @@ class huffman_decoder {
 /// Format-1 streams and the last bytes of each stream go through the `huffman_decoder` it
 /// holds.
 ///
-/// **Table.** The `huffman_decoder` table's entries unpacked into 8 bytes {bits, symbols,
-/// 4 symbol bytes, 2 zero bytes}, so that a lookup is plain loads and one 4-byte store (fewer
-/// instructions than unpacking a 4-byte entry); 0 symbols marks a code longer than
-/// TableBits (or no code).
+/// **Table.** The `huffman_decoder` table's entries unpacked into 8 bytes {1–3 symbols and
+/// zeros (4 bytes), bits, symbols, 2 zero bytes}, read by three plain loads: a lookup is a
+/// shift for the index, a 4-byte copy of the symbols to the output (the bytes after them are
+/// overwritten by the next copy), `buffer <<= bits` and `op += symbols` — seven instructions
+/// for 1–3 symbols (zstd's HUF_decompress4X2 assembly loop: eight for ≤ 2). 0 symbols marks a
+/// code longer than TableBits (or no code).
 ///
 /// **Loop.** Each stream's bits sit in a 64-bit buffer with a marker bit below the valid
 /// ones (zstd's fast loop): the consumed bit count is the marker's position (count trailing
@@ -698,9 +718,11 @@ class huffman_decoder {
 /// so that even L long codes fit. The number of iterations that keep every reload inside its
 /// stream's bytes and every 4-byte store inside its output quarter is computed up front, so
 /// the loop body has no bound checks; each stream then finishes in `huffman_decoder`'s loop
-/// and checked tail.
+/// and checked tail. When no table entry is 0 — a complete code whose codes all fit in
+/// TableBits bits, e.g. the 5-bit index and gap streams (codes ≤ 9 bits) at TableBits ≥ 9 —
+/// every bit pattern starts with a short code, and the loop has no branch per lookup.
 ///
-/// Size: 8·2^TableBits + ~400 bytes (32 KiB for TableBits = 12): a host decoder.
+/// Size: 12·2^TableBits + ~150 bytes (48 KiB for TableBits = 12, 24 KiB for 11): a host decoder.
 /// @tparam TableBits bits resolved by one table lookup, 4..12
 template <unsigned TableBits = 11>
 class huffman_interleaved_decoder {
@@ -708,12 +730,23 @@ class huffman_interleaved_decoder {
   /// Builds the tables from code lengths (see `huffman_decoder::init`).
   [[nodiscard]] status init(const std::uint8_t* lengths, std::size_t alphabet) noexcept {
     TINYLARGE_TRY(single_.init(lengths, alphabet));
+    // Kraft sum Σ count·2^(16 − len) = 2^16 (a complete code) and no code above TableBits:
+    // every TableBits-bit pattern starts with a code, so no table entry is 0.
+    std::uint32_t kraft = 0;
+    for (unsigned len = 1; len <= TableBits; ++len)
+      kraft += static_cast<std::uint32_t>(single_.count_[len]) << (huffman_max_length - len);
+    checked_ = !(single_.max_length_ <= TableBits && kraft == (std::uint32_t{1} << huffman_max_length));
     for (std::uint32_t k = 0; k <= huffman_decoder<TableBits>::mask; ++k) {
       const std::uint32_t e = single_.fast_[k];
-      table_[k] = {static_cast<std::uint8_t>(e & 31u), static_cast<std::uint8_t>(e == 0 ? 0 : (e >> 6) & 3u),
-                   {static_cast<std::uint8_t>(e >> 8), static_cast<std::uint8_t>(e >> 16),
-                    static_cast<std::uint8_t>(e >> 24), 0},
-                   {0, 0}};
+      // Bytes {symbols (3), 0, bits, symbols}, then 0, 0: one 8-byte store where it is the
+      // little-endian integer below (byte stores made this pass cost half of `init`).
+      const std::uint64_t v = (e >> 8) | (static_cast<std::uint64_t>(e & 31u) << 32) |
+                              (static_cast<std::uint64_t>((e >> 6) & 3u) << 40);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+      __builtin_memcpy(table_ + 8 * k, &v, 8);
+#else
+      for (unsigned i = 0; i < 8; ++i) table_[8 * k + i] = static_cast<std::uint8_t>(v >> (8 * i));
+#endif
     }
     return status::success();
   }
@@ -745,9 +778,10 @@ class huffman_interleaved_decoder {
     }
     const unsigned m = single_.max_length_ > TableBits ? single_.max_length_ : TableBits;
     bool ok;
-    if (m * 5 <= 56) ok = loop<5>(l, b);
-    else if (m * 4 <= 56) ok = loop<4>(l, b);
-    else ok = loop<3>(l, b);
+    if (!checked_) ok = loop<(56 / TableBits < 5 ? 56 / TableBits : 5), false>(l, b);  // m = TableBits
+    else if (m * 5 <= 56) ok = loop<5, true>(l, b);
+    else if (m * 4 <= 56) ok = loop<4, true>(l, b);
+    else ok = loop<3, true>(l, b);
     if (!ok) return {errc::corrupt, "huffman: bit pattern is not a code"};
     for (unsigned k = 0; k < 4; ++k) {
       std::size_t first = 0;
@@ -760,12 +794,6 @@ class huffman_interleaved_decoder {
   }
 
  private:
-  struct entry {
-    std::uint8_t bits;     ///< bits of the codes
-    std::uint8_t symbols;  ///< 1–3; 0: a longer code (or no code)
-    std::uint8_t sym[4];   ///< the symbols, then zeros (stored as 4 bytes)
-    std::uint8_t pad[2];
-  };
   /// One bit stream in the loop: `acc` holds the next bits MSB-aligned with a marker bit
   /// below them (its position = bits consumed since the load at `ip`).
   struct lane {
@@ -780,14 +808,19 @@ class huffman_interleaved_decoder {
   };
 
   /// The loop with `L` lookups per reload (L·max(TableBits, longest code) ≤ 56); false on a
-  /// pattern that is no code.
-  template <unsigned L>
+  /// pattern that is no code. `Checked` = false: no entry is 0 (see the class comment).
+  template <unsigned L, bool Checked>
   bool loop(lane* l, const bounds* b) const noexcept {
+    static_assert(Checked || L * TableBits <= 56, "loop: L lookups must fit in the 56 bits of a reload");
     constexpr std::size_t syms_per_iter = 3 * L;
     constexpr std::size_t bytes_per_iter = (7 + 56) / 8;  // reload positions advance by ≤ 7
     // Separate variables (not an array) so that the compiler keeps all four in registers.
     lane l0 = l[0], l1 = l[1], l2 = l[2], l3 = l[3];
-    const entry* const table = table_;  // a base register: [table + 8·index] addressing
+    const std::uint8_t* const table = table_;  // a base register
+    unsigned shift = 64 - TableBits;
+#if defined(__GNUC__) || defined(__clang__)
+    __asm__("" : "+r"(shift));  // the count in a register: one BMI2 shrx per index, not mov + shr
+#endif
     bool ok = true;
     for (;;) {
       std::size_t iters = ~std::size_t{0};
@@ -815,10 +848,17 @@ class huffman_interleaved_decoder {
 #pragma unroll
 #endif
         for (unsigned g = 0; g < L; ++g) {
-          step(table, l0, ok);
-          step(table, l1, ok);
-          step(table, l2, ok);
-          step(table, l3, ok);
+          step<Checked>(table, shift, l0, ok);
+          step<Checked>(table, shift, l1, ok);
+          step<Checked>(table, shift, l2, ok);
+          step<Checked>(table, shift, l3, ok);
+#if defined(__GNUC__) || defined(__clang__)
+          // One round of lookups at a time in program order (the out-of-order core overlaps
+          // the rounds anyway): clang 14 otherwise hoists later rounds' loads,
+          // delays the pointer updates and spills.
+          __asm__("" : "+r"(l0.acc), "+r"(l1.acc), "+r"(l2.acc), "+r"(l3.acc), "+r"(l0.op), "+r"(l1.op), "+r"(l2.op),
+                  "+r"(l3.op));
+#endif
         }
       }
     }
@@ -834,14 +874,17 @@ class huffman_interleaved_decoder {
     x.ip += used >> 3;
     x.acc = (detail::load_be64(x.ip) | 1u) << (used & 7u);
   }
-  /// One table entry (1–3 symbols) or one long code. A pattern that is no code clears `ok`
-  /// (the lane then writes a 0 and consumes no bits; the caller fails after the chunk).
-  TINYLARGE_ALWAYS_INLINE void step(const entry* table, lane& x, bool& ok) const noexcept {
-    const entry& e = table[x.acc >> (64 - TableBits)];
-    if (TINYLARGE_LIKELY(e.symbols != 0)) {
-      __builtin_memcpy(x.op, e.sym, 4);
-      x.op += e.symbols;
-      x.acc <<= (e.bits & 63u);
+  /// One table entry (1–3 symbols) or, when `Checked`, one long code. A pattern that is no
+  /// code clears `ok` (the lane then writes a 0 and consumes no bits; the caller fails after
+  /// the chunk).
+  template <bool Checked>
+  TINYLARGE_ALWAYS_INLINE void step(const std::uint8_t* table, unsigned shift, lane& x, bool& ok) const noexcept {
+    const std::uint8_t* e = table + 8 * (x.acc >> shift);
+    const unsigned n = e[5];
+    if (!Checked || TINYLARGE_LIKELY(n != 0)) {
+      __builtin_memcpy(x.op, e, 4);
+      x.acc <<= e[4];
+      x.op += n;
     } else {
       // lc = 0 (no code) consumes nothing: the lane stays within its L·M bits per reload.
       const std::uint32_t lc = single_.long_entry(x.acc);
@@ -853,7 +896,8 @@ class huffman_interleaved_decoder {
   }
 
   huffman_decoder<TableBits> single_;
-  entry table_[std::size_t{1} << TableBits];  ///< written wholly by `init`
+  alignas(64) std::uint8_t table_[std::size_t{8} << TableBits];  ///< see the class comment; written wholly by `init`
+  bool checked_ = true;  ///< some entry is 0: the loop checks every lookup
 };
 
 /// Header of a Huffman stream, parsed and checked.
