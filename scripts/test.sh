@@ -5,7 +5,8 @@
 #   bash scripts/test.sh STEP...         run only the steps whose name matches a glob (e.g. 'clang-*')
 #   bash scripts/test.sh --list          list the steps
 #
-# Every step runs even when an earlier one failed; at the end a table of steps
+# Every step runs even when an earlier one failed (the one-core steps named by `light_steps`
+# last, two at a time, each one's output shown when it ends); at the end a table of steps
 # and their times is printed, then one line `N passed, N failed` (CTest tests
 # summed over all configurations, plus one per configure/build failure and per
 # step that is not a CTest run), and the exit status is non-zero on any failure.
@@ -42,10 +43,24 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # ----------------------------------------------------------------------------
 STEP_NAMES=()
 STEP_CMDS=()
+STEP_LIGHT=()
 register_step() {  # register_step NAME FUNCTION [ARGS...]
   local name=$1; shift
   STEP_NAMES+=("$name")
   STEP_CMDS+=("$(printf '%q ' "$@")")
+  STEP_LIGHT+=(0)
+}
+# light_steps NAME...: these steps use about one core (one compiler or program at a time, no
+# build with -j) and share nothing with each other (own build directory, no fixed port, no
+# deadline a busy machine could miss). They run after the other steps, $JOBS at a time, each
+# with its output buffered and shown when it ends; the summary keeps the registration order.
+light_steps() {
+  local name i
+  for name in "$@"; do
+    for i in "${!STEP_NAMES[@]}"; do
+      [[ ${STEP_NAMES[$i]} == "$name" ]] && STEP_LIGHT[$i]=1
+    done
+  done
 }
 
 TOTAL_PASSED=0
@@ -131,9 +146,40 @@ run_step() {  # run_step INDEX
   if [[ $rc -eq 0 && $STEP_FAILED -eq 0 ]]; then status=PASS; else status=FAIL; fi
   TOTAL_PASSED=$((TOTAL_PASSED + STEP_PASSED))
   TOTAL_FAILED=$((TOTAL_FAILED + STEP_FAILED))
-  SUMMARY+=("$(printf '%-24s %-4s %5ds wall %6ds cpu  %4d passed %3d failed' "$name" "$status" \
-               $((end - start)) $((cpu1 - cpu0)) "$STEP_PASSED" "$STEP_FAILED")")
+  SUMMARY[$1]=$(printf '%-24s %-4s %5ds wall %6ds cpu  %4d passed %3d failed' "$name" "$status" \
+               $((end - start)) $((cpu1 - cpu0)) "$STEP_PASSED" "$STEP_FAILED")
   echo "==== [$name] $status in $((end - start)) s, $((cpu1 - cpu0)) s CPU ($STEP_PASSED passed, $STEP_FAILED failed) ===="
+}
+
+# run_light_steps INDEX...: run these steps $JOBS at a time, each in a subshell whose output goes
+# to a file (shown when the step ends) and whose counts come back through another.
+run_light_steps() {
+  local queue=("$@") running=() i pid done_pid out
+  declare -A pid_step=()
+  while [[ ${#queue[@]} -gt 0 || ${#pid_step[@]} -gt 0 ]]; do
+    while [[ ${#queue[@]} -gt 0 && ${#pid_step[@]} -lt $JOBS ]]; do
+      i=${queue[0]}; queue=("${queue[@]:1}")
+      out=$LOG_DIR/step-$i.out
+      echo "---- [${STEP_NAMES[$i]}] started $(date -u +%H:%M:%S) (in parallel; output when it ends)"
+      ( TIMES_FILE=$out.times  # not the file the other running step uses
+        run_step "$i" >"$out" 2>&1
+        printf '%s\n%s\n%s\n' "$STEP_PASSED" "$STEP_FAILED" "${SUMMARY[$i]}" >"$out.result" ) &
+      pid_step[$!]=$i
+    done
+    done_pid=
+    wait -n -p done_pid "${!pid_step[@]}"
+    [[ -n "$done_pid" ]] || continue
+    i=${pid_step[$done_pid]}; unset "pid_step[$done_pid]"
+    out=$LOG_DIR/step-$i.out
+    cat "$out"
+    rm -f "$out.times"
+    if [[ -f "$out.result" ]] && mapfile -t res <"$out.result" && [[ ${#res[@]} -eq 3 ]]; then
+      TOTAL_PASSED=$((TOTAL_PASSED + res[0])); TOTAL_FAILED=$((TOTAL_FAILED + res[1])); SUMMARY[$i]=${res[2]}
+    else
+      TOTAL_FAILED=$((TOTAL_FAILED + 1))
+      SUMMARY[$i]=$(printf '%-24s %-4s (the step did not report its result)' "${STEP_NAMES[$i]}" FAIL)
+    fi
+  done
 }
 
 # ----------------------------------------------------------------------------
@@ -241,6 +287,12 @@ if compgen -G "$ROOT/scripts/test.d/*.sh" >/dev/null; then
   done
 fi
 
+# One core each (wall ~= CPU seconds in the step table), deterministic verdicts: two at a time
+# after the rest (~475 s of CPU; their wall time goes from the sum to about half of it). Not here:
+# the steps that build with -j, mcu-cortex-m / mcu-mac-count (one build directory), and mcu-serial
+# and transport, whose verdicts include timeouts and round deadlines.
+light_steps quickstart mcu-example mcu-cnn fuzz-model-file fuzz-parsers packaging docs
+
 # ----------------------------------------------------------------------------
 # Main
 # ----------------------------------------------------------------------------
@@ -267,9 +319,11 @@ fi
 mkdir -p "$LOG_DIR"
 echo "tinylarge test run: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $JOBS jobs, build root $BUILD_ROOT"
 all_start=$(date +%s)
+light=()
 for i in "${selected[@]}"; do
-  run_step "$i"
+  if [[ ${STEP_LIGHT[$i]} -eq 1 && $JOBS -gt 1 ]]; then light+=("$i"); else run_step "$i"; fi
 done
+[[ ${#light[@]} -gt 0 ]] && run_light_steps "${light[@]}"
 all_end=$(date +%s)
 
 echo
