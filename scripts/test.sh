@@ -230,7 +230,9 @@ cmake_config() {
 # the portable scalar back end, both compilers a build without exceptions.
 # Examples, the CMake consumer tests and the compile-fail checks (plain `-fsyntax-only` runs,
 # identical in every build of one compiler) build in the release configuration of each
-# compiler; the benchmarks (built, not run: compile checks) in gcc's, the compiler
+# compiler (clang's at -O0, TINYLARGE_EXAMPLES_O0: for clang they are a compile check, and
+# the two that run as tests, example_quickstart and example_xtensor_interop, run optimised
+# in gcc-release-native); the benchmarks (built, not run: compile checks) in gcc's, the compiler
 # scripts/run_benchmarks.py builds them with; the one-TU-per-header check in one
 # configuration only; fmnist_int8_parity (a tool the arm-linux step runs, from
 # gcc-release-native) not in the sanitizer build, where nothing runs it.
@@ -252,7 +254,8 @@ register_step gcc-release-native cmake_config gcc-release-native "$GXX" Release 
 register_step clang-debug-sanitize-no-exceptions cmake_config clang-debug-sanitize-no-exceptions "$CLANGXX" Debug \
   "$SAN -fno-exceptions" "${DEBUG[@]}"
 register_step clang-release-native cmake_config clang-release-native "$CLANGXX" Release "-march=native" \
-  "${RELEASE[@]}" -DTINYLARGE_BUILD_BENCHMARKS=OFF -DTINYLARGE_TEST_HEADERS_STANDALONE=ON
+  "${RELEASE[@]}" -DTINYLARGE_BUILD_BENCHMARKS=OFF -DTINYLARGE_TEST_HEADERS_STANDALONE=ON \
+  -DTINYLARGE_EXAMPLES_O0=ON
 
 # g++ without exceptions on the portable scalar back end (TINYLARGE_USE_XSIMD=OFF: no SIMD kernel
 # header, no xsimd), the whole ctest suite, in one configuration: neither property depends on the
