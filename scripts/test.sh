@@ -52,13 +52,15 @@ register_step() {  # register_step NAME FUNCTION [ARGS...]
 }
 # light_steps NAME...: these steps use about one core (one compiler or program at a time, no
 # build with -j) and share nothing with each other (own build directory, no fixed port, no
-# deadline a busy machine could miss). They run after the other steps, $JOBS at a time, each
-# with its output buffered and shown when it ends; the summary keeps the registration order.
+# deadline a busy machine could miss). They run after the other steps, $JOBS at a time, in the
+# order given here (longest first packs best), each with its output buffered and shown when it
+# ends; the summary keeps the registration order.
+LIGHT_ORDER=()
 light_steps() {
   local name i
   for name in "$@"; do
     for i in "${!STEP_NAMES[@]}"; do
-      [[ ${STEP_NAMES[$i]} == "$name" ]] && STEP_LIGHT[$i]=1
+      [[ ${STEP_NAMES[$i]} == "$name" ]] && { STEP_LIGHT[$i]=1; LIGHT_ORDER+=("$i"); }
     done
   done
 }
@@ -294,7 +296,7 @@ fi
 # after the rest (~475 s of CPU; their wall time goes from the sum to about half of it). Not here:
 # the steps that build with -j, mcu-cortex-m / mcu-mac-count (one build directory), and mcu-serial
 # and transport, whose verdicts include timeouts and round deadlines.
-light_steps quickstart mcu-example mcu-cnn fuzz-model-file fuzz-parsers packaging docs
+light_steps mcu-cnn fuzz-model-file fuzz-parsers mcu-example quickstart packaging docs
 
 # ----------------------------------------------------------------------------
 # Main
@@ -322,10 +324,15 @@ fi
 mkdir -p "$LOG_DIR"
 echo "tinylarge test run: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $JOBS jobs, build root $BUILD_ROOT"
 all_start=$(date +%s)
-light=()
+declare -A is_selected=()
 for i in "${selected[@]}"; do
-  if [[ ${STEP_LIGHT[$i]} -eq 1 && $JOBS -gt 1 ]]; then light+=("$i"); else run_step "$i"; fi
+  is_selected[$i]=1
+  [[ ${STEP_LIGHT[$i]} -eq 1 && $JOBS -gt 1 ]] || run_step "$i"
 done
+light=()
+if [[ $JOBS -gt 1 ]]; then
+  for i in "${LIGHT_ORDER[@]}"; do [[ -n "${is_selected[$i]:-}" ]] && light+=("$i"); done
+fi
 [[ ${#light[@]} -gt 0 ]] && run_light_steps "${light[@]}"
 all_end=$(date +%s)
 
