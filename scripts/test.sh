@@ -50,11 +50,11 @@ register_step() {  # register_step NAME FUNCTION [ARGS...]
   STEP_CMDS+=("$(printf '%q ' "$@")")
   STEP_LIGHT+=(0)
 }
-# light_steps NAME...: these steps use about one core (one compiler or program at a time, no
-# build with -j) and share nothing with each other (own build directory, no fixed port, no
-# deadline a busy machine could miss). They run after the other steps, $JOBS at a time, in the
-# order given here (longest first packs best), each with its output buffered and shown when it
-# ends; the summary keeps the registration order.
+# light_steps NAME...: these steps use about one core on average (wall ~= CPU seconds) and share
+# nothing with each other (own build directory, free ports, no verdict that one more busy core
+# beside them could change: see the call below). They run after the other steps, $JOBS at a time,
+# in the order given here (longest first packs best), each with its output buffered and shown when
+# it ends; the summary keeps the registration order.
 LIGHT_ORDER=()
 light_steps() {
   local name i
@@ -156,7 +156,7 @@ run_step() {  # run_step INDEX
 # run_light_steps INDEX...: run these steps $JOBS at a time, each in a subshell whose output goes
 # to a file (shown when the step ends) and whose counts come back through another.
 run_light_steps() {
-  local queue=("$@") running=() i pid done_pid out
+  local queue=("$@") i done_pid out res=()
   declare -A pid_step=()
   while [[ ${#queue[@]} -gt 0 || ${#pid_step[@]} -gt 0 ]]; do
     while [[ ${#queue[@]} -gt 0 && ${#pid_step[@]} -lt $JOBS ]]; do
@@ -293,7 +293,7 @@ if compgen -G "$ROOT/scripts/test.d/*.sh" >/dev/null; then
 fi
 
 # About one core each (wall ~= CPU seconds in the step table): two at a time after the rest
-# (~850 s of CPU; their wall time goes from the sum to about half of it). transport's verdicts
+# (~980 s of CPU; their wall time goes from the sum to about half of it). transport's verdicts
 # include round deadlines (4 s) and timeouts, but it passed at load average 5-7 on the shared
 # development machine (its nn phases 3x slower than alone), far more than one other one-core step
 # beside it; its MPI / Mosquitto runs use free ports and its own build directory. mcu-mac-count
