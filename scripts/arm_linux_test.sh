@@ -162,7 +162,7 @@ cross_build_test() {
 # is unsigned on AArch64 (test_data, test_model_file), core (test_core), every public header
 # compiled and linked for the target (test_link), and the quickstart. Not cross-built: the
 # workflow tests test_nn, test_federated, test_split, test_compress_nn, test_custom_policies,
-# test_xtensor and test_transport (~360 s of the ~670 s of CPU this build took, for ~35 s of
+# test_xtensor and test_transport (356 s of the 671 s of compile jobs this build ran, for ~35 s of
 # QEMU time): they compose the kernels above into training / federated / split rounds and
 # policies; none does `char` arithmetic (grep: their plain `char`s are a byte read from a pipe
 # and string literals); the library code they reach beyond the kernels is integer / IEEE fp32
