@@ -10,7 +10,9 @@
 #                run it under the same sanitizers)
 #   fuzz         libFuzzer on the wire decoder and the checkpoint parsers (clang++-14
 #                -fsanitize=fuzzer,address,undefined), seeded by transport_wire_corpus,
-#                bounded by TL_FUZZ_SECONDS (default 60) of wall time
+#                bounded by TL_FUZZ_SECONDS (default 60) of wall time; started by the build step
+#                as soon as transport_wire_corpus is built, so that it runs on the core the rest
+#                of the build leaves idle (its output and verdict are shown in this step)
 #   mpi          FedAvg (the FedAvg family's server / client roles run by workflow/federated_deploy.hpp,
 #                a synthetic least-squares client step), 1 server + 4 clients under
 #                `mpirun -np 5 --oversubscribe`: final vector bit-identical (cmp) to the in-process run
@@ -100,15 +102,18 @@ ASAN_DEFAULT=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 PASSED=0
 FAILED=0
 RESULTS=()
-step() {  # step NAME FUNCTION
-  local name=$1; shift
-  local glob globs selected=0
+selected() {  # selected NAME: is the step NAME selected by TL_TRANSPORT_STEPS?
+  local glob globs
   read -r -a globs <<<"$SELECT"  # no pathname expansion of the globs
   for glob in "${globs[@]}"; do
     # shellcheck disable=SC2053
-    [[ $name == $glob || $name == build ]] && selected=1
+    [[ $1 == $glob || $1 == build ]] && return 0
   done
-  [[ $selected -eq 1 ]] || return 0
+  return 1
+}
+step() {  # step NAME FUNCTION
+  local name=$1; shift
+  selected "$name" || return 0
   echo "==== [transport:$name] $(date -u +%H:%M:%S)"
   local start=$SECONDS
   if "$@"; then
@@ -132,12 +137,30 @@ step_build() {
   cmake -S "$ROOT" -B "$BUILD" "${gen[@]}" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER="${CXX:-g++}" \
     -DCMAKE_CXX_FLAGS="$CXX_FLAGS" -DTINYLARGE_WITH_MPI=ON -DTINYLARGE_WITH_MQTT=ON \
     -DTINYLARGE_BUILD_EXAMPLES=OFF >"$WORK/configure.log" 2>&1 || { cat "$WORK/configure.log"; return 1; }
-  cmake --build "$BUILD" -j "$JOBS" --target transport_fedavg_node transport_wire_corpus transport_robustness transport_nn_node \
+  # The seed generator first: the fuzz step (clang++ build of the fuzzer, then TL_FUZZ_SECONDS of
+  # fuzzing, one core) then runs in the background while the rest builds — the build's last
+  # ~100 s are transport_nn_node's one translation unit alone, on one of the two cores.
+  cmake --build "$BUILD" -j "$JOBS" --target transport_wire_corpus \
     >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log"; return 1; }
+  if selected fuzz; then
+    rm -f "$WORK/fuzz.step.rc"
+    ( fuzz_body >"$WORK/fuzz.step.log" 2>&1; echo $? >"$WORK/fuzz.step.rc" ) &
+    FUZZ_PID=$!
+  fi
+  cmake --build "$BUILD" -j "$JOBS" --target transport_fedavg_node transport_wire_corpus transport_robustness transport_nn_node \
+    >>"$WORK/build.log" 2>&1 || { cat "$WORK/build.log"; return 1; }
   ASAN_OPTIONS=$ASAN_DEFAULT "$NODE" inproc --clients 4 "${common[@]}" --out "$WORK/inproc.bin" || return 1
 }
 
-step_fuzz() {
+FUZZ_PID=
+step_fuzz() {  # started by step_build (fuzz_body in the background): wait for it, show its output
+  [[ -n "$FUZZ_PID" ]] || { echo "the fuzz run was not started (build failed?)"; return 1; }
+  wait "$FUZZ_PID"
+  FUZZ_PID=
+  cat "$WORK/fuzz.step.log"
+  [[ "$(cat "$WORK/fuzz.step.rc" 2>/dev/null)" == 0 ]]
+}
+fuzz_body() {
   local clangxx=${TINYLARGE_CLANGXX:-clang++-14}
   command -v "$clangxx" >/dev/null || { echo "no $clangxx"; return 1; }
   "$clangxx" -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
@@ -637,6 +660,7 @@ if [[ $FAILED -eq 0 ]]; then
   step nn-split-client-killed step_nn_splitfed_client_killed
   step nn-split-server-killed step_nn_split_server_killed
 else
+  [[ -n "$FUZZ_PID" ]] && { kill "$FUZZ_PID" 2>/dev/null; wait "$FUZZ_PID" 2>/dev/null; }
   echo "build failed: the end-to-end steps are skipped (counted as failed)"
   FAILED=$((FAILED + 15))
 fi

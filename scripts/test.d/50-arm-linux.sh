@@ -1,5 +1,6 @@
-# Sourced by scripts/test.sh: ARM Linux hosts (issue 10) — the suite cross-built
-# for aarch64 (and with +dotprod) and the kernel/precision tests for armhf, run
+# Sourced by scripts/test.sh: ARM Linux hosts (issue 10) — the tests of architecture-dependent
+# code cross-built for aarch64 (the workflow tests run on x86-64 only: see AARCH64_TESTS in
+# scripts/arm_linux_test.sh), the kernel tests with +dotprod, the kernel/precision tests for armhf, run
 # under qemu-user; int8 outputs (kernel workloads, the quickstart, and the
 # Fashion-MNIST LeNet-300-100 trained once on x86-64, all 10 000 test images)
 # compared byte for byte with x86-64.
