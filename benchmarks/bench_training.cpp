@@ -13,7 +13,10 @@
 // process's CPU time (less disturbed on a shared machine; the training epoch
 // is reported both ways too).
 //
-//   bench_training [--repeats N]      prints one JSON object
+// --width W (100, 300 or 1000; default 300) sets the first hidden layer: 784-W-100-10, LeNet-300-100
+// at 300 (issue 24 compares training at the three widths).
+//
+//   bench_training [--repeats N] [--width W]      prints one JSON object
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -26,7 +29,9 @@
 #include "tinylarge/nn/nn.hpp"
 
 namespace nn = tl::nn;
-using lenet_300_100 = tl::sequential<tl::dense<784, 300>, tl::relu, tl::dense<300, 100>, tl::relu, tl::dense<100, 10>>;
+/// LeNet-300-100 with W units in the first hidden layer (W = 300: LeNet-300-100 itself).
+template <std::size_t W>
+using lenet_w_100 = tl::sequential<tl::dense<784, W>, tl::relu, tl::dense<W, 100>, tl::relu, tl::dense<100, 10>>;
 
 namespace {
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -57,10 +62,9 @@ latency best_of(int repeats, std::size_t calls, F&& pass) {
 }
 }  // namespace
 
-int main(int argc, char** argv) {
-  int repeats = 3;
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::string(argv[i]) == "--repeats") repeats = std::max(1, std::stoi(argv[i + 1]));
+template <std::size_t Width>
+int run(int repeats) {
+  using lenet_300_100 = lenet_w_100<Width>;
   const auto train = tl::data::load_fashion_mnist(tl::data::split::train);
   const auto test = tl::data::load_fashion_mnist(tl::data::split::test);
   const nn::labelled_view<std::uint8_t> tv{train.images.data(), train.labels.data(), train.count, 784};
@@ -106,16 +110,33 @@ int main(int argc, char** argv) {
     sink = sink + static_cast<float>(s);
   });
   std::printf(
-      "{\"impl\": \"tinylarge\", \"backend\": \"%s\", \"epoch_seconds\": %.3f, \"train_samples_per_second\": %.0f, "
+      "{\"impl\": \"tinylarge\", \"backend\": \"%s\", \"width\": %zu, \"epoch_seconds\": %.3f, \"train_samples_per_second\": %.0f, "
       "\"epoch_cpu_seconds\": %.3f, \"train_samples_per_cpu_second\": %.0f, "
       "\"test_accuracy_after_one_epoch\": %.4f, \"latency_images\": %zu, "
       "\"fp32_batch1_us\": %.2f, \"fp32_batch1_cpu_us\": %.2f, "
       "\"fp32_network_forward_batch1_us\": %.2f, \"fp32_network_forward_batch1_cpu_us\": %.2f, "
       "\"fp32_batch1_dense_input_us\": %.2f, \"fp32_batch1_dense_input_cpu_us\": %.2f, "
       "\"int8_batch1_us\": %.2f, \"int8_batch1_cpu_us\": %.2f}\n",
-      tl::kernels::default_backend::name(), best_epoch, static_cast<double>(train.count) / best_epoch, best_epoch_cpu,
+      tl::kernels::default_backend::name(), Width, best_epoch, static_cast<double>(train.count) / best_epoch, best_epoch_cpu,
       static_cast<double>(train.count) / best_epoch_cpu, accuracy, n,
       1e6 * fp32.wall, 1e6 * fp32.cpu, 1e6 * fp32_net.wall, 1e6 * fp32_net.cpu, 1e6 * fp32_dense.wall,
       1e6 * fp32_dense.cpu, 1e6 * int8.wall, 1e6 * int8.cpu);
   return 0;
+}
+
+int main(int argc, char** argv) {
+  int repeats = 3;
+  std::size_t width = 300;
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::string(argv[i]) == "--repeats") repeats = std::max(1, std::stoi(argv[i + 1]));
+    if (std::string(argv[i]) == "--width") width = static_cast<std::size_t>(std::stoul(argv[i + 1]));
+  }
+  switch (width) {
+    case 100: return run<100>(repeats);
+    case 300: return run<300>(repeats);
+    case 1000: return run<1000>(repeats);
+    default:
+      std::fprintf(stderr, "bench_training: --width takes 100, 300 or 1000 (got %zu)\n", width);
+      return 2;
+  }
 }

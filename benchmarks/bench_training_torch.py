@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """LeNet-300-100 on Fashion-MNIST: tinylarge against PyTorch, one thread, one run.
 
-Usage: bench_training_torch.py [path/to/bench_training] [--repeats N]
+Usage: bench_training_torch.py [path/to/bench_training] [--repeats N] [--width W]
+
+--width W (100, 300 or 1000; default 300): the first hidden layer, 784-W-100-10 on both
+sides (LeNet-300-100 at 300).
 
 Measures in PyTorch (torch.set_num_threads(1)) exactly what bench_training
 measures: one epoch of plain SGD (lr 0.01, batch 64, shuffled) in samples/s,
@@ -67,8 +70,11 @@ def load(prefix):
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
+WIDTH = 300
+
+
 def model():
-    return torch.nn.Sequential(torch.nn.Linear(784, 300), torch.nn.ReLU(), torch.nn.Linear(300, 100),
+    return torch.nn.Sequential(torch.nn.Linear(784, WIDTH), torch.nn.ReLU(), torch.nn.Linear(WIDTH, 100),
                                torch.nn.ReLU(), torch.nn.Linear(100, 10))
 
 
@@ -111,12 +117,19 @@ def quantized_model(m, calib):
 
 
 def main():
+    global WIDTH
     args = sys.argv[1:]
     repeats = 3
     if "--repeats" in args:
         i = args.index("--repeats")
         repeats = int(args[i + 1])
         del args[i:i + 2]
+    if "--width" in args:
+        i = args.index("--width")
+        WIDTH = int(args[i + 1])
+        del args[i:i + 2]
+        if WIDTH not in (100, 300, 1000):
+            sys.exit(f"bench_training_torch.py: --width takes 100, 300 or 1000 (got {WIDTH})")
     torch.set_num_threads(1)
     torch.manual_seed(1)
     xtr, ytr = load("train")
@@ -153,7 +166,7 @@ def main():
         if "onednn" in torch.backends.quantized.supported_engines:
             qm = quantized_model(eager, xtr[:1000])
             int8 = time_latency(qm, rows, repeats)
-    ref = {"impl": "pytorch " + torch.__version__, "epoch_seconds": round(best_epoch, 3),
+    ref = {"impl": "pytorch " + torch.__version__, "width": WIDTH, "epoch_seconds": round(best_epoch, 3),
            "train_samples_per_second": round(len(xtr) / best_epoch),
            "epoch_cpu_seconds": round(best_epoch_cpu, 3),
            "train_samples_per_cpu_second": round(len(xtr) / best_epoch_cpu),
@@ -172,7 +185,7 @@ def main():
            "peer": peer, "peer_fallbacks": reasons}
     print(json.dumps(ref))
     if args:
-        out = subprocess.run([args[0], "--repeats", str(repeats)], capture_output=True, text=True, check=True,
+        out = subprocess.run([args[0], "--repeats", str(repeats), "--width", str(WIDTH)], capture_output=True, text=True, check=True,
                              env=CALLER_ENV).stdout
         ours = json.loads(out.strip().splitlines()[-1])
         print(json.dumps(ours))
@@ -181,7 +194,7 @@ def main():
             return
         print(f"PyTorch variants (process CPU): training {ref['epoch_cpu_seconds_by_variant']} s/epoch "
               f"({stronger} counts); batch-1 {ref['fp32_batch1_cpu_us_by_variant']} us ({fastest} counts)")
-        print(f"training speed-up (samples/s): {ours['train_samples_per_second'] / ref['train_samples_per_second']:.2f}x"
+        print(f"width {WIDTH} (784-{WIDTH}-100-10): training speed-up (samples/s): {ours['train_samples_per_second'] / ref['train_samples_per_second']:.2f}x"
               f"  (goal >= 1.5x); in process CPU time: "
               f"{ours['train_samples_per_cpu_second'] / ref['train_samples_per_cpu_second']:.2f}x, against the CPU "
               f"time of PyTorch's main thread only: "
