@@ -606,26 +606,24 @@ class huffman_decoder {
       codes_upto[r] = codes_upto[r - 1] + count_[r];
       covered[r] = 2 * covered[r - 1] + count_[r];
     }
-    std::uint16_t cc[huffman_max_symbols];  // canonical code by canonical index (≤ TableBits bits)
-    std::uint8_t cl[huffman_max_symbols];   // its length
-    for (std::uint32_t i = 0; i < codes_upto[TableBits]; ++i) {
-      cl[i] = code.length[sorted_[i]];
-      cc[i] = code.code[sorted_[i]];
-    }
+    // Code and length by canonical index, read through sorted_ (no copy: this also runs on
+    // microcontrollers, where 768 bytes of copies would be stack).
+    const auto cl = [&](std::uint32_t i) noexcept { return static_cast<unsigned>(code.length[sorted_[i]]); };
+    const auto cc = [&](std::uint32_t i) noexcept { return static_cast<std::uint32_t>(code.code[sorted_[i]]); };
     const auto fill = [this](std::uint32_t lo, std::uint32_t hi, std::uint32_t e) {
       for (std::uint32_t k = lo; k < hi; ++k) fast_[k] = e;
     };
     for (std::uint32_t i1 = 0; i1 < codes_upto[TableBits]; ++i1) {
-      const unsigned r1 = TableBits - cl[i1];
-      const std::uint32_t base1 = static_cast<std::uint32_t>(cc[i1]) << r1;
+      const unsigned r1 = TableBits - cl(i1);
+      const std::uint32_t base1 = cc(i1) << r1;
       const std::uint32_t s1 = sorted_[i1];
       for (std::uint32_t i2 = 0; i2 < codes_upto[r1]; ++i2) {
-        const unsigned r2 = r1 - cl[i2];
-        const std::uint32_t base2 = base1 + (static_cast<std::uint32_t>(cc[i2]) << r2);
+        const unsigned r2 = r1 - cl(i2);
+        const std::uint32_t base2 = base1 + (cc(i2) << r2);
         const std::uint32_t s12 = s1 | static_cast<std::uint32_t>(sorted_[i2]) << 8;
         for (std::uint32_t i3 = 0; i3 < codes_upto[r2]; ++i3) {
-          const unsigned r3 = r2 - cl[i3];
-          const std::uint32_t base3 = base2 + (static_cast<std::uint32_t>(cc[i3]) << r3);
+          const unsigned r3 = r2 - cl(i3);
+          const std::uint32_t base3 = base2 + (cc(i3) << r3);
           fill(base3, base3 + (1u << r3), entry(s12 | static_cast<std::uint32_t>(sorted_[i3]) << 16, 3, TableBits - r3));
         }
         fill(base2 + covered[r2], base2 + (1u << r2), entry(s12, 2, TableBits - r2));
