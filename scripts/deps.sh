@@ -22,7 +22,7 @@ set -euo pipefail
 
 declare -A TL_GROUPS=(
   [build]="catch2 clang-14 cmake g++ git libclang-rt-14-dev libxsimd-dev libxtensor-dev make ninja-build pkg-config python3 xtl-dev zlib1g-dev"
-  [bench]="libbenchmark-dev libdnnl-dev libopenblas-dev libzstd-dev ocl-icd-opencl-dev"
+  [bench]="libbenchmark-dev libdnnl-dev libopenblas-dev libzstd-dev ocl-icd-opencl-dev valgrind"
   [data]="dataset-fashion-mnist python3-numpy python3-sklearn python3-torch"
   [mcu]="gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm"
   [arm]="g++-aarch64-linux-gnu g++-arm-linux-gnueabihf qemu-user"
