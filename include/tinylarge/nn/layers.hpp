@@ -140,11 +140,11 @@ struct dense {
       kernels::dense_f32(kernels::default_backend{}, batch, Out, In, x, p, p + weight_count, y);
     }
     static void backward(const float* p, const float* x, const float*, const float* dy, float* dx, float* dp,
-                         std::size_t batch, context&) noexcept {
+                         std::size_t batch, context& ctx) noexcept {
       using kernels::transpose;
-      // dW (Out×In) += dYᵀ (Out×B) · X (B×In)
+      // dW (Out×In) += dYᵀ (Out×B) · X (B×In); = when the block holds zeros (not read)
       kernels::gemm_f32(kernels::default_backend{}, transpose::yes, transpose::no, Out, In, batch, 1.0f, dy, Out,
-                        x, In, 1.0f, dp, In);
+                        x, In, ctx.gradients_zero ? 0.0f : 1.0f, dp, In);
       float* db = dp + weight_count;
       for (std::size_t i = 0; i < batch; ++i)
         for (std::size_t o = 0; o < Out; ++o) db[o] += dy[i * Out + o];
@@ -256,7 +256,7 @@ struct conv2d {
       float* dcols = ctx.workspace + rows * patch;
       im2col(x, cols, batch);
       kernels::gemm_f32(kernels::default_backend{}, transpose::yes, transpose::no, OutC, patch, rows, 1.0f, dy, OutC,
-                        cols, patch, 1.0f, dp, patch);
+                        cols, patch, ctx.gradients_zero ? 0.0f : 1.0f, dp, patch);
       float* db = dp + weight_count;
       for (std::size_t r = 0; r < rows; ++r)
         for (std::size_t o = 0; o < OutC; ++o) db[o] += dy[r * OutC + o];

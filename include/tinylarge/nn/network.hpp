@@ -221,7 +221,12 @@ class network {
     return std::span<const float, param_count>(params_.data(), param_count);
   }
   /// Gradients accumulated by `backward`, same layout as `parameters()`.
-  std::span<float, param_count> gradients() noexcept { return std::span<float, param_count>(grads_.data(), param_count); }
+  /// The gradients (mutable: writing through the span is allowed, so the
+  /// next `backward` adds to what is there).
+  std::span<float, param_count> gradients() noexcept {
+    gradients_zero_ = false;
+    return std::span<float, param_count>(grads_.data(), param_count);
+  }
   std::span<const float, param_count> gradients() const noexcept {
     return std::span<const float, param_count>(grads_.data(), param_count);
   }
@@ -258,6 +263,7 @@ class network {
 
   void zero_gradients() noexcept {
     for (std::size_t i = 0; i < param_count; ++i) grads_[i] = 0.0f;
+    gradients_zero_ = true;  // the next backward's layers may write instead of add (layer_context)
   }
 
   /// Forward pass of `batch` samples (row-major, batch × Model::input_size).
@@ -306,6 +312,8 @@ class network {
     const float* p = fake_quant_ ? fq_params_.data() : params_.data();
     const float* g = dy;
     float* acc = grads_.data();
+    bool acc_zero = gradients_zero_;  // acc holds zeros: layers may overwrite their blocks
+    gradients_zero_ = false;
     [[maybe_unused]] float scale = 1.0f;
     if constexpr (loss_scaled) {
       scale = loss_scale_.scale;
@@ -315,10 +323,11 @@ class network {
       g = scaled_dy_.data();
       scaled_grads_.assign(param_count, 0.0f);
       acc = scaled_grads_.data();
+      acc_zero = true;
     }
     Model::for_each_layer_reverse([&]<std::size_t I>() {
       using L = typename Model::template layer<I>;
-      context ctx{workspace_.data(), saved_.data() + saved_off[I] * batch, &rng_, true};
+      context ctx{workspace_.data(), saved_.data() + saved_off[I] * batch, &rng_, true, acc_zero};
       float* out = I == 0 ? dx : grad_buf_[I % 2].data();
       float* dp = acc + Model::template param_offset<I>;
       if constexpr (int8_layer<I>) {
@@ -526,6 +535,7 @@ class network {
 
   typename Storage::template buffer<float, param_count> params_{};
   typename Storage::template buffer<float, param_count> grads_{};
+  bool gradients_zero_ = false;  ///< grads_ is all zeros since `zero_gradients` (no backward or write since)
   std::vector<float> acts_, saved_, workspace_, fq_params_;
   std::array<std::vector<float>, 2> grad_buf_;
   std::array<tensor_range, tensor_count> ranges_{};

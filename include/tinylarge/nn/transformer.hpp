@@ -499,7 +499,8 @@ struct residual {
           in = keep + batch * off.act[J - 1];
           out = grad[J % 2];
         }
-        context inner{ctx.workspace, keep + batch * (off.act[size] + off.saved[J]), ctx.rng, ctx.training};
+        context inner{ctx.workspace, keep + batch * (off.act[size] + off.saved[J]), ctx.rng, ctx.training,
+                      ctx.gradients_zero};
         layer<J>::backward(p + off.param[J], in, keep + batch * off.act[J], g, out, dp + off.param[J], batch,
                            inner);
         g = out;
