@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "tinylarge/workflow/placement.hpp"
 #include "tinylarge/workflow/split.hpp"
 
 #include "blobs.hpp"
@@ -1001,4 +1002,137 @@ TEST_CASE("split: per-device cut points — one group is the plain workflow, two
     REQUIRE_THROWS_WITH(run.train(d.view(), parts_of(d, 3, 50), bad), Catch::Contains("cut index 2"));
 #endif
   }
+}
+
+// ---------------------------------------------------------------------------
+// Pipeline placement (workflow/placement.hpp): the dynamic program against an
+// enumeration of every placement, with the cost model written out again here.
+// ---------------------------------------------------------------------------
+namespace {
+struct brute_result {
+  double period = std::numeric_limits<double>::infinity(), latency = 0.0;
+  std::vector<std::size_t> cuts;
+};
+// Every strictly increasing cut vector of K − 1 points in [1, L − 1].
+void enumerate_cuts(std::size_t L, std::size_t K, std::vector<std::size_t>& cur,
+                    const std::function<void(const std::vector<std::size_t>&)>& f) {
+  if (cur.size() == K - 1) {
+    f(cur);
+    return;
+  }
+  for (std::size_t c = cur.empty() ? 1 : cur.back() + 1; c < L; ++c) {
+    cur.push_back(c);
+    enumerate_cuts(L, K, cur, f);
+    cur.pop_back();
+  }
+}
+brute_result brute_place(const std::vector<tl::workflow::layer_cost>& layers,
+                         const std::vector<tl::workflow::server_profile>& servers,
+                         const tl::workflow::placement_options& o) {
+  const std::size_t L = layers.size(), K = servers.size();
+  brute_result best;
+  std::vector<std::size_t> cur;
+  enumerate_cuts(L, K, cur, [&](const std::vector<std::size_t>& cuts) {
+    double period = 0.0, latency = 0.0;
+    for (std::size_t s = 0; s < K; ++s) {
+      const std::size_t b = s == 0 ? 0 : cuts[s - 1], e = s + 1 == K ? L : cuts[s];
+      double macs = 0.0, params = 0.0;
+      std::size_t widest = b > 0 ? layers[b - 1].out_values : 0;
+      for (std::size_t l = b; l < e; ++l) {
+        macs += layers[l].macs;
+        params += static_cast<double>(layers[l].parameters);
+        widest = std::max(widest, layers[l].out_values);
+      }
+      const double m = static_cast<double>(o.micro_batch);
+      const double mem = params * o.bytes_per_parameter + 2.0 * m * 4.0 * static_cast<double>(widest);
+      if (servers[s].memory_bytes > 0.0 && mem > servers[s].memory_bytes) return;  // does not fit
+      const double compute = m * macs / servers[s].macs_per_second + servers[s].overhead_seconds;
+      double link = 0.0;
+      if (s + 1 < K)
+        link = servers[s].latency_seconds +
+               m * static_cast<double>(layers[e - 1].out_values) * o.bytes_per_value / servers[s].bytes_per_second;
+      period = std::max(period, o.overlap ? std::max(compute, link) : compute + link);
+      latency += compute + link;
+    }
+    if (period < best.period || (period == best.period && latency < best.latency)) best = {period, latency, cuts};
+  });
+  return best;
+}
+}  // namespace
+
+TEST_CASE("place_pipeline: exact against every placement, and on a compile-time model", "[split][placement]") {
+  namespace wf = tl::workflow;
+  tl::rng g(2026);
+  for (int trial = 0; trial < 300; ++trial) {
+    const std::size_t L = 1 + g.uniform_int(9), K = 1 + g.uniform_int(static_cast<std::uint32_t>(std::min<std::size_t>(L, 4)));
+    std::vector<wf::layer_cost> layers(L);
+    for (auto& l : layers) {
+      l.macs = std::floor(1e5 * (0.01 + g.uniform()));
+      l.out_values = 1 + g.uniform_int(1000);
+      l.parameters = g.uniform_int(50000);
+    }
+    std::vector<wf::server_profile> servers(K);
+    for (auto& s : servers) {
+      s.macs_per_second = 1e7 * (0.1 + g.uniform());
+      s.overhead_seconds = 1e-4 * g.uniform();
+      s.bytes_per_second = 1e6 * (0.1 + g.uniform());
+      s.latency_seconds = 1e-3 * g.uniform();
+      s.memory_bytes = g.uniform() < 0.3 ? 2e5 * (0.5 + g.uniform()) : 0.0;
+    }
+    wf::placement_options o;
+    o.micro_batch = 1 + g.uniform_int(8);
+    o.overlap = g.uniform() < 0.5;
+    const brute_result want = brute_place(layers, servers, o);
+    if (want.period == std::numeric_limits<double>::infinity()) {
+#if TINYLARGE_HAS_EXCEPTIONS
+      REQUIRE_THROWS_WITH(wf::place_pipeline(layers, servers, o), Catch::Contains("memory_bytes"));
+#endif
+      continue;
+    }
+    const wf::placement got = wf::place_pipeline(layers, servers, o);
+    INFO("trial " << trial << " L " << L << " K " << K);
+    REQUIRE(got.period_seconds == Approx(want.period).epsilon(1e-12));
+    REQUIRE(got.latency_seconds == Approx(want.latency).epsilon(1e-12));
+    REQUIRE(got.cuts.size() == K - 1);
+    REQUIRE(got.compute_seconds.size() == K);
+    REQUIRE(got.link_seconds.size() == K - 1);
+    double period = 0.0;
+    for (std::size_t s = 0; s < K; ++s) {
+      const double link = s + 1 < K ? got.link_seconds[s] : 0.0;
+      period = std::max(period, o.overlap ? std::max(got.compute_seconds[s], link) : got.compute_seconds[s] + link);
+    }
+    REQUIRE(period == Approx(got.period_seconds).epsilon(1e-12));
+  }
+
+  // LeNet-300-100 (5 layers: dense, relu, dense, relu, dense) on a device and a server. A fast
+  // device behind a slow link keeps everything up to the second relu (100 values cross, the
+  // fewest); a slow device behind a fast link keeps only dense<784,300>, which every placement
+  // gives it.
+  using lenet = tl::sequential<tl::dense<784, 300>, tl::relu, tl::dense<300, 100>, tl::relu, tl::dense<100, 10>>;
+  const std::vector<wf::layer_cost> costs = wf::layer_costs<lenet>();
+  REQUIRE(costs.size() == 5);
+  REQUIRE(costs[0].macs == 784.0 * 300.0);
+  REQUIRE(costs[0].out_values == 300);
+  REQUIRE(costs[0].parameters == 784 * 300 + 300);
+  REQUIRE(costs[1].parameters == 0);
+  std::vector<wf::server_profile> pair(2);
+  pair[0] = {.macs_per_second = 1e9, .bytes_per_second = 1e5};   // fast device, slow link
+  pair[1] = {.macs_per_second = 1e10};
+  wf::placement p = wf::place_pipeline<lenet>(pair);
+  // The fewest values cross: 100, after dense<300,100> or after its relu (3 or 4: the same
+  // link time, and the relu's compute is the same on either side).
+  REQUIRE(p.cuts.size() == 1);
+  REQUIRE((p.cuts[0] == 3 || p.cuts[0] == 4));
+  REQUIRE(p.link_seconds[0] == Approx(100 * 4 / 1e5));
+  REQUIRE(p.period_seconds == Approx(100 * 4 / 1e5));
+  pair[0].macs_per_second = 1e6;  // slow device
+  pair[0].bytes_per_second = 1e9;  // fast link
+  p = wf::place_pipeline<lenet>(pair);
+  REQUIRE(p.cuts == std::vector<std::size_t>{1});
+#if TINYLARGE_HAS_EXCEPTIONS
+  REQUIRE_THROWS_AS(wf::place_pipeline<lenet>(std::vector<wf::server_profile>(6)), tl::invalid_argument);
+  REQUIRE_THROWS_AS(wf::place_pipeline<lenet>(std::vector<wf::server_profile>{}), tl::invalid_argument);
+  pair[0].memory_bytes = pair[1].memory_bytes = 1000.0;  // nothing fits
+  REQUIRE_THROWS_WITH(wf::place_pipeline<lenet>(pair), Catch::Contains("memory_bytes"));
+#endif
 }

@@ -61,6 +61,7 @@
 #include "workflow/split_roles.hpp"
 #include "workflow/split.hpp"
 #include "workflow/split_deploy.hpp"
+#include "workflow/placement.hpp"
 #include "workflow/attacks.hpp"
 #include "workflow/federated_roles.hpp"
 #include "workflow/federated.hpp"
