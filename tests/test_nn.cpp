@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -721,7 +722,8 @@ TEST_CASE("zero skipping: dense forward and weight gradient are bit-identical", 
   auto check = [&](auto tag) {
     using tag_t = decltype(tag);
     INFO("back end " << tag_t::name());
-    auto run = [&](k::zero_skip mode, std::vector<float>& out, std::vector<float>& dw) {
+    // dw: accumulated into (beta 1, over −0 / +0 / 0.25); dwz: written (beta 0, over NaN, not read).
+    auto run = [&](k::zero_skip mode, std::vector<float>& out, std::vector<float>& dw, std::vector<float>& dwz) {
       k::zero_skip_mode = mode;
       out.assign(m * n, 1.0f);
       k::dense_f32(tag, m, n, kk, x.data(), w.data(), bias.data(), out.data());
@@ -730,16 +732,30 @@ TEST_CASE("zero skipping: dense forward and weight gradient are bit-identical", 
       for (std::size_t j = 1; j < dw.size(); j += 7) dw[j] = 0.25f;
       k::gemm_f32(tag, k::transpose::yes, k::transpose::no, n, kk, m, 1.0f, dy.data(), n, x.data(), kk, 1.0f,
                   dw.data(), kk);
+      dwz.assign(n * kk, std::numeric_limits<float>::quiet_NaN());
+      k::gemm_f32(tag, k::transpose::yes, k::transpose::no, n, kk, m, 1.0f, dy.data(), n, x.data(), kk, 0.0f,
+                  dwz.data(), kk);
+      // beta 0 gives the bits of beta 1 over +0 (what nn::network relies on after zero_gradients)
+      std::vector<float> dwp(n * kk, 0.0f);
+      k::gemm_f32(tag, k::transpose::yes, k::transpose::no, n, kk, m, 1.0f, dy.data(), n, x.data(), kk, 1.0f,
+                  dwp.data(), kk);
+      CHECK(std::memcmp(dwp.data(), dwz.data(), 4 * dwp.size()) == 0);
       k::zero_skip_mode = saved;
     };
-    std::vector<float> y0, dw0, y1, dw1;
-    run(k::zero_skip::never, y0, dw0);
-    run(k::zero_skip::always, y1, dw1);
-    std::size_t y_differ = 0, dw_differ = 0;
+    std::vector<float> y0, dw0, dwz0, y1, dw1, dwz1;
+    run(k::zero_skip::never, y0, dw0, dwz0);
+    run(k::zero_skip::always, y1, dw1, dwz1);
+    std::size_t y_differ = 0, dw_differ = 0, dwz_differ = 0, dwz_nan = 0;
     for (std::size_t e = 0; e < y0.size(); ++e) y_differ += std::memcmp(&y0[e], &y1[e], sizeof(float)) != 0;
     for (std::size_t e = 0; e < dw0.size(); ++e) dw_differ += std::memcmp(&dw0[e], &dw1[e], sizeof(float)) != 0;
+    for (std::size_t e = 0; e < dwz0.size(); ++e) {
+      dwz_differ += std::memcmp(&dwz0[e], &dwz1[e], sizeof(float)) != 0;
+      dwz_nan += std::isnan(dwz0[e]) || std::isnan(dwz1[e]) ? 1 : 0;
+    }
     CHECK(y_differ == 0);
     CHECK(dw_differ == 0);
+    CHECK(dwz_differ == 0);
+    CHECK(dwz_nan == 0);
     std::size_t sign_cases = 0;  // −0 + (±0): where only the sign of a zero tile decides
     for (std::size_t j = 0; j < dw0.size(); j += 3) sign_cases += dw0[j] == 0.0f ? 1 : 0;
     for (std::size_t i = 0; i < m; ++i)

@@ -47,6 +47,7 @@
 #include "tinylarge/workflow/federated.hpp"
 #include "tinylarge/workflow/reptile.hpp"
 #include "tinylarge/workflow/federated_deploy.hpp"
+#include "tinylarge/workflow/pipeline.hpp"
 #include "tinylarge/workflow/split_deploy.hpp"
 #include "tinylarge/workflow/split_roles.hpp"
 #include "transport/synthetic_task.hpp"
@@ -1846,4 +1847,80 @@ TEST_CASE("serial: fd_port carries the link over a socket pair", "[transport][se
   CHECK(std::memcmp(back, msg, 4) == 0);
   ::close(pp[0]);
   ::close(pp[1]);
+}
+
+// ---------------------------------------------------------------------------
+// Pipeline-parallel inference (workflow/pipeline.hpp): three stages on three
+// in_process endpoints (threads) give the single-process model's outputs, bit
+// for bit, whatever the micro-batch size and window; a bad frame stops a stage.
+// ---------------------------------------------------------------------------
+TEST_CASE("pipeline_inference: three stages over in_process threads equal the whole model", "[transport][pipeline]") {
+  using lenet = tl::sequential<tl::dense<784, 300>, tl::relu, tl::dense<300, 100>, tl::relu, tl::dense<100, 10>>;
+  using pipe = tl::workflow::pipeline_inference<lenet, tl::cut<2, 4>>;
+  static_assert(pipe::stages == 3);
+  tl::nn::network<lenet> whole(11);
+  const std::size_t rows = 37;
+  std::vector<float> x(rows * 784);
+  tl::rng g(5);
+  for (float& v : x) v = g.uniform();
+  const float* ref = whole.forward(x.data(), rows);
+  const std::vector<float> want(ref, ref + rows * 10);
+  for (const auto& [mb, window] : {std::pair<std::size_t, std::size_t>{5, 0}, {1, 1}, {16, 2}, {37, 0}, {64, 5}, {4, 3}}) {
+    tl::in_process::hub hub(3);
+    std::vector<float> out(rows * 10, -1.0f);
+    tl::workflow::pipeline_options o{.micro_batch = mb, .window = window, .timeout = std::chrono::seconds(20)};
+    std::vector<tl::workflow::pipeline_report> reps(3);
+    std::vector<std::thread> th;
+    for (tl::endpoint_id e = 1; e < 3; ++e)
+      th.emplace_back([&, e] {
+        tl::in_process ep(hub, e);
+        reps[e] = pipe::run(ep, whole.parameters(), {}, {}, 0, o);
+      });
+    tl::in_process head(hub, 0);
+    reps[0] = pipe::run(head, whole.parameters(), x, out, rows, o);
+    for (auto& t : th) t.join();
+    INFO("micro-batch " << mb << " window " << window);
+    // The whole model on the same micro-batches, in one process: the same bits.
+    std::vector<float> chunked(rows * 10);
+    bool all_multi_row = true;
+    for (std::size_t r0 = 0; r0 < rows; r0 += mb) {
+      const std::size_t n = std::min(mb, rows - r0);
+      all_multi_row = all_multi_row && n >= 2;
+      const float* y = whole.forward(x.data() + r0 * 784, n);
+      std::copy(y, y + n * 10, chunked.begin() + static_cast<std::ptrdiff_t>(r0 * 10));
+    }
+    REQUIRE(std::memcmp(out.data(), chunked.data(), 4 * chunked.size()) == 0);
+    // With micro-batches of two rows or more, also the whole batch's bits (a GEMM row does not
+    // depend on the other rows; one row takes the batch-1 GEMV, which sums in another order).
+    if (all_multi_row) REQUIRE(std::memcmp(out.data(), want.data(), 4 * want.size()) == 0);
+    const std::size_t count = (rows + mb - 1) / mb;
+    for (const auto& r : reps) REQUIRE(r.micro_batches == count);
+  }
+#if TINYLARGE_HAS_EXCEPTIONS
+  // A stage refuses a frame that is not a whole number of its input rows.
+  tl::in_process::hub hub(3);
+  tl::in_process fake_head(hub, 0);
+  std::vector<float> bad(301, 0.5f);
+  tl::wire::message_header h{};
+  h.type = tl::wire::message_type::smashed;
+  h.dtype = tl::wire::wire_dtype::fp32;
+  h.round = 1;
+  h.aux = 0;
+  h.count = static_cast<std::uint32_t>(bad.size());
+  REQUIRE(fake_head.send(1, h, std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(bad.data()), 4 * bad.size()),
+                         std::chrono::seconds(1)).ok());
+  tl::in_process stage1(hub, 1);
+  REQUIRE_THROWS_WITH(pipe::run(stage1, whole.parameters(), {}, {}, 0, {.micro_batch = 4}),
+                      Catch::Contains("rows of the stage's input"));
+  // … and a NaN activation.
+  bad.assign(300, 0.5f);
+  bad[7] = std::numeric_limits<float>::quiet_NaN();
+  h.count = 300;
+  REQUIRE(fake_head.send(1, h, std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(bad.data()), 4 * bad.size()),
+                         std::chrono::seconds(1)).ok());
+  REQUIRE_THROWS_WITH(pipe::run(stage1, whole.parameters(), {}, {}, 0, {.micro_batch = 4}), Catch::Contains("NaN"));
+  tl::in_process stage5(hub, 2);
+  REQUIRE_THROWS_WITH(pipe::run(stage5, std::span<const float>(whole.parameters()).first(10), {}, {}, 0),
+                      Catch::Contains("whole model's parameters"));
+#endif
 }

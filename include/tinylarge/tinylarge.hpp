@@ -62,6 +62,7 @@
 #include "workflow/split.hpp"
 #include "workflow/split_deploy.hpp"
 #include "workflow/placement.hpp"
+#include "workflow/pipeline.hpp"
 #include "workflow/attacks.hpp"
 #include "workflow/federated_roles.hpp"
 #include "workflow/federated.hpp"

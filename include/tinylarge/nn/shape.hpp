@@ -150,8 +150,8 @@ constexpr bool fp32_only(layer_kind k) noexcept {
 /// holds zeros — the first backward pass after `zero_gradients()` — so a
 /// layer may write its gradients instead of adding to them (a GEMM with
 /// beta = 0 does not read its output: at width 1000 the weight gradient of
-/// LeNet's first layer took 1.56× as long with beta = 1). Adding to zeros
-/// and writing give the same values (up to the sign of a zero sum).
+/// LeNet's first layer took 1.56× as long with beta = 1). Writing gives the
+/// bits that adding to +0 gives (the GEMM's beta = 0 stores +0 + x).
 template <class Rng>
 struct layer_context {
   float* workspace = nullptr;

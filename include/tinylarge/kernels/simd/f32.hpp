@@ -436,7 +436,8 @@ struct f32_ops {
 // ---------------------------------------------------------------------------
 
 /// C[0:R, 0:ncols] = alpha·tile + beta·C for one R×2L register tile held in
-/// c0 / c1 (beta == 0: C not read); columns beyond ncols are not written.
+/// c0 / c1 (beta == 0: C not read, and the result is +0 + alpha·tile, the
+/// bits beta = 1 gives over a C of +0); columns beyond ncols are not written.
 template <class V, std::size_t R>
 TINYLARGE_ALWAYS_INLINE void store_tile(const typename V::reg (&c0)[R], const typename V::reg (&c1)[R], float* c,
                                         std::size_t ldc, std::size_t ncols, float alpha, float beta) noexcept {
@@ -459,6 +460,9 @@ TINYLARGE_ALWAYS_INLINE void store_tile(const typename V::reg (&c0)[R], const ty
       if (beta != 0.0f) {
         o0 = V::fmadd(vb, V::loadu(cr), o0);
         o1 = V::fmadd(vb, V::loadu(cr + L), o1);
+      } else {  // +0 + x: beta = 0 gives exactly what beta = 1 over a C of +0 gives (a −0 becomes +0)
+        o0 = V::add(V::zero(), o0);
+        o1 = V::add(V::zero(), o1);
       }
       V::storeu(cr, o0);
       V::storeu(cr + L, o1);
@@ -471,6 +475,9 @@ TINYLARGE_ALWAYS_INLINE void store_tile(const typename V::reg (&c0)[R], const ty
       if (beta != 0.0f) {
         o0 = V::fmadd(vb, V::loadu_n(cr, n0), o0);
         if (n1 != 0) o1 = V::fmadd(vb, V::loadu_n(cr + L, n1), o1);
+      } else {
+        o0 = V::add(V::zero(), o0);
+        o1 = V::add(V::zero(), o1);
       }
       V::storeu_n(cr, o0, n0);
       if (n1 != 0) V::storeu_n(cr + L, o1, n1);
@@ -736,7 +743,7 @@ bool dense_sparse_x(std::size_t m, std::size_t n, std::size_t k, const float* x,
                     float* y, const PackW& pack_w) noexcept;
 template <class V>
 bool gemm_tn_sparse_b(std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda, const float* b,
-                      std::size_t ldb, float* c, std::size_t ldc) noexcept;
+                      std::size_t ldb, float* c, std::size_t ldc, bool overwrite) noexcept;
 
 /// gemm<T> for vector traits V (A and B stored as T, packed as fp32).
 template <class V, class T>
@@ -761,10 +768,10 @@ void gemm_f32_impl(transpose ta, transpose tb, std::size_t m, std::size_t n, std
     }
     return;
   }
-  // dW += dYᵀ·X of a dense layer whose input X (= B) is mostly zeros.
+  // dW += dYᵀ·X (or dW = dYᵀ·X: beta 0) of a dense layer whose input X (= B) is mostly zeros.
   if constexpr (std::is_same_v<T, float>) {
-    if (ta == transpose::yes && tb == transpose::no && alpha == 1.0f && beta == 1.0f &&
-        gemm_tn_sparse_b<V>(m, n, k, a, lda, b, ldb, c, ldc))
+    if (ta == transpose::yes && tb == transpose::no && alpha == 1.0f && (beta == 1.0f || beta == 0.0f) &&
+        gemm_tn_sparse_b<V>(m, n, k, a, lda, b, ldb, c, ldc, beta == 0.0f))
       return;
   }
   using Arch = typename V::arch;
@@ -1143,10 +1150,12 @@ bool dense_sparse_x(std::size_t m, std::size_t n, std::size_t k, const float* x,
 /// alpha = beta = 1 would compute it (the weight gradient of a dense layer).
 template <class V>
 bool gemm_tn_sparse_b(std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda, const float* b,
-                      std::size_t ldb, float* c, std::size_t ldc) noexcept {
+                      std::size_t ldb, float* c, std::size_t ldc, bool overwrite) noexcept {
   constexpr std::size_t KC = V::kc, L = V::lanes, RB = sparse_rows<V>, AM = sparse_regs<V>, G = 8;
   static_assert(G % RB == 0);
   if (m == 0 || n == 0 || k == 0 || !worth_skipping_zeros(b, k, n, ldb)) return false;
+  if (overwrite)  // beta = 0: C is not read; the accumulation below starts from +0
+    for (std::size_t r = 0; r < m; ++r) std::fill_n(c + r * ldc, n, 0.0f);
   static constexpr auto table = make_sparse_tile_table<V, AM>(std::make_index_sequence<RB>{});
   const std::size_t kblocks = (k + KC - 1) / KC;
   const std::size_t kcb = (k + kblocks - 1) / kblocks;  // the k blocks of gemm_blocked
