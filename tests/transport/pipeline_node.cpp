@@ -172,9 +172,9 @@ int main(int argc, char** argv) try {
     std::printf("single rows=%zu micro_batch=%zu macs_per_second=%.3g\n", a.rows, a.micro_batch, rate);
     return 0;
   }
-  // Calibrate the MAC rate on this endpoint (one pass; the head prints the prediction).
-  const double rate = single(a, p, y);
   if (a.mode == "inproc") {
+    const double rate = single(a, p, y);  // the MAC rate of one process alone, for the prediction
+
     tl::in_process::hub hub(a.stages);
     std::vector<std::thread> th;
     int rc = 0;
@@ -202,6 +202,10 @@ int main(int argc, char** argv) try {
     {
       tl::mpi_transport net(MPI_COMM_WORLD, {}, tl::frame_key::from_environment());
       if (net.endpoints() != a.stages) usage("mpirun -np must equal --stages");
+      // The head calibrates the MAC rate while the other ranks wait (alone on the machine's cores).
+      double rate = 0.0;
+      if (net.id() == 0) rate = single(a, p, y);
+      MPI_Barrier(MPI_COMM_WORLD);
       rc = dispatch(a, p, net, rate);
     }
     MPI_Finalize();
