@@ -89,7 +89,7 @@ struct layer_precision_check {
                 "with_precision<depthwise_conv2d<...>, fp32>");
   static_assert(!fp32_only(L::kind) || std::is_same_v<P, fp32>,
                 "tinylarge: nn::network: the layers of nn/transformer.hpp (layer_norm, rms_norm, gelu, silu, "
-                "multi_head_attention, residual, embedding, positions) compute in fp32 only "
+                "multi_head_attention, residual, embedding, positions) and nn/lora.hpp's lora compute in fp32 only "
                 "(no fp16/bf16/int8 path yet): use an fp32 network, or wrap them as with_precision<..., fp32>");
   static constexpr bool value = true;
 };

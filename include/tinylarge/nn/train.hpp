@@ -169,6 +169,36 @@ struct optimizer_update {
   }
 };
 
+/// The optimizer state of the trainable parameters of `Model`: one
+/// `Opt::state<float>` per run of `Model::trainable_ranges` (one run, the
+/// whole parameter vector, unless a layer has frozen parameters — `nn::lora`,
+/// whose frozen W₀ then gets no momentum or moment buffers and no update).
+/// It is a state itself (`step(params, grads)` on the whole vectors,
+/// `set_learning_rate`), so `optimizer_update` takes it.
+template <optimizer_policy Opt, sequential_model Model>
+class trainable_state {
+ public:
+  using state_type = typename Opt::template state<float>;
+  explicit trainable_state(const Opt& opt) {
+    states_.reserve(Model::trainable_ranges.size());
+    for (const param_range& r : Model::trainable_ranges) states_.emplace_back(opt, r.count);
+  }
+  void step(float* w, const float* grad) {
+    for (std::size_t i = 0; i < states_.size(); ++i) {
+      const std::size_t o = Model::trainable_ranges[i].offset;
+      states_[i].step(w + o, grad + o);
+    }
+  }
+  void set_learning_rate(float lr) {
+    for (auto& s : states_) s.set_learning_rate(lr);
+  }
+  /// One state per trainable run, in the order of `Model::trainable_ranges`.
+  const std::vector<state_type>& states() const noexcept { return states_; }
+
+ private:
+  std::vector<state_type> states_;
+};
+
 /// The backward half of a step: zero the gradients, back-propagate `dy`,
 /// and — when the network accepts its gradients (no fp16 loss-scale
 /// overflow, `accept_gradients`) and `others_ok` (a split step: the servers
@@ -283,7 +313,7 @@ std::vector<epoch_report> fit(Net& net, const Opt& opt, Loss loss, const labelle
                     "fit: targets per sample must be 1 (class labels) or the output size (MSE)");
   TINYLARGE_REQUIRE(train.count > 0 && options.batch_size > 0, errc::invalid_argument,
                     "fit: needs at least one sample and a positive batch size");
-  typename Opt::template state<float> state(opt, Net::param_count);
+  trainable_state<Opt, Model> state(opt);
   tinylarge::rng shuffler(options.seed, 0x5e9017ULL);
   std::vector<std::uint32_t> order(train.count);
   std::iota(order.begin(), order.end(), 0u);
