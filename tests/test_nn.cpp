@@ -1316,9 +1316,10 @@ TEST_CASE("LoRA wrapper: gradients reach A, B and x only, W0 stays frozen, merge
     frozen_written += grad[adapted::param_offset<2> + i] != 0.0f;
   CHECK(frozen_written == 0);
 
-  // Central differences, h = 1e-2: the truncation error is O(h²) ≈ 1e-4 for these
-  // smooth (tanh) functions and fp32 rounding adds ≈ 1e-5; allow 2e-3 + 1 %.
-  const float h = 1e-2f;
+  // Central differences, h = 4e-3: the truncation error h²·f'''/6 stays below 3e-4
+  // here (1.4e-3 with h = 1e-2) and the fp32 rounding of the loss adds about
+  // 1e-6 / h = 3e-4; allow 2e-3 + 1 %.
+  const float h = 4e-3f;
   std::size_t bad = 0, checked = 0;
   double worst = 0.0;
   auto compare = [&](float& v, double analytic) {

@@ -29,10 +29,13 @@
 /// and initialises W₀ and b as the wrapped dense layer would; load a
 /// pre-trained base with `load_lora_base`.
 ///
-/// The wrapper computes in fp32 only (it is `fp32_only`: an fp16 / bf16
-/// network, fake quantization, int8 conversion and npz export refuse it at
-/// compile time); `merge_lora` gives the plain model, W = W₀ + s·B A, for
-/// deployment in any precision.
+/// Precision: in an fp16 / bf16 network (or `with_precision<lora<…>, P>`)
+/// every GEMM above runs on operands rounded to P with fp32 accumulation, as
+/// dense layers do (nn/lowp.hpp, `lora_ops`); A, B and their gradients stay
+/// fp32 master values. An int8 precision, fake quantization, int8
+/// conversion and npz export refuse the wrapper at compile time
+/// (`fp32_only(layer_kind::lora)`): `merge_lora` gives the plain model,
+/// W = W₀ + s·B A, to deploy in any precision.
 ///
 /// Attention: `multi_head_attention`'s Q/K/V/O projections are not wrapped
 /// (its in/out projections are inside the layer, not separate dense layers);
@@ -95,6 +98,7 @@ struct lora<dense<In, Out>, Rank, Alpha, InitStddevPerMille> {
   template <class S>
   struct bind : detail::layer_base<lora, S, shape<1, 1, Out>, layer_kind::lora> {
     using wrapped_bind = typename dense<In, Out>::template bind<S>;
+    static constexpr std::size_t rank = Rank;
     static constexpr std::size_t out_channels = Out;
     static constexpr std::size_t a_offset = 0;                 ///< A [Rank][In]
     static constexpr std::size_t b_offset = Rank * In;         ///< B [Out][Rank]

@@ -137,8 +137,9 @@ constexpr bool has_weights(layer_kind k) noexcept {
 
 /// True for the kinds of nn/transformer.hpp, which have only an fp32 path
 /// (no fp16/bf16 GEMM, fake quantization, int8 conversion or npz export yet),
-/// and for nn/lora.hpp's adapter wrapper (train in fp32, deploy `merge_lora`'s
-/// plain dense layers).
+/// and for nn/lora.hpp's adapter wrapper, which also trains in fp16 / bf16 but
+/// has no fake-quantization, int8 or export path (deploy `merge_lora`'s plain
+/// dense layers).
 constexpr bool fp32_only(layer_kind k) noexcept {
   return k == layer_kind::layer_norm || k == layer_kind::gelu || k == layer_kind::multi_head_attention ||
          k == layer_kind::residual || k == layer_kind::rms_norm || k == layer_kind::silu ||

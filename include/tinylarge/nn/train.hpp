@@ -21,7 +21,7 @@
 ///
 /// One training step: every minibatch loop of the library — `fit`, the
 /// federated clients (`workflow::train_locally`: FedProx's proximal term and
-/// frozen layers as hooks), FedLoRA's clients (adapter merge and update),
+/// frozen layers as hooks), FedLoRA's clients (`nn::lora` wrappers, adapters-only update),
 /// distillation (its loss) and the split devices (`backward_step` with the
 /// server's gradient) — runs `train_step` / `train_epoch` /
 /// `backward_step` below, with its hooks.
@@ -148,8 +148,7 @@ evaluation evaluate(Net& net, Loss, const labelled_view<typename Loss::target_ty
 
 /// Hooks of `train_step` / `train_epoch` (every member optional; a hooks
 /// object is any struct with the ones it needs, `no_hooks` has none):
-///  - `void before_forward(Net&)`: before the forward pass (FedLoRA merges
-///    its adapters into the weights);
+///  - `void before_forward(Net&)`: before the forward pass;
 ///  - `void adjust_gradients(Net&)`: after an accepted backward pass, before
 ///    the update — a proximal term (FedProx), gradient masks, extra loss
 ///    terms' gradients, gradient taps;
@@ -158,8 +157,8 @@ evaluation evaluate(Net& net, Loss, const labelled_view<typename Loss::target_ty
 struct no_hooks {};
 
 /// The update of an accepted step: the optimizer state's step on the whole
-/// parameter vector (a caller with its own update — FedLoRA's adapters, a
-/// compressed segment's masked step — passes that instead).
+/// parameter vector, or a `trainable_state`'s on the trainable runs (a caller
+/// with its own update — a compressed segment's masked step — passes that instead).
 template <class State>
 struct optimizer_update {
   State& state;
