@@ -564,6 +564,13 @@ TEST_CASE("Distillation: loss gradient, fp32 teacher to int8 student", "[distill
   CHECK(res.costs.rounds.back().parties.front().net.bytes_down == res.student_int8_parameter_bytes);
 }
 
+namespace {
+/// FedLoRA traits with a compile-time capacity (`lora_rank`) below the default.
+struct fleet_rank2 : fleet<> {
+  static constexpr std::size_t lora_rank = 2;
+};
+}  // namespace
+
 TEST_CASE("FedLoRA with heterogeneous ranks fine-tunes a frozen base", "[federated][lora]") {
   // Base model: trained on classes 0 and 1 only, so it fails on 2 and 3.
   const blobs& tr = train_set();
@@ -618,6 +625,8 @@ TEST_CASE("FedLoRA with heterogeneous ranks fine-tunes a frozen base", "[federat
   STATIC_REQUIRE(fl_t::capacity == 4);
   STATIC_REQUIRE(fl_t::adapted_model::trainable_count == 4 * ((8 + 16) + (16 + 4)));
   STATIC_REQUIRE(std::is_same_v<tl::nn::merged_model_t<fl_t::adapted_model>, small_model>);
+  STATIC_REQUIRE(wf::federated_lora<fleet_rank2>::capacity == 2);
+  STATIC_REQUIRE(wf::federated_lora<fleet_rank2>::adapted_model::trainable_count == 2 * ((8 + 16) + (16 + 4)));
 
   // One client, one full-batch step from B = 0: the update is the chain rule through
   // W = W0 + s·B·A, dB = s·G·Aᵀ (dA = s·Bᵀ·G = 0), G being the plain dense layer's

@@ -57,12 +57,15 @@
 #include <limits>
 #include <numeric>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "../aggregate/aggregator.hpp"
 #include "../aggregate/policy.hpp"
 #include "../core/error.hpp"
 #include "../core/rng.hpp"
+#include "../kernels/backend.hpp"
+#include "../kernels/dense.hpp"
 #include "../nn/lora.hpp"
 #include "../nn/loss.hpp"
 #include "../nn/network.hpp"
