@@ -37,10 +37,10 @@
 /// (`fp32_only(layer_kind::lora)`): `merge_lora` gives the plain model,
 /// W = W₀ + s·B A, to deploy in any precision.
 ///
-/// Attention: `multi_head_attention`'s Q/K/V/O projections are not wrapped
-/// (its in/out projections are inside the layer, not separate dense layers);
-/// a transformer adapts its position-wise `conv2d<Out, 1>` MLP only through
-/// the dense equivalents. See docs/transformers.md, "LoRA".
+/// Not wrapped (yet): `multi_head_attention`'s Q/K/V/O projections (they are
+/// inside that layer, not separate dense layers: wrapping them needs the
+/// attention layer to take its projections as a policy) and `conv2d` (a
+/// transformer's position-wise MLP). See docs/transformers.md, "LoRA".
 #pragma once
 
 #include <cmath>
