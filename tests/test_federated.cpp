@@ -564,6 +564,13 @@ TEST_CASE("Distillation: loss gradient, fp32 teacher to int8 student", "[distill
   CHECK(res.costs.rounds.back().parties.front().net.bytes_down == res.student_int8_parameter_bytes);
 }
 
+namespace {
+/// FedLoRA traits with a compile-time capacity (`lora_rank`) below the default.
+struct fleet_rank2 : fleet<> {
+  static constexpr std::size_t lora_rank = 2;
+};
+}  // namespace
+
 TEST_CASE("FedLoRA with heterogeneous ranks fine-tunes a frozen base", "[federated][lora]") {
   // Base model: trained on classes 0 and 1 only, so it fails on 2 and 3.
   const blobs& tr = train_set();
@@ -612,6 +619,59 @@ TEST_CASE("FedLoRA with heterogeneous ranks fine-tunes a frozen base", "[federat
     for (std::size_t o = 0; o < l.out; ++o)
       for (std::size_t k = 1; k < 4; ++k) untouched = untouched && f1.adapters()[l.b_offset + o * 4 + k] == 0.0f;
   CHECK(untouched);
+
+  // The clients train nn::lora wrappers of capacity min(8, min(In, Out)) = 4: A and B only.
+  using fl_t = wf::federated_lora<fleet<>>;
+  STATIC_REQUIRE(fl_t::capacity == 4);
+  STATIC_REQUIRE(fl_t::adapted_model::trainable_count == 4 * ((8 + 16) + (16 + 4)));
+  STATIC_REQUIRE(std::is_same_v<tl::nn::merged_model_t<fl_t::adapted_model>, small_model>);
+  STATIC_REQUIRE(wf::federated_lora<fleet_rank2>::capacity == 2);
+  STATIC_REQUIRE(wf::federated_lora<fleet_rank2>::adapted_model::trainable_count == 2 * ((8 + 16) + (16 + 4)));
+
+  // One client, one full-batch step from B = 0: the update is the chain rule through
+  // W = W0 + s·B·A, dB = s·G·Aᵀ (dA = s·Bᵀ·G = 0), G being the plain dense layer's
+  // weight gradient at W = W0 — the formula the merged implementation used, computed
+  // here on a plain network. The wrapper never forms G; the two agree to fp32 rounding.
+  wf::lora_options l1{.max_rank = 4, .alpha = 2.0f, .learning_rate = 0.1f, .rounds = 1, .client_fraction = 1.0,
+                      .local_epochs = 1, .batch_size = 0, .seed = 9};
+  fl_t one(l1);
+  one.set_base(w0);
+  const std::vector<float> ad0(one.adapters().begin(), one.adapters().end());
+  const std::vector<nn::labelled_view<std::uint8_t>> first{fed.clients[0]};
+  (void)one.run(first, nn::labelled_view<std::uint8_t>{});
+  nn::network<small_model> plain;
+  std::copy(w0.begin(), w0.end(), plain.parameters().begin());
+  const auto& d0 = fed.clients[0];
+  std::vector<float> dl(d0.count * 4);
+  (void)nn::softmax_cross_entropy::evaluate(plain.forward(d0.x, d0.count, true), d0.y, d0.count, 4, dl.data());
+  plain.zero_gradients();
+  plain.backward(dl.data());
+  const auto s = static_cast<float>(one.scale());
+  double worst = 0.0, largest = 0.0;
+  std::size_t a_moved = 0;
+  for (const auto& l : one.layers()) {
+    const float* g = plain.gradients().data() + l.weight_offset;
+    for (std::size_t o = 0; o < l.out; ++o)
+      for (std::size_t k = 0; k < 4; ++k) {
+        double dot = 0.0;
+        for (std::size_t i = 0; i < l.in; ++i) dot += static_cast<double>(g[o * l.in + i]) * ad0[l.a_offset + k * l.in + i];
+        const double expect = -0.1 * s * dot;
+        worst = std::max(worst, std::fabs(one.adapters()[l.b_offset + o * 4 + k] - expect));
+        largest = std::max(largest, std::fabs(expect));
+      }
+    for (std::size_t j = 0; j < 4 * l.in; ++j) a_moved += one.adapters()[l.a_offset + j] != ad0[l.a_offset + j];
+  }
+  INFO("largest |B| " << largest << ", largest |B - chain rule| " << worst);
+  CHECK(largest > 1e-4);
+  CHECK(worst <= 1e-5 * largest);
+  CHECK(a_moved == 0);
+
+#if TINYLARGE_HAS_EXCEPTIONS
+  wf::lora_options too_big = lo;
+  too_big.max_rank = 5;  // above the capacity 4
+  too_big.client_ranks.clear();
+  CHECK_THROWS_WITH(fl_t(too_big), Catch::Contains("max_rank exceeds the capacity"));
+#endif
 }
 
 #if TINYLARGE_HAS_EXCEPTIONS

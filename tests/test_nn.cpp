@@ -1280,3 +1280,155 @@ TEST_CASE("quantized_network: the packed batch-1 path is bit-exact with the scal
   auto copy = std::make_unique<nn::quantized_network<model, tl::int8_per_channel, nn::heap_storage>>(*fast);
   CHECK(same_outputs(*copy, *ref) == 0);
 }
+
+TEST_CASE("LoRA wrapper: gradients reach A, B and x only, W0 stays frozen, merge_lora computes the same outputs",
+          "[nn][lora]") {
+  using plain = tl::sequential<tl::dense<6, 5>, nn::tanh, tl::dense<5, 3>>;
+  using adapted = tl::sequential<nn::lora<tl::dense<6, 5>, 2, 4>, nn::tanh, nn::lora<tl::dense<5, 3>, 3>>;
+  using L0 = adapted::layer<0>;
+  using L2 = adapted::layer<2>;
+  STATIC_REQUIRE(std::is_same_v<nn::merged_model_t<adapted>, plain>);
+  STATIC_REQUIRE(std::is_same_v<nn::lora_model_t<plain, 2>,
+                                tl::sequential<nn::lora<tl::dense<6, 5>, 2>, nn::tanh, nn::lora<tl::dense<5, 3>, 2>>>);
+  STATIC_REQUIRE(adapted::trainable_count == 2 * (6 + 5) + 3 * (5 + 3));
+  STATIC_REQUIRE(adapted::param_count == plain::param_count + adapted::trainable_count + 2);  // + one scale per layer
+  STATIC_REQUIRE(adapted::trainable_ranges.size() == 2);
+  STATIC_REQUIRE(adapted::trainable_ranges[1].offset == adapted::param_offset<2>);
+  STATIC_REQUIRE(plain::trainable_ranges.size() == 1);
+  STATIC_REQUIRE(plain::trainable_count == plain::param_count);
+
+  nn::network<adapted> net(5);
+  auto p = net.parameters();
+  CHECK(p[adapted::param_offset<0> + L0::scale_offset] == 2.0f);  // s = Alpha / Rank = 4 / 2
+  CHECK(p[adapted::param_offset<2> + L2::scale_offset] == 1.0f);
+  bool b_zero = true;
+  for (std::size_t i = 0; i < 5 * 2; ++i) b_zero = b_zero && p[adapted::param_offset<0> + L0::b_offset + i] == 0.0f;
+  CHECK(b_zero);  // B = 0: the adapted layer starts as its base
+  // A non-zero B, so that dA is not zero either.
+  tl::rng g(8);
+  for (std::size_t i = 0; i < 5 * 2; ++i) p[adapted::param_offset<0> + L0::b_offset + i] = g.normal(0.0f, 0.5f);
+  for (std::size_t i = 0; i < 3 * 3; ++i) p[adapted::param_offset<2> + L2::b_offset + i] = g.normal(0.0f, 0.5f);
+
+  // Loss Σ c ⊙ y, so that ∂loss/∂y = c.
+  const std::size_t batch = 3;
+  std::vector<float> x(batch * 6), c(batch * 3), dx(batch * 6);
+  for (auto& v : x) v = g.normal();
+  for (auto& v : c) v = g.normal();
+  auto loss = [&] {
+    const float* y = net.forward(x.data(), batch, false);
+    double s = 0.0;
+    for (std::size_t i = 0; i < batch * 3; ++i) s += static_cast<double>(c[i]) * y[i];
+    return s;
+  };
+  (void)net.forward(x.data(), batch, true);
+  net.zero_gradients();
+  net.backward(c.data(), dx.data());
+  const std::vector<float> grad(net.gradients().begin(), net.gradients().end());
+
+  // The frozen W0, b and s get no gradient: backward never writes their slots.
+  std::size_t frozen_written = 0;
+  for (std::size_t i = L0::trainable_count; i < L0::param_count; ++i) frozen_written += grad[i] != 0.0f;
+  for (std::size_t i = L2::trainable_count; i < L2::param_count; ++i)
+    frozen_written += grad[adapted::param_offset<2> + i] != 0.0f;
+  CHECK(frozen_written == 0);
+
+  // Central differences, h = 4e-3: the truncation error h²·f'''/6 stays below 3e-4
+  // here (1.4e-3 with h = 1e-2) and the fp32 rounding of the loss adds about
+  // 1e-6 / h = 3e-4; allow 2e-3 + 1 %.
+  const float h = 4e-3f;
+  std::size_t bad = 0, checked = 0;
+  double worst = 0.0;
+  auto compare = [&](float& v, double analytic) {
+    const float orig = v;
+    v = orig + h;
+    const double lp = loss();
+    v = orig - h;
+    const double lm = loss();
+    v = orig;
+    const double numeric = (lp - lm) / (2.0 * static_cast<double>(h));
+    const double err = std::fabs(numeric - analytic);
+    worst = std::max(worst, err);
+    bad += err > 2e-3 + 1e-2 * std::fabs(analytic);
+    ++checked;
+  };
+  for (const nn::param_range& r : adapted::trainable_ranges)
+    for (std::size_t i = r.offset; i < r.offset + r.count; ++i) compare(p[i], grad[i]);
+  for (std::size_t i = 0; i < x.size(); ++i) compare(x[i], dx[i]);
+  INFO("largest |numeric - analytic| " << worst << " over " << checked << " derivatives");
+  CHECK(checked == adapted::trainable_count + x.size());
+  CHECK(bad == 0);
+
+  // merge_lora: W = W0 + s·B·A is rounded to fp32 once per weight and the
+  // products are summed in another order, so the outputs agree to fp32
+  // rounding: |Δy| ≤ 1e-5 · (1 + |y|).
+  std::vector<float> xs(16 * 6);
+  for (auto& v : xs) v = g.normal();
+  const auto merged = nn::merge_lora(net);
+  STATIC_REQUIRE(std::is_same_v<std::remove_cvref_t<decltype(merged)>::model, plain>);
+  auto merged_copy = merged;
+  const std::vector<float> y_lora(net.forward(xs.data(), 16, false), net.forward(xs.data(), 16, false) + 16 * 3);
+  const float* y_plain = merged_copy.forward(xs.data(), 16, false);
+  double merge_err = 0.0;
+  for (std::size_t i = 0; i < 16 * 3; ++i)
+    merge_err = std::max(merge_err, std::fabs(static_cast<double>(y_lora[i]) - y_plain[i]) / (1.0 + std::fabs(y_lora[i])));
+  INFO("merge: largest |Δy| / (1 + |y|) = " << merge_err);
+  CHECK(merge_err <= 1e-5);
+
+  // Training: Adam with weight decay would move every parameter it steps; W0, b
+  // and s stay bit for bit, the adapters move and the loss falls.
+  std::vector<float> tx(96 * 6);
+  std::vector<std::uint8_t> ty(96);
+  for (std::size_t i = 0; i < 96; ++i) {
+    for (std::size_t j = 0; j < 6; ++j) tx[i * 6 + j] = g.normal();
+    ty[i] = static_cast<std::uint8_t>(tx[i * 6] > 0.0f ? 0 : (tx[i * 6 + 1] > 0.0f ? 1 : 2));
+  }
+  const std::vector<float> before(p.begin(), p.end());
+  const auto hist = nn::fit(net, nn::adam{.learning_rate = 0.02f, .weight_decay = 0.1f}, nn::softmax_cross_entropy{},
+                            nn::labelled_view<std::uint8_t>{tx.data(), ty.data(), 96, 6}, {.epochs = 8, .batch_size = 16});
+  std::size_t frozen_moved = 0, adapters_moved = 0;
+  for (std::size_t i = 0; i < adapted::param_count; ++i) {
+    const bool trainable = i < L0::trainable_count ||
+                           (i >= adapted::param_offset<2> && i < adapted::param_offset<2> + L2::trainable_count);
+    if (trainable) adapters_moved += p[i] != before[i];
+    else frozen_moved += p[i] != before[i];
+  }
+  CHECK(frozen_moved == 0);
+  CHECK(adapters_moved == adapted::trainable_count);
+  CHECK(hist.back().train_loss < hist.front().train_loss);
+  // The optimizer state covers the adapters only (Adam: m and v per trainable parameter).
+  const nn::trainable_state<nn::adam, adapted> st(nn::adam{});
+  std::size_t moments = 0;
+  for (const auto& s : st.states()) moments += s.first_moment().size() + s.second_moment().size();
+  CHECK(moments == 2 * adapted::trainable_count);
+
+  // load_lora_base: a trained plain network becomes the frozen base; with B = 0
+  // (a fresh adapter) the adapted network computes exactly what the base does.
+  nn::network<plain> base(11);
+  nn::network<adapted> fresh(12);
+  nn::load_lora_base(fresh, base);
+  const std::vector<float> y_base(base.forward(xs.data(), 16, false), base.forward(xs.data(), 16, false) + 16 * 3);
+  const float* y_fresh = fresh.forward(xs.data(), 16, false);
+  CHECK(std::equal(y_base.begin(), y_base.end(), y_fresh));
+
+  // Inside a residual block: the runs, merge and base loading recurse.
+  using res_adapted = tl::sequential<tl::input<5>, nn::residual<nn::lora<tl::dense<5, 5>, 2>, nn::tanh>, tl::dense<5, 2>>;
+  using res_plain = tl::sequential<tl::input<5>, nn::residual<tl::dense<5, 5>, nn::tanh>, tl::dense<5, 2>>;
+  STATIC_REQUIRE(std::is_same_v<nn::merged_model_t<res_adapted>, res_plain>);
+  STATIC_REQUIRE(res_adapted::trainable_ranges.size() == 2);
+  STATIC_REQUIRE(res_adapted::trainable_count == 2 * (5 + 5) + 5 * 2 + 2);
+  nn::network<res_adapted> rn(3);
+  nn::network<res_plain> rbase(4);
+  nn::load_lora_base(rn, rbase);
+  const std::vector<float> yr_base(rbase.forward(xs.data(), 16, false), rbase.forward(xs.data(), 16, false) + 16 * 2);
+  const std::vector<float> yr0(rn.forward(xs.data(), 16, false), rn.forward(xs.data(), 16, false) + 16 * 2);
+  CHECK(yr0 == yr_base);  // B = 0, every other parameter loaded from the base
+  using inner = res_adapted::layer<0>::layer<0>;
+  for (std::size_t i = 0; i < 5 * 2; ++i) rn.parameters()[inner::b_offset + i] = g.normal(0.0f, 0.5f);
+  const std::vector<float> yr(rn.forward(xs.data(), 16, false), rn.forward(xs.data(), 16, false) + 16 * 2);
+  auto rmerged = nn::merge_lora(rn);
+  const float* yr_merged = rmerged.forward(xs.data(), 16, false);
+  double rerr = 0.0;
+  for (std::size_t i = 0; i < 16 * 2; ++i)
+    rerr = std::max(rerr, std::fabs(static_cast<double>(yr[i]) - yr_merged[i]) / (1.0 + std::fabs(yr[i])));
+  CHECK(rerr <= 1e-5);
+}

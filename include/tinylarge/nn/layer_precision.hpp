@@ -21,7 +21,7 @@ namespace tinylarge::nn::lowp {
 template <class L, class Default>
 inline constexpr bool is_lowp_layer = [] {
   using P = layer_precision_t<L, Default>;
-  if constexpr (has_weights(L::kind) && float_precision<P>) {
+  if constexpr ((has_weights(L::kind) || L::kind == layer_kind::lora) && float_precision<P>) {
     return !std::is_same_v<P, fp32>;
   } else {
     return false;
@@ -66,7 +66,7 @@ constexpr std::size_t precision_boundaries() {
   const char* current = fp32::name();
   Model::for_each_layer([&]<std::size_t I>() {
     using L = typename Model::template layer<I>;
-    if constexpr (has_weights(L::kind)) {
+    if constexpr (has_weights(L::kind) || L::kind == layer_kind::lora) {
       using P = layer_precision_t<L, Default>;
       const char* name = is_lowp_layer<L, Default> || is_int8_layer<L, Default> ? P::name() : fp32::name();
       if (std::string_view(name) != std::string_view(current)) ++n;
@@ -87,10 +87,13 @@ struct layer_precision_check {
   static_assert(L::kind != layer_kind::depthwise_conv2d || std::is_same_v<P, fp32> || int8_precision<P>,
                 "tinylarge: nn::network: depthwise_conv2d has no fp16/bf16 path (it is not a GEMM); wrap it as "
                 "with_precision<depthwise_conv2d<...>, fp32>");
-  static_assert(!fp32_only(L::kind) || std::is_same_v<P, fp32>,
+  static_assert(!fp32_only(L::kind) || L::kind == layer_kind::lora || std::is_same_v<P, fp32>,
                 "tinylarge: nn::network: the layers of nn/transformer.hpp (layer_norm, rms_norm, gelu, silu, "
                 "multi_head_attention, residual, embedding, positions) compute in fp32 only "
                 "(no fp16/bf16/int8 path yet): use an fp32 network, or wrap them as with_precision<..., fp32>");
+  static_assert(L::kind != layer_kind::lora || float_precision<P>,
+                "tinylarge: nn::network: lora<Layer, Rank, Alpha> trains in a float precision only (fp32, fp16, bf16): "
+                "deploy merge_lora's plain dense layers in int8");
   static constexpr bool value = true;
 };
 template <class Model, class Default>

@@ -51,6 +51,7 @@ struct loss_scale_state {
 template <class T>
 struct layer_buffers {
   std::vector<T> w, x, dy;
+  std::vector<T> t, u;  ///< a LoRA layer's rounded x·Aᵀ (forward to backward) and dy·B (nn/lora.hpp)
   std::vector<float> wa, wb;  ///< widened operands for storage types without a kernel
 };
 
@@ -101,11 +102,87 @@ void gemm(kernels::transpose ta, kernels::transpose tb, std::size_t m, std::size
   }
 }
 
+/// C = alpha·op(A)·op(B) + beta·C on the storage-type operands at `a[ao …]`
+/// (`an` values) and `b[bo …]` (`bn` values), fp32 accumulation.
+template <float_precision P>
+void gemm_at(kernels::transpose ta, kernels::transpose tb, std::size_t m, std::size_t n, std::size_t k, float alpha,
+             const std::vector<typename P::storage_type>& a, std::size_t ao, std::size_t an, std::size_t lda,
+             const std::vector<typename P::storage_type>& b, std::size_t bo, std::size_t bn, std::size_t ldb,
+             float beta, float* c, std::size_t ldc, layer_buffers<typename P::storage_type>& buf) {
+  using T = typename P::storage_type;
+  if constexpr (kernels::kernel_float<T>) {
+    (void)an, (void)bn, (void)buf;
+    kernels::gemm(ta, tb, m, n, k, alpha, a.data() + ao, lda, b.data() + bo, ldb, beta, c, ldc);
+  } else {
+    buf.wa.resize(an);
+    buf.wb.resize(bn);
+    for (std::size_t i = 0; i < an; ++i) buf.wa[i] = P::decode(a[ao + i]);
+    for (std::size_t i = 0; i < bn; ++i) buf.wb[i] = P::decode(b[bo + i]);
+    kernels::gemm(ta, tb, m, n, k, alpha, buf.wa.data(), lda, buf.wb.data(), ldb, beta, c, ldc);
+  }
+}
+
+/// A LoRA layer (nn/lora.hpp) in float precision P: every GEMM of its fp32
+/// pass runs on operands rounded to P (W₀, A, B, x, t = x·Aᵀ, dy, u = dy·B),
+/// accumulating in fp32; b, s and the gradients stay fp32.
+template <class L, float_precision P>
+struct lora_ops {
+  using T = typename P::storage_type;
+  static constexpr std::size_t in = L::in_shape::size, out = L::out_channels, r = L::rank;
+
+  static std::size_t forward(const float* p, const float* x, float* y, std::size_t batch, context& ctx,
+                             layer_buffers<T>& buf) {
+    using kernels::transpose;
+    encode<P>(p, L::weight_count, buf.w);  // A, B, W₀
+    encode<P>(x, batch * in, buf.x);
+    const float s = p[L::scale_offset];
+    float* t = ctx.saved != nullptr ? ctx.saved : ctx.workspace;
+    // y = b + x·W₀ᵀ, t = x·Aᵀ, y += s·t·Bᵀ
+    for (std::size_t i = 0; i < batch; ++i)
+      for (std::size_t o = 0; o < out; ++o) y[i * out + o] = p[L::bias_offset + o];
+    gemm_at<P>(transpose::no, transpose::yes, batch, out, in, 1.0f, buf.x, 0, batch * in, in, buf.w, L::w0_offset,
+               out * in, in, 1.0f, y, out, buf);
+    gemm_at<P>(transpose::no, transpose::yes, batch, r, in, 1.0f, buf.x, 0, batch * in, in, buf.w, L::a_offset, r * in,
+               in, 0.0f, t, r, buf);
+    encode<P>(t, batch * r, buf.t);
+    gemm_at<P>(transpose::no, transpose::yes, batch, out, r, s, buf.t, 0, batch * r, r, buf.w, L::b_offset, out * r,
+               r, 1.0f, y, out, buf);
+    return batch * (in + r);
+  }
+
+  static void backward(const float* p, const float* dy, float* dx, float* dp, std::size_t batch, context& ctx,
+                       layer_buffers<T>& buf) {
+    using kernels::transpose;
+    const float s = p[L::scale_offset];
+    float* u = ctx.workspace;
+    encode<P>(dy, batch * out, buf.dy);
+    gemm_at<P>(transpose::no, transpose::no, batch, r, out, 1.0f, buf.dy, 0, batch * out, out, buf.w, L::b_offset,
+               out * r, r, 0.0f, u, r, buf);
+    encode<P>(u, batch * r, buf.u);
+    gemm_at<P>(transpose::yes, transpose::no, out, r, batch, s, buf.dy, 0, batch * out, out, buf.t, 0, batch * r, r,
+               1.0f, dp + L::b_offset, r, buf);
+    gemm_at<P>(transpose::yes, transpose::no, r, in, batch, s, buf.u, 0, batch * r, r, buf.x, 0, batch * in, in, 1.0f,
+               dp + L::a_offset, in, buf);
+    if (dx == nullptr) return;
+    gemm_at<P>(transpose::no, transpose::no, batch, in, out, 1.0f, buf.dy, 0, batch * out, out, buf.w, L::w0_offset,
+               out * in, in, 0.0f, dx, in, buf);
+    gemm_at<P>(transpose::no, transpose::no, batch, in, r, s, buf.u, 0, batch * r, r, buf.w, L::a_offset, r * in, in,
+               1.0f, dx, in, buf);
+  }
+};
+
 /// Forward and backward passes of a weighted layer L in float precision P.
+template <class L, float_precision P>
+struct layer_ops;
+
+template <class L, float_precision P>
+  requires(L::kind == layer_kind::lora)
+struct layer_ops<L, P> : lora_ops<L, P> {};
+
 template <class L, float_precision P>
 struct layer_ops {
   static_assert(L::kind == layer_kind::dense || L::kind == layer_kind::conv2d,
-                "tinylarge: nn::network: only dense and conv2d layers have a low-precision path");
+                "tinylarge: nn::network: only dense, conv2d and lora layers have a low-precision path");
   using T = typename P::storage_type;
   static constexpr bool conv = L::kind == layer_kind::conv2d;
   static constexpr std::size_t out = L::out_channels;

@@ -261,8 +261,11 @@ class network {
     return {params_.data() + Model::template param_offset<I> + L::weight_count, L::bias_count};
   }
 
+  /// Zeroes the gradients of the trainable parameters (`Model::trainable_ranges`;
+  /// a frozen parameter's gradient is never written and stays 0).
   void zero_gradients() noexcept {
-    for (std::size_t i = 0; i < param_count; ++i) grads_[i] = 0.0f;
+    for (const param_range& r : Model::trainable_ranges)
+      for (std::size_t i = 0; i < r.count; ++i) grads_[r.offset + i] = 0.0f;
     gradients_zero_ = true;  // the next backward's layers may write instead of add (layer_context)
   }
 

@@ -10,6 +10,7 @@
 #include "checkpoint.hpp"
 #include "init.hpp"
 #include "layers.hpp"
+#include "lora.hpp"
 #include "loss.hpp"
 #include "lowp.hpp"
 #include "mixed_network.hpp"

@@ -21,6 +21,7 @@
 /// storage and precision are policies.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <initializer_list>
 #include <type_traits>
@@ -154,7 +155,32 @@ struct model_facts<type_list<B...>> {
   static constexpr std::size_t arena_elements = max_of({arena_need<B>()...});
 };
 
+/// Calls `f(offset, count)` for every run of trainable parameters of bound
+/// layer L (a layer with frozen parameters, `nn::lora`, declares
+/// `trainable_count` and stores its trainable parameters first; a block of
+/// inner layers, `residual<...>`, has its inner layers' runs; every other
+/// layer trains all of its `param_count`), `offset` counted from `base` (one run per layer, one per inner
+/// layer of a block).
+template <class L, class F>
+constexpr void for_each_trainable_run(std::size_t base, F&& f) {
+  if constexpr (requires { L::trainable_count; }) {
+    f(base, std::size_t{L::trainable_count});
+  } else if constexpr (requires { typename L::layer_list; L::size; }) {
+    [&]<std::size_t... J>(std::index_sequence<J...>) {
+      (for_each_trainable_run<typename L::template layer<J>>(base + L::template param_offset<J>, f), ...);
+    }(std::make_index_sequence<L::size>{});
+  } else {
+    f(base, std::size_t{L::param_count});
+  }
+}
+
 }  // namespace detail
+
+/// A run of consecutive parameters in the flat parameter array.
+struct param_range {
+  std::size_t offset = 0;
+  std::size_t count = 0;
+};
 
 /// A feed-forward model: a compile-time list of layers bound to their shapes.
 ///
@@ -184,7 +210,7 @@ struct sequential {
 
   static constexpr std::size_t input_size = input_shape::size;    ///< features per input sample
   static constexpr std::size_t output_size = output_shape::size;  ///< values per output sample
-  static constexpr std::size_t param_count = facts::param_count;  ///< trainable parameters
+  static constexpr std::size_t param_count = facts::param_count;  ///< all parameters, frozen ones included
   static constexpr std::size_t weight_count = facts::weight_count;
   static constexpr std::size_t bias_count = facts::bias_count;
   /// Multiply-accumulates of one forward pass of one sample (pooling counts
@@ -242,6 +268,44 @@ struct sequential {
     [&]<std::size_t... I>(std::index_sequence<I...>) { (f.template operator()<size - 1 - I>(), ...); }(
         std::make_index_sequence<size>{});
   }
+
+  /// The trainable runs of the parameter array, adjacent runs joined: one
+  /// run [0, param_count) unless a layer has frozen parameters (`nn::lora`).
+  /// Optimizers step only these (`nn::trainable_state`) and
+  /// `network::zero_gradients` zeroes only these.
+  static constexpr auto trainable_ranges = [] {
+    constexpr std::size_t runs = [] {
+      std::size_t n = 0, end = ~std::size_t{0};
+      for_each_layer([&]<std::size_t I>() {
+        detail::for_each_trainable_run<layer<I>>(param_offset<I>, [&](std::size_t o, std::size_t c) {
+          if (c == 0) return;
+          if (o != end) ++n;
+          end = o + c;
+        });
+      });
+      return n;
+    }();
+    std::array<param_range, runs> r{};
+    std::size_t n = 0, end = ~std::size_t{0};
+    for_each_layer([&]<std::size_t I>() {
+      detail::for_each_trainable_run<layer<I>>(param_offset<I>, [&](std::size_t o, std::size_t c) {
+        if (c == 0) return;
+        if (o == end) {
+          r[n - 1].count += c;
+        } else {
+          r[n++] = {o, c};
+        }
+        end = o + c;
+      });
+    });
+    return r;
+  }();
+  /// Parameters that training updates (`param_count` minus the frozen ones).
+  static constexpr std::size_t trainable_count = [] {
+    std::size_t n = 0;
+    for (const param_range& r : trainable_ranges) n += r.count;
+    return n;
+  }();
 };
 
 namespace detail {

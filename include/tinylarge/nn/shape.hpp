@@ -95,6 +95,8 @@ enum class layer_kind : unsigned char {
   embedding,
   learned_positions,
   sinusoidal_positions,
+  // nn/lora.hpp (fp32 only)
+  lora,
 };
 
 /// Human-readable name of a layer kind.
@@ -121,6 +123,7 @@ constexpr const char* to_string(layer_kind k) noexcept {
     case layer_kind::embedding: return "embedding";
     case layer_kind::learned_positions: return "learned_positions";
     case layer_kind::sinusoidal_positions: return "sinusoidal_positions";
+    case layer_kind::lora: return "lora";
   }
   return "?";
 }
@@ -133,11 +136,15 @@ constexpr bool has_weights(layer_kind k) noexcept {
 }
 
 /// True for the kinds of nn/transformer.hpp, which have only an fp32 path
-/// (no fp16/bf16 GEMM, fake quantization, int8 conversion or npz export yet).
+/// (no fp16/bf16 GEMM, fake quantization, int8 conversion or npz export yet),
+/// and for nn/lora.hpp's adapter wrapper, which also trains in fp16 / bf16 but
+/// has no fake-quantization, int8 or export path (deploy `merge_lora`'s plain
+/// dense layers).
 constexpr bool fp32_only(layer_kind k) noexcept {
   return k == layer_kind::layer_norm || k == layer_kind::gelu || k == layer_kind::multi_head_attention ||
          k == layer_kind::residual || k == layer_kind::rms_norm || k == layer_kind::silu ||
-         k == layer_kind::embedding || k == layer_kind::learned_positions || k == layer_kind::sinusoidal_positions;
+         k == layer_kind::embedding || k == layer_kind::learned_positions || k == layer_kind::sinusoidal_positions ||
+         k == layer_kind::lora;
 }
 
 /// State shared by the fp32 forward and backward functions of one layer.

@@ -21,7 +21,7 @@
 ///
 /// One training step: every minibatch loop of the library — `fit`, the
 /// federated clients (`workflow::train_locally`: FedProx's proximal term and
-/// frozen layers as hooks), FedLoRA's clients (adapter merge and update),
+/// frozen layers as hooks), FedLoRA's clients (`nn::lora` wrappers, adapters-only update),
 /// distillation (its loss) and the split devices (`backward_step` with the
 /// server's gradient) — runs `train_step` / `train_epoch` /
 /// `backward_step` below, with its hooks.
@@ -148,8 +148,7 @@ evaluation evaluate(Net& net, Loss, const labelled_view<typename Loss::target_ty
 
 /// Hooks of `train_step` / `train_epoch` (every member optional; a hooks
 /// object is any struct with the ones it needs, `no_hooks` has none):
-///  - `void before_forward(Net&)`: before the forward pass (FedLoRA merges
-///    its adapters into the weights);
+///  - `void before_forward(Net&)`: before the forward pass;
 ///  - `void adjust_gradients(Net&)`: after an accepted backward pass, before
 ///    the update — a proximal term (FedProx), gradient masks, extra loss
 ///    terms' gradients, gradient taps;
@@ -158,8 +157,8 @@ evaluation evaluate(Net& net, Loss, const labelled_view<typename Loss::target_ty
 struct no_hooks {};
 
 /// The update of an accepted step: the optimizer state's step on the whole
-/// parameter vector (a caller with its own update — FedLoRA's adapters, a
-/// compressed segment's masked step — passes that instead).
+/// parameter vector, or a `trainable_state`'s on the trainable runs (a caller
+/// with its own update — a compressed segment's masked step — passes that instead).
 template <class State>
 struct optimizer_update {
   State& state;
@@ -167,6 +166,36 @@ struct optimizer_update {
   void operator()(Net& net) {
     state.step(net.parameters().data(), net.gradients().data());
   }
+};
+
+/// The optimizer state of the trainable parameters of `Model`: one
+/// `Opt::state<float>` per run of `Model::trainable_ranges` (one run, the
+/// whole parameter vector, unless a layer has frozen parameters — `nn::lora`,
+/// whose frozen W₀ then gets no momentum or moment buffers and no update).
+/// It is a state itself (`step(params, grads)` on the whole vectors,
+/// `set_learning_rate`), so `optimizer_update` takes it.
+template <optimizer_policy Opt, sequential_model Model>
+class trainable_state {
+ public:
+  using state_type = typename Opt::template state<float>;
+  explicit trainable_state(const Opt& opt) {
+    states_.reserve(Model::trainable_ranges.size());
+    for (const param_range& r : Model::trainable_ranges) states_.emplace_back(opt, r.count);
+  }
+  void step(float* w, const float* grad) {
+    for (std::size_t i = 0; i < states_.size(); ++i) {
+      const std::size_t o = Model::trainable_ranges[i].offset;
+      states_[i].step(w + o, grad + o);
+    }
+  }
+  void set_learning_rate(float lr) {
+    for (auto& s : states_) s.set_learning_rate(lr);
+  }
+  /// One state per trainable run, in the order of `Model::trainable_ranges`.
+  const std::vector<state_type>& states() const noexcept { return states_; }
+
+ private:
+  std::vector<state_type> states_;
 };
 
 /// The backward half of a step: zero the gradients, back-propagate `dy`,
@@ -283,7 +312,7 @@ std::vector<epoch_report> fit(Net& net, const Opt& opt, Loss loss, const labelle
                     "fit: targets per sample must be 1 (class labels) or the output size (MSE)");
   TINYLARGE_REQUIRE(train.count > 0 && options.batch_size > 0, errc::invalid_argument,
                     "fit: needs at least one sample and a positive batch size");
-  typename Opt::template state<float> state(opt, Net::param_count);
+  trainable_state<Opt, Model> state(opt);
   tinylarge::rng shuffler(options.seed, 0x5e9017ULL);
   std::vector<std::uint32_t> order(train.count);
   std::iota(order.begin(), order.end(), 0u);
