@@ -3,6 +3,7 @@
 // parameter (-DTINYLARGE_CASE=N picks the case). Built with
 // -DTINYLARGE_EXPECT_VALID, the same file uses fitting layers and must
 // compile: that control proves each failure comes from the check.
+#include "tinylarge/nn/network.hpp"
 #include "tinylarge/nn/vision.hpp"
 
 namespace nn = tinylarge::nn;

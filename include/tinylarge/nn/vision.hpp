@@ -28,7 +28,7 @@
 ///    Parameters: γ [C] (the weights), then β [C], running mean [C] and
 ///    running variance [C] (the "biases"); `initialize` sets 1, 0, 0, 1.
 ///    The running statistics live in the parameter vector, so checkpoints,
-///    npz-free exchange, federated averaging and `fold_batch_norms` see them;
+///    federated averaging and `fold_batch_norms` see them;
 ///    their gradient is always zero, so optimizers leave them alone — except
 ///    an L2 `weight_decay`, which is added to every gradient and would pull
 ///    them toward 0 (train batch-normed models with weight_decay = 0). A
@@ -37,7 +37,9 @@
 ///
 /// `batch_norm` computes in fp32 only (like nn/transformer.hpp's layers): a
 /// network with another precision, fake quantization, int8 conversion or the
-/// npz export refuse it at compile time; fold it first.
+/// npz export refuse it at compile time; fold it first. This header needs no
+/// heap and no exceptions (the layers build in the freestanding profile);
+/// `fold_batch_norms` works on the host's `network`s.
 #pragma once
 
 #include <array>
@@ -46,9 +48,7 @@
 #include <type_traits>
 #include <utility>
 
-#include "../core/error.hpp"
 #include "layers.hpp"
-#include "network.hpp"
 #include "quantized_network.hpp"  // detail::concat_lists
 #include "sequential.hpp"
 #include "shape.hpp"
@@ -327,9 +327,15 @@ using batch_norm_folded_t = typename detail::folded_model<Model, std::make_index
 /// convolution layers does (`quantize_post_training`, QAT), with no batch norm
 /// left to run. Every batch norm must directly follow a weighted layer (a
 /// static_assert says so otherwise).
-template <sequential_model Model, storage_policy S1, precision_policy P1, storage_policy S2, precision_policy P2>
-void fold_batch_norms(const network<Model, S1, P1>& from, network<batch_norm_folded_t<Model>, S2, P2>& to) {
+/// @tparam From a `network<Model, …>` (any storage and precision)
+/// @tparam To a `network<batch_norm_folded_t<Model>, …>`
+template <class From, class To>
+void fold_batch_norms(const From& from, To& to) {
+  using Model = typename From::model;
   using Folded = batch_norm_folded_t<Model>;
+  static_assert(std::is_same_v<typename To::model, Folded>,
+                "tinylarge: fold_batch_norms(from, to): `to` must be a network of batch_norm_folded_t<Model>, the "
+                "model of `from` without its batch norms");
   static_assert(detail::all_batch_norms_fold<Model>::value);
   // Index of the layer of Model that each layer of Folded comes from.
   constexpr auto source = [] {
