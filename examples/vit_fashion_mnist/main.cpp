@@ -7,13 +7,14 @@
 // dense head of 10 logits. Trained in fp32 with Adam; prints the test
 // accuracy and the training throughput after every epoch.
 //
-//   vit_fashion_mnist [--patch 7|4] [--blocks 2|4] [--epochs N] [--lr LR] [--decay D]
-//                     [--batch B] [--seed S] [--quick]
+//   vit_fashion_mnist [--patch 7|4] [--blocks 2|4] [--dropout 0|10] [--epochs N] [--lr LR]
+//                     [--decay D] [--batch B] [--seed S] [--quick]
 //
 // --quick trains on 6 000 images and tests on 2 000 for one epoch (a smoke test).
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <type_traits>
 
 #include "tinylarge/data/idx.hpp"
 #include "tinylarge/nn/nn.hpp"
@@ -25,12 +26,18 @@ namespace {
 
 constexpr std::size_t dim = 64, heads = 4, hidden = 128, classes = 10;
 
-/// The ViT with P×P patches and `Blocks` transformer blocks.
-template <std::size_t P, std::size_t Blocks>
+/// The ViT with P×P patches, `Blocks` transformer blocks and, with Drop > 0,
+/// dropout of Drop % on each block's output and inside the MLP (as ViT does).
+template <std::size_t P, std::size_t Blocks, unsigned Drop>
 struct vit {
   static constexpr std::size_t grid = 28 / P, tokens = grid * grid;
-  using attention_block = tl::residual<tl::layer_norm<dim>, tl::multi_head_attention<dim, heads>>;
-  using mlp_block = tl::residual<tl::layer_norm<dim>, tl::conv2d<hidden, 1>, tl::gelu, tl::conv2d<dim, 1>>;
+  using attention_block = std::conditional_t<
+      Drop == 0, tl::residual<tl::layer_norm<dim>, tl::multi_head_attention<dim, heads>>,
+      tl::residual<tl::layer_norm<dim>, tl::multi_head_attention<dim, heads>, tl::dropout<Drop>>>;
+  using mlp_block = std::conditional_t<
+      Drop == 0, tl::residual<tl::layer_norm<dim>, tl::conv2d<hidden, 1>, tl::gelu, tl::conv2d<dim, 1>>,
+      tl::residual<tl::layer_norm<dim>, tl::conv2d<hidden, 1>, tl::gelu, tl::dropout<Drop>, tl::conv2d<dim, 1>,
+                   tl::dropout<Drop>>>;
   template <std::size_t N, class... Ls>
   struct build {
     using type = typename build<N - 1, Ls..., attention_block, mlp_block>::type;
@@ -43,7 +50,7 @@ struct vit {
 };
 
 struct options {
-  std::size_t patch = 7, blocks = 2, epochs = 10, batch = 64;
+  std::size_t patch = 7, blocks = 2, epochs = 10, batch = 64, dropout = 0;
   float lr = 1e-3f, decay = 0.9f;
   std::uint64_t seed = 1;
   bool quick = false;
@@ -86,10 +93,11 @@ int run(const char* name, const options& opt, const nn::labelled_view<std::uint8
 int main(int argc, char** argv) {
   options opt;
   examples::cli args(argc, argv,
-                     "[--patch 7|4] [--blocks 2|4] [--epochs N] [--lr LR] [--decay D] [--batch B] [--seed S] [--quick]");
+                     "[--patch 7|4] [--blocks 2|4] [--dropout 0|10] [--epochs N] [--lr LR] [--decay D] [--batch B] [--seed S] [--quick]");
   while (args.next()) {
     if (args.is("--patch")) opt.patch = args.count();
     else if (args.is("--blocks")) opt.blocks = args.count();
+    else if (args.is("--dropout")) opt.dropout = args.count();
     else if (args.is("--epochs")) opt.epochs = args.count();
     else if (args.is("--batch")) opt.batch = args.count();
     else if (args.is("--lr")) opt.lr = args.real<float>();
@@ -98,8 +106,10 @@ int main(int argc, char** argv) {
     else if (args.is("--quick")) opt.quick = true;
     else args.unknown();
   }
-  if ((opt.patch != 7 && opt.patch != 4) || (opt.blocks != 2 && opt.blocks != 4)) {
-    std::fprintf(stderr, "vit_fashion_mnist: --patch must be 7 or 4 and --blocks 2 or 4 (compiled-in models)\n");
+  if ((opt.patch != 7 && opt.patch != 4) || (opt.blocks != 2 && opt.blocks != 4) ||
+      (opt.dropout != 0 && opt.dropout != 10)) {
+    std::fprintf(stderr, "vit_fashion_mnist: --patch must be 7 or 4, --blocks 2 or 4 and --dropout 0 or 10 "
+                         "(compiled-in models)\n");
     return 2;
   }
   if (opt.quick) opt.epochs = 1;
@@ -114,10 +124,16 @@ int main(int argc, char** argv) {
     }
     std::printf("Fashion-MNIST: %zu training, %zu test images; Adam lr %g, x%g per epoch, batch %zu\n", train.count,
                 test.count, static_cast<double>(opt.lr), static_cast<double>(opt.decay), opt.batch);
-    if (opt.patch == 7 && opt.blocks == 2) return run<vit<7, 2>::model>("vit_p7_b2", opt, train, test);
-    if (opt.patch == 7 && opt.blocks == 4) return run<vit<7, 4>::model>("vit_p7_b4", opt, train, test);
-    if (opt.patch == 4 && opt.blocks == 2) return run<vit<4, 2>::model>("vit_p4_b2", opt, train, test);
-    return run<vit<4, 4>::model>("vit_p4_b4", opt, train, test);
+    if (opt.dropout == 10) {
+      if (opt.patch == 7 && opt.blocks == 2) return run<vit<7, 2, 10>::model>("vit_p7_b2_drop10", opt, train, test);
+      if (opt.patch == 7 && opt.blocks == 4) return run<vit<7, 4, 10>::model>("vit_p7_b4_drop10", opt, train, test);
+      if (opt.patch == 4 && opt.blocks == 2) return run<vit<4, 2, 10>::model>("vit_p4_b2_drop10", opt, train, test);
+      return run<vit<4, 4, 10>::model>("vit_p4_b4_drop10", opt, train, test);
+    }
+    if (opt.patch == 7 && opt.blocks == 2) return run<vit<7, 2, 0>::model>("vit_p7_b2", opt, train, test);
+    if (opt.patch == 7 && opt.blocks == 4) return run<vit<7, 4, 0>::model>("vit_p7_b4", opt, train, test);
+    if (opt.patch == 4 && opt.blocks == 2) return run<vit<4, 2, 0>::model>("vit_p4_b2", opt, train, test);
+    return run<vit<4, 4, 0>::model>("vit_p4_b4", opt, train, test);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "vit_fashion_mnist: %s\n", e.what());
     return 1;
