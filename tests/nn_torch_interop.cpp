@@ -4,11 +4,15 @@
 // (NHWC), writes the outputs, and exports the weights back in PyTorch layout.
 //   nn_torch_interop --transformer <in.npz> <out.npz>
 //   nn_torch_interop --lm <in.npz> <out.npz>
-// runs the transformer model below (or, with --lm, the token model) on
+//   nn_torch_interop --vision <in.npz> <out.npz>
+// runs the transformer model below (or, with --lm, the token model; with
+// --vision, the patch-embedding / batch-norm model) on
 // in.npz's "params" (our flat layout, which the script builds from PyTorch's
 // modules), "x" (token ids as floats for --lm) and "dy"; writes the forward
 // output "y", and from backward(dy) the input gradient "dx" and the parameter
-// gradients "grads" (flat, our layout).
+// gradients "grads" (flat, our layout); then "params_after" (the parameters
+// after that training pass: batch norms' running statistics move) and "y_eval",
+// the output of an inference pass (running statistics) on the same inputs.
 #include <cstdio>
 #include <map>
 #include <string>
@@ -39,6 +43,13 @@ using token_model =
                    tl::residual<tl::rms_norm<8>, tl::conv2d<16, 1>, tl::silu, tl::conv2d<8, 1>>, tl::rms_norm<8>,
                    tl::conv2d<11, 1>>;
 
+// ViT patchify (2×2 patches of an 8×8×2 image → a 4×4 grid of 6-wide tokens),
+// a batch norm over the tokens' channels (BatchNorm2d on the conv's output),
+// GELU, and a dense layer on the flattened grid followed by a batch norm over
+// its 5 features (BatchNorm1d).
+using vision_model = tl::sequential<tl::patch_embedding<8, 8, 2, 2, 6>, tl::batch_norm<6>, tl::gelu, tl::flatten,
+                                    tl::dense<96, 5>, tl::batch_norm<5>>;
+
 template <class M>
 int run_transformer(const char* in_path, const char* out_path) {
   tl::nn::network<M> net(1);
@@ -63,17 +74,22 @@ int run_transformer(const char* in_path, const char* out_path) {
   out.emplace("y", tl::io::npy_array{{n, M::output_size}, yv});
   out.emplace("dx", tl::io::npy_array{{n, M::input_size}, dx});
   out.emplace("grads", tl::io::npy_array{{M::param_count}, std::vector<float>(g.begin(), g.end())});
+  out.emplace("params_after", tl::io::npy_array{{M::param_count}, std::vector<float>(p.begin(), p.end())});
+  const float* ye = net.forward(x.data.data(), n, /*training=*/false);
+  out.emplace("y_eval", tl::io::npy_array{{n, M::output_size}, std::vector<float>(ye, ye + n * M::output_size)});
   tl::io::save_npz(out_path, out);
   return 0;
 }
 
 int main(int argc, char** argv) {
-  if (argc == 4 && (std::string(argv[1]) == "--transformer" || std::string(argv[1]) == "--lm")) {
+  const std::string mode = argc == 4 ? argv[1] : "";
+  if (mode == "--transformer" || mode == "--lm" || mode == "--vision") {
 #if TINYLARGE_HAS_EXCEPTIONS
     try {
 #endif
-      return std::string(argv[1]) == "--lm" ? run_transformer<token_model>(argv[2], argv[3])
-                                             : run_transformer<transformer_model>(argv[2], argv[3]);
+      if (mode == "--vision") return run_transformer<vision_model>(argv[2], argv[3]);
+      return mode == "--lm" ? run_transformer<token_model>(argv[2], argv[3])
+                            : run_transformer<transformer_model>(argv[2], argv[3]);
 #if TINYLARGE_HAS_EXCEPTIONS
     } catch (const std::exception& e) {
       std::fprintf(stderr, "error: %s\n", e.what());
@@ -83,7 +99,7 @@ int main(int argc, char** argv) {
   }
   if (argc != 5) {
     std::fprintf(stderr, "usage: %s torch_weights.npz inputs.npz outputs.npz exported.npz\n"
-                 "       %s --transformer|--lm in.npz out.npz\n", argv[0], argv[0]);
+                 "       %s --transformer|--lm|--vision in.npz out.npz\n", argv[0], argv[0]);
     return 2;
   }
 #if TINYLARGE_HAS_EXCEPTIONS

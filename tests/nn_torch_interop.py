@@ -3,6 +3,7 @@
 
 Usage: nn_torch_interop.py <path to the nn_torch_interop helper>
        nn_torch_interop.py --transformer <path to the helper>
+       nn_torch_interop.py --vision <path to the helper>
 
 1. builds a torch.nn.Sequential with the same layers as the helper's model
    (conv, relu, max pool, depthwise conv, relu6, avg pool, flatten, linear,
@@ -22,6 +23,13 @@ model (helper's --lm): nn.Embedding, a learned position table, Vaswani's
 sinusoidal positions, RMSNorm (written out: torch 1.13 has no nn.RMSNorm),
 causal attention, a SiLU MLP and a position-wise head; the ids' gradient
 must be exactly zero.
+
+With --vision: patch embedding as torch.nn.Conv2d(C, D, P, stride=P) (the
+ViT patchify), BatchNorm2d over its channels, GELU, Linear on the flattened
+(NHWC) grid and BatchNorm1d, in training mode: output, input gradient and
+parameter gradients as above, the running means and variances after the pass
+equal to torch's buffers, and the inference output (running statistics) equal
+to the model's in eval() mode.
 """
 import os
 import subprocess
@@ -149,6 +157,67 @@ def token_model_check(helper):
     assert not np.any(got["dx"]), "the gradient with respect to token ids must be zero"
     print("ok: embedding, positions, RMSNorm and SiLU agree with PyTorch (forward and parameter gradients)")
 
+
+def vision_check(helper):
+    torch.manual_seed(3)
+    N, H, W, C, P, D, F = 3, 8, 8, 2, 2, 6, 5
+    patchify = torch.nn.Conv2d(C, D, P, stride=P)
+    bn2d = torch.nn.BatchNorm2d(D)
+    fc = torch.nn.Linear((H // P) * (W // P) * D, F)
+    bn1d = torch.nn.BatchNorm1d(F)
+    with torch.no_grad():  # non-trivial gains, biases and running statistics
+        for bn in (bn2d, bn1d):
+            bn.weight.add_(0.3 * torch.randn_like(bn.weight))
+            bn.bias.add_(0.3 * torch.randn_like(bn.bias))
+            bn.running_mean.copy_(0.5 * torch.randn_like(bn.running_mean))
+            bn.running_var.copy_(0.5 + torch.rand_like(bn.running_var))
+
+    def forward(x):  # x: NCHW
+        # Our flatten is NHWC. GELU is elementwise, so it runs after the
+        # permutation: torch 1.13's GELU backward returns ~0 when the incoming
+        # gradient is a permuted (channels-last) view.
+        h = bn2d(patchify(x)).permute(0, 2, 3, 1).flatten(1)
+        return bn1d(fc(torch.nn.functional.gelu(h)))
+
+    def ours(ts):  # tinylarge's flat layout; conv weights [D][C][P][P] -> [D][P][P][C]
+        return np.concatenate([(t.permute(0, 2, 3, 1) if t.dim() == 4 else t).reshape(-1).detach().numpy()
+                               for t in ts])
+
+    params = lambda: [patchify.weight, patchify.bias, bn2d.weight, bn2d.bias, bn2d.running_mean, bn2d.running_var,
+                      fc.weight, fc.bias, bn1d.weight, bn1d.bias, bn1d.running_mean, bn1d.running_var]
+    before = ours(params())
+    x = torch.randn(N, C, H, W, requires_grad=True)
+    dy = torch.randn(N, F)
+    y = forward(x)  # training mode: batch statistics, running statistics updated
+    y.backward(dy)
+    zeros = lambda t: torch.zeros_like(t)
+    grads = [patchify.weight.grad, patchify.bias.grad, bn2d.weight.grad, bn2d.bias.grad, zeros(bn2d.running_mean),
+             zeros(bn2d.running_var), fc.weight.grad, fc.bias.grad, bn1d.weight.grad, bn1d.bias.grad,
+             zeros(bn1d.running_mean), zeros(bn1d.running_var)]
+    after = ours(params())
+    for m in (patchify, bn2d, fc, bn1d):
+        m.eval()
+    with torch.no_grad():
+        y_eval = forward(x)
+    got = run_helper(helper, "--vision", before, x.detach().permute(0, 2, 3, 1).contiguous().numpy(), dy.numpy())
+    worst = 0.0
+    for name, expect in (("y", y.detach().numpy()), ("dx", x.grad.permute(0, 2, 3, 1).numpy()),
+                         ("grads", ours(grads)), ("params_after", after), ("y_eval", y_eval.numpy())):
+        g = got[name].reshape(-1)
+        e = expect.reshape(-1)
+        assert g.shape == e.shape, (name, g.shape, e.shape)
+        rel = float(np.abs(g - e).max() / np.abs(e).max())
+        print(f"vision {name}: max |tinylarge - torch| / max |torch| = {rel:.3g}")
+        worst = max(worst, rel)
+    assert worst < 1e-5, worst
+    assert not np.array_equal(after, before), "the running statistics must have moved"
+    print("ok: patch embedding (Conv2d patchify) and BatchNorm1d/2d agree with PyTorch (forward, gradients, "
+          "running statistics, inference)")
+
+
+if len(sys.argv) == 3 and sys.argv[1] == "--vision":
+    vision_check(sys.argv[2])
+    sys.exit(0)
 
 if len(sys.argv) == 3 and sys.argv[1] == "--transformer":
     transformer_check(sys.argv[2])

@@ -1166,6 +1166,166 @@ TEST_CASE("quantization-aware training: the int8 network computes what fake quan
   CHECK(nn::evaluate(net, nn::softmax_cross_entropy{}, data).accuracy > 0.95);
 }
 
+// ---------------------------------------------------------------------------
+// nn/vision.hpp: patch_embedding, batch_norm, fold_batch_norms
+// ---------------------------------------------------------------------------
+namespace vision_shapes {
+using pe = tl::patch_embedding<28, 28, 1, 7, 64>;
+using vit_in = tl::sequential<pe>;  // a leading patch_embedding implies input<28, 28, 1>
+static_assert(std::is_same_v<vit_in::input_shape, nn::shape<28, 28, 1>>);
+static_assert(std::is_same_v<vit_in::output_shape, nn::shape<4, 4, 64>> && pe::tokens == 16);
+static_assert(vit_in::param_count == 64 * 49 + 64 && vit_in::macs == 16 * 64 * 49);
+static_assert(vit_in::layer<0>::kind == nn::layer_kind::conv2d);  // it is conv2d<64, 7, 7>: int8 and npz apply
+static_assert(!pe::accepts<nn::shape<28, 28, 3>> && !pe::accepts<nn::shape<28, 21, 1>>);
+static_assert(tl::batch_norm<8>::accepts<nn::shape<4, 4, 8>> && tl::batch_norm<8>::accepts<nn::shape<1, 1, 8>> &&
+              !tl::batch_norm<8>::accepts<nn::shape<1, 1, 9>>);
+using bn_mlp = tl::sequential<tl::dense<5, 4>, tl::batch_norm<4>, tl::relu, tl::dense<4, 2>>;
+static_assert(bn_mlp::param_count == 24 + 16 + 10 && bn_mlp::layer<1>::weight_count == 4 &&
+              bn_mlp::layer<1>::bias_count == 12);
+static_assert(std::is_same_v<nn::batch_norm_folded_t<bn_mlp>,
+                             tl::sequential<tl::input<1, 1, 5>, tl::dense<5, 4>, tl::relu, tl::dense<4, 2>>>);
+}  // namespace vision_shapes
+
+TEST_CASE("vision layers: gradients agree with central finite differences", "[nn][gradient][vision]") {
+  SECTION("patch_embedding, 2×2 patches of a 6×4×2 image") {
+    require_gradients<tl::sequential<tl::patch_embedding<6, 4, 2, 2, 3>>>(41, 2, 1e-2f, 1e-3);
+  }
+  SECTION("batch_norm over the channels of a conv feature map (batch statistics)") {
+    require_gradients<tl::sequential<tl::input<3, 3, 2>, tl::conv2d<3, 2>, tl::batch_norm<3>, tl::tanh_act>>(
+        42, 3, 1e-2f, 1e-3);
+  }
+  SECTION("batch_norm over the features of a dense output (batch statistics)") {
+    require_gradients<tl::sequential<tl::dense<5, 4>, tl::batch_norm<4>, tl::sigmoid, tl::dense<4, 3>>>(43, 4, 1e-2f,
+                                                                                                       1e-3);
+  }
+  SECTION("a small ViT: patches, positions, pre-norm attention block, mean over tokens, head") {
+    require_gradients<tl::sequential<tl::patch_embedding<4, 4, 1, 2, 4>, tl::learned_positions<4, 4>,
+                                     tl::residual<tl::layer_norm<4>, tl::multi_head_attention<4, 2>>,
+                                     tl::residual<tl::layer_norm<4>, tl::conv2d<8, 1>, tl::gelu, tl::conv2d<4, 1>>,
+                                     tl::layer_norm<4>, tl::avg_pool2d<2>, tl::flatten, tl::dense<4, 3>>>(44, 2, 3e-3f,
+                                                                                                         2e-3);
+  }
+  SECTION("batch_norm at inference (running statistics): input gradient by finite differences") {
+    using model = tl::sequential<tl::input<2, 2, 3>, tl::batch_norm<3>>;
+    nn::network<model> net(45);
+    tl::rng g(46);
+    for (float& p : net.parameters()) p += 0.3f * g.normal();
+    for (std::size_t c = 0; c < 3; ++c) net.parameters()[9 + c] = 0.5f + 0.25f * static_cast<float>(c);  // σ̂² > 0
+    std::vector<float> x(2 * 12), r(x.size()), dx(x.size());
+    for (float& v : x) v = g.normal();
+    for (float& v : r) v = g.normal();
+    const std::vector<float> before(net.parameters().begin(), net.parameters().end());
+    auto f = [&] {
+      const float* y = net.forward(x.data(), 2, /*training=*/false);
+      double s = 0.0;
+      for (std::size_t i = 0; i < r.size(); ++i) s += static_cast<double>(r[i]) * y[i];
+      return s;
+    };
+    f();
+    net.zero_gradients();
+    net.backward(r.data(), dx.data());
+    double worst = 0.0;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      const float old = x[i];
+      x[i] = old + 1e-2f;
+      const double fp = f();
+      x[i] = old - 1e-2f;
+      const double fm = f();
+      x[i] = old;
+      worst = std::max(worst, std::abs((fp - fm) / 2e-2 - dx[i]) / std::max(1.0, std::abs(static_cast<double>(dx[i]))));
+    }
+    CHECK(worst < 1e-3);
+    // Inference never moves the running statistics, and they never get a gradient.
+    CHECK(std::equal(before.begin(), before.end(), net.parameters().begin()));
+    for (std::size_t i = 6; i < 12; ++i) CHECK(net.gradients()[i] == 0.0f);
+  }
+}
+
+TEST_CASE("vision layers: forward passes equal hand-computed values", "[nn][vision]") {
+  SECTION("patch_embedding: token (i, j) is W·vec(patch (i, j)) + b, tokens row-major") {
+    using model = tl::sequential<tl::patch_embedding<4, 6, 2, 2, 3>>;
+    nn::network<model> net(47);
+    tl::rng g(48);
+    for (float& p : net.parameters()) p = g.normal();
+    std::vector<float> x(model::input_size);
+    for (float& v : x) v = g.normal();
+    const float* y = net.forward(x.data(), 1);
+    const auto p = net.parameters();
+    double worst = 0.0;
+    for (std::size_t i = 0; i < 2; ++i)
+      for (std::size_t j = 0; j < 3; ++j)
+        for (std::size_t d = 0; d < 3; ++d) {
+          double s = p[3 * 8 + d];  // bias
+          for (std::size_t ky = 0; ky < 2; ++ky)
+            for (std::size_t kx = 0; kx < 2; ++kx)
+              for (std::size_t c = 0; c < 2; ++c)
+                s += static_cast<double>(p[d * 8 + (ky * 2 + kx) * 2 + c]) *
+                     x[((2 * i + ky) * 6 + (2 * j + kx)) * 2 + c];
+          worst = std::max(worst, std::abs(s - y[(i * 3 + j) * 3 + d]));
+        }
+    CHECK(worst < 1e-5);
+  }
+  SECTION("batch_norm: batch statistics, running statistics (momentum 0.1, unbiased variance), inference") {
+    using model = tl::sequential<tl::input<2>, tl::batch_norm<2>>;
+    nn::network<model> net(49);
+    const float x[4] = {1, 2, 3, 6};  // channel 0: 1, 3 (μ 2, σ² 1); channel 1: 2, 6 (μ 4, σ² 4)
+    const float* y = net.forward(x, 2, /*training=*/true);
+    CHECK(y[0] == Approx(-1.0 / std::sqrt(1.0 + 1e-5)));
+    CHECK(y[1] == Approx(-2.0 / std::sqrt(4.0 + 1e-5)));
+    CHECK(y[2] == Approx(1.0 / std::sqrt(1.0 + 1e-5)));
+    CHECK(y[3] == Approx(2.0 / std::sqrt(4.0 + 1e-5)));
+    const auto p = net.parameters();  // γ, β, running mean, running variance
+    CHECK(p[4] == Approx(0.2));
+    CHECK(p[5] == Approx(0.4));
+    CHECK(p[6] == Approx(0.9 + 0.1 * 2.0));  // unbiased σ² = 2
+    CHECK(p[7] == Approx(0.9 + 0.1 * 8.0));  // unbiased σ² = 8
+    net.parameters()[0] = 2.0f;                     // γ₀
+    net.parameters()[3] = -1.0f;                    // β₁
+    const float* z = net.forward(x, 2, /*training=*/false);
+    CHECK(z[0] == Approx(2.0 * (1.0 - 0.2) / std::sqrt(1.1 + 1e-5)));
+    CHECK(z[3] == Approx((6.0 - 0.4) / std::sqrt(1.7 + 1e-5) - 1.0));
+    CHECK(p[4] == Approx(0.2));  // unchanged by inference
+  }
+}
+
+TEST_CASE("fold_batch_norms: a trained batch-normed CNN folds to conv/dense layers that match it and run in int8",
+          "[nn][vision][int8]") {
+  const band_images d(600, 51);
+  const nn::labelled_view<std::uint8_t> data{d.x.data(), d.y.data(), 600, 64};
+  using model = tl::sequential<tl::input<8, 8, 1>, tl::conv2d<4, 3, 1, 1>, tl::batch_norm<4>, tl::relu,
+                               tl::max_pool2d<2>, tl::depthwise_conv2d<3, 1, 1, 2>, tl::batch_norm<8>, tl::relu6,
+                               tl::flatten, tl::dense<128, 16>, tl::batch_norm<16>, tl::relu, tl::dense<16, 4>>;
+  using folded = nn::batch_norm_folded_t<model>;
+  static_assert(folded::size == model::size - 3 && folded::param_count == model::param_count - 4 * (4 + 8 + 16));
+  nn::network<model> net(52);
+  nn::fit(net, nn::adam{.learning_rate = 3e-3f}, nn::softmax_cross_entropy{}, data, {.epochs = 3, .batch_size = 32});
+  const double acc = nn::evaluate(net, nn::softmax_cross_entropy{}, data).accuracy;
+  REQUIRE(acc > 0.95);
+  // Training moved the running statistics away from (0, 1).
+  CHECK(net.parameters()[model::param_offset<1> + 8] != 0.0f);
+  CHECK(net.parameters()[model::param_offset<1> + 12] != 1.0f);
+
+  nn::network<folded> fnet;
+  nn::fold_batch_norms(net, fnet);
+  const float* y = net.forward(d.x.data(), 600, /*training=*/false);
+  const std::vector<float> y_bn(y, y + 600 * 4);
+  const float* yf = fnet.forward(d.x.data(), 600);
+  double err = 0.0, mag = 0.0;
+  for (std::size_t i = 0; i < y_bn.size(); ++i) {
+    err = std::max(err, static_cast<double>(std::abs(y_bn[i] - yf[i])));
+    mag = std::max(mag, static_cast<double>(std::abs(y_bn[i])));
+  }
+  INFO("max |folded − batch-normed| / max |logit| = " << err / mag);
+  CHECK(err / mag < 1e-5);
+
+  nn::quantized_network<folded, tl::int8_per_channel, nn::static_storage> q;
+  nn::quantize_post_training(fnet, d.x.data(), 200, q);
+  const auto [agree, rel_err] = int8_vs_fp32(fnet, q, d.x.data(), 600);
+  INFO("int8 of the folded model: argmax agreement " << agree << ", max logit error / max |logit| " << rel_err);
+  CHECK(agree >= 0.97);
+  CHECK(rel_err < 0.1);
+}
+
 #if TINYLARGE_HAS_EXCEPTIONS
 TEST_CASE("errors name what is wrong", "[nn][errors]") {
   using model = tl::sequential<tl::dense<4, 2>>;

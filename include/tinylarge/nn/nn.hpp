@@ -24,9 +24,11 @@
 #include "storage.hpp"
 #include "train.hpp"
 #include "transformer.hpp"
+#include "vision.hpp"
 
 namespace tinylarge {
 using nn::avg_pool2d;
+using nn::batch_norm;
 using nn::conv2d;
 using nn::dense;
 using nn::depthwise_conv2d;
@@ -39,6 +41,7 @@ using nn::layer_norm;
 using nn::learned_positions;
 using nn::max_pool2d;
 using nn::multi_head_attention;
+using nn::patch_embedding;
 using nn::relu;
 using nn::relu6;
 using nn::residual;

@@ -97,6 +97,8 @@ enum class layer_kind : unsigned char {
   sinusoidal_positions,
   // nn/lora.hpp (fp32 only)
   lora,
+  // nn/vision.hpp (fp32 only; fold it into the layer before it for int8)
+  batch_norm,
 };
 
 /// Human-readable name of a layer kind.
@@ -124,6 +126,7 @@ constexpr const char* to_string(layer_kind k) noexcept {
     case layer_kind::learned_positions: return "learned_positions";
     case layer_kind::sinusoidal_positions: return "sinusoidal_positions";
     case layer_kind::lora: return "lora";
+    case layer_kind::batch_norm: return "batch_norm";
   }
   return "?";
 }
@@ -135,16 +138,17 @@ constexpr bool has_weights(layer_kind k) noexcept {
   return k == layer_kind::dense || k == layer_kind::conv2d || k == layer_kind::depthwise_conv2d;
 }
 
-/// True for the kinds of nn/transformer.hpp, which have only an fp32 path
-/// (no fp16/bf16 GEMM, fake quantization, int8 conversion or npz export yet),
-/// and for nn/lora.hpp's adapter wrapper, which also trains in fp16 / bf16 but
-/// has no fake-quantization, int8 or export path (deploy `merge_lora`'s plain
+/// True for the kinds of nn/transformer.hpp and `batch_norm` (nn/vision.hpp),
+/// which have only an fp32 path (no fp16/bf16 GEMM, fake quantization, int8
+/// conversion or npz export yet; `fold_batch_norms` removes batch norms), and
+/// for nn/lora.hpp's adapter wrapper, which also trains in fp16 / bf16 but has
+/// no fake-quantization, int8 or export path (deploy `merge_lora`'s plain
 /// dense layers).
 constexpr bool fp32_only(layer_kind k) noexcept {
   return k == layer_kind::layer_norm || k == layer_kind::gelu || k == layer_kind::multi_head_attention ||
          k == layer_kind::residual || k == layer_kind::rms_norm || k == layer_kind::silu ||
          k == layer_kind::embedding || k == layer_kind::learned_positions || k == layer_kind::sinusoidal_positions ||
-         k == layer_kind::lora;
+         k == layer_kind::lora || k == layer_kind::batch_norm;
 }
 
 /// State shared by the fp32 forward and backward functions of one layer.
