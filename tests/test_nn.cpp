@@ -1242,6 +1242,44 @@ TEST_CASE("vision layers: gradients agree with central finite differences", "[nn
 }
 
 TEST_CASE("vision layers: forward passes equal hand-computed values", "[nn][vision]") {
+  SECTION("batch_norm's running statistics are parameters but not trainable") {
+    using model = tl::sequential<tl::dense<4, 3>, tl::batch_norm<3>>;
+    static_assert(model::param_count == 15 + 12);
+    static_assert(model::trainable_count == 15 + 6);  // dense, then γ and β: one run; the statistics are not in it
+    REQUIRE(model::trainable_ranges.size() == 1);
+    REQUIRE(model::trainable_ranges[0].offset == 0);
+    REQUIRE(model::trainable_ranges[0].count == 21);
+    // fit with Adam and weight decay: γ, β and the dense layer move; the running statistics
+    // change only through the training forward passes (as torch's do), not through the optimizer.
+    nn::network<model> net(3);
+    std::vector<float> x(32 * 4);
+    std::vector<std::uint8_t> y(32);
+    tl::rng g(4);
+    for (float& v : x) v = g.normal();
+    for (std::size_t i = 0; i < y.size(); ++i) y[i] = static_cast<std::uint8_t>(i % 3);
+    const nn::labelled_view<std::uint8_t> data{x.data(), y.data(), 32, 4};
+    nn::fit(net, nn::adam{.learning_rate = 0.01f, .weight_decay = 0.5f}, nn::softmax_cross_entropy{}, data,
+            {.epochs = 1, .batch_size = 32});
+    // One training batch: running mean = 0.9·0 + 0.1·μ_batch, variance = 0.9·1 + 0.1·σ²_batch (unbiased),
+    // from the dense outputs of that forward pass, which ran before the step.
+    nn::network<model> fresh(3);
+    const float* h = nullptr;
+    {
+      nn::network<tl::sequential<tl::dense<4, 3>>> d(3);
+      std::copy_n(fresh.parameters().begin(), 15, d.parameters().begin());
+      h = d.forward(x.data(), 32);
+      const float* stats = net.parameters().data() + 15 + 6;
+      for (std::size_t c = 0; c < 3; ++c) {
+        double mu = 0, var = 0;
+        for (std::size_t i = 0; i < 32; ++i) mu += h[i * 3 + c];
+        mu /= 32;
+        for (std::size_t i = 0; i < 32; ++i) var += (h[i * 3 + c] - mu) * (h[i * 3 + c] - mu);
+        var /= 31;
+        CHECK(stats[c] == Approx(0.1 * mu).margin(1e-6));
+        CHECK(stats[3 + c] == Approx(0.9 + 0.1 * var).margin(1e-5));
+      }
+    }
+  }
   SECTION("patch_embedding: token (i, j) is W·vec(patch (i, j)) + b, tokens row-major") {
     using model = tl::sequential<tl::patch_embedding<4, 6, 2, 2, 3>>;
     nn::network<model> net(47);

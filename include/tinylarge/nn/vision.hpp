@@ -29,9 +29,11 @@
 ///    running variance [C] (the "biases"); `initialize` sets 1, 0, 0, 1.
 ///    The running statistics live in the parameter vector, so checkpoints,
 ///    federated averaging and `fold_batch_norms` see them;
-///    their gradient is always zero, so optimizers leave them alone — except
-///    an L2 `weight_decay`, which is added to every gradient and would pull
-///    them toward 0 (train batch-normed models with weight_decay = 0). A
+///    they are not trainable (`trainable_count` = 2C: `fit` and the other
+///    loops on `nn::trainable_state` keep no optimizer state for them and
+///    never decay them); their gradient is always zero, but a loop that
+///    still steps every parameter with an L2 `weight_decay` (see
+///    docs/transformers.md, "Not done yet") would pull them toward 0. A
 ///    training forward pass writes them through the parameter pointer (the
 ///    network's own, mutable parameters).
 ///
@@ -148,6 +150,9 @@ struct batch_norm {
     static constexpr std::size_t weight_count = C;     // γ
     static constexpr std::size_t bias_count = 3 * C;   // β, running mean, running variance
     static constexpr std::size_t param_count = 4 * C;
+    /// γ and β only: the running statistics are not trained (no optimizer
+    /// state, no weight decay where the loop steps `trainable_ranges`).
+    static constexpr std::size_t trainable_count = 2 * C;
     static constexpr std::size_t macs = rows_per_sample * C * 2;
     static constexpr std::size_t fan_in = 1;
     static constexpr std::size_t fan_out = 1;
