@@ -194,7 +194,7 @@ class knowledge_distillation {
       student_.initialize(options_.seed);
     else
       std::copy(start_.begin(), start_.end(), student_.parameters().begin());
-    typename optimizer::template state<float> st(opt_, student::param_count);
+    nn::trainable_state<optimizer, student> st(opt_);  // frozen parameters (nn::lora, batch norm statistics) are not stepped
     rng shuffler(options_.seed, 0xd157'111ULL);
     std::vector<std::uint32_t> order(train.count);
     std::iota(order.begin(), order.end(), 0u);
