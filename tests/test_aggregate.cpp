@@ -1473,4 +1473,57 @@ TEST_CASE("secure aggregation round: forged or misrouted shares are refused", "[
     CHECK_FALSE(server.receive_masked(1, y).ok());
   }
 }
+
+TEST_CASE("secure aggregation payloads: round trips, and sizes checked before reading", "[aggregate][secagg][sodium]") {
+  namespace sa = tl::secagg;
+  const sa::settings set{{16, 4.0f}, 3};
+  secagg_fleet f(4, 50, set);
+  // advertise, roster
+  const auto ad = f.clients[1]->advertise();
+  sa::advertisement back;
+  REQUIRE(sa::decode_keys(ad.id, sa::encode_keys(ad), back).ok());
+  CHECK((back.c_pk == ad.c_pk && back.s_pk == ad.s_pk));
+  auto keys = sa::encode_keys(ad);
+  keys.pop_back();
+  CHECK_FALSE(sa::decode_keys(ad.id, keys, back).ok());
+  std::vector<sa::advertisement> roster;
+  const auto rbytes = sa::encode_roster(f.server.roster());
+  REQUIRE(rbytes.size() == 4 * sa::advertisement::wire_bytes);
+  REQUIRE(sa::decode_roster(rbytes, f.ids[2], roster).ok());
+  REQUIRE(roster.size() == 4);
+  for (std::size_t i = 0; i < 4; ++i) CHECK((roster[i].id == f.ids[i] && roster[i].s_pk == f.server.roster()[i].s_pk));
+  CHECK_FALSE(sa::decode_roster(rbytes, 999, roster).ok());  // not in it
+  CHECK_FALSE(sa::decode_roster(std::span<const std::uint8_t>(rbytes.data(), rbytes.size() - 1), f.ids[2], roster).ok());
+  // shares / boxes: a forwarded box still opens after the trip
+  const auto boxes = f.server.shares_for(f.ids[0]);
+  std::vector<sa::sealed_share> sb;
+  REQUIRE(sa::decode_shares(sa::encode_shares(boxes), sb).ok());
+  REQUIRE(sb.size() == 3);
+  for (std::size_t i = 0; i < 3; ++i) CHECK((sb[i].from == boxes[i].from && sb[i].to == boxes[i].to && sb[i].box == boxes[i].box));
+  auto sbytes = sa::encode_shares(boxes);
+  sbytes.push_back(0);
+  CHECK_FALSE(sa::decode_shares(sbytes, sb).ok());
+  // masked
+  std::vector<std::uint32_t> y;
+  REQUIRE(sa::decode_masked(sa::encode_masked(f.masked[2]), 51, y).ok());
+  CHECK(y == f.masked[2]);
+  CHECK_FALSE(sa::decode_masked(sa::encode_masked(f.masked[2]), 50, y).ok());
+  // request, response
+  const sa::unmask_request req{{f.ids[0], f.ids[1], f.ids[3]}, {f.ids[2]}};
+  sa::unmask_request rq;
+  REQUIRE(sa::decode_request(sa::encode_request(req), rq).ok());
+  CHECK((rq.survivors == req.survivors && rq.dropped == req.dropped));
+  auto qbytes = sa::encode_request(req);
+  qbytes[0] = 200;  // claims 200 survivors
+  CHECK_FALSE(sa::decode_request(qbytes, rq).ok());
+  sa::unmask_response resp, rb;
+  REQUIRE(f.clients[0]->respond(req, resp).ok());
+  REQUIRE(sa::decode_response(resp.from, sa::encode_response(resp), rb).ok());
+  REQUIRE((rb.b_shares.size() == 3 && rb.sk_shares.size() == 1));
+  CHECK((rb.sk_shares[0].first == f.ids[2] && rb.sk_shares[0].second.y == resp.sk_shares[0].second.y &&
+         rb.sk_shares[0].second.holder == resp.sk_shares[0].second.holder));
+  auto pbytes = sa::encode_response(resp);
+  pbytes.resize(pbytes.size() - 8);
+  CHECK_FALSE(sa::decode_response(resp.from, pbytes, rb).ok());
+}
 #endif  // TINYLARGE_SECAGG_HAS_SODIUM

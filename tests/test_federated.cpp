@@ -1117,3 +1117,68 @@ TEST_CASE("Secure FedAvg learns the non-IID problem and counts the protocol's tr
 #endif
 }
 #endif  // TINYLARGE_SECAGG_HAS_SODIUM
+
+#if TINYLARGE_SECAGG_HAS_SODIUM
+#include <thread>
+
+#include "tinylarge/transport/in_process.hpp"
+#include "tinylarge/workflow/federated_deploy.hpp"
+
+TEST_CASE("Secure aggregation over a transport: the deployment drivers give the simulation's bits, and recover a "
+          "client that leaves after sharing its keys",
+          "[federated][secagg][deploy]") {
+  const auto fed = make_clients(train_set(), 4, 3);
+  wf::federated_options o{.rounds = 3, .client_fraction = 1.0, .local_epochs = 1, .batch_size = 5, .seed = 21};
+  o.secure = {{16, 2.0f}, 0};
+  const nn::sgd sgd{.learning_rate = 0.05f};
+  wf::federated_averaging<secure_fleet<>> sim(o, tl::fedavg{}, sgd);
+  sim.initialize(4);
+  const std::vector<float> w0(sim.global().begin(), sim.global().end());
+  (void)sim.run(fed.clients, {});
+
+  // The same roles, server on endpoint 0 and 4 clients on threads; `leaver` (1-based endpoint, 0: none)
+  // leaves before sending its masked update of round 2.
+  const auto deploy = [&](std::uint32_t leaver, wf::federated_server_report& rep) {
+    tl::in_process::hub hub(5);
+    std::vector<std::thread> threads;
+    for (std::uint32_t k = 1; k <= 4; ++k)
+      threads.emplace_back([&, k] {
+        tl::in_process ep(hub, k);
+        wf::fedavg_training<secure_fleet<>> training(o, sgd, 0.0f, fed.clients);
+        wf::fedavg_client<wf::fedavg_training<secure_fleet<>>> role(training);
+        wf::federated_client_options copt;
+        copt.idle_timeout = std::chrono::milliseconds{20000};
+        copt.secure = wf::secure_deployment{o.secure};
+        if (k == leaver)
+          copt.on_secure_step = [](std::uint32_t r, tl::wire::secagg_step st) {
+            return !(r == 2 && st == tl::wire::secagg_step::masked);
+          };
+        (void)wf::run_federated_client(ep, role, copt);
+      });
+    tl::in_process ep(hub, 0);
+    wf::fedavg_server<tl::fedavg> server(tl::fedavg{}, P, o.seed);
+    server.set_global(w0);
+    wf::federated_server_options sopt;
+    sopt.rounds = 3;
+    sopt.round_timeout = std::chrono::milliseconds{leaver != 0 ? 1500 : 20000};
+    sopt.secure = wf::secure_deployment{o.secure};
+    const tl::status s = wf::run_federated_server(ep, server, sopt, &rep);
+    for (auto& t : threads) t.join();
+    REQUIRE(s.ok());
+    return std::vector<float>(server.global().begin(), server.global().end());
+  };
+  SECTION("every client answers: bit-identical to federated_averaging") {
+    wf::federated_server_report rep;
+    const auto w = deploy(0, rep);
+    CHECK(rep.updates_per_round == std::vector<std::size_t>{4, 4, 4});
+    CHECK(std::equal(w.begin(), w.end(), sim.global().begin()));
+  }
+  SECTION("client 2 leaves after sharing its keys in round 2: its masks are removed, rounds of 4, 3, 3") {
+    wf::federated_server_report rep;
+    const auto w = deploy(2, rep);
+    CHECK(rep.updates_per_round == std::vector<std::size_t>{4, 3, 3});
+    CHECK(all_finite(w));
+    CHECK(!std::equal(w.begin(), w.end(), sim.global().begin()));
+  }
+}
+#endif  // TINYLARGE_SECAGG_HAS_SODIUM

@@ -756,6 +756,8 @@ class server_session {
     boxes_.insert(boxes_.end(), shares.begin(), shares.end());
     return status::success();
   }
+  /// U2: the clients whose shares were received, in arrival order.
+  std::span<const std::uint32_t> sharers() const noexcept { return shared_; }
   /// Steps 1 → 2: the boxes for client `to` from every client that shared (U2).
   std::vector<sealed_share> shares_for(std::uint32_t to) const {
     std::vector<sealed_share> out;
@@ -898,6 +900,160 @@ class server_session {
   for (std::size_t i = 0; i < global.size(); ++i)
     mean[i] = static_cast<float>(static_cast<double>(global[i]) +
                                  static_cast<double>(static_cast<std::int32_t>(sum[i])) * inv);
+  return status::success();
+}
+
+// ===========================================================================
+// Payloads on the wire (the `secagg` frames of workflow/federated_deploy.hpp;
+// docs/wire-format.md). All integers little-endian; every decoder checks the
+// size against the bytes present before reading.
+// ===========================================================================
+
+/// Most participants a roster may list (bounds every decoder's allocation).
+inline constexpr std::size_t max_wire_participants = 1u << 16;
+
+/// advertise: c_pk ‖ s_pk (64 bytes); the id is the frame's sender.
+inline std::vector<std::uint8_t> encode_keys(const advertisement& a) {
+  std::vector<std::uint8_t> out(64);
+  std::copy(a.c_pk.begin(), a.c_pk.end(), out.begin());
+  std::copy(a.s_pk.begin(), a.s_pk.end(), out.begin() + 32);
+  return out;
+}
+[[nodiscard]] inline status decode_keys(std::uint32_t id, std::span<const std::uint8_t> p, advertisement& a) {
+  TINYLARGE_CHECK(p.size() == 64, errc::shape_mismatch, "secagg advertise: payload is not 64 bytes");
+  a.id = id;
+  std::copy(p.begin(), p.begin() + 32, a.c_pk.begin());
+  std::copy(p.begin() + 32, p.end(), a.s_pk.begin());
+  return status::success();
+}
+
+/// roster: n entries of id (u32) ‖ c_pk ‖ s_pk.
+inline std::vector<std::uint8_t> encode_roster(std::span<const advertisement> roster) {
+  std::vector<std::uint8_t> out(roster.size() * advertisement::wire_bytes);
+  for (std::size_t i = 0; i < roster.size(); ++i) {
+    std::uint8_t* q = out.data() + i * advertisement::wire_bytes;
+    detail::put_le32(q, roster[i].id);
+    std::copy(roster[i].c_pk.begin(), roster[i].c_pk.end(), q + 4);
+    std::copy(roster[i].s_pk.begin(), roster[i].s_pk.end(), q + 36);
+  }
+  return out;
+}
+/// Fails unless the roster has 2 … max_wire_participants unique ids including `self`.
+[[nodiscard]] inline status decode_roster(std::span<const std::uint8_t> p, std::uint32_t self,
+                                          std::vector<advertisement>& roster) {
+  TINYLARGE_CHECK(p.size() % advertisement::wire_bytes == 0 && p.size() / advertisement::wire_bytes >= 2 &&
+                      p.size() / advertisement::wire_bytes <= max_wire_participants,
+                  errc::shape_mismatch, "secagg roster: payload is not 2 or more 68-byte entries");
+  roster.resize(p.size() / advertisement::wire_bytes);
+  std::vector<std::uint32_t> ids;
+  for (std::size_t i = 0; i < roster.size(); ++i) {
+    const std::uint8_t* q = p.data() + i * advertisement::wire_bytes;
+    roster[i].id = detail::get_le32(q);
+    std::copy(q + 4, q + 36, roster[i].c_pk.begin());
+    std::copy(q + 36, q + 68, roster[i].s_pk.begin());
+    ids.push_back(roster[i].id);
+  }
+  std::sort(ids.begin(), ids.end());
+  TINYLARGE_CHECK(std::adjacent_find(ids.begin(), ids.end()) == ids.end() &&
+                      std::binary_search(ids.begin(), ids.end(), self),
+                  errc::invalid_argument, "secagg roster: repeated ids, or this client is not in it");
+  return status::success();
+}
+
+/// shares / boxes: n entries of from (u32) ‖ to (u32) ‖ the sealed box.
+inline std::vector<std::uint8_t> encode_shares(std::span<const sealed_share> shares) {
+  std::vector<std::uint8_t> out(shares.size() * sealed_share::wire_bytes);
+  for (std::size_t i = 0; i < shares.size(); ++i) {
+    std::uint8_t* q = out.data() + i * sealed_share::wire_bytes;
+    detail::put_le32(q, shares[i].from);
+    detail::put_le32(q + 4, shares[i].to);
+    std::copy(shares[i].box.begin(), shares[i].box.end(), q + 8);
+  }
+  return out;
+}
+[[nodiscard]] inline status decode_shares(std::span<const std::uint8_t> p, std::vector<sealed_share>& shares) {
+  TINYLARGE_CHECK(p.size() % sealed_share::wire_bytes == 0 && p.size() / sealed_share::wire_bytes < max_wire_participants,
+                  errc::shape_mismatch, "secagg shares: payload is not a whole number of sealed shares");
+  shares.resize(p.size() / sealed_share::wire_bytes);
+  for (std::size_t i = 0; i < shares.size(); ++i) {
+    const std::uint8_t* q = p.data() + i * sealed_share::wire_bytes;
+    shares[i].from = detail::get_le32(q);
+    shares[i].to = detail::get_le32(q + 4);
+    shares[i].box.assign(q + 8, q + sealed_share::wire_bytes);
+  }
+  return status::success();
+}
+
+/// masked: the P + 1 lanes as u32.
+inline std::vector<std::uint8_t> encode_masked(std::span<const std::uint32_t> y) {
+  std::vector<std::uint8_t> out(4 * y.size());
+  for (std::size_t i = 0; i < y.size(); ++i) detail::put_le32(out.data() + 4 * i, y[i]);
+  return out;
+}
+[[nodiscard]] inline status decode_masked(std::span<const std::uint8_t> p, std::size_t lanes,
+                                          std::vector<std::uint32_t>& y) {
+  TINYLARGE_CHECK(p.size() == 4 * lanes, errc::shape_mismatch, "secagg masked: payload is not P + 1 words");
+  y.resize(lanes);
+  for (std::size_t i = 0; i < lanes; ++i) y[i] = detail::get_le32(p.data() + 4 * i);
+  return status::success();
+}
+
+/// unmask request: |S| (u32) ‖ |D| (u32) ‖ the survivors' ids ‖ the dropped ids.
+inline std::vector<std::uint8_t> encode_request(const unmask_request& r) {
+  std::vector<std::uint8_t> out(8 + 4 * (r.survivors.size() + r.dropped.size()));
+  detail::put_le32(out.data(), static_cast<std::uint32_t>(r.survivors.size()));
+  detail::put_le32(out.data() + 4, static_cast<std::uint32_t>(r.dropped.size()));
+  std::size_t at = 8;
+  for (const std::uint32_t c : r.survivors) detail::put_le32(out.data() + (at += 4) - 4, c);
+  for (const std::uint32_t c : r.dropped) detail::put_le32(out.data() + (at += 4) - 4, c);
+  return out;
+}
+[[nodiscard]] inline status decode_request(std::span<const std::uint8_t> p, unmask_request& r) {
+  TINYLARGE_CHECK(p.size() >= 8, errc::shape_mismatch, "secagg unmask request: shorter than its counts");
+  const std::uint64_t ns = detail::get_le32(p.data()), nd = detail::get_le32(p.data() + 4);
+  TINYLARGE_CHECK(ns + nd <= max_wire_participants && p.size() == 8 + 4 * (ns + nd), errc::shape_mismatch,
+                  "secagg unmask request: size does not match its counts");
+  r.survivors.resize(ns);
+  r.dropped.resize(nd);
+  for (std::size_t i = 0; i < ns; ++i) r.survivors[i] = detail::get_le32(p.data() + 8 + 4 * i);
+  for (std::size_t i = 0; i < nd; ++i) r.dropped[i] = detail::get_le32(p.data() + 8 + 4 * (ns + i));
+  return status::success();
+}
+
+/// unmask response: |b| (u32) ‖ |sk| (u32) ‖ entries of owner (u32) ‖ holder
+/// (u32) ‖ 5 limbs (u64): the b shares first, then the s_sk shares.
+inline constexpr std::size_t share_wire_bytes = 8 + 8 * key_limbs;
+inline std::vector<std::uint8_t> encode_response(const unmask_response& r) {
+  std::vector<std::uint8_t> out(8 + share_wire_bytes * (r.b_shares.size() + r.sk_shares.size()));
+  detail::put_le32(out.data(), static_cast<std::uint32_t>(r.b_shares.size()));
+  detail::put_le32(out.data() + 4, static_cast<std::uint32_t>(r.sk_shares.size()));
+  std::uint8_t* q = out.data() + 8;
+  for (const auto* list : {&r.b_shares, &r.sk_shares})
+    for (const auto& [owner, sh] : *list) {
+      detail::put_le32(q, owner);
+      detail::put_le32(q + 4, sh.holder);
+      for (std::size_t l = 0; l < key_limbs; ++l) detail::put_le64(q + 8 + 8 * l, sh.y[l]);
+      q += share_wire_bytes;
+    }
+  return out;
+}
+[[nodiscard]] inline status decode_response(std::uint32_t from, std::span<const std::uint8_t> p, unmask_response& r) {
+  TINYLARGE_CHECK(p.size() >= 8, errc::shape_mismatch, "secagg unmask response: shorter than its counts");
+  const std::uint64_t nb = detail::get_le32(p.data()), nk = detail::get_le32(p.data() + 4);
+  TINYLARGE_CHECK(nb + nk <= max_wire_participants && p.size() == 8 + share_wire_bytes * (nb + nk),
+                  errc::shape_mismatch, "secagg unmask response: size does not match its counts");
+  r = {};
+  r.from = from;
+  const std::uint8_t* q = p.data() + 8;
+  for (std::uint64_t i = 0; i < nb + nk; ++i, q += share_wire_bytes) {
+    key_share sh;
+    sh.holder = detail::get_le32(q + 4);
+    for (std::size_t l = 0; l < key_limbs; ++l) {
+      sh.y[l] = detail::get_le64(q + 8 + 8 * l);
+      TINYLARGE_CHECK(sh.y[l] < detail::field_p, errc::corrupt, "secagg unmask response: a share outside the field");
+    }
+    (i < nb ? r.b_shares : r.sk_shares).push_back({detail::get_le32(q), sh});
+  }
   return status::success();
 }
 
