@@ -393,10 +393,10 @@ step_mqtt_acl_tls() {
   chmod a+r "$d/passwd"
   {
     printf 'user server\ntopic write tl/%s/model\ntopic write tl/%s/control\ntopic write tl/%s/to/+\n' $run $run $run
-    printf 'topic read tl/%s/update/+\ntopic read tl/%s/smashed/+\ntopic read tl/%s/gradient/+\ntopic read tl/%s/control/+\n' $run $run $run $run
+    printf 'topic read tl/%s/update/+\ntopic read tl/%s/smashed/+\ntopic read tl/%s/gradient/+\ntopic read tl/%s/control/+\ntopic read tl/%s/secagg/+\n' $run $run $run $run $run
     for k in 1 2 3 4; do
       printf '\nuser client%s\ntopic read tl/%s/model\ntopic read tl/%s/control\ntopic read tl/%s/to/%s\n' $k $run $run $run $k
-      for t in update smashed gradient control; do printf 'topic write tl/%s/%s/%s\n' $run $t $k; done
+      for t in update smashed gradient control secagg; do printf 'topic write tl/%s/%s/%s\n' $run $t $k; done
     done
   } >"$d/acl"
   chmod a+r "$d/acl"

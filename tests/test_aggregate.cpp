@@ -1465,6 +1465,9 @@ TEST_CASE("secure aggregation round: forged or misrouted shares are refused", "[
     CHECK_FALSE(c[wrong.to]->receive_shares(std::span<const sa::sealed_share>(&wrong, 1)).ok());
   }
   SECTION("the server wants one box per other member") {
+    auto twice = s0;
+    twice[1].to = twice[0].to;
+    CHECK_FALSE(server.receive_shares(0, twice).ok());
     s0.pop_back();
     CHECK_FALSE(server.receive_shares(0, s0).ok());
   }

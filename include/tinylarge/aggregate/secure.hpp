@@ -749,9 +749,15 @@ class server_session {
                     "secagg: a client shared its keys twice");
     TINYLARGE_CHECK(shares.size() + 1 == roster_.size(), errc::invalid_argument,
                     "secagg: a client must send one sealed share to every other roster member");
-    for (const sealed_share& s : shares)
+    std::vector<std::uint32_t> to;
+    for (const sealed_share& s : shares) {
       TINYLARGE_CHECK(s.from == from && s.to != from && in_roster(s.to) && s.box.size() == sealed_share::box_bytes,
                       errc::invalid_argument, "secagg: a sealed share with a wrong sender, addressee or size");
+      to.push_back(s.to);
+    }
+    std::sort(to.begin(), to.end());
+    TINYLARGE_CHECK(std::adjacent_find(to.begin(), to.end()) == to.end(), errc::invalid_argument,
+                    "secagg: two sealed shares for one addressee");
     shared_.push_back(from);
     boxes_.insert(boxes_.end(), shares.begin(), shares.end());
     return status::success();
