@@ -37,6 +37,14 @@
 #   nn-fedavg-client-killed   FedAdam through the roles; over MQTT client 3 SIGKILLs itself at the
 #                model of round 2: rounds of 4, 3, 3 updates (deadline 4 s); identical to the
 #                deployment drivers over in_process threads in which client 3 leaves at round 2
+#   nn-fedavg-secure   FedAvg (4 rounds) and FedAdam (2 rounds) with secure aggregation (--secure:
+#                X25519 key agreement, ChaCha20 masks, Shamir shares; aggregate/secure.hpp):
+#                federated_averaging in process, the deployment drivers over in_process threads, under
+#                `mpirun -np 5` and over MQTT — final models cmp-identical
+#   nn-fedavg-secure-client-killed   FedAdam with secure aggregation; client 3 leaves in round 2
+#                after its masks were set up (its sealed shares sent, its masked update not): over
+#                MQTT it SIGKILLs itself, over in_process threads it returns; the survivors' shares
+#                remove its masks: rounds of 4, 3, 3 updates, both final models identical
 #   nn-splitfed  SplitFedV1 (workflow/split_deploy.hpp) of the same model cut after dense+relu:
 #                in process, under `mpirun -np 5` and over MQTT, cmp-identical to each other
 #                AND to workflow/split.hpp's in-process SplitFedV1 with the same seeds (also with
@@ -385,10 +393,10 @@ step_mqtt_acl_tls() {
   chmod a+r "$d/passwd"
   {
     printf 'user server\ntopic write tl/%s/model\ntopic write tl/%s/control\ntopic write tl/%s/to/+\n' $run $run $run
-    printf 'topic read tl/%s/update/+\ntopic read tl/%s/smashed/+\ntopic read tl/%s/gradient/+\ntopic read tl/%s/control/+\n' $run $run $run $run
+    printf 'topic read tl/%s/update/+\ntopic read tl/%s/smashed/+\ntopic read tl/%s/gradient/+\ntopic read tl/%s/control/+\ntopic read tl/%s/secagg/+\n' $run $run $run $run $run
     for k in 1 2 3 4; do
       printf '\nuser client%s\ntopic read tl/%s/model\ntopic read tl/%s/control\ntopic read tl/%s/to/%s\n' $k $run $run $run $k
-      for t in update smashed gradient control; do printf 'topic write tl/%s/%s/%s\n' $run $t $k; done
+      for t in update smashed gradient control secagg; do printf 'topic write tl/%s/%s/%s\n' $run $t $k; done
     done
   } >"$d/acl"
   chmod a+r "$d/acl"
@@ -536,6 +544,52 @@ step_nn_fedavg_client_killed() {  # the roles' deadline: in-process threads drop
     "nn fedavg (FedAdam): client 3 killed at the model of round 2, rounds closed at the deadline; mqtt vs in-process threads"
 }
 
+step_nn_fedavg_secure() {  # secure aggregation: in process vs threads vs MPI vs MQTT
+  nn_data || return 1
+  rm -f "$WORK"/nn-fedsec-*.bin
+  local spec pol extra name
+  for spec in "fedavg:" "fedadam:--rounds 2"; do
+    pol=${spec%%:*}
+    read -r -a extra <<<"${spec#*:}"
+    name=$pol${extra[*]:+-$(echo "${extra[*]}" | tr -d ' -' )}
+    ASAN_OPTIONS=$ASAN_DEFAULT "$NN" fedavg inproc --dir "$WORK/fmnist" "${nn_common[@]}" --secure --policy "$pol" \
+      "${extra[@]}" --out "$WORK/nn-fedsec-$name-inproc.bin" || return 1
+    ASAN_OPTIONS=$ASAN_DEFAULT "$NN" fedavg threads --dir "$WORK/fmnist" "${nn_common[@]}" --secure --policy "$pol" \
+      "${extra[@]}" --out "$WORK/nn-fedsec-$name-threads.bin" || return 1
+    same "$WORK/nn-fedsec-$name-inproc.bin" "$WORK/nn-fedsec-$name-threads.bin" \
+      "nn fedavg --secure --policy $pol ${extra[*]}: in_process threads vs federated_averaging" || return 1
+    nn_mpi fedavg "$WORK/nn-fedsec-$name-mpi.bin" --secure --policy "$pol" "${extra[@]}" || return 1
+    same "$WORK/nn-fedsec-$name-inproc.bin" "$WORK/nn-fedsec-$name-mpi.bin" \
+      "nn fedavg --secure --policy $pol ${extra[*]}: mpi vs in_process" || return 1
+    CLIENT_EXTRA=()
+    nn_mqtt fedavg "nnfedsec$name" "$WORK/nn-fedsec-$name-mqtt.bin" --secure --policy "$pol" "${extra[@]}" || return 1
+    same "$WORK/nn-fedsec-$name-inproc.bin" "$WORK/nn-fedsec-$name-mqtt.bin" \
+      "nn fedavg --secure --policy $pol ${extra[*]}: mqtt vs in_process" || return 1
+  done
+}
+
+step_nn_fedavg_secure_client_killed() {  # a client dropped after masking is recovered from the survivors' shares
+  nn_data || return 1
+  local fault=(--rounds 3 --min-clients 3 --round-timeout-ms 4000 --policy fedadam --secure)
+  rm -f "$WORK"/nn-fedsecdrop-*.bin
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" fedavg threads --dir "$WORK/fmnist" "${nn_common[@]}" "${fault[@]}" \
+    --drop-client 3 --drop-round 2 --die-secure-step masked --out "$WORK/nn-fedsecdrop-inproc.bin" \
+    | tee "$WORK/nnfedsecdrop-inproc.log"
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || return 1
+  CLIENT_EXTRA=([3]="--die-round 2 --die-secure-step masked")
+  nn_mqtt fedavg nnfedsecdrop "$WORK/nn-fedsecdrop-mqtt.bin" "${fault[@]}"
+  local rc=$?
+  CLIENT_EXTRA=()
+  [[ $rc -eq 0 ]] || return 1
+  grep -q "leaving before secure step masked of round 2" "$WORK/nnfedsecdrop-client-3.log" \
+    && grep -q "SIGKILL" "$WORK/nnfedsecdrop-client-3.log" || { echo "client 3 did not die after masking"; return 1; }
+  for f in "$WORK/nnfedsecdrop-inproc.log" "$WORK/nnfedsecdrop-server.log"; do
+    grep -q "updates per round \[ 4 3 3 \]" "$f" || { echo "unexpected round sizes in $f"; return 1; }
+  done
+  same "$WORK/nn-fedsecdrop-inproc.bin" "$WORK/nn-fedsecdrop-mqtt.bin" \
+    "nn fedavg --secure (FedAdam): client 3 killed after masking in round 2, its masks removed; mqtt vs in-process threads"
+}
+
 step_nn_splitfed() {
   nn_data || return 1
   rm -f "$WORK"/nn-splitfed-*.bin
@@ -656,13 +710,15 @@ if [[ $FAILED -eq 0 ]]; then
   step mqtt-acl-tls step_mqtt_acl_tls
   step nn-fedavg step_nn_fedavg
   step nn-fedavg-client-killed step_nn_fedavg_client_killed
+  step nn-fedavg-secure step_nn_fedavg_secure
+  step nn-fedavg-secure-client-killed step_nn_fedavg_secure_client_killed
   step nn-splitfed step_nn_splitfed
   step nn-split-client-killed step_nn_splitfed_client_killed
   step nn-split-server-killed step_nn_split_server_killed
 else
   [[ -n "$FUZZ_PID" ]] && { kill "$FUZZ_PID" 2>/dev/null; wait "$FUZZ_PID" 2>/dev/null; }
   echo "build failed: the end-to-end steps are skipped (counted as failed)"
-  FAILED=$((FAILED + 15))
+  FAILED=$((FAILED + 17))
 fi
 
 echo "==== transport summary"

@@ -10,6 +10,8 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <array>
+#include <memory>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -1183,147 +1185,19 @@ TEST_CASE("rdp accountant", "[aggregate][dp][accountant]") {
 // Secure aggregation
 // ===========================================================================
 
-namespace {
-struct secagg_round {
-  std::vector<std::uint32_t> ids;
-  std::vector<std::vector<std::uint32_t>> plain, masked;
-};
-secagg_round make_secagg(std::size_t n, std::size_t d, std::uint64_t session, tl::secagg::fixed_point fp,
-                         std::vector<vecf>* values = nullptr) {
-  secagg_round r;
-  auto w = random_clients(n, d, session ^ 0xabc, 1.0f);
-  for (std::size_t i = 0; i < n; ++i) r.ids.push_back(static_cast<std::uint32_t>(1000 + 7 * i));
-  for (std::size_t i = 0; i < n; ++i) {
-    std::vector<std::uint32_t> x(d);
-    tl::secagg::encode(w[i], fp, x);
-    r.plain.push_back(x);
-    tl::secagg::mask_update(r.ids[i], r.ids, session, x);
-    r.masked.push_back(x);
-  }
-  if (values) *values = w;
-  return r;
-}
-}  // namespace
-
-TEST_CASE("secure aggregation: the unmasked sum equals the plain sum mod 2^32", "[aggregate][secagg]") {
-  const std::size_t n = 6, d = 777;
+TEST_CASE("secure aggregation: fixed-point encoding", "[aggregate][secagg]") {
   const tl::secagg::fixed_point fp{16, 8.0f};
-  std::vector<vecf> values;
-  auto r = make_secagg(n, d, 0xfeed, fp, &values);
-
-  SECTION("no dropouts") {
-    std::vector<std::span<const std::uint32_t>> ys(r.masked.begin(), r.masked.end());
-    std::vector<std::uint32_t> sum(d);
-    REQUIRE(tl::secagg::unmask_sum(r.ids, ys, {}, {}, sum).ok());
-    for (std::size_t j = 0; j < d; ++j) {
-      std::uint32_t want = 0;
-      for (auto& x : r.plain) want += x[j];
-      REQUIRE(sum[j] == want);
-    }
-    vecf dec(d);
-    tl::secagg::decode_sum(sum, fp, dec);
-    for (std::size_t j = 0; j < d; ++j) {
-      double s = 0;
-      for (auto& v : values) s += v[j];
-      REQUIRE(std::fabs(dec[j] - s) <= static_cast<double>(n) * std::ldexp(0.5, -16) + 1e-6);
-    }
-  }
-  SECTION("two clients drop after masking: survivors reveal their seeds") {
-    const std::vector<std::size_t> drop{1, 4};
-    std::vector<std::uint32_t> surv_ids, drop_ids;
-    std::vector<std::span<const std::uint32_t>> ys;
-    for (std::size_t i = 0; i < n; ++i) {
-      if (std::find(drop.begin(), drop.end(), i) != drop.end()) {
-        drop_ids.push_back(r.ids[i]);
-      } else {
-        surv_ids.push_back(r.ids[i]);
-        ys.emplace_back(r.masked[i]);
-      }
-    }
-    std::vector<tl::secagg::revealed_seed> rev;
-    for (auto s : surv_ids) {
-      auto v = tl::secagg::reveal_seeds(s, drop_ids, 0xfeed);
-      rev.insert(rev.end(), v.begin(), v.end());
-    }
-    std::vector<std::uint32_t> sum(d);
-    REQUIRE(tl::secagg::unmask_sum(surv_ids, ys, drop_ids, rev, sum).ok());
-    for (std::size_t j = 0; j < d; ++j) {
-      std::uint32_t want = 0;
-      for (std::size_t i = 0; i < n; ++i)
-        if (std::find(drop.begin(), drop.end(), i) == drop.end()) want += r.plain[i][j];
-      REQUIRE(sum[j] == want);
-    }
-    SECTION("a missing revealed seed is an error, not a wrong sum") {
-      rev.pop_back();
-      CHECK_FALSE(tl::secagg::unmask_sum(surv_ids, ys, drop_ids, rev, sum).ok());
-    }
-    SECTION("without the dropped clients' masks removed the sum is garbage") {
-      REQUIRE(tl::secagg::unmask_sum(surv_ids, ys, {}, {}, sum).ok());
-      std::size_t equal = 0;
-      for (std::size_t j = 0; j < d; ++j) {
-        std::uint32_t want = 0;
-        for (std::size_t i = 0; i < n; ++i)
-          if (std::find(drop.begin(), drop.end(), i) == drop.end()) want += r.plain[i][j];
-        equal += sum[j] == want;
-      }
-      CHECK(equal < 5);
-    }
-  }
-  SECTION("fewer than two survivors or repeated ids are refused") {
-    std::vector<std::uint32_t> sum(d);
-    std::vector<std::span<const std::uint32_t>> one{r.masked[0]};
-    std::vector<std::uint32_t> one_id{r.ids[0]};
-    CHECK_FALSE(tl::secagg::unmask_sum(one_id, one, {}, {}, sum).ok());
-    std::vector<std::span<const std::uint32_t>> two{r.masked[0], r.masked[1]};
-    std::vector<std::uint32_t> dup{r.ids[0], r.ids[0]};
-    CHECK_FALSE(tl::secagg::unmask_sum(dup, two, {}, {}, sum).ok());
-  }
-}
-
-TEST_CASE("secure aggregation: masked updates look nothing like the originals", "[aggregate][secagg]") {
-  const std::size_t n = 5, d = 20000;
-  const tl::secagg::fixed_point fp{16, 8.0f};
-  auto r = make_secagg(n, d, 0x1234, fp);
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto& x = r.plain[i];
-    const auto& y = r.masked[i];
-    std::size_t same = 0;
-    double mean = 0, cxy = 0, mx = 0, my = 0, vx = 0, vy = 0;
-    std::vector<std::size_t> hist(16, 0);
-    for (std::size_t j = 0; j < d; ++j) {
-      same += x[j] == y[j];
-      mean += static_cast<double>(y[j]) / 4294967296.0;
-      ++hist[y[j] >> 28];
-      const double a = static_cast<std::int32_t>(x[j]), b = static_cast<std::int32_t>(y[j]);
-      mx += a, my += b;
-    }
-    mx /= d, my /= d;
-    for (std::size_t j = 0; j < d; ++j) {
-      const double a = static_cast<std::int32_t>(x[j]) - mx, b = static_cast<std::int32_t>(y[j]) - my;
-      cxy += a * b, vx += a * a, vy += b * b;
-    }
-    CHECK(same < 3);
-    CHECK(mean / d == Approx(0.5).margin(0.01));            // uniform words: mean 2^31
-    CHECK(std::fabs(cxy / std::sqrt(vx * vy)) < 0.03);       // uncorrelated with the update
-    double chi2 = 0;                                         // top nibble uniform (15 dof)
-    for (auto h : hist) chi2 += (static_cast<double>(h) - d / 16.0) * (static_cast<double>(h) - d / 16.0) / (d / 16.0);
-    CHECK(chi2 < 40);                                        // p ≈ 5e−4 under uniformity
-    // The plaintext itself is far from uniform: |x| ≤ 8·2^16, so its top nibble is 0 or 15.
-  }
-  SECTION("pair seeds are symmetric and distinct") {
-    CHECK(tl::secagg::pair_seed(9, 3, 5) == tl::secagg::pair_seed(9, 5, 3));
-    CHECK(tl::secagg::pair_seed(9, 3, 5) != tl::secagg::pair_seed(9, 3, 6));
-    CHECK(tl::secagg::pair_seed(9, 3, 5) != tl::secagg::pair_seed(10, 3, 5));
-  }
-  SECTION("fixed-point range") {
-    CHECK(fp.max_clients() == static_cast<std::size_t>(2147483647.0 / (8.0 * 65536 + 1)));
-    std::vector<std::uint32_t> q(3);
-    vecf x{100.0f, -0.5f, std::ldexp(1.0f, -17)};
-    tl::secagg::encode(x, fp, q);
-    CHECK(static_cast<std::int32_t>(q[0]) == 8 * 65536);  // clamped to clip
-    CHECK(static_cast<std::int32_t>(q[1]) == -32768);
-    CHECK(static_cast<std::int32_t>(q[2]) == 1);  // 0.5 rounds away from zero
-  }
+  CHECK(fp.max_clients() == static_cast<std::size_t>(2147483647.0 / (8.0 * 65536 + 1)));
+  std::vector<std::uint32_t> q(3);
+  vecf x{100.0f, -0.5f, std::ldexp(1.0f, -17)};
+  tl::secagg::encode(x, fp, q);
+  CHECK(static_cast<std::int32_t>(q[0]) == 8 * 65536);  // clamped to clip
+  CHECK(static_cast<std::int32_t>(q[1]) == -32768);
+  CHECK(static_cast<std::int32_t>(q[2]) == 1);  // 0.5 rounds away from zero
+  vecf back(3);
+  tl::secagg::decode_sum(q, fp, back);
+  CHECK(back[0] == 8.0f);
+  CHECK(back[1] == -0.5f);
 }
 
 TEST_CASE("shamir secret sharing over GF(2^61 - 1)", "[aggregate][secagg][shamir]") {
@@ -1361,95 +1235,298 @@ TEST_CASE("shamir secret sharing over GF(2^61 - 1)", "[aggregate][secagg][shamir
         }
     REQUIRE(sa::shamir_combine(sh) == secret);
   }
-  SECTION("Diffie-Hellman agreement is symmetric") {
-    tl::rng g(6);
-    const auto a = sa::client_keys::generate(1, g), b = sa::client_keys::generate(2, g);
-    CHECK(sa::agree(a.secret_key, b.public_key) == sa::agree(b.secret_key, a.public_key));
-    CHECK(a.public_key == sa::detail::fpow(sa::dh_generator, a.secret_key));
+}
+
+#if TINYLARGE_SECAGG_HAS_SODIUM
+TEST_CASE("secure aggregation primitives: X25519 pair keys, ChaCha20 masks, shared 32-byte keys",
+          "[aggregate][secagg][sodium]") {
+  namespace sa = tl::secagg;
+  SECTION("the pair key is symmetric, and differs between pairs") {
+    std::array<sa::key32, 3> pk{}, sk{};
+    for (std::size_t i = 0; i < 3; ++i) {
+      const sa::key32 seed = sa::derived_round_seed(7, 1, static_cast<std::uint32_t>(i));
+      REQUIRE(crypto_box_seed_keypair(pk[i].data(), sk[i].data(), seed.data()) == 0);
+    }
+    sa::key32 k01{}, k10{}, k02{};
+    REQUIRE(sa::pair_key(0, sk[0], pk[0], 1, pk[1], k01).ok());
+    REQUIRE(sa::pair_key(1, sk[1], pk[1], 0, pk[0], k10).ok());
+    REQUIRE(sa::pair_key(0, sk[0], pk[0], 2, pk[2], k02).ok());
+    CHECK(k01 == k10);
+    CHECK(k01 != k02);
+    const sa::key32 low_order{};  // the all-zero point: no shared secret
+    CHECK_FALSE(sa::pair_key(0, sk[0], pk[0], 1, low_order, k01).ok());
+  }
+  SECTION("the mask is the ChaCha20 (IETF) keystream as little-endian uint32 lanes") {
+    const sa::key32 key = sa::derived_round_seed(1, 2, 3);
+    const std::size_t d = 2500;  // crosses the 1024-lane blocks of apply_mask
+    std::vector<std::uint32_t> v(d, 5u);
+    sa::apply_mask(v, key, false);
+    std::vector<std::uint8_t> ks(4 * d);
+    const std::array<std::uint8_t, crypto_stream_chacha20_ietf_NONCEBYTES> nonce{};
+    REQUIRE(crypto_stream_chacha20_ietf(ks.data(), ks.size(), nonce.data(), key.data()) == 0);
+    for (std::size_t i = 0; i < d; ++i) {
+      const std::uint32_t m = ks[4 * i] | (ks[4 * i + 1] << 8) | (ks[4 * i + 2] << 16) |
+                              (static_cast<std::uint32_t>(ks[4 * i + 3]) << 24);
+      REQUIRE(v[i] == 5u + m);
+    }
+    sa::apply_mask(v, key, true);
+    CHECK(v == std::vector<std::uint32_t>(d, 5u));
+  }
+  SECTION("t of n shares rebuild a 32-byte key, t - 1 do not") {
+    sa::chacha_generator g(sa::derived_round_seed(9, 9, 9));
+    const sa::key32 secret = g.next_key();
+    const std::vector<std::uint32_t> holders{0, 1, 2, 3, 4};
+    const auto sh = sa::share_key(secret, 3, holders, g);
+    sa::key32 back{};
+    const std::vector<sa::key_share> three{sh[4], sh[0], sh[2]}, two{sh[1], sh[3]};
+    REQUIRE(sa::combine_key(three, back).ok());
+    CHECK(back == secret);
+    const tl::status s = sa::combine_key(two, back);
+    CHECK((!s.ok() || back != secret));
+  }
+  SECTION("round seeds: derived ones repeat, random ones differ") {
+    CHECK(sa::derived_round_seed(1, 2, 3) == sa::derived_round_seed(1, 2, 3));
+    CHECK(sa::derived_round_seed(1, 2, 3) != sa::derived_round_seed(1, 2, 4));
+    CHECK(sa::derived_round_seed(1, 2, 3) != sa::derived_round_seed(1, 3, 3));
+    CHECK(sa::random_round_seed() != sa::random_round_seed());
   }
 }
 
-TEST_CASE("secure aggregation with double masking and Shamir dropout recovery", "[aggregate][secagg][shamir]") {
-  namespace sa = tl::secagg;
-  const std::size_t n = 7, d = 513, t = 4;
-  const sa::fixed_point fp{16, 8.0f};
-  tl::rng g(2017);
-  std::vector<sa::client_keys> keys;
-  std::vector<sa::public_entry> pub;
-  for (std::size_t i = 0; i < n; ++i) {
-    keys.push_back(sa::client_keys::generate(static_cast<std::uint32_t>(20 + 3 * i), g));
-    pub.push_back({keys.back().id, keys.back().public_key});
-  }
-  auto holders = sa::distribute_shares(keys, t, g);
-  auto w = random_clients(n, d, 99);
-  std::vector<std::vector<std::uint32_t>> plain(n, std::vector<std::uint32_t>(d)), masked;
-  for (std::size_t i = 0; i < n; ++i) {
-    sa::encode(w[i], fp, plain[i]);
-    auto y = plain[i];
-    sa::mask_update_double(keys[i], pub, y);
-    masked.push_back(y);
-  }
-  auto run = [&](const std::vector<std::size_t>& drop, std::vector<std::uint32_t>& sum,
-                 std::vector<std::pair<std::uint32_t, sa::shamir_share>>* sk_released = nullptr) {
-    std::vector<std::uint32_t> surv, dr;
-    std::vector<std::span<const std::uint32_t>> ys;
+namespace {
+/// One secure-aggregation round among n clients (ids 10, 13, 16, …) of
+/// P-parameter updates; the clients in `drop` share their keys, then never
+/// send a masked input.
+struct secagg_fleet {
+  std::size_t n, p;
+  tl::secagg::settings set;
+  std::vector<std::uint32_t> ids;
+  std::vector<std::unique_ptr<tl::secagg::client_session>> clients;
+  tl::secagg::server_session server;
+  std::vector<vecf> delta;
+  std::vector<std::int64_t> examples;
+  std::vector<std::vector<std::uint32_t>> plain, masked;
+
+  secagg_fleet(std::size_t n_, std::size_t p_, tl::secagg::settings s)
+      : n(n_), p(p_), set(s), server(1, s, p_), delta(random_clients(n_, p_, 31, 0.5f)) {
     for (std::size_t i = 0; i < n; ++i) {
-      if (std::find(drop.begin(), drop.end(), i) != drop.end()) {
-        dr.push_back(keys[i].id);
-      } else {
-        surv.push_back(keys[i].id);
-        ys.emplace_back(masked[i]);
-      }
+      ids.push_back(static_cast<std::uint32_t>(10 + 3 * i));
+      clients.push_back(std::make_unique<tl::secagg::client_session>(ids[i], 1, tl::secagg::derived_round_seed(5, 1, ids[i]), s));
+      examples.push_back(static_cast<std::int64_t>(20 + 7 * i));
+      REQUIRE(server.receive_advertisement(clients[i]->advertise()).ok());
     }
-    std::vector<std::pair<std::uint32_t, sa::shamir_share>> bs, sks;
+    REQUIRE(server.close_roster().ok());
+    for (std::size_t i = 0; i < n; ++i) REQUIRE(server.receive_shares(ids[i], clients[i]->share_keys(server.roster())).ok());
+    for (std::size_t i = 0; i < n; ++i) REQUIRE(clients[i]->receive_shares(server.shares_for(ids[i])).ok());
+    plain.assign(n, std::vector<std::uint32_t>(p + 1));
+    masked = plain;
+    for (std::size_t i = 0; i < n; ++i) {
+      clients[i]->encode_input(delta[i], examples[i], plain[i]);
+      REQUIRE(clients[i]->mask(delta[i], examples[i], masked[i]).ok());
+    }
+  }
+  /// Survivors upload and answer; returns the unmask status, sum in `sum`.
+  tl::status run(const std::vector<std::size_t>& drop, std::vector<std::uint32_t>& sum) {
     for (std::size_t i = 0; i < n; ++i)
-      if (std::find(drop.begin(), drop.end(), i) == drop.end()) REQUIRE(holders[i].respond(surv, dr, bs, sks).ok());
-    if (sk_released) *sk_released = sks;
-    return sa::unmask_sum_double(surv, ys, dr, pub, t, bs, sks, sum);
-  };
-  auto plain_sum = [&](const std::vector<std::size_t>& drop, std::size_t j) {
+      if (std::find(drop.begin(), drop.end(), i) == drop.end()) REQUIRE(server.receive_masked(ids[i], masked[i]).ok());
+    tl::secagg::unmask_request req;
+    TINYLARGE_TRY(server.close_masked(req));
+    for (std::size_t i = 0; i < n; ++i) {
+      if (std::find(drop.begin(), drop.end(), i) != drop.end()) continue;
+      tl::secagg::unmask_response r;
+      REQUIRE(clients[i]->respond(req, r).ok());
+      REQUIRE(server.receive_response(r).ok());
+    }
+    sum.assign(p + 1, 0u);
+    return server.unmask(sum);
+  }
+  std::uint32_t plain_sum(const std::vector<std::size_t>& drop, std::size_t j) const {
     std::uint32_t s = 0;
     for (std::size_t i = 0; i < n; ++i)
       if (std::find(drop.begin(), drop.end(), i) == drop.end()) s += plain[i][j];
     return s;
-  };
-
-  SECTION("no dropouts") {
-    std::vector<std::uint32_t> sum(d);
-    REQUIRE(run({}, sum).ok());
-    for (std::size_t j = 0; j < d; ++j) REQUIRE(sum[j] == plain_sum({}, j));
   }
-  SECTION("three dropouts (n - t), and a late masked input stays hidden") {
+};
+}  // namespace
+
+TEST_CASE("secure aggregation round: masks cancel, dropped clients are recovered", "[aggregate][secagg][sodium]") {
+  namespace sa = tl::secagg;
+  const std::size_t n = 7, p = 1500;
+  const sa::settings set{{16, 4.0f}, 4};  // |Δ| ≤ 0.5 · 8 σ: nothing is clipped
+  secagg_fleet f(n, p, set);
+  REQUIRE(f.server.threshold() == 4);
+
+  SECTION("no dropouts: the unmasked sum is the plain sum, and decodes to FedAvg within the bound") {
+    std::vector<std::uint32_t> sum;
+    REQUIRE(f.run({}, sum).ok());
+    for (std::size_t j = 0; j <= p; ++j) REQUIRE(sum[j] == f.plain_sum({}, j));
+    const vecf global(p, 0.25f);
+    vecf mean(p);
+    REQUIRE(sa::decode_mean(sum, global, set.fp, mean).ok());
+    double nt = 0;
+    for (auto e : f.examples) nt += static_cast<double>(e);
+    // |mean − (w_t + Σ n_k Δ_k / N)| ≤ n · 2^−f / (2N) + float rounding of w_t + … (|·| < 1: 2^−24).
+    const double bound = static_cast<double>(n) * std::ldexp(0.5, -16) / nt + std::ldexp(1.0, -24);
+    for (std::size_t j = 0; j < p; ++j) {
+      for (std::size_t i = 0; i < n; ++i) REQUIRE(std::fabs(f.delta[i][j]) <= set.fp.clip);
+      double exact = 0;
+      for (std::size_t i = 0; i < n; ++i) exact += static_cast<double>(f.examples[i]) * f.delta[i][j];
+      REQUIRE(std::fabs(mean[j] - (0.25 + exact / nt)) <= bound);
+    }
+  }
+  SECTION("three clients drop after the masks were set up (n - t): the sum over the survivors is exact") {
     const std::vector<std::size_t> drop{0, 3, 6};
-    std::vector<std::uint32_t> sum(d);
-    std::vector<std::pair<std::uint32_t, sa::shamir_share>> sks;
-    REQUIRE(run(drop, sum, &sks).ok());
-    for (std::size_t j = 0; j < d; ++j) REQUIRE(sum[j] == plain_sum(drop, j));
-    // The server now knows sk of client 3 and strips every pairwise mask from
-    // its late y_3: what is left is x_3 + PRG(b_3), still uniform-looking.
-    std::vector<sa::shamir_share> mine;
-    for (auto& e : sks)
-      if (e.first == keys[3].id && mine.size() < t) mine.push_back(e.second);
-    REQUIRE(sa::shamir_combine(mine) == keys[3].secret_key);
-    auto y = masked[3];
-    for (std::size_t i = 0; i < n; ++i)
-      if (i != 3) sa::apply_mask(y, sa::agree(keys[3].secret_key, keys[i].public_key), /*subtract=*/keys[3].id < keys[i].id);
-    std::size_t same = 0;
-    for (std::size_t j = 0; j < d; ++j) same += y[j] == plain[3][j];
-    CHECK(same < 3);
-    sa::apply_mask(y, keys[3].self_mask_seed, true);  // only b_3, never released, would reveal it
-    CHECK(y == plain[3]);
+    std::vector<std::uint32_t> sum;
+    REQUIRE(f.run(drop, sum).ok());
+    for (std::size_t j = 0; j <= p; ++j) REQUIRE(sum[j] == f.plain_sum(drop, j));
+    CHECK(f.server.request().dropped == std::vector<std::uint32_t>{f.ids[0], f.ids[3], f.ids[6]});
   }
   SECTION("more than n - t dropouts cannot be recovered") {
-    std::vector<std::uint32_t> sum(d);
-    CHECK_FALSE(run({0, 1, 2, 3}, sum).ok());
+    std::vector<std::uint32_t> sum;
+    CHECK_FALSE(f.run({0, 1, 2, 3}, sum).ok());
   }
-  SECTION("a share holder answers once and never for a client in both lists") {
-    std::vector<std::pair<std::uint32_t, sa::shamir_share>> bs, sks;
-    const std::vector<std::uint32_t> both{keys[1].id};
-    CHECK_FALSE(holders[0].respond(both, both, bs, sks).ok());
-    const std::vector<std::uint32_t> s1{keys[1].id}, d1{keys[2].id};
-    CHECK(holders[0].respond(s1, d1, bs, sks).ok());
-    CHECK_FALSE(holders[0].respond(d1, s1, bs, sks).ok());
+  SECTION("the server sees masked inputs only: uniform words, uncorrelated with the input") {
+    for (std::size_t i = 0; i < n; ++i) REQUIRE(f.server.receive_masked(f.ids[i], f.masked[i]).ok());
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto y = f.server.masked_of(f.ids[i]);
+      const auto& x = f.plain[i];
+      REQUIRE(y.size() == p + 1);
+      std::size_t same = 0;
+      double mean = 0, mx = 0, my = 0, cxy = 0, vx = 0, vy = 0;
+      for (std::size_t j = 0; j < p; ++j) {
+        same += x[j] == y[j];
+        mean += static_cast<double>(y[j]) / 4294967296.0;
+        mx += static_cast<std::int32_t>(x[j]);
+        my += static_cast<std::int32_t>(y[j]);
+      }
+      mx /= p, my /= p;
+      for (std::size_t j = 0; j < p; ++j) {
+        const double a = static_cast<std::int32_t>(x[j]) - mx, b = static_cast<std::int32_t>(y[j]) - my;
+        cxy += a * b, vx += a * a, vy += b * b;
+      }
+      CHECK(same < 3);
+      CHECK(y[p] != x[p]);  // the example count is masked too
+      CHECK(mean / p == Approx(0.5).margin(0.03));
+      CHECK(std::fabs(cxy / std::sqrt(vx * vy)) < 0.1);
+    }
+  }
+  SECTION("a dropped client's late input stays hidden behind its self mask") {
+    const std::vector<std::size_t> drop{3};
+    std::vector<std::uint32_t> sum;
+    REQUIRE(f.run(drop, sum).ok());
+    // The server rebuilt s_sk of client 3 (it checks it against the public key) and can strip every
+    // pairwise mask from a late y_3: what is left, x_3 + PRG(b_3), is still not x_3.
+    auto y = f.masked[3];
+    for (std::size_t i = 0; i < n; ++i) {
+      if (i == 3) continue;
+      sa::key32 k{};
+      const auto ad3 = f.clients[3]->advertise(), adi = f.clients[i]->advertise();
+      REQUIRE(sa::pair_key(f.ids[3], f.clients[3]->mask_secret_key(), ad3.s_pk, f.ids[i], adi.s_pk, k).ok());
+      sa::apply_mask(y, k, /*subtract=*/f.ids[3] < f.ids[i]);
+    }
+    std::size_t same = 0;
+    for (std::size_t j = 0; j <= p; ++j) same += y[j] == f.plain[3][j];
+    CHECK(same < 3);
+    sa::apply_mask(y, f.clients[3]->self_mask_seed(), true);  // b_3, never released, would reveal it
+    CHECK(y == f.plain[3]);
+  }
+  SECTION("a client answers one unmask request, never for a client both surviving and dropped") {
+    sa::unmask_response r;
+    const sa::unmask_request both{{f.ids[0], f.ids[1]}, {f.ids[1]}};
+    CHECK_FALSE(f.clients[0]->respond(both, r).ok());
+    const sa::unmask_request ok{{f.ids[0], f.ids[1]}, {f.ids[2]}};
+    CHECK(f.clients[0]->respond(ok, r).ok());
+    CHECK(r.b_shares.size() == 2);
+    CHECK(r.sk_shares.size() == 1);
+    CHECK_FALSE(f.clients[0]->respond(ok, r).ok());
   }
 }
+
+TEST_CASE("secure aggregation round: forged or misrouted shares are refused", "[aggregate][secagg][sodium]") {
+  namespace sa = tl::secagg;
+  const sa::settings set{{16, 1.0f}, 0};
+  sa::server_session server(2, set, 10);
+  std::vector<std::unique_ptr<sa::client_session>> c;
+  for (std::uint32_t i = 0; i < 3; ++i) {
+    c.push_back(std::make_unique<sa::client_session>(i, 2, sa::derived_round_seed(1, 2, i), set));
+    REQUIRE(server.receive_advertisement(c[i]->advertise()).ok());
+  }
+  CHECK_FALSE(server.receive_advertisement(c[0]->advertise()).ok());  // twice
+  REQUIRE(server.close_roster().ok());
+  CHECK(server.threshold() == 2);  // ⌊3/2⌋ + 1
+  auto s0 = c[0]->share_keys(server.roster());
+  REQUIRE(s0.size() == 2);
+  SECTION("a flipped bit in a box") {
+    s0[0].box[5] ^= 1;
+    CHECK_FALSE(c[s0[0].to]->receive_shares(std::span<const sa::sealed_share>(&s0[0], 1)).ok());
+  }
+  SECTION("a box delivered to another client") {
+    sa::sealed_share wrong = s0[0];
+    wrong.to = s0[1].to;
+    CHECK_FALSE(c[wrong.to]->receive_shares(std::span<const sa::sealed_share>(&wrong, 1)).ok());
+  }
+  SECTION("the server wants one box per other member") {
+    auto twice = s0;
+    twice[1].to = twice[0].to;
+    CHECK_FALSE(server.receive_shares(0, twice).ok());
+    s0.pop_back();
+    CHECK_FALSE(server.receive_shares(0, s0).ok());
+  }
+  SECTION("a masked input from a client that did not share") {
+    const std::vector<std::uint32_t> y(11, 0u);
+    CHECK_FALSE(server.receive_masked(1, y).ok());
+  }
+}
+
+TEST_CASE("secure aggregation payloads: round trips, and sizes checked before reading", "[aggregate][secagg][sodium]") {
+  namespace sa = tl::secagg;
+  const sa::settings set{{16, 4.0f}, 3};
+  secagg_fleet f(4, 50, set);
+  // advertise, roster
+  const auto ad = f.clients[1]->advertise();
+  sa::advertisement back;
+  REQUIRE(sa::decode_keys(ad.id, sa::encode_keys(ad), back).ok());
+  CHECK((back.c_pk == ad.c_pk && back.s_pk == ad.s_pk));
+  auto keys = sa::encode_keys(ad);
+  keys.pop_back();
+  CHECK_FALSE(sa::decode_keys(ad.id, keys, back).ok());
+  std::vector<sa::advertisement> roster;
+  const auto rbytes = sa::encode_roster(f.server.roster());
+  REQUIRE(rbytes.size() == 4 * sa::advertisement::wire_bytes);
+  REQUIRE(sa::decode_roster(rbytes, f.ids[2], roster).ok());
+  REQUIRE(roster.size() == 4);
+  for (std::size_t i = 0; i < 4; ++i) CHECK((roster[i].id == f.ids[i] && roster[i].s_pk == f.server.roster()[i].s_pk));
+  CHECK_FALSE(sa::decode_roster(rbytes, 999, roster).ok());  // not in it
+  CHECK_FALSE(sa::decode_roster(std::span<const std::uint8_t>(rbytes.data(), rbytes.size() - 1), f.ids[2], roster).ok());
+  // shares / boxes: a forwarded box still opens after the trip
+  const auto boxes = f.server.shares_for(f.ids[0]);
+  std::vector<sa::sealed_share> sb;
+  REQUIRE(sa::decode_shares(sa::encode_shares(boxes), sb).ok());
+  REQUIRE(sb.size() == 3);
+  for (std::size_t i = 0; i < 3; ++i) CHECK((sb[i].from == boxes[i].from && sb[i].to == boxes[i].to && sb[i].box == boxes[i].box));
+  auto sbytes = sa::encode_shares(boxes);
+  sbytes.push_back(0);
+  CHECK_FALSE(sa::decode_shares(sbytes, sb).ok());
+  // masked
+  std::vector<std::uint32_t> y;
+  REQUIRE(sa::decode_masked(sa::encode_masked(f.masked[2]), 51, y).ok());
+  CHECK(y == f.masked[2]);
+  CHECK_FALSE(sa::decode_masked(sa::encode_masked(f.masked[2]), 50, y).ok());
+  // request, response
+  const sa::unmask_request req{{f.ids[0], f.ids[1], f.ids[3]}, {f.ids[2]}};
+  sa::unmask_request rq;
+  REQUIRE(sa::decode_request(sa::encode_request(req), rq).ok());
+  CHECK((rq.survivors == req.survivors && rq.dropped == req.dropped));
+  auto qbytes = sa::encode_request(req);
+  qbytes[0] = 200;  // claims 200 survivors
+  CHECK_FALSE(sa::decode_request(qbytes, rq).ok());
+  sa::unmask_response resp, rb;
+  REQUIRE(f.clients[0]->respond(req, resp).ok());
+  REQUIRE(sa::decode_response(resp.from, sa::encode_response(resp), rb).ok());
+  REQUIRE((rb.b_shares.size() == 3 && rb.sk_shares.size() == 1));
+  CHECK((rb.sk_shares[0].first == f.ids[2] && rb.sk_shares[0].second.y == resp.sk_shares[0].second.y &&
+         rb.sk_shares[0].second.holder == resp.sk_shares[0].second.holder));
+  auto pbytes = sa::encode_response(resp);
+  pbytes.resize(pbytes.size() - 8);
+  CHECK_FALSE(sa::decode_response(resp.from, pbytes, rb).ok());
+}
+#endif  // TINYLARGE_SECAGG_HAS_SODIUM

@@ -1074,3 +1074,171 @@ TEST_CASE("A link-aware selection without links or with Poisson sampling is refu
                     Catch::Contains("deadline_s must be positive"));
 #endif
 }
+
+#if TINYLARGE_SECAGG_HAS_SODIUM
+namespace {
+// The fleet with secure aggregation (aggregate/secure.hpp): masked fixed-point updates, unmasked sum.
+template <class Aggregation = tl::fedavg>
+struct secure_fleet : fleet<Aggregation> {
+  static constexpr bool secure_aggregation = true;
+};
+}  // namespace
+
+TEST_CASE("Secure aggregation in the FedAvg round: the plain round's model within the fixed-point bound, "
+          "clients dropped after masking recovered",
+          "[federated][secagg]") {
+  const auto fed = make_clients(train_set(), 10, 3);
+  const auto compare = [&]<class Agg>(Agg policy, double dropout) {
+    wf::federated_options o{.rounds = 1, .client_fraction = 0.7, .local_epochs = 1, .batch_size = 5, .seed = 21};
+    o.dropout_probability = dropout;
+    o.secure = {{16, 2.0f}, 0};
+    wf::federated_averaging<fleet<Agg>> plain(o, policy, nn::sgd{.learning_rate = 0.05f});
+    wf::federated_averaging<secure_fleet<Agg>> secure(o, policy, nn::sgd{.learning_rate = 0.05f});
+    plain.initialize(4);
+    secure.initialize(4);
+    const std::vector<float> w0(plain.global().begin(), plain.global().end());
+    plain.run_round(fed.clients, {});
+    secure.run_round(fed.clients, {});
+    const auto& lp = plain.log().back();
+    const auto& ls = secure.log().back();
+    REQUIRE(lp.aggregation.updated());
+    REQUIRE(ls.aggregation.updated());
+    // The same clients were asked, the same ones dropped (after the masks were set up), the same survivors summed.
+    CHECK(ls.selected == lp.selected);
+    CHECK(ls.dropped == lp.dropped);
+    CHECK(ls.aggregation.accepted == lp.aggregation.accepted);
+    // Bound per coordinate (FedAvg; server optimizers apply a 1-Lipschitz-per-coordinate step to the mean here,
+    // see below): the lanes are rounded once each, |S| · 2^−f / (2N), plus float rounding of both means
+    // ((|S| + 2) ulps of the largest weight).
+    double n_total = 0.0, w_max = 1.0;
+    for (const auto id : lp.aggregation.accepted) n_total += static_cast<double>(fed.clients[id].count);
+    for (const float v : plain.global()) w_max = std::max(w_max, static_cast<double>(std::fabs(v)));
+    const double s = static_cast<double>(lp.aggregation.accepted.size());
+    const double bound = s * std::ldexp(0.5, -16) / n_total + (s + 2.0) * std::ldexp(w_max, -23);
+    double worst = 0.0, moved = 0.0;
+    for (std::size_t j = 0; j < P; ++j) {
+      worst = std::max(worst, std::fabs(static_cast<double>(secure.global()[j]) - plain.global()[j]));
+      moved = std::max(moved, std::fabs(static_cast<double>(plain.global()[j]) - w0[j]));
+    }
+    CHECK(worst <= bound);
+    CHECK(moved > 100.0 * bound);  // the round did move the model: the comparison is not vacuous
+    return lp;
+  };
+  SECTION("FedAvg, every client answers") {
+    const auto lg = compare(tl::fedavg{}, 0.0);
+    CHECK(lg.aggregation.accepted.size() == 7);
+  }
+  SECTION("FedAvg, clients drop after masking: FedAvg over the survivors") {
+    const auto lg = compare(tl::fedavg{}, 0.3);
+    CHECK(!lg.dropped.empty());
+    CHECK(lg.aggregation.accepted.size() + lg.dropped.size() == 7);
+  }
+  SECTION("FedAvgM (a linear server optimizer) with a dropout") {
+    const auto lg = compare(tl::fedavgm{}, 0.3);
+    CHECK(!lg.dropped.empty());
+  }
+  SECTION("too many dropouts for the threshold: the round fails, the model is unchanged") {
+    wf::federated_options o{.rounds = 1, .client_fraction = 0.4, .local_epochs = 1, .batch_size = 5, .seed = 21};
+    o.dropout_probability = 0.9;
+    o.secure = {{16, 2.0f}, 4};  // t = 4 of 4
+    wf::federated_averaging<secure_fleet<>> secure(o, tl::fedavg{}, nn::sgd{.learning_rate = 0.05f});
+    secure.initialize(4);
+    const std::vector<float> w0(secure.global().begin(), secure.global().end());
+    secure.run_round(fed.clients, {});
+    REQUIRE(!secure.log().back().dropped.empty());
+    CHECK_FALSE(secure.log().back().aggregation.updated());
+    CHECK(std::equal(w0.begin(), w0.end(), secure.global().begin()));
+  }
+}
+
+TEST_CASE("Secure FedAvg learns the non-IID problem and counts the protocol's traffic", "[federated][secagg]") {
+  const auto fed = make_clients(train_set(), 20, 3);
+  wf::federated_options o{.rounds = 15, .client_fraction = 0.25, .local_epochs = 2, .batch_size = 5, .seed = 7};
+  o.secure = {{16, 2.0f}, 0};
+  wf::federated_averaging<secure_fleet<>> fl(o, tl::fedavg{}, nn::sgd{.learning_rate = 0.05f});
+  fl.initialize(5);
+  const wf::report rep = fl.run(fed.clients, test_set().view());
+  CHECK(rep.final_accuracy() > 0.9);
+  // 5 clients: model + roster (5 advertisements) + 4 sealed shares down and 1 unmask request (5 ids);
+  // advertisement + 4 sealed shares + P + 1 masked words + 5 self-mask shares up.
+  const std::uint64_t box = tl::secagg::sealed_share::wire_bytes, ad = tl::secagg::advertisement::wire_bytes;
+  const std::uint64_t share = 8 + 8 * tl::secagg::key_limbs;
+  for (const auto& p : rep.rounds[0].parties) {
+    if (p.role != "client") continue;
+    CHECK(p.net.bytes_down == P * 4 + 5 * ad + 4 * box + 4 * 5);
+    CHECK(p.net.bytes_up == ad + 4 * box + (P + 1) * 4 + 4 + 5 * share);
+    CHECK(p.net.messages_up == 4);
+    CHECK(p.net.messages_down == 4);
+  }
+#if TINYLARGE_HAS_EXCEPTIONS
+  wf::federated_options retry = o;
+  retry.on_dropout = wf::dropout_policy::retry;
+  CHECK_THROWS_WITH(wf::federated_averaging<secure_fleet<>>(retry), Catch::Contains("dropout_policy::retry"));
+#endif
+}
+#endif  // TINYLARGE_SECAGG_HAS_SODIUM
+
+#if TINYLARGE_SECAGG_HAS_SODIUM
+#include <thread>
+
+#include "tinylarge/transport/in_process.hpp"
+#include "tinylarge/workflow/federated_deploy.hpp"
+
+TEST_CASE("Secure aggregation over a transport: the deployment drivers give the simulation's bits, and recover a "
+          "client that leaves after sharing its keys",
+          "[federated][secagg][deploy]") {
+  const auto fed = make_clients(train_set(), 4, 3);
+  wf::federated_options o{.rounds = 3, .client_fraction = 1.0, .local_epochs = 1, .batch_size = 5, .seed = 21};
+  o.secure = {{16, 2.0f}, 0};
+  const nn::sgd sgd{.learning_rate = 0.05f};
+  wf::federated_averaging<secure_fleet<>> sim(o, tl::fedavg{}, sgd);
+  sim.initialize(4);
+  const std::vector<float> w0(sim.global().begin(), sim.global().end());
+  (void)sim.run(fed.clients, {});
+
+  // The same roles, server on endpoint 0 and 4 clients on threads; `leaver` (1-based endpoint, 0: none)
+  // leaves before sending its masked update of round 2.
+  const auto deploy = [&](std::uint32_t leaver, wf::federated_server_report& rep) {
+    tl::in_process::hub hub(5);
+    std::vector<std::thread> threads;
+    for (std::uint32_t k = 1; k <= 4; ++k)
+      threads.emplace_back([&, k] {
+        tl::in_process ep(hub, k);
+        wf::fedavg_training<secure_fleet<>> training(o, sgd, 0.0f, fed.clients);
+        wf::fedavg_client<wf::fedavg_training<secure_fleet<>>> role(training);
+        wf::federated_client_options copt;
+        copt.idle_timeout = std::chrono::milliseconds{20000};
+        copt.secure = wf::secure_deployment{o.secure};
+        if (k == leaver)
+          copt.on_secure_step = [](std::uint32_t r, tl::wire::secagg_step st) {
+            return !(r == 2 && st == tl::wire::secagg_step::masked);
+          };
+        (void)wf::run_federated_client(ep, role, copt);
+      });
+    tl::in_process ep(hub, 0);
+    wf::fedavg_server<tl::fedavg> server(tl::fedavg{}, P, o.seed);
+    server.set_global(w0);
+    wf::federated_server_options sopt;
+    sopt.rounds = 3;
+    sopt.round_timeout = std::chrono::milliseconds{leaver != 0 ? 1500 : 20000};
+    sopt.secure = wf::secure_deployment{o.secure};
+    const tl::status s = wf::run_federated_server(ep, server, sopt, &rep);
+    for (auto& t : threads) t.join();
+    REQUIRE(s.ok());
+    return std::vector<float>(server.global().begin(), server.global().end());
+  };
+  SECTION("every client answers: bit-identical to federated_averaging") {
+    wf::federated_server_report rep;
+    const auto w = deploy(0, rep);
+    CHECK(rep.updates_per_round == std::vector<std::size_t>{4, 4, 4});
+    CHECK(std::equal(w.begin(), w.end(), sim.global().begin()));
+  }
+  SECTION("client 2 leaves after sharing its keys in round 2: its masks are removed, rounds of 4, 3, 3") {
+    wf::federated_server_report rep;
+    const auto w = deploy(2, rep);
+    CHECK(rep.updates_per_round == std::vector<std::size_t>{4, 3, 3});
+    CHECK(all_finite(w));
+    CHECK(!std::equal(w.begin(), w.end(), sim.global().begin()));
+  }
+}
+#endif  // TINYLARGE_SECAGG_HAS_SODIUM

@@ -294,7 +294,7 @@ TEST_CASE("wire: each rejection reason is reachable and counted", "[transport][w
   b[44] ^= 1;
   CHECK(reason(b) == wire::wire_reject::header_crc);
   CHECK(reason(raw_header(0, 0, 0, 0, 0)) == wire::wire_reject::bad_type);
-  CHECK(reason(raw_header(7, 0, 0, 0, 0)) == wire::wire_reject::bad_type);
+  CHECK(reason(raw_header(static_cast<std::uint8_t>(wire::message_type_max + 1), 0, 0, 0, 0)) == wire::wire_reject::bad_type);  // one past the last type (7 secagg)
   CHECK(reason(raw_header(1, 4, 0, 0, 0)) == wire::wire_reject::bad_dtype);
   CHECK(reason(raw_header(1, 1, 2, 0, 0)) == wire::wire_reject::bad_flags);  // bit 0 is wire_flag_mac, bit 1 unknown
   CHECK(reason(raw_header(1, 3, 0, 4, 4, 0 /*scale 0*/)) == wire::wire_reject::bad_quantization);

@@ -20,6 +20,9 @@
 //         [--dirichlet ALPHA]  (Dirichlet label skew, unequal client sizes, instead of 4 shards per client)
 // splitfed: --codecs fp32|int8-fp16                        (the cut's uplink-downlink codecs, partition/codec.hpp)
 // fedavg: --policy fedavg|fedavgm|fedprox|fedadam|median|dp|reptile   (the server's aggregation rule)
+//         --secure                                          (secure aggregation, linear policies: masked updates,
+//                                                            X25519 + ChaCha20, aggregate/secure.hpp)
+//         --die-secure-step shares|masked|response          (with --die-round R: leave before that secure step)
 //         --update fp32|fp16|int8                           (what a client uploads; fp16 / int8 with fedavg)
 //         --fraction C                                      (clients per round: ⌈C·N⌉, drawn by the server)
 //
@@ -106,6 +109,8 @@ struct args {
   double dirichlet = 0.0;  ///< > 0: Dirichlet(α) label skew (unequal client sizes) instead of shards
   std::string policy = "fedavg", update = "fp32", codecs = "fp32";
   double fraction = 1.0;
+  bool secure = false;          ///< FedAvg with secure aggregation (aggregate/secure.hpp)
+  std::string die_secure_step;  ///< with --die-round: leave before sending this secure step (shares, masked, response)
 };
 
 [[noreturn]] void usage(const char* msg) {
@@ -124,6 +129,10 @@ args parse(int argc, char** argv) {
   }
   for (; i < argc; ++i) {
     const std::string k = argv[i];
+    if (k == "--secure") {  // a flag: no value
+      a.secure = true;
+      continue;
+    }
     if (i + 1 >= argc) usage(("missing value after " + k).c_str());
     const std::string v = argv[++i];
     const auto u = [&] { return static_cast<std::uint32_t>(std::stoul(v)); };
@@ -152,6 +161,7 @@ args parse(int argc, char** argv) {
     else if (k == "--update") a.update = v;
     else if (k == "--fraction") a.fraction = std::stod(v);
     else if (k == "--codecs") a.codecs = v;
+    else if (k == "--die-secure-step") a.die_secure_step = v;
     else usage(("unknown option " + k).c_str());
   }
   if (a.workflow != "prepare" && a.workflow != "fedavg" && a.workflow != "splitfed") usage("workflow must be fedavg or splitfed");
@@ -161,6 +171,12 @@ args parse(int argc, char** argv) {
     usage("--checkpoint and --crash-* are options of the splitfed server (fedavg_node has FedAvg's)");
   if (a.crash_round != 0 && a.checkpoint.empty()) usage("--crash-round needs --checkpoint");
   if (a.codecs != "fp32" && a.codecs != "int8-fp16") usage("--codecs must be fp32 or int8-fp16");
+  if (a.secure && (a.workflow != "fedavg" || a.update != "fp32" ||
+                   (a.policy != "fedavg" && a.policy != "fedavgm" && a.policy != "fedprox" && a.policy != "fedadam")))
+    usage("--secure is for fedavg with a linear --policy (fedavg, fedavgm, fedprox, fedadam) and fp32 updates");
+  if (!a.die_secure_step.empty() && (!a.secure || (a.die_secure_step != "shares" && a.die_secure_step != "masked" &&
+                                                   a.die_secure_step != "response")))
+    usage("--die-secure-step (shares, masked or response) needs --secure");
   return a;
 }
 
@@ -249,6 +265,16 @@ struct fed_traits {
   using update = U;
 };
 
+/// The same with secure aggregation (masked updates; aggregate/secure.hpp).
+template <class Policy>
+struct fed_traits_secure : fed_traits<Policy, tl::fp32_update> {
+  static constexpr bool secure_aggregation = true;
+};
+
+/// --secure: 16 fractional bits, |w_k − w_t| clipped at 8 (N · 8 · 2^16 < 2^31 for N ≤ 4095
+/// examples), t = ⌊n/2⌋ + 1 of the n clients that advertised keys.
+constexpr tl::secagg::settings secure_settings{{16, 8.0f}, 0};
+
 wf::federated_options fed_options(const args& a) {
   wf::federated_options o;
   o.rounds = a.rounds;
@@ -257,6 +283,7 @@ wf::federated_options fed_options(const args& a) {
   o.batch_size = a.batch;
   o.seed = a.seed;
   o.eval_every = 0;
+  o.secure = secure_settings;
   return o;
 }
 const tl::nn::sgd client_sgd{0.05f, 0.9f};
@@ -302,14 +329,20 @@ void fed_summary(const char* who, const args& a, const task_data& d, std::span<c
 /// The in-process simulation: federated_averaging, every role in this thread.
 int fedavg_simulate(const args& a, const task_data& d) {
   return with_fed_policy(a, [&]<class Policy, class U>(const Policy& policy, U) {
-    const wf::federated_dataset fd = wf::make_federated_dataset(d.train, d.parts);
-    wf::federated_averaging<fed_traits<Policy, U>> fl(fed_options(a), policy, client_sgd);
-    fl.initialize(a.seed);
-    (void)fl.run(fd.clients, tl::nn::labelled_view<std::uint8_t>{nullptr, nullptr, 0, 784});
-    std::vector<std::size_t> per_round;
-    for (const auto& l : fl.log()) per_round.push_back(l.aggregation.updated() ? l.aggregation.accepted.size() : 0);
-    fed_summary("in_process (federated_averaging)", a, d, fl.global(), per_round);
-    return 0;
+    const auto run = [&]<class Traits>() {
+      const wf::federated_dataset fd = wf::make_federated_dataset(d.train, d.parts);
+      wf::federated_averaging<Traits> fl(fed_options(a), policy, client_sgd);
+      fl.initialize(a.seed);
+      (void)fl.run(fd.clients, tl::nn::labelled_view<std::uint8_t>{nullptr, nullptr, 0, 784});
+      std::vector<std::size_t> per_round;
+      for (const auto& l : fl.log()) per_round.push_back(l.aggregation.updated() ? l.aggregation.accepted.size() : 0);
+      fed_summary(a.secure ? "in_process (federated_averaging, secure aggregation)" : "in_process (federated_averaging)",
+                  a, d, fl.global(), per_round);
+      return 0;
+    };
+    if constexpr (tl::linear_aggregation<Policy> && std::is_same_v<U, tl::fp32_update>)
+      if (a.secure) return run.template operator()<fed_traits_secure<Policy>>();
+    return run.template operator()<fed_traits<Policy, U>>();
   });
 }
 
@@ -326,6 +359,7 @@ int fedavg_serve(Transport& net, const args& a, const task_data& d) {
     opt.client_fraction = a.fraction;
     opt.min_clients = a.min_clients;
     opt.round_timeout = std::chrono::milliseconds{a.round_timeout_ms};
+    if (a.secure) opt.secure = wf::secure_deployment{secure_settings};
     wf::federated_server_report rep;
     const tl::status s = wf::run_federated_server(net, server, opt, &rep);
     if (!s.ok()) {
@@ -337,15 +371,31 @@ int fedavg_serve(Transport& net, const args& a, const task_data& d) {
   });
 }
 
+/// A FedAvg client; --die-round R (with --drop-client K: only client K) makes it leave at the model of
+/// round R, or with --die-secure-step S before it sends secure step S of round R: SIGKILL for a process,
+/// a return for a thread (`thread_mode`, where only --drop-client K leaves).
 template <class Transport>
-int fedavg_client(Transport& net, const args& a, const task_data& d) {
+int fedavg_client(Transport& net, const args& a, const task_data& d, bool thread_mode = false) {
   const tl::endpoint_id k = net.id();
   wf::federated_client_options opt;
   opt.idle_timeout = std::chrono::milliseconds{std::max<long>(30000, 3 * a.round_timeout_ms)};
-  if (a.die_round != 0 && (a.drop_client == 0 || a.drop_client == k))
+  if (a.secure) opt.secure = wf::secure_deployment{secure_settings};
+  const bool leaves = a.die_round != 0 && (thread_mode ? a.drop_client == k : (a.drop_client == 0 || a.drop_client == k));
+  if (leaves && a.die_secure_step.empty())
     opt.on_model = [&](std::uint32_t r) {
-      if (r == a.die_round) die(k, r, 0);
-      return true;
+      if (r == a.die_round && !thread_mode) die(k, r, 0);
+      return r != a.die_round;
+    };
+  if (leaves && !a.die_secure_step.empty())
+    opt.on_secure_step = [&](std::uint32_t r, tl::wire::secagg_step st) {
+      const tl::wire::secagg_step at = a.die_secure_step == "shares"   ? tl::wire::secagg_step::shares
+                                       : a.die_secure_step == "masked" ? tl::wire::secagg_step::masked
+                                                                       : tl::wire::secagg_step::unmask_response;
+      if (r != a.die_round || st != at) return true;
+      std::printf("client %u: leaving before secure step %s of round %u\n", k, a.die_secure_step.c_str(), r);
+      std::fflush(stdout);
+      if (!thread_mode) die(k, r, 0);
+      return false;
     };
   return with_fed_policy(a, [&]<class Policy, class U>(const Policy& policy, U) {
     const wf::federated_dataset fd = wf::make_federated_dataset(d.train, d.parts);
@@ -820,7 +870,7 @@ int serve(Transport& net, const args& a, const task_data& d) {
 }
 template <class Transport>
 int client(Transport& net, const args& a, const task_data& d, bool thread_mode = false) {
-  return a.workflow == "fedavg" ? fedavg_client(net, a, d)
+  return a.workflow == "fedavg" ? fedavg_client(net, a, d, thread_mode)
                                 : with_split_codecs(a, [&]<class P>() { return split_client<P>(net, a, d, thread_mode); });
 }
 
@@ -830,21 +880,9 @@ int run_inproc(const args& a, const task_data& d) {
   for (std::uint32_t k = 1; k <= a.clients; ++k) {
     threads.emplace_back([&, k] {
       tl::in_process ep(net, k);
-      if (a.workflow == "fedavg" && a.die_round != 0 && a.drop_client == k) {
-        // FedAvg: the dropped client leaves at the model of die_round, as a killed process would.
-        args b = a;
-        b.die_round = 0;
-        b.drop_client = 0;
-        wf::federated_client_options opt;
-        opt.on_model = [&](std::uint32_t r) { return r < a.die_round; };
-        (void)with_fed_policy(b, [&]<class Policy, class U>(const Policy& policy, U) {
-          const wf::federated_dataset fd = wf::make_federated_dataset(d.train, d.parts);
-          wf::fedavg_training<fed_traits<Policy, U>> training(fed_options(b), client_sgd,
-                                                              wf::detail::proximal_mu_of(policy), fd.clients);
-          wf::fedavg_client<wf::fedavg_training<fed_traits<Policy, U>>, U> role(training, fed_options(b).int8_chunk);
-          (void)wf::run_federated_client(ep, role, opt);
-          return 0;
-        });
+      if (a.workflow == "fedavg") {
+        // FedAvg: the dropped client (--drop-client) leaves as a killed process would.
+        (void)fedavg_client(ep, a, d, /*thread_mode=*/true);
         return;
       }
       if (a.die_round != 0 && a.drop_client != k) {

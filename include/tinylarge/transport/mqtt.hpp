@@ -10,7 +10,7 @@
 /// | `tl/<run>/model` | server → all clients | yes | the latest `model` frame: a client that (re)connects gets it at once |
 /// | `tl/<run>/control` | server → all clients | no | `control` frames (stop, …) and other server broadcasts |
 /// | `tl/<run>/to/<k>` | server → client k | `model` frames | any frame for one client: the model of a round that selects k (retained: a client that subscribes after it was sent gets it at once), split-learning gradients |
-/// | `tl/<run>/<type>/<k>` | client k → server | no | `update`, `smashed`, `gradient` or `control` frames of client k |
+/// | `tl/<run>/<type>/<k>` | client k → server | no | `update`, `smashed`, `gradient`, `control` or `secagg` (secure aggregation) frames of client k |
 ///
 /// Every publication is QoS 1 (at least once): receivers must tolerate
 /// duplicates (the federated protocol does: workflow/federated_deploy.hpp). Each
@@ -283,7 +283,7 @@ class mqtt_transport {
     const std::string base = "tl/" + self->opt_.run + "/";
     std::vector<std::string> topics;
     if (self->id_ == server_endpoint) {
-      for (const char* t : {"update", "smashed", "gradient", "control"}) topics.push_back(base + t + "/+");
+      for (const char* t : {"update", "smashed", "gradient", "control", "secagg"}) topics.push_back(base + t + "/+");
     } else {
       topics = {base + "model", base + "control", base + "to/" + std::to_string(self->id_)};
     }

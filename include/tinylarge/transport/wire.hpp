@@ -75,8 +75,21 @@ enum class message_type : std::uint8_t {
   gradient = 4,    ///< gradients of the smashed data, server → device
   control = 5,     ///< commands (aux = control_command)
   checkpoint = 6,  ///< a server checkpoint written to disk (transport/checkpoint.hpp)
+  secagg = 7,      ///< a secure-aggregation step (aux = `secagg_step`; aggregate/secure.hpp)
 };
-inline constexpr std::uint8_t message_type_max = 6;
+inline constexpr std::uint8_t message_type_max = 7;
+
+/// The step of a `secagg` frame, in `aux` (workflow/federated_deploy.hpp;
+/// payloads: aggregate/secure.hpp, docs/wire-format.md).
+enum class secagg_step : std::uint64_t {
+  advertise = 1,        ///< client → server: its two X25519 public keys
+  roster = 2,           ///< server → client: every advertised (id, keys)
+  shares = 3,           ///< client → server: its sealed shares, one per other roster member
+  boxes = 4,            ///< server → client: the sealed shares addressed to it
+  masked = 5,           ///< client → server: its masked update (P + 1 words)
+  unmask_request = 6,   ///< server → survivor: the survivors and the dropped
+  unmask_response = 7,  ///< survivor → server: its shares of b (survivors) and s_sk (dropped)
+};
 
 /// Commands carried in `aux` of a `control` frame.
 enum class control_command : std::uint64_t {
@@ -113,6 +126,7 @@ constexpr const char* to_string(message_type t) noexcept {
     case message_type::gradient: return "gradient";
     case message_type::control: return "control";
     case message_type::checkpoint: return "checkpoint";
+    case message_type::secagg: return "secagg";
   }
   return "unknown";
 }

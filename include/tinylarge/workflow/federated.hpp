@@ -120,7 +120,9 @@ struct in_memory {
 /// (the clients' local optimizer, `tl::nn::sgd`), `update` (the upload
 /// encoding: `tl::fp32_update`, `tl::fp16_update` or `tl::int8_update`;
 /// `fp32_update` by default), `selection` (the client selection policy,
-/// workflow/selection.hpp: `uniform_selection` by default), `transport` (`in_memory`).
+/// workflow/selection.hpp: `uniform_selection` by default), `transport` (`in_memory`),
+/// `static constexpr bool secure_aggregation` (false by default: true masks
+/// the uploads, aggregate/secure.hpp; settings in `federated_options::secure`).
 template <class T>
 concept federated_traits = requires { typename T::model; } && nn::sequential_model<typename T::model>;
 
@@ -140,6 +142,20 @@ struct precision_of<T> { using type = typename T::precision; };
 template <class T> struct selection_of { using type = uniform_selection; };
 template <class T> requires requires { typename T::selection; }
 struct selection_of<T> { using type = typename T::selection; };
+/// `Traits::secure_aggregation` (a static constexpr bool), false when absent.
+template <class T> struct secure_of : std::false_type {};
+template <class T> requires requires { T::secure_aggregation; }
+struct secure_of<T> : std::bool_constant<static_cast<bool>(T::secure_aggregation)> {};
+/// Secure aggregation's check of the rule, a class template so that the
+/// compiler's message names the offending `Rule`.
+template <class Rule, bool Secure>
+struct secure_aggregation_rule {
+  static_assert(!Secure || linear_aggregation<Rule>,
+                "federated_averaging: Traits::secure_aggregation composes only with a linear Traits::aggregation "
+                "(fedavg, fedavgm, fedprox, fedadam, fedyogi, fedadagrad): the server sees only the masked sum, and "
+                "this Rule (a robust rule or a DP wrapper) reads individual updates");
+  static constexpr bool ok = true;
+};
 template <class T> struct transport_of { using type = in_memory; };
 template <class T> requires requires { typename T::transport; }
 struct transport_of<T> { using type = typename T::transport; };
@@ -323,6 +339,10 @@ struct federated_options {
   /// compute + upload, in place of the `link` figures for clients; the record
   /// gives each client's seconds and joules, the straggler and the outages.
   wireless_fleet wireless{};
+  /// Secure aggregation's settings (fixed point: clip of |w_k − w_t| and
+  /// resolution 2^−f; threshold t), used when the traits ask for it
+  /// (`static constexpr bool secure_aggregation = true;`, aggregate/secure.hpp).
+  secagg::settings secure{};
   std::string name{};                   ///< report's workflow name; empty: "fedavg", or "fedsgd" for E = 1, B = ∞
 
   /// McMahan et al.'s FedSGD baseline: E = 1, B = ∞.
@@ -468,9 +488,21 @@ class federated_averaging {
                 "upload's precision is Traits::update");
   using network_type = nn::network<model, nn::heap_storage, precision>;
   static constexpr std::size_t param_count = model::param_count;
+  /// Secure aggregation (`Traits::secure_aggregation`, default false): the
+  /// clients send masked fixed-point updates, the server unmasks only their
+  /// sum (aggregate/secure.hpp; settings in `federated_options::secure`).
+  static constexpr bool secure = detail::secure_of<Traits>::value;
 
   static_assert(aggregation_policy<aggregation>,
                 "federated_averaging: Traits::aggregation must satisfy tl::aggregation_policy");
+  static_assert(!secure || TINYLARGE_SECAGG_HAS_SODIUM,
+                "federated_averaging: Traits::secure_aggregation needs libsodium (<sodium.h>: Debian libsodium-dev; "
+                "link it, e.g. pkg-config libsodium) for X25519 key agreement and ChaCha20 masks; there is no "
+                "insecure fallback");
+  static_assert(detail::secure_aggregation_rule<aggregation, secure>::ok);
+  static_assert(!secure || std::same_as<update, fp32_update>,
+                "federated_averaging: with Traits::secure_aggregation the upload is the masked fixed-point words "
+                "(aggregate/secure.hpp); leave Traits::update at fp32_update");
   static_assert(nn::optimizer_policy<optimizer>,
                 "federated_averaging: Traits::optimizer must satisfy tl::nn::optimizer_policy");
   static_assert(update_encoding<update>, "federated_averaging: Traits::update must satisfy tl::update_encoding");
@@ -502,6 +534,10 @@ class federated_averaging {
                       "federated_averaging: the Byzantine fraction must be in [0, 1]");
     TINYLARGE_REQUIRE(options.client_fraction > 0.0 && options.client_fraction <= 1.0, errc::invalid_argument,
                       "federated_averaging: client_fraction C must be in (0, 1]");
+    if constexpr (secure)
+      TINYLARGE_REQUIRE(options.on_dropout == dropout_policy::proceed, errc::invalid_argument,
+                        "federated_averaging: secure aggregation sets its masks up among one wave of clients; "
+                        "dropout_policy::retry is not supported with it (dropped clients are recovered instead)");
     if constexpr (selection::needs_links) {
       TINYLARGE_REQUIRE(options.wireless.enabled(), errc::invalid_argument,
                         std::string("federated_averaging: the selection policy ") + selection::name() +
@@ -602,6 +638,9 @@ class federated_averaging {
     rec.round = round;
 
     uploads_.clear();
+#if TINYLARGE_SECAGG_HAS_SODIUM
+    masked_.clear();
+#endif
     std::vector<role_cost> client_costs;
     double loss_sum = 0.0;
     std::uint64_t loss_samples = 0;
@@ -616,6 +655,12 @@ class federated_averaging {
     // Server: select the round's clients.
     std::vector<std::uint32_t> wave = options_.poisson_sampling ? server_.select_poisson(options_.client_fraction)
                                                                 : server_.select(m, candidates);
+#if TINYLARGE_SECAGG_HAS_SODIUM
+    // Secure aggregation: the round's sessions (one per client that got the model) and the protocol's status.
+    std::vector<std::pair<std::uint32_t, std::unique_ptr<secagg::client_session>>> sessions;
+    status secure_status = status::success();
+    if constexpr (secure) server_.begin_secure(options_.secure);
+#endif
     std::size_t waves = 0;
     while (!wave.empty()) {
       ++waves;
@@ -652,6 +697,16 @@ class federated_averaging {
           for (std::size_t i = 0; i < alive.size(); ++i) attacks[i] = fixed_attackers_[alive[i]];
         }
       }
+#if TINYLARGE_SECAGG_HAS_SODIUM
+      // Secure aggregation, steps 0–1, among every client reached (those that will drop included: they
+      // drop after the masks are set up, and the survivors' shares recover them).
+      if constexpr (secure) {
+        std::vector<std::uint32_t> reached;
+        for (std::size_t wi = 0; wi < wave.size(); ++wi)
+          if (!(air.enabled() && links[wi].outage)) reached.push_back(wave[wi]);
+        secure_status = secure_setup(reached, static_cast<std::uint32_t>(round), sessions);
+      }
+#endif
       double wave_compute = 0.0, wave_client_seconds = 0.0;
       long long wave_straggler = -1;
       std::uint64_t wave_up = 0;
@@ -667,8 +722,18 @@ class federated_averaging {
         }
         rc.net.bytes_down = param_count * sizeof(float);
         rc.net.messages_down = 1;
+#if TINYLARGE_SECAGG_HAS_SODIUM
+        if constexpr (secure) {  // steps 0–1: advertisement and sealed shares up; roster and boxes down
+          rc.net.bytes_up = secure_setup_bytes_up(sessions.size());
+          rc.net.bytes_down += secure_setup_bytes_down(sessions.size());
+          rc.net.messages_up = 2;
+          rc.net.messages_down += 2;
+          server_up += rc.net.bytes_up;
+          msgs_up += 2;
+        }
+#endif
         server_down += rc.net.bytes_down;
-        ++msgs_down;
+        msgs_down += rc.net.messages_down;
         const auto it = std::find(alive.begin(), alive.end(), c);
         if (it != alive.end()) {
           const std::size_t ai = static_cast<std::size_t>(it - alive.begin());
@@ -683,14 +748,30 @@ class federated_averaging {
             lg.byzantine.push_back(c);
             length = apply_attack(options_.attack, out.weights, server_.global(), faults);
           }
-          // Client: encode the update; server: accept it (a view of the client's buffer).
-          uploads_.emplace_back();
-          client.encode(std::span<const float>(out.weights.data(), length), uploads_.back());
-          server_.accept(c, uploads_.back().view(), out.examples);
-          rc.net.bytes_up = uploads_.back().bytes();
-          rc.net.messages_up = 1;
-          server_up += rc.net.bytes_up;
-          ++msgs_up;
+          if constexpr (secure) {
+#if TINYLARGE_SECAGG_HAS_SODIUM
+            // Client: mask Δ = w_k − w_t (and n_k); server: keep the masked words. A client whose attack
+            // changed the update's length sends nothing (it counts as dropped).
+            if (secure_status.ok() && length == param_count) {
+              masked_.emplace_back();
+              raise_if_error(client.mask(*session_of(sessions, c), out, msg, masked_.back()));
+              raise_if_error(server_.secure_session().receive_masked(c, masked_.back()));
+              rc.net.bytes_up += masked_.back().size() * sizeof(std::uint32_t);
+              ++rc.net.messages_up;
+              server_up += masked_.back().size() * sizeof(std::uint32_t);
+              ++msgs_up;
+            }
+#endif
+          } else {
+            // Client: encode the update; server: accept it (a view of the client's buffer).
+            uploads_.emplace_back();
+            client.encode(std::span<const float>(out.weights.data(), length), uploads_.back());
+            server_.accept(c, uploads_.back().view(), out.examples);
+            rc.net.bytes_up = uploads_.back().bytes();
+            rc.net.messages_up = 1;
+            server_up += rc.net.bytes_up;
+            ++msgs_up;
+          }
           wave_up = std::max(wave_up, rc.net.bytes_up);
         }
         if (air.enabled()) {  // a dropout downloaded, then left: its download only
@@ -726,8 +807,43 @@ class federated_averaging {
     lg.waves = waves;
 
     // Server: close the round (validation + policy).
-    const std::size_t received = server_.accepted();
-    lg.aggregation = server_.close_round();
+    std::size_t received = server_.accepted();
+#if TINYLARGE_SECAGG_HAS_SODIUM
+    if constexpr (secure) received = masked_.size();
+#endif
+    if constexpr (secure) {
+#if TINYLARGE_SECAGG_HAS_SODIUM
+      // Secure aggregation, step 3: the survivors release their shares, the server unmasks the sum.
+      secagg::server_session& ss = server_.secure_session();
+      secagg::unmask_request req;
+      if (secure_status.ok()) secure_status = ss.close_masked(req);
+      if (secure_status.ok()) {
+        for (const std::uint32_t c : req.survivors) {
+          secagg::unmask_response resp;
+          raise_if_error(session_of(sessions, c)->respond(req, resp));
+          raise_if_error(ss.receive_response(resp));
+          const std::uint64_t up = 4 + (resp.b_shares.size() + resp.sk_shares.size()) * (8 + 8 * secagg::key_limbs);
+          const std::uint64_t down = 4 * (req.survivors.size() + req.dropped.size());
+          for (role_cost& rc : client_costs)
+            if (rc.id == c) {
+              rc.net.bytes_up += up;
+              rc.net.bytes_down += down;
+              ++rc.net.messages_up;
+              ++rc.net.messages_down;
+            }
+          server_up += up;
+          server_down += down;
+          ++msgs_up;
+          ++msgs_down;
+        }
+        seconds += 2.0 * options_.link.latency_s;  // the unmask request and the responses
+        rec.sequential_hops += 2;
+      }
+      lg.aggregation = server_.close_round_secure(secure_status);
+#endif
+    } else {
+      lg.aggregation = server_.close_round();
+    }
 
     role_cost server;
     server.role = "server";
@@ -784,6 +900,42 @@ class federated_averaging {
     }
     return out;
   }
+
+#if TINYLARGE_SECAGG_HAS_SODIUM
+  using session_list = std::vector<std::pair<std::uint32_t, std::unique_ptr<secagg::client_session>>>;
+  static secagg::client_session* session_of(session_list& sessions, std::uint32_t c) {
+    for (auto& [id, s] : sessions)
+      if (id == c) return s.get();
+    TINYLARGE_RAISE(errc::invalid_argument, "federated_averaging: a client without a secure-aggregation session");
+  }
+  /// Bytes of steps 0–1 for one client among n: its advertisement and n − 1
+  /// sealed shares up; the roster and n − 1 boxes for it down.
+  static std::uint64_t secure_setup_bytes_up(std::size_t n) noexcept {
+    return secagg::advertisement::wire_bytes + (n - 1) * secagg::sealed_share::wire_bytes;
+  }
+  static std::uint64_t secure_setup_bytes_down(std::size_t n) noexcept {
+    return n * secagg::advertisement::wire_bytes +
+           (n - 1) * secagg::sealed_share::wire_bytes;
+  }
+  /// Secure aggregation, steps 0 (advertise keys, relay the roster) and 1
+  /// (seal shares, forward them) for the clients `reached`. Keys are derived
+  /// from (seed, round, client) — the simulation's deterministic source
+  /// (secagg::derived_round_seed), not for deployment.
+  status secure_setup(const std::vector<std::uint32_t>& reached, std::uint32_t round, session_list& sessions) {
+    secagg::server_session& ss = server_.secure_session();
+    sessions.clear();
+    for (const std::uint32_t c : reached) {
+      sessions.emplace_back(c, std::make_unique<secagg::client_session>(
+                                   c, round, secagg::derived_round_seed(options_.seed, round, c), options_.secure));
+      TINYLARGE_TRY(ss.receive_advertisement(sessions.back().second->advertise()));
+    }
+    TINYLARGE_TRY(ss.close_roster());
+    for (auto& [c, s] : sessions) TINYLARGE_TRY(ss.receive_shares(c, s->share_keys(ss.roster())));
+    for (auto& [c, s] : sessions) TINYLARGE_TRY(s->receive_shares(ss.shares_for(c)));
+    return status::success();
+  }
+  std::vector<std::vector<std::uint32_t>> masked_;  ///< the round's masked inputs (secure aggregation)
+#endif
 
   federated_options options_;
   server_role server_;

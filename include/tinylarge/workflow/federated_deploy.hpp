@@ -36,6 +36,17 @@
 ///     fewer the server stops with `errc::timed_out`;
 ///  4. after the last round the server broadcasts `control`/`stop`.
 ///
+/// Secure aggregation (`federated_server_options::secure` and
+/// `federated_client_options::secure`, aggregate/secure.hpp; linear policies,
+/// fp32 updates): step 2 becomes the masked protocol — the client answers the
+/// model with its public keys (`secagg` frame, step advertise), the server
+/// relays the roster, the clients' sealed Shamir shares and the boxes, the
+/// clients send masked updates (P + 1 words), the server asks the survivors
+/// for the shares that remove the masks and closes the round from the
+/// unmasked sum (`close_round_secure`). Each collection step waits for the
+/// live clients it expects, at most `round_timeout`; fewer than t answers
+/// end the run with `timed_out`. Keys are drawn from `randombytes_buf`.
+///
 /// Hostile networks: over MPI and MQTT give the transports a run key
 /// (transport/auth.hpp) so that only the run's parties can produce frames;
 /// the client also refuses models that jump more than `max_round_skip` rounds
@@ -59,6 +70,8 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -75,6 +88,22 @@
 
 namespace tinylarge::workflow {
 
+/// The secure-aggregation option of a deployed FedAvg round
+/// (`federated_server_options::secure`, `federated_client_options::secure`;
+/// aggregate/secure.hpp). Constructing one without libsodium is a compile
+/// error: there is no insecure fallback.
+template <bool Available = TINYLARGE_SECAGG_HAS_SODIUM>
+struct basic_secure_deployment {
+  secagg::settings settings{};
+  basic_secure_deployment() : basic_secure_deployment(secagg::settings{}) {}
+  explicit basic_secure_deployment(const secagg::settings& s) : settings(s) {
+    static_assert(Available,
+                  "secure_deployment: secure aggregation needs libsodium (<sodium.h>: Debian libsodium-dev; linked by "
+                  "tinylarge::mpi and tinylarge::mqtt) for X25519 and ChaCha20; there is no insecure fallback");
+  }
+};
+using secure_deployment = basic_secure_deployment<>;
+
 /// Settings of `run_federated_server`.
 struct federated_server_options {
   std::uint32_t rounds = 10;                       ///< rounds to complete in total
@@ -88,6 +117,10 @@ struct federated_server_options {
   /// Called after each accepted update (round, updates so far): a hook for
   /// tests (e.g. to kill the server mid-round) and progress logs.
   std::function<void(std::uint32_t, std::size_t)> on_update;
+  /// Secure aggregation (linear policies, fp32 updates): every round runs the
+  /// masked protocol of aggregate/secure.hpp; the clients must be given the
+  /// same settings. Each of its four collection steps has `round_timeout`.
+  std::optional<secure_deployment> secure;
 };
 
 /// What a server run did.
@@ -125,6 +158,170 @@ template <aggregation_policy Policy, update_encoding U, selection_policy S>
   return status::success();
 }
 
+#if TINYLARGE_SECAGG_HAS_SODIUM
+namespace detail {
+
+/// Sends a `secagg` frame of `step` in round r to client c.
+template <transport_policy Transport>
+status send_secagg(Transport& net, std::uint32_t c_endpoint, std::uint32_t r, wire::secagg_step step,
+                   std::span<const std::uint8_t> payload, std::chrono::milliseconds timeout) {
+  wire::message_header h;
+  h.type = wire::message_type::secagg;
+  h.dtype = wire::wire_dtype::bytes;
+  h.round = r;
+  h.count = static_cast<std::uint32_t>(payload.size());
+  h.aux = static_cast<std::uint64_t>(step);
+  return net.send(c_endpoint, h, payload, timeout);
+}
+
+/// One collection step of a secure round at the server: `secagg` frames of
+/// `step` in round r from the clients flagged in `expect`, one each, until
+/// every live one answered or `round_timeout` expires. `take(c, payload)`
+/// checks and stores a frame (not ok: counted in `rejected_frames`, the
+/// client may still send a good one); anything else counts in
+/// `dropped_frames`. Clients that miss the deadline are marked not live.
+template <transport_policy Transport, class Take>
+status collect_secagg(Transport& net, std::uint32_t r, wire::secagg_step step, const std::vector<bool>& expect,
+                      std::vector<bool>& live, const federated_server_options& opt, federated_server_report& rep,
+                      Take&& take) {
+  const std::size_t k_total = expect.size();
+  std::vector<bool> have(k_total, false);
+  std::size_t waiting = 0;
+  for (std::size_t c = 0; c < k_total; ++c) waiting += expect[c] && live[c] ? 1 : 0;
+  const auto deadline = std::chrono::steady_clock::now() + opt.round_timeout;
+  while (waiting > 0) {
+    wire::message_view m;
+    const status s = recv_before(net, m, deadline);
+    if (s.code == errc::timed_out) break;
+    TINYLARGE_TRY(s);
+    const std::uint32_t k = m.header.sender;
+    if (m.header.type != wire::message_type::secagg || m.header.aux != static_cast<std::uint64_t>(step) ||
+        m.header.round != r || k == 0 || k > k_total || !expect[k - 1] || have[k - 1] ||
+        m.header.dtype != wire::wire_dtype::bytes) {
+      ++rep.dropped_frames;
+      continue;
+    }
+    if (!take(k - 1, m.payload).ok()) {
+      ++rep.rejected_frames;
+      continue;
+    }
+    have[k - 1] = true;
+    if (live[k - 1]) --waiting;
+    live[k - 1] = true;
+  }
+  for (std::size_t c = 0; c < k_total; ++c)
+    if (expect[c] && !have[c]) live[c] = false;
+  return status::success();
+}
+
+/// One round of the FedAvg family with secure aggregation at the server
+/// (docs/deployment.md has the message sequence): model → advertisements →
+/// roster → sealed shares → boxes → masked updates → unmask request →
+/// responses → unmasked sum, mean, policy.
+/// The server's outgoing secure-aggregation payloads of the current round:
+/// `in_process` endpoints queue views, not copies, so they must outlive the
+/// round (the zero-copy caveat of the file comment).
+struct secure_outbox {
+  std::vector<std::uint8_t> roster, request;
+  std::vector<std::vector<std::uint8_t>> boxes;
+};
+
+template <transport_policy Transport, aggregation_policy Policy, update_encoding U, selection_policy Selection>
+status secure_round(Transport& net, fedavg_server<Policy, U, Selection>& server, const federated_server_options& opt,
+                    federated_server_report& rep, std::vector<bool>& live, secure_outbox& out) {
+  using wire::secagg_step;
+  const std::size_t k_total = net.endpoints() - 1;
+  const std::size_t dim = server.dimension();
+  const model_message msg = server.begin_round(k_total);
+  const std::uint32_t r = msg.round;
+  const std::vector<std::uint32_t> sel =
+      opt.poisson_sampling ? server.select_poisson(opt.client_fraction)
+                           : server.select(clients_per_round(opt.client_fraction, k_total));
+  secagg::server_session& ss = server.begin_secure(opt.secure->settings);
+  wire::message_header h;
+  h.type = wire::message_type::model;
+  h.dtype = wire::wire_dtype::fp32;
+  h.round = r;
+  h.count = static_cast<std::uint32_t>(dim);
+  h.aux = msg.task_seed;
+  const auto model_bytes = as_bytes_le(msg.global);
+  if (sel.size() == k_total) {
+    TINYLARGE_TRY(net.broadcast(h, model_bytes, opt.send_timeout));
+  } else {
+    for (const std::uint32_t c : sel) TINYLARGE_TRY(net.send(c + 1, h, model_bytes, opt.send_timeout));
+  }
+  std::vector<bool> expect(k_total, false);
+  for (const std::uint32_t c : sel) expect[c] = true;
+  const auto flags = [&](auto&& ids) {
+    std::vector<bool> f(k_total, false);
+    for (const auto c : ids) f[c] = true;
+    return f;
+  };
+  const status too_few{errc::timed_out, "secure federated round: fewer clients answered a step before the deadline "
+                                        "than the threshold t (or min_clients)"};
+  // Step 0: advertisements → roster.
+  const auto take_keys = [&](std::uint32_t c, std::span<const std::uint8_t> p) -> status {
+    secagg::advertisement a;
+    TINYLARGE_TRY(secagg::decode_keys(c, p, a));
+    return ss.receive_advertisement(a);
+  };
+  TINYLARGE_TRY(collect_secagg(net, r, secagg_step::advertise, expect, live, opt, rep, take_keys));
+  if (!ss.close_roster().ok()) return too_few;
+  std::vector<std::uint32_t> u1;
+  for (const auto& a : ss.roster()) u1.push_back(a.id);
+  out.roster = secagg::encode_roster(ss.roster());
+  for (const std::uint32_t c : u1)
+    TINYLARGE_TRY(send_secagg(net, c + 1, r, secagg_step::roster, out.roster, opt.send_timeout));
+  // Step 1: sealed shares → each client's boxes.
+  std::vector<secagg::sealed_share> shares;
+  const auto take_shares = [&](std::uint32_t c, std::span<const std::uint8_t> p) -> status {
+    TINYLARGE_TRY(secagg::decode_shares(p, shares));
+    return ss.receive_shares(c, shares);
+  };
+  TINYLARGE_TRY(collect_secagg(net, r, secagg_step::shares, flags(u1), live, opt, rep, take_shares));
+  const std::vector<std::uint32_t> u2(ss.sharers().begin(), ss.sharers().end());
+  if (u2.size() < ss.threshold()) return too_few;
+  out.boxes.assign(u2.size(), {});
+  for (std::size_t i = 0; i < u2.size(); ++i) {
+    out.boxes[i] = secagg::encode_shares(ss.shares_for(u2[i]));
+    TINYLARGE_TRY(send_secagg(net, u2[i] + 1, r, secagg_step::boxes, out.boxes[i], opt.send_timeout));
+  }
+  // Step 2: masked updates.
+  std::vector<std::uint32_t> y;
+  std::size_t got = 0;
+  const auto take_masked = [&](std::uint32_t c, std::span<const std::uint8_t> p) -> status {
+    TINYLARGE_TRY(secagg::decode_masked(p, dim + 1, y));
+    TINYLARGE_TRY(ss.receive_masked(c, y));
+    if (opt.on_update) opt.on_update(r, ++got);
+    return status::success();
+  };
+  TINYLARGE_TRY(collect_secagg(net, r, secagg_step::masked, flags(u2), live, opt, rep, take_masked));
+  secagg::unmask_request req;
+  if (!ss.close_masked(req).ok() || req.survivors.size() < opt.min_clients) return too_few;
+  // Step 3: the survivors release their shares.
+  out.request = secagg::encode_request(req);
+  for (const std::uint32_t c : req.survivors)
+    TINYLARGE_TRY(send_secagg(net, c + 1, r, secagg_step::unmask_request, out.request, opt.send_timeout));
+  const auto take_response = [&](std::uint32_t c, std::span<const std::uint8_t> p) -> status {
+    secagg::unmask_response resp;
+    TINYLARGE_TRY(secagg::decode_response(c, p, resp));
+    return ss.receive_response(resp);
+  };
+  TINYLARGE_TRY(collect_secagg(net, r, secagg_step::unmask_response, flags(req.survivors), live, opt, rep, take_response));
+  const round_report rr = server.close_round_secure();
+  TINYLARGE_TRY(rr.outcome);
+  rep.updates_per_round.push_back(rr.accepted.size());
+  rep.rounds_completed = r;
+  if (!opt.checkpoint_path.empty()) {
+    const server_checkpoint c = checkpoint_of(server);
+    TINYLARGE_TRY(tinylarge::detail::save_checkpoint_status([&] { save_server_checkpoint(opt.checkpoint_path, c); }));
+  }
+  return status::success();
+}
+
+}  // namespace detail
+#endif
+
 /// Runs the server role on endpoint 0 of `net` until `opt.rounds` rounds are
 /// complete; the clients are endpoints 1 … K (client ids 0 … K−1).
 ///
@@ -161,6 +358,23 @@ status run_federated_server(Transport& net, fedavg_server<Policy, U, Selection>&
   }
   rep.first_round = server.round() + 1;
   std::vector<bool> live(k_total, true), selected(k_total, false), have(k_total, false);
+#if TINYLARGE_SECAGG_HAS_SODIUM
+  if (opt.secure.has_value()) {
+    if constexpr (linear_aggregation<Policy> && std::is_same_v<U, fp32_update>) {
+      detail::secure_outbox outbox;
+      while (server.round() < opt.rounds) TINYLARGE_TRY(detail::secure_round(net, server, opt, rep, live, outbox));
+      wire::message_header stop;
+      stop.type = wire::message_type::control;
+      stop.aux = static_cast<std::uint64_t>(wire::control_command::stop);
+      stop.round = opt.rounds;
+      return net.broadcast(stop, {}, opt.send_timeout);
+    } else {
+      return {errc::invalid_argument,
+              "run_federated_server: secure aggregation needs a linear policy (fedavg, fedavgm, fedprox, fedadam, "
+              "fedyogi, fedadagrad) and fp32 updates"};
+    }
+  }
+#endif
   std::vector<update_buffer<U>> received(k_total);
   std::vector<std::int64_t> examples(k_total, 0);
 
@@ -277,6 +491,16 @@ struct federated_client_options {
   /// returning false makes the client leave the run without answering (a
   /// simulated device failure; tests also kill the process here).
   std::function<bool(std::uint32_t)> on_model;
+  /// Secure aggregation (must match the server's): the client answers a
+  /// model with its keys, not its update, and takes part in the masked
+  /// protocol (aggregate/secure.hpp); its keys are drawn from the operating
+  /// system each round (`secagg::random_round_seed`).
+  std::optional<secure_deployment> secure;
+  /// Secure aggregation: called before the client sends the message of a
+  /// step (`wire::secagg_step`: shares, masked, unmask_response) of a round;
+  /// returning false makes it leave the run (a simulated failure: tests kill
+  /// the process here to drop a client after the masks were set up).
+  std::function<bool(std::uint32_t, wire::secagg_step)> on_secure_step;
 };
 
 /// Runs the client role on endpoint k + 1 of `net` (client id k) until the
@@ -289,6 +513,17 @@ status run_federated_client(Transport& net, fedavg_client<C, U>& client, const f
   std::uint32_t last_round = 0;
   std::vector<float> global;
   update_buffer<U> upload;
+#if TINYLARGE_SECAGG_HAS_SODIUM
+  // Secure aggregation: this round's session, training result and progress.
+  std::unique_ptr<secagg::client_session> session;
+  client_output trained{};
+  std::vector<std::uint32_t> masked;
+  std::vector<std::uint8_t> out_keys, out_shares, out_masked, out_response;  // in_process sends views: keep them
+  bool shared = false, sent_masked = false, responded = false;
+  const auto step_allowed = [&](std::uint32_t r, wire::secagg_step st) {
+    return !opt.on_secure_step || opt.on_secure_step(r, st);
+  };
+#endif
   for (;;) {
     wire::message_view m;
     TINYLARGE_TRY(net.recv(m, opt.idle_timeout));
@@ -296,6 +531,41 @@ status run_federated_client(Transport& net, fedavg_client<C, U>& client, const f
     if (m.header.type == wire::message_type::control &&
         m.header.aux == static_cast<std::uint64_t>(wire::control_command::stop))
       return status::success();
+#if TINYLARGE_SECAGG_HAS_SODIUM
+    if (opt.secure.has_value() && m.header.type == wire::message_type::secagg) {
+      // A step of the open round; anything malformed, repeated or of another round is ignored.
+      if (session == nullptr || m.header.round != last_round || m.header.dtype != wire::wire_dtype::bytes) continue;
+      const std::uint32_t r = last_round;
+      const auto step = static_cast<wire::secagg_step>(m.header.aux);
+      if (step == wire::secagg_step::roster && !shared) {
+        std::vector<secagg::advertisement> roster;
+        if (!secagg::decode_roster(m.payload, static_cast<std::uint32_t>(id), roster).ok()) continue;
+        const std::vector<secagg::sealed_share> out = session->share_keys(roster);
+        if (!step_allowed(r, wire::secagg_step::shares)) return status::success();
+        shared = true;
+        out_shares = secagg::encode_shares(out);
+        TINYLARGE_TRY(detail::send_secagg(net, server_endpoint, r, wire::secagg_step::shares, out_shares, opt.send_timeout));
+      } else if (step == wire::secagg_step::boxes && shared && !sent_masked) {
+        std::vector<secagg::sealed_share> boxes;
+        if (!secagg::decode_shares(m.payload, boxes).ok() || !session->receive_shares(boxes).ok()) continue;
+        TINYLARGE_TRY(client.mask(*session, trained, model_message{r, 0, std::span<const float>(global)}, masked));
+        if (!step_allowed(r, wire::secagg_step::masked)) return status::success();
+        sent_masked = true;
+        out_masked = secagg::encode_masked(masked);
+        TINYLARGE_TRY(detail::send_secagg(net, server_endpoint, r, wire::secagg_step::masked, out_masked, opt.send_timeout));
+      } else if (step == wire::secagg_step::unmask_request && sent_masked && !responded) {
+        secagg::unmask_request req;
+        secagg::unmask_response resp;
+        if (!secagg::decode_request(m.payload, req).ok() || !session->respond(req, resp).ok()) continue;
+        if (!step_allowed(r, wire::secagg_step::unmask_response)) return status::success();
+        responded = true;
+        out_response = secagg::encode_response(resp);
+        TINYLARGE_TRY(detail::send_secagg(net, server_endpoint, r, wire::secagg_step::unmask_response, out_response,
+                                          opt.send_timeout));
+      }
+      continue;
+    }
+#endif
     if (m.header.type != wire::message_type::model || m.header.round < last_round ||
         m.header.dtype != wire::wire_dtype::fp32 || m.header.round > opt.max_round ||
         (last_round != 0 && (m.header.round - last_round > opt.max_round_skip || m.header.count != global.size())))
@@ -304,6 +574,22 @@ status run_federated_client(Transport& net, fedavg_client<C, U>& client, const f
     last_round = m.header.round;
     global.resize(m.header.count);
     TINYLARGE_TRY(wire::read_fp32(m, global));
+#if TINYLARGE_SECAGG_HAS_SODIUM
+    if (opt.secure.has_value()) {
+      // Secure aggregation, step 0: fresh keys for a new round (the same ones again for a repeated
+      // model of this round), train, advertise.
+      if (session == nullptr || session->round() != m.header.round) {
+        session = std::make_unique<secagg::client_session>(static_cast<std::uint32_t>(id), m.header.round,
+                                                           secagg::random_round_seed(), opt.secure->settings);
+        trained = client.train(id, model_message{m.header.round, m.header.aux, std::span<const float>(global)});
+        shared = sent_masked = responded = false;
+      }
+      out_keys = secagg::encode_keys(session->advertise());
+      TINYLARGE_TRY(detail::send_secagg(net, server_endpoint, m.header.round, wire::secagg_step::advertise, out_keys,
+                                        opt.send_timeout));
+      continue;
+    }
+#endif
     const client_output out =
         client.on_model(id, model_message{m.header.round, m.header.aux, std::span<const float>(global)}, upload);
     const std::span<const std::uint8_t> payload = upload.payload();

@@ -16,6 +16,18 @@
 ///     accept(k, update, n_k)  ◀── update {r, n_k, U} ──
 ///     close_round(): aggregate in (wave, client id) order → w_{t+1}
 ///
+/// With secure aggregation (aggregate/secure.hpp; linear policies only) the
+/// server never holds an individual update; between the model and the
+/// close, per round:
+///
+///     server                                        client k
+///     begin_secure(settings)            ◀── keys {c_pk, s_pk}        (session.advertise)
+///     close_roster: relay the roster    ── roster ──▶                session.share_keys
+///     receive_shares / shares_for       ◀── sealed shares ── / ── boxes for k ──▶
+///                                       ◀── masked {y_k} ──          fedavg_client::mask(Δ = w_k − w_t, n_k)
+///     close_masked: survivors, dropped  ── unmask request ──▶        session.respond
+///     close_round_secure: unmask Σ, mean = w_t + Σ n_k Δ_k / N, policy.apply
+///
 /// Determinism across transports: the client set of a round is drawn from
 /// the server's own RNG stream (seeded by `seed`, saved in checkpoints); a
 /// client's local randomness is `rng(seed_r, k + 1)` with
@@ -41,6 +53,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <span>
 #include <string>
 #include <utility>
@@ -48,6 +61,7 @@
 
 #include "../aggregate/aggregator.hpp"
 #include "../aggregate/policy.hpp"
+#include "../aggregate/secure.hpp"
 #include "../aggregate/update.hpp"
 #include "../core/arch.hpp"
 #include "../core/config.hpp"
@@ -360,6 +374,65 @@ class fedavg_server {
   /// Updates accepted so far this round.
   std::size_t accepted() const noexcept { return pending_.size(); }
 
+#if TINYLARGE_SECAGG_HAS_SODIUM
+  // ---- Secure aggregation (aggregate/secure.hpp): the server side ---------
+  // With it, `accept` / `close_round` are not used: the clients' masked
+  // inputs go to the round's `secure_session()`, and `close_round_secure`
+  // unmasks their sum. Linear policies only (the server never sees an update).
+
+  /// Opens the secure-aggregation session of the open round (after `begin_round`).
+  secagg::server_session& begin_secure(const secagg::settings& s) {
+    static_assert(linear_aggregation<Policy>,
+                  "fedavg_server: secure aggregation needs a linear aggregation policy (fedavg, fedavgm, fedprox, "
+                  "fedadam, fedyogi, fedadagrad): the server sees only the masked sum, and this Policy (robust "
+                  "rule or DP wrapper) reads individual updates");
+    secure_ = std::make_unique<secagg::server_session>(round_, s, global_.size());
+    secure_fp_ = s.fp;
+    return *secure_;
+  }
+  /// The open round's session (begin_secure first).
+  /// @throws tl::invalid_argument when no secure session is open.
+  secagg::server_session& secure_session() {
+    TINYLARGE_REQUIRE(secure_ != nullptr, errc::invalid_argument, "fedavg_server: no secure-aggregation session open");
+    return *secure_;
+  }
+
+  /// Closes a secure round: unmasks the survivors' sum (their responses
+  /// received), decodes the FedAvg mean w_t + Σ n_k Δ_k / N and applies the
+  /// policy to it. `failed` (not ok) ends the round without an update (a
+  /// protocol step already failed: too few clients, …). The report lists
+  /// the survivors as accepted; w_t is unchanged on any failure, and when
+  /// fewer survivors than the policy's `min_clients()`.
+  round_report close_round_secure(status failed = status::success()) {
+    round_report rep;
+    rep.round = round_;
+    pending_.clear();
+    if (secure_ == nullptr) {
+      rep.outcome = status{errc::invalid_argument, "fedavg_server: no secure-aggregation session open"};
+      return rep;
+    }
+    rep.outcome = failed;
+    if (rep.outcome.ok()) {
+      for (const std::uint32_t c : secure_->request().survivors) rep.accepted.push_back(c);
+      rep.outcome = rep.accepted.size() >= agg_.policy().min_clients()
+                        ? status::success()
+                        : status{errc::invalid_argument, "aggregation round: fewer survivors than the policy's min_clients()"};
+    }
+    if (rep.outcome.ok()) {
+      secure_sum_.assign(global_.size() + 1, 0u);
+      rep.outcome = secure_->unmask(secure_sum_);
+    }
+    if (rep.outcome.ok()) {
+      secure_mean_.resize(global_.size());
+      rep.outcome = secagg::decode_mean(secure_sum_, global_, secure_fp_, secure_mean_);
+    }
+    if (rep.outcome.ok())
+      agg_.policy().apply(agg_.state(), std::span<float>(global_), std::span<const float>(secure_mean_));
+    secure_.reset();
+    return rep;
+  }
+#endif
+
   /// Aggregates the accepted updates — ordered by (selection wave, client
   /// id), never by arrival — into w_{t+1} through `aggregator::round`
   /// (which rejects bad updates with a reason, and leaves w_t unchanged when
@@ -391,6 +464,12 @@ class fedavg_server {
   std::size_t waves_ = 0;
   std::vector<entry> pending_;
   std::vector<client_result<U>> results_;
+#if TINYLARGE_SECAGG_HAS_SODIUM
+  std::unique_ptr<secagg::server_session> secure_;
+  secagg::fixed_point secure_fp_{};
+  std::vector<std::uint32_t> secure_sum_;
+  std::vector<float> secure_mean_;
+#endif
 };
 
 // ---------------------------------------------------------------------------
@@ -425,9 +504,26 @@ class fedavg_client {
     return o;
   }
 
+#if TINYLARGE_SECAGG_HAS_SODIUM
+  /// Secure aggregation, step 2: the masked input of this client's update
+  /// Δ = w − w_t (its trained weights `o` minus the round's model `m`) and
+  /// its example count, in `out` (P + 1 lanes), with the round's `session`
+  /// (keys shared in step 1). See aggregate/secure.hpp.
+  [[nodiscard]] status mask(const secagg::client_session& session, const client_output& o, const model_message& m,
+                            std::vector<std::uint32_t>& out) {
+    TINYLARGE_CHECK(o.weights.size() == m.global.size(), errc::shape_mismatch,
+                    "fedavg_client::mask: the update and the model differ in size");
+    delta_.resize(o.weights.size());
+    for (std::size_t i = 0; i < delta_.size(); ++i) delta_[i] = o.weights[i] - m.global[i];
+    out.resize(secagg::client_session::lanes(delta_.size()));
+    return session.mask(delta_, o.examples, out);
+  }
+#endif
+
  private:
   C* comp_;
   std::size_t chunk_;
+  std::vector<float> delta_;
 };
 
 }  // namespace tinylarge::workflow
