@@ -72,6 +72,10 @@
 #                one resumes; over MQTT: SIGKILL, then a restarted process), resumes from the
 #                checkpoint of round 2 with restart epoch 1, every client redoes round 3 from
 #                step 0: both final models equal the uninterrupted run's (cmp)
+#   pipeline-mpi pipeline-parallel inference (workflow/pipeline.hpp) of a 784-512-512-512-10 MLP in
+#                K = 2, 3, 4 stages: the whole model in one process on the same micro-batches,
+#                in_process threads and `mpirun -np K` (one stage per rank) write the same output
+#                bytes (257 rows in micro-batches of 16: the last one has one row)
 #
 # Step selection: TL_TRANSPORT_STEPS='nn-* mpi' runs only the steps whose names match one of
 # the globs (the build step always runs; steps that are not selected are not counted).
@@ -93,6 +97,7 @@ CXX_FLAGS=${TL_CXX_FLAGS:--O1 -g -fsanitize=address,undefined -fno-sanitize-reco
 WORK=$BUILD/transport-e2e
 NODE=$BUILD/tests/transport/transport_fedavg_node
 NN=$BUILD/tests/transport/transport_nn_node
+PIPE=$BUILD/tests/transport/transport_pipeline_node
 FMNIST_DIR=${TL_FMNIST_DIR:-/usr/share/datasets/fashion-mnist}
 SELECT=${TL_TRANSPORT_STEPS:-*}
 mkdir -p "$WORK"
@@ -155,7 +160,7 @@ step_build() {
     ( fuzz_body >"$WORK/fuzz.step.log" 2>&1; echo $? >"$WORK/fuzz.step.rc" ) &
     FUZZ_PID=$!
   fi
-  cmake --build "$BUILD" -j "$JOBS" --target transport_fedavg_node transport_wire_corpus transport_robustness transport_nn_node \
+  cmake --build "$BUILD" -j "$JOBS" --target transport_fedavg_node transport_wire_corpus transport_robustness transport_nn_node transport_pipeline_node \
     >>"$WORK/build.log" 2>&1 || { cat "$WORK/build.log"; return 1; }
   ASAN_OPTIONS=$ASAN_DEFAULT "$NODE" inproc --clients 4 "${common[@]}" --out "$WORK/inproc.bin" || return 1
 }
@@ -697,6 +702,18 @@ step_nn_split_server_killed() {
 }
 
 step build step_build
+step_pipeline_mpi() {  # pipeline stages over in_process threads and MPI ranks vs the whole model
+  local k opts=(--rows 257 --micro-batch 16)
+  "$PIPE" single --stages 2 "${opts[@]}" --out "$WORK/pipe-single.bin" || return 1
+  for k in 2 3 4; do
+    "$PIPE" inproc --stages "$k" "${opts[@]}" --out "$WORK/pipe-inproc-$k.bin" || return 1
+    same "$WORK/pipe-single.bin" "$WORK/pipe-inproc-$k.bin" "pipeline K=$k: in_process threads vs one process" || return 1
+    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 timeout 120 mpirun --oversubscribe -np "$k" \
+      "$PIPE" mpi --stages "$k" "${opts[@]}" --out "$WORK/pipe-mpi-$k.bin" || return 1
+    same "$WORK/pipe-single.bin" "$WORK/pipe-mpi-$k.bin" "pipeline K=$k: mpirun -np $k vs one process" || return 1
+  done
+}
+
 if [[ $FAILED -eq 0 ]]; then
   step fuzz step_fuzz
   step mpi step_mpi
@@ -715,10 +732,11 @@ if [[ $FAILED -eq 0 ]]; then
   step nn-splitfed step_nn_splitfed
   step nn-split-client-killed step_nn_splitfed_client_killed
   step nn-split-server-killed step_nn_split_server_killed
+  step pipeline-mpi step_pipeline_mpi
 else
   [[ -n "$FUZZ_PID" ]] && { kill "$FUZZ_PID" 2>/dev/null; wait "$FUZZ_PID" 2>/dev/null; }
   echo "build failed: the end-to-end steps are skipped (counted as failed)"
-  FAILED=$((FAILED + 17))
+  FAILED=$((FAILED + 18))
 fi
 
 echo "==== transport summary"

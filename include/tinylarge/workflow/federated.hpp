@@ -247,7 +247,7 @@ local_training_result train_locally(Net& net, const Opt& opt, const nn::labelled
   TINYLARGE_REQUIRE(proximal_mu == 0.0f || anchor.size() == Net::param_count, errc::shape_mismatch,
                     "train_locally: the proximal anchor must have the model's parameter count");
   const std::size_t bs = batch_size == 0 ? data.count : std::min(batch_size, data.count);
-  typename Opt::template state<float> state(opt, Net::param_count);
+  nn::trainable_state<Opt, Model> state(opt);  // frozen parameters (nn::lora, batch norm statistics) are not stepped
   std::vector<std::uint32_t> order(data.count);
   for (std::size_t i = 0; i < data.count; ++i) order[i] = static_cast<std::uint32_t>(i);
   TINYLARGE_REQUIRE(frozen_prefix <= Net::param_count, errc::invalid_argument,
