@@ -214,6 +214,37 @@ status collect_secagg(Transport& net, std::uint32_t r, wire::secagg_step step, c
   return status::success();
 }
 
+/// A round as the server opened it: the model message and the clients drawn.
+struct opened_round {
+  model_message msg;
+  std::vector<std::uint32_t> selected;
+};
+
+/// Opens the next round (both round drivers, plain and secure, start here):
+/// `begin_round`, the clients drawn by `select` / `select_poisson`, and the
+/// model frame {round r, aux = task seed, fp32 w_t} — broadcast when every
+/// client is selected (MQTT: retained), else sent to each selected client.
+template <transport_policy Transport, class Server>
+status open_round(Transport& net, Server& server, const federated_server_options& opt, std::size_t k_total,
+                  opened_round& out) {
+  out.msg = server.begin_round(k_total);
+  out.selected = opt.poisson_sampling ? server.select_poisson(opt.client_fraction)
+                                      : server.select(clients_per_round(opt.client_fraction, k_total));
+  wire::message_header h;
+  h.type = wire::message_type::model;
+  h.dtype = wire::wire_dtype::fp32;
+  h.round = out.msg.round;
+  h.count = static_cast<std::uint32_t>(server.dimension());
+  h.aux = out.msg.task_seed;
+  const auto model_bytes = as_bytes_le(out.msg.global);
+  if (out.selected.size() == k_total) {
+    TINYLARGE_TRY(net.broadcast(h, model_bytes, opt.send_timeout));
+  } else {
+    for (const std::uint32_t c : out.selected) TINYLARGE_TRY(net.send(c + 1, h, model_bytes, opt.send_timeout));
+  }
+  return status::success();
+}
+
 /// One round of the FedAvg family with secure aggregation at the server
 /// (docs/deployment.md has the message sequence): model → advertisements →
 /// roster → sealed shares → boxes → masked updates → unmask request →
@@ -232,24 +263,11 @@ status secure_round(Transport& net, fedavg_server<Policy, U, Selection>& server,
   using wire::secagg_step;
   const std::size_t k_total = net.endpoints() - 1;
   const std::size_t dim = server.dimension();
-  const model_message msg = server.begin_round(k_total);
-  const std::uint32_t r = msg.round;
-  const std::vector<std::uint32_t> sel =
-      opt.poisson_sampling ? server.select_poisson(opt.client_fraction)
-                           : server.select(clients_per_round(opt.client_fraction, k_total));
+  opened_round opened;
+  TINYLARGE_TRY(open_round(net, server, opt, k_total, opened));
+  const std::uint32_t r = opened.msg.round;
+  const std::vector<std::uint32_t>& sel = opened.selected;
   secagg::server_session& ss = server.begin_secure(opt.secure->settings);
-  wire::message_header h;
-  h.type = wire::message_type::model;
-  h.dtype = wire::wire_dtype::fp32;
-  h.round = r;
-  h.count = static_cast<std::uint32_t>(dim);
-  h.aux = msg.task_seed;
-  const auto model_bytes = as_bytes_le(msg.global);
-  if (sel.size() == k_total) {
-    TINYLARGE_TRY(net.broadcast(h, model_bytes, opt.send_timeout));
-  } else {
-    for (const std::uint32_t c : sel) TINYLARGE_TRY(net.send(c + 1, h, model_bytes, opt.send_timeout));
-  }
   std::vector<bool> expect(k_total, false);
   for (const std::uint32_t c : sel) expect[c] = true;
   const auto flags = [&](auto&& ids) {
@@ -379,23 +397,10 @@ status run_federated_server(Transport& net, fedavg_server<Policy, U, Selection>&
   std::vector<std::int64_t> examples(k_total, 0);
 
   while (server.round() < opt.rounds) {
-    const model_message msg = server.begin_round(k_total);
-    const std::uint32_t r = msg.round;
-    const std::vector<std::uint32_t> sel =
-        opt.poisson_sampling ? server.select_poisson(opt.client_fraction)
-                             : server.select(detail::clients_per_round(opt.client_fraction, k_total));
-    wire::message_header h;
-    h.type = wire::message_type::model;
-    h.dtype = wire::wire_dtype::fp32;
-    h.round = r;
-    h.count = static_cast<std::uint32_t>(dim);
-    h.aux = msg.task_seed;
-    const auto model_bytes = as_bytes_le(msg.global);
-    if (sel.size() == k_total) {
-      TINYLARGE_TRY(net.broadcast(h, model_bytes, opt.send_timeout));
-    } else {
-      for (const std::uint32_t c : sel) TINYLARGE_TRY(net.send(c + 1, h, model_bytes, opt.send_timeout));
-    }
+    detail::opened_round opened;
+    TINYLARGE_TRY(detail::open_round(net, server, opt, k_total, opened));
+    const std::uint32_t r = opened.msg.round;
+    const std::vector<std::uint32_t>& sel = opened.selected;
 
     std::fill(selected.begin(), selected.end(), false);
     std::fill(have.begin(), have.end(), false);
@@ -437,7 +442,7 @@ status run_federated_server(Transport& net, fedavg_server<Policy, U, Selection>&
       }
       auto n = static_cast<std::int64_t>(m.header.aux);
       if constexpr (fp32_updates) {
-        const bounded_report b = bound_report(opt.bounds, std::span<float>(received[c].values), msg.global, n);
+        const bounded_report b = bound_report(opt.bounds, std::span<float>(received[c].values), opened.msg.global, n);
         rep.clipped_counts += b.count_clipped ? 1 : 0;
         rep.clipped_norms += b.norm_clipped ? 1 : 0;
         n = b.examples;
