@@ -75,8 +75,10 @@
 ///    robust rules cannot run on masked updates: secure aggregation composes
 ///    with linear rules only); the sum itself — and N — are revealed by
 ///    design.
-///  - **Without libsodium** (freestanding builds, hosts without <sodium.h>)
-///    only the fixed-point encoding and the Shamir arithmetic are available;
+///  - **Without libsodium** (the default: `TINYLARGE_SECAGG_HAS_SODIUM` is 0
+///    unless the build links libsodium through tinylarge::secagg,
+///    tinylarge::mpi or tinylarge::mqtt; freestanding builds) only the
+///    fixed-point encoding and the Shamir arithmetic are available;
 ///    there is no insecure fallback: asking a federated round for secure
 ///    aggregation without libsodium does not compile.
 #pragma once
@@ -96,18 +98,21 @@
 #include "../core/error.hpp"
 #include "../core/rng.hpp"
 
-// TINYLARGE_SECAGG_HAS_SODIUM: 1 when <sodium.h> is available on a hosted
-// build (the secure-aggregation protocol is then compiled; link libsodium),
-// 0 otherwise. Define it to 0 to leave the protocol out.
-#if !defined(TINYLARGE_SECAGG_HAS_SODIUM)
-#if !TINYLARGE_FREESTANDING && defined(__has_include)
-#if __has_include(<sodium.h>)
-#define TINYLARGE_SECAGG_HAS_SODIUM 1
-#endif
-#endif
-#endif
+// TINYLARGE_SECAGG_HAS_SODIUM: 1 when the build links libsodium — the CMake
+// targets tinylarge::mpi, tinylarge::mqtt and tinylarge::secagg define it —,
+// which compiles the secure-aggregation protocol; 0 (the default) leaves it
+// out, so that including the library never needs libsodium at link time.
+// Asking for secure aggregation with 0 is a compile error (no fallback).
 #if !defined(TINYLARGE_SECAGG_HAS_SODIUM)
 #define TINYLARGE_SECAGG_HAS_SODIUM 0
+#endif
+#if TINYLARGE_SECAGG_HAS_SODIUM && TINYLARGE_FREESTANDING
+#error "tinylarge: TINYLARGE_SECAGG_HAS_SODIUM=1 needs a hosted build (libsodium)"
+#endif
+#if TINYLARGE_SECAGG_HAS_SODIUM && defined(__has_include)
+#if !__has_include(<sodium.h>)
+#error "tinylarge: TINYLARGE_SECAGG_HAS_SODIUM=1 but <sodium.h> is not found (Debian: libsodium-dev)"
+#endif
 #endif
 #if TINYLARGE_SECAGG_HAS_SODIUM
 #include <sodium.h>

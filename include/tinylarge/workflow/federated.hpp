@@ -496,9 +496,9 @@ class federated_averaging {
   static_assert(aggregation_policy<aggregation>,
                 "federated_averaging: Traits::aggregation must satisfy tl::aggregation_policy");
   static_assert(!secure || TINYLARGE_SECAGG_HAS_SODIUM,
-                "federated_averaging: Traits::secure_aggregation needs libsodium (<sodium.h>: Debian libsodium-dev; "
-                "link it, e.g. pkg-config libsodium) for X25519 key agreement and ChaCha20 masks; there is no "
-                "insecure fallback");
+                "federated_averaging: Traits::secure_aggregation needs libsodium for X25519 key agreement and "
+                "ChaCha20 masks (link tinylarge::secagg, tinylarge::mpi or tinylarge::mqtt: "
+                "TINYLARGE_SECAGG_HAS_SODIUM=1; Debian libsodium-dev); there is no insecure fallback");
   static_assert(detail::secure_aggregation_rule<aggregation, secure>::ok);
   static_assert(!secure || std::same_as<update, fp32_update>,
                 "federated_averaging: with Traits::secure_aggregation the upload is the masked fixed-point words "

@@ -98,8 +98,8 @@ struct basic_secure_deployment {
   basic_secure_deployment() : basic_secure_deployment(secagg::settings{}) {}
   explicit basic_secure_deployment(const secagg::settings& s) : settings(s) {
     static_assert(Available,
-                  "secure_deployment: secure aggregation needs libsodium (<sodium.h>: Debian libsodium-dev; linked by "
-                  "tinylarge::mpi and tinylarge::mqtt) for X25519 and ChaCha20; there is no insecure fallback");
+                  "secure_deployment: secure aggregation needs libsodium for X25519 and ChaCha20 (link tinylarge::secagg, "
+                  "tinylarge::mpi or tinylarge::mqtt: TINYLARGE_SECAGG_HAS_SODIUM=1); there is no insecure fallback");
   }
 };
 using secure_deployment = basic_secure_deployment<>;
