@@ -158,6 +158,41 @@ template <aggregation_policy Policy, update_encoding U, selection_policy S>
   return status::success();
 }
 
+namespace detail {
+
+/// A round as the server opened it: the model message and the clients drawn.
+struct opened_round {
+  model_message msg;
+  std::vector<std::uint32_t> selected;
+};
+
+/// Opens the next round (both round drivers, plain and secure, start here):
+/// `begin_round`, the clients drawn by `select` / `select_poisson`, and the
+/// model frame {round r, aux = task seed, fp32 w_t} — broadcast when every
+/// client is selected (MQTT: retained), else sent to each selected client.
+template <transport_policy Transport, class Server>
+status open_round(Transport& net, Server& server, const federated_server_options& opt, std::size_t k_total,
+                  opened_round& out) {
+  out.msg = server.begin_round(k_total);
+  out.selected = opt.poisson_sampling ? server.select_poisson(opt.client_fraction)
+                                      : server.select(clients_per_round(opt.client_fraction, k_total));
+  wire::message_header h;
+  h.type = wire::message_type::model;
+  h.dtype = wire::wire_dtype::fp32;
+  h.round = out.msg.round;
+  h.count = static_cast<std::uint32_t>(server.dimension());
+  h.aux = out.msg.task_seed;
+  const auto model_bytes = as_bytes_le(out.msg.global);
+  if (out.selected.size() == k_total) {
+    TINYLARGE_TRY(net.broadcast(h, model_bytes, opt.send_timeout));
+  } else {
+    for (const std::uint32_t c : out.selected) TINYLARGE_TRY(net.send(c + 1, h, model_bytes, opt.send_timeout));
+  }
+  return status::success();
+}
+
+}  // namespace detail
+
 #if TINYLARGE_SECAGG_HAS_SODIUM
 namespace detail {
 
@@ -211,37 +246,6 @@ status collect_secagg(Transport& net, std::uint32_t r, wire::secagg_step step, c
   }
   for (std::size_t c = 0; c < k_total; ++c)
     if (expect[c] && !have[c]) live[c] = false;
-  return status::success();
-}
-
-/// A round as the server opened it: the model message and the clients drawn.
-struct opened_round {
-  model_message msg;
-  std::vector<std::uint32_t> selected;
-};
-
-/// Opens the next round (both round drivers, plain and secure, start here):
-/// `begin_round`, the clients drawn by `select` / `select_poisson`, and the
-/// model frame {round r, aux = task seed, fp32 w_t} — broadcast when every
-/// client is selected (MQTT: retained), else sent to each selected client.
-template <transport_policy Transport, class Server>
-status open_round(Transport& net, Server& server, const federated_server_options& opt, std::size_t k_total,
-                  opened_round& out) {
-  out.msg = server.begin_round(k_total);
-  out.selected = opt.poisson_sampling ? server.select_poisson(opt.client_fraction)
-                                      : server.select(clients_per_round(opt.client_fraction, k_total));
-  wire::message_header h;
-  h.type = wire::message_type::model;
-  h.dtype = wire::wire_dtype::fp32;
-  h.round = out.msg.round;
-  h.count = static_cast<std::uint32_t>(server.dimension());
-  h.aux = out.msg.task_seed;
-  const auto model_bytes = as_bytes_le(out.msg.global);
-  if (out.selected.size() == k_total) {
-    TINYLARGE_TRY(net.broadcast(h, model_bytes, opt.send_timeout));
-  } else {
-    for (const std::uint32_t c : out.selected) TINYLARGE_TRY(net.send(c + 1, h, model_bytes, opt.send_timeout));
-  }
   return status::success();
 }
 
