@@ -45,6 +45,10 @@
 #                after its masks were set up (its sealed shares sent, its masked update not): over
 #                MQTT it SIGKILLs itself, over in_process threads it returns; the survivors' shares
 #                remove its masks: rounds of 4, 3, 3 updates, both final models identical
+#   nn-transfer  federated transfer learning (workflow/transfer_deploy.hpp): the server pre-trains,
+#                4 FedAvg rounds, the final model sent with the stop, each client personalises it;
+#                federated_transfer::run in process vs `mpirun -np 5` vs MQTT: the final global model
+#                and every client's personal model cmp-identical
 #   nn-splitfed  SplitFedV1 (workflow/split_deploy.hpp) of the same model cut after dense+relu:
 #                in process, under `mpirun -np 5` and over MQTT, cmp-identical to each other
 #                AND to workflow/split.hpp's in-process SplitFedV1 with the same seeds (also with
@@ -595,6 +599,24 @@ step_nn_fedavg_secure_client_killed() {  # a client dropped after masking is rec
     "nn fedavg --secure (FedAdam): client 3 killed after masking in round 2, its masks removed; mqtt vs in-process threads"
 }
 
+step_nn_transfer() {  # pre-training, FedAvg rounds, personalisation: in process vs the roles over MPI and MQTT
+  nn_data || return 1
+  rm -f "$WORK"/nn-transfer-*
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" transfer inproc --dir "$WORK/fmnist" "${nn_common[@]}" \
+    --out "$WORK/nn-transfer-inproc.bin" --personal "$WORK/nn-transfer-inproc-personal" || return 1
+  nn_mpi transfer "$WORK/nn-transfer-mpi.bin" --personal "$WORK/nn-transfer-mpi-personal" || return 1
+  CLIENT_EXTRA=()
+  nn_mqtt transfer nntransfer "$WORK/nn-transfer-mqtt.bin" --personal "$WORK/nn-transfer-mqtt-personal" || return 1
+  local via k
+  for via in mpi mqtt; do
+    same "$WORK/nn-transfer-inproc.bin" "$WORK/nn-transfer-$via.bin" "nn transfer, final global model: $via vs in_process" || return 1
+    for k in 1 2 3 4; do
+      same "$WORK/nn-transfer-inproc-personal.$k" "$WORK/nn-transfer-$via-personal.$k" \
+        "nn transfer, client $k's personal model: $via vs in_process" || return 1
+    done
+  done
+}
+
 step_nn_splitfed() {
   nn_data || return 1
   rm -f "$WORK"/nn-splitfed-*.bin
@@ -729,6 +751,7 @@ if [[ $FAILED -eq 0 ]]; then
   step nn-fedavg-client-killed step_nn_fedavg_client_killed
   step nn-fedavg-secure step_nn_fedavg_secure
   step nn-fedavg-secure-client-killed step_nn_fedavg_secure_client_killed
+  step nn-transfer step_nn_transfer
   step nn-splitfed step_nn_splitfed
   step nn-split-client-killed step_nn_splitfed_client_killed
   step nn-split-server-killed step_nn_split_server_killed
@@ -736,7 +759,7 @@ if [[ $FAILED -eq 0 ]]; then
 else
   [[ -n "$FUZZ_PID" ]] && { kill "$FUZZ_PID" 2>/dev/null; wait "$FUZZ_PID" 2>/dev/null; }
   echo "build failed: the end-to-end steps are skipped (counted as failed)"
-  FAILED=$((FAILED + 18))
+  FAILED=$((FAILED + 19))
 fi
 
 echo "==== transport summary"

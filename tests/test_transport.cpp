@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -50,6 +51,7 @@
 #include "tinylarge/workflow/pipeline.hpp"
 #include "tinylarge/workflow/split_deploy.hpp"
 #include "tinylarge/workflow/split_roles.hpp"
+#include "tinylarge/workflow/transfer_deploy.hpp"
 #include "transport/synthetic_task.hpp"
 #if TINYLARGE_TEST_SODIUM
 #include "tinylarge/transport/auth.hpp"
@@ -702,6 +704,92 @@ TEST_CASE("FedAvg-family roles: a client that leaves is waited for once, then th
   const auto left = roles_run<tl::fedavg, tl::fp32_update>(tl::fedavg{}, true, 1.0, 2, 2);
   CHECK(left != roles_run<tl::fedavg, tl::fp32_update>(tl::fedavg{}, false, 1.0));
   CHECK(left == roles_run<tl::fedavg, tl::fp32_update>(tl::fedavg{}, true, 1.0, 2, 2));  // and deterministically so
+}
+
+TEST_CASE("federated transfer roles: the deployment's global and personal models are federated_transfer::run's",
+          "[transport][federated][roles][transfer]") {
+  constexpr std::size_t clients = 3;
+  const roles_data data(clients);
+  const roles_data proxy(1);  // the server's own data (phase 1)
+  wf::federated_options fo;
+  fo.rounds = 2;
+  fo.local_epochs = 1;
+  fo.batch_size = 8;
+  fo.seed = 29;
+  fo.eval_every = 0;
+  const wf::transfer_options to{.pretrain_epochs = 2, .pretrain_batch = 8, .personalize_epochs = 2,
+                                .personalize_batch = 8, .frozen_layers = 1, .holdout_fraction = 0.25, .seed = 31};
+  const tl::nn::sgd sgd{.learning_rate = 0.1f};
+  using ftl_type = wf::federated_transfer<roles_traits<tl::fedavg, tl::fp32_update>>;
+  const tl::nn::labelled_view<std::uint8_t> none{nullptr, nullptr, 0, 12};
+
+  // In process: the three phases in this thread.
+  ftl_type sim(to, fo, {}, sgd);
+  std::vector<std::vector<float>> sim_personal(clients);
+  const wf::transfer_result res = sim.run(proxy.fd.clients[0], data.fd.clients, none,
+                                          [&](std::size_t k, std::span<const float> w) {
+                                            sim_personal[k].assign(w.begin(), w.end());
+                                          });
+  REQUIRE(res.costs.rounds.size() == fo.rounds + 2);
+
+  // Deployed: the server's and the clients' programs on in_process endpoints, one thread each.
+  tl::in_process::hub net(clients + 1);
+  std::vector<std::vector<float>> dep_personal(clients);
+  std::vector<ftl_type::personalization> measured(clients);
+  std::vector<tl::status> client_status(clients);
+  std::vector<std::thread> th;
+  for (std::uint32_t k = 1; k <= clients; ++k) {
+    th.emplace_back([&, k] {
+      tl::in_process ep(net, k);
+      ftl_type party(to, fo, {}, sgd);  // every process builds the same object from the same settings
+      ftl_type::network_type personal;
+      wf::federated_client_options co;
+      co.idle_timeout = 20s;
+      client_status[k - 1] = wf::run_transfer_client(ep, party, data.fd.clients[k - 1], personal, &measured[k - 1], co);
+      dep_personal[k - 1].assign(personal.parameters().begin(), personal.parameters().end());
+    });
+  }
+  tl::in_process ep(net, 0);
+  ftl_type server(to, fo, {}, sgd);
+  wf::federated_server_options so;
+  so.rounds = static_cast<std::uint32_t>(fo.rounds);
+  so.round_timeout = 20s;
+  const tl::status st = wf::run_transfer_server(ep, server, proxy.fd.clients[0], so);
+  for (auto& t : th) t.join();
+  REQUIRE(st.ok());
+  for (const auto& cs : client_status) REQUIRE(cs.ok());
+
+  CHECK(std::ranges::equal(server.pretrained(), sim.pretrained()));
+  CHECK(std::ranges::equal(server.federated().global(), sim.federated().global()));
+  CHECK(!std::ranges::equal(server.pretrained(), server.federated().global()));
+  double personal_mean = 0.0;
+  for (std::size_t k = 0; k < clients; ++k) {
+    CHECK(dep_personal[k] == sim_personal[k]);
+    CHECK(!std::ranges::equal(dep_personal[k], server.federated().global()));  // it did fine-tune
+    personal_mean += measured[k].personal_accuracy / clients;
+  }
+  CHECK(std::abs(personal_mean - res.personalized_on_clients) < 1e-12);
+
+  // A client whose server sends no final model says so instead of returning a model it never got.
+  tl::in_process::hub net2(2);
+  tl::status lone;
+  std::thread c([&] {
+    tl::in_process cep(net2, 1);
+    ftl_type party(to, fo, {}, sgd);
+    ftl_type::network_type personal;
+    wf::federated_client_options co;
+    co.idle_timeout = 20s;
+    lone = wf::run_transfer_client(cep, party, data.fd.clients[0], personal, nullptr, co);
+  });
+  tl::in_process sep(net2, 0);
+  ftl_type plain(to, fo, {}, sgd);
+  plain.federated().set_global(sim.pretrained());
+  wf::federated_server_options po;
+  po.rounds = 1;
+  po.round_timeout = 20s;
+  REQUIRE(wf::run_federated_server(sep, plain.federated().server_program(), po).ok());
+  c.join();
+  CHECK(lone.code == tl::errc::invalid_argument);
 }
 
 TEST_CASE("server checkpoints: round trip, corruption detected, resume is bit-identical", "[transport][checkpoint]") {
@@ -1457,6 +1545,60 @@ TEST_CASE("federated client: rounds move forward within a bound, the model keeps
   th.join();
   CHECK(client_status.ok());
   CHECK(answered == std::vector<std::uint32_t>{1, 11});
+}
+
+TEST_CASE("federated client: a final model on the stop is checked before on_final sees it", "[transport][federated][hostile]") {
+  // (payload, dtype) of the stop → the client's status and whether on_final ran.
+  const auto stop_with = [](const std::vector<float>& payload, wire::wire_dtype dtype, std::vector<float>* seen) {
+    tl::in_process::hub net(2);
+    tl::status client_status;
+    bool called = false;
+    std::thread th([&] {
+      tl::in_process ep(net, 1);
+      wf::federated_client_options o;
+      o.idle_timeout = 10s;
+      o.on_final = [&](std::uint32_t r, std::span<const float> w) {
+        called = r == 3;
+        if (seen != nullptr) seen->assign(w.begin(), w.end());
+      };
+      client_status = tl_test::run_client(
+          ep,
+          [&](std::uint32_t, std::uint32_t, std::uint64_t, std::span<const float> g, std::span<float> out) {
+            std::copy(g.begin(), g.end(), out.begin());
+            return std::int64_t{1};
+          },
+          o);
+    });
+    tl::in_process server(net, 0);
+    const std::vector<float> w(6, 1.0f);
+    wire::message_header h;
+    h.type = wire::message_type::model;
+    h.dtype = wire::wire_dtype::fp32;
+    h.round = 1;
+    h.count = 6;
+    REQUIRE(server.send(1, h, tl::as_bytes_le(std::span<const float>(w))).ok());
+    wire::message_view m;
+    REQUIRE(server.recv(m, 5s).ok());  // its update: it knows the model's size now
+    wire::message_header stop;
+    stop.type = wire::message_type::control;
+    stop.aux = static_cast<std::uint64_t>(wire::control_command::stop);
+    stop.round = 3;
+    stop.dtype = dtype;
+    stop.count = static_cast<std::uint32_t>(payload.size());
+    REQUIRE(server.send(1, stop, tl::as_bytes_le(std::span<const float>(payload))).ok());
+    th.join();
+    return std::make_pair(client_status.code, called);
+  };
+  std::vector<float> seen;
+  const std::vector<float> final_model{0.5f, -1.0f, 2.0f, 0.0f, 3.0f, 4.0f};
+  CHECK(stop_with(final_model, wire::wire_dtype::fp32, &seen) == std::make_pair(tl::errc::ok, true));
+  CHECK(seen == final_model);
+  CHECK(stop_with(std::vector<float>(7, 1.0f), wire::wire_dtype::fp32, nullptr) ==
+        std::make_pair(tl::errc::shape_mismatch, false));
+  std::vector<float> with_nan = final_model;
+  with_nan[4] = std::numeric_limits<float>::quiet_NaN();
+  CHECK(stop_with(with_nan, wire::wire_dtype::fp32, nullptr) == std::make_pair(tl::errc::non_finite, false));
+  CHECK(stop_with(std::vector<float>{}, wire::wire_dtype::bytes, nullptr) == std::make_pair(tl::errc::ok, false));
 }
 
 // ---------------------------------------------------------------------------

@@ -68,6 +68,7 @@
 #include "workflow/federated.hpp"
 #include "workflow/federated_deploy.hpp"
 #include "workflow/transfer.hpp"
+#include "workflow/transfer_deploy.hpp"
 #include "workflow/reptile.hpp"
 #include "workflow/lora.hpp"
 #include "workflow/distill.hpp"

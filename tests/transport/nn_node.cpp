@@ -14,8 +14,9 @@
 //   transport_nn_node splitfed workflow --dir W [common]   (workflow/split.hpp's in-process SplitFedV1)
 //   transport_nn_node splitfed hostile --dir W [common]    (malformed split traffic both ways: see split_hostile)
 //   splitfed server (inproc, mqtt-server): [--checkpoint FILE [--crash-round R --crash-after N]]
+//   transfer (inproc, mpi, mqtt-*): --personal PREFIX  client k writes its personal model to PREFIX.k
 //
-// WF: fedavg | splitfed.
+// WF: fedavg | splitfed | transfer.
 // common: --clients N --rounds R --seed S --batch B --out FILE --min-clients M --round-timeout-ms T
 //         [--dirichlet ALPHA]  (Dirichlet label skew, unequal client sizes, instead of 4 shards per client)
 // splitfed: --codecs fp32|int8-fp16                        (the cut's uplink-downlink codecs, partition/codec.hpp)
@@ -37,6 +38,13 @@
 // one pass over the mean local data per round, batches drawn exactly as
 // workflow/split.hpp draws them (see split_batches), so that the `workflow`
 // mode must give the same bits.
+// transfer: federated transfer learning (workflow/transfer.hpp): the server
+// pre-trains 2 epochs on the first half of the test subset (its own data),
+// FedAvg rounds as above on the first 3/4 of each client's data, then each
+// client fine-tunes the final model (first layer frozen, 2 epochs) and
+// evaluates it on its last 1/4; mode inproc is `federated_transfer::run`,
+// mpi / mqtt-* the roles of workflow/transfer_deploy.hpp. Test accuracy on
+// the second half of the test subset.
 //
 // The server writes the final parameters (raw little-endian fp32; SplitFed:
 // device segment then server segment) to --out and prints one line with the
@@ -81,6 +89,7 @@
 #include "tinylarge/workflow/federated_deploy.hpp"
 #include "tinylarge/workflow/reptile.hpp"
 #include "tinylarge/workflow/split.hpp"
+#include "tinylarge/workflow/transfer_deploy.hpp"
 #if defined(TINYLARGE_WITH_MPI)
 #include "tinylarge/transport/mpi.hpp"
 #endif
@@ -111,6 +120,7 @@ struct args {
   double fraction = 1.0;
   bool secure = false;          ///< FedAvg with secure aggregation (aggregate/secure.hpp)
   std::string die_secure_step;  ///< with --die-round: leave before sending this secure step (shares, masked, response)
+  std::string personal;         ///< transfer: client k writes its personal model to personal + "." + k
 };
 
 [[noreturn]] void usage(const char* msg) {
@@ -162,9 +172,13 @@ args parse(int argc, char** argv) {
     else if (k == "--fraction") a.fraction = std::stod(v);
     else if (k == "--codecs") a.codecs = v;
     else if (k == "--die-secure-step") a.die_secure_step = v;
+    else if (k == "--personal") a.personal = v;
     else usage(("unknown option " + k).c_str());
   }
-  if (a.workflow != "prepare" && a.workflow != "fedavg" && a.workflow != "splitfed") usage("workflow must be fedavg or splitfed");
+  if (a.workflow != "prepare" && a.workflow != "fedavg" && a.workflow != "splitfed" && a.workflow != "transfer")
+    usage("workflow must be fedavg, splitfed or transfer");
+  if (a.workflow == "transfer" && (a.mode == "threads" || a.mode == "workflow" || a.mode == "hostile"))
+    usage("transfer runs in the modes inproc, mpi, mqtt-server and mqtt-client");
   if (a.dir.empty()) usage("--dir is required");
   if (a.clients == 0 || a.batch == 0 || a.rounds == 0) usage("--clients, --batch and --rounds must be positive");
   if ((!a.checkpoint.empty() || a.crash_round != 0) && a.workflow != "splitfed")
@@ -409,6 +423,101 @@ int fedavg_client(Transport& net, const args& a, const task_data& d, bool thread
     }
     return 0;
   });
+}
+
+// ---- Federated transfer learning (workflow/transfer.hpp, workflow/transfer_deploy.hpp) ----
+
+using transfer_type = wf::federated_transfer<fed_traits<tl::fedavg, tl::fp32_update>>;
+
+transfer_type make_transfer(const args& a) {
+  const wf::transfer_options to{.pretrain_epochs = 2, .pretrain_batch = a.batch, .personalize_epochs = 2,
+                                .personalize_batch = a.batch, .frozen_layers = 1, .holdout_fraction = 0.25,
+                                .seed = a.seed};
+  return transfer_type(to, fed_options(a), {}, client_sgd);
+}
+/// The server's own data (first half of the test subset) and the test set (second half).
+tl::nn::labelled_view<std::uint8_t> transfer_server_data(const task_data& d) {
+  return {d.test.images.data(), d.test.labels.data(), d.test.count / 2, 784};
+}
+tl::nn::labelled_view<std::uint8_t> transfer_test(const task_data& d) {
+  const std::size_t h = d.test.count / 2;
+  return {d.test.images.data() + h * 784, d.test.labels.data() + h, d.test.count - h, 784};
+}
+void write_personal(const args& a, std::size_t k, std::span<const float> w, double before, double after) {
+  if (!a.personal.empty())
+    tl::io::write_file(a.personal + "." + std::to_string(k + 1),
+                       {reinterpret_cast<const std::uint8_t*>(w.data()), w.size() * sizeof(float)});
+  std::printf("transfer client %zu: holdout accuracy %.2f%% global -> %.2f%% personal, crc32(personal) = %08x\n", k + 1,
+              100.0 * before, 100.0 * after, crc_of(w));
+}
+void transfer_summary(const char* who, const args& a, const task_data& d, std::span<const float> pretrained,
+                      std::span<const float> global) {
+  std::vector<float> w(global.begin(), global.end());
+  tl::nn::network<model> net;
+  std::copy(pretrained.begin(), pretrained.end(), net.parameters().begin());
+  const double pre = tl::nn::evaluate(net, tl::nn::softmax_cross_entropy{}, transfer_test(d)).accuracy;
+  std::copy(w.begin(), w.end(), net.parameters().begin());
+  const double fed = tl::nn::evaluate(net, tl::nn::softmax_cross_entropy{}, transfer_test(d)).accuracy;
+  write_out(a, w);
+  std::printf("%s transfer server: test accuracy %.2f%% pre-trained -> %.2f%% after %u rounds, crc32(pre-trained) = "
+              "%08x, crc32(final) = %08x\n",
+              who, 100.0 * pre, 100.0 * fed, a.rounds, crc_of(pretrained), crc_of(w));
+}
+
+/// The simulation: federated_transfer::run, every role in this thread.
+int transfer_simulate(const args& a, const task_data& d) {
+  transfer_type ftl = make_transfer(a);
+  const wf::federated_dataset fd = wf::make_federated_dataset(d.train, d.parts);
+  std::vector<std::vector<float>> personal(fd.clients.size());
+  const wf::transfer_result r = ftl.run(transfer_server_data(d), fd.clients, transfer_test(d),
+                                        [&](std::size_t k, std::span<const float> w) { personal[k].assign(w.begin(), w.end()); });
+  transfer_summary("in_process (federated_transfer::run)", a, d, ftl.pretrained(), ftl.federated().global());
+  // Each client's holdout accuracies again, from its own model (run reports the means).
+  for (std::size_t k = 0; k < personal.size(); ++k) {
+    const transfer_type::client_split part = ftl.split(fd.clients[k]);
+    tl::nn::network<model> net;
+    std::copy(ftl.federated().global().begin(), ftl.federated().global().end(), net.parameters().begin());
+    const double before = tl::nn::evaluate(net, tl::nn::softmax_cross_entropy{}, part.holdout).accuracy;
+    std::copy(personal[k].begin(), personal[k].end(), net.parameters().begin());
+    const double after = tl::nn::evaluate(net, tl::nn::softmax_cross_entropy{}, part.holdout).accuracy;
+    write_personal(a, k, personal[k], before, after);
+  }
+  std::printf("transfer: mean holdout accuracy %.2f%% global -> %.2f%% personal\n", 100.0 * r.global_on_clients,
+              100.0 * r.personalized_on_clients);
+  return 0;
+}
+
+template <class Transport>
+int transfer_serve(Transport& net, const args& a, const task_data& d) {
+  transfer_type ftl = make_transfer(a);
+  wf::federated_server_options opt;
+  opt.min_clients = a.min_clients;
+  opt.round_timeout = std::chrono::milliseconds{a.round_timeout_ms};
+  const tl::status s = wf::run_transfer_server(net, ftl, transfer_server_data(d), opt);
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s transfer server: %s (%s)\n", Transport::name(), s.message, tl::to_string(s.code));
+    return 1;
+  }
+  transfer_summary(Transport::name(), a, d, ftl.pretrained(), ftl.federated().global());
+  return 0;
+}
+
+template <class Transport>
+int transfer_client(Transport& net, const args& a, const task_data& d) {
+  const std::size_t k = net.id() - 1;
+  transfer_type ftl = make_transfer(a);
+  const wf::federated_dataset fd = wf::make_federated_dataset(d.train, d.parts);
+  transfer_type::network_type personal;
+  transfer_type::personalization p;
+  wf::federated_client_options opt;
+  opt.idle_timeout = std::chrono::milliseconds{std::max<long>(30000, 3 * a.round_timeout_ms)};
+  const tl::status s = wf::run_transfer_client(net, ftl, fd.clients[k], personal, &p, opt);
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s transfer client %zu: %s\n", Transport::name(), k + 1, s.message);
+    return 1;
+  }
+  write_personal(a, k, personal.parameters(), p.global_accuracy, p.personal_accuracy);
+  return 0;
 }
 
 // ---- SplitFedV1 ----------------------------------------------------------------
@@ -865,11 +974,13 @@ int split_hostile(const args& a, const task_data& d) {
 
 template <class Transport>
 int serve(Transport& net, const args& a, const task_data& d) {
+  if (a.workflow == "transfer") return transfer_serve(net, a, d);
   return a.workflow == "fedavg" ? fedavg_serve(net, a, d)
                                 : with_split_codecs(a, [&]<class P>() { return split_serve<P>(net, a, d); });
 }
 template <class Transport>
 int client(Transport& net, const args& a, const task_data& d, bool thread_mode = false) {
+  if (a.workflow == "transfer") return transfer_client(net, a, d);
   return a.workflow == "fedavg" ? fedavg_client(net, a, d, thread_mode)
                                 : with_split_codecs(a, [&]<class P>() { return split_client<P>(net, a, d, thread_mode); });
 }
@@ -906,7 +1017,8 @@ int main(int argc, char** argv) try {
   const args a = parse(argc, argv);
   if (a.workflow == "prepare") return prepare(a);
   const task_data d = load(a);
-  if (a.mode == "inproc") return a.workflow == "fedavg" ? fedavg_simulate(a, d) : run_inproc(a, d);
+  if (a.mode == "inproc")
+    return a.workflow == "fedavg" ? fedavg_simulate(a, d) : a.workflow == "transfer" ? transfer_simulate(a, d) : run_inproc(a, d);
   if (a.mode == "threads") {
     if (a.workflow != "fedavg") usage("mode 'threads' is for fedavg");
     return run_inproc(a, d);

@@ -574,6 +574,9 @@ class federated_averaging {
   tinylarge::aggregator<aggregation>& server() noexcept { return server_.aggregation(); }
   /// The server role (its global model, policy state and client RNG).
   server_role& server_program() noexcept { return server_; }
+  /// The clients' computation (local training; a deployed client gives it
+  /// its own data with `set_clients` and wraps it in a `client_role`).
+  computation& client_computation() noexcept { return training_; }
   /// One entry per completed round: who was asked, dropped, attacked, rejected.
   const std::vector<round_log>& log() const noexcept { return log_; }
   /// The first evaluated round whose test accuracy reached `target`.

@@ -34,7 +34,11 @@
 ///     is closed — `close_round` aggregates in client-id order, so the result
 ///     does not depend on arrival order — and a checkpoint is written; with
 ///     fewer the server stops with `errc::timed_out`;
-///  4. after the last round the server broadcasts `control`/`stop`.
+///  4. after the last round the server broadcasts `control`/`stop`; with
+///     `final_model_to_clients` the stop carries the final global model
+///     (payload fp32, `round` = the last round), which the client hands to
+///     `federated_client_options::on_final` (a personalisation phase, e.g.
+///     federated transfer learning's: workflow/transfer_deploy.hpp).
 ///
 /// Secure aggregation (`federated_server_options::secure` and
 /// `federated_client_options::secure`, aggregate/secure.hpp; linear policies,
@@ -66,6 +70,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -121,6 +126,10 @@ struct federated_server_options {
   /// masked protocol of aggregate/secure.hpp; the clients must be given the
   /// same settings. Each of its four collection steps has `round_timeout`.
   std::optional<secure_deployment> secure;
+  /// The stop frame after the last round carries w_R, the final global model
+  /// (fp32), to every client; false: an empty stop (the clients never see the
+  /// result of the last aggregation).
+  bool final_model_to_clients = false;
 };
 
 /// What a server run did.
@@ -189,6 +198,20 @@ status open_round(Transport& net, Server& server, const federated_server_options
     for (const std::uint32_t c : out.selected) TINYLARGE_TRY(net.send(c + 1, h, model_bytes, opt.send_timeout));
   }
   return status::success();
+}
+
+/// Ends the run (both round drivers): `control`/`stop` to every client, with
+/// the final global model w as fp32 payload when `final_model_to_clients`.
+template <transport_policy Transport>
+status send_stop(Transport& net, std::span<const float> w, const federated_server_options& opt) {
+  wire::message_header stop;
+  stop.type = wire::message_type::control;
+  stop.aux = static_cast<std::uint64_t>(wire::control_command::stop);
+  stop.round = opt.rounds;
+  if (!opt.final_model_to_clients) return net.broadcast(stop, {}, opt.send_timeout);
+  stop.dtype = wire::wire_dtype::fp32;
+  stop.count = static_cast<std::uint32_t>(w.size());
+  return net.broadcast(stop, as_bytes_le(w), opt.send_timeout);
 }
 
 }  // namespace detail
@@ -385,11 +408,7 @@ status run_federated_server(Transport& net, fedavg_server<Policy, U, Selection>&
     if constexpr (linear_aggregation<Policy> && std::is_same_v<U, fp32_update>) {
       detail::secure_outbox outbox;
       while (server.round() < opt.rounds) TINYLARGE_TRY(detail::secure_round(net, server, opt, rep, live, outbox));
-      wire::message_header stop;
-      stop.type = wire::message_type::control;
-      stop.aux = static_cast<std::uint64_t>(wire::control_command::stop);
-      stop.round = opt.rounds;
-      return net.broadcast(stop, {}, opt.send_timeout);
+      return detail::send_stop(net, server.global(), opt);
     } else {
       return {errc::invalid_argument,
               "run_federated_server: secure aggregation needs a linear policy (fedavg, fedavgm, fedprox, fedadam, "
@@ -478,11 +497,7 @@ status run_federated_server(Transport& net, fedavg_server<Policy, U, Selection>&
       TINYLARGE_TRY(tinylarge::detail::save_checkpoint_status([&] { save_server_checkpoint(opt.checkpoint_path, c); }));
     }
   }
-  wire::message_header stop;
-  stop.type = wire::message_type::control;
-  stop.aux = static_cast<std::uint64_t>(wire::control_command::stop);
-  stop.round = opt.rounds;
-  return net.broadcast(stop, {}, opt.send_timeout);
+  return detail::send_stop(net, server.global(), opt);
 }
 
 /// Settings of `run_federated_client`.
@@ -510,6 +525,12 @@ struct federated_client_options {
   /// returning false makes it leave the run (a simulated failure: tests kill
   /// the process here to drop a client after the masks were set up).
   std::function<bool(std::uint32_t, wire::secagg_step)> on_secure_step;
+  /// Called with the final global model when the server's stop carries it
+  /// (`federated_server_options::final_model_to_clients`), before
+  /// `run_federated_client` returns: (last round, w_R). A stop whose model has
+  /// another size than the run's models, or is not fp32, ends the run with
+  /// `shape_mismatch` / `corrupt` instead; an empty stop never calls it.
+  std::function<void(std::uint32_t, std::span<const float>)> on_final;
 };
 
 /// Runs the client role on endpoint k + 1 of `net` (client id k) until the
@@ -538,8 +559,20 @@ status run_federated_client(Transport& net, fedavg_client<C, U>& client, const f
     TINYLARGE_TRY(net.recv(m, opt.idle_timeout));
     if (m.header.sender != server_endpoint) continue;
     if (m.header.type == wire::message_type::control &&
-        m.header.aux == static_cast<std::uint64_t>(wire::control_command::stop))
+        m.header.aux == static_cast<std::uint64_t>(wire::control_command::stop)) {
+      if (m.header.count == 0) return status::success();
+      // The final model (`final_model_to_clients`): the run's size, fp32, finite.
+      TINYLARGE_CHECK(m.header.dtype == wire::wire_dtype::fp32, errc::corrupt,
+                      "run_federated_client: the stop carries a final model that is not fp32");
+      TINYLARGE_CHECK(global.empty() || m.header.count == global.size(), errc::shape_mismatch,
+                      "run_federated_client: the final model has another size than the run's models");
+      global.resize(m.header.count);
+      TINYLARGE_TRY(wire::read_fp32(m, global));
+      for (const float v : global)
+        TINYLARGE_CHECK(std::isfinite(v), errc::non_finite, "run_federated_client: the final model holds NaN or Inf");
+      if (opt.on_final) opt.on_final(m.header.round, std::span<const float>(global));
       return status::success();
+    }
 #if TINYLARGE_SECAGG_HAS_SODIUM
     if (opt.secure.has_value() && m.header.type == wire::message_type::secagg) {
       // A step of the open round; anything malformed, repeated or of another round is ignored.

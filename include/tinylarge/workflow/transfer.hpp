@@ -34,6 +34,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <span>
 #include <vector>
@@ -107,15 +108,32 @@ class federated_transfer {
   /// The server's model after pre-training (empty before `run`).
   std::span<const float> pretrained() const noexcept { return pretrained_; }
 
-  /// @param server_data the server's own labelled data (pre-training)
-  /// @param clients     each client's data; the last `holdout_fraction` of it
-  ///                    is kept out of federated training and personalisation
-  /// @param test        global test set
-  transfer_result run(const nn::labelled_view<std::uint8_t>& server_data,
-                      const std::vector<nn::labelled_view<std::uint8_t>>& clients,
-                      const nn::labelled_view<std::uint8_t>& test) {
-    transfer_result res;
-    // 1. Pre-train on the server.
+  /// A client's data split for phase 3: the first (1 − holdout_fraction)
+  /// trains (federated rounds and personalisation), the rest evaluates.
+  struct client_split {
+    nn::labelled_view<std::uint8_t> train, holdout;
+  };
+  /// What one client's personalisation measured.
+  struct personalization {
+    double global_accuracy = 0.0;    ///< the global model on the client's holdout part
+    double personal_accuracy = 0.0;  ///< its personal model on the same part
+    std::size_t samples = 0;         ///< samples it fine-tuned on (all epochs)
+  };
+
+  /// Splits a client's data as every phase sees it (`holdout_fraction`).
+  /// @throws tl::invalid_argument when a part would be empty.
+  client_split split(const nn::labelled_view<std::uint8_t>& c) const {
+    const auto keep =
+        static_cast<std::size_t>(std::floor(static_cast<double>(c.count) * (1.0 - topt_.holdout_fraction)));
+    TINYLARGE_REQUIRE(keep > 0 && keep < c.count, errc::invalid_argument,
+                      "federated_transfer: a client has too few samples for the holdout split");
+    return {{c.x, c.y, keep, c.features, c.target_size},
+            {c.x + keep * c.features, c.y + keep * c.target_size, c.count - keep, c.features, c.target_size}};
+  }
+
+  /// Phase 1, the server's role: `pretrain_epochs` on `server_data` from the
+  /// given or seeded start; the result is `pretrained()`.
+  local_training_result pretrain(const nn::labelled_view<std::uint8_t>& server_data) {
     network_type net;
     if (start_.empty())
       net.initialize(topt_.seed);
@@ -125,6 +143,47 @@ class federated_transfer {
     const local_training_result pre =
         train_locally(net, opt_, server_data, topt_.pretrain_epochs, topt_.pretrain_batch, r);
     pretrained_.assign(net.parameters().begin(), net.parameters().end());
+    return pre;
+  }
+
+  /// Phase 3, client k's role: fine-tunes `net` from the global model
+  /// `global` on the training part of its data, the first `frozen_layers`
+  /// frozen, and evaluates the global and the personal model on its holdout
+  /// part; `net` holds the personal model afterwards (it never leaves the
+  /// device). Client k's randomness is its own stream of the seed.
+  personalization personalize(std::size_t k, std::span<const float> global, const client_split& data,
+                              network_type& net) const {
+    TINYLARGE_REQUIRE(global.size() == model::param_count, errc::shape_mismatch,
+                      "federated_transfer::personalize: the global model has the wrong number of parameters");
+    std::copy(global.begin(), global.end(), net.parameters().begin());
+    personalization p;
+    p.global_accuracy = nn::evaluate(net, nn::softmax_cross_entropy{}, data.holdout).accuracy;
+    rng rk(topt_.seed ^ 0x9e3779b97f4a7c15ULL, k + 1);
+    const local_training_result lr =
+        train_locally(net, opt_, data.train, topt_.personalize_epochs, topt_.personalize_batch, rk, {}, 0.0f,
+                      frozen_parameter_count<model>(topt_.frozen_layers));
+    p.personal_accuracy = nn::evaluate(net, nn::softmax_cross_entropy{}, data.holdout).accuracy;
+    p.samples = lr.samples;
+    return p;
+  }
+
+  /// The three phases in this process (the simulation; the roles over a
+  /// transport: workflow/transfer_deploy.hpp).
+  /// @param server_data the server's own labelled data (pre-training)
+  /// @param clients     each client's data; the last `holdout_fraction` of it
+  ///                    is kept out of federated training and personalisation
+  /// @param test        global test set
+  /// @param on_personal called with (k, client k's personal model) after its
+  ///                    personalisation, if set
+  transfer_result run(const nn::labelled_view<std::uint8_t>& server_data,
+                      const std::vector<nn::labelled_view<std::uint8_t>>& clients,
+                      const nn::labelled_view<std::uint8_t>& test,
+                      const std::function<void(std::size_t, std::span<const float>)>& on_personal = {}) {
+    transfer_result res;
+    // 1. Pre-train on the server.
+    const local_training_result pre = pretrain(server_data);
+    network_type net;
+    std::copy(pretrained_.begin(), pretrained_.end(), net.parameters().begin());
     res.pretrained_accuracy = test.count ? nn::evaluate(net, nn::softmax_cross_entropy{}, test).accuracy : 0.0;
     round_record r0;
     r0.round = 0;
@@ -134,34 +193,29 @@ class federated_transfer {
     r0.estimated_seconds = static_cast<double>(r0.parties.back().macs) / fl_.options().link.server_macs_per_s;
 
     // Split every client into a training part and a holdout part.
-    std::vector<nn::labelled_view<std::uint8_t>> train_part, holdout;
+    std::vector<client_split> parts;
+    std::vector<nn::labelled_view<std::uint8_t>> train_part;
     for (const auto& c : clients) {
-      const auto keep = static_cast<std::size_t>(std::floor(static_cast<double>(c.count) * (1.0 - topt_.holdout_fraction)));
-      TINYLARGE_REQUIRE(keep > 0 && keep < c.count, errc::invalid_argument,
-                        "federated_transfer: a client has too few samples for the holdout split");
-      train_part.push_back({c.x, c.y, keep, c.features, c.target_size});
-      holdout.push_back({c.x + keep * c.features, c.y + keep * c.target_size, c.count - keep, c.features,
-                         c.target_size});
+      parts.push_back(split(c));
+      train_part.push_back(parts.back().train);
     }
 
     // 2. Federated learning from the pre-trained start.
-    fl_.set_global(net.parameters());
+    fl_.set_global(pretrained_);
     report fed = fl_.run(train_part, test);
     res.federated_accuracy = test.count ? fl_.evaluate(test) : 0.0;
 
     // 3. Personalisation: each client fine-tunes its own copy.
-    const std::size_t frozen = frozen_parameter_count<model>(topt_.frozen_layers);
     round_record rp;
     rp.round = fed.rounds.size() + 1;
     double before = 0.0, after = 0.0, worst = 0.0;
     for (std::size_t k = 0; k < clients.size(); ++k) {
-      std::copy(fl_.global().begin(), fl_.global().end(), net.parameters().begin());
-      before += nn::evaluate(net, nn::softmax_cross_entropy{}, holdout[k]).accuracy;
-      rng rk(topt_.seed ^ 0x9e3779b97f4a7c15ULL, k + 1);
-      const local_training_result lr = train_locally(net, opt_, train_part[k], topt_.personalize_epochs,
-                                                     topt_.personalize_batch, rk, {}, 0.0f, frozen);
-      after += nn::evaluate(net, nn::softmax_cross_entropy{}, holdout[k]).accuracy;
-      role_cost c{"client", k, {}, 3ull * model::macs * lr.samples};
+      network_type personal;  // its own network, as on its device (fp16: its own loss scale)
+      const personalization p = personalize(k, fl_.global(), parts[k], personal);
+      if (on_personal) on_personal(k, personal.parameters());
+      before += p.global_accuracy;
+      after += p.personal_accuracy;
+      role_cost c{"client", k, {}, 3ull * model::macs * p.samples};
       worst = std::max(worst, static_cast<double>(c.macs) / fl_.options().link.device_macs_per_s);
       rp.parties.push_back(std::move(c));
     }
@@ -177,6 +231,11 @@ class federated_transfer {
     res.costs.rounds.push_back(std::move(rp));
     return res;
   }
+
+  /// The transfer and federated settings.
+  const transfer_options& transfer_settings() const noexcept { return topt_; }
+  /// Every party's local optimizer.
+  const optimizer& local_optimizer() const noexcept { return opt_; }
 
  private:
   transfer_options topt_;
