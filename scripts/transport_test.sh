@@ -54,6 +54,13 @@
 #                AND to workflow/split.hpp's in-process SplitFedV1 with the same seeds (also with
 #                Dirichlet(0.5) clients of unequal size, in process; and with int8 smashed data and
 #                fp16 gradients, in process and under mpirun); then hostile peers
+#   nn-psl       parallel split learning (workflow/split_deploy.hpp `psl_deployment`: one server
+#                segment, step t of every client in one concatenated batch): workflow/split.hpp's
+#                PSL = the deployment in process = `mpirun -np 5` = MQTT, cmp; with int8 smashed
+#                data and fp16 gradients, workflow/split.hpp = mpirun; client 3 SIGKILLed at step 5
+#                of round 2 over MQTT = in process with the same client leaving (the step waits
+#                `round_timeout`, then goes on without it: rounds of 4, 3, 3, 3 clients); the server
+#                stopped in round 3 and resumed from its checkpoint, in process: the same bits
 #   nn-split-client-killed   over MQTT, client 3 SIGKILLs itself at step 5 of round 2:
 #                rounds of 4, 3, 3, 3 clients; identical to the in-process run in which
 #                client 3 leaves at the same step
@@ -649,6 +656,52 @@ step_nn_splitfed() {
   ASAN_OPTIONS=$ASAN_DEFAULT timeout 120 "$NN" splitfed hostile --dir "$WORK/fmnist" "${nn_common[@]}"
 }
 
+step_nn_psl() {  # PSL: the engine in process vs the lockstep deployment in process, over MPI and over MQTT
+  nn_data || return 1
+  rm -f "$WORK"/nn-psl-*.bin
+  local psl=(--scheme psl)
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" "${psl[@]}" --out "$WORK/nn-psl-workflow.bin" || return 1
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "${psl[@]}" --out "$WORK/nn-psl-inproc.bin" || return 1
+  same "$WORK/nn-psl-workflow.bin" "$WORK/nn-psl-inproc.bin" "nn psl: psl_deployment in_process vs workflow/split.hpp's psl" || return 1
+  # The server stopped in round 3 after 20 steps and resumed from its checkpoint (the one server
+  # segment's Adam state in it); every client redoes round 3 from step 0.
+  local ck="$WORK/nn-psl.ckpt"
+  rm -f "$ck" "$ck.tmp"
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "${psl[@]}" --checkpoint "$ck" \
+    --crash-round 3 --crash-after 20 --out "$WORK/nn-psl-resume.bin" | tee "$WORK/nnpslresume.log"
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || return 1
+  grep -q "resumed at round 3 (restart epoch 1" "$WORK/nnpslresume.log" || { echo "the PSL server did not resume"; return 1; }
+  same "$WORK/nn-psl-workflow.bin" "$WORK/nn-psl-resume.bin" "nn psl: server stopped in round 3, resumed from its checkpoint, vs workflow/split.hpp" || return 1
+  nn_mpi splitfed "$WORK/nn-psl-mpi.bin" "${psl[@]}" || return 1
+  same "$WORK/nn-psl-workflow.bin" "$WORK/nn-psl-mpi.bin" "nn psl: mpi vs workflow/split.hpp" || return 1
+  CLIENT_EXTRA=()
+  nn_mqtt splitfed nnpsl "$WORK/nn-psl-mqtt.bin" "${psl[@]}" || return 1
+  same "$WORK/nn-psl-workflow.bin" "$WORK/nn-psl-mqtt.bin" "nn psl: mqtt vs workflow/split.hpp" || return 1
+  local q=(--codecs int8-fp16)
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" "${psl[@]}" "${q[@]}" --out "$WORK/nn-psl-q-workflow.bin" || return 1
+  nn_mpi splitfed "$WORK/nn-psl-q-mpi.bin" "${psl[@]}" "${q[@]}" || return 1
+  same "$WORK/nn-psl-q-workflow.bin" "$WORK/nn-psl-q-mpi.bin" "nn psl --codecs int8-fp16: mpi vs workflow/split.hpp" || return 1
+  cmp -s "$WORK/nn-psl-workflow.bin" "$WORK/nn-psl-q-workflow.bin" && { echo "the codecs changed nothing"; return 1; }
+  [[ -f "$WORK/nn-splitfed-inproc.bin" ]] && cmp -s "$WORK/nn-psl-inproc.bin" "$WORK/nn-splitfed-inproc.bin" \
+    && { echo "PSL computed SplitFedV1's model"; return 1; }
+  # A client killed mid-round: the lockstep step waits round_timeout for it, then goes on without it.
+  local fault=(--min-clients 3 --round-timeout-ms 4000)
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "${psl[@]}" "${fault[@]}" \
+    --drop-client 3 --drop-round 2 --drop-step 5 --out "$WORK/nn-psl-drop-inproc.bin" | tee "$WORK/nnpsldrop-inproc.log"
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || return 1
+  CLIENT_EXTRA=([3]="--die-round 2 --die-step 5")
+  nn_mqtt splitfed nnpsldrop "$WORK/nn-psl-drop-mqtt.bin" "${psl[@]}" "${fault[@]}"
+  local rc=$?
+  CLIENT_EXTRA=()
+  [[ $rc -eq 0 ]] || return 1
+  grep -q "SIGKILL" "$WORK/nnpsldrop-client-3.log" || { echo "client 3 did not die"; return 1; }
+  for f in "$WORK/nnpsldrop-inproc.log" "$WORK/nnpsldrop-server.log"; do
+    grep -q "clients per round \[ 4 3 3 3 \]" "$f" || { echo "unexpected round sizes in $f"; return 1; }
+  done
+  same "$WORK/nn-psl-drop-inproc.bin" "$WORK/nn-psl-drop-mqtt.bin" \
+    "nn psl: client 3 killed at step 5 of round 2, the steps go on with the other 3; mqtt vs in_process"
+}
+
 step_nn_splitfed_client_killed() {
   nn_data || return 1
   local fault=(--min-clients 3 --round-timeout-ms 4000)
@@ -753,13 +806,14 @@ if [[ $FAILED -eq 0 ]]; then
   step nn-fedavg-secure-client-killed step_nn_fedavg_secure_client_killed
   step nn-transfer step_nn_transfer
   step nn-splitfed step_nn_splitfed
+  step nn-psl step_nn_psl
   step nn-split-client-killed step_nn_splitfed_client_killed
   step nn-split-server-killed step_nn_split_server_killed
   step pipeline-mpi step_pipeline_mpi
 else
   [[ -n "$FUZZ_PID" ]] && { kill "$FUZZ_PID" 2>/dev/null; wait "$FUZZ_PID" 2>/dev/null; }
   echo "build failed: the end-to-end steps are skipped (counted as failed)"
-  FAILED=$((FAILED + 19))
+  FAILED=$((FAILED + 20))
 fi
 
 echo "==== transport summary"

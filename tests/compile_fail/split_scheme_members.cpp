@@ -2,8 +2,11 @@
 // that lacks a member of `split_scheme_policy` must not compile, and the message names the
 // member. Built with -DTINYLARGE_CASE=N, the scheme lacks:
 //  1. run_round            2. aggregated_rows           3. server_copies
+// and case 4 deploys a scheme that has no deployment driver (split_deployment with VSL):
+// it must not compile either, with a message naming the schemes that have one.
 // Built with -DTINYLARGE_EXPECT_VALID, the scheme has every member and compiles: the control.
 #include "tinylarge/workflow/split.hpp"
+#include "tinylarge/workflow/split_deploy.hpp"
 
 namespace tl = tinylarge;
 
@@ -41,10 +44,17 @@ struct my_scheme {
 };
 
 #if !defined(TINYLARGE_EXPECT_VALID) && TINYLARGE_CASE == 0
-#error "define TINYLARGE_CASE (1-3) or TINYLARGE_EXPECT_VALID"
+#error "define TINYLARGE_CASE (1-4) or TINYLARGE_EXPECT_VALID"
 #endif
+
+#if TINYLARGE_CASE == 4
+using deployed_scheme = tl::split_scheme::vanilla;
+#else
+using deployed_scheme = tl::split_scheme::parallel;  // the control: PSL has a deployment
+#endif
+using deployment = tl::workflow::split_deployment<deployed_scheme, traits::model, traits::partition, tl::nn::sgd>;
 
 int main() {
   tl::split_learning<traits, my_scheme> run{{.rounds = 1, .batch_size = 2}};
-  return static_cast<int>(run.settings().rounds);
+  return static_cast<int>(run.settings().rounds) + static_cast<int>(deployment::cut);
 }

@@ -20,6 +20,8 @@
 // common: --clients N --rounds R --seed S --batch B --out FILE --min-clients M --round-timeout-ms T
 //         [--dirichlet ALPHA]  (Dirichlet label skew, unequal client sizes, instead of 4 shards per client)
 // splitfed: --codecs fp32|int8-fp16                        (the cut's uplink-downlink codecs, partition/codec.hpp)
+//           --scheme splitfed_v1|psl                        (PSL: one server segment, every client's step t in
+//                                                            one batch; mode workflow then runs workflow/split.hpp's PSL)
 // fedavg: --policy fedavg|fedavgm|fedprox|fedadam|median|dp|reptile   (the server's aggregation rule)
 //         --secure                                          (secure aggregation, linear policies: masked updates,
 //                                                            X25519 + ChaCha20, aggregate/secure.hpp)
@@ -105,6 +107,9 @@ using model = tl::sequential<tl::dense<784, 64>, tl::relu, tl::dense<64, 10>>;
 using partition = tl::cut<2>;
 template <class Up, class Down>
 using split_protocol = tl::workflow::splitfed_v1_deployment<model, partition, tl::nn::adam, tl::fedavg, Up, Down>;
+/// --scheme psl: parallel split learning (one server segment, lockstep steps).
+template <class Up, class Down>
+using psl_protocol = tl::workflow::psl_deployment<model, partition, tl::nn::adam, tl::fedavg, Up, Down>;
 using protocol = split_protocol<tl::codec::fp32, tl::codec::fp32>;
 
 struct args {
@@ -121,6 +126,7 @@ struct args {
   bool secure = false;          ///< FedAvg with secure aggregation (aggregate/secure.hpp)
   std::string die_secure_step;  ///< with --die-round: leave before sending this secure step (shares, masked, response)
   std::string personal;         ///< transfer: client k writes its personal model to personal + "." + k
+  std::string scheme = "splitfed_v1";  ///< splitfed: the split scheme, splitfed_v1 or psl
 };
 
 [[noreturn]] void usage(const char* msg) {
@@ -173,6 +179,7 @@ args parse(int argc, char** argv) {
     else if (k == "--codecs") a.codecs = v;
     else if (k == "--die-secure-step") a.die_secure_step = v;
     else if (k == "--personal") a.personal = v;
+    else if (k == "--scheme") a.scheme = v;
     else usage(("unknown option " + k).c_str());
   }
   if (a.workflow != "prepare" && a.workflow != "fedavg" && a.workflow != "splitfed" && a.workflow != "transfer")
@@ -185,6 +192,9 @@ args parse(int argc, char** argv) {
     usage("--checkpoint and --crash-* are options of the splitfed server (fedavg_node has FedAvg's)");
   if (a.crash_round != 0 && a.checkpoint.empty()) usage("--crash-round needs --checkpoint");
   if (a.codecs != "fp32" && a.codecs != "int8-fp16") usage("--codecs must be fp32 or int8-fp16");
+  if (a.scheme != "splitfed_v1" && a.scheme != "psl") usage("--scheme must be splitfed_v1 or psl");
+  if (a.scheme != "splitfed_v1" && (a.workflow != "splitfed" || a.mode == "hostile"))
+    usage("--scheme psl is an option of the splitfed workflow (not of its hostile mode)");
   if (a.secure && (a.workflow != "fedavg" || a.update != "fp32" ||
                    (a.policy != "fedavg" && a.policy != "fedavgm" && a.policy != "fedprox" && a.policy != "fedadam")))
     usage("--secure is for fedavg with a linear --policy (fedavg, fedavgm, fedprox, fedadam) and fp32 updates");
@@ -644,9 +654,9 @@ int split_report(const args& a, const task_data& d, const char* transport, std::
   std::vector<float> all(dev.begin(), dev.end());
   all.insert(all.end(), srv.begin(), srv.end());
   write_out(a, all);
-  std::printf("%s splitfed: %s test accuracy %.2f%% (%zu test images), crc32(device) = %08x, crc32(server) = %08x, "
+  std::printf("%s splitfed (%s): %s test accuracy %.2f%% (%zu test images), crc32(device) = %08x, crc32(server) = %08x, "
               "crc32(final) = %08x\n",
-              transport, extra.c_str(), 100.0 * static_cast<double>(hits) / static_cast<double>(d.test.count),
+              transport, a.scheme.c_str(), extra.c_str(), 100.0 * static_cast<double>(hits) / static_cast<double>(d.test.count),
               d.test.count, crc_of(dev), crc_of(srv), crc_of(all));
   return 0;
 }
@@ -658,6 +668,10 @@ struct simulated_crash {};
 /// --codecs (uplink-downlink) choice.
 template <class F>
 int with_split_codecs(const args& a, F&& f) {
+  if (a.scheme == "psl") {
+    if (a.codecs == "int8-fp16") return f.template operator()<psl_protocol<tl::codec::int8, tl::codec::fp16>>();
+    return f.template operator()<psl_protocol<tl::codec::fp32, tl::codec::fp32>>();
+  }
   if (a.codecs == "int8-fp16") return f.template operator()<split_protocol<tl::codec::int8, tl::codec::fp16>>();
   return f.template operator()<protocol>();
 }
@@ -782,11 +796,12 @@ struct split_traits {
   using downlink_codec = typename Protocol::downlink_codec;
 };
 
-/// workflow/split.hpp's in-process SplitFedV1 with the same model, data, seeds and codecs.
+/// workflow/split.hpp's in-process SplitFedV1 (or PSL) with the same model, data, seeds and codecs.
 template <class Protocol>
 int split_workflow(const args& a, const task_data& d) {
   using traits = split_traits<Protocol>;
-  tl::splitfed_v1<traits> run{{.rounds = a.rounds, .batch_size = a.batch, .seed = a.seed, .evaluate_every = 0}};
+  using engine = std::conditional_t<Protocol::server_copies, tl::splitfed_v1<traits>, tl::psl<traits>>;
+  engine run{{.rounds = a.rounds, .batch_size = a.batch, .seed = a.seed, .evaluate_every = 0}};
   const auto train = d.train_view();
   const auto test = d.test_view();
   const auto rep = run.train(train, d.parts, &test);

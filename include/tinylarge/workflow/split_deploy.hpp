@@ -1,6 +1,8 @@
 /// @file workflow/split_deploy.hpp
-/// @brief The deployment of SplitFedV1 (Thapa et al. 2022) over any
-///        `transport_policy`: `splitfed_v1_deployment<…>::server` (the main
+/// @brief The deployment of SplitFedV1 (Thapa et al. 2022) and of parallel
+///        split learning (PSL, Jeon & Kim 2020) over any `transport_policy`:
+///        `split_deployment<Scheme, …>`, aliased `splitfed_v1_deployment<…>`
+///        and `psl_deployment<…>`. SplitFedV1's `server` is the main
 ///        server — one copy of the server segment per client — and the fed
 ///        server, which averages the client segments) and `splitfed_v1_deployment<…>::client`, the
 ///        drivers that run split learning's two roles
@@ -113,10 +115,26 @@
 /// simulated crash (an exception thrown by `on_step`) leaves every payload a
 /// client may still hold valid while that object lives.
 ///
+/// ## PSL (`psl_deployment`, `Scheme` = `split_scheme::parallel`)
+/// The client and every frame are SplitFedV1's above. The server holds one
+/// server segment with one optimizer state instead of copies, and serves in
+/// lockstep: it keeps client k's smashed frame of step t until every client
+/// the step waits for (live, not excluded, not done) has sent its own, or
+/// `round_timeout` has passed since the previous step (the missing clients
+/// sit the round out), then runs `server_step` once on the rows of all of
+/// them concatenated in client-id order — the in-process engine's `step` of
+/// the whole group — and sends each client its rows of ∂L/∂a multiplied by
+/// rows ÷ b_k, the gradient of that client's own mean loss (the engine's ×g).
+/// At the end of the round the fed server averages the device segments; the
+/// server segment was trained by the steps themselves (`sync_every` = 0).
+/// The checkpoint holds the one server optimizer state (`copies` of size 1).
+///
 /// Not here: multi-hop chains (`cut<K1, K2>`), codecs whose message size
 /// varies with the values (none in partition/codec.hpp), the precision and
 /// compression policies of the engine's sides (`device` / `server`: fp32
-/// segments here), the other split schemes (PSL, EPSL, …: in process only).
+/// segments here), PSL's `sync_every` > 0, the other split schemes (VSL,
+/// EPSL, EdgeSplit, SplitFedV2: in process only — `split_deployment` with one
+/// of them does not compile).
 #pragma once
 
 #include <algorithm>
@@ -144,6 +162,7 @@
 #include "../transport/policy.hpp"
 #include "../transport/wire.hpp"
 #include "split_roles.hpp"
+#include "split_schemes.hpp"
 
 namespace tinylarge::workflow {
 
@@ -200,10 +219,17 @@ struct splitfed_client_options {
 /// @tparam Aggregation the fed server's and main server's rule (`fedavg`, …)
 /// @tparam Uplink   the `smashed_codec` of the smashed activations (partition/codec.hpp)
 /// @tparam Downlink the `smashed_codec` of their gradients
-template <class Model, class Partition, nn::optimizer_policy Optimizer, aggregation_policy Aggregation = fedavg,
-          smashed_codec Uplink = codec::fp32, smashed_codec Downlink = codec::fp32>
-struct splitfed_v1_deployment {
-  static_assert(Partition::cuts == 1, "tinylarge: splitfed_v1_deployment: exactly one cut (device + server segment)");
+template <split_scheme_policy Scheme, class Model, class Partition, nn::optimizer_policy Optimizer,
+          aggregation_policy Aggregation = fedavg, smashed_codec Uplink = codec::fp32, smashed_codec Downlink = codec::fp32>
+struct split_deployment {
+  static_assert(std::is_same_v<Scheme, split_scheme::splitfed_v1> || std::is_same_v<Scheme, split_scheme::parallel>,
+                "tinylarge: split_deployment: this scheme has no deployment driver yet (split_scheme::splitfed_v1 and "
+                "split_scheme::parallel have; the others run in process: split_learning<Traits, Scheme>)");
+  /// The scheme this deployment runs.
+  using scheme = Scheme;
+  /// SplitFedV1: one copy of the server segment per client; PSL: one server segment for all.
+  static constexpr bool server_copies = Scheme::server_copies;
+  static_assert(Partition::cuts == 1, "tinylarge: split_deployment: exactly one cut (device + server segment)");
   using device_model = typename Partition::template segment<Model, 0>;
   using server_model = typename Partition::template segment<Model, 1>;
   static constexpr std::size_t cut = Partition::template cut_size<Model, 0>;
@@ -211,14 +237,14 @@ struct splitfed_v1_deployment {
   using loss = nn::softmax_cross_entropy;
   using uplink_codec = Uplink;
   using downlink_codec = Downlink;
-  static_assert(classes <= 256, "tinylarge: splitfed_v1_deployment: labels travel as one byte each (at most 256 classes)");
+  static_assert(classes <= 256, "tinylarge: split_deployment: labels travel as one byte each (at most 256 classes)");
   /// Bytes of the smashed message of b rows (the frame's payload): the uplink codec's message of b·cut values + b labels.
   static constexpr std::size_t smashed_bytes(std::size_t b) noexcept { return smashed_message_bytes<Uplink>(b, cut); }
   /// Bytes of the gradient message of b rows: the downlink codec's message of b·cut values.
   static constexpr std::size_t gradient_bytes(std::size_t b) noexcept { return Downlink::max_encoded_bytes(b * cut); }
   using optimizer_state = typename Optimizer::template state<float>;
   static_assert(std::is_copy_assignable_v<optimizer_state>,
-                "tinylarge: splitfed_v1_deployment: the client keeps a copy of its optimizer state (server restarts)");
+                "tinylarge: split_deployment: the client keeps a copy of its optimizer state (server restarts)");
 
   /// Main server + fed server (endpoint 0).
   class server {
@@ -226,7 +252,8 @@ struct splitfed_v1_deployment {
     /// @param device_init, server_init the initial global segments
     server(const Optimizer& opt, const Aggregation& agg, std::span<const float> device_init,
            std::span<const float> server_init)
-        : opt_(opt), device_agg_(agg, device_model::param_count), server_agg_(agg, server_model::param_count) {
+        : opt_(opt), server_opt_(opt, server_model::param_count), device_agg_(agg, device_model::param_count),
+          server_agg_(agg, server_model::param_count) {
       TINYLARGE_REQUIRE(device_init.size() == device_model::param_count && server_init.size() == server_model::param_count,
                         errc::shape_mismatch, "splitfed server: initial segments of the wrong size");
       global_device_.assign(device_init.begin(), device_init.end());
@@ -246,7 +273,8 @@ struct splitfed_v1_deployment {
       TINYLARGE_CHECK(o.steps_per_round > 0 && o.max_batch > 0, errc::invalid_argument,
                       "splitfed server: steps_per_round and max_batch must be positive");
       const std::size_t n = net.endpoints() - 1;
-      while (copies_.size() < n) copies_.push_back(std::make_unique<copy>(opt_));
+      if constexpr (server_copies)
+        while (copies_.size() < n) copies_.push_back(std::make_unique<copy>(opt_));
       std::uint32_t done = 0;
       epoch_ = 0;
       if (!o.checkpoint_path.empty()) TINYLARGE_TRY(resume(o.checkpoint_path, n, done));
@@ -263,10 +291,19 @@ struct splitfed_v1_deployment {
       std::vector<float> x, dy;
       std::vector<std::uint8_t> y;
       if (gwire_.size() < n + 1) gwire_.resize(n + 1);
+      // PSL: each client's smashed frame of the current step, until every expected client's is in.
+      std::vector<bool> pending(n + 1, false);
+      std::vector<std::size_t> pending_rows(n + 1, 0);
+      std::vector<std::vector<float>> pending_x(server_copies ? 0 : n + 1);
+      std::vector<std::vector<std::uint8_t>> pending_y(server_copies ? 0 : n + 1);
+      std::vector<float> xcat, dcat;
+      std::vector<std::uint8_t> ycat;
       for (std::uint32_t r = done + 1; r <= o.rounds; ++r) {
-        for (std::size_t k = 1; k <= n; ++k) {
-          const auto src = global_server_.parameters();
-          std::copy(src.begin(), src.end(), copies_[k - 1]->net.parameters().begin());
+        if constexpr (server_copies) {
+          for (std::size_t k = 1; k <= n; ++k) {
+            const auto src = global_server_.parameters();
+            std::copy(src.begin(), src.end(), copies_[k - 1]->net.parameters().begin());
+          }
         }
         wire::message_header h;
         h.type = wire::message_type::model;
@@ -278,15 +315,103 @@ struct splitfed_v1_deployment {
         std::fill(have.begin(), have.end(), false);
         std::fill(excluded.begin(), excluded.end(), false);
         std::fill(next_step.begin(), next_step.end(), 0u);
+        std::fill(pending.begin(), pending.end(), false);
         double loss_sum = 0.0;
         std::size_t loss_rows = 0, got = 0, live_answered = 0;
         std::uint64_t served = 0;
         const std::size_t live_count = static_cast<std::size_t>(std::count(live.begin() + 1, live.end(), true));
-        const auto deadline = clock::now() + o.round_timeout;
+        // SplitFedV1: the whole round has `round_timeout`; PSL: each lockstep step (and the uploads) has it.
+        auto deadline = clock::now() + o.round_timeout;
+        std::uint32_t step_now = 0;  // PSL: the lockstep step being collected
+        // Sends client k its gradient (grads[k]) of step t; a client that cannot be reached sits the
+        // rest of the round out.
+        const auto send_gradient = [&](std::size_t k, std::uint32_t t) {
+          wire::message_header g;
+          g.type = wire::message_type::gradient;
+          g.dtype = wire::wire_dtype::bytes;
+          g.round = r;
+          g.aux = t | tag;
+          g.count = static_cast<std::uint32_t>(encode_at_cut<Downlink>(grads[k], gwire_[k]));
+          const std::span<const std::uint8_t> gp(reinterpret_cast<const std::uint8_t*>(gwire_[k].data()), g.count);
+          if (!net.send(static_cast<endpoint_id>(k), g, gp, o.send_timeout).ok()) {
+            excluded[k] = true;
+            if (live[k]) ++live_answered;
+            return false;
+          }
+          rep.gradient_bytes += g.count;
+          return true;
+        };
+        // PSL: the current step's concatenated batch through the global server segment (the engine's
+        // `step` of every client at once), then each client's rows of the gradient, scaled to the
+        // gradient of that client's own mean loss.
+        const auto serve_lockstep = [&]() -> status {
+          std::size_t rows = 0, group = 0;
+          for (std::size_t k = 1; k <= n; ++k)
+            if (pending[k]) rows += pending_rows[k], ++group;
+          if (group == 0) return status::success();
+          xcat.resize(rows * cut);
+          ycat.resize(rows);
+          std::size_t off = 0;
+          for (std::size_t k = 1; k <= n; ++k) {
+            if (!pending[k]) continue;
+            std::copy_n(pending_x[k].data(), pending_rows[k] * cut, xcat.data() + off * cut);
+            std::copy_n(pending_y[k].data(), pending_rows[k], ycat.data() + off);
+            off += pending_rows[k];
+          }
+          dy.resize(rows * classes);
+          dcat.resize(rows * cut);
+          segment_chain<nn::network<server_model>, optimizer_state> chain{global_server_, server_opt_};
+          const server_step_result sr = server_step(chain, xcat.data(), ycat.data(), rows, classes, dy.data(), dcat.data());
+          loss_sum += sr.loss * static_cast<double>(rows);
+          loss_rows += rows;
+          off = 0;
+          for (std::size_t k = 1; k <= n; ++k) {
+            if (!pending[k]) continue;
+            const std::size_t b = pending_rows[k];
+            grads[k].assign(dcat.begin() + static_cast<std::ptrdiff_t>(off * cut),
+                            dcat.begin() + static_cast<std::ptrdiff_t>((off + b) * cut));
+            off += b;
+            if (group != 1) {
+              const float scale = static_cast<float>(rows) / static_cast<float>(b);  // g when every b is equal
+              for (float& v : grads[k]) v *= scale;
+            }
+            pending[k] = false;
+            if (!send_gradient(k, next_step[k])) continue;
+            ++next_step[k];
+            ++rep.steps_served;
+            if (o.on_step) o.on_step(r, ++served);
+          }
+          ++step_now;
+          deadline = clock::now() + o.round_timeout;
+          return status::success();
+        };
+        // PSL: is every client the step waits for (live, not excluded, not done) in?
+        const auto step_complete = [&] {
+          bool any = false;
+          for (std::size_t k = 1; k <= n; ++k) {
+            if (pending[k]) any = true;
+            else if (live[k] && !excluded[k] && !have[k] && next_step[k] < o.steps_per_round) return false;
+          }
+          return any;
+        };
         while (live_answered < live_count) {
           wire::message_view m;
           const status s = recv_before(net, m, deadline);
-          if (s.code == errc::timed_out) break;
+          if (s.code == errc::timed_out) {
+            if constexpr (!server_copies) {
+              // PSL: the clients the step still waits for missed the deadline; the others go on without them.
+              if (std::find(pending.begin() + 1, pending.end(), true) != pending.end()) {
+                for (std::size_t k = 1; k <= n; ++k)
+                  if (!pending[k] && live[k] && !excluded[k] && !have[k] && next_step[k] < o.steps_per_round) {
+                    excluded[k] = true;
+                    ++live_answered;
+                  }
+                TINYLARGE_TRY(serve_lockstep());
+                continue;
+              }
+            }
+            break;
+          }
           TINYLARGE_TRY(s);
           const auto k = m.header.sender;
           const wire::wire_dtype want = m.header.type == wire::message_type::smashed ? wire::wire_dtype::bytes
@@ -296,7 +421,9 @@ struct splitfed_v1_deployment {
             continue;
           }
           if (m.header.type == wire::message_type::smashed) {
-            if (m.header.aux != (next_step[k] | tag) || next_step[k] >= o.steps_per_round) {
+            bool queued = false;
+            if constexpr (!server_copies) queued = pending[k];
+            if (m.header.aux != (next_step[k] | tag) || next_step[k] >= o.steps_per_round || queued) {
               ++rep.dropped_frames;  // a duplicate (QoS 1), an out-of-order step, another epoch's
               continue;
             }
@@ -311,9 +438,26 @@ struct splitfed_v1_deployment {
               ++rep.rejected_frames;  // a bad codec payload, NaN/Inf activations or bad labels: the client sits the round out
               excluded[k] = true;
               if (live[k]) ++live_answered;
+              if constexpr (!server_copies)
+                if (step_complete()) TINYLARGE_TRY(serve_lockstep());
               continue;
             }
-            auto& c = *copies_[k - 1];
+            if constexpr (!server_copies) {
+              // PSL: wait for the step's other clients; a client the step does not wait for
+              // (absent last round) joins it if its frame is here before the step is served.
+              if (next_step[k] != step_now) {
+                ++rep.dropped_frames;
+                continue;
+              }
+              pending[k] = true;
+              pending_rows[k] = b;
+              rep.smashed_bytes += m.payload.size();
+              pending_x[k].assign(x.begin(), x.begin() + static_cast<std::ptrdiff_t>(b * cut));
+              pending_y[k].assign(y.begin(), y.begin() + static_cast<std::ptrdiff_t>(b));
+              if (step_complete()) TINYLARGE_TRY(serve_lockstep());
+              continue;
+            }
+            auto& c = *copies_[k - 1];  // SplitFedV1: this client's copy, at once
             dy.resize(b * classes);
             grads[k].resize(b * cut);
             segment_chain<nn::network<server_model>, optimizer_state> chain{c.net, c.opt};
@@ -366,11 +510,13 @@ struct splitfed_v1_deployment {
         const round_report rd = device_agg_.round(std::span<float>(global_device_), dev);
         for (const auto& rj : rd.rejected) rep.rejected.push_back(rj);
         TINYLARGE_TRY(rd.outcome);
-        for (const std::uint64_t k : rd.accepted)  // in client-id order, as `dev`
-          srv.push_back({k, fp32_update{copies_[k - 1]->net.parameters()}, examples[k]});
-        const round_report rs = server_agg_.round(std::span<float>(global_server_.parameters()), srv);
-        for (const auto& rj : rs.rejected) rep.rejected.push_back(rj);
-        TINYLARGE_TRY(rs.outcome);
+        if constexpr (server_copies) {
+          for (const std::uint64_t k : rd.accepted)  // in client-id order, as `dev`
+            srv.push_back({k, fp32_update{copies_[k - 1]->net.parameters()}, examples[k]});
+          const round_report rs = server_agg_.round(std::span<float>(global_server_.parameters()), srv);
+          for (const auto& rj : rs.rejected) rep.rejected.push_back(rj);
+          TINYLARGE_TRY(rs.outcome);
+        }  // PSL: the steps trained the global server segment itself
         rep.clients_per_round.push_back(rd.accepted.size());
         rep.train_loss.push_back(loss_rows > 0 ? loss_sum / static_cast<double>(loss_rows) : 0.0);
         rep.rounds_completed = r;
@@ -408,17 +554,17 @@ struct splitfed_v1_deployment {
           TINYLARGE_CHECK(c.device.size() == device_model::param_count && c.server.size() == server_model::param_count,
                           errc::shape_mismatch,
                           "splitfed server: the checkpoint holds segments of other sizes (another model or cut)");
-          TINYLARGE_CHECK(c.copies.size() == n, errc::shape_mismatch,
-                          "splitfed server: the checkpoint was written for another number of clients");
+          TINYLARGE_CHECK(c.copies.size() == (server_copies ? n : 1), errc::shape_mismatch,
+                          "split server: the checkpoint was written for another number of clients or another scheme");
           TINYLARGE_CHECK(c.restarts < 0xFFFFFFFFu, errc::corrupt, "splitfed server: the checkpoint's restart count is exhausted");
           auto dev_state = device_agg_.state();
           auto srv_state = server_agg_.state();
           TINYLARGE_TRY(restore_state(dev_state, c.device_state, c.device_state_steps));
           TINYLARGE_TRY(restore_state(srv_state, c.server_state, c.server_state_steps));
           std::vector<optimizer_state> opts;
-          opts.reserve(n);
-          for (std::size_t k = 0; k < n; ++k) {
-            opts.push_back(copies_[k]->opt);
+          opts.reserve(c.copies.size());
+          for (std::size_t k = 0; k < c.copies.size(); ++k) {
+            opts.push_back(server_copies ? copies_[k]->opt : server_opt_);
             TINYLARGE_TRY(restore_optimizer(opts.back(), c.copies[k].vectors, c.copies[k].steps));
           }
           // Everything fits: commit.
@@ -426,7 +572,10 @@ struct splitfed_v1_deployment {
           std::copy(c.server.begin(), c.server.end(), global_server_.parameters().begin());
           device_agg_.state() = std::move(dev_state);
           server_agg_.state() = std::move(srv_state);
-          for (std::size_t k = 0; k < n; ++k) copies_[k]->opt = opts[k];
+          if constexpr (server_copies)
+            for (std::size_t k = 0; k < n; ++k) copies_[k]->opt = opts[k];
+          else
+            server_opt_ = opts[0];
           epoch_ = c.restarts + 1;
           done = c.rounds_completed;
         }
@@ -446,9 +595,9 @@ struct splitfed_v1_deployment {
         c.server.assign(srv.begin(), srv.end());
         checkpoint_state(device_agg_.state(), c.device_state, c.device_state_steps);
         checkpoint_state(server_agg_.state(), c.server_state, c.server_state_steps);
-        c.copies.resize(n);
-        for (std::size_t k = 0; k < n; ++k)
-          checkpoint_optimizer(copies_[k]->opt, c.copies[k].vectors, c.copies[k].steps);
+        c.copies.resize(server_copies ? n : 1);  // PSL: the one server segment's optimizer
+        for (std::size_t k = 0; k < c.copies.size(); ++k)
+          checkpoint_optimizer(server_copies ? copies_[k]->opt : server_opt_, c.copies[k].vectors, c.copies[k].steps);
         return tinylarge::detail::save_checkpoint_status([&] { save_split_checkpoint(path, c); });
       } else {
         (void)path;
@@ -459,6 +608,7 @@ struct splitfed_v1_deployment {
     }
 
     Optimizer opt_;
+    optimizer_state server_opt_;  ///< PSL: the optimizer of the one server segment
     std::vector<float> global_device_;
     nn::network<server_model> global_server_;
     aggregator<Aggregation> device_agg_, server_agg_;
@@ -588,5 +738,18 @@ struct splitfed_v1_deployment {
     std::size_t max_batch_;
   };
 };
+
+/// SplitFedV1 (Thapa et al. 2022) over the transports: one copy of the server segment per client.
+template <class Model, class Partition, nn::optimizer_policy Optimizer, aggregation_policy Aggregation = fedavg,
+          smashed_codec Uplink = codec::fp32, smashed_codec Downlink = codec::fp32>
+using splitfed_v1_deployment = split_deployment<split_scheme::splitfed_v1, Model, Partition, Optimizer, Aggregation, Uplink, Downlink>;
+
+/// Parallel split learning (PSL, Jeon & Kim 2020) over the transports: every
+/// client's step t in one concatenated batch through the one server segment
+/// (lockstep), the client segments averaged at the end of each round
+/// (`split_options::sync_every` = 0).
+template <class Model, class Partition, nn::optimizer_policy Optimizer, aggregation_policy Aggregation = fedavg,
+          smashed_codec Uplink = codec::fp32, smashed_codec Downlink = codec::fp32>
+using psl_deployment = split_deployment<split_scheme::parallel, Model, Partition, Optimizer, Aggregation, Uplink, Downlink>;
 
 }  // namespace tinylarge::workflow
