@@ -74,9 +74,8 @@ struct supernet_options {
   std::uint64_t seed = 1;          ///< shuffling and sub-network sampling
 };
 
-/// Range of a tensor's values observed on calibration rows, and the int8
-/// parameters of it.
 namespace detail {
+/// int8 parameters (asymmetric, per tensor) of the range of x[0, n): min/max calibration.
 inline quant_params activation_params(const float* x, std::size_t n) {
   float lo = 0.0f, hi = 0.0f;
   for (std::size_t i = 0; i < n; ++i) {
