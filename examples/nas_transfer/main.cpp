@@ -195,7 +195,7 @@ int main(int argc, char** argv) {
     };
     std::vector<run> runs;
     std::printf("\n| strategy | seed | evaluations | distinct genomes | feasible front size | hypervolume | best val accuracy "
-                "(feasible) | seconds |\n|---|---|---|---|---|---|---|---|\n");
+                "(feasible) | front flash range (bytes) | seconds |\n|---|---|---|---|---|---|---|---|---|\n");
     for (std::uint64_t s = 1; s <= opt.seeds; ++s) {
       for (const char* name : {"random", "evolution", "nsga2"}) {
         t0 = std::chrono::steady_clock::now();
@@ -213,8 +213,12 @@ int main(int argc, char** argv) {
         const double secs = seconds_since(t0);
         std::set<std::string> keys;
         for (const auto& c : h) keys.insert(c.g.key());
-        std::printf("| %s | %llu | %zu | %zu (%zu new) | %zu | %.4f | %.4f | %.1f |\n", name, static_cast<unsigned long long>(s),
-                    h.size(), keys.size(), eval.distinct() - distinct_before, nas::feasible_front(h).size(), hv, best, secs);
+        const auto front = nas::feasible_front(h);
+        const std::size_t lo = front.empty() ? 0 : h[front.front()].obj.flash_bytes;
+        const std::size_t hi = front.empty() ? 0 : h[front.back()].obj.flash_bytes;
+        std::printf("| %s | %llu | %zu | %zu (%zu new) | %zu | %.4f | %.4f | %zu-%zu | %.1f |\n", name,
+                    static_cast<unsigned long long>(s), h.size(), keys.size(), eval.distinct() - distinct_before, front.size(),
+                    hv, best, lo, hi, secs);
         std::fflush(stdout);
         runs.push_back({n, s, hv, secs, best, std::move(h)});
       }
