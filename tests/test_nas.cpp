@@ -245,6 +245,55 @@ TEST_CASE("nas supernet: gradients of sub-networks against finite differences", 
   }
 }
 
+TEST_CASE("nas supernet: the distillation gradient against finite differences", "[nas]") {
+  const nas::mlp_space s{.inputs = 5, .outputs = 4, .widths = {3, 6}, .min_depth = 1, .max_depth = 2};
+  nas::mlp_supernet net(s, 3);
+  tl::rng r(4);
+  std::vector<float> x(8 * 5), teacher(8 * 4);
+  for (float& v : x) v = r.normal(0.0f, 1.0f);
+  for (std::size_t b = 0; b < 8; ++b) {  // a random probability vector per row
+    float sum = 0;
+    for (std::size_t j = 0; j < 4; ++j) sum += teacher[b * 4 + j] = r.uniform() + 0.05f;
+    for (std::size_t j = 0; j < 4; ++j) teacher[b * 4 + j] /= sum;
+  }
+  for (float& p : net.parameters()) p += r.normal(0.0f, 0.1f);
+  const nas::genome g = make({6, 3}, {i8::fp32, i8::fp32, i8::fp32});
+  std::vector<float> grad(net.parameters().size(), 0.0f), dummy(grad.size());
+  net.accumulate_distillation_gradient(g, x.data(), teacher.data(), 8, grad);
+  auto central = [&](std::size_t i, float eps) {
+    const float keep = net.parameters()[i];
+    net.parameters()[i] = keep + eps;
+    const double up = net.accumulate_distillation_gradient(g, x.data(), teacher.data(), 8, dummy);
+    net.parameters()[i] = keep - eps;
+    const double down = net.accumulate_distillation_gradient(g, x.data(), teacher.data(), 8, dummy);
+    net.parameters()[i] = keep;
+    return (up - down) / (2.0 * static_cast<double>(eps));
+  };
+  std::size_t checked = 0, kinks = 0;
+  for (std::size_t i = 0; i < grad.size(); ++i) {
+    const double fd = central(i, 1e-3f);
+    if (fd == 0.0 && grad[i] == 0.0f) continue;
+    if (std::abs(fd - central(i, 2.5e-4f)) > 0.05 * std::abs(fd) + 5e-4) {
+      ++kinks;
+      continue;
+    }
+    INFO("parameter " << i);
+    CHECK(static_cast<double>(grad[i]) == Approx(fd).margin(1e-3).epsilon(2e-2));
+    ++checked;
+  }
+  CHECK(checked > 30);
+  CHECK(kinks <= 3);
+  // Soft targets equal to one-hot labels give the labelled loss and gradient.
+  std::vector<std::uint8_t> y(8);
+  std::vector<float> onehot(8 * 4, 0.0f);
+  for (std::size_t b = 0; b < 8; ++b) onehot[b * 4 + (y[b] = static_cast<std::uint8_t>(b % 4))] = 1.0f;
+  std::vector<float> g1(grad.size(), 0.0f), g2(grad.size(), 0.0f);
+  const double l1 = net.accumulate_gradient(g, x.data(), y.data(), 8, g1);
+  const double l2 = net.accumulate_distillation_gradient(g, x.data(), onehot.data(), 8, g2);
+  CHECK(l1 == Approx(l2).epsilon(1e-6));
+  for (std::size_t i = 0; i < g1.size(); ++i) CHECK(g1[i] == Approx(g2[i]).margin(1e-6));
+}
+
 TEST_CASE("nas supernet: a sub-network is the first units of each shared layer", "[nas]") {
   const nas::mlp_space s{.inputs = 7, .outputs = 3, .widths = {2, 4, 6}, .min_depth = 1, .max_depth = 2};
   nas::mlp_supernet net(s, 4);
@@ -303,6 +352,13 @@ TEST_CASE("nas supernet: sandwich training teaches small and large sub-networks"
   nas::mlp_supernet again(s, 1);
   again.train(train.view(), {.epochs = 20, .batch_size = 32, .learning_rate = 3e-3f, .seed = 3});
   CHECK(std::equal(net.parameters().begin(), net.parameters().end(), again.parameters().begin()));
+  // In-place distillation trains them as well (and changes the weights).
+  nas::mlp_supernet distilled(s, 1);
+  distilled.train(train.view(), {.epochs = 20, .batch_size = 32, .learning_rate = 3e-3f, .seed = 3, .inplace_distillation = true});
+  CHECK_FALSE(std::equal(net.parameters().begin(), net.parameters().end(), distilled.parameters().begin()));
+  std::swap(net, distilled);
+  CHECK(accuracy(s.smallest()) > 0.6);
+  CHECK(accuracy(s.largest()) > 0.8);
 }
 
 TEST_CASE("nas simulated int8 agrees with the library's int8 network", "[nas]") {

@@ -15,8 +15,11 @@
 //
 //   nas_transfer [--source-n N] [--source-epochs N] [--target-per-class N] [--val-n N]
 //                [--budget N] [--seeds N] [--population N] [--sample N]
-//                [--profile cortex_m4|phone|edge_server] [--latency]
+//                [--profile cortex_m4|phone|edge_server] [--latency] [--distill]
 //                [--json FILE] [--header FILE] [--data DIR] [--seed S]
+//
+// --distill trains the supernet with in-place distillation (the sub-networks
+// other than the largest learn from the largest's softmax).
 //
 // Writes the union Pareto front as JSON (--json, default nas_front.json) and
 // the best model as a C++ header (--header, default nas_model.hpp).
@@ -44,7 +47,7 @@ struct options {
   std::size_t budget = 60, seeds = 3, population = 16, sample = 4;
   std::string profile = "cortex_m4", json = "nas_front.json", header = "nas_model.hpp",
               data = "/usr/share/datasets/fashion-mnist";
-  bool latency = false;
+  bool latency = false, distill = false;
   std::uint64_t seed = 1;
 };
 
@@ -124,7 +127,7 @@ int main(int argc, char** argv) {
   options opt;
   examples::cli args(argc, argv,
                      "[--source-n N] [--source-epochs N] [--target-per-class N] [--val-n N] [--budget N] [--seeds N] "
-                     "[--population N] [--sample N] [--profile cortex_m4|phone|edge_server] [--latency] [--json FILE] "
+                     "[--population N] [--sample N] [--profile cortex_m4|phone|edge_server] [--latency] [--distill] [--json FILE] "
                      "[--header FILE] [--data DIR] [--seed S]");
   while (args.next()) {
     if (args.is("--source-n")) opt.source_n = args.count();
@@ -137,6 +140,7 @@ int main(int argc, char** argv) {
     else if (args.is("--sample")) opt.sample = args.count();
     else if (args.is("--profile")) opt.profile = args.text();
     else if (args.is("--latency")) opt.latency = true;
+    else if (args.is("--distill")) opt.distill = true;
     else if (args.is("--json")) opt.json = args.text();
     else if (args.is("--header")) opt.header = args.text();
     else if (args.is("--data")) opt.data = args.text();
@@ -178,9 +182,10 @@ int main(int argc, char** argv) {
     auto t0 = std::chrono::steady_clock::now();
     nas::mlp_supernet supernet(space, opt.seed);
     const auto losses = supernet.train(source.view(), {.epochs = opt.source_epochs, .batch_size = 64,
-                                                       .learning_rate = 1e-3f, .random_subnets = 2, .seed = opt.seed});
-    std::printf("supernet (%zu parameters) trained on the source in %.1f s, sandwich rule; largest sub-network loss per epoch:",
-                supernet.parameters().size(), seconds_since(t0));
+                                                       .learning_rate = 1e-3f, .random_subnets = 2, .seed = opt.seed,
+                                                       .inplace_distillation = opt.distill});
+    std::printf("supernet (%zu parameters) trained on the source in %.1f s, sandwich rule%s; largest sub-network loss per epoch:",
+                supernet.parameters().size(), seconds_since(t0), opt.distill ? " with in-place distillation" : "");
     for (double l : losses) std::printf(" %.4f", l);
     std::printf("\n");
 

@@ -72,6 +72,11 @@ struct supernet_options {
   float lr_decay = 1.0f;           ///< learning-rate factor after each epoch
   std::size_t random_subnets = 2;  ///< sampled sub-networks per minibatch besides the largest and smallest
   std::uint64_t seed = 1;          ///< shuffling and sub-network sampling
+  /// In-place distillation (Yu et al., "BigNAS", ECCV 2020; Cai et al. 2020 §3.2 distil from the
+  /// largest network): the largest sub-network learns from the labels, every other one from the
+  /// largest's softmax on the same minibatch (soft cross-entropy, the teacher's output treated as
+  /// a constant). false: every sub-network learns from the labels.
+  bool inplace_distillation = false;
 };
 
 namespace detail {
@@ -161,41 +166,43 @@ class mlp_supernet {
     check_genome(g);
     TINYLARGE_REQUIRE(grad.size() == params_.size(), errc::shape_mismatch,
                       "nas::mlp_supernet::accumulate_gradient: grad must have one entry per parameter");
-    const std::size_t d = g.depth();
-    // Activations: acts_[0] = x (not copied), acts_[l+1] = relu output of hidden layer l, then logits.
+    forward_train(g, x, batch);
+    dlogits_.resize(batch * space_.outputs);
+    const double loss =
+        nn::softmax_cross_entropy::evaluate(acts_[g.depth() + 1].data(), y, batch, space_.outputs, dlogits_.data());
+    backward_train(g, x, batch, grad);
+    return loss;
+  }
+
+  /// As `accumulate_gradient`, with soft targets: `teacher` holds a probability
+  /// vector per row (batch × outputs) and the loss is the soft cross-entropy
+  /// L = −(1/B) Σ_b Σ_j t_bj·log softmax(z_b)_j, ∂L/∂z_bj = (softmax(z_b)_j − t_bj)/B.
+  double accumulate_distillation_gradient(const genome& g, const float* x, const float* teacher, std::size_t batch,
+                                          std::span<float> grad) {
+    check_genome(g);
+    TINYLARGE_REQUIRE(grad.size() == params_.size(), errc::shape_mismatch,
+                      "nas::mlp_supernet::accumulate_distillation_gradient: grad must have one entry per parameter");
     forward_train(g, x, batch);
     const std::size_t outs = space_.outputs;
     dlogits_.resize(batch * outs);
-    const double loss = nn::softmax_cross_entropy::evaluate(acts_[d + 1].data(), y, batch, outs, dlogits_.data());
-    // Head (supernet layer max_depth) reads the first w_d columns.
-    const std::size_t h = space_.max_depth;
-    const float* hin = d == 0 ? x : acts_[d].data();
-    const std::size_t wd = g.widths[d - 1];
-    float* gw = grad.data() + offset_[h];
-    kernels::gemm_f32(kernels::transpose::yes, kernels::transpose::no, outs, wd, batch, 1.0f, dlogits_.data(), outs, hin, wd,
-                      1.0f, gw, cols(h));
-    detail::column_sums(dlogits_.data(), batch, outs, gw + rows(h) * cols(h));
-    // dH_d = dZ · W_h[:, 0:w_d]
-    delta_.resize(batch * wd);
-    kernels::gemm_f32(kernels::transpose::no, kernels::transpose::no, batch, wd, outs, 1.0f, dlogits_.data(), outs,
-                      params_.data() + offset_[h], cols(h), 0.0f, delta_.data(), wd);
-    for (std::size_t l = d; l-- > 0;) {
-      const std::size_t out = g.widths[l];
-      const std::size_t in = l == 0 ? space_.inputs : g.widths[l - 1];
-      const float* a_out = acts_[l + 1].data();
-      for (std::size_t i = 0; i < batch * out; ++i) delta_[i] = a_out[i] > 0.0f ? delta_[i] : 0.0f;  // relu'
-      const float* a_in = l == 0 ? x : acts_[l].data();
-      float* gwl = grad.data() + offset_[l];
-      kernels::gemm_f32(kernels::transpose::yes, kernels::transpose::no, out, in, batch, 1.0f, delta_.data(), out, a_in, in,
-                        1.0f, gwl, cols(l));
-      detail::column_sums(delta_.data(), batch, out, gwl + rows(l) * cols(l));
-      if (l == 0) break;
-      delta_prev_.resize(batch * in);
-      kernels::gemm_f32(kernels::transpose::no, kernels::transpose::no, batch, in, out, 1.0f, delta_.data(), out,
-                        params_.data() + offset_[l], cols(l), 0.0f, delta_prev_.data(), in);
-      delta_.swap(delta_prev_);
+    const float* z = acts_[g.depth() + 1].data();
+    double total = 0;
+    for (std::size_t b = 0; b < batch; ++b) {
+      const float* zb = z + b * outs;
+      float m = zb[0];
+      for (std::size_t j = 1; j < outs; ++j) m = zb[j] > m ? zb[j] : m;
+      double sum = 0;
+      for (std::size_t j = 0; j < outs; ++j) sum += std::exp(static_cast<double>(zb[j] - m));
+      const double lse = static_cast<double>(m) + std::log(sum);
+      for (std::size_t j = 0; j < outs; ++j) {
+        const double t = teacher[b * outs + j];
+        total -= t * (static_cast<double>(zb[j]) - lse);
+        dlogits_[b * outs + j] =
+            static_cast<float>((std::exp(static_cast<double>(zb[j]) - lse) - t) / static_cast<double>(batch));
+      }
     }
-    return loss;
+    backward_train(g, x, batch, grad);
+    return total / static_cast<double>(batch);
   }
 
   /// Source-task logits (batch × outputs, fp32) of sub-network `g` with the
@@ -210,6 +217,8 @@ class mlp_supernet {
   /// Trains the supernet on `data` with the sandwich rule (see the file
   /// comment): per minibatch the summed gradients of the largest, the
   /// smallest and `opt.random_subnets` sampled sub-networks, one Adam step.
+  /// With `opt.inplace_distillation` the sub-networks other than the largest
+  /// learn from the largest's softmax instead of the labels.
   /// @return the mean loss of the largest sub-network in each epoch
   std::vector<double> train(const labelled_data& data, const supernet_options& opt) {
     TINYLARGE_REQUIRE(data.features == space_.inputs, errc::shape_mismatch,
@@ -223,6 +232,7 @@ class mlp_supernet {
     for (std::size_t i = 0; i < data.count; ++i) order[i] = i;
     std::vector<float> bx(opt.batch_size * space_.inputs);
     std::vector<std::uint8_t> by(opt.batch_size);
+    std::vector<float> teacher;
     const genome big = space_.largest(), small = space_.smallest();
     std::vector<double> history;
     float lr = opt.learning_rate;
@@ -239,8 +249,26 @@ class mlp_supernet {
         }
         std::fill(grad.begin(), grad.end(), 0.0f);
         loss_sum += accumulate_gradient(big, bx.data(), by.data(), b, grad);
-        accumulate_gradient(small, bx.data(), by.data(), b, grad);
-        for (std::size_t k = 0; k < opt.random_subnets; ++k) accumulate_gradient(space_.sample(g), bx.data(), by.data(), b, grad);
+        if (opt.inplace_distillation) {
+          // The largest's softmax, computed before the step (its logits are in acts_ until the next forward).
+          teacher.resize(b * space_.outputs);
+          const float* z = acts_[big.depth() + 1].data();
+          for (std::size_t r = 0; r < b; ++r) {
+            const float* zr = z + r * space_.outputs;
+            float m = zr[0];
+            for (std::size_t j = 1; j < space_.outputs; ++j) m = zr[j] > m ? zr[j] : m;
+            double sum = 0;
+            for (std::size_t j = 0; j < space_.outputs; ++j) sum += std::exp(static_cast<double>(zr[j] - m));
+            for (std::size_t j = 0; j < space_.outputs; ++j)
+              teacher[r * space_.outputs + j] = static_cast<float>(std::exp(static_cast<double>(zr[j] - m)) / sum);
+          }
+        }
+        auto learn = [&](const genome& sub) {
+          if (opt.inplace_distillation) accumulate_distillation_gradient(sub, bx.data(), teacher.data(), b, grad);
+          else accumulate_gradient(sub, bx.data(), by.data(), b, grad);
+        };
+        learn(small);
+        for (std::size_t k = 0; k < opt.random_subnets; ++k) learn(space_.sample(g));
         state.step(params_.data(), grad.data());
         ++batches;
       }
@@ -298,6 +326,40 @@ class mlp_supernet {
  private:
   void check_genome(const genome& g) const {
     TINYLARGE_REQUIRE(space_.contains(g), errc::invalid_argument, "nas::mlp_supernet: the genome is not in the space");
+  }
+  /// Backward pass of sub-network `g` from `dlogits_` (after `forward_train` on the same rows):
+  /// adds ∂L/∂θ to `grad`.
+  void backward_train(const genome& g, const float* x, std::size_t batch, std::span<float> grad) {
+    const std::size_t d = g.depth();
+    const std::size_t outs = space_.outputs;
+    // Head (supernet layer max_depth) reads the first w_d columns.
+    const std::size_t h = space_.max_depth;
+    const float* hin = d == 0 ? x : acts_[d].data();
+    const std::size_t wd = g.widths[d - 1];
+    float* gw = grad.data() + offset_[h];
+    kernels::gemm_f32(kernels::transpose::yes, kernels::transpose::no, outs, wd, batch, 1.0f, dlogits_.data(), outs, hin, wd,
+                      1.0f, gw, cols(h));
+    detail::column_sums(dlogits_.data(), batch, outs, gw + rows(h) * cols(h));
+    // dH_d = dZ · W_h[:, 0:w_d]
+    delta_.resize(batch * wd);
+    kernels::gemm_f32(kernels::transpose::no, kernels::transpose::no, batch, wd, outs, 1.0f, dlogits_.data(), outs,
+                      params_.data() + offset_[h], cols(h), 0.0f, delta_.data(), wd);
+    for (std::size_t l = d; l-- > 0;) {
+      const std::size_t out = g.widths[l];
+      const std::size_t in = l == 0 ? space_.inputs : g.widths[l - 1];
+      const float* a_out = acts_[l + 1].data();
+      for (std::size_t i = 0; i < batch * out; ++i) delta_[i] = a_out[i] > 0.0f ? delta_[i] : 0.0f;  // relu'
+      const float* a_in = l == 0 ? x : acts_[l].data();
+      float* gwl = grad.data() + offset_[l];
+      kernels::gemm_f32(kernels::transpose::yes, kernels::transpose::no, out, in, batch, 1.0f, delta_.data(), out, a_in, in,
+                        1.0f, gwl, cols(l));
+      detail::column_sums(delta_.data(), batch, out, gwl + rows(l) * cols(l));
+      if (l == 0) break;
+      delta_prev_.resize(batch * in);
+      kernels::gemm_f32(kernels::transpose::no, kernels::transpose::no, batch, in, out, 1.0f, delta_.data(), out,
+                        params_.data() + offset_[l], cols(l), 0.0f, delta_prev_.data(), in);
+      delta_.swap(delta_prev_);
+    }
   }
   void forward_train(const genome& g, const float* x, std::size_t batch) {
     const std::size_t d = g.depth();
