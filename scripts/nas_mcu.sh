@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # A searched model on Cortex-M4 under QEMU (docs/nas.md):
+#  0. without MODEL_HEADER: nas_transfer (host) runs a short search (Cortex-M4 profile, one
+#     seed, budget 20, supernet on 4 000 source images for one epoch) and emits its best model;
 #  1. nas_deploy (host) compiles the emitted model header MODEL_HEADER (written by
 #     `nas_transfer --header FILE`), quantizes it with the library's PTQ and exports the int8
 #     network and 16 target test images (nas_mcu.h) with the host's int8 logits
@@ -10,13 +12,24 @@
 #  3. size report against the Cortex-M4 profile of nas::cortex_m4(): flash of the deployed
 #     model (code + .data initialisers + int8 network) ≤ 256 KiB and RAM (.data + .bss +
 #     measured stack) ≤ 64 KiB; the embedded test images (.tl_data) are reported apart.
-# Usage: scripts/nas_mcu.sh MODEL_HEADER [build-root]   (needs arm-none-eabi-g++, qemu-system-arm)
+# Usage: scripts/nas_mcu.sh [build-root] [MODEL_HEADER]
+#        (needs arm-none-eabi-g++, qemu-system-arm and, without MODEL_HEADER, Fashion-MNIST)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-header=$(realpath "${1:?usage: scripts/nas_mcu.sh MODEL_HEADER [build-root]}")
-out=${2:-$root/build-nas-mcu}
+out=$(realpath -m "${1:-$root/build-nas-mcu}")
 cxx=${CXX:-c++}
 mkdir -p "$out/gen"
+if [[ $# -ge 2 ]]; then
+  header=$(realpath "$2")
+else
+  # 0. A short search on the host; its best model's header.
+  "$cxx" -std=c++20 -O2 -I"$root/include" "$root/examples/nas_transfer/main.cpp" -o "$out/nas_transfer" -lz \
+    2> "$out/nas_transfer.build.log" || { cat "$out/nas_transfer.build.log"; exit 1; }
+  header=$out/nas_model.hpp
+  (cd "$out" && ./nas_transfer --budget 20 --seeds 1 --source-n 4000 --source-epochs 1 --json "$out/nas_front.json" \
+     --header "$header" > "$out/nas_transfer.log") || { cat "$out/nas_transfer.log"; exit 1; }
+  grep -E '^(\| NAS best|\| LeNet-300-100 int8|NAS best)' "$out/nas_transfer.log" | sed 's/^/nas-mcu: search: /'
+fi
 
 # 1. Host: compile the emitted header, PTQ, export.
 "$cxx" -std=c++20 -O2 -I"$root/include" -DNAS_MODEL_HEADER="\"$header\"" "$root/examples/nas_transfer/deploy.cpp" \
