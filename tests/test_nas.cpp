@@ -516,6 +516,16 @@ TEST_CASE("nas transfer evaluator: caching, costs, and the emitted header and JS
   // The transfer of the evaluator's genome on its own rows reproduces its accuracy.
   CHECK(ev.transfer(g, val.view()).accuracy == a.accuracy);
 
+  // Fine-tuning: zero epochs is the plain transfer; epochs fit the target rows at least as well and change the body.
+  const nas::transferred_model t0 = ev.transfer(g, tgt.view());
+  const nas::transferred_model f0 = ev.fine_tune(g, tgt.view(), {.epochs = 0});
+  CHECK(f0.accuracy == t0.accuracy);
+  CHECK(f0.parameters == t0.parameters);
+  const nas::transferred_model f30 = ev.fine_tune(g, tgt.view(), {.epochs = 30, .batch_size = 8, .learning_rate = 1e-3f});
+  CHECK(f30.accuracy >= t0.accuracy);
+  CHECK_FALSE(std::equal(f30.parameters.begin(), f30.parameters.begin() + 16 * 12, t0.parameters.begin()));
+  CHECK(ev.fine_tune(g, val.view(), {.epochs = 30, .batch_size = 8, .learning_rate = 1e-3f}).accuracy > 0.5);
+
   const nas::transferred_model m = ev.transfer(g, val.view());
   const std::string h = nas::emit_header(s, m, "chosen");
   CHECK(h.find("using model = ::tinylarge::nn::sequential<::tinylarge::nn::dense<12, 16>, ::tinylarge::nn::relu, "

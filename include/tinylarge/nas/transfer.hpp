@@ -13,6 +13,10 @@
 /// optionally, the measured host latency. Everything but the latency is a
 /// deterministic function of the genome, so repeated genomes are served from
 /// a cache (they still count against a search's budget).
+///
+/// `transfer_evaluator::fine_tune` goes further for a chosen genome: body and
+/// head trained together on the target rows (a copy of the supernet's
+/// weights), then evaluated the same way.
 #pragma once
 
 #include <algorithm>
@@ -35,6 +39,14 @@ namespace tinylarge::nas {
 struct head_options {
   std::size_t steps = 300;     ///< full-batch Adam steps
   float learning_rate = 0.01f; ///< Adam's η
+};
+
+/// How `transfer_evaluator::fine_tune` trains the whole sub-network on the target rows.
+struct finetune_options {
+  std::size_t epochs = 20;      ///< passes over the target training rows
+  std::size_t batch_size = 32;  ///< rows per minibatch
+  float learning_rate = 1e-4f;  ///< Adam's η
+  std::uint64_t seed = 1;       ///< shuffling
 };
 
 /// A trained head: `outputs × inputs` weights row-major, then `outputs` biases.
@@ -129,31 +141,54 @@ class transfer_evaluator {
   /// Transfers `g` (new head on the target training rows) and returns the
   /// deployable parameters with the accuracy on `data` (any rows of the
   /// target task, e.g. its test set).
-  transferred_model transfer(const genome& g, const labelled_data& data) const {
-    std::vector<float> all(train_.x, train_.x + train_.count * train_.features);
-    all.insert(all.end(), data.x, data.x + data.count * data.features);
-    const std::size_t n = train_.count + data.count;
-    const std::vector<float> f = net_.body_features(g, all.data(), n, train_.count);
-    const std::size_t wd = g.widths.back();
-    const bool head_int8 = g.precisions.back() == layer_precision::int8;
-    const float scale = head_int8 ? detail::activation_params(f.data(), train_.count * wd).scale : 0.0f;
-    const head h = train_head(f.data(), train_.y, train_.count, wd, net_.space().outputs, opt_, head_int8, scale);
-    transferred_model m{g, {}, head_accuracy(h, f.data() + train_.count * wd, data.y, data.count)};
-    std::vector<float> w, b;
-    for (std::size_t l = 0; l < g.depth(); ++l) {
-      net_.hidden_layer(g, l, w, b);
-      if (g.precisions[l] == layer_precision::int8) {
-        // The same quantization body_features applied: input range from the training rows.
-        const std::vector<float> in = l == 0 ? std::vector<float>(train_.x, train_.x + train_.count * train_.features)
-                                             : layer_input(g, l);
-        detail::fake_quantize_dense(w.data(), b.data(), g.widths[l], l == 0 ? net_.space().inputs : g.widths[l - 1],
-                                    detail::activation_params(in.data(), in.size()).scale);
-      }
-      m.parameters.insert(m.parameters.end(), w.begin(), w.end());
-      m.parameters.insert(m.parameters.end(), b.begin(), b.end());
+  transferred_model transfer(const genome& g, const labelled_data& data) const { return assemble(net_, g, data, nullptr); }
+
+  /// Fine-tunes the whole sub-network `g` (body and head) on the target
+  /// training rows, then evaluates it on `data` like `transfer`. The head
+  /// starts as `transfer` trains it (fp32); then `opt.epochs` of minibatch
+  /// Adam on softmax cross-entropy update a copy of the supernet's weights
+  /// that `g` uses (fp32; int8 layers are simulated again afterwards, with
+  /// ranges re-calibrated on the training rows). The evaluator's supernet is
+  /// not changed.
+  transferred_model fine_tune(const genome& g, const labelled_data& data, const finetune_options& opt) const {
+    TINYLARGE_REQUIRE(opt.batch_size > 0, errc::invalid_argument, "nas::transfer_evaluator::fine_tune: batch_size must be > 0");
+    mlp_supernet copy = net_;
+    const std::size_t wd = g.widths.back(), outs = net_.space().outputs, hl = net_.space().max_depth;
+    {  // The starting head, installed in the first w_d columns of the copy's shared head.
+      const std::vector<float> f = copy.body_features(g, train_.x, train_.count, train_.count);
+      const head h0 = train_head(f.data(), train_.y, train_.count, wd, outs, opt_, false, 0.0f);
+      float* ph = copy.parameters().data() + copy.weight_offset(hl);
+      for (std::size_t o = 0; o < outs; ++o)
+        for (std::size_t i = 0; i < wd; ++i) ph[o * copy.cols(hl) + i] = h0.params[o * wd + i];
+      for (std::size_t o = 0; o < outs; ++o) ph[copy.rows(hl) * copy.cols(hl) + o] = h0.params[outs * wd + o];
     }
-    m.parameters.insert(m.parameters.end(), h.params.begin(), h.params.end());
-    return m;
+    nn::adam adam{.learning_rate = opt.learning_rate};
+    nn::adam::state<float> state(adam, copy.parameters().size());
+    std::vector<float> grad(copy.parameters().size()), bx(opt.batch_size * train_.features);
+    std::vector<std::uint8_t> by(opt.batch_size);
+    std::vector<std::size_t> order(train_.count);
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    tinylarge::rng r(opt.seed);
+    for (std::size_t e = 0; e < opt.epochs; ++e) {
+      for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[r.uniform_int(static_cast<std::uint32_t>(i))]);
+      for (std::size_t s = 0; s < train_.count; s += opt.batch_size) {
+        const std::size_t b = std::min(opt.batch_size, train_.count - s);
+        for (std::size_t k = 0; k < b; ++k) {
+          std::copy(train_.x + order[s + k] * train_.features, train_.x + (order[s + k] + 1) * train_.features,
+                    bx.data() + k * train_.features);
+          by[k] = train_.y[order[s + k]];
+        }
+        std::fill(grad.begin(), grad.end(), 0.0f);
+        copy.accumulate_gradient(g, bx.data(), by.data(), b, grad);
+        state.step(copy.parameters().data(), grad.data());
+      }
+    }
+    head h{wd, outs, std::vector<float>(outs * wd + outs)};
+    const float* ph = copy.parameters().data() + copy.weight_offset(hl);
+    for (std::size_t o = 0; o < outs; ++o)
+      for (std::size_t i = 0; i < wd; ++i) h.params[o * wd + i] = ph[o * copy.cols(hl) + i];
+    for (std::size_t o = 0; o < outs; ++o) h.params[outs * wd + o] = ph[copy.rows(hl) * copy.cols(hl) + o];
+    return assemble(copy, g, data, &h);
   }
 
   /// Genomes evaluated (including cache hits).
@@ -164,12 +199,48 @@ class transfer_evaluator {
   [[nodiscard]] const device_profile& device() const noexcept { return device_; }
 
  private:
+  /// The transferred model of `g` on `net`'s body: the new head trained by
+  /// `train_head`, or `fixed` (fp32, fake-quantized here when the head is
+  /// int8); accuracy on `data`; parameters in the library layout.
+  transferred_model assemble(const mlp_supernet& net, const genome& g, const labelled_data& data, const head* fixed) const {
+    std::vector<float> all(train_.x, train_.x + train_.count * train_.features);
+    all.insert(all.end(), data.x, data.x + data.count * data.features);
+    const std::size_t n = train_.count + data.count;
+    const std::vector<float> f = net.body_features(g, all.data(), n, train_.count);
+    const std::size_t wd = g.widths.back();
+    const bool head_int8 = g.precisions.back() == layer_precision::int8;
+    const float scale = head_int8 ? detail::activation_params(f.data(), train_.count * wd).scale : 0.0f;
+    head h;
+    if (fixed == nullptr) {
+      h = train_head(f.data(), train_.y, train_.count, wd, net.space().outputs, opt_, head_int8, scale);
+    } else {
+      h = *fixed;
+      if (head_int8) detail::fake_quantize_dense(h.params.data(), h.params.data() + h.outputs * h.inputs, h.outputs, h.inputs, scale);
+    }
+    transferred_model m{g, {}, head_accuracy(h, f.data() + train_.count * wd, data.y, data.count)};
+    std::vector<float> w, b;
+    for (std::size_t l = 0; l < g.depth(); ++l) {
+      net.hidden_layer(g, l, w, b);
+      if (g.precisions[l] == layer_precision::int8) {
+        // The same quantization body_features applied: input range from the training rows.
+        const std::vector<float> in = l == 0 ? std::vector<float>(train_.x, train_.x + train_.count * train_.features)
+                                             : layer_input(net, g, l);
+        detail::fake_quantize_dense(w.data(), b.data(), g.widths[l], l == 0 ? net.space().inputs : g.widths[l - 1],
+                                    detail::activation_params(in.data(), in.size()).scale);
+      }
+      m.parameters.insert(m.parameters.end(), w.begin(), w.end());
+      m.parameters.insert(m.parameters.end(), b.begin(), b.end());
+    }
+    m.parameters.insert(m.parameters.end(), h.params.begin(), h.params.end());
+    return m;
+  }
+
   /// Input of hidden layer l (l ≥ 1) on the training rows, as `body_features` computes it.
-  std::vector<float> layer_input(const genome& g, std::size_t l) const {
+  std::vector<float> layer_input(const mlp_supernet& net, const genome& g, std::size_t l) const {
     genome prefix{std::vector<std::size_t>(g.widths.begin(), g.widths.begin() + static_cast<std::ptrdiff_t>(l)),
                   std::vector<layer_precision>(g.precisions.begin(), g.precisions.begin() + static_cast<std::ptrdiff_t>(l))};
     prefix.precisions.push_back(layer_precision::fp32);  // the prefix's "head": no extra quantization
-    return net_.body_features(prefix, train_.x, train_.count, train_.count);
+    return net.body_features(prefix, train_.x, train_.count, train_.count);
   }
 
   /// Median over 5 repeats of the mean time of 32 batch-1 fp32 forward passes.
