@@ -9,7 +9,9 @@
 #  2. examples/nas_transfer/firmware.cpp is cross-built for Cortex-M4F (arm-none-eabi-g++,
 #     -Os, the start-up code and linker script of tests/mcu) and run under qemu-system-arm
 #     (mps2-an386): exit 0 and int8 logits identical to the host's;
-#  3. size report against the Cortex-M4 profile of nas::cortex_m4(): flash of the deployed
+#  3. instructions executed per dense layer of one inference (a -DNAS_PROFILE build, counted
+#     in a QEMU single-step trace by scripts/mcu_trace_count.sh; instructions, not cycles);
+#  4. size report against the Cortex-M4 profile of nas::cortex_m4(): flash of the deployed
 #     model (code + .data initialisers + int8 network) ≤ 256 KiB and RAM (.data + .bss +
 #     measured stack) ≤ 64 KiB; the embedded test images (.tl_data) are reported apart.
 # Usage: scripts/nas_mcu.sh [build-root] [MODEL_HEADER]
@@ -37,11 +39,16 @@ fi
 "$out/nas_deploy" --mcu-out "$out/gen" | tee "$out/nas_deploy.log"
 
 # 2. Cortex-M4F under QEMU.
-arm-none-eabi-g++ -std=c++20 -Os -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -ffunction-sections \
-  -fdata-sections -fno-exceptions -fno-rtti -fno-threadsafe-statics -fno-use-cxa-atexit -Wall -Wextra -Wshadow \
-  -I"$root/include" -I"$root/tests/mcu" -I"$out/gen" -DNAS_MODEL_HEADER="\"$header\"" \
-  "$root/examples/nas_transfer/firmware.cpp" "$root/tests/mcu/startup.cpp" -nostartfiles --specs=nano.specs \
-  --specs=nosys.specs -Wl,--gc-sections -T"$root/tests/mcu/mps2.ld" -o "$out/nas_firmware.elf"
+firmware() {  # elf [extra flags]
+  local elf=$1
+  shift
+  arm-none-eabi-g++ -std=c++20 -Os -mcpu=cortex-m4 -mthumb -mfloat-abi=hard -mfpu=fpv4-sp-d16 -ffunction-sections \
+    -fdata-sections -fno-exceptions -fno-rtti -fno-threadsafe-statics -fno-use-cxa-atexit -Wall -Wextra -Wshadow \
+    -I"$root/include" -I"$root/tests/mcu" -I"$out/gen" -DNAS_MODEL_HEADER="\"$header\"" "$@" \
+    "$root/examples/nas_transfer/firmware.cpp" "$root/tests/mcu/startup.cpp" -nostartfiles --specs=nano.specs \
+    --specs=nosys.specs -Wl,--gc-sections -T"$root/tests/mcu/mps2.ld" -o "$elf"
+}
+firmware "$out/nas_firmware.elf"
 status=0
 if timeout 300 qemu-system-arm -M mps2-an386 -display none -monitor none -serial none -chardev stdio,id=sh0 \
      -semihosting-config enable=on,target=native,chardev=sh0 -kernel "$out/nas_firmware.elf" > "$out/firmware.txt"; then
@@ -56,7 +63,20 @@ else
 fi
 grep '^device:' "$out/firmware.txt" | sed 's/^/nas-mcu: /'
 
-# 3. Sizes against the profile (256 KiB flash, 64 KiB RAM).
+# 3. Instructions per layer of one inference.
+firmware "$out/nas_firmware_profile.elf" -DNAS_PROFILE
+if bash "$root/scripts/mcu_trace_count.sh" mps2-an386 "$out/nas_firmware_profile.elf" "$out/profile.txt" > "$out/counts.txt"; then
+  # MACs per dense layer: n·k from the exported table ("{n, k, …}" lines of nas_mcu.h).
+  awk 'NR == FNR { if ($1 ~ /^\{[0-9]+,$/) { gsub(/[{,]/, "", $1); gsub(/,/, "", $2); macs[m++] = $1 * $2 } next }
+       $1 == "region" { total += $3; tm += macs[$2]
+         printf "nas-mcu: layer %d: %d instructions for %d MACs (%.2f per MAC)\n", $2, $3, macs[$2], $3 / macs[$2] }
+       END { printf "nas-mcu: one inference: %d instructions for %d MACs (%.2f per MAC; QEMU counts instructions, not cycles)\n",
+                    total, tm, total / tm }' "$out/gen/nas_mcu.h" "$out/counts.txt"
+else
+  echo "nas-mcu: instruction count FAILED"; cat "$out/counts.txt"; status=1
+fi
+
+# 4. Sizes against the profile (256 KiB flash, 64 KiB RAM).
 stack=$(sed -n 's/.*stack high water \([0-9]*\) B.*/\1/p' "$out/firmware.txt")
 arm-none-eabi-size -A "$out/nas_firmware.elf" | awk -v stack="${stack:-0}" '
   $1 == ".isr_vector" || $1 == ".text" || $1 == ".ARM.exidx" || $1 == ".init_array" { code += $2 }

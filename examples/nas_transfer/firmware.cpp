@@ -4,7 +4,11 @@
 // with the library's kernels::dense_s8 (SMLAD path on Cortex-M4). It classifies the 16
 // embedded target test images (nas_mcu_images.h) and prints "index prediction: int8 logits" through
 // semihosting, which must equal the host's quantized_network output
-// (nas_mcu_expected.txt), then the arena and stack bytes used. The emitted header's fp32
+// (nas_mcu_expected.txt), then the arena and stack bytes used.
+//
+// With NAS_PROFILE defined it runs the first image only and calls the noinline
+// `tl_layer_boundary` before and after every dense layer, for scripts/mcu_trace_count.sh
+// (instructions executed per layer in a QEMU trace; QEMU is not cycle-accurate). The emitted header's fp32
 // parameters are not referenced, so they are not linked.
 //
 // Not part of the library; built by scripts/nas_mcu.sh with arm-none-eabi-g++ on the
@@ -35,6 +39,11 @@
 
 extern "C" std::uint32_t tl_stack_high_water();
 
+/// Profiling marker: a call the QEMU trace can see (not inlined, not removed).
+extern "C" __attribute__((noinline)) void tl_layer_boundary(unsigned layer, bool begin) {
+  __asm__ volatile("" : : "r"(layer), "r"(begin) : "memory");
+}
+
 namespace {
 
 namespace k = tinylarge::kernels;
@@ -62,7 +71,12 @@ __attribute__((noinline)) void run(const nas_layer_desc& l, const std::int8_t* x
 int main() {
   static_assert(NAS_LAYER_COUNT >= 2, "an emitted model has at least one hidden layer and a head");
   constexpr std::size_t outputs = model::output_size;
-  for (std::size_t s = 0; s < NAS_IMAGE_COUNT; ++s) {
+#if defined(NAS_PROFILE)
+  constexpr std::size_t images = 1;
+#else
+  constexpr std::size_t images = NAS_IMAGE_COUNT;
+#endif
+  for (std::size_t s = 0; s < images; ++s) {
     for (std::size_t i = 0; i < 784; ++i) arena[i] = static_cast<std::int8_t>(nas_inputs[s * 784 + i]);
     // Ping-pong: even layers read the front of the arena and write its back, odd layers the reverse.
     const std::int8_t* y = nullptr;
@@ -71,6 +85,9 @@ int main() {
       std::int8_t* front = arena;
       std::int8_t* back_in = arena + arena_bytes - d.k;
       std::int8_t* back_out = arena + arena_bytes - d.n;
+#if defined(NAS_PROFILE)
+      tl_layer_boundary(static_cast<unsigned>(l), true);
+#endif
       if (l % 2 == 0) {
         run(d, front, back_out);
         y = back_out;
@@ -78,6 +95,9 @@ int main() {
         run(d, back_in, front);
         y = front;
       }
+#if defined(NAS_PROFILE)
+      tl_layer_boundary(static_cast<unsigned>(l), false);
+#endif
     }
     std::size_t best = 0;
     for (std::size_t j = 1; j < outputs; ++j) best = y[j] > y[best] ? j : best;
