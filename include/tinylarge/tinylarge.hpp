@@ -72,6 +72,7 @@
 #include "workflow/reptile.hpp"
 #include "workflow/lora.hpp"
 #include "workflow/distill.hpp"
+#include "nas/nas.hpp"  // architecture search (above workflow)
 // The xtensor API of the host profile (its own headers: nothing below includes xtensor).
 #include "io/xnpy.hpp"
 #include "data/xtensor.hpp"

@@ -1,0 +1,167 @@
+// Compiles an emitted model header (NAS_MODEL_HEADER, written by
+// nas_transfer --header or, by default, by nas_emit_demo at build time),
+// instantiates its compile-time model with the emitted weights, and deploys
+// it as int8 by the library's post-training quantization: prints the
+// model's flash and arena bytes and, when Fashion-MNIST is found, its fp32
+// and int8 accuracy on the target task (test images of classes 5-9, labels
+// 0-4), calibrating on the first 50 training images of each target class
+// (the rows the search calibrated on).
+//
+// --mcu-out DIR also writes the int8 network for the Cortex-M firmware
+// (firmware.cpp, scripts/nas_mcu.sh): DIR/nas_mcu.h holds each dense layer's
+// int8 weights, int32 biases, multipliers, shifts and zero points as the
+// library's quantized_network computed them, DIR/nas_mcu_images.h 16 quantized
+// target test images, and DIR/nas_mcu_expected.txt holds the host's int8 logits and
+// predictions for them (quantized_network::forward), which the firmware
+// must reproduce bit for bit.
+//
+//   nas_deploy [--data DIR] [--mcu-out DIR]
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tinylarge/compress/c_export.hpp"
+#include "tinylarge/data/idx.hpp"
+#include "tinylarge/nn/nn.hpp"
+#include "../common/cli.hpp"
+
+#include NAS_MODEL_HEADER
+
+namespace nn = tl::nn;
+
+namespace {
+
+using model = nas_model::model;
+using qnet = nn::quantized_network<model, tl::int8_per_channel, nn::heap_storage>;
+
+/// Whether model layer I + 1 exists and is a relu (fused into layer I's requantization clamp).
+template <std::size_t I>
+constexpr bool followed_by_relu() {
+  if constexpr (I + 1 < model::size)
+    return model::template layer<I + 1>::kind == tl::nn::layer_kind::relu;
+  else
+    return false;
+}
+
+template <class T>
+std::string int_array(const char* type, const std::string& name, const T* v, std::size_t n) {
+  std::string s = "TINYLARGE_C_ALIGNAS(4) static const " + std::string(type) + " " + name + "[" + std::to_string(n) + "] = {";
+  for (std::size_t i = 0; i < n; ++i) {
+    s += i % 16 == 0 ? "\n  " : " ";
+    s += std::to_string(v[i]);
+    s += ',';
+  }
+  return s + "\n};\n";
+}
+
+/// Writes DIR/nas_mcu.h and DIR/nas_mcu_expected.txt (see the file comment).
+void write_mcu(const std::string& dir, qnet& q, const std::vector<const float*>& images) {
+  tl::compress::c_header_writer h("Written by nas_deploy --mcu-out: the int8 network of " NAS_MODEL_HEADER);
+  std::vector<std::int8_t> inputs;
+  std::string expected;
+  for (std::size_t s = 0; s < images.size(); ++s) {
+    std::vector<std::int8_t> x(784);
+    for (std::size_t i = 0; i < 784; ++i) x[i] = tl::quantize(images[s][i], q.input_params());
+    inputs.insert(inputs.end(), x.begin(), x.end());
+    const std::int8_t* y = q.forward(x.data());
+    std::size_t best = 0;
+    for (std::size_t j = 1; j < model::output_size; ++j) best = y[j] > y[best] ? j : best;
+    expected += std::to_string(s);
+    expected += ' ';
+    expected += std::to_string(best);
+    expected += ':';
+    for (std::size_t j = 0; j < model::output_size; ++j) {
+      expected += ' ';
+      expected += std::to_string(y[j]);
+    }
+    expected += '\n';
+  }
+  std::string layers = "struct nas_layer_desc { unsigned n, k; const signed char* w; const int32_t* bias; "
+                       "const int32_t* mult; const int* shift; int32_t zx, zy; int relu; };\n";
+  std::string table = "static const struct nas_layer_desc nas_layers[] = {\n";
+  std::size_t count = 0;
+  model::for_each_layer([&]<std::size_t I>() {
+    using L = typename model::template layer<I>;
+    if constexpr (L::kind == tl::nn::layer_kind::dense) {
+      constexpr bool relu = followed_by_relu<I>();
+      if constexpr (relu)  // quantized_network fuses the relu: its output tensor has the dense layer's parameters
+        if (!(q.tensor_params(I + 2) == q.tensor_params(I + 1))) throw std::runtime_error("relu tensor parameters differ");
+      const std::size_t n = L::out_channels, k = L::in_shape::size;
+      const std::string j = std::to_string(count++);
+      h.add_int8("nas_w" + j, std::span<const std::int8_t>(q.template layer_weights<I>(), n * k));
+      layers += int_array("int32_t", "nas_b" + j, q.biases() + qnet::layout.bias[I], n);
+      layers += int_array("int32_t", "nas_m" + j, q.multipliers() + qnet::layout.bias[I], n);
+      layers += int_array("int", "nas_s" + j, q.shifts() + qnet::layout.bias[I], n);
+      table += "  {" + std::to_string(n) + ", " + std::to_string(k) + ", nas_w" + j + ", nas_b" + j + ", nas_m" + j + ", nas_s" +
+               j + ", " + std::to_string(q.tensor_params(I).zero_point) + ", " +
+               std::to_string(q.tensor_params(I + 1).zero_point) + ", " + (relu ? "1" : "0") + "},\n";
+    }
+  });
+  tl::compress::c_header_writer images_h("Written by nas_deploy --mcu-out: quantized target test images");
+  images_h.add_int8("nas_inputs", inputs);
+  std::ofstream(dir + "/nas_mcu_images.h") << images_h.str();
+  std::string text = h.str() + "#include <stdint.h>\n" + layers + table + "};\n";
+  text += "#define NAS_LAYER_COUNT " + std::to_string(count) + "\n#define NAS_IMAGE_COUNT " + std::to_string(images.size()) + "\n";
+  std::ofstream(dir + "/nas_mcu.h") << text;
+  std::ofstream(dir + "/nas_mcu_expected.txt") << expected;
+  std::printf("wrote %s/nas_mcu.h, nas_mcu_images.h and nas_mcu_expected.txt (%zu dense layers, %zu images)\n", dir.c_str(), count,
+              images.size());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string data = "/usr/share/datasets/fashion-mnist", mcu_out;
+  examples::cli args(argc, argv, "[--data DIR] [--mcu-out DIR]");
+  while (args.next()) {
+    if (args.is("--data")) data = args.text();
+    else if (args.is("--mcu-out")) mcu_out = args.text();
+    else args.unknown();
+  }
+  auto net = std::make_unique<nn::network<model>>();
+  std::copy(std::begin(nas_model::parameters), std::end(nas_model::parameters), net->parameters().begin());
+  std::printf("emitted model: %zu parameters, %zu MACs; int8: %zu flash bytes, %zu arena bytes; precisions:", model::param_count,
+              model::macs, qnet::parameter_bytes, qnet::arena_bytes);
+  for (const char* p : nas_model::layer_precisions) std::printf(" %s", p);
+  std::printf("\n");
+  if (!std::filesystem::exists(data + "/t10k-images-idx3-ubyte.gz")) {
+    std::printf("no Fashion-MNIST under %s: accuracy not measured\n", data.c_str());
+    return 0;
+  }
+  try {
+    const auto train = tl::data::load_fashion_mnist(tl::data::split::train, data);
+    const auto test = tl::data::load_fashion_mnist(tl::data::split::test, data);
+    std::vector<float> calib;
+    std::vector<std::size_t> per_class(10, 0);
+    for (std::size_t i = 0; i < train.count; ++i)
+      if (train.labels[i] >= 5 && per_class[train.labels[i]]++ < 50)
+        calib.insert(calib.end(), train.images.begin() + static_cast<std::ptrdiff_t>(i * 784),
+                     train.images.begin() + static_cast<std::ptrdiff_t>((i + 1) * 784));
+    auto q = std::make_unique<qnet>();
+    nn::quantize_post_training(*net, calib.data(), calib.size() / 784, *q);
+    std::size_t n = 0, hits32 = 0, hits8 = 0;
+    std::vector<const float*> firmware_images;
+    for (std::size_t i = 0; i < test.count; ++i) {
+      if (test.labels[i] < 5) continue;
+      const float* x = test.images.data() + i * 784;
+      const std::size_t label = test.labels[i] - 5u;
+      const float* z = net->forward(x, 1);
+      std::size_t a = 0;
+      for (std::size_t j = 1; j < model::output_size; ++j) a = z[j] > z[a] ? j : a;
+      hits32 += a == label ? 1 : 0;
+      hits8 += q->classify(x) == label ? 1 : 0;
+      ++n;
+      if (firmware_images.size() < 16) firmware_images.push_back(x);
+    }
+    if (!mcu_out.empty()) write_mcu(mcu_out, *q, firmware_images);
+    std::printf("target test (%zu images): fp32 %.4f, int8 (library PTQ, quantized_network) %.4f\n", n,
+                static_cast<double>(hits32) / static_cast<double>(n), static_cast<double>(hits8) / static_cast<double>(n));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "nas_deploy: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,37 @@
+// Writes a small emitted-model header at build time (no data needed): the
+// sub-network 64i-32f|i of an untrained supernet over the FMNIST space, with
+// its head taken from the supernet's shared head. nas_deploy compiles it, so
+// the build proves that what nas::emit_header writes is a valid
+// compile-time model (docs/nas.md).
+//
+//   nas_emit_demo OUT.hpp
+#include <cstdio>
+#include <fstream>
+#include <vector>
+
+#include "tinylarge/nas/nas.hpp"
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s OUT.hpp\n", argv[0]);
+    return 2;
+  }
+  namespace nas = tl::nas;
+  using p = nas::layer_precision;
+  const nas::mlp_space space{.inputs = 784, .outputs = 5, .widths = {32, 64}, .min_depth = 1, .max_depth = 2};
+  const nas::mlp_supernet net(space, 1);
+  nas::transferred_model m{{{64, 32}, {p::int8, p::fp32, p::int8}}, {}, 0.0};
+  std::vector<float> w, b;
+  for (std::size_t l = 0; l < m.g.depth(); ++l) {
+    net.hidden_layer(m.g, l, w, b);
+    m.parameters.insert(m.parameters.end(), w.begin(), w.end());
+    m.parameters.insert(m.parameters.end(), b.begin(), b.end());
+  }
+  const auto all = net.parameters();
+  const std::size_t h = space.max_depth;  // the shared head: its first 32 columns
+  for (std::size_t o = 0; o < space.outputs; ++o)
+    for (std::size_t i = 0; i < 32; ++i) m.parameters.push_back(all[net.weight_offset(h) + o * net.cols(h) + i]);
+  for (std::size_t o = 0; o < space.outputs; ++o) m.parameters.push_back(all[net.weight_offset(h) + net.rows(h) * net.cols(h) + o]);
+  std::ofstream(argv[1]) << nas::emit_header(space, m, "nas_model");
+  return 0;
+}

@@ -1,0 +1,120 @@
+// Cortex-M firmware for a searched model (docs/nas.md, scripts/nas_mcu.sh): the
+// compile-time model type of the emitted header (NAS_MODEL_HEADER) sizes the int8
+// activation arena, and the int8 network nas_deploy --mcu-out exported (nas_mcu.h) runs
+// with the library's kernels::dense_s8 (SMLAD path on Cortex-M4). It classifies the 16
+// embedded target test images (nas_mcu_images.h) and prints "index prediction: int8 logits" through
+// semihosting, which must equal the host's quantized_network output
+// (nas_mcu_expected.txt), then the arena and stack bytes used.
+//
+// With NAS_PROFILE defined it runs the first image only and calls the noinline
+// `tl_layer_boundary` before and after every dense layer, for scripts/mcu_trace_count.sh
+// (instructions executed per layer in a QEMU trace; QEMU is not cycle-accurate). The emitted header's fp32
+// parameters are not referenced, so they are not linked.
+//
+// Not part of the library; built by scripts/nas_mcu.sh with arm-none-eabi-g++ on the
+// start-up code and linker script of tests/mcu.
+#if defined(__arm__) && !defined(__linux__) && !defined(TINYLARGE_FREESTANDING)
+#define TINYLARGE_FREESTANDING 1  // the device build is the freestanding profile
+#endif
+#include <cstddef>
+#include <cstdint>
+
+#include <tinylarge/kernels/backend.hpp>
+#include <tinylarge/kernels/cortex_m.hpp>
+#include <tinylarge/kernels/dense.hpp>
+#include <tinylarge/nn/layers.hpp>
+#include <tinylarge/nn/sequential.hpp>
+#include <tinylarge/precision/int8.hpp>
+
+#include "startup.hpp"
+
+#include NAS_MODEL_HEADER
+
+#define TINYLARGE_C_ALIGNAS(n) __attribute__((section(".tl_weights"), aligned(n)))
+#include "nas_mcu.h"
+#undef TINYLARGE_C_ALIGNAS
+#define TINYLARGE_C_ALIGNAS(n) __attribute__((section(".tl_data"), aligned(n)))
+#include "nas_mcu_images.h"
+#undef TINYLARGE_C_ALIGNAS
+
+extern "C" std::uint32_t tl_stack_high_water();
+
+/// Profiling marker: a call the QEMU trace can see (not inlined, not removed).
+extern "C" __attribute__((noinline)) void tl_layer_boundary(unsigned layer, bool begin) {
+  __asm__ volatile("" : : "r"(layer), "r"(begin) : "memory");
+}
+
+namespace {
+
+namespace k = tinylarge::kernels;
+using model = nas_model::model;
+
+/// The arena is a constexpr of the searched model's type: max over dense layers of in + out bytes.
+constexpr std::size_t arena_bytes = model::arena_bytes<tinylarge::int8_per_channel>;
+static_assert(arena_bytes <= 64 * 1024, "the searched model's arena exceeds the Cortex-M4 profile's RAM");
+alignas(4) std::int8_t arena[arena_bytes];
+
+__attribute__((noinline)) void run(const nas_layer_desc& l, const std::int8_t* x, std::int8_t* y) {
+  k::dense_s8_params p;
+  p.input_zero_point = l.zx;
+  p.output_zero_point = l.zy;
+  p.multipliers = l.mult;
+  p.shifts = l.shift;
+  p.per_channel = true;
+  p.bias = l.bias;
+  p.act_min = static_cast<std::int8_t>(l.relu ? l.zy : -128);
+  k::dense_s8(k::default_backend{}, 1, l.n, l.k, x, reinterpret_cast<const std::int8_t*>(l.w), p, y);
+}
+
+}  // namespace
+
+int main() {
+  static_assert(NAS_LAYER_COUNT >= 2, "an emitted model has at least one hidden layer and a head");
+  constexpr std::size_t outputs = model::output_size;
+#if defined(NAS_PROFILE)
+  constexpr std::size_t images = 1;
+#else
+  constexpr std::size_t images = NAS_IMAGE_COUNT;
+#endif
+  for (std::size_t s = 0; s < images; ++s) {
+    for (std::size_t i = 0; i < 784; ++i) arena[i] = static_cast<std::int8_t>(nas_inputs[s * 784 + i]);
+    // Ping-pong: even layers read the front of the arena and write its back, odd layers the reverse.
+    const std::int8_t* y = nullptr;
+    for (std::size_t l = 0; l < NAS_LAYER_COUNT; ++l) {
+      const nas_layer_desc& d = nas_layers[l];
+      std::int8_t* front = arena;
+      std::int8_t* back_in = arena + arena_bytes - d.k;
+      std::int8_t* back_out = arena + arena_bytes - d.n;
+#if defined(NAS_PROFILE)
+      tl_layer_boundary(static_cast<unsigned>(l), true);
+#endif
+      if (l % 2 == 0) {
+        run(d, front, back_out);
+        y = back_out;
+      } else {
+        run(d, back_in, front);
+        y = front;
+      }
+#if defined(NAS_PROFILE)
+      tl_layer_boundary(static_cast<unsigned>(l), false);
+#endif
+    }
+    std::size_t best = 0;
+    for (std::size_t j = 1; j < outputs; ++j) best = y[j] > y[best] ? j : best;
+    tl_mcu::put_int(static_cast<long>(s));
+    tl_mcu::puts(" ");
+    tl_mcu::put_int(static_cast<long>(best));
+    tl_mcu::puts(":");
+    for (std::size_t j = 0; j < outputs; ++j) {
+      tl_mcu::puts(" ");
+      tl_mcu::put_int(y[j]);
+    }
+    tl_mcu::puts("\n");
+  }
+  tl_mcu::puts("device: arena ");
+  tl_mcu::put_int(static_cast<long>(arena_bytes));
+  tl_mcu::puts(" B, stack high water ");
+  tl_mcu::put_int(static_cast<long>(tl_stack_high_water()));
+  tl_mcu::puts(" B\n");
+  return 0;
+}

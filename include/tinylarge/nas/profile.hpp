@@ -1,0 +1,133 @@
+/// @file nas/profile.hpp
+/// @brief Device profiles (memory budgets and energy costs) and the analytic
+///        costs of a genome on a device: flash, arena RAM, MACs, energy.
+///
+/// The cost model follows the library's own deployment of a dense MLP:
+///  - **flash**: per dense layer of In inputs and Out outputs,
+///    int8 → In·Out weight bytes + 4·Out (int32 bias) + 8·Out (one Q31
+///    multiplier and one shift per output channel), exactly
+///    `nn::quantized_network<…, int8_per_channel>::parameter_bytes`;
+///    fp32 → 4·(In·Out + Out), exactly `Model::param_count · 4`;
+///  - **arena RAM**: the batch-1 ping-pong activation arena, the maximum over
+///    dense layers of (input bytes + output bytes) where a tensor takes the
+///    bytes of the layer that computes it (the input image those of the
+///    first layer); relu runs in place. For an all-int8 genome this is
+///    `Model::arena_bytes<int8_per_channel>`, for all-fp32
+///    `Model::arena_bytes<fp32>` (the tests check both);
+///  - **MACs**: Σ In·Out per sample;
+///  - **energy** per inference: MACs · `pj_per_mac` + bytes moved ·
+///    `pj_per_byte`, bytes moved = flash bytes (every parameter read once) +
+///    activation bytes written and read once per layer. The per-MAC and
+///    per-byte costs of the presets are stated assumptions (order of
+///    magnitude for the device class), not measurements.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "space.hpp"
+
+namespace tinylarge::nas {
+
+/// What a deployment target offers and what computing costs on it.
+struct device_profile {
+  std::string name;                ///< e.g. "cortex_m4"
+  std::size_t flash_bytes = 0;     ///< budget for the model's parameters (0 = unlimited)
+  std::size_t ram_bytes = 0;       ///< budget for the activation arena (0 = unlimited)
+  double pj_per_mac = 0;           ///< energy of one multiply-accumulate, picojoules (assumed)
+  double pj_per_byte = 0;          ///< energy of moving one byte from memory, picojoules (assumed)
+};
+
+/// Cortex-M4 class microcontroller: 256 KiB flash, 64 KiB RAM; 10 pJ per
+/// MAC and 50 pJ per byte (assumed: ~12 µW/MHz core at one SMLAD-pair per
+/// cycle, flash reads dominate memory energy).
+inline device_profile cortex_m4() { return {"cortex_m4", 256 * 1024, 64 * 1024, 10.0, 50.0}; }
+/// Phone class application processor: 64 MiB for a model, 16 MiB of
+/// activations; 1 pJ per MAC, 100 pJ per DRAM byte (assumed).
+inline device_profile phone() { return {"phone", 64u * 1024 * 1024, 16u * 1024 * 1024, 1.0, 100.0}; }
+/// Edge server: no practical memory limit for this space; 0.5 pJ per MAC,
+/// 150 pJ per DRAM byte (assumed).
+inline device_profile edge_server() { return {"edge_server", 0, 0, 0.5, 150.0}; }
+
+/// The measured and computed objectives of one candidate.
+struct objectives {
+  double accuracy = 0;          ///< target-task accuracy on the search's validation split, in [0, 1]
+  std::size_t flash_bytes = 0;  ///< parameter bytes at their precisions (`flash_bytes`)
+  std::size_t arena_bytes = 0;  ///< activation arena bytes (`arena_bytes`)
+  std::size_t macs = 0;         ///< multiply-accumulates per sample
+  double latency_us = 0;        ///< measured host latency per sample, batch 1 (0 = not measured)
+  double energy_uj = 0;         ///< energy estimate per inference, microjoules
+  /// Constraint violation: Σ over budgets of max(0, used/budget − 1); 0 = feasible.
+  double violation = 0;
+  /// Whether every budget of the profile is met.
+  [[nodiscard]] bool feasible() const noexcept { return violation <= 0; }
+};
+
+namespace detail {
+inline std::size_t layer_in(const mlp_space& s, const genome& g, std::size_t l) noexcept {
+  return l == 0 ? s.inputs : g.widths[l - 1];
+}
+inline std::size_t layer_out(const mlp_space& s, const genome& g, std::size_t l) noexcept {
+  return l == g.depth() ? s.outputs : g.widths[l];
+}
+inline std::size_t element_bytes(layer_precision p) noexcept { return p == layer_precision::int8 ? 1 : 4; }
+}  // namespace detail
+
+/// Parameter bytes of `g` (see the file comment for the per-layer formula).
+inline std::size_t flash_bytes(const mlp_space& s, const genome& g) {
+  std::size_t total = 0;
+  for (std::size_t l = 0; l <= g.depth(); ++l) {
+    const std::size_t in = detail::layer_in(s, g, l), out = detail::layer_out(s, g, l);
+    total += g.precisions[l] == layer_precision::int8 ? in * out + 12 * out : 4 * (in * out + out);
+  }
+  return total;
+}
+
+/// Bytes of the batch-1 activation arena of `g`: max over dense layers of
+/// input + output bytes, each tensor stored at the precision of the layer
+/// that computes it (the input at the first layer's).
+inline std::size_t arena_bytes(const mlp_space& s, const genome& g) {
+  std::size_t best = 0;
+  for (std::size_t l = 0; l <= g.depth(); ++l) {
+    const layer_precision in_p = l == 0 ? g.precisions[0] : g.precisions[l - 1];
+    const std::size_t b = detail::layer_in(s, g, l) * detail::element_bytes(in_p) +
+                          detail::layer_out(s, g, l) * detail::element_bytes(g.precisions[l]);
+    best = b > best ? b : best;
+  }
+  return best;
+}
+
+/// Multiply-accumulates of one forward pass of one sample.
+inline std::size_t macs(const mlp_space& s, const genome& g) {
+  std::size_t total = 0;
+  for (std::size_t l = 0; l <= g.depth(); ++l) total += detail::layer_in(s, g, l) * detail::layer_out(s, g, l);
+  return total;
+}
+
+/// Energy estimate of one inference in microjoules: MACs·pj_per_mac +
+/// (flash bytes + Σ_layers (input bytes + output bytes))·pj_per_byte.
+inline double energy_uj(const mlp_space& s, const genome& g, const device_profile& d) {
+  std::size_t moved = flash_bytes(s, g);
+  for (std::size_t l = 0; l <= g.depth(); ++l) {
+    const layer_precision in_p = l == 0 ? g.precisions[0] : g.precisions[l - 1];
+    moved += detail::layer_in(s, g, l) * detail::element_bytes(in_p) +
+             detail::layer_out(s, g, l) * detail::element_bytes(g.precisions[l]);
+  }
+  return (static_cast<double>(macs(s, g)) * d.pj_per_mac + static_cast<double>(moved) * d.pj_per_byte) * 1e-6;
+}
+
+/// Fills the analytic fields of `o` (flash, arena, MACs, energy, violation)
+/// for `g` on `d`; accuracy and latency are left as they are.
+inline void apply_costs(const mlp_space& s, const genome& g, const device_profile& d, objectives& o) {
+  o.flash_bytes = flash_bytes(s, g);
+  o.arena_bytes = arena_bytes(s, g);
+  o.macs = macs(s, g);
+  o.energy_uj = energy_uj(s, g, d);
+  o.violation = 0;
+  if (d.flash_bytes > 0 && o.flash_bytes > d.flash_bytes)
+    o.violation += static_cast<double>(o.flash_bytes) / static_cast<double>(d.flash_bytes) - 1.0;
+  if (d.ram_bytes > 0 && o.arena_bytes > d.ram_bytes)
+    o.violation += static_cast<double>(o.arena_bytes) / static_cast<double>(d.ram_bytes) - 1.0;
+}
+
+}  // namespace tinylarge::nas

@@ -1,0 +1,396 @@
+/// @file nas/supernet.hpp
+/// @brief A weight-sharing MLP supernet (once-for-all style) over an
+///        `mlp_space`, trained once with the sandwich rule, and the
+///        sub-network forward pass with simulated int8 layers.
+///
+/// The supernet is the largest genome of the space: `max_depth` hidden dense
+/// layers of `max_width` units and one head of `outputs` units. A genome
+/// (w₁, …, w_d) selects the sub-network that uses, in hidden layer l, the
+/// first w_l units and the first w_{l−1} inputs (w₀ = inputs), and the head's
+/// first w_d input columns: weights W_l[0:w_l, 0:w_{l−1}] of the shared
+/// max-size matrices (elastic width and depth of Cai et al., "Once-for-All:
+/// Train One Network and Specialize it for Efficient Deployment", ICLR 2020).
+///
+/// **Training** (`train`): for every minibatch the gradients of several
+/// sub-networks are summed before one optimizer step — the largest, the
+/// smallest and `random_subnets` sampled ones (the sandwich rule of Yu &
+/// Huang, "Universally Slimmable Networks and Improved Training Techniques",
+/// ICCV 2019). The sub-networks have run-time shapes, so the compile-time
+/// `nn::network` cannot run them: the forward and backward passes here are
+/// written on the library's strided GEMM entry point (`kernels::gemm_f32`,
+/// whose leading dimensions select the sub-block without a copy), the loss
+/// is `nn::softmax_cross_entropy` and the optimizer is `nn::adam`'s state
+/// over the one flat parameter array. Training is fp32 (no quantization-aware
+/// training).
+///
+/// **Inference** (`body_features`): the sub-network's weights are copied to
+/// compact row-major matrices and run by `kernels::dense_f32`. A layer whose
+/// genome precision is int8 is *simulated* in fp32 with the rounding of the
+/// library's int8 scheme (`tl::fake_quantize`): its input tensor is
+/// quantized per tensor (asymmetric, range calibrated by min/max on the
+/// calibration rows), its weights per output channel (symmetric, range
+/// [−127, 127]), its bias to int32 at scale s_x·s_w[o], and its relu output
+/// per tensor. The integer kernels are not run during the search (the
+/// requantization of the int32 accumulator adds at most one more rounding
+/// per output; see docs/nas.md).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <span>
+#include <vector>
+
+#include "../core/error.hpp"
+#include "../core/rng.hpp"
+#include "../kernels/backend.hpp"
+#include "../kernels/dense.hpp"
+#include "../nn/init.hpp"
+#include "../nn/loss.hpp"
+#include "../nn/optimizer.hpp"
+#include "../precision/int8.hpp"
+#include "space.hpp"
+
+namespace tinylarge::nas {
+
+/// A labelled data set as the search reads it: `count` rows of `features`
+/// floats and one class label per row.
+struct labelled_data {
+  const float* x = nullptr;         ///< count × features, row-major
+  const std::uint8_t* y = nullptr;  ///< count labels
+  std::size_t count = 0;            ///< rows
+  std::size_t features = 0;         ///< floats per row
+};
+
+/// Options of `mlp_supernet::train`.
+struct supernet_options {
+  std::size_t epochs = 2;          ///< passes over the training data
+  std::size_t batch_size = 64;     ///< rows per minibatch
+  float learning_rate = 1e-3f;     ///< Adam's η
+  float lr_decay = 1.0f;           ///< learning-rate factor after each epoch
+  std::size_t random_subnets = 2;  ///< sampled sub-networks per minibatch besides the largest and smallest
+  std::uint64_t seed = 1;          ///< shuffling and sub-network sampling
+  /// In-place distillation (Yu et al., "BigNAS", ECCV 2020; Cai et al. 2020 §3.2 distil from the
+  /// largest network): the largest sub-network learns from the labels, every other one from the
+  /// largest's softmax on the same minibatch (soft cross-entropy, the teacher's output treated as
+  /// a constant). false: every sub-network learns from the labels.
+  bool inplace_distillation = false;
+};
+
+namespace detail {
+/// int8 parameters (asymmetric, per tensor) of the range of x[0, n): min/max calibration.
+inline quant_params activation_params(const float* x, std::size_t n) {
+  float lo = 0.0f, hi = 0.0f;
+  for (std::size_t i = 0; i < n; ++i) {
+    lo = x[i] < lo ? x[i] : lo;
+    hi = x[i] > hi ? x[i] : hi;
+  }
+  return choose_quant_params<asymmetric>(lo, hi, int8_activation_range);
+}
+inline void fake_quantize_all(float* x, std::size_t n, quant_params p) noexcept {
+  for (std::size_t i = 0; i < n; ++i) x[i] = fake_quantize(x[i], p, int8_activation_range);
+}
+/// Fake-quantizes a dense layer (out × in weights, out biases) in place as the
+/// int8 scheme stores it: weights per output channel, symmetric; biases to
+/// int32 at scale s_x·s_w[o].
+inline void fake_quantize_dense(float* w, float* b, std::size_t out, std::size_t in, float input_scale) {
+  for (std::size_t o = 0; o < out; ++o) {
+    float* row = w + o * in;
+    float amax = 0.0f;
+    for (std::size_t i = 0; i < in; ++i) amax = std::max(amax, std::fabs(row[i]));
+    const quant_params p = choose_quant_params<symmetric>(-amax, amax, int8_weight_range);
+    for (std::size_t i = 0; i < in; ++i) row[i] = fake_quantize(row[i], p, int8_weight_range);
+    const double bs = static_cast<double>(input_scale) * static_cast<double>(p.scale);
+    if (bs > 0) b[o] = static_cast<float>(std::round(static_cast<double>(b[o]) / bs) * bs);
+  }
+}
+inline void relu_inplace(float* x, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+inline void add_bias(float* y, const float* b, std::size_t rows, std::size_t n) noexcept {
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t j = 0; j < n; ++j) y[r * n + j] += b[j];
+}
+inline void column_sums(const float* dy, std::size_t rows, std::size_t n, float* out) noexcept {
+  for (std::size_t r = 0; r < rows; ++r)
+    for (std::size_t j = 0; j < n; ++j) out[j] += dy[r * n + j];
+}
+}  // namespace detail
+
+/// The shared-weight MLP supernet of an `mlp_space`.
+///
+/// Parameters are one flat fp32 array; layer l ∈ [0, max_depth] (l =
+/// max_depth is the head) holds its `rows(l) × cols(l)` weights row-major at
+/// `weight_offset(l)` followed by `rows(l)` biases.
+class mlp_supernet {
+ public:
+  /// He-normal weights (fan-in of the full layer), zero biases.
+  /// @param space the space (validated); its largest genome is the supernet
+  /// @param seed  seeds the initialisation
+  explicit mlp_supernet(mlp_space space, std::uint64_t seed = 1) : space_(std::move(space)) {
+    space_.validate();
+    const std::size_t layers = space_.max_depth + 1;
+    offset_.resize(layers + 1, 0);
+    for (std::size_t l = 0; l < layers; ++l) offset_[l + 1] = offset_[l] + rows(l) * cols(l) + rows(l);
+    params_.assign(offset_[layers], 0.0f);
+    tinylarge::rng g(seed);
+    for (std::size_t l = 0; l < layers; ++l) {
+      float* w = params_.data() + offset_[l];
+      for (std::size_t i = 0; i < rows(l) * cols(l); ++i) w[i] = nn::he_normal::sample(g, cols(l), rows(l));
+    }
+  }
+
+  /// The search space.
+  [[nodiscard]] const mlp_space& space() const noexcept { return space_; }
+  /// Output units of supernet layer l (the head for l = max_depth).
+  [[nodiscard]] std::size_t rows(std::size_t l) const noexcept {
+    return l == space_.max_depth ? space_.outputs : space_.max_width();
+  }
+  /// Input columns (row stride) of supernet layer l.
+  [[nodiscard]] std::size_t cols(std::size_t l) const noexcept { return l == 0 ? space_.inputs : space_.max_width(); }
+  /// Offset of layer l's weights in `parameters()`; its biases follow them.
+  [[nodiscard]] std::size_t weight_offset(std::size_t l) const noexcept { return offset_[l]; }
+  /// All parameters (fp32).
+  [[nodiscard]] std::span<float> parameters() noexcept { return params_; }
+  /// All parameters (fp32), read-only.
+  [[nodiscard]] std::span<const float> parameters() const noexcept { return params_; }
+
+  /// Adds ∂L/∂θ of sub-network `g` with the shared head (source task) on one
+  /// minibatch to `grad` (size `parameters().size()`; entries outside the
+  /// sub-network are untouched) and returns the mean softmax cross-entropy
+  /// L. fp32 throughout (precisions of `g` are ignored).
+  double accumulate_gradient(const genome& g, const float* x, const std::uint8_t* y, std::size_t batch,
+                             std::span<float> grad) {
+    check_genome(g);
+    TINYLARGE_REQUIRE(grad.size() == params_.size(), errc::shape_mismatch,
+                      "nas::mlp_supernet::accumulate_gradient: grad must have one entry per parameter");
+    forward_train(g, x, batch);
+    dlogits_.resize(batch * space_.outputs);
+    const double loss =
+        nn::softmax_cross_entropy::evaluate(acts_[g.depth() + 1].data(), y, batch, space_.outputs, dlogits_.data());
+    backward_train(g, x, batch, grad);
+    return loss;
+  }
+
+  /// As `accumulate_gradient`, with soft targets: `teacher` holds a probability
+  /// vector per row (batch × outputs) and the loss is the soft cross-entropy
+  /// L = −(1/B) Σ_b Σ_j t_bj·log softmax(z_b)_j, ∂L/∂z_bj = (softmax(z_b)_j − t_bj)/B.
+  double accumulate_distillation_gradient(const genome& g, const float* x, const float* teacher, std::size_t batch,
+                                          std::span<float> grad) {
+    check_genome(g);
+    TINYLARGE_REQUIRE(grad.size() == params_.size(), errc::shape_mismatch,
+                      "nas::mlp_supernet::accumulate_distillation_gradient: grad must have one entry per parameter");
+    forward_train(g, x, batch);
+    const std::size_t outs = space_.outputs;
+    dlogits_.resize(batch * outs);
+    const float* z = acts_[g.depth() + 1].data();
+    double total = 0;
+    for (std::size_t b = 0; b < batch; ++b) {
+      const float* zb = z + b * outs;
+      float m = zb[0];
+      for (std::size_t j = 1; j < outs; ++j) m = zb[j] > m ? zb[j] : m;
+      double sum = 0;
+      for (std::size_t j = 0; j < outs; ++j) sum += std::exp(static_cast<double>(zb[j] - m));
+      const double lse = static_cast<double>(m) + std::log(sum);
+      for (std::size_t j = 0; j < outs; ++j) {
+        const double t = teacher[b * outs + j];
+        total -= t * (static_cast<double>(zb[j]) - lse);
+        dlogits_[b * outs + j] =
+            static_cast<float>((std::exp(static_cast<double>(zb[j]) - lse) - t) / static_cast<double>(batch));
+      }
+    }
+    backward_train(g, x, batch, grad);
+    return total / static_cast<double>(batch);
+  }
+
+  /// Source-task logits (batch × outputs, fp32) of sub-network `g` with the
+  /// shared head, on the training path (strided sub-blocks, no copies).
+  void logits(const genome& g, const float* x, std::size_t batch, float* out) {
+    check_genome(g);
+    forward_train(g, x, batch);
+    std::copy(acts_[g.depth() + 1].begin(), acts_[g.depth() + 1].begin() + static_cast<std::ptrdiff_t>(batch * space_.outputs),
+              out);
+  }
+
+  /// Trains the supernet on `data` with the sandwich rule (see the file
+  /// comment): per minibatch the summed gradients of the largest, the
+  /// smallest and `opt.random_subnets` sampled sub-networks, one Adam step.
+  /// With `opt.inplace_distillation` the sub-networks other than the largest
+  /// learn from the largest's softmax instead of the labels.
+  /// @return the mean loss of the largest sub-network in each epoch
+  std::vector<double> train(const labelled_data& data, const supernet_options& opt) {
+    TINYLARGE_REQUIRE(data.features == space_.inputs, errc::shape_mismatch,
+                      "nas::mlp_supernet::train: the data's feature count differs from the space's inputs");
+    TINYLARGE_REQUIRE(opt.batch_size > 0, errc::invalid_argument, "nas::mlp_supernet::train: batch_size must be > 0");
+    tinylarge::rng g(opt.seed);
+    nn::adam adam{.learning_rate = opt.learning_rate};
+    nn::adam::state<float> state(adam, params_.size());
+    std::vector<float> grad(params_.size());
+    std::vector<std::size_t> order(data.count);
+    for (std::size_t i = 0; i < data.count; ++i) order[i] = i;
+    std::vector<float> bx(opt.batch_size * space_.inputs);
+    std::vector<std::uint8_t> by(opt.batch_size);
+    std::vector<float> teacher;
+    const genome big = space_.largest(), small = space_.smallest();
+    std::vector<double> history;
+    float lr = opt.learning_rate;
+    for (std::size_t e = 0; e < opt.epochs; ++e) {
+      for (std::size_t i = data.count; i > 1; --i) std::swap(order[i - 1], order[g.uniform_int(static_cast<std::uint32_t>(i))]);
+      double loss_sum = 0;
+      std::size_t batches = 0;
+      for (std::size_t s = 0; s < data.count; s += opt.batch_size) {
+        const std::size_t b = std::min(opt.batch_size, data.count - s);
+        for (std::size_t r = 0; r < b; ++r) {
+          std::copy(data.x + order[s + r] * space_.inputs, data.x + (order[s + r] + 1) * space_.inputs,
+                    bx.data() + r * space_.inputs);
+          by[r] = data.y[order[s + r]];
+        }
+        std::fill(grad.begin(), grad.end(), 0.0f);
+        loss_sum += accumulate_gradient(big, bx.data(), by.data(), b, grad);
+        if (opt.inplace_distillation) {
+          // The largest's softmax, computed before the step (its logits are in acts_ until the next forward).
+          teacher.resize(b * space_.outputs);
+          const float* z = acts_[big.depth() + 1].data();
+          for (std::size_t r = 0; r < b; ++r) {
+            const float* zr = z + r * space_.outputs;
+            float m = zr[0];
+            for (std::size_t j = 1; j < space_.outputs; ++j) m = zr[j] > m ? zr[j] : m;
+            double sum = 0;
+            for (std::size_t j = 0; j < space_.outputs; ++j) sum += std::exp(static_cast<double>(zr[j] - m));
+            for (std::size_t j = 0; j < space_.outputs; ++j)
+              teacher[r * space_.outputs + j] = static_cast<float>(std::exp(static_cast<double>(zr[j] - m)) / sum);
+          }
+        }
+        auto learn = [&](const genome& sub) {
+          if (opt.inplace_distillation) accumulate_distillation_gradient(sub, bx.data(), teacher.data(), b, grad);
+          else accumulate_gradient(sub, bx.data(), by.data(), b, grad);
+        };
+        learn(small);
+        for (std::size_t k = 0; k < opt.random_subnets; ++k) learn(space_.sample(g));
+        state.step(params_.data(), grad.data());
+        ++batches;
+      }
+      history.push_back(batches ? loss_sum / static_cast<double>(batches) : 0.0);
+      lr *= opt.lr_decay;
+      state.set_learning_rate(lr);
+    }
+    return history;
+  }
+
+  /// The weights (out × in, row-major, compact) and biases of hidden layer l
+  /// of sub-network `g`, copied out of the shared matrices.
+  void hidden_layer(const genome& g, std::size_t l, std::vector<float>& w, std::vector<float>& b) const {
+    const std::size_t out = g.widths[l], in = l == 0 ? space_.inputs : g.widths[l - 1];
+    w.resize(out * in);
+    b.resize(out);
+    const float* src = params_.data() + offset_[l];
+    for (std::size_t o = 0; o < out; ++o) std::copy(src + o * cols(l), src + o * cols(l) + in, w.data() + o * in);
+    std::copy(src + rows(l) * cols(l), src + rows(l) * cols(l) + out, b.data());
+  }
+
+  /// The head input of sub-network `g` for `rows` rows of `x`: the output of
+  /// its last hidden layer (rows × w_d), with the int8 layers of `g`
+  /// simulated (see the file comment). Activation ranges are calibrated on
+  /// the first `calibration_rows` rows; when the head is int8 the returned
+  /// features are quantized as its input (calibrated the same way).
+  [[nodiscard]] std::vector<float> body_features(const genome& g, const float* x, std::size_t n,
+                                                 std::size_t calibration_rows) const {
+    check_genome(g);
+    TINYLARGE_REQUIRE(calibration_rows > 0 && calibration_rows <= n, errc::invalid_argument,
+                      "nas::mlp_supernet::body_features: need 0 < calibration_rows <= rows");
+    std::vector<float> a(x, x + n * space_.inputs), out, w, b;
+    std::size_t in = space_.inputs;
+    for (std::size_t l = 0; l < g.depth(); ++l) {
+      const std::size_t width = g.widths[l];
+      hidden_layer(g, l, w, b);
+      if (g.precisions[l] == layer_precision::int8) {
+        const quant_params px = detail::activation_params(a.data(), calibration_rows * in);
+        detail::fake_quantize_all(a.data(), a.size(), px);
+        detail::fake_quantize_dense(w.data(), b.data(), width, in, px.scale);
+      }
+      out.resize(n * width);
+      kernels::dense_f32(n, width, in, a.data(), w.data(), b.data(), out.data());
+      detail::relu_inplace(out.data(), out.size());
+      if (g.precisions[l] == layer_precision::int8)
+        detail::fake_quantize_all(out.data(), out.size(), detail::activation_params(out.data(), calibration_rows * width));
+      a.swap(out);
+      in = width;
+    }
+    if (g.precisions.back() == layer_precision::int8)
+      detail::fake_quantize_all(a.data(), a.size(), detail::activation_params(a.data(), calibration_rows * in));
+    return a;
+  }
+
+ private:
+  void check_genome(const genome& g) const {
+    TINYLARGE_REQUIRE(space_.contains(g), errc::invalid_argument, "nas::mlp_supernet: the genome is not in the space");
+  }
+  /// Backward pass of sub-network `g` from `dlogits_` (after `forward_train` on the same rows):
+  /// adds ∂L/∂θ to `grad`.
+  void backward_train(const genome& g, const float* x, std::size_t batch, std::span<float> grad) {
+    const std::size_t d = g.depth();
+    const std::size_t outs = space_.outputs;
+    // Head (supernet layer max_depth) reads the first w_d columns.
+    const std::size_t h = space_.max_depth;
+    const float* hin = d == 0 ? x : acts_[d].data();
+    const std::size_t wd = g.widths[d - 1];
+    float* gw = grad.data() + offset_[h];
+    kernels::gemm_f32(kernels::transpose::yes, kernels::transpose::no, outs, wd, batch, 1.0f, dlogits_.data(), outs, hin, wd,
+                      1.0f, gw, cols(h));
+    detail::column_sums(dlogits_.data(), batch, outs, gw + rows(h) * cols(h));
+    // dH_d = dZ · W_h[:, 0:w_d]
+    delta_.resize(batch * wd);
+    kernels::gemm_f32(kernels::transpose::no, kernels::transpose::no, batch, wd, outs, 1.0f, dlogits_.data(), outs,
+                      params_.data() + offset_[h], cols(h), 0.0f, delta_.data(), wd);
+    for (std::size_t l = d; l-- > 0;) {
+      const std::size_t out = g.widths[l];
+      const std::size_t in = l == 0 ? space_.inputs : g.widths[l - 1];
+      const float* a_out = acts_[l + 1].data();
+      for (std::size_t i = 0; i < batch * out; ++i) delta_[i] = a_out[i] > 0.0f ? delta_[i] : 0.0f;  // relu'
+      const float* a_in = l == 0 ? x : acts_[l].data();
+      float* gwl = grad.data() + offset_[l];
+      kernels::gemm_f32(kernels::transpose::yes, kernels::transpose::no, out, in, batch, 1.0f, delta_.data(), out, a_in, in,
+                        1.0f, gwl, cols(l));
+      detail::column_sums(delta_.data(), batch, out, gwl + rows(l) * cols(l));
+      if (l == 0) break;
+      delta_prev_.resize(batch * in);
+      kernels::gemm_f32(kernels::transpose::no, kernels::transpose::no, batch, in, out, 1.0f, delta_.data(), out,
+                        params_.data() + offset_[l], cols(l), 0.0f, delta_prev_.data(), in);
+      delta_.swap(delta_prev_);
+    }
+  }
+  void forward_train(const genome& g, const float* x, std::size_t batch) {
+    const std::size_t d = g.depth();
+    acts_.resize(d + 2);
+    const float* in_ptr = x;
+    std::size_t in = space_.inputs;
+    for (std::size_t l = 0; l < d; ++l) {
+      const std::size_t out = g.widths[l];
+      acts_[l + 1].resize(batch * out);
+      const float* w = params_.data() + offset_[l];
+      kernels::gemm_f32(kernels::transpose::no, kernels::transpose::yes, batch, out, in, 1.0f, in_ptr, in, w, cols(l), 0.0f,
+                        acts_[l + 1].data(), out);
+      detail::add_bias(acts_[l + 1].data(), w + rows(l) * cols(l), batch, out);
+      detail::relu_inplace(acts_[l + 1].data(), batch * out);
+      in_ptr = acts_[l + 1].data();
+      in = out;
+    }
+    const std::size_t h = space_.max_depth, outs = space_.outputs;
+    acts_[d + 1].resize(batch * outs);
+    const float* wh = params_.data() + offset_[h];
+    kernels::gemm_f32(kernels::transpose::no, kernels::transpose::yes, batch, outs, in, 1.0f, in_ptr, in, wh, cols(h), 0.0f,
+                      acts_[d + 1].data(), outs);
+    detail::add_bias(acts_[d + 1].data(), wh + rows(h) * cols(h), batch, outs);
+  }
+
+  mlp_space space_;
+  std::vector<std::size_t> offset_;
+  std::vector<float> params_;
+  // Scratch of the training path (kept between calls).
+  std::vector<std::vector<float>> acts_;
+  std::vector<float> dlogits_, delta_, delta_prev_;
+};
+
+}  // namespace tinylarge::nas

@@ -1,0 +1,285 @@
+/// @file nas/transfer.hpp
+/// @brief Transfer of a supernet's sub-network to a target task (frozen
+///        backbone, new head trained on the few target samples) and the
+///        evaluator the search strategies call: genome → objectives.
+///
+/// For a genome g the evaluator (1) runs the source-trained body of g on the
+/// target's training rows and on the evaluation rows (`mlp_supernet::
+/// body_features`, int8 layers simulated, ranges calibrated on the target
+/// training rows), (2) trains a new softmax head from zero weights on the
+/// training features by full-batch Adam (`head_options`), fake-quantizing it
+/// afterwards when the head is int8, (3) measures the accuracy on the
+/// evaluation rows, and (4) adds the analytic costs of `profile.hpp` and,
+/// optionally, the measured host latency. Everything but the latency is a
+/// deterministic function of the genome, so repeated genomes are served from
+/// a cache (they still count against a search's budget).
+///
+/// `transfer_evaluator::fine_tune` goes further for a chosen genome: body and
+/// head trained together on the target rows (a copy of the supernet's
+/// weights), then evaluated the same way.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "../kernels/dense.hpp"
+#include "../nn/loss.hpp"
+#include "../nn/optimizer.hpp"
+#include "profile.hpp"
+#include "supernet.hpp"
+
+namespace tinylarge::nas {
+
+/// How the new head is trained on the target features.
+struct head_options {
+  std::size_t steps = 300;     ///< full-batch Adam steps
+  float learning_rate = 0.01f; ///< Adam's η
+};
+
+/// How `transfer_evaluator::fine_tune` trains the whole sub-network on the target rows.
+struct finetune_options {
+  std::size_t epochs = 20;      ///< passes over the target training rows
+  std::size_t batch_size = 32;  ///< rows per minibatch
+  float learning_rate = 1e-4f;  ///< Adam's η
+  std::uint64_t seed = 1;       ///< shuffling
+};
+
+/// A trained head: `outputs × inputs` weights row-major, then `outputs` biases.
+struct head {
+  std::size_t inputs = 0;     ///< features in (w_d)
+  std::size_t outputs = 0;    ///< classes
+  std::vector<float> params;  ///< weights then biases
+};
+
+/// Trains a softmax head (zero start, full-batch Adam) on `features`
+/// (n × inputs) with labels `y`; when `int8`, fake-quantizes its weights and
+/// biases afterwards (input scale `input_scale`, see `body_features`).
+inline head train_head(const float* features, const std::uint8_t* y, std::size_t n, std::size_t inputs,
+                       std::size_t outputs, const head_options& opt, bool int8, float input_scale) {
+  head h{inputs, outputs, std::vector<float>(outputs * inputs + outputs, 0.0f)};
+  nn::adam adam{.learning_rate = opt.learning_rate};
+  nn::adam::state<float> state(adam, h.params.size());
+  std::vector<float> z(n * outputs), dz(n * outputs), grad(h.params.size());
+  float* w = h.params.data();
+  float* b = w + outputs * inputs;
+  for (std::size_t s = 0; s < opt.steps; ++s) {
+    kernels::dense_f32(n, outputs, inputs, features, w, b, z.data());
+    nn::softmax_cross_entropy::evaluate(z.data(), y, n, outputs, dz.data());
+    kernels::gemm_f32(kernels::transpose::yes, kernels::transpose::no, outputs, inputs, n, 1.0f, dz.data(), outputs, features,
+                      inputs, 0.0f, grad.data(), inputs);
+    std::fill(grad.begin() + static_cast<std::ptrdiff_t>(outputs * inputs), grad.end(), 0.0f);
+    detail::column_sums(dz.data(), n, outputs, grad.data() + outputs * inputs);
+    state.step(h.params.data(), grad.data());
+  }
+  if (int8) detail::fake_quantize_dense(w, b, outputs, inputs, input_scale);
+  return h;
+}
+
+/// Accuracy of `h` on `features` (n × h.inputs) against `y`.
+inline double head_accuracy(const head& h, const float* features, const std::uint8_t* y, std::size_t n) {
+  std::vector<float> z(n * h.outputs);
+  kernels::dense_f32(n, h.outputs, h.inputs, features, h.params.data(), h.params.data() + h.outputs * h.inputs, z.data());
+  std::size_t hits = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const float* zi = z.data() + i * h.outputs;
+    std::size_t a = 0;
+    for (std::size_t j = 1; j < h.outputs; ++j) a = zi[j] > zi[a] ? j : a;
+    hits += a == y[i] ? 1 : 0;
+  }
+  return n ? static_cast<double>(hits) / static_cast<double>(n) : 0.0;
+}
+
+/// A transferred sub-network: its body and new head as one flat fp32
+/// parameter array in the layout of `nn::network<Model>::parameters()` for
+/// the genome's `sequential<…>` (per dense layer: out × in weights row-major,
+/// then out biases). int8 layers hold their fake-quantized values (exactly
+/// representable by the int8 scheme up to the calibration of a deployment).
+struct transferred_model {
+  genome g;                       ///< the architecture
+  std::vector<float> parameters;  ///< library layout, fp32
+  double accuracy = 0;            ///< on the rows it was evaluated on
+};
+
+/// The evaluator of a search: genome → `objectives` on a device profile,
+/// accuracy after transfer to the target task (see the file comment).
+class transfer_evaluator {
+ public:
+  /// @param net            the source-trained supernet (kept by reference)
+  /// @param device         budgets and energy costs
+  /// @param target_train   the few labelled target rows (head training, calibration)
+  /// @param target_eval    the rows whose accuracy is the search objective
+  /// @param opt            head training
+  /// @param measure_latency time the fp32 body + head, batch 1, on the host
+  transfer_evaluator(const mlp_supernet& net, device_profile device, labelled_data target_train,
+                     labelled_data target_eval, head_options opt = {}, bool measure_latency = false)
+      : net_(net), device_(std::move(device)), train_(target_train), eval_(target_eval), opt_(opt),
+        latency_(measure_latency) {
+    TINYLARGE_REQUIRE(train_.count > 0 && eval_.count > 0, errc::invalid_argument,
+                      "nas::transfer_evaluator: the target training and evaluation sets must be non-empty");
+    TINYLARGE_REQUIRE(train_.features == net.space().inputs && eval_.features == net.space().inputs, errc::shape_mismatch,
+                      "nas::transfer_evaluator: the data's feature count differs from the space's inputs");
+  }
+
+  /// The objectives of `g` (cached by genome; latency measured once).
+  objectives operator()(const genome& g) {
+    ++calls_;
+    const std::string k = g.key();
+    if (auto it = cache_.find(k); it != cache_.end()) return it->second;
+    objectives o;
+    apply_costs(net_.space(), g, device_, o);
+    o.accuracy = transfer(g, eval_).accuracy;
+    if (latency_) o.latency_us = measure_latency(g);
+    cache_.emplace(k, o);
+    return o;
+  }
+
+  /// Transfers `g` (new head on the target training rows) and returns the
+  /// deployable parameters with the accuracy on `data` (any rows of the
+  /// target task, e.g. its test set).
+  transferred_model transfer(const genome& g, const labelled_data& data) const { return assemble(net_, g, data, nullptr); }
+
+  /// Fine-tunes the whole sub-network `g` (body and head) on the target
+  /// training rows, then evaluates it on `data` like `transfer`. The head
+  /// starts as `transfer` trains it (fp32); then `opt.epochs` of minibatch
+  /// Adam on softmax cross-entropy update a copy of the supernet's weights
+  /// that `g` uses (fp32; int8 layers are simulated again afterwards, with
+  /// ranges re-calibrated on the training rows). The evaluator's supernet is
+  /// not changed.
+  transferred_model fine_tune(const genome& g, const labelled_data& data, const finetune_options& opt) const {
+    TINYLARGE_REQUIRE(opt.batch_size > 0, errc::invalid_argument, "nas::transfer_evaluator::fine_tune: batch_size must be > 0");
+    mlp_supernet copy = net_;
+    const std::size_t wd = g.widths.back(), outs = net_.space().outputs, hl = net_.space().max_depth;
+    {  // The starting head, installed in the first w_d columns of the copy's shared head.
+      const std::vector<float> f = copy.body_features(g, train_.x, train_.count, train_.count);
+      const head h0 = train_head(f.data(), train_.y, train_.count, wd, outs, opt_, false, 0.0f);
+      float* ph = copy.parameters().data() + copy.weight_offset(hl);
+      for (std::size_t o = 0; o < outs; ++o)
+        for (std::size_t i = 0; i < wd; ++i) ph[o * copy.cols(hl) + i] = h0.params[o * wd + i];
+      for (std::size_t o = 0; o < outs; ++o) ph[copy.rows(hl) * copy.cols(hl) + o] = h0.params[outs * wd + o];
+    }
+    nn::adam adam{.learning_rate = opt.learning_rate};
+    nn::adam::state<float> state(adam, copy.parameters().size());
+    std::vector<float> grad(copy.parameters().size()), bx(opt.batch_size * train_.features);
+    std::vector<std::uint8_t> by(opt.batch_size);
+    std::vector<std::size_t> order(train_.count);
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    tinylarge::rng r(opt.seed);
+    for (std::size_t e = 0; e < opt.epochs; ++e) {
+      for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[r.uniform_int(static_cast<std::uint32_t>(i))]);
+      for (std::size_t s = 0; s < train_.count; s += opt.batch_size) {
+        const std::size_t b = std::min(opt.batch_size, train_.count - s);
+        for (std::size_t k = 0; k < b; ++k) {
+          std::copy(train_.x + order[s + k] * train_.features, train_.x + (order[s + k] + 1) * train_.features,
+                    bx.data() + k * train_.features);
+          by[k] = train_.y[order[s + k]];
+        }
+        std::fill(grad.begin(), grad.end(), 0.0f);
+        copy.accumulate_gradient(g, bx.data(), by.data(), b, grad);
+        state.step(copy.parameters().data(), grad.data());
+      }
+    }
+    head h{wd, outs, std::vector<float>(outs * wd + outs)};
+    const float* ph = copy.parameters().data() + copy.weight_offset(hl);
+    for (std::size_t o = 0; o < outs; ++o)
+      for (std::size_t i = 0; i < wd; ++i) h.params[o * wd + i] = ph[o * copy.cols(hl) + i];
+    for (std::size_t o = 0; o < outs; ++o) h.params[outs * wd + o] = ph[copy.rows(hl) * copy.cols(hl) + o];
+    return assemble(copy, g, data, &h);
+  }
+
+  /// Genomes evaluated (including cache hits).
+  [[nodiscard]] std::size_t calls() const noexcept { return calls_; }
+  /// Distinct genomes evaluated.
+  [[nodiscard]] std::size_t distinct() const noexcept { return cache_.size(); }
+  /// The device profile.
+  [[nodiscard]] const device_profile& device() const noexcept { return device_; }
+
+ private:
+  /// The transferred model of `g` on `net`'s body: the new head trained by
+  /// `train_head`, or `fixed` (fp32, fake-quantized here when the head is
+  /// int8); accuracy on `data`; parameters in the library layout.
+  transferred_model assemble(const mlp_supernet& net, const genome& g, const labelled_data& data, const head* fixed) const {
+    std::vector<float> all(train_.x, train_.x + train_.count * train_.features);
+    all.insert(all.end(), data.x, data.x + data.count * data.features);
+    const std::size_t n = train_.count + data.count;
+    const std::vector<float> f = net.body_features(g, all.data(), n, train_.count);
+    const std::size_t wd = g.widths.back();
+    const bool head_int8 = g.precisions.back() == layer_precision::int8;
+    const float scale = head_int8 ? detail::activation_params(f.data(), train_.count * wd).scale : 0.0f;
+    head h;
+    if (fixed == nullptr) {
+      h = train_head(f.data(), train_.y, train_.count, wd, net.space().outputs, opt_, head_int8, scale);
+    } else {
+      h = *fixed;
+      if (head_int8) detail::fake_quantize_dense(h.params.data(), h.params.data() + h.outputs * h.inputs, h.outputs, h.inputs, scale);
+    }
+    transferred_model m{g, {}, head_accuracy(h, f.data() + train_.count * wd, data.y, data.count)};
+    std::vector<float> w, b;
+    for (std::size_t l = 0; l < g.depth(); ++l) {
+      net.hidden_layer(g, l, w, b);
+      if (g.precisions[l] == layer_precision::int8) {
+        // The same quantization body_features applied: input range from the training rows.
+        const std::vector<float> in = l == 0 ? std::vector<float>(train_.x, train_.x + train_.count * train_.features)
+                                             : layer_input(net, g, l);
+        detail::fake_quantize_dense(w.data(), b.data(), g.widths[l], l == 0 ? net.space().inputs : g.widths[l - 1],
+                                    detail::activation_params(in.data(), in.size()).scale);
+      }
+      m.parameters.insert(m.parameters.end(), w.begin(), w.end());
+      m.parameters.insert(m.parameters.end(), b.begin(), b.end());
+    }
+    m.parameters.insert(m.parameters.end(), h.params.begin(), h.params.end());
+    return m;
+  }
+
+  /// Input of hidden layer l (l ≥ 1) on the training rows, as `body_features` computes it.
+  std::vector<float> layer_input(const mlp_supernet& net, const genome& g, std::size_t l) const {
+    genome prefix{std::vector<std::size_t>(g.widths.begin(), g.widths.begin() + static_cast<std::ptrdiff_t>(l)),
+                  std::vector<layer_precision>(g.precisions.begin(), g.precisions.begin() + static_cast<std::ptrdiff_t>(l))};
+    prefix.precisions.push_back(layer_precision::fp32);  // the prefix's "head": no extra quantization
+    return net.body_features(prefix, train_.x, train_.count, train_.count);
+  }
+
+  /// Median over 5 repeats of the mean time of 32 batch-1 fp32 forward passes.
+  double measure_latency(const genome& g) const {
+    std::vector<std::vector<float>> ws(g.depth()), bs(g.depth());
+    for (std::size_t l = 0; l < g.depth(); ++l) net_.hidden_layer(g, l, ws[l], bs[l]);
+    const std::size_t outs = net_.space().outputs, wd = g.widths.back();
+    const std::vector<float> hw(outs * wd + outs, 0.01f);
+    std::vector<float> a(net_.space().max_width() + net_.space().inputs), c(a.size());
+    std::vector<double> times;
+    volatile float sink = 0;
+    for (int rep = 0; rep < 5; ++rep) {
+      const auto t0 = std::chrono::steady_clock::now();
+      for (std::size_t s = 0; s < 32; ++s) {
+        const float* x = eval_.x + (s % eval_.count) * eval_.features;
+        std::size_t in = net_.space().inputs;
+        std::copy(x, x + in, a.data());
+        for (std::size_t l = 0; l < g.depth(); ++l) {
+          kernels::dense_f32(1, g.widths[l], in, a.data(), ws[l].data(), bs[l].data(), c.data());
+          detail::relu_inplace(c.data(), g.widths[l]);
+          a.swap(c);
+          in = g.widths[l];
+        }
+        kernels::dense_f32(1, outs, wd, a.data(), hw.data(), hw.data() + outs * wd, c.data());
+        sink = sink + c[0];
+      }
+      times.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / 32.0);
+    }
+    std::sort(times.begin(), times.end());
+    return times[times.size() / 2];
+  }
+
+  const mlp_supernet& net_;
+  device_profile device_;
+  labelled_data train_, eval_;
+  head_options opt_;
+  bool latency_;
+  std::map<std::string, objectives> cache_;
+  std::size_t calls_ = 0;
+};
+
+}  // namespace tinylarge::nas

@@ -1,0 +1,543 @@
+// Tests of include/tinylarge/nas: the search space, the cost model against
+// the library's compile-time models, Pareto tools against brute force and
+// hand-computed values, the supernet's gradients and weight sharing, the
+// simulated int8 path against the library's int8 network, transfer, the
+// strategies' determinism, and the emitted header / JSON.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "tinylarge/nas/nas.hpp"
+#include "tinylarge/nn/nn.hpp"
+
+namespace nas = tl::nas;
+namespace nn = tl::nn;
+
+namespace {
+
+using i8 = nas::layer_precision;
+
+nas::genome make(std::vector<std::size_t> w, std::vector<i8> p) { return {std::move(w), std::move(p)}; }
+
+// A small synthetic classification task: class c has its mean at a random
+// point, samples add Gaussian noise (values roughly in [0, 1]).
+struct blobs {
+  std::vector<float> x;
+  std::vector<std::uint8_t> y;
+  std::size_t count = 0, features = 0;
+  blobs(std::size_t n, std::size_t f, std::size_t classes, std::uint64_t seed, float noise = 0.15f) : count(n), features(f) {
+    tl::rng g(7);  // the class means are the same for every seed
+    std::vector<float> means(classes * f);
+    for (float& m : means) m = g.uniform();
+    tl::rng s(seed);
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto c = static_cast<std::uint8_t>(s.uniform_int(static_cast<std::uint32_t>(classes)));
+      y.push_back(c);
+      for (std::size_t j = 0; j < f; ++j) x.push_back(means[c * f + j] + s.normal(0.0f, noise));
+    }
+  }
+  nas::labelled_data view() const { return {x.data(), y.data(), count, features}; }
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// Space
+// ---------------------------------------------------------------------------
+
+TEST_CASE("nas space: size, sampling, mutation and crossover stay in the space", "[nas]") {
+  nas::mlp_space s{.inputs = 10, .outputs = 3, .widths = {4, 8}, .min_depth = 1, .max_depth = 2};
+  CHECK(s.size() == 2.0 * 4 + 4.0 * 8);  // d = 1: 2 widths · 2² precisions; d = 2: 2² · 2³
+  // Enumerate by sampling: every genome of the 40 appears, none outside.
+  tl::rng g(3);
+  std::set<std::string> seen;
+  for (int i = 0; i < 4000; ++i) {
+    const nas::genome x = s.sample(g);
+    REQUIRE(s.contains(x));
+    seen.insert(x.key());
+    const nas::genome m = s.mutate(x, g);
+    REQUIRE(s.contains(m));
+    REQUIRE_FALSE(m == x);
+    REQUIRE(s.contains(s.crossover(x, m, g)));
+  }
+  CHECK(seen.size() == 40);
+  CHECK(s.largest() == make({8, 8}, {i8::int8, i8::int8, i8::int8}));
+  CHECK(s.smallest() == make({4}, {i8::int8, i8::int8}));
+  CHECK_FALSE(s.contains(make({5}, {i8::int8, i8::int8})));
+  CHECK_FALSE(s.contains(make({4}, {i8::int8})));
+  CHECK(make({256, 64}, {i8::int8, i8::fp32, i8::int8}).key() == "256i-64f|i");
+}
+
+// ---------------------------------------------------------------------------
+// Cost model against the compile-time models
+// ---------------------------------------------------------------------------
+
+TEST_CASE("nas costs: flash, arena and MACs equal the library's compile-time figures", "[nas]") {
+  const nas::mlp_space s{};  // 784 → … → 5
+  using m3 = tl::sequential<tl::dense<784, 256>, tl::relu, tl::dense<256, 64>, tl::relu, tl::dense<64, 5>>;
+  using q3 = nn::quantized_network<m3, tl::int8_per_channel, nn::heap_storage>;
+  const nas::genome all8 = make({256, 64}, {i8::int8, i8::int8, i8::int8});
+  const nas::genome all32 = make({256, 64}, {i8::fp32, i8::fp32, i8::fp32});
+  CHECK(nas::flash_bytes(s, all8) == q3::parameter_bytes);
+  CHECK(nas::arena_bytes(s, all8) == m3::arena_bytes<tl::int8_per_channel>);
+  CHECK(nas::arena_bytes(s, all8) == q3::arena_bytes);
+  CHECK(nas::flash_bytes(s, all32) == m3::param_count * 4);
+  CHECK(nas::arena_bytes(s, all32) == m3::arena_bytes<tl::fp32>);
+  CHECK(nas::macs(s, all8) == m3::macs);
+  CHECK(nas::parameter_count(s, all8) == m3::param_count);
+
+  using lenet = tl::sequential<tl::dense<784, 300>, tl::relu, tl::dense<300, 100>, tl::relu, tl::dense<100, 5>>;
+  const nas::genome l8 = make({300, 100}, {i8::int8, i8::int8, i8::int8});
+  CHECK(nas::flash_bytes(s, l8) == nn::quantized_network<lenet, tl::int8_per_channel, nn::heap_storage>::parameter_bytes);
+
+  // Mixed: fp32 first layer (fp32 input, fp32 output), int8 rest.
+  const nas::genome mixed = make({256, 64}, {i8::fp32, i8::int8, i8::int8});
+  CHECK(nas::flash_bytes(s, mixed) == 4 * (784 * 256 + 256) + (256 * 64 + 12 * 64) + (64 * 5 + 12 * 5));
+  CHECK(nas::arena_bytes(s, mixed) == 4 * 784 + 4 * 256);
+
+  // Constraints: LeNet-300-100 int8 (270 560 bytes) does not fit 256 KiB.
+  nas::objectives o;
+  nas::apply_costs(s, l8, nas::cortex_m4(), o);
+  CHECK(o.flash_bytes == 270'560);
+  CHECK_FALSE(o.feasible());
+  CHECK(o.violation == Approx(270'560.0 / 262'144.0 - 1.0));
+  nas::apply_costs(s, all8, nas::cortex_m4(), o);
+  CHECK(o.feasible());
+  const nas::device_profile d = nas::cortex_m4();
+  const double moved = static_cast<double>(q3::parameter_bytes + (784 + 256) + (256 + 64) + (64 + 5));
+  CHECK(o.energy_uj == Approx((static_cast<double>(m3::macs) * d.pj_per_mac + moved * d.pj_per_byte) * 1e-6));
+}
+
+// ---------------------------------------------------------------------------
+// Pareto tools
+// ---------------------------------------------------------------------------
+
+TEST_CASE("nas non-dominated sorting equals brute-force peeling on random points", "[nas]") {
+  tl::rng g(11);
+  for (int trial = 0; trial < 30; ++trial) {
+    const std::size_t n = 1 + g.uniform_int(40), m = 2 + g.uniform_int(2);
+    std::vector<nas::point> pts(n, nas::point(m));
+    std::vector<double> viol(n, 0.0);
+    for (auto& p : pts)
+      for (double& v : p) v = static_cast<double>(g.uniform_int(6));  // small grid: many ties
+    const bool constrained = trial % 2 == 1;
+    if (constrained)
+      for (double& v : viol) v = g.uniform_int(3) == 0 ? static_cast<double>(g.uniform_int(3)) : 0.0;
+    const auto fronts = nas::non_dominated_sort(pts, constrained ? viol : std::vector<double>{});
+    // Brute force: repeatedly remove the set of points no remaining point dominates.
+    auto dom = [&](std::size_t a, std::size_t b) {
+      return constrained ? nas::constrained_dominates(pts[a], viol[a], pts[b], viol[b]) : nas::dominates(pts[a], pts[b]);
+    };
+    std::vector<std::size_t> left(n);
+    for (std::size_t i = 0; i < n; ++i) left[i] = i;
+    std::size_t f = 0;
+    while (!left.empty()) {
+      std::vector<std::size_t> front, rest;
+      for (std::size_t p : left) {
+        bool d = false;
+        for (std::size_t q : left) d = d || dom(q, p);
+        (d ? rest : front).push_back(p);
+      }
+      REQUIRE(f < fronts.size());
+      CHECK(fronts[f] == front);
+      left = rest;
+      ++f;
+    }
+    CHECK(f == fronts.size());
+  }
+}
+
+TEST_CASE("nas crowding distance on a hand-checked front", "[nas]") {
+  // Front (minimise both): (0,4) (1,2) (2,1) (4,0). Ranges 4 and 4.
+  // (1,2): (2−0)/4 + (4−1)/4 = 1.25; (2,1): (4−1)/4 + (2−0)/4 = 1.25; extremes ∞.
+  const std::vector<nas::point> pts{{2, 1}, {0, 4}, {4, 0}, {1, 2}};
+  const auto d = nas::crowding_distance(pts, {0, 1, 2, 3});
+  CHECK(d[0] == Approx(1.25));
+  CHECK(std::isinf(d[1]));
+  CHECK(std::isinf(d[2]));
+  CHECK(d[3] == Approx(1.25));
+  // Uneven spacing: (0,3) (1,2.5) (3,0): the middle gets 3/3 + 3/3 = 2.
+  const std::vector<nas::point> q{{0, 3}, {1, 2.5}, {3, 0}};
+  CHECK(nas::crowding_distance(q, {0, 1, 2})[1] == Approx(2.0));
+  CHECK(nas::pareto_front({{1, 1}, {0, 2}, {2, 2}, {1, 1}}) == std::vector<std::size_t>{0, 1, 3});
+}
+
+TEST_CASE("nas 2-D hypervolume: hand-computed value and a Monte-Carlo estimate", "[nas]") {
+  // Points (1,3) (2,2) (3,1), dominated (3,3), outside (5,0.5); reference (4,4):
+  // staircase area = (2−1)·(4−3) + (3−2)·(4−2) + (4−3)·(4−1) = 1 + 2 + 3 = 6.
+  const std::vector<nas::point> pts{{3, 1}, {1, 3}, {2, 2}, {3, 3}, {5, 0.5}};
+  CHECK(nas::hypervolume_2d(pts, {4, 4}) == Approx(6.0));
+  CHECK(nas::hypervolume_2d({}, {4, 4}) == 0.0);
+  CHECK(nas::hypervolume_2d({{0, 0}}, {2, 3}) == Approx(6.0));
+
+  tl::rng g(5);
+  for (int trial = 0; trial < 3; ++trial) {
+    std::vector<nas::point> r;
+    for (int i = 0; i < 12; ++i) r.push_back({g.uniform(), g.uniform()});
+    const double hv = nas::hypervolume_2d(r, {1, 1});
+    std::size_t in = 0;
+    const std::size_t samples = 200'000;
+    for (std::size_t s = 0; s < samples; ++s) {
+      const double x = g.uniform(), y = g.uniform();
+      bool covered = false;
+      for (const auto& p : r) covered = covered || (p[0] <= x && p[1] <= y);
+      in += covered ? 1 : 0;
+    }
+    const double mc = static_cast<double>(in) / static_cast<double>(samples);
+    CHECK(std::abs(mc - hv) < 4.0 * std::sqrt(hv * (1 - hv) / static_cast<double>(samples)) + 1e-3);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Supernet
+// ---------------------------------------------------------------------------
+
+TEST_CASE("nas supernet: gradients of sub-networks against finite differences", "[nas]") {
+  const nas::mlp_space s{.inputs = 6, .outputs = 3, .widths = {3, 5}, .min_depth = 1, .max_depth = 3};
+  nas::mlp_supernet net(s, 2);
+  // Zero-mean inputs, so that the narrow sub-networks have live relu units.
+  std::vector<float> x(16 * 6);
+  std::vector<std::uint8_t> y(16);
+  tl::rng r(9);
+  for (float& v : x) v = r.normal(0.0f, 1.0f);
+  for (auto& v : y) v = static_cast<std::uint8_t>(r.uniform_int(3));
+  // Nonzero biases: with zero biases a unit whose inputs are all zero sits exactly on the relu kink.
+  for (float& p : net.parameters()) p += r.normal(0.0f, 0.1f);
+  for (const nas::genome& g : {make({5, 3}, {i8::fp32, i8::fp32, i8::fp32}), make({3}, {i8::fp32, i8::fp32}),
+                               make({5, 5, 3}, {i8::fp32, i8::fp32, i8::fp32, i8::fp32})}) {
+    std::vector<float> grad(net.parameters().size(), 0.0f);
+    net.accumulate_gradient(g, x.data(), y.data(), 16, grad);
+    std::size_t checked = 0, outside_zero = 0, kinks = 0;
+    std::vector<float> dummy(grad.size());
+    auto central = [&](std::size_t i, float eps) {
+      const float keep = net.parameters()[i];
+      net.parameters()[i] = keep + eps;
+      const double up = net.accumulate_gradient(g, x.data(), y.data(), 16, dummy);
+      net.parameters()[i] = keep - eps;
+      const double down = net.accumulate_gradient(g, x.data(), y.data(), 16, dummy);
+      net.parameters()[i] = keep;
+      return (up - down) / (2.0 * static_cast<double>(eps));
+    };
+    for (std::size_t i = 0; i < grad.size(); ++i) {
+      const double fd = central(i, 1e-3f);
+      if (fd == 0.0 && grad[i] == 0.0f) {
+        ++outside_zero;
+        continue;
+      }
+      // A relu kink within ±ε of a sample makes the difference quotient depend on ε: skip (and count) it.
+      if (std::abs(fd - central(i, 2.5e-4f)) > 0.05 * std::abs(fd) + 5e-4) {
+        ++kinks;
+        continue;
+      }
+      INFO("genome " << g.key() << " parameter " << i);
+      CHECK(static_cast<double>(grad[i]) == Approx(fd).margin(1e-3).epsilon(2e-2));
+      ++checked;
+    }
+    CHECK(kinks <= 3);
+    CHECK(checked > 15);       // the sub-network's parameters
+    CHECK(outside_zero > 10);  // the rest of the supernet: no gradient, no effect
+  }
+}
+
+TEST_CASE("nas supernet: the distillation gradient against finite differences", "[nas]") {
+  const nas::mlp_space s{.inputs = 5, .outputs = 4, .widths = {3, 6}, .min_depth = 1, .max_depth = 2};
+  nas::mlp_supernet net(s, 3);
+  tl::rng r(4);
+  std::vector<float> x(8 * 5), teacher(8 * 4);
+  for (float& v : x) v = r.normal(0.0f, 1.0f);
+  for (std::size_t b = 0; b < 8; ++b) {  // a random probability vector per row
+    float sum = 0;
+    for (std::size_t j = 0; j < 4; ++j) sum += teacher[b * 4 + j] = r.uniform() + 0.05f;
+    for (std::size_t j = 0; j < 4; ++j) teacher[b * 4 + j] /= sum;
+  }
+  for (float& p : net.parameters()) p += r.normal(0.0f, 0.1f);
+  const nas::genome g = make({6, 3}, {i8::fp32, i8::fp32, i8::fp32});
+  std::vector<float> grad(net.parameters().size(), 0.0f), dummy(grad.size());
+  net.accumulate_distillation_gradient(g, x.data(), teacher.data(), 8, grad);
+  auto central = [&](std::size_t i, float eps) {
+    const float keep = net.parameters()[i];
+    net.parameters()[i] = keep + eps;
+    const double up = net.accumulate_distillation_gradient(g, x.data(), teacher.data(), 8, dummy);
+    net.parameters()[i] = keep - eps;
+    const double down = net.accumulate_distillation_gradient(g, x.data(), teacher.data(), 8, dummy);
+    net.parameters()[i] = keep;
+    return (up - down) / (2.0 * static_cast<double>(eps));
+  };
+  std::size_t checked = 0, kinks = 0;
+  for (std::size_t i = 0; i < grad.size(); ++i) {
+    const double fd = central(i, 1e-3f);
+    if (fd == 0.0 && grad[i] == 0.0f) continue;
+    if (std::abs(fd - central(i, 2.5e-4f)) > 0.05 * std::abs(fd) + 5e-4) {
+      ++kinks;
+      continue;
+    }
+    INFO("parameter " << i);
+    CHECK(static_cast<double>(grad[i]) == Approx(fd).margin(1e-3).epsilon(2e-2));
+    ++checked;
+  }
+  CHECK(checked > 30);
+  CHECK(kinks <= 3);
+  // Soft targets equal to one-hot labels give the labelled loss and gradient.
+  std::vector<std::uint8_t> y(8);
+  std::vector<float> onehot(8 * 4, 0.0f);
+  for (std::size_t b = 0; b < 8; ++b) onehot[b * 4 + (y[b] = static_cast<std::uint8_t>(b % 4))] = 1.0f;
+  std::vector<float> g1(grad.size(), 0.0f), g2(grad.size(), 0.0f);
+  const double l1 = net.accumulate_gradient(g, x.data(), y.data(), 8, g1);
+  const double l2 = net.accumulate_distillation_gradient(g, x.data(), onehot.data(), 8, g2);
+  CHECK(l1 == Approx(l2).epsilon(1e-6));
+  for (std::size_t i = 0; i < g1.size(); ++i) CHECK(g1[i] == Approx(g2[i]).margin(1e-6));
+}
+
+TEST_CASE("nas supernet: a sub-network is the first units of each shared layer", "[nas]") {
+  const nas::mlp_space s{.inputs = 7, .outputs = 3, .widths = {2, 4, 6}, .min_depth = 1, .max_depth = 2};
+  nas::mlp_supernet net(s, 4);
+  const blobs data(5, 7, 3, 1);
+  const nas::genome g = make({4, 2}, {i8::fp32, i8::fp32, i8::fp32});
+  std::vector<float> z(5 * 3);
+  net.logits(g, data.x.data(), 5, z.data());
+  // Naive loops over the shared matrices: layer l uses rows [0, w_l) and columns [0, w_{l−1}).
+  const auto p = net.parameters();
+  for (std::size_t r = 0; r < 5; ++r) {
+    std::vector<double> a(data.x.begin() + static_cast<std::ptrdiff_t>(r * 7), data.x.begin() + static_cast<std::ptrdiff_t>(r * 7 + 7));
+    for (std::size_t l = 0; l < 3; ++l) {
+      const std::size_t L = l == 2 ? s.max_depth : l;  // the head is supernet layer max_depth
+      const std::size_t out = l == 2 ? 3 : g.widths[l];
+      std::vector<double> b(out);
+      for (std::size_t o = 0; o < out; ++o) {
+        double acc = p[net.weight_offset(L) + net.rows(L) * net.cols(L) + o];
+        for (std::size_t i = 0; i < a.size(); ++i) acc += static_cast<double>(p[net.weight_offset(L) + o * net.cols(L) + i]) * a[i];
+        b[o] = l == 2 ? acc : std::max(acc, 0.0);
+      }
+      a = b;
+    }
+    for (std::size_t j = 0; j < 3; ++j) CHECK(z[r * 3 + j] == Approx(a[j]).margin(1e-5));
+  }
+  // The inference path (compact copies, dense_f32) gives the same hidden output.
+  const std::vector<float> f = net.body_features(g, data.x.data(), 5, 5);
+  std::vector<float> w, b;
+  net.hidden_layer(g, 1, w, b);
+  CHECK(f.size() == 5 * 2);
+  CHECK(w.size() == 2 * 4);
+}
+
+TEST_CASE("nas supernet: sandwich training teaches small and large sub-networks", "[nas]") {
+  const nas::mlp_space s{.inputs = 12, .outputs = 4, .widths = {4, 16, 32}, .min_depth = 1, .max_depth = 2};
+  nas::mlp_supernet net(s, 1);
+  const blobs train(800, 12, 4, 1, 0.25f), test(400, 12, 4, 2, 0.25f);
+  auto accuracy = [&](const nas::genome& g) {
+    std::vector<float> z(test.count * 4);
+    net.logits(g, test.x.data(), test.count, z.data());
+    std::size_t hits = 0;
+    for (std::size_t i = 0; i < test.count; ++i) {
+      const auto* zi = z.data() + i * 4;
+      hits += static_cast<std::size_t>(std::max_element(zi, zi + 4) - zi) == test.y[i] ? 1 : 0;
+    }
+    return static_cast<double>(hits) / static_cast<double>(test.count);
+  };
+  const double before = accuracy(s.smallest());
+  const auto history = net.train(train.view(), {.epochs = 20, .batch_size = 32, .learning_rate = 3e-3f, .seed = 3});
+  REQUIRE(history.size() == 20);
+  CHECK(history.back() < history.front());
+  CHECK(accuracy(s.smallest()) > 0.6);  // chance is 0.25
+  CHECK(accuracy(s.largest()) > 0.8);
+  CHECK(accuracy(make({16, 4}, {i8::fp32, i8::fp32, i8::fp32})) > 0.8);
+  CHECK(accuracy(s.smallest()) > before);
+  // Reproducible: the same seeds give the same weights bit for bit.
+  nas::mlp_supernet again(s, 1);
+  again.train(train.view(), {.epochs = 20, .batch_size = 32, .learning_rate = 3e-3f, .seed = 3});
+  CHECK(std::equal(net.parameters().begin(), net.parameters().end(), again.parameters().begin()));
+  // In-place distillation trains them as well (and changes the weights).
+  nas::mlp_supernet distilled(s, 1);
+  distilled.train(train.view(), {.epochs = 20, .batch_size = 32, .learning_rate = 3e-3f, .seed = 3, .inplace_distillation = true});
+  CHECK_FALSE(std::equal(net.parameters().begin(), net.parameters().end(), distilled.parameters().begin()));
+  std::swap(net, distilled);
+  CHECK(accuracy(s.smallest()) > 0.6);
+  CHECK(accuracy(s.largest()) > 0.8);
+}
+
+TEST_CASE("nas simulated int8 agrees with the library's int8 network", "[nas]") {
+  // A trained sub-network, all int8, against nn::quantized_network of the
+  // same sequential<> type with the same weights after PTQ on the same rows.
+  const nas::mlp_space s{.inputs = 12, .outputs = 4, .widths = {16, 32}, .min_depth = 1, .max_depth = 1};
+  nas::mlp_supernet net(s, 1);
+  const blobs train(600, 12, 4, 1, 0.25f), test(300, 12, 4, 2, 0.25f);
+  net.train(train.view(), {.epochs = 6, .batch_size = 32, .learning_rate = 3e-3f, .seed = 3});
+  const blobs target(60, 12, 4, 5, 0.25f);
+  nas::transfer_evaluator ev(net, nas::cortex_m4(), target.view(), test.view());
+  const nas::genome g8 = make({16}, {i8::int8, i8::int8});
+  const nas::genome g32 = make({16}, {i8::fp32, i8::fp32});
+  const nas::transferred_model m8 = ev.transfer(g8, test.view());
+  const nas::transferred_model m32 = ev.transfer(g32, test.view());
+  CHECK(m32.accuracy > 0.8);
+  CHECK(std::abs(m8.accuracy - m32.accuracy) < 0.05);
+  // The fp32 transferred parameters in the compile-time network, quantized by the library.
+  using model = tl::sequential<tl::dense<12, 16>, tl::relu, tl::dense<16, 4>>;
+  REQUIRE(m32.parameters.size() == model::param_count);
+  nn::network<model> fp;
+  std::copy(m32.parameters.begin(), m32.parameters.end(), fp.parameters().begin());
+  auto q = std::make_unique<nn::quantized_network<model, tl::int8_per_channel, nn::heap_storage>>();
+  nn::quantize_post_training(fp, target.x.data(), target.count, *q);
+  std::size_t hits = 0;
+  for (std::size_t i = 0; i < test.count; ++i) hits += q->classify(test.x.data() + i * 12) == test.y[i] ? 1 : 0;
+  const double library_int8 = static_cast<double>(hits) / static_cast<double>(test.count);
+  // The simulated int8 (which also re-trains the head on int8 features) is within 5 points of the library's PTQ.
+  CHECK(std::abs(m8.accuracy - library_int8) < 0.05);
+  // An int8 layer's weights are integer multiples of its row's scale amax/127 (per-channel symmetric).
+  for (std::size_t o = 0; o < 16; ++o) {
+    const float* row = m8.parameters.data() + o * 12;
+    float amax = 0.0f;
+    for (std::size_t i = 0; i < 12; ++i) amax = std::max(amax, std::fabs(row[i]));
+    REQUIRE(amax > 0.0f);
+    for (std::size_t i = 0; i < 12; ++i) {
+      const double k = static_cast<double>(row[i]) * 127.0 / static_cast<double>(amax);
+      CHECK(std::abs(k - std::round(k)) < 1e-3);
+    }
+  }
+  // … whereas the fp32 genome's are not.
+  std::size_t off_grid = 0;
+  for (std::size_t o = 0; o < 16; ++o) {
+    const float* row = m32.parameters.data() + o * 12;
+    float amax = 0.0f;
+    for (std::size_t i = 0; i < 12; ++i) amax = std::max(amax, std::fabs(row[i]));
+    for (std::size_t i = 0; i < 12; ++i) {
+      const double k = static_cast<double>(row[i]) * 127.0 / static_cast<double>(amax);
+      off_grid += std::abs(k - std::round(k)) > 1e-2 ? 1 : 0;
+    }
+  }
+  CHECK(off_grid > 100);
+}
+
+// ---------------------------------------------------------------------------
+// Transfer evaluator and strategies
+// ---------------------------------------------------------------------------
+
+namespace {
+// A deterministic synthetic evaluator: accuracy rises with log-width and
+// depth, flash from the real cost model.
+struct synthetic {
+  nas::mlp_space space;
+  nas::device_profile device;
+  std::size_t calls = 0;
+  nas::objectives operator()(const nas::genome& g) {
+    ++calls;
+    nas::objectives o;
+    nas::apply_costs(space, g, device, o);
+    double a = 0.5;
+    for (std::size_t l = 0; l < g.depth(); ++l) a += 0.05 * std::log2(static_cast<double>(g.widths[l])) / static_cast<double>(l + 1);
+    for (i8 p : g.precisions) a -= p == i8::int8 ? 0.005 : 0.0;
+    o.accuracy = std::min(a, 0.99);
+    return o;
+  }
+};
+bool same(const std::vector<nas::candidate>& a, const std::vector<nas::candidate>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (!(a[i].g == b[i].g)) return false;
+  return true;
+}
+}  // namespace
+
+TEST_CASE("nas strategies: exact budgets, deterministic for a seed, different across seeds", "[nas]") {
+  const nas::mlp_space s{};
+  synthetic ev{s, nas::cortex_m4()};
+  const auto r1 = nas::random_search(s, ev, {.budget = 60, .seed = 1});
+  const auto r2 = nas::random_search(s, ev, {.budget = 60, .seed = 1});
+  const auto r3 = nas::random_search(s, ev, {.budget = 60, .seed = 2});
+  CHECK(r1.size() == 60);
+  CHECK(same(r1, r2));
+  CHECK_FALSE(same(r1, r3));
+  ev.calls = 0;
+  const auto e1 = nas::regularized_evolution(s, ev, {.budget = 80, .population = 10, .sample = 3, .seed = 1});
+  CHECK(ev.calls == 80);
+  const auto e2 = nas::regularized_evolution(s, ev, {.budget = 80, .population = 10, .sample = 3, .seed = 1});
+  const auto e3 = nas::regularized_evolution(s, ev, {.budget = 80, .population = 10, .sample = 3, .seed = 9});
+  CHECK(same(e1, e2));
+  CHECK_FALSE(same(e1, e3));
+  // After the initial population every genome is a one-edit mutation of an earlier one.
+  for (std::size_t i = 10; i < e1.size(); ++i) {
+    bool parent = false;
+    for (std::size_t j = 0; j < i && !parent; ++j) {
+      const auto& a = e1[i].g;
+      const auto& b = e1[j].g;
+      std::size_t diff = 0;
+      if (a.depth() == b.depth()) {
+        for (std::size_t l = 0; l < a.depth(); ++l) diff += a.widths[l] != b.widths[l] || a.precisions[l] != b.precisions[l];
+        diff += a.precisions.back() != b.precisions.back();
+        parent = diff == 1;
+      } else {
+        parent = a.depth() + 1 == b.depth() || b.depth() + 1 == a.depth();  // an insertion or a removal
+      }
+    }
+    CHECK(parent);
+  }
+  ev.calls = 0;
+  const auto n1 = nas::nsga2(s, ev, {.budget = 70, .population = 10, .seed = 1});
+  CHECK(ev.calls == 70);
+  CHECK(same(n1, nas::nsga2(s, ev, {.budget = 70, .population = 10, .seed = 1})));
+  CHECK_FALSE(same(n1, nas::nsga2(s, ev, {.budget = 70, .population = 10, .seed = 4})));
+  // Fronts are feasible, non-dominated and sorted by flash; hypervolumes lie in [0, 1].
+  for (const auto* h : {&r1, &e1, &n1}) {
+    const auto front = nas::feasible_front(*h);
+    REQUIRE_FALSE(front.empty());
+    for (std::size_t k = 0; k < front.size(); ++k) {
+      CHECK((*h)[front[k]].obj.feasible());
+      if (k > 0) CHECK((*h)[front[k - 1]].obj.flash_bytes <= (*h)[front[k]].obj.flash_bytes);
+      for (const auto& c : *h)
+        if (c.obj.feasible()) CHECK_FALSE(nas::dominates(nas::accuracy_flash(c.obj), nas::accuracy_flash((*h)[front[k]].obj)));
+    }
+    const double hv = nas::front_hypervolume(*h, s.inputs * 1000);
+    CHECK(hv > 0.0);
+    CHECK(hv < 1.0);
+  }
+}
+
+TEST_CASE("nas transfer evaluator: caching, costs, and the emitted header and JSON", "[nas]") {
+  const nas::mlp_space s{.inputs = 12, .outputs = 4, .widths = {8, 16}, .min_depth = 1, .max_depth = 2};
+  nas::mlp_supernet net(s, 1);
+  const blobs src(400, 12, 4, 1, 0.25f), tgt(40, 12, 4, 2, 0.25f), val(200, 12, 4, 3, 0.25f);
+  net.train(src.view(), {.epochs = 3, .batch_size = 32, .learning_rate = 3e-3f, .seed = 1});
+  nas::transfer_evaluator ev(net, nas::cortex_m4(), tgt.view(), val.view(), {}, /*measure_latency=*/true);
+  const nas::genome g = make({16, 8}, {i8::int8, i8::fp32, i8::int8});
+  const nas::objectives a = ev(g);
+  const nas::objectives b = ev(g);
+  CHECK(ev.calls() == 2);
+  CHECK(ev.distinct() == 1);
+  CHECK(a.accuracy == b.accuracy);
+  CHECK(a.accuracy > 0.5);
+  CHECK(a.latency_us > 0.0);
+  CHECK(a.flash_bytes == nas::flash_bytes(s, g));
+  const auto history = nas::random_search(s, ev, {.budget = 12, .seed = 2});
+  // The transfer of the evaluator's genome on its own rows reproduces its accuracy.
+  CHECK(ev.transfer(g, val.view()).accuracy == a.accuracy);
+
+  // Fine-tuning: zero epochs is the plain transfer; epochs fit the target rows at least as well and change the body.
+  const nas::transferred_model t0 = ev.transfer(g, tgt.view());
+  const nas::transferred_model f0 = ev.fine_tune(g, tgt.view(), {.epochs = 0});
+  CHECK(f0.accuracy == t0.accuracy);
+  CHECK(f0.parameters == t0.parameters);
+  const nas::transferred_model f30 = ev.fine_tune(g, tgt.view(), {.epochs = 30, .batch_size = 8, .learning_rate = 1e-3f});
+  CHECK(f30.accuracy >= t0.accuracy);
+  CHECK_FALSE(std::equal(f30.parameters.begin(), f30.parameters.begin() + 16 * 12, t0.parameters.begin()));
+  CHECK(ev.fine_tune(g, val.view(), {.epochs = 30, .batch_size = 8, .learning_rate = 1e-3f}).accuracy > 0.5);
+
+  const nas::transferred_model m = ev.transfer(g, val.view());
+  const std::string h = nas::emit_header(s, m, "chosen");
+  CHECK(h.find("using model = ::tinylarge::nn::sequential<::tinylarge::nn::dense<12, 16>, ::tinylarge::nn::relu, "
+               "::tinylarge::nn::dense<16, 8>, ::tinylarge::nn::relu, ::tinylarge::nn::dense<8, 4>>;") != std::string::npos);
+  CHECK(h.find("{\"int8\", \"fp32\", \"int8\"}") != std::string::npos);
+  CHECK(std::count(h.begin(), h.end(), ',') >= static_cast<std::ptrdiff_t>(nas::parameter_count(s, g)));
+  const std::string j = nas::front_json(history, ev.device(), 262'144, "random");
+  CHECK(j.find("\"strategy\": \"random\"") != std::string::npos);
+  CHECK(j.find("\"front\": [\n    {\"genome\"") != std::string::npos);
+  nas::transferred_model bad = m;
+  bad.parameters.pop_back();
+#if TINYLARGE_HAS_EXCEPTIONS
+  CHECK_THROWS_AS(nas::emit_header(s, bad, "x"), tl::error);
+#endif
+}
