@@ -300,7 +300,7 @@ fi
 # (QEMU traces, 124 s CPU in 80 s) reuses mcu-cortex-m's build directory: mcu-cortex-m is not
 # light, so it has ended before the light steps start. Not here: the steps that build with -j
 # throughout, mcu-cortex-m, mcu-serial (18 s, timeouts).
-light_steps transport mcu-cnn fuzz-model-file mcu-mac-count fuzz-parsers zero-overhead mcu-example quickstart packaging docs
+light_steps transport mcu-cnn fuzz-model-file mcu-mac-count fuzz-parsers zero-overhead mcu-example nas-mcu quickstart packaging docs
 
 # ----------------------------------------------------------------------------
 # Main

@@ -61,6 +61,11 @@
 #                of round 2 over MQTT = in process with the same client leaving (the step waits
 #                `round_timeout`, then goes on without it: rounds of 4, 3, 3, 3 clients); the server
 #                stopped in round 3 and resumed from its checkpoint, in process: the same bits
+#   nn-splitfed-v2  SplitFedV2 (`splitfed_v2_deployment`: the clients one after another on one server
+#                segment): workflow/split.hpp's splitfed_v2 = in process = `mpirun -np 5` = MQTT, cmp;
+#                Dirichlet(0.5) clients of unequal size in process (the reshuffle order is client-major);
+#                client 3 SIGKILLed at step 5 of round 2 over MQTT = in process (its turn times out,
+#                client 4 goes on: rounds of 4, 3, 3, 3 clients)
 #   nn-split-client-killed   over MQTT, client 3 SIGKILLs itself at step 5 of round 2:
 #                rounds of 4, 3, 3, 3 clients; identical to the in-process run in which
 #                client 3 leaves at the same step
@@ -702,6 +707,42 @@ step_nn_psl() {  # PSL: the engine in process vs the lockstep deployment in proc
     "nn psl: client 3 killed at step 5 of round 2, the steps go on with the other 3; mqtt vs in_process"
 }
 
+step_nn_splitfed_v2() {  # SplitFedV2: the engine in process vs the sequential deployment in process, MPI, MQTT
+  nn_data || return 1
+  rm -f "$WORK"/nn-v2-*.bin
+  local v2=(--scheme splitfed_v2) dir=(--dirichlet 0.5)
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" "${v2[@]}" --out "$WORK/nn-v2-workflow.bin" || return 1
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "${v2[@]}" --out "$WORK/nn-v2-inproc.bin" || return 1
+  same "$WORK/nn-v2-workflow.bin" "$WORK/nn-v2-inproc.bin" "nn splitfed_v2: splitfed_v2_deployment in_process vs workflow/split.hpp" || return 1
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" "${v2[@]}" "${dir[@]}" --out "$WORK/nn-v2-dir-workflow.bin" || return 1
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "${v2[@]}" "${dir[@]}" --out "$WORK/nn-v2-dir-inproc.bin" || return 1
+  same "$WORK/nn-v2-dir-workflow.bin" "$WORK/nn-v2-dir-inproc.bin" \
+    "nn splitfed_v2, Dirichlet(0.5) clients of unequal size: in_process vs workflow/split.hpp" || return 1
+  nn_mpi splitfed "$WORK/nn-v2-mpi.bin" "${v2[@]}" || return 1
+  same "$WORK/nn-v2-workflow.bin" "$WORK/nn-v2-mpi.bin" "nn splitfed_v2: mpi vs workflow/split.hpp" || return 1
+  CLIENT_EXTRA=()
+  nn_mqtt splitfed nnv2 "$WORK/nn-v2-mqtt.bin" "${v2[@]}" || return 1
+  same "$WORK/nn-v2-workflow.bin" "$WORK/nn-v2-mqtt.bin" "nn splitfed_v2: mqtt vs workflow/split.hpp" || return 1
+  for f in nn-psl-workflow nn-splitfed-inproc; do
+    [[ -f "$WORK/$f.bin" ]] && cmp -s "$WORK/nn-v2-workflow.bin" "$WORK/$f.bin" && { echo "SplitFedV2 computed $f's model"; return 1; }
+  done
+  local fault=(--min-clients 3 --round-timeout-ms 4000)
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "${v2[@]}" "${fault[@]}" \
+    --drop-client 3 --drop-round 2 --drop-step 5 --out "$WORK/nn-v2-drop-inproc.bin" | tee "$WORK/nnv2drop-inproc.log"
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || return 1
+  CLIENT_EXTRA=([3]="--die-round 2 --die-step 5")
+  nn_mqtt splitfed nnv2drop "$WORK/nn-v2-drop-mqtt.bin" "${v2[@]}" "${fault[@]}"
+  local rc=$?
+  CLIENT_EXTRA=()
+  [[ $rc -eq 0 ]] || return 1
+  grep -q "SIGKILL" "$WORK/nnv2drop-client-3.log" || { echo "client 3 did not die"; return 1; }
+  for f in "$WORK/nnv2drop-inproc.log" "$WORK/nnv2drop-server.log"; do
+    grep -q "clients per round \[ 4 3 3 3 \]" "$f" || { echo "unexpected round sizes in $f"; return 1; }
+  done
+  same "$WORK/nn-v2-drop-inproc.bin" "$WORK/nn-v2-drop-mqtt.bin" \
+    "nn splitfed_v2: client 3 killed at step 5 of round 2, its turn timed out, client 4 went on; mqtt vs in_process"
+}
+
 step_nn_splitfed_client_killed() {
   nn_data || return 1
   local fault=(--min-clients 3 --round-timeout-ms 4000)
@@ -807,13 +848,14 @@ if [[ $FAILED -eq 0 ]]; then
   step nn-transfer step_nn_transfer
   step nn-splitfed step_nn_splitfed
   step nn-psl step_nn_psl
+  step nn-splitfed-v2 step_nn_splitfed_v2
   step nn-split-client-killed step_nn_splitfed_client_killed
   step nn-split-server-killed step_nn_split_server_killed
   step pipeline-mpi step_pipeline_mpi
 else
   [[ -n "$FUZZ_PID" ]] && { kill "$FUZZ_PID" 2>/dev/null; wait "$FUZZ_PID" 2>/dev/null; }
   echo "build failed: the end-to-end steps are skipped (counted as failed)"
-  FAILED=$((FAILED + 20))
+  FAILED=$((FAILED + 21))
 fi
 
 echo "==== transport summary"

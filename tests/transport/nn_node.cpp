@@ -20,8 +20,9 @@
 // common: --clients N --rounds R --seed S --batch B --out FILE --min-clients M --round-timeout-ms T
 //         [--dirichlet ALPHA]  (Dirichlet label skew, unequal client sizes, instead of 4 shards per client)
 // splitfed: --codecs fp32|int8-fp16                        (the cut's uplink-downlink codecs, partition/codec.hpp)
-//           --scheme splitfed_v1|psl                        (PSL: one server segment, every client's step t in
-//                                                            one batch; mode workflow then runs workflow/split.hpp's PSL)
+//           --scheme splitfed_v1|psl|splitfed_v2            (PSL: one server segment, every client's step t in
+//                                                            one batch; SplitFedV2: the clients one after another on
+//                                                            one server segment; mode workflow runs workflow/split.hpp's)
 // fedavg: --policy fedavg|fedavgm|fedprox|fedadam|median|dp|reptile   (the server's aggregation rule)
 //         --secure                                          (secure aggregation, linear policies: masked updates,
 //                                                            X25519 + ChaCha20, aggregate/secure.hpp)
@@ -110,6 +111,9 @@ using split_protocol = tl::workflow::splitfed_v1_deployment<model, partition, tl
 /// --scheme psl: parallel split learning (one server segment, lockstep steps).
 template <class Up, class Down>
 using psl_protocol = tl::workflow::psl_deployment<model, partition, tl::nn::adam, tl::fedavg, Up, Down>;
+/// --scheme splitfed_v2: the clients one after another on one server segment.
+template <class Up, class Down>
+using v2_protocol = tl::workflow::splitfed_v2_deployment<model, partition, tl::nn::adam, tl::fedavg, Up, Down>;
 using protocol = split_protocol<tl::codec::fp32, tl::codec::fp32>;
 
 struct args {
@@ -126,7 +130,7 @@ struct args {
   bool secure = false;          ///< FedAvg with secure aggregation (aggregate/secure.hpp)
   std::string die_secure_step;  ///< with --die-round: leave before sending this secure step (shares, masked, response)
   std::string personal;         ///< transfer: client k writes its personal model to personal + "." + k
-  std::string scheme = "splitfed_v1";  ///< splitfed: the split scheme, splitfed_v1 or psl
+  std::string scheme = "splitfed_v1";  ///< splitfed: the split scheme, splitfed_v1, psl or splitfed_v2
 };
 
 [[noreturn]] void usage(const char* msg) {
@@ -192,9 +196,10 @@ args parse(int argc, char** argv) {
     usage("--checkpoint and --crash-* are options of the splitfed server (fedavg_node has FedAvg's)");
   if (a.crash_round != 0 && a.checkpoint.empty()) usage("--crash-round needs --checkpoint");
   if (a.codecs != "fp32" && a.codecs != "int8-fp16") usage("--codecs must be fp32 or int8-fp16");
-  if (a.scheme != "splitfed_v1" && a.scheme != "psl") usage("--scheme must be splitfed_v1 or psl");
+  if (a.scheme != "splitfed_v1" && a.scheme != "psl" && a.scheme != "splitfed_v2")
+    usage("--scheme must be splitfed_v1, psl or splitfed_v2");
   if (a.scheme != "splitfed_v1" && (a.workflow != "splitfed" || a.mode == "hostile"))
-    usage("--scheme psl is an option of the splitfed workflow (not of its hostile mode)");
+    usage("--scheme is an option of the splitfed workflow (not of its hostile mode)");
   if (a.secure && (a.workflow != "fedavg" || a.update != "fp32" ||
                    (a.policy != "fedavg" && a.policy != "fedavgm" && a.policy != "fedprox" && a.policy != "fedadam")))
     usage("--secure is for fedavg with a linear --policy (fedavg, fedavgm, fedprox, fedadam) and fp32 updates");
@@ -539,12 +544,12 @@ std::uint32_t split_steps(const args& a, const task_data& d) {
   return static_cast<std::uint32_t>(std::max<std::size_t>(1, (total / d.parts.size() + a.batch - 1) / a.batch));
 }
 
-/// The batches of client c (0-based), drawn as workflow/split.hpp's SplitFedV1
-/// draws them: the client's samples shuffled by rng(seed, 0x5a17 + c); when a
-/// client runs out, it reshuffles with rng(seed + 1 + j, 0x5a17 + c), where j
-/// counts the reshuffles of *all* clients in the simulation's order (rounds,
-/// then steps, then clients: workflow/split.hpp runs step t of every client
-/// before step t + 1). Every process computes j for its client from the
+/// The batches of client c (0-based), drawn as workflow/split.hpp draws them:
+/// the client's samples shuffled by rng(seed, 0x5a17 + c); when a client runs
+/// out, it reshuffles with rng(seed + 1 + j, 0x5a17 + c), where j counts the
+/// reshuffles of *all* clients in the simulation's order (SplitFedV1 and PSL:
+/// rounds, then steps, then clients — step t of every client before step
+/// t + 1; SplitFedV2: rounds, then clients, then steps). Every process computes j for its client from the
 /// (seeded, shared) partition sizes, so a distributed client draws the same
 /// batches as the simulated one.
 ///
@@ -558,17 +563,25 @@ class split_batches {
     const std::size_t n = d.parts.size();
     std::vector<std::size_t> cur(n, 0);
     std::uint64_t counter = 0;
-    for (std::uint32_t r = 0; r < a.rounds; ++r)
-      for (std::uint32_t t = 0; t < steps; ++t)
+    const auto draw = [&](std::size_t cc) {
+      for (std::size_t i = 0; i < a.batch; ++i) {
+        if (cur[cc] == d.parts[cc].size()) {
+          cur[cc] = 0;
+          if (cc == c) reshuffle_ids_.push_back(counter);
+          ++counter;
+        }
+        ++cur[cc];
+      }
+    };
+    for (std::uint32_t r = 0; r < a.rounds; ++r) {
+      if (a.scheme == "splitfed_v2") {
         for (std::size_t cc = 0; cc < n; ++cc)
-          for (std::size_t i = 0; i < a.batch; ++i) {
-            if (cur[cc] == d.parts[cc].size()) {
-              cur[cc] = 0;
-              if (cc == c) reshuffle_ids_.push_back(counter);
-              ++counter;
-            }
-            ++cur[cc];
-          }
+          for (std::uint32_t t = 0; t < steps; ++t) draw(cc);
+      } else {
+        for (std::uint32_t t = 0; t < steps; ++t)
+          for (std::size_t cc = 0; cc < n; ++cc) draw(cc);
+      }
+    }
     seed_ = a.seed;
     batch_ = a.batch;
     order_ = d.parts[c];
@@ -668,6 +681,10 @@ struct simulated_crash {};
 /// --codecs (uplink-downlink) choice.
 template <class F>
 int with_split_codecs(const args& a, F&& f) {
+  if (a.scheme == "splitfed_v2") {
+    if (a.codecs == "int8-fp16") return f.template operator()<v2_protocol<tl::codec::int8, tl::codec::fp16>>();
+    return f.template operator()<v2_protocol<tl::codec::fp32, tl::codec::fp32>>();
+  }
   if (a.scheme == "psl") {
     if (a.codecs == "int8-fp16") return f.template operator()<psl_protocol<tl::codec::int8, tl::codec::fp16>>();
     return f.template operator()<psl_protocol<tl::codec::fp32, tl::codec::fp32>>();
@@ -800,7 +817,8 @@ struct split_traits {
 template <class Protocol>
 int split_workflow(const args& a, const task_data& d) {
   using traits = split_traits<Protocol>;
-  using engine = std::conditional_t<Protocol::server_copies, tl::splitfed_v1<traits>, tl::psl<traits>>;
+  using engine = std::conditional_t<Protocol::server_copies, tl::splitfed_v1<traits>,
+                                    std::conditional_t<Protocol::sequential, tl::splitfed_v2<traits>, tl::psl<traits>>>;
   engine run{{.rounds = a.rounds, .batch_size = a.batch, .seed = a.seed, .evaluate_every = 0}};
   const auto train = d.train_view();
   const auto test = d.test_view();

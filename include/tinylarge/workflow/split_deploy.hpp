@@ -1,8 +1,9 @@
 /// @file workflow/split_deploy.hpp
-/// @brief The deployment of SplitFedV1 (Thapa et al. 2022) and of parallel
-///        split learning (PSL, Jeon & Kim 2020) over any `transport_policy`:
-///        `split_deployment<Scheme, …>`, aliased `splitfed_v1_deployment<…>`
-///        and `psl_deployment<…>`. SplitFedV1's `server` is the main
+/// @brief The deployment of SplitFedV1 and SplitFedV2 (Thapa et al. 2022) and
+///        of parallel split learning (PSL, Jeon & Kim 2020) over any
+///        `transport_policy`: `split_deployment<Scheme, …>`, aliased
+///        `splitfed_v1_deployment<…>`, `psl_deployment<…>` and
+///        `splitfed_v2_deployment<…>`. SplitFedV1's `server` is the main
 ///        server — one copy of the server segment per client — and the fed
 ///        server, which averages the client segments) and `splitfed_v1_deployment<…>::client`, the
 ///        drivers that run split learning's two roles
@@ -129,12 +130,21 @@
 /// server segment was trained by the steps themselves (`sync_every` = 0).
 /// The checkpoint holds the one server optimizer state (`copies` of size 1).
 ///
+/// ## SplitFedV2 (`splitfed_v2_deployment`, `split_scheme::splitfed_v2`)
+/// As PSL (one server segment, the same client and frames), but sequential:
+/// the server serves only the client whose turn it is — the lowest id that
+/// still owes steps this round — and keeps the other clients' first smashed
+/// frames until their turn; a client whose turn passes `round_timeout`
+/// without a frame sits the round out and the next one goes on. Each client
+/// uploads its segment when its S steps are done; the fed server averages
+/// them at the end of the round, as the engine's `collect`.
+///
 /// Not here: multi-hop chains (`cut<K1, K2>`), codecs whose message size
 /// varies with the values (none in partition/codec.hpp), the precision and
 /// compression policies of the engine's sides (`device` / `server`: fp32
 /// segments here), PSL's `sync_every` > 0, the other split schemes (VSL,
-/// EPSL, EdgeSplit, SplitFedV2: in process only — `split_deployment` with one
-/// of them does not compile).
+/// EPSL, EdgeSplit / CPSL: in process only — `split_deployment` with one of
+/// them does not compile).
 #pragma once
 
 #include <algorithm>
@@ -222,13 +232,17 @@ struct splitfed_client_options {
 template <split_scheme_policy Scheme, class Model, class Partition, nn::optimizer_policy Optimizer,
           aggregation_policy Aggregation = fedavg, smashed_codec Uplink = codec::fp32, smashed_codec Downlink = codec::fp32>
 struct split_deployment {
-  static_assert(std::is_same_v<Scheme, split_scheme::splitfed_v1> || std::is_same_v<Scheme, split_scheme::parallel>,
-                "tinylarge: split_deployment: this scheme has no deployment driver yet (split_scheme::splitfed_v1 and "
-                "split_scheme::parallel have; the others run in process: split_learning<Traits, Scheme>)");
+  static_assert(std::is_same_v<Scheme, split_scheme::splitfed_v1> || std::is_same_v<Scheme, split_scheme::parallel> ||
+                    std::is_same_v<Scheme, split_scheme::splitfed_v2>,
+                "tinylarge: split_deployment: this scheme has no deployment driver yet (split_scheme::splitfed_v1, "
+                "split_scheme::parallel and split_scheme::splitfed_v2 have; the others run in process: "
+                "split_learning<Traits, Scheme>)");
   /// The scheme this deployment runs.
   using scheme = Scheme;
   /// SplitFedV1: one copy of the server segment per client; PSL: one server segment for all.
   static constexpr bool server_copies = Scheme::server_copies;
+  /// SplitFedV2: the clients one after another (client-id order) on the one server segment.
+  static constexpr bool sequential = std::is_same_v<Scheme, split_scheme::splitfed_v2>;
   static_assert(Partition::cuts == 1, "tinylarge: split_deployment: exactly one cut (device + server segment)");
   using device_model = typename Partition::template segment<Model, 0>;
   using server_model = typename Partition::template segment<Model, 1>;
@@ -344,16 +358,25 @@ struct split_deployment {
         // PSL: the current step's concatenated batch through the global server segment (the engine's
         // `step` of every client at once), then each client's rows of the gradient, scaled to the
         // gradient of that client's own mean loss.
+        // SplitFedV2 (`sequential`): the client whose turn it is — the lowest id that may still
+        // send a step this round (0: none).
+        const auto turn = [&]() -> std::size_t {
+          for (std::size_t k = 1; k <= n; ++k)
+            if (!excluded[k] && next_step[k] < o.steps_per_round && (live[k] || pending[k])) return k;
+          return 0;
+        };
         const auto serve_lockstep = [&]() -> status {
+          const std::size_t only = sequential ? turn() : 0;
+          const auto in_step = [&](std::size_t k) { return pending[k] && (!sequential || k == only); };
           std::size_t rows = 0, group = 0;
           for (std::size_t k = 1; k <= n; ++k)
-            if (pending[k]) rows += pending_rows[k], ++group;
+            if (in_step(k)) rows += pending_rows[k], ++group;
           if (group == 0) return status::success();
           xcat.resize(rows * cut);
           ycat.resize(rows);
           std::size_t off = 0;
           for (std::size_t k = 1; k <= n; ++k) {
-            if (!pending[k]) continue;
+            if (!in_step(k)) continue;
             std::copy_n(pending_x[k].data(), pending_rows[k] * cut, xcat.data() + off * cut);
             std::copy_n(pending_y[k].data(), pending_rows[k], ycat.data() + off);
             off += pending_rows[k];
@@ -366,7 +389,7 @@ struct split_deployment {
           loss_rows += rows;
           off = 0;
           for (std::size_t k = 1; k <= n; ++k) {
-            if (!pending[k]) continue;
+            if (!in_step(k)) continue;
             const std::size_t b = pending_rows[k];
             grads[k].assign(dcat.begin() + static_cast<std::ptrdiff_t>(off * cut),
                             dcat.begin() + static_cast<std::ptrdiff_t>((off + b) * cut));
@@ -387,6 +410,10 @@ struct split_deployment {
         };
         // PSL: is every client the step waits for (live, not excluded, not done) in?
         const auto step_complete = [&] {
+          if constexpr (sequential) {
+            const std::size_t k = turn();
+            return k != 0 && pending[k];
+          }
           bool any = false;
           for (std::size_t k = 1; k <= n; ++k) {
             if (pending[k]) any = true;
@@ -399,8 +426,19 @@ struct split_deployment {
           const status s = recv_before(net, m, deadline);
           if (s.code == errc::timed_out) {
             if constexpr (!server_copies) {
+              if constexpr (sequential) {
+                // SplitFedV2: the client whose turn it is missed the deadline; the next one goes on.
+                const std::size_t k = turn();
+                if (k != 0 && !pending[k]) {
+                  excluded[k] = true;
+                  if (live[k]) ++live_answered;
+                  deadline = clock::now() + o.round_timeout;
+                  while (step_complete()) TINYLARGE_TRY(serve_lockstep());
+                  continue;
+                }
+              }
               // PSL: the clients the step still waits for missed the deadline; the others go on without them.
-              if (std::find(pending.begin() + 1, pending.end(), true) != pending.end()) {
+              if (!sequential && std::find(pending.begin() + 1, pending.end(), true) != pending.end()) {
                 for (std::size_t k = 1; k <= n; ++k)
                   if (!pending[k] && live[k] && !excluded[k] && !have[k] && next_step[k] < o.steps_per_round) {
                     excluded[k] = true;
@@ -439,13 +477,14 @@ struct split_deployment {
               excluded[k] = true;
               if (live[k]) ++live_answered;
               if constexpr (!server_copies)
-                if (step_complete()) TINYLARGE_TRY(serve_lockstep());
+                while (step_complete()) TINYLARGE_TRY(serve_lockstep());
               continue;
             }
             if constexpr (!server_copies) {
               // PSL: wait for the step's other clients; a client the step does not wait for
               // (absent last round) joins it if its frame is here before the step is served.
-              if (next_step[k] != step_now) {
+              // SplitFedV2: wait for this client's turn (its step t is the next one it owes).
+              if (!sequential && next_step[k] != step_now) {
                 ++rep.dropped_frames;
                 continue;
               }
@@ -454,7 +493,7 @@ struct split_deployment {
               rep.smashed_bytes += m.payload.size();
               pending_x[k].assign(x.begin(), x.begin() + static_cast<std::ptrdiff_t>(b * cut));
               pending_y[k].assign(y.begin(), y.begin() + static_cast<std::ptrdiff_t>(b));
-              if (step_complete()) TINYLARGE_TRY(serve_lockstep());
+              while (step_complete()) TINYLARGE_TRY(serve_lockstep());
               continue;
             }
             auto& c = *copies_[k - 1];  // SplitFedV1: this client's copy, at once
@@ -751,5 +790,13 @@ using splitfed_v1_deployment = split_deployment<split_scheme::splitfed_v1, Model
 template <class Model, class Partition, nn::optimizer_policy Optimizer, aggregation_policy Aggregation = fedavg,
           smashed_codec Uplink = codec::fp32, smashed_codec Downlink = codec::fp32>
 using psl_deployment = split_deployment<split_scheme::parallel, Model, Partition, Optimizer, Aggregation, Uplink, Downlink>;
+
+/// SplitFedV2 (Thapa et al. 2022) over the transports: the clients one after
+/// another in client-id order on the one server segment (each its S steps),
+/// the client segments averaged at the end of the round.
+template <class Model, class Partition, nn::optimizer_policy Optimizer, aggregation_policy Aggregation = fedavg,
+          smashed_codec Uplink = codec::fp32, smashed_codec Downlink = codec::fp32>
+using splitfed_v2_deployment =
+    split_deployment<split_scheme::splitfed_v2, Model, Partition, Optimizer, Aggregation, Uplink, Downlink>;
 
 }  // namespace tinylarge::workflow
