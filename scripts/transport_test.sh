@@ -109,7 +109,9 @@ BUILD=${1:-${TINYLARGE_BUILD_ROOT:-$ROOT/build-test}/transport}
 JOBS=${TINYLARGE_JOBS:-2}
 FUZZ_RUNS=${TL_FUZZ_RUNS:--1}
 FUZZ_SECONDS=${TL_FUZZ_SECONDS:-60}
-CXX_FLAGS=${TL_CXX_FLAGS:--O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer}
+# -g1: line tables only, so the sanitizers' reports keep function, file and line; full -g made
+# transport_nn_node.cpp take 220 s of CPU to compile instead of 158 s (and objects twice the size).
+CXX_FLAGS=${TL_CXX_FLAGS:--O1 -g1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer}
 WORK=$BUILD/transport-e2e
 NODE=$BUILD/tests/transport/transport_fedavg_node
 NN=$BUILD/tests/transport/transport_nn_node
@@ -163,7 +165,7 @@ step_build() {
     cached=$(sed -n 's/^CMAKE_CXX_COMPILER:[A-Z]*=//p' "$BUILD/CMakeCache.txt")
     [[ "$cached" == "$(command -v "${CXX:-g++}")" ]] || rm -f "$BUILD/CMakeCache.txt"
   fi
-  cmake -S "$ROOT" -B "$BUILD" "${gen[@]}" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER="${CXX:-g++}" \
+  cmake -S "$ROOT" -B "$BUILD" "${gen[@]}" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG= -DCMAKE_CXX_COMPILER="${CXX:-g++}" \
     -DCMAKE_CXX_FLAGS="$CXX_FLAGS" -DTINYLARGE_WITH_MPI=ON -DTINYLARGE_WITH_MQTT=ON \
     -DTINYLARGE_BUILD_EXAMPLES=OFF >"$WORK/configure.log" 2>&1 || { cat "$WORK/configure.log"; return 1; }
   # The seed generator first: the fuzz step (clang++ build of the fuzzer, then TL_FUZZ_SECONDS of

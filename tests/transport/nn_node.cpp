@@ -682,7 +682,9 @@ struct simulated_crash {};
 template <class F>
 int with_split_codecs(const args& a, F&& f) {
   if (a.scheme == "splitfed_v2") {
-    if (a.codecs == "int8-fp16") return f.template operator()<v2_protocol<tl::codec::int8, tl::codec::fp16>>();
+    // (fp32 only: the codecs run through the same functions for every scheme, and each
+    // deployment type compiled into this ASan build costs the transport step ~25 s of CPU.)
+    if (a.codecs != "fp32") usage("--scheme splitfed_v2 runs with --codecs fp32 in this test program");
     return f.template operator()<v2_protocol<tl::codec::fp32, tl::codec::fp32>>();
   }
   if (a.scheme == "psl") {
