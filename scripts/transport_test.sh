@@ -692,21 +692,7 @@ step_nn_psl() {  # PSL: the engine in process vs the lockstep deployment in proc
   [[ -f "$WORK/nn-splitfed-inproc.bin" ]] && cmp -s "$WORK/nn-psl-inproc.bin" "$WORK/nn-splitfed-inproc.bin" \
     && { echo "PSL computed SplitFedV1's model"; return 1; }
   # A client killed mid-round: the lockstep step waits round_timeout for it, then goes on without it.
-  local fault=(--min-clients 3 --round-timeout-ms 4000)
-  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "${psl[@]}" "${fault[@]}" \
-    --drop-client 3 --drop-round 2 --drop-step 5 --out "$WORK/nn-psl-drop-inproc.bin" | tee "$WORK/nnpsldrop-inproc.log"
-  [[ ${PIPESTATUS[0]} -eq 0 ]] || return 1
-  CLIENT_EXTRA=([3]="--die-round 2 --die-step 5")
-  nn_mqtt splitfed nnpsldrop "$WORK/nn-psl-drop-mqtt.bin" "${psl[@]}" "${fault[@]}"
-  local rc=$?
-  CLIENT_EXTRA=()
-  [[ $rc -eq 0 ]] || return 1
-  grep -q "SIGKILL" "$WORK/nnpsldrop-client-3.log" || { echo "client 3 did not die"; return 1; }
-  for f in "$WORK/nnpsldrop-inproc.log" "$WORK/nnpsldrop-server.log"; do
-    grep -q "clients per round \[ 4 3 3 3 \]" "$f" || { echo "unexpected round sizes in $f"; return 1; }
-  done
-  same "$WORK/nn-psl-drop-inproc.bin" "$WORK/nn-psl-drop-mqtt.bin" \
-    "nn psl: client 3 killed at step 5 of round 2, the steps go on with the other 3; mqtt vs in_process"
+  split_client_killed nnpsldrop "nn psl: client 3 killed at step 5 of round 2, the steps go on with the other 3" "${psl[@]}"
 }
 
 step_nn_splitfed_v2() {  # SplitFedV2: the engine in process vs the sequential deployment in process, MPI, MQTT
@@ -728,41 +714,35 @@ step_nn_splitfed_v2() {  # SplitFedV2: the engine in process vs the sequential d
   for f in nn-psl-workflow nn-splitfed-inproc; do
     [[ -f "$WORK/$f.bin" ]] && cmp -s "$WORK/nn-v2-workflow.bin" "$WORK/$f.bin" && { echo "SplitFedV2 computed $f's model"; return 1; }
   done
+  split_client_killed nnv2drop "nn splitfed_v2: client 3 killed at step 5 of round 2, its turn timed out, client 4 went on" "${v2[@]}"
+}
+
+# split_client_killed RUN LABEL [ARGS...]: client 3 leaves at step 5 of round 2 — a thread that
+# returns in process, a SIGKILLed process over MQTT; both runs must close rounds of 4, 3, 3, 3
+# clients and end with the same bytes. ARGS choose the scheme.
+split_client_killed() {
+  local run=$1 label=$2; shift 2
   local fault=(--min-clients 3 --round-timeout-ms 4000)
-  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "${v2[@]}" "${fault[@]}" \
-    --drop-client 3 --drop-round 2 --drop-step 5 --out "$WORK/nn-v2-drop-inproc.bin" | tee "$WORK/nnv2drop-inproc.log"
+  rm -f "$WORK/nn-$run-inproc.bin" "$WORK/nn-$run-mqtt.bin"
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "$@" "${fault[@]}" \
+    --drop-client 3 --drop-round 2 --drop-step 5 --out "$WORK/nn-$run-inproc.bin" | tee "$WORK/$run-inproc.log"
   [[ ${PIPESTATUS[0]} -eq 0 ]] || return 1
   CLIENT_EXTRA=([3]="--die-round 2 --die-step 5")
-  nn_mqtt splitfed nnv2drop "$WORK/nn-v2-drop-mqtt.bin" "${v2[@]}" "${fault[@]}"
+  nn_mqtt splitfed "$run" "$WORK/nn-$run-mqtt.bin" "$@" "${fault[@]}"
   local rc=$?
   CLIENT_EXTRA=()
   [[ $rc -eq 0 ]] || return 1
-  grep -q "SIGKILL" "$WORK/nnv2drop-client-3.log" || { echo "client 3 did not die"; return 1; }
-  for f in "$WORK/nnv2drop-inproc.log" "$WORK/nnv2drop-server.log"; do
+  grep -q "SIGKILL" "$WORK/$run-client-3.log" || { echo "client 3 did not die"; return 1; }
+  local f
+  for f in "$WORK/$run-inproc.log" "$WORK/$run-server.log"; do
     grep -q "clients per round \[ 4 3 3 3 \]" "$f" || { echo "unexpected round sizes in $f"; return 1; }
   done
-  same "$WORK/nn-v2-drop-inproc.bin" "$WORK/nn-v2-drop-mqtt.bin" \
-    "nn splitfed_v2: client 3 killed at step 5 of round 2, its turn timed out, client 4 went on; mqtt vs in_process"
+  same "$WORK/nn-$run-inproc.bin" "$WORK/nn-$run-mqtt.bin" "$label; mqtt vs in_process"
 }
 
 step_nn_splitfed_client_killed() {
   nn_data || return 1
-  local fault=(--min-clients 3 --round-timeout-ms 4000)
-  rm -f "$WORK"/nn-splitdrop-*.bin
-  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "${fault[@]}" \
-    --drop-client 3 --drop-round 2 --drop-step 5 --out "$WORK/nn-splitdrop-inproc.bin" | tee "$WORK/nnsplitdrop-inproc.log"
-  [[ ${PIPESTATUS[0]} -eq 0 ]] || return 1
-  CLIENT_EXTRA=([3]="--die-round 2 --die-step 5")
-  nn_mqtt splitfed nnsplitdrop "$WORK/nn-splitdrop-mqtt.bin" "${fault[@]}"
-  local rc=$?
-  CLIENT_EXTRA=()
-  [[ $rc -eq 0 ]] || return 1
-  grep -q "SIGKILL" "$WORK/nnsplitdrop-client-3.log" || { echo "client 3 did not die"; return 1; }
-  for f in "$WORK/nnsplitdrop-inproc.log" "$WORK/nnsplitdrop-server.log"; do
-    grep -q "clients per round \[ 4 3 3 3 \]" "$f" || { echo "unexpected round sizes in $f"; return 1; }
-  done
-  same "$WORK/nn-splitdrop-inproc.bin" "$WORK/nn-splitdrop-mqtt.bin" \
-    "nn splitfed: client 3 killed at step 5 of round 2, rounds completed from the other 3; mqtt vs in_process"
+  split_client_killed nnsplitdrop "nn splitfed: client 3 killed at step 5 of round 2, rounds completed from the other 3"
 }
 
 step_nn_split_server_killed() {
