@@ -283,6 +283,9 @@ fi
 # The serial link (transport/serial.hpp): a Cortex-M4F firmware under QEMU and a host program over
 # the emulated UART, with bytes dropped / flipped on the way (scripts/mcu_serial.sh, < 1 min).
 register_step mcu-serial timeout 110 bash "$ROOT/scripts/mcu_serial.sh" "$BUILD_ROOT/mcu-serial"
+# Split learning over that link: the library's SplitFedV1 deployment server on the host, a Cortex-M4F
+# device segment under QEMU, final models bit-identical to the in-process run (scripts/mcu_split.sh, ~35 s).
+register_step mcu-split timeout 120 bash "$ROOT/scripts/mcu_split.sh" "$BUILD_ROOT/mcu-split"
 
 # Drop-in steps from later issues.
 if compgen -G "$ROOT/scripts/test.d/*.sh" >/dev/null; then
@@ -299,7 +302,7 @@ fi
 # beside it; its MPI / Mosquitto runs use free ports and its own build directory. mcu-mac-count
 # (QEMU traces, 124 s CPU in 80 s) reuses mcu-cortex-m's build directory: mcu-cortex-m is not
 # light, so it has ended before the light steps start. Not here: the steps that build with -j
-# throughout, mcu-cortex-m, mcu-serial (18 s, timeouts).
+# throughout, mcu-cortex-m, mcu-serial (18 s, timeouts), mcu-split (builds three programs at once, timeouts).
 light_steps transport mcu-cnn fuzz-model-file mcu-mac-count fuzz-parsers zero-overhead mcu-example nas-mcu quickstart packaging docs
 
 # ----------------------------------------------------------------------------

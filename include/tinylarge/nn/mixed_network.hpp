@@ -245,11 +245,7 @@ struct activations<Model, Default, Storage, MaxBatch, true> {
 };
 #endif
 
-#if TINYLARGE_FREESTANDING
-using default_storage = static_storage;
-#else
-using default_storage = heap_storage;
-#endif
+using default_storage = nn::default_storage;
 
 }  // namespace mixed_detail
 

@@ -156,10 +156,13 @@ constexpr std::array<std::size_t, Model::size + 1> tensor_sizes() noexcept {
 /// straight-through estimator) and deploys in int8 (`mixed_inference_network`).
 /// @tparam Model a `sequential<...>` type
 /// @tparam Storage where the parameter and gradient arrays live
-///         (`heap_storage` by default; `static_storage` for no heap)
+///         (`heap_storage` by default; `static_storage` for no heap in the
+///         parameters); `static_training_storage<B>` keeps the activations
+///         and backward scratch of up to B rows in the object as well, so
+///         training allocates nothing (the freestanding profile)
 /// @tparam Precision a `float_precision` (default `fp32`): the precision of the
 ///         weighted layers without a `with_precision` of their own
-template <sequential_model Model, storage_policy Storage = heap_storage, precision_policy Precision = fp32>
+template <sequential_model Model, storage_policy Storage = default_storage, precision_policy Precision = fp32>
 class network {
   static_assert(float_precision<Precision>,
                 "tinylarge: nn::network<Model, Storage, Precision>: Precision must be a float_precision (fp32, fp16, "
@@ -190,6 +193,12 @@ class network {
   /// fp32 out; see docs/precision.md, "Per-layer precision").
   static constexpr std::size_t precision_boundaries = lowp::precision_boundaries<Model, Precision>();
   static_assert(lowp::check_layer_precisions<Model, Precision>());
+  /// The largest batch of a `forward` with `static_training_storage<B>` (B);
+  /// 0: unbounded (the activations grow on the heap to the largest batch seen).
+  static constexpr std::size_t max_batch = detail::storage_max_batch<Storage>();
+  static_assert(max_batch == 0 || (!mixed && !has_int8_layers),
+                "tinylarge: nn::network with static_training_storage: fp32 layers only (fake quantization and "
+                "low-precision layers keep host scratch)");
   /// Some layer is one of nn/transformer.hpp's, which compute in fp32 only.
   static constexpr bool model_has_fp32_only_layers = [] {
     bool any = false;
@@ -278,7 +287,8 @@ class network {
     batch_ = batch;
     detail::copy(x, act(0), batch * Model::input_size);
     const float* p = params_.data();
-    if (fake_quant_ || has_int8_layers) refresh_fake_quant_weights();
+    if constexpr (max_batch == 0)
+      if (fake_quant_ || has_int8_layers) refresh_fake_quant_weights();
     if (fake_quant_) {
       p = fq_params_.data();
       fake_quantize_tensor<0>(training);
@@ -406,7 +416,7 @@ class network {
   /// of lo ← lo + c·(min − lo). `per_channel` picks the weight granularity the
   /// int8 network will use.
   void enable_fake_quant(bool on, bool per_channel = true, float ema = 0.01f)
-    requires(!mixed)
+    requires(!mixed && max_batch == 0)
   {
     static_assert(!model_has_fp32_only_layers,
                   "tinylarge: network::enable_fake_quant: the layers of nn/transformer.hpp have no "
@@ -431,12 +441,18 @@ class network {
   float* act(std::size_t t) noexcept { return acts_.data() + tensor_off[t] * batch_; }
 
   void reserve(std::size_t batch) {
-    if (batch <= capacity_) return;
-    acts_.assign(tensor_off[Model::size + 1] * batch, 0.0f);
-    saved_.assign(saved_off[Model::size] * batch + 1, 0.0f);
-    workspace_.assign(Model::max_workspace_per_sample * batch + 1, 0.0f);
-    for (auto& b : grad_buf_) b.assign(Model::max_activation * batch, 0.0f);
-    capacity_ = batch;
+    if constexpr (max_batch != 0) {
+      TINYLARGE_REQUIRE(batch <= max_batch, errc::capacity_exceeded,
+                        "network::forward: a batch larger than the storage's max_batch (static_training_storage<B>)");
+      // the buffers are members, zero-initialised
+    } else {
+      if (batch <= capacity_) return;
+      acts_.assign(tensor_off[Model::size + 1] * batch, 0.0f);
+      saved_.assign(saved_off[Model::size] * batch + 1, 0.0f);
+      workspace_.assign(Model::max_workspace_per_sample * batch + 1, 0.0f);
+      for (auto& b : grad_buf_) b.assign(Model::max_activation * batch, 0.0f);
+      capacity_ = batch;
+    }
   }
 
   void refresh_fake_quant_weights() {
@@ -539,16 +555,23 @@ class network {
   typename Storage::template buffer<float, param_count> params_{};
   typename Storage::template buffer<float, param_count> grads_{};
   bool gradients_zero_ = false;  ///< grads_ is all zeros since `zero_gradients` (no backward or write since)
-  std::vector<float> acts_, saved_, workspace_, fq_params_;
-  std::array<std::vector<float>, 2> grad_buf_;
+  /// A scratch buffer: a vector grown to the largest batch seen, or, with
+  /// `static_training_storage<B>`, a member of N floats (sized for B rows).
+  template <std::size_t N>
+  using scratch = std::conditional_t<max_batch == 0, std::vector<float>, typename Storage::template buffer<float, N>>;
+  scratch<tensor_off[Model::size + 1] * max_batch> acts_{};
+  scratch<saved_off[Model::size] * max_batch + 1> saved_{};
+  scratch<Model::max_workspace_per_sample * max_batch + 1> workspace_{};
+  scratch<0> fq_params_{};  // fake quantization: host only
+  std::array<scratch<Model::max_activation * max_batch>, 2> grad_buf_{};
   std::array<tensor_range, tensor_count> ranges_{};
   std::size_t capacity_ = 0, batch_ = 0;
   tinylarge::rng rng_{};
   bool fake_quant_ = false, fq_per_channel_ = true;
   float ema_ = 0.01f;
   // mixed precision: per-layer storage-type operands, the loss scale
-  typename lowp::layer_buffers_of<Model, Precision>::type lowp_{};
-  std::vector<float> scaled_dy_, scaled_grads_;
+  std::conditional_t<max_batch == 0, typename lowp::layer_buffers_of<Model, Precision>::type, std::tuple<>> lowp_{};
+  scratch<0> scaled_dy_{}, scaled_grads_{};  // fp16 loss scaling: host only
   lowp::loss_scale_state loss_scale_{};
   bool overflow_ = false;
   std::size_t converted_ = 0;
@@ -572,7 +595,7 @@ class network {
 /// @tparam Backend kernel back end (`kernels::default_backend`); one without a
 ///         packed layout (scalar, NEON) runs `kernels::dense_f32` on the
 ///         snapshot instead
-template <sequential_model Model, storage_policy Storage = heap_storage, class Backend = kernels::default_backend>
+template <sequential_model Model, storage_policy Storage = default_storage, class Backend = kernels::default_backend>
 class inference_network {
  public:
   using model = Model;

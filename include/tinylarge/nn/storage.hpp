@@ -8,6 +8,12 @@
 ///    networks static storage duration (a global), not the stack.
 ///  - `heap_storage` — one allocation per buffer at construction, never
 ///    resized (host profile only). Keeps a 1 MB model off the stack.
+///  - `static_training_storage<MaxBatch>` — `static_storage` for a trainable
+///    `nn::network`: its activations, saved areas, workspace and backward
+///    scratch too are `std::array` members sized for batches of at most
+///    `MaxBatch` rows (a larger batch is refused), so a network trains with
+///    no heap — a microcontroller's device segment in split learning
+///    (tests/mcu/split_device.cpp). fp32 layers only.
 ///  - `flash_storage` — parameters are views of const data (flash), bound
 ///    per layer; everything else as `static_storage`. Freestanding-safe.
 ///  - `compressed_flash_storage<Pruned, Shared>` — `flash_storage` whose
@@ -79,6 +85,30 @@ struct heap_storage {
     std::unique_ptr<T[]> p_;
   };
 };
+#endif
+
+/// `static_storage` for training: a `network<Model, static_training_storage<B>>`
+/// keeps every buffer — parameters, gradients, and the activations, saved
+/// areas, workspace and backward scratch of up to `MaxBatch` rows — in
+/// `std::array` members (their sizes are the model's per-sample constexprs
+/// times `MaxBatch`), so forward and backward passes never allocate. A
+/// forward pass of more than `MaxBatch` rows is refused
+/// (`errc::capacity_exceeded`). fp32 layers only: no fake quantization, no
+/// fp16 loss scaling (those keep host scratch). Freestanding-safe.
+/// @tparam MaxBatch the largest batch the network runs
+template <std::size_t MaxBatch>
+struct static_training_storage : static_storage {
+  static_assert(MaxBatch > 0, "tinylarge: static_training_storage<MaxBatch>: MaxBatch must be positive");
+  static constexpr std::size_t max_batch = MaxBatch;
+  static constexpr const char* name() noexcept { return "static_training_storage"; }
+};
+
+/// The storage a `network` uses when none is named: `heap_storage` on the
+/// host, `static_storage` in the freestanding profile.
+#if TINYLARGE_FREESTANDING
+using default_storage = static_storage;
+#else
+using default_storage = heap_storage;
 #endif
 
 /// Storage policy of a network whose parameters stay where they are: const
@@ -163,12 +193,22 @@ static_assert(storage_policy<static_storage>);
 static_assert(storage_policy<heap_storage>);
 #endif
 static_assert(storage_policy<flash_storage>);
+static_assert(storage_policy<static_training_storage<1>>);
 static_assert(storage_policy<sparse_flash_storage>);
 static_assert(storage_policy<shared_flash_storage>);
 static_assert(storage_policy<pruned_or_shared_flash_storage>);
 static_assert(storage_policy<huffman_shared_flash_storage>);
 
 namespace detail {
+/// The batch cap of a storage that holds a network's activations too
+/// (`static_training_storage`); 0: the network grows them on the heap.
+template <class S>
+constexpr std::size_t storage_max_batch() noexcept {
+  if constexpr (requires { S::max_batch; })
+    return S::max_batch;
+  else
+    return 0;
+}
 template <class S>
 constexpr bool parameters_are_views() noexcept {
   if constexpr (requires { S::parameters_are_views; })

@@ -687,25 +687,20 @@ struct split_deployment {
       std::vector<std::uint8_t> y(max_batch_);
       optimizer_state round_start = opt_;  // the optimizer state when `round` began
       // A model frame the client acts on: a later round, or the same round from a restarted server.
-      const auto newer = [&](const wire::message_view& f) {
-        const auto e = static_cast<std::uint32_t>(f.header.aux >> 32);
-        return f.header.type == wire::message_type::model &&
-               (f.header.round > round || (f.header.round == round && round != 0 && e > epoch));
-      };
+      const auto newer = [&](const wire::message_view& f) { return split_model_is_newer(f.header, round, epoch); };
       wire::message_view m;
       bool pending = false;  // m holds a model frame that arrived while waiting for a gradient
       for (;;) {
         if (!pending) TINYLARGE_TRY(net.recv(m, o.idle_timeout));
         pending = false;
         if (m.header.sender != server_endpoint) continue;
-        if (is_stop(m)) return status::success();
+        if (split_is_stop(m.header)) return status::success();
         if (!newer(m)) continue;  // a duplicate (QoS 1) of the current model, an older one, not a model
         TINYLARGE_CHECK(m.header.dtype == wire::wire_dtype::fp32 && m.header.count == device_model::param_count,
                         errc::corrupt, "splitfed client: the model frame does not hold this device segment");
         const std::uint32_t r = m.header.round;
-        const auto e = static_cast<std::uint32_t>(m.header.aux >> 32);
-        const std::uint64_t steps = m.header.aux & 0xFFFFFFFFu;
-        const std::uint64_t tag = std::uint64_t{e} << 32;
+        const std::uint32_t e = split_epoch(m.header);
+        const std::uint32_t steps = split_model_steps(m.header);
         if (r == round) {  // the server restarted: back to the optimizer state of the round's start
           opt_ = round_start;
           if (o.on_restart) o.on_restart(r);
@@ -723,12 +718,8 @@ struct split_deployment {
           TINYLARGE_CHECK(b >= 1 && b <= max_batch_, errc::invalid_argument,
                           "splitfed client: the batch function returned a size outside [1, max_batch]");
           const float* act = device_forward(net_, x.data(), b);
-          wire::message_header h;
-          h.type = wire::message_type::smashed;
-          h.dtype = wire::wire_dtype::bytes;
-          h.round = r;
-          h.aux = t | tag;
-          h.count = static_cast<std::uint32_t>(encode_smashed<Uplink>({act, b * cut}, y.data(), b, up_));
+          const wire::message_header h =
+              split_smashed_header(r, t, e, encode_smashed<Uplink>({act, b * cut}, y.data(), b, up_));
           const std::span<const std::uint8_t> payload(reinterpret_cast<const std::uint8_t*>(up_.data()), h.count);
           TINYLARGE_TRY(net.send(server_endpoint, h, payload, o.send_timeout));
           // Wait for the gradient of this step; a newer model means the server moved on without
@@ -736,14 +727,13 @@ struct split_deployment {
           for (;;) {
             TINYLARGE_TRY(net.recv(m, o.idle_timeout));
             if (m.header.sender != server_endpoint) continue;
-            if (is_stop(m)) return status::success();
+            if (split_is_stop(m.header)) return status::success();
             if (newer(m)) {
               pending = true;
               abandoned = true;
               break;
             }
-            if (m.header.type != wire::message_type::gradient || m.header.round != r || m.header.aux != (t | tag))
-              continue;
+            if (!split_gradient_for(m.header, r, t, e)) continue;
             TINYLARGE_CHECK(m.header.dtype == wire::wire_dtype::bytes, errc::corrupt,
                             "splitfed client: the gradient frame does not hold a codec message (dtype bytes)");
             grad.resize(b * cut);
@@ -754,22 +744,13 @@ struct split_deployment {
           }
         }
         if (abandoned) continue;
-        wire::message_header u;
-        u.type = wire::message_type::update;
-        u.dtype = wire::wire_dtype::fp32;
-        u.round = r;
-        u.aux = static_cast<std::uint64_t>(examples_) | tag;
-        u.count = static_cast<std::uint32_t>(device_model::param_count);
+        const wire::message_header u = split_update_header(r, e, examples_, device_model::param_count);
         TINYLARGE_TRY(net.send(server_endpoint, u, as_bytes_le(std::span<const float>(net_.parameters())),
                                o.send_timeout));
       }
     }
 
    private:
-    static bool is_stop(const wire::message_view& m) noexcept {
-      return m.header.type == wire::message_type::control &&
-             m.header.aux == static_cast<std::uint64_t>(wire::control_command::stop);
-    }
     nn::network<device_model> net_;
     optimizer_state opt_;
     std::vector<std::byte> up_;  ///< the smashed message (zero-copy: unchanged until its gradient came back)

@@ -26,6 +26,11 @@
 /// around them); the deployment sends the codecs' messages in wire frames. So the same batches give the same bits in one process, over MPI
 /// and over MQTT (`transport_test.sh nn-splitfed` compares them with `cmp`).
 ///
+/// The device's half — `device_forward`, `check_gradient`, `device_backward`,
+/// `encode_smashed` into a span, `decode_gradient` and the device's frame
+/// headers — is workflow/split_device.hpp, freestanding: a microcontroller
+/// firmware runs the same functions (tests/mcu/split_device.cpp).
+///
 /// The server's segment chain is a `split_server_chain`: one segment and its
 /// optimizer (`segment_chain`, the deployment's per-client server copy) or
 /// the engine's chain of K segments with codecs between the hops.
@@ -43,40 +48,9 @@
 #include "../partition/codec.hpp"
 #include "../nn/loss.hpp"
 #include "../nn/train.hpp"
+#include "split_device.hpp"
 
 namespace tinylarge::workflow {
-
-// ---------------------------------------------------------------------------
-// The device role
-// ---------------------------------------------------------------------------
-
-/// Device, step 1: its segment forward (training mode) on `rows` inputs `x`;
-/// returns the smashed data (rows × cut values, owned by `net` until its
-/// next forward).
-template <class Net>
-const float* device_forward(Net& net, const float* x, std::size_t rows) {
-  return net.forward(x, rows, true);
-}
-
-/// Device, on receipt of the server's gradient: every value must be finite
-/// (`errc::non_finite` otherwise: a device never steps on a NaN).
-inline status check_gradient(std::span<const float> g) noexcept {
-  bool ok = true;
-  for (const float v : g) ok = ok && std::isfinite(v);
-  TINYLARGE_CHECK(ok, errc::non_finite, "split device: non-finite gradient from the server");
-  return status::success();
-}
-
-/// Device, step 2: back-propagates ∂loss/∂smashed `grad` through its
-/// segment and applies `update(net)` (its optimizer step, or a compressed
-/// party's masked step) — the library's one backward-and-update,
-/// `nn::backward_step`. `server_stepped` false (a server skipped its step,
-/// e.g. an fp16 loss-scale overflow) skips the device's step too.
-/// @return true when the update ran
-template <class Net, class Update>
-bool device_backward(Net& net, const float* grad, Update&& update, bool server_stepped = true) {
-  return nn::backward_step(net, grad, update, nn::no_hooks{}, server_stepped);
-}
 
 // ---------------------------------------------------------------------------
 // The server role
@@ -135,28 +109,15 @@ status decode_at_cut(std::span<const std::byte> in, std::span<float> y) {
   return C::decode(in, y);
 }
 
-/// Bytes of a smashed message of the label-sharing variant for `rows` rows
-/// of `cut` activations: codec C's message of rows·cut values, then one
-/// byte per label. The deployment needs codecs whose message of n values is
-/// always `max_encoded_bytes(n)` bytes (all four of partition/codec.hpp): the
-/// receiver finds the row count from the length.
-template <smashed_codec C>
-constexpr std::size_t smashed_message_bytes(std::size_t rows, std::size_t cut) noexcept {
-  return C::max_encoded_bytes(rows * cut) + rows;
-}
-
-/// Device: the smashed message {C(activations) ‖ labels as uint8} of `rows`
-/// rows (`act`: rows·cut values) into `out`; returns its size
-/// (`smashed_message_bytes<C>(rows, cut)`).
+/// Device: the smashed message of `rows` rows into the vector `out`, resized
+/// to it (`encode_smashed` of split_device.hpp into its storage).
 template <smashed_codec C>
 std::size_t encode_smashed(std::span<const float> act, const std::uint8_t* labels, std::size_t rows,
                            std::vector<std::byte>& out) {
-  const std::size_t n = encode_at_cut<C>(act, out);
-  TINYLARGE_REQUIRE(n == C::max_encoded_bytes(act.size()), errc::invalid_argument,
-                    "split device: the codec's message is not max_encoded_bytes(n) long (the deployment needs fixed sizes)");
-  out.resize(n + rows);
-  if (rows != 0) std::memcpy(out.data() + n, labels, rows);
-  return n + rows;
+  out.resize(C::max_encoded_bytes(act.size()) + rows);
+  const std::size_t n = encode_smashed<C>(act, labels, rows, std::span<std::byte>(out));
+  out.resize(n);
+  return n;
 }
 
 /// The server's first act on a smashed message (`encode_smashed<C>`): finds
@@ -196,19 +157,6 @@ status decode_smashed(std::span<const std::byte> msg, std::size_t cut, std::size
   TINYLARGE_CHECK(in_range, errc::invalid_argument, "split server: a label outside [0, classes)");
   rows = b;
   return status::success();
-}
-
-/// Device, on receipt of the gradient message of its `g.size()` smashed
-/// values: exactly `C::max_encoded_bytes(g.size())` bytes (`corrupt`
-/// otherwise), a payload codec C accepts (`corrupt`), finite values
-/// (`check_gradient`: `non_finite`). `g` is written only when the size fits.
-template <smashed_codec C>
-status decode_gradient(std::span<const std::byte> msg, std::span<float> g) {
-  TINYLARGE_CHECK(msg.size() == C::max_encoded_bytes(g.size()), errc::corrupt,
-                  "split device: the gradient message does not match the smashed batch");
-  const status d = decode_at_cut<C>(msg, g);
-  TINYLARGE_CHECK(d.ok(), errc::corrupt, d.message);
-  return check_gradient(g);
 }
 
 /// What one server step did.

@@ -1,0 +1,288 @@
+// Host end of the split-learning serial test (scripts/mcu_split.sh): the library's
+// SplitFedV1 deployment *server* (workflow/split_deploy.hpp, unchanged) over
+// `serial::serial_transport` on a TCP socket, to which QEMU connects the Cortex-M4F
+// firmware tests/mcu/split_device.cpp (`-serial tcp:127.0.0.1:PORT`): one device, its
+// segment dense<16, 32> + relu of the 16-32-4 MLP of tests/mcu/split_task.hpp, the
+// server segment dense<32, 4> here. Bytes in both directions are dropped, flipped or
+// followed by garbage with probability --fault-per-100k / 100000 each (a seeded
+// generator; frames here are 1-2 KB, so a rate per byte of 0.03 % damages a third of
+// them); the link layer recovers them.
+//
+// Then the same fleet runs in process: the same server and the deployment's own host
+// client (`splitfed_v1_deployment<…>::client`, the library's nn::network and nn::sgd)
+// over `in_process` endpoints, with the same batches (split_task::make_batch). The final
+// device and server segments of the two runs must be equal bit for bit, and so must the
+// server's loss per round: the firmware runs the same device functions
+// (workflow/split_device.hpp) on the same scalar fp32 kernels (this program is built
+// with TINYLARGE_USE_XSIMD=0, so the host's GEMMs sum in the scalar kernels' order as
+// the Cortex-M4's do, and both sides with -ffp-contract=off).
+//
+//   split_serial_host --port-file F [--rounds 3] [--steps 6] [--uplink fp32|int8]
+//                     [--fault-per-100k 30] [--ack-timeout-ms 400] [--seed 1] [--accept-timeout-ms 30000]
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../mcu/split_task.hpp"
+#include "tinylarge/aggregate/policy.hpp"
+#include "tinylarge/core/crc32.hpp"
+#include "tinylarge/core/rng.hpp"
+#include "tinylarge/nn/network.hpp"
+#include "tinylarge/nn/optimizer.hpp"
+#include "tinylarge/transport/in_process.hpp"
+#include "tinylarge/transport/serial.hpp"
+#include "tinylarge/workflow/split_deploy.hpp"
+
+namespace tl = tinylarge;
+namespace wf = tinylarge::workflow;
+using namespace std::chrono_literals;
+
+#if TINYLARGE_USE_XSIMD
+#error "split_serial_host: build with -DTINYLARGE_USE_XSIMD=0 (the scalar kernels' summation order, as on the Cortex-M4)"
+#endif
+
+namespace {
+
+/// An fd_port that damages the bytes it writes and reads (the test's fault injection):
+/// each byte is kept, dropped, has one bit flipped, or is followed by 3 garbage bytes.
+struct lossy_port {
+  tl::serial::fd_port fd;
+  tl::rng g;
+  std::uint32_t per_100k;
+  std::uint64_t dropped = 0, flipped = 0, garbage = 0;
+
+  int fate() {
+    if (per_100k == 0 || g.uniform_int(100000) >= per_100k) return 0;
+    return 1 + static_cast<int>(g.uniform_int(3));
+  }
+  void damage(std::span<const std::uint8_t> in, std::vector<std::uint8_t>& out) {
+    out.clear();
+    for (const std::uint8_t b : in) {
+      switch (fate()) {
+        case 0: out.push_back(b); break;
+        case 1: ++dropped; break;
+        case 2: ++flipped; out.push_back(static_cast<std::uint8_t>(b ^ (1u << g.uniform_int(8)))); break;
+        default:
+          ++garbage;
+          out.push_back(b);
+          for (int k = 0; k < 3; ++k) out.push_back(static_cast<std::uint8_t>(g.next_u32()));
+      }
+    }
+  }
+  tl::status write(std::span<const std::uint8_t> out) {
+    std::vector<std::uint8_t> d;
+    damage(out, d);
+    return fd.write(d);
+  }
+  tl::status read(std::span<std::uint8_t> in, std::size_t& got) {
+    std::uint8_t raw[16];  // at most in.size() / 4 read: room for the garbage bytes added
+    std::size_t n = 0;
+    TINYLARGE_TRY(fd.read(std::span<std::uint8_t>(raw, std::min<std::size_t>(16, std::max<std::size_t>(1, in.size() / 4))), n));
+    std::vector<std::uint8_t> d;
+    damage(std::span<const std::uint8_t>(raw, n), d);
+    got = d.size();
+    std::memcpy(in.data(), d.data(), d.size());
+    return tl::status::success();
+  }
+};
+
+struct args {
+  std::string port_file;
+  std::uint32_t rounds = 3, steps = 6, per_100k = 30, accept_ms = 30000, ack_ms = 400;
+  std::uint64_t seed = 1;
+  std::string uplink = "fp32";
+};
+
+/// What a server run ended with.
+struct outcome {
+  tl::status status;
+  std::vector<float> device, server;
+  wf::splitfed_server_report report;
+};
+
+std::uint32_t crc_of(const std::vector<float>& v) { return tl::crc32(v.data(), v.size() * sizeof(float)); }
+
+/// The deployment: SplitFedV1 with plain SGD on both sides, the uplink codec Up, fp32 gradients.
+template <class Up>
+using protocol = wf::splitfed_v1_deployment<split_task::model, split_task::partition, tl::nn::sgd, tl::fedavg, Up,
+                                            tl::codec::fp32>;
+
+template <class P, class Transport>
+outcome serve(Transport& ep, const args& a) {
+  tl::nn::network<split_task::model> full;
+  full.initialize(split_task::seed);
+  const auto w = full.parameters();
+  constexpr std::size_t nd = P::device_model::param_count;
+  const std::vector<float> dev(w.begin(), w.begin() + nd), srv(w.begin() + nd, w.end());
+  typename P::server server(tl::nn::sgd{.learning_rate = split_task::learning_rate}, tl::fedavg{}, dev, srv);
+  wf::splitfed_server_options o;
+  o.rounds = a.rounds;
+  o.steps_per_round = a.steps;
+  o.max_batch = split_task::batch;
+  o.round_timeout = 30s;
+  o.send_timeout = 20s;
+  outcome out;
+  out.status = server.run(ep, o, &out.report);
+  out.device.assign(server.device_parameters().begin(), server.device_parameters().end());
+  out.server.assign(server.server_parameters().begin(), server.server_parameters().end());
+  return out;
+}
+
+/// The same fleet in process: the deployment's server and its host client over in_process endpoints.
+template <class P>
+outcome in_process_run(const args& a) {
+  tl::in_process::hub hub(2);
+  tl::status client_status;
+  std::thread device([&] {
+    tl::in_process ep(hub, 1);
+    typename P::client c(tl::nn::sgd{.learning_rate = split_task::learning_rate}, split_task::examples,
+                         split_task::batch);
+    client_status = c.run(ep, split_task::make_batch);
+  });
+  tl::in_process ep(hub, 0);
+  outcome out = serve<P>(ep, a);
+  device.join();
+  if (out.status.ok() && !client_status.ok()) out.status = client_status;
+  return out;
+}
+
+template <class P>
+int run(const args& a, int fd) {
+  constexpr std::size_t max_payload = std::max(P::device_model::param_count * 4, P::smashed_bytes(split_task::batch));
+  constexpr std::size_t max_frame = tl::wire::frame_size(max_payload);
+  lossy_port port{tl::serial::fd_port(fd), tl::rng(a.seed), a.per_100k};
+  tl::serial::steady_clock_ms clock;
+  using transport = tl::serial::serial_transport<lossy_port, tl::serial::steady_clock_ms, max_frame>;
+  static_assert(tl::transport_policy<transport>);
+  transport ep(port, clock, 0, {a.ack_ms});
+  const auto t0 = std::chrono::steady_clock::now();
+  const outcome serial = serve<P>(ep, a);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!serial.status.ok()) {
+    std::fprintf(stderr, "split_serial_host: the server over the serial link: %s (%s)\n", serial.status.message,
+                 tl::to_string(serial.status.code));
+    return 1;
+  }
+  // Exactly once: nothing may arrive after the stop (retransmissions are ACKed, not delivered).
+  tl::wire::message_view extra;
+  const tl::status tail = ep.recv(extra, 300ms);
+  const bool quiet = tail.code == tl::errc::timed_out || tail.code == tl::errc::io_error;  // the device exits
+
+  const outcome ref = in_process_run<P>(a);
+  if (!ref.status.ok()) {
+    std::fprintf(stderr, "split_serial_host: the in-process run: %s\n", ref.status.message);
+    return 1;
+  }
+  const auto& r = serial.report;
+  std::string loss;
+  for (const double l : r.train_loss) loss += std::to_string(l).substr(0, 6) + " ";
+  std::printf("split_serial_host: SplitFedV1 over the serial link (uplink %s, downlink fp32): %u rounds of %u steps "
+              "(batch %zu, cut %zu) in %.2f s, steps served %llu, server loss per round [ %s], smashed bytes %llu, "
+              "gradient bytes %llu\n",
+              P::uplink_codec::name(), a.rounds, a.steps, split_task::batch, P::cut, seconds,
+              static_cast<unsigned long long>(r.steps_served), loss.c_str(),
+              static_cast<unsigned long long>(r.smashed_bytes), static_cast<unsigned long long>(r.gradient_bytes));
+  const bool same_dev = serial.device == ref.device &&
+                        std::memcmp(serial.device.data(), ref.device.data(), serial.device.size() * 4) == 0;
+  const bool same_srv = serial.server == ref.server &&
+                        std::memcmp(serial.server.data(), ref.server.data(), serial.server.size() * 4) == 0;
+  const bool same_loss = r.train_loss == ref.report.train_loss;
+  std::printf("split_serial_host: device segment (Cortex-M4F via the server) crc32 %08x, in process %08x: %s\n",
+              crc_of(serial.device), crc_of(ref.device), same_dev ? "bit-identical" : "DIFFERENT");
+  std::printf("split_serial_host: server segment crc32 %08x, in process %08x: %s; loss per round %s\n",
+              crc_of(serial.server), crc_of(ref.server), same_srv ? "bit-identical" : "DIFFERENT",
+              same_loss ? "identical" : "DIFFERENT");
+  const auto& st = ep.link_counters();
+  std::printf("split_serial_host: injected %llu dropped, %llu flipped, %llu garbage bytes; link: sent %llu, delivered "
+              "%llu, retransmissions %llu, duplicates %llu, corrupt %llu, oversized %llu, stale acks %llu, bytes sent "
+              "%llu, received %llu; server dropped frames %llu, rejected %llu\n",
+              (unsigned long long)port.dropped, (unsigned long long)port.flipped, (unsigned long long)port.garbage,
+              (unsigned long long)st.frames_sent, (unsigned long long)st.delivered,
+              (unsigned long long)st.retransmissions, (unsigned long long)st.duplicates,
+              (unsigned long long)st.corrupt, (unsigned long long)st.oversized, (unsigned long long)st.stale_acks,
+              (unsigned long long)st.bytes_sent, (unsigned long long)st.bytes_received,
+              (unsigned long long)r.dropped_frames, (unsigned long long)r.rejected_frames);
+  // Every smashed frame and every update delivered once; every model, gradient and the stop sent once.
+  const std::uint64_t steps = std::uint64_t{a.rounds} * a.steps;
+  bool ok = same_dev && same_srv && same_loss && quiet && r.steps_served == steps && r.rounds_completed == a.rounds &&
+            st.delivered == steps + a.rounds && st.frames_sent == a.rounds + steps + 1 && r.dropped_frames == 0 &&
+            r.rejected_frames == 0;
+  if (!quiet) std::fprintf(stderr, "split_serial_host: a frame arrived after the stop\n");
+  if (a.per_100k > 0 && port.dropped + port.flipped + port.garbage == 0) {
+    std::fprintf(stderr, "split_serial_host: no fault was injected: the test would prove nothing\n");
+    ok = false;
+  }
+  std::printf("split_serial_host: %s\n", ok ? "PASS" : "FAIL");
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  args a;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i];
+    const char* v = argv[i + 1];
+    if (k == "--port-file") a.port_file = v;
+    else if (k == "--rounds") a.rounds = static_cast<std::uint32_t>(std::strtoul(v, nullptr, 10));
+    else if (k == "--steps") a.steps = static_cast<std::uint32_t>(std::strtoul(v, nullptr, 10));
+    else if (k == "--uplink") a.uplink = v;
+    else if (k == "--fault-per-100k") a.per_100k = static_cast<std::uint32_t>(std::strtoul(v, nullptr, 10));
+    else if (k == "--ack-timeout-ms") a.ack_ms = static_cast<std::uint32_t>(std::strtoul(v, nullptr, 10));
+    else if (k == "--seed") a.seed = std::strtoull(v, nullptr, 10);
+    else if (k == "--accept-timeout-ms") a.accept_ms = static_cast<std::uint32_t>(std::strtoul(v, nullptr, 10));
+    else {
+      std::fprintf(stderr, "split_serial_host: unknown option %s\n", k.c_str());
+      return 2;
+    }
+  }
+  if (a.port_file.empty() || a.rounds == 0 || a.steps == 0 || a.per_100k > 1000 ||
+      (a.uplink != "fp32" && a.uplink != "int8")) {
+    std::fprintf(stderr, "usage: split_serial_host --port-file F [--rounds N>0] [--steps S>0] [--uplink fp32|int8] "
+                         "[--fault-per-100k 0..1000] [--ack-timeout-ms T] [--seed S]\n");
+    return 2;
+  }
+
+  const int ls = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  if (ls < 0 || ::bind(ls, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(ls, 1) != 0 ||
+      ::getsockname(ls, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    std::perror("split_serial_host: listen on 127.0.0.1");
+    return 1;
+  }
+  {
+    const std::string tmp = a.port_file + ".tmp";
+    FILE* f = std::fopen(tmp.c_str(), "w");
+    if (f == nullptr) return std::perror("split_serial_host: port file"), 1;
+    std::fprintf(f, "%u\n", static_cast<unsigned>(ntohs(addr.sin_port)));
+    std::fclose(f);
+    std::rename(tmp.c_str(), a.port_file.c_str());  // appears complete
+  }
+  pollfd p{ls, POLLIN, 0};
+  if (::poll(&p, 1, static_cast<int>(a.accept_ms)) != 1) {
+    std::fprintf(stderr, "split_serial_host: no connection from QEMU within %u ms\n", a.accept_ms);
+    return 1;
+  }
+  const int fd = ::accept(ls, nullptr, nullptr);
+  if (fd < 0) return std::perror("split_serial_host: accept"), 1;
+  const int rc = a.uplink == "int8" ? run<protocol<tl::codec::int8>>(a, fd) : run<protocol<tl::codec::fp32>>(a, fd);
+  ::close(fd);
+  ::close(ls);
+  return rc;
+}
