@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <functional>
@@ -163,6 +164,95 @@ TEST_CASE("split: with the fp32 codec, split forward and backward are bit-identi
     const double acc_full = tl::nn::evaluate(ref, tl::nn::softmax_cross_entropy{}, t.view()).accuracy;
     REQUIRE(acc_split == acc_full);
   }
+}
+
+TEST_CASE("split device role (workflow/split_device.hpp): a segment in static_training_storage steps as the heap "
+          "network does, bit for bit, and its messages and frames are the deployment's",
+          "[split][device][freestanding]") {
+  namespace wf = tl::workflow;
+  using seg = one_cut::segment<small_mlp, 0>;  // dense<16, 12> + relu
+  constexpr std::size_t b = 4, cut = one_cut::cut_size<small_mlp, 0>;
+  using fixed_net = tl::nn::network<seg, tl::nn::static_training_storage<b>>;
+  static_assert(fixed_net::max_batch == b && tl::nn::network<seg>::max_batch == 0);
+  static_assert(!fixed_net::storage::uses_heap);
+  // The object holds everything: parameters and gradients, and the activations of b rows.
+  static_assert(sizeof(fixed_net) >= sizeof(float) * (2 * seg::param_count + b * (16 + 12 + 12)));
+  tl::nn::network<seg> heap(7);
+  static fixed_net fixed;  // static: the firmware's placement
+  std::copy(heap.parameters().begin(), heap.parameters().end(), fixed.parameters().begin());
+  const tl::nn::sgd opt{.learning_rate = 0.1f};
+  tl::nn::sgd::state<float> state(opt, seg::param_count);
+  tl::rng g(3);
+  std::vector<float> x(b * 16), grad(b * cut);
+  std::vector<std::uint8_t> y(b);
+  for (int step = 0; step < 3; ++step) {
+    for (float& v : x) v = g.uniform(-1.0f, 1.0f);
+    for (auto& v : y) v = static_cast<std::uint8_t>(g.uniform_int(4));
+    for (float& v : grad) v = g.uniform(-0.1f, 0.1f);
+    const float* a_heap = wf::device_forward(heap, x.data(), b);
+    const float* a_fixed = wf::device_forward(fixed, x.data(), b);
+    REQUIRE(bit_equal(a_heap, a_fixed, b * cut));
+    // The smashed message into a span (the firmware) and into a vector (the host client): the same bytes.
+    std::vector<std::byte> v_msg;
+    std::array<std::byte, tl::codec::int8::max_encoded_bytes(b * cut) + b> s_msg{};
+    const std::size_t n = wf::encode_smashed<tl::codec::int8>({a_fixed, b * cut}, y.data(), b, std::span<std::byte>(s_msg));
+    CHECK(n == wf::smashed_message_bytes<tl::codec::int8>(b, cut));
+    CHECK(wf::encode_smashed<tl::codec::int8>({a_heap, b * cut}, y.data(), b, v_msg) == n);
+    CHECK(std::memcmp(v_msg.data(), s_msg.data(), n) == 0);
+    // The gradient message as the server encodes it, checked as the device decodes it.
+    std::vector<std::byte> gmsg;
+    wf::encode_at_cut<tl::codec::fp32>(grad, gmsg);
+    std::vector<float> got(b * cut);
+    REQUIRE(wf::decode_gradient<tl::codec::fp32>(gmsg, got).ok());
+    CHECK(got == grad);
+    // The host client's update (nn::sgd's state) and the firmware's (sgd_update): the same bits.
+    CHECK(wf::device_backward(heap, got.data(), tl::nn::optimizer_update<tl::nn::sgd::state<float>>{state}));
+    CHECK(wf::device_backward(fixed, got.data(), wf::sgd_update::of(opt)));
+    REQUIRE(bit_equal(heap.parameters().data(), fixed.parameters().data(), seg::param_count));
+  }
+  const tl::nn::network<seg> initial(7);
+  CHECK(!bit_equal(heap.parameters().data(), initial.parameters().data(), seg::param_count));  // it trained
+  // A gradient message of the wrong size or with a NaN is refused, and the device does not step on it.
+  std::vector<float> g4(b * cut, 0.5f);
+  std::vector<std::byte> msg;
+  wf::encode_at_cut<tl::codec::fp32>(std::vector<float>(b * cut - 1, 0.5f), msg);
+  CHECK(wf::decode_gradient<tl::codec::fp32>(msg, g4).code == tl::errc::corrupt);
+  std::vector<float> bad(b * cut, 0.5f);
+  bad[5] = std::numeric_limits<float>::quiet_NaN();
+  wf::encode_at_cut<tl::codec::fp32>(bad, msg);
+  CHECK(wf::decode_gradient<tl::codec::fp32>(msg, g4).code == tl::errc::non_finite);
+#if TINYLARGE_HAS_EXCEPTIONS
+  // More rows than the storage holds: refused, never written past the members.
+  std::vector<float> x5(5 * 16, 0.0f);
+  CHECK_THROWS_AS(fixed.forward(x5.data(), 5, true), tl::error);
+#endif
+  // The device's frames: the client rule on model frames, the step's gradient, the update.
+  tl::wire::message_header m;
+  m.type = tl::wire::message_type::model;
+  m.round = 2;
+  m.aux = 5 | (std::uint64_t{1} << 32);  // S = 5, epoch 1
+  CHECK(wf::split_model_steps(m) == 5);
+  CHECK(wf::split_epoch(m) == 1);
+  CHECK(wf::split_model_is_newer(m, 1, 0));   // a later round
+  CHECK(wf::split_model_is_newer(m, 2, 0));   // the same round from a restarted server
+  CHECK(!wf::split_model_is_newer(m, 2, 1));  // a duplicate of the current model
+  CHECK(!wf::split_model_is_newer(m, 3, 0));  // an older one
+  const std::size_t n = wf::smashed_message_bytes<tl::codec::int8>(b, cut);
+  const auto h = wf::split_smashed_header(2, 4, 1, n);
+  CHECK((h.type == tl::wire::message_type::smashed && h.dtype == tl::wire::wire_dtype::bytes && h.count == n &&
+         h.aux == (4 | (std::uint64_t{1} << 32))));
+  tl::wire::message_header gh = h;
+  gh.type = tl::wire::message_type::gradient;
+  CHECK(wf::split_gradient_for(gh, 2, 4, 1));
+  CHECK(!wf::split_gradient_for(gh, 2, 3, 1));
+  CHECK(!wf::split_gradient_for(gh, 2, 4, 0));
+  const auto u = wf::split_update_header(2, 1, 64, seg::param_count);
+  CHECK((u.type == tl::wire::message_type::update && u.dtype == tl::wire::wire_dtype::fp32 &&
+         u.count == seg::param_count && u.aux == (64 | (std::uint64_t{1} << 32))));
+  tl::wire::message_header stop;
+  stop.aux = static_cast<std::uint64_t>(tl::wire::control_command::stop);
+  CHECK(wf::split_is_stop(stop));
+  CHECK(!wf::split_is_stop(m));
 }
 
 TEST_CASE("split: codecs round-trip within their stated error and reject corrupt messages", "[split][codec]") {

@@ -199,6 +199,9 @@ class network {
   static_assert(max_batch == 0 || (!mixed && !has_int8_layers),
                 "tinylarge: nn::network with static_training_storage: fp32 layers only (fake quantization and "
                 "low-precision layers keep host scratch)");
+  static_assert(!TINYLARGE_FREESTANDING || max_batch != 0,
+                "tinylarge: nn::network in the freestanding profile needs Storage = static_training_storage<MaxBatch> "
+                "(the activations of up to MaxBatch rows in the object: no heap)");
   /// Some layer is one of nn/transformer.hpp's, which compute in fp32 only.
   static constexpr bool model_has_fp32_only_layers = [] {
     bool any = false;

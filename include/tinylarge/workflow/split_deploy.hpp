@@ -12,7 +12,12 @@
 ///        `server_step` / `encode_at_cut`) over wire frames — the same role
 ///        and codec functions the in-process engine (workflow/split_engine.hpp)
 ///        runs, so the protocol's arithmetic exists once. Over MPI rank 0 is the
-///        server; over MQTT the server topics (docs/transport.md has the layout).
+///        server; over MQTT the server topics (docs/transport.md has the layout);
+///        over `serial::serial_transport` the server and one device — a
+///        microcontroller whose firmware runs the client's device functions and
+///        frame rules (workflow/split_device.hpp: `split_model_is_newer`,
+///        `split_smashed_header`, `split_gradient_for`, `split_update_header`,
+///        the ones `client` below runs; tests/mcu/split_device.cpp).
 ///
 /// One cut (`cut<K>`: device segment + server segment). What crosses it is
 /// encoded by the `Uplink` codec (smashed data) and the `Downlink` codec
