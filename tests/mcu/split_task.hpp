@@ -28,7 +28,7 @@ inline constexpr std::size_t cut = partition::cut_size<model, 0>;
 /// Rows of every step's batch (the deployment's max_batch).
 inline constexpr std::size_t batch = 8;
 /// SGD's learning rate on the device and on the server.
-inline constexpr float learning_rate = 0.05f;
+inline constexpr float learning_rate = 0.3f;
 /// The device's aggregation weight (its "local examples").
 inline constexpr std::int64_t examples = 64;
 /// The seed of the device's data stream and of the initial model.

@@ -220,8 +220,9 @@ int run(const args& a, int fd) {
             st.delivered == steps + a.rounds && st.frames_sent == a.rounds + steps + 1 && r.dropped_frames == 0 &&
             r.rejected_frames == 0;
   if (!quiet) std::fprintf(stderr, "split_serial_host: a frame arrived after the stop\n");
-  if (a.per_100k > 0 && port.dropped + port.flipped + port.garbage == 0) {
-    std::fprintf(stderr, "split_serial_host: no fault was injected: the test would prove nothing\n");
+  if (a.per_100k > 0 && (port.dropped == 0 || port.flipped == 0 || port.garbage == 0)) {
+    // (scripts/mcu_split.sh's seeds draw each kind among their first faults)
+    std::fprintf(stderr, "split_serial_host: not every kind of fault (drop, flip, garbage) was injected\n");
     ok = false;
   }
   std::printf("split_serial_host: %s\n", ok ? "PASS" : "FAIL");
