@@ -7,7 +7,9 @@
 # flipped or followed by garbage in both directions. The host then runs the same fleet in
 # process (the deployment's own host client over in_process endpoints) and the final
 # device and server segments must be bit-identical. Two runs: the fp32 uplink codec with
-# a g++-built host, the int8 uplink codec with a clang++-built one (different fault seeds).
+# a g++-built host, the int8 uplink codec with a clang++-built one (different fault seeds),
+# whose server is killed in round 2 and resumed from its checkpoint (the firmware redoes the
+# round; the result must still equal the uninterrupted in-process run).
 # Reports the firmware's flash / RAM; the link fails if anything uses the heap
 # (tests/mcu/mps2.ld).
 # Usage: scripts/mcu_split.sh [build-dir]   (needs scripts/deps.sh first)
@@ -51,8 +53,12 @@ for codec in fp32 int8; do
   # fault generator's seeds (3, 5) draw a drop, a bit flip and garbage among their first faults
   # (within the first 23 000 bytes, a run moves more than 35 000): the host checks all three came.
   seed=$((run == 1 ? 3 : 5))
+  # Run 2 also kills the server (simulated) after step 2 of round 2; a new server resumes from
+  # its checkpoint over the same link, and the firmware redoes the round (restart epoch 1).
+  crash=()
+  [[ $run == 2 ]] && crash=(--checkpoint "$out/split-$run.ckpt" --crash-round 2 --crash-after 2)
   timeout 60 "$host" --port-file "$portfile" --rounds 3 --steps 3 --uplink "$codec" --fault-per-100k 15 \
-    --seed "$seed" > "$out/host-$run.txt" 2>&1 &
+    --seed "$seed" "${crash[@]}" > "$out/host-$run.txt" 2>&1 &
   host_pid=$!
   for _ in $(seq 100); do [[ -s $portfile ]] && break; sleep 0.1; done
   if [[ ! -s $portfile ]]; then

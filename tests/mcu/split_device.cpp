@@ -104,7 +104,7 @@ void put_stat(const char* name, std::uint64_t v) {
 int main() {
   uart.init();
   clock_ms.init();
-  std::uint32_t round = 0, epoch = 0, rounds = 0, steps_done = 0;
+  std::uint32_t round = 0, epoch = 0, rounds = 0, steps_done = 0, restarts = 0;
   tl::wire::message_view m;
   bool pending = false;  // m holds a model frame that arrived while waiting for a gradient
   for (;;) {
@@ -116,7 +116,16 @@ int main() {
     if (m.header.dtype != tl::wire::wire_dtype::fp32 || m.header.count != params)
       fail("model frame", {tl::errc::corrupt, "the model frame does not hold this device segment"});
     check("model frame", tl::wire::read_fp32(m, std::span<float>(segment.parameters())));
-    // (Plain SGD has no optimizer state: a restarted server's round is redone from its model.)
+    // A model of the round it is in, from a restarted server (a greater epoch): redo the round
+    // from step 0 with the same batches (plain SGD has no optimizer state to roll back).
+    if (m.header.round == round) {
+      tl_mcu::puts("split_device: the server restarted (epoch ");
+      tl_mcu::put_int(static_cast<long>(wf::split_epoch(m.header)));
+      tl_mcu::puts("): redoing round ");
+      tl_mcu::put_int(static_cast<long>(round));
+      tl_mcu::puts(" from step 0\n");
+      ++restarts;
+    }
     round = m.header.round;
     epoch = wf::split_epoch(m.header);
     const std::uint32_t steps = wf::split_model_steps(m.header);
@@ -173,6 +182,7 @@ int main() {
   tl_mcu::puts(", rounds ");
   tl_mcu::put_int(static_cast<long>(rounds));
   put_stat("steps", steps_done);
+  put_stat("restarts", restarts);
   put_stat("delivered", st.delivered);
   put_stat("sent", st.frames_sent);
   put_stat("retransmissions", st.retransmissions);

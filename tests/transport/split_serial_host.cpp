@@ -17,8 +17,15 @@
 // with TINYLARGE_USE_XSIMD=0, so the host's GEMMs sum in the scalar kernels' order as
 // the Cortex-M4's do, and both sides with -ffp-contract=off).
 //
+// With --checkpoint, the server is killed (simulated: an exception out of its run) after
+// --crash-after steps of round --crash-round and a new server object resumes from the
+// checkpoint over the same link: the firmware sees a model of the same round with a greater
+// restart epoch and redoes the round from step 0 (the deployment's client rule), and the final
+// segments must still equal the uninterrupted in-process run bit for bit.
+//
 //   split_serial_host --port-file F [--rounds 3] [--steps 6] [--uplink fp32|int8]
 //                     [--fault-per-100k 30] [--ack-timeout-ms 400] [--seed 1] [--accept-timeout-ms 30000]
+//                     [--checkpoint FILE --crash-round R --crash-after N]
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -103,7 +110,15 @@ struct args {
   std::uint32_t rounds = 3, steps = 6, per_100k = 30, accept_ms = 30000, ack_ms = 400;
   std::uint64_t seed = 1;
   std::string uplink = "fp32";
+  /// With a checkpoint file: the server "crashes" (an exception out of its run) after
+  /// `crash_after` steps of round `crash_round` and a new server object resumes from the
+  /// checkpoint over the same link (restart epoch 1): the firmware must redo the round.
+  std::string checkpoint;
+  std::uint32_t crash_round = 0, crash_after = 0;
 };
+
+/// The in-process stand-in for a killed server (as tests/transport/nn_node.cpp's).
+struct simulated_crash {};
 
 /// What a server run ended with.
 struct outcome {
@@ -120,13 +135,12 @@ using protocol = wf::splitfed_v1_deployment<split_task::model, split_task::parti
                                             tl::codec::fp32>;
 
 template <class P, class Transport>
-outcome serve(Transport& ep, const args& a) {
+outcome serve(Transport& ep, const args& a, bool crash = false) {
   tl::nn::network<split_task::model> full;
   full.initialize(split_task::seed);
   const auto w = full.parameters();
   constexpr std::size_t nd = P::device_model::param_count;
   const std::vector<float> dev(w.begin(), w.begin() + nd), srv(w.begin() + nd, w.end());
-  typename P::server server(tl::nn::sgd{.learning_rate = split_task::learning_rate}, tl::fedavg{}, dev, srv);
   wf::splitfed_server_options o;
   o.rounds = a.rounds;
   o.steps_per_round = a.steps;
@@ -134,6 +148,25 @@ outcome serve(Transport& ep, const args& a) {
   o.round_timeout = 30s;
   o.send_timeout = 20s;
   outcome out;
+  if (crash) {
+    std::remove(a.checkpoint.c_str());
+    o.checkpoint_path = a.checkpoint;
+    o.on_step = [&](std::uint32_t r, std::uint64_t n) {
+      if (r == a.crash_round && n == a.crash_after) throw simulated_crash{};
+    };
+    try {
+      typename P::server doomed(tl::nn::sgd{.learning_rate = split_task::learning_rate}, tl::fedavg{}, dev, srv);
+      out.status = doomed.run(ep, o);
+      out.status = {tl::errc::invalid_argument, "the server did not reach its crash point"};
+      return out;
+    } catch (const simulated_crash&) {
+      std::printf("split_serial_host: simulated server crash in round %u after %u steps; a new server resumes "
+                  "from the checkpoint\n", a.crash_round, a.crash_after);
+    }
+    o.on_step = nullptr;
+  }
+  // (A resumed server starts from the initial segments: the checkpoint replaces them.)
+  typename P::server server(tl::nn::sgd{.learning_rate = split_task::learning_rate}, tl::fedavg{}, dev, srv);
   out.status = server.run(ep, o, &out.report);
   out.device.assign(server.device_parameters().begin(), server.device_parameters().end());
   out.server.assign(server.server_parameters().begin(), server.server_parameters().end());
@@ -168,7 +201,8 @@ int run(const args& a, int fd) {
   static_assert(tl::transport_policy<transport>);
   transport ep(port, clock, 0, {a.ack_ms});
   const auto t0 = std::chrono::steady_clock::now();
-  const outcome serial = serve<P>(ep, a);
+  const bool crash = !a.checkpoint.empty();
+  const outcome serial = serve<P>(ep, a, crash);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!serial.status.ok()) {
     std::fprintf(stderr, "split_serial_host: the server over the serial link: %s (%s)\n", serial.status.message,
@@ -198,7 +232,10 @@ int run(const args& a, int fd) {
                         std::memcmp(serial.device.data(), ref.device.data(), serial.device.size() * 4) == 0;
   const bool same_srv = serial.server == ref.server &&
                         std::memcmp(serial.server.data(), ref.server.data(), serial.server.size() * 4) == 0;
-  const bool same_loss = r.train_loss == ref.report.train_loss;
+  // (A resumed server reports the rounds it ran: the last ones of the uninterrupted run.)
+  const bool same_loss = r.train_loss.size() <= ref.report.train_loss.size() &&
+                         std::equal(r.train_loss.begin(), r.train_loss.end(),
+                                    ref.report.train_loss.end() - static_cast<std::ptrdiff_t>(r.train_loss.size()));
   std::printf("split_serial_host: device segment (Cortex-M4F via the server) crc32 %08x, in process %08x: %s\n",
               crc_of(serial.device), crc_of(ref.device), same_dev ? "bit-identical" : "DIFFERENT");
   std::printf("split_serial_host: server segment crc32 %08x, in process %08x: %s; loss per round %s\n",
@@ -215,10 +252,21 @@ int run(const args& a, int fd) {
               (unsigned long long)st.bytes_sent, (unsigned long long)st.bytes_received,
               (unsigned long long)r.dropped_frames, (unsigned long long)r.rejected_frames);
   // Every smashed frame and every update delivered once; every model, gradient and the stop sent once.
+  // After a crash: the resumed server ran from round crash_round in restart epoch 1 (the frames the
+  // device sent to the dead server are dropped, the round's first steps served twice).
   const std::uint64_t steps = std::uint64_t{a.rounds} * a.steps;
-  bool ok = same_dev && same_srv && same_loss && quiet && r.steps_served == steps && r.rounds_completed == a.rounds &&
-            st.delivered == steps + a.rounds && st.frames_sent == a.rounds + steps + 1 && r.dropped_frames == 0 &&
-            r.rejected_frames == 0;
+  bool ok = same_dev && same_srv && same_loss && quiet && r.rejected_frames == 0;
+  if (!crash) {
+    ok = ok && r.train_loss.size() == a.rounds && r.steps_served == steps && r.rounds_completed == a.rounds && st.delivered == steps + a.rounds &&
+         st.frames_sent == a.rounds + steps + 1 && r.dropped_frames == 0;
+  } else {
+    std::printf("split_serial_host: resumed at round %u in restart epoch %u, %llu frames of the dead server's epoch "
+                "dropped, %llu steps served after the restart\n",
+                r.first_round, r.restarts, static_cast<unsigned long long>(r.dropped_frames),
+                static_cast<unsigned long long>(r.steps_served));
+    ok = ok && r.first_round == a.crash_round && r.restarts == 1 && r.rounds_completed == a.rounds &&
+         r.steps_served == std::uint64_t{a.rounds - a.crash_round + 1} * a.steps;
+  }
   if (!quiet) std::fprintf(stderr, "split_serial_host: a frame arrived after the stop\n");
   if (a.per_100k > 0 && (port.dropped == 0 || port.flipped == 0 || port.garbage == 0)) {
     // (scripts/mcu_split.sh's seeds draw each kind among their first faults)
@@ -242,6 +290,9 @@ int main(int argc, char** argv) {
     else if (k == "--uplink") a.uplink = v;
     else if (k == "--fault-per-100k") a.per_100k = static_cast<std::uint32_t>(std::strtoul(v, nullptr, 10));
     else if (k == "--ack-timeout-ms") a.ack_ms = static_cast<std::uint32_t>(std::strtoul(v, nullptr, 10));
+    else if (k == "--checkpoint") a.checkpoint = v;
+    else if (k == "--crash-round") a.crash_round = static_cast<std::uint32_t>(std::strtoul(v, nullptr, 10));
+    else if (k == "--crash-after") a.crash_after = static_cast<std::uint32_t>(std::strtoul(v, nullptr, 10));
     else if (k == "--seed") a.seed = std::strtoull(v, nullptr, 10);
     else if (k == "--accept-timeout-ms") a.accept_ms = static_cast<std::uint32_t>(std::strtoul(v, nullptr, 10));
     else {
@@ -250,9 +301,12 @@ int main(int argc, char** argv) {
     }
   }
   if (a.port_file.empty() || a.rounds == 0 || a.steps == 0 || a.per_100k > 1000 ||
-      (a.uplink != "fp32" && a.uplink != "int8")) {
+      (a.uplink != "fp32" && a.uplink != "int8") ||
+      (!a.checkpoint.empty() && (a.crash_round < 2 || a.crash_round > a.rounds || a.crash_after == 0 ||
+                                 a.crash_after >= a.steps))) {
     std::fprintf(stderr, "usage: split_serial_host --port-file F [--rounds N>0] [--steps S>0] [--uplink fp32|int8] "
-                         "[--fault-per-100k 0..1000] [--ack-timeout-ms T] [--seed S]\n");
+                         "[--fault-per-100k 0..1000] [--ack-timeout-ms T] [--seed S] [--checkpoint F --crash-round 2..N "
+                         "--crash-after 1..S-1]\n");
     return 2;
   }
 
