@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Split learning between a Cortex-M4F firmware under QEMU (mps2-an386,
 # tests/mcu/split_device.cpp: the device segment dense<16,32> + relu, fp32 master weights
-# in static RAM) and the library's SplitFedV1 deployment server on the host
+# in static RAM) and the library's PSL / SplitFedV1 deployment server on the host
 # (tests/transport/split_serial_host.cpp, workflow/split_deploy.hpp over
 # serial::serial_transport), over the emulated UART (`-serial tcp:`), with bytes dropped,
 # flipped or followed by garbage in both directions. The host then runs the same fleet in
 # process (the deployment's own host client over in_process endpoints) and the final
-# device and server segments must be bit-identical. Two runs: the fp32 uplink codec with
-# a g++-built host, the int8 uplink codec with a clang++-built one (different fault seeds),
-# whose server is killed in round 2 and resumed from its checkpoint (the firmware redoes the
+# device and server segments must be bit-identical. Two runs: PSL with the fp32 uplink codec
+# and a g++-built host, SplitFedV1 with the int8 uplink codec and a clang++-built host
+# (different fault seeds), whose server is killed in round 2 and resumed from its checkpoint (the firmware redoes the
 # round; the result must still equal the uninterrupted in-process run).
 # Reports the firmware's flash / RAM; the link fails if anything uses the heap
 # (tests/mcu/mps2.ld).
@@ -55,8 +55,9 @@ for codec in fp32 int8; do
   seed=$((run == 1 ? 3 : 5))
   # Run 2 also kills the server (simulated) after step 2 of round 2; a new server resumes from
   # its checkpoint over the same link, and the firmware redoes the round (restart epoch 1).
-  crash=()
-  [[ $run == 2 ]] && crash=(--checkpoint "$out/split-$run.ckpt" --crash-round 2 --crash-after 2)
+  # Run 1 is PSL (psl_deployment's server), run 2 SplitFedV1: the same device frames.
+  crash=(--scheme psl)
+  [[ $run == 2 ]] && crash=(--scheme splitfed_v1 --checkpoint "$out/split-$run.ckpt" --crash-round 2 --crash-after 2)
   timeout 60 "$host" --port-file "$portfile" --rounds 3 --steps 3 --uplink "$codec" --fault-per-100k 15 \
     --seed "$seed" "${crash[@]}" > "$out/host-$run.txt" 2>&1 &
   host_pid=$!
@@ -72,7 +73,7 @@ for codec in fp32 int8; do
     -kernel "$elf" > "$out/device-$run.txt" 2>&1 || qemu_rc=$?
   host_rc=0
   wait "$host_pid" || host_rc=$?
-  echo "---- host (uplink $codec, built with $([[ $run == 1 ]] && echo g++ || echo "${TINYLARGE_CLANGXX:-clang++-14}")) ----"
+  echo "---- host (run $run, uplink $codec, built with $([[ $run == 1 ]] && echo g++ || echo "${TINYLARGE_CLANGXX:-clang++-14}")) ----"
   cat "$out/host-$run.txt"
   echo "---- device (Cortex-M4F, QEMU exit $qemu_rc) ----"; cat "$out/device-$run.txt"
   if [[ $host_rc -ne 0 || $qemu_rc -ne 0 ]]; then

@@ -283,8 +283,8 @@ fi
 # The serial link (transport/serial.hpp): a Cortex-M4F firmware under QEMU and a host program over
 # the emulated UART, with bytes dropped / flipped on the way (scripts/mcu_serial.sh, < 1 min).
 register_step mcu-serial timeout 110 bash "$ROOT/scripts/mcu_serial.sh" "$BUILD_ROOT/mcu-serial"
-# Split learning over that link: the library's SplitFedV1 deployment server on the host, a Cortex-M4F
-# device segment under QEMU, final models bit-identical to the in-process run (scripts/mcu_split.sh, ~35 s).
+# Split learning over that link: the library's PSL / SplitFedV1 deployment servers on the host, a Cortex-M4F
+# device segment under QEMU, final models bit-identical to the in-process run (scripts/mcu_split.sh, 25-85 s).
 register_step mcu-split timeout 120 bash "$ROOT/scripts/mcu_split.sh" "$BUILD_ROOT/mcu-split"
 
 # Drop-in steps from later issues.

@@ -1,5 +1,5 @@
 // Host end of the split-learning serial test (scripts/mcu_split.sh): the library's
-// SplitFedV1 deployment *server* (workflow/split_deploy.hpp, unchanged) over
+// SplitFedV1 or PSL deployment *server* (workflow/split_deploy.hpp, unchanged) over
 // `serial::serial_transport` on a TCP socket, to which QEMU connects the Cortex-M4F
 // firmware tests/mcu/split_device.cpp (`-serial tcp:127.0.0.1:PORT`): one device, its
 // segment dense<16, 32> + relu of the 16-32-4 MLP of tests/mcu/split_task.hpp, the
@@ -9,7 +9,7 @@
 // them); the link layer recovers them.
 //
 // Then the same fleet runs in process: the same server and the deployment's own host
-// client (`splitfed_v1_deployment<…>::client`, the library's nn::network and nn::sgd)
+// client (`split_deployment<…>::client`, the library's nn::network and nn::sgd)
 // over `in_process` endpoints, with the same batches (split_task::make_batch). The final
 // device and server segments of the two runs must be equal bit for bit, and so must the
 // server's loss per round: the firmware runs the same device functions
@@ -23,7 +23,7 @@
 // restart epoch and redoes the round from step 0 (the deployment's client rule), and the final
 // segments must still equal the uninterrupted in-process run bit for bit.
 //
-//   split_serial_host --port-file F [--rounds 3] [--steps 6] [--uplink fp32|int8]
+//   split_serial_host --port-file F [--rounds 3] [--steps 6] [--uplink fp32|int8] [--scheme splitfed_v1|psl]
 //                     [--fault-per-100k 30] [--ack-timeout-ms 400] [--seed 1] [--accept-timeout-ms 30000]
 //                     [--checkpoint FILE --crash-round R --crash-after N]
 #include <arpa/inet.h>
@@ -110,6 +110,7 @@ struct args {
   std::uint32_t rounds = 3, steps = 6, per_100k = 30, accept_ms = 30000, ack_ms = 400;
   std::uint64_t seed = 1;
   std::string uplink = "fp32";
+  std::string scheme = "splitfed_v1";  ///< or psl (one server segment; with one device: no lockstep waits)
   /// With a checkpoint file: the server "crashes" (an exception out of its run) after
   /// `crash_after` steps of round `crash_round` and a new server object resumes from the
   /// checkpoint over the same link (restart epoch 1): the firmware must redo the round.
@@ -129,9 +130,9 @@ struct outcome {
 
 std::uint32_t crc_of(const std::vector<float>& v) { return tl::crc32(v.data(), v.size() * sizeof(float)); }
 
-/// The deployment: SplitFedV1 with plain SGD on both sides, the uplink codec Up, fp32 gradients.
-template <class Up>
-using protocol = wf::splitfed_v1_deployment<split_task::model, split_task::partition, tl::nn::sgd, tl::fedavg, Up,
+/// The deployment: SplitFedV1 or PSL with plain SGD on both sides, the uplink codec Up, fp32 gradients.
+template <class Scheme, class Up>
+using protocol = wf::split_deployment<Scheme, split_task::model, split_task::partition, tl::nn::sgd, tl::fedavg, Up,
                                             tl::codec::fp32>;
 
 template <class P, class Transport>
@@ -222,10 +223,11 @@ int run(const args& a, int fd) {
   const auto& r = serial.report;
   std::string loss;
   for (const double l : r.train_loss) loss += std::to_string(l).substr(0, 6) + " ";
-  std::printf("split_serial_host: SplitFedV1 over the serial link (uplink %s, downlink fp32): %u rounds of %u steps "
+  std::printf("split_serial_host: %s over the serial link (uplink %s, downlink fp32): %u rounds of %u steps "
               "(batch %zu, cut %zu) in %.2f s, steps served %llu, server loss per round [ %s], smashed bytes %llu, "
               "gradient bytes %llu\n",
-              P::uplink_codec::name(), a.rounds, a.steps, split_task::batch, P::cut, seconds,
+              P::server_copies ? "SplitFedV1" : "PSL", P::uplink_codec::name(), a.rounds, a.steps, split_task::batch,
+              P::cut, seconds,
               static_cast<unsigned long long>(r.steps_served), loss.c_str(),
               static_cast<unsigned long long>(r.smashed_bytes), static_cast<unsigned long long>(r.gradient_bytes));
   const bool same_dev = serial.device == ref.device &&
@@ -288,6 +290,7 @@ int main(int argc, char** argv) {
     else if (k == "--rounds") a.rounds = static_cast<std::uint32_t>(std::strtoul(v, nullptr, 10));
     else if (k == "--steps") a.steps = static_cast<std::uint32_t>(std::strtoul(v, nullptr, 10));
     else if (k == "--uplink") a.uplink = v;
+    else if (k == "--scheme") a.scheme = v;
     else if (k == "--fault-per-100k") a.per_100k = static_cast<std::uint32_t>(std::strtoul(v, nullptr, 10));
     else if (k == "--ack-timeout-ms") a.ack_ms = static_cast<std::uint32_t>(std::strtoul(v, nullptr, 10));
     else if (k == "--checkpoint") a.checkpoint = v;
@@ -301,11 +304,12 @@ int main(int argc, char** argv) {
     }
   }
   if (a.port_file.empty() || a.rounds == 0 || a.steps == 0 || a.per_100k > 1000 ||
-      (a.uplink != "fp32" && a.uplink != "int8") ||
+      (a.uplink != "fp32" && a.uplink != "int8") || (a.scheme != "splitfed_v1" && a.scheme != "psl") ||
       (!a.checkpoint.empty() && (a.crash_round < 2 || a.crash_round > a.rounds || a.crash_after == 0 ||
                                  a.crash_after >= a.steps))) {
     std::fprintf(stderr, "usage: split_serial_host --port-file F [--rounds N>0] [--steps S>0] [--uplink fp32|int8] "
-                         "[--fault-per-100k 0..1000] [--ack-timeout-ms T] [--seed S] [--checkpoint F --crash-round 2..N "
+                         "[--scheme splitfed_v1|psl] [--fault-per-100k 0..1000] [--ack-timeout-ms T] [--seed S] "
+                         "[--checkpoint F --crash-round 2..N "
                          "--crash-after 1..S-1]\n");
     return 2;
   }
@@ -336,7 +340,11 @@ int main(int argc, char** argv) {
   }
   const int fd = ::accept(ls, nullptr, nullptr);
   if (fd < 0) return std::perror("split_serial_host: accept"), 1;
-  const int rc = a.uplink == "int8" ? run<protocol<tl::codec::int8>>(a, fd) : run<protocol<tl::codec::fp32>>(a, fd);
+  using v1 = tl::split_scheme::splitfed_v1;
+  using psl = tl::split_scheme::parallel;
+  const bool int8 = a.uplink == "int8";
+  const int rc = a.scheme == "psl" ? (int8 ? run<protocol<psl, tl::codec::int8>>(a, fd) : run<protocol<psl, tl::codec::fp32>>(a, fd))
+                                   : (int8 ? run<protocol<v1, tl::codec::int8>>(a, fd) : run<protocol<v1, tl::codec::fp32>>(a, fd));
   ::close(fd);
   ::close(ls);
   return rc;
