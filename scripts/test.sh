@@ -285,7 +285,7 @@ fi
 register_step mcu-serial timeout 110 bash "$ROOT/scripts/mcu_serial.sh" "$BUILD_ROOT/mcu-serial"
 # Split learning over that link: the library's PSL / SplitFedV1 deployment servers on the host, a Cortex-M4F
 # device segment under QEMU, final models bit-identical to the in-process run (scripts/mcu_split.sh, 25-85 s).
-register_step mcu-split timeout 120 bash "$ROOT/scripts/mcu_split.sh" "$BUILD_ROOT/mcu-split"
+register_step mcu-split timeout 180 bash "$ROOT/scripts/mcu_split.sh" "$BUILD_ROOT/mcu-split"
 
 # Drop-in steps from later issues.
 if compgen -G "$ROOT/scripts/test.d/*.sh" >/dev/null; then

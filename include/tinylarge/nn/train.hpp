@@ -94,7 +94,6 @@ struct evaluation {
   double accuracy = 0.0;
 };
 
-
 namespace detail {
 template <class Target>
 bool correct(const float* out, const Target* t, std::size_t n) noexcept {
@@ -133,9 +132,9 @@ evaluation evaluate(Net& net, Loss, const labelled_view<typename Loss::target_ty
 
 // ---------------------------------------------------------------------------
 // The local training step — the one minibatch loop of the library
+// (its backward half, `backward_step`, with `no_hooks`, `optimizer_update` and
+// `accept_gradients`: nn/step.hpp)
 // ---------------------------------------------------------------------------
-
-
 
 /// The optimizer state of the trainable parameters of `Model`: one
 /// `Opt::state<float>` per run of `Model::trainable_ranges` (one run, the
@@ -166,7 +165,6 @@ class trainable_state {
  private:
   std::vector<state_type> states_;
 };
-
 
 /// What `train_step` did: the batch loss and whether the update ran.
 struct step_outcome {
