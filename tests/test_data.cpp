@@ -1,6 +1,6 @@
 // Tests of the data and I/O layer: IDX reader (Fashion-MNIST and malformed
-// buffers), batching, non-IID partitioners, CRC-32, .npy/.npz (with a NumPy
-// round trip).
+// buffers), batching, non-IID partitioners, the traffic-task generator, CRC-32,
+// .npy/.npz (with a NumPy round trip).
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -23,6 +23,7 @@
 #include "tinylarge/data/batch.hpp"
 #include "tinylarge/data/idx.hpp"
 #include "tinylarge/data/partition.hpp"
+#include "tinylarge/data/traffic.hpp"
 #include "tinylarge/io/npy.hpp"
 #include "tinylarge/io/npz.hpp"
 #include "tinylarge/transport/checkpoint.hpp"
@@ -1685,3 +1686,84 @@ TEST_CASE("Hostile files: FedAvg and split-server checkpoints holding NaN / Inf 
   }
 }
 #endif  // TINYLARGE_HAS_EXCEPTIONS
+
+// ---------------------------------------------------------------------------
+// The traffic task (data/traffic.hpp)
+// ---------------------------------------------------------------------------
+
+TEST_CASE("traffic generator: deterministic, finite, bounded features, priors and the domains' physics", "[data][traffic]") {
+  namespace td = tl::data;
+  constexpr std::size_t F = td::traffic_features;
+  const td::traffic_options o{.flows = 3000, .seed = 5};
+  const auto campus = td::generate_traffic(td::campus_wired(), o);
+  const auto cell = td::generate_traffic(td::cellular_edge(), o);
+  REQUIRE(campus.count == 3000);
+  REQUIRE(campus.x.size() == 3000 * F);
+  // The same seed gives the same bytes; another seed other flows.
+  const auto again = td::generate_traffic(td::campus_wired(), o);
+  CHECK(again.x == campus.x);
+  CHECK(again.y == campus.y);
+  const auto other = td::generate_traffic(td::campus_wired(), {.flows = 3000, .seed = 6});
+  CHECK(other.x != campus.x);
+
+  const auto udp = static_cast<std::size_t>(15), packets = static_cast<std::size_t>(0), large = static_cast<std::size_t>(9);
+  for (const auto* s : {&campus, &cell}) {
+    std::vector<std::size_t> n(td::traffic_classes, 0);
+    for (std::size_t i = 0; i < s->count; ++i) {
+      REQUIRE(s->y[i] < td::traffic_classes);
+      ++n[s->y[i]];
+      const float* f = s->x.data() + i * F;
+      for (std::size_t j = 0; j < F; ++j)
+        if (!(std::isfinite(f[j]) && f[j] >= 0.0f && f[j] <= 3.0f)) {
+          INFO("flow " << i << " feature " << td::traffic_feature_name(j) << " = " << f[j]);
+          FAIL("a feature is not finite or outside [0, 3]");
+        }
+      // At most max_packets packets are observed.
+      if (f[packets] > static_cast<float>(std::log1p(32.0) / 10 + 1e-6)) FAIL("flow " << i << ": more than 32 packets");
+      // VoIP and gaming are UDP, bulk transfers TCP.
+      const auto c = static_cast<td::traffic_class>(s->y[i]);
+      const bool must_udp = c == td::traffic_class::voip || c == td::traffic_class::gaming;
+      if ((must_udp && f[udp] != 1.0f) || (c == td::traffic_class::bulk && f[udp] != 0.0f))
+        FAIL("flow " << i << " of class " << td::traffic_class_name(s->y[i]) << ": udp = " << f[udp]);
+    }
+    // The class mix follows the domain's priors (3000 flows: ±3 percentage points is > 4 sigma).
+    const auto& priors = s == &campus ? td::campus_wired().priors : td::cellular_edge().priors;
+    double sum = 0;
+    for (const double p : priors) sum += p;
+    for (std::size_t c = 0; c < td::traffic_classes; ++c) {
+      INFO("class " << td::traffic_class_name(c));
+      CHECK(std::abs(static_cast<double>(n[c]) / 3000.0 - priors[c] / sum) < 0.03);
+    }
+  }
+  // Bulk transfers fill packets to the MTU: on the campus (1500 B) most of them reach 1200 B
+  // and more; behind the cellular edge's 1400-B MTU no packet is larger than 1400 B.
+  double bulk_large = 0, bulk_n = 0;
+  float max_down_mean = 0;
+  for (std::size_t i = 0; i < campus.count; ++i)
+    if (campus.y[i] == static_cast<std::uint8_t>(td::traffic_class::bulk)) {
+      bulk_large += campus.x[i * F + large];
+      ++bulk_n;
+    }
+  for (std::size_t i = 0; i < cell.count; ++i) max_down_mean = std::max(max_down_mean, cell.x[i * F + 7]);
+  CHECK(bulk_large / bulk_n > 0.5);
+  CHECK(max_down_mean <= 1400.0f / 1500.0f + 1e-6f);
+
+  // A zero prior removes its class.
+  auto no_iot = td::campus_wired();
+  no_iot.priors[static_cast<std::size_t>(td::traffic_class::iot)] = 0;
+  const auto s = td::generate_traffic(no_iot, {.flows = 500, .seed = 1});
+  CHECK(std::count(s.y.begin(), s.y.end(), static_cast<std::uint8_t>(td::traffic_class::iot)) == 0);
+
+#if TINYLARGE_HAS_EXCEPTIONS
+  auto bad = td::campus_wired();
+  bad.mtu = 60;
+  CHECK_THROWS_AS(td::generate_traffic(bad, o), tl::invalid_argument);
+  bad = td::campus_wired();
+  bad.priors.fill(0);
+  CHECK_THROWS_AS(td::generate_traffic(bad, o), tl::invalid_argument);
+  bad = td::campus_wired();
+  bad.loss = std::numeric_limits<double>::quiet_NaN();
+  CHECK_THROWS_AS(td::generate_traffic(bad, o), tl::invalid_argument);
+  CHECK_THROWS_AS(td::generate_traffic(td::campus_wired(), {.flows = 10, .max_packets = 1}), tl::invalid_argument);
+#endif
+}

@@ -35,6 +35,7 @@
 #include "data/idx.hpp"
 #include "data/batch.hpp"
 #include "data/partition.hpp"
+#include "data/traffic.hpp"
 #include "nn/nn.hpp"
 #include "compress/concepts.hpp"
 #include "compress/bitpack.hpp"
