@@ -502,7 +502,7 @@ TEST_CASE("nas strategies: exact budgets, deterministic for a seed, different ac
   }
 }
 
-TEST_CASE("nas transfer evaluator: caching, costs, and the emitted header and JSON", "[nas]") {
+TEST_CASE("nas transfer evaluator: caching, costs, and the emitted header, JSON and plot", "[nas]") {
   const nas::mlp_space s{.inputs = 12, .outputs = 4, .widths = {8, 16}, .min_depth = 1, .max_depth = 2};
   nas::mlp_supernet net(s, 1);
   const blobs src(400, 12, 4, 1, 0.25f), tgt(40, 12, 4, 2, 0.25f), val(200, 12, 4, 3, 0.25f);
@@ -540,6 +540,29 @@ TEST_CASE("nas transfer evaluator: caching, costs, and the emitted header and JS
   const std::string j = nas::front_json(history, ev.device(), 262'144, "random");
   CHECK(j.find("\"strategy\": \"random\"") != std::string::npos);
   CHECK(j.find("\"front\": [\n    {\"genome\"") != std::string::npos);
+  // The plot: one grey dot per feasible evaluation, a cross per infeasible one, a blue dot and a
+  // label per front member, the title escaped.
+  const std::string svg = nas::front_svg(history, ev.device(), "a <plot> & its front");
+  auto count = [&](const std::string& needle) {
+    std::size_t n = 0;
+    for (std::size_t at = svg.find(needle); at != std::string::npos; at = svg.find(needle, at + 1)) ++n;
+    return n;
+  };
+  const auto front = nas::feasible_front(history);
+  const auto feasible = static_cast<std::size_t>(
+      std::count_if(history.begin(), history.end(), [](const nas::candidate& c) { return c.obj.feasible(); }));
+  CHECK(svg.rfind("<svg xmlns=\"http://www.w3.org/2000/svg\"", 0) == 0);
+  CHECK(svg.size() > 7);
+  CHECK(svg.substr(svg.size() - 7) == "</svg>\n");
+  CHECK(count("<circle") == feasible + front.size());
+  CHECK(count("l6 6m0 -6l-6 6") == history.size() - feasible);
+  CHECK(count("<svg") == count("</svg>"));
+  CHECK(count("<g") == count("</g>"));
+  CHECK(svg.find("a &lt;plot&gt; &amp; its front") != std::string::npos);
+  for (std::size_t i : front) CHECK(svg.find(">" + history[i].g.key() + "</text>") != std::string::npos);
+#if TINYLARGE_HAS_EXCEPTIONS
+  CHECK_THROWS_AS(nas::front_svg({}, ev.device(), "empty"), tl::invalid_argument);
+#endif
   nas::transferred_model bad = m;
   bad.parameters.pop_back();
 #if TINYLARGE_HAS_EXCEPTIONS

@@ -16,7 +16,7 @@
 //   nas_transfer [--source-n N] [--source-epochs N] [--target-per-class N] [--val-n N]
 //                [--budget N] [--seeds N] [--population N] [--sample N]
 //                [--profile cortex_m4|phone|edge_server] [--latency] [--distill] [--finetune-epochs N]
-//                [--json FILE] [--header FILE] [--data DIR] [--seed S]
+//                [--json FILE] [--svg FILE] [--header FILE] [--data DIR] [--seed S]
 //
 // --distill trains the supernet with in-place distillation (the sub-networks
 // other than the largest learn from the largest's softmax).
@@ -25,8 +25,10 @@
 // 1e-4 on the target samples; 0 skips it); the emitted model is the fine-tuned one when
 // its validation accuracy is higher.
 //
-// Writes the union Pareto front as JSON (--json, default nas_front.json) and
-// the best model as a C++ header (--header, default nas_model.hpp).
+// Writes the union Pareto front as JSON (--json, default nas_front.json), a plot
+// of every evaluation and the front as SVG (--svg, default nas_front.svg), and
+// the best model as a C++ header (--header, default nas_model.hpp). An empty
+// file name skips that output.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -50,7 +52,7 @@ namespace {
 struct options {
   std::size_t source_n = 12000, source_epochs = 3, target_per_class = 50, val_n = 1000;
   std::size_t budget = 60, seeds = 3, population = 16, sample = 4, finetune_epochs = 20;
-  std::string profile = "cortex_m4", json = "nas_front.json", header = "nas_model.hpp",
+  std::string profile = "cortex_m4", json = "nas_front.json", svg = "nas_front.svg", header = "nas_model.hpp",
               data = "/usr/share/datasets/fashion-mnist";
   bool latency = false, distill = false;
   std::uint64_t seed = 1;
@@ -139,7 +141,7 @@ int main(int argc, char** argv) {
   options opt;
   examples::cli args(argc, argv,
                      "[--source-n N] [--source-epochs N] [--target-per-class N] [--val-n N] [--budget N] [--seeds N] "
-                     "[--population N] [--sample N] [--profile cortex_m4|phone|edge_server] [--latency] [--distill] [--finetune-epochs N] [--json FILE] "
+                     "[--population N] [--sample N] [--profile cortex_m4|phone|edge_server] [--latency] [--distill] [--finetune-epochs N] [--json FILE] [--svg FILE] "
                      "[--header FILE] [--data DIR] [--seed S]");
   while (args.next()) {
     if (args.is("--source-n")) opt.source_n = args.count();
@@ -155,6 +157,7 @@ int main(int argc, char** argv) {
     else if (args.is("--distill")) opt.distill = true;
     else if (args.is("--finetune-epochs")) opt.finetune_epochs = args.count();
     else if (args.is("--json")) opt.json = args.text();
+    else if (args.is("--svg")) opt.svg = args.text();
     else if (args.is("--header")) opt.header = args.text();
     else if (args.is("--data")) opt.data = args.text();
     else if (args.is("--seed")) opt.seed = args.count<std::uint64_t>();
@@ -255,6 +258,10 @@ int main(int argc, char** argv) {
     if (!opt.json.empty()) {
       std::ofstream(opt.json) << nas::front_json(all, device, flash_ref, "union");
       std::printf("front: %s\n", opt.json.c_str());
+    }
+    if (!opt.svg.empty()) {
+      std::ofstream(opt.svg) << nas::front_svg(all, device, "Fashion-MNIST 0-4 → 5-9: every evaluation and the union front");
+      std::printf("plot: %s\n", opt.svg.c_str());
     }
     if (!opt.header.empty()) {
       std::ofstream(opt.header) << nas::emit_header(space, model, "nas_model");

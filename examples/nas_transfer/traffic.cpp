@@ -16,7 +16,10 @@
 //
 //   nas_traffic [--source-n N] [--source-epochs N] [--target-per-class N] [--val-n N] [--test-n N]
 //               [--budget N] [--seeds N] [--population N] [--sample N] [--finetune-epochs N]
-//               [--profile cortex_m4|phone|edge_server] [--json FILE] [--header FILE] [--seed S]
+//               [--profile cortex_m4|phone|edge_server] [--json FILE] [--svg FILE] [--header FILE] [--seed S]
+//
+// Writes the union front as JSON and a plot of the search as SVG (empty names skip them),
+// and with --header the best model as a C++ header.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -42,7 +45,7 @@ constexpr std::size_t F = tl::data::traffic_features, C = tl::data::traffic_clas
 struct options {
   std::size_t source_n = 12000, source_epochs = 10, target_per_class = 10, val_n = 1000, test_n = 5000;
   std::size_t budget = 200, seeds = 5, population = 16, sample = 4, finetune_epochs = 50;
-  std::string profile = "cortex_m4", json = "nas_traffic_front.json", header;
+  std::string profile = "cortex_m4", json = "nas_traffic_front.json", svg = "nas_traffic_front.svg", header;
   std::uint64_t seed = 1;
 };
 
@@ -130,7 +133,7 @@ int main(int argc, char** argv) {
   examples::cli args(argc, argv,
                      "[--source-n N] [--source-epochs N] [--target-per-class N] [--val-n N] [--test-n N] [--budget N] "
                      "[--seeds N] [--population N] [--sample N] [--finetune-epochs N] "
-                     "[--profile cortex_m4|phone|edge_server] [--json FILE] [--header FILE] [--seed S]");
+                     "[--profile cortex_m4|phone|edge_server] [--json FILE] [--svg FILE] [--header FILE] [--seed S]");
   while (args.next()) {
     if (args.is("--source-n")) opt.source_n = args.count();
     else if (args.is("--source-epochs")) opt.source_epochs = args.count();
@@ -144,6 +147,7 @@ int main(int argc, char** argv) {
     else if (args.is("--finetune-epochs")) opt.finetune_epochs = args.count();
     else if (args.is("--profile")) opt.profile = args.text();
     else if (args.is("--json")) opt.json = args.text();
+    else if (args.is("--svg")) opt.svg = args.text();
     else if (args.is("--header")) opt.header = args.text();
     else if (args.is("--seed")) opt.seed = args.count<std::uint64_t>();
     else args.unknown();
@@ -258,6 +262,10 @@ int main(int argc, char** argv) {
     if (!opt.json.empty()) {
       std::ofstream(opt.json) << nas::front_json(all, device, flash_ref, "union");
       std::printf("front: %s\n", opt.json.c_str());
+    }
+    if (!opt.svg.empty()) {
+      std::ofstream(opt.svg) << nas::front_svg(all, device, "traffic: campus → cellular edge: every evaluation and the union front");
+      std::printf("plot: %s\n", opt.svg.c_str());
     }
     if (!opt.header.empty()) {
       std::ofstream(opt.header) << nas::emit_header(space, model, "nas_traffic_model");
