@@ -1,5 +1,6 @@
 // Tests of the data and I/O layer: IDX reader (Fashion-MNIST and malformed
-// buffers), batching, non-IID partitioners, the traffic-task generator, CRC-32,
+// buffers), batching, non-IID partitioners, the traffic-task and fading-channel
+// generators, CRC-32,
 // .npy/.npz (with a NumPy round trip).
 #include <sys/stat.h>
 #include <unistd.h>
@@ -8,12 +9,14 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <complex>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <numbers>
 #include <numeric>
 #include <set>
 #include <string>
@@ -21,6 +24,7 @@
 
 #include "tinylarge/core/crc32.hpp"
 #include "tinylarge/data/batch.hpp"
+#include "tinylarge/data/fading.hpp"
 #include "tinylarge/data/idx.hpp"
 #include "tinylarge/data/partition.hpp"
 #include "tinylarge/data/traffic.hpp"
@@ -1765,5 +1769,85 @@ TEST_CASE("traffic generator: deterministic, finite, bounded features, priors an
   bad.loss = std::numeric_limits<double>::quiet_NaN();
   CHECK_THROWS_AS(td::generate_traffic(bad, o), tl::invalid_argument);
   CHECK_THROWS_AS(td::generate_traffic(td::campus_wired(), {.flows = 10, .max_packets = 1}), tl::invalid_argument);
+#endif
+}
+
+// ---------------------------------------------------------------------------
+// Fading channels and the channel-prediction task (data/fading.hpp)
+// ---------------------------------------------------------------------------
+
+TEST_CASE("fading channel: unit power and Clarke's autocorrelation J0(2 pi nu tau)", "[data][fading]") {
+  // Averaged over the random rotation theta the paths' angles are uniform, so the ensemble
+  // autocorrelation is exactly J0 for any M; the estimate over R = 2000 realisations has a
+  // standard deviation below 1/sqrt(R) = 0.022 per lag: 0.1 is more than 4 sigma.
+  namespace td = tl::data;
+  for (const double nu : {0.01, 0.05, 0.2}) {
+    constexpr std::size_t R = 2000, K = 32, lags = 8;
+    std::vector<std::complex<double>> acc(lags + 1, 0.0);
+    double power = 0;
+    for (std::size_t r = 0; r < R; ++r) {
+      tl::rng g(3, r);
+      const auto h = td::fading_sequence({.doppler = nu, .sinusoids = 16}, K + lags, g);
+      for (std::size_t tau = 0; tau <= lags; ++tau)
+        for (std::size_t k = 0; k < K; ++k) acc[tau] += h[k + tau] * std::conj(h[k]);
+      for (std::size_t k = 0; k < K; ++k) power += std::norm(h[k]);
+    }
+    INFO("nu = " << nu);
+    CHECK(std::abs(power / (R * K) - 1.0) < 0.1);
+    for (std::size_t tau = 0; tau <= lags; ++tau) {
+      const std::complex<double> c = acc[tau] / static_cast<double>(R * K);
+      const double j0 = std::cyl_bessel_j(0.0, 2 * std::numbers::pi * nu * static_cast<double>(tau));
+      INFO("lag " << tau << ": " << c << " against J0 = " << j0);
+      CHECK(std::abs(c.real() - j0) < 0.1);
+      CHECK(std::abs(c.imag()) < 0.1);
+    }
+  }
+}
+
+TEST_CASE("channel-prediction windows: rows are the sequence, noise at the stated SNR, NMSE", "[data][fading]") {
+  namespace td = tl::data;
+  const td::fading_options f{.doppler = 0.05, .sinusoids = 16};
+  const td::prediction_options clean{.history = 8, .horizon = 3, .realisations = 5, .windows = 4, .seed = 9};
+  const auto s = td::channel_prediction_windows(f, clean);
+  REQUIRE(s.count == 20);
+  REQUIRE(s.x.size() == 20 * 16);
+  REQUIRE(s.y.size() == 40);
+  // Noise-free rows are the realisation's samples; the target is `horizon` steps after the last one.
+  for (std::size_t r = 0; r < 5; ++r) {
+    tl::rng g(9, r);
+    const auto h = td::fading_sequence(f, 4 * 11, g);
+    for (std::size_t w = 0; w < 4; ++w) {
+      const std::size_t row = r * 4 + w;
+      for (std::size_t t = 0; t < 8; ++t) {
+        REQUIRE(s.x[row * 16 + 2 * t] == static_cast<float>(h[w * 11 + t].real()));
+        REQUIRE(s.x[row * 16 + 2 * t + 1] == static_cast<float>(h[w * 11 + t].imag()));
+      }
+      REQUIRE(s.y[2 * row] == static_cast<float>(h[w * 11 + 7 + 3].real()));
+      REQUIRE(s.y[2 * row + 1] == static_cast<float>(h[w * 11 + 7 + 3].imag()));
+    }
+  }
+  // At 10 dB the observations differ from the clean ones by noise of power 0.1; the targets do not.
+  td::prediction_options noisy = clean;
+  noisy.snr_db = 10;
+  noisy.realisations = 200;
+  td::prediction_options clean200 = clean;
+  clean200.realisations = 200;
+  const auto a = td::channel_prediction_windows(f, noisy), b = td::channel_prediction_windows(f, clean200);
+  CHECK(a.y == b.y);
+  double e = 0;
+  for (std::size_t i = 0; i < a.x.size(); ++i) e += (a.x[i] - b.x[i]) * (a.x[i] - b.x[i]);
+  CHECK(std::abs(e / static_cast<double>(a.count * 8) - 0.1) < 0.01);  // 6 400 complex samples: sigma ~ 1.8%
+  // NMSE: predicting half of every target leaves a quarter of its power.
+  std::vector<float> half(b.y);
+  for (float& v : half) v *= 0.5f;
+  CHECK(td::nmse_db(b, half) == Approx(10 * std::log10(0.25)).margin(1e-9));
+#if TINYLARGE_HAS_EXCEPTIONS
+  tl::rng g(1);
+  CHECK_THROWS_AS(td::fading_sequence({.doppler = 0}, 4, g), tl::invalid_argument);
+  CHECK_THROWS_AS(td::fading_sequence({.doppler = 0.7}, 4, g), tl::invalid_argument);
+  CHECK_THROWS_AS(td::fading_sequence({.doppler = std::nan("")}, 4, g), tl::invalid_argument);
+  CHECK_THROWS_AS(td::channel_prediction_windows(f, {.history = 0}), tl::invalid_argument);
+  half.pop_back();
+  CHECK_THROWS_AS(td::nmse_db(b, half), tl::invalid_argument);
 #endif
 }

@@ -36,6 +36,7 @@
 #include "data/batch.hpp"
 #include "data/partition.hpp"
 #include "data/traffic.hpp"
+#include "data/fading.hpp"
 #include "nn/nn.hpp"
 #include "compress/concepts.hpp"
 #include "compress/bitpack.hpp"
