@@ -1,10 +1,16 @@
-// Cortex-M4F (mps2-an386) end of the serial-link test (scripts/mcu_serial.sh): a
-// federated client over transport/serial.hpp on the board's CMSDK UART0, which QEMU
-// connects to the host program tests/transport/serial_host.cpp by TCP
-// (`-serial tcp:127.0.0.1:PORT`). Per round it receives a model frame, checks it,
-// runs the local round of serial_task.hpp and sends the update frame back; a stop
-// frame ends the run. The link's time source is SysTick. Logs and the exit code go
-// through semihosting. No heap: the link's buffers and the workspace are static.
+// Cortex-M4F (mps2-an386) FedAvg client over transport/serial.hpp on the board's CMSDK
+// UART0, which QEMU connects by TCP (`-serial tcp:127.0.0.1:PORT`) to a host program:
+// tests/transport/serial_host.cpp (scripts/mcu_serial.sh: one device, one host) or the
+// serial gateway of tests/transport/fleet_node.cpp (scripts/mcu_fleet.sh: the device is
+// client k of a FedAvg fleet over MQTT, beside host clients). The frames are those of
+// run_federated_server / run_federated_client (workflow/federated_deploy.hpp), and what
+// to do with each one is decided by the same freestanding piece the host client uses
+// (workflow/federated_client_step.hpp): a model of the current or a later round is
+// trained on (serial_task.hpp's local round; a repeated model is answered again with
+// the same bytes), a stop ends the run, anything else is ignored. The client id k
+// (its local data) comes from the semihosting command line: `arg=serial_device,arg=K`.
+// The link's time source is SysTick. Logs and the exit code go through semihosting.
+// No heap: the link's buffers, the model, the update and the workspace are static.
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -14,6 +20,7 @@
 #include "startup.hpp"
 #include "tinylarge/transport/serial.hpp"
 #include "tinylarge/transport/wire.hpp"
+#include "tinylarge/workflow/federated_client_step.hpp"
 
 extern "C" std::uint32_t tl_stack_high_water();
 
@@ -93,6 +100,25 @@ std::uint8_t tx[max_frame];
   tl_mcu::exit(2);
 }
 
+/// The client id: the last word of the semihosting command line (SYS_GET_CMDLINE),
+/// 0 when there is none or it is not a number.
+std::uint64_t client_id_from_cmdline() {
+  static char line[80];
+  struct {
+    char* buf;
+    int len;
+  } block{line, static_cast<int>(sizeof line)};
+  if (tl_mcu::semihost(0x15, &block) != 0 || block.len <= 0) return 0;
+  int i = block.len;
+  while (i > 0 && line[i - 1] == ' ') --i;
+  int j = i;
+  while (j > 0 && line[j - 1] >= '0' && line[j - 1] <= '9') --j;
+  if (j == i || (j > 0 && line[j - 1] != ' ')) return 0;
+  std::uint64_t id = 0;
+  for (int k = j; k < i; ++k) id = id * 10 + static_cast<std::uint64_t>(line[k] - '0');
+  return id;
+}
+
 void put_stat(const char* name, std::uint64_t v) {
   tl_mcu::puts(" ");
   tl_mcu::puts(name);
@@ -105,38 +131,47 @@ void put_stat(const char* name, std::uint64_t v) {
 int main() {
   uart.init();
   clock_ms.init();
-  std::uint32_t rounds = 0, sequence = 0;
+  const std::uint64_t client = client_id_from_cmdline();
+  tl_mcu::puts("serial_device: FedAvg client ");
+  tl_mcu::put_int(static_cast<long>(client));
+  tl_mcu::puts("\n");
+  tl::workflow::client_round_state state;
+  std::uint32_t rounds = 0, answers = 0, ignored = 0;
   for (;;) {
     tl::wire::message_view m;
     tl::status s = serial_link.recv(m, 30000);
     if (!s.ok()) fail("waiting for a model", s);
-    if (m.header.type == tl::wire::message_type::control &&
-        m.header.aux == static_cast<std::uint64_t>(tl::wire::control_command::stop))
-      break;
-    if (m.header.type != tl::wire::message_type::model || m.header.round != rounds)
-      fail("unexpected frame", {tl::errc::corrupt, "not the model of the next round"});
+    // The link's far end is the server (the host program, or the gateway acting for it).
+    const tl::workflow::frame_verdict v = m.header.sender == 0 ? tl::workflow::classify_server_frame(state, m.header)
+                                                               : tl::workflow::frame_verdict::ignore;
+    if (v == tl::workflow::frame_verdict::stop) break;
+    if (v == tl::workflow::frame_verdict::ignore || m.header.count != serial_task::params) {
+      ++ignored;
+      continue;
+    }
     s = tl::wire::read_fp32(m, std::span<float>(model));
-    if (!s.ok()) fail("model frame", s);
-    if (tl::first_non_finite(model, serial_task::params) != serial_task::params)
-      fail("model frame", {tl::errc::non_finite, "NaN or Inf in the model"});
-    const float p = serial_task::local_round(model, m.header.aux, work, update);
-    tl::wire::message_header h;
-    h.type = tl::wire::message_type::update;
-    h.sender = 1;
-    h.round = rounds;
-    h.sequence = ++sequence;
-    h.aux = serial_task::samples;
+    if (!s.ok() || tl::first_non_finite(model, serial_task::params) != serial_task::params) {
+      ++ignored;  // a model with NaN or Inf is not trained on
+      continue;
+    }
+    const bool fresh = state.is_new_round(m.header);
+    state.enter(m.header);
+    const float p = serial_task::local_round(model, m.header.aux, client, work, update);
+    tl::wire::message_header h = tl::workflow::update_header(m.header.round, tl::wire::wire_dtype::fp32,
+                                                             serial_task::params, serial_task::samples);
+    h.sender = 1;  // the device end of the link (a gateway re-stamps it with the fleet's client id)
+    h.sequence = ++answers;
     std::size_t written = 0;
     s = tl::wire::encode_fp32(h, std::span<const float>(update), std::span<std::uint8_t>(tx), written);
     if (!s.ok()) fail("encoding the update", s);
     s = serial_link.send(std::span<const std::uint8_t>(tx, written), 30000);
     if (!s.ok()) fail("sending the update", s);
-    tl_mcu::puts("serial_device: round ");
-    tl_mcu::put_int(static_cast<long>(rounds));
+    rounds += fresh ? 1 : 0;
+    tl_mcu::puts(fresh ? "serial_device: round " : "serial_device: repeated model of round ");
+    tl_mcu::put_int(static_cast<long>(m.header.round));
     tl_mcu::puts(" mean p(label) x1000 ");
     tl_mcu::put_int(static_cast<long>(p * 1000.0f));
     tl_mcu::puts("\n");
-    ++rounds;
   }
   // Stay on the line for a while, so that a lost ACK of the stop frame is given again.
   tl::wire::message_view extra;
@@ -144,6 +179,8 @@ int main() {
   const auto& st = serial_link.stats();
   tl_mcu::puts("serial_device: rounds ");
   tl_mcu::put_int(static_cast<long>(rounds));
+  put_stat("answers", answers);
+  put_stat("ignored", ignored);
   put_stat("delivered", st.delivered);
   put_stat("sent", st.frames_sent);
   put_stat("retransmissions", st.retransmissions);
