@@ -5,9 +5,10 @@
 // client k of a FedAvg fleet over MQTT, beside host clients). The frames are those of
 // run_federated_server / run_federated_client (workflow/federated_deploy.hpp), and what
 // to do with each one is decided by the same freestanding piece the host client uses
-// (workflow/federated_client_step.hpp): a model of the current or a later round is
-// trained on (serial_task.hpp's local round; a repeated model is answered again with
-// the same bytes), a stop ends the run, anything else is ignored. The client id k
+// (workflow/federated_client_step.hpp, whose run_device_client is this firmware's client
+// loop): a model of the current or a later round is trained on (serial_task.hpp's local
+// round; a repeated model is answered again with the same bytes), a stop ends the run,
+// anything else is ignored. The client id k
 // (its local data) comes from the semihosting command line: `arg=serial_device,arg=K`.
 // The link's time source is SysTick. Logs and the exit code go through semihosting.
 // No heap: the link's buffers, the model, the update and the workspace are static.
@@ -135,52 +136,25 @@ int main() {
   tl_mcu::puts("serial_device: FedAvg client ");
   tl_mcu::put_int(static_cast<long>(client));
   tl_mcu::puts("\n");
-  tl::workflow::client_round_state state;
-  std::uint32_t rounds = 0, answers = 0, ignored = 0;
-  for (;;) {
-    tl::wire::message_view m;
-    tl::status s = serial_link.recv(m, 30000);
-    if (!s.ok()) fail("waiting for a model", s);
-    // The link's far end is the server (the host program, or the gateway acting for it).
-    const tl::workflow::frame_verdict v = m.header.sender == 0 ? tl::workflow::classify_server_frame(state, m.header)
-                                                               : tl::workflow::frame_verdict::ignore;
-    if (v == tl::workflow::frame_verdict::stop) break;
-    if (v == tl::workflow::frame_verdict::ignore || m.header.count != serial_task::params) {
-      ++ignored;
-      continue;
-    }
-    s = tl::wire::read_fp32(m, std::span<float>(model));
-    if (!s.ok() || tl::first_non_finite(model, serial_task::params) != serial_task::params) {
-      ++ignored;  // a model with NaN or Inf is not trained on
-      continue;
-    }
-    const bool fresh = state.is_new_round(m.header);
-    state.enter(m.header);
-    const float p = serial_task::local_round(model, m.header.aux, client, work, update);
-    tl::wire::message_header h = tl::workflow::update_header(m.header.round, tl::wire::wire_dtype::fp32,
-                                                             serial_task::params, serial_task::samples);
-    h.sender = 1;  // the device end of the link (a gateway re-stamps it with the fleet's client id)
-    h.sequence = ++answers;
-    std::size_t written = 0;
-    s = tl::wire::encode_fp32(h, std::span<const float>(update), std::span<std::uint8_t>(tx), written);
-    if (!s.ok()) fail("encoding the update", s);
-    s = serial_link.send(std::span<const std::uint8_t>(tx, written), 30000);
-    if (!s.ok()) fail("sending the update", s);
-    rounds += fresh ? 1 : 0;
-    tl_mcu::puts(fresh ? "serial_device: round " : "serial_device: repeated model of round ");
-    tl_mcu::put_int(static_cast<long>(m.header.round));
-    tl_mcu::puts(" mean p(label) x1000 ");
-    tl_mcu::put_int(static_cast<long>(p * 1000.0f));
-    tl_mcu::puts("\n");
-  }
-  // Stay on the line for a while, so that a lost ACK of the stop frame is given again.
-  tl::wire::message_view extra;
-  const tl::status linger = serial_link.recv(extra, 1000);
+  tl::workflow::device_client_report rep;
+  const tl::status s = tl::workflow::run_device_client(
+      serial_link,
+      [client](const tl::workflow::device_round& r) -> std::int64_t {
+        const float p = serial_task::local_round(r.model.data(), r.task_seed, client, work, r.update.data());
+        tl_mcu::puts(r.repeated ? "serial_device: repeated model of round " : "serial_device: round ");
+        tl_mcu::put_int(static_cast<long>(r.round));
+        tl_mcu::puts(" mean p(label) x1000 ");
+        tl_mcu::put_int(static_cast<long>(p * 1000.0f));
+        tl_mcu::puts("\n");
+        return static_cast<std::int64_t>(serial_task::samples);
+      },
+      std::span<float>(model), std::span<float>(update), std::span<std::uint8_t>(tx), {}, rep);
+  if (!s.ok()) fail("FedAvg client", s);
   const auto& st = serial_link.stats();
   tl_mcu::puts("serial_device: rounds ");
-  tl_mcu::put_int(static_cast<long>(rounds));
-  put_stat("answers", answers);
-  put_stat("ignored", ignored);
+  tl_mcu::put_int(static_cast<long>(rep.rounds));
+  put_stat("answers", rep.answers);
+  put_stat("ignored", rep.ignored);
   put_stat("delivered", st.delivered);
   put_stat("sent", st.frames_sent);
   put_stat("retransmissions", st.retransmissions);
@@ -191,6 +165,5 @@ int main() {
   tl_mcu::puts("\nserial_device: stack bytes ");
   tl_mcu::put_int(static_cast<long>(tl_stack_high_water()));
   tl_mcu::puts("\n");
-  // Nothing but retransmissions may follow the stop frame.
-  return linger.code == tl::errc::timed_out ? 0 : 3;
+  return 0;
 }

@@ -9,14 +9,16 @@
 ///
 /// No heap, no exceptions, no `std::vector`: a device keeps one
 /// `client_round_state` and its own fixed buffers for the model and the update.
+/// `run_device_client` is the whole client loop of a device over a
+/// point-to-point link (transport/serial.hpp's `link`, whose far end is the
+/// server or a gateway acting for it: transport/serial_gateway.hpp):
 ///
-///     tl::workflow::client_round_state st;            // device: static
-///     switch (tl::workflow::classify_server_frame(st, m.header)) {
-///       case frame_verdict::stop:  …leave…
-///       case frame_verdict::ignore: continue;
-///       case frame_verdict::train:  st.enter(m.header); …read the model, train,
-///                                   send update_header(m.header.round, fp32, P, n_k)…
-///     }
+///     static float model[P], update[P];
+///     static std::uint8_t tx[wire::frame_size(4 * P)];
+///     tl::workflow::device_client_report rep;
+///     status s = tl::workflow::run_device_client(link,
+///         [](const device_round& r) -> std::int64_t { …train on r.model, write r.update…; return n_k; },
+///         model, update, tx, {}, rep);
 ///
 /// A repeated model of the round already answered (QoS 1 redelivery, the
 /// gateway's retransmission, a restarted server) is classified `train` again:
@@ -24,8 +26,13 @@
 /// so the answer is the same bytes and the server drops the duplicate.
 #pragma once
 
+#include <concepts>
+#include <cstddef>
 #include <cstdint>
+#include <span>
 
+#include "../core/config.hpp"
+#include "../core/error.hpp"
 #include "../transport/wire.hpp"
 
 namespace tinylarge::workflow {
@@ -80,6 +87,99 @@ constexpr wire::message_header update_header(std::uint32_t round, wire::wire_dty
   h.count = count;
   h.aux = examples;
   return h;
+}
+
+/// A point-to-point frame link as a device sees it (transport/serial.hpp's
+/// `link`): `send` delivers one encoded wire frame (blocking until the peer
+/// has it), `recv` returns the next decoded one; times in milliseconds.
+template <class L>
+concept device_link = requires(L& l, std::span<const std::uint8_t> frame, wire::message_view& m, std::uint32_t ms) {
+  { l.send(frame, ms) } -> std::same_as<status>;
+  { l.recv(m, ms) } -> std::same_as<status>;
+};
+
+/// One local round as a device's computation sees it.
+struct device_round {
+  std::uint32_t round = 0;               ///< r = 1, 2, … (the model frame's)
+  std::uint64_t task_seed = 0;           ///< the model frame's aux: `round_task_seed(seed, r)`
+  bool repeated = false;                 ///< a repetition of the round already answered
+  std::span<const float> model{};        ///< w_t, as received (finite)
+  std::span<float> update{};             ///< to be filled with the client's new parameters
+};
+
+/// Settings of `run_device_client`.
+struct device_client_options {
+  std::uint32_t idle_timeout_ms = 30000;  ///< longest wait for the next model or stop
+  std::uint32_t send_timeout_ms = 30000;  ///< deadline of each update (the link retransmits meanwhile)
+  /// After the stop, stay this long on the link, so that a stop whose ACK was
+  /// lost is ACKed again (transport/serial.hpp, "Limits").
+  std::uint32_t linger_ms = 1000;
+  std::uint32_t max_round_skip = 1024;    ///< as `federated_client_options::max_round_skip`
+  std::uint32_t max_round = 0xFFFFFFFFu;  ///< as `federated_client_options::max_round`
+};
+
+/// What a device client did.
+struct device_client_report {
+  std::uint32_t rounds = 0;       ///< distinct rounds trained
+  std::uint32_t answers = 0;      ///< updates sent (rounds + answers to repeated models)
+  std::uint32_t ignored = 0;      ///< server frames ignored (stale, other size, NaN/Inf model, other type)
+  std::uint32_t after_stop = 0;   ///< new frames delivered during the linger (an error)
+};
+
+/// The FedAvg client of a device over a point-to-point `Link` whose far end
+/// is the server (or a gateway acting for it): the protocol of
+/// `run_federated_client` (workflow/federated_deploy.hpp) with fp32 updates,
+/// without the heap. On each model frame of the current or a later round
+/// (`classify_server_frame`) of `model.size()` finite values it calls
+/// `compute(device_round)` — which fills `round.update` and returns n_k > 0
+/// — and sends the update {round r, aux = n_k, fp32} with sender 1 (the
+/// device end of the link; a gateway re-stamps the fleet's client id),
+/// encoded in `tx` (at least `wire::frame_size(4 · update.size())` bytes).
+/// Returns after the server's stop (and the linger).
+/// @return success after the stop; `timed_out` when the server went silent
+///         for `idle_timeout_ms`; a link error or an encoding error as reported;
+///         `invalid_argument` when the computation returned n_k ≤ 0; `corrupt`
+///         when a new frame arrived during the linger after the stop
+template <device_link Link, class Compute>
+[[nodiscard]] status run_device_client(Link& link, Compute&& compute, std::span<float> model, std::span<float> update,
+                                       std::span<std::uint8_t> tx, const device_client_options& opt,
+                                       device_client_report& rep) {
+  TINYLARGE_CHECK(model.size() == update.size() && !model.empty(), errc::shape_mismatch,
+                  "run_device_client: the model and the update buffers must have the same, non-zero size");
+  client_round_state state;
+  state.max_round_skip = opt.max_round_skip;
+  state.max_round = opt.max_round;
+  for (;;) {
+    wire::message_view m;
+    TINYLARGE_TRY(link.recv(m, opt.idle_timeout_ms));
+    const frame_verdict v =
+        m.header.sender == 0 ? classify_server_frame(state, m.header) : frame_verdict::ignore;
+    if (v == frame_verdict::stop) break;
+    if (v == frame_verdict::ignore || m.header.count != model.size() || !wire::read_fp32(m, model).ok() ||
+        first_non_finite(model.data(), model.size()) != model.size()) {
+      ++rep.ignored;
+      continue;
+    }
+    const bool repeated = !state.is_new_round(m.header) && state.last_round != 0;
+    state.enter(m.header);
+    const std::int64_t n = compute(device_round{m.header.round, m.header.aux, repeated, model, update});
+    TINYLARGE_CHECK(n > 0, errc::invalid_argument, "run_device_client: the computation returned no examples");
+    wire::message_header h = update_header(m.header.round, wire::wire_dtype::fp32,
+                                           static_cast<std::uint32_t>(update.size()), static_cast<std::uint64_t>(n));
+    h.sender = 1;
+    h.sequence = ++rep.answers;
+    std::size_t written = 0;
+    TINYLARGE_TRY(wire::encode_fp32(h, std::span<const float>(update), tx, written));
+    TINYLARGE_TRY(link.send(std::span<const std::uint8_t>(tx.data(), written), opt.send_timeout_ms));
+    rep.rounds += repeated ? 0 : 1;
+  }
+  // Nothing but retransmissions (ACKed by the link, not delivered) may follow the stop.
+  wire::message_view extra;
+  const status s = link.recv(extra, opt.linger_ms);
+  if (s.code == errc::timed_out) return status::success();
+  TINYLARGE_TRY(s);
+  ++rep.after_stop;
+  return {errc::corrupt, "run_device_client: a new frame from the server after its stop"};
 }
 
 }  // namespace tinylarge::workflow
