@@ -11,8 +11,16 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "tinylarge/core/config.hpp"
 #include "tinylarge/core/rng.hpp"
 #include "tinylarge/nn/device_finetune.hpp"
+#if !TINYLARGE_FREESTANDING
+#include <span>
+#include <vector>
+
+#include "tinylarge/core/error.hpp"
+#include "tinylarge/workflow/federated_roles.hpp"
+#endif
 
 namespace serial_task {
 
@@ -79,3 +87,22 @@ inline void initial_model(std::uint64_t seed, float* out) {
 }
 
 }  // namespace serial_task
+
+#if !TINYLARGE_FREESTANDING
+namespace serial_task {
+
+/// A host client's `client_computation` (workflow/federated_roles.hpp) running the
+/// devices' local round: host clients and devices of one fleet compute the same thing.
+struct host_computation {
+  workspace work{};
+  std::vector<float> out = std::vector<float>(params);
+  tinylarge::workflow::client_output compute(std::uint64_t client, const tinylarge::workflow::model_message& m) {
+    TINYLARGE_REQUIRE(m.global.size() == params, tinylarge::errc::shape_mismatch,
+                      "serial_task: the model is not the head of serial_task.hpp (features 16, classes 4)");
+    (void)local_round(m.global.data(), m.task_seed, client, work, out.data());
+    return {std::span<float>(out), static_cast<std::int64_t>(samples), {}};
+  }
+};
+
+}  // namespace serial_task
+#endif

@@ -100,18 +100,6 @@ args parse(int argc, char** argv) {
   return a;
 }
 
-/// A host client's computation: serial_task's local round, the one the devices run.
-struct head_round {
-  serial_task::workspace work{};
-  std::vector<float> out = std::vector<float>(serial_task::params);
-  wf::client_output compute(std::uint64_t client, const wf::model_message& m) {
-    TINYLARGE_REQUIRE(m.global.size() == serial_task::params, tl::errc::shape_mismatch,
-                      "fleet_node: the model is not the head of serial_task.hpp");
-    (void)serial_task::local_round(m.global.data(), m.task_seed, client, work, out.data());
-    return {std::span<float>(out), static_cast<std::int64_t>(serial_task::samples), {}};
-  }
-};
-
 template <class Transport>
 int serve(Transport& net, const args& a) {
   wf::fedavg_server<tl::fedavg> server(tl::fedavg{}, serial_task::params, a.seed);
@@ -143,8 +131,8 @@ int serve(Transport& net, const args& a) {
 
 template <class Transport>
 tl::status client(Transport& net) {
-  head_round comp;
-  wf::fedavg_client<head_round> role(comp);
+  serial_task::host_computation comp;
+  wf::fedavg_client<serial_task::host_computation> role(comp);
   wf::federated_client_options opt;
   opt.idle_timeout = std::chrono::milliseconds{60000};
   return wf::run_federated_client(net, role, opt);
