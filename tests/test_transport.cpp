@@ -2153,7 +2153,7 @@ std::vector<float> fleet_run(bool with_device, wf::federated_server_report& rep)
 
 }  // namespace gateway_test
 
-TEST_CASE("serial_gateway: a device on a damaged serial line is client 3 of an FedAvg fleet: the simulation's bits",
+TEST_CASE("serial_gateway: a device on a damaged serial line is client 3 of a FedAvg fleet: the simulation's bits",
           "[transport][federated][serial][gateway]") {
   wf::federated_server_report sim_rep, dep_rep;
   const auto sim = gateway_test::fleet_run(false, sim_rep);
