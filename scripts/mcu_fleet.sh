@@ -8,6 +8,9 @@
 # flipped or followed by garbage in both directions (--fault-per-mille), and every frame
 # of the run carries the run key's MAC (transport/auth.hpp).
 #
+# Two fleets, one after the other: fp32 updates, then int8 updates (chunks of 17 values per
+# scale; TL_FLEET_UPDATES='fp32 fp16 int8' adds fp16), from the devices as from the host clients.
+#
 # Must hold: the server completes every round with all 4 updates (min_clients = 4: a
 # lost update fails the round; the server takes one update per client and round, so
 # none is double-counted), the gateways and devices end cleanly, faults were injected,
@@ -35,17 +38,14 @@ elf=$out/cortex-m4/serial_device.elf
 flags=(-std=c++20 -O2 -ffp-contract=off -Wall -Wextra -Werror -DTINYLARGE_WITH_MQTT=1 -DTINYLARGE_SECAGG_HAS_SODIUM=1
   -I"$root/include")
 libs=(-lmosquitto -lsodium -pthread)
+build_start=$SECONDS
 g++ "${flags[@]}" "$root/tests/transport/fleet_node.cpp" -o "$out/fleet_node-gcc" "${libs[@]}" &
 gcc_pid=$!
 "${TINYLARGE_CLANGXX:-clang++-14}" "${flags[@]}" "$root/tests/transport/fleet_node.cpp" -o "$out/fleet_node-clang" "${libs[@]}"
 wait "$gcc_pid"
 node=$out/fleet_node-gcc
 gateway=$out/fleet_node-clang
-
-echo "---- the simulation: the same 4-client fleet over in_process (g++ and clang++ builds) ----"
-"$node" inproc --clients 4 --rounds $rounds --seed $seed --out "$out/inproc.bin"
-"$gateway" inproc --clients 4 --rounds $rounds --seed $seed --out "$out/inproc-clang.bin"
-cmp "$out/inproc.bin" "$out/inproc-clang.bin"
+echo "mcu-fleet: host program built with g++ and clang++ in $((SECONDS - build_start)) s"
 
 work=$out/run
 rm -rf "$work" && mkdir -p "$work"
@@ -68,41 +68,57 @@ for _ in $(seq 50); do
   sleep 0.1
 done
 
-common=(--port "$port" --run fleet --clients 4 --rounds $rounds --seed $seed)
-timeout 50 "$gateway" gateway "${common[@]}" --devices 3,4 --port-dir "$work" --fault-per-mille $faults \
-  > "$work/gateway.txt" 2>&1 &
-gw_pid=$!
-pids+=($gw_pid)
-qemu_pids=()
-for k in 3 4; do
-  for _ in $(seq 100); do [[ -s $work/port-$k ]] && break; sleep 0.1; done
-  [[ -s $work/port-$k ]] || { echo "mcu-fleet: the gateway did not listen for device $k"; cat "$work/gateway.txt"; exit 1; }
-  timeout 50 qemu-system-arm -M mps2-an386 -display none -monitor none \
-    -serial "tcp:127.0.0.1:$(cat "$work/port-$k")" -chardev stdio,id=sh0 \
-    -semihosting-config "enable=on,target=native,chardev=sh0,arg=serial_device,arg=$((k - 1))" \
-    -kernel "$elf" > "$work/device-$k.txt" 2>&1 &
-  qemu_pids+=($!)
-  pids+=($!)
-done
-client_pids=()
-for k in 1 2; do
-  timeout 50 "$node" mqtt-client "${common[@]}" --id $k > "$work/client-$k.txt" 2>&1 &
-  client_pids+=($!)
-  pids+=($!)
-done
-status=0
-timeout 50 "$node" mqtt-server "${common[@]}" --round-timeout-ms 20000 --out "$work/fleet.bin" \
-  > "$work/server.txt" 2>&1 || status=1
-for p in "${client_pids[@]}" "$gw_pid" "${qemu_pids[@]}"; do wait "$p" || status=1; done
+# run_fleet UPDATE: the fleet with updates encoded as UPDATE (fp32, fp16, int8), then the comparison
+# with the simulation of the same fleet.
+run_fleet() {
+  local update=$1 dir=$work/$1 start=$SECONDS
+  mkdir -p "$dir"
+  echo "==== $update updates: the simulation (the same 4-client fleet over in_process; g++ and clang++ builds) ===="
+  "$node" inproc --clients 4 --rounds $rounds --seed $seed --update "$update" --out "$dir/inproc.bin"
+  "$gateway" inproc --clients 4 --rounds $rounds --seed $seed --update "$update" --out "$dir/inproc-clang.bin"
+  cmp "$dir/inproc.bin" "$dir/inproc-clang.bin" || return 1
+  local common=(--port "$port" --run "fleet-$update" --clients 4 --rounds $rounds --seed $seed --update "$update")
+  timeout 50 "$gateway" gateway "${common[@]}" --devices 3,4 --port-dir "$dir" --fault-per-mille $faults \
+    > "$dir/gateway.txt" 2>&1 &
+  local gw_pid=$!
+  pids+=($gw_pid)
+  local qemu_pids=() client_pids=() k p status=0
+  for k in 3 4; do
+    for _ in $(seq 100); do [[ -s $dir/port-$k ]] && break; sleep 0.1; done
+    [[ -s $dir/port-$k ]] || { echo "mcu-fleet: the gateway did not listen for device $k"; cat "$dir/gateway.txt"; return 1; }
+    timeout 50 qemu-system-arm -M mps2-an386 -display none -monitor none \
+      -serial "tcp:127.0.0.1:$(cat "$dir/port-$k")" -chardev stdio,id=sh0 \
+      -semihosting-config "enable=on,target=native,chardev=sh0,arg=serial_device,arg=$((k - 1)),arg=$update" \
+      -kernel "$elf" > "$dir/device-$k.txt" 2>&1 &
+    qemu_pids+=($!)
+    pids+=($!)
+  done
+  for k in 1 2; do
+    timeout 50 "$node" mqtt-client "${common[@]}" --id $k > "$dir/client-$k.txt" 2>&1 &
+    client_pids+=($!)
+    pids+=($!)
+  done
+  timeout 50 "$node" mqtt-server "${common[@]}" --round-timeout-ms 20000 --out "$dir/fleet.bin" \
+    > "$dir/server.txt" 2>&1 || status=1
+  for p in "${client_pids[@]}" "$gw_pid" "${qemu_pids[@]}"; do wait "$p" || status=1; done
+  for f in server client-1 client-2 gateway device-3 device-4; do echo "---- $f ----"; cat "$dir/$f.txt"; done
+  if [[ $status -ne 0 ]]; then echo "mcu-fleet: a process of the $update fleet FAILED"; return 1; fi
+  grep -q "updates per round \[ $(printf '4 %.0s' $(seq $rounds))\]" "$dir/server.txt" \
+    || { echo "mcu-fleet: not every round aggregated all 4 updates"; return 1; }
+  for k in 3 4; do
+    grep -q "serial_device: rounds $rounds " "$dir/device-$k.txt" \
+      || { echo "mcu-fleet: device $k did not train $rounds rounds"; return 1; }
+  done
+  cmp "$dir/inproc.bin" "$dir/fleet.bin" || return 1
+  echo "mcu-fleet: $update updates: final model of the MQTT fleet (2 host clients + 2 QEMU Cortex-M4F devices" \
+    "through the gateway) bit-identical to the in-process simulation: crc32" \
+    "$(python3 -c "import zlib,sys; print('%08x' % zlib.crc32(open(sys.argv[1],'rb').read()))" "$dir/fleet.bin")" \
+    "($((SECONDS - start)) s)"
+}
 
-for f in server client-1 client-2 gateway device-3 device-4; do echo "---- $f ----"; cat "$work/$f.txt"; done
-if [[ $status -ne 0 ]]; then echo "mcu-fleet: a process of the fleet FAILED"; exit 1; fi
-grep -q "updates per round \[ $(printf '4 %.0s' $(seq $rounds))\]" "$work/server.txt" \
-  || { echo "mcu-fleet: not every round aggregated all 4 updates"; exit 1; }
-for k in 3 4; do
-  grep -q "serial_device: rounds $rounds " "$work/device-$k.txt" || { echo "mcu-fleet: device $k did not train $rounds rounds"; exit 1; }
+result=0
+for update in ${TL_FLEET_UPDATES:-fp32 int8}; do
+  run_fleet "$update" || result=1
 done
-cmp "$out/inproc.bin" "$work/fleet.bin"
-echo "mcu-fleet: final model of the MQTT fleet (2 host clients + 2 QEMU Cortex-M4F devices through the gateway)" \
-  "bit-identical to the in-process simulation: crc32 $(python3 -c "import zlib,sys; print('%08x' % zlib.crc32(open(sys.argv[1],'rb').read()))" "$work/fleet.bin")"
 arm-none-eabi-size "$elf" | sed "s|$out/||"
+exit $result

@@ -9,7 +9,8 @@
 // loop): a model of the current or a later round is trained on (serial_task.hpp's local
 // round; a repeated model is answered again with the same bytes), a stop ends the run,
 // anything else is ignored. The client id k
-// (its local data) comes from the semihosting command line: `arg=serial_device,arg=K`.
+// (its local data) and the update encoding come from the semihosting command line:
+// `arg=serial_device,arg=K[,arg=fp16|int8]`.
 // The link's time source is SysTick. Logs and the exit code go through semihosting.
 // No heap: the link's buffers, the model, the update and the workspace are static.
 #include <cstddef>
@@ -101,23 +102,42 @@ std::uint8_t tx[max_frame];
   tl_mcu::exit(2);
 }
 
-/// The client id: the last word of the semihosting command line (SYS_GET_CMDLINE),
-/// 0 when there is none or it is not a number.
-std::uint64_t client_id_from_cmdline() {
+/// What the semihosting command line (SYS_GET_CMDLINE) asks for: `… K [fp16|int8]` —
+/// the client id K (0 when absent) and the update encoding (fp32 when absent).
+struct settings {
+  std::uint64_t client = 0;
+  enum class encoding { fp32, fp16, int8 } update = encoding::fp32;
+};
+
+settings settings_from_cmdline() {
   static char line[80];
   struct {
     char* buf;
     int len;
-  } block{line, static_cast<int>(sizeof line)};
-  if (tl_mcu::semihost(0x15, &block) != 0 || block.len <= 0) return 0;
-  int i = block.len;
-  while (i > 0 && line[i - 1] == ' ') --i;
-  int j = i;
-  while (j > 0 && line[j - 1] >= '0' && line[j - 1] <= '9') --j;
-  if (j == i || (j > 0 && line[j - 1] != ' ')) return 0;
-  std::uint64_t id = 0;
-  for (int k = j; k < i; ++k) id = id * 10 + static_cast<std::uint64_t>(line[k] - '0');
-  return id;
+  } block{line, static_cast<int>(sizeof line) - 1};
+  settings out;
+  if (tl_mcu::semihost(0x15, &block) != 0 || block.len <= 0) return out;
+  line[block.len] = '\0';
+  for (int i = 0; line[i] != '\0';) {  // each word
+    while (line[i] == ' ') ++i;
+    const int start = i;
+    bool digits = line[i] != '\0';
+    std::uint64_t v = 0;
+    for (; line[i] != '\0' && line[i] != ' '; ++i) {
+      digits = digits && line[i] >= '0' && line[i] <= '9';
+      v = v * 10 + static_cast<std::uint64_t>(line[i] - '0');
+    }
+    const int len = i - start;
+    const auto is = [&](const char* w) {
+      for (int k = 0; k < len; ++k)
+        if (w[k] != line[start + k]) return false;
+      return w[len] == '\0';
+    };
+    if (len > 0 && digits) out.client = v;
+    else if (is("fp16")) out.update = settings::encoding::fp16;
+    else if (is("int8")) out.update = settings::encoding::int8;
+  }
+  return out;
 }
 
 void put_stat(const char* name, std::uint64_t v) {
@@ -132,23 +152,35 @@ void put_stat(const char* name, std::uint64_t v) {
 int main() {
   uart.init();
   clock_ms.init();
-  const std::uint64_t client = client_id_from_cmdline();
+  const settings cfg = settings_from_cmdline();
+  const std::uint64_t client = cfg.client;
+  const char* const encoding = cfg.update == settings::encoding::fp16   ? "fp16"
+                               : cfg.update == settings::encoding::int8 ? "int8"
+                                                                        : "fp32";
   tl_mcu::puts("serial_device: FedAvg client ");
   tl_mcu::put_int(static_cast<long>(client));
-  tl_mcu::puts("\n");
+  tl_mcu::puts(", ");
+  tl_mcu::puts(encoding);
+  tl_mcu::puts(" updates\n");
+  const auto compute = [client](const tl::workflow::device_round& r) -> std::int64_t {
+    const float p = serial_task::local_round(r.model.data(), r.task_seed, client, work, r.update.data());
+    tl_mcu::puts(r.repeated ? "serial_device: repeated model of round " : "serial_device: round ");
+    tl_mcu::put_int(static_cast<long>(r.round));
+    tl_mcu::puts(" mean p(label) x1000 ");
+    tl_mcu::put_int(static_cast<long>(p * 1000.0f));
+    tl_mcu::puts("\n");
+    return static_cast<std::int64_t>(serial_task::samples);
+  };
   tl::workflow::device_client_report rep;
-  const tl::status s = tl::workflow::run_device_client(
-      serial_link,
-      [client](const tl::workflow::device_round& r) -> std::int64_t {
-        const float p = serial_task::local_round(r.model.data(), r.task_seed, client, work, r.update.data());
-        tl_mcu::puts(r.repeated ? "serial_device: repeated model of round " : "serial_device: round ");
-        tl_mcu::put_int(static_cast<long>(r.round));
-        tl_mcu::puts(" mean p(label) x1000 ");
-        tl_mcu::put_int(static_cast<long>(p * 1000.0f));
-        tl_mcu::puts("\n");
-        return static_cast<std::int64_t>(serial_task::samples);
-      },
-      std::span<float>(model), std::span<float>(update), std::span<std::uint8_t>(tx), {}, rep);
+  tl::workflow::device_client_options opt;
+  opt.int8_chunk = serial_task::int8_chunk;
+  const auto run = [&]<class U>(U) {
+    return tl::workflow::run_device_client<U>(serial_link, compute, std::span<float>(model), std::span<float>(update),
+                                              std::span<std::uint8_t>(tx), opt, rep);
+  };
+  const tl::status s = cfg.update == settings::encoding::fp16   ? run(tl::fp16_update{})
+                       : cfg.update == settings::encoding::int8 ? run(tl::int8_update{})
+                                                                : run(tl::fp32_update{});
   if (!s.ok()) fail("FedAvg client", s);
   const auto& st = serial_link.stats();
   tl_mcu::puts("serial_device: rounds ");

@@ -30,6 +30,8 @@ inline constexpr std::size_t samples = 24;
 /// Parameters in a model or update frame: W (classes × features) then b.
 inline constexpr std::size_t params = classes * features + classes;
 inline constexpr float learning_rate = 0.1f;
+/// Values per scale of int8 updates (4 scales for the 68 parameters).
+inline constexpr std::size_t int8_chunk = 17;
 
 using head_t = tinylarge::nn::last_layer_finetuner<features, classes>;
 

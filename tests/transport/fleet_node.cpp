@@ -13,6 +13,8 @@
 //                          [--fault-per-mille M] [--accept-timeout-ms T] [common]
 //
 // common: --rounds R --seed S --out FILE (the server writes the final model, raw fp32 LE)
+//         --update fp32|fp16|int8   the update encoding of the server and the host clients (the
+//                                   devices are told theirs on their command line)
 //
 // The gateway listens on 127.0.0.1 for each device endpoint K (port 0: the system picks;
 // written to DIR/port-K), accepts QEMU's `-serial tcp:` connection of the firmware
@@ -52,7 +54,7 @@ namespace tl = tinylarge;
 namespace wf = tl::workflow;
 
 struct args {
-  std::string mode, run = "fleet", out, port_dir;
+  std::string mode, run = "fleet", out, port_dir, update = "fp32";
   std::uint32_t clients = 4, rounds = 4, id = 0, per_mille = 0;
   std::uint64_t seed = 1;
   int port = 1883;
@@ -82,6 +84,7 @@ args parse(int argc, char** argv) {
     else if (k == "--run") a.run = v;
     else if (k == "--port") a.port = std::stoi(v);
     else if (k == "--port-dir") a.port_dir = v;
+    else if (k == "--update") a.update = v;
     else if (k == "--fault-per-mille") a.per_mille = u();
     else if (k == "--round-timeout-ms") a.round_timeout_ms = std::stol(v);
     else if (k == "--accept-timeout-ms") a.accept_timeout_ms = std::stol(v);
@@ -95,14 +98,23 @@ args parse(int argc, char** argv) {
   }
   if (a.clients == 0 || a.rounds == 0) usage("--clients and --rounds must be > 0");
   if (a.per_mille > 100) usage("--fault-per-mille must be 0..100");
+  if (a.update != "fp32" && a.update != "fp16" && a.update != "int8") usage("--update must be fp32, fp16 or int8");
   for (const auto k : a.devices)
     if (k == 0 || k > a.clients) usage("--devices: endpoints are 1..clients");
   return a;
 }
 
-template <class Transport>
+/// Calls `f(U{})` with the update encoding named by --update.
+template <class F>
+auto with_update(const args& a, F&& f) {
+  if (a.update == "fp16") return f(tl::fp16_update{});
+  if (a.update == "int8") return f(tl::int8_update{});
+  return f(tl::fp32_update{});
+}
+
+template <class U, class Transport>
 int serve(Transport& net, const args& a) {
-  wf::fedavg_server<tl::fedavg> server(tl::fedavg{}, serial_task::params, a.seed);
+  wf::fedavg_server<tl::fedavg, U> server(tl::fedavg{}, serial_task::params, a.seed);
   std::vector<float> w0(serial_task::params);
   serial_task::initial_model(a.seed, w0.data());
   server.set_global(w0);
@@ -120,19 +132,19 @@ int serve(Transport& net, const args& a) {
   if (!a.out.empty()) tl::io::write_file(a.out, {reinterpret_cast<const std::uint8_t*>(w.data()), w.size() * 4});
   std::string per_round;
   for (const auto n : rep.updates_per_round) per_round += std::to_string(n) + " ";
-  std::printf("%s server: rounds %u..%u, updates per round [ %s], dropped frames %llu, rejected frames %llu, "
-              "unauthenticated %llu, spoofed %llu, crc32(final) = %08x\n",
-              Transport::name(), rep.first_round, rep.rounds_completed, per_round.c_str(),
+  std::printf("%s server (%s updates): rounds %u..%u, updates per round [ %s], dropped frames %llu, rejected frames "
+              "%llu, unauthenticated %llu, spoofed %llu, crc32(final) = %08x\n",
+              Transport::name(), U::name(), rep.first_round, rep.rounds_completed, per_round.c_str(),
               static_cast<unsigned long long>(rep.dropped_frames), static_cast<unsigned long long>(rep.rejected_frames),
               static_cast<unsigned long long>(net.stats().unauthenticated),
               static_cast<unsigned long long>(net.stats().spoofed), tl::crc32(w.data(), w.size() * 4));
   return 0;
 }
 
-template <class Transport>
+template <class U, class Transport>
 tl::status client(Transport& net) {
   serial_task::host_computation comp;
-  wf::fedavg_client<serial_task::host_computation> role(comp);
+  wf::fedavg_client<serial_task::host_computation, U> role(comp, serial_task::int8_chunk);
   wf::federated_client_options opt;
   opt.idle_timeout = std::chrono::milliseconds{60000};
   return wf::run_federated_client(net, role, opt);
@@ -144,11 +156,11 @@ int run_inproc(const args& a) {
   for (std::uint32_t k = 1; k <= a.clients; ++k) {
     threads.emplace_back([&, k] {
       tl::in_process ep(net, k);
-      (void)client(ep);
+      (void)with_update(a, [&]<class U>(U) { return client<U>(ep); });
     });
   }
   tl::in_process server(net, 0);
-  const int rc = serve(server, a);
+  const int rc = with_update(a, [&]<class U>(U) { return serve<U>(server, a); });
   for (auto& t : threads) t.join();
   return rc;
 }
@@ -267,9 +279,9 @@ int main(int argc, char** argv) {
     }
     if (id == 0) {
       std::printf("mqtt: frames %s\n", mqtt_of(a).key ? "authenticated (run key)" : "NOT authenticated");
-      return serve(net, a);
+      return with_update(a, [&]<class U>(U) { return serve<U>(net, a); });
     }
-    const tl::status c = client(net);
+    const tl::status c = with_update(a, [&]<class U>(U) { return client<U>(net); });
     std::printf("mqtt client %u: %s\n", id, c.ok() ? "stopped by the server" : c.message);
     return c.ok() ? 0 : 1;
   }
