@@ -2075,6 +2075,7 @@ constexpr std::size_t max_frame = wire::frame_size(params * 4);
 /// computation): all clients in_process, or client endpoint 3 a device (run_device_client on
 /// its own thread) on a serial link with 0.2 % of the bytes damaged each way, joined to the
 /// in_process fleet through a serial_gateway.
+template <class U>
 std::vector<float> fleet_run(bool with_device, wf::federated_server_report& rep) {
   constexpr std::uint32_t clients = 3, rounds = 3;
   tl::in_process::hub net(clients + 1);
@@ -2084,7 +2085,7 @@ std::vector<float> fleet_run(bool with_device, wf::federated_server_report& rep)
     th.emplace_back([&net, &host_status, k] {
       tl::in_process ep(net, k);
       serial_task::host_computation comp;
-      wf::fedavg_client<serial_task::host_computation> role(comp);
+      wf::fedavg_client<serial_task::host_computation, U> role(comp, serial_task::int8_chunk);
       host_status[k] = wf::run_federated_client(ep, role);
     });
   int sv[2] = {-1, -1};
@@ -2113,7 +2114,8 @@ std::vector<float> fleet_run(bool with_device, wf::federated_server_report& rep)
       std::vector<std::uint8_t> tx(max_frame);
       tl::workflow::device_client_options o;
       o.linger_ms = 300;
-      dev_status = tl::workflow::run_device_client(
+      o.int8_chunk = serial_task::int8_chunk;
+      dev_status = tl::workflow::run_device_client<U>(
           *link,
           [](const tl::workflow::device_round& r) -> std::int64_t {
             (void)serial_task::local_round(r.model.data(), r.task_seed, clients - 1, work, r.update.data());
@@ -2123,7 +2125,7 @@ std::vector<float> fleet_run(bool with_device, wf::federated_server_report& rep)
     });
   }
   tl::in_process ep(net, 0);
-  wf::fedavg_server<tl::fedavg> server(tl::fedavg{}, params, 7);
+  wf::fedavg_server<tl::fedavg, U> server(tl::fedavg{}, params, 7);
   std::vector<float> w0(params);
   serial_task::initial_model(7, w0.data());
   server.set_global(w0);
@@ -2155,14 +2157,51 @@ std::vector<float> fleet_run(bool with_device, wf::federated_server_report& rep)
 
 TEST_CASE("serial_gateway: a device on a damaged serial line is client 3 of a FedAvg fleet: the simulation's bits",
           "[transport][federated][serial][gateway]") {
-  wf::federated_server_report sim_rep, dep_rep;
-  const auto sim = gateway_test::fleet_run(false, sim_rep);
-  const auto dep = gateway_test::fleet_run(true, dep_rep);
-  CHECK(sim == dep);
-  CHECK(dep_rep.updates_per_round == std::vector<std::size_t>{3, 3, 3});
-  CHECK(dep_rep.dropped_frames == 0);
-  CHECK(dep_rep.rejected_frames == 0);
-  CHECK(sim != std::vector<float>(gateway_test::params, 0.0f));
+  const auto same = [](auto update) {
+    using U = decltype(update);
+    wf::federated_server_report sim_rep, dep_rep;
+    const auto sim = gateway_test::fleet_run<U>(false, sim_rep);
+    const auto dep = gateway_test::fleet_run<U>(true, dep_rep);
+    CHECK(sim == dep);
+    CHECK(dep_rep.updates_per_round == std::vector<std::size_t>{3, 3, 3});
+    CHECK(dep_rep.dropped_frames == 0);
+    CHECK(dep_rep.rejected_frames == 0);
+    return sim;
+  };
+  const auto fp32 = same(tl::fp32_update{});
+  CHECK(fp32 != std::vector<float>(gateway_test::params, 0.0f));
+  CHECK(same(tl::int8_update{}) != fp32);  // the device's int8 update is the host clients' encoding
+}
+
+TEST_CASE("encode_update_payload: update_buffer's wire bytes without the heap", "[transport][federated][serial]") {
+  tl::rng g(11);
+  for (const std::size_t p : {1u, 16u, 68u, 300u}) {
+    std::vector<float> w(p);
+    for (auto& v : w) v = g.uniform_int(5) == 0 ? 0.0f : g.uniform(-3.0f, 3.0f);
+    const auto check = [&](auto update, std::size_t chunk) {
+      using U = decltype(update);
+      wf::update_buffer<U> host;
+      host.encode(w, chunk);
+      const auto expected = host.payload();
+      std::vector<std::uint8_t> out(wf::update_payload_bytes<U>(p, chunk) + 3, 0xEE);
+      std::size_t written = 0;
+      REQUIRE(wf::encode_update_payload<U>(w, chunk, out, written).ok());
+      CHECK(written == expected.size());
+      CHECK(std::equal(expected.begin(), expected.end(), out.begin()));
+      CHECK(wf::update_wire_dtype<U> == wf::update_buffer<U>::dtype);
+      // Too small a buffer is refused; NaN cannot be carried by fp16 / int8.
+      std::vector<std::uint8_t> small(written - 1);
+      CHECK(wf::encode_update_payload<U>(w, chunk, small, written).code == tl::errc::capacity_exceeded);
+      if constexpr (!std::is_same_v<U, tl::fp32_update>) {
+        std::vector<float> bad = w;
+        bad[p / 2] = std::numeric_limits<float>::quiet_NaN();
+        CHECK(wf::encode_update_payload<U>(bad, chunk, out, written).code == tl::errc::non_finite);
+      }
+    };
+    check(tl::fp32_update{}, 0);
+    check(tl::fp16_update{}, 0);
+    for (const std::size_t chunk : {std::size_t{0}, std::size_t{5}, std::size_t{17}, p, p + 1}) check(tl::int8_update{}, chunk);
+  }
 }
 
 TEST_CASE("serial_gateway: refuses a fleet endpoint of the server and what a device may not send",
