@@ -11,6 +11,8 @@
 //   fleet_node mqtt-client --port P --run NAME --clients N --id K [common]
 //   fleet_node gateway     --port P --run NAME --clients N --devices K1,K2,… --port-dir DIR
 //                          [--fault-per-mille M] [--accept-timeout-ms T] [common]
+//   mpirun -np N+1 fleet_node mpi --clients N --devices K1,K2,… --port-dir DIR [--fault-per-mille M] [common]
+//                          rank 0 the server, ranks K1, K2, … gateways of one device each, the others host clients
 //
 // common: --rounds R --seed S --out FILE (the server writes the final model, raw fp32 LE)
 //         --update fp32|fp16|int8   the update encoding of the server and the host clients (the
@@ -29,6 +31,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -42,10 +45,15 @@
 #include "tinylarge/io/file.hpp"
 #include "tinylarge/transport/in_process.hpp"
 #include "tinylarge/workflow/federated_deploy.hpp"
-#if defined(TINYLARGE_WITH_MQTT)
-#include "tinylarge/transport/auth.hpp"
-#include "tinylarge/transport/mqtt.hpp"
 #include "tinylarge/transport/serial_gateway.hpp"
+#if defined(TINYLARGE_WITH_MQTT) || defined(TINYLARGE_WITH_MPI)
+#include "tinylarge/transport/auth.hpp"
+#endif
+#if defined(TINYLARGE_WITH_MQTT)
+#include "tinylarge/transport/mqtt.hpp"
+#endif
+#if defined(TINYLARGE_WITH_MPI)
+#include "tinylarge/transport/mpi.hpp"
 #endif
 
 namespace {
@@ -165,16 +173,6 @@ int run_inproc(const args& a) {
   return rc;
 }
 
-#if defined(TINYLARGE_WITH_MQTT)
-tl::mqtt_options mqtt_of(const args& a) {
-  tl::mqtt_options o;
-  o.port = a.port;
-  o.run = a.run;
-  o.key = tl::frame_key::from_environment();
-  o.limits.max_payload_bytes = static_cast<std::uint32_t>(4 * serial_task::params);
-  return o;
-}
-
 /// Listen on 127.0.0.1 (a port the system picks) and write the port to `file`.
 int listen_loopback(const std::string& file) {
   const int ls = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -195,10 +193,11 @@ int listen_loopback(const std::string& file) {
 }
 
 constexpr std::size_t max_frame = tl::wire::frame_size(serial_task::params * 4);
-using gateway_t = tl::serial::serial_gateway<tl::mqtt_transport, tl_test::lossy_port, tl::serial::steady_clock_ms, max_frame>;
 
-/// One device: accept its line, join the fleet as endpoint k, relay until the stop.
-int serve_device(const args& a, std::uint32_t k, int listener) {
+/// One device: accept its line on `listener`, then relay between it and fleet endpoint k
+/// (`net`) until the server's stop reached it.
+template <class Fleet>
+int serve_device(const args& a, std::uint32_t k, int listener, Fleet& net) {
   pollfd p{listener, POLLIN, 0};
   if (::poll(&p, 1, static_cast<int>(a.accept_timeout_ms)) != 1) {
     std::fprintf(stderr, "gateway %u: no connection from QEMU within %ld ms\n", k, a.accept_timeout_ms);
@@ -208,20 +207,15 @@ int serve_device(const args& a, std::uint32_t k, int listener) {
   if (fd < 0) return std::perror("gateway: accept"), 1;
   tl_test::lossy_port port{tl::serial::fd_port(fd), tl::rng(a.seed * 7919 + k), a.per_mille};
   tl::serial::steady_clock_ms clock;
-  tl::mqtt_transport net(k, a.clients + 1, mqtt_of(a));
-  tl::status s = net.connect();
-  if (!s.ok()) {
-    std::fprintf(stderr, "gateway %u: %s\n", k, s.message);
-    return 1;
-  }
+  using gateway_t = tl::serial::serial_gateway<Fleet, tl_test::lossy_port, tl::serial::steady_clock_ms, max_frame>;
   auto gw = std::make_unique<gateway_t>(net, port, clock, tl::serial::link_config{100});
-  s = gw->run();
+  const tl::status s = gw->run();
   const auto& g = gw->stats();
   const auto& l = gw->link_counters();
-  std::printf("gateway %u: %s; to device %llu, to server %llu, refused from fleet %llu, from device %llu, too large "
+  std::printf("%s gateway %u: %s; to device %llu, to server %llu, refused from fleet %llu, from device %llu, too large "
               "%llu, device timeouts %llu; injected %llu dropped, %llu flipped, %llu garbage bytes; link: "
-              "retransmissions %llu, duplicates %llu, corrupt %llu, oversized %llu; mqtt: unauthenticated %llu\n",
-              k, s.ok() ? "the device got the stop" : s.message, (unsigned long long)g.to_device,
+              "retransmissions %llu, duplicates %llu, corrupt %llu, oversized %llu; fleet: unauthenticated %llu\n",
+              Fleet::name(), k, s.ok() ? "the device got the stop" : s.message, (unsigned long long)g.to_device,
               (unsigned long long)g.to_fleet, (unsigned long long)g.refused_from_fleet,
               (unsigned long long)g.refused_from_device, (unsigned long long)g.too_large,
               (unsigned long long)g.device_timeouts, (unsigned long long)port.dropped,
@@ -240,6 +234,16 @@ int serve_device(const args& a, std::uint32_t k, int listener) {
   return ok ? 0 : 1;
 }
 
+#if defined(TINYLARGE_WITH_MQTT)
+tl::mqtt_options mqtt_of(const args& a) {
+  tl::mqtt_options o;
+  o.port = a.port;
+  o.run = a.run;
+  o.key = tl::frame_key::from_environment();
+  o.limits.max_payload_bytes = static_cast<std::uint32_t>(4 * serial_task::params);
+  return o;
+}
+
 int run_gateway(const args& a) {
   if (a.devices.empty() || a.port_dir.empty()) usage("gateway needs --devices and --port-dir");
   std::vector<int> listeners;
@@ -252,7 +256,15 @@ int run_gateway(const args& a) {
   std::vector<int> rc(a.devices.size(), 1);
   std::vector<std::thread> threads;
   for (std::size_t i = 0; i < a.devices.size(); ++i)
-    threads.emplace_back([&, i] { rc[i] = serve_device(a, a.devices[i], listeners[i]); });
+    threads.emplace_back([&, i] {
+      tl::mqtt_transport net(a.devices[i], a.clients + 1, mqtt_of(a));
+      const tl::status s = net.connect();
+      if (!s.ok()) {
+        std::fprintf(stderr, "gateway %u: %s\n", a.devices[i], s.message);
+        return;
+      }
+      rc[i] = serve_device(a, a.devices[i], listeners[i], net);
+    });
   for (auto& t : threads) t.join();
   for (const int ls : listeners) ::close(ls);
   for (const int r : rc)
@@ -261,11 +273,51 @@ int run_gateway(const args& a) {
 }
 #endif
 
+#if defined(TINYLARGE_WITH_MPI)
+/// The fleet over MPI: rank 0 the server, the ranks of --devices gateways (one device each),
+/// the others host clients.
+int run_mpi(int argc, char** argv, const args& a) {
+  MPI_Init(&argc, &argv);
+  int rc = 0;
+  {
+    tl::wire::wire_limits limits;
+    limits.max_payload_bytes = static_cast<std::uint32_t>(4 * serial_task::params);
+    tl::mpi_transport net(MPI_COMM_WORLD, limits, tl::frame_key::from_environment());
+    const tl::endpoint_id id = net.id();
+    if (net.endpoints() != a.clients + 1) usage("mpi: run with --clients + 1 ranks");
+    const bool device = std::find(a.devices.begin(), a.devices.end(), id) != a.devices.end();
+    if (id == 0) {
+      std::printf("mpi: frames %s\n", net.authenticated() ? "authenticated (run key)" : "NOT authenticated");
+      rc = with_update(a, [&]<class U>(U) { return serve<U>(net, a); });
+    } else if (device) {
+      if (a.port_dir.empty()) usage("mpi: --devices needs --port-dir");
+      const int ls = listen_loopback(a.port_dir + "/port-" + std::to_string(id));
+      if (ls < 0) {
+        std::perror("gateway: listen on 127.0.0.1");
+        rc = 1;
+      } else {
+        rc = serve_device(a, id, ls, net);
+        ::close(ls);
+      }
+    } else {
+      const tl::status c = with_update(a, [&]<class U>(U) { return client<U>(net); });
+      std::printf("mpi client %u: %s\n", id, c.ok() ? "stopped by the server" : c.message);
+      rc = c.ok() ? 0 : 1;
+    }
+  }
+  MPI_Finalize();
+  return rc;
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const args a = parse(argc, argv);
   if (a.mode == "inproc") return run_inproc(a);
+#if defined(TINYLARGE_WITH_MPI)
+  if (a.mode == "mpi") return run_mpi(argc, argv, a);
+#endif
 #if defined(TINYLARGE_WITH_MQTT)
   if (a.mode == "gateway") return run_gateway(a);
   if (a.mode == "mqtt-server" || a.mode == "mqtt-client") {
@@ -286,5 +338,5 @@ int main(int argc, char** argv) {
     return c.ok() ? 0 : 1;
   }
 #endif
-  usage("mode '" + a.mode + "' is not built in (inproc; gateway and mqtt-* with TINYLARGE_WITH_MQTT)");
+  usage("mode '" + a.mode + "' is not built in (inproc; gateway and mqtt-* with TINYLARGE_WITH_MQTT; mpi with TINYLARGE_WITH_MPI)");
 }
