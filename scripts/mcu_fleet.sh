@@ -3,7 +3,8 @@
 # tests/mcu/serial_device.cpp, CMSDK UART0 as `-serial tcp:`) and two host clients in the
 # same rounds of one FedAvg server over MQTT (Mosquitto on a free loopback port), the
 # devices joined through the serial gateway (transport/serial_gateway.hpp, the `gateway`
-# mode of tests/transport/fleet_node.cpp: MQTT endpoints 3 and 4). Every client runs the
+# mode of tests/transport/fleet_node.cpp: MQTT endpoints 3 and 4; over MPI, ranks 3 and 4
+# of `fleet_node mpi`). Every client runs the
 # same local round (tests/mcu/serial_task.hpp). Bytes on both serial lines are dropped,
 # flipped or followed by garbage in both directions (--fault-per-mille), and every frame
 # of the run carries the run key's MAC (transport/auth.hpp).
@@ -21,8 +22,12 @@
 # side: -ffp-contract=off; checked per update by scripts/mcu_serial.sh), and the server
 # and the simulation are the same code. The host program is built with g++ (server,
 # host clients) and clang++ (gateway), and both builds' simulations must agree.
-# Usage: scripts/mcu_fleet.sh [build-dir]   (needs scripts/deps.sh first, mosquitto)
+# Usage: scripts/mcu_fleet.sh [build-dir]   (needs scripts/deps.sh first: the arm-none-eabi
+# toolchain, qemu-system-arm, mosquitto + libmosquitto-dev, OpenMPI, libsodium, clang++-14)
 set -euo pipefail
+for tool in arm-none-eabi-g++ qemu-system-arm mosquitto mpirun mpicxx "${TINYLARGE_CLANGXX:-clang++-14}"; do
+  command -v "$tool" > /dev/null || { echo "mcu-fleet: $tool not found (bash scripts/deps.sh)"; exit 1; }
+done
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$root/build-mcu-fleet}
 mkdir -p "$out"
