@@ -171,13 +171,15 @@ int main() {
     tl_mcu::puts("\n");
     return static_cast<std::int64_t>(serial_task::samples);
   };
+  // [device-client]
   tl::workflow::device_client_report rep;
   tl::workflow::device_client_options opt;
   opt.int8_chunk = serial_task::int8_chunk;
-  const auto run = [&]<class U>(U) {
+  const auto run = [&]<class U>(U) {  // U: the fleet's update encoding
     return tl::workflow::run_device_client<U>(serial_link, compute, std::span<float>(model), std::span<float>(update),
                                               std::span<std::uint8_t>(tx), opt, rep);
   };
+  // [device-client]
   const tl::status s = cfg.update == settings::encoding::fp16   ? run(tl::fp16_update{})
                        : cfg.update == settings::encoding::int8 ? run(tl::int8_update{})
                                                                 : run(tl::fp32_update{});

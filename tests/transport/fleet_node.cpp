@@ -205,11 +205,15 @@ int serve_device(const args& a, std::uint32_t k, int listener, Fleet& net) {
   }
   const int fd = ::accept(listener, nullptr, nullptr);
   if (fd < 0) return std::perror("gateway: accept"), 1;
+  // [gateway]
+  // The device's line (here: QEMU's UART as a TCP socket, damaged on purpose), and the
+  // fleet endpoint `net` of client k (an mqtt_transport(k, …) or rank k's mpi_transport).
   tl_test::lossy_port port{tl::serial::fd_port(fd), tl::rng(a.seed * 7919 + k), a.per_mille};
   tl::serial::steady_clock_ms clock;
   using gateway_t = tl::serial::serial_gateway<Fleet, tl_test::lossy_port, tl::serial::steady_clock_ms, max_frame>;
   auto gw = std::make_unique<gateway_t>(net, port, clock, tl::serial::link_config{100});
-  const tl::status s = gw->run();
+  const tl::status s = gw->run();  // until the server's stop reached the device
+  // [gateway]
   const auto& g = gw->stats();
   const auto& l = gw->link_counters();
   std::printf("%s gateway %u: %s; to device %llu, to server %llu, refused from fleet %llu, from device %llu, too large "
