@@ -283,6 +283,11 @@ fi
 # The serial link (transport/serial.hpp): a Cortex-M4F firmware under QEMU and a host program over
 # the emulated UART, with bytes dropped / flipped on the way (scripts/mcu_serial.sh, < 1 min).
 register_step mcu-serial timeout 110 bash "$ROOT/scripts/mcu_serial.sh" "$BUILD_ROOT/mcu-serial"
+# A heterogeneous FedAvg fleet over MQTT: two QEMU Cortex-M4F devices through the serial gateway
+# (transport/serial_gateway.hpp) and two host clients in the same rounds, faults on the serial lines;
+# the same over MPI (gateway ranks); each final model equals the in-process simulation byte for byte
+# (scripts/mcu_fleet.sh: ~30 s of fleet runs after ~40-100 s compiling the host program twice).
+register_step mcu-fleet timeout 300 bash "$ROOT/scripts/mcu_fleet.sh" "$BUILD_ROOT/mcu-fleet"
 
 # Drop-in steps from later issues.
 if compgen -G "$ROOT/scripts/test.d/*.sh" >/dev/null; then
@@ -299,7 +304,7 @@ fi
 # beside it; its MPI / Mosquitto runs use free ports and its own build directory. mcu-mac-count
 # (QEMU traces, 124 s CPU in 80 s) reuses mcu-cortex-m's build directory: mcu-cortex-m is not
 # light, so it has ended before the light steps start. Not here: the steps that build with -j
-# throughout, mcu-cortex-m, mcu-serial (18 s, timeouts).
+# throughout, mcu-cortex-m, mcu-serial (18 s, timeouts), mcu-fleet (timeouts).
 light_steps transport mcu-cnn fuzz-model-file mcu-mac-count fuzz-parsers zero-overhead mcu-example nas-mcu quickstart packaging docs
 
 # ----------------------------------------------------------------------------
