@@ -3,7 +3,8 @@
 # (mps2-an386, tests/mcu/serial_device.cpp, CMSDK UART0 as `-serial tcp:`) and a host
 # program (tests/transport/serial_host.cpp) that injects byte drops, bit flips and
 # garbage in both directions: every round's update must arrive exactly once and equal,
-# bit for bit, the same local round computed on the host. The host program is built
+# bit for bit, the same local round computed on the host. The firmware is the FedAvg client
+# of scripts/mcu_fleet.sh; its client id (its local data) is its semihosting argument. The host program is built
 # with g++ and with clang++ and each runs against the firmware (different fault seeds).
 # Reports the firmware's flash / RAM; the link fails if anything uses the heap
 # (tests/mcu/mps2.ld).
@@ -29,7 +30,7 @@ for cxx in g++ "${TINYLARGE_CLANGXX:-clang++-14}"; do
   portfile=$out/port-$run
   rm -f "$portfile"
   # 5 per mille of the bytes damaged each way: a few dozen faults per run.
-  timeout 50 "$host" --port-file "$portfile" --rounds 4 --fault-per-mille 5 --seed "$run" \
+  timeout 50 "$host" --port-file "$portfile" --rounds 4 --fault-per-mille 5 --seed "$run" --client-id "$run" \
     > "$out/host-$run.txt" 2>&1 &
   host_pid=$!
   for _ in $(seq 100); do [[ -s $portfile ]] && break; sleep 0.1; done
@@ -40,7 +41,7 @@ for cxx in g++ "${TINYLARGE_CLANGXX:-clang++-14}"; do
   port=$(cat "$portfile")
   qemu_rc=0
   timeout 50 qemu-system-arm -M mps2-an386 -display none -monitor none \
-    -serial "tcp:127.0.0.1:$port" -chardev stdio,id=sh0 -semihosting-config enable=on,target=native,chardev=sh0 \
+    -serial "tcp:127.0.0.1:$port" -chardev stdio,id=sh0 -semihosting-config "enable=on,target=native,chardev=sh0,arg=serial_device,arg=$run" \
     -kernel "$elf" > "$out/device-$run.txt" 2>&1 || qemu_rc=$?
   host_rc=0
   wait "$host_pid" || host_rc=$?

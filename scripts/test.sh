@@ -283,7 +283,12 @@ fi
 # The serial link (transport/serial.hpp): a Cortex-M4F firmware under QEMU and a host program over
 # the emulated UART, with bytes dropped / flipped on the way (scripts/mcu_serial.sh, < 1 min).
 register_step mcu-serial timeout 110 bash "$ROOT/scripts/mcu_serial.sh" "$BUILD_ROOT/mcu-serial"
-# Split learning over that link: the library's PSL / SplitFedV1 deployment servers on the host, a Cortex-M4F
+# A heterogeneous FedAvg fleet over MQTT: two QEMU Cortex-M4F devices through the serial gateway
+# (transport/serial_gateway.hpp) and two host clients in the same rounds, faults on the serial lines;
+# the same over MPI (gateway ranks); each final model equals the in-process simulation byte for byte
+# (scripts/mcu_fleet.sh: ~30 s of fleet runs after ~40-100 s compiling the host program twice).
+register_step mcu-fleet timeout 300 bash "$ROOT/scripts/mcu_fleet.sh" "$BUILD_ROOT/mcu-fleet"
+# Split learning over the serial link: the library's PSL / SplitFedV1 deployment servers on the host, a Cortex-M4F
 # device segment under QEMU, final models bit-identical to the in-process run (scripts/mcu_split.sh, 25-85 s).
 register_step mcu-split timeout 180 bash "$ROOT/scripts/mcu_split.sh" "$BUILD_ROOT/mcu-split"
 
@@ -302,7 +307,8 @@ fi
 # beside it; its MPI / Mosquitto runs use free ports and its own build directory. mcu-mac-count
 # (QEMU traces, 124 s CPU in 80 s) reuses mcu-cortex-m's build directory: mcu-cortex-m is not
 # light, so it has ended before the light steps start. Not here: the steps that build with -j
-# throughout, mcu-cortex-m, mcu-serial (18 s, timeouts), mcu-split (builds three programs at once, timeouts).
+# throughout, mcu-cortex-m, mcu-serial (18 s, timeouts), mcu-fleet (timeouts), mcu-split (builds three programs at once,
+# timeouts).
 light_steps transport mcu-cnn fuzz-model-file mcu-mac-count fuzz-parsers zero-overhead mcu-example nas-mcu quickstart packaging docs
 
 # ----------------------------------------------------------------------------

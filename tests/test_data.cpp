@@ -1,6 +1,7 @@
 // Tests of the data and I/O layer: IDX reader (Fashion-MNIST and malformed
-// buffers), batching, non-IID partitioners, CRC-32, .npy/.npz (with a NumPy
-// round trip).
+// buffers), batching, non-IID partitioners, the traffic-task and fading-channel
+// generators, CRC-32,
+// .npy/.npz (with a NumPy round trip).
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -8,12 +9,14 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <complex>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <numbers>
 #include <numeric>
 #include <set>
 #include <string>
@@ -21,8 +24,10 @@
 
 #include "tinylarge/core/crc32.hpp"
 #include "tinylarge/data/batch.hpp"
+#include "tinylarge/data/fading.hpp"
 #include "tinylarge/data/idx.hpp"
 #include "tinylarge/data/partition.hpp"
+#include "tinylarge/data/traffic.hpp"
 #include "tinylarge/io/npy.hpp"
 #include "tinylarge/io/npz.hpp"
 #include "tinylarge/transport/checkpoint.hpp"
@@ -1685,3 +1690,164 @@ TEST_CASE("Hostile files: FedAvg and split-server checkpoints holding NaN / Inf 
   }
 }
 #endif  // TINYLARGE_HAS_EXCEPTIONS
+
+// ---------------------------------------------------------------------------
+// The traffic task (data/traffic.hpp)
+// ---------------------------------------------------------------------------
+
+TEST_CASE("traffic generator: deterministic, finite, bounded features, priors and the domains' physics", "[data][traffic]") {
+  namespace td = tl::data;
+  constexpr std::size_t F = td::traffic_features;
+  const td::traffic_options o{.flows = 3000, .seed = 5};
+  const auto campus = td::generate_traffic(td::campus_wired(), o);
+  const auto cell = td::generate_traffic(td::cellular_edge(), o);
+  REQUIRE(campus.count == 3000);
+  REQUIRE(campus.x.size() == 3000 * F);
+  // The same seed gives the same bytes; another seed other flows.
+  const auto again = td::generate_traffic(td::campus_wired(), o);
+  CHECK(again.x == campus.x);
+  CHECK(again.y == campus.y);
+  const auto other = td::generate_traffic(td::campus_wired(), {.flows = 3000, .seed = 6});
+  CHECK(other.x != campus.x);
+
+  const auto udp = static_cast<std::size_t>(15), packets = static_cast<std::size_t>(0), large = static_cast<std::size_t>(9);
+  for (const auto* s : {&campus, &cell}) {
+    std::vector<std::size_t> n(td::traffic_classes, 0);
+    for (std::size_t i = 0; i < s->count; ++i) {
+      REQUIRE(s->y[i] < td::traffic_classes);
+      ++n[s->y[i]];
+      const float* f = s->x.data() + i * F;
+      for (std::size_t j = 0; j < F; ++j)
+        if (!(std::isfinite(f[j]) && f[j] >= 0.0f && f[j] <= 3.0f)) {
+          INFO("flow " << i << " feature " << td::traffic_feature_name(j) << " = " << f[j]);
+          FAIL("a feature is not finite or outside [0, 3]");
+        }
+      // At most max_packets packets are observed.
+      if (f[packets] > static_cast<float>(std::log1p(32.0) / 10 + 1e-6)) FAIL("flow " << i << ": more than 32 packets");
+      // VoIP and gaming are UDP, bulk transfers TCP.
+      const auto c = static_cast<td::traffic_class>(s->y[i]);
+      const bool must_udp = c == td::traffic_class::voip || c == td::traffic_class::gaming;
+      if ((must_udp && f[udp] != 1.0f) || (c == td::traffic_class::bulk && f[udp] != 0.0f))
+        FAIL("flow " << i << " of class " << td::traffic_class_name(s->y[i]) << ": udp = " << f[udp]);
+    }
+    // The class mix follows the domain's priors (3000 flows: ±3 percentage points is > 4 sigma).
+    const auto& priors = s == &campus ? td::campus_wired().priors : td::cellular_edge().priors;
+    double sum = 0;
+    for (const double p : priors) sum += p;
+    for (std::size_t c = 0; c < td::traffic_classes; ++c) {
+      INFO("class " << td::traffic_class_name(c));
+      CHECK(std::abs(static_cast<double>(n[c]) / 3000.0 - priors[c] / sum) < 0.03);
+    }
+  }
+  // Bulk transfers fill packets to the MTU: on the campus (1500 B) most of them reach 1200 B
+  // and more; behind the cellular edge's 1400-B MTU no packet is larger than 1400 B.
+  double bulk_large = 0, bulk_n = 0;
+  float max_down_mean = 0;
+  for (std::size_t i = 0; i < campus.count; ++i)
+    if (campus.y[i] == static_cast<std::uint8_t>(td::traffic_class::bulk)) {
+      bulk_large += campus.x[i * F + large];
+      ++bulk_n;
+    }
+  for (std::size_t i = 0; i < cell.count; ++i) max_down_mean = std::max(max_down_mean, cell.x[i * F + 7]);
+  CHECK(bulk_large / bulk_n > 0.5);
+  CHECK(max_down_mean <= 1400.0f / 1500.0f + 1e-6f);
+
+  // A zero prior removes its class.
+  auto no_iot = td::campus_wired();
+  no_iot.priors[static_cast<std::size_t>(td::traffic_class::iot)] = 0;
+  const auto s = td::generate_traffic(no_iot, {.flows = 500, .seed = 1});
+  CHECK(std::count(s.y.begin(), s.y.end(), static_cast<std::uint8_t>(td::traffic_class::iot)) == 0);
+
+#if TINYLARGE_HAS_EXCEPTIONS
+  auto bad = td::campus_wired();
+  bad.mtu = 60;
+  CHECK_THROWS_AS(td::generate_traffic(bad, o), tl::invalid_argument);
+  bad = td::campus_wired();
+  bad.priors.fill(0);
+  CHECK_THROWS_AS(td::generate_traffic(bad, o), tl::invalid_argument);
+  bad = td::campus_wired();
+  bad.loss = std::numeric_limits<double>::quiet_NaN();
+  CHECK_THROWS_AS(td::generate_traffic(bad, o), tl::invalid_argument);
+  CHECK_THROWS_AS(td::generate_traffic(td::campus_wired(), {.flows = 10, .max_packets = 1}), tl::invalid_argument);
+#endif
+}
+
+// ---------------------------------------------------------------------------
+// Fading channels and the channel-prediction task (data/fading.hpp)
+// ---------------------------------------------------------------------------
+
+TEST_CASE("fading channel: unit power and Clarke's autocorrelation J0(2 pi nu tau)", "[data][fading]") {
+  // Averaged over the random rotation theta the paths' angles are uniform, so the ensemble
+  // autocorrelation is exactly J0 for any M; the estimate over R = 2000 realisations has a
+  // standard deviation below 1/sqrt(R) = 0.022 per lag: 0.1 is more than 4 sigma.
+  namespace td = tl::data;
+  for (const double nu : {0.01, 0.05, 0.2}) {
+    constexpr std::size_t R = 2000, K = 32, lags = 8;
+    std::vector<std::complex<double>> acc(lags + 1, 0.0);
+    double power = 0;
+    for (std::size_t r = 0; r < R; ++r) {
+      tl::rng g(3, r);
+      const auto h = td::fading_sequence({.doppler = nu, .sinusoids = 16}, K + lags, g);
+      for (std::size_t tau = 0; tau <= lags; ++tau)
+        for (std::size_t k = 0; k < K; ++k) acc[tau] += h[k + tau] * std::conj(h[k]);
+      for (std::size_t k = 0; k < K; ++k) power += std::norm(h[k]);
+    }
+    INFO("nu = " << nu);
+    CHECK(std::abs(power / (R * K) - 1.0) < 0.1);
+    for (std::size_t tau = 0; tau <= lags; ++tau) {
+      const std::complex<double> c = acc[tau] / static_cast<double>(R * K);
+      const double j0 = std::cyl_bessel_j(0.0, 2 * std::numbers::pi * nu * static_cast<double>(tau));
+      INFO("lag " << tau << ": " << c << " against J0 = " << j0);
+      CHECK(std::abs(c.real() - j0) < 0.1);
+      CHECK(std::abs(c.imag()) < 0.1);
+    }
+  }
+}
+
+TEST_CASE("channel-prediction windows: rows are the sequence, noise at the stated SNR, NMSE", "[data][fading]") {
+  namespace td = tl::data;
+  const td::fading_options f{.doppler = 0.05, .sinusoids = 16};
+  const td::prediction_options clean{.history = 8, .horizon = 3, .realisations = 5, .windows = 4, .seed = 9};
+  const auto s = td::channel_prediction_windows(f, clean);
+  REQUIRE(s.count == 20);
+  REQUIRE(s.x.size() == 20 * 16);
+  REQUIRE(s.y.size() == 40);
+  // Noise-free rows are the realisation's samples; the target is `horizon` steps after the last one.
+  for (std::size_t r = 0; r < 5; ++r) {
+    tl::rng g(9, r);
+    const auto h = td::fading_sequence(f, 4 * 11, g);
+    for (std::size_t w = 0; w < 4; ++w) {
+      const std::size_t row = r * 4 + w;
+      for (std::size_t t = 0; t < 8; ++t) {
+        REQUIRE(s.x[row * 16 + 2 * t] == static_cast<float>(h[w * 11 + t].real()));
+        REQUIRE(s.x[row * 16 + 2 * t + 1] == static_cast<float>(h[w * 11 + t].imag()));
+      }
+      REQUIRE(s.y[2 * row] == static_cast<float>(h[w * 11 + 7 + 3].real()));
+      REQUIRE(s.y[2 * row + 1] == static_cast<float>(h[w * 11 + 7 + 3].imag()));
+    }
+  }
+  // At 10 dB the observations differ from the clean ones by noise of power 0.1; the targets do not.
+  td::prediction_options noisy = clean;
+  noisy.snr_db = 10;
+  noisy.realisations = 200;
+  td::prediction_options clean200 = clean;
+  clean200.realisations = 200;
+  const auto a = td::channel_prediction_windows(f, noisy), b = td::channel_prediction_windows(f, clean200);
+  CHECK(a.y == b.y);
+  double e = 0;
+  for (std::size_t i = 0; i < a.x.size(); ++i) e += (a.x[i] - b.x[i]) * (a.x[i] - b.x[i]);
+  CHECK(std::abs(e / static_cast<double>(a.count * 8) - 0.1) < 0.01);  // 6 400 complex samples: sigma ~ 1.8%
+  // NMSE: predicting half of every target leaves a quarter of its power.
+  std::vector<float> half(b.y);
+  for (float& v : half) v *= 0.5f;
+  CHECK(td::nmse_db(b, half) == Approx(10 * std::log10(0.25)).margin(1e-9));
+#if TINYLARGE_HAS_EXCEPTIONS
+  tl::rng g(1);
+  CHECK_THROWS_AS(td::fading_sequence({.doppler = 0}, 4, g), tl::invalid_argument);
+  CHECK_THROWS_AS(td::fading_sequence({.doppler = 0.7}, 4, g), tl::invalid_argument);
+  CHECK_THROWS_AS(td::fading_sequence({.doppler = std::nan("")}, 4, g), tl::invalid_argument);
+  CHECK_THROWS_AS(td::channel_prediction_windows(f, {.history = 0}), tl::invalid_argument);
+  half.pop_back();
+  CHECK_THROWS_AS(td::nmse_db(b, half), tl::invalid_argument);
+#endif
+}

@@ -2,7 +2,8 @@
 // the library's compile-time models, Pareto tools against brute force and
 // hand-computed values, the supernet's gradients and weight sharing, the
 // simulated int8 path against the library's int8 network, transfer, the
-// strategies' determinism, and the emitted header / JSON.
+// strategies' determinism, the emitted header / JSON, and transfer on the
+// traffic task (data/traffic.hpp).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "tinylarge/data/traffic.hpp"
 #include "tinylarge/nas/nas.hpp"
 #include "tinylarge/nn/nn.hpp"
 
@@ -500,7 +502,7 @@ TEST_CASE("nas strategies: exact budgets, deterministic for a seed, different ac
   }
 }
 
-TEST_CASE("nas transfer evaluator: caching, costs, and the emitted header and JSON", "[nas]") {
+TEST_CASE("nas transfer evaluator: caching, costs, and the emitted header, JSON and plot", "[nas]") {
   const nas::mlp_space s{.inputs = 12, .outputs = 4, .widths = {8, 16}, .min_depth = 1, .max_depth = 2};
   nas::mlp_supernet net(s, 1);
   const blobs src(400, 12, 4, 1, 0.25f), tgt(40, 12, 4, 2, 0.25f), val(200, 12, 4, 3, 0.25f);
@@ -538,9 +540,68 @@ TEST_CASE("nas transfer evaluator: caching, costs, and the emitted header and JS
   const std::string j = nas::front_json(history, ev.device(), 262'144, "random");
   CHECK(j.find("\"strategy\": \"random\"") != std::string::npos);
   CHECK(j.find("\"front\": [\n    {\"genome\"") != std::string::npos);
+  // The plot: one grey dot per feasible evaluation, a cross per infeasible one, a blue dot and a
+  // label per front member, the title escaped.
+  const std::string svg = nas::front_svg(history, ev.device(), "a <plot> & its front");
+  auto count = [&](const std::string& needle) {
+    std::size_t n = 0;
+    for (std::size_t at = svg.find(needle); at != std::string::npos; at = svg.find(needle, at + 1)) ++n;
+    return n;
+  };
+  const auto front = nas::feasible_front(history);
+  const auto feasible = static_cast<std::size_t>(
+      std::count_if(history.begin(), history.end(), [](const nas::candidate& c) { return c.obj.feasible(); }));
+  CHECK(svg.rfind("<svg xmlns=\"http://www.w3.org/2000/svg\"", 0) == 0);
+  CHECK(svg.size() > 7);
+  CHECK(svg.substr(svg.size() - 7) == "</svg>\n");
+  CHECK(count("<circle") == feasible + front.size());
+  CHECK(count("l6 6m0 -6l-6 6") == history.size() - feasible);
+  CHECK(count("<svg") == count("</svg>"));
+  CHECK(count("<g") == count("</g>"));
+  CHECK(svg.find("a &lt;plot&gt; &amp; its front") != std::string::npos);
+  for (std::size_t i : front) CHECK(svg.find(">" + history[i].g.key() + "</text>") != std::string::npos);
+#if TINYLARGE_HAS_EXCEPTIONS
+  CHECK_THROWS_AS(nas::front_svg({}, ev.device(), "empty"), tl::invalid_argument);
+#endif
   nas::transferred_model bad = m;
   bad.parameters.pop_back();
 #if TINYLARGE_HAS_EXCEPTIONS
   CHECK_THROWS_AS(nas::emit_header(s, bad, "x"), tl::error);
 #endif
+}
+
+TEST_CASE("nas on the traffic task: the source supernet's features transfer across the domain shift", "[nas][traffic]") {
+  // Source: campus flows; target: 10 labelled cellular flows per class. A head on the
+  // transferred features must beat the same head trained on the raw features of those
+  // 60 flows (what a device without a source model could do) on 1 000 other target flows.
+  namespace td = tl::data;
+  constexpr std::size_t F = td::traffic_features, C = td::traffic_classes;
+  const auto src = td::generate_traffic(td::campus_wired(), {.flows = 6000, .seed = 11});
+  const auto pool = td::generate_traffic(td::cellular_edge(), {.flows = 2000, .seed = 12});
+  std::vector<float> tx, vx;
+  std::vector<std::uint8_t> ty, vy;
+  std::vector<std::size_t> per(C, 0);
+  for (std::size_t i = 0; i < pool.count; ++i) {
+    const bool train = per[pool.y[i]] < 10;
+    per[pool.y[i]] += train ? 1 : 0;
+    auto& x = train ? tx : vx;
+    auto& y = train ? ty : vy;
+    if (!train && vy.size() == 1000) continue;
+    x.insert(x.end(), pool.x.begin() + static_cast<std::ptrdiff_t>(i * F), pool.x.begin() + static_cast<std::ptrdiff_t>((i + 1) * F));
+    y.push_back(pool.y[i]);
+  }
+  REQUIRE(ty.size() == 60);
+  REQUIRE(vy.size() == 1000);
+  const nas::labelled_data tgt{tx.data(), ty.data(), ty.size(), F}, val{vx.data(), vy.data(), vy.size(), F};
+
+  const nas::mlp_space s{.inputs = F, .outputs = C, .widths = {32, 64}, .min_depth = 1, .max_depth = 2};
+  nas::mlp_supernet net(s, 3);
+  net.train({src.x.data(), src.y.data(), src.count, F}, {.epochs = 8, .batch_size = 64, .learning_rate = 1e-3f, .seed = 3});
+  nas::transfer_evaluator ev(net, nas::cortex_m4(), tgt, val);
+  const nas::objectives transferred = ev(make({64, 32}, {i8::fp32, i8::fp32, i8::fp32}));
+  const nas::head raw = nas::train_head(tx.data(), ty.data(), ty.size(), F, C, {}, false, 0.0f);
+  const double raw_acc = nas::head_accuracy(raw, vx.data(), vy.data(), vy.size());
+  INFO("transferred " << transferred.accuracy << ", head on raw features " << raw_acc);
+  CHECK(transferred.accuracy > raw_acc + 0.05);
+  CHECK(transferred.accuracy > 0.85);
 }

@@ -42,6 +42,7 @@
 #include "tinylarge/transport/in_process.hpp"
 #include "tinylarge/transport/policy.hpp"
 #include "tinylarge/transport/serial.hpp"
+#include "tinylarge/transport/serial_gateway.hpp"
 #include "tinylarge/transport/wire.hpp"
 #include "tinylarge/aggregate/privacy.hpp"
 #include "tinylarge/aggregate/robust.hpp"
@@ -52,6 +53,7 @@
 #include "tinylarge/workflow/split_deploy.hpp"
 #include "tinylarge/workflow/split_roles.hpp"
 #include "tinylarge/workflow/transfer_deploy.hpp"
+#include "mcu/serial_task.hpp"
 #include "transport/synthetic_task.hpp"
 #if TINYLARGE_TEST_SODIUM
 #include "tinylarge/transport/auth.hpp"
@@ -2073,6 +2075,271 @@ TEST_CASE("serial: fd_port carries the link over a socket pair", "[transport][se
   ::close(pp[0]);
   ::close(pp[1]);
 }
+
+// ---------------------------------------------------------------------------
+// A device in a FedAvg fleet: the client's freestanding frame logic
+// (workflow/federated_client_step.hpp), the device client loop over a serial
+// link, and the gateway that makes it client k of a networked fleet
+// (transport/serial_gateway.hpp).
+
+TEST_CASE("federated client step: which server frames start a round", "[transport][federated][serial]") {
+  namespace wf = tl::workflow;
+  wf::client_round_state st;
+  st.max_round_skip = 3;
+  st.max_round = 10;
+  wire::message_header m;
+  m.type = wire::message_type::model;
+  m.dtype = wire::wire_dtype::fp32;
+  m.count = 8;
+  m.round = 2;
+  CHECK(wf::classify_server_frame(st, m) == wf::frame_verdict::train);
+  CHECK(st.is_new_round(m));
+  st.enter(m);
+  CHECK(wf::classify_server_frame(st, m) == wf::frame_verdict::train);  // a repetition: answered again
+  CHECK_FALSE(st.is_new_round(m));
+  wire::message_header x = m;
+  x.round = 1;
+  CHECK(wf::classify_server_frame(st, x) == wf::frame_verdict::ignore);  // stale
+  x.round = 6;
+  CHECK(wf::classify_server_frame(st, x) == wf::frame_verdict::ignore);  // more than max_round_skip ahead
+  x.round = 5;
+  CHECK(wf::classify_server_frame(st, x) == wf::frame_verdict::train);
+  x.count = 9;
+  CHECK(wf::classify_server_frame(st, x) == wf::frame_verdict::ignore);  // another size
+  x = m;
+  x.dtype = wire::wire_dtype::fp16;
+  CHECK(wf::classify_server_frame(st, x) == wf::frame_verdict::ignore);  // models are fp32
+  x = m;
+  x.type = wire::message_type::update;
+  CHECK(wf::classify_server_frame(st, x) == wf::frame_verdict::ignore);
+  wire::message_header stop;
+  stop.type = wire::message_type::control;
+  stop.aux = static_cast<std::uint64_t>(wire::control_command::stop);
+  CHECK(wf::classify_server_frame(st, stop) == wf::frame_verdict::stop);
+  wf::client_round_state fresh;
+  fresh.max_round = 10;
+  x = m;
+  x.round = 11;
+  CHECK(wf::classify_server_frame(fresh, x) == wf::frame_verdict::ignore);  // beyond the run's last round
+  const wire::message_header u = wf::update_header(4, wire::wire_dtype::int8, 100, 24);
+  CHECK((u.type == wire::message_type::update && u.round == 4 && u.count == 100 && u.aux == 24 &&
+         u.dtype == wire::wire_dtype::int8));
+}
+
+namespace gateway_test {
+
+/// An in_process endpoint that copies what it sends (in_process hands views over, and a
+/// gateway's frame lives in the serial link's buffer only until its next poll): a fleet
+/// transport with the copying behaviour of MPI and MQTT, for a test in one process.
+struct copying_endpoint {
+  tl::in_process ep;
+  std::vector<std::vector<std::uint8_t>> kept;
+  static const char* name() { return "in_process (copying)"; }
+  tl::endpoint_id id() const { return ep.id(); }
+  std::size_t endpoints() const { return ep.endpoints(); }
+  tl::status send(tl::endpoint_id to, const wire::message_header& h, std::span<const std::uint8_t> p,
+                  std::chrono::milliseconds t) {
+    kept.emplace_back(p.begin(), p.end());
+    return ep.send(to, h, kept.back(), t);
+  }
+  tl::status broadcast(const wire::message_header& h, std::span<const std::uint8_t> p, std::chrono::milliseconds t) {
+    kept.emplace_back(p.begin(), p.end());
+    return ep.broadcast(h, kept.back(), t);
+  }
+  tl::status recv(wire::message_view& m, std::chrono::milliseconds t) { return ep.recv(m, t); }
+  const tl::transport_stats& stats() const { return ep.stats(); }
+};
+static_assert(tl::transport_policy<copying_endpoint>);
+
+constexpr std::size_t params = serial_task::params;
+constexpr std::size_t max_frame = wire::frame_size(params * 4);
+
+/// Final model of a 3-client FedAvg run of serial_task.hpp's local round (the devices'
+/// computation): all clients in_process, or client endpoint 3 a device (run_device_client on
+/// its own thread) on a serial link with 0.2 % of the bytes damaged each way, joined to the
+/// in_process fleet through a serial_gateway.
+template <class U>
+std::vector<float> fleet_run(bool with_device, wf::federated_server_report& rep) {
+  constexpr std::uint32_t clients = 3, rounds = 3;
+  tl::in_process::hub net(clients + 1);
+  std::vector<std::thread> th;
+  std::vector<tl::status> host_status(clients + 1);
+  for (std::uint32_t k = 1; k <= (with_device ? clients - 1 : clients); ++k)
+    th.emplace_back([&net, &host_status, k] {
+      tl::in_process ep(net, k);
+      serial_task::host_computation comp;
+      wf::fedavg_client<serial_task::host_computation, U> role(comp, serial_task::int8_chunk);
+      host_status[k] = wf::run_federated_client(ep, role);
+    });
+  int sv[2] = {-1, -1};
+  tl::serial::steady_clock_ms clock;
+  damaging_fd_port gw_port{tl::serial::fd_port(sv[0]), tl::rng(3), 20}, dev_port{tl::serial::fd_port(sv[1]), tl::rng(4), 20};
+  tl::status gw_status, dev_status;
+  tl::serial::gateway_stats gw_stats;
+  tl::workflow::device_client_report dev;
+  if (with_device) {
+    REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    gw_port.fd = tl::serial::fd_port(sv[0]);
+    dev_port.fd = tl::serial::fd_port(sv[1]);
+    th.emplace_back([&] {
+      copying_endpoint fleet{tl::in_process(net, clients), {}};
+      auto gw = std::make_unique<tl::serial::serial_gateway<copying_endpoint, damaging_fd_port,
+                                                             tl::serial::steady_clock_ms, max_frame>>(
+          fleet, gw_port, clock, tl::serial::link_config{50});
+      gw_status = gw->run();
+      gw_stats = gw->stats();
+    });
+    th.emplace_back([&] {
+      auto link = std::make_unique<tl::serial::link<damaging_fd_port, tl::serial::steady_clock_ms, max_frame>>(
+          dev_port, clock, tl::serial::link_config{50});
+      static serial_task::workspace work;
+      std::vector<float> model(params), update(params);
+      std::vector<std::uint8_t> tx(max_frame);
+      tl::workflow::device_client_options o;
+      o.linger_ms = 300;
+      o.int8_chunk = serial_task::int8_chunk;
+      dev_status = tl::workflow::run_device_client<U>(
+          *link,
+          [](const tl::workflow::device_round& r) -> std::int64_t {
+            (void)serial_task::local_round(r.model.data(), r.task_seed, clients - 1, work, r.update.data());
+            return static_cast<std::int64_t>(serial_task::samples);
+          },
+          std::span<float>(model), std::span<float>(update), std::span<std::uint8_t>(tx), o, dev);
+    });
+  }
+  tl::in_process ep(net, 0);
+  wf::fedavg_server<tl::fedavg, U> server(tl::fedavg{}, params, 7);
+  std::vector<float> w0(params);
+  serial_task::initial_model(7, w0.data());
+  server.set_global(w0);
+  wf::federated_server_options so;
+  so.rounds = rounds;
+  so.min_clients = clients;  // a lost update fails the round
+  so.round_timeout = 20s;
+  const tl::status st = wf::run_federated_server(ep, server, so, &rep);
+  for (auto& t : th) t.join();
+  REQUIRE(st.ok());
+  for (const tl::status& h : host_status) CHECK(h.ok());
+  if (with_device) {
+    ::close(sv[0]);
+    ::close(sv[1]);
+    REQUIRE(gw_status.ok());
+    REQUIRE(dev_status.ok());
+    CHECK(gw_port.damaged + dev_port.damaged > 0);
+    CHECK(gw_stats.to_device == rounds + 1);  // the models and the stop, each delivered once
+    CHECK(gw_stats.to_fleet == rounds);       // one update per round
+    CHECK(gw_stats.refused_from_device + gw_stats.refused_from_fleet + gw_stats.too_large == 0);
+    CHECK(dev.rounds == rounds);
+    CHECK(dev.answers == rounds);
+    CHECK(dev.ignored == 0);
+  }
+  return {server.global().begin(), server.global().end()};
+}
+
+}  // namespace gateway_test
+
+TEST_CASE("serial_gateway: a device on a damaged serial line is client 3 of a FedAvg fleet: the simulation's bits",
+          "[transport][federated][serial][gateway]") {
+  const auto same = [](auto update) {
+    using U = decltype(update);
+    wf::federated_server_report sim_rep, dep_rep;
+    const auto sim = gateway_test::fleet_run<U>(false, sim_rep);
+    const auto dep = gateway_test::fleet_run<U>(true, dep_rep);
+    CHECK(sim == dep);
+    CHECK(dep_rep.updates_per_round == std::vector<std::size_t>{3, 3, 3});
+    CHECK(dep_rep.dropped_frames == 0);
+    CHECK(dep_rep.rejected_frames == 0);
+    return sim;
+  };
+  const auto fp32 = same(tl::fp32_update{});
+  CHECK(fp32 != std::vector<float>(gateway_test::params, 0.0f));
+  CHECK(same(tl::int8_update{}) != fp32);  // the device's int8 update is the host clients' encoding
+}
+
+TEST_CASE("encode_update_payload: update_buffer's wire bytes without the heap", "[transport][federated][serial]") {
+  tl::rng g(11);
+  for (const std::size_t p : {1u, 16u, 68u, 300u}) {
+    std::vector<float> w(p);
+    for (auto& v : w) v = g.uniform_int(5) == 0 ? 0.0f : g.uniform(-3.0f, 3.0f);
+    const auto check = [&](auto update, std::size_t chunk) {
+      using U = decltype(update);
+      wf::update_buffer<U> host;
+      host.encode(w, chunk);
+      const auto expected = host.payload();
+      std::vector<std::uint8_t> out(wf::update_payload_bytes<U>(p, chunk) + 3, 0xEE);
+      std::size_t written = 0;
+      REQUIRE(wf::encode_update_payload<U>(w, chunk, out, written).ok());
+      CHECK(written == expected.size());
+      CHECK(std::equal(expected.begin(), expected.end(), out.begin()));
+      CHECK(wf::update_wire_dtype<U> == wf::update_buffer<U>::dtype);
+      // Too small a buffer is refused; NaN cannot be carried by fp16 / int8.
+      std::vector<std::uint8_t> small(written - 1);
+      CHECK(wf::encode_update_payload<U>(w, chunk, small, written).code == tl::errc::capacity_exceeded);
+      if constexpr (!std::is_same_v<U, tl::fp32_update>) {
+        std::vector<float> bad = w;
+        bad[p / 2] = std::numeric_limits<float>::quiet_NaN();
+        CHECK(wf::encode_update_payload<U>(bad, chunk, out, written).code == tl::errc::non_finite);
+      }
+    };
+    check(tl::fp32_update{}, 0);
+    check(tl::fp16_update{}, 0);
+    for (const std::size_t chunk : {std::size_t{0}, std::size_t{5}, std::size_t{17}, p, p + 1}) check(tl::int8_update{}, chunk);
+  }
+}
+
+TEST_CASE("serial_gateway: refuses a fleet endpoint of the server and what a device may not send",
+          "[transport][serial][gateway]") {
+  using gateway_test::copying_endpoint;
+  tl::in_process::hub net(2);
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+  tl::serial::steady_clock_ms clock;
+  tl::serial::fd_port gw_port(sv[0]), dev_port(sv[1]);
+  using gw_t = tl::serial::serial_gateway<copying_endpoint, tl::serial::fd_port, tl::serial::steady_clock_ms, 256>;
+#if TINYLARGE_HAS_EXCEPTIONS
+  copying_endpoint server_side{tl::in_process(net, 0), {}};
+  CHECK_THROWS_AS(gw_t(server_side, gw_port, clock), tl::invalid_argument);
+#endif
+  copying_endpoint fleet{tl::in_process(net, 1), {}};
+  tl::in_process server(net, 0);
+  auto gw = std::make_unique<gw_t>(fleet, gw_port, clock, tl::serial::link_config{50});
+  tl::serial::link<tl::serial::fd_port, tl::serial::steady_clock_ms, 256> dev(dev_port, clock, {50});
+  // The device sends a model (only a server may) and an update claiming another sender; then its real update.
+  const auto frame = [](wire::message_type t, std::uint32_t sender) {
+    wire::message_header h;
+    h.type = t;
+    h.sender = sender;
+    h.round = 1;
+    h.aux = 5;
+    h.count = 4;
+    std::vector<std::uint8_t> f(wire::frame_size(4));
+    std::size_t w = 0;
+    const std::uint8_t payload[4] = {1, 2, 3, 4};
+    REQUIRE(wire::encode(h, payload, f, w).ok());
+    return f;
+  };
+  const auto model = frame(wire::message_type::model, 1), forged = frame(wire::message_type::update, 7),
+             update = frame(wire::message_type::update, 1);
+  bool sent = false;
+  std::thread device([&] {
+    sent = dev.send(model, 5000).ok() && dev.send(forged, 5000).ok() && dev.send(update, 5000).ok();
+  });
+  bool active = false;
+  for (int i = 0; i < 2000 && gw->stats().to_fleet == 0; ++i) REQUIRE(gw->step(active).ok());
+  device.join();
+  CHECK(sent);
+  CHECK(gw->stats().refused_from_device == 2);
+  CHECK(gw->stats().to_fleet == 1);
+  wire::message_view m;
+  REQUIRE(server.recv(m, 1000ms).ok());
+  CHECK(m.header.type == wire::message_type::update);
+  CHECK(m.header.sender == 1);  // re-stamped: the fleet's client id
+  CHECK(m.header.aux == 5);
+  CHECK(server.recv(m, 10ms).code == tl::errc::timed_out);
+  ::close(sv[0]);
+  ::close(sv[1]);
+}
+
 
 // ---------------------------------------------------------------------------
 // Pipeline-parallel inference (workflow/pipeline.hpp): three stages on three

@@ -16,7 +16,7 @@
 //   nas_transfer [--source-n N] [--source-epochs N] [--target-per-class N] [--val-n N]
 //                [--budget N] [--seeds N] [--population N] [--sample N]
 //                [--profile cortex_m4|phone|edge_server] [--latency] [--distill] [--finetune-epochs N]
-//                [--json FILE] [--header FILE] [--data DIR] [--seed S]
+//                [--json FILE] [--svg FILE] [--header FILE] [--data DIR] [--seed S]
 //
 // --distill trains the supernet with in-place distillation (the sub-networks
 // other than the largest learn from the largest's softmax).
@@ -25,14 +25,15 @@
 // 1e-4 on the target samples; 0 skips it); the emitted model is the fine-tuned one when
 // its validation accuracy is higher.
 //
-// Writes the union Pareto front as JSON (--json, default nas_front.json) and
-// the best model as a C++ header (--header, default nas_model.hpp).
+// Writes the union Pareto front as JSON (--json, default nas_front.json), a plot
+// of every evaluation and the front as SVG (--svg, default nas_front.svg), and
+// the best model as a C++ header (--header, default nas_model.hpp). An empty
+// file name skips that output.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <memory>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -40,16 +41,18 @@
 #include "tinylarge/nas/nas.hpp"
 #include "tinylarge/nn/nn.hpp"
 #include "../common/cli.hpp"
+#include "compare.hpp"
 
 namespace nas = tl::nas;
 namespace nn = tl::nn;
+namespace nas_compare = examples::nas_compare;
 
 namespace {
 
 struct options {
   std::size_t source_n = 12000, source_epochs = 3, target_per_class = 50, val_n = 1000;
   std::size_t budget = 60, seeds = 3, population = 16, sample = 4, finetune_epochs = 20;
-  std::string profile = "cortex_m4", json = "nas_front.json", header = "nas_model.hpp",
+  std::string profile = "cortex_m4", json = "nas_front.json", svg = "nas_front.svg", header = "nas_model.hpp",
               data = "/usr/share/datasets/fashion-mnist";
   bool latency = false, distill = false;
   std::uint64_t seed = 1;
@@ -68,9 +71,7 @@ struct task_rows {
   }
 };
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
+using nas_compare::seconds_since;
 
 nas::device_profile profile_named(const std::string& name) {
   if (name == "phone") return nas::phone();
@@ -140,7 +141,7 @@ int main(int argc, char** argv) {
   options opt;
   examples::cli args(argc, argv,
                      "[--source-n N] [--source-epochs N] [--target-per-class N] [--val-n N] [--budget N] [--seeds N] "
-                     "[--population N] [--sample N] [--profile cortex_m4|phone|edge_server] [--latency] [--distill] [--finetune-epochs N] [--json FILE] "
+                     "[--population N] [--sample N] [--profile cortex_m4|phone|edge_server] [--latency] [--distill] [--finetune-epochs N] [--json FILE] [--svg FILE] "
                      "[--header FILE] [--data DIR] [--seed S]");
   while (args.next()) {
     if (args.is("--source-n")) opt.source_n = args.count();
@@ -156,6 +157,7 @@ int main(int argc, char** argv) {
     else if (args.is("--distill")) opt.distill = true;
     else if (args.is("--finetune-epochs")) opt.finetune_epochs = args.count();
     else if (args.is("--json")) opt.json = args.text();
+    else if (args.is("--svg")) opt.svg = args.text();
     else if (args.is("--header")) opt.header = args.text();
     else if (args.is("--data")) opt.data = args.text();
     else if (args.is("--seed")) opt.seed = args.count<std::uint64_t>();
@@ -206,85 +208,13 @@ int main(int argc, char** argv) {
     nas::transfer_evaluator eval(supernet, device, target.view(), val.view(), {}, opt.latency);
     const std::size_t flash_ref = device.flash_bytes > 0 ? device.flash_bytes : nas::flash_bytes(space, space.largest());
 
-    struct run {
-      std::string strategy;
-      std::uint64_t seed;
-      double hv, seconds, best_acc;
-      std::vector<nas::candidate> history;
-    };
-    std::vector<run> runs;
-    std::printf("\n| strategy | seed | evaluations | distinct genomes | feasible front size | hypervolume | best val accuracy "
-                "(feasible) | front flash range (bytes) | seconds |\n|---|---|---|---|---|---|---|---|---|\n");
-    for (std::uint64_t s = 1; s <= opt.seeds; ++s) {
-      for (const char* name : {"random", "evolution", "nsga2"}) {
-        t0 = std::chrono::steady_clock::now();
-        const std::size_t distinct_before = eval.distinct();
-        std::vector<nas::candidate> h;
-        const std::string n = name;
-        if (n == "random") h = nas::random_search(space, eval, {.budget = opt.budget, .seed = s});
-        else if (n == "evolution")
-          h = nas::regularized_evolution(space, eval, {.budget = opt.budget, .population = opt.population, .sample = opt.sample, .seed = s});
-        else h = nas::nsga2(space, eval, {.budget = opt.budget, .population = opt.population, .seed = s});
-        double best = 0;
-        for (const auto& c : h)
-          if (c.obj.feasible()) best = std::max(best, c.obj.accuracy);
-        const double hv = nas::front_hypervolume(h, flash_ref);
-        const double secs = seconds_since(t0);
-        std::set<std::string> keys;
-        for (const auto& c : h) keys.insert(c.g.key());
-        const auto front = nas::feasible_front(h);
-        const std::size_t lo = front.empty() ? 0 : h[front.front()].obj.flash_bytes;
-        const std::size_t hi = front.empty() ? 0 : h[front.back()].obj.flash_bytes;
-        std::printf("| %s | %llu | %zu | %zu (%zu new) | %zu | %.4f | %.4f | %zu-%zu | %.1f |\n", name,
-                    static_cast<unsigned long long>(s), h.size(), keys.size(), eval.distinct() - distinct_before, front.size(),
-                    hv, best, lo, hi, secs);
-        std::fflush(stdout);
-        runs.push_back({n, s, hv, secs, best, std::move(h)});
-      }
-    }
-    std::printf("\n| strategy | mean hypervolume | per seed |\n|---|---|---|\n");
-    for (const char* name : {"random", "evolution", "nsga2"}) {
-      double sum = 0;
-      std::string per;
-      for (const auto& r : runs)
-        if (r.strategy == name) {
-          sum += r.hv;
-          char b[32];
-          std::snprintf(b, sizeof b, "%s%.4f", per.empty() ? "" : ", ", r.hv);
-          per += b;
-        }
-      std::printf("| %s | %.4f | %s |\n", name, sum / static_cast<double>(opt.seeds), per.c_str());
-    }
-    std::size_t evo_wins = 0;
-    for (std::uint64_t s = 1; s <= opt.seeds; ++s) {
-      double hr = 0, he = 0;
-      for (const auto& r : runs) {
-        if (r.seed != s) continue;
-        if (r.strategy == "random") hr = r.hv;
-        if (r.strategy == "evolution") he = r.hv;
-      }
-      evo_wins += he > hr ? 1 : 0;
-    }
-    std::printf("regularised evolution beats random search on %zu of %zu seeds (hypervolume)\n", evo_wins, opt.seeds);
+    const nas_compare::settings cs{.budget = opt.budget, .seeds = opt.seeds, .population = opt.population,
+                                   .sample = opt.sample, .latency = opt.latency};
+    const auto runs = nas_compare::strategies(space, eval, cs, flash_ref);
 
     // The union of every run: its feasible front with test accuracies, and the best model.
-    std::vector<nas::candidate> all;
-    for (const auto& r : runs) all.insert(all.end(), r.history.begin(), r.history.end());
-    const auto front = nas::feasible_front(all);
-    std::printf("\nunion feasible front (%zu models): test accuracy after transfer\n", front.size());
-    std::printf("| genome | val accuracy | test accuracy | flash bytes | arena bytes | MACs | energy µJ (est.) |%s\n",
-                opt.latency ? " host latency µs |" : "");
-    std::printf("|---|---|---|---|---|---|---|%s\n", opt.latency ? "---|" : "");
-    std::size_t best = front.front();
-    for (std::size_t i : front) {
-      const auto& c = all[i];
-      const double test_acc = eval.transfer(c.g, test.view()).accuracy;
-      std::printf("| %s | %.4f | %.4f | %zu | %zu | %zu | %.2f |", c.g.key().c_str(), c.obj.accuracy, test_acc,
-                  c.obj.flash_bytes, c.obj.arena_bytes, c.obj.macs, c.obj.energy_uj);
-      if (opt.latency) std::printf(" %.1f |", c.obj.latency_us);
-      std::printf("\n");
-      if (c.obj.accuracy > all[best].obj.accuracy) best = i;
-    }
+    const std::vector<nas::candidate> all = nas_compare::union_of(runs);
+    const std::size_t best = nas_compare::print_front(all, eval, test.view(), opt.latency);
     const nas::candidate& chosen = all[best];
     nas::transferred_model model = eval.transfer(chosen.g, test.view());
     double tuned_val = -1, tuned_test = -1;
@@ -328,6 +258,10 @@ int main(int argc, char** argv) {
     if (!opt.json.empty()) {
       std::ofstream(opt.json) << nas::front_json(all, device, flash_ref, "union");
       std::printf("front: %s\n", opt.json.c_str());
+    }
+    if (!opt.svg.empty()) {
+      std::ofstream(opt.svg) << nas::front_svg(all, device, "Fashion-MNIST 0-4 → 5-9: every evaluation and the union front");
+      std::printf("plot: %s\n", opt.svg.c_str());
     }
     if (!opt.header.empty()) {
       std::ofstream(opt.header) << nas::emit_header(space, model, "nas_model");

@@ -38,3 +38,4 @@
 #include "nn/quantized_network.hpp"
 #include "transport/wire.hpp"
 #include "transport/serial.hpp"
+#include "workflow/federated_client_step.hpp"

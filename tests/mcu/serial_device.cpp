@@ -1,10 +1,18 @@
-// Cortex-M4F (mps2-an386) end of the serial-link test (scripts/mcu_serial.sh): a
-// federated client over transport/serial.hpp on the board's CMSDK UART0, which QEMU
-// connects to the host program tests/transport/serial_host.cpp by TCP
-// (`-serial tcp:127.0.0.1:PORT`). Per round it receives a model frame, checks it,
-// runs the local round of serial_task.hpp and sends the update frame back; a stop
-// frame ends the run. The link's time source is SysTick. Logs and the exit code go
-// through semihosting. No heap: the link's buffers and the workspace are static.
+// Cortex-M4F (mps2-an386) FedAvg client over transport/serial.hpp on the board's CMSDK
+// UART0, which QEMU connects by TCP (`-serial tcp:127.0.0.1:PORT`) to a host program:
+// tests/transport/serial_host.cpp (scripts/mcu_serial.sh: one device, one host) or the
+// serial gateway of tests/transport/fleet_node.cpp (scripts/mcu_fleet.sh: the device is
+// client k of a FedAvg fleet over MQTT, beside host clients). The frames are those of
+// run_federated_server / run_federated_client (workflow/federated_deploy.hpp), and what
+// to do with each one is decided by the same freestanding piece the host client uses
+// (workflow/federated_client_step.hpp, whose run_device_client is this firmware's client
+// loop): a model of the current or a later round is trained on (serial_task.hpp's local
+// round; a repeated model is answered again with the same bytes), a stop ends the run,
+// anything else is ignored. The client id k
+// (its local data) and the update encoding come from the semihosting command line:
+// `arg=serial_device,arg=K[,arg=fp16|int8]`.
+// The link's time source is SysTick. Logs and the exit code go through semihosting.
+// No heap: the link's buffers, the model, the update and the workspace are static.
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -14,6 +22,7 @@
 #include "startup.hpp"
 #include "tinylarge/transport/serial.hpp"
 #include "tinylarge/transport/wire.hpp"
+#include "tinylarge/workflow/federated_client_step.hpp"
 
 extern "C" std::uint32_t tl_stack_high_water();
 
@@ -93,6 +102,44 @@ std::uint8_t tx[max_frame];
   tl_mcu::exit(2);
 }
 
+/// What the semihosting command line (SYS_GET_CMDLINE) asks for: `… K [fp16|int8]` —
+/// the client id K (0 when absent) and the update encoding (fp32 when absent).
+struct settings {
+  std::uint64_t client = 0;
+  enum class encoding { fp32, fp16, int8 } update = encoding::fp32;
+};
+
+settings settings_from_cmdline() {
+  static char line[80];
+  struct {
+    char* buf;
+    int len;
+  } block{line, static_cast<int>(sizeof line) - 1};
+  settings out;
+  if (tl_mcu::semihost(0x15, &block) != 0 || block.len <= 0) return out;
+  line[block.len] = '\0';
+  for (int i = 0; line[i] != '\0';) {  // each word
+    while (line[i] == ' ') ++i;
+    const int start = i;
+    bool digits = line[i] != '\0';
+    std::uint64_t v = 0;
+    for (; line[i] != '\0' && line[i] != ' '; ++i) {
+      digits = digits && line[i] >= '0' && line[i] <= '9';
+      v = v * 10 + static_cast<std::uint64_t>(line[i] - '0');
+    }
+    const int len = i - start;
+    const auto is = [&](const char* w) {
+      for (int k = 0; k < len; ++k)
+        if (w[k] != line[start + k]) return false;
+      return w[len] == '\0';
+    };
+    if (len > 0 && digits) out.client = v;
+    else if (is("fp16")) out.update = settings::encoding::fp16;
+    else if (is("int8")) out.update = settings::encoding::int8;
+  }
+  return out;
+}
+
 void put_stat(const char* name, std::uint64_t v) {
   tl_mcu::puts(" ");
   tl_mcu::puts(name);
@@ -105,45 +152,43 @@ void put_stat(const char* name, std::uint64_t v) {
 int main() {
   uart.init();
   clock_ms.init();
-  std::uint32_t rounds = 0, sequence = 0;
-  for (;;) {
-    tl::wire::message_view m;
-    tl::status s = serial_link.recv(m, 30000);
-    if (!s.ok()) fail("waiting for a model", s);
-    if (m.header.type == tl::wire::message_type::control &&
-        m.header.aux == static_cast<std::uint64_t>(tl::wire::control_command::stop))
-      break;
-    if (m.header.type != tl::wire::message_type::model || m.header.round != rounds)
-      fail("unexpected frame", {tl::errc::corrupt, "not the model of the next round"});
-    s = tl::wire::read_fp32(m, std::span<float>(model));
-    if (!s.ok()) fail("model frame", s);
-    if (tl::first_non_finite(model, serial_task::params) != serial_task::params)
-      fail("model frame", {tl::errc::non_finite, "NaN or Inf in the model"});
-    const float p = serial_task::local_round(model, m.header.aux, work, update);
-    tl::wire::message_header h;
-    h.type = tl::wire::message_type::update;
-    h.sender = 1;
-    h.round = rounds;
-    h.sequence = ++sequence;
-    h.aux = serial_task::samples;
-    std::size_t written = 0;
-    s = tl::wire::encode_fp32(h, std::span<const float>(update), std::span<std::uint8_t>(tx), written);
-    if (!s.ok()) fail("encoding the update", s);
-    s = serial_link.send(std::span<const std::uint8_t>(tx, written), 30000);
-    if (!s.ok()) fail("sending the update", s);
-    tl_mcu::puts("serial_device: round ");
-    tl_mcu::put_int(static_cast<long>(rounds));
+  const settings cfg = settings_from_cmdline();
+  const std::uint64_t client = cfg.client;
+  const char* const encoding = cfg.update == settings::encoding::fp16   ? "fp16"
+                               : cfg.update == settings::encoding::int8 ? "int8"
+                                                                        : "fp32";
+  tl_mcu::puts("serial_device: FedAvg client ");
+  tl_mcu::put_int(static_cast<long>(client));
+  tl_mcu::puts(", ");
+  tl_mcu::puts(encoding);
+  tl_mcu::puts(" updates\n");
+  const auto compute = [client](const tl::workflow::device_round& r) -> std::int64_t {
+    const float p = serial_task::local_round(r.model.data(), r.task_seed, client, work, r.update.data());
+    tl_mcu::puts(r.repeated ? "serial_device: repeated model of round " : "serial_device: round ");
+    tl_mcu::put_int(static_cast<long>(r.round));
     tl_mcu::puts(" mean p(label) x1000 ");
     tl_mcu::put_int(static_cast<long>(p * 1000.0f));
     tl_mcu::puts("\n");
-    ++rounds;
-  }
-  // Stay on the line for a while, so that a lost ACK of the stop frame is given again.
-  tl::wire::message_view extra;
-  const tl::status linger = serial_link.recv(extra, 1000);
+    return static_cast<std::int64_t>(serial_task::samples);
+  };
+  // [device-client]
+  tl::workflow::device_client_report rep;
+  tl::workflow::device_client_options opt;
+  opt.int8_chunk = serial_task::int8_chunk;
+  const auto run = [&]<class U>(U) {  // U: the fleet's update encoding
+    return tl::workflow::run_device_client<U>(serial_link, compute, std::span<float>(model), std::span<float>(update),
+                                              std::span<std::uint8_t>(tx), opt, rep);
+  };
+  // [device-client]
+  const tl::status s = cfg.update == settings::encoding::fp16   ? run(tl::fp16_update{})
+                       : cfg.update == settings::encoding::int8 ? run(tl::int8_update{})
+                                                                : run(tl::fp32_update{});
+  if (!s.ok()) fail("FedAvg client", s);
   const auto& st = serial_link.stats();
   tl_mcu::puts("serial_device: rounds ");
-  tl_mcu::put_int(static_cast<long>(rounds));
+  tl_mcu::put_int(static_cast<long>(rep.rounds));
+  put_stat("answers", rep.answers);
+  put_stat("ignored", rep.ignored);
   put_stat("delivered", st.delivered);
   put_stat("sent", st.frames_sent);
   put_stat("retransmissions", st.retransmissions);
@@ -154,6 +199,5 @@ int main() {
   tl_mcu::puts("\nserial_device: stack bytes ");
   tl_mcu::put_int(static_cast<long>(tl_stack_high_water()));
   tl_mcu::puts("\n");
-  // Nothing but retransmissions may follow the stop frame.
-  return linger.code == tl::errc::timed_out ? 0 : 3;
+  return 0;
 }

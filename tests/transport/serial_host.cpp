@@ -1,5 +1,5 @@
 // Host end of the serial-link test (scripts/mcu_serial.sh): a FedAvg-style server for one
-// device over transport/serial.hpp on a TCP socket. It listens on 127.0.0.1 (port 0: the
+// device (the frames of run_federated_server) over transport/serial.hpp on a TCP socket. It listens on 127.0.0.1 (port 0: the
 // system picks one, written to --port-file), accepts QEMU's `-serial tcp:` connection to
 // the Cortex-M4F firmware tests/mcu/serial_device.cpp, and for each round sends the model
 // frame, receives the device's update frame and checks that it equals, bit for bit, the
@@ -8,7 +8,8 @@
 // with probability --fault-per-mille / 1000 each (a seeded generator): the run must end
 // with every update received exactly once, and with the faults recovered by the link.
 //
-//   serial_host --port-file F [--rounds 4] [--fault-per-mille 5] [--seed 1] [--accept-timeout-ms 30000]
+//   serial_host --port-file F [--rounds 4] [--fault-per-mille 5] [--seed 1] [--client-id 0]
+//               [--accept-timeout-ms 30000]   (--client-id: the K of the firmware's `arg=K`)
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "../mcu/serial_task.hpp"
+#include "lossy_port.hpp"
 #include "tinylarge/core/rng.hpp"
 #include "tinylarge/transport/serial.hpp"
 #include "tinylarge/transport/wire.hpp"
@@ -31,48 +33,7 @@ namespace tl = tinylarge;
 
 namespace {
 
-/// An fd_port that damages the bytes it writes and reads (the test's fault injection).
-struct lossy_port {
-  tl::serial::fd_port fd;
-  tl::rng g;
-  std::uint32_t per_mille;
-  std::uint64_t dropped = 0, flipped = 0, garbage = 0;
-
-  /// 0: keep, 1: drop, 2: flip a bit, 3: keep and add garbage after it.
-  int fate() {
-    if (per_mille == 0 || g.uniform_int(1000) >= per_mille) return 0;
-    return 1 + static_cast<int>(g.uniform_int(3));
-  }
-  void damage(std::span<const std::uint8_t> in, std::vector<std::uint8_t>& out) {
-    out.clear();
-    for (const std::uint8_t b : in) {
-      switch (fate()) {
-        case 0: out.push_back(b); break;
-        case 1: ++dropped; break;
-        case 2: ++flipped; out.push_back(static_cast<std::uint8_t>(b ^ (1u << g.uniform_int(8)))); break;
-        default:
-          ++garbage;
-          out.push_back(b);
-          for (int k = 0; k < 3; ++k) out.push_back(static_cast<std::uint8_t>(g.next_u32()));
-      }
-    }
-  }
-  tl::status write(std::span<const std::uint8_t> out) {
-    std::vector<std::uint8_t> d;
-    damage(out, d);
-    return fd.write(d);
-  }
-  tl::status read(std::span<std::uint8_t> in, std::size_t& got) {
-    std::uint8_t raw[16];  // room for the garbage bytes added below
-    std::size_t n = 0;
-    TINYLARGE_TRY(fd.read(std::span<std::uint8_t>(raw, in.size() < 4 ? in.size() : in.size() / 4), n));
-    std::vector<std::uint8_t> d;
-    damage(std::span<const std::uint8_t>(raw, n), d);
-    got = d.size();
-    std::memcpy(in.data(), d.data(), d.size());
-    return tl::status::success();
-  }
-};
+using tl_test::lossy_port;
 
 int die(const char* what, const tl::status& s) {
   std::fprintf(stderr, "serial_host: %s: %s (%s)\n", what, s.message, tl::to_string(s.code));
@@ -84,7 +45,7 @@ int die(const char* what, const tl::status& s) {
 int main(int argc, char** argv) {
   std::string port_file;
   std::uint32_t rounds = 4, per_mille = 5, accept_ms = 30000;
-  std::uint64_t seed = 1;
+  std::uint64_t seed = 1, client = 0;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     const char* v = argv[i + 1];
@@ -92,6 +53,7 @@ int main(int argc, char** argv) {
     else if (a == "--rounds") rounds = static_cast<std::uint32_t>(std::strtoul(v, nullptr, 10));
     else if (a == "--fault-per-mille") per_mille = static_cast<std::uint32_t>(std::strtoul(v, nullptr, 10));
     else if (a == "--seed") seed = std::strtoull(v, nullptr, 10);
+    else if (a == "--client-id") client = std::strtoull(v, nullptr, 10);
     else if (a == "--accept-timeout-ms") accept_ms = static_cast<std::uint32_t>(std::strtoul(v, nullptr, 10));
     else {
       std::fprintf(stderr, "serial_host: unknown option %s\n", a.c_str());
@@ -99,7 +61,7 @@ int main(int argc, char** argv) {
     }
   }
   if (port_file.empty() || rounds == 0 || per_mille > 100) {
-    std::fprintf(stderr, "usage: serial_host --port-file F [--rounds N>0] [--fault-per-mille 0..100] [--seed S]\n");
+    std::fprintf(stderr, "usage: serial_host --port-file F [--rounds N>0] [--fault-per-mille 0..100] [--seed S] [--client-id K]\n");
     return 2;
   }
 
@@ -135,39 +97,47 @@ int main(int argc, char** argv) {
   constexpr std::size_t max_frame = tl::wire::frame_size(serial_task::params * 4);
   tl::serial::link<lossy_port, tl::serial::steady_clock_ms, max_frame> link(port, clock, {100});
 
-  // The initial model: small weights from the seed, zero biases.
-  std::vector<float> model(serial_task::params, 0.0f), expected(serial_task::params), got(serial_task::params);
-  tl::rng init(seed + 1000);
-  for (std::size_t i = 0; i < serial_task::classes * serial_task::features; ++i) model[i] = init.uniform(-0.1f, 0.1f);
+  // The initial model of the run (serial_task.hpp), then per round the frames of
+  // run_federated_server: model {round r = 1, 2, …, aux = task seed, fp32 W·b}; the device
+  // answers with the update header of workflow/federated_client_step.hpp. In round 2 the
+  // model is sent twice (as QoS 1 may deliver it): the device must answer both, with the
+  // same bytes.
+  std::vector<float> model(serial_task::params), expected(serial_task::params), got(serial_task::params);
+  serial_task::initial_model(seed, model.data());
   static serial_task::workspace work;
   std::vector<std::uint8_t> frame(max_frame);
   int mismatches = 0;
-  for (std::uint32_t r = 0; r < rounds; ++r) {
+  std::uint32_t answers = 0;
+  for (std::uint32_t r = 1; r <= rounds; ++r) {
     tl::wire::message_header h;
     h.type = tl::wire::message_type::model;
     h.round = r;
-    h.sequence = r + 1;
-    h.aux = seed * 1000003u + r;  // the device's local data of this round
+    h.sequence = r;
+    h.aux = seed * 1000003u + r;  // the round's task seed
     std::size_t written = 0;
     tl::status s = tl::wire::encode_fp32(h, model, frame, written);
     if (!s.ok()) return die("encoding the model", s);
-    s = link.send(std::span<const std::uint8_t>(frame.data(), written), 20000);
-    if (!s.ok()) return die("sending the model", s);
-    const float p_host = serial_task::local_round(model.data(), h.aux, work, expected.data());
-    tl::wire::message_view m;
-    s = link.recv(m, 20000);
-    if (!s.ok()) return die("waiting for the update", s);
-    if (m.header.type != tl::wire::message_type::update || m.header.round != r || m.header.sender != 1 ||
-        m.header.aux != serial_task::samples) {
-      std::fprintf(stderr, "serial_host: round %u: not the update of this round\n", r);
-      return 1;
+    const float p_host = serial_task::local_round(model.data(), h.aux, client, work, expected.data());
+    for (int copy = 0; copy < (r == 2 ? 2 : 1); ++copy) {
+      s = link.send(std::span<const std::uint8_t>(frame.data(), written), 20000);
+      if (!s.ok()) return die("sending the model", s);
+      tl::wire::message_view m;
+      s = link.recv(m, 20000);
+      if (!s.ok()) return die("waiting for the update", s);
+      if (m.header.type != tl::wire::message_type::update || m.header.round != r || m.header.sender != 1 ||
+          m.header.aux != serial_task::samples || m.header.count != serial_task::params) {
+        std::fprintf(stderr, "serial_host: round %u: not the update of this round\n", r);
+        return 1;
+      }
+      ++answers;
+      s = tl::wire::read_fp32(m, got);
+      if (!s.ok()) return die("reading the update", s);
+      const bool same = std::memcmp(got.data(), expected.data(), got.size() * sizeof(float)) == 0;
+      mismatches += !same;
+      std::printf("serial_host: round %u%s: update from device client %llu %s the host's local round (mean p(label) %.4f)\n",
+                  r, copy == 0 ? "" : " (model repeated)", (unsigned long long)client,
+                  same ? "equals bit for bit" : "DIFFERS from", static_cast<double>(p_host));
     }
-    s = tl::wire::read_fp32(m, got);
-    if (!s.ok()) return die("reading the update", s);
-    const bool same = std::memcmp(got.data(), expected.data(), got.size() * sizeof(float)) == 0;
-    mismatches += !same;
-    std::printf("serial_host: round %u: update from the device %s the host's local round (mean p(label) %.4f)\n", r,
-                same ? "equals bit for bit" : "DIFFERS from", static_cast<double>(p_host));
     model = got;
   }
   tl::wire::message_header stop;
@@ -193,7 +163,7 @@ int main(int argc, char** argv) {
               (unsigned long long)st.bytes_sent, (unsigned long long)st.bytes_received);
   ::close(fd);
   ::close(ls);
-  bool ok = mismatches == 0 && quiet && st.delivered == rounds && st.frames_sent == rounds + 1;
+  bool ok = mismatches == 0 && quiet && st.delivered == answers && st.frames_sent == answers + 1;
   if (per_mille > 0 && port.dropped + port.flipped + port.garbage == 0) {
     std::fprintf(stderr, "serial_host: no fault was injected: the test would prove nothing\n");
     ok = false;

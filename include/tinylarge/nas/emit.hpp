@@ -1,7 +1,7 @@
 /// @file nas/emit.hpp
 /// @brief Output of a search: the chosen model as a C++ header (its
-///        `tinylarge::nn::sequential<…>` type and trained parameters) and the
-///        Pareto front as JSON.
+///        `tinylarge::nn::sequential<…>` type and trained parameters), the
+///        Pareto front as JSON, and a plot of the search as SVG.
 ///
 /// The header `emit_header` writes compiles on its own (it includes
 /// `tinylarge/nn/layers.hpp` and `tinylarge/nn/sequential.hpp`, nothing of
@@ -21,6 +21,8 @@
 /// `nn::quantized_network<ns::model, tl::int8_per_channel>`).
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdio>
 #include <string>
@@ -129,6 +131,113 @@ inline std::string front_json(const std::vector<candidate>& history, const devic
   }
   j += "\n  ]\n}\n";
   return j;
+}
+
+/// A plot of a search as a standalone SVG image (no script, no external
+/// resource; opens in any browser): every evaluated candidate at (flash bytes,
+/// accuracy) — grey dots, infeasible ones as red crosses —, the feasible front
+/// (`feasible_front`) as blue dots joined by its staircase and labelled with
+/// the genomes, and the device's flash budget as a dashed line when it falls
+/// in the plotted range. Flash is on a log scale.
+/// @throws tl::invalid_argument when `history` is empty.
+inline std::string front_svg(const std::vector<candidate>& history, const device_profile& device,
+                             const std::string& title) {
+  TINYLARGE_REQUIRE(!history.empty(), errc::invalid_argument, "nas::front_svg: the history is empty (nothing to plot)");
+  auto esc = [](const std::string& t) {
+    std::string o;
+    for (const char c : t) {
+      if (c == '&') o += "&amp;";
+      else if (c == '<') o += "&lt;";
+      else if (c == '>') o += "&gt;";
+      else if (c == '"') o += "&quot;";
+      else o += c;
+    }
+    return o;
+  };
+  auto num = [](double v) { return detail::format_float(v, "%.1f"); };
+  double fmin = 1e300, fmax = 0, amin = 1, amax = 0;
+  for (const candidate& c : history) {
+    const double f = static_cast<double>(std::max<std::size_t>(c.obj.flash_bytes, 1));
+    fmin = std::min(fmin, f);
+    fmax = std::max(fmax, f);
+    amin = std::min(amin, c.obj.accuracy);
+    amax = std::max(amax, c.obj.accuracy);
+  }
+  const double x0 = std::floor(std::log10(fmin)), x1 = std::max(x0 + 1, std::ceil(std::log10(fmax)));
+  const double y0 = std::floor(amin * 20) / 20, y1 = std::max(y0 + 0.05, std::ceil(amax * 20) / 20);
+  constexpr double L = 70, R = 30, T = 40, B = 50, W = 720, H = 460;
+  auto px = [&](double flash) { return L + (std::log10(std::max(flash, 1.0)) - x0) / (x1 - x0) * (W - L - R); };
+  auto py = [&](double acc) { return H - B - (acc - y0) / (y1 - y0) * (H - T - B); };
+  std::string s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + num(W) + "\" height=\"" + num(H) +
+                  "\" font-family=\"sans-serif\" font-size=\"11\">\n";
+  s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+  s += "<text x=\"" + num(W / 2) + "\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">" + esc(title) + "</text>\n";
+  // Axes, grid and ticks.
+  s += "<g stroke=\"#ddd\">\n";
+  for (double e = x0; e <= x1 + 1e-9; e += 1)
+    for (const double m : {1.0, 2.0, 5.0}) {
+      const double f = m * std::pow(10.0, e);
+      if (std::log10(f) > x1 + 1e-9) break;
+      s += "<line x1=\"" + num(px(f)) + "\" y1=\"" + num(T) + "\" x2=\"" + num(px(f)) + "\" y2=\"" + num(H - B) + "\"/>\n";
+    }
+  for (double a = y0; a <= y1 + 1e-9; a += 0.05)
+    s += "<line x1=\"" + num(L) + "\" y1=\"" + num(py(a)) + "\" x2=\"" + num(W - R) + "\" y2=\"" + num(py(a)) + "\"/>\n";
+  s += "</g>\n<g text-anchor=\"middle\">\n";
+  for (double e = x0; e <= x1 + 1e-9; e += 1) {
+    const double f = std::pow(10.0, e);
+    char label[32];
+    std::snprintf(label, sizeof label, "%g %s", f >= 1e6 ? f / 1e6 : f >= 1e3 ? f / 1e3 : f,
+                  f >= 1e6 ? "MB" : f >= 1e3 ? "kB" : "B");
+    s += "<text x=\"" + num(px(f)) + "\" y=\"" + num(H - B + 16) + "\">" + std::string(label) + "</text>\n";
+  }
+  s += "<text x=\"" + num((L + W - R) / 2) + "\" y=\"" + num(H - 12) + "\">flash (bytes, log scale)</text>\n</g>\n";
+  for (double a = y0; a <= y1 + 1e-9; a += 0.05)
+    s += "<text x=\"" + num(L - 6) + "\" y=\"" + num(py(a) + 4) + "\" text-anchor=\"end\">" +
+         detail::format_float(a, "%.2f") + "</text>\n";
+  s += "<text transform=\"translate(16 " + num((T + H - B) / 2) +
+       ") rotate(-90)\" text-anchor=\"middle\">accuracy after transfer (validation)</text>\n";
+  if (device.flash_bytes > 0) {
+    const double f = static_cast<double>(device.flash_bytes);
+    if (std::log10(f) >= x0 && std::log10(f) <= x1) {
+      s += "<line x1=\"" + num(px(f)) + "\" y1=\"" + num(T) + "\" x2=\"" + num(px(f)) + "\" y2=\"" + num(H - B) +
+           "\" stroke=\"#c00\" stroke-dasharray=\"5 4\"/>\n";
+      s += "<text x=\"" + num(px(f) - 4) + "\" y=\"" + num(T + 12) + "\" text-anchor=\"end\" fill=\"#c00\">" +
+           esc(device.name) + " flash budget</text>\n";
+    }
+  }
+  // Every candidate.
+  const std::vector<std::size_t> front = feasible_front(history);
+  s += "<g class=\"candidates\">\n";
+  for (const candidate& c : history) {
+    const double x = px(static_cast<double>(c.obj.flash_bytes)), y = py(c.obj.accuracy);
+    if (c.obj.feasible()) {
+      s += "<circle cx=\"" + num(x) + "\" cy=\"" + num(y) + "\" r=\"2.5\" fill=\"#999\"/>\n";
+    } else {
+      s += "<path d=\"M" + num(x - 3) + " " + num(y - 3) + "l6 6m0 -6l-6 6\" stroke=\"#c00\"/>\n";
+    }
+  }
+  s += "</g>\n";
+  // The front: a staircase through its members (sorted by flash), labelled.
+  if (!front.empty()) {
+    std::string d;
+    for (std::size_t k = 0; k < front.size(); ++k) {
+      const candidate& c = history[front[k]];
+      const double x = px(static_cast<double>(c.obj.flash_bytes)), y = py(c.obj.accuracy);
+      if (k == 0) d += "M" + num(x) + " " + num(y);
+      else d += "H" + num(x) + "V" + num(y);
+    }
+    s += "<path class=\"front\" d=\"" + d + "\" fill=\"none\" stroke=\"#1f5fbf\" stroke-width=\"1.5\"/>\n";
+    s += "<g class=\"front-members\" font-size=\"9\" fill=\"#1f5fbf\">\n";
+    for (std::size_t k = 0; k < front.size(); ++k) {
+      const candidate& c = history[front[k]];
+      const double x = px(static_cast<double>(c.obj.flash_bytes)), y = py(c.obj.accuracy);
+      s += "<circle cx=\"" + num(x) + "\" cy=\"" + num(y) + "\" r=\"4\"/>";
+      s += "<text x=\"" + num(x + 6) + "\" y=\"" + num(y + (k % 2 ? 12 : -6)) + "\">" + esc(c.g.key()) + "</text>\n";
+    }
+    s += "</g>\n";
+  }
+  s += "</svg>\n";
+  return s;
 }
 
 }  // namespace tinylarge::nas

@@ -535,8 +535,8 @@ struct steady_clock_ms {
 /// A `transport_policy` endpoint over one serial link: the two ends of a
 /// point-to-point line, the server (endpoint 0) and one device (endpoint 1),
 /// so `endpoints()` is 2 — the server roles of workflow/ run over it
-/// unchanged, with one client. (Several devices on one server need a gateway
-/// that multiplexes links: not in this version.) Host profile only (the
+/// unchanged, with one client. (Several devices in one fleet: each joins through
+/// its own `serial_gateway`, transport/serial_gateway.hpp.) Host profile only (the
 /// concept's timeouts are `std::chrono`); a device uses `link` directly.
 ///
 /// `send` stamps `sender` (this end's id) and `sequence` (a per-endpoint

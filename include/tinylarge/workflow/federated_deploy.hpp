@@ -89,6 +89,7 @@
 #include "../transport/checkpoint.hpp"
 #include "../transport/policy.hpp"
 #include "../transport/wire.hpp"
+#include "federated_client_step.hpp"
 #include "federated_roles.hpp"
 
 namespace tinylarge::workflow {
@@ -540,7 +541,11 @@ template <transport_policy Transport, client_computation C, update_encoding U>
 status run_federated_client(Transport& net, fedavg_client<C, U>& client, const federated_client_options& opt = {}) {
   TINYLARGE_CHECK(net.id() != server_endpoint, errc::invalid_argument, "run_federated_client: endpoint 0 is the server");
   const std::uint64_t id = net.id() - 1;
-  std::uint32_t last_round = 0;
+  // Which server frames start a round, and the update header: the freestanding
+  // piece a device firmware shares (workflow/federated_client_step.hpp).
+  client_round_state state;
+  state.max_round_skip = opt.max_round_skip;
+  state.max_round = opt.max_round;
   std::vector<float> global;
   update_buffer<U> upload;
 #if TINYLARGE_SECAGG_HAS_SODIUM
@@ -558,8 +563,7 @@ status run_federated_client(Transport& net, fedavg_client<C, U>& client, const f
     wire::message_view m;
     TINYLARGE_TRY(net.recv(m, opt.idle_timeout));
     if (m.header.sender != server_endpoint) continue;
-    if (m.header.type == wire::message_type::control &&
-        m.header.aux == static_cast<std::uint64_t>(wire::control_command::stop)) {
+    if (classify_server_frame(state, m.header) == frame_verdict::stop) {
       if (m.header.count == 0) return status::success();
       // The final model (`final_model_to_clients`): the run's size, fp32, finite.
       TINYLARGE_CHECK(m.header.dtype == wire::wire_dtype::fp32, errc::corrupt,
@@ -576,8 +580,8 @@ status run_federated_client(Transport& net, fedavg_client<C, U>& client, const f
 #if TINYLARGE_SECAGG_HAS_SODIUM
     if (opt.secure.has_value() && m.header.type == wire::message_type::secagg) {
       // A step of the open round; anything malformed, repeated or of another round is ignored.
-      if (session == nullptr || m.header.round != last_round || m.header.dtype != wire::wire_dtype::bytes) continue;
-      const std::uint32_t r = last_round;
+      if (session == nullptr || m.header.round != state.last_round || m.header.dtype != wire::wire_dtype::bytes) continue;
+      const std::uint32_t r = state.last_round;
       const auto step = static_cast<wire::secagg_step>(m.header.aux);
       if (step == wire::secagg_step::roster && !shared) {
         std::vector<secagg::advertisement> roster;
@@ -608,12 +612,9 @@ status run_federated_client(Transport& net, fedavg_client<C, U>& client, const f
       continue;
     }
 #endif
-    if (m.header.type != wire::message_type::model || m.header.round < last_round ||
-        m.header.dtype != wire::wire_dtype::fp32 || m.header.round > opt.max_round ||
-        (last_round != 0 && (m.header.round - last_round > opt.max_round_skip || m.header.count != global.size())))
-      continue;
-    if (m.header.round > last_round && opt.on_model && !opt.on_model(m.header.round)) return status::success();
-    last_round = m.header.round;
+    if (classify_server_frame(state, m.header) != frame_verdict::train) continue;
+    if (state.is_new_round(m.header) && opt.on_model && !opt.on_model(m.header.round)) return status::success();
+    state.enter(m.header);
     global.resize(m.header.count);
     TINYLARGE_TRY(wire::read_fp32(m, global));
 #if TINYLARGE_SECAGG_HAS_SODIUM
@@ -635,12 +636,10 @@ status run_federated_client(Transport& net, fedavg_client<C, U>& client, const f
     const client_output out =
         client.on_model(id, model_message{m.header.round, m.header.aux, std::span<const float>(global)}, upload);
     const std::span<const std::uint8_t> payload = upload.payload();
-    wire::message_header h;
-    h.type = wire::message_type::update;
-    h.dtype = update_buffer<U>::dtype;
-    h.round = m.header.round;
-    h.count = static_cast<std::uint32_t>(payload.size() / wire::wire_itemsize(h.dtype));
-    h.aux = static_cast<std::uint64_t>(out.examples);
+    const wire::message_header h = update_header(
+        m.header.round, update_buffer<U>::dtype,
+        static_cast<std::uint32_t>(payload.size() / wire::wire_itemsize(update_buffer<U>::dtype)),
+        static_cast<std::uint64_t>(out.examples));
     TINYLARGE_TRY(net.send(server_endpoint, h, payload, opt.send_timeout));
   }
 }
