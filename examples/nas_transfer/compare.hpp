@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
+#include <stdexcept>
 #include <set>
 #include <string>
 #include <vector>
@@ -28,6 +30,15 @@ struct run {
   double hv, seconds, best_acc;
   std::vector<nas::candidate> history;
 };
+
+/// Writes `text` to `path`; throws when the file cannot be written (an
+/// ofstream to a missing directory fails silently otherwise).
+inline void write_file(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary);
+  f << text;
+  f.close();
+  if (!f) throw std::runtime_error("cannot write " + path);
+}
 
 inline double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

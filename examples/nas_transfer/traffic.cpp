@@ -23,7 +23,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -260,15 +259,15 @@ int main(int argc, char** argv) {
                   n ? ": " : "", which.c_str());
     }
     if (!opt.json.empty()) {
-      std::ofstream(opt.json) << nas::front_json(all, device, flash_ref, "union");
+      nas_compare::write_file(opt.json, nas::front_json(all, device, flash_ref, "union"));
       std::printf("front: %s\n", opt.json.c_str());
     }
     if (!opt.svg.empty()) {
-      std::ofstream(opt.svg) << nas::front_svg(all, device, "traffic: campus → cellular edge: every evaluation and the union front");
+      nas_compare::write_file(opt.svg, nas::front_svg(all, device, "traffic: campus → cellular edge: every evaluation and the union front"));
       std::printf("plot: %s\n", opt.svg.c_str());
     }
     if (!opt.header.empty()) {
-      std::ofstream(opt.header) << nas::emit_header(space, model, "nas_traffic_model");
+      nas_compare::write_file(opt.header, nas::emit_header(space, model, "nas_traffic_model"));
       std::printf("best model header: %s (%zu parameters)\n", opt.header.c_str(), model.parameters.size());
     }
     std::printf("evaluator: %zu calls, %zu distinct genomes; total %.1f s\n", eval.calls(), eval.distinct(),
