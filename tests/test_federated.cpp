@@ -708,20 +708,20 @@ TEST_CASE("FedLoRA as the FedAvg roles: over in_process threads the same bits as
   using fl_t = wf::federated_lora<fleet<>>;
   wf::lora_options lo{.max_rank = 4, .alpha = 4.0f, .learning_rate = 0.1f, .client_ranks = {1, 2, 4, 1, 2, 4},
                       .rounds = 3, .client_fraction = 0.5, .local_epochs = 1, .batch_size = 10, .seed = 13};
-  const auto deployed = [&](const wf::lora_options& o, wf::federated_server_report& rep) {
+  const auto deployed = [&]<class Run>(const wf::lora_options& o, wf::federated_server_report& rep) {
     tl::in_process::hub hub(7);
     std::vector<std::thread> threads;
     for (std::uint32_t k = 1; k <= 6; ++k)
       threads.emplace_back([&, k] {
         tl::in_process ep(hub, k);
-        fl_t mine(o);  // every party builds the same run and loads the same base W0
+        Run mine(o);  // every party builds the same run and loads the same base W0
         mine.set_base(w0);
         wf::federated_client_options copt;
         copt.idle_timeout = std::chrono::milliseconds{20000};
         (void)wf::run_lora_client(ep, mine, fed.clients[k - 1], copt);
       });
     tl::in_process ep(hub, 0);
-    fl_t server(o);
+    Run server(o);
     server.set_base(w0);
     wf::federated_server_options sopt;
     sopt.round_timeout = std::chrono::milliseconds{20000};
@@ -742,10 +742,26 @@ TEST_CASE("FedLoRA as the FedAvg roles: over in_process threads the same bits as
     const std::vector<float> start(sim.adapters().begin(), sim.adapters().end());
     (void)sim.run(fed.clients, {});
     wf::federated_server_report rep;
-    const std::vector<float> w = deployed(o, rep);
+    const std::vector<float> w = deployed.template operator()<fl_t>(o, rep);
     CHECK(rep.rounds_completed == 3);
     CHECK(rep.updates_per_round == std::vector<std::size_t>(3, heterogeneous ? 3 : 6));
     CHECK(!std::equal(w.begin(), w.end(), start.begin()));
+    CHECK(std::equal(w.begin(), w.end(), sim.adapters().begin(), sim.adapters().end()));
+  }
+  {
+    // fp16 updates (Traits::update): half the upload, the same bits in process and over the transport.
+    using fl16_t = wf::federated_lora<fleet<tl::fedavg, tl::fp16_update>>;
+    fl16_t sim(lo);
+    sim.set_base(w0);
+    const auto rep16 = sim.run(fed.clients, {});
+    for (const auto& p : rep16.rounds[0].parties)
+      if (p.role == "client") CHECK(p.net.bytes_up == sim.adapters().size() * 2);
+    fl_t sim32(lo);
+    sim32.set_base(w0);
+    (void)sim32.run(fed.clients, {});
+    CHECK(!std::equal(sim32.adapters().begin(), sim32.adapters().end(), sim.adapters().begin()));
+    wf::federated_server_report rep;
+    const std::vector<float> w = deployed.template operator()<fl16_t>(lo, rep);
     CHECK(std::equal(w.begin(), w.end(), sim.adapters().begin(), sim.adapters().end()));
   }
 
