@@ -69,11 +69,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
 #include <numeric>
-#include <string>
 #include <span>
 #include <type_traits>
 #include <vector>
