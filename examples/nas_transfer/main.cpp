@@ -76,16 +76,6 @@ struct task_rows {
 
 using nas_compare::seconds_since;
 
-nas::device_profile profile_named(const std::string& name) {
-  if (name == "phone") return nas::phone();
-  if (name == "edge_server") return nas::edge_server();
-  if (name != "cortex_m4") {
-    std::fprintf(stderr, "unknown profile %s (cortex_m4, phone, edge_server)\n", name.c_str());
-    std::exit(2);
-  }
-  return nas::cortex_m4();
-}
-
 using lenet = tl::sequential<tl::dense<784, 300>, tl::relu, tl::dense<300, 100>, tl::relu, tl::dense<100, 5>>;
 using lenet_int8 = nn::quantized_network<lenet, tl::int8_per_channel, nn::heap_storage>;
 
@@ -169,7 +159,7 @@ int main(int argc, char** argv) {
   }
   try {
     const auto t_all = std::chrono::steady_clock::now();
-    const nas::device_profile device = profile_named(opt.profile);
+    const nas::device_profile device = nas_compare::profile_named(opt.profile);
     const auto train_set = tl::data::load_fashion_mnist(tl::data::split::train, opt.data);
     const auto test_set = tl::data::load_fashion_mnist(tl::data::split::test, opt.data);
     // Source: the first source_n training images of classes 0-4. Target: per class 5-9 the first

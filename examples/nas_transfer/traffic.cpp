@@ -60,16 +60,6 @@ struct rows {
   }
 };
 
-nas::device_profile profile_named(const std::string& name) {
-  if (name == "phone") return nas::phone();
-  if (name == "edge_server") return nas::edge_server();
-  if (name != "cortex_m4") {
-    std::fprintf(stderr, "unknown profile %s (cortex_m4, phone, edge_server)\n", name.c_str());
-    std::exit(2);
-  }
-  return nas::cortex_m4();
-}
-
 /// The hand-designed baseline.
 using mlp = tl::sequential<tl::dense<F, 64>, tl::relu, tl::dense<64, 64>, tl::relu, tl::dense<64, C>>;
 using mlp_int8 = nn::quantized_network<mlp, tl::int8_per_channel, nn::heap_storage>;
@@ -153,7 +143,7 @@ int main(int argc, char** argv) {
   }
   try {
     const auto t_all = std::chrono::steady_clock::now();
-    const nas::device_profile device = profile_named(opt.profile);
+    const nas::device_profile device = nas_compare::profile_named(opt.profile);
     const auto src_domain = tl::data::campus_wired(), tgt_domain = tl::data::cellular_edge();
     const auto src = tl::data::generate_traffic(src_domain, {.flows = opt.source_n, .seed = opt.seed});
     // The target pool: enough flows for target_per_class of every class, then validation and test.
