@@ -49,6 +49,12 @@
 #                4 FedAvg rounds, the final model sent with the stop, each client personalises it;
 #                federated_transfer::run in process vs `mpirun -np 5` vs MQTT: the final global model
 #                and every client's personal model cmp-identical
+#   nn-fedlora   federated LoRA fine-tuning (workflow/lora_deploy.hpp: the FedAvg roles with the adapter
+#                vector as the model, hetlora_mean as the server's aggregation) of the same model, the
+#                base W0 pre-trained the same way by every process, 4 rounds: federated_lora::run in
+#                process vs the roles over in_process threads, `mpirun -np 5` and MQTT — final adapters
+#                cmp-identical, for ranks 1, 2, 3, 4 with 2 of 4 clients per round (HetLoRA); rank 4 on
+#                every client (FedLoRA) in process, over threads and under mpirun
 #   nn-splitfed  SplitFedV1 (workflow/split_deploy.hpp) of the same model cut after dense+relu:
 #                in process, under `mpirun -np 5` and over MQTT, cmp-identical to each other
 #                AND to workflow/split.hpp's in-process SplitFedV1 with the same seeds (also with
@@ -631,6 +637,34 @@ step_nn_transfer() {  # pre-training, FedAvg rounds, personalisation: in process
   done
 }
 
+step_nn_fedlora() {  # FedLoRA and HetLoRA: federated_lora::run vs the roles over threads, MPI and MQTT
+  nn_data || return 1
+  rm -f "$WORK"/nn-fedlora-*.bin
+  local name via vias extra
+  for name in homogeneous heterogeneous; do
+    # Rank 4 everywhere, C = 1: threads and MPI; ranks 1-4, C = 0.5: threads, MPI and MQTT (the
+    # transports are the FedAvg steps' own: MQTT's retained broadcast is exercised there).
+    extra=() vias=(threads mpi)
+    [[ $name == heterogeneous ]] && extra=(--lora-ranks 1,2,3,4 --fraction 0.5) vias=(threads mpi mqtt)
+    ASAN_OPTIONS=$ASAN_DEFAULT "$NN" fedlora inproc --dir "$WORK/fmnist" "${nn_common[@]}" "${extra[@]}" \
+      --out "$WORK/nn-fedlora-$name-inproc.bin" || return 1
+    ASAN_OPTIONS=$ASAN_DEFAULT "$NN" fedlora threads --dir "$WORK/fmnist" "${nn_common[@]}" "${extra[@]}" \
+      --out "$WORK/nn-fedlora-$name-threads.bin" || return 1
+    nn_mpi fedlora "$WORK/nn-fedlora-$name-mpi.bin" "${extra[@]}" || return 1
+    if [[ $name == heterogeneous ]]; then
+      CLIENT_EXTRA=()
+      nn_mqtt fedlora "nnlora$name" "$WORK/nn-fedlora-$name-mqtt.bin" "${extra[@]}" || return 1
+    fi
+    for via in "${vias[@]}"; do
+      same "$WORK/nn-fedlora-$name-inproc.bin" "$WORK/nn-fedlora-$name-$via.bin" \
+        "nn fedlora ($name ranks), final adapters: $via vs federated_lora::run" || return 1
+    done
+  done
+  cmp -s "$WORK/nn-fedlora-homogeneous-inproc.bin" "$WORK/nn-fedlora-heterogeneous-inproc.bin" &&
+    { echo "the ranks changed nothing"; return 1; }
+  return 0
+}
+
 step_nn_splitfed() {
   nn_data || return 1
   rm -f "$WORK"/nn-splitfed-*.bin
@@ -828,6 +862,7 @@ if [[ $FAILED -eq 0 ]]; then
   step nn-fedavg-secure step_nn_fedavg_secure
   step nn-fedavg-secure-client-killed step_nn_fedavg_secure_client_killed
   step nn-transfer step_nn_transfer
+  step nn-fedlora step_nn_fedlora
   step nn-splitfed step_nn_splitfed
   step nn-psl step_nn_psl
   step nn-splitfed-v2 step_nn_splitfed_v2
@@ -837,7 +872,7 @@ if [[ $FAILED -eq 0 ]]; then
 else
   [[ -n "$FUZZ_PID" ]] && { kill "$FUZZ_PID" 2>/dev/null; wait "$FUZZ_PID" 2>/dev/null; }
   echo "build failed: the end-to-end steps are skipped (counted as failed)"
-  FAILED=$((FAILED + 21))
+  FAILED=$((FAILED + 22))
 fi
 
 echo "==== transport summary"

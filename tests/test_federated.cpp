@@ -601,10 +601,12 @@ TEST_CASE("FedLoRA with heterogeneous ranks fine-tunes a frozen base", "[federat
   CHECK(before < 0.6);
   CHECK(rep.final_accuracy() > before + 0.25);
   CHECK(rep.workflow == "fedlora");
-  // Upload of a rank-r client: r · Σ (In + Out) adapter values.
+  // A rank-r client trains r · Σ (In + Out) adapter values; it receives and sends the whole adapter
+  // vector in the r_max layout (the FedAvg roles' model), 4 · Σ (In + Out) values.
   CHECK(fl.adapter_count(1) == (8 + 16) + (16 + 4));
+  CHECK(fl.adapters().size() == fl.adapter_count(4));
   for (const auto& p : rep.rounds[0].parties)
-    if (p.role == "client") CHECK(p.net.bytes_up == fl.adapter_count(lo.client_ranks[p.id]) * 4);
+    if (p.role == "client") CHECK((p.net.bytes_up == fl.adapters().size() * 4 && p.net.bytes_down == p.net.bytes_up));
   CHECK(fl.rejected_updates() == 0);
 
   // Only rank-1 clients: components beyond rank 1 are never touched (B's columns stay 0).
@@ -671,6 +673,135 @@ TEST_CASE("FedLoRA with heterogeneous ranks fine-tunes a frozen base", "[federat
   too_big.max_rank = 5;  // above the capacity 4
   too_big.client_ranks.clear();
   CHECK_THROWS_WITH(fl_t(too_big), Catch::Contains("max_rank exceeds the capacity"));
+#endif
+}
+
+#include <thread>
+
+#include "tinylarge/transport/in_process.hpp"
+#include "tinylarge/workflow/lora_deploy.hpp"
+
+namespace {
+/// FedLoRA's base model of the tests: trained on classes 0 and 1 only.
+std::vector<float> lora_test_base() {
+  const blobs& tr = train_set();
+  std::vector<float> x2;
+  std::vector<std::uint8_t> y2;
+  for (std::size_t i = 0; i < tr.count; ++i)
+    if (tr.y[i] < 2) {
+      x2.insert(x2.end(), tr.x.begin() + static_cast<std::ptrdiff_t>(i * 8), tr.x.begin() + static_cast<std::ptrdiff_t>(i * 8 + 8));
+      y2.push_back(tr.y[i]);
+    }
+  nn::network<small_model> base;
+  base.initialize(7);
+  tl::rng r(3);
+  (void)wf::train_locally(base, nn::sgd{.learning_rate = 0.05f}, {x2.data(), y2.data(), y2.size(), 8, 1}, 5, 10, r);
+  return {base.parameters().begin(), base.parameters().end()};
+}
+}  // namespace
+
+TEST_CASE("FedLoRA as the FedAvg roles: over in_process threads the same bits as federated_lora::run; HetLoRA's "
+          "mean; NaN updates rejected",
+          "[federated][lora][deploy]") {
+  const std::vector<float> w0 = lora_test_base();
+  const auto fed = make_clients(train_set(), 6, 16);
+  using fl_t = wf::federated_lora<fleet<>>;
+  wf::lora_options lo{.max_rank = 4, .alpha = 4.0f, .learning_rate = 0.1f, .client_ranks = {1, 2, 4, 1, 2, 4},
+                      .rounds = 3, .client_fraction = 0.5, .local_epochs = 1, .batch_size = 10, .seed = 13};
+  const auto deployed = [&]<class Run>(const wf::lora_options& o, wf::federated_server_report& rep) {
+    tl::in_process::hub hub(7);
+    std::vector<std::thread> threads;
+    for (std::uint32_t k = 1; k <= 6; ++k)
+      threads.emplace_back([&, k] {
+        tl::in_process ep(hub, k);
+        Run mine(o);  // every party builds the same run and loads the same base W0
+        mine.set_base(w0);
+        wf::federated_client_options copt;
+        copt.idle_timeout = std::chrono::milliseconds{20000};
+        (void)wf::run_lora_client(ep, mine, fed.clients[k - 1], copt);
+      });
+    tl::in_process ep(hub, 0);
+    Run server(o);
+    server.set_base(w0);
+    wf::federated_server_options sopt;
+    sopt.round_timeout = std::chrono::milliseconds{20000};
+    const tl::status s = wf::run_lora_server(ep, server, sopt, &rep);
+    for (auto& t : threads) t.join();
+    REQUIRE(s.ok());
+    return std::vector<float>(server.adapters().begin(), server.adapters().end());
+  };
+  for (const bool heterogeneous : {true, false}) {
+    wf::lora_options o = lo;
+    if (!heterogeneous) {
+      o.client_ranks.clear();
+      o.client_fraction = 1.0;
+    }
+    INFO((heterogeneous ? "HetLoRA, ranks 1, 2, 4, 1, 2, 4, C = 0.5" : "FedLoRA, rank 4, C = 1"));
+    fl_t sim(o);
+    sim.set_base(w0);
+    const std::vector<float> start(sim.adapters().begin(), sim.adapters().end());
+    (void)sim.run(fed.clients, {});
+    wf::federated_server_report rep;
+    const std::vector<float> w = deployed.template operator()<fl_t>(o, rep);
+    CHECK(rep.rounds_completed == 3);
+    CHECK(rep.updates_per_round == std::vector<std::size_t>(3, heterogeneous ? 3 : 6));
+    CHECK(!std::equal(w.begin(), w.end(), start.begin()));
+    CHECK(std::equal(w.begin(), w.end(), sim.adapters().begin(), sim.adapters().end()));
+  }
+  {
+    // fp16 updates (Traits::update): half the upload, the same bits in process and over the transport.
+    using fl16_t = wf::federated_lora<fleet<tl::fedavg, tl::fp16_update>>;
+    fl16_t sim(lo);
+    sim.set_base(w0);
+    const auto rep16 = sim.run(fed.clients, {});
+    for (const auto& p : rep16.rounds[0].parties)
+      if (p.role == "client") CHECK(p.net.bytes_up == sim.adapters().size() * 2);
+    fl_t sim32(lo);
+    sim32.set_base(w0);
+    (void)sim32.run(fed.clients, {});
+    CHECK(!std::equal(sim32.adapters().begin(), sim32.adapters().end(), sim.adapters().begin()));
+    wf::federated_server_report rep;
+    const std::vector<float> w = deployed.template operator()<fl16_t>(lo, rep);
+    CHECK(std::equal(w.begin(), w.end(), sim.adapters().begin(), sim.adapters().end()));
+  }
+
+  // The server role's aggregation (hetlora_mean), by hand: client 0 has rank 1 and 10 examples, client 2
+  // rank 4 and 30; a coordinate of both is their example-weighted mean, one of client 2's only is its value,
+  // and an update holding a NaN (client 1) is rejected whole.
+  fl_t fl(lo);
+  fl.set_base(w0);
+  auto& server = fl.server_program();
+  const std::vector<float> before(fl.adapters().begin(), fl.adapters().end());
+  const std::size_t dim = before.size();
+  (void)server.begin_round(6);
+  std::vector<float> u0(dim, 1.0f), u1(dim, 2.0f), u2(dim, 5.0f);
+  u1[fl.layers()[0].a_offset + 3] = std::numeric_limits<float>::quiet_NaN();
+  server.accept(2, tl::fp32_update{u2}, 30);
+  server.accept(0, tl::fp32_update{u0}, 10);
+  server.accept(1, tl::fp32_update{u1}, 20);
+  const tl::round_report closed = server.close_round();
+  REQUIRE(closed.updated());
+  CHECK(closed.accepted == std::vector<std::uint64_t>{0, 2});
+  REQUIRE(closed.rejected.size() == 1);
+  CHECK((closed.rejected[0].client_id == 1 && closed.rejected[0].reason == tl::rejection_reason::non_finite));
+  const auto& l0 = fl.layers()[0];
+  CHECK(fl.adapters()[l0.a_offset] == static_cast<float>((10.0 * 1 + 30.0 * 5) / 40.0));  // row 0 of A: both
+  CHECK(fl.adapters()[l0.a_offset + l0.in] == 5.0f);                                       // row 1: client 2's only
+  CHECK(fl.adapters()[l0.b_offset] == static_cast<float>((10.0 * 1 + 30.0 * 5) / 40.0));  // column 0 of B: both
+  CHECK(fl.adapters()[l0.b_offset + 3] == 5.0f);                                           // column 3: client 2's only
+  // A round whose only update is non-finite leaves the adapters unchanged.
+  const std::vector<float> kept(fl.adapters().begin(), fl.adapters().end());
+  (void)server.begin_round(6);
+  server.accept(1, tl::fp32_update{u1}, 20);
+  CHECK(!server.close_round().updated());
+  CHECK(std::equal(kept.begin(), kept.end(), fl.adapters().begin()));
+#if TINYLARGE_HAS_EXCEPTIONS
+  // A deployed client needs the base model, and an entry in the rank table.
+  tl::in_process::hub hub(8);
+  tl::in_process ep7(hub, 7), ep1(hub, 1);
+  fl_t no_base(lo);
+  CHECK(wf::run_lora_client(ep1, no_base, fed.clients[0]).code == tl::errc::invalid_argument);
+  CHECK(wf::run_lora_client(ep7, fl, fed.clients[0]).code == tl::errc::invalid_argument);
 #endif
 }
 

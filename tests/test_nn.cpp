@@ -809,6 +809,54 @@ TEST_CASE("callbacks: early stopping stops and restores the best parameters", "[
   CHECK(hist[0].val_accuracy == Approx(nn::evaluate(net, nn::softmax_cross_entropy{}, data).accuracy));
 }
 
+TEST_CASE("fit: warm-up, cosine and step-decay schedules; on_epoch_begin runs before every epoch", "[nn][train]") {
+  // The schedule itself.
+  const nn::fit_options cos{.epochs = 6, .warmup_epochs = 2, .cosine = true};
+  const double pi = 3.14159265358979323846;
+  CHECK(nn::scheduled_learning_rate(0.3f, cos, 1) == Approx(0.1));
+  CHECK(nn::scheduled_learning_rate(0.3f, cos, 2) == Approx(0.2));
+  CHECK(nn::scheduled_learning_rate(0.3f, cos, 3) == Approx(0.3));
+  CHECK(nn::scheduled_learning_rate(0.3f, cos, 4) == Approx(0.15 * (1 + std::cos(pi / 4))));
+  CHECK(nn::scheduled_learning_rate(0.3f, cos, 6) == Approx(0.15 * (1 + std::cos(3 * pi / 4))));
+  const nn::fit_options step{.epochs = 4, .lr_decay = 0.5f};
+  CHECK(nn::scheduled_learning_rate(0.8f, step, 1) == 0.8f);
+  CHECK(nn::scheduled_learning_rate(0.8f, step, 3) == 0.2f);
+
+  // fit reports the rate each epoch ran at and calls on_epoch_begin(e) before epoch e.
+  const xor_data d(64, 2);
+  using model = tl::sequential<tl::dense<2, 4>, tl::relu, tl::dense<4, 2>>;
+  nn::network<model> net(1);
+  std::vector<float> x = d.x;
+  const nn::labelled_view<std::uint8_t> data{x.data(), d.y.data(), 64, 2};
+  struct recorder {
+    std::vector<std::size_t> begun;
+    void on_epoch_begin(std::size_t e, nn::network<model>&) { begun.push_back(e); }
+    bool on_epoch_end(const nn::epoch_report&, nn::network<model>&) { return true; }
+  } rec;
+  const auto hist = nn::fit(net, nn::sgd{.learning_rate = 0.3f}, nn::softmax_cross_entropy{}, data, cos, nullptr, rec);
+  REQUIRE(hist.size() == 6);
+  CHECK(rec.begun == std::vector<std::size_t>{1, 2, 3, 4, 5, 6});
+  for (std::size_t e = 1; e <= 6; ++e) CHECK(hist[e - 1].learning_rate == nn::scheduled_learning_rate(0.3f, cos, e));
+#if TINYLARGE_HAS_EXCEPTIONS
+  // The rows the callback rewrites are the ones trained on: a NaN written before epoch 3 stops epoch 3
+  // (a linear model, so that no relu turns the NaN into 0).
+  using linear = tl::sequential<tl::dense<2, 2>>;
+  nn::network<linear> lin(1);
+  struct poisoner {
+    std::vector<std::size_t> begun;
+    std::vector<float>* rows;
+    void on_epoch_begin(std::size_t e, nn::network<linear>&) {
+      begun.push_back(e);
+      if (e == 3) (*rows)[5] = std::numeric_limits<float>::quiet_NaN();
+    }
+    bool on_epoch_end(const nn::epoch_report&, nn::network<linear>&) { return true; }
+  } poison{{}, &x};
+  CHECK_THROWS_AS(nn::fit(lin, nn::sgd{.learning_rate = 0.3f}, nn::softmax_cross_entropy{}, data, cos, nullptr, poison),
+                  tl::numeric_error);
+  CHECK(poison.begun == std::vector<std::size_t>{1, 2, 3});
+#endif
+}
+
 TEST_CASE("checkpoints round-trip and reject damaged or foreign files", "[nn][checkpoint]") {
   using model = tl::sequential<tl::dense<6, 5>, tl::relu, tl::dense<5, 3>>;
   nn::network<model> a(7), b(8);

@@ -7,6 +7,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <stdexcept>
 #include <set>
 #include <string>
 #include <vector>
@@ -28,6 +31,26 @@ struct run {
   double hv, seconds, best_acc;
   std::vector<nas::candidate> history;
 };
+
+/// Writes `text` to `path`; throws when the file cannot be written (an
+/// ofstream to a missing directory fails silently otherwise).
+inline void write_file(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary);
+  f << text;
+  f.close();
+  if (!f) throw std::runtime_error("cannot write " + path);
+}
+
+/// The device profile of a --profile argument (exits with a message on an unknown name).
+inline nas::device_profile profile_named(const std::string& name) {
+  if (name == "phone") return nas::phone();
+  if (name == "edge_server") return nas::edge_server();
+  if (name != "cortex_m4") {
+    std::fprintf(stderr, "unknown profile %s (cortex_m4, phone, edge_server)\n", name.c_str());
+    std::exit(2);
+  }
+  return nas::cortex_m4();
+}
 
 inline double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -16,7 +16,7 @@
 //   nas_transfer [--source-n N] [--source-epochs N] [--target-per-class N] [--val-n N]
 //                [--budget N] [--seeds N] [--population N] [--sample N]
 //                [--profile cortex_m4|phone|edge_server] [--latency] [--distill] [--finetune-epochs N]
-//                [--json FILE] [--svg FILE] [--header FILE] [--data DIR] [--seed S]
+//                [--json FILE] [--svg FILE] [--header FILE] [--finalists N] [--data DIR] [--seed S]
 //
 // --distill trains the supernet with in-place distillation (the sub-networks
 // other than the largest learn from the largest's softmax).
@@ -28,11 +28,13 @@
 // Writes the union Pareto front as JSON (--json, default nas_front.json), a plot
 // of every evaluation and the front as SVG (--svg, default nas_front.svg), and
 // the best model as a C++ header (--header, default nas_model.hpp). An empty
-// file name skips that output.
+// file name skips that output. --finalists N also writes N other all-int8 members of
+// the front, spread over its flash range (the smallest first), as FILE_finalist_K.hpp
+// beside the header, for scripts/nas_mcu.sh to count their instructions on the
+// Cortex-M4.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -55,6 +57,7 @@ struct options {
   std::string profile = "cortex_m4", json = "nas_front.json", svg = "nas_front.svg", header = "nas_model.hpp",
               data = "/usr/share/datasets/fashion-mnist";
   bool latency = false, distill = false;
+  std::size_t finalists = 0;
   std::uint64_t seed = 1;
 };
 
@@ -72,16 +75,6 @@ struct task_rows {
 };
 
 using nas_compare::seconds_since;
-
-nas::device_profile profile_named(const std::string& name) {
-  if (name == "phone") return nas::phone();
-  if (name == "edge_server") return nas::edge_server();
-  if (name != "cortex_m4") {
-    std::fprintf(stderr, "unknown profile %s (cortex_m4, phone, edge_server)\n", name.c_str());
-    std::exit(2);
-  }
-  return nas::cortex_m4();
-}
 
 using lenet = tl::sequential<tl::dense<784, 300>, tl::relu, tl::dense<300, 100>, tl::relu, tl::dense<100, 5>>;
 using lenet_int8 = nn::quantized_network<lenet, tl::int8_per_channel, nn::heap_storage>;
@@ -141,7 +134,7 @@ int main(int argc, char** argv) {
   options opt;
   examples::cli args(argc, argv,
                      "[--source-n N] [--source-epochs N] [--target-per-class N] [--val-n N] [--budget N] [--seeds N] "
-                     "[--population N] [--sample N] [--profile cortex_m4|phone|edge_server] [--latency] [--distill] [--finetune-epochs N] [--json FILE] [--svg FILE] "
+                     "[--population N] [--sample N] [--profile cortex_m4|phone|edge_server] [--latency] [--distill] [--finetune-epochs N] [--json FILE] [--svg FILE] [--finalists N] "
                      "[--header FILE] [--data DIR] [--seed S]");
   while (args.next()) {
     if (args.is("--source-n")) opt.source_n = args.count();
@@ -158,6 +151,7 @@ int main(int argc, char** argv) {
     else if (args.is("--finetune-epochs")) opt.finetune_epochs = args.count();
     else if (args.is("--json")) opt.json = args.text();
     else if (args.is("--svg")) opt.svg = args.text();
+    else if (args.is("--finalists")) opt.finalists = args.count();
     else if (args.is("--header")) opt.header = args.text();
     else if (args.is("--data")) opt.data = args.text();
     else if (args.is("--seed")) opt.seed = args.count<std::uint64_t>();
@@ -165,7 +159,7 @@ int main(int argc, char** argv) {
   }
   try {
     const auto t_all = std::chrono::steady_clock::now();
-    const nas::device_profile device = profile_named(opt.profile);
+    const nas::device_profile device = nas_compare::profile_named(opt.profile);
     const auto train_set = tl::data::load_fashion_mnist(tl::data::split::train, opt.data);
     const auto test_set = tl::data::load_fashion_mnist(tl::data::split::test, opt.data);
     // Source: the first source_n training images of classes 0-4. Target: per class 5-9 the first
@@ -256,16 +250,35 @@ int main(int argc, char** argv) {
                 dominates ? "dominates" : "does not dominate");
 
     if (!opt.json.empty()) {
-      std::ofstream(opt.json) << nas::front_json(all, device, flash_ref, "union");
+      nas_compare::write_file(opt.json, nas::front_json(all, device, flash_ref, "union"));
       std::printf("front: %s\n", opt.json.c_str());
     }
     if (!opt.svg.empty()) {
-      std::ofstream(opt.svg) << nas::front_svg(all, device, "Fashion-MNIST 0-4 → 5-9: every evaluation and the union front");
+      nas_compare::write_file(opt.svg, nas::front_svg(all, device, "Fashion-MNIST 0-4 → 5-9: every evaluation and the union front"));
       std::printf("plot: %s\n", opt.svg.c_str());
     }
     if (!opt.header.empty()) {
-      std::ofstream(opt.header) << nas::emit_header(space, model, "nas_model");
+      nas_compare::write_file(opt.header, nas::emit_header(space, model, "nas_model"));
       std::printf("best model header: %s (%zu parameters)\n", opt.header.c_str(), model.parameters.size());
+      // Finalists: front members other than the best, spread over the front's flash range.
+      std::vector<std::size_t> others;
+      for (std::size_t i : nas::feasible_front(all)) {
+        const auto& p = all[i].g.precisions;
+        const bool all_int8 = std::all_of(p.begin(), p.end(), [](nas::layer_precision q) { return q == nas::layer_precision::int8; });
+        if (all_int8 && !(all[i].g == chosen.g)) others.push_back(i);  // nas_deploy deploys every layer as int8
+      }
+      const std::string stem = opt.header.size() > 4 && opt.header.ends_with(".hpp")
+                                   ? opt.header.substr(0, opt.header.size() - 4) : opt.header;
+      const std::size_t n = std::min(opt.finalists, others.size());
+      for (std::size_t k = 0; k < n; ++k) {
+        const std::size_t at = n == 1 ? 0 : k * (others.size() - 1) / (n - 1);
+        const nas::candidate& c = all[others[at]];
+        const nas::transferred_model fm = eval.transfer(c.g, test.view());
+        const std::string file = stem + "_finalist_" + std::to_string(k + 1) + ".hpp";
+        nas_compare::write_file(file, nas::emit_header(space, fm, "nas_model"));
+        std::printf("finalist %zu: %s, %zu flash bytes, test accuracy %.4f (head only): %s\n", k + 1, c.g.key().c_str(),
+                    c.obj.flash_bytes, fm.accuracy, file.c_str());
+      }
     }
     std::printf("evaluator: %zu calls, %zu distinct genomes; total %.1f s (LeNet %.1f s)\n", eval.calls(), eval.distinct(),
                 seconds_since(t_all), ln.seconds);

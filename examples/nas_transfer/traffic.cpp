@@ -23,7 +23,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -60,16 +59,6 @@ struct rows {
     y.push_back(s.y[i]);
   }
 };
-
-nas::device_profile profile_named(const std::string& name) {
-  if (name == "phone") return nas::phone();
-  if (name == "edge_server") return nas::edge_server();
-  if (name != "cortex_m4") {
-    std::fprintf(stderr, "unknown profile %s (cortex_m4, phone, edge_server)\n", name.c_str());
-    std::exit(2);
-  }
-  return nas::cortex_m4();
-}
 
 /// The hand-designed baseline.
 using mlp = tl::sequential<tl::dense<F, 64>, tl::relu, tl::dense<64, 64>, tl::relu, tl::dense<64, C>>;
@@ -154,7 +143,7 @@ int main(int argc, char** argv) {
   }
   try {
     const auto t_all = std::chrono::steady_clock::now();
-    const nas::device_profile device = profile_named(opt.profile);
+    const nas::device_profile device = nas_compare::profile_named(opt.profile);
     const auto src_domain = tl::data::campus_wired(), tgt_domain = tl::data::cellular_edge();
     const auto src = tl::data::generate_traffic(src_domain, {.flows = opt.source_n, .seed = opt.seed});
     // The target pool: enough flows for target_per_class of every class, then validation and test.
@@ -260,15 +249,15 @@ int main(int argc, char** argv) {
                   n ? ": " : "", which.c_str());
     }
     if (!opt.json.empty()) {
-      std::ofstream(opt.json) << nas::front_json(all, device, flash_ref, "union");
+      nas_compare::write_file(opt.json, nas::front_json(all, device, flash_ref, "union"));
       std::printf("front: %s\n", opt.json.c_str());
     }
     if (!opt.svg.empty()) {
-      std::ofstream(opt.svg) << nas::front_svg(all, device, "traffic: campus → cellular edge: every evaluation and the union front");
+      nas_compare::write_file(opt.svg, nas::front_svg(all, device, "traffic: campus → cellular edge: every evaluation and the union front"));
       std::printf("plot: %s\n", opt.svg.c_str());
     }
     if (!opt.header.empty()) {
-      std::ofstream(opt.header) << nas::emit_header(space, model, "nas_traffic_model");
+      nas_compare::write_file(opt.header, nas::emit_header(space, model, "nas_traffic_model"));
       std::printf("best model header: %s (%zu parameters)\n", opt.header.c_str(), model.parameters.size());
     }
     std::printf("evaluator: %zu calls, %zu distinct genomes; total %.1f s\n", eval.calls(), eval.distinct(),

@@ -75,6 +75,7 @@
 #include "workflow/transfer_deploy.hpp"
 #include "workflow/reptile.hpp"
 #include "workflow/lora.hpp"
+#include "workflow/lora_deploy.hpp"
 #include "workflow/distill.hpp"
 #include "nas/nas.hpp"  // architecture search (above workflow)
 // The xtensor API of the host profile (its own headers: nothing below includes xtensor).

@@ -15,8 +15,10 @@
 //   transport_nn_node splitfed hostile --dir W [common]    (malformed split traffic both ways: see split_hostile)
 //   splitfed server (inproc, mqtt-server): [--checkpoint FILE [--crash-round R --crash-after N]]
 //   transfer (inproc, mpi, mqtt-*): --personal PREFIX  client k writes its personal model to PREFIX.k
+//   fedlora threads --dir W [common]   (run_lora_server / run_lora_client over in_process endpoints on threads)
+//   fedlora (inproc, threads, mpi, mqtt-*): --lora-ranks R1,R2,...  client k's rank (HetLoRA; default: 4 for all)
 //
-// WF: fedavg | splitfed | transfer.
+// WF: fedavg | splitfed | transfer | fedlora.
 // common: --clients N --rounds R --seed S --batch B --out FILE --min-clients M --round-timeout-ms T
 //         [--dirichlet ALPHA]  (Dirichlet label skew, unequal client sizes, instead of 4 shards per client)
 // splitfed: --codecs fp32|int8-fp16                        (the cut's uplink-downlink codecs, partition/codec.hpp)
@@ -48,6 +50,14 @@
 // evaluates it on its last 1/4; mode inproc is `federated_transfer::run`,
 // mpi / mqtt-* the roles of workflow/transfer_deploy.hpp. Test accuracy on
 // the second half of the test subset.
+// fedlora: federated LoRA fine-tuning (workflow/lora.hpp): every process
+// pre-trains the same base W0 (2 epochs of SGD on the first half of the test
+// subset, seeded: the same bits in each), the clients train rank-r_k adapters
+// (r_max 4, s = 8/4) on W0 frozen, 1 local epoch per round; the server averages
+// each adapter coordinate over the clients that trained it (hetlora_mean).
+// Mode inproc is `federated_lora::run`, threads / mpi / mqtt-* the FedAvg roles
+// of workflow/lora_deploy.hpp; only the adapters cross the wire. The server
+// writes the final adapter vector to --out.
 //
 // The server writes the final parameters (raw little-endian fp32; SplitFed:
 // device segment then server segment) to --out and prints one line with the
@@ -90,6 +100,7 @@
 #include "tinylarge/workflow/split_deploy.hpp"
 #include "tinylarge/workflow/federated.hpp"
 #include "tinylarge/workflow/federated_deploy.hpp"
+#include "tinylarge/workflow/lora_deploy.hpp"
 #include "tinylarge/workflow/reptile.hpp"
 #include "tinylarge/workflow/split.hpp"
 #include "tinylarge/workflow/transfer_deploy.hpp"
@@ -131,6 +142,7 @@ struct args {
   std::string die_secure_step;  ///< with --die-round: leave before sending this secure step (shares, masked, response)
   std::string personal;         ///< transfer: client k writes its personal model to personal + "." + k
   std::string scheme = "splitfed_v1";  ///< splitfed: the split scheme, splitfed_v1, psl or splitfed_v2
+  std::vector<std::size_t> lora_ranks;  ///< fedlora: r_k per client (empty: r_max for all)
 };
 
 [[noreturn]] void usage(const char* msg) {
@@ -184,10 +196,23 @@ args parse(int argc, char** argv) {
     else if (k == "--die-secure-step") a.die_secure_step = v;
     else if (k == "--personal") a.personal = v;
     else if (k == "--scheme") a.scheme = v;
+    else if (k == "--lora-ranks") {
+      a.lora_ranks.clear();
+      for (std::size_t p = 0; p <= v.size();) {
+        const std::size_t q = std::min(v.find(',', p), v.size());
+        a.lora_ranks.push_back(std::stoul(v.substr(p, q - p)));
+        p = q + 1;
+      }
+    }
     else usage(("unknown option " + k).c_str());
   }
-  if (a.workflow != "prepare" && a.workflow != "fedavg" && a.workflow != "splitfed" && a.workflow != "transfer")
-    usage("workflow must be fedavg, splitfed or transfer");
+  if (a.workflow != "prepare" && a.workflow != "fedavg" && a.workflow != "splitfed" && a.workflow != "transfer" &&
+      a.workflow != "fedlora")
+    usage("workflow must be fedavg, splitfed, transfer or fedlora");
+  if (a.workflow == "fedlora" && (a.mode == "workflow" || a.mode == "hostile"))
+    usage("fedlora runs in the modes inproc, threads, mpi, mqtt-server and mqtt-client");
+  if (!a.lora_ranks.empty() && (a.workflow != "fedlora" || a.lora_ranks.size() != a.clients))
+    usage("--lora-ranks is an option of fedlora, with one rank per client");
   if (a.workflow == "transfer" && (a.mode == "threads" || a.mode == "workflow" || a.mode == "hostile"))
     usage("transfer runs in the modes inproc, mpi, mqtt-server and mqtt-client");
   if (a.dir.empty()) usage("--dir is required");
@@ -532,6 +557,82 @@ int transfer_client(Transport& net, const args& a, const task_data& d) {
     return 1;
   }
   write_personal(a, k, personal.parameters(), p.global_accuracy, p.personal_accuracy);
+  return 0;
+}
+
+// ---- Federated LoRA (workflow/lora.hpp, workflow/lora_deploy.hpp) ---------------
+
+using lora_type = wf::federated_lora<fed_traits<tl::fedavg, tl::fp32_update>>;
+
+/// The run every party builds.
+wf::lora_options lora_options_of(const args& a) {
+  return {.max_rank = 4, .alpha = 8.0f, .learning_rate = 0.05f, .client_ranks = a.lora_ranks, .rounds = a.rounds,
+          .client_fraction = a.fraction, .local_epochs = 1, .batch_size = a.batch, .seed = a.seed};
+}
+/// The base W0, pre-trained by every party the same way (seeded: the same bits in each process).
+void load_lora_base(lora_type& fl, const args& a, const task_data& d) {
+  tl::nn::network<model> base;
+  base.initialize(a.seed);
+  tl::rng r(a.seed, 0xba5e);
+  (void)wf::train_locally(base, client_sgd, transfer_server_data(d), 2, a.batch, r);
+  fl.set_base(base.parameters());
+}
+void lora_summary(const char* who, const args& a, const task_data& d, lora_type& fl, std::size_t rejected) {
+  const std::vector<float> w(fl.adapters().begin(), fl.adapters().end());
+  std::vector<float> none(w.size(), 0.0f);  // B = 0: the base model
+  lora_type::merged_network_type net;
+  fl.merge(net, none, fl.options().max_rank);
+  const double base = tl::nn::evaluate(net, tl::nn::softmax_cross_entropy{}, transfer_test(d)).accuracy;
+  const double tuned = fl.evaluate(transfer_test(d));
+  write_out(a, w);
+  std::string ranks;
+  for (const std::size_t r : fl.options().client_ranks) ranks += std::to_string(r) + " ";
+  std::printf("%s fedlora server: ranks [ %s], %u rounds, %zu adapter values (%zu base parameters frozen), test "
+              "accuracy %.2f%% base -> %.2f%% adapted, %zu updates rejected, crc32(adapters) = %08x\n",
+              who, ranks.empty() ? "4 for all " : ranks.c_str(), a.rounds, w.size(), lora_type::param_count,
+              100.0 * base, 100.0 * tuned, rejected, crc_of(w));
+}
+
+/// The simulation: federated_lora::run, every role in this thread.
+int lora_simulate(const args& a, const task_data& d) {
+  lora_type fl(lora_options_of(a));
+  load_lora_base(fl, a, d);
+  const wf::federated_dataset fd = wf::make_federated_dataset(d.train, d.parts);
+  (void)fl.run(fd.clients, {});
+  lora_summary("in_process (federated_lora::run)", a, d, fl, fl.rejected_updates());
+  return 0;
+}
+
+template <class Transport>
+int lora_serve(Transport& net, const args& a, const task_data& d) {
+  lora_type fl(lora_options_of(a));
+  load_lora_base(fl, a, d);
+  wf::federated_server_options opt;
+  opt.min_clients = a.min_clients;
+  opt.round_timeout = std::chrono::milliseconds{a.round_timeout_ms};
+  wf::federated_server_report rep;
+  const tl::status s = wf::run_lora_server(net, fl, opt, &rep);
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s fedlora server: %s (%s)\n", Transport::name(), s.message, tl::to_string(s.code));
+    return 1;
+  }
+  lora_summary(Transport::name(), a, d, fl, static_cast<std::size_t>(rep.rejected_frames));
+  return 0;
+}
+
+template <class Transport>
+int lora_client(Transport& net, const args& a, const task_data& d) {
+  const std::size_t k = net.id() - 1;
+  lora_type fl(lora_options_of(a));
+  load_lora_base(fl, a, d);
+  const wf::federated_dataset fd = wf::make_federated_dataset(d.train, d.parts);
+  wf::federated_client_options opt;
+  opt.idle_timeout = std::chrono::milliseconds{std::max<long>(30000, 3 * a.round_timeout_ms)};
+  const tl::status s = wf::run_lora_client(net, fl, fd.clients[k], opt);
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s fedlora client %zu: %s\n", Transport::name(), k + 1, s.message);
+    return 1;
+  }
   return 0;
 }
 
@@ -1010,12 +1111,14 @@ int split_hostile(const args& a, const task_data& d) {
 template <class Transport>
 int serve(Transport& net, const args& a, const task_data& d) {
   if (a.workflow == "transfer") return transfer_serve(net, a, d);
+  if (a.workflow == "fedlora") return lora_serve(net, a, d);
   return a.workflow == "fedavg" ? fedavg_serve(net, a, d)
                                 : with_split_codecs(a, [&]<class P>() { return split_serve<P>(net, a, d); });
 }
 template <class Transport>
 int client(Transport& net, const args& a, const task_data& d, bool thread_mode = false) {
   if (a.workflow == "transfer") return transfer_client(net, a, d);
+  if (a.workflow == "fedlora") return lora_client(net, a, d);
   return a.workflow == "fedavg" ? fedavg_client(net, a, d, thread_mode)
                                 : with_split_codecs(a, [&]<class P>() { return split_client<P>(net, a, d, thread_mode); });
 }
@@ -1053,9 +1156,12 @@ int main(int argc, char** argv) try {
   if (a.workflow == "prepare") return prepare(a);
   const task_data d = load(a);
   if (a.mode == "inproc")
-    return a.workflow == "fedavg" ? fedavg_simulate(a, d) : a.workflow == "transfer" ? transfer_simulate(a, d) : run_inproc(a, d);
+    return a.workflow == "fedavg"     ? fedavg_simulate(a, d)
+           : a.workflow == "transfer" ? transfer_simulate(a, d)
+           : a.workflow == "fedlora"  ? lora_simulate(a, d)
+                                      : run_inproc(a, d);
   if (a.mode == "threads") {
-    if (a.workflow != "fedavg") usage("mode 'threads' is for fedavg");
+    if (a.workflow != "fedavg" && a.workflow != "fedlora") usage("mode 'threads' is for fedavg and fedlora");
     return run_inproc(a, d);
   }
   if (a.mode == "workflow" || a.mode == "hostile") {

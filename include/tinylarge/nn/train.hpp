@@ -69,7 +69,29 @@ struct fit_options {
   bool shuffle = true;
   /// Learning-rate factor applied after every epoch (1 = constant).
   float lr_decay = 1.0f;
+  /// Epochs of linear warm-up: epoch e ≤ W runs at η·e/(W + 1).
+  std::size_t warmup_epochs = 0;
+  /// Cosine decay after the warm-up instead of `lr_decay`: epoch e > W runs
+  /// at η·½·(1 + cos(π·(e − W − 1)/(E − W))) (E = `epochs`), from η down
+  /// towards 0 (Loshchilov & Hutter 2017, without restarts; per epoch).
+  bool cosine = false;
 };
+
+/// The learning rate of epoch `epoch` (1-based) under `o`'s schedule, for
+/// the optimizer's base rate `lr`: warm-up, then cosine or `lr_decay`^(e−W−1).
+inline float scheduled_learning_rate(float lr, const fit_options& o, std::size_t epoch) noexcept {
+  const std::size_t w = o.warmup_epochs;
+  if (epoch <= w) return lr * static_cast<float>(epoch) / static_cast<float>(w + 1);
+  const std::size_t k = epoch - w - 1;  // epochs since the warm-up
+  if (o.cosine) {
+    const std::size_t span = o.epochs > w ? o.epochs - w : 1;
+    const double c = 0.5 * (1.0 + std::cos(3.14159265358979323846 * static_cast<double>(k) / static_cast<double>(span)));
+    return static_cast<float>(static_cast<double>(lr) * c);
+  }
+  float f = lr;
+  for (std::size_t i = 0; i < k; ++i) f *= o.lr_decay;
+  return f;
+}
 
 /// What one epoch did. Accuracy is argmax agreement (classification) or, for
 /// MSE, agreement of the argmax of output and target (of the sign of
@@ -247,6 +269,8 @@ epoch_totals& train_epoch(Net& net, const labelled_view<Target>& data, std::span
 /// Train `net` with optimizer policy `opt` and loss `Loss` on `train`.
 /// @param val optional validation set, evaluated after every epoch
 /// @param callbacks objects with `bool on_epoch_end(const epoch_report&, Net&)`
+///        (false stops training) and, optionally, `void on_epoch_begin(std::size_t epoch, Net&)`
+///        (called before epoch `epoch`'s shuffle: it may rewrite the rows `train` points to)
 /// @return one report per epoch run
 template <class Net, optimizer_policy Opt, loss_policy Loss, class... Callbacks>
 std::vector<epoch_report> fit(Net& net, const Opt& opt, Loss loss, const labelled_view<typename Loss::target_type>& train,
@@ -269,6 +293,17 @@ std::vector<epoch_report> fit(Net& net, const Opt& opt, Loss loss, const labelle
   std::vector<epoch_report> history;
   float lr = opt.learning_rate;
   for (std::size_t epoch = 1; epoch <= options.epochs; ++epoch) {
+    const float scheduled = scheduled_learning_rate(opt.learning_rate, options, epoch);
+    if (scheduled != lr) {
+      lr = scheduled;
+      state.set_learning_rate(lr);
+    }
+    // A callback may refresh the training rows the view points to (e.g. a new augmentation).
+    ((
+         [&] {
+           if constexpr (requires { callbacks.on_epoch_begin(epoch, net); }) callbacks.on_epoch_begin(epoch, net);
+         }()),
+     ...);
     if (options.shuffle) shuffler.shuffle(order.data(), order.size());
     const auto t0 = std::chrono::steady_clock::now();
     std::size_t hits = 0;
@@ -301,10 +336,6 @@ std::vector<epoch_report> fit(Net& net, const Opt& opt, Loss loss, const labelle
     bool go_on = true;
     ((go_on = callbacks.on_epoch_end(rep, net) && go_on), ...);
     if (!go_on) break;
-    if (options.lr_decay != 1.0f) {
-      lr *= options.lr_decay;
-      state.set_learning_rate(lr);
-    }
   }
   return history;
 }
