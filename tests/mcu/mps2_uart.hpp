@@ -1,6 +1,6 @@
 // The MPS2 boards' CMSDK APB UART0 as a `tl::serial::byte_port` and SysTick as a
 // `tl::serial::ms_clock`, for firmware that speaks transport/serial.hpp
-// (tests/mcu/split_device.cpp). Not part of the library.
+// (tests/mcu/serial_device.cpp, tests/mcu/split_device.cpp). Not part of the library.
 #pragma once
 
 #include <cstddef>

@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "../mcu/split_task.hpp"
+#include "lossy_port.hpp"
 #include "tinylarge/aggregate/policy.hpp"
 #include "tinylarge/core/crc32.hpp"
 #include "tinylarge/core/rng.hpp"
@@ -62,48 +63,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-/// An fd_port that damages the bytes it writes and reads (the test's fault injection):
-/// each byte is kept, dropped, has one bit flipped, or is followed by 3 garbage bytes.
-struct lossy_port {
-  tl::serial::fd_port fd;
-  tl::rng g;
-  std::uint32_t per_100k;
-  std::uint64_t dropped = 0, flipped = 0, garbage = 0;
-
-  int fate() {
-    if (per_100k == 0 || g.uniform_int(100000) >= per_100k) return 0;
-    return 1 + static_cast<int>(g.uniform_int(3));
-  }
-  void damage(std::span<const std::uint8_t> in, std::vector<std::uint8_t>& out) {
-    out.clear();
-    for (const std::uint8_t b : in) {
-      switch (fate()) {
-        case 0: out.push_back(b); break;
-        case 1: ++dropped; break;
-        case 2: ++flipped; out.push_back(static_cast<std::uint8_t>(b ^ (1u << g.uniform_int(8)))); break;
-        default:
-          ++garbage;
-          out.push_back(b);
-          for (int k = 0; k < 3; ++k) out.push_back(static_cast<std::uint8_t>(g.next_u32()));
-      }
-    }
-  }
-  tl::status write(std::span<const std::uint8_t> out) {
-    std::vector<std::uint8_t> d;
-    damage(out, d);
-    return fd.write(d);
-  }
-  tl::status read(std::span<std::uint8_t> in, std::size_t& got) {
-    std::uint8_t raw[16];  // at most in.size() / 4 read: room for the garbage bytes added
-    std::size_t n = 0;
-    TINYLARGE_TRY(fd.read(std::span<std::uint8_t>(raw, std::min<std::size_t>(16, std::max<std::size_t>(1, in.size() / 4))), n));
-    std::vector<std::uint8_t> d;
-    damage(std::span<const std::uint8_t>(raw, n), d);
-    got = d.size();
-    std::memcpy(in.data(), d.data(), d.size());
-    return tl::status::success();
-  }
-};
+using tl_test::lossy_port;
 
 struct args {
   std::string port_file;
@@ -196,7 +156,7 @@ template <class P>
 int run(const args& a, int fd) {
   constexpr std::size_t max_payload = std::max(P::device_model::param_count * 4, P::smashed_bytes(split_task::batch));
   constexpr std::size_t max_frame = tl::wire::frame_size(max_payload);
-  lossy_port port{tl::serial::fd_port(fd), tl::rng(a.seed), a.per_100k};
+  lossy_port port{tl::serial::fd_port(fd), tl::rng(a.seed), a.per_100k, 100000};
   tl::serial::steady_clock_ms clock;
   using transport = tl::serial::serial_transport<lossy_port, tl::serial::steady_clock_ms, max_frame>;
   static_assert(tl::transport_policy<transport>);
