@@ -92,13 +92,6 @@ settings settings_from_cmdline() {
   return out;
 }
 
-void put_stat(const char* name, std::uint64_t v) {
-  tl_mcu::puts(" ");
-  tl_mcu::puts(name);
-  tl_mcu::puts(" ");
-  tl_mcu::put_int(static_cast<long>(v));
-}
-
 }  // namespace
 
 int main() {
@@ -139,15 +132,15 @@ int main() {
   const auto& st = serial_link.stats();
   tl_mcu::puts("serial_device: rounds ");
   tl_mcu::put_int(static_cast<long>(rep.rounds));
-  put_stat("answers", rep.answers);
-  put_stat("ignored", rep.ignored);
-  put_stat("delivered", st.delivered);
-  put_stat("sent", st.frames_sent);
-  put_stat("retransmissions", st.retransmissions);
-  put_stat("duplicates", st.duplicates);
-  put_stat("corrupt", st.corrupt);
-  put_stat("oversized", st.oversized);
-  put_stat("stale_acks", st.stale_acks);
+  tl_mcu::put_stat("answers", rep.answers);
+  tl_mcu::put_stat("ignored", rep.ignored);
+  tl_mcu::put_stat("delivered", st.delivered);
+  tl_mcu::put_stat("sent", st.frames_sent);
+  tl_mcu::put_stat("retransmissions", st.retransmissions);
+  tl_mcu::put_stat("duplicates", st.duplicates);
+  tl_mcu::put_stat("corrupt", st.corrupt);
+  tl_mcu::put_stat("oversized", st.oversized);
+  tl_mcu::put_stat("stale_acks", st.stale_acks);
   tl_mcu::puts("\nserial_device: stack bytes ");
   tl_mcu::put_int(static_cast<long>(tl_stack_high_water()));
   tl_mcu::puts("\n");

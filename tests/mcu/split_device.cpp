@@ -92,13 +92,6 @@ void send_frame(tl::wire::message_header h, std::span<const std::uint8_t> payloa
   check(what, serial_link.send(std::span<const std::uint8_t>(tx, written), 30000));
 }
 
-void put_stat(const char* name, std::uint64_t v) {
-  tl_mcu::puts(" ");
-  tl_mcu::puts(name);
-  tl_mcu::puts(" ");
-  tl_mcu::put_int(static_cast<long>(v));
-}
-
 }  // namespace
 
 int main() {
@@ -181,15 +174,15 @@ int main() {
   tl_mcu::puts(uplink::name());
   tl_mcu::puts(", rounds ");
   tl_mcu::put_int(static_cast<long>(rounds));
-  put_stat("steps", steps_done);
-  put_stat("restarts", restarts);
-  put_stat("delivered", st.delivered);
-  put_stat("sent", st.frames_sent);
-  put_stat("retransmissions", st.retransmissions);
-  put_stat("duplicates", st.duplicates);
-  put_stat("corrupt", st.corrupt);
-  put_stat("oversized", st.oversized);
-  put_stat("stale_acks", st.stale_acks);
+  tl_mcu::put_stat("steps", steps_done);
+  tl_mcu::put_stat("restarts", restarts);
+  tl_mcu::put_stat("delivered", st.delivered);
+  tl_mcu::put_stat("sent", st.frames_sent);
+  tl_mcu::put_stat("retransmissions", st.retransmissions);
+  tl_mcu::put_stat("duplicates", st.duplicates);
+  tl_mcu::put_stat("corrupt", st.corrupt);
+  tl_mcu::put_stat("oversized", st.oversized);
+  tl_mcu::put_stat("stale_acks", st.stale_acks);
   tl_mcu::puts("\nsplit_device: segment object bytes ");
   tl_mcu::put_int(static_cast<long>(sizeof(segment_t)));
   tl_mcu::puts(", link object bytes ");

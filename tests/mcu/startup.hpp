@@ -32,6 +32,14 @@ inline void put_int(long v) {
   puts(&buf[i + 1]);
 }
 
+/// Print " name value" (a counter in a firmware's closing report).
+inline void put_stat(const char* name, unsigned long long v) {
+  puts(" ");
+  puts(name);
+  puts(" ");
+  put_int(static_cast<long>(v));
+}
+
 /// End the emulation with an exit code (SYS_EXIT_EXTENDED, ADP_Stopped_ApplicationExit).
 [[noreturn]] inline void exit(int code) {
   const std::uint32_t block[2] = {0x20026u, static_cast<std::uint32_t>(code)};

@@ -41,6 +41,7 @@
 
 #include "../mcu/serial_task.hpp"
 #include "lossy_port.hpp"
+#include "qemu_line.hpp"
 #include "tinylarge/aggregate/policy.hpp"
 #include "tinylarge/io/file.hpp"
 #include "tinylarge/transport/in_process.hpp"
@@ -173,38 +174,14 @@ int run_inproc(const args& a) {
   return rc;
 }
 
-/// Listen on 127.0.0.1 (a port the system picks) and write the port to `file`.
-int listen_loopback(const std::string& file) {
-  const int ls = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (ls < 0 || ::bind(ls, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(ls, 1) != 0 ||
-      ::getsockname(ls, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
-    return -1;
-  const std::string tmp = file + ".tmp";
-  FILE* f = std::fopen(tmp.c_str(), "w");
-  if (f == nullptr) return -1;
-  std::fprintf(f, "%u\n", static_cast<unsigned>(ntohs(addr.sin_port)));
-  std::fclose(f);
-  std::rename(tmp.c_str(), file.c_str());  // appears complete
-  return ls;
-}
-
 constexpr std::size_t max_frame = tl::wire::frame_size(serial_task::params * 4);
 
 /// One device: accept its line on `listener`, then relay between it and fleet endpoint k
 /// (`net`) until the server's stop reached it.
 template <class Fleet>
 int serve_device(const args& a, std::uint32_t k, int listener, Fleet& net) {
-  pollfd p{listener, POLLIN, 0};
-  if (::poll(&p, 1, static_cast<int>(a.accept_timeout_ms)) != 1) {
-    std::fprintf(stderr, "gateway %u: no connection from QEMU within %ld ms\n", k, a.accept_timeout_ms);
-    return 1;
-  }
-  const int fd = ::accept(listener, nullptr, nullptr);
-  if (fd < 0) return std::perror("gateway: accept"), 1;
+  const int fd = tl_test::accept_within(listener, a.accept_timeout_ms, ("gateway " + std::to_string(k)).c_str());
+  if (fd < 0) return 1;
   // [gateway]
   // The device's line (here: QEMU's UART as a TCP socket, damaged on purpose), and the
   // fleet endpoint `net` of client k (an mqtt_transport(k, …) or rank k's mpi_transport).
@@ -252,7 +229,7 @@ int run_gateway(const args& a) {
   if (a.devices.empty() || a.port_dir.empty()) usage("gateway needs --devices and --port-dir");
   std::vector<int> listeners;
   for (const auto k : a.devices) {
-    const int ls = listen_loopback(a.port_dir + "/port-" + std::to_string(k));
+    const int ls = tl_test::listen_loopback(a.port_dir + "/port-" + std::to_string(k));
     if (ls < 0) return std::perror("gateway: listen on 127.0.0.1"), 1;
     listeners.push_back(ls);
   }
@@ -295,7 +272,7 @@ int run_mpi(int argc, char** argv, const args& a) {
       rc = with_update(a, [&]<class U>(U) { return serve<U>(net, a); });
     } else if (device) {
       if (a.port_dir.empty()) usage("mpi: --devices needs --port-dir");
-      const int ls = listen_loopback(a.port_dir + "/port-" + std::to_string(id));
+      const int ls = tl_test::listen_loopback(a.port_dir + "/port-" + std::to_string(id));
       if (ls < 0) {
         std::perror("gateway: listen on 127.0.0.1");
         rc = 1;

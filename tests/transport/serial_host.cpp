@@ -25,6 +25,7 @@
 
 #include "../mcu/serial_task.hpp"
 #include "lossy_port.hpp"
+#include "qemu_line.hpp"
 #include "tinylarge/core/rng.hpp"
 #include "tinylarge/transport/serial.hpp"
 #include "tinylarge/transport/wire.hpp"
@@ -65,32 +66,10 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  const int ls = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  if (ls < 0 || ::bind(ls, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(ls, 1) != 0 ||
-      ::getsockname(ls, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    std::perror("serial_host: listen on 127.0.0.1");
-    return 1;
-  }
-  {
-    const std::string tmp = port_file + ".tmp";
-    FILE* f = std::fopen(tmp.c_str(), "w");
-    if (f == nullptr) return std::perror("serial_host: port file"), 1;
-    std::fprintf(f, "%u\n", static_cast<unsigned>(ntohs(addr.sin_port)));
-    std::fclose(f);
-    std::rename(tmp.c_str(), port_file.c_str());  // appears complete
-  }
-  pollfd p{ls, POLLIN, 0};
-  if (::poll(&p, 1, static_cast<int>(accept_ms)) != 1) {
-    std::fprintf(stderr, "serial_host: no connection from QEMU within %u ms\n", accept_ms);
-    return 1;
-  }
-  const int fd = ::accept(ls, nullptr, nullptr);
-  if (fd < 0) return std::perror("serial_host: accept"), 1;
+  const int ls = tl_test::listen_loopback(port_file);
+  if (ls < 0) return std::perror("serial_host: listen on 127.0.0.1"), 1;
+  const int fd = tl_test::accept_within(ls, static_cast<long>(accept_ms), "serial_host");
+  if (fd < 0) return 1;
 
   lossy_port port{tl::serial::fd_port(fd), tl::rng(seed), per_mille};
   tl::serial::steady_clock_ms clock;

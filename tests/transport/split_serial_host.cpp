@@ -44,6 +44,7 @@
 
 #include "../mcu/split_task.hpp"
 #include "lossy_port.hpp"
+#include "qemu_line.hpp"
 #include "tinylarge/aggregate/policy.hpp"
 #include "tinylarge/core/crc32.hpp"
 #include "tinylarge/core/rng.hpp"
@@ -274,32 +275,10 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  const int ls = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  if (ls < 0 || ::bind(ls, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(ls, 1) != 0 ||
-      ::getsockname(ls, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    std::perror("split_serial_host: listen on 127.0.0.1");
-    return 1;
-  }
-  {
-    const std::string tmp = a.port_file + ".tmp";
-    FILE* f = std::fopen(tmp.c_str(), "w");
-    if (f == nullptr) return std::perror("split_serial_host: port file"), 1;
-    std::fprintf(f, "%u\n", static_cast<unsigned>(ntohs(addr.sin_port)));
-    std::fclose(f);
-    std::rename(tmp.c_str(), a.port_file.c_str());  // appears complete
-  }
-  pollfd p{ls, POLLIN, 0};
-  if (::poll(&p, 1, static_cast<int>(a.accept_ms)) != 1) {
-    std::fprintf(stderr, "split_serial_host: no connection from QEMU within %u ms\n", a.accept_ms);
-    return 1;
-  }
-  const int fd = ::accept(ls, nullptr, nullptr);
-  if (fd < 0) return std::perror("split_serial_host: accept"), 1;
+  const int ls = tl_test::listen_loopback(a.port_file);
+  if (ls < 0) return std::perror("split_serial_host: listen on 127.0.0.1"), 1;
+  const int fd = tl_test::accept_within(ls, static_cast<long>(a.accept_ms), "split_serial_host");
+  if (fd < 0) return 1;
   using v1 = tl::split_scheme::splitfed_v1;
   using psl = tl::split_scheme::parallel;
   const bool int8 = a.uplink == "int8";
