@@ -73,8 +73,12 @@ enum class transpose : bool { no = false, yes = true };
 #if !TINYLARGE_FREESTANDING
 /// Zero skipping in the fp32 SIMD back ends (every xsimd one): a dense
 /// forward pass (batch ≥ 2, with bias) whose X, or a weight-gradient product
-/// dW += dYᵀ·X (`gemm_f32` with op(A) = Aᵀ, alpha = beta = 1) whose X, is at
-/// least 30 % exact zeros skips the zero terms; the result is bit-identical
+/// dW += dYᵀ·X (`gemm_f32` with op(A) = Aᵀ, alpha = 1, beta = 1 or 0) whose X
+/// has few enough nonzeros can skip the zero terms; in `automatic` mode each
+/// back end skips only below the break-even measured for it (`f32_blocking`
+/// in simd/f32.hpp: AVX-512 forward at ≤ 30 % nonzeros and never the weight
+/// gradient, whose dense GEMM is faster there; AVX2 ≤ 70 % / ≤ 45 %). The
+/// result is bit-identical
 /// to the packed GEMM for finite W and dY (same nonzero terms, same order,
 /// same FMAs and k blocks; see `simd/f32.hpp`). `never` / `always` force
 /// one path on the calling thread (tests, benchmarks); other back ends

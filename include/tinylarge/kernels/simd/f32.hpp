@@ -350,6 +350,9 @@ struct f32_blocking {
   static constexpr std::size_t mr = 4;
   static constexpr std::size_t mc = 16 * mr;
   static constexpr std::size_t sparse_rows = 2, sparse_regs = 5, sparse_fwd_rows = 2, sparse_fwd_regs = 4;
+  /// Zero skipping in automatic mode: at most this % of X nonzero (forward,
+  /// weight gradient). Not measured on 4-lane targets: the AVX2 values.
+  static constexpr std::size_t sparse_fwd_max_pct = 70, sparse_wgrad_max_pct = 45;
   static constexpr std::size_t gemv_max_blocks = 12;
 };
 #if XSIMD_WITH_FMA3_AVX2
@@ -360,6 +363,10 @@ struct f32_blocking<xsimd::fma3<xsimd::avx2>> {
   static constexpr std::size_t mr = 5;
   static constexpr std::size_t mc = 16 * mr;  ///< A block 80×256 = 80 KiB (L2)
   static constexpr std::size_t sparse_rows = 2, sparse_regs = 5, sparse_fwd_rows = 2, sparse_fwd_regs = 4;
+  /// Break-even on AMD family 26 built for AVX2 (LeNet shapes, batch 64):
+  /// forward 1.06–1.09× the dense GEMM at 49 % nonzeros, weight gradient
+  /// 0.94–0.99× at 49 %, 1.14–1.17× at 35 %.
+  static constexpr std::size_t sparse_fwd_max_pct = 70, sparse_wgrad_max_pct = 45;
   static constexpr std::size_t gemv_max_blocks = 12;
 };
 #endif
@@ -372,6 +379,13 @@ struct f32_blocking<xsimd::avx512bw> {
   static constexpr std::size_t mr = 14;
   static constexpr std::size_t mc = 10 * mr;  ///< A block 140×256 = 140 KiB (L2)
   static constexpr std::size_t sparse_rows = 4, sparse_regs = 6, sparse_fwd_rows = 3, sparse_fwd_regs = 8;
+  /// Break-even on AMD family 26 (Zen 5: two full-width FMA pipes, where the
+  /// dense GEMM runs ~1.7× its AVX2 speed and the zero-skipping tiles are
+  /// bound by loads), LeNet shapes, batch 64: the forward's tiles 1.22–1.37×
+  /// the dense GEMM at 18 % nonzeros, 0.92–1.15× at 35 %, 0.80–1.05× at 49 %
+  /// (Fashion-MNIST); the weight gradient's kernel never beat the dense GEMM
+  /// there (0.56–0.94× at 3–49 % nonzeros): off in automatic mode.
+  static constexpr std::size_t sparse_fwd_max_pct = 30, sparse_wgrad_max_pct = 0;
   static constexpr std::size_t gemv_max_blocks = 16;
 };
 #endif
@@ -382,6 +396,7 @@ struct f32_blocking<xsimd::neon64> {
   static constexpr std::size_t mr = 8;
   static constexpr std::size_t mc = 16 * mr;  ///< A block ≤ 128×256 floats = 128 KiB (L2)
   static constexpr std::size_t sparse_rows = 2, sparse_regs = 5, sparse_fwd_rows = 2, sparse_fwd_regs = 4;
+  static constexpr std::size_t sparse_fwd_max_pct = 70, sparse_wgrad_max_pct = 45;  ///< not measured: the AVX2 values
   static constexpr std::size_t gemv_max_blocks = 12;
 };
 #endif
@@ -401,6 +416,19 @@ struct f32_ops {
   static TINYLARGE_ALWAYS_INLINE reg zero() noexcept { return reg(0.0f); }
   static TINYLARGE_ALWAYS_INLINE reg set1(float v) noexcept { return reg(v); }
   static TINYLARGE_ALWAYS_INLINE reg load(const float* p) noexcept { return reg::load_aligned(p); }
+  /// `load` of a vector that feeds several FMAs, kept in one register: GCC 12
+  /// otherwise folds the load into each FMA's memory operand (three loads of
+  /// one vector in the zero-skipping 3×8 tile, measured 1.3–1.5× slower than
+  /// clang's code); the empty asm makes the value opaque. Clang needs none.
+  static TINYLARGE_ALWAYS_INLINE reg load_shared(const float* p) noexcept {
+    reg v = reg::load_aligned(p);
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
+    auto r = static_cast<typename reg::register_type>(v);
+    asm("" : "+v"(r));
+    v = reg(r);
+#endif
+    return v;
+  }
   static TINYLARGE_ALWAYS_INLINE void store(float* p, reg v) noexcept { v.store_aligned(p); }
   static TINYLARGE_ALWAYS_INLINE reg loadu(const float* p) noexcept { return reg::load_unaligned(p); }
   static TINYLARGE_ALWAYS_INLINE void storeu(float* p, reg v) noexcept { v.store_unaligned(p); }
@@ -999,10 +1027,14 @@ inline bool any_negative_zero(const float* p, std::size_t n) noexcept {
 }
 
 /// Whether the rows×cols block at x (row stride ld) has few enough nonzeros
-/// (≤ 70 %) for the zero-skipping kernels to pay off, or the mode forces it.
-inline bool worth_skipping_zeros(const float* x, std::size_t rows, std::size_t cols, std::size_t ld) noexcept {
+/// (at most max_pct % of its elements; `f32_blocking`'s break-even of the
+/// kernel, 0: never in automatic mode) for a zero-skipping kernel to pay
+/// off, or the mode forces it.
+inline bool worth_skipping_zeros(const float* x, std::size_t rows, std::size_t cols, std::size_t ld,
+                                 std::size_t max_pct) noexcept {
   const zero_skip mode = zero_skip_mode;
   if (mode != zero_skip::automatic) return mode == zero_skip::always;
+  if (max_pct == 0) return false;
   std::size_t nnz = 0;
   for (std::size_t i = 0; i < rows; ++i) {
     const float* xr = x + i * ld;
@@ -1010,7 +1042,7 @@ inline bool worth_skipping_zeros(const float* x, std::size_t rows, std::size_t c
     for (std::size_t j = 0; j < cols; ++j) row += xr[j] != 0.0f ? 1u : 0u;
     nnz += row;
   }
-  return nnz * 10 <= rows * cols * 7;
+  return nnz * 100 <= rows * cols * max_pct;
 }
 
 /// Register blocking of the zero-skipping kernels: R rows (samples, or
@@ -1049,7 +1081,7 @@ TINYLARGE_NOINLINE void sparse_tile(std::size_t cnt, const std::uint32_t* list, 
     const float* wr = w + s * sw;
 #pragma GCC unroll 8
     for (std::size_t a = 0; a < A; ++a) {
-      const reg wv = V::load(wr + (a / 2) * pstride + (a % 2) * L);
+      const reg wv = V::load_shared(wr + (a / 2) * pstride + (a % 2) * L);
 #pragma GCC unroll 8
       for (std::size_t r = 0; r < R; ++r) acc[r][a] = V::fmadd(xv[r], wv, acc[r][a]);
     }
@@ -1092,7 +1124,9 @@ template <class V, class T, class PackW>
 bool dense_sparse_x(std::size_t m, std::size_t n, std::size_t k, const float* x, const T* w, const float* bias,
                     float* y, const PackW& pack_w) noexcept {
   constexpr std::size_t KC = V::kc, NR = V::nr, L = V::lanes, RB = sparse_fwd_rows<V>, PA = sparse_fwd_regs<V> / 2;
-  if (k == 0 || bias == nullptr || !worth_skipping_zeros(x, m, k, k)) return false;
+  if (k == 0 || bias == nullptr ||
+      !worth_skipping_zeros(x, m, k, k, f32_blocking<typename V::arch>::sparse_fwd_max_pct))
+    return false;
   static constexpr auto table = make_sparse_tile_table<V, 2 * PA>(std::make_index_sequence<RB>{});
   const std::size_t kblocks = (k + KC - 1) / KC;
   const std::size_t kcb = (k + kblocks - 1) / kblocks;  // the k blocks of gemm_blocked
@@ -1153,7 +1187,9 @@ bool gemm_tn_sparse_b(std::size_t m, std::size_t n, std::size_t k, const float* 
                       std::size_t ldb, float* c, std::size_t ldc, bool overwrite) noexcept {
   constexpr std::size_t KC = V::kc, L = V::lanes, RB = sparse_rows<V>, AM = sparse_regs<V>, G = 8;
   static_assert(G % RB == 0);
-  if (m == 0 || n == 0 || k == 0 || !worth_skipping_zeros(b, k, n, ldb)) return false;
+  if (m == 0 || n == 0 || k == 0 ||
+      !worth_skipping_zeros(b, k, n, ldb, f32_blocking<typename V::arch>::sparse_wgrad_max_pct))
+    return false;
   if (overwrite)  // beta = 0: C is not read; the accumulation below starts from +0
     for (std::size_t r = 0; r < m; ++r) std::fill_n(c + r * ldc, n, 0.0f);
   static constexpr auto table = make_sparse_tile_table<V, AM>(std::make_index_sequence<RB>{});
