@@ -97,7 +97,10 @@
 #   pipeline-mpi pipeline-parallel inference (workflow/pipeline.hpp) of a 784-512-512-512-10 MLP in
 #                K = 2, 3, 4 stages: the whole model in one process on the same micro-batches,
 #                in_process threads and `mpirun -np K` (one stage per rank) write the same output
-#                bytes (257 rows in micro-batches of 16: the last one has one row)
+#                bytes (257 rows in micro-batches of 16: the last one has one row); then pipeline
+#                training (GPipe schedule, SGD with momentum) over K = 3 threads and 2 and 3 MPI
+#                ranks ends with the same trained parameters as the whole model trained in one
+#                process on the same batches and micro-batches
 #
 # Step selection: TL_TRANSPORT_STEPS='nn-* mpi' runs only the steps whose names match one of
 # the globs (the build step always runs; steps that are not selected are not counted).
@@ -843,6 +846,19 @@ step_pipeline_mpi() {  # pipeline stages over in_process threads and MPI ranks v
     ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 timeout 120 mpirun --oversubscribe -np "$k" \
       "$PIPE" mpi --stages "$k" "${opts[@]}" --out "$WORK/pipe-mpi-$k.bin" || return 1
     same "$WORK/pipe-single.bin" "$WORK/pipe-mpi-$k.bin" "pipeline K=$k: mpirun -np $k vs one process" || return 1
+  done
+  # Training (pipeline_training): 230 rows in batches of 64, micro-batches of 24 (a short last
+  # micro-batch in every batch, a short last batch), SGD with momentum.
+  local train=(--rows 230 --micro-batch 24 --train 64)
+  "$PIPE" single --stages 2 "${train[@]}" --out "$WORK/pipetrain-single.bin" || return 1
+  "$PIPE" inproc --stages 3 "${train[@]}" --out "$WORK/pipetrain-inproc-3.bin" || return 1
+  same "$WORK/pipetrain-single.bin" "$WORK/pipetrain-inproc-3.bin" \
+    "pipeline training K=3: in_process threads vs one process" || return 1
+  for k in 2 3; do
+    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 timeout 120 mpirun --oversubscribe -np "$k" \
+      "$PIPE" mpi --stages "$k" "${train[@]}" --out "$WORK/pipetrain-mpi-$k.bin" || return 1
+    same "$WORK/pipetrain-single.bin" "$WORK/pipetrain-mpi-$k.bin" \
+      "pipeline training K=$k: mpirun -np $k vs one process (trained parameters)" || return 1
   done
 }
 

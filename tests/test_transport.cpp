@@ -2416,3 +2416,80 @@ TEST_CASE("pipeline_inference: three stages over in_process threads equal the wh
                       Catch::Contains("whole model's parameters"));
 #endif
 }
+
+TEST_CASE("pipeline_training: two stages over in_process threads train the whole model's bits", "[transport][pipeline]") {
+  using mlp = tl::sequential<tl::dense<20, 16>, tl::relu, tl::dense<16, 12>, tl::relu, tl::dense<12, 3>>;
+  using pipe = tl::workflow::pipeline_training<mlp, tl::cut<2>>;
+  const std::size_t rows = 45, batch = 16, mb = 6;  // micro-batches 6, 6, 4 per batch; a last batch of 13
+  std::vector<float> x(rows * 20);
+  std::vector<std::uint8_t> y(rows);
+  tl::rng g(9);
+  for (float& v : x) v = g.uniform() - 0.5f;
+  for (auto& l : y) l = static_cast<std::uint8_t>(g.uniform() * 3.0f) % 3;
+  const tl::nn::adam opt{.learning_rate = 0.01f};
+  const tl::nn::softmax_cross_entropy loss{};
+  // The whole model in one process on the same batches and micro-batches.
+  tl::nn::network<mlp> whole(4);
+  const auto w0 = whole.parameters();
+  const std::vector<float> init(w0.begin(), w0.end());
+  tl::nn::trainable_state<tl::nn::adam, mlp> state(opt);
+  tl::nn::optimizer_update<tl::nn::trainable_state<tl::nn::adam, mlp>> update{state};
+  std::vector<float> grad(mb * 3);
+  double ref_loss = 0.0;
+  for (std::size_t r0 = 0; r0 < rows; r0 += batch) {
+    const std::size_t brows = std::min(batch, rows - r0);
+    whole.zero_gradients();
+    double bl = 0.0;
+    for (std::size_t t = 0; t < brows; t += mb) {
+      const std::size_t n = std::min(mb, brows - t);
+      const float* z = whole.forward(x.data() + (r0 + t) * 20, n, true);
+      bl += pipe::micro_batch_gradient(loss, z, y.data() + r0 + t, n, brows, grad.data()) * static_cast<double>(n);
+      whole.backward(grad.data());
+    }
+    tl::nn::finish_step(whole, update);
+    ref_loss += bl / static_cast<double>(brows);
+  }
+  // The pipeline: stage 0 on the head, stage 1 (with the labels) on a thread.
+  tl::in_process::hub hub(2);
+  std::vector<float> params = init, params1 = init;
+  const tl::workflow::pipeline_options o{.micro_batch = mb, .timeout = std::chrono::seconds(20)};
+  tl::workflow::pipeline_training_report r1;
+  std::thread stage1([&] {
+    tl::in_process ep(hub, 1);
+    r1 = pipe::run(ep, params1, opt, loss, {}, y, rows, batch, o);
+  });
+  tl::in_process head(hub, 0);
+  const tl::workflow::pipeline_training_report r0 = pipe::run(head, params, opt, loss, x, {}, rows, batch, o);
+  stage1.join();
+  const auto trained = whole.parameters();
+  REQUIRE(std::memcmp(params.data(), trained.data(), 4 * params.size()) == 0);
+  REQUIRE(std::memcmp(params.data(), init.data(), 4 * params.size()) != 0);  // it did train
+  REQUIRE(r0.batches == 3);
+  REQUIRE(r1.batches == 3);
+  REQUIRE(r1.loss_sum == ref_loss);
+  REQUIRE(r0.micro_batches == 9);  // forward passes: micro-batches of 6, 6, 4 | 6, 6, 4 | 6, 6, 1 rows
+#if TINYLARGE_HAS_EXCEPTIONS
+  // A stage refuses a gradient of the wrong width, and labels of the wrong count.
+  tl::in_process::hub hub2(2);
+  tl::in_process fake_last(hub2, 1);
+  std::vector<float> bad(5 * 7, 0.25f);  // not a whole number of 16-value rows
+  tl::in_process head2(hub2, 0);
+  std::thread liar([&] {
+    tl::wire::message_view m{};
+    REQUIRE(fake_last.recv(m, std::chrono::seconds(20)).ok());  // the head's first activations
+    tl::wire::message_header h{};
+    h.type = tl::wire::message_type::gradient;
+    h.dtype = tl::wire::wire_dtype::fp32;
+    h.round = 1;
+    h.aux = 0;
+    h.count = static_cast<std::uint32_t>(bad.size());
+    (void)fake_last.send(0, h, std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(bad.data()), 4 * bad.size()),
+                         std::chrono::seconds(1));
+  });
+  REQUIRE_THROWS_WITH(pipe::run(head2, params, opt, loss, x, {}, rows, batch, {.micro_batch = rows, .timeout = std::chrono::seconds(20)}),
+                      Catch::Contains("rows of the stage's input"));
+  liar.join();
+  REQUIRE_THROWS_WITH(pipe::run(fake_last, params, opt, loss, {}, std::span<const std::uint8_t>(y).first(3), rows, batch, o),
+                      Catch::Contains("targets must hold rows targets"));
+#endif
+}

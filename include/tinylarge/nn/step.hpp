@@ -47,16 +47,15 @@ struct optimizer_update {
   }
 };
 
-/// The backward half of a step: zero the gradients, back-propagate `dy`,
-/// and — when the network accepts its gradients (no fp16 loss-scale
-/// overflow, `accept_gradients`) and `others_ok` (a split step: the servers
-/// stepped too) — adjust them (hooks) and `update(net)`; then `after_step`.
-/// Split learning's device segments call this with the gradient the server sent.
+/// The end of a step, once the gradients are in `net.gradients()`: when the
+/// network accepts them (no fp16 loss-scale overflow, `accept_gradients`)
+/// and `others_ok` (a split step: the servers stepped too), adjust them
+/// (hooks) and `update(net)`; then `after_step`. `backward_step` ends with
+/// it; a pipeline stage (workflow/pipeline.hpp), which accumulates the
+/// gradients of several micro-batches, calls it once per batch.
 /// @return whether the update ran
 template <class Net, class Update, class Hooks = no_hooks>
-bool backward_step(Net& net, const float* dy, Update&& update, Hooks&& hooks = {}, bool others_ok = true) {
-  net.zero_gradients();
-  net.backward(dy);
+bool finish_step(Net& net, Update&& update, Hooks&& hooks = {}, bool others_ok = true) {
   const bool stepped = accept_gradients(net) && others_ok;
   if (stepped) {
     if constexpr (requires { hooks.adjust_gradients(net); }) hooks.adjust_gradients(net);
@@ -64,6 +63,17 @@ bool backward_step(Net& net, const float* dy, Update&& update, Hooks&& hooks = {
   }
   if constexpr (requires { hooks.after_step(net); }) hooks.after_step(net);
   return stepped;
+}
+
+/// The backward half of a step: zero the gradients, back-propagate `dy`,
+/// then `finish_step`. Split learning's device segments call this with the
+/// gradient the server sent.
+/// @return whether the update ran
+template <class Net, class Update, class Hooks = no_hooks>
+bool backward_step(Net& net, const float* dy, Update&& update, Hooks&& hooks = {}, bool others_ok = true) {
+  net.zero_gradients();
+  net.backward(dy);
+  return finish_step(net, update, hooks, others_ok);
 }
 
 }  // namespace tinylarge::nn
