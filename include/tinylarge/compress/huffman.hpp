@@ -696,16 +696,17 @@ class huffman_decoder {
 };
 
 // The interleaved decoder's lookup and reload as x86-64 BMI2 asm (see `huffman_interleaved_decoder`):
-// GCC / Clang, not under AddressSanitizer (whose builds check the same accesses in C++).
+// GCC / Clang, not under AddressSanitizer or MemorySanitizer (whose builds check the same
+// accesses in C++; neither sees inside asm).
 #if defined(__SANITIZE_ADDRESS__)
-#define TINYLARGE_HUFFMAN_ASAN 1
+#define TINYLARGE_HUFFMAN_SANITIZED 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TINYLARGE_HUFFMAN_ASAN 1
+#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
+#define TINYLARGE_HUFFMAN_SANITIZED 1
 #endif
 #endif
 #if defined(__x86_64__) && defined(__BMI2__) && (defined(__GNUC__) || defined(__clang__)) && \
-    !defined(TINYLARGE_HUFFMAN_ASAN)
+    !defined(TINYLARGE_HUFFMAN_SANITIZED)
 #define TINYLARGE_HUFFMAN_X86_LOOKUP 1
 #else
 #define TINYLARGE_HUFFMAN_X86_LOOKUP 0
@@ -729,9 +730,9 @@ class huffman_decoder {
 /// overwritten by the next copy), `buffer <<= bits` and `op += symbols` — seven instructions
 /// for 1–3 symbols (zstd's HUF_decompress4X2 assembly loop: eight for ≤ 2). 0 symbols marks a
 /// code longer than TableBits (or no code). On x86-64 with BMI2 (GCC and Clang, not under
-/// AddressSanitizer) the branch-free lookup is those seven instructions as inline asm: g++ 12
-/// adds an address computation to each lookup's dependency chain otherwise; likewise the
-/// reload.
+/// AddressSanitizer or MemorySanitizer) the branch-free lookup is those seven instructions as
+/// inline asm: g++ 12 adds an address computation to each lookup's dependency chain
+/// otherwise; likewise the reload.
 ///
 /// **Loop.** Each stream's bits sit in a 64-bit buffer with a marker bit below the valid
 /// ones (zstd's fast loop): the consumed bit count is the marker's position (count trailing
