@@ -87,7 +87,8 @@
 #                PSL's lockstep within a cluster, its device segments averaged at the end of its turn
 #                and sent to the next cluster): workflow/split.hpp's edge_split (2 clusters) = in
 #                process = `mpirun -np 5` = MQTT, cmp; 3 clusters with Dirichlet(0.5) clients of
-#                unequal size in process
+#                unequal size in process; client 3 SIGKILLed at step 5 of round 2 over MQTT = in
+#                process (its cluster's steps wait round_timeout, then go on: rounds of 4, 3, 3, 3)
 #   nn-split-client-killed   over MQTT, client 3 SIGKILLs itself at step 5 of round 2:
 #                rounds of 4, 3, 3, 3 clients; identical to the in-process run in which
 #                client 3 leaves at the same step
@@ -845,7 +846,8 @@ step_nn_edge_split() {  # EdgeSplit / CPSL: the engine in process vs the cluster
   for f in nn-psl-workflow nn-vsl-workflow; do
     [[ -f "$WORK/$f.bin" ]] && cmp -s "$WORK/nn-edge-workflow.bin" "$WORK/$f.bin" && { echo "EdgeSplit computed $f's model"; return 1; }
   done
-  return 0
+  # Client 3 (second cluster: 3, 4) killed mid-turn: its cluster's lockstep goes on with client 4.
+  split_client_killed nnedgedrop "nn edge_split: client 3 killed at step 5 of round 2, its cluster went on with client 4" "${edge[@]}"
 }
 
 # split_client_killed RUN LABEL [ARGS...]: client 3 leaves at step 5 of round 2 — a thread that
