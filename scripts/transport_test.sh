@@ -67,11 +67,28 @@
 #                of round 2 over MQTT = in process with the same client leaving (the step waits
 #                `round_timeout`, then goes on without it: rounds of 4, 3, 3, 3 clients); the server
 #                stopped in round 3 and resumed from its checkpoint, in process: the same bits
+#   nn-epsl      EPSL (`epsl_deployment`: PSL's lockstep, the server aggregating the last-layer
+#                gradients of round(phi*b) rows of every client's batch, the same role function
+#                server_step_aggregated as the engine): workflow/split.hpp's epsl = in process =
+#                `mpirun -np 5` = MQTT with phi 0.5, cmp; phi 1 in process = the engine and differs
+#                from phi 0.5; phi 0 in process = nn-psl's PSL model (when that step ran)
 #   nn-splitfed-v2  SplitFedV2 (`splitfed_v2_deployment`: the clients one after another on one server
 #                segment): workflow/split.hpp's splitfed_v2 = in process = `mpirun -np 5` = MQTT, cmp;
 #                Dirichlet(0.5) clients of unequal size in process (the reshuffle order is client-major);
 #                client 3 SIGKILLed at step 5 of round 2 over MQTT = in process (its turn times out,
 #                client 4 goes on: rounds of 4, 3, 3, 3 clients)
+#   nn-vsl       vanilla split learning (`vsl_deployment`: the clients one after another, the device
+#                segment handed from client to client — sent to a client at the start of its turn,
+#                taken back with its update): workflow/split.hpp's vsl = in process = `mpirun -np 5`
+#                = MQTT, cmp; Dirichlet(0.5) clients of unequal size in process; the server stopped in
+#                round 3 and resumed from its checkpoint, in process; client 3 SIGKILLed at step 5 of
+#                round 2 over MQTT = in process (its turns time out: rounds of 4, 3, 3, 3 hand-overs)
+#   nn-edge-split  EdgeSplit / CPSL (`edge_split_deployment`: clusters of clients one after another,
+#                PSL's lockstep within a cluster, its device segments averaged at the end of its turn
+#                and sent to the next cluster): workflow/split.hpp's edge_split (2 clusters) = in
+#                process = `mpirun -np 5` = MQTT, cmp; 3 clusters with Dirichlet(0.5) clients of
+#                unequal size in process; client 3 SIGKILLed at step 5 of round 2 over MQTT = in
+#                process (its cluster's steps wait round_timeout, then go on: rounds of 4, 3, 3, 3)
 #   nn-split-client-killed   over MQTT, client 3 SIGKILLs itself at step 5 of round 2:
 #                rounds of 4, 3, 3, 3 clients; identical to the in-process run in which
 #                client 3 leaves at the same step
@@ -732,6 +749,32 @@ step_nn_psl() {  # PSL: the engine in process vs the lockstep deployment in proc
   split_client_killed nnpsldrop "nn psl: client 3 killed at step 5 of round 2, the steps go on with the other 3" "${psl[@]}"
 }
 
+step_nn_epsl() {  # EPSL: the engine in process vs the lockstep deployment with aggregated rows in process, MPI, MQTT
+  nn_data || return 1
+  rm -f "$WORK"/nn-epsl-*.bin
+  local epsl=(--scheme epsl --phi 0.5)
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" "${epsl[@]}" --out "$WORK/nn-epsl-workflow.bin" || return 1
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "${epsl[@]}" --out "$WORK/nn-epsl-inproc.bin" || return 1
+  same "$WORK/nn-epsl-workflow.bin" "$WORK/nn-epsl-inproc.bin" "nn epsl (phi 0.5): epsl_deployment in_process vs workflow/split.hpp's epsl" || return 1
+  nn_mpi splitfed "$WORK/nn-epsl-mpi.bin" "${epsl[@]}" || return 1
+  same "$WORK/nn-epsl-workflow.bin" "$WORK/nn-epsl-mpi.bin" "nn epsl (phi 0.5): mpi vs workflow/split.hpp" || return 1
+  CLIENT_EXTRA=()
+  nn_mqtt splitfed nnepsl "$WORK/nn-epsl-mqtt.bin" "${epsl[@]}" || return 1
+  same "$WORK/nn-epsl-workflow.bin" "$WORK/nn-epsl-mqtt.bin" "nn epsl (phi 0.5): mqtt vs workflow/split.hpp" || return 1
+  # phi = 1 (one shared row per batch position: the server's backward batch is b, not 4b), in
+  # process; phi = 0 is PSL: the deployment computes PSL's model (nn-psl's, when that step ran).
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" --scheme epsl --phi 1 --out "$WORK/nn-epsl-1-workflow.bin" || return 1
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" --scheme epsl --phi 1 --out "$WORK/nn-epsl-1-inproc.bin" || return 1
+  same "$WORK/nn-epsl-1-workflow.bin" "$WORK/nn-epsl-1-inproc.bin" "nn epsl (phi 1): in_process vs workflow/split.hpp" || return 1
+  cmp -s "$WORK/nn-epsl-workflow.bin" "$WORK/nn-epsl-1-workflow.bin" && { echo "phi changed nothing"; return 1; }
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" --scheme epsl --phi 0 --out "$WORK/nn-epsl-0-inproc.bin" || return 1
+  if [[ -f "$WORK/nn-psl-workflow.bin" ]]; then
+    same "$WORK/nn-psl-workflow.bin" "$WORK/nn-epsl-0-inproc.bin" "nn epsl (phi 0) in_process vs workflow/split.hpp's psl" || return 1
+  fi
+  cmp -s "$WORK/nn-epsl-workflow.bin" "$WORK/nn-epsl-0-inproc.bin" && { echo "EPSL (phi 0.5) computed PSL's model"; return 1; }
+  return 0
+}
+
 step_nn_splitfed_v2() {  # SplitFedV2: the engine in process vs the sequential deployment in process, MPI, MQTT
   nn_data || return 1
   rm -f "$WORK"/nn-v2-*.bin
@@ -752,6 +795,62 @@ step_nn_splitfed_v2() {  # SplitFedV2: the engine in process vs the sequential d
     [[ -f "$WORK/$f.bin" ]] && cmp -s "$WORK/nn-v2-workflow.bin" "$WORK/$f.bin" && { echo "SplitFedV2 computed $f's model"; return 1; }
   done
   split_client_killed nnv2drop "nn splitfed_v2: client 3 killed at step 5 of round 2, its turn timed out, client 4 went on" "${v2[@]}"
+}
+
+step_nn_vsl() {  # VSL: the engine in process vs the hand-over deployment in process, MPI, MQTT
+  nn_data || return 1
+  rm -f "$WORK"/nn-vsl-*.bin
+  local vsl=(--scheme vsl) dir=(--dirichlet 0.5)
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" "${vsl[@]}" --out "$WORK/nn-vsl-workflow.bin" || return 1
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "${vsl[@]}" --out "$WORK/nn-vsl-inproc.bin" || return 1
+  same "$WORK/nn-vsl-workflow.bin" "$WORK/nn-vsl-inproc.bin" "nn vsl: vsl_deployment in_process vs workflow/split.hpp's vsl" || return 1
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" "${vsl[@]}" "${dir[@]}" --out "$WORK/nn-vsl-dir-workflow.bin" || return 1
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "${vsl[@]}" "${dir[@]}" --out "$WORK/nn-vsl-dir-inproc.bin" || return 1
+  same "$WORK/nn-vsl-dir-workflow.bin" "$WORK/nn-vsl-dir-inproc.bin" \
+    "nn vsl, Dirichlet(0.5) clients of unequal size: in_process vs workflow/split.hpp" || return 1
+  # The server stopped in round 3 after 20 steps (client 2's turn) and resumed from its checkpoint:
+  # client 1 redoes its turn of round 3 from the round's start, client 2 abandons its turn and redoes it.
+  local ck="$WORK/nn-vsl.ckpt"
+  rm -f "$ck" "$ck.tmp"
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "${vsl[@]}" --checkpoint "$ck" \
+    --crash-round 3 --crash-after 20 --out "$WORK/nn-vsl-resume.bin" | tee "$WORK/nnvslresume.log"
+  [[ ${PIPESTATUS[0]} -eq 0 ]] || return 1
+  grep -q "resumed at round 3 (restart epoch 1" "$WORK/nnvslresume.log" || { echo "the VSL server did not resume"; return 1; }
+  same "$WORK/nn-vsl-workflow.bin" "$WORK/nn-vsl-resume.bin" "nn vsl: server stopped in round 3, resumed from its checkpoint, vs workflow/split.hpp" || return 1
+  nn_mpi splitfed "$WORK/nn-vsl-mpi.bin" "${vsl[@]}" || return 1
+  same "$WORK/nn-vsl-workflow.bin" "$WORK/nn-vsl-mpi.bin" "nn vsl: mpi vs workflow/split.hpp" || return 1
+  CLIENT_EXTRA=()
+  nn_mqtt splitfed nnvsl "$WORK/nn-vsl-mqtt.bin" "${vsl[@]}" || return 1
+  same "$WORK/nn-vsl-workflow.bin" "$WORK/nn-vsl-mqtt.bin" "nn vsl: mqtt vs workflow/split.hpp" || return 1
+  for f in nn-v2-workflow nn-psl-workflow; do
+    [[ -f "$WORK/$f.bin" ]] && cmp -s "$WORK/nn-vsl-workflow.bin" "$WORK/$f.bin" && { echo "VSL computed $f's model"; return 1; }
+  done
+  split_client_killed nnvsldrop "nn vsl: client 3 killed at step 5 of round 2, its turn timed out, client 4 went on with the segment of client 2" "${vsl[@]}"
+}
+
+step_nn_edge_split() {  # EdgeSplit / CPSL: the engine in process vs the cluster-turn deployment in process, MPI, MQTT
+  nn_data || return 1
+  rm -f "$WORK"/nn-edge-*.bin
+  local edge=(--scheme edge_split --clusters 2)
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" "${edge[@]}" --out "$WORK/nn-edge-workflow.bin" || return 1
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "${edge[@]}" --out "$WORK/nn-edge-inproc.bin" || return 1
+  same "$WORK/nn-edge-workflow.bin" "$WORK/nn-edge-inproc.bin" "nn edge_split (2 clusters): edge_split_deployment in_process vs workflow/split.hpp's edge_split" || return 1
+  # Dirichlet(0.5) clients of unequal size, 3 clusters of 4 clients (1 | 2 | 3, 4): the reshuffle order is
+  # cluster-major, and a cluster of one runs PSL alone.
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" --scheme edge_split --clusters 3 --dirichlet 0.5 --out "$WORK/nn-edge-dir-workflow.bin" || return 1
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" --scheme edge_split --clusters 3 --dirichlet 0.5 --out "$WORK/nn-edge-dir-inproc.bin" || return 1
+  same "$WORK/nn-edge-dir-workflow.bin" "$WORK/nn-edge-dir-inproc.bin" \
+    "nn edge_split (3 clusters), Dirichlet(0.5) clients of unequal size: in_process vs workflow/split.hpp" || return 1
+  nn_mpi splitfed "$WORK/nn-edge-mpi.bin" "${edge[@]}" || return 1
+  same "$WORK/nn-edge-workflow.bin" "$WORK/nn-edge-mpi.bin" "nn edge_split (2 clusters): mpi vs workflow/split.hpp" || return 1
+  CLIENT_EXTRA=()
+  nn_mqtt splitfed nnedge "$WORK/nn-edge-mqtt.bin" "${edge[@]}" || return 1
+  same "$WORK/nn-edge-workflow.bin" "$WORK/nn-edge-mqtt.bin" "nn edge_split (2 clusters): mqtt vs workflow/split.hpp" || return 1
+  for f in nn-psl-workflow nn-vsl-workflow; do
+    [[ -f "$WORK/$f.bin" ]] && cmp -s "$WORK/nn-edge-workflow.bin" "$WORK/$f.bin" && { echo "EdgeSplit computed $f's model"; return 1; }
+  done
+  # Client 3 (second cluster: 3, 4) killed mid-turn: its cluster's lockstep goes on with client 4.
+  split_client_killed nnedgedrop "nn edge_split: client 3 killed at step 5 of round 2, its cluster went on with client 4" "${edge[@]}"
 }
 
 # split_client_killed RUN LABEL [ARGS...]: client 3 leaves at step 5 of round 2 — a thread that
@@ -881,14 +980,17 @@ if [[ $FAILED -eq 0 ]]; then
   step nn-fedlora step_nn_fedlora
   step nn-splitfed step_nn_splitfed
   step nn-psl step_nn_psl
+  step nn-epsl step_nn_epsl
   step nn-splitfed-v2 step_nn_splitfed_v2
+  step nn-vsl step_nn_vsl
+  step nn-edge-split step_nn_edge_split
   step nn-split-client-killed step_nn_splitfed_client_killed
   step nn-split-server-killed step_nn_split_server_killed
   step pipeline-mpi step_pipeline_mpi
 else
   [[ -n "$FUZZ_PID" ]] && { kill "$FUZZ_PID" 2>/dev/null; wait "$FUZZ_PID" 2>/dev/null; }
   echo "build failed: the end-to-end steps are skipped (counted as failed)"
-  FAILED=$((FAILED + 22))
+  FAILED=$((FAILED + 25))
 fi
 
 echo "==== transport summary"

@@ -520,6 +520,69 @@ TEST_CASE("split: EPSL with phi = 0 is PSL, bit for bit; phi > 0 differs", "[spl
   REQUIRE(macs_of(r1.rounds.back(), "server") < macs_of(rp.rounds.back(), "server"));
 }
 
+TEST_CASE("split: EPSL's server role (server_step_aggregated): shared = 0 is server_step per client, shared rows "
+          "reach every client alike", "[split][epsl]") {
+  using seg = tl::sequential<tl::dense<6, 5>, tl::relu, tl::dense<5, 3>>;
+  constexpr std::size_t cut = 6, classes = 3;
+  const std::array<std::size_t, 3> rows_of{3, 5, 4};  // unequal batches, client order
+  constexpr std::size_t rows = 12;
+  tl::rng g(11);
+  std::vector<float> x(rows * cut);
+  std::vector<std::uint8_t> y(rows);
+  for (float& v : x) v = g.uniform(-1.0f, 1.0f);
+  for (auto& v : y) v = static_cast<std::uint8_t>(g.uniform_int(classes));
+  const tl::nn::sgd opt{.learning_rate = 0.1f};
+  const auto fresh = [&](tl::nn::network<seg>& n) { n.initialize(3); };
+  using state = tl::nn::sgd::state<float>;
+  // PSL's server: server_step on every row, then each client's rows × rows / b_i.
+  tl::nn::network<seg> a;
+  fresh(a);
+  state sa(opt, a.parameters().size());
+  tl::workflow::segment_chain<tl::nn::network<seg>, state> ca{a, sa};
+  std::vector<float> dy(rows * classes), da(rows * cut);
+  const auto ra = tl::workflow::server_step(ca, x.data(), y.data(), rows, classes, dy.data(), da.data());
+  std::size_t off = 0;
+  for (const std::size_t b : rows_of) {
+    for (std::size_t i = off * cut; i < (off + b) * cut; ++i) da[i] *= static_cast<float>(rows) / static_cast<float>(b);
+    off += b;
+  }
+  // The aggregated step with no shared row: the same bits (gradients, loss, parameters).
+  tl::nn::network<seg> b0;
+  fresh(b0);
+  state sb(opt, b0.parameters().size());
+  tl::workflow::segment_chain<tl::nn::network<seg>, state> cb{b0, sb};
+  tl::workflow::aggregated_step_buffers buf;
+  std::vector<float> d0(rows * cut);
+  const auto r0 = tl::workflow::server_step_aggregated(cb, x.data(), y.data(), rows_of, 0, cut, classes, buf, d0.data());
+  CHECK(r0.loss == ra.loss);
+  CHECK(r0.stepped);
+  CHECK(bit_equal(d0.data(), da.data(), da.size()));
+  CHECK(bit_equal(b0.parameters().data(), a.parameters().data(), a.parameters().size()));
+  // Two shared rows: one reduced row per position j < 2 (12 − 3·2 + 2 = 8 rows backward), its
+  // gradient handed to every client unscaled; the individual rows differ from PSL's.
+  tl::nn::network<seg> c;
+  fresh(c);
+  state sc(opt, c.parameters().size());
+  tl::workflow::segment_chain<tl::nn::network<seg>, state> cc{c, sc};
+  std::vector<float> d2(rows * cut);
+  const auto r2 = tl::workflow::server_step_aggregated(cc, x.data(), y.data(), rows_of, 2, cut, classes, buf, d2.data());
+  CHECK(r2.loss == ra.loss);  // the loss is every row's, before the reduction
+  CHECK(buf.x.size() == 8 * cut);
+  for (std::size_t j = 0; j < 2; ++j) {
+    CHECK(bit_equal(d2.data() + j * cut, d2.data() + (3 + j) * cut, cut));  // client 0 row j = client 1 row j
+    CHECK(bit_equal(d2.data() + j * cut, d2.data() + (8 + j) * cut, cut));  // = client 2 row j
+  }
+  bool finite = true;
+  for (const float v : d2) finite = finite && std::isfinite(v);
+  CHECK(finite);
+  CHECK_FALSE(bit_equal(c.parameters().data(), a.parameters().data(), a.parameters().size()));
+#if TINYLARGE_HAS_EXCEPTIONS
+  REQUIRE_THROWS_WITH(
+      tl::workflow::server_step_aggregated(cc, x.data(), y.data(), rows_of, 4, cut, classes, buf, d2.data()),
+      Catch::Contains("fewer rows than the aggregated rows"));
+#endif
+}
+
 TEST_CASE("split: one PSL step with SGD equals centralised SGD on the union of the client batches", "[split]") {
   // Each client holds exactly b samples, so one iteration uses each once.
   constexpr std::size_t N = 4, b = 10;

@@ -1037,6 +1037,122 @@ TEST_CASE("split deployment servers over a damaged serial link (one device): the
   CHECK(b != a);  // the int8 smashed data changed the run
 }
 
+namespace {
+/// A split deployment P with 3 clients over in_process endpoints on threads (2 rounds of 3
+/// steps, b = 4, each client its own batches); returns both final segments and the report.
+template <class P>
+std::pair<std::vector<float>, tl::workflow::splitfed_server_report> split_threads_run(float phi, std::size_t clusters = 2) {
+  constexpr std::size_t nd = P::device_model::param_count, ns = P::server_model::param_count;
+  tl::rng init(5);
+  std::vector<float> dev(nd), srv(ns);
+  for (float& v : dev) v = init.uniform(-0.5f, 0.5f);
+  for (float& v : srv) v = init.uniform(-0.5f, 0.5f);
+  const tl::nn::sgd opt{.learning_rate = 0.2f};
+  tl::workflow::splitfed_server_options o;
+  o.rounds = 2;
+  o.steps_per_round = 3;
+  o.max_batch = 4;
+  o.round_timeout = 20s;
+  o.phi = phi;
+  o.clusters = clusters;
+  typename P::server server(opt, tl::fedavg{}, dev, srv);
+  tl::workflow::splitfed_client_options co;
+  co.idle_timeout = 20s;
+  constexpr std::size_t n = 3;
+  tl::in_process::hub net(n + 1);
+  std::vector<tl::status> client_status(n + 1);
+  std::vector<std::thread> clients;
+  for (std::size_t k = 1; k <= n; ++k)
+    clients.emplace_back([&, k] {
+      tl::in_process ep(net, static_cast<tl::endpoint_id>(k));
+      typename P::client c(opt, 12, 4);
+      client_status[k] = c.run(
+          ep,
+          [k](std::uint32_t r, std::uint32_t t, float* x, std::uint8_t* y) -> std::size_t {
+            tl::rng g(k * 1000 + r * 100 + t);
+            for (std::size_t i = 0; i < 4; ++i) {
+              y[i] = static_cast<std::uint8_t>(g.uniform_int(3));
+              for (std::size_t j = 0; j < 8; ++j) x[i * 8 + j] = g.uniform(-1.0f, 1.0f) + (j % 3 == y[i] ? 1.0f : 0.0f);
+            }
+            return 4;
+          },
+          co);
+    });
+  tl::in_process ep(net, 0);
+  tl::workflow::splitfed_server_report rep;
+  const tl::status server_status = server.run(ep, o, &rep);
+  for (auto& t : clients) t.join();
+  REQUIRE(server_status.ok());
+  for (std::size_t k = 1; k <= n; ++k) REQUIRE(client_status[k].ok());
+  std::vector<float> all(server.device_parameters().begin(), server.device_parameters().end());
+  all.insert(all.end(), server.server_parameters().begin(), server.server_parameters().end());
+  return {all, rep};
+}
+}  // namespace
+
+TEST_CASE("EPSL deployment over in_process threads: phi = 0 is PSL's bits, phi > 0 differs, phi outside [0, 1] "
+          "is refused", "[transport][split][epsl]") {
+  using model = tl::sequential<tl::dense<8, 6>, tl::relu, tl::dense<6, 3>>;
+  using psl = tl::workflow::psl_deployment<model, tl::cut<2>, tl::nn::sgd, tl::fedavg>;
+  using epsl = tl::workflow::epsl_deployment<model, tl::cut<2>, tl::nn::sgd, tl::fedavg>;
+  static_assert(std::is_same_v<epsl::scheme, tl::split_scheme::epsl> && !epsl::server_copies && !epsl::sequential);
+  const auto [wp, rp] = split_threads_run<psl>(0.5f);  // PSL ignores phi
+  const auto [w0, r0] = split_threads_run<epsl>(0.0f);
+  const auto [w1, r1] = split_threads_run<epsl>(0.5f);
+  CHECK(w0 == wp);
+  CHECK(r0.train_loss == rp.train_loss);
+  CHECK(w1 != wp);
+  CHECK(r1.steps_served == 3 * 2 * 3);
+  CHECK(r1.clients_per_round == std::vector<std::size_t>{3, 3});
+  CHECK(split_threads_run<epsl>(0.5f).first == w1);  // arrival order changes no bit
+  // phi outside [0, 1]: the server refuses to start.
+  tl::in_process::hub net(2);
+  tl::in_process ep(net, 0);
+  std::vector<float> dev(epsl::device_model::param_count), srv(epsl::server_model::param_count);
+  epsl::server server(tl::nn::sgd{}, tl::fedavg{}, dev, srv);
+  tl::workflow::splitfed_server_options o;
+  o.phi = 1.5f;
+  const tl::status s = server.run(ep, o);
+  CHECK(s.code == tl::errc::invalid_argument);
+  CHECK(std::string(s.message).find("phi must lie in [0, 1]") != std::string::npos);
+}
+
+TEST_CASE("VSL and EdgeSplit deployments over in_process threads: turns, hand-overs and clusters",
+          "[transport][split][vsl][edge_split]") {
+  using model = tl::sequential<tl::dense<8, 6>, tl::relu, tl::dense<6, 3>>;
+  using psl = tl::workflow::psl_deployment<model, tl::cut<2>, tl::nn::sgd, tl::fedavg>;
+  using v2 = tl::workflow::splitfed_v2_deployment<model, tl::cut<2>, tl::nn::sgd, tl::fedavg>;
+  using vsl = tl::workflow::vsl_deployment<model, tl::cut<2>, tl::nn::sgd, tl::fedavg>;
+  using edge = tl::workflow::edge_split_deployment<model, tl::cut<2>, tl::nn::sgd, tl::fedavg>;
+  static_assert(vsl::hand_over && vsl::in_turns && !vsl::sequential && edge::clustered && edge::in_turns);
+  const auto wp = split_threads_run<psl>(0.0f).first;
+  // EdgeSplit with one cluster is PSL (every client in one lockstep turn, averaged at its end).
+  CHECK(split_threads_run<edge>(0.0f, 1).first == wp);
+  // Two clusters (clients 1 | 2, 3): another model; every step served, every segment averaged.
+  const auto [we, re] = split_threads_run<edge>(0.0f, 2);
+  CHECK(we != wp);
+  CHECK(re.steps_served == 3 * 2 * 3);
+  CHECK(re.clients_per_round == std::vector<std::size_t>{3, 3});
+  CHECK(split_threads_run<edge>(0.0f, 2).first == we);
+  // VSL: the segment handed from client to client — not SplitFedV2's average of the turns.
+  const auto [wv, rv] = split_threads_run<vsl>(0.0f);
+  CHECK(wv != split_threads_run<v2>(0.0f).first);
+  CHECK(rv.steps_served == 3 * 2 * 3);
+  CHECK(rv.clients_per_round == std::vector<std::size_t>{3, 3});
+  CHECK(rv.rejected.empty());
+  CHECK(split_threads_run<vsl>(0.0f).first == wv);
+  // EdgeSplit with no cluster: refused.
+  tl::in_process::hub net(2);
+  tl::in_process ep(net, 0);
+  std::vector<float> dev(edge::device_model::param_count), srv(edge::server_model::param_count);
+  edge::server server(tl::nn::sgd{}, tl::fedavg{}, dev, srv);
+  tl::workflow::splitfed_server_options o;
+  o.clusters = 0;
+  const tl::status s = server.run(ep, o);
+  CHECK(s.code == tl::errc::invalid_argument);
+  CHECK(std::string(s.message).find("at least one cluster") != std::string::npos);
+}
+
 TEST_CASE("split server refuses a checkpoint of another model, client count, or a damaged one", "[transport][checkpoint][split]") {
   using model = tl::sequential<tl::dense<8, 6>, tl::relu, tl::dense<6, 3>>;
   using protocol = tl::workflow::splitfed_v1_deployment<model, tl::cut<2>, tl::nn::adam, tl::fedavg>;

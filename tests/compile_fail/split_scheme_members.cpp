@@ -2,7 +2,8 @@
 // that lacks a member of `split_scheme_policy` must not compile, and the message names the
 // member. Built with -DTINYLARGE_CASE=N, the scheme lacks:
 //  1. run_round            2. aggregated_rows           3. server_copies
-// and case 4 deploys a scheme that has no deployment driver (split_deployment with VSL):
+// and case 4 deploys a scheme that has no deployment driver (split_deployment with my_scheme,
+// complete but defined outside the library):
 // it must not compile either, with a message naming the schemes that have one.
 // Built with -DTINYLARGE_EXPECT_VALID, the scheme has every member and compiles: the control.
 #include "tinylarge/workflow/split.hpp"
@@ -48,7 +49,7 @@ struct my_scheme {
 #endif
 
 #if TINYLARGE_CASE == 4
-using deployed_scheme = tl::split_scheme::vanilla;
+using deployed_scheme = my_scheme;
 #else
 using deployed_scheme = tl::split_scheme::parallel;  // the control: PSL has a deployment
 #endif

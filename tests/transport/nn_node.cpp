@@ -22,9 +22,15 @@
 // common: --clients N --rounds R --seed S --batch B --out FILE --min-clients M --round-timeout-ms T
 //         [--dirichlet ALPHA]  (Dirichlet label skew, unequal client sizes, instead of 4 shards per client)
 // splitfed: --codecs fp32|int8-fp16                        (the cut's uplink-downlink codecs, partition/codec.hpp)
-//           --scheme splitfed_v1|psl|splitfed_v2            (PSL: one server segment, every client's step t in
-//                                                            one batch; SplitFedV2: the clients one after another on
-//                                                            one server segment; mode workflow runs workflow/split.hpp's)
+//           --scheme splitfed_v1|psl|epsl|splitfed_v2|vsl|edge_split   (PSL: one server segment, every client's step t in
+//                                                            one batch; EPSL: PSL whose server aggregates the last-layer
+//                                                            gradients of round(phi*b) rows per batch; SplitFedV2: the
+//                                                            clients one after another on one server segment; VSL:
+//                                                            the same order, the device segment handed from client
+//                                                            to client; EdgeSplit: clusters of clients in turn, PSL
+//                                                            within one; mode workflow runs workflow/split.hpp's)
+//           --phi F                                         (EPSL's aggregation ratio in [0, 1]; default 0.5)
+//           --clusters C                                    (EdgeSplit's clusters; default 2)
 // fedavg: --policy fedavg|fedavgm|fedprox|fedadam|median|dp|reptile   (the server's aggregation rule)
 //         --secure                                          (secure aggregation, linear policies: masked updates,
 //                                                            X25519 + ChaCha20, aggregate/secure.hpp)
@@ -122,6 +128,15 @@ using split_protocol = tl::workflow::splitfed_v1_deployment<model, partition, tl
 /// --scheme psl: parallel split learning (one server segment, lockstep steps).
 template <class Up, class Down>
 using psl_protocol = tl::workflow::psl_deployment<model, partition, tl::nn::adam, tl::fedavg, Up, Down>;
+/// --scheme epsl: PSL with the last-layer gradients of round(φ·b) rows per batch aggregated.
+template <class Up, class Down>
+using epsl_protocol = tl::workflow::epsl_deployment<model, partition, tl::nn::adam, tl::fedavg, Up, Down>;
+/// --scheme vsl: the clients one after another, the device segment handed from client to client.
+template <class Up, class Down>
+using vsl_protocol = tl::workflow::vsl_deployment<model, partition, tl::nn::adam, tl::fedavg, Up, Down>;
+/// --scheme edge_split: clusters one after another, PSL within a cluster.
+template <class Up, class Down>
+using edge_split_protocol = tl::workflow::edge_split_deployment<model, partition, tl::nn::adam, tl::fedavg, Up, Down>;
 /// --scheme splitfed_v2: the clients one after another on one server segment.
 template <class Up, class Down>
 using v2_protocol = tl::workflow::splitfed_v2_deployment<model, partition, tl::nn::adam, tl::fedavg, Up, Down>;
@@ -141,7 +156,9 @@ struct args {
   bool secure = false;          ///< FedAvg with secure aggregation (aggregate/secure.hpp)
   std::string die_secure_step;  ///< with --die-round: leave before sending this secure step (shares, masked, response)
   std::string personal;         ///< transfer: client k writes its personal model to personal + "." + k
-  std::string scheme = "splitfed_v1";  ///< splitfed: the split scheme, splitfed_v1, psl or splitfed_v2
+  std::string scheme = "splitfed_v1";  ///< splitfed: the split scheme, splitfed_v1, psl, epsl, splitfed_v2, vsl or edge_split
+  std::size_t clusters = 2;             ///< --scheme edge_split: the clusters
+  float phi = 0.5f;                     ///< --scheme epsl: the aggregation ratio φ
   std::vector<std::size_t> lora_ranks;  ///< fedlora: r_k per client (empty: r_max for all)
 };
 
@@ -196,6 +213,8 @@ args parse(int argc, char** argv) {
     else if (k == "--die-secure-step") a.die_secure_step = v;
     else if (k == "--personal") a.personal = v;
     else if (k == "--scheme") a.scheme = v;
+    else if (k == "--phi") a.phi = std::stof(v);
+    else if (k == "--clusters") a.clusters = std::stoul(v);
     else if (k == "--lora-ranks") {
       a.lora_ranks.clear();
       for (std::size_t p = 0; p <= v.size();) {
@@ -221,8 +240,11 @@ args parse(int argc, char** argv) {
     usage("--checkpoint and --crash-* are options of the splitfed server (fedavg_node has FedAvg's)");
   if (a.crash_round != 0 && a.checkpoint.empty()) usage("--crash-round needs --checkpoint");
   if (a.codecs != "fp32" && a.codecs != "int8-fp16") usage("--codecs must be fp32 or int8-fp16");
-  if (a.scheme != "splitfed_v1" && a.scheme != "psl" && a.scheme != "splitfed_v2")
-    usage("--scheme must be splitfed_v1, psl or splitfed_v2");
+  if (a.scheme != "splitfed_v1" && a.scheme != "psl" && a.scheme != "epsl" && a.scheme != "splitfed_v2" &&
+      a.scheme != "vsl" && a.scheme != "edge_split")
+    usage("--scheme must be splitfed_v1, psl, epsl, splitfed_v2, vsl or edge_split");
+  if (a.clusters == 0) usage("--clusters must be positive");
+  if (!(a.phi >= 0.0f && a.phi <= 1.0f)) usage("--phi must lie in [0, 1]");
   if (a.scheme != "splitfed_v1" && (a.workflow != "splitfed" || a.mode == "hostile"))
     usage("--scheme is an option of the splitfed workflow (not of its hostile mode)");
   if (a.secure && (a.workflow != "fedavg" || a.update != "fp32" ||
@@ -648,9 +670,10 @@ std::uint32_t split_steps(const args& a, const task_data& d) {
 /// The batches of client c (0-based), drawn as workflow/split.hpp draws them:
 /// the client's samples shuffled by rng(seed, 0x5a17 + c); when a client runs
 /// out, it reshuffles with rng(seed + 1 + j, 0x5a17 + c), where j counts the
-/// reshuffles of *all* clients in the simulation's order (SplitFedV1 and PSL:
+/// reshuffles of *all* clients in the simulation's order (SplitFedV1, PSL and EPSL:
 /// rounds, then steps, then clients — step t of every client before step
-/// t + 1; SplitFedV2: rounds, then clients, then steps). Every process computes j for its client from the
+/// t + 1; SplitFedV2 and VSL: rounds, then clients, then steps; EdgeSplit: rounds, then
+/// clusters, then steps, then the cluster's clients). Every process computes j for its client from the
 /// (seeded, shared) partition sizes, so a distributed client draws the same
 /// batches as the simulated one.
 ///
@@ -675,9 +698,14 @@ class split_batches {
       }
     };
     for (std::uint32_t r = 0; r < a.rounds; ++r) {
-      if (a.scheme == "splitfed_v2") {
+      if (a.scheme == "splitfed_v2" || a.scheme == "vsl") {
         for (std::size_t cc = 0; cc < n; ++cc)
           for (std::uint32_t t = 0; t < steps; ++t) draw(cc);
+      } else if (a.scheme == "edge_split") {
+        const std::size_t groups = std::min(a.clusters, n);
+        for (std::size_t g = 0; g < groups; ++g)
+          for (std::uint32_t t = 0; t < steps; ++t)
+            for (std::size_t cc = g * n / groups; cc < (g + 1) * n / groups; ++cc) draw(cc);
       } else {
         for (std::uint32_t t = 0; t < steps; ++t)
           for (std::size_t cc = 0; cc < n; ++cc) draw(cc);
@@ -792,6 +820,19 @@ int with_split_codecs(const args& a, F&& f) {
     if (a.codecs == "int8-fp16") return f.template operator()<psl_protocol<tl::codec::int8, tl::codec::fp16>>();
     return f.template operator()<psl_protocol<tl::codec::fp32, tl::codec::fp32>>();
   }
+  if (a.scheme == "edge_split") {
+    if (a.codecs != "fp32") usage("--scheme edge_split runs with --codecs fp32 in this test program");
+    return f.template operator()<edge_split_protocol<tl::codec::fp32, tl::codec::fp32>>();
+  }
+  if (a.scheme == "vsl") {
+    if (a.codecs != "fp32") usage("--scheme vsl runs with --codecs fp32 in this test program");
+    return f.template operator()<vsl_protocol<tl::codec::fp32, tl::codec::fp32>>();
+  }
+  if (a.scheme == "epsl") {
+    // (fp32 only, as splitfed_v2: the codecs' functions are the other schemes'.)
+    if (a.codecs != "fp32") usage("--scheme epsl runs with --codecs fp32 in this test program");
+    return f.template operator()<epsl_protocol<tl::codec::fp32, tl::codec::fp32>>();
+  }
   if (a.codecs == "int8-fp16") return f.template operator()<split_protocol<tl::codec::int8, tl::codec::fp16>>();
   return f.template operator()<protocol>();
 }
@@ -817,6 +858,8 @@ int split_serve(Transport& net, const args& a, const task_data& d) {
   o.min_clients = a.min_clients;
   o.round_timeout = std::chrono::milliseconds{a.round_timeout_ms};
   o.checkpoint_path = a.checkpoint;
+  o.phi = a.phi;
+  o.clusters = a.clusters;
   constexpr bool in_process = std::is_same_v<Transport, tl::in_process>;
   std::unique_ptr<typename P::server> crashed;  // in process: kept alive, the clients may still hold its payloads
   if (a.crash_round != 0) {
@@ -916,13 +959,19 @@ struct split_traits {
   using downlink_codec = typename Protocol::downlink_codec;
 };
 
-/// workflow/split.hpp's in-process SplitFedV1 (or PSL) with the same model, data, seeds and codecs.
+/// workflow/split.hpp's in-process engine of the deployment's scheme (SplitFedV1, PSL, EPSL,
+/// SplitFedV2) with the same model, data, seeds and codecs.
 template <class Protocol>
 int split_workflow(const args& a, const task_data& d) {
   using traits = split_traits<Protocol>;
-  using engine = std::conditional_t<Protocol::server_copies, tl::splitfed_v1<traits>,
-                                    std::conditional_t<Protocol::sequential, tl::splitfed_v2<traits>, tl::psl<traits>>>;
-  engine run{{.rounds = a.rounds, .batch_size = a.batch, .seed = a.seed, .evaluate_every = 0}};
+  using engine = tl::split_learning<traits, typename Protocol::scheme>;
+  constexpr bool epsl = std::is_same_v<typename Protocol::scheme, tl::split_scheme::epsl>;
+  engine run{{.rounds = a.rounds,
+              .batch_size = a.batch,
+              .phi = epsl ? a.phi : 0.0f,
+              .clusters = a.clusters,
+              .seed = a.seed,
+              .evaluate_every = 0}};
   const auto train = d.train_view();
   const auto test = d.test_view();
   const auto rep = run.train(train, d.parts, &test);

@@ -1,9 +1,11 @@
 /// @file workflow/split_deploy.hpp
-/// @brief The deployment of SplitFedV1 and SplitFedV2 (Thapa et al. 2022) and
-///        of parallel split learning (PSL, Jeon & Kim 2020) over any
-///        `transport_policy`: `split_deployment<Scheme, …>`, aliased
-///        `splitfed_v1_deployment<…>`, `psl_deployment<…>` and
-///        `splitfed_v2_deployment<…>`. SplitFedV1's `server` is the main
+/// @brief The deployment of SplitFedV1 and SplitFedV2 (Thapa et al. 2022), of
+///        parallel split learning (PSL, Jeon & Kim 2020), of EPSL (Lin et al.
+///        2023), of vanilla split learning (VSL, Vepakomma et al. 2018) and of
+///        EdgeSplit / CPSL (Wu et al. 2023) over any `transport_policy`:
+///        `split_deployment<Scheme, …>`, aliased `splitfed_v1_deployment<…>`,
+///        `psl_deployment<…>`, `epsl_deployment<…>`, `splitfed_v2_deployment<…>`,
+///        `vsl_deployment<…>` and `edge_split_deployment<…>`. SplitFedV1's `server` is the main
 ///        server — one copy of the server segment per client — and the fed
 ///        server, which averages the client segments) and `splitfed_v1_deployment<…>::client`, the
 ///        drivers that run split learning's two roles
@@ -144,12 +146,59 @@
 /// uploads its segment when its S steps are done; the fed server averages
 /// them at the end of the round, as the engine's `collect`.
 ///
+/// ## EPSL (`epsl_deployment`, `split_scheme::epsl`)
+/// PSL above — the same client, frames, lockstep, deadlines, averaging and
+/// checkpoint — except the server's step: with g clients in the step and m =
+/// `split_scheme::epsl::aggregated_rows(o, g, b)` = round(φ·b) (φ =
+/// `splitfed_server_options::phi`, b the smallest batch of the step; m = 0 for a
+/// lone client) it runs `server_step_aggregated` (workflow/split_roles.hpp, the
+/// function the engine's EPSL step runs) instead of `server_step`: the logits
+/// of every row, then one backward over the rows j ≥ m of every client plus,
+/// for each j < m, ONE row (the clients' mean smashed row, the sum of their
+/// last-layer gradients). Client k's gradient frame holds its own rows j ≥ m
+/// (×rows ÷ b_k, as PSL) and the shared rows' gradient for j < m — the same
+/// Down(b_k·s) bytes as PSL. φ = 0 is PSL, bit for bit.
+///
+/// ## VSL and EdgeSplit: turns (`vsl_deployment`, `edge_split_deployment`)
+/// The clients take turns in **groups** on the one server segment — VSL
+/// (`split_scheme::vanilla`): every client a group of its own, in client-id
+/// order; EdgeSplit / CPSL (`split_scheme::edge_split`): the C =
+/// min(`splitfed_server_options::clusters`, N) clusters of contiguous client
+/// ids, cluster c = clients c·N/C + 1 … (c+1)·N/C, in that order (the engine's
+/// clusters by id; `cluster_by_capability` needs the engine's wireless fleet
+/// and is not deployed). The client and every frame are SplitFedV1's; the
+/// sequence of round r differs in steps 1 and 4:
+///  1. no broadcast: a group's turn starts with server → each member k:
+///     `model` {round r, aux = S, the global device segment as the previous
+///     group left it} (its own copy, unchanged until k's next turn);
+///  2. the members' S steps, in PSL's lockstep within the group (a group of
+///     one: SplitFedV2's turn);
+///  3. member k → server: `update`. When every member has sent its update (or
+///     sits the round out) the turn ends: VSL hands the client's segment over
+///     — it becomes the global device segment (a copy, the engine's
+///     `hand_over_upload`) unless it holds a NaN or Inf (refused, listed in
+///     `rejected`: the previous one stays); EdgeSplit averages the cluster's
+///     segments with `Aggregation` (the engine's `collect` of the cluster).
+///     Then the next group's turn starts (1.);
+///  4. nothing is averaged at the round's end: `clients_per_round` counts the
+///     segments taken back (handed over, or accepted by the averages).
+/// Deadlines: each frame of a turn has `round_timeout` (from the model, from
+/// the previous lockstep step); a member that misses it, or cannot be sent
+/// its model, sits the round out — the group goes on without it, an empty
+/// group leaves the global segment as it was — and gets its turn again in
+/// the next round (a dead client costs each round one `round_timeout`). A
+/// client waits for its turn up to `splitfed_client_options::idle_timeout`,
+/// which must exceed the turns before it. The checkpoint and the client rule
+/// of "Crash recovery" hold unchanged: a restarted server starts the round
+/// again from the first group with epoch e + 1; a client that had already had
+/// its turn in that round redoes it from the optimizer state of the round's start.
+///
 /// Not here: multi-hop chains (`cut<K1, K2>`), codecs whose message size
 /// varies with the values (none in partition/codec.hpp), the precision and
 /// compression policies of the engine's sides (`device` / `server`: fp32
-/// segments here), PSL's `sync_every` > 0, the other split schemes (VSL,
-/// EPSL, EdgeSplit / CPSL: in process only — `split_deployment` with one of
-/// them does not compile).
+/// segments here), `sync_every` > 0 (PSL, EPSL, EdgeSplit), EdgeSplit's
+/// clusters by capability, multi-hop chains; a scheme of one's own
+/// (`split_deployment` with it does not compile: it runs in process).
 #pragma once
 
 #include <algorithm>
@@ -190,6 +239,14 @@ struct splitfed_server_options {
   std::chrono::milliseconds round_timeout{30000};    ///< deadline for a whole round (all its steps)
   std::chrono::milliseconds send_timeout{10000};
   std::string checkpoint_path;                       ///< empty: no checkpoints (see "Crash recovery")
+  /// EPSL (`epsl_deployment`): the aggregation ratio φ ∈ [0, 1] — the server
+  /// aggregates round(φ·b) rows of every client's batch (`split_scheme::epsl::aggregated_rows`,
+  /// as `split_options::phi` in process); the other schemes aggregate none.
+  float phi = 0.0f;
+  /// EdgeSplit (`edge_split_deployment`): the clusters C — contiguous ranges of client ids,
+  /// cluster c = clients c·N/C + 1 … (c+1)·N/C, as `split_options::clusters` in process
+  /// (C > N: N clusters of one); the other schemes ignore it.
+  std::size_t clusters = 2;
   /// Trust in the clients' example counts and device-segment updates
   /// (aggregate/policy.hpp `report_bounds`), applied before weighting.
   report_bounds bounds{};
@@ -203,7 +260,7 @@ struct splitfed_server_report {
   std::uint32_t first_round = 1;                ///< 1, or the round after the checkpoint resumed from
   std::uint32_t restarts = 0;                   ///< the restart epoch this run used (0: not resumed)
   std::uint32_t rounds_completed = 0;
-  std::vector<std::size_t> clients_per_round;   ///< clients averaged, per round run
+  std::vector<std::size_t> clients_per_round;   ///< clients averaged (VSL: segments handed over), per round run
   std::vector<double> train_loss;               ///< mean server-side loss per round run
   std::uint64_t steps_served = 0;               ///< smashed frames answered
   std::uint64_t dropped_frames = 0;             ///< stale, duplicate or unexpected frames
@@ -238,14 +295,22 @@ template <split_scheme_policy Scheme, class Model, class Partition, nn::optimize
           aggregation_policy Aggregation = fedavg, smashed_codec Uplink = codec::fp32, smashed_codec Downlink = codec::fp32>
 struct split_deployment {
   static_assert(std::is_same_v<Scheme, split_scheme::splitfed_v1> || std::is_same_v<Scheme, split_scheme::parallel> ||
-                    std::is_same_v<Scheme, split_scheme::splitfed_v2>,
+                    std::is_same_v<Scheme, split_scheme::epsl> || std::is_same_v<Scheme, split_scheme::splitfed_v2> ||
+                    std::is_same_v<Scheme, split_scheme::vanilla> || std::is_same_v<Scheme, split_scheme::edge_split>,
                 "tinylarge: split_deployment: this scheme has no deployment driver yet (split_scheme::splitfed_v1, "
-                "split_scheme::parallel and split_scheme::splitfed_v2 have; the others run in process: "
-                "split_learning<Traits, Scheme>)");
+                "split_scheme::parallel, split_scheme::epsl, split_scheme::splitfed_v2, split_scheme::vanilla and "
+                "split_scheme::edge_split have; others run in process: split_learning<Traits, Scheme>)");
   /// The scheme this deployment runs.
   using scheme = Scheme;
   /// SplitFedV1: one copy of the server segment per client; PSL: one server segment for all.
   static constexpr bool server_copies = Scheme::server_copies;
+  /// VSL: the device segment handed from client to client (no averaging).
+  static constexpr bool hand_over = std::is_same_v<Scheme, split_scheme::vanilla>;
+  /// EdgeSplit / CPSL: clusters of clients one after another, PSL within a cluster.
+  static constexpr bool clustered = std::is_same_v<Scheme, split_scheme::edge_split>;
+  /// VSL and EdgeSplit: the clients take turns in groups (VSL: groups of one client), each
+  /// group served in lockstep; its members receive the device segment when its turn starts.
+  static constexpr bool in_turns = hand_over || clustered;
   /// SplitFedV2: the clients one after another (client-id order) on the one server segment.
   static constexpr bool sequential = std::is_same_v<Scheme, split_scheme::splitfed_v2>;
   static_assert(Partition::cuts == 1, "tinylarge: split_deployment: exactly one cut (device + server segment)");
@@ -291,7 +356,19 @@ struct split_deployment {
       TINYLARGE_CHECK(net.id() == server_endpoint, errc::invalid_argument, "splitfed server: endpoint is not 0");
       TINYLARGE_CHECK(o.steps_per_round > 0 && o.max_batch > 0, errc::invalid_argument,
                       "splitfed server: steps_per_round and max_batch must be positive");
+      TINYLARGE_CHECK(o.phi >= 0.0f && o.phi <= 1.0f, errc::invalid_argument,
+                      "split server: EPSL's phi must lie in [0, 1]");
+      TINYLARGE_CHECK(!clustered || o.clusters > 0, errc::invalid_argument,
+                      "split server: EdgeSplit needs at least one cluster");
       const std::size_t n = net.endpoints() - 1;
+      // VSL and EdgeSplit: each client's group (VSL: its own; EdgeSplit: the contiguous ranges of
+      // client ids of split_scheme::edge_split), in the order the groups take their turns.
+      std::vector<std::size_t> group_of(n + 1, 0);
+      if constexpr (in_turns) {
+        const std::size_t groups = hand_over ? n : std::min(o.clusters, n);
+        for (std::size_t g = 0; g < groups; ++g)
+          for (std::size_t i = g * n / groups; i < (g + 1) * n / groups; ++i) group_of[i + 1] = g;
+      }
       if constexpr (server_copies)
         while (copies_.size() < n) copies_.push_back(std::make_unique<copy>(opt_));
       std::uint32_t done = 0;
@@ -317,6 +394,8 @@ struct split_deployment {
       std::vector<std::vector<std::uint8_t>> pending_y(server_copies ? 0 : n + 1);
       std::vector<float> xcat, dcat;
       std::vector<std::uint8_t> ycat;
+      std::vector<std::size_t> rows_of;  // the rows of each client of a lockstep step (EPSL)
+      if (models_.size() < n + 1) models_.resize(n + 1);
       for (std::uint32_t r = done + 1; r <= o.rounds; ++r) {
         if constexpr (server_copies) {
           for (std::size_t k = 1; k <= n; ++k) {
@@ -330,7 +409,9 @@ struct split_deployment {
         h.round = r;
         h.count = static_cast<std::uint32_t>(global_device_.size());
         h.aux = o.steps_per_round | tag;
-        TINYLARGE_TRY(net.broadcast(h, as_bytes_le(std::span<const float>(global_device_)), o.send_timeout));
+        // VSL, EdgeSplit: no broadcast; each client receives the segment when its group's turn starts.
+        if constexpr (!in_turns)
+          TINYLARGE_TRY(net.broadcast(h, as_bytes_le(std::span<const float>(global_device_)), o.send_timeout));
         std::fill(have.begin(), have.end(), false);
         std::fill(excluded.begin(), excluded.end(), false);
         std::fill(next_step.begin(), next_step.end(), 0u);
@@ -370,9 +451,68 @@ struct split_deployment {
             if (!excluded[k] && next_step[k] < o.steps_per_round && (live[k] || pending[k])) return k;
           return 0;
         };
+        // VSL and EdgeSplit: the group whose turn it is (`none`: between turns). A client is
+        // outstanding while it may still send a frame this round.
+        constexpr std::size_t none = static_cast<std::size_t>(-1);
+        std::size_t active = none, handed = 0;  // handed: segments taken back at the turns' ends
+        const auto member = [&](std::size_t k) { return !in_turns || group_of[k] == active; };
+        const auto outstanding = [&](std::size_t k) { return live[k] && !excluded[k] && !have[k]; };
+        // The next group's turn: each outstanding member receives the global device segment (its
+        // own copy of it: the buffer stays unchanged until the client's next turn); a member that
+        // cannot be reached sits the round out. false: every group had its turn.
+        const auto open_group = [&] {
+          for (std::size_t k = 1; k <= n && active == none; ++k)
+            if (outstanding(k)) active = group_of[k];
+          if (active == none) return false;
+          for (std::size_t k = 1; k <= n; ++k) {
+            if (group_of[k] != active || !outstanding(k)) continue;
+            models_[k] = global_device_;
+            if (!net.send(static_cast<endpoint_id>(k), h, as_bytes_le(std::span<const float>(models_[k])), o.send_timeout)
+                     .ok())
+              excluded[k] = true;
+          }
+          step_now = 0;
+          deadline = clock::now() + o.round_timeout;
+          return true;
+        };
+        const auto group_done = [&] {
+          for (std::size_t k = 1; k <= n; ++k)
+            if (member(k) && outstanding(k)) return false;
+          return true;
+        };
+        // The end of a group's turn: VSL hands the client's segment over (a copy, the engine's
+        // `hand_over_upload`; one with a NaN or Inf is refused and the previous one stays);
+        // EdgeSplit averages the cluster's segments (`Traits::aggregation`, the engine's `collect`).
+        const auto close_group = [&]() -> status {
+          if constexpr (hand_over) {
+            const std::size_t k = active + 1;
+            if (have[k]) {
+              bool finite = true;
+              for (const float v : updates[k]) finite = finite && std::isfinite(v);
+              if (finite) {
+                global_device_ = updates[k];
+                ++handed;
+              } else {
+                rep.rejected.push_back({k, rejection_reason::non_finite});
+              }
+            }
+          } else if constexpr (clustered) {
+            std::vector<client_result<fp32_update>> dev;
+            for (std::size_t k = 1; k <= n; ++k)
+              if (member(k) && have[k]) dev.push_back({k, fp32_update{updates[k]}, examples[k]});
+            if (!dev.empty()) {
+              const round_report rd = device_agg_.round(std::span<float>(global_device_), dev);
+              for (const auto& rj : rd.rejected) rep.rejected.push_back(rj);
+              TINYLARGE_TRY(rd.outcome);
+              handed += rd.accepted.size();
+            }
+          }
+          active = none;
+          return status::success();
+        };
         const auto serve_lockstep = [&]() -> status {
           const std::size_t only = sequential ? turn() : 0;
-          const auto in_step = [&](std::size_t k) { return pending[k] && (!sequential || k == only); };
+          const auto in_step = [&](std::size_t k) { return pending[k] && (!sequential || k == only) && member(k); };
           std::size_t rows = 0, group = 0;
           for (std::size_t k = 1; k <= n; ++k)
             if (in_step(k)) rows += pending_rows[k], ++group;
@@ -389,7 +529,15 @@ struct split_deployment {
           dy.resize(rows * classes);
           dcat.resize(rows * cut);
           segment_chain<nn::network<server_model>, optimizer_state> chain{global_server_, server_opt_};
-          const server_step_result sr = server_step(chain, xcat.data(), ycat.data(), rows, classes, dy.data(), dcat.data());
+          // EPSL: m = round(φ·b) rows of every client's batch aggregated (b: the
+          // smallest batch of the step; 0 for PSL, SplitFedV2 and a lone client).
+          rows_of.clear();
+          for (std::size_t k = 1; k <= n; ++k)
+            if (in_step(k)) rows_of.push_back(pending_rows[k]);
+          const std::size_t m = scheme_.aggregated_rows(o, group, *std::min_element(rows_of.begin(), rows_of.end()));
+          const server_step_result sr =
+              m == 0 ? server_step(chain, xcat.data(), ycat.data(), rows, classes, dy.data(), dcat.data())
+                     : server_step_aggregated(chain, xcat.data(), ycat.data(), rows_of, m, cut, classes, epsl_, dcat.data());
           loss_sum += sr.loss * static_cast<double>(rows);
           loss_rows += rows;
           off = 0;
@@ -399,7 +547,7 @@ struct split_deployment {
             grads[k].assign(dcat.begin() + static_cast<std::ptrdiff_t>(off * cut),
                             dcat.begin() + static_cast<std::ptrdiff_t>((off + b) * cut));
             off += b;
-            if (group != 1) {
+            if (group != 1 && m == 0) {  // (server_step_aggregated scaled its rows itself)
               const float scale = static_cast<float>(rows) / static_cast<float>(b);  // g when every b is equal
               for (float& v : grads[k]) v *= scale;
             }
@@ -421,12 +569,20 @@ struct split_deployment {
           }
           bool any = false;
           for (std::size_t k = 1; k <= n; ++k) {
+            if (!member(k)) continue;  // VSL, EdgeSplit: another group's client
             if (pending[k]) any = true;
             else if (live[k] && !excluded[k] && !have[k] && next_step[k] < o.steps_per_round) return false;
           }
           return any;
         };
-        while (live_answered < live_count) {
+        for (;;) {
+          if constexpr (in_turns) {
+            if (active != none && group_done()) TINYLARGE_TRY(close_group());
+            if (active == none && !open_group()) break;  // every group had its turn
+            if (group_done()) continue;                  // none of its members could be reached
+          } else if (live_answered >= live_count) {
+            break;
+          }
           wire::message_view m;
           const status s = recv_before(net, m, deadline);
           if (s.code == errc::timed_out) {
@@ -445,11 +601,18 @@ struct split_deployment {
               // PSL: the clients the step still waits for missed the deadline; the others go on without them.
               if (!sequential && std::find(pending.begin() + 1, pending.end(), true) != pending.end()) {
                 for (std::size_t k = 1; k <= n; ++k)
-                  if (!pending[k] && live[k] && !excluded[k] && !have[k] && next_step[k] < o.steps_per_round) {
+                  if (member(k) && !pending[k] && live[k] && !excluded[k] && !have[k] && next_step[k] < o.steps_per_round) {
                     excluded[k] = true;
                     ++live_answered;
                   }
                 TINYLARGE_TRY(serve_lockstep());
+                continue;
+              }
+              if constexpr (in_turns) {
+                // VSL, EdgeSplit: nothing of the turn's step in by the deadline (or an update
+                // missing): the group's outstanding members sit the round out; the next group goes on.
+                for (std::size_t k = 1; k <= n; ++k)
+                  if (member(k) && outstanding(k)) excluded[k] = true;
                 continue;
               }
             }
@@ -543,25 +706,31 @@ struct split_deployment {
         }
         for (std::size_t k = 1; k <= n; ++k)
           if (!have[k] && !excluded[k]) live[k] = false;  // missed the deadline: do not wait for it again
-        if (got < o.min_clients || got == 0)
+        const std::size_t completed = in_turns ? handed : got;
+        if (completed < o.min_clients || completed == 0)
           return {errc::timed_out, "splitfed round: fewer clients completed the round before the deadline than min_clients"};
-        // Fed server: the device segments; main server: the copies of the same clients.
-        // The server copies are averaged over the clients whose segment the fed
-        // server accepted (a NaN update drops the client's copy as well).
-        std::vector<client_result<fp32_update>> dev, srv;
-        for (std::size_t k = 1; k <= n; ++k)
-          if (have[k]) dev.push_back({k, fp32_update{updates[k]}, examples[k]});
-        const round_report rd = device_agg_.round(std::span<float>(global_device_), dev);
-        for (const auto& rj : rd.rejected) rep.rejected.push_back(rj);
-        TINYLARGE_TRY(rd.outcome);
-        if constexpr (server_copies) {
-          for (const std::uint64_t k : rd.accepted)  // in client-id order, as `dev`
-            srv.push_back({k, fp32_update{copies_[k - 1]->net.parameters()}, examples[k]});
-          const round_report rs = server_agg_.round(std::span<float>(global_server_.parameters()), srv);
-          for (const auto& rj : rs.rejected) rep.rejected.push_back(rj);
-          TINYLARGE_TRY(rs.outcome);
-        }  // PSL: the steps trained the global server segment itself
-        rep.clients_per_round.push_back(rd.accepted.size());
+        if constexpr (in_turns) {
+          // VSL, EdgeSplit: the segments were taken back at the end of each turn.
+          rep.clients_per_round.push_back(handed);
+        } else {
+          // Fed server: the device segments; main server: the copies of the same clients.
+          // The server copies are averaged over the clients whose segment the fed
+          // server accepted (a NaN update drops the client's copy as well).
+          std::vector<client_result<fp32_update>> dev, srv;
+          for (std::size_t k = 1; k <= n; ++k)
+            if (have[k]) dev.push_back({k, fp32_update{updates[k]}, examples[k]});
+          const round_report rd = device_agg_.round(std::span<float>(global_device_), dev);
+          for (const auto& rj : rd.rejected) rep.rejected.push_back(rj);
+          TINYLARGE_TRY(rd.outcome);
+          if constexpr (server_copies) {
+            for (const std::uint64_t k : rd.accepted)  // in client-id order, as `dev`
+              srv.push_back({k, fp32_update{copies_[k - 1]->net.parameters()}, examples[k]});
+            const round_report rs = server_agg_.round(std::span<float>(global_server_.parameters()), srv);
+            for (const auto& rj : rs.rejected) rep.rejected.push_back(rj);
+            TINYLARGE_TRY(rs.outcome);
+          }  // PSL: the steps trained the global server segment itself
+          rep.clients_per_round.push_back(rd.accepted.size());
+        }
         rep.train_loss.push_back(loss_rows > 0 ? loss_sum / static_cast<double>(loss_rows) : 0.0);
         rep.rounds_completed = r;
         if (!o.checkpoint_path.empty()) TINYLARGE_TRY(save(o.checkpoint_path, r, n));
@@ -651,6 +820,9 @@ struct split_deployment {
       }
     }
 
+    Scheme scheme_{};
+    std::vector<std::vector<float>> models_;  ///< VSL, EdgeSplit: the segment sent to each client (zero-copy: outlives `run`)
+    aggregated_step_buffers epsl_;  ///< EPSL: the reduced batch of a step (server_step_aggregated)
     Optimizer opt_;
     optimizer_state server_opt_;  ///< PSL: the optimizer of the one server segment
     std::vector<float> global_device_;
@@ -776,6 +948,29 @@ using splitfed_v1_deployment = split_deployment<split_scheme::splitfed_v1, Model
 template <class Model, class Partition, nn::optimizer_policy Optimizer, aggregation_policy Aggregation = fedavg,
           smashed_codec Uplink = codec::fp32, smashed_codec Downlink = codec::fp32>
 using psl_deployment = split_deployment<split_scheme::parallel, Model, Partition, Optimizer, Aggregation, Uplink, Downlink>;
+
+/// Vanilla split learning (VSL, Vepakomma et al. 2018) over the transports:
+/// the clients one after another in client-id order on the one server
+/// segment, the device segment handed from client to client (no averaging).
+template <class Model, class Partition, nn::optimizer_policy Optimizer, aggregation_policy Aggregation = fedavg,
+          smashed_codec Uplink = codec::fp32, smashed_codec Downlink = codec::fp32>
+using vsl_deployment = split_deployment<split_scheme::vanilla, Model, Partition, Optimizer, Aggregation, Uplink, Downlink>;
+
+/// EdgeSplit / cluster-based PSL (CPSL, Wu et al. 2023) over the transports: the
+/// clusters of `splitfed_server_options::clusters` (contiguous ranges of client
+/// ids) one after another, PSL's lockstep within a cluster, the cluster's device
+/// segments averaged at the end of its turn and handed to the next cluster.
+template <class Model, class Partition, nn::optimizer_policy Optimizer, aggregation_policy Aggregation = fedavg,
+          smashed_codec Uplink = codec::fp32, smashed_codec Downlink = codec::fp32>
+using edge_split_deployment =
+    split_deployment<split_scheme::edge_split, Model, Partition, Optimizer, Aggregation, Uplink, Downlink>;
+
+/// EPSL (Lin et al. 2023) over the transports: PSL's lockstep whose server
+/// aggregates the last-layer gradients of round(φ·b) rows of every client's
+/// batch (`splitfed_server_options::phi`; 0: PSL).
+template <class Model, class Partition, nn::optimizer_policy Optimizer, aggregation_policy Aggregation = fedavg,
+          smashed_codec Uplink = codec::fp32, smashed_codec Downlink = codec::fp32>
+using epsl_deployment = split_deployment<split_scheme::epsl, Model, Partition, Optimizer, Aggregation, Uplink, Downlink>;
 
 /// SplitFedV2 (Thapa et al. 2022) over the transports: the clients one after
 /// another in client-id order on the one server segment (each its S steps),

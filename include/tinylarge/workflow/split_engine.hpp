@@ -789,43 +789,15 @@ class split_learning {
       if (g != 1)
         for (float& v : dsmashed_) v *= scale;
     } else {
-      // EPSL: logits of every sample, then one backward over g(b − m) + m rows.
-      const float* out = chain_forward<0>(ch, smashed_.data(), rows, false, &server_macs);
-      loss_sum_ += loss::evaluate(out, yb_.data(), rows, model::output_size, dy_.data()) * static_cast<double>(rows);
+      // EPSL: logits of every sample, then one backward over g(b − m) + m rows
+      // (the server role's aggregated step, workflow/split_roles.hpp).
+      rows_of_.assign(g, b);
+      chain_program prog{*this, ch, &server_macs};
+      const workflow::server_step_result sr = workflow::server_step_aggregated(
+          prog, smashed_.data(), yb_.data(), rows_of_, m, S0, model::output_size, epsl_, dsmashed_.data());
+      loss_sum_ += sr.loss * static_cast<double>(rows);
       loss_count_ += rows;
-      const std::size_t red = g * (b - m) + m;
-      xred_.assign(red * S0, 0.0f);
-      dyred_.assign(red * model::output_size, 0.0f);
-      for (std::size_t i = 0; i < g; ++i) {
-        for (std::size_t j = m; j < b; ++j) {
-          const std::size_t dst = i * (b - m) + (j - m), src = i * b + j;
-          std::copy_n(smashed_.data() + src * S0, S0, xred_.data() + dst * S0);
-          std::copy_n(dy_.data() + src * model::output_size, model::output_size, dyred_.data() + dst * model::output_size);
-        }
-        for (std::size_t j = 0; j < m; ++j) {
-          const std::size_t dst = g * (b - m) + j, src = i * b + j;
-          for (std::size_t f = 0; f < S0; ++f) xred_[dst * S0 + f] += smashed_[src * S0 + f] / static_cast<float>(g);
-          for (std::size_t f = 0; f < model::output_size; ++f)
-            dyred_[dst * model::output_size + f] += dy_[src * model::output_size + f];
-        }
-      }
-      chain_forward<0>(ch, xred_.data(), red, true, &server_macs);
-      chain_zero(ch);
-      dxred_.resize(red * S0);
-      chain_backward<K - 1>(ch, dyred_.data(), dxred_.data(), red, &server_macs);
-      server_ok = chain_step(ch);
-      const auto scale = static_cast<float>(g);
-      for (std::size_t i = 0; i < g; ++i) {
-        for (std::size_t j = 0; j < b; ++j) {
-          float* dst = dsmashed_.data() + (i * b + j) * S0;
-          if (j < m) {
-            std::copy_n(dxred_.data() + (g * (b - m) + j) * S0, S0, dst);
-          } else {
-            const float* src = dxred_.data() + (i * (b - m) + (j - m)) * S0;
-            for (std::size_t f = 0; f < S0; ++f) dst[f] = src[f] * scale;
-          }
-        }
-      }
+      server_ok = sr.stepped;
     }
     // 3. gradients down, client backward
     std::uint64_t down_bytes = 0;
@@ -875,6 +847,7 @@ class split_learning {
     chain& ch;
     std::uint64_t* macs;
     const float* forward(const float* x, std::size_t rows) { return e.template chain_forward<0>(ch, x, rows, true, macs); }
+    const float* infer(const float* x, std::size_t rows) { return e.template chain_forward<0>(ch, x, rows, false, macs); }
     void zero_gradients() { chain_zero(ch); }
     void backward(const float* dy, float* dx, std::size_t rows) { e.template chain_backward<K - 1>(ch, dy, dx, rows, macs); }
     bool step() { return chain_step(ch); }
@@ -1194,7 +1167,9 @@ class split_learning {
   double loss_sum_ = 0.0;
   std::size_t loss_count_ = 0;
   double last_server_seconds_ = 0.0, inter_server_seconds_ = 0.0;
-  std::vector<float> xb_, smashed_, dy_, dsmashed_, xred_, dyred_, dxred_, grad_;
+  std::vector<float> xb_, smashed_, dy_, dsmashed_, grad_;
+  workflow::aggregated_step_buffers epsl_;  ///< EPSL's reduced batch (server_step_aggregated)
+  std::vector<std::size_t> rows_of_;        ///< EPSL: the rows of each client of a step
   std::vector<std::uint8_t> yb_;
   std::array<std::vector<float>, K> hop_, tmp_;
   std::vector<std::byte> wire_;

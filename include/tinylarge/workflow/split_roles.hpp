@@ -6,7 +6,8 @@
 ///        the loss, backward, step, and return ∂loss/∂smashed). Drivers run
 ///        them: `split_learning<Traits, Scheme>` (workflow/split_engine.hpp)
 ///        in one process, zero copy — the simulation — and
-///        `splitfed_v1_deployment` (workflow/split_deploy.hpp) over any
+///        `split_deployment` (workflow/split_deploy.hpp: SplitFedV1, PSL,
+///        EPSL, SplitFedV2, VSL, EdgeSplit) over any
 ///        `transport_policy` (MPI, MQTT, `in_process` threads) — the
 ///        deployment. Neither driver computes a step of its own.
 ///
@@ -36,6 +37,7 @@
 /// the engine's chain of K segments with codecs between the hops.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <concepts>
 #include <cstddef>
@@ -69,6 +71,14 @@ concept split_server_chain = requires(C& c, const float* x, const float* dy, flo
   { c.step() } -> std::same_as<bool>;
 };
 
+/// A `split_server_chain` that also runs forward in inference mode
+/// (`infer`: no dropout, nothing kept for a backward pass), which EPSL's
+/// server step needs for the logits of every row (`server_step_aggregated`).
+template <class C>
+concept split_server_chain_with_inference = split_server_chain<C> && requires(C& c, const float* x, std::size_t rows) {
+  { c.infer(x, rows) } -> std::same_as<const float*>;
+};
+
 /// One server segment and its optimizer state as a `split_server_chain`
 /// (the deployment's per-client copy of the server segment).
 template <class Net, class OptState>
@@ -76,6 +86,7 @@ struct segment_chain {
   Net& net;
   OptState& opt;
   const float* forward(const float* x, std::size_t rows) { return net.forward(x, rows, true); }
+  const float* infer(const float* x, std::size_t rows) { return net.forward(x, rows, false); }
   void zero_gradients() { net.zero_gradients(); }
   void backward(const float* dy, float* dx, std::size_t /*rows*/) { net.backward(dy, dx); }
   bool step() {
@@ -178,6 +189,97 @@ server_step_result server_step(Chain& chain, const float* smashed, const std::ui
   chain.zero_gradients();
   chain.backward(dy, dsmashed, rows);
   const bool ok = chain.step();
+  return {l, ok};
+}
+
+/// Scratch buffers of `server_step_aggregated`, kept by its caller (sized
+/// once, then reused step after step).
+struct aggregated_step_buffers {
+  std::vector<float> dy;      ///< ∂loss/∂outputs of every row (rows × classes)
+  std::vector<float> x;       ///< the reduced batch at the cut (red × cut)
+  std::vector<float> dy_red;  ///< its ∂loss/∂outputs (red × classes)
+  std::vector<float> dx;      ///< its ∂loss/∂input (red × cut)
+};
+
+/// Server, one EPSL step (Lin et al. 2023, `split_scheme::epsl`; the
+/// arithmetic is described under "EPSL" in workflow/split.hpp) on the rows of
+/// g = `rows_of.size()` clients, concatenated in client order in `smashed`
+/// (rows × cut) and `labels` — client i has `rows_of[i]` rows, each at least
+/// m = `shared` (the scheme's `aggregated_rows`):
+///  1. the chain forward in inference mode on every row → the logits, the
+///     softmax cross-entropy of all rows (its mean is the result's loss) and
+///     ∂loss/∂outputs G;
+///  2. the reduced batch: the rows j ≥ m of every client as they are, then
+///     for j < m ONE row per j, the clients' mean smashed row x̄_j = Σ_i x_{i,j} / g
+///     with the gradient Ḡ_j = Σ_i G_{i,j} (sums in client order);
+///  3. the chain forward (training mode) on the reduced batch, zeroed
+///     gradients, backward to the cut, the step of every segment;
+///  4. `dsmashed` (rows × cut, in the layout of `smashed`): client i's rows
+///     j ≥ m get their own ∂/∂input scaled by rows ÷ `rows_of[i]` (the
+///     gradient of that client's own mean loss: g when every client has b
+///     rows, as `server_step`'s callers scale), its rows j < m the shared
+///     row's ∂/∂x̄_j unscaled.
+/// With `shared` = 0 it computes what `server_step` followed by that scaling
+/// does, by a longer road: call `server_step` then. The in-process engine and
+/// the deployment both call this, so an EPSL step has the same bits in one
+/// process and over a network.
+template <split_server_chain_with_inference Chain>
+server_step_result server_step_aggregated(Chain& chain, const float* smashed, const std::uint8_t* labels,
+                                          std::span<const std::size_t> rows_of, std::size_t shared, std::size_t cut,
+                                          std::size_t classes, aggregated_step_buffers& buf, float* dsmashed) {
+  const std::size_t g = rows_of.size(), m = shared;
+  std::size_t rows = 0;
+  for (const std::size_t b : rows_of) {
+    TINYLARGE_REQUIRE(b >= m, errc::invalid_argument,
+                      "server_step_aggregated: a client has fewer rows than the aggregated rows");
+    rows += b;
+  }
+  TINYLARGE_REQUIRE(g > 0, errc::invalid_argument, "server_step_aggregated: no client in the step");
+  buf.dy.resize(rows * classes);
+  const float* out = chain.infer(smashed, rows);
+  const double l = nn::softmax_cross_entropy::evaluate(out, labels, rows, classes, buf.dy.data());
+  const std::size_t red = rows - g * m + m;
+  buf.x.assign(red * cut, 0.0f);
+  buf.dy_red.assign(red * classes, 0.0f);
+  const auto gf = static_cast<float>(g);
+  std::size_t src0 = 0, dst0 = 0;  // client i's first row in `smashed`, its first individual row in the reduced batch
+  for (std::size_t i = 0; i < g; ++i) {
+    const std::size_t b = rows_of[i];
+    for (std::size_t j = m; j < b; ++j) {
+      const std::size_t dst = dst0 + (j - m), src = src0 + j;
+      std::copy_n(smashed + src * cut, cut, buf.x.data() + dst * cut);
+      std::copy_n(buf.dy.data() + src * classes, classes, buf.dy_red.data() + dst * classes);
+    }
+    for (std::size_t j = 0; j < m; ++j) {
+      const std::size_t dst = rows - g * m + j, src = src0 + j;
+      for (std::size_t f = 0; f < cut; ++f) buf.x[dst * cut + f] += smashed[src * cut + f] / gf;
+      for (std::size_t f = 0; f < classes; ++f) buf.dy_red[dst * classes + f] += buf.dy[src * classes + f];
+    }
+    src0 += b;
+    dst0 += b - m;
+  }
+  chain.forward(buf.x.data(), red);
+  chain.zero_gradients();
+  buf.dx.resize(red * cut);
+  chain.backward(buf.dy_red.data(), buf.dx.data(), red);
+  const bool ok = chain.step();
+  src0 = 0;
+  dst0 = 0;
+  for (std::size_t i = 0; i < g; ++i) {
+    const std::size_t b = rows_of[i];
+    const float scale = static_cast<float>(rows) / static_cast<float>(b);
+    for (std::size_t j = 0; j < b; ++j) {
+      float* dst = dsmashed + (src0 + j) * cut;
+      if (j < m) {
+        std::copy_n(buf.dx.data() + (rows - g * m + j) * cut, cut, dst);
+      } else {
+        const float* src = buf.dx.data() + (dst0 + (j - m)) * cut;
+        for (std::size_t f = 0; f < cut; ++f) dst[f] = src[f] * scale;
+      }
+    }
+    src0 += b;
+    dst0 += b - m;
+  }
   return {l, ok};
 }
 
