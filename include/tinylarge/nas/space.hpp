@@ -1,16 +1,18 @@
 /// @file nas/space.hpp
 /// @brief The search space of the architecture search: a family of MLPs
-///        (depth, width per hidden layer, precision per layer) encoded as a
-///        genome, with uniform sampling, mutation and uniform crossover.
+///        (depth, width per hidden layer, precision and compression level per
+///        layer) encoded as a genome, with uniform sampling, mutation and
+///        uniform crossover.
 ///
 /// A genome of `mlp_space` is the run-time description of the model
 ///
 ///     sequential<dense<inputs, w₁>, relu, …, dense<w_{d−1}, w_d>, relu, dense<w_d, outputs>>
 ///
 /// with d ∈ [min_depth, max_depth] hidden layers, each width wᵢ taken from
-/// `mlp_space::widths`, and a precision (`int8` or `fp32`) for each of the
-/// d + 1 dense layers (the last one is the classifier head). `emit.hpp`
-/// writes the compile-time type of a genome.
+/// `mlp_space::widths`, and a precision (`int8` or `fp32`) and a compression
+/// level (magnitude-pruning sparsity in percent, from `mlp_space::sparsities`)
+/// for each of the d + 1 dense layers (the last one is the classifier head).
+/// `emit.hpp` writes the compile-time type of a genome.
 ///
 /// All randomness comes from a caller's seeded `tl::rng`, so a seed fixes
 /// every sample and every mutation.
@@ -43,24 +45,44 @@ struct genome {
   std::vector<std::size_t> widths;
   /// Precision of each dense layer: d hidden layers then the head (size d + 1).
   std::vector<layer_precision> precisions;
+  /// Compression level of each dense layer (size d + 1, or empty = every
+  /// layer dense): the percentage of its weights (not biases) pruned by
+  /// magnitude (`compress::prune_by_magnitude`, per layer) when the
+  /// sub-network is evaluated and exported; 0 = dense.
+  std::vector<std::uint8_t> sparsities{};
 
   /// Number of hidden layers.
   [[nodiscard]] std::size_t depth() const noexcept { return widths.size(); }
-  /// A short unique text for the genome, e.g. "256i-64f|i" (width and
-  /// precision per hidden layer, then the head's precision).
+  /// Sparsity of dense layer l in percent (0 when `sparsities` is empty).
+  [[nodiscard]] unsigned sparsity(std::size_t l) const noexcept { return l < sparsities.size() ? sparsities[l] : 0u; }
+  /// `sparsities` made explicit: size d + 1 (zeros when it was empty).
+  void normalize() {
+    if (sparsities.empty()) sparsities.assign(precisions.size(), std::uint8_t{0});
+  }
+  /// A short unique text for the genome, e.g. "256i75-64f|i" (width,
+  /// precision and, when not 0, sparsity in percent per hidden layer, then
+  /// the head's precision and sparsity).
   [[nodiscard]] std::string key() const {
     std::string s;
     for (std::size_t l = 0; l < widths.size(); ++l) {
       if (l > 0) s += '-';
       s += std::to_string(widths[l]);
       s += precisions[l] == layer_precision::int8 ? 'i' : 'f';
+      if (sparsity(l) != 0) s += std::to_string(sparsity(l));
     }
     s += '|';
     s += precisions.empty() ? '?' : (precisions.back() == layer_precision::int8 ? 'i' : 'f');
+    if (!precisions.empty() && sparsity(precisions.size() - 1) != 0) s += std::to_string(sparsity(precisions.size() - 1));
     return s;
   }
-  /// Equal depth, widths and precisions.
-  friend bool operator==(const genome&, const genome&) = default;
+  /// Equal depth, widths, precisions and sparsities (an empty `sparsities`
+  /// equals all zeros).
+  friend bool operator==(const genome& a, const genome& b) {
+    if (a.widths != b.widths || a.precisions != b.precisions) return false;
+    for (std::size_t l = 0; l < a.precisions.size(); ++l)
+      if (a.sparsity(l) != b.sparsity(l)) return false;
+    return true;
+  }
 };
 
 /// The MLP search space: hidden depth, the widths a hidden layer may take, and
@@ -73,6 +95,10 @@ struct mlp_space {
   std::size_t max_depth = 3;  ///< most hidden layers
   /// Precisions a layer may take; {int8} or {fp32} fixes the precision.
   std::vector<layer_precision> precisions{layer_precision::int8, layer_precision::fp32};
+  /// Compression levels a layer may take: magnitude-pruning sparsity in
+  /// percent, each in [0, 99]; {0} (the default) searches dense models only,
+  /// e.g. {0, 50, 75, 90} adds pruning to the search.
+  std::vector<std::uint8_t> sparsities{0};
 
   /// The widest allowed hidden layer (the supernet's width).
   [[nodiscard]] std::size_t max_width() const noexcept {
@@ -94,58 +120,72 @@ struct mlp_space {
     TINYLARGE_REQUIRE(min_depth >= 1 && min_depth <= max_depth, errc::invalid_argument,
                       "nas::mlp_space: need 1 <= min_depth <= max_depth");
     TINYLARGE_REQUIRE(!precisions.empty(), errc::invalid_argument, "nas::mlp_space: precisions must be non-empty");
+    TINYLARGE_REQUIRE(!sparsities.empty(), errc::invalid_argument, "nas::mlp_space: sparsities must be non-empty");
+    for (std::uint8_t v : sparsities)
+      TINYLARGE_REQUIRE(v <= 99, errc::invalid_argument, "nas::mlp_space: a sparsity must be a percentage in [0, 99]");
   }
-  /// Whether `g` belongs to the space (depth, widths and precisions allowed).
+  /// Whether `g` belongs to the space (depth, widths, precisions and
+  /// sparsities allowed; an empty `g.sparsities` means 0 everywhere).
   [[nodiscard]] bool contains(const genome& g) const {
     if (g.depth() < min_depth || g.depth() > max_depth || g.precisions.size() != g.depth() + 1) return false;
+    if (!g.sparsities.empty() && g.sparsities.size() != g.precisions.size()) return false;
     for (std::size_t w : g.widths)
       if (!allowed_width(w)) return false;
     for (layer_precision p : g.precisions)
       if (!allowed_precision(p)) return false;
+    for (std::size_t l = 0; l < g.precisions.size(); ++l)
+      if (!allowed_sparsity(g.sparsity(l))) return false;
     return true;
   }
-  /// Number of genomes in the space: Σ_d |widths|^d · |precisions|^(d+1).
+  /// Number of genomes in the space: Σ_d |widths|^d · (|precisions|·|sparsities|)^(d+1).
   [[nodiscard]] double size() const noexcept {
     double total = 0;
     for (std::size_t d = min_depth; d <= max_depth; ++d) {
       double n = 1;
       for (std::size_t l = 0; l < d; ++l) n *= static_cast<double>(widths.size());
-      for (std::size_t l = 0; l <= d; ++l) n *= static_cast<double>(precisions.size());
+      for (std::size_t l = 0; l <= d; ++l) n *= static_cast<double>(precisions.size() * sparsities.size());
       total += n;
     }
     return total;
   }
   /// The largest genome: max depth, max width everywhere, the first precision
-  /// of `precisions` everywhere.
+  /// of `precisions` and the first sparsity of `sparsities` everywhere.
   [[nodiscard]] genome largest() const {
-    return {std::vector<std::size_t>(max_depth, max_width()), std::vector<layer_precision>(max_depth + 1, precisions.front())};
+    return {std::vector<std::size_t>(max_depth, max_width()), std::vector<layer_precision>(max_depth + 1, precisions.front()),
+            std::vector<std::uint8_t>(max_depth + 1, sparsities.front())};
   }
-  /// The smallest genome: min depth, min width everywhere, the first precision.
+  /// The smallest genome: min depth, min width everywhere, the first precision and sparsity.
   [[nodiscard]] genome smallest() const {
-    return {std::vector<std::size_t>(min_depth, min_width()), std::vector<layer_precision>(min_depth + 1, precisions.front())};
+    return {std::vector<std::size_t>(min_depth, min_width()), std::vector<layer_precision>(min_depth + 1, precisions.front()),
+            std::vector<std::uint8_t>(min_depth + 1, sparsities.front())};
   }
 
   /// A genome drawn uniformly per decision: depth uniform in
-  /// [min_depth, max_depth], then each width and precision uniform.
+  /// [min_depth, max_depth], then each width, precision and sparsity uniform
+  /// (no draw for a decision with a single option, so a space with
+  /// `sparsities == {0}` draws exactly what it drew before sparsities existed).
   [[nodiscard]] genome sample(tinylarge::rng& g) const {
     genome out;
     const std::size_t d = min_depth + g.uniform_int(static_cast<std::uint32_t>(max_depth - min_depth + 1));
     for (std::size_t l = 0; l < d; ++l) out.widths.push_back(random_width(g));
     for (std::size_t l = 0; l <= d; ++l) out.precisions.push_back(random_precision(g));
+    for (std::size_t l = 0; l <= d; ++l) out.sparsities.push_back(random_sparsity(g));
     return out;
   }
 
   /// One random edit of `parent` that yields a different genome of the space
   /// (Real et al. 2019 mutate one decision): change one hidden width, change
-  /// one layer's precision, add a hidden layer (a random width, inserted at a
-  /// random position), or remove one. Edits that are impossible in the space
-  /// (e.g. adding a layer at max depth) are redrawn; a space with a single
-  /// genome returns the parent.
+  /// one layer's precision, add a hidden layer (a random width, precision and
+  /// sparsity, inserted at a random position), remove one, or (when the
+  /// space has several sparsities) change one layer's sparsity. Edits that
+  /// are impossible in the space (e.g. adding a layer at max depth) are
+  /// redrawn; a space with a single genome returns the parent.
   [[nodiscard]] genome mutate(const genome& parent, tinylarge::rng& g) const {
     if (size() <= 1.0) return parent;
     for (;;) {
       genome c = parent;
-      switch (g.uniform_int(4)) {
+      c.normalize();
+      switch (g.uniform_int(sparsities.size() > 1 ? 5 : 4)) {
         case 0: {  // width
           if (widths.size() < 2) continue;
           const std::size_t l = g.uniform_int(static_cast<std::uint32_t>(c.depth()));
@@ -163,13 +203,20 @@ struct mlp_space {
           const std::size_t at = g.uniform_int(static_cast<std::uint32_t>(c.depth() + 1));
           c.widths.insert(c.widths.begin() + static_cast<std::ptrdiff_t>(at), random_width(g));
           c.precisions.insert(c.precisions.begin() + static_cast<std::ptrdiff_t>(at), random_precision(g));
+          c.sparsities.insert(c.sparsities.begin() + static_cast<std::ptrdiff_t>(at), random_sparsity(g));
           break;
         }
-        default: {  // remove a hidden layer
+        case 3: {  // remove a hidden layer
           if (c.depth() <= min_depth) continue;
           const std::size_t at = g.uniform_int(static_cast<std::uint32_t>(c.depth()));
           c.widths.erase(c.widths.begin() + static_cast<std::ptrdiff_t>(at));
           c.precisions.erase(c.precisions.begin() + static_cast<std::ptrdiff_t>(at));
+          c.sparsities.erase(c.sparsities.begin() + static_cast<std::ptrdiff_t>(at));
+          break;
+        }
+        default: {  // sparsity (only drawn when the space has several)
+          const std::size_t l = g.uniform_int(static_cast<std::uint32_t>(c.sparsities.size()));
+          c.sparsities[l] = random_sparsity(g);
           break;
         }
       }
@@ -178,19 +225,24 @@ struct mlp_space {
   }
 
   /// Uniform crossover: the child's depth is one parent's (chosen at random);
-  /// each hidden layer and the head take width and precision from either
-  /// parent's layer at the same position when it has one.
+  /// each hidden layer and the head take width, precision and sparsity from
+  /// either parent's layer at the same position when it has one.
   [[nodiscard]] genome crossover(const genome& a, const genome& b, tinylarge::rng& g) const {
     const genome& base = g.uniform_int(2) == 0 ? a : b;
     const genome& other = &base == &a ? b : a;
     genome c = base;
+    c.normalize();
     for (std::size_t l = 0; l < c.depth(); ++l) {
       if (l < other.depth() && g.uniform_int(2) == 1) {
         c.widths[l] = other.widths[l];
         c.precisions[l] = other.precisions[l];
+        c.sparsities[l] = static_cast<std::uint8_t>(other.sparsity(l));
       }
     }
-    if (g.uniform_int(2) == 1) c.precisions.back() = other.precisions.back();
+    if (g.uniform_int(2) == 1) {
+      c.precisions.back() = other.precisions.back();
+      c.sparsities.back() = static_cast<std::uint8_t>(other.sparsity(other.precisions.size() - 1));
+    }
     return c;
   }
 
@@ -204,6 +256,14 @@ struct mlp_space {
     for (layer_precision v : precisions)
       if (v == p) return true;
     return false;
+  }
+  bool allowed_sparsity(unsigned s) const noexcept {
+    for (std::uint8_t v : sparsities)
+      if (v == s) return true;
+    return false;
+  }
+  std::uint8_t random_sparsity(tinylarge::rng& g) const {
+    return sparsities.size() == 1 ? sparsities.front() : sparsities[g.uniform_int(static_cast<std::uint32_t>(sparsities.size()))];
   }
   std::size_t random_width(tinylarge::rng& g) const {
     return widths[g.uniform_int(static_cast<std::uint32_t>(widths.size()))];
