@@ -833,3 +833,115 @@ TEST_CASE("nas compression: strategies over a space with sparsities are determin
     for (std::size_t l = 0; l <= n1[i].g.depth(); ++l) pruned_on_front = pruned_on_front || n1[i].g.sparsity(l) >= 75;
   CHECK(pruned_on_front);
 }
+
+// ---------------------------------------------------------------------------
+// Cut point for split deployment
+// ---------------------------------------------------------------------------
+
+TEST_CASE("nas split deployment: the cut point in sampling, mutation, crossover and the key", "[nas]") {
+  nas::mlp_space s{.inputs = 10, .outputs = 3, .widths = {4, 8}, .min_depth = 1, .max_depth = 2};
+  s.split = true;
+  CHECK(s.size() == 2.0 * 4 * 2 + 4.0 * 8 * 3);  // d = 1: 2 widths · 2² precisions · 2 cuts; d = 2: 2² · 2³ · 3 cuts
+  tl::rng g(8);
+  std::set<std::string> seen;
+  std::set<std::size_t> mutated_cuts;
+  for (int i = 0; i < 6000; ++i) {
+    const nas::genome x = s.sample(g);
+    REQUIRE(s.contains(x));
+    seen.insert(x.key());
+    const nas::genome m = s.mutate(x, g);
+    REQUIRE(s.contains(m));
+    REQUIRE_FALSE(m == x);
+    if (m.widths == x.widths && m.precisions == x.precisions && m.cut != x.cut) mutated_cuts.insert(m.cut);
+    const nas::genome c = s.crossover(x, m, g);
+    REQUIRE(s.contains(c));
+    REQUIRE((c.cut == std::min(x.cut, c.depth()) || c.cut == std::min(m.cut, c.depth())));
+  }
+  CHECK(seen.size() == 112);
+  CHECK(mutated_cuts == std::set<std::size_t>{0, 1, 2});
+  nas::genome p{{256, 64}, {i8::int8, i8::fp32, i8::int8}, {75, 0, 0}, 1};
+  CHECK(p.key() == "256i75-64f|i/c1");
+  CHECK_FALSE(p == nas::genome{{256, 64}, {i8::int8, i8::fp32, i8::int8}, {75, 0, 0}, 2});
+  CHECK_FALSE(s.contains(nas::genome{{8}, {i8::int8, i8::int8}, {}, 2}));  // beyond the depth
+  CHECK(s.contains(nas::genome{{8}, {i8::int8, i8::int8}, {}, 1}));
+  nas::mlp_space whole = s;
+  whole.split = false;
+  CHECK_FALSE(whole.contains(nas::genome{{8}, {i8::int8, i8::int8}, {}, 1}));  // no cut in a space without split
+}
+
+TEST_CASE("nas split deployment: budgets apply to the device segment; smashed bytes at the cut", "[nas]") {
+  const nas::mlp_space s{};
+  const nas::device_profile m4 = nas::cortex_m4();
+  // LeNet-300-100 int8 (270 560 B) does not fit 256 KiB whole; cut after its first hidden layer the device
+  // keeps 784·300 + 12·300 = 238 800 B and sends 300 int8 activations per sample.
+  nas::genome l8 = make({300, 100}, {i8::int8, i8::int8, i8::int8});
+  nas::objectives o;
+  nas::apply_costs(s, l8, m4, o);
+  CHECK_FALSE(o.feasible());
+  CHECK(o.smashed_bytes == 0);
+  CHECK(o.server_flash_bytes == 0);
+  l8.cut = 1;
+  nas::apply_costs(s, l8, m4, o);
+  CHECK(o.flash_bytes == 238'800);
+  CHECK(o.server_flash_bytes == 270'560 - 238'800);
+  CHECK(o.smashed_bytes == 300);
+  CHECK(o.arena_bytes == 784 + 300);
+  CHECK(o.macs == 784 * 300);
+  CHECK(o.energy_uj == Approx((784.0 * 300 * m4.pj_per_mac + (238'800.0 + 784 + 300) * m4.pj_per_byte) * 1e-6));
+  CHECK(o.feasible());
+  l8.cut = 2;  // the device keeps both hidden layers: 270 000 B, over the budget again; 100 bytes cross
+  nas::apply_costs(s, l8, m4, o);
+  CHECK(o.flash_bytes == 270'000);
+  CHECK(o.smashed_bytes == 100);
+  CHECK_FALSE(o.feasible());
+  // An fp32 layer at the cut sends 4 bytes per unit.
+  nas::genome f{{256, 64}, {i8::int8, i8::fp32, i8::int8}, {}, 2};
+  nas::apply_costs(s, f, m4, o);
+  CHECK(o.smashed_bytes == 4 * 64);
+  CHECK(o.flash_bytes + o.server_flash_bytes == nas::flash_bytes(s, f));
+#if TINYLARGE_HAS_EXCEPTIONS
+  f.cut = 3;
+  CHECK_THROWS_AS(nas::apply_costs(s, f, m4, o), tl::invalid_argument);
+#endif
+
+  // The emitted header names the cut as a layer index of the sequential type; the JSON has the metric.
+  const nas::genome g{{16, 8}, {i8::int8, i8::int8, i8::int8}, {}, 1};
+  const nas::mlp_space small{.inputs = 12, .outputs = 4, .widths = {8, 16}, .min_depth = 1, .max_depth = 2, .split = true};
+  const nas::transferred_model m{g, std::vector<float>(nas::parameter_count(small, g), 0.5f), 0.75};
+  const std::string h = nas::emit_header(small, m, "split");
+  CHECK(h.find("inline constexpr unsigned cut_layer = 2;") != std::string::npos);
+  CHECK(h.find("16 bytes per sample cross the cut") != std::string::npos);
+  CHECK(nas::emit_header(small, {make({16, 8}, {i8::int8, i8::int8, i8::int8}), m.parameters, 0.75}, "whole")
+            .find("inline constexpr unsigned cut_layer = 0;") != std::string::npos);
+  nas::objectives og;
+  nas::apply_costs(small, g, m4, og);
+  og.accuracy = 0.75;
+  const std::string j = nas::front_json({{g, og}}, m4, 262'144, "one");
+  CHECK(j.find("\"cut\": 1, \"smashed_bytes\": 16, \"server_flash_bytes\": " + std::to_string(og.server_flash_bytes)) !=
+        std::string::npos);
+}
+
+TEST_CASE("nas split deployment: strategies stay deterministic; the supernet ignores the cut", "[nas]") {
+  nas::mlp_space s{};
+  s.split = true;
+  synthetic ev{s, nas::cortex_m4()};
+  const auto e1 = nas::regularized_evolution(s, ev, {.budget = 60, .population = 10, .sample = 3, .seed = 1});
+  CHECK(same(e1, nas::regularized_evolution(s, ev, {.budget = 60, .population = 10, .sample = 3, .seed = 1})));
+  const auto n1 = nas::nsga2(s, ev, {.budget = 60, .population = 10, .seed = 1});
+  CHECK(same(n1, nas::nsga2(s, ev, {.budget = 60, .population = 10, .seed = 1})));
+  bool split = false;
+  for (const auto* h : {&e1, &n1})
+    for (const auto& c : *h) {
+      REQUIRE(s.contains(c.g));
+      split = split || c.g.cut > 0;
+    }
+  CHECK(split);
+  nas::mlp_space a{.inputs = 12, .outputs = 4, .widths = {8, 16}, .min_depth = 1, .max_depth = 2};
+  nas::mlp_space b = a;
+  b.split = true;
+  const blobs src(200, 12, 4, 1, 0.25f);
+  nas::mlp_supernet na(a, 1), nb(b, 1);
+  na.train(src.view(), {.epochs = 2, .batch_size = 32, .learning_rate = 3e-3f, .seed = 1});
+  nb.train(src.view(), {.epochs = 2, .batch_size = 32, .learning_rate = 3e-3f, .seed = 1});
+  CHECK(std::equal(na.parameters().begin(), na.parameters().end(), nb.parameters().begin(), nb.parameters().end()));
+}

@@ -12,6 +12,7 @@
 ///                                             ::tinylarge::nn::dense<128, 5>>;
 ///   inline constexpr const char* layer_precisions[] = {"int8", "int8"};
 ///   inline constexpr unsigned layer_sparsity_percent[] = {75, 0};
+///   inline constexpr unsigned cut_layer = 0;  // split deployment: device runs model layers [0, cut_layer); 0 = no split
 ///   inline constexpr float parameters[] = {…};  // model::param_count values
 /// @endcode
 ///
@@ -106,6 +107,13 @@ inline std::string emit_header(const mlp_space& space, const transferred_model& 
   h += ".\ninline constexpr unsigned layer_sparsity_percent[] = {";
   for (std::size_t l = 0; l < m.g.precisions.size(); ++l) h += std::string(l ? ", " : "") + std::to_string(m.g.sparsity(l));
   h += "};\n\n";
+  h += "/// Split deployment: the device runs layers [0, cut_layer) of `model` (tinylarge::cut<cut_layer>), a server the\n";
+  if (m.g.cut > 0)
+    h += "/// rest; the first " + std::to_string(m.g.cut) + " hidden layer(s) on the device, " + std::to_string(smashed_bytes(m.g)) +
+         " bytes per sample cross the cut.\n";
+  else
+    h += "/// rest; 0 = no split (the device runs the whole model).\n";
+  h += "inline constexpr unsigned cut_layer = " + std::to_string(2 * m.g.cut) + ";\n\n";
   h += "/// Trained parameters in the layout of tinylarge::nn::network<model>::parameters().\n";
   h += "inline constexpr float parameters[] = {";
   for (std::size_t i = 0; i < n; ++i) {
@@ -147,6 +155,9 @@ inline std::string front_json(const std::vector<candidate>& history, const devic
     j += ", \"macs\": " + std::to_string(c.obj.macs);
     j += ", \"latency_us\": " + detail::format_float(c.obj.latency_us, "%.3f");
     j += ", \"energy_uj\": " + detail::format_float(c.obj.energy_uj, "%.4f");
+    j += ", \"cut\": " + std::to_string(c.g.cut);
+    j += ", \"smashed_bytes\": " + std::to_string(c.obj.smashed_bytes);
+    j += ", \"server_flash_bytes\": " + std::to_string(c.obj.server_flash_bytes);
     j += ", \"evaluation\": " + std::to_string(i) + "}";
   }
   j += "\n  ]\n}\n";

@@ -37,6 +37,15 @@
 ///    activation bytes written and read once per layer. The per-MAC and
 ///    per-byte costs of the presets are stated assumptions (order of
 ///    magnitude for the device class), not measurements.
+///
+/// **Split deployment** (`genome::cut` = k > 0): the device runs the first k
+/// hidden layers and a server the rest. `apply_costs` then fills flash, arena,
+/// MACs and energy for the **device segment** only (the budgets of the
+/// profile apply to it), `server_flash_bytes` with the rest, and
+/// `smashed_bytes` with the bytes per sample that cross the cut: the output
+/// of hidden layer k at its precision (w_k bytes int8, 4·w_k fp32). Without a
+/// cut the device runs everything, `smashed_bytes` and `server_flash_bytes`
+/// are 0.
 #pragma once
 
 #include <cstddef>
@@ -79,6 +88,8 @@ struct objectives {
   std::size_t macs = 0;         ///< multiply-accumulates per sample
   double latency_us = 0;        ///< measured host latency per sample, batch 1 (0 = not measured)
   double energy_uj = 0;         ///< energy estimate per inference, microjoules
+  std::size_t smashed_bytes = 0;       ///< bytes per sample sent from the device to the server at the cut (0 = no split)
+  std::size_t server_flash_bytes = 0;  ///< parameter bytes of the server segment (0 = no split)
   /// Constraint violation: Σ over budgets of max(0, used/budget − 1); 0 = feasible.
   double violation = 0;
   /// Whether every budget of the profile is met.
@@ -154,21 +165,38 @@ inline std::span<const float> layer_weights(const mlp_space& s, const genome& g,
 }
 }  // namespace detail
 
-/// Parameter bytes of `g` (see the file comment for the per-layer formula);
-/// with `parameters` (the exported parameters of `g`, library layout) pruned
-/// layers are counted from their actual CSR.
-inline std::size_t flash_bytes(const mlp_space& s, const genome& g, std::span<const float> parameters = {}) {
+/// Parameter bytes of dense layers [from, to) of `g` (see the file comment for
+/// the per-layer formula); with `parameters` (the exported parameters of `g`,
+/// library layout) pruned layers are counted from their actual CSR.
+inline std::size_t flash_bytes(const mlp_space& s, const genome& g, std::size_t from, std::size_t to,
+                               std::span<const float> parameters = {}) {
   std::size_t total = 0;
-  for (std::size_t l = 0; l <= g.depth(); ++l) total += layer_storage_of(s, g, l, detail::layer_weights(s, g, l, parameters)).bytes;
+  for (std::size_t l = from; l < to && l <= g.depth(); ++l)
+    total += layer_storage_of(s, g, l, detail::layer_weights(s, g, l, parameters)).bytes;
   return total;
 }
 
-/// Bytes of the batch-1 activation arena of `g`: max over dense layers of
-/// input + output bytes, each tensor stored at the precision of the layer
-/// that computes it (the input at the first layer's).
-inline std::size_t arena_bytes(const mlp_space& s, const genome& g) {
+/// Parameter bytes of the whole model `g` (every dense layer, whatever its cut).
+inline std::size_t flash_bytes(const mlp_space& s, const genome& g, std::span<const float> parameters = {}) {
+  return flash_bytes(s, g, 0, g.depth() + 1, parameters);
+}
+
+/// Dense layers the device runs: `g.cut` when split, all d + 1 otherwise.
+inline std::size_t device_layers(const genome& g) noexcept { return g.cut > 0 ? g.cut : g.depth() + 1; }
+
+/// Bytes per sample crossing the cut of `g`: the output of hidden layer
+/// `g.cut` at its precision; 0 without a cut.
+inline std::size_t smashed_bytes(const genome& g) noexcept {
+  return g.cut > 0 ? g.widths[g.cut - 1] * detail::element_bytes(g.precisions[g.cut - 1]) : 0;
+}
+
+/// Bytes of the batch-1 activation arena of dense layers [0, layers) of `g`
+/// (default: all): max over them of input + output bytes, each tensor stored
+/// at the precision of the layer that computes it (the input at the first
+/// layer's).
+inline std::size_t arena_bytes(const mlp_space& s, const genome& g, std::size_t layers = static_cast<std::size_t>(-1)) {
   std::size_t best = 0;
-  for (std::size_t l = 0; l <= g.depth(); ++l) {
+  for (std::size_t l = 0; l <= g.depth() && l < layers; ++l) {
     const layer_precision in_p = l == 0 ? g.precisions[0] : g.precisions[l - 1];
     const std::size_t b = detail::layer_in(s, g, l) * detail::element_bytes(in_p) +
                           detail::layer_out(s, g, l) * detail::element_bytes(g.precisions[l]);
@@ -177,35 +205,46 @@ inline std::size_t arena_bytes(const mlp_space& s, const genome& g) {
   return best;
 }
 
-/// Multiply-accumulates of one forward pass of one sample (a CSR layer: its stored entries).
-inline std::size_t macs(const mlp_space& s, const genome& g, std::span<const float> parameters = {}) {
+/// Multiply-accumulates of one forward pass of one sample through dense
+/// layers [0, layers) (default: all; a CSR layer: its stored entries).
+inline std::size_t macs(const mlp_space& s, const genome& g, std::span<const float> parameters = {},
+                        std::size_t layers = static_cast<std::size_t>(-1)) {
   std::size_t total = 0;
-  for (std::size_t l = 0; l <= g.depth(); ++l) total += layer_storage_of(s, g, l, detail::layer_weights(s, g, l, parameters)).entries;
+  for (std::size_t l = 0; l <= g.depth() && l < layers; ++l)
+    total += layer_storage_of(s, g, l, detail::layer_weights(s, g, l, parameters)).entries;
   return total;
 }
 
-/// Energy estimate of one inference in microjoules: MACs·pj_per_mac +
-/// (flash bytes + Σ_layers (input bytes + output bytes))·pj_per_byte.
-inline double energy_uj(const mlp_space& s, const genome& g, const device_profile& d, std::span<const float> parameters = {}) {
-  std::size_t moved = flash_bytes(s, g, parameters);
-  for (std::size_t l = 0; l <= g.depth(); ++l) {
+/// Energy estimate of one inference through dense layers [0, layers)
+/// (default: all) in microjoules: MACs·pj_per_mac + (flash bytes +
+/// Σ_layers (input bytes + output bytes))·pj_per_byte.
+inline double energy_uj(const mlp_space& s, const genome& g, const device_profile& d, std::span<const float> parameters = {},
+                        std::size_t layers = static_cast<std::size_t>(-1)) {
+  const std::size_t n = layers < g.depth() + 1 ? layers : g.depth() + 1;
+  std::size_t moved = flash_bytes(s, g, 0, n, parameters);
+  for (std::size_t l = 0; l < n; ++l) {
     const layer_precision in_p = l == 0 ? g.precisions[0] : g.precisions[l - 1];
     moved += detail::layer_in(s, g, l) * detail::element_bytes(in_p) +
              detail::layer_out(s, g, l) * detail::element_bytes(g.precisions[l]);
   }
-  return (static_cast<double>(macs(s, g, parameters)) * d.pj_per_mac + static_cast<double>(moved) * d.pj_per_byte) * 1e-6;
+  return (static_cast<double>(macs(s, g, parameters, n)) * d.pj_per_mac + static_cast<double>(moved) * d.pj_per_byte) * 1e-6;
 }
 
-/// Fills the analytic fields of `o` (flash, arena, MACs, energy, violation)
-/// for `g` on `d`; accuracy and latency are left as they are. With
-/// `parameters` (the exported parameters of `g`, library layout) pruned
-/// layers are counted from their actual CSR (see the file comment).
+/// Fills the analytic fields of `o` (flash, arena, MACs, energy, violation;
+/// smashed and server bytes) for `g` on `d` — the device segment's when `g`
+/// is split (see the file comment); accuracy and latency are left as they
+/// are. With `parameters` (the exported parameters of `g`, library layout)
+/// pruned layers are counted from their actual CSR.
 inline void apply_costs(const mlp_space& s, const genome& g, const device_profile& d, objectives& o,
                         std::span<const float> parameters = {}) {
-  o.flash_bytes = flash_bytes(s, g, parameters);
-  o.arena_bytes = arena_bytes(s, g);
-  o.macs = macs(s, g, parameters);
-  o.energy_uj = energy_uj(s, g, d, parameters);
+  TINYLARGE_REQUIRE(g.cut <= g.depth(), errc::invalid_argument, "nas::apply_costs: the cut is beyond the genome's depth");
+  const std::size_t dev = device_layers(g);
+  o.flash_bytes = flash_bytes(s, g, 0, dev, parameters);
+  o.server_flash_bytes = flash_bytes(s, g, dev, g.depth() + 1, parameters);
+  o.smashed_bytes = smashed_bytes(g);
+  o.arena_bytes = arena_bytes(s, g, dev);
+  o.macs = macs(s, g, parameters, dev);
+  o.energy_uj = energy_uj(s, g, d, parameters, dev);
   o.violation = 0;
   if (d.flash_bytes > 0 && o.flash_bytes > d.flash_bytes)
     o.violation += static_cast<double>(o.flash_bytes) / static_cast<double>(d.flash_bytes) - 1.0;

@@ -50,6 +50,11 @@ struct genome {
   /// magnitude (`compress::prune_by_magnitude`, per layer) when the
   /// sub-network is evaluated and exported; 0 = dense.
   std::vector<std::uint8_t> sparsities{};
+  /// Cut point for split deployment: the device runs the first `cut` hidden
+  /// layers (dense + relu) and sends their output (the smashed data) to a
+  /// server that runs the rest; 0 = no split (the device runs the whole
+  /// model). In [0, depth].
+  std::size_t cut = 0;
 
   /// Number of hidden layers.
   [[nodiscard]] std::size_t depth() const noexcept { return widths.size(); }
@@ -59,9 +64,9 @@ struct genome {
   void normalize() {
     if (sparsities.empty()) sparsities.assign(precisions.size(), std::uint8_t{0});
   }
-  /// A short unique text for the genome, e.g. "256i75-64f|i" (width,
+  /// A short unique text for the genome, e.g. "256i75-64f|i/c1" (width,
   /// precision and, when not 0, sparsity in percent per hidden layer, then
-  /// the head's precision and sparsity).
+  /// the head's precision and sparsity, then "/c" and the cut when split).
   [[nodiscard]] std::string key() const {
     std::string s;
     for (std::size_t l = 0; l < widths.size(); ++l) {
@@ -73,12 +78,13 @@ struct genome {
     s += '|';
     s += precisions.empty() ? '?' : (precisions.back() == layer_precision::int8 ? 'i' : 'f');
     if (!precisions.empty() && sparsity(precisions.size() - 1) != 0) s += std::to_string(sparsity(precisions.size() - 1));
+    if (cut != 0) s += "/c" + std::to_string(cut);
     return s;
   }
-  /// Equal depth, widths, precisions and sparsities (an empty `sparsities`
-  /// equals all zeros).
+  /// Equal depth, widths, precisions, sparsities (an empty `sparsities`
+  /// equals all zeros) and cut.
   friend bool operator==(const genome& a, const genome& b) {
-    if (a.widths != b.widths || a.precisions != b.precisions) return false;
+    if (a.widths != b.widths || a.precisions != b.precisions || a.cut != b.cut) return false;
     for (std::size_t l = 0; l < a.precisions.size(); ++l)
       if (a.sparsity(l) != b.sparsity(l)) return false;
     return true;
@@ -99,6 +105,9 @@ struct mlp_space {
   /// percent, each in [0, 99]; {0} (the default) searches dense models only,
   /// e.g. {0, 50, 75, 90} adds pruning to the search.
   std::vector<std::uint8_t> sparsities{0};
+  /// Whether the cut point for split deployment is searched (`genome::cut`
+  /// in [0, depth]); false (the default): every genome runs whole on the device.
+  bool split = false;
 
   /// The widest allowed hidden layer (the supernet's width).
   [[nodiscard]] std::size_t max_width() const noexcept {
@@ -135,15 +144,17 @@ struct mlp_space {
       if (!allowed_precision(p)) return false;
     for (std::size_t l = 0; l < g.precisions.size(); ++l)
       if (!allowed_sparsity(g.sparsity(l))) return false;
-    return true;
+    return g.cut <= (split ? g.depth() : 0);
   }
-  /// Number of genomes in the space: Σ_d |widths|^d · (|precisions|·|sparsities|)^(d+1).
+  /// Number of genomes in the space: Σ_d |widths|^d · (|precisions|·|sparsities|)^(d+1)
+  /// (· (d + 1) cut points when `split`).
   [[nodiscard]] double size() const noexcept {
     double total = 0;
     for (std::size_t d = min_depth; d <= max_depth; ++d) {
       double n = 1;
       for (std::size_t l = 0; l < d; ++l) n *= static_cast<double>(widths.size());
       for (std::size_t l = 0; l <= d; ++l) n *= static_cast<double>(precisions.size() * sparsities.size());
+      if (split) n *= static_cast<double>(d + 1);
       total += n;
     }
     return total;
@@ -161,23 +172,27 @@ struct mlp_space {
   }
 
   /// A genome drawn uniformly per decision: depth uniform in
-  /// [min_depth, max_depth], then each width, precision and sparsity uniform
-  /// (no draw for a decision with a single option, so a space with
-  /// `sparsities == {0}` draws exactly what it drew before sparsities existed).
+  /// [min_depth, max_depth], then each width, precision and sparsity uniform,
+  /// then (when `split`) the cut uniform in [0, d] (no draw for a decision
+  /// with a single option, so a space with `sparsities == {0}` and no split
+  /// draws exactly what it drew before sparsities and cuts existed).
   [[nodiscard]] genome sample(tinylarge::rng& g) const {
     genome out;
     const std::size_t d = min_depth + g.uniform_int(static_cast<std::uint32_t>(max_depth - min_depth + 1));
     for (std::size_t l = 0; l < d; ++l) out.widths.push_back(random_width(g));
     for (std::size_t l = 0; l <= d; ++l) out.precisions.push_back(random_precision(g));
     for (std::size_t l = 0; l <= d; ++l) out.sparsities.push_back(random_sparsity(g));
+    if (split) out.cut = g.uniform_int(static_cast<std::uint32_t>(d + 1));
     return out;
   }
 
   /// One random edit of `parent` that yields a different genome of the space
   /// (Real et al. 2019 mutate one decision): change one hidden width, change
   /// one layer's precision, add a hidden layer (a random width, precision and
-  /// sparsity, inserted at a random position), remove one, or (when the
-  /// space has several sparsities) change one layer's sparsity. Edits that
+  /// sparsity, inserted at a random position; the cut keeps its count of
+  /// device layers), remove one (a cut beyond the new depth moves to it), or
+  /// (when the space has several sparsities) change one layer's sparsity, or
+  /// (when `split`) move the cut. Edits that
   /// are impossible in the space (e.g. adding a layer at max depth) are
   /// redrawn; a space with a single genome returns the parent.
   [[nodiscard]] genome mutate(const genome& parent, tinylarge::rng& g) const {
@@ -185,7 +200,10 @@ struct mlp_space {
     for (;;) {
       genome c = parent;
       c.normalize();
-      switch (g.uniform_int(sparsities.size() > 1 ? 5 : 4)) {
+      const std::uint32_t edits = 4u + (sparsities.size() > 1 ? 1u : 0u) + (split ? 1u : 0u);
+      std::uint32_t edit = g.uniform_int(edits);
+      if (edit == 4 && sparsities.size() < 2) edit = 5;
+      switch (edit) {
         case 0: {  // width
           if (widths.size() < 2) continue;
           const std::size_t l = g.uniform_int(static_cast<std::uint32_t>(c.depth()));
@@ -212,11 +230,16 @@ struct mlp_space {
           c.widths.erase(c.widths.begin() + static_cast<std::ptrdiff_t>(at));
           c.precisions.erase(c.precisions.begin() + static_cast<std::ptrdiff_t>(at));
           c.sparsities.erase(c.sparsities.begin() + static_cast<std::ptrdiff_t>(at));
+          c.cut = c.cut > c.depth() ? c.depth() : c.cut;
           break;
         }
-        default: {  // sparsity (only drawn when the space has several)
+        case 4: {  // sparsity (only drawn when the space has several)
           const std::size_t l = g.uniform_int(static_cast<std::uint32_t>(c.sparsities.size()));
           c.sparsities[l] = random_sparsity(g);
+          break;
+        }
+        default: {  // cut (only drawn when split)
+          c.cut = g.uniform_int(static_cast<std::uint32_t>(c.depth() + 1));
           break;
         }
       }
@@ -226,7 +249,8 @@ struct mlp_space {
 
   /// Uniform crossover: the child's depth is one parent's (chosen at random);
   /// each hidden layer and the head take width, precision and sparsity from
-  /// either parent's layer at the same position when it has one.
+  /// either parent's layer at the same position when it has one; when
+  /// `split`, the cut is either parent's (at most the child's depth).
   [[nodiscard]] genome crossover(const genome& a, const genome& b, tinylarge::rng& g) const {
     const genome& base = g.uniform_int(2) == 0 ? a : b;
     const genome& other = &base == &a ? b : a;
@@ -243,6 +267,7 @@ struct mlp_space {
       c.precisions.back() = other.precisions.back();
       c.sparsities.back() = static_cast<std::uint8_t>(other.sparsity(other.precisions.size() - 1));
     }
+    if (split && g.uniform_int(2) == 1) c.cut = other.cut > c.depth() ? c.depth() : other.cut;
     return c;
   }
 

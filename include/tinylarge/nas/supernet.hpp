@@ -249,10 +249,11 @@ class mlp_supernet {
     std::vector<std::uint8_t> by(opt.batch_size);
     std::vector<float> teacher;
     const genome big = space_.largest(), small = space_.smallest();
-    // Training ignores sparsities: sample sub-networks of one sparsity, so the supernet (and its random
-    // stream) is the same whichever compression levels the space searches.
+    // Training ignores sparsities and cuts: sample sub-networks of one sparsity and no cut, so the supernet
+    // (and its random stream) is the same whichever compression levels and cut points the space searches.
     mlp_space arch = space_;
     arch.sparsities = {space_.sparsities.front()};
+    arch.split = false;
     std::vector<double> history;
     float lr = opt.learning_rate;
     for (std::size_t e = 0; e < opt.epochs; ++e) {
