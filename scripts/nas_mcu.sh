@@ -72,8 +72,9 @@ deploy_and_run() {  # header dir tag
   # 3. Instructions per layer of one inference.
   firmware "$dir/nas_firmware_profile.elf" -DNAS_PROFILE
   if bash "$root/scripts/mcu_trace_count.sh" mps2-an386 "$dir/nas_firmware_profile.elf" "$dir/profile.txt" > "$dir/counts.txt"; then
-    # MACs per dense layer: n·k from the exported table ("{n, k, …}" lines of nas_mcu.h).
-    awk -v tag="$tag" 'NR == FNR { if ($1 ~ /^\{[0-9]+,$/) { gsub(/[{,]/, "", $1); gsub(/,/, "", $2); macs[m++] = $1 * $2 } next }
+    # MACs per dense layer from the exported table ("{n, k, macs, …}" lines of nas_mcu.h: n·k, or a
+    # CSR layer's stored entries).
+    awk -v tag="$tag" 'NR == FNR { if ($1 ~ /^\{[0-9]+,$/) { gsub(/,/, "", $3); macs[m++] = $3 } next }
          $1 == "region" { total += $3; tm += macs[$2]
            printf "nas-mcu: " tag "layer %d: %d instructions for %d MACs (%.2f per MAC)\n", $2, $3, macs[$2], $3 / macs[$2] }
          END { printf "nas-mcu: " tag "one inference: %d instructions for %d MACs (%.2f per MAC; QEMU counts instructions, not cycles)\n",

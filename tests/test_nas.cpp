@@ -605,3 +605,343 @@ TEST_CASE("nas on the traffic task: the source supernet's features transfer acro
   CHECK(transferred.accuracy > raw_acc + 0.05);
   CHECK(transferred.accuracy > 0.85);
 }
+
+// ---------------------------------------------------------------------------
+// Compression level per layer (magnitude-pruning sparsity)
+// ---------------------------------------------------------------------------
+
+TEST_CASE("nas compression: sparsity per layer in sampling, mutation, crossover and the key", "[nas]") {
+  nas::mlp_space s{.inputs = 10, .outputs = 3, .widths = {4, 8}, .min_depth = 1, .max_depth = 2};
+  s.sparsities = {0, 50, 75, 90};
+  // d = 1: 2 widths · (2 precisions · 4 sparsities)²; d = 2: 2² · 8³
+  CHECK(s.size() == 2.0 * 64 + 4.0 * 512);
+  tl::rng g(5);
+  std::set<std::string> seen;
+  std::set<unsigned> mutated_sparsities;
+  for (int i = 0; i < 60000; ++i) {
+    const nas::genome x = s.sample(g);
+    REQUIRE(s.contains(x));
+    seen.insert(x.key());
+    const nas::genome m = s.mutate(x, g);
+    REQUIRE(s.contains(m));
+    REQUIRE_FALSE(m == x);
+    if (m.widths == x.widths && m.precisions == x.precisions)  // a sparsity edit: exactly one layer changed
+      for (std::size_t l = 0; l <= m.depth(); ++l)
+        if (m.sparsity(l) != x.sparsity(l)) mutated_sparsities.insert(m.sparsity(l));
+    const nas::genome c = s.crossover(x, m, g);
+    REQUIRE(s.contains(c));
+    // Every layer's sparsity comes from a parent's layer at the same position (the head from a head).
+    const auto from = [&](const nas::genome& p, std::size_t l, bool head) {
+      return head ? c.sparsity(l) == p.sparsity(p.depth()) : l < p.depth() && c.sparsity(l) == p.sparsity(l);
+    };
+    for (std::size_t l = 0; l <= c.depth(); ++l) REQUIRE((from(x, l, l == c.depth()) || from(m, l, l == c.depth())));
+  }
+  CHECK(seen.size() == 2176);  // every genome of the space was drawn
+  CHECK(mutated_sparsities == std::set<unsigned>{0, 50, 75, 90});
+  // The key shows a non-zero sparsity after the precision; an empty sparsity list is all zeros.
+  const nas::genome p{{256, 64}, {i8::int8, i8::fp32, i8::int8}, {75, 0, 50}};
+  CHECK(p.key() == "256i75-64f|i50");
+  CHECK(make({256, 64}, {i8::int8, i8::fp32, i8::int8}) == nas::genome{{256, 64}, {i8::int8, i8::fp32, i8::int8}, {0, 0, 0}});
+  CHECK_FALSE(p == make({256, 64}, {i8::int8, i8::fp32, i8::int8}));
+  CHECK(s.contains(nas::genome{{8}, {i8::int8, i8::fp32}, {90, 50}}));
+  CHECK_FALSE(s.contains(nas::genome{{8}, {i8::int8, i8::fp32}, {60, 50}}));  // 60 % is not a level of the space
+  CHECK_FALSE(s.contains(nas::genome{{8}, {i8::int8, i8::fp32}, {90}}));      // one sparsity per dense layer
+  // The default space searches dense models only and rejects pruned genomes.
+  CHECK_FALSE(nas::mlp_space{}.contains(nas::genome{{256}, {i8::int8, i8::int8}, {50, 0}}));
+  CHECK(nas::mlp_space{}.contains(nas::genome{{256}, {i8::int8, i8::int8}, {0, 0}}));
+#if TINYLARGE_HAS_EXCEPTIONS
+  nas::mlp_space bad = s;
+  bad.sparsities = {0, 100};
+  CHECK_THROWS_AS(bad.validate(), tl::invalid_argument);
+  bad.sparsities = {};
+  CHECK_THROWS_AS(bad.validate(), tl::invalid_argument);
+#endif
+}
+
+TEST_CASE("nas compression: flash and MACs of pruned layers are the library's CSR storage", "[nas]") {
+  const nas::mlp_space s{};  // 784 → … → 5
+  const nas::genome dense = make({256, 64}, {i8::int8, i8::int8, i8::int8});
+  const nas::genome g75{{256, 64}, {i8::int8, i8::int8, i8::int8}, {75, 0, 0}};
+  // 784·256 = 200 704 weights, 75 %: 150 528 pruned, 50 176 kept; CSR: a value and a gap byte per kept
+  // weight and 257 u32 row offsets instead of 200 704 dense int8 bytes (the 12·256 bytes of biases and
+  // requantization arrays are the same in both forms).
+  CHECK(nas::flash_bytes(s, dense) - nas::flash_bytes(s, g75) == 200'704 - (2 * 50'176 + 4 * 257));
+  CHECK(nas::macs(s, dense) - nas::macs(s, g75) == 150'528);
+  CHECK(nas::layer_storage_of(s, g75, 0).csr);
+  CHECK_FALSE(nas::layer_storage_of(s, g75, 1).csr);
+  // 50 % of an int8 layer: the CSR (2 bytes per kept weight + row offsets) is larger than dense, so the
+  // layer stays dense.
+  const nas::genome g50{{256, 64}, {i8::int8, i8::int8, i8::int8}, {50, 0, 0}};
+  CHECK_FALSE(nas::layer_storage_of(s, g50, 0).csr);
+  CHECK(nas::flash_bytes(s, g50) == nas::flash_bytes(s, dense));
+  // fp32 at 90 %: round(0.9 · 200 704) = 180 634 pruned, 20 070 kept at 4 + 1 bytes.
+  const nas::genome f32{{256, 64}, {i8::fp32, i8::int8, i8::int8}, {0, 0, 0}};
+  const nas::genome f90{{256, 64}, {i8::fp32, i8::int8, i8::int8}, {90, 0, 0}};
+  CHECK(nas::flash_bytes(s, f32) - nas::flash_bytes(s, f90) == 4 * 200'704 - (5 * 20'070 + 4 * 257));
+
+  // The count without weights is relative_csr::storage_bits of the library's CSR of magnitude-pruned
+  // weights (rows shorter than 256 columns: no fillers); with the weights it is built from them.
+  const nas::mlp_space small{.inputs = 100, .outputs = 3, .widths = {64}, .min_depth = 1, .max_depth = 1};
+  for (const i8 prec : {i8::fp32, i8::int8}) {
+    const nas::genome q{{64}, {prec, i8::fp32}, {75, 0}};
+    std::vector<float> w(64 * 100);
+    tl::rng r(3);
+    for (float& v : w) v = r.normal(0.0f, 1.0f);
+    std::vector<std::uint8_t> mask(w.size());
+    tl::compress::prune_by_magnitude(std::span<float>(w), 0.75, mask);
+    const tl::compress::matrix_ref<const float> wm{w.data(), 64, 100};
+    const auto csr = tl::compress::to_relative_csr(wm, 8);
+    REQUIRE(csr.fillers == 0);
+    REQUIRE(csr.entries() == 1600);
+    const std::size_t bits =
+        prec == i8::fp32 ? csr.storage_bits()
+                         : tl::compress::detail::build_relative_csr<std::int8_t>(wm, 8, [&](std::size_t k) {
+                             return static_cast<std::int8_t>(w[k] > 0 ? 1 : -1);
+                           }).storage_bits();
+    const std::size_t value_bytes = prec == i8::int8 ? 1 : 4, extra = prec == i8::int8 ? 12 * 64 : 4 * 64;
+    const std::size_t library = bits / 8 + extra;
+    CHECK(library == 1600 * (value_bytes + 1) + 65 * 4 + extra);
+    CHECK(nas::layer_storage_of(small, q, 0).bytes == library);
+    CHECK(nas::layer_storage_of(small, q, 0, w).bytes == library);
+    CHECK(nas::layer_storage_of(small, q, 0, w).entries == 1600);
+  }
+  // Fillers: a row of 784 inputs with only its last weight non-zero needs ⌊783 / 256⌋ = 3 of them.
+  const nas::mlp_space wide{.inputs = 784, .outputs = 3, .widths = {4}, .min_depth = 1, .max_depth = 1};
+  const nas::genome q{{4}, {i8::int8, i8::fp32}, {99, 0}};
+  std::vector<float> w(4 * 784, 0.0f);
+  for (std::size_t o = 0; o < 4; ++o) w[o * 784 + 783] = 1.0f;
+  const nas::layer_storage st = nas::layer_storage_of(wide, q, 0, w);
+  CHECK(st.entries == 4 * (1 + 3));
+  CHECK(st.bytes == 2 * 16 + 4 * 5 + 12 * 4);
+#if TINYLARGE_HAS_EXCEPTIONS
+  CHECK_THROWS_AS(nas::layer_storage_of(wide, q, 0, std::vector<float>(10)), tl::error);
+#endif
+}
+
+TEST_CASE("nas compression: evaluated and exported sub-networks are pruned by magnitude", "[nas]") {
+  nas::mlp_space s{.inputs = 12, .outputs = 4, .widths = {8, 16}, .min_depth = 1, .max_depth = 2};
+  s.sparsities = {0, 50, 75, 90};
+  nas::mlp_supernet net(s, 1);
+  const blobs src(400, 12, 4, 1, 0.25f), tgt(40, 12, 4, 2, 0.25f), val(200, 12, 4, 3, 0.25f);
+  net.train(src.view(), {.epochs = 3, .batch_size = 32, .learning_rate = 3e-3f, .seed = 1});
+  nas::transfer_evaluator ev(net, nas::cortex_m4(), tgt.view(), val.view());
+  const nas::genome g{{16, 8}, {i8::fp32, i8::fp32, i8::fp32}, {75, 50, 90}};
+  const nas::genome q{{16, 8}, {i8::int8, i8::int8, i8::int8}, {75, 50, 90}};
+  const nas::transferred_model m = ev.transfer(g, val.view()), mq = ev.transfer(q, val.view());
+  REQUIRE(m.parameters.size() == nas::parameter_count(s, g));
+  const std::size_t in[3] = {12, 16, 8}, out[3] = {16, 8, 4};
+  std::size_t at = 0;
+  for (std::size_t l = 0; l < 3; ++l) {
+    const std::size_t n = in[l] * out[l];
+    const auto zeros = [&](const std::vector<float>& p) {
+      return static_cast<std::size_t>(std::count(p.begin() + static_cast<std::ptrdiff_t>(at),
+                                                 p.begin() + static_cast<std::ptrdiff_t>(at + n), 0.0f));
+    };
+    const std::size_t pruned = tl::compress::prune_count(n, g.sparsity(l) / 100.0);
+    CHECK(zeros(m.parameters) == pruned);   // fp32: exactly the claimed fraction
+    CHECK(zeros(mq.parameters) >= pruned);  // int8: rounding may zero a few more
+    at += n + out[l];
+  }
+  // Hidden layer 0 (fp32) keeps the supernet's weights of largest magnitude, unchanged.
+  const auto shared = net.parameters();
+  float smallest_kept = 1e30f, largest_pruned = 0.0f;
+  for (std::size_t o = 0; o < 16; ++o)
+    for (std::size_t i = 0; i < 12; ++i) {
+      const float w = m.parameters[o * 12 + i], sw = shared[net.weight_offset(0) + o * net.cols(0) + i];
+      if (w == 0.0f) {
+        largest_pruned = std::max(largest_pruned, std::fabs(sw));
+      } else {
+        CHECK(w == sw);
+        smallest_kept = std::min(smallest_kept, std::fabs(sw));
+      }
+    }
+  CHECK(largest_pruned <= smallest_kept);
+  // The objectives count the CSR of the exported weights (no fillers, no extra zeros for fp32: the
+  // count without weights); pruning moderately keeps the task learnable.
+  const nas::objectives o = ev(g);
+  CHECK(o.flash_bytes == nas::flash_bytes(s, g, m.parameters));
+  CHECK(o.flash_bytes == nas::flash_bytes(s, g));
+  CHECK(o.flash_bytes < nas::flash_bytes(s, make({16, 8}, {i8::fp32, i8::fp32, i8::fp32})));
+  CHECK(ev(q).flash_bytes == nas::flash_bytes(s, q, mq.parameters));
+  CHECK(ev(q).flash_bytes <= nas::flash_bytes(s, q));
+  CHECK(ev(nas::genome{{16, 8}, {i8::fp32, i8::fp32, i8::fp32}, {50, 0, 0}}).accuracy > 0.5);
+  // The same genome twice gives the same model (deterministic).
+  CHECK(ev.transfer(g, val.view()).parameters == m.parameters);
+  // Fine-tuning a pruned genome retrains with the masks: the sparsities hold, and it fits the target
+  // rows at least as well as the transfer.
+  const nas::transferred_model t = ev.transfer(g, tgt.view());
+  const nas::transferred_model f = ev.fine_tune(g, tgt.view(), {.epochs = 30, .batch_size = 8, .learning_rate = 1e-3f});
+  CHECK(f.accuracy >= t.accuracy);
+  CHECK_FALSE(f.parameters == t.parameters);
+  at = 0;
+  for (std::size_t l = 0; l < 3; ++l) {
+    const std::size_t n = in[l] * out[l];
+    CHECK(static_cast<std::size_t>(std::count(f.parameters.begin() + static_cast<std::ptrdiff_t>(at),
+                                              f.parameters.begin() + static_cast<std::ptrdiff_t>(at + n), 0.0f)) ==
+          tl::compress::prune_count(n, g.sparsity(l) / 100.0));
+    at += n + out[l];
+  }
+
+  // The emitted header states the sparsities; the JSON lists them per front member.
+  const std::string h = nas::emit_header(s, m, "chosen");
+  CHECK(h.find("// genome 16f75-8f50|f90,") != std::string::npos);
+  CHECK(h.find("inline constexpr unsigned layer_sparsity_percent[] = {75, 50, 90};") != std::string::npos);
+  CHECK(h.find("144 of 192 weights pruned; 64 of 128 weights pruned; 29 of 32 weights pruned") != std::string::npos);
+  const auto history = nas::random_search(s, ev, {.budget = 10, .seed = 3});
+  CHECK(nas::front_json(history, ev.device(), 262'144, "random").find("\"sparsity_percent\": [") != std::string::npos);
+}
+
+TEST_CASE("nas compression: the supernet trains the same whichever sparsities the space searches", "[nas]") {
+  nas::mlp_space dense{.inputs = 12, .outputs = 4, .widths = {8, 16}, .min_depth = 1, .max_depth = 2};
+  nas::mlp_space pruned = dense;
+  pruned.sparsities = {0, 50, 75, 90};
+  const blobs src(200, 12, 4, 1, 0.25f);
+  nas::mlp_supernet a(dense, 1), b(pruned, 1);
+  a.train(src.view(), {.epochs = 2, .batch_size = 32, .learning_rate = 3e-3f, .seed = 1});
+  b.train(src.view(), {.epochs = 2, .batch_size = 32, .learning_rate = 3e-3f, .seed = 1});
+  CHECK(std::equal(a.parameters().begin(), a.parameters().end(), b.parameters().begin(), b.parameters().end()));
+  // Pruning changes the features of a sub-network, not the shared weights.
+  const nas::genome g{{16}, {i8::fp32, i8::fp32}, {90, 0}};
+  const std::vector<float> fd = b.body_features(make({16}, {i8::fp32, i8::fp32}), src.x.data(), 20, 20);
+  const std::vector<float> fp = b.body_features(g, src.x.data(), 20, 20);
+  CHECK_FALSE(fd == fp);
+  CHECK(std::equal(a.parameters().begin(), a.parameters().end(), b.parameters().begin(), b.parameters().end()));
+}
+
+TEST_CASE("nas compression: strategies over a space with sparsities are deterministic for a seed", "[nas]") {
+  nas::mlp_space s{};
+  s.sparsities = {0, 50, 75, 90};
+  synthetic ev{s, nas::cortex_m4()};
+  const auto r1 = nas::random_search(s, ev, {.budget = 40, .seed = 1});
+  CHECK(same(r1, nas::random_search(s, ev, {.budget = 40, .seed = 1})));
+  CHECK_FALSE(same(r1, nas::random_search(s, ev, {.budget = 40, .seed = 2})));
+  const auto e1 = nas::regularized_evolution(s, ev, {.budget = 60, .population = 10, .sample = 3, .seed = 1});
+  CHECK(same(e1, nas::regularized_evolution(s, ev, {.budget = 60, .population = 10, .sample = 3, .seed = 1})));
+  const auto n1 = nas::nsga2(s, ev, {.budget = 60, .population = 10, .seed = 1});
+  CHECK(same(n1, nas::nsga2(s, ev, {.budget = 60, .population = 10, .seed = 1})));
+  bool pruned = false;
+  for (const auto* h : {&r1, &e1, &n1})
+    for (const auto& c : *h) {
+      REQUIRE(s.contains(c.g));
+      for (std::size_t l = 0; l <= c.g.depth(); ++l) pruned = pruned || c.g.sparsity(l) != 0;
+    }
+  CHECK(pruned);
+  // Pruning lowers the synthetic evaluator's flash (its accuracy ignores sparsity), so the NSGA-II front
+  // holds pruned genomes.
+  bool pruned_on_front = false;
+  for (std::size_t i : nas::feasible_front(n1))
+    for (std::size_t l = 0; l <= n1[i].g.depth(); ++l) pruned_on_front = pruned_on_front || n1[i].g.sparsity(l) >= 75;
+  CHECK(pruned_on_front);
+}
+
+// ---------------------------------------------------------------------------
+// Cut point for split deployment
+// ---------------------------------------------------------------------------
+
+TEST_CASE("nas split deployment: the cut point in sampling, mutation, crossover and the key", "[nas]") {
+  nas::mlp_space s{.inputs = 10, .outputs = 3, .widths = {4, 8}, .min_depth = 1, .max_depth = 2};
+  s.split = true;
+  CHECK(s.size() == 2.0 * 4 * 2 + 4.0 * 8 * 3);  // d = 1: 2 widths · 2² precisions · 2 cuts; d = 2: 2² · 2³ · 3 cuts
+  tl::rng g(8);
+  std::set<std::string> seen;
+  std::set<std::size_t> mutated_cuts;
+  for (int i = 0; i < 6000; ++i) {
+    const nas::genome x = s.sample(g);
+    REQUIRE(s.contains(x));
+    seen.insert(x.key());
+    const nas::genome m = s.mutate(x, g);
+    REQUIRE(s.contains(m));
+    REQUIRE_FALSE(m == x);
+    if (m.widths == x.widths && m.precisions == x.precisions && m.cut != x.cut) mutated_cuts.insert(m.cut);
+    const nas::genome c = s.crossover(x, m, g);
+    REQUIRE(s.contains(c));
+    REQUIRE((c.cut == std::min(x.cut, c.depth()) || c.cut == std::min(m.cut, c.depth())));
+  }
+  CHECK(seen.size() == 112);
+  CHECK(mutated_cuts == std::set<std::size_t>{0, 1, 2});
+  nas::genome p{{256, 64}, {i8::int8, i8::fp32, i8::int8}, {75, 0, 0}, 1};
+  CHECK(p.key() == "256i75-64f|i/c1");
+  CHECK_FALSE(p == nas::genome{{256, 64}, {i8::int8, i8::fp32, i8::int8}, {75, 0, 0}, 2});
+  CHECK_FALSE(s.contains(nas::genome{{8}, {i8::int8, i8::int8}, {}, 2}));  // beyond the depth
+  CHECK(s.contains(nas::genome{{8}, {i8::int8, i8::int8}, {}, 1}));
+  nas::mlp_space whole = s;
+  whole.split = false;
+  CHECK_FALSE(whole.contains(nas::genome{{8}, {i8::int8, i8::int8}, {}, 1}));  // no cut in a space without split
+}
+
+TEST_CASE("nas split deployment: budgets apply to the device segment; smashed bytes at the cut", "[nas]") {
+  const nas::mlp_space s{};
+  const nas::device_profile m4 = nas::cortex_m4();
+  // LeNet-300-100 int8 (270 560 B) does not fit 256 KiB whole; cut after its first hidden layer the device
+  // keeps 784·300 + 12·300 = 238 800 B and sends 300 int8 activations per sample.
+  nas::genome l8 = make({300, 100}, {i8::int8, i8::int8, i8::int8});
+  nas::objectives o;
+  nas::apply_costs(s, l8, m4, o);
+  CHECK_FALSE(o.feasible());
+  CHECK(o.smashed_bytes == 0);
+  CHECK(o.server_flash_bytes == 0);
+  l8.cut = 1;
+  nas::apply_costs(s, l8, m4, o);
+  CHECK(o.flash_bytes == 238'800);
+  CHECK(o.server_flash_bytes == 270'560 - 238'800);
+  CHECK(o.smashed_bytes == 300);
+  CHECK(o.arena_bytes == 784 + 300);
+  CHECK(o.macs == 784 * 300);
+  CHECK(o.energy_uj == Approx((784.0 * 300 * m4.pj_per_mac + (238'800.0 + 784 + 300) * m4.pj_per_byte) * 1e-6));
+  CHECK(o.feasible());
+  l8.cut = 2;  // the device keeps both hidden layers: 270 000 B, over the budget again; 100 bytes cross
+  nas::apply_costs(s, l8, m4, o);
+  CHECK(o.flash_bytes == 270'000);
+  CHECK(o.smashed_bytes == 100);
+  CHECK_FALSE(o.feasible());
+  // An fp32 layer at the cut sends 4 bytes per unit.
+  nas::genome f{{256, 64}, {i8::int8, i8::fp32, i8::int8}, {}, 2};
+  nas::apply_costs(s, f, m4, o);
+  CHECK(o.smashed_bytes == 4 * 64);
+  CHECK(o.flash_bytes + o.server_flash_bytes == nas::flash_bytes(s, f));
+#if TINYLARGE_HAS_EXCEPTIONS
+  f.cut = 3;
+  CHECK_THROWS_AS(nas::apply_costs(s, f, m4, o), tl::invalid_argument);
+#endif
+
+  // The emitted header names the cut as a layer index of the sequential type; the JSON has the metric.
+  const nas::genome g{{16, 8}, {i8::int8, i8::int8, i8::int8}, {}, 1};
+  const nas::mlp_space small{.inputs = 12, .outputs = 4, .widths = {8, 16}, .min_depth = 1, .max_depth = 2, .split = true};
+  const nas::transferred_model m{g, std::vector<float>(nas::parameter_count(small, g), 0.5f), 0.75};
+  const std::string h = nas::emit_header(small, m, "split");
+  CHECK(h.find("inline constexpr unsigned cut_layer = 2;") != std::string::npos);
+  CHECK(h.find("16 bytes per sample cross the cut") != std::string::npos);
+  CHECK(nas::emit_header(small, {make({16, 8}, {i8::int8, i8::int8, i8::int8}), m.parameters, 0.75}, "whole")
+            .find("inline constexpr unsigned cut_layer = 0;") != std::string::npos);
+  nas::objectives og;
+  nas::apply_costs(small, g, m4, og);
+  og.accuracy = 0.75;
+  const std::string j = nas::front_json({{g, og}}, m4, 262'144, "one");
+  CHECK(j.find("\"cut\": 1, \"smashed_bytes\": 16, \"server_flash_bytes\": " + std::to_string(og.server_flash_bytes)) !=
+        std::string::npos);
+}
+
+TEST_CASE("nas split deployment: strategies stay deterministic; the supernet ignores the cut", "[nas]") {
+  nas::mlp_space s{};
+  s.split = true;
+  synthetic ev{s, nas::cortex_m4()};
+  const auto e1 = nas::regularized_evolution(s, ev, {.budget = 60, .population = 10, .sample = 3, .seed = 1});
+  CHECK(same(e1, nas::regularized_evolution(s, ev, {.budget = 60, .population = 10, .sample = 3, .seed = 1})));
+  const auto n1 = nas::nsga2(s, ev, {.budget = 60, .population = 10, .seed = 1});
+  CHECK(same(n1, nas::nsga2(s, ev, {.budget = 60, .population = 10, .seed = 1})));
+  bool split = false;
+  for (const auto* h : {&e1, &n1})
+    for (const auto& c : *h) {
+      REQUIRE(s.contains(c.g));
+      split = split || c.g.cut > 0;
+    }
+  CHECK(split);
+  nas::mlp_space a{.inputs = 12, .outputs = 4, .widths = {8, 16}, .min_depth = 1, .max_depth = 2};
+  nas::mlp_space b = a;
+  b.split = true;
+  const blobs src(200, 12, 4, 1, 0.25f);
+  nas::mlp_supernet na(a, 1), nb(b, 1);
+  na.train(src.view(), {.epochs = 2, .batch_size = 32, .learning_rate = 3e-3f, .seed = 1});
+  nb.train(src.view(), {.epochs = 2, .batch_size = 32, .learning_rate = 3e-3f, .seed = 1});
+  CHECK(std::equal(na.parameters().begin(), na.parameters().end(), nb.parameters().begin(), nb.parameters().end()));
+}

@@ -133,10 +133,13 @@ inline std::vector<nas::candidate> union_of(const std::vector<run>& runs) {
 inline std::size_t print_front(const std::vector<nas::candidate>& all, const nas::transfer_evaluator& eval,
                                const nas::labelled_data& test, bool latency) {
   const auto front = nas::feasible_front(all);
-  std::printf("\nunion feasible front (%zu models): test accuracy after transfer\n", front.size());
-  std::printf("| genome | val accuracy | test accuracy | flash bytes | arena bytes | MACs | energy µJ (est.) |%s\n",
-              latency ? " host latency µs |" : "");
-  std::printf("|---|---|---|---|---|---|---|%s\n", latency ? "---|" : "");
+  bool split = false;  // a split member: flash, arena, MACs and energy are its device segment's
+  for (std::size_t i : front) split = split || all[i].g.cut > 0;
+  std::printf("\nunion feasible front (%zu models): test accuracy after transfer%s\n", front.size(),
+              split ? " (split genomes /cK: device segment's costs)" : "");
+  std::printf("| genome | val accuracy | test accuracy | flash bytes | arena bytes | MACs | energy µJ (est.) |%s%s\n",
+              latency ? " host latency µs |" : "", split ? " smashed bytes per sample | server flash bytes |" : "");
+  std::printf("|---|---|---|---|---|---|---|%s%s\n", latency ? "---|" : "", split ? "---|---|" : "");
   std::size_t best = front.front();
   for (std::size_t i : front) {
     const auto& c = all[i];
@@ -144,6 +147,7 @@ inline std::size_t print_front(const std::vector<nas::candidate>& all, const nas
     std::printf("| %s | %.4f | %.4f | %zu | %zu | %zu | %.2f |", c.g.key().c_str(), c.obj.accuracy, test_acc,
                 c.obj.flash_bytes, c.obj.arena_bytes, c.obj.macs, c.obj.energy_uj);
     if (latency) std::printf(" %.1f |", c.obj.latency_us);
+    if (split) std::printf(" %zu | %zu |", c.obj.smashed_bytes, c.obj.server_flash_bytes);
     std::printf("\n");
     if (c.obj.accuracy > all[best].obj.accuracy) best = i;
   }

@@ -10,7 +10,11 @@
 // --mcu-out DIR also writes the int8 network for the Cortex-M firmware
 // (firmware.cpp, scripts/nas_mcu.sh): DIR/nas_mcu.h holds each dense layer's
 // int8 weights, int32 biases, multipliers, shifts and zero points as the
-// library's quantized_network computed them, DIR/nas_mcu_images.h 16 quantized
+// library's quantized_network computed them — a layer the search pruned
+// (layer_sparsity_percent > 0) whose relative-index CSR (gaps of 8 bits, the
+// form of compress::model_file_builder::add_int8_csr) is smaller than its
+// dense int8 matrix as its CSR row offsets, gaps and non-zero values, run by
+// kernels::sparse_dense_s8 —, DIR/nas_mcu_images.h 16 quantized
 // target test images, and DIR/nas_mcu_expected.txt holds the host's int8 logits and
 // predictions for them (quantized_network::forward), which the firmware
 // must reproduce bit for bit.
@@ -24,6 +28,7 @@
 #include <vector>
 
 #include "tinylarge/compress/c_export.hpp"
+#include "tinylarge/compress/sparse.hpp"
 #include "tinylarge/data/idx.hpp"
 #include "tinylarge/nn/nn.hpp"
 #include "../common/cli.hpp"
@@ -79,8 +84,10 @@ void write_mcu(const std::string& dir, qnet& q, const std::vector<const float*>&
     }
     expected += '\n';
   }
-  std::string layers = "struct nas_layer_desc { unsigned n, k; const signed char* w; const int32_t* bias; "
-                       "const int32_t* mult; const int* shift; int32_t zx, zy; int relu; };\n";
+  // w: the n×k int8 matrix, or with row_ptr the CSR values; macs: n·k, or the CSR entries.
+  std::string layers = "struct nas_layer_desc { unsigned n, k, macs; const signed char* w; const uint32_t* row_ptr; "
+                       "const uint8_t* gaps; const int32_t* bias; const int32_t* mult; const int* shift; int32_t zx, zy; "
+                       "int relu; };\n";
   std::string table = "static const struct nas_layer_desc nas_layers[] = {\n";
   std::size_t count = 0;
   model::for_each_layer([&]<std::size_t I>() {
@@ -90,13 +97,29 @@ void write_mcu(const std::string& dir, qnet& q, const std::vector<const float*>&
       if constexpr (relu)  // quantized_network fuses the relu: its output tensor has the dense layer's parameters
         if (!(q.tensor_params(I + 2) == q.tensor_params(I + 1))) throw std::runtime_error("relu tensor parameters differ");
       const std::size_t n = L::out_channels, k = L::in_shape::size;
+      const std::size_t sparsity = nas_model::layer_sparsity_percent[count];
       const std::string j = std::to_string(count++);
-      h.add_int8("nas_w" + j, std::span<const std::int8_t>(q.template layer_weights<I>(), n * k));
+      const std::int8_t* w = q.template layer_weights<I>();
+      const std::vector<float> wf(w, w + n * k);  // exact; the CSR keeps the non-zero columns
+      const auto csr = tl::compress::detail::build_relative_csr<std::int8_t>(
+          tl::compress::matrix_ref<const float>{wf.data(), n, k}, 8, [&](std::size_t i) { return w[i]; });
+      const bool sparse = sparsity > 0 && csr.storage_bits() / 8 < n * k;
+      std::string csr_arrays = "0, 0";
+      if (sparse) {
+        h.add_int8("nas_w" + j, std::span<const std::int8_t>(csr.values));
+        layers += int_array("uint32_t", "nas_r" + j, csr.row_ptr.data(), csr.row_ptr.size());
+        layers += int_array("uint8_t", "nas_g" + j, csr.gaps.data(), csr.gaps.size());
+        csr_arrays = "nas_r" + j + ", nas_g" + j;
+        std::printf("layer %s: %zu %% pruned, int8 CSR: %zu entries, %zu bytes (dense %zu)\n", j.c_str(), sparsity,
+                    csr.entries(), csr.storage_bits() / 8, n * k);
+      } else {
+        h.add_int8("nas_w" + j, std::span<const std::int8_t>(w, n * k));
+      }
       layers += int_array("int32_t", "nas_b" + j, q.biases() + qnet::layout.bias[I], n);
       layers += int_array("int32_t", "nas_m" + j, q.multipliers() + qnet::layout.bias[I], n);
       layers += int_array("int", "nas_s" + j, q.shifts() + qnet::layout.bias[I], n);
-      table += "  {" + std::to_string(n) + ", " + std::to_string(k) + ", nas_w" + j + ", nas_b" + j + ", nas_m" + j + ", nas_s" +
-               j + ", " + std::to_string(q.tensor_params(I).zero_point) + ", " +
+      table += "  {" + std::to_string(n) + ", " + std::to_string(k) + ", " + std::to_string(sparse ? csr.entries() : n * k) +
+               ", nas_w" + j + ", " + csr_arrays + ", nas_b" + j + ", nas_m" + j + ", nas_s" + j + ", " + std::to_string(q.tensor_params(I).zero_point) + ", " +
                std::to_string(q.tensor_params(I + 1).zero_point) + ", " + (relu ? "1" : "0") + "},\n";
     }
   });
@@ -126,6 +149,8 @@ int main(int argc, char** argv) {
   std::printf("emitted model: %zu parameters, %zu MACs; int8: %zu flash bytes, %zu arena bytes; precisions:", model::param_count,
               model::macs, qnet::parameter_bytes, qnet::arena_bytes);
   for (const char* p : nas_model::layer_precisions) std::printf(" %s", p);
+  std::printf("; sparsity %%:");
+  for (const unsigned p : nas_model::layer_sparsity_percent) std::printf(" %u", p);
   std::printf("\n");
   if (!std::filesystem::exists(data + "/t10k-images-idx3-ubyte.gz")) {
     std::printf("no Fashion-MNIST under %s: accuracy not measured\n", data.c_str());

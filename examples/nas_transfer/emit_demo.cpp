@@ -1,5 +1,6 @@
 // Writes a small emitted-model header at build time (no data needed): the
-// sub-network 64i-32f|i of an untrained supernet over the FMNIST space, with
+// sub-network 64i75-32f|i of an untrained supernet over the FMNIST space (its
+// first layer pruned by magnitude to 75 %), with
 // its head taken from the supernet's shared head. nas_deploy compiles it, so
 // the build proves that what nas::emit_header writes is a valid
 // compile-time model (docs/nas.md).
@@ -18,9 +19,10 @@ int main(int argc, char** argv) {
   }
   namespace nas = tl::nas;
   using p = nas::layer_precision;
-  const nas::mlp_space space{.inputs = 784, .outputs = 5, .widths = {32, 64}, .min_depth = 1, .max_depth = 2};
+  const nas::mlp_space space{.inputs = 784, .outputs = 5, .widths = {32, 64}, .min_depth = 1, .max_depth = 2,
+                             .sparsities = {0, 75}};
   const nas::mlp_supernet net(space, 1);
-  nas::transferred_model m{{{64, 32}, {p::int8, p::fp32, p::int8}}, {}, 0.0};
+  nas::transferred_model m{{{64, 32}, {p::int8, p::fp32, p::int8}, {75, 0, 0}}, {}, 0.0};
   std::vector<float> w, b;
   for (std::size_t l = 0; l < m.g.depth(); ++l) {
     net.hidden_layer(m.g, l, w, b);

@@ -1,7 +1,8 @@
 // Cortex-M firmware for a searched model (docs/nas.md, scripts/nas_mcu.sh): the
 // compile-time model type of the emitted header (NAS_MODEL_HEADER) sizes the int8
 // activation arena, and the int8 network nas_deploy --mcu-out exported (nas_mcu.h) runs
-// with the library's kernels::dense_s8 (SMLAD path on Cortex-M4). It classifies the 16
+// with the library's kernels::dense_s8 (SMLAD path on Cortex-M4), a pruned layer exported
+// as CSR with kernels::sparse_dense_s8 (bit-identical to the dense kernel on its zeros). It classifies the 16
 // embedded target test images (nas_mcu_images.h) and prints "index prediction: int8 logits" through
 // semihosting, which must equal the host's quantized_network output
 // (nas_mcu_expected.txt), then the arena and stack bytes used.
@@ -22,6 +23,7 @@
 #include <tinylarge/kernels/backend.hpp>
 #include <tinylarge/kernels/cortex_m.hpp>
 #include <tinylarge/kernels/dense.hpp>
+#include <tinylarge/kernels/sparse_s8.hpp>
 #include <tinylarge/nn/layers.hpp>
 #include <tinylarge/nn/sequential.hpp>
 #include <tinylarge/precision/int8.hpp>
@@ -63,7 +65,10 @@ __attribute__((noinline)) void run(const nas_layer_desc& l, const std::int8_t* x
   p.per_channel = true;
   p.bias = l.bias;
   p.act_min = static_cast<std::int8_t>(l.relu ? l.zy : -128);
-  k::dense_s8(k::default_backend{}, 1, l.n, l.k, x, reinterpret_cast<const std::int8_t*>(l.w), p, y);
+  if (l.row_ptr != nullptr)
+    k::sparse_dense_s8(1, k::csr_s8_matrix{l.n, l.k, l.row_ptr, l.gaps, reinterpret_cast<const std::int8_t*>(l.w)}, x, p, y);
+  else
+    k::dense_s8(k::default_backend{}, 1, l.n, l.k, x, reinterpret_cast<const std::int8_t*>(l.w), p, y);
 }
 
 }  // namespace

@@ -17,6 +17,12 @@
 //                [--budget N] [--seeds N] [--population N] [--sample N]
 //                [--profile cortex_m4|phone|edge_server] [--latency] [--distill] [--finetune-epochs N]
 //                [--json FILE] [--svg FILE] [--header FILE] [--finalists N] [--data DIR] [--seed S]
+//                [--sparsities LIST] [--split]
+//
+// --sparsities sets the compression levels a layer may take (magnitude-pruning sparsity in
+// percent, default 0,50,75,90; 0 searches dense models only). --split also searches the cut
+// point for split deployment: the flash and RAM budgets then apply to the device segment, and
+// the bytes per sample that cross the cut are reported (JSON "smashed_bytes").
 //
 // --distill trains the supernet with in-place distillation (the sub-networks
 // other than the largest learn from the largest's softmax).
@@ -56,9 +62,10 @@ struct options {
   std::size_t budget = 60, seeds = 3, population = 16, sample = 4, finetune_epochs = 20;
   std::string profile = "cortex_m4", json = "nas_front.json", svg = "nas_front.svg", header = "nas_model.hpp",
               data = "/usr/share/datasets/fashion-mnist";
-  bool latency = false, distill = false;
+  bool latency = false, distill = false, split = false;
   std::size_t finalists = 0;
   std::uint64_t seed = 1;
+  std::vector<std::uint8_t> sparsities{0, 50, 75, 90};
 };
 
 /// Rows of one task: features and labels remapped to 0…4.
@@ -135,7 +142,7 @@ int main(int argc, char** argv) {
   examples::cli args(argc, argv,
                      "[--source-n N] [--source-epochs N] [--target-per-class N] [--val-n N] [--budget N] [--seeds N] "
                      "[--population N] [--sample N] [--profile cortex_m4|phone|edge_server] [--latency] [--distill] [--finetune-epochs N] [--json FILE] [--svg FILE] [--finalists N] "
-                     "[--header FILE] [--data DIR] [--seed S]");
+                     "[--header FILE] [--data DIR] [--seed S] [--sparsities LIST] [--split]");
   while (args.next()) {
     if (args.is("--source-n")) opt.source_n = args.count();
     else if (args.is("--source-epochs")) opt.source_epochs = args.count();
@@ -148,6 +155,7 @@ int main(int argc, char** argv) {
     else if (args.is("--profile")) opt.profile = args.text();
     else if (args.is("--latency")) opt.latency = true;
     else if (args.is("--distill")) opt.distill = true;
+    else if (args.is("--split")) opt.split = true;
     else if (args.is("--finetune-epochs")) opt.finetune_epochs = args.count();
     else if (args.is("--json")) opt.json = args.text();
     else if (args.is("--svg")) opt.svg = args.text();
@@ -155,7 +163,13 @@ int main(int argc, char** argv) {
     else if (args.is("--header")) opt.header = args.text();
     else if (args.is("--data")) opt.data = args.text();
     else if (args.is("--seed")) opt.seed = args.count<std::uint64_t>();
-    else args.unknown();
+    else if (args.is("--sparsities")) {
+      opt.sparsities.clear();
+      for (const double v : args.reals()) {
+        if (v < 0 || v > 99 || v != static_cast<double>(static_cast<int>(v))) args.error("sparsities are whole percentages in [0, 99]");
+        opt.sparsities.push_back(static_cast<std::uint8_t>(v));
+      }
+    } else args.unknown();
   }
   try {
     const auto t_all = std::chrono::steady_clock::now();
@@ -184,10 +198,14 @@ int main(int argc, char** argv) {
     std::printf("device %s: flash %zu bytes, RAM %zu bytes, %.1f pJ/MAC, %.1f pJ/byte (assumed)\n", device.name.c_str(),
                 device.flash_bytes, device.ram_bytes, device.pj_per_mac, device.pj_per_byte);
 
-    // The space: depth 1-3, widths (100 makes LeNet-300-100's shape a member), int8 / fp32 per layer.
+    // The space: depth 1-3, widths (100 makes LeNet-300-100's shape a member), int8 / fp32 and a
+    // magnitude-pruning sparsity per layer.
     const nas::mlp_space space{.inputs = 784, .outputs = 5, .widths = {32, 64, 100, 128, 256, 300}, .min_depth = 1,
-                               .max_depth = 3};
-    std::printf("search space: %.0f genomes\n", space.size());
+                               .max_depth = 3, .sparsities = opt.sparsities, .split = opt.split};
+    std::string levels;
+    for (const std::uint8_t v : space.sparsities) levels += (levels.empty() ? "" : ", ") + std::to_string(v);
+    std::printf("search space: %.0f genomes (sparsities per layer: %s %%%s)\n", space.size(), levels.c_str(),
+                space.split ? "; cut point for split deployment" : "");
 
     auto t0 = std::chrono::steady_clock::now();
     nas::mlp_supernet supernet(space, opt.seed);

@@ -11,8 +11,16 @@
 ///   using model = ::tinylarge::nn::sequential<::tinylarge::nn::dense<784, 128>, ::tinylarge::nn::relu,
 ///                                             ::tinylarge::nn::dense<128, 5>>;
 ///   inline constexpr const char* layer_precisions[] = {"int8", "int8"};
+///   inline constexpr unsigned layer_sparsity_percent[] = {75, 0};
+///   inline constexpr unsigned cut_layer = 0;  // split deployment: device runs model layers [0, cut_layer); 0 = no split
 ///   inline constexpr float parameters[] = {…};  // model::param_count values
 /// @endcode
+///
+/// `layer_sparsity_percent` is the compression level of each dense layer
+/// (magnitude-pruning sparsity of its weights); the pruned weights are zeros
+/// in `parameters`, so a dense deployment computes the pruned model, and a
+/// compressed one (`compress::model_file_builder::add_int8_csr`) stores only
+/// the kept weights.
 ///
 /// so that `tl::nn::network<ns::model> net;` followed by
 /// `std::copy(std::begin(ns::parameters), std::end(ns::parameters), net.parameters().begin());`
@@ -28,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "../compress/pruning.hpp"
 #include "../core/error.hpp"
 #include "profile.hpp"
 #include "search.hpp"
@@ -88,6 +97,23 @@ inline std::string emit_header(const mlp_space& space, const transferred_model& 
   h += "/// Precision chosen for each dense layer (the last is the head).\ninline constexpr const char* layer_precisions[] = {";
   for (std::size_t l = 0; l < m.g.precisions.size(); ++l) h += std::string(l ? ", " : "") + "\"" + to_string(m.g.precisions[l]) + "\"";
   h += "};\n\n";
+  h += "/// Magnitude-pruning sparsity (percent of the weights, zeros in `parameters`) of each dense layer.\n";
+  h += "/// Per layer: ";
+  for (std::size_t l = 0; l < m.g.precisions.size(); ++l) {
+    const std::size_t in = l == 0 ? space.inputs : m.g.widths[l - 1], out = l == m.g.depth() ? space.outputs : m.g.widths[l];
+    const std::size_t pruned = compress::prune_count(in * out, m.g.sparsity(l) / 100.0);
+    h += std::string(l ? "; " : "") + std::to_string(pruned) + " of " + std::to_string(in * out) + " weights pruned";
+  }
+  h += ".\ninline constexpr unsigned layer_sparsity_percent[] = {";
+  for (std::size_t l = 0; l < m.g.precisions.size(); ++l) h += std::string(l ? ", " : "") + std::to_string(m.g.sparsity(l));
+  h += "};\n\n";
+  h += "/// Split deployment: the device runs layers [0, cut_layer) of `model` (tinylarge::cut<cut_layer>), a server the\n";
+  if (m.g.cut > 0)
+    h += "/// rest; the first " + std::to_string(m.g.cut) + " hidden layer(s) on the device, " + std::to_string(smashed_bytes(m.g)) +
+         " bytes per sample cross the cut.\n";
+  else
+    h += "/// rest; 0 = no split (the device runs the whole model).\n";
+  h += "inline constexpr unsigned cut_layer = " + std::to_string(2 * m.g.cut) + ";\n\n";
   h += "/// Trained parameters in the layout of tinylarge::nn::network<model>::parameters().\n";
   h += "inline constexpr float parameters[] = {";
   for (std::size_t i = 0; i < n; ++i) {
@@ -121,12 +147,17 @@ inline std::string front_json(const std::vector<candidate>& history, const devic
     for (std::size_t l = 0; l < c.g.depth(); ++l) j += (l ? ", " : "") + std::to_string(c.g.widths[l]);
     j += "], \"precisions\": [";
     for (std::size_t l = 0; l < c.g.precisions.size(); ++l) j += std::string(l ? ", " : "") + "\"" + to_string(c.g.precisions[l]) + "\"";
+    j += "], \"sparsity_percent\": [";
+    for (std::size_t l = 0; l < c.g.precisions.size(); ++l) j += (l ? ", " : "") + std::to_string(c.g.sparsity(l));
     j += "], \"accuracy\": " + detail::format_float(c.obj.accuracy, "%.6f");
     j += ", \"flash_bytes\": " + std::to_string(c.obj.flash_bytes);
     j += ", \"arena_bytes\": " + std::to_string(c.obj.arena_bytes);
     j += ", \"macs\": " + std::to_string(c.obj.macs);
     j += ", \"latency_us\": " + detail::format_float(c.obj.latency_us, "%.3f");
     j += ", \"energy_uj\": " + detail::format_float(c.obj.energy_uj, "%.4f");
+    j += ", \"cut\": " + std::to_string(c.g.cut);
+    j += ", \"smashed_bytes\": " + std::to_string(c.obj.smashed_bytes);
+    j += ", \"server_flash_bytes\": " + std::to_string(c.obj.server_flash_bytes);
     j += ", \"evaluation\": " + std::to_string(i) + "}";
   }
   j += "\n  ]\n}\n";

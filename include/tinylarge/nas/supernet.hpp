@@ -33,6 +33,14 @@
 /// per tensor. The integer kernels are not run during the search (the
 /// requantization of the int32 accumulator adds at most one more rounding
 /// per output; see docs/nas.md).
+///
+/// **Compression**: a layer whose genome sparsity is s % has its copied
+/// weights pruned by magnitude to s % (`compress::prune_by_magnitude`, one
+/// ranking per layer, exactly `compress::prune_count` weights zeroed; biases
+/// are kept) before the int8 simulation — one-shot pruning of the shared
+/// weights, no retraining of the body (the head of a transfer is retrained
+/// with its mask, see transfer.hpp). Training ignores sparsities (and
+/// precisions): the supernet is trained dense.
 #pragma once
 
 #include <algorithm>
@@ -43,6 +51,7 @@
 #include <span>
 #include <vector>
 
+#include "../compress/pruning.hpp"
 #include "../core/error.hpp"
 #include "../core/rng.hpp"
 #include "../kernels/backend.hpp"
@@ -105,6 +114,12 @@ inline void fake_quantize_dense(float* w, float* b, std::size_t out, std::size_t
     const double bs = static_cast<double>(input_scale) * static_cast<double>(p.scale);
     if (bs > 0) b[o] = static_cast<float>(std::round(static_cast<double>(b[o]) / bs) * bs);
   }
+}
+/// Magnitude pruning of one layer's weights to `percent` % in place (nothing for 0).
+inline void prune_weights(std::vector<float>& w, unsigned percent) {
+  if (percent == 0) return;
+  std::vector<std::uint8_t> mask(w.size());
+  compress::prune_by_magnitude(std::span<float>(w), percent / 100.0, mask);
 }
 inline void relu_inplace(float* x, std::size_t n) noexcept {
   for (std::size_t i = 0; i < n; ++i) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
@@ -234,6 +249,11 @@ class mlp_supernet {
     std::vector<std::uint8_t> by(opt.batch_size);
     std::vector<float> teacher;
     const genome big = space_.largest(), small = space_.smallest();
+    // Training ignores sparsities and cuts: sample sub-networks of one sparsity and no cut, so the supernet
+    // (and its random stream) is the same whichever compression levels and cut points the space searches.
+    mlp_space arch = space_;
+    arch.sparsities = {space_.sparsities.front()};
+    arch.split = false;
     std::vector<double> history;
     float lr = opt.learning_rate;
     for (std::size_t e = 0; e < opt.epochs; ++e) {
@@ -268,7 +288,7 @@ class mlp_supernet {
           else accumulate_gradient(sub, bx.data(), by.data(), b, grad);
         };
         learn(small);
-        for (std::size_t k = 0; k < opt.random_subnets; ++k) learn(space_.sample(g));
+        for (std::size_t k = 0; k < opt.random_subnets; ++k) learn(arch.sample(g));
         state.step(params_.data(), grad.data());
         ++batches;
       }
@@ -280,7 +300,8 @@ class mlp_supernet {
   }
 
   /// The weights (out × in, row-major, compact) and biases of hidden layer l
-  /// of sub-network `g`, copied out of the shared matrices.
+  /// of sub-network `g`, copied out of the shared matrices, the weights
+  /// pruned by magnitude to the layer's sparsity in `g` (see the file comment).
   void hidden_layer(const genome& g, std::size_t l, std::vector<float>& w, std::vector<float>& b) const {
     const std::size_t out = g.widths[l], in = l == 0 ? space_.inputs : g.widths[l - 1];
     w.resize(out * in);
@@ -288,6 +309,48 @@ class mlp_supernet {
     const float* src = params_.data() + offset_[l];
     for (std::size_t o = 0; o < out; ++o) std::copy(src + o * cols(l), src + o * cols(l) + in, w.data() + o * in);
     std::copy(src + rows(l) * cols(l), src + rows(l) * cols(l) + out, b.data());
+    detail::prune_weights(w, g.sparsity(l));
+  }
+
+  /// Prunes the hidden layers of sub-network `g` in the shared weights, in
+  /// place: in each hidden layer l of sparsity s > 0, the magnitude mask
+  /// (`compress::magnitude_mask`) of its compact w_l × w_{l−1} block zeroes
+  /// the `compress::prune_count` smallest weights. Returns the masks (one per
+  /// hidden layer, empty for a dense one; 1 = kept) for `apply_masks`. For
+  /// fine-tuning a pruned sub-network (prune, then retrain with the mask).
+  std::vector<std::vector<std::uint8_t>> prune_hidden(const genome& g) {
+    check_genome(g);
+    std::vector<std::vector<std::uint8_t>> masks(g.depth());
+    std::vector<float> w, b;
+    for (std::size_t l = 0; l < g.depth(); ++l) {
+      if (g.sparsity(l) == 0) continue;
+      const std::size_t out = g.widths[l], in = l == 0 ? space_.inputs : g.widths[l - 1];
+      w.resize(out * in);
+      const float* src = params_.data() + offset_[l];
+      for (std::size_t o = 0; o < out; ++o) std::copy(src + o * cols(l), src + o * cols(l) + in, w.data() + o * in);
+      masks[l].resize(out * in);
+      compress::magnitude_mask(std::span<const float>(w), g.sparsity(l) / 100.0, masks[l]);
+    }
+    apply_masks(g, masks);
+    return masks;
+  }
+
+  /// Zeroes, in the shared weights of each hidden layer of `g`, the entries
+  /// whose mask (from `prune_hidden`) is 0; call after every optimizer step
+  /// of a fine-tuning so that pruned weights stay zero.
+  void apply_masks(const genome& g, const std::vector<std::vector<std::uint8_t>>& masks) {
+    TINYLARGE_REQUIRE(masks.size() == g.depth(), errc::shape_mismatch,
+                      "nas::mlp_supernet::apply_masks: one mask per hidden layer of the genome");
+    for (std::size_t l = 0; l < g.depth(); ++l) {
+      if (masks[l].empty()) continue;
+      const std::size_t out = g.widths[l], in = l == 0 ? space_.inputs : g.widths[l - 1];
+      TINYLARGE_REQUIRE(masks[l].size() == out * in, errc::shape_mismatch,
+                        "nas::mlp_supernet::apply_masks: a mask must have one entry per weight of its layer");
+      float* dst = params_.data() + offset_[l];
+      for (std::size_t o = 0; o < out; ++o)
+        for (std::size_t i = 0; i < in; ++i)
+          if (masks[l][o * in + i] == 0) dst[o * cols(l) + i] = 0.0f;
+    }
   }
 
   /// The head input of sub-network `g` for `rows` rows of `x`: the output of
@@ -297,12 +360,27 @@ class mlp_supernet {
   /// features are quantized as its input (calibrated the same way).
   [[nodiscard]] std::vector<float> body_features(const genome& g, const float* x, std::size_t n,
                                                  std::size_t calibration_rows) const {
+    std::vector<float> a = hidden_features(g, g.depth(), x, n, calibration_rows);
+    const std::size_t in = g.widths.back();
+    if (g.precisions.back() == layer_precision::int8)
+      detail::fake_quantize_all(a.data(), a.size(), detail::activation_params(a.data(), calibration_rows * in));
+    return a;
+  }
+
+  /// The output of the first `layers` (≤ depth) hidden layers of sub-network
+  /// `g` for `n` rows of `x` (rows × w_layers), simulated as in
+  /// `body_features` but without the head's input quantization; `layers` = 0
+  /// gives the input rows.
+  [[nodiscard]] std::vector<float> hidden_features(const genome& g, std::size_t layers, const float* x, std::size_t n,
+                                                   std::size_t calibration_rows) const {
     check_genome(g);
+    TINYLARGE_REQUIRE(layers <= g.depth(), errc::invalid_argument,
+                      "nas::mlp_supernet::hidden_features: more layers than the genome's depth");
     TINYLARGE_REQUIRE(calibration_rows > 0 && calibration_rows <= n, errc::invalid_argument,
                       "nas::mlp_supernet::body_features: need 0 < calibration_rows <= rows");
     std::vector<float> a(x, x + n * space_.inputs), out, w, b;
     std::size_t in = space_.inputs;
-    for (std::size_t l = 0; l < g.depth(); ++l) {
+    for (std::size_t l = 0; l < layers; ++l) {
       const std::size_t width = g.widths[l];
       hidden_layer(g, l, w, b);
       if (g.precisions[l] == layer_precision::int8) {
@@ -318,8 +396,6 @@ class mlp_supernet {
       a.swap(out);
       in = width;
     }
-    if (g.precisions.back() == layer_precision::int8)
-      detail::fake_quantize_all(a.data(), a.size(), detail::activation_params(a.data(), calibration_rows * in));
     return a;
   }
 

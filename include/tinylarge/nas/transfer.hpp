@@ -8,9 +8,11 @@
 /// body_features`, int8 layers simulated, ranges calibrated on the target
 /// training rows), (2) trains a new softmax head from zero weights on the
 /// training features by full-batch Adam (`head_options`), fake-quantizing it
-/// afterwards when the head is int8, (3) measures the accuracy on the
-/// evaluation rows, and (4) adds the analytic costs of `profile.hpp` and,
-/// optionally, the measured host latency. Everything but the latency is a
+/// afterwards when the head is int8 (a pruned head: trained, pruned by
+/// magnitude, retrained with its mask), (3) measures the accuracy on the
+/// evaluation rows, and (4) adds the costs of `profile.hpp` (pruned layers
+/// counted from the CSR of the exported weights) and, optionally, the
+/// measured host latency. Everything but the latency is a
 /// deterministic function of the genome, so repeated genomes are served from
 /// a cache (they still count against a search's budget).
 ///
@@ -24,9 +26,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "../compress/pruning.hpp"
 #include "../kernels/dense.hpp"
 #include "../nn/loss.hpp"
 #include "../nn/optimizer.hpp"
@@ -57,17 +61,29 @@ struct head {
 };
 
 /// Trains a softmax head (zero start, full-batch Adam) on `features`
-/// (n × inputs) with labels `y`; when `int8`, fake-quantizes its weights and
-/// biases afterwards (input scale `input_scale`, see `body_features`).
+/// (n × inputs) with labels `y`; with `sparsity_percent` > 0 then prunes its
+/// weights by magnitude (`compress::magnitude_mask`) and trains `opt.steps`
+/// more steps with the mask re-applied after each (Han et al. 2015's
+/// prune-retrain; biases are not pruned); when `int8`, fake-quantizes its
+/// weights and biases afterwards (input scale `input_scale`, see
+/// `body_features`).
 inline head train_head(const float* features, const std::uint8_t* y, std::size_t n, std::size_t inputs,
-                       std::size_t outputs, const head_options& opt, bool int8, float input_scale) {
+                       std::size_t outputs, const head_options& opt, bool int8, float input_scale,
+                       unsigned sparsity_percent = 0) {
   head h{inputs, outputs, std::vector<float>(outputs * inputs + outputs, 0.0f)};
   nn::adam adam{.learning_rate = opt.learning_rate};
   nn::adam::state<float> state(adam, h.params.size());
   std::vector<float> z(n * outputs), dz(n * outputs), grad(h.params.size());
   float* w = h.params.data();
   float* b = w + outputs * inputs;
-  for (std::size_t s = 0; s < opt.steps; ++s) {
+  const std::span<float> weights(w, outputs * inputs);
+  std::vector<std::uint8_t> mask;
+  const std::size_t total = sparsity_percent > 0 ? 2 * opt.steps : opt.steps;
+  for (std::size_t s = 0; s < total; ++s) {
+    if (sparsity_percent > 0 && s == opt.steps) {  // prune, then retrain with the mask
+      mask.resize(weights.size());
+      compress::prune_by_magnitude(weights, sparsity_percent / 100.0, mask);
+    }
     kernels::dense_f32(n, outputs, inputs, features, w, b, z.data());
     nn::softmax_cross_entropy::evaluate(z.data(), y, n, outputs, dz.data());
     kernels::gemm_f32(kernels::transpose::yes, kernels::transpose::no, outputs, inputs, n, 1.0f, dz.data(), outputs, features,
@@ -75,6 +91,7 @@ inline head train_head(const float* features, const std::uint8_t* y, std::size_t
     std::fill(grad.begin() + static_cast<std::ptrdiff_t>(outputs * inputs), grad.end(), 0.0f);
     detail::column_sums(dz.data(), n, outputs, grad.data() + outputs * inputs);
     state.step(h.params.data(), grad.data());
+    if (!mask.empty()) compress::apply_mask(weights, mask);
   }
   if (int8) detail::fake_quantize_dense(w, b, outputs, inputs, input_scale);
   return h;
@@ -131,8 +148,9 @@ class transfer_evaluator {
     const std::string k = g.key();
     if (auto it = cache_.find(k); it != cache_.end()) return it->second;
     objectives o;
-    apply_costs(net_.space(), g, device_, o);
-    o.accuracy = transfer(g, eval_).accuracy;
+    const transferred_model m = transfer(g, eval_);
+    apply_costs(net_.space(), g, device_, o, m.parameters);
+    o.accuracy = m.accuracy;
     if (latency_) o.latency_us = measure_latency(g);
     cache_.emplace(k, o);
     return o;
@@ -145,19 +163,28 @@ class transfer_evaluator {
 
   /// Fine-tunes the whole sub-network `g` (body and head) on the target
   /// training rows, then evaluates it on `data` like `transfer`. The head
-  /// starts as `transfer` trains it (fp32); then `opt.epochs` of minibatch
-  /// Adam on softmax cross-entropy update a copy of the supernet's weights
-  /// that `g` uses (fp32; int8 layers are simulated again afterwards, with
-  /// ranges re-calibrated on the training rows). The evaluator's supernet is
-  /// not changed.
+  /// starts as `transfer` trains it (fp32, pruned to its sparsity); then
+  /// `opt.epochs` of minibatch Adam on softmax cross-entropy update a copy of
+  /// the supernet's weights that `g` uses (fp32; int8 layers are simulated
+  /// again afterwards, with ranges re-calibrated on the training rows).
+  /// Pruned layers are pruned before the first step (`prune_hidden`) and
+  /// their masks re-applied after every step (prune, then retrain), so the
+  /// fine-tuned model has the genome's sparsities. The evaluator's supernet
+  /// is not changed.
   transferred_model fine_tune(const genome& g, const labelled_data& data, const finetune_options& opt) const {
     TINYLARGE_REQUIRE(opt.batch_size > 0, errc::invalid_argument, "nas::transfer_evaluator::fine_tune: batch_size must be > 0");
     mlp_supernet copy = net_;
     const std::size_t wd = g.widths.back(), outs = net_.space().outputs, hl = net_.space().max_depth;
+    const std::vector<std::vector<std::uint8_t>> masks = copy.prune_hidden(g);
+    std::vector<std::uint8_t> head_mask;
+    float* const ph = copy.parameters().data() + copy.weight_offset(hl);
     {  // The starting head, installed in the first w_d columns of the copy's shared head.
       const std::vector<float> f = copy.body_features(g, train_.x, train_.count, train_.count);
-      const head h0 = train_head(f.data(), train_.y, train_.count, wd, outs, opt_, false, 0.0f);
-      float* ph = copy.parameters().data() + copy.weight_offset(hl);
+      const head h0 = train_head(f.data(), train_.y, train_.count, wd, outs, opt_, false, 0.0f, g.sparsity(g.depth()));
+      if (g.sparsity(g.depth()) > 0) {  // its pruned weights (the zeros train_head left) stay zero
+        head_mask.resize(outs * wd);
+        compress::magnitude_mask(std::span<const float>(h0.params.data(), outs * wd), g.sparsity(g.depth()) / 100.0, head_mask);
+      }
       for (std::size_t o = 0; o < outs; ++o)
         for (std::size_t i = 0; i < wd; ++i) ph[o * copy.cols(hl) + i] = h0.params[o * wd + i];
       for (std::size_t o = 0; o < outs; ++o) ph[copy.rows(hl) * copy.cols(hl) + o] = h0.params[outs * wd + o];
@@ -181,10 +208,14 @@ class transfer_evaluator {
         std::fill(grad.begin(), grad.end(), 0.0f);
         copy.accumulate_gradient(g, bx.data(), by.data(), b, grad);
         state.step(copy.parameters().data(), grad.data());
+        copy.apply_masks(g, masks);
+        if (!head_mask.empty())
+          for (std::size_t o = 0; o < outs; ++o)
+            for (std::size_t i = 0; i < wd; ++i)
+              if (head_mask[o * wd + i] == 0) ph[o * copy.cols(hl) + i] = 0.0f;
       }
     }
     head h{wd, outs, std::vector<float>(outs * wd + outs)};
-    const float* ph = copy.parameters().data() + copy.weight_offset(hl);
     for (std::size_t o = 0; o < outs; ++o)
       for (std::size_t i = 0; i < wd; ++i) h.params[o * wd + i] = ph[o * copy.cols(hl) + i];
     for (std::size_t o = 0; o < outs; ++o) h.params[outs * wd + o] = ph[copy.rows(hl) * copy.cols(hl) + o];
@@ -200,8 +231,9 @@ class transfer_evaluator {
 
  private:
   /// The transferred model of `g` on `net`'s body: the new head trained by
-  /// `train_head`, or `fixed` (fp32, fake-quantized here when the head is
-  /// int8); accuracy on `data`; parameters in the library layout.
+  /// `train_head`, or `fixed` (fp32; pruned one-shot to the head's sparsity
+  /// and fake-quantized here when the head is int8); accuracy on `data`;
+  /// parameters in the library layout (pruned weights are zeros).
   transferred_model assemble(const mlp_supernet& net, const genome& g, const labelled_data& data, const head* fixed) const {
     std::vector<float> all(train_.x, train_.x + train_.count * train_.features);
     all.insert(all.end(), data.x, data.x + data.count * data.features);
@@ -212,9 +244,14 @@ class transfer_evaluator {
     const float scale = head_int8 ? detail::activation_params(f.data(), train_.count * wd).scale : 0.0f;
     head h;
     if (fixed == nullptr) {
-      h = train_head(f.data(), train_.y, train_.count, wd, net.space().outputs, opt_, head_int8, scale);
+      h = train_head(f.data(), train_.y, train_.count, wd, net.space().outputs, opt_, head_int8, scale,
+                     g.sparsity(g.depth()));
     } else {
       h = *fixed;
+      if (g.sparsity(g.depth()) > 0) {
+        std::vector<std::uint8_t> mask(h.outputs * h.inputs);
+        compress::prune_by_magnitude(std::span<float>(h.params.data(), mask.size()), g.sparsity(g.depth()) / 100.0, mask);
+      }
       if (head_int8) detail::fake_quantize_dense(h.params.data(), h.params.data() + h.outputs * h.inputs, h.outputs, h.inputs, scale);
     }
     transferred_model m{g, {}, head_accuracy(h, f.data() + train_.count * wd, data.y, data.count)};
@@ -237,10 +274,7 @@ class transfer_evaluator {
 
   /// Input of hidden layer l (l ≥ 1) on the training rows, as `body_features` computes it.
   std::vector<float> layer_input(const mlp_supernet& net, const genome& g, std::size_t l) const {
-    genome prefix{std::vector<std::size_t>(g.widths.begin(), g.widths.begin() + static_cast<std::ptrdiff_t>(l)),
-                  std::vector<layer_precision>(g.precisions.begin(), g.precisions.begin() + static_cast<std::ptrdiff_t>(l))};
-    prefix.precisions.push_back(layer_precision::fp32);  // the prefix's "head": no extra quantization
-    return net.body_features(prefix, train_.x, train_.count, train_.count);
+    return net.hidden_features(g, l, train_.x, train_.count, train_.count);
   }
 
   /// Median over 5 repeats of the mean time of 32 batch-1 fp32 forward passes.
