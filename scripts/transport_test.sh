@@ -548,6 +548,17 @@ same() {  # same A B LABEL
   cmp "$1" "$2" && echo "$3: bit-identical (crc32 $(python3 -c "import zlib,sys; print('%08x' % zlib.crc32(open(sys.argv[1],'rb').read()))" "$1"))"
 }
 
+split_over_mpi_mqtt() {  # KEY TOPIC LABEL REFERENCE REFERENCE_NAME [NN_NODE ARGS...]
+  # The split deployment over MPI (mpirun -np 5) and over MQTT (run TOPIC): each final model = REFERENCE.
+  local key=$1 topic=$2 label=$3 ref=$4 refname=$5
+  shift 5
+  nn_mpi splitfed "$WORK/nn-$key-mpi.bin" "$@" || return 1
+  same "$ref" "$WORK/nn-$key-mpi.bin" "$label: mpi vs $refname" || return 1
+  CLIENT_EXTRA=()
+  nn_mqtt splitfed "$topic" "$WORK/nn-$key-mqtt.bin" "$@" || return 1
+  same "$ref" "$WORK/nn-$key-mqtt.bin" "$label: mqtt vs $refname"
+}
+
 step_nn_fedavg() {  # the FedAvg family's roles: federated_averaging in process vs the same roles over MPI and MQTT
   nn_data || return 1
   rm -f "$WORK"/nn-fedavg-*.bin
@@ -699,11 +710,7 @@ step_nn_splitfed() {
   ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" "${dir[@]}" --out "$WORK/nn-splitfed-dir-workflow.bin" || return 1
   same "$WORK/nn-splitfed-dir-workflow.bin" "$WORK/nn-splitfed-dir-inproc.bin" \
     "nn splitfed, Dirichlet(0.5) clients of unequal size: workflow/split_deploy.hpp in_process vs workflow/split.hpp" || return 1
-  nn_mpi splitfed "$WORK/nn-splitfed-mpi.bin" || return 1
-  same "$WORK/nn-splitfed-inproc.bin" "$WORK/nn-splitfed-mpi.bin" "nn splitfed: mpi vs in_process" || return 1
-  CLIENT_EXTRA=()
-  nn_mqtt splitfed nnsplit "$WORK/nn-splitfed-mqtt.bin" || return 1
-  same "$WORK/nn-splitfed-inproc.bin" "$WORK/nn-splitfed-mqtt.bin" "nn splitfed: mqtt vs in_process" || return 1
+  split_over_mpi_mqtt splitfed nnsplit "nn splitfed" "$WORK/nn-splitfed-inproc.bin" "in_process" || return 1
   # int8 smashed data up, fp16 gradients down: workflow/split.hpp with the same codecs = the deployment
   # in process = over MPI (the servers also check each step's payload bytes against the codecs' sizes).
   local q=(--codecs int8-fp16)
@@ -733,11 +740,7 @@ step_nn_psl() {  # PSL: the engine in process vs the lockstep deployment in proc
   [[ ${PIPESTATUS[0]} -eq 0 ]] || return 1
   grep -q "resumed at round 3 (restart epoch 1" "$WORK/nnpslresume.log" || { echo "the PSL server did not resume"; return 1; }
   same "$WORK/nn-psl-workflow.bin" "$WORK/nn-psl-resume.bin" "nn psl: server stopped in round 3, resumed from its checkpoint, vs workflow/split.hpp" || return 1
-  nn_mpi splitfed "$WORK/nn-psl-mpi.bin" "${psl[@]}" || return 1
-  same "$WORK/nn-psl-workflow.bin" "$WORK/nn-psl-mpi.bin" "nn psl: mpi vs workflow/split.hpp" || return 1
-  CLIENT_EXTRA=()
-  nn_mqtt splitfed nnpsl "$WORK/nn-psl-mqtt.bin" "${psl[@]}" || return 1
-  same "$WORK/nn-psl-workflow.bin" "$WORK/nn-psl-mqtt.bin" "nn psl: mqtt vs workflow/split.hpp" || return 1
+  split_over_mpi_mqtt psl nnpsl "nn psl" "$WORK/nn-psl-workflow.bin" "workflow/split.hpp" "${psl[@]}" || return 1
   local q=(--codecs int8-fp16)
   ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" "${psl[@]}" "${q[@]}" --out "$WORK/nn-psl-q-workflow.bin" || return 1
   nn_mpi splitfed "$WORK/nn-psl-q-mpi.bin" "${psl[@]}" "${q[@]}" || return 1
@@ -756,11 +759,7 @@ step_nn_epsl() {  # EPSL: the engine in process vs the lockstep deployment with 
   ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" "${epsl[@]}" --out "$WORK/nn-epsl-workflow.bin" || return 1
   ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "${epsl[@]}" --out "$WORK/nn-epsl-inproc.bin" || return 1
   same "$WORK/nn-epsl-workflow.bin" "$WORK/nn-epsl-inproc.bin" "nn epsl (phi 0.5): epsl_deployment in_process vs workflow/split.hpp's epsl" || return 1
-  nn_mpi splitfed "$WORK/nn-epsl-mpi.bin" "${epsl[@]}" || return 1
-  same "$WORK/nn-epsl-workflow.bin" "$WORK/nn-epsl-mpi.bin" "nn epsl (phi 0.5): mpi vs workflow/split.hpp" || return 1
-  CLIENT_EXTRA=()
-  nn_mqtt splitfed nnepsl "$WORK/nn-epsl-mqtt.bin" "${epsl[@]}" || return 1
-  same "$WORK/nn-epsl-workflow.bin" "$WORK/nn-epsl-mqtt.bin" "nn epsl (phi 0.5): mqtt vs workflow/split.hpp" || return 1
+  split_over_mpi_mqtt epsl nnepsl "nn epsl (phi 0.5)" "$WORK/nn-epsl-workflow.bin" "workflow/split.hpp" "${epsl[@]}" || return 1
   # phi = 1 (one shared row per batch position: the server's backward batch is b, not 4b), in
   # process; phi = 0 is PSL: the deployment computes PSL's model (nn-psl's, when that step ran).
   ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" --scheme epsl --phi 1 --out "$WORK/nn-epsl-1-workflow.bin" || return 1
@@ -786,11 +785,7 @@ step_nn_splitfed_v2() {  # SplitFedV2: the engine in process vs the sequential d
   ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "${v2[@]}" "${dir[@]}" --out "$WORK/nn-v2-dir-inproc.bin" || return 1
   same "$WORK/nn-v2-dir-workflow.bin" "$WORK/nn-v2-dir-inproc.bin" \
     "nn splitfed_v2, Dirichlet(0.5) clients of unequal size: in_process vs workflow/split.hpp" || return 1
-  nn_mpi splitfed "$WORK/nn-v2-mpi.bin" "${v2[@]}" || return 1
-  same "$WORK/nn-v2-workflow.bin" "$WORK/nn-v2-mpi.bin" "nn splitfed_v2: mpi vs workflow/split.hpp" || return 1
-  CLIENT_EXTRA=()
-  nn_mqtt splitfed nnv2 "$WORK/nn-v2-mqtt.bin" "${v2[@]}" || return 1
-  same "$WORK/nn-v2-workflow.bin" "$WORK/nn-v2-mqtt.bin" "nn splitfed_v2: mqtt vs workflow/split.hpp" || return 1
+  split_over_mpi_mqtt v2 nnv2 "nn splitfed_v2" "$WORK/nn-v2-workflow.bin" "workflow/split.hpp" "${v2[@]}" || return 1
   for f in nn-psl-workflow nn-splitfed-inproc; do
     [[ -f "$WORK/$f.bin" ]] && cmp -s "$WORK/nn-v2-workflow.bin" "$WORK/$f.bin" && { echo "SplitFedV2 computed $f's model"; return 1; }
   done
@@ -817,11 +812,7 @@ step_nn_vsl() {  # VSL: the engine in process vs the hand-over deployment in pro
   [[ ${PIPESTATUS[0]} -eq 0 ]] || return 1
   grep -q "resumed at round 3 (restart epoch 1" "$WORK/nnvslresume.log" || { echo "the VSL server did not resume"; return 1; }
   same "$WORK/nn-vsl-workflow.bin" "$WORK/nn-vsl-resume.bin" "nn vsl: server stopped in round 3, resumed from its checkpoint, vs workflow/split.hpp" || return 1
-  nn_mpi splitfed "$WORK/nn-vsl-mpi.bin" "${vsl[@]}" || return 1
-  same "$WORK/nn-vsl-workflow.bin" "$WORK/nn-vsl-mpi.bin" "nn vsl: mpi vs workflow/split.hpp" || return 1
-  CLIENT_EXTRA=()
-  nn_mqtt splitfed nnvsl "$WORK/nn-vsl-mqtt.bin" "${vsl[@]}" || return 1
-  same "$WORK/nn-vsl-workflow.bin" "$WORK/nn-vsl-mqtt.bin" "nn vsl: mqtt vs workflow/split.hpp" || return 1
+  split_over_mpi_mqtt vsl nnvsl "nn vsl" "$WORK/nn-vsl-workflow.bin" "workflow/split.hpp" "${vsl[@]}" || return 1
   for f in nn-v2-workflow nn-psl-workflow; do
     [[ -f "$WORK/$f.bin" ]] && cmp -s "$WORK/nn-vsl-workflow.bin" "$WORK/$f.bin" && { echo "VSL computed $f's model"; return 1; }
   done
@@ -841,11 +832,7 @@ step_nn_edge_split() {  # EdgeSplit / CPSL: the engine in process vs the cluster
   ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" --scheme edge_split --clusters 3 --dirichlet 0.5 --out "$WORK/nn-edge-dir-inproc.bin" || return 1
   same "$WORK/nn-edge-dir-workflow.bin" "$WORK/nn-edge-dir-inproc.bin" \
     "nn edge_split (3 clusters), Dirichlet(0.5) clients of unequal size: in_process vs workflow/split.hpp" || return 1
-  nn_mpi splitfed "$WORK/nn-edge-mpi.bin" "${edge[@]}" || return 1
-  same "$WORK/nn-edge-workflow.bin" "$WORK/nn-edge-mpi.bin" "nn edge_split (2 clusters): mpi vs workflow/split.hpp" || return 1
-  CLIENT_EXTRA=()
-  nn_mqtt splitfed nnedge "$WORK/nn-edge-mqtt.bin" "${edge[@]}" || return 1
-  same "$WORK/nn-edge-workflow.bin" "$WORK/nn-edge-mqtt.bin" "nn edge_split (2 clusters): mqtt vs workflow/split.hpp" || return 1
+  split_over_mpi_mqtt edge nnedge "nn edge_split (2 clusters)" "$WORK/nn-edge-workflow.bin" "workflow/split.hpp" "${edge[@]}" || return 1
   for f in nn-psl-workflow nn-vsl-workflow; do
     [[ -f "$WORK/$f.bin" ]] && cmp -s "$WORK/nn-edge-workflow.bin" "$WORK/$f.bin" && { echo "EdgeSplit computed $f's model"; return 1; }
   done
