@@ -134,13 +134,7 @@ int main() {
   tl_mcu::put_int(static_cast<long>(rep.rounds));
   tl_mcu::put_stat("answers", rep.answers);
   tl_mcu::put_stat("ignored", rep.ignored);
-  tl_mcu::put_stat("delivered", st.delivered);
-  tl_mcu::put_stat("sent", st.frames_sent);
-  tl_mcu::put_stat("retransmissions", st.retransmissions);
-  tl_mcu::put_stat("duplicates", st.duplicates);
-  tl_mcu::put_stat("corrupt", st.corrupt);
-  tl_mcu::put_stat("oversized", st.oversized);
-  tl_mcu::put_stat("stale_acks", st.stale_acks);
+  tl_mcu::put_link_stats(st);
   tl_mcu::puts("\nserial_device: stack bytes ");
   tl_mcu::put_int(static_cast<long>(tl_stack_high_water()));
   tl_mcu::puts("\n");

@@ -176,13 +176,7 @@ int main() {
   tl_mcu::put_int(static_cast<long>(rounds));
   tl_mcu::put_stat("steps", steps_done);
   tl_mcu::put_stat("restarts", restarts);
-  tl_mcu::put_stat("delivered", st.delivered);
-  tl_mcu::put_stat("sent", st.frames_sent);
-  tl_mcu::put_stat("retransmissions", st.retransmissions);
-  tl_mcu::put_stat("duplicates", st.duplicates);
-  tl_mcu::put_stat("corrupt", st.corrupt);
-  tl_mcu::put_stat("oversized", st.oversized);
-  tl_mcu::put_stat("stale_acks", st.stale_acks);
+  tl_mcu::put_link_stats(st);
   tl_mcu::puts("\nsplit_device: segment object bytes ");
   tl_mcu::put_int(static_cast<long>(sizeof(segment_t)));
   tl_mcu::puts(", link object bytes ");

@@ -40,6 +40,18 @@ inline void put_stat(const char* name, unsigned long long v) {
   put_int(static_cast<long>(v));
 }
 
+/// The serial link's counters (`serial::link_stats`) in a firmware's closing report.
+template <class LinkStats>
+inline void put_link_stats(const LinkStats& st) {
+  put_stat("delivered", st.delivered);
+  put_stat("sent", st.frames_sent);
+  put_stat("retransmissions", st.retransmissions);
+  put_stat("duplicates", st.duplicates);
+  put_stat("corrupt", st.corrupt);
+  put_stat("oversized", st.oversized);
+  put_stat("stale_acks", st.stale_acks);
+}
+
 /// End the emulation with an exit code (SYS_EXIT_EXTENDED, ADP_Stopped_ApplicationExit).
 [[noreturn]] inline void exit(int code) {
   const std::uint32_t block[2] = {0x20026u, static_cast<std::uint32_t>(code)};
