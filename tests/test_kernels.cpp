@@ -230,6 +230,42 @@ TEST_CASE("sgd_gemm_tn_f32: the fused SGD step equals gemm_f32 + sgd_step bit fo
   }
 }
 
+// The SIMD back ends compute a small batch through a large W as Yᵀ = W·Xᵀ
+// with W read in place (detail::dense_wxt, no packing of W): the sums and
+// their order are the packed GEMM's, so dense_f32 must equal gemm_f32 over
+// rows that start as the bias, bit for bit — batch 64 through LeNet's layers,
+// 32 samples (one column panel) with row tails (n = 301), k over several k
+// blocks (k = 784, 600) and one (k = 100). Zero skipping is off, so the
+// in-place path is the one that runs where it pays (checked on this build's
+// back end).
+TEST_CASE("dense_f32: W read in place (Yᵀ = W·Xᵀ) equals the packed GEMM bit for bit", "[kernels][dense]") {
+  const gemm_case cases[] = {{64, 1000, 784}, {64, 300, 784}, {32, 301, 600}, {16, 1000, 100}, {64, 100, 1000}};
+  const k::zero_skip saved = k::zero_skip_mode;
+  k::zero_skip_mode = k::zero_skip::never;
+  tinylarge::rng g(25);
+  for (const auto& cs : cases) {
+    const std::size_t m = cs.m, n = cs.n, kk = cs.kk;
+    auto x = random_floats(g, m * kk);
+    for (std::size_t i = 0; i < x.size(); i += 2) x[i] = 0.0f;
+    const auto w = random_floats(g, n * kk), bias = random_floats(g, n);
+#if TINYLARGE_USE_XSIMD
+    using V = k::detail::f32_ops_of<k::default_backend>;
+    if (m == 64 && n == 1000) CHECK(k::detail::dense_wxt_pays<V>(m, n, kk));  // LeNet-1000's first layer, batch 64
+#endif
+    for_each_backend([&](auto tag) {
+      if constexpr (k::xsimd_backend<decltype(tag)>) {
+        std::vector<float> y(m * n), ref(m * n);
+        for (std::size_t i = 0; i < m; ++i) std::copy(bias.begin(), bias.end(), ref.begin() + i * n);
+        k::gemm_f32(tag, transpose::no, transpose::yes, m, n, kk, 1.0f, x.data(), kk, w.data(), kk, 1.0f, ref.data(), n);
+        k::dense_f32(tag, m, n, kk, x.data(), w.data(), bias.data(), y.data());
+        INFO(tag.name() << " m=" << m << " n=" << n << " k=" << kk);
+        CHECK(std::memcmp(y.data(), ref.data(), y.size() * sizeof(float)) == 0);
+      }
+    });
+  }
+  k::zero_skip_mode = saved;
+}
+
 TEST_CASE("dense_f32 and dense_f16: every back end against a double reference", "[kernels][dense]") {
   const gemm_case cases[] = {{1, 256, 784}, {1, 17, 1000}, {1, 3, 255}, {1, 1, 1},    {1, 13, 5},
                              {3, 17, 255},  {17, 3, 1000}, {64, 33, 17}, {255, 17, 3}, {17, 1000, 17},
