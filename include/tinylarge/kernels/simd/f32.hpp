@@ -508,16 +508,29 @@ TINYLARGE_ALWAYS_INLINE void store_tile(const typename V::reg (&c0)[R], const ty
   }
 }
 
-/// C[0:R, 0:ncols] = alpha·(Ã·B̃) + beta·C for one register tile, where Ã is an
-/// R-row packed micro-panel (kc steps of R floats) and B̃ an NR-column packed
-/// micro-panel (kc steps of NR floats, 64-byte aligned). beta == 0: C not read.
-template <class V, std::size_t R>
-TINYLARGE_NOINLINE void gemm_micro_kernel(std::size_t kc, const float* TINYLARGE_RESTRICT pa,
-                                          const float* TINYLARGE_RESTRICT pb, float* c, std::size_t ldc,
-                                          std::size_t ncols, float alpha, float beta) noexcept {
+/// Where the micro-kernel reads Ã: a packed micro-panel (row r of step p at
+/// pa + p·R + r) or R rows of a row-major matrix in place (at a + r·lda + p).
+template <std::size_t R>
+struct packed_rows {
+  const float* pa;
+  TINYLARGE_ALWAYS_INLINE const float* at(std::size_t r) const noexcept { return pa + r; }
+  TINYLARGE_ALWAYS_INLINE void next() noexcept { pa += R; }
+};
+struct rows_in_place {
+  const float* a;
+  std::size_t lda;
+  TINYLARGE_ALWAYS_INLINE const float* at(std::size_t r) const noexcept { return a + r * lda; }
+  TINYLARGE_ALWAYS_INLINE void next() noexcept { ++a; }
+};
+
+/// The register tile's kc steps: c0[r] / c1[r] = Σ_p Ã[r][p]·B̃[p][0:2L], each
+/// sum from +0 in p order, one `fmadd` per term; B̃ an NR-column packed
+/// micro-panel (kc steps of NR floats, 64-byte aligned), Ã read through `A`.
+template <class V, std::size_t R, class A>
+TINYLARGE_ALWAYS_INLINE void accumulate_tile(std::size_t kc, A a, const float* TINYLARGE_RESTRICT pb,
+                                             typename V::reg (&c0)[R], typename V::reg (&c1)[R]) noexcept {
   using reg = typename V::reg;
   constexpr std::size_t L = V::lanes;
-  reg c0[R], c1[R];
 #pragma GCC unroll 16
   for (std::size_t r = 0; r < R; ++r) {
     c0[r] = V::zero();
@@ -527,13 +540,24 @@ TINYLARGE_NOINLINE void gemm_micro_kernel(std::size_t kc, const float* TINYLARGE
     const reg b0 = V::load(pb), b1 = V::load(pb + L);
 #pragma GCC unroll 16
     for (std::size_t r = 0; r < R; ++r) {
-      const reg a = V::bcast(pa + r);
-      c0[r] = V::fmadd(a, b0, c0[r]);
-      c1[r] = V::fmadd(a, b1, c1[r]);
+      const reg av = V::bcast(a.at(r));
+      c0[r] = V::fmadd(av, b0, c0[r]);
+      c1[r] = V::fmadd(av, b1, c1[r]);
     }
-    pa += R;
+    a.next();
     pb += 2 * L;
   }
+}
+
+/// C[0:R, 0:ncols] = alpha·(Ã·B̃) + beta·C for one register tile, where Ã is an
+/// R-row packed micro-panel (kc steps of R floats) and B̃ an NR-column packed
+/// micro-panel (kc steps of NR floats, 64-byte aligned). beta == 0: C not read.
+template <class V, std::size_t R>
+TINYLARGE_NOINLINE void gemm_micro_kernel(std::size_t kc, const float* TINYLARGE_RESTRICT pa,
+                                          const float* TINYLARGE_RESTRICT pb, float* c, std::size_t ldc,
+                                          std::size_t ncols, float alpha, float beta) noexcept {
+  typename V::reg c0[R], c1[R];
+  accumulate_tile<V, R>(kc, packed_rows<R>{pa}, pb, c0, c1);
   store_tile<V, R>(c0, c1, c, ldc, ncols, alpha, beta);
 }
 
@@ -557,33 +581,17 @@ struct f32_micro_kernels {
   static constexpr auto table = make(std::make_index_sequence<V::mr>{});
 };
 
-/// C[0:R, 0:NR] += Ã·B̃ for one register tile, where Ã is read in place: R
-/// rows of a row-major matrix (row stride lda) instead of a packed panel.
-/// Same products, in the same order, as `gemm_micro_kernel` over those rows
-/// packed, with alpha = beta = 1 (`dense_wxt`: Yᵀ = W·Xᵀ, W unpacked).
+/// C[0:R, 0:NR] += Ã·B̃ for one register tile with Ã read in place: R rows of
+/// a row-major matrix (row stride lda) instead of a packed panel — the same
+/// sums as `gemm_micro_kernel` over those rows packed, alpha = beta = 1
+/// (`dense_wxt`: Yᵀ = W·Xᵀ with W unpacked).
 template <class V, std::size_t R>
 TINYLARGE_NOINLINE void gemm_micro_kernel_rows(std::size_t kc, const float* TINYLARGE_RESTRICT a, std::size_t lda,
                                                const float* TINYLARGE_RESTRICT pb, float* c,
                                                std::size_t ldc) noexcept {
-  using reg = typename V::reg;
-  constexpr std::size_t L = V::lanes;
-  reg c0[R], c1[R];
-#pragma GCC unroll 16
-  for (std::size_t r = 0; r < R; ++r) {
-    c0[r] = V::zero();
-    c1[r] = V::zero();
-  }
-  for (std::size_t p = 0; p < kc; ++p) {
-    const reg b0 = V::load(pb), b1 = V::load(pb + L);
-#pragma GCC unroll 16
-    for (std::size_t r = 0; r < R; ++r) {
-      const reg av = V::bcast(a + r * lda + p);
-      c0[r] = V::fmadd(av, b0, c0[r]);
-      c1[r] = V::fmadd(av, b1, c1[r]);
-    }
-    pb += 2 * L;
-  }
-  store_tile<V, R>(c0, c1, c, ldc, 2 * L, 1.0f, 1.0f);
+  typename V::reg c0[R], c1[R];
+  accumulate_tile<V, R>(kc, rows_in_place{a, lda}, pb, c0, c1);
+  store_tile<V, R>(c0, c1, c, ldc, 2 * V::lanes, 1.0f, 1.0f);
 }
 template <class V>
 struct f32_row_kernels {
@@ -924,16 +932,18 @@ void dense_wxt(std::size_t m, std::size_t n, std::size_t k, const float* x, cons
         table.fn[rows - 1](kc, w + o0 * k + pc, k, xb + jr * kc, yt + o0 * mpad + jr, mpad);
     }
   }
-  // Y = (Yᵀ)ᵀ through 8×8 transposes.
-  std::size_t i0 = 0;
-  for (; i0 + 8 <= m; i0 += 8) {
-    std::size_t o0 = 0;
-    for (; o0 + 8 <= n; o0 += 8) transpose8_block<Arch>(yt + o0 * mpad + i0, mpad, y + i0 * n + o0, n, Arch{});
-    for (; o0 < n; ++o0)
-      for (std::size_t i = i0; i < i0 + 8; ++i) y[i * n + o0] = yt[o0 * mpad + i];
+  // Y = (Yᵀ)ᵀ through 8×8 transposes (separate bounds for the tails: GCC 12
+  // warns about impossible iterations of `i0 < m` after `i0 + 8 <= m` once
+  // constant shapes are inlined).
+  const std::size_t m8 = m / 8 * 8, n8 = n / 8 * 8;
+  for (std::size_t i0 = 0; i0 < m8; i0 += 8) {
+    for (std::size_t o0 = 0; o0 < n8; o0 += 8)
+      transpose8_block<Arch>(yt + o0 * mpad + i0, mpad, y + i0 * n + o0, n, Arch{});
+    for (std::size_t o = n8; o < n; ++o)
+      for (std::size_t i = 0; i < 8; ++i) y[(i0 + i) * n + o] = yt[o * mpad + i0 + i];
   }
-  for (; i0 < m; ++i0)
-    for (std::size_t o = 0; o < n; ++o) y[i0 * n + o] = yt[o * mpad + i0];
+  for (std::size_t i = m8; i < m; ++i)
+    for (std::size_t o = 0; o < n; ++o) y[i * n + o] = yt[o * mpad + i];
 }
 
 /// Y = X·Wᵀ + bias for vector traits V (GEMM and batch-1 GEMV), X stored
