@@ -611,8 +611,11 @@ TEST_CASE("fit: one label per position trains a causal sequence model; the decod
       y[i * T + t] = static_cast<std::uint8_t>((start + t + 1) % V);
     }
   }
-  const nn::labelled_view<std::uint8_t> data{x.data(), y.data(), n, T, T};  // T labels per sample
+  // [sequence-fit]
+  // x: n samples of T token ids; y: n × T labels, the next token at each position.
+  const nn::labelled_view<std::uint8_t> data{x.data(), y.data(), n, T, /*target_size=*/T};
   nn::network<lm> net(6);
+  // [sequence-fit]
   // evaluate: the mean over the n·T positions of the cross-entropy of V logits.
   const float* out = net.forward(x.data(), n);
   double manual = 0.0;
@@ -628,10 +631,12 @@ TEST_CASE("fit: one label per position trains a causal sequence model; the decod
   const nn::labelled_view<std::uint8_t> wrong{x.data(), y.data(), n, T, 3};
   CHECK_THROWS_AS(nn::evaluate(net, nn::softmax_cross_entropy{}, wrong), tl::shape_error);
   // Greedy decoding from token 2 continues the cycle.
-  auto dec = std::make_unique<nn::incremental_decoder<lm>>(net.parameters());
   std::size_t token = 2;
+  // [decoder]
+  auto dec = std::make_unique<nn::incremental_decoder<lm>>(net.parameters());  // K, V of every attention layer
   for (std::size_t t = 0; t < T; ++t) {
-    const auto logits = dec->append(token);
+    const std::span<const float, V> logits = dec->append(token);  // position t in, the next token's logits out
+    // [decoder]
     const std::size_t next = static_cast<std::size_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
     CHECK(next == (token + 1) % V);
     token = next;
