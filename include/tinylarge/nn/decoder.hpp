@@ -108,12 +108,17 @@ template <class B>
 struct decode_state {
   void clear() noexcept {}
 };
-template <class B, class Seq>
-struct residual_decode_states;
-template <class B, std::size_t... J>
-struct residual_decode_states<B, std::index_sequence<J...>> {
-  using type = std::tuple<decode_state<typename B::template layer<J>>...>;
+/// The states of the layers `Chain::layer<J>` of a chain (a `sequential` model or a residual block), J in `Seq`.
+template <class Chain, class Seq>
+struct chain_decode_states;
+template <class Chain, std::size_t... J>
+struct chain_decode_states<Chain, std::index_sequence<J...>> {
+  using type = std::tuple<decode_state<typename Chain::template layer<J>>...>;
 };
+template <class Tuple>
+void clear_states(Tuple& states) noexcept {
+  std::apply([](auto&... s) { (s.clear(), ...); }, states);
+}
 template <class B>
   requires(B::kind == layer_kind::multi_head_attention)
 struct decode_state<B> {
@@ -123,17 +128,8 @@ struct decode_state<B> {
 template <class B>
   requires(B::kind == layer_kind::residual)
 struct decode_state<B> {
-  typename residual_decode_states<B, std::make_index_sequence<B::size>>::type inner;
-  void clear() noexcept {
-    std::apply([](auto&... s) { (s.clear(), ...); }, inner);
-  }
-};
-
-template <class Model, class Seq>
-struct model_decode_states;
-template <class Model, std::size_t... I>
-struct model_decode_states<Model, std::index_sequence<I...>> {
-  using type = std::tuple<decode_state<typename Model::template layer<I>>...>;
+  typename chain_decode_states<B, std::make_index_sequence<B::size>>::type inner;
+  void clear() noexcept { clear_states(inner); }
 };
 
 /// The widest row (channels of one position) among the inner layers' outputs of B, B's input included.
@@ -207,7 +203,7 @@ class incremental_decoder {
     return (detail::decoder_layer_check<typename Model::template layer<I>>::value && ...);
   }(std::make_index_sequence<Model::size>{});
 
-  using states = typename detail::model_decode_states<Model, std::make_index_sequence<layers_ok ? Model::size : 0>>::type;
+  using states = typename detail::chain_decode_states<Model, std::make_index_sequence<layers_ok ? Model::size : 0>>::type;
 
   static constexpr std::size_t widest = [] {
     std::size_t w = Model::input_shape::c;
@@ -239,7 +235,7 @@ class incremental_decoder {
   std::size_t size() const noexcept { return n_; }
   /// Forget every position (start a new sequence).
   void clear() noexcept {
-    std::apply([](auto&... s) { (s.clear(), ...); }, states_);
+    detail::clear_states(states_);
     n_ = 0;
   }
 
