@@ -186,12 +186,14 @@ void decode_row(const float* p, const float* x, float* y, std::size_t t, decode_
 /// the attention layers cached for the earlier positions, without
 /// recomputing them. See the file comment for the layers it takes.
 ///
-/// Errors (TINYLARGE_REQUIRE: on the host a `tl::error`, nothing changed):
-/// parameters of the wrong size (`errc::shape_mismatch`), an input row of
-/// the wrong width (`errc::shape_mismatch`), a token id ≥ Vocab
-/// (`errc::invalid_argument`), and a position past the model's sequence
-/// length, `capacity` (`errc::capacity_exceeded`: `clear()` and feed a
-/// shorter context again to go on).
+/// Errors (TINYLARGE_REQUIRE: on the host a `tl::error`), checked before
+/// any layer runs, so a refused call changes nothing: parameters of the
+/// wrong size (`errc::shape_mismatch`), an input row of the wrong width
+/// (`errc::shape_mismatch`), a token id ≥ Vocab (`errc::invalid_argument`),
+/// and a position past the model's sequence length, `capacity`
+/// (`errc::capacity_exceeded`: `clear()` and feed a shorter context again
+/// to go on). A row value that is not a token id is refused by the
+/// embedding's own check when it runs (as layer 0: before anything else).
 /// @tparam Model a `sequential<...>` over H×W positions (capacity H·W),
 ///         e.g. `input<1, T, 1>`, `embedding`, positions, pre-norm blocks
 ///         with causal attention, a final norm and `conv2d<Vocab, 1>`
