@@ -190,6 +190,46 @@ TEST_CASE("gemm_f32: every back end, transpose case and beta against a double re
   }
 }
 
+// The plain SGD step fused into the weight-gradient GEMM (issue 24): on every
+// back end, W − η·(Aᵀ·B) must be bit for bit the gradient GEMM (beta 0) into a
+// buffer followed by sgd_step (μ = λ = 0) — for k within one k block (the
+// fused epilogue on the SIMD back ends) and beyond it (k = 300: gradient
+// buffer, then the step), row and column tails, padded strides, ±0 and
+// exact-zero weights, and η = 0 (which must leave W exactly as sgd_step does).
+TEST_CASE("sgd_gemm_tn_f32: the fused SGD step equals gemm_f32 + sgd_step bit for bit", "[kernels][gemm][sgd]") {
+  const gemm_case cases[] = {{1000, 784, 64}, {100, 1000, 64}, {10, 100, 30}, {17, 33, 1},
+                             {151, 70, 256},  {33, 47, 300},   {3, 5, 0}};
+  tinylarge::rng g(24);
+  for (const auto& cs : cases) {
+    for (const float lr : {0.01f, 0.37f, 0.0f}) {
+      const std::size_t m = cs.m, n = cs.n, kk = cs.kk;
+      const std::size_t lda = m + 2, ldb = n + 5, ldw = n + 3;
+      auto a = random_floats(g, kk * lda + 1), b = random_floats(g, kk * ldb + 1);
+      for (std::size_t i = 0; i < b.size(); i += 3) b[i] = 0.0f;  // exact zeros in X, as after a relu
+      auto w0 = random_floats(g, m * ldw);
+      for (std::size_t i = 0; i < w0.size(); i += 7) w0[i] = (i % 2) ? 0.0f : -0.0f;
+      for_each_backend([&](auto tag) {
+        auto want = w0, got = w0;
+        std::vector<float> grad(m * n), scratch(m * n);
+        k::gemm_f32(tag, transpose::yes, transpose::no, m, n, kk, 1.0f, a.data() + 1, lda, b.data() + 1, ldb, 0.0f,
+                    grad.data(), n);
+        for (std::size_t r = 0; r < m; ++r)
+          k::sgd_step(tag, n, k::sgd_params<float>{lr, 0.0f, 0.0f, false}, want.data() + r * ldw,
+                      grad.data() + r * n, static_cast<float*>(nullptr));
+        k::sgd_gemm_tn_f32(tag, m, n, kk, lr, a.data() + 1, lda, b.data() + 1, ldb, got.data(), ldw, scratch.data());
+        std::size_t differ = 0, changed = 0;
+        for (std::size_t i = 0; i < want.size(); ++i) {
+          differ += std::memcmp(&want[i], &got[i], sizeof(float)) != 0 ? 1 : 0;
+          changed += w0[i] != got[i] ? 1 : 0;  // by value: η = 0 may turn −0 into +0, as sgd_step does
+        }
+        INFO(tag.name() << " m=" << m << " n=" << n << " k=" << kk << " lr=" << lr);
+        CHECK(differ == 0);
+        CHECK((changed == 0) == (lr == 0.0f || kk == 0));  // the step did something (and η = 0 nothing)
+      });
+    }
+  }
+}
+
 TEST_CASE("dense_f32 and dense_f16: every back end against a double reference", "[kernels][dense]") {
   const gemm_case cases[] = {{1, 256, 784}, {1, 17, 1000}, {1, 3, 255}, {1, 1, 1},    {1, 13, 5},
                              {3, 17, 255},  {17, 3, 1000}, {64, 33, 17}, {255, 17, 3}, {17, 1000, 17},

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <numeric>
 #include <random>
 #include <string>
 #include <type_traits>
@@ -770,6 +771,74 @@ TEST_CASE("training is reproducible bit for bit from the seed", "[nn][train][rep
   REQUIRE(a.size() == model::param_count);
   CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
   CHECK(std::memcmp(a.data(), c.data(), a.size() * sizeof(float)) != 0);
+}
+
+// The fused SGD step (network::backward_sgd, issue 24): backward and the plain
+// SGD update in one pass must give the bits of zero_gradients + backward +
+// the optimizer's step, on dense layers (the update in the weight-gradient
+// GEMM's epilogue) and on layers without a fused form (conv2d: gradient block
+// zeroed, backward, step), including the input gradient; batches of 50 and
+// 30 (micro-tile and k-block tails) and one of 300 (k beyond one k block).
+// fit takes the fused path for plain SGD and the unfused one with momentum.
+TEST_CASE("fused SGD step: backward_sgd equals zero_gradients + backward + sgd bit for bit", "[nn][train][sgd]") {
+  auto same = [](std::span<const float> a, std::span<const float> b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  };
+  auto check = [&]<class Model>(std::size_t features, std::uint64_t seed) {
+    nn::network<Model> fused(seed), plain(seed);
+    nn::trainable_state<nn::sgd, Model> state(nn::sgd{.learning_rate = 0.05f});
+    float lr = 0.0f;
+    REQUIRE(nn::optimizer_update<decltype(state)>{state}.plain_sgd(lr));
+    CHECK(lr == 0.05f);
+    tl::rng g(seed);
+    for (const std::size_t batch : {std::size_t{50}, std::size_t{30}, std::size_t{300}}) {
+      std::vector<float> x(batch * features), dy(batch * Model::output_size), dx1(x.size()), dx2(x.size());
+      for (float& v : x) v = g.uniform() < 0.5f ? 0.0f : g.uniform();
+      for (float& v : dy) v = g.uniform() - 0.5f;
+      fused.forward(x.data(), batch, true);
+      REQUIRE(fused.backward_sgd(dy.data(), lr, dx1.data()));
+      plain.forward(x.data(), batch, true);
+      plain.zero_gradients();
+      plain.backward(dy.data(), dx2.data());
+      state.step(plain.parameters().data(), plain.gradients().data());
+      INFO("batch " << batch);
+      CHECK(same(fused.parameters(), plain.parameters()));
+      CHECK(same(dx1, dx2));
+    }
+  };
+  check.template operator()<lenet_300_100>(784, 5);
+  using cnn = tl::sequential<tl::input<8, 8, 1>, tl::conv2d<4, 3, 1, 1>, tl::relu, tl::max_pool2d<2>, tl::flatten,
+                             tl::dense<64, 4>>;
+  check.template operator()<cnn>(64, 6);
+
+  // fit: plain SGD (fused) and the same steps unfused (a hook that adjusts no gradient still turns fusion off).
+  const band_images d(200, 9);
+  const nn::labelled_view<std::uint8_t> data{d.x.data(), d.y.data(), 200, 64};
+  nn::network<cnn> a(3), b(3);
+  nn::fit(a, nn::sgd{.learning_rate = 0.05f}, nn::softmax_cross_entropy{}, data, {.epochs = 2, .batch_size = 32});
+  {
+    nn::trainable_state<nn::sgd, cnn> st(nn::sgd{.learning_rate = 0.05f});
+    struct identity_hook {
+      void adjust_gradients(nn::network<cnn>&) {}
+    };
+    tinylarge::rng shuffler(1, 0x5e9017ULL);
+    std::vector<std::uint32_t> order(200);
+    std::iota(order.begin(), order.end(), 0u);
+    nn::batch_buffers<std::uint8_t> buf;
+    nn::epoch_totals totals;
+    for (int e = 0; e < 2; ++e) {  // fit's order of shuffles and batches
+      shuffler.shuffle(order.data(), order.size());
+      nn::train_epoch(b, data, std::span<const std::uint32_t>(order), 32, buf, totals,
+                      [](const float* out, const std::uint8_t* y, std::span<const std::uint32_t>, std::size_t rows,
+                         float* grad) { return nn::softmax_cross_entropy::evaluate(out, y, rows, 4, grad); },
+                      nn::optimizer_update<decltype(st)>{st}, identity_hook{});
+    }
+  }
+  CHECK(same(a.parameters(), b.parameters()));
+  // With momentum there is no fused step.
+  nn::trainable_state<nn::sgd, cnn> momentum(nn::sgd{.learning_rate = 0.05f, .momentum = 0.9f});
+  float lr = 0.0f;
+  CHECK_FALSE(nn::optimizer_update<decltype(momentum)>{momentum}.plain_sgd(lr));
 }
 
 // Zero skipping (kernels::zero_skip): the SIMD fp32 back ends skip the exact

@@ -182,6 +182,16 @@ inline void gemm_f32(arch::dispatch, transpose ta, transpose tb, std::size_t m, 
                      float* c, std::size_t ldc) noexcept {
   detail::dispatched_kernels().gemm_f32(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
+/// The fused SGD step of a dense layer (kernels/elementwise.hpp) under
+/// dispatch: the dispatched GEMM into g, then the program's own plain SGD
+/// update — the bits of `gemm_f32` + `sgd_step` on `arch::dispatch`.
+inline void sgd_gemm_tn_f32(arch::dispatch, std::size_t m, std::size_t n, std::size_t k, float lr, const float* a,
+                            std::size_t lda, const float* b, std::size_t ldb, float* w, std::size_t ldw,
+                            float* g) noexcept {
+  gemm_f32(arch::dispatch{}, transpose::yes, transpose::no, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, g, n);
+  for (std::size_t r = 0; r < m; ++r)
+    detail::sgd_update_f32<detail::f32_ops_of<arch::dispatch>>(n, lr, w + r * ldw, g + r * n);
+}
 inline void dense_f32(arch::dispatch, std::size_t m, std::size_t n, std::size_t k, const float* x, const float* w,
                       const float* bias, float* y) noexcept {
   detail::dispatched_kernels().dense_f32(m, n, k, x, w, bias, y);

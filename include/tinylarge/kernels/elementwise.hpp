@@ -318,6 +318,24 @@ void sgd_step(scalar, std::size_t n, const sgd_params<T>& p, T* TINYLARGE_RESTRI
   }
 }
 
+/// W (m×n, row stride ldw) ← W − η·(Aᵀ·B), with A (k×m, row stride lda) and
+/// B (k×n, row stride ldb): the plain SGD step (μ = λ = 0) on a dense layer's
+/// weight gradient dYᵀ·X (A = dY, B = X), bit for bit
+/// `gemm_f32(transpose::yes, transpose::no, m, n, k, 1, a, lda, b, ldb, 0, g, n)`
+/// followed by `sgd_step(n, {η, 0, 0, false}, w + r·ldw, g + r·n, nullptr)`
+/// for every row r, on the same back end. That is what this overload does;
+/// the SIMD back ends fuse the update into the GEMM's epilogue when k fits
+/// one k block, so that the gradient never goes to memory
+/// (`nn::network::backward_sgd`).
+/// @param g workspace of m×n floats; unspecified afterwards
+inline void sgd_gemm_tn_f32(scalar, std::size_t m, std::size_t n, std::size_t k, float lr, const float* a,
+                            std::size_t lda, const float* b, std::size_t ldb, float* w, std::size_t ldw,
+                            float* g) noexcept {
+  gemm_f32(scalar{}, transpose::yes, transpose::no, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, g, n);
+  const sgd_params<float> p{lr, 0.0f, 0.0f, false};
+  for (std::size_t r = 0; r < m; ++r) sgd_step(scalar{}, n, p, w + r * ldw, g + r * n, static_cast<float*>(nullptr));
+}
+
 /// Hyperparameters of one Adam step (`adam_step`), the bias corrections
 /// folded in by the caller (Kingma & Ba, §2, last paragraph).
 template <class T>

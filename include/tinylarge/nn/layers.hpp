@@ -153,6 +153,25 @@ struct dense {
         kernels::gemm_f32(kernels::default_backend{}, transpose::no, transpose::no, batch, In, Out, 1.0f, dy, Out,
                           p, In, 0.0f, dx, In);
     }
+    /// `backward` into a zeroed block g followed by the plain SGD step
+    /// (`kernels::sgd_step`, μ = λ = 0) on W and b, bit for bit: dX first (it
+    /// needs the old W), then W ← W − η·dYᵀX fused into the GEMM
+    /// (`kernels::sgd_gemm_tn_f32`) and b ← b − η·Σ dY. g: workspace
+    /// (`param_count` floats). `network::backward_sgd` calls this.
+    static void backward_sgd(float* p, const float* x, const float*, const float* dy, float* dx, float* g, float lr,
+                             std::size_t batch, context&) noexcept {
+      using kernels::transpose;
+      if (dx != nullptr)
+        kernels::gemm_f32(kernels::default_backend{}, transpose::no, transpose::no, batch, In, Out, 1.0f, dy, Out,
+                          p, In, 0.0f, dx, In);
+      kernels::sgd_gemm_tn_f32(kernels::default_backend{}, Out, In, batch, lr, dy, Out, x, In, p, In, g);
+      float* db = g + weight_count;
+      for (std::size_t o = 0; o < Out; ++o) db[o] = 0.0f;
+      for (std::size_t i = 0; i < batch; ++i)
+        for (std::size_t o = 0; o < Out; ++o) db[o] += dy[i * Out + o];
+      kernels::sgd_step(kernels::default_backend{}, Out, kernels::sgd_params<float>{lr, 0.0f, 0.0f, false},
+                        p + weight_count, db, static_cast<float*>(nullptr));
+    }
   };
 };
 

@@ -372,6 +372,54 @@ class network {
     }
   }
 
+  /// Whether `backward_sgd` can run here: every parameter trainable, every
+  /// layer in fp32 without loss scaling (fake quantization is checked at run time).
+  static constexpr bool fused_sgd_model = !mixed && !loss_scaled && !has_int8_layers && param_count > 0 &&
+                                          Model::trainable_count == param_count;
+
+  /// `zero_gradients()`, `backward(dy, dx)` and the plain SGD step
+  /// w ← w − η·∇ (no momentum, no weight decay) over `parameters()` in one
+  /// pass, with the same bits on the same back end: each `dense` layer's
+  /// weight update is the epilogue of its weight-gradient GEMM
+  /// (`kernels::sgd_gemm_tn_f32`, after its input gradient, which needs the
+  /// old weights), so the weight gradient does not go through memory and
+  /// nothing is zeroed first; any other layer gets its gradient block zeroed,
+  /// its `backward` and the step on its block. `backward_step` (nn/step.hpp)
+  /// takes this path for a plain `nn::sgd` update without gradient hooks.
+  /// Afterwards `gradients()` holds unspecified values.
+  /// @return false, having done nothing, when this network has no fused step:
+  ///         not `fused_sgd_model` (frozen parameters, a layer not in fp32,
+  ///         loss scaling) or fake quantization on
+  bool backward_sgd(const float* dy, float learning_rate, float* dx = nullptr) {
+    if constexpr (!fused_sgd_model) {
+      return false;
+    } else {
+      if (fake_quant_) return false;
+      TINYLARGE_REQUIRE(batch_ > 0, errc::invalid_argument, "network::backward_sgd called before forward");
+      const std::size_t batch = batch_;
+      const float* g = dy;
+      const kernels::sgd_params<float> plain{learning_rate, 0.0f, 0.0f, false};
+      Model::for_each_layer_reverse([&]<std::size_t I>() {
+        using L = typename Model::template layer<I>;
+        context ctx{workspace_.data(), saved_.data() + saved_off[I] * batch, &rng_, true, true};
+        float* out = I == 0 ? dx : grad_buf_[I % 2].data();
+        float* p = params_.data() + Model::template param_offset<I>;
+        float* gp = grads_.data() + Model::template param_offset<I>;
+        if constexpr (requires { L::backward_sgd(p, act(I), act(I + 1), g, out, gp, learning_rate, batch, ctx); }) {
+          L::backward_sgd(p, act(I), act(I + 1), g, out, gp, learning_rate, batch, ctx);
+        } else {
+          for (std::size_t i = 0; i < L::param_count; ++i) gp[i] = 0.0f;
+          L::backward(p, act(I), act(I + 1), g, out, gp, batch, ctx);
+          if constexpr (L::param_count > 0)
+            kernels::sgd_step(kernels::default_backend{}, L::param_count, plain, p, gp, static_cast<float*>(nullptr));
+        }
+        g = out;
+      });
+      gradients_zero_ = false;
+      return true;
+    }
+  }
+
   // ---- mixed precision -------------------------------------------------------
 
   /// Call after `backward` and before the optimizer step: true when the step

@@ -76,6 +76,12 @@ class sgd::state {
     kernels::sgd_step(kernels::default_backend{}, n_, p, w, grad, velocity_.empty() ? nullptr : velocity_.data());
   }
   void set_learning_rate(float lr) noexcept { opt_.learning_rate = lr; }
+  /// True, with η in `lr`, when a step is w ← w − η·g (μ = 0, λ = 0): the
+  /// step a network can fuse into its backward pass (nn/step.hpp).
+  bool plain_sgd(float& lr) const noexcept {
+    lr = opt_.learning_rate;
+    return velocity_.empty() && opt_.weight_decay == 0.0f;
+  }
   /// For checkpoints (workflow/split_deploy.hpp): the momentum buffer (empty when μ = 0) …
   const std::vector<T>& velocity() const noexcept { return velocity_; }
   /// … and its restore; false (state unchanged) when the size differs.

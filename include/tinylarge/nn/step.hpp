@@ -45,6 +45,16 @@ struct optimizer_update {
   void operator()(Net& net) {
     state.step(net.parameters().data(), net.gradients().data());
   }
+  /// True, with η in `lr`, when the update is a plain SGD step (no momentum,
+  /// no weight decay) over every parameter: `backward_step` may then fuse it
+  /// into the backward pass (`network::backward_sgd`).
+  bool plain_sgd(float& lr) const noexcept {
+    if constexpr (requires { { state.plain_sgd(lr) } -> std::convertible_to<bool>; }) {
+      return state.plain_sgd(lr);
+    } else {
+      return false;
+    }
+  }
 };
 
 /// The end of a step, once the gradients are in `net.gradients()`: when the
@@ -68,9 +78,24 @@ bool finish_step(Net& net, Update&& update, Hooks&& hooks = {}, bool others_ok =
 /// The backward half of a step: zero the gradients, back-propagate `dy`,
 /// then `finish_step`. Split learning's device segments call this with the
 /// gradient the server sent.
+///
+/// When the update is a plain SGD step (`optimizer_update::plain_sgd`), the
+/// hooks do not adjust gradients, `others_ok` holds and the network has a
+/// fused step (`network::backward_sgd`), that runs instead: the same bits,
+/// without the gradient's trips through memory (issue 24's fused epilogues).
 /// @return whether the update ran
 template <class Net, class Update, class Hooks = no_hooks>
 bool backward_step(Net& net, const float* dy, Update&& update, Hooks&& hooks = {}, bool others_ok = true) {
+  if constexpr (requires(float lr) {
+                  { update.plain_sgd(lr) } -> std::convertible_to<bool>;
+                  { net.backward_sgd(dy, lr) } -> std::convertible_to<bool>;
+                } && !requires { hooks.adjust_gradients(net); }) {
+    float lr = 0.0f;
+    if (others_ok && update.plain_sgd(lr) && net.backward_sgd(dy, lr)) {
+      if constexpr (requires { hooks.after_step(net); }) hooks.after_step(net);
+      return true;
+    }
+  }
   net.zero_gradients();
   net.backward(dy);
   return finish_step(net, update, hooks, others_ok);

@@ -212,6 +212,15 @@ class trainable_state {
   void set_learning_rate(float lr) {
     for (auto& s : states_) s.set_learning_rate(lr);
   }
+  /// True, with η in `lr`, when a step is the plain SGD step on every
+  /// parameter (one run, `nn::sgd` without momentum or weight decay).
+  bool plain_sgd(float& lr) const noexcept {
+    if constexpr (requires(const state_type& s) { { s.plain_sgd(lr) } -> std::convertible_to<bool>; }) {
+      return states_.size() == 1 && Model::trainable_count == Model::param_count && states_[0].plain_sgd(lr);
+    } else {
+      return false;
+    }
+  }
   /// One state per trainable run, in the order of `Model::trainable_ranges`.
   const std::vector<state_type>& states() const noexcept { return states_; }
 

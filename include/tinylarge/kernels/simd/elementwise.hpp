@@ -219,6 +219,10 @@ void tanh_backward(B, std::size_t n, const float* y, const float* dy, float* dx)
 template <xsimd_backend B>
 void sgd_step(B, std::size_t n, const sgd_params<float>& p, float* TINYLARGE_RESTRICT w,
               const float* TINYLARGE_RESTRICT grad, float* TINYLARGE_RESTRICT v) noexcept {
+  if (v == nullptr && p.weight_decay == 0.0f) {  // plain SGD: the update `sgd_gemm_tn_f32` fuses into its GEMM
+    detail::sgd_update_f32<detail::f32_ops_of<B>>(n, p.learning_rate, w, grad);
+    return;
+  }
   using V = detail::ew_batch<B>;
   const V lr(p.learning_rate), mu(p.momentum), wd(p.weight_decay);
   std::size_t i = 0;

@@ -464,8 +464,11 @@ struct f32_ops {
 // ---------------------------------------------------------------------------
 
 /// C[0:R, 0:ncols] = alpha·tile + beta·C for one R×2L register tile held in
-/// c0 / c1 (beta == 0: C not read, and the result is +0 + alpha·tile, the
-/// bits beta = 1 gives over a C of +0); columns beyond ncols are not written.
+/// c0 / c1; columns beyond ncols are not written. beta == 0: C is not read,
+/// and the result is +0 + alpha·tile (the bits beta = 1 gives over a C of +0).
+/// beta == 1: one `fmadd`, C + alpha·tile rounded once — for alpha = 1 the
+/// bits of an add; for alpha = −η the plain SGD update of `sgd_update_f32`,
+/// which `sgd_gemm_tn_impl` fuses into the weight-gradient GEMM this way.
 template <class V, std::size_t R>
 TINYLARGE_ALWAYS_INLINE void store_tile(const typename V::reg (&c0)[R], const typename V::reg (&c1)[R], float* c,
                                         std::size_t ldc, std::size_t ncols, float alpha, float beta) noexcept {
@@ -481,17 +484,17 @@ TINYLARGE_ALWAYS_INLINE void store_tile(const typename V::reg (&c0)[R], const ty
     V::store(tile[r] + L, c1[r]);
   }
   const reg va = V::set1(alpha), vb = V::set1(beta);
+  // One output vector: t (the tile's lanes) and, unless beta == 0, c (C's).
+  auto out = [&](reg t, auto load_c) {
+    if (beta == 1.0f) return V::fmadd(va, t, load_c());
+    if (beta != 0.0f) return V::fmadd(vb, load_c(), V::mul(va, t));
+    return V::add(V::zero(), V::mul(va, t));  // +0 + x: a −0 becomes +0, as beta = 1 over a C of +0
+  };
   if (ncols == 2 * L) {
     for (std::size_t r = 0; r < R; ++r) {
       float* cr = c + r * ldc;
-      reg o0 = V::mul(va, V::load(tile[r])), o1 = V::mul(va, V::load(tile[r] + L));
-      if (beta != 0.0f) {
-        o0 = V::fmadd(vb, V::loadu(cr), o0);
-        o1 = V::fmadd(vb, V::loadu(cr + L), o1);
-      } else {  // +0 + x: beta = 0 gives exactly what beta = 1 over a C of +0 gives (a −0 becomes +0)
-        o0 = V::add(V::zero(), o0);
-        o1 = V::add(V::zero(), o1);
-      }
+      const reg o0 = out(V::load(tile[r]), [&] { return V::loadu(cr); });
+      const reg o1 = out(V::load(tile[r] + L), [&] { return V::loadu(cr + L); });
       V::storeu(cr, o0);
       V::storeu(cr + L, o1);
     }
@@ -499,16 +502,8 @@ TINYLARGE_ALWAYS_INLINE void store_tile(const typename V::reg (&c0)[R], const ty
     const std::size_t n0 = ncols < L ? ncols : L, n1 = ncols - n0;
     for (std::size_t r = 0; r < R; ++r) {
       float* cr = c + r * ldc;
-      reg o0 = V::mul(va, V::load(tile[r])), o1 = V::mul(va, V::load(tile[r] + L));
-      if (beta != 0.0f) {
-        o0 = V::fmadd(vb, V::loadu_n(cr, n0), o0);
-        if (n1 != 0) o1 = V::fmadd(vb, V::loadu_n(cr + L, n1), o1);
-      } else {
-        o0 = V::add(V::zero(), o0);
-        o1 = V::add(V::zero(), o1);
-      }
-      V::storeu_n(cr, o0, n0);
-      if (n1 != 0) V::storeu_n(cr + L, o1, n1);
+      V::storeu_n(cr, out(V::load(tile[r]), [&] { return V::loadu_n(cr, n0); }), n0);
+      if (n1 != 0) V::storeu_n(cr + L, out(V::load(tile[r] + L), [&] { return V::loadu_n(cr + L, n1); }), n1);
     }
   }
 }
@@ -805,6 +800,41 @@ void gemm_f32_impl(transpose ta, transpose tb, std::size_t m, std::size_t n, std
   using Arch = typename V::arch;
   gemm_blocked<V>(m, n, k, alpha, pack_a_f32<Arch, V::mr, T>{a, lda, ta == transpose::yes},
                   pack_b_f32<Arch, V::nr, T>{b, ldb, tb == transpose::yes}, beta, c, ldc);
+}
+
+/// w[i] ← w[i] − η·g[i] for i < n: the plain SGD update (`sgd_step` with
+/// μ = λ = 0 on this back end), one `fmadd` (−η, g, w) per element, the tail
+/// through masked loads and stores so that every element gets the same
+/// operation wherever the vector starts.
+template <class V>
+void sgd_update_f32(std::size_t n, float lr, float* TINYLARGE_RESTRICT w, const float* TINYLARGE_RESTRICT g) noexcept {
+  constexpr std::size_t L = V::lanes;
+  const typename V::reg nl = V::set1(-lr);
+  std::size_t i = 0;
+  for (; i + L <= n; i += L) V::storeu(w + i, V::fmadd(nl, V::loadu(g + i), V::loadu(w + i)));
+  if (i < n) V::storeu_n(w + i, V::fmadd(nl, V::loadu_n(g + i, n - i), V::loadu_n(w + i, n - i)), n - i);
+}
+
+/// W (m×n, row stride ldw) ← W − η·(Ãᵀ·B), Ã = a (k×m, row stride lda),
+/// B = b (k×n, row stride ldb): the plain SGD step on a dense layer's weight
+/// gradient dYᵀ·X. With k ≤ kc (one k block) and η ≠ 0 the update is the
+/// GEMM's epilogue (`store_tile` with alpha = −η, beta = 1): the gradient
+/// never reaches memory. Otherwise the gradient goes to g (m×n floats) and
+/// `sgd_update_f32` follows. Either way the bits are those of
+/// `gemm_f32_impl` (alpha 1, beta 0) into g followed by `sgd_update_f32`: an
+/// accumulator tile starts at +0, so it is never −0 and +0 + tile = tile.
+template <class V>
+void sgd_gemm_tn_impl(std::size_t m, std::size_t n, std::size_t k, float lr, const float* a, std::size_t lda,
+                      const float* b, std::size_t ldb, float* w, std::size_t ldw, float* g) noexcept {
+  if (m == 0 || n == 0) return;
+  if (k != 0 && k <= V::kc && lr != 0.0f) {
+    using Arch = typename V::arch;
+    gemm_blocked<V>(m, n, k, -lr, pack_a_f32<Arch, V::mr>{a, lda, true}, pack_b_f32<Arch, V::nr, float>{b, ldb, false},
+                    1.0f, w, ldw);
+    return;
+  }
+  gemm_f32_impl<V, float>(transpose::yes, transpose::no, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, g, n);
+  for (std::size_t r = 0; r < m; ++r) sgd_update_f32<V>(n, lr, w + r * ldw, g + r * n);
 }
 
 /// Y = X·Wᵀ + bias for vector traits V (GEMM and batch-1 GEMV), X stored
@@ -1320,6 +1350,14 @@ void gemm_f32(B, transpose ta, transpose tb, std::size_t m, std::size_t n, std::
               const float* a, std::size_t lda, const float* b, std::size_t ldb, float beta, float* c,
               std::size_t ldc) noexcept {
   gemm(B{}, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+/// W ← W − η·(Aᵀ·B) on an xsimd back end (contract: the scalar overload in
+/// kernels/elementwise.hpp); the update is fused into the GEMM's epilogue
+/// when k ≤ the k block (`detail::sgd_gemm_tn_impl`).
+template <xsimd_backend B>
+void sgd_gemm_tn_f32(B, std::size_t m, std::size_t n, std::size_t k, float lr, const float* a, std::size_t lda,
+                     const float* b, std::size_t ldb, float* w, std::size_t ldw, float* g) noexcept {
+  detail::sgd_gemm_tn_impl<detail::f32_ops_of<B>>(m, n, k, lr, a, lda, b, ldb, w, ldw, g);
 }
 /// Y = X·Wᵀ + bias on an xsimd back end: `dense<float, float>`.
 template <xsimd_backend B>
