@@ -521,6 +521,132 @@ TEST_CASE("kv_cache: incremental causal decoding equals the full-sequence forwar
   }
 }
 
+TEST_CASE("incremental_decoder: whole-model decoding equals the full causal forward pass", "[nn][transformer]") {
+  constexpr std::size_t T = 9, D = 8, V = 11;
+  // Every kind of layer the decoder takes: embedding, both position tables, pre-norm blocks with causal
+  // attention (2 and 4 heads), an MLP of 1×1 convolutions with dropout (the identity at inference), a nested
+  // residual block, and a position-wise head of V logits.
+  using lm = tl::sequential<tl::input<1, T, 1>, tl::embedding<V, D>, tl::learned_positions<T, D>,
+                            tl::sinusoidal_positions<T, D>,
+                            tl::residual<tl::layer_norm<D>, tl::multi_head_attention<D, 2, true>>,
+                            tl::residual<tl::rms_norm<D>, tl::conv2d<2 * D, 1>, tl::gelu, tl::dropout<10>,
+                                         tl::conv2d<D, 1>>,
+                            tl::residual<tl::layer_norm<D>, tl::multi_head_attention<D, 4, true>,
+                                         tl::residual<tl::silu>>,
+                            tl::layer_norm<D>, tl::conv2d<V, 1>>;
+  using decoder = nn::incremental_decoder<lm>;
+  static_assert(decoder::capacity == T && decoder::input_width == 1 && decoder::output_width == V);
+  nn::network<lm> net(21);
+  tl::rng g(22);
+  for (float& v : net.parameters()) v += 0.1f * g.normal();  // non-zero biases, gains other than 1
+  std::vector<float> ids(T);
+  for (float& v : ids) v = static_cast<float>(g.uniform_int(V));
+  const float* full = net.forward(ids.data(), 1);
+  const std::vector<float> expect(full, full + T * V);
+
+  auto dec = std::make_unique<decoder>(net.parameters());
+  std::vector<float> first(T * V);
+  double worst = 0.0;
+  for (int round = 0; round < 2; ++round) {  // the second round after clear(): the same bits
+    dec->clear();
+    CHECK(dec->output().empty());
+    for (std::size_t t = 0; t < T; ++t) {
+      const std::span<const float, V> logits = dec->append(static_cast<std::size_t>(ids[t]));
+      REQUIRE(dec->size() == t + 1);
+      REQUIRE(dec->output().data() == logits.data());
+      for (std::size_t j = 0; j < V; ++j) {
+        const float e = expect[t * V + j];
+        worst = std::max(worst, static_cast<double>(std::abs(logits[j] - e)) / std::max(1.0, double{std::abs(e)}));
+        if (round == 0) first[t * V + j] = logits[j];
+        else CHECK(logits[j] == first[t * V + j]);
+      }
+    }
+  }
+  INFO("worst difference of the incremental logits from the full forward pass: " << worst);
+  CHECK(worst <= 1e-5);
+  // append_row takes the id as a float row, as the network's input holds it.
+  dec->clear();
+  const float id0 = ids[0];
+  const auto row = dec->append_row(std::span<const float>(&id0, 1));
+  for (std::size_t j = 0; j < V; ++j) CHECK(row[j] == first[j]);
+#if TINYLARGE_HAS_EXCEPTIONS
+  const auto code_of = [](auto&& f) {
+    try {
+      f();
+    } catch (const tl::error& e) {
+      return e.code();
+    }
+    return tl::errc::ok;
+  };
+  CHECK(code_of([&] { (void)dec->append(V); }) == tl::errc::invalid_argument);  // id = Vocab
+  CHECK_THROWS_WITH(dec->append(V), Catch::Contains("token id is out of range"));
+  const float two[2] = {0, 1};
+  CHECK(code_of([&] { (void)dec->append_row(std::span<const float>(two, 2)); }) == tl::errc::shape_mismatch);
+  const float bad = 0.5f;  // not an id: the embedding's own check
+  CHECK(code_of([&] { (void)dec->append_row(std::span<const float>(&bad, 1)); }) == tl::errc::invalid_argument);
+  CHECK(dec->size() == 1);  // the refused positions changed nothing
+  for (std::size_t t = 1; t < T; ++t) (void)dec->append(static_cast<std::size_t>(ids[t]));
+  CHECK(code_of([&] { (void)dec->append(0); }) == tl::errc::capacity_exceeded);
+  CHECK_THROWS_WITH(dec->append(0), Catch::Contains("the sequence is full"));
+  CHECK(dec->size() == T);
+  const std::vector<float> short_params(lm::param_count - 1);
+  CHECK(code_of([&] { decoder d(short_params); }) == tl::errc::shape_mismatch);
+#endif
+}
+
+TEST_CASE("fit: one label per position trains a causal sequence model; the decoder continues the pattern",
+          "[nn][transformer]") {
+  // Sequences of the cycle 0 1 2 3 0 1 … from a random start: the label of position t is the token at t + 1.
+  constexpr std::size_t T = 8, V = 4, D = 16, n = 192;
+  using lm = tl::sequential<tl::input<1, T, 1>, tl::embedding<V, D>, tl::learned_positions<T, D>,
+                            tl::residual<tl::layer_norm<D>, tl::multi_head_attention<D, 2, true>>,
+                            tl::residual<tl::layer_norm<D>, tl::conv2d<2 * D, 1>, tl::gelu, tl::conv2d<D, 1>>,
+                            tl::layer_norm<D>, tl::conv2d<V, 1>>;
+  tl::rng g(5);
+  std::vector<float> x(n * T);
+  std::vector<std::uint8_t> y(n * T);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t start = g.uniform_int(V);
+    for (std::size_t t = 0; t < T; ++t) {
+      x[i * T + t] = static_cast<float>((start + t) % V);
+      y[i * T + t] = static_cast<std::uint8_t>((start + t + 1) % V);
+    }
+  }
+  // [sequence-fit]
+  // x: n samples of T token ids; y: n × T labels, the next token at each position.
+  const nn::labelled_view<std::uint8_t> data{x.data(), y.data(), n, T, /*target_size=*/T};
+  nn::network<lm> net(6);
+  // [sequence-fit]
+  // evaluate: the mean over the n·T positions of the cross-entropy of V logits.
+  const float* out = net.forward(x.data(), n);
+  double manual = 0.0;
+  for (std::size_t r = 0; r < n * T; ++r) manual += nn::softmax_cross_entropy::evaluate(out + r * V, &y[r], 1, V, nullptr);
+  const nn::evaluation before = nn::evaluate(net, nn::softmax_cross_entropy{}, data, 50);
+  CHECK(before.loss == Approx(manual / (n * T)).epsilon(1e-9));
+  const auto hist = nn::fit(net, nn::adam{.learning_rate = 1e-2f}, nn::softmax_cross_entropy{}, data,
+                            {.epochs = 15, .batch_size = 16}, &data);
+  INFO("loss before " << before.loss << ", after " << hist.back().val_loss);
+  CHECK(hist.back().val_loss < 0.05 * before.loss);
+  CHECK(hist.back().val_accuracy == 1.0);
+#if TINYLARGE_HAS_EXCEPTIONS
+  // A target count that does not divide the output (T·V = 32 logits, 3 labels) is refused.
+  const nn::labelled_view<std::uint8_t> wrong{x.data(), y.data(), n, T, 3};
+  CHECK_THROWS_AS(nn::evaluate(net, nn::softmax_cross_entropy{}, wrong), tl::shape_error);
+  CHECK_THROWS_AS(nn::fit(net, nn::adam{}, nn::softmax_cross_entropy{}, wrong), tl::shape_error);
+#endif
+  // Greedy decoding from token 2 continues the cycle.
+  std::size_t token = 2;
+  // [decoder]
+  auto dec = std::make_unique<nn::incremental_decoder<lm>>(net.parameters());  // K, V of every attention layer
+  for (std::size_t t = 0; t < T; ++t) {
+    const std::span<const float, V> logits = dec->append(token);  // position t in, the next token's logits out
+    // [decoder]
+    const std::size_t next = static_cast<std::size_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    CHECK(next == (token + 1) % V);
+    token = next;
+  }
+}
+
 TEST_CASE("losses: values and gradients", "[nn][loss]") {
   tl::rng g(11);
   constexpr std::size_t b = 3, n = 5;

@@ -3,6 +3,7 @@
 // diagnostic must name the parameter (-DTINYLARGE_CASE=N picks the case).
 // Built with -DTINYLARGE_EXPECT_VALID, the same file uses fitting layers and
 // must compile: that control proves each failure comes from the shape check.
+#include "tinylarge/nn/decoder.hpp"
 #include "tinylarge/nn/transformer.hpp"
 
 namespace nn = tinylarge::nn;
@@ -34,6 +35,21 @@ using cache = nn::kv_cache<attention_model::layer<0>>;
 #else
 using cache = nn::kv_cache<nn::sequential<nn::input<1, 4, 6>, nn::multi_head_attention<6, 2, true>>::layer<0>>;
 #endif
+
+#if !defined(TINYLARGE_EXPECT_VALID) && TINYLARGE_CASE == 6  // a flatten + dense head mixes the positions
+using decoded_model = nn::sequential<nn::input<1, 4, 1>, nn::embedding<10, 6>, nn::learned_positions<4, 6>,
+                                     nn::residual<nn::layer_norm<6>, nn::multi_head_attention<6, 2, true>>,
+                                     nn::flatten, nn::dense<24, 10>>;
+#elif !defined(TINYLARGE_EXPECT_VALID) && TINYLARGE_CASE == 7  // attention inside a block that is not causal
+using decoded_model = nn::sequential<nn::input<1, 4, 1>, nn::embedding<10, 6>, nn::learned_positions<4, 6>,
+                                     nn::residual<nn::layer_norm<6>, nn::multi_head_attention<6, 2>>,
+                                     nn::conv2d<10, 1>>;
+#else
+using decoded_model = nn::sequential<nn::input<1, 4, 1>, nn::embedding<10, 6>, nn::learned_positions<4, 6>,
+                                     nn::residual<nn::layer_norm<6>, nn::multi_head_attention<6, 2, true>>,
+                                     nn::conv2d<10, 1>>;
+#endif
+static_assert(nn::incremental_decoder<decoded_model>::capacity == 4);
 
 static_assert(attention_model::output_size == 24);
 static_assert(residual_model::output_size == 24);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "checkpoint.hpp"
+#include "decoder.hpp"
 #include "init.hpp"
 #include "layers.hpp"
 #include "lora.hpp"

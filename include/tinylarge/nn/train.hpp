@@ -50,8 +50,10 @@
 namespace tinylarge::nn {
 
 /// A borrowed labelled data set: `count` rows of `features` floats and, per
-/// row, `target_size` targets (1 class label for cross-entropy, the output
-/// width for MSE).
+/// row, `target_size` targets: for cross-entropy 1 class label, or one label
+/// per position of a sequence model (the output is `target_size` positions of
+/// `output_size / target_size` logits each, e.g. a language model's T×Vocab
+/// next-token logits against its T next tokens); for MSE the output width.
 template <class Target>
 struct labelled_view {
   const float* x = nullptr;
@@ -93,7 +95,8 @@ inline float scheduled_learning_rate(float lr, const fit_options& o, std::size_t
   return f;
 }
 
-/// What one epoch did. Accuracy is argmax agreement (classification) or, for
+/// What one epoch did. Accuracy is argmax agreement (classification; per
+/// position with one label per position) or, for
 /// MSE, agreement of the argmax of output and target (of the sign of
 /// output − 0.5 for a single output).
 struct epoch_report {
@@ -132,24 +135,52 @@ bool correct(const float* out, const Target* t, std::size_t n) noexcept {
 }
 }  // namespace detail
 
-/// Mean loss and accuracy of `net` on `data` (inference mode, batches of `batch`).
+namespace detail {
+/// Rows of the loss per sample: one, or for class labels `target_size`
+/// positions of a sequence model (each `output_size / target_size` logits
+/// against one label). Checks that the targets fit the model's output.
+template <class Model, class Target>
+std::size_t loss_rows_per_sample(std::size_t target_size, const char* msg) {
+  if constexpr (std::is_integral_v<Target>) {
+    TINYLARGE_REQUIRE(target_size > 0 && Model::output_size % target_size == 0, errc::shape_mismatch, msg);
+    return target_size;
+  } else {
+    TINYLARGE_REQUIRE(target_size == Model::output_size, errc::shape_mismatch, msg);
+    return 1;
+  }
+}
+
+/// Loss (mean over the b·rows rows) and argmax hits of b samples' outputs against their targets.
+template <class Model, loss_policy Loss>
+double loss_and_hits(const float* out, const typename Loss::target_type* t, std::size_t b, std::size_t rows,
+                     float* grad, std::size_t& hits) {
+  const std::size_t width = Model::output_size / rows, per_row = std::is_integral_v<typename Loss::target_type> ? 1 : width;
+  for (std::size_t r = 0; r < b * rows; ++r) hits += correct(out + r * width, t + r * per_row, width) ? 1 : 0;
+  return Loss::evaluate(out, t, b * rows, width, grad);
+}
+}  // namespace detail
+
+/// Mean loss and accuracy of `net` on `data` (inference mode, batches of
+/// `batch`); with one label per position (`target_size` > 1, class labels)
+/// both are means over the positions.
 template <class Net, loss_policy Loss>
 evaluation evaluate(Net& net, Loss, const labelled_view<typename Loss::target_type>& data, std::size_t batch = 256) {
   using Model = typename Net::model;
   TINYLARGE_REQUIRE(data.features == Model::input_size, errc::shape_mismatch,
                     "evaluate: the data's feature count differs from the model's input size");
+  const std::size_t rows = detail::loss_rows_per_sample<Model, typename Loss::target_type>(
+      data.target_size,
+      "evaluate: targets per sample must be 1 or one label per position (class labels), or the output size (MSE)");
   double loss = 0.0;
   std::size_t hits = 0;
   for (std::size_t s = 0; s < data.count; s += batch) {
     const std::size_t b = std::min(batch, data.count - s);
     const float* out = net.forward(data.x + s * data.features, b, false);
     const auto* t = data.y + s * data.target_size;
-    loss += Loss::evaluate(out, t, b, Model::output_size, nullptr) * static_cast<double>(b);
-    for (std::size_t i = 0; i < b; ++i)
-      hits += detail::correct(out + i * Model::output_size, t + i * data.target_size, Model::output_size) ? 1 : 0;
+    loss += detail::loss_and_hits<Model, Loss>(out, t, b, rows, nullptr, hits) * static_cast<double>(b);
   }
   const auto n = static_cast<double>(data.count);
-  return {loss / n, static_cast<double>(hits) / n};
+  return {loss / n, static_cast<double>(hits) / (n * static_cast<double>(rows))};
 }
 
 // ---------------------------------------------------------------------------
@@ -290,8 +321,9 @@ std::vector<epoch_report> fit(Net& net, const Opt& opt, Loss loss, const labelle
   using Target = typename Loss::target_type;
   TINYLARGE_REQUIRE(train.features == Model::input_size, errc::shape_mismatch,
                     "fit: the training data's feature count differs from the model's input size");
-  TINYLARGE_REQUIRE(train.target_size == (std::is_integral_v<Target> ? 1 : Model::output_size), errc::shape_mismatch,
-                    "fit: targets per sample must be 1 (class labels) or the output size (MSE)");
+  const std::size_t rows = detail::loss_rows_per_sample<Model, Target>(
+      train.target_size,
+      "fit: targets per sample must be 1 or one label per position (class labels), or the output size (MSE)");
   TINYLARGE_REQUIRE(train.count > 0 && options.batch_size > 0, errc::invalid_argument,
                     "fit: needs at least one sample and a positive batch size");
   trainable_state<Opt, Model> state(opt);
@@ -320,9 +352,7 @@ std::vector<epoch_report> fit(Net& net, const Opt& opt, Loss loss, const labelle
     train_epoch(
         net, train, order, options.batch_size, buf, totals,
         [&](const float* out, const Target* y, std::span<const std::uint32_t>, std::size_t b, float* grad) {
-          for (std::size_t i = 0; i < b; ++i)
-            hits += detail::correct(out + i * Model::output_size, y + i * train.target_size, Model::output_size);
-          return Loss::evaluate(out, y, b, Model::output_size, grad);
+          return detail::loss_and_hits<Model, Loss>(out, y, b, rows, grad, hits);
         },
         optimizer_update<decltype(state)>{state}, no_hooks{}, "fit: the loss became NaN or Inf (learning rate too high?)");
     const double loss_sum = totals.loss_sum;
@@ -331,7 +361,7 @@ std::vector<epoch_report> fit(Net& net, const Opt& opt, Loss loss, const labelle
     epoch_report rep;
     rep.epoch = epoch;
     rep.train_loss = loss_sum / static_cast<double>(train.count);
-    rep.train_accuracy = static_cast<double>(hits) / static_cast<double>(train.count);
+    rep.train_accuracy = static_cast<double>(hits) / static_cast<double>(train.count * rows);
     rep.seconds = secs;
     rep.samples_per_second = secs > 0.0 ? static_cast<double>(train.count) / secs : 0.0;
     rep.learning_rate = lr;
