@@ -175,6 +175,20 @@ constexpr wire::message_header split_smashed_header(std::uint32_t round, std::ui
   return h;
 }
 
+/// The header of the gradient frame that answers step `step`'s smashed frame
+/// of round `round` in epoch `epoch`: `bytes` bytes of codec message (`dtype`
+/// bytes), the smashed frame's round and `aux` echoed.
+constexpr wire::message_header split_gradient_header(std::uint32_t round, std::uint32_t step, std::uint32_t epoch,
+                                                     std::size_t bytes) noexcept {
+  wire::message_header g;
+  g.type = wire::message_type::gradient;
+  g.dtype = wire::wire_dtype::bytes;
+  g.round = round;
+  g.aux = step | (std::uint64_t{epoch} << 32);
+  g.count = static_cast<std::uint32_t>(bytes);
+  return g;
+}
+
 /// Whether `h` is the gradient of step `step` of round `round` in epoch
 /// `epoch` (other frames — late duplicates, other steps — are skipped).
 constexpr bool split_gradient_for(const wire::message_header& h, std::uint32_t round, std::uint32_t step,
