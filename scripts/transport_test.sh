@@ -769,20 +769,23 @@ step_nn_psl() {  # PSL: the engine in process vs the lockstep deployment in proc
   split_client_killed nnpsldrop "nn psl: client 3 killed at step 5 of round 2, the steps go on with the other 3" "${psl[@]}"
 }
 
+split_engine_vs_inproc() {  # KEY LABEL [NN_NODE ARGS...]
+  # workflow/split.hpp's engine and the split deployment over in_process threads: nn-KEY-workflow.bin = nn-KEY-inproc.bin.
+  local key=$1 label=$2
+  shift 2
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" "$@" --out "$WORK/nn-$key-workflow.bin" || return 1
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "$@" --out "$WORK/nn-$key-inproc.bin" || return 1
+  same "$WORK/nn-$key-workflow.bin" "$WORK/nn-$key-inproc.bin" "$label: in_process vs workflow/split.hpp"
+}
 step_nn_multihop() {  # multi-hop PSL, device → edge → cloud: the engine with cut<2, 4> vs the deployment in process, MPI, MQTT
   nn_data || return 1
   rm -f "$WORK"/nn-mh-*.bin
   local mh=(--scheme psl --cuts 2)
-  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" "${mh[@]}" --out "$WORK/nn-mh-workflow.bin" || return 1
-  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "${mh[@]}" --out "$WORK/nn-mh-inproc.bin" || return 1
-  same "$WORK/nn-mh-workflow.bin" "$WORK/nn-mh-inproc.bin" "nn psl multi-hop: edge + cloud over in_process threads vs workflow/split.hpp's psl with cut<2, 4>" || return 1
+  split_engine_vs_inproc mh "nn psl multi-hop (edge and cloud on threads; the engine with cut<2, 4>)" "${mh[@]}" || return 1
   # mpirun -np 6: the edge (rank 0), 4 devices, the cloud (rank 5); MQTT: the cloud on the run nnmh-cloud.
   NN_NP=6 NN_MQTT_CLOUD=1 split_over_mpi_mqtt mh nnmh "nn psl multi-hop" "$WORK/nn-mh-workflow.bin" "workflow/split.hpp" "${mh[@]}" || return 1
   # int8 smashed data and fp16 gradients at both cuts, in process.
-  local q=(--codecs int8-fp16)
-  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" "${mh[@]}" "${q[@]}" --out "$WORK/nn-mh-q-workflow.bin" || return 1
-  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "${mh[@]}" "${q[@]}" --out "$WORK/nn-mh-q-inproc.bin" || return 1
-  same "$WORK/nn-mh-q-workflow.bin" "$WORK/nn-mh-q-inproc.bin" "nn psl multi-hop --codecs int8-fp16: in_process vs workflow/split.hpp" || return 1
+  split_engine_vs_inproc mh-q "nn psl multi-hop --codecs int8-fp16" "${mh[@]}" --codecs int8-fp16 || return 1
   cmp -s "$WORK/nn-mh-workflow.bin" "$WORK/nn-mh-q-workflow.bin" && { echo "the codecs changed nothing"; return 1; }
   return 0
 }

@@ -1281,7 +1281,7 @@ TEST_CASE("multi-hop deployment (device -> edge -> cloud) over in_process thread
             std::fill_n(x, 4 * 8, 0.25f);
             std::fill_n(y, 4, std::uint8_t{1});
             return 4;
-          }, {.idle_timeout = 2s});
+          }, {.idle_timeout = 1s});
     });
     std::vector<float> hello(variant == 0 ? nc - 1 : nc, 0.0f), grad;
     std::thread fake([&] {
@@ -1292,7 +1292,8 @@ TEST_CASE("multi-hop deployment (device -> edge -> cloud) over in_process thread
       h.count = static_cast<std::uint32_t>(hello.size());
       (void)c.broadcast(h, tl::as_bytes_le(std::span<const float>(hello)), 1s);
       tl::wire::message_view m;
-      if (variant == 0 || !c.recv(m, 5s).ok() || m.header.type != tl::wire::message_type::smashed) return;
+      if (variant == 0 || variant == 3 || !c.recv(m, 5s).ok() || m.header.type != tl::wire::message_type::smashed)
+        return;
       const std::size_t rows = m.header.count / (4 * 5 + 1);  // fp32 codec: 4 bytes a value, 1 a label
       grad.assign(rows * 5 + (variant == 2 ? 1 : 0), 0.01f);
       if (variant == 1) grad[2] = std::numeric_limits<float>::infinity();

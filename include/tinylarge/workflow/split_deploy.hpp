@@ -368,7 +368,7 @@ status await_gradient(Transport& net, wire::message_view& m, endpoint_id server,
 
 /// The SplitFedV1 deployment for one model, cut and optimizer (see the file comment).
 /// @tparam Model     a `sequential` model
-/// @tparam Partition `cut<K>`: one cut
+/// @tparam Partition `cut<K>`: one cut; or `cut<K1, K2>`: multi-hop (device → edge → cloud)
 /// @tparam Optimizer every party's local optimizer (`nn::sgd`, `nn::adam`)
 /// @tparam Aggregation the fed server's and main server's rule (`fedavg`, …)
 /// @tparam Uplink   the `smashed_codec` of the smashed activations (partition/codec.hpp)
@@ -412,7 +412,8 @@ struct split_deployment {
   using cloud_model = typename Partition::template segment<Model, (multi_hop ? 2 : 1)>;
   static constexpr std::size_t cut = Partition::template cut_size<Model, 0>;
   /// Activations per sample at the edge → cloud cut (`multi_hop`; else the classes).
-  static constexpr std::size_t upper_cut = multi_hop ? Partition::template cut_size<Model, (multi_hop ? 1 : 0)> : Model::output_size;
+  static constexpr std::size_t upper_cut =
+      multi_hop ? Partition::template cut_size<Model, (multi_hop ? 1 : 0)> : Model::output_size;
   static constexpr std::size_t classes = Model::output_size;
   using loss = nn::softmax_cross_entropy;
   using uplink_codec = Uplink;
@@ -468,18 +469,9 @@ struct split_deployment {
                       "optimizer state are not in the edge's checkpoint)");
       // The cloud announces itself with its segment's size before the first step (over MQTT a
       // step published before the cloud subscribed would be lost; the model frame is retained).
-      const auto hello_deadline = std::chrono::steady_clock::now() + o.round_timeout;
-      for (;;) {
-        wire::message_view m;
-        const status got = recv_before(up, m, hello_deadline);
-        TINYLARGE_CHECK(got.code != errc::timed_out, errc::timed_out,
-                        "split edge: no word from the cloud before round_timeout (is it running, on this link?)");
-        TINYLARGE_TRY(got);
-        if (m.header.sender != server_endpoint || m.header.type != wire::message_type::model) continue;
-        TINYLARGE_CHECK(m.header.dtype == wire::wire_dtype::fp32 && m.header.count == cloud_model::param_count,
-                        errc::shape_mismatch, "split edge: the cloud runs a segment of another size (another model or cut)");
-        break;
-      }
+      wire::message_view m;
+      TINYLARGE_TRY(await_cloud_segment(up, m, wire::message_type::model, o.round_timeout,
+                                        "split edge: no word from the cloud before round_timeout (is it running, on this link?)"));
       const status s = run_chain(net, &up, o, report);
       wire::message_header stop;
       stop.type = wire::message_type::control;
@@ -489,23 +481,14 @@ struct split_deployment {
       TINYLARGE_TRY(s);
       TINYLARGE_TRY(told);
       // The cloud answers the stop with its segment: the edge then holds the whole model.
-      const auto deadline = std::chrono::steady_clock::now() + o.round_timeout;
-      for (;;) {
-        wire::message_view m;
-        const status got = recv_before(up, m, deadline);
-        TINYLARGE_CHECK(got.code != errc::timed_out, errc::timed_out,
-                        "split edge: the cloud did not send its segment after the stop before round_timeout");
-        TINYLARGE_TRY(got);
-        if (m.header.sender != server_endpoint || m.header.type != wire::message_type::update) continue;
-        TINYLARGE_CHECK(m.header.dtype == wire::wire_dtype::fp32 && m.header.count == cloud_model::param_count,
-                        errc::shape_mismatch, "split edge: the cloud's final segment is not the cloud segment's size");
-        cloud_.resize(cloud_model::param_count);
-        TINYLARGE_TRY(wire::read_fp32(m, cloud_));
-        bool finite = true;
-        for (const float v : cloud_) finite = finite && std::isfinite(v);
-        TINYLARGE_CHECK(finite, errc::non_finite, "split edge: a NaN or infinite value in the cloud's final segment");
-        return status::success();
-      }
+      TINYLARGE_TRY(await_cloud_segment(up, m, wire::message_type::update, o.round_timeout,
+                                        "split edge: the cloud did not send its segment after the stop before round_timeout"));
+      cloud_.resize(cloud_model::param_count);
+      TINYLARGE_TRY(wire::read_fp32(m, cloud_));
+      bool finite = true;
+      for (const float v : cloud_) finite = finite && std::isfinite(v);
+      TINYLARGE_CHECK(finite, errc::non_finite, "split edge: a NaN or infinite value in the cloud's final segment");
+      return status::success();
     }
 
     /// Multi-hop: the cloud's segment as it sent it at the end of `run` (empty before).
@@ -1003,6 +986,25 @@ struct split_deployment {
     std::uint32_t epoch_ = 0;                ///< restart epoch of the current run
     std::vector<std::byte> upwire_;          ///< multi-hop: the step sent to the cloud (zero-copy: until its gradient came back)
     std::vector<float> cloud_;               ///< multi-hop: the cloud's segment, received after the stop
+
+    /// Multi-hop: waits on `up` up to `timeout` (`silent` when it passes) for
+    /// the cloud's frame of type `t` — its hello (`model`) or its final
+    /// segment (`update`) —, left in `m`: fp32 values of the cloud segment's
+    /// size, else `shape_mismatch` (a cloud of another model or cut).
+    template <class Upstream>
+    static status await_cloud_segment(Upstream& up, wire::message_view& m, wire::message_type t,
+                                      std::chrono::milliseconds timeout, const char* silent) {
+      const auto deadline = std::chrono::steady_clock::now() + timeout;
+      for (;;) {
+        const status got = recv_before(up, m, deadline);
+        TINYLARGE_CHECK(got.code != errc::timed_out, errc::timed_out, silent);
+        TINYLARGE_TRY(got);
+        if (m.header.sender != server_endpoint || m.header.type != t) continue;
+        TINYLARGE_CHECK(m.header.dtype == wire::wire_dtype::fp32 && m.header.count == cloud_model::param_count,
+                        errc::shape_mismatch, "split edge: the cloud's segment has another size (another model or cut)");
+        return status::success();
+      }
+    }
 
     /// Multi-hop: the edge's head (`split_server_head`). The edge is the
     /// cloud's device: its segment's outputs and the labels go up as a
