@@ -67,6 +67,13 @@
 #                of round 2 over MQTT = in process with the same client leaving (the step waits
 #                `round_timeout`, then goes on without it: rounds of 4, 3, 3, 3 clients); the server
 #                stopped in round 3 and resumed from its checkpoint, in process: the same bits
+#   nn-multihop  multi-hop PSL, device → edge → cloud (`psl_deployment` with cut<2, 4> of a 784-64-32-10
+#                MLP: the edge serves the devices in PSL's lockstep and runs each step through the cloud,
+#                the cloud runs the last segment and the loss): workflow/split.hpp's psl with cut<2, 4> =
+#                the edge and cloud over in_process threads = `mpirun -np 6` (edge rank 0, 4 devices, cloud
+#                rank 5) = MQTT (the cloud on its own run), cmp; with int8 smashed data and fp16 gradients
+#                at both cuts, in process = the engine; device 3 SIGKILLed at step 5 of round 2 over MQTT =
+#                in process with the same device leaving (rounds of 4, 3, 3, 3 devices)
 #   nn-epsl      EPSL (`epsl_deployment`: PSL's lockstep, the server aggregating the last-layer
 #                gradients of round(phi*b) rows of every client's batch, the same role function
 #                server_step_aggregated as the engine): workflow/split.hpp's epsl = in process =
@@ -507,17 +514,23 @@ nn_data() {  # the seeded Fashion-MNIST subset every process reads (made once pe
   ASAN_OPTIONS=$ASAN_DEFAULT "$NN" prepare --data-dir "$FMNIST_DIR" --dir "$WORK/fmnist" --train 2000 --test 1000 --seed 5 \
     && NN_DATA_READY=1
 }
-nn_mpi() {  # nn_mpi WORKFLOW OUT [ARGS...]
-  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 timeout 300 mpirun --oversubscribe -np 5 \
+nn_mpi() {  # nn_mpi WORKFLOW OUT [ARGS...] — NN_NP=N: mpirun -np N (default 5: a server and 4 clients)
+  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 timeout 300 mpirun --oversubscribe -np "${NN_NP:-5}" \
     "$NN" "$1" mpi --dir "$WORK/fmnist" "${nn_common[@]}" "${@:3}" --out "$2"
 }
 nn_mqtt() {  # nn_mqtt WORKFLOW RUN OUT [ARGS...] — per-client extras in CLIENT_EXTRA[k]
   # NN_CLIENTS_LATE=S: start the server first and the clients S seconds later (after the server
   # has published round 1), as a fleet whose devices come up after the server does.
+  # NN_MQTT_CLOUD=1 (--cuts 2): also start the cloud (mode mqtt-cloud); the server is the edge.
   local wf=$1 run=$2 out=$3; shift 3
   start_broker || return 1
   CLIENT_PIDS=()
-  local server_pid=
+  local server_pid= cloud_pid=
+  if [[ ${NN_MQTT_CLOUD:-0} != 0 ]]; then
+    ASAN_OPTIONS=$ASAN_DEFAULT timeout 120 "$NN" "$wf" mqtt-cloud --dir "$WORK/fmnist" --port "$BROKER_PORT" \
+      --run "$run" "${nn_common[@]}" "$@" >"$WORK/$run-cloud.log" 2>&1 &
+    cloud_pid=$!
+  fi
   if [[ ${NN_CLIENTS_LATE:-0} != 0 ]]; then
     ASAN_OPTIONS=$ASAN_DEFAULT timeout 120 "$NN" "$wf" mqtt-server --dir "$WORK/fmnist" --port "$BROKER_PORT" \
       --run "$run" "${nn_common[@]}" "$@" --out "$out" >"$WORK/$run-server.log" 2>&1 &
@@ -541,6 +554,11 @@ nn_mqtt() {  # nn_mqtt WORKFLOW RUN OUT [ARGS...] — per-client extras in CLIEN
   fi
   [[ $rc -eq 0 ]] || stop_clients
   wait_clients "$run" || rc=1
+  if [[ -n $cloud_pid ]]; then
+    [[ $rc -eq 0 ]] || kill "$cloud_pid" 2>/dev/null
+    wait "$cloud_pid" || { echo "the cloud exited $?:"; rc=1; }
+    cat "$WORK/$run-cloud.log"
+  fi
   stop_broker
   return $rc
 }
@@ -750,6 +768,29 @@ step_nn_psl() {  # PSL: the engine in process vs the lockstep deployment in proc
     && { echo "PSL computed SplitFedV1's model"; return 1; }
   # A client killed mid-round: the lockstep step waits round_timeout for it, then goes on without it.
   split_client_killed nnpsldrop "nn psl: client 3 killed at step 5 of round 2, the steps go on with the other 3" "${psl[@]}"
+}
+
+split_engine_vs_inproc() {  # KEY LABEL [NN_NODE ARGS...]
+  # workflow/split.hpp's engine and the split deployment over in_process threads: nn-KEY-workflow.bin = nn-KEY-inproc.bin.
+  local key=$1 label=$2
+  shift 2
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed workflow --dir "$WORK/fmnist" "${nn_common[@]}" "$@" --out "$WORK/nn-$key-workflow.bin" || return 1
+  ASAN_OPTIONS=$ASAN_DEFAULT "$NN" splitfed inproc --dir "$WORK/fmnist" "${nn_common[@]}" "$@" --out "$WORK/nn-$key-inproc.bin" || return 1
+  same "$WORK/nn-$key-workflow.bin" "$WORK/nn-$key-inproc.bin" "$label: in_process vs workflow/split.hpp"
+}
+step_nn_multihop() {  # multi-hop PSL, device → edge → cloud: the engine with cut<2, 4> vs the deployment in process, MPI, MQTT
+  nn_data || return 1
+  rm -f "$WORK"/nn-mh-*.bin
+  local mh=(--scheme psl --cuts 2)
+  split_engine_vs_inproc mh "nn psl multi-hop (edge and cloud on threads; the engine with cut<2, 4>)" "${mh[@]}" || return 1
+  # mpirun -np 6: the edge (rank 0), 4 devices, the cloud (rank 5); MQTT: the cloud on the run nnmh-cloud.
+  NN_NP=6 NN_MQTT_CLOUD=1 split_over_mpi_mqtt mh nnmh "nn psl multi-hop" "$WORK/nn-mh-workflow.bin" "workflow/split.hpp" "${mh[@]}" || return 1
+  # int8 smashed data and fp16 gradients at both cuts, in process.
+  split_engine_vs_inproc mh-q "nn psl multi-hop --codecs int8-fp16" "${mh[@]}" --codecs int8-fp16 || return 1
+  cmp -s "$WORK/nn-mh-workflow.bin" "$WORK/nn-mh-q-workflow.bin" && { echo "the codecs changed nothing"; return 1; }
+  # A device killed mid-round: the edge's lockstep step waits round_timeout for it, then goes on
+  # through the cloud without it.
+  NN_MQTT_CLOUD=1 split_client_killed nnmhdrop "nn psl multi-hop: device 3 killed at step 5 of round 2, the edge's steps go on with the other 3" "${mh[@]}"
 }
 
 step_nn_epsl() {  # EPSL: the engine in process vs the lockstep deployment with aggregated rows in process, MPI, MQTT
@@ -967,6 +1008,7 @@ if [[ $FAILED -eq 0 ]]; then
   step nn-fedlora step_nn_fedlora
   step nn-splitfed step_nn_splitfed
   step nn-psl step_nn_psl
+  step nn-multihop step_nn_multihop
   step nn-epsl step_nn_epsl
   step nn-splitfed-v2 step_nn_splitfed_v2
   step nn-vsl step_nn_vsl
@@ -977,7 +1019,7 @@ if [[ $FAILED -eq 0 ]]; then
 else
   [[ -n "$FUZZ_PID" ]] && { kill "$FUZZ_PID" 2>/dev/null; wait "$FUZZ_PID" 2>/dev/null; }
   echo "build failed: the end-to-end steps are skipped (counted as failed)"
-  FAILED=$((FAILED + 25))
+  FAILED=$((FAILED + 26))
 fi
 
 echo "==== transport summary"

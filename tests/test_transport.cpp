@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -1040,13 +1041,16 @@ TEST_CASE("split deployment servers over a damaged serial link (one device): the
 namespace {
 /// A split deployment P with 3 clients over in_process endpoints on threads (2 rounds of 3
 /// steps, b = 4, each client its own batches); returns both final segments and the report.
+/// Multi-hop P (`cut<K1, K2>`): the edge is the server and a cloud runs on a thread of its own;
+/// the segments after the device's are drawn as one (the one-cut server's), then split.
 template <class P>
 std::pair<std::vector<float>, tl::workflow::splitfed_server_report> split_threads_run(float phi, std::size_t clusters = 2) {
   constexpr std::size_t nd = P::device_model::param_count, ns = P::server_model::param_count;
   tl::rng init(5);
-  std::vector<float> dev(nd), srv(ns);
+  std::vector<float> dev(nd), rest(P::model::param_count - nd);
   for (float& v : dev) v = init.uniform(-0.5f, 0.5f);
-  for (float& v : srv) v = init.uniform(-0.5f, 0.5f);
+  for (float& v : rest) v = init.uniform(-0.5f, 0.5f);
+  const std::vector<float> srv(rest.begin(), rest.begin() + ns);
   const tl::nn::sgd opt{.learning_rate = 0.2f};
   tl::workflow::splitfed_server_options o;
   o.rounds = 2;
@@ -1080,12 +1084,40 @@ std::pair<std::vector<float>, tl::workflow::splitfed_server_report> split_thread
     });
   tl::in_process ep(net, 0);
   tl::workflow::splitfed_server_report rep;
-  const tl::status server_status = server.run(ep, o, &rep);
+  tl::status server_status;
+  std::vector<float> cloud_segment;
+  if constexpr (P::multi_hop) {
+    tl::in_process::hub link(2);
+    typename P::cloud cloud(opt, std::span<const float>(rest).subspan(ns));
+    tl::workflow::split_cloud_report crep;
+    tl::status cloud_status;
+    std::thread th([&] {
+      tl::in_process c(link, 0);
+      cloud_status = cloud.run(c, {.max_rows = n * 4}, &crep);
+    });
+    tl::in_process up(link, 1);
+    server_status = server.run(ep, up, o, &rep);
+    th.join();
+    REQUIRE(cloud_status.ok());
+    if constexpr (std::is_same_v<typename P::scheme, tl::split_scheme::parallel>)
+      CHECK(crep.steps_served == rep.steps_served / n);  // one cloud step per lockstep step of the n clients
+    else if constexpr (P::sequential || P::hand_over)
+      CHECK(crep.steps_served == rep.steps_served);  // one client a step
+    CHECK(crep.train_loss.size() == o.rounds);
+    CHECK(crep.dropped_frames == 0);
+    CHECK(std::equal(cloud.parameters().begin(), cloud.parameters().end(), server.cloud_parameters().begin(),
+                     server.cloud_parameters().end()));
+    cloud_segment.assign(server.cloud_parameters().begin(), server.cloud_parameters().end());
+    rep.train_loss = crep.train_loss;  // the edge does not see the loss (NaN in its report)
+  } else {
+    server_status = server.run(ep, o, &rep);
+  }
   for (auto& t : clients) t.join();
   REQUIRE(server_status.ok());
   for (std::size_t k = 1; k <= n; ++k) REQUIRE(client_status[k].ok());
   std::vector<float> all(server.device_parameters().begin(), server.device_parameters().end());
   all.insert(all.end(), server.server_parameters().begin(), server.server_parameters().end());
+  all.insert(all.end(), cloud_segment.begin(), cloud_segment.end());
   return {all, rep};
 }
 }  // namespace
@@ -1151,6 +1183,139 @@ TEST_CASE("VSL and EdgeSplit deployments over in_process threads: turns, hand-ov
   const tl::status s = server.run(ep, o);
   CHECK(s.code == tl::errc::invalid_argument);
   CHECK(std::string(s.message).find("at least one cluster") != std::string::npos);
+}
+
+TEST_CASE("multi-hop deployment (device -> edge -> cloud) over in_process threads: one server's bits with fp32 "
+          "codecs; bad frames, sizes and NaN refused at both hops", "[transport][split][multihop]") {
+  using model = tl::sequential<tl::dense<8, 6>, tl::relu, tl::dense<6, 5>, tl::relu, tl::dense<5, 3>>;
+  using psl = tl::workflow::psl_deployment<model, tl::cut<2>, tl::nn::sgd, tl::fedavg>;
+  using mh = tl::workflow::psl_deployment<model, tl::cut<2, 4>, tl::nn::sgd, tl::fedavg>;
+  using mh8 = tl::workflow::psl_deployment<model, tl::cut<2, 4>, tl::nn::sgd, tl::fedavg, tl::codec::int8>;
+  static_assert(mh::multi_hop && !psl::multi_hop && mh::cut == 6 && mh::upper_cut == 5);
+  constexpr std::size_t nc = mh::cloud_model::param_count;
+  // With fp32 codecs the hop changes no value: the edge and the cloud compute what one server
+  // holding both segments computes, bit for bit (and the cloud's loss is that server's).
+  const auto [w1, r1] = split_threads_run<psl>(0.0f);
+  const auto [wm, rm] = split_threads_run<mh>(0.0f);
+  CHECK(wm == w1);
+  CHECK(rm.train_loss == r1.train_loss);
+  CHECK(rm.steps_served == r1.steps_served);
+  CHECK(rm.clients_per_round == std::vector<std::size_t>{3, 3});
+  CHECK(split_threads_run<mh>(0.0f).first == wm);
+  CHECK(split_threads_run<mh8>(0.0f).first != wm);  // int8 smashed data at both cuts: another run
+  // The other schemes with one server segment: their turns, each step through the cloud.
+  using v2 = tl::workflow::splitfed_v2_deployment<model, tl::cut<2>, tl::nn::sgd, tl::fedavg>;
+  using v2h = tl::workflow::splitfed_v2_deployment<model, tl::cut<2, 4>, tl::nn::sgd, tl::fedavg>;
+  using vsl = tl::workflow::vsl_deployment<model, tl::cut<2>, tl::nn::sgd, tl::fedavg>;
+  using vslh = tl::workflow::vsl_deployment<model, tl::cut<2, 4>, tl::nn::sgd, tl::fedavg>;
+  using es = tl::workflow::edge_split_deployment<model, tl::cut<2>, tl::nn::sgd, tl::fedavg>;
+  using esh = tl::workflow::edge_split_deployment<model, tl::cut<2, 4>, tl::nn::sgd, tl::fedavg>;
+  CHECK(split_threads_run<v2h>(0.0f).first == split_threads_run<v2>(0.0f).first);
+  CHECK(split_threads_run<vslh>(0.0f).first == split_threads_run<vsl>(0.0f).first);
+  CHECK(split_threads_run<esh>(0.0f, 2).first == split_threads_run<es>(0.0f, 2).first);
+
+  // A fake edge against the real cloud: a duplicate step is dropped; a NaN activation, a frame of
+  // no row count's size and a label out of range stop the cloud with the reason.
+  const std::vector<float> cinit(nc, 0.1f);
+  for (int variant = 0; variant < 4; ++variant) {
+    INFO("cloud variant " << variant);
+    tl::in_process::hub link(2);
+    mh::cloud cloud(tl::nn::sgd{}, cinit);
+    tl::workflow::split_cloud_report crep;
+    tl::status cs;
+    std::thread th([&] {
+      tl::in_process c(link, 0);
+      cs = cloud.run(c, {.max_rows = 8, .idle_timeout = 10s}, &crep);
+    });
+    tl::in_process edge(link, 1);
+    tl::wire::message_view m;
+    REQUIRE(edge.recv(m, 10s).ok());
+    CHECK((m.header.type == tl::wire::message_type::model && m.header.count == nc));  // the hello
+    std::vector<float> act(2 * 5, 0.5f);
+    std::array<std::uint8_t, 2> labels{0, 2};
+    if (variant == 1) act[3] = std::nanf("");
+    if (variant == 3) labels[1] = 3;
+    std::vector<std::vector<std::byte>> msgs(3);
+    const auto send_step = [&](std::vector<std::byte>& msg, std::uint32_t step, std::size_t extra) {
+      tl::workflow::encode_smashed<tl::codec::fp32>(act, labels.data(), 2, msg);
+      msg.resize(msg.size() + extra);
+      (void)edge.send(0, tl::workflow::split_smashed_header(1, step, 0, msg.size()),
+                      {reinterpret_cast<const std::uint8_t*>(msg.data()), msg.size()});
+    };
+    send_step(msgs[0], 0, variant == 2 ? 1 : 0);
+    if (variant == 0) {
+      REQUIRE(edge.recv(m, 10s).ok());
+      CHECK(tl::workflow::split_gradient_for(m.header, 1, 0, 0));
+      CHECK(m.header.count == 4 * 2 * 5);
+      send_step(msgs[1], 0, 0);  // the same step again (a QoS 1 redelivery): dropped
+      tl::wire::message_header stop;
+      stop.type = tl::wire::message_type::control;
+      stop.aux = static_cast<std::uint64_t>(tl::wire::control_command::stop);
+      stop.round = 1;
+      (void)edge.send(0, stop, {});
+      REQUIRE(edge.recv(m, 10s).ok());
+      CHECK((m.header.type == tl::wire::message_type::update && m.header.count == nc));
+    }
+    th.join();
+    INFO(cs.message);
+    const tl::errc want[] = {tl::errc::ok, tl::errc::non_finite, tl::errc::shape_mismatch, tl::errc::invalid_argument};
+    CHECK(cs.code == want[variant]);
+    CHECK(crep.steps_served == (variant == 0 ? 1u : 0u));
+    CHECK(crep.dropped_frames == (variant == 0 ? 1u : 0u));
+  }
+
+  // A fake cloud against the real edge: a cloud of another segment size, a NaN gradient and a
+  // gradient of the wrong size stop the edge with the reason; so does a checkpoint path.
+  for (int variant = 0; variant < 4; ++variant) {
+    INFO("edge variant " << variant);
+    tl::in_process::hub net(2), link(2);
+    tl::rng init(5);
+    std::vector<float> dev(mh::device_model::param_count), srv(mh::server_model::param_count);
+    for (float& v : dev) v = init.uniform(-0.5f, 0.5f);
+    for (float& v : srv) v = init.uniform(-0.5f, 0.5f);
+    mh::server server(tl::nn::sgd{}, tl::fedavg{}, dev, srv);
+    std::thread device([&] {
+      tl::in_process ep(net, 1);
+      mh::client c(tl::nn::sgd{}, 12, 4);
+      (void)c.run(ep, [](std::uint32_t, std::uint32_t, float* x, std::uint8_t* y) -> std::size_t {
+            std::fill_n(x, 4 * 8, 0.25f);
+            std::fill_n(y, 4, std::uint8_t{1});
+            return 4;
+          }, {.idle_timeout = 1s});
+    });
+    std::vector<float> hello(variant == 0 ? nc - 1 : nc, 0.0f), grad;
+    std::thread fake([&] {
+      tl::in_process c(link, 0);
+      tl::wire::message_header h;
+      h.type = tl::wire::message_type::model;
+      h.dtype = tl::wire::wire_dtype::fp32;
+      h.count = static_cast<std::uint32_t>(hello.size());
+      (void)c.broadcast(h, tl::as_bytes_le(std::span<const float>(hello)), 1s);
+      tl::wire::message_view m;
+      if (variant == 0 || variant == 3 || !c.recv(m, 5s).ok() || m.header.type != tl::wire::message_type::smashed)
+        return;
+      const std::size_t rows = m.header.count / (4 * 5 + 1);  // fp32 codec: 4 bytes a value, 1 a label
+      grad.assign(rows * 5 + (variant == 2 ? 1 : 0), 0.01f);
+      if (variant == 1) grad[2] = std::numeric_limits<float>::infinity();
+      const auto g = tl::workflow::split_gradient_header(m.header.round, static_cast<std::uint32_t>(m.header.aux), 0,
+                                                         4 * grad.size());
+      (void)c.send(1, g, tl::as_bytes_le(std::span<const float>(grad)), 1s);
+      (void)c.recv(m, 3s);  // the edge's stop
+    });
+    tl::workflow::splitfed_server_options o;
+    o.rounds = 1;
+    o.steps_per_round = 2;
+    o.max_batch = 4;
+    o.round_timeout = 5s;
+    if (variant == 3) o.checkpoint_path = "unused.ckpt";
+    tl::in_process ep(net, 0), up(link, 1);
+    const tl::status s = server.run(ep, up, o);
+    device.join();
+    fake.join();
+    INFO(s.message);
+    const tl::errc want[] = {tl::errc::shape_mismatch, tl::errc::non_finite, tl::errc::corrupt, tl::errc::invalid_argument};
+    CHECK(s.code == want[variant]);
+  }
 }
 
 TEST_CASE("split server refuses a checkpoint of another model, client count, or a damaged one", "[transport][checkpoint][split]") {

@@ -31,6 +31,13 @@
 //                                                            within one; mode workflow runs workflow/split.hpp's)
 //           --phi F                                         (EPSL's aggregation ratio in [0, 1]; default 0.5)
 //           --clusters C                                    (EdgeSplit's clusters; default 2)
+//           --cuts 2                                        (multi-hop PSL, device → edge → cloud, of the
+//                                                            784-64-32-10 MLP model3 cut at <2, 4>: the server
+//                                                            process is the edge, a cloud runs the last segment —
+//                                                            a thread in process, rank N+1 under mpirun -np N+2
+//                                                            (edge rank 0, devices 1..N), mode mqtt-cloud over MQTT
+//                                                            (run NAME-cloud); mode workflow runs split_learning
+//                                                            with cut<2, 4>)
 // fedavg: --policy fedavg|fedavgm|fedprox|fedadam|median|dp|reptile   (the server's aggregation rule)
 //         --secure                                          (secure aggregation, linear policies: masked updates,
 //                                                            X25519 + ChaCha20, aggregate/secure.hpp)
@@ -81,6 +88,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <future>
 #include <limits>
 #include <cmath>
 #include <memory>
@@ -141,6 +150,11 @@ using edge_split_protocol = tl::workflow::edge_split_deployment<model, partition
 template <class Up, class Down>
 using v2_protocol = tl::workflow::splitfed_v2_deployment<model, partition, tl::nn::adam, tl::fedavg, Up, Down>;
 using protocol = split_protocol<tl::codec::fp32, tl::codec::fp32>;
+/// --cuts 2: multi-hop PSL (device → edge → cloud) of a deeper MLP, cut after each dense + relu
+/// (64 activations cross the device → edge cut, 32 the edge → cloud cut).
+using model3 = tl::sequential<tl::dense<784, 64>, tl::relu, tl::dense<64, 32>, tl::relu, tl::dense<32, 10>>;
+template <class Up, class Down>
+using multihop_protocol = tl::workflow::psl_deployment<model3, tl::cut<2, 4>, tl::nn::adam, tl::fedavg, Up, Down>;
 
 struct args {
   std::string workflow, mode, dir, data_dir = "/usr/share/datasets/fashion-mnist", out, run = "nn", checkpoint;
@@ -159,6 +173,7 @@ struct args {
   std::string scheme = "splitfed_v1";  ///< splitfed: the split scheme, splitfed_v1, psl, epsl, splitfed_v2, vsl or edge_split
   std::size_t clusters = 2;             ///< --scheme edge_split: the clusters
   float phi = 0.5f;                     ///< --scheme epsl: the aggregation ratio φ
+  std::uint32_t cuts = 1;               ///< splitfed: 2 = multi-hop (device → edge → cloud, model3)
   std::vector<std::size_t> lora_ranks;  ///< fedlora: r_k per client (empty: r_max for all)
 };
 
@@ -215,6 +230,7 @@ args parse(int argc, char** argv) {
     else if (k == "--scheme") a.scheme = v;
     else if (k == "--phi") a.phi = std::stof(v);
     else if (k == "--clusters") a.clusters = std::stoul(v);
+    else if (k == "--cuts") a.cuts = u();
     else if (k == "--lora-ranks") {
       a.lora_ranks.clear();
       for (std::size_t p = 0; p <= v.size();) {
@@ -247,6 +263,11 @@ args parse(int argc, char** argv) {
   if (!(a.phi >= 0.0f && a.phi <= 1.0f)) usage("--phi must lie in [0, 1]");
   if (a.scheme != "splitfed_v1" && (a.workflow != "splitfed" || a.mode == "hostile"))
     usage("--scheme is an option of the splitfed workflow (not of its hostile mode)");
+  if (a.cuts != 1 && a.cuts != 2) usage("--cuts must be 1 or 2");
+  if (a.cuts == 2 && (a.workflow != "splitfed" || a.scheme != "psl" || a.mode == "hostile" || a.mode == "threads" ||
+                      !a.checkpoint.empty()))
+    usage("--cuts 2 (multi-hop) is an option of splitfed --scheme psl, without --checkpoint, not in mode hostile");
+  if (a.mode == "mqtt-cloud" && a.cuts != 2) usage("mode mqtt-cloud is the cloud of --cuts 2");
   if (a.secure && (a.workflow != "fedavg" || a.update != "fp32" ||
                    (a.policy != "fedavg" && a.policy != "fedavgm" && a.policy != "fedprox" && a.policy != "fedadam")))
     usage("--secure is for fedavg with a linear --policy (fedavg, fedavgm, fedprox, fedadam) and fp32 updates");
@@ -765,41 +786,57 @@ class split_batches {
   std::vector<std::size_t> start_order_;
 };
 
-/// The whole model initialised from the seed, cut into its two segments.
-void split_init(const args& a, std::vector<float>& dev, std::vector<float>& srv) {
-  tl::nn::network<model> full;
+/// The whole model of the deployment P initialised from the seed (its segments, in order).
+template <class P>
+std::vector<float> split_initial(const args& a) {
+  tl::nn::network<typename P::model> full;
   full.initialize(a.seed);
-  const auto w = full.parameters();
+  return {full.parameters().begin(), full.parameters().end()};
+}
+
+/// The one-cut model's initial segments (the hostile peers' server).
+void split_init(const args& a, std::vector<float>& dev, std::vector<float>& srv) {
+  const std::vector<float> w = split_initial<protocol>(a);
   constexpr std::size_t nd = protocol::device_model::param_count;
   dev.assign(w.begin(), w.begin() + nd);
   srv.assign(w.begin() + nd, w.end());
 }
 
-/// Accuracy of device ∘ server on the test set, and the printout.
-int split_report(const args& a, const task_data& d, const char* transport, std::span<const float> dev,
-                 std::span<const float> srv, const std::string& extra) {
-  tl::nn::network<protocol::device_model> dn;
-  tl::nn::network<protocol::server_model> sn;
-  std::copy(dev.begin(), dev.end(), dn.parameters().begin());
-  std::copy(srv.begin(), srv.end(), sn.parameters().begin());
+std::string hex_of(std::uint32_t v) {
+  char buf[9];
+  std::snprintf(buf, sizeof buf, "%08x", v);
+  return buf;
+}
+
+/// Accuracy of the whole model P::model with parameters `all` (its segments in order) on the
+/// test set, and the printout: the CRC-32 of each segment and of the whole.
+template <class P>
+int split_report(const args& a, const task_data& d, const char* transport, std::span<const float> all,
+                 const std::string& extra) {
+  tl::nn::network<typename P::model> net;
+  TINYLARGE_REQUIRE(all.size() == net.parameters().size(), tl::errc::shape_mismatch, "split_report: wrong size");
+  std::copy(all.begin(), all.end(), net.parameters().begin());
   std::size_t hits = 0;
   for (std::size_t s = 0; s < d.test.count; s += 256) {
     const std::size_t b = std::min<std::size_t>(256, d.test.count - s);
-    const float* h = dn.forward(d.test.image(s), b, false);
-    const float* o = sn.forward(h, b, false);
+    const float* o = net.forward(d.test.image(s), b, false);
     for (std::size_t i = 0; i < b; ++i) {
       std::size_t best = 0;
       for (std::size_t j = 1; j < 10; ++j) best = o[i * 10 + j] > o[i * 10 + best] ? j : best;
       hits += best == d.test.labels[s + i] ? 1 : 0;
     }
   }
-  std::vector<float> all(dev.begin(), dev.end());
-  all.insert(all.end(), srv.begin(), srv.end());
-  write_out(a, all);
-  std::printf("%s splitfed (%s): %s test accuracy %.2f%% (%zu test images), crc32(device) = %08x, crc32(server) = %08x, "
-              "crc32(final) = %08x\n",
-              transport, a.scheme.c_str(), extra.c_str(), 100.0 * static_cast<double>(hits) / static_cast<double>(d.test.count),
-              d.test.count, crc_of(dev), crc_of(srv), crc_of(all));
+  write_out(a, std::vector<float>(all.begin(), all.end()));
+  constexpr std::size_t nd = P::device_model::param_count, ns = P::server_model::param_count;
+  std::string segs = "crc32(device) = " + hex_of(crc_of(all.first(nd)));
+  if constexpr (P::multi_hop)
+    segs += ", crc32(edge) = " + hex_of(crc_of(all.subspan(nd, ns))) + ", crc32(cloud) = " + hex_of(crc_of(all.subspan(nd + ns)));
+  else
+    segs += ", crc32(server) = " + hex_of(crc_of(all.subspan(nd)));
+  std::printf("%s splitfed (%s%s): %s test accuracy %.2f%% (%zu test images), %s, crc32(final) = %08x\n", transport,
+              a.scheme.c_str(), P::multi_hop ? ", multi-hop" : "", extra.c_str(),
+              100.0 * static_cast<double>(hits) / static_cast<double>(d.test.count), d.test.count, segs.c_str(),
+              crc_of(all));
   return 0;
 }
 
@@ -810,6 +847,10 @@ struct simulated_crash {};
 /// --codecs (uplink-downlink) choice.
 template <class F>
 int with_split_codecs(const args& a, F&& f) {
+  if (a.cuts == 2) {  // multi-hop PSL (parse allows no other scheme)
+    if (a.codecs == "int8-fp16") return f.template operator()<multihop_protocol<tl::codec::int8, tl::codec::fp16>>();
+    return f.template operator()<multihop_protocol<tl::codec::fp32, tl::codec::fp32>>();
+  }
   if (a.scheme == "splitfed_v2") {
     // (fp32 only: the codecs run through the same functions for every scheme, and each
     // deployment type compiled into this ASan build costs the transport step ~25 s of CPU.)
@@ -847,10 +888,12 @@ std::size_t documented_bytes(const char* codec, std::size_t n) {
   usage("documented_bytes: a codec this test does not know");
 }
 
-template <class P, class Transport>
-int split_serve(Transport& net, const args& a, const task_data& d) {
-  std::vector<float> dev, srv;
-  split_init(a, dev, srv);
+/// The split server (the edge when P is multi-hop: `link` is then its link to the cloud).
+template <class P, class Transport, class Upstream>
+int split_serve(Transport& net, Upstream* link, const args& a, const task_data& d) {
+  const std::vector<float> init = split_initial<P>(a);
+  constexpr std::size_t nd = P::device_model::param_count, ns = P::server_model::param_count;
+  const std::vector<float> dev(init.begin(), init.begin() + nd), srv(init.begin() + nd, init.begin() + nd + ns);
   tl::workflow::splitfed_server_options o;
   o.rounds = a.rounds;
   o.steps_per_round = split_steps(a, d);
@@ -872,7 +915,7 @@ int split_serve(Transport& net, const args& a, const task_data& d) {
       ::kill(::getpid(), SIGKILL);
       std::abort();
     };
-    if constexpr (in_process) {
+    if constexpr (in_process && !P::multi_hop) {  // (--crash-round needs --checkpoint: not with --cuts 2)
       crashed = std::make_unique<typename P::server>(tl::nn::adam{}, tl::fedavg{}, dev, srv);
       try {
         const tl::status s = crashed->run(net, o);
@@ -886,7 +929,14 @@ int split_serve(Transport& net, const args& a, const task_data& d) {
   // A restarted server starts from the initial segments: the checkpoint replaces them.
   typename P::server server(tl::nn::adam{}, tl::fedavg{}, dev, srv);
   tl::workflow::splitfed_server_report rep;
-  const tl::status s = server.run(net, o, &rep);
+  tl::status s;
+  if constexpr (P::multi_hop) {
+    if (link == nullptr) usage("--cuts 2: the edge has no link to the cloud");
+    s = server.run(net, *link, o, &rep);
+  } else {
+    (void)link;
+    s = server.run(net, o, &rep);
+  }
   if (!s.ok()) {
     std::fprintf(stderr, "%s splitfed server: %s (%s)\n", Transport::name(), s.message, tl::to_string(s.code));
     return 1;
@@ -912,7 +962,10 @@ int split_serve(Transport& net, const args& a, const task_data& d) {
                                         std::to_string(rep.restarts) + "; frames dropped " +
                                         std::to_string(rep.dropped_frames) + "), "
                                   : "";
-  return split_report(a, d, Transport::name(), server.device_parameters(), server.server_parameters(),
+  std::vector<float> all(server.device_parameters().begin(), server.device_parameters().end());
+  all.insert(all.end(), server.server_parameters().begin(), server.server_parameters().end());
+  if constexpr (P::multi_hop) all.insert(all.end(), server.cloud_parameters().begin(), server.cloud_parameters().end());
+  return split_report<P>(a, d, Transport::name(), all,
                       resumed + std::to_string(rep.rounds_completed) + " rounds of " + std::to_string(o.steps_per_round) +
                           " steps, clients per round [ " + per_round + "], server loss per round [ " + loss +
                           "], steps served " + std::to_string(rep.steps_served) + ",");
@@ -948,11 +1001,37 @@ int split_client(Transport& net, const args& a, const task_data& d, bool thread_
   return 0;
 }
 
-/// The traits of workflow/split.hpp's in-process SplitFedV1 with the codecs of the deployment `Protocol`.
+/// Multi-hop: the cloud (segment 2 of model3), the edge's one client.
+/// `linger` runs before the cloud object ends (in process: until the edge has read the final
+/// segment, a zero-copy payload of the cloud's).
+template <class P, class Transport>
+int split_cloud(Transport& net, const args& a, const std::function<void()>& linger) {
+  const std::vector<float> init = split_initial<P>(a);
+  constexpr std::size_t nd = P::device_model::param_count, ns = P::server_model::param_count;
+  typename P::cloud cloud(tl::nn::adam{}, std::span<const float>(init).subspan(nd + ns));
+  tl::workflow::split_cloud_options o;
+  o.max_rows = static_cast<std::size_t>(a.clients) * a.batch;
+  o.idle_timeout = std::chrono::milliseconds{std::max<long>(30000, 3 * a.round_timeout_ms)};
+  tl::workflow::split_cloud_report rep;
+  const tl::status s = cloud.run(net, o, &rep);
+  if (linger) linger();
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s split cloud: %s (%s)\n", Transport::name(), s.message, tl::to_string(s.code));
+    return 1;
+  }
+  std::string loss;
+  for (const double l : rep.train_loss) loss += std::to_string(l).substr(0, 6) + " ";
+  std::printf("%s split cloud: steps served %llu, frames dropped %llu, loss per round [ %s], crc32(cloud) = %08x\n",
+              Transport::name(), static_cast<unsigned long long>(rep.steps_served),
+              static_cast<unsigned long long>(rep.dropped_frames), loss.c_str(), crc_of(cloud.parameters()));
+  return 0;
+}
+
+/// The traits of workflow/split.hpp's in-process engine with the model, cuts and codecs of the deployment `Protocol`.
 template <class Protocol>
 struct split_traits {
-  using model = ::model;
-  using partition = ::partition;
+  using model = typename Protocol::model;
+  using partition = typename Protocol::partition;
   using optimizer = tl::nn::adam;
   using aggregation = tl::fedavg;
   using uplink_codec = typename Protocol::uplink_codec;
@@ -979,9 +1058,7 @@ int split_workflow(const args& a, const task_data& d) {
   for (const auto& p : d.parts) sizes += std::to_string(p.size()) + " ";
   std::printf("workflow/split.hpp: client sizes [ %s]\n", sizes.c_str());
   const auto w = run.global_parameters();
-  constexpr std::size_t nd = protocol::device_model::param_count;
-  return split_report(a, d, "workflow/split.hpp", std::span<const float>(w).first(nd),
-                      std::span<const float>(w).subspan(nd),
+  return split_report<Protocol>(a, d, "workflow/split.hpp", w,
                       std::to_string(rep.rounds.size()) + " rounds of " + std::to_string(run.steps_per_round()) +
                           " steps,");
 }
@@ -1157,12 +1234,23 @@ int split_hostile(const args& a, const task_data& d) {
 
 // ---- drivers -------------------------------------------------------------------
 
-template <class Transport>
-int serve(Transport& net, const args& a, const task_data& d) {
+/// The server; with --cuts 2 the edge, `up` its link to the cloud.
+template <class Transport, class Upstream = Transport>
+int serve(Transport& net, const args& a, const task_data& d, Upstream* up = nullptr) {
   if (a.workflow == "transfer") return transfer_serve(net, a, d);
   if (a.workflow == "fedlora") return lora_serve(net, a, d);
   return a.workflow == "fedavg" ? fedavg_serve(net, a, d)
-                                : with_split_codecs(a, [&]<class P>() { return split_serve<P>(net, a, d); });
+                                : with_split_codecs(a, [&]<class P>() { return split_serve<P>(net, up, a, d); });
+}
+/// --cuts 2: the cloud (endpoint 0 of its link with the edge).
+template <class Transport>
+int cloud(Transport& net, const args& a, const std::function<void()>& linger = {}) {
+  return with_split_codecs(a, [&]<class P>() -> int {
+    if constexpr (P::multi_hop)
+      return split_cloud<P>(net, a, linger);
+    else
+      usage("the cloud is a process of --cuts 2");
+  });
 }
 template <class Transport>
 int client(Transport& net, const args& a, const task_data& d, bool thread_mode = false) {
@@ -1193,7 +1281,23 @@ int run_inproc(const args& a, const task_data& d) {
     });
   }
   tl::in_process server(net, 0);
-  const int rc = serve(server, a, d);
+  int rc = 0;
+  if (a.cuts == 2) {  // multi-hop: the cloud on a thread of its own, on a link of two endpoints with the edge
+    tl::in_process::hub link(2);
+    int cloud_rc = 1;
+    std::promise<void> edge_done;
+    std::thread cloud_thread([&] {
+      tl::in_process ep(link, 0);
+      cloud_rc = cloud(ep, a, [f = edge_done.get_future().share()] { f.wait(); });
+    });
+    tl::in_process up(link, 1);
+    rc = serve(server, a, d, &up);
+    edge_done.set_value();
+    cloud_thread.join();
+    rc = rc != 0 ? rc : cloud_rc;
+  } else {
+    rc = serve(server, a, d);
+  }
   for (auto& t : threads) t.join();
   return rc;
 }
@@ -1224,15 +1328,68 @@ int main(int argc, char** argv) try {
     MPI_Init(&argc, &argv);
     int rc = 0;
     {
-      tl::mpi_transport net(MPI_COMM_WORLD, {}, tl::frame_key::from_environment());  // TL_RUN_KEY(_FILE): authenticated
-      if (net.endpoints() != a.clients + 1) usage("mpirun -np must be --clients + 1");
-      rc = net.id() == 0 ? serve(net, a, d) : client(net, a, d);
+      if (a.cuts == 2) {
+        // Multi-hop: world rank 0 is the edge, 1..N the devices, N+1 the cloud. Two communicators:
+        // the edge and the devices (ranks as in the one-cut run), the cloud (0) and the edge (1).
+        int rank = 0, size = 0;
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &size);
+        if (static_cast<std::uint32_t>(size) != a.clients + 2) usage("--cuts 2: mpirun -np must be --clients + 2");
+        const int cloud_rank = size - 1;
+        MPI_Comm fleet = MPI_COMM_NULL, link = MPI_COMM_NULL;
+        MPI_Comm_split(MPI_COMM_WORLD, rank == cloud_rank ? MPI_UNDEFINED : 0, rank, &fleet);
+        MPI_Comm_split(MPI_COMM_WORLD, rank == 0 || rank == cloud_rank ? 0 : MPI_UNDEFINED, rank == cloud_rank ? 0 : 1, &link);
+        {
+          const auto key = tl::frame_key::from_environment();  // TL_RUN_KEY(_FILE): authenticated
+          if (rank == cloud_rank) {
+            tl::mpi_transport up(link, {}, key);
+            rc = cloud(up, a);
+          } else if (rank == 0) {
+            tl::mpi_transport net(fleet, {}, key);
+            tl::mpi_transport up(link, {}, key);
+            rc = serve(net, a, d, &up);
+          } else {
+            tl::mpi_transport net(fleet, {}, key);
+            rc = client(net, a, d);
+          }
+        }
+        if (fleet != MPI_COMM_NULL) MPI_Comm_free(&fleet);
+        if (link != MPI_COMM_NULL) MPI_Comm_free(&link);
+      } else {
+        tl::mpi_transport net(MPI_COMM_WORLD, {}, tl::frame_key::from_environment());  // TL_RUN_KEY(_FILE): authenticated
+        if (net.endpoints() != a.clients + 1) usage("mpirun -np must be --clients + 1");
+        rc = net.id() == 0 ? serve(net, a, d) : client(net, a, d);
+      }
     }
     MPI_Finalize();
     return rc;
   }
 #endif
 #if defined(TINYLARGE_WITH_MQTT)
+  if (a.mode == "mqtt-cloud" || (a.mode == "mqtt-server" && a.cuts == 2)) {
+    // Multi-hop: the cloud and the edge meet on the run NAME-cloud (cloud 0, edge 1); the edge
+    // serves the devices on the run NAME as the one-cut server does.
+    tl::mqtt_options o;
+    o.port = a.port;
+    o.run = a.run + "-cloud";
+    o.key = tl::frame_key::from_environment();
+    const bool is_cloud = a.mode == "mqtt-cloud";
+    tl::mqtt_transport link(is_cloud ? 0 : 1, 2, o);
+    const tl::status s = link.connect();
+    if (!s.ok()) {
+      std::fprintf(stderr, "mqtt %s: %s\n", is_cloud ? "cloud" : "edge", s.message);
+      return 1;
+    }
+    if (is_cloud) return cloud(link, a);
+    o.run = a.run;
+    tl::mqtt_transport net(0, a.clients + 1, o);
+    const tl::status f = net.connect();
+    if (!f.ok()) {
+      std::fprintf(stderr, "mqtt edge: %s\n", f.message);
+      return 1;
+    }
+    return serve(net, a, d, &link);
+  }
   if (a.mode == "mqtt-server" || a.mode == "mqtt-client") {
     tl::mqtt_options o;
     o.port = a.port;

@@ -5,7 +5,8 @@
 ///        EdgeSplit / CPSL (Wu et al. 2023) over any `transport_policy`:
 ///        `split_deployment<Scheme, …>`, aliased `splitfed_v1_deployment<…>`,
 ///        `psl_deployment<…>`, `epsl_deployment<…>`, `splitfed_v2_deployment<…>`,
-///        `vsl_deployment<…>` and `edge_split_deployment<…>`. SplitFedV1's `server` is the main
+///        `vsl_deployment<…>` and `edge_split_deployment<…>` — with one cut,
+///        or two (`cut<K1, K2>`: device → edge → cloud, "Multi-hop" below). SplitFedV1's `server` is the main
 ///        server — one copy of the server segment per client — and the fed
 ///        server, which averages the client segments) and `splitfed_v1_deployment<…>::client`, the
 ///        drivers that run split learning's two roles
@@ -193,12 +194,37 @@
 /// again from the first group with epoch e + 1; a client that had already had
 /// its turn in that round redoes it from the optimizer state of the round's start.
 ///
-/// Not here: multi-hop chains (`cut<K1, K2>`), codecs whose message size
+/// ## Multi-hop: device → edge → cloud (`Partition` = `cut<K1, K2>`; PSL, SplitFedV2, VSL, EdgeSplit)
+/// Three kinds of rank. The devices are `client`s (segment 0), unchanged.
+/// `server` is the **edge** (segment 1): every frame, deadline, check and
+/// average above toward the devices, but its step is `server_step` with the
+/// `next_hop` head — the edge is the cloud's device: the rows' outputs of its
+/// segment and their labels go up as a smashed frame {round r, aux = u | e≪32
+/// (u: the edge's steps sent this round), Up(rows·s₁) + rows labels}, and
+/// the cloud's gradient {r, the same aux, Down(rows·s₁)} comes back through
+/// `await_gradient` (the client's wait and checks) before the edge's backward
+/// and step. `cloud` (segment 2) serves the edge as the one-cut server serves
+/// a client (`decode_smashed`, `server_step` with the loss). The edge and the
+/// cloud are endpoints 1 and 0 of a transport of their own (`server::run(net,
+/// up, options)`), so the device tier keeps the layout above. The cloud first
+/// broadcasts a `model` frame {round 0, its initial segment} (retained over
+/// MQTT): the edge checks its size and sends no step before it. After the
+/// last round the edge sends the cloud `control`/`stop`, and the cloud
+/// answers with its segment (`update`): the edge then holds the whole model
+/// (`cloud_parameters`). The cloud's gradient has `round_timeout`; a silent
+/// or refused cloud stops the edge (the cloud cannot be replaced mid-run).
+/// With the fp32 codecs the edge and the cloud compute what one server with
+/// both segments computes, bit for bit. No checkpoints (refused: the cloud's
+/// state is not in them); the loss is in the cloud's report.
+///
+/// Not here: SplitFedV1 and EPSL with two cuts (server copies per client of
+/// every segment; EPSL's inference pass over the whole chain), chains of three
+/// or more cuts, checkpoints of a multi-hop run, codecs whose message size
 /// varies with the values (none in partition/codec.hpp), the precision and
 /// compression policies of the engine's sides (`device` / `server`: fp32
 /// segments here), `sync_every` > 0 (PSL, EPSL, EdgeSplit), EdgeSplit's
-/// clusters by capability, multi-hop chains; a scheme of one's own
-/// (`split_deployment` with it does not compile: it runs in process).
+/// clusters by capability; a scheme of one's own (`split_deployment` with it
+/// does not compile: it runs in process).
 #pragma once
 
 #include <algorithm>
@@ -207,6 +233,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <span>
 #include <string>
@@ -284,9 +311,64 @@ struct splitfed_client_options {
   std::function<void(std::uint32_t round)> on_restart;
 };
 
+/// Settings of `split_deployment<…, cut<K1, K2>, …>::cloud::run` (multi-hop).
+struct split_cloud_options {
+  std::size_t max_rows = 1024;                     ///< largest step the edge may send: clients × max_batch
+  std::chrono::milliseconds idle_timeout{30000};   ///< longest wait for the edge's next frame
+  std::chrono::milliseconds send_timeout{10000};
+};
+
+/// What a cloud run did (multi-hop).
+struct split_cloud_report {
+  std::uint64_t steps_served = 0;    ///< smashed frames of the edge answered
+  std::uint64_t dropped_frames = 0;  ///< duplicates, stale steps, other senders, unexpected frames
+  std::vector<double> train_loss;    ///< mean loss per round served (the edge does not see the loss)
+};
+
+/// How the device's wait for a gradient (`await_gradient`) ended.
+enum class gradient_wait {
+  received,    ///< the gradient arrived, checked
+  stopped,     ///< the server said stop
+  superseded,  ///< a model frame the device acts on arrived instead (left in the message)
+};
+
+/// The device's half of a step after its smashed frame went out (the
+/// deployment's client, and a multi-hop edge toward the cloud): waits on
+/// `net`, up to `timeout` for each frame, for the gradient of step `step` of
+/// round `round` in epoch `epoch` from `server` (`split_gradient_for`);
+/// frames of other senders and other frames (late duplicates, other steps)
+/// are skipped. `received`: `g` holds it, checked — dtype bytes, then
+/// `decode_gradient<Down>` (the codec's size for g.size() values, a payload
+/// it accepts, finite values: `corrupt` / `non_finite` otherwise); `stopped`:
+/// a `control`/`stop`; `superseded`: a model frame that is newer than
+/// (round, epoch) (`split_model_is_newer`), left in `m`.
+template <smashed_codec Down, transport_policy Transport>
+status await_gradient(Transport& net, wire::message_view& m, endpoint_id server, std::uint32_t round,
+                      std::uint32_t step, std::uint32_t epoch, std::span<float> g, std::chrono::milliseconds timeout,
+                      gradient_wait& what) {
+  for (;;) {
+    TINYLARGE_TRY(net.recv(m, timeout));
+    if (m.header.sender != server) continue;
+    if (split_is_stop(m.header)) {
+      what = gradient_wait::stopped;
+      return status::success();
+    }
+    if (split_model_is_newer(m.header, round, epoch)) {
+      what = gradient_wait::superseded;
+      return status::success();
+    }
+    if (!split_gradient_for(m.header, round, step, epoch)) continue;
+    TINYLARGE_CHECK(m.header.dtype == wire::wire_dtype::bytes, errc::corrupt,
+                    "split: the gradient frame does not hold a codec message (dtype bytes)");
+    TINYLARGE_TRY(decode_gradient<Down>(std::as_bytes(m.payload), g));
+    what = gradient_wait::received;
+    return status::success();
+  }
+}
+
 /// The SplitFedV1 deployment for one model, cut and optimizer (see the file comment).
 /// @tparam Model     a `sequential` model
-/// @tparam Partition `cut<K>`: one cut
+/// @tparam Partition `cut<K>`: one cut; or `cut<K1, K2>`: multi-hop (device → edge → cloud)
 /// @tparam Optimizer every party's local optimizer (`nn::sgd`, `nn::adam`)
 /// @tparam Aggregation the fed server's and main server's rule (`fedavg`, …)
 /// @tparam Uplink   the `smashed_codec` of the smashed activations (partition/codec.hpp)
@@ -313,10 +395,25 @@ struct split_deployment {
   static constexpr bool in_turns = hand_over || clustered;
   /// SplitFedV2: the clients one after another (client-id order) on the one server segment.
   static constexpr bool sequential = std::is_same_v<Scheme, split_scheme::splitfed_v2>;
-  static_assert(Partition::cuts == 1, "tinylarge: split_deployment: exactly one cut (device + server segment)");
+  static_assert(Partition::cuts == 1 || Partition::cuts == 2,
+                "tinylarge: split_deployment: one cut (device + server) or two (device + edge + cloud)");
+  /// Two cuts (`cut<K1, K2>`): device → edge → cloud. `server` is then the
+  /// edge (its segment is segment 1) and `cloud` runs segment 2.
+  static constexpr bool multi_hop = Partition::cuts == 2;
+  static_assert(!multi_hop || (!Scheme::server_copies && !std::is_same_v<Scheme, split_scheme::epsl>),
+                "tinylarge: split_deployment: multi-hop chains (cut<K1, K2>) are deployed for PSL, SplitFedV2, VSL "
+                "and EdgeSplit; SplitFedV1's server copies and EPSL's aggregated rows run in process (split_learning)");
+  using model = Model;
+  using partition = Partition;
   using device_model = typename Partition::template segment<Model, 0>;
+  /// The server's segment: the whole rest of the model, or the edge's segment when `multi_hop`.
   using server_model = typename Partition::template segment<Model, 1>;
+  /// The cloud's segment (`multi_hop`; else the server's).
+  using cloud_model = typename Partition::template segment<Model, (multi_hop ? 2 : 1)>;
   static constexpr std::size_t cut = Partition::template cut_size<Model, 0>;
+  /// Activations per sample at the edge → cloud cut (`multi_hop`; else the classes).
+  static constexpr std::size_t upper_cut =
+      multi_hop ? Partition::template cut_size<Model, (multi_hop ? 1 : 0)> : Model::output_size;
   static constexpr std::size_t classes = Model::output_size;
   using loss = nn::softmax_cross_entropy;
   using uplink_codec = Uplink;
@@ -348,9 +445,64 @@ struct split_deployment {
     std::span<const float> server_parameters() const noexcept { return global_server_.parameters(); }
     nn::network<server_model>& server_network() noexcept { return global_server_; }
 
+    /// Serve the clients (endpoints 1..N of `net`) for `o.rounds` rounds (see the file comment).
     template <transport_policy Transport>
+      requires(!multi_hop)
     status run(Transport& net, const splitfed_server_options& o, splitfed_server_report* report = nullptr) {
+      return run_chain(net, static_cast<Transport*>(nullptr), o, report);
+    }
+
+    /// Multi-hop (`cut<K1, K2>`): the edge. It serves the devices (endpoints
+    /// 1..N of `net`) as the one-cut server does, and runs its step through the
+    /// cloud: `up` is endpoint 1 of a two-endpoint transport whose endpoint
+    /// 0 runs `cloud::run` (see "Multi-hop" in the file comment). After the
+    /// last round it stops the cloud and receives its segment
+    /// (`cloud_parameters`). Checkpoints are not deployed for multi-hop chains.
+    template <transport_policy Transport, transport_policy Upstream>
+      requires multi_hop
+    status run(Transport& net, Upstream& up, const splitfed_server_options& o,
+               splitfed_server_report* report = nullptr) {
+      TINYLARGE_CHECK(up.id() == 1 && up.endpoints() == 2, errc::invalid_argument,
+                      "split edge: the cloud link must be endpoint 1 of a transport of 2 endpoints (the cloud is 0)");
+      TINYLARGE_CHECK(o.checkpoint_path.empty(), errc::invalid_argument,
+                      "split edge: checkpoints are not deployed for multi-hop chains (the cloud's segment and "
+                      "optimizer state are not in the edge's checkpoint)");
+      // The cloud announces itself with its segment's size before the first step (over MQTT a
+      // step published before the cloud subscribed would be lost; the model frame is retained).
+      wire::message_view m;
+      TINYLARGE_TRY(await_cloud_segment(up, m, wire::message_type::model, o.round_timeout,
+                                        "split edge: no word from the cloud before round_timeout (is it running, on this link?)"));
+      const status s = run_chain(net, &up, o, report);
+      wire::message_header stop;
+      stop.type = wire::message_type::control;
+      stop.aux = static_cast<std::uint64_t>(wire::control_command::stop);
+      stop.round = o.rounds;
+      const status told = up.send(server_endpoint, stop, {}, o.send_timeout);
+      TINYLARGE_TRY(s);
+      TINYLARGE_TRY(told);
+      // The cloud answers the stop with its segment: the edge then holds the whole model.
+      TINYLARGE_TRY(await_cloud_segment(up, m, wire::message_type::update, o.round_timeout,
+                                        "split edge: the cloud did not send its segment after the stop before round_timeout"));
+      cloud_.resize(cloud_model::param_count);
+      TINYLARGE_TRY(wire::read_fp32(m, cloud_));
+      bool finite = true;
+      for (const float v : cloud_) finite = finite && std::isfinite(v);
+      TINYLARGE_CHECK(finite, errc::non_finite, "split edge: a NaN or infinite value in the cloud's final segment");
+      return status::success();
+    }
+
+    /// Multi-hop: the cloud's segment as it sent it at the end of `run` (empty before).
+    std::span<const float> cloud_parameters() const noexcept
+      requires multi_hop
+    {
+      return cloud_;
+    }
+
+   private:
+    template <transport_policy Transport, class Upstream>
+    status run_chain(Transport& net, Upstream* up, const splitfed_server_options& o, splitfed_server_report* report) {
       using clock = std::chrono::steady_clock;
+      (void)up;  // multi-hop only
       splitfed_server_report local;
       splitfed_server_report& rep = report != nullptr ? *report : local;
       TINYLARGE_CHECK(net.id() == server_endpoint, errc::invalid_argument, "splitfed server: endpoint is not 0");
@@ -423,15 +575,11 @@ struct split_deployment {
         // SplitFedV1: the whole round has `round_timeout`; PSL: each lockstep step (and the uploads) has it.
         auto deadline = clock::now() + o.round_timeout;
         std::uint32_t step_now = 0;  // PSL: the lockstep step being collected
+        std::uint32_t hop_step = 0;  // multi-hop: the steps sent to the cloud this round
         // Sends client k its gradient (grads[k]) of step t; a client that cannot be reached sits the
         // rest of the round out.
         const auto send_gradient = [&](std::size_t k, std::uint32_t t) {
-          wire::message_header g;
-          g.type = wire::message_type::gradient;
-          g.dtype = wire::wire_dtype::bytes;
-          g.round = r;
-          g.aux = t | tag;
-          g.count = static_cast<std::uint32_t>(encode_at_cut<Downlink>(grads[k], gwire_[k]));
+          const wire::message_header g = split_gradient_header(r, t, epoch_, encode_at_cut<Downlink>(grads[k], gwire_[k]));
           const std::span<const std::uint8_t> gp(reinterpret_cast<const std::uint8_t*>(gwire_[k].data()), g.count);
           if (!net.send(static_cast<endpoint_id>(k), g, gp, o.send_timeout).ok()) {
             excluded[k] = true;
@@ -526,7 +674,7 @@ struct split_deployment {
             std::copy_n(pending_y[k].data(), pending_rows[k], ycat.data() + off);
             off += pending_rows[k];
           }
-          dy.resize(rows * classes);
+          dy.resize(rows * upper_cut);  // ∂loss/∂outputs of the server's segment (multi-hop: the edge's)
           dcat.resize(rows * cut);
           segment_chain<nn::network<server_model>, optimizer_state> chain{global_server_, server_opt_};
           // EPSL: m = round(φ·b) rows of every client's batch aggregated (b: the
@@ -535,9 +683,17 @@ struct split_deployment {
           for (std::size_t k = 1; k <= n; ++k)
             if (in_step(k)) rows_of.push_back(pending_rows[k]);
           const std::size_t m = scheme_.aggregated_rows(o, group, *std::min_element(rows_of.begin(), rows_of.end()));
-          const server_step_result sr =
-              m == 0 ? server_step(chain, xcat.data(), ycat.data(), rows, classes, dy.data(), dcat.data())
-                     : server_step_aggregated(chain, xcat.data(), ycat.data(), rows_of, m, cut, classes, epsl_, dcat.data());
+          server_step_result sr;
+          if constexpr (multi_hop) {
+            // The edge: its segment's outputs and the labels go to the cloud, ∂loss/∂outputs comes back.
+            next_hop<Upstream> head{*up, upwire_, r, epoch_, hop_step, o.send_timeout, o.round_timeout};
+            sr = server_step(chain, head, xcat.data(), ycat.data(), rows, dy.data(), dcat.data());
+            TINYLARGE_TRY(sr.outcome);
+          } else {
+            sr = m == 0 ? server_step(chain, xcat.data(), ycat.data(), rows, classes, dy.data(), dcat.data())
+                        : server_step_aggregated(chain, xcat.data(), ycat.data(), rows_of, m, cut, classes, epsl_,
+                                                 dcat.data());
+          }
           loss_sum += sr.loss * static_cast<double>(rows);
           loss_rows += rows;
           off = 0;
@@ -671,12 +827,8 @@ struct split_deployment {
             const server_step_result sr = server_step(chain, x.data(), y.data(), b, classes, dy.data(), grads[k].data());
             loss_sum += sr.loss * static_cast<double>(b);
             loss_rows += b;
-            wire::message_header g;
-            g.type = wire::message_type::gradient;
-            g.dtype = wire::wire_dtype::bytes;
-            g.round = r;
-            g.aux = next_step[k] | tag;
-            g.count = static_cast<std::uint32_t>(encode_at_cut<Downlink>(grads[k], gwire_[k]));
+            const wire::message_header g =
+                split_gradient_header(r, next_step[k], epoch_, encode_at_cut<Downlink>(grads[k], gwire_[k]));
             const std::span<const std::uint8_t> gp(reinterpret_cast<const std::uint8_t*>(gwire_[k].data()), g.count);
             if (!net.send(k, g, gp, o.send_timeout).ok()) {
               excluded[k] = true;  // cannot reach the client: it sits the round out, the server goes on
@@ -832,6 +984,60 @@ struct split_deployment {
     std::vector<std::vector<float>> grads_;       ///< one gradient buffer per client
     std::vector<std::vector<std::byte>> gwire_;   ///< its encoded message (zero-copy: outlives `run`)
     std::uint32_t epoch_ = 0;                ///< restart epoch of the current run
+    std::vector<std::byte> upwire_;          ///< multi-hop: the step sent to the cloud (zero-copy: until its gradient came back)
+    std::vector<float> cloud_;               ///< multi-hop: the cloud's segment, received after the stop
+
+    /// Multi-hop: waits on `up` up to `timeout` (`silent` when it passes) for
+    /// the cloud's frame of type `t` — its hello (`model`) or its final
+    /// segment (`update`) —, left in `m`: fp32 values of the cloud segment's
+    /// size, else `shape_mismatch` (a cloud of another model or cut).
+    template <class Upstream>
+    static status await_cloud_segment(Upstream& up, wire::message_view& m, wire::message_type t,
+                                      std::chrono::milliseconds timeout, const char* silent) {
+      const auto deadline = std::chrono::steady_clock::now() + timeout;
+      for (;;) {
+        const status got = recv_before(up, m, deadline);
+        TINYLARGE_CHECK(got.code != errc::timed_out, errc::timed_out, silent);
+        TINYLARGE_TRY(got);
+        if (m.header.sender != server_endpoint || m.header.type != t) continue;
+        TINYLARGE_CHECK(m.header.dtype == wire::wire_dtype::fp32 && m.header.count == cloud_model::param_count,
+                        errc::shape_mismatch, "split edge: the cloud's segment has another size (another model or cut)");
+        return status::success();
+      }
+    }
+
+    /// Multi-hop: the edge's head (`split_server_head`). The edge is the
+    /// cloud's device: its segment's outputs and the labels go up as a
+    /// smashed frame {round r, aux = the round's u-th step sent | e≪32,
+    /// Up(rows·upper_cut) + rows labels} (`encode_smashed`), and the gradient
+    /// the cloud answers comes back through `await_gradient` — the client's
+    /// own checks — as ∂loss/∂outputs.
+    template <class Upstream>
+    struct next_hop {
+      Upstream& net;
+      std::vector<std::byte>& wire;
+      std::uint32_t round, epoch;
+      std::uint32_t& step;
+      std::chrono::milliseconds send_timeout, timeout;
+      status operator()(const float* out, const std::uint8_t* labels, std::size_t rows, float* dy, double& loss) {
+        loss = std::numeric_limits<double>::quiet_NaN();  // the cloud computes it
+        const wire::message_header h =
+            split_smashed_header(round, step, epoch, encode_smashed<Uplink>({out, rows * upper_cut}, labels, rows, wire));
+        const std::span<const std::uint8_t> payload(reinterpret_cast<const std::uint8_t*>(wire.data()), h.count);
+        TINYLARGE_TRY(net.send(server_endpoint, h, payload, send_timeout));
+        wire::message_view m;
+        gradient_wait what = gradient_wait::received;
+        const status got = await_gradient<Downlink>(net, m, server_endpoint, round, step, epoch,
+                                                    std::span<float>(dy, rows * upper_cut), timeout, what);
+        TINYLARGE_CHECK(got.code != errc::timed_out, errc::timed_out,
+                        "split edge: the cloud did not answer a step before round_timeout");
+        TINYLARGE_TRY(got);
+        TINYLARGE_CHECK(what == gradient_wait::received, errc::corrupt,
+                        "split edge: the cloud sent a stop or a model frame instead of a step's gradient");
+        ++step;
+        return status::success();
+      }
+    };
   };
 
   /// Fills batch `step` of `round` — b inputs (b · Model::input_size floats)
@@ -901,24 +1107,16 @@ struct split_deployment {
           TINYLARGE_TRY(net.send(server_endpoint, h, payload, o.send_timeout));
           // Wait for the gradient of this step; a newer model means the server moved on without
           // us, or restarted.
-          for (;;) {
-            TINYLARGE_TRY(net.recv(m, o.idle_timeout));
-            if (m.header.sender != server_endpoint) continue;
-            if (split_is_stop(m.header)) return status::success();
-            if (newer(m)) {
-              pending = true;
-              abandoned = true;
-              break;
-            }
-            if (!split_gradient_for(m.header, r, t, e)) continue;
-            TINYLARGE_CHECK(m.header.dtype == wire::wire_dtype::bytes, errc::corrupt,
-                            "splitfed client: the gradient frame does not hold a codec message (dtype bytes)");
-            grad.resize(b * cut);
-            TINYLARGE_TRY(decode_gradient<Downlink>(std::as_bytes(m.payload), grad));
-            device_backward(net_, grad.data(),
-                            [this](auto& n) { opt_.step(n.parameters().data(), n.gradients().data()); });
+          grad.resize(b * cut);
+          gradient_wait what = gradient_wait::received;
+          TINYLARGE_TRY(await_gradient<Downlink>(net, m, server_endpoint, r, t, e, grad, o.idle_timeout, what));
+          if (what == gradient_wait::stopped) return status::success();
+          if (what == gradient_wait::superseded) {
+            pending = true;
+            abandoned = true;
             break;
           }
+          device_backward(net_, grad.data(), [this](auto& n) { opt_.step(n.parameters().data(), n.gradients().data()); });
         }
         if (abandoned) continue;
         const wire::message_header u = split_update_header(r, e, examples_, device_model::param_count);
@@ -933,6 +1131,109 @@ struct split_deployment {
     std::vector<std::byte> up_;  ///< the smashed message (zero-copy: unchanged until its gradient came back)
     std::int64_t examples_;
     std::size_t max_batch_;
+  };
+
+  /// Multi-hop (`cut<K1, K2>`): the cloud, endpoint 0 of its link with the
+  /// edge (endpoint 1). The edge is its one client: each smashed frame of the
+  /// edge (a step later than the last one served: QoS 1 duplicates and stale
+  /// steps are dropped) goes through `decode_smashed` and `server_step` on the
+  /// cloud's segment — the one-cut server's role functions — and its gradient
+  /// is sent back with the frame's round and `aux`. A frame the checks refuse
+  /// (not the codec's size for 1 … max_rows rows, a payload the codec refuses,
+  /// a NaN / Inf activation, a label outside [0, classes)) stops the cloud
+  /// with that error. It starts with a `model` frame {round 0, fp32 payload =
+  /// its initial segment} (broadcast: retained over MQTT), by which the edge
+  /// knows it is there and checks its size; a `control`/`stop` from the edge
+  /// ends the run: the cloud answers it with its segment (`update` {round of
+  /// the stop, fp32 payload}).
+  class cloud {
+   public:
+    /// @param init the initial cloud segment (segment 2 of the whole model)
+    cloud(const Optimizer& opt, std::span<const float> init) : opt_(opt, cloud_model::param_count) {
+      static_assert(multi_hop, "tinylarge: split_deployment::cloud needs two cuts (cut<K1, K2>)");
+      TINYLARGE_REQUIRE(init.size() == cloud_model::param_count, errc::shape_mismatch,
+                        "split cloud: initial segment of the wrong size");
+      std::copy(init.begin(), init.end(), net_.parameters().begin());
+    }
+    std::span<const float> parameters() const noexcept { return net_.parameters(); }
+
+    /// Serve the edge until it says stop (see the class comment). @return
+    /// success after the stop was answered; `timed_out` when the edge went
+    /// silent for `idle_timeout`; the refusal of a bad frame.
+    template <transport_policy Transport>
+    status run(Transport& net, const split_cloud_options& o, split_cloud_report* report = nullptr) {
+      split_cloud_report local;
+      split_cloud_report& rep = report != nullptr ? *report : local;
+      TINYLARGE_CHECK(net.id() == server_endpoint && net.endpoints() == 2, errc::invalid_argument,
+                      "split cloud: the cloud must be endpoint 0 of a transport of 2 endpoints (the edge is 1)");
+      TINYLARGE_CHECK(o.max_rows > 0, errc::invalid_argument, "split cloud: max_rows must be positive");
+      constexpr endpoint_id edge = 1;
+      // Hello: the segment's size, for the edge to check (retained over MQTT: the edge may come later).
+      wire::message_header hello;
+      hello.type = wire::message_type::model;
+      hello.dtype = wire::wire_dtype::fp32;
+      hello.count = static_cast<std::uint32_t>(cloud_model::param_count);
+      hello_ = std::vector<float>(net_.parameters().begin(), net_.parameters().end());
+      TINYLARGE_TRY(net.broadcast(hello, as_bytes_le(std::span<const float>(hello_)), o.send_timeout));
+      segment_chain<nn::network<cloud_model>, optimizer_state> chain{net_, opt_};
+      std::uint32_t last_round = 0;
+      std::uint64_t last_aux = 0;
+      bool served = false;
+      double loss_sum = 0.0;
+      std::size_t loss_rows = 0;
+      const auto close_round = [&] {
+        if (loss_rows > 0) rep.train_loss.push_back(loss_sum / static_cast<double>(loss_rows));
+        loss_sum = 0.0;
+        loss_rows = 0;
+      };
+      for (;;) {
+        wire::message_view m;
+        TINYLARGE_TRY(net.recv(m, o.idle_timeout));
+        if (m.header.sender != edge) {
+          ++rep.dropped_frames;
+          continue;
+        }
+        if (split_is_stop(m.header)) {
+          close_round();
+          wire::message_header u;
+          u.type = wire::message_type::update;
+          u.dtype = wire::wire_dtype::fp32;
+          u.round = m.header.round;
+          u.count = static_cast<std::uint32_t>(cloud_model::param_count);
+          return net.send(edge, u, as_bytes_le(std::span<const float>(net_.parameters())), o.send_timeout);
+        }
+        const bool later = !served || m.header.round > last_round ||
+                           (m.header.round == last_round && m.header.aux > last_aux);
+        if (m.header.type != wire::message_type::smashed || m.header.dtype != wire::wire_dtype::bytes || !later) {
+          ++rep.dropped_frames;  // a duplicate (QoS 1), a stale step, not a step
+          continue;
+        }
+        std::size_t b = 0;
+        TINYLARGE_TRY(decode_smashed<Uplink>(std::as_bytes(m.payload), upper_cut, classes, o.max_rows, b, x_, y_));
+        if (served && m.header.round != last_round) close_round();
+        dy_.resize(b * classes);
+        dx_.resize(b * upper_cut);
+        const server_step_result sr = server_step(chain, x_.data(), y_.data(), b, classes, dy_.data(), dx_.data());
+        loss_sum += sr.loss * static_cast<double>(b);
+        loss_rows += b;
+        const wire::message_header g =
+            split_gradient_header(m.header.round, static_cast<std::uint32_t>(m.header.aux & 0xFFFFFFFFu),
+                                  static_cast<std::uint32_t>(m.header.aux >> 32), encode_at_cut<Downlink>(dx_, gwire_));
+        served = true;
+        last_round = m.header.round;
+        last_aux = m.header.aux;
+        TINYLARGE_TRY(net.send(edge, g, {reinterpret_cast<const std::uint8_t*>(gwire_.data()), g.count}, o.send_timeout));
+        ++rep.steps_served;
+      }
+    }
+
+   private:
+    nn::network<cloud_model> net_;
+    optimizer_state opt_;
+    std::vector<float> x_, dy_, dx_;
+    std::vector<std::uint8_t> y_;
+    std::vector<std::byte> gwire_;  ///< the gradient sent (zero-copy: unchanged until the edge's next step)
+    std::vector<float> hello_;      ///< the initial segment announced (zero-copy: outlives `run`)
   };
 };
 

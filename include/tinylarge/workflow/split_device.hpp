@@ -161,18 +161,32 @@ constexpr std::uint32_t split_model_steps(const wire::message_header& h) noexcep
   return static_cast<std::uint32_t>(h.aux & 0xFFFFFFFFu);
 }
 
-/// The header of step `step`'s smashed frame of round `round` in epoch
-/// `epoch`, `bytes` bytes of codec message and labels (`dtype` bytes). The
-/// transport stamps `sender` and `sequence`.
-constexpr wire::message_header split_smashed_header(std::uint32_t round, std::uint32_t step, std::uint32_t epoch,
-                                                    std::size_t bytes) noexcept {
+/// The header of a frame of step `step` of round `round` in epoch `epoch`
+/// (`smashed` or `gradient`): `bytes` bytes of codec message (`dtype`
+/// bytes), aux = step | epoch≪32. The transport stamps `sender` and `sequence`.
+constexpr wire::message_header split_step_header(wire::message_type type, std::uint32_t round, std::uint32_t step,
+                                                 std::uint32_t epoch, std::size_t bytes) noexcept {
   wire::message_header h;
-  h.type = wire::message_type::smashed;
+  h.type = type;
   h.dtype = wire::wire_dtype::bytes;
   h.round = round;
   h.aux = step | (std::uint64_t{epoch} << 32);
   h.count = static_cast<std::uint32_t>(bytes);
   return h;
+}
+
+/// The header of step `step`'s smashed frame of round `round` in epoch
+/// `epoch`, `bytes` bytes of codec message and labels.
+constexpr wire::message_header split_smashed_header(std::uint32_t round, std::uint32_t step, std::uint32_t epoch,
+                                                    std::size_t bytes) noexcept {
+  return split_step_header(wire::message_type::smashed, round, step, epoch, bytes);
+}
+
+/// The header of the gradient frame that answers step `step`'s smashed frame
+/// of round `round` in epoch `epoch`: `bytes` bytes of codec message.
+constexpr wire::message_header split_gradient_header(std::uint32_t round, std::uint32_t step, std::uint32_t epoch,
+                                                     std::size_t bytes) noexcept {
+  return split_step_header(wire::message_type::gradient, round, step, epoch, bytes);
 }
 
 /// Whether `h` is the gradient of step `step` of round `round` in epoch

@@ -172,24 +172,60 @@ status decode_smashed(std::span<const std::byte> msg, std::size_t cut, std::size
 
 /// What one server step did.
 struct server_step_result {
-  double loss = 0.0;     ///< mean softmax cross-entropy over the rows
+  double loss = 0.0;     ///< mean softmax cross-entropy over the rows (NaN at a middle hop: the loss is upstream)
   bool stepped = false;  ///< every server segment stepped (false: skipped, and the device must skip)
+  status outcome{};      ///< a head that could not give ∂loss/∂outputs (the next hop silent, its gradient refused)
+};
+
+/// What turns a server chain's outputs into ∂loss/∂outputs: `head(out,
+/// labels, rows, dy, loss)` fills `dy` (rows × the chain's output width) and
+/// sets `loss`, or returns a failed status (nothing is stepped then). The last
+/// hop's head is the loss itself (`loss_head`); a middle hop's — the edge of a
+/// multi-hop deployment (workflow/split_deploy.hpp, `cut<K1, K2>`) — sends the
+/// outputs and the labels to the next hop, as a device sends its smashed data,
+/// and returns the gradient that hop answers. So one `server_step` is the
+/// server role at every hop of a chain.
+template <class H>
+concept split_server_head = requires(H& h, const float* out, const std::uint8_t* labels, std::size_t rows, float* dy,
+                                     double& loss) {
+  { h(out, labels, rows, dy, loss) } -> std::same_as<status>;
+};
+
+/// The last hop's head: the mean softmax cross-entropy over the rows and its
+/// ∂/∂outputs (rows × classes).
+struct loss_head {
+  std::size_t classes;
+  status operator()(const float* out, const std::uint8_t* labels, std::size_t rows, float* dy, double& loss) const {
+    loss = nn::softmax_cross_entropy::evaluate(out, labels, rows, classes, dy);
+    return status::success();
+  }
 };
 
 /// Server, one step on `rows` rows of smashed data with their labels: the
-/// chain forward (training mode), the softmax cross-entropy (∂/∂outputs into
-/// `dy`, rows × classes), zeroed gradients, backward to the cut
+/// chain forward (training mode), the head (the loss, or the next hop:
+/// ∂/∂outputs into `dy`), zeroed gradients, backward to the cut
 /// (∂loss/∂smashed into `dsmashed`, rows × cut: what goes back to the
-/// device), then the step of every segment.
+/// device, or to the hop below), then the step of every segment. A failed
+/// head leaves the chain unstepped and its status in `outcome`.
+template <split_server_chain Chain, split_server_head Head>
+server_step_result server_step(Chain& chain, Head& head, const float* smashed, const std::uint8_t* labels,
+                               std::size_t rows, float* dy, float* dsmashed) {
+  const float* out = chain.forward(smashed, rows);
+  server_step_result r;
+  r.outcome = head(out, labels, rows, dy, r.loss);
+  if (!r.outcome.ok()) return r;
+  chain.zero_gradients();
+  chain.backward(dy, dsmashed, rows);
+  r.stepped = chain.step();
+  return r;
+}
+
+/// The last hop's step (`server_step` with `loss_head`): `dy` is rows × classes.
 template <split_server_chain Chain>
 server_step_result server_step(Chain& chain, const float* smashed, const std::uint8_t* labels, std::size_t rows,
                                std::size_t classes, float* dy, float* dsmashed) {
-  const float* out = chain.forward(smashed, rows);
-  const double l = nn::softmax_cross_entropy::evaluate(out, labels, rows, classes, dy);
-  chain.zero_gradients();
-  chain.backward(dy, dsmashed, rows);
-  const bool ok = chain.step();
-  return {l, ok};
+  loss_head head{classes};
+  return server_step(chain, head, smashed, labels, rows, dy, dsmashed);
 }
 
 /// Scratch buffers of `server_step_aggregated`, kept by its caller (sized
