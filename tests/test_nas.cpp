@@ -47,6 +47,58 @@ struct blobs {
   nas::labelled_data view() const { return {x.data(), y.data(), count, features}; }
 };
 
+// The largest distance of a weight row (one output channel) from the int8 symmetric grid of its scale
+// amax/127, in grid steps; 1 (off every grid) for an all-zero row.
+double per_channel_grid_error(const float* row, std::size_t n) {
+  float amax = 0.0f;
+  for (std::size_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(row[i]));
+  if (amax == 0.0f) return 1.0;
+  double worst = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double k = static_cast<double>(row[i]) * 127.0 / static_cast<double>(amax);
+    worst = std::max(worst, std::abs(k - std::round(k)));
+  }
+  return worst;
+}
+
+// Checks ∂L/∂θ_i of sub-network `g` (`accumulate_gradient` on `batch` rows) against central differences for
+// each i in `indices`. A parameter with zero gradient and zero difference is outside the sub-network; one
+// whose difference quotient depends on ε sits within ±ε of a relu kink and is skipped (counted).
+struct gradient_check {
+  std::size_t checked = 0, kinks = 0;
+  std::set<std::size_t> outside;
+};
+gradient_check check_gradient(nas::mlp_supernet& net, const nas::genome& g, const float* x, const std::uint8_t* y,
+                              std::size_t batch, const std::vector<std::size_t>& indices) {
+  std::vector<float> grad(net.parameters().size(), 0.0f), dummy(grad.size());
+  net.accumulate_gradient(g, x, y, batch, grad);
+  auto central = [&](std::size_t i, float eps) {
+    const float keep = net.parameters()[i];
+    net.parameters()[i] = keep + eps;
+    const double up = net.accumulate_gradient(g, x, y, batch, dummy);
+    net.parameters()[i] = keep - eps;
+    const double down = net.accumulate_gradient(g, x, y, batch, dummy);
+    net.parameters()[i] = keep;
+    return (up - down) / (2.0 * static_cast<double>(eps));
+  };
+  gradient_check c;
+  for (const std::size_t i : indices) {
+    const double fd = central(i, 1e-3f);
+    if (fd == 0.0 && grad[i] == 0.0f) {
+      c.outside.insert(i);
+      continue;
+    }
+    if (std::abs(fd - central(i, 2.5e-4f)) > 0.05 * std::abs(fd) + 5e-4) {
+      ++c.kinks;
+      continue;
+    }
+    INFO("genome " << g.key() << " parameter " << i);
+    CHECK(static_cast<double>(grad[i]) == Approx(fd).margin(1e-3).epsilon(2e-2));
+    ++c.checked;
+  }
+  return c;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -213,37 +265,12 @@ TEST_CASE("nas supernet: gradients of sub-networks against finite differences", 
   for (float& p : net.parameters()) p += r.normal(0.0f, 0.1f);
   for (const nas::genome& g : {make({5, 3}, {i8::fp32, i8::fp32, i8::fp32}), make({3}, {i8::fp32, i8::fp32}),
                                make({5, 5, 3}, {i8::fp32, i8::fp32, i8::fp32, i8::fp32})}) {
-    std::vector<float> grad(net.parameters().size(), 0.0f);
-    net.accumulate_gradient(g, x.data(), y.data(), 16, grad);
-    std::size_t checked = 0, outside_zero = 0, kinks = 0;
-    std::vector<float> dummy(grad.size());
-    auto central = [&](std::size_t i, float eps) {
-      const float keep = net.parameters()[i];
-      net.parameters()[i] = keep + eps;
-      const double up = net.accumulate_gradient(g, x.data(), y.data(), 16, dummy);
-      net.parameters()[i] = keep - eps;
-      const double down = net.accumulate_gradient(g, x.data(), y.data(), 16, dummy);
-      net.parameters()[i] = keep;
-      return (up - down) / (2.0 * static_cast<double>(eps));
-    };
-    for (std::size_t i = 0; i < grad.size(); ++i) {
-      const double fd = central(i, 1e-3f);
-      if (fd == 0.0 && grad[i] == 0.0f) {
-        ++outside_zero;
-        continue;
-      }
-      // A relu kink within ±ε of a sample makes the difference quotient depend on ε: skip (and count) it.
-      if (std::abs(fd - central(i, 2.5e-4f)) > 0.05 * std::abs(fd) + 5e-4) {
-        ++kinks;
-        continue;
-      }
-      INFO("genome " << g.key() << " parameter " << i);
-      CHECK(static_cast<double>(grad[i]) == Approx(fd).margin(1e-3).epsilon(2e-2));
-      ++checked;
-    }
-    CHECK(kinks <= 3);
-    CHECK(checked > 15);       // the sub-network's parameters
-    CHECK(outside_zero > 10);  // the rest of the supernet: no gradient, no effect
+    std::vector<std::size_t> all(net.parameters().size());
+    for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+    const gradient_check c = check_gradient(net, g, x.data(), y.data(), 16, all);
+    CHECK(c.kinks <= 3);
+    CHECK(c.checked > 15);           // the sub-network's parameters
+    CHECK(c.outside.size() > 10);    // the rest of the supernet: no gradient, no effect
   }
 }
 
@@ -394,16 +421,7 @@ TEST_CASE("nas simulated int8 agrees with the library's int8 network", "[nas]") 
   // The simulated int8 (which also re-trains the head on int8 features) is within 5 points of the library's PTQ.
   CHECK(std::abs(m8.accuracy - library_int8) < 0.05);
   // An int8 layer's weights are integer multiples of its row's scale amax/127 (per-channel symmetric).
-  for (std::size_t o = 0; o < 16; ++o) {
-    const float* row = m8.parameters.data() + o * 12;
-    float amax = 0.0f;
-    for (std::size_t i = 0; i < 12; ++i) amax = std::max(amax, std::fabs(row[i]));
-    REQUIRE(amax > 0.0f);
-    for (std::size_t i = 0; i < 12; ++i) {
-      const double k = static_cast<double>(row[i]) * 127.0 / static_cast<double>(amax);
-      CHECK(std::abs(k - std::round(k)) < 1e-3);
-    }
-  }
+  for (std::size_t o = 0; o < 16; ++o) CHECK(per_channel_grid_error(m8.parameters.data() + o * 12, 12) < 1e-3);
   // … whereas the fp32 genome's are not.
   std::size_t off_grid = 0;
   for (std::size_t o = 0; o < 16; ++o) {
@@ -1071,18 +1089,6 @@ TEST_CASE("nas conv stem: gradients against finite differences, none outside the
   for (auto& v : y) v = static_cast<std::uint8_t>(r.uniform_int(3));
   for (float& p : net.parameters()) p += r.normal(0.0f, 0.1f);
   const nas::genome g = with_stem(make({4}, {i8::fp32, i8::fp32}), {{3, 2, i8::fp32}, {5, 4, i8::fp32}});
-  std::vector<float> grad(net.parameters().size(), 0.0f), dummy(grad.size());
-  net.accumulate_gradient(g, x.data(), y.data(), 6, grad);
-  auto central = [&](std::size_t i, float eps) {
-    const float keep = net.parameters()[i];
-    net.parameters()[i] = keep + eps;
-    const double up = net.accumulate_gradient(g, x.data(), y.data(), 6, dummy);
-    net.parameters()[i] = keep - eps;
-    const double down = net.accumulate_gradient(g, x.data(), y.data(), 6, dummy);
-    net.parameters()[i] = keep;
-    return (up - down) / (2.0 * static_cast<double>(eps));
-  };
-  std::size_t checked = 0, kinks = 0, outside = 0;
   // Every weight of the first conv layer's supernet kernel (4 filters of 5×5): the sub-network uses the
   // centre 3×3 of the first 2 filters; the rest must have no gradient and no effect.
   std::set<std::size_t> inside;
@@ -1095,21 +1101,9 @@ TEST_CASE("nas conv stem: gradients against finite differences, none outside the
   for (std::size_t o = 0; o < 4; ++o) probe.push_back(net.conv_bias_index(1, o));
   for (std::size_t k = 0; k < 40; ++k) probe.push_back(net.conv_weight_index(g, 1, k % 4, (k / 4) % 5, (k / 20) % 5, k % 2));
   for (std::size_t k = 0; k < 30; ++k) probe.push_back(net.dense_weight_index(g, 0, k % 4, (k * 7) % 16));
-  for (const std::size_t i : probe) {
-    const double fd = central(i, 1e-3f);
-    if (fd == 0.0 && grad[i] == 0.0f) {
-      CHECK(inside.count(i) == 0);
-      ++outside;
-      continue;
-    }
-    if (std::abs(fd - central(i, 2.5e-4f)) > 0.05 * std::abs(fd) + 5e-4) {
-      ++kinks;
-      continue;
-    }
-    INFO("parameter " << i);
-    CHECK(static_cast<double>(grad[i]) == Approx(fd).margin(1e-3).epsilon(2e-2));
-    ++checked;
-  }
+  const gradient_check c = check_gradient(net, g, x.data(), y.data(), 6, probe);
+  for (const std::size_t i : c.outside) CHECK(inside.count(i) == 0);
+  const std::size_t outside = c.outside.size(), kinks = c.kinks, checked = c.checked;
   CHECK(outside >= 100 - 18);  // the supernet kernel outside the sub-kernel
   CHECK(kinks <= 4);
   CHECK(checked > 60);
@@ -1234,16 +1228,7 @@ TEST_CASE("nas conv stem: training, transfer, emitted parameters and int8 agains
   for (std::size_t i = 0; i < test.count; ++i) hits += q->classify(test.x.data() + i * 64) == test.y[i] ? 1 : 0;
   CHECK(std::abs(static_cast<double>(hits) / static_cast<double>(test.count) - m8.accuracy) < 0.05);
   // int8 conv weights lie on their per-filter grid.
-  for (std::size_t f = 0; f < 4; ++f) {
-    const float* row = m8.parameters.data() + f * 25;
-    float amax = 0.0f;
-    for (std::size_t i = 0; i < 25; ++i) amax = std::max(amax, std::fabs(row[i]));
-    REQUIRE(amax > 0.0f);
-    for (std::size_t i = 0; i < 25; ++i) {
-      const double k = static_cast<double>(row[i]) * 127.0 / static_cast<double>(amax);
-      CHECK(std::abs(k - std::round(k)) < 1e-3);
-    }
-  }
+  for (std::size_t f = 0; f < 4; ++f) CHECK(per_channel_grid_error(m8.parameters.data() + f * 25, 25) < 1e-3);
   // Fine-tuning works through the stem: 0 epochs equals transfer, 10 change the stem weights.
   const nas::transferred_model t0 = ev.fine_tune(g32, test.view(), {.epochs = 0});
   CHECK(t0.parameters == m32.parameters);

@@ -16,6 +16,12 @@
 ///   inline constexpr float parameters[] = {…};  // model::param_count values
 /// @endcode
 ///
+/// A genome with a conv stem starts the type with `input<H, W, C>` and, per
+/// conv layer, `conv2d<c, k, 1, k/2>, relu, max_pool2d<2>`, then `flatten`;
+/// the header adds `conv_layers` (0 for an MLP) and `conv_precisions[]`, and
+/// `parameters` starts with the conv layers' weights ([c][k][k][c_in]) and
+/// biases, in the layout of `nn::network<model>::parameters()`.
+///
 /// `layer_sparsity_percent` is the compression level of each dense layer
 /// (magnitude-pruning sparsity of its weights); the pruned weights are zeros
 /// in `parameters`, so a dense deployment computes the pruned model, and a
