@@ -88,7 +88,9 @@ tl::compress::relative_csr<std::int8_t> pruned_csr(qnet& q, std::size_t sparsity
 /// int8_per_channel, sparse_flash_storage>` (NAS_CONV_NETWORK): per weighted layer (conv and dense,
 /// in model order) its int8 weights — a pruned dense layer as CSR when smaller —, int32 biases,
 /// multipliers and shifts as `int8_layer_binding`s, and every tensor's scale and zero point.
-std::string conv_network_header(qnet& q, std::size_t& weighted, std::size_t& total_macs) {
+/// (A template: only instantiated for a model with a conv stem.)
+template <class Net>
+std::string conv_network_header(Net& q, std::size_t& weighted, std::size_t& total_macs) {
   std::string h = "#define NAS_CONV_NETWORK 1\n";
   std::string table = "static const struct nas_weighted_layer nas_layers[] = {\n";
   std::size_t dense = 0;
