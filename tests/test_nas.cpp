@@ -1024,13 +1024,13 @@ TEST_CASE("nas conv stem: size, sampling, mutation, crossover, key and validatio
   // A stem needs the image geometry and odd kernels.
   nas::mlp_space bad = s;
   bad.inputs = 63;
-  CHECK_THROWS_AS(bad.validate(), tl::error);
+  CHECK_THROWS_AS(bad.validate(), tl::invalid_argument);
   bad = s;
   bad.conv_kernels = {3, 4};
-  CHECK_THROWS_AS(bad.validate(), tl::error);
+  CHECK_THROWS_AS(bad.validate(), tl::invalid_argument);
   bad = s;
   bad.max_convs = 4;  // 8 / 2⁴ = 0
-  CHECK_THROWS_AS(bad.validate(), tl::error);
+  CHECK_THROWS_AS(bad.validate(), tl::invalid_argument);
   // Without a stem nothing changes: the MLP space draws the same genomes as before stems existed.
   nas::mlp_space mlp = s;
   mlp.max_convs = 0;
