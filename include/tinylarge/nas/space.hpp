@@ -206,8 +206,6 @@ struct mlp_space {
         TINYLARGE_REQUIRE(c > 0, errc::invalid_argument, "nas::mlp_space: conv channels must be > 0");
       TINYLARGE_REQUIRE(stem_height(max_convs) >= 1 && stem_width(max_convs) >= 1, errc::invalid_argument,
                         "nas::mlp_space: the image is too small for max_convs poolings by 2");
-      TINYLARGE_REQUIRE(max_kernel() / 2 < image_height && max_kernel() / 2 < image_width, errc::invalid_argument,
-                        "nas::mlp_space: a conv kernel is larger than the image");
     }
   }
   /// Whether `g` belongs to the space (depth, widths, precisions and
