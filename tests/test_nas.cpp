@@ -1022,6 +1022,7 @@ TEST_CASE("nas conv stem: size, sampling, mutation, crossover, key and validatio
   CHECK(s.largest().convs == std::vector<nas::conv_gene>(2, nas::conv_gene{5, 4, i8::fp32}));
   CHECK(s.smallest().convs.empty());
   // A stem needs the image geometry and odd kernels.
+#if TINYLARGE_HAS_EXCEPTIONS
   nas::mlp_space bad = s;
   bad.inputs = 63;
   CHECK_THROWS_AS(bad.validate(), tl::invalid_argument);
@@ -1031,6 +1032,7 @@ TEST_CASE("nas conv stem: size, sampling, mutation, crossover, key and validatio
   bad = s;
   bad.max_convs = 4;  // 8 / 2⁴ = 0
   CHECK_THROWS_AS(bad.validate(), tl::invalid_argument);
+#endif
   // Without a stem nothing changes: the MLP space draws the same genomes as before stems existed.
   nas::mlp_space mlp = s;
   mlp.max_convs = 0;
