@@ -23,8 +23,8 @@
 /// n (max_width rows, one column per pixel and channel of the widest stem,
 /// NHWC), and a sub-network uses its first w₁ rows and, of each pixel, the
 /// first c_n channel columns. Depth 0 (no stem) is the MLP's first layer.
-/// Conv layers run as im2col + `kernels::dense_f32` / `kernels::gemm_f32`
-/// in the element order of `nn::conv2d` (so a sub-network's forward pass is
+/// Conv layers run as the library's im2col (`nn::detail::im2col`, which
+/// `nn::conv2d` runs) + `kernels::dense_f32` / `kernels::gemm_f32` (so a sub-network's forward pass is
 /// the library network's, bit for bit), then relu and 2×2 max pooling
 /// (first maximum of each window, as `nn::max_pool2d`).
 ///
@@ -74,6 +74,7 @@
 #include "../kernels/backend.hpp"
 #include "../kernels/dense.hpp"
 #include "../nn/init.hpp"
+#include "../nn/layers.hpp"
 #include "../nn/loss.hpp"
 #include "../nn/optimizer.hpp"
 #include "../precision/int8.hpp"
@@ -150,58 +151,17 @@ inline void column_sums(const float* dy, std::size_t rows, std::size_t n, float*
   for (std::size_t r = 0; r < rows; ++r)
     for (std::size_t j = 0; j < n; ++j) out[j] += dy[r * n + j];
 }
-/// im2col of a stride-1 "same" convolution (pad K/2) on run-time shapes, in
-/// the element order of `nn::conv2d<…>::bind<S>::im2col` (which needs
-/// compile-time shapes): cols[(b·h·w + oy·w + ox)·patch + (ky·K + kx)·c_in + c]
-/// = x(b, oy + ky − K/2, ox + kx − K/2, c), 0 outside the image.
-inline void im2col_same(const conv_shape& s, const float* x, std::size_t batch, float* cols) noexcept {
-  const std::size_t pad = s.k / 2, patch = s.patch();
-  for (std::size_t b = 0; b < batch; ++b)
-    for (std::size_t oy = 0; oy < s.h; ++oy)
-      for (std::size_t ox = 0; ox < s.w; ++ox) {
-        float* row = cols + ((b * s.h + oy) * s.w + ox) * patch;
-        for (std::size_t ky = 0; ky < s.k; ++ky) {
-          const std::size_t iy = oy + ky;  // offset by pad
-          for (std::size_t kx = 0; kx < s.k; ++kx) {
-            const std::size_t ix = ox + kx;
-            float* dst = row + (ky * s.k + kx) * s.c_in;
-            if (iy >= pad && iy < s.h + pad && ix >= pad && ix < s.w + pad) {
-              const float* src = x + ((b * s.h + iy - pad) * s.w + (ix - pad)) * s.c_in;
-              for (std::size_t c = 0; c < s.c_in; ++c) dst[c] = src[c];
-            } else {
-              for (std::size_t c = 0; c < s.c_in; ++c) dst[c] = 0.0f;
-            }
-          }
-        }
-      }
-}
-/// The adjoint of `im2col_same`: dx = Σ over the rows that read each input element.
-inline void col2im_same(const conv_shape& s, const float* cols, std::size_t batch, float* dx) noexcept {
-  const std::size_t pad = s.k / 2, patch = s.patch();
-  std::fill(dx, dx + batch * s.in_elems(), 0.0f);
-  for (std::size_t b = 0; b < batch; ++b)
-    for (std::size_t oy = 0; oy < s.h; ++oy)
-      for (std::size_t ox = 0; ox < s.w; ++ox) {
-        const float* row = cols + ((b * s.h + oy) * s.w + ox) * patch;
-        for (std::size_t ky = 0; ky < s.k; ++ky) {
-          const std::size_t iy = oy + ky;
-          if (iy < pad || iy >= s.h + pad) continue;
-          for (std::size_t kx = 0; kx < s.k; ++kx) {
-            const std::size_t ix = ox + kx;
-            if (ix < pad || ix >= s.w + pad) continue;
-            float* dst = dx + ((b * s.h + iy - pad) * s.w + (ix - pad)) * s.c_in;
-            const float* src = row + (ky * s.k + kx) * s.c_in;
-            for (std::size_t c = 0; c < s.c_in; ++c) dst[c] += src[c];
-          }
-        }
-      }
+/// The run-time geometry of conv layer `s` for the library's im2col / col2im
+/// (`nn::detail::im2col`, what `nn::conv2d` runs): stride 1, "same" padding K/2.
+inline nn::detail::conv_geometry geometry_of(const conv_shape& s) noexcept {
+  return {s.h, s.w, s.c_in, s.k, 1, s.k / 2, s.h, s.w};
 }
 /// z = conv(x) + b for `batch` images (no activation): im2col into `cols`,
 /// then one `kernels::dense_f32` call, as `nn::conv2d` computes it.
 inline void conv_forward(const conv_shape& s, const float* x, std::size_t batch, const float* w, const float* b,
                          std::vector<float>& cols, float* z) {
   cols.resize(batch * s.h * s.w * s.patch());
-  im2col_same(s, x, batch, cols.data());
+  nn::detail::im2col(geometry_of(s), x, cols.data(), batch);
   kernels::dense_f32(batch * s.h * s.w, s.c_out, s.patch(), cols.data(), w, b, z);
 }
 /// 2×2 max pooling, stride 2, of the h × w × c_out conv output `z` (the first
@@ -733,7 +693,7 @@ class mlp_supernet {
       kernels::gemm_f32(kernels::transpose::no, kernels::transpose::no, rows_n, c.patch(), c.c_out, 1.0f, dz_.data(), c.c_out,
                         t.w.data(), c.patch(), 0.0f, dcols_.data(), c.patch());
       delta_prev_.resize(batch * c.in_elems());
-      detail::col2im_same(c, dcols_.data(), batch, delta_prev_.data());
+      nn::detail::col2im(detail::geometry_of(c), dcols_.data(), delta_prev_.data(), batch);
     }
   }
 
