@@ -14,6 +14,12 @@
 #  4. size report against the Cortex-M4 profile of nas::cortex_m4(): flash of the deployed
 #     model (code + .data initialisers + int8 network) ≤ 256 KiB and RAM (.data + .bss +
 #     measured stack) ≤ 64 KiB; the embedded test images (.tl_data) are reported apart.
+#  5. without MODEL_HEADER, also a model with a convolutional stem: a second short search over
+#     the space with a stem of 1-2 conv layers (kernels 3 / 5, 4 or 8 channels; budget 10,
+#     supernet on 2 000 source images for one epoch) and steps 1-4 for its best model, which the
+#     firmware runs as the library's quantized_network (conv2d_s8, max pooling, dense_s8) bound
+#     to the exported arrays; its instructions are counted for the whole inference
+#     (NAS_MCU_CONV=0 skips it).
 # Usage: scripts/nas_mcu.sh [build-root] [MODEL_HEADER]
 #        (needs arm-none-eabi-g++, qemu-system-arm and, without MODEL_HEADER, Fashion-MNIST)
 set -euo pipefail
@@ -105,4 +111,13 @@ for f in "${header%.hpp}"_finalist_*.hpp; do
   k=${f##*_finalist_}; k=${k%.hpp}
   deploy_and_run "$f" "$out/finalist-$k" "finalist $k: "
 done
+# 5. A model with a conv stem (kernel sizes in the space): a short search that keeps 1-2 conv layers.
+if [[ $# -lt 2 && ${NAS_MCU_CONV:-1} != 0 ]]; then
+  conv_header=$out/nas_conv_model.hpp
+  (cd "$out" && ./nas_transfer --convs 2 --min-convs 1 --conv-channels 4,8 --budget 10 --seeds 1 --population 8 --sample 3 \
+     --source-n 2000 --source-epochs 1 --finetune-epochs 0 --json "$out/nas_conv_front.json" --svg "" \
+     --header "$conv_header" > "$out/nas_conv_transfer.log") || { cat "$out/nas_conv_transfer.log"; exit 1; }
+  grep -E '^(search space|\| NAS best)' "$out/nas_conv_transfer.log" | sed 's/^/nas-mcu: conv search: /'
+  deploy_and_run "$conv_header" "$out/conv" "conv stem: "
+fi
 exit $status

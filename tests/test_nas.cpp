@@ -47,6 +47,58 @@ struct blobs {
   nas::labelled_data view() const { return {x.data(), y.data(), count, features}; }
 };
 
+// The largest distance of a weight row (one output channel) from the int8 symmetric grid of its scale
+// amax/127, in grid steps; 1 (off every grid) for an all-zero row.
+double per_channel_grid_error(const float* row, std::size_t n) {
+  float amax = 0.0f;
+  for (std::size_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(row[i]));
+  if (amax == 0.0f) return 1.0;
+  double worst = 0.0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double k = static_cast<double>(row[i]) * 127.0 / static_cast<double>(amax);
+    worst = std::max(worst, std::abs(k - std::round(k)));
+  }
+  return worst;
+}
+
+// Checks ∂L/∂θ_i of sub-network `g` (`accumulate_gradient` on `batch` rows) against central differences for
+// each i in `indices`. A parameter with zero gradient and zero difference is outside the sub-network; one
+// whose difference quotient depends on ε sits within ±ε of a relu kink and is skipped (counted).
+struct gradient_check {
+  std::size_t checked = 0, kinks = 0;
+  std::set<std::size_t> outside;
+};
+gradient_check check_gradient(nas::mlp_supernet& net, const nas::genome& g, const float* x, const std::uint8_t* y,
+                              std::size_t batch, const std::vector<std::size_t>& indices) {
+  std::vector<float> grad(net.parameters().size(), 0.0f), dummy(grad.size());
+  net.accumulate_gradient(g, x, y, batch, grad);
+  auto central = [&](std::size_t i, float eps) {
+    const float keep = net.parameters()[i];
+    net.parameters()[i] = keep + eps;
+    const double up = net.accumulate_gradient(g, x, y, batch, dummy);
+    net.parameters()[i] = keep - eps;
+    const double down = net.accumulate_gradient(g, x, y, batch, dummy);
+    net.parameters()[i] = keep;
+    return (up - down) / (2.0 * static_cast<double>(eps));
+  };
+  gradient_check c;
+  for (const std::size_t i : indices) {
+    const double fd = central(i, 1e-3f);
+    if (fd == 0.0 && grad[i] == 0.0f) {
+      c.outside.insert(i);
+      continue;
+    }
+    if (std::abs(fd - central(i, 2.5e-4f)) > 0.05 * std::abs(fd) + 5e-4) {
+      ++c.kinks;
+      continue;
+    }
+    INFO("genome " << g.key() << " parameter " << i);
+    CHECK(static_cast<double>(grad[i]) == Approx(fd).margin(1e-3).epsilon(2e-2));
+    ++c.checked;
+  }
+  return c;
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -213,37 +265,12 @@ TEST_CASE("nas supernet: gradients of sub-networks against finite differences", 
   for (float& p : net.parameters()) p += r.normal(0.0f, 0.1f);
   for (const nas::genome& g : {make({5, 3}, {i8::fp32, i8::fp32, i8::fp32}), make({3}, {i8::fp32, i8::fp32}),
                                make({5, 5, 3}, {i8::fp32, i8::fp32, i8::fp32, i8::fp32})}) {
-    std::vector<float> grad(net.parameters().size(), 0.0f);
-    net.accumulate_gradient(g, x.data(), y.data(), 16, grad);
-    std::size_t checked = 0, outside_zero = 0, kinks = 0;
-    std::vector<float> dummy(grad.size());
-    auto central = [&](std::size_t i, float eps) {
-      const float keep = net.parameters()[i];
-      net.parameters()[i] = keep + eps;
-      const double up = net.accumulate_gradient(g, x.data(), y.data(), 16, dummy);
-      net.parameters()[i] = keep - eps;
-      const double down = net.accumulate_gradient(g, x.data(), y.data(), 16, dummy);
-      net.parameters()[i] = keep;
-      return (up - down) / (2.0 * static_cast<double>(eps));
-    };
-    for (std::size_t i = 0; i < grad.size(); ++i) {
-      const double fd = central(i, 1e-3f);
-      if (fd == 0.0 && grad[i] == 0.0f) {
-        ++outside_zero;
-        continue;
-      }
-      // A relu kink within ±ε of a sample makes the difference quotient depend on ε: skip (and count) it.
-      if (std::abs(fd - central(i, 2.5e-4f)) > 0.05 * std::abs(fd) + 5e-4) {
-        ++kinks;
-        continue;
-      }
-      INFO("genome " << g.key() << " parameter " << i);
-      CHECK(static_cast<double>(grad[i]) == Approx(fd).margin(1e-3).epsilon(2e-2));
-      ++checked;
-    }
-    CHECK(kinks <= 3);
-    CHECK(checked > 15);       // the sub-network's parameters
-    CHECK(outside_zero > 10);  // the rest of the supernet: no gradient, no effect
+    std::vector<std::size_t> all(net.parameters().size());
+    for (std::size_t i = 0; i < all.size(); ++i) all[i] = i;
+    const gradient_check c = check_gradient(net, g, x.data(), y.data(), 16, all);
+    CHECK(c.kinks <= 3);
+    CHECK(c.checked > 15);           // the sub-network's parameters
+    CHECK(c.outside.size() > 10);    // the rest of the supernet: no gradient, no effect
   }
 }
 
@@ -394,16 +421,7 @@ TEST_CASE("nas simulated int8 agrees with the library's int8 network", "[nas]") 
   // The simulated int8 (which also re-trains the head on int8 features) is within 5 points of the library's PTQ.
   CHECK(std::abs(m8.accuracy - library_int8) < 0.05);
   // An int8 layer's weights are integer multiples of its row's scale amax/127 (per-channel symmetric).
-  for (std::size_t o = 0; o < 16; ++o) {
-    const float* row = m8.parameters.data() + o * 12;
-    float amax = 0.0f;
-    for (std::size_t i = 0; i < 12; ++i) amax = std::max(amax, std::fabs(row[i]));
-    REQUIRE(amax > 0.0f);
-    for (std::size_t i = 0; i < 12; ++i) {
-      const double k = static_cast<double>(row[i]) * 127.0 / static_cast<double>(amax);
-      CHECK(std::abs(k - std::round(k)) < 1e-3);
-    }
-  }
+  for (std::size_t o = 0; o < 16; ++o) CHECK(per_channel_grid_error(m8.parameters.data() + o * 12, 12) < 1e-3);
   // … whereas the fp32 genome's are not.
   std::size_t off_grid = 0;
   for (std::size_t o = 0; o < 16; ++o) {
@@ -944,4 +962,290 @@ TEST_CASE("nas split deployment: strategies stay deterministic; the supernet ign
   na.train(src.view(), {.epochs = 2, .batch_size = 32, .learning_rate = 3e-3f, .seed = 1});
   nb.train(src.view(), {.epochs = 2, .batch_size = 32, .learning_rate = 3e-3f, .seed = 1});
   CHECK(std::equal(na.parameters().begin(), na.parameters().end(), nb.parameters().begin(), nb.parameters().end()));
+}
+
+// ---------------------------------------------------------------------------
+// Convolutional stem (kernel sizes and channels in the space)
+// ---------------------------------------------------------------------------
+
+namespace {
+// An 8×8×1 image space: 0–2 conv layers (kernel 3 or 5, 2 or 4 channels), one hidden dense layer of 4 or 8.
+nas::mlp_space conv_space(std::vector<i8> precisions = {i8::fp32}) {
+  nas::mlp_space s{.inputs = 64, .outputs = 3, .widths = {4, 8}, .min_depth = 1, .max_depth = 1, .precisions = precisions};
+  s.image_height = 8;
+  s.image_width = 8;
+  s.image_channels = 1;
+  s.max_convs = 2;
+  s.conv_kernels = {3, 5};
+  s.conv_channels = {2, 4};
+  return s;
+}
+nas::genome with_stem(nas::genome g, std::vector<nas::conv_gene> convs) {
+  g.convs = std::move(convs);
+  return g;
+}
+}  // namespace
+
+TEST_CASE("nas conv stem: size, sampling, mutation, crossover, key and validation", "[nas]") {
+  const nas::mlp_space s = conv_space();
+  // Stems: 1 + 4 + 16 (kernel × channels per layer, one precision); MLPs: 2 widths.
+  CHECK(s.size() == 42.0);
+  tl::rng g(3);
+  std::set<std::string> seen;
+  for (int i = 0; i < 3000; ++i) {
+    const nas::genome x = s.sample(g);
+    REQUIRE(s.contains(x));
+    seen.insert(x.key());
+  }
+  CHECK(seen.size() == 42);
+  std::set<std::size_t> stem_sizes;
+  for (int i = 0; i < 2000; ++i) {
+    const nas::genome a = s.sample(g), b = s.sample(g);
+    const nas::genome m = s.mutate(a, g);
+    REQUIRE(s.contains(m));
+    CHECK_FALSE(m == a);
+    stem_sizes.insert(m.convs.size());
+    const nas::genome c = s.crossover(a, b, g);
+    REQUIRE(s.contains(c));
+    CHECK((c.convs.size() == a.convs.size() || c.convs.size() == b.convs.size()));
+    for (std::size_t j = 0; j < c.convs.size(); ++j)
+      CHECK(((j < a.convs.size() && c.convs[j] == a.convs[j]) || (j < b.convs.size() && c.convs[j] == b.convs[j])));
+  }
+  CHECK(stem_sizes == std::set<std::size_t>{0, 1, 2});
+  const nas::genome k = with_stem(make({8}, {i8::fp32, i8::fp32}), {{5, 4, i8::fp32}, {3, 2, i8::fp32}});
+  CHECK(k.key() == "k5c4f-k3c2f_8f|f");
+  CHECK(s.contains(k));
+  CHECK_FALSE(s.contains(with_stem(k, {{7, 4, i8::fp32}})));                  // kernel not in the space
+  CHECK_FALSE(s.contains(with_stem(k, {{3, 3, i8::fp32}})));                  // channels not in the space
+  CHECK_FALSE(s.contains(with_stem(k, {{3, 2, i8::int8}})));                  // precision not in the space
+  CHECK_FALSE(s.contains(with_stem(k, {{3, 2, i8::fp32}, {3, 2, i8::fp32}, {3, 2, i8::fp32}})));  // three conv layers
+  CHECK(s.largest().convs == std::vector<nas::conv_gene>(2, nas::conv_gene{5, 4, i8::fp32}));
+  CHECK(s.smallest().convs.empty());
+  // A stem needs the image geometry and odd kernels.
+#if TINYLARGE_HAS_EXCEPTIONS
+  nas::mlp_space bad = s;
+  bad.inputs = 63;
+  CHECK_THROWS_AS(bad.validate(), tl::invalid_argument);
+  bad = s;
+  bad.conv_kernels = {3, 4};
+  CHECK_THROWS_AS(bad.validate(), tl::invalid_argument);
+  bad = s;
+  bad.max_convs = 4;  // 8 / 2⁴ = 0
+  CHECK_THROWS_AS(bad.validate(), tl::invalid_argument);
+#endif
+  // Without a stem nothing changes: the MLP space draws the same genomes as before stems existed.
+  nas::mlp_space mlp = s;
+  mlp.max_convs = 0;
+  tl::rng g1(5), g2(5);
+  nas::mlp_space plain{.inputs = 64, .outputs = 3, .widths = {4, 8}, .min_depth = 1, .max_depth = 1, .precisions = {i8::fp32}};
+  for (int i = 0; i < 50; ++i) CHECK(mlp.sample(g1) == plain.sample(g2));
+}
+
+TEST_CASE("nas conv stem: costs equal the library's compile-time figures", "[nas]") {
+  nas::mlp_space s{};  // 28×28×1 → … → 5
+  s.max_convs = 2;
+  s.conv_kernels = {3, 5};
+  s.conv_channels = {4, 8, 16};
+  using model = tl::sequential<tl::input<28, 28, 1>, tl::conv2d<8, 5, 1, 2>, tl::relu, tl::max_pool2d<2>,
+                               tl::conv2d<16, 3, 1, 1>, tl::relu, tl::max_pool2d<2>, tl::flatten, tl::dense<784, 64>, tl::relu,
+                               tl::dense<64, 5>>;
+  using qnet = nn::quantized_network<model, tl::int8_per_channel, nn::heap_storage>;
+  const nas::genome all8 = with_stem(make({64}, {i8::int8, i8::int8}), {{5, 8, i8::int8}, {3, 16, i8::int8}});
+  const nas::genome all32 = with_stem(make({64}, {i8::fp32, i8::fp32}), {{5, 8, i8::fp32}, {3, 16, i8::fp32}});
+  REQUIRE(s.contains(all8));
+  CHECK(nas::parameter_count(s, all8) == model::param_count);
+  CHECK(nas::flash_bytes(s, all8) == qnet::parameter_bytes);  // int8 weights, int32 biases, Q31 multipliers and shifts
+  CHECK(nas::arena_bytes(s, all8) == qnet::arena_bytes);      // with the int8 conv's im2col scratch
+  CHECK(nas::macs(s, all8) == model::macs);                   // conv MACs and the pools' comparisons
+  CHECK(nas::flash_bytes(s, all32) == model::param_count * 4);
+  CHECK(nas::arena_bytes(s, all32) == model::arena_bytes<tl::fp32>);
+  CHECK(nas::stem_flash_bytes(s, all8) == (8 * 25 + 12 * 8) + (16 * 9 * 8 + 12 * 16));
+  CHECK(nas::sequential_type(s, all8) ==
+        "::tinylarge::nn::sequential<::tinylarge::nn::input<28, 28, 1>, ::tinylarge::nn::conv2d<8, 5, 1, 2>, "
+        "::tinylarge::nn::relu, ::tinylarge::nn::max_pool2d<2>, ::tinylarge::nn::conv2d<16, 3, 1, 1>, ::tinylarge::nn::relu, "
+        "::tinylarge::nn::max_pool2d<2>, ::tinylarge::nn::flatten, ::tinylarge::nn::dense<784, 64>, ::tinylarge::nn::relu, "
+        "::tinylarge::nn::dense<64, 5>>");
+  // One conv layer: the first dense layer reads 14·14·4.
+  using model1 = tl::sequential<tl::input<28, 28, 1>, tl::conv2d<4, 3, 1, 1>, tl::relu, tl::max_pool2d<2>, tl::flatten,
+                                tl::dense<784, 32>, tl::relu, tl::dense<32, 5>>;
+  const nas::genome one8 = with_stem(make({32}, {i8::int8, i8::int8}), {{3, 4, i8::int8}});
+  CHECK(nas::flash_bytes(s, one8) == nn::quantized_network<model1, tl::int8_per_channel, nn::heap_storage>::parameter_bytes);
+  CHECK(nas::arena_bytes(s, one8) == nn::quantized_network<model1, tl::int8_per_channel, nn::heap_storage>::arena_bytes);
+  CHECK(nas::macs(s, one8) == model1::macs);
+  // Energy: MACs and bytes moved (flash, each conv's input + output + pooled output, each dense layer's input + output).
+  nas::objectives o;
+  const nas::device_profile d = nas::cortex_m4();
+  nas::apply_costs(s, all8, d, o);
+  CHECK(o.feasible());
+  CHECK(o.flash_bytes == qnet::parameter_bytes);
+  const double moved = static_cast<double>(qnet::parameter_bytes + (784 + 6272 + 1568) + (1568 + 3136 + 784) + (784 + 64) + (64 + 5));
+  CHECK(o.energy_uj == Approx((static_cast<double>(model::macs) * d.pj_per_mac + moved * d.pj_per_byte) * 1e-6));
+}
+
+TEST_CASE("nas conv stem: gradients against finite differences, none outside the sub-network", "[nas]") {
+  nas::mlp_supernet net(conv_space(), 2);
+  std::vector<float> x(6 * 64);
+  std::vector<std::uint8_t> y(6);
+  tl::rng r(9);
+  for (float& v : x) v = r.normal(0.0f, 1.0f);
+  for (auto& v : y) v = static_cast<std::uint8_t>(r.uniform_int(3));
+  for (float& p : net.parameters()) p += r.normal(0.0f, 0.1f);
+  const nas::genome g = with_stem(make({4}, {i8::fp32, i8::fp32}), {{3, 2, i8::fp32}, {5, 4, i8::fp32}});
+  // Every weight of the first conv layer's supernet kernel (4 filters of 5×5): the sub-network uses the
+  // centre 3×3 of the first 2 filters; the rest must have no gradient and no effect.
+  std::set<std::size_t> inside;
+  for (std::size_t o = 0; o < 2; ++o)
+    for (std::size_t ky = 0; ky < 3; ++ky)
+      for (std::size_t kx = 0; kx < 3; ++kx) inside.insert(net.conv_weight_index(g, 0, o, ky, kx, 0));
+  const std::size_t first = net.conv_weight_index(g, 0, 0, 0, 0, 0) - (1 * 5 + 1);  // kernel [0][0][0][0] of the supernet
+  std::vector<std::size_t> probe;
+  for (std::size_t i = first; i < first + 4 * 25; ++i) probe.push_back(i);
+  for (std::size_t o = 0; o < 4; ++o) probe.push_back(net.conv_bias_index(1, o));
+  for (std::size_t k = 0; k < 40; ++k) probe.push_back(net.conv_weight_index(g, 1, k % 4, (k / 4) % 5, (k / 20) % 5, k % 2));
+  for (std::size_t k = 0; k < 30; ++k) probe.push_back(net.dense_weight_index(g, 0, k % 4, (k * 7) % 16));
+  const gradient_check c = check_gradient(net, g, x.data(), y.data(), 6, probe);
+  for (const std::size_t i : c.outside) CHECK(inside.count(i) == 0);
+  const std::size_t outside = c.outside.size(), kinks = c.kinks, checked = c.checked;
+  CHECK(outside >= 100 - 18);  // the supernet kernel outside the sub-kernel
+  CHECK(kinks <= 4);
+  CHECK(checked > 60);
+}
+
+TEST_CASE("nas conv stem: a sub-network equals the library network with the sliced weights, bit for bit", "[nas]") {
+  const nas::mlp_space s = conv_space();
+  nas::mlp_supernet net(s, 6);
+  tl::rng r(4);
+  for (float& p : net.parameters()) p += r.normal(0.0f, 0.05f);
+  const blobs data(5, 64, 3, 1);
+  const nas::genome g = with_stem(make({4}, {i8::fp32, i8::fp32}), {{3, 2, i8::fp32}, {5, 4, i8::fp32}});
+  using model = tl::sequential<tl::input<8, 8, 1>, tl::conv2d<2, 3, 1, 1>, tl::relu, tl::max_pool2d<2>,
+                               tl::conv2d<4, 5, 1, 2>, tl::relu, tl::max_pool2d<2>, tl::flatten, tl::dense<16, 4>, tl::relu,
+                               tl::dense<4, 3>>;
+  REQUIRE(nas::sequential_type(s, g) ==
+          "::tinylarge::nn::sequential<::tinylarge::nn::input<8, 8, 1>, ::tinylarge::nn::conv2d<2, 3, 1, 1>, "
+          "::tinylarge::nn::relu, ::tinylarge::nn::max_pool2d<2>, ::tinylarge::nn::conv2d<4, 5, 1, 2>, ::tinylarge::nn::relu, "
+          "::tinylarge::nn::max_pool2d<2>, ::tinylarge::nn::flatten, ::tinylarge::nn::dense<16, 4>, ::tinylarge::nn::relu, "
+          "::tinylarge::nn::dense<4, 3>>");
+  // The weights sliced by hand from the documented layout: the MLP's layers (784-input layer 0 and the
+  // head), then per conv layer [4][5][5][C_in,max] + 4 biases, then one first dense layer per stem depth
+  // (8 rows × (pixels · 4 channels) + 8 biases).
+  const auto p = net.parameters();
+  const std::size_t h = s.max_depth;
+  const std::size_t conv0 = net.weight_offset(h) + net.rows(h) * net.cols(h) + net.rows(h);
+  const std::size_t conv1 = conv0 + 4 * 25 * 1 + 4;
+  const std::size_t dense1 = conv1 + 4 * 25 * 4 + 4;              // after a stem of one layer: 4·4·4 columns
+  const std::size_t dense2 = dense1 + 8 * 64 + 8;                  // after two: 2·2·4 columns
+  REQUIRE(dense2 + 8 * 16 + 8 == p.size());
+  std::vector<float> sliced;
+  for (std::size_t o = 0; o < 2; ++o)  // conv 0: centre 3×3 (offset 1) of filter o, 1 input channel
+    for (std::size_t ky = 0; ky < 3; ++ky)
+      for (std::size_t kx = 0; kx < 3; ++kx) sliced.push_back(p[conv0 + (o * 5 + ky + 1) * 5 + kx + 1]);
+  for (std::size_t o = 0; o < 2; ++o) sliced.push_back(p[conv0 + 100 + o]);
+  for (std::size_t o = 0; o < 4; ++o)  // conv 1: whole 5×5, first 2 of 4 input channels
+    for (std::size_t ky = 0; ky < 5; ++ky)
+      for (std::size_t kx = 0; kx < 5; ++kx)
+        for (std::size_t c = 0; c < 2; ++c) sliced.push_back(p[conv1 + ((o * 5 + ky) * 5 + kx) * 4 + c]);
+  for (std::size_t o = 0; o < 4; ++o) sliced.push_back(p[conv1 + 400 + o]);
+  for (std::size_t o = 0; o < 4; ++o)  // dense after two conv layers: rows 0..3, per pixel the first 4 of 4 channels
+    for (std::size_t i = 0; i < 16; ++i) sliced.push_back(p[dense2 + o * 16 + i]);
+  for (std::size_t o = 0; o < 4; ++o) sliced.push_back(p[dense2 + 128 + o]);
+  for (std::size_t o = 0; o < 3; ++o)  // the shared head's first 4 columns
+    for (std::size_t i = 0; i < 4; ++i) sliced.push_back(p[net.weight_offset(h) + o * net.cols(h) + i]);
+  for (std::size_t o = 0; o < 3; ++o) sliced.push_back(p[net.weight_offset(h) + net.rows(h) * net.cols(h) + o]);
+  REQUIRE(sliced.size() == model::param_count);
+  REQUIRE(nas::parameter_count(s, g) == model::param_count);
+  nn::network<model> lib;
+  std::copy(sliced.begin(), sliced.end(), lib.parameters().begin());
+  const float* z_lib = lib.forward(data.x.data(), 5);
+  // The supernet's inference path: body features, then the head on the same kernel.
+  const std::vector<float> f = net.body_features(g, data.x.data(), 5, 5);
+  REQUIRE(f.size() == 5 * 4);
+  std::vector<float> z(5 * 3);
+  const float* head = sliced.data() + model::param_count - (3 * 4 + 3);
+  tl::kernels::dense_f32(5, 3, 4, f.data(), head, head + 12, z.data());
+  for (std::size_t i = 0; i < z.size(); ++i) CHECK(z[i] == z_lib[i]);  // bit for bit
+  // The training path (strided GEMMs) agrees to rounding.
+  std::vector<float> zt(5 * 3);
+  net.logits(g, data.x.data(), 5, zt.data());
+  for (std::size_t i = 0; i < z.size(); ++i) CHECK(zt[i] == Approx(z_lib[i]).margin(1e-5));
+  // Another sub-network of the same stem depth reads the same matrices: a narrower second conv layer uses
+  // the first 2 filters and the first 2 channel columns of each pixel.
+  const nas::genome narrow = with_stem(make({4}, {i8::fp32, i8::fp32}), {{3, 2, i8::fp32}, {3, 2, i8::fp32}});
+  std::vector<float> w, b;
+  net.stem_layer(narrow, 1, w, b);
+  REQUIRE(w.size() == 2 * 9 * 2);
+  CHECK(w[(1 * 9 + 4) * 2 + 1] == p[conv1 + ((1 * 5 + 2) * 5 + 2) * 4 + 1]);  // filter 1, centre tap, channel 1
+  net.hidden_layer(narrow, 0, w, b);
+  REQUIRE(w.size() == 4 * 8);
+  CHECK(w[3 * 8 + 5] == p[dense2 + 3 * 16 + 2 * 4 + 1]);  // row 3, pixel 2, channel 1
+}
+
+TEST_CASE("nas conv stem: training, transfer, emitted parameters and int8 against the library", "[nas]") {
+  // Two classes of 8×8 images: a horizontal or a vertical bar at a random position, with noise.
+  auto bars = [](std::size_t n, std::uint64_t seed) {
+    blobs b(0, 64, 2, seed);
+    tl::rng g(seed);
+    for (std::size_t i = 0; i < n; ++i) {
+      const auto c = static_cast<std::uint8_t>(g.uniform_int(2));
+      const std::size_t at = 1 + g.uniform_int(6);
+      for (std::size_t yy = 0; yy < 8; ++yy)
+        for (std::size_t xx = 0; xx < 8; ++xx) b.x.push_back(((c == 0 ? yy : xx) == at ? 1.0f : 0.0f) + g.normal(0.0f, 0.1f));
+      b.y.push_back(c);
+    }
+    b.count = n;
+    return b;
+  };
+  nas::mlp_space s = conv_space({i8::int8, i8::fp32});
+  s.outputs = 2;
+  s.min_convs = 1;
+  nas::mlp_supernet net(s, 1);
+  const blobs train = bars(400, 1), target = bars(40, 2), test = bars(300, 3);
+  const auto loss = net.train(train.view(), {.epochs = 4, .batch_size = 32, .learning_rate = 3e-3f, .seed = 2});
+  CHECK(loss.back() < loss.front());
+  nas::transfer_evaluator ev(net, nas::cortex_m4(), target.view(), test.view());
+  const nas::genome g32 = with_stem(make({8}, {i8::fp32, i8::fp32}), {{5, 4, i8::fp32}});
+  const nas::genome g8 = with_stem(make({8}, {i8::int8, i8::int8}), {{5, 4, i8::int8}});
+  const nas::transferred_model m32 = ev.transfer(g32, test.view()), m8 = ev.transfer(g8, test.view());
+  CHECK(m32.accuracy > 0.9);
+  CHECK(std::abs(m8.accuracy - m32.accuracy) < 0.05);
+  // The evaluator's costs include the stem; the parameters are in the library layout.
+  const nas::objectives o = ev(g8);
+  CHECK(o.flash_bytes == nas::flash_bytes(s, g8));
+  CHECK(o.macs == nas::macs(s, g8));
+  using model = tl::sequential<tl::input<8, 8, 1>, tl::conv2d<4, 5, 1, 2>, tl::relu, tl::max_pool2d<2>, tl::flatten,
+                               tl::dense<64, 8>, tl::relu, tl::dense<8, 2>>;
+  REQUIRE(m32.parameters.size() == model::param_count);
+  nn::network<model> fp;
+  std::copy(m32.parameters.begin(), m32.parameters.end(), fp.parameters().begin());
+  std::size_t hits = 0;
+  for (std::size_t i = 0; i < test.count; ++i) {
+    const float* zz = fp.forward(test.x.data() + i * 64, 1);
+    hits += (zz[1] > zz[0] ? 1u : 0u) == test.y[i] ? 1 : 0;
+  }
+  CHECK(static_cast<double>(hits) / static_cast<double>(test.count) == Approx(m32.accuracy).margin(1e-9));
+  // The library's int8 network (PTQ) of the same type within 5 points of the simulated int8 path.
+  auto q = std::make_unique<nn::quantized_network<model, tl::int8_per_channel, nn::heap_storage>>();
+  nn::quantize_post_training(fp, target.x.data(), target.count, *q);
+  hits = 0;
+  for (std::size_t i = 0; i < test.count; ++i) hits += q->classify(test.x.data() + i * 64) == test.y[i] ? 1 : 0;
+  CHECK(std::abs(static_cast<double>(hits) / static_cast<double>(test.count) - m8.accuracy) < 0.05);
+  // int8 conv weights lie on their per-filter grid.
+  for (std::size_t f = 0; f < 4; ++f) CHECK(per_channel_grid_error(m8.parameters.data() + f * 25, 25) < 1e-3);
+  // Fine-tuning works through the stem: 0 epochs equals transfer, 10 change the stem weights.
+  const nas::transferred_model t0 = ev.fine_tune(g32, test.view(), {.epochs = 0});
+  CHECK(t0.parameters == m32.parameters);
+  const nas::transferred_model t10 = ev.fine_tune(g32, test.view(), {.epochs = 10, .learning_rate = 1e-3f});
+  CHECK_FALSE(std::equal(t10.parameters.begin(), t10.parameters.begin() + 100, m32.parameters.begin()));
+  // The emitted header: the type, the stem's precisions, the parameters; the JSON lists the stem.
+  const std::string hdr = nas::emit_header(s, m8, "conv_model");
+  CHECK(hdr.find("using model = " + nas::sequential_type(s, g8) + ";") != std::string::npos);
+  CHECK(hdr.find("inline constexpr unsigned conv_layers = 1;") != std::string::npos);
+  CHECK(hdr.find("conv_precisions[] = {\"int8\"}") != std::string::npos);
+  const std::vector<nas::candidate> hist{{g8, o}};
+  const std::string js = nas::front_json(hist, nas::cortex_m4(), 1 << 18, "t");
+  CHECK(js.find("\"convs\": [{\"kernel\": 5, \"channels\": 4, \"precision\": \"int8\"}]") != std::string::npos);
+  // Strategies over a space with a stem are deterministic for a seed and search the stem.
+  const auto h1 = nas::regularized_evolution(s, ev, {.budget = 12, .population = 6, .sample = 3, .seed = 4});
+  const auto h2 = nas::regularized_evolution(s, ev, {.budget = 12, .population = 6, .sample = 3, .seed = 4});
+  CHECK(same(h1, h2));
 }

@@ -7,6 +7,11 @@
 // 0-4), calibrating on the first 50 training images of each target class
 // (the rows the search calibrated on).
 //
+// A model with a conv stem (conv2d, relu, max_pool2d<2> layers, flatten, then dense layers) is
+// exported for the firmware's quantized_network instead (NAS_CONV_NETWORK in nas_mcu.h): every
+// weighted layer's int8 arrays as int8_layer_binding / int8_csr_binding and every tensor's
+// quantization, so that the firmware runs the library's int8 network on the bound arrays.
+//
 // --mcu-out DIR also writes the int8 network for the Cortex-M firmware
 // (firmware.cpp, scripts/nas_mcu.sh): DIR/nas_mcu.h holds each dense layer's
 // int8 weights, int32 biases, multipliers, shifts and zero points as the
@@ -62,6 +67,83 @@ std::string int_array(const char* type, const std::string& name, const T* v, std
   return s + "\n};\n";
 }
 
+/// Whether the emitted model has a convolutional stem (its first layer is a conv2d).
+constexpr bool has_conv_stem = model::template layer<0>::kind == tl::nn::layer_kind::conv2d;
+
+/// The CSR of layer I's int8 weights (as `add_int8_csr` stores them) when the search pruned it
+/// (sparsity > 0) and the CSR is smaller than the dense int8 matrix; else an empty one.
+template <std::size_t I>
+tl::compress::relative_csr<std::int8_t> pruned_csr(qnet& q, std::size_t sparsity) {
+  using L = typename model::template layer<I>;
+  const std::size_t n = L::out_channels, k = L::weight_count / L::out_channels;
+  const std::int8_t* w = q.template layer_weights<I>();
+  const std::vector<float> wf(w, w + n * k);  // exact; the CSR keeps the non-zero columns
+  auto csr = tl::compress::detail::build_relative_csr<std::int8_t>(
+      tl::compress::matrix_ref<const float>{wf.data(), n, k}, 8, [&](std::size_t i) { return w[i]; });
+  if (sparsity == 0 || csr.storage_bits() / 8 >= n * k) return {};
+  return csr;
+}
+
+/// The int8 network of a model with a conv stem, for the firmware's `quantized_network<model,
+/// int8_per_channel, sparse_flash_storage>` (NAS_CONV_NETWORK): per weighted layer (conv and dense,
+/// in model order) its int8 weights — a pruned dense layer as CSR when smaller —, int32 biases,
+/// multipliers and shifts as `int8_layer_binding`s, and every tensor's scale and zero point.
+/// (A template: only instantiated for a model with a conv stem.)
+template <class Net>
+std::string conv_network_header(Net& q, std::size_t& weighted, std::size_t& total_macs) {
+  std::string h = "#define NAS_CONV_NETWORK 1\n";
+  std::string table = "static const struct nas_weighted_layer nas_layers[] = {\n";
+  std::size_t dense = 0;
+  model::for_each_layer([&]<std::size_t I>() {
+    using L = typename model::template layer<I>;
+    if constexpr (tl::nn::has_weights(L::kind)) {
+      const std::string j = std::to_string(weighted++);
+      const std::size_t n = L::out_channels;
+      std::size_t macs = L::macs;
+      std::string csr_binding = "{0, 0, 0}";
+      tl::compress::relative_csr<std::int8_t> csr;
+      if constexpr (L::kind == tl::nn::layer_kind::dense) csr = pruned_csr<I>(q, nas_model::layer_sparsity_percent[dense++]);
+      if (csr.entries() > 0) {
+        h += int_array("signed char", "nas_w" + j, csr.values.data(), csr.values.size());
+        h += int_array("uint32_t", "nas_r" + j, csr.row_ptr.data(), csr.row_ptr.size());
+        h += int_array("uint8_t", "nas_g" + j, csr.gaps.data(), csr.gaps.size());
+        csr_binding = "{nas_r" + j + ", nas_g" + j + ", reinterpret_cast<const std::int8_t*>(nas_w" + j + ")}";
+        macs = csr.entries();
+        std::printf("layer %s: pruned, int8 CSR: %zu entries, %zu bytes (dense %zu)\n", j.c_str(), csr.entries(),
+                    csr.storage_bits() / 8, L::weight_count);
+      } else {
+        h += int_array("signed char", "nas_w" + j, q.template layer_weights<I>(), L::weight_count);
+      }
+      total_macs += macs;
+      h += int_array("int32_t", "nas_b" + j, q.biases() + qnet::layout.bias[I], n);
+      h += int_array("int32_t", "nas_m" + j, q.multipliers() + qnet::layout.bias[I], n);
+      h += int_array("int", "nas_s" + j, q.shifts() + qnet::layout.bias[I], n);
+      table += "  {{reinterpret_cast<const std::int8_t*>(nas_w" + j + "), nas_b" + j + ", nas_m" + j + ", nas_s" + j + ", true}, " +
+               csr_binding + "},\n";
+    } else {
+      total_macs += L::macs;  // the pools' comparisons, as model::macs counts them
+    }
+  });
+  h += "struct nas_weighted_layer { tinylarge::nn::int8_layer_binding b; tinylarge::nn::int8_csr_binding csr; };\n" + table + "};\n";
+  std::vector<float> scale;
+  std::vector<std::int32_t> zero;
+  for (const auto& t : q.tensor_quantization()) {
+    scale.push_back(t.scale);
+    zero.push_back(t.zero_point);
+  }
+  h += "TINYLARGE_C_ALIGNAS(4) static const float nas_tensor_scale[" + std::to_string(scale.size()) + "] = {";
+  for (const float v : scale) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.9gf,", static_cast<double>(v));
+    h += buf;
+  }
+  h += "};\n" + int_array("int32_t", "nas_tensor_zero_point", zero.data(), zero.size());
+  // One profiling region (the whole inference) and its MACs, in the "{n, k, macs" form scripts/nas_mcu.sh reads.
+  h += "struct nas_region { unsigned n, k, macs; };\n[[maybe_unused]] static const struct nas_region nas_regions[] = {\n  {" +
+       std::to_string(model::input_size) + ", " + std::to_string(model::output_size) + ", " + std::to_string(total_macs) + "},\n};\n";
+  return h;
+}
+
 /// Writes DIR/nas_mcu.h and DIR/nas_mcu_expected.txt (see the file comment).
 void write_mcu(const std::string& dir, qnet& q, const std::vector<const float*>& images) {
   tl::compress::c_header_writer h("Written by nas_deploy --mcu-out: the int8 network of " NAS_MODEL_HEADER);
@@ -85,6 +167,20 @@ void write_mcu(const std::string& dir, qnet& q, const std::vector<const float*>&
     expected += '\n';
   }
   // w: the n×k int8 matrix, or with row_ptr the CSR values; macs: n·k, or the CSR entries.
+  if constexpr (has_conv_stem) {
+    std::size_t weighted = 0, total_macs = 0;
+    const std::string net = conv_network_header(q, weighted, total_macs);
+    tl::compress::c_header_writer images_h("Written by nas_deploy --mcu-out: quantized target test images");
+    images_h.add_int8("nas_inputs", inputs);
+    std::ofstream(dir + "/nas_mcu_images.h") << images_h.str();
+    std::ofstream(dir + "/nas_mcu.h") << h.str() + "#include <stdint.h>\n" + net + "#define NAS_LAYER_COUNT " +
+                                             std::to_string(weighted) + "\n#define NAS_IMAGE_COUNT " +
+                                             std::to_string(images.size()) + "\n";
+    std::ofstream(dir + "/nas_mcu_expected.txt") << expected;
+    std::printf("wrote %s/nas_mcu.h, nas_mcu_images.h and nas_mcu_expected.txt (conv stem: %zu weighted layers run by "
+                "quantized_network, %zu MACs, %zu images)\n", dir.c_str(), weighted, total_macs, images.size());
+    return;
+  }
   std::string layers = "struct nas_layer_desc { unsigned n, k, macs; const signed char* w; const uint32_t* row_ptr; "
                        "const uint8_t* gaps; const int32_t* bias; const int32_t* mult; const int* shift; int32_t zx, zy; "
                        "int relu; };\n";

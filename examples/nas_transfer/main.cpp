@@ -17,12 +17,17 @@
 //                [--budget N] [--seeds N] [--population N] [--sample N]
 //                [--profile cortex_m4|phone|edge_server] [--latency] [--distill] [--finetune-epochs N]
 //                [--json FILE] [--svg FILE] [--header FILE] [--finalists N] [--data DIR] [--seed S]
-//                [--sparsities LIST] [--split]
+//                [--sparsities LIST] [--split] [--convs N] [--min-convs N] [--conv-kernels LIST] [--conv-channels LIST]
 //
 // --sparsities sets the compression levels a layer may take (magnitude-pruning sparsity in
 // percent, default 0,50,75,90; 0 searches dense models only). --split also searches the cut
 // point for split deployment: the flash and RAM budgets then apply to the device segment, and
 // the bytes per sample that cross the cut are reported (JSON "smashed_bytes").
+//
+// --convs N adds a convolutional stem of 0 to N conv layers (each conv2d with "same" padding, relu,
+// 2×2 max pooling; kernel sizes from --conv-kernels, default 3,5; channels from --conv-channels,
+// default 4,8,16; int8 or fp32 per layer) before the dense layers: kernel sizes in the search space.
+// --min-convs N makes the stem at least N layers (default 0: MLPs stay in the space).
 //
 // --distill trains the supernet with in-place distillation (the sub-networks
 // other than the largest learn from the largest's softmax).
@@ -66,6 +71,8 @@ struct options {
   std::size_t finalists = 0;
   std::uint64_t seed = 1;
   std::vector<std::uint8_t> sparsities{0, 50, 75, 90};
+  std::size_t convs = 0, min_convs = 0;
+  std::vector<std::size_t> conv_kernels{3, 5}, conv_channels{4, 8, 16};
 };
 
 /// Rows of one task: features and labels remapped to 0…4.
@@ -142,7 +149,8 @@ int main(int argc, char** argv) {
   examples::cli args(argc, argv,
                      "[--source-n N] [--source-epochs N] [--target-per-class N] [--val-n N] [--budget N] [--seeds N] "
                      "[--population N] [--sample N] [--profile cortex_m4|phone|edge_server] [--latency] [--distill] [--finetune-epochs N] [--json FILE] [--svg FILE] [--finalists N] "
-                     "[--header FILE] [--data DIR] [--seed S] [--sparsities LIST] [--split]");
+                     "[--header FILE] [--data DIR] [--seed S] [--sparsities LIST] [--split] [--convs N] [--min-convs N] [--conv-kernels LIST] "
+                     "[--conv-channels LIST]");
   while (args.next()) {
     if (args.is("--source-n")) opt.source_n = args.count();
     else if (args.is("--source-epochs")) opt.source_epochs = args.count();
@@ -163,6 +171,17 @@ int main(int argc, char** argv) {
     else if (args.is("--header")) opt.header = args.text();
     else if (args.is("--data")) opt.data = args.text();
     else if (args.is("--seed")) opt.seed = args.count<std::uint64_t>();
+    else if (args.is("--convs")) opt.convs = args.count();
+    else if (args.is("--min-convs")) opt.min_convs = args.count();
+    else if (args.is("--conv-kernels") || args.is("--conv-channels")) {
+      const bool kernels = args.is("--conv-kernels");
+      std::vector<std::size_t>& list = kernels ? opt.conv_kernels : opt.conv_channels;
+      list.clear();
+      for (const double v : args.reals()) {
+        if (v < 1 || v != static_cast<double>(static_cast<std::size_t>(v))) args.error("conv kernel sizes and channels are positive integers");
+        list.push_back(static_cast<std::size_t>(v));
+      }
+    }
     else if (args.is("--sparsities")) {
       opt.sparsities.clear();
       for (const double v : args.reals()) {
@@ -200,12 +219,23 @@ int main(int argc, char** argv) {
 
     // The space: depth 1-3, widths (100 makes LeNet-300-100's shape a member), int8 / fp32 and a
     // magnitude-pruning sparsity per layer.
-    const nas::mlp_space space{.inputs = 784, .outputs = 5, .widths = {32, 64, 100, 128, 256, 300}, .min_depth = 1,
-                               .max_depth = 3, .sparsities = opt.sparsities, .split = opt.split};
-    std::string levels;
+    nas::mlp_space space{.inputs = 784, .outputs = 5, .widths = {32, 64, 100, 128, 256, 300}, .min_depth = 1,
+                         .max_depth = 3, .sparsities = opt.sparsities, .split = opt.split};
+    space.max_convs = opt.convs;  // 28×28×1 images: a conv stem of --min-convs to --convs layers
+    space.min_convs = opt.min_convs;
+    space.conv_kernels = opt.conv_kernels;
+    space.conv_channels = opt.conv_channels;
+    space.validate();
+    std::string levels, stem_text;
     for (const std::uint8_t v : space.sparsities) levels += (levels.empty() ? "" : ", ") + std::to_string(v);
-    std::printf("search space: %.0f genomes (sparsities per layer: %s %%%s)\n", space.size(), levels.c_str(),
-                space.split ? "; cut point for split deployment" : "");
+    if (space.max_convs > 0) {
+      stem_text = "; a conv stem of " + std::to_string(space.min_convs) + "-" + std::to_string(space.max_convs) + " layers, kernels";
+      for (const std::size_t k : space.conv_kernels) stem_text += " " + std::to_string(k);
+      stem_text += ", channels";
+      for (const std::size_t c : space.conv_channels) stem_text += " " + std::to_string(c);
+    }
+    std::printf("search space: %.0f genomes (sparsities per layer: %s %%%s%s)\n", space.size(), levels.c_str(),
+                space.split ? "; cut point for split deployment" : "", stem_text.c_str());
 
     auto t0 = std::chrono::steady_clock::now();
     nas::mlp_supernet supernet(space, opt.seed);
@@ -244,7 +274,8 @@ int main(int argc, char** argv) {
     // LeNet-300-100: hand-designed, trained alone, int8 by the library's PTQ; and its shape in the supernet.
     const lenet_result ln = run_lenet(opt, source, target, test);
     const nas::genome lenet_shape{{300, 100}, {nas::layer_precision::int8, nas::layer_precision::int8, nas::layer_precision::int8}};
-    const double lenet_in_supernet = eval.transfer(lenet_shape, test.view()).accuracy;
+    const bool lenet_in_space = space.contains(lenet_shape);  // not with --min-convs > 0
+    const double lenet_in_supernet = lenet_in_space ? eval.transfer(lenet_shape, test.view()).accuracy : 0.0;
     std::printf("\n| model | test accuracy (target) | flash bytes | arena bytes | fits %s |\n|---|---|---|---|---|\n",
                 device.name.c_str());
     const bool fits_chosen = chosen.obj.feasible();
@@ -259,8 +290,9 @@ int main(int argc, char** argv) {
                   opt.finetune_epochs, ln.tuned_int8, ln.flash, ln.arena, lo.feasible() ? "yes" : "no");
     std::printf("| LeNet-300-100 fp32 (head only) | %.4f | %zu | %zu | %s |\n", ln.fp32, lenet::param_count * 4,
                 lenet::arena_bytes<tl::fp32>, device.flash_bytes == 0 || lenet::param_count * 4 <= device.flash_bytes ? "yes" : "no");
-    std::printf("| supernet sub-network 300i-100i|i (simulated int8) | %.4f | %zu | %zu | %s |\n", lenet_in_supernet,
-                lo.flash_bytes, lo.arena_bytes, lo.feasible() ? "yes" : "no");
+    if (lenet_in_space)
+      std::printf("| supernet sub-network 300i-100i|i (simulated int8) | %.4f | %zu | %zu | %s |\n", lenet_in_supernet,
+                  lo.flash_bytes, lo.arena_bytes, lo.feasible() ? "yes" : "no");
     const double lenet_best = std::max(ln.int8, ln.tuned_int8);
     const bool dominates = model.accuracy >= lenet_best && chosen.obj.flash_bytes <= ln.flash &&
                            (model.accuracy > lenet_best || chosen.obj.flash_bytes < ln.flash);
@@ -282,7 +314,9 @@ int main(int argc, char** argv) {
       std::vector<std::size_t> others;
       for (std::size_t i : nas::feasible_front(all)) {
         const auto& p = all[i].g.precisions;
-        const bool all_int8 = std::all_of(p.begin(), p.end(), [](nas::layer_precision q) { return q == nas::layer_precision::int8; });
+        const auto& cv = all[i].g.convs;
+        const bool all_int8 = std::all_of(p.begin(), p.end(), [](nas::layer_precision q) { return q == nas::layer_precision::int8; }) &&
+                              std::all_of(cv.begin(), cv.end(), [](const nas::conv_gene& c) { return c.precision == nas::layer_precision::int8; });
         if (all_int8 && !(all[i].g == chosen.g)) others.push_back(i);  // nas_deploy deploys every layer as int8
       }
       const std::string stem = opt.header.size() > 4 && opt.header.ends_with(".hpp")

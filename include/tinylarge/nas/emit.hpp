@@ -16,6 +16,12 @@
 ///   inline constexpr float parameters[] = {…};  // model::param_count values
 /// @endcode
 ///
+/// A genome with a conv stem starts the type with `input<H, W, C>` and, per
+/// conv layer, `conv2d<c, k, 1, k/2>, relu, max_pool2d<2>`, then `flatten`;
+/// the header adds `conv_layers` (0 for an MLP) and `conv_precisions[]`, and
+/// `parameters` starts with the conv layers' weights ([c][k][k][c_in]) and
+/// biases, in the layout of `nn::network<model>::parameters()`.
+///
 /// `layer_sparsity_percent` is the compression level of each dense layer
 /// (magnitude-pruning sparsity of its weights); the pruned weights are zeros
 /// in `parameters`, so a dense deployment computes the pruned model, and a
@@ -59,7 +65,15 @@ inline std::string format_float(double v, const char* fmt = "%.9g") {
 /// The `sequential<…>` type of genome `g` in `space`, fully qualified.
 inline std::string sequential_type(const mlp_space& space, const genome& g) {
   std::string t = "::tinylarge::nn::sequential<";
-  std::size_t in = space.inputs;
+  if (!g.convs.empty()) {  // input<H, W, C>, then per conv layer conv2d<C, K, 1, K/2>, relu, max_pool2d<2>; flatten
+    t += "::tinylarge::nn::input<" + std::to_string(space.image_height) + ", " + std::to_string(space.image_width) + ", " +
+         std::to_string(space.image_channels) + ">, ";
+    for (const conv_gene& c : g.convs)
+      t += "::tinylarge::nn::conv2d<" + std::to_string(c.channels) + ", " + std::to_string(c.kernel) + ", 1, " +
+           std::to_string(c.kernel / 2) + ">, ::tinylarge::nn::relu, ::tinylarge::nn::max_pool2d<2>, ";
+    t += "::tinylarge::nn::flatten, ";
+  }
+  std::size_t in = space.dense_inputs(g);
   for (std::size_t l = 0; l < g.depth(); ++l) {
     t += "::tinylarge::nn::dense<" + std::to_string(in) + ", " + std::to_string(g.widths[l]) + ">, ::tinylarge::nn::relu, ";
     in = g.widths[l];
@@ -68,9 +82,13 @@ inline std::string sequential_type(const mlp_space& space, const genome& g) {
   return t;
 }
 
-/// Number of parameters of `g` (weights and biases of every dense layer).
+/// Model layers of the conv stem of `g` in its `sequential<…>` type: conv,
+/// relu and pool per conv layer, then flatten (0 without a stem).
+inline std::size_t stem_model_layers(const genome& g) noexcept { return g.convs.empty() ? 0 : 3 * g.convs.size() + 1; }
+
+/// Number of parameters of `g` (weights and biases of every conv and dense layer).
 inline std::size_t parameter_count(const mlp_space& space, const genome& g) {
-  std::size_t n = 0, in = space.inputs;
+  std::size_t n = detail::stem_parameter_count(space, g), in = space.dense_inputs(g);
   for (std::size_t l = 0; l <= g.depth(); ++l) {
     const std::size_t out = l == g.depth() ? space.outputs : g.widths[l];
     n += in * out + out;
@@ -94,13 +112,20 @@ inline std::string emit_header(const mlp_space& space, const transferred_model& 
   h += "#pragma once\n\n#include <tinylarge/nn/layers.hpp>\n#include <tinylarge/nn/sequential.hpp>\n\n";
   h += "namespace " + ns + " {\n\n";
   h += "/// The searched architecture.\nusing model = " + sequential_type(space, m.g) + ";\n\n";
-  h += "/// Precision chosen for each dense layer (the last is the head).\ninline constexpr const char* layer_precisions[] = {";
+  h += "/// Conv layers of the stem (each conv2d, relu, max_pool2d<2>; then flatten): 0 = an MLP.\n";
+  h += "inline constexpr unsigned conv_layers = " + std::to_string(m.g.convs.size()) + ";\n";
+  if (!m.g.convs.empty()) {
+    h += "/// Precision chosen for each conv layer (not pruned).\ninline constexpr const char* conv_precisions[] = {";
+    for (std::size_t j = 0; j < m.g.convs.size(); ++j) h += std::string(j ? ", " : "") + "\"" + to_string(m.g.convs[j].precision) + "\"";
+    h += "};\n";
+  }
+  h += "\n/// Precision chosen for each dense layer (the last is the head).\ninline constexpr const char* layer_precisions[] = {";
   for (std::size_t l = 0; l < m.g.precisions.size(); ++l) h += std::string(l ? ", " : "") + "\"" + to_string(m.g.precisions[l]) + "\"";
   h += "};\n\n";
   h += "/// Magnitude-pruning sparsity (percent of the weights, zeros in `parameters`) of each dense layer.\n";
   h += "/// Per layer: ";
   for (std::size_t l = 0; l < m.g.precisions.size(); ++l) {
-    const std::size_t in = l == 0 ? space.inputs : m.g.widths[l - 1], out = l == m.g.depth() ? space.outputs : m.g.widths[l];
+    const std::size_t in = l == 0 ? space.dense_inputs(m.g) : m.g.widths[l - 1], out = l == m.g.depth() ? space.outputs : m.g.widths[l];
     const std::size_t pruned = compress::prune_count(in * out, m.g.sparsity(l) / 100.0);
     h += std::string(l ? "; " : "") + std::to_string(pruned) + " of " + std::to_string(in * out) + " weights pruned";
   }
@@ -113,7 +138,7 @@ inline std::string emit_header(const mlp_space& space, const transferred_model& 
          " bytes per sample cross the cut.\n";
   else
     h += "/// rest; 0 = no split (the device runs the whole model).\n";
-  h += "inline constexpr unsigned cut_layer = " + std::to_string(2 * m.g.cut) + ";\n\n";
+  h += "inline constexpr unsigned cut_layer = " + std::to_string(m.g.cut > 0 ? stem_model_layers(m.g) + 2 * m.g.cut : 0) + ";\n\n";
   h += "/// Trained parameters in the layout of tinylarge::nn::network<model>::parameters().\n";
   h += "inline constexpr float parameters[] = {";
   for (std::size_t i = 0; i < n; ++i) {
@@ -143,7 +168,11 @@ inline std::string front_json(const std::vector<candidate>& history, const devic
     const candidate& c = history[i];
     j += first ? "\n" : ",\n";
     first = false;
-    j += "    {\"genome\": \"" + c.g.key() + "\", \"widths\": [";
+    j += "    {\"genome\": \"" + c.g.key() + "\", \"convs\": [";
+    for (std::size_t k = 0; k < c.g.convs.size(); ++k)
+      j += std::string(k ? ", " : "") + "{\"kernel\": " + std::to_string(c.g.convs[k].kernel) + ", \"channels\": " +
+           std::to_string(c.g.convs[k].channels) + ", \"precision\": \"" + to_string(c.g.convs[k].precision) + "\"}";
+    j += "], \"widths\": [";
     for (std::size_t l = 0; l < c.g.depth(); ++l) j += (l ? ", " : "") + std::to_string(c.g.widths[l]);
     j += "], \"precisions\": [";
     for (std::size_t l = 0; l < c.g.precisions.size(); ++l) j += std::string(l ? ", " : "") + "\"" + to_string(c.g.precisions[l]) + "\"";

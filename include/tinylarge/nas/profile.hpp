@@ -38,6 +38,26 @@
 ///    per-byte costs of the presets are stated assumptions (order of
 ///    magnitude for the device class), not measurements.
 ///
+/// **Convolutional stem** (`genome::convs`): conv layer j reads an h×w×c_in
+/// image (the input, or the previous layer's pooled output) and writes
+/// h×w×c_out ("same" padding, stride 1), then `max_pool2d<2>` halves it. Its
+///  - flash: int8 → c_out·K²·c_in weight bytes + 12·c_out (int32 bias, Q31
+///    multiplier and shift per output channel: the int8 conv's
+///    requantization arrays), fp32 → 4·(c_out·K²·c_in + c_out); conv layers
+///    are never pruned;
+///  - arena: conv j needs input + output + im2col scratch — int8 the two
+///    receptive fields of `kernels::conv2d_s8_scratch_bytes` (2·K²·c_in
+///    bytes), fp32 one receptive field of 4·K²·c_in bytes (the
+///    `inference_scratch` of `nn::conv2d`) — and its pool input + output, each
+///    tensor at the precision of the conv layer that computes it (the image
+///    at the first conv's, the first dense layer's input at the last
+///    conv's): for an all-int8 genome `quantized_network<…>::arena_bytes`,
+///    for all-fp32 `Model::arena_bytes<fp32>`;
+///  - MACs: h·w·c_out·K²·c_in, plus the pool's (h/2)·(w/2)·c_out·4
+///    comparisons (counted as MACs, as `Model::macs` counts them);
+///  - energy: as for dense layers, with its flash and activation bytes.
+/// The stem always runs on the device (a cut counts hidden dense layers after it).
+///
 /// **Split deployment** (`genome::cut` = k > 0): the device runs the first k
 /// hidden layers and a server the rest. `apply_costs` then fills flash, arena,
 /// MACs and energy for the **device segment** only (the budgets of the
@@ -48,6 +68,7 @@
 /// are 0.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -98,13 +119,57 @@ struct objectives {
 
 namespace detail {
 inline std::size_t layer_in(const mlp_space& s, const genome& g, std::size_t l) noexcept {
-  return l == 0 ? s.inputs : g.widths[l - 1];
+  return l == 0 ? s.dense_inputs(g) : g.widths[l - 1];
 }
 inline std::size_t layer_out(const mlp_space& s, const genome& g, std::size_t l) noexcept {
   return l == g.depth() ? s.outputs : g.widths[l];
 }
 inline std::size_t element_bytes(layer_precision p) noexcept { return p == layer_precision::int8 ? 1 : 4; }
+/// Precision of the tensor dense layer l reads: the previous dense layer's,
+/// for l = 0 the last conv layer's (the stem's output) or, without a stem,
+/// its own (the input image).
+inline layer_precision dense_input_precision(const genome& g, std::size_t l) noexcept {
+  if (l > 0) return g.precisions[l - 1];
+  return g.convs.empty() ? g.precisions[0] : g.convs.back().precision;
+}
+/// Shape of conv layer j of `g`: input h × w × c_in, output h × w × c_out
+/// (same padding, stride 1), kernel K, receptive field K²·c_in.
+struct conv_shape {
+  std::size_t h = 0, w = 0, c_in = 0, c_out = 0, k = 0;
+  [[nodiscard]] std::size_t patch() const noexcept { return k * k * c_in; }
+  [[nodiscard]] std::size_t weights() const noexcept { return c_out * patch(); }
+  [[nodiscard]] std::size_t in_elems() const noexcept { return h * w * c_in; }
+  [[nodiscard]] std::size_t out_elems() const noexcept { return h * w * c_out; }
+  [[nodiscard]] std::size_t pooled_elems() const noexcept { return (h / 2) * (w / 2) * c_out; }
+};
+inline conv_shape conv_shape_of(const mlp_space& s, const genome& g, std::size_t j) noexcept {
+  return {s.stem_height(j), s.stem_width(j), j == 0 ? s.image_channels : g.convs[j - 1].channels, g.convs[j].channels,
+          g.convs[j].kernel};
+}
+/// Parameters (weights and biases) of the conv stem of `g`, in the library layout before the dense layers.
+inline std::size_t stem_parameter_count(const mlp_space& s, const genome& g) noexcept {
+  std::size_t n = 0;
+  for (std::size_t j = 0; j < g.convs.size(); ++j) n += conv_shape_of(s, g, j).weights() + g.convs[j].channels;
+  return n;
+}
 }  // namespace detail
+
+/// Parameter bytes of conv layer j of `g` (see the file comment).
+inline std::size_t conv_flash_bytes(const mlp_space& s, const genome& g, std::size_t j) noexcept {
+  const detail::conv_shape c = detail::conv_shape_of(s, g, j);
+  return g.convs[j].precision == layer_precision::int8 ? c.weights() + 12 * c.c_out : 4 * (c.weights() + c.c_out);
+}
+/// Parameter bytes of the conv stem of `g` (0 without one).
+inline std::size_t stem_flash_bytes(const mlp_space& s, const genome& g) noexcept {
+  std::size_t total = 0;
+  for (std::size_t j = 0; j < g.convs.size(); ++j) total += conv_flash_bytes(s, g, j);
+  return total;
+}
+/// MACs of conv layer j of `g` and its pool's comparisons.
+inline std::size_t conv_macs(const mlp_space& s, const genome& g, std::size_t j) noexcept {
+  const detail::conv_shape c = detail::conv_shape_of(s, g, j);
+  return c.out_elems() * c.patch() + c.pooled_elems() * 4;
+}
 
 /// Gap width (bits) of the CSR form of a pruned layer: 8, one byte per gap, as
 /// `compress::model_file_builder::add_int8_csr` stores pruned int8 weights.
@@ -156,7 +221,7 @@ namespace detail {
 /// an empty span when `parameters` is empty.
 inline std::span<const float> layer_weights(const mlp_space& s, const genome& g, std::size_t l, std::span<const float> parameters) {
   if (parameters.empty()) return {};
-  std::size_t at = 0;
+  std::size_t at = stem_parameter_count(s, g);
   for (std::size_t k = 0; k < l; ++k) at += layer_in(s, g, k) * layer_out(s, g, k) + layer_out(s, g, k);
   const std::size_t n = layer_in(s, g, l) * layer_out(s, g, l);
   TINYLARGE_REQUIRE(at + n <= parameters.size(), errc::shape_mismatch,
@@ -165,9 +230,10 @@ inline std::span<const float> layer_weights(const mlp_space& s, const genome& g,
 }
 }  // namespace detail
 
-/// Parameter bytes of dense layers [from, to) of `g` (see the file comment for
-/// the per-layer formula); with `parameters` (the exported parameters of `g`,
-/// library layout) pruned layers are counted from their actual CSR.
+/// Parameter bytes of dense layers [from, to) of `g`, the conv stem not
+/// included (see the file comment for the per-layer formula); with
+/// `parameters` (the exported parameters of `g`, library layout) pruned
+/// layers are counted from their actual CSR.
 inline std::size_t flash_bytes(const mlp_space& s, const genome& g, std::size_t from, std::size_t to,
                                std::span<const float> parameters = {}) {
   std::size_t total = 0;
@@ -176,9 +242,9 @@ inline std::size_t flash_bytes(const mlp_space& s, const genome& g, std::size_t 
   return total;
 }
 
-/// Parameter bytes of the whole model `g` (every dense layer, whatever its cut).
+/// Parameter bytes of the whole model `g` (its conv stem and every dense layer, whatever its cut).
 inline std::size_t flash_bytes(const mlp_space& s, const genome& g, std::span<const float> parameters = {}) {
-  return flash_bytes(s, g, 0, g.depth() + 1, parameters);
+  return stem_flash_bytes(s, g) + flash_bytes(s, g, 0, g.depth() + 1, parameters);
 }
 
 /// Dense layers the device runs: `g.cut` when split, all d + 1 otherwise.
@@ -190,14 +256,22 @@ inline std::size_t smashed_bytes(const genome& g) noexcept {
   return g.cut > 0 ? g.widths[g.cut - 1] * detail::element_bytes(g.precisions[g.cut - 1]) : 0;
 }
 
-/// Bytes of the batch-1 activation arena of dense layers [0, layers) of `g`
-/// (default: all): max over them of input + output bytes, each tensor stored
-/// at the precision of the layer that computes it (the input at the first
-/// layer's).
+/// Bytes of the batch-1 activation arena of the conv stem and dense layers
+/// [0, layers) of `g` (default: all): max over them of input + output bytes
+/// (+ a conv layer's im2col scratch), each tensor stored at the precision of
+/// the layer that computes it (the input at the first layer's).
 inline std::size_t arena_bytes(const mlp_space& s, const genome& g, std::size_t layers = static_cast<std::size_t>(-1)) {
   std::size_t best = 0;
+  for (std::size_t j = 0; j < g.convs.size(); ++j) {
+    const detail::conv_shape c = detail::conv_shape_of(s, g, j);
+    const layer_precision p = g.convs[j].precision, in_p = j == 0 ? p : g.convs[j - 1].precision;
+    const std::size_t scratch = p == layer_precision::int8 ? 2 * c.patch() : 4 * c.patch();
+    const std::size_t conv = c.in_elems() * detail::element_bytes(in_p) + scratch + c.out_elems() * detail::element_bytes(p);
+    const std::size_t pool = (c.out_elems() + c.pooled_elems()) * detail::element_bytes(p);
+    best = std::max({best, conv, pool});
+  }
   for (std::size_t l = 0; l <= g.depth() && l < layers; ++l) {
-    const layer_precision in_p = l == 0 ? g.precisions[0] : g.precisions[l - 1];
+    const layer_precision in_p = detail::dense_input_precision(g, l);
     const std::size_t b = detail::layer_in(s, g, l) * detail::element_bytes(in_p) +
                           detail::layer_out(s, g, l) * detail::element_bytes(g.precisions[l]);
     best = b > best ? b : best;
@@ -205,25 +279,33 @@ inline std::size_t arena_bytes(const mlp_space& s, const genome& g, std::size_t 
   return best;
 }
 
-/// Multiply-accumulates of one forward pass of one sample through dense
-/// layers [0, layers) (default: all; a CSR layer: its stored entries).
+/// Multiply-accumulates of one forward pass of one sample through the conv
+/// stem (pool comparisons included) and dense layers [0, layers) (default:
+/// all; a CSR layer: its stored entries).
 inline std::size_t macs(const mlp_space& s, const genome& g, std::span<const float> parameters = {},
                         std::size_t layers = static_cast<std::size_t>(-1)) {
   std::size_t total = 0;
+  for (std::size_t j = 0; j < g.convs.size(); ++j) total += conv_macs(s, g, j);
   for (std::size_t l = 0; l <= g.depth() && l < layers; ++l)
     total += layer_storage_of(s, g, l, detail::layer_weights(s, g, l, parameters)).entries;
   return total;
 }
 
-/// Energy estimate of one inference through dense layers [0, layers)
-/// (default: all) in microjoules: MACs·pj_per_mac + (flash bytes +
-/// Σ_layers (input bytes + output bytes))·pj_per_byte.
+/// Energy estimate of one inference through the conv stem and dense layers
+/// [0, layers) (default: all) in microjoules: MACs·pj_per_mac + (flash bytes
+/// + Σ_layers (input bytes + output bytes))·pj_per_byte (a conv layer's
+/// output and its pool's output counted once each).
 inline double energy_uj(const mlp_space& s, const genome& g, const device_profile& d, std::span<const float> parameters = {},
                         std::size_t layers = static_cast<std::size_t>(-1)) {
   const std::size_t n = layers < g.depth() + 1 ? layers : g.depth() + 1;
-  std::size_t moved = flash_bytes(s, g, 0, n, parameters);
+  std::size_t moved = stem_flash_bytes(s, g) + flash_bytes(s, g, 0, n, parameters);
+  for (std::size_t j = 0; j < g.convs.size(); ++j) {
+    const detail::conv_shape c = detail::conv_shape_of(s, g, j);
+    const layer_precision p = g.convs[j].precision, in_p = j == 0 ? p : g.convs[j - 1].precision;
+    moved += c.in_elems() * detail::element_bytes(in_p) + (c.out_elems() + c.pooled_elems()) * detail::element_bytes(p);
+  }
   for (std::size_t l = 0; l < n; ++l) {
-    const layer_precision in_p = l == 0 ? g.precisions[0] : g.precisions[l - 1];
+    const layer_precision in_p = detail::dense_input_precision(g, l);
     moved += detail::layer_in(s, g, l) * detail::element_bytes(in_p) +
              detail::layer_out(s, g, l) * detail::element_bytes(g.precisions[l]);
   }
@@ -239,7 +321,7 @@ inline void apply_costs(const mlp_space& s, const genome& g, const device_profil
                         std::span<const float> parameters = {}) {
   TINYLARGE_REQUIRE(g.cut <= g.depth(), errc::invalid_argument, "nas::apply_costs: the cut is beyond the genome's depth");
   const std::size_t dev = device_layers(g);
-  o.flash_bytes = flash_bytes(s, g, 0, dev, parameters);
+  o.flash_bytes = stem_flash_bytes(s, g) + flash_bytes(s, g, 0, dev, parameters);
   o.server_flash_bytes = flash_bytes(s, g, dev, g.depth() + 1, parameters);
   o.smashed_bytes = smashed_bytes(g);
   o.arena_bytes = arena_bytes(s, g, dev);

@@ -256,13 +256,24 @@ class transfer_evaluator {
     }
     transferred_model m{g, {}, head_accuracy(h, f.data() + train_.count * wd, data.y, data.count)};
     std::vector<float> w, b;
+    for (std::size_t j = 0; j < g.convs.size(); ++j) {  // the conv stem first, as in nn::network<Model>::parameters()
+      net.stem_layer(g, j, w, b);
+      if (g.convs[j].precision == layer_precision::int8) {
+        const detail::conv_shape c = detail::conv_shape_of(net.space(), g, j);
+        const std::vector<float> in = net.stem_features(g, j, train_.x, train_.count, train_.count);
+        detail::fake_quantize_dense(w.data(), b.data(), c.c_out, c.patch(), detail::activation_params(in.data(), in.size()).scale);
+      }
+      m.parameters.insert(m.parameters.end(), w.begin(), w.end());
+      m.parameters.insert(m.parameters.end(), b.begin(), b.end());
+    }
     for (std::size_t l = 0; l < g.depth(); ++l) {
       net.hidden_layer(g, l, w, b);
       if (g.precisions[l] == layer_precision::int8) {
         // The same quantization body_features applied: input range from the training rows.
-        const std::vector<float> in = l == 0 ? std::vector<float>(train_.x, train_.x + train_.count * train_.features)
-                                             : layer_input(net, g, l);
-        detail::fake_quantize_dense(w.data(), b.data(), g.widths[l], l == 0 ? net.space().inputs : g.widths[l - 1],
+        const std::vector<float> in = l == 0 && g.convs.empty()
+                                          ? std::vector<float>(train_.x, train_.x + train_.count * train_.features)
+                                          : layer_input(net, g, l);
+        detail::fake_quantize_dense(w.data(), b.data(), g.widths[l], l == 0 ? net.space().dense_inputs(g) : g.widths[l - 1],
                                     detail::activation_params(in.data(), in.size()).scale);
       }
       m.parameters.insert(m.parameters.end(), w.begin(), w.end());
@@ -272,18 +283,23 @@ class transfer_evaluator {
     return m;
   }
 
-  /// Input of hidden layer l (l ≥ 1) on the training rows, as `body_features` computes it.
+  /// Input of hidden layer l on the training rows, as `body_features` computes it (l = 0: the stem's output).
   std::vector<float> layer_input(const mlp_supernet& net, const genome& g, std::size_t l) const {
     return net.hidden_features(g, l, train_.x, train_.count, train_.count);
   }
 
   /// Median over 5 repeats of the mean time of 32 batch-1 fp32 forward passes.
   double measure_latency(const genome& g) const {
-    std::vector<std::vector<float>> ws(g.depth()), bs(g.depth());
+    std::vector<std::vector<float>> ws(g.depth()), bs(g.depth()), cw(g.convs.size()), cb(g.convs.size());
     for (std::size_t l = 0; l < g.depth(); ++l) net_.hidden_layer(g, l, ws[l], bs[l]);
+    std::size_t largest = net_.space().max_width() + net_.space().inputs;
+    for (std::size_t j = 0; j < g.convs.size(); ++j) {
+      net_.stem_layer(g, j, cw[j], cb[j]);
+      largest = std::max(largest, detail::conv_shape_of(net_.space(), g, j).out_elems());
+    }
     const std::size_t outs = net_.space().outputs, wd = g.widths.back();
     const std::vector<float> hw(outs * wd + outs, 0.01f);
-    std::vector<float> a(net_.space().max_width() + net_.space().inputs), c(a.size());
+    std::vector<float> a(largest), c(a.size()), z(largest), cols;
     std::vector<double> times;
     volatile float sink = 0;
     for (int rep = 0; rep < 5; ++rep) {
@@ -292,6 +308,13 @@ class transfer_evaluator {
         const float* x = eval_.x + (s % eval_.count) * eval_.features;
         std::size_t in = net_.space().inputs;
         std::copy(x, x + in, a.data());
+        for (std::size_t j = 0; j < g.convs.size(); ++j) {
+          const detail::conv_shape cs = detail::conv_shape_of(net_.space(), g, j);
+          detail::conv_forward(cs, a.data(), 1, cw[j].data(), cb[j].data(), cols, z.data());
+          detail::relu_inplace(z.data(), cs.out_elems());
+          detail::max_pool2(cs, z.data(), 1, a.data(), nullptr);
+          in = cs.pooled_elems();
+        }
         for (std::size_t l = 0; l < g.depth(); ++l) {
           kernels::dense_f32(1, g.widths[l], in, a.data(), ws[l].data(), bs[l].data(), c.data());
           detail::relu_inplace(c.data(), g.widths[l]);

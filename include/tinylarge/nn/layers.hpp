@@ -75,6 +75,65 @@ inline void copy(const float* x, float* y, std::size_t n) noexcept {
   for (std::size_t i = 0; i < n; ++i) y[i] = x[i];
 }
 
+/// Geometry of a K×K convolution over an NHWC image (run-time form of a
+/// bound `conv2d`; the architecture search's supernet uses it for
+/// sub-networks whose shapes are known only at run time).
+struct conv_geometry {
+  std::size_t h, w, c;        ///< input height, width, channels
+  std::size_t k, stride, pad; ///< kernel, stride, zero padding on every border
+  std::size_t ho, wo;         ///< output height and width (`window_out`)
+  [[nodiscard]] constexpr std::size_t patch() const noexcept { return k * k * c; }
+};
+
+/// im2col: cols[(b·ho·wo + r)·patch + (ky·K + kx)·C + c] = x(b, oy·S + ky − P, ox·S + kx − P, c), 0 outside.
+inline void im2col(const conv_geometry& g, const float* x, float* cols, std::size_t batch) noexcept {
+  const std::size_t patch = g.patch(), size = g.h * g.w * g.c;
+  for (std::size_t b = 0; b < batch; ++b) {
+    const float* xs = x + b * size;
+    for (std::size_t oy = 0; oy < g.ho; ++oy)
+      for (std::size_t ox = 0; ox < g.wo; ++ox) {
+        float* row = cols + ((b * g.ho + oy) * g.wo + ox) * patch;
+        for (std::size_t ky = 0; ky < g.k; ++ky) {
+          const std::size_t iy = oy * g.stride + ky;  // offset by pad
+          for (std::size_t kx = 0; kx < g.k; ++kx) {
+            const std::size_t ix = ox * g.stride + kx;
+            float* dst = row + (ky * g.k + kx) * g.c;
+            const bool inside = iy >= g.pad && iy < g.h + g.pad && ix >= g.pad && ix < g.w + g.pad;
+            if (inside) {
+              const float* src = xs + ((iy - g.pad) * g.w + (ix - g.pad)) * g.c;
+              for (std::size_t c = 0; c < g.c; ++c) dst[c] = src[c];
+            } else {
+              for (std::size_t c = 0; c < g.c; ++c) dst[c] = 0.0f;
+            }
+          }
+        }
+      }
+  }
+}
+/// The adjoint of `im2col`: dx = Σ over the rows that read each input element.
+inline void col2im(const conv_geometry& g, const float* cols, float* dx, std::size_t batch) noexcept {
+  const std::size_t patch = g.patch(), size = g.h * g.w * g.c;
+  for (std::size_t i = 0; i < batch * size; ++i) dx[i] = 0.0f;
+  for (std::size_t b = 0; b < batch; ++b) {
+    float* xs = dx + b * size;
+    for (std::size_t oy = 0; oy < g.ho; ++oy)
+      for (std::size_t ox = 0; ox < g.wo; ++ox) {
+        const float* row = cols + ((b * g.ho + oy) * g.wo + ox) * patch;
+        for (std::size_t ky = 0; ky < g.k; ++ky) {
+          const std::size_t iy = oy * g.stride + ky;
+          if (iy < g.pad || iy >= g.h + g.pad) continue;
+          for (std::size_t kx = 0; kx < g.k; ++kx) {
+            const std::size_t ix = ox * g.stride + kx;
+            if (ix < g.pad || ix >= g.w + g.pad) continue;
+            float* dst = xs + ((iy - g.pad) * g.w + (ix - g.pad)) * g.c;
+            const float* src = row + (ky * g.k + kx) * g.c;
+            for (std::size_t c = 0; c < g.c; ++c) dst[c] += src[c];
+          }
+        }
+      }
+  }
+}
+
 /// Elementwise activation F: `F::forward(n, x, y)` computes y = f(x) and
 /// `F::backward(n, y, dy, dx)` dx = dy · f'(x) expressed in the output y, so
 /// the backward pass needs no copy of the input.
@@ -216,52 +275,11 @@ struct conv2d {
     static constexpr std::size_t workspace_per_sample = 2 * ho * wo * patch;  // cols and dcols
     static constexpr std::size_t inference_scratch = patch;                        // one receptive field
 
+    static constexpr detail::conv_geometry geometry{S::h, S::w, S::c, K, Stride, Pad, ho, wo};
     /// cols[(b·ho·wo + r)·patch + (ky·K + kx)·C + c] = x(b, oy·S + ky − P, ox·S + kx − P, c), 0 outside.
-    static void im2col(const float* x, float* cols, std::size_t batch) noexcept {
-      for (std::size_t b = 0; b < batch; ++b) {
-        const float* xs = x + b * S::size;
-        for (std::size_t oy = 0; oy < ho; ++oy)
-          for (std::size_t ox = 0; ox < wo; ++ox) {
-            float* row = cols + ((b * ho + oy) * wo + ox) * patch;
-            for (std::size_t ky = 0; ky < K; ++ky) {
-              const std::size_t iy = oy * Stride + ky;  // offset by Pad
-              for (std::size_t kx = 0; kx < K; ++kx) {
-                const std::size_t ix = ox * Stride + kx;
-                float* dst = row + (ky * K + kx) * S::c;
-                const bool inside = iy >= Pad && iy < S::h + Pad && ix >= Pad && ix < S::w + Pad;
-                if (inside) {
-                  const float* src = xs + ((iy - Pad) * S::w + (ix - Pad)) * S::c;
-                  for (std::size_t c = 0; c < S::c; ++c) dst[c] = src[c];
-                } else {
-                  for (std::size_t c = 0; c < S::c; ++c) dst[c] = 0.0f;
-                }
-              }
-            }
-          }
-      }
-    }
+    static void im2col(const float* x, float* cols, std::size_t batch) noexcept { detail::im2col(geometry, x, cols, batch); }
     /// The adjoint of im2col: dx = Σ over the rows that read each input element.
-    static void col2im(const float* cols, float* dx, std::size_t batch) noexcept {
-      for (std::size_t i = 0; i < batch * S::size; ++i) dx[i] = 0.0f;
-      for (std::size_t b = 0; b < batch; ++b) {
-        float* xs = dx + b * S::size;
-        for (std::size_t oy = 0; oy < ho; ++oy)
-          for (std::size_t ox = 0; ox < wo; ++ox) {
-            const float* row = cols + ((b * ho + oy) * wo + ox) * patch;
-            for (std::size_t ky = 0; ky < K; ++ky) {
-              const std::size_t iy = oy * Stride + ky;
-              if (iy < Pad || iy >= S::h + Pad) continue;
-              for (std::size_t kx = 0; kx < K; ++kx) {
-                const std::size_t ix = ox * Stride + kx;
-                if (ix < Pad || ix >= S::w + Pad) continue;
-                float* dst = xs + ((iy - Pad) * S::w + (ix - Pad)) * S::c;
-                const float* src = row + (ky * K + kx) * S::c;
-                for (std::size_t c = 0; c < S::c; ++c) dst[c] += src[c];
-              }
-            }
-          }
-      }
-    }
+    static void col2im(const float* cols, float* dx, std::size_t batch) noexcept { detail::col2im(geometry, cols, dx, batch); }
     static void forward(const float* p, const float* x, float* y, std::size_t batch, context& ctx) noexcept {
       float* cols = ctx.workspace;
       im2col(x, cols, batch);
