@@ -17,14 +17,13 @@
 // `device_forward`, `encode_smashed<codec::fp32>` (activations and labels into
 // the uplink message), `decode_gradient<codec::fp32>` (the server's gradient
 // message: size, payload, finite values) and `device_backward` with the SGD
-// update (`nn::backward_step`: zeroed gradients, backward, accepted, step) —
-// against the same work written by hand on the same kernels: input copy,
-// dense_f32, ReLU, the two messages by memcpy (as codec::fp32 does), a finite
-// check, gradient zeroing, relu_backward, the weight-gradient gemm_f32, the
-// bias-gradient loop and sgd_step. The optimizer's parameter count is a run-time
-// argument on both sides (the optimizer state holds it at run time; a
-// compile-time count lets the compiler unroll sgd_step's loop, which is the
-// compiler's gain, not an overhead of the roles). The server's answer is a fixed, valid
+// update (`nn::backward_step`: plain SGD, so the fused step
+// `network::backward_sgd`) — against the same work written by hand on the
+// same kernels: input copy, dense_f32, ReLU, the two messages by memcpy (as
+// codec::fp32 does), a finite check, relu_backward, the weight update fused
+// into the weight-gradient GEMM (`sgd_gemm_tn_f32`), the bias-gradient loop
+// and sgd_step on the bias. (Until 2026-12-08 both sides zeroed the gradient,
+// ran the gradient GEMM and sgd_step over all parameters.) The server's answer is a fixed, valid
 // gradient message prepared before the measured function (the server role is
 // not the device's cost).
 //
@@ -113,15 +112,14 @@ extern "C" __attribute__((noinline)) float tl_bench_hand_step(float* w, float* d
     bool finite = true;
     for (std::size_t i = 0; i < batch * out; ++i) finite = finite && std::isfinite(g[i]);
     if (!finite) return -1.0f;
-    for (std::size_t i = 0; i < params; ++i) dw[i] = 0.0f;
     k::relu_backward(k::default_backend{}, batch * out, y, g, dpre);
-    k::gemm_f32(k::default_backend{}, k::transpose::yes, k::transpose::no, out, in, batch, 1.0f, dpre, out, kept, in,
-                1.0f, dw, in);
+    k::sgd_gemm_tn_f32(k::default_backend{}, out, in, batch, lr, dpre, out, kept, in, w, in, dw);
     float* db = dw + in * out;
+    for (std::size_t o = 0; o < out; ++o) db[o] = 0.0f;
     for (std::size_t i = 0; i < batch; ++i)
       for (std::size_t o = 0; o < out; ++o) db[o] += dpre[i * out + o];
-    k::sgd_step(k::default_backend{}, params, k::sgd_params<float>{lr, 0.0f, 0.0f, false}, w, dw,
-                static_cast<float*>(nullptr));
+    k::sgd_step(k::default_backend{}, params - in * out, k::sgd_params<float>{lr, 0.0f, 0.0f, false}, w + in * out,
+                db, static_cast<float*>(nullptr));
     s += y[r] + static_cast<float>(up[r]);
   }
   return s;
